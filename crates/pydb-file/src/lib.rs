@@ -1,0 +1,112 @@
+//! # pydb-file: the byte device
+//!
+//! The bottom layer of pydb. Everything pydb persists goes through the
+//! [`File`] trait: a positional byte device in the spirit of a block device,
+//! with `len`, `read_at`, `write_at`, `append`, `set_len` and `sync_data`.
+//!
+//! Every method takes `&self` and there is no cursor: readers on many threads
+//! and one writer can share one file without locking each other out, and a
+//! decorator (a fault-injecting file, a compressing file) can wrap any
+//! implementation without caring who calls it.
+//!
+//! The durability contract is the one of POSIX `pwrite` + `fdatasync`:
+//! bytes written are visible to every reader at once, but survive a power
+//! cut only once [`File::sync_data`] has returned `Ok`. Creating, renaming
+//! or deleting a file is durable only once its directory has been synced,
+//! see [`sync_dir`].
+
+mod error;
+mod monolithic;
+
+pub use error::{Error, Result};
+pub use monolithic::{MonolithicFile, MonolithicOpener, sync_dir};
+
+use std::path::Path;
+
+/// A positional byte device: the one interface every pydb file implements.
+///
+/// Implementations must be safe to share between threads: any number of
+/// concurrent `read_at` calls may run beside one writer. Callers that write
+/// from several threads serialize those writes themselves (the WAL does).
+pub trait File: Send + Sync + std::fmt::Debug {
+    /// The path of the file, used in error messages and reports.
+    fn path(&self) -> &Path;
+
+    /// The current length of the file in bytes.
+    fn len(&self) -> Result<u64>;
+
+    /// Whether the file is empty.
+    fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Fills `buf` with the bytes at `offset..offset + buf.len()`.
+    ///
+    /// Returns [`Error::ReadPastEnd`] when the range is not entirely inside
+    /// the file; a short read is never returned as success.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// Writes all of `data` at `offset`, extending the file if needed.
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<()>;
+
+    /// Writes all of `data` at the end of the file and returns the offset
+    /// it was written at.
+    ///
+    /// If the write fails part-way, a prefix of `data` may have reached the
+    /// file; the length reported by [`File::len`] afterwards tells how much.
+    fn append(&self, data: &[u8]) -> Result<u64>;
+
+    /// Truncates or extends the file to `len` bytes.
+    fn set_len(&self, len: u64) -> Result<()>;
+
+    /// Makes every byte written so far durable (POSIX `fdatasync`).
+    fn sync_data(&self) -> Result<()>;
+}
+
+/// Opens and removes files of one kind, so that a layer that manages many
+/// files (a segmented log, an LSM tree) can be generic over the file type.
+///
+/// A fault-injecting opener hands out files that share one fault plan; a
+/// plain opener hands out [`MonolithicFile`]s.
+pub trait FileOpener: Send + Sync + std::fmt::Debug {
+    /// The kind of file this opener produces.
+    type File: File;
+
+    /// Opens the file at `path`, creating it (empty) if `create` is true and
+    /// it does not exist.
+    fn open(&self, path: &Path, create: bool) -> Result<Self::File>;
+
+    /// Removes the file at `path`. The caller syncs the directory.
+    fn remove(&self, path: &Path) -> Result<()> {
+        std::fs::remove_file(path).map_err(|e| Error::io(path, e))
+    }
+
+    /// Makes the creation, renaming and removal of entries in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> Result<()> {
+        sync_dir(dir)
+    }
+}
+
+impl<T: File + ?Sized> File for std::sync::Arc<T> {
+    fn path(&self) -> &Path {
+        (**self).path()
+    }
+    fn len(&self) -> Result<u64> {
+        (**self).len()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        (**self).read_at(offset, buf)
+    }
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        (**self).write_at(offset, data)
+    }
+    fn append(&self, data: &[u8]) -> Result<u64> {
+        (**self).append(data)
+    }
+    fn set_len(&self, len: u64) -> Result<()> {
+        (**self).set_len(len)
+    }
+    fn sync_data(&self) -> Result<()> {
+        (**self).sync_data()
+    }
+}

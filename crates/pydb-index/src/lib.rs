@@ -1,0 +1,79 @@
+//! # pydb-index: where a key lives
+//!
+//! An [`Index`] maps a key to a small value that says where the key's data
+//! lives: for the append-only log engine, the segment and offset of the
+//! record that holds the latest value. The index is kept in memory and
+//! rebuilt on open (from hint files where they exist).
+//!
+//! Three implementations sit behind the one trait:
+//! - [`InMemoryIndex`]: a hash map. Fastest point lookups, no order.
+//! - [`BTreeIndex`]: `std`'s `BTreeMap`. Ordered, compact, the default.
+//! - `SkipListIndex`: a skip list written here, because it is the lesson.
+//!
+//! An index is a plain single-threaded structure (`&mut self` to change it);
+//! the engine that owns it puts it behind a lock.
+
+mod btree;
+mod hash;
+
+pub use btree::BTreeIndex;
+pub use hash::InMemoryIndex;
+
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+/// The items of an index range iteration: key and value, by reference.
+pub type RangeIter<'a, V> = Box<dyn Iterator<Item = (&'a Bytes, &'a V)> + 'a>;
+
+/// A map from keys to the location of their data.
+pub trait Index<V>: Send + Sync {
+    /// Inserts or replaces the value of `key`, returning the previous one.
+    fn insert(&mut self, key: Bytes, value: V) -> Option<V>;
+
+    /// The value of `key`, if present.
+    fn get(&self, key: &[u8]) -> Option<&V>;
+
+    /// Removes `key`, returning its value if it was present.
+    fn remove(&mut self, key: &[u8]) -> Option<V>;
+
+    /// Whether iteration with [`Index::range`] yields keys in ascending order.
+    fn is_ordered(&self) -> bool;
+
+    /// The entries whose keys fall between `start` and `end`.
+    ///
+    /// An ordered index yields them in ascending key order; an unordered one
+    /// ([`Index::is_ordered`] is false) yields them in no particular order and
+    /// may have to visit every entry to find them.
+    fn range<'a>(&'a self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> RangeIter<'a, V>;
+
+    /// The number of keys.
+    fn len(&self) -> usize;
+
+    /// Whether the index holds no key.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every key.
+    fn clear(&mut self);
+
+    /// An estimate of the heap memory the index uses, in bytes, counting the
+    /// keys, the values and the structure's own overhead.
+    fn memory_bytes(&self) -> usize;
+}
+
+/// Whether `key` lies between `start` and `end`.
+pub fn in_bounds(key: &[u8], start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
+    let after_start = match start {
+        Bound::Included(s) => key >= s,
+        Bound::Excluded(s) => key > s,
+        Bound::Unbounded => true,
+    };
+    let before_end = match end {
+        Bound::Included(e) => key <= e,
+        Bound::Excluded(e) => key < e,
+        Bound::Unbounded => true,
+    };
+    after_start && before_end
+}

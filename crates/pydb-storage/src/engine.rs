@@ -1,0 +1,194 @@
+//! The `StorageEngine` trait: what every engine offers.
+//!
+//! ## Concurrency promise
+//!
+//! Engines are `Send + Sync` and every method takes `&self`: any number of
+//! threads may read, write and scan at once. Each `set`, `delete` and
+//! `write_batch` is atomic and linearizable: once it returns, every later
+//! `get` on any thread sees it. A `scan` yields keys in ascending order;
+//! each key it yields carries a value that key held at some moment during
+//! the scan, and a key that is neither written nor deleted during the scan
+//! is yielded exactly once with its value. A scan is not a snapshot: writes
+//! that land while it runs may or may not show up (transactions, in
+//! `pydb-txn`, are where snapshots come from).
+
+use std::ops::{Bound, RangeBounds};
+
+use bytes::Bytes;
+
+use crate::Result;
+
+/// One change in a [`WriteBatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOp {
+    /// Set `key` to `value`.
+    Set {
+        /// The key.
+        key: Bytes,
+        /// The new value.
+        value: Bytes,
+    },
+    /// Delete `key`.
+    Delete {
+        /// The key.
+        key: Bytes,
+    },
+}
+
+impl BatchOp {
+    /// The key this operation changes.
+    pub fn key(&self) -> &Bytes {
+        match self {
+            BatchOp::Set { key, .. } | BatchOp::Delete { key } => key,
+        }
+    }
+}
+
+/// A group of changes applied atomically: after a crash, all or none.
+/// Later operations on the same key win over earlier ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    ops: Vec<BatchOp>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a set.
+    pub fn set(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> &mut Self {
+        self.ops.push(BatchOp::Set {
+            key: key.into(),
+            value: value.into(),
+        });
+        self
+    }
+
+    /// Adds a delete.
+    pub fn delete(&mut self, key: impl Into<Bytes>) -> &mut Self {
+        self.ops.push(BatchOp::Delete { key: key.into() });
+        self
+    }
+
+    /// The operations, in order.
+    pub fn ops(&self) -> &[BatchOp] {
+        &self.ops
+    }
+
+    /// The number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether the batch holds no operation.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+impl FromIterator<BatchOp> for WriteBatch {
+    fn from_iter<T: IntoIterator<Item = BatchOp>>(iter: T) -> Self {
+        Self {
+            ops: iter.into_iter().collect(),
+        }
+    }
+}
+
+/// A range of keys: owned bounds, so that a scan can outlive its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    /// The lower bound.
+    pub start: Bound<Bytes>,
+    /// The upper bound.
+    pub end: Bound<Bytes>,
+}
+
+impl KeyRange {
+    /// Every key.
+    pub fn all() -> Self {
+        Self {
+            start: Bound::Unbounded,
+            end: Bound::Unbounded,
+        }
+    }
+
+    /// The keys within `range`, e.g. `KeyRange::new(b"a".as_slice()..b"c".as_slice())`.
+    pub fn new<T: AsRef<[u8]>>(range: impl RangeBounds<T>) -> Self {
+        let own = |b: Bound<&T>| match b {
+            Bound::Included(k) => Bound::Included(Bytes::copy_from_slice(k.as_ref())),
+            Bound::Excluded(k) => Bound::Excluded(Bytes::copy_from_slice(k.as_ref())),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        Self {
+            start: own(range.start_bound()),
+            end: own(range.end_bound()),
+        }
+    }
+
+    /// The bounds as borrowed slices.
+    pub fn as_slices(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
+        (
+            self.start.as_ref().map(|b| b.as_ref()),
+            self.end.as_ref().map(|b| b.as_ref()),
+        )
+    }
+
+    /// Whether `key` falls inside the range.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        let (start, end) = self.as_slices();
+        pydb_index::in_bounds(key, start, end)
+    }
+}
+
+/// The items a scan yields: key and value, in ascending key order.
+pub type ScanIter<'a> = Box<dyn Iterator<Item = Result<(Bytes, Bytes)>> + Send + 'a>;
+
+/// Named counters that describe an engine's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// The engine's name (`log`, `memory`, `btree`, ...).
+    pub engine: &'static str,
+    /// Counters in a stable order, e.g. `("live_keys", 3)`.
+    pub counters: Vec<(&'static str, u64)>,
+}
+
+impl Stats {
+    /// The counter called `name`, if the engine reports it.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.counters
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// A key-value storage engine: the interface of the original pydb's
+/// `StorageEngine`, in Rust.
+pub trait StorageEngine: Send + Sync + std::fmt::Debug {
+    /// Sets `key` to `value`.
+    fn set(&self, key: &[u8], value: &[u8]) -> Result<()>;
+
+    /// The value of `key`, or `None` if it has none.
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>>;
+
+    /// Deletes `key`; returns whether it had a value.
+    fn delete(&self, key: &[u8]) -> Result<bool>;
+
+    /// Applies every operation of `batch` atomically.
+    fn write_batch(&self, batch: &WriteBatch) -> Result<()>;
+
+    /// The keys in `range` with their values, in ascending key order.
+    fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>>;
+
+    /// Makes every write so far durable, whatever the sync policy.
+    fn flush(&self) -> Result<()>;
+
+    /// Reclaims space taken by overwritten and deleted data. Engines with
+    /// nothing to reclaim return `Ok(())`.
+    fn compact(&self) -> Result<()>;
+
+    /// The engine's counters.
+    fn stats(&self) -> Stats;
+}

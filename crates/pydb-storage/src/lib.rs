@@ -1,0 +1,15 @@
+//! # pydb-storage: the engines
+//!
+//! The [`StorageEngine`] trait and its implementations:
+//! - [`MemoryStorage`]: everything in a `BTreeMap`; the model the others are
+//!   tested against.
+//! - `AppendOnlyLogStorage`: Bitcask, an append-only log of records in
+//!   `pydb-wal` with an in-memory index of where each key's latest value is.
+
+mod engine;
+mod error;
+mod memory;
+
+pub use engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
+pub use error::{Error, Result};
+pub use memory::MemoryStorage;

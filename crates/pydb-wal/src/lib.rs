@@ -1,0 +1,23 @@
+//! # pydb-wal: the checksummed record log
+//!
+//! The one record format of pydb. The append-only log engine stores its data
+//! in it; the B+tree and LSM engines use it as their write-ahead log.
+//!
+//! - [`record`]: the byte layout of a log file and its records.
+//! - [`LogWriter`]: appends records and batches, syncs them by
+//!   [`SyncPolicy`], and shares one `fsync` between concurrent writers
+//!   (group commit).
+//! - [`Scanner`]: reads the log back batch by batch and tells a torn tail
+//!   (truncated and counted) from corruption (reported, never skipped).
+
+mod error;
+mod reader;
+pub mod record;
+mod writer;
+
+pub use error::{Error, Result};
+pub use reader::{Scanner, Tail, check_file_header, read_record_at, read_record_exact};
+pub use record::{
+    FILE_HEADER_LEN, FORMAT_VERSION, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, Record, record_len,
+};
+pub use writer::{Appended, LogWriter, SyncPolicy, WriterStats};
