@@ -8,8 +8,10 @@
 
 mod engine;
 mod error;
+mod lock;
 mod memory;
 
 pub use engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
 pub use error::{Error, Result};
+pub use lock::{DirLock, LOCK_FILE_NAME};
 pub use memory::MemoryStorage;
