@@ -50,6 +50,8 @@ pub fn plot(report: &Report, path: &Path) -> Result<()> {
         .map_err(err)?;
     let panels = body.split_evenly((usize::try_from(rows)?, usize::try_from(COLUMNS)?));
 
+    // Segment 0 is drawn at the bottom; list the first store at the top.
+    let row_of = |i: usize| stores.len() - 1 - i;
     for (panel, label) in panels.iter().zip(&labels) {
         let bars: Vec<(usize, f64)> = stores
             .iter()
@@ -59,7 +61,7 @@ pub fn plot(report: &Report, path: &Path) -> Result<()> {
                     .results
                     .iter()
                     .find(|r| r.label == *label && r.store == *s)
-                    .map(|r| (i, r.ops_per_sec))
+                    .map(|r| (row_of(i), r.ops_per_sec))
             })
             .collect();
         let max = bars.iter().map(|(_, v)| *v).fold(0.0f64, f64::max).max(1.0) * 1.25;
@@ -87,10 +89,11 @@ pub fn plot(report: &Report, path: &Path) -> Result<()> {
             .map_err(err)?;
         chart
             .draw_series(bars.iter().map(|&(i, v)| {
-                let color = if stores.get(i) == Some(&report.baseline.as_str()) {
+                let store = row_of(i);
+                let color = if stores.get(store) == Some(&report.baseline.as_str()) {
                     BLACK.to_rgba()
                 } else {
-                    Palette99::pick(i).to_rgba()
+                    Palette99::pick(store).to_rgba()
                 };
                 let mut bar = Rectangle::new(
                     [
