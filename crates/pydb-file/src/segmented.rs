@@ -259,18 +259,20 @@ impl<O: FileOpener> SegmentedFile<O> {
         self.opener.sync_dir(&self.dir)
     }
 
-    /// Removes the segments `ids`, in the order given, then syncs the
-    /// directory. Handles already given out stay readable.
+    /// Removes the segments `ids`, in the order given, syncing the
+    /// directory after each. Handles already given out stay readable.
     ///
     /// The order matters to callers that must never expose an intermediate
-    /// state (compaction removes oldest first), so each file is unlinked in
-    /// turn; the directory sync at the end makes all removals durable.
+    /// state (compaction removes oldest first). A single directory sync at
+    /// the end would let the file system persist the removals in any order,
+    /// so each one is made durable before the next begins.
     pub fn remove(&self, ids: &[u64]) -> Result<()> {
         for &id in ids {
             self.state.lock().segments.remove(&id);
             self.opener.remove(&self.segment_path(id))?;
+            self.sync_dir()?;
         }
-        self.sync_dir()
+        Ok(())
     }
 
     /// Removes every `<id>.<ext>.tmp` file left by an interrupted
