@@ -1,6 +1,8 @@
 //! Guards the `StorageEngine` contract: the same tests, run on every engine
 //! and index (see `common::for_each_engine!`).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::ops::Bound;
@@ -146,7 +148,8 @@ fn scan_bounds(kind: Kind) {
         e.set(key, key).unwrap();
     }
     use Bound::{Excluded as X, Included as I, Unbounded as U};
-    let cases: &[(Bound<&[u8]>, Bound<&[u8]>, &[&[u8]])] = &[
+    type Case<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>, &'a [&'a [u8]]);
+    let cases: &[Case] = &[
         (U, U, &[b"b", b"d", b"f", b"h"]),
         (I(b"d"), U, &[b"d", b"f", b"h"]),
         (X(b"d"), U, &[b"f", b"h"]),

@@ -373,10 +373,10 @@ impl Compactor {
                         return;
                     }
                     drop(stopped);
-                    if shared.needs_compaction() {
-                        if let Err(err) = compact(&shared) {
-                            tracing::warn!(%err, "background compaction failed");
-                        }
+                    if shared.needs_compaction()
+                        && let Err(err) = compact(&shared)
+                    {
+                        tracing::warn!(%err, "background compaction failed");
                     }
                     stopped = lock.lock();
                 }

@@ -4,7 +4,7 @@
 //! To run the suites on a new engine or index, add a variant to [`Kind`],
 //! its arm in [`Kind::open`], and a line in [`for_each_engine!`].
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::Path;
 use std::time::Duration;
