@@ -12,7 +12,7 @@ fn tiny_run_writes_a_complete_report() {
     let out = Command::new(env!("CARGO_BIN_EXE_pydb-bench"))
         .args([
             "--stores",
-            "pydb-memory,redb,sqlite",
+            "pydb-log-btree,pydb-memory,sqlite",
             "--workloads",
             "fillrandom,readrandom,readseq,fillsync,reopen",
             "--num",

@@ -6,18 +6,77 @@
 //! thread: the trait promises `Send + Sync` and `&self` methods.
 
 use bytes::Bytes;
-use pydb_storage::{KeyRange, MemoryStorage, StorageEngine, WriteBatch};
+use pydb_file::MonolithicOpener;
+use pydb_index::{BTreeIndex, InMemoryIndex};
+use pydb_storage::{
+    AppendOnlyLogStorage, KeyRange, LogOptions, MemoryStorage, StorageEngine, WriteBatch,
+};
+use pydb_wal::SyncPolicy;
 
-use super::{Handle, Result, Store, StoreKind};
+use super::{Handle, Result, Store, StoreConfig, StoreKind, WriteMode};
 
 /// pydb's engines, one entry per engine and index.
 pub fn stores() -> Vec<StoreKind> {
-    vec![StoreKind {
-        name: "pydb-memory",
-        persistent: false,
-        open: |_, _| engine(MemoryStorage::new()),
-        settings: |_| "BTreeMap behind an RwLock; persists nothing".into(),
-    }]
+    vec![
+        StoreKind {
+            name: "pydb-log-btree",
+            persistent: true,
+            open: |dir, c| {
+                let index = BTreeIndex::new();
+                engine(AppendOnlyLogStorage::open_with(
+                    dir,
+                    MonolithicOpener,
+                    index,
+                    log_options(c),
+                )?)
+            },
+            settings: |c| log_settings(c, "BTreeIndex"),
+        },
+        StoreKind {
+            name: "pydb-log-hash",
+            persistent: true,
+            open: |dir, c| {
+                let index = InMemoryIndex::new();
+                engine(AppendOnlyLogStorage::open_with(
+                    dir,
+                    MonolithicOpener,
+                    index,
+                    log_options(c),
+                )?)
+            },
+            settings: |c| log_settings(c, "InMemoryIndex (hash)"),
+        },
+        StoreKind {
+            name: "pydb-memory",
+            persistent: false,
+            open: |_, _| engine(MemoryStorage::new()),
+            settings: |_| "BTreeMap behind an RwLock; persists nothing".into(),
+        },
+    ]
+}
+
+/// The log engine's options for a workload: its defaults (64 MiB segments,
+/// background compaction at 50% dead bytes), with `SyncPolicy::Always`
+/// (group commit) when every write must be durable and `SyncPolicy::Never`
+/// (appends reach the OS, `flush` syncs) otherwise.
+fn log_options(config: &StoreConfig) -> LogOptions {
+    LogOptions {
+        sync_policy: match config.mode {
+            WriteMode::Synced => SyncPolicy::Always,
+            WriteMode::Unsynced => SyncPolicy::Never,
+        },
+        ..LogOptions::default()
+    }
+}
+
+fn log_settings(config: &StoreConfig, index: &str) -> String {
+    let o = log_options(config);
+    format!(
+        "{index}, SyncPolicy::{:?}, {} MiB segments, background compaction at {:.0}% dead",
+        o.sync_policy,
+        o.max_segment_size >> 20,
+        o.compaction_threshold * 100.0
+    )
 }
 
 /// Boxes any pydb engine as a [`Store`].
