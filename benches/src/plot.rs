@@ -51,9 +51,12 @@ pub fn plot(report: &Report, path: &Path) -> Result<()> {
     let panels = body.split_evenly((usize::try_from(rows)?, usize::try_from(COLUMNS)?));
 
     // Segment 0 is drawn at the bottom; list the first store at the top.
-    let row_of = |i: usize| stores.len() - 1 - i;
+    // The axis also asks for labels of positions past the last segment,
+    // hence the checked subtraction.
+    let row_of = |i: usize| stores.len().checked_sub(i + 1);
     for (panel, label) in panels.iter().zip(&labels) {
-        let bars: Vec<(usize, f64)> = stores
+        // (position on the axis, store index, ops/s)
+        let bars: Vec<(usize, usize, f64)> = stores
             .iter()
             .enumerate()
             .filter_map(|(i, s)| {
@@ -61,10 +64,16 @@ pub fn plot(report: &Report, path: &Path) -> Result<()> {
                     .results
                     .iter()
                     .find(|r| r.label == *label && r.store == *s)
-                    .map(|r| (row_of(i), r.ops_per_sec))
+                    .zip(row_of(i))
+                    .map(|(r, pos)| (pos, i, r.ops_per_sec))
             })
             .collect();
-        let max = bars.iter().map(|(_, v)| *v).fold(0.0f64, f64::max).max(1.0) * 1.25;
+        let max = bars
+            .iter()
+            .map(|(_, _, v)| *v)
+            .fold(0.0f64, f64::max)
+            .max(1.0)
+            * 1.25;
         let mut chart = ChartBuilder::on(panel)
             .caption(*label, ("sans-serif", 16))
             .margin(8)
@@ -74,7 +83,7 @@ pub fn plot(report: &Report, path: &Path) -> Result<()> {
             .map_err(err)?;
         let name_of = |v: &SegmentValue<usize>| match v {
             SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => stores
-                .get(*i)
+                .get(row_of(*i).unwrap_or(usize::MAX))
                 .map_or_else(String::new, |s| (*s).to_string()),
             SegmentValue::Last => String::new(),
         };
@@ -88,8 +97,7 @@ pub fn plot(report: &Report, path: &Path) -> Result<()> {
             .draw()
             .map_err(err)?;
         chart
-            .draw_series(bars.iter().map(|&(i, v)| {
-                let store = row_of(i);
+            .draw_series(bars.iter().map(|&(i, store, v)| {
                 let color = if stores.get(store) == Some(&report.baseline.as_str()) {
                     BLACK.to_rgba()
                 } else {
@@ -107,7 +115,7 @@ pub fn plot(report: &Report, path: &Path) -> Result<()> {
             }))
             .map_err(err)?;
         chart
-            .draw_series(bars.iter().map(|&(i, v)| {
+            .draw_series(bars.iter().map(|&(i, _, v)| {
                 Text::new(
                     si(v),
                     (v, SegmentValue::CenterOf(i)),

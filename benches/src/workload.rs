@@ -322,49 +322,56 @@ struct Phase {
 }
 
 /// Runs `work(thread, handle, recorder)` on `threads` threads at once, each
-/// with its own handle, and merges what they recorded. The clock starts
-/// when every thread holds its handle.
+/// with its own handle, and merges what they recorded. The clock runs from
+/// the first thread's start (once every thread holds its handle) to the last
+/// thread's end, both taken by the workers themselves: the spawning thread
+/// may not be scheduled until the workers are done, so its own clock would
+/// miss the work.
 fn run_threads<F>(store: &dyn Store, threads: usize, limit: Duration, work: F) -> Result<Phase>
 where
     F: Fn(usize, &mut dyn Handle, &mut Recorder) -> Result<()> + Sync,
 {
-    let barrier = Barrier::new(threads + 1);
-    let (start, outcomes) = std::thread::scope(|s| {
+    let barrier = Barrier::new(threads);
+    let outcomes = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
                 let barrier = &barrier;
                 let work = &work;
-                s.spawn(move || -> Result<Recorder> {
+                s.spawn(move || -> Result<(Recorder, Instant, Instant)> {
                     let handle = store.handle();
                     // Wait even after a failure, so that no thread is left
                     // at the barrier.
                     barrier.wait();
                     let mut handle = handle?;
-                    let mut rec = Recorder::new(Instant::now() + limit)?;
+                    let start = Instant::now();
+                    let mut rec = Recorder::new(start + limit)?;
                     work(t, handle.as_mut(), &mut rec)?;
-                    Ok(rec)
+                    Ok((rec, start, Instant::now()))
                 })
             })
             .collect();
-        barrier.wait();
-        let start = Instant::now();
-        let outcomes: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
-        (start, outcomes)
+        workers.into_iter().map(|w| w.join()).collect::<Vec<_>>()
     });
-    let elapsed = start.elapsed();
     let mut phase = Phase {
         hist: new_histogram()?,
         ops: 0,
         user_bytes: 0,
-        elapsed,
+        elapsed: Duration::ZERO,
         stopped_early: false,
     };
+    let mut first_start: Option<Instant> = None;
+    let mut last_end: Option<Instant> = None;
     for outcome in outcomes {
-        let rec = outcome.map_err(|_| "a benchmark thread panicked")??;
+        let (rec, start, end) = outcome.map_err(|_| "a benchmark thread panicked")??;
         phase.hist.add(&rec.hist)?;
         phase.ops += rec.ops;
         phase.user_bytes += rec.user_bytes;
         phase.stopped_early |= rec.stopped_early;
+        first_start = Some(first_start.map_or(start, |s| s.min(start)));
+        last_end = Some(last_end.map_or(end, |e| e.max(end)));
+    }
+    if let (Some(start), Some(end)) = (first_start, last_end) {
+        phase.elapsed = end - start;
     }
     Ok(phase)
 }
@@ -728,6 +735,42 @@ mod tests {
         labels.sort();
         labels.dedup();
         assert_eq!(labels.len(), count, "{labels:?}");
+    }
+
+    #[test]
+    fn the_clock_covers_the_work_of_every_thread() {
+        // The spawning thread may sleep through the whole phase; the
+        // measured time must still include the work (a bug once timed only
+        // the join and reported a billion reads per second).
+        let store = (crate::stores::find("pydb-memory").unwrap().open)(
+            std::path::Path::new("."),
+            &StoreConfig {
+                mode: WriteMode::Unsynced,
+                cache_bytes: 0,
+                data_bytes_hint: 0,
+            },
+        )
+        .unwrap();
+        for threads in [1, 3] {
+            let phase = run_threads(
+                store.as_ref(),
+                threads,
+                Duration::from_secs(60),
+                |_, _, rec| {
+                    rec.time(1, 0, || {
+                        std::thread::sleep(Duration::from_millis(30));
+                        Ok(())
+                    })
+                },
+            )
+            .unwrap();
+            assert_eq!(phase.ops, threads as u64);
+            assert!(
+                phase.elapsed >= Duration::from_millis(30),
+                "{:?}",
+                phase.elapsed
+            );
+        }
     }
 
     #[test]
