@@ -15,8 +15,18 @@ const COMMANDS: usize = 3000;
 /// The key space: small, so that commands hit the same keys often; some
 /// keys need quoting.
 const KEYS: &[&[u8]] = &[
-    b"a", b"b", b"c", b"k1", b"k2", b"k10", b"key with space", b"q\"uote", b"back\\slash",
-    b"nl\nkey", b"\xffbin", b"z",
+    b"a",
+    b"b",
+    b"c",
+    b"k1",
+    b"k2",
+    b"k10",
+    b"key with space",
+    b"q\"uote",
+    b"back\\slash",
+    b"nl\nkey",
+    b"\xffbin",
+    b"z",
 ];
 
 /// Values: printable, quoted, empty, binary.
@@ -24,7 +34,9 @@ fn random_value(rng: &mut StdRng) -> Vec<u8> {
     match rng.random_range(0..6) {
         0 => Vec::new(),
         1 => b"with \"quotes\" and \\".to_vec(),
-        2 => (0..rng.random_range(1..6)).map(|_| rng.random::<u8>()).collect(),
+        2 => (0..rng.random_range(1..6))
+            .map(|_| rng.random::<u8>())
+            .collect(),
         _ => {
             let len = rng.random_range(1..10);
             (0..len).map(|_| rng.random_range(b'a'..=b'z')).collect()
@@ -90,15 +102,25 @@ fn step(rng: &mut StdRng, model: &mut BTreeMap<Vec<u8>, Vec<u8>>) -> (String, Ve
             (format!("get {}", q(&k)), vec![bulk(model.get(&k))])
         }
         50..60 => {
-            let keys: Vec<Vec<u8>> = (0..rng.random_range(1..4)).map(|_| random_key(rng)).collect();
+            let keys: Vec<Vec<u8>> = (0..rng.random_range(1..4))
+                .map(|_| random_key(rng))
+                .collect();
             let deleted = keys.iter().filter(|k| model.remove(*k).is_some()).count();
-            let line = format!("DEL {}", keys.iter().map(|k| q(k)).collect::<Vec<_>>().join(" "));
+            let line = format!(
+                "DEL {}",
+                keys.iter().map(|k| q(k)).collect::<Vec<_>>().join(" ")
+            );
             (line, vec![format!("(integer) {deleted}")])
         }
         60..68 => {
-            let keys: Vec<Vec<u8>> = (0..rng.random_range(1..4)).map(|_| random_key(rng)).collect();
+            let keys: Vec<Vec<u8>> = (0..rng.random_range(1..4))
+                .map(|_| random_key(rng))
+                .collect();
             let found = keys.iter().filter(|k| model.contains_key(*k)).count();
-            let line = format!("Exists {}", keys.iter().map(|k| q(k)).collect::<Vec<_>>().join(" "));
+            let line = format!(
+                "Exists {}",
+                keys.iter().map(|k| q(k)).collect::<Vec<_>>().join(" ")
+            );
             (line, vec![format!("(integer) {found}")])
         }
         68..76 => {
@@ -111,9 +133,17 @@ fn step(rng: &mut StdRng, model: &mut BTreeMap<Vec<u8>, Vec<u8>>) -> (String, Ve
             (line, vec!["OK".into()])
         }
         76..84 => {
-            let keys: Vec<Vec<u8>> = (0..rng.random_range(1..5)).map(|_| random_key(rng)).collect();
-            let line = format!("mget {}", keys.iter().map(|k| q(k)).collect::<Vec<_>>().join(" "));
-            (line, array(keys.iter().map(|k| bulk(model.get(k))).collect()))
+            let keys: Vec<Vec<u8>> = (0..rng.random_range(1..5))
+                .map(|_| random_key(rng))
+                .collect();
+            let line = format!(
+                "mget {}",
+                keys.iter().map(|k| q(k)).collect::<Vec<_>>().join(" ")
+            );
+            (
+                line,
+                array(keys.iter().map(|k| bulk(model.get(k))).collect()),
+            )
         }
         84..88 => ("DBSIZE".into(), vec![format!("(integer) {}", model.len())]),
         88..99 => {
@@ -136,7 +166,8 @@ fn step(rng: &mut StdRng, model: &mut BTreeMap<Vec<u8>, Vec<u8>>) -> (String, Ve
             if let Some(n) = limit {
                 line.push_str(&format!(" LIMIT {n}"));
             }
-            let empty = matches!((&start, &end), (Bound::Included(s), Bound::Excluded(e)) if s >= e);
+            let empty =
+                matches!((&start, &end), (Bound::Included(s), Bound::Excluded(e)) if s >= e);
             let mut items = Vec::new();
             if !empty {
                 for (k, v) in model
@@ -205,7 +236,11 @@ fn persistent_engines_match_the_model_across_restarts_and_compaction() {
         args.extend(&engine);
         // Alternate the sync policies: durability is not what this test
         // checks (a clean restart keeps every write), speed is welcome.
-        args.extend(if i % 2 == 0 { ["--sync", "never"] } else { ["--sync", "always"] });
+        args.extend(if i % 2 == 0 {
+            ["--sync", "never"]
+        } else {
+            ["--sync", "always"]
+        });
         run_against_model(&args, 1000 + i as u64, true);
     }
 }

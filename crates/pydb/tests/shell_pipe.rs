@@ -76,7 +76,10 @@ fn exercise(args: &[&str]) {
         "1) \"a key\"\n2) \"line\\nbreak \\\"q\\\" \\\\\"\n3) \"bin\"\n4) \"\\x00\\xffA\"\n"
     );
     assert_eq!(shell.call("range y y"), "(empty array)");
-    assert_eq!(shell.call("RANGE a b LIMIT -1"), "(error) ERR value is not an integer or out of range");
+    assert_eq!(
+        shell.call("RANGE a b LIMIT -1"),
+        "(error) ERR value is not an integer or out of range"
+    );
 
     assert_eq!(shell.call("COMPACT"), "OK");
     assert_eq!(shell.call("get z"), "\"3\"");
@@ -105,7 +108,10 @@ fn exercise(args: &[&str]) {
         }
         help.push(line);
     }
-    for command in ["SET", "GET", "DEL", "EXISTS", "MSET", "MGET", "DBSIZE", "PING", "RANGE", "COMPACT", "STATS", "QUIT"] {
+    for command in [
+        "SET", "GET", "DEL", "EXISTS", "MSET", "MGET", "DBSIZE", "PING", "RANGE", "COMPACT",
+        "STATS", "QUIT",
+    ] {
         assert!(
             help.iter().any(|l| l.contains(&format!(") {command}"))),
             "HELP does not list {command}: {help:?}"
