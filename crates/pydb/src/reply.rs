@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn indexes_are_padded_to_the_widest() {
-        let reply = Reply::Array((0..10).map(|i| Reply::Integer(i)).collect());
+        let reply = Reply::Array((0..10).map(Reply::Integer).collect());
         let text = reply.to_text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], " 1) (integer) 0");

@@ -1,5 +1,7 @@
 //! Guards the demo that `cargo run` shows: the three lines of the original pydb, then the value surviving a close and reopen.
 
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
 mod common;
 
 fn demo_output(args: &[&str]) -> String {

@@ -1,5 +1,7 @@
 //! Guards docs/formats.md against drift: `pydb inspect` on freshly written files must print exactly the examples the document shows.
 
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
 mod common;
 
 use std::path::Path;

@@ -1,5 +1,7 @@
 //! Guards `pydb inspect` and `pydb check`: every checksum is verified, damage gives a non-zero exit and points at `pydb repair`, a torn tail is not damage, and unknown files are refused.
 
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
 mod common;
 
 use std::path::Path;

@@ -1,5 +1,7 @@
 //! Guards the `PYDB` directory metadata: a database is opened only by its own engine, never in a foreign directory, never from a newer format, and damaged metadata is a typed error.
 
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
 use pydb::meta::{self, META_FILE_NAME, META_LEN, Metadata};
 use pydb::{Db, EngineKind, Error, IndexKind, Options};
 

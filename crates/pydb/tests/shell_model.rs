@@ -1,5 +1,7 @@
 //! Guards the shell against a model: thousands of seeded random commands through a pipe, every reply compared line by line with one computed from a `BTreeMap`, across restarts of the process and COMPACT, for every engine.
 
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,7 @@
 //! Guards `pydb shell` driven by a program through a pipe: every command, quoting, error replies, one flushed reply per command, no prompt or banner, and data surviving a restart.
 
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
 mod common;
 
 use common::{Shell, persistent_engines};

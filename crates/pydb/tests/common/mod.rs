@@ -1,6 +1,10 @@
 //! Helpers shared by the tests that drive the `pydb` binary as a process.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    reason = "shared by several test crates; a test fails by panicking"
+)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
