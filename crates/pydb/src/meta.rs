@@ -260,7 +260,7 @@ pub fn write(dir: &Path, meta: &Metadata) -> Result<()> {
     Ok(())
 }
 
-/// Removes a `PYDB.tmp` left behind by a crash during [`write`].
+/// Removes a `PYDB.tmp` left behind by a crash during [`write()`].
 pub fn remove_stale_temp(dir: &Path) -> Result<()> {
     let temp = dir.join(META_TEMP_FILE_NAME);
     match std::fs::remove_file(&temp) {
