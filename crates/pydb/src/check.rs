@@ -88,6 +88,16 @@ pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
             writeln!(out, "  {shown:<24} skipped (not data)").map_err(write_err)?;
             continue;
         }
+        if shown.ends_with(".tmp") {
+            // Written to a temporary name and not yet renamed: a crash
+            // interrupted it, and the next open removes it.
+            writeln!(
+                out,
+                "  {shown:<24} skipped (temporary file of an interrupted write)"
+            )
+            .map_err(write_err)?;
+            continue;
+        }
         if path.is_dir() {
             writeln!(out, "  {shown:<24} skipped (a directory)").map_err(write_err)?;
             continue;
