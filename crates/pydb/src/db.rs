@@ -29,8 +29,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use pydb_file::MonolithicOpener;
+use pydb_index::{BTreeIndex, InMemoryIndex};
+use pydb_storage::{
+    AppendOnlyLogStorage, DirLock, KeyRange, LOCK_FILE_NAME, Location, LogOptions, MemoryStorage,
+    Stats, StorageEngine,
+};
 pub use pydb_storage::{BatchOp, WriteBatch};
-use pydb_storage::{DirLock, KeyRange, LOCK_FILE_NAME, MemoryStorage, Stats, StorageEngine};
 pub use pydb_wal::SyncPolicy;
 
 use crate::meta::{self, Metadata};
@@ -226,6 +231,7 @@ impl Db {
                 options,
             )),
             EngineKind::Log => {
+                check_index_available(options.index)?;
                 prepare_dir(dir, &options)?;
                 let engine = open_log_engine(dir, &options)?;
                 Ok(Self::from_engine(engine, Some(dir.to_path_buf()), options))
@@ -382,10 +388,43 @@ fn ensure_empty(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Fails unless the index asked for is compiled into this build. Checked
+/// before the directory is touched, so that a refused open writes nothing.
+fn check_index_available(index: IndexKind) -> Result<()> {
+    match index {
+        IndexKind::Hash | IndexKind::BTree => Ok(()),
+        IndexKind::SkipList => Err(Error::Unavailable {
+            what: "the skiplist index".into(),
+        }),
+    }
+}
+
 /// Opens the append-only log engine with the index asked for.
-fn open_log_engine(_dir: &Path, _options: &Options) -> Result<Arc<dyn StorageEngine>> {
-    Err(Error::Unavailable {
-        what: "the log engine".into(),
+fn open_log_engine(dir: &Path, options: &Options) -> Result<Arc<dyn StorageEngine>> {
+    let log_options = LogOptions {
+        sync_policy: options.sync,
+        ..LogOptions::default()
+    };
+    // One monomorphized engine per index: the choice is made here, once,
+    // and everything above sees only `dyn StorageEngine`.
+    Ok(match options.index {
+        IndexKind::Hash => Arc::new(AppendOnlyLogStorage::open_with(
+            dir,
+            MonolithicOpener,
+            InMemoryIndex::<Location>::new(),
+            log_options,
+        )?),
+        IndexKind::BTree => Arc::new(AppendOnlyLogStorage::open_with(
+            dir,
+            MonolithicOpener,
+            BTreeIndex::<Location>::new(),
+            log_options,
+        )?),
+        IndexKind::SkipList => {
+            return Err(Error::Unavailable {
+                what: "the skiplist index".into(),
+            });
+        }
     })
 }
 
