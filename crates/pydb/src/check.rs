@@ -144,7 +144,12 @@ pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
 
 /// One line about one file.
 fn describe(report: &Report) -> String {
-    let mut line = format!("{}: {} records ok", report.kind.name(), report.records);
+    let unit = if report.kind == FileKind::Hint {
+        "entries"
+    } else {
+        "records"
+    };
+    let mut line = format!("{}: {} {unit} ok", report.kind.name(), report.records);
     if report.kind == FileKind::Metadata && report.is_ok() {
         line = "directory metadata: ok".into();
     }

@@ -157,12 +157,11 @@ pub fn parse_sync_policy(s: &str) -> Result<SyncPolicy> {
         "periodic" => return Ok(SyncPolicy::Periodic(DEFAULT_SYNC_INTERVAL)),
         _ => {}
     }
-    if let Some(ms) = lower.strip_prefix("periodic:") {
-        if let Ok(ms) = ms.parse::<u64>()
-            && ms > 0
-        {
-            return Ok(SyncPolicy::Periodic(Duration::from_millis(ms)));
-        }
+    if let Some(ms) = lower.strip_prefix("periodic:")
+        && let Ok(ms) = ms.parse::<u64>()
+        && ms > 0
+    {
+        return Ok(SyncPolicy::Periodic(Duration::from_millis(ms)));
     }
     Err(Error::InvalidArgument(format!(
         "unknown sync policy '{s}' (expected always, periodic, periodic:MS or never)"

@@ -27,6 +27,16 @@ use pydb_wal::record::{
     RECORD_HEADER_LEN, decode_record,
 };
 
+use pydb_storage::log::SEGMENT_EXTENSION;
+use pydb_storage::log::entry::{EntryKind, decode_entry};
+use pydb_storage::log::hint::{
+    ENTRY_COUNT_OFFSET, ENTRY_CRC_OFFSET, ENTRY_KEY_LEN_OFFSET, ENTRY_KIND_OFFSET,
+    ENTRY_RECORD_LEN_OFFSET, ENTRY_RECORD_OFFSET_OFFSET, ENTRY_SEQ_OFFSET, FIRST_SEQ_OFFSET,
+    HEADER_CRC_OFFSET, HINT_ENTRY_HEADER_LEN, HINT_HEADER_LEN, HINT_MAGIC, HINT_VERSION,
+    LAST_SEQ_OFFSET, SEGMENT_ID_OFFSET, SEGMENT_LEN_OFFSET, VERSION_OFFSET,
+};
+
+use crate::db::EngineKind;
 use crate::meta;
 use crate::tokenize::quote;
 use crate::{Error, Result};
@@ -41,8 +51,11 @@ pub const SHOW_BYTES: usize = 64;
 pub enum FileKind {
     /// The directory metadata file `PYDB` (magic `PYDBMETA`).
     Metadata,
-    /// A record log of `pydb-wal` (magic `PYDB-LOG`).
+    /// A record log of `pydb-wal` (magic `PYDB-LOG`). In a directory of
+    /// the log engine it is a segment, and its payloads are log entries.
     RecordLog,
+    /// A hint file of the log engine (magic `PYDBHINT`).
+    Hint,
     /// An empty file: the lock file, or a log whose creation was cut short.
     Empty,
 }
@@ -53,6 +66,7 @@ impl FileKind {
         match self {
             FileKind::Metadata => "directory metadata",
             FileKind::RecordLog => "record log",
+            FileKind::Hint => "hint file",
             FileKind::Empty => "empty file",
         }
     }
@@ -157,6 +171,8 @@ pub fn detect(path: &Path) -> Result<FileKind> {
         Ok(FileKind::Metadata)
     } else if magic == FILE_MAGIC {
         Ok(FileKind::RecordLog)
+    } else if magic == HINT_MAGIC {
+        Ok(FileKind::Hint)
     } else {
         Err(Error::corrupted(
             path,
@@ -174,6 +190,7 @@ pub fn inspect(path: &Path, out: &mut dyn Write) -> Result<Report> {
     let report = match kind {
         FileKind::Metadata => inspect_metadata(path, &mut text)?,
         FileKind::RecordLog => inspect_record_log(path, &mut text)?,
+        FileKind::Hint => inspect_hint(path, &mut text)?,
         FileKind::Empty => {
             text.push_str("empty file (the LOCK file, or a log whose creation was cut short)\n");
             Report::new(path, kind)
@@ -368,11 +385,80 @@ fn next_valid_record(source: &mut Source, bad: u64) -> Result<Option<u64>> {
     Ok(None)
 }
 
+/// Whether the record log at `path` is a segment of the log engine, whose
+/// payloads are log entries: it is named `<id>.log` as the engine names its
+/// segments, in a directory whose `PYDB` names the log engine. Anything
+/// else (a WAL of another engine, a file copied out of its directory) is
+/// shown as raw records.
+fn holds_log_entries(path: &Path) -> bool {
+    let named_as_segment = path.extension().is_some_and(|e| e == SEGMENT_EXTENSION)
+        && path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(pydb_file::parse_id)
+            .is_some();
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    named_as_segment && matches!(meta::read(dir), Ok(Some(m)) if m.engine == EngineKind::Log)
+}
+
+/// The name of an entry kind, as `pydb inspect` prints it.
+fn kind_name(kind: Option<EntryKind>) -> &'static str {
+    match kind {
+        Some(EntryKind::Set) => "set",
+        Some(EntryKind::Delete) => "delete",
+        Some(EntryKind::Begin) => "begin",
+        Some(EntryKind::Seal) => "seal",
+        None => "unknown",
+    }
+}
+
+/// Prints the log entry in `payload`; returns why it is not one, if so.
+fn describe_entry(payload: &[u8], out: &mut String) -> Option<String> {
+    match decode_entry(&bytes::Bytes::copy_from_slice(payload)) {
+        Ok(e) => {
+            let _ = write!(
+                out,
+                "  entry: seq {}, kind {} ({})",
+                e.seq,
+                e.kind as u8,
+                kind_name(Some(e.kind))
+            );
+            match e.kind {
+                EntryKind::Set => {
+                    let _ = write!(out, ", key {}, value {}", show(&e.key), show(&e.value));
+                }
+                EntryKind::Delete => {
+                    let _ = write!(out, ", key {}", show(&e.key));
+                }
+                EntryKind::Begin | EntryKind::Seal => {}
+            }
+            out.push('\n');
+            None
+        }
+        Err(err) => {
+            let _ = writeln!(out, "  entry: BAD ({err})");
+            Some(format!("record holds no valid log entry: {err}"))
+        }
+    }
+}
+
 fn inspect_record_log(path: &Path, out: &mut String) -> Result<Report> {
     let mut source = Source::open(path)?;
     let mut report = Report::new(path, FileKind::RecordLog);
     let file_len = source.len;
-    let _ = writeln!(out, "record log, {file_len} bytes");
+    let entries = holds_log_entries(path);
+    let _ = writeln!(
+        out,
+        "record log, {file_len} bytes{}",
+        if entries {
+            " (a segment of the log engine)"
+        } else {
+            ""
+        }
+    );
 
     // File header.
     let header = source.bytes(0, FILE_HEADER_LEN)?.to_vec();
@@ -460,7 +546,17 @@ fn inspect_record_log(path: &Path, out: &mut String) -> Result<Report> {
                 if bytes.len() > SHOW_BYTES {
                     let _ = writeln!(out, "          ... {} more bytes", bytes.len() - SHOW_BYTES);
                 }
-                let _ = writeln!(out, "  payload {}", show(payload));
+                if entries {
+                    if let Some(reason) = describe_entry(payload, out) {
+                        report.records -= 1;
+                        report.damage.push(Damage {
+                            offset: pos,
+                            reason,
+                        });
+                    }
+                } else {
+                    let _ = writeln!(out, "  payload {}", show(payload));
+                }
                 if flags & FLAG_BATCH_CONTINUES != 0 {
                     batch_start.get_or_insert(pos);
                     batch_records += 1;
@@ -530,6 +626,171 @@ fn inspect_record_log(path: &Path, out: &mut String) -> Result<Report> {
         report.records,
         report.damage.len(),
         report.torn_bytes
+    );
+    Ok(report)
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    let word: [u8; 8] = bytes.get(at..at.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_le_bytes(word))
+}
+
+fn inspect_hint(path: &Path, out: &mut String) -> Result<Report> {
+    let mut source = Source::open(path)?;
+    let mut report = Report::new(path, FileKind::Hint);
+    let file_len = source.len;
+    let _ = writeln!(out, "hint file, {file_len} bytes");
+    let header = source.bytes(0, HINT_HEADER_LEN)?.to_vec();
+    out.push_str("header at offset 0\n");
+    hex_dump(0, &header, out);
+    let field = |out: &mut String, offset: usize, name: &str, value: String| {
+        let _ = writeln!(out, "{offset:>6}  {name:<15} {value}");
+    };
+    if header.len() < HINT_HEADER_LEN {
+        let _ = writeln!(out, "DAMAGED: the header is cut short");
+        report.damage.push(Damage {
+            offset: 0,
+            reason: format!("hint of {file_len} bytes is shorter than its header"),
+        });
+        return Ok(report);
+    }
+    let u64_field = |at| read_u64(&header, at).unwrap_or_default();
+    let version = read_u32(&header, VERSION_OFFSET).unwrap_or_default();
+    let count = u64_field(ENTRY_COUNT_OFFSET);
+    field(out, 0, "magic", quote(&HINT_MAGIC));
+    field(out, VERSION_OFFSET, "version", version.to_string());
+    for (at, name) in [
+        (SEGMENT_ID_OFFSET, "segment_id"),
+        (SEGMENT_LEN_OFFSET, "segment_len"),
+        (FIRST_SEQ_OFFSET, "first_seq"),
+        (LAST_SEQ_OFFSET, "last_seq"),
+        (ENTRY_COUNT_OFFSET, "entries"),
+    ] {
+        field(out, at, name, u64_field(at).to_string());
+    }
+    let stored = read_u32(&header, HEADER_CRC_OFFSET).unwrap_or_default();
+    let computed = crc32fast::hash(&header[..HEADER_CRC_OFFSET]);
+    if stored != computed {
+        field(
+            out,
+            HEADER_CRC_OFFSET,
+            "crc32",
+            format!("{stored:#010x} BAD (computed {computed:#010x})"),
+        );
+        let _ = writeln!(out, "DAMAGED: header checksum mismatch; entries not read");
+        report.damage.push(Damage {
+            offset: HEADER_CRC_OFFSET as u64,
+            reason: "hint header checksum mismatch".into(),
+        });
+        return Ok(report);
+    }
+    field(
+        out,
+        HEADER_CRC_OFFSET,
+        "crc32",
+        format!("{stored:#010x} ok"),
+    );
+    if version != HINT_VERSION {
+        let _ = writeln!(out, "unknown hint version {version}; entries not read");
+        return Err(Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: HINT_VERSION,
+        });
+    }
+
+    let mut pos = HINT_HEADER_LEN as u64;
+    let mut index = 0u64;
+    while pos < file_len {
+        index += 1;
+        let fixed = source.bytes(pos, HINT_ENTRY_HEADER_LEN)?.to_vec();
+        let key_len = read_u32(&fixed, ENTRY_KEY_LEN_OFFSET);
+        let total = key_len.and_then(|k| HINT_ENTRY_HEADER_LEN.checked_add(k as usize));
+        let fits = total.is_some_and(|t| pos + t as u64 <= file_len);
+        let (Some(key_len), Some(total), true) = (key_len, total, fits) else {
+            let _ = writeln!(
+                out,
+                "DAMAGED: entry {index} at offset {pos} runs past the end of the file"
+            );
+            hex_dump(pos, &fixed, out);
+            report.damage.push(Damage {
+                offset: pos,
+                reason: format!("hint entry {index} cut short"),
+            });
+            break;
+        };
+        let whole = source.bytes(pos, total)?.to_vec();
+        let stored = read_u32(&whole, ENTRY_CRC_OFFSET).unwrap_or_default();
+        let computed = crc32fast::hash(&whole[ENTRY_SEQ_OFFSET..]);
+        let kind = whole.get(ENTRY_KIND_OFFSET).copied().unwrap_or_default();
+        let verdict = if stored == computed {
+            "ok".to_string()
+        } else {
+            format!("BAD (computed {computed:#010x})")
+        };
+        let _ = writeln!(
+            out,
+            "entry {index} at offset {pos}: seq {}, kind {kind} ({}), key_len {key_len}, record at {} (len {}), crc32 {stored:#010x} {verdict}",
+            read_u64(&whole, ENTRY_SEQ_OFFSET).unwrap_or_default(),
+            kind_name(EntryKind::from_byte(kind)),
+            read_u64(&whole, ENTRY_RECORD_OFFSET_OFFSET).unwrap_or_default(),
+            read_u32(&whole, ENTRY_RECORD_LEN_OFFSET).unwrap_or_default(),
+        );
+        hex_dump(pos, whole.get(..SHOW_BYTES).unwrap_or(&whole), out);
+        if whole.len() > SHOW_BYTES {
+            let _ = writeln!(out, "          ... {} more bytes", whole.len() - SHOW_BYTES);
+        }
+        let _ = writeln!(
+            out,
+            "  key {}",
+            show(whole.get(HINT_ENTRY_HEADER_LEN..).unwrap_or(&[]))
+        );
+        if stored != computed {
+            // The key length is not trustworthy past a bad checksum: the
+            // next entry cannot be found reliably.
+            let _ = writeln!(
+                out,
+                "DAMAGED: entry {index} checksum mismatch; the rest is not read"
+            );
+            report.damage.push(Damage {
+                offset: pos,
+                reason: format!("hint entry {index} checksum mismatch"),
+            });
+            break;
+        }
+        if !EntryKind::from_byte(kind).is_some_and(EntryKind::is_data) {
+            let _ = writeln!(
+                out,
+                "DAMAGED: entry {index} has kind {kind}, not set or delete"
+            );
+            report.damage.push(Damage {
+                offset: pos,
+                reason: format!("hint entry {index} has kind {kind}, not set or delete"),
+            });
+        } else {
+            report.records += 1;
+        }
+        pos += total as u64;
+    }
+    if report.is_ok() && report.records != count {
+        let _ = writeln!(
+            out,
+            "DAMAGED: the header counts {count} entries, the file holds {}",
+            report.records
+        );
+        report.damage.push(Damage {
+            offset: ENTRY_COUNT_OFFSET as u64,
+            reason: format!(
+                "hint header counts {count} entries, the file holds {}",
+                report.records
+            ),
+        });
+    }
+    let _ = writeln!(
+        out,
+        "summary: {} entries ok, {} damaged",
+        report.records,
+        report.damage.len()
     );
     Ok(report)
 }

@@ -79,3 +79,39 @@ fn record_log_example_matches_a_fresh_log() {
     drop(writer);
     assert_same("record-log", &inspect(&path));
 }
+
+/// A log database with known content: a set, then a batch of two sets and
+/// a delete; then (for the hint) a compaction, which seals the live data
+/// into segment 2 with its hint.
+fn make_log_db(dir: &Path, compact: bool) {
+    let options = Options {
+        index: IndexKind::BTree,
+        ..Options::with_engine(EngineKind::Log)
+    };
+    let db = Db::open(dir, options).unwrap();
+    db.set("hello", "world").unwrap();
+    let mut batch = pydb::WriteBatch::new();
+    batch.set("a", "1").set("b", "2").delete("hello");
+    db.write_batch(&batch).unwrap();
+    if compact {
+        db.compact().unwrap();
+    }
+    db.close().unwrap();
+}
+
+#[test]
+fn log_segment_example_matches_a_fresh_database() {
+    let dir = tempfile::tempdir().unwrap();
+    make_log_db(dir.path(), false);
+    assert_same(
+        "log-segment",
+        &inspect(&dir.path().join("000000000001.log")),
+    );
+}
+
+#[test]
+fn hint_example_matches_a_fresh_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    make_log_db(dir.path(), true);
+    assert_same("hint", &inspect(&dir.path().join("000000000002.hint")));
+}

@@ -134,3 +134,69 @@ fn inspect_refuses_a_file_that_is_not_pydb() {
     assert_eq!(code, 2);
     assert!(err.contains("not a pydb file"), "{err}");
 }
+
+/// A real log-engine database: data, a compaction (sealed segment and
+/// hint), more data in the active segment.
+fn make_log_engine_db(dir: &Path) {
+    let db = pydb::Db::open(dir, pydb::Options::default()).unwrap();
+    for i in 0..50 {
+        db.set(format!("key{i}"), format!("value {i}")).unwrap();
+    }
+    for i in 0..25 {
+        db.delete(format!("key{i}")).unwrap();
+    }
+    db.compact().unwrap();
+    db.set("after", "compaction").unwrap();
+    db.close().unwrap();
+}
+
+#[test]
+fn a_log_engine_database_checks_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    make_log_engine_db(dir.path());
+    let (code, out, _) = check(dir.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("000000000002.hint        hint file: 25 entries ok"),
+        "{out}"
+    );
+    assert!(out.contains("no damage found"), "{out}");
+}
+
+#[test]
+fn a_flipped_byte_in_a_segment_or_a_hint_is_damage() {
+    for file in ["000000000002.log", "000000000002.hint"] {
+        let dir = tempfile::tempdir().unwrap();
+        make_log_engine_db(dir.path());
+        let path = dir.path().join(file);
+        let len = std::fs::metadata(&path).unwrap().len() as usize;
+        flip(&path, len / 2);
+        let (code, out, _) = check(dir.path());
+        assert_eq!(code, 1, "{file}: {out}");
+        assert!(out.contains("DAMAGE FOUND in 1 of"), "{file}: {out}");
+        let (code, out, _) = inspect(&path);
+        assert_eq!(code, 1, "{file}: {out}");
+    }
+}
+
+#[test]
+fn a_record_that_is_not_a_log_entry_is_damage_in_a_log_engine_directory() {
+    // make_db writes records whose payloads are plain text: valid records,
+    // but not log entries, which the engine would refuse to open.
+    let dir = tempfile::tempdir().unwrap();
+    make_db(dir.path());
+    let (code, out, _) = check(dir.path());
+    // make_db's metadata names the log engine, so its log is a segment.
+    assert_eq!(
+        code, 0,
+        "a healthy plain log is fine outside the engine: {out}"
+    );
+    std::fs::rename(
+        dir.path().join("000001.log"),
+        dir.path().join("000000000001.log"),
+    )
+    .unwrap();
+    let (code, out, _) = inspect(&dir.path().join("000000000001.log"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("entry: BAD"), "{out}");
+}

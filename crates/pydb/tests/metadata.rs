@@ -146,3 +146,27 @@ fn the_memory_engine_ignores_the_directory() {
     db.set("k", "v").unwrap();
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+#[test]
+fn an_index_missing_from_this_build_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    match Db::open(&path, log_options(IndexKind::SkipList)) {
+        // Once the skip list is wired in, it must open like the others.
+        Ok(db) => {
+            db.set("k", "v").unwrap();
+            db.close().unwrap();
+        }
+        Err(err) => {
+            assert!(
+                matches!(err, Error::Unavailable { .. }),
+                "expected Unavailable, got {err}"
+            );
+            assert!(
+                err.to_string().contains("not available in this build"),
+                "{err}"
+            );
+            assert!(!path.exists(), "a refused open created the directory");
+        }
+    }
+}
