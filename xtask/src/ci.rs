@@ -1,4 +1,6 @@
-//! `cargo xtask ci`: the checks CI runs, in the order that fails fastest.
+//! `cargo xtask ci`: the checks CI runs, in the order that fails fastest:
+//! format, lints, docs, tests, a short crash test of every persistent engine
+//! and a short run of every fuzz target.
 
 use std::process::Command;
 
@@ -9,6 +11,9 @@ pub struct CiArgs {
     /// test command).
     #[arg(long)]
     pub no_test: bool,
+    /// Seconds to fuzz each target.
+    #[arg(long, default_value_t = 10)]
+    pub fuzz_seconds: u64,
 }
 
 /// Runs one command, echoing it, and fails if it fails.
@@ -51,5 +56,23 @@ pub fn run(args: &CiArgs) -> Result<(), String> {
     if !args.no_test {
         step("tests", "cargo", &["test", "--workspace"], &[])?;
     }
+    for engine in crate::engines::PERSISTENT {
+        eprintln!("==> crash test: {engine}");
+        crate::crashtest::run(&crate::crashtest::CrashArgs {
+            iterations: 25,
+            seed: 1,
+            engine: (*engine).to_string(),
+            duration: 60,
+            threads: 4,
+            max_kill_ms: 300,
+            dir: None,
+        })?;
+    }
+    eprintln!("==> fuzz: every target briefly");
+    crate::fuzz::run(&crate::fuzz::FuzzArgs {
+        target: None,
+        seconds: args.fuzz_seconds,
+        sanitizer: "none".into(),
+    })?;
     Ok(())
 }

@@ -1,0 +1,62 @@
+//! The engines the crash test can open, by name, with settings that make a
+//! short run exercise the interesting paths: small segments (so writes roll
+//! over often) and eager compaction (so compactions run while the child
+//! writes and when it is killed).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pydb_file::MonolithicOpener;
+use pydb_index::{BTreeIndex, InMemoryIndex};
+use pydb_storage::{AppendOnlyLogStorage, LogOptions, StorageEngine};
+use pydb_wal::SyncPolicy;
+
+/// The persistent engines `--engine` accepts.
+pub const PERSISTENT: &[&str] = &["log", "log-hash"];
+
+/// The error type of opening an engine.
+pub type OpenError = Box<dyn std::error::Error>;
+
+/// Fails unless `name` is a persistent engine.
+pub fn check_persistent(name: &str) -> Result<(), String> {
+    if PERSISTENT.contains(&name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown engine {name}; persistent engines: {}",
+            PERSISTENT.join(", ")
+        ))
+    }
+}
+
+fn log_options() -> LogOptions {
+    LogOptions {
+        sync_policy: SyncPolicy::Always,
+        max_segment_size: 32 << 10,
+        compaction_threshold: 0.3,
+        compaction_min_dead_bytes: 4 << 10,
+        background_compaction: true,
+        compaction_interval: Duration::from_millis(20),
+        ..LogOptions::default()
+    }
+}
+
+/// Opens engine `name` in `dir` with sync `always`.
+pub fn open(name: &str, dir: &Path) -> Result<Arc<dyn StorageEngine>, OpenError> {
+    Ok(match name {
+        "log" => Arc::new(AppendOnlyLogStorage::open_with(
+            dir,
+            MonolithicOpener,
+            BTreeIndex::new(),
+            log_options(),
+        )?),
+        "log-hash" => Arc::new(AppendOnlyLogStorage::open_with(
+            dir,
+            MonolithicOpener,
+            InMemoryIndex::new(),
+            log_options(),
+        )?),
+        other => return Err(format!("unknown engine {other}").into()),
+    })
+}
