@@ -1,7 +1,48 @@
 //! # pydb
 //!
-//! The facade crate: it re-exports the layers and wires them into a
-//! database.
+//! The facade crate: [`Db`] opens a database directory with the engine it
+//! was created with and hides which engine that is behind
+//! `Arc<dyn StorageEngine>`. The `pydb` binary (demo, shell, inspect,
+//! check) is built on the modules here, so that everything it does can be
+//! tested and reused (the network server will reuse [`command`] and
+//! [`reply`]).
+//!
+//! ```
+//! use pydb::{Db, EngineKind, Options};
+//!
+//! # fn main() -> pydb::Result<()> {
+//! let db = Db::open("ignored", Options::with_engine(EngineKind::Memory))?;
+//! db.set("hello", "world")?;
+//! assert_eq!(db.get("hello")?.as_deref(), Some(&b"world"[..]));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Modules, from the database up to the user:
+//! - [`db`]: `Db`, `Options`, and how a directory is opened;
+//! - [`meta`]: the `PYDB` metadata file (engine and format version);
+//! - [`tokenize`], [`command`], [`reply`]: a command line split into
+//!   arguments, parsed into a typed command, executed into a reply, printed
+//!   as redis-cli prints it;
+//! - [`shell`]: the interactive loop and the pipe loop;
+//! - [`inspect`], [`check`]: reading pydb files record by record;
+//! - [`demo`]: what `cargo run` shows.
+
+pub mod check;
+pub mod command;
+pub mod db;
+pub mod demo;
+mod error;
+pub mod inspect;
+pub mod meta;
+pub mod reply;
+pub mod shell;
+pub mod tokenize;
+
+pub use command::{Command, CommandError};
+pub use db::{Db, EngineKind, IndexKind, Options, Scan, SyncPolicy, WriteBatch};
+pub use error::{Error, Result};
+pub use reply::Reply;
 
 pub use pydb_file as file;
 pub use pydb_index as index;

@@ -1,0 +1,489 @@
+//! `Db`: a database directory opened with the engine it was created with.
+//!
+//! `Db` is what an application (and the `pydb` binary) holds. It picks the
+//! storage engine at run time from [`Options`] and keeps it as an
+//! `Arc<dyn StorageEngine>`, so the shell, the future network server and a
+//! test can switch engines without being generic over them. Cloning a `Db`
+//! is cheap and shares the engine: threads each take a clone.
+//!
+//! Opening a persistent engine goes through the directory metadata
+//! ([`crate::meta`]) first:
+//!
+//! 1. a directory without `PYDB` must be empty (or missing): it is then
+//!    created as a new database and `PYDB` is written atomically;
+//! 2. a directory with `PYDB` is opened only by the engine recorded there,
+//!    and only if its format version is not newer than this build's.
+//!
+//! Those checks run under the directory lock ([`DirLock`]), so two
+//! processes cannot both decide to create the same database. The lock is
+//! released before the engine opens, because the engine takes it itself and
+//! holds it for as long as it is open.
+//!
+//! The memory engine writes no files: it ignores the directory entirely.
+
+use std::fmt;
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use pydb_file::MonolithicOpener;
+use pydb_index::{BTreeIndex, InMemoryIndex};
+use pydb_storage::{
+    AppendOnlyLogStorage, DirLock, KeyRange, LOCK_FILE_NAME, Location, LogOptions, MemoryStorage,
+    Stats, StorageEngine,
+};
+pub use pydb_storage::{BatchOp, WriteBatch};
+pub use pydb_wal::SyncPolicy;
+
+use crate::meta::{self, Metadata};
+use crate::{Error, Result};
+
+/// The name of the shell's history file inside a database directory. It is
+/// the one file besides the database's own that may be in the directory.
+pub const HISTORY_FILE_NAME: &str = ".pydb_history";
+
+/// Which storage engine holds the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EngineKind {
+    /// The append-only log engine (Bitcask): a log of records and an
+    /// in-memory index of where each key's latest value is.
+    Log,
+    /// Everything in memory; nothing is written to disk.
+    Memory,
+    /// The B+tree engine (reserved: not in this build yet).
+    BTree,
+}
+
+impl EngineKind {
+    /// The name used on the command line and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Log => "log",
+            EngineKind::Memory => "memory",
+            EngineKind::BTree => "btree",
+        }
+    }
+
+    /// Whether the engine keeps its data in a directory.
+    pub fn is_persistent(self) -> bool {
+        !matches!(self, EngineKind::Memory)
+    }
+
+    /// Whether the engine keeps an in-memory index chosen by [`IndexKind`].
+    pub fn uses_index(self) -> bool {
+        matches!(self, EngineKind::Log)
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for EngineKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "log" => Ok(EngineKind::Log),
+            "memory" => Ok(EngineKind::Memory),
+            "btree" => Ok(EngineKind::BTree),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown engine '{s}' (expected log or memory)"
+            ))),
+        }
+    }
+}
+
+/// Which in-memory index the log engine uses to find a key's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IndexKind {
+    /// A hash map: fastest point lookups; range scans visit every key.
+    Hash,
+    /// `std`'s `BTreeMap`: ordered, the default.
+    BTree,
+    /// A skip list written in `pydb-index`.
+    SkipList,
+}
+
+impl IndexKind {
+    /// The name used on the command line and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            IndexKind::Hash => "hash",
+            IndexKind::BTree => "btree",
+            IndexKind::SkipList => "skiplist",
+        }
+    }
+}
+
+impl fmt::Display for IndexKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for IndexKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "hash" => Ok(IndexKind::Hash),
+            "btree" => Ok(IndexKind::BTree),
+            "skiplist" => Ok(IndexKind::SkipList),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown index '{s}' (expected hash, btree or skiplist)"
+            ))),
+        }
+    }
+}
+
+/// The interval of [`SyncPolicy::Periodic`] when none is given.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Parses a sync policy: `always`, `never`, `periodic` (every
+/// [`DEFAULT_SYNC_INTERVAL`]) or `periodic:MS`.
+pub fn parse_sync_policy(s: &str) -> Result<SyncPolicy> {
+    let lower = s.to_ascii_lowercase();
+    match lower.as_str() {
+        "always" => return Ok(SyncPolicy::Always),
+        "never" => return Ok(SyncPolicy::Never),
+        "periodic" => return Ok(SyncPolicy::Periodic(DEFAULT_SYNC_INTERVAL)),
+        _ => {}
+    }
+    if let Some(ms) = lower.strip_prefix("periodic:")
+        && let Ok(ms) = ms.parse::<u64>()
+        && ms > 0
+    {
+        return Ok(SyncPolicy::Periodic(Duration::from_millis(ms)));
+    }
+    Err(Error::InvalidArgument(format!(
+        "unknown sync policy '{s}' (expected always, periodic, periodic:MS or never)"
+    )))
+}
+
+/// How to open a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// The storage engine. Default: [`EngineKind::Log`].
+    pub engine: EngineKind,
+    /// The in-memory index of the log engine. Default: [`IndexKind::BTree`],
+    /// the ordered index, so that range scans stay cheap.
+    pub index: IndexKind,
+    /// When writes reach the disk. Default: [`SyncPolicy::Always`]: every
+    /// write is durable before it returns, so an acknowledged write is never
+    /// lost. `Periodic` and `Never` trade that for speed, explicitly.
+    pub sync: SyncPolicy,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            engine: EngineKind::Log,
+            index: IndexKind::BTree,
+            sync: SyncPolicy::Always,
+        }
+    }
+}
+
+impl Options {
+    /// The default options with `engine`.
+    pub fn with_engine(engine: EngineKind) -> Self {
+        Self {
+            engine,
+            ..Self::default()
+        }
+    }
+}
+
+/// The items of a scan: key and value in ascending key order.
+pub type Scan<'a> = Box<dyn Iterator<Item = Result<(Bytes, Bytes)>> + Send + 'a>;
+
+/// An open database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    engine: Arc<dyn StorageEngine>,
+    dir: Option<PathBuf>,
+    options: Options,
+}
+
+impl Db {
+    /// Opens (or creates) the database in `dir` with `options`.
+    ///
+    /// Fails with [`Error::NotADatabase`] if `dir` holds other files and no
+    /// `PYDB`, [`Error::WrongEngine`] if it was created by another engine,
+    /// [`Error::UnsupportedVersion`] if a newer pydb wrote it, and
+    /// [`Error::Corrupted`] if `PYDB` is damaged. The memory engine ignores
+    /// `dir`.
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
+        let dir = dir.as_ref();
+        match options.engine {
+            EngineKind::Memory => Ok(Self::from_engine(
+                Arc::new(MemoryStorage::new()),
+                None,
+                options,
+            )),
+            EngineKind::Log => {
+                check_index_available(options.index)?;
+                prepare_dir(dir, &options)?;
+                let engine = open_log_engine(dir, &options)?;
+                Ok(Self::from_engine(engine, Some(dir.to_path_buf()), options))
+            }
+            EngineKind::BTree => Err(Error::Unavailable {
+                what: "the btree engine".into(),
+            }),
+        }
+    }
+
+    /// A new, empty in-memory database.
+    pub fn memory() -> Self {
+        Self::from_engine(
+            Arc::new(MemoryStorage::new()),
+            None,
+            Options::with_engine(EngineKind::Memory),
+        )
+    }
+
+    /// Wraps an engine built by the caller (a test's fault-injecting engine,
+    /// an engine with custom settings).
+    pub fn from_engine(
+        engine: Arc<dyn StorageEngine>,
+        dir: Option<PathBuf>,
+        options: Options,
+    ) -> Self {
+        Self {
+            engine,
+            dir,
+            options,
+        }
+    }
+
+    /// The engine, for callers that need the trait directly.
+    pub fn engine(&self) -> &Arc<dyn StorageEngine> {
+        &self.engine
+    }
+
+    /// The database directory; `None` for the memory engine.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The options the database was opened with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Sets `key` to `value`.
+    pub fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        Ok(self.engine.set(key.as_ref(), value.as_ref())?)
+    }
+
+    /// The value of `key`, or `None`.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        Ok(self.engine.get(key.as_ref())?)
+    }
+
+    /// Deletes `key`; returns whether it had a value.
+    pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        Ok(self.engine.delete(key.as_ref())?)
+    }
+
+    /// Applies every operation of `batch` atomically.
+    pub fn write_batch(&self, batch: &WriteBatch) -> Result<()> {
+        Ok(self.engine.write_batch(batch)?)
+    }
+
+    /// The keys in `range` with their values, in ascending key order, e.g.
+    /// `db.scan(b"a".as_slice()..b"c".as_slice())` or `db.scan::<&[u8]>(..)`.
+    pub fn scan<T: AsRef<[u8]>>(&self, range: impl RangeBounds<T>) -> Result<Scan<'_>> {
+        self.scan_range(KeyRange::new(range))
+    }
+
+    /// The keys in `range` with their values, in ascending key order.
+    pub fn scan_range(&self, range: KeyRange) -> Result<Scan<'_>> {
+        let iter = self.engine.scan(range)?;
+        Ok(Box::new(iter.map(|item| item.map_err(Error::from))))
+    }
+
+    /// Makes every write so far durable, whatever the sync policy.
+    pub fn flush(&self) -> Result<()> {
+        Ok(self.engine.flush()?)
+    }
+
+    /// Reclaims the space of overwritten and deleted data.
+    pub fn compact(&self) -> Result<()> {
+        Ok(self.engine.compact()?)
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> Stats {
+        self.engine.stats()
+    }
+
+    /// Flushes and closes the database. Dropping every clone closes it too,
+    /// but without reporting a failed flush.
+    pub fn close(self) -> Result<()> {
+        self.flush()
+    }
+}
+
+/// Checks (or creates) the directory and its metadata for a persistent
+/// engine, under the directory lock.
+fn prepare_dir(dir: &Path, options: &Options) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    // Before anything is written (even the lock file), make sure this is a
+    // pydb directory or an empty one.
+    if meta::read(dir)?.is_none() {
+        ensure_empty(dir)?;
+    }
+    let _lock = DirLock::acquire(dir)?;
+    meta::remove_stale_temp(dir)?;
+    let index = options.engine.uses_index().then_some(options.index);
+    match meta::read(dir)? {
+        None => {
+            ensure_empty(dir)?;
+            meta::write(dir, &Metadata::new(options.engine, index))?;
+        }
+        Some(found) => {
+            if found.engine != options.engine {
+                return Err(Error::WrongEngine {
+                    dir: dir.to_path_buf(),
+                    on_disk: found.engine,
+                    asked: options.engine,
+                });
+            }
+            // The index lives in memory and is rebuilt on every open, so
+            // any index can open any log database; the metadata records the
+            // one used last, for `pydb inspect`.
+            if found.index != index || found.format_version != meta::META_FORMAT_VERSION {
+                meta::write(dir, &Metadata::new(options.engine, index))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fails with [`Error::NotADatabase`] unless `dir` holds nothing but files
+/// pydb itself may leave in a directory before `PYDB` exists.
+fn ensure_empty(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let ignorable = [LOCK_FILE_NAME, meta::META_TEMP_FILE_NAME, HISTORY_FILE_NAME];
+        if !ignorable.iter().any(|n| name == *n) {
+            return Err(Error::NotADatabase {
+                dir: dir.to_path_buf(),
+                found: name.to_string_lossy().into_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Fails unless the index asked for is compiled into this build. Checked
+/// before the directory is touched, so that a refused open writes nothing.
+fn check_index_available(index: IndexKind) -> Result<()> {
+    match index {
+        IndexKind::Hash | IndexKind::BTree => Ok(()),
+        IndexKind::SkipList => Err(Error::Unavailable {
+            what: "the skiplist index".into(),
+        }),
+    }
+}
+
+/// Opens the append-only log engine with the index asked for.
+fn open_log_engine(dir: &Path, options: &Options) -> Result<Arc<dyn StorageEngine>> {
+    let log_options = LogOptions {
+        sync_policy: options.sync,
+        ..LogOptions::default()
+    };
+    // One monomorphized engine per index: the choice is made here, once,
+    // and everything above sees only `dyn StorageEngine`.
+    Ok(match options.index {
+        IndexKind::Hash => Arc::new(AppendOnlyLogStorage::open_with(
+            dir,
+            MonolithicOpener,
+            InMemoryIndex::<Location>::new(),
+            log_options,
+        )?),
+        IndexKind::BTree => Arc::new(AppendOnlyLogStorage::open_with(
+            dir,
+            MonolithicOpener,
+            BTreeIndex::<Location>::new(),
+            log_options,
+        )?),
+        IndexKind::SkipList => {
+            return Err(Error::Unavailable {
+                what: "the skiplist index".into(),
+            });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back() {
+        for engine in [EngineKind::Log, EngineKind::Memory, EngineKind::BTree] {
+            assert_eq!(engine.name().parse::<EngineKind>().unwrap(), engine);
+        }
+        for index in [IndexKind::Hash, IndexKind::BTree, IndexKind::SkipList] {
+            assert_eq!(index.name().parse::<IndexKind>().unwrap(), index);
+        }
+        assert!("lsm".parse::<EngineKind>().is_err());
+        assert!("trie".parse::<IndexKind>().is_err());
+    }
+
+    #[test]
+    fn sync_policies_parse() {
+        assert_eq!(parse_sync_policy("always").unwrap(), SyncPolicy::Always);
+        assert_eq!(parse_sync_policy("NEVER").unwrap(), SyncPolicy::Never);
+        assert_eq!(
+            parse_sync_policy("periodic").unwrap(),
+            SyncPolicy::Periodic(DEFAULT_SYNC_INTERVAL)
+        );
+        assert_eq!(
+            parse_sync_policy("periodic:25").unwrap(),
+            SyncPolicy::Periodic(Duration::from_millis(25))
+        );
+        assert!(parse_sync_policy("periodic:0").is_err());
+        assert!(parse_sync_policy("sometimes").is_err());
+    }
+
+    #[test]
+    fn memory_db_does_what_it_is_told() {
+        let db = Db::memory();
+        db.set("a", "1").unwrap();
+        db.set("b", "2").unwrap();
+        assert_eq!(db.get("a").unwrap().unwrap(), "1");
+        assert!(db.delete("a").unwrap());
+        assert!(!db.delete("a").unwrap());
+        let mut batch = WriteBatch::new();
+        batch.set("c", "3").delete("b");
+        db.write_batch(&batch).unwrap();
+        let items: Vec<_> = db
+            .scan::<&[u8]>(..)
+            .unwrap()
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(items, vec![(Bytes::from("c"), Bytes::from("3"))]);
+    }
+
+    #[test]
+    fn memory_engine_writes_no_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::with_engine(EngineKind::Memory)).unwrap();
+        db.set("k", "v").unwrap();
+        db.close().unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

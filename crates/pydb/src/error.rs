@@ -1,0 +1,118 @@
+//! The error type of the facade: everything `pydb::Db` and the tools can
+//! report.
+//!
+//! Storage errors are wrapped, not flattened, so `source()` still leads to
+//! the layer that failed. The variants added here are about the database
+//! *directory*: what is in it, and whether this build can open it.
+
+use std::path::PathBuf;
+
+use crate::db::EngineKind;
+
+/// Everything that can go wrong opening or using a database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The storage engine failed.
+    #[error(transparent)]
+    Storage(#[from] pydb_storage::Error),
+
+    /// An operating-system call on a path failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+
+    /// The directory holds files but no `PYDB` metadata file: it is not a
+    /// pydb database, and pydb will not write into it.
+    #[error(
+        "{dir} is not a pydb database: it is not empty and has no PYDB metadata file (found {found:?})"
+    )]
+    NotADatabase {
+        /// The directory.
+        dir: PathBuf,
+        /// One of the files found in it.
+        found: String,
+    },
+
+    /// The database was created by another engine than the one asked for.
+    #[error(
+        "{dir} is a {on_disk} database; it cannot be opened as {asked} (use --engine {on_disk})"
+    )]
+    WrongEngine {
+        /// The directory.
+        dir: PathBuf,
+        /// The engine recorded in the metadata.
+        on_disk: EngineKind,
+        /// The engine asked for.
+        asked: EngineKind,
+    },
+
+    /// The metadata (or another file) has a newer format version than this
+    /// build understands.
+    #[error("{path} has format version {found}; this build reads up to version {supported}")]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+
+    /// A file of the database failed a check (checksum, magic, length).
+    #[error("corrupted {file} at offset {offset}: {reason}")]
+    Corrupted {
+        /// The damaged file.
+        file: PathBuf,
+        /// Where the damage is.
+        offset: u64,
+        /// What check failed.
+        reason: String,
+    },
+
+    /// The engine or index asked for is not compiled into this build.
+    #[error("{what} is not available in this build")]
+    Unavailable {
+        /// What was asked for, e.g. `the skiplist index`.
+        what: String,
+    },
+
+    /// An argument (an option value, a path) is not valid.
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A [`Error::Corrupted`] for `file` at `offset`.
+    pub fn corrupted(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+        Error::Corrupted {
+            file: file.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether this error reports damaged data, in the facade or below.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            Error::Corrupted { .. } => true,
+            Error::Storage(e) => e.is_corruption(),
+            _ => false,
+        }
+    }
+}
+
+/// The result type of the facade.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

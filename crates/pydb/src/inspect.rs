@@ -1,0 +1,820 @@
+//! `pydb inspect`: every record of a pydb file, byte by byte, with its
+//! checksum verdict; and the walk that `pydb check` runs over every file.
+//!
+//! The file type comes from its magic, never from its name, so a renamed or
+//! stray file is still read correctly. The output is meant to be put next
+//! to docs/formats.md: a hex dump (`hexdump -C` style, absolute file
+//! offsets) of each header and record, then its fields by name. A test
+//! (`tests/formats.rs`) runs `pydb inspect` on freshly written files and
+//! compares the output with the examples in docs/formats.md, so the
+//! documented layout cannot drift from the code.
+//!
+//! The walker trusts nothing it reads: every length is checked against the
+//! format's limit and the bytes really in the file before it is used, and a
+//! damaged record is reported and stepped over, never decoded. Like the
+//! WAL's recovery it tells a *torn tail* (bad bytes with no valid record
+//! after them: an interrupted write, which recovery cuts off) from *damage*
+//! (a bad record followed by valid ones: data lost in the middle).
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use pydb_wal::record::{
+    CRC_OFFSET, Decoded, FILE_CRC_OFFSET, FILE_HEADER_LEN, FILE_MAGIC, FILE_VERSION_OFFSET,
+    FLAG_BATCH_CONTINUES, FLAGS_OFFSET, KNOWN_FLAGS, LEN_OFFSET, MAX_PAYLOAD_LEN,
+    RECORD_HEADER_LEN, decode_record,
+};
+
+use pydb_storage::log::SEGMENT_EXTENSION;
+use pydb_storage::log::entry::{EntryKind, decode_entry};
+use pydb_storage::log::hint::{
+    ENTRY_COUNT_OFFSET, ENTRY_CRC_OFFSET, ENTRY_KEY_LEN_OFFSET, ENTRY_KIND_OFFSET,
+    ENTRY_RECORD_LEN_OFFSET, ENTRY_RECORD_OFFSET_OFFSET, ENTRY_SEQ_OFFSET, FIRST_SEQ_OFFSET,
+    HEADER_CRC_OFFSET, HINT_ENTRY_HEADER_LEN, HINT_HEADER_LEN, HINT_MAGIC, HINT_VERSION,
+    LAST_SEQ_OFFSET, SEGMENT_ID_OFFSET, SEGMENT_LEN_OFFSET, VERSION_OFFSET,
+};
+
+use crate::db::EngineKind;
+use crate::meta;
+use crate::tokenize::quote;
+use crate::{Error, Result};
+
+/// How many bytes of a record the hex dump shows, and how many bytes of a
+/// key, value or payload are printed.
+pub const SHOW_BYTES: usize = 64;
+
+/// The kinds of file `pydb inspect` knows, by magic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileKind {
+    /// The directory metadata file `PYDB` (magic `PYDBMETA`).
+    Metadata,
+    /// A record log of `pydb-wal` (magic `PYDB-LOG`). In a directory of
+    /// the log engine it is a segment, and its payloads are log entries.
+    RecordLog,
+    /// A hint file of the log engine (magic `PYDBHINT`).
+    Hint,
+    /// An empty file: the lock file, or a log whose creation was cut short.
+    Empty,
+}
+
+impl FileKind {
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileKind::Metadata => "directory metadata",
+            FileKind::RecordLog => "record log",
+            FileKind::Hint => "hint file",
+            FileKind::Empty => "empty file",
+        }
+    }
+}
+
+/// One place where a file failed a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The offset of the bad header or record.
+    pub offset: u64,
+    /// What check failed.
+    pub reason: String,
+}
+
+/// What the walk over one file found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The file.
+    pub path: PathBuf,
+    /// Its kind.
+    pub kind: FileKind,
+    /// Records (or metadata fields sets) that verified.
+    pub records: u64,
+    /// Damage: bad data that recovery cannot explain as a torn tail.
+    pub damage: Vec<Damage>,
+    /// Bytes at the end that an interrupted write left behind; recovery cuts
+    /// them off on open. Not damage.
+    pub torn_bytes: u64,
+}
+
+impl Report {
+    fn new(path: &Path, kind: FileKind) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            kind,
+            records: 0,
+            damage: Vec::new(),
+            torn_bytes: 0,
+        }
+    }
+
+    /// Whether the file verified (a torn tail is not damage).
+    pub fn is_ok(&self) -> bool {
+        self.damage.is_empty()
+    }
+}
+
+/// A read-only view of a file with a read-ahead window, so that walking a
+/// log costs a few large reads rather than two small ones per record.
+struct Source {
+    path: PathBuf,
+    file: std::fs::File,
+    len: u64,
+    window: Vec<u8>,
+    window_start: u64,
+}
+
+/// Bytes read ahead at a time.
+const WINDOW: usize = 1 << 20;
+
+impl Source {
+    fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            len,
+            window: Vec::new(),
+            window_start: 0,
+        })
+    }
+
+    /// The bytes `offset..offset + len`, or fewer if the file ends first.
+    fn bytes(&mut self, offset: u64, len: usize) -> Result<&[u8]> {
+        let available = self.len.saturating_sub(offset);
+        let len = len.min(usize::try_from(available).unwrap_or(usize::MAX));
+        let window_end = self.window_start + self.window.len() as u64;
+        if offset < self.window_start || offset + len as u64 > window_end {
+            let want = len
+                .max(WINDOW)
+                .min(usize::try_from(available).unwrap_or(usize::MAX));
+            self.window.resize(want, 0);
+            self.file
+                .read_exact_at(&mut self.window, offset)
+                .map_err(|e| Error::io(&self.path, e))?;
+            self.window_start = offset;
+        }
+        let local = usize::try_from(offset - self.window_start).unwrap_or(usize::MAX);
+        Ok(self.window.get(local..local + len).unwrap_or(&[]))
+    }
+}
+
+/// Finds the kind of the file at `path` from its first bytes.
+pub fn detect(path: &Path) -> Result<FileKind> {
+    let mut source = Source::open(path)?;
+    if source.len == 0 {
+        return Ok(FileKind::Empty);
+    }
+    let magic = source.bytes(0, 8)?;
+    if magic == meta::META_MAGIC {
+        Ok(FileKind::Metadata)
+    } else if magic == FILE_MAGIC {
+        Ok(FileKind::RecordLog)
+    } else if magic == HINT_MAGIC {
+        Ok(FileKind::Hint)
+    } else {
+        Err(Error::corrupted(
+            path,
+            0,
+            format!("not a pydb file (unknown magic {})", quote(magic)),
+        ))
+    }
+}
+
+/// Prints every record of the file at `path` to `out` and returns what the
+/// walk found.
+pub fn inspect(path: &Path, out: &mut dyn Write) -> Result<Report> {
+    let kind = detect(path)?;
+    let mut text = String::new();
+    let report = match kind {
+        FileKind::Metadata => inspect_metadata(path, &mut text)?,
+        FileKind::RecordLog => inspect_record_log(path, &mut text)?,
+        FileKind::Hint => inspect_hint(path, &mut text)?,
+        FileKind::Empty => {
+            text.push_str("empty file (the LOCK file, or a log whose creation was cut short)\n");
+            Report::new(path, kind)
+        }
+    };
+    out.write_all(text.as_bytes())
+        .map_err(|e| Error::io("<stdout>", e))?;
+    Ok(report)
+}
+
+/// Appends a `hexdump -C` style dump of `bytes`, which start at file offset
+/// `base`.
+pub fn hex_dump(base: u64, bytes: &[u8], out: &mut String) {
+    for (i, line) in bytes.chunks(16).enumerate() {
+        let _ = write!(out, "{:08x} ", base + (i * 16) as u64);
+        for col in 0..16 {
+            if col == 8 {
+                out.push(' ');
+            }
+            match line.get(col) {
+                Some(b) => {
+                    let _ = write!(out, " {b:02x}");
+                }
+                None => out.push_str("   "),
+            }
+        }
+        out.push_str("  |");
+        for &b in line {
+            out.push(if (0x20..0x7f).contains(&b) {
+                char::from(b)
+            } else {
+                '.'
+            });
+        }
+        out.push_str("|\n");
+    }
+}
+
+/// `bytes` quoted and escaped, cut to [`SHOW_BYTES`] with the full length
+/// noted when longer.
+pub fn show(bytes: &[u8]) -> String {
+    match bytes.get(..SHOW_BYTES) {
+        Some(head) if bytes.len() > SHOW_BYTES => {
+            format!("{}... ({} bytes)", quote(head), bytes.len())
+        }
+        _ => quote(bytes),
+    }
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let word: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_le_bytes(word))
+}
+
+fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
+    let mut source = Source::open(path)?;
+    let mut report = Report::new(path, FileKind::Metadata);
+    // Far more than a metadata file: enough to show what is wrong.
+    let bytes = source.bytes(0, 4096)?.to_vec();
+    let _ = writeln!(out, "directory metadata, {} bytes", source.len);
+    hex_dump(0, bytes.get(..SHOW_BYTES).unwrap_or(&bytes), out);
+    let field = |out: &mut String, offset: usize, name: &str, value: String| {
+        let _ = writeln!(out, "{offset:>6}  {name:<15} {value}");
+    };
+    field(
+        out,
+        meta::META_MAGIC_OFFSET,
+        "magic",
+        quote(&meta::META_MAGIC),
+    );
+    if let Some(version) = read_u32(&bytes, meta::META_VERSION_OFFSET) {
+        field(
+            out,
+            meta::META_VERSION_OFFSET,
+            "format_version",
+            version.to_string(),
+        );
+    }
+    if let Some(&id) = bytes.get(meta::META_ENGINE_OFFSET) {
+        let name = meta::engine_from_id(id).map_or("unknown", |e| e.name());
+        field(
+            out,
+            meta::META_ENGINE_OFFSET,
+            "engine",
+            format!("{id} ({name})"),
+        );
+    }
+    if let Some(&id) = bytes.get(meta::META_INDEX_OFFSET) {
+        let name = match meta::index_from_id(id) {
+            Some(Some(index)) => index.name(),
+            Some(None) => "none",
+            None => "unknown",
+        };
+        field(
+            out,
+            meta::META_INDEX_OFFSET,
+            "index",
+            format!("{id} ({name})"),
+        );
+    }
+    if let Some(reserved) = bytes.get(meta::META_RESERVED_OFFSET..meta::META_CRC_OFFSET) {
+        field(
+            out,
+            meta::META_RESERVED_OFFSET,
+            "reserved",
+            format!("0x{:02x}{:02x}", reserved[0], reserved[1]),
+        );
+    }
+    if let Some(stored) = read_u32(&bytes, meta::META_CRC_OFFSET) {
+        let computed = bytes
+            .get(..meta::META_CRC_OFFSET)
+            .map(crc32fast::hash)
+            .unwrap_or_default();
+        let verdict = if stored == computed {
+            "ok".to_string()
+        } else {
+            format!("BAD (computed {computed:#010x})")
+        };
+        field(
+            out,
+            meta::META_CRC_OFFSET,
+            "crc32",
+            format!("{stored:#010x} {verdict}"),
+        );
+    }
+    match meta::decode(path, &bytes) {
+        Ok(_) => {
+            report.records = 1;
+            out.push_str("verdict: ok\n");
+        }
+        Err(Error::Corrupted { offset, reason, .. }) => {
+            let _ = writeln!(out, "verdict: DAMAGED at offset {offset}: {reason}");
+            report.damage.push(Damage { offset, reason });
+        }
+        Err(e) => {
+            let _ = writeln!(out, "verdict: {e}");
+            report.damage.push(Damage {
+                offset: 0,
+                reason: e.to_string(),
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// What the bytes at an offset of a record log are.
+enum Found {
+    /// A whole record that verifies: its flags and length on disk.
+    Good { flags: u8, len: usize },
+    /// Something else, and why.
+    Bad(String),
+}
+
+/// Decodes the record at `offset`, reading exactly as much as its (checked)
+/// length says.
+fn record_at(source: &mut Source, offset: u64) -> Result<Found> {
+    let mut needed = RECORD_HEADER_LEN;
+    loop {
+        let bytes = source.bytes(offset, needed)?;
+        let got = bytes.len();
+        match decode_record(bytes) {
+            Decoded::Record { flags, len } => return Ok(Found::Good { flags, len }),
+            Decoded::Invalid(reason) => return Ok(Found::Bad(reason.into())),
+            // The header's checked length asks for more than we read: read
+            // that much, unless the file ends first.
+            Decoded::Incomplete { needed: more } if got == needed && more > needed => {
+                needed = more;
+            }
+            Decoded::Incomplete { .. } if got < RECORD_HEADER_LEN => {
+                return Ok(Found::Bad(format!(
+                    "{got} bytes left, too few for a record header"
+                )));
+            }
+            Decoded::Incomplete { needed: more } => {
+                return Ok(Found::Bad(format!(
+                    "record of {more} bytes runs past the end of the file"
+                )));
+            }
+        }
+    }
+}
+
+/// The first offset after `bad` where a valid record starts.
+fn next_valid_record(source: &mut Source, bad: u64) -> Result<Option<u64>> {
+    let mut offset = bad + 1;
+    while offset + RECORD_HEADER_LEN as u64 <= source.len {
+        if let Found::Good { .. } = record_at(source, offset)? {
+            return Ok(Some(offset));
+        }
+        offset += 1;
+    }
+    Ok(None)
+}
+
+/// Whether the record log at `path` is a segment of the log engine, whose
+/// payloads are log entries: it is named `<id>.log` as the engine names its
+/// segments, in a directory whose `PYDB` names the log engine. Anything
+/// else (a WAL of another engine, a file copied out of its directory) is
+/// shown as raw records.
+fn holds_log_entries(path: &Path) -> bool {
+    let named_as_segment = path.extension().is_some_and(|e| e == SEGMENT_EXTENSION)
+        && path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(pydb_file::parse_id)
+            .is_some();
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    named_as_segment && matches!(meta::read(dir), Ok(Some(m)) if m.engine == EngineKind::Log)
+}
+
+/// The name of an entry kind, as `pydb inspect` prints it.
+fn kind_name(kind: Option<EntryKind>) -> &'static str {
+    match kind {
+        Some(EntryKind::Set) => "set",
+        Some(EntryKind::Delete) => "delete",
+        Some(EntryKind::Begin) => "begin",
+        Some(EntryKind::Seal) => "seal",
+        None => "unknown",
+    }
+}
+
+/// Prints the log entry in `payload`; returns why it is not one, if so.
+fn describe_entry(payload: &[u8], out: &mut String) -> Option<String> {
+    match decode_entry(&bytes::Bytes::copy_from_slice(payload)) {
+        Ok(e) => {
+            let _ = write!(
+                out,
+                "  entry: seq {}, kind {} ({})",
+                e.seq,
+                e.kind as u8,
+                kind_name(Some(e.kind))
+            );
+            match e.kind {
+                EntryKind::Set => {
+                    let _ = write!(out, ", key {}, value {}", show(&e.key), show(&e.value));
+                }
+                EntryKind::Delete => {
+                    let _ = write!(out, ", key {}", show(&e.key));
+                }
+                EntryKind::Begin | EntryKind::Seal => {}
+            }
+            out.push('\n');
+            None
+        }
+        Err(err) => {
+            let _ = writeln!(out, "  entry: BAD ({err})");
+            Some(format!("record holds no valid log entry: {err}"))
+        }
+    }
+}
+
+fn inspect_record_log(path: &Path, out: &mut String) -> Result<Report> {
+    let mut source = Source::open(path)?;
+    let mut report = Report::new(path, FileKind::RecordLog);
+    let file_len = source.len;
+    let entries = holds_log_entries(path);
+    let _ = writeln!(
+        out,
+        "record log, {file_len} bytes{}",
+        if entries {
+            " (a segment of the log engine)"
+        } else {
+            ""
+        }
+    );
+
+    // File header.
+    let header = source.bytes(0, FILE_HEADER_LEN)?.to_vec();
+    out.push_str("file header at offset 0\n");
+    hex_dump(0, &header, out);
+    let field = |out: &mut String, offset: usize, name: &str, value: String| {
+        let _ = writeln!(out, "{offset:>6}  {name:<15} {value}");
+    };
+    field(out, 0, "magic", quote(&FILE_MAGIC));
+    let version = read_u32(&header, FILE_VERSION_OFFSET);
+    let stored = read_u32(&header, FILE_CRC_OFFSET);
+    if let (Some(version), Some(stored)) = (version, stored) {
+        field(
+            out,
+            FILE_VERSION_OFFSET,
+            "format_version",
+            version.to_string(),
+        );
+        let computed = crc32fast::hash(&header[..FILE_CRC_OFFSET]);
+        if stored == computed {
+            field(out, FILE_CRC_OFFSET, "crc32", format!("{stored:#010x} ok"));
+        } else {
+            field(
+                out,
+                FILE_CRC_OFFSET,
+                "crc32",
+                format!("{stored:#010x} BAD (computed {computed:#010x})"),
+            );
+            report.damage.push(Damage {
+                offset: 0,
+                reason: "file header checksum mismatch".into(),
+            });
+        }
+        if version > pydb_wal::FORMAT_VERSION {
+            let _ = writeln!(
+                out,
+                "format version {version} is newer than this build reads ({}); stopping",
+                pydb_wal::FORMAT_VERSION
+            );
+            return Err(Error::UnsupportedVersion {
+                path: path.to_path_buf(),
+                found: version,
+                supported: pydb_wal::FORMAT_VERSION,
+            });
+        }
+    } else {
+        // A header cut short: the log's creation was interrupted.
+        let _ = writeln!(
+            out,
+            "file header cut short at {file_len} bytes (creation interrupted; recovery starts the log anew)"
+        );
+        report.torn_bytes = file_len;
+        return Ok(report);
+    }
+
+    let mut pos = FILE_HEADER_LEN as u64;
+    let mut batch_start: Option<u64> = None;
+    let mut batch_records = 0u64;
+    let mut index = 0u64;
+    while pos < file_len {
+        let header = source.bytes(pos, RECORD_HEADER_LEN)?.to_vec();
+        let (crc, len, flags) = (
+            read_u32(&header, CRC_OFFSET),
+            read_u32(&header, LEN_OFFSET),
+            header.get(FLAGS_OFFSET).copied(),
+        );
+        match record_at(&mut source, pos)? {
+            Found::Good { flags, len: total } => {
+                index += 1;
+                report.records += 1;
+                let bytes = source.bytes(pos, total)?.to_vec();
+                let payload = bytes.get(RECORD_HEADER_LEN..).unwrap_or(&[]);
+                let _ = writeln!(
+                    out,
+                    "record {index} at offset {pos}: len {}, flags {flags:#04x} ({}), crc32 {:#010x} ok",
+                    payload.len(),
+                    if flags & FLAG_BATCH_CONTINUES != 0 {
+                        "batch continues"
+                    } else {
+                        "end of batch"
+                    },
+                    crc.unwrap_or_default(),
+                );
+                hex_dump(pos, bytes.get(..SHOW_BYTES).unwrap_or(&bytes), out);
+                if bytes.len() > SHOW_BYTES {
+                    let _ = writeln!(out, "          ... {} more bytes", bytes.len() - SHOW_BYTES);
+                }
+                if entries {
+                    if let Some(reason) = describe_entry(payload, out) {
+                        report.records -= 1;
+                        report.damage.push(Damage {
+                            offset: pos,
+                            reason,
+                        });
+                    }
+                } else {
+                    let _ = writeln!(out, "  payload {}", show(payload));
+                }
+                if flags & FLAG_BATCH_CONTINUES != 0 {
+                    batch_start.get_or_insert(pos);
+                    batch_records += 1;
+                } else {
+                    batch_start = None;
+                    batch_records = 0;
+                }
+                pos += total as u64;
+            }
+            Found::Bad(reason) => {
+                let _ = write!(out, "bad bytes at offset {pos}: {reason}");
+                if let (Some(crc), Some(len), Some(flags)) = (crc, len, flags) {
+                    let _ = write!(
+                        out,
+                        " (header says len {len}, flags {flags:#04x}, crc32 {crc:#010x}"
+                    );
+                    if len <= MAX_PAYLOAD_LEN && flags & !KNOWN_FLAGS == 0 {
+                        out.push_str(", checksum BAD");
+                    }
+                    out.push(')');
+                }
+                out.push('\n');
+                let shown = source
+                    .bytes(pos, SHOW_BYTES.min(RECORD_HEADER_LEN * 2))?
+                    .to_vec();
+                hex_dump(pos, &shown, out);
+                match next_valid_record(&mut source, pos)? {
+                    Some(next) => {
+                        let _ = writeln!(
+                            out,
+                            "DAMAGED: a valid record follows at offset {next}; {} bytes are lost",
+                            next - pos
+                        );
+                        report.damage.push(Damage {
+                            offset: pos,
+                            reason: format!("{reason}; a valid record follows at offset {next}"),
+                        });
+                        batch_start = None;
+                        batch_records = 0;
+                        pos = next;
+                    }
+                    None => {
+                        let from = batch_start.unwrap_or(pos);
+                        report.torn_bytes = file_len - from;
+                        let _ = writeln!(
+                            out,
+                            "torn tail: {} bytes from offset {from} (an interrupted write; recovery cuts them off)",
+                            file_len - from
+                        );
+                        batch_start = None;
+                        pos = file_len;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(from) = batch_start {
+        report.torn_bytes = file_len - from;
+        let _ = writeln!(
+            out,
+            "torn tail: the last batch ({batch_records} records from offset {from}) is not closed; recovery drops it"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "summary: {} records ok, {} damaged, {} torn bytes",
+        report.records,
+        report.damage.len(),
+        report.torn_bytes
+    );
+    Ok(report)
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    let word: [u8; 8] = bytes.get(at..at.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_le_bytes(word))
+}
+
+fn inspect_hint(path: &Path, out: &mut String) -> Result<Report> {
+    let mut source = Source::open(path)?;
+    let mut report = Report::new(path, FileKind::Hint);
+    let file_len = source.len;
+    let _ = writeln!(out, "hint file, {file_len} bytes");
+    let header = source.bytes(0, HINT_HEADER_LEN)?.to_vec();
+    out.push_str("header at offset 0\n");
+    hex_dump(0, &header, out);
+    let field = |out: &mut String, offset: usize, name: &str, value: String| {
+        let _ = writeln!(out, "{offset:>6}  {name:<15} {value}");
+    };
+    if header.len() < HINT_HEADER_LEN {
+        let _ = writeln!(out, "DAMAGED: the header is cut short");
+        report.damage.push(Damage {
+            offset: 0,
+            reason: format!("hint of {file_len} bytes is shorter than its header"),
+        });
+        return Ok(report);
+    }
+    let u64_field = |at| read_u64(&header, at).unwrap_or_default();
+    let version = read_u32(&header, VERSION_OFFSET).unwrap_or_default();
+    let count = u64_field(ENTRY_COUNT_OFFSET);
+    field(out, 0, "magic", quote(&HINT_MAGIC));
+    field(out, VERSION_OFFSET, "version", version.to_string());
+    for (at, name) in [
+        (SEGMENT_ID_OFFSET, "segment_id"),
+        (SEGMENT_LEN_OFFSET, "segment_len"),
+        (FIRST_SEQ_OFFSET, "first_seq"),
+        (LAST_SEQ_OFFSET, "last_seq"),
+        (ENTRY_COUNT_OFFSET, "entries"),
+    ] {
+        field(out, at, name, u64_field(at).to_string());
+    }
+    let stored = read_u32(&header, HEADER_CRC_OFFSET).unwrap_or_default();
+    let computed = crc32fast::hash(&header[..HEADER_CRC_OFFSET]);
+    if stored != computed {
+        field(
+            out,
+            HEADER_CRC_OFFSET,
+            "crc32",
+            format!("{stored:#010x} BAD (computed {computed:#010x})"),
+        );
+        let _ = writeln!(out, "DAMAGED: header checksum mismatch; entries not read");
+        report.damage.push(Damage {
+            offset: HEADER_CRC_OFFSET as u64,
+            reason: "hint header checksum mismatch".into(),
+        });
+        return Ok(report);
+    }
+    field(
+        out,
+        HEADER_CRC_OFFSET,
+        "crc32",
+        format!("{stored:#010x} ok"),
+    );
+    if version != HINT_VERSION {
+        let _ = writeln!(out, "unknown hint version {version}; entries not read");
+        return Err(Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: HINT_VERSION,
+        });
+    }
+
+    let mut pos = HINT_HEADER_LEN as u64;
+    let mut index = 0u64;
+    while pos < file_len {
+        index += 1;
+        let fixed = source.bytes(pos, HINT_ENTRY_HEADER_LEN)?.to_vec();
+        let key_len = read_u32(&fixed, ENTRY_KEY_LEN_OFFSET);
+        let total = key_len.and_then(|k| HINT_ENTRY_HEADER_LEN.checked_add(k as usize));
+        let fits = total.is_some_and(|t| pos + t as u64 <= file_len);
+        let (Some(key_len), Some(total), true) = (key_len, total, fits) else {
+            let _ = writeln!(
+                out,
+                "DAMAGED: entry {index} at offset {pos} runs past the end of the file"
+            );
+            hex_dump(pos, &fixed, out);
+            report.damage.push(Damage {
+                offset: pos,
+                reason: format!("hint entry {index} cut short"),
+            });
+            break;
+        };
+        let whole = source.bytes(pos, total)?.to_vec();
+        let stored = read_u32(&whole, ENTRY_CRC_OFFSET).unwrap_or_default();
+        let computed = crc32fast::hash(&whole[ENTRY_SEQ_OFFSET..]);
+        let kind = whole.get(ENTRY_KIND_OFFSET).copied().unwrap_or_default();
+        let verdict = if stored == computed {
+            "ok".to_string()
+        } else {
+            format!("BAD (computed {computed:#010x})")
+        };
+        let _ = writeln!(
+            out,
+            "entry {index} at offset {pos}: seq {}, kind {kind} ({}), key_len {key_len}, record at {} (len {}), crc32 {stored:#010x} {verdict}",
+            read_u64(&whole, ENTRY_SEQ_OFFSET).unwrap_or_default(),
+            kind_name(EntryKind::from_byte(kind)),
+            read_u64(&whole, ENTRY_RECORD_OFFSET_OFFSET).unwrap_or_default(),
+            read_u32(&whole, ENTRY_RECORD_LEN_OFFSET).unwrap_or_default(),
+        );
+        hex_dump(pos, whole.get(..SHOW_BYTES).unwrap_or(&whole), out);
+        if whole.len() > SHOW_BYTES {
+            let _ = writeln!(out, "          ... {} more bytes", whole.len() - SHOW_BYTES);
+        }
+        let _ = writeln!(
+            out,
+            "  key {}",
+            show(whole.get(HINT_ENTRY_HEADER_LEN..).unwrap_or(&[]))
+        );
+        if stored != computed {
+            // The key length is not trustworthy past a bad checksum: the
+            // next entry cannot be found reliably.
+            let _ = writeln!(
+                out,
+                "DAMAGED: entry {index} checksum mismatch; the rest is not read"
+            );
+            report.damage.push(Damage {
+                offset: pos,
+                reason: format!("hint entry {index} checksum mismatch"),
+            });
+            break;
+        }
+        if !EntryKind::from_byte(kind).is_some_and(EntryKind::is_data) {
+            let _ = writeln!(
+                out,
+                "DAMAGED: entry {index} has kind {kind}, not set or delete"
+            );
+            report.damage.push(Damage {
+                offset: pos,
+                reason: format!("hint entry {index} has kind {kind}, not set or delete"),
+            });
+        } else {
+            report.records += 1;
+        }
+        pos += total as u64;
+    }
+    if report.is_ok() && report.records != count {
+        let _ = writeln!(
+            out,
+            "DAMAGED: the header counts {count} entries, the file holds {}",
+            report.records
+        );
+        report.damage.push(Damage {
+            offset: ENTRY_COUNT_OFFSET as u64,
+            reason: format!(
+                "hint header counts {count} entries, the file holds {}",
+                report.records
+            ),
+        });
+    }
+    let _ = writeln!(
+        out,
+        "summary: {} entries ok, {} damaged",
+        report.records,
+        report.damage.len()
+    );
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_dump_matches_hexdump_c() {
+        let mut out = String::new();
+        hex_dump(16, b"PYDBMETA\x01\x00\x00\x00\x01\x02\x00\x00abc", &mut out);
+        assert_eq!(
+            out,
+            "00000010  50 59 44 42 4d 45 54 41  01 00 00 00 01 02 00 00  |PYDBMETA........|\n\
+             00000020  61 62 63                                          |abc|\n"
+        );
+    }
+
+    #[test]
+    fn show_cuts_long_values() {
+        assert_eq!(show(b"ab"), "\"ab\"");
+        let long = vec![b'x'; 100];
+        let shown = show(&long);
+        assert!(shown.ends_with("... (100 bytes)"), "{shown}");
+    }
+}

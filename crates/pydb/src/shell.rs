@@ -1,0 +1,180 @@
+//! The interactive shell: read a command, run it, print the reply.
+//!
+//! Two loops share [`run_line`], which is tokenizer + [`Command`] + [`Reply`]
+//! text:
+//!
+//! - [`run_terminal`]: on a terminal, with line editing and history
+//!   (rustyline), a banner and a prompt;
+//! - [`run_pipe`]: when stdin is a pipe or a file, one command per line, no
+//!   prompt and no banner, and every reply is flushed as soon as it is
+//!   written, so a program can write a command and wait for its reply.
+//!
+//! A bad line (unknown command, wrong arity, bad quoting, a failed write)
+//! prints an error reply and the loop goes on; only `QUIT`/`EXIT`, the end
+//! of input, or a failure to write the reply ends it.
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::PathBuf;
+
+use crate::command::Command;
+use crate::reply::Reply;
+use crate::{Db, Error, Result};
+
+/// The longest line the pipe loop accepts (as Redis's inline requests are
+/// capped): a longer line is answered with an error, not buffered forever.
+pub const MAX_LINE_LEN: usize = 64 << 20;
+
+/// What one input line produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineOutcome {
+    /// A blank line: nothing to print.
+    Blank,
+    /// A reply to print.
+    Reply(Reply),
+    /// `QUIT` or `EXIT`: end the session without printing.
+    Quit,
+}
+
+/// Runs one line against `db`.
+pub fn run_line(db: &Db, line: &[u8]) -> LineOutcome {
+    match Command::parse_line(line) {
+        Ok(None) => LineOutcome::Blank,
+        Ok(Some(command)) if command.is_quit() => LineOutcome::Quit,
+        Ok(Some(command)) => LineOutcome::Reply(command.execute(db)),
+        Err(e) => LineOutcome::Reply(e.into()),
+    }
+}
+
+/// Runs the shell on stdin/stdout: the terminal loop if stdin is a
+/// terminal, the pipe loop otherwise. `history` is where the terminal loop
+/// keeps its history (none for the memory engine, which writes no files).
+pub fn run(db: &Db, history: Option<PathBuf>, banner: &str) -> Result<()> {
+    if std::io::stdin().is_terminal() {
+        run_terminal(db, history, banner)
+    } else {
+        let stdin = std::io::stdin().lock();
+        let stdout = std::io::stdout().lock();
+        run_pipe(db, stdin, stdout)
+    }
+}
+
+/// The pipe loop: one command per line from `input`, each reply written to
+/// `output` and flushed before the next line is read.
+pub fn run_pipe(db: &Db, mut input: impl BufRead, mut output: impl Write) -> Result<()> {
+    let stdout_err = |e| Error::io("<stdout>", e);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = input
+            .by_ref()
+            .take(MAX_LINE_LEN as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::io("<stdin>", e))?;
+        if read == 0 {
+            return Ok(());
+        }
+        let outcome = if line.len() > MAX_LINE_LEN && line.last() != Some(&b'\n') {
+            skip_rest_of_line(&mut input)?;
+            LineOutcome::Reply(Reply::Error(
+                "ERR Protocol error: too big inline request".into(),
+            ))
+        } else {
+            run_line(db, &line)
+        };
+        match outcome {
+            LineOutcome::Blank => {}
+            LineOutcome::Quit => return Ok(()),
+            LineOutcome::Reply(reply) => {
+                output
+                    .write_all(reply.to_text().as_bytes())
+                    .map_err(stdout_err)?;
+                output.flush().map_err(stdout_err)?;
+            }
+        }
+    }
+}
+
+/// Discards input up to and including the next newline.
+fn skip_rest_of_line(input: &mut impl BufRead) -> Result<()> {
+    loop {
+        let buf = input.fill_buf().map_err(|e| Error::io("<stdin>", e))?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if let Some(at) = buf.iter().position(|&b| b == b'\n') {
+            input.consume(at + 1);
+            return Ok(());
+        }
+        let len = buf.len();
+        input.consume(len);
+    }
+}
+
+/// The terminal loop: rustyline for editing and history, a banner, a
+/// prompt. Ctrl-C abandons the line being typed; Ctrl-D leaves.
+pub fn run_terminal(db: &Db, history: Option<PathBuf>, banner: &str) -> Result<()> {
+    use rustyline::error::ReadlineError;
+
+    let terminal_err = |e: ReadlineError| Error::io("<terminal>", std::io::Error::other(e));
+    let mut editor = rustyline::DefaultEditor::new().map_err(terminal_err)?;
+    if let Some(path) = &history {
+        // A missing history file is the normal first run.
+        let _ = editor.load_history(path);
+    }
+    println!("{banner}");
+    println!("Type HELP for the commands, QUIT to leave.");
+    loop {
+        match editor.readline("pydb> ") {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                }
+                match run_line(db, line.as_bytes()) {
+                    LineOutcome::Blank => {}
+                    LineOutcome::Quit => break,
+                    LineOutcome::Reply(reply) => print!("{}", reply.to_text()),
+                }
+            }
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(terminal_err(e)),
+        }
+    }
+    if let Some(path) = &history
+        && let Err(e) = editor.save_history(path)
+    {
+        eprintln!(
+            "warning: could not save the history to {}: {e}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipe_loop_answers_every_line_and_goes_on_after_errors() {
+        let db = Db::memory();
+        let input = b"set k v\n\nnope\nGET k\nget\nquit\nget k\n";
+        let mut output = Vec::new();
+        run_pipe(&db, &input[..], &mut output).unwrap();
+        assert_eq!(
+            String::from_utf8(output).unwrap(),
+            "OK\n\
+             (error) ERR unknown command 'nope'\n\
+             \"v\"\n\
+             (error) ERR wrong number of arguments for 'get' command\n"
+        );
+    }
+
+    #[test]
+    fn pipe_loop_handles_crlf_and_a_last_line_without_newline() {
+        let db = Db::memory();
+        let mut output = Vec::new();
+        run_pipe(&db, &b"set k v\r\nget k"[..], &mut output).unwrap();
+        assert_eq!(String::from_utf8(output).unwrap(), "OK\n\"v\"\n");
+    }
+}

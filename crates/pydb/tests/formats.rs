@@ -1,0 +1,117 @@
+//! Guards docs/formats.md against drift: `pydb inspect` on freshly written files must print exactly the examples the document shows.
+
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+mod common;
+
+use std::path::Path;
+
+use pydb::file::MonolithicFile;
+use pydb::wal::{LogWriter, SyncPolicy};
+use pydb::{Db, EngineKind, IndexKind, Options};
+
+/// The output lines of the example after `<!-- inspect-example: NAME -->` in
+/// docs/formats.md (the `$ pydb inspect` line removed).
+fn documented_example(name: &str) -> String {
+    let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/formats.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap();
+    let marker = format!("<!-- inspect-example: {name} -->");
+    let after = doc
+        .split_once(&marker)
+        .unwrap_or_else(|| panic!("docs/formats.md has no {marker}"))
+        .1;
+    let block = after
+        .split_once("```text\n")
+        .expect("a ```text block after the marker")
+        .1
+        .split_once("```")
+        .expect("the block is closed")
+        .0;
+    let mut lines = block.lines();
+    let command = lines.next().unwrap_or_default();
+    assert!(command.starts_with("$ pydb inspect "), "{command}");
+    lines.map(|l| format!("{l}\n")).collect()
+}
+
+/// What `pydb inspect path` prints.
+fn inspect(path: &Path) -> String {
+    let output = assert_cmd::Command::new(common::pydb_bin())
+        .arg("inspect")
+        .arg(path)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(output).unwrap()
+}
+
+fn assert_same(name: &str, actual: &str) {
+    let documented = documented_example(name);
+    assert_eq!(
+        actual, documented,
+        "`pydb inspect` output for '{name}' differs from docs/formats.md;\n\
+         if the format changed on purpose, update the document.\n--- actual ---\n{actual}"
+    );
+}
+
+#[test]
+fn metadata_example_matches_a_fresh_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        index: IndexKind::BTree,
+        ..Options::with_engine(EngineKind::Log)
+    };
+    Db::open(dir.path(), options).unwrap().close().unwrap();
+    assert_same("metadata", &inspect(&dir.path().join("PYDB")));
+}
+
+#[test]
+fn record_log_example_matches_a_fresh_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal.log");
+    let writer =
+        LogWriter::new(MonolithicFile::create(&path).unwrap(), SyncPolicy::Always).unwrap();
+    writer.append(b"hello").unwrap();
+    writer
+        .append_batch(&[b"first of a batch", b"last of a batch"])
+        .unwrap();
+    drop(writer);
+    assert_same("record-log", &inspect(&path));
+}
+
+/// A log database with known content: a set, then a batch of two sets and
+/// a delete; then (for the hint) a compaction, which seals the live data
+/// into segment 2 with its hint.
+fn make_log_db(dir: &Path, compact: bool) {
+    let options = Options {
+        index: IndexKind::BTree,
+        ..Options::with_engine(EngineKind::Log)
+    };
+    let db = Db::open(dir, options).unwrap();
+    db.set("hello", "world").unwrap();
+    let mut batch = pydb::WriteBatch::new();
+    batch.set("a", "1").set("b", "2").delete("hello");
+    db.write_batch(&batch).unwrap();
+    if compact {
+        db.compact().unwrap();
+    }
+    db.close().unwrap();
+}
+
+#[test]
+fn log_segment_example_matches_a_fresh_database() {
+    let dir = tempfile::tempdir().unwrap();
+    make_log_db(dir.path(), false);
+    assert_same(
+        "log-segment",
+        &inspect(&dir.path().join("000000000001.log")),
+    );
+}
+
+#[test]
+fn hint_example_matches_a_fresh_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    make_log_db(dir.path(), true);
+    assert_same("hint", &inspect(&dir.path().join("000000000002.hint")));
+}
