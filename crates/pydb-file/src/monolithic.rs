@@ -168,7 +168,10 @@ mod tests {
         file.append(b"abc").unwrap();
         let mut buf = [0u8; 4];
         let err = file.read_at(0, &mut buf).unwrap_err();
-        assert!(matches!(err, Error::ReadPastEnd { file_len: 3, .. }), "{err}");
+        assert!(
+            matches!(err, Error::ReadPastEnd { file_len: 3, .. }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //! - `AppendOnlyLogStorage`: Bitcask, an append-only log of records in
 //!   `pydb-wal` with an in-memory index of where each key's latest value is.
 
+pub mod btree;
 mod engine;
 mod error;
 mod lock;
 mod memory;
 
+pub use btree::{BTreeOptions, BTreeStorage};
 pub use engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
 pub use error::{Error, Result};
 pub use lock::{DirLock, LOCK_FILE_NAME};

@@ -82,7 +82,11 @@ pub fn read_record_at<F: File>(file: &F, offset: u64) -> Result<Record> {
 pub fn read_record_exact<F: File>(file: &F, offset: u64, len: usize) -> Result<Record> {
     if len < RECORD_HEADER_LEN || len > crate::record_len(crate::MAX_PAYLOAD_LEN as usize) as usize
     {
-        return Err(Error::corrupted(file.path(), offset, "impossible record length"));
+        return Err(Error::corrupted(
+            file.path(),
+            offset,
+            "impossible record length",
+        ));
     }
     let mut buf = vec![0u8; len];
     file.read_at(offset, &mut buf).map_err(|e| match e {

@@ -219,7 +219,9 @@ impl<F: File> LogWriter<F> {
             // A prefix of the batch may be in the file: cut it off so that
             // the next append does not land behind garbage.
             if let Err(truncate_err) = self.inner.file.set_len(start) {
-                self.poison(format!("append failed ({err}) and truncation failed ({truncate_err})"));
+                self.poison(format!(
+                    "append failed ({err}) and truncation failed ({truncate_err})"
+                ));
             }
             return Err(err.into());
         }
