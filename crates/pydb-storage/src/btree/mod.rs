@@ -58,7 +58,12 @@
 //! A checkpoint (every `checkpoint_bytes` of WAL, on [`StorageEngine::compact`]
 //! and on close) starts a new WAL segment, writes every dirty page back,
 //! syncs the page file, writes the meta page (the other copy) with the new
-//! segment's LSN as the checkpoint LSN, syncs it, and deletes older segments.
+//! segment's LSN as the checkpoint LSN, syncs it, and deletes the segments
+//! older than the *previous* checkpoint. Keeping one checkpoint's worth of
+//! extra WAL is what makes the two meta copies worth having: if the newest
+//! copy is ever found damaged, the older one is a valid place to start
+//! recovery, because the WAL from its checkpoint on still exists and replay
+//! by page LSN is idempotent over pages that are newer than it.
 //!
 //! Opening replays every WAL segment from the checkpoint LSN on. Each
 //! record targets one page; a full page image is installed as is, a leaf op
@@ -85,7 +90,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use pydb_file::{File, FileOpener, MonolithicOpener};
-use pydb_wal::{LogWriter, SyncPolicy};
+use pydb_wal::LogWriter;
 
 use crate::engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
 use crate::{DirLock, Error, Result};
@@ -94,6 +99,7 @@ pub use check::TreeShape;
 pub use meta::{MAX_BTREE_DEPTH, MetaCopies, MetaPage, TreeMeta, read_meta_copies};
 pub use page::{PageInfo, PageType, describe_page};
 pub use pool::PoolStats;
+pub use pydb_wal::SyncPolicy;
 pub use tree::Cursor;
 
 use meta::FORMAT_VERSION;
@@ -141,6 +147,8 @@ impl Default for BTreeOptions {
 
 #[derive(Debug)]
 struct WriterState {
+    /// The oldest WAL segment that may still be on disk.
+    oldest_segment: u64,
     /// The WAL segment recovery would start from.
     checkpoint_segment: u64,
     /// Generation of the meta page last written.
@@ -244,7 +252,17 @@ where
             create_page_file(&file, options.page_size)?;
             opener.sync_dir(&dir)?;
         }
+        let copies = meta::read_meta_copies(&file)?;
         let meta = meta::read_current(&file, &pages_path)?;
+        // Either valid copy must stay recoverable: keep the WAL back to the
+        // older copy's checkpoint.
+        let oldest_kept = [&copies.copy0, &copies.copy1]
+            .into_iter()
+            .filter_map(|c| c.as_ref().ok())
+            .map(|m| lsn_segment(m.checkpoint_lsn))
+            .min()
+            .unwrap_or(0)
+            .max(1);
         let page_size = meta.page_size as usize;
         let checkpoint_segment = lsn_segment(meta.checkpoint_lsn);
         if checkpoint_segment == 0 || lsn_offset(meta.checkpoint_lsn) != 0 {
@@ -260,9 +278,9 @@ where
         });
         let pool = BufferPool::new(file, page_size, options.pool_bytes / page_size, wal.clone());
 
-        // Segments older than the checkpoint are left over from a crash
+        // Segments older than both checkpoints are left over from a crash
         // between writing the meta page and deleting them.
-        let mut stale = checkpoint_segment;
+        let mut stale = oldest_kept.min(checkpoint_segment);
         while stale > 1 {
             stale -= 1;
             match opener.remove(&segment_path(&dir, stale)) {
@@ -348,6 +366,7 @@ where
             wal,
             tree: RwLock::new(tree),
             writer: Mutex::new(WriterState {
+                oldest_segment: oldest_kept.min(checkpoint_segment),
                 checkpoint_segment,
                 generation: meta.generation,
             }),
@@ -608,17 +627,21 @@ where
         let file = self.pool.file();
         file.write_at(self.pool.offset_of(meta.copy), &meta.encode())?;
         file.sync_data()?;
-        let old_segment = writer.checkpoint_segment;
+        let previous_checkpoint = writer.checkpoint_segment;
         writer.generation = generation;
         writer.checkpoint_segment = new_segment;
-        // 4. The WAL before the checkpoint is no longer needed.
-        for segment in old_segment..new_segment {
+        // 4. The WAL before the *previous* checkpoint is no longer needed.
+        //    The segments since then stay: the other meta copy starts there,
+        //    and if the new copy is ever found damaged, recovery falls back
+        //    to it and replays them (page LSNs make that safe).
+        for segment in writer.oldest_segment..previous_checkpoint {
             match self.opener.remove(&segment_path(&self.dir, segment)) {
                 Ok(()) => {}
                 Err(e) if not_found(&e) => {}
                 Err(e) => return Err(e.into()),
             }
         }
+        writer.oldest_segment = previous_checkpoint;
         self.opener.sync_dir(&wal_dir)?;
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
         Ok(())
