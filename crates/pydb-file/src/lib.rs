@@ -17,9 +17,13 @@
 
 mod error;
 mod monolithic;
+mod segmented;
 
 pub use error::{Error, Result};
 pub use monolithic::{MonolithicFile, MonolithicOpener, sync_dir};
+pub use segmented::{
+    SEGMENT_ID_DIGITS, SegmentedFile, TEMP_SUFFIX, list_ids, parse_id, segment_path,
+};
 
 use std::path::Path;
 

@@ -3,17 +3,19 @@
 //! The [`StorageEngine`] trait and its implementations:
 //! - [`MemoryStorage`]: everything in a `BTreeMap`; the model the others are
 //!   tested against.
-//! - `AppendOnlyLogStorage`: Bitcask, an append-only log of records in
+//! - [`AppendOnlyLogStorage`]: Bitcask, an append-only log of records in
 //!   `pydb-wal` with an in-memory index of where each key's latest value is.
 
 pub mod btree;
 mod engine;
 mod error;
 mod lock;
+pub mod log;
 mod memory;
 
 pub use btree::{BTreeOptions, BTreeStorage};
 pub use engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
 pub use error::{Error, Result};
 pub use lock::{DirLock, LOCK_FILE_NAME};
+pub use log::{AppendOnlyLogStorage, Location, LogOptions};
 pub use memory::MemoryStorage;

@@ -1,0 +1,794 @@
+//! `AppendOnlyLogStorage`: the append-only log engine (Bitcask).
+//!
+//! The engine of the original pydb, and of Riak's Bitcask: every write is
+//! appended to a log, and an in-memory index maps each key to the place of
+//! its latest record. A read is one index lookup and one `pread`. Values
+//! never live in memory; keys do, which bounds the database by RAM for keys
+//! and by disk for values.
+//!
+//! ```text
+//!            index (RwLock)                 segments (SegmentedFile)
+//!   "apple" -> {seg 3, off 16, len 40}  ->  000000000003.log  sealed, + .hint
+//!   "pear"  -> {seg 5, off 80, len 33}  ->  000000000005.log  sealed, + .hint
+//!                                           000000000006.log  active: appends
+//! ```
+//!
+//! ## Modules, in the order data flows
+//!
+//! - [`entry`]: the payload of each record (set, delete, begin, seal).
+//! - [`Location`]: what the index stores per key.
+//! - `recovery`: rebuilding the index on open, from hints or segments.
+//! - [`hint`]: per-segment hint files that make opening fast.
+//! - `compaction`: rewriting live data and deleting old segments.
+//! - `scan`: range scans over a changing index.
+//!
+//! ## Segments and sequence numbers
+//!
+//! Each segment is a `pydb-wal` log file. It starts with a `begin` entry and,
+//! once sealed, ends with a `seal` entry; between them are sets and deletes.
+//! Every set and delete carries a sequence number (`seq`), assigned under the
+//! writer lock and strictly increasing; a batch's entries take consecutive
+//! numbers. `begin`/`seal` record the range of sequence numbers the segment
+//! *covers*. Two rules follow, and the rest of the engine leans on them:
+//!
+//! 1. *The latest record of a key is the one with the highest `seq`*, never
+//!    the one last in file order. So compaction can copy a record into a new
+//!    segment with any id, and a crash that leaves both copies around leaves
+//!    two records with the same `seq`, which is harmless.
+//! 2. *The covered ranges of the segments tile `1..=last_seq`.* A writer
+//!    segment covers from the `seq` current when it was created to the last
+//!    one it holds; a compaction output covers exactly the ranges of the
+//!    segments it replaced. On open, a hole in the tiling means a segment is
+//!    missing, and it is reported instead of silently serving older values.
+//!
+//! ## Writes: acknowledged means durable
+//!
+//! A write (a set, a delete, or a batch) is validated, encoded, then under
+//! the writer mutex: numbered, appended to the active segment as one
+//! `pydb-wal` batch (all or nothing after a crash), and published in the
+//! index. The mutex is released *before* the `fsync`: with
+//! [`SyncPolicy::Always`] the writer then waits in `LogWriter::sync_to`,
+//! where concurrent writers share one `fsync` (group commit). A write
+//! returns `Ok` only once its bytes are durable.
+//!
+//! Readers are another matter, and the choice is deliberate: a `get` on
+//! another thread may see a value *between* its append and its `fsync`, so
+//! a reader can observe a write that a crash in the next millisecond would
+//! lose. That is the window of most databases that group-commit (Redis with
+//! `appendfsync always` serves from memory before the fsync too). If the
+//! `fsync` fails, the writer gets the error and the engine is poisoned.
+//!
+//! Any failed append or sync poisons the engine: later writes return
+//! [`Error::Poisoned`] until the database is reopened, because after a
+//! failed `fsync` nobody knows what reached the disk (see `pydb-wal`).
+//!
+//! ## Reads
+//!
+//! Under the index read lock, take the key's [`Location`] and an `Arc` of
+//! its segment; release; read the record with one `pread` of exactly
+//! `len` bytes, verify its CRC, and check that it holds this key at this
+//! `seq`. A compaction that deletes the segment meanwhile does not disturb
+//! the read: the `Arc` keeps the unlinked file readable.
+//!
+//! ## Deletes
+//!
+//! A delete appends a tombstone and removes the key from the index. A
+//! delete of a key that is not there writes nothing: every older record of
+//! that key is already shadowed by a tombstone.
+
+mod compaction;
+pub mod entry;
+pub mod hint;
+mod location;
+mod recovery;
+mod scan;
+
+pub use location::Location;
+pub use pydb_wal::SyncPolicy;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use pydb_file::{File, FileOpener, MonolithicOpener, SegmentedFile};
+use pydb_index::{BTreeIndex, Index};
+use pydb_wal::{LogWriter, record_len};
+
+use crate::engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
+use crate::{DirLock, Error, Result};
+use entry::{EntryKind, encode_entry, entry_len, set_seq};
+use hint::{HintEntry, HintHeader};
+
+/// The extension of data segment files.
+pub const SEGMENT_EXTENSION: &str = "log";
+
+/// How the log engine behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogOptions {
+    /// When writes are made durable. With [`SyncPolicy::Always`] (the
+    /// default) a write returns only once it is on disk.
+    pub sync_policy: SyncPolicy,
+    /// The size past which the active segment is sealed and a new one
+    /// started. A write never spans two segments.
+    pub max_segment_size: u64,
+    /// The longest key accepted, in bytes.
+    pub max_key_size: usize,
+    /// The longest value accepted, in bytes. Key, value and entry header
+    /// must fit in one `pydb-wal` record.
+    pub max_value_size: usize,
+    /// Background compaction runs when dead bytes make up at least this
+    /// fraction of all bytes on disk...
+    pub compaction_threshold: f64,
+    /// ... and there are at least this many dead bytes.
+    pub compaction_min_dead_bytes: u64,
+    /// Whether a background thread checks the threshold and compacts.
+    pub background_compaction: bool,
+    /// How often the background thread checks the threshold.
+    pub compaction_interval: Duration,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            sync_policy: SyncPolicy::Always,
+            max_segment_size: 64 << 20,
+            max_key_size: 64 << 10,
+            max_value_size: 16 << 20,
+            compaction_threshold: 0.5,
+            compaction_min_dead_bytes: 16 << 20,
+            background_compaction: true,
+            compaction_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl LogOptions {
+    fn validate(&self, dir: &Path) -> Result<()> {
+        let invalid = |reason: String| Error::InvalidDatabase {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        if self.max_key_size == 0 {
+            return Err(invalid("max_key_size must be at least 1".into()));
+        }
+        let largest = self
+            .max_key_size
+            .checked_add(self.max_value_size)
+            .and_then(|kv| kv.checked_add(entry::ENTRY_HEADER_LEN));
+        if largest.is_none_or(|len| len > pydb_wal::MAX_PAYLOAD_LEN as usize) {
+            return Err(invalid(format!(
+                "max_key_size + max_value_size + {} must be at most {} (one log record)",
+                entry::ENTRY_HEADER_LEN,
+                pydb_wal::MAX_PAYLOAD_LEN
+            )));
+        }
+        if !(self.compaction_threshold > 0.0 && self.compaction_threshold <= 1.0) {
+            return Err(invalid("compaction_threshold must be in (0, 1]".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The append-only log engine, generic over the file type (so that tests
+/// can inject faults) and over the index (hash map, B-tree, skip list).
+pub struct AppendOnlyLogStorage<O = MonolithicOpener, I = BTreeIndex<Location>>
+where
+    O: FileOpener + 'static,
+    I: Index<Location> + 'static,
+{
+    shared: Arc<Shared<O, I>>,
+    compactor: Option<compaction::Compactor>,
+}
+
+impl AppendOnlyLogStorage {
+    /// Opens (or creates) the database in `dir` with plain files and the
+    /// B-tree index.
+    pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
+        Self::open_with(dir, MonolithicOpener, BTreeIndex::new(), options)
+    }
+}
+
+impl<O, I> AppendOnlyLogStorage<O, I>
+where
+    O: FileOpener + 'static,
+    I: Index<Location> + 'static,
+{
+    /// Opens (or creates) the database in `dir`, with files from `opener`
+    /// and `index` (which should be empty) as the index.
+    ///
+    /// Fails with [`Error::Locked`] if the directory is open elsewhere, and
+    /// with a corruption error if the segments are damaged in a way that is
+    /// not the torn tail of a crash.
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        opener: O,
+        index: I,
+        options: LogOptions,
+    ) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        options.validate(&dir)?;
+        std::fs::create_dir_all(&dir).map_err(|e| pydb_file::Error::io(&dir, e))?;
+        let lock = DirLock::acquire(&dir)?;
+        let segments =
+            SegmentedFile::open(opener, &dir, SEGMENT_EXTENSION, options.max_segment_size)?;
+        let recovered = recovery::recover(&segments, index, &options)?;
+        let shared = Arc::new(Shared {
+            dir,
+            options,
+            segments,
+            writer: Mutex::new(recovered.writer),
+            index: RwLock::new(recovered.index),
+            compaction: Mutex::new(()),
+            poisoned: Mutex::new(None),
+            compactions: AtomicU64::new(0),
+            torn_tails_recovered: AtomicU64::new(recovered.torn_tails),
+            torn_bytes: AtomicU64::new(recovered.torn_bytes),
+            _lock: lock,
+        });
+        for job in recovered.hints {
+            shared.write_hint(&job);
+        }
+        let compactor = shared
+            .options
+            .background_compaction
+            .then(|| compaction::Compactor::start(Arc::clone(&shared)));
+        Ok(Self { shared, compactor })
+    }
+
+    /// The database directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The options the engine runs with.
+    pub fn options(&self) -> &LogOptions {
+        &self.shared.options
+    }
+
+    /// The ids of the data segments, ascending (the last one is active).
+    pub fn segment_ids(&self) -> Vec<u64> {
+        self.shared.segments.ids()
+    }
+
+    /// The path of data segment `id`.
+    pub fn segment_path(&self, id: u64) -> PathBuf {
+        self.shared.segments.segment_path(id)
+    }
+
+    /// Where the latest record of `key` is, if the key is live.
+    pub fn location(&self, key: &[u8]) -> Option<Location> {
+        self.shared.index.read().index.get(key).copied()
+    }
+}
+
+impl<O, I> std::fmt::Debug for AppendOnlyLogStorage<O, I>
+where
+    O: FileOpener + 'static,
+    I: Index<Location> + 'static,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendOnlyLogStorage")
+            .field("dir", &self.shared.dir)
+            .field("segments", &self.shared.segments.ids())
+            .field("live_keys", &self.shared.index.read().index.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<O, I> Drop for AppendOnlyLogStorage<O, I>
+where
+    O: FileOpener + 'static,
+    I: Index<Location> + 'static,
+{
+    fn drop(&mut self) {
+        // Stop compaction first (it holds the shared state), then make
+        // whatever the sync policy left in the page cache durable.
+        self.compactor.take();
+        if let Err(err) = self.shared.flush() {
+            tracing::warn!(%err, "sync on close failed");
+        }
+    }
+}
+
+impl<O, I> StorageEngine for AppendOnlyLogStorage<O, I>
+where
+    O: FileOpener + 'static,
+    I: Index<Location> + 'static,
+{
+    fn set(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.shared.check_key(key)?;
+        self.shared.check_value(value)?;
+        self.shared.write(&[Op::Set(key, value)], false).map(drop)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        let Some((location, segment)) = self.shared.locate(key)? else {
+            return Ok(None);
+        };
+        read_value(&*segment, &location, key).map(Some)
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<bool> {
+        self.shared.check_key(key)?;
+        self.shared.write(&[Op::Delete(key)], true)
+    }
+
+    fn write_batch(&self, batch: &WriteBatch) -> Result<()> {
+        let mut ops = Vec::with_capacity(batch.len());
+        for op in batch.ops() {
+            self.shared.check_key(op.key())?;
+            match op {
+                BatchOp::Set { key, value } => {
+                    self.shared.check_value(value)?;
+                    ops.push(Op::Set(key, value));
+                }
+                BatchOp::Delete { key } => ops.push(Op::Delete(key)),
+            }
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.shared.write(&ops, false).map(drop)
+    }
+
+    fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>> {
+        Ok(Box::new(scan::LogScan::new(&self.shared, range)))
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.shared.flush()
+    }
+
+    fn compact(&self) -> Result<()> {
+        compaction::compact(&self.shared)
+    }
+
+    fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+}
+
+/// One operation of a write, borrowed from the caller.
+#[derive(Debug, Clone, Copy)]
+enum Op<'a> {
+    Set(&'a [u8], &'a [u8]),
+    Delete(&'a [u8]),
+}
+
+/// The range of sequence numbers a segment covers: `first..=last`, empty
+/// when `last < first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SeqRange {
+    pub first: u64,
+    pub last: u64,
+}
+
+impl SeqRange {
+    fn is_empty(&self) -> bool {
+        self.last < self.first
+    }
+
+    /// Whether every seq of `other` is in `self` (both non-empty).
+    fn contains(&self, other: &SeqRange) -> bool {
+        !self.is_empty()
+            && !other.is_empty()
+            && self.first <= other.first
+            && other.last <= self.last
+    }
+}
+
+/// The writer's state, under the writer mutex.
+#[derive(Debug)]
+pub(crate) struct WriterState<F: File + 'static> {
+    /// The id of the active segment.
+    active_id: u64,
+    /// The active segment's log writer; cloned out of the lock so that a
+    /// writer can wait for its fsync without holding the lock.
+    active: Arc<LogWriter<Arc<F>>>,
+    /// The first seq the active segment covers.
+    active_first_seq: u64,
+    /// Whether the active segment holds any set or delete.
+    active_has_data: bool,
+    /// The seq the next write gets.
+    next_seq: u64,
+    /// The sets and deletes of the active segment, for its hint file.
+    pending_hint: Vec<HintEntry>,
+    /// The covered range of every sealed segment.
+    sealed: BTreeMap<u64, SeqRange>,
+}
+
+/// How much of a segment is data, and how much of that is live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SegmentUsage {
+    /// Bytes of set and delete records in the segment.
+    pub data_bytes: u64,
+    /// Bytes of the records the index points at.
+    pub live_bytes: u64,
+}
+
+/// The index and the per-segment usage, under one lock so that they agree.
+#[derive(Debug)]
+pub(crate) struct IndexState<I> {
+    index: I,
+    usage: BTreeMap<u64, SegmentUsage>,
+}
+
+impl<I: Index<Location>> IndexState<I> {
+    /// Points `key` at `location`, keeping the usage counts right.
+    fn insert(&mut self, key: Bytes, location: Location) {
+        self.usage.entry(location.segment).or_default().live_bytes += u64::from(location.len);
+        if let Some(old) = self.index.insert(key, location) {
+            self.release(&old);
+        }
+    }
+
+    /// Removes `key`, keeping the usage counts right.
+    fn remove(&mut self, key: &[u8]) -> Option<Location> {
+        let old = self.index.remove(key)?;
+        self.release(&old);
+        Some(old)
+    }
+
+    fn release(&mut self, old: &Location) {
+        if let Some(usage) = self.usage.get_mut(&old.segment) {
+            usage.live_bytes = usage.live_bytes.saturating_sub(u64::from(old.len));
+        }
+    }
+}
+
+/// A hint to write once the locks are released.
+#[derive(Debug)]
+pub(crate) struct HintJob {
+    header: HintHeader,
+    entries: Vec<HintEntry>,
+}
+
+/// Everything the engine's threads share.
+#[derive(Debug)]
+pub(crate) struct Shared<O: FileOpener + 'static, I> {
+    dir: PathBuf,
+    options: LogOptions,
+    segments: SegmentedFile<O>,
+    writer: Mutex<WriterState<O::File>>,
+    index: RwLock<IndexState<I>>,
+    /// Held for the whole of a compaction: one at a time.
+    compaction: Mutex<()>,
+    /// Why writes are refused, after a failed append or sync.
+    poisoned: Mutex<Option<String>>,
+    compactions: AtomicU64,
+    torn_tails_recovered: AtomicU64,
+    torn_bytes: AtomicU64,
+    _lock: DirLock,
+}
+
+impl<O, I> Shared<O, I>
+where
+    O: FileOpener + 'static,
+    I: Index<Location> + 'static,
+{
+    fn check_key(&self, key: &[u8]) -> Result<()> {
+        if key.is_empty() {
+            return Err(Error::EmptyKey);
+        }
+        if key.len() > self.options.max_key_size {
+            return Err(Error::KeyTooLarge {
+                len: key.len(),
+                max: self.options.max_key_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<()> {
+        if value.len() > self.options.max_value_size {
+            return Err(Error::ValueTooLarge {
+                len: value.len(),
+                max: self.options.max_value_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        match &*self.poisoned.lock() {
+            Some(reason) => Err(Error::Poisoned {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn poison(&self, err: &Error) {
+        tracing::error!(%err, "log engine poisoned; reopen the database");
+        self.poisoned.lock().get_or_insert_with(|| err.to_string());
+    }
+
+    /// Runs `f`; if it fails, poisons the engine and returns the error.
+    fn poison_on_error<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        f().inspect_err(|err| self.poison(err))
+    }
+
+    /// The location and segment of `key`, taken together under the index
+    /// read lock so that compaction cannot delete the segment in between.
+    fn locate(&self, key: &[u8]) -> Result<Option<(Location, Arc<O::File>)>> {
+        let state = self.index.read();
+        let Some(location) = state.index.get(key).copied() else {
+            return Ok(None);
+        };
+        let segment = self.segment(&location)?;
+        Ok(Some((location, segment)))
+    }
+
+    fn segment(&self, location: &Location) -> Result<Arc<O::File>> {
+        self.segments.segment(location.segment).ok_or_else(|| {
+            Error::corrupted(
+                self.segments.segment_path(location.segment),
+                location.offset,
+                "the index points into a segment that does not exist",
+            )
+        })
+    }
+
+    /// Appends `ops` as one batch and publishes them in the index.
+    ///
+    /// With `only_if_present` (a single delete), nothing is written if the
+    /// key is not in the index, and the result says whether it was: the
+    /// check is made under the writer mutex, so two racing deletes of one
+    /// key cannot both report that they removed it.
+    fn write(&self, ops: &[Op<'_>], only_if_present: bool) -> Result<bool> {
+        // Encode outside the lock; only the seq is filled in under it.
+        let mut payloads: Vec<Vec<u8>> = ops
+            .iter()
+            .map(|op| {
+                let (kind, key, value) = match *op {
+                    Op::Set(key, value) => (EntryKind::Set, key, value),
+                    Op::Delete(key) => (EntryKind::Delete, key, &[][..]),
+                };
+                let mut out = Vec::with_capacity(entry_len(key.len(), value.len()));
+                encode_entry(0, kind, key, value, &mut out);
+                out
+            })
+            .collect();
+        let batch_len: u64 = payloads.iter().map(|p| record_len(p.len())).sum();
+
+        let mut writer = self.writer.lock();
+        self.check_poisoned()?;
+        if only_if_present {
+            let key = match ops {
+                [Op::Delete(key)] => *key,
+                _ => {
+                    return Err(Error::InvalidDatabase {
+                        path: self.dir.clone(),
+                        reason: "internal: only_if_present applies to one delete".into(),
+                    });
+                }
+            };
+            if self.index.read().index.get(key).is_none() {
+                // Every older record of the key is already shadowed by a
+                // tombstone: there is nothing to write.
+                return Ok(false);
+            }
+        }
+        let sealed_hint = self.roll_if_full(&mut writer, batch_len)?;
+        let first_seq = writer.next_seq;
+        for (i, payload) in payloads.iter_mut().enumerate() {
+            set_seq(payload, first_seq + i as u64);
+        }
+        let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let appended =
+            self.poison_on_error(|| Ok(writer.active.append_batch_unsynced(&slices)?))?;
+        writer.next_seq += ops.len() as u64;
+        writer.active_has_data = true;
+
+        let segment = writer.active_id;
+        let mut offset = appended.start;
+        let mut locations = Vec::with_capacity(ops.len());
+        for (i, (op, payload)) in ops.iter().zip(&payloads).enumerate() {
+            let len = record_len(payload.len());
+            let (kind, key) = match *op {
+                Op::Set(key, _) => (EntryKind::Set, key),
+                Op::Delete(key) => (EntryKind::Delete, key),
+            };
+            let location = Location {
+                segment,
+                offset,
+                len: len as u32,
+                seq: first_seq + i as u64,
+            };
+            let key = Bytes::copy_from_slice(key);
+            writer.pending_hint.push(HintEntry {
+                seq: location.seq,
+                kind,
+                key: key.clone(),
+                offset,
+                len: location.len,
+            });
+            locations.push((kind, key, location));
+            offset += len;
+        }
+        {
+            let mut state = self.index.write();
+            state.usage.entry(segment).or_default().data_bytes += batch_len;
+            for (kind, key, location) in locations {
+                match kind {
+                    EntryKind::Set => state.insert(key, location),
+                    _ => {
+                        state.remove(&key);
+                    }
+                }
+            }
+        }
+        let active = Arc::clone(&writer.active);
+        drop(writer);
+
+        if let Some(job) = sealed_hint {
+            self.write_hint(&job);
+        }
+        if self.options.sync_policy == SyncPolicy::Always {
+            // Outside the writer mutex: writers that arrive meanwhile append
+            // behind us and share the next fsync (group commit).
+            self.poison_on_error(|| Ok(active.sync_to(appended.end)?))?;
+        }
+        Ok(true)
+    }
+
+    /// Rolls the active segment if a batch of `batch_len` bytes would make
+    /// it exceed the size limit. A segment without data takes any batch, so
+    /// a batch larger than the limit goes alone into a fresh segment.
+    fn roll_if_full(
+        &self,
+        writer: &mut WriterState<O::File>,
+        batch_len: u64,
+    ) -> Result<Option<HintJob>> {
+        let end = writer.active.end();
+        let fits = end
+            .checked_add(batch_len)
+            .is_some_and(|e| e <= self.options.max_segment_size);
+        if fits || !writer.active_has_data {
+            return Ok(None);
+        }
+        self.roll(writer).map(Some)
+    }
+
+    /// Seals the active segment and starts a new one. Returns the hint of
+    /// the sealed segment, to be written once the writer mutex is released.
+    ///
+    /// Order matters: the seal entry is synced before the new segment
+    /// exists, so a sealed segment on disk is always complete, and a crash
+    /// can never leave unsynced data behind a newer segment.
+    fn roll(&self, writer: &mut WriterState<O::File>) -> Result<HintJob> {
+        self.poison_on_error(|| {
+            let last_seq = writer.next_seq - 1;
+            let mut seal = Vec::new();
+            encode_entry(last_seq, EntryKind::Seal, b"", b"", &mut seal);
+            writer.active.append_batch_unsynced(&[&seal])?;
+            writer.active.sync()?;
+            let sealed_id = writer.active_id;
+            let sealed_len = writer.active.end();
+            let (id, file) = self.segments.roll()?;
+            let active = start_segment(file, self.options.sync_policy, writer.next_seq)?;
+            let range = SeqRange {
+                first: writer.active_first_seq,
+                last: last_seq,
+            };
+            writer.sealed.insert(sealed_id, range);
+            writer.active = Arc::new(active);
+            writer.active_id = id;
+            writer.active_first_seq = writer.next_seq;
+            writer.active_has_data = false;
+            Ok(HintJob {
+                header: HintHeader {
+                    segment_id: sealed_id,
+                    segment_len: sealed_len,
+                    first_seq: range.first,
+                    last_seq: range.last,
+                },
+                entries: std::mem::take(&mut writer.pending_hint),
+            })
+        })
+    }
+
+    /// Writes a hint file. A failure is only logged: hints are a cache, and
+    /// opening rebuilds a missing one from its segment.
+    fn write_hint(&self, job: &HintJob) {
+        if let Err(err) =
+            hint::write_hint(self.segments.opener(), &self.dir, &job.header, &job.entries)
+        {
+            tracing::warn!(%err, segment = job.header.segment_id, "could not write hint file");
+        }
+    }
+
+    fn flush(&self) -> Result<()> {
+        let active = Arc::clone(&self.writer.lock().active);
+        self.poison_on_error(|| Ok(active.sync()?))
+    }
+
+    /// Dead and total bytes, for the compaction trigger and the stats.
+    fn garbage(&self) -> (u64, u64) {
+        let state = self.index.read();
+        let dead = state
+            .usage
+            .values()
+            .map(|u| u.data_bytes.saturating_sub(u.live_bytes))
+            .sum();
+        drop(state);
+        let total = self.segments.total_len().unwrap_or(0);
+        (dead, total)
+    }
+
+    fn needs_compaction(&self) -> bool {
+        let (dead, total) = self.garbage();
+        dead >= self.options.compaction_min_dead_bytes
+            && total > 0
+            && dead as f64 >= self.options.compaction_threshold * total as f64
+    }
+
+    fn stats(&self) -> Stats {
+        let (live_keys, live_bytes, index_memory) = {
+            let state = self.index.read();
+            let live: u64 = state.usage.values().map(|u| u.live_bytes).sum();
+            (
+                state.index.len() as u64,
+                live,
+                state.index.memory_bytes() as u64,
+            )
+        };
+        let (dead, total) = self.garbage();
+        Stats {
+            engine: "log",
+            counters: vec![
+                ("live_keys", live_keys),
+                ("live_bytes", live_bytes),
+                ("dead_bytes", dead),
+                ("total_bytes", total),
+                ("segments", self.segments.len() as u64),
+                ("compactions", self.compactions.load(Ordering::Relaxed)),
+                (
+                    "torn_tails_recovered",
+                    self.torn_tails_recovered.load(Ordering::Relaxed),
+                ),
+                ("torn_bytes", self.torn_bytes.load(Ordering::Relaxed)),
+                ("index_memory_bytes", index_memory),
+            ],
+        }
+    }
+}
+
+/// Starts a fresh segment: the log file header, then a `begin` entry
+/// saying which seq the segment covers from, both synced.
+fn start_segment<F: File + 'static>(
+    file: Arc<F>,
+    policy: SyncPolicy,
+    first_seq: u64,
+) -> Result<LogWriter<Arc<F>>> {
+    let writer = LogWriter::new(file, policy)?;
+    let mut begin = Vec::new();
+    encode_entry(first_seq, EntryKind::Begin, b"", b"", &mut begin);
+    writer.append_batch_unsynced(&[&begin])?;
+    writer.sync()?;
+    Ok(writer)
+}
+
+/// Reads the value at `location` and checks that the record really is the
+/// set of `key` with the expected seq: a damaged index or hint can make a
+/// read fail, never return another key's or another version's value.
+fn read_value<F: File>(segment: &F, location: &Location, key: &[u8]) -> Result<Bytes> {
+    let record = pydb_wal::read_record_exact(segment, location.offset, location.len as usize)?;
+    let entry = entry::decode_entry(&record.payload)
+        .map_err(|e| Error::corrupted(segment.path(), location.offset, e.to_string()))?;
+    if entry.kind != EntryKind::Set || entry.key != key || entry.seq != location.seq {
+        return Err(Error::corrupted(
+            segment.path(),
+            location.offset,
+            format!(
+                "expected the set of a key at seq {}, found a {:?} at seq {}",
+                location.seq, entry.kind, entry.seq
+            ),
+        ));
+    }
+    Ok(entry.value)
+}

@@ -1,0 +1,532 @@
+//! Opening a log directory: rebuilding the index and checking the segments.
+//!
+//! ## Steps
+//!
+//! 1. Remove leftovers of an interrupted compaction: segment temp files
+//!    (`<id>.log.tmp`), hint temp files, and hints whose segment is gone.
+//! 2. For every sealed segment (all but the last), load its entries from
+//!    its hint file, or, if the hint is missing or fails a check, by
+//!    scanning the segment (then rewrite the hint). A sealed segment must be
+//!    whole: it starts with `begin`, ends with `seal`, and has no torn tail.
+//!    Anything else there is damage, reported with file and offset: an
+//!    interrupted append only ever tears the *last* segment, because a
+//!    segment is synced and sealed before the next one is created.
+//! 3. Scan the last segment and truncate its torn tail (counted in the
+//!    stats). An empty or header-only last segment is a crash right after
+//!    its creation: it is restarted. A last segment that ends with `seal` is
+//!    a crash between sealing and creating the next: a new one is started.
+//! 4. Replay every set and delete into the index, keeping per key the entry
+//!    with the highest seq. A tombstone with the highest seq removes the
+//!    key. Segments are replayed in id order and an equal seq replaces (the
+//!    higher id wins), so a compaction output beats the input it copied.
+//! 5. Finish an interrupted compaction: a segment whose covered range lies
+//!    inside the range of a segment with a higher id is an input whose
+//!    output was installed; it is deleted (oldest first).
+//! 6. Check that the covered ranges tile `1..=last_seq`: a hole means a
+//!    segment file is missing, and opening fails rather than serve stale
+//!    values.
+//!
+//! ## What cannot be detected
+//!
+//! Losing the *last* segment whole looks exactly like a clean shutdown
+//! right after a roll: nothing on disk remembers that it existed. Catching
+//! that would need a manifest synced on every roll; the torn-tail rules
+//! already cover what a crash can do, so the engine does without.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pydb_file::{File, FileOpener, SegmentedFile};
+use pydb_index::Index;
+use pydb_wal::{LogWriter, Scanner};
+
+use super::entry::{EntryKind, decode_entry};
+use super::hint::{self, HintEntry, HintHeader};
+use super::{
+    HintJob, IndexState, Location, LogOptions, SegmentUsage, SeqRange, WriterState, start_segment,
+};
+use crate::{Error, Result};
+
+/// What opening found, ready to become the engine's state.
+#[derive(Debug)]
+pub(crate) struct Recovered<F: File + 'static, I> {
+    pub writer: WriterState<F>,
+    pub index: IndexState<I>,
+    pub torn_tails: u64,
+    pub torn_bytes: u64,
+    /// Hints to (re)write once the engine is up.
+    pub hints: Vec<HintJob>,
+}
+
+/// The entries of one segment, and the markers that frame them.
+#[derive(Debug, Default)]
+struct Scanned {
+    begin: Option<u64>,
+    seal: Option<u64>,
+    entries: Vec<HintEntry>,
+}
+
+/// The index being rebuilt, with the tombstones seen so far.
+struct Replay<I> {
+    index: I,
+    /// Highest tombstone seq per deleted key, so that an older set met in a
+    /// later segment does not come back to life.
+    tombstones: HashMap<Bytes, u64>,
+}
+
+impl<I: Index<Location>> Replay<I> {
+    fn apply(&mut self, segment: u64, entry: &HintEntry) {
+        let current = self.index.get(&entry.key).map(|l| l.seq);
+        match entry.kind {
+            EntryKind::Set => {
+                let deleted_later = self
+                    .tombstones
+                    .get(&entry.key)
+                    .is_some_and(|&t| t > entry.seq);
+                if deleted_later || current.is_some_and(|seq| seq > entry.seq) {
+                    return;
+                }
+                let location = Location {
+                    segment,
+                    offset: entry.offset,
+                    len: entry.len,
+                    seq: entry.seq,
+                };
+                self.index.insert(entry.key.clone(), location);
+            }
+            _ => {
+                if current.is_some_and(|seq| seq < entry.seq) {
+                    self.index.remove(&entry.key);
+                }
+                let tombstone = self
+                    .tombstones
+                    .entry(entry.key.clone())
+                    .or_insert(entry.seq);
+                *tombstone = (*tombstone).max(entry.seq);
+            }
+        }
+    }
+}
+
+/// One segment as loaded.
+#[derive(Debug, Clone, Copy)]
+struct Loaded {
+    id: u64,
+    range: SeqRange,
+    data_bytes: u64,
+}
+
+/// How the last segment was found.
+enum Last<F: File + 'static> {
+    /// No segment at all, or an empty one to restart.
+    Fresh,
+    /// The active segment, with its writer and pending hint entries.
+    Active {
+        loaded: Loaded,
+        writer: LogWriter<Arc<F>>,
+        entries: Vec<HintEntry>,
+    },
+    /// Sealed already: a new active segment must be started.
+    Sealed,
+}
+
+/// Opens the segments in `segments`, rebuilding `index`.
+pub(crate) fn recover<O, I>(
+    segments: &SegmentedFile<O>,
+    index: I,
+    options: &LogOptions,
+) -> Result<Recovered<O::File, I>>
+where
+    O: FileOpener + 'static,
+    I: Index<Location>,
+{
+    let opener = segments.opener();
+    let dir = segments.dir();
+    for path in segments.remove_temp_files()? {
+        tracing::warn!(path = %path.display(), "removed a segment left by an interrupted compaction");
+    }
+    let ids = segments.ids();
+    for path in hint::remove_stray_hints(opener, dir, &ids)? {
+        tracing::warn!(path = %path.display(), "removed a stray hint file");
+    }
+
+    let mut replay = Replay {
+        index,
+        tombstones: HashMap::new(),
+    };
+    replay.index.clear();
+    let mut loaded: Vec<Loaded> = Vec::new();
+    let mut hints = Vec::new();
+    let mut torn_tails = 0;
+    let mut torn_bytes = 0;
+    let mut last = Last::Fresh;
+
+    for (position, &id) in ids.iter().enumerate() {
+        let file = segments.segment(id).ok_or_else(|| {
+            Error::corrupted(
+                segments.segment_path(id),
+                0,
+                "segment vanished while opening",
+            )
+        })?;
+        let is_last = position + 1 == ids.len();
+        if !is_last {
+            let (header, entries, rebuilt) = load_sealed(segments, id, &file)?;
+            loaded.push(replay_segment(&mut replay, &header, &entries));
+            if rebuilt {
+                hints.push(HintJob { header, entries });
+            }
+            continue;
+        }
+        let mut scanner = Scanner::new(&*file)?;
+        let scanned = scan_segment(&*file, &mut scanner)?;
+        let tail = scanner.truncate_torn_tail()?;
+        if tail.torn_bytes() > 0 {
+            torn_tails += 1;
+            torn_bytes += tail.torn_bytes();
+        }
+        last = match (scanned.begin, scanned.seal) {
+            (None, _) => {
+                // Created, but the crash came before its `begin` was synced.
+                file.set_len(0)?;
+                file.sync_data()?;
+                Last::Fresh
+            }
+            (Some(first), Some(last_seq)) => {
+                let header = HintHeader {
+                    segment_id: id,
+                    segment_len: file.len()?,
+                    first_seq: first,
+                    last_seq,
+                };
+                loaded.push(replay_segment(&mut replay, &header, &scanned.entries));
+                if !matches!(
+                    hint::read_hint(opener, dir, id, header.segment_len),
+                    Ok(Some(_))
+                ) {
+                    hints.push(HintJob {
+                        header,
+                        entries: scanned.entries,
+                    });
+                }
+                Last::Sealed
+            }
+            (Some(first), None) => {
+                let last_seq = scanned.entries.last().map_or(first - 1, |e| e.seq);
+                let header = HintHeader {
+                    segment_id: id,
+                    segment_len: file.len()?,
+                    first_seq: first,
+                    last_seq,
+                };
+                let loaded_last = replay_segment(&mut replay, &header, &scanned.entries);
+                let writer = LogWriter::new(Arc::clone(&file), options.sync_policy)?;
+                Last::Active {
+                    loaded: loaded_last,
+                    writer,
+                    entries: scanned.entries,
+                }
+            }
+        };
+    }
+
+    let index = replay.index;
+    drop(replay.tombstones);
+
+    let mut usage: BTreeMap<u64, SegmentUsage> = loaded
+        .iter()
+        .chain(match &last {
+            Last::Active { loaded, .. } => Some(loaded),
+            _ => None,
+        })
+        .map(|l| {
+            let usage = SegmentUsage {
+                data_bytes: l.data_bytes,
+                live_bytes: 0,
+            };
+            (l.id, usage)
+        })
+        .collect();
+    for (_, location) in index.range(Bound::Unbounded, Bound::Unbounded) {
+        usage.entry(location.segment).or_default().live_bytes += u64::from(location.len);
+    }
+
+    let mut all: Vec<Loaded> = loaded.clone();
+    if let Last::Active { loaded, .. } = &last {
+        all.push(*loaded);
+    }
+    let redundant = finish_interrupted_compaction(segments, &all, &usage)?;
+    all.retain(|l| !redundant.contains(&l.id));
+    for id in &redundant {
+        usage.remove(id);
+    }
+    hints.retain(|job| !redundant.contains(&job.header.segment_id));
+    let active_id = match &last {
+        Last::Active { loaded, .. } => Some(loaded.id),
+        _ => None,
+    };
+    let next_seq = check_coverage(segments, &all, active_id)?;
+
+    let sealed: BTreeMap<u64, SeqRange> = loaded
+        .iter()
+        .filter(|l| !redundant.contains(&l.id))
+        .map(|l| (l.id, l.range))
+        .collect();
+    let writer = match last {
+        Last::Active {
+            loaded,
+            writer,
+            entries,
+        } => WriterState {
+            active_id: loaded.id,
+            active: Arc::new(writer),
+            active_first_seq: loaded.range.first,
+            active_has_data: !entries.is_empty(),
+            next_seq,
+            pending_hint: entries,
+            sealed,
+        },
+        Last::Fresh | Last::Sealed => {
+            let (id, file) = match (&last, segments.active()) {
+                // Restart the empty last segment in place.
+                (Last::Fresh, Some(active)) => active,
+                _ => segments.roll()?,
+            };
+            let writer = start_segment(file, options.sync_policy, next_seq)?;
+            usage.entry(id).or_default();
+            WriterState {
+                active_id: id,
+                active: Arc::new(writer),
+                active_first_seq: next_seq,
+                active_has_data: false,
+                next_seq,
+                pending_hint: Vec::new(),
+                sealed,
+            }
+        }
+    };
+    Ok(Recovered {
+        writer,
+        index: IndexState { index, usage },
+        torn_tails,
+        torn_bytes,
+        hints,
+    })
+}
+
+/// Replays a segment's entries into the index.
+fn replay_segment<I: Index<Location>>(
+    replay: &mut Replay<I>,
+    header: &HintHeader,
+    entries: &[HintEntry],
+) -> Loaded {
+    let mut data_bytes = 0;
+    for entry in entries {
+        replay.apply(header.segment_id, entry);
+        data_bytes += u64::from(entry.len);
+    }
+    Loaded {
+        id: header.segment_id,
+        range: SeqRange {
+            first: header.first_seq,
+            last: header.last_seq,
+        },
+        data_bytes,
+    }
+}
+
+/// Loads a sealed segment's entries from its hint, or by scanning it when
+/// the hint cannot be used. The flag says whether the hint must be
+/// rewritten.
+fn load_sealed<O: FileOpener>(
+    segments: &SegmentedFile<O>,
+    id: u64,
+    file: &Arc<O::File>,
+) -> Result<(HintHeader, Vec<HintEntry>, bool)> {
+    let len = file.len()?;
+    let path = segments.segment_path(id);
+    match hint::read_hint(segments.opener(), segments.dir(), id, len) {
+        Ok(Some((header, entries))) => return Ok((header, entries, false)),
+        Ok(None) => {
+            tracing::warn!(segment = %path.display(), "no hint file; rebuilding it from the segment");
+        }
+        Err(reason) => {
+            tracing::warn!(segment = %path.display(), %reason, "hint file unusable; rebuilding it from the segment");
+        }
+    }
+    if len == 0 {
+        return Err(Error::corrupted(
+            &path,
+            0,
+            "a sealed (not last) segment is empty",
+        ));
+    }
+    let mut scanner = Scanner::new(&**file)?;
+    let scanned = scan_segment(&**file, &mut scanner)?;
+    let tail = scanner.tail();
+    if tail.torn_bytes() > 0 {
+        return Err(Error::corrupted(
+            &path,
+            tail.valid_end,
+            format!(
+                "a sealed (not last) segment ends with {} bytes of an incomplete record",
+                tail.torn_bytes()
+            ),
+        ));
+    }
+    let first_seq = scanned.begin.ok_or_else(|| {
+        Error::corrupted(&path, 0, "a sealed (not last) segment has no begin entry")
+    })?;
+    let last_seq = scanned.seal.ok_or_else(|| {
+        Error::corrupted(
+            &path,
+            tail.valid_end,
+            "a sealed (not last) segment has no seal entry: it was cut short",
+        )
+    })?;
+    let header = HintHeader {
+        segment_id: id,
+        segment_len: len,
+        first_seq,
+        last_seq,
+    };
+    Ok((header, scanned.entries, true))
+}
+
+/// Reads every complete batch of a segment, checking the framing: `begin`
+/// first, `seal` last if at all, and sets and deletes with strictly
+/// increasing seqs inside the covered range.
+fn scan_segment<F: File>(file: &F, scanner: &mut Scanner<'_, F>) -> Result<Scanned> {
+    let mut scanned = Scanned::default();
+    let bad = |offset: u64, reason: &str| Error::corrupted(file.path(), offset, reason);
+    while let Some(batch) = scanner.next_batch()? {
+        for record in batch {
+            let offset = record.offset;
+            let entry = decode_entry(&record.payload)
+                .map_err(|e| Error::corrupted(file.path(), offset, e.to_string()))?;
+            if scanned.seal.is_some() {
+                return Err(bad(offset, "entry after the seal entry"));
+            }
+            match entry.kind {
+                EntryKind::Begin if scanned.begin.is_none() && entry.seq > 0 => {
+                    scanned.begin = Some(entry.seq);
+                }
+                EntryKind::Begin => return Err(bad(offset, "misplaced begin entry")),
+                _ if scanned.begin.is_none() => {
+                    return Err(bad(offset, "segment does not start with a begin entry"));
+                }
+                EntryKind::Seal => {
+                    let floor = scanned.entries.last().map_or(0, |e| e.seq);
+                    let first = scanned.begin.unwrap_or(1);
+                    if entry.seq < floor || entry.seq.saturating_add(1) < first {
+                        return Err(bad(offset, "seal entry does not cover the segment"));
+                    }
+                    scanned.seal = Some(entry.seq);
+                }
+                EntryKind::Set | EntryKind::Delete => {
+                    let floor = scanned
+                        .entries
+                        .last()
+                        .map_or(scanned.begin.unwrap_or(1), |e| e.seq.saturating_add(1));
+                    if entry.seq < floor {
+                        return Err(bad(offset, "sequence numbers go backwards"));
+                    }
+                    scanned.entries.push(HintEntry {
+                        seq: entry.seq,
+                        kind: entry.kind,
+                        key: entry.key,
+                        offset,
+                        len: record.encoded_len() as u32,
+                    });
+                }
+            }
+        }
+    }
+    Ok(scanned)
+}
+
+/// Finds the inputs of an interrupted compaction (segments whose non-empty
+/// range lies inside the range of a segment with a higher id), checks that
+/// nothing live is in them, and deletes them oldest first. Returns their ids.
+fn finish_interrupted_compaction<O: FileOpener>(
+    segments: &SegmentedFile<O>,
+    all: &[Loaded],
+    usage: &BTreeMap<u64, SegmentUsage>,
+) -> Result<Vec<u64>> {
+    let mut redundant = Vec::new();
+    for segment in all {
+        let covered = all
+            .iter()
+            .any(|other| other.id > segment.id && other.range.contains(&segment.range));
+        if !covered {
+            continue;
+        }
+        if usage.get(&segment.id).is_some_and(|u| u.live_bytes > 0) {
+            return Err(Error::corrupted(
+                segments.segment_path(segment.id),
+                0,
+                "segment is covered by a newer compaction output but still holds the latest \
+                 value of some keys",
+            ));
+        }
+        redundant.push(segment.id);
+    }
+    if !redundant.is_empty() {
+        tracing::warn!(
+            ?redundant,
+            "finishing an interrupted compaction: removing its inputs"
+        );
+        segments.remove(&redundant)?;
+        for &id in &redundant {
+            hint::remove_hint(segments.opener(), segments.dir(), id)?;
+        }
+    }
+    Ok(redundant)
+}
+
+/// Checks that the covered ranges tile `1..=last_seq` and returns the seq
+/// the next write gets.
+///
+/// Sealed segments with an empty range (rolled before any write) cover
+/// nothing and are skipped. The active segment comes last and must start
+/// right after the others, even when it is empty: otherwise the segment
+/// just before it is missing.
+fn check_coverage<O: FileOpener>(
+    segments: &SegmentedFile<O>,
+    all: &[Loaded],
+    active_id: Option<u64>,
+) -> Result<u64> {
+    let mut ranges: Vec<&Loaded> = all
+        .iter()
+        .filter(|l| !l.range.is_empty() && Some(l.id) != active_id)
+        .collect();
+    ranges.sort_by_key(|l| (l.range.first, l.range.last, l.id));
+    ranges.extend(all.iter().filter(|l| Some(l.id) == active_id));
+    let mut expected = 1u64;
+    for segment in ranges {
+        let SeqRange { first, last } = segment.range;
+        if first > expected {
+            return Err(Error::corrupted(
+                segments.dir(),
+                0,
+                format!(
+                    "a segment is missing: no segment holds seqs {expected}..={}; the next \
+                     segment, {}, starts at seq {first}",
+                    first - 1,
+                    segments.segment_path(segment.id).display()
+                ),
+            ));
+        }
+        if first < expected {
+            return Err(Error::corrupted(
+                segments.segment_path(segment.id),
+                0,
+                format!("segment covers seqs {first}..={last}, overlapping seqs before {expected}"),
+            ));
+        }
+        expected = expected.max(last.saturating_add(1));
+    }
+    Ok(expected)
+}

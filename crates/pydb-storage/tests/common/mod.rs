@@ -1,0 +1,137 @@
+//! Shared harness of the storage tests: every engine x index combination,
+//! opened fresh in a temp dir and reopened from the same dir.
+//!
+//! To run the suites on a new engine or index, add a variant to [`Kind`],
+//! its arm in [`Kind::open`], and a line in [`for_each_engine!`].
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use pydb_file::MonolithicOpener;
+use pydb_index::{BTreeIndex, InMemoryIndex, Index};
+use pydb_storage::{AppendOnlyLogStorage, Location, LogOptions, MemoryStorage, StorageEngine};
+use pydb_wal::SyncPolicy;
+
+/// An engine (and index) the suites run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `MemoryStorage`: the model; nothing survives a reopen.
+    Memory,
+    /// The log engine with the hash-map index.
+    LogHash,
+    /// The log engine with the B-tree index.
+    LogBTree,
+}
+
+/// Every persistent kind, for the model test.
+pub const PERSISTENT: &[Kind] = &[Kind::LogHash, Kind::LogBTree];
+
+/// Options small enough that the tests cross segment boundaries often.
+pub fn test_options() -> LogOptions {
+    LogOptions {
+        sync_policy: SyncPolicy::Always,
+        max_segment_size: 2048,
+        max_key_size: 512,
+        max_value_size: 64 << 10,
+        compaction_threshold: 0.5,
+        compaction_min_dead_bytes: 1,
+        background_compaction: false,
+        compaction_interval: Duration::from_millis(20),
+    }
+}
+
+impl Kind {
+    /// Whether data survives a reopen.
+    pub fn persistent(self) -> bool {
+        self != Kind::Memory
+    }
+
+    /// The key and value limits, if the engine has any.
+    pub fn limits(self) -> Option<(usize, usize)> {
+        self.persistent().then(|| {
+            let o = test_options();
+            (o.max_key_size, o.max_value_size)
+        })
+    }
+
+    /// Opens the engine in `dir` with `options` (ignored by memory).
+    pub fn open_with(
+        self,
+        dir: &Path,
+        options: LogOptions,
+    ) -> pydb_storage::Result<Box<dyn StorageEngine>> {
+        fn log<I: Index<Location> + Default + 'static>(
+            dir: &Path,
+            options: LogOptions,
+        ) -> pydb_storage::Result<Box<dyn StorageEngine>> {
+            let engine =
+                AppendOnlyLogStorage::open_with(dir, MonolithicOpener, I::default(), options)?;
+            Ok(Box::new(engine))
+        }
+        match self {
+            Kind::Memory => Ok(Box::new(MemoryStorage::new())),
+            Kind::LogHash => log::<InMemoryIndex<Location>>(dir, options),
+            Kind::LogBTree => log::<BTreeIndex<Location>>(dir, options),
+        }
+    }
+
+    /// Opens the engine in `dir` with the test options.
+    pub fn open(self, dir: &Path) -> pydb_storage::Result<Box<dyn StorageEngine>> {
+        self.open_with(dir, test_options())
+    }
+}
+
+/// An engine in its own temp dir.
+pub struct Db {
+    pub kind: Kind,
+    pub dir: tempfile::TempDir,
+    engine: Option<Box<dyn StorageEngine>>,
+}
+
+impl Db {
+    /// A fresh engine of `kind`.
+    pub fn new(kind: Kind) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = kind.open(dir.path()).unwrap();
+        Self {
+            kind,
+            dir,
+            engine: Some(engine),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &dyn StorageEngine {
+        self.engine.as_deref().unwrap()
+    }
+
+    /// Closes and reopens the engine from its directory. Returns false (and
+    /// keeps the engine) for an engine that persists nothing.
+    pub fn reopen(&mut self) -> bool {
+        if !self.kind.persistent() {
+            return false;
+        }
+        drop(self.engine.take());
+        self.engine = Some(self.kind.open(self.dir.path()).unwrap());
+        true
+    }
+}
+
+/// Instantiates every listed test function (each taking a [`Kind`]) once
+/// per engine, in a module per engine.
+#[macro_export]
+macro_rules! for_each_engine {
+    ($($test:ident),* $(,)?) => {
+        mod memory {
+            $(#[test] fn $test() { super::$test(super::common::Kind::Memory) })*
+        }
+        mod log_hash {
+            $(#[test] fn $test() { super::$test(super::common::Kind::LogHash) })*
+        }
+        mod log_btree {
+            $(#[test] fn $test() { super::$test(super::common::Kind::LogBTree) })*
+        }
+    };
+}
