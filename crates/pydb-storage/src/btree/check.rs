@@ -8,6 +8,7 @@
 //! - the leaf sibling links visit the leaves in key order, both ways;
 //! - overflow chains are overflow pages whose pieces add up to the length;
 //! - the free list holds free pages only, as many as the meta says;
+//! - the key and byte counts in the meta match the leaves;
 //! - every page below the page count is used exactly once: by the tree, an
 //!   overflow chain or the free list. A page in two places, or in none (a
 //!   leak), is a violation.
@@ -36,6 +37,8 @@ pub struct TreeShape {
     pub free: u64,
     /// Keys in the tree.
     pub keys: u64,
+    /// Bytes of keys and values.
+    pub live_bytes: u64,
 }
 
 struct Checker<'a, F: pydb_file::File> {
@@ -98,6 +101,11 @@ impl<F: pydb_file::File> Checker<'_, F> {
                     return Err(self.violation(id, "empty leaf that is not the root".into()));
                 }
                 for e in &leaf.entries {
+                    self.shape.live_bytes += (e.key.len()
+                        + match &e.value {
+                            page::Value::Inline(v) => v.len(),
+                            page::Value::Overflow { len, .. } => *len as usize,
+                        }) as u64;
                     if !in_bounds(&e.key) {
                         return Err(
                             self.violation(id, format!("key {:?} outside its separators", e.key))
@@ -217,6 +225,15 @@ where
                 format!(
                     "free list has {} pages, meta says {}",
                     checker.shape.free, meta.free_count
+                ),
+            ));
+        }
+        if (checker.shape.keys, checker.shape.live_bytes) != (meta.keys, meta.live_bytes) {
+            return Err(checker.violation(
+                meta.root,
+                format!(
+                    "tree holds {} keys / {} bytes, meta says {} / {}",
+                    checker.shape.keys, checker.shape.live_bytes, meta.keys, meta.live_bytes
                 ),
             ));
         }

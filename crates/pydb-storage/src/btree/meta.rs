@@ -24,7 +24,9 @@
 //! 64  u32      page count (pages 0..count exist)
 //! 68  u32      zero
 //! 72  u64      checkpoint LSN: recovery replays the WAL from here
-//! 80  ...      zero up to page_size
+//! 80  u64      live keys
+//! 88  u64      live bytes (keys + values)
+//! 96  ...      zero up to page_size
 //! ```
 //!
 //! The page size lives in the meta page itself, so it is read first from
@@ -62,8 +64,12 @@ pub const FREE_COUNT_OFFSET: usize = 60;
 pub const PAGE_COUNT_OFFSET: usize = 64;
 /// Offset of the checkpoint LSN.
 pub const CHECKPOINT_LSN_OFFSET: usize = 72;
+/// Offset of the live key count.
+pub const KEYS_OFFSET: usize = 80;
+/// Offset of the live byte count.
+pub const LIVE_BYTES_OFFSET: usize = 88;
 /// Bytes of a meta page that carry information.
-pub const META_LEN: usize = 80;
+pub const META_LEN: usize = 96;
 
 /// The deepest tree pydb accepts. A tree of 4 KiB pages with the smallest
 /// fan-out (4) holding 2^32 pages is 16 levels deep; anything deeper is a
@@ -84,6 +90,10 @@ pub struct TreeMeta {
     pub free_count: u32,
     /// Pages in the file (allocated pages are below this number).
     pub page_count: u32,
+    /// Keys in the tree.
+    pub keys: u64,
+    /// Bytes of keys and values in the tree.
+    pub live_bytes: u64,
 }
 
 impl TreeMeta {
@@ -131,7 +141,7 @@ impl MetaPage {
     /// Encodes the meta page as copy `self.copy`.
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = vec![0u8; self.page_size as usize];
-        let fields: [(usize, &[u8]); 13] = [
+        let fields: [(usize, &[u8]); 15] = [
             (page::TYPE_OFFSET, &[PageType::Meta as u8]),
             (page::PAGE_ID_OFFSET, &self.copy.to_le_bytes()),
             (MAGIC_OFFSET, &META_MAGIC),
@@ -145,6 +155,8 @@ impl MetaPage {
             (PAGE_COUNT_OFFSET, &self.tree.page_count.to_le_bytes()),
             (CHECKPOINT_LSN_OFFSET, &self.checkpoint_lsn.to_le_bytes()),
             (36, &0u32.to_le_bytes()),
+            (KEYS_OFFSET, &self.tree.keys.to_le_bytes()),
+            (LIVE_BYTES_OFFSET, &self.tree.live_bytes.to_le_bytes()),
         ];
         for (at, bytes) in fields {
             if let Some(dst) = buf.get_mut(at..at + bytes.len()) {
@@ -181,6 +193,8 @@ impl MetaPage {
             free_head: field(page::get_u32(buf, FREE_HEAD_OFFSET))?,
             free_count: field(page::get_u32(buf, FREE_COUNT_OFFSET))?,
             page_count: field(page::get_u32(buf, PAGE_COUNT_OFFSET))?,
+            keys: page::get_u64(buf, KEYS_OFFSET).map_err(|e| e.reason)?,
+            live_bytes: page::get_u64(buf, LIVE_BYTES_OFFSET).map_err(|e| e.reason)?,
         };
         tree.check()?;
         Ok(Self {
@@ -294,6 +308,8 @@ mod tests {
                 free_head: 0,
                 free_count: 0,
                 page_count: 3,
+                keys: 0,
+                live_bytes: 0,
             },
             checkpoint_lsn: 1 << 40,
         }

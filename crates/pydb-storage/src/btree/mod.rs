@@ -192,6 +192,8 @@ fn create_page_file<F: File>(file: &F, page_size: usize) -> Result<()> {
         free_head: 0,
         free_count: 0,
         page_count: FIRST_DATA_PAGE + 1,
+        keys: 0,
+        live_bytes: 0,
     };
     let mut meta = MetaPage {
         copy: 0,
@@ -727,6 +729,8 @@ where
         Stats {
             engine: "btree",
             counters: vec![
+                ("live_keys", meta.keys),
+                ("live_bytes", meta.live_bytes),
                 ("page_size", self.pool.page_size() as u64),
                 ("pages", u64::from(meta.page_count)),
                 ("free_pages", u64::from(meta.free_count)),

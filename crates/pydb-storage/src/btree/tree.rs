@@ -225,6 +225,14 @@ pub fn get<F: File>(pool: &BufferPool<F>, meta: &TreeMeta, key: &[u8]) -> Result
     read_overflow(pool, meta, value.1, value.0).map(Some)
 }
 
+/// The length of a value, wherever it lives.
+fn value_len(value: &Value) -> usize {
+    match value {
+        Value::Inline(v) => v.len(),
+        Value::Overflow { len, .. } => *len as usize,
+    }
+}
+
 /// Picks where to cut a run of cells of these sizes so that both halves fit
 /// in `cap` bytes and are as even as possible. With `promote`, the cell at
 /// the cut moves up to the parent and belongs to neither half (an internal
@@ -398,7 +406,18 @@ impl<'a, F: File> Txn<'a, F> {
                 first: self.write_overflow(value)?,
             }
         };
-        if let Some(Value::Overflow { first, .. }) = self.put(Bytes::copy_from_slice(key), value)? {
+        let added = (key.len() + value_len(&value)) as u64;
+        let old = self.put(Bytes::copy_from_slice(key), value)?;
+        self.meta.live_bytes = self.meta.live_bytes.saturating_add(added);
+        match &old {
+            Some(old) => {
+                let removed = (key.len() + value_len(old)) as u64;
+                self.meta.live_bytes = self.meta.live_bytes.saturating_sub(removed);
+            }
+            None => self.meta.keys = self.meta.keys.saturating_add(1),
+        }
+        self.meta_changed = true;
+        if let Some(Value::Overflow { first, .. }) = old {
             self.free_overflow(first)?;
         }
         Ok(())
@@ -406,7 +425,14 @@ impl<'a, F: File> Txn<'a, F> {
 
     /// Deletes `key`; returns whether it was there.
     pub fn delete(&mut self, key: &[u8]) -> Result<bool> {
-        match self.remove(key)? {
+        let old = self.remove(key)?;
+        if let Some(old) = &old {
+            let removed = (key.len() + value_len(old)) as u64;
+            self.meta.live_bytes = self.meta.live_bytes.saturating_sub(removed);
+            self.meta.keys = self.meta.keys.saturating_sub(1);
+            self.meta_changed = true;
+        }
+        match old {
             Some(Value::Overflow { first, .. }) => {
                 self.free_overflow(first)?;
                 Ok(true)

@@ -11,6 +11,7 @@
 //! leaf delete  u8 3 | u32 page | key               remove this key from the leaf
 //! tree meta    u8 4 | u32 0    | u32 root | u32 height | u32 free head
 //!                              | u32 free count | u32 page count
+//!                              | u64 live keys | u64 live bytes
 //! ```
 //!
 //! A put or delete is *physiological*: physical about which page, logical
@@ -66,6 +67,8 @@ pub const REC_LEAF_DELETE: u8 = 3;
 pub const REC_META: u8 = 4;
 /// Bytes before a record's body: kind and page number.
 pub const REC_HEADER_LEN: usize = 5;
+/// Bytes of a meta record's body.
+pub const META_BODY_LEN: usize = 36;
 
 /// Bits of an LSN that hold the offset inside a segment.
 pub const SEGMENT_SHIFT: u32 = 40;
@@ -179,7 +182,7 @@ pub fn encode_leaf_op(page: PageId, op: &LeafOp) -> std::result::Result<Vec<u8>,
 
 /// Encodes a meta record.
 pub fn encode_meta(meta: &TreeMeta) -> Vec<u8> {
-    let mut out = header(REC_META, 0, 20);
+    let mut out = header(REC_META, 0, META_BODY_LEN);
     for v in [
         meta.root,
         meta.height,
@@ -189,6 +192,8 @@ pub fn encode_meta(meta: &TreeMeta) -> Vec<u8> {
     ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
+    out.extend_from_slice(&meta.keys.to_le_bytes());
+    out.extend_from_slice(&meta.live_bytes.to_le_bytes());
     out
 }
 
@@ -241,7 +246,12 @@ pub fn decode_record(
                 free_head: field(2)?,
                 free_count: field(3)?,
                 page_count: field(4)?,
+                keys: page::get_u64(body, 20).map_err(|_| "meta record too short")?,
+                live_bytes: page::get_u64(body, 28).map_err(|_| "meta record too short")?,
             };
+            if body.len() != META_BODY_LEN {
+                return Err("meta record of the wrong length");
+            }
             meta.check()?;
             Ok(WalRecord::Meta(meta))
         }
@@ -395,9 +405,11 @@ mod tests {
             free_head: 0,
             free_count: 0,
             page_count: 3,
+            keys: 7,
+            live_bytes: 99,
         };
         let rec = encode_meta(&meta);
-        assert_eq!(rec.len(), REC_HEADER_LEN + 20);
+        assert_eq!(rec.len(), REC_HEADER_LEN + META_BODY_LEN);
         assert_eq!(decode_record(&rec, 512), Ok(WalRecord::Meta(meta)));
         let image = encode_image(5, &[0u8; 512]);
         assert!(matches!(
