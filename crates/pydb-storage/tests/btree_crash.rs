@@ -1,6 +1,8 @@
 //! Guards the B+tree's crash safety: WAL cut at every byte, power cuts at
 //! every write of splits, merges and checkpoints, torn pages, flipped bytes.
 
+#![allow(clippy::unwrap_used)]
+
 mod btree_sim;
 
 use std::collections::BTreeMap;
@@ -123,12 +125,12 @@ fn wal_cut_at_every_byte_recovers_exactly_the_complete_batches() {
         "the batches split the root"
     );
     assert_eq!(engine.stats().get("pool_writebacks"), Some(0));
-    let crashed = fs.snapshot(Crash::ProcessCrash);
+    let crashed = fs.snapshot(Crash::Process);
     drop(engine);
     let wal = crashed.bytes(&wal_path);
     assert_eq!(wal.len(), states.last().unwrap().0);
     for cut in 0..=wal.len() {
-        let fs = crashed.snapshot(Crash::ProcessCrash);
+        let fs = crashed.snapshot(Crash::Process);
         fs.set_bytes(&wal_path, wal[..cut].to_vec());
         // A cut inside the file header leaves an empty log.
         let expected = states
@@ -208,7 +210,7 @@ fn power_cut_at_every_write_of_splits_merges_and_checkpoints() {
         }
         drop(engine); // the checkpoint on close is inside the crash window too
         let reached = fs.crashed();
-        for crash in [Crash::PowerCut, Crash::ProcessCrash, Crash::WalLost] {
+        for crash in [Crash::PowerCut, Crash::Process, Crash::WalLost] {
             let after = fs.snapshot(crash);
             let engine = open(dir.path(), &after, options()).unwrap_or_else(|e| {
                 panic!("crash point {crash_point} ({crash:?}): reopen failed: {e}")
@@ -318,7 +320,7 @@ fn torn_page_is_repaired_from_its_full_page_image() {
     drop(engine);
 
     // Without a WAL to repair it, the same damage is an error, not data.
-    let clean = crashed.snapshot(Crash::ProcessCrash);
+    let clean = crashed.snapshot(Crash::Process);
     let leaf = leaf_holding(&clean, &pages, &key(20)) as usize;
     let mut bytes = clean.bytes(&pages);
     for b in &mut bytes[leaf * 512 + 256..leaf * 512 + 512] {

@@ -2,6 +2,8 @@
 //! cursors in both directions, overflow values, free-list reuse, limits,
 //! concurrent readers, and a proptest against a `BTreeMap` across reopens.
 
+#![allow(clippy::unwrap_used)]
+
 mod btree_sim;
 
 use std::collections::BTreeMap;
@@ -401,7 +403,7 @@ proptest! {
                             drop(engine);
                         }
                         1 => {
-                            let crashed = fs.snapshot(Crash::ProcessCrash);
+                            let crashed = fs.snapshot(Crash::Process);
                             drop(engine);
                             fs = crashed;
                         }

@@ -928,6 +928,18 @@ mod tests {
     }
 
     #[test]
+    fn empty_root_leaf_matches_docs_formats() {
+        // The hex dump in docs/formats.md, "B+tree page file".
+        let buf = encode(&Content::Node(Node::Leaf(Leaf::default())), 2, 512).unwrap();
+        let mut expected = [0u8; 32];
+        expected[4] = 2;
+        expected[16] = 2;
+        expected[21] = 2;
+        assert_eq!(buf[..32], expected);
+        assert!(buf[32..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
     fn every_bit_flip_is_caught_by_the_checksum() {
         let mut buf = encode(&Content::Node(Node::Leaf(leaf(&["a", "b"]))), 2, 512).unwrap();
         seal(&mut buf);

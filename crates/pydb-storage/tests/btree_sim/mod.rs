@@ -8,10 +8,10 @@
 //!   write there lands only its first half (a torn write) and fails; every
 //!   later mutation fails.
 //! - `snapshot(PowerCut)` is the disk after a power cut (durable bytes only);
-//!   `snapshot(ProcessCrash)` keeps every byte written (the OS survived);
+//!   `snapshot(Process)` keeps every byte written (the OS survived);
 //!   `snapshot(WalLost)` keeps page-file bytes but only synced WAL bytes.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -40,7 +40,7 @@ pub enum Crash {
     /// Only synced bytes survive.
     PowerCut,
     /// Every written byte survives.
-    ProcessCrash,
+    Process,
     /// The OS wrote back every page-file byte but no unsynced WAL byte:
     /// the case the write-ahead rule exists for.
     WalLost,
@@ -78,7 +78,7 @@ impl SimFs {
             let is_wal = path.extension().is_some_and(|e| e == "log");
             let bytes = match crash {
                 Crash::PowerCut => data.durable.lock().clone(),
-                Crash::ProcessCrash => data.live.lock().clone(),
+                Crash::Process => data.live.lock().clone(),
                 Crash::WalLost if is_wal => data.durable.lock().clone(),
                 Crash::WalLost => data.live.lock().clone(),
             };
