@@ -5,6 +5,8 @@
 //!   tested against.
 //! - [`AppendOnlyLogStorage`]: Bitcask, an append-only log of records in
 //!   `pydb-wal` with an in-memory index of where each key's latest value is.
+//! - [`BTreeStorage`]: a B+tree of pages with a buffer pool and a
+//!   write-ahead log, the page-oriented design of PostgreSQL and SQLite.
 
 pub mod btree;
 mod engine;

@@ -107,7 +107,7 @@ fn wal_cut_at_every_byte_recovers_exactly_the_complete_batches() {
     // A pool large enough that no page is written back: cutting the WAL
     // behind a written page is the one state the write-ahead rule excludes.
     let opts = BTreeOptions {
-        pool_bytes: 1 << 20,
+        pool_bytes: 128 * 512,
         ..options()
     };
     let engine = open(dir.path(), &fs, opts.clone()).unwrap();
@@ -129,6 +129,7 @@ fn wal_cut_at_every_byte_recovers_exactly_the_complete_batches() {
     drop(engine);
     let wal = crashed.bytes(&wal_path);
     assert_eq!(wal.len(), states.last().unwrap().0);
+    eprintln!("cutting a WAL of {} bytes at every byte", wal.len());
     for cut in 0..=wal.len() {
         let fs = crashed.snapshot(Crash::Process);
         fs.set_bytes(&wal_path, wal[..cut].to_vec());
@@ -140,7 +141,13 @@ fn wal_cut_at_every_byte_recovers_exactly_the_complete_batches() {
             .map_or(&states[0].1, |(_, m)| m);
         let engine =
             open(dir.path(), &fs, opts.clone()).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
-        assert_matches(&engine, expected, &format!("WAL cut at byte {cut}"));
+        // Every cut is compared by a scan; the full check (invariants and a
+        // get per key) runs around batch boundaries, where states change.
+        if states.iter().any(|(end, _)| end.abs_diff(cut) <= 2) {
+            assert_matches(&engine, expected, &format!("WAL cut at byte {cut}"));
+        } else {
+            assert!(contents(&engine) == *expected, "WAL cut at byte {cut}");
+        }
     }
 }
 
