@@ -38,6 +38,12 @@
 //! hides, so it survives as long as they do. Reopening then finishes the
 //! job: inputs lying inside an installed output's range are removed.
 //!
+//! That reopen rule alone would already hide the zombie (the old input lies
+//! inside an output's range, so it is removed before anyone reads it). The
+//! order is the second line of defence: it keeps every state a crash can
+//! leave correct *by itself*, for any reader that replays the segments by
+//! seq without knowing about compaction, such as `pydb inspect`.
+//!
 //! ## What a reader sees
 //!
 //! A reader holds the location and an `Arc` of the segment taken under the
