@@ -32,8 +32,8 @@ use bytes::Bytes;
 use pydb_file::MonolithicOpener;
 use pydb_index::{BTreeIndex, InMemoryIndex};
 use pydb_storage::{
-    AppendOnlyLogStorage, DirLock, KeyRange, LOCK_FILE_NAME, Location, LogOptions, MemoryStorage,
-    Stats, StorageEngine,
+    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, DirLock, KeyRange, LOCK_FILE_NAME, Location,
+    LogOptions, MemoryStorage, Stats, StorageEngine,
 };
 pub use pydb_storage::{BatchOp, WriteBatch};
 pub use pydb_wal::SyncPolicy;
@@ -235,9 +235,21 @@ impl Db {
                 let engine = open_log_engine(dir, &options)?;
                 Ok(Self::from_engine(engine, Some(dir.to_path_buf()), options))
             }
-            EngineKind::BTree => Err(Error::Unavailable {
-                what: "the btree engine".into(),
-            }),
+            EngineKind::BTree => {
+                prepare_dir(dir, &options)?;
+                let engine = BTreeStorage::open(
+                    dir,
+                    BTreeOptions {
+                        sync: options.sync,
+                        ..BTreeOptions::default()
+                    },
+                )?;
+                Ok(Self::from_engine(
+                    Arc::new(engine),
+                    Some(dir.to_path_buf()),
+                    options,
+                ))
+            }
         }
     }
 
