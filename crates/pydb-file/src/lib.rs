@@ -16,9 +16,13 @@
 //! see [`sync_dir`].
 
 mod error;
+pub mod faulty;
+mod mmap;
 mod monolithic;
 
 pub use error::{Error, Result};
+pub use faulty::{FaultController, FaultyFile, FaultyOpener};
+pub use mmap::{MIN_REMAP_STEP, MmapFile, MmapOpener};
 pub use monolithic::{MonolithicFile, MonolithicOpener, sync_dir};
 
 use std::path::Path;

@@ -84,6 +84,11 @@ impl File for MonolithicFile {
                 path: self.path.clone(),
                 offset,
             })?;
+        if data.is_empty() {
+            // POSIX: writing nothing does not extend the file, so the
+            // cached length must not move either.
+            return Ok(());
+        }
         let mut len = self.len.lock();
         let result = self.file.write_all_at(data, offset);
         if end > *len {
@@ -168,7 +173,10 @@ mod tests {
         file.append(b"abc").unwrap();
         let mut buf = [0u8; 4];
         let err = file.read_at(0, &mut buf).unwrap_err();
-        assert!(matches!(err, Error::ReadPastEnd { file_len: 3, .. }), "{err}");
+        assert!(
+            matches!(err, Error::ReadPastEnd { file_len: 3, .. }),
+            "{err}"
+        );
     }
 
     #[test]

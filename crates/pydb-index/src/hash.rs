@@ -59,13 +59,13 @@ impl<V: Send + Sync> Index<V> for InMemoryIndex<V> {
     fn range<'a>(&'a self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> RangeIter<'a, V> {
         let start = start.map(<[u8]>::to_vec);
         let end = end.map(<[u8]>::to_vec);
-        Box::new(
-            self.map
-                .iter()
-                .filter(move |(k, _)| {
-                    in_bounds(k, start.as_ref().map(Vec::as_slice), end.as_ref().map(Vec::as_slice))
-                }),
-        )
+        Box::new(self.map.iter().filter(move |(k, _)| {
+            in_bounds(
+                k,
+                start.as_ref().map(Vec::as_slice),
+                end.as_ref().map(Vec::as_slice),
+            )
+        }))
     }
 
     fn len(&self) -> usize {

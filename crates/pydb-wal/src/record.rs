@@ -243,6 +243,9 @@ mod tests {
         newer[FILE_VERSION_OFFSET..FILE_CRC_OFFSET].copy_from_slice(&2u32.to_le_bytes());
         let crc = crc32fast::hash(&newer[..FILE_CRC_OFFSET]);
         newer[FILE_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(decode_file_header(&newer), Err(HeaderError::NewerVersion(2)));
+        assert_eq!(
+            decode_file_header(&newer),
+            Err(HeaderError::NewerVersion(2))
+        );
     }
 }
