@@ -9,7 +9,8 @@ use bytes::Bytes;
 use pydb_file::MonolithicOpener;
 use pydb_index::{BTreeIndex, InMemoryIndex};
 use pydb_storage::{
-    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, KeyRange, LogOptions, MemoryStorage, StorageEngine, WriteBatch,
+    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, KeyRange, LogOptions, MemoryStorage,
+    StorageEngine, WriteBatch,
 };
 use pydb_wal::SyncPolicy;
 
