@@ -19,9 +19,16 @@ enum Op {
 }
 
 /// Short keys over a 3-letter alphabet, so that keys collide, share
-/// prefixes, and include the empty key.
+/// prefixes, and include the empty key; half of them behind a common
+/// 10-byte prefix, so that comparisons must read past the first bytes.
 fn key() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(0u8..3, 0..4)
+    (any::<bool>(), prop::collection::vec(0u8..3, 0..4)).prop_map(|(long, tail)| {
+        if long {
+            [b"common-pre".as_slice(), &tail].concat()
+        } else {
+            tail
+        }
+    })
 }
 
 fn bound() -> impl Strategy<Value = Bound<Vec<u8>>> {
