@@ -82,7 +82,8 @@
 //! # Layout: an arena, not boxes
 //!
 //! Nodes live in one `Vec` and name each other by `u32` index, as in Pebble's
-//! and Badger's `arenaskl`. A 4-byte index costs half an 8-byte pointer, the
+//! `arenaskl` and Badger's `skl`, which address nodes by `u32` offsets into
+//! one arena. A 4-byte index costs half an 8-byte pointer, the
 //! borrow checker has nothing to object to (no `unsafe`, no `Rc`), and the
 //! whole list is freed in one go. Towers are slices of one shared `Vec<u32>`
 //! of links. A removed node's slot goes on a free list for its height and is
@@ -616,7 +617,10 @@ mod tests {
         for (level, &count) in at_least.iter().enumerate().take(8).skip(1) {
             let expected = draws as f64 / 4f64.powi(level as i32 - 1);
             let off = (f64::from(count) - expected).abs();
-            assert!(off <= 5.0 * expected.sqrt(), "level {level}: {count} vs {expected}");
+            assert!(
+                off <= 5.0 * expected.sqrt(),
+                "level {level}: {count} vs {expected}"
+            );
         }
         // 16 levels need 30 zero bits in a row: 2^-30 per draw, never seen
         // in 2^20 draws unless the cap or the bit counting is wrong.
