@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use pydb_file::MonolithicOpener;
-use pydb_index::{BTreeIndex, InMemoryIndex};
+use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
 use pydb_storage::{
     AppendOnlyLogStorage, BTreeOptions, BTreeStorage, KeyRange, LogOptions, MemoryStorage,
     StorageEngine, WriteBatch,
@@ -46,6 +46,20 @@ pub fn stores() -> Vec<StoreKind> {
                 )?)
             },
             settings: |c| log_settings(c, "InMemoryIndex (hash)"),
+        },
+        StoreKind {
+            name: "pydb-log-skiplist",
+            persistent: true,
+            open: |dir, c| {
+                let index = SkipListIndex::new();
+                engine(AppendOnlyLogStorage::open_with(
+                    dir,
+                    MonolithicOpener,
+                    index,
+                    log_options(c),
+                )?)
+            },
+            settings: |c| log_settings(c, "SkipListIndex"),
         },
         StoreKind {
             name: "pydb-btree",

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use pydb_file::MonolithicOpener;
-use pydb_index::{BTreeIndex, InMemoryIndex, Index};
+use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
 use pydb_storage::{
     AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Location, LogOptions, MemoryStorage,
     StorageEngine,
@@ -26,12 +26,19 @@ pub enum Kind {
     LogHash,
     /// The log engine with the B-tree index.
     LogBTree,
+    /// The log engine with the skip-list index.
+    LogSkipList,
     /// The B+tree page engine.
     BTree,
 }
 
 /// Every persistent kind, for the model test.
-pub const PERSISTENT: &[Kind] = &[Kind::LogHash, Kind::LogBTree, Kind::BTree];
+pub const PERSISTENT: &[Kind] = &[
+    Kind::LogHash,
+    Kind::LogBTree,
+    Kind::LogSkipList,
+    Kind::BTree,
+];
 
 /// B+tree options with the same key/value limits as [`test_options`], a
 /// 16-frame pool (evictions) and frequent checkpoints.
@@ -92,6 +99,7 @@ impl Kind {
             Kind::Memory => Ok(Box::new(MemoryStorage::new())),
             Kind::LogHash => log::<InMemoryIndex<Location>>(dir, options),
             Kind::LogBTree => log::<BTreeIndex<Location>>(dir, options),
+            Kind::LogSkipList => log::<SkipListIndex<Location>>(dir, options),
             Kind::BTree => Ok(Box::new(BTreeStorage::open(dir, btree_options(&options))?)),
         }
     }
@@ -151,6 +159,9 @@ macro_rules! for_each_engine {
         }
         mod log_btree {
             $(#[test] fn $test() { super::$test(super::common::Kind::LogBTree) })*
+        }
+        mod log_skiplist {
+            $(#[test] fn $test() { super::$test(super::common::Kind::LogSkipList) })*
         }
         mod btree {
             $(#[test] fn $test() { super::$test(super::common::Kind::BTree) })*
