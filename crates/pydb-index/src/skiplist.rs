@@ -449,10 +449,9 @@ impl<V: Send + Sync> Index<V> for SkipListIndex<V> {
             entry: Some((k, v)),
             ..
         }) = self.nodes.get_mut(found as usize)
+            && *k == key
         {
-            if *k == key {
-                return Some(std::mem::replace(v, value));
-            }
+            return Some(std::mem::replace(v, value));
         }
         let height = self.random_height();
         let key_len = key.len();
