@@ -6,7 +6,7 @@
 //! thread: the trait promises `Send + Sync` and `&self` methods.
 
 use bytes::Bytes;
-use pydb_file::MonolithicOpener;
+use pydb_file::MmapOpener;
 use pydb_index::{BTreeIndex, InMemoryIndex};
 use pydb_storage::{
     AppendOnlyLogStorage, KeyRange, LogOptions, MemoryStorage, StorageEngine, WriteBatch,
@@ -25,7 +25,7 @@ pub fn stores() -> Vec<StoreKind> {
                 let index = BTreeIndex::new();
                 engine(AppendOnlyLogStorage::open_with(
                     dir,
-                    MonolithicOpener,
+                    MmapOpener,
                     index,
                     log_options(c),
                 )?)
@@ -39,7 +39,7 @@ pub fn stores() -> Vec<StoreKind> {
                 let index = InMemoryIndex::new();
                 engine(AppendOnlyLogStorage::open_with(
                     dir,
-                    MonolithicOpener,
+                    MmapOpener,
                     index,
                     log_options(c),
                 )?)

@@ -94,7 +94,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use pydb_file::{File, FileOpener, MonolithicOpener, SegmentedFile};
+use pydb_file::{File, FileOpener, MmapOpener, SegmentedFile};
 use pydb_index::{BTreeIndex, Index};
 use pydb_wal::{LogWriter, record_len};
 
@@ -175,7 +175,7 @@ impl LogOptions {
 
 /// The append-only log engine, generic over the file type (so that tests
 /// can inject faults) and over the index (hash map, B-tree, skip list).
-pub struct AppendOnlyLogStorage<O = MonolithicOpener, I = BTreeIndex<Location>>
+pub struct AppendOnlyLogStorage<O = MmapOpener, I = BTreeIndex<Location>>
 where
     O: FileOpener + 'static,
     I: Index<Location> + 'static,
@@ -185,10 +185,11 @@ where
 }
 
 impl AppendOnlyLogStorage {
-    /// Opens (or creates) the database in `dir` with plain files and the
-    /// B-tree index.
+    /// Opens (or creates) the database in `dir` with memory-mapped files
+    /// ([`MmapOpener`]: reads copy out of a map, writes use `pwrite`) and
+    /// the B-tree index.
     pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
-        Self::open_with(dir, MonolithicOpener, BTreeIndex::new(), options)
+        Self::open_with(dir, MmapOpener, BTreeIndex::new(), options)
     }
 }
 
@@ -227,6 +228,7 @@ where
             compactions: AtomicU64::new(0),
             torn_tails_recovered: AtomicU64::new(recovered.torn_tails),
             torn_bytes: AtomicU64::new(recovered.torn_bytes),
+            open_scanned_bytes: recovered.scanned_bytes,
             _lock: lock,
         });
         for job in recovered.hints {
@@ -288,8 +290,9 @@ where
         // Stop compaction first (it holds the shared state), then make
         // whatever the sync policy left in the page cache durable.
         self.compactor.take();
-        if let Err(err) = self.shared.flush() {
-            tracing::warn!(%err, "sync on close failed");
+        match self.shared.flush() {
+            Ok(()) => self.shared.write_active_hint(),
+            Err(err) => tracing::warn!(%err, "sync on close failed"),
         }
     }
 }
@@ -462,6 +465,8 @@ pub(crate) struct Shared<O: FileOpener + 'static, I> {
     compactions: AtomicU64,
     torn_tails_recovered: AtomicU64,
     torn_bytes: AtomicU64,
+    /// Bytes of segments the last open had to scan (not covered by hints).
+    open_scanned_bytes: u64,
     _lock: DirLock,
 }
 
@@ -702,6 +707,36 @@ where
         }
     }
 
+    /// Writes a hint for the active segment, on a clean close, so that the
+    /// next open reads its keys from the hint instead of scanning its values.
+    ///
+    /// Called after a successful `flush`: every byte the hint describes is
+    /// durable before the hint exists. If the database is opened again and
+    /// written to, the segment grows past the length the hint records; the
+    /// next open then takes the hinted prefix from the hint and scans only
+    /// the rest (see `recovery`), and sealing the segment replaces the hint.
+    fn write_active_hint(&self) {
+        if self.check_poisoned().is_err() {
+            return;
+        }
+        let job = {
+            let mut writer = self.writer.lock();
+            if !writer.active_has_data {
+                return;
+            }
+            HintJob {
+                header: HintHeader {
+                    segment_id: writer.active_id,
+                    segment_len: writer.active.end(),
+                    first_seq: writer.active_first_seq,
+                    last_seq: writer.next_seq - 1,
+                },
+                entries: std::mem::take(&mut writer.pending_hint),
+            }
+        };
+        self.write_hint(&job);
+    }
+
     fn flush(&self) -> Result<()> {
         let active = Arc::clone(&self.writer.lock().active);
         self.poison_on_error(|| Ok(active.sync()?))
@@ -752,6 +787,7 @@ where
                     self.torn_tails_recovered.load(Ordering::Relaxed),
                 ),
                 ("torn_bytes", self.torn_bytes.load(Ordering::Relaxed)),
+                ("open_scanned_bytes", self.open_scanned_bytes),
                 ("index_memory_bytes", index_memory),
             ],
         }
