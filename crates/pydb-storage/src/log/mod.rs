@@ -65,10 +65,31 @@
 //! ## Reads
 //!
 //! Under the index read lock, take the key's [`Location`] and an `Arc` of
-//! its segment; release; read the record with one `pread` of exactly
-//! `len` bytes, verify its CRC, and check that it holds this key at this
-//! `seq`. A compaction that deletes the segment meanwhile does not disturb
-//! the read: the `Arc` keeps the unlinked file readable.
+//! its segment; release; read the record (exactly `len` bytes), verify its
+//! CRC, and check that it holds this key at this `seq`. A compaction that
+//! deletes the segment meanwhile does not disturb the read: the `Arc` keeps
+//! the unlinked file readable.
+//!
+//! By default ([`AppendOnlyLogStorage::open`]) segments are
+//! [`MmapFile`](pydb_file::MmapFile)s, so a read is a copy out of a
+//! read-only memory map instead of a `pread` system call. That is sound
+//! here because a segment only ever grows while the engine runs (appends
+//! go through `pwrite`, and the map never covers more than the length
+//! written), and the only truncations happen where no read can be in
+//! flight: the torn tail and the restart of an empty last segment are cut
+//! at open, before the engine exists, and `MmapFile::set_len` drops its map
+//! under an exclusive lock before it truncates anyway. Other processes are
+//! kept out by the directory lock. Any other [`FileOpener`] works through
+//! [`AppendOnlyLogStorage::open_with`] (e.g. `MonolithicOpener` for plain
+//! `pread`s, or a fault-injecting opener in tests).
+//!
+//! ## Close and reopen
+//!
+//! Opening rebuilds the index: from the hint file of each sealed segment,
+//! and, for the active segment, from the hint a clean close writes for it
+//! (after syncing). If the segment grew after that hint (the database was
+//! opened and written to again, then crashed), only the bytes after the
+//! hinted prefix are scanned; the `open_scanned_bytes` stat says how many.
 //!
 //! ## Deletes
 //!
