@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pydb_file::MonolithicOpener;
+use pydb_file::MmapOpener;
 use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
 use pydb_storage::{
     AppendOnlyLogStorage, BTreeOptions, BTreeStorage, DirLock, KeyRange, LOCK_FILE_NAME, Location,
@@ -418,19 +418,19 @@ fn open_log_engine(dir: &Path, options: &Options) -> Result<Arc<dyn StorageEngin
     Ok(match options.index {
         IndexKind::Hash => Arc::new(AppendOnlyLogStorage::open_with(
             dir,
-            MonolithicOpener,
+            MmapOpener,
             InMemoryIndex::<Location>::new(),
             log_options,
         )?),
         IndexKind::BTree => Arc::new(AppendOnlyLogStorage::open_with(
             dir,
-            MonolithicOpener,
+            MmapOpener,
             BTreeIndex::<Location>::new(),
             log_options,
         )?),
         IndexKind::SkipList => Arc::new(AppendOnlyLogStorage::open_with(
             dir,
-            MonolithicOpener,
+            MmapOpener,
             SkipListIndex::<Location>::new(),
             log_options,
         )?),
