@@ -550,7 +550,10 @@ mod tests {
 
     #[test]
     fn empty_arrays_are_skipped_requests() {
-        assert_eq!(parse_all(b"*0\r\n*-1\r\n").unwrap(), vec![args(&[]), args(&[])]);
+        assert_eq!(
+            parse_all(b"*0\r\n*-1\r\n").unwrap(),
+            vec![args(&[]), args(&[])]
+        );
     }
 
     #[test]
