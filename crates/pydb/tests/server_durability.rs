@@ -24,7 +24,7 @@ fn kill_9_loses_no_acknowledged_write() {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let key = format!("w{t}:{i}");
-                    let result = if i % 3 == 0 {
+                    let result = if i.is_multiple_of(3) {
                         // A pipeline: batched SETs must be durable too.
                         redis::pipe()
                             .cmd("SET")
