@@ -41,8 +41,11 @@ enum Cmd {
     },
     /// Print every record of a pydb file with its checksum verdict.
     Inspect {
-        /// The file: PYDB, a record log, ...
+        /// The file: PYDB, a record log, a B+tree page file, ...
         path: PathBuf,
+        /// Show only this page of a B+tree page file.
+        #[arg(long)]
+        page: Option<u32>,
     },
     /// Verify every checksum of every file of a (closed) database.
     Check {
@@ -109,8 +112,9 @@ fn run(command: Cmd) -> pydb::Result<ExitCode> {
             pydb::shell::run(&db, history, &banner)?;
             db.close()?;
         }
-        Cmd::Inspect { path } => {
-            let report = pydb::inspect::inspect(&path, &mut stdout)?;
+        Cmd::Inspect { path, page } => {
+            let options = pydb::inspect::InspectOptions { page };
+            let report = pydb::inspect::inspect_with(&path, options, &mut stdout)?;
             if !report.is_ok() {
                 return Ok(ExitCode::from(1));
             }
