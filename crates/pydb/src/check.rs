@@ -233,7 +233,7 @@ fn check_file(path: &Path) -> Result<Entry> {
         Err(e) => return Err(e),
     };
     if kind == FileKind::BTreePages {
-        let found = inspect::btree::inspect_page_file(path, None, &mut String::new())?;
+        let found = inspect::btree::inspect_page_file(path, None, &mut std::io::sink())?;
         let mut notes = found.notes;
         if !found.restored.is_empty() {
             notes.push(format!(

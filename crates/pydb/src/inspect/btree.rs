@@ -23,6 +23,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -224,13 +225,24 @@ fn pages_with_images(dir: &Path, from_segment: u64, page_size: usize) -> BTreeSe
     pages
 }
 
-/// Prints the page file at `path`: both meta copies, then every page (or
-/// only page `only`), and returns what the walk found.
+/// Writes `text` to `sink` and empties it: a page file can be large, so its
+/// description is written page by page rather than held whole.
+fn flush(sink: &mut dyn Write, text: &mut String) -> Result<()> {
+    sink.write_all(text.as_bytes())
+        .map_err(|e| Error::io("<stdout>", e))?;
+    text.clear();
+    Ok(())
+}
+
+/// Prints the page file at `path` to `sink`: both meta copies, then every
+/// page (or only page `only`), and returns what the walk found.
 pub fn inspect_page_file(
     path: &Path,
     only: Option<PageId>,
-    out: &mut String,
+    sink: &mut dyn Write,
 ) -> Result<PageFileReport> {
+    let mut text = String::new();
+    let out = &mut text;
     let file = ReadOnlyFile::open(path)?;
     let mut source = Source::open(path)?;
     let file_len = source.len;
@@ -254,6 +266,7 @@ pub fn inspect_page_file(
             "DAMAGED: {reason}; the page size is unknown, pages not read"
         );
         result.report.damage.push(Damage { offset: 0, reason });
+        flush(sink, out)?;
         return Ok(result);
     };
     let page_size = current.page_size;
@@ -329,6 +342,7 @@ pub fn inspect_page_file(
                 });
             }
         }
+        flush(sink, out)?;
     }
     let _ = writeln!(
         out,
@@ -337,6 +351,7 @@ pub fn inspect_page_file(
         result.restored.len(),
         result.report.damage.len()
     );
+    flush(sink, out)?;
     Ok(result)
 }
 
