@@ -9,13 +9,23 @@
 //!
 //! The database must be closed: the check takes the directory lock, so it
 //! never reads a file that a running engine is appending to.
+//!
+//! A B+tree directory also holds the page file and a `wal/` directory of
+//! segments. The page file is checked page by page ([`inspect::btree`]):
+//! one invalid meta copy and torn pages that the WAL holds images of are
+//! what a crash leaves and recovery repairs, so they are reported as notes,
+//! not damage. Each WAL segment is walked like any record log, its payloads
+//! decoded as redo records; a torn tail is not damage in the last segment
+//! only, since recovery refuses a torn batch in any earlier one.
 
 use std::io::Write;
 use std::path::Path;
 
+use pydb_storage::btree::PAGE_FILE_NAME;
+use pydb_storage::btree::wal::WAL_DIR;
 use pydb_storage::{DirLock, LOCK_FILE_NAME};
 
-use crate::db::HISTORY_FILE_NAME;
+use crate::db::{EngineKind, HISTORY_FILE_NAME};
 use crate::inspect::{self, Damage, FileKind, Report};
 use crate::meta;
 use crate::{Error, Result};
@@ -60,6 +70,11 @@ pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
         Err(e) => return Err(e),
     };
     let _lock = DirLock::acquire(dir)?;
+    // With damaged metadata, a page file is what tells a B+tree directory.
+    let btree = match &metadata {
+        Some(m) => m.engine == EngineKind::BTree,
+        None => dir.join(PAGE_FILE_NAME).is_file(),
+    };
     match metadata {
         Some(m) => writeln!(
             out,
@@ -73,53 +88,8 @@ pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
     }
     .map_err(write_err)?;
 
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        names.push(entry.file_name());
-    }
-    names.sort();
-
     let mut summary = CheckSummary::default();
-    for name in names {
-        let path = dir.join(&name);
-        let shown = name.to_string_lossy();
-        if name == LOCK_FILE_NAME || name == HISTORY_FILE_NAME {
-            writeln!(out, "  {shown:<24} skipped (not data)").map_err(write_err)?;
-            continue;
-        }
-        if shown.ends_with(".tmp") {
-            // Written to a temporary name and not yet renamed: a crash
-            // interrupted it, and the next open removes it.
-            writeln!(
-                out,
-                "  {shown:<24} skipped (temporary file of an interrupted write)"
-            )
-            .map_err(write_err)?;
-            continue;
-        }
-        if path.is_dir() {
-            writeln!(out, "  {shown:<24} skipped (a directory)").map_err(write_err)?;
-            continue;
-        }
-        let report = match inspect::inspect(&path, &mut std::io::sink()) {
-            Ok(report) => report,
-            // Unknown magic: in a pydb directory every data file is pydb's,
-            // so a file we cannot recognize is a damaged header (or a
-            // stranger that does not belong here).
-            Err(Error::Corrupted { offset, reason, .. }) => Report {
-                path: path.clone(),
-                kind: FileKind::Empty,
-                records: 0,
-                damage: vec![Damage { offset, reason }],
-                torn_bytes: 0,
-            },
-            Err(e) => return Err(e),
-        };
-        let line = describe(&report);
-        writeln!(out, "  {shown:<24} {line}").map_err(write_err)?;
-        summary.reports.push(report);
-    }
+    check_files(dir, "", btree, &mut summary, out)?;
 
     let damaged: Vec<&Report> = summary.damaged().collect();
     if damaged.is_empty() {
@@ -142,12 +112,148 @@ pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
     Ok(summary)
 }
 
+/// What `check` says about one directory entry.
+enum Entry {
+    /// Not checked, and why.
+    Skipped(&'static str),
+    /// Walked: the report, and notes that are not damage.
+    Checked(Report, Vec<String>),
+}
+
+/// Checks the files of `dir` (shown with `prefix`) into `summary`; in a
+/// B+tree directory, descends into `wal/`.
+fn check_files(
+    dir: &Path,
+    prefix: &str,
+    btree: bool,
+    summary: &mut CheckSummary,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        names.push(entry.file_name());
+    }
+    names.sort();
+
+    let mut entries = Vec::new();
+    for name in names {
+        let path = dir.join(&name);
+        let shown = format!("{prefix}{}", name.to_string_lossy());
+        if prefix.is_empty() && btree && name == WAL_DIR && path.is_dir() {
+            entries.push((shown, Entry::Skipped("the B+tree WAL, checked below")));
+            continue;
+        }
+        let entry = if name == LOCK_FILE_NAME || name == HISTORY_FILE_NAME {
+            Entry::Skipped("not data")
+        } else if shown.ends_with(".tmp") {
+            // Written to a temporary name and not yet renamed: a crash
+            // interrupted it, and the next open removes it.
+            Entry::Skipped("temporary file of an interrupted write")
+        } else if path.is_dir() {
+            Entry::Skipped("a directory")
+        } else {
+            check_file(&path)?
+        };
+        entries.push((shown, entry));
+    }
+
+    if prefix == format!("{WAL_DIR}/") {
+        // Recovery cuts a torn batch off the last segment only: every
+        // earlier one was synced whole before the next was created.
+        let last_log = entries
+            .iter()
+            .rposition(|(_, e)| matches!(e, Entry::Checked(r, _) if r.kind == FileKind::RecordLog));
+        for (i, (_, entry)) in entries.iter_mut().enumerate() {
+            if let Entry::Checked(report, _) = entry
+                && report.kind == FileKind::RecordLog
+                && report.torn_bytes > 0
+                && Some(i) != last_log
+            {
+                let len = std::fs::metadata(&report.path)
+                    .map_err(|e| Error::io(&report.path, e))?
+                    .len();
+                let torn = std::mem::take(&mut report.torn_bytes);
+                report.damage.push(Damage {
+                    offset: len.saturating_sub(torn),
+                    reason: format!(
+                        "torn tail of {torn} bytes in a WAL segment that is not the last \
+                         (recovery refuses it)"
+                    ),
+                });
+            }
+        }
+    }
+
+    let write_err = |e| Error::io("<stdout>", e);
+    for (shown, entry) in entries {
+        match entry {
+            Entry::Skipped(why) => {
+                writeln!(out, "  {shown:<24} skipped ({why})").map_err(write_err)?;
+            }
+            Entry::Checked(report, notes) => {
+                let mut line = describe(&report);
+                for note in notes {
+                    line.push_str(&format!("\n    note: {note}"));
+                }
+                writeln!(out, "  {shown:<24} {line}").map_err(write_err)?;
+                summary.reports.push(report);
+            }
+        }
+    }
+    if btree && prefix.is_empty() && dir.join(WAL_DIR).is_dir() {
+        check_files(
+            &dir.join(WAL_DIR),
+            &format!("{WAL_DIR}/"),
+            btree,
+            summary,
+            out,
+        )?;
+    }
+    Ok(())
+}
+
+/// Walks one file.
+fn check_file(path: &Path) -> Result<Entry> {
+    let kind = match inspect::detect(path) {
+        Ok(kind) => kind,
+        // Unknown magic: in a pydb directory every data file is pydb's,
+        // so a file we cannot recognize is a damaged header (or a
+        // stranger that does not belong here).
+        Err(Error::Corrupted { offset, reason, .. }) => {
+            let report = Report {
+                path: path.to_path_buf(),
+                kind: FileKind::Empty,
+                records: 0,
+                damage: vec![Damage { offset, reason }],
+                torn_bytes: 0,
+            };
+            return Ok(Entry::Checked(report, Vec::new()));
+        }
+        Err(e) => return Err(e),
+    };
+    if kind == FileKind::BTreePages {
+        let found = inspect::btree::inspect_page_file(path, None, &mut std::io::sink())?;
+        let mut notes = found.notes;
+        if !found.restored.is_empty() {
+            notes.push(format!(
+                "pages {:?} fail their checks, but the WAL holds full images of them: \
+                 recovery rewrites them on open (torn page writes)",
+                found.restored
+            ));
+        }
+        return Ok(Entry::Checked(found.report, notes));
+    }
+    let report = inspect::inspect(path, &mut std::io::sink())?;
+    Ok(Entry::Checked(report, Vec::new()))
+}
+
 /// One line about one file.
 fn describe(report: &Report) -> String {
-    let unit = if report.kind == FileKind::Hint {
-        "entries"
-    } else {
-        "records"
+    let unit = match report.kind {
+        FileKind::Hint => "entries",
+        FileKind::BTreePages => "pages",
+        _ => "records",
     };
     let mut line = format!("{}: {} {unit} ok", report.kind.name(), report.records);
     if report.kind == FileKind::Metadata && report.is_ok() {

@@ -41,7 +41,7 @@ enum Cmd {
         /// The database directory (ignored by the memory engine).
         #[arg(long, default_value = "./pydb-data")]
         dir: PathBuf,
-        /// The storage engine: log or memory.
+        /// The storage engine: log, btree or memory.
         #[arg(long, default_value = "log", value_parser = parse_engine)]
         engine: EngineKind,
         /// The in-memory index of the log engine: hash, btree or skiplist.
@@ -62,7 +62,7 @@ enum Cmd {
         /// --requirepass. Port 0 picks a free port (logged at start).
         #[arg(long, default_value = "127.0.0.1:6380")]
         bind: SocketAddr,
-        /// The storage engine: log or memory.
+        /// The storage engine: log, btree or memory.
         #[arg(long, default_value = "log", value_parser = parse_engine)]
         engine: EngineKind,
         /// The in-memory index of the log engine: hash, btree or skiplist.
@@ -86,8 +86,11 @@ enum Cmd {
     },
     /// Print every record of a pydb file with its checksum verdict.
     Inspect {
-        /// The file: PYDB, a record log, ...
+        /// The file: PYDB, a record log, a B+tree page file, ...
         path: PathBuf,
+        /// Show only this page of a B+tree page file.
+        #[arg(long)]
+        page: Option<u32>,
     },
     /// Verify every checksum of every file of a (closed) database.
     Check {
@@ -212,8 +215,9 @@ fn run(command: Cmd) -> pydb::Result<ExitCode> {
             pydb::server::shutdown_on_signals(server.shutdown_handle())?;
             server.run()?;
         }
-        Cmd::Inspect { path } => {
-            let report = pydb::inspect::inspect(&path, &mut stdout)?;
+        Cmd::Inspect { path, page } => {
+            let options = pydb::inspect::InspectOptions { page };
+            let report = pydb::inspect::inspect_with(&path, options, &mut stdout)?;
             if !report.is_ok() {
                 return Ok(ExitCode::from(1));
             }

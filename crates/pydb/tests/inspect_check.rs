@@ -1,4 +1,4 @@
-//! Guards `pydb inspect` and `pydb check`: every checksum is verified, damage gives a non-zero exit and points at `pydb repair`, a torn tail is not damage, and unknown files are refused.
+//! Guards `pydb inspect` and `pydb check`: every checksum is verified (log-engine files and B+tree pages and WAL), damage gives a non-zero exit and points at `pydb repair`, a torn tail (and what B+tree recovery repairs) is not damage, and unknown files are refused.
 
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
@@ -199,4 +199,291 @@ fn a_record_that_is_not_a_log_entry_is_damage_in_a_log_engine_directory() {
     let (code, out, _) = inspect(&dir.path().join("000000000001.log"));
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("entry: BAD"), "{out}");
+}
+
+/// The page size of the B+tree databases below (the default).
+const PAGE: usize = 4096;
+
+/// A B+tree database through the facade, with enough keys for a tree of
+/// several levels, closed cleanly.
+fn make_btree_db(dir: &Path) -> Vec<(String, String)> {
+    let db = pydb::Db::open(dir, pydb::Options::with_engine(EngineKind::BTree)).unwrap();
+    let pairs: Vec<(String, String)> = (0..400)
+        .map(|i| {
+            (
+                format!("key{i:05}"),
+                format!("value {i} {}", "x".repeat(60)),
+            )
+        })
+        .collect();
+    for (k, v) in &pairs {
+        db.set(k, v).unwrap();
+    }
+    db.close().unwrap();
+    pairs
+}
+
+fn assert_all_readable(dir: &Path, pairs: &[(String, String)]) {
+    let db = pydb::Db::open(dir, pydb::Options::with_engine(EngineKind::BTree)).unwrap();
+    for (k, v) in pairs {
+        assert_eq!(db.get(k).unwrap().as_deref(), Some(v.as_bytes()), "{k}");
+    }
+    db.close().unwrap();
+}
+
+#[test]
+fn a_healthy_btree_database_checks_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    make_btree_db(dir.path());
+    let (code, out, _) = check(dir.path());
+    assert_eq!(code, 0, "{out}");
+    let pages = std::fs::metadata(dir.path().join("pages")).unwrap().len() as usize / PAGE;
+    assert!(pages > 4, "a tree of several pages: {out}");
+    assert!(
+        out.contains(&format!(
+            "pages                    B+tree page file: {pages} pages ok"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("wal/0000000001.log       record log:"),
+        "{out}"
+    );
+    assert!(out.contains("no damage found"), "{out}");
+
+    let (code, out, _) = inspect(&dir.path().join("pages"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("page 2 at offset 8192:"), "{out}");
+    assert!(out.contains(": internal, crc32"), "{out}");
+    assert!(out.contains("key \"key00000\""), "{out}");
+    assert!(
+        out.contains(&format!(
+            "summary: {pages} pages ok, 0 restored from the WAL, 0 damaged"
+        )),
+        "{out}"
+    );
+    let (code, out, _) = inspect(&dir.path().join("wal").join("0000000001.log"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(a segment of the B+tree WAL)"), "{out}");
+    assert!(out.contains("redo: full page image of page 2"), "{out}");
+    assert!(out.contains("redo: tree meta: root"), "{out}");
+}
+
+#[test]
+fn a_flipped_byte_in_a_btree_data_page_is_damage_at_the_page_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    make_btree_db(dir.path());
+    let pages = dir.path().join("pages");
+    flip(&pages, 3 * PAGE + PAGE / 2);
+    let (code, out, _) = check(dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("DAMAGED at offset 12288: page 3: page checksum mismatch"),
+        "{out}"
+    );
+    assert!(out.contains("DAMAGE FOUND in 1 of"), "{out}");
+    assert!(out.contains("pydb repair"), "{out}");
+
+    let (code, out, _) = run(&[
+        "inspect".as_ref(),
+        "--page".as_ref(),
+        "3".as_ref(),
+        pages.as_os_str(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("page 3 at offset 12288:"), "{out}");
+    assert!(out.contains("BAD (computed"), "{out}");
+    assert!(
+        out.contains("summary: 0 pages ok, 0 restored from the WAL, 1 damaged"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_page_holding_another_page_number_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    make_btree_db(dir.path());
+    let pages = dir.path().join("pages");
+    // Page 4 overwritten by a copy of page 3: its checksum verifies, its
+    // number does not (a write that landed in the wrong place).
+    let mut bytes = std::fs::read(&pages).unwrap();
+    let page3 = bytes[3 * PAGE..4 * PAGE].to_vec();
+    bytes[4 * PAGE..5 * PAGE].copy_from_slice(&page3);
+    std::fs::write(&pages, bytes).unwrap();
+    let (code, out, _) = check(dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("DAMAGED at offset 16384: page 4: holds page number 3"),
+        "{out}"
+    );
+}
+
+#[test]
+fn one_damaged_meta_copy_is_a_note_and_the_database_still_opens() {
+    for copy in [0, 1] {
+        let dir = tempfile::tempdir().unwrap();
+        let pairs = make_btree_db(dir.path());
+        flip(&dir.path().join("pages"), copy * PAGE + 44);
+        let (code, out, _) = check(dir.path());
+        assert_eq!(code, 0, "copy {copy}: {out}");
+        assert!(
+            out.contains(&format!(
+                "note: meta copy {copy} at offset {} is invalid (meta page checksum mismatch)",
+                copy * PAGE
+            )),
+            "copy {copy}: {out}"
+        );
+        let (code, out, _) = inspect(&dir.path().join("pages"));
+        assert_eq!(code, 0, "copy {copy}: {out}");
+        assert!(out.contains(&format!("meta copy {copy}: INVALID")), "{out}");
+        assert_all_readable(dir.path(), &pairs);
+    }
+}
+
+#[test]
+fn two_damaged_meta_copies_are_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    make_btree_db(dir.path());
+    flip(&dir.path().join("pages"), 44);
+    flip(&dir.path().join("pages"), PAGE + 44);
+    let (code, out, _) = check(dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "DAMAGED at offset 0: no valid meta page (copy 0: meta page checksum mismatch"
+        ),
+        "{out}"
+    );
+}
+
+/// A B+tree database whose process was killed after `n` acknowledged
+/// writes: the WAL holds them, the page file is as it was created (no
+/// checkpoint ran).
+fn make_crashed_btree_db(dir: &Path, n: usize) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = std::process::Command::new(common::pydb_bin())
+        .args(["shell", "--engine", "btree", "--dir"])
+        .arg(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut replies = BufReader::new(child.stdout.take().unwrap());
+    for i in 0..n {
+        writeln!(stdin, "SET key{i} value{i}").unwrap();
+        stdin.flush().unwrap();
+        let mut reply = String::new();
+        replies.read_line(&mut reply).unwrap();
+        assert_eq!(reply.trim_end(), "OK");
+    }
+    // Killed with stdin still open: no clean close, no checkpoint.
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_torn_tail_of_the_last_btree_wal_segment_is_not_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    make_crashed_btree_db(dir.path(), 5);
+    let segment = dir.path().join("wal").join("0000000001.log");
+    let len = std::fs::metadata(&segment).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.set_len(len - 3).unwrap();
+    drop(file);
+    let (code, out, _) = check(dir.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("wal/0000000001.log       record log:"),
+        "{out}"
+    );
+    assert!(out.contains("torn tail of"), "{out}");
+    // Recovery agrees: the four whole writes are there, the torn one is not.
+    let db = pydb::Db::open(dir.path(), pydb::Options::with_engine(EngineKind::BTree)).unwrap();
+    assert_eq!(db.get("key3").unwrap().as_deref(), Some(&b"value3"[..]));
+    assert_eq!(db.get("key4").unwrap(), None);
+    db.close().unwrap();
+}
+
+#[test]
+fn a_torn_tail_of_an_earlier_btree_wal_segment_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    make_btree_db(dir.path());
+    // After the clean close, segment 1 holds the writes and segment 2 is
+    // the empty active one.
+    assert!(dir.path().join("wal").join("0000000002.log").exists());
+    let segment = dir.path().join("wal").join("0000000001.log");
+    let len = std::fs::metadata(&segment).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.set_len(len - 3).unwrap();
+    drop(file);
+    let (code, out, _) = check(dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("in a WAL segment that is not the last"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_torn_page_that_the_wal_holds_an_image_of_is_not_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    make_crashed_btree_db(dir.path(), 3);
+    // Page 2, the root leaf, as a torn write would leave it; the WAL holds
+    // its full image, logged by its first change after the checkpoint.
+    flip(&dir.path().join("pages"), 2 * PAGE + 100);
+    let (code, out, _) = check(dir.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("pages [2] fail their checks, but the WAL holds full images of them"),
+        "{out}"
+    );
+    let (code, out, _) = inspect(&dir.path().join("pages"));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("summary: 2 pages ok, 1 restored from the WAL, 0 damaged"),
+        "{out}"
+    );
+    let db = pydb::Db::open(dir.path(), pydb::Options::with_engine(EngineKind::BTree)).unwrap();
+    for i in 0..3 {
+        assert_eq!(
+            db.get(format!("key{i}")).unwrap().as_deref(),
+            Some(format!("value{i}").as_bytes())
+        );
+    }
+    db.close().unwrap();
+}
+
+#[test]
+fn page_applies_to_page_files_only() {
+    let dir = tempfile::tempdir().unwrap();
+    make_btree_db(dir.path());
+    let (code, _, err) = run(&[
+        "inspect".as_ref(),
+        "--page".as_ref(),
+        "1".as_ref(),
+        dir.path().join("PYDB").as_os_str(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--page applies to a B+tree page file"),
+        "{err}"
+    );
+    let (code, _, err) = run(&[
+        "inspect".as_ref(),
+        "--page".as_ref(),
+        "100000".as_ref(),
+        dir.path().join("pages").as_os_str(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--page 100000: the file has pages 0 to"),
+        "{err}"
+    );
 }
