@@ -16,10 +16,14 @@
 //! see [`sync_dir`].
 
 mod error;
+pub mod faulty;
+mod mmap;
 mod monolithic;
 mod segmented;
 
 pub use error::{Error, Result};
+pub use faulty::{FaultController, FaultyFile, FaultyOpener};
+pub use mmap::{MIN_REMAP_STEP, MmapFile, MmapOpener};
 pub use monolithic::{MonolithicFile, MonolithicOpener, sync_dir};
 pub use segmented::{
     SEGMENT_ID_DIGITS, SegmentedFile, TEMP_SUFFIX, list_ids, parse_id, segment_path,

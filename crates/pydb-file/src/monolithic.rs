@@ -84,6 +84,11 @@ impl File for MonolithicFile {
                 path: self.path.clone(),
                 offset,
             })?;
+        if data.is_empty() {
+            // POSIX: writing nothing does not extend the file, so the
+            // cached length must not move either.
+            return Ok(());
+        }
         let mut len = self.len.lock();
         let result = self.file.write_all_at(data, offset);
         if end > *len {

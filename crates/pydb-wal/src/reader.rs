@@ -88,6 +88,18 @@ pub fn read_record_exact<F: File>(file: &F, offset: u64, len: usize) -> Result<R
             "impossible record length",
         ));
     }
+    // Checked before allocating: the length may come from damaged bytes.
+    let file_len = file.len()?;
+    let fits = offset
+        .checked_add(len as u64)
+        .is_some_and(|end| end <= file_len);
+    if !fits {
+        return Err(Error::corrupted(
+            file.path(),
+            offset,
+            "record past end of file",
+        ));
+    }
     let mut buf = vec![0u8; len];
     file.read_at(offset, &mut buf).map_err(|e| match e {
         pydb_file::Error::ReadPastEnd { .. } => {
@@ -131,7 +143,7 @@ impl Tail {
     /// Bytes after the last complete batch: the torn tail of an interrupted
     /// write (zero for a clean log).
     pub fn torn_bytes(&self) -> u64 {
-        self.file_len - self.valid_end
+        self.file_len.saturating_sub(self.valid_end)
     }
 }
 
@@ -172,8 +184,18 @@ impl<'f, F: File> Scanner<'f, F> {
     }
 
     /// Scans `file` from `offset`, which must be the start of a batch.
+    ///
+    /// An offset past the end of the file is [`Error::Corrupted`]: the log
+    /// is shorter than the caller knows it to be, so bytes were lost.
     pub fn from_offset(file: &'f F, offset: u64) -> Result<Self> {
         let file_len = file.len()?;
+        if offset > file_len {
+            return Err(Error::corrupted(
+                file.path(),
+                offset,
+                format!("scan starts past the end of the log ({file_len} bytes)"),
+            ));
+        }
         Ok(Self {
             file,
             file_len,

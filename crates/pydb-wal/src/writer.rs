@@ -111,12 +111,22 @@ impl<F: File + 'static> LogWriter<F> {
     /// Starts writing to `file`, which must hold a valid log ending at its
     /// current length (use [`crate::Scanner`] recovery first) or be empty,
     /// in which case the file header is written and synced.
+    ///
+    /// A non-empty file without a valid header is refused with
+    /// [`Error::Corrupted`]: records appended behind a broken header could
+    /// never be read back.
     pub fn new(file: F, policy: SyncPolicy) -> Result<Self> {
         let mut len = file.len()?;
         if len == 0 {
             file.append(&encode_file_header())?;
             file.sync_data()?;
             len = file.len()?;
+        } else if !crate::check_file_header(&file)? {
+            return Err(Error::corrupted(
+                file.path(),
+                0,
+                "log cut short inside its file header; recover it with Scanner first",
+            ));
         }
         let inner = Arc::new(Inner {
             file,

@@ -1,0 +1,45 @@
+//! Pins the record-log format byte by byte, as `docs/formats.md` draws it.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use common::MemFile;
+use pydb_wal::{LogWriter, SyncPolicy};
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn a_log_of_one_single_record_and_one_batch_of_two_is_byte_for_byte_as_documented() {
+    let writer = LogWriter::new(MemFile::new("log", Vec::new()), SyncPolicy::Never).unwrap();
+    let single = writer.append(b"hi").unwrap();
+    let batch = writer.append_batch(&[b"a", b""]).unwrap();
+    assert_eq!((single.start, single.end), (16, 27));
+    assert_eq!((batch.start, batch.end), (27, 46));
+    let bytes = writer.file().bytes();
+    // File header: magic "PYDB-LOG", version 1, CRC-32 of the 12 bytes before
+    // (the expected CRCs were computed independently with Python's zlib.crc32).
+    assert_eq!(
+        hex(&bytes[..16]),
+        "50 59 44 42 2d 4c 4f 47 01 00 00 00 96 c0 d1 6e"
+    );
+    // Record: crc, len = 2, flags = 0, "hi".
+    assert_eq!(hex(&bytes[16..27]), "04 f6 b9 93 02 00 00 00 00 68 69");
+    // Batch: "a" with BATCH_CONTINUES (flags = 1), then "" ending the batch.
+    assert_eq!(hex(&bytes[27..37]), "89 12 30 59 01 00 00 00 01 61");
+    assert_eq!(hex(&bytes[37..46]), "1d f7 22 c6 00 00 00 00 00");
+    // Each CRC covers the bytes from the length to the end of the payload.
+    for (start, end) in [(16, 27), (27, 37), (37, 46)] {
+        let stored = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap());
+        assert_eq!(stored, crc32fast::hash(&bytes[start + 4..end]));
+    }
+}
