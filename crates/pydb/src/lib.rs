@@ -26,6 +26,7 @@
 //!   as redis-cli prints it;
 //! - [`shell`]: the interactive loop and the pipe loop;
 //! - [`inspect`], [`check`]: reading pydb files record by record;
+//! - [`repair`]: salvaging what verifies from a damaged database;
 //! - [`demo`]: what `cargo run` shows.
 
 pub mod check;
@@ -35,6 +36,7 @@ pub mod demo;
 mod error;
 pub mod inspect;
 pub mod meta;
+pub mod repair;
 pub mod reply;
 pub mod shell;
 pub mod tokenize;
