@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pydb_file::MonolithicOpener;
-use pydb_index::{BTreeIndex, InMemoryIndex};
-use pydb_storage::{AppendOnlyLogStorage, LogOptions, StorageEngine};
+use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
+use pydb_storage::{AppendOnlyLogStorage, BTreeOptions, BTreeStorage, LogOptions, StorageEngine};
 use pydb_wal::SyncPolicy;
 
 /// The persistent engines `--engine` accepts.
-pub const PERSISTENT: &[&str] = &["log", "log-hash"];
+pub const PERSISTENT: &[&str] = &["log", "log-hash", "log-skiplist", "btree"];
 
 /// The error type of opening an engine.
 pub type OpenError = Box<dyn std::error::Error>;
@@ -42,6 +42,19 @@ fn log_options() -> LogOptions {
     }
 }
 
+/// Small pages and a small pool, so that splits, evictions and write-backs
+/// happen early; checkpoints every 64 KiB of WAL so that they run while the
+/// child is killed.
+fn btree_options() -> BTreeOptions {
+    BTreeOptions {
+        page_size: 1024,
+        pool_bytes: 64 << 10,
+        sync: SyncPolicy::Always,
+        checkpoint_bytes: 64 << 10,
+        ..BTreeOptions::default()
+    }
+}
+
 /// Opens engine `name` in `dir` with sync `always`.
 pub fn open(name: &str, dir: &Path) -> Result<Arc<dyn StorageEngine>, OpenError> {
     Ok(match name {
@@ -57,6 +70,13 @@ pub fn open(name: &str, dir: &Path) -> Result<Arc<dyn StorageEngine>, OpenError>
             InMemoryIndex::new(),
             log_options(),
         )?),
+        "log-skiplist" => Arc::new(AppendOnlyLogStorage::open_with(
+            dir,
+            MonolithicOpener,
+            SkipListIndex::new(),
+            log_options(),
+        )?),
+        "btree" => Arc::new(BTreeStorage::open(dir, btree_options())?),
         other => return Err(format!("unknown engine {other}").into()),
     })
 }

@@ -7,9 +7,10 @@
 
 use bytes::Bytes;
 use pydb_file::MonolithicOpener;
-use pydb_index::{BTreeIndex, InMemoryIndex};
+use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
 use pydb_storage::{
-    AppendOnlyLogStorage, KeyRange, LogOptions, MemoryStorage, StorageEngine, WriteBatch,
+    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, KeyRange, LogOptions, MemoryStorage,
+    StorageEngine, WriteBatch,
 };
 use pydb_wal::SyncPolicy;
 
@@ -47,6 +48,35 @@ pub fn stores() -> Vec<StoreKind> {
             settings: |c| log_settings(c, "InMemoryIndex (hash)"),
         },
         StoreKind {
+            name: "pydb-log-skiplist",
+            persistent: true,
+            open: |dir, c| {
+                let index = SkipListIndex::new();
+                engine(AppendOnlyLogStorage::open_with(
+                    dir,
+                    MonolithicOpener,
+                    index,
+                    log_options(c),
+                )?)
+            },
+            settings: |c| log_settings(c, "SkipListIndex"),
+        },
+        StoreKind {
+            name: "pydb-btree",
+            persistent: true,
+            open: |dir, c| engine(BTreeStorage::open(dir, btree_options(c))?),
+            settings: |c| {
+                let o = btree_options(c);
+                format!(
+                    "{} B pages, {} MiB buffer pool, SyncPolicy::{:?}, checkpoint every {} MiB of WAL",
+                    o.page_size,
+                    o.pool_bytes >> 20,
+                    o.sync,
+                    o.checkpoint_bytes >> 20
+                )
+            },
+        },
+        StoreKind {
             name: "pydb-memory",
             persistent: false,
             open: |_, _| engine(MemoryStorage::new()),
@@ -66,6 +96,19 @@ fn log_options(config: &StoreConfig) -> LogOptions {
             WriteMode::Unsynced => SyncPolicy::Never,
         },
         ..LogOptions::default()
+    }
+}
+
+/// The B+tree's options for a workload: the same cache budget as the peers
+/// get for their page caches, and the same sync choice as the log engine.
+fn btree_options(config: &StoreConfig) -> BTreeOptions {
+    BTreeOptions {
+        pool_bytes: usize::try_from(config.cache_bytes).unwrap_or(usize::MAX),
+        sync: match config.mode {
+            WriteMode::Synced => SyncPolicy::Always,
+            WriteMode::Unsynced => SyncPolicy::Never,
+        },
+        ..BTreeOptions::default()
     }
 }
 

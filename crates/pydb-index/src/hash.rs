@@ -78,9 +78,56 @@ impl<V: Send + Sync> Index<V> for InMemoryIndex<V> {
     }
 
     fn memory_bytes(&self) -> usize {
-        // hashbrown keeps one control byte per bucket beside each (key, value)
-        // slot; `Bytes` owns its key data in a separate heap allocation.
-        let slot = std::mem::size_of::<(Bytes, V)>() + 1;
-        self.map.capacity() * slot + self.key_bytes
+        let buckets = buckets_for_capacity(self.map.capacity());
+        if buckets == 0 {
+            return self.key_bytes;
+        }
+        // std's HashMap is hashbrown: one allocation holding a power-of-two
+        // number of (key, value) slots, then one control byte per bucket
+        // plus one extra SIMD group of control bytes so that a probe never
+        // wraps mid-group. `Bytes` owns its key data in a separate
+        // allocation. This mirrors hashbrown's `TableLayout`; it is not a
+        // std guarantee, and `examples/memory.rs` checks it.
+        let slots = buckets * std::mem::size_of::<(Bytes, V)>();
+        let slots = slots.next_multiple_of(GROUP_WIDTH);
+        slots + buckets + GROUP_WIDTH + self.key_bytes
+    }
+}
+
+/// hashbrown's control-byte group: 16 bytes with SSE2, which x86-64 has.
+const GROUP_WIDTH: usize = 16;
+
+/// The bucket count behind a hashbrown capacity. The table keeps its load
+/// factor at 7/8 (below 8 buckets, all but one bucket are usable), so this
+/// inverts that. Tombstones left by removes can lower the reported capacity,
+/// so after heavy churn this may undercount.
+fn buckets_for_capacity(capacity: usize) -> usize {
+    match capacity {
+        0 => 0,
+        1..8 => (capacity + 1).next_power_of_two(),
+        _ => (capacity / 7 * 8).next_power_of_two(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::buckets_for_capacity;
+
+    #[test]
+    fn buckets_invert_the_load_factor() {
+        for (capacity, buckets) in [
+            (0, 0),
+            (3, 4),
+            (7, 8),
+            (14, 16),
+            (28, 32),
+            (917_504, 1 << 20),
+        ] {
+            assert_eq!(
+                buckets_for_capacity(capacity),
+                buckets,
+                "capacity {capacity}"
+            );
+        }
     }
 }

@@ -3,21 +3,30 @@
 //! An [`Index`] maps a key to a small value that says where the key's data
 //! lives: for the append-only log engine, the segment and offset of the
 //! record that holds the latest value. The index is kept in memory and
-//! rebuilt on open (from hint files where they exist).
+//! rebuilt on open (from hint files where they exist), so its cost per entry
+//! bounds how many keys a database can hold.
 //!
 //! Three implementations sit behind the one trait:
-//! - [`InMemoryIndex`]: a hash map. Fastest point lookups, no order.
-//! - [`BTreeIndex`]: `std`'s `BTreeMap`. Ordered, compact, the default.
-//! - `SkipListIndex`: a skip list written here, because it is the lesson.
+//! - [`InMemoryIndex`]: a hash map. Fastest point lookups and inserts; no
+//!   order, so a range scan visits every key.
+//! - [`BTreeIndex`]: `std`'s `BTreeMap`. Ordered, cache-friendly, the default
+//!   when scans matter.
+//! - [`SkipListIndex`]: a skip list written here, because it is the lesson:
+//!   the structure of LevelDB's and RocksDB's memtables. Ordered, and the
+//!   smallest of the three per entry.
 //!
 //! An index is a plain single-threaded structure (`&mut self` to change it);
-//! the engine that owns it puts it behind a lock.
+//! the engine that owns it puts it behind a lock. Every index passes one
+//! conformance suite (`tests/suite.rs`) and a property test against a
+//! `BTreeMap` model (`tests/model.rs`).
 
 mod btree;
 mod hash;
+pub mod skiplist;
 
 pub use btree::BTreeIndex;
 pub use hash::InMemoryIndex;
+pub use skiplist::SkipListIndex;
 
 use std::ops::Bound;
 
@@ -27,8 +36,13 @@ use bytes::Bytes;
 pub type RangeIter<'a, V> = Box<dyn Iterator<Item = (&'a Bytes, &'a V)> + 'a>;
 
 /// A map from keys to the location of their data.
+///
+/// Keys are compared as byte strings (lexicographically, as `[u8]` orders
+/// them). `V` is meant to be small and `Copy`-like, such as a file position;
+/// [`Index::memory_bytes`] counts it by its inline size.
 pub trait Index<V>: Send + Sync {
     /// Inserts or replaces the value of `key`, returning the previous one.
+    /// On replace, the stored key is kept.
     fn insert(&mut self, key: Bytes, value: V) -> Option<V>;
 
     /// The value of `key`, if present.
@@ -44,7 +58,8 @@ pub trait Index<V>: Send + Sync {
     ///
     /// An ordered index yields them in ascending key order; an unordered one
     /// ([`Index::is_ordered`] is false) yields them in no particular order and
-    /// may have to visit every entry to find them.
+    /// may have to visit every entry to find them. An empty or inverted range
+    /// (`start` after `end`) yields nothing; it never panics.
     fn range<'a>(&'a self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> RangeIter<'a, V>;
 
     /// The number of keys.
@@ -55,11 +70,15 @@ pub trait Index<V>: Send + Sync {
         self.len() == 0
     }
 
-    /// Removes every key.
+    /// Removes every key. An implementation may keep its allocated capacity,
+    /// as `Vec::clear` does, so [`Index::memory_bytes`] need not drop to 0.
     fn clear(&mut self);
 
     /// An estimate of the heap memory the index uses, in bytes, counting the
-    /// keys, the values and the structure's own overhead.
+    /// keys, the values and the structure's own overhead (allocated capacity,
+    /// not just what is filled). It counts the bytes requested from the
+    /// allocator, not the allocator's own bookkeeping; `examples/memory.rs`
+    /// checks it against a counting allocator.
     fn memory_bytes(&self) -> usize;
 }
 

@@ -5,13 +5,17 @@
 //!   tested against.
 //! - [`AppendOnlyLogStorage`]: Bitcask, an append-only log of records in
 //!   `pydb-wal` with an in-memory index of where each key's latest value is.
+//! - [`BTreeStorage`]: a B+tree of pages with a buffer pool and a
+//!   write-ahead log, the page-oriented design of PostgreSQL and SQLite.
 
+pub mod btree;
 mod engine;
 mod error;
 mod lock;
 pub mod log;
 mod memory;
 
+pub use btree::{BTreeOptions, BTreeStorage};
 pub use engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
 pub use error::{Error, Result};
 pub use lock::{DirLock, LOCK_FILE_NAME};

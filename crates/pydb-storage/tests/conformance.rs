@@ -307,6 +307,17 @@ fn stats_counters_move(kind: Kind) {
     if !kind.persistent() {
         return;
     }
+    if kind == Kind::BTree {
+        // The B+tree reuses pages as it frees them: no dead bytes, and
+        // compaction is a checkpoint.
+        assert!(stat("tree_height") >= 1);
+        let checkpoints = stat("checkpoints");
+        e.compact().unwrap();
+        assert_eq!(stat("checkpoints"), checkpoints + 1);
+        assert_eq!(stat("live_keys"), 1);
+        assert!(stat("pool_hits") + stat("pool_misses") > 0);
+        return;
+    }
     for i in 0..50u32 {
         e.set(b"b", &i.to_le_bytes()).unwrap();
     }

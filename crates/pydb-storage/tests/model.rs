@@ -140,10 +140,28 @@ proptest! {
     fn log_btree_matches_the_model(ops in prop::collection::vec(op(), 1..50)) {
         run(Kind::LogBTree, ops);
     }
+
+    #[test]
+    fn log_skiplist_matches_the_model(ops in prop::collection::vec(op(), 1..50)) {
+        run(Kind::LogSkipList, ops);
+    }
+
+    #[test]
+    fn btree_matches_the_model(ops in prop::collection::vec(op(), 1..50)) {
+        run(Kind::BTree, ops);
+    }
 }
 
 #[test]
 fn every_persistent_kind_is_covered() {
     // Adding a kind to `common::PERSISTENT` without a test above fails here.
-    assert_eq!(common::PERSISTENT, &[Kind::LogHash, Kind::LogBTree]);
+    assert_eq!(
+        common::PERSISTENT,
+        &[
+            Kind::LogHash,
+            Kind::LogBTree,
+            Kind::LogSkipList,
+            Kind::BTree
+        ]
+    );
 }

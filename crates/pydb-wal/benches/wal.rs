@@ -52,8 +52,18 @@ fn bench_unsynced(c: &mut Criterion) {
     group.finish();
 }
 
+/// Records, syncs and time of every sample of one configuration, to print
+/// how many records each `fdatasync` covered: a count that, unlike the
+/// times, does not depend on how fast the disk is at the moment.
+#[derive(Default)]
+struct SyncShare {
+    records: u64,
+    syncs: u64,
+    elapsed: Duration,
+}
+
 /// `iters` synced appends spread over `threads` threads; wall-clock time.
-fn synced_appends(dir: &Path, threads: u64, iters: u64) -> Duration {
+fn synced_appends(dir: &Path, threads: u64, iters: u64, share: &mut SyncShare) -> Duration {
     let writer = Arc::new(fresh_log(dir, SyncPolicy::Always));
     let per_thread = iters.div_ceil(threads);
     let start = Instant::now();
@@ -71,6 +81,10 @@ fn synced_appends(dir: &Path, threads: u64, iters: u64) -> Duration {
         handle.join().unwrap();
     }
     let elapsed = start.elapsed();
+    let stats = writer.stats();
+    share.records += stats.records;
+    share.syncs += stats.syncs;
+    share.elapsed += elapsed;
     // Report per record actually written (per_thread * threads >= iters).
     elapsed.mul_f64(iters as f64 / (per_thread * threads) as f64)
 }
@@ -94,10 +108,23 @@ fn bench_group_commit(c: &mut Criterion) {
         })
     });
     for threads in THREADS {
+        let mut share = SyncShare::default();
         group.bench_with_input(
             BenchmarkId::new("threads", threads),
             &threads,
-            |b, &threads| b.iter_custom(|iters| synced_appends(dir.path(), threads, iters)),
+            |b, &threads| {
+                b.iter_custom(|iters| synced_appends(dir.path(), threads, iters, &mut share))
+            },
+        );
+        // The time per sync shows whether the disk itself got faster or
+        // slower between configurations (it does, on a shared machine).
+        println!(
+            "wal_append_always/threads/{threads}: {:.2} records per fdatasync, {:.0} µs per fdatasync \
+             ({} records, {} syncs)",
+            share.records as f64 / share.syncs.max(1) as f64,
+            share.elapsed.as_secs_f64() * 1e6 / share.syncs.max(1) as f64,
+            share.records,
+            share.syncs
         );
     }
     group.finish();

@@ -377,3 +377,23 @@ fn a_writer_refuses_a_file_that_was_not_recovered() {
     let writer = LogWriter::new(MemFile::new("log", log), SyncPolicy::Never).unwrap();
     assert_eq!(writer.end(), written.last().unwrap().end);
 }
+
+/// Known issue, left for a format decision: the search for "a valid record
+/// after the bad one" also looks inside the torn record's own payload, so a
+/// payload that embeds an encoded record turns an ordinary torn tail into
+/// `Corrupted`. Binding each record's CRC to its offset (or chaining CRCs, as
+/// SQLite's WAL does) would fix it; both change the format.
+#[test]
+#[ignore = "known issue: a payload embedding an encoded record makes a torn tail look like corruption"]
+fn a_torn_record_whose_payload_embeds_a_record_is_still_a_torn_tail() {
+    let mut embedded = Vec::new();
+    pydb_wal::record::encode_record(0, b"inner", &mut embedded);
+    let mut payload = vec![1u8; 10];
+    payload.extend_from_slice(&embedded);
+    payload.extend_from_slice(&[2u8; 50]);
+    let (log, written) = build_log(&[vec![b"first".to_vec()], vec![payload]]);
+    // Cut inside the second record, after the embedded one.
+    let file = MemFile::new("cut", log[..log.len() - 20].to_vec());
+    let batches = scan_all(&file).unwrap();
+    assert_batches(&batches, &written[..1], "torn second record");
+}

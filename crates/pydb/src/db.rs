@@ -30,10 +30,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pydb_file::MonolithicOpener;
-use pydb_index::{BTreeIndex, InMemoryIndex};
+use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
 use pydb_storage::{
-    AppendOnlyLogStorage, DirLock, KeyRange, LOCK_FILE_NAME, Location, LogOptions, MemoryStorage,
-    Stats, StorageEngine,
+    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, DirLock, KeyRange, LOCK_FILE_NAME, Location,
+    LogOptions, MemoryStorage, Stats, StorageEngine,
 };
 pub use pydb_storage::{BatchOp, WriteBatch};
 pub use pydb_wal::SyncPolicy;
@@ -235,9 +235,21 @@ impl Db {
                 let engine = open_log_engine(dir, &options)?;
                 Ok(Self::from_engine(engine, Some(dir.to_path_buf()), options))
             }
-            EngineKind::BTree => Err(Error::Unavailable {
-                what: "the btree engine".into(),
-            }),
+            EngineKind::BTree => {
+                prepare_dir(dir, &options)?;
+                let engine = BTreeStorage::open(
+                    dir,
+                    BTreeOptions {
+                        sync: options.sync,
+                        ..BTreeOptions::default()
+                    },
+                )?;
+                Ok(Self::from_engine(
+                    Arc::new(engine),
+                    Some(dir.to_path_buf()),
+                    options,
+                ))
+            }
         }
     }
 
@@ -391,10 +403,7 @@ fn ensure_empty(dir: &Path) -> Result<()> {
 /// before the directory is touched, so that a refused open writes nothing.
 fn check_index_available(index: IndexKind) -> Result<()> {
     match index {
-        IndexKind::Hash | IndexKind::BTree => Ok(()),
-        IndexKind::SkipList => Err(Error::Unavailable {
-            what: "the skiplist index".into(),
-        }),
+        IndexKind::Hash | IndexKind::BTree | IndexKind::SkipList => Ok(()),
     }
 }
 
@@ -419,11 +428,12 @@ fn open_log_engine(dir: &Path, options: &Options) -> Result<Arc<dyn StorageEngin
             BTreeIndex::<Location>::new(),
             log_options,
         )?),
-        IndexKind::SkipList => {
-            return Err(Error::Unavailable {
-                what: "the skiplist index".into(),
-            });
-        }
+        IndexKind::SkipList => Arc::new(AppendOnlyLogStorage::open_with(
+            dir,
+            MonolithicOpener,
+            SkipListIndex::<Location>::new(),
+            log_options,
+        )?),
     })
 }
 

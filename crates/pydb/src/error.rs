@@ -74,13 +74,6 @@ pub enum Error {
         reason: String,
     },
 
-    /// The engine or index asked for is not compiled into this build.
-    #[error("{what} is not available in this build")]
-    Unavailable {
-        /// What was asked for, e.g. `the skiplist index`.
-        what: String,
-    },
-
     /// An argument (an option value, a path) is not valid.
     #[error("{0}")]
     InvalidArgument(String),

@@ -10,8 +10,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use pydb_file::MonolithicOpener;
-use pydb_index::{BTreeIndex, InMemoryIndex, Index};
-use pydb_storage::{AppendOnlyLogStorage, Location, LogOptions, MemoryStorage, StorageEngine};
+use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
+use pydb_storage::{
+    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Location, LogOptions, MemoryStorage,
+    StorageEngine,
+};
 use pydb_wal::SyncPolicy;
 
 /// An engine (and index) the suites run on.
@@ -23,10 +26,32 @@ pub enum Kind {
     LogHash,
     /// The log engine with the B-tree index.
     LogBTree,
+    /// The log engine with the skip-list index.
+    LogSkipList,
+    /// The B+tree page engine.
+    BTree,
 }
 
 /// Every persistent kind, for the model test.
-pub const PERSISTENT: &[Kind] = &[Kind::LogHash, Kind::LogBTree];
+pub const PERSISTENT: &[Kind] = &[
+    Kind::LogHash,
+    Kind::LogBTree,
+    Kind::LogSkipList,
+    Kind::BTree,
+];
+
+/// B+tree options with the same key/value limits as [`test_options`], a
+/// 16-frame pool (evictions) and frequent checkpoints.
+pub fn btree_options(log: &LogOptions) -> BTreeOptions {
+    BTreeOptions {
+        page_size: 4096,
+        pool_bytes: 16 * 4096,
+        sync: log.sync_policy,
+        checkpoint_bytes: 64 << 10,
+        max_key_len: log.max_key_size,
+        max_value_len: log.max_value_size,
+    }
+}
 
 /// Options small enough that the tests cross segment boundaries often.
 pub fn test_options() -> LogOptions {
@@ -74,6 +99,8 @@ impl Kind {
             Kind::Memory => Ok(Box::new(MemoryStorage::new())),
             Kind::LogHash => log::<InMemoryIndex<Location>>(dir, options),
             Kind::LogBTree => log::<BTreeIndex<Location>>(dir, options),
+            Kind::LogSkipList => log::<SkipListIndex<Location>>(dir, options),
+            Kind::BTree => Ok(Box::new(BTreeStorage::open(dir, btree_options(&options))?)),
         }
     }
 
@@ -132,6 +159,12 @@ macro_rules! for_each_engine {
         }
         mod log_btree {
             $(#[test] fn $test() { super::$test(super::common::Kind::LogBTree) })*
+        }
+        mod log_skiplist {
+            $(#[test] fn $test() { super::$test(super::common::Kind::LogSkipList) })*
+        }
+        mod btree {
+            $(#[test] fn $test() { super::$test(super::common::Kind::BTree) })*
         }
     };
 }

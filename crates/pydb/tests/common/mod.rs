@@ -27,6 +27,8 @@ pub fn persistent_engines() -> Vec<Vec<&'static str>> {
     vec![
         vec!["--engine", "log", "--index", "hash"],
         vec!["--engine", "log", "--index", "btree"],
+        vec!["--engine", "log", "--index", "skiplist"],
+        vec!["--engine", "btree"],
     ]
 }
 

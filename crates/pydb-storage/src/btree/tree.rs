@@ -1,0 +1,829 @@
+//! The B+tree algorithms: lookups, inserts with splits, deletes with
+//! merges, and cursors in both directions.
+//!
+//! ## Writes go through a shadow copy
+//!
+//! A write (one `set`, `delete` or a whole batch) runs as a [`Txn`]: it reads
+//! committed pages from the buffer pool but never changes them. Every page it
+//! changes is decoded into a private [`Shadow`] copy and edited there, along
+//! with a private copy of the tree's meta fields. Only when the batch is
+//! complete does the engine log it and *install* the shadow pages into the
+//! pool (see `mod.rs`). So:
+//!
+//! - a failed write (a key too long, a damaged page met on the way) leaves
+//!   nothing behind: the shadow is dropped;
+//! - no page can reach the disk before its WAL record exists, since
+//!   uncommitted changes are not in the pool at all;
+//! - readers see a batch all at once, when it is installed.
+//!
+//! Each shadow page also remembers how to log it: the list of leaf ops done
+//! to it, or "log a full image" when it was created, split, merged, freed, or
+//! had not changed since the last checkpoint (see `wal.rs`).
+//!
+//! ## Splits
+//!
+//! A leaf that no longer fits after an insert is split in two by bytes, the
+//! first key of the right half is copied up into the parent as a separator,
+//! and the parent may split in turn. An internal split moves its middle
+//! separator *up* (it is not kept in either half). A root split makes a new
+//! root, which is the only way the tree grows taller.
+//!
+//! ## Merges (and the bound on waste)
+//!
+//! A page whose cells fill less than a quarter of its space after a delete is
+//! merged with a sibling under the same parent when both fit in one page; the
+//! right page goes to the free list and its separator leaves the parent,
+//! which may underflow in turn. When they do not fit, the sibling is more
+//! than three quarters full, so the pair is still more than half full on
+//! average and pydb leaves them alone (no redistribution: moving a separator
+//! can make the parent overflow, which would make a delete split pages). An
+//! internal root left with a single child is removed, the only way the tree
+//! shrinks. A non-root leaf is never empty: an empty leaf always fits into
+//! its sibling.
+//!
+//! ## Readers
+//!
+//! Lookups and cursors hold the engine's tree lock for reading and at most
+//! one pinned page at a time. A cursor does not keep pages pinned between
+//! calls: it copies out one leaf's worth of entries, remembers the last key,
+//! and re-descends from the root for the next leaf, so writers are never
+//! blocked by a slow consumer and a scan sees every key that is not written
+//! during the scan exactly once.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::path::Path;
+
+use bytes::Bytes;
+use pydb_file::File;
+
+use super::meta::{MAX_BTREE_DEPTH, TreeMeta};
+use super::page::{
+    self, Content, FIRST_DATA_PAGE, HEADER_LEN, Internal, LEAF_CELL_HEADER, Leaf, NO_PAGE, Node,
+    PageError, PageId, PageType, PageView, SLOT_LEN, Value, ValueRef,
+};
+use super::pool::BufferPool;
+use super::wal::LeafOp;
+use crate::{Error, Result};
+
+/// A page changed by a write transaction.
+#[derive(Debug, Clone)]
+pub struct Shadow {
+    /// The page's new content.
+    pub content: Content,
+    /// Leaf ops to log, or `None` to log a full page image.
+    pub ops: Option<Vec<LeafOp>>,
+    /// Whether the transaction changed it (it may only have read it).
+    pub modified: bool,
+}
+
+/// A write in progress: private copies of the pages and meta it changes.
+#[derive(Debug)]
+pub struct Txn<'a, F: File> {
+    pub(super) pool: &'a BufferPool<F>,
+    /// The tree meta as this transaction will leave it.
+    pub meta: TreeMeta,
+    /// Whether `meta` changed.
+    pub meta_changed: bool,
+    /// Pages read or changed, by number.
+    pub pages: BTreeMap<PageId, Shadow>,
+    /// Pages last changed before this LSN are logged as full images.
+    redo_start: u64,
+}
+
+/// A page-level error as `Corrupted` at the page's file offset.
+pub fn corrupt_at(path: &Path, page_size: usize, id: PageId, e: PageError) -> Error {
+    Error::corrupted(
+        path,
+        u64::from(id) * page_size as u64 + e.offset as u64,
+        format!("page {id}: {}", e.reason),
+    )
+}
+
+/// Where to descend to.
+#[derive(Debug, Clone, Copy)]
+pub enum Seek<'k> {
+    /// The leaf that holds (or would hold) this key.
+    Key(&'k [u8]),
+    /// The leftmost leaf.
+    First,
+    /// The rightmost leaf.
+    Last,
+}
+
+/// Checks that `id` can be a data page of a tree with this meta.
+pub fn check_page_id(path: &Path, meta: &TreeMeta, id: PageId) -> Result<()> {
+    if id < FIRST_DATA_PAGE || id >= meta.page_count {
+        return Err(Error::corrupted(
+            path,
+            0,
+            format!(
+                "page number {id} out of range (page count {})",
+                meta.page_count
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Descends from the root to the leaf for `seek`, one pinned page at a time.
+pub fn find_leaf<F: File>(pool: &BufferPool<F>, meta: &TreeMeta, seek: Seek<'_>) -> Result<PageId> {
+    let path = pool.file().path();
+    let ps = pool.page_size();
+    let mut id = meta.root;
+    // `meta.height` was checked against MAX_BTREE_DEPTH, so a cycle of
+    // internal pages cannot keep us here: the level count runs out first.
+    for _ in 1..meta.height {
+        check_page_id(path, meta, id)?;
+        let page = pool.fetch(id)?;
+        let view =
+            PageView::new(&page, PageType::Internal).map_err(|e| corrupt_at(path, ps, id, e))?;
+        id = match seek {
+            Seek::Key(k) => view.child_for(k),
+            Seek::First => view.left(),
+            Seek::Last => view.child_at(view.count()),
+        }
+        .map_err(|e| corrupt_at(path, ps, id, e))?;
+    }
+    check_page_id(path, meta, id)?;
+    Ok(id)
+}
+
+/// Reads the value of `len` bytes stored in the chain starting at `first`.
+/// The walk is bounded by the page count, so a cycle is an error.
+pub fn read_overflow<F: File>(
+    pool: &BufferPool<F>,
+    meta: &TreeMeta,
+    first: PageId,
+    len: u32,
+) -> Result<Bytes> {
+    let path = pool.file().path();
+    let ps = pool.page_size();
+    let mut out = Vec::new();
+    let mut id = first;
+    let mut steps = 0u32;
+    while id != NO_PAGE {
+        steps += 1;
+        if steps > meta.page_count {
+            return Err(Error::corrupted(path, 0, "overflow chain has a cycle"));
+        }
+        check_page_id(path, meta, id)?;
+        let page = pool.fetch(id)?;
+        match page::decode(&page).map_err(|e| corrupt_at(path, ps, id, e))? {
+            Content::Overflow { next, data } => {
+                if out.len() + data.len() > len as usize {
+                    return Err(Error::corrupted(
+                        path,
+                        pool.offset_of(id),
+                        "overflow chain longer than its value",
+                    ));
+                }
+                out.extend_from_slice(&data);
+                id = next;
+            }
+            _ => {
+                return Err(Error::corrupted(
+                    path,
+                    pool.offset_of(id),
+                    "overflow chain reaches a page that is not an overflow page",
+                ));
+            }
+        }
+    }
+    if out.len() != len as usize {
+        return Err(Error::corrupted(
+            path,
+            pool.offset_of(first),
+            "overflow chain shorter than its value",
+        ));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Looks `key` up.
+pub fn get<F: File>(pool: &BufferPool<F>, meta: &TreeMeta, key: &[u8]) -> Result<Option<Bytes>> {
+    let path = pool.file().path();
+    let ps = pool.page_size();
+    let leaf = find_leaf(pool, meta, Seek::Key(key))?;
+    let page = pool.fetch(leaf)?;
+    let view = PageView::new(&page, PageType::Leaf).map_err(|e| corrupt_at(path, ps, leaf, e))?;
+    let value = match view
+        .search_leaf(key)
+        .map_err(|e| corrupt_at(path, ps, leaf, e))?
+    {
+        Ok(i) => match view
+            .leaf_entry(i)
+            .map_err(|e| corrupt_at(path, ps, leaf, e))?
+            .1
+        {
+            ValueRef::Inline(v) => return Ok(Some(Bytes::copy_from_slice(v))),
+            ValueRef::Overflow { len, first } => (len, first),
+        },
+        Err(_) => return Ok(None),
+    };
+    drop(page);
+    read_overflow(pool, meta, value.1, value.0).map(Some)
+}
+
+/// The length of a value, wherever it lives.
+fn value_len(value: &Value) -> usize {
+    match value {
+        Value::Inline(v) => v.len(),
+        Value::Overflow { len, .. } => *len as usize,
+    }
+}
+
+/// Picks where to cut a run of cells of these sizes so that both halves fit
+/// in `cap` bytes and are as even as possible. With `promote`, the cell at
+/// the cut moves up to the parent and belongs to neither half (an internal
+/// split). Both halves are non-empty.
+fn split_at(sizes: &[usize], cap: usize, promote: bool) -> Option<usize> {
+    let total: usize = sizes.iter().sum();
+    let mut best: Option<(usize, usize)> = None;
+    let mut left = 0;
+    for (i, size) in sizes.iter().enumerate() {
+        if i >= 1 {
+            let right = if promote {
+                total - left - size
+            } else {
+                total - left
+            };
+            let right_nonempty = if promote { i + 1 < sizes.len() } else { true };
+            if left <= cap && right <= cap && right_nonempty {
+                let worst = left.max(right);
+                if best.is_none_or(|(_, w)| worst < w) {
+                    best = Some((i, worst));
+                }
+            }
+        }
+        left += size;
+    }
+    best.map(|(i, _)| i)
+}
+
+impl<'a, F: File> Txn<'a, F> {
+    /// A transaction on top of the committed tree `meta`.
+    pub fn new(pool: &'a BufferPool<F>, meta: TreeMeta, redo_start: u64) -> Self {
+        Self {
+            pool,
+            meta,
+            meta_changed: false,
+            pages: BTreeMap::new(),
+            redo_start,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.pool.file().path()
+    }
+
+    fn corrupt(&self, id: PageId, e: PageError) -> Error {
+        corrupt_at(self.path(), self.pool.page_size(), id, e)
+    }
+
+    fn corrupt_msg(&self, id: PageId, reason: &str) -> Error {
+        Error::corrupted(
+            self.path(),
+            self.pool.offset_of(id),
+            format!("page {id}: {reason}"),
+        )
+    }
+
+    fn page_size(&self) -> usize {
+        self.pool.page_size()
+    }
+
+    /// The shadow of page `id`, decoding it from the pool on first use.
+    pub(super) fn load(&mut self, id: PageId) -> Result<&mut Shadow> {
+        if !self.pages.contains_key(&id) {
+            check_page_id(self.path(), &self.meta, id)?;
+            let page = self.pool.fetch(id)?;
+            let content = page::decode(&page).map_err(|e| self.corrupt(id, e))?;
+            // First change since the checkpoint: log the whole page.
+            let ops = (page::page_lsn(&page) >= self.redo_start).then(Vec::new);
+            drop(page);
+            self.pages.insert(
+                id,
+                Shadow {
+                    content,
+                    ops,
+                    modified: false,
+                },
+            );
+        }
+        self.pages
+            .get_mut(&id)
+            .ok_or_else(|| Error::corrupted("", 0, "shadow page vanished"))
+    }
+
+    fn leaf(&mut self, id: PageId) -> Result<Leaf> {
+        match &self.load(id)?.content {
+            Content::Node(Node::Leaf(l)) => Ok(l.clone()),
+            _ => Err(self.corrupt_msg(id, "expected a leaf")),
+        }
+    }
+
+    fn internal(&mut self, id: PageId) -> Result<Internal> {
+        match &self.load(id)?.content {
+            Content::Node(Node::Internal(n)) => Ok(n.clone()),
+            _ => Err(self.corrupt_msg(id, "expected an internal page")),
+        }
+    }
+
+    /// Records new content for page `id`: logged as `op` if the page is
+    /// logged op by op, as a full image otherwise (`op` = `None` forces one).
+    pub(super) fn write(&mut self, id: PageId, content: Content, op: Option<LeafOp>) {
+        let shadow = self.pages.entry(id).or_insert(Shadow {
+            content: Content::Free { next: NO_PAGE },
+            ops: None,
+            modified: true,
+        });
+        shadow.content = content;
+        shadow.modified = true;
+        match (op, &mut shadow.ops) {
+            (Some(op), Some(ops)) => ops.push(op),
+            _ => shadow.ops = None,
+        }
+    }
+
+    fn write_node(&mut self, id: PageId, node: Node) {
+        self.write(id, Content::Node(node), None);
+    }
+
+    /// Descends to the leaf for `key`, returning the internal pages passed
+    /// (with the child position taken in each) and the leaf.
+    fn descend(&mut self, key: &[u8]) -> Result<(Vec<(PageId, usize)>, PageId)> {
+        let mut path = Vec::with_capacity(self.meta.height as usize);
+        let mut id = self.meta.root;
+        for _ in 1..self.meta.height {
+            let (pos, child) = match self.pages.get(&id) {
+                Some(shadow) => match &shadow.content {
+                    Content::Node(Node::Internal(n)) => {
+                        let pos = n.child_pos(key);
+                        (pos, n.child_at(pos).unwrap_or(NO_PAGE))
+                    }
+                    _ => return Err(self.corrupt_msg(id, "expected an internal page")),
+                },
+                None => {
+                    // Not changed by this transaction: search it in place.
+                    check_page_id(self.path(), &self.meta, id)?;
+                    let page = self.pool.fetch(id)?;
+                    let view = PageView::new(&page, PageType::Internal)
+                        .map_err(|e| self.corrupt(id, e))?;
+                    let pos = view.child_pos_for(key).map_err(|e| self.corrupt(id, e))?;
+                    (pos, view.child_at(pos).map_err(|e| self.corrupt(id, e))?)
+                }
+            };
+            path.push((id, pos));
+            id = child;
+        }
+        Ok((path, id))
+    }
+
+    /// Whether a node of this encoded size is under a quarter full.
+    fn underfull(&self, encoded_len: usize) -> bool {
+        let usable = self.page_size() - HEADER_LEN;
+        encoded_len - HEADER_LEN < usable / 4
+    }
+
+    /// Whether a value of `value_len` bytes stays in the leaf with this key.
+    pub fn fits_inline(&self, key_len: usize, value_len: usize) -> bool {
+        SLOT_LEN + LEAF_CELL_HEADER + key_len + value_len <= page::max_cell_len(self.page_size())
+    }
+
+    /// Sets `key` to `value`, moving a large value to overflow pages and
+    /// freeing the chain of the value it replaces.
+    pub fn set(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let value = if self.fits_inline(key.len(), value.len()) {
+            Value::Inline(Bytes::copy_from_slice(value))
+        } else {
+            let len = u32::try_from(value.len()).map_err(|_| Error::ValueTooLarge {
+                len: value.len(),
+                max: u32::MAX as usize,
+            })?;
+            Value::Overflow {
+                len,
+                first: self.write_overflow(value)?,
+            }
+        };
+        let added = (key.len() + value_len(&value)) as u64;
+        let old = self.put(Bytes::copy_from_slice(key), value)?;
+        self.meta.live_bytes = self.meta.live_bytes.saturating_add(added);
+        match &old {
+            Some(old) => {
+                let removed = (key.len() + value_len(old)) as u64;
+                self.meta.live_bytes = self.meta.live_bytes.saturating_sub(removed);
+            }
+            None => self.meta.keys = self.meta.keys.saturating_add(1),
+        }
+        self.meta_changed = true;
+        if let Some(Value::Overflow { first, .. }) = old {
+            self.free_overflow(first)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `key`; returns whether it was there.
+    pub fn delete(&mut self, key: &[u8]) -> Result<bool> {
+        let old = self.remove(key)?;
+        if let Some(old) = &old {
+            let removed = (key.len() + value_len(old)) as u64;
+            self.meta.live_bytes = self.meta.live_bytes.saturating_sub(removed);
+            self.meta.keys = self.meta.keys.saturating_sub(1);
+            self.meta_changed = true;
+        }
+        match old {
+            Some(Value::Overflow { first, .. }) => {
+                self.free_overflow(first)?;
+                Ok(true)
+            }
+            Some(Value::Inline(_)) => Ok(true),
+            None => Ok(false),
+        }
+    }
+
+    /// Inserts or replaces `key`; returns the value replaced.
+    fn put(&mut self, key: Bytes, value: Value) -> Result<Option<Value>> {
+        let (mut path, leaf_id) = self.descend(&key)?;
+        let mut leaf = self.leaf(leaf_id)?;
+        let old = leaf.put(key.clone(), value.clone());
+        if leaf.encoded_len() <= self.page_size() {
+            self.write(
+                leaf_id,
+                Content::Node(Node::Leaf(leaf)),
+                Some(LeafOp::Put { key, value }),
+            );
+            return Ok(old);
+        }
+        // Split: the upper half moves to a new right sibling.
+        let sizes: Vec<usize> = leaf.entries.iter().map(|e| e.cell_len()).collect();
+        let cut = split_at(&sizes, self.page_size() - HEADER_LEN, false)
+            .ok_or_else(|| self.corrupt_msg(leaf_id, "leaf cannot be split"))?;
+        let right_id = self.alloc()?;
+        let right = Leaf {
+            prev: leaf_id,
+            next: leaf.next,
+            entries: leaf.entries.split_off(cut),
+        };
+        if right.next != NO_PAGE {
+            let mut after = self.leaf(right.next)?;
+            after.prev = right_id;
+            self.write_node(right.next, Node::Leaf(after));
+        }
+        leaf.next = right_id;
+        let separator = right
+            .entries
+            .first()
+            .map(|e| e.key.clone())
+            .ok_or_else(|| self.corrupt_msg(leaf_id, "empty half after a split"))?;
+        self.write_node(leaf_id, Node::Leaf(leaf));
+        self.write_node(right_id, Node::Leaf(right));
+        self.insert_separator(&mut path, leaf_id, separator, right_id)?;
+        Ok(old)
+    }
+
+    /// Adds `(separator, right)` next to `left` in its parent, splitting
+    /// upwards as far as needed.
+    fn insert_separator(
+        &mut self,
+        path: &mut Vec<(PageId, usize)>,
+        mut left: PageId,
+        mut separator: Bytes,
+        mut right: PageId,
+    ) -> Result<()> {
+        loop {
+            let Some((parent_id, pos)) = path.pop() else {
+                // `left` was the root: grow a new root above it.
+                if self.meta.height >= MAX_BTREE_DEPTH {
+                    return Err(self.corrupt_msg(left, "tree would exceed MAX_BTREE_DEPTH"));
+                }
+                let root = self.alloc()?;
+                self.write_node(
+                    root,
+                    Node::Internal(Internal {
+                        leftmost: left,
+                        entries: vec![(separator, right)],
+                    }),
+                );
+                self.meta.root = root;
+                self.meta.height += 1;
+                self.meta_changed = true;
+                return Ok(());
+            };
+            let mut parent = self.internal(parent_id)?;
+            parent.entries.insert(pos, (separator, right));
+            if parent.encoded_len() <= self.page_size() {
+                self.write_node(parent_id, Node::Internal(parent));
+                return Ok(());
+            }
+            let sizes: Vec<usize> = parent
+                .entries
+                .iter()
+                .map(|(k, _)| page::internal_cell_len(k.len()))
+                .collect();
+            let cut = split_at(&sizes, self.page_size() - HEADER_LEN, true)
+                .ok_or_else(|| self.corrupt_msg(parent_id, "internal page cannot be split"))?;
+            let mut upper = parent.entries.split_off(cut);
+            let (promoted, right_leftmost) = upper.remove(0);
+            let new_id = self.alloc()?;
+            self.write_node(parent_id, Node::Internal(parent));
+            self.write_node(
+                new_id,
+                Node::Internal(Internal {
+                    leftmost: right_leftmost,
+                    entries: upper,
+                }),
+            );
+            left = parent_id;
+            separator = promoted;
+            right = new_id;
+        }
+    }
+
+    /// Removes `key`; returns its value if it was there.
+    fn remove(&mut self, key: &[u8]) -> Result<Option<Value>> {
+        let (path, leaf_id) = self.descend(key)?;
+        let mut leaf = self.leaf(leaf_id)?;
+        let Some(old) = leaf.remove(key) else {
+            return Ok(None);
+        };
+        let underfull = self.underfull(leaf.encoded_len());
+        self.write(
+            leaf_id,
+            Content::Node(Node::Leaf(leaf)),
+            Some(LeafOp::Delete {
+                key: Bytes::copy_from_slice(key),
+            }),
+        );
+        if underfull {
+            self.rebalance(path)?;
+        }
+        Ok(Some(old))
+    }
+
+    /// Merges the underfull child at the end of `path` with a sibling, and
+    /// walks up while parents underflow.
+    fn rebalance(&mut self, mut path: Vec<(PageId, usize)>) -> Result<()> {
+        while let Some((parent_id, pos)) = path.pop() {
+            let mut parent = self.internal(parent_id)?;
+            if parent.entries.is_empty() {
+                return Ok(()); // no sibling to merge with
+            }
+            // Merge the pair (left_pos, left_pos + 1): the page and its left
+            // sibling, or its right sibling if it is the leftmost child.
+            let left_pos = pos.saturating_sub(1);
+            let (separator, right_id) = parent.entries[left_pos].clone();
+            let left_id = parent
+                .child_at(left_pos)
+                .ok_or_else(|| self.corrupt_msg(parent_id, "child position out of range"))?;
+            let merged = match (
+                self.load(left_id)?.content.clone(),
+                self.load(right_id)?.content.clone(),
+            ) {
+                (Content::Node(Node::Leaf(mut l)), Content::Node(Node::Leaf(r))) => {
+                    if l.encoded_len() + r.encoded_len() - HEADER_LEN > self.page_size() {
+                        false
+                    } else {
+                        l.entries.extend(r.entries);
+                        l.next = r.next;
+                        if r.next != NO_PAGE {
+                            let mut after = self.leaf(r.next)?;
+                            after.prev = left_id;
+                            self.write_node(r.next, Node::Leaf(after));
+                        }
+                        self.write_node(left_id, Node::Leaf(l));
+                        true
+                    }
+                }
+                (Content::Node(Node::Internal(mut l)), Content::Node(Node::Internal(r))) => {
+                    l.entries.push((separator, r.leftmost));
+                    l.entries.extend(r.entries);
+                    if l.encoded_len() > self.page_size() {
+                        false
+                    } else {
+                        self.write_node(left_id, Node::Internal(l));
+                        true
+                    }
+                }
+                _ => return Err(self.corrupt_msg(parent_id, "siblings of different kinds")),
+            };
+            if !merged {
+                return Ok(());
+            }
+            self.free(right_id)?;
+            parent.entries.remove(left_pos);
+            if path.is_empty() && parent.entries.is_empty() {
+                // The root is left with one child: the child becomes the root.
+                self.meta.root = left_id;
+                self.meta.height -= 1;
+                self.meta_changed = true;
+                self.free(parent_id)?;
+                return Ok(());
+            }
+            let underfull = self.underfull(parent.encoded_len());
+            self.write_node(parent_id, Node::Internal(parent));
+            if !underfull {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A cursor over a key range, ascending or descending.
+///
+/// It holds no page between calls: each refill re-descends from the root
+/// under the tree lock and copies one leaf's worth of entries.
+pub struct Cursor<'a, F: File> {
+    pool: &'a BufferPool<F>,
+    tree: &'a parking_lot::RwLock<TreeMeta>,
+    poisoned: &'a std::sync::atomic::AtomicBool,
+    /// Lower bound still to scan (moves up in an ascending scan).
+    start: Bound<Bytes>,
+    /// Upper bound still to scan (moves down in a descending scan).
+    end: Bound<Bytes>,
+    reverse: bool,
+    buffered: VecDeque<(Bytes, Bytes)>,
+    done: bool,
+}
+
+impl<F: File> std::fmt::Debug for Cursor<'_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cursor")
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .field("reverse", &self.reverse)
+            .finish_non_exhaustive()
+    }
+}
+
+fn above(key: &[u8], start: &Bound<Bytes>) -> bool {
+    match start {
+        Bound::Included(s) => key >= s.as_ref(),
+        Bound::Excluded(s) => key > s.as_ref(),
+        Bound::Unbounded => true,
+    }
+}
+
+fn below(key: &[u8], end: &Bound<Bytes>) -> bool {
+    match end {
+        Bound::Included(e) => key <= e.as_ref(),
+        Bound::Excluded(e) => key < e.as_ref(),
+        Bound::Unbounded => true,
+    }
+}
+
+impl<'a, F: File> Cursor<'a, F> {
+    /// A cursor over `start..end`.
+    pub fn new(
+        pool: &'a BufferPool<F>,
+        tree: &'a parking_lot::RwLock<TreeMeta>,
+        poisoned: &'a std::sync::atomic::AtomicBool,
+        start: Bound<Bytes>,
+        end: Bound<Bytes>,
+        reverse: bool,
+    ) -> Self {
+        Self {
+            pool,
+            tree,
+            poisoned,
+            start,
+            end,
+            reverse,
+            buffered: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// Copies the entries of the next leaf that has any in range.
+    fn refill(&mut self) -> Result<()> {
+        if self.poisoned.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::Poisoned {
+                reason: "an earlier write failed half-way".into(),
+            });
+        }
+        let meta = self.tree.read();
+        let path = self.pool.file().path();
+        let ps = self.pool.page_size();
+        let seek_bound = if self.reverse { &self.end } else { &self.start };
+        let seek = match seek_bound {
+            Bound::Included(k) | Bound::Excluded(k) => Seek::Key(k),
+            Bound::Unbounded if self.reverse => Seek::Last,
+            Bound::Unbounded => Seek::First,
+        };
+        let mut id = find_leaf(self.pool, &meta, seek)?;
+        let mut found: Vec<(Bytes, Value)> = Vec::new();
+        // Sibling links are walked at most page-count times: a cycle errors.
+        let mut steps = 0u32;
+        loop {
+            steps += 1;
+            if steps > meta.page_count {
+                return Err(Error::corrupted(path, 0, "leaf sibling links form a cycle"));
+            }
+            let page = self.pool.fetch(id)?;
+            let view =
+                PageView::new(&page, PageType::Leaf).map_err(|e| corrupt_at(path, ps, id, e))?;
+            let err = |e| corrupt_at(path, ps, id, e);
+            let next = if self.reverse {
+                let upto = match &self.end {
+                    Bound::Unbounded => view.count(),
+                    Bound::Included(k) => match view.search_leaf(k).map_err(err)? {
+                        Ok(i) => i + 1,
+                        Err(i) => i,
+                    },
+                    Bound::Excluded(k) => match view.search_leaf(k).map_err(err)? {
+                        Ok(i) | Err(i) => i,
+                    },
+                };
+                for i in (0..upto).rev() {
+                    let (key, value) = view.leaf_entry(i).map_err(err)?;
+                    if !above(key, &self.start) {
+                        self.done = true;
+                        break;
+                    }
+                    found.push((Bytes::copy_from_slice(key), value.to_value()));
+                }
+                view.left().map_err(err)?
+            } else {
+                let from = match &self.start {
+                    Bound::Unbounded => 0,
+                    Bound::Included(k) => match view.search_leaf(k).map_err(err)? {
+                        Ok(i) | Err(i) => i,
+                    },
+                    Bound::Excluded(k) => match view.search_leaf(k).map_err(err)? {
+                        Ok(i) => i + 1,
+                        Err(i) => i,
+                    },
+                };
+                for i in from..view.count() {
+                    let (key, value) = view.leaf_entry(i).map_err(err)?;
+                    if !below(key, &self.end) {
+                        self.done = true;
+                        break;
+                    }
+                    found.push((Bytes::copy_from_slice(key), value.to_value()));
+                }
+                view.right().map_err(err)?
+            };
+            drop(page);
+            if !found.is_empty() || self.done {
+                break;
+            }
+            if next == NO_PAGE {
+                self.done = true;
+                break;
+            }
+            check_page_id(path, &meta, next)?;
+            id = next;
+        }
+        if let Some((last, _)) = found.last() {
+            if self.reverse {
+                self.end = Bound::Excluded(last.clone());
+            } else {
+                self.start = Bound::Excluded(last.clone());
+            }
+        }
+        for (key, value) in found {
+            let value = match value {
+                Value::Inline(v) => v,
+                Value::Overflow { len, first } => read_overflow(self.pool, &meta, first, len)?,
+            };
+            self.buffered.push_back((key, value));
+        }
+        Ok(())
+    }
+}
+
+impl<F: File> Iterator for Cursor<'_, F> {
+    type Item = Result<(Bytes, Bytes)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.buffered.pop_front() {
+                return Some(Ok(item));
+            }
+            if self.done {
+                return None;
+            }
+            if let Err(e) = self.refill() {
+                self.done = true;
+                return Some(Err(e));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_point_balances_and_respects_the_page() {
+        assert_eq!(split_at(&[10, 10, 10, 10], 25, false), Some(2));
+        assert_eq!(split_at(&[30, 5, 5, 5], 40, false), Some(1));
+        assert_eq!(split_at(&[10, 10, 10, 10, 10], 25, true), Some(2));
+        assert_eq!(split_at(&[10, 10], 5, false), None);
+        // A promoted cut never leaves the right half empty.
+        assert_eq!(split_at(&[10, 10], 100, true), None);
+    }
+}

@@ -1,0 +1,437 @@
+//! Guards the B+tree's behaviour: splits and merges keep the invariants,
+//! cursors in both directions, overflow values, free-list reuse, limits,
+//! concurrent readers, and a proptest against a `BTreeMap` across reopens.
+
+#![allow(clippy::unwrap_used)]
+
+mod btree_sim;
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use btree_sim::{Crash, SimFs, SimOpener};
+use bytes::Bytes;
+use proptest::prelude::*;
+use pydb_storage::btree::SyncPolicy;
+use pydb_storage::{BTreeOptions, BTreeStorage, Error, KeyRange, StorageEngine, WriteBatch};
+
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn small() -> BTreeOptions {
+    BTreeOptions {
+        page_size: 512,
+        pool_bytes: 16 * 512,
+        sync: SyncPolicy::Never,
+        ..BTreeOptions::default()
+    }
+}
+
+fn open_sim(dir: &std::path::Path, fs: &Arc<SimFs>) -> BTreeStorage<SimOpener> {
+    BTreeStorage::open_with(dir, small(), fs.opener()).unwrap()
+}
+
+fn key(i: u32) -> Vec<u8> {
+    format!("k{i:06}").into_bytes()
+}
+
+fn contents<E: StorageEngine>(engine: &E) -> Model {
+    engine
+        .scan(KeyRange::all())
+        .unwrap()
+        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+        .collect()
+}
+
+#[test]
+fn splits_and_merges_keep_the_invariants() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SimFs::new();
+    let engine = open_sim(dir.path(), &fs);
+    let mut model = Model::new();
+    // A scrambled insertion order exercises splits everywhere in the tree.
+    let order: Vec<u32> = (0..3000u32).map(|i| (i * 7919) % 3000).collect();
+    for (n, &i) in order.iter().enumerate() {
+        let v = vec![b'a' + (i % 26) as u8; (i % 50) as usize];
+        engine.set(&key(i), &v).unwrap();
+        model.insert(key(i), v);
+        if n % 500 == 0 {
+            engine.check_invariants().unwrap();
+        }
+    }
+    let shape = engine.check_invariants().unwrap();
+    assert_eq!(shape.keys, 3000);
+    assert!(shape.height >= 3, "height {}", shape.height);
+    assert_eq!(contents(&engine), model);
+    // Delete everything but a few, in another scrambled order: merges and
+    // root collapses, all the way down.
+    for (n, &i) in order.iter().rev().enumerate() {
+        if i % 500 == 0 {
+            continue;
+        }
+        assert!(engine.delete(&key(i)).unwrap());
+        model.remove(&key(i));
+        if n % 400 == 0 {
+            engine.check_invariants().unwrap();
+        }
+    }
+    let shape = engine.check_invariants().unwrap();
+    assert_eq!(shape.keys, 6);
+    assert_eq!(shape.height, 1, "the tree shrank back to one leaf");
+    assert_eq!(contents(&engine), model);
+    let meta = engine.tree_meta();
+    assert_eq!(
+        u64::from(meta.free_count) + shape.leaves + shape.internal + shape.overflow,
+        u64::from(meta.page_count) - 2,
+        "every page is either used or free"
+    );
+}
+
+#[test]
+fn cursors_run_both_ways_over_any_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SimFs::new();
+    let engine = open_sim(dir.path(), &fs);
+    let mut model = Model::new();
+    for i in (0..600).step_by(2) {
+        engine.set(&key(i), &key(i)).unwrap();
+        model.insert(key(i), key(i));
+    }
+    let bounds = |i: u32| {
+        [
+            Bound::Included(Bytes::from(key(i))),
+            Bound::Excluded(Bytes::from(key(i))),
+            Bound::Unbounded,
+        ]
+    };
+    for (lo, hi) in [
+        (0, 600),
+        (1, 9),
+        (100, 101),
+        (598, 1000),
+        (250, 120),
+        (33, 480),
+    ] {
+        for start in bounds(lo) {
+            for end in bounds(hi) {
+                let range = KeyRange {
+                    start: start.clone(),
+                    end: end.clone(),
+                };
+                let expected: Vec<Vec<u8>> = model
+                    .keys()
+                    .filter(|k| range.contains(k))
+                    .cloned()
+                    .collect();
+                let forward: Vec<Vec<u8>> = engine
+                    .scan(range.clone())
+                    .unwrap()
+                    .map(|r| r.unwrap().0.to_vec())
+                    .collect();
+                assert_eq!(forward, expected, "{range:?}");
+                let backward: Vec<Vec<u8>> = engine
+                    .scan_rev(range.clone())
+                    .unwrap()
+                    .map(|r| r.unwrap().0.to_vec())
+                    .collect();
+                let mut reversed = expected.clone();
+                reversed.reverse();
+                assert_eq!(backward, reversed, "{range:?} reversed");
+            }
+        }
+    }
+    let inverted = KeyRange::new(key(250).as_slice()..key(120).as_slice());
+    assert_eq!(engine.scan(inverted.clone()).unwrap().count(), 0);
+    assert_eq!(engine.scan_rev(inverted).unwrap().count(), 0);
+}
+
+#[test]
+fn a_scan_sees_keys_not_written_during_it_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SimFs::new();
+    let engine = open_sim(dir.path(), &fs);
+    for i in 0..400 {
+        engine.set(&key(i * 2), b"stable").unwrap();
+    }
+    let mut scan = engine.scan(KeyRange::all()).unwrap();
+    let mut seen = Vec::new();
+    for n in 0.. {
+        // Writes between the scan's steps split and merge its leaves.
+        if n < 300 {
+            engine.set(&key(n * 2 + 1), &[b'x'; 60]).unwrap();
+        }
+        match scan.next() {
+            Some(item) => seen.push(item.unwrap()),
+            None => break,
+        }
+    }
+    let stable: Vec<Vec<u8>> = seen
+        .iter()
+        .filter(|(_, v)| v.as_ref() == b"stable")
+        .map(|(k, _)| k.to_vec())
+        .collect();
+    let expected: Vec<Vec<u8>> = (0..400).map(|i| key(i * 2)).collect();
+    assert_eq!(stable, expected);
+    assert!(
+        seen.windows(2).all(|w| w[0].0 < w[1].0),
+        "ascending, no repeats"
+    );
+}
+
+#[test]
+fn large_values_go_through_overflow_pages_and_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SimFs::new();
+    let engine = open_sim(dir.path(), &fs);
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    engine.set(b"big", &big).unwrap();
+    engine.set(b"small", b"s").unwrap();
+    let shape = engine.check_invariants().unwrap();
+    assert!(shape.overflow >= 200_000 / 512, "{shape:?}");
+    assert_eq!(engine.get(b"big").unwrap().unwrap(), big);
+    // Overwrite with another large value: the new chain is written before
+    // the old one is freed, and the next overwrite reuses the freed pages.
+    let big2: Vec<u8> = big.iter().rev().copied().collect();
+    engine.set(b"big", &big2).unwrap();
+    engine.check_invariants().unwrap();
+    assert_eq!(engine.get(b"big").unwrap().unwrap(), big2);
+    let pages_before = engine.tree_meta().page_count;
+    engine.set(b"big", &big).unwrap();
+    engine.set(b"big", &big2).unwrap();
+    engine.check_invariants().unwrap();
+    assert!(engine.tree_meta().page_count <= pages_before + 5);
+    drop(engine);
+    let engine = open_sim(dir.path(), &fs);
+    assert_eq!(engine.get(b"big").unwrap().unwrap(), big2);
+    assert!(engine.delete(b"big").unwrap());
+    let shape = engine.check_invariants().unwrap();
+    assert_eq!(shape.overflow, 0);
+    assert!(u64::from(engine.tree_meta().free_count) >= 200_000 / 512);
+}
+
+#[test]
+fn freed_pages_are_reused_so_the_file_stops_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SimFs::new();
+    let engine = open_sim(dir.path(), &fs);
+    let mut high_water = Vec::new();
+    for round in 0..6u32 {
+        for i in 0..800 {
+            engine
+                .set(&key(i), &vec![round as u8; 40 + (i % 300) as usize])
+                .unwrap();
+        }
+        for i in 0..800 {
+            engine.delete(&key(i)).unwrap();
+        }
+        engine.check_invariants().unwrap();
+        high_water.push(engine.tree_meta().page_count);
+    }
+    // After the first round, the free list supplies every page.
+    assert!(
+        high_water[5] <= high_water[1] + 2,
+        "page counts {high_water:?}"
+    );
+    engine.checkpoint().unwrap();
+    let pages = fs.bytes(&dir.path().join("pages")).len() / 512;
+    assert!(pages as u32 <= high_water[5], "file has {pages} pages");
+}
+
+#[test]
+fn limits_and_empty_keys_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SimFs::new();
+    let engine = open_sim(dir.path(), &fs);
+    assert!(matches!(engine.set(b"", b"v"), Err(Error::EmptyKey)));
+    let max = engine.max_key_len();
+    assert!(max < 512 / 4, "a key fits a quarter page");
+    engine.set(&vec![b'k'; max], b"v").unwrap();
+    let err = engine.set(&vec![b'k'; max + 1], b"v").unwrap_err();
+    assert!(matches!(err, Error::KeyTooLarge { .. }), "{err}");
+    let opts = BTreeOptions {
+        max_value_len: 1000,
+        ..small()
+    };
+    drop(engine);
+    let engine = BTreeStorage::open_with(dir.path(), opts, fs.opener()).unwrap();
+    let err = engine.set(b"k", &[0; 1001]).unwrap_err();
+    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err}");
+    // A failed batch changes nothing.
+    let mut batch = WriteBatch::new();
+    batch
+        .set(&b"a"[..], &b"1"[..])
+        .set(&b"b"[..], vec![0u8; 1001]);
+    assert!(engine.write_batch(&batch).is_err());
+    assert_eq!(engine.get(b"a").unwrap(), None);
+    let bad = BTreeOptions {
+        page_size: 1000,
+        ..small()
+    };
+    let other = tempfile::tempdir().unwrap();
+    assert!(BTreeStorage::open(other.path(), bad).is_err());
+}
+
+#[test]
+fn readers_run_beside_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(
+        BTreeStorage::open(
+            dir.path(),
+            BTreeOptions {
+                sync: SyncPolicy::Never,
+                pool_bytes: 16 * 512,
+                page_size: 512,
+                ..BTreeOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    for i in 0..2000 {
+        engine.set(&key(i), &key(i)).unwrap();
+    }
+    let readers: Vec<_> = (0..3)
+        .map(|t| {
+            let engine = Arc::clone(&engine);
+            std::thread::spawn(move || {
+                for n in 0..3000u32 {
+                    let i = (n * 13 + t) % 2000;
+                    // Keys below 2000 are never deleted; their values only
+                    // change between two known forms.
+                    let v = engine.get(&key(i)).unwrap().unwrap();
+                    assert!(v.as_ref() == key(i).as_slice() || v.as_ref() == b"changed");
+                }
+                let count = engine
+                    .scan(KeyRange::all())
+                    .unwrap()
+                    .filter(|r| {
+                        r.as_ref()
+                            .map(|(k, _)| k.as_ref() < key(2000).as_slice())
+                            .unwrap()
+                    })
+                    .count();
+                assert_eq!(count, 2000);
+            })
+        })
+        .collect();
+    for n in 0..1500u32 {
+        engine.set(&key(n % 2000), b"changed").unwrap();
+        engine.set(&key(2000 + n), &[7; 80]).unwrap();
+        if n % 3 == 0 {
+            engine.delete(&key(2000 + n / 2)).unwrap();
+        }
+    }
+    for r in readers {
+        r.join().unwrap();
+    }
+    engine.check_invariants().unwrap();
+    let stats = engine.stats();
+    assert!(stats.get("pool_evictions").unwrap() > 0);
+    assert!(stats.get("pool_hits").unwrap() > 0);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Set(u16, usize),
+    Delete(u16),
+    Batch(Vec<(u16, Option<usize>)>),
+    Reopen(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let k = 0u16..400;
+    // Value sizes: empty, small, around the inline limit, overflow.
+    let len = prop_oneof![Just(0usize), 1usize..40, 80usize..140, 600usize..2000];
+    prop_oneof![
+        8 => (k.clone(), len.clone()).prop_map(|(k, l)| Op::Set(k, l)),
+        4 => k.clone().prop_map(Op::Delete),
+        2 => prop::collection::vec((k, prop::option::of(len)), 1..20).prop_map(Op::Batch),
+        1 => (0u8..3).prop_map(Op::Reopen),
+    ]
+}
+
+fn val(k: u16, len: usize, step: usize) -> Vec<u8> {
+    let mut v = format!("{k}/{step}/").into_bytes();
+    v.resize(len.max(v.len()), (k % 251) as u8);
+    v.truncate(len.max(1).min(v.len()));
+    if len == 0 {
+        v.clear();
+    }
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn behaves_like_a_btreemap_across_reopens(ops in prop::collection::vec(op(), 1..250)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fs = SimFs::new();
+        let mut engine = open_sim(dir.path(), &fs);
+        let mut model = Model::new();
+        for (step, op) in ops.iter().enumerate() {
+            match op {
+                Op::Set(k, len) => {
+                    let v = val(*k, *len, step);
+                    engine.set(&key(u32::from(*k)), &v).unwrap();
+                    model.insert(key(u32::from(*k)), v);
+                }
+                Op::Delete(k) => {
+                    let had = engine.delete(&key(u32::from(*k))).unwrap();
+                    prop_assert_eq!(had, model.remove(&key(u32::from(*k))).is_some());
+                }
+                Op::Batch(items) => {
+                    let mut batch = WriteBatch::new();
+                    for (k, len) in items {
+                        match len {
+                            Some(len) => {
+                                let v = val(*k, *len, step);
+                                batch.set(key(u32::from(*k)), v.clone());
+                                model.insert(key(u32::from(*k)), v);
+                            }
+                            None => {
+                                batch.delete(key(u32::from(*k)));
+                                model.remove(&key(u32::from(*k)));
+                            }
+                        }
+                    }
+                    engine.write_batch(&batch).unwrap();
+                }
+                Op::Reopen(how) => {
+                    // 0: clean close; 1: process crash; 2: power cut after a flush.
+                    match how {
+                        0 => {
+                            drop(engine);
+                        }
+                        1 => {
+                            let crashed = fs.snapshot(Crash::Process);
+                            drop(engine);
+                            fs = crashed;
+                        }
+                        _ => {
+                            engine.flush().unwrap();
+                            let crashed = fs.snapshot(Crash::PowerCut);
+                            drop(engine);
+                            fs = crashed;
+                        }
+                    }
+                    engine = open_sim(dir.path(), &fs);
+                    engine.check_invariants().unwrap();
+                }
+            }
+            if let Op::Set(k, _) | Op::Delete(k) = op {
+                let got = engine.get(&key(u32::from(*k))).unwrap();
+                prop_assert_eq!(got.as_deref(), model.get(&key(u32::from(*k))).map(|v| v.as_slice()));
+            }
+        }
+        engine.check_invariants().unwrap();
+        prop_assert_eq!(contents(&engine), model.clone());
+        let rev: Vec<Vec<u8>> = engine.scan_rev(KeyRange::all()).unwrap().map(|r| r.unwrap().0.to_vec()).collect();
+        let mut expected: Vec<Vec<u8>> = model.keys().cloned().collect();
+        expected.reverse();
+        prop_assert_eq!(rev, expected);
+        for (k, v) in &model {
+            let got = engine.get(k).unwrap();
+            prop_assert_eq!(got.as_deref(), Some(v.as_slice()));
+        }
+    }
+}
