@@ -43,7 +43,7 @@
 //! checks seq ranges, which step 3 makes consistent).
 //!
 //! B+tree databases are not repaired yet: the command says so and changes
-//! nothing.
+//! nothing (`pydb check` verifies their pages).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -139,9 +139,11 @@ pub fn repair_dir(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
         found: "no PYDB metadata file".into(),
     })?;
     if metadata.engine != EngineKind::Log {
-        return Err(Error::Unavailable {
-            what: format!("repair of a {} database", metadata.engine),
-        });
+        return Err(Error::InvalidArgument(format!(
+            "repair of a {} database is not implemented yet; `pydb check` reports its damage, \
+             and nothing was changed",
+            metadata.engine
+        )));
     }
     // Refuses (Error::Locked) while the database is open elsewhere.
     let _lock = DirLock::acquire(dir)?;
