@@ -7,9 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pydb_storage::log::hint::{
-    SEGMENT_ID_OFFSET, SEGMENT_LEN_OFFSET, decode_hint, encode_hint,
-};
+use pydb_storage::log::hint::{SEGMENT_ID_OFFSET, SEGMENT_LEN_OFFSET, decode_hint, encode_hint};
 
 fn u64_at(data: &[u8], at: usize) -> u64 {
     data.get(at..at + 8)
@@ -21,6 +19,10 @@ fuzz_target!(|data: &[u8]| {
     let segment_id = u64_at(data, SEGMENT_ID_OFFSET);
     let segment_len = u64_at(data, SEGMENT_LEN_OFFSET);
     if let Ok((header, entries)) = decode_hint(data, segment_id, segment_len) {
-        assert_eq!(encode_hint(&header, &entries), data, "accepted bytes must round-trip");
+        assert_eq!(
+            encode_hint(&header, &entries),
+            data,
+            "accepted bytes must round-trip"
+        );
     }
 });

@@ -107,7 +107,9 @@ fuzz_target!(|data: &[u8]| {
     };
     for item in scan {
         let Ok((key, value)) = item else { continue };
-        let location = engine.location(&key).expect("a scanned key is in the index");
+        let location = engine
+            .location(&key)
+            .expect("a scanned key is in the index");
         let segment = usize::try_from(location.segment)
             .ok()
             .and_then(|id| segments.get(id.checked_sub(1)?))
