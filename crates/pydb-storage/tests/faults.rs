@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use pydb_file::faulty::{FaultKind, InjectedFault, Op as FileOp};
 use pydb_file::{FaultController, FaultyOpener, FileOpener, MonolithicOpener};
-use pydb_index::{BTreeIndex, InMemoryIndex};
+use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
 use pydb_storage::{
     AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Error, KeyRange, Location, LogOptions,
     StorageEngine, WriteBatch,
@@ -611,5 +611,6 @@ macro_rules! fault_engines {
 fault_engines! {
     log_btree => |dir, opener| AppendOnlyLogStorage::open_with(dir, opener, BTreeIndex::<Location>::new(), log_options());
     log_hash => |dir, opener| AppendOnlyLogStorage::open_with(dir, opener, InMemoryIndex::<Location>::new(), log_options());
+    log_skiplist => |dir, opener| AppendOnlyLogStorage::open_with(dir, opener, SkipListIndex::<Location>::default(), log_options());
     btree => |dir, opener| BTreeStorage::open_with(dir, btree_options(), opener);
 }
