@@ -58,7 +58,7 @@ fn verified_record_holds(segment: &[u8], offset: u64, len: u32, value: &[u8]) ->
     let Some(bytes) = usize::try_from(offset).ok().and_then(|o| segment.get(o..)) else {
         return false;
     };
-    match decode_record(bytes) {
+    match decode_record(bytes, offset) {
         Decoded::Record { len: got, .. } if got == len as usize => {
             bytes[RECORD_HEADER_LEN..got].ends_with(value)
         }

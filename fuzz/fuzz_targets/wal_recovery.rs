@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
                 for record in batch {
                     let at = record.offset as usize;
                     let on_disk = &bytes[at..];
-                    match decode_record(on_disk) {
+                    match decode_record(on_disk, record.offset) {
                         Decoded::Record { len, .. } => {
                             assert_eq!(&on_disk[RECORD_HEADER_LEN..len], &record.payload[..]);
                         }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pydb_file::MonolithicOpener;
+use pydb_file::MmapOpener;
 use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
 use pydb_storage::{AppendOnlyLogStorage, BTreeOptions, BTreeStorage, LogOptions, StorageEngine};
 use pydb_wal::SyncPolicy;
@@ -60,19 +60,19 @@ pub fn open(name: &str, dir: &Path) -> Result<Arc<dyn StorageEngine>, OpenError>
     Ok(match name {
         "log" => Arc::new(AppendOnlyLogStorage::open_with(
             dir,
-            MonolithicOpener,
+            MmapOpener,
             BTreeIndex::new(),
             log_options(),
         )?),
         "log-hash" => Arc::new(AppendOnlyLogStorage::open_with(
             dir,
-            MonolithicOpener,
+            MmapOpener,
             InMemoryIndex::new(),
             log_options(),
         )?),
         "log-skiplist" => Arc::new(AppendOnlyLogStorage::open_with(
             dir,
-            MonolithicOpener,
+            MmapOpener,
             SkipListIndex::new(),
             log_options(),
         )?),

@@ -6,7 +6,7 @@
 //! thread: the trait promises `Send + Sync` and `&self` methods.
 
 use bytes::Bytes;
-use pydb_file::MonolithicOpener;
+use pydb_file::MmapOpener;
 use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
 use pydb_storage::{
     AppendOnlyLogStorage, BTreeOptions, BTreeStorage, KeyRange, LogOptions, MemoryStorage,
@@ -26,7 +26,7 @@ pub fn stores() -> Vec<StoreKind> {
                 let index = BTreeIndex::new();
                 engine(AppendOnlyLogStorage::open_with(
                     dir,
-                    MonolithicOpener,
+                    MmapOpener,
                     index,
                     log_options(c),
                 )?)
@@ -40,7 +40,7 @@ pub fn stores() -> Vec<StoreKind> {
                 let index = InMemoryIndex::new();
                 engine(AppendOnlyLogStorage::open_with(
                     dir,
-                    MonolithicOpener,
+                    MmapOpener,
                     index,
                     log_options(c),
                 )?)
@@ -54,7 +54,7 @@ pub fn stores() -> Vec<StoreKind> {
                 let index = SkipListIndex::new();
                 engine(AppendOnlyLogStorage::open_with(
                     dir,
-                    MonolithicOpener,
+                    MmapOpener,
                     index,
                     log_options(c),
                 )?)

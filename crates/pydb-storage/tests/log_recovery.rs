@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pydb_storage::log::hint::{decode_hint, encode_hint, hint_path};
+use pydb_storage::log::hint::{decode_hint, decode_hint_prefix, encode_hint, hint_path};
 use pydb_storage::{AppendOnlyLogStorage, Error, KeyRange, LogOptions, StorageEngine, WriteBatch};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -668,4 +668,160 @@ fn background_compaction_runs_past_the_threshold() {
             Some(Bytes::from(vec![i as u8; 64]))
         );
     }
+}
+
+/// Runs `history` on a fresh one-segment database and closes it cleanly,
+/// which leaves a hint for the active segment. Returns the model, the
+/// segment path and the hint bytes.
+fn closed_with_active_hint(dir: &Path, writes: &[Write]) -> (Model, PathBuf, Vec<u8>) {
+    let engine = open(dir, one_segment_options()).unwrap();
+    let mut model = Model::new();
+    for write in writes {
+        apply(&engine, &mut model, write);
+    }
+    let segment = engine.segment_path(engine.segment_ids()[0]);
+    drop(engine);
+    let hint = std::fs::read(hint_path(dir, 1)).expect("a clean close writes a hint");
+    let len = std::fs::metadata(&segment).unwrap().len();
+    let (header, entries) = decode_hint_prefix(&hint, 1, len).unwrap();
+    assert_eq!(header.segment_len, len, "the hint covers the whole segment");
+    assert!(!entries.is_empty());
+    (model, segment, hint)
+}
+
+#[test]
+fn a_clean_close_hints_the_active_segment_and_reopen_scans_only_what_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut model, segment, hint) = closed_with_active_hint(dir.path(), &history());
+    let hinted_len = std::fs::metadata(&segment).unwrap().len();
+
+    // Reopen from the hint, write more, and "crash" (copy the directory
+    // while the engine is open): the hint now covers a prefix only.
+    let engine = open(dir.path(), one_segment_options()).unwrap();
+    assert_eq!(contents(&engine), model);
+    assert_eq!(
+        engine.stats().get("open_scanned_bytes"),
+        Some(0),
+        "the hint covers the whole segment: nothing is scanned"
+    );
+    let more = [
+        Write::Set("quince", "yellow".into()),
+        Write::Delete("apple"),
+        Write::Batch(vec![("fig", Some("ripe".into())), ("lime", None)]),
+    ];
+    let mut models = vec![model.clone()];
+    let mut ends = vec![hinted_len];
+    for write in &more {
+        apply(&engine, &mut model, write);
+        models.push(model.clone());
+        ends.push(std::fs::metadata(&segment).unwrap().len());
+    }
+    let crashed = copy_dir(dir.path());
+    drop(engine);
+    assert_eq!(std::fs::read(hint_path(crashed.path(), 1)).unwrap(), hint);
+    let name = segment.file_name().unwrap();
+    let bytes = std::fs::read(crashed.path().join(name)).unwrap();
+
+    // Every cut of the unhinted tail keeps exactly the complete batches,
+    // with the hinted prefix read from the hint.
+    for cut in hinted_len as usize..=bytes.len() {
+        let dir = copy_dir(crashed.path());
+        std::fs::write(dir.path().join(name), &bytes[..cut]).unwrap();
+        let engine = open(dir.path(), one_segment_options())
+            .unwrap_or_else(|e| panic!("open after a cut at {cut}: {e}"));
+        let survivors = ends.iter().rposition(|&end| end <= cut as u64).unwrap();
+        assert_eq!(contents(&engine), models[survivors], "cut at {cut}");
+        assert_eq!(
+            engine.stats().get("open_scanned_bytes"),
+            Some(cut as u64 - hinted_len),
+            "only the bytes after the hinted prefix are scanned (cut at {cut})"
+        );
+        assert_eq!(
+            engine.stats().get("torn_bytes"),
+            Some(cut as u64 - ends[survivors]),
+            "cut at {cut}"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_stale_or_foreign_active_hint_is_never_believed() {
+    let source = tempfile::tempdir().unwrap();
+    let (model, segment, hint) = closed_with_active_hint(source.path(), &history());
+    let name = segment.file_name().unwrap();
+    let segment_bytes = std::fs::read(&segment).unwrap();
+    let len = segment_bytes.len() as u64;
+    let check = |hint_bytes: &[u8], segment_bytes: &[u8], expected: &Model, what: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(name), segment_bytes).unwrap();
+        std::fs::write(hint_path(dir.path(), 1), hint_bytes).unwrap();
+        let engine =
+            open(dir.path(), one_segment_options()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(&contents(&engine), expected, "{what}");
+        assert_eq!(
+            engine.stats().get("open_scanned_bytes"),
+            Some(segment_bytes.len() as u64),
+            "{what}: the hint is refused and the segment scanned whole"
+        );
+    };
+
+    // Cut anywhere: the hint's own checks refuse it, the segment is scanned.
+    for cut in 0..hint.len() {
+        check(
+            &hint[..cut],
+            &segment_bytes,
+            &model,
+            &format!("hint cut at {cut}"),
+        );
+    }
+
+    // A segment shorter than the hint says (its tail lost): refused.
+    let survivors = {
+        let (models, ends, _) = record_history(tempfile::tempdir().unwrap().path(), &history());
+        let cut = ends[ends.len() - 2];
+        (models[models.len() - 2].clone(), cut)
+    };
+    check(
+        &hint,
+        &segment_bytes[..survivors.1 as usize],
+        &survivors.0,
+        "segment shorter than the hint",
+    );
+
+    // Checksums fine, offsets wrong: the entries are not contiguous.
+    let (header, mut entries) = decode_hint_prefix(&hint, 1, len).unwrap();
+    entries[1].offset += 1;
+    check(
+        &encode_hint(&header, &entries),
+        &segment_bytes,
+        &model,
+        "shifted entry",
+    );
+
+    // Checksums fine, the last entry names another key.
+    let (header, mut entries) = decode_hint_prefix(&hint, 1, len).unwrap();
+    let last = entries.len() - 1;
+    entries[last].key = Bytes::from_static(b"zzz-not-there");
+    check(
+        &encode_hint(&header, &entries),
+        &segment_bytes,
+        &model,
+        "wrong last key",
+    );
+
+    // The hint of another incarnation of segment 1: another history, same
+    // id, same first seq. Its entries must not be applied to this segment.
+    let other = tempfile::tempdir().unwrap();
+    let other_writes = vec![
+        Write::Set("apple", "other".into()),
+        Write::Batch(vec![("pear", Some("x".into())), ("plum", Some("y".into()))]),
+        Write::Set("kiwi", "z".into()),
+    ];
+    let (_, _, other_hint) = closed_with_active_hint(other.path(), &other_writes);
+    check(
+        &other_hint,
+        &segment_bytes,
+        &model,
+        "hint of another segment 1",
+    );
 }

@@ -68,7 +68,7 @@ pub fn read_record_at<F: File>(file: &F, offset: u64) -> Result<Record> {
         }
         other => other.into(),
     })?;
-    let needed = match decode_record(&header) {
+    let needed = match decode_record(&header, offset) {
         Decoded::Incomplete { needed } => needed,
         Decoded::Record { len, .. } => len,
         Decoded::Invalid(reason) => return Err(Error::corrupted(file.path(), offset, reason)),
@@ -107,7 +107,7 @@ pub fn read_record_exact<F: File>(file: &F, offset: u64, len: usize) -> Result<R
         }
         other => other.into(),
     })?;
-    match decode_record(&buf) {
+    match decode_record(&buf, offset) {
         Decoded::Record { flags, len: got } if got == len => {
             let payload = Bytes::from(buf).slice(RECORD_HEADER_LEN..len);
             Ok(Record {
@@ -283,7 +283,7 @@ impl<'f, F: File> Scanner<'f, F> {
             }
             self.fill(offset, needed)?;
             let local = (offset - self.buf_start) as usize;
-            match decode_record(&self.buf[local..]) {
+            match decode_record(&self.buf[local..], offset) {
                 Decoded::Record { flags, len } => {
                     let payload =
                         Bytes::copy_from_slice(&self.buf[local + RECORD_HEADER_LEN..local + len]);

@@ -7,7 +7,8 @@
 //!  12  u32 LE   CRC-32 of bytes 0..12
 //!
 //! record (9 + len bytes)
-//!   0  u32 LE   CRC-32 of bytes 4..9+len (length, flags and payload)
+//!   0  u32 LE   CRC-32 of the record's file offset (u64 LE) followed by
+//!               bytes 4..9+len (length, flags and payload)
 //!   4  u32 LE   len: payload length, at most MAX_PAYLOAD_LEN
 //!   8  u8       flags: bit 0 = BATCH_CONTINUES, other bits zero
 //!   9  [u8]     payload
@@ -20,6 +21,14 @@
 //! The checksum covers the length, so a damaged length is caught before it
 //! is trusted: a reader checks the length against [`MAX_PAYLOAD_LEN`] and
 //! against the bytes that are really there before it allocates anything.
+//!
+//! The checksum also covers the record's *offset* in its file, although the
+//! offset is not stored: a record only verifies at the place it was written.
+//! This matters for recovery, which tells a torn tail from damage by looking
+//! for a valid record after a bad one. A payload may itself contain the bytes
+//! of an encoded record (a value that is a pydb log, say); without the offset
+//! in the checksum, such a record inside a torn payload would verify and turn
+//! an ordinary torn tail into a false report of corruption.
 
 use bytes::Bytes;
 
@@ -121,17 +130,27 @@ pub fn decode_file_header(bytes: &[u8]) -> Result<u32, HeaderError> {
     Ok(version)
 }
 
-/// Appends the encoding of one record to `out`.
+/// The checksum of a record that starts at `offset` in its file, where
+/// `body` is the record's bytes from [`LEN_OFFSET`] to its end.
+pub fn record_crc(offset: u64, body: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&offset.to_le_bytes());
+    hasher.update(body);
+    hasher.finalize()
+}
+
+/// Appends the encoding of one record, to be written at file offset
+/// `offset`, to `out`.
 ///
 /// The caller has checked `payload.len() <= MAX_PAYLOAD_LEN`.
-pub fn encode_record(flags: u8, payload: &[u8], out: &mut Vec<u8>) {
+pub fn encode_record(offset: u64, flags: u8, payload: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0u8; RECORD_HEADER_LEN]);
     out.extend_from_slice(payload);
     let len = payload.len() as u32;
     out[start + LEN_OFFSET..start + FLAGS_OFFSET].copy_from_slice(&len.to_le_bytes());
     out[start + FLAGS_OFFSET] = flags;
-    let crc = crc32fast::hash(&out[start + LEN_OFFSET..]);
+    let crc = record_crc(offset, &out[start + LEN_OFFSET..]);
     out[start + CRC_OFFSET..start + LEN_OFFSET].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -156,7 +175,9 @@ pub enum Decoded {
 }
 
 /// Decodes the record at the start of `bytes` without trusting any of it.
-pub fn decode_record(bytes: &[u8]) -> Decoded {
+///
+/// `offset` is where `bytes` start in their file: the checksum covers it.
+pub fn decode_record(bytes: &[u8], offset: u64) -> Decoded {
     let Some(header) = bytes.get(..RECORD_HEADER_LEN) else {
         return Decoded::Incomplete {
             needed: RECORD_HEADER_LEN,
@@ -171,7 +192,7 @@ pub fn decode_record(bytes: &[u8]) -> Decoded {
         return Decoded::Incomplete { needed: total };
     };
     let stored = read_u32(record, CRC_OFFSET);
-    if stored != crc32fast::hash(&record[LEN_OFFSET..]) {
+    if stored != record_crc(offset, &record[LEN_OFFSET..]) {
         return Decoded::Invalid("record checksum mismatch");
     }
     let flags = record[FLAGS_OFFSET];
@@ -195,10 +216,10 @@ mod tests {
     #[test]
     fn record_round_trips() {
         let mut out = Vec::new();
-        encode_record(FLAG_BATCH_CONTINUES, b"payload", &mut out);
+        encode_record(16, FLAG_BATCH_CONTINUES, b"payload", &mut out);
         assert_eq!(out.len(), RECORD_HEADER_LEN + 7);
         assert_eq!(
-            decode_record(&out),
+            decode_record(&out, 16),
             Decoded::Record {
                 flags: FLAG_BATCH_CONTINUES,
                 len: out.len()
@@ -207,12 +228,25 @@ mod tests {
     }
 
     #[test]
+    fn a_record_verifies_only_at_the_offset_it_was_written_for() {
+        let mut out = Vec::new();
+        encode_record(16, 0, b"payload", &mut out);
+        for other in [0, 15, 17, 16 + 4096, u64::MAX] {
+            assert_eq!(
+                decode_record(&out, other),
+                Decoded::Invalid("record checksum mismatch"),
+                "verified at {other}"
+            );
+        }
+    }
+
+    #[test]
     fn every_truncation_is_incomplete_and_every_bit_flip_is_invalid() {
         let mut out = Vec::new();
-        encode_record(0, b"some payload", &mut out);
+        encode_record(16, 0, b"some payload", &mut out);
         for cut in 0..out.len() {
             assert!(
-                matches!(decode_record(&out[..cut]), Decoded::Incomplete { .. }),
+                matches!(decode_record(&out[..cut], 16), Decoded::Incomplete { .. }),
                 "cut at {cut}"
             );
         }
@@ -221,7 +255,7 @@ mod tests {
                 let mut damaged = out.clone();
                 damaged[byte] ^= 1 << bit;
                 assert!(
-                    !matches!(decode_record(&damaged), Decoded::Record { .. }),
+                    !matches!(decode_record(&damaged, 16), Decoded::Record { .. }),
                     "flip of bit {bit} in byte {byte} went unnoticed"
                 );
             }

@@ -202,29 +202,31 @@ impl<F: File> LogWriter<F> {
     /// pair it with [`LogWriter::sync_to`]. Engines use this to update their
     /// in-memory state before they wait for the disk.
     pub fn append_batch_unsynced(&self, payloads: &[&[u8]]) -> Result<Appended> {
+        if let Some(payload) = payloads.iter().find(|p| p.len() > MAX_PAYLOAD_LEN as usize) {
+            return Err(Error::RecordTooLarge {
+                len: payload.len(),
+                max: MAX_PAYLOAD_LEN,
+            });
+        }
         let mut buf = Vec::with_capacity(
             payloads
                 .iter()
                 .map(|p| p.len() + crate::RECORD_HEADER_LEN)
                 .sum(),
         );
+        self.check_poisoned()?;
+        let mut end = self.inner.append_end.lock();
+        let start = *end;
+        // Encoded under the append lock: each record's checksum covers the
+        // offset it lands at, which is known only now.
         for (i, payload) in payloads.iter().enumerate() {
-            if payload.len() > MAX_PAYLOAD_LEN as usize {
-                return Err(Error::RecordTooLarge {
-                    len: payload.len(),
-                    max: MAX_PAYLOAD_LEN,
-                });
-            }
             let flags = if i + 1 < payloads.len() {
                 FLAG_BATCH_CONTINUES
             } else {
                 0
             };
-            encode_record(flags, payload, &mut buf);
+            encode_record(start + buf.len() as u64, flags, payload, &mut buf);
         }
-        self.check_poisoned()?;
-        let mut end = self.inner.append_end.lock();
-        let start = *end;
         if let Err(err) = self.inner.file.append(&buf) {
             // A prefix of the batch may be in the file: cut it off so that
             // the next append does not land behind garbage.

@@ -33,13 +33,17 @@ fn a_log_of_one_single_record_and_one_batch_of_two_is_byte_for_byte_as_documente
         "50 59 44 42 2d 4c 4f 47 01 00 00 00 96 c0 d1 6e"
     );
     // Record: crc, len = 2, flags = 0, "hi".
-    assert_eq!(hex(&bytes[16..27]), "04 f6 b9 93 02 00 00 00 00 68 69");
+    assert_eq!(hex(&bytes[16..27]), "d2 b5 64 9d 02 00 00 00 00 68 69");
     // Batch: "a" with BATCH_CONTINUES (flags = 1), then "" ending the batch.
-    assert_eq!(hex(&bytes[27..37]), "89 12 30 59 01 00 00 00 01 61");
-    assert_eq!(hex(&bytes[37..46]), "1d f7 22 c6 00 00 00 00 00");
-    // Each CRC covers the bytes from the length to the end of the payload.
-    for (start, end) in [(16, 27), (27, 37), (37, 46)] {
+    assert_eq!(hex(&bytes[27..37]), "6c cd c3 10 01 00 00 00 01 61");
+    assert_eq!(hex(&bytes[37..46]), "64 be 25 a1 00 00 00 00 00");
+    // Each CRC covers the record's offset (u64 LE), then the bytes from the
+    // length to the end of the payload.
+    for (start, end) in [(16usize, 27usize), (27, 37), (37, 46)] {
         let stored = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap());
-        assert_eq!(stored, crc32fast::hash(&bytes[start + 4..end]));
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&(start as u64).to_le_bytes());
+        hasher.update(&bytes[start + 4..end]);
+        assert_eq!(stored, hasher.finalize());
     }
 }

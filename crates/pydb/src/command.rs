@@ -3,8 +3,16 @@
 //!
 //! This is the one place that knows what `SET`, `GET` or `RANGE` mean. The
 //! shell feeds it lines split by [`crate::tokenize`]; the network server
-//! will feed it RESP arrays. Both get the same parsing, the same arity
-//! checks, and the same Redis-style error texts, so they cannot drift.
+//! feeds it RESP arrays. Both get the same parsing, the same arity checks,
+//! and the same Redis error texts, so they cannot drift.
+//!
+//! A few commands are about the *connection*, not the data: `AUTH`,
+//! `CLIENT` and `QUIT` ([`Command::is_connection_level`]). They are parsed
+//! here like the others, but the server's connection answers them; the
+//! local shell, which has no connection, answers `AUTH` and `CLIENT` with
+//! an error. What a command needs to know about the program running it
+//! (`INFO`'s server and client sections, `CONFIG GET`'s port) comes through
+//! [`crate::info::Host`].
 //!
 //! Parsing never touches the database and never fails with anything but a
 //! [`CommandError`], which becomes an error reply; the shell (or the
@@ -16,7 +24,46 @@ use bytes::Bytes;
 use pydb_storage::{KeyRange, WriteBatch};
 
 use crate::Db;
+use crate::db::SetCondition;
+use crate::info::{Host, NoHost};
 use crate::reply::Reply;
+
+/// An argument of a request: bytes that can become a [`Bytes`] (cheaply
+/// when they already are one, as the server's are).
+pub trait Arg: AsRef<[u8]> {
+    /// The argument as owned bytes.
+    fn to_bytes(&self) -> Bytes;
+}
+
+impl Arg for Bytes {
+    fn to_bytes(&self) -> Bytes {
+        self.clone()
+    }
+}
+
+impl Arg for Vec<u8> {
+    fn to_bytes(&self) -> Bytes {
+        Bytes::copy_from_slice(self)
+    }
+}
+
+impl Arg for &[u8] {
+    fn to_bytes(&self) -> Bytes {
+        Bytes::copy_from_slice(self)
+    }
+}
+
+impl Arg for &str {
+    fn to_bytes(&self) -> Bytes {
+        Bytes::copy_from_slice(self.as_bytes())
+    }
+}
+
+impl Arg for String {
+    fn to_bytes(&self) -> Bytes {
+        Bytes::copy_from_slice(self.as_bytes())
+    }
+}
 
 /// Why a request is not a valid command. The texts are Redis's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,12 +72,38 @@ pub enum CommandError {
     /// The request is empty.
     #[error("ERR empty command")]
     Empty,
-    /// No command has this name.
-    #[error("ERR unknown command '{0}'")]
-    UnknownCommand(String),
+    /// No command has this name. The text names the command and its first
+    /// arguments, as Redis's does.
+    #[error("ERR unknown command '{name}', with args beginning with: {args}")]
+    UnknownCommand {
+        /// The name, cut at 128 bytes.
+        name: String,
+        /// The first arguments, each quoted and followed by a space.
+        args: String,
+    },
+    /// A command has no such subcommand.
+    #[error("ERR unknown subcommand '{name}'. Try {command} HELP.")]
+    UnknownSubcommand {
+        /// The command, upper case.
+        command: &'static str,
+        /// The subcommand asked for.
+        name: String,
+    },
     /// The command got too many or too few arguments.
     #[error("ERR wrong number of arguments for '{0}' command")]
     WrongArity(&'static str),
+    /// `SELECT` of a database other than 0.
+    #[error("ERR DB index is out of range")]
+    DbIndexOutOfRange,
+    /// `DECRBY` of the one decrement that cannot be negated.
+    #[error("ERR decrement would overflow")]
+    DecrementOverflow,
+    /// A `SCAN` cursor that is not a number.
+    #[error("ERR invalid cursor")]
+    InvalidCursor,
+    /// `CLIENT SETNAME` with a name Redis would refuse.
+    #[error("ERR Client names cannot contain spaces, newlines or special characters.")]
+    BadClientName,
     /// The arguments do not follow the command's syntax.
     #[error("ERR syntax error")]
     Syntax,
@@ -52,13 +125,71 @@ impl From<CommandError> for Reply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Command {
-    /// `SET key value`: sets a key.
+    /// `SET key value [NX|XX]`: sets a key (with `NX` only if it has no
+    /// value, with `XX` only if it has one; then the reply is nil when
+    /// nothing was set).
     Set {
         /// The key.
         key: Bytes,
         /// The value.
         value: Bytes,
+        /// `NX` or `XX`.
+        condition: Option<SetCondition>,
     },
+    /// `INCR`, `DECR`, `INCRBY`, `DECRBY`: adds to an integer value,
+    /// atomically.
+    Incr {
+        /// The key.
+        key: Bytes,
+        /// What to add (negative for the DECR forms).
+        delta: i64,
+    },
+    /// `ECHO message`.
+    Echo {
+        /// The message.
+        message: Bytes,
+    },
+    /// `SELECT index`: pydb has one database, 0.
+    Select {
+        /// The index asked for.
+        index: i64,
+    },
+    /// `INFO [section ...]`: what the server and database say about
+    /// themselves.
+    Info {
+        /// The sections asked for (none: the default ones).
+        sections: Vec<String>,
+    },
+    /// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE t]`: keys a page at a
+    /// time (see [`crate::keyscan`]).
+    Scan {
+        /// 0 to start, else a cursor a previous page returned.
+        cursor: u64,
+        /// A glob keys must match.
+        pattern: Option<Bytes>,
+        /// How many keys to look at.
+        count: usize,
+        /// `TYPE`: every pydb value is a `string`; another type matches
+        /// nothing.
+        only_strings: bool,
+    },
+    /// `CONFIG GET pattern [pattern ...]`: configuration parameters.
+    ConfigGet {
+        /// Globs over parameter names.
+        patterns: Vec<Bytes>,
+    },
+    /// `COMMAND`, `COMMAND COUNT`, `COMMAND INFO`, `COMMAND DOCS`: the
+    /// command table, for clients that ask.
+    CommandTable(TableQuery),
+    /// `AUTH [username] password` (connection-level).
+    Auth {
+        /// The user; pydb knows only `default`.
+        username: Option<Bytes>,
+        /// The password.
+        password: Bytes,
+    },
+    /// `CLIENT ...` (connection-level).
+    Client(ClientCommand),
     /// `GET key`: the value of a key, or nil.
     Get {
         /// The key.
@@ -113,41 +244,408 @@ pub enum Command {
     Quit,
 }
 
+/// What `COMMAND` is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TableQuery {
+    /// `COMMAND`: every command.
+    All,
+    /// `COMMAND COUNT`.
+    Count,
+    /// `COMMAND INFO [name ...]`.
+    Info(Vec<Bytes>),
+    /// `COMMAND DOCS [name ...]`.
+    Docs(Vec<Bytes>),
+}
+
+/// The `CLIENT` subcommands pydb answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientCommand {
+    /// `CLIENT SETNAME name`.
+    SetName(Bytes),
+    /// `CLIENT GETNAME`.
+    GetName,
+    /// `CLIENT ID`.
+    Id,
+    /// `CLIENT SETINFO attribute value` (sent by client libraries on
+    /// connect; accepted and ignored).
+    SetInfo,
+    /// `CLIENT LIST`.
+    List,
+    /// `CLIENT INFO`.
+    Info,
+}
+
+/// One row of the command table: what `COMMAND` tells clients.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandSpec {
+    /// The name, lower case.
+    pub name: &'static str,
+    /// Redis's arity: the number of arguments including the name, negative
+    /// for "at least".
+    pub arity: i64,
+    /// Flags such as `write`, `readonly`, `fast`.
+    pub flags: &'static [&'static str],
+    /// Position of the first key (0: none).
+    pub first_key: i64,
+    /// Position of the last key (-1: the last argument).
+    pub last_key: i64,
+    /// Step between keys.
+    pub step: i64,
+    /// Redis's group (`string`, `generic`, `server`, ...).
+    pub group: &'static str,
+    /// One line about the command.
+    pub summary: &'static str,
+}
+
+const fn spec(
+    name: &'static str,
+    arity: i64,
+    flags: &'static [&'static str],
+    keys: (i64, i64, i64),
+    group: &'static str,
+    summary: &'static str,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        first_key: keys.0,
+        last_key: keys.1,
+        step: keys.2,
+        group,
+        summary,
+    }
+}
+
+const NO_KEYS: (i64, i64, i64) = (0, 0, 0);
+const ONE_KEY: (i64, i64, i64) = (1, 1, 1);
+const ALL_KEYS: (i64, i64, i64) = (1, -1, 1);
+
+/// Every command pydb knows, for `COMMAND`.
+pub const COMMANDS: &[CommandSpec] = &[
+    spec(
+        "set",
+        -3,
+        &["write", "denyoom"],
+        ONE_KEY,
+        "string",
+        "Sets the string value of a key.",
+    ),
+    spec(
+        "get",
+        2,
+        &["readonly", "fast"],
+        ONE_KEY,
+        "string",
+        "Returns the string value of a key.",
+    ),
+    spec(
+        "del",
+        -2,
+        &["write"],
+        ALL_KEYS,
+        "generic",
+        "Deletes one or more keys.",
+    ),
+    spec(
+        "exists",
+        -2,
+        &["readonly", "fast"],
+        ALL_KEYS,
+        "generic",
+        "Determines whether one or more keys exist.",
+    ),
+    spec(
+        "mset",
+        -3,
+        &["write", "denyoom"],
+        (1, -1, 2),
+        "string",
+        "Atomically sets several keys.",
+    ),
+    spec(
+        "mget",
+        -2,
+        &["readonly", "fast"],
+        ALL_KEYS,
+        "string",
+        "Returns the values of several keys.",
+    ),
+    spec(
+        "incr",
+        2,
+        &["write", "denyoom", "fast"],
+        ONE_KEY,
+        "string",
+        "Increments the integer value of a key by one.",
+    ),
+    spec(
+        "decr",
+        2,
+        &["write", "denyoom", "fast"],
+        ONE_KEY,
+        "string",
+        "Decrements the integer value of a key by one.",
+    ),
+    spec(
+        "incrby",
+        3,
+        &["write", "denyoom", "fast"],
+        ONE_KEY,
+        "string",
+        "Increments the integer value of a key by a number.",
+    ),
+    spec(
+        "decrby",
+        3,
+        &["write", "denyoom", "fast"],
+        ONE_KEY,
+        "string",
+        "Decrements the integer value of a key by a number.",
+    ),
+    spec(
+        "dbsize",
+        1,
+        &["readonly", "fast"],
+        NO_KEYS,
+        "server",
+        "Returns the number of keys.",
+    ),
+    spec(
+        "scan",
+        -2,
+        &["readonly"],
+        NO_KEYS,
+        "generic",
+        "Iterates over the keys.",
+    ),
+    spec(
+        "range",
+        -3,
+        &["readonly"],
+        NO_KEYS,
+        "pydb",
+        "Returns the keys in [start, end) with their values.",
+    ),
+    spec(
+        "compact",
+        1,
+        &["write"],
+        NO_KEYS,
+        "pydb",
+        "Reclaims the space of old values.",
+    ),
+    spec(
+        "stats",
+        1,
+        &["readonly"],
+        NO_KEYS,
+        "pydb",
+        "Returns the engine's counters.",
+    ),
+    spec(
+        "ping",
+        -1,
+        &["fast"],
+        NO_KEYS,
+        "connection",
+        "Returns the server's liveliness response.",
+    ),
+    spec(
+        "echo",
+        2,
+        &["fast"],
+        NO_KEYS,
+        "connection",
+        "Returns the given string.",
+    ),
+    spec(
+        "select",
+        2,
+        &["loading", "stale", "fast"],
+        NO_KEYS,
+        "connection",
+        "Changes the selected database (only 0 exists).",
+    ),
+    spec(
+        "auth",
+        -2,
+        &["noscript", "loading", "stale", "fast", "no_auth"],
+        NO_KEYS,
+        "connection",
+        "Authenticates the connection.",
+    ),
+    spec(
+        "client",
+        -2,
+        &["loading", "stale"],
+        NO_KEYS,
+        "connection",
+        "Names the connection and lists clients.",
+    ),
+    spec(
+        "quit",
+        -1,
+        &["loading", "stale", "fast", "no_auth"],
+        NO_KEYS,
+        "connection",
+        "Closes the connection.",
+    ),
+    spec(
+        "info",
+        -1,
+        &["loading", "stale"],
+        NO_KEYS,
+        "server",
+        "Returns information and statistics about the server.",
+    ),
+    spec(
+        "config",
+        -2,
+        &["admin", "loading", "stale"],
+        NO_KEYS,
+        "server",
+        "Returns configuration parameters (GET only).",
+    ),
+    spec(
+        "command",
+        -1,
+        &["loading", "stale"],
+        NO_KEYS,
+        "server",
+        "Returns detailed information about all commands.",
+    ),
+    spec(
+        "help",
+        -1,
+        &["loading", "stale"],
+        NO_KEYS,
+        "pydb",
+        "Lists the commands.",
+    ),
+];
+
 /// One line per command, for `HELP`.
 pub const HELP: &[&str] = &[
-    "SET key value                  set a key",
+    "SET key value [NX|XX]          set a key (NX: only if absent, XX: only if present)",
     "GET key                        the value of a key, or (nil)",
     "DEL key [key ...]              delete keys; how many existed",
     "EXISTS key [key ...]           how many of the keys exist",
     "MSET key value [key value ...] set several keys in one atomic batch",
     "MGET key [key ...]             the values of several keys",
+    "INCR key | DECR key            add 1 to (or take 1 from) an integer value, atomically",
+    "INCRBY key n | DECRBY key n    add n to (or take n from) an integer value, atomically",
     "DBSIZE                         the number of keys",
+    "SCAN cursor [MATCH glob] [COUNT n]  keys a page at a time; 0 starts and ends a scan",
+    "ECHO message                   the message",
+    "INFO [section ...]             server, clients, stats, persistence, keyspace",
+    "CONFIG GET pattern             configuration parameters",
+    "SELECT 0                       the one database",
     "PING [message]                 PONG, or the message",
     "RANGE start end [LIMIT n]      keys in [start, end) with values; - and + are open ends",
     "COMPACT                        reclaim the space of old values",
     "STATS                          the engine's counters",
     "HELP                           this list",
+    "AUTH password | CLIENT SETNAME name | CLIENT GETNAME   (on a server connection)",
     "QUIT | EXIT                    leave the shell",
     "Arguments may be quoted: \"a b\" with \\\" \\\\ \\n \\r \\t \\xHH escapes, or 'a b'.",
 ];
 
 impl Command {
     /// Parses a request: the command name (any case) and its arguments.
-    pub fn parse<A: AsRef<[u8]>>(args: &[A]) -> Result<Self, CommandError> {
+    pub fn parse<A: Arg>(args: &[A]) -> Result<Self, CommandError> {
         let (name, rest) = args.split_first().ok_or(CommandError::Empty)?;
         let name = name.as_ref();
-        let lower = name.to_ascii_lowercase();
-        let bytes = |a: &A| Bytes::copy_from_slice(a.as_ref());
+        // Command names are short: lower-case them on the stack.
+        let mut lower = [0u8; 16];
+        let lower = match lower.get_mut(..name.len()) {
+            Some(buf) => {
+                buf.copy_from_slice(name);
+                buf.make_ascii_lowercase();
+                &*buf
+            }
+            None => b"",
+        };
+        let bytes = |a: &A| a.to_bytes();
         let all = |rest: &[A]| rest.iter().map(bytes).collect::<Vec<_>>();
-        let command = match lower.as_slice() {
+        let command = match lower {
             b"set" => match rest {
-                [key, value] => Command::Set {
+                [key, value, options @ ..] => Command::Set {
                     key: bytes(key),
                     value: bytes(value),
+                    condition: parse_set_options(options)?,
                 },
-                [_, _, ..] => return Err(CommandError::Syntax),
                 _ => return Err(CommandError::WrongArity("set")),
             },
+            b"incr" | b"decr" => match rest {
+                [key] => Command::Incr {
+                    key: bytes(key),
+                    delta: if lower == b"incr" { 1 } else { -1 },
+                },
+                _ => {
+                    return Err(CommandError::WrongArity(if lower == b"incr" {
+                        "incr"
+                    } else {
+                        "decr"
+                    }));
+                }
+            },
+            b"incrby" | b"decrby" => match rest {
+                [key, n] => {
+                    let n = parse_i64(n.as_ref())?;
+                    let delta = if lower == b"incrby" {
+                        n
+                    } else {
+                        n.checked_neg().ok_or(CommandError::DecrementOverflow)?
+                    };
+                    Command::Incr {
+                        key: bytes(key),
+                        delta,
+                    }
+                }
+                _ => {
+                    return Err(CommandError::WrongArity(if lower == b"incrby" {
+                        "incrby"
+                    } else {
+                        "decrby"
+                    }));
+                }
+            },
+            b"echo" => match rest {
+                [message] => Command::Echo {
+                    message: bytes(message),
+                },
+                _ => return Err(CommandError::WrongArity("echo")),
+            },
+            b"select" => match rest {
+                [index] => Command::Select {
+                    index: parse_i64(index.as_ref())?,
+                },
+                _ => return Err(CommandError::WrongArity("select")),
+            },
+            b"info" => Command::Info {
+                sections: rest
+                    .iter()
+                    .map(|a| String::from_utf8_lossy(a.as_ref()).into_owned())
+                    .collect(),
+            },
+            b"scan" => parse_scan(rest)?,
+            b"config" => parse_config(rest)?,
+            b"command" => Command::CommandTable(parse_command_query(rest)?),
+            b"auth" => match rest {
+                [password] => Command::Auth {
+                    username: None,
+                    password: bytes(password),
+                },
+                [username, password] => Command::Auth {
+                    username: Some(bytes(username)),
+                    password: bytes(password),
+                },
+                _ => return Err(CommandError::WrongArity("auth")),
+            },
+            b"client" => Command::Client(parse_client(rest)?),
             b"get" => match rest {
                 [key] => Command::Get { key: bytes(key) },
                 _ => return Err(CommandError::WrongArity("get")),
@@ -197,9 +695,7 @@ impl Command {
             },
             b"help" => Command::Help,
             b"quit" | b"exit" => Command::Quit,
-            _ => {
-                return Err(CommandError::UnknownCommand(printable_name(name)));
-            }
+            _ => return Err(unknown_command(name, rest)),
         };
         Ok(command)
     }
@@ -218,20 +714,90 @@ impl Command {
         matches!(self, Command::Quit)
     }
 
-    /// Runs the command against `db`. A failure of the database becomes an
-    /// `ERR` reply carrying its message.
+    /// Whether the connection, not the database, answers this command
+    /// (`AUTH`, `CLIENT`, `QUIT`).
+    pub fn is_connection_level(&self) -> bool {
+        matches!(
+            self,
+            Command::Auth { .. } | Command::Client(_) | Command::Quit
+        )
+    }
+
+    /// Runs the command against `db`, in the local shell. A failure of the
+    /// database becomes an `ERR` reply carrying its message.
     pub fn execute(&self, db: &Db) -> Reply {
-        match self.try_execute(db) {
+        self.execute_in(db, &NoHost)
+    }
+
+    /// Runs the command against `db` for `host`, which adds its part to
+    /// `INFO` and `CONFIG GET`.
+    pub fn execute_in(&self, db: &Db, host: &dyn Host) -> Reply {
+        match self.try_execute(db, host) {
             Ok(reply) => reply,
             Err(e) => Reply::err(e),
         }
     }
 
-    fn try_execute(&self, db: &Db) -> crate::Result<Reply> {
+    fn try_execute(&self, db: &Db, host: &dyn Host) -> crate::Result<Reply> {
         Ok(match self {
-            Command::Set { key, value } => {
+            Command::Set {
+                key,
+                value,
+                condition: None,
+            } => {
                 db.set(key, value)?;
                 Reply::ok()
+            }
+            Command::Set {
+                key,
+                value,
+                condition: Some(condition),
+            } => {
+                if db.set_if(key, value, *condition)? {
+                    Reply::ok()
+                } else {
+                    Reply::nil()
+                }
+            }
+            Command::Incr { key, delta } => Reply::Integer(db.incr_by(key, *delta)?),
+            Command::Echo { message } => Reply::Bulk(Some(message.clone())),
+            Command::Select { index: 0 } => Reply::ok(),
+            Command::Select { .. } => CommandError::DbIndexOutOfRange.into(),
+            Command::Info { sections } => Reply::bulk(crate::info::render(db, host, sections)),
+            Command::Scan {
+                cursor,
+                pattern,
+                count,
+                only_strings,
+            } => {
+                let page = db.scan_page(*cursor, pattern.as_deref(), *count)?;
+                let keys = if *only_strings { page.keys } else { Vec::new() };
+                Reply::Array(vec![
+                    Reply::bulk(page.cursor.to_string()),
+                    Reply::Array(keys.into_iter().map(Reply::bulk).collect()),
+                ])
+            }
+            Command::ConfigGet { patterns } => {
+                let mut items = Vec::new();
+                let mut params = crate::info::db_config(db);
+                params.extend(host.config());
+                for (name, value) in params {
+                    if patterns
+                        .iter()
+                        .any(|p| crate::glob::matches(&p.to_ascii_lowercase(), name.as_bytes()))
+                    {
+                        items.push(Reply::bulk(name));
+                        items.push(Reply::bulk(value));
+                    }
+                }
+                Reply::Array(items)
+            }
+            Command::CommandTable(query) => command_table(query),
+            Command::Auth { .. } => Reply::err(
+                "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            ),
+            Command::Client(_) => {
+                Reply::err("CLIENT is only meaningful on a connection to a pydb server")
             }
             Command::Get { key } => Reply::Bulk(db.get(key)?),
             Command::Del { keys } => {
@@ -265,16 +831,7 @@ impl Command {
                     .map(|key| db.get(key).map(Reply::Bulk))
                     .collect::<crate::Result<_>>()?,
             ),
-            Command::DbSize => {
-                // Counting by a scan works for every engine; an engine's own
-                // key counter would be O(1) but is not part of the trait.
-                let mut count: i64 = 0;
-                for item in db.scan::<&[u8]>(..)? {
-                    item?;
-                    count = count.saturating_add(1);
-                }
-                Reply::Integer(count)
-            }
+            Command::DbSize => Reply::Integer(i64::try_from(db.key_count()?).unwrap_or(i64::MAX)),
             Command::Ping { message: None } => Reply::Status("PONG".into()),
             Command::Ping {
                 message: Some(message),
@@ -318,6 +875,222 @@ impl Command {
             ),
             Command::Quit => Reply::ok(),
         })
+    }
+}
+
+/// Parses the options of `SET key value [NX|XX]`.
+fn parse_set_options<A: AsRef<[u8]>>(options: &[A]) -> Result<Option<SetCondition>, CommandError> {
+    let mut condition = None;
+    for option in options {
+        let option = option.as_ref();
+        let this = if option.eq_ignore_ascii_case(b"nx") {
+            SetCondition::IfAbsent
+        } else if option.eq_ignore_ascii_case(b"xx") {
+            SetCondition::IfPresent
+        } else {
+            return Err(CommandError::Syntax);
+        };
+        if condition.is_some_and(|c| c != this) {
+            return Err(CommandError::Syntax);
+        }
+        condition = Some(this);
+    }
+    Ok(condition)
+}
+
+/// Parses an integer argument (Redis's strict rules).
+fn parse_i64(arg: &[u8]) -> Result<i64, CommandError> {
+    crate::db::parse_integer(arg).ok_or(CommandError::NotAnInteger)
+}
+
+/// Parses `SCAN cursor [MATCH pattern] [COUNT n] [TYPE t]`.
+fn parse_scan<A: Arg>(rest: &[A]) -> Result<Command, CommandError> {
+    let (cursor, mut options) = rest.split_first().ok_or(CommandError::WrongArity("scan"))?;
+    let cursor = std::str::from_utf8(cursor.as_ref())
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+        .ok_or(CommandError::InvalidCursor)?;
+    let mut pattern = None;
+    let mut count = 10;
+    let mut only_strings = true;
+    while let [option, value, more @ ..] = options {
+        let option = option.as_ref();
+        if option.eq_ignore_ascii_case(b"match") {
+            pattern = Some(value.to_bytes());
+        } else if option.eq_ignore_ascii_case(b"count") {
+            let n = parse_i64(value.as_ref())?;
+            count = usize::try_from(n)
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or(CommandError::Syntax)?;
+        } else if option.eq_ignore_ascii_case(b"type") {
+            only_strings = value.as_ref().eq_ignore_ascii_case(b"string");
+        } else {
+            return Err(CommandError::Syntax);
+        }
+        options = more;
+    }
+    if !options.is_empty() {
+        return Err(CommandError::Syntax);
+    }
+    Ok(Command::Scan {
+        cursor,
+        pattern,
+        count,
+        only_strings,
+    })
+}
+
+/// Parses `CONFIG GET pattern [pattern ...]` (the only form pydb answers).
+fn parse_config<A: Arg>(rest: &[A]) -> Result<Command, CommandError> {
+    let (sub, args) = rest
+        .split_first()
+        .ok_or(CommandError::WrongArity("config"))?;
+    if !sub.as_ref().eq_ignore_ascii_case(b"get") {
+        return Err(CommandError::UnknownSubcommand {
+            command: "CONFIG",
+            name: printable_name(sub.as_ref()),
+        });
+    }
+    if args.is_empty() {
+        return Err(CommandError::WrongArity("config|get"));
+    }
+    Ok(Command::ConfigGet {
+        patterns: args.iter().map(Arg::to_bytes).collect(),
+    })
+}
+
+/// Parses `COMMAND [COUNT | INFO name ... | DOCS name ...]`.
+fn parse_command_query<A: Arg>(rest: &[A]) -> Result<TableQuery, CommandError> {
+    let Some((sub, names)) = rest.split_first() else {
+        return Ok(TableQuery::All);
+    };
+    let no_names = names.is_empty();
+    let names = || names.iter().map(Arg::to_bytes).collect();
+    let sub = sub.as_ref();
+    Ok(if sub.eq_ignore_ascii_case(b"count") && no_names {
+        TableQuery::Count
+    } else if sub.eq_ignore_ascii_case(b"info") {
+        TableQuery::Info(names())
+    } else if sub.eq_ignore_ascii_case(b"docs") {
+        TableQuery::Docs(names())
+    } else {
+        return Err(CommandError::UnknownSubcommand {
+            command: "COMMAND",
+            name: printable_name(sub),
+        });
+    })
+}
+
+/// Parses the `CLIENT` subcommands.
+fn parse_client<A: Arg>(rest: &[A]) -> Result<ClientCommand, CommandError> {
+    let (sub, args) = rest
+        .split_first()
+        .ok_or(CommandError::WrongArity("client"))?;
+    let sub_bytes = sub.as_ref();
+    let is = |name: &[u8]| sub_bytes.eq_ignore_ascii_case(name);
+    Ok(match args {
+        [name] if is(b"setname") => {
+            // Redis allows printable ASCII but no space.
+            if !name.as_ref().iter().all(|&b| (b'!'..=b'~').contains(&b)) {
+                return Err(CommandError::BadClientName);
+            }
+            ClientCommand::SetName(name.to_bytes())
+        }
+        [] if is(b"getname") => ClientCommand::GetName,
+        [] if is(b"id") => ClientCommand::Id,
+        [] if is(b"list") => ClientCommand::List,
+        [] if is(b"info") => ClientCommand::Info,
+        [_, _] if is(b"setinfo") => ClientCommand::SetInfo,
+        _ if is(b"setname") => return Err(CommandError::WrongArity("client|setname")),
+        _ if is(b"getname") => return Err(CommandError::WrongArity("client|getname")),
+        _ if is(b"setinfo") => return Err(CommandError::WrongArity("client|setinfo")),
+        _ => {
+            return Err(CommandError::UnknownSubcommand {
+                command: "CLIENT",
+                name: printable_name(sub_bytes),
+            });
+        }
+    })
+}
+
+/// The reply to `COMMAND ...`.
+fn command_table(query: &TableQuery) -> Reply {
+    let find = |name: &Bytes| {
+        COMMANDS
+            .iter()
+            .find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
+    };
+    let info = |c: &CommandSpec| {
+        Reply::Array(vec![
+            Reply::bulk(c.name),
+            Reply::Integer(c.arity),
+            Reply::Array(c.flags.iter().map(|f| Reply::Status((*f).into())).collect()),
+            Reply::Integer(c.first_key),
+            Reply::Integer(c.last_key),
+            Reply::Integer(c.step),
+            Reply::Array(Vec::new()),
+            Reply::Array(Vec::new()),
+            Reply::Array(Vec::new()),
+            Reply::Array(Vec::new()),
+        ])
+    };
+    let docs = |c: &CommandSpec| {
+        Reply::Array(vec![
+            Reply::bulk("summary"),
+            Reply::bulk(c.summary),
+            Reply::bulk("since"),
+            Reply::bulk("1.0.0"),
+            Reply::bulk("group"),
+            Reply::bulk(c.group),
+        ])
+    };
+    match query {
+        TableQuery::All => Reply::Array(COMMANDS.iter().map(info).collect()),
+        TableQuery::Count => Reply::Integer(i64::try_from(COMMANDS.len()).unwrap_or(i64::MAX)),
+        TableQuery::Info(names) if names.is_empty() => {
+            Reply::Array(COMMANDS.iter().map(info).collect())
+        }
+        TableQuery::Info(names) => Reply::Array(
+            names
+                .iter()
+                .map(|n| find(n).map_or(Reply::nil(), info))
+                .collect(),
+        ),
+        TableQuery::Docs(names) => {
+            let chosen: Vec<&CommandSpec> = if names.is_empty() {
+                COMMANDS.iter().collect()
+            } else {
+                names.iter().filter_map(find).collect()
+            };
+            Reply::Array(
+                chosen
+                    .into_iter()
+                    .flat_map(|c| [Reply::bulk(c.name), docs(c)])
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// The error for an unknown command, with Redis's text: the name and the
+/// first arguments, quoted, up to about 128 bytes.
+fn unknown_command<A: AsRef<[u8]>>(name: &[u8], rest: &[A]) -> CommandError {
+    let mut args = String::new();
+    for arg in rest {
+        if args.len() >= 128 {
+            break;
+        }
+        let room = 128 - args.len();
+        let arg = arg.as_ref();
+        let shown = arg.get(..room).unwrap_or(arg);
+        args.push('\'');
+        args.push_str(&String::from_utf8_lossy(shown));
+        args.push_str("' ");
+    }
+    CommandError::UnknownCommand {
+        name: printable_name(name),
+        args,
     }
 }
 
@@ -398,7 +1171,14 @@ mod tests {
     #[test]
     fn errors_have_redis_texts() {
         let db = Db::memory();
-        assert_eq!(text(&db, "foo a"), "(error) ERR unknown command 'foo'\n");
+        assert_eq!(
+            text(&db, "foo a \"b c\""),
+            "(error) ERR unknown command 'foo', with args beginning with: 'a' 'b c' \n"
+        );
+        assert_eq!(
+            text(&db, "foo"),
+            "(error) ERR unknown command 'foo', with args beginning with: \n"
+        );
         assert_eq!(
             text(&db, "GET"),
             "(error) ERR wrong number of arguments for 'get' command\n"

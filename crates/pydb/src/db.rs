@@ -20,6 +20,20 @@
 //! holds it for as long as it is open.
 //!
 //! The memory engine writes no files: it ignores the directory entirely.
+//!
+//! ## Read-modify-write
+//!
+//! `INCR` and `SET NX` read a key and write it depending on what they read;
+//! two of them racing on one key must not both read the old value. The
+//! engines promise atomic single writes, not that, so `Db` adds it with
+//! [`KeyLocks`]: 64 read-write locks, a key hashed to one of them. A
+//! read-modify-write ([`Db::incr_by`], [`Db::set_if`]) holds its key's lock
+//! *exclusively*; a plain write ([`Db::set`], [`Db::delete`],
+//! [`Db::write_batch`]) holds it *shared*. So plain writes never wait for
+//! each other (concurrent `SET`s still share an fsync through the WAL's
+//! group commit), and no write of any kind lands between the read and the
+//! write of an `INCR`. Writes made through [`Db::engine`] directly bypass
+//! the locks.
 
 use std::fmt;
 use std::ops::RangeBounds;
@@ -29,7 +43,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pydb_file::MonolithicOpener;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use pydb_file::MmapOpener;
 use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
 use pydb_storage::{
     AppendOnlyLogStorage, BTreeOptions, BTreeStorage, DirLock, KeyRange, LOCK_FILE_NAME, Location,
@@ -38,6 +53,7 @@ use pydb_storage::{
 pub use pydb_storage::{BatchOp, WriteBatch};
 pub use pydb_wal::SyncPolicy;
 
+use crate::keyscan::{CursorTable, ScanPage};
 use crate::meta::{self, Metadata};
 use crate::{Error, Result};
 
@@ -211,6 +227,63 @@ pub struct Db {
     engine: Arc<dyn StorageEngine>,
     dir: Option<PathBuf>,
     options: Options,
+    locks: Arc<KeyLocks>,
+    cursors: Arc<Mutex<CursorTable>>,
+}
+
+/// When [`Db::set_if`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetCondition {
+    /// Only if the key has no value (`SET ... NX`).
+    IfAbsent,
+    /// Only if the key has a value (`SET ... XX`).
+    IfPresent,
+}
+
+/// The number of lock stripes of [`KeyLocks`].
+const LOCK_STRIPES: usize = 64;
+
+/// Striped read-write locks over keys (see the module doc): shared for
+/// plain writes, exclusive for read-modify-writes.
+#[derive(Debug)]
+pub struct KeyLocks {
+    stripes: [RwLock<()>; LOCK_STRIPES],
+}
+
+impl KeyLocks {
+    fn new() -> Self {
+        Self {
+            stripes: std::array::from_fn(|_| RwLock::new(())),
+        }
+    }
+
+    /// The stripe of `key` (FNV-1a: cheap, and good enough to spread keys).
+    fn stripe(key: &[u8]) -> usize {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in key {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        // The modulo keeps the value below 64, so it fits any usize.
+        (hash % LOCK_STRIPES as u64) as usize
+    }
+
+    fn lock(&self, key: &[u8]) -> &RwLock<()> {
+        // `stripe` is below `LOCK_STRIPES`, the length of the array.
+        &self.stripes[Self::stripe(key) % LOCK_STRIPES]
+    }
+
+    /// Shared guards on the stripes of every key of `keys`, taken in
+    /// ascending stripe order so that two batches cannot deadlock.
+    fn share_all<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) -> Vec<RwLockReadGuard<'_, ()>> {
+        let mut mask: u64 = 0;
+        for key in keys {
+            mask |= 1 << Self::stripe(key);
+        }
+        (0..LOCK_STRIPES)
+            .filter(|i| mask & (1 << i) != 0)
+            .filter_map(|i| self.stripes.get(i).map(RwLock::read))
+            .collect()
+    }
 }
 
 impl Db {
@@ -273,6 +346,8 @@ impl Db {
             engine,
             dir,
             options,
+            locks: Arc::new(KeyLocks::new()),
+            cursors: Arc::new(Mutex::new(CursorTable::default())),
         }
     }
 
@@ -293,7 +368,49 @@ impl Db {
 
     /// Sets `key` to `value`.
     pub fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
-        Ok(self.engine.set(key.as_ref(), value.as_ref())?)
+        let key = key.as_ref();
+        let _shared = self.locks.lock(key).read();
+        Ok(self.engine.set(key, value.as_ref())?)
+    }
+
+    /// Sets `key` to `value` if `condition` holds, atomically with respect
+    /// to every other write through this `Db`; returns whether it wrote.
+    pub fn set_if(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        condition: SetCondition,
+    ) -> Result<bool> {
+        let key = key.as_ref();
+        let _exclusive = self.locks.lock(key).write();
+        let present = self.engine.get(key)?.is_some();
+        let write = match condition {
+            SetCondition::IfAbsent => !present,
+            SetCondition::IfPresent => present,
+        };
+        if write {
+            self.engine.set(key, value.as_ref())?;
+        }
+        Ok(write)
+    }
+
+    /// Adds `delta` to the integer stored at `key` (a missing key counts as
+    /// 0) and returns the new value, atomically with respect to every other
+    /// write through this `Db`.
+    ///
+    /// Fails with [`Error::NotAnInteger`] if the value is not the decimal
+    /// text of a signed 64-bit integer, and with [`Error::Overflow`] if the
+    /// sum does not fit; the value is then left unchanged.
+    pub fn incr_by(&self, key: impl AsRef<[u8]>, delta: i64) -> Result<i64> {
+        let key = key.as_ref();
+        let _exclusive = self.locks.lock(key).write();
+        let current = match self.engine.get(key)? {
+            None => 0,
+            Some(value) => parse_integer(&value).ok_or(Error::NotAnInteger)?,
+        };
+        let next = current.checked_add(delta).ok_or(Error::Overflow)?;
+        self.engine.set(key, next.to_string().as_bytes())?;
+        Ok(next)
     }
 
     /// The value of `key`, or `None`.
@@ -303,12 +420,39 @@ impl Db {
 
     /// Deletes `key`; returns whether it had a value.
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
-        Ok(self.engine.delete(key.as_ref())?)
+        let key = key.as_ref();
+        let _shared = self.locks.lock(key).read();
+        Ok(self.engine.delete(key)?)
     }
 
     /// Applies every operation of `batch` atomically.
     pub fn write_batch(&self, batch: &WriteBatch) -> Result<()> {
+        let _shared = self
+            .locks
+            .share_all(batch.ops().iter().map(|op| op.key().as_ref()));
         Ok(self.engine.write_batch(batch)?)
+    }
+
+    /// The number of keys: the engine's `live_keys` counter when it keeps
+    /// one, else a count by scan.
+    pub fn key_count(&self) -> Result<u64> {
+        if let Some(n) = self.stats().get("live_keys") {
+            return Ok(n);
+        }
+        let mut count: u64 = 0;
+        for item in self.scan::<&[u8]>(..)? {
+            item?;
+            count = count.saturating_add(1);
+        }
+        Ok(count)
+    }
+
+    /// One page of a `SCAN`: continues the scan of `cursor` (0 starts one),
+    /// looks at up to `count` keys, and returns those matching `pattern`
+    /// with the cursor to continue from (0 once the scan is done). See
+    /// [`crate::keyscan`].
+    pub fn scan_page(&self, cursor: u64, pattern: Option<&[u8]>, count: usize) -> Result<ScanPage> {
+        crate::keyscan::scan_page(self, &self.cursors, cursor, pattern, count)
     }
 
     /// The keys in `range` with their values, in ascending key order, e.g.
@@ -343,6 +487,17 @@ impl Db {
     pub fn close(self) -> Result<()> {
         self.flush()
     }
+}
+
+/// Parses an integer value as Redis does (`string2ll`): the canonical
+/// decimal text of an `i64`, so no sign but `-`, no leading zero, no space.
+pub fn parse_integer(text: &[u8]) -> Option<i64> {
+    if text.is_empty() || text.len() > 20 {
+        return None;
+    }
+    let n: i64 = std::str::from_utf8(text).ok()?.parse().ok()?;
+    // `parse` accepts `+1` and `007`; the canonical form does not.
+    (n.to_string().as_bytes() == text).then_some(n)
 }
 
 /// Checks (or creates) the directory and its metadata for a persistent
@@ -418,19 +573,19 @@ fn open_log_engine(dir: &Path, options: &Options) -> Result<Arc<dyn StorageEngin
     Ok(match options.index {
         IndexKind::Hash => Arc::new(AppendOnlyLogStorage::open_with(
             dir,
-            MonolithicOpener,
+            MmapOpener,
             InMemoryIndex::<Location>::new(),
             log_options,
         )?),
         IndexKind::BTree => Arc::new(AppendOnlyLogStorage::open_with(
             dir,
-            MonolithicOpener,
+            MmapOpener,
             BTreeIndex::<Location>::new(),
             log_options,
         )?),
         IndexKind::SkipList => Arc::new(AppendOnlyLogStorage::open_with(
             dir,
-            MonolithicOpener,
+            MmapOpener,
             SkipListIndex::<Location>::new(),
             log_options,
         )?),

@@ -74,6 +74,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// A value that must be an integer (for `INCR`) is not one.
+    #[error("value is not an integer or out of range")]
+    NotAnInteger,
+
+    /// An increment would take an integer out of the `i64` range.
+    #[error("increment or decrement would overflow")]
+    Overflow,
+
+    /// A `SCAN` cursor that this database did not hand out (or has
+    /// forgotten: it keeps the most recent ones only).
+    #[error("invalid cursor")]
+    InvalidCursor,
+
     /// An argument (an option value, a path) is not valid.
     #[error("{0}")]
     InvalidArgument(String),

@@ -351,7 +351,7 @@ fn record_at(source: &mut Source, offset: u64) -> Result<Found> {
     loop {
         let bytes = source.bytes(offset, needed)?;
         let got = bytes.len();
-        match decode_record(bytes) {
+        match decode_record(bytes, offset) {
             Decoded::Record { flags, len } => return Ok(Found::Good { flags, len }),
             Decoded::Invalid(reason) => return Ok(Found::Bad(reason.into())),
             // The header's checked length asks for more than we read: read

@@ -3,9 +3,8 @@
 //! The facade crate: [`Db`] opens a database directory with the engine it
 //! was created with and hides which engine that is behind
 //! `Arc<dyn StorageEngine>`. The `pydb` binary (demo, shell, inspect,
-//! check) is built on the modules here, so that everything it does can be
-//! tested and reused (the network server will reuse [`command`] and
-//! [`reply`]).
+//! check, server) is built on the modules here, so that everything it does
+//! can be tested and reused.
 //!
 //! ```
 //! use pydb::{Db, EngineKind, Options};
@@ -24,25 +23,34 @@
 //! - [`tokenize`], [`command`], [`reply`]: a command line split into
 //!   arguments, parsed into a typed command, executed into a reply, printed
 //!   as redis-cli prints it;
-//! - [`shell`]: the interactive loop and the pipe loop;
+//! - [`info`], [`keyscan`], [`glob`]: `INFO` and `CONFIG GET` texts, `SCAN`
+//!   cursors, Redis's glob patterns;
+//! - [`shell`]: the interactive loop and the pipe loop, on a local
+//!   database or, through [`client`], on a server;
+//! - [`server`]: the network server speaking Redis's protocol (RESP2);
 //! - [`inspect`], [`check`]: reading pydb files record by record;
 //! - [`repair`]: salvaging what verifies from a damaged database;
 //! - [`demo`]: what `cargo run` shows.
 
 pub mod check;
+pub mod client;
 pub mod command;
 pub mod db;
 pub mod demo;
 mod error;
+pub mod glob;
+pub mod info;
 pub mod inspect;
+pub mod keyscan;
 pub mod meta;
 pub mod repair;
 pub mod reply;
+pub mod server;
 pub mod shell;
 pub mod tokenize;
 
 pub use command::{Command, CommandError};
-pub use db::{Db, EngineKind, IndexKind, Options, Scan, SyncPolicy, WriteBatch};
+pub use db::{Db, EngineKind, IndexKind, Options, Scan, SetCondition, SyncPolicy, WriteBatch};
 pub use error::{Error, Result};
 pub use reply::Reply;
 

@@ -1,13 +1,17 @@
-//! The `pydb` command-line tool: the demo, the shell, and the file tools.
+//! The `pydb` command-line tool: the demo, the shell, the server, and the
+//! file tools.
 //!
 //! `pydb` with no subcommand runs the demo. Exit codes: 0 on success, 1 when
 //! `check` finds damage, 2 on any other error.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use pydb::db::{HISTORY_FILE_NAME, parse_sync_policy};
+use pydb::server::{Server, ServerConfig};
 use pydb::{Db, EngineKind, IndexKind, Options, SyncPolicy};
 
 /// pydb: a database built from scratch to see, run and measure how storage
@@ -25,7 +29,15 @@ enum Cmd {
     Demo,
     /// Open a database and type commands (SET, GET, DEL, RANGE, ...; HELP
     /// lists them). Reads one command per line when stdin is not a terminal.
+    /// With --connect, sends them to a server instead.
     Shell {
+        /// Send the commands to the server at HOST:PORT (pydb's or Redis's)
+        /// instead of opening a database.
+        #[arg(long, value_name = "HOST:PORT")]
+        connect: Option<String>,
+        /// The password to AUTH with (with --connect).
+        #[arg(long, requires = "connect")]
+        password: Option<String>,
         /// The database directory (ignored by the memory engine).
         #[arg(long, default_value = "./pydb-data")]
         dir: PathBuf,
@@ -38,6 +50,39 @@ enum Cmd {
         /// When writes reach the disk: always, periodic, periodic:MS or never.
         #[arg(long, default_value = "always", value_parser = parse_sync)]
         sync: SyncPolicy,
+    },
+    /// Serve a database over TCP with Redis's protocol (RESP2): redis-cli,
+    /// redis-benchmark and Redis client libraries work with it. Logs go to
+    /// stderr (RUST_LOG sets the level). SIGINT/SIGTERM shut it down cleanly.
+    Server {
+        /// The database directory (ignored by the memory engine).
+        #[arg(long, default_value = "./pydb-data")]
+        dir: PathBuf,
+        /// The address to listen on. Anything but loopback needs
+        /// --requirepass. Port 0 picks a free port (logged at start).
+        #[arg(long, default_value = "127.0.0.1:6380")]
+        bind: SocketAddr,
+        /// The storage engine: log or memory.
+        #[arg(long, default_value = "log", value_parser = parse_engine)]
+        engine: EngineKind,
+        /// The in-memory index of the log engine: hash, btree or skiplist.
+        #[arg(long, default_value = "btree", value_parser = parse_index)]
+        index: IndexKind,
+        /// When writes reach the disk: always, periodic, periodic:MS or never.
+        #[arg(long, default_value = "always", value_parser = parse_sync)]
+        sync: SyncPolicy,
+        /// The password clients must AUTH with.
+        #[arg(long)]
+        requirepass: Option<String>,
+        /// The most clients connected at once.
+        #[arg(long, default_value_t = 10_000)]
+        maxclients: usize,
+        /// The longest bulk string (value, key or argument) a request may carry.
+        #[arg(long, default_value_t = 512 << 20)]
+        max_bulk_bytes: usize,
+        /// Close clients idle for this many seconds (0: never).
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
     },
     /// Print every record of a pydb file with its checksum verdict.
     Inspect {
@@ -85,10 +130,31 @@ fn run(command: Cmd) -> pydb::Result<ExitCode> {
     match command {
         Cmd::Demo => pydb::demo::run(&mut stdout)?,
         Cmd::Shell {
+            connect: Some(addr),
+            password,
+            ..
+        } => {
+            drop(stdout);
+            let mut client = pydb::client::Client::connect(&addr)?;
+            if let Some(password) = password {
+                let reply = client.call(&[b"AUTH".as_slice(), password.as_bytes()])?;
+                if reply.is_error() {
+                    return Err(pydb::Error::InvalidArgument(format!(
+                        "{addr}: {}",
+                        reply.to_text().trim_end()
+                    )));
+                }
+            }
+            let banner = format!("pydb shell: connected to {addr}");
+            pydb::shell::run(&mut pydb::shell::Remote::new(client), None, &banner)?;
+        }
+        Cmd::Shell {
+            connect: None,
             dir,
             engine,
             index,
             sync,
+            ..
         } => {
             drop(stdout);
             let options = Options {
@@ -112,8 +178,45 @@ fn run(command: Cmd) -> pydb::Result<ExitCode> {
                     "pydb shell: memory engine (nothing is saved)".to_string(),
                 )
             };
-            pydb::shell::run(&db, history, &banner)?;
+            pydb::shell::run(&mut pydb::shell::Local::new(&db), history, &banner)?;
             db.close()?;
+        }
+        Cmd::Server {
+            dir,
+            bind,
+            engine,
+            index,
+            sync,
+            requirepass,
+            maxclients,
+            max_bulk_bytes,
+            timeout,
+        } => {
+            drop(stdout);
+            init_logging();
+            let config = ServerConfig {
+                bind,
+                requirepass,
+                maxclients,
+                max_bulk_bytes,
+                max_query_bytes: pydb::server::query_limit_for(max_bulk_bytes),
+                timeout: (timeout > 0).then(|| Duration::from_secs(timeout)),
+            };
+            let db = Db::open(
+                &dir,
+                Options {
+                    engine,
+                    index,
+                    sync,
+                },
+            )?;
+            tracing::info!(
+                %engine, %index, sync = %sync_name(sync), dir = %dir.display(),
+                "database open"
+            );
+            let server = Server::bind(db, config)?;
+            pydb::server::shutdown_on_signals(server.shutdown_handle())?;
+            server.run()?;
         }
         Cmd::Inspect { path } => {
             let report = pydb::inspect::inspect(&path, &mut stdout)?;
@@ -130,6 +233,18 @@ fn run(command: Cmd) -> pydb::Result<ExitCode> {
         Cmd::Repair { dir } => drop(pydb::repair::repair_dir(&dir, &mut stdout)?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: `info`).
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }
 
 fn sync_name(sync: SyncPolicy) -> String {

@@ -29,7 +29,8 @@
 //!    whole) is closed by starting the later range earlier: the seqs of the
 //!    hole are gone, and the report says which.
 //! 4. If anything was dropped or a range changed, write a new segment: the
-//!    file header, `begin`, the kept records byte for byte, `seal` (unless
+//!    file header, `begin`, the kept records (payload and flags as they
+//!    were, re-encoded because a record's checksum covers its offset), `seal` (unless
 //!    it is the last segment), to `<id>.log.tmp`, fsync, then hard-link the
 //!    original into `DIR/repair-<timestamp>/`, rename the new file over the
 //!    original and fsync the directory. The original is never deleted, and
@@ -107,8 +108,8 @@ impl RepairReport {
 #[derive(Debug, Clone)]
 struct Good {
     flags: u8,
-    /// The whole record, header included, as it is on disk.
-    bytes: Bytes,
+    /// The entry, as the record carried it.
+    payload: Bytes,
     kind: EntryKind,
     seq: u64,
 }
@@ -281,11 +282,11 @@ fn salvage(id: u64, path: PathBuf, bytes: Bytes) -> Salvaged {
     let mut at_batch_start = true;
     while pos < bytes.len() {
         let rest = &bytes[pos..];
-        if let Decoded::Record { flags, len } = decode_record(rest) {
+        if let Decoded::Record { flags, len } = decode_record(rest, pos as u64) {
             let payload = bytes.slice(pos + RECORD_HEADER_LEN..pos + len);
             let good = decode_entry(&payload).ok().map(|entry| Good {
                 flags,
-                bytes: bytes.slice(pos..pos + len),
+                payload: payload.clone(),
                 kind: entry.kind,
                 seq: entry.seq,
             });
@@ -318,8 +319,12 @@ fn salvage(id: u64, path: PathBuf, bytes: Bytes) -> Salvaged {
         // Damage: the batch in progress is lost; find the next good record.
         let damage_start = batch_start;
         batch.clear();
-        let next = (pos + 1..bytes.len())
-            .find(|&at| matches!(decode_record(&bytes[at..]), Decoded::Record { .. }));
+        let next = (pos + 1..bytes.len()).find(|&at| {
+            matches!(
+                decode_record(&bytes[at..], at as u64),
+                Decoded::Record { .. }
+            )
+        });
         let end = next.unwrap_or(bytes.len());
         at_batch_start = next.is_some_and(|next| region_ends_batch(&bytes[pos..next]));
         let reason = if next.is_some() {
@@ -424,15 +429,16 @@ fn rebuild(segment: &Salvaged, first: u64, seal: Option<u64>) -> Vec<u8> {
     let mut out = encode_file_header().to_vec();
     let mut entry = Vec::new();
     encode_entry(first, EntryKind::Begin, b"", b"", &mut entry);
-    encode_record(0, &entry, &mut out);
+    encode_record(out.len() as u64, 0, &entry, &mut out);
+    // Each record's checksum covers its offset, so a kept record is
+    // re-encoded at its new place (its payload and flags unchanged).
     for good in segment.batches.iter().flatten() {
-        debug_assert!(good.flags & !FLAG_BATCH_CONTINUES == 0);
-        out.extend_from_slice(&good.bytes);
+        encode_record(out.len() as u64, good.flags, &good.payload, &mut out);
     }
     if let Some(last) = seal {
         entry.clear();
         encode_entry(last, EntryKind::Seal, b"", b"", &mut entry);
-        encode_record(0, &entry, &mut out);
+        encode_record(out.len() as u64, 0, &entry, &mut out);
     }
     out
 }
@@ -487,11 +493,11 @@ mod tests {
     #[test]
     fn a_damaged_region_of_whole_records_tells_whether_it_ended_a_batch() {
         let mut region = Vec::new();
-        encode_record(FLAG_BATCH_CONTINUES, b"abc", &mut region);
-        encode_record(0, b"defg", &mut region);
+        encode_record(0, FLAG_BATCH_CONTINUES, b"abc", &mut region);
+        encode_record(12, 0, b"defg", &mut region);
         assert!(region_ends_batch(&region));
         let mut continues = Vec::new();
-        encode_record(FLAG_BATCH_CONTINUES, b"abc", &mut continues);
+        encode_record(0, FLAG_BATCH_CONTINUES, b"abc", &mut continues);
         assert!(!region_ends_batch(&continues));
         assert!(!region_ends_batch(&region[..region.len() - 1]));
         assert!(!region_ends_batch(b""));

@@ -1,7 +1,10 @@
 //! The interactive shell: read a command, run it, print the reply.
 //!
-//! Two loops share [`run_line`], which is tokenizer + [`Command`] + [`Reply`]
-//! text:
+//! Where a command runs is a [`Session`]: [`Local`] runs it on an open
+//! [`Db`] (tokenizer + [`Command`] + execute), [`Remote`] sends it to a
+//! server with [`Client`] (tokenizer + RESP). Both give back the same
+//! [`Reply`], printed the same way, so `pydb shell` and
+//! `pydb shell --connect` look alike. Two loops drive a session:
 //!
 //! - [`run_terminal`]: on a terminal, with line editing and history
 //!   (rustyline), a banner and a prompt;
@@ -16,6 +19,7 @@
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 
+use crate::client::Client;
 use crate::command::Command;
 use crate::reply::Reply;
 use crate::{Db, Error, Result};
@@ -35,6 +39,63 @@ pub enum LineOutcome {
     Quit,
 }
 
+/// Where the shell's commands run.
+pub trait Session {
+    /// Runs one line. An error ends the shell (a lost connection); a bad
+    /// command is a [`LineOutcome::Reply`] holding an error reply.
+    fn run_line(&mut self, line: &[u8]) -> Result<LineOutcome>;
+}
+
+/// A session on a database opened by this process.
+#[derive(Debug)]
+pub struct Local<'a> {
+    db: &'a Db,
+}
+
+impl<'a> Local<'a> {
+    /// A session on `db`.
+    pub fn new(db: &'a Db) -> Self {
+        Self { db }
+    }
+}
+
+impl Session for Local<'_> {
+    fn run_line(&mut self, line: &[u8]) -> Result<LineOutcome> {
+        Ok(run_line(self.db, line))
+    }
+}
+
+/// A session on a server, over a [`Client`] connection.
+#[derive(Debug)]
+pub struct Remote {
+    client: Client,
+}
+
+impl Remote {
+    /// A session over `client`.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+impl Session for Remote {
+    fn run_line(&mut self, line: &[u8]) -> Result<LineOutcome> {
+        let args = match crate::tokenize::tokenize(line) {
+            Ok(args) => args,
+            Err(e) => return Ok(LineOutcome::Reply(crate::CommandError::from(e).into())),
+        };
+        let Some(name) = args.first() else {
+            return Ok(LineOutcome::Blank);
+        };
+        if name.eq_ignore_ascii_case(b"quit") || name.eq_ignore_ascii_case(b"exit") {
+            // Tell the server, as redis-cli does; the session ends either way.
+            let _ = self.client.call(&[b"QUIT"]);
+            return Ok(LineOutcome::Quit);
+        }
+        Ok(LineOutcome::Reply(self.client.call(&args)?))
+    }
+}
+
 /// Runs one line against `db`.
 pub fn run_line(db: &Db, line: &[u8]) -> LineOutcome {
     match Command::parse_line(line) {
@@ -48,19 +109,23 @@ pub fn run_line(db: &Db, line: &[u8]) -> LineOutcome {
 /// Runs the shell on stdin/stdout: the terminal loop if stdin is a
 /// terminal, the pipe loop otherwise. `history` is where the terminal loop
 /// keeps its history (none for the memory engine, which writes no files).
-pub fn run(db: &Db, history: Option<PathBuf>, banner: &str) -> Result<()> {
+pub fn run(session: &mut dyn Session, history: Option<PathBuf>, banner: &str) -> Result<()> {
     if std::io::stdin().is_terminal() {
-        run_terminal(db, history, banner)
+        run_terminal(session, history, banner)
     } else {
         let stdin = std::io::stdin().lock();
         let stdout = std::io::stdout().lock();
-        run_pipe(db, stdin, stdout)
+        run_pipe(session, stdin, stdout)
     }
 }
 
 /// The pipe loop: one command per line from `input`, each reply written to
 /// `output` and flushed before the next line is read.
-pub fn run_pipe(db: &Db, mut input: impl BufRead, mut output: impl Write) -> Result<()> {
+pub fn run_pipe(
+    session: &mut dyn Session,
+    mut input: impl BufRead,
+    mut output: impl Write,
+) -> Result<()> {
     let stdout_err = |e| Error::io("<stdout>", e);
     let mut line = Vec::new();
     loop {
@@ -79,7 +144,7 @@ pub fn run_pipe(db: &Db, mut input: impl BufRead, mut output: impl Write) -> Res
                 "ERR Protocol error: too big inline request".into(),
             ))
         } else {
-            run_line(db, &line)
+            session.run_line(&line)?
         };
         match outcome {
             LineOutcome::Blank => {}
@@ -112,7 +177,11 @@ fn skip_rest_of_line(input: &mut impl BufRead) -> Result<()> {
 
 /// The terminal loop: rustyline for editing and history, a banner, a
 /// prompt. Ctrl-C abandons the line being typed; Ctrl-D leaves.
-pub fn run_terminal(db: &Db, history: Option<PathBuf>, banner: &str) -> Result<()> {
+pub fn run_terminal(
+    session: &mut dyn Session,
+    history: Option<PathBuf>,
+    banner: &str,
+) -> Result<()> {
     use rustyline::error::ReadlineError;
 
     let terminal_err = |e: ReadlineError| Error::io("<terminal>", std::io::Error::other(e));
@@ -129,7 +198,7 @@ pub fn run_terminal(db: &Db, history: Option<PathBuf>, banner: &str) -> Result<(
                 if !line.trim().is_empty() {
                     let _ = editor.add_history_entry(line.as_str());
                 }
-                match run_line(db, line.as_bytes()) {
+                match session.run_line(line.as_bytes())? {
                     LineOutcome::Blank => {}
                     LineOutcome::Quit => break,
                     LineOutcome::Reply(reply) => print!("{}", reply.to_text()),
@@ -160,11 +229,11 @@ mod tests {
         let db = Db::memory();
         let input = b"set k v\n\nnope\nGET k\nget\nquit\nget k\n";
         let mut output = Vec::new();
-        run_pipe(&db, &input[..], &mut output).unwrap();
+        run_pipe(&mut Local::new(&db), &input[..], &mut output).unwrap();
         assert_eq!(
             String::from_utf8(output).unwrap(),
             "OK\n\
-             (error) ERR unknown command 'nope'\n\
+             (error) ERR unknown command 'nope', with args beginning with: \n\
              \"v\"\n\
              (error) ERR wrong number of arguments for 'get' command\n"
         );
@@ -174,7 +243,7 @@ mod tests {
     fn pipe_loop_handles_crlf_and_a_last_line_without_newline() {
         let db = Db::memory();
         let mut output = Vec::new();
-        run_pipe(&db, &b"set k v\r\nget k"[..], &mut output).unwrap();
+        run_pipe(&mut Local::new(&db), &b"set k v\r\nget k"[..], &mut output).unwrap();
         assert_eq!(String::from_utf8(output).unwrap(), "OK\n\"v\"\n");
     }
 }

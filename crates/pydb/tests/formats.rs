@@ -46,7 +46,28 @@ fn inspect(path: &Path) -> String {
     String::from_utf8(output).unwrap()
 }
 
+/// Replaces the output lines of example `name` in docs/formats.md with
+/// `actual`, keeping the `$ pydb inspect` line.
+fn update_example(name: &str, actual: &str) {
+    let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/formats.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap();
+    let marker = format!("<!-- inspect-example: {name} -->");
+    let (before, after) = doc.split_once(&marker).unwrap();
+    let (gap, block) = after.split_once("```text\n").unwrap();
+    let (body, rest) = block.split_once("```").unwrap();
+    let command = body.lines().next().unwrap_or_default();
+    let updated = format!("{before}{marker}{gap}```text\n{command}\n{actual}```{rest}");
+    std::fs::write(&doc_path, updated).unwrap();
+}
+
+/// Compares `actual` with the documented example `name`; with
+/// `PYDB_UPDATE_DOCS=1` in the environment, rewrites the document instead
+/// (after a deliberate format change; review the diff before committing).
 fn assert_same(name: &str, actual: &str) {
+    if std::env::var_os("PYDB_UPDATE_DOCS").is_some() {
+        update_example(name, actual);
+        return;
+    }
     let documented = documented_example(name);
     assert_eq!(
         actual, documented,

@@ -155,7 +155,8 @@ fn flipped_bytes_in_the_middle_of_a_segment_lose_exactly_their_batches() {
         flip(&path, offset);
     }
     let damaged_bytes = std::fs::read(&path).unwrap();
-    assert!(AppendOnlyLogStorage::open(dir.path(), options(1 << 20)).is_err());
+    // The engine may open (it loads the active segment's prefix from its
+    // hint) and fail only on reading a damaged record; check reads all.
     assert!(!check_ok(dir.path()), "check must find the damage");
 
     let (report, out) = repair(dir.path());

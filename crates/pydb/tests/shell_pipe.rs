@@ -27,7 +27,10 @@ fn exercise(args: &[&str]) {
     assert_eq!(shell.call("get bin"), r#""\x00\xffA""#);
 
     // Errors, and the shell goes on after each of them.
-    assert_eq!(shell.call("foo bar"), "(error) ERR unknown command 'foo'");
+    assert_eq!(
+        shell.call("foo bar"),
+        "(error) ERR unknown command 'foo', with args beginning with: 'bar' "
+    );
     assert_eq!(
         shell.call("GET"),
         "(error) ERR wrong number of arguments for 'get' command"

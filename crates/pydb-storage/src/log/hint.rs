@@ -162,6 +162,37 @@ pub fn decode_hint(
     segment_id: u64,
     segment_len: u64,
 ) -> Result<(HintHeader, Vec<HintEntry>), String> {
+    decode(bytes, segment_id, segment_len, Coverage::Whole)
+}
+
+/// Decodes the hint of the *last* segment, which may describe only a
+/// prefix of it: the hint written on a clean close, before more appends
+/// (or a crash's torn tail) made the segment longer. Accepts a hint whose
+/// segment length is at most `segment_len`; every entry must lie inside
+/// the length the hint records. The caller scans the rest of the segment.
+pub fn decode_hint_prefix(
+    bytes: &[u8],
+    segment_id: u64,
+    segment_len: u64,
+) -> Result<(HintHeader, Vec<HintEntry>), String> {
+    decode(bytes, segment_id, segment_len, Coverage::Prefix)
+}
+
+/// How much of its segment a hint must describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coverage {
+    /// All of it: a sealed segment never changes.
+    Whole,
+    /// A prefix: the last segment may have grown since.
+    Prefix,
+}
+
+fn decode(
+    bytes: &[u8],
+    segment_id: u64,
+    segment_len: u64,
+    coverage: Coverage,
+) -> Result<(HintHeader, Vec<HintEntry>), String> {
     let header = bytes
         .get(..HINT_HEADER_LEN)
         .ok_or("shorter than its header")?;
@@ -184,12 +215,19 @@ pub fn decode_hint(
     if hint.segment_id != segment_id {
         return Err(format!("describes segment {}", hint.segment_id));
     }
-    if hint.segment_len != segment_len {
+    let fits = match coverage {
+        Coverage::Whole => hint.segment_len == segment_len,
+        Coverage::Prefix => hint.segment_len <= segment_len,
+    };
+    if !fits {
         return Err(format!(
             "describes a segment of {} bytes, the segment has {segment_len}",
             hint.segment_len
         ));
     }
+    // Entries are checked against the length the hint describes: bytes
+    // appended after it was written are not the hint's business.
+    let segment_len = hint.segment_len;
     let count = u64_at(header, ENTRY_COUNT_OFFSET);
     // Never trust a count to size an allocation: each entry takes at least
     // its fixed header, so the bytes present bound the real count.
@@ -280,6 +318,27 @@ pub fn read_hint<O: FileOpener>(
     segment_id: u64,
     segment_len: u64,
 ) -> Result<Option<(HintHeader, Vec<HintEntry>)>, String> {
+    read(opener, dir, segment_id, segment_len, Coverage::Whole)
+}
+
+/// Reads and checks the hint of the last segment `segment_id`, which may
+/// describe a prefix of it (see [`decode_hint_prefix`]).
+pub fn read_hint_prefix<O: FileOpener>(
+    opener: &O,
+    dir: &Path,
+    segment_id: u64,
+    segment_len: u64,
+) -> Result<Option<(HintHeader, Vec<HintEntry>)>, String> {
+    read(opener, dir, segment_id, segment_len, Coverage::Prefix)
+}
+
+fn read<O: FileOpener>(
+    opener: &O,
+    dir: &Path,
+    segment_id: u64,
+    segment_len: u64,
+    coverage: Coverage,
+) -> Result<Option<(HintHeader, Vec<HintEntry>)>, String> {
     let path = hint_path(dir, segment_id);
     if !path.exists() {
         return Ok(None);
@@ -289,7 +348,7 @@ pub fn read_hint<O: FileOpener>(
     let len = usize::try_from(len).map_err(|_| "hint larger than memory".to_string())?;
     let mut bytes = vec![0u8; len];
     file.read_at(0, &mut bytes).map_err(|e| e.to_string())?;
-    decode_hint(&bytes, segment_id, segment_len).map(Some)
+    decode(&bytes, segment_id, segment_len, coverage).map(Some)
 }
 
 /// Removes the hint of `segment_id` if it exists.
@@ -434,6 +493,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_prefix_hint_accepts_a_longer_segment_only() {
+        let (header, entries) = sample();
+        let bytes = encode_hint(&header, &entries);
+        assert_eq!(
+            decode_hint_prefix(&bytes, 3, 5000).unwrap(),
+            (header, entries.clone())
+        );
+        assert!(decode_hint_prefix(&bytes, 3, 1000).is_ok());
+        assert!(
+            decode_hint_prefix(&bytes, 3, 999).is_err(),
+            "the segment shrank"
+        );
+        assert!(
+            decode_hint(&bytes, 3, 5000).is_err(),
+            "a sealed hint is exact"
+        );
+        // Entries must lie inside the length the hint describes, even when
+        // the segment is longer now.
+        let mut past = entries;
+        past[1].offset = 990;
+        let bytes = encode_hint(&header, &past);
+        assert!(decode_hint_prefix(&bytes, 3, 5000).is_err());
     }
 
     #[test]

@@ -70,10 +70,31 @@
 //! ## Reads
 //!
 //! Under the index read lock, take the key's [`Location`] and an `Arc` of
-//! its segment; release; read the record with one `pread` of exactly
-//! `len` bytes, verify its CRC, and check that it holds this key at this
-//! `seq`. A compaction that deletes the segment meanwhile does not disturb
-//! the read: the `Arc` keeps the unlinked file readable.
+//! its segment; release; read the record (exactly `len` bytes), verify its
+//! CRC, and check that it holds this key at this `seq`. A compaction that
+//! deletes the segment meanwhile does not disturb the read: the `Arc` keeps
+//! the unlinked file readable.
+//!
+//! By default ([`AppendOnlyLogStorage::open`]) segments are
+//! [`MmapFile`](pydb_file::MmapFile)s, so a read is a copy out of a
+//! read-only memory map instead of a `pread` system call. That is sound
+//! here because a segment only ever grows while the engine runs (appends
+//! go through `pwrite`, and the map never covers more than the length
+//! written), and the only truncations happen where no read can be in
+//! flight: the torn tail and the restart of an empty last segment are cut
+//! at open, before the engine exists, and `MmapFile::set_len` drops its map
+//! under an exclusive lock before it truncates anyway. Other processes are
+//! kept out by the directory lock. Any other [`FileOpener`] works through
+//! [`AppendOnlyLogStorage::open_with`] (e.g. `MonolithicOpener` for plain
+//! `pread`s, or a fault-injecting opener in tests).
+//!
+//! ## Close and reopen
+//!
+//! Opening rebuilds the index: from the hint file of each sealed segment,
+//! and, for the active segment, from the hint a clean close writes for it
+//! (after syncing). If the segment grew after that hint (the database was
+//! opened and written to again, then crashed), only the bytes after the
+//! hinted prefix are scanned; the `open_scanned_bytes` stat says how many.
 //!
 //! ## Deletes
 //!
@@ -99,7 +120,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use pydb_file::{File, FileOpener, MonolithicOpener, SegmentedFile};
+use pydb_file::{File, FileOpener, MmapOpener, SegmentedFile};
 use pydb_index::{BTreeIndex, Index};
 use pydb_wal::{LogWriter, record_len};
 
@@ -180,7 +201,7 @@ impl LogOptions {
 
 /// The append-only log engine, generic over the file type (so that tests
 /// can inject faults) and over the index (hash map, B-tree, skip list).
-pub struct AppendOnlyLogStorage<O = MonolithicOpener, I = BTreeIndex<Location>>
+pub struct AppendOnlyLogStorage<O = MmapOpener, I = BTreeIndex<Location>>
 where
     O: FileOpener + 'static,
     I: Index<Location> + 'static,
@@ -190,10 +211,11 @@ where
 }
 
 impl AppendOnlyLogStorage {
-    /// Opens (or creates) the database in `dir` with plain files and the
-    /// B-tree index.
+    /// Opens (or creates) the database in `dir` with memory-mapped files
+    /// ([`MmapOpener`]: reads copy out of a map, writes use `pwrite`) and
+    /// the B-tree index.
     pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
-        Self::open_with(dir, MonolithicOpener, BTreeIndex::new(), options)
+        Self::open_with(dir, MmapOpener, BTreeIndex::new(), options)
     }
 }
 
@@ -232,6 +254,7 @@ where
             compactions: AtomicU64::new(0),
             torn_tails_recovered: AtomicU64::new(recovered.torn_tails),
             torn_bytes: AtomicU64::new(recovered.torn_bytes),
+            open_scanned_bytes: recovered.scanned_bytes,
             _lock: lock,
         });
         for job in recovered.hints {
@@ -293,8 +316,9 @@ where
         // Stop compaction first (it holds the shared state), then make
         // whatever the sync policy left in the page cache durable.
         self.compactor.take();
-        if let Err(err) = self.shared.flush() {
-            tracing::warn!(%err, "sync on close failed");
+        match self.shared.flush() {
+            Ok(()) => self.shared.write_active_hint(),
+            Err(err) => tracing::warn!(%err, "sync on close failed"),
         }
     }
 }
@@ -467,6 +491,8 @@ pub(crate) struct Shared<O: FileOpener + 'static, I> {
     compactions: AtomicU64,
     torn_tails_recovered: AtomicU64,
     torn_bytes: AtomicU64,
+    /// Bytes of segments the last open had to scan (not covered by hints).
+    open_scanned_bytes: u64,
     _lock: DirLock,
 }
 
@@ -738,6 +764,36 @@ where
         }
     }
 
+    /// Writes a hint for the active segment, on a clean close, so that the
+    /// next open reads its keys from the hint instead of scanning its values.
+    ///
+    /// Called after a successful `flush`: every byte the hint describes is
+    /// durable before the hint exists. If the database is opened again and
+    /// written to, the segment grows past the length the hint records; the
+    /// next open then takes the hinted prefix from the hint and scans only
+    /// the rest (see `recovery`), and sealing the segment replaces the hint.
+    fn write_active_hint(&self) {
+        if self.check_poisoned().is_err() {
+            return;
+        }
+        let job = {
+            let mut writer = self.writer.lock();
+            if !writer.active_has_data {
+                return;
+            }
+            HintJob {
+                header: HintHeader {
+                    segment_id: writer.active_id,
+                    segment_len: writer.active.end(),
+                    first_seq: writer.active_first_seq,
+                    last_seq: writer.next_seq - 1,
+                },
+                entries: std::mem::take(&mut writer.pending_hint),
+            }
+        };
+        self.write_hint(&job);
+    }
+
     fn flush(&self) -> Result<()> {
         let active = Arc::clone(&self.writer.lock().active);
         self.poison_on_error(|| Ok(active.sync()?))
@@ -788,6 +844,7 @@ where
                     self.torn_tails_recovered.load(Ordering::Relaxed),
                 ),
                 ("torn_bytes", self.torn_bytes.load(Ordering::Relaxed)),
+                ("open_scanned_bytes", self.open_scanned_bytes),
                 ("index_memory_bytes", index_memory),
             ],
         }

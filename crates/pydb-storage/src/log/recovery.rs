@@ -11,7 +11,9 @@
 //!    Anything else there is damage, reported with file and offset: an
 //!    interrupted append only ever tears the *last* segment, because a
 //!    segment is synced and sealed before the next one is created.
-//! 3. Scan the last segment and truncate its torn tail (counted in the
+//! 3. Scan the last segment and truncate its torn tail; if a clean close
+//!    left a hint for it, take the part the hint covers from the hint and
+//!    scan only the bytes appended after it (counted in the
 //!    stats). An empty or header-only last segment is a crash right after
 //!    its creation: it is restarted. A last segment that ends with `seal` is
 //!    a crash between sealing and creating the next: a new one is started.
@@ -40,7 +42,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pydb_file::{File, FileOpener, SegmentedFile};
 use pydb_index::Index;
-use pydb_wal::{LogWriter, Scanner};
+use pydb_wal::{LogWriter, Scanner, Tail};
 
 use super::entry::{EntryKind, decode_entry};
 use super::hint::{self, HintEntry, HintHeader};
@@ -56,6 +58,9 @@ pub(crate) struct Recovered<F: File + 'static, I> {
     pub index: IndexState<I>,
     pub torn_tails: u64,
     pub torn_bytes: u64,
+    /// Bytes of segments read record by record because no hint covered
+    /// them (the rest came from hints).
+    pub scanned_bytes: u64,
     /// Hints to (re)write once the engine is up.
     pub hints: Vec<HintJob>,
 }
@@ -78,14 +83,14 @@ struct Replay<I> {
 
 impl<I: Index<Location>> Replay<I> {
     fn apply(&mut self, segment: u64, entry: &HintEntry) {
-        let current = self.index.get(&entry.key).map(|l| l.seq);
         match entry.kind {
             EntryKind::Set => {
-                let deleted_later = self
-                    .tombstones
-                    .get(&entry.key)
-                    .is_some_and(|&t| t > entry.seq);
-                if deleted_later || current.is_some_and(|seq| seq > entry.seq) {
+                let deleted_later = !self.tombstones.is_empty()
+                    && self
+                        .tombstones
+                        .get(&entry.key)
+                        .is_some_and(|&t| t > entry.seq);
+                if deleted_later {
                     return;
                 }
                 let location = Location {
@@ -94,9 +99,17 @@ impl<I: Index<Location>> Replay<I> {
                     len: entry.len,
                     seq: entry.seq,
                 };
-                self.index.insert(entry.key.clone(), location);
+                // Insert first, and put the old location back in the rare
+                // case it was newer: one descent of the index per key
+                // instead of a lookup and then an insert.
+                if let Some(old) = self.index.insert(entry.key.clone(), location)
+                    && old.seq > entry.seq
+                {
+                    self.index.insert(entry.key.clone(), old);
+                }
             }
             _ => {
+                let current = self.index.get(&entry.key).map(|l| l.seq);
                 if current.is_some_and(|seq| seq < entry.seq) {
                     self.index.remove(&entry.key);
                 }
@@ -161,6 +174,7 @@ where
     let mut hints = Vec::new();
     let mut torn_tails = 0;
     let mut torn_bytes = 0;
+    let mut scanned_bytes = 0;
     let mut last = Last::Fresh;
 
     for (position, &id) in ids.iter().enumerate() {
@@ -174,15 +188,17 @@ where
         let is_last = position + 1 == ids.len();
         if !is_last {
             let (header, entries, rebuilt) = load_sealed(segments, id, &file)?;
+            if rebuilt {
+                scanned_bytes += header.segment_len;
+            }
             loaded.push(replay_segment(&mut replay, &header, &entries));
             if rebuilt {
                 hints.push(HintJob { header, entries });
             }
             continue;
         }
-        let mut scanner = Scanner::new(&*file)?;
-        let scanned = scan_segment(&*file, &mut scanner)?;
-        let tail = scanner.truncate_torn_tail()?;
+        let (scanned, tail, scanned_from) = scan_last(segments, id, &file)?;
+        scanned_bytes += tail.file_len.saturating_sub(scanned_from);
         if tail.torn_bytes() > 0 {
             torn_tails += 1;
             torn_bytes += tail.torn_bytes();
@@ -312,6 +328,7 @@ where
         index: IndexState { index, usage },
         torn_tails,
         torn_bytes,
+        scanned_bytes,
         hints,
     })
 }
@@ -395,11 +412,129 @@ fn load_sealed<O: FileOpener>(
     Ok((header, scanned.entries, true))
 }
 
+/// Reads the last segment and truncates its torn tail. The part that a
+/// hint describes (written on the last clean close, see
+/// `AppendOnlyLogStorage`'s `Drop`) is taken from the hint; only the bytes
+/// after it are scanned. Without a usable hint, the whole segment is.
+fn scan_last<O: FileOpener>(
+    segments: &SegmentedFile<O>,
+    id: u64,
+    file: &Arc<O::File>,
+) -> Result<(Scanned, Tail, u64)> {
+    let path = segments.segment_path(id);
+    let len = file.len()?;
+    let hinted = match hint::read_hint_prefix(segments.opener(), segments.dir(), id, len) {
+        Ok(Some((header, entries))) => match check_prefix_hint(&**file, &header, &entries) {
+            Ok(end) => Some((header, entries, end)),
+            Err(reason) => {
+                tracing::warn!(segment = %path.display(), %reason, "hint of the last segment unusable; scanning it whole");
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(reason) => {
+            tracing::warn!(segment = %path.display(), %reason, "hint of the last segment unusable; scanning it whole");
+            None
+        }
+    };
+    if let Some((header, entries, end)) = hinted {
+        // The records before `end` were synced before the hint was written,
+        // and a segment's bytes are never rewritten, only appended to: they
+        // are still what the hint says. Scan what came after.
+        let mut scanner = Scanner::from_offset(&**file, end)?;
+        let mut scanned = Scanned {
+            begin: Some(header.first_seq),
+            seal: None,
+            entries,
+        };
+        scan_records(&**file, &mut scanner, &mut scanned)?;
+        let tail = scanner.truncate_torn_tail()?;
+        return Ok((scanned, tail, end));
+    }
+    let mut scanner = Scanner::new(&**file)?;
+    let scanned = scan_segment(&**file, &mut scanner)?;
+    let tail = scanner.truncate_torn_tail()?;
+    Ok((scanned, tail, 0))
+}
+
+/// Checks a hint of the last segment against the segment before trusting
+/// it, and returns the offset where its records end (where scanning goes
+/// on). The checks are cheap: two point reads and arithmetic.
+///
+/// - The entries must be contiguous, right after the `begin` record, with
+///   strictly increasing seqs: exactly the shape the writer produces. So
+///   the end of the last entry is a record (and batch) boundary.
+/// - The `begin` record and the last entry's record are read and verified
+///   (CRC, kind, seq, key): the hint belongs to this incarnation of the
+///   segment, not to a file that was replaced under the same name.
+///
+/// A hint that passes and still lies could only make a later point read
+/// fail its own checks; it can never make a read return a wrong value.
+fn check_prefix_hint<F: File>(
+    file: &F,
+    header: &HintHeader,
+    entries: &[HintEntry],
+) -> std::result::Result<u64, String> {
+    let begin_at = pydb_wal::FILE_HEADER_LEN as u64;
+    let begin = read_entry(file, begin_at, None)?;
+    if begin.kind != EntryKind::Begin || begin.seq != header.first_seq {
+        return Err(format!(
+            "the segment begins with a {:?} at seq {}, the hint says begin at {}",
+            begin.kind, begin.seq, header.first_seq
+        ));
+    }
+    let mut end = begin_at + pydb_wal::record_len(super::entry::ENTRY_HEADER_LEN);
+    let mut floor = header.first_seq;
+    for (i, entry) in entries.iter().enumerate() {
+        if entry.offset != end || entry.seq < floor {
+            return Err(format!("entry {i} is not where the previous one ends"));
+        }
+        end = entry.offset + u64::from(entry.len);
+        floor = entry.seq.saturating_add(1);
+    }
+    if end > header.segment_len {
+        return Err("entries run past the length the hint describes".into());
+    }
+    if let Some(last) = entries.last() {
+        let record = read_entry(file, last.offset, Some(last.len))?;
+        if record.kind != last.kind || record.seq != last.seq || record.key != last.key {
+            return Err("the last entry does not match its record".into());
+        }
+    }
+    Ok(end)
+}
+
+/// Reads and decodes the entry of the record at `offset` (of length `len`
+/// if known), as a reason to distrust a hint if anything is wrong.
+fn read_entry<F: File>(
+    file: &F,
+    offset: u64,
+    len: Option<u32>,
+) -> std::result::Result<super::entry::Entry, String> {
+    let record = match len {
+        Some(len) => pydb_wal::read_record_exact(file, offset, len as usize),
+        None => pydb_wal::read_record_at(file, offset),
+    }
+    .map_err(|e| e.to_string())?;
+    decode_entry(&record.payload).map_err(|e| e.to_string())
+}
+
 /// Reads every complete batch of a segment, checking the framing: `begin`
 /// first, `seal` last if at all, and sets and deletes with strictly
 /// increasing seqs inside the covered range.
 fn scan_segment<F: File>(file: &F, scanner: &mut Scanner<'_, F>) -> Result<Scanned> {
     let mut scanned = Scanned::default();
+    scan_records(file, scanner, &mut scanned)?;
+    Ok(scanned)
+}
+
+/// Scans the batches left in `scanner` into `scanned`, which holds what
+/// came before them (nothing, or the entries of a hint).
+fn scan_records<F: File>(
+    file: &F,
+    scanner: &mut Scanner<'_, F>,
+    scanned: &mut Scanned,
+) -> Result<()> {
     let bad = |offset: u64, reason: &str| Error::corrupted(file.path(), offset, reason);
     while let Some(batch) = scanner.next_batch()? {
         for record in batch {
@@ -444,7 +579,7 @@ fn scan_segment<F: File>(file: &F, scanner: &mut Scanner<'_, F>) -> Result<Scann
             }
         }
     }
-    Ok(scanned)
+    Ok(())
 }
 
 /// Finds the inputs of an interrupted compaction (segments whose non-empty

@@ -4,10 +4,13 @@
 //! stall every writer for as long as the caller takes to consume it), so it
 //! works in chunks:
 //!
-//! - with an ordered index, take up to [`SCAN_CHUNK`] keys of the range under
-//!   the read lock, each with its location and an `Arc` of its segment;
-//!   release the lock; read the values; continue after the last key
-//!   (`Bound::Excluded`);
+//! - with an ordered index, take a chunk of keys of the range under the
+//!   read lock, each with its location and an `Arc` of its segment; release
+//!   the lock; read the values; continue after the last key
+//!   (`Bound::Excluded`). The first chunk is small ([`FIRST_SCAN_CHUNK`])
+//!   and each next one twice as large, up to [`SCAN_CHUNK`]: a scan that
+//!   stops after a few keys (a page of results) locates a few keys, and a
+//!   long scan still takes the lock rarely;
 //! - with an unordered index (a hash map), collect the matching keys once,
 //!   sort them, then look them up a chunk at a time the same way.
 //!
@@ -30,7 +33,9 @@ use super::{Location, Shared, read_value};
 use crate::Result;
 use crate::engine::KeyRange;
 
-/// Keys taken from the index per acquisition of its read lock.
+/// Keys taken from the index by the first acquisition of its read lock...
+pub const FIRST_SCAN_CHUNK: usize = 16;
+/// ... and at most, per acquisition, as the chunks double.
 pub const SCAN_CHUNK: usize = 256;
 
 /// A scan over an [`super::AppendOnlyLogStorage`].
@@ -44,6 +49,8 @@ pub(crate) struct LogScan<'a, O: FileOpener + 'static, I> {
     sorted_keys: Option<VecDeque<Bytes>>,
     /// Keys located and ready to be read.
     ready: VecDeque<(Bytes, Location, Arc<O::File>)>,
+    /// How many keys the next chunk takes.
+    chunk: usize,
     /// The index has no more keys for this scan.
     exhausted: bool,
 }
@@ -61,6 +68,7 @@ where
             next_start,
             sorted_keys: None,
             ready: VecDeque::new(),
+            chunk: FIRST_SCAN_CHUNK,
             exhausted: false,
         }
     }
@@ -72,14 +80,16 @@ where
             let start = self.next_start.as_ref().map(|b| b.as_ref());
             let end = self.range.end.as_ref().map(|b| b.as_ref());
             let mut taken = 0;
-            for (key, location) in state.index.range(start, end).take(SCAN_CHUNK) {
-                let segment = self.shared.segment(location)?;
+            let mut segments = SegmentCache::default();
+            for (key, location) in state.index.range(start, end).take(self.chunk) {
+                let segment = segments.get(self.shared, location)?;
                 self.ready.push_back((key.clone(), *location, segment));
                 taken += 1;
             }
             match self.ready.back() {
-                Some((last, _, _)) if taken == SCAN_CHUNK => {
+                Some((last, _, _)) if taken == self.chunk => {
                     self.next_start = Bound::Excluded(last.clone());
+                    self.chunk = (self.chunk * 2).min(SCAN_CHUNK);
                 }
                 _ => self.exhausted = true,
             }
@@ -96,12 +106,13 @@ where
             keys.into()
         });
         let mut taken = 0;
+        let mut segments = SegmentCache::default();
         while taken < SCAN_CHUNK {
             let Some(key) = keys.pop_front() else { break };
             taken += 1;
             // Deleted since the keys were collected: skip it.
             if let Some(location) = state.index.get(&key) {
-                let segment = self.shared.segment(location)?;
+                let segment = segments.get(self.shared, location)?;
                 self.ready.push_back((key, *location, segment));
             }
         }
@@ -109,6 +120,36 @@ where
             self.exhausted = true;
         }
         Ok(())
+    }
+}
+
+/// The segment of the previous key of a chunk: neighbouring keys mostly
+/// live in the same segment, and reusing its `Arc` saves a lookup (and a
+/// lock) per key in the segment map.
+struct SegmentCache<F> {
+    last: Option<(u64, Arc<F>)>,
+}
+
+impl<F> Default for SegmentCache<F> {
+    fn default() -> Self {
+        Self { last: None }
+    }
+}
+
+impl<F> SegmentCache<F> {
+    fn get<O, I>(&mut self, shared: &Shared<O, I>, location: &Location) -> Result<Arc<F>>
+    where
+        O: FileOpener<File = F> + 'static,
+        I: Index<Location> + 'static,
+    {
+        if let Some((id, segment)) = &self.last
+            && *id == location.segment
+        {
+            return Ok(Arc::clone(segment));
+        }
+        let segment = shared.segment(location)?;
+        self.last = Some((location.segment, Arc::clone(&segment)));
+        Ok(segment)
     }
 }
 

@@ -1,0 +1,397 @@
+//! One client connection: read requests, answer them in order.
+//!
+//! ```text
+//!   read() ──► input buffer ──► RequestParser ──► Command ──► Reply
+//!                 ▲                (every complete         │
+//!                 │                 request in it)         ▼
+//!                 └───────── write() once ◄──── output buffer
+//! ```
+//!
+//! The loop parses every complete request the input buffer holds before
+//! writing, so a pipeline of N requests costs one `read` and one `write`,
+//! and replies leave in request order because they are appended in that
+//! order. The buffers are reused from request to request.
+//!
+//! ## Pipelined SETs share one write
+//!
+//! A run of plain `SET`s in one pipeline is applied as one
+//! [`WriteBatch`]: one append to the log and, with `--sync always`, one
+//! `fsync` for the run instead of one per `SET` (Redis likewise writes
+//! its append-only file once per event-loop turn). This is safe because no
+//! reply to any of them has left yet: the client cannot tell them apart
+//! from sixteen `SET`s that happened to land together. The run ends at
+//! any other command, which then sees every `SET` before it. If the batch
+//! fails as a whole (say one key is empty), nothing of it was written, and
+//! the `SET`s are run one by one so that each gets its own reply.
+//!
+//! Invariants:
+//! - the input buffer never exceeds [`ServerConfig::max_query_bytes`]
+//!   (a request that would need more is refused and the connection closed);
+//! - after a [`ProtocolError`](super::resp::ProtocolError) the connection
+//!   sends one error reply and closes: the stream can no longer be framed;
+//! - until `AUTH` succeeds (when a password is set) the only commands
+//!   served are `AUTH` and `QUIT`, and requests are held to
+//!   [`Limits::UNAUTHENTICATED`].
+//!
+//! [`ServerConfig::max_query_bytes`]: super::ServerConfig::max_query_bytes
+
+use std::fmt;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::resp::{self, Limits, Parsed, RequestParser};
+use super::{ClientInfo, Shared};
+use crate::Db;
+use crate::command::{ClientCommand, Command};
+use crate::db::WriteBatch;
+use crate::reply::Reply;
+
+/// The input buffer's starting size, and the size it shrinks back to after
+/// a large request.
+const INITIAL_BUFFER: usize = 16 << 10;
+
+/// Why a connection ended normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The client closed its side.
+    ClientClosed,
+    /// The client sent `QUIT`.
+    Quit,
+    /// A request broke the protocol or a limit.
+    ProtocolError,
+    /// The client was idle longer than `--timeout`.
+    IdleTimeout,
+}
+
+impl fmt::Display for Ended {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Ended::ClientClosed => "client closed the connection",
+            Ended::Quit => "quit",
+            Ended::ProtocolError => "protocol error",
+            Ended::IdleTimeout => "idle timeout",
+        })
+    }
+}
+
+/// What to do after a request.
+enum Flow {
+    Continue,
+    Close(Ended),
+}
+
+/// The state of one connection.
+pub struct Connection {
+    stream: TcpStream,
+    db: Db,
+    shared: Arc<Shared>,
+    info: Arc<ClientInfo>,
+    parser: RequestParser,
+    authenticated: bool,
+    /// Received bytes: `input[start..end]` is not parsed yet.
+    input: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Encoded replies waiting for the next write.
+    output: Vec<u8>,
+    /// The run of plain `SET`s not applied yet (see the module doc).
+    pending_sets: WriteBatch,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        stream: TcpStream,
+        db: Db,
+        shared: Arc<Shared>,
+        info: Arc<ClientInfo>,
+    ) -> Self {
+        let authenticated = shared.config.requirepass.is_none();
+        let parser = RequestParser::new(limits_for(&shared, authenticated));
+        Self {
+            stream,
+            db,
+            shared,
+            info,
+            parser,
+            authenticated,
+            input: vec![0; INITIAL_BUFFER],
+            start: 0,
+            end: 0,
+            output: Vec::with_capacity(INITIAL_BUFFER),
+            pending_sets: WriteBatch::new(),
+        }
+    }
+
+    /// Serves the client until it leaves, errs, or the server shuts down.
+    pub fn serve(mut self) -> std::io::Result<Ended> {
+        // Replies must leave as soon as they are written: Nagle's
+        // algorithm would hold a small reply back waiting for an ACK.
+        self.stream.set_nodelay(true)?;
+        self.stream.set_read_timeout(self.shared.config.timeout)?;
+        loop {
+            let flow = self.answer_buffered();
+            if !self.output.is_empty() {
+                self.stream.write_all(&self.output)?;
+                self.output.clear();
+            }
+            if let Flow::Close(reason) = flow {
+                return Ok(reason);
+            }
+            if let Some(reason) = self.make_room() {
+                return Ok(reason);
+            }
+            let free = self.input.get_mut(self.end..).unwrap_or_default();
+            match self.stream.read(free) {
+                Ok(0) => return Ok(Ended::ClientClosed),
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return Ok(Ended::IdleTimeout);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Parses and answers every complete request in the input buffer.
+    fn answer_buffered(&mut self) -> Flow {
+        let mut commands = 0;
+        let flow = loop {
+            let pending = self.input.get(self.start..self.end).unwrap_or_default();
+            match self.parser.parse(pending) {
+                Ok(Parsed::Incomplete) => break Flow::Continue,
+                Ok(Parsed::Request { args, consumed }) => {
+                    self.start += consumed;
+                    if args.is_empty() {
+                        continue;
+                    }
+                    commands += 1;
+                    if let Flow::Close(reason) = self.answer(&args) {
+                        break Flow::Close(reason);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(id = self.info.id, error = %e, "protocol error");
+                    self.apply_pending_sets();
+                    resp::encode_reply(&e.to_reply(), &mut self.output);
+                    break Flow::Close(Ended::ProtocolError);
+                }
+            }
+        };
+        self.apply_pending_sets();
+        if commands > 0 {
+            self.shared
+                .total_commands
+                .fetch_add(commands, Ordering::Relaxed);
+        }
+        flow
+    }
+
+    /// Makes room in the input buffer for the next read: moves the
+    /// unparsed bytes to the front, grows it up to the query limit, or
+    /// refuses a request that would not fit.
+    fn make_room(&mut self) -> Option<Ended> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            // After a large request, give the memory back.
+            if self.input.len() > 4 * INITIAL_BUFFER {
+                self.input = vec![0; INITIAL_BUFFER];
+            }
+        }
+        if self.end < self.input.len() {
+            return None;
+        }
+        if self.start > 0 {
+            self.input.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            return None;
+        }
+        let limit = self.shared.config.max_query_bytes;
+        if self.input.len() >= limit {
+            let reply = Reply::Error(format!(
+                "ERR Protocol error: request larger than the query buffer limit ({limit} bytes)"
+            ));
+            resp::encode_reply(&reply, &mut self.output);
+            let _ = self.stream.write_all(&self.output);
+            return Some(Ended::ProtocolError);
+        }
+        let grown = self.input.len().saturating_mul(2).min(limit);
+        self.input.resize(grown, 0);
+        None
+    }
+
+    /// Answers one request into the output buffer.
+    fn answer(&mut self, args: &[Bytes]) -> Flow {
+        let command = match Command::parse(args) {
+            Ok(Command::Set {
+                key,
+                value,
+                condition: None,
+            }) if self.authenticated => {
+                self.pending_sets.set(key, value);
+                return Flow::Continue;
+            }
+            other => other,
+        };
+        // Any other reply must come after the SETs sent before it, and
+        // any other command must see them.
+        self.apply_pending_sets();
+        let command = match command {
+            Ok(command) => command,
+            Err(e) => {
+                resp::encode_reply(&e.into(), &mut self.output);
+                return Flow::Continue;
+            }
+        };
+        if !self.authenticated && !matches!(command, Command::Auth { .. } | Command::Quit) {
+            self.reply(&Reply::Error("NOAUTH Authentication required.".into()));
+            return Flow::Continue;
+        }
+        match command {
+            Command::Quit => {
+                self.reply(&Reply::ok());
+                return Flow::Close(Ended::Quit);
+            }
+            Command::Auth { username, password } => {
+                let reply = self.auth(username.as_deref(), &password);
+                self.reply(&reply);
+            }
+            Command::Client(sub) => {
+                let reply = self.client(sub);
+                self.reply(&reply);
+            }
+            command => {
+                let reply = command.execute_in(&self.db, &*self.shared);
+                self.reply(&reply);
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Applies the pending run of `SET`s and appends their replies.
+    fn apply_pending_sets(&mut self) {
+        match self.pending_sets.len() {
+            0 => return,
+            1 => {
+                if let Some(crate::db::BatchOp::Set { key, value }) =
+                    self.pending_sets.ops().first()
+                {
+                    let reply = match self.db.set(key, value) {
+                        Ok(()) => Reply::ok(),
+                        Err(e) => Reply::err(e),
+                    };
+                    self.reply(&reply);
+                }
+            }
+            n => match self.db.write_batch(&self.pending_sets) {
+                Ok(()) => {
+                    for _ in 0..n {
+                        self.output.extend_from_slice(b"+OK\r\n");
+                    }
+                }
+                Err(_) => {
+                    let batch = std::mem::take(&mut self.pending_sets);
+                    for op in batch.ops() {
+                        if let crate::db::BatchOp::Set { key, value } = op {
+                            let reply = match self.db.set(key, value) {
+                                Ok(()) => Reply::ok(),
+                                Err(e) => Reply::err(e),
+                            };
+                            self.reply(&reply);
+                        }
+                    }
+                }
+            },
+        }
+        self.pending_sets = WriteBatch::new();
+    }
+
+    fn reply(&mut self, reply: &Reply) {
+        resp::encode_reply(reply, &mut self.output);
+    }
+
+    /// `AUTH [username] password`.
+    fn auth(&mut self, username: Option<&[u8]>, password: &[u8]) -> Reply {
+        let Some(expected) = &self.shared.config.requirepass else {
+            return Command::Auth {
+                username: None,
+                password: Bytes::new(),
+            }
+            .execute(&self.db);
+        };
+        let user_ok = username.is_none_or(|u| u == b"default");
+        if user_ok && constant_time_eq(expected.as_bytes(), password) {
+            self.authenticated = true;
+            self.parser
+                .set_limits(limits_for(&self.shared, self.authenticated));
+            Reply::ok()
+        } else {
+            tracing::info!(id = self.info.id, peer = %self.info.addr, "failed AUTH");
+            Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
+        }
+    }
+
+    /// The `CLIENT` subcommands.
+    fn client(&mut self, sub: ClientCommand) -> Reply {
+        match sub {
+            ClientCommand::SetName(name) => {
+                *self.info.name.lock() = (!name.is_empty()).then_some(name);
+                Reply::ok()
+            }
+            ClientCommand::GetName => Reply::Bulk(self.info.name.lock().clone()),
+            ClientCommand::Id => Reply::Integer(i64::try_from(self.info.id).unwrap_or(i64::MAX)),
+            ClientCommand::SetInfo => Reply::ok(),
+            ClientCommand::List => Reply::bulk(self.shared.client_list()),
+            ClientCommand::Info => Reply::bulk(self.info.line() + "\n"),
+            // `ClientCommand` is non-exhaustive for other crates only.
+            #[allow(unreachable_patterns)]
+            _ => Reply::err("unsupported CLIENT subcommand"),
+        }
+    }
+}
+
+/// The request limits of a client, depending on whether it has
+/// authenticated.
+fn limits_for(shared: &Shared, authenticated: bool) -> Limits {
+    let max_bulk_len = shared.config.max_bulk_bytes;
+    if authenticated {
+        Limits {
+            max_bulk_len,
+            ..Limits::DEFAULT
+        }
+    } else {
+        Limits {
+            max_bulk_len: max_bulk_len.min(Limits::UNAUTHENTICATED.max_bulk_len),
+            ..Limits::UNAUTHENTICATED
+        }
+    }
+}
+
+/// Compares two byte strings in time that depends on their lengths only,
+/// not on where they first differ (so a wrong password does not leak, by
+/// timing, how much of it was right).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secre"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

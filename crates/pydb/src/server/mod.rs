@@ -1,0 +1,472 @@
+//! The network server: pydb speaking Redis's protocol (RESP2) over TCP, so
+//! that `redis-cli`, `redis-benchmark` and every language's Redis client
+//! work with pydb unmodified.
+//!
+//! ```text
+//!   accept loop (this module)         one thread per connection (conn.rs)
+//!   ------------------------          ----------------------------------
+//!   listener.accept()  ----spawn--->  read bytes -> RequestParser (resp.rs)
+//!   over --maxclients? -> -ERR          -> Command::parse -> execute_in(&Db)
+//!   SIGTERM -> stop, drain, flush       -> encode replies; one write per batch
+//! ```
+//!
+//! ## Why a thread per connection
+//!
+//! The alternative is an event loop (Redis's own, or mio/tokio). pydb
+//! picks threads, for two reasons:
+//!
+//! 1. **Durability is a blocking wait.** With `--sync always`, a `SET`
+//!    returns only after an `fsync`, and the WAL's group commit makes one
+//!    `fsync` cover every writer *waiting at that moment*. With one thread
+//!    per client, fifty clients writing at once are fifty waiting writers:
+//!    one `fsync` acknowledges them all. A single event-loop thread would
+//!    wait for each write's `fsync` in turn (unless it reimplemented group
+//!    commit itself, as Redis does in `beforeSleep`); an async runtime
+//!    would need a blocking pool around every write. The engines are
+//!    `Send + Sync` with `&self` methods precisely so that plain threads
+//!    can share them.
+//! 2. **It reads top to bottom.** A connection is a loop: read, parse,
+//!    execute, write. No state machine, no wakers, and the code a student
+//!    reads is the code that runs.
+//!
+//! The price is a thread (a small stack, mostly untouched) and a context
+//! switch per request per client: fine for tens to hundreds of clients,
+//! the scale of the benchmark (50). Thousands of mostly idle connections
+//! would want an event loop; `--maxclients` bounds the threads meanwhile.
+//!
+//! Throughput comes from what each thread does per read, not from the
+//! model: it parses *every* complete request in its buffer, answers them
+//! in order into one output buffer, and writes it with one `write` (so a
+//! pipeline of 16 requests costs one `read` and one `write`), with
+//! `TCP_NODELAY` so that replies leave at once.
+//!
+//! ## Safety rules
+//!
+//! - Binding to anything but loopback requires `--requirepass`, as Redis's
+//!   protected mode does: a database open to the network without a
+//!   password is a classic way to lose one.
+//! - Every request is bounded (see [`resp`]) and a connection buffers at
+//!   most [`ServerConfig::max_query_bytes`]; a malformed request gets an
+//!   error reply and that connection is closed; the server goes on.
+//! - On SIGINT or SIGTERM ([`shutdown_on_signals`]) the server stops
+//!   accepting, lets each connection finish the replies it is working on,
+//!   flushes the database (`Db::flush`), and returns, which releases the
+//!   directory lock.
+
+pub mod conn;
+pub mod resp;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+
+use crate::info::{Host, Section};
+use crate::{Db, Error, Result};
+
+/// The port `pydb server` listens on by default (Redis's is 6379).
+pub const DEFAULT_PORT: u16 = 6380;
+
+/// How long shutdown waits for connections to finish their replies before
+/// cutting them off.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the server runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The address to listen on.
+    pub bind: SocketAddr,
+    /// The password clients must send with `AUTH`; `None`: no password.
+    pub requirepass: Option<String>,
+    /// The most clients connected at once.
+    pub maxclients: usize,
+    /// The longest bulk string a request may carry.
+    pub max_bulk_bytes: usize,
+    /// The most bytes a connection buffers for requests not yet complete.
+    pub max_query_bytes: usize,
+    /// Close a client idle this long; `None`: never.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let max_bulk_bytes = resp::Limits::DEFAULT.max_bulk_len;
+        Self {
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+            requirepass: None,
+            maxclients: 10_000,
+            max_bulk_bytes,
+            max_query_bytes: query_limit_for(max_bulk_bytes),
+            timeout: None,
+        }
+    }
+}
+
+/// The query buffer limit that goes with a bulk limit: room for a request
+/// with two values of the largest size (a `SET`), and at least 1 MiB.
+pub fn query_limit_for(max_bulk_bytes: usize) -> usize {
+    max_bulk_bytes
+        .saturating_mul(2)
+        .saturating_add(64 << 10)
+        .max(1 << 20)
+}
+
+/// What every connection thread shares with the server.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    pub(crate) local_addr: SocketAddr,
+    started: Instant,
+    next_client_id: AtomicU64,
+    /// The connected clients; a connection removes itself when it ends.
+    clients: Mutex<HashMap<u64, ClientEntry>>,
+    /// Signalled whenever a client leaves (shutdown waits on it).
+    client_left: Condvar,
+    shutting_down: AtomicBool,
+    total_connections: AtomicU64,
+    pub(crate) total_commands: AtomicU64,
+    rejected_connections: AtomicU64,
+}
+
+#[derive(Debug)]
+struct ClientEntry {
+    /// A handle on the socket, to shut it down from outside the thread.
+    stream: TcpStream,
+    info: Arc<ClientInfo>,
+}
+
+/// What `CLIENT LIST` shows about a connection.
+#[derive(Debug)]
+pub(crate) struct ClientInfo {
+    pub(crate) id: u64,
+    pub(crate) addr: SocketAddr,
+    connected_at: Instant,
+    pub(crate) name: Mutex<Option<Bytes>>,
+}
+
+impl ClientInfo {
+    /// The `CLIENT LIST` line of this client.
+    pub(crate) fn line(&self) -> String {
+        let name = self.name.lock();
+        let name = name
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        format!(
+            "id={} addr={} name={} age={} db=0",
+            self.id,
+            self.addr,
+            name,
+            self.connected_at.elapsed().as_secs()
+        )
+    }
+}
+
+impl Shared {
+    /// The `CLIENT LIST` text.
+    pub(crate) fn client_list(&self) -> String {
+        let clients = self.clients.lock();
+        let mut infos: Vec<&Arc<ClientInfo>> = clients.values().map(|c| &c.info).collect();
+        infos.sort_by_key(|c| c.id);
+        infos.iter().map(|c| c.line() + "\n").collect()
+    }
+
+    fn remove_client(&self, id: u64) {
+        self.clients.lock().remove(&id);
+        self.client_left.notify_all();
+    }
+}
+
+impl Host for Shared {
+    fn info_sections(&self) -> Vec<Section> {
+        let uptime = self.started.elapsed().as_secs();
+        let connected = self.clients.lock().len();
+        vec![
+            Section::new("Server")
+                .field("tcp_port", self.local_addr.port())
+                .field("uptime_in_seconds", uptime)
+                .field("uptime_in_days", uptime / 86_400)
+                .field("io_model", "thread per connection"),
+            Section::new("Clients")
+                .field("connected_clients", connected)
+                .field("maxclients", self.config.maxclients)
+                .field("blocked_clients", 0),
+            Section::new("Stats")
+                .field(
+                    "total_connections_received",
+                    self.total_connections.load(Ordering::Relaxed),
+                )
+                .field(
+                    "total_commands_processed",
+                    self.total_commands.load(Ordering::Relaxed),
+                )
+                .field(
+                    "rejected_connections",
+                    self.rejected_connections.load(Ordering::Relaxed),
+                ),
+        ]
+    }
+
+    fn config(&self) -> Vec<(&'static str, String)> {
+        let config = &self.config;
+        vec![
+            ("bind", config.bind.ip().to_string()),
+            ("port", self.local_addr.port().to_string()),
+            ("maxclients", config.maxclients.to_string()),
+            (
+                "timeout",
+                config.timeout.map_or(0, |t| t.as_secs()).to_string(),
+            ),
+            (
+                "requirepass",
+                config.requirepass.clone().unwrap_or_default(),
+            ),
+            ("proto-max-bulk-len", config.max_bulk_bytes.to_string()),
+            (
+                "client-query-buffer-limit",
+                config.max_query_bytes.to_string(),
+            ),
+            (
+                "protected-mode",
+                if config.requirepass.is_some() {
+                    "no"
+                } else {
+                    "yes"
+                }
+                .to_string(),
+            ),
+        ]
+    }
+}
+
+/// Stops a running server from another thread (a signal handler, a test).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+}
+
+impl ShutdownHandle {
+    /// Asks the server to shut down; [`Server::run`] then returns.
+    pub fn shutdown(&self) {
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        // `accept` blocks; a connection of our own wakes it up to see the
+        // flag. A failure means it is awake anyway (or already gone).
+        let _ =
+            TcpStream::connect_timeout(&wake_addr(self.shared.local_addr), Duration::from_secs(1));
+    }
+}
+
+/// The address to connect to in order to reach a listener bound to
+/// `addr` (a wildcard address is reached through loopback).
+fn wake_addr(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+/// A bound server, ready to [`run`](Server::run).
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    db: Db,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Binds the listening socket. Refuses a non-loopback address without
+    /// a password (protected mode).
+    pub fn bind(db: Db, config: ServerConfig) -> Result<Self> {
+        if !config.bind.ip().is_loopback() && config.requirepass.is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "refusing to listen on {} without --requirepass: only loopback addresses may be \
+                 used without a password (protected mode, as in Redis)",
+                config.bind
+            )));
+        }
+        let listener =
+            TcpListener::bind(config.bind).map_err(|e| Error::io(config.bind.to_string(), e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::io(config.bind.to_string(), e))?;
+        let shared = Arc::new(Shared {
+            config,
+            local_addr,
+            started: Instant::now(),
+            next_client_id: AtomicU64::new(1),
+            clients: Mutex::new(HashMap::new()),
+            client_left: Condvar::new(),
+            shutting_down: AtomicBool::new(false),
+            total_connections: AtomicU64::new(0),
+            total_commands: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+        });
+        Ok(Self {
+            listener,
+            db,
+            shared,
+        })
+    }
+
+    /// The address the server listens on (with the real port when bound to
+    /// port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// A handle that stops the server.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Accepts and serves clients until shut down; then drains the
+    /// connections and flushes the database.
+    pub fn run(self) -> Result<()> {
+        let Server {
+            listener,
+            db,
+            shared,
+        } = self;
+        tracing::info!(addr = %shared.local_addr, "listening");
+        for stream in listener.incoming() {
+            if shared.shutting_down.load(Ordering::SeqCst) {
+                break;
+            }
+            match stream {
+                Ok(stream) => accept(&shared, &db, stream),
+                // A client that gave up before we accepted it, or a
+                // passing shortage of file descriptors: log and go on.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        drop(listener);
+        tracing::info!("shutting down: no new connections");
+        drain(&shared);
+        db.flush()?;
+        tracing::info!("database flushed; bye");
+        Ok(())
+    }
+}
+
+/// Registers a new connection and starts its thread, or turns it away.
+fn accept(shared: &Arc<Shared>, db: &Db, mut stream: TcpStream) {
+    let peer = match stream.peer_addr() {
+        Ok(peer) => peer,
+        Err(_) => return,
+    };
+    shared.total_connections.fetch_add(1, Ordering::Relaxed);
+    let mut clients = shared.clients.lock();
+    if clients.len() >= shared.config.maxclients {
+        drop(clients);
+        shared.rejected_connections.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%peer, "rejected: max number of clients reached");
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
+        return;
+    }
+    let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+    let handle = match stream.try_clone() {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "cannot register the connection");
+            return;
+        }
+    };
+    let info = Arc::new(ClientInfo {
+        id,
+        addr: peer,
+        connected_at: Instant::now(),
+        name: Mutex::new(None),
+    });
+    clients.insert(
+        id,
+        ClientEntry {
+            stream: handle,
+            info: Arc::clone(&info),
+        },
+    );
+    drop(clients);
+    let thread_shared = Arc::clone(shared);
+    let db = db.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("client-{id}"))
+        .stack_size(256 << 10)
+        .spawn(move || {
+            tracing::debug!(id, peer = %info.addr, "connected");
+            let outcome =
+                conn::Connection::new(stream, db, Arc::clone(&thread_shared), Arc::clone(&info))
+                    .serve();
+            match outcome {
+                Ok(reason) => tracing::debug!(id, %reason, "disconnected"),
+                Err(e) => tracing::debug!(id, error = %e, "connection error"),
+            }
+            thread_shared.remove_client(id);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(%peer, error = %e, "cannot start a connection thread");
+        shared.remove_client(id);
+    }
+}
+
+/// Lets every connection finish: stop their reads (a thread busy with a
+/// batch still writes its replies), wait, then cut off the stragglers.
+fn drain(shared: &Shared) {
+    let mut clients = shared.clients.lock();
+    for client in clients.values() {
+        let _ = client.stream.shutdown(Shutdown::Read);
+    }
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    while !clients.is_empty() {
+        if shared
+            .client_left
+            .wait_until(&mut clients, deadline)
+            .timed_out()
+        {
+            tracing::warn!(left = clients.len(), "clients still busy; closing them");
+            for client in clients.values() {
+                let _ = client.stream.shutdown(Shutdown::Both);
+            }
+            let again = Instant::now() + DRAIN_TIMEOUT;
+            while !clients.is_empty() {
+                if shared
+                    .client_left
+                    .wait_until(&mut clients, again)
+                    .timed_out()
+                {
+                    return;
+                }
+            }
+            return;
+        }
+    }
+}
+
+/// Shuts the server down on SIGINT or SIGTERM (from a thread that waits
+/// for them).
+pub fn shutdown_on_signals(handle: ShutdownHandle) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| Error::io("<signals>", e))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                tracing::info!(signal, "signal received");
+                handle.shutdown();
+            }
+        })
+        .map_err(|e| Error::io("<signals>", e))?;
+    Ok(())
+}
