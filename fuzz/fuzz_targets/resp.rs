@@ -39,14 +39,20 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    for args in requests.into_iter().filter(|a| !a.is_empty() && a.len() <= LIMITS.max_args) {
+    for args in requests
+        .into_iter()
+        .filter(|a| !a.is_empty() && a.len() <= LIMITS.max_args)
+    {
         if args.iter().any(|a| a.len() > LIMITS.max_bulk_len) {
             continue;
         }
         let mut encoded = Vec::new();
         encode_request(&args, &mut encoded);
         match RequestParser::new(LIMITS).parse(&encoded) {
-            Ok(Parsed::Request { args: again, consumed }) => {
+            Ok(Parsed::Request {
+                args: again,
+                consumed,
+            }) => {
                 assert_eq!(consumed, encoded.len());
                 assert_eq!(again, args);
             }

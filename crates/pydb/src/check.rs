@@ -5,7 +5,7 @@
 //! A torn tail is reported but is not damage: it is what an interrupted
 //! write leaves, and the engine cuts it off on the next open. Anything else
 //! that fails a check is damage, and the command exits non-zero, pointing
-//! at `pydb repair` (a later issue) as the fix.
+//! at `pydb repair` as the fix.
 //!
 //! The database must be closed: the check takes the directory lock, so it
 //! never reads a file that a running engine is appending to.
@@ -50,8 +50,8 @@ impl CheckSummary {
 }
 
 /// The advice printed when damage is found.
-pub const REPAIR_ADVICE: &str = "`pydb repair` will be the fix (it comes in a later version); \
-until then, keep a copy of the directory and do not write to it";
+pub const REPAIR_ADVICE: &str = "run `pydb repair DIR` to keep every batch that verifies \
+(it moves what it replaces into DIR/repair-<timestamp>/ and deletes nothing)";
 
 /// Checks every file of the database in `dir`, printing one line per file
 /// and a verdict to `out`.
@@ -158,6 +158,21 @@ fn check_files(
         entries.push((shown, entry));
     }
 
+    if prefix.is_empty() && !btree {
+        // The log engine only ever tears its last segment: the others were
+        // synced and sealed before the next one was created.
+        let last_segment = pydb_file::list_ids(dir, pydb_storage::log::SEGMENT_EXTENSION)
+            .map_err(pydb_storage::Error::from)?
+            .last()
+            .copied();
+        for (shown, entry) in &mut entries {
+            if let Entry::Checked(report, _) = entry
+                && is_sealed_segment(shown, last_segment)
+            {
+                seal_rules(report);
+            }
+        }
+    }
     if prefix == format!("{WAL_DIR}/") {
         // Recovery cuts a torn batch off the last segment only: every
         // earlier one was synced whole before the next was created.
@@ -246,6 +261,37 @@ fn check_file(path: &Path) -> Result<Entry> {
     }
     let report = inspect::inspect(path, &mut std::io::sink())?;
     Ok(Entry::Checked(report, Vec::new()))
+}
+
+/// Whether `name` is a log segment other than the last one.
+fn is_sealed_segment(name: &str, last_segment: Option<u64>) -> bool {
+    let suffix = format!(".{}", pydb_storage::log::SEGMENT_EXTENSION);
+    name.strip_suffix(&suffix)
+        .and_then(pydb_file::parse_id)
+        .is_some_and(|id| Some(id) != last_segment)
+}
+
+/// In a sealed segment a torn tail, or no data at all, is damage: the
+/// engine refuses to open it.
+fn seal_rules(report: &mut Report) {
+    if report.torn_bytes > 0 {
+        let len = std::fs::metadata(&report.path).map_or(0, |m| m.len());
+        report.damage.push(Damage {
+            offset: len.saturating_sub(report.torn_bytes),
+            reason: format!(
+                "{} bytes that do not verify at the end of a sealed segment (only the last \
+                 segment can have a torn tail)",
+                report.torn_bytes
+            ),
+        });
+        report.torn_bytes = 0;
+    }
+    if report.kind == FileKind::Empty && report.damage.is_empty() {
+        report.damage.push(Damage {
+            offset: 0,
+            reason: "empty file in the middle of the segments".into(),
+        });
+    }
 }
 
 /// One line about one file.

@@ -29,6 +29,7 @@
 //!   database or, through [`client`], on a server;
 //! - [`server`]: the network server speaking Redis's protocol (RESP2);
 //! - [`inspect`], [`check`]: reading pydb files record by record;
+//! - [`repair`]: salvaging what verifies from a damaged database;
 //! - [`demo`]: what `cargo run` shows.
 
 pub mod check;
@@ -42,6 +43,7 @@ pub mod info;
 pub mod inspect;
 pub mod keyscan;
 pub mod meta;
+pub mod repair;
 pub mod reply;
 pub mod server;
 pub mod shell;

@@ -97,6 +97,12 @@ enum Cmd {
         /// The database directory.
         dir: PathBuf,
     },
+    /// Salvage a damaged (closed) database: keep every batch that verifies,
+    /// move what is replaced into DIR/repair-<timestamp>/.
+    Repair {
+        /// The database directory.
+        dir: PathBuf,
+    },
 }
 
 fn parse_engine(s: &str) -> Result<EngineKind, String> {
@@ -228,6 +234,7 @@ fn run(command: Cmd) -> pydb::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
+        Cmd::Repair { dir } => drop(pydb::repair::repair_dir(&dir, &mut stdout)?),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -128,10 +128,14 @@ where
             }
         }
     }
+    // From the first install on, a failure poisons: installed outputs the
+    // engine does not know about would outlive their inputs' tombstones
+    // once a later compaction dropped those (a resurrected key, or a
+    // database that refuses to open). Reopening finishes the job instead.
     for output in &outputs {
-        shared.segments.install(output.id)?;
+        shared.poison_on_error(|| Ok(shared.segments.install(output.id)?))?;
     }
-    shared.segments.sync_dir()?;
+    shared.poison_on_error(|| Ok(shared.segments.sync_dir()?))?;
 
     // 4. Re-point the index, a chunk at a time.
     for output in &outputs {
@@ -163,7 +167,7 @@ where
     }
 
     // 5. Delete the inputs, oldest first (see the module docs).
-    shared.segments.remove(&input_ids)?;
+    shared.poison_on_error(|| Ok(shared.segments.remove(&input_ids)?))?;
     {
         let mut state = shared.index.write();
         for id in &input_ids {

@@ -58,9 +58,14 @@
 //! `appendfsync always` serves from memory before the fsync too). If the
 //! `fsync` fails, the writer gets the error and the engine is poisoned.
 //!
-//! Any failed append or sync poisons the engine: later writes return
-//! [`Error::Poisoned`] until the database is reopened, because after a
-//! failed `fsync` nobody knows what reached the disk (see `pydb-wal`).
+//! A failed sync, and a failed append that could not be cut back off the
+//! segment, poison the engine: later writes return [`Error::Poisoned`]
+//! until the database is reopened, because after a failed `fsync` nobody
+//! knows what reached the disk (see `pydb-wal`). A failed append that
+//! `pydb-wal` cut back cleanly (a full disk, say) only fails that write:
+//! nothing of it is on disk, and the next write may succeed once space
+//! returns (the same holds for the seal entry of a roll; any later step of
+//! a roll poisons).
 //!
 //! ## Reads
 //!
@@ -533,6 +538,27 @@ where
         self.poisoned.lock().get_or_insert_with(|| err.to_string());
     }
 
+    /// Judges a failed append: `pydb-wal` cuts a failed append back off the
+    /// file, so if the active segment ends exactly where the writer says,
+    /// nothing of the batch is on disk or in the index and the engine can
+    /// take the next write (a full disk must not need a reopen once space
+    /// returns). Anything else (the truncation failed too, or the length
+    /// cannot even be read, or the log refused the append because it is
+    /// poisoned itself) poisons the engine. Returns `err` for `?`.
+    fn poison_unless_rolled_back(&self, writer: &WriterState<O::File>, err: Error) -> Error {
+        let log_poisoned = matches!(err, Error::Wal(pydb_wal::Error::Poisoned { .. }));
+        let rolled_back = !log_poisoned
+            && writer
+                .active
+                .file()
+                .len()
+                .is_ok_and(|len| len == writer.active.end());
+        if !rolled_back {
+            self.poison(&err);
+        }
+        err
+    }
+
     /// Runs `f`; if it fails, poisons the engine and returns the error.
     fn poison_on_error<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         f().inspect_err(|err| self.poison(err))
@@ -605,8 +631,10 @@ where
             set_seq(payload, first_seq + i as u64);
         }
         let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-        let appended =
-            self.poison_on_error(|| Ok(writer.active.append_batch_unsynced(&slices)?))?;
+        let appended = writer
+            .active
+            .append_batch_unsynced(&slices)
+            .map_err(|err| self.poison_unless_rolled_back(&writer, err.into()))?;
         writer.next_seq += ops.len() as u64;
         writer.active_has_data = true;
 
@@ -686,12 +714,20 @@ where
     /// Order matters: the seal entry is synced before the new segment
     /// exists, so a sealed segment on disk is always complete, and a crash
     /// can never leave unsynced data behind a newer segment.
+    ///
+    /// A seal that could not be appended and was cut back off leaves the
+    /// segment as it was (still active, unsealed): that fails the write
+    /// without poisoning. Any failure after the seal is in the file poisons:
+    /// a write appended behind a seal would make the segment unreadable.
     fn roll(&self, writer: &mut WriterState<O::File>) -> Result<HintJob> {
+        let last_seq = writer.next_seq - 1;
+        let mut seal = Vec::new();
+        encode_entry(last_seq, EntryKind::Seal, b"", b"", &mut seal);
+        writer
+            .active
+            .append_batch_unsynced(&[&seal])
+            .map_err(|err| self.poison_unless_rolled_back(writer, err.into()))?;
         self.poison_on_error(|| {
-            let last_seq = writer.next_seq - 1;
-            let mut seal = Vec::new();
-            encode_entry(last_seq, EntryKind::Seal, b"", b"", &mut seal);
-            writer.active.append_batch_unsynced(&[&seal])?;
             writer.active.sync()?;
             let sealed_id = writer.active_id;
             let sealed_len = writer.active.end();
