@@ -105,7 +105,7 @@ pub use tree::Cursor;
 use meta::FORMAT_VERSION;
 use page::{Content, FIRST_DATA_PAGE, Leaf, Node};
 use pool::{BufferPool, WriteAhead};
-use tree::{Txn, corrupt_at};
+use tree::{Body, Txn, corrupt_at};
 use wal::{
     ActiveSegment, ReplayOutcome, WAL_DIR, WalHandle, lsn, lsn_offset, lsn_segment, segment_path,
 };
@@ -529,8 +529,13 @@ where
             if !shadow.modified {
                 continue;
             }
-            let bytes =
-                page::encode(&shadow.content, id, ps).map_err(|e| corrupt_at(path, ps, id, e))?;
+            let bytes = match shadow.body {
+                // Edited in place: already the page's bytes.
+                Body::Raw(bytes) => bytes,
+                Body::Decoded(content) => {
+                    page::encode(&content, id, ps).map_err(|e| corrupt_at(path, ps, id, e))?
+                }
+            };
             match &shadow.ops {
                 None => records.push(wal::encode_image(id, &bytes)),
                 Some(ops) => {

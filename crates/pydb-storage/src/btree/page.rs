@@ -517,27 +517,224 @@ fn key_len_u16(len: usize) -> PResult<u16> {
 
 /// The bytes of one leaf cell (no slot): also the payload of a logged put.
 pub fn encode_leaf_cell(key: &[u8], value: &Value) -> PResult<Vec<u8>> {
-    let mut cell = Vec::with_capacity(leaf_cell_len(key.len(), value));
-    cell.extend_from_slice(&key_len_u16(key.len())?.to_le_bytes());
+    let mut cell = vec![0u8; leaf_cell_len(key.len(), value)];
+    write_leaf_cell(&mut cell, key, value)?;
+    Ok(cell)
+}
+
+/// Writes one leaf cell into `dst`, which is exactly its length.
+fn write_leaf_cell(dst: &mut [u8], key: &[u8], value: &Value) -> PResult<()> {
+    let klen = key_len_u16(key.len())?;
+    put(dst, 0, &klen.to_le_bytes())?;
     match value {
         Value::Inline(v) => {
             let vlen = u32::try_from(v.len()).map_err(|_| PageError {
                 offset: 0,
                 reason: "value longer than 4 GiB",
             })?;
-            cell.push(VALUE_INLINE);
-            cell.extend_from_slice(&vlen.to_le_bytes());
-            cell.extend_from_slice(key);
-            cell.extend_from_slice(v);
+            put(dst, 2, &[VALUE_INLINE])?;
+            put(dst, 3, &vlen.to_le_bytes())?;
+            put(dst, LEAF_CELL_HEADER, key)?;
+            put(dst, LEAF_CELL_HEADER + key.len(), v)?;
         }
         Value::Overflow { len, first } => {
-            cell.push(VALUE_OVERFLOW);
-            cell.extend_from_slice(&len.to_le_bytes());
-            cell.extend_from_slice(key);
-            cell.extend_from_slice(&first.to_le_bytes());
+            put(dst, 2, &[VALUE_OVERFLOW])?;
+            put(dst, 3, &len.to_le_bytes())?;
+            put(dst, LEAF_CELL_HEADER, key)?;
+            put(dst, LEAF_CELL_HEADER + key.len(), &first.to_le_bytes())?;
         }
     }
-    Ok(cell)
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Editing a leaf in place
+// ---------------------------------------------------------------------------
+
+/// What an in-place edit replaced or removed: enough to update the tree's
+/// byte count and to free an overflow chain, without copying the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OldValue {
+    /// The value's length.
+    pub len: u32,
+    /// The first page of its overflow chain, if it had one.
+    pub overflow: Option<PageId>,
+}
+
+impl From<ValueRef<'_>> for OldValue {
+    fn from(v: ValueRef<'_>) -> Self {
+        match v {
+            ValueRef::Inline(b) => OldValue {
+                len: b.len() as u32,
+                overflow: None,
+            },
+            ValueRef::Overflow { len, first } => OldValue {
+                len,
+                overflow: Some(first),
+            },
+        }
+    }
+}
+
+impl From<&Value> for OldValue {
+    fn from(v: &Value) -> Self {
+        match v {
+            Value::Inline(b) => OldValue {
+                len: b.len() as u32,
+                overflow: None,
+            },
+            Value::Overflow { len, first } => OldValue {
+                len: *len,
+                overflow: Some(*first),
+            },
+        }
+    }
+}
+
+/// Bytes a leaf or internal page uses: header, slots and cells. Pages are
+/// kept without holes (see the module docs), so this is what
+/// [`Node::encoded_len`] would say of the decoded page.
+pub fn node_used_len(buf: &[u8]) -> PResult<usize> {
+    let count = get_u16(buf, COUNT_OFFSET)? as usize;
+    let cells_start = get_u16(buf, CELLS_START_OFFSET)? as usize;
+    match buf.len().checked_sub(cells_start) {
+        Some(cells) => Ok(HEADER_LEN + count * SLOT_LEN + cells),
+        None => bad(CELLS_START_OFFSET, "cell area starts past the page end"),
+    }
+}
+
+/// Removes the cell of `len` bytes at `off` from the cell area, sliding
+/// the cells below it up so that the area stays without holes, and fixing
+/// the slots that pointed at moved cells. The slot of the removed cell is
+/// left for the caller. Returns the new start of the cell area.
+fn remove_cell(buf: &mut [u8], count: usize, off: usize, len: usize) -> PResult<usize> {
+    let cells_start = get_u16(buf, CELLS_START_OFFSET)? as usize;
+    let end = off.checked_add(len).filter(|e| *e <= buf.len());
+    if off < cells_start || end.is_none() {
+        return bad(CELLS_START_OFFSET, "cell outside the cell area");
+    }
+    buf.copy_within(cells_start..off, cells_start + len);
+    buf[cells_start..cells_start + len].fill(0);
+    for j in 0..count {
+        let at = HEADER_LEN + j * SLOT_LEN;
+        let slot = get_u16(buf, at)? as usize;
+        if slot < off {
+            // slot + len <= off + len <= page size <= 32 KiB: fits a u16.
+            put(buf, at, &((slot + len) as u16).to_le_bytes())?;
+        }
+    }
+    let start = cells_start + len;
+    put(buf, CELLS_START_OFFSET, &(start as u16).to_le_bytes())?;
+    Ok(start)
+}
+
+/// Sets `key` to `value` in the leaf page `buf`, in place: the slot array
+/// and cell area are edited, nothing is decoded. Returns `None` (and leaves
+/// the page untouched) when the page has no room, so the caller splits;
+/// `Some(old)` otherwise, with the value replaced, if any.
+///
+/// The fit rule is the one the decoded path uses (`encoded_len <= page
+/// size`), so both paths split at the same moment.
+pub fn leaf_put_in_place(
+    buf: &mut [u8],
+    key: &[u8],
+    value: &Value,
+) -> PResult<Option<Option<OldValue>>> {
+    let view = PageView::new(buf, PageType::Leaf)?;
+    let count = view.count();
+    let found = view.search_leaf(key)?;
+    let new_len = leaf_cell_len(key.len(), value);
+    let slots_end = HEADER_LEN + count * SLOT_LEN;
+    let cells_start = get_u16(buf, CELLS_START_OFFSET)? as usize;
+    // PageView::new checked slots_end <= cells_start <= page size.
+    let gap = cells_start - slots_end;
+    match found {
+        Ok(i) => {
+            let (cell, off) = view.cell(i)?;
+            let (_, old, old_len) = decode_leaf_cell(cell, off)?;
+            let old = OldValue::from(old);
+            if new_len == old_len {
+                // Same size (an overwrite of a fixed-size value): in place.
+                let dst = buf.get_mut(off..off + old_len);
+                write_leaf_cell(dst.unwrap_or_default(), key, value)?;
+                return Ok(Some(Some(old)));
+            }
+            if gap + old_len < new_len {
+                return Ok(None);
+            }
+            let start = remove_cell(buf, count, off, old_len)?;
+            let new_off = start - new_len;
+            let dst = buf.get_mut(new_off..start).unwrap_or_default();
+            write_leaf_cell(dst, key, value)?;
+            put(buf, HEADER_LEN + i * SLOT_LEN, &(new_off as u16).to_le_bytes())?;
+            put(buf, CELLS_START_OFFSET, &(new_off as u16).to_le_bytes())?;
+            Ok(Some(Some(old)))
+        }
+        Err(i) => {
+            if gap < new_len + SLOT_LEN {
+                return Ok(None);
+            }
+            let slot_at = HEADER_LEN + i * SLOT_LEN;
+            buf.copy_within(slot_at..slots_end, slot_at + SLOT_LEN);
+            let new_off = cells_start - new_len;
+            let dst = buf.get_mut(new_off..cells_start).unwrap_or_default();
+            write_leaf_cell(dst, key, value)?;
+            put(buf, slot_at, &(new_off as u16).to_le_bytes())?;
+            put(buf, CELLS_START_OFFSET, &(new_off as u16).to_le_bytes())?;
+            put(buf, COUNT_OFFSET, &count_u16(count + 1)?.to_le_bytes())?;
+            Ok(Some(None))
+        }
+    }
+}
+
+/// Removes `key` from the leaf page `buf`, in place; returns the value it
+/// had, or `None` if it was not there.
+pub fn leaf_delete_in_place(buf: &mut [u8], key: &[u8]) -> PResult<Option<OldValue>> {
+    let view = PageView::new(buf, PageType::Leaf)?;
+    let count = view.count();
+    let Ok(i) = view.search_leaf(key)? else {
+        return Ok(None);
+    };
+    let (cell, off) = view.cell(i)?;
+    let (_, old, old_len) = decode_leaf_cell(cell, off)?;
+    let old = OldValue::from(old);
+    remove_cell(buf, count, off, old_len)?;
+    let slot_at = HEADER_LEN + i * SLOT_LEN;
+    let slots_end = HEADER_LEN + count * SLOT_LEN;
+    buf.copy_within(slot_at + SLOT_LEN..slots_end, slot_at);
+    put(buf, slots_end - SLOT_LEN, &[0, 0])?;
+    put(buf, COUNT_OFFSET, &count_u16(count - 1)?.to_le_bytes())?;
+    Ok(Some(old))
+}
+
+/// The free gap of a page, as `(start, len)`: the bytes a page image in
+/// the WAL leaves out because they are zero (see `wal.rs`). Slotted pages:
+/// between the slot array and the cells; overflow pages: after the data;
+/// free pages: everything after the header. `(page size, 0)` for anything
+/// else or a header that does not add up.
+pub fn free_gap(buf: &[u8]) -> (usize, usize) {
+    let none = (buf.len(), 0);
+    let ty = buf.get(TYPE_OFFSET).copied().and_then(PageType::from_byte);
+    let (start, end) = match ty {
+        Some(PageType::Leaf | PageType::Internal) => {
+            let (Ok(count), Ok(cells_start)) =
+                (get_u16(buf, COUNT_OFFSET), get_u16(buf, CELLS_START_OFFSET))
+            else {
+                return none;
+            };
+            (HEADER_LEN + count as usize * SLOT_LEN, cells_start as usize)
+        }
+        Some(PageType::Overflow) => match get_u16(buf, CELLS_START_OFFSET) {
+            Ok(len) => (HEADER_LEN + len as usize, buf.len()),
+            Err(_) => return none,
+        },
+        Some(PageType::Free) => (HEADER_LEN, buf.len()),
+        _ => return none,
+    };
+    if start > end || end > buf.len() {
+        return none;
+    }
+    (start, end - start)
 }
 
 /// A leaf cell read in place: key and value (or where the value lives).

@@ -60,17 +60,28 @@ use pydb_file::File;
 use super::meta::{MAX_BTREE_DEPTH, TreeMeta};
 use super::page::{
     self, Content, FIRST_DATA_PAGE, HEADER_LEN, Internal, LEAF_CELL_HEADER, Leaf, NO_PAGE, Node,
-    PageError, PageId, PageType, PageView, SLOT_LEN, Value, ValueRef,
+    OldValue, PageError, PageId, PageType, PageView, SLOT_LEN, Value, ValueRef,
 };
 use super::pool::BufferPool;
 use super::wal::LeafOp;
 use crate::{Error, Result};
 
-/// A page changed by a write transaction.
+/// The private copy of a page in a write transaction.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// The page's bytes, copied from the pool: leaf puts and deletes that
+    /// fit edit these in place (no decoding, no allocation per entry).
+    Raw(Vec<u8>),
+    /// The page decoded: splits, merges, overflow and free-list changes
+    /// rebuild whole pages, and are easier to get right on vectors.
+    Decoded(Content),
+}
+
+/// A page read or changed by a write transaction.
 #[derive(Debug, Clone)]
 pub struct Shadow {
     /// The page's new content.
-    pub content: Content,
+    pub body: Body,
     /// Leaf ops to log, or `None` to log a full page image.
     pub ops: Option<Vec<LeafOp>>,
     /// Whether the transaction changed it (it may only have read it).
@@ -293,19 +304,19 @@ impl<'a, F: File> Txn<'a, F> {
         self.pool.page_size()
     }
 
-    /// The shadow of page `id`, decoding it from the pool on first use.
+    /// The shadow of page `id`, copied from the pool on first use.
     pub(super) fn load(&mut self, id: PageId) -> Result<&mut Shadow> {
         if !self.pages.contains_key(&id) {
             check_page_id(self.path(), &self.meta, id)?;
             let page = self.pool.fetch(id)?;
-            let content = page::decode(&page).map_err(|e| self.corrupt(id, e))?;
-            // First change since the checkpoint: log the whole page.
-            let ops = (page::page_lsn(&page) >= self.redo_start).then(Vec::new);
+            let bytes = page.to_vec();
             drop(page);
+            // First change since the checkpoint: log the whole page.
+            let ops = (page::page_lsn(&bytes) >= self.redo_start).then(Vec::new);
             self.pages.insert(
                 id,
                 Shadow {
-                    content,
+                    body: Body::Raw(bytes),
                     ops,
                     modified: false,
                 },
@@ -316,17 +327,37 @@ impl<'a, F: File> Txn<'a, F> {
             .ok_or_else(|| Error::corrupted("", 0, "shadow page vanished"))
     }
 
+    /// The content of page `id` as this transaction sees it, decoded (and
+    /// checked: every slot, every cell, the key order).
+    pub(super) fn content(&mut self, id: PageId) -> Result<Content> {
+        let decoded = match &self.load(id)?.body {
+            Body::Decoded(content) => Ok(content.clone()),
+            Body::Raw(bytes) => page::decode(bytes),
+        };
+        decoded.map_err(|e| self.corrupt(id, e))
+    }
+
     fn leaf(&mut self, id: PageId) -> Result<Leaf> {
-        match &self.load(id)?.content {
-            Content::Node(Node::Leaf(l)) => Ok(l.clone()),
+        match self.content(id)? {
+            Content::Node(Node::Leaf(l)) => Ok(l),
             _ => Err(self.corrupt_msg(id, "expected a leaf")),
         }
     }
 
     fn internal(&mut self, id: PageId) -> Result<Internal> {
-        match &self.load(id)?.content {
-            Content::Node(Node::Internal(n)) => Ok(n.clone()),
+        match self.content(id)? {
+            Content::Node(Node::Internal(n)) => Ok(n),
             _ => Err(self.corrupt_msg(id, "expected an internal page")),
+        }
+    }
+
+    /// Records that leaf `id` was edited in place by `op`.
+    fn note_leaf_op(&mut self, id: PageId, op: LeafOp) {
+        if let Some(shadow) = self.pages.get_mut(&id) {
+            shadow.modified = true;
+            if let Some(ops) = &mut shadow.ops {
+                ops.push(op);
+            }
         }
     }
 
@@ -334,11 +365,11 @@ impl<'a, F: File> Txn<'a, F> {
     /// logged op by op, as a full image otherwise (`op` = `None` forces one).
     pub(super) fn write(&mut self, id: PageId, content: Content, op: Option<LeafOp>) {
         let shadow = self.pages.entry(id).or_insert(Shadow {
-            content: Content::Free { next: NO_PAGE },
+            body: Body::Decoded(Content::Free { next: NO_PAGE }),
             ops: None,
             modified: true,
         });
-        shadow.content = content;
+        shadow.body = Body::Decoded(content);
         shadow.modified = true;
         match (op, &mut shadow.ops) {
             (Some(op), Some(ops)) => ops.push(op),
@@ -357,12 +388,21 @@ impl<'a, F: File> Txn<'a, F> {
         let mut id = self.meta.root;
         for _ in 1..self.meta.height {
             let (pos, child) = match self.pages.get(&id) {
-                Some(shadow) => match &shadow.content {
-                    Content::Node(Node::Internal(n)) => {
+                Some(shadow) => match &shadow.body {
+                    Body::Decoded(Content::Node(Node::Internal(n))) => {
                         let pos = n.child_pos(key);
                         (pos, n.child_at(pos).unwrap_or(NO_PAGE))
                     }
-                    _ => return Err(self.corrupt_msg(id, "expected an internal page")),
+                    Body::Raw(bytes) => {
+                        let found = PageView::new(bytes, PageType::Internal).and_then(|view| {
+                            let pos = view.child_pos_for(key)?;
+                            Ok((pos, view.child_at(pos)?))
+                        });
+                        found.map_err(|e| self.corrupt(id, e))?
+                    }
+                    Body::Decoded(_) => {
+                        return Err(self.corrupt_msg(id, "expected an internal page"));
+                    }
                 },
                 None => {
                     // Not changed by this transaction: search it in place.
@@ -411,13 +451,13 @@ impl<'a, F: File> Txn<'a, F> {
         self.meta.live_bytes = self.meta.live_bytes.saturating_add(added);
         match &old {
             Some(old) => {
-                let removed = (key.len() + value_len(old)) as u64;
+                let removed = key.len() as u64 + u64::from(old.len);
                 self.meta.live_bytes = self.meta.live_bytes.saturating_sub(removed);
             }
             None => self.meta.keys = self.meta.keys.saturating_add(1),
         }
         self.meta_changed = true;
-        if let Some(Value::Overflow { first, .. }) = old {
+        if let Some(first) = old.and_then(|o| o.overflow) {
             self.free_overflow(first)?;
         }
         Ok(())
@@ -426,27 +466,41 @@ impl<'a, F: File> Txn<'a, F> {
     /// Deletes `key`; returns whether it was there.
     pub fn delete(&mut self, key: &[u8]) -> Result<bool> {
         let old = self.remove(key)?;
-        if let Some(old) = &old {
-            let removed = (key.len() + value_len(old)) as u64;
-            self.meta.live_bytes = self.meta.live_bytes.saturating_sub(removed);
-            self.meta.keys = self.meta.keys.saturating_sub(1);
-            self.meta_changed = true;
+        let Some(old) = old else {
+            return Ok(false);
+        };
+        let removed = key.len() as u64 + u64::from(old.len);
+        self.meta.live_bytes = self.meta.live_bytes.saturating_sub(removed);
+        self.meta.keys = self.meta.keys.saturating_sub(1);
+        self.meta_changed = true;
+        if let Some(first) = old.overflow {
+            self.free_overflow(first)?;
         }
-        match old {
-            Some(Value::Overflow { first, .. }) => {
-                self.free_overflow(first)?;
-                Ok(true)
-            }
-            Some(Value::Inline(_)) => Ok(true),
-            None => Ok(false),
-        }
+        Ok(true)
     }
 
     /// Inserts or replaces `key`; returns the value replaced.
-    fn put(&mut self, key: Bytes, value: Value) -> Result<Option<Value>> {
+    fn put(&mut self, key: Bytes, value: Value) -> Result<Option<OldValue>> {
         let (mut path, leaf_id) = self.descend(&key)?;
+        // The common case: the leaf has room, and is edited in place.
+        let in_place = match &mut self.load(leaf_id)?.body {
+            Body::Raw(bytes) => Some(page::leaf_put_in_place(bytes, &key, &value)),
+            Body::Decoded(_) => None,
+        };
+        match in_place {
+            Some(Err(e)) => return Err(self.corrupt(leaf_id, e)),
+            Some(Ok(Some(old))) => {
+                self.note_leaf_op(leaf_id, LeafOp::Put { key, value });
+                return Ok(old);
+            }
+            // No room (the page is untouched) or already decoded.
+            Some(Ok(None)) | None => {}
+        }
         let mut leaf = self.leaf(leaf_id)?;
-        let old = leaf.put(key.clone(), value.clone());
+        let old = leaf
+            .put(key.clone(), value.clone())
+            .as_ref()
+            .map(OldValue::from);
         if leaf.encoded_len() <= self.page_size() {
             self.write(
                 leaf_id,
@@ -541,10 +595,30 @@ impl<'a, F: File> Txn<'a, F> {
     }
 
     /// Removes `key`; returns its value if it was there.
-    fn remove(&mut self, key: &[u8]) -> Result<Option<Value>> {
+    fn remove(&mut self, key: &[u8]) -> Result<Option<OldValue>> {
         let (path, leaf_id) = self.descend(key)?;
+        let in_place = match &mut self.load(leaf_id)?.body {
+            Body::Raw(bytes) => Some(
+                page::leaf_delete_in_place(bytes, key)
+                    .and_then(|old| Ok((old, page::node_used_len(bytes)?))),
+            ),
+            Body::Decoded(_) => None,
+        };
+        match in_place {
+            Some(Err(e)) => return Err(self.corrupt(leaf_id, e)),
+            Some(Ok((None, _))) => return Ok(None),
+            Some(Ok((Some(old), used))) => {
+                let key = Bytes::copy_from_slice(key);
+                self.note_leaf_op(leaf_id, LeafOp::Delete { key });
+                if self.underfull(used) {
+                    self.rebalance(path)?;
+                }
+                return Ok(Some(old));
+            }
+            None => {}
+        }
         let mut leaf = self.leaf(leaf_id)?;
-        let Some(old) = leaf.remove(key) else {
+        let Some(old) = leaf.remove(key).as_ref().map(OldValue::from) else {
             return Ok(None);
         };
         let underfull = self.underfull(leaf.encoded_len());
@@ -576,10 +650,7 @@ impl<'a, F: File> Txn<'a, F> {
             let left_id = parent
                 .child_at(left_pos)
                 .ok_or_else(|| self.corrupt_msg(parent_id, "child position out of range"))?;
-            let merged = match (
-                self.load(left_id)?.content.clone(),
-                self.load(right_id)?.content.clone(),
-            ) {
+            let merged = match (self.content(left_id)?, self.content(right_id)?) {
                 (Content::Node(Node::Leaf(mut l)), Content::Node(Node::Leaf(r))) => {
                     if l.encoded_len() + r.encoded_len() - HEADER_LEN > self.page_size() {
                         false
