@@ -173,6 +173,9 @@ where
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
     checkpoints: AtomicU64,
+    /// Batches installed; bumped under the tree lock, so a cursor that sees
+    /// the same count again knows the pages it last read are unchanged.
+    installs: AtomicU64,
     recovered_batches: u64,
     _lock: DirLock,
 }
@@ -375,6 +378,7 @@ where
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(None),
             checkpoints: AtomicU64::new(0),
+            installs: AtomicU64::new(0),
             recovered_batches: replayed,
             _lock: lock,
         };
@@ -420,6 +424,7 @@ where
             &self.pool,
             &self.tree,
             &self.poisoned,
+            &self.installs,
             range.start,
             range.end,
             reverse,
@@ -572,6 +577,7 @@ where
                 self.pool.install(id, &bytes)?;
             }
             *tree = meta;
+            self.installs.fetch_add(1, Ordering::Release);
             Ok(())
         })();
         if let Err(e) = installed {

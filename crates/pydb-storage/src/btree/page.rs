@@ -1151,6 +1151,64 @@ mod tests {
     }
 
     #[test]
+    fn in_place_edits_match_the_decoded_model() {
+        // Random puts (new keys, same-size and resized replacements) and
+        // deletes, done in place on the bytes and on a decoded Leaf: the
+        // page must always decode to the model and stay without holes.
+        let mut model = leaf(&[]);
+        let mut buf = encode(&Content::Node(Node::Leaf(model.clone())), 4, 512).unwrap();
+        let mut state = 0x2545_f491_u32;
+        let mut rand = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let (mut no_room, mut deleted) = (0, 0);
+        for _ in 0..3000 {
+            let key = Bytes::from(format!("k{:02}", rand() % 40));
+            let r = rand();
+            if r % 5 == 0 {
+                let old = leaf_delete_in_place(&mut buf, &key).unwrap();
+                let expected = model.remove(&key);
+                assert_eq!(old, expected.as_ref().map(OldValue::from));
+                deleted += usize::from(old.is_some());
+            } else {
+                let value = if r % 7 == 0 {
+                    Value::Overflow {
+                        len: r,
+                        first: r % 100,
+                    }
+                } else {
+                    Value::Inline(Bytes::from(vec![r as u8; (r >> 8) as usize % 24]))
+                };
+                let before = buf.clone();
+                match leaf_put_in_place(&mut buf, &key, &value).unwrap() {
+                    Some(old) => {
+                        let expected = model.put(key, value);
+                        assert_eq!(old, expected.as_ref().map(OldValue::from));
+                    }
+                    None => {
+                        no_room += 1;
+                        assert_eq!(buf, before, "a put without room changed the page");
+                        let mut bigger = model.clone();
+                        bigger.put(key, value);
+                        assert!(bigger.encoded_len() > 512);
+                    }
+                }
+            }
+            assert_eq!(
+                decode(&buf).unwrap(),
+                Content::Node(Node::Leaf(model.clone()))
+            );
+            assert_eq!(node_used_len(&buf).unwrap(), model.encoded_len());
+            let (start, len) = free_gap(&buf);
+            assert!(buf[start..start + len].iter().all(|b| *b == 0));
+        }
+        assert!(no_room > 0 && deleted > 0, "{no_room} {deleted}");
+    }
+
+    #[test]
     fn garbage_never_panics() {
         // Slot offsets, counts and lengths pointing anywhere must give errors.
         let mut state = 0x9e37_79b9_u32;
@@ -1167,6 +1225,10 @@ mod tests {
             buf[COUNT_OFFSET + 1] = 0;
             let _ = decode(&buf);
             let _ = describe_page(&buf);
+            let _ = free_gap(&buf);
+            let mut edited = buf.clone();
+            let _ = leaf_put_in_place(&mut edited, b"key", &Value::Inline(Bytes::new()));
+            let _ = leaf_delete_in_place(&mut edited, b"key");
             if let Ok(v) = PageView::new(&buf, PageType::Leaf) {
                 let _ = v.search_leaf(b"key");
             }

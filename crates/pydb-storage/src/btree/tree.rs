@@ -44,11 +44,16 @@
 //! ## Readers
 //!
 //! Lookups and cursors hold the engine's tree lock for reading and at most
-//! one pinned page at a time. A cursor does not keep pages pinned between
-//! calls: it copies out one leaf's worth of entries, remembers the last key,
-//! and re-descends from the root for the next leaf, so writers are never
-//! blocked by a slow consumer and a scan sees every key that is not written
-//! during the scan exactly once.
+//! one pinned page at a time. A lookup searches the pinned page in place and
+//! copies only the value out. A cursor does not keep pages pinned between
+//! calls: it copies out one leaf's worth of entries (into one buffer, that
+//! the keys and values it returns are slices of), remembers the last key,
+//! and moves on to the next leaf, so writers are never blocked by a slow
+//! consumer and a scan sees every key that is not written during the scan
+//! exactly once. To move on it follows the leaf's sibling link if no batch
+//! was installed since the last refill (the engine counts installs), and
+//! re-descends from the root with the last key otherwise: a link read
+//! before a split or merge may point at a page that changed meaning.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
@@ -716,6 +721,18 @@ pub struct Cursor<'a, F: File> {
     reverse: bool,
     buffered: VecDeque<(Bytes, Bytes)>,
     done: bool,
+    /// Installed batches so far, counted by the engine under the tree lock.
+    installs: &'a std::sync::atomic::AtomicU64,
+    /// The next leaf to read, valid while the install count is unchanged.
+    resume: Option<(PageId, u64)>,
+}
+
+/// Where a copied entry's value is.
+enum Copied {
+    /// At this range of the refill's buffer.
+    Inline(std::ops::Range<usize>),
+    /// In an overflow chain.
+    Overflow { len: u32, first: PageId },
 }
 
 impl<F: File> std::fmt::Debug for Cursor<'_, F> {
@@ -744,12 +761,33 @@ fn below(key: &[u8], end: &Bound<Bytes>) -> bool {
     }
 }
 
+/// Appends one entry to a refill's buffer.
+fn copy_entry(
+    arena: &mut Vec<u8>,
+    found: &mut Vec<(std::ops::Range<usize>, Copied)>,
+    key: &[u8],
+    value: ValueRef<'_>,
+) {
+    let k = arena.len()..arena.len() + key.len();
+    arena.extend_from_slice(key);
+    let v = match value {
+        ValueRef::Inline(v) => {
+            let r = arena.len()..arena.len() + v.len();
+            arena.extend_from_slice(v);
+            Copied::Inline(r)
+        }
+        ValueRef::Overflow { len, first } => Copied::Overflow { len, first },
+    };
+    found.push((k, v));
+}
+
 impl<'a, F: File> Cursor<'a, F> {
     /// A cursor over `start..end`.
     pub fn new(
         pool: &'a BufferPool<F>,
         tree: &'a parking_lot::RwLock<TreeMeta>,
         poisoned: &'a std::sync::atomic::AtomicBool,
+        installs: &'a std::sync::atomic::AtomicU64,
         start: Bound<Bytes>,
         end: Bound<Bytes>,
         reverse: bool,
@@ -763,6 +801,8 @@ impl<'a, F: File> Cursor<'a, F> {
             reverse,
             buffered: VecDeque::new(),
             done: false,
+            installs,
+            resume: None,
         }
     }
 
@@ -782,8 +822,17 @@ impl<'a, F: File> Cursor<'a, F> {
             Bound::Unbounded if self.reverse => Seek::Last,
             Bound::Unbounded => Seek::First,
         };
-        let mut id = find_leaf(self.pool, &meta, seek)?;
-        let mut found: Vec<(Bytes, Value)> = Vec::new();
+        let installs = self.installs.load(std::sync::atomic::Ordering::Acquire);
+        let mut id = match self.resume.take() {
+            Some((leaf, seen)) if seen == installs => leaf,
+            _ => find_leaf(self.pool, &meta, seek)?,
+        };
+        // Keys and inline values are copied into one buffer; the entries
+        // handed out are slices of it (one allocation per leaf, not two per
+        // entry).
+        let mut arena: Vec<u8> = Vec::new();
+        let mut found: Vec<(std::ops::Range<usize>, Copied)> = Vec::new();
+        let mut next;
         // Sibling links are walked at most page-count times: a cycle errors.
         let mut steps = 0u32;
         loop {
@@ -795,7 +844,7 @@ impl<'a, F: File> Cursor<'a, F> {
             let view =
                 PageView::new(&page, PageType::Leaf).map_err(|e| corrupt_at(path, ps, id, e))?;
             let err = |e| corrupt_at(path, ps, id, e);
-            let next = if self.reverse {
+            let link = if self.reverse {
                 let upto = match &self.end {
                     Bound::Unbounded => view.count(),
                     Bound::Included(k) => match view.search_leaf(k).map_err(err)? {
@@ -812,7 +861,7 @@ impl<'a, F: File> Cursor<'a, F> {
                         self.done = true;
                         break;
                     }
-                    found.push((Bytes::copy_from_slice(key), value.to_value()));
+                    copy_entry(&mut arena, &mut found, key, value);
                 }
                 view.left().map_err(err)?
             } else {
@@ -832,11 +881,12 @@ impl<'a, F: File> Cursor<'a, F> {
                         self.done = true;
                         break;
                     }
-                    found.push((Bytes::copy_from_slice(key), value.to_value()));
+                    copy_entry(&mut arena, &mut found, key, value);
                 }
                 view.right().map_err(err)?
             };
             drop(page);
+            next = link;
             if !found.is_empty() || self.done {
                 break;
             }
@@ -847,19 +897,25 @@ impl<'a, F: File> Cursor<'a, F> {
             check_page_id(path, &meta, next)?;
             id = next;
         }
+        if !self.done && next != NO_PAGE {
+            check_page_id(path, &meta, next)?;
+            self.resume = Some((next, installs));
+        }
+        let arena = Bytes::from(arena);
         if let Some((last, _)) = found.last() {
+            let last = arena.slice(last.clone());
             if self.reverse {
-                self.end = Bound::Excluded(last.clone());
+                self.end = Bound::Excluded(last);
             } else {
-                self.start = Bound::Excluded(last.clone());
+                self.start = Bound::Excluded(last);
             }
         }
         for (key, value) in found {
             let value = match value {
-                Value::Inline(v) => v,
-                Value::Overflow { len, first } => read_overflow(self.pool, &meta, first, len)?,
+                Copied::Inline(v) => arena.slice(v),
+                Copied::Overflow { len, first } => read_overflow(self.pool, &meta, first, len)?,
             };
-            self.buffered.push_back((key, value));
+            self.buffered.push_back((arena.slice(key), value));
         }
         Ok(())
     }
