@@ -34,11 +34,16 @@
 //! 0        32                cells_start  <-                page_size
 //! ```
 //!
-//! pydb rewrites a page compactly on every change (decode into a [`Node`],
-//! edit the vectors, encode), so a page never has holes and needs no
-//! fragmentation bookkeeping. That costs a page-sized copy per change, which
-//! is small next to the WAL record the change writes. Reads never decode a
-//! whole page: [`PageView`] binary-searches the slots in place.
+//! A page never has holes, so it needs no fragmentation bookkeeping: the
+//! cells fill `cells_start..page_size` exactly. The common edits keep it so
+//! in place, without decoding ([`leaf_put_in_place`],
+//! [`leaf_delete_in_place`]): an insert shifts the slots after its position
+//! and writes the cell just below the others; a delete (or a replacement of
+//! another size) slides the cells below the old one up by its length and
+//! fixes their slots. Freed bytes are zeroed, so the free gap is all zeros
+//! (the WAL leaves it out of page images). Splits and merges decode the page
+//! into a [`Node`], edit the vectors and encode it again. Reads never decode
+//! a whole page: [`PageView`] binary-searches the slots in place.
 //!
 //! Cells:
 //!
@@ -666,7 +671,11 @@ pub fn leaf_put_in_place(
             let new_off = start - new_len;
             let dst = buf.get_mut(new_off..start).unwrap_or_default();
             write_leaf_cell(dst, key, value)?;
-            put(buf, HEADER_LEN + i * SLOT_LEN, &(new_off as u16).to_le_bytes())?;
+            put(
+                buf,
+                HEADER_LEN + i * SLOT_LEN,
+                &(new_off as u16).to_le_bytes(),
+            )?;
             put(buf, CELLS_START_OFFSET, &(new_off as u16).to_le_bytes())?;
             Ok(Some(Some(old)))
         }
@@ -802,6 +811,8 @@ pub fn decode_leaf_cell(cell: &[u8], at: usize) -> PResult<(&[u8], ValueRef<'_>,
 pub struct PageView<'a> {
     buf: &'a [u8],
     count: usize,
+    /// The lowest cell offset, checked against the slot array and the page.
+    cells_start: usize,
 }
 
 impl<'a> PageView<'a> {
@@ -817,7 +828,11 @@ impl<'a> PageView<'a> {
         if slots_end > cells_start || cells_start > buf.len() {
             return bad(CELLS_START_OFFSET, "slot array overlaps the cells");
         }
-        Ok(Self { buf, count })
+        Ok(Self {
+            buf,
+            count,
+            cells_start,
+        })
     }
 
     /// The number of cells.
@@ -842,8 +857,7 @@ impl<'a> PageView<'a> {
         }
         let slot_at = HEADER_LEN + i * SLOT_LEN;
         let offset = get_u16(self.buf, slot_at)? as usize;
-        let cells_start = get_u16(self.buf, CELLS_START_OFFSET)? as usize;
-        if offset < cells_start {
+        if offset < self.cells_start {
             return bad(slot_at, "slot points outside the cell area");
         }
         match self.buf.get(offset..) {
@@ -859,9 +873,18 @@ impl<'a> PageView<'a> {
         Ok((key, value))
     }
 
-    /// Key of leaf cell `i`.
+    /// Key of leaf cell `i` (the value is not looked at: this is what a
+    /// binary search probes).
     pub fn leaf_key(&self, i: usize) -> PResult<&'a [u8]> {
-        Ok(self.leaf_entry(i)?.0)
+        let (cell, at) = self.cell(i)?;
+        let klen = get_u16(cell, 0).map_err(|_| PageError {
+            offset: at,
+            reason: "leaf cell header past the page end",
+        })? as usize;
+        match cell.get(LEAF_CELL_HEADER..LEAF_CELL_HEADER + klen) {
+            Some(key) => Ok(key),
+            None => bad(at, "leaf key past the page end"),
+        }
     }
 
     /// Key and child of internal cell `i`.

@@ -182,11 +182,7 @@ pub fn encode_image(page: PageId, bytes: &[u8]) -> Vec<u8> {
     if !gap.iter().all(|b| *b == 0) {
         return encode_whole_image(page, bytes);
     }
-    let mut out = header(
-        REC_PAGE_IMAGE_GAP,
-        page,
-        GAP_HEADER_LEN + bytes.len() - len,
-    );
+    let mut out = header(REC_PAGE_IMAGE_GAP, page, GAP_HEADER_LEN + bytes.len() - len);
     out.extend_from_slice(&start16.to_le_bytes());
     out.extend_from_slice(&len16.to_le_bytes());
     out.extend_from_slice(bytes.get(..start).unwrap_or_default());
