@@ -33,8 +33,8 @@ impl<F: File> Txn<'_, F> {
             })?;
             return Ok(id);
         }
-        let next = match &self.load(head)?.content {
-            Content::Free { next } => *next,
+        let next = match self.content(head)? {
+            Content::Free { next } => next,
             _ => {
                 return Err(Error::corrupted(
                     self.pool.file().path(),

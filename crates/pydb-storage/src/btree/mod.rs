@@ -105,7 +105,7 @@ pub use tree::Cursor;
 use meta::FORMAT_VERSION;
 use page::{Content, FIRST_DATA_PAGE, Leaf, Node};
 use pool::{BufferPool, WriteAhead};
-use tree::{Txn, corrupt_at};
+use tree::{Body, Txn, corrupt_at};
 use wal::{
     ActiveSegment, ReplayOutcome, WAL_DIR, WalHandle, lsn, lsn_offset, lsn_segment, segment_path,
 };
@@ -173,6 +173,9 @@ where
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
     checkpoints: AtomicU64,
+    /// Batches installed; bumped under the tree lock, so a cursor that sees
+    /// the same count again knows the pages it last read are unchanged.
+    installs: AtomicU64,
     recovered_batches: u64,
     _lock: DirLock,
 }
@@ -375,6 +378,7 @@ where
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(None),
             checkpoints: AtomicU64::new(0),
+            installs: AtomicU64::new(0),
             recovered_batches: replayed,
             _lock: lock,
         };
@@ -420,6 +424,7 @@ where
             &self.pool,
             &self.tree,
             &self.poisoned,
+            &self.installs,
             range.start,
             range.end,
             reverse,
@@ -529,8 +534,13 @@ where
             if !shadow.modified {
                 continue;
             }
-            let bytes =
-                page::encode(&shadow.content, id, ps).map_err(|e| corrupt_at(path, ps, id, e))?;
+            let bytes = match shadow.body {
+                // Edited in place: already the page's bytes.
+                Body::Raw(bytes) => bytes,
+                Body::Decoded(content) => {
+                    page::encode(&content, id, ps).map_err(|e| corrupt_at(path, ps, id, e))?
+                }
+            };
             match &shadow.ops {
                 None => records.push(wal::encode_image(id, &bytes)),
                 Some(ops) => {
@@ -567,6 +577,7 @@ where
                 self.pool.install(id, &bytes)?;
             }
             *tree = meta;
+            self.installs.fetch_add(1, Ordering::Release);
             Ok(())
         })();
         if let Err(e) = installed {

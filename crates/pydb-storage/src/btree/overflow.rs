@@ -61,8 +61,8 @@ impl<F: File> Txn<'_, F> {
                     "overflow chain has a cycle",
                 ));
             }
-            let next = match &self.load(id)?.content {
-                Content::Overflow { next, .. } => *next,
+            let next = match self.content(id)? {
+                Content::Overflow { next, .. } => next,
                 _ => {
                     return Err(Error::corrupted(
                         self.pool.file().path(),

@@ -34,11 +34,16 @@
 //! 0        32                cells_start  <-                page_size
 //! ```
 //!
-//! pydb rewrites a page compactly on every change (decode into a [`Node`],
-//! edit the vectors, encode), so a page never has holes and needs no
-//! fragmentation bookkeeping. That costs a page-sized copy per change, which
-//! is small next to the WAL record the change writes. Reads never decode a
-//! whole page: [`PageView`] binary-searches the slots in place.
+//! A page never has holes, so it needs no fragmentation bookkeeping: the
+//! cells fill `cells_start..page_size` exactly. The common edits keep it so
+//! in place, without decoding ([`leaf_put_in_place`],
+//! [`leaf_delete_in_place`]): an insert shifts the slots after its position
+//! and writes the cell just below the others; a delete (or a replacement of
+//! another size) slides the cells below the old one up by its length and
+//! fixes their slots. Freed bytes are zeroed, so the free gap is all zeros
+//! (the WAL leaves it out of page images). Splits and merges decode the page
+//! into a [`Node`], edit the vectors and encode it again. Reads never decode
+//! a whole page: [`PageView`] binary-searches the slots in place.
 //!
 //! Cells:
 //!
@@ -517,27 +522,228 @@ fn key_len_u16(len: usize) -> PResult<u16> {
 
 /// The bytes of one leaf cell (no slot): also the payload of a logged put.
 pub fn encode_leaf_cell(key: &[u8], value: &Value) -> PResult<Vec<u8>> {
-    let mut cell = Vec::with_capacity(leaf_cell_len(key.len(), value));
-    cell.extend_from_slice(&key_len_u16(key.len())?.to_le_bytes());
+    let mut cell = vec![0u8; leaf_cell_len(key.len(), value)];
+    write_leaf_cell(&mut cell, key, value)?;
+    Ok(cell)
+}
+
+/// Writes one leaf cell into `dst`, which is exactly its length.
+fn write_leaf_cell(dst: &mut [u8], key: &[u8], value: &Value) -> PResult<()> {
+    let klen = key_len_u16(key.len())?;
+    put(dst, 0, &klen.to_le_bytes())?;
     match value {
         Value::Inline(v) => {
             let vlen = u32::try_from(v.len()).map_err(|_| PageError {
                 offset: 0,
                 reason: "value longer than 4 GiB",
             })?;
-            cell.push(VALUE_INLINE);
-            cell.extend_from_slice(&vlen.to_le_bytes());
-            cell.extend_from_slice(key);
-            cell.extend_from_slice(v);
+            put(dst, 2, &[VALUE_INLINE])?;
+            put(dst, 3, &vlen.to_le_bytes())?;
+            put(dst, LEAF_CELL_HEADER, key)?;
+            put(dst, LEAF_CELL_HEADER + key.len(), v)?;
         }
         Value::Overflow { len, first } => {
-            cell.push(VALUE_OVERFLOW);
-            cell.extend_from_slice(&len.to_le_bytes());
-            cell.extend_from_slice(key);
-            cell.extend_from_slice(&first.to_le_bytes());
+            put(dst, 2, &[VALUE_OVERFLOW])?;
+            put(dst, 3, &len.to_le_bytes())?;
+            put(dst, LEAF_CELL_HEADER, key)?;
+            put(dst, LEAF_CELL_HEADER + key.len(), &first.to_le_bytes())?;
         }
     }
-    Ok(cell)
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Editing a leaf in place
+// ---------------------------------------------------------------------------
+
+/// What an in-place edit replaced or removed: enough to update the tree's
+/// byte count and to free an overflow chain, without copying the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OldValue {
+    /// The value's length.
+    pub len: u32,
+    /// The first page of its overflow chain, if it had one.
+    pub overflow: Option<PageId>,
+}
+
+impl From<ValueRef<'_>> for OldValue {
+    fn from(v: ValueRef<'_>) -> Self {
+        match v {
+            ValueRef::Inline(b) => OldValue {
+                len: b.len() as u32,
+                overflow: None,
+            },
+            ValueRef::Overflow { len, first } => OldValue {
+                len,
+                overflow: Some(first),
+            },
+        }
+    }
+}
+
+impl From<&Value> for OldValue {
+    fn from(v: &Value) -> Self {
+        match v {
+            Value::Inline(b) => OldValue {
+                len: b.len() as u32,
+                overflow: None,
+            },
+            Value::Overflow { len, first } => OldValue {
+                len: *len,
+                overflow: Some(*first),
+            },
+        }
+    }
+}
+
+/// Bytes a leaf or internal page uses: header, slots and cells. Pages are
+/// kept without holes (see the module docs), so this is what
+/// [`Node::encoded_len`] would say of the decoded page.
+pub fn node_used_len(buf: &[u8]) -> PResult<usize> {
+    let count = get_u16(buf, COUNT_OFFSET)? as usize;
+    let cells_start = get_u16(buf, CELLS_START_OFFSET)? as usize;
+    match buf.len().checked_sub(cells_start) {
+        Some(cells) => Ok(HEADER_LEN + count * SLOT_LEN + cells),
+        None => bad(CELLS_START_OFFSET, "cell area starts past the page end"),
+    }
+}
+
+/// Removes the cell of `len` bytes at `off` from the cell area, sliding
+/// the cells below it up so that the area stays without holes, and fixing
+/// the slots that pointed at moved cells. The slot of the removed cell is
+/// left for the caller. Returns the new start of the cell area.
+fn remove_cell(buf: &mut [u8], count: usize, off: usize, len: usize) -> PResult<usize> {
+    let cells_start = get_u16(buf, CELLS_START_OFFSET)? as usize;
+    let end = off.checked_add(len).filter(|e| *e <= buf.len());
+    if off < cells_start || end.is_none() {
+        return bad(CELLS_START_OFFSET, "cell outside the cell area");
+    }
+    buf.copy_within(cells_start..off, cells_start + len);
+    buf[cells_start..cells_start + len].fill(0);
+    for j in 0..count {
+        let at = HEADER_LEN + j * SLOT_LEN;
+        let slot = get_u16(buf, at)? as usize;
+        if slot < off {
+            // slot + len <= off + len <= page size <= 32 KiB: fits a u16.
+            put(buf, at, &((slot + len) as u16).to_le_bytes())?;
+        }
+    }
+    let start = cells_start + len;
+    put(buf, CELLS_START_OFFSET, &(start as u16).to_le_bytes())?;
+    Ok(start)
+}
+
+/// Sets `key` to `value` in the leaf page `buf`, in place: the slot array
+/// and cell area are edited, nothing is decoded. Returns `None` (and leaves
+/// the page untouched) when the page has no room, so the caller splits;
+/// `Some(old)` otherwise, with the value replaced, if any.
+///
+/// The fit rule is the one the decoded path uses (`encoded_len <= page
+/// size`), so both paths split at the same moment.
+pub fn leaf_put_in_place(
+    buf: &mut [u8],
+    key: &[u8],
+    value: &Value,
+) -> PResult<Option<Option<OldValue>>> {
+    let view = PageView::new(buf, PageType::Leaf)?;
+    let count = view.count();
+    let found = view.search_leaf(key)?;
+    let new_len = leaf_cell_len(key.len(), value);
+    let slots_end = HEADER_LEN + count * SLOT_LEN;
+    let cells_start = get_u16(buf, CELLS_START_OFFSET)? as usize;
+    // PageView::new checked slots_end <= cells_start <= page size.
+    let gap = cells_start - slots_end;
+    match found {
+        Ok(i) => {
+            let (cell, off) = view.cell(i)?;
+            let (_, old, old_len) = decode_leaf_cell(cell, off)?;
+            let old = OldValue::from(old);
+            if new_len == old_len {
+                // Same size (an overwrite of a fixed-size value): in place.
+                let dst = buf.get_mut(off..off + old_len);
+                write_leaf_cell(dst.unwrap_or_default(), key, value)?;
+                return Ok(Some(Some(old)));
+            }
+            if gap + old_len < new_len {
+                return Ok(None);
+            }
+            let start = remove_cell(buf, count, off, old_len)?;
+            let new_off = start - new_len;
+            let dst = buf.get_mut(new_off..start).unwrap_or_default();
+            write_leaf_cell(dst, key, value)?;
+            put(
+                buf,
+                HEADER_LEN + i * SLOT_LEN,
+                &(new_off as u16).to_le_bytes(),
+            )?;
+            put(buf, CELLS_START_OFFSET, &(new_off as u16).to_le_bytes())?;
+            Ok(Some(Some(old)))
+        }
+        Err(i) => {
+            if gap < new_len + SLOT_LEN {
+                return Ok(None);
+            }
+            let slot_at = HEADER_LEN + i * SLOT_LEN;
+            buf.copy_within(slot_at..slots_end, slot_at + SLOT_LEN);
+            let new_off = cells_start - new_len;
+            let dst = buf.get_mut(new_off..cells_start).unwrap_or_default();
+            write_leaf_cell(dst, key, value)?;
+            put(buf, slot_at, &(new_off as u16).to_le_bytes())?;
+            put(buf, CELLS_START_OFFSET, &(new_off as u16).to_le_bytes())?;
+            put(buf, COUNT_OFFSET, &count_u16(count + 1)?.to_le_bytes())?;
+            Ok(Some(None))
+        }
+    }
+}
+
+/// Removes `key` from the leaf page `buf`, in place; returns the value it
+/// had, or `None` if it was not there.
+pub fn leaf_delete_in_place(buf: &mut [u8], key: &[u8]) -> PResult<Option<OldValue>> {
+    let view = PageView::new(buf, PageType::Leaf)?;
+    let count = view.count();
+    let Ok(i) = view.search_leaf(key)? else {
+        return Ok(None);
+    };
+    let (cell, off) = view.cell(i)?;
+    let (_, old, old_len) = decode_leaf_cell(cell, off)?;
+    let old = OldValue::from(old);
+    remove_cell(buf, count, off, old_len)?;
+    let slot_at = HEADER_LEN + i * SLOT_LEN;
+    let slots_end = HEADER_LEN + count * SLOT_LEN;
+    buf.copy_within(slot_at + SLOT_LEN..slots_end, slot_at);
+    put(buf, slots_end - SLOT_LEN, &[0, 0])?;
+    put(buf, COUNT_OFFSET, &count_u16(count - 1)?.to_le_bytes())?;
+    Ok(Some(old))
+}
+
+/// The free gap of a page, as `(start, len)`: the bytes a page image in
+/// the WAL leaves out because they are zero (see `wal.rs`). Slotted pages:
+/// between the slot array and the cells; overflow pages: after the data;
+/// free pages: everything after the header. `(page size, 0)` for anything
+/// else or a header that does not add up.
+pub fn free_gap(buf: &[u8]) -> (usize, usize) {
+    let none = (buf.len(), 0);
+    let ty = buf.get(TYPE_OFFSET).copied().and_then(PageType::from_byte);
+    let (start, end) = match ty {
+        Some(PageType::Leaf | PageType::Internal) => {
+            let (Ok(count), Ok(cells_start)) =
+                (get_u16(buf, COUNT_OFFSET), get_u16(buf, CELLS_START_OFFSET))
+            else {
+                return none;
+            };
+            (HEADER_LEN + count as usize * SLOT_LEN, cells_start as usize)
+        }
+        Some(PageType::Overflow) => match get_u16(buf, CELLS_START_OFFSET) {
+            Ok(len) => (HEADER_LEN + len as usize, buf.len()),
+            Err(_) => return none,
+        },
+        Some(PageType::Free) => (HEADER_LEN, buf.len()),
+        _ => return none,
+    };
+    if start > end || end > buf.len() {
+        return none;
+    }
+    (start, end - start)
 }
 
 /// A leaf cell read in place: key and value (or where the value lives).
@@ -605,6 +811,8 @@ pub fn decode_leaf_cell(cell: &[u8], at: usize) -> PResult<(&[u8], ValueRef<'_>,
 pub struct PageView<'a> {
     buf: &'a [u8],
     count: usize,
+    /// The lowest cell offset, checked against the slot array and the page.
+    cells_start: usize,
 }
 
 impl<'a> PageView<'a> {
@@ -620,7 +828,11 @@ impl<'a> PageView<'a> {
         if slots_end > cells_start || cells_start > buf.len() {
             return bad(CELLS_START_OFFSET, "slot array overlaps the cells");
         }
-        Ok(Self { buf, count })
+        Ok(Self {
+            buf,
+            count,
+            cells_start,
+        })
     }
 
     /// The number of cells.
@@ -645,8 +857,7 @@ impl<'a> PageView<'a> {
         }
         let slot_at = HEADER_LEN + i * SLOT_LEN;
         let offset = get_u16(self.buf, slot_at)? as usize;
-        let cells_start = get_u16(self.buf, CELLS_START_OFFSET)? as usize;
-        if offset < cells_start {
+        if offset < self.cells_start {
             return bad(slot_at, "slot points outside the cell area");
         }
         match self.buf.get(offset..) {
@@ -662,9 +873,18 @@ impl<'a> PageView<'a> {
         Ok((key, value))
     }
 
-    /// Key of leaf cell `i`.
+    /// Key of leaf cell `i` (the value is not looked at: this is what a
+    /// binary search probes).
     pub fn leaf_key(&self, i: usize) -> PResult<&'a [u8]> {
-        Ok(self.leaf_entry(i)?.0)
+        let (cell, at) = self.cell(i)?;
+        let klen = get_u16(cell, 0).map_err(|_| PageError {
+            offset: at,
+            reason: "leaf cell header past the page end",
+        })? as usize;
+        match cell.get(LEAF_CELL_HEADER..LEAF_CELL_HEADER + klen) {
+            Some(key) => Ok(key),
+            None => bad(at, "leaf key past the page end"),
+        }
     }
 
     /// Key and child of internal cell `i`.
@@ -954,6 +1174,64 @@ mod tests {
     }
 
     #[test]
+    fn in_place_edits_match_the_decoded_model() {
+        // Random puts (new keys, same-size and resized replacements) and
+        // deletes, done in place on the bytes and on a decoded Leaf: the
+        // page must always decode to the model and stay without holes.
+        let mut model = leaf(&[]);
+        let mut buf = encode(&Content::Node(Node::Leaf(model.clone())), 4, 512).unwrap();
+        let mut state = 0x2545_f491_u32;
+        let mut rand = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let (mut no_room, mut deleted) = (0, 0);
+        for _ in 0..3000 {
+            let key = Bytes::from(format!("k{:02}", rand() % 40));
+            let r = rand();
+            if r % 5 == 0 {
+                let old = leaf_delete_in_place(&mut buf, &key).unwrap();
+                let expected = model.remove(&key);
+                assert_eq!(old, expected.as_ref().map(OldValue::from));
+                deleted += usize::from(old.is_some());
+            } else {
+                let value = if r % 7 == 0 {
+                    Value::Overflow {
+                        len: r,
+                        first: r % 100,
+                    }
+                } else {
+                    Value::Inline(Bytes::from(vec![r as u8; (r >> 8) as usize % 24]))
+                };
+                let before = buf.clone();
+                match leaf_put_in_place(&mut buf, &key, &value).unwrap() {
+                    Some(old) => {
+                        let expected = model.put(key, value);
+                        assert_eq!(old, expected.as_ref().map(OldValue::from));
+                    }
+                    None => {
+                        no_room += 1;
+                        assert_eq!(buf, before, "a put without room changed the page");
+                        let mut bigger = model.clone();
+                        bigger.put(key, value);
+                        assert!(bigger.encoded_len() > 512);
+                    }
+                }
+            }
+            assert_eq!(
+                decode(&buf).unwrap(),
+                Content::Node(Node::Leaf(model.clone()))
+            );
+            assert_eq!(node_used_len(&buf).unwrap(), model.encoded_len());
+            let (start, len) = free_gap(&buf);
+            assert!(buf[start..start + len].iter().all(|b| *b == 0));
+        }
+        assert!(no_room > 0 && deleted > 0, "{no_room} {deleted}");
+    }
+
+    #[test]
     fn garbage_never_panics() {
         // Slot offsets, counts and lengths pointing anywhere must give errors.
         let mut state = 0x9e37_79b9_u32;
@@ -970,6 +1248,10 @@ mod tests {
             buf[COUNT_OFFSET + 1] = 0;
             let _ = decode(&buf);
             let _ = describe_page(&buf);
+            let _ = free_gap(&buf);
+            let mut edited = buf.clone();
+            let _ = leaf_put_in_place(&mut edited, b"key", &Value::Inline(Bytes::new()));
+            let _ = leaf_delete_in_place(&mut edited, b"key");
             if let Ok(v) = PageView::new(&buf, PageType::Leaf) {
                 let _ = v.search_leaf(b"key");
             }

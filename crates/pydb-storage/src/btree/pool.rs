@@ -45,19 +45,31 @@
 //! change whose log record was lost, and recovery could neither redo nor undo
 //! it. The page checksum is computed on the copy that is written.
 //!
-//! ## Cost of the simple scheme
+//! ## Locks on the hit path, and I/O outside the page table lock
 //!
-//! The page table lock is held across the I/O of a miss (write-back of the
-//! victim and read of the new page). That keeps the code free of "frame in
-//! I/O" states, but a miss stalls every other fetch for one read (and, for a
-//! dirty victim, one write and possibly a WAL sync). Hits take the lock only
-//! for a hash lookup.
+//! The page table is behind an `RwLock`: a hit takes it for *reading* only
+//! long enough to look the page up and raise the frame's pin, then latches
+//! the frame. The reference bit and the pin count live in the frame as
+//! atomics, so a hit writes no shared table state. The page table hashes
+//! page numbers with a multiplicative hash ([`PageIdHasher`]): page numbers
+//! are small integers chosen by pydb, not by an attacker, so SipHash's
+//! flooding resistance buys nothing here.
+//!
+//! A miss takes the table for writing to pick a victim and map the page to
+//! it, latches the frame for writing, and *releases the table* before it
+//! reads the page: other fetches (hits and misses) go on meanwhile, and a
+//! fetch of the same page waits on the frame latch, not on the table. A
+//! frame whose read failed is marked unloaded, so such a waiter retries
+//! instead of seeing stale bytes. Writing back a dirty victim still happens
+//! under the table lock (it is rare: a checkpoint cleans the pool), which
+//! keeps the victim from being re-found while its bytes go to disk.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use pydb_file::File;
 
 use super::page::{self, PageId};
@@ -71,6 +83,35 @@ pub trait WriteAhead: Send + Sync + std::fmt::Debug {
     /// Returns once every log record up to `lsn` is durable.
     fn make_durable(&self, lsn: u64) -> Result<()>;
 }
+
+/// A hasher for page numbers: one multiplication (Fibonacci hashing) and a
+/// fold of the high bits down, so both the low bits (the bucket) and the
+/// high bits (the hash table's tag byte) depend on every bit of the number.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PageIdHasher(u64);
+
+const FIB: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl Hasher for PageIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u32` is used for page numbers; this keeps any other
+        // key type correct, if slower.
+        for b in bytes {
+            self.write_u32(u32::from(*b) ^ (self.0 as u32));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        let h = (u64::from(n) ^ self.0).wrapping_mul(FIB);
+        self.0 = h ^ (h >> 32);
+    }
+}
+
+type PageTable = HashMap<PageId, usize, BuildHasherDefault<PageIdHasher>>;
 
 /// The pool's counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -92,20 +133,26 @@ pub struct PoolStats {
 #[derive(Debug)]
 struct Frame {
     data: RwLock<Box<[u8]>>,
-    /// Raised under the page table lock, lowered by `PageRef::drop`.
+    /// Raised under the page table lock (read or write), lowered by
+    /// `PageRef::drop` or a failed load. A pinned frame is never reused.
     pins: AtomicU32,
+    /// The clock's second-chance bit, set by every fetch.
+    referenced: AtomicBool,
+    /// Whether `data` holds the page the table maps here: false while the
+    /// page is being read (and after a failed read), so that a fetch that
+    /// waited on the latch retries instead of using the bytes.
+    loaded: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
     page: Option<PageId>,
     dirty: bool,
-    referenced: bool,
 }
 
 #[derive(Debug)]
 struct Table {
-    pages: HashMap<PageId, usize>,
+    pages: PageTable,
     slots: Vec<Slot>,
     hand: usize,
 }
@@ -116,7 +163,7 @@ pub struct BufferPool<F: File> {
     file: F,
     page_size: usize,
     frames: Vec<Frame>,
-    table: Mutex<Table>,
+    table: RwLock<Table>,
     wal: Arc<dyn WriteAhead>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -154,6 +201,8 @@ impl<F: File> BufferPool<F> {
     /// A pool of `frames` frames (at least [`MIN_FRAMES`]) over `file`.
     pub fn new(file: F, page_size: usize, frames: usize, wal: Arc<dyn WriteAhead>) -> Self {
         let n = frames.max(MIN_FRAMES);
+        let mut pages = PageTable::default();
+        pages.reserve(n);
         Self {
             file,
             page_size,
@@ -161,10 +210,12 @@ impl<F: File> BufferPool<F> {
                 .map(|_| Frame {
                     data: RwLock::new(vec![0u8; page_size].into_boxed_slice()),
                     pins: AtomicU32::new(0),
+                    referenced: AtomicBool::new(false),
+                    loaded: AtomicBool::new(false),
                 })
                 .collect(),
-            table: Mutex::new(Table {
-                pages: HashMap::with_capacity(n),
+            table: RwLock::new(Table {
+                pages,
                 slots: vec![Slot::default(); n],
                 hand: 0,
             }),
@@ -193,7 +244,7 @@ impl<F: File> BufferPool<F> {
 
     /// The counters.
     pub fn stats(&self) -> PoolStats {
-        let dirty = self.table.lock().slots.iter().filter(|s| s.dirty).count();
+        let dirty = self.table.read().slots.iter().filter(|s| s.dirty).count();
         PoolStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
@@ -208,17 +259,38 @@ impl<F: File> BufferPool<F> {
     /// file (and verifying its checksum and number) on a miss.
     pub fn fetch(&self, id: PageId) -> Result<PageRef<'_>> {
         loop {
-            let mut table = self.table.lock();
-            if let Some(&f) = table.pages.get(&id) {
-                let frame = &self.frames[f];
-                frame.pins.fetch_add(1, Ordering::AcqRel);
-                table.slots[f].referenced = true;
-                drop(table);
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(PageRef {
-                    frame,
-                    guard: Some(frame.data.read()),
-                });
+            // The hit path: a shared table lock, one pin, one latch.
+            let hit = {
+                let table = self.table.read();
+                table.pages.get(&id).map(|&f| {
+                    let frame = &self.frames[f];
+                    frame.pins.fetch_add(1, Ordering::AcqRel);
+                    frame
+                })
+            };
+            if let Some(frame) = hit {
+                if !frame.referenced.load(Ordering::Relaxed) {
+                    frame.referenced.store(true, Ordering::Relaxed);
+                }
+                let guard = frame.data.read();
+                if frame.loaded.load(Ordering::Acquire) {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(PageRef {
+                        frame,
+                        guard: Some(guard),
+                    });
+                }
+                // Its read failed: the loader unmaps it; look again.
+                drop(guard);
+                frame.pins.fetch_sub(1, Ordering::AcqRel);
+                std::thread::yield_now();
+                continue;
+            }
+            // The miss path: map the page to a victim frame under the
+            // exclusive table lock, then read it with only the frame latched.
+            let mut table = self.table.write();
+            if table.pages.contains_key(&id) {
+                continue; // loaded by another fetch meanwhile
             }
             let Some(f) = self.find_victim(&mut table)? else {
                 // Every frame is pinned for a moment: let the holders finish.
@@ -227,23 +299,39 @@ impl<F: File> BufferPool<F> {
                 continue;
             };
             let frame = &self.frames[f];
-            {
-                let mut data = frame.data.write();
-                self.read_page(id, &mut data)?;
-            }
+            // Unpinned, so nobody holds the latch: this does not wait.
+            let mut data = frame.data.write();
+            frame.loaded.store(false, Ordering::Release);
+            frame.referenced.store(true, Ordering::Relaxed);
+            frame.pins.fetch_add(1, Ordering::AcqRel);
             table.pages.insert(id, f);
             table.slots[f] = Slot {
                 page: Some(id),
                 dirty: false,
-                referenced: true,
             };
-            frame.pins.fetch_add(1, Ordering::AcqRel);
             drop(table);
+            if let Err(e) = self.read_page(id, &mut data) {
+                drop(data);
+                self.unmap_failed(id, f);
+                frame.pins.fetch_sub(1, Ordering::AcqRel);
+                return Err(e);
+            }
+            frame.loaded.store(true, Ordering::Release);
             self.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(PageRef {
                 frame,
-                guard: Some(frame.data.read()),
+                guard: Some(RwLockWriteGuard::downgrade(data)),
             });
+        }
+    }
+
+    /// Forgets frame `f` as the home of page `id` after reading it failed
+    /// (unless an install filled it meanwhile).
+    fn unmap_failed(&self, id: PageId, f: usize) {
+        let mut table = self.table.write();
+        if table.pages.get(&id) == Some(&f) && !self.frames[f].loaded.load(Ordering::Acquire) {
+            table.pages.remove(&id);
+            table.slots[f] = Slot::default();
         }
     }
 
@@ -284,7 +372,7 @@ impl<F: File> BufferPool<F> {
             ));
         }
         loop {
-            let mut table = self.table.lock();
+            let mut table = self.table.write();
             let f = match table.pages.get(&id) {
                 Some(&f) => f,
                 None => match self.find_victim(&mut table)? {
@@ -299,11 +387,13 @@ impl<F: File> BufferPool<F> {
                     }
                 },
             };
-            self.frames[f].data.write().copy_from_slice(bytes);
+            let frame = &self.frames[f];
+            frame.data.write().copy_from_slice(bytes);
+            frame.loaded.store(true, Ordering::Release);
+            frame.referenced.store(true, Ordering::Relaxed);
             table.slots[f] = Slot {
                 page: Some(id),
                 dirty: true,
-                referenced: true,
             };
             return Ok(());
         }
@@ -317,15 +407,17 @@ impl<F: File> BufferPool<F> {
         for _ in 0..2 * n + 1 {
             let f = table.hand;
             table.hand = (f + 1) % n;
+            let frame = &self.frames[f];
+            // Pins first: a frame whose load failed is unmapped but may
+            // still be pinned by a fetch that waited on it.
+            if frame.pins.load(Ordering::Acquire) > 0 {
+                continue;
+            }
             let slot = table.slots[f];
             let Some(page) = slot.page else {
                 return Ok(Some(f));
             };
-            if self.frames[f].pins.load(Ordering::Acquire) > 0 {
-                continue;
-            }
-            if slot.referenced {
-                table.slots[f].referenced = false;
+            if frame.referenced.swap(false, Ordering::Relaxed) {
                 continue;
             }
             if slot.dirty {
@@ -334,6 +426,7 @@ impl<F: File> BufferPool<F> {
             }
             table.pages.remove(&page);
             table.slots[f] = Slot::default();
+            frame.loaded.store(false, Ordering::Release);
             self.evictions.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(f));
         }
@@ -355,7 +448,7 @@ impl<F: File> BufferPool<F> {
     /// checkpoint. Fetches may run meanwhile; the caller keeps writers out.
     pub fn flush_all(&self) -> Result<()> {
         for f in 0..self.frames.len() {
-            let mut table = self.table.lock();
+            let mut table = self.table.write();
             let slot = table.slots[f];
             if let (Some(page), true) = (slot.page, slot.dirty) {
                 self.write_back(f, page)?;
@@ -373,7 +466,7 @@ mod tests {
     use crate::btree::page::{Content, encode, set_page_lsn};
 
     #[derive(Debug, Default)]
-    struct Recorder(Mutex<Vec<u64>>);
+    struct Recorder(parking_lot::Mutex<Vec<u64>>);
     impl WriteAhead for Recorder {
         fn make_durable(&self, lsn: u64) -> Result<()> {
             self.0.lock().push(lsn);

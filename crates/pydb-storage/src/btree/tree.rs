@@ -44,11 +44,16 @@
 //! ## Readers
 //!
 //! Lookups and cursors hold the engine's tree lock for reading and at most
-//! one pinned page at a time. A cursor does not keep pages pinned between
-//! calls: it copies out one leaf's worth of entries, remembers the last key,
-//! and re-descends from the root for the next leaf, so writers are never
-//! blocked by a slow consumer and a scan sees every key that is not written
-//! during the scan exactly once.
+//! one pinned page at a time. A lookup searches the pinned page in place and
+//! copies only the value out. A cursor does not keep pages pinned between
+//! calls: it copies out one leaf's worth of entries (into one buffer, that
+//! the keys and values it returns are slices of), remembers the last key,
+//! and moves on to the next leaf, so writers are never blocked by a slow
+//! consumer and a scan sees every key that is not written during the scan
+//! exactly once. To move on it follows the leaf's sibling link if no batch
+//! was installed since the last refill (the engine counts installs), and
+//! re-descends from the root with the last key otherwise: a link read
+//! before a split or merge may point at a page that changed meaning.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
@@ -60,17 +65,28 @@ use pydb_file::File;
 use super::meta::{MAX_BTREE_DEPTH, TreeMeta};
 use super::page::{
     self, Content, FIRST_DATA_PAGE, HEADER_LEN, Internal, LEAF_CELL_HEADER, Leaf, NO_PAGE, Node,
-    PageError, PageId, PageType, PageView, SLOT_LEN, Value, ValueRef,
+    OldValue, PageError, PageId, PageType, PageView, SLOT_LEN, Value, ValueRef,
 };
 use super::pool::BufferPool;
 use super::wal::LeafOp;
 use crate::{Error, Result};
 
-/// A page changed by a write transaction.
+/// The private copy of a page in a write transaction.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// The page's bytes, copied from the pool: leaf puts and deletes that
+    /// fit edit these in place (no decoding, no allocation per entry).
+    Raw(Vec<u8>),
+    /// The page decoded: splits, merges, overflow and free-list changes
+    /// rebuild whole pages, and are easier to get right on vectors.
+    Decoded(Content),
+}
+
+/// A page read or changed by a write transaction.
 #[derive(Debug, Clone)]
 pub struct Shadow {
     /// The page's new content.
-    pub content: Content,
+    pub body: Body,
     /// Leaf ops to log, or `None` to log a full page image.
     pub ops: Option<Vec<LeafOp>>,
     /// Whether the transaction changed it (it may only have read it).
@@ -293,19 +309,19 @@ impl<'a, F: File> Txn<'a, F> {
         self.pool.page_size()
     }
 
-    /// The shadow of page `id`, decoding it from the pool on first use.
+    /// The shadow of page `id`, copied from the pool on first use.
     pub(super) fn load(&mut self, id: PageId) -> Result<&mut Shadow> {
         if !self.pages.contains_key(&id) {
             check_page_id(self.path(), &self.meta, id)?;
             let page = self.pool.fetch(id)?;
-            let content = page::decode(&page).map_err(|e| self.corrupt(id, e))?;
-            // First change since the checkpoint: log the whole page.
-            let ops = (page::page_lsn(&page) >= self.redo_start).then(Vec::new);
+            let bytes = page.to_vec();
             drop(page);
+            // First change since the checkpoint: log the whole page.
+            let ops = (page::page_lsn(&bytes) >= self.redo_start).then(Vec::new);
             self.pages.insert(
                 id,
                 Shadow {
-                    content,
+                    body: Body::Raw(bytes),
                     ops,
                     modified: false,
                 },
@@ -316,17 +332,37 @@ impl<'a, F: File> Txn<'a, F> {
             .ok_or_else(|| Error::corrupted("", 0, "shadow page vanished"))
     }
 
+    /// The content of page `id` as this transaction sees it, decoded (and
+    /// checked: every slot, every cell, the key order).
+    pub(super) fn content(&mut self, id: PageId) -> Result<Content> {
+        let decoded = match &self.load(id)?.body {
+            Body::Decoded(content) => Ok(content.clone()),
+            Body::Raw(bytes) => page::decode(bytes),
+        };
+        decoded.map_err(|e| self.corrupt(id, e))
+    }
+
     fn leaf(&mut self, id: PageId) -> Result<Leaf> {
-        match &self.load(id)?.content {
-            Content::Node(Node::Leaf(l)) => Ok(l.clone()),
+        match self.content(id)? {
+            Content::Node(Node::Leaf(l)) => Ok(l),
             _ => Err(self.corrupt_msg(id, "expected a leaf")),
         }
     }
 
     fn internal(&mut self, id: PageId) -> Result<Internal> {
-        match &self.load(id)?.content {
-            Content::Node(Node::Internal(n)) => Ok(n.clone()),
+        match self.content(id)? {
+            Content::Node(Node::Internal(n)) => Ok(n),
             _ => Err(self.corrupt_msg(id, "expected an internal page")),
+        }
+    }
+
+    /// Records that leaf `id` was edited in place by `op`.
+    fn note_leaf_op(&mut self, id: PageId, op: LeafOp) {
+        if let Some(shadow) = self.pages.get_mut(&id) {
+            shadow.modified = true;
+            if let Some(ops) = &mut shadow.ops {
+                ops.push(op);
+            }
         }
     }
 
@@ -334,11 +370,11 @@ impl<'a, F: File> Txn<'a, F> {
     /// logged op by op, as a full image otherwise (`op` = `None` forces one).
     pub(super) fn write(&mut self, id: PageId, content: Content, op: Option<LeafOp>) {
         let shadow = self.pages.entry(id).or_insert(Shadow {
-            content: Content::Free { next: NO_PAGE },
+            body: Body::Decoded(Content::Free { next: NO_PAGE }),
             ops: None,
             modified: true,
         });
-        shadow.content = content;
+        shadow.body = Body::Decoded(content);
         shadow.modified = true;
         match (op, &mut shadow.ops) {
             (Some(op), Some(ops)) => ops.push(op),
@@ -357,12 +393,21 @@ impl<'a, F: File> Txn<'a, F> {
         let mut id = self.meta.root;
         for _ in 1..self.meta.height {
             let (pos, child) = match self.pages.get(&id) {
-                Some(shadow) => match &shadow.content {
-                    Content::Node(Node::Internal(n)) => {
+                Some(shadow) => match &shadow.body {
+                    Body::Decoded(Content::Node(Node::Internal(n))) => {
                         let pos = n.child_pos(key);
                         (pos, n.child_at(pos).unwrap_or(NO_PAGE))
                     }
-                    _ => return Err(self.corrupt_msg(id, "expected an internal page")),
+                    Body::Raw(bytes) => {
+                        let found = PageView::new(bytes, PageType::Internal).and_then(|view| {
+                            let pos = view.child_pos_for(key)?;
+                            Ok((pos, view.child_at(pos)?))
+                        });
+                        found.map_err(|e| self.corrupt(id, e))?
+                    }
+                    Body::Decoded(_) => {
+                        return Err(self.corrupt_msg(id, "expected an internal page"));
+                    }
                 },
                 None => {
                     // Not changed by this transaction: search it in place.
@@ -411,13 +456,13 @@ impl<'a, F: File> Txn<'a, F> {
         self.meta.live_bytes = self.meta.live_bytes.saturating_add(added);
         match &old {
             Some(old) => {
-                let removed = (key.len() + value_len(old)) as u64;
+                let removed = key.len() as u64 + u64::from(old.len);
                 self.meta.live_bytes = self.meta.live_bytes.saturating_sub(removed);
             }
             None => self.meta.keys = self.meta.keys.saturating_add(1),
         }
         self.meta_changed = true;
-        if let Some(Value::Overflow { first, .. }) = old {
+        if let Some(first) = old.and_then(|o| o.overflow) {
             self.free_overflow(first)?;
         }
         Ok(())
@@ -426,27 +471,41 @@ impl<'a, F: File> Txn<'a, F> {
     /// Deletes `key`; returns whether it was there.
     pub fn delete(&mut self, key: &[u8]) -> Result<bool> {
         let old = self.remove(key)?;
-        if let Some(old) = &old {
-            let removed = (key.len() + value_len(old)) as u64;
-            self.meta.live_bytes = self.meta.live_bytes.saturating_sub(removed);
-            self.meta.keys = self.meta.keys.saturating_sub(1);
-            self.meta_changed = true;
+        let Some(old) = old else {
+            return Ok(false);
+        };
+        let removed = key.len() as u64 + u64::from(old.len);
+        self.meta.live_bytes = self.meta.live_bytes.saturating_sub(removed);
+        self.meta.keys = self.meta.keys.saturating_sub(1);
+        self.meta_changed = true;
+        if let Some(first) = old.overflow {
+            self.free_overflow(first)?;
         }
-        match old {
-            Some(Value::Overflow { first, .. }) => {
-                self.free_overflow(first)?;
-                Ok(true)
-            }
-            Some(Value::Inline(_)) => Ok(true),
-            None => Ok(false),
-        }
+        Ok(true)
     }
 
     /// Inserts or replaces `key`; returns the value replaced.
-    fn put(&mut self, key: Bytes, value: Value) -> Result<Option<Value>> {
+    fn put(&mut self, key: Bytes, value: Value) -> Result<Option<OldValue>> {
         let (mut path, leaf_id) = self.descend(&key)?;
+        // The common case: the leaf has room, and is edited in place.
+        let in_place = match &mut self.load(leaf_id)?.body {
+            Body::Raw(bytes) => Some(page::leaf_put_in_place(bytes, &key, &value)),
+            Body::Decoded(_) => None,
+        };
+        match in_place {
+            Some(Err(e)) => return Err(self.corrupt(leaf_id, e)),
+            Some(Ok(Some(old))) => {
+                self.note_leaf_op(leaf_id, LeafOp::Put { key, value });
+                return Ok(old);
+            }
+            // No room (the page is untouched) or already decoded.
+            Some(Ok(None)) | None => {}
+        }
         let mut leaf = self.leaf(leaf_id)?;
-        let old = leaf.put(key.clone(), value.clone());
+        let old = leaf
+            .put(key.clone(), value.clone())
+            .as_ref()
+            .map(OldValue::from);
         if leaf.encoded_len() <= self.page_size() {
             self.write(
                 leaf_id,
@@ -541,10 +600,30 @@ impl<'a, F: File> Txn<'a, F> {
     }
 
     /// Removes `key`; returns its value if it was there.
-    fn remove(&mut self, key: &[u8]) -> Result<Option<Value>> {
+    fn remove(&mut self, key: &[u8]) -> Result<Option<OldValue>> {
         let (path, leaf_id) = self.descend(key)?;
+        let in_place = match &mut self.load(leaf_id)?.body {
+            Body::Raw(bytes) => Some(
+                page::leaf_delete_in_place(bytes, key)
+                    .and_then(|old| Ok((old, page::node_used_len(bytes)?))),
+            ),
+            Body::Decoded(_) => None,
+        };
+        match in_place {
+            Some(Err(e)) => return Err(self.corrupt(leaf_id, e)),
+            Some(Ok((None, _))) => return Ok(None),
+            Some(Ok((Some(old), used))) => {
+                let key = Bytes::copy_from_slice(key);
+                self.note_leaf_op(leaf_id, LeafOp::Delete { key });
+                if self.underfull(used) {
+                    self.rebalance(path)?;
+                }
+                return Ok(Some(old));
+            }
+            None => {}
+        }
         let mut leaf = self.leaf(leaf_id)?;
-        let Some(old) = leaf.remove(key) else {
+        let Some(old) = leaf.remove(key).as_ref().map(OldValue::from) else {
             return Ok(None);
         };
         let underfull = self.underfull(leaf.encoded_len());
@@ -576,10 +655,7 @@ impl<'a, F: File> Txn<'a, F> {
             let left_id = parent
                 .child_at(left_pos)
                 .ok_or_else(|| self.corrupt_msg(parent_id, "child position out of range"))?;
-            let merged = match (
-                self.load(left_id)?.content.clone(),
-                self.load(right_id)?.content.clone(),
-            ) {
+            let merged = match (self.content(left_id)?, self.content(right_id)?) {
                 (Content::Node(Node::Leaf(mut l)), Content::Node(Node::Leaf(r))) => {
                     if l.encoded_len() + r.encoded_len() - HEADER_LEN > self.page_size() {
                         false
@@ -645,6 +721,18 @@ pub struct Cursor<'a, F: File> {
     reverse: bool,
     buffered: VecDeque<(Bytes, Bytes)>,
     done: bool,
+    /// Installed batches so far, counted by the engine under the tree lock.
+    installs: &'a std::sync::atomic::AtomicU64,
+    /// The next leaf to read, valid while the install count is unchanged.
+    resume: Option<(PageId, u64)>,
+}
+
+/// Where a copied entry's value is.
+enum Copied {
+    /// At this range of the refill's buffer.
+    Inline(std::ops::Range<usize>),
+    /// In an overflow chain.
+    Overflow { len: u32, first: PageId },
 }
 
 impl<F: File> std::fmt::Debug for Cursor<'_, F> {
@@ -673,12 +761,33 @@ fn below(key: &[u8], end: &Bound<Bytes>) -> bool {
     }
 }
 
+/// Appends one entry to a refill's buffer.
+fn copy_entry(
+    arena: &mut Vec<u8>,
+    found: &mut Vec<(std::ops::Range<usize>, Copied)>,
+    key: &[u8],
+    value: ValueRef<'_>,
+) {
+    let k = arena.len()..arena.len() + key.len();
+    arena.extend_from_slice(key);
+    let v = match value {
+        ValueRef::Inline(v) => {
+            let r = arena.len()..arena.len() + v.len();
+            arena.extend_from_slice(v);
+            Copied::Inline(r)
+        }
+        ValueRef::Overflow { len, first } => Copied::Overflow { len, first },
+    };
+    found.push((k, v));
+}
+
 impl<'a, F: File> Cursor<'a, F> {
     /// A cursor over `start..end`.
     pub fn new(
         pool: &'a BufferPool<F>,
         tree: &'a parking_lot::RwLock<TreeMeta>,
         poisoned: &'a std::sync::atomic::AtomicBool,
+        installs: &'a std::sync::atomic::AtomicU64,
         start: Bound<Bytes>,
         end: Bound<Bytes>,
         reverse: bool,
@@ -692,6 +801,8 @@ impl<'a, F: File> Cursor<'a, F> {
             reverse,
             buffered: VecDeque::new(),
             done: false,
+            installs,
+            resume: None,
         }
     }
 
@@ -711,8 +822,17 @@ impl<'a, F: File> Cursor<'a, F> {
             Bound::Unbounded if self.reverse => Seek::Last,
             Bound::Unbounded => Seek::First,
         };
-        let mut id = find_leaf(self.pool, &meta, seek)?;
-        let mut found: Vec<(Bytes, Value)> = Vec::new();
+        let installs = self.installs.load(std::sync::atomic::Ordering::Acquire);
+        let mut id = match self.resume.take() {
+            Some((leaf, seen)) if seen == installs => leaf,
+            _ => find_leaf(self.pool, &meta, seek)?,
+        };
+        // Keys and inline values are copied into one buffer; the entries
+        // handed out are slices of it (one allocation per leaf, not two per
+        // entry).
+        let mut arena: Vec<u8> = Vec::new();
+        let mut found: Vec<(std::ops::Range<usize>, Copied)> = Vec::new();
+        let mut next;
         // Sibling links are walked at most page-count times: a cycle errors.
         let mut steps = 0u32;
         loop {
@@ -724,7 +844,7 @@ impl<'a, F: File> Cursor<'a, F> {
             let view =
                 PageView::new(&page, PageType::Leaf).map_err(|e| corrupt_at(path, ps, id, e))?;
             let err = |e| corrupt_at(path, ps, id, e);
-            let next = if self.reverse {
+            let link = if self.reverse {
                 let upto = match &self.end {
                     Bound::Unbounded => view.count(),
                     Bound::Included(k) => match view.search_leaf(k).map_err(err)? {
@@ -741,7 +861,7 @@ impl<'a, F: File> Cursor<'a, F> {
                         self.done = true;
                         break;
                     }
-                    found.push((Bytes::copy_from_slice(key), value.to_value()));
+                    copy_entry(&mut arena, &mut found, key, value);
                 }
                 view.left().map_err(err)?
             } else {
@@ -761,11 +881,12 @@ impl<'a, F: File> Cursor<'a, F> {
                         self.done = true;
                         break;
                     }
-                    found.push((Bytes::copy_from_slice(key), value.to_value()));
+                    copy_entry(&mut arena, &mut found, key, value);
                 }
                 view.right().map_err(err)?
             };
             drop(page);
+            next = link;
             if !found.is_empty() || self.done {
                 break;
             }
@@ -776,19 +897,25 @@ impl<'a, F: File> Cursor<'a, F> {
             check_page_id(path, &meta, next)?;
             id = next;
         }
+        if !self.done && next != NO_PAGE {
+            check_page_id(path, &meta, next)?;
+            self.resume = Some((next, installs));
+        }
+        let arena = Bytes::from(arena);
         if let Some((last, _)) = found.last() {
+            let last = arena.slice(last.clone());
             if self.reverse {
-                self.end = Bound::Excluded(last.clone());
+                self.end = Bound::Excluded(last);
             } else {
-                self.start = Bound::Excluded(last.clone());
+                self.start = Bound::Excluded(last);
             }
         }
         for (key, value) in found {
             let value = match value {
-                Value::Inline(v) => v,
-                Value::Overflow { len, first } => read_overflow(self.pool, &meta, first, len)?,
+                Copied::Inline(v) => arena.slice(v),
+                Copied::Overflow { len, first } => read_overflow(self.pool, &meta, first, len)?,
             };
-            self.buffered.push_back((key, value));
+            self.buffered.push_back((arena.slice(key), value));
         }
         Ok(())
     }

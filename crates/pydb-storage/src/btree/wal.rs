@@ -7,6 +7,8 @@
 //!
 //! ```text
 //! page image   u8 1 | u32 page | [u8; page_size]  the whole page after the change
+//! image, gap   u8 5 | u32 page | u16 gap start | u16 gap len
+//!                              | page bytes before the gap | page bytes after it
 //! leaf put     u8 2 | u32 page | leaf cell         put this key/value into the leaf
 //! leaf delete  u8 3 | u32 page | key               remove this key from the leaf
 //! tree meta    u8 4 | u32 0    | u32 root | u32 height | u32 free head
@@ -29,6 +31,14 @@
 //! it installs without even reading the page from disk, and every later
 //! record for the page builds on it. A page that has not changed since the
 //! checkpoint was written and synced by that checkpoint, so it is whole.
+//!
+//! pydb writes the second form ("image, gap"): the page without its free
+//! gap, which is all zeros (between the slot array and the cells of a leaf
+//! or internal page, after the data of an overflow page, after the header
+//! of a free page). Replay puts the zeros back. A half-full leaf then logs
+//! about half a page; this is PostgreSQL's "hole" in its full-page images.
+//! The first form is still read, and only the bytes outside the gap are
+//! stored, so the zeros that are left out are those of the page itself.
 //!
 //! ## LSNs
 //!
@@ -65,6 +75,11 @@ pub const REC_LEAF_PUT: u8 = 2;
 pub const REC_LEAF_DELETE: u8 = 3;
 /// Record kind: the tree's meta fields changed.
 pub const REC_META: u8 = 4;
+/// Record kind: a full page image without its free gap.
+pub const REC_PAGE_IMAGE_GAP: u8 = 5;
+/// Bytes of the gap description at the start of a `REC_PAGE_IMAGE_GAP`
+/// body: `u16` gap start, `u16` gap length.
+pub const GAP_HEADER_LEN: usize = 4;
 /// Bytes before a record's body: kind and page number.
 pub const REC_HEADER_LEN: usize = 5;
 /// Bytes of a meta record's body.
@@ -156,8 +171,27 @@ fn header(kind: u8, page: PageId, body: usize) -> Vec<u8> {
     out
 }
 
-/// Encodes a full page image record.
+/// Encodes a full page image record, leaving out the page's free gap
+/// when it is all zeros (it is, for every page pydb builds).
 pub fn encode_image(page: PageId, bytes: &[u8]) -> Vec<u8> {
+    let (start, len) = page::free_gap(bytes);
+    let gap = bytes.get(start..start + len).unwrap_or_default();
+    let (Ok(start16), Ok(len16)) = (u16::try_from(start), u16::try_from(len)) else {
+        return encode_whole_image(page, bytes);
+    };
+    if !gap.iter().all(|b| *b == 0) {
+        return encode_whole_image(page, bytes);
+    }
+    let mut out = header(REC_PAGE_IMAGE_GAP, page, GAP_HEADER_LEN + bytes.len() - len);
+    out.extend_from_slice(&start16.to_le_bytes());
+    out.extend_from_slice(&len16.to_le_bytes());
+    out.extend_from_slice(bytes.get(..start).unwrap_or_default());
+    out.extend_from_slice(bytes.get(start + len..).unwrap_or_default());
+    out
+}
+
+/// Encodes a page image record of the first form: every byte.
+pub fn encode_whole_image(page: PageId, bytes: &[u8]) -> Vec<u8> {
     let mut out = header(REC_PAGE_IMAGE, page, bytes.len());
     out.extend_from_slice(bytes);
     out
@@ -217,6 +251,23 @@ pub fn decode_record(
             Ok(WalRecord::Image {
                 page,
                 bytes: Bytes::copy_from_slice(body),
+            })
+        }
+        REC_PAGE_IMAGE_GAP => {
+            let start = page::get_u16(body, 0).map_err(|_| "page image record too short")?;
+            let len = page::get_u16(body, 2).map_err(|_| "page image record too short")?;
+            let (start, len) = (usize::from(start), usize::from(len));
+            let kept = body.get(GAP_HEADER_LEN..).unwrap_or_default();
+            if start + len > page_size || kept.len() + len != page_size {
+                return Err("page image of the wrong size");
+            }
+            // In bounds: start + len <= page_size = kept.len() + len.
+            let mut bytes = vec![0u8; page_size];
+            bytes[..start].copy_from_slice(&kept[..start]);
+            bytes[start + len..].copy_from_slice(&kept[start..]);
+            Ok(WalRecord::Image {
+                page,
+                bytes: Bytes::from(bytes),
             })
         }
         REC_LEAF_PUT => {
@@ -411,6 +462,44 @@ mod tests {
         let rec = encode_meta(&meta);
         assert_eq!(rec.len(), REC_HEADER_LEN + META_BODY_LEN);
         assert_eq!(decode_record(&rec, 512), Ok(WalRecord::Meta(meta)));
+        // A leaf with one cell: the image leaves out the gap between its
+        // slot array and its cell, and replay restores it byte for byte.
+        let leaf = Leaf {
+            prev: 0,
+            next: 0,
+            entries: vec![page::LeafEntry {
+                key: Bytes::from_static(b"k"),
+                value: Value::Inline(Bytes::from_static(b"vv")),
+            }],
+        };
+        let bytes = page::encode(&Content::Node(Node::Leaf(leaf)), 6, 512).unwrap();
+        let rec = encode_image(6, &bytes);
+        let cell_at = 512 - 10;
+        let gap_len = (cell_at - 34) as u16;
+        let mut expected = vec![5, 6, 0, 0, 0, 34, 0];
+        expected.extend_from_slice(&gap_len.to_le_bytes());
+        expected.extend_from_slice(&bytes[..34]);
+        expected.extend_from_slice(&[1, 0, 0, 2, 0, 0, 0, b'k', b'v', b'v']);
+        assert_eq!(rec, expected);
+        assert_eq!(
+            decode_record(&rec, 512),
+            Ok(WalRecord::Image {
+                page: 6,
+                bytes: Bytes::from(bytes.clone())
+            })
+        );
+        assert!(decode_record(&rec, 1024).is_err());
+        assert!(decode_record(&rec[..rec.len() - 1], 512).is_err());
+        // A gap that is not zero is logged whole, so nothing is lost.
+        let mut dirty = bytes.clone();
+        dirty[100] = 1;
+        let rec = encode_image(6, &dirty);
+        assert_eq!(rec.len(), REC_HEADER_LEN + 512);
+        assert_eq!(rec[0], REC_PAGE_IMAGE);
+        assert!(matches!(
+            decode_record(&rec, 512),
+            Ok(WalRecord::Image { page: 6, bytes }) if bytes == dirty
+        ));
         let image = encode_image(5, &[0u8; 512]);
         assert!(matches!(
             decode_record(&image, 512),
