@@ -45,6 +45,20 @@ impl MonolithicFile {
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         Self::open(path, true)
     }
+
+    /// Opens the file at `path` for reading only: every write fails with the
+    /// operating system's error. Tools that must never change what they
+    /// look at (`pydb inspect`, `pydb check`) open files this way.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        Ok(Self {
+            path,
+            file,
+            len: Mutex::new(len),
+        })
+    }
 }
 
 impl File for MonolithicFile {
@@ -164,6 +178,23 @@ mod tests {
         file.read_at(5, &mut buf).unwrap();
         assert_eq!(&buf, b"world");
         assert_eq!(file.len().unwrap(), 10);
+    }
+
+    #[test]
+    fn a_read_only_file_reads_and_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        MonolithicFile::create(&path)
+            .unwrap()
+            .append(b"abc")
+            .unwrap();
+        let file = MonolithicFile::open_read_only(&path).unwrap();
+        let mut buf = [0u8; 3];
+        file.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"abc");
+        assert!(file.append(b"d").is_err());
+        assert!(file.write_at(0, b"x").is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"abc");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod btree_sim;
+mod common;
 
-use std::collections::BTreeMap;
+use common::{Model, contents};
+
 use std::path::Path;
 
 use btree_sim::{Crash, SimFs, SimOpener};
@@ -13,8 +15,6 @@ use bytes::Bytes;
 use pydb_storage::btree::{PageType, describe_page, read_raw_page};
 use pydb_storage::{BTreeOptions, BTreeStorage, KeyRange, StorageEngine, WriteBatch};
 use pydb_wal::SyncPolicy;
-
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
 fn options() -> BTreeOptions {
     BTreeOptions {
@@ -60,14 +60,6 @@ fn apply(model: &mut Model, batch: &WriteBatch) {
             }
         }
     }
-}
-
-fn contents<E: StorageEngine>(engine: &E) -> Model {
-    engine
-        .scan(KeyRange::all())
-        .unwrap()
-        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
-        .collect()
 }
 
 fn assert_matches(engine: &BTreeStorage<SimOpener>, model: &Model, what: &str) {

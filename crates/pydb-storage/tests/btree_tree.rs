@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod btree_sim;
+mod common;
 
-use std::collections::BTreeMap;
+use common::{Model, contents};
+
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -15,8 +17,6 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use pydb_storage::btree::SyncPolicy;
 use pydb_storage::{BTreeOptions, BTreeStorage, Error, KeyRange, StorageEngine, WriteBatch};
-
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
 fn small() -> BTreeOptions {
     BTreeOptions {
@@ -33,14 +33,6 @@ fn open_sim(dir: &std::path::Path, fs: &Arc<SimFs>) -> BTreeStorage<SimOpener> {
 
 fn key(i: u32) -> Vec<u8> {
     format!("k{i:06}").into_bytes()
-}
-
-fn contents<E: StorageEngine>(engine: &E) -> Model {
-    engine
-        .scan(KeyRange::all())
-        .unwrap()
-        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
-        .collect()
 }
 
 #[test]

@@ -10,6 +10,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{Model, contents};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
@@ -18,15 +22,14 @@ use pydb_file::faulty::{FaultKind, InjectedFault, Op as FileOp};
 use pydb_file::{FaultController, FaultyOpener, FileOpener, MonolithicOpener};
 use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
 use pydb_storage::{
-    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Error, KeyRange, Location, LogOptions,
-    StorageEngine, WriteBatch,
+    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Error, Location, LogOptions, StorageEngine,
+    WriteBatch,
 };
 use pydb_wal::SyncPolicy;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 type Faulty = FaultyOpener<MonolithicOpener>;
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 type Opened = pydb_storage::Result<Box<dyn StorageEngine>>;
 
 /// An engine under test, opened either through faulty files or plain ones.
@@ -197,17 +200,6 @@ fn describe(step: &Step) -> String {
         Step::Flush => "flush".into(),
         Step::Get(k) => format!("get {}", show(k)),
     }
-}
-
-fn contents(engine: &dyn StorageEngine) -> Model {
-    engine
-        .scan(KeyRange::all())
-        .unwrap()
-        .map(|item| {
-            let (k, v) = item.unwrap();
-            (k.to_vec(), v.to_vec())
-        })
-        .collect()
 }
 
 fn is_poisoned(err: &Error) -> bool {

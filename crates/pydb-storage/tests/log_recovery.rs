@@ -6,7 +6,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use common::{Model, contents};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,8 +16,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pydb_storage::log::hint::{decode_hint, decode_hint_prefix, encode_hint, hint_path};
 use pydb_storage::{AppendOnlyLogStorage, Error, KeyRange, LogOptions, StorageEngine, WriteBatch};
-
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// One write of a test history.
 #[derive(Debug, Clone)]
@@ -92,17 +91,6 @@ fn one_segment_options() -> LogOptions {
 
 fn open(dir: &Path, options: LogOptions) -> pydb_storage::Result<AppendOnlyLogStorage> {
     AppendOnlyLogStorage::open(dir, options)
-}
-
-fn contents(engine: &dyn StorageEngine) -> Model {
-    engine
-        .scan(KeyRange::all())
-        .unwrap()
-        .map(|item| {
-            let (k, v) = item.unwrap();
-            (k.to_vec(), v.to_vec())
-        })
-        .collect()
 }
 
 /// Runs `history` on a fresh database, returning the model after each

@@ -6,6 +6,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -167,4 +168,19 @@ macro_rules! for_each_engine {
             $(#[test] fn $test() { super::$test(super::common::Kind::BTree) })*
         }
     };
+}
+
+/// What the tests compare engines with: every key and value, in order.
+pub type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Everything `engine` holds, read with one full scan.
+pub fn contents(engine: &dyn StorageEngine) -> Model {
+    engine
+        .scan(pydb_storage::KeyRange::all())
+        .unwrap()
+        .map(|item| {
+            let (k, v) = item.unwrap();
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
 }

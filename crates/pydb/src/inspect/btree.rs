@@ -24,9 +24,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use pydb_file::MonolithicFile;
 use pydb_storage::btree::meta::{
     CHECKPOINT_LSN_OFFSET, FREE_COUNT_OFFSET, FREE_HEAD_OFFSET, GENERATION_OFFSET, HEIGHT_OFFSET,
     KEYS_OFFSET, LIVE_BYTES_OFFSET, MAGIC_OFFSET, META_LEN, META_MAGIC, PAGE_COUNT_OFFSET,
@@ -53,87 +53,6 @@ use crate::{Error, Result};
 pub(super) fn is_page_file(path: &Path, head: &[u8]) -> bool {
     head.get(MAGIC_OFFSET..MAGIC_OFFSET + META_MAGIC.len()) == Some(&META_MAGIC[..])
         || path.file_name().is_some_and(|n| n == PAGE_FILE_NAME)
-}
-
-/// The page file opened for reading only, as the `File` the engine's meta
-/// reader and the WAL scanner take. `pydb inspect` never writes: the write
-/// methods fail.
-#[derive(Debug)]
-struct ReadOnlyFile {
-    path: PathBuf,
-    file: std::fs::File,
-}
-
-impl ReadOnlyFile {
-    fn open(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            file,
-        })
-    }
-
-    fn refuse(&self) -> pydb_file::Error {
-        pydb_file::Error::io(
-            &self.path,
-            std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                "pydb inspect opens files read-only",
-            ),
-        )
-    }
-}
-
-impl pydb_file::File for ReadOnlyFile {
-    fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn len(&self) -> pydb_file::Result<u64> {
-        self.file
-            .metadata()
-            .map(|m| m.len())
-            .map_err(|e| pydb_file::Error::io(&self.path, e))
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> pydb_file::Result<()> {
-        let file_len = self.len()?;
-        let end =
-            offset
-                .checked_add(buf.len() as u64)
-                .ok_or_else(|| pydb_file::Error::Overflow {
-                    path: self.path.clone(),
-                    offset,
-                })?;
-        if end > file_len {
-            return Err(pydb_file::Error::ReadPastEnd {
-                path: self.path.clone(),
-                offset,
-                len: buf.len(),
-                file_len,
-            });
-        }
-        self.file
-            .read_exact_at(buf, offset)
-            .map_err(|e| pydb_file::Error::io(&self.path, e))
-    }
-
-    fn write_at(&self, _offset: u64, _data: &[u8]) -> pydb_file::Result<()> {
-        Err(self.refuse())
-    }
-
-    fn append(&self, _data: &[u8]) -> pydb_file::Result<u64> {
-        Err(self.refuse())
-    }
-
-    fn set_len(&self, _len: u64) -> pydb_file::Result<()> {
-        Err(self.refuse())
-    }
-
-    fn sync_data(&self) -> pydb_file::Result<()> {
-        // Nothing was written.
-        Ok(())
-    }
 }
 
 /// What the walk over a page file found, beyond the common [`Report`].
@@ -207,7 +126,7 @@ fn pages_with_images(dir: &Path, from_segment: u64, page_size: usize) -> BTreeSe
     let mut pages = BTreeSet::new();
     let mut segment = from_segment;
     loop {
-        let Ok(file) = ReadOnlyFile::open(&segment_path(dir, segment)) else {
+        let Ok(file) = MonolithicFile::open_read_only(&segment_path(dir, segment)) else {
             break;
         };
         let Ok(mut scanner) = pydb_wal::Scanner::new(&file) else {
@@ -243,7 +162,7 @@ pub fn inspect_page_file(
 ) -> Result<PageFileReport> {
     let mut text = String::new();
     let out = &mut text;
-    let file = ReadOnlyFile::open(path)?;
+    let file = MonolithicFile::open_read_only(path).map_err(pydb_storage::Error::from)?;
     let mut source = Source::open(path)?;
     let file_len = source.len;
     let mut result = PageFileReport {
@@ -596,7 +515,7 @@ pub(super) fn redo_context(path: &Path) -> Option<RedoContext> {
         _ => Path::new("."),
     };
     let pages = dir.join(PAGE_FILE_NAME);
-    let page_size = ReadOnlyFile::open(&pages)
+    let page_size = MonolithicFile::open_read_only(&pages)
         .ok()
         .and_then(|f| read_meta_copies(&f).ok())
         .and_then(|c| c.current())
