@@ -5,12 +5,14 @@
 //! the benchmark is one entry in [`stores`]. The engine is shared by every
 //! thread: the trait promises `Send + Sync` and `&self` methods.
 
+use std::path::Path;
+
 use bytes::Bytes;
 use pydb_file::MmapOpener;
-use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
+use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
 use pydb_storage::{
-    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, KeyRange, LogOptions, MemoryStorage,
-    StorageEngine, WriteBatch,
+    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, KeyRange, Location, LogOptions,
+    MemoryStorage, StorageEngine, WriteBatch,
 };
 use pydb_wal::SyncPolicy;
 
@@ -22,43 +24,19 @@ pub fn stores() -> Vec<StoreKind> {
         StoreKind {
             name: "pydb-log-btree",
             persistent: true,
-            open: |dir, c| {
-                let index = BTreeIndex::new();
-                engine(AppendOnlyLogStorage::open_with(
-                    dir,
-                    MmapOpener,
-                    index,
-                    log_options(c),
-                )?)
-            },
+            open: open_log::<BTreeIndex<Location>>,
             settings: |c| log_settings(c, "BTreeIndex"),
         },
         StoreKind {
             name: "pydb-log-hash",
             persistent: true,
-            open: |dir, c| {
-                let index = InMemoryIndex::new();
-                engine(AppendOnlyLogStorage::open_with(
-                    dir,
-                    MmapOpener,
-                    index,
-                    log_options(c),
-                )?)
-            },
+            open: open_log::<InMemoryIndex<Location>>,
             settings: |c| log_settings(c, "InMemoryIndex (hash)"),
         },
         StoreKind {
             name: "pydb-log-skiplist",
             persistent: true,
-            open: |dir, c| {
-                let index = SkipListIndex::new();
-                engine(AppendOnlyLogStorage::open_with(
-                    dir,
-                    MmapOpener,
-                    index,
-                    log_options(c),
-                )?)
-            },
+            open: open_log::<SkipListIndex<Location>>,
             settings: |c| log_settings(c, "SkipListIndex"),
         },
         StoreKind {
@@ -83,6 +61,19 @@ pub fn stores() -> Vec<StoreKind> {
             settings: |_| "BTreeMap behind an RwLock; persists nothing".into(),
         },
     ]
+}
+
+/// Opens the log engine with index `I` (memory-mapped segments).
+fn open_log<I: Index<Location> + Default + 'static>(
+    dir: &Path,
+    config: &StoreConfig,
+) -> Result<Box<dyn Store>> {
+    engine(AppendOnlyLogStorage::open_with(
+        dir,
+        MmapOpener,
+        I::default(),
+        log_options(config),
+    )?)
 }
 
 /// The log engine's options for a workload: its defaults (64 MiB segments,
