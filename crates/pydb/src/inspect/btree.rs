@@ -126,7 +126,7 @@ fn pages_with_images(dir: &Path, from_segment: u64, page_size: usize) -> BTreeSe
     let mut pages = BTreeSet::new();
     let mut segment = from_segment;
     loop {
-        let Ok(file) = MonolithicFile::open_read_only(&segment_path(dir, segment)) else {
+        let Ok(file) = MonolithicFile::open_read_only(segment_path(dir, segment)) else {
             break;
         };
         let Ok(mut scanner) = pydb_wal::Scanner::new(&file) else {
