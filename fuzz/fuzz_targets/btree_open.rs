@@ -10,22 +10,11 @@
 //! recovery replays whatever the fuzzer made of it.
 #![no_main]
 
-use std::path::Path;
-use std::sync::LazyLock;
-
 use libfuzzer_sys::fuzz_target;
 use pydb_storage::btree::wal::segment_path;
 use pydb_storage::btree::{PAGE_FILE_NAME, SyncPolicy};
 use pydb_storage::{BTreeOptions, BTreeStorage, KeyRange, StorageEngine};
 use pydb_wal::record::encode_file_header;
-
-/// One scratch directory for the whole run, in memory where the machine
-/// has /dev/shm (see wal_recovery.rs for why).
-static DIR: LazyLock<Option<tempfile::TempDir>> = LazyLock::new(|| {
-    tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .ok()
-});
 
 /// Values longer than this may come from overflow chains (several pages
 /// joined), so they are not expected verbatim in the input.
@@ -40,30 +29,17 @@ fn options() -> BTreeOptions {
     }
 }
 
-fn clear(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let _ = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-        }
-    }
-}
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some(scratch) = DIR.as_ref() else { return };
-    let dir = scratch.path();
+    let Some(dir) = pydb_fuzz::scratch_dir() else {
+        return;
+    };
     let Some((control, rest)) = data.split_first() else {
         return;
     };
-    clear(dir);
     if control & 1 == 0 {
         if std::fs::write(dir.join(PAGE_FILE_NAME), rest).is_err() {
             return;

@@ -9,8 +9,6 @@
 //! into two segments at the position given by the next two bytes.
 #![no_main]
 
-use std::path::Path;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
@@ -18,14 +16,6 @@ use pydb_storage::log::SEGMENT_EXTENSION;
 use pydb_storage::{AppendOnlyLogStorage, KeyRange, LogOptions, StorageEngine};
 use pydb_wal::SyncPolicy;
 use pydb_wal::record::{Decoded, RECORD_HEADER_LEN, decode_record, encode_file_header};
-
-/// One scratch directory for the whole run, in memory where the machine
-/// has /dev/shm (see wal_recovery.rs for why).
-static DIR: LazyLock<Option<tempfile::TempDir>> = LazyLock::new(|| {
-    tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .ok()
-});
 
 fn options() -> LogOptions {
     LogOptions {
@@ -36,19 +26,6 @@ fn options() -> LogOptions {
         background_compaction: false,
         compaction_interval: Duration::from_secs(60),
         ..LogOptions::default()
-    }
-}
-
-fn clear(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let _ = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-        }
     }
 }
 
@@ -67,9 +44,9 @@ fn verified_record_holds(segment: &[u8], offset: u64, len: u32, value: &[u8]) ->
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some(dir) = DIR.as_ref() else { return };
-    let dir = dir.path();
-    clear(dir);
+    let Some(dir) = pydb_fuzz::scratch_dir() else {
+        return;
+    };
     let Some((&control, rest)) = data.split_first() else {
         return;
     };

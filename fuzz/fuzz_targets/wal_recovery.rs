@@ -3,25 +3,16 @@
 //! that really is in the file at the offset it claims.
 #![no_main]
 
-use std::sync::LazyLock;
-
 use libfuzzer_sys::fuzz_target;
 use pydb_file::{File, MonolithicFile};
 use pydb_wal::Scanner;
 use pydb_wal::record::{Decoded, RECORD_HEADER_LEN, decode_record, encode_file_header};
 
-/// One scratch directory for the whole run, in memory where the machine has
-/// /dev/shm: on ext4, truncating a file and closing it forces a write-back
-/// (`auto_da_alloc`), which would cost more than the scan under test.
-static DIR: LazyLock<Option<tempfile::TempDir>> = LazyLock::new(|| {
-    tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .ok()
-});
-
 fuzz_target!(|data: &[u8]| {
-    let Some(dir) = DIR.as_ref() else { return };
-    let Ok(file) = MonolithicFile::create(dir.path().join("000000000001.log")) else {
+    let Some(dir) = pydb_fuzz::scratch_dir() else {
+        return;
+    };
+    let Ok(file) = MonolithicFile::create(dir.join("000000000001.log")) else {
         return;
     };
     if file.set_len(0).is_err() {
