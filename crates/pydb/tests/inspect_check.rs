@@ -382,18 +382,19 @@ fn make_crashed_btree_db(dir: &Path, n: usize) {
     child.wait().unwrap();
 }
 
+/// Cuts the last `bytes` bytes off `path`, as a crash in mid-append would.
+fn cut_tail(path: &Path, bytes: u64) {
+    let len = std::fs::metadata(path).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.set_len(len - bytes).unwrap();
+}
+
 #[test]
 fn a_torn_tail_of_the_last_btree_wal_segment_is_not_damage() {
     let dir = tempfile::tempdir().unwrap();
     make_crashed_btree_db(dir.path(), 5);
     let segment = dir.path().join("wal").join("0000000001.log");
-    let len = std::fs::metadata(&segment).unwrap().len();
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&segment)
-        .unwrap();
-    file.set_len(len - 3).unwrap();
-    drop(file);
+    cut_tail(&segment, 3);
     let (code, out, _) = check(dir.path());
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -416,13 +417,7 @@ fn a_torn_tail_of_an_earlier_btree_wal_segment_is_damage() {
     // the empty active one.
     assert!(dir.path().join("wal").join("0000000002.log").exists());
     let segment = dir.path().join("wal").join("0000000001.log");
-    let len = std::fs::metadata(&segment).unwrap().len();
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&segment)
-        .unwrap();
-    file.set_len(len - 3).unwrap();
-    drop(file);
+    cut_tail(&segment, 3);
     let (code, out, _) = check(dir.path());
     assert_eq!(code, 1, "{out}");
     assert!(
