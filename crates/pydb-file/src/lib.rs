@@ -89,6 +89,30 @@ pub trait FileOpener: Send + Sync + std::fmt::Debug {
         std::fs::remove_file(path).map_err(|e| Error::io(path, e))
     }
 
+    /// Renames `from` to `to`, replacing `to` if it exists (POSIX
+    /// `rename`, atomic on one file system). The caller syncs the directory:
+    /// until then a power cut may undo the rename.
+    fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        std::fs::rename(from, to).map_err(|e| Error::io(from, e))
+    }
+
+    /// Creates `dir` and its missing parents. The caller syncs the parent
+    /// directory if the creation must survive a power cut.
+    fn create_dir_all(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
+    }
+
+    /// The names of the entries in `dir`, sorted, so that callers see a
+    /// directory in the same order on every run.
+    fn list_dir(&self, dir: &Path) -> Result<Vec<std::ffi::OsString>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            names.push(entry.map_err(|e| Error::io(dir, e))?.file_name());
+        }
+        names.sort();
+        Ok(names)
+    }
+
     /// Makes the creation, renaming and removal of entries in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> Result<()> {
         sync_dir(dir)
