@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pydb::server::resp::{Limits, Parsed, RequestParser, decode_reply, encode_request};
+use pydb_server::server::resp::{Limits, Parsed, RequestParser, decode_reply, encode_request};
 
 /// Small limits, so that the fuzzer reaches them.
 const LIMITS: Limits = Limits {

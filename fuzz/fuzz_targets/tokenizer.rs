@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pydb::tokenize::{quote, tokenize};
+use pydb_server::tokenize::{quote, tokenize};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(tokens) = tokenize(data) {

@@ -83,7 +83,7 @@ fn build_pydb() -> Result<PathBuf, String> {
     ci::step(
         "build pydb",
         "cargo",
-        &["build", "--release", "--quiet", "-p", "pydb"],
+        &["build", "--release", "--quiet", "-p", "pydb-cli"],
         &[],
     )?;
     let target = std::env::var_os("CARGO_TARGET_DIR")

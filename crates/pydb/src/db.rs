@@ -2,7 +2,7 @@
 //!
 //! `Db` is what an application (and the `pydb` binary) holds. It picks the
 //! storage engine at run time from [`Options`] and keeps it as an
-//! `Arc<dyn StorageEngine>`, so the shell, the future network server and a
+//! `Arc<dyn StorageEngine>`, so the shell, the network server and a
 //! test can switch engines without being generic over them. Cloning a `Db`
 //! is cheap and shares the engine: threads each take a clone.
 //!
@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use parking_lot::{RwLock, RwLockReadGuard};
 use pydb_file::MmapOpener;
 use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
 use pydb_storage::{
@@ -53,7 +53,6 @@ use pydb_storage::{
 pub use pydb_storage::{BatchOp, WriteBatch};
 pub use pydb_wal::SyncPolicy;
 
-use crate::keyscan::{CursorTable, ScanPage};
 use crate::meta::{self, Metadata};
 use crate::{Error, Result};
 
@@ -228,7 +227,6 @@ pub struct Db {
     dir: Option<PathBuf>,
     options: Options,
     locks: Arc<KeyLocks>,
-    cursors: Arc<Mutex<CursorTable>>,
 }
 
 /// When [`Db::set_if`] writes.
@@ -347,7 +345,6 @@ impl Db {
             dir,
             options,
             locks: Arc::new(KeyLocks::new()),
-            cursors: Arc::new(Mutex::new(CursorTable::default())),
         }
     }
 
@@ -445,14 +442,6 @@ impl Db {
             count = count.saturating_add(1);
         }
         Ok(count)
-    }
-
-    /// One page of a `SCAN`: continues the scan of `cursor` (0 starts one),
-    /// looks at up to `count` keys, and returns those matching `pattern`
-    /// with the cursor to continue from (0 once the scan is done). See
-    /// [`crate::keyscan`].
-    pub fn scan_page(&self, cursor: u64, pattern: Option<&[u8]>, count: usize) -> Result<ScanPage> {
-        crate::keyscan::scan_page(self, &self.cursors, cursor, pattern, count)
     }
 
     /// The keys in `range` with their values, in ascending key order, e.g.

@@ -82,11 +82,6 @@ pub enum Error {
     #[error("increment or decrement would overflow")]
     Overflow,
 
-    /// A `SCAN` cursor that this database did not hand out (or has
-    /// forgotten: it keeps the most recent ones only).
-    #[error("invalid cursor")]
-    InvalidCursor,
-
     /// An argument (an option value, a path) is not valid.
     #[error("{0}")]
     InvalidArgument(String),

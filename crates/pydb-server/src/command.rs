@@ -23,10 +23,10 @@ use std::ops::Bound;
 use bytes::Bytes;
 use pydb_storage::{KeyRange, WriteBatch};
 
-use crate::Db;
-use crate::db::SetCondition;
 use crate::info::{Host, NoHost};
 use crate::reply::Reply;
+use pydb::Db;
+use pydb::SetCondition;
 
 /// An argument of a request: bytes that can become a [`Bytes`] (cheaply
 /// when they already are one, as the server's are).
@@ -770,7 +770,13 @@ impl Command {
                 count,
                 only_strings,
             } => {
-                let page = db.scan_page(*cursor, pattern.as_deref(), *count)?;
+                let page = crate::keyscan::scan_page(
+                    db,
+                    host.scan_cursors(),
+                    *cursor,
+                    pattern.as_deref(),
+                    *count,
+                )?;
                 let keys = if *only_strings { page.keys } else { Vec::new() };
                 Reply::Array(vec![
                     Reply::bulk(page.cursor.to_string()),
@@ -829,7 +835,7 @@ impl Command {
             Command::MGet { keys } => Reply::Array(
                 keys.iter()
                     .map(|key| db.get(key).map(Reply::Bulk))
-                    .collect::<crate::Result<_>>()?,
+                    .collect::<pydb::Result<_>>()?,
             ),
             Command::DbSize => Reply::Integer(i64::try_from(db.key_count()?).unwrap_or(i64::MAX)),
             Command::Ping { message: None } => Reply::Status("PONG".into()),
@@ -900,7 +906,7 @@ fn parse_set_options<A: AsRef<[u8]>>(options: &[A]) -> Result<Option<SetConditio
 
 /// Parses an integer argument (Redis's strict rules).
 fn parse_i64(arg: &[u8]) -> Result<i64, CommandError> {
-    crate::db::parse_integer(arg).ok_or(CommandError::NotAnInteger)
+    pydb::db::parse_integer(arg).ok_or(CommandError::NotAnInteger)
 }
 
 /// Parses `SCAN cursor [MATCH pattern] [COUNT n] [TYPE t]`.

@@ -5,7 +5,7 @@
 //! go-redis parse it). pydb's engines are ordered, so the natural place to
 //! resume is *after the last key returned*, but a key does not fit in a
 //! number. So a cursor is a number that names a resume key in a small
-//! table ([`CursorTable`]) kept by the `Db`:
+//! table ([`CursorTable`]) kept by the host (the server, or the shell):
 //!
 //! ```text
 //! SCAN 0 COUNT 2    -> 8123, [a, b]      table: 8123 -> "b"
@@ -32,7 +32,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use pydb_storage::KeyRange;
 
-use crate::{Db, Error, Result};
+use crate::{Error, Result};
+use pydb::Db;
 
 /// How many cursors the table remembers.
 pub const MAX_CURSORS: usize = 4096;
@@ -91,7 +92,7 @@ impl CursorTable {
 }
 
 /// One page of a scan (see the module doc).
-pub(crate) fn scan_page(
+pub fn scan_page(
     db: &Db,
     cursors: &Mutex<CursorTable>,
     cursor: u64,
@@ -130,16 +131,27 @@ pub(crate) fn scan_page(
 mod tests {
     use super::*;
 
+    fn scan(
+        db: &Db,
+        cursors: &Mutex<CursorTable>,
+        cursor: u64,
+        pattern: Option<&[u8]>,
+        count: usize,
+    ) -> Result<ScanPage> {
+        scan_page(db, cursors, cursor, pattern, count)
+    }
+
     #[test]
     fn pages_cover_every_key_once_and_end_with_zero() {
         let db = Db::memory();
+        let cursors = Mutex::new(CursorTable::default());
         for i in 0..25 {
             db.set(format!("k{i:02}"), "v").unwrap();
         }
         let mut seen = Vec::new();
         let mut cursor = 0;
         loop {
-            let page = db.scan_page(cursor, None, 7).unwrap();
+            let page = scan(&db, &cursors, cursor, None, 7).unwrap();
             seen.extend(page.keys);
             cursor = page.cursor;
             if cursor == 0 {
@@ -153,17 +165,18 @@ mod tests {
     #[test]
     fn match_filters_and_unknown_cursors_are_refused() {
         let db = Db::memory();
+        let cursors = Mutex::new(CursorTable::default());
         for key in ["user:1", "user:2", "item:1"] {
             db.set(key, "v").unwrap();
         }
-        let page = db.scan_page(0, Some(b"user:*"), 100).unwrap();
+        let page = scan(&db, &cursors, 0, Some(b"user:*"), 100).unwrap();
         assert_eq!(page.cursor, 0);
         assert_eq!(
             page.keys,
             vec![Bytes::from("user:1"), Bytes::from("user:2")]
         );
         assert!(matches!(
-            db.scan_page(12345, None, 10),
+            scan(&db, &cursors, 12345, None, 10),
             Err(Error::InvalidCursor)
         ));
     }

@@ -39,12 +39,12 @@ use pydb_storage::log::hint::{
     LAST_SEQ_OFFSET, SEGMENT_ID_OFFSET, SEGMENT_LEN_OFFSET, VERSION_OFFSET,
 };
 
-use crate::db::EngineKind;
-use crate::meta;
+use pydb::EngineKind;
+use pydb::meta;
 
 pub mod btree;
-use crate::tokenize::quote;
-use crate::{Error, Result};
+use pydb::{Error, Result};
+use pydb_server::tokenize::quote;
 
 /// How many bytes of a record the hex dump shows, and how many bytes of a
 /// key, value or payload are printed.

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pydb::meta::{self, Metadata};
-use pydb::repair::{RepairReport, repair_dir};
 use pydb::storage::log::hint::hint_path;
 use pydb::storage::{AppendOnlyLogStorage, KeyRange, LogOptions, StorageEngine, WriteBatch};
 use pydb::{EngineKind, IndexKind, SyncPolicy};
+use pydb_cli::repair::{RepairReport, repair_dir};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -128,7 +128,7 @@ fn flip(path: &Path, offset: u64) {
 }
 
 fn check_ok(dir: &Path) -> bool {
-    pydb::check::check_dir(dir, &mut std::io::sink())
+    pydb_cli::check::check_dir(dir, &mut std::io::sink())
         .unwrap()
         .is_ok()
 }

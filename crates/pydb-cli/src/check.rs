@@ -25,10 +25,11 @@ use pydb_storage::btree::PAGE_FILE_NAME;
 use pydb_storage::btree::wal::WAL_DIR;
 use pydb_storage::{DirLock, LOCK_FILE_NAME};
 
-use crate::db::{EngineKind, HISTORY_FILE_NAME};
 use crate::inspect::{self, Damage, FileKind, Report};
-use crate::meta;
-use crate::{Error, Result};
+use pydb::EngineKind;
+use pydb::db::HISTORY_FILE_NAME;
+use pydb::meta;
+use pydb::{Error, Result};
 
 /// What `check` found in a directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use bytes::Bytes;
-use pydb::Reply;
+use pydb_server::Reply;
 use redis::{RedisResult, Value};
 use server_support::Server;
 

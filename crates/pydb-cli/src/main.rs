@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use pydb::db::{HISTORY_FILE_NAME, parse_sync_policy};
-use pydb::server::{Server, ServerConfig};
 use pydb::{Db, EngineKind, IndexKind, Options, SyncPolicy};
+use pydb_server::server::{Server, ServerConfig};
 
 /// pydb: a database built from scratch to see, run and measure how storage
 /// engines work.
@@ -128,28 +128,28 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Cmd) -> pydb::Result<ExitCode> {
+fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match command {
-        Cmd::Demo => pydb::demo::run(&mut stdout)?,
+        Cmd::Demo => pydb_cli::demo::run(&mut stdout)?,
         Cmd::Shell {
             connect: Some(addr),
             password,
             ..
         } => {
             drop(stdout);
-            let mut client = pydb::client::Client::connect(&addr)?;
+            let mut client = pydb_server::client::Client::connect(&addr)?;
             if let Some(password) = password {
                 let reply = client.call(&[b"AUTH".as_slice(), password.as_bytes()])?;
                 if reply.is_error() {
-                    return Err(pydb::Error::InvalidArgument(format!(
+                    return Err(pydb_cli::Error::InvalidArgument(format!(
                         "{addr}: {}",
                         reply.to_text().trim_end()
                     )));
                 }
             }
             let banner = format!("pydb shell: connected to {addr}");
-            pydb::shell::run(&mut pydb::shell::Remote::new(client), None, &banner)?;
+            pydb_cli::shell::run(&mut pydb_cli::shell::Remote::new(client), None, &banner)?;
         }
         Cmd::Shell {
             connect: None,
@@ -181,7 +181,7 @@ fn run(command: Cmd) -> pydb::Result<ExitCode> {
                     "pydb shell: memory engine (nothing is saved)".to_string(),
                 )
             };
-            pydb::shell::run(&mut pydb::shell::Local::new(&db), history, &banner)?;
+            pydb_cli::shell::run(&mut pydb_cli::shell::Local::new(&db), history, &banner)?;
             db.close()?;
         }
         Cmd::Server {
@@ -202,7 +202,7 @@ fn run(command: Cmd) -> pydb::Result<ExitCode> {
                 requirepass,
                 maxclients,
                 max_bulk_bytes,
-                max_query_bytes: pydb::server::query_limit_for(max_bulk_bytes),
+                max_query_bytes: pydb_server::server::query_limit_for(max_bulk_bytes),
                 timeout: (timeout > 0).then(|| Duration::from_secs(timeout)),
             };
             let db = Db::open(
@@ -218,23 +218,23 @@ fn run(command: Cmd) -> pydb::Result<ExitCode> {
                 "database open"
             );
             let server = Server::bind(db, config)?;
-            pydb::server::shutdown_on_signals(server.shutdown_handle())?;
+            pydb_server::server::shutdown_on_signals(server.shutdown_handle())?;
             server.run()?;
         }
         Cmd::Inspect { path, page } => {
-            let options = pydb::inspect::InspectOptions { page };
-            let report = pydb::inspect::inspect_with(&path, options, &mut stdout)?;
+            let options = pydb_cli::inspect::InspectOptions { page };
+            let report = pydb_cli::inspect::inspect_with(&path, options, &mut stdout)?;
             if !report.is_ok() {
                 return Ok(ExitCode::from(1));
             }
         }
         Cmd::Check { dir } => {
-            let summary = pydb::check::check_dir(&dir, &mut stdout)?;
+            let summary = pydb_cli::check::check_dir(&dir, &mut stdout)?;
             if !summary.is_ok() {
                 return Ok(ExitCode::from(1));
             }
         }
-        Cmd::Repair { dir } => drop(pydb::repair::repair_dir(&dir, &mut stdout)?),
+        Cmd::Repair { dir } => drop(pydb_cli::repair::repair_dir(&dir, &mut stdout)?),
     }
     Ok(ExitCode::SUCCESS)
 }

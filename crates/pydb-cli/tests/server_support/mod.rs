@@ -181,11 +181,11 @@ impl Raw {
 
     /// Reads one reply and returns its raw bytes (as decoded by pydb's own
     /// client decoder, which the unit tests check).
-    pub fn read_reply(&mut self) -> pydb::Reply {
+    pub fn read_reply(&mut self) -> pydb_server::Reply {
         let mut chunk = [0u8; 4096];
         loop {
             if let Some((reply, used)) =
-                pydb::server::resp::decode_reply(&self.buf, &Default::default()).unwrap()
+                pydb_server::server::resp::decode_reply(&self.buf, &Default::default()).unwrap()
             {
                 self.buf.drain(..used);
                 return reply;
@@ -197,7 +197,7 @@ impl Raw {
     }
 
     /// Sends a request and reads its reply.
-    pub fn call(&mut self, args: &[&str]) -> pydb::Reply {
+    pub fn call(&mut self, args: &[&str]) -> pydb_server::Reply {
         self.send_command(args);
         self.read_reply()
     }

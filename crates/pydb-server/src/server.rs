@@ -67,7 +67,8 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
 use crate::info::{Host, Section};
-use crate::{Db, Error, Result};
+use crate::{Error, Result};
+use pydb::Db;
 
 /// The port `pydb server` listens on by default (Redis's is 6379).
 pub const DEFAULT_PORT: u16 = 6380;
@@ -131,6 +132,8 @@ pub(crate) struct Shared {
     total_connections: AtomicU64,
     pub(crate) total_commands: AtomicU64,
     rejected_connections: AtomicU64,
+    /// The `SCAN` cursors handed out.
+    scan_cursors: Mutex<crate::keyscan::CursorTable>,
 }
 
 #[derive(Debug)]
@@ -183,6 +186,10 @@ impl Shared {
 }
 
 impl Host for Shared {
+    fn scan_cursors(&self) -> &Mutex<crate::keyscan::CursorTable> {
+        &self.scan_cursors
+    }
+
     fn info_sections(&self) -> Vec<Section> {
         let uptime = self.started.elapsed().as_secs();
         let connected = self.clients.lock().len();
@@ -307,6 +314,7 @@ impl Server {
             total_connections: AtomicU64::new(0),
             total_commands: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
+            scan_cursors: Mutex::new(crate::keyscan::CursorTable::default()),
         });
         Ok(Self {
             listener,

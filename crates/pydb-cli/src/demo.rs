@@ -7,11 +7,13 @@
 
 use std::io::Write;
 
-use crate::{Db, Error, Options, Result};
+use pydb::{Db, Options};
+
+use crate::{Error, Result};
 
 /// Runs the demo, writing its lines to `out`.
 pub fn run(out: &mut dyn Write) -> Result<()> {
-    let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir().display(), e))?;
     let path = dir.path().join("demo");
     let w = |e| Error::io("<stdout>", e);
 

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pydb::Reply;
+use pydb_server::Reply;
 use server_support::{Raw, Server};
 
 #[test]

@@ -11,8 +11,13 @@
 //! `INFO` text is Redis's: a `# Section` title, `key:value` lines, a blank
 //! line between sections, `\r\n` line ends.
 
-use crate::Db;
-use crate::db::{EngineKind, SyncPolicy};
+use std::sync::LazyLock;
+
+use parking_lot::Mutex;
+use pydb::Db;
+
+use crate::keyscan::CursorTable;
+use pydb::{EngineKind, SyncPolicy};
 
 /// One `INFO` section: its name as titled (`Server`) and its fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,6 +50,8 @@ pub trait Host {
     fn info_sections(&self) -> Vec<Section>;
     /// Configuration parameters to add, `(name, value)`.
     fn config(&self) -> Vec<(&'static str, String)>;
+    /// The table of `SCAN` cursors handed out by this host.
+    fn scan_cursors(&self) -> &Mutex<CursorTable>;
 }
 
 /// The host of the local shell: it adds nothing.
@@ -57,6 +64,11 @@ impl Host for NoHost {
     }
     fn config(&self) -> Vec<(&'static str, String)> {
         Vec::new()
+    }
+    fn scan_cursors(&self) -> &Mutex<CursorTable> {
+        static LOCAL_CURSORS: LazyLock<Mutex<CursorTable>> =
+            LazyLock::new(|| Mutex::new(CursorTable::default()));
+        &LOCAL_CURSORS
     }
 }
 
@@ -204,6 +216,9 @@ mod tests {
         }
         fn config(&self) -> Vec<(&'static str, String)> {
             Vec::new()
+        }
+        fn scan_cursors(&self) -> &Mutex<CursorTable> {
+            NoHost.scan_cursors()
         }
     }
 

@@ -45,10 +45,10 @@ use bytes::Bytes;
 
 use super::resp::{self, Limits, Parsed, RequestParser};
 use super::{ClientInfo, Shared};
-use crate::Db;
 use crate::command::{ClientCommand, Command};
-use crate::db::WriteBatch;
 use crate::reply::Reply;
+use pydb::Db;
+use pydb::WriteBatch;
 
 /// The input buffer's starting size, and the size it shrinks back to after
 /// a large request.
@@ -279,8 +279,7 @@ impl Connection {
         match self.pending_sets.len() {
             0 => return,
             1 => {
-                if let Some(crate::db::BatchOp::Set { key, value }) =
-                    self.pending_sets.ops().first()
+                if let Some(pydb::db::BatchOp::Set { key, value }) = self.pending_sets.ops().first()
                 {
                     let reply = match self.db.set(key, value) {
                         Ok(()) => Reply::ok(),
@@ -298,7 +297,7 @@ impl Connection {
                 Err(_) => {
                     let batch = std::mem::take(&mut self.pending_sets);
                     for op in batch.ops() {
-                        if let crate::db::BatchOp::Set { key, value } = op {
+                        if let pydb::db::BatchOp::Set { key, value } = op {
                             let reply = match self.db.set(key, value) {
                                 Ok(()) => Reply::ok(),
                                 Err(e) => Reply::err(e),

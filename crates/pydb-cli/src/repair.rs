@@ -61,9 +61,9 @@ use pydb_wal::record::{
     decode_file_header, decode_record, encode_file_header, encode_record,
 };
 
-use crate::db::EngineKind;
-use crate::meta;
-use crate::{Error, Result};
+use pydb::EngineKind;
+use pydb::meta;
+use pydb::{Error, Result};
 
 /// A run of bytes that repair did not keep.
 #[derive(Debug, Clone, PartialEq, Eq)]

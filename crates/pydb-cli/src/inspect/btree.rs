@@ -43,9 +43,9 @@ use pydb_storage::btree::wal::{
 use pydb_storage::btree::{MetaCopies, PAGE_FILE_NAME, describe_page, read_meta_copies};
 
 use super::{Damage, FileKind, Report, Source, hex_dump, show};
-use crate::db::EngineKind;
-use crate::meta;
-use crate::{Error, Result};
+use pydb::EngineKind;
+use pydb::meta;
+use pydb::{Error, Result};
 
 /// Whether a file whose first bytes are `head` is a B+tree page file: the
 /// meta magic sits at byte 20 of copy 0, or (copy 0 damaged) the file is
@@ -332,7 +332,7 @@ fn show_meta_page(
         out,
         MAGIC_OFFSET,
         "magic",
-        crate::tokenize::quote(buf.get(MAGIC_OFFSET..MAGIC_OFFSET + 8).unwrap_or(&[])),
+        pydb_server::tokenize::quote(buf.get(MAGIC_OFFSET..MAGIC_OFFSET + 8).unwrap_or(&[])),
     );
     for (at, name) in [
         (VERSION_OFFSET, "format_version"),

@@ -19,10 +19,12 @@
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 
-use crate::client::Client;
-use crate::command::Command;
-use crate::reply::Reply;
-use crate::{Db, Error, Result};
+use pydb::Db;
+use pydb_server::client::Client;
+use pydb_server::command::Command;
+use pydb_server::reply::Reply;
+
+use crate::{Error, Result};
 
 /// The longest line the pipe loop accepts (as Redis's inline requests are
 /// capped): a longer line is answered with an error, not buffered forever.
@@ -80,9 +82,13 @@ impl Remote {
 
 impl Session for Remote {
     fn run_line(&mut self, line: &[u8]) -> Result<LineOutcome> {
-        let args = match crate::tokenize::tokenize(line) {
+        let args = match pydb_server::tokenize::tokenize(line) {
             Ok(args) => args,
-            Err(e) => return Ok(LineOutcome::Reply(crate::CommandError::from(e).into())),
+            Err(e) => {
+                return Ok(LineOutcome::Reply(
+                    pydb_server::CommandError::from(e).into(),
+                ));
+            }
         };
         let Some(name) = args.first() else {
             return Ok(LineOutcome::Blank);

@@ -1,0 +1,18 @@
+//! # pydb-cli: the `pydb` binary
+//!
+//! The demo, the shell (on a local database or on a server), and the file
+//! tools. The binary's `main.rs` only parses arguments and calls these.
+//!
+//! - [`demo`]: what `cargo run` shows;
+//! - [`shell`]: the interactive loop and the pipe loop;
+//! - [`inspect`], [`check`]: reading pydb files record by record;
+//! - [`repair`]: salvaging what verifies from a damaged database.
+
+pub mod check;
+pub mod demo;
+mod error;
+pub mod inspect;
+pub mod repair;
+pub mod shell;
+
+pub use error::{Error, Result};

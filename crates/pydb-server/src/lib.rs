@@ -1,0 +1,29 @@
+//! # pydb-server: the network side
+//!
+//! Redis's protocol in front of a [`pydb::Db`]. The same command table
+//! serves the network server and the local shell (in `pydb-cli`), so the
+//! two cannot drift.
+//!
+//! Modules, from the wire to the database:
+//! - [`server`]: the TCP server, one thread per connection, and its
+//!   protocol parser ([`server::resp`]);
+//! - [`tokenize`], [`command`], [`reply`]: a command line split into
+//!   arguments, parsed into a typed command, executed into a reply, printed
+//!   as redis-cli prints it;
+//! - [`info`], [`keyscan`], [`glob`]: `INFO` and `CONFIG GET` texts, `SCAN`
+//!   cursors, Redis's glob patterns;
+//! - [`client`]: a small blocking client, for `pydb shell --connect`.
+
+pub mod client;
+pub mod command;
+mod error;
+pub mod glob;
+pub mod info;
+pub mod keyscan;
+pub mod reply;
+pub mod server;
+pub mod tokenize;
+
+pub use command::{Command, CommandError};
+pub use error::{Error, Result};
+pub use reply::Reply;
