@@ -7,9 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pydb_file::MmapOpener;
-use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
-use pydb_storage::{AppendOnlyLogStorage, BTreeOptions, BTreeStorage, LogOptions, StorageEngine};
+use pydb_storage::{BTreeOptions, EngineConfig, LogOptions, StorageEngine, open_engine};
 use pydb_wal::SyncPolicy;
 
 /// The persistent engines `--engine` accepts.
@@ -55,28 +53,12 @@ fn btree_options() -> BTreeOptions {
     }
 }
 
-/// Opens engine `name` in `dir` with sync `always`.
+/// Opens engine `name` in `dir` with sync `always`, through the engine
+/// registry.
 pub fn open(name: &str, dir: &Path) -> Result<Arc<dyn StorageEngine>, OpenError> {
-    Ok(match name {
-        "log" => Arc::new(AppendOnlyLogStorage::open_with(
-            dir,
-            MmapOpener,
-            BTreeIndex::new(),
-            log_options(),
-        )?),
-        "log-hash" => Arc::new(AppendOnlyLogStorage::open_with(
-            dir,
-            MmapOpener,
-            InMemoryIndex::new(),
-            log_options(),
-        )?),
-        "log-skiplist" => Arc::new(AppendOnlyLogStorage::open_with(
-            dir,
-            MmapOpener,
-            SkipListIndex::new(),
-            log_options(),
-        )?),
-        "btree" => Arc::new(BTreeStorage::open(dir, btree_options())?),
-        other => return Err(format!("unknown engine {other}").into()),
-    })
+    check_persistent(name)?;
+    let mut config = EngineConfig::from_name(name)?;
+    config.log = log_options();
+    config.btree = btree_options();
+    Ok(open_engine(dir, &config)?)
 }

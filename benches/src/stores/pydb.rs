@@ -2,17 +2,15 @@
 //!
 //! Every pydb engine implements the same trait, so one [`EngineStore`]
 //! wraps them all and adding an engine (or an engine with another index) to
-//! the benchmark is one entry in [`stores`]. The engine is shared by every
+//! the benchmark is one entry in [`stores`], opened through the engine
+//! registry (`pydb_storage::registry`). The engine is shared by every
 //! thread: the trait promises `Send + Sync` and `&self` methods.
 
 use std::path::Path;
 
 use bytes::Bytes;
-use pydb_file::MmapOpener;
-use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
 use pydb_storage::{
-    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, KeyRange, Location, LogOptions,
-    MemoryStorage, StorageEngine, WriteBatch,
+    BTreeOptions, EngineConfig, KeyRange, LogOptions, StorageEngine, WriteBatch, open_engine,
 };
 use pydb_wal::SyncPolicy;
 
@@ -24,25 +22,25 @@ pub fn stores() -> Vec<StoreKind> {
         StoreKind {
             name: "pydb-log-btree",
             persistent: true,
-            open: open_log::<BTreeIndex<Location>>,
+            open: |dir, c| open_named("log-btree", dir, c),
             settings: |c| log_settings(c, "BTreeIndex"),
         },
         StoreKind {
             name: "pydb-log-hash",
             persistent: true,
-            open: open_log::<InMemoryIndex<Location>>,
+            open: |dir, c| open_named("log-hash", dir, c),
             settings: |c| log_settings(c, "InMemoryIndex (hash)"),
         },
         StoreKind {
             name: "pydb-log-skiplist",
             persistent: true,
-            open: open_log::<SkipListIndex<Location>>,
+            open: |dir, c| open_named("log-skiplist", dir, c),
             settings: |c| log_settings(c, "SkipListIndex"),
         },
         StoreKind {
             name: "pydb-btree",
             persistent: true,
-            open: |dir, c| engine(BTreeStorage::open(dir, btree_options(c))?),
+            open: |dir, c| open_named("btree", dir, c),
             settings: |c| {
                 let o = btree_options(c);
                 format!(
@@ -57,23 +55,19 @@ pub fn stores() -> Vec<StoreKind> {
         StoreKind {
             name: "pydb-memory",
             persistent: false,
-            open: |_, _| engine(MemoryStorage::new()),
+            open: |dir, c| open_named("memory", dir, c),
             settings: |_| "BTreeMap behind an RwLock; persists nothing".into(),
         },
     ]
 }
 
-/// Opens the log engine with index `I` (memory-mapped segments).
-fn open_log<I: Index<Location> + Default + 'static>(
-    dir: &Path,
-    config: &StoreConfig,
-) -> Result<Box<dyn Store>> {
-    engine(AppendOnlyLogStorage::open_with(
-        dir,
-        MmapOpener,
-        I::default(),
-        log_options(config),
-    )?)
+/// Opens the engine configuration `name` through the engine registry,
+/// with the options of [`log_options`] and [`btree_options`].
+fn open_named(name: &str, dir: &Path, config: &StoreConfig) -> Result<Box<dyn Store>> {
+    let mut engine_config = EngineConfig::from_name(name)?;
+    engine_config.log = log_options(config);
+    engine_config.btree = btree_options(config);
+    engine(open_engine(dir, &engine_config)?)
 }
 
 /// The log engine's options for a workload: its defaults (64 MiB segments,

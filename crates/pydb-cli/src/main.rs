@@ -106,11 +106,11 @@ enum Cmd {
 }
 
 fn parse_engine(s: &str) -> Result<EngineKind, String> {
-    s.parse().map_err(|e: pydb::Error| e.to_string())
+    s.parse().map_err(|e: pydb::storage::Error| e.to_string())
 }
 
 fn parse_index(s: &str) -> Result<IndexKind, String> {
-    s.parse().map_err(|e: pydb::Error| e.to_string())
+    s.parse().map_err(|e: pydb::storage::Error| e.to_string())
 }
 
 fn parse_sync(s: &str) -> Result<SyncPolicy, String> {

@@ -192,3 +192,32 @@ pub trait StorageEngine: Send + Sync + std::fmt::Debug {
     /// The engine's counters.
     fn stats(&self) -> Stats;
 }
+
+/// A shared engine is an engine: what the registry hands out
+/// (`Arc<dyn StorageEngine>`) can go wherever an engine is expected.
+impl<E: StorageEngine + ?Sized> StorageEngine for std::sync::Arc<E> {
+    fn set(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        (**self).set(key, value)
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        (**self).get(key)
+    }
+    fn delete(&self, key: &[u8]) -> Result<bool> {
+        (**self).delete(key)
+    }
+    fn write_batch(&self, batch: &WriteBatch) -> Result<()> {
+        (**self).write_batch(batch)
+    }
+    fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>> {
+        (**self).scan(range)
+    }
+    fn flush(&self) -> Result<()> {
+        (**self).flush()
+    }
+    fn compact(&self) -> Result<()> {
+        (**self).compact()
+    }
+    fn stats(&self) -> Stats {
+        (**self).stats()
+    }
+}

@@ -63,6 +63,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// An argument (an engine or index name, an option) is not valid.
+    #[error("{0}")]
+    InvalidArgument(String),
+
     /// The on-disk state cannot be opened for a reason other than damage.
     #[error("cannot open {path}: {reason}")]
     InvalidDatabase {

@@ -7,6 +7,9 @@
 //!   `pydb-wal` with an in-memory index of where each key's latest value is.
 //! - [`BTreeStorage`]: a B+tree of pages with a buffer pool and a
 //!   write-ahead log, the page-oriented design of PostgreSQL and SQLite.
+//!
+//! [`registry`] opens any of them by name: the one place an engine is
+//! registered.
 
 pub mod btree;
 mod engine;
@@ -14,6 +17,7 @@ mod error;
 mod lock;
 pub mod log;
 mod memory;
+pub mod registry;
 
 pub use btree::{BTreeOptions, BTreeStorage};
 pub use engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
@@ -21,3 +25,4 @@ pub use error::{Error, Result};
 pub use lock::{DirLock, LOCK_FILE_NAME};
 pub use log::{AppendOnlyLogStorage, Location, LogOptions};
 pub use memory::MemoryStorage;
+pub use registry::{EngineConfig, EngineKind, IndexKind, open_engine, open_engine_with};

@@ -35,22 +35,19 @@
 //! write of an `INCR`. Writes made through [`Db::engine`] directly bypass
 //! the locks.
 
-use std::fmt;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{RwLock, RwLockReadGuard};
-use pydb_file::MmapOpener;
-use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
-use pydb_storage::{
-    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, DirLock, KeyRange, LOCK_FILE_NAME, Location,
-    LogOptions, MemoryStorage, Stats, StorageEngine,
-};
 pub use pydb_storage::{BatchOp, WriteBatch};
+use pydb_storage::{
+    DirLock, EngineConfig, KeyRange, LOCK_FILE_NAME, MemoryStorage, Stats, StorageEngine,
+    open_engine,
+};
+pub use pydb_storage::{EngineKind, IndexKind};
 pub use pydb_wal::SyncPolicy;
 
 use crate::meta::{self, Metadata};
@@ -59,105 +56,6 @@ use crate::{Error, Result};
 /// The name of the shell's history file inside a database directory. It is
 /// the one file besides the database's own that may be in the directory.
 pub const HISTORY_FILE_NAME: &str = ".pydb_history";
-
-/// Which storage engine holds the data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum EngineKind {
-    /// The append-only log engine (Bitcask): a log of records and an
-    /// in-memory index of where each key's latest value is.
-    Log,
-    /// Everything in memory; nothing is written to disk.
-    Memory,
-    /// The B+tree engine (reserved: not in this build yet).
-    BTree,
-}
-
-impl EngineKind {
-    /// The name used on the command line and in messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            EngineKind::Log => "log",
-            EngineKind::Memory => "memory",
-            EngineKind::BTree => "btree",
-        }
-    }
-
-    /// Whether the engine keeps its data in a directory.
-    pub fn is_persistent(self) -> bool {
-        !matches!(self, EngineKind::Memory)
-    }
-
-    /// Whether the engine keeps an in-memory index chosen by [`IndexKind`].
-    pub fn uses_index(self) -> bool {
-        matches!(self, EngineKind::Log)
-    }
-}
-
-impl fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for EngineKind {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "log" => Ok(EngineKind::Log),
-            "memory" => Ok(EngineKind::Memory),
-            "btree" => Ok(EngineKind::BTree),
-            _ => Err(Error::InvalidArgument(format!(
-                "unknown engine '{s}' (expected log or memory)"
-            ))),
-        }
-    }
-}
-
-/// Which in-memory index the log engine uses to find a key's record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum IndexKind {
-    /// A hash map: fastest point lookups; range scans visit every key.
-    Hash,
-    /// `std`'s `BTreeMap`: ordered, the default.
-    BTree,
-    /// A skip list written in `pydb-index`.
-    SkipList,
-}
-
-impl IndexKind {
-    /// The name used on the command line and in messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            IndexKind::Hash => "hash",
-            IndexKind::BTree => "btree",
-            IndexKind::SkipList => "skiplist",
-        }
-    }
-}
-
-impl fmt::Display for IndexKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for IndexKind {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "hash" => Ok(IndexKind::Hash),
-            "btree" => Ok(IndexKind::BTree),
-            "skiplist" => Ok(IndexKind::SkipList),
-            _ => Err(Error::InvalidArgument(format!(
-                "unknown index '{s}' (expected hash, btree or skiplist)"
-            ))),
-        }
-    }
-}
 
 /// The interval of [`SyncPolicy::Periodic`] when none is given.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(100);
@@ -294,34 +192,16 @@ impl Db {
     /// `dir`.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
         let dir = dir.as_ref();
-        match options.engine {
-            EngineKind::Memory => Ok(Self::from_engine(
+        if !options.engine.is_persistent() {
+            return Ok(Self::from_engine(
                 Arc::new(MemoryStorage::new()),
                 None,
                 options,
-            )),
-            EngineKind::Log => {
-                check_index_available(options.index)?;
-                prepare_dir(dir, &options)?;
-                let engine = open_log_engine(dir, &options)?;
-                Ok(Self::from_engine(engine, Some(dir.to_path_buf()), options))
-            }
-            EngineKind::BTree => {
-                prepare_dir(dir, &options)?;
-                let engine = BTreeStorage::open(
-                    dir,
-                    BTreeOptions {
-                        sync: options.sync,
-                        ..BTreeOptions::default()
-                    },
-                )?;
-                Ok(Self::from_engine(
-                    Arc::new(engine),
-                    Some(dir.to_path_buf()),
-                    options,
-                ))
-            }
+            ));
         }
+        prepare_dir(dir, &options)?;
+        let engine = open_engine(dir, &engine_config(&options))?;
+        Ok(Self::from_engine(engine, Some(dir.to_path_buf()), options))
     }
 
     /// A new, empty in-memory database.
@@ -543,59 +423,17 @@ fn ensure_empty(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Fails unless the index asked for is compiled into this build. Checked
-/// before the directory is touched, so that a refused open writes nothing.
-fn check_index_available(index: IndexKind) -> Result<()> {
-    match index {
-        IndexKind::Hash | IndexKind::BTree | IndexKind::SkipList => Ok(()),
-    }
-}
-
-/// Opens the append-only log engine with the index asked for.
-fn open_log_engine(dir: &Path, options: &Options) -> Result<Arc<dyn StorageEngine>> {
-    let log_options = LogOptions {
-        sync_policy: options.sync,
-        ..LogOptions::default()
-    };
-    // One monomorphized engine per index: the choice is made here, once,
-    // and everything above sees only `dyn StorageEngine`.
-    Ok(match options.index {
-        IndexKind::Hash => Arc::new(AppendOnlyLogStorage::open_with(
-            dir,
-            MmapOpener,
-            InMemoryIndex::<Location>::new(),
-            log_options,
-        )?),
-        IndexKind::BTree => Arc::new(AppendOnlyLogStorage::open_with(
-            dir,
-            MmapOpener,
-            BTreeIndex::<Location>::new(),
-            log_options,
-        )?),
-        IndexKind::SkipList => Arc::new(AppendOnlyLogStorage::open_with(
-            dir,
-            MmapOpener,
-            SkipListIndex::<Location>::new(),
-            log_options,
-        )?),
-    })
+/// The registry's configuration for `options`: each engine's defaults,
+/// with the sync policy asked for.
+fn engine_config(options: &Options) -> EngineConfig {
+    let mut config = EngineConfig::new(options.engine).with_sync(options.sync);
+    config.index = options.index;
+    config
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_parse_back() {
-        for engine in [EngineKind::Log, EngineKind::Memory, EngineKind::BTree] {
-            assert_eq!(engine.name().parse::<EngineKind>().unwrap(), engine);
-        }
-        for index in [IndexKind::Hash, IndexKind::BTree, IndexKind::SkipList] {
-            assert_eq!(index.name().parse::<IndexKind>().unwrap(), index);
-        }
-        assert!("lsm".parse::<EngineKind>().is_err());
-        assert!("trie".parse::<IndexKind>().is_err());
-    }
 
     #[test]
     fn sync_policies_parse() {
