@@ -102,6 +102,27 @@ pub trait FileOpener: Send + Sync + std::fmt::Debug {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
     }
 
+    /// Creates `dir` and its missing parents, then syncs the parent of each
+    /// directory it created, top down, so that the whole path survives a
+    /// power cut once this returns. Engines create their directories with
+    /// this: a database directory whose own entry is lost takes every
+    /// acknowledged write inside it along.
+    fn create_dir_all_durable(&self, dir: &Path) -> Result<()> {
+        let missing: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && matches!(a.try_exists(), Ok(false)))
+            .collect();
+        self.create_dir_all(dir)?;
+        for created in missing.iter().rev() {
+            let parent = match created.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            self.sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
     /// The names of the entries in `dir`, sorted, so that callers see a
     /// directory in the same order on every run.
     fn list_dir(&self, dir: &Path) -> Result<Vec<std::ffi::OsString>> {

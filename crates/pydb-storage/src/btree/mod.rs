@@ -248,7 +248,7 @@ where
             });
         }
         let wal_dir = dir.join(WAL_DIR);
-        std::fs::create_dir_all(&wal_dir).map_err(|e| pydb_file::Error::io(&wal_dir, e))?;
+        opener.create_dir_all_durable(&wal_dir)?;
         let lock = DirLock::acquire(&dir)?;
 
         let pages_path = dir.join(PAGE_FILE_NAME);

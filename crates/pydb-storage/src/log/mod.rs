@@ -238,7 +238,7 @@ where
     ) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         options.validate(&dir)?;
-        std::fs::create_dir_all(&dir).map_err(|e| pydb_file::Error::io(&dir, e))?;
+        opener.create_dir_all_durable(&dir)?;
         let lock = DirLock::acquire(&dir)?;
         let segments =
             SegmentedFile::open(opener, &dir, SEGMENT_EXTENSION, options.max_segment_size)?;
