@@ -60,19 +60,19 @@ pub fn open(name: &str, dir: &Path) -> Result<Arc<dyn StorageEngine>, OpenError>
     Ok(match name {
         "log" => Arc::new(AppendOnlyLogStorage::open_with(
             dir,
-            MmapOpener,
+            MmapOpener::lock_dir(dir)?,
             BTreeIndex::new(),
             log_options(),
         )?),
         "log-hash" => Arc::new(AppendOnlyLogStorage::open_with(
             dir,
-            MmapOpener,
+            MmapOpener::lock_dir(dir)?,
             InMemoryIndex::new(),
             log_options(),
         )?),
         "log-skiplist" => Arc::new(AppendOnlyLogStorage::open_with(
             dir,
-            MmapOpener,
+            MmapOpener::lock_dir(dir)?,
             SkipListIndex::new(),
             log_options(),
         )?),

@@ -70,7 +70,7 @@ fn open_log<I: Index<Location> + Default + 'static>(
 ) -> Result<Box<dyn Store>> {
     engine(AppendOnlyLogStorage::open_with(
         dir,
-        MmapOpener,
+        MmapOpener::lock_dir(dir)?,
         I::default(),
         log_options(config),
     )?)

@@ -967,6 +967,10 @@ impl<O: FileOpener> FileOpener for FaultyOpener<O> {
         Ok(())
     }
 
+    fn dir_lock(&self) -> Option<&crate::DirLock> {
+        self.inner.dir_lock()
+    }
+
     fn list_dir(&self, dir: &Path) -> Result<Vec<std::ffi::OsString>> {
         let _state = self.controller.alive(dir)?;
         let mut names = self.inner.list_dir(dir)?;

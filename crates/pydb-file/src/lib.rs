@@ -17,12 +17,14 @@
 
 mod error;
 pub mod faulty;
+mod lock;
 mod mmap;
 mod monolithic;
 mod segmented;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use faulty::{FaultController, FaultyFile, FaultyOpener};
+pub use lock::{DirLock, LOCK_FILE_NAME};
 pub use mmap::{MIN_REMAP_STEP, MmapFile, MmapOpener};
 pub use monolithic::{MonolithicFile, MonolithicOpener, sync_dir};
 pub use segmented::{
@@ -132,6 +134,13 @@ pub trait FileOpener: Send + Sync + std::fmt::Debug {
         }
         names.sort();
         Ok(names)
+    }
+
+    /// The exclusive lock of a directory this opener holds, if any (an
+    /// [`MmapOpener`] does). An engine opening that directory reuses it
+    /// instead of taking the lock a second time, which would fail.
+    fn dir_lock(&self) -> Option<&DirLock> {
+        None
     }
 
     /// Makes the creation, renaming and removal of entries in `dir` durable.

@@ -573,19 +573,19 @@ fn open_log_engine(dir: &Path, options: &Options) -> Result<Arc<dyn StorageEngin
     Ok(match options.index {
         IndexKind::Hash => Arc::new(AppendOnlyLogStorage::open_with(
             dir,
-            MmapOpener,
+            MmapOpener::lock_dir(dir)?,
             InMemoryIndex::<Location>::new(),
             log_options,
         )?),
         IndexKind::BTree => Arc::new(AppendOnlyLogStorage::open_with(
             dir,
-            MmapOpener,
+            MmapOpener::lock_dir(dir)?,
             BTreeIndex::<Location>::new(),
             log_options,
         )?),
         IndexKind::SkipList => Arc::new(AppendOnlyLogStorage::open_with(
             dir,
-            MmapOpener,
+            MmapOpener::lock_dir(dir)?,
             SkipListIndex::<Location>::new(),
             log_options,
         )?),
