@@ -73,11 +73,15 @@ pub trait File: Send + Sync + std::fmt::Debug {
     fn sync_data(&self) -> Result<()>;
 }
 
-/// Opens and removes files of one kind, so that a layer that manages many
-/// files (a segmented log, an LSM tree) can be generic over the file type.
+/// Opens files of one kind and changes directories (create, rename, remove,
+/// list, sync), so that a layer that manages many files (a segmented log,
+/// an LSM tree) can be generic over the file type.
 ///
-/// A fault-injecting opener hands out files that share one fault plan; a
-/// plain opener hands out [`MonolithicFile`]s.
+/// Every directory operation of the layers above goes through here, never
+/// through `std::fs`: that is what lets a fault-injecting opener undo the
+/// renames and removals a power cut would lose. A fault-injecting opener
+/// hands out files that share one fault plan; a plain opener hands out
+/// [`MonolithicFile`]s.
 pub trait FileOpener: Send + Sync + std::fmt::Debug {
     /// The kind of file this opener produces.
     type File: File;

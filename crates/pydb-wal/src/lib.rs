@@ -1,7 +1,7 @@
 //! # pydb-wal: the checksummed record log
 //!
 //! The one record format of pydb. The append-only log engine stores its data
-//! in it; the B+tree and LSM engines use it as their write-ahead log.
+//! in it; the B+tree engine uses it as its write-ahead log.
 //!
 //! - [`record`]: the byte layout of a log file and its records.
 //! - [`LogWriter`]: appends records and batches, syncs them by

@@ -2,7 +2,9 @@
 //!
 //! The engine of the original pydb, and of Riak's Bitcask: every write is
 //! appended to a log, and an in-memory index maps each key to the place of
-//! its latest record. A read is one index lookup and one `pread`. Values
+//! its latest record. A read is one index lookup and one read of exactly
+//! the record's bytes (a copy out of a memory map with the default opener,
+//! a `pread` with plain files; see *Reads* below). Values
 //! never live in memory; keys do, which bounds the database by RAM for keys
 //! and by disk for values.
 //!
@@ -84,7 +86,8 @@
 //! flight: the torn tail and the restart of an empty last segment are cut
 //! at open, before the engine exists, and `MmapFile::set_len` drops its map
 //! under an exclusive lock before it truncates anyway. Other processes are
-//! kept out by the directory lock. Any other [`FileOpener`] works through
+//! kept out by the directory lock, which the `MmapOpener` holds (a map
+//! cannot be opened without it) and lends to the engine. Any other [`FileOpener`] works through
 //! [`AppendOnlyLogStorage::open_with`] (e.g. `MonolithicOpener` for plain
 //! `pread`s, or a fault-injecting opener in tests).
 //!
