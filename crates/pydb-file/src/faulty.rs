@@ -177,6 +177,11 @@ pub struct FaultCounters {
     /// Directory changes (creations, renames, removals) that power cuts
     /// undid because no directory sync had made them durable.
     pub dir_changes_lost: u64,
+    /// Of those, renames (a rename that replaced a file also counts one
+    /// removal).
+    pub renames_lost: u64,
+    /// Of those, removals.
+    pub removes_lost: u64,
 }
 
 impl FaultCounters {
@@ -445,6 +450,7 @@ impl State {
 
     /// Undoes one directory change, at a power cut.
     fn undo(&mut self, change: DirChange) -> Result<()> {
+        self.counters.dir_changes_lost += 1;
         match change {
             DirChange::CreateFile { path } => {
                 self.entries.remove(&path);
@@ -455,6 +461,7 @@ impl State {
                 ignore_not_found(std::fs::remove_dir_all(&path), &path)?;
             }
             DirChange::Remove { path, aside, node } => {
+                self.counters.removes_lost += 1;
                 std::fs::rename(&aside, &path).map_err(|e| Error::io(&aside, e))?;
                 if let Some(node) = node {
                     self.entries.insert(path, node);
@@ -462,6 +469,7 @@ impl State {
                 remove_empty_removed_dir(&aside);
             }
             DirChange::Rename { from, to } => {
+                self.counters.renames_lost += 1;
                 // The target may be gone if its removal was made durable
                 // (only possible across two directories).
                 if ignore_not_found(std::fs::rename(&to, &from), &to)?
@@ -611,7 +619,6 @@ impl FaultController {
         state.dead = true;
         state.counters.power_cuts += 1;
         let pending = std::mem::take(&mut state.pending);
-        state.counters.dir_changes_lost += pending.len() as u64;
         for change in pending.into_iter().rev() {
             state.undo(change.change)?;
         }
@@ -1173,7 +1180,9 @@ mod tests {
         assert_eq!(contents(&real), b"old");
         assert_eq!(contents(&temp), b"new");
         assert!(!dir.path().join(REMOVED_DIR).exists());
-        assert_eq!(opener.controller().counters().dir_changes_lost, 2);
+        let counters = opener.controller().counters();
+        assert_eq!(counters.dir_changes_lost, 2);
+        assert_eq!((counters.renames_lost, counters.removes_lost), (1, 1));
     }
 
     #[test]

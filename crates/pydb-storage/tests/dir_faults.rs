@@ -102,11 +102,12 @@ fn files(dir: &Path) -> BTreeSet<String> {
     names
 }
 
-/// What one cut found: the files left behind, and the directory changes
-/// the power cut undid.
+/// What one cut found: the files left behind, and the renames and
+/// removals the power cut undid.
 struct Cut {
     files: BTreeSet<String>,
-    lost: u64,
+    renames_lost: u64,
+    removes_lost: u64,
 }
 
 /// Runs the workload in a fresh `db` directory through faulty files, then
@@ -133,9 +134,11 @@ fn run(
     let syncs = controller.counters().dir_syncs - before;
     controller.power_cut().unwrap();
     drop(db);
+    let counters = controller.counters();
     let cut = Cut {
         files: files(&dir),
-        lost: controller.counters().dir_changes_lost,
+        renames_lost: counters.renames_lost,
+        removes_lost: counters.removes_lost,
     };
     let db = reopen(&dir, MonolithicOpener);
     assert_eq!(
@@ -173,12 +176,12 @@ fn compact(db: &dyn StorageEngine) {
 #[test]
 fn log_compaction_loses_unsynced_renames_and_removals_but_no_write() {
     let cuts = sweep(open_log, open_log, compact);
-    // A lost rename leaves its temp file (a compaction output or a hint)
-    // behind under its old name; reopening cleans it.
+    // A lost rename of a compaction output leaves its temp file behind
+    // under its old name; reopening removes it.
     assert!(
         cuts.iter()
-            .any(|c| c.lost > 0 && c.files.iter().any(|f| f.ends_with(".tmp"))),
-        "no cut undid a rename: {:?}",
+            .any(|c| c.renames_lost > 0 && c.files.iter().any(|f| f.ends_with(".log.tmp"))),
+        "no cut undid the install of a compaction output: {:?}",
         cuts.iter().map(|c| &c.files).collect::<Vec<_>>()
     );
     // A lost removal leaves a compaction input beside the outputs: more
@@ -187,8 +190,8 @@ fn log_compaction_loses_unsynced_renames_and_removals_but_no_write() {
     let segments = |files: &BTreeSet<String>| files.iter().filter(|f| f.ends_with(".log")).count();
     assert!(
         cuts.iter()
-            .any(|c| c.lost > 0 && segments(&c.files) > segments(&finished)),
-        "no cut undid a removal"
+            .any(|c| c.removes_lost > 0 && segments(&c.files) > segments(&finished)),
+        "no cut undid the removal of a compaction input"
     );
 }
 
@@ -204,7 +207,7 @@ fn btree_checkpoint_loses_unsynced_removals_but_no_write() {
     // durable; when it fails, they come back, and reopening removes them.
     assert!(
         cuts.iter()
-            .any(|c| c.lost > 0 && wal(&c.files) > wal(&finished)),
+            .any(|c| c.removes_lost > 0 && wal(&c.files) > wal(&finished)),
         "no cut undid the removal of a WAL segment: {:?} vs {finished:?}",
         cuts.iter().map(|c| &c.files).collect::<Vec<_>>()
     );
