@@ -18,7 +18,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use pydb_file::{File, MmapFile, MonolithicFile};
+use pydb_file::{DirLock, File, MmapFile, MonolithicFile};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -28,10 +28,16 @@ const READ_RECORDS: u64 = 100_000;
 /// Appends past this restart the file, so a long run does not fill the disk.
 const APPEND_LIMIT: u64 = 64 << 20;
 
+/// The lock of the directory of `path`, which a map needs (each benchmark
+/// maps one file in its own directory).
+fn lock_of(path: &Path) -> DirLock {
+    DirLock::acquire(path.parent().unwrap()).unwrap()
+}
+
 fn open(kind: &str, path: &Path) -> Box<dyn File> {
     match kind {
         "monolithic" => Box::new(MonolithicFile::create(path).unwrap()),
-        "mmap" => Box::new(MmapFile::create(path).unwrap()),
+        "mmap" => Box::new(MmapFile::create(path, &lock_of(path)).unwrap()),
         other => panic!("unknown kind {other}"),
     }
 }
@@ -81,7 +87,7 @@ fn bench_random_read(c: &mut Criterion) {
     for kind in ["monolithic", "mmap"] {
         let file: Box<dyn File> = match kind {
             "monolithic" => Box::new(MonolithicFile::open(&path, false).unwrap()),
-            _ => Box::new(MmapFile::open(&path, false).unwrap()),
+            _ => Box::new(MmapFile::open(&path, false, &lock_of(&path)).unwrap()),
         };
         let mut buf = [0u8; RECORD];
         let mut next = 0usize;

@@ -33,12 +33,22 @@
 //!   synced length, so appends, in-place page writes and truncations are all
 //!   undone. Afterwards every handle and opener of that controller fails
 //!   (the process died); a test reopens the directory with a fresh opener.
-//! - **Directory durability**: a file created through the opener disappears
-//!   at a power cut unless [`FileOpener::sync_dir`] ran on its directory
-//!   since; a file removed through the opener disappears at once but comes
-//!   back (with its last-synced contents) at a power cut before the next
-//!   `sync_dir`. Until then it waits in a hidden `.faulty-removed/`
-//!   subdirectory, which is deleted when empty.
+//! - **Directory durability**: every change to a directory entry made
+//!   through the opener (a file created, a directory created with
+//!   [`FileOpener::create_dir_all`], a rename, a removal) is logged, and a
+//!   power cut undoes, newest first, every change whose directory has not
+//!   been synced ([`FileOpener::sync_dir`]) since. So a new file or
+//!   directory disappears (a directory with all it holds); a renamed file
+//!   goes back to its old name, and the file the rename replaced comes back;
+//!   a removed file comes back, with its last-synced contents. A removed or
+//!   replaced file waits for that in a hidden `.faulty-removed/`
+//!   subdirectory (deleted when empty, hidden from
+//!   [`FileOpener::list_dir`]). A rename across two directories is undone
+//!   unless both were synced after it.
+//! - **Files, not names**: the controller tracks durability per file (an
+//!   inode), not per name, so a handle stays tracked when its file is
+//!   renamed or removed: writes through it are undone at a power cut that
+//!   brings the file back.
 //! - **A lying `fsync`** ([`FaultController::set_lying_sync_after_failure`]):
 //!   after a failed sync, later syncs of that file report success but make
 //!   nothing durable, as when the kernel drops dirty pages after a write-back
@@ -51,15 +61,16 @@
 //!   *some* unsynced writes, in any order, and tear a sector in half; tests
 //!   that need such states build them by hand (truncating or flipping bits
 //!   in a copy of a file).
-//! - Renames, directories created through `std::fs`, and files changed
-//!   outside the controller's handles are not tracked. A file opened without
-//!   `create` that the controller has not seen is taken as durable as it is.
-//! - A handle to a removed file must not be written to; its writes are not
-//!   tracked against the file that comes back.
+//! - Directory changes made through `std::fs` instead of the opener, and
+//!   files changed outside the controller's handles, are not tracked. A file
+//!   opened without `create` that the controller has not seen is taken as
+//!   durable as it is.
+//! - Directory changes are undone all or nothing per directory sync; a real
+//!   file system may also persist some unsynced ones (in any order).
 //! - Every operation runs under the controller's one lock, so faulty files
 //!   are never used for measurements, only for correctness tests.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io;
@@ -158,6 +169,19 @@ pub struct FaultCounters {
     pub lying_syncs: u64,
     /// Simulated power cuts.
     pub power_cuts: u64,
+    /// Files removed through the opener (a rename that replaces a file
+    /// counts as a rename only).
+    pub removes: u64,
+    /// Files renamed through the opener.
+    pub renames: u64,
+    /// Directory changes (creations, renames, removals) that power cuts
+    /// undid because no directory sync had made them durable.
+    pub dir_changes_lost: u64,
+    /// Of those, renames (a rename that replaced a file also counts one
+    /// removal).
+    pub renames_lost: u64,
+    /// Of those, removals.
+    pub removes_lost: u64,
 }
 
 impl FaultCounters {
@@ -243,13 +267,57 @@ struct Durability {
     syncs_lie: bool,
 }
 
+/// A change to a directory entry that is not durable yet.
 #[derive(Debug)]
-struct PendingRemove {
-    /// Where the file lived.
-    path: PathBuf,
-    /// Where it waits for the directory sync.
-    aside: PathBuf,
-    durability: Option<Durability>,
+enum DirChange {
+    /// A file was created at `path`.
+    CreateFile { path: PathBuf },
+    /// A directory was created at `path`.
+    CreateDir { path: PathBuf },
+    /// The file at `path` was removed; it waits at `aside` for the
+    /// directory sync that makes its removal durable.
+    Remove {
+        path: PathBuf,
+        aside: PathBuf,
+        node: Option<u64>,
+    },
+    /// The file at `from` was renamed to `to`. If `to` existed, its removal
+    /// is the `Remove` logged just before.
+    Rename { from: PathBuf, to: PathBuf },
+}
+
+impl DirChange {
+    /// The directories whose entries the change touched.
+    fn dirs(&self) -> Vec<PathBuf> {
+        let parent = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_default();
+        match self {
+            DirChange::CreateFile { path }
+            | DirChange::CreateDir { path }
+            | DirChange::Remove { path, .. } => vec![parent(path)],
+            DirChange::Rename { from, to } => {
+                let mut dirs = vec![parent(from), parent(to)];
+                dirs.dedup();
+                dirs
+            }
+        }
+    }
+
+    /// Whether the change touched the entry `key`.
+    fn touches(&self, key: &Path) -> bool {
+        match self {
+            DirChange::CreateFile { path } | DirChange::Remove { path, .. } => path == key,
+            DirChange::CreateDir { path } => key.starts_with(path),
+            DirChange::Rename { from, to } => from == key || to == key,
+        }
+    }
+}
+
+/// A [`DirChange`] and the directories still to be synced before it is
+/// durable (two for a rename across directories).
+#[derive(Debug)]
+struct PendingChange {
+    change: DirChange,
+    unsynced: Vec<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -260,12 +328,18 @@ struct State {
     space_left: Option<u64>,
     lying_sync_after_failure: bool,
     dead: bool,
-    /// Every file the controller has handed out, by canonical path.
-    files: BTreeMap<PathBuf, Durability>,
-    /// Files created since their directory was last synced.
-    pending_creates: BTreeSet<PathBuf>,
-    /// Files removed since their directory was last synced, oldest first.
-    pending_removes: Vec<PendingRemove>,
+    /// What survives a power cut of every file the controller has handed
+    /// out, by node. A node is the file itself (an inode), not its name:
+    /// its history follows it through renames and removals, and every
+    /// handle reports to its node.
+    nodes: BTreeMap<u64, Durability>,
+    /// The node behind each live name the controller tracks, by canonical
+    /// path.
+    entries: BTreeMap<PathBuf, u64>,
+    last_node: u64,
+    /// Directory changes since their directories were last synced, oldest
+    /// first. A power cut undoes them newest first.
+    pending: Vec<PendingChange>,
     removed_seq: u64,
 }
 
@@ -300,8 +374,121 @@ impl State {
         effect
     }
 
-    fn durability(&mut self, key: &Path) -> &mut Durability {
-        self.files.entry(key.to_path_buf()).or_default()
+    fn durability(&mut self, node: u64) -> &mut Durability {
+        self.nodes.entry(node).or_default()
+    }
+
+    fn new_node(&mut self, durability: Durability) -> u64 {
+        self.last_node += 1;
+        self.nodes.insert(self.last_node, durability);
+        self.last_node
+    }
+
+    /// The node of the existing file `key`; a file the controller has not
+    /// seen is taken as durable as it is, `len` bytes.
+    fn track_existing(&mut self, key: &Path, len: u64) -> u64 {
+        if let Some(&node) = self.entries.get(key) {
+            return node;
+        }
+        let node = self.new_node(Durability {
+            synced_len: len,
+            ..Durability::default()
+        });
+        self.entries.insert(key.to_path_buf(), node);
+        node
+    }
+
+    fn log(&mut self, change: DirChange) {
+        let unsynced = change.dirs();
+        self.pending.push(PendingChange { change, unsynced });
+    }
+
+    /// Whether the name `key` exists only through changes a power cut
+    /// would undo.
+    fn is_pending_name(&self, key: &Path) -> bool {
+        self.pending.iter().any(|p| match &p.change {
+            DirChange::CreateFile { path } => path == key,
+            DirChange::CreateDir { path } => key.starts_with(path),
+            DirChange::Rename { to, .. } => to == key,
+            DirChange::Remove { .. } => false,
+        })
+    }
+
+    /// Removes the file at `path` (canonical `key`): for real if its
+    /// creation is the last change to the name and was never made durable
+    /// (a power cut would remove it anyway), otherwise by moving it aside
+    /// into [`REMOVED_DIR`], where it waits for the directory sync.
+    fn remove_entry<O: FileOpener>(&mut self, inner: &O, path: &Path, key: &Path) -> Result<()> {
+        let last = self.pending.iter().rposition(|p| p.change.touches(key));
+        if let Some(i) = last
+            && matches!(&self.pending[i].change, DirChange::CreateFile { path } if path == key)
+        {
+            self.pending.remove(i);
+            if let Some(node) = self.entries.remove(key) {
+                self.nodes.remove(&node);
+            }
+            return inner.remove(path);
+        }
+        let (Some(dir), Some(name)) = (key.parent(), key.file_name()) else {
+            return inner.remove(path);
+        };
+        let removed_dir = dir.join(REMOVED_DIR);
+        std::fs::create_dir_all(&removed_dir).map_err(|e| Error::io(&removed_dir, e))?;
+        self.removed_seq += 1;
+        let mut aside_name = std::ffi::OsString::from(format!("{}-", self.removed_seq));
+        aside_name.push(name);
+        let aside = removed_dir.join(aside_name);
+        std::fs::rename(path, &aside).map_err(|e| Error::io(path, e))?;
+        let node = self.entries.remove(key);
+        self.log(DirChange::Remove {
+            path: key.to_path_buf(),
+            aside,
+            node,
+        });
+        Ok(())
+    }
+
+    /// Undoes one directory change, at a power cut.
+    fn undo(&mut self, change: DirChange) -> Result<()> {
+        self.counters.dir_changes_lost += 1;
+        match change {
+            DirChange::CreateFile { path } => {
+                self.entries.remove(&path);
+                ignore_not_found(std::fs::remove_file(&path), &path)?;
+            }
+            DirChange::CreateDir { path } => {
+                self.entries.retain(|name, _| !name.starts_with(&path));
+                ignore_not_found(std::fs::remove_dir_all(&path), &path)?;
+            }
+            DirChange::Remove { path, aside, node } => {
+                self.counters.removes_lost += 1;
+                std::fs::rename(&aside, &path).map_err(|e| Error::io(&aside, e))?;
+                if let Some(node) = node {
+                    self.entries.insert(path, node);
+                }
+                remove_empty_removed_dir(&aside);
+            }
+            DirChange::Rename { from, to } => {
+                self.counters.renames_lost += 1;
+                // The target may be gone if its removal was made durable
+                // (only possible across two directories).
+                if ignore_not_found(std::fs::rename(&to, &from), &to)?
+                    && let Some(node) = self.entries.remove(&to)
+                {
+                    self.entries.insert(from, node);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Ok(true)` if `result` is `Ok`, `Ok(false)` if it failed with `NotFound`.
+fn ignore_not_found(result: io::Result<()>, path: &Path) -> Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
     }
 }
 
@@ -325,9 +512,10 @@ impl FaultController {
                 space_left: None,
                 lying_sync_after_failure: false,
                 dead: false,
-                files: BTreeMap::new(),
-                pending_creates: BTreeSet::new(),
-                pending_removes: Vec::new(),
+                nodes: BTreeMap::new(),
+                entries: BTreeMap::new(),
+                last_node: 0,
+                pending: Vec::new(),
                 removed_seq: 0,
             })),
         }
@@ -412,16 +600,17 @@ impl FaultController {
     pub fn synced_len(&self, path: &Path) -> Option<u64> {
         let key = canonical(path);
         let state = self.state.lock();
-        if state.pending_creates.contains(&key) {
+        if state.is_pending_name(&key) {
             return None;
         }
-        state.files.get(&key).map(|d| d.synced_len)
+        let node = state.entries.get(&key)?;
+        state.nodes.get(node).map(|d| d.synced_len)
     }
 
-    /// Cuts the power: every file goes back to its last-synced state,
-    /// creations and removals not made durable by a directory sync are
-    /// undone, and every handle and opener of this controller fails from now
-    /// on. Calling it again does nothing.
+    /// Cuts the power: creations, renames and removals not made durable by
+    /// a directory sync are undone (newest first), every file goes back to
+    /// its last-synced state, and every handle and opener of this
+    /// controller fails from now on. Calling it again does nothing.
     pub fn power_cut(&self) -> Result<()> {
         let mut state = self.state.lock();
         if state.dead {
@@ -429,24 +618,15 @@ impl FaultController {
         }
         state.dead = true;
         state.counters.power_cuts += 1;
-        for key in std::mem::take(&mut state.pending_creates) {
-            state.files.remove(&key);
-            match std::fs::remove_file(&key) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(&key, e)),
-            }
+        let pending = std::mem::take(&mut state.pending);
+        for change in pending.into_iter().rev() {
+            state.undo(change.change)?;
         }
-        for (key, durability) in std::mem::take(&mut state.files) {
-            revert(&key, &durability)?;
-        }
-        for removed in std::mem::take(&mut state.pending_removes).into_iter().rev() {
-            std::fs::rename(&removed.aside, &removed.path)
-                .map_err(|e| Error::io(&removed.aside, e))?;
-            if let Some(durability) = &removed.durability {
-                revert(&removed.path, durability)?;
+        let nodes = std::mem::take(&mut state.nodes);
+        for (path, node) in std::mem::take(&mut state.entries) {
+            if let Some(durability) = nodes.get(&node) {
+                revert(&path, durability)?;
             }
-            remove_empty_removed_dir(&removed.aside);
         }
         Ok(())
     }
@@ -520,8 +700,8 @@ fn fault(path: &Path, kind: FaultKind) -> Error {
 #[derive(Debug)]
 pub struct FaultyFile<F: File> {
     inner: F,
-    /// The canonical path the controller tracks the file under.
-    key: PathBuf,
+    /// The node the controller tracks the file under (see `State::nodes`).
+    node: u64,
     controller: FaultController,
 }
 
@@ -531,14 +711,11 @@ impl<F: File> FaultyFile<F> {
         let key = canonical(inner.path());
         let len = inner.len()?;
         let mut state = controller.alive(inner.path())?;
-        state.files.entry(key.clone()).or_insert(Durability {
-            synced_len: len,
-            ..Durability::default()
-        });
+        let node = state.track_existing(&key, len);
         drop(state);
         Ok(Self {
             inner,
-            key,
+            node,
             controller: controller.clone(),
         })
     }
@@ -560,7 +737,7 @@ impl<F: File> FaultyFile<F> {
     /// Saves the bytes of `offset..offset + len` that lie inside the synced
     /// part of the file, before they are overwritten or cut off.
     fn save_undo(&self, state: &mut State, offset: u64, len: u64, file_len: u64) -> Result<()> {
-        let durability = state.durability(&self.key);
+        let durability = state.durability(self.node);
         let end = offset
             .saturating_add(len)
             .min(durability.synced_len)
@@ -686,13 +863,13 @@ impl<F: File> File for FaultyFile<F> {
         if state.decide(Op::Sync).is_some() {
             state.counters.io_errors += 1;
             if state.lying_sync_after_failure {
-                state.durability(&self.key).syncs_lie = true;
+                state.durability(self.node).syncs_lie = true;
             }
             return Err(self.fault(FaultKind::Io(Op::Sync)));
         }
         self.inner.sync_data()?;
         let len = self.inner.len()?;
-        let durability = state.durability(&self.key);
+        let durability = state.durability(self.node);
         if durability.syncs_lie {
             state.counters.lying_syncs += 1;
             return Ok(());
@@ -704,8 +881,8 @@ impl<F: File> File for FaultyFile<F> {
 }
 
 /// A [`FileOpener`] whose files are [`FaultyFile`]s sharing one
-/// [`FaultController`], and which tracks creations and removals until their
-/// directory is synced.
+/// [`FaultController`], and which tracks creations, renames and removals
+/// until their directory is synced.
 #[derive(Debug, Clone)]
 pub struct FaultyOpener<O: FileOpener> {
     inner: O,
@@ -737,50 +914,75 @@ impl<O: FileOpener> FileOpener for FaultyOpener<O> {
         let existed = path.try_exists().map_err(|e| Error::io(path, e))?;
         let inner = self.inner.open(path, create)?;
         let key = canonical(path);
-        if existed {
-            let len = inner.len()?;
-            state.files.entry(key.clone()).or_insert(Durability {
-                synced_len: len,
-                ..Durability::default()
-            });
+        let node = if existed {
+            state.track_existing(&key, inner.len()?)
         } else {
-            state.files.insert(key.clone(), Durability::default());
-            state.pending_creates.insert(key.clone());
-        }
+            let node = state.new_node(Durability::default());
+            state.entries.insert(key.clone(), node);
+            state.log(DirChange::CreateFile { path: key });
+            node
+        };
         drop(state);
         Ok(FaultyFile {
             inner,
-            key,
+            node,
             controller: self.controller.clone(),
         })
     }
 
     fn remove(&self, path: &Path) -> Result<()> {
         let mut state = self.controller.alive(path)?;
-        let key = canonical(path);
-        if state.pending_creates.remove(&key) {
-            // Its creation was never durable: after a power cut it would be
-            // gone anyway, so it can go for real now.
-            state.files.remove(&key);
-            return self.inner.remove(path);
+        state.counters.removes += 1;
+        state.remove_entry(&self.inner, path, &canonical(path))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        let mut state = self.controller.alive(from)?;
+        let (from_key, to_key) = (canonical(from), canonical(to));
+        if from_key == to_key {
+            return Ok(());
         }
-        let (Some(dir), Some(name)) = (key.parent(), key.file_name()) else {
-            return self.inner.remove(path);
-        };
-        let removed_dir = dir.join(REMOVED_DIR);
-        std::fs::create_dir_all(&removed_dir).map_err(|e| Error::io(&removed_dir, e))?;
-        state.removed_seq += 1;
-        let mut aside_name = std::ffi::OsString::from(format!("{}-", state.removed_seq));
-        aside_name.push(name);
-        let aside = removed_dir.join(aside_name);
-        std::fs::rename(path, &aside).map_err(|e| Error::io(path, e))?;
-        let durability = state.files.remove(&key);
-        state.pending_removes.push(PendingRemove {
-            path: key,
-            aside,
-            durability,
+        state.counters.renames += 1;
+        if to.try_exists().map_err(|e| Error::io(to, e))? {
+            // The replaced file waits aside, like a removed one: a power
+            // cut before the directory sync brings it back.
+            state.remove_entry(&self.inner, to, &to_key)?;
+        }
+        self.inner.rename(from, to)?;
+        if let Some(node) = state.entries.remove(&from_key) {
+            state.entries.insert(to_key.clone(), node);
+        }
+        state.log(DirChange::Rename {
+            from: from_key,
+            to: to_key,
         });
         Ok(())
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> Result<()> {
+        let mut state = self.controller.alive(dir)?;
+        let missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && matches!(a.try_exists(), Ok(false)))
+            .map(Path::to_path_buf)
+            .collect();
+        self.inner.create_dir_all(dir)?;
+        for created in missing.into_iter().rev() {
+            let path = std::fs::canonicalize(&created).map_err(|e| Error::io(&created, e))?;
+            state.log(DirChange::CreateDir { path });
+        }
+        Ok(())
+    }
+
+    fn dir_lock(&self) -> Option<&crate::DirLock> {
+        self.inner.dir_lock()
+    }
+
+    fn list_dir(&self, dir: &Path) -> Result<Vec<std::ffi::OsString>> {
+        let _state = self.controller.alive(dir)?;
+        let mut names = self.inner.list_dir(dir)?;
+        names.retain(|name| name != REMOVED_DIR);
+        Ok(names)
     }
 
     fn sync_dir(&self, dir: &Path) -> Result<()> {
@@ -791,16 +993,23 @@ impl<O: FileOpener> FileOpener for FaultyOpener<O> {
         }
         self.inner.sync_dir(dir)?;
         let dir = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
-        state
-            .pending_creates
-            .retain(|path| path.parent() != Some(dir.as_path()));
-        let (durable, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut state.pending_removes)
+        for pending in &mut state.pending {
+            pending.unsynced.retain(|d| *d != dir);
+        }
+        let (durable, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut state.pending)
             .into_iter()
-            .partition(|removed| removed.path.parent() == Some(dir.as_path()));
-        state.pending_removes = pending;
-        for removed in durable {
-            std::fs::remove_file(&removed.aside).map_err(|e| Error::io(&removed.aside, e))?;
-            remove_empty_removed_dir(&removed.aside);
+            .partition(|p| p.unsynced.is_empty());
+        state.pending = pending;
+        for change in durable {
+            if let DirChange::Remove { aside, node, .. } = change.change {
+                std::fs::remove_file(&aside).map_err(|e| Error::io(&aside, e))?;
+                remove_empty_removed_dir(&aside);
+                if let Some(node) = node
+                    && !state.entries.values().any(|&n| n == node)
+                {
+                    state.nodes.remove(&node);
+                }
+            }
         }
         Ok(())
     }
@@ -810,6 +1019,7 @@ impl<O: FileOpener> FileOpener for FaultyOpener<O> {
 mod tests {
     use super::*;
     use crate::{MonolithicFile, MonolithicOpener};
+    use std::collections::BTreeSet;
 
     fn opener(seed: u64) -> FaultyOpener<MonolithicOpener> {
         FaultyOpener::new(MonolithicOpener, seed)
@@ -951,6 +1161,92 @@ mod tests {
         assert!(!dir.path().join(REMOVED_DIR).exists());
         opener.controller().power_cut().unwrap();
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_rename_is_undone_by_a_power_cut_before_the_directory_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let opener = opener(1);
+        let (temp, real) = (dir.path().join("hint.tmp"), dir.path().join("hint"));
+        drop(durable_file(&opener, dir.path(), "hint", b"old"));
+        drop(durable_file(&opener, dir.path(), "hint.tmp", b"new"));
+        opener.rename(&temp, &real).unwrap();
+        assert_eq!(contents(&real), b"new");
+        assert!(!temp.exists());
+        assert_eq!(opener.list_dir(dir.path()).unwrap(), vec!["hint"]);
+        assert_eq!(opener.controller().synced_len(&real), None);
+        opener.controller().power_cut().unwrap();
+        // The rename is lost: both names are back, each with its own bytes.
+        assert_eq!(contents(&real), b"old");
+        assert_eq!(contents(&temp), b"new");
+        assert!(!dir.path().join(REMOVED_DIR).exists());
+        let counters = opener.controller().counters();
+        assert_eq!(counters.dir_changes_lost, 2);
+        assert_eq!((counters.renames_lost, counters.removes_lost), (1, 1));
+    }
+
+    #[test]
+    fn a_rename_made_durable_by_the_directory_sync_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let opener = opener(1);
+        let (temp, real) = (dir.path().join("hint.tmp"), dir.path().join("hint"));
+        drop(durable_file(&opener, dir.path(), "hint", b"old"));
+        drop(durable_file(&opener, dir.path(), "hint.tmp", b"new"));
+        opener.rename(&temp, &real).unwrap();
+        opener.sync_dir(dir.path()).unwrap();
+        assert!(!dir.path().join(REMOVED_DIR).exists());
+        assert_eq!(opener.controller().synced_len(&real), Some(3));
+        opener.controller().power_cut().unwrap();
+        assert_eq!(contents(&real), b"new");
+        assert!(!temp.exists());
+        assert_eq!(opener.controller().counters().dir_changes_lost, 0);
+    }
+
+    #[test]
+    fn a_renamed_file_keeps_its_history_and_its_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let opener = opener(1);
+        let (temp, real) = (dir.path().join("seg.tmp"), dir.path().join("seg"));
+        let file = opener.open(&temp, true).unwrap();
+        file.append(b"synced").unwrap();
+        file.sync_data().unwrap();
+        opener.rename(&temp, &real).unwrap();
+        opener.sync_dir(dir.path()).unwrap();
+        // Written through the old handle after the rename: not synced.
+        file.append(b"-lost").unwrap();
+        assert_eq!(contents(&real), b"synced-lost");
+        opener.controller().power_cut().unwrap();
+        assert_eq!(contents(&real), b"synced");
+    }
+
+    #[test]
+    fn a_file_created_then_renamed_without_a_directory_sync_vanishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let opener = opener(1);
+        let (temp, real) = (dir.path().join("a.tmp"), dir.path().join("a"));
+        let file = opener.open(&temp, true).unwrap();
+        file.append(b"data").unwrap();
+        file.sync_data().unwrap();
+        opener.rename(&temp, &real).unwrap();
+        opener.controller().power_cut().unwrap();
+        assert!(!temp.exists());
+        assert!(!real.exists());
+    }
+
+    #[test]
+    fn a_directory_whose_parent_was_not_synced_vanishes_with_its_files() {
+        let root = tempfile::tempdir().unwrap();
+        let opener = opener(1);
+        let kept = root.path().join("kept");
+        let lost = root.path().join("lost/deeper");
+        opener.create_dir_all_durable(&kept).unwrap();
+        opener.create_dir_all(&lost).unwrap();
+        // A durable file in a directory whose own entry is not durable.
+        drop(durable_file(&opener, &lost, "data", b"synced"));
+        drop(durable_file(&opener, &kept, "data", b"synced"));
+        opener.controller().power_cut().unwrap();
+        assert!(!root.path().join("lost").exists());
+        assert_eq!(contents(&kept.join("data")), b"synced");
     }
 
     #[test]

@@ -17,12 +17,14 @@
 
 mod error;
 pub mod faulty;
+mod lock;
 mod mmap;
 mod monolithic;
 mod segmented;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use faulty::{FaultController, FaultyFile, FaultyOpener};
+pub use lock::{DirLock, LOCK_FILE_NAME};
 pub use mmap::{MIN_REMAP_STEP, MmapFile, MmapOpener};
 pub use monolithic::{MonolithicFile, MonolithicOpener, sync_dir};
 pub use segmented::{
@@ -71,11 +73,15 @@ pub trait File: Send + Sync + std::fmt::Debug {
     fn sync_data(&self) -> Result<()>;
 }
 
-/// Opens and removes files of one kind, so that a layer that manages many
-/// files (a segmented log, an LSM tree) can be generic over the file type.
+/// Opens files of one kind and changes directories (create, rename, remove,
+/// list, sync), so that a layer that manages many files (a segmented log,
+/// an LSM tree) can be generic over the file type.
 ///
-/// A fault-injecting opener hands out files that share one fault plan; a
-/// plain opener hands out [`MonolithicFile`]s.
+/// Every directory operation of the layers above goes through here, never
+/// through `std::fs`: that is what lets a fault-injecting opener undo the
+/// renames and removals a power cut would lose. A fault-injecting opener
+/// hands out files that share one fault plan; a plain opener hands out
+/// [`MonolithicFile`]s.
 pub trait FileOpener: Send + Sync + std::fmt::Debug {
     /// The kind of file this opener produces.
     type File: File;
@@ -102,6 +108,27 @@ pub trait FileOpener: Send + Sync + std::fmt::Debug {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
     }
 
+    /// Creates `dir` and its missing parents, then syncs the parent of each
+    /// directory it created, top down, so that the whole path survives a
+    /// power cut once this returns. Engines create their directories with
+    /// this: a database directory whose own entry is lost takes every
+    /// acknowledged write inside it along.
+    fn create_dir_all_durable(&self, dir: &Path) -> Result<()> {
+        let missing: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && matches!(a.try_exists(), Ok(false)))
+            .collect();
+        self.create_dir_all(dir)?;
+        for created in missing.iter().rev() {
+            let parent = match created.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            self.sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
     /// The names of the entries in `dir`, sorted, so that callers see a
     /// directory in the same order on every run.
     fn list_dir(&self, dir: &Path) -> Result<Vec<std::ffi::OsString>> {
@@ -111,6 +138,13 @@ pub trait FileOpener: Send + Sync + std::fmt::Debug {
         }
         names.sort();
         Ok(names)
+    }
+
+    /// The exclusive lock of a directory this opener holds, if any (an
+    /// [`MmapOpener`] does). An engine opening that directory reuses it
+    /// instead of taking the lock a second time, which would fail.
+    fn dir_lock(&self) -> Option<&DirLock> {
+        None
     }
 
     /// Makes the creation, renaming and removal of entries in `dir` durable.

@@ -46,12 +46,36 @@
 //!   fault-injecting [`crate::FaultyFile`] does so at a simulated power cut,
 //!   but only after every handle it wraps has been declared dead, so no read
 //!   reaches the inner map again);
-//! - other processes are kept out of the database directory by the directory
-//!   lock of `pydb-storage`.
+//! - other processes are kept out by the directory lock, and that rule is
+//!   in the types, not only in this comment: see below.
 //!
 //! One hazard stays: a disk that fails to read a mapped page also delivers
-//! `SIGBUS` rather than an `EIO` error. That is the price of mmap reads, and
-//! why [`crate::MonolithicFile`] remains the default.
+//! `SIGBUS` rather than an `EIO` error. That is the price of mmap reads,
+//! and why [`crate::MonolithicFile`] (plain `pread`) remains available, and
+//! is what the B+tree engine and the fault tests use; the log engine maps
+//! its segments by default.
+//!
+//! ## The directory lock as a proof
+//!
+//! The last rule depends on code outside this file: whoever opens a map
+//! must make sure no other pydb process can truncate the file meanwhile.
+//! Two ways to say so in Rust were possible:
+//!
+//! - an `unsafe fn` constructor whose contract says "hold the directory
+//!   lock", which every caller (engines, tools, benchmarks, tests) would
+//!   discharge with an `unsafe` block and a comment; or
+//! - a proof token: opening takes a [`DirLock`] of the directory the file
+//!   is in, and the map keeps a clone of it.
+//!
+//! pydb takes the token. A `DirLock` can only be had by taking the lock
+//! ([`DirLock::acquire`]), so a caller who has one has done the work, and
+//! the compiler checks that every map was opened by such a caller; the
+//! clone held by each [`MmapFile`] means the lock is released only after
+//! the last map is gone. [`MmapFile::open`] also checks that the file is
+//! inside the locked directory, so a lock of one directory cannot vouch for
+//! another. What the token cannot promise is the part no type can: `flock`
+//! is advisory, so a program that ignores it (`truncate -s 0` on a segment)
+//! can still bring `SIGBUS`, exactly as with SQLite or LMDB.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -60,7 +84,7 @@ use std::path::{Path, PathBuf};
 use memmap2::{Mmap, MmapOptions};
 use parking_lot::{Mutex, RwLock};
 
-use crate::{Error, File, FileOpener, Result};
+use crate::{DirLock, Error, File, FileOpener, Result};
 
 /// The map is re-created once at least this many bytes, or one eighth of
 /// the mapped length if that is more, have been appended past it.
@@ -77,6 +101,9 @@ pub struct MmapFile {
     writer: Mutex<()>,
     /// The length and the map, which change together.
     state: RwLock<MapState>,
+    /// The lock of the directory the file is in, held as long as the map
+    /// can be: see the module docs.
+    _lock: DirLock,
 }
 
 #[derive(Debug)]
@@ -95,9 +122,24 @@ impl MapState {
 }
 
 impl MmapFile {
-    /// Opens the file at `path`, creating it if `create` is set, and maps it.
-    pub fn open(path: impl AsRef<Path>, create: bool) -> Result<Self> {
+    /// Opens the file at `path`, creating it if `create` is set, and maps
+    /// it. `lock` must be the lock of a directory that holds `path`: it is
+    /// what keeps other pydb processes from truncating the file under the
+    /// map (see the module docs).
+    pub fn open(path: impl AsRef<Path>, create: bool, lock: &DirLock) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        if !lock.covers(&path) {
+            return Err(Error::io(
+                &path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "cannot map a file outside the locked directory {}",
+                        lock.dir().display()
+                    ),
+                ),
+            ));
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -111,6 +153,7 @@ impl MmapFile {
             file,
             writer: Mutex::new(()),
             state: RwLock::new(MapState { len, map: None }),
+            _lock: lock.clone(),
         };
         {
             let mut state = this.state.write();
@@ -120,8 +163,8 @@ impl MmapFile {
     }
 
     /// Opens the file at `path`, creating it if it does not exist.
-    pub fn create(path: impl AsRef<Path>) -> Result<Self> {
-        Self::open(path, true)
+    pub fn create(path: impl AsRef<Path>, lock: &DirLock) -> Result<Self> {
+        Self::open(path, true, lock)
     }
 
     /// How many bytes, from the start of the file, reads can serve from the
@@ -199,7 +242,8 @@ fn map_file(file: &std::fs::File, len: usize) -> std::io::Result<Mmap> {
     //   and `len` only counts bytes that were written), and pydb never
     //   shrinks a file with a live map: `MmapFile::set_len` drops the map
     //   before truncating, under the exclusive lock that every reader also
-    //   takes; other processes are kept out by the directory lock.
+    //   takes; other pydb processes are kept out by the directory lock,
+    //   which `MmapFile::open` demands and the file holds while it lives.
     unsafe { MmapOptions::new().len(len).map(file) }
 }
 
@@ -310,15 +354,39 @@ impl File for MmapFile {
     }
 }
 
-/// Opens [`MmapFile`]s.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct MmapOpener;
+/// Opens [`MmapFile`]s in one locked directory.
+///
+/// An engine given an `MmapOpener` reuses its lock
+/// ([`FileOpener::dir_lock`]) instead of taking the directory lock again.
+#[derive(Debug, Clone)]
+pub struct MmapOpener {
+    lock: DirLock,
+}
+
+impl MmapOpener {
+    /// An opener for files inside the directory `lock` holds.
+    pub fn new(lock: &DirLock) -> Self {
+        Self { lock: lock.clone() }
+    }
+
+    /// Creates `dir` (durably) if needed, takes its lock, and returns an
+    /// opener for the files in it. Fails with [`Error::Locked`] if another
+    /// process holds the directory.
+    pub fn lock_dir(dir: &Path) -> Result<Self> {
+        crate::MonolithicOpener.create_dir_all_durable(dir)?;
+        Ok(Self::new(&DirLock::acquire(dir)?))
+    }
+}
 
 impl FileOpener for MmapOpener {
     type File = MmapFile;
 
     fn open(&self, path: &Path, create: bool) -> Result<MmapFile> {
-        MmapFile::open(path, create)
+        MmapFile::open(path, create, &self.lock)
+    }
+
+    fn dir_lock(&self) -> Option<&DirLock> {
+        Some(&self.lock)
     }
 }
 
@@ -334,11 +402,30 @@ mod tests {
     }
 
     #[test]
+    fn a_map_needs_the_lock_of_its_directory_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let lock = DirLock::acquire(dir.path()).unwrap();
+        let err = MmapFile::create(other.path().join("f"), &lock).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{err}");
+        let opener = MmapOpener::new(&lock);
+        let file = opener.open(&dir.path().join("f"), true).unwrap();
+        drop((lock, opener));
+        // The map still holds the lock: no other handle can take the
+        // directory (and truncate the file) while it lives.
+        let err = DirLock::acquire(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Locked);
+        drop(file);
+        DirLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
     fn opening_maps_the_whole_existing_file() {
         let dir = tempfile::tempdir().unwrap();
+        let lock = DirLock::acquire(dir.path()).unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"0123456789").unwrap();
-        let file = MmapFile::open(&path, false).unwrap();
+        let file = MmapFile::open(&path, false, &lock).unwrap();
         assert_eq!(file.mapped_len(), 10);
         assert_eq!(read(&file, 3, 4), b"3456");
     }
@@ -346,7 +433,8 @@ mod tests {
     #[test]
     fn empty_file_has_no_map_and_reads_past_end_fail() {
         let dir = tempfile::tempdir().unwrap();
-        let file = MmapFile::create(dir.path().join("f")).unwrap();
+        let lock = DirLock::acquire(dir.path()).unwrap();
+        let file = MmapFile::create(dir.path().join("f"), &lock).unwrap();
         assert_eq!(file.mapped_len(), 0);
         let err = file.read_at(0, &mut [0u8; 1]).unwrap_err();
         assert!(
@@ -360,7 +448,8 @@ mod tests {
     #[test]
     fn small_appends_are_read_through_pread_until_the_remap_step() {
         let dir = tempfile::tempdir().unwrap();
-        let file = MmapFile::create(dir.path().join("f")).unwrap();
+        let lock = DirLock::acquire(dir.path()).unwrap();
+        let file = MmapFile::create(dir.path().join("f"), &lock).unwrap();
         assert_eq!(file.append(b"hello").unwrap(), 0);
         assert_eq!(file.append(b"world").unwrap(), 5);
         // Far below MIN_REMAP_STEP: still unmapped, but readable.
@@ -380,9 +469,10 @@ mod tests {
     #[test]
     fn in_place_writes_show_through_the_map() {
         let dir = tempfile::tempdir().unwrap();
+        let lock = DirLock::acquire(dir.path()).unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, vec![0u8; 4096]).unwrap();
-        let file = MmapFile::open(&path, false).unwrap();
+        let file = MmapFile::open(&path, false, &lock).unwrap();
         assert_eq!(file.mapped_len(), 4096);
         file.write_at(100, b"abc").unwrap();
         assert_eq!(read(&file, 99, 5), b"\0abc\0");
@@ -398,9 +488,10 @@ mod tests {
     #[test]
     fn shrinking_drops_the_map_and_growing_reads_zeros() {
         let dir = tempfile::tempdir().unwrap();
+        let lock = DirLock::acquire(dir.path()).unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, vec![9u8; 10_000]).unwrap();
-        let file = MmapFile::open(&path, false).unwrap();
+        let file = MmapFile::open(&path, false, &lock).unwrap();
         file.set_len(100).unwrap();
         assert_eq!(file.mapped_len(), 100);
         assert_eq!(file.len().unwrap(), 100);
@@ -420,14 +511,15 @@ mod tests {
     #[test]
     fn reopen_sees_synced_appends() {
         let dir = tempfile::tempdir().unwrap();
+        let lock = DirLock::acquire(dir.path()).unwrap();
         let path = dir.path().join("f");
-        let file = MmapFile::create(&path).unwrap();
+        let file = MmapFile::create(&path, &lock).unwrap();
         for i in 0..100u8 {
             file.append(&[i; 116]).unwrap();
         }
         file.sync_data().unwrap();
         drop(file);
-        let file = MmapFile::open(&path, false).unwrap();
+        let file = MmapFile::open(&path, false, &lock).unwrap();
         assert_eq!(file.len().unwrap(), 11_600);
         assert_eq!(file.mapped_len(), 11_600);
         assert_eq!(read(&file, 116 * 42, 116), vec![42u8; 116]);
@@ -438,7 +530,8 @@ mod tests {
         const RECORD: usize = 4096;
         const RECORDS: u64 = 600;
         let dir = tempfile::tempdir().unwrap();
-        let file = Arc::new(MmapFile::create(dir.path().join("f")).unwrap());
+        let lock = DirLock::acquire(dir.path()).unwrap();
+        let file = Arc::new(MmapFile::create(dir.path().join("f"), &lock).unwrap());
         let writer = {
             let file = Arc::clone(&file);
             std::thread::spawn(move || {

@@ -18,9 +18,14 @@
 //! - An append never spans two segments. When an append would push the
 //!   active segment past the size limit, the segment is rolled first; a
 //!   single append larger than the limit goes alone into a fresh segment.
-//! - Creating, renaming and removing a segment is followed by a sync of the
-//!   directory before the operation returns, so that the set of segments a
-//!   reopen finds is the set the caller was told about.
+//! - Creating and removing a segment is followed by a sync of the directory
+//!   before the operation returns, so that the set of segments a reopen
+//!   finds is the set the caller was told about. Installing (a rename) is
+//!   the exception: the caller installs several outputs, then syncs once
+//!   with [`SegmentedFile::sync_dir`]; until then a power cut may undo them.
+//! - Every directory operation (create, rename, remove, list, sync) goes
+//!   through the [`FileOpener`], so a fault-injecting opener sees them all
+//!   and can undo the ones not yet made durable.
 //! - Readers hold segments by `Arc`. [`SegmentedFile::segment`] takes the
 //!   map lock only long enough to clone the `Arc`; a segment removed while a
 //!   reader holds it stays readable (an unlinked file lives until its last
@@ -35,13 +40,14 @@
 //! [`SegmentedFile::remove_temp_files`] clears such leftovers on open.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::{Error, File, FileOpener, Result};
+use crate::{Error, File, FileOpener, MonolithicOpener, Result};
 
 /// The number of decimal digits of a segment id in a file name.
 pub const SEGMENT_ID_DIGITS: usize = 12;
@@ -69,7 +75,7 @@ struct State<F> {
 
 impl<O: FileOpener> SegmentedFile<O> {
     /// Opens the segments in `dir` whose names are `<id>.<extension>`,
-    /// creating the directory if needed. Creates no segment: the first
+    /// creating the directory (durably) if needed. Creates no segment: the first
     /// [`SegmentedFile::append`] or [`SegmentedFile::roll`] does.
     ///
     /// A segment whose size exceeds `max_segment_size` is accepted (it holds
@@ -81,9 +87,9 @@ impl<O: FileOpener> SegmentedFile<O> {
         max_segment_size: u64,
     ) -> Result<Self> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        opener.create_dir_all_durable(&dir)?;
         let mut segments = BTreeMap::new();
-        for id in list_ids(&dir, extension)? {
+        for id in ids_in(&opener.list_dir(&dir)?, extension) {
             let file = opener.open(&segment_path(&dir, id, extension), false)?;
             segments.insert(id, Arc::new(file));
         }
@@ -248,7 +254,7 @@ impl<O: FileOpener> SegmentedFile<O> {
     pub fn install(&self, id: u64) -> Result<Arc<O::File>> {
         let temp = self.temp_path(id);
         let path = self.segment_path(id);
-        std::fs::rename(&temp, &path).map_err(|e| Error::io(&temp, e))?;
+        self.opener.rename(&temp, &path)?;
         let file = Arc::new(self.opener.open(&path, false)?);
         self.state.lock().segments.insert(id, Arc::clone(&file));
         Ok(file)
@@ -281,15 +287,13 @@ impl<O: FileOpener> SegmentedFile<O> {
     pub fn remove_temp_files(&self) -> Result<Vec<PathBuf>> {
         let suffix = format!(".{}.{TEMP_SUFFIX}", self.extension);
         let mut removed = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))? {
-            let entry = entry.map_err(|e| Error::io(&self.dir, e))?;
-            let name = entry.file_name();
+        for name in self.opener.list_dir(&self.dir)? {
             let Some(name) = name.to_str() else { continue };
             if name
                 .strip_suffix(&suffix)
                 .is_some_and(|id| parse_id(id).is_some())
             {
-                let path = entry.path();
+                let path = self.dir.join(name);
                 self.opener.remove(&path)?;
                 removed.push(path);
             }
@@ -325,26 +329,27 @@ pub fn parse_id(stem: &str) -> Option<u64> {
     stem.parse().ok()
 }
 
-/// The ids of the files named `<id>.<extension>` in `dir`, ascending.
+/// The ids of the files named `<id>.<extension>` in `dir`, ascending, read
+/// with a plain [`MonolithicOpener`] (for tools that look at a directory
+/// without opening a database).
 pub fn list_ids(dir: &Path, extension: &str) -> Result<Vec<u64>> {
+    Ok(ids_in(&MonolithicOpener.list_dir(dir)?, extension))
+}
+
+/// The ids among `names` of the form `<id>.<extension>`, ascending.
+fn ids_in(names: &[OsString], extension: &str) -> Vec<u64> {
     let suffix = format!(".{extension}");
-    let mut ids = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(id) = name.strip_suffix(&suffix).and_then(parse_id) {
-            ids.push(id);
-        }
-    }
+    let mut ids: Vec<u64> = names
+        .iter()
+        .filter_map(|name| name.to_str()?.strip_suffix(&suffix).and_then(parse_id))
+        .collect();
     ids.sort_unstable();
-    Ok(ids)
+    ids
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::MonolithicOpener;
 
     fn open(dir: &Path, max: u64) -> SegmentedFile<MonolithicOpener> {
         SegmentedFile::open(MonolithicOpener, dir, "log", max).unwrap()

@@ -11,8 +11,8 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use pydb_file::{
-    Error, FaultController, FaultyFile, FaultyOpener, File, FileOpener, MIN_REMAP_STEP, MmapFile,
-    MonolithicFile, MonolithicOpener,
+    DirLock, Error, FaultController, FaultyFile, FaultyOpener, File, FileOpener, MIN_REMAP_STEP,
+    MmapFile, MonolithicFile, MonolithicOpener,
 };
 
 #[derive(Debug, Clone)]
@@ -105,7 +105,8 @@ proptest! {
     #[test]
     fn mmap_file_matches_the_model(ops in prop::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
-        check_against_model(&MmapFile::create(fresh(dir.path(), "f")).unwrap(), &ops);
+        let lock = DirLock::acquire(dir.path()).unwrap();
+        check_against_model(&MmapFile::create(fresh(dir.path(), "f"), &lock).unwrap(), &ops);
     }
 
     #[test]
@@ -119,7 +120,8 @@ proptest! {
     fn faulty_mmap_file_without_faults_matches_the_model(ops in prop::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
         let controller = FaultController::new(1);
-        let inner = MmapFile::create(fresh(dir.path(), "f")).unwrap();
+        let lock = DirLock::acquire(dir.path()).unwrap();
+        let inner = MmapFile::create(fresh(dir.path(), "f"), &lock).unwrap();
         check_against_model(&FaultyFile::wrap(inner, &controller).unwrap(), &ops);
     }
 }
@@ -131,7 +133,8 @@ fn an_mmap_file_and_a_monolithic_file_share_the_same_bytes() {
     let path = dir.path().join("f");
     let plain = MonolithicFile::create(&path).unwrap();
     plain.append(&[1u8; 8192]).unwrap();
-    let mapped = MmapFile::open(&path, false).unwrap();
+    let lock = DirLock::acquire(dir.path()).unwrap();
+    let mapped = MmapFile::open(&path, false, &lock).unwrap();
     assert_eq!(mapped.mapped_len(), 8192);
     plain.write_at(4000, b"shared").unwrap();
     let mut buf = [0u8; 6];

@@ -7,7 +7,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use pydb_file::faulty::{FaultKind, injected_fault};
@@ -47,8 +47,9 @@ fn apply_write(model: &mut Vec<u8>, at: usize, data: &[u8]) {
     model[at..at + data.len()].copy_from_slice(data);
 }
 
-fn run<O: FileOpener + Clone>(inner: O, seed: u64, steps: &[Step]) {
+fn run<O: FileOpener + Clone>(inner: impl FnOnce(&Path) -> O, seed: u64, steps: &[Step]) {
     let dir = tempfile::tempdir().unwrap();
+    let inner = inner(dir.path());
     let opener = FaultyOpener::new(inner.clone(), seed);
     let paths: Vec<PathBuf> = (0..FILES)
         .map(|i| dir.path().join(format!("f{i}")))
@@ -125,11 +126,11 @@ proptest! {
 
     #[test]
     fn power_cut_restores_the_last_synced_state(seed: u64, steps in prop::collection::vec(step(), 1..50)) {
-        run(MonolithicOpener, seed, &steps);
+        run(|_| MonolithicOpener, seed, &steps);
     }
 
     #[test]
     fn power_cut_restores_the_last_synced_state_of_mmap_files(seed: u64, steps in prop::collection::vec(step(), 1..50)) {
-        run(MmapOpener, seed, &steps);
+        run(|dir| MmapOpener::lock_dir(dir).unwrap(), seed, &steps);
     }
 }

@@ -1,5 +1,5 @@
 //! Speed of the three indexes side by side: insert, get (hits) and a
-//! 100-key range scan, over random 16-byte keys with a 24-byte value (the
+//! 100-key range scan, over random 16-byte keys with a 32-byte value (the
 //! log engine's location of a record). `get_prefixed` repeats the lookups
 //! with keys that share their first bytes (`user:` and a number), as
 //! application keys often do.
@@ -19,8 +19,11 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
 
-/// Segment, offset and length of a record: 24 bytes.
-type Location = (u64, u64, u64);
+/// Segment, offset, length and sequence number of a record: 32 bytes, the
+/// size of the log engine's `Location` (28 bytes of fields, padded).
+type Location = (u64, u64, u32, u64);
+
+const _: () = assert!(std::mem::size_of::<Location>() == 32);
 
 /// Keys in the index for every benchmark.
 const KEYS: usize = 100_000;
@@ -66,7 +69,7 @@ fn prefixed_keys(n: usize, seed: u64) -> Vec<[u8; 16]> {
 fn filled<I: Index<Location> + Default>(keys: &[[u8; 16]]) -> I {
     let mut index = I::default();
     for (i, key) in keys.iter().enumerate() {
-        index.insert(Bytes::copy_from_slice(key), (i as u64, 0, 16));
+        index.insert(Bytes::copy_from_slice(key), (i as u64, 0, 16, i as u64));
     }
     index
 }

@@ -2,8 +2,9 @@
 //! [`Index::memory_bytes`] estimate, and the live heap bytes a counting
 //! global allocator sees while the index is built.
 //!
-//! Keys are 16 random bytes; the value is 24 bytes, the size of the log
-//! engine's location of a record (segment, offset, length).
+//! Keys are 16 random bytes; the value is 32 bytes, the size of the log
+//! engine's location of a record (segment, offset, length, sequence number:
+//! 28 bytes of fields, padded to 32 by the alignment of its `u64`s).
 //!
 //! ```text
 //! cargo run --release -p pydb-index --example memory [-- KEYS]
@@ -68,14 +69,17 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// The log engine's location of a record: 24 bytes.
+/// The log engine's location of a record, field for field: 32 bytes.
 #[derive(Debug, Clone, Copy)]
 #[expect(dead_code, reason = "only its size matters here")]
 struct Location {
     segment: u64,
     offset: u64,
-    len: u64,
+    len: u32,
+    seq: u64,
 }
+
+const _: () = assert!(std::mem::size_of::<Location>() == 32);
 
 /// SplitMix64: a reproducible stream of random keys without a dependency.
 fn splitmix(state: &mut u64) -> u64 {
@@ -102,6 +106,7 @@ fn measure<I: Index<Location>>(mut index: I, n: u64, random: bool) -> (usize, us
             segment: i,
             offset: i,
             len: 16,
+            seq: i,
         };
         index.insert(Bytes::copy_from_slice(&key), location);
     }

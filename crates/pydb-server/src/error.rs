@@ -29,6 +29,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// What the caller can do about this error (the kind shared by every
+    /// pydb crate).
+    pub fn kind(&self) -> pydb::storage::ErrorKind {
+        use pydb::storage::ErrorKind;
+        match self {
+            Error::Db(e) => e.kind(),
+            Error::Io { .. } => ErrorKind::Io,
+            Error::InvalidCursor | Error::InvalidArgument(_) => ErrorKind::InvalidInput,
+        }
+    }
+
     /// An [`Error::Io`] about `what`.
     pub fn io(what: impl ToString, source: std::io::Error) -> Self {
         Error::Io {

@@ -1,29 +1,26 @@
 //! The error type of the storage layer.
+//!
+//! Damage, a newer format version and a poisoned engine are the file
+//! layer's shared variants, wrapped in [`Error::File`] (or, when the record
+//! log found them, in [`Error::Wal`]). Ask [`Error::kind`] what an error
+//! means rather than matching its shape: it walks the wrapped errors.
 
 use std::path::PathBuf;
+
+use pydb_file::ErrorKind;
 
 /// Everything that can go wrong in a storage engine.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The file layer failed.
+    /// The file layer failed, or an engine found damage (reported with the
+    /// file and offset) or refuses writes after an earlier failure.
     #[error(transparent)]
     File(#[from] pydb_file::Error),
 
     /// The record log failed (this includes a poisoned log).
     #[error(transparent)]
     Wal(#[from] pydb_wal::Error),
-
-    /// Stored data failed a check: reported with the file and offset.
-    #[error("corrupted {file} at offset {offset}: {reason}")]
-    Corrupted {
-        /// The damaged file.
-        file: PathBuf,
-        /// Where the damage is.
-        offset: u64,
-        /// What check failed.
-        reason: String,
-    },
 
     /// A key is longer than the engine's limit.
     #[error("key of {len} bytes is over the limit of {max} bytes")]
@@ -47,22 +44,6 @@ pub enum Error {
     #[error("empty keys are not allowed")]
     EmptyKey,
 
-    /// Another process (or another handle in this one) holds the directory.
-    #[error("{dir} is locked by another process: {reason}")]
-    Locked {
-        /// The database directory.
-        dir: PathBuf,
-        /// What the OS said.
-        reason: String,
-    },
-
-    /// The engine refuses writes after a failed sync or write.
-    #[error("the engine is poisoned after an earlier failure ({reason}); reopen the database")]
-    Poisoned {
-        /// The original failure.
-        reason: String,
-    },
-
     /// An argument (an engine or index name, an option) is not valid.
     #[error("{0}")]
     InvalidArgument(String),
@@ -78,23 +59,65 @@ pub enum Error {
 }
 
 impl Error {
-    /// A [`Error::Corrupted`] for `file` at `offset`.
+    /// A [`pydb_file::Error::Corrupted`] for `file` at `offset`: stored
+    /// data failed a check.
     pub fn corrupted(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
-        Error::Corrupted {
-            file: file.into(),
-            offset,
-            reason: reason.into(),
+        Error::File(pydb_file::Error::corrupted(file, offset, reason))
+    }
+
+    /// A [`pydb_file::Error::Poisoned`] for the engine in `dir`: it refuses
+    /// writes after the failed sync or write `reason`.
+    pub fn poisoned(dir: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::File(pydb_file::Error::poisoned(dir, reason))
+    }
+
+    /// What the caller can do about this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::File(e) => e.kind(),
+            Error::Wal(e) => e.kind(),
+            Error::KeyTooLarge { .. }
+            | Error::ValueTooLarge { .. }
+            | Error::EmptyKey
+            | Error::InvalidArgument(_)
+            | Error::InvalidDatabase { .. } => ErrorKind::InvalidInput,
         }
     }
 
-    /// Whether this error reports damaged data.
+    /// Whether this error reports damaged data, found by any layer.
     pub fn is_corruption(&self) -> bool {
-        matches!(
-            self,
-            Error::Corrupted { .. } | Error::Wal(pydb_wal::Error::Corrupted { .. })
-        )
+        self.kind() == ErrorKind::Corruption
     }
 }
 
 /// The result type of the storage layer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_walks_the_wrapped_errors_to_one_answer() {
+        // Damage found by the engine, and by the record log below it: one
+        // variant, one kind, whichever layer wrapped it.
+        let by_engine = Error::corrupted("pages", 4096, "bad checksum");
+        let by_log = Error::from(pydb_wal::Error::corrupted("0001.log", 16, "bad crc"));
+        for err in [&by_engine, &by_log] {
+            assert_eq!(err.kind(), ErrorKind::Corruption, "{err}");
+            assert!(err.is_corruption());
+        }
+        let poisoned = Error::from(pydb_wal::Error::poisoned("0001.log", "sync failed"));
+        assert_eq!(poisoned.kind(), ErrorKind::Poisoned);
+        assert_eq!(Error::poisoned("db", "x").kind(), ErrorKind::Poisoned);
+        assert_eq!(Error::EmptyKey.kind(), ErrorKind::InvalidInput);
+        let too_large = pydb_wal::Error::RecordTooLarge { len: 9, max: 8 };
+        assert_eq!(Error::from(too_large).kind(), ErrorKind::InvalidInput);
+        let locked = Error::from(pydb_file::Error::Locked {
+            dir: "db".into(),
+            reason: "held".into(),
+        });
+        assert_eq!(locked.kind(), ErrorKind::Locked);
+        assert!(!locked.kind().is_retryable());
+    }
+}

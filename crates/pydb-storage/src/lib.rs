@@ -14,7 +14,6 @@
 pub mod btree;
 mod engine;
 mod error;
-mod lock;
 pub mod log;
 mod memory;
 pub mod registry;
@@ -22,7 +21,8 @@ pub mod registry;
 pub use btree::{BTreeOptions, BTreeStorage};
 pub use engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
 pub use error::{Error, Result};
-pub use lock::{DirLock, LOCK_FILE_NAME};
 pub use log::{AppendOnlyLogStorage, Location, LogOptions};
 pub use memory::MemoryStorage;
+pub use pydb_file::ErrorKind;
+pub use pydb_file::{DirLock, LOCK_FILE_NAME};
 pub use registry::{EngineConfig, EngineKind, IndexKind, open_engine, open_engine_with};

@@ -210,7 +210,7 @@ impl EngineConfig {
 /// is its cache). The memory engine ignores `dir`.
 pub fn open_engine(dir: &Path, config: &EngineConfig) -> Result<Arc<dyn StorageEngine>> {
     match config.engine {
-        EngineKind::Log => open_engine_with(dir, MmapOpener, config),
+        EngineKind::Log => open_engine_with(dir, MmapOpener::lock_dir(dir)?, config),
         EngineKind::BTree | EngineKind::Memory => open_engine_with(dir, MonolithicOpener, config),
     }
 }

@@ -22,8 +22,8 @@ use pydb_file::faulty::{FaultKind, InjectedFault, Op as FileOp};
 use pydb_file::{FaultController, FaultyOpener, FileOpener, MonolithicOpener};
 use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
 use pydb_storage::{
-    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Error, Location, LogOptions, StorageEngine,
-    WriteBatch,
+    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Error, ErrorKind, Location, LogOptions,
+    StorageEngine, WriteBatch,
 };
 use pydb_wal::SyncPolicy;
 use rand::rngs::StdRng;
@@ -203,10 +203,7 @@ fn describe(step: &Step) -> String {
 }
 
 fn is_poisoned(err: &Error) -> bool {
-    matches!(
-        err,
-        Error::Poisoned { .. } | Error::Wal(pydb_wal::Error::Poisoned { .. })
-    )
+    err.kind() == ErrorKind::Poisoned
 }
 
 /// Whether `err` says, somewhere in its chain, that the disk is full.

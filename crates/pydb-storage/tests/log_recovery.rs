@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pydb_storage::log::hint::{decode_hint, decode_hint_prefix, encode_hint, hint_path};
-use pydb_storage::{AppendOnlyLogStorage, Error, KeyRange, LogOptions, StorageEngine, WriteBatch};
+use pydb_storage::{AppendOnlyLogStorage, KeyRange, LogOptions, StorageEngine, WriteBatch};
 
 /// One write of a test history.
 #[derive(Debug, Clone)]
@@ -434,7 +434,7 @@ fn a_second_open_is_locked() {
     let dir = tempfile::tempdir().unwrap();
     let first = open(dir.path(), options()).unwrap();
     let err = open(dir.path(), options()).unwrap_err();
-    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    assert_eq!(err.kind(), pydb_storage::ErrorKind::Locked, "{err}");
     drop(first);
     open(dir.path(), options()).unwrap();
 }

@@ -1,26 +1,23 @@
 //! The error type of the WAL layer.
+//!
+//! Damage, a newer format version and a poisoned log are the file layer's
+//! shared variants ([`pydb_file::Error::Corrupted`],
+//! [`pydb_file::Error::UnsupportedVersion`], [`pydb_file::Error::Poisoned`]),
+//! wrapped in [`Error::File`]; ask [`Error::kind`] rather than matching
+//! their shape.
 
 use std::path::PathBuf;
+
+use pydb_file::ErrorKind;
 
 /// Everything that can go wrong reading or writing a record log.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The file layer failed.
+    /// The file layer failed, or found damage, a newer format version, or
+    /// a log poisoned by an earlier failed sync (see [`Error::kind`]).
     #[error(transparent)]
     File(#[from] pydb_file::Error),
-
-    /// A record or file header failed its checks at a place where it cannot
-    /// be the torn tail of an interrupted write: the data is damaged.
-    #[error("corrupted log {file} at offset {offset}: {reason}")]
-    Corrupted {
-        /// The damaged file.
-        file: PathBuf,
-        /// The offset of the damaged record or header.
-        offset: u64,
-        /// What check failed.
-        reason: String,
-    },
 
     /// A record payload is larger than [`crate::MAX_PAYLOAD_LEN`].
     #[error("record of {len} bytes is over the limit of {max} bytes")]
@@ -30,42 +27,32 @@ pub enum Error {
         /// The limit.
         max: u32,
     },
-
-    /// The file's format version is newer than this build understands.
-    #[error("{file} has format version {found}; this build reads up to {supported}")]
-    UnsupportedVersion {
-        /// The file.
-        file: PathBuf,
-        /// The version in the file.
-        found: u32,
-        /// The newest version this build reads.
-        supported: u32,
-    },
-
-    /// A sync failed earlier; the log refuses all further writes.
-    ///
-    /// After a failed `fsync` the kernel may have dropped the dirty pages and
-    /// cleared the error, so a retried `fsync` can report success for data
-    /// that never reached the disk. The only safe answer is to stop writing
-    /// and let the user reopen the database, which recovers from what is
-    /// really on disk.
-    #[error("log {file} is poisoned after a failed write or sync ({reason}); reopen the database")]
-    Poisoned {
-        /// The log file.
-        file: PathBuf,
-        /// The original failure.
-        reason: String,
-    },
 }
 
 impl Error {
-    /// A [`Error::Corrupted`] for `file` at `offset`.
+    /// A [`pydb_file::Error::Corrupted`] for the log `file` at `offset`: a
+    /// record or file header failed its checks at a place where it cannot
+    /// be the torn tail of an interrupted write.
     pub fn corrupted(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
-        Error::Corrupted {
-            file: file.into(),
-            offset,
-            reason: reason.into(),
+        Error::File(pydb_file::Error::corrupted(file, offset, reason))
+    }
+
+    /// A [`pydb_file::Error::Poisoned`] for the log `file`.
+    pub fn poisoned(file: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::File(pydb_file::Error::poisoned(file, reason))
+    }
+
+    /// What the caller can do about this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::File(e) => e.kind(),
+            Error::RecordTooLarge { .. } => ErrorKind::InvalidInput,
         }
+    }
+
+    /// Whether this error reports damaged data.
+    pub fn is_corruption(&self) -> bool {
+        self.kind() == ErrorKind::Corruption
     }
 }
 

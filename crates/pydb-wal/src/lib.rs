@@ -1,7 +1,7 @@
 //! # pydb-wal: the checksummed record log
 //!
 //! The one record format of pydb. The append-only log engine stores its data
-//! in it; the B+tree and LSM engines use it as their write-ahead log.
+//! in it; the B+tree engine uses it as its write-ahead log.
 //!
 //! - [`record`]: the byte layout of a log file and its records.
 //! - [`LogWriter`]: appends records and batches, syncs them by
@@ -16,6 +16,7 @@ pub mod record;
 mod writer;
 
 pub use error::{Error, Result};
+pub use pydb_file::ErrorKind;
 pub use reader::{Scanner, Tail, check_file_header, read_record_at, read_record_exact};
 pub use record::{
     FILE_HEADER_LEN, FORMAT_VERSION, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, Record, record_len,

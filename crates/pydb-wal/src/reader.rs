@@ -8,8 +8,9 @@
 //! longer than the data that reached it). That is expected, and recovery
 //! truncates it. A bad record *followed by valid records* cannot come from an
 //! interrupted append, since appends only ever add at the end: it is damage,
-//! and it is reported as [`Error::Corrupted`] rather than skipped, because
-//! skipping would silently drop acknowledged writes.
+//! and it is reported as a corruption error
+//! ([`pydb_file::Error::Corrupted`]) rather than skipped, because skipping
+//! would silently drop acknowledged writes.
 //!
 //! So when the scanner meets a bad record it looks for any valid record
 //! after it. None: torn tail. One: corruption.
@@ -40,11 +41,12 @@ pub fn check_file_header<F: File>(file: &F) -> Result<bool> {
     file.read_at(0, &mut header)?;
     match decode_file_header(&header) {
         Ok(_) => Ok(true),
-        Err(HeaderError::NewerVersion(found)) => Err(Error::UnsupportedVersion {
-            file: file.path().to_path_buf(),
+        Err(HeaderError::NewerVersion(found)) => Err(pydb_file::Error::UnsupportedVersion {
+            path: file.path().to_path_buf(),
             found,
             supported: crate::FORMAT_VERSION,
-        }),
+        }
+        .into()),
         Err(HeaderError::BadMagic) => Err(Error::corrupted(
             file.path(),
             0,
@@ -185,8 +187,8 @@ impl<'f, F: File> Scanner<'f, F> {
 
     /// Scans `file` from `offset`, which must be the start of a batch.
     ///
-    /// An offset past the end of the file is [`Error::Corrupted`]: the log
-    /// is shorter than the caller knows it to be, so bytes were lost.
+    /// An offset past the end of the file is a corruption error: the log is
+    /// shorter than the caller knows it to be, so bytes were lost.
     pub fn from_offset(file: &'f F, offset: u64) -> Result<Self> {
         let file_len = file.len()?;
         if offset > file_len {
@@ -216,7 +218,7 @@ impl<'f, F: File> Scanner<'f, F> {
     }
 
     /// The next complete batch, `Ok(None)` at the end of the valid log, or
-    /// [`Error::Corrupted`] if a bad record has valid records after it.
+    /// a corruption error if a bad record has valid records after it.
     pub fn next_batch(&mut self) -> Result<Option<Vec<Record>>> {
         if self.done {
             return Ok(None);

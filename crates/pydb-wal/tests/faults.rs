@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::scan_all;
 use proptest::prelude::*;
+use pydb_file::Error as FileError;
 use pydb_file::faulty::{FaultKind, Op, injected_fault};
 use pydb_file::{FaultyFile, FaultyOpener, File, FileOpener, MonolithicFile, MonolithicOpener};
-use pydb_wal::{Error, LogWriter, Scanner, SyncPolicy};
+use pydb_wal::{Error, ErrorKind, LogWriter, Scanner, SyncPolicy};
 
 type Faulty = FaultyFile<MonolithicFile>;
 
@@ -53,7 +54,10 @@ fn single(payload: &[u8]) -> Vec<Vec<u8>> {
 
 fn assert_poisoned(result: pydb_wal::Result<impl std::fmt::Debug>) {
     match result {
-        Err(Error::Poisoned { .. }) => {}
+        Err(err @ Error::File(FileError::Poisoned { .. })) => {
+            assert_eq!(err.kind(), ErrorKind::Poisoned);
+            assert!(!err.kind().is_retryable());
+        }
         other => panic!("expected Poisoned, got {other:?}"),
     }
 }
@@ -65,7 +69,10 @@ fn a_failed_sync_fails_the_append_and_poisons_the_writer() {
     writer.append(b"acknowledged").unwrap();
     opener.controller().fail_nth(Op::Sync, 1);
     let err = writer.append(b"not acknowledged").unwrap_err();
-    assert!(matches!(err, Error::Poisoned { .. }), "{err}");
+    assert!(
+        matches!(err, Error::File(FileError::Poisoned { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("sync failed"), "{err}");
     // No retry, ever: a retried fsync may report success for lost pages.
     let syncs = opener.controller().counters().syncs;
@@ -202,7 +209,7 @@ fn a_power_cut_keeps_every_acknowledged_append_and_drops_unsynced_ones() {
 
 fn assert_poisoned_or_dead(result: pydb_wal::Result<impl std::fmt::Debug>) {
     match result {
-        Err(Error::Poisoned { .. }) => {}
+        Err(Error::File(FileError::Poisoned { .. })) => {}
         Err(Error::File(err)) => {
             assert_eq!(
                 injected_fault(&err).map(|f| f.kind),
@@ -311,7 +318,7 @@ fn run_model(policy: SyncPolicy, seed: u64, steps: &[Step]) {
                 match writer.append_batch(&refs) {
                     Ok(_) if policy == SyncPolicy::Always => durable.push(batch.clone()),
                     Ok(_) => unsynced.push(batch.clone()),
-                    Err(Error::Poisoned { .. }) => poisoned = true,
+                    Err(Error::File(FileError::Poisoned { .. })) => poisoned = true,
                     Err(err) => assert!(!poisoned, "{err}"),
                 }
             }

@@ -11,7 +11,8 @@
 mod common;
 
 use common::{MemFile, Written, assert_batches, build_log, sample_batches, scan_all};
-use pydb_file::{File, FileOpener, MmapOpener, MonolithicOpener};
+use pydb_file::Error as FileError;
+use pydb_file::{DirLock, File, FileOpener, MmapOpener, MonolithicOpener};
 use pydb_wal::record::{FILE_CRC_OFFSET, FILE_MAGIC, FILE_VERSION_OFFSET};
 use pydb_wal::{
     Error, FILE_HEADER_LEN, FORMAT_VERSION, LogWriter, Scanner, SyncPolicy, read_record_at,
@@ -80,7 +81,7 @@ fn check_damage(log: &[u8], written: &[Written], at: usize, damaged: Vec<u8>) {
             // Inside the file header.
             let err = result.expect_err(&context);
             assert!(
-                matches!(&err, Error::Corrupted { file: f, offset: 0, .. } if f == file.path()),
+                matches!(&err, Error::File(FileError::Corrupted { path: f, offset: 0, .. }) if f == file.path()),
                 "{context}: {err}"
             );
         }
@@ -98,7 +99,7 @@ fn check_damage(log: &[u8], written: &[Written], at: usize, damaged: Vec<u8>) {
         Some(start) => {
             let err = result.expect_err(&context);
             assert!(
-                matches!(&err, Error::Corrupted { file: f, offset, .. } if f == file.path() && *offset == start),
+                matches!(&err, Error::File(FileError::Corrupted { path: f, offset, .. }) if f == file.path() && *offset == start),
                 "{context}: expected Corrupted at {start}, got {err}"
             );
             // Recovery refuses too, and leaves the file alone.
@@ -106,7 +107,10 @@ fn check_damage(log: &[u8], written: &[Written], at: usize, damaged: Vec<u8>) {
                 .unwrap()
                 .truncate_torn_tail()
                 .unwrap_err();
-            assert!(matches!(err, Error::Corrupted { .. }), "{context}: {err}");
+            assert!(
+                matches!(err, Error::File(FileError::Corrupted { .. })),
+                "{context}: {err}"
+            );
             assert_eq!(file.len().unwrap(), log.len() as u64, "{context}");
         }
     }
@@ -149,7 +153,11 @@ fn every_byte_overwrite_of_a_larger_log_is_reported_or_dropped_with_the_tail() {
 fn open_any(kind: &str, path: &std::path::Path, create: bool) -> Arc<dyn File> {
     match kind {
         "monolithic" => Arc::new(MonolithicOpener.open(path, create).unwrap()),
-        "mmap" => Arc::new(MmapOpener.open(path, create).unwrap()),
+        "mmap" => {
+            let dir = path.parent().unwrap();
+            let opener = MmapOpener::new(&DirLock::acquire(dir).unwrap());
+            Arc::new(opener.open(path, create).unwrap())
+        }
         other => panic!("unknown file kind {other}"),
     }
 }
@@ -175,9 +183,9 @@ fn a_bad_record_in_the_middle_is_corruption_with_its_offset(#[case] kind: &str) 
     scanner.next_batch().unwrap().unwrap();
     let err = scanner.next_batch().unwrap_err();
     match &err {
-        Error::Corrupted {
-            file: f, offset, ..
-        } => {
+        Error::File(FileError::Corrupted {
+            path: f, offset, ..
+        }) => {
             assert_eq!(f, &path);
             assert_eq!(*offset, target);
         }
@@ -188,7 +196,7 @@ fn a_bad_record_in_the_middle_is_corruption_with_its_offset(#[case] kind: &str) 
         .truncate_torn_tail()
         .unwrap_err();
     assert!(
-        matches!(err, Error::Corrupted { offset, .. } if offset == target),
+        matches!(err, Error::File(FileError::Corrupted { offset, .. }) if offset == target),
         "{err}"
     );
     assert_eq!(
@@ -237,9 +245,9 @@ fn a_newer_version_is_unsupported_not_corrupted() {
     let file = MemFile::new("newer", header_with(FILE_MAGIC, FORMAT_VERSION + 1));
     let err = Scanner::new(&file).unwrap_err();
     match err {
-        Error::UnsupportedVersion {
+        Error::File(FileError::UnsupportedVersion {
             found, supported, ..
-        } => {
+        }) => {
             assert_eq!(found, FORMAT_VERSION + 1);
             assert_eq!(supported, FORMAT_VERSION);
         }
@@ -253,12 +261,18 @@ fn a_wrong_magic_is_corruption_at_offset_zero() {
     log.extend_from_slice(&[0u8; 100]);
     let file = MemFile::new("other", log);
     let err = Scanner::new(&file).unwrap_err();
-    assert!(matches!(err, Error::Corrupted { offset: 0, .. }), "{err}");
+    assert!(
+        matches!(err, Error::File(FileError::Corrupted { offset: 0, .. })),
+        "{err}"
+    );
     // A header whose checksum does not match is corruption as well.
     let mut bad = header_with(FILE_MAGIC, FORMAT_VERSION);
     bad[FILE_CRC_OFFSET] ^= 1;
     let err = Scanner::new(&MemFile::new("bad crc", bad)).unwrap_err();
-    assert!(matches!(err, Error::Corrupted { offset: 0, .. }), "{err}");
+    assert!(
+        matches!(err, Error::File(FileError::Corrupted { offset: 0, .. })),
+        "{err}"
+    );
 }
 
 #[test]
@@ -287,7 +301,7 @@ fn point_reads_of_damaged_records_are_corruption_never_a_wrong_payload() {
         for wrong in [len - 1, len + 1] {
             let err = read_record_exact(&file, offset, wrong).unwrap_err();
             assert!(
-                matches!(err, Error::Corrupted { .. }),
+                matches!(err, Error::File(FileError::Corrupted { .. })),
                 "len {wrong} at {offset}: {err}"
             );
         }
@@ -300,7 +314,7 @@ fn point_reads_of_damaged_records_are_corruption_never_a_wrong_payload() {
         }
         let err = read_record_at(&file, offset).unwrap_err();
         assert!(
-            matches!(err, Error::Corrupted { offset: o, .. } if o == offset),
+            matches!(err, Error::File(FileError::Corrupted { offset: o, .. }) if o == offset),
             "offset {offset}: {err}"
         );
     }
@@ -313,12 +327,12 @@ fn point_reads_of_damaged_records_are_corruption_never_a_wrong_payload() {
         let file = MemFile::new("damaged", damaged);
         let err = read_record_at(&file, offset).unwrap_err();
         assert!(
-            matches!(err, Error::Corrupted { offset: o, .. } if o == offset),
+            matches!(err, Error::File(FileError::Corrupted { offset: o, .. }) if o == offset),
             "byte {at}: {err}"
         );
         let err = read_record_exact(&file, offset, len).unwrap_err();
         assert!(
-            matches!(err, Error::Corrupted { offset: o, .. } if o == offset),
+            matches!(err, Error::File(FileError::Corrupted { offset: o, .. }) if o == offset),
             "byte {at}: {err}"
         );
     }
@@ -347,7 +361,7 @@ fn scanning_from_an_offset_past_the_end_is_corruption_not_a_file_extension() {
     // Past the end: the log is shorter than the caller believes.
     let err = Scanner::from_offset(&file, log.len() as u64 + 100).unwrap_err();
     assert!(
-        matches!(err, Error::Corrupted { offset, .. } if offset == log.len() as u64 + 100),
+        matches!(err, Error::File(FileError::Corrupted { offset, .. }) if offset == log.len() as u64 + 100),
         "{err}"
     );
     assert_eq!(
@@ -367,11 +381,17 @@ fn a_writer_refuses_a_file_that_was_not_recovered() {
         SyncPolicy::Never,
     )
     .unwrap_err();
-    assert!(matches!(err, Error::Corrupted { offset: 0, .. }), "{err}");
+    assert!(
+        matches!(err, Error::File(FileError::Corrupted { offset: 0, .. })),
+        "{err}"
+    );
     let mut other = vec![0u8; 64];
     other[..8].copy_from_slice(b"NOT-PYDB");
     let err = LogWriter::new(MemFile::new("other", other), SyncPolicy::Never).unwrap_err();
-    assert!(matches!(err, Error::Corrupted { offset: 0, .. }), "{err}");
+    assert!(
+        matches!(err, Error::File(FileError::Corrupted { offset: 0, .. })),
+        "{err}"
+    );
     // A recovered log is fine.
     let (log, written) = build_log(&sample_batches(1));
     let writer = LogWriter::new(MemFile::new("log", log), SyncPolicy::Never).unwrap();

@@ -105,13 +105,34 @@ impl Error {
         }
     }
 
+    /// What the caller can do about this error, in the facade or below.
+    pub fn kind(&self) -> pydb_storage::ErrorKind {
+        use pydb_storage::ErrorKind;
+        match self {
+            Error::Storage(e) => e.kind(),
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
+            Error::Io { .. } => ErrorKind::Io,
+            Error::UnsupportedVersion { .. } => ErrorKind::Unsupported,
+            Error::Corrupted { .. } => ErrorKind::Corruption,
+            Error::NotADatabase { .. }
+            | Error::WrongEngine { .. }
+            | Error::NotAnInteger
+            | Error::Overflow
+            | Error::InvalidArgument(_) => ErrorKind::InvalidInput,
+        }
+    }
+
     /// Whether this error reports damaged data, in the facade or below.
     pub fn is_corruption(&self) -> bool {
-        match self {
-            Error::Corrupted { .. } => true,
-            Error::Storage(e) => e.is_corruption(),
-            _ => false,
-        }
+        self.kind() == pydb_storage::ErrorKind::Corruption
+    }
+}
+
+impl From<pydb_file::Error> for Error {
+    fn from(e: pydb_file::Error) -> Self {
+        Error::Storage(e.into())
     }
 }
 

@@ -248,8 +248,8 @@ where
             });
         }
         let wal_dir = dir.join(WAL_DIR);
-        std::fs::create_dir_all(&wal_dir).map_err(|e| pydb_file::Error::io(&wal_dir, e))?;
-        let lock = DirLock::acquire(&dir)?;
+        opener.create_dir_all_durable(&wal_dir)?;
+        let lock = DirLock::acquire_for(&opener, &dir)?;
 
         let pages_path = dir.join(PAGE_FILE_NAME);
         let file = opener.open(&pages_path, true)?;
@@ -447,13 +447,11 @@ where
 
     fn check_poisoned(&self) -> Result<()> {
         if self.poisoned.load(Ordering::Acquire) {
-            return Err(Error::Poisoned {
-                reason: self
-                    .poison_reason
-                    .lock()
-                    .clone()
-                    .unwrap_or_else(|| "an earlier failure".into()),
-            });
+            let reason = self.poison_reason.lock().clone();
+            return Err(Error::poisoned(
+                &self.dir,
+                reason.unwrap_or_else(|| "an earlier failure".into()),
+            ));
         }
         Ok(())
     }

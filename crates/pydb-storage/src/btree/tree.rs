@@ -809,9 +809,10 @@ impl<'a, F: File> Cursor<'a, F> {
     /// Copies the entries of the next leaf that has any in range.
     fn refill(&mut self) -> Result<()> {
         if self.poisoned.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(Error::Poisoned {
-                reason: "an earlier write failed half-way".into(),
-            });
+            return Err(Error::poisoned(
+                self.pool.file().path(),
+                "an earlier write failed half-way",
+            ));
         }
         let meta = self.tree.read();
         let path = self.pool.file().path();

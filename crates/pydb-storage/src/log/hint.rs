@@ -305,7 +305,7 @@ pub fn write_hint<O: FileOpener>(
     file.append(&bytes)?;
     file.sync_data()?;
     drop(file);
-    std::fs::rename(&temp, &path).map_err(|e| pydb_file::Error::io(&temp, e))?;
+    opener.rename(&temp, &path)?;
     opener.sync_dir(dir)?;
     Ok(())
 }
@@ -340,10 +340,11 @@ fn read<O: FileOpener>(
     coverage: Coverage,
 ) -> Result<Option<(HintHeader, Vec<HintEntry>)>, String> {
     let path = hint_path(dir, segment_id);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let file = opener.open(&path, false).map_err(|e| e.to_string())?;
+    let file = match opener.open(&path, false) {
+        Ok(file) => file,
+        Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
     let len = file.len().map_err(|e| e.to_string())?;
     let len = usize::try_from(len).map_err(|_| "hint larger than memory".to_string())?;
     let mut bytes = vec![0u8; len];
@@ -378,9 +379,7 @@ pub fn remove_stray_hints<O: FileOpener>(
 ) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     let temp_suffix = format!(".{HINT_EXTENSION}.{}", pydb_file::TEMP_SUFFIX);
-    for entry in std::fs::read_dir(dir).map_err(|e| pydb_file::Error::io(dir, e))? {
-        let entry = entry.map_err(|e| pydb_file::Error::io(dir, e))?;
-        let name = entry.file_name();
+    for name in opener.list_dir(dir)? {
         let Some(name) = name.to_str() else { continue };
         let stray = if let Some(stem) = name.strip_suffix(&temp_suffix) {
             pydb_file::parse_id(stem).is_some()
@@ -390,8 +389,9 @@ pub fn remove_stray_hints<O: FileOpener>(
             false
         };
         if stray {
-            opener.remove(&entry.path())?;
-            removed.push(entry.path());
+            let path = dir.join(name);
+            opener.remove(&path)?;
+            removed.push(path);
         }
     }
     if !removed.is_empty() {

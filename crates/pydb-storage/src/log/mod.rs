@@ -2,7 +2,9 @@
 //!
 //! The engine of the original pydb, and of Riak's Bitcask: every write is
 //! appended to a log, and an in-memory index maps each key to the place of
-//! its latest record. A read is one index lookup and one `pread`. Values
+//! its latest record. A read is one index lookup and one read of exactly
+//! the record's bytes (a copy out of a memory map with the default opener,
+//! a `pread` with plain files; see *Reads* below). Values
 //! never live in memory; keys do, which bounds the database by RAM for keys
 //! and by disk for values.
 //!
@@ -59,9 +61,9 @@
 //! `fsync` fails, the writer gets the error and the engine is poisoned.
 //!
 //! A failed sync, and a failed append that could not be cut back off the
-//! segment, poison the engine: later writes return [`Error::Poisoned`]
-//! until the database is reopened, because after a failed `fsync` nobody
-//! knows what reached the disk (see `pydb-wal`). A failed append that
+//! segment, poison the engine: later writes fail with an error of kind
+//! [`ErrorKind::Poisoned`] until the database is reopened, because after a
+//! failed `fsync` nobody knows what reached the disk (see `pydb-wal`). A failed append that
 //! `pydb-wal` cut back cleanly (a full disk, say) only fails that write:
 //! nothing of it is on disk, and the next write may succeed once space
 //! returns (the same holds for the seal entry of a roll; any later step of
@@ -84,7 +86,8 @@
 //! flight: the torn tail and the restart of an empty last segment are cut
 //! at open, before the engine exists, and `MmapFile::set_len` drops its map
 //! under an exclusive lock before it truncates anyway. Other processes are
-//! kept out by the directory lock. Any other [`FileOpener`] works through
+//! kept out by the directory lock, which the `MmapOpener` holds (a map
+//! cannot be opened without it) and lends to the engine. Any other [`FileOpener`] works through
 //! [`AppendOnlyLogStorage::open_with`] (e.g. `MonolithicOpener` for plain
 //! `pread`s, or a fault-injecting opener in tests).
 //!
@@ -125,7 +128,7 @@ use pydb_index::{BTreeIndex, Index};
 use pydb_wal::{LogWriter, record_len};
 
 use crate::engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
-use crate::{DirLock, Error, Result};
+use crate::{DirLock, Error, ErrorKind, Result};
 use entry::{EntryKind, encode_entry, entry_len, set_seq};
 use hint::{HintEntry, HintHeader};
 
@@ -215,7 +218,8 @@ impl AppendOnlyLogStorage {
     /// ([`MmapOpener`]: reads copy out of a map, writes use `pwrite`) and
     /// the B-tree index.
     pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
-        Self::open_with(dir, MmapOpener, BTreeIndex::new(), options)
+        let opener = MmapOpener::lock_dir(dir.as_ref())?;
+        Self::open_with(dir, opener, BTreeIndex::new(), options)
     }
 }
 
@@ -227,7 +231,9 @@ where
     /// Opens (or creates) the database in `dir`, with files from `opener`
     /// and `index` (which should be empty) as the index.
     ///
-    /// Fails with [`Error::Locked`] if the directory is open elsewhere, and
+    /// Fails with an error of kind [`ErrorKind::Locked`] if the directory is
+    /// open elsewhere (an opener that holds the directory's lock, like an
+    /// [`MmapOpener`], lends it to the engine), and
     /// with a corruption error if the segments are damaged in a way that is
     /// not the torn tail of a crash.
     pub fn open_with(
@@ -238,8 +244,8 @@ where
     ) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         options.validate(&dir)?;
-        std::fs::create_dir_all(&dir).map_err(|e| pydb_file::Error::io(&dir, e))?;
-        let lock = DirLock::acquire(&dir)?;
+        opener.create_dir_all_durable(&dir)?;
+        let lock = DirLock::acquire_for(&opener, &dir)?;
         let segments =
             SegmentedFile::open(opener, &dir, SEGMENT_EXTENSION, options.max_segment_size)?;
         let recovered = recovery::recover(&segments, index, &options)?;
@@ -526,9 +532,7 @@ where
 
     fn check_poisoned(&self) -> Result<()> {
         match &*self.poisoned.lock() {
-            Some(reason) => Err(Error::Poisoned {
-                reason: reason.clone(),
-            }),
+            Some(reason) => Err(Error::poisoned(&self.dir, reason.clone())),
             None => Ok(()),
         }
     }
@@ -546,7 +550,7 @@ where
     /// cannot even be read, or the log refused the append because it is
     /// poisoned itself) poisons the engine. Returns `err` for `?`.
     fn poison_unless_rolled_back(&self, writer: &WriterState<O::File>, err: Error) -> Error {
-        let log_poisoned = matches!(err, Error::Wal(pydb_wal::Error::Poisoned { .. }));
+        let log_poisoned = err.kind() == ErrorKind::Poisoned;
         let rolled_back = !log_poisoned
             && writer
                 .active
