@@ -7,12 +7,15 @@
 //!   `pydb-wal` with an in-memory index of where each key's latest value is.
 //! - [`BTreeStorage`]: a B+tree of pages with a buffer pool and a
 //!   write-ahead log, the page-oriented design of PostgreSQL and SQLite.
+//! - [`LsmStorage`]: a log-structured merge-tree (memtable, SSTables,
+//!   leveled or tiered compaction), the design of LevelDB and RocksDB.
 
 pub mod btree;
 mod engine;
 mod error;
 mod lock;
 pub mod log;
+pub mod lsm;
 mod memory;
 
 pub use btree::{BTreeOptions, BTreeStorage};
@@ -20,4 +23,5 @@ pub use engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
 pub use error::{Error, Result};
 pub use lock::{DirLock, LOCK_FILE_NAME};
 pub use log::{AppendOnlyLogStorage, Location, LogOptions};
+pub use lsm::{CompactionStyle, LsmOptions, LsmStorage, Snapshot};
 pub use memory::MemoryStorage;
