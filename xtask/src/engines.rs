@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use pydb_file::MmapOpener;
 use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
-use pydb_storage::{AppendOnlyLogStorage, BTreeOptions, BTreeStorage, LogOptions, StorageEngine};
+use pydb_storage::{
+    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, LogOptions, LsmOptions, LsmStorage,
+    StorageEngine,
+};
 use pydb_wal::SyncPolicy;
 
 /// The persistent engines `--engine` accepts.
-pub const PERSISTENT: &[&str] = &["log", "log-hash", "log-skiplist", "btree"];
+pub const PERSISTENT: &[&str] = &["log", "log-hash", "log-skiplist", "btree", "lsm"];
 
 /// The error type of opening an engine.
 pub type OpenError = Box<dyn std::error::Error>;
@@ -55,6 +58,21 @@ fn btree_options() -> BTreeOptions {
     }
 }
 
+/// A 16 KiB memtable and small tables, so that flushes and compactions
+/// run while the child is killed.
+fn lsm_options() -> LsmOptions {
+    LsmOptions {
+        sync_policy: SyncPolicy::Always,
+        memtable_size: 16 << 10,
+        block_size: 1024,
+        l0_compaction_trigger: 2,
+        level1_size: 64 << 10,
+        level_size_ratio: 4,
+        target_file_size: 16 << 10,
+        ..LsmOptions::default()
+    }
+}
+
 /// Opens engine `name` in `dir` with sync `always`.
 pub fn open(name: &str, dir: &Path) -> Result<Arc<dyn StorageEngine>, OpenError> {
     Ok(match name {
@@ -77,6 +95,7 @@ pub fn open(name: &str, dir: &Path) -> Result<Arc<dyn StorageEngine>, OpenError>
             log_options(),
         )?),
         "btree" => Arc::new(BTreeStorage::open(dir, btree_options())?),
+        "lsm" => Arc::new(LsmStorage::open(dir, lsm_options())?),
         other => return Err(format!("unknown engine {other}").into()),
     })
 }

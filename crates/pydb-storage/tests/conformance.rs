@@ -342,7 +342,8 @@ fn lsm_stats_move(e: &dyn pydb_storage::StorageEngine) {
     let stat = |name: &str| e.stats().get(name).unwrap();
     assert_eq!(stat("flushes"), 0);
     for i in 0..400u32 {
-        e.set(format!("k{:03}", i % 100).as_bytes(), &[b'v'; 40]).unwrap();
+        e.set(format!("k{:03}", i % 100).as_bytes(), &[b'v'; 40])
+            .unwrap();
     }
     assert!(stat("user_bytes_written") >= 400 * 44);
     e.compact().unwrap();

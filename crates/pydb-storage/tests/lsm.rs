@@ -87,7 +87,9 @@ fn key(k: u8) -> Vec<u8> {
 }
 
 fn value(v: u16) -> Vec<u8> {
-    format!("value-{v}-").repeat(1 + usize::from(v % 8)).into_bytes()
+    format!("value-{v}-")
+        .repeat(1 + usize::from(v % 8))
+        .into_bytes()
 }
 
 /// Every live snapshot must read exactly the model as it was when taken,
@@ -183,7 +185,11 @@ fn flushes_and_compactions_happen_and_keep_everything() {
         let stats = db.stats();
         assert!(stats.get("flushes").unwrap() > 10, "{stats:?}");
         assert!(stats.get("compactions").unwrap() > 2, "{stats:?}");
-        assert!(db.level_files().iter().skip(1).sum::<usize>() > 0, "{:?}", db.level_files());
+        assert!(
+            db.level_files().iter().skip(1).sum::<usize>() > 0,
+            "{:?}",
+            db.level_files()
+        );
         assert_eq!(contents(&db), model, "{style:?}");
         for (k, v) in &model {
             assert_eq!(db.get(k).unwrap().unwrap(), v.as_slice());
@@ -214,9 +220,17 @@ fn concurrent_writers_with_background_work() {
         s.spawn(move || {
             for _ in 0..20 {
                 let snap = db.snapshot();
-                let a: Vec<(Bytes, Bytes)> = db.scan_at(KeyRange::all(), &snap).unwrap().map(Result::unwrap).collect();
+                let a: Vec<(Bytes, Bytes)> = db
+                    .scan_at(KeyRange::all(), &snap)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
                 std::thread::sleep(std::time::Duration::from_millis(2));
-                let b: Vec<(Bytes, Bytes)> = db.scan_at(KeyRange::all(), &snap).unwrap().map(Result::unwrap).collect();
+                let b: Vec<(Bytes, Bytes)> = db
+                    .scan_at(KeyRange::all(), &snap)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
                 assert_eq!(a, b, "a snapshot changed under flushes and compactions");
             }
         });
@@ -240,7 +254,9 @@ fn power_cut_at_every_sync_of_flush_and_compaction() {
     for op in [FileOp::Sync, FileOp::SyncDir, FileOp::Write] {
         let mut n = 1;
         loop {
-            let dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).unwrap();
+            let dir = tempfile::tempdir_in("/dev/shm")
+                .or_else(|_| tempfile::tempdir())
+                .unwrap();
             let opener = FaultyOpener::new(MonolithicOpener, n);
             let controller = opener.controller().clone();
             let mut opts = small(CompactionStyle::Leveled);
@@ -249,7 +265,10 @@ fn power_cut_at_every_sync_of_flush_and_compaction() {
             let mut model = Model::new();
             for round in 0..3u32 {
                 for i in 0..60u32 {
-                    let (k, v) = (key((i * 3 + round) as u8 % 90), value((i + round * 100) as u16));
+                    let (k, v) = (
+                        key((i * 3 + round) as u8 % 90),
+                        value((i + round * 100) as u16),
+                    );
                     db.set(&k, &v).unwrap();
                     model.insert(k, v);
                 }
@@ -269,7 +288,12 @@ fn power_cut_at_every_sync_of_flush_and_compaction() {
             let db = LsmStorage::open_with(dir.path(), MonolithicOpener, opts).unwrap();
             assert_eq!(contents(&db), model, "{op:?} #{n} failed: {failed}");
             drop(db);
-            let db = LsmStorage::open_with(dir.path(), MonolithicOpener, small(CompactionStyle::Leveled)).unwrap();
+            let db = LsmStorage::open_with(
+                dir.path(),
+                MonolithicOpener,
+                small(CompactionStyle::Leveled),
+            )
+            .unwrap();
             assert_eq!(contents(&db), model, "{op:?} #{n}, second reopen");
             if !fired {
                 break; // n is past the last operation of that kind
@@ -277,7 +301,10 @@ fn power_cut_at_every_sync_of_flush_and_compaction() {
             n += 1;
             assert!(n < 200, "compaction never finished");
         }
-        assert!(n > 3, "{op:?}: only {n} points of failure in a flush and compaction");
+        assert!(
+            n > 3,
+            "{op:?}: only {n} points of failure in a flush and compaction"
+        );
     }
 }
 
@@ -349,7 +376,11 @@ fn flipped_bytes_in_a_table_are_errors_never_wrong_values() {
             Ok(db) => {
                 for k in 0..60u8 {
                     match db.get(&key(k)) {
-                        Ok(v) => assert_eq!(v.map(|b| b.to_vec()), model.get(&key(k)).cloned(), "flip at {i}"),
+                        Ok(v) => assert_eq!(
+                            v.map(|b| b.to_vec()),
+                            model.get(&key(k)).cloned(),
+                            "flip at {i}"
+                        ),
                         Err(err) => {
                             assert!(names_file(&err, &path), "flip at {i}: {err}");
                             errors += 1;
@@ -358,7 +389,9 @@ fn flipped_bytes_in_a_table_are_errors_never_wrong_values() {
                 }
                 for item in db.scan(KeyRange::all()).unwrap() {
                     match item {
-                        Ok((k, v)) => assert_eq!(model.get(k.as_ref()).map(Vec::as_slice), Some(v.as_ref())),
+                        Ok((k, v)) => {
+                            assert_eq!(model.get(k.as_ref()).map(Vec::as_slice), Some(v.as_ref()))
+                        }
                         Err(err) => {
                             assert!(names_file(&err, &path), "flip at {i}: {err}");
                             errors += 1;
@@ -388,7 +421,8 @@ fn every_sync_policy_survives_a_clean_reopen() {
         };
         let db = LsmStorage::open(dir.path(), opts.clone()).unwrap();
         for i in 0..500u32 {
-            db.set(format!("k{i}").as_bytes(), &i.to_le_bytes()).unwrap();
+            db.set(format!("k{i}").as_bytes(), &i.to_le_bytes())
+                .unwrap();
         }
         drop(db);
         let db = LsmStorage::open(dir.path(), opts).unwrap();

@@ -277,7 +277,10 @@ impl Block {
         for i in 0..count {
             let r = read_u32(&data, entries_end + 4 * i).unwrap_or(u32::MAX);
             if r as usize >= entries_end.max(1) || prev.is_some_and(|p| r <= p) {
-                return Err(((entries_end + 4 * i) as u64, format!("bad restart point {r}")));
+                return Err((
+                    (entries_end + 4 * i) as u64,
+                    format!("bad restart point {r}"),
+                ));
             }
             prev = Some(r);
             restarts.push(r);
@@ -369,7 +372,10 @@ impl Block {
             out.push(entry);
         }
         if restart_idx != self.restarts.len() {
-            return Err((self.entries_end as u64, "restart point inside an entry".into()));
+            return Err((
+                self.entries_end as u64,
+                "restart point inside an entry".into(),
+            ));
         }
         Ok(out)
     }
@@ -392,7 +398,10 @@ impl Block {
             }
         }
         let start = lo.saturating_sub(1);
-        let mut pos = self.restarts.get(start).map_or(self.entries_end, |&r| r as usize);
+        let mut pos = self
+            .restarts
+            .get(start)
+            .map_or(self.entries_end, |&r| r as usize);
         let mut prev: Vec<u8> = Vec::new();
         let mut out = Vec::new();
         while pos < self.entries_end {
@@ -428,7 +437,9 @@ mod tests {
 
     #[test]
     fn entries_round_trip_with_prefixes_and_restarts() {
-        let keys: Vec<Vec<u8>> = (0..100u32).map(|i| format!("user:{i:05}").into_bytes()).collect();
+        let keys: Vec<Vec<u8>> = (0..100u32)
+            .map(|i| format!("user:{i:05}").into_bytes())
+            .collect();
         let entries: Vec<(&[u8], u64, Option<&[u8]>)> = keys
             .iter()
             .enumerate()
@@ -451,6 +462,23 @@ mod tests {
         assert!(block.versions_of(b"user:00010x").unwrap().is_empty());
         assert!(block.versions_of(b"a").unwrap().is_empty());
         assert!(block.versions_of(b"z").unwrap().is_empty());
+    }
+
+    /// The example of docs/formats.md, byte for byte.
+    #[test]
+    fn layout_is_pinned_byte_by_byte() {
+        let mut b = BlockBuilder::new(16);
+        b.add(b"ab", 2, Some(b"x"));
+        b.add(b"ac", 1, None);
+        let framed = frame(&b.finish(), false);
+        let expected: &[u8] = &[
+            0x00, 0x02, 0x02, 0x02, b'a', b'b',
+            b'x', // shared 0, unshared 2, value 1+1, seq 2
+            0x01, 0x01, 0x00, 0x01, b'c', // shared 1, unshared 1, tombstone, seq 1
+            0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, // restart [0], count 1
+            0x00, 0x07, 0x8d, 0x7a, 0xff, // no compression, crc32 0xff7a8d07
+        ];
+        assert_eq!(framed, expected);
     }
 
     #[test]
@@ -488,7 +516,9 @@ mod tests {
     fn garbage_bodies_are_errors_not_panics() {
         for seed in 0..2000u32 {
             let len = (seed % 64) as usize;
-            let body: Vec<u8> = (0..len).map(|i| (seed.wrapping_mul(31) ^ i as u32) as u8).collect();
+            let body: Vec<u8> = (0..len)
+                .map(|i| (seed.wrapping_mul(31) ^ i as u32) as u8)
+                .collect();
             if let Ok(block) = Block::parse(Bytes::from(body)) {
                 let _ = block.entries();
                 let _ = block.versions_of(b"k");

@@ -58,7 +58,9 @@ impl BloomFilter {
     /// A filter sized for the keys hashed in `hashes`, at `bits_per_key`.
     pub fn build(hashes: &[u64], bits_per_key: usize) -> Self {
         let bits_per_key = bits_per_key.max(1);
-        let k = ((bits_per_key as f64) * std::f64::consts::LN_2).round().clamp(1.0, 30.0) as u8;
+        let k = ((bits_per_key as f64) * std::f64::consts::LN_2)
+            .round()
+            .clamp(1.0, 30.0) as u8;
         let m = (hashes.len() * bits_per_key).max(64);
         let mut filter = Self {
             bits: vec![0; m.div_ceil(8)],
@@ -85,7 +87,8 @@ impl BloomFilter {
 
     /// Whether a key with hash `h` may have been added.
     pub fn may_contain(&self, h: u64) -> bool {
-        self.positions(h).all(|p| self.bits[p / 8] & (1 << (p % 8)) != 0)
+        self.positions(h)
+            .all(|p| self.bits[p / 8] & (1 << (p % 8)) != 0)
     }
 
     /// The number of hash functions.
@@ -146,7 +149,11 @@ mod tests {
     #[test]
     fn false_positive_rate_matches_theory() {
         // 1M absent keys in release, 200k in debug (the assertion is the same).
-        let probes: u32 = if cfg!(debug_assertions) { 200_000 } else { 1_000_000 };
+        let probes: u32 = if cfg!(debug_assertions) {
+            200_000
+        } else {
+            1_000_000
+        };
         let n = 100_000u32;
         for bits_per_key in [6usize, 10, 14] {
             let hashes: Vec<u64> = (0..n).map(|i| hash(format!("key{i}").as_bytes())).collect();

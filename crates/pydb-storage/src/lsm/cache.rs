@@ -87,7 +87,9 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         let mut inner = self.inner.lock();
         inner.tick += 1;
         let tick = inner.tick;
-        if let Some((_, old_tick, old_charge)) = inner.map.insert(key.clone(), (value, tick, charge)) {
+        if let Some((_, old_tick, old_charge)) =
+            inner.map.insert(key.clone(), (value, tick, charge))
+        {
             inner.by_tick.remove(&old_tick);
             inner.charge -= old_charge;
         }

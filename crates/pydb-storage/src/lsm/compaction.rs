@@ -212,13 +212,21 @@ mod tests {
 
     #[test]
     fn retention_keeps_one_version_per_snapshot_stripe() {
-        let versions = vec![e("k", 9, Some("9")), e("k", 7, Some("7")), e("k", 4, None), e("k", 2, Some("2"))];
+        let versions = vec![
+            e("k", 9, Some("9")),
+            e("k", 7, Some("7")),
+            e("k", 4, None),
+            e("k", 2, Some("2")),
+        ];
         // No snapshot: only the newest.
         let kept = Retention::new(vec![], false).keep(versions.clone());
         assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![9]);
         // A snapshot at 5 sees the tombstone at 4; one at 3 sees 2.
         let kept = Retention::new(vec![5, 3], false).keep(versions.clone());
-        assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![9, 4, 2]);
+        assert_eq!(
+            kept.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![9, 4, 2]
+        );
         // At the bottom, a tombstone kept last goes.
         let kept = Retention::new(vec![5], true).keep(versions);
         assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![9]);
@@ -237,8 +245,18 @@ mod tests {
             .iter()
             .map(|e| (String::from_utf8_lossy(&e.key).into_owned(), e.seq))
             .collect();
-        assert_eq!(got, vec![("a".into(), 7), ("a".into(), 5), ("b".into(), 2), ("c".into(), 1)]);
-        let vis: Vec<_> = visible(merged.into_iter().map(Ok), 6).map(Result::unwrap).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a".into(), 7),
+                ("a".into(), 5),
+                ("b".into(), 2),
+                ("c".into(), 1)
+            ]
+        );
+        let vis: Vec<_> = visible(merged.into_iter().map(Ok), 6)
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(vis.len(), 3, "a@5 visible at 6, b, c");
     }
 }

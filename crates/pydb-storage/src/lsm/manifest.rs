@@ -147,10 +147,16 @@ impl VersionEdit {
                 }
                 TAG_ADD => {
                     let level = check_level(num("level")?, at)?;
-                    let (number, size, entries, min_seq, max_seq) =
-                        (num("number")?, num("size")?, num("entries")?, num("seq")?, num("seq")?);
+                    let (number, size, entries, min_seq, max_seq) = (
+                        num("number")?,
+                        num("size")?,
+                        num("entries")?,
+                        num("seq")?,
+                        num("seq")?,
+                    );
                     let mut key = || -> std::result::Result<Bytes, (u64, String)> {
-                        let len = get_varint(bytes, &mut pos).ok_or((at, "key length".to_string()))?;
+                        let len =
+                            get_varint(bytes, &mut pos).ok_or((at, "key length".to_string()))?;
                         let end = usize::try_from(len)
                             .ok()
                             .and_then(|l| pos.checked_add(l))
@@ -224,7 +230,9 @@ impl ManifestState {
         }
         for (level, number) in &edit.deleted {
             if self.levels[*level].remove(number).is_none() {
-                return Err(format!("edit deletes table {number} absent from level {level}"));
+                return Err(format!(
+                    "edit deletes table {number} absent from level {level}"
+                ));
             }
         }
         for (level, t) in &edit.added {
@@ -269,7 +277,11 @@ pub fn replay_manifest<F: File>(file: &F, truncate: bool) -> Result<ManifestStat
     while let Some(batch) = scanner.next_batch()? {
         for record in batch {
             let edit = VersionEdit::decode(&record.payload).map_err(|(at, reason)| {
-                Error::corrupted(file.path(), record.offset + pydb_wal::RECORD_HEADER_LEN as u64 + at, reason)
+                Error::corrupted(
+                    file.path(),
+                    record.offset + pydb_wal::RECORD_HEADER_LEN as u64 + at,
+                    reason,
+                )
             })?;
             state
                 .apply(&edit)
@@ -304,11 +316,16 @@ pub fn read_current<O: FileOpener>(opener: &O, dir: &Path) -> Result<Option<u64>
     let file = opener.open(&path, false)?;
     let len = file.len()?;
     if len > 64 {
-        return Err(Error::corrupted(&path, 0, format!("CURRENT of {len} bytes")));
+        return Err(Error::corrupted(
+            &path,
+            0,
+            format!("CURRENT of {len} bytes"),
+        ));
     }
     let mut buf = vec![0u8; len as usize];
     file.read_at(0, &mut buf)?;
-    let text = std::str::from_utf8(&buf).map_err(|_| Error::corrupted(&path, 0, "CURRENT is not text"))?;
+    let text =
+        std::str::from_utf8(&buf).map_err(|_| Error::corrupted(&path, 0, "CURRENT is not text"))?;
     text.strip_suffix('\n')
         .and_then(|t| t.strip_prefix("MANIFEST-"))
         .and_then(|n| n.parse().ok())

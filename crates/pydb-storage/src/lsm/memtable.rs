@@ -155,7 +155,11 @@ pub(crate) struct MemIter {
 }
 
 impl MemIter {
-    pub(crate) fn new(mem: std::sync::Arc<Memtable>, start: Bound<Bytes>, end: Bound<Bytes>) -> Self {
+    pub(crate) fn new(
+        mem: std::sync::Arc<Memtable>,
+        start: Bound<Bytes>,
+        end: Bound<Bytes>,
+    ) -> Self {
         Self {
             mem,
             next_start: Some(start),

@@ -182,7 +182,9 @@ impl LsmOptions {
         if self.max_key_size == 0 {
             return Err(invalid("max_key_size must be at least 1"));
         }
-        if self.max_key_size + self.max_value_size + WAL_ENTRY_HEADER > pydb_wal::MAX_PAYLOAD_LEN as usize {
+        if self.max_key_size + self.max_value_size + WAL_ENTRY_HEADER
+            > pydb_wal::MAX_PAYLOAD_LEN as usize
+        {
             return Err(invalid("a key and value must fit in one WAL record"));
         }
         if self.memtable_size == 0 || self.block_size == 0 || self.target_file_size == 0 {
@@ -221,7 +223,11 @@ fn wal_name(number: u64) -> String {
 fn encode_wal_entry(seq: u64, key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
     let mut out = Vec::with_capacity(WAL_ENTRY_HEADER + key.len() + value.map_or(0, <[u8]>::len));
     out.extend_from_slice(&seq.to_le_bytes());
-    out.push(if value.is_some() { KIND_SET } else { KIND_DELETE });
+    out.push(if value.is_some() {
+        KIND_SET
+    } else {
+        KIND_DELETE
+    });
     out.extend_from_slice(&(key.len() as u32).to_le_bytes());
     out.extend_from_slice(key);
     if let Some(v) = value {
@@ -231,7 +237,9 @@ fn encode_wal_entry(seq: u64, key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
 }
 
 /// Decodes one WAL record payload into an entry.
-pub fn decode_wal_entry(payload: &[u8]) -> std::result::Result<(u64, Bytes, Option<Bytes>), String> {
+pub fn decode_wal_entry(
+    payload: &[u8],
+) -> std::result::Result<(u64, Bytes, Option<Bytes>), String> {
     let seq = block::read_u64(payload, 0).ok_or("wal entry cut short")?;
     let kind = *payload.get(8).ok_or("wal entry cut short")?;
     let klen = block::read_u32(payload, 9).ok_or("wal entry cut short")? as usize;
@@ -411,7 +419,11 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
             }
             None => ManifestState::new(),
         };
-        let max_seen = names.iter().filter_map(|n| file_number(n)).map(|(n, _)| n).max();
+        let max_seen = names
+            .iter()
+            .filter_map(|n| file_number(n))
+            .map(|(n, _)| n)
+            .max();
         let next_file = state.next_file.max(max_seen.map_or(1, |m| m + 1)).max(1);
         let files = Arc::new(Files {
             opener,
@@ -466,9 +478,10 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
                 last_seq: Some(last_seq),
                 ..VersionEdit::default()
             };
-            state
-                .apply(&edit)
-                .map_err(|r| Error::InvalidDatabase { path: dir.clone(), reason: r })?;
+            state.apply(&edit).map_err(|r| Error::InvalidDatabase {
+                path: dir.clone(),
+                reason: r,
+            })?;
         }
 
         // A new WAL, then a new manifest holding the whole state.
@@ -477,7 +490,9 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
         wal_file.set_len(0)?;
         let wal = Arc::new(LogWriter::new(wal_file, options.sync_policy)?);
         let manifest_number = next_file.fetch_add(1, Ordering::SeqCst);
-        let manifest_file = files.opener.open(&dir.join(manifest_name(manifest_number)), true)?;
+        let manifest_file = files
+            .opener
+            .open(&dir.join(manifest_name(manifest_number)), true)?;
         manifest_file.set_len(0)?;
         let manifest_log = LogWriter::new(manifest_file, SyncPolicy::Always)?;
         state.log_number = wal_number;
@@ -496,7 +511,13 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
         }
         version.sort();
         let live: std::collections::HashSet<u64> = version.numbers().into_iter().collect();
-        for name in &names {
+        let names_now: Vec<String> = files
+            .opener
+            .list_dir(&dir)?
+            .into_iter()
+            .filter_map(|n| n.into_string().ok())
+            .collect();
+        for name in &names_now {
             let obsolete = match file_number(name) {
                 Some((n, "sst")) => !live.contains(&n),
                 Some((n, "wal")) => n != wal_number,
@@ -613,7 +634,9 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
             }
             self.shared.work.notify_all();
             let mut bg = self.shared.bg.lock();
-            self.shared.done.wait_for(&mut bg, Duration::from_millis(10));
+            self.shared
+                .done
+                .wait_for(&mut bg, Duration::from_millis(10));
         }
     }
 
@@ -624,7 +647,14 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
 
     /// The number of tables per level.
     pub fn level_files(&self) -> Vec<usize> {
-        self.shared.sv.read().version.levels.iter().map(Vec::len).collect()
+        self.shared
+            .sv
+            .read()
+            .version
+            .levels
+            .iter()
+            .map(Vec::len)
+            .collect()
     }
 }
 
@@ -688,7 +718,10 @@ impl<O: FileOpener> Builder<'_, O> {
             if current.is_none() {
                 let n = self.next_file.fetch_add(1, Ordering::SeqCst);
                 created.push(n);
-                let file = self.files.opener.open(&self.files.path(&table_name(n)), true)?;
+                let file = self
+                    .files
+                    .opener
+                    .open(&self.files.path(&table_name(n)), true)?;
                 file.set_len(0)?;
                 current = Some((n, TableBuilder::new(file, self.opts.table_options())));
             }
@@ -898,7 +931,8 @@ impl<O: FileOpener + 'static> Shared<O> {
             };
             let must_wait = l0 >= self.opts.l0_stop_trigger
                 || pending >= self.opts.pending_compaction_stop_bytes
-                || (mem_size >= self.opts.memtable_size && imms >= self.opts.max_immutable_memtables);
+                || (mem_size >= self.opts.memtable_size
+                    && imms >= self.opts.max_immutable_memtables);
             if must_wait {
                 if stalled.is_none() {
                     stalled = Some(Instant::now());
@@ -1064,7 +1098,9 @@ impl<O: FileOpener + 'static> Shared<O> {
             deleted: Vec::new(),
         };
         self.log_and_apply(&edit, Some(imm))?;
-        self.counters.bytes_flushed.fetch_add(flushed, Ordering::Relaxed);
+        self.counters
+            .bytes_flushed
+            .fetch_add(flushed, Ordering::Relaxed);
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
         let wal = self.dir.join(wal_name(imm.wal_number));
         // A removal undone by a power cut leaves a WAL below the log
@@ -1092,11 +1128,19 @@ impl<O: FileOpener + 'static> Shared<O> {
         let added = edit
             .added
             .iter()
-            .map(|(l, meta)| (*l, Arc::new(TableHandle::new(meta.clone(), self.files.clone()))))
+            .map(|(l, meta)| {
+                (
+                    *l,
+                    Arc::new(TableHandle::new(meta.clone(), self.files.clone())),
+                )
+            })
             .collect();
         let mut sv = self.sv.write();
         for (level, number) in &edit.deleted {
-            if let Some(t) = sv.version.levels[*level].iter().find(|t| t.meta.number == *number) {
+            if let Some(t) = sv.version.levels[*level]
+                .iter()
+                .find(|t| t.meta.number == *number)
+            {
                 t.mark_obsolete();
             }
         }
@@ -1205,13 +1249,23 @@ impl<O: FileOpener + 'static> Shared<O> {
         let inputs: Vec<Arc<TableHandle<O>>> = pick
             .inputs
             .iter()
-            .filter_map(|(l, n)| version.levels[*l].iter().find(|t| t.meta.number == *n).cloned())
+            .filter_map(|(l, n)| {
+                version.levels[*l]
+                    .iter()
+                    .find(|t| t.meta.number == *n)
+                    .cloned()
+            })
             .collect();
         let Some(lo) = inputs.iter().map(|t| t.meta.smallest.clone()).min() else {
             return Ok(());
         };
-        let hi = inputs.iter().map(|t| t.meta.largest.clone()).max().unwrap_or_default();
-        let input_numbers: std::collections::HashSet<u64> = inputs.iter().map(|t| t.meta.number).collect();
+        let hi = inputs
+            .iter()
+            .map(|t| t.meta.largest.clone())
+            .max()
+            .unwrap_or_default();
+        let input_numbers: std::collections::HashSet<u64> =
+            inputs.iter().map(|t| t.meta.number).collect();
         let bottommost = version.levels[pick.output_level..]
             .iter()
             .flatten()
@@ -1232,7 +1286,10 @@ impl<O: FileOpener + 'static> Shared<O> {
             .build_tables(retained(MergeIter::new(sources), retention), pick.split)?;
         let edit = VersionEdit {
             next_file: Some(self.next_file.load(Ordering::SeqCst)),
-            added: metas.iter().map(|m| (pick.output_level, m.clone())).collect(),
+            added: metas
+                .iter()
+                .map(|m| (pick.output_level, m.clone()))
+                .collect(),
             deleted: pick.inputs.clone(),
             ..VersionEdit::default()
         };
@@ -1286,12 +1343,22 @@ impl<O: FileOpener + 'static> Shared<O> {
         let sv = self.current();
         let mut counters: Vec<(&'static str, u64)> = Vec::new();
         const FILES: [&str; MAX_LEVELS] = [
-            "level0_files", "level1_files", "level2_files", "level3_files", "level4_files",
-            "level5_files", "level6_files",
+            "level0_files",
+            "level1_files",
+            "level2_files",
+            "level3_files",
+            "level4_files",
+            "level5_files",
+            "level6_files",
         ];
         const BYTES: [&str; MAX_LEVELS] = [
-            "level0_bytes", "level1_bytes", "level2_bytes", "level3_bytes", "level4_bytes",
-            "level5_bytes", "level6_bytes",
+            "level0_bytes",
+            "level1_bytes",
+            "level2_bytes",
+            "level3_bytes",
+            "level4_bytes",
+            "level5_bytes",
+            "level6_bytes",
         ];
         let sizes = sv.version.level_sizes();
         let mut total_bytes = 0;
@@ -1311,15 +1378,24 @@ impl<O: FileOpener + 'static> Shared<O> {
             ("table_bytes", total_bytes),
             ("memtable_bytes", sv.mem.size() as u64),
             ("immutable_memtables", sv.imms.len() as u64),
-            ("immutable_bytes", sv.imms.iter().map(|m| m.size() as u64).sum()),
+            (
+                "immutable_bytes",
+                sv.imms.iter().map(|m| m.size() as u64).sum(),
+            ),
             ("last_seq", self.visible_seq.load(Ordering::Relaxed)),
-            ("live_snapshots", self.snapshots.lock().values().sum::<usize>() as u64),
+            (
+                "live_snapshots",
+                self.snapshots.lock().values().sum::<usize>() as u64,
+            ),
             ("user_bytes_written", user),
             ("wal_bytes_written", load(&c.wal_bytes)),
             ("bytes_flushed", load(&c.bytes_flushed)),
             ("bytes_compacted", load(&c.bytes_compacted)),
             ("compaction_bytes_read", load(&c.compaction_read_bytes)),
-            ("write_amplification_x100", (written * 100).checked_div(user).unwrap_or(0)),
+            (
+                "write_amplification_x100",
+                (written * 100).checked_div(user).unwrap_or(0),
+            ),
             ("flushes", load(&c.flushes)),
             ("compactions", load(&c.compactions)),
             ("stalls", load(&c.stalls)),
@@ -1329,7 +1405,10 @@ impl<O: FileOpener + 'static> Shared<O> {
             ("block_cache_hits", hits),
             ("block_cache_misses", misses),
             ("block_cache_evictions", load(&blocks.evictions)),
-            ("block_cache_hit_rate_pct", (hits * 100).checked_div(hits + misses).unwrap_or(0)),
+            (
+                "block_cache_hit_rate_pct",
+                (hits * 100).checked_div(hits + misses).unwrap_or(0),
+            ),
             ("table_cache_hits", load(&self.files.tables.hits)),
             ("table_cache_misses", load(&self.files.tables.misses)),
             ("blocks_read", load(&rc.blocks_read)),
@@ -1360,16 +1439,24 @@ impl<O: FileOpener + 'static> Drop for LsmStorage<O> {
 impl<O: FileOpener + 'static> StorageEngine for LsmStorage<O> {
     fn set(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.shared
-            .write(&[(Bytes::copy_from_slice(key), Some(Bytes::copy_from_slice(value)))], false)
+            .write(
+                &[(
+                    Bytes::copy_from_slice(key),
+                    Some(Bytes::copy_from_slice(value)),
+                )],
+                false,
+            )
             .map(|_| ())
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        self.shared.get(key, self.shared.visible_seq.load(Ordering::Acquire))
+        self.shared
+            .get(key, self.shared.visible_seq.load(Ordering::Acquire))
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
-        self.shared.write(&[(Bytes::copy_from_slice(key), None)], true)
+        self.shared
+            .write(&[(Bytes::copy_from_slice(key), None)], true)
     }
 
     fn write_batch(&self, batch: &WriteBatch) -> Result<()> {
@@ -1385,7 +1472,8 @@ impl<O: FileOpener + 'static> StorageEngine for LsmStorage<O> {
     }
 
     fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>> {
-        self.shared.scan(range, self.shared.visible_seq.load(Ordering::Acquire))
+        self.shared
+            .scan(range, self.shared.visible_seq.load(Ordering::Acquire))
     }
 
     fn flush(&self) -> Result<()> {
@@ -1405,5 +1493,32 @@ impl<O: FileOpener + 'static> StorageEngine for LsmStorage<O> {
 
     fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The WAL entry example of docs/formats.md, byte for byte.
+    #[test]
+    fn wal_entry_layout_is_pinned() {
+        let bytes = encode_wal_entry(258, b"ab", Some(b"xyz"));
+        assert_eq!(
+            bytes,
+            [
+                2, 1, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, b'a', b'b', b'x', b'y', b'z'
+            ]
+        );
+        let (seq, key, value) = decode_wal_entry(&bytes).unwrap();
+        assert_eq!(
+            (seq, key.as_ref(), value.as_deref()),
+            (258, &b"ab"[..], Some(&b"xyz"[..]))
+        );
+        let tombstone = encode_wal_entry(7, b"k", None);
+        assert_eq!(decode_wal_entry(&tombstone).unwrap().2, None);
+        for cut in 0..bytes.len() {
+            assert!(decode_wal_entry(&bytes[..cut]).is_err() || cut >= WAL_ENTRY_HEADER + 2);
+        }
     }
 }

@@ -50,8 +50,8 @@ use bytes::Bytes;
 use pydb_file::File;
 
 use super::block::{
-    BLOCK_TRAILER_LEN, Block, BlockBuilder, BlockHandle, HANDLE_LEN, frame, get_varint,
-    put_varint, read_u32, unframe,
+    BLOCK_TRAILER_LEN, Block, BlockBuilder, BlockHandle, HANDLE_LEN, frame, get_varint, put_varint,
+    read_u32, unframe,
 };
 use super::bloom::{BloomFilter, hash};
 use super::cache::Lru;
@@ -183,8 +183,7 @@ impl<F: File> TableBuilder<F> {
     /// Adds an entry; entries must come in table order.
     pub(crate) fn add(&mut self, e: &Entry) -> Result<()> {
         let new_key = self.last_key.as_ref() != Some(&e.key);
-        if new_key && !self.block.is_empty() && self.block.estimated_len() >= self.opts.block_size
-        {
+        if new_key && !self.block.is_empty() && self.block.estimated_len() >= self.opts.block_size {
             self.finish_block()?;
         }
         if new_key {
@@ -299,7 +298,8 @@ pub fn decode_footer(bytes: &[u8]) -> std::result::Result<Footer, (u64, String)>
     if version != TABLE_VERSION {
         return Err((36, format!("unsupported table version {version}")));
     }
-    let h = |at: usize| BlockHandle::decode(&bytes[at..at + HANDLE_LEN]).map_err(|e| (at as u64, e));
+    let h =
+        |at: usize| BlockHandle::decode(&bytes[at..at + HANDLE_LEN]).map_err(|e| (at as u64, e));
     Ok(Footer {
         index: h(0)?,
         filter: h(12)?,
@@ -356,7 +356,11 @@ impl<F: File> Table<F> {
         let path = file.path().to_path_buf();
         let size = file.len()?;
         if size < FOOTER_LEN as u64 {
-            return Err(Error::corrupted(&path, 0, format!("table of {size} bytes has no footer")));
+            return Err(Error::corrupted(
+                &path,
+                0,
+                format!("table of {size} bytes has no footer"),
+            ));
         }
         let footer_at = size - FOOTER_LEN as u64;
         let mut footer = [0u8; FOOTER_LEN];
@@ -364,11 +368,13 @@ impl<F: File> Table<F> {
         let footer =
             decode_footer(&footer).map_err(|(at, r)| Error::corrupted(&path, footer_at + at, r))?;
         let index_body = read_block(&file, footer.index, footer_at)?;
-        let index_block =
-            Block::parse(index_body).map_err(corrupt_block(&path, footer.index))?;
+        let index_block = Block::parse(index_body).map_err(corrupt_block(&path, footer.index))?;
         let mut index = Vec::new();
         let mut data_end = 0u64;
-        for e in index_block.entries().map_err(corrupt_block(&path, footer.index))? {
+        for e in index_block
+            .entries()
+            .map_err(corrupt_block(&path, footer.index))?
+        {
             let handle = e
                 .value
                 .as_deref()
@@ -379,14 +385,21 @@ impl<F: File> Table<F> {
                 return Err(Error::corrupted(
                     &path,
                     footer.index.offset,
-                    format!("index names a block at {} where one should start at {data_end}", handle.offset),
+                    format!(
+                        "index names a block at {} where one should start at {data_end}",
+                        handle.offset
+                    ),
                 ));
             }
             data_end = handle.end();
             index.push((e.key, handle));
         }
         if footer.filter.offset != data_end || data_end > footer_at {
-            return Err(Error::corrupted(&path, footer_at, "footer handles do not tile the file"));
+            return Err(Error::corrupted(
+                &path,
+                footer_at,
+                "footer handles do not tile the file",
+            ));
         }
         let filter_body = read_block(&file, footer.filter, footer_at)?;
         let filter = BloomFilter::decode(&filter_body)
@@ -424,7 +437,11 @@ impl<F: File> Table<F> {
     /// Data block `i`, through the cache.
     fn block(&self, i: usize, cache: &BlockCache, counters: &ReadCounters) -> Result<Arc<Block>> {
         let Some(&(_, handle)) = self.index.get(i) else {
-            return Err(Error::corrupted(self.path(), 0, format!("no data block {i}")));
+            return Err(Error::corrupted(
+                self.path(),
+                0,
+                format!("no data block {i}"),
+            ));
         };
         if let Some(b) = cache.get(&(self.number, handle.offset)) {
             return Ok(b);
@@ -432,7 +449,11 @@ impl<F: File> Table<F> {
         counters.blocks_read.fetch_add(1, Ordering::Relaxed);
         let body = read_block(&self.file, handle, self.size)?;
         let block = Arc::new(Block::parse(body).map_err(corrupt_block(self.path(), handle))?);
-        cache.insert((self.number, handle.offset), block.clone(), block.len() + 64);
+        cache.insert(
+            (self.number, handle.offset),
+            block.clone(),
+            block.len() + 64,
+        );
         Ok(block)
     }
 
@@ -453,7 +474,9 @@ impl<F: File> Table<F> {
         }
         let i = self.index.partition_point(|(last, _)| last.as_ref() < key);
         if i >= self.index.len() {
-            counters.bloom_false_positives.fetch_add(1, Ordering::Relaxed);
+            counters
+                .bloom_false_positives
+                .fetch_add(1, Ordering::Relaxed);
             return Ok(Vec::new());
         }
         let handle = self.index[i].1;
@@ -462,7 +485,9 @@ impl<F: File> Table<F> {
             .versions_of(key)
             .map_err(corrupt_block(self.path(), handle))?;
         if found.is_empty() {
-            counters.bloom_false_positives.fetch_add(1, Ordering::Relaxed);
+            counters
+                .bloom_false_positives
+                .fetch_add(1, Ordering::Relaxed);
         }
         Ok(found)
     }
@@ -478,12 +503,18 @@ impl<F: File> Table<F> {
     }
 
     /// Every entry of block `i`, checked for order.
-    fn block_entries(&self, i: usize, cache: &BlockCache, counters: &ReadCounters) -> Result<Vec<Entry>> {
+    fn block_entries(
+        &self,
+        i: usize,
+        cache: &BlockCache,
+        counters: &ReadCounters,
+    ) -> Result<Vec<Entry>> {
         let handle = self.index.get(i).map(|(_, h)| *h);
         let block = self.block(i, cache, counters)?;
-        let entries = block
-            .entries()
-            .map_err(corrupt_block(self.path(), handle.unwrap_or(BlockHandle { offset: 0, len: 0 })))?;
+        let entries = block.entries().map_err(corrupt_block(
+            self.path(),
+            handle.unwrap_or(BlockHandle { offset: 0, len: 0 }),
+        ))?;
         if entries.last().map(|e| &e.key) != self.index.get(i).map(|(k, _)| k) {
             return Err(Error::corrupted(
                 self.path(),
@@ -569,7 +600,10 @@ impl<F: File> Iterator for TableIter<F> {
                 self.done = true;
                 return None;
             }
-            match self.table.block_entries(self.next_block, &self.cache, &self.counters) {
+            match self
+                .table
+                .block_entries(self.next_block, &self.cache, &self.counters)
+            {
                 Ok(entries) => {
                     self.next_block += 1;
                     self.buf = entries.into_iter();
@@ -625,7 +659,11 @@ impl std::fmt::Display for TableReport {
             String::from_utf8_lossy(&p.smallest),
             String::from_utf8_lossy(&p.largest)
         )?;
-        writeln!(f, "  filter: {} bits, k = {}, checksum ok", self.filter_bits, self.filter_k)?;
+        writeln!(
+            f,
+            "  filter: {} bits, k = {}, checksum ok",
+            self.filter_bits, self.filter_k
+        )?;
         for (i, (h, restarts, entries)) in self.blocks.iter().enumerate() {
             writeln!(
                 f,
@@ -647,7 +685,8 @@ pub fn describe_table<F: File>(file: F) -> Result<TableReport> {
     let footer_at = size - FOOTER_LEN as u64;
     let mut raw = [0u8; FOOTER_LEN];
     table.file.read_at(footer_at, &mut raw)?;
-    let footer = decode_footer(&raw).map_err(|(at, r)| Error::corrupted(&path, footer_at + at, r))?;
+    let footer =
+        decode_footer(&raw).map_err(|(at, r)| Error::corrupted(&path, footer_at + at, r))?;
     let cache = BlockCache::new(0);
     let counters = ReadCounters::default();
     let mut blocks = Vec::new();
@@ -660,11 +699,19 @@ pub fn describe_table<F: File>(file: F) -> Result<TableReport> {
         if let (Some(prev), Some(first)) = (&last, es.first())
             && !prev.precedes(first)
         {
-            return Err(Error::corrupted(&path, handle.offset, "blocks out of order"));
+            return Err(Error::corrupted(
+                &path,
+                handle.offset,
+                "blocks out of order",
+            ));
         }
         for e in &es {
             if !table.filter.may_contain(hash(&e.key)) {
-                return Err(Error::corrupted(&path, footer.filter.offset, "filter misses a key"));
+                return Err(Error::corrupted(
+                    &path,
+                    footer.filter.offset,
+                    "filter misses a key",
+                ));
             }
         }
         entries += es.len() as u64;
@@ -675,7 +722,10 @@ pub fn describe_table<F: File>(file: F) -> Result<TableReport> {
         return Err(Error::corrupted(
             &path,
             footer.properties.offset,
-            format!("properties count {} entries, blocks hold {entries}", table.props.entries),
+            format!(
+                "properties count {} entries, blocks hold {entries}",
+                table.props.entries
+            ),
         ));
     }
     Ok(TableReport {

@@ -72,7 +72,11 @@ impl<O: FileOpener> Files<O> {
             return Err(Error::corrupted(
                 &path,
                 table.size(),
-                format!("table is {} bytes, the manifest says {}", table.size(), meta.size),
+                format!(
+                    "table is {} bytes, the manifest says {}",
+                    table.size(),
+                    meta.size
+                ),
             ));
         }
         let table = Arc::new(table);
@@ -184,7 +188,12 @@ impl<O: FileOpener> Version<O> {
     }
 
     /// The newest version of `key` visible at `snapshot` in the tables.
-    pub(crate) fn get(&self, key: &[u8], snapshot: u64, files: &Files<O>) -> Result<Option<Option<Bytes>>> {
+    pub(crate) fn get(
+        &self,
+        key: &[u8],
+        snapshot: u64,
+        files: &Files<O>,
+    ) -> Result<Option<Option<Bytes>>> {
         for (level, tables) in self.levels.iter().enumerate() {
             if self.overlapping(level) {
                 for t in tables {
@@ -268,6 +277,10 @@ impl<O: FileOpener> Version<O> {
 
     /// Every table number in the version.
     pub(crate) fn numbers(&self) -> Vec<u64> {
-        self.levels.iter().flatten().map(|t| t.meta.number).collect()
+        self.levels
+            .iter()
+            .flatten()
+            .map(|t| t.meta.number)
+            .collect()
     }
 }

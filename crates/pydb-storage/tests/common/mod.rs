@@ -13,8 +13,8 @@ use std::time::Duration;
 use pydb_file::MonolithicOpener;
 use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
 use pydb_storage::{
-    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Location, LogOptions, LsmOptions,
-    LsmStorage, MemoryStorage, StorageEngine,
+    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Location, LogOptions, LsmOptions, LsmStorage,
+    MemoryStorage, StorageEngine,
 };
 use pydb_wal::SyncPolicy;
 
