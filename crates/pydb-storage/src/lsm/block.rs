@@ -426,7 +426,10 @@ impl Block {
 mod tests {
     use super::*;
 
-    fn build(entries: &[(&[u8], u64, Option<&[u8]>)], interval: usize) -> Block {
+    /// (key, seq, value) of a test entry.
+    type Raw<'a> = (&'a [u8], u64, Option<&'a [u8]>);
+
+    fn build(entries: &[Raw<'_>], interval: usize) -> Block {
         let mut b = BlockBuilder::new(interval);
         for (k, s, v) in entries {
             b.add(k, *s, *v);
@@ -440,7 +443,7 @@ mod tests {
         let keys: Vec<Vec<u8>> = (0..100u32)
             .map(|i| format!("user:{i:05}").into_bytes())
             .collect();
-        let entries: Vec<(&[u8], u64, Option<&[u8]>)> = keys
+        let entries: Vec<Raw<'_>> = keys
             .iter()
             .enumerate()
             .map(|(i, k)| (k.as_slice(), i as u64, (i % 7 != 0).then_some(k.as_slice())))

@@ -73,11 +73,10 @@ impl<I: Iterator<Item = Result<Entry>>> Iterator for MergeIter<I> {
                     error_at = Some(i);
                     break;
                 }
-                Some(Ok(e)) => {
-                    if best.is_none_or(|(_, cur)| e.precedes(cur)) {
-                        best = Some((i, e));
-                    }
+                Some(Ok(e)) if best.is_none_or(|(_, cur)| e.precedes(cur)) => {
+                    best = Some((i, e));
                 }
+                Some(Ok(_)) => {}
             }
         }
         // An error surfaces at once.

@@ -62,13 +62,16 @@ impl Entry {
     }
 }
 
+/// The versions of one key in a memtable, oldest first.
+type Versions = Vec<(u64, Option<Bytes>)>;
+
 /// How many keys a scan copies per visit to the skip list.
 const SCAN_CHUNK: usize = 256;
 
 /// A memtable and the WAL file that holds its writes.
 #[derive(Debug)]
 pub(crate) struct Memtable {
-    list: RwLock<SkipListIndex<Vec<(u64, Option<Bytes>)>>>,
+    list: RwLock<SkipListIndex<Versions>>,
     bytes: AtomicUsize,
     /// The number of the WAL file that logs this memtable's writes.
     pub(crate) wal_number: u64,

@@ -1203,8 +1203,8 @@ impl<O: FileOpener + 'static> Shared<O> {
                     });
                 }
                 let mut best: Option<(f64, usize)> = None;
-                for level in 1..MAX_LEVELS - 1 {
-                    let bytes: u64 = levels[level].iter().map(|t| t.meta.size).sum();
+                for (level, tables) in levels.iter().enumerate().take(MAX_LEVELS - 1).skip(1) {
+                    let bytes: u64 = tables.iter().map(|t| t.meta.size).sum();
                     let score = bytes as f64 / self.level_target(level) as f64;
                     if score > 1.0 && best.is_none_or(|(s, _)| score > s) {
                         best = Some((score, level));

@@ -163,7 +163,7 @@ impl<O: FileOpener> Version<O> {
     pub(crate) fn sort(&mut self) {
         for level in 0..self.levels.len() {
             if self.overlapping(level) {
-                self.levels[level].sort_by(|a, b| b.meta.number.cmp(&a.meta.number));
+                self.levels[level].sort_by_key(|t| std::cmp::Reverse(t.meta.number));
             } else {
                 self.levels[level].sort_by(|a, b| a.meta.smallest.cmp(&b.meta.smallest));
             }
@@ -197,10 +197,11 @@ impl<O: FileOpener> Version<O> {
         for (level, tables) in self.levels.iter().enumerate() {
             if self.overlapping(level) {
                 for t in tables {
-                    if t.meta.smallest.as_ref() <= key && key <= t.meta.largest.as_ref() {
-                        if let Some(v) = Self::lookup(t, key, snapshot, files)? {
-                            return Ok(Some(v));
-                        }
+                    if t.meta.smallest.as_ref() <= key
+                        && key <= t.meta.largest.as_ref()
+                        && let Some(v) = Self::lookup(t, key, snapshot, files)?
+                    {
+                        return Ok(Some(v));
                     }
                 }
             } else {
