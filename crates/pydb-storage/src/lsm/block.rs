@@ -422,6 +422,24 @@ impl Block {
     }
 }
 
+/// Checks and decodes one framed data or index block (body and trailer):
+/// every entry as (key, seq, value or `None` for a tombstone). The decoder
+/// the table reader uses, exposed for describers and fuzz targets; errors
+/// give the offset inside the block.
+#[expect(
+    clippy::type_complexity,
+    reason = "a plain tuple list for callers outside the crate"
+)]
+pub fn decode_block(framed: &[u8]) -> Result<Vec<(Bytes, u64, Option<Bytes>)>, (u64, String)> {
+    let body = unframe(framed)?;
+    let block = Block::parse(body)?;
+    Ok(block
+        .entries()?
+        .into_iter()
+        .map(|e| (e.key, e.seq, e.value))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

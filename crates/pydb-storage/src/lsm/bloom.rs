@@ -32,7 +32,7 @@ const MAX_K: u8 = 30;
 /// 64-bit hash of a key: FNV-1a over the bytes, then the splitmix64
 /// finalizer, which spreads every input bit over every output bit (FNV
 /// alone leaves the high bits of short keys poorly mixed).
-pub(crate) fn hash(key: &[u8]) -> u64 {
+pub fn hash(key: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in key {
         h ^= u64::from(b);

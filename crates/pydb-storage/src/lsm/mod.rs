@@ -60,11 +60,12 @@
 //! 3. Recovery trusts only the manifest named by `CURRENT`: a table no
 //!    edit names is an orphan of an interrupted flush or compaction and is
 //!    deleted; WALs at or past the manifest's log number are replayed.
-//! 4. A table is deleted only once no version lists it ([`version`]).
+//! 4. A table is deleted only once no version lists it (`version.rs`).
 
 pub mod block;
 pub mod bloom;
 mod cache;
+mod check;
 pub mod compaction;
 pub mod manifest;
 mod memtable;
@@ -87,6 +88,8 @@ use pydb_wal::{LogWriter, SyncPolicy};
 use crate::engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
 use crate::{DirLock, Error, Result};
 
+pub use block::decode_block;
+pub use check::{DirReport, ManifestReport, describe_manifest, verify_dir};
 pub use compaction::CompactionStyle;
 pub use manifest::{ManifestState, TableMeta, VersionEdit};
 pub use table::{TableProperties, TableReport, describe_table};
