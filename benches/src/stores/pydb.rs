@@ -11,8 +11,8 @@ use bytes::Bytes;
 use pydb_file::MmapOpener;
 use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
 use pydb_storage::{
-    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, KeyRange, Location, LogOptions,
-    MemoryStorage, StorageEngine, WriteBatch,
+    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, KeyRange, Location, LogOptions, LsmOptions,
+    LsmStorage, MemoryStorage, StorageEngine, WriteBatch,
 };
 use pydb_wal::SyncPolicy;
 
@@ -51,6 +51,24 @@ pub fn stores() -> Vec<StoreKind> {
                     o.pool_bytes >> 20,
                     o.sync,
                     o.checkpoint_bytes >> 20
+                )
+            },
+        },
+        StoreKind {
+            name: "pydb-lsm",
+            persistent: true,
+            open: |dir, c| engine(LsmStorage::open(dir, lsm_options(c))?),
+            settings: |c| {
+                let o = lsm_options(c);
+                format!(
+                    "{} MiB memtable, {} KiB blocks, {} bloom bits/key, {:?} compaction, \
+                     block cache {} MiB, SyncPolicy::{:?}",
+                    o.memtable_size >> 20,
+                    o.block_size >> 10,
+                    o.bloom_bits_per_key,
+                    o.style,
+                    o.block_cache_bytes >> 20,
+                    o.sync_policy
                 )
             },
         },
@@ -100,6 +118,20 @@ fn btree_options(config: &StoreConfig) -> BTreeOptions {
             WriteMode::Unsynced => SyncPolicy::Never,
         },
         ..BTreeOptions::default()
+    }
+}
+
+/// The LSM engine's options for a workload: its defaults (leveled
+/// compaction, 4 MiB memtable, 10 bloom bits per key), the benchmark's
+/// cache budget as block cache, and the same sync choice as the log engine.
+fn lsm_options(config: &StoreConfig) -> LsmOptions {
+    LsmOptions {
+        sync_policy: match config.mode {
+            WriteMode::Synced => SyncPolicy::Always,
+            WriteMode::Unsynced => SyncPolicy::Never,
+        },
+        block_cache_bytes: usize::try_from(config.cache_bytes).unwrap_or(usize::MAX),
+        ..LsmOptions::default()
     }
 }
 

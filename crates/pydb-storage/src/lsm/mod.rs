@@ -560,6 +560,14 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
             compact_pointer: Mutex::new(vec![None; MAX_LEVELS]),
             opts: options,
         });
+        // Leveled reads assume one sorted run per level below 0. A directory
+        // last compacted as tiered may have several: merge them first, before
+        // any reader or background thread runs.
+        let needs_merge = shared.opts.style == CompactionStyle::Leveled
+            && shared.sv.read().version.has_overlapping_runs();
+        if needs_merge {
+            shared.compact_all()?;
+        }
         let mut threads = Vec::new();
         for job in [Job::Flush, Job::Compact] {
             let s = shared.clone();

@@ -170,6 +170,19 @@ impl<O: FileOpener> Version<O> {
         }
     }
 
+    /// Whether two tables of a level >= 1 overlap: a directory last written
+    /// with tiered compaction, opened with leveled.
+    pub(crate) fn has_overlapping_runs(&self) -> bool {
+        self.levels.iter().skip(1).any(|tables| {
+            let mut ranges: Vec<(&Bytes, &Bytes)> = tables
+                .iter()
+                .map(|t| (&t.meta.smallest, &t.meta.largest))
+                .collect();
+            ranges.sort();
+            ranges.windows(2).any(|w| w[1].0 <= w[0].1)
+        })
+    }
+
     /// Applies removals and additions and sorts.
     pub(crate) fn apply(
         &self,
