@@ -1124,6 +1124,13 @@ impl<O: FileOpener + 'static> Shared<O> {
 
     /// Appends `edit` to the manifest (synced), then installs the new
     /// version, dropping the flushed memtable in the same step.
+    ///
+    /// If the append fails, the tables written for the edit stay on disk:
+    /// a failed sync may still have made the edit durable, and deleting
+    /// tables it names would lose data. The next open deletes them if no
+    /// manifest names them.
+    ///
+    /// A failed manifest sync poisons the engine (see pydb-wal's writer).
     fn log_and_apply(&self, edit: &VersionEdit, flushed: Option<&Arc<Memtable>>) -> Result<()> {
         let mut m = self.manifest.lock();
         let mut next_state = m.state.clone();
