@@ -7,11 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pydb_storage::{BTreeOptions, EngineConfig, LogOptions, StorageEngine, open_engine};
+use pydb_storage::{
+    BTreeOptions, EngineConfig, LogOptions, LsmOptions, StorageEngine, open_engine,
+};
 use pydb_wal::SyncPolicy;
 
 /// The persistent engines `--engine` accepts.
-pub const PERSISTENT: &[&str] = &["log", "log-hash", "log-skiplist", "btree"];
+pub const PERSISTENT: &[&str] = &["log", "log-hash", "log-skiplist", "btree", "lsm"];
 
 /// The error type of opening an engine.
 pub type OpenError = Box<dyn std::error::Error>;
@@ -53,6 +55,21 @@ fn btree_options() -> BTreeOptions {
     }
 }
 
+/// A 16 KiB memtable and small tables, so that flushes and compactions
+/// run while the child is killed.
+fn lsm_options() -> LsmOptions {
+    LsmOptions {
+        sync_policy: SyncPolicy::Always,
+        memtable_size: 16 << 10,
+        block_size: 1024,
+        l0_compaction_trigger: 2,
+        level1_size: 64 << 10,
+        level_size_ratio: 4,
+        target_file_size: 16 << 10,
+        ..LsmOptions::default()
+    }
+}
+
 /// Opens engine `name` in `dir` with sync `always`, through the engine
 /// registry.
 pub fn open(name: &str, dir: &Path) -> Result<Arc<dyn StorageEngine>, OpenError> {
@@ -60,5 +77,6 @@ pub fn open(name: &str, dir: &Path) -> Result<Arc<dyn StorageEngine>, OpenError>
     let mut config = EngineConfig::from_name(name)?;
     config.log = log_options();
     config.btree = btree_options();
+    config.lsm = lsm_options();
     Ok(open_engine(dir, &config)?)
 }

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use bytes::Bytes;
 use pydb_storage::{
-    BTreeOptions, EngineConfig, KeyRange, LogOptions, StorageEngine, WriteBatch, open_engine,
+    BTreeOptions, EngineConfig, KeyRange, LogOptions, LsmOptions, StorageEngine, WriteBatch,
+    open_engine,
 };
 use pydb_wal::SyncPolicy;
 
@@ -53,6 +54,24 @@ pub fn stores() -> Vec<StoreKind> {
             },
         },
         StoreKind {
+            name: "pydb-lsm",
+            persistent: true,
+            open: |dir, c| open_named("lsm", dir, c),
+            settings: |c| {
+                let o = lsm_options(c);
+                format!(
+                    "{} MiB memtable, {} KiB blocks, {} bloom bits/key, {:?} compaction, \
+                     block cache {} MiB, SyncPolicy::{:?}",
+                    o.memtable_size >> 20,
+                    o.block_size >> 10,
+                    o.bloom_bits_per_key,
+                    o.style,
+                    o.block_cache_bytes >> 20,
+                    o.sync_policy
+                )
+            },
+        },
+        StoreKind {
             name: "pydb-memory",
             persistent: false,
             open: |dir, c| open_named("memory", dir, c),
@@ -67,6 +86,7 @@ fn open_named(name: &str, dir: &Path, config: &StoreConfig) -> Result<Box<dyn St
     let mut engine_config = EngineConfig::from_name(name)?;
     engine_config.log = log_options(config);
     engine_config.btree = btree_options(config);
+    engine_config.lsm = lsm_options(config);
     engine(open_engine(dir, &engine_config)?)
 }
 
@@ -94,6 +114,20 @@ fn btree_options(config: &StoreConfig) -> BTreeOptions {
             WriteMode::Unsynced => SyncPolicy::Never,
         },
         ..BTreeOptions::default()
+    }
+}
+
+/// The LSM engine's options for a workload: its defaults (leveled
+/// compaction, 4 MiB memtable, 10 bloom bits per key), the benchmark's
+/// cache budget as block cache, and the same sync choice as the log engine.
+fn lsm_options(config: &StoreConfig) -> LsmOptions {
+    LsmOptions {
+        sync_policy: match config.mode {
+            WriteMode::Synced => SyncPolicy::Always,
+            WriteMode::Unsynced => SyncPolicy::Never,
+        },
+        block_cache_bytes: usize::try_from(config.cache_bytes).unwrap_or(usize::MAX),
+        ..LsmOptions::default()
     }
 }
 

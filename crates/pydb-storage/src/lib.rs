@@ -7,6 +7,8 @@
 //!   `pydb-wal` with an in-memory index of where each key's latest value is.
 //! - [`BTreeStorage`]: a B+tree of pages with a buffer pool and a
 //!   write-ahead log, the page-oriented design of PostgreSQL and SQLite.
+//! - [`LsmStorage`]: a log-structured merge-tree (memtable, SSTables,
+//!   leveled or tiered compaction), the design of LevelDB and RocksDB.
 //!
 //! [`registry`] opens any of them by name: the one place an engine is
 //! registered.
@@ -15,6 +17,7 @@ pub mod btree;
 mod engine;
 mod error;
 pub mod log;
+pub mod lsm;
 mod memory;
 pub mod registry;
 
@@ -22,6 +25,7 @@ pub use btree::{BTreeOptions, BTreeStorage};
 pub use engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
 pub use error::{Error, Result};
 pub use log::{AppendOnlyLogStorage, Location, LogOptions};
+pub use lsm::{CompactionStyle, LsmOptions, LsmStorage, Snapshot};
 pub use memory::MemoryStorage;
 pub use pydb_file::ErrorKind;
 pub use pydb_file::{DirLock, LOCK_FILE_NAME};

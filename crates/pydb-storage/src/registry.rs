@@ -27,8 +27,8 @@ use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
 use pydb_wal::SyncPolicy;
 
 use crate::{
-    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Error, Location, LogOptions, MemoryStorage,
-    Result, StorageEngine,
+    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Error, Location, LogOptions, LsmOptions,
+    LsmStorage, MemoryStorage, Result, StorageEngine,
 };
 
 /// Which storage engine holds the data.
@@ -40,20 +40,27 @@ pub enum EngineKind {
     Log,
     /// The B+tree engine: pages, a buffer pool and a write-ahead log.
     BTree,
+    /// The LSM-tree engine: a memtable, sorted tables and compaction.
+    Lsm,
     /// Everything in memory; nothing is written to disk.
     Memory,
 }
 
 impl EngineKind {
     /// Every engine, in the order help texts list them.
-    pub const ALL: &'static [EngineKind] =
-        &[EngineKind::Log, EngineKind::BTree, EngineKind::Memory];
+    pub const ALL: &'static [EngineKind] = &[
+        EngineKind::Log,
+        EngineKind::BTree,
+        EngineKind::Lsm,
+        EngineKind::Memory,
+    ];
 
     /// The name used on the command line, in the `PYDB` file and in messages.
     pub fn name(self) -> &'static str {
         match self {
             EngineKind::Log => "log",
             EngineKind::BTree => "btree",
+            EngineKind::Lsm => "lsm",
             EngineKind::Memory => "memory",
         }
     }
@@ -165,6 +172,8 @@ pub struct EngineConfig {
     pub log: LogOptions,
     /// The B+tree engine's options.
     pub btree: BTreeOptions,
+    /// The LSM engine's options.
+    pub lsm: LsmOptions,
 }
 
 impl EngineConfig {
@@ -192,6 +201,7 @@ impl EngineConfig {
     pub fn with_sync(mut self, sync: SyncPolicy) -> Self {
         self.log.sync_policy = sync;
         self.btree.sync = sync;
+        self.lsm.sync_policy = sync;
         self
     }
 
@@ -199,6 +209,7 @@ impl EngineConfig {
     pub fn sync(&self) -> SyncPolicy {
         match self.engine {
             EngineKind::BTree => self.btree.sync,
+            EngineKind::Lsm => self.lsm.sync_policy,
             EngineKind::Log | EngineKind::Memory => self.log.sync_policy,
         }
     }
@@ -211,7 +222,9 @@ impl EngineConfig {
 pub fn open_engine(dir: &Path, config: &EngineConfig) -> Result<Arc<dyn StorageEngine>> {
     match config.engine {
         EngineKind::Log => open_engine_with(dir, MmapOpener::lock_dir(dir)?, config),
-        EngineKind::BTree | EngineKind::Memory => open_engine_with(dir, MonolithicOpener, config),
+        EngineKind::BTree | EngineKind::Lsm | EngineKind::Memory => {
+            open_engine_with(dir, MonolithicOpener, config)
+        }
     }
 }
 
@@ -247,6 +260,11 @@ where
                 log::<O, SkipListIndex<Location>>(dir, opener, config.log.clone())
             }
         },
+        EngineKind::Lsm => Ok(Arc::new(LsmStorage::open_with(
+            dir,
+            opener,
+            config.lsm.clone(),
+        )?)),
         EngineKind::BTree => Ok(Arc::new(BTreeStorage::open_with(
             dir,
             config.btree.clone(),
@@ -269,7 +287,7 @@ mod tests {
         }
         assert!("trie".parse::<IndexKind>().is_err());
         let err = "lsmx".parse::<EngineKind>().unwrap_err().to_string();
-        assert!(err.contains("log, btree or memory"), "{err}");
+        assert!(err.contains("log, btree, lsm or memory"), "{err}");
     }
 
     #[test]

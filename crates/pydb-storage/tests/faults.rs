@@ -23,7 +23,7 @@ use pydb_file::{FaultController, FaultyOpener, FileOpener, MonolithicOpener};
 use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
 use pydb_storage::{
     AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Error, ErrorKind, Location, LogOptions,
-    StorageEngine, WriteBatch,
+    LsmOptions, LsmStorage, StorageEngine, WriteBatch,
 };
 use pydb_wal::SyncPolicy;
 use rand::rngs::StdRng;
@@ -64,6 +64,26 @@ fn btree_options() -> BTreeOptions {
         checkpoint_bytes: 4096,
         max_key_len: 64,
         max_value_len: 4096,
+    }
+}
+
+/// LSM options with a memtable of a few writes, so that flushes and
+/// compactions run (in the background) while faults are injected.
+fn lsm_options() -> LsmOptions {
+    LsmOptions {
+        sync_policy: SyncPolicy::Always,
+        memtable_size: 1024,
+        block_size: 256,
+        restart_interval: 4,
+        l0_compaction_trigger: 2,
+        l0_slowdown_trigger: 6,
+        l0_stop_trigger: 8,
+        level1_size: 4096,
+        level_size_ratio: 4,
+        target_file_size: 2048,
+        max_key_size: 64,
+        max_value_size: 4096,
+        ..LsmOptions::default()
     }
 }
 
@@ -602,4 +622,5 @@ fault_engines! {
     log_hash => |dir, opener| AppendOnlyLogStorage::open_with(dir, opener, InMemoryIndex::<Location>::new(), log_options());
     log_skiplist => |dir, opener| AppendOnlyLogStorage::open_with(dir, opener, SkipListIndex::<Location>::default(), log_options());
     btree => |dir, opener| BTreeStorage::open_with(dir, btree_options(), opener);
+    lsm => |dir, opener| LsmStorage::open_with(dir, opener, lsm_options());
 }

@@ -150,6 +150,11 @@ proptest! {
     fn btree_matches_the_model(ops in prop::collection::vec(op(), 1..50)) {
         run(Kind::BTree, ops);
     }
+
+    #[test]
+    fn lsm_matches_the_model(ops in prop::collection::vec(op(), 1..50)) {
+        run(Kind::Lsm, ops);
+    }
 }
 
 #[test]
@@ -161,7 +166,8 @@ fn every_persistent_kind_is_covered() {
             Kind::LogHash,
             Kind::LogBTree,
             Kind::LogSkipList,
-            Kind::BTree
+            Kind::BTree,
+            Kind::Lsm
         ]
     );
 }

@@ -63,6 +63,8 @@ pub const META_LEN: usize = 20;
 pub const ENGINE_ID_LOG: u8 = 1;
 /// Engine id of the B+tree engine.
 pub const ENGINE_ID_BTREE: u8 = 2;
+/// Engine id of the LSM-tree engine.
+pub const ENGINE_ID_LSM: u8 = 3;
 /// Index id meaning "the engine keeps no separate index".
 pub const INDEX_ID_NONE: u8 = 0;
 /// Index id of the hash index.
@@ -101,6 +103,7 @@ pub fn engine_id(engine: EngineKind) -> Option<u8> {
     match engine {
         EngineKind::Log => Some(ENGINE_ID_LOG),
         EngineKind::BTree => Some(ENGINE_ID_BTREE),
+        EngineKind::Lsm => Some(ENGINE_ID_LSM),
         EngineKind::Memory => None,
     }
 }
@@ -110,6 +113,7 @@ pub fn engine_from_id(id: u8) -> Option<EngineKind> {
     match id {
         ENGINE_ID_LOG => Some(EngineKind::Log),
         ENGINE_ID_BTREE => Some(EngineKind::BTree),
+        ENGINE_ID_LSM => Some(EngineKind::Lsm),
         _ => None,
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use pydb_file::MonolithicOpener;
 use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
 use pydb_storage::{
-    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Location, LogOptions, MemoryStorage,
-    StorageEngine,
+    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Location, LogOptions, LsmOptions, LsmStorage,
+    MemoryStorage, StorageEngine,
 };
 use pydb_wal::SyncPolicy;
 
@@ -31,6 +31,8 @@ pub enum Kind {
     LogSkipList,
     /// The B+tree page engine.
     BTree,
+    /// The LSM-tree engine, with tiny memtables and tables.
+    Lsm,
 }
 
 /// Every persistent kind, for the model test.
@@ -39,6 +41,7 @@ pub const PERSISTENT: &[Kind] = &[
     Kind::LogBTree,
     Kind::LogSkipList,
     Kind::BTree,
+    Kind::Lsm,
 ];
 
 /// B+tree options with the same key/value limits as [`test_options`], a
@@ -51,6 +54,28 @@ pub fn btree_options(log: &LogOptions) -> BTreeOptions {
         checkpoint_bytes: 64 << 10,
         max_key_len: log.max_key_size,
         max_value_len: log.max_value_size,
+    }
+}
+
+/// LSM options with the same limits as [`test_options`] and a memtable,
+/// blocks and tables so small that flushes and compactions happen often.
+pub fn lsm_options(log: &LogOptions) -> LsmOptions {
+    LsmOptions {
+        sync_policy: log.sync_policy,
+        memtable_size: 4096,
+        block_size: 256,
+        restart_interval: 4,
+        l0_compaction_trigger: 2,
+        l0_slowdown_trigger: 6,
+        l0_stop_trigger: 8,
+        level1_size: 16 << 10,
+        level_size_ratio: 4,
+        target_file_size: 4096,
+        block_cache_bytes: 16 << 10,
+        max_open_tables: 8,
+        max_key_size: log.max_key_size,
+        max_value_size: log.max_value_size,
+        ..LsmOptions::default()
     }
 }
 
@@ -102,6 +127,7 @@ impl Kind {
             Kind::LogBTree => log::<BTreeIndex<Location>>(dir, options),
             Kind::LogSkipList => log::<SkipListIndex<Location>>(dir, options),
             Kind::BTree => Ok(Box::new(BTreeStorage::open(dir, btree_options(&options))?)),
+            Kind::Lsm => Ok(Box::new(LsmStorage::open(dir, lsm_options(&options))?)),
         }
     }
 
@@ -166,6 +192,9 @@ macro_rules! for_each_engine {
         }
         mod btree {
             $(#[test] fn $test() { super::$test(super::common::Kind::BTree) })*
+        }
+        mod lsm {
+            $(#[test] fn $test() { super::$test(super::common::Kind::Lsm) })*
         }
     };
 }
