@@ -482,3 +482,48 @@ fn page_applies_to_page_files_only() {
         "{err}"
     );
 }
+
+/// A log-engine database of at least three segments, closed cleanly.
+fn make_three_segment_db(dir: &Path) -> Vec<u64> {
+    let options = pydb::storage::LogOptions {
+        max_segment_size: 400,
+        background_compaction: false,
+        ..pydb::storage::LogOptions::default()
+    };
+    meta::write(dir, &Metadata::new(EngineKind::Log, Some(IndexKind::BTree))).unwrap();
+    let engine = pydb::storage::AppendOnlyLogStorage::open(dir, options).unwrap();
+    let mut i = 0;
+    while engine.segment_ids().len() < 3 {
+        use pydb::storage::StorageEngine;
+        engine
+            .set(
+                format!("key{i}").as_bytes(),
+                format!("value {i}").as_bytes(),
+            )
+            .unwrap();
+        i += 1;
+    }
+    drop(engine);
+    pydb::file::list_ids(dir, "log").unwrap()
+}
+
+#[test]
+fn a_missing_middle_segment_is_damage_with_or_without_its_hint() {
+    // Issue 16, B2: check said "ok" while opening failed.
+    for remove_hint in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = make_three_segment_db(dir.path());
+        let (code, out, _) = check(dir.path());
+        assert_eq!(code, 0, "{out}");
+        std::fs::remove_file(pydb::file::segment_path(dir.path(), ids[1], "log")).unwrap();
+        let hint = pydb::storage::log::hint::hint_path(dir.path(), ids[1]);
+        if remove_hint {
+            std::fs::remove_file(&hint).unwrap();
+        }
+        assert!(pydb::Db::open(dir.path(), pydb::Options::default()).is_err());
+        let (code, out, _) = check(dir.path());
+        assert_eq!(code, 1, "hint removed: {remove_hint}: {out}");
+        assert!(out.contains("a segment is missing"), "{out}");
+        assert!(out.contains("pydb repair"), "{out}");
+    }
+}

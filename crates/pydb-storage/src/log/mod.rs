@@ -108,6 +108,7 @@ pub mod hint;
 mod location;
 mod recovery;
 mod scan;
+pub mod verify;
 
 pub use location::Location;
 pub use pydb_wal::SyncPolicy;
