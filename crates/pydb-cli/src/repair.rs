@@ -53,9 +53,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use pydb_file::{File, MonolithicFile, TEMP_SUFFIX};
 use pydb_storage::DirLock;
+use pydb_storage::btree::PAGE_FILE_NAME;
 use pydb_storage::log::SEGMENT_EXTENSION;
 use pydb_storage::log::entry::{EntryKind, decode_entry, encode_entry};
 use pydb_storage::log::hint::hint_path;
+use pydb_storage::log::repair as log_repair;
+use pydb_storage::log::verify as log_verify;
 use pydb_wal::record::{
     Decoded, FILE_HEADER_LEN, FLAG_BATCH_CONTINUES, FLAGS_OFFSET, LEN_OFFSET, RECORD_HEADER_LEN,
     decode_file_header, decode_record, encode_file_header, encode_record,
@@ -95,12 +98,17 @@ pub struct RepairReport {
     pub bytes_moved_aside: u64,
     /// Where the replaced files went, if any were.
     pub aside_dir: Option<PathBuf>,
+    /// Hint files that failed their checks: moved aside, and rebuilt from
+    /// their segment unless it is the last one.
+    pub hints_replaced: usize,
+    /// Whether the `PYDB` metadata file was damaged and rebuilt.
+    pub metadata_rebuilt: bool,
 }
 
 impl RepairReport {
     /// Whether repair found nothing to change.
     pub fn was_clean(&self) -> bool {
-        self.segments_rewritten == 0
+        self.aside_dir.is_none()
     }
 }
 
@@ -135,11 +143,25 @@ impl Salvaged {
 /// Repairs the database in `dir`, printing a report to `out`.
 pub fn repair_dir(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
     let write_err = |e| Error::io("<stdout>", e);
-    let metadata = meta::read(dir)?.ok_or_else(|| Error::NotADatabase {
-        dir: dir.to_path_buf(),
-        found: "no PYDB metadata file".into(),
-    })?;
-    if metadata.engine != EngineKind::Log {
+    let ids = pydb_file::list_ids(dir, SEGMENT_EXTENSION).map_err(pydb_storage::Error::from)?;
+    let metadata = match meta::read(dir) {
+        Ok(Some(metadata)) => Some(metadata),
+        Ok(None) => {
+            return Err(Error::NotADatabase {
+                dir: dir.to_path_buf(),
+                found: "no PYDB metadata file".into(),
+            });
+        }
+        // Garbage metadata of a directory that holds log segments (and no
+        // page file) is rebuilt below: the segments say what it was.
+        Err(e) if e.is_corruption() && !ids.is_empty() && !dir.join(PAGE_FILE_NAME).exists() => {
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(metadata) = &metadata
+        && metadata.engine != EngineKind::Log
+    {
         return Err(Error::InvalidArgument(format!(
             "repair of a {} database is not implemented yet; `pydb check` reports its damage, \
              and nothing was changed",
@@ -149,24 +171,30 @@ pub fn repair_dir(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
     // Refuses (Error::Locked) while the database is open elsewhere.
     let _lock = DirLock::acquire(dir)?;
     writeln!(out, "repairing {}", dir.display()).map_err(write_err)?;
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = dir.join(format!("repair-{stamp}"));
+    let mut report = RepairReport::default();
+    if metadata.is_none() {
+        rebuild_metadata(dir, &aside, &mut report)?;
+        writeln!(
+            out,
+            "  {}: damaged; rebuilt for the log engine from its segments",
+            meta::META_FILE_NAME
+        )
+        .map_err(write_err)?;
+    }
 
-    let ids = pydb_file::list_ids(dir, SEGMENT_EXTENSION).map_err(pydb_storage::Error::from)?;
     let mut segments = Vec::with_capacity(ids.len());
     for &id in &ids {
         let path = pydb_file::segment_path(dir, id, SEGMENT_EXTENSION);
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         segments.push(salvage(id, path, Bytes::from(bytes)));
     }
-    let mut report = RepairReport {
-        segments_checked: segments.len(),
-        ..RepairReport::default()
-    };
+    report.segments_checked = segments.len();
     let ranges = plan_ranges(&segments, &mut report.lost_seqs);
 
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let aside = dir.join(format!("repair-{stamp}"));
     let last = segments.len().saturating_sub(1);
     for (i, (segment, &(first, last_seq))) in segments.iter().zip(&ranges).enumerate() {
         report.records_kept += segment.batches.iter().map(|b| b.len() as u64).sum::<u64>();
@@ -208,6 +236,7 @@ pub fn repair_dir(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
         report.dropped.extend(segment.dropped.iter().cloned());
     }
     pydb_file::sync_dir(dir).map_err(pydb_storage::Error::from)?;
+    rebuild_hints(dir, &aside, &mut report, out)?;
 
     for (first, last) in &report.lost_seqs {
         writeln!(
@@ -238,6 +267,85 @@ pub fn repair_dir(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
     }
     .map_err(write_err)?;
     Ok(report)
+}
+
+/// Moves a damaged `PYDB` file aside and writes one for the log engine.
+/// The index byte is kept when it names a known index (it is a hint to
+/// the engine, not data); otherwise the default index is written.
+fn rebuild_metadata(dir: &Path, aside: &Path, report: &mut RepairReport) -> Result<()> {
+    let path = meta::path_in(dir);
+    let old = std::fs::read(&path).unwrap_or_default();
+    let index = old
+        .get(meta::META_INDEX_OFFSET)
+        .and_then(|&id| meta::index_from_id(id))
+        .flatten()
+        .unwrap_or(pydb::Options::default().index);
+    std::fs::create_dir_all(aside).map_err(|e| Error::io(aside, e))?;
+    if path.exists() {
+        report.bytes_moved_aside += keep_aside(aside, &path)?;
+    }
+    meta::write(dir, &meta::Metadata::new(EngineKind::Log, Some(index)))?;
+    report.metadata_rebuilt = true;
+    report.aside_dir = Some(aside.to_path_buf());
+    Ok(())
+}
+
+/// Replaces every hint that fails the checks opening applies
+/// ([`pydb_storage::log::verify`]): the old one is moved aside, and a sealed
+/// segment's hint is rebuilt from the segment by the engine's own code
+/// ([`pydb_storage::log::repair::rebuild_hint`]). The last segment's hint
+/// is only moved aside: opening scans that segment, and a clean close
+/// writes its hint.
+fn rebuild_hints(
+    dir: &Path,
+    aside: &Path,
+    report: &mut RepairReport,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let write_err = |e| Error::io("<stdout>", e);
+    let verified = log_verify::verify_dir(dir)?;
+    let last = verified.segments.last().copied();
+    for finding in verified.bad_hints() {
+        let Some(id) = finding
+            .path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(pydb_file::parse_id)
+        else {
+            continue;
+        };
+        std::fs::create_dir_all(aside).map_err(|e| Error::io(aside, e))?;
+        report.bytes_moved_aside += move_aside(aside, &finding.path)?;
+        report.aside_dir = Some(aside.to_path_buf());
+        report.hints_replaced += 1;
+        if Some(id) == last {
+            writeln!(
+                out,
+                "  hint {:>9}: damaged ({}); moved aside (the segment is the last: opening \
+                 scans it)",
+                id, finding.reason
+            )
+        } else {
+            match log_repair::rebuild_hint(dir, id) {
+                Ok(_) => writeln!(
+                    out,
+                    "  hint {:>9}: damaged ({}); rebuilt from its segment",
+                    id, finding.reason
+                ),
+                // The segment itself is damaged beyond what the steps above
+                // rewrite: opening reports it; the hint stays aside.
+                Err(e) if e.is_corruption() => writeln!(
+                    out,
+                    "  hint {:>9}: damaged ({}); moved aside, not rebuilt: {e}",
+                    id, finding.reason
+                ),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        .map_err(write_err)?;
+    }
+    pydb_file::sync_dir(dir).map_err(pydb_storage::Error::from)?;
+    Ok(())
 }
 
 /// Walks a segment and keeps every whole batch whose records verify.

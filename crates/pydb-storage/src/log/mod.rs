@@ -107,6 +107,7 @@ pub mod entry;
 pub mod hint;
 mod location;
 mod recovery;
+pub mod repair;
 mod scan;
 pub mod verify;
 
