@@ -59,6 +59,22 @@ pub const REPAIR_ADVICE: &str = "run `pydb repair DIR` to keep every batch that 
 /// and a verdict to `out`.
 pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
     let write_err = |e| Error::io("<stdout>", e);
+    let kind = std::fs::metadata(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .file_type();
+    if !kind.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "{} is {}, not a directory; pydb check checks a database directory \
+             (`pydb inspect FILE` reads one file)",
+            dir.display(),
+            inspect::special_kind(kind).unwrap_or("a regular file")
+        )));
+    }
+    let meta_path = meta::path_in(dir);
+    if meta_path.exists() {
+        // Reading a FIFO named PYDB would block.
+        inspect::ensure_regular_file(&meta_path)?;
+    }
     let metadata = match meta::read(dir) {
         Ok(Some(metadata)) => Some(metadata),
         Ok(None) => {
@@ -154,6 +170,9 @@ fn check_files(
             Entry::Skipped("temporary file of an interrupted write")
         } else if path.is_dir() {
             Entry::Skipped("a directory")
+        } else if !path.is_file() {
+            // Opening a FIFO would block; a device never ends.
+            Entry::Skipped("not a regular file (a FIFO, device or socket): not read")
         } else {
             check_file(&path)?
         };

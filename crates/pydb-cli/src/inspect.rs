@@ -138,8 +138,23 @@ const WINDOW: usize = 1 << 20;
 
 impl Source {
     fn open(path: &Path) -> Result<Self> {
+        // Checked before opening: opening a FIFO for reading blocks until
+        // a writer comes.
+        ensure_regular_file(path)?;
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len == 0 {
+            // A file of /proc or /sys says it is empty and still holds
+            // bytes: its size cannot be trusted, so neither can a walk.
+            let mut probe = [0u8; 1];
+            if file.read_at(&mut probe, 0).is_ok_and(|n| n > 0) {
+                return Err(Error::InvalidArgument(format!(
+                    "{} reports a size of 0 bytes but holds data (a file of a virtual \
+                     filesystem such as /proc); pydb reads only regular files",
+                    path.display()
+                )));
+            }
+        }
         Ok(Self {
             path: path.to_path_buf(),
             file,
@@ -166,6 +181,44 @@ impl Source {
         }
         let local = usize::try_from(offset - self.window_start).unwrap_or(usize::MAX);
         Ok(self.window.get(local..local + len).unwrap_or(&[]))
+    }
+}
+
+/// What kind of thing `file_type` is, in words, if not a regular file.
+pub fn special_kind(file_type: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_file() {
+        None
+    } else if file_type.is_dir() {
+        Some("a directory")
+    } else if file_type.is_fifo() {
+        Some("a FIFO")
+    } else if file_type.is_char_device() {
+        Some("a character device")
+    } else if file_type.is_block_device() {
+        Some("a block device")
+    } else if file_type.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// Refuses anything but a regular file (following symbolic links): a
+/// device never ends, a FIFO blocks the reader, and neither is a pydb file.
+pub fn ensure_regular_file(path: &Path) -> Result<()> {
+    let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    match special_kind(metadata.file_type()) {
+        None => Ok(()),
+        Some(kind) => Err(Error::InvalidArgument(format!(
+            "{} is {kind}; pydb inspect reads only regular files{}",
+            path.display(),
+            if metadata.is_dir() {
+                " (`pydb check DIR` checks a database directory)"
+            } else {
+                ""
+            }
+        ))),
     }
 }
 

@@ -527,3 +527,68 @@ fn a_missing_middle_segment_is_damage_with_or_without_its_hint() {
         assert!(out.contains("pydb repair"), "{out}");
     }
 }
+
+/// `pydb ARGS`, killed if it has not finished in 20 seconds (a read of a
+/// FIFO blocks forever).
+fn run_bounded(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let output = assert_cmd::Command::new(common::pydb_bin())
+        .args(args)
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn inspect_and_check_refuse_special_files_without_blocking() {
+    // Issue 16, W5: /dev/zero and /proc files printed "empty file"; a FIFO
+    // blocked forever.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    for (path, says) in [
+        (Path::new("/dev/zero"), "a character device"),
+        (Path::new("/proc/self/status"), "virtual filesystem"),
+        (fifo.as_path(), "a FIFO"),
+        (dir.path(), "a directory"),
+    ] {
+        let (code, out, err) = run_bounded(&["inspect".as_ref(), path.as_os_str()]);
+        assert_eq!(code, 2, "{}: {out}{err}", path.display());
+        assert!(err.contains(says), "{}: {err}", path.display());
+        assert!(err.contains("regular file"), "{}: {err}", path.display());
+    }
+    for path in [Path::new("/dev/zero"), fifo.as_path()] {
+        let (code, out, err) = run_bounded(&["check".as_ref(), path.as_os_str()]);
+        assert_eq!(code, 2, "{}: {out}{err}", path.display());
+        assert!(err.contains("not a directory"), "{}: {err}", path.display());
+    }
+}
+
+#[test]
+fn check_skips_a_fifo_inside_a_database_directory_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    make_db(dir.path());
+    mkfifo(&dir.path().join("stranger"));
+    let (code, out, err) = run_bounded(&["check".as_ref(), dir.path().as_os_str()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("stranger"), "{out}");
+    assert!(out.contains("not a regular file"), "{out}");
+
+    std::fs::remove_file(dir.path().join("PYDB")).unwrap();
+    mkfifo(&dir.path().join("PYDB"));
+    let (code, out, err) = run_bounded(&["check".as_ref(), dir.path().as_os_str()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("a FIFO"), "{err}");
+}
