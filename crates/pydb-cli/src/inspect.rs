@@ -24,11 +24,11 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use pydb_file::MonolithicFile;
 use pydb_wal::record::{
-    CRC_OFFSET, Decoded, FILE_CRC_OFFSET, FILE_HEADER_LEN, FILE_MAGIC, FILE_VERSION_OFFSET,
-    FLAG_BATCH_CONTINUES, FLAGS_OFFSET, KNOWN_FLAGS, LEN_OFFSET, MAX_PAYLOAD_LEN,
-    RECORD_HEADER_LEN, decode_record,
+    FILE_CRC_OFFSET, FILE_MAGIC, FILE_VERSION_OFFSET, FLAG_BATCH_CONTINUES, RECORD_HEADER_LEN,
 };
+use pydb_wal::verify::{HeaderVerdict, Step, Walker};
 
 use pydb_storage::log::SEGMENT_EXTENSION;
 use pydb_storage::log::entry::{EntryKind, decode_entry};
@@ -427,55 +427,6 @@ fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
     Ok(report)
 }
 
-/// What the bytes at an offset of a record log are.
-enum Found {
-    /// A whole record that verifies: its flags and length on disk.
-    Good { flags: u8, len: usize },
-    /// Something else, and why.
-    Bad(String),
-}
-
-/// Decodes the record at `offset`, reading exactly as much as its (checked)
-/// length says.
-fn record_at(source: &mut Source, offset: u64) -> Result<Found> {
-    let mut needed = RECORD_HEADER_LEN;
-    loop {
-        let bytes = source.bytes(offset, needed)?;
-        let got = bytes.len();
-        match decode_record(bytes, offset) {
-            Decoded::Record { flags, len } => return Ok(Found::Good { flags, len }),
-            Decoded::Invalid(reason) => return Ok(Found::Bad(reason.into())),
-            // The header's checked length asks for more than we read: read
-            // that much, unless the file ends first.
-            Decoded::Incomplete { needed: more } if got == needed && more > needed => {
-                needed = more;
-            }
-            Decoded::Incomplete { .. } if got < RECORD_HEADER_LEN => {
-                return Ok(Found::Bad(format!(
-                    "{got} bytes left, too few for a record header"
-                )));
-            }
-            Decoded::Incomplete { needed: more } => {
-                return Ok(Found::Bad(format!(
-                    "record of {more} bytes runs past the end of the file"
-                )));
-            }
-        }
-    }
-}
-
-/// The first offset after `bad` where a valid record starts.
-fn next_valid_record(source: &mut Source, bad: u64) -> Result<Option<u64>> {
-    let mut offset = bad + 1;
-    while offset + RECORD_HEADER_LEN as u64 <= source.len {
-        if let Found::Good { .. } = record_at(source, offset)? {
-            return Ok(Some(offset));
-        }
-        offset += 1;
-    }
-    Ok(None)
-}
-
 /// Whether the record log at `path` is a segment of the log engine, whose
 /// payloads are log entries: it is named `<id>.log` as the engine names its
 /// segments, in a directory whose `PYDB` names the log engine. Anything
@@ -537,9 +488,11 @@ fn describe_entry(payload: &[u8], out: &mut String) -> Option<String> {
 }
 
 fn inspect_record_log(path: &Path, out: &mut String) -> Result<Report> {
-    let mut source = Source::open(path)?;
+    let storage = |e: pydb_wal::Error| Error::from(pydb_storage::Error::from(e));
+    let file = MonolithicFile::open_read_only(path).map_err(pydb_storage::Error::from)?;
+    let walker = Walker::open(&file).map_err(storage)?;
     let mut report = Report::new(path, FileKind::RecordLog);
-    let file_len = source.len;
+    let file_len = walker.file_len();
     let entries = holds_log_entries(path);
     let redo = if entries {
         None
@@ -559,169 +512,151 @@ fn inspect_record_log(path: &Path, out: &mut String) -> Result<Report> {
     );
 
     // File header.
-    let header = source.bytes(0, FILE_HEADER_LEN)?.to_vec();
     out.push_str("file header at offset 0\n");
-    hex_dump(0, &header, out);
+    hex_dump(0, walker.header_bytes(), out);
     let field = |out: &mut String, offset: usize, name: &str, value: String| {
         let _ = writeln!(out, "{offset:>6}  {name:<15} {value}");
     };
     field(out, 0, "magic", quote(&FILE_MAGIC));
-    let version = read_u32(&header, FILE_VERSION_OFFSET);
-    let stored = read_u32(&header, FILE_CRC_OFFSET);
-    if let (Some(version), Some(stored)) = (version, stored) {
-        field(
-            out,
-            FILE_VERSION_OFFSET,
-            "format_version",
-            version.to_string(),
-        );
-        let computed = crc32fast::hash(&header[..FILE_CRC_OFFSET]);
-        if stored == computed {
-            field(out, FILE_CRC_OFFSET, "crc32", format!("{stored:#010x} ok"));
-        } else {
+    match walker.header() {
+        HeaderVerdict::Read {
+            version,
+            stored_crc: stored,
+            computed_crc: computed,
+            ..
+        } => {
             field(
                 out,
-                FILE_CRC_OFFSET,
-                "crc32",
-                format!("{stored:#010x} BAD (computed {computed:#010x})"),
+                FILE_VERSION_OFFSET,
+                "format_version",
+                version.to_string(),
             );
-            report.damage.push(Damage {
-                offset: 0,
-                reason: "file header checksum mismatch".into(),
-            });
+            if stored == computed {
+                field(out, FILE_CRC_OFFSET, "crc32", format!("{stored:#010x} ok"));
+            } else {
+                field(
+                    out,
+                    FILE_CRC_OFFSET,
+                    "crc32",
+                    format!("{stored:#010x} BAD (computed {computed:#010x})"),
+                );
+            }
+            if version > pydb_wal::FORMAT_VERSION {
+                let _ = writeln!(
+                    out,
+                    "format version {version} is newer than this build reads ({}); stopping",
+                    pydb_wal::FORMAT_VERSION
+                );
+                return Err(Error::UnsupportedVersion {
+                    path: path.to_path_buf(),
+                    found: version,
+                    supported: pydb_wal::FORMAT_VERSION,
+                });
+            }
         }
-        if version > pydb_wal::FORMAT_VERSION {
+        HeaderVerdict::Short => {
+            // A header cut short: the log's creation was interrupted.
             let _ = writeln!(
                 out,
-                "format version {version} is newer than this build reads ({}); stopping",
-                pydb_wal::FORMAT_VERSION
+                "file header cut short at {file_len} bytes (creation interrupted; recovery starts the log anew)"
             );
-            return Err(Error::UnsupportedVersion {
-                path: path.to_path_buf(),
-                found: version,
-                supported: pydb_wal::FORMAT_VERSION,
-            });
+            report.torn_bytes = file_len;
+            return Ok(report);
         }
-    } else {
-        // A header cut short: the log's creation was interrupted.
-        let _ = writeln!(
-            out,
-            "file header cut short at {file_len} bytes (creation interrupted; recovery starts the log anew)"
-        );
-        report.torn_bytes = file_len;
-        return Ok(report);
     }
 
-    let mut pos = FILE_HEADER_LEN as u64;
-    let mut batch_start: Option<u64> = None;
-    let mut batch_records = 0u64;
-    let mut index = 0u64;
-    while pos < file_len {
-        let header = source.bytes(pos, RECORD_HEADER_LEN)?.to_vec();
-        let (crc, len, flags) = (
-            read_u32(&header, CRC_OFFSET),
-            read_u32(&header, LEN_OFFSET),
-            header.get(FLAGS_OFFSET).copied(),
-        );
-        match record_at(&mut source, pos)? {
-            Found::Good { flags, len: total } => {
-                index += 1;
-                report.records += 1;
-                let bytes = source.bytes(pos, total)?.to_vec();
+    let walked = walker
+        .walk(&mut |step| match step {
+            Step::Record {
+                index,
+                offset: pos,
+                flags,
+                crc,
+                bytes,
+            } => {
                 let payload = bytes.get(RECORD_HEADER_LEN..).unwrap_or(&[]);
                 let _ = writeln!(
                     out,
-                    "record {index} at offset {pos}: len {}, flags {flags:#04x} ({}), crc32 {:#010x} ok",
+                    "record {index} at offset {pos}: len {}, flags {flags:#04x} ({}), crc32 {crc:#010x} ok",
                     payload.len(),
                     if flags & FLAG_BATCH_CONTINUES != 0 {
                         "batch continues"
                     } else {
                         "end of batch"
                     },
-                    crc.unwrap_or_default(),
                 );
-                hex_dump(pos, bytes.get(..SHOW_BYTES).unwrap_or(&bytes), out);
+                hex_dump(pos, bytes.get(..SHOW_BYTES).unwrap_or(bytes), out);
                 if bytes.len() > SHOW_BYTES {
                     let _ = writeln!(out, "          ... {} more bytes", bytes.len() - SHOW_BYTES);
                 }
-                let bad_payload = if entries {
+                if entries {
                     describe_entry(payload, out)
                 } else if let Some(ctx) = redo {
                     btree::describe_redo(payload, ctx, out)
                 } else {
                     let _ = writeln!(out, "  payload {}", show(payload));
                     None
-                };
-                if let Some(reason) = bad_payload {
-                    report.records -= 1;
-                    report.damage.push(Damage {
-                        offset: pos,
-                        reason,
-                    });
                 }
-                if flags & FLAG_BATCH_CONTINUES != 0 {
-                    batch_start.get_or_insert(pos);
-                    batch_records += 1;
-                } else {
-                    batch_start = None;
-                    batch_records = 0;
-                }
-                pos += total as u64;
             }
-            Found::Bad(reason) => {
+            Step::Bad {
+                offset: pos,
+                reason,
+                header,
+                shown,
+                next_valid,
+                torn_from: from,
+            } => {
                 let _ = write!(out, "bad bytes at offset {pos}: {reason}");
-                if let (Some(crc), Some(len), Some(flags)) = (crc, len, flags) {
+                if let Some(h) = header {
                     let _ = write!(
                         out,
-                        " (header says len {len}, flags {flags:#04x}, crc32 {crc:#010x}"
+                        " (header says len {}, flags {:#04x}, crc32 {:#010x}",
+                        h.len, h.flags, h.crc
                     );
-                    if len <= MAX_PAYLOAD_LEN && flags & !KNOWN_FLAGS == 0 {
+                    if h.plausible() {
                         out.push_str(", checksum BAD");
                     }
                     out.push(')');
                 }
                 out.push('\n');
-                let shown = source
-                    .bytes(pos, SHOW_BYTES.min(RECORD_HEADER_LEN * 2))?
-                    .to_vec();
-                hex_dump(pos, &shown, out);
-                match next_valid_record(&mut source, pos)? {
+                hex_dump(pos, shown.get(..SHOW_BYTES).unwrap_or(shown), out);
+                match next_valid {
                     Some(next) => {
                         let _ = writeln!(
                             out,
                             "DAMAGED: a valid record follows at offset {next}; {} bytes are lost",
                             next - pos
                         );
-                        report.damage.push(Damage {
-                            offset: pos,
-                            reason: format!("{reason}; a valid record follows at offset {next}"),
-                        });
-                        batch_start = None;
-                        batch_records = 0;
-                        pos = next;
                     }
                     None => {
-                        let from = batch_start.unwrap_or(pos);
-                        report.torn_bytes = file_len - from;
                         let _ = writeln!(
                             out,
                             "torn tail: {} bytes from offset {from} (an interrupted write; recovery cuts them off)",
                             file_len - from
                         );
-                        batch_start = None;
-                        pos = file_len;
                     }
                 }
+                None
             }
-        }
-    }
-    if let Some(from) = batch_start {
-        report.torn_bytes = file_len - from;
-        let _ = writeln!(
-            out,
-            "torn tail: the last batch ({batch_records} records from offset {from}) is not closed; recovery drops it"
-        );
-    }
+            Step::OpenBatch { from, records } => {
+                let _ = writeln!(
+                    out,
+                    "torn tail: the last batch ({records} records from offset {from}) is not closed; recovery drops it"
+                );
+                None
+            }
+        })
+        .map_err(storage)?;
+    report.records = walked.records;
+    report.torn_bytes = walked.torn_bytes;
+    report.damage = walked
+        .damage
+        .into_iter()
+        .map(|d| Damage {
+            offset: d.offset,
+            reason: d.reason,
+        })
+        .collect();
     let _ = writeln!(
         out,
         "summary: {} records ok, {} damaged, {} torn bytes",
