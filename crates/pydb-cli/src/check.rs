@@ -55,6 +55,11 @@ impl CheckSummary {
 pub const REPAIR_ADVICE: &str = "run `pydb repair DIR` to keep every batch that verifies \
 (it moves what it replaces into DIR/repair-<timestamp>/ and deletes nothing)";
 
+/// The advice printed when a B+tree database is damaged: `pydb repair`
+/// cannot act on one yet, so check does not send the reader there.
+pub const NO_BTREE_REPAIR_ADVICE: &str = "`pydb repair` does not repair B+tree databases yet \
+(it would refuse and change nothing); keep a copy of DIR and restore it from a backup";
+
 /// Checks every file of the database in `dir`, printing one line per file
 /// and a verdict to `out`.
 pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
@@ -125,7 +130,13 @@ pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
             summary.reports.len()
         )
         .map_err(write_err)?;
-        writeln!(out, "{REPAIR_ADVICE}.").map_err(write_err)?;
+        // Advise only what `pydb repair` can do.
+        let advice = if btree {
+            NO_BTREE_REPAIR_ADVICE
+        } else {
+            REPAIR_ADVICE
+        };
+        writeln!(out, "{advice}.").map_err(write_err)?;
     }
     Ok(summary)
 }

@@ -31,12 +31,12 @@ use pydb_wal::record::{
 use pydb_wal::verify::{HeaderVerdict, Step, Walker};
 
 use pydb_storage::log::SEGMENT_EXTENSION;
+use pydb_storage::log::describe::{HintStop, walk_hint};
 use pydb_storage::log::entry::{EntryKind, decode_entry};
 use pydb_storage::log::hint::{
-    ENTRY_COUNT_OFFSET, ENTRY_CRC_OFFSET, ENTRY_KEY_LEN_OFFSET, ENTRY_KIND_OFFSET,
-    ENTRY_RECORD_LEN_OFFSET, ENTRY_RECORD_OFFSET_OFFSET, ENTRY_SEQ_OFFSET, FIRST_SEQ_OFFSET,
-    HEADER_CRC_OFFSET, HINT_ENTRY_HEADER_LEN, HINT_HEADER_LEN, HINT_MAGIC, HINT_VERSION,
-    LAST_SEQ_OFFSET, SEGMENT_ID_OFFSET, SEGMENT_LEN_OFFSET, VERSION_OFFSET,
+    ENTRY_COUNT_OFFSET, FIRST_SEQ_OFFSET, HEADER_CRC_OFFSET, HINT_ENTRY_HEADER_LEN,
+    HINT_HEADER_LEN, HINT_MAGIC, HINT_VERSION, LAST_SEQ_OFFSET, SEGMENT_ID_OFFSET,
+    SEGMENT_LEN_OFFSET, VERSION_OFFSET,
 };
 
 use pydb::EngineKind;
@@ -331,11 +331,6 @@ pub fn show(bytes: &[u8]) -> String {
     }
 }
 
-fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    let word: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
-    Some(u32::from_le_bytes(word))
-}
-
 fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
     let mut source = Source::open(path)?;
     let mut report = Report::new(path, FileKind::Metadata);
@@ -352,7 +347,8 @@ fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
         "magic",
         quote(&meta::META_MAGIC),
     );
-    if let Some(version) = read_u32(&bytes, meta::META_VERSION_OFFSET) {
+    let fields = meta::fields(&bytes);
+    if let Some(version) = fields.version {
         field(
             out,
             meta::META_VERSION_OFFSET,
@@ -360,7 +356,7 @@ fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
             version.to_string(),
         );
     }
-    if let Some(&id) = bytes.get(meta::META_ENGINE_OFFSET) {
+    if let Some(id) = fields.engine {
         let name = meta::engine_from_id(id).map_or("unknown", |e| e.name());
         field(
             out,
@@ -369,7 +365,7 @@ fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
             format!("{id} ({name})"),
         );
     }
-    if let Some(&id) = bytes.get(meta::META_INDEX_OFFSET) {
+    if let Some(id) = fields.index {
         let name = match meta::index_from_id(id) {
             Some(Some(index)) => index.name(),
             Some(None) => "none",
@@ -382,7 +378,7 @@ fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
             format!("{id} ({name})"),
         );
     }
-    if let Some(reserved) = bytes.get(meta::META_RESERVED_OFFSET..meta::META_CRC_OFFSET) {
+    if let Some(reserved) = fields.reserved {
         field(
             out,
             meta::META_RESERVED_OFFSET,
@@ -390,11 +386,8 @@ fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
             format!("0x{:02x}{:02x}", reserved[0], reserved[1]),
         );
     }
-    if let Some(stored) = read_u32(&bytes, meta::META_CRC_OFFSET) {
-        let computed = bytes
-            .get(..meta::META_CRC_OFFSET)
-            .map(crc32fast::hash)
-            .unwrap_or_default();
+    if let Some(stored) = fields.stored_crc {
+        let computed = fields.computed_crc.unwrap_or_default();
         let verdict = if stored == computed {
             "ok".to_string()
         } else {
@@ -667,47 +660,42 @@ fn inspect_record_log(path: &Path, out: &mut String) -> Result<Report> {
     Ok(report)
 }
 
-fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
-    let word: [u8; 8] = bytes.get(at..at.checked_add(8)?)?.try_into().ok()?;
-    Some(u64::from_le_bytes(word))
-}
-
 fn inspect_hint(path: &Path, out: &mut String) -> Result<Report> {
     let mut source = Source::open(path)?;
     let mut report = Report::new(path, FileKind::Hint);
     let file_len = source.len;
+    let bytes = source
+        .bytes(0, usize::try_from(file_len).unwrap_or(usize::MAX))?
+        .to_vec();
+    let walk = walk_hint(&bytes);
     let _ = writeln!(out, "hint file, {file_len} bytes");
-    let header = source.bytes(0, HINT_HEADER_LEN)?.to_vec();
+    let header = bytes.get(..HINT_HEADER_LEN).unwrap_or(&bytes);
     out.push_str("header at offset 0\n");
-    hex_dump(0, &header, out);
+    hex_dump(0, header, out);
     let field = |out: &mut String, offset: usize, name: &str, value: String| {
         let _ = writeln!(out, "{offset:>6}  {name:<15} {value}");
     };
-    if header.len() < HINT_HEADER_LEN {
+    let Some(fields) = walk.header else {
         let _ = writeln!(out, "DAMAGED: the header is cut short");
         report.damage.push(Damage {
             offset: 0,
             reason: format!("hint of {file_len} bytes is shorter than its header"),
         });
         return Ok(report);
-    }
-    let u64_field = |at| read_u64(&header, at).unwrap_or_default();
-    let version = read_u32(&header, VERSION_OFFSET).unwrap_or_default();
-    let count = u64_field(ENTRY_COUNT_OFFSET);
+    };
     field(out, 0, "magic", quote(&HINT_MAGIC));
-    field(out, VERSION_OFFSET, "version", version.to_string());
-    for (at, name) in [
-        (SEGMENT_ID_OFFSET, "segment_id"),
-        (SEGMENT_LEN_OFFSET, "segment_len"),
-        (FIRST_SEQ_OFFSET, "first_seq"),
-        (LAST_SEQ_OFFSET, "last_seq"),
-        (ENTRY_COUNT_OFFSET, "entries"),
+    field(out, VERSION_OFFSET, "version", fields.version.to_string());
+    for (at, name, value) in [
+        (SEGMENT_ID_OFFSET, "segment_id", fields.segment_id),
+        (SEGMENT_LEN_OFFSET, "segment_len", fields.segment_len),
+        (FIRST_SEQ_OFFSET, "first_seq", fields.first_seq),
+        (LAST_SEQ_OFFSET, "last_seq", fields.last_seq),
+        (ENTRY_COUNT_OFFSET, "entries", fields.entry_count),
     ] {
-        field(out, at, name, u64_field(at).to_string());
+        field(out, at, name, value.to_string());
     }
-    let stored = read_u32(&header, HEADER_CRC_OFFSET).unwrap_or_default();
-    let computed = crc32fast::hash(&header[..HEADER_CRC_OFFSET]);
-    if stored != computed {
+    let (stored, computed) = (fields.stored_crc, fields.computed_crc);
+    if walk.stop == Some(HintStop::HeaderChecksum) {
         field(
             out,
             HEADER_CRC_OFFSET,
@@ -727,7 +715,7 @@ fn inspect_hint(path: &Path, out: &mut String) -> Result<Report> {
         "crc32",
         format!("{stored:#010x} ok"),
     );
-    if version != HINT_VERSION {
+    if let Some(HintStop::UnknownVersion(version)) = walk.stop {
         let _ = writeln!(out, "unknown hint version {version}; entries not read");
         return Err(Error::UnsupportedVersion {
             path: path.to_path_buf(),
@@ -736,44 +724,30 @@ fn inspect_hint(path: &Path, out: &mut String) -> Result<Report> {
         });
     }
 
-    let mut pos = HINT_HEADER_LEN as u64;
-    let mut index = 0u64;
-    while pos < file_len {
-        index += 1;
-        let fixed = source.bytes(pos, HINT_ENTRY_HEADER_LEN)?.to_vec();
-        let key_len = read_u32(&fixed, ENTRY_KEY_LEN_OFFSET);
-        let total = key_len.and_then(|k| HINT_ENTRY_HEADER_LEN.checked_add(k as usize));
-        let fits = total.is_some_and(|t| pos + t as u64 <= file_len);
-        let (Some(key_len), Some(total), true) = (key_len, total, fits) else {
-            let _ = writeln!(
-                out,
-                "DAMAGED: entry {index} at offset {pos} runs past the end of the file"
-            );
-            hex_dump(pos, &fixed, out);
-            report.damage.push(Damage {
-                offset: pos,
-                reason: format!("hint entry {index} cut short"),
-            });
-            break;
-        };
-        let whole = source.bytes(pos, total)?.to_vec();
-        let stored = read_u32(&whole, ENTRY_CRC_OFFSET).unwrap_or_default();
-        let computed = crc32fast::hash(&whole[ENTRY_SEQ_OFFSET..]);
-        let kind = whole.get(ENTRY_KIND_OFFSET).copied().unwrap_or_default();
-        let verdict = if stored == computed {
+    for entry in &walk.entries {
+        let (index, pos) = (entry.index, entry.offset);
+        let start = usize::try_from(pos).unwrap_or(usize::MAX);
+        let whole = bytes
+            .get(start..)
+            .and_then(|rest| rest.get(..entry.len))
+            .unwrap_or(&[]);
+        let verdict = if entry.crc_ok() {
             "ok".to_string()
         } else {
-            format!("BAD (computed {computed:#010x})")
+            format!("BAD (computed {:#010x})", entry.computed_crc)
         };
         let _ = writeln!(
             out,
-            "entry {index} at offset {pos}: seq {}, kind {kind} ({}), key_len {key_len}, record at {} (len {}), crc32 {stored:#010x} {verdict}",
-            read_u64(&whole, ENTRY_SEQ_OFFSET).unwrap_or_default(),
-            kind_name(EntryKind::from_byte(kind)),
-            read_u64(&whole, ENTRY_RECORD_OFFSET_OFFSET).unwrap_or_default(),
-            read_u32(&whole, ENTRY_RECORD_LEN_OFFSET).unwrap_or_default(),
+            "entry {index} at offset {pos}: seq {}, kind {} ({}), key_len {}, record at {} (len {}), crc32 {:#010x} {verdict}",
+            entry.seq,
+            entry.kind,
+            kind_name(EntryKind::from_byte(entry.kind)),
+            entry.key_len,
+            entry.record_offset,
+            entry.record_len,
+            entry.stored_crc,
         );
-        hex_dump(pos, whole.get(..SHOW_BYTES).unwrap_or(&whole), out);
+        hex_dump(pos, whole.get(..SHOW_BYTES).unwrap_or(whole), out);
         if whole.len() > SHOW_BYTES {
             let _ = writeln!(out, "          ... {} more bytes", whole.len() - SHOW_BYTES);
         }
@@ -782,7 +756,7 @@ fn inspect_hint(path: &Path, out: &mut String) -> Result<Report> {
             "  key {}",
             show(whole.get(HINT_ENTRY_HEADER_LEN..).unwrap_or(&[]))
         );
-        if stored != computed {
+        if !entry.crc_ok() {
             // The key length is not trustworthy past a bad checksum: the
             // next entry cannot be found reliably.
             let _ = writeln!(
@@ -793,22 +767,40 @@ fn inspect_hint(path: &Path, out: &mut String) -> Result<Report> {
                 offset: pos,
                 reason: format!("hint entry {index} checksum mismatch"),
             });
-            break;
-        }
-        if !EntryKind::from_byte(kind).is_some_and(EntryKind::is_data) {
+        } else if !EntryKind::from_byte(entry.kind).is_some_and(EntryKind::is_data) {
             let _ = writeln!(
                 out,
-                "DAMAGED: entry {index} has kind {kind}, not set or delete"
+                "DAMAGED: entry {index} has kind {}, not set or delete",
+                entry.kind
             );
             report.damage.push(Damage {
                 offset: pos,
-                reason: format!("hint entry {index} has kind {kind}, not set or delete"),
+                reason: format!(
+                    "hint entry {index} has kind {}, not set or delete",
+                    entry.kind
+                ),
             });
         } else {
             report.records += 1;
         }
-        pos += total as u64;
     }
+    if let Some(HintStop::EntryCutShort { index, offset: pos }) = walk.stop {
+        let start = usize::try_from(pos).unwrap_or(usize::MAX);
+        let fixed = bytes
+            .get(start..)
+            .map(|rest| rest.get(..HINT_ENTRY_HEADER_LEN).unwrap_or(rest))
+            .unwrap_or(&[]);
+        let _ = writeln!(
+            out,
+            "DAMAGED: entry {index} at offset {pos} runs past the end of the file"
+        );
+        hex_dump(pos, fixed, out);
+        report.damage.push(Damage {
+            offset: pos,
+            reason: format!("hint entry {index} cut short"),
+        });
+    }
+    let count = fields.entry_count;
     if report.is_ok() && report.records != count {
         let _ = writeln!(
             out,

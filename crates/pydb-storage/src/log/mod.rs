@@ -103,6 +103,7 @@
 //! that key is already shadowed by a tombstone.
 
 mod compaction;
+pub mod describe;
 pub mod entry;
 pub mod hint;
 mod location;
