@@ -4,7 +4,7 @@
 //! `pydb check` must never say "ok" about a directory that the engine then
 //! refuses to open, and it must never invent a rule the engine does not
 //! keep. So this module does not restate recovery's rules: it calls the
-//! same functions [`super::recovery`] calls, in read-only form:
+//! same functions recovery (`log/recovery.rs`) calls, in read-only form:
 //!
 //! - every sealed segment (all but the last) is scanned with
 //!   `scan_sealed`: no torn tail, `begin` first, `seal` last, seqs
