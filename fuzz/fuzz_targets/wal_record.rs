@@ -2,7 +2,7 @@
 //! record it accepts re-encodes to exactly the bytes it was decoded from.
 //! The same bytes, behind a valid file header, go through
 //! `pydb_wal::verify`, the walker `pydb inspect`, `check` and `repair` use:
-//! it never panics, and every byte is a record, damage or torn tail.
+//! it never panics, and damage is only reported where a good record follows.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -34,6 +34,8 @@ fuzz_target!(|data: &[u8]| {
         None
     })
     .expect("a current file header never fails the walk");
-    assert!(good_bytes + report.torn_bytes <= data.len() as u64);
+    // Records of an unfinished batch are both visited and torn, so the two
+    // counts may overlap; each stays inside the input.
+    assert!(good_bytes <= data.len() as u64 && report.torn_bytes <= data.len() as u64);
     assert!(report.damage.is_empty() || good_bytes > 0, "damage means a good record follows");
 });
