@@ -23,6 +23,7 @@ use std::path::Path;
 
 use pydb_storage::btree::PAGE_FILE_NAME;
 use pydb_storage::btree::wal::WAL_DIR;
+use pydb_storage::log::verify::{self as log_verify, FindingKind};
 use pydb_storage::{DirLock, LOCK_FILE_NAME};
 
 use crate::inspect::{self, Damage, FileKind, Report};
@@ -54,10 +55,31 @@ impl CheckSummary {
 pub const REPAIR_ADVICE: &str = "run `pydb repair DIR` to keep every batch that verifies \
 (it moves what it replaces into DIR/repair-<timestamp>/ and deletes nothing)";
 
+/// The advice printed when a B+tree database is damaged: `pydb repair`
+/// cannot act on one yet, so check does not send the reader there.
+pub const NO_BTREE_REPAIR_ADVICE: &str = "`pydb repair` does not repair B+tree databases yet \
+(it would refuse and change nothing); keep a copy of DIR and restore it from a backup";
+
 /// Checks every file of the database in `dir`, printing one line per file
 /// and a verdict to `out`.
 pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
     let write_err = |e| Error::io("<stdout>", e);
+    let kind = std::fs::metadata(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .file_type();
+    if !kind.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "{} is {}, not a directory; pydb check checks a database directory \
+             (`pydb inspect FILE` reads one file)",
+            dir.display(),
+            inspect::special_kind(kind).unwrap_or("a regular file")
+        )));
+    }
+    let meta_path = meta::path_in(dir);
+    if meta_path.exists() {
+        // Reading a FIFO named PYDB would block.
+        inspect::ensure_regular_file(&meta_path)?;
+    }
     let metadata = match meta::read(dir) {
         Ok(Some(metadata)) => Some(metadata),
         Ok(None) => {
@@ -108,7 +130,13 @@ pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
             summary.reports.len()
         )
         .map_err(write_err)?;
-        writeln!(out, "{REPAIR_ADVICE}.").map_err(write_err)?;
+        // Advise only what `pydb repair` can do.
+        let advice = if btree {
+            NO_BTREE_REPAIR_ADVICE
+        } else {
+            REPAIR_ADVICE
+        };
+        writeln!(out, "{advice}.").map_err(write_err)?;
     }
     Ok(summary)
 }
@@ -153,26 +181,18 @@ fn check_files(
             Entry::Skipped("temporary file of an interrupted write")
         } else if path.is_dir() {
             Entry::Skipped("a directory")
+        } else if !path.is_file() {
+            // Opening a FIFO would block; a device never ends.
+            Entry::Skipped("not a regular file (a FIFO, device or socket): not read")
         } else {
             check_file(&path)?
         };
         entries.push((shown, entry));
     }
 
+    let mut dir_reports = Vec::new();
     if prefix.is_empty() && !btree {
-        // The log engine only ever tears its last segment: the others were
-        // synced and sealed before the next one was created.
-        let last_segment = pydb_file::list_ids(dir, pydb_storage::log::SEGMENT_EXTENSION)
-            .map_err(pydb_storage::Error::from)?
-            .last()
-            .copied();
-        for (shown, entry) in &mut entries {
-            if let Entry::Checked(report, _) = entry
-                && is_sealed_segment(shown, last_segment)
-            {
-                seal_rules(report);
-            }
-        }
+        dir_reports = apply_log_rules(dir, &mut entries)?;
     }
     if prefix == format!("{WAL_DIR}/") {
         // Recovery cuts a torn batch off the last segment only: every
@@ -216,6 +236,13 @@ fn check_files(
                 summary.reports.push(report);
             }
         }
+    }
+    for report in dir_reports {
+        let shown = "(the directory)";
+        for damage in &report.damage {
+            writeln!(out, "  {shown:<24} DAMAGED: {}", damage.reason).map_err(write_err)?;
+        }
+        summary.reports.push(report);
     }
     if btree && prefix.is_empty() && dir.join(WAL_DIR).is_dir() {
         check_files(
@@ -264,35 +291,52 @@ fn check_file(path: &Path) -> Result<Entry> {
     Ok(Entry::Checked(report, Vec::new()))
 }
 
-/// Whether `name` is a log segment other than the last one.
-fn is_sealed_segment(name: &str, last_segment: Option<u64>) -> bool {
-    let suffix = format!(".{}", pydb_storage::log::SEGMENT_EXTENSION);
-    name.strip_suffix(&suffix)
-        .and_then(pydb_file::parse_id)
-        .is_some_and(|id| Some(id) != last_segment)
-}
-
-/// In a sealed segment a torn tail, or no data at all, is damage: the
-/// engine refuses to open it.
-fn seal_rules(report: &mut Report) {
-    if report.torn_bytes > 0 {
-        let len = std::fs::metadata(&report.path).map_or(0, |m| m.len());
-        report.damage.push(Damage {
-            offset: len.saturating_sub(report.torn_bytes),
-            reason: format!(
-                "{} bytes that do not verify at the end of a sealed segment (only the last \
-                 segment can have a torn tail)",
-                report.torn_bytes
-            ),
+/// Applies the rules the log engine keeps when it opens `dir`
+/// ([`pydb_storage::log::verify`]): a sealed segment cut short or framed
+/// wrongly, a missing segment, a hint that disagrees with its segment. Each
+/// finding is filed with the file it names, unless the walk of that file
+/// already reported damage; a finding about the directory itself (a
+/// missing segment) gets a report of its own.
+fn apply_log_rules(dir: &Path, entries: &mut [(String, Entry)]) -> Result<Vec<Report>> {
+    let verified = log_verify::verify_dir(dir)?;
+    let mut dir_reports = Vec::new();
+    for finding in verified.findings {
+        let named = entries.iter_mut().find_map(|(_, entry)| match entry {
+            Entry::Checked(report, notes) if report.path == finding.path => Some((report, notes)),
+            _ => None,
         });
-        report.torn_bytes = 0;
+        match (finding.kind, named) {
+            (FindingKind::Note, Some((report, notes))) => {
+                // The walk reports torn tails itself.
+                if report.torn_bytes == 0 {
+                    notes.push(finding.reason);
+                }
+            }
+            (FindingKind::Note, None) => {}
+            (_, Some((report, _))) => {
+                if report.is_ok() {
+                    // Bytes the walk took for a torn tail, in a segment
+                    // where opening allows none.
+                    report.torn_bytes = 0;
+                    report.damage.push(Damage {
+                        offset: finding.offset,
+                        reason: finding.reason,
+                    });
+                }
+            }
+            (_, None) => dir_reports.push(Report {
+                path: finding.path,
+                kind: FileKind::Empty,
+                records: 0,
+                damage: vec![Damage {
+                    offset: finding.offset,
+                    reason: finding.reason,
+                }],
+                torn_bytes: 0,
+            }),
+        }
     }
-    if report.kind == FileKind::Empty && report.damage.is_empty() {
-        report.damage.push(Damage {
-            offset: 0,
-            reason: "empty file in the middle of the segments".into(),
-        });
-    }
+    Ok(dir_reports)
 }
 
 /// One line about one file.

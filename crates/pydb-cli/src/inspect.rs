@@ -24,19 +24,19 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use pydb_file::MonolithicFile;
 use pydb_wal::record::{
-    CRC_OFFSET, Decoded, FILE_CRC_OFFSET, FILE_HEADER_LEN, FILE_MAGIC, FILE_VERSION_OFFSET,
-    FLAG_BATCH_CONTINUES, FLAGS_OFFSET, KNOWN_FLAGS, LEN_OFFSET, MAX_PAYLOAD_LEN,
-    RECORD_HEADER_LEN, decode_record,
+    FILE_CRC_OFFSET, FILE_MAGIC, FILE_VERSION_OFFSET, FLAG_BATCH_CONTINUES, RECORD_HEADER_LEN,
 };
+use pydb_wal::verify::{HeaderVerdict, Step, Walker};
 
 use pydb_storage::log::SEGMENT_EXTENSION;
+use pydb_storage::log::describe::{HintStop, walk_hint};
 use pydb_storage::log::entry::{EntryKind, decode_entry};
 use pydb_storage::log::hint::{
-    ENTRY_COUNT_OFFSET, ENTRY_CRC_OFFSET, ENTRY_KEY_LEN_OFFSET, ENTRY_KIND_OFFSET,
-    ENTRY_RECORD_LEN_OFFSET, ENTRY_RECORD_OFFSET_OFFSET, ENTRY_SEQ_OFFSET, FIRST_SEQ_OFFSET,
-    HEADER_CRC_OFFSET, HINT_ENTRY_HEADER_LEN, HINT_HEADER_LEN, HINT_MAGIC, HINT_VERSION,
-    LAST_SEQ_OFFSET, SEGMENT_ID_OFFSET, SEGMENT_LEN_OFFSET, VERSION_OFFSET,
+    ENTRY_COUNT_OFFSET, FIRST_SEQ_OFFSET, HEADER_CRC_OFFSET, HINT_ENTRY_HEADER_LEN,
+    HINT_HEADER_LEN, HINT_MAGIC, HINT_VERSION, LAST_SEQ_OFFSET, SEGMENT_ID_OFFSET,
+    SEGMENT_LEN_OFFSET, VERSION_OFFSET,
 };
 
 use pydb::EngineKind;
@@ -138,8 +138,23 @@ const WINDOW: usize = 1 << 20;
 
 impl Source {
     fn open(path: &Path) -> Result<Self> {
+        // Checked before opening: opening a FIFO for reading blocks until
+        // a writer comes.
+        ensure_regular_file(path)?;
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len == 0 {
+            // A file of /proc or /sys says it is empty and still holds
+            // bytes: its size cannot be trusted, so neither can a walk.
+            let mut probe = [0u8; 1];
+            if file.read_at(&mut probe, 0).is_ok_and(|n| n > 0) {
+                return Err(Error::InvalidArgument(format!(
+                    "{} reports a size of 0 bytes but holds data (a file of a virtual \
+                     filesystem such as /proc); pydb reads only regular files",
+                    path.display()
+                )));
+            }
+        }
         Ok(Self {
             path: path.to_path_buf(),
             file,
@@ -166,6 +181,44 @@ impl Source {
         }
         let local = usize::try_from(offset - self.window_start).unwrap_or(usize::MAX);
         Ok(self.window.get(local..local + len).unwrap_or(&[]))
+    }
+}
+
+/// What kind of thing `file_type` is, in words, if not a regular file.
+pub fn special_kind(file_type: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_file() {
+        None
+    } else if file_type.is_dir() {
+        Some("a directory")
+    } else if file_type.is_fifo() {
+        Some("a FIFO")
+    } else if file_type.is_char_device() {
+        Some("a character device")
+    } else if file_type.is_block_device() {
+        Some("a block device")
+    } else if file_type.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// Refuses anything but a regular file (following symbolic links): a
+/// device never ends, a FIFO blocks the reader, and neither is a pydb file.
+pub fn ensure_regular_file(path: &Path) -> Result<()> {
+    let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    match special_kind(metadata.file_type()) {
+        None => Ok(()),
+        Some(kind) => Err(Error::InvalidArgument(format!(
+            "{} is {kind}; pydb inspect reads only regular files{}",
+            path.display(),
+            if metadata.is_dir() {
+                " (`pydb check DIR` checks a database directory)"
+            } else {
+                ""
+            }
+        ))),
     }
 }
 
@@ -278,11 +331,6 @@ pub fn show(bytes: &[u8]) -> String {
     }
 }
 
-fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    let word: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
-    Some(u32::from_le_bytes(word))
-}
-
 fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
     let mut source = Source::open(path)?;
     let mut report = Report::new(path, FileKind::Metadata);
@@ -299,7 +347,8 @@ fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
         "magic",
         quote(&meta::META_MAGIC),
     );
-    if let Some(version) = read_u32(&bytes, meta::META_VERSION_OFFSET) {
+    let fields = meta::fields(&bytes);
+    if let Some(version) = fields.version {
         field(
             out,
             meta::META_VERSION_OFFSET,
@@ -307,7 +356,7 @@ fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
             version.to_string(),
         );
     }
-    if let Some(&id) = bytes.get(meta::META_ENGINE_OFFSET) {
+    if let Some(id) = fields.engine {
         let name = meta::engine_from_id(id).map_or("unknown", |e| e.name());
         field(
             out,
@@ -316,7 +365,7 @@ fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
             format!("{id} ({name})"),
         );
     }
-    if let Some(&id) = bytes.get(meta::META_INDEX_OFFSET) {
+    if let Some(id) = fields.index {
         let name = match meta::index_from_id(id) {
             Some(Some(index)) => index.name(),
             Some(None) => "none",
@@ -329,7 +378,7 @@ fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
             format!("{id} ({name})"),
         );
     }
-    if let Some(reserved) = bytes.get(meta::META_RESERVED_OFFSET..meta::META_CRC_OFFSET) {
+    if let Some(reserved) = fields.reserved {
         field(
             out,
             meta::META_RESERVED_OFFSET,
@@ -337,11 +386,8 @@ fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
             format!("0x{:02x}{:02x}", reserved[0], reserved[1]),
         );
     }
-    if let Some(stored) = read_u32(&bytes, meta::META_CRC_OFFSET) {
-        let computed = bytes
-            .get(..meta::META_CRC_OFFSET)
-            .map(crc32fast::hash)
-            .unwrap_or_default();
+    if let Some(stored) = fields.stored_crc {
+        let computed = fields.computed_crc.unwrap_or_default();
         let verdict = if stored == computed {
             "ok".to_string()
         } else {
@@ -372,55 +418,6 @@ fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
         }
     }
     Ok(report)
-}
-
-/// What the bytes at an offset of a record log are.
-enum Found {
-    /// A whole record that verifies: its flags and length on disk.
-    Good { flags: u8, len: usize },
-    /// Something else, and why.
-    Bad(String),
-}
-
-/// Decodes the record at `offset`, reading exactly as much as its (checked)
-/// length says.
-fn record_at(source: &mut Source, offset: u64) -> Result<Found> {
-    let mut needed = RECORD_HEADER_LEN;
-    loop {
-        let bytes = source.bytes(offset, needed)?;
-        let got = bytes.len();
-        match decode_record(bytes, offset) {
-            Decoded::Record { flags, len } => return Ok(Found::Good { flags, len }),
-            Decoded::Invalid(reason) => return Ok(Found::Bad(reason.into())),
-            // The header's checked length asks for more than we read: read
-            // that much, unless the file ends first.
-            Decoded::Incomplete { needed: more } if got == needed && more > needed => {
-                needed = more;
-            }
-            Decoded::Incomplete { .. } if got < RECORD_HEADER_LEN => {
-                return Ok(Found::Bad(format!(
-                    "{got} bytes left, too few for a record header"
-                )));
-            }
-            Decoded::Incomplete { needed: more } => {
-                return Ok(Found::Bad(format!(
-                    "record of {more} bytes runs past the end of the file"
-                )));
-            }
-        }
-    }
-}
-
-/// The first offset after `bad` where a valid record starts.
-fn next_valid_record(source: &mut Source, bad: u64) -> Result<Option<u64>> {
-    let mut offset = bad + 1;
-    while offset + RECORD_HEADER_LEN as u64 <= source.len {
-        if let Found::Good { .. } = record_at(source, offset)? {
-            return Ok(Some(offset));
-        }
-        offset += 1;
-    }
-    Ok(None)
 }
 
 /// Whether the record log at `path` is a segment of the log engine, whose
@@ -484,9 +481,11 @@ fn describe_entry(payload: &[u8], out: &mut String) -> Option<String> {
 }
 
 fn inspect_record_log(path: &Path, out: &mut String) -> Result<Report> {
-    let mut source = Source::open(path)?;
+    let storage = |e: pydb_wal::Error| Error::from(pydb_storage::Error::from(e));
+    let file = MonolithicFile::open_read_only(path).map_err(pydb_storage::Error::from)?;
+    let walker = Walker::open(&file).map_err(storage)?;
     let mut report = Report::new(path, FileKind::RecordLog);
-    let file_len = source.len;
+    let file_len = walker.file_len();
     let entries = holds_log_entries(path);
     let redo = if entries {
         None
@@ -506,169 +505,151 @@ fn inspect_record_log(path: &Path, out: &mut String) -> Result<Report> {
     );
 
     // File header.
-    let header = source.bytes(0, FILE_HEADER_LEN)?.to_vec();
     out.push_str("file header at offset 0\n");
-    hex_dump(0, &header, out);
+    hex_dump(0, walker.header_bytes(), out);
     let field = |out: &mut String, offset: usize, name: &str, value: String| {
         let _ = writeln!(out, "{offset:>6}  {name:<15} {value}");
     };
     field(out, 0, "magic", quote(&FILE_MAGIC));
-    let version = read_u32(&header, FILE_VERSION_OFFSET);
-    let stored = read_u32(&header, FILE_CRC_OFFSET);
-    if let (Some(version), Some(stored)) = (version, stored) {
-        field(
-            out,
-            FILE_VERSION_OFFSET,
-            "format_version",
-            version.to_string(),
-        );
-        let computed = crc32fast::hash(&header[..FILE_CRC_OFFSET]);
-        if stored == computed {
-            field(out, FILE_CRC_OFFSET, "crc32", format!("{stored:#010x} ok"));
-        } else {
+    match walker.header() {
+        HeaderVerdict::Read {
+            version,
+            stored_crc: stored,
+            computed_crc: computed,
+            ..
+        } => {
             field(
                 out,
-                FILE_CRC_OFFSET,
-                "crc32",
-                format!("{stored:#010x} BAD (computed {computed:#010x})"),
+                FILE_VERSION_OFFSET,
+                "format_version",
+                version.to_string(),
             );
-            report.damage.push(Damage {
-                offset: 0,
-                reason: "file header checksum mismatch".into(),
-            });
+            if stored == computed {
+                field(out, FILE_CRC_OFFSET, "crc32", format!("{stored:#010x} ok"));
+            } else {
+                field(
+                    out,
+                    FILE_CRC_OFFSET,
+                    "crc32",
+                    format!("{stored:#010x} BAD (computed {computed:#010x})"),
+                );
+            }
+            if version > pydb_wal::FORMAT_VERSION {
+                let _ = writeln!(
+                    out,
+                    "format version {version} is newer than this build reads ({}); stopping",
+                    pydb_wal::FORMAT_VERSION
+                );
+                return Err(Error::UnsupportedVersion {
+                    path: path.to_path_buf(),
+                    found: version,
+                    supported: pydb_wal::FORMAT_VERSION,
+                });
+            }
         }
-        if version > pydb_wal::FORMAT_VERSION {
+        HeaderVerdict::Short => {
+            // A header cut short: the log's creation was interrupted.
             let _ = writeln!(
                 out,
-                "format version {version} is newer than this build reads ({}); stopping",
-                pydb_wal::FORMAT_VERSION
+                "file header cut short at {file_len} bytes (creation interrupted; recovery starts the log anew)"
             );
-            return Err(Error::UnsupportedVersion {
-                path: path.to_path_buf(),
-                found: version,
-                supported: pydb_wal::FORMAT_VERSION,
-            });
+            report.torn_bytes = file_len;
+            return Ok(report);
         }
-    } else {
-        // A header cut short: the log's creation was interrupted.
-        let _ = writeln!(
-            out,
-            "file header cut short at {file_len} bytes (creation interrupted; recovery starts the log anew)"
-        );
-        report.torn_bytes = file_len;
-        return Ok(report);
     }
 
-    let mut pos = FILE_HEADER_LEN as u64;
-    let mut batch_start: Option<u64> = None;
-    let mut batch_records = 0u64;
-    let mut index = 0u64;
-    while pos < file_len {
-        let header = source.bytes(pos, RECORD_HEADER_LEN)?.to_vec();
-        let (crc, len, flags) = (
-            read_u32(&header, CRC_OFFSET),
-            read_u32(&header, LEN_OFFSET),
-            header.get(FLAGS_OFFSET).copied(),
-        );
-        match record_at(&mut source, pos)? {
-            Found::Good { flags, len: total } => {
-                index += 1;
-                report.records += 1;
-                let bytes = source.bytes(pos, total)?.to_vec();
+    let walked = walker
+        .walk(&mut |step| match step {
+            Step::Record {
+                index,
+                offset: pos,
+                flags,
+                crc,
+                bytes,
+            } => {
                 let payload = bytes.get(RECORD_HEADER_LEN..).unwrap_or(&[]);
                 let _ = writeln!(
                     out,
-                    "record {index} at offset {pos}: len {}, flags {flags:#04x} ({}), crc32 {:#010x} ok",
+                    "record {index} at offset {pos}: len {}, flags {flags:#04x} ({}), crc32 {crc:#010x} ok",
                     payload.len(),
                     if flags & FLAG_BATCH_CONTINUES != 0 {
                         "batch continues"
                     } else {
                         "end of batch"
                     },
-                    crc.unwrap_or_default(),
                 );
-                hex_dump(pos, bytes.get(..SHOW_BYTES).unwrap_or(&bytes), out);
+                hex_dump(pos, bytes.get(..SHOW_BYTES).unwrap_or(bytes), out);
                 if bytes.len() > SHOW_BYTES {
                     let _ = writeln!(out, "          ... {} more bytes", bytes.len() - SHOW_BYTES);
                 }
-                let bad_payload = if entries {
+                if entries {
                     describe_entry(payload, out)
                 } else if let Some(ctx) = redo {
                     btree::describe_redo(payload, ctx, out)
                 } else {
                     let _ = writeln!(out, "  payload {}", show(payload));
                     None
-                };
-                if let Some(reason) = bad_payload {
-                    report.records -= 1;
-                    report.damage.push(Damage {
-                        offset: pos,
-                        reason,
-                    });
                 }
-                if flags & FLAG_BATCH_CONTINUES != 0 {
-                    batch_start.get_or_insert(pos);
-                    batch_records += 1;
-                } else {
-                    batch_start = None;
-                    batch_records = 0;
-                }
-                pos += total as u64;
             }
-            Found::Bad(reason) => {
+            Step::Bad {
+                offset: pos,
+                reason,
+                header,
+                shown,
+                next_valid,
+                torn_from: from,
+            } => {
                 let _ = write!(out, "bad bytes at offset {pos}: {reason}");
-                if let (Some(crc), Some(len), Some(flags)) = (crc, len, flags) {
+                if let Some(h) = header {
                     let _ = write!(
                         out,
-                        " (header says len {len}, flags {flags:#04x}, crc32 {crc:#010x}"
+                        " (header says len {}, flags {:#04x}, crc32 {:#010x}",
+                        h.len, h.flags, h.crc
                     );
-                    if len <= MAX_PAYLOAD_LEN && flags & !KNOWN_FLAGS == 0 {
+                    if h.plausible() {
                         out.push_str(", checksum BAD");
                     }
                     out.push(')');
                 }
                 out.push('\n');
-                let shown = source
-                    .bytes(pos, SHOW_BYTES.min(RECORD_HEADER_LEN * 2))?
-                    .to_vec();
-                hex_dump(pos, &shown, out);
-                match next_valid_record(&mut source, pos)? {
+                hex_dump(pos, shown.get(..SHOW_BYTES).unwrap_or(shown), out);
+                match next_valid {
                     Some(next) => {
                         let _ = writeln!(
                             out,
                             "DAMAGED: a valid record follows at offset {next}; {} bytes are lost",
                             next - pos
                         );
-                        report.damage.push(Damage {
-                            offset: pos,
-                            reason: format!("{reason}; a valid record follows at offset {next}"),
-                        });
-                        batch_start = None;
-                        batch_records = 0;
-                        pos = next;
                     }
                     None => {
-                        let from = batch_start.unwrap_or(pos);
-                        report.torn_bytes = file_len - from;
                         let _ = writeln!(
                             out,
                             "torn tail: {} bytes from offset {from} (an interrupted write; recovery cuts them off)",
                             file_len - from
                         );
-                        batch_start = None;
-                        pos = file_len;
                     }
                 }
+                None
             }
-        }
-    }
-    if let Some(from) = batch_start {
-        report.torn_bytes = file_len - from;
-        let _ = writeln!(
-            out,
-            "torn tail: the last batch ({batch_records} records from offset {from}) is not closed; recovery drops it"
-        );
-    }
+            Step::OpenBatch { from, records } => {
+                let _ = writeln!(
+                    out,
+                    "torn tail: the last batch ({records} records from offset {from}) is not closed; recovery drops it"
+                );
+                None
+            }
+        })
+        .map_err(storage)?;
+    report.records = walked.records;
+    report.torn_bytes = walked.torn_bytes;
+    report.damage = walked
+        .damage
+        .into_iter()
+        .map(|d| Damage {
+            offset: d.offset,
+            reason: d.reason,
+        })
+        .collect();
     let _ = writeln!(
         out,
         "summary: {} records ok, {} damaged, {} torn bytes",
@@ -679,47 +660,42 @@ fn inspect_record_log(path: &Path, out: &mut String) -> Result<Report> {
     Ok(report)
 }
 
-fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
-    let word: [u8; 8] = bytes.get(at..at.checked_add(8)?)?.try_into().ok()?;
-    Some(u64::from_le_bytes(word))
-}
-
 fn inspect_hint(path: &Path, out: &mut String) -> Result<Report> {
     let mut source = Source::open(path)?;
     let mut report = Report::new(path, FileKind::Hint);
     let file_len = source.len;
+    let bytes = source
+        .bytes(0, usize::try_from(file_len).unwrap_or(usize::MAX))?
+        .to_vec();
+    let walk = walk_hint(&bytes);
     let _ = writeln!(out, "hint file, {file_len} bytes");
-    let header = source.bytes(0, HINT_HEADER_LEN)?.to_vec();
+    let header = bytes.get(..HINT_HEADER_LEN).unwrap_or(&bytes);
     out.push_str("header at offset 0\n");
-    hex_dump(0, &header, out);
+    hex_dump(0, header, out);
     let field = |out: &mut String, offset: usize, name: &str, value: String| {
         let _ = writeln!(out, "{offset:>6}  {name:<15} {value}");
     };
-    if header.len() < HINT_HEADER_LEN {
+    let Some(fields) = walk.header else {
         let _ = writeln!(out, "DAMAGED: the header is cut short");
         report.damage.push(Damage {
             offset: 0,
             reason: format!("hint of {file_len} bytes is shorter than its header"),
         });
         return Ok(report);
-    }
-    let u64_field = |at| read_u64(&header, at).unwrap_or_default();
-    let version = read_u32(&header, VERSION_OFFSET).unwrap_or_default();
-    let count = u64_field(ENTRY_COUNT_OFFSET);
+    };
     field(out, 0, "magic", quote(&HINT_MAGIC));
-    field(out, VERSION_OFFSET, "version", version.to_string());
-    for (at, name) in [
-        (SEGMENT_ID_OFFSET, "segment_id"),
-        (SEGMENT_LEN_OFFSET, "segment_len"),
-        (FIRST_SEQ_OFFSET, "first_seq"),
-        (LAST_SEQ_OFFSET, "last_seq"),
-        (ENTRY_COUNT_OFFSET, "entries"),
+    field(out, VERSION_OFFSET, "version", fields.version.to_string());
+    for (at, name, value) in [
+        (SEGMENT_ID_OFFSET, "segment_id", fields.segment_id),
+        (SEGMENT_LEN_OFFSET, "segment_len", fields.segment_len),
+        (FIRST_SEQ_OFFSET, "first_seq", fields.first_seq),
+        (LAST_SEQ_OFFSET, "last_seq", fields.last_seq),
+        (ENTRY_COUNT_OFFSET, "entries", fields.entry_count),
     ] {
-        field(out, at, name, u64_field(at).to_string());
+        field(out, at, name, value.to_string());
     }
-    let stored = read_u32(&header, HEADER_CRC_OFFSET).unwrap_or_default();
-    let computed = crc32fast::hash(&header[..HEADER_CRC_OFFSET]);
-    if stored != computed {
+    let (stored, computed) = (fields.stored_crc, fields.computed_crc);
+    if walk.stop == Some(HintStop::HeaderChecksum) {
         field(
             out,
             HEADER_CRC_OFFSET,
@@ -739,7 +715,7 @@ fn inspect_hint(path: &Path, out: &mut String) -> Result<Report> {
         "crc32",
         format!("{stored:#010x} ok"),
     );
-    if version != HINT_VERSION {
+    if let Some(HintStop::UnknownVersion(version)) = walk.stop {
         let _ = writeln!(out, "unknown hint version {version}; entries not read");
         return Err(Error::UnsupportedVersion {
             path: path.to_path_buf(),
@@ -748,44 +724,30 @@ fn inspect_hint(path: &Path, out: &mut String) -> Result<Report> {
         });
     }
 
-    let mut pos = HINT_HEADER_LEN as u64;
-    let mut index = 0u64;
-    while pos < file_len {
-        index += 1;
-        let fixed = source.bytes(pos, HINT_ENTRY_HEADER_LEN)?.to_vec();
-        let key_len = read_u32(&fixed, ENTRY_KEY_LEN_OFFSET);
-        let total = key_len.and_then(|k| HINT_ENTRY_HEADER_LEN.checked_add(k as usize));
-        let fits = total.is_some_and(|t| pos + t as u64 <= file_len);
-        let (Some(key_len), Some(total), true) = (key_len, total, fits) else {
-            let _ = writeln!(
-                out,
-                "DAMAGED: entry {index} at offset {pos} runs past the end of the file"
-            );
-            hex_dump(pos, &fixed, out);
-            report.damage.push(Damage {
-                offset: pos,
-                reason: format!("hint entry {index} cut short"),
-            });
-            break;
-        };
-        let whole = source.bytes(pos, total)?.to_vec();
-        let stored = read_u32(&whole, ENTRY_CRC_OFFSET).unwrap_or_default();
-        let computed = crc32fast::hash(&whole[ENTRY_SEQ_OFFSET..]);
-        let kind = whole.get(ENTRY_KIND_OFFSET).copied().unwrap_or_default();
-        let verdict = if stored == computed {
+    for entry in &walk.entries {
+        let (index, pos) = (entry.index, entry.offset);
+        let start = usize::try_from(pos).unwrap_or(usize::MAX);
+        let whole = bytes
+            .get(start..)
+            .and_then(|rest| rest.get(..entry.len))
+            .unwrap_or(&[]);
+        let verdict = if entry.crc_ok() {
             "ok".to_string()
         } else {
-            format!("BAD (computed {computed:#010x})")
+            format!("BAD (computed {:#010x})", entry.computed_crc)
         };
         let _ = writeln!(
             out,
-            "entry {index} at offset {pos}: seq {}, kind {kind} ({}), key_len {key_len}, record at {} (len {}), crc32 {stored:#010x} {verdict}",
-            read_u64(&whole, ENTRY_SEQ_OFFSET).unwrap_or_default(),
-            kind_name(EntryKind::from_byte(kind)),
-            read_u64(&whole, ENTRY_RECORD_OFFSET_OFFSET).unwrap_or_default(),
-            read_u32(&whole, ENTRY_RECORD_LEN_OFFSET).unwrap_or_default(),
+            "entry {index} at offset {pos}: seq {}, kind {} ({}), key_len {}, record at {} (len {}), crc32 {:#010x} {verdict}",
+            entry.seq,
+            entry.kind,
+            kind_name(EntryKind::from_byte(entry.kind)),
+            entry.key_len,
+            entry.record_offset,
+            entry.record_len,
+            entry.stored_crc,
         );
-        hex_dump(pos, whole.get(..SHOW_BYTES).unwrap_or(&whole), out);
+        hex_dump(pos, whole.get(..SHOW_BYTES).unwrap_or(whole), out);
         if whole.len() > SHOW_BYTES {
             let _ = writeln!(out, "          ... {} more bytes", whole.len() - SHOW_BYTES);
         }
@@ -794,7 +756,7 @@ fn inspect_hint(path: &Path, out: &mut String) -> Result<Report> {
             "  key {}",
             show(whole.get(HINT_ENTRY_HEADER_LEN..).unwrap_or(&[]))
         );
-        if stored != computed {
+        if !entry.crc_ok() {
             // The key length is not trustworthy past a bad checksum: the
             // next entry cannot be found reliably.
             let _ = writeln!(
@@ -805,22 +767,40 @@ fn inspect_hint(path: &Path, out: &mut String) -> Result<Report> {
                 offset: pos,
                 reason: format!("hint entry {index} checksum mismatch"),
             });
-            break;
-        }
-        if !EntryKind::from_byte(kind).is_some_and(EntryKind::is_data) {
+        } else if !EntryKind::from_byte(entry.kind).is_some_and(EntryKind::is_data) {
             let _ = writeln!(
                 out,
-                "DAMAGED: entry {index} has kind {kind}, not set or delete"
+                "DAMAGED: entry {index} has kind {}, not set or delete",
+                entry.kind
             );
             report.damage.push(Damage {
                 offset: pos,
-                reason: format!("hint entry {index} has kind {kind}, not set or delete"),
+                reason: format!(
+                    "hint entry {index} has kind {}, not set or delete",
+                    entry.kind
+                ),
             });
         } else {
             report.records += 1;
         }
-        pos += total as u64;
     }
+    if let Some(HintStop::EntryCutShort { index, offset: pos }) = walk.stop {
+        let start = usize::try_from(pos).unwrap_or(usize::MAX);
+        let fixed = bytes
+            .get(start..)
+            .map(|rest| rest.get(..HINT_ENTRY_HEADER_LEN).unwrap_or(rest))
+            .unwrap_or(&[]);
+        let _ = writeln!(
+            out,
+            "DAMAGED: entry {index} at offset {pos} runs past the end of the file"
+        );
+        hex_dump(pos, fixed, out);
+        report.damage.push(Damage {
+            offset: pos,
+            reason: format!("hint entry {index} cut short"),
+        });
+    }
+    let count = fields.entry_count;
     if report.is_ok() && report.records != count {
         let _ = writeln!(
             out,

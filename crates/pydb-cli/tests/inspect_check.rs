@@ -282,7 +282,15 @@ fn a_flipped_byte_in_a_btree_data_page_is_damage_at_the_page_offset() {
         "{out}"
     );
     assert!(out.contains("DAMAGE FOUND in 1 of"), "{out}");
-    assert!(out.contains("pydb repair"), "{out}");
+    // Issue 16, W6: check advises only what repair can do.
+    assert!(
+        out.contains("`pydb repair` does not repair B+tree databases yet"),
+        "{out}"
+    );
+    assert!(!out.contains("run `pydb repair DIR`"), "{out}");
+    let (code, out, err) = run(&["repair".as_ref(), dir.path().as_os_str()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("not implemented"), "{err}");
 
     let (code, out, _) = run(&[
         "inspect".as_ref(),
@@ -481,4 +489,114 @@ fn page_applies_to_page_files_only() {
         err.contains("--page 100000: the file has pages 0 to"),
         "{err}"
     );
+}
+
+/// A log-engine database of at least three segments, closed cleanly.
+fn make_three_segment_db(dir: &Path) -> Vec<u64> {
+    let options = pydb::storage::LogOptions {
+        max_segment_size: 400,
+        background_compaction: false,
+        ..pydb::storage::LogOptions::default()
+    };
+    meta::write(dir, &Metadata::new(EngineKind::Log, Some(IndexKind::BTree))).unwrap();
+    let engine = pydb::storage::AppendOnlyLogStorage::open(dir, options).unwrap();
+    let mut i = 0;
+    while engine.segment_ids().len() < 3 {
+        use pydb::storage::StorageEngine;
+        engine
+            .set(
+                format!("key{i}").as_bytes(),
+                format!("value {i}").as_bytes(),
+            )
+            .unwrap();
+        i += 1;
+    }
+    drop(engine);
+    pydb::file::list_ids(dir, "log").unwrap()
+}
+
+#[test]
+fn a_missing_middle_segment_is_damage_with_or_without_its_hint() {
+    // Issue 16, B2: check said "ok" while opening failed.
+    for remove_hint in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = make_three_segment_db(dir.path());
+        let (code, out, _) = check(dir.path());
+        assert_eq!(code, 0, "{out}");
+        std::fs::remove_file(pydb::file::segment_path(dir.path(), ids[1], "log")).unwrap();
+        let hint = pydb::storage::log::hint::hint_path(dir.path(), ids[1]);
+        if remove_hint {
+            std::fs::remove_file(&hint).unwrap();
+        }
+        assert!(pydb::Db::open(dir.path(), pydb::Options::default()).is_err());
+        let (code, out, _) = check(dir.path());
+        assert_eq!(code, 1, "hint removed: {remove_hint}: {out}");
+        assert!(out.contains("a segment is missing"), "{out}");
+        assert!(out.contains("pydb repair"), "{out}");
+    }
+}
+
+/// `pydb ARGS`, killed if it has not finished in 20 seconds (a read of a
+/// FIFO blocks forever).
+fn run_bounded(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let output = assert_cmd::Command::new(common::pydb_bin())
+        .args(args)
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn inspect_and_check_refuse_special_files_without_blocking() {
+    // Issue 16, W5: /dev/zero and /proc files printed "empty file"; a FIFO
+    // blocked forever.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    for (path, says) in [
+        (Path::new("/dev/zero"), "a character device"),
+        (Path::new("/proc/self/status"), "virtual filesystem"),
+        (fifo.as_path(), "a FIFO"),
+        (dir.path(), "a directory"),
+    ] {
+        let (code, out, err) = run_bounded(&["inspect".as_ref(), path.as_os_str()]);
+        assert_eq!(code, 2, "{}: {out}{err}", path.display());
+        assert!(err.contains(says), "{}: {err}", path.display());
+        assert!(err.contains("regular file"), "{}: {err}", path.display());
+    }
+    for path in [Path::new("/dev/zero"), fifo.as_path()] {
+        let (code, out, err) = run_bounded(&["check".as_ref(), path.as_os_str()]);
+        assert_eq!(code, 2, "{}: {out}{err}", path.display());
+        assert!(err.contains("not a directory"), "{}: {err}", path.display());
+    }
+}
+
+#[test]
+fn check_skips_a_fifo_inside_a_database_directory_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    make_db(dir.path());
+    mkfifo(&dir.path().join("stranger"));
+    let (code, out, err) = run_bounded(&["check".as_ref(), dir.path().as_os_str()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("stranger"), "{out}");
+    assert!(out.contains("not a regular file"), "{out}");
+
+    std::fs::remove_file(dir.path().join("PYDB")).unwrap();
+    mkfifo(&dir.path().join("PYDB"));
+    let (code, out, err) = run_bounded(&["check".as_ref(), dir.path().as_os_str()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("a FIFO"), "{err}");
 }

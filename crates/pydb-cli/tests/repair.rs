@@ -300,3 +300,53 @@ fn check_points_at_repair_and_the_cli_repairs() {
     assert!(out.contains("moved to"), "{out}");
     assert_eq!(contents(dir.path()), model(&landed, &[5]));
 }
+
+#[test]
+fn a_hint_with_trailing_zeros_is_rebuilt_by_repair_and_check_agrees() {
+    // Issue 16, B3: check failed, repair said "nothing to repair".
+    let dir = tempfile::tempdir().unwrap();
+    let landed = build(dir.path(), 60, 400);
+    let ids = pydb::file::list_ids(dir.path(), "log").unwrap();
+    assert!(ids.len() >= 3);
+    let hint = hint_path(dir.path(), ids[1]);
+    let healthy = std::fs::read(&hint).unwrap();
+    let mut bytes = healthy.clone();
+    bytes.extend(std::iter::repeat_n(0u8, 5000));
+    std::fs::write(&hint, &bytes).unwrap();
+    assert!(!check_ok(dir.path()));
+
+    let (report, out) = repair(dir.path());
+    assert!(!report.was_clean(), "{out}");
+    assert_eq!(report.hints_replaced, 1, "{out}");
+    assert!(out.contains("rebuilt from its segment"), "{out}");
+    assert_eq!(std::fs::read(&hint).unwrap(), healthy, "{out}");
+    let aside = report.aside_dir.unwrap();
+    assert_eq!(
+        std::fs::read(aside.join(hint.file_name().unwrap())).unwrap(),
+        bytes
+    );
+    assert!(check_ok(dir.path()));
+    let (again, out) = repair(dir.path());
+    assert!(again.was_clean(), "{out}");
+    assert_eq!(contents(dir.path()), model(&landed, &[]));
+}
+
+#[test]
+fn garbage_metadata_of_a_log_database_is_rebuilt_from_its_segments() {
+    // Issue 16, W6: check advised repair, repair could not act.
+    let dir = tempfile::tempdir().unwrap();
+    let landed = build(dir.path(), 30, 400);
+    let path = meta::path_in(dir.path());
+    let garbage = b"this is not a PYDB file at all".to_vec();
+    std::fs::write(&path, &garbage).unwrap();
+    assert!(!check_ok(dir.path()));
+
+    let (report, out) = repair(dir.path());
+    assert!(report.metadata_rebuilt, "{out}");
+    let aside = report.aside_dir.unwrap();
+    assert_eq!(std::fs::read(aside.join("PYDB")).unwrap(), garbage);
+    let metadata = meta::read(dir.path()).unwrap().unwrap();
+    assert_eq!(metadata.engine, EngineKind::Log);
+    assert!(check_ok(dir.path()));
+    assert_eq!(contents(dir.path()), model(&landed, &[]));
+}

@@ -9,10 +9,14 @@
 //!   (group commit).
 //! - [`Scanner`]: reads the log back batch by batch and tells a torn tail
 //!   (truncated and counted) from corruption (reported, never skipped).
+//! - [`verify`]: walks a log record by record for the file tools, stepping
+//!   over damage to the next record that verifies (`pydb inspect`, `check`
+//!   and `repair` all use it).
 
 mod error;
 mod reader;
 pub mod record;
+pub mod verify;
 mod writer;
 
 pub use error::{Error, Result};

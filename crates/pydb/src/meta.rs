@@ -222,6 +222,40 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Metadata> {
     })
 }
 
+/// The fields of a metadata file as stored, whether or not they verify:
+/// what `pydb inspect` shows next to its hex dump. A field is `None` when
+/// the file is too short to hold it. [`decode`] is the verifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaFields {
+    /// The format version.
+    pub version: Option<u32>,
+    /// The engine id byte.
+    pub engine: Option<u8>,
+    /// The index id byte.
+    pub index: Option<u8>,
+    /// The two reserved bytes.
+    pub reserved: Option<[u8; 2]>,
+    /// The checksum as stored.
+    pub stored_crc: Option<u32>,
+    /// The checksum of the bytes it covers, when the file holds them.
+    pub computed_crc: Option<u32>,
+}
+
+/// Reads the fields of a metadata file without judging them (see
+/// [`MetaFields`]).
+pub fn fields(bytes: &[u8]) -> MetaFields {
+    MetaFields {
+        version: read_u32(bytes, META_VERSION_OFFSET),
+        engine: bytes.get(META_ENGINE_OFFSET).copied(),
+        index: bytes.get(META_INDEX_OFFSET).copied(),
+        reserved: bytes
+            .get(META_RESERVED_OFFSET..META_CRC_OFFSET)
+            .and_then(|r| r.try_into().ok()),
+        stored_crc: read_u32(bytes, META_CRC_OFFSET),
+        computed_crc: bytes.get(..META_CRC_OFFSET).map(crc32fast::hash),
+    }
+}
+
 /// The path of the metadata file of `dir`.
 pub fn path_in(dir: &Path) -> PathBuf {
     dir.join(META_FILE_NAME)

@@ -106,11 +106,14 @@
 //! that key is already shadowed by a tombstone.
 
 mod compaction;
+pub mod describe;
 pub mod entry;
 pub mod hint;
 mod location;
 mod recovery;
+pub mod repair;
 mod scan;
+pub mod verify;
 
 pub use location::Location;
 pub use pydb_wal::SyncPolicy;

@@ -67,18 +67,29 @@ pub(crate) struct Recovered<F: File + 'static, I> {
 
 /// The entries of one segment, and the markers that frame them.
 #[derive(Debug, Default)]
-struct Scanned {
-    begin: Option<u64>,
-    seal: Option<u64>,
-    entries: Vec<HintEntry>,
+pub(super) struct Scanned {
+    pub(super) begin: Option<u64>,
+    pub(super) seal: Option<u64>,
+    pub(super) entries: Vec<HintEntry>,
 }
 
 /// The index being rebuilt, with the tombstones seen so far.
-struct Replay<I> {
-    index: I,
+pub(super) struct Replay<I> {
+    pub(super) index: I,
     /// Highest tombstone seq per deleted key, so that an older set met in a
     /// later segment does not come back to life.
     tombstones: HashMap<Bytes, u64>,
+}
+
+impl<I: Index<Location>> Replay<I> {
+    /// An empty replay into `index` (cleared first).
+    pub(super) fn new(mut index: I) -> Self {
+        index.clear();
+        Self {
+            index,
+            tombstones: HashMap::new(),
+        }
+    }
 }
 
 impl<I: Index<Location>> Replay<I> {
@@ -125,10 +136,10 @@ impl<I: Index<Location>> Replay<I> {
 
 /// One segment as loaded.
 #[derive(Debug, Clone, Copy)]
-struct Loaded {
-    id: u64,
-    range: SeqRange,
-    data_bytes: u64,
+pub(super) struct Loaded {
+    pub(super) id: u64,
+    pub(super) range: SeqRange,
+    pub(super) data_bytes: u64,
 }
 
 /// How the last segment was found.
@@ -165,11 +176,7 @@ where
         tracing::warn!(path = %path.display(), "removed a stray hint file");
     }
 
-    let mut replay = Replay {
-        index,
-        tombstones: HashMap::new(),
-    };
-    replay.index.clear();
+    let mut replay = Replay::new(index);
     let mut loaded: Vec<Loaded> = Vec::new();
     let mut hints = Vec::new();
     let mut torn_tails = 0;
@@ -251,28 +258,11 @@ where
     let index = replay.index;
     drop(replay.tombstones);
 
-    let mut usage: BTreeMap<u64, SegmentUsage> = loaded
-        .iter()
-        .chain(match &last {
-            Last::Active { loaded, .. } => Some(loaded),
-            _ => None,
-        })
-        .map(|l| {
-            let usage = SegmentUsage {
-                data_bytes: l.data_bytes,
-                live_bytes: 0,
-            };
-            (l.id, usage)
-        })
-        .collect();
-    for (_, location) in index.range(Bound::Unbounded, Bound::Unbounded) {
-        usage.entry(location.segment).or_default().live_bytes += u64::from(location.len);
-    }
-
     let mut all: Vec<Loaded> = loaded.clone();
     if let Last::Active { loaded, .. } = &last {
         all.push(*loaded);
     }
+    let mut usage = segment_usage(&index, &all);
     let redundant = finish_interrupted_compaction(segments, &all, &usage)?;
     all.retain(|l| !redundant.contains(&l.id));
     for id in &redundant {
@@ -283,7 +273,7 @@ where
         Last::Active { loaded, .. } => Some(loaded.id),
         _ => None,
     };
-    let next_seq = check_coverage(segments, &all, active_id)?;
+    let next_seq = check_coverage(dir, &|id| segments.segment_path(id), &all, active_id)?;
 
     let sealed: BTreeMap<u64, SeqRange> = loaded
         .iter()
@@ -333,8 +323,30 @@ where
     })
 }
 
+/// How many bytes of each loaded segment hold data, and how many of them
+/// the rebuilt index still points at.
+pub(super) fn segment_usage<I: Index<Location>>(
+    index: &I,
+    all: &[Loaded],
+) -> BTreeMap<u64, SegmentUsage> {
+    let mut usage: BTreeMap<u64, SegmentUsage> = all
+        .iter()
+        .map(|l| {
+            let usage = SegmentUsage {
+                data_bytes: l.data_bytes,
+                live_bytes: 0,
+            };
+            (l.id, usage)
+        })
+        .collect();
+    for (_, location) in index.range(Bound::Unbounded, Bound::Unbounded) {
+        usage.entry(location.segment).or_default().live_bytes += u64::from(location.len);
+    }
+    usage
+}
+
 /// Replays a segment's entries into the index.
-fn replay_segment<I: Index<Location>>(
+pub(super) fn replay_segment<I: Index<Location>>(
     replay: &mut Replay<I>,
     header: &HintHeader,
     entries: &[HintEntry],
@@ -373,19 +385,33 @@ fn load_sealed<O: FileOpener>(
             tracing::warn!(segment = %path.display(), %reason, "hint file unusable; rebuilding it from the segment");
         }
     }
+    let (header, entries) = scan_sealed(&path, id, &**file)?;
+    Ok((header, entries, true))
+}
+
+/// Reads a sealed segment record by record and checks its framing: it is
+/// not empty, has no torn tail, starts with `begin` and ends with `seal`.
+/// Read only: recovery runs it when a hint cannot be used, and
+/// [`super::verify`] runs it on every sealed segment.
+pub(super) fn scan_sealed<F: File>(
+    path: &std::path::Path,
+    id: u64,
+    file: &F,
+) -> Result<(HintHeader, Vec<HintEntry>)> {
+    let len = file.len()?;
     if len == 0 {
         return Err(Error::corrupted(
-            &path,
+            path,
             0,
             "a sealed (not last) segment is empty",
         ));
     }
-    let mut scanner = Scanner::new(&**file)?;
-    let scanned = scan_segment(&**file, &mut scanner)?;
+    let mut scanner = Scanner::new(file)?;
+    let scanned = scan_segment(file, &mut scanner)?;
     let tail = scanner.tail();
     if tail.torn_bytes() > 0 {
         return Err(Error::corrupted(
-            &path,
+            path,
             tail.valid_end,
             format!(
                 "a sealed (not last) segment ends with {} bytes of an incomplete record",
@@ -394,11 +420,11 @@ fn load_sealed<O: FileOpener>(
         ));
     }
     let first_seq = scanned.begin.ok_or_else(|| {
-        Error::corrupted(&path, 0, "a sealed (not last) segment has no begin entry")
+        Error::corrupted(path, 0, "a sealed (not last) segment has no begin entry")
     })?;
     let last_seq = scanned.seal.ok_or_else(|| {
         Error::corrupted(
-            &path,
+            path,
             tail.valid_end,
             "a sealed (not last) segment has no seal entry: it was cut short",
         )
@@ -409,7 +435,7 @@ fn load_sealed<O: FileOpener>(
         first_seq,
         last_seq,
     };
-    Ok((header, scanned.entries, true))
+    Ok((header, scanned.entries))
 }
 
 /// Reads the last segment and truncates its torn tail. The part that a
@@ -470,7 +496,7 @@ fn scan_last<O: FileOpener>(
 ///
 /// A hint that passes and still lies could only make a later point read
 /// fail its own checks; it can never make a read return a wrong value.
-fn check_prefix_hint<F: File>(
+pub(super) fn check_prefix_hint<F: File>(
     file: &F,
     header: &HintHeader,
     entries: &[HintEntry],
@@ -522,7 +548,7 @@ fn read_entry<F: File>(
 /// Reads every complete batch of a segment, checking the framing: `begin`
 /// first, `seal` last if at all, and sets and deletes with strictly
 /// increasing seqs inside the covered range.
-fn scan_segment<F: File>(file: &F, scanner: &mut Scanner<'_, F>) -> Result<Scanned> {
+pub(super) fn scan_segment<F: File>(file: &F, scanner: &mut Scanner<'_, F>) -> Result<Scanned> {
     let mut scanned = Scanned::default();
     scan_records(file, scanner, &mut scanned)?;
     Ok(scanned)
@@ -590,24 +616,7 @@ fn finish_interrupted_compaction<O: FileOpener>(
     all: &[Loaded],
     usage: &BTreeMap<u64, SegmentUsage>,
 ) -> Result<Vec<u64>> {
-    let mut redundant = Vec::new();
-    for segment in all {
-        let covered = all
-            .iter()
-            .any(|other| other.id > segment.id && other.range.contains(&segment.range));
-        if !covered {
-            continue;
-        }
-        if usage.get(&segment.id).is_some_and(|u| u.live_bytes > 0) {
-            return Err(Error::corrupted(
-                segments.segment_path(segment.id),
-                0,
-                "segment is covered by a newer compaction output but still holds the latest \
-                 value of some keys",
-            ));
-        }
-        redundant.push(segment.id);
-    }
+    let redundant = interrupted_compaction_inputs(&|id| segments.segment_path(id), all, usage)?;
     if !redundant.is_empty() {
         tracing::warn!(
             ?redundant,
@@ -621,6 +630,35 @@ fn finish_interrupted_compaction<O: FileOpener>(
     Ok(redundant)
 }
 
+/// The inputs of an interrupted compaction: segments whose non-empty range
+/// lies inside the range of a segment with a higher id. Fails if one of
+/// them still holds the latest value of a key. Changes nothing.
+pub(super) fn interrupted_compaction_inputs(
+    path_of: &dyn Fn(u64) -> std::path::PathBuf,
+    all: &[Loaded],
+    usage: &BTreeMap<u64, SegmentUsage>,
+) -> Result<Vec<u64>> {
+    let mut redundant = Vec::new();
+    for segment in all {
+        let covered = all
+            .iter()
+            .any(|other| other.id > segment.id && other.range.contains(&segment.range));
+        if !covered {
+            continue;
+        }
+        if usage.get(&segment.id).is_some_and(|u| u.live_bytes > 0) {
+            return Err(Error::corrupted(
+                path_of(segment.id),
+                0,
+                "segment is covered by a newer compaction output but still holds the latest \
+                 value of some keys",
+            ));
+        }
+        redundant.push(segment.id);
+    }
+    Ok(redundant)
+}
+
 /// Checks that the covered ranges tile `1..=last_seq` and returns the seq
 /// the next write gets.
 ///
@@ -628,8 +666,9 @@ fn finish_interrupted_compaction<O: FileOpener>(
 /// nothing and are skipped. The active segment comes last and must start
 /// right after the others, even when it is empty: otherwise the segment
 /// just before it is missing.
-fn check_coverage<O: FileOpener>(
-    segments: &SegmentedFile<O>,
+pub(super) fn check_coverage(
+    dir: &std::path::Path,
+    path_of: &dyn Fn(u64) -> std::path::PathBuf,
     all: &[Loaded],
     active_id: Option<u64>,
 ) -> Result<u64> {
@@ -644,19 +683,19 @@ fn check_coverage<O: FileOpener>(
         let SeqRange { first, last } = segment.range;
         if first > expected {
             return Err(Error::corrupted(
-                segments.dir(),
+                dir,
                 0,
                 format!(
                     "a segment is missing: no segment holds seqs {expected}..={}; the next \
                      segment, {}, starts at seq {first}",
                     first - 1,
-                    segments.segment_path(segment.id).display()
+                    path_of(segment.id).display()
                 ),
             ));
         }
         if first < expected {
             return Err(Error::corrupted(
-                segments.segment_path(segment.id),
+                path_of(segment.id),
                 0,
                 format!("segment covers seqs {first}..={last}, overlapping seqs before {expected}"),
             ));
