@@ -38,6 +38,36 @@ pub enum Error {
         /// The offset that overflowed.
         offset: u64,
     },
+    /// Bytes read back failed their checks (a checksum or an authentication
+    /// tag): the file is damaged or was tampered with. Nothing of the
+    /// damaged unit is returned.
+    #[error("corrupted {path} at offset {offset}: {reason}")]
+    Corrupted {
+        /// The damaged file.
+        path: PathBuf,
+        /// The physical offset of the damaged block, chunk or header.
+        offset: u64,
+        /// What check failed.
+        reason: String,
+    },
+    /// The operation is not supported by this kind of file (an in-place
+    /// write into a compressed file, a format version this build does not
+    /// know).
+    #[error("unsupported operation on {path}: {reason}")]
+    Unsupported {
+        /// The file the operation was about.
+        path: PathBuf,
+        /// What was asked and why it cannot be done.
+        reason: String,
+    },
+    /// A key does not open what it was asked to open: the key file is not
+    /// the one the data key was wrapped with, or the key material is unfit.
+    /// Nothing on disk was changed.
+    #[error("wrong or unusable encryption key: {reason}")]
+    WrongKey {
+        /// Which check failed.
+        reason: String,
+    },
 }
 
 impl Error {
