@@ -800,3 +800,178 @@ impl<O: FileOpener> FileOpener for CompressedOpener<O> {
         self.inner.sync_dir(dir)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MonolithicFile;
+
+    fn open(path: &Path, chunk: usize) -> CompressedFile<MonolithicFile> {
+        CompressedFile::open_with_chunk_size(MonolithicFile::create(path).unwrap(), chunk).unwrap()
+    }
+
+    fn read_all(file: &impl File) -> Vec<u8> {
+        let mut buf = vec![0u8; file.len().unwrap() as usize];
+        file.read_at(0, &mut buf).unwrap();
+        buf
+    }
+
+    /// Text-like bytes that lz4 halves or better.
+    fn compressible(len: usize, seed: u32) -> Vec<u8> {
+        let words: [&[u8]; 6] = [
+            b"alpha ", b"beta ", b"gamma ", b"delta ", b"key:", b"value;",
+        ];
+        let mut out = Vec::with_capacity(len);
+        let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            out.extend_from_slice(words[(x % 6) as usize]);
+            out.push(b'0' + (x >> 8) as u8 % 10);
+        }
+        out.truncate(len);
+        out
+    }
+
+    #[test]
+    fn the_header_and_frames_are_as_documented() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = open(&path, 4096);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            0,
+            "open writes nothing"
+        );
+        let data = compressible(4096 + 100, 1);
+        file.append(&data).unwrap();
+        file.sync_data().unwrap();
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(&raw[..8], b"PYDBLZ4F");
+        assert_eq!(raw[8..12], 1u32.to_le_bytes());
+        assert_eq!(raw[12..16], 4096u32.to_le_bytes());
+        assert_eq!(raw[20..24], crc32fast::hash(&raw[..20]).to_le_bytes());
+        // Frame 0: a whole chunk, lz4.
+        let frame = &raw[24..];
+        let stored = le_u32(frame, 4) as usize;
+        assert_eq!(le_u32(frame, 8), 4096);
+        assert_eq!(frame[16], CODEC_LZ4);
+        assert!(stored < 4096 / 2, "{stored}");
+        assert_eq!(le_u32(frame, 0), crc32fast::hash(&frame[4..24]));
+        assert_eq!(le_u32(frame, 12), crc32fast::hash(&frame[24..24 + stored]));
+        // Frame 1: the short last chunk, written by the sync.
+        let last = &frame[24 + stored..];
+        assert_eq!(le_u32(last, 8), 100);
+        assert_eq!(24 + le_u32(last, 4) as usize, last.len());
+        drop(file);
+        assert_eq!(read_all(&open(&path, 4096)), data);
+    }
+
+    #[test]
+    fn in_place_writes_are_refused_and_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = open(&dir.path().join("f"), 256);
+        file.append(&[1u8; 1000]).unwrap();
+        for at in [0, 255, 256, 999] {
+            let err = file.write_at(at, b"xy").unwrap_err();
+            assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+        }
+        assert_eq!(read_all(&file), vec![1u8; 1000]);
+        // At or past the end, a write is an append (zeros fill the gap).
+        file.write_at(1000, b"ab").unwrap();
+        file.write_at(1010, b"cd").unwrap();
+        let mut want = vec![1u8; 1000];
+        want.extend_from_slice(b"ab\0\0\0\0\0\0\0\0cd");
+        assert_eq!(read_all(&file), want);
+    }
+
+    #[test]
+    fn lz4_halves_compressible_data_and_reports_the_ratio() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = open(&dir.path().join("f"), DEFAULT_CHUNK_SIZE);
+        file.append(&compressible(1 << 20, 7)).unwrap();
+        file.sync_data().unwrap();
+        let stats = file.stats();
+        assert_eq!(stats.logical_bytes, 1 << 20);
+        assert_eq!(stats.chunks, 16);
+        assert_eq!(stats.buffered_bytes, 0);
+        assert_eq!(
+            stats.physical_bytes,
+            std::fs::metadata(file.path()).unwrap().len()
+        );
+        assert!(stats.ratio() < 0.55, "{}", stats.ratio());
+        // Incompressible data is stored raw: 24 bytes per chunk more.
+        let noise = open(&dir.path().join("g"), DEFAULT_CHUNK_SIZE);
+        let bytes: Vec<u8> = (0..1u32 << 18)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        noise.append(&bytes).unwrap();
+        noise.sync_data().unwrap();
+        assert!(noise.stats().ratio() < 1.001, "{}", noise.stats().ratio());
+    }
+
+    #[test]
+    fn appends_are_readable_before_any_frame_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = open(&path, 4096);
+        file.append(b"buffered").unwrap();
+        assert_eq!(read_all(&file), b"buffered");
+        assert_eq!(file.stats().buffered_bytes, 8);
+        drop(file);
+        // Dropping the file wrote the partial chunk.
+        assert_eq!(read_all(&open(&path, 4096)), b"buffered");
+    }
+
+    #[test]
+    fn set_len_truncates_into_sealed_chunks_and_extends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = open(&path, 256);
+        let data = compressible(2000, 3);
+        file.append(&data).unwrap();
+        file.set_len(700).unwrap();
+        assert_eq!(read_all(&file), data[..700]);
+        // The shorter length is on disk at once, not only after a sync.
+        let reopened = open(&path, 256);
+        assert_eq!(read_all(&reopened), data[..700]);
+        drop(reopened);
+        file.set_len(1000).unwrap();
+        file.append(b"end").unwrap();
+        let mut want = data[..700].to_vec();
+        want.resize(1000, 0);
+        want.extend_from_slice(b"end");
+        assert_eq!(read_all(&file), want);
+        file.set_len(512).unwrap();
+        file.set_len(0).unwrap();
+        assert_eq!(file.len().unwrap(), 0);
+        drop(file);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
+    }
+
+    #[test]
+    fn a_torn_last_frame_is_left_out_and_a_damaged_sealed_frame_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = open(&path, 256);
+        let data = compressible(1000, 5);
+        file.append(&data).unwrap();
+        file.sync_data().unwrap();
+        drop(file);
+        let raw = std::fs::read(&path).unwrap();
+        for cut in 1..40 {
+            std::fs::write(&path, &raw[..raw.len() - cut]).unwrap();
+            let file = open(&path, 256);
+            assert_eq!(file.len().unwrap(), 768, "cut {cut}");
+            assert!(file.dropped_tail().is_some());
+            assert_eq!(read_all(&file), data[..768]);
+        }
+        let mut bad = raw.clone();
+        bad[24 + 30] ^= 0x10;
+        std::fs::write(&path, &bad).unwrap();
+        let file = open(&path, 256);
+        let err = file.read_at(0, &mut [0u8; 4]).unwrap_err();
+        assert!(matches!(err, Error::Corrupted { offset: 24, .. }), "{err}");
+    }
+}

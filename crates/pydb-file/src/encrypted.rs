@@ -765,3 +765,195 @@ impl<O: FileOpener> FileOpener for EncryptedOpener<O> {
         self.inner.sync_dir(dir)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MonolithicFile;
+
+    fn key() -> DataKey {
+        DataKey::from_bytes([7; 32])
+    }
+
+    fn open(path: &Path) -> EncryptedFile<MonolithicFile> {
+        EncryptedFile::open(MonolithicFile::create(path).unwrap(), &key()).unwrap()
+    }
+
+    fn read_all(file: &impl File) -> Vec<u8> {
+        let mut buf = vec![0u8; file.len().unwrap() as usize];
+        file.read_at(0, &mut buf).unwrap();
+        buf
+    }
+
+    #[test]
+    fn the_header_and_block_mapping_are_as_documented() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = open(&path);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            0,
+            "open writes nothing"
+        );
+        file.append(&[0xAA; 5000]).unwrap();
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(&raw[..8], b"PYDBENCF");
+        assert_eq!(raw[8..12], 1u32.to_le_bytes());
+        assert_eq!(raw[12..16], 4096u32.to_le_bytes());
+        let layout = file.layout();
+        assert_eq!(&raw[16..32], &layout.file_id.unwrap());
+        // One whole block and a last block of 904 bytes.
+        assert_eq!(raw.len(), 72 + 4136 + 904 + 40);
+        assert_eq!(layout.physical_len, raw.len() as u64);
+        assert_eq!(layout.blocks, 2);
+        // No plaintext run survives.
+        assert!(!raw.windows(16).any(|w| w == [0xAA; 16]));
+        // Reopened, the same bytes.
+        drop(file);
+        assert_eq!(read_all(&open(&path)), vec![0xAA; 5000]);
+    }
+
+    #[test]
+    fn space_overhead_is_under_one_and_a_half_percent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = open(&path);
+        file.append(&vec![1u8; 1 << 20]).unwrap();
+        let physical = std::fs::metadata(&path).unwrap().len();
+        let overhead = physical as f64 / (1u64 << 20) as f64 - 1.0;
+        assert!(overhead <= 0.015, "{overhead}");
+        assert!(overhead > 0.009, "{overhead}: 40 bytes per 4096 expected");
+    }
+
+    #[test]
+    fn a_partial_block_write_reencrypts_only_its_block_with_a_new_nonce() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = open(&path);
+        file.append(&[1u8; 3 * 4096]).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        file.write_at(4096 + 10, b"hello").unwrap();
+        let after = std::fs::read(&path).unwrap();
+        let block = |raw: &[u8], i: usize| raw[72 + i * 4136..72 + (i + 1) * 4136].to_vec();
+        assert_eq!(block(&before, 0), block(&after, 0));
+        assert_eq!(block(&before, 2), block(&after, 2));
+        assert_ne!(
+            block(&before, 1)[..24],
+            block(&after, 1)[..24],
+            "fresh nonce"
+        );
+        // Rewriting the same bytes still changes the stored block.
+        file.write_at(4096 + 10, b"hello").unwrap();
+        assert_ne!(block(&after, 1), block(&std::fs::read(&path).unwrap(), 1));
+        let mut buf = [0u8; 7];
+        file.read_at(4096 + 9, &mut buf).unwrap();
+        assert_eq!(&buf, b"\x01hello\x01");
+    }
+
+    #[test]
+    fn appends_cross_block_boundaries_and_gaps_read_as_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = open(&path);
+        let mut model = Vec::new();
+        for i in 0..40u32 {
+            let piece = vec![i as u8; 333 + i as usize * 17];
+            assert_eq!(file.append(&piece).unwrap(), model.len() as u64);
+            model.extend_from_slice(&piece);
+        }
+        file.write_at(model.len() as u64 + 5000, b"far").unwrap();
+        model.resize(model.len() + 5000, 0);
+        model.extend_from_slice(b"far");
+        assert_eq!(read_all(&file), model);
+        drop(file);
+        assert_eq!(read_all(&open(&path)), model);
+    }
+
+    #[test]
+    fn set_len_truncates_and_extends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = open(&path);
+        let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        file.append(&data).unwrap();
+        file.set_len(5000).unwrap();
+        assert_eq!(read_all(&file), data[..5000]);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            72 + 4136 + 904 + 40
+        );
+        file.set_len(4096).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 72 + 4136);
+        file.set_len(9000).unwrap();
+        let mut want = data[..4096].to_vec();
+        want.resize(9000, 0);
+        assert_eq!(read_all(&file), want);
+        file.set_len(0).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 72);
+        drop(file);
+        let file = open(&path);
+        assert_eq!(file.len().unwrap(), 0);
+        file.append(b"again").unwrap();
+        assert_eq!(read_all(&file), b"again");
+    }
+
+    #[test]
+    fn a_wrong_key_fails_at_open_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        open(&path).append(b"secret").unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let other = DataKey::from_bytes([8; 32]);
+        let err =
+            EncryptedFile::open(MonolithicFile::open(&path, false).unwrap(), &other).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupted { offset: 0, reason, .. } if reason.contains("data key")),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn a_torn_last_block_is_left_out_and_cut_at_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = open(&path);
+        file.append(&[3u8; 4096 + 100]).unwrap();
+        drop(file);
+        // Cut the last stored block in the middle of its ciphertext.
+        let full = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &full[..full.len() - 30]).unwrap();
+        let file = open(&path);
+        assert_eq!(file.len().unwrap(), 4096);
+        let dropped = file.dropped_tail().unwrap();
+        assert_eq!(dropped.offset, 72 + 4136);
+        assert_eq!(dropped.reason, "failed authentication");
+        file.append(b"next").unwrap();
+        drop(file);
+        let file = open(&path);
+        assert!(file.dropped_tail().is_none());
+        let mut want = vec![3u8; 4096];
+        want.extend_from_slice(b"next");
+        assert_eq!(read_all(&file), want);
+    }
+
+    #[test]
+    fn a_damaged_middle_block_is_a_corrupted_error_naming_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        open(&path).append(&[5u8; 3 * 4096]).unwrap();
+        let mut raw = std::fs::read(&path).unwrap();
+        raw[72 + 4136 + 100] ^= 1;
+        std::fs::write(&path, &raw).unwrap();
+        let file = open(&path);
+        let mut buf = [0u8; 10];
+        file.read_at(0, &mut buf).unwrap();
+        let err = file.read_at(4096, &mut buf).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupted { offset, path: p, .. } if *offset == 72 + 4136 && p == &path),
+            "{err}"
+        );
+        // A write into the damaged block cannot keep its other bytes: refused.
+        assert!(file.write_at(4096 + 5, b"x").is_err());
+    }
+}
