@@ -307,7 +307,7 @@ fn stats_counters_move(kind: Kind) {
     if !kind.persistent() {
         return;
     }
-    if kind == Kind::BTree {
+    if kind.is_btree() {
         // The B+tree reuses pages as it frees them: no dead bytes, and
         // compaction is a checkpoint.
         assert!(stat("tree_height") >= 1);

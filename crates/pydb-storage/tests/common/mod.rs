@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use pydb_file::MonolithicOpener;
+use pydb_file::{CompressedOpener, DataKey, EncryptedOpener, MonolithicOpener};
 use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
 use pydb_storage::{
     AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Location, LogOptions, MemoryStorage,
@@ -31,6 +31,17 @@ pub enum Kind {
     LogSkipList,
     /// The B+tree page engine.
     BTree,
+    /// The log engine (B-tree index) over encrypted files.
+    LogEncrypted,
+    /// The log engine (B-tree index) over lz4-compressed files.
+    LogCompressed,
+    /// The B+tree page engine over encrypted files.
+    BTreeEncrypted,
+}
+
+/// The data key of the encrypted kinds.
+pub fn test_key() -> DataKey {
+    DataKey::from_bytes([0x5A; 32])
 }
 
 /// Every persistent kind, for the model test.
@@ -74,6 +85,11 @@ impl Kind {
         self != Kind::Memory
     }
 
+    /// Whether this is the B+tree page engine (on any files).
+    pub fn is_btree(self) -> bool {
+        matches!(self, Kind::BTree | Kind::BTreeEncrypted)
+    }
+
     /// The key and value limits, if the engine has any.
     pub fn limits(self) -> Option<(usize, usize)> {
         self.persistent().then(|| {
@@ -96,12 +112,30 @@ impl Kind {
                 AppendOnlyLogStorage::open_with(dir, MonolithicOpener, I::default(), options)?;
             Ok(Box::new(engine))
         }
+        let btree_encrypted = |dir: &Path, options: &LogOptions| {
+            let opener = EncryptedOpener::new(MonolithicOpener, test_key());
+            let engine = BTreeStorage::open_with(dir, btree_options(options), opener)?;
+            Ok::<Box<dyn StorageEngine>, pydb_storage::Error>(Box::new(engine))
+        };
         match self {
             Kind::Memory => Ok(Box::new(MemoryStorage::new())),
             Kind::LogHash => log::<InMemoryIndex<Location>>(dir, options),
             Kind::LogBTree => log::<BTreeIndex<Location>>(dir, options),
             Kind::LogSkipList => log::<SkipListIndex<Location>>(dir, options),
             Kind::BTree => Ok(Box::new(BTreeStorage::open(dir, btree_options(&options))?)),
+            Kind::LogEncrypted => Ok(Box::new(AppendOnlyLogStorage::open_with(
+                dir,
+                EncryptedOpener::new(MonolithicOpener, test_key()),
+                BTreeIndex::<Location>::default(),
+                options,
+            )?)),
+            Kind::LogCompressed => Ok(Box::new(AppendOnlyLogStorage::open_with(
+                dir,
+                CompressedOpener::new(MonolithicOpener),
+                BTreeIndex::<Location>::default(),
+                options,
+            )?)),
+            Kind::BTreeEncrypted => btree_encrypted(dir, &options),
         }
     }
 
@@ -166,6 +200,15 @@ macro_rules! for_each_engine {
         }
         mod btree {
             $(#[test] fn $test() { super::$test(super::common::Kind::BTree) })*
+        }
+        mod log_encrypted {
+            $(#[test] fn $test() { super::$test(super::common::Kind::LogEncrypted) })*
+        }
+        mod log_compressed {
+            $(#[test] fn $test() { super::$test(super::common::Kind::LogCompressed) })*
+        }
+        mod btree_encrypted {
+            $(#[test] fn $test() { super::$test(super::common::Kind::BTreeEncrypted) })*
         }
     };
 }
