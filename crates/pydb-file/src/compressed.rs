@@ -1,48 +1,52 @@
-//! `CompressedFile`: a [`File`] decorator that stores append-only data in
-//! lz4-compressed, checksummed chunks.
+//! `CompressedFile`: a [`File`] decorator that stores append-only data as
+//! lz4-compressed, checksummed frames, grouped in chunks with a seek table.
 //!
 //! The engine above appends and reads as usual. Underneath, the logical
-//! bytes are cut into chunks of 64 KiB; each chunk is compressed on its own
-//! (lz4, `lz4_flex`) and stored as a *frame* with its lengths and CRC-32s.
-//! An in-memory seek table (frame offsets, built on open by walking the
-//! frame headers) takes a logical offset to its frame, so a random read
-//! decompresses one chunk, not the file.
+//! bytes are cut into chunks of 64 KiB. Every append becomes one *frame*
+//! per chunk it touches: its bytes compressed with lz4 (`lz4_flex`), using
+//! the bytes of the same chunk before it as the dictionary, and stored with
+//! its lengths and a CRC-32. So a small record that repeats what the chunk
+//! already holds costs a few bytes, as in RocksDB's streaming WAL
+//! compression. An in-memory seek table (where each chunk's first frame
+//! starts, built on open) takes a logical offset to its chunk, so a random
+//! read decompresses the frames of one chunk, never the whole file.
+//!
+//! ## Nothing written is ever rewritten
+//!
+//! Frames are only ever appended, and `set_len` only cuts the file. So a
+//! compressed file has a plain file's durability, byte for byte: an
+//! unsynced or torn append can damage nothing that was synced, a failed
+//! write fails the append that made it (the WAL cuts it off and goes on),
+//! and every append reaches the operating system before it returns (kill -9
+//! loses nothing). The price is a 12-byte frame header per append per chunk,
+//! and the CPU of compressing each append on its own (the dictionary is the
+//! last 16 KiB of the chunk, to bound that cost).
 //!
 //! ## Why only append-only and sealed files
 //!
 //! Compression makes sizes depend on content: change one byte in the
-//! middle of a chunk and its compressed frame may grow, and there is no room
-//! for it without moving every frame after it. So [`File::write_at`] into
-//! bytes already written is refused with [`Error::Unsupported`]; a write at
-//! (or past) the end is an append. That suits the log engine's segments,
-//! LSM tables and the WAL, which never rewrite. The B+tree rewrites pages in
-//! place and keeps them uncompressed: page-level compression is a different
-//! design (InnoDB compresses each page into a smaller fixed slot and keeps a
-//! modification log inside it; others map pages through an indirection
-//! table), not a decorator under an unchanged engine.
+//! middle of a chunk and its frames change size and meaning (later frames
+//! refer back to earlier bytes), with no room to grow without moving every
+//! frame after it. So [`File::write_at`] into bytes already written is
+//! refused with [`Error::Unsupported`]; a write at (or past) the end is an
+//! append. That suits the log engine's segments, LSM tables and the WAL,
+//! which never rewrite. The B+tree rewrites pages in place and keeps them
+//! uncompressed: page-level compression is a different design (InnoDB
+//! compresses each page into a smaller fixed slot and keeps a modification
+//! log inside it; others map pages through an indirection table), not a
+//! decorator under an unchanged engine.
 //!
-//! ## The tail chunk, durability and torn tails
+//! ## Torn tails
 //!
-//! The last chunk is usually partial. Its bytes live in memory, so appends
-//! cost a `memcpy` and are readable at once. When the chunk fills, it is
-//! compressed and written. [`File::sync_data`] writes the partial chunk as a
-//! short frame (rewriting the previous short frame in place) before syncing,
-//! so everything appended before a sync is durable, as with a plain file.
-//! Dropping the file writes the partial chunk too (without a sync). Unsynced
-//! appends of a partial chunk are lost by a kill -9 (a plain file keeps them
-//! in the kernel's page cache); the durability contract never promised
-//! them.
-//!
-//! On open, the frames are walked from the header on. A frame header cut
-//! short or failing its CRC, a frame longer than the file, or a last frame
-//! whose payload fails its CRC is the torn tail of an interrupted write: it
-//! is left out of the logical length and reported by
-//! [`CompressedFile::dropped_tail`], and the engines see a file that ends
-//! early, as they expect after a crash. A sealed frame that fails its
-//! payload check when read later is [`Error::Corrupted`] with its offset.
-//! As with the encrypted file, rewriting the short last frame in place can,
-//! on a real disk that tears that write, lose bytes of the last chunk that
-//! were synced before; the simulated power cut does not tear.
+//! On open, the frames are walked from the header on, each checked against
+//! its CRC. The first frame that is cut short or fails its checks ends the
+//! valid data. If no valid frame follows it, it is the torn tail of an
+//! interrupted append: it is left out of the logical length and reported by
+//! [`CompressedFile::dropped_tail`], the engines see a file that ends early
+//! (as they expect after a crash), and the next write cuts it off. If a
+//! valid frame does follow, the file is damaged, not torn, and opening it is
+//! [`Error::Corrupted`]: cutting there would drop data that was synced. A
+//! frame damaged after the file was opened is [`Error::Corrupted`] when read.
 //!
 //! ## Layout (little-endian)
 //!
@@ -53,19 +57,18 @@
 //!  12  u32      chunk size (uncompressed bytes per chunk, 65536)
 //!  16  u32      zero
 //!  20  u32      CRC-32 of bytes 0..20
-//! frame (one per chunk, back to back from offset 24)
-//!   0  u32      CRC-32 of bytes 4..24 of the frame header
-//!   4  u32      stored length s (bytes of payload)
-//!   8  u32      uncompressed length u (= chunk size, except the last frame)
-//!  12  u32      CRC-32 of the payload
-//!  16  u8       codec: 0 = stored raw (s = u), 1 = lz4 block (s < u)
-//!  17  [u8; 7]  zero
-//!  24  [u8; s]  payload
+//! frame (back to back from offset 24)
+//!   0  u32      CRC-32 of bytes 4..12 and of the payload
+//!   4  u32      bits 0..31: stored length s; bit 31: codec
+//!               (0 = raw, s = u; 1 = lz4 block whose dictionary is the
+//!               bytes of the chunk before this frame, at most 64 KiB)
+//!   8  u32      uncompressed length u (>= 1)
+//!  12  [u8; s]  payload
 //! ```
 //!
-//! A chunk that lz4 does not shrink is stored raw, so a frame is never
-//! larger than its chunk plus 24 bytes, and incompressible data costs
-//! 0.04% at 64 KiB chunks.
+//! A frame never crosses a chunk boundary: chunk `k` holds logical bytes
+//! `k * chunk_size..(k + 1) * chunk_size` and is made of the frames whose
+//! `u` add up to it. A frame that lz4 does not shrink is stored raw.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -81,21 +84,31 @@ pub const COMPRESSED_VERSION: u32 = 1;
 /// Bytes of the file header.
 pub const COMPRESSED_HEADER_LEN: usize = 24;
 /// Bytes of a frame header.
-pub const FRAME_HEADER_LEN: usize = 24;
+pub const FRAME_HEADER_LEN: usize = 12;
 /// Uncompressed bytes per chunk of a new file.
 pub const DEFAULT_CHUNK_SIZE: usize = 64 << 10;
 /// The smallest chunk size accepted (tests use small chunks).
 pub const MIN_CHUNK_SIZE: usize = 64;
 /// The largest chunk size accepted.
 pub const MAX_CHUNK_SIZE: usize = 1 << 20;
-/// Codec byte: the payload is the chunk itself.
-pub const CODEC_RAW: u8 = 0;
-/// Codec byte: the payload is an lz4 block.
-pub const CODEC_LZ4: u8 = 1;
-
+/// The bit of a frame's length word that marks an lz4 payload.
+pub const CODEC_LZ4_BIT: u32 = 1 << 31;
 /// The longest compressed file (2^62 bytes), so that offsets cannot
 /// overflow.
 pub const MAX_LEN: u64 = 1 << 62;
+
+/// How far back lz4 can refer (its window), and so the largest useful
+/// dictionary when decoding.
+const LZ4_WINDOW: usize = 64 << 10;
+/// The dictionary an append is compressed with: the last bytes of its
+/// chunk. lz4 hashes the whole dictionary on every call, so it is kept
+/// smaller than the window.
+const APPEND_DICT_LEN: usize = 16 << 10;
+/// Bytes read at a time while walking the frames on open.
+const WALK_READ: usize = 1 << 20;
+/// After a bad frame, at most this many following bytes are searched for a
+/// valid frame; a longer remainder is reported as corruption outright.
+const MAX_TAIL_SCAN: u64 = 16 << 20;
 
 const VERSION_AT: usize = 8;
 const CHUNK_SIZE_AT: usize = 12;
@@ -117,12 +130,10 @@ pub struct DroppedTail {
 pub struct CompressionStats {
     /// Bytes the engine sees.
     pub logical_bytes: u64,
-    /// Bytes on disk (header and frames), once buffered bytes are written.
+    /// Bytes on disk: the header and every frame.
     pub physical_bytes: u64,
     /// Whole chunks stored.
     pub chunks: u64,
-    /// Appended bytes held in memory, not yet in any frame on disk.
-    pub buffered_bytes: u64,
 }
 
 impl CompressionStats {
@@ -136,52 +147,46 @@ impl CompressionStats {
     }
 }
 
-/// A whole chunk on disk: the seek table entry.
-#[derive(Debug, Clone, Copy)]
-struct Frame {
-    offset: u64,
-    stored_len: u32,
-}
-
 #[derive(Debug)]
 struct State {
     header_written: bool,
     chunk_size: usize,
-    /// The seek table: frame `i` holds logical bytes
-    /// `i * chunk_size..(i + 1) * chunk_size`.
-    sealed: Vec<Frame>,
-    /// Where the frame of the partial last chunk goes.
-    sealed_end: u64,
-    /// The partial last chunk (shorter than `chunk_size`).
+    /// The seek table: where the first frame of each whole chunk starts.
+    /// Chunk `i` ends where chunk `i + 1` (or the tail chunk) starts.
+    chunk_starts: Vec<u64>,
+    /// Where the first frame of the partial last chunk starts (or will).
+    tail_start: u64,
+    /// The partial last chunk, uncompressed (the next append's dictionary).
     tail: Vec<u8>,
-    /// How many bytes of `tail` the short frame at `sealed_end` holds (0: no
-    /// frame there).
-    tail_on_disk: usize,
-    /// The physical length of that short frame.
-    tail_frame_len: u64,
-    /// The inner file may hold bytes past the expected end: cut them before
-    /// anything else is written or synced.
+    /// The frames of the partial chunk: (logical end in the chunk, physical
+    /// end in the file), so that `set_len` can cut between frames.
+    tail_frames: Vec<(usize, u64)>,
+    /// Where the next frame goes.
+    physical_end: u64,
+    /// The inner file may hold bytes past `physical_end` (a dropped tail, a
+    /// failed write): cut them before anything else is written or synced.
     trim_needed: bool,
 }
 
 impl State {
     fn len(&self) -> u64 {
-        self.sealed.len() as u64 * self.chunk_size as u64 + self.tail.len() as u64
+        self.chunk_starts.len() as u64 * self.chunk_size as u64 + self.tail.len() as u64
     }
 
-    fn physical_end(&self) -> u64 {
-        if !self.header_written {
-            0
-        } else if self.tail_on_disk > 0 {
-            self.sealed_end + self.tail_frame_len
-        } else {
-            self.sealed_end
-        }
+    /// The physical range of whole chunk `index`.
+    fn chunk_range(&self, index: usize) -> (u64, u64) {
+        let start = self.chunk_starts[index];
+        let end = self
+            .chunk_starts
+            .get(index + 1)
+            .copied()
+            .unwrap_or(self.tail_start);
+        (start, end)
     }
 }
 
-/// A [`File`] stored as lz4-compressed chunks (see the module docs).
-pub struct CompressedFile<F: File> {
+/// A [`File`] stored as lz4-compressed frames (see the module docs).
+pub struct CompressedFile<F> {
     inner: F,
     state: RwLock<State>,
     /// The last chunk decompressed, for runs of small sequential reads.
@@ -208,81 +213,107 @@ fn valid_chunk_size(size: usize) -> bool {
     (MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&size)
 }
 
-/// Encodes `chunk` as a frame (lz4 if that shrinks it, raw otherwise).
-fn encode_frame(chunk: &[u8]) -> Vec<u8> {
-    let compressed = lz4_flex::block::compress(chunk);
-    let (codec, payload) = if compressed.len() < chunk.len() {
-        (CODEC_LZ4, &compressed[..])
+/// The bytes of `chunk_prefix` a frame after it may refer to.
+fn dictionary(chunk_prefix: &[u8], max: usize) -> &[u8] {
+    &chunk_prefix[chunk_prefix.len().saturating_sub(max)..]
+}
+
+/// Encodes `piece` as a frame appended to `out`, compressed against `dict`
+/// (the chunk's bytes before it), or raw if lz4 does not shrink it.
+fn encode_frame(piece: &[u8], dict: &[u8], out: &mut Vec<u8>) {
+    let compressed = lz4_flex::block::compress_with_dict(piece, dictionary(dict, APPEND_DICT_LEN));
+    let (word, payload) = if compressed.len() < piece.len() {
+        (compressed.len() as u32 | CODEC_LZ4_BIT, &compressed[..])
     } else {
-        (CODEC_RAW, chunk)
+        (piece.len() as u32, piece)
     };
-    let mut frame = vec![0u8; FRAME_HEADER_LEN];
-    frame[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    frame[8..12].copy_from_slice(&(chunk.len() as u32).to_le_bytes());
-    frame[12..16].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    frame[16] = codec;
-    let crc = crc32fast::hash(&frame[4..FRAME_HEADER_LEN]);
-    frame[..4].copy_from_slice(&crc.to_le_bytes());
-    frame.extend_from_slice(payload);
-    frame
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&word.to_le_bytes());
+    out.extend_from_slice(&(piece.len() as u32).to_le_bytes());
+    out.extend_from_slice(payload);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&out[start + 4..]);
+    out[start..start + 4].copy_from_slice(&crc.finalize().to_le_bytes());
 }
 
-/// A frame header that passed its checksum.
+/// A frame found in a byte slice.
 #[derive(Debug, Clone, Copy)]
-struct FrameHeader {
-    stored_len: u32,
-    uncompressed_len: u32,
-    payload_crc: u32,
-    codec: u8,
+struct FrameAt {
+    /// Bytes of the frame, header included.
+    len: usize,
+    /// Uncompressed bytes.
+    uncompressed: usize,
+    lz4: bool,
 }
 
-/// Decodes a frame header, or says which check it fails.
-fn decode_frame_header(
-    header: &[u8; FRAME_HEADER_LEN],
-    chunk_size: usize,
-) -> std::result::Result<FrameHeader, &'static str> {
-    if crc32fast::hash(&header[4..]) != le_u32(header, 0) {
-        return Err("frame header checksum mismatch");
+/// Checks the frame at the start of `bytes`: complete, checksum right,
+/// lengths possible for a frame that may hold up to `room` more bytes of
+/// its chunk.
+fn check_frame(bytes: &[u8], room: usize) -> std::result::Result<FrameAt, &'static str> {
+    if bytes.len() < FRAME_HEADER_LEN {
+        return Err("frame header cut short");
     }
-    let frame = FrameHeader {
-        stored_len: le_u32(header, 4),
-        uncompressed_len: le_u32(header, 8),
-        payload_crc: le_u32(header, 12),
-        codec: header[16],
-    };
-    let u = frame.uncompressed_len as usize;
-    let s = frame.stored_len as usize;
-    let sane = u >= 1
-        && u <= chunk_size
-        && header[17..].iter().all(|&b| b == 0)
-        && match frame.codec {
-            CODEC_RAW => s == u,
-            CODEC_LZ4 => s >= 1 && s < u,
-            _ => false,
+    let word = le_u32(bytes, 4);
+    let stored = (word & !CODEC_LZ4_BIT) as usize;
+    let lz4 = word & CODEC_LZ4_BIT != 0;
+    let uncompressed = le_u32(bytes, 8) as usize;
+    let possible = uncompressed >= 1
+        && uncompressed <= room
+        && if lz4 {
+            stored >= 1 && stored <= lz4_flex::block::get_maximum_output_size(uncompressed)
+        } else {
+            stored == uncompressed
         };
-    if !sane {
-        return Err("frame header holds impossible lengths or codec");
+    if !possible {
+        return Err("frame header holds impossible lengths");
     }
-    Ok(frame)
+    let len = FRAME_HEADER_LEN + stored;
+    if bytes.len() < len {
+        return Err("frame cut short");
+    }
+    if crc32fast::hash(&bytes[4..len]) != le_u32(bytes, 0) {
+        return Err("frame checksum mismatch");
+    }
+    Ok(FrameAt {
+        len,
+        uncompressed,
+        lz4,
+    })
 }
 
-/// Checks and decompresses a frame's payload.
-fn decode_payload(
-    frame: &FrameHeader,
-    payload: &[u8],
-) -> std::result::Result<Vec<u8>, &'static str> {
-    if crc32fast::hash(payload) != frame.payload_crc {
-        return Err("chunk payload checksum mismatch");
+/// Decodes the frames in `bytes` into `chunk` (which holds the chunk's
+/// bytes before them), returning each frame's (logical end in the chunk,
+/// end offset in `bytes`).
+fn decode_frames(
+    bytes: &[u8],
+    chunk: &mut Vec<u8>,
+    chunk_size: usize,
+) -> std::result::Result<Vec<(usize, usize)>, (usize, &'static str)> {
+    let mut pos = 0;
+    let mut ends = Vec::new();
+    while pos < bytes.len() {
+        let frame = check_frame(&bytes[pos..], chunk_size - chunk.len()).map_err(|r| (pos, r))?;
+        let payload = &bytes[pos + FRAME_HEADER_LEN..pos + frame.len];
+        let start = chunk.len();
+        chunk.resize(start + frame.uncompressed, 0);
+        if frame.lz4 {
+            let (before, out) = chunk.split_at_mut(start);
+            match lz4_flex::block::decompress_into_with_dict(
+                payload,
+                out,
+                dictionary(before, LZ4_WINDOW),
+            ) {
+                Ok(n) if n == frame.uncompressed => {}
+                _ => return Err((pos, "lz4 frame does not decompress to its recorded length")),
+            }
+        } else {
+            chunk[start..].copy_from_slice(payload);
+        }
+        pos += frame.len;
+        ends.push((chunk.len(), pos));
     }
-    let mut out = vec![0u8; frame.uncompressed_len as usize];
-    match frame.codec {
-        CODEC_RAW => out.copy_from_slice(payload),
-        _ => match lz4_flex::block::decompress_into(payload, &mut out) {
-            Ok(n) if n == out.len() => {}
-            _ => return Err("lz4 block does not decompress to its recorded length"),
-        },
-    }
-    Ok(out)
+    Ok(ends)
 }
 
 impl<F: File> CompressedFile<F> {
@@ -294,13 +325,12 @@ impl<F: File> CompressedFile<F> {
     /// Wraps `inner`; `chunk_size` applies if the file is new (an existing
     /// file keeps the chunk size in its header).
     ///
-    /// Walks the frame headers to build the seek table and verifies the last
-    /// frame; writes nothing.
+    /// Walks and checks every frame to build the seek table; writes
+    /// nothing.
     pub fn open_with_chunk_size(inner: F, chunk_size: usize) -> Result<Self> {
-        let path = inner.path().to_path_buf();
         if !valid_chunk_size(chunk_size) {
             return Err(Error::Unsupported {
-                path,
+                path: inner.path().to_path_buf(),
                 reason: format!(
                     "chunk size {chunk_size} outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE}"
                 ),
@@ -310,20 +340,19 @@ impl<F: File> CompressedFile<F> {
         let mut state = State {
             header_written: false,
             chunk_size,
-            sealed: Vec::new(),
-            sealed_end: COMPRESSED_HEADER_LEN as u64,
+            chunk_starts: Vec::new(),
+            tail_start: COMPRESSED_HEADER_LEN as u64,
             tail: Vec::new(),
-            tail_on_disk: 0,
-            tail_frame_len: 0,
+            tail_frames: Vec::new(),
+            physical_end: 0,
             trim_needed: physical > 0,
         };
         let mut dropped_tail = None;
         if physical >= COMPRESSED_HEADER_LEN as u64 {
             let mut header = [0u8; COMPRESSED_HEADER_LEN];
             inner.read_at(0, &mut header)?;
-            state.chunk_size = check_header(&header, &path)?;
+            state.chunk_size = check_header(&header, inner.path())?;
             state.header_written = true;
-            state.trim_needed = false;
             dropped_tail = walk_frames(&inner, &mut state, physical)?;
             state.trim_needed = dropped_tail.is_some();
         }
@@ -348,12 +377,10 @@ impl<F: File> CompressedFile<F> {
     /// Logical and physical sizes, for `STATS` and `pydb inspect`.
     pub fn stats(&self) -> CompressionStats {
         let state = self.state.read();
-        let buffered = state.tail.len() - state.tail_on_disk.min(state.tail.len());
         CompressionStats {
             logical_bytes: state.len(),
-            physical_bytes: state.physical_end(),
-            chunks: state.sealed.len() as u64,
-            buffered_bytes: buffered as u64,
+            physical_bytes: state.physical_end,
+            chunks: state.chunk_starts.len() as u64,
         }
     }
 
@@ -370,36 +397,35 @@ impl<F: File> CompressedFile<F> {
         }
     }
 
-    /// Reads, checks and decompresses sealed chunk `index`.
+    /// Reads and decodes whole chunk `index`, with its frame boundaries.
+    fn decode_chunk(&self, state: &State, index: usize) -> Result<(Vec<u8>, Vec<(usize, u64)>)> {
+        let (start, end) = state.chunk_range(index);
+        let mut bytes = vec![0u8; (end - start) as usize];
+        self.inner.read_at(start, &mut bytes).map_err(|e| match e {
+            Error::ReadPastEnd { .. } => self.corrupted(start, "chunk past end of file"),
+            other => other,
+        })?;
+        let mut chunk = Vec::with_capacity(state.chunk_size);
+        let ends = decode_frames(&bytes, &mut chunk, state.chunk_size)
+            .map_err(|(at, reason)| self.corrupted(start + at as u64, reason))?;
+        if chunk.len() != state.chunk_size {
+            return Err(self.corrupted(start, "whole chunk decodes to the wrong length"));
+        }
+        let ends = ends
+            .into_iter()
+            .map(|(logical, at)| (logical, start + at as u64))
+            .collect();
+        Ok((chunk, ends))
+    }
+
+    /// Whole chunk `index`, from the cache or decoded.
     fn sealed_chunk(&self, state: &State, index: usize) -> Result<Arc<Vec<u8>>> {
         if let Some((cached, data)) = &*self.cache.lock()
             && *cached == index
         {
             return Ok(Arc::clone(data));
         }
-        let frame = state.sealed[index];
-        let mut bytes = vec![0u8; FRAME_HEADER_LEN + frame.stored_len as usize];
-        self.inner
-            .read_at(frame.offset, &mut bytes)
-            .map_err(|e| match e {
-                Error::ReadPastEnd { .. } => self.corrupted(frame.offset, "chunk past end of file"),
-                other => other,
-            })?;
-        let mut header = [0u8; FRAME_HEADER_LEN];
-        header.copy_from_slice(&bytes[..FRAME_HEADER_LEN]);
-        let decoded = decode_frame_header(&header, state.chunk_size)
-            .and_then(|h| {
-                if h.stored_len != frame.stored_len
-                    || h.uncompressed_len as usize != state.chunk_size
-                {
-                    Err("frame header changed since the file was opened")
-                } else {
-                    Ok(h)
-                }
-            })
-            .and_then(|h| decode_payload(&h, &bytes[FRAME_HEADER_LEN..]))
-            .map_err(|reason| self.corrupted(frame.offset, reason))?;
-        let data = Arc::new(decoded);
+        let data = Arc::new(self.decode_chunk(state, index)?.0);
         *self.cache.lock() = Some((index, Arc::clone(&data)));
         Ok(data)
     }
@@ -421,68 +447,17 @@ impl<F: File> CompressedFile<F> {
         }
         self.inner.write_at(0, &header)?;
         state.header_written = true;
+        state.physical_end = COMPRESSED_HEADER_LEN as u64;
+        state.tail_start = state.physical_end;
         Ok(())
     }
 
     fn trim(&self, state: &mut State) -> Result<()> {
         if state.trim_needed {
-            self.inner.set_len(state.physical_end())?;
+            self.inner.set_len(state.physical_end)?;
             state.trim_needed = false;
         }
         Ok(())
-    }
-
-    /// Writes `frame` at `at`; a failure leaves unknown bytes past the
-    /// expected end, so the next write or sync trims first.
-    fn write_frame(&self, state: &mut State, at: u64, frame: &[u8]) -> Result<()> {
-        self.inner.write_at(at, frame).inspect_err(|_| {
-            state.trim_needed = true;
-        })
-    }
-
-    /// Compresses and writes the full tail chunk as a sealed frame.
-    fn seal_tail(&self, state: &mut State) -> Result<()> {
-        let frame = encode_frame(&state.tail);
-        let at = state.sealed_end;
-        let old_end = state.physical_end();
-        self.write_frame(state, at, &frame)?;
-        state.sealed.push(Frame {
-            offset: at,
-            stored_len: (frame.len() - FRAME_HEADER_LEN) as u32,
-        });
-        state.sealed_end = at + frame.len() as u64;
-        state.tail.clear();
-        state.tail_on_disk = 0;
-        state.tail_frame_len = 0;
-        if old_end > state.sealed_end {
-            // The short frame this chunk replaced was longer than it.
-            state.trim_needed = true;
-        }
-        Ok(())
-    }
-
-    /// Writes the partial tail chunk as a short frame, if it changed.
-    fn flush_tail(&self, state: &mut State) -> Result<()> {
-        if state.tail.len() == state.tail_on_disk {
-            return self.trim(state);
-        }
-        self.ensure_header(state)?;
-        self.trim(state)?;
-        let old_end = state.physical_end();
-        if state.tail.is_empty() {
-            state.tail_on_disk = 0;
-            state.tail_frame_len = 0;
-        } else {
-            let frame = encode_frame(&state.tail);
-            let at = state.sealed_end;
-            self.write_frame(state, at, &frame)?;
-            state.tail_on_disk = state.tail.len();
-            state.tail_frame_len = frame.len() as u64;
-        }
-        if old_end > state.physical_end() {
-            state.trim_needed = true;
-        }
-        self.trim(state)
     }
 
     fn append_locked(&self, state: &mut State, data: &[u8]) -> Result<u64> {
@@ -501,21 +476,44 @@ impl<F: File> CompressedFile<F> {
         }
         self.ensure_header(state)?;
         self.trim(state)?;
+        // Encode every frame first, then write them with one call: the
+        // state changes only once the bytes are in the file. Only the first
+        // piece continues a chunk; every later one starts a new chunk.
+        let mut out = Vec::with_capacity(data.len() / 2 + 2 * FRAME_HEADER_LEN);
+        let mut pieces = Vec::new();
+        let mut in_chunk = state.tail.len();
         let mut rest = data;
         while !rest.is_empty() {
-            let take = (state.chunk_size - state.tail.len()).min(rest.len());
-            let before = state.tail.len();
-            state.tail.extend_from_slice(&rest[..take]);
-            if state.tail.len() == state.chunk_size
-                && let Err(err) = self.seal_tail(state)
-            {
-                // What was sealed before stays; this chunk's new bytes go.
-                state.tail.truncate(before);
-                return Err(err);
-            }
+            let take = (state.chunk_size - in_chunk).min(rest.len());
+            let dict: &[u8] = if pieces.is_empty() { &state.tail } else { &[] };
+            encode_frame(&rest[..take], dict, &mut out);
+            in_chunk = (in_chunk + take) % state.chunk_size;
+            pieces.push((take, out.len()));
             rest = &rest[take..];
         }
-        self.trim(state)?;
+        if let Err(err) = self.inner.write_at(state.physical_end, &out) {
+            // A prefix of `out` may be in the file: cut it before the next
+            // write. The state still describes the file before the append.
+            state.trim_needed = true;
+            return Err(err);
+        }
+        let base = state.physical_end;
+        let mut consumed = 0;
+        for (take, end_in_out) in pieces {
+            let piece = &data[consumed..consumed + take];
+            consumed += take;
+            let physical = base + end_in_out as u64;
+            state.tail.extend_from_slice(piece);
+            if state.tail.len() == state.chunk_size {
+                state.chunk_starts.push(state.tail_start);
+                state.tail_start = physical;
+                state.tail.clear();
+                state.tail_frames.clear();
+            } else {
+                state.tail_frames.push((state.tail.len(), physical));
+            }
+        }
+        state.physical_end = base + out.len() as u64;
         Ok(offset)
     }
 
@@ -535,24 +533,35 @@ impl<F: File> CompressedFile<F> {
             return self.trim(state);
         }
         let chunk = state.chunk_size as u64;
-        let sealed_len = state.sealed.len() as u64 * chunk;
-        if new_len >= sealed_len {
-            state.tail.truncate((new_len - sealed_len) as usize);
-        } else {
-            let index = (new_len / chunk) as usize;
-            let data = self.sealed_chunk(state, index)?;
+        let index = (new_len / chunk) as usize;
+        let keep = (new_len % chunk) as usize;
+        if index < state.chunk_starts.len() {
+            // The cut is inside a whole chunk: it becomes the partial one.
+            let (data, ends) = self.decode_chunk(state, index)?;
             *self.cache.lock() = None;
-            state.sealed_end = state.sealed[index].offset;
-            state.sealed.truncate(index);
-            state.tail = data[..(new_len % chunk) as usize].to_vec();
+            state.tail_start = state.chunk_starts[index];
+            state.chunk_starts.truncate(index);
+            state.tail = data;
+            state.tail_frames = ends;
         }
-        // The short frame on disk no longer matches: write the new one now
-        // and cut the file after it, so that a reopen finds the new length
-        // even before the next sync.
-        state.tail_on_disk = 0;
-        state.tail_frame_len = 0;
+        // Keep the frames that end at or before the cut; the bytes of a frame
+        // the cut goes through are appended again as a new frame.
+        let kept = state
+            .tail_frames
+            .iter()
+            .take_while(|(end, _)| *end <= keep)
+            .count();
+        let (kept_len, kept_end) = match kept {
+            0 => (0, state.tail_start),
+            n => state.tail_frames[n - 1],
+        };
+        let again = state.tail[kept_len..keep].to_vec();
+        state.tail.truncate(kept_len);
+        state.tail_frames.truncate(kept);
+        state.physical_end = kept_end;
         state.trim_needed = true;
-        self.flush_tail(state)
+        self.trim(state)?;
+        self.append_locked(state, &again).map(|_| ())
     }
 }
 
@@ -585,65 +594,111 @@ fn check_header(header: &[u8; COMPRESSED_HEADER_LEN], path: &Path) -> Result<usi
     Ok(chunk_size)
 }
 
-/// Walks the frames after the header, filling the seek table and the tail.
-/// Returns the torn tail, if one was found.
+/// Walks and checks the frames after the header, filling the seek table
+/// and the partial chunk. Returns the torn tail, if one was found.
 fn walk_frames<F: File>(
     inner: &F,
     state: &mut State,
     physical: u64,
 ) -> Result<Option<DroppedTail>> {
+    let chunk_size = state.chunk_size;
     let mut pos = COMPRESSED_HEADER_LEN as u64;
-    let torn = |pos: u64, reason| {
-        Ok(Some(DroppedTail {
+    let mut in_chunk = 0usize;
+    state.tail_start = pos;
+    let mut window = Vec::new();
+    let mut window_start = pos;
+    let mut bad = None;
+    let max_frame = FRAME_HEADER_LEN + lz4_flex::block::get_maximum_output_size(chunk_size);
+    while pos < physical {
+        // Keep at least one whole frame (or the rest of the file) in the
+        // window.
+        let need = (physical - pos).min(max_frame as u64);
+        if pos < window_start || window_start + (window.len() as u64) < pos + need {
+            let want = (physical - pos).min(WALK_READ.max(max_frame) as u64) as usize;
+            window = vec![0u8; want];
+            inner.read_at(pos, &mut window)?;
+            window_start = pos;
+        }
+        let at = (pos - window_start) as usize;
+        match check_frame(&window[at..], chunk_size - in_chunk) {
+            Ok(frame) => {
+                pos += frame.len as u64;
+                in_chunk += frame.uncompressed;
+                if in_chunk == chunk_size {
+                    state.chunk_starts.push(state.tail_start);
+                    state.tail_start = pos;
+                    in_chunk = 0;
+                }
+            }
+            Err(reason) => {
+                bad = Some(reason);
+                break;
+            }
+        }
+    }
+    state.physical_end = pos;
+    if let Some(reason) = bad {
+        check_nothing_valid_follows(inner, pos, physical, chunk_size)?;
+        // The partial chunk is decoded from the frames before the tear.
+        load_tail(inner, state)?;
+        return Ok(Some(DroppedTail {
             offset: pos,
             stored_len: physical - pos,
             reason,
-        }))
-    };
-    while pos < physical {
-        if physical - pos < FRAME_HEADER_LEN as u64 {
-            return torn(pos, "frame header cut short");
-        }
-        let mut header = [0u8; FRAME_HEADER_LEN];
-        inner.read_at(pos, &mut header)?;
-        let frame = match decode_frame_header(&header, state.chunk_size) {
-            Ok(frame) => frame,
-            Err(reason) => return torn(pos, reason),
-        };
-        let frame_len = FRAME_HEADER_LEN as u64 + u64::from(frame.stored_len);
-        if physical - pos < frame_len {
-            return torn(pos, "frame cut short");
-        }
-        let is_last = physical - pos == frame_len;
-        let is_partial = frame.uncompressed_len as usize != state.chunk_size;
-        if is_last || is_partial {
-            // The last frame is verified now: if it is torn, the length
-            // must not count it.
-            let mut payload = vec![0u8; frame.stored_len as usize];
-            inner.read_at(pos + FRAME_HEADER_LEN as u64, &mut payload)?;
-            let data = match decode_payload(&frame, &payload) {
-                Ok(data) => data,
-                Err(reason) => return torn(pos, reason),
-            };
-            if is_partial {
-                state.sealed_end = pos;
-                state.tail = data;
-                state.tail_on_disk = state.tail.len();
-                state.tail_frame_len = frame_len;
-                if !is_last {
-                    return torn(pos + frame_len, "bytes after the short last frame");
-                }
-                return Ok(None);
-            }
-        }
-        state.sealed.push(Frame {
-            offset: pos,
-            stored_len: frame.stored_len,
-        });
-        pos += frame_len;
-        state.sealed_end = pos;
+        }));
     }
+    load_tail(inner, state)?;
     Ok(None)
+}
+
+/// Decodes the partial chunk's frames (already checked) into the state.
+fn load_tail<F: File>(inner: &F, state: &mut State) -> Result<()> {
+    let mut bytes = vec![0u8; (state.physical_end - state.tail_start) as usize];
+    inner.read_at(state.tail_start, &mut bytes)?;
+    let mut tail = Vec::new();
+    let ends = decode_frames(&bytes, &mut tail, state.chunk_size).map_err(|(at, reason)| {
+        Error::Corrupted {
+            path: inner.path().to_path_buf(),
+            offset: state.tail_start + at as u64,
+            reason: reason.to_string(),
+        }
+    })?;
+    state.tail_frames = ends
+        .into_iter()
+        .map(|(logical, at)| (logical, state.tail_start + at as u64))
+        .collect();
+    state.tail = tail;
+    Ok(())
+}
+
+/// A bad frame is a torn tail only if no valid frame follows it: appends
+/// only add at the end, so valid data after damage means the damage is not
+/// from an interrupted append.
+fn check_nothing_valid_follows<F: File>(
+    inner: &F,
+    bad_at: u64,
+    physical: u64,
+    chunk_size: usize,
+) -> Result<()> {
+    let corrupted = |reason: &str| Error::Corrupted {
+        path: inner.path().to_path_buf(),
+        offset: bad_at,
+        reason: reason.to_string(),
+    };
+    let rest = physical - bad_at;
+    if rest > MAX_TAIL_SCAN {
+        return Err(corrupted(
+            "damaged frame followed by more bytes than any torn append leaves",
+        ));
+    }
+    let mut bytes = vec![0u8; rest as usize];
+    inner.read_at(bad_at, &mut bytes)?;
+    for at in 1..bytes.len() {
+        if check_frame(&bytes[at..], chunk_size).is_ok() {
+            return Err(corrupted("damaged frame followed by valid frames"));
+        }
+    }
+    Ok(())
 }
 
 impl<F: File> File for CompressedFile<F> {
@@ -678,7 +733,7 @@ impl<F: File> File for CompressedFile<F> {
             let index = (pos / chunk) as usize;
             let start = index as u64 * chunk;
             let sealed;
-            let bytes: &[u8] = if index < state.sealed.len() {
+            let bytes: &[u8] = if index < state.chunk_starts.len() {
                 sealed = self.sealed_chunk(&state, index)?;
                 &sealed
             } else {
@@ -727,24 +782,13 @@ impl<F: File> File for CompressedFile<F> {
     }
 
     fn sync_data(&self) -> Result<()> {
-        {
+        if self.state.read().trim_needed {
             let mut state = self.state.write();
-            self.flush_tail(&mut state)?;
+            self.trim(&mut state)?;
         }
-        // No lock across the fsync: appends continue in memory meanwhile.
+        // Every append is in the file when it returns: no lock across the
+        // fsync, so appends go on meanwhile.
         self.inner.sync_data()
-    }
-}
-
-impl<F: File> Drop for CompressedFile<F> {
-    fn drop(&mut self) {
-        // Hand the buffered partial chunk to the OS, as a plain file's
-        // unsynced writes would be; a failure here has no one to report to,
-        // and only concerns bytes that were never synced.
-        let mut state = self.state.write();
-        if state.tail.len() != state.tail_on_disk {
-            let _ = self.flush_tail(&mut state);
-        }
     }
 }
 
@@ -845,27 +889,49 @@ mod tests {
             "open writes nothing"
         );
         let data = compressible(4096 + 100, 1);
+        // One append: a frame for the whole chunk, a frame for the rest.
         file.append(&data).unwrap();
-        file.sync_data().unwrap();
         let raw = std::fs::read(&path).unwrap();
         assert_eq!(&raw[..8], b"PYDBLZ4F");
         assert_eq!(raw[8..12], 1u32.to_le_bytes());
         assert_eq!(raw[12..16], 4096u32.to_le_bytes());
         assert_eq!(raw[20..24], crc32fast::hash(&raw[..20]).to_le_bytes());
-        // Frame 0: a whole chunk, lz4.
         let frame = &raw[24..];
-        let stored = le_u32(frame, 4) as usize;
+        let word = le_u32(frame, 4);
+        assert_ne!(word & CODEC_LZ4_BIT, 0, "lz4");
+        let stored = (word & !CODEC_LZ4_BIT) as usize;
         assert_eq!(le_u32(frame, 8), 4096);
-        assert_eq!(frame[16], CODEC_LZ4);
         assert!(stored < 4096 / 2, "{stored}");
-        assert_eq!(le_u32(frame, 0), crc32fast::hash(&frame[4..24]));
-        assert_eq!(le_u32(frame, 12), crc32fast::hash(&frame[24..24 + stored]));
-        // Frame 1: the short last chunk, written by the sync.
-        let last = &frame[24 + stored..];
-        assert_eq!(le_u32(last, 8), 100);
-        assert_eq!(24 + le_u32(last, 4) as usize, last.len());
+        assert_eq!(le_u32(frame, 0), crc32fast::hash(&frame[4..12 + stored]));
+        let second = &frame[12 + stored..];
+        assert_eq!(le_u32(second, 8), 100);
+        assert_eq!(
+            12 + (le_u32(second, 4) & !CODEC_LZ4_BIT) as usize,
+            second.len()
+        );
+        assert_eq!(file.stats().physical_bytes, raw.len() as u64);
+        assert_eq!(file.stats().chunks, 1);
         drop(file);
         assert_eq!(read_all(&open(&path, 4096)), data);
+    }
+
+    #[test]
+    fn every_append_is_in_the_file_when_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = open(&path, 4096);
+        let mut want = Vec::new();
+        for i in 0..100u32 {
+            let record = format!("record {i}: alpha beta gamma delta alpha beta;");
+            file.append(record.as_bytes()).unwrap();
+            want.extend_from_slice(record.as_bytes());
+            // Another handle (a reopen) sees it at once, without a sync.
+            assert_eq!(read_all(&open(&path, 4096)), want);
+        }
+        // Small appends compress against the chunk before them: alone,
+        // each ~48-byte record would be stored raw (ratio above 1.2).
+        let ratio = file.stats().ratio();
+        assert!(ratio < 0.7, "{ratio}");
     }
 
     #[test]
@@ -891,87 +957,84 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = open(&dir.path().join("f"), DEFAULT_CHUNK_SIZE);
         file.append(&compressible(1 << 20, 7)).unwrap();
-        file.sync_data().unwrap();
         let stats = file.stats();
         assert_eq!(stats.logical_bytes, 1 << 20);
         assert_eq!(stats.chunks, 16);
-        assert_eq!(stats.buffered_bytes, 0);
         assert_eq!(
             stats.physical_bytes,
             std::fs::metadata(file.path()).unwrap().len()
         );
         assert!(stats.ratio() < 0.55, "{}", stats.ratio());
-        // Incompressible data is stored raw: 24 bytes per chunk more.
+        // Incompressible data is stored raw: 12 bytes per frame more.
         let noise = open(&dir.path().join("g"), DEFAULT_CHUNK_SIZE);
         let bytes: Vec<u8> = (0..1u32 << 18)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
         noise.append(&bytes).unwrap();
-        noise.sync_data().unwrap();
         assert!(noise.stats().ratio() < 1.001, "{}", noise.stats().ratio());
     }
 
     #[test]
-    fn appends_are_readable_before_any_frame_is_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let file = open(&path, 4096);
-        file.append(b"buffered").unwrap();
-        assert_eq!(read_all(&file), b"buffered");
-        assert_eq!(file.stats().buffered_bytes, 8);
-        drop(file);
-        // Dropping the file wrote the partial chunk.
-        assert_eq!(read_all(&open(&path, 4096)), b"buffered");
-    }
-
-    #[test]
-    fn set_len_truncates_into_sealed_chunks_and_extends() {
+    fn set_len_truncates_between_and_inside_frames_and_extends() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = open(&path, 256);
         let data = compressible(2000, 3);
-        file.append(&data).unwrap();
+        for piece in data.chunks(90) {
+            file.append(piece).unwrap();
+        }
+        // Inside a whole chunk, inside a frame.
         file.set_len(700).unwrap();
         assert_eq!(read_all(&file), data[..700]);
-        // The shorter length is on disk at once, not only after a sync.
-        let reopened = open(&path, 256);
-        assert_eq!(read_all(&reopened), data[..700]);
-        drop(reopened);
+        assert_eq!(read_all(&open(&path, 256)), data[..700]);
+        // At a frame boundary (90 * 7 = 630): a plain cut.
+        let before = std::fs::metadata(&path).unwrap().len();
+        file.set_len(630).unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() < before);
+        assert_eq!(read_all(&open(&path, 256)), data[..630]);
         file.set_len(1000).unwrap();
         file.append(b"end").unwrap();
-        let mut want = data[..700].to_vec();
+        let mut want = data[..630].to_vec();
         want.resize(1000, 0);
         want.extend_from_slice(b"end");
         assert_eq!(read_all(&file), want);
-        file.set_len(512).unwrap();
+        assert_eq!(read_all(&open(&path, 256)), want);
         file.set_len(0).unwrap();
         assert_eq!(file.len().unwrap(), 0);
-        drop(file);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
     }
 
     #[test]
-    fn a_torn_last_frame_is_left_out_and_a_damaged_sealed_frame_is_an_error() {
+    fn a_torn_last_frame_is_left_out_and_damage_before_valid_frames_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = open(&path, 256);
         let data = compressible(1000, 5);
-        file.append(&data).unwrap();
-        file.sync_data().unwrap();
+        file.append(&data[..900]).unwrap();
+        file.append(&data[900..]).unwrap();
         drop(file);
         let raw = std::fs::read(&path).unwrap();
-        for cut in 1..40 {
+        for cut in 1..20 {
             std::fs::write(&path, &raw[..raw.len() - cut]).unwrap();
             let file = open(&path, 256);
-            assert_eq!(file.len().unwrap(), 768, "cut {cut}");
+            assert_eq!(file.len().unwrap(), 900, "cut {cut}");
             assert!(file.dropped_tail().is_some());
-            assert_eq!(read_all(&file), data[..768]);
+            assert_eq!(read_all(&file), data[..900]);
+            // The next append cuts the torn frame off first.
+            file.append(b"!").unwrap();
+            drop(file);
+            let mut want = data[..900].to_vec();
+            want.push(b'!');
+            assert_eq!(read_all(&open(&path, 256)), want);
         }
+        // A flipped byte in the first frame, with valid frames after it.
         let mut bad = raw.clone();
-        bad[24 + 30] ^= 0x10;
+        bad[24 + 20] ^= 0x10;
         std::fs::write(&path, &bad).unwrap();
-        let file = open(&path, 256);
-        let err = file.read_at(0, &mut [0u8; 4]).unwrap_err();
-        assert!(matches!(err, Error::Corrupted { offset: 24, .. }), "{err}");
+        let err = CompressedFile::open(MonolithicFile::open(&path, false).unwrap()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupted { offset: 24, reason, .. } if reason.contains("followed by valid")),
+            "{err}"
+        );
     }
 }

@@ -14,8 +14,8 @@ use proptest::prelude::*;
 use pydb_file::encrypted::{BLOCK_SIZE, ENCRYPTED_HEADER_LEN, STORED_BLOCK_LEN};
 use pydb_file::faulty::{FaultKind, injected_fault};
 use pydb_file::{
-    CompressedFile, CompressedOpener, DataKey, EncryptedFile, EncryptedOpener, Error,
-    FaultyOpener, File, FileOpener, MonolithicFile, MonolithicOpener,
+    CompressedFile, CompressedOpener, DataKey, EncryptedFile, EncryptedOpener, Error, FaultyOpener,
+    File, FileOpener, MonolithicFile, MonolithicOpener,
 };
 
 #[derive(Debug, Clone)]
@@ -127,8 +127,11 @@ fn read_all(file: &impl File) -> Vec<u8> {
 
 /// A random file's contents: some whole blocks and usually a partial one.
 fn contents() -> impl Strategy<Value = Vec<u8>> {
-    (BLOCK_SIZE..5 * BLOCK_SIZE, any::<u8>())
-        .prop_map(|(len, seed)| (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect())
+    (BLOCK_SIZE..5 * BLOCK_SIZE, any::<u8>()).prop_map(|(len, seed)| {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -334,7 +337,11 @@ fn a_torn_append_is_cut_and_the_file_goes_on() {
                     .unwrap(),
             )
         } else {
-            Box::new(EncryptedOpener::new(faulty, key()).open(&path, true).unwrap())
+            Box::new(
+                EncryptedOpener::new(faulty, key())
+                    .open(&path, true)
+                    .unwrap(),
+            )
         };
         file.append(&[1u8; 5000]).unwrap();
         file.sync_data().unwrap();

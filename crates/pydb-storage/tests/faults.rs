@@ -19,7 +19,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use pydb_file::faulty::{FaultKind, InjectedFault, Op as FileOp};
-use pydb_file::{FaultController, FaultyOpener, FileOpener, MonolithicOpener};
+use pydb_file::{
+    CompressedOpener, EncryptedOpener, FaultController, FaultyOpener, FileOpener, MonolithicOpener,
+};
 use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
 use pydb_storage::{
     AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Error, Location, LogOptions, StorageEngine,
@@ -605,4 +607,7 @@ fault_engines! {
     log_hash => |dir, opener| AppendOnlyLogStorage::open_with(dir, opener, InMemoryIndex::<Location>::new(), log_options());
     log_skiplist => |dir, opener| AppendOnlyLogStorage::open_with(dir, opener, SkipListIndex::<Location>::default(), log_options());
     btree => |dir, opener| BTreeStorage::open_with(dir, btree_options(), opener);
+    log_encrypted => |dir, opener| AppendOnlyLogStorage::open_with(dir, EncryptedOpener::new(opener, common::test_key()), BTreeIndex::<Location>::new(), log_options());
+    log_compressed => |dir, opener| AppendOnlyLogStorage::open_with(dir, CompressedOpener::new(opener), BTreeIndex::<Location>::new(), log_options());
+    btree_encrypted => |dir, opener| BTreeStorage::open_with(dir, btree_options(), EncryptedOpener::new(opener, common::test_key()));
 }
