@@ -147,6 +147,10 @@ impl CompressionStats {
     }
 }
 
+/// The frames of one chunk: (logical end in the chunk, physical end in the
+/// file) of each.
+type FrameEnds = Vec<(usize, u64)>;
+
 #[derive(Debug)]
 struct State {
     header_written: bool,
@@ -160,7 +164,7 @@ struct State {
     tail: Vec<u8>,
     /// The frames of the partial chunk: (logical end in the chunk, physical
     /// end in the file), so that `set_len` can cut between frames.
-    tail_frames: Vec<(usize, u64)>,
+    tail_frames: FrameEnds,
     /// Where the next frame goes.
     physical_end: u64,
     /// The inner file may hold bytes past `physical_end` (a dropped tail, a
@@ -398,7 +402,7 @@ impl<F: File> CompressedFile<F> {
     }
 
     /// Reads and decodes whole chunk `index`, with its frame boundaries.
-    fn decode_chunk(&self, state: &State, index: usize) -> Result<(Vec<u8>, Vec<(usize, u64)>)> {
+    fn decode_chunk(&self, state: &State, index: usize) -> Result<(Vec<u8>, FrameEnds)> {
         let (start, end) = state.chunk_range(index);
         let mut bytes = vec![0u8; (end - start) as usize];
         self.inner.read_at(start, &mut bytes).map_err(|e| match e {
