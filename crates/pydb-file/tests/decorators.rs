@@ -241,7 +241,7 @@ proptest! {
                 let at = at % physical;
                 raw.truncate(at);
                 at >= ENCRYPTED_HEADER_LEN
-                    && (at - ENCRYPTED_HEADER_LEN) % STORED_BLOCK_LEN != 0
+                    && !(at - ENCRYPTED_HEADER_LEN).is_multiple_of(STORED_BLOCK_LEN)
             }
         };
         std::fs::write(&path, &raw).unwrap();

@@ -498,9 +498,13 @@ fn a_full_disk_is_a_clear_error_and_writes_resume(engine: &Engine) {
         step += 1;
         write(&*db, &mut model, step).unwrap();
     }
+    // Incompressible, so that it overflows the budget on compressed files too.
+    let big: Vec<u8> = (0..2000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     for budget in [0, 1, 30, 100, 0, 300, 0] {
         controller.set_space_left(Some(budget));
-        let err = db.set(b"big", &[b'x'; 2000]).unwrap_err();
+        let err = db.set(b"big", &big).unwrap_err();
         assert!(is_disk_full(&err), "budget {budget}: {err}");
         assert!(
             err.to_string().contains("disk full") || err.to_string().contains("No space"),
