@@ -58,7 +58,8 @@
 //!  16  u32      zero
 //!  20  u32      CRC-32 of bytes 0..20
 //! frame (back to back from offset 24)
-//!   0  u32      CRC-32 of bytes 4..12 and of the payload
+//!   0  u32      CRC-32 of the frame's file offset (u64 LE, not stored),
+//!               then of bytes 4..12 and the payload
 //!   4  u32      bits 0..31: stored length s; bit 31: codec
 //!               (0 = raw, s = u; 1 = lz4 block whose dictionary is the
 //!               bytes of the chunk before this frame, at most 64 KiB)
@@ -224,7 +225,7 @@ fn dictionary(chunk_prefix: &[u8], max: usize) -> &[u8] {
 
 /// Encodes `piece` as a frame appended to `out`, compressed against `dict`
 /// (the chunk's bytes before it), or raw if lz4 does not shrink it.
-fn encode_frame(piece: &[u8], dict: &[u8], out: &mut Vec<u8>) {
+fn encode_frame(piece: &[u8], dict: &[u8], offset: u64, out: &mut Vec<u8>) {
     let compressed = lz4_flex::block::compress_with_dict(piece, dictionary(dict, APPEND_DICT_LEN));
     let (word, payload) = if compressed.len() < piece.len() {
         (compressed.len() as u32 | CODEC_LZ4_BIT, &compressed[..])
@@ -236,9 +237,20 @@ fn encode_frame(piece: &[u8], dict: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&word.to_le_bytes());
     out.extend_from_slice(&(piece.len() as u32).to_le_bytes());
     out.extend_from_slice(payload);
+    let crc = frame_crc(offset, &out[start + 4..]);
+    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The CRC-32 of a frame written at `offset`: over the offset (u64 LE, not
+/// stored) and the frame's bytes after the CRC. Binding the offset means a
+/// frame verifies only where it was written, so the bytes of a frame inside
+/// a payload (a value that is itself a compressed file) are never taken for
+/// a frame when a torn tail is searched for valid data.
+fn frame_crc(offset: u64, rest: &[u8]) -> u32 {
     let mut crc = crc32fast::Hasher::new();
-    crc.update(&out[start + 4..]);
-    out[start..start + 4].copy_from_slice(&crc.finalize().to_le_bytes());
+    crc.update(&offset.to_le_bytes());
+    crc.update(rest);
+    crc.finalize()
 }
 
 /// A frame found in a byte slice.
@@ -254,7 +266,11 @@ struct FrameAt {
 /// Checks the frame at the start of `bytes`: complete, checksum right,
 /// lengths possible for a frame that may hold up to `room` more bytes of
 /// its chunk.
-fn check_frame(bytes: &[u8], room: usize) -> std::result::Result<FrameAt, &'static str> {
+fn check_frame(
+    bytes: &[u8],
+    room: usize,
+    offset: u64,
+) -> std::result::Result<FrameAt, &'static str> {
     if bytes.len() < FRAME_HEADER_LEN {
         return Err("frame header cut short");
     }
@@ -276,7 +292,7 @@ fn check_frame(bytes: &[u8], room: usize) -> std::result::Result<FrameAt, &'stat
     if bytes.len() < len {
         return Err("frame cut short");
     }
-    if crc32fast::hash(&bytes[4..len]) != le_u32(bytes, 0) {
+    if frame_crc(offset, &bytes[4..len]) != le_u32(bytes, 0) {
         return Err("frame checksum mismatch");
     }
     Ok(FrameAt {
@@ -291,13 +307,15 @@ fn check_frame(bytes: &[u8], room: usize) -> std::result::Result<FrameAt, &'stat
 /// end offset in `bytes`).
 fn decode_frames(
     bytes: &[u8],
+    offset: u64,
     chunk: &mut Vec<u8>,
     chunk_size: usize,
 ) -> std::result::Result<Vec<(usize, usize)>, (usize, &'static str)> {
     let mut pos = 0;
     let mut ends = Vec::new();
     while pos < bytes.len() {
-        let frame = check_frame(&bytes[pos..], chunk_size - chunk.len()).map_err(|r| (pos, r))?;
+        let frame = check_frame(&bytes[pos..], chunk_size - chunk.len(), offset + pos as u64)
+            .map_err(|r| (pos, r))?;
         let payload = &bytes[pos + FRAME_HEADER_LEN..pos + frame.len];
         let start = chunk.len();
         chunk.resize(start + frame.uncompressed, 0);
@@ -410,7 +428,7 @@ impl<F: File> CompressedFile<F> {
             other => other,
         })?;
         let mut chunk = Vec::with_capacity(state.chunk_size);
-        let ends = decode_frames(&bytes, &mut chunk, state.chunk_size)
+        let ends = decode_frames(&bytes, start, &mut chunk, state.chunk_size)
             .map_err(|(at, reason)| self.corrupted(start + at as u64, reason))?;
         if chunk.len() != state.chunk_size {
             return Err(self.corrupted(start, "whole chunk decodes to the wrong length"));
@@ -490,7 +508,8 @@ impl<F: File> CompressedFile<F> {
         while !rest.is_empty() {
             let take = (state.chunk_size - in_chunk).min(rest.len());
             let dict: &[u8] = if pieces.is_empty() { &state.tail } else { &[] };
-            encode_frame(&rest[..take], dict, &mut out);
+            let at = state.physical_end + out.len() as u64;
+            encode_frame(&rest[..take], dict, at, &mut out);
             in_chunk = (in_chunk + take) % state.chunk_size;
             pieces.push((take, out.len()));
             rest = &rest[take..];
@@ -624,7 +643,7 @@ fn walk_frames<F: File>(
             window_start = pos;
         }
         let at = (pos - window_start) as usize;
-        match check_frame(&window[at..], chunk_size - in_chunk) {
+        match check_frame(&window[at..], chunk_size - in_chunk, pos) {
             Ok(frame) => {
                 pos += frame.len as u64;
                 in_chunk += frame.uncompressed;
@@ -660,13 +679,15 @@ fn load_tail<F: File>(inner: &F, state: &mut State) -> Result<()> {
     let mut bytes = vec![0u8; (state.physical_end - state.tail_start) as usize];
     inner.read_at(state.tail_start, &mut bytes)?;
     let mut tail = Vec::new();
-    let ends = decode_frames(&bytes, &mut tail, state.chunk_size).map_err(|(at, reason)| {
-        Error::Corrupted {
-            path: inner.path().to_path_buf(),
-            offset: state.tail_start + at as u64,
-            reason: reason.to_string(),
-        }
-    })?;
+    let start = state.tail_start;
+    let ends =
+        decode_frames(&bytes, start, &mut tail, state.chunk_size).map_err(|(at, reason)| {
+            Error::Corrupted {
+                path: inner.path().to_path_buf(),
+                offset: start + at as u64,
+                reason: reason.to_string(),
+            }
+        })?;
     state.tail_frames = ends
         .into_iter()
         .map(|(logical, at)| (logical, state.tail_start + at as u64))
@@ -698,7 +719,7 @@ fn check_nothing_valid_follows<F: File>(
     let mut bytes = vec![0u8; rest as usize];
     inner.read_at(bad_at, &mut bytes)?;
     for at in 1..bytes.len() {
-        if check_frame(&bytes[at..], chunk_size).is_ok() {
+        if check_frame(&bytes[at..], chunk_size, bad_at + at as u64).is_ok() {
             return Err(corrupted("damaged frame followed by valid frames"));
         }
     }
@@ -906,7 +927,7 @@ mod tests {
         let stored = (word & !CODEC_LZ4_BIT) as usize;
         assert_eq!(le_u32(frame, 8), 4096);
         assert!(stored < 4096 / 2, "{stored}");
-        assert_eq!(le_u32(frame, 0), crc32fast::hash(&frame[4..12 + stored]));
+        assert_eq!(le_u32(frame, 0), frame_crc(24, &frame[4..12 + stored]));
         let second = &frame[12 + stored..];
         assert_eq!(le_u32(second, 8), 100);
         assert_eq!(
