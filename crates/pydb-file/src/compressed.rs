@@ -1063,3 +1063,35 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod pinned {
+    use super::*;
+    use crate::MonolithicFile;
+
+    /// The example of docs/formats.md, byte for byte.
+    #[test]
+    fn the_documented_example_is_what_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = CompressedFile::open_with_chunk_size(MonolithicFile::create(&path).unwrap(), 64)
+            .unwrap();
+        file.append(b"abcabcabcabcabcabcabcabc").unwrap();
+        file.append(b"xyz").unwrap();
+        drop(file);
+        let hex: Vec<String> = std::fs::read(&path)
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let documented = "50 59 44 42 4c 5a 34 46 01 00 00 00 40 00 00 00 \
+                          00 00 00 00 59 3f 5d 1f \
+                          1e 99 03 c4 0d 00 00 80 18 00 00 00 \
+                          3b 61 62 63 03 00 60 61 62 63 61 62 63 \
+                          c0 1b e9 84 03 00 00 00 03 00 00 00 78 79 7a";
+        assert_eq!(
+            hex.join(" "),
+            documented.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
+}
