@@ -85,6 +85,11 @@ impl Kind {
         self != Kind::Memory
     }
 
+    /// Whether the engine's files are encrypted.
+    pub fn encrypted(self) -> bool {
+        matches!(self, Kind::LogEncrypted | Kind::BTreeEncrypted)
+    }
+
     /// Whether this is the B+tree page engine (on any files).
     pub fn is_btree(self) -> bool {
         matches!(self, Kind::BTree | Kind::BTreeEncrypted)
