@@ -74,6 +74,16 @@
 //!   crash before the lost appends were synced, the second needs a
 //!   per-block version tree (a Merkle tree), which this layer does not keep.
 //!
+//! ## Pages and blocks
+//!
+//! A B+tree page of 4096 bytes (the default) is exactly one block: writing
+//! it seals one block without reading the old one, and a torn page write
+//! damages that page alone, which the B+tree's full-page images in its WAL
+//! repair. Pages smaller than a block share one: a page write must read,
+//! decrypt and reseal its neighbours, and a torn write can damage them too
+//! (both meta pages live in block 0 with 512-byte pages). So encrypted
+//! databases should use page sizes that are multiples of 4096.
+//!
 //! ## Concurrency
 //!
 //! Readers and writers share one `RwLock`: any number of reads at once, and
