@@ -199,6 +199,21 @@ proptest! {
         check_against_model(&ops, false, || compressed(&path, 512));
     }
 
+    /// The order a database that wants both uses: the engine's bytes are
+    /// compressed first, then encrypted (ciphertext does not compress).
+    #[test]
+    fn a_compressed_file_over_an_encrypted_file_matches_the_model(
+        ops in prop::collection::vec(op(20_000), 1..40),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let opener = CompressedOpener::with_chunk_size(
+            EncryptedOpener::new(MonolithicOpener, key()),
+            512,
+        );
+        check_against_model(&ops, false, || opener.open(&path, true).unwrap());
+    }
+
     #[test]
     fn every_damage_to_an_encrypted_file_is_detected_and_no_read_is_wrong(
         original in contents(),
