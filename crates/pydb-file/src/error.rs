@@ -159,6 +159,24 @@ pub enum Error {
         /// The original failure.
         reason: String,
     },
+    /// The operation is not supported by this kind of file (an in-place
+    /// write into a compressed file, a format version this build does not
+    /// know).
+    #[error("unsupported operation on {path}: {reason}")]
+    Unsupported {
+        /// The file the operation was about.
+        path: PathBuf,
+        /// What was asked and why it cannot be done.
+        reason: String,
+    },
+    /// A key does not open what it was asked to open: the key file is not
+    /// the one the data key was wrapped with, or the key material is unfit.
+    /// Nothing on disk was changed.
+    #[error("wrong or unusable encryption key: {reason}")]
+    WrongKey {
+        /// Which check failed.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -202,7 +220,8 @@ impl Error {
             Error::ReadPastEnd { .. } | Error::Overflow { .. } | Error::Corrupted { .. } => {
                 ErrorKind::Corruption
             }
-            Error::UnsupportedVersion { .. } => ErrorKind::Unsupported,
+            Error::UnsupportedVersion { .. } | Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::WrongKey { .. } => ErrorKind::InvalidInput,
             Error::Poisoned { .. } => ErrorKind::Poisoned,
             Error::Locked { .. } => ErrorKind::Locked,
         }

@@ -15,15 +15,21 @@
 //! or deleting a file is durable only once its directory has been synced,
 //! see [`sync_dir`].
 
+pub mod compressed;
+pub mod encrypted;
 mod error;
 pub mod faulty;
+pub mod keys;
 mod lock;
 mod mmap;
 mod monolithic;
 mod segmented;
 
+pub use compressed::{CompressedFile, CompressedOpener, CompressionStats};
+pub use encrypted::{EncryptedFile, EncryptedOpener};
 pub use error::{Error, ErrorKind, Result};
 pub use faulty::{FaultController, FaultyFile, FaultyOpener};
+pub use keys::{DataKey, KeyMaterial, WrappedKey};
 pub use lock::{DirLock, LOCK_FILE_NAME};
 pub use mmap::{MIN_REMAP_STEP, MmapFile, MmapOpener};
 pub use monolithic::{MonolithicFile, MonolithicOpener, sync_dir};

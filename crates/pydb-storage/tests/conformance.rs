@@ -310,7 +310,7 @@ fn stats_counters_move(kind: Kind) {
     if !kind.persistent() {
         return;
     }
-    if kind == Kind::BTree {
+    if kind.is_btree() {
         // The B+tree reuses pages as it frees them: no dead bytes, and
         // compaction is a checkpoint.
         assert!(stat("tree_height") >= 1);
@@ -375,6 +375,46 @@ fn concurrent_writers_and_readers(kind: Kind) {
     assert_eq!(scan(e, KeyRange::all()).len(), 400);
 }
 
+/// Every file an encrypted engine writes (segments, hints, WAL, pages) holds
+/// none of its keys or values in plaintext.
+fn encrypted_files_hold_no_plaintext(kind: Kind) {
+    if !kind.encrypted() {
+        return;
+    }
+    let mut db = Db::new(kind);
+    for i in 0..300u32 {
+        let key = format!("secret-key-{i:04}");
+        let value = format!("secret-value-{i:04}-").repeat(4);
+        db.engine().set(key.as_bytes(), value.as_bytes()).unwrap();
+    }
+    db.engine().delete(b"secret-key-0001").unwrap();
+    db.engine().compact().unwrap();
+    db.reopen();
+    assert_eq!(
+        get(db.engine(), b"secret-key-0002").unwrap(),
+        "secret-value-0002-".repeat(4).as_bytes()
+    );
+    db.engine()
+        .set(b"secret-key-last", b"secret-value-last")
+        .unwrap();
+    let mut files = vec![db.dir.path().to_path_buf()];
+    let mut checked = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(7).any(|w| w == b"secret-"),
+            "plaintext in {}",
+            path.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2, "{checked} files checked");
+}
+
 for_each_engine!(
     set_get,
     overwrite,
@@ -390,4 +430,5 @@ for_each_engine!(
     compaction_preserves_data,
     stats_counters_move,
     concurrent_writers_and_readers,
+    encrypted_files_hold_no_plaintext,
 );

@@ -19,7 +19,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use pydb_file::faulty::{FaultKind, InjectedFault, Op as FileOp};
-use pydb_file::{FaultController, FaultyOpener, FileOpener, MonolithicOpener};
+use pydb_file::{
+    CompressedOpener, EncryptedOpener, FaultController, FaultyOpener, FileOpener, MonolithicOpener,
+};
 use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
 use pydb_storage::{
     AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Error, ErrorKind, Location, LogOptions,
@@ -513,9 +515,13 @@ fn a_full_disk_is_a_clear_error_and_writes_resume(engine: &Engine) {
         step += 1;
         write(&*db, &mut model, step).unwrap();
     }
+    // Incompressible, so that it overflows the budget on compressed files too.
+    let big: Vec<u8> = (0..2000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     for budget in [0, 1, 30, 100, 0, 300, 0] {
         controller.set_space_left(Some(budget));
-        let err = db.set(b"big", &[b'x'; 2000]).unwrap_err();
+        let err = db.set(b"big", &big).unwrap_err();
         assert!(is_disk_full(&err), "budget {budget}: {err}");
         assert!(
             err.to_string().contains("disk full") || err.to_string().contains("No space"),
@@ -623,4 +629,7 @@ fault_engines! {
     log_skiplist => |dir, opener| AppendOnlyLogStorage::open_with(dir, opener, SkipListIndex::<Location>::default(), log_options());
     btree => |dir, opener| BTreeStorage::open_with(dir, btree_options(), opener);
     lsm => |dir, opener| LsmStorage::open_with(dir, opener, lsm_options());
+    log_encrypted => |dir, opener| AppendOnlyLogStorage::open_with(dir, EncryptedOpener::new(opener, common::test_key()), BTreeIndex::<Location>::new(), log_options());
+    log_compressed => |dir, opener| AppendOnlyLogStorage::open_with(dir, CompressedOpener::new(opener), BTreeIndex::<Location>::new(), log_options());
+    btree_encrypted => |dir, opener| BTreeStorage::open_with(dir, btree_options(), EncryptedOpener::new(opener, common::test_key()));
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use pydb_file::MonolithicOpener;
+use pydb_file::{CompressedOpener, DataKey, EncryptedOpener, MonolithicOpener};
 use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
 use pydb_storage::{
     AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Location, LogOptions, LsmOptions, LsmStorage,
@@ -33,6 +33,17 @@ pub enum Kind {
     BTree,
     /// The LSM-tree engine, with tiny memtables and tables.
     Lsm,
+    /// The log engine (B-tree index) over encrypted files.
+    LogEncrypted,
+    /// The log engine (B-tree index) over lz4-compressed files.
+    LogCompressed,
+    /// The B+tree page engine over encrypted files.
+    BTreeEncrypted,
+}
+
+/// The data key of the encrypted kinds.
+pub fn test_key() -> DataKey {
+    DataKey::from_bytes([0x5A; 32])
 }
 
 /// Every persistent kind, for the model test.
@@ -99,6 +110,16 @@ impl Kind {
         self != Kind::Memory
     }
 
+    /// Whether the engine's files are encrypted.
+    pub fn encrypted(self) -> bool {
+        matches!(self, Kind::LogEncrypted | Kind::BTreeEncrypted)
+    }
+
+    /// Whether this is the B+tree page engine (on any files).
+    pub fn is_btree(self) -> bool {
+        matches!(self, Kind::BTree | Kind::BTreeEncrypted)
+    }
+
     /// The key and value limits, if the engine has any.
     pub fn limits(self) -> Option<(usize, usize)> {
         self.persistent().then(|| {
@@ -121,6 +142,11 @@ impl Kind {
                 AppendOnlyLogStorage::open_with(dir, MonolithicOpener, I::default(), options)?;
             Ok(Box::new(engine))
         }
+        let btree_encrypted = |dir: &Path, options: &LogOptions| {
+            let opener = EncryptedOpener::new(MonolithicOpener, test_key());
+            let engine = BTreeStorage::open_with(dir, btree_options(options), opener)?;
+            Ok::<Box<dyn StorageEngine>, pydb_storage::Error>(Box::new(engine))
+        };
         match self {
             Kind::Memory => Ok(Box::new(MemoryStorage::new())),
             Kind::LogHash => log::<InMemoryIndex<Location>>(dir, options),
@@ -128,6 +154,19 @@ impl Kind {
             Kind::LogSkipList => log::<SkipListIndex<Location>>(dir, options),
             Kind::BTree => Ok(Box::new(BTreeStorage::open(dir, btree_options(&options))?)),
             Kind::Lsm => Ok(Box::new(LsmStorage::open(dir, lsm_options(&options))?)),
+            Kind::LogEncrypted => Ok(Box::new(AppendOnlyLogStorage::open_with(
+                dir,
+                EncryptedOpener::new(MonolithicOpener, test_key()),
+                BTreeIndex::<Location>::default(),
+                options,
+            )?)),
+            Kind::LogCompressed => Ok(Box::new(AppendOnlyLogStorage::open_with(
+                dir,
+                CompressedOpener::new(MonolithicOpener),
+                BTreeIndex::<Location>::default(),
+                options,
+            )?)),
+            Kind::BTreeEncrypted => btree_encrypted(dir, &options),
         }
     }
 
@@ -195,6 +234,15 @@ macro_rules! for_each_engine {
         }
         mod lsm {
             $(#[test] fn $test() { super::$test(super::common::Kind::Lsm) })*
+        }
+        mod log_encrypted {
+            $(#[test] fn $test() { super::$test(super::common::Kind::LogEncrypted) })*
+        }
+        mod log_compressed {
+            $(#[test] fn $test() { super::$test(super::common::Kind::LogCompressed) })*
+        }
+        mod btree_encrypted {
+            $(#[test] fn $test() { super::$test(super::common::Kind::BTreeEncrypted) })*
         }
     };
 }
