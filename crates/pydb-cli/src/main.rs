@@ -58,9 +58,11 @@ enum Cmd {
         /// The database directory (ignored by the memory engine).
         #[arg(long, default_value = "./pydb-data")]
         dir: PathBuf,
-        /// The address to listen on. Anything but loopback needs
-        /// --requirepass. Port 0 picks a free port (logged at start).
-        #[arg(long, default_value = "127.0.0.1:6380")]
+        /// The address to listen on, HOST:PORT (a name such as localhost is
+        /// resolved; the first address is used). Anything but loopback
+        /// needs a non-empty --requirepass. Port 0 picks a free port
+        /// (logged at start).
+        #[arg(long, default_value = "127.0.0.1:6380", value_parser = parse_bind)]
         bind: SocketAddr,
         /// The storage engine: log, btree or memory.
         #[arg(long, default_value = "log", value_parser = parse_engine)]
@@ -74,10 +76,11 @@ enum Cmd {
         /// The password clients must AUTH with.
         #[arg(long)]
         requirepass: Option<String>,
-        /// The most clients connected at once.
+        /// The most clients connected at once (at least 1).
         #[arg(long, default_value_t = 10_000)]
         maxclients: usize,
-        /// The longest bulk string (value, key or argument) a request may carry.
+        /// The longest bulk string (value, key or argument) a request may
+        /// carry: 1 byte to 4 GiB.
         #[arg(long, default_value_t = 512 << 20)]
         max_bulk_bytes: usize,
         /// Close clients idle for this many seconds (0: never).
@@ -111,6 +114,17 @@ fn parse_engine(s: &str) -> Result<EngineKind, String> {
 
 fn parse_index(s: &str) -> Result<IndexKind, String> {
     s.parse().map_err(|e: pydb::Error| e.to_string())
+}
+
+/// Resolves `HOST:PORT` (a name or an IP address) to the first address.
+fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{s}' (expected HOST:PORT): {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("'{s}' resolves to no address"))
 }
 
 fn parse_sync(s: &str) -> Result<SyncPolicy, String> {
@@ -205,6 +219,9 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
                 max_query_bytes: pydb_server::server::query_limit_for(max_bulk_bytes),
                 timeout: (timeout > 0).then(|| Duration::from_secs(timeout)),
             };
+            // Before opening the database: a bad option must not take
+            // the directory lock or create files.
+            config.validate()?;
             let db = Db::open(
                 &dir,
                 Options {

@@ -4,6 +4,8 @@
 
 mod server_support;
 
+use std::process::{Command, Stdio};
+
 use pydb_server::Reply;
 use server_support::Server;
 
@@ -50,4 +52,68 @@ fn the_memory_engine_refuses_huge_keys() {
         "{reply:?}"
     );
     assert_eq!(raw.call(&["PING"]), pong());
+}
+
+/// Runs `pydb server` with `args` on a fresh directory, expecting it to
+/// refuse to start: exit code 2, `expected` in its message, and no
+/// database created.
+fn refuses_to_start(args: &[&str], expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let out = Command::new(env!("CARGO_BIN_EXE_pydb"))
+        .arg("server")
+        .arg("--dir")
+        .arg(&db)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    assert!(!db.exists(), "{args:?} created the database");
+}
+
+/// B4: `--requirepass ''` on a public address started, and `AUTH ""` let
+/// anyone in.
+#[test]
+fn an_empty_password_is_no_password() {
+    refuses_to_start(
+        &["--bind", "0.0.0.0:0", "--requirepass", ""],
+        "an empty password is no password",
+    );
+    // On loopback it means no password at all, as in Redis.
+    let server = Server::start(&["--sync", "never", "--requirepass", ""]);
+    let mut raw = server.raw();
+    assert_eq!(raw.call(&["SET", "k", "v"]), Reply::ok());
+    let reply = raw.call(&["AUTH", ""]);
+    assert!(
+        matches!(&reply, Reply::Error(e) if e.contains("without any password configured")),
+        "{reply:?}"
+    );
+}
+
+/// W7: options that make no sense are refused before anything is opened.
+#[test]
+fn nonsense_options_are_refused_with_clear_errors() {
+    refuses_to_start(&["--maxclients", "0"], "--maxclients must be at least 1");
+    refuses_to_start(
+        &["--max-bulk-bytes", "0"],
+        "--max-bulk-bytes must be between 1",
+    );
+    refuses_to_start(
+        &["--max-bulk-bytes", "18446744073709551615"],
+        "--max-bulk-bytes must be between 1",
+    );
+    refuses_to_start(&["--engine", "lsm"], "expected log, btree or memory");
+    refuses_to_start(&["--bind", "no-such-host.invalid:1"], "cannot resolve");
+    refuses_to_start(&["--bind", "127.0.0.1"], "cannot resolve '127.0.0.1'");
+}
+
+/// W7: `--bind localhost:P` was refused; names are resolved.
+#[test]
+fn bind_resolves_host_names() {
+    let server = Server::start(&["--sync", "never", "--bind", "localhost:0"]);
+    assert!(server.addr.ip().is_loopback(), "{}", server.addr);
+    assert_eq!(server.raw().call(&["PING"]), pong());
 }

@@ -108,6 +108,50 @@ impl Default for ServerConfig {
     }
 }
 
+/// The largest `max_bulk_bytes` accepted: 4 GiB. More is not a limit but
+/// a typo (no engine stores a value anywhere near it).
+pub const MAX_BULK_BYTES_LIMIT: usize = 1 << 32;
+
+impl ServerConfig {
+    /// Checks the settings, with an error that names the option.
+    ///
+    /// An empty password counts as no password (as in Redis, where
+    /// `requirepass ""` turns authentication off), so it does not open a
+    /// non-loopback address: that would let anyone in with `AUTH ""`.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |message: String| Err(Error::InvalidArgument(message));
+        if self.maxclients == 0 {
+            return invalid("--maxclients must be at least 1".into());
+        }
+        if !(1..=MAX_BULK_BYTES_LIMIT).contains(&self.max_bulk_bytes) {
+            return invalid(format!(
+                "--max-bulk-bytes must be between 1 and {MAX_BULK_BYTES_LIMIT} (4 GiB), not {}",
+                self.max_bulk_bytes
+            ));
+        }
+        if self.max_query_bytes < self.max_bulk_bytes {
+            return invalid(format!(
+                "the query buffer limit ({}) must be at least --max-bulk-bytes ({})",
+                self.max_query_bytes, self.max_bulk_bytes
+            ));
+        }
+        if !self.bind.ip().is_loopback() && self.password().is_none() {
+            return invalid(format!(
+                "refusing to listen on {} without --requirepass (an empty password is no \
+                 password): only loopback addresses may be used without a password (protected \
+                 mode, as in Redis)",
+                self.bind
+            ));
+        }
+        Ok(())
+    }
+
+    /// The password clients must send, if any: an empty one is none.
+    pub fn password(&self) -> Option<&str> {
+        self.requirepass.as_deref().filter(|p| !p.is_empty())
+    }
+}
+
 /// The query buffer limit that goes with a bulk limit: room for a request
 /// with two values of the largest size (a `SET`), and at least 1 MiB.
 pub fn query_limit_for(max_bulk_bytes: usize) -> usize {
@@ -288,16 +332,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listening socket. Refuses a non-loopback address without
-    /// a password (protected mode).
-    pub fn bind(db: Db, config: ServerConfig) -> Result<Self> {
-        if !config.bind.ip().is_loopback() && config.requirepass.is_none() {
-            return Err(Error::InvalidArgument(format!(
-                "refusing to listen on {} without --requirepass: only loopback addresses may be \
-                 used without a password (protected mode, as in Redis)",
-                config.bind
-            )));
-        }
+    /// Binds the listening socket. Refuses invalid settings
+    /// ([`ServerConfig::validate`]), among them a non-loopback address
+    /// without a password (protected mode).
+    pub fn bind(db: Db, mut config: ServerConfig) -> Result<Self> {
+        config.validate()?;
+        // From here on, `requirepass` is `Some` only for a real password.
+        config.requirepass = config.password().map(str::to_owned);
         let listener =
             TcpListener::bind(config.bind).map_err(|e| Error::io(config.bind.to_string(), e))?;
         let local_addr = listener

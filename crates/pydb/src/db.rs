@@ -109,7 +109,7 @@ impl FromStr for EngineKind {
             "memory" => Ok(EngineKind::Memory),
             "btree" => Ok(EngineKind::BTree),
             _ => Err(Error::InvalidArgument(format!(
-                "unknown engine '{s}' (expected log or memory)"
+                "unknown engine '{s}' (expected log, btree or memory)"
             ))),
         }
     }
