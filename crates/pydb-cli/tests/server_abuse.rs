@@ -117,3 +117,83 @@ fn bind_resolves_host_names() {
     assert!(server.addr.ip().is_loopback(), "{}", server.addr);
     assert_eq!(server.raw().call(&["PING"]), pong());
 }
+
+/// Sends `SCAN cursor COUNT count` and returns the next cursor and keys.
+fn scan(raw: &mut server_support::Raw, cursor: u64, count: usize) -> (u64, Vec<String>) {
+    let reply = raw.call(&["SCAN", &cursor.to_string(), "COUNT", &count.to_string()]);
+    let Reply::Array(parts) = reply else {
+        panic!("{reply:?}")
+    };
+    let [Reply::Bulk(Some(cursor)), Reply::Array(keys)] = parts.as_slice() else {
+        panic!("{parts:?}")
+    };
+    let cursor = std::str::from_utf8(cursor).unwrap().parse().unwrap();
+    let keys = keys
+        .iter()
+        .map(|k| match k {
+            Reply::Bulk(Some(k)) => String::from_utf8(k.to_vec()).unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    (cursor, keys)
+}
+
+/// W4: one client sending 4,096 `SCAN 0 COUNT 1` invalidated every other
+/// client's scan, and cursors were sequential.
+#[test]
+fn scan_cursors_do_not_interfere_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_in(dir.path(), &[]);
+    let mut expected = Vec::new();
+    let mut raw = server.raw();
+    for i in 0..60 {
+        // Half share their first 8 bytes (table cursors), half do not.
+        for key in [format!("session:{i:03}"), format!("{i:02}")] {
+            assert_eq!(raw.call(&["SET", &key, "v"]), Reply::ok());
+            expected.push(key);
+        }
+    }
+    expected.sort();
+    let mut seen = Vec::new();
+    let mut cursors = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let (next, keys) = scan(&mut raw, cursor, 5);
+        seen.extend(keys);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+        cursors.push(cursor);
+        if cursors.len() == 3 {
+            // Another client churns through cursors meanwhile.
+            let mut other = server.raw();
+            let burst = b"*4\r\n$4\r\nSCAN\r\n$1\r\n0\r\n$5\r\nCOUNT\r\n$1\r\n1\r\n".repeat(4096);
+            other.send(&burst);
+            for _ in 0..4096 {
+                other.read_reply();
+            }
+        }
+    }
+    assert_eq!(seen, expected);
+    let table: Vec<u64> = cursors.iter().copied().filter(|c| c >> 63 == 1).collect();
+    assert!(table.len() >= 2, "{cursors:?}");
+    assert!(
+        table.windows(2).all(|w| w[0].abs_diff(w[1]) > 1 << 20),
+        "table cursors look sequential: {table:?}"
+    );
+
+    // A prefix cursor holds its position in itself: it works after kill -9
+    // and a restart. A table cursor is refused there, not restarted.
+    let (cursor, first_page) = scan(&mut raw, 0, 2);
+    assert_eq!(first_page, ["00", "01"]);
+    assert_eq!(cursor >> 63, 0);
+    let table_cursor = *table.first().unwrap();
+    server.kill9();
+    let server = Server::start_in(dir.path(), &[]);
+    let mut raw = server.raw();
+    let (_, next_page) = scan(&mut raw, cursor, 2);
+    assert_eq!(next_page, ["02", "03"]);
+    let reply = raw.call(&["SCAN", &table_cursor.to_string()]);
+    assert_eq!(reply, Reply::Error("ERR invalid cursor".into()));
+}

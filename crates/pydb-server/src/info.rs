@@ -50,11 +50,13 @@ pub trait Host {
     fn info_sections(&self) -> Vec<Section>;
     /// Configuration parameters to add, `(name, value)`.
     fn config(&self) -> Vec<(&'static str, String)>;
-    /// The table of `SCAN` cursors handed out by this host.
+    /// The table of `SCAN` table cursors of this client (see
+    /// [`crate::keyscan`]): each server connection has its own.
     fn scan_cursors(&self) -> &Mutex<CursorTable>;
 }
 
-/// The host of the local shell: it adds nothing.
+/// The host of the local shell: it adds nothing, and its one user shares
+/// one cursor table.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoHost;
 

@@ -66,7 +66,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
-use crate::info::{Host, Section};
+use crate::info::Section;
 use crate::{Error, Result};
 use pydb::Db;
 
@@ -176,8 +176,6 @@ pub(crate) struct Shared {
     total_connections: AtomicU64,
     pub(crate) total_commands: AtomicU64,
     rejected_connections: AtomicU64,
-    /// The `SCAN` cursors handed out.
-    scan_cursors: Mutex<crate::keyscan::CursorTable>,
 }
 
 #[derive(Debug)]
@@ -229,12 +227,9 @@ impl Shared {
     }
 }
 
-impl Host for Shared {
-    fn scan_cursors(&self) -> &Mutex<crate::keyscan::CursorTable> {
-        &self.scan_cursors
-    }
-
-    fn info_sections(&self) -> Vec<Section> {
+impl Shared {
+    /// The server's `INFO` sections (see [`Host::info_sections`]).
+    pub(crate) fn info_sections(&self) -> Vec<Section> {
         let uptime = self.started.elapsed().as_secs();
         let connected = self.clients.lock().len();
         vec![
@@ -263,7 +258,8 @@ impl Host for Shared {
         ]
     }
 
-    fn config(&self) -> Vec<(&'static str, String)> {
+    /// The server's `CONFIG GET` parameters (see [`Host::config`]).
+    pub(crate) fn config(&self) -> Vec<(&'static str, String)> {
         let config = &self.config;
         vec![
             ("bind", config.bind.ip().to_string()),
@@ -355,7 +351,6 @@ impl Server {
             total_connections: AtomicU64::new(0),
             total_commands: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
-            scan_cursors: Mutex::new(crate::keyscan::CursorTable::default()),
         });
         Ok(Self {
             listener,

@@ -42,10 +42,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 
 use super::resp::{self, Limits, Parsed, RequestParser};
 use super::{ClientInfo, Shared};
 use crate::command::{ClientCommand, Command};
+use crate::info::{Host, Section};
+use crate::keyscan::CursorTable;
 use crate::reply::Reply;
 use pydb::Db;
 use pydb::WriteBatch;
@@ -100,6 +103,29 @@ pub struct Connection {
     output: Vec<u8>,
     /// The run of plain `SET`s not applied yet (see the module doc).
     pending_sets: WriteBatch,
+    /// This connection's `SCAN` table cursors (see [`crate::keyscan`]).
+    scan_cursors: Mutex<CursorTable>,
+}
+
+/// What a connection adds to `INFO`, `CONFIG GET` and `SCAN`: the server's
+/// sections and settings, and its own cursor table.
+struct ConnectionHost<'a> {
+    shared: &'a Shared,
+    scan_cursors: &'a Mutex<CursorTable>,
+}
+
+impl Host for ConnectionHost<'_> {
+    fn info_sections(&self) -> Vec<Section> {
+        self.shared.info_sections()
+    }
+
+    fn config(&self) -> Vec<(&'static str, String)> {
+        self.shared.config()
+    }
+
+    fn scan_cursors(&self) -> &Mutex<CursorTable> {
+        self.scan_cursors
+    }
 }
 
 impl Connection {
@@ -123,6 +149,7 @@ impl Connection {
             end: 0,
             output: Vec::with_capacity(INITIAL_BUFFER),
             pending_sets: WriteBatch::new(),
+            scan_cursors: Mutex::new(CursorTable::default()),
         }
     }
 
@@ -267,7 +294,11 @@ impl Connection {
                 self.reply(&reply);
             }
             command => {
-                let reply = command.execute_in(&self.db, &*self.shared);
+                let host = ConnectionHost {
+                    shared: &self.shared,
+                    scan_cursors: &self.scan_cursors,
+                };
+                let reply = command.execute_in(&self.db, &host);
                 self.reply(&reply);
             }
         }
