@@ -86,6 +86,16 @@ enum Cmd {
         /// Close clients idle for this many seconds (0: never).
         #[arg(long, default_value_t = 0)]
         timeout: u64,
+        /// Close a client that takes no reply bytes for this many seconds
+        /// (0: never).
+        #[arg(long, default_value_t = 60)]
+        write_timeout: u64,
+        /// The replies a client that does not read may have waiting, as
+        /// Redis's client-output-buffer-limit: "HARD SOFT SECONDS" in
+        /// bytes, bytes and seconds. Over HARD, or over SOFT for SECONDS,
+        /// the client is closed.
+        #[arg(long, default_value = "268435456 67108864 60", value_parser = parse_output_limit)]
+        client_output_buffer_limit: (usize, usize, u64),
     },
     /// Print every record of a pydb file with its checksum verdict.
     Inspect {
@@ -125,6 +135,21 @@ fn parse_bind(s: &str) -> Result<SocketAddr, String> {
     addrs
         .next()
         .ok_or_else(|| format!("'{s}' resolves to no address"))
+}
+
+/// Parses "HARD SOFT SECONDS" (three numbers).
+fn parse_output_limit(s: &str) -> Result<(usize, usize, u64), String> {
+    let expected = || format!("'{s}' is not \"HARD SOFT SECONDS\" (three whole numbers)");
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [hard, soft, seconds] = parts.as_slice() else {
+        return Err(expected());
+    };
+    let number = |part: &str| part.parse::<usize>().map_err(|_| expected());
+    Ok((
+        number(hard)?,
+        number(soft)?,
+        seconds.parse().map_err(|_| expected())?,
+    ))
 }
 
 fn parse_sync(s: &str) -> Result<SyncPolicy, String> {
@@ -208,6 +233,8 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
             maxclients,
             max_bulk_bytes,
             timeout,
+            write_timeout,
+            client_output_buffer_limit: (output_hard_limit, output_soft_limit, soft_seconds),
         } => {
             drop(stdout);
             init_logging();
@@ -218,6 +245,10 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
                 max_bulk_bytes,
                 max_query_bytes: pydb_server::server::query_limit_for(max_bulk_bytes),
                 timeout: (timeout > 0).then(|| Duration::from_secs(timeout)),
+                output_hard_limit,
+                output_soft_limit,
+                output_soft_time: Duration::from_secs(soft_seconds),
+                write_timeout: (write_timeout > 0).then(|| Duration::from_secs(write_timeout)),
             };
             // Before opening the database: a bad option must not take
             // the directory lock or create files.

@@ -5,6 +5,7 @@
 mod server_support;
 
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use pydb_server::Reply;
 use server_support::Server;
@@ -196,4 +197,109 @@ fn scan_cursors_do_not_interfere_and_survive_a_restart() {
     assert_eq!(next_page, ["02", "03"]);
     let reply = raw.call(&["SCAN", &table_cursor.to_string()]);
     assert_eq!(reply, Reply::Error("ERR invalid cursor".into()));
+}
+
+/// `connected_clients` from `INFO clients`.
+fn connected_clients(server: &Server) -> u64 {
+    let Reply::Bulk(Some(text)) = server.raw().call(&["INFO", "clients"]) else {
+        panic!("INFO failed")
+    };
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("connected_clients:"))
+        .unwrap();
+    line["connected_clients:".len()..].parse().unwrap()
+}
+
+/// Waits until only the `INFO` caller itself is connected.
+fn wait_for_one_client(server: &Server, within: Duration) -> Duration {
+    let started = Instant::now();
+    while connected_clients(server) > 1 {
+        assert!(started.elapsed() < within, "the client was not closed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+/// Sets `big` to a 1 MB value and returns a raw client that has sent
+/// `gets` pipelined `GET big` and reads nothing.
+fn flood_of_gets(server: &Server, gets: usize) -> server_support::Raw {
+    let mut raw = server.raw();
+    let value = "x".repeat(1 << 20);
+    assert_eq!(raw.call(&["SET", "big", &value]), Reply::ok());
+    let mut reader = server.raw();
+    reader.send(&b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(gets));
+    reader
+}
+
+/// W1: 100 pipelined GETs of a 1 MB value from a client that never reads
+/// held 750 MB in the server until the client left.
+#[test]
+fn a_client_that_never_reads_cannot_take_the_servers_memory() {
+    let server = Server::start(&["--sync", "never", "--engine", "memory"]);
+    let before = server.proc_status_kb("VmRSS");
+    let _reader = flood_of_gets(&server, 200);
+    std::thread::sleep(Duration::from_secs(2));
+    let peak = server.proc_status_kb("VmHWM");
+    // 200 MB of replies were asked for; the server holds about one.
+    assert!(
+        peak < before + 48 * 1024,
+        "peak {peak} kB, {before} kB before the attack"
+    );
+    // Others are still served, and the reader is still connected (it is
+    // within the limits, only slow).
+    assert_eq!(connected_clients(&server), 2);
+}
+
+/// W1: a client that accepts no reply bytes is closed after the write
+/// timeout (the idle timeout only covered reads).
+#[test]
+fn a_client_that_stops_reading_is_closed_after_the_write_timeout() {
+    let server = Server::start(&["--sync", "never", "--write-timeout", "1"]);
+    let _reader = flood_of_gets(&server, 200);
+    let took = wait_for_one_client(&server, Duration::from_secs(20));
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+}
+
+/// W1: a reply over the hard output limit closes the client at once, and
+/// is never sent; the closing is logged as a warning.
+#[test]
+fn a_reply_over_the_hard_output_limit_closes_the_client() {
+    let server = Server::start(&[
+        "--sync",
+        "never",
+        "--client-output-buffer-limit",
+        "1000000 900000 60",
+    ]);
+    let mut raw = server.raw();
+    assert_eq!(raw.call(&["SET", "small", "v"]), Reply::ok());
+    assert_eq!(raw.call(&["SET", "big", &"x".repeat(1 << 20)]), Reply::ok());
+    raw.send_command(&["GET", "big"]);
+    assert_eq!(raw.expect_closed(), b"");
+    std::thread::sleep(Duration::from_millis(100));
+    let log = server.log_lines().join("\n");
+    assert!(log.contains("over the hard output buffer limit"), "{log}");
+    assert_eq!(
+        server.raw().call(&["GET", "small"]),
+        Reply::bulk(bytes::Bytes::from_static(b"v"))
+    );
+}
+
+/// W1: more than the soft limit waiting for longer than its time closes
+/// the client, before the write timeout would.
+#[test]
+fn replies_over_the_soft_limit_for_too_long_close_the_client() {
+    let server = Server::start(&[
+        "--sync",
+        "never",
+        "--client-output-buffer-limit",
+        "100000000 500000 1",
+    ]);
+    let _reader = flood_of_gets(&server, 50);
+    let took = wait_for_one_client(&server, Duration::from_secs(20));
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    std::thread::sleep(Duration::from_millis(100));
+    let log = server.log_lines().join("\n");
+    assert!(log.contains("over the soft output buffer limit"), "{log}");
 }

@@ -92,6 +92,16 @@ pub struct ServerConfig {
     pub max_query_bytes: usize,
     /// Close a client idle this long; `None`: never.
     pub timeout: Option<Duration>,
+    /// Close a client whose replies waiting to be sent would exceed this
+    /// many bytes (Redis's `client-output-buffer-limit` hard limit).
+    pub output_hard_limit: usize,
+    /// Close a client whose waiting replies stay above this many bytes...
+    pub output_soft_limit: usize,
+    /// ... for this long (the soft limit's time).
+    pub output_soft_time: Duration,
+    /// Close a client that accepts no reply bytes for this long; `None`:
+    /// never.
+    pub write_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +114,10 @@ impl Default for ServerConfig {
             max_bulk_bytes,
             max_query_bytes: query_limit_for(max_bulk_bytes),
             timeout: None,
+            output_hard_limit: 256 << 20,
+            output_soft_limit: 64 << 20,
+            output_soft_time: Duration::from_secs(60),
+            write_timeout: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -134,6 +148,12 @@ impl ServerConfig {
                 "the query buffer limit ({}) must be at least --max-bulk-bytes ({})",
                 self.max_query_bytes, self.max_bulk_bytes
             ));
+        }
+        if self.output_hard_limit == 0 || self.output_soft_limit == 0 {
+            return invalid("the output buffer limits must be at least 1 byte".into());
+        }
+        if self.write_timeout.is_some_and(|t| t.is_zero()) {
+            return invalid("--write-timeout must be at least 1 second (0: never)".into());
         }
         if !self.bind.ip().is_loopback() && self.password().is_none() {
             return invalid(format!(

@@ -24,7 +24,29 @@
 //! fails as a whole (say one key is empty), nothing of it was written, and
 //! the `SET`s are run one by one so that each gets its own reply.
 //!
+//! ## Backpressure and output limits
+//!
+//! A client can pipeline requests whose replies are far larger than they
+//! are (a hundred `GET`s of a 1 MB value is 2 KB in, 100 MB out). Answering
+//! everything buffered before writing would hold all those replies in
+//! memory while a client that never reads keeps them there. So the loop
+//! stops answering once [`OUTPUT_FLUSH_AT`] reply bytes wait, and writes
+//! them; the write blocks while the client does not read, and meanwhile
+//! nothing more is read from it: the client's own TCP window then stops
+//! its requests. The replies held are at most that threshold plus one
+//! reply. Three limits end a client that does not read (Redis's
+//! `client-output-buffer-limit` and a write timeout):
+//! - a hard limit: a reply that makes the waiting bytes exceed it closes
+//!   the client at once;
+//! - a soft limit and a time: more than the soft limit waiting for that
+//!   long closes the client;
+//! - a write timeout: no reply byte accepted for that long closes it.
+//!
+//! Each closing is logged once, as a warning.
+//!
 //! Invariants:
+//! - at most `OUTPUT_FLUSH_AT` plus one reply's bytes wait in the output
+//!   buffer, and a reply over the hard limit is never sent;
 //! - the input buffer never exceeds [`ServerConfig::max_query_bytes`]
 //!   (a request that would need more is refused and the connection closed);
 //! - after a [`ProtocolError`](super::resp::ProtocolError) the connection
@@ -40,6 +62,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -57,6 +80,14 @@ use pydb::WriteBatch;
 /// a large request.
 const INITIAL_BUFFER: usize = 16 << 10;
 
+/// The longest run of pipelined `SET`s applied as one batch.
+const MAX_PENDING_SETS: usize = 1024;
+
+/// Once this many reply bytes are waiting, the connection stops answering
+/// and writes them before it parses the next request (see the module doc,
+/// "Backpressure").
+const OUTPUT_FLUSH_AT: usize = 64 << 10;
+
 /// Why a connection ended normally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
@@ -68,6 +99,11 @@ pub enum Ended {
     ProtocolError,
     /// The client was idle longer than `--timeout`.
     IdleTimeout,
+    /// The replies waiting for the client went over the hard output
+    /// limit, or stayed over the soft one for too long.
+    OutputLimit,
+    /// The client took no reply bytes for longer than the write timeout.
+    WriteTimeout,
 }
 
 impl fmt::Display for Ended {
@@ -77,13 +113,19 @@ impl fmt::Display for Ended {
             Ended::Quit => "quit",
             Ended::ProtocolError => "protocol error",
             Ended::IdleTimeout => "idle timeout",
+            Ended::OutputLimit => "output buffer limit reached",
+            Ended::WriteTimeout => "write timeout",
         })
     }
 }
 
 /// What to do after a request.
 enum Flow {
+    /// Read more requests.
     Continue,
+    /// Write the replies, then answer the requests still buffered.
+    Flush,
+    /// Write the replies, then close.
     Close(Ended),
 }
 
@@ -159,14 +201,22 @@ impl Connection {
         // algorithm would hold a small reply back waiting for an ACK.
         self.stream.set_nodelay(true)?;
         self.stream.set_read_timeout(self.shared.config.timeout)?;
+        self.stream
+            .set_write_timeout(self.shared.config.write_timeout)?;
         loop {
             let flow = self.answer_buffered();
-            if !self.output.is_empty() {
-                self.stream.write_all(&self.output)?;
-                self.output.clear();
+            if self.output.len() > self.shared.config.output_hard_limit {
+                self.warn_output_limit("hard");
+                return Ok(Ended::OutputLimit);
             }
-            if let Flow::Close(reason) = flow {
+            if let Some(reason) = self.send_output()? {
                 return Ok(reason);
+            }
+            match flow {
+                Flow::Close(reason) => return Ok(reason),
+                // More requests are buffered: answer them before reading.
+                Flow::Flush => continue,
+                Flow::Continue => {}
             }
             if let Some(reason) = self.make_room() {
                 return Ok(reason);
@@ -184,6 +234,71 @@ impl Connection {
         }
     }
 
+    /// Writes the waiting replies. Blocks while the client does not read
+    /// (which is the backpressure: no request is read meanwhile), but not
+    /// for longer than the write timeout without progress, nor for longer
+    /// than the soft limit's time while more than the soft limit waits.
+    fn send_output(&mut self) -> std::io::Result<Option<Ended>> {
+        let config = &self.shared.config;
+        let mut sent = 0;
+        let mut over_soft_since = None;
+        let mut timeout = config.write_timeout;
+        while let Some(pending) = self.output.get(sent..).filter(|p| !p.is_empty()) {
+            let wanted = if pending.len() > config.output_soft_limit {
+                let since = *over_soft_since.get_or_insert_with(Instant::now);
+                let left = config.output_soft_time.saturating_sub(since.elapsed());
+                if left.is_zero() {
+                    self.warn_output_limit("soft");
+                    return Ok(Some(Ended::OutputLimit));
+                }
+                Some(config.write_timeout.map_or(left, |t| t.min(left)))
+            } else {
+                over_soft_since = None;
+                config.write_timeout
+            };
+            if wanted != timeout {
+                self.stream.set_write_timeout(wanted)?;
+                timeout = wanted;
+            }
+            match self.stream.write(pending) {
+                Ok(0) => return Ok(Some(Ended::ClientClosed)),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    // Past the soft limit the loop decides; else it is the
+                    // write timeout.
+                    if over_soft_since.is_none() {
+                        return Ok(Some(Ended::WriteTimeout));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if timeout != config.write_timeout {
+            self.stream.set_write_timeout(config.write_timeout)?;
+        }
+        self.output.clear();
+        // After a large reply, give the memory back.
+        if self.output.capacity() > 4 * OUTPUT_FLUSH_AT {
+            self.output = Vec::with_capacity(INITIAL_BUFFER);
+        }
+        Ok(None)
+    }
+
+    /// Logs that this client is closed for its output buffer.
+    fn warn_output_limit(&self, which: &str) {
+        let config = &self.shared.config;
+        tracing::warn!(
+            id = self.info.id,
+            peer = %self.info.addr,
+            waiting = self.output.len(),
+            hard = config.output_hard_limit,
+            soft = config.output_soft_limit,
+            soft_seconds = config.output_soft_time.as_secs(),
+            "closing client: replies over the {which} output buffer limit"
+        );
+    }
+
     /// Parses and answers every complete request in the input buffer.
     fn answer_buffered(&mut self) -> Flow {
         let mut commands = 0;
@@ -199,6 +314,9 @@ impl Connection {
                     commands += 1;
                     if let Flow::Close(reason) = self.answer(&args) {
                         break Flow::Close(reason);
+                    }
+                    if self.output.len() >= OUTPUT_FLUSH_AT {
+                        break Flow::Flush;
                     }
                 }
                 Err(e) => {
@@ -262,6 +380,9 @@ impl Connection {
                 condition: None,
             }) if self.authenticated => {
                 self.pending_sets.set(key, value);
+                if self.pending_sets.len() >= MAX_PENDING_SETS {
+                    self.apply_pending_sets();
+                }
                 return Flow::Continue;
             }
             other => other,
