@@ -303,3 +303,36 @@ fn replies_over_the_soft_limit_for_too_long_close_the_client() {
     let log = server.log_lines().join("\n");
     assert!(log.contains("over the soft output buffer limit"), "{log}");
 }
+
+/// W2: a partial array of 300,000 one-byte arguments held about 12 times
+/// its 2.1 MB on the wire while waiting for the rest.
+#[test]
+fn a_partial_request_costs_about_its_wire_size() {
+    let server = Server::start(&["--sync", "never", "--engine", "memory"]);
+    let mut raw = server.raw();
+    assert_eq!(raw.call(&["PING"]), pong());
+    let before = server.proc_status_kb("VmRSS");
+    let n = 300_000;
+    let mut request = format!("*{}\r\n$3\r\nSET\r\n", n + 2).into_bytes();
+    request.extend_from_slice(&b"$1\r\nx\r\n".repeat(n));
+    let wire_kb = request.len() as u64 / 1024;
+    raw.send(&request);
+    // Wait until the server has read it all (its memory stops growing).
+    let mut last = 0;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = server.proc_status_kb("VmRSS");
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let grown = server.proc_status_kb("VmHWM").saturating_sub(before);
+    // The input buffer doubles as it grows: up to twice the wire size,
+    // plus the copy while it grows.
+    assert!(
+        grown <= 3 * wire_kb,
+        "held {grown} kB for a {wire_kb} kB partial request"
+    );
+    assert_eq!(server.raw().call(&["PING"]), pong());
+}
