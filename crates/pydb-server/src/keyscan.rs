@@ -156,9 +156,9 @@ pub fn scan_page(
     };
     let count = count.max(1);
     let mut keys = Vec::new();
-    let mut looked_at = 0usize;
     let mut last: Option<Bytes> = None;
-    for item in db.scan_range(range)? {
+    // `looked_at`: how many keys this page has looked at before `key`.
+    for (looked_at, item) in db.scan_range(range)?.enumerate() {
         let (key, _value) = item?;
         if let Some(last) = &last
             && looked_at >= count
@@ -174,7 +174,6 @@ pub fn scan_page(
                 return Ok(ScanPage { cursor, keys });
             }
         }
-        looked_at += 1;
         if pattern.is_none_or(|p| crate::glob::matches(p, &key)) {
             keys.push(key.clone());
         }

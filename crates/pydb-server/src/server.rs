@@ -54,6 +54,7 @@
 //!   directory lock.
 
 pub mod conn;
+pub mod ratelog;
 pub mod resp;
 
 use std::collections::HashMap;
@@ -196,6 +197,8 @@ pub(crate) struct Shared {
     total_connections: AtomicU64,
     pub(crate) total_commands: AtomicU64,
     rejected_connections: AtomicU64,
+    /// The warnings that clients can trigger at will, rate-limited.
+    pub(crate) noisy_log: ratelog::RateLimitedLog,
 }
 
 #[derive(Debug)]
@@ -371,6 +374,7 @@ impl Server {
             total_connections: AtomicU64::new(0),
             total_commands: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
+            noisy_log: ratelog::RateLimitedLog::default(),
         });
         Ok(Self {
             listener,
@@ -435,7 +439,9 @@ fn accept(shared: &Arc<Shared>, db: &Db, mut stream: TcpStream) {
     if clients.len() >= shared.config.maxclients {
         drop(clients);
         shared.rejected_connections.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%peer, "rejected: max number of clients reached");
+        if let Some(suppressed) = shared.noisy_log.admit("maxclients") {
+            tracing::warn!(%peer, suppressed, "rejected: max number of clients reached");
+        }
         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
         let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
         return;

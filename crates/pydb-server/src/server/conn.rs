@@ -42,7 +42,14 @@
 //!   long closes the client;
 //! - a write timeout: no reply byte accepted for that long closes it.
 //!
-//! Each closing is logged once, as a warning.
+//! Each closing is logged once, as a warning (rate-limited across clients,
+//! see [`super::ratelog`]).
+//!
+//! ## Password guessing
+//!
+//! The n-th wrong `AUTH` of a connection is answered after n * 10 ms, and
+//! the [`MAX_AUTH_FAILURES`]-th closes the connection: guessing costs a
+//! reconnection every ten tries and half a second per connection.
 //!
 //! Invariants:
 //! - at most `OUTPUT_FLUSH_AT` plus one reply's bytes wait in the output
@@ -80,6 +87,12 @@ use pydb::WriteBatch;
 /// a large request.
 const INITIAL_BUFFER: usize = 16 << 10;
 
+/// A connection is closed after this many wrong passwords.
+pub const MAX_AUTH_FAILURES: u32 = 10;
+
+/// The pause after the n-th wrong password of a connection: n times this.
+const AUTH_FAILURE_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The longest run of pipelined `SET`s applied as one batch.
 const MAX_PENDING_SETS: usize = 1024;
 
@@ -104,6 +117,8 @@ pub enum Ended {
     OutputLimit,
     /// The client took no reply bytes for longer than the write timeout.
     WriteTimeout,
+    /// The client sent [`MAX_AUTH_FAILURES`] wrong passwords.
+    TooManyAuthFailures,
 }
 
 impl fmt::Display for Ended {
@@ -115,6 +130,7 @@ impl fmt::Display for Ended {
             Ended::IdleTimeout => "idle timeout",
             Ended::OutputLimit => "output buffer limit reached",
             Ended::WriteTimeout => "write timeout",
+            Ended::TooManyAuthFailures => "too many failed AUTH",
         })
     }
 }
@@ -147,6 +163,8 @@ pub struct Connection {
     pending_sets: WriteBatch,
     /// This connection's `SCAN` table cursors (see [`crate::keyscan`]).
     scan_cursors: Mutex<CursorTable>,
+    /// Wrong passwords sent on this connection.
+    auth_failures: u32,
 }
 
 /// What a connection adds to `INFO`, `CONFIG GET` and `SCAN`: the server's
@@ -192,6 +210,7 @@ impl Connection {
             output: Vec::with_capacity(INITIAL_BUFFER),
             pending_sets: WriteBatch::new(),
             scan_cursors: Mutex::new(CursorTable::default()),
+            auth_failures: 0,
         }
     }
 
@@ -288,7 +307,11 @@ impl Connection {
     /// Logs that this client is closed for its output buffer.
     fn warn_output_limit(&self, which: &str) {
         let config = &self.shared.config;
+        let Some(suppressed) = self.shared.noisy_log.admit("output limit") else {
+            return;
+        };
         tracing::warn!(
+            suppressed,
             id = self.info.id,
             peer = %self.info.addr,
             waiting = self.output.len(),
@@ -409,6 +432,9 @@ impl Connection {
             Command::Auth { username, password } => {
                 let reply = self.auth(username.as_deref(), &password);
                 self.reply(&reply);
+                if self.auth_failures >= MAX_AUTH_FAILURES {
+                    return Flow::Close(Ended::TooManyAuthFailures);
+                }
             }
             Command::Client(sub) => {
                 let reply = self.client(sub);
@@ -483,7 +509,19 @@ impl Connection {
                 .set_limits(limits_for(&self.shared, self.authenticated));
             Reply::ok()
         } else {
-            tracing::info!(id = self.info.id, peer = %self.info.addr, "failed AUTH");
+            self.auth_failures += 1;
+            if let Some(suppressed) = self.shared.noisy_log.admit("failed AUTH") {
+                tracing::warn!(
+                    id = self.info.id,
+                    peer = %self.info.addr,
+                    failures = self.auth_failures,
+                    suppressed,
+                    "failed AUTH"
+                );
+            }
+            // Slow guessing down: each failure on this connection costs
+            // longer, and the connection ends after a few.
+            std::thread::sleep(AUTH_FAILURE_DELAY.saturating_mul(self.auth_failures));
             Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
         }
     }
