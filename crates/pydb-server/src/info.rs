@@ -74,6 +74,10 @@ impl Host for NoHost {
     }
 }
 
+/// The Redis version pydb reports (`INFO`, `HELLO`): clients pick
+/// features by it, and pydb answers the subset of Redis 7.0 it implements.
+pub const REDIS_VERSION: &str = "7.0.0";
+
 /// The sections shown by `INFO` without an argument, in order.
 const DEFAULT_SECTIONS: &[&str] = &["server", "clients", "stats", "persistence", "keyspace"];
 
@@ -93,7 +97,7 @@ pub fn db_sections(db: &Db) -> Vec<Section> {
         .field("pydb_version", env!("CARGO_PKG_VERSION"))
         // Clients and tools read `redis_version` to pick features; pydb
         // speaks the RESP2 subset of Redis 7.0 that it implements.
-        .field("redis_version", "7.0.0")
+        .field("redis_version", REDIS_VERSION)
         .field("redis_mode", "standalone")
         .field("os", std::env::consts::OS)
         .field("arch_bits", usize::BITS)

@@ -24,6 +24,9 @@ pub enum Reply {
     Integer(i64),
     /// A list of replies (RESP array).
     Array(Vec<Reply>),
+    /// Pairs of field and value (a RESP3 map; in RESP2, an array of the
+    /// fields and values in turn, which is how Redis sends it there).
+    Map(Vec<(Reply, Reply)>),
     /// An error; by convention the text starts with a code such as `ERR`
     /// (RESP error).
     Error(String),
@@ -94,6 +97,13 @@ impl Reply {
             Reply::Error(e) => {
                 let _ = writeln!(out, "(error) {e}");
             }
+            Reply::Map(pairs) => Reply::Array(
+                pairs
+                    .iter()
+                    .flat_map(|(k, v)| [k.clone(), v.clone()])
+                    .collect(),
+            )
+            .write_text(prefix, out),
             Reply::Array(items) if items.is_empty() => out.push_str("(empty array)\n"),
             Reply::Array(items) => {
                 let width = items.len().to_string().len();

@@ -74,7 +74,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::resp::{self, Limits, Parsed, RequestParser};
+use super::resp::{self, Limits, Parsed, Protocol, RequestParser};
 use super::{ClientInfo, Shared};
 use crate::command::{ClientCommand, Command};
 use crate::info::{Host, Section};
@@ -165,6 +165,8 @@ pub struct Connection {
     scan_cursors: Mutex<CursorTable>,
     /// Wrong passwords sent on this connection.
     auth_failures: u32,
+    /// RESP2 until the client asks for RESP3 with `HELLO 3`.
+    protocol: Protocol,
 }
 
 /// What a connection adds to `INFO`, `CONFIG GET` and `SCAN`: the server's
@@ -211,6 +213,7 @@ impl Connection {
             pending_sets: WriteBatch::new(),
             scan_cursors: Mutex::new(CursorTable::default()),
             auth_failures: 0,
+            protocol: Protocol::Resp2,
         }
     }
 
@@ -420,7 +423,12 @@ impl Connection {
                 return Flow::Continue;
             }
         };
-        if !self.authenticated && !matches!(command, Command::Auth { .. } | Command::Quit) {
+        if !self.authenticated
+            && !matches!(
+                command,
+                Command::Auth { .. } | Command::Quit | Command::Hello { .. }
+            )
+        {
             self.reply(&Reply::Error("NOAUTH Authentication required.".into()));
             return Flow::Continue;
         }
@@ -439,6 +447,17 @@ impl Connection {
             Command::Client(sub) => {
                 let reply = self.client(sub);
                 self.reply(&reply);
+            }
+            Command::Hello {
+                protocol,
+                auth,
+                setname,
+            } => {
+                let reply = self.hello(protocol, auth, setname);
+                self.reply(&reply);
+                if self.auth_failures >= MAX_AUTH_FAILURES {
+                    return Flow::Close(Ended::TooManyAuthFailures);
+                }
             }
             command => {
                 let host = ConnectionHost {
@@ -490,7 +509,57 @@ impl Connection {
     }
 
     fn reply(&mut self, reply: &Reply) {
-        resp::encode_reply(reply, &mut self.output);
+        resp::encode_reply_as(reply, self.protocol, &mut self.output);
+    }
+
+    /// `HELLO [protover [AUTH username password] [SETNAME name]]`, as
+    /// Redis 7 answers it: the version is checked first, then AUTH, then
+    /// the name; nothing changes unless all of them succeed.
+    fn hello(
+        &mut self,
+        protocol: Option<i64>,
+        auth: Option<(Bytes, Bytes)>,
+        setname: Option<Bytes>,
+    ) -> Reply {
+        let protocol = match protocol {
+            None => self.protocol,
+            Some(2) => Protocol::Resp2,
+            Some(3) => Protocol::Resp3,
+            Some(_) => return crate::command::noproto(),
+        };
+        if let Some((username, password)) = auth {
+            if self.shared.config.requirepass.is_none() {
+                // Redis's default user has no password then: it accepts
+                // any, and knows no other user.
+                if username.as_ref() != b"default" {
+                    return wrongpass();
+                }
+            } else {
+                let reply = self.auth(Some(&username), &password);
+                if reply.is_error() {
+                    return reply;
+                }
+            }
+        } else if !self.authenticated {
+            return Reply::Error(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise \
+                 the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the \
+                 client and select the RESP protocol version at the same time"
+                    .into(),
+            );
+        }
+        if let Some(name) = setname {
+            let reply = self.client(ClientCommand::SetName(name));
+            if reply.is_error() {
+                return reply;
+            }
+        }
+        self.protocol = protocol;
+        let version = match protocol {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        };
+        crate::command::hello_reply(self.info.id, version)
     }
 
     /// `AUTH [username] password`.
@@ -522,7 +591,7 @@ impl Connection {
             // Slow guessing down: each failure on this connection costs
             // longer, and the connection ends after a few.
             std::thread::sleep(AUTH_FAILURE_DELAY.saturating_mul(self.auth_failures));
-            Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
+            wrongpass()
         }
     }
 
@@ -543,6 +612,11 @@ impl Connection {
             _ => Reply::err("unsupported CLIENT subcommand"),
         }
     }
+}
+
+/// Redis's reply to a wrong user name or password.
+fn wrongpass() -> Reply {
+    Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
 }
 
 /// The request limits of a client, depending on whether it has

@@ -331,11 +331,64 @@ fn parse_length(line: &[u8]) -> Option<i64> {
     std::str::from_utf8(line).ok()?.parse().ok()
 }
 
-/// Appends the RESP encoding of `reply` to `out`.
+/// The protocol a connection speaks: RESP2 until the client asks for RESP3
+/// with `HELLO 3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// RESP2: nil is `$-1`, a map is a flat array.
+    #[default]
+    Resp2,
+    /// RESP3: nil is `_`, a map is `%` followed by its pairs.
+    Resp3,
+}
+
+/// Appends the RESP2 encoding of `reply` to `out`.
 ///
 /// Status and error texts cannot hold a line break on the wire; any `\r`
 /// or `\n` in them is written as a space (Redis does the same).
 pub fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
+    encode_reply_as(reply, Protocol::Resp2, out);
+}
+
+/// Appends the encoding of `reply` in `protocol` to `out`.
+pub fn encode_reply_as(reply: &Reply, protocol: Protocol, out: &mut Vec<u8>) {
+    match (reply, protocol) {
+        (Reply::Bulk(None), Protocol::Resp3) => out.extend_from_slice(b"_\r\n"),
+        (Reply::Map(pairs), Protocol::Resp3) => {
+            out.push(b'%');
+            push_int(i64::try_from(pairs.len()).unwrap_or(i64::MAX), out);
+            out.extend_from_slice(b"\r\n");
+            for (key, value) in pairs {
+                encode_reply_as(key, protocol, out);
+                encode_reply_as(value, protocol, out);
+            }
+        }
+        (Reply::Map(pairs), Protocol::Resp2) => {
+            out.push(b'*');
+            push_int(
+                i64::try_from(pairs.len().saturating_mul(2)).unwrap_or(i64::MAX),
+                out,
+            );
+            out.extend_from_slice(b"\r\n");
+            for (key, value) in pairs {
+                encode_reply_as(key, protocol, out);
+                encode_reply_as(value, protocol, out);
+            }
+        }
+        (Reply::Array(items), _) => {
+            out.push(b'*');
+            push_int(i64::try_from(items.len()).unwrap_or(i64::MAX), out);
+            out.extend_from_slice(b"\r\n");
+            for item in items {
+                encode_reply_as(item, protocol, out);
+            }
+        }
+        (reply, _) => encode_scalar(reply, out),
+    }
+}
+
+/// Encodes the replies that RESP2 and RESP3 write alike.
+fn encode_scalar(reply: &Reply, out: &mut Vec<u8>) {
     match reply {
         Reply::Status(s) => encode_line(b'+', s, out),
         Reply::Error(e) => encode_line(b'-', e, out),
@@ -346,14 +399,7 @@ pub fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
         }
         Reply::Bulk(None) => out.extend_from_slice(b"$-1\r\n"),
         Reply::Bulk(Some(value)) => encode_bulk(value, out),
-        Reply::Array(items) => {
-            out.push(b'*');
-            push_int(i64::try_from(items.len()).unwrap_or(i64::MAX), out);
-            out.extend_from_slice(b"\r\n");
-            for item in items {
-                encode_reply(item, out);
-            }
-        }
+        Reply::Array(_) | Reply::Map(_) => encode_reply_as(reply, Protocol::Resp2, out),
     }
 }
 
