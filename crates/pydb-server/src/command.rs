@@ -98,6 +98,9 @@ pub enum CommandError {
     /// `HELLO` with an option it does not know (or missing its values).
     #[error("ERR Syntax error in HELLO option '{0}'")]
     HelloSyntax(String),
+    /// A command names the empty key (see [`Command::parse`]).
+    #[error("ERR empty keys are not allowed")]
+    EmptyKey,
     /// `SELECT` of a database other than 0.
     #[error("ERR DB index is out of range")]
     DbIndexOutOfRange,
@@ -613,6 +616,13 @@ pub const HELP: &[&str] = &[
 
 impl Command {
     /// Parses a request: the command name (any case) and its arguments.
+    ///
+    /// One rule for empty keys: every command that names a key refuses the
+    /// empty key with `ERR empty keys are not allowed`, reads as well as
+    /// writes. Redis accepts `SET '' x`; pydb's engines refuse empty keys
+    /// (`Error::EmptyKey`), and answering `GET ''` with nil while `SET ''`
+    /// fails would suggest a key that can never exist. An error on every
+    /// command tells a client at once.
     pub fn parse<A: Arg>(args: &[A]) -> Result<Self, CommandError> {
         let (name, rest) = args.split_first().ok_or(CommandError::Empty)?;
         let name = name.as_ref();
@@ -703,14 +713,7 @@ impl Command {
                 {
                     Command::FlushDb
                 }
-                [_] => return Err(CommandError::Syntax),
-                _ => {
-                    return Err(CommandError::WrongArity(if lower == b"flushdb" {
-                        "flushdb"
-                    } else {
-                        "flushall"
-                    }));
-                }
+                _ => return Err(CommandError::Syntax),
             },
             b"config" => parse_config(rest)?,
             b"command" => Command::CommandTable(parse_command_query(rest)?),
@@ -777,7 +780,26 @@ impl Command {
             b"quit" | b"exit" => Command::Quit,
             _ => return Err(unknown_command(name, rest)),
         };
+        if command.keys().any(|key| key.is_empty()) {
+            return Err(CommandError::EmptyKey);
+        }
         Ok(command)
+    }
+
+    /// The keys the command names (for the empty-key rule).
+    fn keys(&self) -> impl Iterator<Item = &Bytes> {
+        let keys: Vec<&Bytes> = match self {
+            Command::Set { key, .. }
+            | Command::Incr { key, .. }
+            | Command::Get { key }
+            | Command::Type { key } => vec![key],
+            Command::Del { keys } | Command::Exists { keys } | Command::MGet { keys } => {
+                keys.iter().collect()
+            }
+            Command::MSet { pairs } => pairs.iter().map(|(key, _)| key).collect(),
+            _ => Vec::new(),
+        };
+        keys.into_iter()
     }
 
     /// Tokenizes `line` and parses it. `Ok(None)` for a blank line.
