@@ -1,6 +1,7 @@
-//! The network server: pydb speaking Redis's protocol (RESP2) over TCP, so
-//! that `redis-cli`, `redis-benchmark` and every language's Redis client
-//! work with pydb unmodified.
+//! The network server: pydb speaking Redis's protocol (RESP2, and RESP3
+//! for a connection that asks with `HELLO 3`) over TCP, so that
+//! `redis-cli`, `redis-benchmark` and every language's Redis client work
+//! with pydb unmodified.
 //!
 //! ```text
 //!   accept loop (this module)         one thread per connection (conn.rs)
@@ -42,9 +43,16 @@
 //!
 //! ## Safety rules
 //!
-//! - Binding to anything but loopback requires `--requirepass`, as Redis's
-//!   protected mode does: a database open to the network without a
-//!   password is a classic way to lose one.
+//! - Binding to anything but loopback requires a non-empty
+//!   `--requirepass`, as Redis's protected mode does: a database open to
+//!   the network without a password is a classic way to lose one. The
+//!   settings are checked by [`ServerConfig::validate`] before anything
+//!   is opened.
+//! - A client that does not read its replies is stopped from sending more
+//!   (backpressure) and closed past the output limits or the write
+//!   timeout ([`conn`]); wrong passwords slow a connection down and close
+//!   it after [`conn::MAX_AUTH_FAILURES`]; warnings that clients can
+//!   trigger at will are rate-limited ([`ratelog`]).
 //! - Every request is bounded (see [`resp`]) and a connection buffers at
 //!   most [`ServerConfig::max_query_bytes`]; a malformed request gets an
 //!   error reply and that connection is closed; the server goes on.
