@@ -7,6 +7,7 @@ mod server_support;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use pydb_server::Reply;
 use server_support::Server;
 
 /// Sends `args` as a request and asserts the reply is exactly `expected`.
@@ -171,4 +172,73 @@ fn the_redis_crate_works_in_resp2_and_resp3() {
         let kind: String = redis::cmd("TYPE").arg("k").query(&mut con).unwrap();
         assert_eq!(kind, "string");
     }
+}
+
+#[test]
+fn config_set_changes_settings_at_run_time() {
+    let server = Server::start(&["--sync", "never"]);
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(server_support::TIMEOUT)).unwrap();
+    let mut x = |args: &[&str], expected: &[u8]| exchange(&mut s, args, expected);
+    // Redis 7.0.15's texts.
+    x(
+        &["CONFIG", "SET", "foo", "1"],
+        b"-ERR Unknown option or number of arguments for CONFIG SET - 'foo'\r\n",
+    );
+    x(
+        &["CONFIG", "SET", "maxclients", "x"],
+        b"-ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument couldn't be parsed into an integer\r\n",
+    );
+    x(
+        &["CONFIG", "SET", "maxclients", "0"],
+        b"-ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument must be between 1 and 4294967295 inclusive\r\n",
+    );
+    x(
+        &["CONFIG", "SET", "maxclients"],
+        b"-ERR wrong number of arguments for 'config|set' command\r\n",
+    );
+    // All or nothing: the bad timeout keeps maxclients as it was.
+    x(
+        &["CONFIG", "SET", "maxclients", "10", "timeout", "x"],
+        b"-ERR CONFIG SET failed (possibly related to argument 'timeout') - argument couldn't be parsed into an integer\r\n",
+    );
+    x(
+        &["CONFIG", "GET", "maxclients"],
+        b"*2\r\n$10\r\nmaxclients\r\n$5\r\n10000\r\n",
+    );
+    x(&["CONFIG", "SET", "maxclients", "1"], b"+OK\r\n");
+    x(
+        &["CONFIG", "GET", "maxclients"],
+        b"*2\r\n$10\r\nmaxclients\r\n$1\r\n1\r\n",
+    );
+    // This connection is the one allowed.
+    let mut extra = server.raw();
+    assert_eq!(
+        extra.expect_closed(),
+        b"-ERR max number of clients reached\r\n".to_vec()
+    );
+    let mut x = |args: &[&str], expected: &[u8]| exchange(&mut s, args, expected);
+    x(
+        &["CONFIG", "SET", "maxclients", "100", "requirepass", "pw"],
+        b"+OK\r\n",
+    );
+    // Connected clients stay authenticated; new ones need the password.
+    x(&["SET", "k", "v"], b"+OK\r\n");
+    let mut fresh = server.raw();
+    assert_eq!(
+        fresh.call(&["GET", "k"]),
+        Reply::Error("NOAUTH Authentication required.".into())
+    );
+    assert_eq!(fresh.call(&["AUTH", "pw"]), Reply::ok());
+    let mut x = |args: &[&str], expected: &[u8]| exchange(&mut s, args, expected);
+    x(
+        &["CONFIG", "SET", "port", "1"],
+        b"-ERR CONFIG SET failed (possibly related to argument 'port') - can't set immutable config\r\n",
+    );
+    // The idle timeout applies to connected clients too.
+    x(&["CONFIG", "SET", "timeout", "1"], b"+OK\r\n");
+    let started = std::time::Instant::now();
+    assert_eq!(fresh.call(&["PING"]), Reply::Status("PONG".into()));
+    fresh.expect_closed();
+    assert!(started.elapsed() >= Duration::from_millis(900));
 }

@@ -174,6 +174,13 @@ pub enum Command {
         /// `SETNAME name`.
         setname: Option<Bytes>,
     },
+    /// `CONFIG SET name value [name value ...]`: changes server settings
+    /// at run time (`maxclients`, `timeout`, `requirepass`,
+    /// `proto-max-bulk-len`), all or none.
+    ConfigSet {
+        /// The names and values, in order.
+        pairs: Vec<(Bytes, Bytes)>,
+    },
     /// `TYPE key`: `string` for a key that exists (every pydb value is a
     /// string), `none` otherwise.
     Type {
@@ -536,7 +543,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["admin", "loading", "stale"],
         NO_KEYS,
         "server",
-        "Returns configuration parameters (GET only).",
+        "Gets (GET) or changes (SET) configuration parameters.",
     ),
     spec(
         "command",
@@ -821,7 +828,11 @@ impl Command {
     pub fn is_connection_level(&self) -> bool {
         matches!(
             self,
-            Command::Auth { .. } | Command::Client(_) | Command::Quit | Command::Hello { .. }
+            Command::Auth { .. }
+                | Command::Client(_)
+                | Command::Quit
+                | Command::Hello { .. }
+                | Command::ConfigSet { .. }
         )
     }
 
@@ -905,6 +916,9 @@ impl Command {
             ),
             Command::Client(_) => {
                 Reply::err("CLIENT is only meaningful on a connection to a pydb server")
+            }
+            Command::ConfigSet { .. } => {
+                Reply::err("CONFIG SET is only meaningful on a connection to a pydb server")
             }
             Command::Get { key } => Reply::Bulk(db.get(key)?),
             Command::Type { key } => Reply::Status(
@@ -1082,6 +1096,17 @@ fn parse_config<A: Arg>(rest: &[A]) -> Result<Command, CommandError> {
     let (sub, args) = rest
         .split_first()
         .ok_or(CommandError::WrongArity("config"))?;
+    if sub.as_ref().eq_ignore_ascii_case(b"set") {
+        if args.is_empty() || args.len() % 2 != 0 {
+            return Err(CommandError::WrongArity("config|set"));
+        }
+        return Ok(Command::ConfigSet {
+            pairs: args
+                .chunks_exact(2)
+                .map(|pair| (pair[0].to_bytes(), pair[1].to_bytes()))
+                .collect(),
+        });
+    }
     if !sub.as_ref().eq_ignore_ascii_case(b"get") {
         return Err(CommandError::UnknownSubcommand {
             command: "CONFIG",

@@ -73,7 +73,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::info::Section;
 use crate::{Error, Result};
@@ -193,7 +193,9 @@ pub fn query_limit_for(max_bulk_bytes: usize) -> usize {
 /// What every connection thread shares with the server.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) config: ServerConfig,
+    /// The settings; `CONFIG SET` swaps in a new version, which each
+    /// connection picks up before its next request.
+    config: RwLock<Arc<ServerConfig>>,
     pub(crate) local_addr: SocketAddr,
     started: Instant,
     next_client_id: AtomicU64,
@@ -271,7 +273,7 @@ impl Shared {
                 .field("io_model", "thread per connection"),
             Section::new("Clients")
                 .field("connected_clients", connected)
-                .field("maxclients", self.config.maxclients)
+                .field("maxclients", self.config().maxclients)
                 .field("blocked_clients", 0),
             Section::new("Stats")
                 .field(
@@ -289,9 +291,70 @@ impl Shared {
         ]
     }
 
+    /// The settings now.
+    pub(crate) fn config(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.config.read())
+    }
+
+    /// `CONFIG SET name value [name value ...]`: all of them or none,
+    /// validated together (so no setting can open the server up, e.g. an
+    /// empty password on a public address).
+    pub(crate) fn config_set(&self, pairs: &[(Bytes, Bytes)]) -> std::result::Result<(), String> {
+        let mut current = self.config.write();
+        let mut next = ServerConfig::clone(&current);
+        for (name, value) in pairs {
+            let name_text = String::from_utf8_lossy(name).to_ascii_lowercase();
+            let failed = |why: &str| {
+                format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name_text}') - {why}"
+                )
+            };
+            let value_text = std::str::from_utf8(value).unwrap_or("");
+            let integer = || {
+                value_text
+                    .parse::<u64>()
+                    .map_err(|_| failed("argument couldn't be parsed into an integer"))
+            };
+            match name_text.as_str() {
+                "maxclients" => {
+                    next.maxclients = Some(integer()?)
+                        .filter(|n| (1..=u64::from(u32::MAX)).contains(n))
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| {
+                            failed("argument must be between 1 and 4294967295 inclusive")
+                        })?;
+                }
+                "timeout" => {
+                    let secs = integer()?;
+                    next.timeout = (secs > 0).then(|| Duration::from_secs(secs));
+                }
+                "requirepass" => {
+                    next.requirepass = (!value.is_empty()).then(|| value_text.to_owned());
+                }
+                "proto-max-bulk-len" => {
+                    next.max_bulk_bytes =
+                        usize::try_from(integer()?).map_err(|_| failed("argument is too large"))?;
+                    next.max_query_bytes = query_limit_for(next.max_bulk_bytes);
+                }
+                "bind" | "port" | "protected-mode" | "client-query-buffer-limit" => {
+                    return Err(failed("can't set immutable config"));
+                }
+                _ => {
+                    return Err(format!(
+                        "ERR Unknown option or number of arguments for CONFIG SET - '{name_text}'"
+                    ));
+                }
+            }
+        }
+        next.validate()
+            .map_err(|e| format!("ERR CONFIG SET failed - {e}"))?;
+        *current = Arc::new(next);
+        Ok(())
+    }
+
     /// The server's `CONFIG GET` parameters (see [`Host::config`]).
-    pub(crate) fn config(&self) -> Vec<(&'static str, String)> {
-        let config = &self.config;
+    pub(crate) fn config_params(&self) -> Vec<(&'static str, String)> {
+        let config = self.config();
         vec![
             ("bind", config.bind.ip().to_string()),
             ("port", self.local_addr.port().to_string()),
@@ -372,7 +435,7 @@ impl Server {
             .local_addr()
             .map_err(|e| Error::io(config.bind.to_string(), e))?;
         let shared = Arc::new(Shared {
-            config,
+            config: RwLock::new(Arc::new(config)),
             local_addr,
             started: Instant::now(),
             next_client_id: AtomicU64::new(1),
@@ -444,7 +507,7 @@ fn accept(shared: &Arc<Shared>, db: &Db, mut stream: TcpStream) {
     };
     shared.total_connections.fetch_add(1, Ordering::Relaxed);
     let mut clients = shared.clients.lock();
-    if clients.len() >= shared.config.maxclients {
+    if clients.len() >= shared.config().maxclients {
         drop(clients);
         shared.rejected_connections.fetch_add(1, Ordering::Relaxed);
         if let Some(suppressed) = shared.noisy_log.admit("maxclients") {

@@ -75,7 +75,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::resp::{self, Limits, Parsed, Protocol, RequestParser};
-use super::{ClientInfo, Shared};
+use super::{ClientInfo, ServerConfig, Shared};
 use crate::command::{ClientCommand, Command};
 use crate::info::{Host, Section};
 use crate::keyscan::CursorTable;
@@ -167,6 +167,8 @@ pub struct Connection {
     auth_failures: u32,
     /// RESP2 until the client asks for RESP3 with `HELLO 3`.
     protocol: Protocol,
+    /// The server's settings as of this connection's last request.
+    config: Arc<ServerConfig>,
 }
 
 /// What a connection adds to `INFO`, `CONFIG GET` and `SCAN`: the server's
@@ -182,7 +184,7 @@ impl Host for ConnectionHost<'_> {
     }
 
     fn config(&self) -> Vec<(&'static str, String)> {
-        self.shared.config()
+        self.shared.config_params()
     }
 
     fn scan_cursors(&self) -> &Mutex<CursorTable> {
@@ -197,8 +199,9 @@ impl Connection {
         shared: Arc<Shared>,
         info: Arc<ClientInfo>,
     ) -> Self {
-        let authenticated = shared.config.requirepass.is_none();
-        let parser = RequestParser::new(limits_for(&shared, authenticated));
+        let config = shared.config();
+        let authenticated = config.requirepass.is_none();
+        let parser = RequestParser::new(limits_for(&config, authenticated));
         Self {
             stream,
             db,
@@ -214,6 +217,7 @@ impl Connection {
             scan_cursors: Mutex::new(CursorTable::default()),
             auth_failures: 0,
             protocol: Protocol::Resp2,
+            config,
         }
     }
 
@@ -222,12 +226,12 @@ impl Connection {
         // Replies must leave as soon as they are written: Nagle's
         // algorithm would hold a small reply back waiting for an ACK.
         self.stream.set_nodelay(true)?;
-        self.stream.set_read_timeout(self.shared.config.timeout)?;
-        self.stream
-            .set_write_timeout(self.shared.config.write_timeout)?;
+        self.stream.set_read_timeout(self.config.timeout)?;
+        self.stream.set_write_timeout(self.config.write_timeout)?;
         loop {
+            self.refresh_config()?;
             let flow = self.answer_buffered();
-            if self.output.len() > self.shared.config.output_hard_limit {
+            if self.output.len() > self.config.output_hard_limit {
                 self.warn_output_limit("hard");
                 return Ok(Ended::OutputLimit);
             }
@@ -256,12 +260,24 @@ impl Connection {
         }
     }
 
+    /// Picks up settings changed by `CONFIG SET` (from any connection).
+    fn refresh_config(&mut self) -> std::io::Result<()> {
+        let now = self.shared.config();
+        if !Arc::ptr_eq(&now, &self.config) {
+            self.stream.set_read_timeout(now.timeout)?;
+            self.stream.set_write_timeout(now.write_timeout)?;
+            self.parser.set_limits(limits_for(&now, self.authenticated));
+            self.config = now;
+        }
+        Ok(())
+    }
+
     /// Writes the waiting replies. Blocks while the client does not read
     /// (which is the backpressure: no request is read meanwhile), but not
     /// for longer than the write timeout without progress, nor for longer
     /// than the soft limit's time while more than the soft limit waits.
     fn send_output(&mut self) -> std::io::Result<Option<Ended>> {
-        let config = &self.shared.config;
+        let config = &self.config;
         let mut sent = 0;
         let mut over_soft_since = None;
         let mut timeout = config.write_timeout;
@@ -309,7 +325,7 @@ impl Connection {
 
     /// Logs that this client is closed for its output buffer.
     fn warn_output_limit(&self, which: &str) {
-        let config = &self.shared.config;
+        let config = &self.config;
         let Some(suppressed) = self.shared.noisy_log.admit("output limit") else {
             return;
         };
@@ -383,7 +399,7 @@ impl Connection {
             self.start = 0;
             return None;
         }
-        let limit = self.shared.config.max_query_bytes;
+        let limit = self.config.max_query_bytes;
         if self.input.len() >= limit {
             let reply = Reply::Error(format!(
                 "ERR Protocol error: request larger than the query buffer limit ({limit} bytes)"
@@ -446,6 +462,13 @@ impl Connection {
             }
             Command::Client(sub) => {
                 let reply = self.client(sub);
+                self.reply(&reply);
+            }
+            Command::ConfigSet { pairs } => {
+                let reply = match self.shared.config_set(&pairs) {
+                    Ok(()) => Reply::ok(),
+                    Err(e) => Reply::Error(e),
+                };
                 self.reply(&reply);
             }
             Command::Hello {
@@ -528,7 +551,7 @@ impl Connection {
             Some(_) => return crate::command::noproto(),
         };
         if let Some((username, password)) = auth {
-            if self.shared.config.requirepass.is_none() {
+            if self.config.requirepass.is_none() {
                 // Redis's default user has no password then: it accepts
                 // any, and knows no other user.
                 if username.as_ref() != b"default" {
@@ -564,7 +587,7 @@ impl Connection {
 
     /// `AUTH [username] password`.
     fn auth(&mut self, username: Option<&[u8]>, password: &[u8]) -> Reply {
-        let Some(expected) = &self.shared.config.requirepass else {
+        let Some(expected) = &self.config.requirepass else {
             return Command::Auth {
                 username: None,
                 password: Bytes::new(),
@@ -575,7 +598,7 @@ impl Connection {
         if user_ok && constant_time_eq(expected.as_bytes(), password) {
             self.authenticated = true;
             self.parser
-                .set_limits(limits_for(&self.shared, self.authenticated));
+                .set_limits(limits_for(&self.config, self.authenticated));
             Reply::ok()
         } else {
             self.auth_failures += 1;
@@ -621,8 +644,8 @@ fn wrongpass() -> Reply {
 
 /// The request limits of a client, depending on whether it has
 /// authenticated.
-fn limits_for(shared: &Shared, authenticated: bool) -> Limits {
-    let max_bulk_len = shared.config.max_bulk_bytes;
+fn limits_for(config: &ServerConfig, authenticated: bool) -> Limits {
+    let max_bulk_len = config.max_bulk_bytes;
     if authenticated {
         Limits {
             max_bulk_len,
