@@ -111,7 +111,7 @@ enum Cmd {
         dir: PathBuf,
     },
     /// Salvage a damaged (closed) database: keep every batch that verifies,
-    /// move what is replaced into DIR/repair-<timestamp>/.
+    /// move what is replaced into DIR/repair-TIMESTAMP/.
     Repair {
         /// The database directory.
         dir: PathBuf,

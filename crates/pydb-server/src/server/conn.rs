@@ -30,7 +30,7 @@
 //! are (a hundred `GET`s of a 1 MB value is 2 KB in, 100 MB out). Answering
 //! everything buffered before writing would hold all those replies in
 //! memory while a client that never reads keeps them there. So the loop
-//! stops answering once [`OUTPUT_FLUSH_AT`] reply bytes wait, and writes
+//! stops answering once `OUTPUT_FLUSH_AT` (64 KiB) reply bytes wait, and writes
 //! them; the write blocks while the client does not read, and meanwhile
 //! nothing more is read from it: the client's own TCP window then stops
 //! its requests. The replies held are at most that threshold plus one
