@@ -110,9 +110,12 @@ fn replies_match_redis_byte_for_byte() {
         b"%1\r\n$10\r\nmaxclients\r\n$5\r\n10000\r\n",
     );
     x(&["MGET", "nothing"], b"*1\r\n_\r\n");
+    // Text for people is a verbatim string (as Redis's, on an empty db).
+    x(&["INFO", "keyspace"], b"=16\r\ntxt:# Keyspace\r\n\r\n");
     x(&["HELLO"], &hello_map("%7", 3, 1));
     x(&["HELLO", "2"], &hello_map("*14", 2, 1));
     x(&["GET", "nothing"], b"$-1\r\n");
+    x(&["INFO", "keyspace"], b"$12\r\n# Keyspace\r\n\r\n");
 }
 
 #[test]

@@ -876,7 +876,9 @@ impl Command {
             Command::Echo { message } => Reply::Bulk(Some(message.clone())),
             Command::Select { index: 0 } => Reply::ok(),
             Command::Select { .. } => CommandError::DbIndexOutOfRange.into(),
-            Command::Info { sections } => Reply::bulk(crate::info::render(db, host, sections)),
+            Command::Info { sections } => {
+                Reply::Verbatim(crate::info::render(db, host, sections).into())
+            }
             Command::Scan {
                 cursor,
                 pattern,

@@ -24,6 +24,9 @@ pub enum Reply {
     Integer(i64),
     /// A list of replies (RESP array).
     Array(Vec<Reply>),
+    /// Text meant for people, such as `INFO` (a RESP3 verbatim string,
+    /// `=` with the format `txt:`; in RESP2, a bulk string).
+    Verbatim(Bytes),
     /// Pairs of field and value (a RESP3 map; in RESP2, an array of the
     /// fields and values in turn, which is how Redis sends it there).
     Map(Vec<(Reply, Reply)>),
@@ -86,7 +89,7 @@ impl Reply {
                 out.push_str(s);
                 out.push('\n');
             }
-            Reply::Bulk(Some(value)) => {
+            Reply::Bulk(Some(value)) | Reply::Verbatim(value) => {
                 quote_into(value, out);
                 out.push('\n');
             }

@@ -628,8 +628,8 @@ impl Connection {
             ClientCommand::GetName => Reply::Bulk(self.info.name.lock().clone()),
             ClientCommand::Id => Reply::Integer(i64::try_from(self.info.id).unwrap_or(i64::MAX)),
             ClientCommand::SetInfo => Reply::ok(),
-            ClientCommand::List => Reply::bulk(self.shared.client_list()),
-            ClientCommand::Info => Reply::bulk(self.info.line() + "\n"),
+            ClientCommand::List => Reply::Verbatim(self.shared.client_list().into()),
+            ClientCommand::Info => Reply::Verbatim((self.info.line() + "\n").into()),
             // `ClientCommand` is non-exhaustive for other crates only.
             #[allow(unreachable_patterns)]
             _ => Reply::err("unsupported CLIENT subcommand"),

@@ -354,6 +354,17 @@ pub fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
 pub fn encode_reply_as(reply: &Reply, protocol: Protocol, out: &mut Vec<u8>) {
     match (reply, protocol) {
         (Reply::Bulk(None), Protocol::Resp3) => out.extend_from_slice(b"_\r\n"),
+        (Reply::Verbatim(text), Protocol::Resp3) => {
+            out.push(b'=');
+            push_int(
+                i64::try_from(text.len().saturating_add(4)).unwrap_or(i64::MAX),
+                out,
+            );
+            out.extend_from_slice(b"\r\ntxt:");
+            out.extend_from_slice(text);
+            out.extend_from_slice(b"\r\n");
+        }
+        (Reply::Verbatim(text), Protocol::Resp2) => encode_bulk(text, out),
         (Reply::Map(pairs), Protocol::Resp3) => {
             out.push(b'%');
             push_int(i64::try_from(pairs.len()).unwrap_or(i64::MAX), out);
@@ -399,7 +410,9 @@ fn encode_scalar(reply: &Reply, out: &mut Vec<u8>) {
         }
         Reply::Bulk(None) => out.extend_from_slice(b"$-1\r\n"),
         Reply::Bulk(Some(value)) => encode_bulk(value, out),
-        Reply::Array(_) | Reply::Map(_) => encode_reply_as(reply, Protocol::Resp2, out),
+        Reply::Array(_) | Reply::Map(_) | Reply::Verbatim(_) => {
+            encode_reply_as(reply, Protocol::Resp2, out);
+        }
     }
 }
 
