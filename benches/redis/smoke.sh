@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # CI smoke test of `pydb server` with Redis's own tools: redis-cli must read
 # back what it wrote, INFO and DBSIZE must answer, redis-benchmark must run
-# without errors, and SIGTERM must stop the server with exit status 0.
+# without errors, redis-py 8 with its default settings (RESP3 through
+# HELLO 3) must work (redis_py_smoke.py; redis-py is installed when
+# missing), and SIGTERM must stop the server with exit status 0.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 PORT=${PORT:-7390}
-cargo build --release -q -p pydb
-PYDB=${CARGO_TARGET_DIR:-target}/release/pydb
+# The binary lives in pydb-cli. PYDB=path/to/pydb skips the build.
+if [[ -z "${PYDB:-}" ]]; then
+    cargo build --release -q -p pydb-cli
+    PYDB=${CARGO_TARGET_DIR:-target}/release/pydb
+fi
 
 WORK=$(mktemp -d)
 SERVER_PID=""
@@ -48,6 +53,13 @@ cli INFO server | grep -q "^tcp_port:$PORT" || fail "INFO server does not show t
 out=$(redis-benchmark -q -n 10000 -t set,get -p "$PORT" 2>&1) || fail "redis-benchmark failed: $out"
 echo "$out" | tr '\r' '\n' | grep 'requests per second' || fail "redis-benchmark printed no result: $out"
 if echo "$out" | grep -qi 'error\|warning'; then fail "redis-benchmark reported: $out"; fi
+
+if ! python3 -c 'import redis' 2>/dev/null; then
+    python3 -m pip install -q redis 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages redis ||
+        fail "cannot install redis-py"
+fi
+python3 benches/redis/redis_py_smoke.py "$PORT" || fail "redis-py smoke test"
 
 kill -TERM "$SERVER_PID"
 status=0

@@ -60,6 +60,33 @@ pub const REPAIR_ADVICE: &str = "run `pydb repair DIR` to keep every batch that 
 pub const NO_BTREE_REPAIR_ADVICE: &str = "`pydb repair` does not repair B+tree databases yet \
 (it would refuse and change nothing); keep a copy of DIR and restore it from a backup";
 
+/// The advice printed when an LSM database is damaged.
+pub const NO_LSM_REPAIR_ADVICE: &str = "`pydb repair` does not repair LSM databases yet \
+(it would refuse and change nothing); keep a copy of DIR and restore it from a backup";
+
+/// Checks an LSM database with the engine's own verifier
+/// (`pydb_storage::lsm::verify_dir`) and prints its report.
+fn check_lsm(dir: &Path, summary: &mut CheckSummary, out: &mut dyn Write) -> Result<()> {
+    let write_err = |e| Error::io("<stdout>", e);
+    let mut report = Report::new_for(dir, FileKind::LsmDirectory);
+    match pydb_storage::lsm::verify_dir(&pydb_file::MonolithicOpener, dir) {
+        Ok(found) => {
+            write!(out, "{found}").map_err(write_err)?;
+            report.records = u64::try_from(found.tables.len()).unwrap_or(u64::MAX);
+        }
+        Err(e) if e.is_corruption() => {
+            writeln!(out, "DAMAGE: {e}").map_err(write_err)?;
+            report.damage.push(crate::inspect::Damage {
+                offset: 0,
+                reason: e.to_string(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    summary.reports.push(report);
+    Ok(())
+}
+
 /// Checks every file of the database in `dir`, printing one line per file
 /// and a verdict to `out`.
 pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
@@ -98,6 +125,9 @@ pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
         Some(m) => m.engine == EngineKind::BTree,
         None => dir.join(PAGE_FILE_NAME).is_file(),
     };
+    let lsm = metadata
+        .as_ref()
+        .is_some_and(|m| m.engine == EngineKind::Lsm);
     match metadata {
         Some(m) => writeln!(
             out,
@@ -112,7 +142,11 @@ pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
     .map_err(write_err)?;
 
     let mut summary = CheckSummary::default();
-    check_files(dir, "", btree, &mut summary, out)?;
+    if lsm {
+        check_lsm(dir, &mut summary, out)?;
+    } else {
+        check_files(dir, "", btree, &mut summary, out)?;
+    }
 
     let damaged: Vec<&Report> = summary.damaged().collect();
     if damaged.is_empty() {
@@ -133,6 +167,8 @@ pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
         // Advise only what `pydb repair` can do.
         let advice = if btree {
             NO_BTREE_REPAIR_ADVICE
+        } else if lsm {
+            NO_LSM_REPAIR_ADVICE
         } else {
             REPAIR_ADVICE
         };

@@ -66,6 +66,9 @@ pub enum FileKind {
     BTreePages,
     /// An empty file: the lock file, or a log whose creation was cut short.
     Empty,
+    /// A whole LSM database directory, verified by the engine's own
+    /// `lsm::verify_dir` (manifest, every live table block by block, WALs).
+    LsmDirectory,
 }
 
 impl FileKind {
@@ -77,6 +80,7 @@ impl FileKind {
             FileKind::Hint => "hint file",
             FileKind::BTreePages => "B+tree page file",
             FileKind::Empty => "empty file",
+            FileKind::LsmDirectory => "LSM database",
         }
     }
 }
@@ -107,6 +111,11 @@ pub struct Report {
 }
 
 impl Report {
+    /// An empty report on `path`, to be filled by a verifier.
+    pub fn new_for(path: &Path, kind: FileKind) -> Self {
+        Self::new(path, kind)
+    }
+
     fn new(path: &Path, kind: FileKind) -> Self {
         Self {
             path: path.to_path_buf(),
@@ -278,7 +287,7 @@ pub fn inspect_with(path: &Path, options: InspectOptions, out: &mut dyn Write) -
     let mut text = String::new();
     let report = match kind {
         // Handled above; kept in the match so a new kind must be placed.
-        FileKind::BTreePages => Report::new(path, kind),
+        FileKind::BTreePages | FileKind::LsmDirectory => Report::new(path, kind),
         FileKind::Metadata => inspect_metadata(path, &mut text)?,
         FileKind::RecordLog => inspect_record_log(path, &mut text)?,
         FileKind::Hint => inspect_hint(path, &mut text)?,

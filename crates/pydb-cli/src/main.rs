@@ -41,7 +41,7 @@ enum Cmd {
         /// The database directory (ignored by the memory engine).
         #[arg(long, default_value = "./pydb-data")]
         dir: PathBuf,
-        /// The storage engine: log, btree or memory.
+        /// The storage engine: log, btree, lsm or memory.
         #[arg(long, default_value = "log", value_parser = parse_engine)]
         engine: EngineKind,
         /// The in-memory index of the log engine: hash, btree or skiplist.
@@ -58,11 +58,13 @@ enum Cmd {
         /// The database directory (ignored by the memory engine).
         #[arg(long, default_value = "./pydb-data")]
         dir: PathBuf,
-        /// The address to listen on. Anything but loopback needs
-        /// --requirepass. Port 0 picks a free port (logged at start).
-        #[arg(long, default_value = "127.0.0.1:6380")]
+        /// The address to listen on, HOST:PORT (a name such as localhost is
+        /// resolved; the first address is used). Anything but loopback
+        /// needs a non-empty --requirepass. Port 0 picks a free port
+        /// (logged at start).
+        #[arg(long, default_value = "127.0.0.1:6380", value_parser = parse_bind)]
         bind: SocketAddr,
-        /// The storage engine: log, btree or memory.
+        /// The storage engine: log, btree, lsm or memory.
         #[arg(long, default_value = "log", value_parser = parse_engine)]
         engine: EngineKind,
         /// The in-memory index of the log engine: hash, btree or skiplist.
@@ -74,15 +76,26 @@ enum Cmd {
         /// The password clients must AUTH with.
         #[arg(long)]
         requirepass: Option<String>,
-        /// The most clients connected at once.
+        /// The most clients connected at once (at least 1).
         #[arg(long, default_value_t = 10_000)]
         maxclients: usize,
-        /// The longest bulk string (value, key or argument) a request may carry.
+        /// The longest bulk string (value, key or argument) a request may
+        /// carry: 1 byte to 4 GiB.
         #[arg(long, default_value_t = 512 << 20)]
         max_bulk_bytes: usize,
         /// Close clients idle for this many seconds (0: never).
         #[arg(long, default_value_t = 0)]
         timeout: u64,
+        /// Close a client that takes no reply bytes for this many seconds
+        /// (0: never).
+        #[arg(long, default_value_t = 60)]
+        write_timeout: u64,
+        /// The replies a client that does not read may have waiting, as
+        /// Redis's client-output-buffer-limit: "HARD SOFT SECONDS" in
+        /// bytes, bytes and seconds. Over HARD, or over SOFT for SECONDS,
+        /// the client is closed.
+        #[arg(long, default_value = "268435456 67108864 60", value_parser = parse_output_limit)]
+        client_output_buffer_limit: (usize, usize, u64),
     },
     /// Print every record of a pydb file with its checksum verdict.
     Inspect {
@@ -111,6 +124,32 @@ fn parse_engine(s: &str) -> Result<EngineKind, String> {
 
 fn parse_index(s: &str) -> Result<IndexKind, String> {
     s.parse().map_err(|e: pydb::storage::Error| e.to_string())
+}
+
+/// Resolves `HOST:PORT` (a name or an IP address) to the first address.
+fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{s}' (expected HOST:PORT): {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("'{s}' resolves to no address"))
+}
+
+/// Parses "HARD SOFT SECONDS" (three numbers).
+fn parse_output_limit(s: &str) -> Result<(usize, usize, u64), String> {
+    let expected = || format!("'{s}' is not \"HARD SOFT SECONDS\" (three whole numbers)");
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [hard, soft, seconds] = parts.as_slice() else {
+        return Err(expected());
+    };
+    let number = |part: &str| part.parse::<usize>().map_err(|_| expected());
+    Ok((
+        number(hard)?,
+        number(soft)?,
+        seconds.parse().map_err(|_| expected())?,
+    ))
 }
 
 fn parse_sync(s: &str) -> Result<SyncPolicy, String> {
@@ -194,6 +233,8 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
             maxclients,
             max_bulk_bytes,
             timeout,
+            write_timeout,
+            client_output_buffer_limit: (output_hard_limit, output_soft_limit, soft_seconds),
         } => {
             drop(stdout);
             init_logging();
@@ -204,7 +245,14 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
                 max_bulk_bytes,
                 max_query_bytes: pydb_server::server::query_limit_for(max_bulk_bytes),
                 timeout: (timeout > 0).then(|| Duration::from_secs(timeout)),
+                output_hard_limit,
+                output_soft_limit,
+                output_soft_time: Duration::from_secs(soft_seconds),
+                write_timeout: (write_timeout > 0).then(|| Duration::from_secs(write_timeout)),
             };
+            // Before opening the database: a bad option must not take
+            // the directory lock or create files.
+            config.validate()?;
             let db = Db::open(
                 &dir,
                 Options {

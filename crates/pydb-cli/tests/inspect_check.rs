@@ -600,3 +600,28 @@ fn check_skips_a_fifo_inside_a_database_directory_without_blocking() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("a FIFO"), "{err}");
 }
+
+#[test]
+fn an_lsm_database_is_checked_by_its_own_verifier_and_damage_fails_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = pydb::Db::open(dir.path(), pydb::Options::with_engine(EngineKind::Lsm)).unwrap();
+    for i in 0..2000 {
+        db.set(format!("key{i:05}"), format!("value{i}")).unwrap();
+    }
+    db.compact().unwrap();
+    db.close().unwrap();
+    let (code, out, err) = check(dir.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("verdict: ok"), "{out}");
+
+    let table = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sst"));
+    let table = table.expect("compaction leaves at least one table");
+    flip(&table, 10);
+    let (code, out, _) = check(dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("DAMAGE"), "{out}");
+    assert!(out.contains("does not repair LSM"), "{out}");
+}

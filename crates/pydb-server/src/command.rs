@@ -92,6 +92,15 @@ pub enum CommandError {
     /// The command got too many or too few arguments.
     #[error("ERR wrong number of arguments for '{0}' command")]
     WrongArity(&'static str),
+    /// `HELLO` with a protocol version that is not a number.
+    #[error("ERR Protocol version is not an integer or out of range")]
+    HelloProtocolNotInteger,
+    /// `HELLO` with an option it does not know (or missing its values).
+    #[error("ERR Syntax error in HELLO option '{0}'")]
+    HelloSyntax(String),
+    /// A command names the empty key (see [`Command::parse`]).
+    #[error("ERR empty keys are not allowed")]
+    EmptyKey,
     /// `SELECT` of a database other than 0.
     #[error("ERR DB index is out of range")]
     DbIndexOutOfRange,
@@ -154,6 +163,33 @@ pub enum Command {
         /// The index asked for.
         index: i64,
     },
+    /// `HELLO [protover [AUTH username password] [SETNAME name]]`: picks
+    /// the protocol (2 or 3), optionally authenticating and naming the
+    /// connection at once; answers with facts about the server.
+    Hello {
+        /// The protocol version asked for, if any.
+        protocol: Option<i64>,
+        /// `AUTH username password`.
+        auth: Option<(Bytes, Bytes)>,
+        /// `SETNAME name`.
+        setname: Option<Bytes>,
+    },
+    /// `CONFIG SET name value [name value ...]`: changes server settings
+    /// at run time (`maxclients`, `timeout`, `requirepass`,
+    /// `proto-max-bulk-len`), all or none.
+    ConfigSet {
+        /// The names and values, in order.
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    /// `TYPE key`: `string` for a key that exists (every pydb value is a
+    /// string), `none` otherwise.
+    Type {
+        /// The key.
+        key: Bytes,
+    },
+    /// `FLUSHDB` / `FLUSHALL [ASYNC|SYNC]`: deletes every key, as one
+    /// atomic and durable batch.
+    FlushDb,
     /// `INFO [section ...]`: what the server and database say about
     /// themselves.
     Info {
@@ -507,7 +543,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["admin", "loading", "stale"],
         NO_KEYS,
         "server",
-        "Returns configuration parameters (GET only).",
+        "Gets (GET) or changes (SET) configuration parameters.",
     ),
     spec(
         "command",
@@ -516,6 +552,38 @@ pub const COMMANDS: &[CommandSpec] = &[
         NO_KEYS,
         "server",
         "Returns detailed information about all commands.",
+    ),
+    spec(
+        "hello",
+        -1,
+        &["noscript", "loading", "stale", "fast", "no-auth"],
+        NO_KEYS,
+        "connection",
+        "Handshakes with the server: protocol version, AUTH, SETNAME.",
+    ),
+    spec(
+        "type",
+        2,
+        &["readonly", "fast"],
+        ONE_KEY,
+        "generic",
+        "Determines the type of value stored at a key.",
+    ),
+    spec(
+        "flushdb",
+        -1,
+        &["write"],
+        NO_KEYS,
+        "server",
+        "Removes all keys (one atomic, durable batch).",
+    ),
+    spec(
+        "flushall",
+        -1,
+        &["write"],
+        NO_KEYS,
+        "server",
+        "Removes all keys (pydb has one database).",
     ),
     spec(
         "help",
@@ -555,6 +623,13 @@ pub const HELP: &[&str] = &[
 
 impl Command {
     /// Parses a request: the command name (any case) and its arguments.
+    ///
+    /// One rule for empty keys: every command that names a key refuses the
+    /// empty key with `ERR empty keys are not allowed`, reads as well as
+    /// writes. Redis accepts `SET '' x`; pydb's engines refuse empty keys
+    /// (`Error::EmptyKey`), and answering `GET ''` with nil while `SET ''`
+    /// fails would suggest a key that can never exist. An error on every
+    /// command tells a client at once.
     pub fn parse<A: Arg>(args: &[A]) -> Result<Self, CommandError> {
         let (name, rest) = args.split_first().ok_or(CommandError::Empty)?;
         let name = name.as_ref();
@@ -632,6 +707,21 @@ impl Command {
                     .collect(),
             },
             b"scan" => parse_scan(rest)?,
+            b"hello" => parse_hello(rest)?,
+            b"type" => match rest {
+                [key] => Command::Type { key: bytes(key) },
+                _ => return Err(CommandError::WrongArity("type")),
+            },
+            b"flushdb" | b"flushall" => match rest {
+                [] => Command::FlushDb,
+                [mode]
+                    if mode.as_ref().eq_ignore_ascii_case(b"sync")
+                        || mode.as_ref().eq_ignore_ascii_case(b"async") =>
+                {
+                    Command::FlushDb
+                }
+                _ => return Err(CommandError::Syntax),
+            },
             b"config" => parse_config(rest)?,
             b"command" => Command::CommandTable(parse_command_query(rest)?),
             b"auth" => match rest {
@@ -697,7 +787,26 @@ impl Command {
             b"quit" | b"exit" => Command::Quit,
             _ => return Err(unknown_command(name, rest)),
         };
+        if command.keys().any(|key| key.is_empty()) {
+            return Err(CommandError::EmptyKey);
+        }
         Ok(command)
+    }
+
+    /// The keys the command names (for the empty-key rule).
+    fn keys(&self) -> impl Iterator<Item = &Bytes> {
+        let keys: Vec<&Bytes> = match self {
+            Command::Set { key, .. }
+            | Command::Incr { key, .. }
+            | Command::Get { key }
+            | Command::Type { key } => vec![key],
+            Command::Del { keys } | Command::Exists { keys } | Command::MGet { keys } => {
+                keys.iter().collect()
+            }
+            Command::MSet { pairs } => pairs.iter().map(|(key, _)| key).collect(),
+            _ => Vec::new(),
+        };
+        keys.into_iter()
     }
 
     /// Tokenizes `line` and parses it. `Ok(None)` for a blank line.
@@ -719,7 +828,11 @@ impl Command {
     pub fn is_connection_level(&self) -> bool {
         matches!(
             self,
-            Command::Auth { .. } | Command::Client(_) | Command::Quit
+            Command::Auth { .. }
+                | Command::Client(_)
+                | Command::Quit
+                | Command::Hello { .. }
+                | Command::ConfigSet { .. }
         )
     }
 
@@ -763,7 +876,9 @@ impl Command {
             Command::Echo { message } => Reply::Bulk(Some(message.clone())),
             Command::Select { index: 0 } => Reply::ok(),
             Command::Select { .. } => CommandError::DbIndexOutOfRange.into(),
-            Command::Info { sections } => Reply::bulk(crate::info::render(db, host, sections)),
+            Command::Info { sections } => {
+                Reply::Verbatim(crate::info::render(db, host, sections).into())
+            }
             Command::Scan {
                 cursor,
                 pattern,
@@ -792,11 +907,10 @@ impl Command {
                         .iter()
                         .any(|p| crate::glob::matches(&p.to_ascii_lowercase(), name.as_bytes()))
                     {
-                        items.push(Reply::bulk(name));
-                        items.push(Reply::bulk(value));
+                        items.push((Reply::bulk(name), Reply::bulk(value)));
                     }
                 }
-                Reply::Array(items)
+                Reply::Map(items)
             }
             Command::CommandTable(query) => command_table(query),
             Command::Auth { .. } => Reply::err(
@@ -805,7 +919,39 @@ impl Command {
             Command::Client(_) => {
                 Reply::err("CLIENT is only meaningful on a connection to a pydb server")
             }
+            Command::ConfigSet { .. } => {
+                Reply::err("CONFIG SET is only meaningful on a connection to a pydb server")
+            }
             Command::Get { key } => Reply::Bulk(db.get(key)?),
+            Command::Type { key } => Reply::Status(
+                if db.get(key)?.is_some() {
+                    "string"
+                } else {
+                    "none"
+                }
+                .into(),
+            ),
+            Command::FlushDb => {
+                // One batch: every key goes, or (on failure) none does, and
+                // it is durable as any write under the sync policy.
+                let mut batch = WriteBatch::new();
+                for item in db.scan_range(KeyRange::all())? {
+                    let (key, _value) = item?;
+                    batch.delete(key);
+                }
+                if !batch.is_empty() {
+                    db.write_batch(&batch)?;
+                }
+                Reply::ok()
+            }
+            Command::Hello { protocol, .. } => {
+                // The shell speaks RESP2 to itself; the server answers
+                // HELLO on the connection.
+                match protocol {
+                    None | Some(2) => hello_reply(0, 2),
+                    Some(_) => noproto(),
+                }
+            }
             Command::Del { keys } => {
                 let mut deleted = 0;
                 for key in keys {
@@ -952,6 +1098,17 @@ fn parse_config<A: Arg>(rest: &[A]) -> Result<Command, CommandError> {
     let (sub, args) = rest
         .split_first()
         .ok_or(CommandError::WrongArity("config"))?;
+    if sub.as_ref().eq_ignore_ascii_case(b"set") {
+        if args.is_empty() || args.len() % 2 != 0 {
+            return Err(CommandError::WrongArity("config|set"));
+        }
+        return Ok(Command::ConfigSet {
+            pairs: args
+                .chunks_exact(2)
+                .map(|pair| (pair[0].to_bytes(), pair[1].to_bytes()))
+                .collect(),
+        });
+    }
     if !sub.as_ref().eq_ignore_ascii_case(b"get") {
         return Err(CommandError::UnknownSubcommand {
             command: "CONFIG",
@@ -988,6 +1145,43 @@ fn parse_command_query<A: Arg>(rest: &[A]) -> Result<TableQuery, CommandError> {
     })
 }
 
+/// Parses `HELLO [protover [AUTH username password] [SETNAME name]]`.
+fn parse_hello<A: Arg>(rest: &[A]) -> Result<Command, CommandError> {
+    let Some((version, mut options)) = rest.split_first() else {
+        return Ok(Command::Hello {
+            protocol: None,
+            auth: None,
+            setname: None,
+        });
+    };
+    let protocol = std::str::from_utf8(version.as_ref())
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .ok_or(CommandError::HelloProtocolNotInteger)?;
+    let (mut auth, mut setname) = (None, None);
+    loop {
+        match options {
+            [] => break,
+            [option, user, pass, more @ ..] if option.as_ref().eq_ignore_ascii_case(b"auth") => {
+                auth = Some((user.to_bytes(), pass.to_bytes()));
+                options = more;
+            }
+            [option, name, more @ ..] if option.as_ref().eq_ignore_ascii_case(b"setname") => {
+                setname = Some(name.to_bytes());
+                options = more;
+            }
+            [option, ..] => {
+                return Err(CommandError::HelloSyntax(printable_name(option.as_ref())));
+            }
+        }
+    }
+    Ok(Command::Hello {
+        protocol: Some(protocol),
+        auth,
+        setname,
+    })
+}
+
 /// Parses the `CLIENT` subcommands.
 fn parse_client<A: Arg>(rest: &[A]) -> Result<ClientCommand, CommandError> {
     let (sub, args) = rest
@@ -1018,6 +1212,29 @@ fn parse_client<A: Arg>(rest: &[A]) -> Result<ClientCommand, CommandError> {
             });
         }
     })
+}
+
+/// The error `HELLO` gives for a protocol version other than 2 or 3.
+pub fn noproto() -> Reply {
+    Reply::Error("NOPROTO unsupported protocol version".into())
+}
+
+/// The reply to a successful `HELLO`: a map of facts about the server, as
+/// Redis 7 sends them.
+pub fn hello_reply(client_id: u64, protocol: i64) -> Reply {
+    let field = |name: &'static str, value: Reply| (Reply::bulk(name), value);
+    Reply::Map(vec![
+        field("server", Reply::bulk("redis")),
+        field("version", Reply::bulk(crate::info::REDIS_VERSION)),
+        field("proto", Reply::Integer(protocol)),
+        field(
+            "id",
+            Reply::Integer(i64::try_from(client_id).unwrap_or(i64::MAX)),
+        ),
+        field("mode", Reply::bulk("standalone")),
+        field("role", Reply::bulk("master")),
+        field("modules", Reply::Array(Vec::new())),
+    ])
 }
 
 /// The reply to `COMMAND ...`.

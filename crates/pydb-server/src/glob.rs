@@ -6,82 +6,77 @@
 //!   `[^...]` one byte not in it; `\` inside brackets escapes;
 //! - `\c` matches `c` literally; every other byte matches itself.
 //!
-//! Patterns come from clients, so matching is bounded: it works on byte
-//! slices with `get` (no indexing that could panic), and the backtracking
-//! over `*` is capped by an iteration budget, the way Redis caps
-//! recursion, so that a pattern like `a*a*a*a*...b` cannot hang a
-//! connection thread.
-
-/// The most steps a match may take before it gives up (as "no match").
-const MAX_STEPS: usize = 1 << 20;
+//! Patterns and keys come from clients, so matching must be bounded in
+//! time and in stack for *any* input. A recursive matcher that tries every
+//! split at each `*` is neither: it recurses once per star (a pattern of
+//! 5,000 stars overflowed a connection thread's stack, issue 16 B1) and
+//! can take exponential time. This one is iterative, the classic
+//! two-pointer glob match:
+//!
+//! - it walks pattern and text left to right, remembering only the *last*
+//!   `*` seen and the text position it was tried at;
+//! - on a mismatch it goes back to that star and lets it swallow one more
+//!   byte; with no star to go back to, the match fails.
+//!
+//! Forgetting the earlier stars is safe because every other token (`?`,
+//! a class, an escaped or plain byte) matches exactly one byte: if the
+//! part after the last star cannot be placed anywhere to the right, moving
+//! an earlier star cannot help. So the work is at most
+//! `pattern.len() * (text.len() + 1)` steps, the stack is constant, and the
+//! answer is exact (no step budget that would turn a long match into a
+//! wrong "no match"). Keys are bounded by the engines' key limit and
+//! patterns by the request limit, which bounds the work per key.
 
 /// Whether `text` matches the glob `pattern`.
 pub fn matches(pattern: &[u8], text: &[u8]) -> bool {
-    let mut budget = MAX_STEPS;
-    match_at(pattern, text, &mut budget)
-}
-
-fn match_at(mut pattern: &[u8], mut text: &[u8], budget: &mut usize) -> bool {
-    while let Some(&p) = pattern.first() {
-        if *budget == 0 {
-            return false;
+    // Positions in `pattern` and `text`.
+    let (mut p, mut t) = (0usize, 0usize);
+    // After the last `*` seen: the pattern position just past it, and the
+    // text position where what follows it is being tried.
+    let mut star: Option<(usize, usize)> = None;
+    loop {
+        let rest = pattern.get(p..).unwrap_or_default();
+        if rest.first() == Some(&b'*') {
+            star = Some((p + 1, t));
+            p += 1;
+            continue;
         }
-        *budget -= 1;
-        match p {
-            b'*' => {
-                // Collapse a run of stars; a trailing star matches the rest.
-                while pattern.first() == Some(&b'*') {
-                    pattern = pattern.get(1..).unwrap_or_default();
-                }
-                if pattern.is_empty() {
-                    return true;
-                }
-                for start in 0..=text.len() {
-                    let rest = text.get(start..).unwrap_or_default();
-                    if match_at(pattern, rest, budget) {
-                        return true;
-                    }
-                    if *budget == 0 {
-                        return false;
-                    }
-                }
-                return false;
+        let Some(&c) = text.get(t) else {
+            // Text used up: only stars may remain in the pattern.
+            return rest.iter().all(|&b| b == b'*');
+        };
+        if let Some(len) = match_one(rest, c) {
+            p += len;
+            t += 1;
+            continue;
+        }
+        // Mismatch (or pattern used up with text left): let the last star
+        // take one more byte and retry what follows it.
+        match star {
+            Some((after_star, tried_at)) => {
+                star = Some((after_star, tried_at + 1));
+                p = after_star;
+                t = tried_at + 1;
             }
-            b'?' => {
-                if text.is_empty() {
-                    return false;
-                }
-                text = text.get(1..).unwrap_or_default();
-                pattern = pattern.get(1..).unwrap_or_default();
-            }
-            b'[' => {
-                let Some(&c) = text.first() else {
-                    return false;
-                };
-                let (matched, rest) = match_class(pattern.get(1..).unwrap_or_default(), c);
-                if !matched {
-                    return false;
-                }
-                pattern = rest;
-                text = text.get(1..).unwrap_or_default();
-            }
-            b'\\' if pattern.len() >= 2 => {
-                if text.first() != pattern.get(1) {
-                    return false;
-                }
-                text = text.get(1..).unwrap_or_default();
-                pattern = pattern.get(2..).unwrap_or_default();
-            }
-            literal => {
-                if text.first() != Some(&literal) {
-                    return false;
-                }
-                text = text.get(1..).unwrap_or_default();
-                pattern = pattern.get(1..).unwrap_or_default();
-            }
+            None => return false,
         }
     }
-    text.is_empty()
+}
+
+/// Matches the one-byte token that starts `pattern` (not a `*`) against
+/// `c`: the pattern bytes the token takes if it matches, `None` if it does
+/// not or if the pattern is empty.
+fn match_one(pattern: &[u8], c: u8) -> Option<usize> {
+    match pattern {
+        [] => None,
+        [b'?', ..] => Some(1),
+        [b'[', class @ ..] => {
+            let (matched, rest) = match_class(class, c);
+            matched.then(|| pattern.len() - rest.len())
+        }
+        [b'\\', escaped, ..] => (*escaped == c).then_some(2),
+        [literal, ..] => (*literal == c).then_some(1),
+    }
 }
 
 /// Matches `c` against the class that starts `pattern` (just after `[`).
@@ -154,9 +149,81 @@ mod tests {
     }
 
     #[test]
-    fn pathological_patterns_give_up() {
+    fn backtracking_to_the_last_star_finds_late_matches() {
+        assert!(m("*ab", "aab"));
+        assert!(m("*abc*abd", "abcabcabd"));
+        assert!(m("a*b?d", "axxbxbcd"));
+        assert!(!m("a*b?d", "axxbxbc"));
+        assert!(m("*[0-9]", "key9"));
+        assert!(m(r"*\*", "a*"));
+        assert!(!m(r"*\*", "ab"));
+        assert!(m("*?", "x"));
+        assert!(!m("*?", ""));
+        assert!(m("**", ""));
+        assert!(!m("", "a"));
+        assert!(m("", ""));
+    }
+
+    /// The reproduction of issue 16 B1: 5,000 stars against a 5,000-byte
+    /// key overflowed the stack of the recursive matcher.
+    #[test]
+    fn many_stars_use_no_stack_and_answer_exactly() {
+        let key = "a".repeat(5000);
+        let pattern = "*a".repeat(5000) + "b";
+        assert!(!matches(pattern.as_bytes(), key.as_bytes()));
+        let pattern = "*a".repeat(5000);
+        assert!(matches(pattern.as_bytes(), key.as_bytes()));
+        // The old step budget said "no match" here; the answer is yes.
         let pattern = "a*".repeat(40) + "b";
-        let text = "a".repeat(100);
-        assert!(!matches(pattern.as_bytes(), text.as_bytes()));
+        let text = "a".repeat(100) + "b";
+        assert!(matches(pattern.as_bytes(), text.as_bytes()));
+        assert!(!matches(pattern.as_bytes(), "a".repeat(100).as_bytes()));
+    }
+
+    /// Checks the matcher against a slow but obviously right one (every
+    /// split tried recursively) on all short patterns and texts.
+    #[test]
+    fn agrees_with_a_naive_matcher_on_short_inputs() {
+        fn naive(p: &[u8], t: &[u8]) -> bool {
+            match p.first() {
+                None => t.is_empty(),
+                Some(b'*') => (0..=t.len()).any(|i| naive(&p[1..], &t[i..])),
+                Some(_) => match (t.first(), match_one(p, t.first().copied().unwrap_or(0))) {
+                    (Some(_), Some(len)) => naive(&p[len..], &t[1..]),
+                    _ => false,
+                },
+            }
+        }
+        let alphabet = [b'a', b'b', b'*', b'?'];
+        let mut patterns = vec![Vec::new()];
+        for _ in 0..5 {
+            let longer: Vec<Vec<u8>> = patterns
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |&c| [p.clone(), vec![c]].concat()))
+                .collect();
+            patterns.extend(longer);
+        }
+        patterns.sort();
+        patterns.dedup();
+        let texts: Vec<Vec<u8>> = (0..64u32)
+            .flat_map(|bits| {
+                (0..=5).map(move |len| {
+                    (0..len)
+                        .map(|i| if bits >> i & 1 == 1 { b'b' } else { b'a' })
+                        .collect()
+                })
+            })
+            .collect();
+        for p in &patterns {
+            for t in &texts {
+                assert_eq!(
+                    matches(p, t),
+                    naive(p, t),
+                    "{:?} {:?}",
+                    String::from_utf8_lossy(p),
+                    String::from_utf8_lossy(t)
+                );
+            }
+        }
     }
 }

@@ -50,11 +50,13 @@ pub trait Host {
     fn info_sections(&self) -> Vec<Section>;
     /// Configuration parameters to add, `(name, value)`.
     fn config(&self) -> Vec<(&'static str, String)>;
-    /// The table of `SCAN` cursors handed out by this host.
+    /// The table of `SCAN` table cursors of this client (see
+    /// [`crate::keyscan`]): each server connection has its own.
     fn scan_cursors(&self) -> &Mutex<CursorTable>;
 }
 
-/// The host of the local shell: it adds nothing.
+/// The host of the local shell: it adds nothing, and its one user shares
+/// one cursor table.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoHost;
 
@@ -71,6 +73,10 @@ impl Host for NoHost {
         &LOCAL_CURSORS
     }
 }
+
+/// The Redis version pydb reports (`INFO`, `HELLO`): clients pick
+/// features by it, and pydb answers the subset of Redis 7.0 it implements.
+pub const REDIS_VERSION: &str = "7.0.0";
 
 /// The sections shown by `INFO` without an argument, in order.
 const DEFAULT_SECTIONS: &[&str] = &["server", "clients", "stats", "persistence", "keyspace"];
@@ -91,7 +97,7 @@ pub fn db_sections(db: &Db) -> Vec<Section> {
         .field("pydb_version", env!("CARGO_PKG_VERSION"))
         // Clients and tools read `redis_version` to pick features; pydb
         // speaks the RESP2 subset of Redis 7.0 that it implements.
-        .field("redis_version", "7.0.0")
+        .field("redis_version", REDIS_VERSION)
         .field("redis_mode", "standalone")
         .field("os", std::env::consts::OS)
         .field("arch_bits", usize::BITS)

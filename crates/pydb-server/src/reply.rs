@@ -24,6 +24,12 @@ pub enum Reply {
     Integer(i64),
     /// A list of replies (RESP array).
     Array(Vec<Reply>),
+    /// Text meant for people, such as `INFO` (a RESP3 verbatim string,
+    /// `=` with the format `txt:`; in RESP2, a bulk string).
+    Verbatim(Bytes),
+    /// Pairs of field and value (a RESP3 map; in RESP2, an array of the
+    /// fields and values in turn, which is how Redis sends it there).
+    Map(Vec<(Reply, Reply)>),
     /// An error; by convention the text starts with a code such as `ERR`
     /// (RESP error).
     Error(String),
@@ -83,7 +89,7 @@ impl Reply {
                 out.push_str(s);
                 out.push('\n');
             }
-            Reply::Bulk(Some(value)) => {
+            Reply::Bulk(Some(value)) | Reply::Verbatim(value) => {
                 quote_into(value, out);
                 out.push('\n');
             }
@@ -94,6 +100,13 @@ impl Reply {
             Reply::Error(e) => {
                 let _ = writeln!(out, "(error) {e}");
             }
+            Reply::Map(pairs) => Reply::Array(
+                pairs
+                    .iter()
+                    .flat_map(|(k, v)| [k.clone(), v.clone()])
+                    .collect(),
+            )
+            .write_text(prefix, out),
             Reply::Array(items) if items.is_empty() => out.push_str("(empty array)\n"),
             Reply::Array(items) => {
                 let width = items.len().to_string().len();

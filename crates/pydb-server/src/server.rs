@@ -1,6 +1,7 @@
-//! The network server: pydb speaking Redis's protocol (RESP2) over TCP, so
-//! that `redis-cli`, `redis-benchmark` and every language's Redis client
-//! work with pydb unmodified.
+//! The network server: pydb speaking Redis's protocol (RESP2, and RESP3
+//! for a connection that asks with `HELLO 3`) over TCP, so that
+//! `redis-cli`, `redis-benchmark` and every language's Redis client work
+//! with pydb unmodified.
 //!
 //! ```text
 //!   accept loop (this module)         one thread per connection (conn.rs)
@@ -42,9 +43,16 @@
 //!
 //! ## Safety rules
 //!
-//! - Binding to anything but loopback requires `--requirepass`, as Redis's
-//!   protected mode does: a database open to the network without a
-//!   password is a classic way to lose one.
+//! - Binding to anything but loopback requires a non-empty
+//!   `--requirepass`, as Redis's protected mode does: a database open to
+//!   the network without a password is a classic way to lose one. The
+//!   settings are checked by [`ServerConfig::validate`] before anything
+//!   is opened.
+//! - A client that does not read its replies is stopped from sending more
+//!   (backpressure) and closed past the output limits or the write
+//!   timeout ([`conn`]); wrong passwords slow a connection down and close
+//!   it after [`conn::MAX_AUTH_FAILURES`]; warnings that clients can
+//!   trigger at will are rate-limited ([`ratelog`]).
 //! - Every request is bounded (see [`resp`]) and a connection buffers at
 //!   most [`ServerConfig::max_query_bytes`]; a malformed request gets an
 //!   error reply and that connection is closed; the server goes on.
@@ -54,6 +62,7 @@
 //!   directory lock.
 
 pub mod conn;
+pub mod ratelog;
 pub mod resp;
 
 use std::collections::HashMap;
@@ -64,9 +73,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::info::{Host, Section};
+use crate::info::Section;
 use crate::{Error, Result};
 use pydb::Db;
 
@@ -92,6 +101,16 @@ pub struct ServerConfig {
     pub max_query_bytes: usize,
     /// Close a client idle this long; `None`: never.
     pub timeout: Option<Duration>,
+    /// Close a client whose replies waiting to be sent would exceed this
+    /// many bytes (Redis's `client-output-buffer-limit` hard limit).
+    pub output_hard_limit: usize,
+    /// Close a client whose waiting replies stay above this many bytes...
+    pub output_soft_limit: usize,
+    /// ... for this long (the soft limit's time).
+    pub output_soft_time: Duration,
+    /// Close a client that accepts no reply bytes for this long; `None`:
+    /// never.
+    pub write_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -104,7 +123,61 @@ impl Default for ServerConfig {
             max_bulk_bytes,
             max_query_bytes: query_limit_for(max_bulk_bytes),
             timeout: None,
+            output_hard_limit: 256 << 20,
+            output_soft_limit: 64 << 20,
+            output_soft_time: Duration::from_secs(60),
+            write_timeout: Some(Duration::from_secs(60)),
         }
+    }
+}
+
+/// The largest `max_bulk_bytes` accepted: 4 GiB. More is not a limit but
+/// a typo (no engine stores a value anywhere near it).
+pub const MAX_BULK_BYTES_LIMIT: usize = 1 << 32;
+
+impl ServerConfig {
+    /// Checks the settings, with an error that names the option.
+    ///
+    /// An empty password counts as no password (as in Redis, where
+    /// `requirepass ""` turns authentication off), so it does not open a
+    /// non-loopback address: that would let anyone in with `AUTH ""`.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |message: String| Err(Error::InvalidArgument(message));
+        if self.maxclients == 0 {
+            return invalid("--maxclients must be at least 1".into());
+        }
+        if !(1..=MAX_BULK_BYTES_LIMIT).contains(&self.max_bulk_bytes) {
+            return invalid(format!(
+                "--max-bulk-bytes must be between 1 and {MAX_BULK_BYTES_LIMIT} (4 GiB), not {}",
+                self.max_bulk_bytes
+            ));
+        }
+        if self.max_query_bytes < self.max_bulk_bytes {
+            return invalid(format!(
+                "the query buffer limit ({}) must be at least --max-bulk-bytes ({})",
+                self.max_query_bytes, self.max_bulk_bytes
+            ));
+        }
+        if self.output_hard_limit == 0 || self.output_soft_limit == 0 {
+            return invalid("the output buffer limits must be at least 1 byte".into());
+        }
+        if self.write_timeout.is_some_and(|t| t.is_zero()) {
+            return invalid("--write-timeout must be at least 1 second (0: never)".into());
+        }
+        if !self.bind.ip().is_loopback() && self.password().is_none() {
+            return invalid(format!(
+                "refusing to listen on {} without --requirepass (an empty password is no \
+                 password): only loopback addresses may be used without a password (protected \
+                 mode, as in Redis)",
+                self.bind
+            ));
+        }
+        Ok(())
+    }
+
+    /// The password clients must send, if any: an empty one is none.
+    pub fn password(&self) -> Option<&str> {
+        self.requirepass.as_deref().filter(|p| !p.is_empty())
     }
 }
 
@@ -120,7 +193,9 @@ pub fn query_limit_for(max_bulk_bytes: usize) -> usize {
 /// What every connection thread shares with the server.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) config: ServerConfig,
+    /// The settings; `CONFIG SET` swaps in a new version, which each
+    /// connection picks up before its next request.
+    config: RwLock<Arc<ServerConfig>>,
     pub(crate) local_addr: SocketAddr,
     started: Instant,
     next_client_id: AtomicU64,
@@ -132,8 +207,8 @@ pub(crate) struct Shared {
     total_connections: AtomicU64,
     pub(crate) total_commands: AtomicU64,
     rejected_connections: AtomicU64,
-    /// The `SCAN` cursors handed out.
-    scan_cursors: Mutex<crate::keyscan::CursorTable>,
+    /// The warnings that clients can trigger at will, rate-limited.
+    pub(crate) noisy_log: ratelog::RateLimitedLog,
 }
 
 #[derive(Debug)]
@@ -185,12 +260,9 @@ impl Shared {
     }
 }
 
-impl Host for Shared {
-    fn scan_cursors(&self) -> &Mutex<crate::keyscan::CursorTable> {
-        &self.scan_cursors
-    }
-
-    fn info_sections(&self) -> Vec<Section> {
+impl Shared {
+    /// The server's `INFO` sections (see [`Host::info_sections`]).
+    pub(crate) fn info_sections(&self) -> Vec<Section> {
         let uptime = self.started.elapsed().as_secs();
         let connected = self.clients.lock().len();
         vec![
@@ -201,7 +273,7 @@ impl Host for Shared {
                 .field("io_model", "thread per connection"),
             Section::new("Clients")
                 .field("connected_clients", connected)
-                .field("maxclients", self.config.maxclients)
+                .field("maxclients", self.config().maxclients)
                 .field("blocked_clients", 0),
             Section::new("Stats")
                 .field(
@@ -219,8 +291,70 @@ impl Host for Shared {
         ]
     }
 
-    fn config(&self) -> Vec<(&'static str, String)> {
-        let config = &self.config;
+    /// The settings now.
+    pub(crate) fn config(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.config.read())
+    }
+
+    /// `CONFIG SET name value [name value ...]`: all of them or none,
+    /// validated together (so no setting can open the server up, e.g. an
+    /// empty password on a public address).
+    pub(crate) fn config_set(&self, pairs: &[(Bytes, Bytes)]) -> std::result::Result<(), String> {
+        let mut current = self.config.write();
+        let mut next = ServerConfig::clone(&current);
+        for (name, value) in pairs {
+            let name_text = String::from_utf8_lossy(name).to_ascii_lowercase();
+            let failed = |why: &str| {
+                format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name_text}') - {why}"
+                )
+            };
+            let value_text = std::str::from_utf8(value).unwrap_or("");
+            let integer = || {
+                value_text
+                    .parse::<u64>()
+                    .map_err(|_| failed("argument couldn't be parsed into an integer"))
+            };
+            match name_text.as_str() {
+                "maxclients" => {
+                    next.maxclients = Some(integer()?)
+                        .filter(|n| (1..=u64::from(u32::MAX)).contains(n))
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| {
+                            failed("argument must be between 1 and 4294967295 inclusive")
+                        })?;
+                }
+                "timeout" => {
+                    let secs = integer()?;
+                    next.timeout = (secs > 0).then(|| Duration::from_secs(secs));
+                }
+                "requirepass" => {
+                    next.requirepass = (!value.is_empty()).then(|| value_text.to_owned());
+                }
+                "proto-max-bulk-len" => {
+                    next.max_bulk_bytes =
+                        usize::try_from(integer()?).map_err(|_| failed("argument is too large"))?;
+                    next.max_query_bytes = query_limit_for(next.max_bulk_bytes);
+                }
+                "bind" | "port" | "protected-mode" | "client-query-buffer-limit" => {
+                    return Err(failed("can't set immutable config"));
+                }
+                _ => {
+                    return Err(format!(
+                        "ERR Unknown option or number of arguments for CONFIG SET - '{name_text}'"
+                    ));
+                }
+            }
+        }
+        next.validate()
+            .map_err(|e| format!("ERR CONFIG SET failed - {e}"))?;
+        *current = Arc::new(next);
+        Ok(())
+    }
+
+    /// The server's `CONFIG GET` parameters (see [`Host::config`]).
+    pub(crate) fn config_params(&self) -> Vec<(&'static str, String)> {
+        let config = self.config();
         vec![
             ("bind", config.bind.ip().to_string()),
             ("port", self.local_addr.port().to_string()),
@@ -288,23 +422,20 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listening socket. Refuses a non-loopback address without
-    /// a password (protected mode).
-    pub fn bind(db: Db, config: ServerConfig) -> Result<Self> {
-        if !config.bind.ip().is_loopback() && config.requirepass.is_none() {
-            return Err(Error::InvalidArgument(format!(
-                "refusing to listen on {} without --requirepass: only loopback addresses may be \
-                 used without a password (protected mode, as in Redis)",
-                config.bind
-            )));
-        }
+    /// Binds the listening socket. Refuses invalid settings
+    /// ([`ServerConfig::validate`]), among them a non-loopback address
+    /// without a password (protected mode).
+    pub fn bind(db: Db, mut config: ServerConfig) -> Result<Self> {
+        config.validate()?;
+        // From here on, `requirepass` is `Some` only for a real password.
+        config.requirepass = config.password().map(str::to_owned);
         let listener =
             TcpListener::bind(config.bind).map_err(|e| Error::io(config.bind.to_string(), e))?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::io(config.bind.to_string(), e))?;
         let shared = Arc::new(Shared {
-            config,
+            config: RwLock::new(Arc::new(config)),
             local_addr,
             started: Instant::now(),
             next_client_id: AtomicU64::new(1),
@@ -314,7 +445,7 @@ impl Server {
             total_connections: AtomicU64::new(0),
             total_commands: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
-            scan_cursors: Mutex::new(crate::keyscan::CursorTable::default()),
+            noisy_log: ratelog::RateLimitedLog::default(),
         });
         Ok(Self {
             listener,
@@ -376,10 +507,12 @@ fn accept(shared: &Arc<Shared>, db: &Db, mut stream: TcpStream) {
     };
     shared.total_connections.fetch_add(1, Ordering::Relaxed);
     let mut clients = shared.clients.lock();
-    if clients.len() >= shared.config.maxclients {
+    if clients.len() >= shared.config().maxclients {
         drop(clients);
         shared.rejected_connections.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%peer, "rejected: max number of clients reached");
+        if let Some(suppressed) = shared.noisy_log.admit("maxclients") {
+            tracing::warn!(%peer, suppressed, "rejected: max number of clients reached");
+        }
         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
         let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
         return;

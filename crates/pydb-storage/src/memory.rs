@@ -12,6 +12,12 @@
 //! engine's scans, it is not a snapshot: it yields every key untouched
 //! during the scan once, with a value it held during the scan, which is
 //! what the `StorageEngine` trait promises.
+//!
+//! Keys and values have the same size limits as in the log engine (64 KiB
+//! and 16 MiB by default, [`MemoryStorage::with_limits`] to change them):
+//! the model must refuse what the engines refuse, and a limit on keys is
+//! what bounds the work of anything that walks a key byte by byte (a glob
+//! match, a comparison) on behalf of a client.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
@@ -27,29 +33,69 @@ const FIRST_SCAN_CHUNK: usize = 32;
 /// ... up to this many.
 const MAX_SCAN_CHUNK: usize = 4096;
 
+/// The longest key accepted by default, in bytes (as the log engine's).
+const DEFAULT_MAX_KEY_SIZE: usize = 64 << 10;
+/// The longest value accepted by default, in bytes (as the log engine's).
+const DEFAULT_MAX_VALUE_SIZE: usize = 16 << 20;
+
 /// The in-memory engine, and the model the others are checked against.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStorage {
     map: RwLock<BTreeMap<Bytes, Bytes>>,
+    max_key_size: usize,
+    max_value_size: usize,
+}
+
+impl Default for MemoryStorage {
+    fn default() -> Self {
+        Self::with_limits(DEFAULT_MAX_KEY_SIZE, DEFAULT_MAX_VALUE_SIZE)
+    }
 }
 
 impl MemoryStorage {
-    /// An empty engine.
+    /// An empty engine with the default limits.
     pub fn new() -> Self {
         Self::default()
     }
-}
 
-fn check_key(key: &[u8]) -> Result<()> {
-    if key.is_empty() {
-        return Err(Error::EmptyKey);
+    /// An empty engine that refuses keys longer than `max_key_size` and
+    /// values longer than `max_value_size` bytes.
+    pub fn with_limits(max_key_size: usize, max_value_size: usize) -> Self {
+        Self {
+            map: RwLock::new(BTreeMap::new()),
+            max_key_size,
+            max_value_size,
+        }
     }
-    Ok(())
+
+    fn check_key(&self, key: &[u8]) -> Result<()> {
+        if key.is_empty() {
+            return Err(Error::EmptyKey);
+        }
+        if key.len() > self.max_key_size {
+            return Err(Error::KeyTooLarge {
+                len: key.len(),
+                max: self.max_key_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<()> {
+        if value.len() > self.max_value_size {
+            return Err(Error::ValueTooLarge {
+                len: value.len(),
+                max: self.max_value_size,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl StorageEngine for MemoryStorage {
     fn set(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        check_key(key)?;
+        self.check_key(key)?;
+        self.check_value(value)?;
         self.map
             .write()
             .insert(Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
@@ -61,13 +107,16 @@ impl StorageEngine for MemoryStorage {
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
-        check_key(key)?;
+        self.check_key(key)?;
         Ok(self.map.write().remove(key).is_some())
     }
 
     fn write_batch(&self, batch: &WriteBatch) -> Result<()> {
         for op in batch.ops() {
-            check_key(op.key())?;
+            self.check_key(op.key())?;
+            if let BatchOp::Set { value, .. } = op {
+                self.check_value(value)?;
+            }
         }
         let mut map = self.map.write();
         for op in batch.ops() {

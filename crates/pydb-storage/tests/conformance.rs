@@ -119,6 +119,20 @@ fn size_limits(kind: Kind) {
     );
 }
 
+/// Issue 16 B1: an engine without a key limit let a 200,000-byte key in,
+/// and a glob match over it took a server down. Every engine has a limit.
+fn huge_key_is_refused(kind: Kind) {
+    let db = Db::new(kind);
+    let e = db.engine();
+    let key = vec![b'a'; 200_000];
+    let err = e.set(&key, b"x").unwrap_err();
+    assert!(
+        matches!(err, Error::KeyTooLarge { len: 200_000, .. }),
+        "{kind:?}: {err}"
+    );
+    assert_eq!(get(e, &key), None);
+}
+
 fn batches_apply_in_order(kind: Kind) {
     let db = Db::new(kind);
     let e = db.engine();
@@ -421,6 +435,7 @@ for_each_engine!(
     delete_and_delete_missing,
     empty_key_is_an_error,
     size_limits,
+    huge_key_is_refused,
     batches_apply_in_order,
     scan_bounds,
     scan_after_deletes_and_across_chunks,

@@ -113,6 +113,22 @@ impl Server {
         assert!(status.success());
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// A field of the server's `/proc/PID/status` in kB (`VmHWM` is the
+    /// peak resident memory, `VmRSS` the current one).
+    pub fn proc_status_kb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&format!("{field}:")))
+            .unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
     /// Waits for the process to exit.
     pub fn wait(&mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();

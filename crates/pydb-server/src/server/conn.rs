@@ -24,7 +24,36 @@
 //! fails as a whole (say one key is empty), nothing of it was written, and
 //! the `SET`s are run one by one so that each gets its own reply.
 //!
+//! ## Backpressure and output limits
+//!
+//! A client can pipeline requests whose replies are far larger than they
+//! are (a hundred `GET`s of a 1 MB value is 2 KB in, 100 MB out). Answering
+//! everything buffered before writing would hold all those replies in
+//! memory while a client that never reads keeps them there. So the loop
+//! stops answering once `OUTPUT_FLUSH_AT` (64 KiB) reply bytes wait, and writes
+//! them; the write blocks while the client does not read, and meanwhile
+//! nothing more is read from it: the client's own TCP window then stops
+//! its requests. The replies held are at most that threshold plus one
+//! reply. Three limits end a client that does not read (Redis's
+//! `client-output-buffer-limit` and a write timeout):
+//! - a hard limit: a reply that makes the waiting bytes exceed it closes
+//!   the client at once;
+//! - a soft limit and a time: more than the soft limit waiting for that
+//!   long closes the client;
+//! - a write timeout: no reply byte accepted for that long closes it.
+//!
+//! Each closing is logged once, as a warning (rate-limited across clients,
+//! see [`super::ratelog`]).
+//!
+//! ## Password guessing
+//!
+//! The n-th wrong `AUTH` of a connection is answered after n * 10 ms, and
+//! the [`MAX_AUTH_FAILURES`]-th closes the connection: guessing costs a
+//! reconnection every ten tries and half a second per connection.
+//!
 //! Invariants:
+//! - at most `OUTPUT_FLUSH_AT` plus one reply's bytes wait in the output
+//!   buffer, and a reply over the hard limit is never sent;
 //! - the input buffer never exceeds [`ServerConfig::max_query_bytes`]
 //!   (a request that would need more is refused and the connection closed);
 //! - after a [`ProtocolError`](super::resp::ProtocolError) the connection
@@ -40,12 +69,16 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 
-use super::resp::{self, Limits, Parsed, RequestParser};
-use super::{ClientInfo, Shared};
+use super::resp::{self, Limits, Parsed, Protocol, RequestParser};
+use super::{ClientInfo, ServerConfig, Shared};
 use crate::command::{ClientCommand, Command};
+use crate::info::{Host, Section};
+use crate::keyscan::CursorTable;
 use crate::reply::Reply;
 use pydb::Db;
 use pydb::WriteBatch;
@@ -53,6 +86,20 @@ use pydb::WriteBatch;
 /// The input buffer's starting size, and the size it shrinks back to after
 /// a large request.
 const INITIAL_BUFFER: usize = 16 << 10;
+
+/// A connection is closed after this many wrong passwords.
+pub const MAX_AUTH_FAILURES: u32 = 10;
+
+/// The pause after the n-th wrong password of a connection: n times this.
+const AUTH_FAILURE_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The longest run of pipelined `SET`s applied as one batch.
+const MAX_PENDING_SETS: usize = 1024;
+
+/// Once this many reply bytes are waiting, the connection stops answering
+/// and writes them before it parses the next request (see the module doc,
+/// "Backpressure").
+const OUTPUT_FLUSH_AT: usize = 64 << 10;
 
 /// Why a connection ended normally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +112,13 @@ pub enum Ended {
     ProtocolError,
     /// The client was idle longer than `--timeout`.
     IdleTimeout,
+    /// The replies waiting for the client went over the hard output
+    /// limit, or stayed over the soft one for too long.
+    OutputLimit,
+    /// The client took no reply bytes for longer than the write timeout.
+    WriteTimeout,
+    /// The client sent [`MAX_AUTH_FAILURES`] wrong passwords.
+    TooManyAuthFailures,
 }
 
 impl fmt::Display for Ended {
@@ -74,13 +128,20 @@ impl fmt::Display for Ended {
             Ended::Quit => "quit",
             Ended::ProtocolError => "protocol error",
             Ended::IdleTimeout => "idle timeout",
+            Ended::OutputLimit => "output buffer limit reached",
+            Ended::WriteTimeout => "write timeout",
+            Ended::TooManyAuthFailures => "too many failed AUTH",
         })
     }
 }
 
 /// What to do after a request.
 enum Flow {
+    /// Read more requests.
     Continue,
+    /// Write the replies, then answer the requests still buffered.
+    Flush,
+    /// Write the replies, then close.
     Close(Ended),
 }
 
@@ -100,6 +161,35 @@ pub struct Connection {
     output: Vec<u8>,
     /// The run of plain `SET`s not applied yet (see the module doc).
     pending_sets: WriteBatch,
+    /// This connection's `SCAN` table cursors (see [`crate::keyscan`]).
+    scan_cursors: Mutex<CursorTable>,
+    /// Wrong passwords sent on this connection.
+    auth_failures: u32,
+    /// RESP2 until the client asks for RESP3 with `HELLO 3`.
+    protocol: Protocol,
+    /// The server's settings as of this connection's last request.
+    config: Arc<ServerConfig>,
+}
+
+/// What a connection adds to `INFO`, `CONFIG GET` and `SCAN`: the server's
+/// sections and settings, and its own cursor table.
+struct ConnectionHost<'a> {
+    shared: &'a Shared,
+    scan_cursors: &'a Mutex<CursorTable>,
+}
+
+impl Host for ConnectionHost<'_> {
+    fn info_sections(&self) -> Vec<Section> {
+        self.shared.info_sections()
+    }
+
+    fn config(&self) -> Vec<(&'static str, String)> {
+        self.shared.config_params()
+    }
+
+    fn scan_cursors(&self) -> &Mutex<CursorTable> {
+        self.scan_cursors
+    }
 }
 
 impl Connection {
@@ -109,8 +199,9 @@ impl Connection {
         shared: Arc<Shared>,
         info: Arc<ClientInfo>,
     ) -> Self {
-        let authenticated = shared.config.requirepass.is_none();
-        let parser = RequestParser::new(limits_for(&shared, authenticated));
+        let config = shared.config();
+        let authenticated = config.requirepass.is_none();
+        let parser = RequestParser::new(limits_for(&config, authenticated));
         Self {
             stream,
             db,
@@ -123,6 +214,10 @@ impl Connection {
             end: 0,
             output: Vec::with_capacity(INITIAL_BUFFER),
             pending_sets: WriteBatch::new(),
+            scan_cursors: Mutex::new(CursorTable::default()),
+            auth_failures: 0,
+            protocol: Protocol::Resp2,
+            config,
         }
     }
 
@@ -131,15 +226,23 @@ impl Connection {
         // Replies must leave as soon as they are written: Nagle's
         // algorithm would hold a small reply back waiting for an ACK.
         self.stream.set_nodelay(true)?;
-        self.stream.set_read_timeout(self.shared.config.timeout)?;
+        self.stream.set_read_timeout(self.config.timeout)?;
+        self.stream.set_write_timeout(self.config.write_timeout)?;
         loop {
+            self.refresh_config()?;
             let flow = self.answer_buffered();
-            if !self.output.is_empty() {
-                self.stream.write_all(&self.output)?;
-                self.output.clear();
+            if self.output.len() > self.config.output_hard_limit {
+                self.warn_output_limit("hard");
+                return Ok(Ended::OutputLimit);
             }
-            if let Flow::Close(reason) = flow {
+            if let Some(reason) = self.send_output()? {
                 return Ok(reason);
+            }
+            match flow {
+                Flow::Close(reason) => return Ok(reason),
+                // More requests are buffered: answer them before reading.
+                Flow::Flush => continue,
+                Flow::Continue => {}
             }
             if let Some(reason) = self.make_room() {
                 return Ok(reason);
@@ -157,6 +260,87 @@ impl Connection {
         }
     }
 
+    /// Picks up settings changed by `CONFIG SET` (from any connection).
+    fn refresh_config(&mut self) -> std::io::Result<()> {
+        let now = self.shared.config();
+        if !Arc::ptr_eq(&now, &self.config) {
+            self.stream.set_read_timeout(now.timeout)?;
+            self.stream.set_write_timeout(now.write_timeout)?;
+            self.parser.set_limits(limits_for(&now, self.authenticated));
+            self.config = now;
+        }
+        Ok(())
+    }
+
+    /// Writes the waiting replies. Blocks while the client does not read
+    /// (which is the backpressure: no request is read meanwhile), but not
+    /// for longer than the write timeout without progress, nor for longer
+    /// than the soft limit's time while more than the soft limit waits.
+    fn send_output(&mut self) -> std::io::Result<Option<Ended>> {
+        let config = &self.config;
+        let mut sent = 0;
+        let mut over_soft_since = None;
+        let mut timeout = config.write_timeout;
+        while let Some(pending) = self.output.get(sent..).filter(|p| !p.is_empty()) {
+            let wanted = if pending.len() > config.output_soft_limit {
+                let since = *over_soft_since.get_or_insert_with(Instant::now);
+                let left = config.output_soft_time.saturating_sub(since.elapsed());
+                if left.is_zero() {
+                    self.warn_output_limit("soft");
+                    return Ok(Some(Ended::OutputLimit));
+                }
+                Some(config.write_timeout.map_or(left, |t| t.min(left)))
+            } else {
+                over_soft_since = None;
+                config.write_timeout
+            };
+            if wanted != timeout {
+                self.stream.set_write_timeout(wanted)?;
+                timeout = wanted;
+            }
+            match self.stream.write(pending) {
+                Ok(0) => return Ok(Some(Ended::ClientClosed)),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    // Past the soft limit the loop decides; else it is the
+                    // write timeout.
+                    if over_soft_since.is_none() {
+                        return Ok(Some(Ended::WriteTimeout));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if timeout != config.write_timeout {
+            self.stream.set_write_timeout(config.write_timeout)?;
+        }
+        self.output.clear();
+        // After a large reply, give the memory back.
+        if self.output.capacity() > 4 * OUTPUT_FLUSH_AT {
+            self.output = Vec::with_capacity(INITIAL_BUFFER);
+        }
+        Ok(None)
+    }
+
+    /// Logs that this client is closed for its output buffer.
+    fn warn_output_limit(&self, which: &str) {
+        let config = &self.config;
+        let Some(suppressed) = self.shared.noisy_log.admit("output limit") else {
+            return;
+        };
+        tracing::warn!(
+            suppressed,
+            id = self.info.id,
+            peer = %self.info.addr,
+            waiting = self.output.len(),
+            hard = config.output_hard_limit,
+            soft = config.output_soft_limit,
+            soft_seconds = config.output_soft_time.as_secs(),
+            "closing client: replies over the {which} output buffer limit"
+        );
+    }
+
     /// Parses and answers every complete request in the input buffer.
     fn answer_buffered(&mut self) -> Flow {
         let mut commands = 0;
@@ -172,6 +356,9 @@ impl Connection {
                     commands += 1;
                     if let Flow::Close(reason) = self.answer(&args) {
                         break Flow::Close(reason);
+                    }
+                    if self.output.len() >= OUTPUT_FLUSH_AT {
+                        break Flow::Flush;
                     }
                 }
                 Err(e) => {
@@ -212,7 +399,7 @@ impl Connection {
             self.start = 0;
             return None;
         }
-        let limit = self.shared.config.max_query_bytes;
+        let limit = self.config.max_query_bytes;
         if self.input.len() >= limit {
             let reply = Reply::Error(format!(
                 "ERR Protocol error: request larger than the query buffer limit ({limit} bytes)"
@@ -235,6 +422,9 @@ impl Connection {
                 condition: None,
             }) if self.authenticated => {
                 self.pending_sets.set(key, value);
+                if self.pending_sets.len() >= MAX_PENDING_SETS {
+                    self.apply_pending_sets();
+                }
                 return Flow::Continue;
             }
             other => other,
@@ -249,7 +439,12 @@ impl Connection {
                 return Flow::Continue;
             }
         };
-        if !self.authenticated && !matches!(command, Command::Auth { .. } | Command::Quit) {
+        if !self.authenticated
+            && !matches!(
+                command,
+                Command::Auth { .. } | Command::Quit | Command::Hello { .. }
+            )
+        {
             self.reply(&Reply::Error("NOAUTH Authentication required.".into()));
             return Flow::Continue;
         }
@@ -261,13 +456,38 @@ impl Connection {
             Command::Auth { username, password } => {
                 let reply = self.auth(username.as_deref(), &password);
                 self.reply(&reply);
+                if self.auth_failures >= MAX_AUTH_FAILURES {
+                    return Flow::Close(Ended::TooManyAuthFailures);
+                }
             }
             Command::Client(sub) => {
                 let reply = self.client(sub);
                 self.reply(&reply);
             }
+            Command::ConfigSet { pairs } => {
+                let reply = match self.shared.config_set(&pairs) {
+                    Ok(()) => Reply::ok(),
+                    Err(e) => Reply::Error(e),
+                };
+                self.reply(&reply);
+            }
+            Command::Hello {
+                protocol,
+                auth,
+                setname,
+            } => {
+                let reply = self.hello(protocol, auth, setname);
+                self.reply(&reply);
+                if self.auth_failures >= MAX_AUTH_FAILURES {
+                    return Flow::Close(Ended::TooManyAuthFailures);
+                }
+            }
             command => {
-                let reply = command.execute_in(&self.db, &*self.shared);
+                let host = ConnectionHost {
+                    shared: &self.shared,
+                    scan_cursors: &self.scan_cursors,
+                };
+                let reply = command.execute_in(&self.db, &host);
                 self.reply(&reply);
             }
         }
@@ -312,12 +532,62 @@ impl Connection {
     }
 
     fn reply(&mut self, reply: &Reply) {
-        resp::encode_reply(reply, &mut self.output);
+        resp::encode_reply_as(reply, self.protocol, &mut self.output);
+    }
+
+    /// `HELLO [protover [AUTH username password] [SETNAME name]]`, as
+    /// Redis 7 answers it: the version is checked first, then AUTH, then
+    /// the name; nothing changes unless all of them succeed.
+    fn hello(
+        &mut self,
+        protocol: Option<i64>,
+        auth: Option<(Bytes, Bytes)>,
+        setname: Option<Bytes>,
+    ) -> Reply {
+        let protocol = match protocol {
+            None => self.protocol,
+            Some(2) => Protocol::Resp2,
+            Some(3) => Protocol::Resp3,
+            Some(_) => return crate::command::noproto(),
+        };
+        if let Some((username, password)) = auth {
+            if self.config.requirepass.is_none() {
+                // Redis's default user has no password then: it accepts
+                // any, and knows no other user.
+                if username.as_ref() != b"default" {
+                    return wrongpass();
+                }
+            } else {
+                let reply = self.auth(Some(&username), &password);
+                if reply.is_error() {
+                    return reply;
+                }
+            }
+        } else if !self.authenticated {
+            return Reply::Error(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise \
+                 the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the \
+                 client and select the RESP protocol version at the same time"
+                    .into(),
+            );
+        }
+        if let Some(name) = setname {
+            let reply = self.client(ClientCommand::SetName(name));
+            if reply.is_error() {
+                return reply;
+            }
+        }
+        self.protocol = protocol;
+        let version = match protocol {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        };
+        crate::command::hello_reply(self.info.id, version)
     }
 
     /// `AUTH [username] password`.
     fn auth(&mut self, username: Option<&[u8]>, password: &[u8]) -> Reply {
-        let Some(expected) = &self.shared.config.requirepass else {
+        let Some(expected) = &self.config.requirepass else {
             return Command::Auth {
                 username: None,
                 password: Bytes::new(),
@@ -328,11 +598,23 @@ impl Connection {
         if user_ok && constant_time_eq(expected.as_bytes(), password) {
             self.authenticated = true;
             self.parser
-                .set_limits(limits_for(&self.shared, self.authenticated));
+                .set_limits(limits_for(&self.config, self.authenticated));
             Reply::ok()
         } else {
-            tracing::info!(id = self.info.id, peer = %self.info.addr, "failed AUTH");
-            Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
+            self.auth_failures += 1;
+            if let Some(suppressed) = self.shared.noisy_log.admit("failed AUTH") {
+                tracing::warn!(
+                    id = self.info.id,
+                    peer = %self.info.addr,
+                    failures = self.auth_failures,
+                    suppressed,
+                    "failed AUTH"
+                );
+            }
+            // Slow guessing down: each failure on this connection costs
+            // longer, and the connection ends after a few.
+            std::thread::sleep(AUTH_FAILURE_DELAY.saturating_mul(self.auth_failures));
+            wrongpass()
         }
     }
 
@@ -346,8 +628,8 @@ impl Connection {
             ClientCommand::GetName => Reply::Bulk(self.info.name.lock().clone()),
             ClientCommand::Id => Reply::Integer(i64::try_from(self.info.id).unwrap_or(i64::MAX)),
             ClientCommand::SetInfo => Reply::ok(),
-            ClientCommand::List => Reply::bulk(self.shared.client_list()),
-            ClientCommand::Info => Reply::bulk(self.info.line() + "\n"),
+            ClientCommand::List => Reply::Verbatim(self.shared.client_list().into()),
+            ClientCommand::Info => Reply::Verbatim((self.info.line() + "\n").into()),
             // `ClientCommand` is non-exhaustive for other crates only.
             #[allow(unreachable_patterns)]
             _ => Reply::err("unsupported CLIENT subcommand"),
@@ -355,10 +637,15 @@ impl Connection {
     }
 }
 
+/// Redis's reply to a wrong user name or password.
+fn wrongpass() -> Reply {
+    Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
+}
+
 /// The request limits of a client, depending on whether it has
 /// authenticated.
-fn limits_for(shared: &Shared, authenticated: bool) -> Limits {
-    let max_bulk_len = shared.config.max_bulk_bytes;
+fn limits_for(config: &ServerConfig, authenticated: bool) -> Limits {
+    let max_bulk_len = config.max_bulk_bytes;
     if authenticated {
         Limits {
             max_bulk_len,

@@ -122,10 +122,8 @@ impl Kind {
 
     /// The key and value limits, if the engine has any.
     pub fn limits(self) -> Option<(usize, usize)> {
-        self.persistent().then(|| {
-            let o = test_options();
-            (o.max_key_size, o.max_value_size)
-        })
+        let o = test_options();
+        Some((o.max_key_size, o.max_value_size))
     }
 
     /// Opens the engine in `dir` with `options` (ignored by memory).
@@ -148,7 +146,10 @@ impl Kind {
             Ok::<Box<dyn StorageEngine>, pydb_storage::Error>(Box::new(engine))
         };
         match self {
-            Kind::Memory => Ok(Box::new(MemoryStorage::new())),
+            Kind::Memory => Ok(Box::new(MemoryStorage::with_limits(
+                options.max_key_size,
+                options.max_value_size,
+            ))),
             Kind::LogHash => log::<InMemoryIndex<Location>>(dir, options),
             Kind::LogBTree => log::<BTreeIndex<Location>>(dir, options),
             Kind::LogSkipList => log::<SkipListIndex<Location>>(dir, options),
