@@ -23,7 +23,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const THREADS: usize = 8;
-const KEYS: usize = 6;
+const KEYS: usize = 4;
 
 /// One committed transaction: what it read and what it appended.
 #[derive(Debug, Clone, Default)]
@@ -85,7 +85,7 @@ fn run(mgr: &TxnManager, options: &TxnOptions, total: usize) -> (Vec<Record>, Ve
                         let b = (a + rng.random_range(1..KEYS)) % KEYS;
                         let target = if rng.random_bool(0.5) { a } else { b };
                         let element = next_element.fetch_add(1, Ordering::Relaxed);
-                        let pause = rng.random_bool(0.2);
+                        let pause = rng.random_bool(0.5);
                         let attempt = (|| -> pydb_txn::Result<Record> {
                             let mut tx = mgr.begin_with(options.clone())?;
                             let mut record = Record::default();
@@ -95,7 +95,7 @@ fn run(mgr: &TxnManager, options: &TxnOptions, total: usize) -> (Vec<Record>, Ve
                             }
                             if pause {
                                 // Widen the window in which others interleave.
-                                std::thread::sleep(Duration::from_micros(100));
+                                std::thread::sleep(Duration::from_micros(200));
                             }
                             let mut list = record.reads.iter().find(|(k, _)| *k == target).unwrap().1.clone();
                             list.push(element);
@@ -201,7 +201,9 @@ fn find_cycle(n: usize, edges: &HashMap<(usize, usize), Edge>) -> Option<Vec<(us
             }
         }
     }
+    let left = removed.iter().filter(|r| !**r).count();
     let start = (0..n).find(|&v| !removed[v])?;
+    eprintln!("{left} of {n} transactions are on or behind a dependency cycle");
     // Every remaining node has a remaining predecessor; walk backwards
     // would work too, but forwards along remaining successors does: each
     // remaining node lies on or before a cycle among remaining nodes.
