@@ -85,7 +85,9 @@ pub enum Error {
 
     /// A commit's write to the engine failed; nobody knows whether it
     /// reached the disk, so the manager refuses new work until reopened.
-    #[error("the transaction manager is poisoned after a failed commit ({reason}); reopen the database")]
+    #[error(
+        "the transaction manager is poisoned after a failed commit ({reason}); reopen the database"
+    )]
     Poisoned {
         /// The original failure.
         reason: String,

@@ -146,11 +146,9 @@ pub(crate) fn start(
                 }
             }
         })
-        .map_err(|e| {
-            pydb_storage::Error::InvalidDatabase {
-                path: "pydb-txn".into(),
-                reason: format!("cannot start the garbage collector thread: {e}"),
-            }
+        .map_err(|e| pydb_storage::Error::InvalidDatabase {
+            path: "pydb-txn".into(),
+            reason: format!("cannot start the garbage collector thread: {e}"),
         })?;
     Ok((stop, thread))
 }

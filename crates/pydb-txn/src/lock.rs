@@ -296,14 +296,22 @@ mod tests {
     #[test]
     fn shared_shares_exclusive_excludes_and_upgrades() {
         let lm = LockManager::default();
-        lm.acquire(1, Resource::Key(b"k"), Mode::Shared, NO_WAIT).unwrap();
-        lm.acquire(2, Resource::Key(b"k"), Mode::Shared, NO_WAIT).unwrap();
-        let err = lm.acquire(1, Resource::Key(b"k"), Mode::Exclusive, NO_WAIT).unwrap_err();
+        lm.acquire(1, Resource::Key(b"k"), Mode::Shared, NO_WAIT)
+            .unwrap();
+        lm.acquire(2, Resource::Key(b"k"), Mode::Shared, NO_WAIT)
+            .unwrap();
+        let err = lm
+            .acquire(1, Resource::Key(b"k"), Mode::Exclusive, NO_WAIT)
+            .unwrap_err();
         assert!(matches!(err, Error::LockTimeout { txn: 1, .. }), "{err}");
         assert!(err.to_string().contains("'k'"), "{err}");
         lm.release_all(2);
-        lm.acquire(1, Resource::Key(b"k"), Mode::Exclusive, NO_WAIT).unwrap();
-        assert!(lm.acquire(2, Resource::Key(b"k"), Mode::Shared, NO_WAIT).is_err());
+        lm.acquire(1, Resource::Key(b"k"), Mode::Exclusive, NO_WAIT)
+            .unwrap();
+        assert!(
+            lm.acquire(2, Resource::Key(b"k"), Mode::Shared, NO_WAIT)
+                .is_err()
+        );
         lm.release_all(1);
         assert_eq!(lm.held_locks(), 0);
     }
@@ -312,32 +320,44 @@ mod tests {
     fn a_range_lock_blocks_inserts_into_its_gaps() {
         let lm = LockManager::default();
         let range = KeyRange::new(&b"b"[..]..&b"d"[..]);
-        lm.acquire(1, Resource::Range(&range), Mode::Shared, NO_WAIT).unwrap();
-        let err = lm.acquire(2, Resource::Key(b"c"), Mode::Exclusive, NO_WAIT).unwrap_err();
+        lm.acquire(1, Resource::Range(&range), Mode::Shared, NO_WAIT)
+            .unwrap();
+        let err = lm
+            .acquire(2, Resource::Key(b"c"), Mode::Exclusive, NO_WAIT)
+            .unwrap_err();
         assert!(err.to_string().contains("'c'"), "{err}");
-        lm.acquire(2, Resource::Key(b"d"), Mode::Exclusive, NO_WAIT).unwrap();
-        lm.acquire(2, Resource::Key(b"c"), Mode::Shared, NO_WAIT).unwrap();
+        lm.acquire(2, Resource::Key(b"d"), Mode::Exclusive, NO_WAIT)
+            .unwrap();
+        lm.acquire(2, Resource::Key(b"c"), Mode::Shared, NO_WAIT)
+            .unwrap();
         // A range over a key someone writes conflicts the other way too.
         let over_d = KeyRange::new(&b"c"[..]..=&b"d"[..]);
-        assert!(lm.acquire(1, Resource::Range(&over_d), Mode::Shared, NO_WAIT).is_err());
+        assert!(
+            lm.acquire(1, Resource::Range(&over_d), Mode::Shared, NO_WAIT)
+                .is_err()
+        );
     }
 
     #[test]
     fn the_youngest_of_a_deadlock_is_the_victim() {
         let lm = Arc::new(LockManager::default());
         let wait = LockWait::Timeout(Duration::from_secs(10));
-        lm.acquire(1, Resource::Key(b"a"), Mode::Exclusive, wait).unwrap();
-        lm.acquire(2, Resource::Key(b"b"), Mode::Exclusive, wait).unwrap();
+        lm.acquire(1, Resource::Key(b"a"), Mode::Exclusive, wait)
+            .unwrap();
+        lm.acquire(2, Resource::Key(b"b"), Mode::Exclusive, wait)
+            .unwrap();
         let lm2 = Arc::clone(&lm);
         let older = std::thread::spawn(move || {
             // Transaction 1 waits for b (held by 2)...
             lm2.acquire(1, Resource::Key(b"b"), Mode::Exclusive, wait)
         });
-        while lm.table.lock().waits_for.get(&1).is_none() {
+        while !lm.table.lock().waits_for.contains_key(&1) {
             std::thread::yield_now();
         }
         // ... and 2 now waits for a: a cycle, and 2 is the younger.
-        let err = lm.acquire(2, Resource::Key(b"a"), Mode::Exclusive, wait).unwrap_err();
+        let err = lm
+            .acquire(2, Resource::Key(b"a"), Mode::Exclusive, wait)
+            .unwrap_err();
         assert!(matches!(err, Error::Deadlock { victim: 2, .. }), "{err}");
         lm.release_all(2);
         older.join().unwrap().unwrap();
@@ -347,19 +367,22 @@ mod tests {
     fn an_older_waiter_is_not_the_victim() {
         let lm = Arc::new(LockManager::default());
         let wait = LockWait::Timeout(Duration::from_secs(10));
-        lm.acquire(1, Resource::Key(b"a"), Mode::Exclusive, wait).unwrap();
-        lm.acquire(2, Resource::Key(b"b"), Mode::Exclusive, wait).unwrap();
+        lm.acquire(1, Resource::Key(b"a"), Mode::Exclusive, wait)
+            .unwrap();
+        lm.acquire(2, Resource::Key(b"b"), Mode::Exclusive, wait)
+            .unwrap();
         let lm2 = Arc::clone(&lm);
         let younger = std::thread::spawn(move || {
             let r = lm2.acquire(2, Resource::Key(b"a"), Mode::Exclusive, wait);
             lm2.release_all(2);
             r
         });
-        while lm.table.lock().waits_for.get(&2).is_none() {
+        while !lm.table.lock().waits_for.contains_key(&2) {
             std::thread::yield_now();
         }
         // 1 closes the cycle, but 2 (younger, already waiting) is chosen.
-        lm.acquire(1, Resource::Key(b"b"), Mode::Exclusive, wait).unwrap();
+        lm.acquire(1, Resource::Key(b"b"), Mode::Exclusive, wait)
+            .unwrap();
         let err = younger.join().unwrap().unwrap_err();
         assert!(matches!(err, Error::Deadlock { victim: 2, .. }), "{err}");
     }
@@ -367,10 +390,15 @@ mod tests {
     #[test]
     fn a_wait_times_out() {
         let lm = LockManager::default();
-        lm.acquire(1, Resource::Key(b"a"), Mode::Exclusive, NO_WAIT).unwrap();
+        lm.acquire(1, Resource::Key(b"a"), Mode::Exclusive, NO_WAIT)
+            .unwrap();
         let wait = LockWait::Timeout(Duration::from_millis(30));
-        let err = lm.acquire(2, Resource::Key(b"a"), Mode::Shared, wait).unwrap_err();
-        let Error::LockTimeout { waited, .. } = err else { panic!("{err}") };
+        let err = lm
+            .acquire(2, Resource::Key(b"a"), Mode::Shared, wait)
+            .unwrap_err();
+        let Error::LockTimeout { waited, .. } = err else {
+            panic!("{err}")
+        };
         assert!(waited >= Duration::from_millis(30));
     }
 }

@@ -428,7 +428,10 @@ impl Inner {
         }
         let mut locked = false;
         let ts = loop {
-            if mvcc && !locked && !req.writes.is_empty() && self.locking_used.load(Ordering::Acquire)
+            if mvcc
+                && !locked
+                && !req.writes.is_empty()
+                && self.locking_used.load(Ordering::Acquire)
             {
                 for key in req.writes.keys() {
                     self.locks.acquire(
@@ -441,15 +444,24 @@ impl Inner {
                 locked = true;
             }
             let mut commit = self.commit.lock();
-            if mvcc && !locked && !req.writes.is_empty() && self.locking_used.load(Ordering::Acquire)
+            if mvcc
+                && !locked
+                && !req.writes.is_empty()
+                && self.locking_used.load(Ordering::Acquire)
             {
                 continue; // Locking began meanwhile: take the locks first.
             }
             self.check_poisoned()?;
             if mvcc && req.isolation != Isolation::ReadCommitted {
                 for key in req.writes.keys() {
-                    if commit.last_writer.get(key).is_some_and(|&ts| ts > req.snapshot) {
-                        self.counters.write_conflicts.fetch_add(1, Ordering::Relaxed);
+                    if commit
+                        .last_writer
+                        .get(key)
+                        .is_some_and(|&ts| ts > req.snapshot)
+                    {
+                        self.counters
+                            .write_conflicts
+                            .fetch_add(1, Ordering::Relaxed);
                         return Err(Error::WriteConflict {
                             txn: req.id,
                             key: crate::error::printable(key),

@@ -72,10 +72,13 @@ impl Reads {
         if self.keys.contains(key) {
             return Some(format!("key {}", printable(key)));
         }
-        self.ranges
-            .iter()
-            .find(|r| r.contains(key))
-            .map(|r| format!("key {} in the scanned {}", printable(key), describe_range(r)))
+        self.ranges.iter().find(|r| r.contains(key)).map(|r| {
+            format!(
+                "key {} in the scanned {}",
+                printable(key),
+                describe_range(r)
+            )
+        })
     }
 
     /// The first of `writes` this read set covers, described.
@@ -157,8 +160,11 @@ impl Tracker {
     /// Forgets committed transactions no running or future transaction is
     /// concurrent with: those that committed at or before `oldest_snapshot`.
     pub(crate) fn prune(&mut self, oldest_snapshot: u64) {
-        self.entries
-            .retain(|e| e.committed.as_ref().is_none_or(|(ts, _)| *ts > oldest_snapshot));
+        self.entries.retain(|e| {
+            e.committed
+                .as_ref()
+                .is_none_or(|(ts, _)| *ts > oldest_snapshot)
+        });
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -213,12 +219,18 @@ impl Tracker {
         let has_out = entry.out_conflict || !outs.is_empty();
         if has_in && has_out {
             let inbound = match ins.first() {
-                Some((i, what)) => format!("transaction {} read {what}, which it writes", self.entries[*i].id),
+                Some((i, what)) => format!(
+                    "transaction {} read {what}, which it writes",
+                    self.entries[*i].id
+                ),
                 None => "an earlier committed transaction read what it writes".to_string(),
             };
             let outbound = match outs.first() {
                 Some((i, what)) => {
-                    format!("it read {what}, which transaction {} overwrote", self.entries[*i].id)
+                    format!(
+                        "it read {what}, which transaction {} overwrote",
+                        self.entries[*i].id
+                    )
                 }
                 None => "it read what a concurrent transaction overwrote".to_string(),
             };

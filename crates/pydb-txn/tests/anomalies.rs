@@ -230,7 +230,10 @@ fn g0(h: &Harness) -> Outcome {
     t2.commit();
     let rows = h.contents();
     let (x, y) = (value(&rows, "1"), value(&rows, "2"));
-    outcome(matches!((x, y), (Some(11), Some(22)) | (Some(12), Some(21))))
+    outcome(matches!(
+        (x, y),
+        (Some(11), Some(22)) | (Some(12), Some(21))
+    ))
 }
 
 /// G1a, aborted reads: a transaction must never see a write that is
@@ -296,10 +299,14 @@ fn otv(h: &Harness) -> Outcome {
 /// transaction sees a row a concurrent transaction inserted meanwhile.
 fn pmp(h: &Harness) -> Outcome {
     let (mut t1, mut t2) = (h.begin(), h.begin());
-    let first = t1.scan().map(|rows| rows.iter().filter(|(_, v)| *v == 30).count());
+    let first = t1
+        .scan()
+        .map(|rows| rows.iter().filter(|(_, v)| *v == 30).count());
     t2.set(3, 30);
     t2.commit();
-    let second = t1.scan().map(|rows| rows.iter().filter(|(_, v)| v % 3 == 0).count());
+    let second = t1
+        .scan()
+        .map(|rows| rows.iter().filter(|(_, v)| v % 3 == 0).count());
     t1.commit();
     outcome(first == Some(0) && second.is_some_and(|n| n > 0))
 }
@@ -356,9 +363,8 @@ fn g2_item(h: &Harness) -> Outcome {
 /// of 3, finds none, and inserts one; both commit.
 fn g2(h: &Harness) -> Outcome {
     let (mut t1, mut t2) = (h.begin(), h.begin());
-    let none = |rows: Option<Vec<(String, i64)>>| {
-        rows.is_some_and(|r| r.iter().all(|(_, v)| v % 3 != 0))
-    };
+    let none =
+        |rows: Option<Vec<(String, i64)>>| rows.is_some_and(|r| r.iter().all(|(_, v)| v % 3 != 0));
     let a = none(t1.scan());
     let b = none(t2.scan());
     t1.set(3, 30);

@@ -28,7 +28,10 @@ const THREADS: u64 = 4;
 const FIELDS: [&str; 3] = ["a", "b", "c"];
 
 fn open_log<O: FileOpener + 'static>(dir: &Path, opener: O) -> Arc<dyn StorageEngine> {
-    Arc::new(AppendOnlyLogStorage::open_with(dir, opener, BTreeIndex::new(), common::log_options()).unwrap())
+    Arc::new(
+        AppendOnlyLogStorage::open_with(dir, opener, BTreeIndex::new(), common::log_options())
+            .unwrap(),
+    )
 }
 
 fn open_btree<O: FileOpener + 'static>(dir: &Path, opener: O) -> Arc<dyn StorageEngine>
@@ -107,7 +110,10 @@ fn one_seed(
     let ledger = ledger.into_inner();
     let mgr = TxnManager::open(plain(dir.path(), MonolithicOpener), common::options()).unwrap();
     let context = format!("seed {seed}, cut after {cut_after} commits");
-    assert!(mgr.last_commit() >= ledger.max_acked_ts, "{context}: a commit timestamp went back");
+    assert!(
+        mgr.last_commit() >= ledger.max_acked_ts,
+        "{context}: a commit timestamp went back"
+    );
     let tx = mgr.begin(Isolation::Snapshot).unwrap();
     for group in 0..GROUPS {
         let values: Vec<Option<u64>> = FIELDS
@@ -125,7 +131,8 @@ fn one_seed(
         let found = values[0];
         match ledger.acked.get(&group) {
             Some(&(acked_ts, acked)) => {
-                let found = found.unwrap_or_else(|| panic!("{context}: group {group} lost commit {acked}"));
+                let found =
+                    found.unwrap_or_else(|| panic!("{context}: group {group} lost commit {acked}"));
                 let unacknowledged = |id: u64| {
                     ledger.attempted.contains(&id) && !ledger.acked.values().any(|(_, a)| *a == id)
                 };
@@ -136,7 +143,10 @@ fn one_seed(
                 // The acknowledged commit is in the history at its timestamp.
                 let then = mgr.begin_as_of(acked_ts).unwrap();
                 for f in FIELDS {
-                    let v = then.get(format!("g{group}/{f}").as_bytes()).unwrap().unwrap();
+                    let v = then
+                        .get(format!("g{group}/{f}").as_bytes())
+                        .unwrap()
+                        .unwrap();
                     assert_eq!(v[..], acked.to_le_bytes(), "{context}: as of {acked_ts}");
                 }
             }
@@ -156,7 +166,10 @@ fn one_seed(
 }
 
 fn seeds() -> std::ops::Range<u64> {
-    match std::env::var("PYDB_TXN_CRASH_SEEDS").ok().and_then(|s| s.parse().ok()) {
+    match std::env::var("PYDB_TXN_CRASH_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         Some(n) => 0..n,
         None => 0..25,
     }
@@ -165,13 +178,21 @@ fn seeds() -> std::ops::Range<u64> {
 #[test]
 fn log_engine_commits_survive_a_power_cut_all_or_nothing() {
     for seed in seeds() {
-        one_seed(seed, open_log::<FaultyOpener<MonolithicOpener>>, open_log::<MonolithicOpener>);
+        one_seed(
+            seed,
+            open_log::<FaultyOpener<MonolithicOpener>>,
+            open_log::<MonolithicOpener>,
+        );
     }
 }
 
 #[test]
 fn btree_engine_commits_survive_a_power_cut_all_or_nothing() {
     for seed in seeds() {
-        one_seed(seed, open_btree::<FaultyOpener<MonolithicOpener>>, open_btree::<MonolithicOpener>);
+        one_seed(
+            seed,
+            open_btree::<FaultyOpener<MonolithicOpener>>,
+            open_btree::<MonolithicOpener>,
+        );
     }
 }

@@ -50,7 +50,11 @@ struct Findings {
 }
 
 fn encode(list: &[u64]) -> Vec<u8> {
-    list.iter().map(u64::to_string).collect::<Vec<_>>().join(",").into_bytes()
+    list.iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+        .into_bytes()
 }
 
 fn decode(bytes: Option<&[u8]>) -> Vec<u64> {
@@ -97,7 +101,13 @@ fn run(mgr: &TxnManager, options: &TxnOptions, total: usize) -> (Vec<Record>, Ve
                                 // Widen the window in which others interleave.
                                 std::thread::sleep(Duration::from_micros(200));
                             }
-                            let mut list = record.reads.iter().find(|(k, _)| *k == target).unwrap().1.clone();
+                            let mut list = record
+                                .reads
+                                .iter()
+                                .find(|(k, _)| *k == target)
+                                .unwrap()
+                                .1
+                                .clone();
                             list.push(element);
                             tx.set(&key(target), &encode(&list))?;
                             record.appends.push((target, element));
@@ -114,7 +124,10 @@ fn run(mgr: &TxnManager, options: &TxnOptions, total: usize) -> (Vec<Record>, Ve
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     let tx = mgr.begin(Isolation::Snapshot).unwrap();
     let finals = (0..KEYS)
@@ -132,18 +145,18 @@ fn check(records: &[Record], finals: &[Vec<u64>]) -> Findings {
             writer.insert(e, t);
             let times = finals[k].iter().filter(|&&x| x == e).count();
             if times != 1 {
-                findings
-                    .violations
-                    .push(format!("committed append {e} to list{k} appears {times} times"));
+                findings.violations.push(format!(
+                    "committed append {e} to list{k} appears {times} times"
+                ));
             }
         }
     }
     for (k, list) in finals.iter().enumerate() {
         for e in list {
             if !writer.contains_key(e) {
-                findings
-                    .violations
-                    .push(format!("list{k} holds {e}, which no committed transaction appended"));
+                findings.violations.push(format!(
+                    "list{k} holds {e}, which no committed transaction appended"
+                ));
             }
         }
     }
@@ -164,9 +177,9 @@ fn check(records: &[Record], finals: &[Vec<u64>]) -> Findings {
         for (k, seen) in &r.reads {
             let full = &finals[*k];
             if !full.starts_with(seen) {
-                findings
-                    .violations
-                    .push(format!("transaction {t} read list{k} = {seen:?}, not a prefix of {full:?}"));
+                findings.violations.push(format!(
+                    "transaction {t} read list{k} = {seen:?}, not a prefix of {full:?}"
+                ));
                 continue;
             }
             if let Some(&w) = seen.last().and_then(|e| writer.get(e)) {
@@ -242,12 +255,19 @@ fn history_of(kind: Kind, options: TxnOptions, total: usize) -> Findings {
 
 fn assert_serializable(findings: &Findings) {
     assert!(findings.violations.is_empty(), "{:?}", findings.violations);
-    assert!(findings.cycle.is_none(), "a dependency cycle: {:?}", findings.cycle);
+    assert!(
+        findings.cycle.is_none(),
+        "a dependency cycle: {:?}",
+        findings.cycle
+    );
 }
 
 #[test]
 fn serializable_histories_have_no_cycles() {
-    assert_serializable(&history(Kind::Memory, TxnOptions::new(Isolation::Serializable)));
+    assert_serializable(&history(
+        Kind::Memory,
+        TxnOptions::new(Isolation::Serializable),
+    ));
     // A persistent engine too, with fewer transactions (every commit syncs).
     let options = TxnOptions::new(Isolation::Serializable);
     assert_serializable(&history_of(Kind::BTree, options, total() / 4));
@@ -267,7 +287,9 @@ fn locking_histories_have_no_cycles() {
 fn snapshot_histories_show_write_skew() {
     let findings = history(Kind::Memory, TxnOptions::new(Isolation::Snapshot));
     assert!(findings.violations.is_empty(), "{:?}", findings.violations);
-    let cycle = findings.cycle.expect("snapshot isolation must show a G2-item cycle");
+    let cycle = findings
+        .cycle
+        .expect("snapshot isolation must show a G2-item cycle");
     assert!(cycle.iter().any(|(_, e)| *e == Edge::Rw), "{cycle:?}");
 }
 
@@ -277,7 +299,10 @@ fn snapshot_histories_show_write_skew() {
 fn read_committed_histories_lose_appends() {
     let findings = history(Kind::Memory, TxnOptions::new(Isolation::ReadCommitted));
     assert!(
-        findings.violations.iter().any(|v| v.contains("appears 0 times"))
+        findings
+            .violations
+            .iter()
+            .any(|v| v.contains("appears 0 times"))
             || findings.cycle.is_some(),
         "read committed must show a lost update or a cycle"
     );
@@ -288,8 +313,14 @@ fn the_checker_finds_handmade_write_skew_and_accepts_a_serial_history() {
     // T0 and T1 both read list0 = [] and list1 = []; T0 appends 1 to list0,
     // T1 appends 2 to list1: T0 -rw-> T1 -rw-> T0.
     let skew = vec![
-        Record { reads: vec![(0, vec![]), (1, vec![])], appends: vec![(0, 1)] },
-        Record { reads: vec![(0, vec![]), (1, vec![])], appends: vec![(1, 2)] },
+        Record {
+            reads: vec![(0, vec![]), (1, vec![])],
+            appends: vec![(0, 1)],
+        },
+        Record {
+            reads: vec![(0, vec![]), (1, vec![])],
+            appends: vec![(1, 2)],
+        },
     ];
     let mut finals = vec![Vec::new(); KEYS];
     finals[0] = vec![1];
@@ -300,10 +331,16 @@ fn the_checker_finds_handmade_write_skew_and_accepts_a_serial_history() {
     // Serial: T1 saw T0's append.
     let serial = vec![
         skew[0].clone(),
-        Record { reads: vec![(0, vec![1]), (1, vec![])], appends: vec![(1, 2)] },
+        Record {
+            reads: vec![(0, vec![1]), (1, vec![])],
+            appends: vec![(1, 2)],
+        },
     ];
     assert_serializable(&check(&serial, &finals));
     // A read that is not a prefix of the final list is reported.
-    let bad = vec![Record { reads: vec![(0, vec![7])], appends: vec![] }];
+    let bad = vec![Record {
+        reads: vec![(0, vec![7])],
+        appends: vec![],
+    }];
     assert!(!check(&bad, &finals).violations.is_empty());
 }

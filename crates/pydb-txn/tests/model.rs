@@ -68,11 +68,15 @@ fn setup(mgr: &TxnManager) -> State {
 
 fn contents(mgr: &TxnManager) -> State {
     let tx = mgr.begin(Isolation::Snapshot).unwrap();
-    decode_scan(tx.scan::<&[u8]>(..).unwrap()).into_iter().collect()
+    decode_scan(tx.scan::<&[u8]>(..).unwrap())
+        .into_iter()
+        .collect()
 }
 
 fn decode_scan(rows: Vec<(Bytes, Bytes)>) -> Vec<(u8, u8)> {
-    rows.into_iter().map(|(key, v)| (key[0] - b'a', v[0])).collect()
+    rows.into_iter()
+        .map(|(key, v)| (key[0] - b'a', v[0]))
+        .collect()
 }
 
 /// One transaction slot while the interleaving runs.
@@ -151,7 +155,9 @@ fn run(
             }
             continue;
         }
-        let Some(slot) = slots[t].as_mut() else { continue };
+        let Some(slot) = slots[t].as_mut() else {
+            continue;
+        };
         let Some(tx) = slot.tx.as_mut() else { continue };
         // The exact models' view of this transaction's reads.
         let view = match exact {
@@ -194,7 +200,13 @@ fn run(
                         && commits[slot.began_at..]
                             .iter()
                             .any(|written| written.iter().any(|key| slot.writes.contains_key(key)));
-                    prop_assert_eq!(result.is_err(), conflict, "commit of txn {} ({:?})", t, result);
+                    prop_assert_eq!(
+                        result.is_err(),
+                        conflict,
+                        "commit of txn {} ({:?})",
+                        t,
+                        result
+                    );
                 }
                 if result.is_ok() {
                     model = overlay(&model, &slot.writes);

@@ -27,7 +27,9 @@ fn kv(rows: Vec<(Bytes, Bytes)>) -> Vec<(String, String)> {
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[rstest]
@@ -38,23 +40,37 @@ fn snapshots_see_commits_before_them_and_own_writes(
     let mut t1 = db.mgr.begin(Isolation::Snapshot).unwrap();
     t1.set(b"a", b"1").unwrap();
     t1.set(b"a\x00b", b"zero").unwrap();
-    assert_eq!(t1.get(b"a").unwrap().as_deref(), Some(&b"1"[..]), "own write");
+    assert_eq!(
+        t1.get(b"a").unwrap().as_deref(),
+        Some(&b"1"[..]),
+        "own write"
+    );
     let old = db.mgr.begin(Isolation::Snapshot).unwrap();
     let rc = db.mgr.begin(Isolation::ReadCommitted).unwrap();
     assert_eq!(old.get(b"a").unwrap(), None, "uncommitted is invisible");
     let ts = t1.commit().unwrap();
     assert_eq!(ts, db.mgr.last_commit());
     assert_eq!(old.get(b"a").unwrap(), None, "committed after the snapshot");
-    assert_eq!(rc.get(b"a").unwrap().as_deref(), Some(&b"1"[..]), "read committed sees it");
+    assert_eq!(
+        rc.get(b"a").unwrap().as_deref(),
+        Some(&b"1"[..]),
+        "read committed sees it"
+    );
     let mut t2 = db.mgr.begin(Isolation::Snapshot).unwrap();
     t2.delete(b"a").unwrap();
     assert_eq!(t2.get(b"a").unwrap(), None, "own delete");
-    assert_eq!(kv(t2.scan::<&[u8]>(..).unwrap()), pairs(&[("a\0b", "zero")]));
+    assert_eq!(
+        kv(t2.scan::<&[u8]>(..).unwrap()),
+        pairs(&[("a\0b", "zero")])
+    );
     t2.commit().unwrap();
     let t3 = db.mgr.begin(Isolation::Snapshot).unwrap();
     assert_eq!(t3.get(b"a").unwrap(), None, "tombstone");
     assert_eq!(t3.get(b"a\x00b").unwrap().as_deref(), Some(&b"zero"[..]));
-    assert!(matches!(t3.get(b""), Err(Error::Storage(pydb_storage::Error::EmptyKey))));
+    assert!(matches!(
+        t3.get(b""),
+        Err(Error::Storage(pydb_storage::Error::EmptyKey))
+    ));
 }
 
 #[rstest]
@@ -87,11 +103,23 @@ fn scans_respect_bounds_snapshots_and_buffered_writes(
     tx.set(b"bc", b"mine").unwrap();
     tx.delete(b"c").unwrap();
     assert_eq!(
-        kv(tx.scan::<&[u8]>((std::ops::Bound::Excluded(&b"a"[..]), std::ops::Bound::Included(&b"d"[..]))).unwrap()),
+        kv(tx
+            .scan::<&[u8]>((
+                std::ops::Bound::Excluded(&b"a"[..]),
+                std::ops::Bound::Included(&b"d"[..])
+            ))
+            .unwrap()),
         pairs(&[("ab", "AB"), ("b", "B2"), ("bb", "BB"), ("bc", "mine")])
     );
-    assert_eq!(tx.scan(&b"c"[..]..&b"a"[..]).unwrap(), vec![], "an inverted range is empty");
-    assert_eq!(kv(tx.scan(&b"a"[..]..=&b"a"[..]).unwrap()), pairs(&[("a", "A")]));
+    assert_eq!(
+        tx.scan(&b"c"[..]..&b"a"[..]).unwrap(),
+        vec![],
+        "an inverted range is empty"
+    );
+    assert_eq!(
+        kv(tx.scan(&b"a"[..]..=&b"a"[..]).unwrap()),
+        pairs(&[("a", "A")])
+    );
 }
 
 #[rstest]
@@ -169,7 +197,10 @@ fn ssi_tracks_reads_of_deleted_keys(#[values(Kind::Memory, Kind::BTree)] kind: K
     t1.set(b"y", b"t1").unwrap();
     t2.set(b"x", b"t2").unwrap();
     t1.commit().unwrap();
-    assert!(matches!(t2.commit(), Err(Error::SerializationFailure { .. })));
+    assert!(matches!(
+        t2.commit(),
+        Err(Error::SerializationFailure { .. })
+    ));
 }
 
 /// The read-only anomaly (Fekete, O'Neil, O'Neil 2004): a read-only
@@ -214,7 +245,9 @@ fn as_of_reads_see_old_commits_until_collected(
     let mut stamps = Vec::new();
     for i in 0..5 {
         db.mgr
-            .transaction(Isolation::Snapshot, |tx| tx.set(b"k", format!("v{i}").as_bytes()))
+            .transaction(Isolation::Snapshot, |tx| {
+                tx.set(b"k", format!("v{i}").as_bytes())
+            })
             .unwrap();
         stamps.push(db.mgr.last_commit());
     }
@@ -266,10 +299,17 @@ fn gc_removes_tombstones_and_keeps_what_snapshots_see(
     let report = db.mgr.gc().unwrap();
     // Kept: live@3, dead@3 (for `before_delete`), the tombstone.
     assert_eq!((report.versions, report.garbage), (7, 4));
-    assert_eq!(before_delete.get(b"dead").unwrap().as_deref(), Some(&b"x"[..]));
+    assert_eq!(
+        before_delete.get(b"dead").unwrap().as_deref(),
+        Some(&b"x"[..])
+    );
     drop(before_delete);
     let report = db.mgr.gc().unwrap();
-    assert_eq!((report.versions, report.garbage), (3, 2), "tombstone and what it hid");
+    assert_eq!(
+        (report.versions, report.garbage),
+        (3, 2),
+        "tombstone and what it hid"
+    );
     let tx = db.mgr.begin(Isolation::Snapshot).unwrap();
     assert_eq!(kv(tx.scan::<&[u8]>(..).unwrap()), pairs(&[("live", "2")]));
 }
@@ -279,7 +319,9 @@ fn reopening_recovers_the_last_commit(#[values(Kind::Log, Kind::BTree)] kind: Ki
     let mut db = Db::new(kind);
     for i in 0..4 {
         db.mgr
-            .transaction(Isolation::Serializable, |tx| tx.set(b"k", format!("{i}").as_bytes()))
+            .transaction(Isolation::Serializable, |tx| {
+                tx.set(b"k", format!("{i}").as_bytes())
+            })
             .unwrap();
     }
     let last = db.mgr.last_commit();
@@ -300,7 +342,15 @@ fn reopening_recovers_the_last_commit(#[values(Kind::Log, Kind::BTree)] kind: Ki
         .map(|()| db.mgr.last_commit())
         .unwrap();
     assert_eq!(ts, last + 1, "timestamps continue after a reopen");
-    assert_eq!(db.mgr.begin_as_of(last).unwrap().get(b"k").unwrap().as_deref(), Some(&b"3"[..]));
+    assert_eq!(
+        db.mgr
+            .begin_as_of(last)
+            .unwrap()
+            .get(b"k")
+            .unwrap()
+            .as_deref(),
+        Some(&b"3"[..])
+    );
 }
 
 #[test]
@@ -319,7 +369,8 @@ fn the_retry_helper_retries_conflicts_a_bounded_number_of_times() {
             attempts += 1;
             // Someone else commits the same key in between, every time.
             tx.get(b"k")?;
-            db.mgr.transaction(Isolation::Snapshot, |other| other.set(b"k", b"other"))?;
+            db.mgr
+                .transaction(Isolation::Snapshot, |other| other.set(b"k", b"other"))?;
             tx.set(b"k", b"mine")
         })
         .unwrap_err();
@@ -444,7 +495,10 @@ fn read_only_transactions_refuse_writes() {
     let db = Db::new(Kind::Memory);
     let mut tx = db.mgr.begin_read_only(Isolation::Serializable).unwrap();
     let err = tx.delete(b"k").unwrap_err();
-    assert!(matches!(err, Error::ReadOnly { .. }) && !err.is_retryable(), "{err}");
+    assert!(
+        matches!(err, Error::ReadOnly { .. }) && !err.is_retryable(),
+        "{err}"
+    );
     assert_eq!(tx.commit().unwrap(), 0);
 }
 

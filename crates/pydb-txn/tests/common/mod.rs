@@ -35,8 +35,13 @@ impl Kind {
         match self {
             Kind::Memory => Arc::new(MemoryStorage::new()),
             Kind::Log => Arc::new(
-                AppendOnlyLogStorage::open_with(dir, MonolithicOpener, BTreeIndex::new(), log_options())
-                    .unwrap(),
+                AppendOnlyLogStorage::open_with(
+                    dir,
+                    MonolithicOpener,
+                    BTreeIndex::new(),
+                    log_options(),
+                )
+                .unwrap(),
             ),
             Kind::BTree => Arc::new(BTreeStorage::open(dir, btree_options()).unwrap()),
         }
