@@ -221,6 +221,21 @@ mod tests {
         assert!(decode_value(b"k", &Bytes::new()).is_err());
     }
 
+    /// The example in docs/formats.md.
+    #[test]
+    fn the_documented_example_encodes_as_documented() {
+        let hex: Vec<String> = version_key(b"a\x00b", 5)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex.join(" "),
+            "01 61 00 ff 62 00 00 ff ff ff ff ff ff ff fa"
+        );
+        assert_eq!(encode_value(None), [0x00]);
+        assert_eq!(encode_value(Some(b"v")), [0x01, b'v']);
+    }
+
     proptest! {
         #[test]
         fn order_is_key_then_newest_first(

@@ -247,6 +247,10 @@ struct Group {
     /// The last published commit (mirrors `Inner::published`).
     published: u64,
     poisoned: Option<String>,
+    /// Commits the engine refused as invalid (a key or value over its
+    /// limits): published over (nothing of them was written), and the
+    /// error handed to their committer.
+    refused: HashMap<u64, pydb_storage::Error>,
 }
 
 #[derive(Debug, Default)]
@@ -483,6 +487,7 @@ impl Inner {
                 }
             }
             if req.writes.is_empty() {
+                self.prune(&mut commit);
                 return Ok(req.snapshot);
             }
             commit.last_assigned = ts;
@@ -523,7 +528,10 @@ impl Inner {
         let mut group = self.group.lock();
         loop {
             if group.published >= ts {
-                return Ok(());
+                return match group.refused.remove(&ts) {
+                    Some(err) => Err(err.into()),
+                    None => Ok(()),
+                };
             }
             if let Some(reason) = &group.poisoned {
                 return Err(Error::Poisoned {
@@ -538,10 +546,21 @@ impl Inner {
             let members = std::mem::take(&mut group.queue);
             drop(group);
             let result = self.write_members(&members);
+            let mut refused = HashMap::new();
+            let result = match result {
+                Err(Error::Storage(err)) if is_invalid_input(&err) => {
+                    // The engine refused the batch before writing any of
+                    // it. Write the members one by one, so that only the
+                    // invalid ones fail.
+                    self.write_one_by_one(&members, &mut refused)
+                }
+                other => other,
+            };
             group = self.group.lock();
             group.leader = false;
             match result {
                 Ok(last) => {
+                    group.refused.extend(refused);
                     group.published = last;
                     self.published.store(last, Ordering::Release);
                 }
@@ -554,6 +573,27 @@ impl Inner {
             }
             self.group_done.notify_all();
         }
+    }
+
+    /// Writes each member as its own batch, collecting the ones the engine
+    /// refuses as invalid; any other failure is returned.
+    fn write_one_by_one(
+        &self,
+        members: &[Queued],
+        refused: &mut HashMap<u64, pydb_storage::Error>,
+    ) -> Result<u64> {
+        let mut last = self.published();
+        for member in members {
+            match self.write_members(std::slice::from_ref(member)) {
+                Ok(_) => {}
+                Err(Error::Storage(err)) if is_invalid_input(&err) => {
+                    refused.insert(member.ts, err);
+                }
+                Err(err) => return Err(err),
+            }
+            last = member.ts;
+        }
+        Ok(last)
     }
 
     /// Writes a group's versions and the last commit timestamp as one
@@ -590,6 +630,17 @@ impl Inner {
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Whether the engine refused a batch for its contents (so it wrote
+/// nothing), rather than failing to write it.
+fn is_invalid_input(err: &pydb_storage::Error) -> bool {
+    matches!(
+        err,
+        pydb_storage::Error::KeyTooLarge { .. }
+            | pydb_storage::Error::ValueTooLarge { .. }
+            | pydb_storage::Error::EmptyKey
+    )
 }
 
 /// Transactions over a [`StorageEngine`]. Cheap to share: clone the `Arc`

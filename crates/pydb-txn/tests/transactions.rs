@@ -526,3 +526,48 @@ fn concurrent_commits_share_engine_writes() {
     let tx = db.mgr.begin(Isolation::Snapshot).unwrap();
     assert_eq!(tx.scan::<&[u8]>(..).unwrap().len(), 400);
 }
+
+/// A key over the engine's limit fails its own commit with the engine's
+/// error; commits grouped with it and later ones go through.
+#[rstest]
+fn an_oversized_key_fails_only_its_own_commit(#[values(Kind::Log, Kind::BTree)] kind: Kind) {
+    let db = Db::new(kind);
+    let huge = vec![b'k'; 4096];
+    let barrier = Barrier::new(4);
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let (db, huge, barrier) = (&db, &huge, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                for i in 0..20u8 {
+                    let mut tx = db.mgr.begin(Isolation::Snapshot).unwrap();
+                    let bad = t == 0 && i % 2 == 0;
+                    if bad {
+                        tx.set(huge, b"v").unwrap();
+                    } else {
+                        tx.set(&[b'a' + t, i], b"v").unwrap();
+                    }
+                    match tx.commit() {
+                        Ok(_) => assert!(!bad),
+                        Err(err) => {
+                            assert!(bad, "{err}");
+                            assert!(
+                                matches!(
+                                    err,
+                                    Error::Storage(pydb_storage::Error::KeyTooLarge { .. })
+                                ),
+                                "{err}"
+                            );
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let tx = db.mgr.begin(Isolation::Snapshot).unwrap();
+    assert_eq!(tx.scan::<&[u8]>(..).unwrap().len(), 70);
+    drop(tx);
+    db.mgr
+        .transaction(Isolation::Snapshot, |tx| tx.set(b"after", b"ok"))
+        .unwrap();
+}
