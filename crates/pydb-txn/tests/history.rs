@@ -6,6 +6,11 @@
 //! none; snapshot histories must show write skew (G2-item), or the checker
 //! checks nothing.
 //!
+//! As in Jepsen's list-append, the keys rotate: every `EPOCH` attempts the
+//! threads move to a fresh window of `KEYS` keys, so that lists stay short
+//! while the window stays contended. Reads are recorded as (length, hash)
+//! and checked against the final lists' prefixes.
+//!
 //! Short by default; `PYDB_HISTORY_TXNS=100000 cargo test --release -p
 //! pydb-txn --test history` runs the long mode.
 
@@ -24,11 +29,38 @@ use rand::{Rng, SeedableRng};
 
 const THREADS: usize = 8;
 const KEYS: usize = 4;
+/// Attempts per key window.
+const EPOCH: u64 = 1000;
+
+/// One read of a list: its key, length and hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Read {
+    key: usize,
+    len: usize,
+    hash: u64,
+}
+
+/// The hash of a list, extended one element at a time (so the prefixes
+/// of a final list hash the same way).
+fn extend_hash(hash: u64, element: u64) -> u64 {
+    hash.wrapping_mul(0x100_0000_01b3)
+        .wrapping_add(element ^ 0x9e37_79b9_7f4a_7c15)
+}
+
+impl Read {
+    fn of(key: usize, list: &[u64]) -> Self {
+        Read {
+            key,
+            len: list.len(),
+            hash: list.iter().fold(0, |h, e| extend_hash(h, *e)),
+        }
+    }
+}
 
 /// One committed transaction: what it read and what it appended.
 #[derive(Debug, Clone, Default)]
 struct Record {
-    reads: Vec<(usize, Vec<u64>)>,
+    reads: Vec<Read>,
     appends: Vec<(usize, u64)>,
 }
 
@@ -69,11 +101,11 @@ fn decode(bytes: Option<&[u8]>) -> Vec<u64> {
 }
 
 fn key(k: usize) -> Vec<u8> {
-    format!("list{k}").into_bytes()
+    format!("list{k:08}").into_bytes()
 }
 
 /// Runs `total` transactions over `THREADS` threads; returns the committed
-/// records and the final lists.
+/// records and the final lists (indexed by key).
 fn run(mgr: &TxnManager, options: &TxnOptions, total: usize) -> (Vec<Record>, Vec<Vec<u64>>) {
     let next_element = AtomicU64::new(1);
     let per_thread = total.div_ceil(THREADS);
@@ -85,31 +117,30 @@ fn run(mgr: &TxnManager, options: &TxnOptions, total: usize) -> (Vec<Record>, Ve
                     let mut rng = StdRng::seed_from_u64(t as u64);
                     let mut committed = Vec::new();
                     while committed.len() < per_thread {
+                        let element = next_element.fetch_add(1, Ordering::Relaxed);
+                        let window = (element / EPOCH) as usize * KEYS;
                         let a = rng.random_range(0..KEYS);
                         let b = (a + rng.random_range(1..KEYS)) % KEYS;
+                        let (a, b) = (window + a, window + b);
                         let target = if rng.random_bool(0.5) { a } else { b };
-                        let element = next_element.fetch_add(1, Ordering::Relaxed);
                         let pause = rng.random_bool(0.5);
                         let attempt = (|| -> pydb_txn::Result<Record> {
                             let mut tx = mgr.begin_with(options.clone())?;
                             let mut record = Record::default();
+                            let mut target_list = Vec::new();
                             for k in [a, b] {
                                 let list = decode(tx.get(&key(k))?.as_deref());
-                                record.reads.push((k, list));
+                                record.reads.push(Read::of(k, &list));
+                                if k == target {
+                                    target_list = list;
+                                }
                             }
                             if pause {
                                 // Widen the window in which others interleave.
                                 std::thread::sleep(Duration::from_micros(200));
                             }
-                            let mut list = record
-                                .reads
-                                .iter()
-                                .find(|(k, _)| *k == target)
-                                .unwrap()
-                                .1
-                                .clone();
-                            list.push(element);
-                            tx.set(&key(target), &encode(&list))?;
+                            target_list.push(element);
+                            tx.set(&key(target), &encode(&target_list))?;
                             record.appends.push((target, element));
                             tx.commit()?;
                             Ok(record)
@@ -130,20 +161,35 @@ fn run(mgr: &TxnManager, options: &TxnOptions, total: usize) -> (Vec<Record>, Ve
             .collect()
     });
     let tx = mgr.begin(Isolation::Snapshot).unwrap();
-    let finals = (0..KEYS)
-        .map(|k| decode(tx.get(&key(k)).unwrap().as_deref()))
-        .collect();
+    let mut finals = Vec::new();
+    for (k, list) in tx.scan::<&[u8]>(..).unwrap() {
+        let k: usize = std::str::from_utf8(&k[4..]).unwrap().parse().unwrap();
+        finals.resize(finals.len().max(k + 1), Vec::new());
+        finals[k] = decode(Some(&list));
+    }
     (records, finals)
 }
 
 /// Builds the dependency graph and looks for violations and a cycle.
 fn check(records: &[Record], finals: &[Vec<u64>]) -> Findings {
     let mut findings = Findings::default();
+    let empty = Vec::new();
+    let final_of = |k: usize| finals.get(k).unwrap_or(&empty);
+    // Where each element sits in the final lists, and how often.
+    let mut placed: HashMap<u64, (usize, usize)> = HashMap::new();
+    for (k, list) in finals.iter().enumerate() {
+        for e in list {
+            placed.entry(*e).or_insert((k, 0)).1 += 1;
+        }
+    }
     let mut writer: HashMap<u64, usize> = HashMap::new();
     for (t, r) in records.iter().enumerate() {
         for &(k, e) in &r.appends {
             writer.insert(e, t);
-            let times = finals[k].iter().filter(|&&x| x == e).count();
+            let times = match placed.get(&e) {
+                Some(&(key, n)) if key == k => n,
+                _ => 0,
+            };
             if times != 1 {
                 findings.violations.push(format!(
                     "committed append {e} to list{k} appears {times} times"
@@ -160,6 +206,17 @@ fn check(records: &[Record], finals: &[Vec<u64>]) -> Findings {
             }
         }
     }
+    // Prefix hashes of the final lists: prefixes[k][n] hashes the first n.
+    let prefixes: Vec<Vec<u64>> = finals
+        .iter()
+        .map(|list| {
+            let mut hashes = vec![0];
+            for e in list {
+                hashes.push(extend_hash(*hashes.last().unwrap(), *e));
+            }
+            hashes
+        })
+        .collect();
     let mut edges: HashMap<(usize, usize), Edge> = HashMap::new();
     let mut add = |from: usize, to: usize, kind: Edge| {
         if from != to {
@@ -174,18 +231,27 @@ fn check(records: &[Record], finals: &[Vec<u64>]) -> Findings {
         }
     }
     for (t, r) in records.iter().enumerate() {
-        for (k, seen) in &r.reads {
-            let full = &finals[*k];
-            if !full.starts_with(seen) {
+        for read in &r.reads {
+            let full = final_of(read.key);
+            let prefix = prefixes.get(read.key).and_then(|p| p.get(read.len));
+            if read.len > 0 && prefix != Some(&read.hash) {
                 findings.violations.push(format!(
-                    "transaction {t} read list{k} = {seen:?}, not a prefix of {full:?}"
+                    "transaction {t} read {} elements of list{} that are not a prefix of its final {} elements",
+                    read.len,
+                    read.key,
+                    full.len()
                 ));
                 continue;
             }
-            if let Some(&w) = seen.last().and_then(|e| writer.get(e)) {
+            if let Some(&w) = read
+                .len
+                .checked_sub(1)
+                .and_then(|i| full.get(i))
+                .and_then(|e| writer.get(e))
+            {
                 add(w, t, Edge::Wr);
             }
-            if let Some(&w) = full.get(seen.len()).and_then(|e| writer.get(e)) {
+            if let Some(&w) = full.get(read.len).and_then(|e| writer.get(e)) {
                 add(t, w, Edge::Rw);
             }
         }
@@ -246,7 +312,14 @@ fn history(kind: Kind, options: TxnOptions) -> Findings {
 }
 
 fn history_of(kind: Kind, options: TxnOptions, total: usize) -> Findings {
-    let db = Db::new(kind);
+    // Collect garbage as it runs: every append rewrites a whole list.
+    let db = Db::with_options(
+        kind,
+        pydb_txn::Options {
+            gc_interval: Some(Duration::from_millis(50)),
+            ..common::options()
+        },
+    );
     let (records, finals) = run(&db.mgr, &options, total);
     assert!(records.len() >= total, "every thread commits its share");
     eprintln!("{kind:?} {:?}: {:?}", options.isolation, db.mgr.stats());
@@ -314,11 +387,11 @@ fn the_checker_finds_handmade_write_skew_and_accepts_a_serial_history() {
     // T1 appends 2 to list1: T0 -rw-> T1 -rw-> T0.
     let skew = vec![
         Record {
-            reads: vec![(0, vec![]), (1, vec![])],
+            reads: vec![Read::of(0, &[]), Read::of(1, &[])],
             appends: vec![(0, 1)],
         },
         Record {
-            reads: vec![(0, vec![]), (1, vec![])],
+            reads: vec![Read::of(0, &[]), Read::of(1, &[])],
             appends: vec![(1, 2)],
         },
     ];
@@ -332,14 +405,14 @@ fn the_checker_finds_handmade_write_skew_and_accepts_a_serial_history() {
     let serial = vec![
         skew[0].clone(),
         Record {
-            reads: vec![(0, vec![1]), (1, vec![])],
+            reads: vec![Read::of(0, &[1]), Read::of(1, &[])],
             appends: vec![(1, 2)],
         },
     ];
     assert_serializable(&check(&serial, &finals));
     // A read that is not a prefix of the final list is reported.
     let bad = vec![Record {
-        reads: vec![(0, vec![7])],
+        reads: vec![Read::of(0, &[7])],
         appends: vec![],
     }];
     assert!(!check(&bad, &finals).violations.is_empty());
