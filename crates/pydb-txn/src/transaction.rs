@@ -153,6 +153,39 @@ impl Transaction {
         keys::decode_value(&engine_key, &value)
     }
 
+    /// The commit timestamp of the newest version of `key` this
+    /// transaction sees (a value or a delete), or `None` if it sees none;
+    /// for a key it wrote itself, `Some(u64::MAX)`. Counts as a read of
+    /// `key` (tracked by SSI, locked under locking).
+    ///
+    /// This is Redis's `WATCH`: remember `last_commit()` at `WATCH`, and at
+    /// `EXEC` a key was modified since if its `last_modified` is above it.
+    /// Keep a transaction open from `WATCH` to `EXEC` so that garbage
+    /// collection cannot remove a delete in between.
+    pub fn last_modified(&self, key: &[u8]) -> Result<Option<u64>> {
+        self.check()?;
+        if key.is_empty() {
+            return Err(pydb_storage::Error::EmptyKey.into());
+        }
+        if self.writes.contains_key(key) {
+            return Ok(Some(u64::MAX));
+        }
+        self.lock(Resource::Key(key), Mode::Shared)?;
+        if let Some(ssi) = &self.ssi {
+            ssi.read_key(key);
+        }
+        let Some(item) = self
+            .inner
+            .engine
+            .scan(keys::visible_range(key, self.read_ts()))?
+            .next()
+        else {
+            return Ok(None);
+        };
+        let (engine_key, _) = item?;
+        Ok(Some(keys::decode_version_key(&engine_key)?.1))
+    }
+
     /// The keys in `range` with their values, ascending.
     pub fn scan<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Result<Vec<(Bytes, Bytes)>> {
         self.check()?;

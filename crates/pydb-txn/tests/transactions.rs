@@ -571,3 +571,32 @@ fn an_oversized_key_fails_only_its_own_commit(#[values(Kind::Log, Kind::BTree)] 
         .transaction(Isolation::Snapshot, |tx| tx.set(b"after", b"ok"))
         .unwrap();
 }
+
+/// What Redis's WATCH needs: the commit that last touched a key, deletes
+/// included, as a transaction sees it.
+#[test]
+fn last_modified_reports_the_newest_visible_commit() {
+    let db = Db::new(Kind::Memory);
+    let watch = db.mgr.last_commit();
+    let pin = db.mgr.begin_read_only(Isolation::Snapshot).unwrap();
+    let mut tx = db.mgr.begin(Isolation::Serializable).unwrap();
+    assert_eq!(tx.last_modified(b"k").unwrap(), None);
+    tx.set(b"k", b"v").unwrap();
+    assert_eq!(tx.last_modified(b"k").unwrap(), Some(u64::MAX), "own write");
+    let set_at = tx.commit().unwrap();
+    let deleted_at = {
+        let mut tx = db.mgr.begin(Isolation::Snapshot).unwrap();
+        tx.delete(b"k").unwrap();
+        tx.commit().unwrap()
+    };
+    db.mgr.gc().unwrap();
+    let exec = db.mgr.begin(Isolation::Serializable).unwrap();
+    let seen = exec.last_modified(b"k").unwrap();
+    assert_eq!(
+        seen,
+        Some(deleted_at),
+        "the pin kept the tombstone through gc"
+    );
+    assert!(seen.unwrap() > watch && deleted_at > set_at);
+    drop(pin);
+}
