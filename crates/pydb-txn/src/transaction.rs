@@ -153,6 +153,20 @@ impl Transaction {
         keys::decode_value(&engine_key, &value)
     }
 
+    /// [`Transaction::get`] for a key the transaction is about to write.
+    /// Under locking it takes the exclusive lock right away instead of a
+    /// shared one, so two read-modify-writes of one key queue up instead of
+    /// deadlocking on the upgrade (SQL's `SELECT ... FOR UPDATE`). Under
+    /// MVCC it is a plain `get`: the write-write check at commit already
+    /// guards a read-modify-write.
+    pub fn get_for_update(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        if self.concurrency == Concurrency::Locking && !key.is_empty() {
+            self.check()?;
+            self.lock(Resource::Key(key), Mode::Exclusive)?;
+        }
+        self.get(key)
+    }
+
     /// The commit timestamp of the newest version of `key` this
     /// transaction sees (a value or a delete), or `None` if it sees none;
     /// for a key it wrote itself, `Some(u64::MAX)`. Counts as a read of

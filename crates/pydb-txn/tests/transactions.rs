@@ -600,3 +600,28 @@ fn last_modified_reports_the_newest_visible_commit() {
     assert!(seen.unwrap() > watch && deleted_at > set_at);
     drop(pin);
 }
+
+/// Read-modify-writes with `get_for_update` under locking queue up on the
+/// exclusive lock instead of deadlocking on upgrades: all of them commit
+/// at the first try.
+#[test]
+fn get_for_update_avoids_upgrade_deadlocks() {
+    let db = Db::new(Kind::Memory);
+    let wait = LockWait::Timeout(Duration::from_secs(10));
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..20 {
+                    let mut tx = db.mgr.begin_with(locking(wait)).unwrap();
+                    let n = tx.get_for_update(b"n").unwrap().map_or(0, |v| v[0]);
+                    std::thread::yield_now();
+                    tx.set(b"n", &[n + 1]).unwrap();
+                    tx.commit().unwrap();
+                }
+            });
+        }
+    });
+    let tx = db.mgr.begin(Isolation::Snapshot).unwrap();
+    assert_eq!(tx.get(b"n").unwrap().unwrap()[0], 80);
+    assert_eq!(db.mgr.stats().rolled_back, 0);
+}
