@@ -625,3 +625,13 @@ fn get_for_update_avoids_upgrade_deadlocks() {
     assert_eq!(tx.get(b"n").unwrap().unwrap()[0], 80);
     assert_eq!(db.mgr.stats().rolled_back, 0);
 }
+
+/// The server hands transactions and the manager between threads.
+#[test]
+fn managers_and_transactions_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<pydb_txn::TxnManager>();
+    send::<pydb_txn::Transaction>();
+    send_sync::<pydb_txn::Error>();
+}
