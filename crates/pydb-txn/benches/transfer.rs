@@ -56,14 +56,7 @@ fn pick(rng: &mut StdRng) -> (u64, u64) {
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let mgr = TxnManager::open(
-        engine(&dir.path().join("txn")),
-        Options {
-            gc_interval: Some(Duration::from_millis(200)),
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let mgr = TxnManager::open(engine(&dir.path().join("txn")), Options::default()).unwrap();
     mgr.transaction(Isolation::Snapshot, |tx| {
         for i in 0..ACCOUNTS {
             tx.set(&account(i), &100u64.to_le_bytes())?;

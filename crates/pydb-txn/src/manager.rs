@@ -511,7 +511,9 @@ impl Inner {
     /// Drops conflict bookkeeping no running transaction can need.
     fn prune(&self, commit: &mut CommitState) {
         let big_writers = commit.last_writer.len() > 2 * commit.last_writer_pruned + 1024;
-        if !big_writers && commit.ssi.len() < 64 {
+        // Every tracked transaction costs each later serializable commit a
+        // look at its reads and writes: keep the list short.
+        if !big_writers && commit.ssi.len() < 16 {
             return;
         }
         let oldest = self.watermark();
