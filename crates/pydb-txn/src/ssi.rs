@@ -39,10 +39,13 @@
 //!   committed first: abort T.
 //! - **T is a T1**: an out-edge `T -> W` where the committed W already has
 //!   an out-edge (to a transaction that committed before W): abort T.
-//! - **T is a T3** and a still-running reader R with an in-edge becomes a
-//!   pivot `R0 -> R -> T`: T commits first, so R is *doomed*: its next
-//!   operation or its commit fails. (If R already committed, R committed
-//!   before T, T3 did not commit first, and nothing is needed.)
+//! - **T is a T3** whose in-edge comes from a reader R that is itself a
+//!   pivot: if R already committed, R committed before T, so T3 was not
+//!   first and nothing is needed. A *running* R cannot have an in-edge yet
+//!   (others learn its writes only when it commits), so its pivot check
+//!   happens at its own commit, by the first rule. The code still dooms a
+//!   running R in that position (its next operation fails), as a guard
+//!   should in-edges ever be found earlier (e.g. by write locks).
 //!
 //! Only serializable transactions are tracked; as in PostgreSQL, a
 //! snapshot or read-committed transaction mixed in gets its own level's
