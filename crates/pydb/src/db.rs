@@ -69,7 +69,8 @@ pub enum EngineKind {
     Log,
     /// Everything in memory; nothing is written to disk.
     Memory,
-    /// The B+tree engine (reserved: not in this build yet).
+    /// The B+tree engine: sorted pages updated in place, a buffer pool and
+    /// a write-ahead log (`pydb_storage::BTreeStorage`).
     BTree,
 }
 
@@ -109,7 +110,7 @@ impl FromStr for EngineKind {
             "memory" => Ok(EngineKind::Memory),
             "btree" => Ok(EngineKind::BTree),
             _ => Err(Error::InvalidArgument(format!(
-                "unknown engine '{s}' (expected log or memory)"
+                "unknown engine '{s}' (expected log, btree or memory)"
             ))),
         }
     }
