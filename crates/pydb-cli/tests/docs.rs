@@ -828,3 +828,31 @@ fn readme_defaults_are_the_binary_defaults() {
         .collect();
     assert_none("README defaults differ from `pydb --help`", &problems);
 }
+
+/// The `rust-version = "..."` of a Cargo.toml.
+fn rust_version(manifest: &str) -> String {
+    read(manifest)
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{manifest} has no rust-version"))
+        .to_string()
+}
+
+/// The Rust versions the docs ask for are the ones the manifests declare.
+#[test]
+fn documented_rust_versions_are_the_manifests() {
+    let workspace = rust_version("Cargo.toml");
+    let bench = rust_version("benches/Cargo.toml");
+    let needles = [
+        ("README.md", format!("Rust {workspace} or newer")),
+        ("docs/guide.md", format!("**Rust {workspace} or newer**")),
+        ("docs/guide.md", format!("needs **Rust {bench}**")),
+    ];
+    let problems: Vec<String> = needles
+        .iter()
+        .filter(|(doc, n)| !normalize(&read(doc)).contains(&normalize(n)))
+        .map(|(doc, n)| format!("{doc} does not say {n:?}"))
+        .collect();
+    assert_none("Rust versions differ from the manifests", &problems);
+}
