@@ -120,8 +120,8 @@ fn is_path_char(c: char) -> bool {
 }
 
 /// The repository paths a text mentions: words starting with one of the
-/// top-level directories. A path followed by `<`, `{` or `*` is a pattern
-/// (`fuzz/artifacts/<target>`, `docs/*.md`) and is left out.
+/// top-level directories. A path followed by `<`, `{`, `*` or `$` is a pattern
+/// (`fuzz/artifacts/<target>`, `docs/*.md`, `run-$i.json`) and is left out.
 fn mentioned_paths(text: &str) -> Vec<String> {
     const PREFIXES: [&str; 5] = ["crates/", "docs/", "benches/", "xtask/", "fuzz/"];
     let mut out = Vec::new();
@@ -136,7 +136,7 @@ fn mentioned_paths(text: &str) -> Vec<String> {
             .find(|c: char| !is_path_char(c))
             .unwrap_or(text.len() - i);
         let next = text[i + len..].chars().next();
-        if matches!(next, Some('<' | '{' | '*')) {
+        if matches!(next, Some('<' | '{' | '*' | '$')) {
             continue;
         }
         let path = text[i..i + len].trim_end_matches(['.', ',', ':']);
