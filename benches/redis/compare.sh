@@ -5,7 +5,7 @@
 #   benches/redis/compare.sh            # 200000 requests, 50 clients
 #   N=50000 benches/redis/compare.sh    # a quicker run
 #
-# Four pairings, each measured without and with a pipeline of 16:
+# Two pairings, each measured without and with a pipeline of 16:
 #   redis-server --save '' --appendonly no           vs  pydb --sync never
 #   redis-server --appendonly yes --appendfsync always  vs  pydb --sync always
 # Prints one table: requests per second of each, and pydb / redis.
@@ -22,7 +22,7 @@ for tool in redis-server redis-benchmark redis-cli; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install redis-server redis-tools)" >&2; exit 1; }
 done
 
-cargo build --release -q -p pydb
+cargo build --release -q -p pydb-cli
 PYDB=${CARGO_TARGET_DIR:-target}/release/pydb
 
 WORK=$(mktemp -d)

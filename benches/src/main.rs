@@ -22,6 +22,7 @@ mod metrics;
 mod plot;
 mod report;
 mod stores;
+mod summary;
 mod workload;
 
 use std::path::{Path, PathBuf};
@@ -94,6 +95,10 @@ struct Args {
     /// List the stores and workloads, then exit.
     #[arg(long)]
     list: bool,
+    /// Run nothing: summarize the JSON reports of several runs (same
+    /// parameters) as the median and range of each figure.
+    #[arg(long, num_args = 1.., value_name = "FILE.json")]
+    summarize: Vec<PathBuf>,
 
     /// Internal: run one store and workload variant in this process and
     /// print its result as JSON (used by the parent process).
@@ -137,6 +142,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let outcome = if args.run_one {
         run_one(&args)
+    } else if !args.summarize.is_empty() {
+        run_summary(&args.summarize)
     } else {
         run_all(&args)
     };
@@ -147,6 +154,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--summarize`: medians and ranges of the given reports, on stdout.
+fn run_summary(paths: &[PathBuf]) -> Result<ExitCode> {
+    let reports = paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()).into())
+        })
+        .collect::<Result<Vec<Report>>>()?;
+    print!("{}", summary::summarize(&reports)?.markdown());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The child: one store, one variant, result on stdout.

@@ -136,8 +136,9 @@ pub enum SetCondition {
     IfPresent,
 }
 
-/// The number of lock stripes of [`KeyLocks`].
-const LOCK_STRIPES: usize = 64;
+/// How many read-write locks `Db` hashes keys onto for `INCR` and
+/// `SET NX|XX` (see the module doc, "Read-modify-write").
+pub const LOCK_STRIPES: usize = 64;
 
 /// Striped read-write locks over keys (see the module doc): shared for
 /// plain writes, exclusive for read-modify-writes.
