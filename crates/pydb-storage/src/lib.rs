@@ -20,6 +20,8 @@ pub mod log;
 pub mod lsm;
 mod memory;
 pub mod registry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use btree::{BTreeOptions, BTreeStorage};
 pub use engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};

@@ -1,308 +1,16 @@
-//! Guards the `StorageEngine` contract: the same tests, run on every engine
-//! and index (see `common::for_each_engine!`).
+//! Guards the `StorageEngine` contract on every engine and index: the
+//! shared conformance suite (`pydb_storage::testing`), plus the counters
+//! each engine keeps and the encrypted files' secrecy.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::ops::Bound;
-
-use bytes::Bytes;
 use common::{Db, Kind};
-use pydb_storage::{Error, KeyRange, StorageEngine, WriteBatch};
+use pydb_storage::StorageEngine;
 
 fn get(engine: &dyn StorageEngine, key: &[u8]) -> Option<Vec<u8>> {
     engine.get(key).unwrap().map(|v| v.to_vec())
-}
-
-fn scan(engine: &dyn StorageEngine, range: KeyRange) -> Vec<(Vec<u8>, Vec<u8>)> {
-    engine
-        .scan(range)
-        .unwrap()
-        .map(|item| {
-            let (k, v) = item.unwrap();
-            (k.to_vec(), v.to_vec())
-        })
-        .collect()
-}
-
-fn keys(engine: &dyn StorageEngine, range: KeyRange) -> Vec<Vec<u8>> {
-    scan(engine, range).into_iter().map(|(k, _)| k).collect()
-}
-
-fn range(start: Bound<&[u8]>, end: Bound<&[u8]>) -> KeyRange {
-    let own = |b: Bound<&[u8]>| b.map(Bytes::copy_from_slice);
-    KeyRange {
-        start: own(start),
-        end: own(end),
-    }
-}
-
-fn set_get(kind: Kind) {
-    let db = Db::new(kind);
-    let e = db.engine();
-    assert_eq!(get(e, b"missing"), None);
-    e.set(b"apple", b"red").unwrap();
-    e.set(b"pear", b"green").unwrap();
-    assert_eq!(get(e, b"apple").as_deref(), Some(&b"red"[..]));
-    assert_eq!(get(e, b"pear").as_deref(), Some(&b"green"[..]));
-    assert_eq!(get(e, b"appl"), None);
-}
-
-fn overwrite(kind: Kind) {
-    let db = Db::new(kind);
-    let e = db.engine();
-    for i in 0..20u32 {
-        e.set(b"k", format!("v{i}").as_bytes()).unwrap();
-    }
-    assert_eq!(get(e, b"k").as_deref(), Some(&b"v19"[..]));
-    assert_eq!(scan(e, KeyRange::all()).len(), 1);
-}
-
-fn delete_and_delete_missing(kind: Kind) {
-    let db = Db::new(kind);
-    let e = db.engine();
-    assert!(!e.delete(b"nothing").unwrap());
-    e.set(b"k", b"v").unwrap();
-    assert!(e.delete(b"k").unwrap());
-    assert_eq!(get(e, b"k"), None);
-    assert!(!e.delete(b"k").unwrap());
-    e.set(b"k", b"again").unwrap();
-    assert_eq!(get(e, b"k").as_deref(), Some(&b"again"[..]));
-}
-
-fn empty_key_is_an_error(kind: Kind) {
-    let db = Db::new(kind);
-    let e = db.engine();
-    assert!(matches!(e.set(b"", b"v"), Err(Error::EmptyKey)));
-    assert!(matches!(e.delete(b""), Err(Error::EmptyKey)));
-    let mut batch = WriteBatch::new();
-    batch.set(&b"ok"[..], &b"v"[..]).set(&b""[..], &b"v"[..]);
-    assert!(matches!(e.write_batch(&batch), Err(Error::EmptyKey)));
-    assert_eq!(get(e, b"ok"), None, "a failed batch must apply nothing");
-}
-
-fn size_limits(kind: Kind) {
-    let db = Db::new(kind);
-    let e = db.engine();
-    let Some((max_key, max_value)) = kind.limits() else {
-        // An engine without limits takes large keys and values.
-        e.set(&vec![b'k'; 4096], &vec![1; 1 << 20]).unwrap();
-        assert_eq!(get(e, &vec![b'k'; 4096]).unwrap().len(), 1 << 20);
-        return;
-    };
-    e.set(&vec![b'k'; max_key], &vec![7; max_value]).unwrap();
-    assert_eq!(get(e, &vec![b'k'; max_key]).unwrap(), vec![7; max_value]);
-    let err = e.set(&vec![b'k'; max_key + 1], b"v").unwrap_err();
-    assert!(
-        matches!(err, Error::KeyTooLarge { len, max } if len == max_key + 1 && max == max_key),
-        "{err}"
-    );
-    let err = e.set(b"k", &vec![0; max_value + 1]).unwrap_err();
-    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err}");
-    assert!(matches!(
-        e.delete(&vec![b'k'; max_key + 1]),
-        Err(Error::KeyTooLarge { .. })
-    ));
-    let mut batch = WriteBatch::new();
-    batch
-        .set(&b"first"[..], &b"v"[..])
-        .set(&b"second"[..], vec![0; max_value + 1]);
-    assert!(matches!(
-        e.write_batch(&batch),
-        Err(Error::ValueTooLarge { .. })
-    ));
-    assert_eq!(
-        get(e, b"first"),
-        None,
-        "nothing of a rejected batch is written"
-    );
-}
-
-/// Issue 16 B1: an engine without a key limit let a 200,000-byte key in,
-/// and a glob match over it took a server down. Every engine has a limit.
-fn huge_key_is_refused(kind: Kind) {
-    let db = Db::new(kind);
-    let e = db.engine();
-    let key = vec![b'a'; 200_000];
-    let err = e.set(&key, b"x").unwrap_err();
-    assert!(
-        matches!(err, Error::KeyTooLarge { len: 200_000, .. }),
-        "{kind:?}: {err}"
-    );
-    assert_eq!(get(e, &key), None);
-}
-
-fn batches_apply_in_order(kind: Kind) {
-    let db = Db::new(kind);
-    let e = db.engine();
-    e.set(b"gone", b"soon").unwrap();
-    let mut batch = WriteBatch::new();
-    batch
-        .set(&b"a"[..], &b"1"[..])
-        .set(&b"b"[..], &b"2"[..])
-        .set(&b"a"[..], &b"3"[..])
-        .delete(&b"gone"[..])
-        .delete(&b"b"[..])
-        .set(&b"c"[..], &b""[..])
-        .delete(&b"never-there"[..]);
-    e.write_batch(&batch).unwrap();
-    assert_eq!(
-        scan(e, KeyRange::all()),
-        vec![(b"a".to_vec(), b"3".to_vec()), (b"c".to_vec(), vec![])]
-    );
-    e.write_batch(&WriteBatch::new()).unwrap();
-    assert_eq!(scan(e, KeyRange::all()).len(), 2);
-}
-
-fn scan_bounds(kind: Kind) {
-    let db = Db::new(kind);
-    let e = db.engine();
-    for key in [&b"b"[..], b"d", b"f", b"h"] {
-        e.set(key, key).unwrap();
-    }
-    use Bound::{Excluded as X, Included as I, Unbounded as U};
-    type Case<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>, &'a [&'a [u8]]);
-    let cases: &[Case] = &[
-        (U, U, &[b"b", b"d", b"f", b"h"]),
-        (I(b"d"), U, &[b"d", b"f", b"h"]),
-        (X(b"d"), U, &[b"f", b"h"]),
-        (U, I(b"f"), &[b"b", b"d", b"f"]),
-        (U, X(b"f"), &[b"b", b"d"]),
-        (I(b"d"), I(b"f"), &[b"d", b"f"]),
-        (X(b"d"), X(b"h"), &[b"f"]),
-        (I(b"c"), X(b"g"), &[b"d", b"f"]),
-        (X(b"a"), I(b"z"), &[b"b", b"d", b"f", b"h"]),
-        (I(b"d"), I(b"d"), &[b"d"]),
-        (I(b"d"), X(b"d"), &[]),
-        (X(b"d"), I(b"d"), &[]),
-        (I(b"f"), I(b"d"), &[]),
-        (X(b"f"), X(b"d"), &[]),
-        (I(b"x"), U, &[]),
-    ];
-    for (start, end, want) in cases {
-        let want: Vec<Vec<u8>> = want.iter().map(|k| k.to_vec()).collect();
-        assert_eq!(keys(e, range(*start, *end)), want, "{start:?}..{end:?}");
-    }
-    let values = scan(e, KeyRange::new(&b"c"[..]..&b"e"[..]));
-    assert_eq!(values, vec![(b"d".to_vec(), b"d".to_vec())]);
-}
-
-fn scan_after_deletes_and_across_chunks(kind: Kind) {
-    let db = Db::new(kind);
-    let e = db.engine();
-    // More keys than one scan chunk, so that continuing after a chunk is
-    // exercised.
-    for i in 0..700u32 {
-        e.set(format!("key{i:04}").as_bytes(), &i.to_le_bytes())
-            .unwrap();
-    }
-    for i in (0..700u32).filter(|i| i % 3 == 0) {
-        assert!(e.delete(format!("key{i:04}").as_bytes()).unwrap());
-    }
-    let all = scan(e, KeyRange::all());
-    let want: Vec<(Vec<u8>, Vec<u8>)> = (0..700u32)
-        .filter(|i| i % 3 != 0)
-        .map(|i| (format!("key{i:04}").into_bytes(), i.to_le_bytes().to_vec()))
-        .collect();
-    assert_eq!(all, want);
-    let part = keys(e, KeyRange::new(&b"key0100"[..]..=&b"key0110"[..]));
-    // key0100..=key0110 minus the multiples of 3 (102, 105, 108).
-    assert_eq!(part.len(), 8);
-}
-
-fn binary_keys_and_values(kind: Kind) {
-    let db = Db::new(kind);
-    let e = db.engine();
-    let pairs: Vec<(Vec<u8>, Vec<u8>)> = vec![
-        (vec![0], vec![]),
-        (vec![0, 0], vec![0xff; 3]),
-        (vec![0xff], vec![0]),
-        (vec![0xff, 0x00, 0x7f], b"\r\n\0".to_vec()),
-        ("ключ".as_bytes().to_vec(), "значение".as_bytes().to_vec()),
-    ];
-    for (k, v) in &pairs {
-        e.set(k, v).unwrap();
-    }
-    for (k, v) in &pairs {
-        assert_eq!(get(e, k).as_ref(), Some(v), "{k:?}");
-    }
-    let mut sorted = pairs.clone();
-    sorted.sort();
-    assert_eq!(scan(e, KeyRange::all()), sorted);
-}
-
-fn large_values(kind: Kind) {
-    let mut db = Db::new(kind);
-    let size = kind.limits().map_or(1 << 20, |(_, max)| max);
-    // Larger than a segment: each goes alone into a fresh one.
-    let big: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-    db.engine().set(b"big1", &big).unwrap();
-    db.engine().set(b"small", b"s").unwrap();
-    db.engine().set(b"big2", &big[..size / 2]).unwrap();
-    db.reopen();
-    let e = db.engine();
-    assert_eq!(get(e, b"big1").unwrap(), big);
-    assert_eq!(get(e, b"big2").unwrap(), &big[..size / 2]);
-    assert_eq!(get(e, b"small").unwrap(), b"s");
-}
-
-fn persistence_across_reopen(kind: Kind) {
-    let mut db = Db::new(kind);
-    let e = db.engine();
-    for i in 0..200u32 {
-        e.set(format!("k{i}").as_bytes(), format!("v{i}").as_bytes())
-            .unwrap();
-    }
-    for i in 0..50u32 {
-        e.delete(format!("k{i}").as_bytes()).unwrap();
-    }
-    let mut batch = WriteBatch::new();
-    batch.set(&b"k0"[..], &b"back"[..]).delete(&b"k199"[..]);
-    e.write_batch(&batch).unwrap();
-    let before = scan(e, KeyRange::all());
-    if !db.reopen() {
-        return;
-    }
-    assert_eq!(scan(db.engine(), KeyRange::all()), before);
-    // Writes after a reopen continue the history.
-    db.engine().set(b"k1", b"new").unwrap();
-    db.engine().delete(b"k0").unwrap();
-    db.reopen();
-    assert_eq!(get(db.engine(), b"k1").as_deref(), Some(&b"new"[..]));
-    assert_eq!(get(db.engine(), b"k0"), None);
-    // k1 came back (it was deleted), k0 went.
-    assert_eq!(scan(db.engine(), KeyRange::all()).len(), before.len());
-}
-
-fn compaction_preserves_data(kind: Kind) {
-    let mut db = Db::new(kind);
-    let e = db.engine();
-    for round in 0..5u32 {
-        for i in 0..60u32 {
-            e.set(
-                format!("k{i:02}").as_bytes(),
-                format!("r{round}-{i}").as_bytes(),
-            )
-            .unwrap();
-        }
-    }
-    for i in (0..60u32).step_by(4) {
-        e.delete(format!("k{i:02}").as_bytes()).unwrap();
-    }
-    let before = scan(e, KeyRange::all());
-    e.compact().unwrap();
-    assert_eq!(scan(e, KeyRange::all()), before);
-    e.set(b"after", b"compaction").unwrap();
-    e.compact().unwrap();
-    e.compact().unwrap();
-    db.reopen();
-    let mut want = before;
-    want.insert(0, (b"after".to_vec(), b"compaction".to_vec()));
-    assert_eq!(scan(db.engine(), KeyRange::all()), want);
-    for i in (0..60u32).step_by(4) {
-        assert_eq!(get(db.engine(), format!("k{i:02}").as_bytes()), None);
-    }
 }
 
 fn stats_counters_move(kind: Kind) {
@@ -372,23 +80,6 @@ fn lsm_stats_move(e: &dyn pydb_storage::StorageEngine) {
     assert!(stat("block_cache_hits") + stat("block_cache_misses") >= 1);
 }
 
-fn concurrent_writers_and_readers(kind: Kind) {
-    let db = Db::new(kind);
-    let e = db.engine();
-    std::thread::scope(|s| {
-        for t in 0..4u32 {
-            s.spawn(move || {
-                for i in 0..100u32 {
-                    let key = format!("t{t}-{i:03}");
-                    e.set(key.as_bytes(), key.as_bytes()).unwrap();
-                    assert_eq!(get(e, key.as_bytes()).unwrap(), key.as_bytes());
-                }
-            });
-        }
-    });
-    assert_eq!(scan(e, KeyRange::all()).len(), 400);
-}
-
 /// Every file an encrypted engine writes (segments, hints, WAL, pages) holds
 /// none of its keys or values in plaintext.
 fn encrypted_files_hold_no_plaintext(kind: Kind) {
@@ -429,21 +120,82 @@ fn encrypted_files_hold_no_plaintext(kind: Kind) {
     assert!(checked >= 2, "{checked} files checked");
 }
 
-for_each_engine!(
-    set_get,
-    overwrite,
-    delete_and_delete_missing,
-    empty_key_is_an_error,
-    size_limits,
-    huge_key_is_refused,
-    batches_apply_in_order,
-    scan_bounds,
-    scan_after_deletes_and_across_chunks,
-    binary_keys_and_values,
-    large_values,
-    persistence_across_reopen,
-    compaction_preserves_data,
-    stats_counters_move,
-    concurrent_writers_and_readers,
-    encrypted_files_hold_no_plaintext,
+for_each_engine!(stats_counters_move, encrypted_files_hold_no_plaintext);
+
+// The shared conformance suite (`pydb_storage::testing::conformance`), one
+// line per engine, as an engine in any crate runs it.
+pydb_storage::conformance_suite!(memory_contract, crate::common::Kind::Memory);
+pydb_storage::conformance_suite!(log_hash_contract, crate::common::Kind::LogHash);
+pydb_storage::conformance_suite!(log_btree_contract, crate::common::Kind::LogBTree);
+pydb_storage::conformance_suite!(log_skiplist_contract, crate::common::Kind::LogSkipList);
+pydb_storage::conformance_suite!(btree_contract, crate::common::Kind::BTree);
+pydb_storage::conformance_suite!(lsm_contract, crate::common::Kind::Lsm);
+pydb_storage::conformance_suite!(log_encrypted_contract, crate::common::Kind::LogEncrypted);
+pydb_storage::conformance_suite!(log_compressed_contract, crate::common::Kind::LogCompressed);
+pydb_storage::conformance_suite!(
+    btree_encrypted_contract,
+    crate::common::Kind::BTreeEncrypted
 );
+
+/// A planted bug: an engine whose `delete` forgets to delete. The shared
+/// suite must catch it, or it checks nothing.
+#[derive(Debug, Default)]
+struct ForgetsDeletes(pydb_storage::MemoryStorage);
+
+impl StorageEngine for ForgetsDeletes {
+    fn set(&self, key: &[u8], value: &[u8]) -> pydb_storage::Result<()> {
+        self.0.set(key, value)
+    }
+    fn get(&self, key: &[u8]) -> pydb_storage::Result<Option<bytes::Bytes>> {
+        self.0.get(key)
+    }
+    fn delete(&self, key: &[u8]) -> pydb_storage::Result<bool> {
+        Ok(self.0.get(key)?.is_some())
+    }
+    fn write_batch(&self, batch: &pydb_storage::WriteBatch) -> pydb_storage::Result<()> {
+        self.0.write_batch(batch)
+    }
+    fn scan(
+        &self,
+        range: pydb_storage::KeyRange,
+    ) -> pydb_storage::Result<pydb_storage::ScanIter<'_>> {
+        self.0.scan(range)
+    }
+    fn flush(&self) -> pydb_storage::Result<()> {
+        self.0.flush()
+    }
+    fn compact(&self) -> pydb_storage::Result<()> {
+        self.0.compact()
+    }
+    fn stats(&self) -> pydb_storage::Stats {
+        self.0.stats()
+    }
+}
+
+#[derive(Debug)]
+struct Forgetful;
+
+impl pydb_storage::testing::TestEngine for Forgetful {
+    fn open(&self, _dir: &std::path::Path) -> pydb_storage::Result<Box<dyn StorageEngine>> {
+        Ok(Box::new(ForgetsDeletes::default()))
+    }
+    fn persistent(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn the_shared_suites_catch_a_planted_bug() {
+    let caught = std::panic::catch_unwind(|| {
+        pydb_storage::testing::conformance::delete_and_delete_missing(&Forgetful)
+    });
+    assert!(
+        caught.is_err(),
+        "the conformance suite missed a delete that deletes nothing"
+    );
+    let caught = std::panic::catch_unwind(|| pydb_storage::testing::model::check(&Forgetful, 40));
+    assert!(
+        caught.is_err(),
+        "the model test missed a delete that deletes nothing"
+    );
+}

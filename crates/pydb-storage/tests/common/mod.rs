@@ -1,8 +1,10 @@
 //! Shared harness of the storage tests: every engine x index combination,
 //! opened fresh in a temp dir and reopened from the same dir.
 //!
-//! To run the suites on a new engine or index, add a variant to [`Kind`],
-//! its arm in [`Kind::open`], and a line in [`for_each_engine!`].
+//! To run the suites on a new engine or index, add a variant to [`Kind`]
+//! and its arm in [`Kind::open`]; then a line `conformance_suite!(...)` in
+//! `conformance.rs` and `model_suite!(...)` in `model.rs` (and one in
+//! [`for_each_engine!`] for the engine-specific tests).
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -174,6 +176,20 @@ impl Kind {
     /// Opens the engine in `dir` with the test options.
     pub fn open(self, dir: &Path) -> pydb_storage::Result<Box<dyn StorageEngine>> {
         self.open_with(dir, test_options())
+    }
+}
+
+impl pydb_storage::testing::TestEngine for Kind {
+    fn open(&self, dir: &Path) -> pydb_storage::Result<Box<dyn StorageEngine>> {
+        Kind::open(*self, dir)
+    }
+
+    fn persistent(&self) -> bool {
+        Kind::persistent(*self)
+    }
+
+    fn limits(&self) -> Option<(usize, usize)> {
+        Kind::limits(*self)
     }
 }
 
