@@ -1,0 +1,811 @@
+//! The transaction manager: timestamps, the commit pipeline, the watermark.
+//!
+//! ## Timestamps
+//!
+//! Every commit that writes gets a *commit timestamp* (`ts`), 1, 2, 3, ...
+//! in the order commits pass validation. `published` is the highest `ts`
+//! whose commit, and every commit before it, is in the engine: a
+//! transaction begins with `snapshot = published`, and sees exactly the
+//! versions with `ts <= snapshot`.
+//!
+//! ## The commit pipeline
+//!
+//! ```text
+//!  validate + assign ts          write (one engine batch)       publish
+//!  [commit mutex: checks,  ──▶   [group leader: takes every  ──▶ published = max ts,
+//!   ts = last + 1, enqueue]       queued commit, one           wake the group
+//!                                 write_batch + fsync]
+//! ```
+//!
+//! 1. Under the *commit mutex* (no I/O): the write-write check of snapshot
+//!    isolation, the SSI check, the next `ts`, and the commit is queued.
+//!    Queue order is therefore `ts` order.
+//! 2. Outside it, one committer becomes the *group leader*: it takes every
+//!    queued commit and writes all their versions, plus the metadata key
+//!    `last_commit_ts`, in **one** `write_batch`. The engine makes the batch
+//!    atomic and durable (its own group commit shares the fsync). While the
+//!    leader writes, new commits validate and queue behind it, and the next
+//!    leader takes them all: this is group commit, and concurrent commits
+//!    share one engine write and one fsync.
+//! 3. The leader *publishes*: `published` jumps to the group's highest `ts`
+//!    and every member returns. Groups are written one at a time in `ts`
+//!    order, so `published` only ever covers complete commits.
+//!
+//! After a crash the engine holds some prefix of the groups (a batch is all
+//! or nothing, and a commit returned only after its batch was durable);
+//! opening reads `last_commit_ts` from that prefix, and every version in
+//! the engine has a `ts` at or below it.
+//!
+//! If an engine write fails, nobody knows what reached the disk; the
+//! manager is poisoned (as the engines are) and refuses work until it is
+//! reopened.
+//!
+//! ## The watermark
+//!
+//! Running transactions register their snapshot. The *watermark* is the
+//! oldest registered snapshot (or `published` if none). Versions that no
+//! snapshot at or above the watermark can see are garbage (see `gc`), and
+//! conflict bookkeeping older than the watermark is dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+use pydb_storage::{StorageEngine, WriteBatch};
+
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::lock::{LockManager, LockWait};
+use crate::ssi;
+use crate::transaction::Transaction;
+
+/// The isolation level of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Isolation {
+    /// Every read sees the latest committed data; writes are buffered and
+    /// applied atomically at commit, last committer wins.
+    ReadCommitted,
+    /// Every read sees the snapshot taken at begin; a write-write conflict
+    /// with a concurrent transaction aborts the later committer.
+    Snapshot,
+    /// Snapshot isolation plus the SSI check: the committed transactions
+    /// are equivalent to some serial order.
+    Serializable,
+}
+
+impl Isolation {
+    /// Every level, weakest first.
+    pub const ALL: [Isolation; 3] = [
+        Isolation::ReadCommitted,
+        Isolation::Snapshot,
+        Isolation::Serializable,
+    ];
+}
+
+/// How a transaction keeps out of other transactions' way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Concurrency {
+    /// Multi-version concurrency control: readers never wait; conflicts are
+    /// found at commit, per the isolation level.
+    Mvcc,
+    /// Strict two-phase locking: shared locks for reads and scans (range
+    /// locks), exclusive locks for writes, all held to the end. Always
+    /// serializable, whatever the isolation level says.
+    Locking,
+}
+
+/// How a manager runs. `Options::default()` is MVCC, a 5 s lock wait,
+/// background garbage collection every second, 10 retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// The concurrency control of transactions that do not choose one.
+    pub concurrency: Concurrency,
+    /// How long a locking transaction waits for a lock by default.
+    pub lock_wait: LockWait,
+    /// How often garbage is collected in the background (`None`: only on
+    /// demand, through [`TxnManager::gc`]).
+    pub gc_interval: Option<Duration>,
+    /// How many commits below the newest keep their versions for
+    /// [`TxnOptions::as_of`] reads even when no transaction needs them.
+    pub history: u64,
+    /// How many times [`TxnManager::transaction`] retries a retryable error.
+    pub max_retries: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            concurrency: Concurrency::Mvcc,
+            lock_wait: LockWait::Timeout(Duration::from_secs(5)),
+            gc_interval: Some(Duration::from_secs(1)),
+            history: 0,
+            max_retries: 10,
+        }
+    }
+}
+
+/// How one transaction runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TxnOptions {
+    /// The isolation level.
+    pub isolation: Isolation,
+    /// The concurrency control; `None` takes the manager's.
+    pub concurrency: Option<Concurrency>,
+    /// Refuse writes.
+    pub read_only: bool,
+    /// Read as of this commit timestamp (implies read-only and snapshot
+    /// reads); fails if the versions are already collected.
+    pub as_of: Option<u64>,
+    /// The lock wait of a locking transaction; `None` takes the manager's.
+    pub lock_wait: Option<LockWait>,
+}
+
+impl TxnOptions {
+    /// A read-write transaction at `isolation`, with the manager's defaults.
+    pub fn new(isolation: Isolation) -> Self {
+        Self {
+            isolation,
+            concurrency: None,
+            read_only: false,
+            as_of: None,
+            lock_wait: None,
+        }
+    }
+
+    /// The same, under `concurrency`.
+    pub fn concurrency(mut self, concurrency: Concurrency) -> Self {
+        self.concurrency = Some(concurrency);
+        self
+    }
+
+    /// The same, read-only.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// A read-only transaction that reads as of commit `ts`.
+    pub fn as_of(ts: u64) -> Self {
+        Self {
+            as_of: Some(ts),
+            read_only: true,
+            ..Self::new(Isolation::Snapshot)
+        }
+    }
+
+    /// The same, with lock wait `wait`.
+    pub fn lock_wait(mut self, wait: LockWait) -> Self {
+        self.lock_wait = Some(wait);
+        self
+    }
+}
+
+/// Counters of a manager.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TxnStats {
+    /// Transactions begun.
+    pub begun: u64,
+    /// Transactions committed (read-only ones included).
+    pub committed: u64,
+    /// Transactions rolled back, by the user or by an error.
+    pub rolled_back: u64,
+    /// Commits refused by a write-write conflict.
+    pub write_conflicts: u64,
+    /// Commits refused by the SSI check.
+    pub serialization_failures: u64,
+    /// Engine write batches the commit pipeline issued (groups).
+    pub commit_groups: u64,
+    /// Versions written (values and tombstones).
+    pub versions_written: u64,
+    /// Versions removed by garbage collection.
+    pub garbage_collected: u64,
+    /// Garbage collections run.
+    pub collections: u64,
+    /// Versions seen by the last collection (the versions in the engine then).
+    pub versions_at_last_collection: u64,
+    /// Transactions running now.
+    pub active: u64,
+    /// The last published commit timestamp.
+    pub last_commit: u64,
+    /// The oldest snapshot still in use (or the last commit).
+    pub watermark: u64,
+    /// Commits before this may have lost versions to garbage collection.
+    pub gc_horizon: u64,
+    /// Locks held in the lock manager.
+    pub locks_held: u64,
+}
+
+/// What the commit mutex guards.
+#[derive(Debug, Default)]
+struct CommitState {
+    /// The last commit timestamp handed out.
+    last_assigned: u64,
+    /// For each recently written key, the timestamp of its last commit
+    /// (assigned, maybe not yet published): the write-write check.
+    last_writer: HashMap<Bytes, u64>,
+    /// Size of `last_writer` after its last pruning.
+    last_writer_pruned: usize,
+    /// Serializable transactions' reads and rw-dependency flags.
+    ssi: ssi::Tracker,
+}
+
+/// A commit waiting to be written by a group leader.
+#[derive(Debug)]
+struct Queued {
+    ts: u64,
+    writes: Vec<(Bytes, Option<Bytes>)>,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    queue: Vec<Queued>,
+    leader: bool,
+    /// The last published commit (mirrors `Inner::published`).
+    published: u64,
+    poisoned: Option<String>,
+    /// Commits the engine refused as invalid (a key or value over its
+    /// limits): published over (nothing of them was written), and the
+    /// error handed to their committer.
+    refused: HashMap<u64, pydb_storage::Error>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Active {
+    /// Snapshot -> number of running transactions that hold it.
+    snapshots: BTreeMap<u64, usize>,
+    /// Commits before this may have lost versions to garbage collection.
+    pub(crate) horizon: u64,
+}
+
+impl Active {
+    /// The oldest snapshot in use.
+    pub(crate) fn snapshots_oldest(&self) -> Option<u64> {
+        self.snapshots.keys().next().copied()
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) begun: AtomicU64,
+    pub(crate) committed: AtomicU64,
+    pub(crate) rolled_back: AtomicU64,
+    pub(crate) write_conflicts: AtomicU64,
+    pub(crate) serialization_failures: AtomicU64,
+    pub(crate) commit_groups: AtomicU64,
+    pub(crate) versions_written: AtomicU64,
+    pub(crate) garbage_collected: AtomicU64,
+    pub(crate) collections: AtomicU64,
+    pub(crate) versions_at_last_collection: AtomicU64,
+}
+
+/// The state shared by the manager, its transactions and the GC thread.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) engine: Arc<dyn StorageEngine>,
+    pub(crate) options: Options,
+    next_id: AtomicU64,
+    /// The last published commit timestamp: a new snapshot's value.
+    published: AtomicU64,
+    commit: Mutex<CommitState>,
+    group: Mutex<Group>,
+    group_done: Condvar,
+    pub(crate) active: Mutex<Active>,
+    pub(crate) locks: LockManager,
+    /// Set once any locking transaction began: from then on MVCC commits
+    /// also take exclusive locks on what they write, so that they respect
+    /// the shared locks of locking transactions.
+    locking_used: AtomicBool,
+    pub(crate) counters: Counters,
+    pub(crate) gc_lock: Mutex<()>,
+}
+
+/// What a transaction hands the pipeline at commit.
+pub(crate) struct CommitRequest<'a> {
+    pub(crate) id: u64,
+    pub(crate) snapshot: u64,
+    pub(crate) isolation: Isolation,
+    pub(crate) concurrency: Concurrency,
+    pub(crate) writes: &'a BTreeMap<Bytes, Option<Bytes>>,
+    pub(crate) lock_wait: LockWait,
+}
+
+impl Inner {
+    pub(crate) fn published(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn check_poisoned(&self) -> Result<()> {
+        match &self.group.lock().poisoned {
+            Some(reason) => Err(Error::Poisoned {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Registers a running transaction at `snapshot` (`None`: the latest),
+    /// and returns its id and snapshot.
+    pub(crate) fn register(&self, options: &TxnOptions) -> Result<(u64, u64)> {
+        self.check_poisoned()?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut active = self.active.lock();
+        let snapshot = match options.as_of {
+            None => self.published(),
+            Some(ts) => {
+                let latest = self.published();
+                if ts > latest {
+                    return Err(Error::SnapshotInFuture {
+                        requested: ts,
+                        latest,
+                    });
+                }
+                if ts < active.horizon {
+                    return Err(Error::SnapshotTooOld {
+                        requested: ts,
+                        horizon: active.horizon,
+                    });
+                }
+                ts
+            }
+        };
+        *active.snapshots.entry(snapshot).or_default() += 1;
+        drop(active);
+        self.counters.begun.fetch_add(1, Ordering::Relaxed);
+        Ok((id, snapshot))
+    }
+
+    /// Registers a serializable transaction with the SSI tracker.
+    pub(crate) fn register_ssi(&self, id: u64, snapshot: u64) -> Arc<ssi::Shared> {
+        self.commit.lock().ssi.register(id, snapshot)
+    }
+
+    /// Called once by the first locking transaction: after it returns,
+    /// every MVCC commit takes exclusive locks, and no MVCC commit that did
+    /// not is still unpublished.
+    pub(crate) fn enable_locking(&self) -> Result<()> {
+        if self.locking_used.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let last = {
+            let commit = self.commit.lock();
+            self.locking_used.store(true, Ordering::Release);
+            commit.last_assigned
+        };
+        self.wait_published(last)
+    }
+
+    /// Waits until commit `ts` is published.
+    fn wait_published(&self, ts: u64) -> Result<()> {
+        let mut group = self.group.lock();
+        loop {
+            if group.published >= ts {
+                return Ok(());
+            }
+            if let Some(reason) = &group.poisoned {
+                return Err(Error::Poisoned {
+                    reason: reason.clone(),
+                });
+            }
+            self.group_done.wait(&mut group);
+        }
+    }
+
+    /// Unregisters a transaction that ends (commit or rollback).
+    pub(crate) fn unregister(&self, id: u64, snapshot: u64, ssi: bool, committed: bool) {
+        {
+            let mut active = self.active.lock();
+            if let Some(n) = active.snapshots.get_mut(&snapshot) {
+                *n -= 1;
+                if *n == 0 {
+                    active.snapshots.remove(&snapshot);
+                }
+            }
+        }
+        if ssi && !committed {
+            self.commit.lock().ssi.forget(id);
+        }
+        self.locks.release_all(id);
+    }
+
+    /// The oldest snapshot in use, or the last commit.
+    pub(crate) fn watermark(&self) -> u64 {
+        let active = self.active.lock();
+        active
+            .snapshots
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or_else(|| self.published())
+    }
+
+    /// Validates, timestamps, writes and publishes a commit; returns its
+    /// commit timestamp (the snapshot, for a transaction that wrote nothing).
+    pub(crate) fn commit(&self, req: CommitRequest<'_>) -> Result<u64> {
+        let mvcc = req.concurrency == Concurrency::Mvcc;
+        let ssi = mvcc && req.isolation == Isolation::Serializable;
+        if req.writes.is_empty() && !ssi {
+            return Ok(req.snapshot);
+        }
+        let mut locked = false;
+        let ts = loop {
+            if mvcc
+                && !locked
+                && !req.writes.is_empty()
+                && self.locking_used.load(Ordering::Acquire)
+            {
+                for key in req.writes.keys() {
+                    self.locks.acquire(
+                        req.id,
+                        crate::lock::Resource::Key(key),
+                        crate::lock::Mode::Exclusive,
+                        req.lock_wait,
+                    )?;
+                }
+                locked = true;
+            }
+            let mut commit = self.commit.lock();
+            if mvcc
+                && !locked
+                && !req.writes.is_empty()
+                && self.locking_used.load(Ordering::Acquire)
+            {
+                continue; // Locking began meanwhile: take the locks first.
+            }
+            self.check_poisoned()?;
+            if mvcc && req.isolation != Isolation::ReadCommitted {
+                for key in req.writes.keys() {
+                    if commit
+                        .last_writer
+                        .get(key)
+                        .is_some_and(|&ts| ts > req.snapshot)
+                    {
+                        self.counters
+                            .write_conflicts
+                            .fetch_add(1, Ordering::Relaxed);
+                        return Err(Error::WriteConflict {
+                            txn: req.id,
+                            key: crate::error::printable(key),
+                        });
+                    }
+                }
+            }
+            let ts = commit.last_assigned + 1;
+            if ssi {
+                let writes: Vec<Bytes> = req.writes.keys().cloned().collect();
+                if let Err(reason) = commit.ssi.commit(req.id, writes, ts) {
+                    self.counters
+                        .serialization_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::SerializationFailure {
+                        txn: req.id,
+                        reason,
+                    });
+                }
+            }
+            if req.writes.is_empty() {
+                self.prune(&mut commit);
+                return Ok(req.snapshot);
+            }
+            commit.last_assigned = ts;
+            for key in req.writes.keys() {
+                commit.last_writer.insert(key.clone(), ts);
+            }
+            self.prune(&mut commit);
+            let writes = req
+                .writes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            // Enqueue under the commit mutex: queue order is ts order.
+            self.group.lock().queue.push(Queued { ts, writes });
+            break ts;
+        };
+        self.write_group(ts)?;
+        Ok(ts)
+    }
+
+    /// Drops conflict bookkeeping no running transaction can need.
+    fn prune(&self, commit: &mut CommitState) {
+        let big_writers = commit.last_writer.len() > 2 * commit.last_writer_pruned + 1024;
+        if !big_writers && commit.ssi.len() < 64 {
+            return;
+        }
+        let oldest = self.watermark();
+        if big_writers {
+            commit.last_writer.retain(|_, ts| *ts > oldest);
+            commit.last_writer_pruned = commit.last_writer.len();
+        }
+        commit.ssi.prune(oldest);
+    }
+
+    /// Waits until commit `ts` is published, leading a group write if no
+    /// one else is.
+    fn write_group(&self, ts: u64) -> Result<()> {
+        let mut group = self.group.lock();
+        loop {
+            if group.published >= ts {
+                return match group.refused.remove(&ts) {
+                    Some(err) => Err(err.into()),
+                    None => Ok(()),
+                };
+            }
+            if let Some(reason) = &group.poisoned {
+                return Err(Error::Poisoned {
+                    reason: reason.clone(),
+                });
+            }
+            if group.leader {
+                self.group_done.wait(&mut group);
+                continue;
+            }
+            group.leader = true;
+            let members = std::mem::take(&mut group.queue);
+            drop(group);
+            let result = self.write_members(&members);
+            let mut refused = HashMap::new();
+            let result = match result {
+                Err(Error::Storage(err)) if is_invalid_input(&err) => {
+                    // The engine refused the batch before writing any of
+                    // it. Write the members one by one, so that only the
+                    // invalid ones fail.
+                    self.write_one_by_one(&members, &mut refused)
+                }
+                other => other,
+            };
+            group = self.group.lock();
+            group.leader = false;
+            match result {
+                Ok(last) => {
+                    group.refused.extend(refused);
+                    group.published = last;
+                    self.published.store(last, Ordering::Release);
+                }
+                Err(err) => {
+                    tracing::error!(%err, "commit write failed; poisoning the transaction manager");
+                    group.poisoned = Some(err.to_string());
+                    self.group_done.notify_all();
+                    return Err(err);
+                }
+            }
+            self.group_done.notify_all();
+        }
+    }
+
+    /// Writes each member as its own batch, collecting the ones the engine
+    /// refuses as invalid; any other failure is returned.
+    fn write_one_by_one(
+        &self,
+        members: &[Queued],
+        refused: &mut HashMap<u64, pydb_storage::Error>,
+    ) -> Result<u64> {
+        let mut last = self.published();
+        for member in members {
+            match self.write_members(std::slice::from_ref(member)) {
+                Ok(_) => {}
+                Err(Error::Storage(err)) if is_invalid_input(&err) => {
+                    refused.insert(member.ts, err);
+                }
+                Err(err) => return Err(err),
+            }
+            last = member.ts;
+        }
+        Ok(last)
+    }
+
+    /// Writes a group's versions and the last commit timestamp as one
+    /// atomic batch; returns the group's last timestamp.
+    fn write_members(&self, members: &[Queued]) -> Result<u64> {
+        let Some(last) = members.last().map(|m| m.ts) else {
+            return Ok(self.published());
+        };
+        let mut batch = WriteBatch::new();
+        let mut versions = 0;
+        for member in members {
+            for (key, value) in &member.writes {
+                batch.set(
+                    keys::version_key(key, member.ts),
+                    keys::encode_value(value.as_deref()),
+                );
+                versions += 1;
+            }
+        }
+        batch.set(keys::META_LAST_COMMIT, keys::encode_u64(last).to_vec());
+        self.engine.write_batch(&batch)?;
+        self.counters.commit_groups.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .versions_written
+            .fetch_add(versions, Ordering::Relaxed);
+        Ok(last)
+    }
+
+    pub(crate) fn record_end(&self, committed: bool) {
+        let counter = if committed {
+            &self.counters.committed
+        } else {
+            &self.counters.rolled_back
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether the engine refused a batch for its contents (so it wrote
+/// nothing), rather than failing to write it.
+fn is_invalid_input(err: &pydb_storage::Error) -> bool {
+    matches!(
+        err,
+        pydb_storage::Error::KeyTooLarge { .. }
+            | pydb_storage::Error::ValueTooLarge { .. }
+            | pydb_storage::Error::EmptyKey
+    )
+}
+
+/// Transactions over a [`StorageEngine`]. Cheap to share: clone the `Arc`
+/// or pass `&TxnManager` to threads.
+#[derive(Debug)]
+pub struct TxnManager {
+    inner: Arc<Inner>,
+    gc: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+}
+
+impl TxnManager {
+    /// Opens the transaction layer over `engine`: reads the last commit
+    /// timestamp and the garbage-collection horizon, and starts the
+    /// background collector if the options ask for one.
+    ///
+    /// The engine must hold only what this layer wrote (or nothing).
+    pub fn open(engine: Arc<dyn StorageEngine>, options: Options) -> Result<Self> {
+        let read_meta = |key: &[u8]| -> Result<u64> {
+            match engine.get(key)? {
+                Some(v) => keys::decode_u64(key, &v),
+                None => Ok(0),
+            }
+        };
+        let last = read_meta(keys::META_LAST_COMMIT)?;
+        let horizon = read_meta(keys::META_GC_HORIZON)?;
+        let inner = Arc::new(Inner {
+            engine,
+            next_id: AtomicU64::new(1),
+            published: AtomicU64::new(last),
+            commit: Mutex::new(CommitState {
+                last_assigned: last,
+                ..CommitState::default()
+            }),
+            group: Mutex::new(Group {
+                published: last,
+                ..Group::default()
+            }),
+            group_done: Condvar::new(),
+            active: Mutex::new(Active {
+                snapshots: BTreeMap::new(),
+                horizon,
+            }),
+            locks: LockManager::default(),
+            locking_used: AtomicBool::new(false),
+            counters: Counters::default(),
+            gc_lock: Mutex::new(()),
+            options,
+        });
+        let gc = inner
+            .options
+            .gc_interval
+            .map(|every| crate::gc::start(Arc::downgrade(&inner), every))
+            .transpose()?;
+        Ok(Self { inner, gc })
+    }
+
+    /// Begins a read-write transaction at `isolation` under the manager's
+    /// concurrency control.
+    pub fn begin(&self, isolation: Isolation) -> Result<Transaction> {
+        self.begin_with(TxnOptions::new(isolation))
+    }
+
+    /// Begins a read-only transaction at `isolation`.
+    pub fn begin_read_only(&self, isolation: Isolation) -> Result<Transaction> {
+        self.begin_with(TxnOptions::new(isolation).read_only())
+    }
+
+    /// Begins a read-only transaction that sees the database as of commit
+    /// `ts`, as long as garbage collection kept its versions.
+    pub fn begin_as_of(&self, ts: u64) -> Result<Transaction> {
+        self.begin_with(TxnOptions::as_of(ts))
+    }
+
+    /// Begins a transaction with `options`.
+    pub fn begin_with(&self, options: TxnOptions) -> Result<Transaction> {
+        Transaction::begin(Arc::clone(&self.inner), options)
+    }
+
+    /// Runs `f` in a transaction and commits it, retrying (with a new
+    /// transaction) up to [`Options::max_retries`] times when `f` or the
+    /// commit fails with a retryable error.
+    pub fn transaction<T>(
+        &self,
+        isolation: Isolation,
+        f: impl FnMut(&mut Transaction) -> Result<T>,
+    ) -> Result<T> {
+        self.transaction_with(TxnOptions::new(isolation), f)
+    }
+
+    /// [`TxnManager::transaction`] with `options`.
+    pub fn transaction_with<T>(
+        &self,
+        options: TxnOptions,
+        mut f: impl FnMut(&mut Transaction) -> Result<T>,
+    ) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            let mut tx = self.begin_with(options.clone())?;
+            let result = f(&mut tx).and_then(|value| tx.commit().map(|_| value));
+            match result {
+                Err(err) if err.is_retryable() && attempt < self.inner.options.max_retries => {
+                    attempt += 1;
+                    // Back off a little, more each time, so that the
+                    // transactions that collided do not collide again.
+                    std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// The last published commit timestamp.
+    pub fn last_commit(&self) -> u64 {
+        self.inner.published()
+    }
+
+    /// Collects garbage now: removes every version no running transaction
+    /// (and no [`Options::history`] read) can see.
+    pub fn gc(&self) -> Result<crate::GcReport> {
+        crate::gc::collect(&self.inner)
+    }
+
+    /// The manager's counters.
+    pub fn stats(&self) -> TxnStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (active, horizon) = {
+            let a = self.inner.active.lock();
+            (a.snapshots.values().sum::<usize>() as u64, a.horizon)
+        };
+        TxnStats {
+            begun: get(&c.begun),
+            committed: get(&c.committed),
+            rolled_back: get(&c.rolled_back),
+            write_conflicts: get(&c.write_conflicts),
+            serialization_failures: get(&c.serialization_failures),
+            commit_groups: get(&c.commit_groups),
+            versions_written: get(&c.versions_written),
+            garbage_collected: get(&c.garbage_collected),
+            collections: get(&c.collections),
+            versions_at_last_collection: get(&c.versions_at_last_collection),
+            active,
+            last_commit: self.inner.published(),
+            watermark: self.inner.watermark(),
+            gc_horizon: horizon,
+            locks_held: self.inner.locks.held_locks() as u64,
+        }
+    }
+
+    /// The engine underneath.
+    pub fn engine(&self) -> &Arc<dyn StorageEngine> {
+        &self.inner.engine
+    }
+}
+
+impl Drop for TxnManager {
+    fn drop(&mut self) {
+        if let Some((stop, thread)) = self.gc.take() {
+            drop(stop);
+            if thread.join().is_err() {
+                tracing::warn!("the garbage collector thread panicked");
+            }
+        }
+    }
+}
+
+/// The GC thread's view of the manager: it must not keep it alive.
+pub(crate) type WeakInner = Weak<Inner>;

@@ -1,0 +1,268 @@
+//! Serializable snapshot isolation: the bookkeeping of read-write
+//! dependencies (Cahill, Röhm and Fekete 2008; Ports and Grittner 2012).
+//!
+//! Snapshot isolation already forbids two concurrent transactions from
+//! writing the same key. What it lets through is *write skew*: T1 reads x
+//! and writes y, T2 reads y and writes x, and neither sees the other's
+//! write. Each read of a key that a concurrent transaction overwrites is a
+//! **rw-antidependency** `reader -rw-> writer`: in any equivalent serial
+//! order the reader must come first. Two of them in opposite directions
+//! make a cycle, and no serial order exists.
+//!
+//! Every cycle of a non-serializable snapshot-isolation history contains a
+//! **dangerous structure**: two consecutive rw-antidependencies
+//! `T1 -rw-> T2 -rw-> T3` between concurrent transactions, where `T2` is
+//! called the *pivot* (T1 and T3 may be the same transaction). Ports and
+//! Grittner add that `T3` must commit first among the three. We abort a
+//! transaction whenever such a structure would form; some of those aborts
+//! are false positives (the cycle may never close), which is the price of
+//! not tracking the whole graph.
+//!
+//! ## What is tracked
+//!
+//! - Each serializable transaction publishes its **reads** while it runs:
+//!   the keys it read (found, missing or deleted alike) and the ranges it
+//!   scanned (empty ones too). Those are PostgreSQL's SIREAD locks; they
+//!   outlive the transaction until no concurrent transaction is left.
+//! - At commit a transaction's **writes** are known, and the check runs
+//!   under the commit mutex, so checks are totally ordered:
+//!   1. *out-edges* `T -rw-> W`: W committed after T's snapshot and wrote
+//!      something T read;
+//!   2. *in-edges* `R -rw-> T`: R is concurrent with T (still running, or
+//!      committed after T's snapshot) and read something T writes.
+//! - Each transaction keeps two flags, `in_conflict` and `out_conflict`.
+//!
+//! ## When to abort
+//!
+//! - **T is a pivot**: it would commit with both an in- and an out-edge.
+//!   Its out-edges point at transactions that committed before it, so T3
+//!   committed first: abort T.
+//! - **T is a T1**: an out-edge `T -> W` where the committed W already has
+//!   an out-edge (to a transaction that committed before W): abort T.
+//! - **T is a T3** and a still-running reader R with an in-edge becomes a
+//!   pivot `R0 -> R -> T`: T commits first, so R is *doomed*: its next
+//!   operation or its commit fails. (If R already committed, R committed
+//!   before T, T3 did not commit first, and nothing is needed.)
+//!
+//! Only serializable transactions are tracked; as in PostgreSQL, a
+//! snapshot or read-committed transaction mixed in gets its own level's
+//! guarantees and is not part of anyone's dependency graph.
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use pydb_storage::KeyRange;
+
+use crate::error::printable;
+use crate::lock::describe_range;
+
+/// What a serializable transaction read, shared with the tracker.
+#[derive(Debug, Default)]
+pub(crate) struct Reads {
+    keys: BTreeSet<Bytes>,
+    ranges: Vec<KeyRange>,
+}
+
+impl Reads {
+    /// A description of what of `key` this read set covers, if anything.
+    fn covers(&self, key: &[u8]) -> Option<String> {
+        if self.keys.contains(key) {
+            return Some(format!("key {}", printable(key)));
+        }
+        self.ranges.iter().find(|r| r.contains(key)).map(|r| {
+            format!(
+                "key {} in the scanned {}",
+                printable(key),
+                describe_range(r)
+            )
+        })
+    }
+
+    /// The first of `writes` this read set covers, described.
+    fn overlap(&self, writes: &[Bytes]) -> Option<String> {
+        writes.iter().find_map(|k| self.covers(k))
+    }
+}
+
+/// The part of a serializable transaction's state that others touch.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    reads: Mutex<Reads>,
+    /// Set when a committing transaction dooms this one; the reason.
+    doomed: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(crate) fn read_key(&self, key: &[u8]) {
+        let mut reads = self.reads.lock();
+        if !reads.keys.contains(key) {
+            reads.keys.insert(Bytes::copy_from_slice(key));
+        }
+    }
+
+    pub(crate) fn read_range(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) {
+        let own = |b: Bound<&[u8]>| b.map(Bytes::copy_from_slice);
+        self.reads.lock().ranges.push(KeyRange {
+            start: own(start),
+            end: own(end),
+        });
+    }
+
+    pub(crate) fn doomed(&self) -> Option<String> {
+        self.doomed.lock().clone()
+    }
+}
+
+/// One tracked transaction.
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    snapshot: u64,
+    shared: Arc<Shared>,
+    /// Set once committed, with what it wrote (sorted).
+    committed: Option<(u64, Vec<Bytes>)>,
+    in_conflict: bool,
+    out_conflict: bool,
+}
+
+/// The tracker: running and recently committed serializable transactions.
+/// Lives under the manager's commit mutex.
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    entries: Vec<Entry>,
+}
+
+/// Why a commit must abort.
+pub(crate) type Abort = String;
+
+impl Tracker {
+    pub(crate) fn register(&mut self, id: u64, snapshot: u64) -> Arc<Shared> {
+        let shared = Arc::new(Shared::default());
+        self.entries.push(Entry {
+            id,
+            snapshot,
+            shared: Arc::clone(&shared),
+            committed: None,
+            in_conflict: false,
+            out_conflict: false,
+        });
+        shared
+    }
+
+    /// Forgets a transaction that rolled back.
+    pub(crate) fn forget(&mut self, id: u64) {
+        self.entries.retain(|e| e.id != id);
+    }
+
+    /// Forgets committed transactions no running or future transaction is
+    /// concurrent with: those that committed at or before `oldest_snapshot`.
+    pub(crate) fn prune(&mut self, oldest_snapshot: u64) {
+        self.entries.retain(|e| {
+            e.committed
+                .as_ref()
+                .is_none_or(|(ts, _)| *ts > oldest_snapshot)
+        });
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Runs the SSI check for `id` committing `writes` (sorted), and on
+    /// success records the edges and marks it committed at `commit_ts`.
+    /// `commit_ts` is the timestamp the commit will get (for a read-only
+    /// transaction, one past the last assigned).
+    pub(crate) fn commit(
+        &mut self,
+        id: u64,
+        writes: Vec<Bytes>,
+        commit_ts: u64,
+    ) -> Result<(), Abort> {
+        let Some(me) = self.entries.iter().position(|e| e.id == id) else {
+            return Ok(());
+        };
+        let snapshot = self.entries[me].snapshot;
+        if let Some(reason) = self.entries[me].shared.doomed() {
+            return Err(reason);
+        }
+        let mut outs = Vec::new(); // (index of W, what)
+        let mut ins = Vec::new(); // (index of R, what)
+        {
+            let my_reads = self.entries[me].shared.reads.lock();
+            for (i, other) in self.entries.iter().enumerate() {
+                if i == me {
+                    continue;
+                }
+                match &other.committed {
+                    Some((ts, their_writes)) if *ts > snapshot => {
+                        if let Some(what) = my_reads.overlap(their_writes) {
+                            outs.push((i, what));
+                        }
+                        if let Some(what) = other.shared.reads.lock().overlap(&writes) {
+                            ins.push((i, what));
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        if let Some(what) = other.shared.reads.lock().overlap(&writes) {
+                            ins.push((i, what));
+                        }
+                    }
+                }
+            }
+        }
+        let entry = &self.entries[me];
+        let has_in = entry.in_conflict || !ins.is_empty();
+        let has_out = entry.out_conflict || !outs.is_empty();
+        if has_in && has_out {
+            let inbound = match ins.first() {
+                Some((i, what)) => format!(
+                    "transaction {} read {what}, which it writes",
+                    self.entries[*i].id
+                ),
+                None => "an earlier committed transaction read what it writes".to_string(),
+            };
+            let outbound = match outs.first() {
+                Some((i, what)) => {
+                    format!(
+                        "it read {what}, which transaction {} overwrote",
+                        self.entries[*i].id
+                    )
+                }
+                None => "it read what a concurrent transaction overwrote".to_string(),
+            };
+            return Err(format!(
+                "it would be the pivot of a dangerous structure: {inbound}, and {outbound}"
+            ));
+        }
+        for (i, what) in &outs {
+            if self.entries[*i].out_conflict {
+                return Err(format!(
+                    "it read {what}, overwritten by transaction {}, which itself read data a transaction committed before it overwrote (dangerous structure)",
+                    self.entries[*i].id
+                ));
+            }
+        }
+        // The commit goes through: record the edges.
+        for (i, _) in &outs {
+            self.entries[*i].in_conflict = true;
+        }
+        for (i, what) in &ins {
+            let reader = &mut self.entries[*i];
+            reader.out_conflict = true;
+            if reader.committed.is_none() && reader.in_conflict {
+                *reader.shared.doomed.lock() = Some(format!(
+                    "it became the pivot of a dangerous structure: it read {what}, which transaction {id} overwrote and committed first, and another transaction depends on its own writes",
+                ));
+            }
+        }
+        let entry = &mut self.entries[me];
+        entry.in_conflict = has_in;
+        entry.out_conflict = has_out;
+        entry.committed = Some((commit_ts, writes));
+        Ok(())
+    }
+}

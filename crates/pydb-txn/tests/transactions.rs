@@ -1,0 +1,602 @@
+//! Guards the transaction API on every engine: visibility, scans, own
+//! writes, as-of reads, garbage collection, recovery of the commit
+//! timestamp, locking waits/deadlocks/timeouts, the retry helper, and
+//! error messages that name the key or range.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Db, Kind};
+use pydb_txn::{Concurrency, Error, Isolation, LockWait, Options, TxnOptions};
+use rstest::rstest;
+
+fn kv(rows: Vec<(Bytes, Bytes)>) -> Vec<(String, String)> {
+    rows.into_iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8(k.to_vec()).unwrap(),
+                String::from_utf8(v.to_vec()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[rstest]
+fn snapshots_see_commits_before_them_and_own_writes(
+    #[values(Kind::Memory, Kind::Log, Kind::BTree)] kind: Kind,
+) {
+    let db = Db::new(kind);
+    let mut t1 = db.mgr.begin(Isolation::Snapshot).unwrap();
+    t1.set(b"a", b"1").unwrap();
+    t1.set(b"a\x00b", b"zero").unwrap();
+    assert_eq!(
+        t1.get(b"a").unwrap().as_deref(),
+        Some(&b"1"[..]),
+        "own write"
+    );
+    let old = db.mgr.begin(Isolation::Snapshot).unwrap();
+    let rc = db.mgr.begin(Isolation::ReadCommitted).unwrap();
+    assert_eq!(old.get(b"a").unwrap(), None, "uncommitted is invisible");
+    let ts = t1.commit().unwrap();
+    assert_eq!(ts, db.mgr.last_commit());
+    assert_eq!(old.get(b"a").unwrap(), None, "committed after the snapshot");
+    assert_eq!(
+        rc.get(b"a").unwrap().as_deref(),
+        Some(&b"1"[..]),
+        "read committed sees it"
+    );
+    let mut t2 = db.mgr.begin(Isolation::Snapshot).unwrap();
+    t2.delete(b"a").unwrap();
+    assert_eq!(t2.get(b"a").unwrap(), None, "own delete");
+    assert_eq!(
+        kv(t2.scan::<&[u8]>(..).unwrap()),
+        pairs(&[("a\0b", "zero")])
+    );
+    t2.commit().unwrap();
+    let t3 = db.mgr.begin(Isolation::Snapshot).unwrap();
+    assert_eq!(t3.get(b"a").unwrap(), None, "tombstone");
+    assert_eq!(t3.get(b"a\x00b").unwrap().as_deref(), Some(&b"zero"[..]));
+    assert!(matches!(
+        t3.get(b""),
+        Err(Error::Storage(pydb_storage::Error::EmptyKey))
+    ));
+}
+
+#[rstest]
+fn scans_respect_bounds_snapshots_and_buffered_writes(
+    #[values(Kind::Memory, Kind::Log, Kind::BTree)] kind: Kind,
+) {
+    let db = Db::new(kind);
+    db.mgr
+        .transaction(Isolation::Snapshot, |tx| {
+            for k in ["a", "ab", "b", "c", "d"] {
+                tx.set(k.as_bytes(), k.to_uppercase().as_bytes())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let snapshot = db.mgr.begin(Isolation::Snapshot).unwrap();
+    // Newer versions of b and c, a deleted d: invisible to `snapshot`.
+    db.mgr
+        .transaction(Isolation::Snapshot, |tx| {
+            tx.set(b"b", b"B2")?;
+            tx.delete(b"d")?;
+            tx.set(b"bb", b"BB")
+        })
+        .unwrap();
+    assert_eq!(
+        kv(snapshot.scan(&b"ab"[..]..&b"d"[..]).unwrap()),
+        pairs(&[("ab", "AB"), ("b", "B"), ("c", "C")])
+    );
+    let mut tx = db.mgr.begin(Isolation::Snapshot).unwrap();
+    tx.set(b"bc", b"mine").unwrap();
+    tx.delete(b"c").unwrap();
+    assert_eq!(
+        kv(tx
+            .scan::<&[u8]>((
+                std::ops::Bound::Excluded(&b"a"[..]),
+                std::ops::Bound::Included(&b"d"[..])
+            ))
+            .unwrap()),
+        pairs(&[("ab", "AB"), ("b", "B2"), ("bb", "BB"), ("bc", "mine")])
+    );
+    assert_eq!(
+        tx.scan(&b"c"[..]..&b"a"[..]).unwrap(),
+        vec![],
+        "an inverted range is empty"
+    );
+    assert_eq!(
+        kv(tx.scan(&b"a"[..]..=&b"a"[..]).unwrap()),
+        pairs(&[("a", "A")])
+    );
+}
+
+#[rstest]
+fn first_committer_wins_and_the_message_names_the_key(
+    #[values(Kind::Memory, Kind::BTree)] kind: Kind,
+) {
+    let db = Db::new(kind);
+    let mut t1 = db.mgr.begin(Isolation::Snapshot).unwrap();
+    let mut t2 = db.mgr.begin(Isolation::Snapshot).unwrap();
+    t1.set(b"hot key", b"1").unwrap();
+    t2.set(b"hot key", b"2").unwrap();
+    t1.commit().unwrap();
+    let err = t2.commit().unwrap_err();
+    assert!(matches!(err, Error::WriteConflict { .. }), "{err}");
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("'hot key'"), "{err}");
+    assert_eq!(db.mgr.stats().write_conflicts, 1);
+}
+
+/// Write skew through an empty range: each transaction checks that a
+/// range is empty, then inserts into the other's range... and into its
+/// own. SSI must abort one; snapshot lets both commit.
+#[rstest]
+fn ssi_catches_write_skew_through_empty_ranges(
+    #[values(Kind::Memory, Kind::Log, Kind::BTree)] kind: Kind,
+) {
+    let db = Db::new(kind);
+    for level in [Isolation::Snapshot, Isolation::Serializable] {
+        let (lo, hi) = match level {
+            Isolation::Snapshot => ("s/", "s0"),
+            _ => ("z/", "z0"),
+        };
+        let mut t1 = db.mgr.begin(level).unwrap();
+        let mut t2 = db.mgr.begin(level).unwrap();
+        assert!(t1.scan(lo.as_bytes()..hi.as_bytes()).unwrap().is_empty());
+        assert!(t2.scan(lo.as_bytes()..hi.as_bytes()).unwrap().is_empty());
+        t1.set(format!("{lo}1").as_bytes(), b"one").unwrap();
+        t2.set(format!("{lo}2").as_bytes(), b"two").unwrap();
+        let c1 = t1.commit();
+        let c2 = t2.commit();
+        match level {
+            Isolation::Snapshot => {
+                assert!(c1.is_ok() && c2.is_ok(), "snapshot allows write skew");
+            }
+            _ => {
+                assert!(c1.is_ok());
+                let err = c2.unwrap_err();
+                assert!(matches!(err, Error::SerializationFailure { .. }), "{err}");
+                assert!(err.to_string().contains("range ['z/', 'z0')"), "{err}");
+            }
+        }
+    }
+}
+
+/// A key read as deleted (a tombstone) counts as read.
+#[rstest]
+fn ssi_tracks_reads_of_deleted_keys(#[values(Kind::Memory, Kind::BTree)] kind: Kind) {
+    let db = Db::new(kind);
+    db.mgr
+        .transaction(Isolation::Serializable, |tx| {
+            tx.set(b"x", b"1")?;
+            tx.set(b"y", b"1")
+        })
+        .unwrap();
+    db.mgr
+        .transaction(Isolation::Serializable, |tx| {
+            tx.delete(b"x")?;
+            tx.delete(b"y")
+        })
+        .unwrap();
+    let mut t1 = db.mgr.begin(Isolation::Serializable).unwrap();
+    let mut t2 = db.mgr.begin(Isolation::Serializable).unwrap();
+    assert_eq!(t1.get(b"x").unwrap(), None);
+    assert_eq!(t2.get(b"y").unwrap(), None);
+    t1.set(b"y", b"t1").unwrap();
+    t2.set(b"x", b"t2").unwrap();
+    t1.commit().unwrap();
+    assert!(matches!(
+        t2.commit(),
+        Err(Error::SerializationFailure { .. })
+    ));
+}
+
+/// The read-only anomaly (Fekete, O'Neil, O'Neil 2004): a read-only
+/// transaction that sees the result of T2 but not of the T1 that T2
+/// depends on must not commit.
+#[test]
+fn ssi_catches_the_read_only_anomaly() {
+    let db = Db::new(Kind::Memory);
+    db.mgr
+        .transaction(Isolation::Serializable, |tx| {
+            tx.set(b"checking", b"0")?;
+            tx.set(b"savings", b"0")
+        })
+        .unwrap();
+    // T2: withdraws from checking, reading both (it sees savings = 0).
+    let mut t2 = db.mgr.begin(Isolation::Serializable).unwrap();
+    t2.get(b"checking").unwrap();
+    t2.get(b"savings").unwrap();
+    // T1: deposits into savings, commits.
+    let mut t1 = db.mgr.begin(Isolation::Serializable).unwrap();
+    t1.get(b"savings").unwrap();
+    t1.set(b"savings", b"20").unwrap();
+    t1.commit().unwrap();
+    // T3 (read-only) sees T1's deposit but not T2's withdrawal.
+    let t3 = db.mgr.begin(Isolation::Serializable).unwrap();
+    t3.get(b"checking").unwrap();
+    t3.get(b"savings").unwrap();
+    let r3 = t3.commit();
+    t2.set(b"checking", b"-11").unwrap();
+    let r2 = t2.commit();
+    assert!(
+        r3.is_err() || r2.is_err(),
+        "T3 -rw-> T2 -rw-> T1 with T1 committed first: one of them must abort"
+    );
+}
+
+#[rstest]
+fn as_of_reads_see_old_commits_until_collected(
+    #[values(Kind::Memory, Kind::Log, Kind::BTree)] kind: Kind,
+) {
+    let db = Db::new(kind);
+    let mut stamps = Vec::new();
+    for i in 0..5 {
+        db.mgr
+            .transaction(Isolation::Snapshot, |tx| {
+                tx.set(b"k", format!("v{i}").as_bytes())
+            })
+            .unwrap();
+        stamps.push(db.mgr.last_commit());
+    }
+    for (i, ts) in stamps.iter().enumerate() {
+        let tx = db.mgr.begin_as_of(*ts).unwrap();
+        assert_eq!(tx.get(b"k").unwrap().unwrap(), format!("v{i}").as_bytes());
+        let mut tx = tx;
+        assert!(matches!(tx.set(b"k", b"no"), Err(Error::ReadOnly { .. })));
+    }
+    assert!(matches!(
+        db.mgr.begin_as_of(stamps[4] + 1),
+        Err(Error::SnapshotInFuture { .. })
+    ));
+    // A reader at the second commit keeps its versions through a collection.
+    let pinned = db.mgr.begin_as_of(stamps[1]).unwrap();
+    let report = db.mgr.gc().unwrap();
+    assert_eq!(report.watermark, stamps[1]);
+    assert_eq!(report.garbage, 1, "only v0 is hidden from every snapshot");
+    assert_eq!(pinned.get(b"k").unwrap().unwrap(), &b"v1"[..]);
+    assert!(matches!(
+        db.mgr.begin_as_of(stamps[0]),
+        Err(Error::SnapshotTooOld { .. })
+    ));
+    drop(pinned);
+    let report = db.mgr.gc().unwrap();
+    assert_eq!((report.versions, report.garbage), (4, 3));
+    let stats = db.mgr.stats();
+    assert_eq!((stats.collections, stats.garbage_collected), (2, 4));
+    assert_eq!(stats.versions_written, 5);
+}
+
+#[rstest]
+fn gc_removes_tombstones_and_keeps_what_snapshots_see(
+    #[values(Kind::Memory, Kind::Log, Kind::BTree)] kind: Kind,
+) {
+    let db = Db::new(kind);
+    for i in 0..3 {
+        db.mgr
+            .transaction(Isolation::Snapshot, |tx| {
+                tx.set(b"live", format!("{i}").as_bytes())?;
+                tx.set(b"dead", b"x")
+            })
+            .unwrap();
+    }
+    let before_delete = db.mgr.begin(Isolation::Snapshot).unwrap();
+    db.mgr
+        .transaction(Isolation::Snapshot, |tx| tx.delete(b"dead"))
+        .unwrap();
+    let report = db.mgr.gc().unwrap();
+    // Kept: live@3, dead@3 (for `before_delete`), the tombstone.
+    assert_eq!((report.versions, report.garbage), (7, 4));
+    assert_eq!(
+        before_delete.get(b"dead").unwrap().as_deref(),
+        Some(&b"x"[..])
+    );
+    drop(before_delete);
+    let report = db.mgr.gc().unwrap();
+    assert_eq!(
+        (report.versions, report.garbage),
+        (3, 2),
+        "tombstone and what it hid"
+    );
+    let tx = db.mgr.begin(Isolation::Snapshot).unwrap();
+    assert_eq!(kv(tx.scan::<&[u8]>(..).unwrap()), pairs(&[("live", "2")]));
+}
+
+#[rstest]
+fn reopening_recovers_the_last_commit(#[values(Kind::Log, Kind::BTree)] kind: Kind) {
+    let mut db = Db::new(kind);
+    for i in 0..4 {
+        db.mgr
+            .transaction(Isolation::Serializable, |tx| {
+                tx.set(b"k", format!("{i}").as_bytes())
+            })
+            .unwrap();
+    }
+    let last = db.mgr.last_commit();
+    let pending = {
+        let mut tx = db.mgr.begin(Isolation::Snapshot).unwrap();
+        tx.set(b"k", b"never committed").unwrap();
+        tx
+    };
+    drop(pending);
+    db.reopen(common::options());
+    assert_eq!(db.mgr.last_commit(), last);
+    let tx = db.mgr.begin(Isolation::Snapshot).unwrap();
+    assert_eq!(tx.get(b"k").unwrap().as_deref(), Some(&b"3"[..]));
+    drop(tx);
+    let ts = db
+        .mgr
+        .transaction(Isolation::Snapshot, |tx| tx.set(b"k", b"after"))
+        .map(|()| db.mgr.last_commit())
+        .unwrap();
+    assert_eq!(ts, last + 1, "timestamps continue after a reopen");
+    assert_eq!(
+        db.mgr
+            .begin_as_of(last)
+            .unwrap()
+            .get(b"k")
+            .unwrap()
+            .as_deref(),
+        Some(&b"3"[..])
+    );
+}
+
+#[test]
+fn the_retry_helper_retries_conflicts_a_bounded_number_of_times() {
+    let db = Db::with_options(
+        Kind::Memory,
+        Options {
+            max_retries: 3,
+            ..common::options()
+        },
+    );
+    let mut attempts = 0;
+    let err = db
+        .mgr
+        .transaction(Isolation::Snapshot, |tx| {
+            attempts += 1;
+            // Someone else commits the same key in between, every time.
+            tx.get(b"k")?;
+            db.mgr
+                .transaction(Isolation::Snapshot, |other| other.set(b"k", b"other"))?;
+            tx.set(b"k", b"mine")
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::WriteConflict { .. }), "{err}");
+    assert_eq!(attempts, 4, "one try and three retries");
+    // Concurrent increments all land.
+    let threads = 4;
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..25 {
+                    db.mgr
+                        .transaction(Isolation::Serializable, |tx| {
+                            let n = tx.get(b"n")?.map_or(0, |v| v[0]);
+                            tx.set(b"n", &[n + 1])
+                        })
+                        .unwrap_or_else(|e| panic!("{e}"));
+                }
+            });
+        }
+    });
+    let tx = db.mgr.begin(Isolation::Snapshot).unwrap();
+    assert_eq!(tx.get(b"n").unwrap().unwrap()[0], 100);
+}
+
+fn locking(wait: LockWait) -> TxnOptions {
+    TxnOptions::new(Isolation::Serializable)
+        .concurrency(Concurrency::Locking)
+        .lock_wait(wait)
+}
+
+#[rstest]
+fn locking_waits_then_proceeds(#[values(Kind::Memory, Kind::BTree)] kind: Kind) {
+    let db = Db::new(kind);
+    let wait = LockWait::Timeout(Duration::from_secs(10));
+    let mut t1 = db.mgr.begin_with(locking(wait)).unwrap();
+    t1.set(b"k", b"t1").unwrap();
+    let started = Barrier::new(2);
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let t2 = db.mgr.begin_with(locking(wait)).unwrap();
+            started.wait();
+            // Blocks on t1's exclusive lock, then sees t1's commit.
+            let v = t2.get(b"k").unwrap();
+            t2.commit().unwrap();
+            v
+        });
+        started.wait();
+        std::thread::sleep(Duration::from_millis(50));
+        t1.commit().unwrap();
+        assert_eq!(reader.join().unwrap().as_deref(), Some(&b"t1"[..]));
+    });
+    assert_eq!(db.mgr.stats().locks_held, 0);
+}
+
+#[test]
+fn locking_deadlock_aborts_the_youngest() {
+    let db = Db::new(Kind::Memory);
+    let wait = LockWait::Timeout(Duration::from_secs(10));
+    let mut old = db.mgr.begin_with(locking(wait)).unwrap();
+    let mut young = db.mgr.begin_with(locking(wait)).unwrap();
+    assert!(young.id() > old.id());
+    old.set(b"a", b"old").unwrap();
+    young.set(b"b", b"young").unwrap();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(move || {
+            // old waits for b...
+            old.set(b"b", b"old").unwrap();
+            old.commit().unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        // ... and young closes the cycle: young is the victim.
+        let err = young.set(b"a", b"young").unwrap_err();
+        assert!(matches!(err, Error::Deadlock { .. }), "{err}");
+        assert!(err.is_retryable());
+        assert!(err.to_string().contains("'a'"), "{err}");
+        drop(young);
+        waiter.join().unwrap();
+    });
+    let tx = db.mgr.begin(Isolation::Snapshot).unwrap();
+    assert_eq!(tx.get(b"b").unwrap().as_deref(), Some(&b"old"[..]));
+}
+
+#[test]
+fn locking_timeouts_and_no_wait_name_the_resource() {
+    let db = Db::new(Kind::Memory);
+    let t1 = db.mgr.begin_with(locking(LockWait::NoWait)).unwrap();
+    assert!(t1.scan(&b"a"[..]..&b"m"[..]).unwrap().is_empty());
+    let mut t2 = db
+        .mgr
+        .begin_with(locking(LockWait::Timeout(Duration::from_millis(20))))
+        .unwrap();
+    let err = t2.set(b"c", b"phantom").unwrap_err();
+    assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
+    assert!(err.to_string().contains("'c'"), "{err}");
+    t2.set(b"x", b"outside the range").unwrap();
+    let mut t3 = db.mgr.begin_with(locking(LockWait::NoWait)).unwrap();
+    let err = t3.set(b"b", b"phantom").unwrap_err();
+    assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
+    drop(t1);
+    t3.set(b"b", b"now free").unwrap();
+}
+
+/// An MVCC writer respects a locking reader's shared lock.
+#[test]
+fn mvcc_commits_respect_locking_readers() {
+    let db = Db::new(Kind::Memory);
+    let reader = db.mgr.begin_with(locking(LockWait::NoWait)).unwrap();
+    assert_eq!(reader.get(b"k").unwrap(), None);
+    let mut writer = db
+        .mgr
+        .begin_with(TxnOptions::new(Isolation::Snapshot).lock_wait(LockWait::NoWait))
+        .unwrap();
+    writer.set(b"k", b"v").unwrap();
+    let err = writer.commit().unwrap_err();
+    assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
+    assert_eq!(reader.get(b"k").unwrap(), None, "repeatable under the lock");
+}
+
+#[test]
+fn read_only_transactions_refuse_writes() {
+    let db = Db::new(Kind::Memory);
+    let mut tx = db.mgr.begin_read_only(Isolation::Serializable).unwrap();
+    let err = tx.delete(b"k").unwrap_err();
+    assert!(
+        matches!(err, Error::ReadOnly { .. }) && !err.is_retryable(),
+        "{err}"
+    );
+    assert_eq!(tx.commit().unwrap(), 0);
+}
+
+#[test]
+fn concurrent_commits_share_engine_writes() {
+    let db = Db::new(Kind::BTree);
+    let db = Arc::new(db);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let db = &db;
+            s.spawn(move || {
+                for i in 0..50 {
+                    db.mgr
+                        .transaction(Isolation::Snapshot, |tx| {
+                            tx.set(format!("t{t}/{i}").as_bytes(), b"v")
+                        })
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let stats = db.mgr.stats();
+    assert_eq!(stats.last_commit, 400);
+    assert!(stats.commit_groups <= 400);
+    let tx = db.mgr.begin(Isolation::Snapshot).unwrap();
+    assert_eq!(tx.scan::<&[u8]>(..).unwrap().len(), 400);
+}
+
+/// A key over the engine's limit fails its own commit with the engine's
+/// error; commits grouped with it and later ones go through.
+#[rstest]
+fn an_oversized_key_fails_only_its_own_commit(#[values(Kind::Log, Kind::BTree)] kind: Kind) {
+    let db = Db::new(kind);
+    let huge = vec![b'k'; 4096];
+    let barrier = Barrier::new(4);
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let (db, huge, barrier) = (&db, &huge, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                for i in 0..20u8 {
+                    let mut tx = db.mgr.begin(Isolation::Snapshot).unwrap();
+                    let bad = t == 0 && i % 2 == 0;
+                    if bad {
+                        tx.set(huge, b"v").unwrap();
+                    } else {
+                        tx.set(&[b'a' + t, i], b"v").unwrap();
+                    }
+                    match tx.commit() {
+                        Ok(_) => assert!(!bad),
+                        Err(err) => {
+                            assert!(bad, "{err}");
+                            assert!(
+                                matches!(
+                                    err,
+                                    Error::Storage(pydb_storage::Error::KeyTooLarge { .. })
+                                ),
+                                "{err}"
+                            );
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let tx = db.mgr.begin(Isolation::Snapshot).unwrap();
+    assert_eq!(tx.scan::<&[u8]>(..).unwrap().len(), 70);
+    drop(tx);
+    db.mgr
+        .transaction(Isolation::Snapshot, |tx| tx.set(b"after", b"ok"))
+        .unwrap();
+}
+
+/// What Redis's WATCH needs: the commit that last touched a key, deletes
+/// included, as a transaction sees it.
+#[test]
+fn last_modified_reports_the_newest_visible_commit() {
+    let db = Db::new(Kind::Memory);
+    let watch = db.mgr.last_commit();
+    let pin = db.mgr.begin_read_only(Isolation::Snapshot).unwrap();
+    let mut tx = db.mgr.begin(Isolation::Serializable).unwrap();
+    assert_eq!(tx.last_modified(b"k").unwrap(), None);
+    tx.set(b"k", b"v").unwrap();
+    assert_eq!(tx.last_modified(b"k").unwrap(), Some(u64::MAX), "own write");
+    let set_at = tx.commit().unwrap();
+    let deleted_at = {
+        let mut tx = db.mgr.begin(Isolation::Snapshot).unwrap();
+        tx.delete(b"k").unwrap();
+        tx.commit().unwrap()
+    };
+    db.mgr.gc().unwrap();
+    let exec = db.mgr.begin(Isolation::Serializable).unwrap();
+    let seen = exec.last_modified(b"k").unwrap();
+    assert_eq!(
+        seen,
+        Some(deleted_at),
+        "the pin kept the tombstone through gc"
+    );
+    assert!(seen.unwrap() > watch && deleted_at > set_at);
+    drop(pin);
+}
