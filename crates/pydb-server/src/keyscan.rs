@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn pages_cover_every_key_once_and_end_with_zero() {
-        let db = Db::memory();
+        let db = Db::memory().unwrap();
         let cursors = Mutex::new(CursorTable::default());
         for i in 0..25 {
             db.set(format!("k{i:02}"), "v").unwrap();
@@ -164,7 +164,7 @@ mod tests {
 
     #[test]
     fn match_filters_and_unknown_cursors_are_refused() {
-        let db = Db::memory();
+        let db = Db::memory().unwrap();
         let cursors = Mutex::new(CursorTable::default());
         for key in ["user:1", "user:2", "item:1"] {
             db.set(key, "v").unwrap();
