@@ -47,7 +47,7 @@ pub const META_MAGIC: [u8; 8] = *b"PYDBMETA";
 /// - 2: the engine holds *version keys* of `pydb-txn` (`key | inverted
 ///   commit timestamp`) and its metadata keys; the `PYDB` layout itself is
 ///   unchanged. A version 1 directory is refused with
-///   [`Error::OldFormat`](crate::Error::OldFormat): its plain keys would
+///   [`Error::OldFormat`]: its plain keys would
 ///   read as damaged versions.
 pub const META_FORMAT_VERSION: u32 = 2;
 /// The oldest format version this build opens (the first with version keys).
