@@ -320,6 +320,7 @@ fn check_round(
         Err(e) => {
             eprintln!("round {round}: FAILED to reopen: {e}");
             summary.failed_opens += 1;
+            keep_evidence(args, dir, round);
             return;
         }
     };
@@ -360,5 +361,18 @@ fn check_round(
             state.balances
         );
         summary.phantom += 1;
+    }
+}
+
+/// With `--dir`, copies a directory that failed to reopen next to it
+/// (`failed-round-N`), before later rounds change or remove it.
+fn keep_evidence(args: &CrashArgs, dir: &Path, round: u64) {
+    let Some(root) = &args.dir else { return };
+    let copy = root.join(format!("failed-round-{round}"));
+    match Command::new("cp").arg("-a").arg(dir).arg(&copy).status() {
+        Ok(status) if status.success() => {
+            eprintln!("round {round}: the directory is kept in {}", copy.display());
+        }
+        other => eprintln!("round {round}: could not keep the directory: {other:?}"),
     }
 }
