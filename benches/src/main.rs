@@ -46,7 +46,8 @@ struct Args {
     stores: Option<String>,
     /// Workloads to run, comma-separated (default: all): fillseq,
     /// fillrandom, fillsync, readrandom, readmissing, readseq, scanrandom,
-    /// overwrite, deleterandom, mixed, reopen.
+    /// overwrite, deleterandom, mixed, reopen; and `transfer` (transactional
+    /// stores only, not in the default list).
     #[arg(long)]
     workloads: Option<String>,
     /// Keys in the database [default: 1000000, 20000 with --quick].
@@ -195,6 +196,12 @@ fn run_one(args: &Args) -> Result<ExitCode> {
 
 /// Why `kind` cannot run `variant`, if it cannot.
 fn skip_reason(kind: &StoreKind, variant: &Variant) -> Option<String> {
+    if variant.workload == Workload::Transfer && !stores::TRANSACTIONAL.contains(&kind.name) {
+        return Some(format!(
+            "{} has no multi-key read-write transactions",
+            kind.name
+        ));
+    }
     if kind.persistent {
         return None;
     }

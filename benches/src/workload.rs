@@ -60,6 +60,10 @@ pub enum Workload {
     Mixed,
     /// Close a database of `n` keys and time opening it again.
     Reopen,
+    /// One write transaction per call: read two random keys, write each
+    /// the other's value (a bank transfer). Only for transactional stores;
+    /// not in [`Workload::ALL`], ask for it with `--workloads transfer`.
+    Transfer,
 }
 
 impl Workload {
@@ -92,12 +96,16 @@ impl Workload {
             Workload::DeleteRandom => "deleterandom",
             Workload::Mixed => "mixed",
             Workload::Reopen => "reopen",
+            Workload::Transfer => "transfer",
         }
     }
 
     /// Parses [`Workload::name`].
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|w| w.name() == s)
+        Self::ALL
+            .into_iter()
+            .chain([Workload::Transfer])
+            .find(|w| w.name() == s)
     }
 
     /// Whether every write of the workload must be durable.
@@ -138,14 +146,19 @@ impl Variant {
         if let Some(r) = self.read_pct {
             label.push_str(&format!(" {r}/{}", 100 - u32::from(r)));
         }
-        if self.workload == Workload::Mixed {
+        if matches!(self.workload, Workload::Mixed | Workload::Transfer) {
             label.push(' ');
             label.push_str(self.dist.name());
         }
         if self.batch > 1 {
             label.push_str(&format!(" b={}", self.batch));
         }
-        if self.threads > 1 || matches!(self.workload, Workload::FillSync | Workload::Mixed) {
+        if self.threads > 1
+            || matches!(
+                self.workload,
+                Workload::FillSync | Workload::Mixed | Workload::Transfer
+            )
+        {
             label.push_str(&format!(" t={}", self.threads));
         }
         label
@@ -180,6 +193,17 @@ pub fn plan(workloads: &[Workload]) -> Vec<Variant> {
                                 ..base
                             });
                         }
+                    }
+                }
+            }
+            Workload::Transfer => {
+                for dist in [KeyDist::Uniform, KeyDist::Zipfian] {
+                    for threads in [1, 4, 8] {
+                        variants.push(Variant {
+                            threads,
+                            dist,
+                            ..base
+                        });
                     }
                 }
             }
@@ -256,6 +280,9 @@ pub struct Row {
     pub peak_rss_bytes: Option<u64>,
     /// Whether the phase hit the time limit before finishing its calls.
     pub stopped_early: bool,
+    /// For `transfer`: transactions aborted (and run again) by a conflict.
+    #[serde(default)]
+    pub aborts: u64,
     /// How the store was configured.
     pub settings: String,
 }
@@ -271,6 +298,7 @@ fn new_histogram() -> Result<Histogram<u64>> {
 struct Recorder {
     hist: Histogram<u64>,
     ops: u64,
+    aborts: u64,
     user_bytes: u64,
     deadline: Instant,
     stopped_early: bool,
@@ -281,6 +309,7 @@ impl Recorder {
         Ok(Self {
             hist: new_histogram()?,
             ops: 0,
+            aborts: 0,
             user_bytes: 0,
             deadline,
             stopped_early: false,
@@ -316,6 +345,7 @@ impl Recorder {
 struct Phase {
     hist: Histogram<u64>,
     ops: u64,
+    aborts: u64,
     user_bytes: u64,
     elapsed: Duration,
     stopped_early: bool,
@@ -355,6 +385,7 @@ where
     let mut phase = Phase {
         hist: new_histogram()?,
         ops: 0,
+        aborts: 0,
         user_bytes: 0,
         elapsed: Duration::ZERO,
         stopped_early: false,
@@ -365,6 +396,7 @@ where
         let (rec, start, end) = outcome.map_err(|_| "a benchmark thread panicked")??;
         phase.hist.add(&rec.hist)?;
         phase.ops += rec.ops;
+        phase.aborts += rec.aborts;
         phase.user_bytes += rec.user_bytes;
         phase.stopped_early |= rec.stopped_early;
         first_start = Some(first_start.map_or(start, |s| s.min(start)));
@@ -611,6 +643,26 @@ pub fn run(
                 Ok(())
             })?
         }
+        Workload::Transfer => run_threads(store.as_ref(), threads, limit, |t, h, rec| {
+            let mut rng = SmallRng::seed_from_u64(t as u64 + 1);
+            let chooser = KeyChooser::new(variant.dist, n);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for _ in share(t, threads, n) {
+                if rec.expired() {
+                    break;
+                }
+                let i = chooser.next(&mut rng);
+                let mut j = chooser.next(&mut rng);
+                if j == i {
+                    j = (i + 1) % n.max(1);
+                }
+                keys.key(i, &mut a);
+                keys.key(j, &mut b);
+                let aborts = rec.time(1, 2 * pair, || h.transfer(&a, &b))?;
+                rec.aborts += aborts;
+            }
+            Ok(())
+        })?,
         Workload::Reopen => return Err("reopen is handled above".into()),
     };
 
@@ -668,6 +720,7 @@ fn reopen(
     let phase = Phase {
         hist,
         ops: rounds,
+        aborts: 0,
         user_bytes: 0,
         elapsed: total,
         stopped_early: false,
@@ -719,6 +772,7 @@ fn row(
         user_bytes: phase.user_bytes,
         peak_rss_bytes: metrics::peak_rss_bytes(),
         stopped_early: phase.stopped_early,
+        aborts: phase.aborts,
         settings: (kind.settings)(config),
     }
 }

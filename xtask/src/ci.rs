@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: the checks CI runs, in the order that fails fastest:
-//! format, lints, docs, tests, a short crash test of every persistent engine
-//! and a short run of every fuzz target.
+//! format, lints, docs, tests, a short crash test of every persistent engine,
+//! a short bank-transfer crash test (transactions) on the log and B+tree
+//! engines, and a short run of every fuzz target.
 
 use std::process::Command;
 
@@ -62,6 +63,18 @@ pub fn run(args: &CiArgs) -> Result<(), String> {
             iterations: 25,
             seed: 1,
             engine: (*engine).to_string(),
+            duration: 60,
+            threads: 4,
+            max_kill_ms: 300,
+            dir: None,
+        })?;
+    }
+    for engine in ["log", "btree"] {
+        eprintln!("==> crash test: bank transfers on {engine}");
+        crate::bank::run(&crate::crashtest::CrashArgs {
+            iterations: 25,
+            seed: 1,
+            engine: engine.to_string(),
             duration: 60,
             threads: 4,
             max_kill_ms: 300,

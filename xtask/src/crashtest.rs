@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 
 use crate::engines;
 
+pub use parking_lot_free::Stdout as LineOut;
+
 /// Flags of `cargo xtask crashtest`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CrashArgs {
@@ -188,12 +190,15 @@ mod parking_lot_free {
     use std::io::Write;
     use std::sync::Mutex;
 
+    /// Stdout, one whole flushed line at a time.
     pub struct Stdout(Mutex<std::io::Stdout>);
 
     impl Stdout {
+        /// The process's stdout.
         pub fn new() -> Self {
             Self(Mutex::new(std::io::stdout()))
         }
+        /// Writes `line` and a newline, and flushes.
         pub fn line(&self, line: &str) {
             let mut out = match self.0.lock() {
                 Ok(guard) => guard,
@@ -540,10 +545,11 @@ fn check_round(
 }
 
 /// A temporary directory removed on drop (xtask keeps its dependencies few).
-struct TempDir(PathBuf);
+pub struct TempDir(pub PathBuf);
 
 impl TempDir {
-    fn new() -> Result<Self, String> {
+    /// A new directory under the target directory.
+    pub fn new() -> Result<Self, String> {
         let base = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("target"));

@@ -4,9 +4,11 @@
 //! - `cargo xtask ci`: what CI runs besides the tests (format, lints, docs,
 //!   a short crash test, a short fuzz run).
 //! - `cargo xtask crashtest`: kill a writing process with SIGKILL at random
-//!   moments and check that no acknowledged write was lost.
+//!   moments and check that no acknowledged write was lost (`--target
+//!   bank`: the same for serializable bank transfers).
 //! - `cargo xtask fuzz`: run the cargo-fuzz targets and report executions.
 
+mod bank;
 mod ci;
 mod crashtest;
 mod engines;
@@ -34,14 +36,19 @@ enum Task {
         #[command(flatten)]
         args: crashtest::CrashArgs,
         /// What to kill: `engine` (a child writing through the engine API
-        /// from several threads, with compactions) or `shell` (`pydb shell
-        /// --sync always` driven through a pipe).
+        /// from several threads, with compactions), `bank` (serializable
+        /// transfers through pydb-txn; the total and every acknowledged
+        /// transfer must survive) or `shell` (`pydb shell --sync always`
+        /// driven through a pipe).
         #[arg(long, default_value = "engine")]
         target: String,
     },
     /// The child process of the engine crash test (internal).
     #[command(hide = true)]
     CrashtestChild(crashtest::ChildArgs),
+    /// The child process of the bank-transfer crash test (internal).
+    #[command(hide = true)]
+    CrashtestBankChild(crashtest::ChildArgs),
     /// Run the cargo-fuzz targets and report executions and crashes.
     Fuzz(fuzz::FuzzArgs),
 }
@@ -61,12 +68,14 @@ fn main() -> ExitCode {
         Task::Ci(args) => ci::run(&args),
         Task::Crashtest { args, target } => match target.as_str() {
             "engine" => crashtest::run(&args),
+            "bank" => bank::run(&args),
             "shell" => build_pydb().and_then(|pydb| shellcrash::run(&args, &pydb)),
             other => Err(format!(
-                "unknown crash test target {other}: engine or shell"
+                "unknown crash test target {other}: engine, bank or shell"
             )),
         },
         Task::CrashtestChild(args) => crashtest::child(&args),
+        Task::CrashtestBankChild(args) => bank::child(&args),
         Task::Fuzz(args) => fuzz::run(&args),
     };
     match result {

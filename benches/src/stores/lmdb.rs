@@ -94,6 +94,17 @@ struct LmdbHandle<'a> {
 }
 
 impl Handle for LmdbHandle<'_> {
+    fn transfer(&mut self, a: &[u8], b: &[u8]) -> Result<u64> {
+        // LMDB has one writer at a time (the write transaction's lock).
+        let mut txn = self.store.env.write_txn()?;
+        let va = self.store.db.get(&txn, a)?.map(<[u8]>::to_vec);
+        let vb = self.store.db.get(&txn, b)?.map(<[u8]>::to_vec);
+        self.store.db.put(&mut txn, a, &vb.unwrap_or_default())?;
+        self.store.db.put(&mut txn, b, &va.unwrap_or_default())?;
+        txn.commit()?;
+        Ok(0)
+    }
+
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         let mut txn = self.store.env.write_txn()?;
         self.store.db.put(&mut txn, key, value)?;

@@ -91,6 +91,16 @@ pub trait Handle {
     /// Reads every pair in key order, calling `each` with each value's
     /// length.
     fn scan_all(&mut self, each: &mut dyn FnMut(usize)) -> Result<()>;
+
+    /// A transfer: in one read-write transaction, reads `a` and `b` and
+    /// writes each the other's value. Returns how many times the store
+    /// aborted the transaction on a conflict and it was run again (always 0
+    /// for stores that let one writer in at a time). Stores without such
+    /// transactions refuse (see [`TRANSACTIONAL`]).
+    fn transfer(&mut self, a: &[u8], b: &[u8]) -> Result<u64> {
+        let _ = (a, b);
+        Err("this store has no multi-key read-write transactions".into())
+    }
 }
 
 /// How to open a store, and what it is.
@@ -114,6 +124,16 @@ impl std::fmt::Debug for StoreKind {
             .finish_non_exhaustive()
     }
 }
+
+/// The stores whose handles run [`Handle::transfer`] (read-write
+/// transactions over several keys).
+pub const TRANSACTIONAL: &[&str] = &[
+    "pydb-txn-log-btree",
+    "pydb-txn-btree",
+    "sqlite",
+    "redb",
+    "lmdb",
+];
 
 /// Every store this build knows, pydb's engines first.
 pub fn registry() -> Vec<StoreKind> {

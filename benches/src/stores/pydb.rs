@@ -15,6 +15,8 @@ use pydb_storage::{
 };
 use pydb_wal::SyncPolicy;
 
+use pydb_txn::{Isolation, TxnManager};
+
 use super::{Handle, Result, Store, StoreConfig, StoreKind, WriteMode};
 
 /// pydb's engines, one entry per engine and index.
@@ -72,6 +74,31 @@ pub fn stores() -> Vec<StoreKind> {
             },
         },
         StoreKind {
+            name: "pydb-txn-log-btree",
+            persistent: true,
+            open: |dir, c| open_txn("log-btree", dir, c),
+            settings: |c| {
+                format!(
+                    "pydb-txn (MVCC, serializable transfers) over {}",
+                    log_settings(c, "BTreeIndex")
+                )
+            },
+        },
+        StoreKind {
+            name: "pydb-txn-btree",
+            persistent: true,
+            open: |dir, c| open_txn("btree", dir, c),
+            settings: |c| {
+                let o = btree_options(c);
+                format!(
+                    "pydb-txn (MVCC, serializable transfers) over the B+tree: {} B pages, {} MiB pool, SyncPolicy::{:?}",
+                    o.page_size,
+                    o.pool_bytes >> 20,
+                    o.sync
+                )
+            },
+        },
+        StoreKind {
             name: "pydb-memory",
             persistent: false,
             open: |dir, c| open_named("memory", dir, c),
@@ -88,6 +115,16 @@ fn open_named(name: &str, dir: &Path, config: &StoreConfig) -> Result<Box<dyn St
     engine_config.btree = btree_options(config);
     engine_config.lsm = lsm_options(config);
     engine(open_engine(dir, &engine_config)?)
+}
+
+/// Opens the engine configuration `name` with the transaction layer over it.
+fn open_txn(name: &str, dir: &Path, config: &StoreConfig) -> Result<Box<dyn Store>> {
+    let mut engine_config = EngineConfig::from_name(name)?;
+    engine_config.log = log_options(config);
+    engine_config.btree = btree_options(config);
+    let engine = open_engine(dir, &engine_config)?;
+    let txn = TxnManager::open(engine, pydb_txn::Options::default())?;
+    Ok(Box::new(TxnStore { txn }))
 }
 
 /// The log engine's options for a workload: its defaults (64 MiB segments,
@@ -205,5 +242,86 @@ impl<E: StorageEngine> Handle for EngineHandle<'_, E> {
             each(v.len());
         }
         Ok(())
+    }
+}
+
+/// pydb's engines through the transaction layer: every call is a
+/// transaction, and `transfer` a serializable one, run again on a conflict.
+struct TxnStore {
+    txn: TxnManager,
+}
+
+impl Store for TxnStore {
+    fn handle(&self) -> Result<Box<dyn Handle + '_>> {
+        Ok(Box::new(TxnHandle { txn: &self.txn }))
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(self.txn.engine().flush()?)
+    }
+}
+
+struct TxnHandle<'a> {
+    txn: &'a TxnManager,
+}
+
+impl Handle for TxnHandle<'_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        Ok(self
+            .txn
+            .transaction(Isolation::ReadCommitted, |tx| tx.set(key, value))?)
+    }
+
+    fn put_batch(&mut self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        Ok(self.txn.transaction(Isolation::ReadCommitted, |tx| {
+            pairs.iter().try_for_each(|(k, v)| tx.set(k, v))
+        })?)
+    }
+
+    fn get(&mut self, key: &[u8]) -> Result<Option<usize>> {
+        let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
+        Ok(tx.get(key)?.map(|v| v.len()))
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<()> {
+        Ok(self
+            .txn
+            .transaction(Isolation::ReadCommitted, |tx| tx.delete(key))?)
+    }
+
+    fn scan(&mut self, start: &[u8], limit: usize) -> Result<usize> {
+        let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
+        let items = tx.scan(start..)?;
+        Ok(items
+            .into_iter()
+            .take(limit)
+            .map(std::hint::black_box)
+            .count())
+    }
+
+    fn scan_all(&mut self, each: &mut dyn FnMut(usize)) -> Result<()> {
+        let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
+        for (_, v) in tx.scan::<&[u8]>(..)? {
+            each(v.len());
+        }
+        Ok(())
+    }
+
+    fn transfer(&mut self, a: &[u8], b: &[u8]) -> Result<u64> {
+        let mut aborts = 0;
+        loop {
+            let outcome = self.txn.begin(Isolation::Serializable).and_then(|mut tx| {
+                let va = tx.get(a)?.unwrap_or_default();
+                let vb = tx.get(b)?.unwrap_or_default();
+                tx.set(a, &vb)?;
+                tx.set(b, &va)?;
+                tx.commit()
+            });
+            match outcome {
+                Ok(_) => return Ok(aborts),
+                Err(e) if e.is_retryable() => aborts += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }

@@ -84,6 +84,18 @@ struct RedbHandle<'a> {
 }
 
 impl Handle for RedbHandle<'_> {
+    fn transfer(&mut self, a: &[u8], b: &[u8]) -> Result<u64> {
+        // One write transaction at a time: redb serializes writers.
+        self.store.write(|t| {
+            let va = t.get(a)?.map(|g| g.value().to_vec()).unwrap_or_default();
+            let vb = t.get(b)?.map(|g| g.value().to_vec()).unwrap_or_default();
+            t.insert(a, vb.as_slice())?;
+            t.insert(b, va.as_slice())?;
+            Ok(())
+        })?;
+        Ok(0)
+    }
+
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.store.write(|t| {
             t.insert(key, value)?;

@@ -148,6 +148,24 @@ impl Handle for SqliteHandle {
         Ok(read)
     }
 
+    fn transfer(&mut self, a: &[u8], b: &[u8]) -> Result<u64> {
+        // BEGIN IMMEDIATE: the write lock is taken up front, so the
+        // transaction never fails on an upgrade; writers run one at a time.
+        let txn = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut get = txn.prepare_cached("SELECT v FROM kv WHERE k = ?1")?;
+            let va: Option<Vec<u8>> = get.query_row(params![a], |r| r.get(0)).optional()?;
+            let vb: Option<Vec<u8>> = get.query_row(params![b], |r| r.get(0)).optional()?;
+            let mut put = txn.prepare_cached(PUT)?;
+            put.execute(params![a, vb.unwrap_or_default()])?;
+            put.execute(params![b, va.unwrap_or_default()])?;
+        }
+        txn.commit()?;
+        Ok(0)
+    }
+
     fn scan_all(&mut self, each: &mut dyn FnMut(usize)) -> Result<()> {
         let mut stmt = self.conn.prepare_cached("SELECT k, v FROM kv ORDER BY k")?;
         let mut rows = stmt.query([])?;

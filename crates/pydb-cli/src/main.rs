@@ -203,6 +203,7 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
                 engine,
                 index,
                 sync,
+                ..Options::default()
             };
             let db = Db::open(&dir, options)?;
             let (history, banner) = if engine.is_persistent() {
@@ -259,6 +260,7 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
                     engine,
                     index,
                     sync,
+                    ..Options::default()
                 },
             )?;
             tracing::info!(

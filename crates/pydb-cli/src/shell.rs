@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn pipe_loop_answers_every_line_and_goes_on_after_errors() {
-        let db = Db::memory();
+        let db = Db::memory().unwrap();
         let input = b"set k v\n\nnope\nGET k\nget\nquit\nget k\n";
         let mut output = Vec::new();
         run_pipe(&mut Local::new(&db), &input[..], &mut output).unwrap();
@@ -247,7 +247,7 @@ mod tests {
 
     #[test]
     fn pipe_loop_handles_crlf_and_a_last_line_without_newline() {
-        let db = Db::memory();
+        let db = Db::memory().unwrap();
         let mut output = Vec::new();
         run_pipe(&mut Local::new(&db), &b"set k v\r\nget k"[..], &mut output).unwrap();
         assert_eq!(String::from_utf8(output).unwrap(), "OK\n\"v\"\n");

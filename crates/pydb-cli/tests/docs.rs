@@ -17,7 +17,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use pydb::db::{DEFAULT_SYNC_INTERVAL, HISTORY_FILE_NAME, LOCK_STRIPES};
+use pydb::db::{DEFAULT_SYNC_INTERVAL, HISTORY_FILE_NAME};
 use pydb::{EngineKind, IndexKind, Options, SyncPolicy};
 
 /// The root of the workspace.
@@ -463,10 +463,6 @@ fn pins() -> Vec<(&'static str, String)> {
                 defaults.engine,
                 index_words(defaults.index)
             ),
-        ),
-        (
-            a,
-            format!("hashes keys onto {LOCK_STRIPES}\nread-write locks"),
         ),
         (
             g,

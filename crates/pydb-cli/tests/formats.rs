@@ -7,7 +7,8 @@ mod common;
 use std::path::Path;
 
 use pydb::file::MonolithicFile;
-use pydb::storage::{BTreeOptions, BTreeStorage, StorageEngine};
+use pydb::meta::Metadata;
+use pydb::storage::{BTreeOptions, BTreeStorage, EngineConfig, StorageEngine, open_engine};
 use pydb::wal::{LogWriter, SyncPolicy};
 use pydb::{Db, EngineKind, IndexKind, Options};
 
@@ -112,19 +113,20 @@ fn record_log_example_matches_a_fresh_log() {
 /// a delete; then (for the hint) a compaction, which seals the live data
 /// into segment 2 with its hint.
 fn make_log_db(dir: &Path, compact: bool) {
-    let options = Options {
-        index: IndexKind::BTree,
-        ..Options::with_engine(EngineKind::Log)
-    };
-    let db = Db::open(dir, options).unwrap();
-    db.set("hello", "world").unwrap();
+    // The engine itself, not `Db`: `Db` writes version keys of the
+    // transaction layer, and these examples show the engine's own records.
+    pydb::meta::write(dir, &Metadata::new(EngineKind::Log, Some(IndexKind::BTree))).unwrap();
+    let mut config = EngineConfig::new(EngineKind::Log).with_sync(SyncPolicy::Always);
+    config.index = IndexKind::BTree;
+    let engine = open_engine(dir, &config).unwrap();
+    engine.set(b"hello", b"world").unwrap();
     let mut batch = pydb::WriteBatch::new();
     batch.set("a", "1").set("b", "2").delete("hello");
-    db.write_batch(&batch).unwrap();
+    engine.write_batch(&batch).unwrap();
     if compact {
-        db.compact().unwrap();
+        engine.compact().unwrap();
     }
-    db.close().unwrap();
+    engine.flush().unwrap();
 }
 
 #[test]

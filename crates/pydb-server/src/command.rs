@@ -1384,7 +1384,7 @@ mod tests {
 
     #[test]
     fn names_are_case_insensitive() {
-        let db = Db::memory();
+        let db = Db::memory().unwrap();
         assert_eq!(text(&db, "set k v"), "OK\n");
         assert_eq!(text(&db, "GeT k"), "\"v\"\n");
         assert_eq!(text(&db, "PING"), "PONG\n");
@@ -1393,7 +1393,7 @@ mod tests {
 
     #[test]
     fn errors_have_redis_texts() {
-        let db = Db::memory();
+        let db = Db::memory().unwrap();
         assert_eq!(
             text(&db, "foo a \"b c\""),
             "(error) ERR unknown command 'foo', with args beginning with: 'a' 'b c' \n"
@@ -1432,7 +1432,7 @@ mod tests {
 
     #[test]
     fn del_exists_mset_mget_count_like_redis() {
-        let db = Db::memory();
+        let db = Db::memory().unwrap();
         assert_eq!(text(&db, "mset a 1 b 2 a 3"), "OK\n");
         assert_eq!(text(&db, "exists a a b c"), "(integer) 3\n");
         assert_eq!(text(&db, "mget a b c"), "1) \"3\"\n2) \"2\"\n3) (nil)\n");
@@ -1442,7 +1442,7 @@ mod tests {
 
     #[test]
     fn range_bounds_and_limit() {
-        let db = Db::memory();
+        let db = Db::memory().unwrap();
         text(&db, "mset a 1 b 2 c 3 d 4");
         assert_eq!(
             text(&db, "range b d"),
@@ -1460,7 +1460,7 @@ mod tests {
 
     #[test]
     fn stats_and_help_are_arrays() {
-        let db = Db::memory();
+        let db = Db::memory().unwrap();
         text(&db, "set k v");
         let stats = text(&db, "stats");
         assert!(

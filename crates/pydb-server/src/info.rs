@@ -230,7 +230,7 @@ mod tests {
 
     #[test]
     fn info_has_redis_shape_and_merges_host_fields() {
-        let db = Db::memory();
+        let db = Db::memory().unwrap();
         db.set("k", "v").unwrap();
         let text = render(&db, &TestHost, &[]);
         assert!(text.starts_with("# Server\r\npydb_version:"), "{text}");

@@ -205,7 +205,7 @@ mod tests {
 
     #[test]
     fn pages_cover_every_key_once_and_end_with_zero() {
-        let db = Db::memory();
+        let db = Db::memory().unwrap();
         let cursors = Mutex::new(CursorTable::default());
         for i in 0..25 {
             db.set(format!("{i:02}"), "v").unwrap();
@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn prefix_cursors_need_no_state_and_survive_a_new_table() {
-        let db = Db::memory();
+        let db = Db::memory().unwrap();
         for i in 0..40 {
             db.set(format!("k{i:02}"), "v").unwrap();
         }
@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn keys_sharing_eight_bytes_use_table_cursors_and_are_all_returned() {
-        let db = Db::memory();
+        let db = Db::memory().unwrap();
         let mut expected = Vec::new();
         for i in 0..100 {
             let key = Bytes::from(format!("session:{i:03}"));
@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn binary_keys_near_the_group_edges_are_neither_skipped_nor_repeated() {
-        let db = Db::memory();
+        let db = Db::memory().unwrap();
         let mut expected = Vec::new();
         for first in [0u8, 1, 0x7f, 0x80, 0xfe, 0xff] {
             for len in 1..=10 {
@@ -310,7 +310,7 @@ mod tests {
 
     #[test]
     fn match_filters_and_unknown_cursors_are_refused() {
-        let db = Db::memory();
+        let db = Db::memory().unwrap();
         let cursors = Mutex::new(CursorTable::default());
         for key in ["user:1", "user:2", "item:1"] {
             db.set(key, "v").unwrap();

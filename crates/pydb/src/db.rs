@@ -12,7 +12,9 @@
 //! 1. a directory without `PYDB` must be empty (or missing): it is then
 //!    created as a new database and `PYDB` is written atomically;
 //! 2. a directory with `PYDB` is opened only by the engine recorded there,
-//!    and only if its format version is not newer than this build's.
+//!    and only if its format version is this build's: not newer, and not
+//!    version 1, from before transactions (see [`meta::META_FORMAT_VERSION`];
+//!    it is refused, not migrated).
 //!
 //! Those checks run under the directory lock ([`DirLock`]), so two
 //! processes cannot both decide to create the same database. The lock is
@@ -21,19 +23,28 @@
 //!
 //! The memory engine writes no files: it ignores the directory entirely.
 //!
-//! ## Read-modify-write
+//! ## Every read and write is a transaction
 //!
-//! `INCR` and `SET NX` read a key and write it depending on what they read;
-//! two of them racing on one key must not both read the old value. The
-//! engines promise atomic single writes, not that, so `Db` adds it with
-//! [`KeyLocks`]: 64 read-write locks, a key hashed to one of them. A
-//! read-modify-write ([`Db::incr_by`], [`Db::set_if`]) holds its key's lock
-//! *exclusively*; a plain write ([`Db::set`], [`Db::delete`],
-//! [`Db::write_batch`]) holds it *shared*. So plain writes never wait for
-//! each other (concurrent `SET`s still share an fsync through the WAL's
-//! group commit), and no write of any kind lands between the read and the
-//! write of an `INCR`. Writes made through [`Db::engine`] directly bypass
-//! the locks.
+//! `Db` keeps its data through a [`TxnManager`] over the engine, so the
+//! engine holds *versions* (`key | inverted commit timestamp`, see
+//! `pydb-txn`), never plain keys. [`Db::begin`] and [`Db::transaction`]
+//! hand out full transactions; the single-key operations are small
+//! transactions, each at the weakest level that keeps it correct:
+//!
+//! | operation | transaction | why |
+//! |---|---|---|
+//! | `get`, `scan`, `key_count` | read-only, snapshot | one consistent view, never aborts |
+//! | `set`, `write_batch` | read committed | a blind write: last writer wins, never aborts |
+//! | `delete`, `set_if`, `incr_by` | snapshot, retried | read then write one key: first committer wins, so two `INCR`s never both read the old value |
+//!
+//! A read-modify-write that loses a write-write conflict is run again
+//! (see [`RMW_ATTEMPTS`]); each conflict means another commit succeeded,
+//! so the system always makes progress. Serializable is not needed for
+//! them: a one-key transaction cannot take part in write skew that
+//! first-committer-wins on that key does not already stop.
+//!
+//! Writes made through [`Db::engine`] directly bypass the transaction
+//! layer and must not be mixed with it: the engine holds version keys.
 
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
@@ -41,13 +52,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::{RwLock, RwLockReadGuard};
 pub use pydb_storage::{BatchOp, WriteBatch};
 use pydb_storage::{
     DirLock, EngineConfig, KeyRange, LOCK_FILE_NAME, MemoryStorage, Stats, StorageEngine,
     open_engine,
 };
 pub use pydb_storage::{EngineKind, IndexKind};
+pub use pydb_txn::{Concurrency, Isolation, Transaction, TxnManager, TxnOptions, TxnStats};
 pub use pydb_wal::SyncPolicy;
 
 use crate::meta::{self, Metadata};
@@ -59,6 +70,12 @@ pub const HISTORY_FILE_NAME: &str = ".pydb_history";
 
 /// The interval of [`SyncPolicy::Periodic`] when none is given.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How many times a single-key read-modify-write (`delete`, `set_if`,
+/// `incr_by`) runs before it gives up with the write conflict. Every lost
+/// attempt means another commit on the key succeeded, so this bound is
+/// reached only under pathological contention.
+pub const RMW_ATTEMPTS: u32 = 10_000;
 
 /// Parses a sync policy: `always`, `never`, `periodic` (every
 /// [`DEFAULT_SYNC_INTERVAL`]) or `periodic:MS`.
@@ -93,6 +110,9 @@ pub struct Options {
     /// write is durable before it returns, so an acknowledged write is never
     /// lost. `Periodic` and `Never` trade that for speed, explicitly.
     pub sync: SyncPolicy,
+    /// The concurrency control of transactions that do not choose one
+    /// (the single-key operations included). Default: [`Concurrency::Mvcc`].
+    pub concurrency: Concurrency,
 }
 
 impl Default for Options {
@@ -101,6 +121,7 @@ impl Default for Options {
             engine: EngineKind::Log,
             index: IndexKind::BTree,
             sync: SyncPolicy::Always,
+            concurrency: Concurrency::Mvcc,
         }
     }
 }
@@ -121,10 +142,9 @@ pub type Scan<'a> = Box<dyn Iterator<Item = Result<(Bytes, Bytes)>> + Send + 'a>
 /// An open database.
 #[derive(Debug, Clone)]
 pub struct Db {
-    engine: Arc<dyn StorageEngine>,
+    txn: Arc<TxnManager>,
     dir: Option<PathBuf>,
     options: Options,
-    locks: Arc<KeyLocks>,
 }
 
 /// When [`Db::set_if`] writes.
@@ -136,77 +156,27 @@ pub enum SetCondition {
     IfPresent,
 }
 
-/// How many read-write locks `Db` hashes keys onto for `INCR` and
-/// `SET NX|XX` (see the module doc, "Read-modify-write").
-pub const LOCK_STRIPES: usize = 64;
-
-/// Striped read-write locks over keys (see the module doc): shared for
-/// plain writes, exclusive for read-modify-writes.
-#[derive(Debug)]
-pub struct KeyLocks {
-    stripes: [RwLock<()>; LOCK_STRIPES],
-}
-
-impl KeyLocks {
-    fn new() -> Self {
-        Self {
-            stripes: std::array::from_fn(|_| RwLock::new(())),
-        }
-    }
-
-    /// The stripe of `key` (FNV-1a: cheap, and good enough to spread keys).
-    fn stripe(key: &[u8]) -> usize {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for &b in key {
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        // The modulo keeps the value below 64, so it fits any usize.
-        (hash % LOCK_STRIPES as u64) as usize
-    }
-
-    fn lock(&self, key: &[u8]) -> &RwLock<()> {
-        // `stripe` is below `LOCK_STRIPES`, the length of the array.
-        &self.stripes[Self::stripe(key) % LOCK_STRIPES]
-    }
-
-    /// Shared guards on the stripes of every key of `keys`, taken in
-    /// ascending stripe order so that two batches cannot deadlock.
-    fn share_all<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) -> Vec<RwLockReadGuard<'_, ()>> {
-        let mut mask: u64 = 0;
-        for key in keys {
-            mask |= 1 << Self::stripe(key);
-        }
-        (0..LOCK_STRIPES)
-            .filter(|i| mask & (1 << i) != 0)
-            .filter_map(|i| self.stripes.get(i).map(RwLock::read))
-            .collect()
-    }
-}
-
 impl Db {
     /// Opens (or creates) the database in `dir` with `options`.
     ///
     /// Fails with [`Error::NotADatabase`] if `dir` holds other files and no
     /// `PYDB`, [`Error::WrongEngine`] if it was created by another engine,
-    /// [`Error::UnsupportedVersion`] if a newer pydb wrote it, and
+    /// [`Error::UnsupportedVersion`] if a newer pydb wrote it,
+    /// [`Error::OldFormat`] if a pydb without transactions wrote it, and
     /// [`Error::Corrupted`] if `PYDB` is damaged. The memory engine ignores
     /// `dir`.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
         let dir = dir.as_ref();
         if !options.engine.is_persistent() {
-            return Ok(Self::from_engine(
-                Arc::new(MemoryStorage::new()),
-                None,
-                options,
-            ));
+            return Self::from_engine(Arc::new(MemoryStorage::new()), None, options);
         }
         prepare_dir(dir, &options)?;
         let engine = open_engine(dir, &engine_config(&options))?;
-        Ok(Self::from_engine(engine, Some(dir.to_path_buf()), options))
+        Self::from_engine(engine, Some(dir.to_path_buf()), options)
     }
 
     /// A new, empty in-memory database.
-    pub fn memory() -> Self {
+    pub fn memory() -> Result<Self> {
         Self::from_engine(
             Arc::new(MemoryStorage::new()),
             None,
@@ -215,23 +185,33 @@ impl Db {
     }
 
     /// Wraps an engine built by the caller (a test's fault-injecting engine,
-    /// an engine with custom settings).
+    /// an engine with custom settings) in the transaction layer. The engine
+    /// must be empty or hold only what a `Db` wrote.
     pub fn from_engine(
         engine: Arc<dyn StorageEngine>,
         dir: Option<PathBuf>,
         options: Options,
-    ) -> Self {
-        Self {
-            engine,
+    ) -> Result<Self> {
+        let txn_options = pydb_txn::Options {
+            concurrency: options.concurrency,
+            ..pydb_txn::Options::default()
+        };
+        Ok(Self {
+            txn: Arc::new(TxnManager::open(engine, txn_options)?),
             dir,
             options,
-            locks: Arc::new(KeyLocks::new()),
-        }
+        })
     }
 
-    /// The engine, for callers that need the trait directly.
+    /// The engine, for callers that need the trait directly. It holds
+    /// version keys (see `pydb-txn`), not the keys the user wrote.
     pub fn engine(&self) -> &Arc<dyn StorageEngine> {
-        &self.engine
+        self.txn.engine()
+    }
+
+    /// The transaction manager over the engine.
+    pub fn txn_manager(&self) -> &TxnManager {
+        &self.txn
     }
 
     /// The database directory; `None` for the memory engine.
@@ -244,112 +224,210 @@ impl Db {
         &self.options
     }
 
-    /// Sets `key` to `value`.
-    pub fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
-        let key = key.as_ref();
-        let _shared = self.locks.lock(key).read();
-        Ok(self.engine.set(key, value.as_ref())?)
+    /// Begins a read-write transaction at `isolation`. Dropping it without
+    /// a commit rolls it back.
+    pub fn begin(&self, isolation: Isolation) -> Result<Transaction> {
+        Ok(self.txn.begin(isolation)?)
     }
 
-    /// Sets `key` to `value` if `condition` holds, atomically with respect
-    /// to every other write through this `Db`; returns whether it wrote.
+    /// Begins a read-only transaction at `isolation`.
+    pub fn begin_read_only(&self, isolation: Isolation) -> Result<Transaction> {
+        Ok(self.txn.begin_read_only(isolation)?)
+    }
+
+    /// Begins a read-only transaction that sees the database as of commit
+    /// `ts` (see [`Db::last_commit`]), while its versions are kept.
+    pub fn begin_as_of(&self, ts: u64) -> Result<Transaction> {
+        Ok(self.txn.begin_as_of(ts)?)
+    }
+
+    /// Begins a transaction with `options`.
+    pub fn begin_with(&self, options: TxnOptions) -> Result<Transaction> {
+        Ok(self.txn.begin_with(options)?)
+    }
+
+    /// Runs `f` in a transaction at `isolation` and commits it, running it
+    /// again (a bounded number of times) when it fails with a retryable
+    /// error: a write conflict, a serialization failure, a deadlock or a
+    /// lock timeout.
+    pub fn transaction<T>(
+        &self,
+        isolation: Isolation,
+        f: impl FnMut(&mut Transaction) -> pydb_txn::Result<T>,
+    ) -> Result<T> {
+        Ok(self.txn.transaction(isolation, f)?)
+    }
+
+    /// The last commit timestamp (what [`Db::begin_as_of`] takes).
+    pub fn last_commit(&self) -> u64 {
+        self.txn.last_commit()
+    }
+
+    /// Runs a one-key read-modify-write `f` at snapshot isolation until it
+    /// commits (see the module doc). `f` returns `Ok(Err(_))` for a user
+    /// error (not an integer): nothing is written and it is not retried.
+    fn read_modify_write<T>(
+        &self,
+        mut f: impl FnMut(&mut Transaction) -> pydb_txn::Result<Result<T>>,
+    ) -> Result<T> {
+        let mut attempt: u32 = 0;
+        loop {
+            let outcome = self.txn.begin(Isolation::Snapshot).and_then(|mut tx| {
+                let value = f(&mut tx)?;
+                tx.commit()?;
+                Ok(value)
+            });
+            match outcome {
+                Ok(value) => return value,
+                Err(e) if e.is_retryable() && attempt + 1 < RMW_ATTEMPTS => {
+                    attempt += 1;
+                    // Let the winner's group commit finish before trying
+                    // again, rather than spinning on the same snapshot.
+                    std::thread::yield_now();
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Sets `key` to `value`.
+    pub fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.transaction(Isolation::ReadCommitted, |tx| tx.set(key, value))
+    }
+
+    /// Sets `key` to `value` if `condition` holds, atomically; returns
+    /// whether it wrote.
     pub fn set_if(
         &self,
         key: impl AsRef<[u8]>,
         value: impl AsRef<[u8]>,
         condition: SetCondition,
     ) -> Result<bool> {
-        let key = key.as_ref();
-        let _exclusive = self.locks.lock(key).write();
-        let present = self.engine.get(key)?.is_some();
-        let write = match condition {
-            SetCondition::IfAbsent => !present,
-            SetCondition::IfPresent => present,
-        };
-        if write {
-            self.engine.set(key, value.as_ref())?;
-        }
-        Ok(write)
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.read_modify_write(|tx| {
+            let present = tx.get(key)?.is_some();
+            let write = match condition {
+                SetCondition::IfAbsent => !present,
+                SetCondition::IfPresent => present,
+            };
+            if write {
+                tx.set(key, value)?;
+            }
+            Ok(Ok(write))
+        })
     }
 
     /// Adds `delta` to the integer stored at `key` (a missing key counts as
-    /// 0) and returns the new value, atomically with respect to every other
-    /// write through this `Db`.
+    /// 0) and returns the new value, atomically.
     ///
     /// Fails with [`Error::NotAnInteger`] if the value is not the decimal
     /// text of a signed 64-bit integer, and with [`Error::Overflow`] if the
     /// sum does not fit; the value is then left unchanged.
     pub fn incr_by(&self, key: impl AsRef<[u8]>, delta: i64) -> Result<i64> {
         let key = key.as_ref();
-        let _exclusive = self.locks.lock(key).write();
-        let current = match self.engine.get(key)? {
-            None => 0,
-            Some(value) => parse_integer(&value).ok_or(Error::NotAnInteger)?,
-        };
-        let next = current.checked_add(delta).ok_or(Error::Overflow)?;
-        self.engine.set(key, next.to_string().as_bytes())?;
-        Ok(next)
+        self.read_modify_write(|tx| {
+            let current = match tx.get(key)? {
+                None => 0,
+                Some(value) => match parse_integer(&value) {
+                    Some(n) => n,
+                    None => return Ok(Err(Error::NotAnInteger)),
+                },
+            };
+            let Some(next) = current.checked_add(delta) else {
+                return Ok(Err(Error::Overflow));
+            };
+            tx.set(key, next.to_string().as_bytes())?;
+            Ok(Ok(next))
+        })
     }
 
     /// The value of `key`, or `None`.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        Ok(self.engine.get(key.as_ref())?)
+        let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
+        Ok(tx.get(key.as_ref())?)
     }
 
     /// Deletes `key`; returns whether it had a value.
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let key = key.as_ref();
-        let _shared = self.locks.lock(key).read();
-        Ok(self.engine.delete(key)?)
+        self.read_modify_write(|tx| {
+            let present = tx.get(key)?.is_some();
+            if present {
+                tx.delete(key)?;
+            }
+            Ok(Ok(present))
+        })
     }
 
-    /// Applies every operation of `batch` atomically.
+    /// Applies every operation of `batch` atomically (one transaction).
     pub fn write_batch(&self, batch: &WriteBatch) -> Result<()> {
-        let _shared = self
-            .locks
-            .share_all(batch.ops().iter().map(|op| op.key().as_ref()));
-        Ok(self.engine.write_batch(batch)?)
+        self.transaction(Isolation::ReadCommitted, |tx| {
+            for op in batch.ops() {
+                match op {
+                    BatchOp::Set { key, value } => tx.set(key, value)?,
+                    BatchOp::Delete { key } => tx.delete(key)?,
+                }
+            }
+            Ok(())
+        })
     }
 
-    /// The number of keys: the engine's `live_keys` counter when it keeps
-    /// one, else a count by scan.
+    /// The number of keys, counted by a scan of one snapshot (the engine's
+    /// `live_keys` counts versions, not keys).
     pub fn key_count(&self) -> Result<u64> {
-        if let Some(n) = self.stats().get("live_keys") {
-            return Ok(n);
-        }
-        let mut count: u64 = 0;
-        for item in self.scan::<&[u8]>(..)? {
-            item?;
-            count = count.saturating_add(1);
-        }
-        Ok(count)
+        let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
+        Ok(tx.scan::<&[u8]>(..)?.len() as u64)
     }
 
     /// The keys in `range` with their values, in ascending key order, e.g.
     /// `db.scan(b"a".as_slice()..b"c".as_slice())` or `db.scan::<&[u8]>(..)`.
+    /// The items come from one snapshot.
     pub fn scan<T: AsRef<[u8]>>(&self, range: impl RangeBounds<T>) -> Result<Scan<'_>> {
         self.scan_range(KeyRange::new(range))
     }
 
     /// The keys in `range` with their values, in ascending key order.
     pub fn scan_range(&self, range: KeyRange) -> Result<Scan<'_>> {
-        let iter = self.engine.scan(range)?;
-        Ok(Box::new(iter.map(|item| item.map_err(Error::from))))
+        let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
+        let items = tx.scan((range.start, range.end))?;
+        Ok(Box::new(items.into_iter().map(Ok)))
     }
 
     /// Makes every write so far durable, whatever the sync policy.
     pub fn flush(&self) -> Result<()> {
-        Ok(self.engine.flush()?)
+        Ok(self.engine().flush()?)
     }
 
-    /// Reclaims the space of overwritten and deleted data.
+    /// Collects the garbage versions, then reclaims the engine's space of
+    /// overwritten and deleted data.
     pub fn compact(&self) -> Result<()> {
-        Ok(self.engine.compact()?)
+        self.txn.gc()?;
+        Ok(self.engine().compact()?)
     }
 
-    /// The engine's counters.
+    /// The engine's counters, then the transaction layer's (`txn_*`).
     pub fn stats(&self) -> Stats {
-        self.engine.stats()
+        let mut stats = self.engine().stats();
+        let t = self.txn.stats();
+        stats.counters.extend([
+            ("txn_last_commit", t.last_commit),
+            ("txn_active", t.active),
+            ("txn_committed", t.committed),
+            ("txn_rolled_back", t.rolled_back),
+            ("txn_write_conflicts", t.write_conflicts),
+            ("txn_serialization_failures", t.serialization_failures),
+            ("txn_commit_groups", t.commit_groups),
+            ("txn_versions_written", t.versions_written),
+            (
+                "txn_versions_at_last_collection",
+                t.versions_at_last_collection,
+            ),
+            ("txn_garbage_collected", t.garbage_collected),
+            ("txn_collections", t.collections),
+            ("txn_watermark", t.watermark),
+        ]);
+        stats
     }
 
     /// Flushes and closes the database. Dropping every clone closes it too,
@@ -388,6 +466,13 @@ fn prepare_dir(dir: &Path, options: &Options) -> Result<()> {
             meta::write(dir, &Metadata::new(options.engine, index))?;
         }
         Some(found) => {
+            if found.format_version < meta::META_OLDEST_OPENABLE_VERSION {
+                return Err(Error::OldFormat {
+                    dir: dir.to_path_buf(),
+                    found: found.format_version,
+                    supported: meta::META_FORMAT_VERSION,
+                });
+            }
             if found.engine != options.engine {
                 return Err(Error::WrongEngine {
                     dir: dir.to_path_buf(),
@@ -454,7 +539,7 @@ mod tests {
 
     #[test]
     fn memory_db_does_what_it_is_told() {
-        let db = Db::memory();
+        let db = Db::memory().unwrap();
         db.set("a", "1").unwrap();
         db.set("b", "2").unwrap();
         assert_eq!(db.get("a").unwrap().unwrap(), "1");

@@ -17,6 +17,27 @@ pub enum Error {
     #[error(transparent)]
     Storage(#[from] pydb_storage::Error),
 
+    /// The transaction layer failed: a conflict (retryable), a read-only
+    /// violation, a poisoned manager, an "as of" out of range. Its storage
+    /// errors are unwrapped into [`Error::Storage`].
+    #[error(transparent)]
+    Txn(pydb_txn::Error),
+
+    /// The directory was written by a pydb before transactions (an older
+    /// metadata format version), whose engine holds plain keys instead of
+    /// version keys.
+    #[error(
+        "{dir} has format version {found}, written by a pydb without transactions; this build opens only version {supported} (copy the data out with the older pydb, e.g. over the Redis protocol, and load it into a new directory)"
+    )]
+    OldFormat {
+        /// The directory.
+        dir: PathBuf,
+        /// The version in its metadata.
+        found: u32,
+        /// The version this build opens.
+        supported: u32,
+    },
+
     /// An operating-system call on a path failed.
     #[error("{path}: {source}")]
     Io {
@@ -110,6 +131,8 @@ impl Error {
         use pydb_storage::ErrorKind;
         match self {
             Error::Storage(e) => e.kind(),
+            Error::Txn(e) => txn_kind(e),
+            Error::OldFormat { .. } => ErrorKind::Unsupported,
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ErrorKind::NotFound
             }
@@ -127,6 +150,27 @@ impl Error {
     /// Whether this error reports damaged data, in the facade or below.
     pub fn is_corruption(&self) -> bool {
         self.kind() == pydb_storage::ErrorKind::Corruption
+    }
+}
+
+/// The kind of a transaction-layer error.
+fn txn_kind(e: &pydb_txn::Error) -> pydb_storage::ErrorKind {
+    use pydb_storage::ErrorKind;
+    match e {
+        e if e.is_retryable() => ErrorKind::Conflict,
+        pydb_txn::Error::Storage(e) => e.kind(),
+        pydb_txn::Error::Poisoned { .. } => ErrorKind::Poisoned,
+        pydb_txn::Error::Corrupted { .. } => ErrorKind::Corruption,
+        _ => ErrorKind::InvalidInput,
+    }
+}
+
+impl From<pydb_txn::Error> for Error {
+    fn from(e: pydb_txn::Error) -> Self {
+        match e {
+            pydb_txn::Error::Storage(e) => Error::Storage(e),
+            e => Error::Txn(e),
+        }
     }
 }
 

@@ -12,22 +12,32 @@
 //! let db = Db::open("ignored", Options::with_engine(EngineKind::Memory))?;
 //! db.set("hello", "world")?;
 //! assert_eq!(db.get("hello")?.as_deref(), Some(&b"world"[..]));
+//! // Move 1 from a to b: both or neither, serializable.
+//! db.transaction(pydb::Isolation::Serializable, |tx| {
+//!     tx.set(b"a", b"0")?;
+//!     tx.set(b"b", b"1")
+//! })?;
 //! # Ok(())
 //! # }
 //! ```
 //!
 //! Modules:
-//! - [`db`]: `Db`, `Options`, and how a directory is opened;
+//! - [`db`]: `Db`, `Options`, how a directory is opened, and how every
+//!   read and write runs as a transaction of `pydb-txn`;
 //! - [`meta`]: the `PYDB` metadata file (engine and format version).
 
 pub mod db;
 mod error;
 pub mod meta;
 
-pub use db::{Db, EngineKind, IndexKind, Options, Scan, SetCondition, SyncPolicy, WriteBatch};
+pub use db::{
+    Concurrency, Db, EngineKind, IndexKind, Isolation, Options, Scan, SetCondition, SyncPolicy,
+    Transaction, TxnOptions, TxnStats, WriteBatch,
+};
 pub use error::{Error, Result};
 
 pub use pydb_file as file;
 pub use pydb_index as index;
 pub use pydb_storage as storage;
+pub use pydb_txn as txn;
 pub use pydb_wal as wal;

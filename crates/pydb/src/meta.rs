@@ -12,7 +12,7 @@
 //!
 //! ```text
 //!   0  [u8; 8]  magic "PYDBMETA"
-//!   8  u32      format version (1)
+//!   8  u32      format version (2; 1 before transactions, same layout)
 //!  12  u8       engine id: 1 = log, 2 = btree
 //!  13  u8       index id: 0 = none, 1 = hash, 2 = btree, 3 = skiplist
 //!  14  [u8; 2]  reserved, zero
@@ -42,7 +42,16 @@ pub const META_TEMP_FILE_NAME: &str = "PYDB.tmp";
 /// The magic bytes that open the metadata file.
 pub const META_MAGIC: [u8; 8] = *b"PYDBMETA";
 /// The newest metadata format version this build writes and reads.
-pub const META_FORMAT_VERSION: u32 = 1;
+///
+/// - 1: the engine holds the user's keys as they are.
+/// - 2: the engine holds *version keys* of `pydb-txn` (`key | inverted
+///   commit timestamp`) and its metadata keys; the `PYDB` layout itself is
+///   unchanged. A version 1 directory is refused with
+///   [`Error::OldFormat`]: its plain keys would
+///   read as damaged versions.
+pub const META_FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build opens (the first with version keys).
+pub const META_OLDEST_OPENABLE_VERSION: u32 = 2;
 
 /// Offset of the magic.
 pub const META_MAGIC_OFFSET: usize = 0;
@@ -56,7 +65,7 @@ pub const META_INDEX_OFFSET: usize = 13;
 pub const META_RESERVED_OFFSET: usize = 14;
 /// Offset of the checksum.
 pub const META_CRC_OFFSET: usize = 16;
-/// The length of the whole file in format version 1.
+/// The length of the whole file in format versions 1 and 2.
 pub const META_LEN: usize = 20;
 
 /// Engine id of the append-only log engine.
@@ -367,15 +376,15 @@ mod tests {
     #[test]
     fn newer_version_is_refused_even_with_another_layout() {
         let mut bytes = b"PYDBMETA".to_vec();
-        bytes.extend_from_slice(&2u32.to_le_bytes());
+        bytes.extend_from_slice(&3u32.to_le_bytes());
         bytes.extend_from_slice(&[9; 40]);
         let err = decode(path(), &bytes).unwrap_err();
         assert!(
             matches!(
                 err,
                 Error::UnsupportedVersion {
-                    found: 2,
-                    supported: 1,
+                    found: 3,
+                    supported: 2,
                     ..
                 }
             ),

@@ -73,9 +73,9 @@ fn a_foreign_directory_is_refused_and_left_untouched() {
 #[test]
 fn a_newer_format_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    // A future version-2 file, possibly with another layout after byte 12.
+    // A future version-3 file, possibly with another layout after byte 12.
     let mut bytes = meta::META_MAGIC.to_vec();
-    bytes.extend_from_slice(&2u32.to_le_bytes());
+    bytes.extend_from_slice(&3u32.to_le_bytes());
     bytes.extend_from_slice(&[0xAB; 28]);
     std::fs::write(dir.path().join(META_FILE_NAME), bytes).unwrap();
     let err = Db::open(dir.path(), Options::default()).unwrap_err();
@@ -83,12 +83,43 @@ fn a_newer_format_version_is_refused() {
         matches!(
             err,
             Error::UnsupportedVersion {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),
         "{err}"
+    );
+}
+
+#[test]
+fn a_directory_from_before_transactions_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    // A valid version-1 PYDB (log engine, btree index), as pydb wrote it
+    // before its engine held version keys.
+    let mut bytes = meta::META_MAGIC.to_vec();
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(&[1, 2, 0, 0]);
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    std::fs::write(dir.path().join(META_FILE_NAME), &bytes).unwrap();
+    let err = Db::open(dir.path(), Options::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OldFormat {
+                found: 1,
+                supported: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.kind(), pydb::storage::ErrorKind::Unsupported);
+    // Refused, not rewritten: the old file is as it was.
+    assert_eq!(
+        std::fs::read(dir.path().join(META_FILE_NAME)).unwrap(),
+        bytes
     );
 }
 
