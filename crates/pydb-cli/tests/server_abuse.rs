@@ -61,14 +61,26 @@ fn the_memory_engine_refuses_huge_keys() {
 fn refuses_to_start(args: &[&str], expected: &str) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
-    let out = Command::new(env!("CARGO_BIN_EXE_pydb"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pydb"))
         .arg("server")
         .arg("--dir")
         .arg(&db)
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // A server that does start would never exit: fail instead of hanging.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{args:?}: the server started instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
     assert!(stderr.contains(expected), "{args:?}: {stderr}");
@@ -106,7 +118,7 @@ fn nonsense_options_are_refused_with_clear_errors() {
         &["--max-bulk-bytes", "18446744073709551615"],
         "--max-bulk-bytes must be between 1",
     );
-    refuses_to_start(&["--engine", "lsm"], "expected log, btree or memory");
+    refuses_to_start(&["--engine", "trie"], "expected log, btree, lsm or memory");
     refuses_to_start(&["--bind", "no-such-host.invalid:1"], "cannot resolve");
     refuses_to_start(&["--bind", "127.0.0.1"], "cannot resolve '127.0.0.1'");
 }
