@@ -196,9 +196,9 @@ fn a_directory_that_is_not_a_database_is_refused() {
 #[test]
 fn bad_options_are_refused_with_a_message() {
     let assert = assert_cmd::Command::new(common::pydb_bin())
-        .args(["shell", "--engine", "lsm"])
+        .args(["shell", "--engine", "trie"])
         .assert()
         .failure();
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
-    assert!(stderr.contains("unknown engine 'lsm'"), "{stderr}");
+    assert!(stderr.contains("unknown engine 'trie'"), "{stderr}");
 }
