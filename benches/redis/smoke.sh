@@ -56,7 +56,9 @@ if echo "$out" | grep -qi 'error\|warning'; then fail "redis-benchmark reported:
 
 if ! python3 -c 'import redis' 2>/dev/null; then
     python3 -m pip install -q redis 2>/dev/null ||
-        python3 -m pip install -q --break-system-packages redis ||
+        python3 -m pip install -q --break-system-packages redis 2>/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip &&
+            python3 -m pip install -q --break-system-packages redis; } ||
         fail "cannot install redis-py"
 fi
 python3 benches/redis/redis_py_smoke.py "$PORT" || fail "redis-py smoke test"
