@@ -5,41 +5,22 @@
 //! acknowledged one; a failed sync must poison; a full disk must be a clear
 //! error that a write succeeds after once space returns.
 //!
-//! To run the suite on another engine, add one line to `fault_engines!` at
-//! the bottom: a name, and how to open the engine in `dir` with `opener`.
+//! The suite itself is `pydb_storage::testing::faults`; each engine runs it
+//! with one `fault_suite!` line at the bottom: a name, and how to open the
+//! engine in `dir` with `opener`.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use common::{Model, contents};
-
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Duration;
 
-use pydb_file::faulty::{FaultKind, InjectedFault, Op as FileOp};
-use pydb_file::{
-    CompressedOpener, EncryptedOpener, FaultController, FaultyOpener, FileOpener, MonolithicOpener,
-};
+use pydb_file::{CompressedOpener, EncryptedOpener};
 use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
 use pydb_storage::{
-    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Error, ErrorKind, Location, LogOptions,
-    LsmOptions, LsmStorage, StorageEngine, WriteBatch,
+    AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Location, LogOptions, LsmOptions, LsmStorage,
 };
 use pydb_wal::SyncPolicy;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-
-type Faulty = FaultyOpener<MonolithicOpener>;
-type Opened = pydb_storage::Result<Box<dyn StorageEngine>>;
-
-/// An engine under test, opened either through faulty files or plain ones.
-pub struct Engine {
-    name: &'static str,
-    faulty: fn(&Path, Faulty) -> Opened,
-    plain: fn(&Path, MonolithicOpener) -> Opened,
-}
 
 /// Log options with small segments (so runs cross rolls and compactions
 /// have inputs) and every write synced.
@@ -89,547 +70,87 @@ fn lsm_options() -> LsmOptions {
     }
 }
 
-/// A scratch directory, in memory where the machine has `/dev/shm`: the
-/// suite syncs after every write and runs hundreds of databases.
-fn scratch() -> tempfile::TempDir {
-    tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .unwrap()
-}
+pydb_storage::fault_suite!(log_btree, |dir, opener| AppendOnlyLogStorage::open_with(
+    dir,
+    opener,
+    BTreeIndex::<Location>::new(),
+    log_options()
+));
+pydb_storage::fault_suite!(log_hash, |dir, opener| AppendOnlyLogStorage::open_with(
+    dir,
+    opener,
+    InMemoryIndex::<Location>::new(),
+    log_options()
+));
+pydb_storage::fault_suite!(log_skiplist, |dir, opener| AppendOnlyLogStorage::open_with(
+    dir,
+    opener,
+    SkipListIndex::<Location>::default(),
+    log_options()
+));
+pydb_storage::fault_suite!(btree, |dir, opener| BTreeStorage::open_with(
+    dir,
+    btree_options(),
+    opener
+));
+pydb_storage::fault_suite!(lsm, |dir, opener| LsmStorage::open_with(
+    dir,
+    opener,
+    lsm_options()
+));
+pydb_storage::fault_suite!(
+    log_encrypted,
+    |dir, opener| AppendOnlyLogStorage::open_with(
+        dir,
+        EncryptedOpener::new(opener, common::test_key()),
+        BTreeIndex::<Location>::new(),
+        log_options()
+    )
+);
+pydb_storage::fault_suite!(log_compressed, |dir, opener| {
+    AppendOnlyLogStorage::open_with(
+        dir,
+        CompressedOpener::new(opener),
+        BTreeIndex::<Location>::new(),
+        log_options(),
+    )
+});
+pydb_storage::fault_suite!(btree_encrypted, |dir, opener| BTreeStorage::open_with(
+    dir,
+    btree_options(),
+    EncryptedOpener::new(opener, common::test_key())
+));
 
-/// A delete that found no key: it wrote nothing.
-#[derive(Debug)]
-struct Nothing;
-
-/// What a step that did not fail did.
-type Outcome = Result<Option<Vec<u8>>, Nothing>;
-
-/// One step of a workload.
-#[derive(Debug, Clone)]
-enum Step {
-    Set(Vec<u8>, Vec<u8>),
-    Delete(Vec<u8>),
-    Batch(Vec<(Vec<u8>, Option<Vec<u8>>)>),
-    Compact,
-    Flush,
-    Get(Vec<u8>),
-}
-
-impl Step {
-    /// Whether the step changes the logical contents.
-    fn writes(&self) -> bool {
-        matches!(self, Step::Set(..) | Step::Delete(_) | Step::Batch(_))
+/// A planted bug: the log engine with `SyncPolicy::Never` acknowledges
+/// writes that only reached the page cache. The fault suite must see them
+/// vanish at the power cut, or it checks nothing.
+#[test]
+fn the_fault_suite_catches_writes_acknowledged_before_they_are_durable() {
+    fn open<O: pydb_file::FileOpener + 'static>(
+        dir: &std::path::Path,
+        opener: O,
+    ) -> pydb_storage::testing::faults::Opened {
+        let options = LogOptions {
+            sync_policy: SyncPolicy::Never,
+            ..log_options()
+        };
+        Ok(Box::new(AppendOnlyLogStorage::open_with(
+            dir,
+            opener,
+            BTreeIndex::<Location>::new(),
+            options,
+        )?))
     }
-
-    /// The model after the step.
-    fn apply(&self, model: &Model) -> Model {
-        let mut next = model.clone();
-        match self {
-            Step::Set(k, v) => {
-                next.insert(k.clone(), v.clone());
-            }
-            Step::Delete(k) => {
-                next.remove(k);
-            }
-            Step::Batch(ops) => {
-                for (k, v) in ops {
-                    match v {
-                        Some(v) => next.insert(k.clone(), v.clone()),
-                        None => next.remove(k),
-                    };
-                }
-            }
-            Step::Compact | Step::Flush | Step::Get(_) => {}
-        }
-        next
-    }
-
-    /// Runs the step: `Some(value)` for what a get read, `None` otherwise.
-    /// A delete that found nothing to delete wrote nothing: it answers
-    /// `Err(Nothing)`, so that the caller does not count it as a write.
-    fn run(&self, engine: &dyn StorageEngine) -> pydb_storage::Result<Outcome> {
-        let wrote = |r: pydb_storage::Result<()>| r.map(|()| Ok(None));
-        match self {
-            Step::Set(k, v) => wrote(engine.set(k, v)),
-            Step::Delete(k) => engine
-                .delete(k)
-                .map(|deleted| if deleted { Ok(None) } else { Err(Nothing) }),
-            Step::Batch(ops) => {
-                let mut batch = WriteBatch::new();
-                for (k, v) in ops {
-                    match v {
-                        Some(v) => batch.set(k.clone(), v.clone()),
-                        None => batch.delete(k.clone()),
-                    };
-                }
-                wrote(engine.write_batch(&batch))
-            }
-            Step::Compact => wrote(engine.compact()),
-            Step::Flush => wrote(engine.flush()),
-            Step::Get(k) => engine.get(k).map(|v| Ok(v.map(|v| v.to_vec()))),
-        }
-    }
-}
-
-/// A random workload over a few keys. Every value is unique (it names its
-/// step), so a value in the reopened database tells which write it was.
-fn workload(rng: &mut StdRng, seed: u64, steps: usize) -> Vec<Step> {
-    let key = |rng: &mut StdRng| format!("key-{}", rng.random_range(0..8u8)).into_bytes();
-    let value = |rng: &mut StdRng, step: usize, part: usize| {
-        let pad = rng.random_range(0..300);
-        let mut v = format!("s{seed}-w{step}-{part}-").into_bytes();
-        v.resize(v.len() + pad, b'a' + (step % 26) as u8);
-        v
+    let engine = pydb_storage::testing::faults::FaultEngine {
+        name: "log_never_synced",
+        faulty: open::<pydb_storage::testing::faults::Faulty>,
+        plain: open::<pydb_file::MonolithicOpener>,
     };
-    (0..steps)
-        .map(|step| match rng.random_range(0..100) {
-            0..40 => Step::Set(key(rng), value(rng, step, 0)),
-            40..55 => Step::Delete(key(rng)),
-            55..75 => {
-                let ops = (0..rng.random_range(2..5))
-                    .map(|part| {
-                        let k = key(rng);
-                        let v = rng.random_bool(0.75).then(|| value(rng, step, part));
-                        (k, v)
-                    })
-                    .collect();
-                Step::Batch(ops)
-            }
-            75..82 => Step::Compact,
-            82..86 => Step::Flush,
-            _ => Step::Get(key(rng)),
-        })
-        .collect()
-}
-
-/// A step in a trace: keys and value lengths, not whole values.
-fn describe(step: &Step) -> String {
-    let show = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
-    match step {
-        Step::Set(k, v) => format!("set {} ({} bytes)", show(k), v.len()),
-        Step::Delete(k) => format!("delete {}", show(k)),
-        Step::Batch(ops) => {
-            let ops: Vec<String> = ops
-                .iter()
-                .map(|(k, v)| match v {
-                    Some(v) => format!("set {} ({} bytes)", show(k), v.len()),
-                    None => format!("delete {}", show(k)),
-                })
-                .collect();
-            format!("batch [{}]", ops.join(", "))
-        }
-        Step::Compact => "compact".into(),
-        Step::Flush => "flush".into(),
-        Step::Get(k) => format!("get {}", show(k)),
-    }
-}
-
-fn is_poisoned(err: &Error) -> bool {
-    err.kind() == ErrorKind::Poisoned
-}
-
-/// Whether `err` says, somewhere in its chain, that the disk is full.
-fn is_disk_full(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(err);
-    while let Some(err) = next {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::StorageFull
-        {
-            return true;
-        }
-        next = err.source();
-    }
-    false
-}
-
-/// The states a crash may leave, tracked step by step: an acknowledged
-/// write is in every one of them; a failed write may or may not be (its
-/// append may have reached the disk before its sync failed), except one
-/// refused as poisoned, which wrote nothing. Batches are applied whole.
-#[derive(Debug)]
-struct Possible {
-    states: BTreeSet<Model>,
-}
-
-impl Possible {
-    fn new() -> Self {
-        Self {
-            states: BTreeSet::from([Model::new()]),
-        }
-    }
-
-    fn acknowledged(&mut self, step: &Step) {
-        self.states = self.states.iter().map(|s| step.apply(s)).collect();
-    }
-
-    fn maybe(&mut self, step: &Step) {
-        let applied: Vec<Model> = self.states.iter().map(|s| step.apply(s)).collect();
-        self.states.extend(applied);
-    }
-
-    /// Every value any possible state holds for `key`.
-    fn values_of(&self, key: &[u8]) -> BTreeSet<Option<Vec<u8>>> {
-        self.states.iter().map(|s| s.get(key).cloned()).collect()
-    }
-}
-
-/// Whether `step` deletes only keys that no possible state holds.
-fn is_no_op(step: &Step, possible: &Possible) -> bool {
-    let absent = |k: &[u8]| possible.values_of(k) == BTreeSet::from([None]);
-    match step {
-        Step::Delete(k) => absent(k),
-        Step::Batch(ops) => ops.iter().all(|(k, v)| v.is_none() && absent(k)),
-        _ => false,
-    }
-}
-
-/// The faults one seed injects, drawn from the seed.
-fn arm_faults(controller: &FaultController, rng: &mut StdRng) -> String {
-    let mut plan = Vec::new();
-    let scale = rng.random_range(1..6) as f64 / 100.0;
-    for (op, weight) in [
-        (FileOp::Write, 1.0),
-        (FileOp::Sync, 0.5),
-        (FileOp::SetLen, 0.5),
-        (FileOp::SyncDir, 0.5),
-        (FileOp::Read, 0.3),
-    ] {
-        if rng.random_bool(0.5) {
-            controller.fail_with_probability(op, scale * weight);
-            plan.push(format!("{op:?} p={:.3}", scale * weight));
-        }
-    }
-    if rng.random_bool(0.5) {
-        controller.tear_writes_with_probability(scale);
-        plan.push(format!("torn writes p={scale:.3}"));
-    }
-    if rng.random_bool(0.3) {
-        controller.set_lying_sync_after_failure(true);
-        plan.push("lying fsync after a failure".into());
-    }
-    plan.join(", ")
-}
-
-/// Runs a random workload through faulty files, cuts the power at a random
-/// step, reopens with plain files and compares with the possible states.
-fn one_seed(engine: &Engine, seed: u64) {
-    let dir = scratch();
-    let mut rng = StdRng::seed_from_u64(seed);
-    let steps = workload(&mut rng, seed, 50);
-    let opener = Faulty::new(MonolithicOpener, seed);
-    let controller = opener.controller().clone();
-    let db = (engine.faulty)(dir.path(), opener).unwrap();
-    let plan = arm_faults(&controller, &mut rng);
-    let trace = std::env::var("PYDB_FAULT_TRACE").is_ok();
-    // A window where the disk is full, with a budget that may let part of
-    // a write through.
-    let full_from = rng.random_range(0..steps.len());
-    let full_until = full_from + rng.random_range(0..6);
-    let full_budget = rng.random_range(0..400);
-    let cut_at = rng.random_range(steps.len() / 2..=steps.len());
-    let context = |i: usize| format!("{} seed {seed} step {i} ({plan})", engine.name);
-
-    let mut possible = Possible::new();
-    let mut poisoned = false;
-    let mut written: BTreeMap<Vec<u8>, BTreeSet<Vec<u8>>> = BTreeMap::new();
-    for (i, step) in steps.iter().enumerate().take(cut_at) {
-        if i == full_from {
-            controller.set_space_left(Some(full_budget));
-        }
-        if i == full_until {
-            controller.set_space_left(None);
-        }
-        if let Step::Set(k, v) = step {
-            written.entry(k.clone()).or_default().insert(v.clone());
-        }
-        if let Step::Batch(ops) = step {
-            for (k, v) in ops {
-                if let Some(v) = v {
-                    written.entry(k.clone()).or_default().insert(v.clone());
-                }
-            }
-        }
-        let result = step.run(&*db);
-        if trace {
-            eprintln!("step {i}: {} -> {result:?}", describe(step));
-        }
-        match (&result, step.writes()) {
-            (Ok(Err(Nothing)), _) => {
-                // Nothing to delete: nothing written, nothing to model. The
-                // B+tree answers it from its pages even once poisoned.
-            }
-            (Ok(Ok(_)), true) if poisoned && is_no_op(step, &possible) => {
-                // A batch of deletes of absent keys: the B+tree answers it
-                // without writing, even once poisoned.
-            }
-            (Ok(Ok(_)), true) => {
-                assert!(
-                    !poisoned,
-                    "{}: a write succeeded after poisoning",
-                    context(i)
-                );
-                possible.acknowledged(step);
-            }
-            (Err(err), true) if is_poisoned(err) => poisoned = true,
-            (Err(_), true) => possible.maybe(step),
-            (Ok(Ok(Some(value))), false) => {
-                // A read sees a value some write of that key wrote.
-                let Step::Get(k) = step else { unreachable!() };
-                assert!(
-                    written.get(k).is_some_and(|vs| vs.contains(value)),
-                    "{}: get returned a value never written",
-                    context(i)
-                );
-            }
-            _ => {}
-        }
-    }
-    controller.power_cut().unwrap();
-    drop(db);
-
-    let db = (engine.plain)(dir.path(), MonolithicOpener)
-        .unwrap_or_else(|e| panic!("{}: reopen failed: {e}", context(cut_at)));
-    let found = contents(&*db);
+    let caught = std::panic::catch_unwind(|| {
+        pydb_storage::testing::faults::random_faults_then_power_cut(&engine)
+    });
     assert!(
-        possible.states.contains(&found),
-        "{}: the reopened state is not a prefix of the history that holds every \
-         acknowledged write.\nfound: {:?}\npossible values per key: {:?}",
-        context(cut_at),
-        found
-            .keys()
-            .map(|k| String::from_utf8_lossy(k))
-            .collect::<Vec<_>>(),
-        found
-            .keys()
-            .map(|k| possible.values_of(k).len())
-            .collect::<Vec<_>>()
+        caught.is_err(),
+        "the fault suite missed lost acknowledged writes"
     );
-    // The recovered database takes writes and keeps them.
-    db.set(b"after", b"reopen").unwrap();
-    drop(db);
-    let db = (engine.plain)(dir.path(), MonolithicOpener).unwrap();
-    let mut expected = found;
-    expected.insert(b"after".to_vec(), b"reopen".to_vec());
-    assert_eq!(contents(&*db), expected, "{}", context(cut_at));
-}
-
-/// Many seeds of random faults, each ending in a power cut.
-fn random_faults_then_power_cut(engine: &Engine) {
-    // PYDB_FAULT_SEEDS=a..b runs other seeds (a..b), e.g. one that failed.
-    let seeds = std::env::var("PYDB_FAULT_SEEDS").ok();
-    let (from, to) = seeds
-        .as_deref()
-        .and_then(|s| s.split_once(".."))
-        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-        .unwrap_or((0u64, 600u64));
-    for seed in from..to {
-        one_seed(engine, seed);
-    }
-}
-
-/// A failed `fsync` poisons the engine: every later write, flush and
-/// compaction fails, even when the retried `fsync` would "succeed" (a lying
-/// one); and what was acknowledged before survives the power cut.
-fn a_failed_sync_poisons(engine: &Engine) {
-    let dir = scratch();
-    let opener = Faulty::new(MonolithicOpener, 7);
-    let controller = opener.controller().clone();
-    controller.set_lying_sync_after_failure(true);
-    let db = (engine.faulty)(dir.path(), opener).unwrap();
-    db.set(b"before", b"durable").unwrap();
-    controller.fail_nth(FileOp::Sync, 1);
-    let err = db.set(b"doomed", b"maybe").unwrap_err();
-    assert!(is_poisoned(&err), "{err}");
-    assert!(
-        err.to_string().contains("injected I/O error on Sync"),
-        "{err}"
-    );
-    let mut batch = WriteBatch::new();
-    batch.set(b"x".to_vec(), b"y".to_vec());
-    let later: Vec<(&str, pydb_storage::Result<()>)> = vec![
-        ("set", db.set(b"after", b"refused")),
-        ("delete", db.delete(b"before").map(|_| ())),
-        ("batch", db.write_batch(&batch)),
-        ("flush", db.flush()),
-        ("compact", db.compact()),
-        ("set again", db.set(b"after", b"refused")),
-    ];
-    for (what, result) in later {
-        let err = result.expect_err(what);
-        assert!(is_poisoned(&err), "{what}: {err}");
-        assert!(err.to_string().contains("reopen"), "{what}: {err}");
-    }
-    // A read gives the right value or refuses (the B+tree refuses reads
-    // too once poisoned); never a wrong value.
-    match db.get(b"before") {
-        Ok(value) => assert_eq!(value.as_deref(), Some(&b"durable"[..])),
-        Err(err) => assert!(is_poisoned(&err), "{err}"),
-    }
-    controller.power_cut().unwrap();
-    drop(db);
-    let db = (engine.plain)(dir.path(), MonolithicOpener).unwrap();
-    assert_eq!(db.get(b"before").unwrap().as_deref(), Some(&b"durable"[..]));
-    assert_eq!(db.get(b"after").unwrap(), None);
-    assert_eq!(db.get(b"doomed").unwrap(), None, "its sync never succeeded");
-}
-
-/// The injected fault in `err`'s chain, if any.
-fn injected_kind(err: &(dyn std::error::Error + 'static)) -> Option<FaultKind> {
-    let mut next = Some(err);
-    while let Some(err) = next {
-        if let Some(fault) = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<InjectedFault>())
-        {
-            return Some(fault.kind);
-        }
-        next = err.source();
-    }
-    None
-}
-
-/// A full disk is a clear error (ENOSPC in the chain, "disk full" in the
-/// message), and nothing acknowledged is lost once space returns. A write
-/// whose first append cannot land at all (no space left) fails alone: the
-/// next write succeeds without a reopen. With some space left, a roll to a
-/// new segment may get its seal in and then fail, which poisons the log
-/// engine (see its module docs); then a reopen brings everything back.
-fn a_full_disk_is_a_clear_error_and_writes_resume(engine: &Engine) {
-    let dir = scratch();
-    let fresh = |seed| {
-        let opener = Faulty::new(MonolithicOpener, seed);
-        let controller = opener.controller().clone();
-        ((engine.faulty)(dir.path(), opener).unwrap(), controller)
-    };
-    let (mut db, mut controller) = fresh(11);
-    let mut model = Model::new();
-    let write = |db: &dyn StorageEngine, model: &mut Model, i: usize| {
-        let (k, v) = (format!("k{}", i % 7), format!("v{i}-").repeat(i % 9 + 1));
-        db.set(k.as_bytes(), v.as_bytes())?;
-        model.insert(k.into_bytes(), v.into_bytes());
-        Ok::<(), Error>(())
-    };
-    let mut step = 0;
-    for _ in 0..20 {
-        step += 1;
-        write(&*db, &mut model, step).unwrap();
-    }
-    // Incompressible, so that it overflows the budget on compressed files too.
-    let big: Vec<u8> = (0..2000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    for budget in [0, 1, 30, 100, 0, 300, 0] {
-        controller.set_space_left(Some(budget));
-        let err = db.set(b"big", &big).unwrap_err();
-        assert!(is_disk_full(&err), "budget {budget}: {err}");
-        assert!(
-            err.to_string().contains("disk full") || err.to_string().contains("No space"),
-            "the message names the cause: {err}"
-        );
-        controller.set_space_left(None);
-        assert_eq!(contents(&*db), model, "budget {budget}");
-        step += 1;
-        match write(&*db, &mut model, step) {
-            Ok(()) => {}
-            Err(err) if budget > 0 && is_poisoned(&err) => {
-                assert!(err.to_string().contains("disk full"), "{err}");
-                drop(db);
-                (db, controller) = fresh(budget);
-                assert_eq!(contents(&*db), model, "reopened after budget {budget}");
-                write(&*db, &mut model, step).unwrap();
-            }
-            Err(err) => panic!("budget {budget}: the write after space returned: {err}"),
-        }
-    }
-    assert_eq!(contents(&*db), model);
-    controller.power_cut().unwrap();
-    drop(db);
-    let db = (engine.plain)(dir.path(), MonolithicOpener).unwrap();
-    assert_eq!(contents(&*db), model);
-}
-
-/// A torn write fails that write alone: the partial record is cut off, the
-/// next write succeeds, and after a power cut exactly the acknowledged
-/// writes are there.
-fn a_torn_write_fails_alone(engine: &Engine) {
-    for nth in 1..6 {
-        let dir = scratch();
-        let opener = Faulty::new(MonolithicOpener, nth);
-        let controller = opener.controller().clone();
-        let db = (engine.faulty)(dir.path(), opener).unwrap();
-        let mut model = Model::new();
-        db.set(b"first", b"one").unwrap();
-        model.insert(b"first".to_vec(), b"one".to_vec());
-        controller.tear_nth_write(nth);
-        let mut torn = 0;
-        for i in 0..10u32 {
-            let (k, v) = (format!("k{i}"), format!("v{i}").repeat(50));
-            match db.set(k.as_bytes(), v.as_bytes()) {
-                Ok(()) => {
-                    model.insert(k.into_bytes(), v.into_bytes());
-                }
-                Err(err) => {
-                    assert_eq!(injected_kind(&err), Some(FaultKind::TornWrite), "{err}");
-                    torn += 1;
-                }
-            }
-        }
-        assert!(torn <= 1, "a torn write fails one write, not the engine");
-        controller.power_cut().unwrap();
-        drop(db);
-        let db = (engine.plain)(dir.path(), MonolithicOpener).unwrap();
-        assert_eq!(contents(&*db), model, "torn write {nth}");
-    }
-}
-
-/// Declares the engines the suite runs on: one line each, a name and how
-/// to open the engine in `$dir` with `$opener` (any `FileOpener`).
-macro_rules! fault_engines {
-    ($($name:ident => |$dir:ident, $opener:ident| $open:expr;)*) => {$(
-        mod $name {
-            use super::*;
-
-            fn open<O: FileOpener + 'static>($dir: &Path, $opener: O) -> Opened {
-                Ok(Box::new($open?))
-            }
-
-            const ENGINE: Engine = Engine {
-                name: stringify!($name),
-                faulty: open::<Faulty>,
-                plain: open::<MonolithicOpener>,
-            };
-
-            #[test]
-            fn random_faults_then_power_cut() {
-                super::random_faults_then_power_cut(&ENGINE)
-            }
-
-            #[test]
-            fn a_failed_sync_poisons() {
-                super::a_failed_sync_poisons(&ENGINE)
-            }
-
-            #[test]
-            fn a_full_disk_is_a_clear_error_and_writes_resume() {
-                super::a_full_disk_is_a_clear_error_and_writes_resume(&ENGINE)
-            }
-
-            #[test]
-            fn a_torn_write_fails_alone() {
-                super::a_torn_write_fails_alone(&ENGINE)
-            }
-        }
-    )*};
-}
-
-fault_engines! {
-    log_btree => |dir, opener| AppendOnlyLogStorage::open_with(dir, opener, BTreeIndex::<Location>::new(), log_options());
-    log_hash => |dir, opener| AppendOnlyLogStorage::open_with(dir, opener, InMemoryIndex::<Location>::new(), log_options());
-    log_skiplist => |dir, opener| AppendOnlyLogStorage::open_with(dir, opener, SkipListIndex::<Location>::default(), log_options());
-    btree => |dir, opener| BTreeStorage::open_with(dir, btree_options(), opener);
-    lsm => |dir, opener| LsmStorage::open_with(dir, opener, lsm_options());
-    log_encrypted => |dir, opener| AppendOnlyLogStorage::open_with(dir, EncryptedOpener::new(opener, common::test_key()), BTreeIndex::<Location>::new(), log_options());
-    log_compressed => |dir, opener| AppendOnlyLogStorage::open_with(dir, CompressedOpener::new(opener), BTreeIndex::<Location>::new(), log_options());
-    btree_encrypted => |dir, opener| BTreeStorage::open_with(dir, btree_options(), EncryptedOpener::new(opener, common::test_key()));
 }

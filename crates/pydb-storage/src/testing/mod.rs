@@ -1,6 +1,7 @@
 //! Test suites written once and run on every engine: the conformance suite
-//! (the `StorageEngine` contract) and the model property test (random
-//! operations against [`MemoryStorage`](crate::MemoryStorage)). Built only
+//! (the `StorageEngine` contract), the model property test (random
+//! operations against [`MemoryStorage`](crate::MemoryStorage)) and the
+//! fault suite (injected faults and power cuts). Built only
 //! with the `testing` feature.
 //!
 //! An engine in any crate runs them with one line each, after describing
@@ -14,14 +15,16 @@
 //! }
 //! pydb_storage::conformance_suite!(my_engine, MyEngine);
 //! pydb_storage::model_suite!(my_engine_model, MyEngine);
+//! pydb_storage::fault_suite!(my_engine_faults, |dir, opener| MyEngine::open_with(dir, opener));
 //! ```
 //!
 //! pydb-storage's own engines run them in `tests/conformance.rs` and
-//! `tests/model.rs`.
+//! `tests/model.rs` and `tests/faults.rs`.
 
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 pub mod conformance;
+pub mod faults;
 pub mod model;
 
 use std::path::Path;
@@ -174,6 +177,53 @@ macro_rules! model_suite {
             #[test]
             fn matches_the_model() {
                 $crate::testing::model::check(&$engine, $cases)
+            }
+        }
+    };
+}
+
+/// Runs the fault suite on an engine, in a module called `$name`: how to
+/// open it in `$dir` with `$opener` (any `FileOpener`), e.g.
+/// `fault_suite!(my_engine, |dir, opener| MyEngine::open_with(dir, opener));`
+#[macro_export]
+macro_rules! fault_suite {
+    ($name:ident, |$dir:ident, $opener:ident| $open:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn open<O: $crate::testing::faults::FileOpener + 'static>(
+                $dir: &::std::path::Path,
+                $opener: O,
+            ) -> $crate::testing::faults::Opened {
+                Ok(Box::new($open?))
+            }
+
+            const ENGINE: $crate::testing::faults::FaultEngine =
+                $crate::testing::faults::FaultEngine {
+                    name: stringify!($name),
+                    faulty: open::<$crate::testing::faults::Faulty>,
+                    plain: open::<$crate::testing::faults::MonolithicOpener>,
+                };
+
+            #[test]
+            fn random_faults_then_power_cut() {
+                $crate::testing::faults::random_faults_then_power_cut(&ENGINE)
+            }
+
+            #[test]
+            fn a_failed_sync_poisons() {
+                $crate::testing::faults::a_failed_sync_poisons(&ENGINE)
+            }
+
+            #[test]
+            fn a_full_disk_is_a_clear_error_and_writes_resume() {
+                $crate::testing::faults::a_full_disk_is_a_clear_error_and_writes_resume(&ENGINE)
+            }
+
+            #[test]
+            fn a_torn_write_fails_alone() {
+                $crate::testing::faults::a_torn_write_fails_alone(&ENGINE)
             }
         }
     };
