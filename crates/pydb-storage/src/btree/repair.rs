@@ -272,14 +272,15 @@ impl<F: File> Planner<'_, F> {
         Ok(Ok(Bytes::from(value)))
     }
 
-    /// Marks the free list as reached, so the scan does not read it; stops
-    /// quietly at a damaged or looping link (the scan then reads the rest,
-    /// and free pages are not leaves anyway).
+    /// Marks the free list as reached, so the scan does not read it. A page
+    /// that a verified link names is free whatever it holds now (an old
+    /// leaf image on it is stale); the walk stops where a page no longer
+    /// verifies as free, since its link cannot be trusted, and at a loop.
     fn mark_free_list(&mut self, head: PageId) -> Result<()> {
         let mut id = head;
-        while id != NO_PAGE && self.reached.len() <= self.page_count as usize {
+        while id != NO_PAGE && id < self.page_count && self.reached.insert(id) {
             match self.read(id)? {
-                Ok((buf, PageType::Free)) if self.reached.insert(id) => match page::decode(&buf) {
+                Ok((buf, PageType::Free)) => match page::decode(&buf) {
                     Ok(Content::Free { next }) => id = next,
                     _ => break,
                 },
