@@ -320,6 +320,15 @@ fn repair_btree(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
         )
         .map_err(write_err)?;
     }
+    if !plan.walked_from_root && plan.leaves_kept == 0 {
+        // Not one leaf verifies (or no page size fits): a rebuild would
+        // replace the file with an empty tree. Leave it as it is.
+        return Err(Error::corrupted(
+            &pages_path,
+            0,
+            "no valid meta page and no leaf that verifies: nothing to salvage; nothing was changed",
+        ));
+    }
     report.leaves_kept = plan.leaves_kept;
     report.pages_damaged = plan.damaged.len();
     report.values_lost = plan.lost_values.len();
