@@ -5,7 +5,11 @@
 //! stray file is still read correctly. The one exception is the B+tree page
 //! file, which starts with a page checksum rather than a magic: it is known
 //! by the meta magic inside page 0, or by its name `pages` when page 0 is
-//! damaged (see [`btree`]). The output is meant to be put next
+//! damaged (see [`btree`]). An LSM table has its magic in its footer, the
+//! last bytes of the file, and an LSM manifest is a record log told from a
+//! WAL by its name `MANIFEST-NNNNNN`; both are described by the LSM
+//! module's own describers (`pydb_storage::lsm`), and this module only
+//! prints them. The output is meant to be put next
 //! to docs/formats.md: a hex dump (`hexdump -C` style, absolute file
 //! offsets) of each header and record, then its fields by name. A test
 //! (`tests/formats.rs`) runs `pydb inspect` on freshly written files and

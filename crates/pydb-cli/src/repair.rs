@@ -46,8 +46,12 @@
 //! 4. The swap: the original page file is hard-linked into
 //!    `DIR/repair-<timestamp>/` and its `wal/` moved there (never deleted);
 //!    the new `wal/` is moved in and the new page file renamed over the old
-//!    one, and the directories are synced. A crash during the swap leaves
-//!    every original in the aside directory, to be put back by hand.
+//!    one, and the directories are synced. The WAL goes first and the page
+//!    file last, so no state pairs the new pages with the old WAL (whose
+//!    redo records would be applied to the wrong pages). A crash during the
+//!    swap leaves the old page file under its name (with the old, the new
+//!    or no WAL next to it) and every original in the aside directory, to
+//!    be put back by hand; the swap is not yet tested under power cuts.
 //!
 //! LSM databases are not repaired yet: the command says so and changes
 //! nothing (`pydb check` verifies them).
