@@ -658,3 +658,67 @@ fn the_leaf_with_the_higher_page_lsn_wins_a_key_claimed_twice() {
     }
     assert_eq!(after, before, "{out}");
 }
+
+/// Sets `keys` through `pydb shell` and kills it: the writes are
+/// acknowledged and in the WAL, and no checkpoint put them in the pages.
+fn crash_after_writes(dir: &Path, keys: &[String]) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = std::process::Command::new(common::pydb_bin())
+        .args(["shell", "--engine", "btree", "--dir"])
+        .arg(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut replies = BufReader::new(child.stdout.take().unwrap());
+    for key in keys {
+        writeln!(stdin, "SET {key} walvalue").unwrap();
+        stdin.flush().unwrap();
+        let mut reply = String::new();
+        replies.read_line(&mut reply).unwrap();
+        assert_eq!(reply.trim_end(), "OK");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn btree_repair_replays_the_wal_before_salvaging() {
+    let dir = tempfile::tempdir().unwrap();
+    make_btree(dir.path(), 0..400, &[]);
+    let leaves = pages_of(dir.path(), PageType::Leaf);
+    // A leaf in the middle is damaged; the writes only in the WAL go to
+    // keys before every other ("aaa..."), in the first leaf.
+    let (victim, lost) = leaves
+        .iter()
+        .find(|(_, keys)| keys.first().is_some_and(|k| k.starts_with(b"key002")))
+        .unwrap()
+        .clone();
+    let wal_keys: Vec<String> = (0..5).map(|i| format!("aaa{i}")).collect();
+    crash_after_writes(dir.path(), &wal_keys);
+    flip(
+        &dir.path().join("pages"),
+        victim as u64 * PAGE as u64 + 1000,
+    );
+
+    let (report, out) = repair(dir.path());
+    assert!(
+        out.contains("the engine opens (the WAL is replayed)"),
+        "{out}"
+    );
+    assert_eq!(report.pages_damaged, 1, "{out}");
+    assert!(check_ok(dir.path()), "{out}");
+    let after = btree_contents(dir.path());
+    for key in &wal_keys {
+        assert_eq!(
+            after.get(key.as_bytes()).map(Vec::as_slice),
+            Some(&b"walvalue"[..]),
+            "{out}"
+        );
+    }
+    for key in &lost {
+        assert!(!after.contains_key(key));
+    }
+    assert_eq!(after.len(), 401 + wal_keys.len() - lost.len(), "{out}");
+}
