@@ -3,6 +3,12 @@
 //! exactly the batches whose records verify, check then passes, the log
 //! engine opens the directory, and every replaced byte is in the aside
 //! directory. Repair refuses a locked (open) database.
+//!
+//! On a B+tree database (issue 16, W6) repair replays the WAL, keeps every
+//! leaf that verifies (and only the damaged leaf's pairs are lost),
+//! rebuilds from the leaves when both meta pages are garbage, leaves a
+//! clean database alone, lets the higher page LSN win a key claimed twice,
+//! and never brings back a deleted key from an old leaf on a freed page.
 
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
