@@ -55,10 +55,10 @@ impl CheckSummary {
 pub const REPAIR_ADVICE: &str = "run `pydb repair DIR` to keep every batch that verifies \
 (it moves what it replaces into DIR/repair-<timestamp>/ and deletes nothing)";
 
-/// The advice printed when a B+tree database is damaged: `pydb repair`
-/// cannot act on one yet, so check does not send the reader there.
-pub const NO_BTREE_REPAIR_ADVICE: &str = "`pydb repair` does not repair B+tree databases yet \
-(it would refuse and change nothing); keep a copy of DIR and restore it from a backup";
+/// The advice printed when a B+tree database is damaged.
+pub const BTREE_REPAIR_ADVICE: &str = "run `pydb repair DIR` to rebuild the tree from every \
+leaf that verifies (it moves the page file and WAL into DIR/repair-<timestamp>/ and deletes \
+nothing)";
 
 /// The advice printed when an LSM database is damaged.
 pub const NO_LSM_REPAIR_ADVICE: &str = "`pydb repair` does not repair LSM databases yet \
@@ -166,7 +166,7 @@ pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
         .map_err(write_err)?;
         // Advise only what `pydb repair` can do.
         let advice = if btree {
-            NO_BTREE_REPAIR_ADVICE
+            BTREE_REPAIR_ADVICE
         } else if lsm {
             NO_LSM_REPAIR_ADVICE
         } else {

@@ -5,7 +5,11 @@
 //! stray file is still read correctly. The one exception is the B+tree page
 //! file, which starts with a page checksum rather than a magic: it is known
 //! by the meta magic inside page 0, or by its name `pages` when page 0 is
-//! damaged (see [`btree`]). The output is meant to be put next
+//! damaged (see [`btree`]). An LSM table has its magic in its footer, the
+//! last bytes of the file, and an LSM manifest is a record log told from a
+//! WAL by its name `MANIFEST-NNNNNN`; both are described by the LSM
+//! module's own describers (`pydb_storage::lsm`), and this module only
+//! prints them. The output is meant to be put next
 //! to docs/formats.md: a hex dump (`hexdump -C` style, absolute file
 //! offsets) of each header and record, then its fields by name. A test
 //! (`tests/formats.rs`) runs `pydb inspect` on freshly written files and
@@ -38,6 +42,7 @@ use pydb_storage::log::hint::{
     HINT_HEADER_LEN, HINT_MAGIC, HINT_VERSION, LAST_SEQ_OFFSET, SEGMENT_ID_OFFSET,
     SEGMENT_LEN_OFFSET, VERSION_OFFSET,
 };
+use pydb_storage::lsm::table::{FOOTER_LEN, TABLE_MAGIC};
 
 use pydb::EngineKind;
 use pydb::meta;
@@ -69,6 +74,12 @@ pub enum FileKind {
     /// A whole LSM database directory, verified by the engine's own
     /// `lsm::verify_dir` (manifest, every live table block by block, WALs).
     LsmDirectory,
+    /// An LSM table `NNNNNN.sst` (magic `pydbSST\0` in its footer, the
+    /// last bytes of the file), described by `lsm::describe_table`.
+    LsmTable,
+    /// An LSM manifest `MANIFEST-NNNNNN`: a record log (magic `PYDB-LOG`)
+    /// of version edits, described by `lsm::describe_manifest`.
+    LsmManifest,
 }
 
 impl FileKind {
@@ -81,6 +92,8 @@ impl FileKind {
             FileKind::BTreePages => "B+tree page file",
             FileKind::Empty => "empty file",
             FileKind::LsmDirectory => "LSM database",
+            FileKind::LsmTable => "LSM table",
+            FileKind::LsmManifest => "LSM manifest",
         }
     }
 }
@@ -237,16 +250,21 @@ pub fn detect(path: &Path) -> Result<FileKind> {
     if source.len == 0 {
         return Ok(FileKind::Empty);
     }
-    let head = source.bytes(0, 32)?;
+    let head = source.bytes(0, 32)?.to_vec();
+    let head = head.as_slice();
     let magic = head.get(..8).unwrap_or(head);
     if magic == meta::META_MAGIC {
         Ok(FileKind::Metadata)
+    } else if magic == FILE_MAGIC && is_manifest_name(path) {
+        Ok(FileKind::LsmManifest)
     } else if magic == FILE_MAGIC {
         Ok(FileKind::RecordLog)
     } else if magic == HINT_MAGIC {
         Ok(FileKind::Hint)
     } else if btree::is_page_file(path, head) {
         Ok(FileKind::BTreePages)
+    } else if has_table_footer(&mut source)? {
+        Ok(FileKind::LsmTable)
     } else {
         Err(Error::corrupted(
             path,
@@ -255,6 +273,31 @@ pub fn detect(path: &Path) -> Result<FileKind> {
         ))
     }
 }
+
+/// Whether `path` is named like an LSM manifest (`MANIFEST-` and a number).
+/// A manifest is a plain record log, so its name is what tells it from a
+/// WAL.
+fn is_manifest_name(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("MANIFEST-"))
+        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether the file ends with an LSM table footer: its magic sits
+/// [`TABLE_MAGIC_FROM_END`] bytes before the end of the file.
+fn has_table_footer(source: &mut Source) -> Result<bool> {
+    let footer_len = FOOTER_LEN as u64;
+    if source.len < footer_len {
+        return Ok(false);
+    }
+    let at = source.len - TABLE_MAGIC_FROM_END;
+    Ok(source.bytes(at, TABLE_MAGIC.len())? == TABLE_MAGIC)
+}
+
+/// How far from the end of a table its footer magic starts: the footer is
+/// the last [`FOOTER_LEN`] bytes and holds the magic at bytes 40..48.
+const TABLE_MAGIC_FROM_END: u64 = (FOOTER_LEN - 40) as u64;
 
 /// What `pydb inspect` shows; the default is everything.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -288,6 +331,8 @@ pub fn inspect_with(path: &Path, options: InspectOptions, out: &mut dyn Write) -
     let report = match kind {
         // Handled above; kept in the match so a new kind must be placed.
         FileKind::BTreePages | FileKind::LsmDirectory => Report::new(path, kind),
+        FileKind::LsmTable => inspect_lsm_table(path, &mut text)?,
+        FileKind::LsmManifest => inspect_lsm_manifest(path, &mut text)?,
         FileKind::Metadata => inspect_metadata(path, &mut text)?,
         FileKind::RecordLog => inspect_record_log(path, &mut text)?,
         FileKind::Hint => inspect_hint(path, &mut text)?,
@@ -667,6 +712,72 @@ fn inspect_record_log(path: &Path, out: &mut String) -> Result<Report> {
         report.torn_bytes
     );
     Ok(report)
+}
+
+/// Turns what an LSM describer returned into a report: its text and an ok
+/// verdict, or the damage it found (file and offset) as a verdict line.
+/// Errors other than damage (I/O) are passed up.
+fn lsm_verdict<T: std::fmt::Display>(
+    path: &Path,
+    kind: FileKind,
+    described: pydb_storage::Result<T>,
+    records: impl FnOnce(&T) -> u64,
+    out: &mut String,
+) -> Result<Report> {
+    let mut report = Report::new(path, kind);
+    match described {
+        Ok(found) => {
+            let _ = write!(out, "{found}");
+            report.records = records(&found);
+            out.push_str("verdict: ok\n");
+        }
+        Err(e) if e.is_corruption() => {
+            let (offset, reason) = match &e {
+                pydb_storage::Error::File(pydb_file::Error::Corrupted {
+                    offset, reason, ..
+                })
+                | pydb_storage::Error::Wal(pydb_wal::Error::File(pydb_file::Error::Corrupted {
+                    offset,
+                    reason,
+                    ..
+                })) => (*offset, reason.clone()),
+                _ => (0, e.to_string()),
+            };
+            let _ = writeln!(out, "verdict: DAMAGED at offset {offset}: {reason}");
+            report.damage.push(Damage { offset, reason });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(report)
+}
+
+fn inspect_lsm_table(path: &Path, out: &mut String) -> Result<Report> {
+    let file = MonolithicFile::open_read_only(path).map_err(pydb_storage::Error::from)?;
+    let len = pydb_file::File::len(&file).map_err(pydb_storage::Error::from)?;
+    let _ = writeln!(out, "LSM table, {len} bytes");
+    lsm_verdict(
+        path,
+        FileKind::LsmTable,
+        pydb_storage::lsm::describe_table(file),
+        |t| t.properties.entries,
+        out,
+    )
+}
+
+fn inspect_lsm_manifest(path: &Path, out: &mut String) -> Result<Report> {
+    let file = MonolithicFile::open_read_only(path).map_err(pydb_storage::Error::from)?;
+    let len = pydb_file::File::len(&file).map_err(pydb_storage::Error::from)?;
+    let _ = writeln!(
+        out,
+        "LSM manifest, {len} bytes (a record log of version edits)"
+    );
+    lsm_verdict(
+        path,
+        FileKind::LsmManifest,
+        pydb_storage::lsm::describe_manifest(&file),
+        |m| u64::try_from(m.edits.len()).unwrap_or(u64::MAX),
+        out,
+    )
 }
 
 fn inspect_hint(path: &Path, out: &mut String) -> Result<Report> {

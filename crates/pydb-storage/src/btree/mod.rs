@@ -80,6 +80,7 @@ pub mod meta;
 pub mod overflow;
 pub mod page;
 pub mod pool;
+pub mod repair;
 pub mod tree;
 pub mod wal;
 
