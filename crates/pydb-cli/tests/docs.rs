@@ -267,7 +267,7 @@ fn pins() -> Vec<(&'static str, String)> {
         (f, format!("CRC-32 of bytes 0..{META_CRC_OFFSET}")),
         (
             f,
-            format!("the file is exactly {META_LEN} bytes in version {META_FORMAT_VERSION}"),
+            format!("the file is exactly {META_LEN} bytes in versions 1 and {META_FORMAT_VERSION}"),
         ),
         (a, format!("reads its {META_LEN}-byte metadata file")),
         (

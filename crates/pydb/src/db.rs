@@ -409,6 +409,17 @@ impl Db {
     /// The engine's counters, then the transaction layer's (`txn_*`).
     pub fn stats(&self) -> Stats {
         let mut stats = self.engine().stats();
+        // The engine counts records: every version of every key, and the
+        // transaction layer's metadata. Users count keys: `live_keys` is
+        // the number of keys a snapshot sees (a scan, as `DBSIZE`).
+        for (name, _) in stats.counters.iter_mut() {
+            if *name == "live_keys" {
+                *name = "engine_live_records";
+            }
+        }
+        if let Ok(keys) = self.key_count() {
+            stats.counters.insert(0, ("live_keys", keys));
+        }
         let t = self.txn.stats();
         stats.counters.extend([
             ("txn_last_commit", t.last_commit),
