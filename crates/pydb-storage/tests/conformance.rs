@@ -6,7 +6,8 @@
 
 mod common;
 
-use common::{Db, Kind};
+use common::Kind;
+use pydb_storage::testing::TestDb;
 use pydb_storage::StorageEngine;
 
 fn get(engine: &dyn StorageEngine, key: &[u8]) -> Option<Vec<u8>> {
@@ -14,7 +15,7 @@ fn get(engine: &dyn StorageEngine, key: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn stats_counters_move(kind: Kind) {
-    let db = Db::new(kind);
+    let db = TestDb::new(&kind);
     let e = db.engine();
     let stat = |name: &str| e.stats().get(name).unwrap();
     if kind == Kind::Lsm {
@@ -86,7 +87,7 @@ fn encrypted_files_hold_no_plaintext(kind: Kind) {
     if !kind.encrypted() {
         return;
     }
-    let mut db = Db::new(kind);
+    let mut db = TestDb::new(&kind);
     for i in 0..300u32 {
         let key = format!("secret-key-{i:04}");
         let value = format!("secret-value-{i:04}-").repeat(4);

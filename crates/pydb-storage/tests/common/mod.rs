@@ -193,42 +193,6 @@ impl pydb_storage::testing::TestEngine for Kind {
     }
 }
 
-/// An engine in its own temp dir.
-pub struct Db {
-    pub kind: Kind,
-    pub dir: tempfile::TempDir,
-    engine: Option<Box<dyn StorageEngine>>,
-}
-
-impl Db {
-    /// A fresh engine of `kind`.
-    pub fn new(kind: Kind) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = kind.open(dir.path()).unwrap();
-        Self {
-            kind,
-            dir,
-            engine: Some(engine),
-        }
-    }
-
-    /// The engine.
-    pub fn engine(&self) -> &dyn StorageEngine {
-        self.engine.as_deref().unwrap()
-    }
-
-    /// Closes and reopens the engine from its directory. Returns false (and
-    /// keeps the engine) for an engine that persists nothing.
-    pub fn reopen(&mut self) -> bool {
-        if !self.kind.persistent() {
-            return false;
-        }
-        drop(self.engine.take());
-        self.engine = Some(self.kind.open(self.dir.path()).unwrap());
-        true
-    }
-}
-
 /// Instantiates every listed test function (each taking a [`Kind`]) once
 /// per engine, in a module per engine.
 #[macro_export]
