@@ -231,28 +231,31 @@ fn check_files(
         dir_reports = apply_log_rules(dir, &mut entries)?;
     }
     if prefix == format!("{WAL_DIR}/") {
-        // Recovery cuts a torn batch off the last segment only: every
-        // earlier one was synced whole before the next was created.
+        // Recovery's own rule (`btree::verify::torn_tail_rule`): a torn
+        // batch is an interrupted write only in the last segment.
         let last_log = entries
             .iter()
             .rposition(|(_, e)| matches!(e, Entry::Checked(r, _) if r.kind == FileKind::RecordLog));
         for (i, (_, entry)) in entries.iter_mut().enumerate() {
             if let Entry::Checked(report, _) = entry
                 && report.kind == FileKind::RecordLog
-                && report.torn_bytes > 0
-                && Some(i) != last_log
             {
                 let len = std::fs::metadata(&report.path)
                     .map_err(|e| Error::io(&report.path, e))?
                     .len();
-                let torn = std::mem::take(&mut report.torn_bytes);
-                report.damage.push(Damage {
-                    offset: len.saturating_sub(torn),
-                    reason: format!(
-                        "torn tail of {torn} bytes in a WAL segment that is not the last \
-                         (recovery refuses it)"
-                    ),
-                });
+                let valid_end = len.saturating_sub(report.torn_bytes);
+                if let Some(damage) = pydb_storage::btree::verify::torn_tail_rule(
+                    &report.path,
+                    valid_end,
+                    report.torn_bytes,
+                    Some(i) == last_log,
+                ) {
+                    report.torn_bytes = 0;
+                    report.damage.push(Damage {
+                        offset: valid_end,
+                        reason: format!("{damage} (recovery refuses it)"),
+                    });
+                }
             }
         }
     }

@@ -1468,7 +1468,10 @@ mod tests {
             stats.starts_with(" 1) \"engine\"\n 2) \"memory\"\n"),
             "{stats}"
         );
-        assert!(stats.contains("\"live_keys\"\n 4) (integer) 1\n"), "{stats}");
+        assert!(
+            stats.contains("\"live_keys\"\n 4) (integer) 1\n"),
+            "{stats}"
+        );
         let help = text(&db, "help");
         assert!(help.contains(") SET key value"), "{help}");
     }

@@ -7,8 +7,8 @@
 mod common;
 
 use common::Kind;
-use pydb_storage::testing::TestDb;
 use pydb_storage::StorageEngine;
+use pydb_storage::testing::TestDb;
 
 fn get(engine: &dyn StorageEngine, key: &[u8]) -> Option<Vec<u8>> {
     engine.get(key).unwrap().map(|v| v.to_vec())

@@ -21,7 +21,6 @@
 //!   why images are logged (a torn page write). Otherwise it is damage, at
 //!   the page's offset (`page number * page size`).
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
@@ -38,7 +37,7 @@ use pydb_storage::btree::page::{
 };
 use pydb_storage::btree::wal::{
     LeafOp, REC_HEADER_LEN, WAL_DIR, WalRecord, decode_record as decode_redo, lsn_offset,
-    lsn_segment, segment_path,
+    lsn_segment,
 };
 use pydb_storage::btree::{MetaCopies, PAGE_FILE_NAME, describe_page, read_meta_copies};
 
@@ -116,32 +115,6 @@ fn crc_text(buf: &[u8]) -> (bool, String) {
             format!("{stored:#010x} BAD (computed {computed:#010x})"),
         )
     }
-}
-
-/// The pages that the WAL segments replayed on open (from the checkpoint
-/// segment on, as long as they follow each other) hold full images of.
-/// Only complete batches count: recovery drops a torn one. A segment that
-/// cannot be scanned ends the search; its own walk reports why.
-fn pages_with_images(dir: &Path, from_segment: u64, page_size: usize) -> BTreeSet<PageId> {
-    let mut pages = BTreeSet::new();
-    let mut segment = from_segment;
-    loop {
-        let Ok(file) = MonolithicFile::open_read_only(segment_path(dir, segment)) else {
-            break;
-        };
-        let Ok(mut scanner) = pydb_wal::Scanner::new(&file) else {
-            break;
-        };
-        while let Ok(Some(batch)) = scanner.next_batch() {
-            for record in batch {
-                if let Ok(WalRecord::Image { page, .. }) = decode_redo(&record.payload, page_size) {
-                    pages.insert(page);
-                }
-            }
-        }
-        segment += 1;
-    }
-    pages
 }
 
 /// Writes `text` to `sink` and empties it: a page file can be large, so its
@@ -226,7 +199,11 @@ pub fn inspect_page_file(
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let images = pages_with_images(dir, lsn_segment(current.checkpoint_lsn), page_size as usize);
+    let images = pydb_storage::btree::verify::pages_with_wal_images(
+        dir,
+        lsn_segment(current.checkpoint_lsn),
+        page_size as usize,
+    );
     for id in pages {
         let offset = id * ps;
         let buf = source.bytes(offset, page_size as usize)?.to_vec();

@@ -82,6 +82,7 @@ pub mod page;
 pub mod pool;
 pub mod repair;
 pub mod tree;
+pub mod verify;
 pub mod wal;
 
 use std::path::{Path, PathBuf};
@@ -309,15 +310,14 @@ where
                 Err(e) => return Err(e.into()),
             };
             if let Some((prev, _, outcome)) = &last
-                && outcome.torn_bytes > 0
-            {
-                // Only the last segment can end in a torn batch: older ones
-                // were synced in full before the next one was created.
-                return Err(Error::corrupted(
-                    segment_path(&dir, *prev),
+                && let Some(damage) = verify::torn_tail_rule(
+                    &segment_path(&dir, *prev),
                     outcome.valid_end,
-                    "damaged batch in a WAL segment that is not the last",
-                ));
+                    outcome.torn_bytes,
+                    false,
+                )
+            {
+                return Err(damage);
             }
             // Pages rebuilt from these records may be written back during
             // replay: the records must be durable first.
