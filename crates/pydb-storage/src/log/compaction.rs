@@ -109,7 +109,11 @@ where
         let count = writer.sealed.len() as u64 + 1;
         let reserved = shared.segments.reserve_ids(count)?;
         let rolled = shared.roll(&mut writer)?;
-        let inputs: Vec<(u64, SeqRange)> = writer.sealed.iter().map(|(id, r)| (*id, *r)).collect();
+        let mut inputs: Vec<(u64, SeqRange)> =
+            writer.sealed.iter().map(|(id, r)| (*id, *r)).collect();
+        // Seq order, not id order: after a crash between two installs the
+        // two differ (see the module docs).
+        inputs.sort_by_key(|(id, range)| (range.first, range.last, *id));
         (inputs, reserved, rolled)
     };
     shared.write_hint(&rolled);
@@ -132,10 +136,15 @@ where
     // engine does not know about would outlive their inputs' tombstones
     // once a later compaction dropped those (a resurrected key, or a
     // database that refuses to open). Reopening finishes the job instead.
+    // One directory sync per install: the outputs become durable in seq
+    // order, so a power cut can never keep a newer output (whose inputs
+    // recovery then deletes, tombstones and all) without the older ones.
     for output in &outputs {
-        shared.poison_on_error(|| Ok(shared.segments.install(output.id)?))?;
+        shared.poison_on_error(|| {
+            shared.segments.install(output.id)?;
+            Ok(shared.segments.sync_dir()?)
+        })?;
     }
-    shared.poison_on_error(|| Ok(shared.segments.sync_dir()?))?;
 
     // 4. Re-point the index, a chunk at a time.
     for output in &outputs {
@@ -166,7 +175,7 @@ where
         }
     }
 
-    // 5. Delete the inputs, oldest first (see the module docs).
+    // 5. Delete the inputs, oldest (by seq) first (see the module docs).
     shared.poison_on_error(|| Ok(shared.segments.remove(&input_ids)?))?;
     {
         let mut state = shared.index.write();
@@ -188,7 +197,7 @@ where
     Ok(())
 }
 
-/// Groups the inputs (ascending ids, hence ascending seq ranges) so that
+/// Groups the inputs (in ascending seq order) so that
 /// each group's live bytes fit in one segment. A group covers the seq range
 /// from its first input's start to its last input's end.
 fn plan<O, I>(shared: &Shared<O, I>, inputs: &[(u64, SeqRange)]) -> Vec<Group>
@@ -210,7 +219,7 @@ where
         match groups.last_mut() {
             Some(group) if size + live <= shared.options.max_segment_size => {
                 group.inputs.push(id);
-                group.range.last = range.last;
+                group.range.last = group.range.last.max(range.last);
                 size += live;
             }
             _ => {

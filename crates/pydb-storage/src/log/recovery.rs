@@ -654,9 +654,12 @@ pub(super) fn interrupted_compaction_inputs(
                  value of some keys",
             ));
         }
-        redundant.push(segment.id);
+        redundant.push((segment.range.first, segment.id));
     }
-    Ok(redundant)
+    // Oldest by seq first, like compaction deletes them: ids need not be
+    // in seq order after a crash between two installs.
+    redundant.sort_unstable();
+    Ok(redundant.into_iter().map(|(_, id)| id).collect())
 }
 
 /// Checks that the covered ranges tile `1..=last_seq` and returns the seq
