@@ -12,20 +12,23 @@
 //!    sealed segment and the new active segment gets an id above the
 //!    reserved ones (the active segment must stay the highest id). The
 //!    inputs are all sealed segments.
-//! 2. Group the inputs, in id order (which is seq order), so that each
-//!    group's live bytes fit in one segment. Each group becomes one output
-//!    that covers exactly the seq range of its inputs, so that every input
-//!    lies inside exactly one output's range.
+//! 2. Group the inputs, in seq order, so that each group's live bytes fit
+//!    in one segment. Each group becomes one output that covers exactly the
+//!    seq range of its inputs, so that every input lies inside exactly one
+//!    output's range. (Seq order is usually id order, but not always: see
+//!    "Ids out of seq order" below.)
 //! 3. Without any engine lock: copy each record that the index still
 //!    points at *exactly* (same segment and offset) into the output, byte
 //!    for byte, seq included. Tombstones are dropped: every older value of
 //!    their key is in the inputs, which are about to go. The output is
 //!    written under a temp name with no fsync per record, then sealed,
-//!    synced, given a hint file, and renamed into place (directory synced).
+//!    synced and given a hint file. The outputs are renamed into place in
+//!    seq order, the directory synced after each rename.
 //! 4. Re-point the index with a compare-and-set: a key moves to its copy
 //!    only if the index still holds the location that was copied. A write
 //!    that landed meanwhile wins, and its copy simply becomes dead.
-//! 5. Delete the inputs, oldest first, syncing the directory after each.
+//! 5. Delete the inputs, oldest (by seq) first, syncing the directory
+//!    after each.
 //!
 //! ## Why oldest first
 //!
@@ -43,6 +46,25 @@
 //! order is the second line of defence: it keeps every state a crash can
 //! leave correct *by itself*, for any reader that replays the segments by
 //! seq without knowing about compaction, such as `pydb inspect`.
+//!
+//! ## Ids out of seq order
+//!
+//! A crash between two renames of step 3 leaves the first outputs
+//! installed and the later ones as temp files. Reopening deletes the temp
+//! files and the inputs the installed outputs cover, and keeps the other
+//! inputs: no data is lost, but those inputs now have *lower* ids than an
+//! output that holds *older* seqs. So compaction never takes id order for
+//! seq order: it sorts its inputs by seq range before grouping them (a
+//! group in id order could span seqs that other groups hold, and its
+//! output would claim a range it does not have: reopening would then find
+//! seqs going backwards inside it, or a segment "covered" by an output that
+//! does not hold its live records), and deletes them oldest seq first.
+//!
+//! The directory sync after each rename keeps the installed outputs a
+//! prefix in seq order even across a power cut, which may persist renames
+//! out of order. Were a newer output to survive alone, reopening would
+//! delete its inputs (tombstones included) and keep the older inputs, whose
+//! values those tombstones were hiding.
 //!
 //! ## What a reader sees
 //!
@@ -109,7 +131,11 @@ where
         let count = writer.sealed.len() as u64 + 1;
         let reserved = shared.segments.reserve_ids(count)?;
         let rolled = shared.roll(&mut writer)?;
-        let inputs: Vec<(u64, SeqRange)> = writer.sealed.iter().map(|(id, r)| (*id, *r)).collect();
+        let mut inputs: Vec<(u64, SeqRange)> =
+            writer.sealed.iter().map(|(id, r)| (*id, *r)).collect();
+        // Seq order, not id order: after a crash between two installs the
+        // two differ (see the module docs).
+        inputs.sort_by_key(|(id, range)| (range.first, range.last, *id));
         (inputs, reserved, rolled)
     };
     shared.write_hint(&rolled);
@@ -132,10 +158,15 @@ where
     // engine does not know about would outlive their inputs' tombstones
     // once a later compaction dropped those (a resurrected key, or a
     // database that refuses to open). Reopening finishes the job instead.
+    // One directory sync per install: the outputs become durable in seq
+    // order, so a power cut can never keep a newer output (whose inputs
+    // recovery then deletes, tombstones and all) without the older ones.
     for output in &outputs {
-        shared.poison_on_error(|| Ok(shared.segments.install(output.id)?))?;
+        shared.poison_on_error(|| {
+            shared.segments.install(output.id)?;
+            Ok(shared.segments.sync_dir()?)
+        })?;
     }
-    shared.poison_on_error(|| Ok(shared.segments.sync_dir()?))?;
 
     // 4. Re-point the index, a chunk at a time.
     for output in &outputs {
@@ -166,7 +197,7 @@ where
         }
     }
 
-    // 5. Delete the inputs, oldest first (see the module docs).
+    // 5. Delete the inputs, oldest (by seq) first (see the module docs).
     shared.poison_on_error(|| Ok(shared.segments.remove(&input_ids)?))?;
     {
         let mut state = shared.index.write();
@@ -188,7 +219,7 @@ where
     Ok(())
 }
 
-/// Groups the inputs (ascending ids, hence ascending seq ranges) so that
+/// Groups the inputs (in ascending seq order) so that
 /// each group's live bytes fit in one segment. A group covers the seq range
 /// from its first input's start to its last input's end.
 fn plan<O, I>(shared: &Shared<O, I>, inputs: &[(u64, SeqRange)]) -> Vec<Group>
@@ -210,7 +241,7 @@ where
         match groups.last_mut() {
             Some(group) if size + live <= shared.options.max_segment_size => {
                 group.inputs.push(id);
-                group.range.last = range.last;
+                group.range.last = group.range.last.max(range.last);
                 size += live;
             }
             _ => {

@@ -23,7 +23,9 @@
 //!    higher id wins), so a compaction output beats the input it copied.
 //! 5. Finish an interrupted compaction: a segment whose covered range lies
 //!    inside the range of a segment with a higher id is an input whose
-//!    output was installed; it is deleted (oldest first).
+//!    output was installed; it is deleted (oldest seq first, as
+//!    compaction does: after a crash between two output renames, ids are
+//!    not always in seq order).
 //! 6. Check that the covered ranges tile `1..=last_seq`: a hole means a
 //!    segment file is missing, and opening fails rather than serve stale
 //!    values.
@@ -610,7 +612,8 @@ fn scan_records<F: File>(
 
 /// Finds the inputs of an interrupted compaction (segments whose non-empty
 /// range lies inside the range of a segment with a higher id), checks that
-/// nothing live is in them, and deletes them oldest first. Returns their ids.
+/// nothing live is in them, and deletes them oldest (by seq) first.
+/// Returns their ids.
 fn finish_interrupted_compaction<O: FileOpener>(
     segments: &SegmentedFile<O>,
     all: &[Loaded],
@@ -631,8 +634,9 @@ fn finish_interrupted_compaction<O: FileOpener>(
 }
 
 /// The inputs of an interrupted compaction: segments whose non-empty range
-/// lies inside the range of a segment with a higher id. Fails if one of
-/// them still holds the latest value of a key. Changes nothing.
+/// lies inside the range of a segment with a higher id, oldest (by seq)
+/// first. Fails if one of them still holds the latest value of a key.
+/// Changes nothing.
 pub(super) fn interrupted_compaction_inputs(
     path_of: &dyn Fn(u64) -> std::path::PathBuf,
     all: &[Loaded],
@@ -654,9 +658,12 @@ pub(super) fn interrupted_compaction_inputs(
                  value of some keys",
             ));
         }
-        redundant.push(segment.id);
+        redundant.push((segment.range.first, segment.id));
     }
-    Ok(redundant)
+    // Oldest by seq first, like compaction deletes them: ids need not be
+    // in seq order after a crash between two installs.
+    redundant.sort_unstable();
+    Ok(redundant.into_iter().map(|(_, id)| id).collect())
 }
 
 /// Checks that the covered ranges tile `1..=last_seq` and returns the seq
