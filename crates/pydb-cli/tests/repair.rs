@@ -375,30 +375,42 @@ fn btree_value(i: usize) -> String {
 /// A closed B+tree database holding `keys`, plus one value large enough
 /// for an overflow chain under `big`.
 fn make_btree(dir: &Path, keys: impl IntoIterator<Item = usize>, deleted: &[usize]) {
-    let db = pydb::Db::open(dir, pydb::Options::with_engine(EngineKind::BTree)).unwrap();
+    // `Db` writes the PYDB file; the pairs go to the engine itself, so that
+    // the leaves hold the keys as written (a `Db` would store versions).
+    pydb::Db::open(dir, pydb::Options::with_engine(EngineKind::BTree))
+        .unwrap()
+        .close()
+        .unwrap();
+    let db = btree_engine(dir);
     for i in keys {
-        db.set(btree_key(i), btree_value(i)).unwrap();
+        db.set(btree_key(i).as_bytes(), btree_value(i).as_bytes())
+            .unwrap();
     }
-    db.set("big", vec![b'b'; 3 * PAGE]).unwrap();
+    db.set(b"big", &vec![b'b'; 3 * PAGE]).unwrap();
     for &i in deleted {
-        db.delete(btree_key(i)).unwrap();
+        db.delete(btree_key(i).as_bytes()).unwrap();
     }
-    db.close().unwrap();
+    db.flush().unwrap();
 }
 
-/// Every pair of a B+tree directory, through the facade.
+/// The B+tree engine of `dir`, opened through the registry.
+fn btree_engine(dir: &Path) -> std::sync::Arc<dyn StorageEngine> {
+    let config = pydb::storage::EngineConfig::new(EngineKind::BTree);
+    pydb::storage::open_engine(dir, &config).unwrap()
+}
+
+/// Every pair of a B+tree directory, as the engine holds it (the
+/// transaction layer's own keys, under 0x00 and 0x01, left out).
 fn btree_contents(dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let db = pydb::Db::open(dir, pydb::Options::with_engine(EngineKind::BTree)).unwrap();
-    let pairs = db
-        .scan_range(KeyRange::all())
+    let db = btree_engine(dir);
+    db.scan(KeyRange::all())
         .unwrap()
         .map(|r| {
             let (k, v) = r.unwrap();
             (k.to_vec(), v.to_vec())
         })
-        .collect();
-    db.close().unwrap();
-    pairs
+        .filter(|(k, _)| k.first().is_some_and(|b| *b > 1))
+        .collect()
 }
 
 /// The pages of type `kind` that verify, with their keys (leaves) in order.
@@ -574,12 +586,11 @@ fn a_valid_old_leaf_on_a_freed_page_is_not_read_back() {
         let snapshot = std::fs::read(&pages).unwrap();
         let old_leaves = pages_of(dir.path(), PageType::Leaf);
         {
-            let db =
-                pydb::Db::open(dir.path(), pydb::Options::with_engine(EngineKind::BTree)).unwrap();
+            let db = btree_engine(dir.path());
             for i in 200..1800 {
-                db.delete(btree_key(i)).unwrap();
+                db.delete(btree_key(i).as_bytes()).unwrap();
             }
-            db.close().unwrap();
+            db.flush().unwrap();
         }
         let before = btree_contents(dir.path());
         // Put an old leaf image back on a page that is now free: its
@@ -633,14 +644,15 @@ fn the_leaf_with_the_higher_page_lsn_wins_a_key_claimed_twice() {
     let snapshot = std::fs::read(&pages).unwrap();
     let (old_leaf, old_keys) = pages_of(dir.path(), PageType::Leaf)[0].clone();
     {
-        let db = pydb::Db::open(dir.path(), pydb::Options::with_engine(EngineKind::BTree)).unwrap();
+        let db = btree_engine(dir.path());
         for i in 1000..2000 {
-            db.delete(btree_key(i)).unwrap();
+            db.delete(btree_key(i).as_bytes()).unwrap();
         }
         for i in 0..1000 {
-            db.set(btree_key(i), format!("new {i}")).unwrap();
+            db.set(btree_key(i).as_bytes(), format!("new {i}").as_bytes())
+                .unwrap();
         }
-        db.close().unwrap();
+        db.flush().unwrap();
     }
     let before = btree_contents(dir.path());
     // The old image of the first leaf (old values, lower LSN), moved onto
@@ -716,15 +728,19 @@ fn btree_repair_replays_the_wal_before_salvaging() {
     assert_eq!(report.pages_damaged, 1, "{out}");
     assert!(check_ok(dir.path()), "{out}");
     let after = btree_contents(dir.path());
+    for key in &lost {
+        assert!(!after.contains_key(key));
+    }
+    assert_eq!(after.len(), 401 - lost.len(), "{out}");
+    // The shell wrote through `Db`: its keys are versions, read back
+    // through `Db` (which does not see the raw pairs above).
+    let db = pydb::Db::open(dir.path(), pydb::Options::with_engine(EngineKind::BTree)).unwrap();
     for key in &wal_keys {
         assert_eq!(
-            after.get(key.as_bytes()).map(Vec::as_slice),
+            db.get(key).unwrap().as_deref(),
             Some(&b"walvalue"[..]),
             "{out}"
         );
     }
-    for key in &lost {
-        assert!(!after.contains_key(key));
-    }
-    assert_eq!(after.len(), 401 + wal_keys.len() - lost.len(), "{out}");
+    db.close().unwrap();
 }

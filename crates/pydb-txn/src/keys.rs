@@ -114,8 +114,9 @@ pub(crate) fn version_range(start: Bound<&[u8]>, end: Bound<&[u8]>) -> KeyRange 
     KeyRange { start, end }
 }
 
-/// Splits an engine key into the user key and the commit timestamp.
-pub(crate) fn decode_version_key(engine_key: &[u8]) -> Result<(Bytes, u64)> {
+/// Splits an engine key into the user key and the commit timestamp (the
+/// one decoder of the version-key format; tools use it to name keys).
+pub fn decode_version_key(engine_key: &[u8]) -> Result<(Bytes, u64)> {
     let bad = |reason: &str| Error::Corrupted {
         key: printable(engine_key),
         reason: reason.to_string(),

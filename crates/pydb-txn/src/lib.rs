@@ -119,6 +119,7 @@ mod transaction;
 
 pub use error::{Error, Result};
 pub use gc::GcReport;
+pub use keys::decode_version_key;
 pub use lock::LockWait;
 pub use manager::{Concurrency, Isolation, Options, TxnManager, TxnOptions, TxnStats};
 pub use transaction::Transaction;
