@@ -382,12 +382,19 @@ fn the_retry_helper_retries_conflicts_a_bounded_number_of_times() {
         for _ in 0..threads {
             s.spawn(|| {
                 for _ in 0..25 {
-                    db.mgr
-                        .transaction(Isolation::Serializable, |tx| {
+                    // Three retries can run out under contention: go on
+                    // until it commits, but only on a retryable error.
+                    loop {
+                        let done = db.mgr.transaction(Isolation::Serializable, |tx| {
                             let n = tx.get(b"n")?.map_or(0, |v| v[0]);
                             tx.set(b"n", &[n + 1])
-                        })
-                        .unwrap_or_else(|e| panic!("{e}"));
+                        });
+                        match done {
+                            Ok(()) => break,
+                            Err(e) if e.is_retryable() => continue,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
                 }
             });
         }
