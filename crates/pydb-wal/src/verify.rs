@@ -307,7 +307,7 @@ impl<'f> Walker<'f> {
     /// [`Step::Record`], `visit` may return a reason why its payload is
     /// not valid for the log's user (a log entry, a redo record): the
     /// record then counts as damage. A file header with a newer version is
-    /// [`Error::UnsupportedVersion`]: its records are not read.
+    /// [`pydb_file::Error::UnsupportedVersion`]: its records are not read.
     pub fn walk(mut self, visit: &mut dyn FnMut(Step<'_>) -> Option<String>) -> Result<Report> {
         let file_len = self.source.len;
         let mut report = Report {
