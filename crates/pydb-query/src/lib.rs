@@ -1,0 +1,35 @@
+//! SQL from text to rows.
+//!
+//! A statement travels through five stages, each in its own module:
+//!
+//! ```text
+//! text --lexer--> tokens --parser--> AST --binder--> logical plan
+//!      --optimizer rules--> physical plan --executor--> rows
+//! ```
+//!
+//! - [`lexer`] cuts the text into tokens, each with its [`Span`](ast::Span).
+//! - [`parser`] is a hand-written recursive-descent parser with precedence
+//!   climbing for expressions; it builds the [`ast`].
+//! - The binder resolves names against the [`catalog`] and checks types.
+//! - The planner builds a logical plan and rewrites it by rules (constant
+//!   folding, predicate pushdown, index selection), then picks physical
+//!   operators.
+//! - The executor runs pull-based operators over a [`Store`](store::Store):
+//!   the tables and indexes of one `pydb-txn` transaction.
+//!
+//! Rows and index entries are stored under an order-preserving key
+//! encoding, so that an index range is an engine range.
+//!
+//! The values and their rules (three-valued logic, comparison, arithmetic,
+//! casts) live in [`value`].
+
+pub mod ast;
+pub mod catalog;
+pub mod error;
+pub mod output;
+pub mod store;
+pub mod value;
+
+pub use error::{Error, Result};
+pub use output::{Output, ResultColumn, Rows};
+pub use value::{DataType, Row, Value};

@@ -1,0 +1,80 @@
+//! The seam between the executor and the storage: tables and indexes in
+//! one transaction.
+//!
+//! The executor sees a database only through [`Store`]: it asks for a
+//! table's definition, scans its rows or an index range, and inserts,
+//! updates and deletes rows. The store keeps the secondary indexes in step
+//! with the rows and checks NOT NULL, UNIQUE and PRIMARY KEY, all inside the
+//! same transaction, so that a rolled-back statement leaves nothing behind.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::catalog::{Index, Table, View};
+use crate::error::Result;
+use crate::value::{Row, Value};
+
+/// The storage key of a row: the encoded primary key, or the hidden row
+/// id. Opaque to the executor; it hands it back to update or delete.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RowKey(pub Bytes);
+
+/// Rows with their keys, in key order (for an index scan: in index order).
+pub type RowIter<'a> = Box<dyn Iterator<Item = Result<(RowKey, Row)>> + 'a>;
+
+/// A range over an index, on a prefix of its columns: `start` and `end`
+/// hold values for the first one or more indexed columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexRange {
+    /// The lower bound.
+    pub start: Bound<Vec<Value>>,
+    /// The upper bound.
+    pub end: Bound<Vec<Value>>,
+}
+
+/// Tables, indexes and views, read and written in one transaction.
+pub trait Store {
+    /// The table named `name` (case-insensitive), if any.
+    fn table(&self, name: &str) -> Result<Option<Arc<Table>>>;
+    /// The view named `name`, if any.
+    fn view(&self, name: &str) -> Result<Option<Arc<View>>>;
+    /// Every table, by name.
+    fn tables(&self) -> Result<Vec<Arc<Table>>>;
+    /// Every view, by name.
+    fn views(&self) -> Result<Vec<Arc<View>>>;
+
+    /// Creates a table (its `id` and its indexes' ids are assigned here).
+    /// Fails if a table or view of that name exists.
+    fn create_table(&mut self, table: Table) -> Result<Arc<Table>>;
+    /// Drops a table with its rows and indexes.
+    fn drop_table(&mut self, name: &str) -> Result<()>;
+    /// Creates an index and fills it from the table's rows; a UNIQUE index
+    /// over rows that collide fails.
+    fn create_index(&mut self, index: Index) -> Result<()>;
+    /// Drops an index.
+    fn drop_index(&mut self, name: &str) -> Result<()>;
+    /// Creates a view.
+    fn create_view(&mut self, view: View) -> Result<()>;
+    /// Drops a view.
+    fn drop_view(&mut self, name: &str) -> Result<()>;
+
+    /// Every row of `table`, in key order.
+    fn scan(&self, table: &Table) -> Result<RowIter<'_>>;
+    /// The rows whose `index` key falls in `range`, in index order.
+    fn index_scan(&self, table: &Table, index: &Index, range: &IndexRange) -> Result<RowIter<'_>>;
+    /// The row with this primary key, if any (`pk` in primary-key column
+    /// order).
+    fn get_by_pk(&self, table: &Table, pk: &[Value]) -> Result<Option<(RowKey, Row)>>;
+
+    /// Inserts a row (one value per column, defaults already applied).
+    /// Checks NOT NULL, PRIMARY KEY and UNIQUE, and adds index entries.
+    fn insert(&mut self, table: &Table, row: Row) -> Result<RowKey>;
+    /// Replaces the row stored under `key` (whose current values are
+    /// `old`) by `new`, keeping the indexes in step. The key changes when
+    /// the primary key does.
+    fn update(&mut self, table: &Table, key: &RowKey, old: &Row, new: Row) -> Result<RowKey>;
+    /// Deletes the row stored under `key`, with its index entries.
+    fn delete(&mut self, table: &Table, key: &RowKey, row: &Row) -> Result<()>;
+}
