@@ -26,10 +26,14 @@
 pub mod ast;
 pub mod catalog;
 pub mod error;
+pub mod exec;
 pub mod output;
+pub mod parser;
+pub mod session;
 pub mod store;
 pub mod value;
 
 pub use error::{Error, Result};
 pub use output::{Output, ResultColumn, Rows};
+pub use session::{Database, Session};
 pub use value::{DataType, Row, Value};
