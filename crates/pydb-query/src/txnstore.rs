@@ -703,3 +703,6 @@ fn index_name_of(table: &Table, entry: &[u8]) -> String {
         .find(|i| Some(i.id) == id)
         .map_or_else(|| "?".to_owned(), |i| i.name.clone())
 }
+
+#[cfg(test)]
+mod tests;
