@@ -38,12 +38,12 @@ pub(crate) mod records;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::ops::{Bound, RangeBounds};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use pydb_txn::Transaction;
+use pydb_txn::{Keyspace, Transaction};
 
 use crate::catalog::{Index, Table, View};
 use crate::encoding::{decode_row, encode_key, encode_row};
@@ -55,69 +55,38 @@ use layout::{CATALOG, CATALOG_TABLE, CATALOG_VIEW, INDEXES, ROWS};
 
 // ------------------------------------------------------------ keyspace
 
-/// The SQL keys' place in the transaction's key space. Every SQL key gets
-/// this prefix, so that SQL data and the key-value commands never meet.
-const SQL_PREFIX: &[u8] = b"\xffsql\x00";
-
-fn space_key(key: &[u8]) -> Vec<u8> {
-    let mut full = Vec::with_capacity(SQL_PREFIX.len() + key.len());
-    full.extend_from_slice(SQL_PREFIX);
-    full.extend_from_slice(key);
-    full
-}
-
-fn space_bound(bound: Bound<&Vec<u8>>) -> Bound<Vec<u8>> {
-    match bound {
-        Bound::Included(k) => Bound::Included(space_key(k)),
-        Bound::Excluded(k) => Bound::Excluded(space_key(k)),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
+// Every SQL key lives in the transaction layer's `Keyspace::Sql`, so SQL
+// data and the key-value commands never meet, and `pydb-txn` can tell them
+// apart (in `KEYS`, `DBSIZE`, and its own verifier).
 
 /// Reads `key` of the SQL space.
 pub(crate) fn space_get(tx: &Transaction, key: &[u8]) -> Result<Option<Bytes>> {
-    Ok(tx.get(&space_key(key))?)
+    Ok(tx.get_in(Keyspace::Sql, key)?)
 }
 
 /// Writes `key` of the SQL space.
 pub(crate) fn space_set(tx: &mut Transaction, key: &[u8], value: &[u8]) -> Result<()> {
-    Ok(tx.set(&space_key(key), value)?)
+    Ok(tx.set_in(Keyspace::Sql, key, value)?)
 }
 
 /// Deletes `key` of the SQL space.
 pub(crate) fn space_delete(tx: &mut Transaction, key: &[u8]) -> Result<()> {
-    Ok(tx.delete(&space_key(key))?)
+    Ok(tx.delete_in(Keyspace::Sql, key)?)
 }
 
-/// The keys of the SQL space in `range` (SQL keys, without the prefix).
+/// The keys of the SQL space in `range`, with their values, ascending.
 pub(crate) fn space_scan(
     tx: &Transaction,
     range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
 ) -> Result<Vec<(Bytes, Bytes)>> {
-    let start = space_bound(range.start_bound());
-    let end = match range.end_bound() {
-        Bound::Unbounded => match crate::encoding::prefix_successor(SQL_PREFIX) {
-            Some(end) => Bound::Excluded(end),
-            None => Bound::Unbounded,
-        },
-        bound => space_bound(bound),
-    };
-    let start = match start {
-        Bound::Unbounded => Bound::Included(SQL_PREFIX.to_vec()),
-        bound => bound,
-    };
-    let items = tx.scan((start, end))?;
-    Ok(items
-        .into_iter()
-        .map(|(k, v)| (k.slice(SQL_PREFIX.len()..), v))
-        .collect())
+    Ok(tx.scan_in(Keyspace::Sql, range)?)
 }
 
 /// The last commit that wrote the catalog version key, as this
 /// transaction sees it (`u64::MAX`: this transaction wrote it).
 fn catalog_tag(tx: &Transaction) -> Result<u64> {
     Ok(tx
-        .last_modified(&space_key(&layout::CATALOG_VERSION))?
+        .last_modified_in(Keyspace::Sql, &layout::CATALOG_VERSION)?
         .unwrap_or(0))
 }
 
