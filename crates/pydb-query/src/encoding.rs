@@ -8,14 +8,13 @@
 //! encoded so that comparing the bytes gives the same answer as comparing
 //! the values, then "rows with `a` between 3 and 7" is one engine range, and
 //! an index scan is a plain engine scan. Each value starts with a tag byte
-//! that orders the kinds (NULL first, as SQLite sorts them); the payload
-//! after it is ordered within the kind:
+//! that orders the kinds (NULL first, then numbers, then text, as SQLite
+//! sorts them); the payload after it is ordered within the kind:
 //!
 //! ```text
 //! NULL      0x01
-//! BOOLEAN   0x02 | 0x00 (false) or 0x01 (true)
-//! number    0x03 | f64 as ordered bytes (8) | residual as i16, sign flipped (2)
-//! TEXT      0x04 | UTF-8 with 0x00 escaped as 0x00 0xFF | 0x00 0x01
+//! number    0x02 | f64 as ordered bytes (8) | residual as i16, sign flipped (2)
+//! TEXT      0x03 | UTF-8 with 0x00 escaped as 0x00 0xFF | 0x00 0x01
 //! ```
 //!
 //! - **Numbers.** INTEGER and REAL share one tag and compare by value, as
@@ -27,9 +26,11 @@
 //!   which is 0 below 2^53 and at most ±512 above it, so that two large
 //!   integers with the same nearest float still sort, and still differ.
 //!   `-0.0` is written as `0.0` and every NaN as one NaN, after +∞.
-//!   A key therefore does not remember whether a number was INTEGER or
-//!   REAL: [`decode_key`] gives an INTEGER when the number is a whole one
-//!   that fits in 64 bits. The row holds the typed value.
+//!   BOOLEANs are the numbers 0 and 1, as in SQLite (and in
+//!   `Value::total_cmp`). A key therefore does not remember whether a
+//!   number was INTEGER, REAL or BOOLEAN: [`decode_key`] gives an INTEGER
+//!   when the number is a whole one that fits in 64 bits. The row holds
+//!   the typed value.
 //! - **Text** sorts by its bytes (SQLite's BINARY collation). The
 //!   terminator `0x00 0x01` is below every byte a longer text could
 //!   continue with (a 0x00 in the text is written `0x00 0xFF`), so a text
@@ -62,12 +63,10 @@ use crate::value::{Row, Value};
 
 /// Key tag of NULL (lowest: NULLs sort first).
 const KEY_NULL: u8 = 0x01;
-/// Key tag of a BOOLEAN.
-const KEY_BOOLEAN: u8 = 0x02;
-/// Key tag of a number (INTEGER or REAL).
-const KEY_NUMBER: u8 = 0x03;
+/// Key tag of a number (INTEGER, REAL, or BOOLEAN as 0 and 1).
+const KEY_NUMBER: u8 = 0x02;
 /// Key tag of TEXT.
-const KEY_TEXT: u8 = 0x04;
+const KEY_TEXT: u8 = 0x03;
 /// In key text, 0x00 is followed by this byte when it is part of the text…
 const TEXT_ESCAPED_ZERO: u8 = 0xFF;
 /// …and by this one when it ends the text.
@@ -98,10 +97,7 @@ const MAX_COLUMNS: u64 = 1 << 16;
 pub fn encode_key_value(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Null => out.push(KEY_NULL),
-        Value::Boolean(b) => {
-            out.push(KEY_BOOLEAN);
-            out.push(u8::from(*b));
-        }
+        Value::Boolean(b) => encode_number(f64::from(u8::from(*b)), 0, out),
         Value::Integer(i) => {
             let nearest = *i as f64;
             // Exact in i128: |i| < 2^63 and the float is an integer there.
@@ -237,11 +233,6 @@ impl<'a> Reader<'a> {
     fn key_value(&mut self) -> Result<Value> {
         match self.byte()? {
             KEY_NULL => Ok(Value::Null),
-            KEY_BOOLEAN => match self.byte()? {
-                0 => Ok(Value::Boolean(false)),
-                1 => Ok(Value::Boolean(true)),
-                other => Err(self.corrupted(format!("boolean byte {other:#04x}"))),
-            },
             KEY_NUMBER => {
                 let ordered = u64::from_be_bytes(self.array()?);
                 let bits = if ordered >> 63 == 1 {
@@ -489,17 +480,17 @@ impl<'a> RecordReader<'a> {
     }
 }
 
-/// Orders two values as the key encoding does (NULL < BOOLEAN < numbers <
-/// TEXT; numbers by value; text by bytes). Tests use it as the model.
+/// Orders two values as the key encoding does (NULL < numbers < TEXT;
+/// numbers, booleans as 0 and 1, by value; text by bytes). Tests use it as
+/// the model.
 #[cfg(test)]
 fn model_cmp(a: &Value, b: &Value) -> std::cmp::Ordering {
     use std::cmp::Ordering;
     fn rank(v: &Value) -> u8 {
         match v {
             Value::Null => 0,
-            Value::Boolean(_) => 1,
-            Value::Integer(_) | Value::Real(_) => 2,
-            Value::Text(_) => 3,
+            Value::Boolean(_) | Value::Integer(_) | Value::Real(_) => 1,
+            Value::Text(_) => 2,
         }
     }
     // Exact comparison of an integer and a float.
@@ -519,8 +510,12 @@ fn model_cmp(a: &Value, b: &Value) -> std::cmp::Ordering {
             other => other,
         }
     }
+    let number = |v: &Value| match v {
+        Value::Boolean(b) => Value::Integer(i64::from(*b)),
+        other => other.clone(),
+    };
+    let (a, b) = (&number(a), &number(b));
     match (a, b) {
-        (Value::Boolean(x), Value::Boolean(y)) => x.cmp(y),
         (Value::Integer(x), Value::Integer(y)) => x.cmp(y),
         (Value::Real(x), Value::Real(y)) => match (x.is_nan(), y.is_nan()) {
             (true, true) => Ordering::Equal,
@@ -568,6 +563,7 @@ mod tests {
     /// What a key decodes to: whole numbers in range become INTEGER.
     fn normalized(v: &Value) -> Value {
         match v {
+            Value::Boolean(b) => Value::Integer(i64::from(*b)),
             Value::Real(r) if r.is_nan() => Value::Real(f64::NAN),
             Value::Real(r) if *r == 0.0 => Value::Integer(0),
             Value::Real(r)
@@ -669,7 +665,7 @@ mod tests {
         ];
         assert_eq!(
             hex(&encode_key(&values)),
-            "03 3f ff ff ff ff ff ff ff 80 00 04 68 69 00 01 01"
+            "02 3f ff ff ff ff ff ff ff 80 00 03 68 69 00 01 01"
         );
         let row = [
             Value::Integer(-2),
@@ -698,7 +694,7 @@ mod tests {
         assert!(err.to_string().contains("unknown value tag 0x09"), "{err}");
         assert!(err.to_string().contains("byte 3"), "{err}");
         assert!(matches!(
-            decode_key(&[0x04, b'a']),
+            decode_key(&[0x03, b'a']),
             Err(Error::Corrupted(_))
         ));
     }
