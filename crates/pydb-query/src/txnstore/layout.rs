@@ -145,3 +145,35 @@ pub(crate) fn index_range(
     };
     (lower, upper)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The example of docs/formats.md ("SQL rows, indexes and catalog").
+    #[test]
+    fn documented_example() {
+        let pk = encode_key(&[Value::Integer(-2)]);
+        assert_eq!(
+            hex(&row_key(1, &pk)),
+            "02 00 00 00 00 00 00 00 01 02 3f ff ff ff ff ff ff ff 80 00"
+        );
+        assert_eq!(
+            hex(&index_key(2, false, &[Value::Text("hi".into())], &pk)),
+            "03 00 00 00 00 00 00 00 02 03 68 69 00 01 02 3f ff ff ff ff ff ff ff 80 00"
+        );
+        // A UNIQUE index leaves the row key out when no value is NULL.
+        assert_eq!(
+            hex(&index_key(2, true, &[Value::Text("hi".into())], &pk)),
+            "03 00 00 00 00 00 00 00 02 03 68 69 00 01"
+        );
+    }
+}
