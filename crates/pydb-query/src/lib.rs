@@ -24,11 +24,14 @@
 //! casts) live in [`value`].
 
 pub mod ast;
+pub mod bind;
 pub mod catalog;
 pub mod error;
 pub mod exec;
+pub mod func;
 pub mod output;
 pub mod parser;
+pub mod plan;
 pub mod session;
 pub mod store;
 pub mod value;
