@@ -26,6 +26,8 @@
 pub mod ast;
 pub mod bind;
 pub mod catalog;
+pub mod check;
+pub mod encoding;
 pub mod error;
 pub mod exec;
 pub mod func;
@@ -34,9 +36,10 @@ pub mod parser;
 pub mod plan;
 pub mod session;
 pub mod store;
+mod txnstore;
 pub mod value;
 
 pub use error::{Error, Result};
 pub use output::{Output, ResultColumn, Rows};
-pub use session::{Database, Session};
+pub use session::{Database, Session, TxnStatus};
 pub use value::{DataType, Row, Value};
