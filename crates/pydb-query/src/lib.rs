@@ -30,6 +30,8 @@ pub mod exec;
 pub mod output;
 pub mod parser;
 pub mod session;
+#[cfg(feature = "slt")]
+pub mod slt;
 pub mod store;
 pub mod value;
 
