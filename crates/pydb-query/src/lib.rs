@@ -35,6 +35,8 @@ pub mod output;
 pub mod parser;
 pub mod plan;
 pub mod session;
+#[cfg(feature = "slt")]
+pub mod slt;
 pub mod store;
 mod txnstore;
 pub mod value;
