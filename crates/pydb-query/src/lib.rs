@@ -27,6 +27,7 @@ pub mod ast;
 pub mod catalog;
 pub mod error;
 pub mod exec;
+pub mod lexer;
 pub mod output;
 pub mod parser;
 pub mod session;
