@@ -31,6 +31,7 @@ pub mod encoding;
 pub mod error;
 pub mod exec;
 pub mod func;
+pub mod lexer;
 pub mod output;
 pub mod parser;
 pub mod plan;
