@@ -24,14 +24,20 @@
 //! casts) live in [`value`].
 
 pub mod ast;
+pub mod bind;
 pub mod catalog;
 pub mod check;
 pub mod encoding;
 pub mod error;
 pub mod exec;
+pub mod func;
+pub mod lexer;
 pub mod output;
 pub mod parser;
+pub mod plan;
 pub mod session;
+#[cfg(feature = "slt")]
+pub mod slt;
 pub mod store;
 mod txnstore;
 pub mod value;

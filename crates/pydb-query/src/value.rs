@@ -116,10 +116,8 @@ fn text_to_number(text: &str) -> Value {
         }
     }
     let number = &t[..end];
-    if !is_real {
-        if let Ok(i) = number.parse::<i64>() {
-            return Value::Integer(i);
-        }
+    if !is_real && let Ok(i) = number.parse::<i64>() {
+        return Value::Integer(i);
     }
     Value::Real(number.parse::<f64>().unwrap_or(0.0))
 }
@@ -137,10 +135,8 @@ fn text_as_exact_number(text: &str) -> Option<Value> {
     let looks_numeric = t
         .bytes()
         .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
-    if looks_numeric {
-        if let Ok(f) = t.parse::<f64>() {
-            return Some(Value::Real(f));
-        }
+    if looks_numeric && let Ok(f) = t.parse::<f64>() {
+        return Some(Value::Real(f));
     }
     None
 }
@@ -618,7 +614,7 @@ mod tests {
         assert_eq!(t("abc").sql_cmp(&t("abd")), Some(Ordering::Less));
         // Large integers are not rounded through f64.
         assert_eq!(
-            Value::Integer(i64::MAX).sql_cmp(&Value::Real(9.223372036854775807e18)),
+            Value::Integer(i64::MAX).sql_cmp(&Value::Real(9.223_372_036_854_776e18)),
             Some(Ordering::Less)
         );
     }
