@@ -270,3 +270,6 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
