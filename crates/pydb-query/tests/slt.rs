@@ -17,7 +17,10 @@ fn scripts() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "slt"))
         .collect();
     files.sort();
-    assert!(files.len() >= 20, "expected a script per feature in {dir:?}");
+    assert!(
+        files.len() >= 20,
+        "expected a script per feature in {dir:?}"
+    );
     files
 }
 
