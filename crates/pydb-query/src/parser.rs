@@ -2464,6 +2464,29 @@ mod tests {
         parse(&sql).unwrap();
     }
 
+    proptest::proptest! {
+        /// Like the `sql_parse` fuzz target, on every `cargo test`: text
+        /// made of SQL's own tokens, shuffled, never panics the parser, and
+        /// its syntax errors point inside the text.
+        #[test]
+        fn shuffled_tokens_never_panic(words in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "SELECT", "FROM", "WHERE", "(", ")", ",", "a", "t1", "1", "2.5", "'x'", "NOT",
+                "IN", "BETWEEN", "AND", "OR", "IS", "NULL", "+", "-", "*", "||", "CASE", "WHEN",
+                "THEN", "END", "UNION", "ORDER", "BY", "LIMIT", "JOIN", "ON", "INSERT", "INTO",
+                "VALUES", "CREATE", "TABLE", "INTEGER", "PRIMARY", "KEY", ";", "?", "$2", "EXISTS",
+                "COLLATE", ".", "\"q\"", "é", "/*", "--", "'",
+            ]),
+            0..40,
+        )) {
+            let sql = words.join(" ");
+            if let Err(Error::Syntax { span, rendered, .. }) = parse(&sql) {
+                proptest::prop_assert!(span.start <= span.end && span.end <= sql.len());
+                proptest::prop_assert!(rendered.contains('^'));
+            }
+        }
+    }
+
     #[test]
     fn long_operator_chains_do_not_nest() {
         let sql = format!("SELECT 1{}", " + 1".repeat(10 * MAX_DEPTH));

@@ -38,14 +38,15 @@ use crate::ast::{IsolationLevel, Statement};
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecContext};
 use crate::output::Output;
-use crate::txnstore::{CatalogCache, OpenTxn, TxnStore};
+use crate::txnstore::{OpenTxn, Shared, TxnStore};
 
 /// SQL over one database's transaction manager. Cheap to clone; clones
-/// share the catalog cache.
+/// share the catalog cache and the row id allocators, so open one
+/// `Database` per transaction manager and clone it.
 #[derive(Debug, Clone)]
 pub struct Database {
     mgr: Arc<TxnManager>,
-    cache: Arc<CatalogCache>,
+    shared: Arc<Shared>,
     isolation: Isolation,
 }
 
@@ -53,8 +54,8 @@ impl Database {
     /// SQL over `mgr`, with serializable transactions by default.
     pub fn new(mgr: Arc<TxnManager>) -> Result<Self> {
         Ok(Database {
+            shared: Arc::new(Shared::new(mgr.clone())),
             mgr,
-            cache: Arc::new(CatalogCache::default()),
             isolation: Isolation::Serializable,
         })
     }
@@ -248,7 +249,7 @@ impl Session {
         match &mut self.state {
             State::Failed => Err(Error::TransactionAborted),
             State::Open(open) => {
-                let mut store = TxnStore::new(open, &self.db.cache);
+                let mut store = TxnStore::new(open, &self.db.shared);
                 let result = exec::execute(&mut store, statement, ctx);
                 if result.is_err() {
                     self.fail();
@@ -261,7 +262,7 @@ impl Session {
                     .mgr
                     .begin_with(TxnOptions::new(effective(self.db.isolation)))?;
                 let mut open = OpenTxn::new(tx);
-                let mut store = TxnStore::new(&mut open, &self.db.cache);
+                let mut store = TxnStore::new(&mut open, &self.db.shared);
                 let output = exec::execute(&mut store, statement, ctx)?;
                 open.tx.commit()?;
                 Ok(output)

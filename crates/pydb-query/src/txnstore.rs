@@ -37,16 +37,16 @@ pub(crate) mod layout;
 pub(crate) mod records;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use pydb_txn::{Keyspace, Transaction};
+use pydb_txn::{Concurrency, Isolation, Keyspace, Transaction, TxnManager, TxnOptions};
 
 use crate::catalog::{Index, Table, View};
-use crate::encoding::{decode_row, encode_key, encode_row};
+use crate::encoding::{decode_key, decode_row, encode_key, encode_row};
 use crate::error::{Error, Result};
 use crate::store::{IndexRange, RowIter, RowKey, Store};
 use crate::value::{Row, Value};
@@ -141,11 +141,74 @@ impl Catalog {
     }
 }
 
-/// The catalog most recently decoded, shared by a database's sessions.
-#[derive(Debug, Default)]
-pub(crate) struct CatalogCache {
+/// What a database's sessions share: the catalog most recently decoded,
+/// and the hidden row id allocators.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The transaction manager.
+    mgr: Arc<TxnManager>,
     /// The catalog version key's commit timestamp, and what it says.
     last: Mutex<Option<(u64, Arc<Catalog>)>>,
+    /// The next hidden row id of each table without PRIMARY KEY that was
+    /// inserted into since the database was opened.
+    row_ids: Mutex<HashMap<u64, u64>>,
+}
+
+impl Shared {
+    /// Nothing cached yet, over `mgr`.
+    pub(crate) fn new(mgr: Arc<TxnManager>) -> Self {
+        Shared {
+            mgr,
+            last: Mutex::new(None),
+            row_ids: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes the next hidden row id of `table`.
+    ///
+    /// Row ids are not allocated inside the transaction, where a counter key
+    /// would make every two concurrent inserts into one table conflict, but
+    /// here, like PostgreSQL's sequences: an id taken by a transaction that
+    /// rolls back is simply never used. The first allocation for a table
+    /// after the database opens starts after the largest id committed (one
+    /// scan of the table's keys, in a transaction of its own); every later
+    /// row of this process went through this allocator, so that start
+    /// stays above them. After a restart, the ids of deleted rows at the
+    /// end of the table may be taken again, as in SQLite without
+    /// AUTOINCREMENT.
+    fn next_row_id(&self, table: &Table) -> Result<i64> {
+        let mut row_ids = self.row_ids.lock();
+        let next = match row_ids.get(&table.id) {
+            Some(&next) => next,
+            None => self.largest_row_id(table)? + 1,
+        };
+        let id = i64::try_from(next)
+            .map_err(|_| Error::Invalid(format!("table {} ran out of row ids", table.name)))?;
+        row_ids.insert(table.id, next + 1);
+        Ok(id)
+    }
+
+    fn largest_row_id(&self, table: &Table) -> Result<u64> {
+        let options = TxnOptions::new(Isolation::Snapshot)
+            .read_only()
+            .concurrency(Concurrency::Mvcc);
+        let tx = self.mgr.begin_with(options)?;
+        let rows = space_scan(
+            &tx,
+            layout::prefix_range(layout::object_prefix(ROWS, table.id)),
+        )?;
+        tx.rollback();
+        let Some((key, _)) = rows.last() else {
+            return Ok(0);
+        };
+        match decode_key(&key[9..])?.as_slice() {
+            [Value::Integer(id)] if *id > 0 => Ok(id.unsigned_abs()),
+            other => Err(Error::Corrupted(format!(
+                "table {} has a row under the key {other:?}, not a row id",
+                table.name
+            ))),
+        }
+    }
 }
 
 // --------------------------------------------------------------- store
@@ -173,7 +236,7 @@ impl OpenTxn {
 /// A [`Store`] over one open transaction.
 pub(crate) struct TxnStore<'a> {
     open: &'a mut OpenTxn,
-    cache: &'a CatalogCache,
+    shared: &'a Shared,
     catalog: RefCell<Option<Arc<Catalog>>>,
 }
 
@@ -182,11 +245,11 @@ fn lower(name: &str) -> String {
 }
 
 impl<'a> TxnStore<'a> {
-    /// A store over `open`, caching the catalog in `cache`.
-    pub(crate) fn new(open: &'a mut OpenTxn, cache: &'a CatalogCache) -> Self {
+    /// A store over `open`, with the database's `shared` state.
+    pub(crate) fn new(open: &'a mut OpenTxn, shared: &'a Shared) -> Self {
         TxnStore {
             open,
-            cache,
+            shared,
             catalog: RefCell::new(None),
         }
     }
@@ -205,7 +268,7 @@ impl<'a> TxnStore<'a> {
         } else {
             let tag = catalog_tag(self.tx())?;
             let cached = self
-                .cache
+                .shared
                 .last
                 .lock()
                 .as_ref()
@@ -216,7 +279,7 @@ impl<'a> TxnStore<'a> {
                 None => {
                     let catalog = Arc::new(Catalog::load(self.tx())?);
                     if tag != u64::MAX {
-                        *self.cache.last.lock() = Some((tag, catalog.clone()));
+                        *self.shared.last.lock() = Some((tag, catalog.clone()));
                     }
                     catalog
                 }
@@ -304,11 +367,7 @@ impl<'a> TxnStore<'a> {
     /// The row key of `row`: its primary key, or a new hidden row id.
     fn new_row_key(&mut self, table: &Table, row: &Row) -> Result<RowKey> {
         if table.primary_key.is_empty() {
-            let counter = layout::next_row_id_key(table.id);
-            let id = self.read_counter(&counter)?.max(1);
-            self.write_counter(&counter, id + 1)?;
-            let id = i64::try_from(id)
-                .map_err(|_| Error::Invalid(format!("table {} ran out of row ids", table.name)))?;
+            let id = self.shared.next_row_id(table)?;
             Ok(RowKey(Bytes::from(encode_key(&[Value::Integer(id)]))))
         } else {
             Ok(pk_row_key(table, row))
@@ -487,7 +546,6 @@ impl Store for TxnStore<'_> {
         for index in &table.indexes {
             self.delete_prefix(layout::object_prefix(INDEXES, index.id))?;
         }
-        space_delete(&mut self.open.tx, &layout::next_row_id_key(table.id))?;
         space_delete(
             &mut self.open.tx,
             &layout::catalog_key(CATALOG_TABLE, &table.name),

@@ -6,7 +6,6 @@
 //! ```text
 //! 0x00 | 0x01                          -> next id (u64 LE): tables and indexes
 //! 0x00 | 0x02                          -> catalog version (u64 LE), bumped by DDL
-//! 0x00 | 0x03 | table id (8, BE)       -> next hidden row id (u64 LE)
 //! 0x01 | 0x01 | table name             -> table record   (see catalog)
 //! 0x01 | 0x02 | view name              -> view record
 //! 0x02 | table id (8, BE) | row key    -> row            (encoding::encode_row)
@@ -50,20 +49,11 @@ pub(crate) const INDEXES: u8 = 0x03;
 pub(crate) const NEXT_ID: [u8; 2] = [META, 0x01];
 /// `META` key of the catalog version.
 pub(crate) const CATALOG_VERSION: [u8; 2] = [META, 0x02];
-/// `META` sub-section of the per-table row id counters.
-const NEXT_ROW_ID: u8 = 0x03;
 
 /// `CATALOG` sub-section of tables.
 pub(crate) const CATALOG_TABLE: u8 = 0x01;
 /// `CATALOG` sub-section of views.
 pub(crate) const CATALOG_VIEW: u8 = 0x02;
-
-/// The key of table `table_id`'s next-row-id counter.
-pub(crate) fn next_row_id_key(table_id: u64) -> Vec<u8> {
-    let mut key = vec![META, NEXT_ROW_ID];
-    key.extend_from_slice(&table_id.to_be_bytes());
-    key
-}
 
 /// The key of a catalog record of `kind` (`CATALOG_TABLE`, `CATALOG_VIEW`).
 pub(crate) fn catalog_key(kind: u8, name: &str) -> Vec<u8> {
