@@ -79,10 +79,9 @@ pub(crate) fn collect(inner: &Inner) -> Result<GcReport> {
     // Whether the current key's newest version at or below the watermark
     // has been seen (everything after it is garbage).
     let mut settled = false;
-    let range = keys::version_range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
-    for item in inner.engine.scan(range)? {
+    for item in inner.engine.scan(keys::all_versions())? {
         let (engine_key, value) = item?;
-        let (key, ts) = keys::decode_version_key(&engine_key)?;
+        let (key, ts) = keys::decode_spaced(&engine_key)?;
         report.versions += 1;
         if current.as_ref() != Some(&key) {
             // Flush only between keys: a tombstone and the older versions

@@ -6,13 +6,19 @@
 //! finding the version a snapshot may see.
 //!
 //! ```text
-//! engine key of a version:  0x01 | escape(key) | 0x00 0x00 | be64(u64::MAX - ts)
+//! engine key of a version:  space | escape(key) | 0x00 0x00 | be64(u64::MAX - ts)
 //! engine value:             0x01 | value         (a value)
 //!                           0x00                 (a tombstone: deleted at ts)
 //! metadata:                 0x00 | name          (e.g. "last_commit_ts")
 //! ```
 //!
-//! Two properties make this work, and the tests pin both:
+//! `space` is the [`Keyspace`]'s prefix byte: `0x01` for the Redis-style
+//! key-value commands ([`Keyspace::Kv`]), `0x02` for the rows and indexes
+//! of the SQL layer ([`Keyspace::Sql`]). One database holds both, and a
+//! `KEYS *` never sees a table row: each space is one contiguous stretch
+//! of the engine's order, and a scan of one never leaves it.
+//!
+//! Three properties make this work, and the tests pin them:
 //!
 //! 1. *Keys keep their order.* `escape` doubles every `0x00` byte as
 //!    `0x00 0xFF` and the key ends with `0x00 0x00`. The terminator sorts
@@ -24,9 +30,20 @@
 //!    forward scan that starts at `key | inverted(S)` therefore lands on the
 //!    newest version with a timestamp at or below `S`: exactly the version a
 //!    snapshot taken at `S` sees.
+//! 3. *Spaces never mix.* Metadata keys start with `0x00`, version keys
+//!    with their space's byte (`0x01`, `0x02`, ...), so a scan of one
+//!    space never meets metadata or another space's keys.
 //!
-//! Metadata keys start with `0x00` and version keys with `0x01`, so the
-//! two never mix and a scan of user data never meets metadata.
+//! ## Spaced keys
+//!
+//! Inside the layer a key is always handled together with its space, as
+//! one *spaced key*: `space | key`, unescaped. The write buffer, the locks,
+//! the SSI read sets and the write-write check all work on spaced keys,
+//! so the Kv key `a` (`01 61`) and the Sql key `a` (`02 61`) are different
+//! keys to every one of them and can never conflict. Spaced keys sort like
+//! the version keys they become, and a range within one space is the
+//! spaced range from `space | start` to `space | end` (an open end becomes
+//! the space's first or last possible key, see [`spaced_range`]).
 
 use std::ops::Bound;
 
@@ -35,10 +52,46 @@ use pydb_storage::KeyRange;
 
 use crate::error::{Error, Result, printable};
 
+/// Which part of the database a key belongs to. Each space has its own
+/// keys: the same key bytes in two spaces are two unrelated keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Keyspace {
+    /// The key-value commands (`GET`, `SET`, `KEYS`, `DBSIZE`, ...):
+    /// engine prefix `0x01`.
+    Kv,
+    /// The SQL layer's rows and indexes: engine prefix `0x02`.
+    Sql,
+}
+
+impl Keyspace {
+    /// Every keyspace, in engine order.
+    pub const ALL: [Keyspace; 2] = [Keyspace::Kv, Keyspace::Sql];
+
+    /// The first byte of every version key of this space.
+    pub const fn prefix(self) -> u8 {
+        match self {
+            Keyspace::Kv => 0x01,
+            Keyspace::Sql => 0x02,
+        }
+    }
+
+    /// The space whose version keys start with `byte`.
+    pub fn from_prefix(byte: u8) -> Option<Keyspace> {
+        Keyspace::ALL.into_iter().find(|s| s.prefix() == byte)
+    }
+
+    /// A short lowercase name, for messages and tools (`kv`, `sql`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Keyspace::Kv => "kv",
+            Keyspace::Sql => "sql",
+        }
+    }
+}
+
 /// First byte of every metadata key.
 const META_PREFIX: u8 = 0x00;
-/// First byte of every version key.
-const VERSION_PREFIX: u8 = 0x01;
 /// The timestamp suffix of the oldest possible version (ts 0): every
 /// version key of a key sorts at or below `prefix | OLDEST_SUFFIX`.
 const OLDEST_SUFFIX: [u8; 8] = [0xFF; 8];
@@ -57,11 +110,81 @@ const TAG_TOMBSTONE: u8 = 0x00;
 /// Value tag of a value.
 const TAG_VALUE: u8 = 0x01;
 
-/// `0x01 | escape(key) | 0x00 0x00`: what every version key of `key`
-/// starts with.
-pub(crate) fn key_prefix(key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key.len() + 3 + TS_LEN);
-    out.push(VERSION_PREFIX);
+/// The spaced key of `key` in `space`: `space | key`.
+pub(crate) fn spaced(space: Keyspace, key: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(key.len() + 1);
+    out.push(space.prefix());
+    out.extend_from_slice(key);
+    Bytes::from(out)
+}
+
+/// The spaced range of the user range `(start, end)` in `space`. An open
+/// start becomes `space` alone (below every key of the space, since user
+/// keys are never empty); an open end becomes the next space's byte,
+/// excluded (above every key of the space).
+pub(crate) fn spaced_range(space: Keyspace, start: Bound<&[u8]>, end: Bound<&[u8]>) -> KeyRange {
+    let p = space.prefix();
+    KeyRange {
+        start: match start {
+            Bound::Included(k) => Bound::Included(spaced(space, k)),
+            Bound::Excluded(k) => Bound::Excluded(spaced(space, k)),
+            Bound::Unbounded => Bound::Included(Bytes::copy_from_slice(&[p])),
+        },
+        end: match end {
+            Bound::Included(k) => Bound::Included(spaced(space, k)),
+            Bound::Excluded(k) => Bound::Excluded(spaced(space, k)),
+            Bound::Unbounded => Bound::Excluded(Bytes::copy_from_slice(&[p + 1])),
+        },
+    }
+}
+
+/// A spaced key as text for messages: `'a'` in the Kv space, `sql:'a'` in
+/// another (and the raw bytes if the prefix is no space's).
+pub(crate) fn describe_key(spaced: &[u8]) -> String {
+    match spaced.split_first() {
+        Some((&p, key)) if p == Keyspace::Kv.prefix() => printable(key),
+        Some((&p, key)) => match Keyspace::from_prefix(p) {
+            Some(space) => format!("{}:{}", space.name(), printable(key)),
+            None => printable(spaced),
+        },
+        None => printable(spaced),
+    }
+}
+
+/// A spaced range as text for messages, e.g. `range ['a', 'c')` or
+/// `sql range [sql:'a', +inf)`.
+pub(crate) fn describe_range(range: &KeyRange) -> String {
+    // The one-byte bounds are the open ends `spaced_range` made.
+    let start = match &range.start {
+        Bound::Included(k) if k.len() == 1 => "(-inf".to_string(),
+        Bound::Included(k) => format!("[{}", describe_key(k)),
+        Bound::Excluded(k) => format!("({}", describe_key(k)),
+        Bound::Unbounded => "(-inf".to_string(),
+    };
+    let end = match &range.end {
+        Bound::Excluded(k) if k.len() == 1 => "+inf)".to_string(),
+        Bound::Included(k) => format!("{}]", describe_key(k)),
+        Bound::Excluded(k) => format!("{})", describe_key(k)),
+        Bound::Unbounded => "+inf)".to_string(),
+    };
+    let space = match &range.start {
+        Bound::Included(k) | Bound::Excluded(k) => {
+            k.first().copied().and_then(Keyspace::from_prefix)
+        }
+        Bound::Unbounded => None,
+    };
+    match space {
+        Some(space) if space != Keyspace::Kv => format!("{} range {start}, {end}", space.name()),
+        _ => format!("range {start}, {end}"),
+    }
+}
+
+/// `space | escape(key) | 0x00 0x00`, for the spaced key `space | key`:
+/// what every version key of it starts with.
+pub(crate) fn key_prefix(spaced: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(spaced.len() + 2 + TS_LEN);
+    let (space, key) = spaced.split_first().map_or((0, &[][..]), |(p, k)| (*p, k));
+    out.push(space);
     for &b in key {
         out.push(b);
         if b == 0 {
@@ -72,17 +195,17 @@ pub(crate) fn key_prefix(key: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The engine key of the version of `key` committed at `ts`.
-pub(crate) fn version_key(key: &[u8], ts: u64) -> Vec<u8> {
-    let mut out = key_prefix(key);
+/// The engine key of the version of the spaced key committed at `ts`.
+pub(crate) fn version_key(spaced: &[u8], ts: u64) -> Vec<u8> {
+    let mut out = key_prefix(spaced);
     out.extend_from_slice(&(u64::MAX - ts).to_be_bytes());
     out
 }
 
-/// The engine range holding the versions of `key` a snapshot at `ts`
-/// sees, newest first: its first item is the visible version.
-pub(crate) fn visible_range(key: &[u8], ts: u64) -> KeyRange {
-    let prefix = key_prefix(key);
+/// The engine range holding the versions of a spaced key that a snapshot
+/// at `ts` sees, newest first: its first item is the visible version.
+pub(crate) fn visible_range(spaced: &[u8], ts: u64) -> KeyRange {
+    let prefix = key_prefix(spaced);
     let mut start = prefix.clone();
     start.extend_from_slice(&(u64::MAX - ts).to_be_bytes());
     let mut end = prefix;
@@ -93,39 +216,48 @@ pub(crate) fn visible_range(key: &[u8], ts: u64) -> KeyRange {
     }
 }
 
-/// The engine range holding every version of every user key in
-/// `(start, end)`.
-pub(crate) fn version_range(start: Bound<&[u8]>, end: Bound<&[u8]>) -> KeyRange {
+/// The engine range holding every version of every spaced key in `range`
+/// (a range made by [`spaced_range`]).
+pub(crate) fn version_range(range: &KeyRange) -> KeyRange {
     let oldest = |key: &[u8]| {
         let mut k = key_prefix(key);
         k.extend_from_slice(&OLDEST_SUFFIX);
         Bytes::from(k)
     };
-    let start = match start {
+    let start = match &range.start {
         Bound::Included(k) => Bound::Included(Bytes::from(key_prefix(k))),
         Bound::Excluded(k) => Bound::Excluded(oldest(k)),
-        Bound::Unbounded => Bound::Included(Bytes::from_static(&[VERSION_PREFIX])),
+        Bound::Unbounded => Bound::Excluded(Bytes::from_static(&[META_PREFIX + 1])),
     };
-    let end = match end {
+    let end = match &range.end {
         Bound::Included(k) => Bound::Included(oldest(k)),
         Bound::Excluded(k) => Bound::Excluded(Bytes::from(key_prefix(k))),
-        Bound::Unbounded => Bound::Excluded(Bytes::from_static(&[VERSION_PREFIX + 1])),
+        Bound::Unbounded => Bound::Unbounded,
     };
     KeyRange { start, end }
 }
 
-/// Splits an engine key into the user key and the commit timestamp (the
-/// one decoder of the version-key format; tools use it to name keys).
-pub fn decode_version_key(engine_key: &[u8]) -> Result<(Bytes, u64)> {
+/// The engine range of every version of every space: all but metadata.
+pub(crate) fn all_versions() -> KeyRange {
+    KeyRange {
+        start: Bound::Included(Bytes::from_static(&[META_PREFIX + 1])),
+        end: Bound::Unbounded,
+    }
+}
+
+/// Splits an engine key into the spaced key and the commit timestamp.
+pub(crate) fn decode_spaced(engine_key: &[u8]) -> Result<(Bytes, u64)> {
     let bad = |reason: &str| Error::Corrupted {
         key: printable(engine_key),
         reason: reason.to_string(),
     };
-    let rest = match engine_key.split_first() {
-        Some((&VERSION_PREFIX, rest)) => rest,
-        _ => return Err(bad("not a version key")),
+    let (space, rest) = match engine_key.split_first() {
+        Some((&p, rest)) if Keyspace::from_prefix(p).is_some() => (p, rest),
+        Some((&META_PREFIX, _)) => return Err(bad("not a version key")),
+        _ => return Err(bad("version key of an unknown keyspace")),
     };
-    let mut key = Vec::with_capacity(rest.len());
+    let mut key = Vec::with_capacity(rest.len() + 1);
+    key.push(space);
     let mut i = 0;
     loop {
         match rest.get(i) {
@@ -144,11 +276,27 @@ pub fn decode_version_key(engine_key: &[u8]) -> Result<(Bytes, u64)> {
             }
         }
     }
-    let suffix = &rest[i + 2..];
+    let suffix = rest.get(i + 2..).unwrap_or_default();
     let inverted: [u8; TS_LEN] = suffix
         .try_into()
         .map_err(|_| bad("version key timestamp is not 8 bytes"))?;
     Ok((Bytes::from(key), u64::MAX - u64::from_be_bytes(inverted)))
+}
+
+/// Splits an engine key into its keyspace, the user key and the commit
+/// timestamp (the one decoder of the version-key format; tools use it to
+/// name keys).
+pub fn decode_version_key(engine_key: &[u8]) -> Result<(Keyspace, Bytes, u64)> {
+    let (spaced, ts) = decode_spaced(engine_key)?;
+    let space = spaced
+        .first()
+        .copied()
+        .and_then(Keyspace::from_prefix)
+        .ok_or_else(|| Error::Corrupted {
+            key: printable(engine_key),
+            reason: "version key of an unknown keyspace".into(),
+        })?;
+    Ok((space, spaced.slice(1..), ts))
 }
 
 /// The engine value of a version: `Some(value)` or a tombstone.
@@ -200,58 +348,124 @@ pub(crate) fn range_is_empty(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
     }
 }
 
-const _: () = assert!(META_PREFIX < VERSION_PREFIX);
+const _: () = assert!(META_PREFIX < Keyspace::Kv.prefix());
+const _: () = assert!(Keyspace::Kv.prefix() < Keyspace::Sql.prefix());
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn hex(bytes: &[u8]) -> String {
+        let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        hex.join(" ")
+    }
+
     #[test]
     fn versions_decode_to_what_was_encoded() {
-        for key in [&b"a"[..], b"\x00", b"a\x00b", b"\xff\x00\x00", b""] {
-            for ts in [0, 1, 77, u64::MAX] {
-                let (k, t) = decode_version_key(&version_key(key, ts)).unwrap();
-                assert_eq!((&k[..], t), (key, ts));
+        for space in Keyspace::ALL {
+            for key in [&b"a"[..], b"\x00", b"a\x00b", b"\xff\x00\x00", b""] {
+                for ts in [0, 1, 77, u64::MAX] {
+                    let (s, k, t) =
+                        decode_version_key(&version_key(&spaced(space, key), ts)).unwrap();
+                    assert_eq!((s, &k[..], t), (space, key, ts));
+                }
             }
         }
         assert!(decode_version_key(b"\x01ab").is_err());
         assert!(decode_version_key(b"\x01a\x00\x01").is_err());
         assert!(decode_version_key(b"\x00meta").is_err());
+        // A prefix byte that is no keyspace's is damage, not a key.
+        assert!(decode_version_key(b"\x07a\x00\x00\xff\xff\xff\xff\xff\xff\xff\xfa").is_err());
+        assert!(decode_version_key(b"").is_err());
         assert!(decode_value(b"k", &Bytes::from_static(b"\x02")).is_err());
         assert!(decode_value(b"k", &Bytes::new()).is_err());
     }
 
-    /// The example in docs/formats.md.
     #[test]
-    fn the_documented_example_encodes_as_documented() {
-        let hex: Vec<String> = version_key(b"a\x00b", 5)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+    fn keyspace_prefixes_round_trip() {
+        for space in Keyspace::ALL {
+            assert_eq!(Keyspace::from_prefix(space.prefix()), Some(space));
+        }
+        assert_eq!(Keyspace::from_prefix(META_PREFIX), None);
+        assert_eq!(Keyspace::from_prefix(0x03), None);
+    }
+
+    /// The examples in docs/formats.md.
+    #[test]
+    fn the_documented_examples_encode_as_documented() {
         assert_eq!(
-            hex.join(" "),
+            hex(&version_key(&spaced(Keyspace::Kv, b"a\x00b"), 5)),
             "01 61 00 ff 62 00 00 ff ff ff ff ff ff ff fa"
+        );
+        assert_eq!(
+            hex(&version_key(&spaced(Keyspace::Sql, b"a\x00b"), 5)),
+            "02 61 00 ff 62 00 00 ff ff ff ff ff ff ff fa"
         );
         assert_eq!(encode_value(None), [0x00]);
         assert_eq!(encode_value(Some(b"v")), [0x01, b'v']);
     }
 
+    #[test]
+    fn messages_name_the_space_of_a_key() {
+        assert_eq!(describe_key(&spaced(Keyspace::Kv, b"a")), "'a'");
+        assert_eq!(describe_key(&spaced(Keyspace::Sql, b"a")), "sql:'a'");
+        let all = spaced_range(Keyspace::Sql, Bound::Unbounded, Bound::Unbounded);
+        assert_eq!(describe_range(&all), "sql range (-inf, +inf)");
+        let some = spaced_range(Keyspace::Kv, Bound::Included(b"a"), Bound::Excluded(b"c"));
+        assert_eq!(describe_range(&some), "range ['a', 'c')");
+    }
+
+    fn any_space() -> impl Strategy<Value = Keyspace> {
+        prop_oneof![Just(Keyspace::Kv), Just(Keyspace::Sql)]
+    }
+
+    fn bound(b: &Option<(bool, Vec<u8>)>) -> Bound<&[u8]> {
+        match b {
+            None => Bound::Unbounded,
+            Some((true, k)) => Bound::Included(k),
+            Some((false, k)) => Bound::Excluded(k),
+        }
+    }
+
     proptest! {
         #[test]
-        fn order_is_key_then_newest_first(
-            a in proptest::collection::vec(any::<u8>(), 0..6),
-            b in proptest::collection::vec(any::<u8>(), 0..6),
+        fn order_is_space_then_key_then_newest_first(
+            sa in any_space(),
+            sb in any_space(),
+            a in proptest::collection::vec(any::<u8>(), 1..6),
+            b in proptest::collection::vec(any::<u8>(), 1..6),
             ta in any::<u64>(),
             tb in any::<u64>(),
         ) {
-            let (ka, kb) = (version_key(&a, ta), version_key(&b, tb));
-            let expected = a.cmp(&b).then(tb.cmp(&ta));
+            let (ka, kb) = (version_key(&spaced(sa, &a), ta), version_key(&spaced(sb, &b), tb));
+            let expected = sa.cmp(&sb).then(a.cmp(&b)).then(tb.cmp(&ta));
             prop_assert_eq!(ka.cmp(&kb), expected);
-            let all = version_range(Bound::Included(&a), Bound::Included(&a));
+            let all = version_range(&spaced_range(sa, Bound::Included(&a), Bound::Included(&a)));
             prop_assert!(all.contains(&ka));
-            prop_assert_eq!(all.contains(&kb), a == b);
-            prop_assert_eq!(visible_range(&a, tb).contains(&ka), ta <= tb);
+            prop_assert_eq!(all.contains(&kb), sa == sb && a == b);
+            prop_assert_eq!(visible_range(&spaced(sa, &a), tb).contains(&ka), ta <= tb);
+        }
+
+        /// A spaced range holds exactly the keys of its space within the
+        /// user range, and its version range exactly their versions.
+        #[test]
+        fn a_range_of_one_space_holds_only_that_space(
+            range_space in any_space(),
+            key_space in any_space(),
+            key in proptest::collection::vec(any::<u8>(), 1..4),
+            start in proptest::option::of((any::<bool>(), proptest::collection::vec(any::<u8>(), 1..4))),
+            end in proptest::option::of((any::<bool>(), proptest::collection::vec(any::<u8>(), 1..4))),
+            ts in any::<u64>(),
+        ) {
+            let user = KeyRange { start: bound(&start).map(Bytes::copy_from_slice), end: bound(&end).map(Bytes::copy_from_slice) };
+            let range = spaced_range(range_space, bound(&start), bound(&end));
+            let inside = range_space == key_space && user.contains(&key);
+            let key = spaced(key_space, &key);
+            prop_assert_eq!(range.contains(&key), inside);
+            prop_assert_eq!(version_range(&range).contains(&version_key(&key, ts)), inside);
+            prop_assert!(!all_versions().contains(META_LAST_COMMIT));
+            prop_assert!(all_versions().contains(&version_key(&key, ts)));
         }
     }
 }

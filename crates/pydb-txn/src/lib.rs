@@ -38,6 +38,12 @@
 //!  "bob"   @ 6                  "$$$"
 //! ```
 //!
+//! Keys live in a [`Keyspace`]: `get`/`set`/`delete`/`scan` use
+//! [`Keyspace::Kv`] (the Redis-style commands), `get_in`/`set_in`/... name
+//! one, e.g. [`Keyspace::Sql`] for the rows of the SQL layer. The space is
+//! the first byte of the engine key, and every part of the layer keys its
+//! bookkeeping by `(space, key)`, so the spaces never see each other.
+//!
 //! ## 2. The visibility rule (`transaction`, `manager`)
 //!
 //! A transaction takes a *snapshot*: the last published commit `S` when it
@@ -119,7 +125,7 @@ mod transaction;
 
 pub use error::{Error, Result};
 pub use gc::GcReport;
-pub use keys::decode_version_key;
+pub use keys::{Keyspace, decode_version_key};
 pub use lock::LockWait;
 pub use manager::{Concurrency, Isolation, Options, TxnManager, TxnOptions, TxnStats};
 pub use transaction::Transaction;

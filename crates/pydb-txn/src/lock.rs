@@ -31,15 +31,15 @@
 //! locking transactions, never by MVCC reads.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use pydb_storage::KeyRange;
 
-use crate::error::{Error, Result, printable};
+use crate::error::{Error, Result};
 use crate::keys::range_is_empty;
+use crate::keys::{describe_key, describe_range};
 
 /// How long a locking transaction waits for a lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,25 +67,10 @@ pub(crate) enum Resource<'a> {
 impl Resource<'_> {
     fn describe(&self) -> String {
         match self {
-            Resource::Key(k) => format!("key {}", printable(k)),
+            Resource::Key(k) => format!("key {}", describe_key(k)),
             Resource::Range(r) => describe_range(r),
         }
     }
-}
-
-/// A range as text for messages, e.g. `range ['a', 'c')`.
-pub(crate) fn describe_range(range: &KeyRange) -> String {
-    let start = match &range.start {
-        Bound::Included(k) => format!("[{}", printable(k)),
-        Bound::Excluded(k) => format!("({}", printable(k)),
-        Bound::Unbounded => "(-inf".to_string(),
-    };
-    let end = match &range.end {
-        Bound::Included(k) => format!("{}]", printable(k)),
-        Bound::Excluded(k) => format!("{})", printable(k)),
-        Bound::Unbounded => "+inf)".to_string(),
-    };
-    format!("range {start}, {end}")
 }
 
 #[derive(Debug, Default)]

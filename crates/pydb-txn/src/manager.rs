@@ -468,7 +468,7 @@ impl Inner {
                             .fetch_add(1, Ordering::Relaxed);
                         return Err(Error::WriteConflict {
                             txn: req.id,
-                            key: crate::error::printable(key),
+                            key: keys::describe_key(key),
                         });
                     }
                 }

@@ -52,15 +52,13 @@
 //! guarantees and is not part of anyone's dependency graph.
 
 use std::collections::BTreeSet;
-use std::ops::Bound;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use pydb_storage::KeyRange;
 
-use crate::error::printable;
-use crate::lock::describe_range;
+use crate::keys::{describe_key, describe_range};
 
 /// What a serializable transaction read, shared with the tracker.
 #[derive(Debug, Default)]
@@ -73,12 +71,12 @@ impl Reads {
     /// A description of what of `key` this read set covers, if anything.
     fn covers(&self, key: &[u8]) -> Option<String> {
         if self.keys.contains(key) {
-            return Some(format!("key {}", printable(key)));
+            return Some(format!("key {}", describe_key(key)));
         }
         self.ranges.iter().find(|r| r.contains(key)).map(|r| {
             format!(
                 "key {} in the scanned {}",
-                printable(key),
+                describe_key(key),
                 describe_range(r)
             )
         })
@@ -106,12 +104,9 @@ impl Shared {
         }
     }
 
-    pub(crate) fn read_range(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) {
-        let own = |b: Bound<&[u8]>| b.map(Bytes::copy_from_slice);
-        self.reads.lock().ranges.push(KeyRange {
-            start: own(start),
-            end: own(end),
-        });
+    /// Records a scan of `range` (spaced bounds).
+    pub(crate) fn read_range(&self, range: KeyRange) {
+        self.reads.lock().ranges.push(range);
     }
 
     pub(crate) fn doomed(&self) -> Option<String> {

@@ -12,10 +12,9 @@ use std::ops::RangeBounds;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pydb_storage::KeyRange;
 
 use crate::error::{Error, Result};
-use crate::keys;
+use crate::keys::{self, Keyspace};
 use crate::lock::{LockWait, Mode, Resource};
 use crate::manager::{CommitRequest, Concurrency, Inner, Isolation, TxnOptions};
 use crate::ssi;
@@ -31,7 +30,7 @@ pub struct Transaction {
     read_only: bool,
     snapshot: u64,
     lock_wait: LockWait,
-    /// Buffered writes: `None` is a delete.
+    /// Buffered writes, by spaced key (`space | key`): `None` is a delete.
     writes: BTreeMap<Bytes, Option<Bytes>>,
     /// The SSI read set, for a serializable MVCC transaction.
     ssi: Option<Arc<ssi::Shared>>,
@@ -128,23 +127,26 @@ impl Transaction {
         Ok(())
     }
 
-    /// The value of `key`, or `None`.
+    /// The value of `key` in the [`Keyspace::Kv`] space, or `None`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        self.get_in(Keyspace::Kv, key)
+    }
+
+    /// The value of `key` in `space`, or `None`.
+    pub fn get_in(&self, space: Keyspace, key: &[u8]) -> Result<Option<Bytes>> {
         self.check()?;
-        if key.is_empty() {
-            return Err(pydb_storage::Error::EmptyKey.into());
-        }
-        if let Some(value) = self.writes.get(key) {
+        let key = Self::spaced(space, key)?;
+        if let Some(value) = self.writes.get(&key) {
             return Ok(value.clone());
         }
-        self.lock(Resource::Key(key), Mode::Shared)?;
+        self.lock(Resource::Key(&key), Mode::Shared)?;
         if let Some(ssi) = &self.ssi {
-            ssi.read_key(key);
+            ssi.read_key(&key);
         }
         let Some(item) = self
             .inner
             .engine
-            .scan(keys::visible_range(key, self.read_ts()))?
+            .scan(keys::visible_range(&key, self.read_ts()))?
             .next()
         else {
             return Ok(None);
@@ -160,58 +162,74 @@ impl Transaction {
     /// MVCC it is a plain `get`: the write-write check at commit already
     /// guards a read-modify-write.
     pub fn get_for_update(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        if self.concurrency == Concurrency::Locking && !key.is_empty() {
-            self.check()?;
-            self.lock(Resource::Key(key), Mode::Exclusive)?;
-        }
-        self.get(key)
+        self.get_for_update_in(Keyspace::Kv, key)
     }
 
-    /// The commit timestamp of the newest version of `key` this
-    /// transaction sees (a value or a delete), or `None` if it sees none;
-    /// for a key it wrote itself, `Some(u64::MAX)`. Counts as a read of
-    /// `key` (tracked by SSI, locked under locking).
+    /// [`Transaction::get_for_update`] of `key` in `space`.
+    pub fn get_for_update_in(&self, space: Keyspace, key: &[u8]) -> Result<Option<Bytes>> {
+        if self.concurrency == Concurrency::Locking && !key.is_empty() {
+            self.check()?;
+            self.lock(Resource::Key(&keys::spaced(space, key)), Mode::Exclusive)?;
+        }
+        self.get_in(space, key)
+    }
+
+    /// The commit timestamp of the newest version of `key` (in the
+    /// [`Keyspace::Kv`] space) this transaction sees (a value or a delete),
+    /// or `None` if it sees none; for a key it wrote itself,
+    /// `Some(u64::MAX)`. Counts as a read of `key` (tracked by SSI, locked
+    /// under locking).
     ///
     /// This is Redis's `WATCH`: remember `last_commit()` at `WATCH`, and at
     /// `EXEC` a key was modified since if its `last_modified` is above it.
     /// Keep a transaction open from `WATCH` to `EXEC` so that garbage
     /// collection cannot remove a delete in between.
     pub fn last_modified(&self, key: &[u8]) -> Result<Option<u64>> {
+        self.last_modified_in(Keyspace::Kv, key)
+    }
+
+    /// [`Transaction::last_modified`] of `key` in `space`.
+    pub fn last_modified_in(&self, space: Keyspace, key: &[u8]) -> Result<Option<u64>> {
         self.check()?;
-        if key.is_empty() {
-            return Err(pydb_storage::Error::EmptyKey.into());
-        }
-        if self.writes.contains_key(key) {
+        let key = Self::spaced(space, key)?;
+        if self.writes.contains_key(&key) {
             return Ok(Some(u64::MAX));
         }
-        self.lock(Resource::Key(key), Mode::Shared)?;
+        self.lock(Resource::Key(&key), Mode::Shared)?;
         if let Some(ssi) = &self.ssi {
-            ssi.read_key(key);
+            ssi.read_key(&key);
         }
         let Some(item) = self
             .inner
             .engine
-            .scan(keys::visible_range(key, self.read_ts()))?
+            .scan(keys::visible_range(&key, self.read_ts()))?
             .next()
         else {
             return Ok(None);
         };
         let (engine_key, _) = item?;
-        Ok(Some(keys::decode_version_key(&engine_key)?.1))
+        Ok(Some(keys::decode_spaced(&engine_key)?.1))
     }
 
-    /// The keys in `range` with their values, ascending.
+    /// The keys in `range` (in the [`Keyspace::Kv`] space) with their
+    /// values, ascending.
     pub fn scan<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Result<Vec<(Bytes, Bytes)>> {
+        self.scan_in(Keyspace::Kv, range)
+    }
+
+    /// The keys in `range` in `space` with their values, ascending.
+    pub fn scan_in<K: AsRef<[u8]>>(
+        &self,
+        space: Keyspace,
+        range: impl RangeBounds<K>,
+    ) -> Result<Vec<(Bytes, Bytes)>> {
         self.check()?;
         let start = range.start_bound().map(|k| k.as_ref());
         let end = range.end_bound().map(|k| k.as_ref());
-        let owned = KeyRange {
-            start: start.map(Bytes::copy_from_slice),
-            end: end.map(Bytes::copy_from_slice),
-        };
-        self.lock(Resource::Range(&owned), Mode::Shared)?;
+        let spaced = keys::spaced_range(space, start, end);
+        self.lock(Resource::Range(&spaced), Mode::Shared)?;
         if let Some(ssi) = &self.ssi {
-            ssi.read_range(start, end);
+            ssi.read_range(spaced.clone());
         }
         if keys::range_is_empty(start, end) {
             return Ok(Vec::new());
@@ -220,9 +238,9 @@ impl Transaction {
         let mut found = BTreeMap::new();
         let mut current: Option<Bytes> = None;
         let mut decided = false;
-        for item in self.inner.engine.scan(keys::version_range(start, end))? {
+        for item in self.inner.engine.scan(keys::version_range(&spaced))? {
             let (engine_key, value) = item?;
-            let (key, version_ts) = keys::decode_version_key(&engine_key)?;
+            let (key, version_ts) = keys::decode_spaced(&engine_key)?;
             if current.as_ref() != Some(&key) {
                 current = Some(key.clone());
                 decided = false;
@@ -235,37 +253,55 @@ impl Transaction {
                 found.insert(key, value);
             }
         }
-        for (key, value) in self.writes.range::<[u8], _>((start, end)) {
+        for (key, value) in self.writes.range::<Bytes, _>((spaced.start, spaced.end)) {
             match value {
                 Some(v) => found.insert(key.clone(), v.clone()),
                 None => found.remove(key),
             };
         }
-        Ok(found.into_iter().collect())
+        Ok(found.into_iter().map(|(k, v)| (k.slice(1..), v)).collect())
     }
 
-    fn write(&mut self, key: &[u8], value: Option<Bytes>) -> Result<()> {
+    /// The spaced key of a user key; refuses the empty key.
+    fn spaced(space: Keyspace, key: &[u8]) -> Result<Bytes> {
+        if key.is_empty() {
+            return Err(pydb_storage::Error::EmptyKey.into());
+        }
+        Ok(keys::spaced(space, key))
+    }
+
+    fn write(&mut self, space: Keyspace, key: &[u8], value: Option<Bytes>) -> Result<()> {
         self.check()?;
         if self.read_only {
             return Err(Error::ReadOnly { txn: self.id });
         }
-        if key.is_empty() {
-            return Err(pydb_storage::Error::EmptyKey.into());
-        }
-        self.lock(Resource::Key(key), Mode::Exclusive)?;
-        self.writes.insert(Bytes::copy_from_slice(key), value);
+        let key = Self::spaced(space, key)?;
+        self.lock(Resource::Key(&key), Mode::Exclusive)?;
+        self.writes.insert(key, value);
         Ok(())
     }
 
-    /// Sets `key` to `value` (visible to others once committed).
+    /// Sets `key` (in the [`Keyspace::Kv`] space) to `value` (visible to
+    /// others once committed).
     pub fn set(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.write(key, Some(Bytes::copy_from_slice(value)))
+        self.set_in(Keyspace::Kv, key, value)
     }
 
-    /// Deletes `key` (a tombstone version, once committed). Deleting a
-    /// missing key is not an error, and does not read it.
+    /// Sets `key` in `space` to `value`.
+    pub fn set_in(&mut self, space: Keyspace, key: &[u8], value: &[u8]) -> Result<()> {
+        self.write(space, key, Some(Bytes::copy_from_slice(value)))
+    }
+
+    /// Deletes `key` (in the [`Keyspace::Kv`] space): a tombstone version,
+    /// once committed. Deleting a missing key is not an error, and does not
+    /// read it.
     pub fn delete(&mut self, key: &[u8]) -> Result<()> {
-        self.write(key, None)
+        self.delete_in(Keyspace::Kv, key)
+    }
+
+    /// Deletes `key` in `space`.
+    pub fn delete_in(&mut self, space: Keyspace, key: &[u8]) -> Result<()> {
+        self.write(space, key, None)
     }
 
     /// Commits: returns the commit timestamp (the snapshot for a
