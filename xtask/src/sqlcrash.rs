@@ -16,7 +16,7 @@
 //! `COMMIT`, or, one time in eight, `ROLLBACK`. Before a transaction the
 //! child prints `S <txn> C|R <id>...`, after its COMMIT returned `A <txn>`.
 //! The parent kills the child at a random moment (the loop is the engine
-//! crash test's, [`ChildRun`](crate::crashtest::ChildRun)), reopens the
+//! crash test's, `crashtest::ChildRun`), reopens the
 //! database and checks:
 //!
 //! - every acknowledged transaction's rows are there (**lost** if not);

@@ -22,7 +22,7 @@
 //!
 //! SQLite's scripts list the expected values one per line; the crate's own
 //! scripts list one row per line, its values separated by spaces. The
-//! validator here ([`results_match`]) accepts either layout, so pydb's own
+//! validator here (`results_match`) accepts either layout, so pydb's own
 //! scripts can show a row on a line.
 //!
 //! The crate's `DB::run` sees only the SQL, not the record's type letters.
