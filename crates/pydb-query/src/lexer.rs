@@ -198,12 +198,16 @@ keywords! {
 impl Keyword {
     /// The keyword spelled `word` (any case), if it is one.
     pub fn lookup(word: &str) -> Option<Keyword> {
-        // The list is short and this runs once per word: a linear scan
-        // keeps the code obvious.
+        // Upper-case into a small buffer (no keyword is longer than 16
+        // bytes) and search the sorted list.
+        let mut upper = [0u8; 16];
+        let buf = upper.get_mut(..word.len())?;
+        buf.copy_from_slice(word.as_bytes());
+        buf.make_ascii_uppercase();
         KEYWORDS
-            .iter()
-            .copied()
-            .find(|k| k.as_str().eq_ignore_ascii_case(word))
+            .binary_search_by(|k| k.as_str().as_bytes().cmp(buf))
+            .ok()
+            .map(|i| KEYWORDS[i])
     }
 
     /// Whether the keyword can never be a name without quotes. The others
@@ -620,6 +624,17 @@ mod tests {
             value: s.into(),
             quoted,
         }
+    }
+
+    #[test]
+    fn the_keyword_list_is_sorted_for_binary_search() {
+        assert!(KEYWORDS.windows(2).all(|w| w[0].as_str() < w[1].as_str()));
+        for k in KEYWORDS {
+            assert!(k.as_str().len() <= 16);
+            assert_eq!(Keyword::lookup(&k.as_str().to_ascii_lowercase()), Some(*k));
+        }
+        assert_eq!(Keyword::lookup("selectx"), None);
+        assert_eq!(Keyword::lookup("a_name_longer_than_sixteen_bytes"), None);
     }
 
     #[test]
