@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::output::Output;
 use crate::session::{Database, Session};
-use crate::value::{Row, Value};
+use crate::value::Row;
 
 fn session() -> Session {
     let dir = tempfile::tempdir().unwrap();
