@@ -375,8 +375,24 @@ impl<'a> TxnStore<'a> {
     /// The row key of `row`: its primary key, or a new hidden row id.
     fn new_row_key(&mut self, table: &Table, row: &Row) -> Result<RowKey> {
         if table.primary_key.is_empty() {
-            let id = self.shared.next_row_id(table)?;
-            Ok(RowKey(Bytes::from(encode_key(&[Value::Integer(id)]))))
+            // The allocator is only as good as the process's knowledge: a
+            // second `Database` over the same manager has its own. A taken
+            // id that this transaction can see sends the allocator back to
+            // the table; one it cannot see (committed after its snapshot,
+            // or not yet) is the same engine key, and the write-write
+            // check refuses one of the two commits. Never an overwrite.
+            for _ in 0..8 {
+                let id = self.shared.next_row_id(table)?;
+                let key = encode_key(&[Value::Integer(id)]);
+                if space_get_for_update(self.tx(), &layout::row_key(table.id, &key))?.is_none() {
+                    return Ok(RowKey(Bytes::from(key)));
+                }
+                self.shared.row_ids.lock().remove(&table.id);
+            }
+            Err(Error::Invalid(format!(
+                "no free row id found in table {}",
+                table.name
+            )))
         } else {
             Ok(pk_row_key(table, row))
         }

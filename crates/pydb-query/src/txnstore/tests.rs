@@ -659,3 +659,24 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn two_allocators_never_overwrite_a_row() {
+    let f = Fixture::new();
+    let mut t = people();
+    t.primary_key.clear();
+    t.indexes.clear();
+    f.run(|s| s.create_table(t)).unwrap();
+    // A second database over the same manager, seeded now.
+    let other = Fixture {
+        mgr: f.mgr.clone(),
+        cache: Shared::new(f.mgr.clone()),
+    };
+    insert(&other, row(1, None, 1)).unwrap();
+    insert(&f, row(2, None, 2)).unwrap();
+    insert(&other, row(3, None, 3)).unwrap();
+    insert(&f, row(4, None, 4)).unwrap();
+    let mut ids: Vec<Value> = f.rows().into_iter().map(|r| r[0].clone()).collect();
+    ids.sort_by(|a, b| a.total_cmp(b));
+    assert_eq!(ids, (1..=4).map(Value::Integer).collect::<Vec<_>>());
+}
