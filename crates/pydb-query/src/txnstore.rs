@@ -241,11 +241,18 @@ impl OpenTxn {
     }
 }
 
+/// A table's rows with their keys, decoded once per statement.
+type ScannedRows = Arc<Vec<(RowKey, Row)>>;
+
 /// A [`Store`] over one open transaction.
 pub(crate) struct TxnStore<'a> {
     open: &'a mut OpenTxn,
     shared: &'a Shared,
     catalog: RefCell<Option<Arc<Catalog>>>,
+    /// Tables already scanned by this statement, decoded: a correlated
+    /// subquery scans its table once per outer row. Emptied by every
+    /// write, so a scan always sees the statement's own writes.
+    scanned: RefCell<HashMap<u64, ScannedRows>>,
 }
 
 fn lower(name: &str) -> String {
@@ -259,6 +266,7 @@ impl<'a> TxnStore<'a> {
             open,
             shared,
             catalog: RefCell::new(None),
+            scanned: RefCell::new(HashMap::new()),
         }
     }
 
@@ -506,6 +514,7 @@ impl Store for TxnStore<'_> {
     }
 
     fn create_table(&mut self, mut table: Table) -> Result<Arc<Table>> {
+        self.scanned.get_mut().clear();
         let catalog = self.catalog()?;
         table.name = lower(&table.name);
         self.check_name_free(&catalog, &table.name)?;
@@ -561,6 +570,7 @@ impl Store for TxnStore<'_> {
     }
 
     fn drop_table(&mut self, name: &str) -> Result<()> {
+        self.scanned.get_mut().clear();
         let name = lower(name);
         let table = self.table(&name)?.ok_or_else(|| Error::Undefined {
             kind: "table",
@@ -578,6 +588,7 @@ impl Store for TxnStore<'_> {
     }
 
     fn create_index(&mut self, mut index: Index) -> Result<()> {
+        self.scanned.get_mut().clear();
         let catalog = self.catalog()?;
         index.name = lower(&index.name);
         Self::check_index_name_free(&catalog, &index.name)?;
@@ -609,6 +620,7 @@ impl Store for TxnStore<'_> {
     }
 
     fn drop_index(&mut self, name: &str) -> Result<()> {
+        self.scanned.get_mut().clear();
         let catalog = self.catalog()?;
         let (table, index) = catalog.index(name).ok_or_else(|| Error::Undefined {
             kind: "index",
@@ -640,16 +652,28 @@ impl Store for TxnStore<'_> {
     }
 
     fn scan(&self, table: &Table) -> Result<RowIter<'_>> {
-        let prefix_len = 9;
-        let items = space_scan(
-            self.tx(),
-            layout::prefix_range(layout::object_prefix(ROWS, table.id)),
-        )?;
-        let table = table.clone();
-        Ok(Box::new(items.into_iter().map(move |(key, value)| {
-            let row = decode_table_row(&table, &value)?;
-            Ok((RowKey(key.slice(prefix_len..)), row))
-        })))
+        let cached = self.scanned.borrow().get(&table.id).cloned();
+        let rows = match cached {
+            Some(rows) => rows,
+            None => {
+                let prefix_len = 9;
+                let items = space_scan(
+                    self.tx(),
+                    layout::prefix_range(layout::object_prefix(ROWS, table.id)),
+                )?;
+                let rows = items
+                    .into_iter()
+                    .map(|(key, value)| {
+                        let row = decode_table_row(table, &value)?;
+                        Ok((RowKey(key.slice(prefix_len..)), row))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let rows = Arc::new(rows);
+                self.scanned.borrow_mut().insert(table.id, rows.clone());
+                rows
+            }
+        };
+        Ok(Box::new((0..rows.len()).map(move |i| Ok(rows[i].clone()))))
     }
 
     fn index_scan(&self, table: &Table, index: &Index, range: &IndexRange) -> Result<RowIter<'_>> {
@@ -682,6 +706,7 @@ impl Store for TxnStore<'_> {
     }
 
     fn insert(&mut self, table: &Table, row: Row) -> Result<RowKey> {
+        self.scanned.get_mut().clear();
         Self::check_row(table, &row)?;
         let key = self.new_row_key(table, &row)?;
         let engine_key = layout::row_key(table.id, &key.0);
@@ -697,6 +722,7 @@ impl Store for TxnStore<'_> {
     }
 
     fn update(&mut self, table: &Table, key: &RowKey, old: &Row, new: Row) -> Result<RowKey> {
+        self.scanned.get_mut().clear();
         Self::check_row(table, &new)?;
         let new_key = if table.primary_key.is_empty() {
             key.clone()
@@ -725,6 +751,7 @@ impl Store for TxnStore<'_> {
     }
 
     fn delete(&mut self, table: &Table, key: &RowKey, row: &Row) -> Result<()> {
+        self.scanned.get_mut().clear();
         for index in &table.indexes {
             self.remove_entry(index, key, row)?;
         }
