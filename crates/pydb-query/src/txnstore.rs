@@ -32,6 +32,22 @@
 //! from the engine and, unless this transaction changed it itself, cached.
 //! Commit timestamps are unique, so a stale cache can never be mistaken
 //! for a fresh one.
+//!
+//! # Hidden row ids
+//!
+//! A table without PRIMARY KEY keys its rows by an increasing row id. The
+//! ids come from an allocator in memory ([`Shared`]), not from a counter
+//! key in the transaction, which would make every two concurrent inserts
+//! into the table conflict. An id taken by a rolled-back transaction is
+//! never used; after a restart the allocator starts above the largest id
+//! stored.
+//!
+//! # What the store does not do (yet)
+//!
+//! Scans and index scans read their whole range at once (the transaction
+//! layer's `scan_in` returns a `Vec`); a statement decodes each table it
+//! scans once and reuses the rows until it writes. There is no REINDEX,
+//! ALTER TABLE, or descending index.
 
 pub(crate) mod layout;
 pub(crate) mod records;
