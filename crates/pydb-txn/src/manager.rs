@@ -48,6 +48,7 @@
 //! conflict bookkeeping older than the watermark is dropped.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeBounds;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak, mpsc};
 use std::thread::JoinHandle;
@@ -61,7 +62,7 @@ use crate::error::{Error, Result};
 use crate::keys;
 use crate::lock::{LockManager, LockWait};
 use crate::ssi;
-use crate::transaction::Transaction;
+use crate::transaction::{Transaction, TxnScan};
 
 /// The isolation level of a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -752,6 +753,28 @@ impl TxnManager {
                 result => return result,
             }
         }
+    }
+
+    /// The keys in `range` (in the [`Keyspace::Kv`](crate::Keyspace::Kv)
+    /// space) of the latest snapshot, as a stream that owns its read-only
+    /// transaction: [`TxnManager::scan_in`].
+    pub fn scan<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Result<TxnScan<'_>> {
+        self.scan_in(crate::Keyspace::Kv, range)
+    }
+
+    /// The keys in `range` in `space` of the latest snapshot, as a stream
+    /// that owns its read-only snapshot transaction: the snapshot stays
+    /// registered (and its versions safe from garbage collection) until
+    /// the stream is dropped. What `DBSIZE` and `SCAN` use, without copying
+    /// the database.
+    pub fn scan_in<K: AsRef<[u8]>>(
+        &self,
+        space: crate::Keyspace,
+        range: impl RangeBounds<K>,
+    ) -> Result<TxnScan<'_>> {
+        let tx = self.begin_read_only(Isolation::Snapshot)?;
+        let scan = tx.scan_with(self.inner.engine.as_ref(), space, range)?;
+        Ok(scan.owning(tx))
     }
 
     /// The last published commit timestamp.
