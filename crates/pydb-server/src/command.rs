@@ -176,7 +176,8 @@ pub enum Command {
     },
     /// `CONFIG SET name value [name value ...]`: changes server settings
     /// at run time (`maxclients`, `timeout`, `requirepass`,
-    /// `proto-max-bulk-len`), all or none.
+    /// `proto-max-bulk-len`, `write-timeout`, `client-output-buffer-limit`),
+    /// all or none.
     ConfigSet {
         /// The names and values, in order.
         pairs: Vec<(Bytes, Bytes)>,

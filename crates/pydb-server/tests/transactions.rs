@@ -5,105 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::thread::JoinHandle;
-use std::time::Duration;
+mod support;
 
-use pydb::Db;
 use pydb_server::Reply;
 use pydb_server::client::Client;
-use pydb_server::server::{Server, ServerConfig, ShutdownHandle};
-
-/// A server on an ephemeral loopback port, over a memory database, shut
-/// down when dropped.
-struct Running {
-    addr: SocketAddr,
-    stop: ShutdownHandle,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Running {
-    fn start() -> Self {
-        let config = ServerConfig {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            ..ServerConfig::default()
-        };
-        let server = Server::bind(Db::memory().unwrap(), config).unwrap();
-        let addr = server.local_addr();
-        let stop = server.shutdown_handle();
-        let thread = std::thread::spawn(move || server.run().unwrap());
-        Self {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn connect(&self) -> Raw {
-        let stream = TcpStream::connect(self.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Raw(stream)
-    }
-
-    fn client(&self) -> Client {
-        Client::connect(&self.addr.to_string()).unwrap()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.shutdown();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// A raw connection: requests go out as RESP arrays, replies are compared
-/// byte for byte.
-struct Raw(TcpStream);
-
-impl Raw {
-    fn send(&mut self, args: &[&str]) {
-        let mut out = format!("*{}\r\n", args.len());
-        for arg in args {
-            out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        self.0.write_all(out.as_bytes()).unwrap();
-    }
-
-    /// Sends `args` and expects exactly `reply` back: a shorter reply times
-    /// out, a longer one breaks the next expectation.
-    fn expect(&mut self, args: &[&str], reply: &[u8]) {
-        self.send(args);
-        let mut got = vec![0; reply.len()];
-        self.0.read_exact(&mut got).unwrap_or_else(|e| {
-            panic!(
-                "{args:?}: expected {:?}: {e}",
-                String::from_utf8_lossy(reply)
-            )
-        });
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(reply),
-            "reply to {args:?}"
-        );
-    }
-
-    /// Sends `args` and reads until the reply ends with `suffix`.
-    fn expect_ending(&mut self, args: &[&str], suffix: &[u8]) {
-        self.send(args);
-        let mut got = Vec::new();
-        let mut byte = [0];
-        while !got.ends_with(suffix) {
-            self.0.read_exact(&mut byte).unwrap();
-            got.push(byte[0]);
-        }
-    }
-}
+use support::Running;
 
 #[test]
 fn errors_outside_and_inside_multi_are_redis_s() {
