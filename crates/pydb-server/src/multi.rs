@@ -280,34 +280,63 @@ fn queued() -> Reply {
 
 /// Runs an `EXEC`: checks the watched keys and runs the queued commands in
 /// one serializable transaction, retried on conflicts (see the module doc).
+///
+/// A conflict means another commit got in first; the retry waits until
+/// that commit is visible, so it either sees a watched key modified (and
+/// answers nil) or runs on the newer data. Each retry follows someone
+/// else's progress, so the bound ([`pydb::db::RMW_ATTEMPTS`], as for
+/// `INCR`) is only a guard against a livelock bug.
 pub fn exec(db: &Db, host: &dyn Host, queued: &[Queued], watched: &[(Bytes, u64)]) -> ExecOutcome {
-    let result = db.transaction(Isolation::Serializable, |tx| {
-        for (key, since) in watched {
-            if tx.last_modified(key)?.is_some_and(|ts| ts > *since) {
-                return Ok(None);
-            }
-        }
-        let mut replies = Vec::with_capacity(queued.len());
-        for item in queued {
-            replies.push(match item {
-                Queued::Error(reply) => Some(reply.clone()),
-                Queued::Command(command) if command.is_connection_level() => {
-                    match command {
-                        // Nothing to do: EXEC unwatches anyway.
-                        Command::Unwatch => Some(Reply::ok()),
-                        _ => None,
-                    }
-                }
-                Queued::Command(command) => Some(run(command, tx, db, host)?),
+    let mut attempt = 0;
+    loop {
+        let result = db
+            .txn_manager()
+            .begin(Isolation::Serializable)
+            .and_then(|mut tx| {
+                let replies = exec_once(&mut tx, db, host, queued, watched)?;
+                tx.commit()?;
+                Ok(replies)
             });
+        match result {
+            Ok(None) => return ExecOutcome::WatchedKeyChanged,
+            Ok(Some(replies)) => return ExecOutcome::Committed(replies),
+            Err(e) if e.is_retryable() && attempt + 1 < pydb::db::RMW_ATTEMPTS => {
+                attempt += 1;
+                if let Err(e) = db.txn_manager().wait_for_pending_commits() {
+                    return ExecOutcome::Failed(Reply::err(e));
+                }
+            }
+            Err(e) => return ExecOutcome::Failed(Reply::err(e)),
         }
-        Ok(Some(replies))
-    });
-    match result {
-        Ok(None) => ExecOutcome::WatchedKeyChanged,
-        Ok(Some(replies)) => ExecOutcome::Committed(replies),
-        Err(e) => ExecOutcome::Failed(Reply::err(e)),
     }
+}
+
+/// One attempt of an `EXEC` in `tx`: `None` if a watched key changed.
+fn exec_once(
+    tx: &mut Transaction,
+    db: &Db,
+    host: &dyn Host,
+    queued: &[Queued],
+    watched: &[(Bytes, u64)],
+) -> pydb::txn::Result<Option<Vec<Option<Reply>>>> {
+    for (key, since) in watched {
+        if tx.last_modified(key)?.is_some_and(|ts| ts > *since) {
+            return Ok(None);
+        }
+    }
+    let mut replies = Vec::with_capacity(queued.len());
+    for item in queued {
+        replies.push(match item {
+            Queued::Error(reply) => Some(reply.clone()),
+            Queued::Command(command) if command.is_connection_level() => match command {
+                // Nothing to do: EXEC unwatches anyway.
+                Command::Unwatch => Some(Reply::ok()),
+                _ => None,
+            },
+            Queued::Command(command) => Some(run(command, tx, db, host)?),
+        });
+    }
+    Ok(Some(replies))
 }
 
 /// Runs one queued command against the `EXEC` transaction. An error of

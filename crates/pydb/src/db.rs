@@ -285,7 +285,7 @@ impl Db {
                     attempt += 1;
                     // Let the winner's group commit finish before trying
                     // again, rather than spinning on the same snapshot.
-                    std::thread::yield_now();
+                    self.txn.wait_for_pending_commits()?;
                 }
                 Err(e) => return Err(e.into()),
             }

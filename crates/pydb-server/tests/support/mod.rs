@@ -16,22 +16,38 @@ use pydb_server::server::{Server, ServerConfig, ShutdownHandle};
 /// down when dropped.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The database directory of an on-disk server.
+    _dir: Option<tempfile::TempDir>,
     stop: ShutdownHandle,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Running {
     pub fn start() -> Self {
+        Self::start_with(Db::memory().unwrap(), None)
+    }
+
+    /// A server over the default engine (the log, every commit synced) in
+    /// a scratch directory: commits take an fsync each, so concurrent ones
+    /// wait in groups.
+    pub fn start_on_disk() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path().join("db"), pydb::Options::default()).unwrap();
+        Self::start_with(db, Some(dir))
+    }
+
+    fn start_with(db: Db, dir: Option<tempfile::TempDir>) -> Self {
         let config = ServerConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
             ..ServerConfig::default()
         };
-        let server = Server::bind(Db::memory().unwrap(), config).unwrap();
+        let server = Server::bind(db, config).unwrap();
         let addr = server.local_addr();
         let stop = server.shutdown_handle();
         let thread = std::thread::spawn(move || server.run().unwrap());
         Self {
             addr,
+            _dir: dir,
             stop,
             thread: Some(thread),
         }
