@@ -73,7 +73,7 @@ use bytes::Bytes;
 use pydb::{Db, Isolation, Transaction};
 
 use crate::command::{Command, CommandError};
-use crate::info::Host;
+use crate::info::{Host, NoHost};
 use crate::reply::Reply;
 
 /// A command waiting for `EXEC`: parsed, or refused with an error that is
@@ -128,6 +128,32 @@ pub enum ExecOutcome {
     Committed(Vec<Option<Reply>>),
     /// The transaction could not commit; nothing of it was written.
     Failed(Reply),
+}
+
+impl ExecOutcome {
+    /// The reply to `EXEC`: a nil array, the error, or one reply per
+    /// queued command, running `connection_level` for the slots left open.
+    pub fn into_reply(
+        self,
+        queued: &[Queued],
+        mut connection_level: impl FnMut(&Command) -> Reply,
+    ) -> Reply {
+        match self {
+            ExecOutcome::WatchedKeyChanged => Reply::NilArray,
+            ExecOutcome::Failed(reply) => reply,
+            ExecOutcome::Committed(replies) => Reply::Array(
+                replies
+                    .into_iter()
+                    .zip(queued)
+                    .map(|(reply, item)| match (reply, item) {
+                        (Some(reply), _) => reply,
+                        (None, Queued::Command(command)) => connection_level(command),
+                        (None, Queued::Error(reply)) => reply.clone(),
+                    })
+                    .collect(),
+            ),
+        }
+    }
 }
 
 impl MultiState {
@@ -259,6 +285,22 @@ impl MultiState {
     /// Ends what `EXEC` began: drops the guard snapshot.
     pub fn exec_done(&mut self) {
         self.guard = None;
+    }
+
+    /// Answers one parsed command for a session that has no connection
+    /// (the local shell): the same states and replies as the server, with
+    /// connection commands answered as [`Command::execute`] answers them.
+    /// `QUIT` is the caller's.
+    pub fn answer_local(&mut self, db: &Db, parsed: Result<Command, CommandError>) -> Reply {
+        match self.route(db, parsed) {
+            Route::Reply(reply) => reply,
+            Route::Run(command) => command.execute(db),
+            Route::Exec { queued, watched } => {
+                let outcome = exec(db, &NoHost, &queued, &watched);
+                self.exec_done();
+                outcome.into_reply(&queued, |command| command.execute(db))
+            }
+        }
     }
 }
 
@@ -452,4 +494,64 @@ fn run(
         // Not about keys: as outside a transaction.
         other => other.execute_in(db, host),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(state: &mut MultiState, db: &Db, line: &str) -> Reply {
+        let args: Vec<&str> = line.split(' ').collect();
+        state.answer_local(db, Command::parse(&args))
+    }
+
+    fn status(s: &str) -> Reply {
+        Reply::Status(s.into())
+    }
+
+    #[test]
+    fn a_local_session_queues_and_execs() {
+        let db = Db::memory().unwrap();
+        let mut s = MultiState::new();
+        assert_eq!(run(&mut s, &db, "MULTI"), Reply::ok());
+        assert!(s.in_multi());
+        assert_eq!(run(&mut s, &db, "SET k 1"), status("QUEUED"));
+        assert_eq!(run(&mut s, &db, "INCRBY k 41"), status("QUEUED"));
+        assert_eq!(run(&mut s, &db, "CLIENT GETNAME"), status("QUEUED"));
+        assert_eq!(db.get("k").unwrap(), None, "nothing runs before EXEC");
+        let Reply::Array(replies) = run(&mut s, &db, "EXEC") else {
+            panic!("EXEC did not answer an array");
+        };
+        assert_eq!(replies[..2], [Reply::ok(), Reply::Integer(42)]);
+        assert!(replies[2].is_error(), "no connection to name");
+        assert!(!s.in_multi());
+        assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"42"[..]));
+    }
+
+    #[test]
+    fn watch_discard_and_execabort_in_a_local_session() {
+        let db = Db::memory().unwrap();
+        let mut s = MultiState::new();
+        assert_eq!(run(&mut s, &db, "WATCH k"), Reply::ok());
+        assert!(s.is_watching());
+        db.set("k", "changed").unwrap();
+        run(&mut s, &db, "MULTI");
+        run(&mut s, &db, "SET k mine");
+        assert_eq!(run(&mut s, &db, "EXEC"), Reply::NilArray);
+        assert!(!s.is_watching(), "EXEC unwatches");
+        assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"changed"[..]));
+
+        run(&mut s, &db, "MULTI");
+        run(&mut s, &db, "SET k mine");
+        assert_eq!(run(&mut s, &db, "DISCARD"), Reply::ok());
+        assert_eq!(run(&mut s, &db, "EXEC"), Reply::err("EXEC without MULTI"));
+
+        run(&mut s, &db, "MULTI");
+        assert!(run(&mut s, &db, "GET").is_error());
+        assert_eq!(
+            run(&mut s, &db, "EXEC"),
+            Reply::Error("EXECABORT Transaction discarded because of previous errors.".into())
+        );
+        assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"changed"[..]));
+    }
 }

@@ -79,7 +79,7 @@ use super::{ClientInfo, ServerConfig, Shared};
 use crate::command::{ClientCommand, Command};
 use crate::info::{Host, Section};
 use crate::keyscan::CursorTable;
-use crate::multi::{ExecOutcome, MultiState, Queued, Route};
+use crate::multi::{MultiState, Queued, Route};
 use crate::reply::Reply;
 use pydb::Db;
 use pydb::WriteBatch;
@@ -462,23 +462,9 @@ impl Connection {
         };
         let outcome = crate::multi::exec(&self.db, &host, queued, watched);
         self.multi.exec_done();
-        let reply = match outcome {
-            ExecOutcome::WatchedKeyChanged => Reply::NilArray,
-            ExecOutcome::Failed(reply) => reply,
-            ExecOutcome::Committed(replies) => Reply::Array(
-                replies
-                    .into_iter()
-                    .zip(queued)
-                    .map(|(reply, item)| match (reply, item) {
-                        (Some(reply), _) => reply,
-                        (None, Queued::Command(command)) => {
-                            self.answer_connection_level(command.clone())
-                        }
-                        (None, Queued::Error(reply)) => reply.clone(),
-                    })
-                    .collect(),
-            ),
-        };
+        let reply = outcome.into_reply(queued, |command| {
+            self.answer_connection_level(command.clone())
+        });
         self.reply(&reply);
     }
 
