@@ -176,7 +176,8 @@ pub enum Command {
     },
     /// `CONFIG SET name value [name value ...]`: changes server settings
     /// at run time (`maxclients`, `timeout`, `requirepass`,
-    /// `proto-max-bulk-len`), all or none.
+    /// `proto-max-bulk-len`, `write-timeout`, `client-output-buffer-limit`),
+    /// all or none.
     ConfigSet {
         /// The names and values, in order.
         pairs: Vec<(Bytes, Bytes)>,
@@ -278,6 +279,21 @@ pub enum Command {
     Help,
     /// `QUIT` or `EXIT`: ends the session.
     Quit,
+    /// `MULTI`: starts queueing commands for one `EXEC` (see
+    /// [`crate::multi`]; connection-level).
+    Multi,
+    /// `EXEC`: runs the queued commands as one transaction.
+    Exec,
+    /// `DISCARD`: drops the queued commands and the watched keys.
+    Discard,
+    /// `WATCH key [key ...]`: `EXEC` aborts if one of the keys is modified
+    /// from now on.
+    Watch {
+        /// The keys.
+        keys: Vec<Bytes>,
+    },
+    /// `UNWATCH`: forgets the watched keys.
+    Unwatch,
 }
 
 /// What `COMMAND` is asked.
@@ -586,6 +602,46 @@ pub const COMMANDS: &[CommandSpec] = &[
         "Removes all keys (pydb has one database).",
     ),
     spec(
+        "multi",
+        1,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        NO_KEYS,
+        "transactions",
+        "Starts a transaction.",
+    ),
+    spec(
+        "exec",
+        1,
+        &["noscript", "loading", "stale", "skip_slowlog"],
+        NO_KEYS,
+        "transactions",
+        "Executes all commands in a transaction (one serializable pydb transaction).",
+    ),
+    spec(
+        "discard",
+        1,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        NO_KEYS,
+        "transactions",
+        "Discards a transaction.",
+    ),
+    spec(
+        "watch",
+        -2,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        ALL_KEYS,
+        "transactions",
+        "Monitors changes to keys to determine the execution of a transaction.",
+    ),
+    spec(
+        "unwatch",
+        1,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        NO_KEYS,
+        "transactions",
+        "Forgets about watched keys of a transaction.",
+    ),
+    spec(
         "help",
         -1,
         &["loading", "stale"],
@@ -615,6 +671,8 @@ pub const HELP: &[&str] = &[
     "RANGE start end [LIMIT n]      keys in [start, end) with values; - and + are open ends",
     "COMPACT                        reclaim the space of old values",
     "STATS                          the engine's counters",
+    "MULTI ... EXEC | DISCARD       queue commands, then run them as one transaction (or drop them)",
+    "WATCH key [key ...] | UNWATCH  EXEC answers nil if a watched key changed since WATCH",
     "HELP                           this list",
     "AUTH password | CLIENT SETNAME name | CLIENT GETNAME   (on a server connection)",
     "QUIT | EXIT                    leave the shell",
@@ -784,6 +842,26 @@ impl Command {
                 _ => return Err(CommandError::WrongArity("stats")),
             },
             b"help" => Command::Help,
+            b"multi" => match rest {
+                [] => Command::Multi,
+                _ => return Err(CommandError::WrongArity("multi")),
+            },
+            b"exec" => match rest {
+                [] => Command::Exec,
+                _ => return Err(CommandError::WrongArity("exec")),
+            },
+            b"discard" => match rest {
+                [] => Command::Discard,
+                _ => return Err(CommandError::WrongArity("discard")),
+            },
+            b"watch" => match rest {
+                [] => return Err(CommandError::WrongArity("watch")),
+                _ => Command::Watch { keys: all(rest) },
+            },
+            b"unwatch" => match rest {
+                [] => Command::Unwatch,
+                _ => return Err(CommandError::WrongArity("unwatch")),
+            },
             b"quit" | b"exit" => Command::Quit,
             _ => return Err(unknown_command(name, rest)),
         };
@@ -800,9 +878,10 @@ impl Command {
             | Command::Incr { key, .. }
             | Command::Get { key }
             | Command::Type { key } => vec![key],
-            Command::Del { keys } | Command::Exists { keys } | Command::MGet { keys } => {
-                keys.iter().collect()
-            }
+            Command::Del { keys }
+            | Command::Exists { keys }
+            | Command::MGet { keys }
+            | Command::Watch { keys } => keys.iter().collect(),
             Command::MSet { pairs } => pairs.iter().map(|(key, _)| key).collect(),
             _ => Vec::new(),
         };
@@ -824,7 +903,8 @@ impl Command {
     }
 
     /// Whether the connection, not the database, answers this command
-    /// (`AUTH`, `CLIENT`, `QUIT`).
+    /// (`AUTH`, `CLIENT`, `QUIT`, `HELLO`, `CONFIG SET`, and the
+    /// transaction commands, which keep per-connection state).
     pub fn is_connection_level(&self) -> bool {
         matches!(
             self,
@@ -833,6 +913,11 @@ impl Command {
                 | Command::Quit
                 | Command::Hello { .. }
                 | Command::ConfigSet { .. }
+                | Command::Multi
+                | Command::Exec
+                | Command::Discard
+                | Command::Watch { .. }
+                | Command::Unwatch
         )
     }
 
@@ -1026,6 +1111,13 @@ impl Command {
                     .collect(),
             ),
             Command::Quit => Reply::ok(),
+            Command::Multi
+            | Command::Exec
+            | Command::Discard
+            | Command::Watch { .. }
+            | Command::Unwatch => Reply::err(
+                "MULTI, EXEC, DISCARD, WATCH and UNWATCH are only meaningful on a connection that keeps their state",
+            ),
         })
     }
 }

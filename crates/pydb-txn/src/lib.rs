@@ -112,8 +112,9 @@
 //!
 //! The layer needs only `write_batch` (atomic) and ordered forward scans,
 //! which every engine has. A point read is a one-item scan; an engine
-//! `seek`/`first_in_range` would make it cheaper, and a reverse scan would
-//! allow descending transactional scans.
+//! `seek`/`first_in_range` would make it cheaper (and let a scan jump over
+//! the old versions of a key instead of reading past them), and a reverse
+//! scan would allow descending transactional scans.
 
 mod error;
 mod gc;
@@ -128,4 +129,4 @@ pub use gc::GcReport;
 pub use keys::{Keyspace, decode_version_key};
 pub use lock::LockWait;
 pub use manager::{Concurrency, Isolation, Options, TxnManager, TxnOptions, TxnStats};
-pub use transaction::Transaction;
+pub use transaction::{Transaction, TxnScan};

@@ -48,6 +48,7 @@
 //! conflict bookkeeping older than the watermark is dropped.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeBounds;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak, mpsc};
 use std::thread::JoinHandle;
@@ -61,7 +62,7 @@ use crate::error::{Error, Result};
 use crate::keys;
 use crate::lock::{LockManager, LockWait};
 use crate::ssi;
-use crate::transaction::Transaction;
+use crate::transaction::{Transaction, TxnScan};
 
 /// The isolation level of a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -740,11 +741,18 @@ impl TxnManager {
     ) -> Result<T> {
         let mut attempt = 0;
         loop {
-            let mut tx = self.begin_with(options.clone())?;
-            let result = f(&mut tx).and_then(|value| tx.commit().map(|_| value));
+            let result = {
+                let mut tx = self.begin_with(options.clone())?;
+                f(&mut tx).and_then(|value| tx.commit().map(|_| value))
+                // An uncommitted `tx` is rolled back here, before any wait.
+            };
             match result {
                 Err(err) if err.is_retryable() && attempt < self.inner.options.max_retries => {
                     attempt += 1;
+                    // The winner of a conflict may be validated but not
+                    // yet published: a snapshot taken now would not see
+                    // it, and the retry would conflict with it again.
+                    self.wait_for_pending_commits()?;
                     // Back off a little, more each time, so that the
                     // transactions that collided do not collide again.
                     std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));
@@ -752,6 +760,41 @@ impl TxnManager {
                 result => return result,
             }
         }
+    }
+
+    /// The keys in `range` (in the [`Keyspace::Kv`](crate::Keyspace::Kv)
+    /// space) of the latest snapshot, as a stream that owns its read-only
+    /// transaction: [`TxnManager::scan_in`].
+    pub fn scan<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Result<TxnScan<'_>> {
+        self.scan_in(crate::Keyspace::Kv, range)
+    }
+
+    /// The keys in `range` in `space` of the latest snapshot, as a stream
+    /// that owns its read-only snapshot transaction: the snapshot stays
+    /// registered (and its versions safe from garbage collection) until
+    /// the stream is dropped. What `DBSIZE` and `SCAN` use, without copying
+    /// the database.
+    pub fn scan_in<K: AsRef<[u8]>>(
+        &self,
+        space: crate::Keyspace,
+        range: impl RangeBounds<K>,
+    ) -> Result<TxnScan<'_>> {
+        let tx = self.begin_read_only(Isolation::Snapshot)?;
+        let scan = tx.scan_with(self.inner.engine.as_ref(), space, range)?;
+        Ok(scan.owning(tx))
+    }
+
+    /// Waits until every commit validated before this call is published
+    /// (written by its group and visible to new snapshots).
+    ///
+    /// A write conflict is found against commits that passed validation,
+    /// which may still be waiting for their group's engine write; a
+    /// transaction retried at once would take a snapshot without them and
+    /// conflict again. Retry loops call this first, so the retry sees the
+    /// commit it lost to (and a `WATCH` check sees the key modified).
+    pub fn wait_for_pending_commits(&self) -> Result<()> {
+        let last = self.inner.commit.lock().last_assigned;
+        self.inner.wait_published(last)
     }
 
     /// The last published commit timestamp.

@@ -212,17 +212,35 @@ impl Transaction {
     }
 
     /// The keys in `range` (in the [`Keyspace::Kv`] space) with their
-    /// values, ascending.
-    pub fn scan<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Result<Vec<(Bytes, Bytes)>> {
+    /// values, ascending, as a stream: see [`TxnScan`].
+    pub fn scan<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Result<TxnScan<'_>> {
         self.scan_in(Keyspace::Kv, range)
     }
 
-    /// The keys in `range` in `space` with their values, ascending.
+    /// The keys in `range` in `space` with their values, ascending, as a
+    /// stream: see [`TxnScan`].
+    ///
+    /// The whole range counts as read at once, before the first item: a
+    /// serializable transaction records it for SSI (even if nothing is in
+    /// it, or the stream is dropped early), and a locking one takes its
+    /// shared range lock here.
     pub fn scan_in<K: AsRef<[u8]>>(
         &self,
         space: Keyspace,
         range: impl RangeBounds<K>,
-    ) -> Result<Vec<(Bytes, Bytes)>> {
+    ) -> Result<TxnScan<'_>> {
+        self.scan_with(self.inner.engine.as_ref(), space, range)
+    }
+
+    /// [`Transaction::scan_in`] over `engine`, which must be this
+    /// transaction's engine: lets a [`TxnScan`] borrow the engine from the
+    /// manager instead of from the transaction, and own the transaction.
+    pub(crate) fn scan_with<'e, K: AsRef<[u8]>>(
+        &self,
+        engine: &'e dyn pydb_storage::StorageEngine,
+        space: Keyspace,
+        range: impl RangeBounds<K>,
+    ) -> Result<TxnScan<'e>> {
         self.check()?;
         let start = range.start_bound().map(|k| k.as_ref());
         let end = range.end_bound().map(|k| k.as_ref());
@@ -232,34 +250,26 @@ impl Transaction {
             ssi.read_range(spaced.clone());
         }
         if keys::range_is_empty(start, end) {
-            return Ok(Vec::new());
+            return Ok(TxnScan::empty());
         }
-        let ts = self.read_ts();
-        let mut found = BTreeMap::new();
-        let mut current: Option<Bytes> = None;
-        let mut decided = false;
-        for item in self.inner.engine.scan(keys::version_range(&spaced))? {
-            let (engine_key, value) = item?;
-            let (key, version_ts) = keys::decode_spaced(&engine_key)?;
-            if current.as_ref() != Some(&key) {
-                current = Some(key.clone());
-                decided = false;
-            }
-            if decided || version_ts > ts {
-                continue;
-            }
-            decided = true;
-            if let Some(value) = keys::decode_value(&engine_key, &value)? {
-                found.insert(key, value);
-            }
-        }
-        for (key, value) in self.writes.range::<Bytes, _>((spaced.start, spaced.end)) {
-            match value {
-                Some(v) => found.insert(key.clone(), v.clone()),
-                None => found.remove(key),
-            };
-        }
-        Ok(found.into_iter().map(|(k, v)| (k.slice(1..), v)).collect())
+        // The own writes are copied (cheap: `Bytes` clones share the
+        // bytes), so that the stream does not borrow the write buffer.
+        let own: Vec<(Bytes, Option<Bytes>)> = self
+            .writes
+            .range::<Bytes, _>((spaced.start.clone(), spaced.end.clone()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(TxnScan {
+            versions: engine.scan(keys::version_range(&spaced))?,
+            read_ts: self.read_ts(),
+            decided: None,
+            committed: None,
+            committed_done: false,
+            own: own.into_iter(),
+            next_own: None,
+            owner: None,
+            failed: false,
+        })
     }
 
     /// The spaced key of a user key; refuses the empty key.
@@ -335,6 +345,141 @@ impl Transaction {
         self.inner
             .unregister(self.id, self.snapshot, self.ssi.is_some(), committed);
         self.inner.record_end(committed);
+    }
+}
+
+/// A stream of the keys of one range a transaction sees, ascending, with
+/// their values: what [`Transaction::scan`] returns.
+///
+/// It walks the engine's versions of the range lazily, one key at a time,
+/// and merges in the transaction's own buffered writes, so counting or
+/// paging through a large database holds one item in memory, not the
+/// database. For each key it keeps the first version at or below the
+/// read timestamp (the versions of a key come newest first, see `keys`),
+/// skips tombstones, and lets an own write replace (or, for a delete,
+/// hide) the committed value of the same key.
+///
+/// What it yields is fixed by the snapshot: commits made while it runs are
+/// invisible to a snapshot transaction. (Under read committed or locking,
+/// the read timestamp is taken when the scan starts.) After an error it
+/// yields nothing more.
+pub struct TxnScan<'a> {
+    /// The engine's versions of the range, ascending.
+    versions: pydb_storage::ScanIter<'a>,
+    /// Versions above this timestamp are invisible.
+    read_ts: u64,
+    /// The spaced key whose visible version was already found: its older
+    /// versions are skipped.
+    decided: Option<Bytes>,
+    /// The next committed (spaced key, value), looked ahead for the merge.
+    committed: Option<(Bytes, Bytes)>,
+    /// Whether the engine's versions are used up.
+    committed_done: bool,
+    /// The transaction's own writes in the range, ascending.
+    own: std::vec::IntoIter<(Bytes, Option<Bytes>)>,
+    /// The next own write, looked ahead for the merge.
+    next_own: Option<(Bytes, Option<Bytes>)>,
+    /// A transaction the stream owns and ends with it (a snapshot scan of
+    /// the manager): it keeps the snapshot registered, so garbage
+    /// collection leaves the versions the stream is yet to read.
+    owner: Option<Transaction>,
+    /// Set after an error: the stream is over.
+    failed: bool,
+}
+
+impl std::fmt::Debug for TxnScan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxnScan")
+            .field("read_ts", &self.read_ts)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> TxnScan<'a> {
+    fn empty() -> Self {
+        Self {
+            versions: Box::new(std::iter::empty()),
+            read_ts: 0,
+            decided: None,
+            committed: None,
+            committed_done: true,
+            own: Vec::new().into_iter(),
+            next_own: None,
+            owner: None,
+            failed: false,
+        }
+    }
+
+    /// The same stream, owning `tx` (ended when the stream is dropped).
+    pub(crate) fn owning(mut self, tx: Transaction) -> Self {
+        self.owner = Some(tx);
+        self
+    }
+
+    /// The next key the snapshot sees in the engine: (spaced key, value).
+    fn next_committed(&mut self) -> Result<Option<(Bytes, Bytes)>> {
+        for item in self.versions.by_ref() {
+            let (engine_key, value) = item?;
+            let (key, ts) = keys::decode_spaced(&engine_key)?;
+            if ts > self.read_ts || self.decided.as_ref() == Some(&key) {
+                continue;
+            }
+            let value = keys::decode_value(&engine_key, &value)?;
+            self.decided = Some(key.clone());
+            if let Some(value) = value {
+                return Ok(Some((key, value)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The next (spaced key, value) of the merge of committed data and
+    /// own writes.
+    fn step(&mut self) -> Result<Option<(Bytes, Bytes)>> {
+        loop {
+            if self.committed.is_none() && !self.committed_done {
+                self.committed = self.next_committed()?;
+                self.committed_done = self.committed.is_none();
+            }
+            if self.next_own.is_none() {
+                self.next_own = self.own.next();
+            }
+            let order = match (&self.committed, &self.next_own) {
+                (None, None) => return Ok(None),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some((committed, _)), Some((own, _))) => committed.cmp(own),
+            };
+            match order {
+                std::cmp::Ordering::Less => return Ok(self.committed.take()),
+                // The own write replaces the committed value.
+                std::cmp::Ordering::Equal => self.committed = None,
+                std::cmp::Ordering::Greater => {}
+            }
+            if let Some((key, Some(value))) = self.next_own.take() {
+                return Ok(Some((key, value)));
+            }
+            // An own delete: nothing to yield for this key.
+        }
+    }
+}
+
+impl Iterator for TxnScan<'_> {
+    type Item = Result<(Bytes, Bytes)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match self.step() {
+            // Strip the space byte: callers see their own keys.
+            Ok(item) => item.map(|(key, value)| Ok((key.slice(1..), value))),
+            Err(err) => {
+                self.failed = true;
+                Some(Err(err))
+            }
+        }
     }
 }
 

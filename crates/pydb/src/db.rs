@@ -58,7 +58,9 @@ use pydb_storage::{
     open_engine,
 };
 pub use pydb_storage::{EngineKind, IndexKind};
-pub use pydb_txn::{Concurrency, Isolation, Transaction, TxnManager, TxnOptions, TxnStats};
+pub use pydb_txn::{
+    Concurrency, Isolation, Keyspace, Transaction, TxnManager, TxnOptions, TxnScan, TxnStats,
+};
 pub use pydb_wal::SyncPolicy;
 
 use crate::meta::{self, Metadata};
@@ -283,7 +285,7 @@ impl Db {
                     attempt += 1;
                     // Let the winner's group commit finish before trying
                     // again, rather than spinning on the same snapshot.
-                    std::thread::yield_now();
+                    self.txn.wait_for_pending_commits()?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -376,8 +378,13 @@ impl Db {
     /// The number of keys, counted by a scan of one snapshot (the engine's
     /// `live_keys` counts versions, not keys).
     pub fn key_count(&self) -> Result<u64> {
-        let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
-        Ok(tx.scan::<&[u8]>(..)?.len() as u64)
+        // A stream: counting holds one key at a time, not the database.
+        let mut count = 0;
+        for item in self.txn.scan::<&[u8]>(..)? {
+            item?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// The keys in `range` with their values, in ascending key order, e.g.
@@ -389,9 +396,8 @@ impl Db {
 
     /// The keys in `range` with their values, in ascending key order.
     pub fn scan_range(&self, range: KeyRange) -> Result<Scan<'_>> {
-        let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
-        let items = tx.scan((range.start, range.end))?;
-        Ok(Box::new(items.into_iter().map(Ok)))
+        let items = self.txn.scan((range.start, range.end))?;
+        Ok(Box::new(items.map(|item| item.map_err(Error::from))))
     }
 
     /// Makes every write so far durable, whatever the sync policy.
