@@ -6,6 +6,12 @@
 //! in the engine at the transaction's read timestamp. Nothing reaches the
 //! engine before commit, so a rollback is just dropping the buffer, and no
 //! other transaction can ever see uncommitted data.
+//!
+//! A value may carry an expiry deadline (see `keys` and `clock`). The
+//! transaction reads the clock once, at begin, and every read hides a
+//! value whose deadline is before that instant: an expired key is gone at
+//! once for `get`, `scan` and everything built on them, whether or not
+//! anything has deleted it yet.
 
 use std::collections::BTreeMap;
 use std::ops::RangeBounds;
@@ -15,7 +21,7 @@ use bytes::Bytes;
 use pydb_storage::KeyRange;
 
 use crate::error::{Error, Result};
-use crate::keys;
+use crate::keys::{self, Stored};
 use crate::lock::{LockWait, Mode, Resource};
 use crate::manager::{CommitRequest, Concurrency, Inner, Isolation, TxnOptions};
 use crate::ssi;
@@ -31,8 +37,10 @@ pub struct Transaction {
     read_only: bool,
     snapshot: u64,
     lock_wait: LockWait,
+    /// The clock reading expiry is judged against (Unix ms, at begin).
+    now_ms: u64,
     /// Buffered writes: `None` is a delete.
-    writes: BTreeMap<Bytes, Option<Bytes>>,
+    writes: BTreeMap<Bytes, Option<Stored>>,
     /// The SSI read set, for a serializable MVCC transaction.
     ssi: Option<Arc<ssi::Shared>>,
     done: bool,
@@ -53,7 +61,7 @@ impl Transaction {
         if concurrency == Concurrency::Locking {
             inner.enable_locking()?;
         }
-        let (id, snapshot) = inner.register(&options)?;
+        let (id, snapshot, now_ms) = inner.register(&options)?;
         let ssi = (concurrency == Concurrency::Mvcc && isolation == Isolation::Serializable)
             .then(|| inner.register_ssi(id, snapshot));
         let lock_wait = options.lock_wait.unwrap_or(inner.options.lock_wait);
@@ -65,6 +73,7 @@ impl Transaction {
             read_only: options.read_only || historical,
             snapshot,
             lock_wait,
+            now_ms,
             writes: BTreeMap::new(),
             ssi,
             done: false,
@@ -80,6 +89,12 @@ impl Transaction {
     /// The commit timestamp the transaction's snapshot was taken at.
     pub fn snapshot(&self) -> u64 {
         self.snapshot
+    }
+
+    /// The instant (Unix milliseconds) this transaction judges expiry
+    /// against: the manager's clock when it began.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
     }
 
     /// The isolation level.
@@ -128,8 +143,22 @@ impl Transaction {
         Ok(())
     }
 
-    /// The value of `key`, or `None`.
+    /// The value of `key`, or `None` (also when it has expired).
     pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self.get_with_deadline(key)?.map(|(value, _)| value))
+    }
+
+    /// The value of `key` and its expiry deadline (Unix ms; `None`: it
+    /// never expires), or `None` if it has no value or has expired.
+    pub fn get_with_deadline(&self, key: &[u8]) -> Result<Option<(Bytes, Option<u64>)>> {
+        Ok(self
+            .visible_stored(key)?
+            .filter(|s| !s.is_expired(self.now_ms))
+            .map(|s| (s.value, s.deadline)))
+    }
+
+    /// The version of `key` this transaction sees, expired or not.
+    pub(crate) fn visible_stored(&self, key: &[u8]) -> Result<Option<Stored>> {
         self.check()?;
         if key.is_empty() {
             return Err(pydb_storage::Error::EmptyKey.into());
@@ -150,7 +179,7 @@ impl Transaction {
             return Ok(None);
         };
         let (engine_key, value) = item?;
-        keys::decode_value(&engine_key, &value)
+        keys::decode_stored(&engine_key, &value)
     }
 
     /// [`Transaction::get`] for a key the transaction is about to write.
@@ -231,20 +260,22 @@ impl Transaction {
                 continue;
             }
             decided = true;
-            if let Some(value) = keys::decode_value(&engine_key, &value)? {
-                found.insert(key, value);
+            if let Some(stored) = keys::decode_stored(&engine_key, &value)?
+                && !stored.is_expired(self.now_ms)
+            {
+                found.insert(key, stored.value);
             }
         }
         for (key, value) in self.writes.range::<[u8], _>((start, end)) {
             match value {
-                Some(v) => found.insert(key.clone(), v.clone()),
-                None => found.remove(key),
+                Some(s) if !s.is_expired(self.now_ms) => found.insert(key.clone(), s.value.clone()),
+                _ => found.remove(key),
             };
         }
         Ok(found.into_iter().collect())
     }
 
-    fn write(&mut self, key: &[u8], value: Option<Bytes>) -> Result<()> {
+    fn write(&mut self, key: &[u8], value: Option<Stored>) -> Result<()> {
         self.check()?;
         if self.read_only {
             return Err(Error::ReadOnly { txn: self.id });
@@ -257,9 +288,26 @@ impl Transaction {
         Ok(())
     }
 
-    /// Sets `key` to `value` (visible to others once committed).
+    /// Sets `key` to `value` (visible to others once committed). The value
+    /// never expires: a deadline the key had is gone, as with Redis's `SET`.
     pub fn set(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.write(key, Some(Bytes::copy_from_slice(value)))
+        self.set_with_deadline(key, value, None)
+    }
+
+    /// Sets `key` to `value`, expiring after `deadline` (Unix ms; `None`:
+    /// never). A deadline already past is stored as it is: the value is
+    /// invisible at once, and collected like any expired value.
+    pub fn set_with_deadline(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        deadline: Option<u64>,
+    ) -> Result<()> {
+        let stored = Stored {
+            value: Bytes::copy_from_slice(value),
+            deadline,
+        };
+        self.write(key, Some(stored))
     }
 
     /// Deletes `key` (a tombstone version, once committed). Deleting a
@@ -297,7 +345,7 @@ impl Transaction {
         }
         self.done = true;
         self.inner
-            .unregister(self.id, self.snapshot, self.ssi.is_some(), committed);
+            .unregister(self.id, self.snapshot, self.now_ms, self.ssi.is_some(), committed);
         self.inner.record_end(committed);
     }
 }
