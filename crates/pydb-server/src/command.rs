@@ -26,7 +26,7 @@ use pydb_storage::{KeyRange, WriteBatch};
 use crate::info::{Host, NoHost};
 use crate::reply::Reply;
 use pydb::Db;
-use pydb::SetCondition;
+use pydb::{ExpireCondition, SetCondition, SetExpiry, SetOptions, Ttl};
 
 /// An argument of a request: bytes that can become a [`Bytes`] (cheaply
 /// when they already are one, as the server's are).
@@ -119,6 +119,19 @@ pub enum CommandError {
     /// An argument that must be a non-negative integer is not one.
     #[error("ERR value is not an integer or out of range")]
     NotAnInteger,
+    /// An expire time that is not positive (`SET`) or does not fit in
+    /// 64-bit Unix milliseconds; the command name is lower case.
+    #[error("ERR invalid expire time in '{0}' command")]
+    InvalidExpireTime(&'static str),
+    /// `EXPIRE` with an option it does not know.
+    #[error("ERR Unsupported option {0}")]
+    UnsupportedOption(String),
+    /// `EXPIRE ... NX` with `XX`, `GT` or `LT`.
+    #[error("ERR NX and XX, GT or LT options at the same time are not compatible")]
+    ExpireNxConflict,
+    /// `EXPIRE ... GT LT`.
+    #[error("ERR GT and LT options at the same time are not compatible")]
+    ExpireGtLtConflict,
     /// The line could not be split into arguments.
     #[error("ERR Protocol error: {0}")]
     Tokenize(#[from] crate::tokenize::TokenizeError),
@@ -134,9 +147,11 @@ impl From<CommandError> for Reply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Command {
-    /// `SET key value [NX|XX]`: sets a key (with `NX` only if it has no
-    /// value, with `XX` only if it has one; then the reply is nil when
-    /// nothing was set).
+    /// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]`:
+    /// sets a key (with `NX` only if it has no value, with `XX` only if it
+    /// has one; then the reply is nil when nothing was set), with an expiry
+    /// or without (a plain `SET` removes the key's deadline). With `GET`
+    /// the reply is the old value.
     Set {
         /// The key.
         key: Bytes,
@@ -144,6 +159,36 @@ pub enum Command {
         value: Bytes,
         /// `NX` or `XX`.
         condition: Option<SetCondition>,
+        /// The expiry the new value gets.
+        expiry: ExpiryArg,
+        /// `GET`: reply with the old value.
+        get: bool,
+    },
+    /// `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT key n [NX|XX|GT|LT]`:
+    /// gives a key a deadline; 1 if it did, 0 if the key is missing or an
+    /// option said no. A deadline in the past deletes the key.
+    Expire {
+        /// The command's name, lower case (for its error text).
+        name: &'static str,
+        /// The key.
+        key: Bytes,
+        /// When, as the command gave it.
+        when: ExpiryArg,
+        /// `NX`, `XX`, `GT`, `LT` (all must hold).
+        conditions: Vec<ExpireCondition>,
+    },
+    /// `TTL key` (seconds, rounded) or `PTTL key` (milliseconds): -2 for a
+    /// missing key, -1 for a key without a deadline.
+    Ttl {
+        /// The key.
+        key: Bytes,
+        /// `PTTL`: in milliseconds.
+        millis: bool,
+    },
+    /// `PERSIST key`: removes the deadline; 1 if there was one.
+    Persist {
+        /// The key.
+        key: Bytes,
     },
     /// `INCR`, `DECR`, `INCRBY`, `DECRBY`: adds to an integer value,
     /// atomically.
@@ -278,6 +323,34 @@ pub enum Command {
     Help,
     /// `QUIT` or `EXIT`: ends the session.
     Quit,
+}
+
+/// An expiry as a command gives it, before it is turned into a deadline
+/// against the database's clock (at execution, so that relative times
+/// count from when the command runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExpiryArg {
+    /// No expiry option: the new value never expires.
+    None,
+    /// `KEEPTTL`: keep the deadline the key had.
+    Keep,
+    /// `EX`/`PX`/`EXPIRE`/`PEXPIRE`: this many milliseconds from now.
+    In(i64),
+    /// `EXAT`/`PXAT`/`EXPIREAT`/`PEXPIREAT`: at this Unix-ms instant.
+    At(i64),
+}
+
+impl ExpiryArg {
+    /// The Unix-ms deadline, `now_ms` being the time now; `None` when it
+    /// does not fit in a signed 64-bit number (Redis's overflow check).
+    fn deadline(self, now_ms: u64) -> Option<i64> {
+        match self {
+            ExpiryArg::In(ms) => i64::try_from(now_ms).ok()?.checked_add(ms),
+            ExpiryArg::At(ms) => Some(ms),
+            ExpiryArg::None | ExpiryArg::Keep => None,
+        }
+    }
 }
 
 /// What `COMMAND` is asked.
@@ -593,11 +666,67 @@ pub const COMMANDS: &[CommandSpec] = &[
         "pydb",
         "Lists the commands.",
     ),
+    spec(
+        "expire",
+        -3,
+        &["write", "fast"],
+        ONE_KEY,
+        "generic",
+        "Sets the expiration time of a key in seconds.",
+    ),
+    spec(
+        "pexpire",
+        -3,
+        &["write", "fast"],
+        ONE_KEY,
+        "generic",
+        "Sets the expiration time of a key in milliseconds.",
+    ),
+    spec(
+        "expireat",
+        -3,
+        &["write", "fast"],
+        ONE_KEY,
+        "generic",
+        "Sets the expiration time of a key to a Unix timestamp.",
+    ),
+    spec(
+        "pexpireat",
+        -3,
+        &["write", "fast"],
+        ONE_KEY,
+        "generic",
+        "Sets the expiration time of a key to a Unix milliseconds timestamp.",
+    ),
+    spec(
+        "ttl",
+        2,
+        &["readonly", "fast"],
+        ONE_KEY,
+        "generic",
+        "Returns the expiration time in seconds of a key.",
+    ),
+    spec(
+        "pttl",
+        2,
+        &["readonly", "fast"],
+        ONE_KEY,
+        "generic",
+        "Returns the expiration time in milliseconds of a key.",
+    ),
+    spec(
+        "persist",
+        2,
+        &["write", "fast"],
+        ONE_KEY,
+        "generic",
+        "Removes the expiration time of a key.",
+    ),
 ];
 
 /// One line per command, for `HELP`.
 pub const HELP: &[&str] = &[
-    "SET key value [NX|XX]          set a key (NX: only if absent, XX: only if present)",
+    "SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL]  set a key (NX: only if absent, XX: only if present), with an expiry",
     "GET key                        the value of a key, or (nil)",
     "DEL key [key ...]              delete keys; how many existed",
     "EXISTS key [key ...]           how many of the keys exist",
@@ -606,6 +735,10 @@ pub const HELP: &[&str] = &[
     "INCR key | DECR key            add 1 to (or take 1 from) an integer value, atomically",
     "INCRBY key n | DECRBY key n    add n to (or take n from) an integer value, atomically",
     "DBSIZE                         the number of keys",
+    "EXPIRE key s | PEXPIRE key ms [NX|XX|GT|LT]  expire a key after s seconds (ms milliseconds)",
+    "EXPIREAT key t | PEXPIREAT key t [NX|XX|GT|LT]  expire a key at Unix time t (s or ms)",
+    "TTL key | PTTL key             seconds (ms) left; -1 no expiry, -2 no key",
+    "PERSIST key                    remove a key's expiry",
     "SCAN cursor [MATCH glob] [COUNT n]  keys a page at a time; 0 starts and ends a scan",
     "ECHO message                   the message",
     "INFO [section ...]             server, clients, stats, persistence, keyspace",
@@ -647,12 +780,43 @@ impl Command {
         let all = |rest: &[A]| rest.iter().map(bytes).collect::<Vec<_>>();
         let command = match lower {
             b"set" => match rest {
-                [key, value, options @ ..] => Command::Set {
-                    key: bytes(key),
-                    value: bytes(value),
-                    condition: parse_set_options(options)?,
-                },
+                [key, value, options @ ..] => {
+                    let (condition, expiry, get) = parse_set_options(options)?;
+                    Command::Set {
+                        key: bytes(key),
+                        value: bytes(value),
+                        condition,
+                        expiry,
+                        get,
+                    }
+                }
                 _ => return Err(CommandError::WrongArity("set")),
+            },
+            b"expire" | b"pexpire" | b"expireat" | b"pexpireat" => {
+                let name = match lower {
+                    b"expire" => "expire",
+                    b"pexpire" => "pexpire",
+                    b"expireat" => "expireat",
+                    _ => "pexpireat",
+                };
+                parse_expire(name, rest)?
+            }
+            b"ttl" | b"pttl" => match rest {
+                [key] => Command::Ttl {
+                    key: bytes(key),
+                    millis: lower == b"pttl",
+                },
+                _ => {
+                    return Err(CommandError::WrongArity(if lower == b"ttl" {
+                        "ttl"
+                    } else {
+                        "pttl"
+                    }));
+                }
+            },
+            b"persist" => match rest {
+                [key] => Command::Persist { key: bytes(key) },
+                _ => return Err(CommandError::WrongArity("persist")),
             },
             b"incr" | b"decr" => match rest {
                 [key] => Command::Incr {
@@ -797,6 +961,9 @@ impl Command {
     fn keys(&self) -> impl Iterator<Item = &Bytes> {
         let keys: Vec<&Bytes> = match self {
             Command::Set { key, .. }
+            | Command::Expire { key, .. }
+            | Command::Ttl { key, .. }
+            | Command::Persist { key }
             | Command::Incr { key, .. }
             | Command::Get { key }
             | Command::Type { key } => vec![key],
@@ -856,22 +1023,58 @@ impl Command {
             Command::Set {
                 key,
                 value,
-                condition: None,
+                condition,
+                expiry,
+                get,
             } => {
-                db.set(key, value)?;
-                Reply::ok()
-            }
-            Command::Set {
-                key,
-                value,
-                condition: Some(condition),
-            } => {
-                if db.set_if(key, value, *condition)? {
-                    Reply::ok()
-                } else {
-                    Reply::nil()
+                let expiry = match expiry {
+                    ExpiryArg::None => SetExpiry::Clear,
+                    ExpiryArg::Keep => SetExpiry::Keep,
+                    at => match at.deadline(db.now_ms()) {
+                        // Checked positive at parse: a deadline before
+                        // 1970 cannot be asked for, only one too far.
+                        Some(ms) if ms > 0 => SetExpiry::At(ms.unsigned_abs()),
+                        _ => return Ok(CommandError::InvalidExpireTime("set").into()),
+                    },
+                };
+                let options = SetOptions {
+                    condition: *condition,
+                    expiry,
+                };
+                let outcome = db.set_with(key, value, options)?;
+                match (get, outcome.written) {
+                    (true, _) => Reply::Bulk(outcome.old),
+                    (false, true) => Reply::ok(),
+                    (false, false) => Reply::nil(),
                 }
             }
+            Command::Expire {
+                name,
+                key,
+                when,
+                conditions,
+            } => {
+                let Some(deadline) = when.deadline(db.now_ms()) else {
+                    return Ok(CommandError::InvalidExpireTime(name).into());
+                };
+                // A deadline before 1970 is in the past like any other:
+                // the key is deleted.
+                let deadline = u64::try_from(deadline).unwrap_or(0);
+                Reply::Integer(i64::from(db.expire_at(key, deadline, conditions)?))
+            }
+            Command::Ttl { key, millis } => Reply::Integer(match db.ttl(key)? {
+                Ttl::Missing => -2,
+                Ttl::Persistent => -1,
+                Ttl::Remaining(ms) => {
+                    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+                    if *millis {
+                        ms
+                    } else {
+                        ms.saturating_add(500) / 1000
+                    }
+                }
+            }),
+            Command::Persist { key } => Reply::Integer(i64::from(db.persist(key)?)),
             Command::Incr { key, delta } => Reply::Integer(db.incr_by(key, *delta)?),
             Command::Echo { message } => Reply::Bulk(Some(message.clone())),
             Command::Select { index: 0 } => Reply::ok(),
@@ -1030,24 +1233,137 @@ impl Command {
     }
 }
 
-/// Parses the options of `SET key value [NX|XX]`.
-fn parse_set_options<A: AsRef<[u8]>>(options: &[A]) -> Result<Option<SetCondition>, CommandError> {
+/// Parses the options of `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT
+/// s|PXAT ms|KEEPTTL]`, in any order, with Redis's rules: a repeated
+/// option is fine, conflicting ones (`NX XX`, two kinds of expiry, an
+/// expiry with `KEEPTTL`) or an expiry without its number are a syntax
+/// error; then the number must be an integer, then positive.
+fn parse_set_options<A: AsRef<[u8]>>(
+    options: &[A],
+) -> Result<(Option<SetCondition>, ExpiryArg, bool), CommandError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Unit {
+        InSeconds,
+        InMillis,
+        AtSeconds,
+        AtMillis,
+    }
     let mut condition = None;
-    for option in options {
+    let mut get = false;
+    let mut keep = false;
+    let mut expire: Option<(Unit, &[u8])> = None;
+    let mut i = 0;
+    while let Some(option) = options.get(i) {
         let option = option.as_ref();
-        let this = if option.eq_ignore_ascii_case(b"nx") {
-            SetCondition::IfAbsent
-        } else if option.eq_ignore_ascii_case(b"xx") {
-            SetCondition::IfPresent
+        let next = options.get(i + 1).map(AsRef::as_ref);
+        let is = |name: &[u8]| option.eq_ignore_ascii_case(name);
+        let unit = if is(b"ex") {
+            Some(Unit::InSeconds)
+        } else if is(b"px") {
+            Some(Unit::InMillis)
+        } else if is(b"exat") {
+            Some(Unit::AtSeconds)
+        } else if is(b"pxat") {
+            Some(Unit::AtMillis)
+        } else {
+            None
+        };
+        if is(b"nx") && condition != Some(SetCondition::IfPresent) {
+            condition = Some(SetCondition::IfAbsent);
+        } else if is(b"xx") && condition != Some(SetCondition::IfAbsent) {
+            condition = Some(SetCondition::IfPresent);
+        } else if is(b"get") {
+            get = true;
+        } else if is(b"keepttl") && expire.is_none() {
+            keep = true;
+        } else if let (Some(unit), Some(next)) = (unit, next)
+            && !keep
+            && expire.is_none_or(|(u, _)| u == unit)
+        {
+            expire = Some((unit, next));
+            i += 1;
         } else {
             return Err(CommandError::Syntax);
-        };
-        if condition.is_some_and(|c| c != this) {
-            return Err(CommandError::Syntax);
         }
-        condition = Some(this);
+        i += 1;
     }
-    Ok(condition)
+    let expiry = match expire {
+        None if keep => ExpiryArg::Keep,
+        None => ExpiryArg::None,
+        Some((unit, n)) => {
+            let n = parse_i64(n)?;
+            let invalid = CommandError::InvalidExpireTime("set");
+            if n <= 0 {
+                return Err(invalid);
+            }
+            match unit {
+                Unit::InSeconds => ExpiryArg::In(n.checked_mul(1000).ok_or(invalid)?),
+                Unit::InMillis => ExpiryArg::In(n),
+                Unit::AtSeconds => ExpiryArg::At(n.checked_mul(1000).ok_or(invalid)?),
+                Unit::AtMillis => ExpiryArg::At(n),
+            }
+        }
+    };
+    Ok((condition, expiry, get))
+}
+
+/// Parses `EXPIRE|PEXPIRE|EXPIREAT|PEXPIREAT key n [NX|XX|GT|LT ...]`
+/// (`name` lower case), checking in Redis's order: the options, then the
+/// number, then that it fits once in milliseconds.
+fn parse_expire<A: Arg>(name: &'static str, rest: &[A]) -> Result<Command, CommandError> {
+    let [key, n, options @ ..] = rest else {
+        return Err(CommandError::WrongArity(name));
+    };
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for option in options {
+        let option = option.as_ref();
+        let is = |flag: &[u8]| option.eq_ignore_ascii_case(flag);
+        if is(b"nx") {
+            nx = true;
+        } else if is(b"xx") {
+            xx = true;
+        } else if is(b"gt") {
+            gt = true;
+        } else if is(b"lt") {
+            lt = true;
+        } else {
+            return Err(CommandError::UnsupportedOption(printable_name(option)));
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Err(CommandError::ExpireNxConflict);
+    }
+    if gt && lt {
+        return Err(CommandError::ExpireGtLtConflict);
+    }
+    let n = parse_i64(n.as_ref())?;
+    let seconds = name == "expire" || name == "expireat";
+    let ms = if seconds {
+        n.checked_mul(1000)
+            .ok_or(CommandError::InvalidExpireTime(name))?
+    } else {
+        n
+    };
+    let when = if name.ends_with("at") {
+        ExpiryArg::At(ms)
+    } else {
+        ExpiryArg::In(ms)
+    };
+    let conditions = [
+        (nx, ExpireCondition::IfNone),
+        (xx, ExpireCondition::IfSome),
+        (gt, ExpireCondition::IfLater),
+        (lt, ExpireCondition::IfEarlier),
+    ]
+    .into_iter()
+    .filter_map(|(on, c)| on.then_some(c))
+    .collect();
+    Ok(Command::Expire {
+        name,
+        key: key.to_bytes(),
+        when,
+        conditions,
+    })
 }
 
 /// Parses an integer argument (Redis's strict rules).

@@ -344,8 +344,13 @@ impl Transaction {
             return;
         }
         self.done = true;
-        self.inner
-            .unregister(self.id, self.snapshot, self.now_ms, self.ssi.is_some(), committed);
+        self.inner.unregister(
+            self.id,
+            self.snapshot,
+            self.now_ms,
+            self.ssi.is_some(),
+            committed,
+        );
         self.inner.record_end(committed);
     }
 }

@@ -35,7 +35,16 @@
 //! |---|---|---|
 //! | `get`, `scan`, `key_count` | read-only, snapshot | one consistent view, never aborts |
 //! | `set`, `write_batch` | read committed | a blind write: last writer wins, never aborts |
-//! | `delete`, `set_if`, `incr_by` | snapshot, retried | read then write one key: first committer wins, so two `INCR`s never both read the old value |
+//! | `delete`, `set_if`, `set_with`, `incr_by`, `expire_at`, `persist` | snapshot, retried | read then write one key: first committer wins, so two `INCR`s never both read the old value |
+//! | `ttl` | read-only, snapshot | one read |
+//!
+//! ## Expiry
+//!
+//! A key may have a deadline (Unix ms; Redis's `EXPIRE`). It is stored with
+//! the value by `pydb-txn` (tag `0x02`, see docs/formats.md), so every
+//! engine keeps it across restarts. Reads judge it against the clock of
+//! [`Options::clock`] and hide an expired key at once; a background
+//! expirer deletes expired keys, and [`Db::compact`] drops their bytes.
 //!
 //! A read-modify-write that loses a write-write conflict is run again
 //! (see [`RMW_ATTEMPTS`]); each conflict means another commit succeeded,
@@ -58,7 +67,10 @@ use pydb_storage::{
     open_engine,
 };
 pub use pydb_storage::{EngineKind, IndexKind};
-pub use pydb_txn::{Concurrency, Isolation, Transaction, TxnManager, TxnOptions, TxnStats};
+pub use pydb_txn::{
+    Clock, ClockHandle, Concurrency, Isolation, ManualClock, SystemClock, Transaction, TxnManager,
+    TxnOptions, TxnStats,
+};
 pub use pydb_wal::SyncPolicy;
 
 use crate::meta::{self, Metadata};
@@ -99,7 +111,7 @@ pub fn parse_sync_policy(s: &str) -> Result<SyncPolicy> {
 }
 
 /// How to open a database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// The storage engine. Default: [`EngineKind::Log`].
     pub engine: EngineKind,
@@ -113,6 +125,9 @@ pub struct Options {
     /// The concurrency control of transactions that do not choose one
     /// (the single-key operations included). Default: [`Concurrency::Mvcc`].
     pub concurrency: Concurrency,
+    /// The clock key expiry is judged by. Default: the system clock; tests
+    /// pass a [`ManualClock`] to move time by hand.
+    pub clock: ClockHandle,
 }
 
 impl Default for Options {
@@ -122,6 +137,7 @@ impl Default for Options {
             index: IndexKind::BTree,
             sync: SyncPolicy::Always,
             concurrency: Concurrency::Mvcc,
+            clock: ClockHandle::default(),
         }
     }
 }
@@ -154,6 +170,65 @@ pub enum SetCondition {
     IfAbsent,
     /// Only if the key has a value (`SET ... XX`).
     IfPresent,
+}
+
+/// What [`Db::set_with`] does to the key's expiry deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SetExpiry {
+    /// The value never expires (a plain `SET`).
+    #[default]
+    Clear,
+    /// The key keeps the deadline it had, if any (`SET ... KEEPTTL`).
+    Keep,
+    /// The value expires after this Unix-ms instant (`SET ... PXAT`).
+    At(u64),
+}
+
+/// How [`Db::set_with`] writes: Redis's `SET` options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SetOptions {
+    /// `NX` or `XX`; `None` always writes.
+    pub condition: Option<SetCondition>,
+    /// The expiry of the new value.
+    pub expiry: SetExpiry,
+}
+
+/// What [`Db::set_with`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetOutcome {
+    /// Whether it wrote (the condition held).
+    pub written: bool,
+    /// The value the key had before (`SET ... GET`).
+    pub old: Option<Bytes>,
+}
+
+/// When [`Db::expire_at`] sets a deadline: Redis's `EXPIRE` options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpireCondition {
+    /// Always.
+    #[default]
+    Always,
+    /// Only if the key has no deadline (`NX`).
+    IfNone,
+    /// Only if the key has a deadline (`XX`).
+    IfSome,
+    /// Only if the new deadline is later than the current one; no deadline
+    /// counts as infinitely late (`GT`).
+    IfLater,
+    /// Only if the new deadline is earlier than the current one; no
+    /// deadline counts as infinitely late (`LT`).
+    IfEarlier,
+}
+
+/// The time a key has left ([`Db::ttl`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// The key has no value (Redis's `-2`).
+    Missing,
+    /// The key never expires (Redis's `-1`).
+    Persistent,
+    /// The key expires in this many milliseconds.
+    Remaining(u64),
 }
 
 impl Db {
@@ -194,6 +269,7 @@ impl Db {
     ) -> Result<Self> {
         let txn_options = pydb_txn::Options {
             concurrency: options.concurrency,
+            clock: options.clock.clone(),
             ..pydb_txn::Options::default()
         };
         Ok(Self {
@@ -290,14 +366,126 @@ impl Db {
         }
     }
 
-    /// Sets `key` to `value`.
+    /// The time now on the database's clock (Unix ms): what expiry deadlines
+    /// are compared with.
+    pub fn now_ms(&self) -> u64 {
+        self.txn.now_ms()
+    }
+
+    /// Sets `key` to `value`, expiring after `deadline_ms` (Unix ms). A
+    /// deadline already past leaves the key without a value.
+    pub fn set_with_expiry(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        deadline_ms: u64,
+    ) -> Result<()> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.transaction(Isolation::ReadCommitted, |tx| {
+            tx.set_with_deadline(key, value, Some(deadline_ms))
+        })
+    }
+
+    /// Redis's `SET` with its options, as one transaction: writes `value`
+    /// if `options.condition` holds, with the expiry `options.expiry`, and
+    /// reports the old value (for `SET ... GET`).
+    pub fn set_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        options: SetOptions,
+    ) -> Result<SetOutcome> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.read_modify_write(|tx| {
+            let old = tx.get_with_deadline(key)?;
+            let written = match options.condition {
+                None => true,
+                Some(SetCondition::IfAbsent) => old.is_none(),
+                Some(SetCondition::IfPresent) => old.is_some(),
+            };
+            if written {
+                let deadline = match options.expiry {
+                    SetExpiry::Clear => None,
+                    SetExpiry::Keep => old.as_ref().and_then(|(_, d)| *d),
+                    SetExpiry::At(at) => Some(at),
+                };
+                tx.set_with_deadline(key, value, deadline)?;
+            }
+            Ok(Ok(SetOutcome {
+                written,
+                old: old.map(|(v, _)| v),
+            }))
+        })
+    }
+
+    /// Gives `key` the deadline `deadline_ms` (Unix ms) if every one of
+    /// `conditions` holds (none: always), keeping its value; returns
+    /// whether it did (Redis's `PEXPIREAT`). A missing key is left alone
+    /// (`false`); a deadline at or before now deletes the key at once
+    /// (`true`), as Redis does.
+    pub fn expire_at(
+        &self,
+        key: impl AsRef<[u8]>,
+        deadline_ms: u64,
+        conditions: &[ExpireCondition],
+    ) -> Result<bool> {
+        let key = key.as_ref();
+        self.read_modify_write(|tx| {
+            let Some((value, current)) = tx.get_with_deadline(key)? else {
+                return Ok(Ok(false));
+            };
+            let holds = |condition: &ExpireCondition| match (*condition, current) {
+                (ExpireCondition::Always, _) => true,
+                (ExpireCondition::IfNone, current) => current.is_none(),
+                (ExpireCondition::IfSome, current) => current.is_some(),
+                (ExpireCondition::IfLater, None) => false,
+                (ExpireCondition::IfLater, Some(d)) => deadline_ms > d,
+                (ExpireCondition::IfEarlier, None) => true,
+                (ExpireCondition::IfEarlier, Some(d)) => deadline_ms < d,
+            };
+            if !conditions.iter().all(holds) {
+                return Ok(Ok(false));
+            }
+            if deadline_ms <= tx.now_ms() {
+                tx.delete(key)?;
+            } else {
+                tx.set_with_deadline(key, &value, Some(deadline_ms))?;
+            }
+            Ok(Ok(true))
+        })
+    }
+
+    /// Removes the deadline of `key`; returns whether it had one (Redis's
+    /// `PERSIST`).
+    pub fn persist(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        let key = key.as_ref();
+        self.read_modify_write(|tx| match tx.get_with_deadline(key)? {
+            Some((value, Some(_))) => {
+                tx.set(key, &value)?;
+                Ok(Ok(true))
+            }
+            _ => Ok(Ok(false)),
+        })
+    }
+
+    /// How long `key` has left (Redis's `PTTL`).
+    pub fn ttl(&self, key: impl AsRef<[u8]>) -> Result<Ttl> {
+        let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
+        Ok(match tx.get_with_deadline(key.as_ref())? {
+            None => Ttl::Missing,
+            Some((_, None)) => Ttl::Persistent,
+            Some((_, Some(deadline))) => Ttl::Remaining(deadline.saturating_sub(tx.now_ms())),
+        })
+    }
+
+    /// Sets `key` to `value`, without a deadline (one it had is removed).
     pub fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         let (key, value) = (key.as_ref(), value.as_ref());
         self.transaction(Isolation::ReadCommitted, |tx| tx.set(key, value))
     }
 
-    /// Sets `key` to `value` if `condition` holds, atomically; returns
-    /// whether it wrote.
+    /// Sets `key` to `value` (without a deadline) if `condition` holds,
+    /// atomically; returns whether it wrote.
     pub fn set_if(
         &self,
         key: impl AsRef<[u8]>,
@@ -319,7 +507,8 @@ impl Db {
     }
 
     /// Adds `delta` to the integer stored at `key` (a missing key counts as
-    /// 0) and returns the new value, atomically.
+    /// 0) and returns the new value, atomically. The key keeps its expiry
+    /// deadline.
     ///
     /// Fails with [`Error::NotAnInteger`] if the value is not the decimal
     /// text of a signed 64-bit integer, and with [`Error::Overflow`] if the
@@ -327,17 +516,18 @@ impl Db {
     pub fn incr_by(&self, key: impl AsRef<[u8]>, delta: i64) -> Result<i64> {
         let key = key.as_ref();
         self.read_modify_write(|tx| {
-            let current = match tx.get(key)? {
-                None => 0,
-                Some(value) => match parse_integer(&value) {
-                    Some(n) => n,
+            let (current, deadline) = match tx.get_with_deadline(key)? {
+                None => (0, None),
+                Some((value, deadline)) => match parse_integer(&value) {
+                    Some(n) => (n, deadline),
                     None => return Ok(Err(Error::NotAnInteger)),
                 },
             };
             let Some(next) = current.checked_add(delta) else {
                 return Ok(Err(Error::Overflow));
             };
-            tx.set(key, next.to_string().as_bytes())?;
+            // The key keeps its deadline, as Redis's INCR does.
+            tx.set_with_deadline(key, next.to_string().as_bytes(), deadline)?;
             Ok(Ok(next))
         })
     }
@@ -374,7 +564,9 @@ impl Db {
     }
 
     /// The number of keys, counted by a scan of one snapshot (the engine's
-    /// `live_keys` counts versions, not keys).
+    /// `live_keys` counts versions, not keys). Exact, expiry included: an
+    /// expired key is not counted even before the expirer deletes it
+    /// (Redis's `DBSIZE` counts such keys until they are collected).
     pub fn key_count(&self) -> Result<u64> {
         let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
         Ok(tx.scan::<&[u8]>(..)?.len() as u64)
@@ -437,6 +629,8 @@ impl Db {
             ("txn_garbage_collected", t.garbage_collected),
             ("txn_collections", t.collections),
             ("txn_watermark", t.watermark),
+            ("txn_expired_keys", t.expired_keys),
+            ("txn_expire_cycles", t.expire_cycles),
         ]);
         stats
     }

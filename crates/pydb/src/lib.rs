@@ -31,8 +31,9 @@ mod error;
 pub mod meta;
 
 pub use db::{
-    Concurrency, Db, EngineKind, IndexKind, Isolation, Options, Scan, SetCondition, SyncPolicy,
-    Transaction, TxnOptions, TxnStats, WriteBatch,
+    ClockHandle, Concurrency, Db, EngineKind, ExpireCondition, IndexKind, Isolation, ManualClock,
+    Options, Scan, SetCondition, SetExpiry, SetOptions, SetOutcome, SyncPolicy, Transaction, Ttl,
+    TxnOptions, TxnStats, WriteBatch,
 };
 pub use error::{Error, Result};
 

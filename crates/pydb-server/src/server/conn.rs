@@ -420,6 +420,8 @@ impl Connection {
                 key,
                 value,
                 condition: None,
+                expiry: crate::command::ExpiryArg::None,
+                get: false,
             }) if self.authenticated => {
                 self.pending_sets.set(key, value);
                 if self.pending_sets.len() >= MAX_PENDING_SETS {
