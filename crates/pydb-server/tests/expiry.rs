@@ -277,7 +277,11 @@ fn expiry_replies_match_redis_server_byte_for_byte() {
     theirs.call(&["SET", "short", "v", "PX", "100"]);
     ours.call(&["SET", "short", "v", "PX", "100"]);
     std::thread::sleep(Duration::from_millis(250));
-    for args in [&["GET", "short"][..], &["TTL", "short"], &["EXISTS", "short"]] {
+    for args in [
+        &["GET", "short"][..],
+        &["TTL", "short"],
+        &["EXISTS", "short"],
+    ] {
         assert_eq!(ours.call(args), theirs.call(args), "{args:?}");
     }
 }
@@ -309,7 +313,10 @@ fn expiry_over_a_raw_socket_follows_the_clock() {
     assert_eq!(c.call(&["PTTL", "a"]), ":-2\r\n");
     assert_eq!(c.call(&["EXISTS", "a", "b", "c"]), ":2\r\n");
     assert_eq!(c.call(&["DBSIZE"]), ":2\r\n");
-    assert_eq!(c.call(&["SCAN", "0"]), "*2\r\n$1\r\n0\r\n*2\r\n$1\r\nb\r\n$1\r\nc\r\n");
+    assert_eq!(
+        c.call(&["SCAN", "0"]),
+        "*2\r\n$1\r\n0\r\n*2\r\n$1\r\nb\r\n$1\r\nc\r\n"
+    );
     assert_eq!(c.call(&["SET", "a", "x", "XX"]), "$-1\r\n");
     assert_eq!(c.call(&["SET", "a", "x", "NX", "GET"]), "$-1\r\n");
     assert_eq!(c.call(&["PEXPIRE", "c", "10"]), ":1\r\n");
