@@ -229,8 +229,22 @@ impl Transaction {
         Ok(Some(keys::decode_version_key(&engine_key)?.1))
     }
 
-    /// The keys in `range` with their values, ascending.
+    /// The keys in `range` with their values, ascending (expired keys
+    /// left out).
     pub fn scan<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Result<Vec<(Bytes, Bytes)>> {
+        Ok(self
+            .scan_with_deadlines(range)?
+            .into_iter()
+            .map(|(key, value, _)| (key, value))
+            .collect())
+    }
+
+    /// [`Transaction::scan`], with each key's expiry deadline (Unix ms;
+    /// `None`: never).
+    pub fn scan_with_deadlines<K: AsRef<[u8]>>(
+        &self,
+        range: impl RangeBounds<K>,
+    ) -> Result<Vec<(Bytes, Bytes, Option<u64>)>> {
         self.check()?;
         let start = range.start_bound().map(|k| k.as_ref());
         let end = range.end_bound().map(|k| k.as_ref());
@@ -263,16 +277,19 @@ impl Transaction {
             if let Some(stored) = keys::decode_stored(&engine_key, &value)?
                 && !stored.is_expired(self.now_ms)
             {
-                found.insert(key, stored.value);
+                found.insert(key, stored);
             }
         }
         for (key, value) in self.writes.range::<[u8], _>((start, end)) {
             match value {
-                Some(s) if !s.is_expired(self.now_ms) => found.insert(key.clone(), s.value.clone()),
+                Some(s) if !s.is_expired(self.now_ms) => found.insert(key.clone(), s.clone()),
                 _ => found.remove(key),
             };
         }
-        Ok(found.into_iter().collect())
+        Ok(found
+            .into_iter()
+            .map(|(key, s)| (key, s.value, s.deadline))
+            .collect())
     }
 
     fn write(&mut self, key: &[u8], value: Option<Stored>) -> Result<()> {

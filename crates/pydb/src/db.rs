@@ -572,6 +572,14 @@ impl Db {
         Ok(tx.scan::<&[u8]>(..)?.len() as u64)
     }
 
+    /// The number of keys with an expiry deadline that has not passed
+    /// (Redis's `expires=` in `INFO keyspace`), by a scan of one snapshot.
+    pub fn expiring_key_count(&self) -> Result<u64> {
+        let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
+        let items = tx.scan_with_deadlines::<&[u8]>(..)?;
+        Ok(items.iter().filter(|(_, _, d)| d.is_some()).count() as u64)
+    }
+
     /// The keys in `range` with their values, in ascending key order, e.g.
     /// `db.scan(b"a".as_slice()..b"c".as_slice())` or `db.scan::<&[u8]>(..)`.
     /// The items come from one snapshot.
