@@ -108,8 +108,12 @@ pub(crate) fn cycle(inner: &Arc<Inner>) -> Result<ExpireReport> {
     if !candidates.is_empty() {
         match delete_expired(inner, &candidates) {
             Ok(n) => report.expired = n,
-            // Someone wrote one of the keys meanwhile: stay, try again.
-            Err(err) if err.is_retryable() => return Ok(report),
+            // Someone wrote one of the keys meanwhile: keep the cursor
+            // where it was, so the next cycle looks at them again.
+            Err(err) if err.is_retryable() => {
+                report.wrapped = false;
+                return Ok(report);
+            }
             Err(err) => return Err(err),
         }
     }

@@ -83,6 +83,9 @@ pub const HISTORY_FILE_NAME: &str = ".pydb_history";
 /// The interval of [`SyncPolicy::Periodic`] when none is given.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How often the background expirer runs by default.
+pub const DEFAULT_EXPIRE_INTERVAL: Duration = Duration::from_millis(100);
+
 /// How many times a single-key read-modify-write (`delete`, `set_if`,
 /// `incr_by`) runs before it gives up with the write conflict. Every lost
 /// attempt means another commit on the key succeeded, so this bound is
@@ -128,6 +131,10 @@ pub struct Options {
     /// The clock key expiry is judged by. Default: the system clock; tests
     /// pass a [`ManualClock`] to move time by hand.
     pub clock: ClockHandle,
+    /// How often the background expirer deletes expired keys (`None`:
+    /// never; expired keys are invisible either way, and [`Db::compact`]
+    /// drops them). Default: every 100 ms, as Redis's `hz 10`.
+    pub expire_interval: Option<Duration>,
 }
 
 impl Default for Options {
@@ -138,6 +145,7 @@ impl Default for Options {
             sync: SyncPolicy::Always,
             concurrency: Concurrency::Mvcc,
             clock: ClockHandle::default(),
+            expire_interval: Some(DEFAULT_EXPIRE_INTERVAL),
         }
     }
 }
@@ -270,6 +278,7 @@ impl Db {
         let txn_options = pydb_txn::Options {
             concurrency: options.concurrency,
             clock: options.clock.clone(),
+            expire_interval: options.expire_interval,
             ..pydb_txn::Options::default()
         };
         Ok(Self {
