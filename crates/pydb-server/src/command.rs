@@ -1037,6 +1037,20 @@ impl Command {
                         _ => return Ok(CommandError::InvalidExpireTime("set").into()),
                     },
                 };
+                // A blind write (no condition, no GET, no KEEPTTL) needs
+                // no read: it stays a read-committed write that never
+                // conflicts, as a plain SET always was.
+                match (condition, get, expiry) {
+                    (None, false, SetExpiry::Clear) => {
+                        db.set(key, value)?;
+                        return Ok(Reply::ok());
+                    }
+                    (None, false, SetExpiry::At(deadline)) => {
+                        db.set_with_expiry(key, value, deadline)?;
+                        return Ok(Reply::ok());
+                    }
+                    _ => {}
+                }
                 let options = SetOptions {
                     condition: *condition,
                     expiry,

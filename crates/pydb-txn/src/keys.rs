@@ -295,6 +295,8 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(hex.join(" "), "02 00 a8 da 76 9b 01 00 00 76");
+        let formats = include_str!("../../../docs/formats.md");
+        assert!(formats.contains("\n02 00 a8 da 76 9b 01 00 00 76\n"));
         assert_eq!(encode_stored(b"v", None), [0x01, b'v']);
     }
 
