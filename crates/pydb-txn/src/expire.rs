@@ -20,10 +20,12 @@
 //! ```
 //!
 //! Invariants:
-//! - **Bounded work.** A cycle reads at most `expire_sample` versions and
-//!   writes at most that many tombstones; a cycle repeats only while more
-//!   than a quarter of what it saw was expired, and at most
-//!   [`MAX_REPEATS`] times per tick.
+//! - **Bounded work.** A cycle stops at the first key boundary after
+//!   `expire_sample` versions (so it reads that many, plus the other
+//!   versions of the key it was on, which garbage collection keeps few)
+//!   and writes at most one tombstone per key it read; a tick repeats a
+//!   cycle only while more than a quarter of the keys it saw were expired,
+//!   and at most [`MAX_REPEATS`] times.
 //! - **Never deletes a live value.** The delete is a transaction that reads
 //!   the key again at its own snapshot and clock, and deletes only what it
 //!   sees expired. If a client wrote the key in between, first committer
