@@ -1,4 +1,4 @@
-//! Guards key expiry in the transaction layer: lazy expiry against a model under a manual clock, the active expirer's bounded slices, and garbage collection of expired versions only once no running transaction can see them.
+//! Guards key expiry in the transaction layer: lazy expiry against a model under a manual clock, the active expirer's bounded slices, garbage collection of expired versions only once no running transaction can see them, and deadlines across a power cut.
 
 #![allow(clippy::unwrap_used)]
 
@@ -247,4 +247,73 @@ fn gc_drops_an_expired_version_once_no_transaction_began_before_its_deadline() {
         .filter(|item| item.as_ref().unwrap().0.starts_with(&[0x01]))
         .count();
     assert_eq!(versions, 0);
+}
+
+/// Acknowledged deadlines (set, changed, removed) and the expirer's
+/// deletes survive a power cut on the log and B+tree engines.
+#[test]
+fn deadlines_survive_a_power_cut() {
+    use pydb_file::{FaultyOpener, MonolithicOpener};
+    use pydb_index::BTreeIndex;
+    use pydb_storage::{AppendOnlyLogStorage, BTreeStorage};
+
+    type Open = fn(&std::path::Path, FaultyOpener<MonolithicOpener>) -> Arc<dyn StorageEngine>;
+    type Reopen = fn(&std::path::Path) -> Arc<dyn StorageEngine>;
+    let log: (Open, Reopen) = (
+        |dir, opener| {
+            Arc::new(
+                AppendOnlyLogStorage::open_with(
+                    dir,
+                    opener,
+                    BTreeIndex::new(),
+                    common::log_options(),
+                )
+                .unwrap(),
+            )
+        },
+        |dir| common::Kind::Log.open(dir),
+    );
+    let btree: (Open, Reopen) = (
+        |dir, opener| {
+            Arc::new(BTreeStorage::open_with(dir, common::btree_options(), opener).unwrap())
+        },
+        |dir| common::Kind::BTree.open(dir),
+    );
+    for (name, (open, reopen)) in [("log", log), ("btree", btree)] {
+        let dir = common::scratch();
+        let clock = ManualClock::new(1_000);
+        let opener = FaultyOpener::new(MonolithicOpener, 7);
+        let controller = opener.controller().clone();
+        let options = Options {
+            clock: clock.clone().into(),
+            expire_interval: None,
+            ..common::options()
+        };
+        let mgr = TxnManager::open(open(dir.path(), opener), options.clone()).unwrap();
+        let write = |f: &dyn Fn(&mut pydb_txn::Transaction) -> pydb_txn::Result<()>| {
+            mgr.transaction(Isolation::Snapshot, |tx| f(tx)).unwrap();
+        };
+        write(&|tx| tx.set_with_deadline(b"a", b"1", Some(5_000)));
+        write(&|tx| tx.set_with_deadline(b"b", b"2", Some(1_500)));
+        write(&|tx| tx.set_with_deadline(b"c", b"3", Some(9_000)));
+        write(&|tx| tx.set(b"c", b"3")); // PERSIST
+        write(&|tx| tx.set_with_deadline(b"a", b"1", Some(7_000))); // EXPIRE again
+        clock.set(2_000);
+        assert_eq!(mgr.expire_cycle().unwrap().expired, 1, "{name}");
+        controller.power_cut().unwrap();
+        drop(mgr);
+
+        let mgr = TxnManager::open(reopen(dir.path()), options).unwrap();
+        let tx = mgr.begin_read_only(Isolation::Snapshot).unwrap();
+        let got = |k: &[u8]| tx.get_with_deadline(k).unwrap();
+        assert_eq!(got(b"a"), Some((Bytes::from("1"), Some(7_000))), "{name}");
+        assert_eq!(got(b"b"), None, "{name}");
+        assert_eq!(got(b"c"), Some((Bytes::from("3"), None)), "{name}");
+        // "b" is gone for good: a tombstone, not an expired value that a
+        // clock set back could show again.
+        clock.set(0);
+        let early = mgr.begin_read_only(Isolation::Snapshot).unwrap();
+        assert_eq!(early.get(b"b").unwrap(), None, "{name}");
+        assert_eq!(early.get(b"a").unwrap().unwrap(), "1");
+    }
 }
