@@ -151,8 +151,11 @@ pub enum Command {
     /// sets a key (with `NX` only if it has no value, with `XX` only if it
     /// has one; then the reply is nil when nothing was set), with an expiry
     /// or without (a plain `SET` removes the key's deadline). With `GET`
-    /// the reply is the old value.
+    /// the reply is the old value. `SETEX key s value` and `PSETEX key ms
+    /// value` are this with `EX` or `PX`.
     Set {
+        /// The command's name, lower case (for its error text).
+        name: &'static str,
         /// The key.
         key: Bytes,
         /// The value.
@@ -667,6 +670,22 @@ pub const COMMANDS: &[CommandSpec] = &[
         "Lists the commands.",
     ),
     spec(
+        "setex",
+        4,
+        &["write", "denyoom"],
+        ONE_KEY,
+        "string",
+        "Sets the value and expiration in seconds of a key.",
+    ),
+    spec(
+        "psetex",
+        4,
+        &["write", "denyoom"],
+        ONE_KEY,
+        "string",
+        "Sets the value and expiration in milliseconds of a key.",
+    ),
+    spec(
         "expire",
         -3,
         &["write", "fast"],
@@ -727,6 +746,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 /// One line per command, for `HELP`.
 pub const HELP: &[&str] = &[
     "SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL]  set a key (NX: only if absent, XX: only if present), with an expiry",
+    "SETEX key s value | PSETEX key ms value  set a key that expires in s seconds (ms milliseconds)",
     "GET key                        the value of a key, or (nil)",
     "DEL key [key ...]              delete keys; how many existed",
     "EXISTS key [key ...]           how many of the keys exist",
@@ -783,6 +803,7 @@ impl Command {
                 [key, value, options @ ..] => {
                     let (condition, expiry, get) = parse_set_options(options)?;
                     Command::Set {
+                        name: "set",
                         key: bytes(key),
                         value: bytes(value),
                         condition,
@@ -792,6 +813,29 @@ impl Command {
                 }
                 _ => return Err(CommandError::WrongArity("set")),
             },
+            b"setex" | b"psetex" => {
+                let (name, unit) = if lower == b"setex" {
+                    ("setex", 1000)
+                } else {
+                    ("psetex", 1)
+                };
+                let [key, n, value] = rest else {
+                    return Err(CommandError::WrongArity(name));
+                };
+                let n = parse_i64(n.as_ref())?;
+                let ms = n
+                    .checked_mul(unit)
+                    .filter(|_| n > 0)
+                    .ok_or(CommandError::InvalidExpireTime(name))?;
+                Command::Set {
+                    name,
+                    key: bytes(key),
+                    value: bytes(value),
+                    condition: None,
+                    expiry: ExpiryArg::In(ms),
+                    get: false,
+                }
+            }
             b"expire" | b"pexpire" | b"expireat" | b"pexpireat" => {
                 let name = match lower {
                     b"expire" => "expire",
@@ -1021,6 +1065,7 @@ impl Command {
     fn try_execute(&self, db: &Db, host: &dyn Host) -> crate::Result<Reply> {
         Ok(match self {
             Command::Set {
+                name,
                 key,
                 value,
                 condition,
@@ -1034,7 +1079,7 @@ impl Command {
                         // Checked positive at parse: a deadline before
                         // 1970 cannot be asked for, only one too far.
                         Some(ms) if ms > 0 => SetExpiry::At(ms.unsigned_abs()),
-                        _ => return Ok(CommandError::InvalidExpireTime("set").into()),
+                        _ => return Ok(CommandError::InvalidExpireTime(name).into()),
                     },
                 };
                 // A blind write (no condition, no GET, no KEEPTTL) needs

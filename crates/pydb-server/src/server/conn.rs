@@ -417,6 +417,7 @@ impl Connection {
     fn answer(&mut self, args: &[Bytes]) -> Flow {
         let command = match Command::parse(args) {
             Ok(Command::Set {
+                name: "set",
                 key,
                 value,
                 condition: None,
