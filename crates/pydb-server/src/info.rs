@@ -126,7 +126,12 @@ pub fn db_sections(db: &Db) -> Vec<Section> {
         }
         Err(e) => keyspace = keyspace.field("error", e),
     }
-    vec![server, persistence, keyspace]
+    // The server adds its own counters to this section.
+    let expiry = db.txn_manager().stats();
+    let stats = Section::new("Stats")
+        .field("expired_keys", expiry.expired_keys)
+        .field("expire_cycles", expiry.expire_cycles);
+    vec![server, stats, persistence, keyspace]
 }
 
 /// Renders `INFO [section ...]`: the default sections without arguments,

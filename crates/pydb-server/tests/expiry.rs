@@ -351,5 +351,17 @@ fn expiry_over_a_raw_socket_follows_the_clock() {
         }
     };
     assert!(db.txn_manager().stats().expired_keys >= 1, "{report:?}");
+    let info = c.call(&["INFO", "stats"]);
+    assert!(!info.contains("expired_keys:0\r\n"), "{info}");
+    assert!(info.contains("expired_keys:"), "{info}");
+    assert_eq!(
+        c.call(&["INFO", "keyspace"]).lines().nth(2),
+        Some("db0:keys=2,expires=0,avg_ttl=0")
+    );
+    assert_eq!(c.call(&["PEXPIRE", "c", "100"]), ":1\r\n");
+    assert!(
+        c.call(&["INFO", "keyspace"])
+            .contains("db0:keys=2,expires=1,avg_ttl=0\r\n")
+    );
     assert_eq!(c.call(&["DBSIZE"]), ":2\r\n");
 }
