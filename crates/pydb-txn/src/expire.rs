@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::keys;
 use crate::manager::{Inner, Isolation, TxnOptions, WeakInner};
 use crate::transaction::Transaction;
@@ -154,6 +154,9 @@ pub(crate) fn start(
     let thread = std::thread::Builder::new()
         .name("pydb-txn-expire".into())
         .spawn(move || {
+            // Ten ticks a second would repeat a lasting failure ten times
+            // a second: warn when the failure changes, not on every tick.
+            let mut last_failure: Option<String> = None;
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                 let Some(inner): Option<Arc<Inner>> = inner.upgrade() else {
                     return;
@@ -162,9 +165,21 @@ pub(crate) fn start(
                     match cycle(&inner) {
                         // Redis's rule: go on while over a quarter expired.
                         Ok(r) if r.expired * 4 > r.keys && !r.wrapped => {}
-                        Ok(_) => break,
+                        Ok(_) => {
+                            last_failure = None;
+                            break;
+                        }
+                        Err(Error::Poisoned { .. }) => {
+                            // Nothing can be written until a reopen.
+                            tracing::warn!("the manager is poisoned: background expiry stops");
+                            return;
+                        }
                         Err(err) => {
-                            tracing::warn!(%err, "background expiry failed");
+                            let text = err.to_string();
+                            if last_failure.as_deref() != Some(text.as_str()) {
+                                tracing::warn!(%err, "background expiry failed");
+                                last_failure = Some(text);
+                            }
                             break;
                         }
                     }
