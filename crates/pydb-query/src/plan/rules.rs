@@ -269,9 +269,9 @@ fn fold_plan_constants(mut plan: Plan) -> Plan {
 // ---- 2. join order ----
 
 /// Flattens a left-deep tree of inner and cross joins into its inputs and
-/// the terms of its ON conditions; `None` if it holds a LEFT join or a
-/// join as a right input.
-fn flatten_joins(plan: Plan, leaves: &mut Vec<Plan>, terms: &mut Vec<Expr>) -> Result<(), Plan> {
+/// the terms of its ON conditions; false if it holds a LEFT join or a join
+/// as a right input.
+fn flatten_joins(plan: Plan, leaves: &mut Vec<Plan>, terms: &mut Vec<Expr>) -> bool {
     match plan {
         Plan::Join {
             left,
@@ -279,15 +279,15 @@ fn flatten_joins(plan: Plan, leaves: &mut Vec<Plan>, terms: &mut Vec<Expr>) -> R
             kind,
             on,
         } if kind != JoinKind::Left && !matches!(*right, Plan::Join { .. }) => {
-            flatten_joins(*left, leaves, terms)?;
+            let ok = flatten_joins(*left, leaves, terms);
             leaves.push(*right);
             terms.extend(on.map(Expr::conjuncts).unwrap_or_default());
-            Ok(())
+            ok
         }
-        Plan::Join { .. } if !leaves.is_empty() => Err(plan),
+        Plan::Join { .. } => false,
         other => {
             leaves.push(other);
-            Ok(())
+            true
         }
     }
 }
@@ -297,10 +297,11 @@ fn is_inner_join_chain(plan: &Plan) -> bool {
         Plan::Join {
             left, right, kind, ..
         } => {
-            *kind != JoinKind::Left
-                && !matches!(**right, Plan::Join { .. })
-                && (matches!(**left, Plan::Join { .. }) && is_inner_join_chain(left)
-                    || !matches!(**left, Plan::Join { .. }))
+            let left_ok = match **left {
+                Plan::Join { .. } => is_inner_join_chain(left),
+                _ => true,
+            };
+            *kind != JoinKind::Left && !matches!(**right, Plan::Join { .. }) && left_ok
         }
         _ => false,
     }
@@ -319,7 +320,7 @@ fn reorder_joins(plan: Plan) -> Plan {
     };
     let mut leaves = Vec::new();
     let mut terms = predicate.conjuncts();
-    if flatten_joins(*input, &mut leaves, &mut terms).is_err()
+    if !flatten_joins(*input, &mut leaves, &mut terms)
         || leaves.len() < 3
         || !terms.iter().all(movable)
     {
