@@ -2,7 +2,7 @@
 //!
 //! Lines are collected until a statement is complete (its last token is a
 //! `;` outside strings and comments; see
-//! [`is_complete`](pydb::query::lexer::is_complete)), then the statements
+//! [`pydb::query::lexer::is_complete`]), then the statements
 //! run one by one in one [`Session`], so that `BEGIN` on one line and
 //! `COMMIT` three lines later form one transaction. A line that starts with
 //! a backslash, typed where a statement would start, is a meta-command:
