@@ -1055,9 +1055,10 @@ impl<'a> Parser<'a> {
         Ok(SelectItem::Expr { expr, alias })
     }
 
-    /// `[AS] name` after an expression or a table. Without AS, only a name
-    /// that is not a keyword (reserved or not) counts, so that
-    /// `FROM t1 LEFT JOIN ...` or `SELECT a FROM t` is not read as an alias.
+    /// `[AS] name` after an expression or a table. Without AS the name
+    /// must not be a reserved keyword, so that `FROM t1 LEFT JOIN ...` or
+    /// `SELECT a FROM t` is not read as an alias (no non-reserved keyword
+    /// can follow a select item or a table, so `SELECT a key` is safe).
     /// SQLite also takes a string as an alias (`AS 'x'`).
     fn alias(&mut self) -> Result<Option<Ident>> {
         if self.eat_keyword(Keyword::AS) {
@@ -1072,7 +1073,7 @@ impl<'a> Parser<'a> {
             }
             return self.ident("an alias").map(Some);
         }
-        if let TokenKind::Ident { .. } = self.peek().kind {
+        if self.peek_ident().is_some() {
             return self.ident("an alias").map(Some);
         }
         Ok(None)
@@ -1996,6 +1997,13 @@ mod tests {
         );
         assert!(
             matches!(&s.projection[3], SelectItem::Expr { alias: Some(a), .. } if a.value == "y")
+        );
+        let keywords = select("SELECT a key, b AS first FROM t1 temp");
+        assert!(
+            matches!(&keywords.projection[0], SelectItem::Expr { alias: Some(a), .. } if a.value == "key")
+        );
+        assert!(
+            matches!(&keywords.from[0], TableRef::Table { alias: Some(a), .. } if a.value == "temp")
         );
         assert!(matches!(&s.projection[4], SelectItem::Wildcard(_)));
         assert_eq!(s.from.len(), 2);
