@@ -713,33 +713,24 @@ impl<'a> Parser<'a> {
             return self.primary();
         }
         let start = self.peek().span;
-        let op = if self.eat(&TokenKind::Minus) {
-            Some(UnaryOp::Neg)
-        } else if self.eat(&TokenKind::Plus) {
-            Some(UnaryOp::Plus)
-        } else {
-            None
-        };
-        let literal = match self.peek().kind.clone() {
-            TokenKind::Integer(_) | TokenKind::Real { .. } => {
-                self.number(op == Some(UnaryOp::Neg))?
-            }
+        let negative = self.eat(&TokenKind::Minus);
+        let signed = negative || self.eat(&TokenKind::Plus);
+        let literal = match self.peek().kind {
+            TokenKind::Integer(_) | TokenKind::Real { .. } => self.number(negative)?,
             TokenKind::String(_)
             | TokenKind::Keyword(Keyword::NULL | Keyword::TRUE | Keyword::FALSE)
-                if op.is_none() =>
+                if !signed =>
             {
-                self.primary()?
+                self.literal()?
             }
             TokenKind::Blob(_) => return Err(self.unsupported("blob literals (X'..')")),
             _ => return Err(self.unexpected("a literal or (expression)")),
         };
-        match op {
-            Some(UnaryOp::Plus) => Ok(Expr {
-                span: start.to(literal.span),
-                ..literal
-            }),
-            _ => Ok(literal),
-        }
+        // The span covers the sign; `+5` is just `5`.
+        Ok(Expr {
+            span: start.to(literal.span),
+            ..literal
+        })
     }
 
     /// `[CONSTRAINT name] PRIMARY KEY (cols) | UNIQUE (cols)`.
@@ -2194,12 +2185,11 @@ mod tests {
 
     #[test]
     fn create_table_with_types_constraints_and_defaults() {
-        let Statement::CreateTable(t) = one(
-            "CREATE TABLE IF NOT EXISTS t1(a INTEGER PRIMARY KEY, b VARCHAR(8) NOT NULL, \
+        let sql = "CREATE TABLE IF NOT EXISTS t1(a INTEGER PRIMARY KEY, b VARCHAR(8) NOT NULL, \
              c DOUBLE PRECISION DEFAULT -1.5, d BOOLEAN DEFAULT (1 + 1), e, f NUMERIC(10, 2) UNIQUE, \
              g TEXT DEFAULT 'x' COLLATE BINARY, h CLOB NULL DEFAULT NULL, \
-             CONSTRAINT pk UNIQUE (b, c DESC))",
-        ) else {
+             CONSTRAINT pk UNIQUE (b, c DESC))";
+        let Statement::CreateTable(t) = one(sql) else {
             panic!()
         };
         assert!(t.if_not_exists);
