@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::output::Output;
 use crate::session::{Database, Session};
-use crate::value::{Row, Value};
+use crate::value::Row;
 
 fn session() -> Session {
     let dir = tempfile::tempdir().unwrap();
@@ -78,7 +78,15 @@ fn selects_filter_project_and_sort_with_nulls() {
         text(&mut s, "SELECT a AS z FROM t1 ORDER BY z DESC LIMIT 1"),
         ["4"]
     );
-    assert_eq!(text(&mut s, "SELECT a FROM t1 ORDER BY -b LIMIT 1"), ["4"]);
+    // NULL sorts first ascending, so the row without b comes first.
+    assert_eq!(text(&mut s, "SELECT a FROM t1 ORDER BY -b LIMIT 1"), ["3"]);
+    assert_eq!(
+        text(
+            &mut s,
+            "SELECT a FROM t1 WHERE b IS NOT NULL ORDER BY -b LIMIT 1"
+        ),
+        ["4"]
+    );
     assert_eq!(
         text(&mut s, "SELECT 7/2, 7.0/2, 1/0, '3'+4, 2 > 1"),
         ["3 3.5 NULL 7 1"]
@@ -110,7 +118,7 @@ fn aggregates_follow_sqlite() {
             &mut s,
             "SELECT count(*), count(b), sum(b), avg(b), min(c), max(c) FROM t1"
         ),
-        ["4 3 70 23.333333333333332 x y"]
+        ["4 3 70 23.3333333333333 x y"]
     );
     assert_eq!(
         text(
@@ -464,4 +472,69 @@ fn constant_folding_keeps_errors_for_run_time() {
         err(&mut s, "SELECT 9223372036854775807 + 1"),
         Error::IntegerOverflow
     ));
+}
+
+#[test]
+fn value_subqueries_must_return_one_column() {
+    let mut s = session();
+    t1(&mut s);
+    for q in [
+        "SELECT 1 FROM t1 WHERE 1 IN (SELECT a, b FROM t1)",
+        "SELECT 1 FROM t1 WHERE 1 IN (SELECT * FROM t1)",
+        "SELECT (SELECT a, b FROM t1)",
+    ] {
+        assert!(matches!(err(&mut s, q), Error::Invalid(_)), "{q}");
+    }
+    assert_eq!(text(&mut s, "SELECT EXISTS (SELECT a, b FROM t1)"), ["1"]);
+}
+
+#[test]
+fn index_joins_agree_with_hash_joins() {
+    let mut s = session();
+    s.execute(
+        "CREATE TABLE o(id INTEGER, cust INTEGER, amount INTEGER);
+         CREATE TABLE c(id INTEGER PRIMARY KEY, name TEXT, region INTEGER);
+         CREATE INDEX c_region ON c(region);",
+    )
+    .unwrap();
+    for i in 0..30 {
+        s.execute(&format!("INSERT INTO c VALUES ({i}, 'c{i}', {})", i % 4))
+            .unwrap();
+    }
+    for i in 0..60 {
+        // Some orders name no customer, some a missing one, one a REAL key.
+        let cust = match i % 10 {
+            0 => "NULL".to_string(),
+            1 => "99".to_string(),
+            2 => "3.0".to_string(),
+            _ => (i % 30).to_string(),
+        };
+        s.execute(&format!("INSERT INTO o VALUES ({i}, {cust}, {})", i * 10))
+            .unwrap();
+    }
+    let cases = [
+        (
+            "SELECT o.id, name FROM o JOIN c ON o.cust = c.id WHERE amount > 100 ORDER BY 1",
+            "SELECT o.id, name FROM o JOIN c ON o.cust + 0 = c.id + 0 WHERE amount > 100 ORDER BY 1",
+            "using primary key",
+        ),
+        (
+            "SELECT o.id, name FROM o LEFT JOIN c ON o.cust = c.id AND c.region = 1 ORDER BY 1, 2",
+            "SELECT o.id, name FROM o LEFT JOIN c ON o.cust + 0 = c.id + 0 AND c.region = 1 ORDER BY 1, 2",
+            "IndexJoin Left",
+        ),
+        (
+            "SELECT o.id, c.id FROM o, c WHERE c.region = o.id AND o.id < 5 ORDER BY 1, 2",
+            "SELECT o.id, c.id FROM o, c WHERE c.region + 0 = o.id + 0 AND o.id < 5 ORDER BY 1, 2",
+            "using c_region",
+        ),
+    ];
+    for (indexed, hashed, expect) in cases {
+        let p = plan(&mut s, indexed);
+        assert!(p.contains(expect), "{p}");
+        assert!(plan(&mut s, hashed).contains("HashJoin"));
+        let got = text(&mut s, indexed);
+        assert!(!got.is_empty());
+        assert_eq!(got, text(&mut s, hashed), "{indexed}");
+    }
 }
