@@ -205,8 +205,8 @@ impl Session {
     fn begin(&mut self, level: Option<IsolationLevel>, read_only: bool) -> Result<Output> {
         match self.state {
             State::Idle => {}
+            // As SQLite: refused, and the open transaction goes on.
             State::Open(_) => {
-                self.fail();
                 return Err(Error::Invalid(
                     "there is already a transaction in progress".into(),
                 ));
@@ -270,3 +270,6 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -43,13 +43,22 @@ fn ints(values: &[i64]) -> Vec<Vec<Value>> {
 fn a_failed_autocommit_statement_leaves_nothing() {
     let db = database();
     let mut s = db.session();
-    run(&mut s, "CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT UNIQUE)");
+    run(
+        &mut s,
+        "CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT UNIQUE)",
+    );
     let e = error(&mut s, "INSERT INTO t VALUES (1, 'x'), (2, 'y'), (1, 'z')");
     assert_eq!(e.sqlstate(), "23505", "{e}");
     assert_eq!(query(&mut s, "SELECT a FROM t"), ints(&[]));
     assert_eq!(s.status(), TxnStatus::Idle);
-    run(&mut s, "INSERT INTO t VALUES (1, 'x'), (2, NULL), (3, NULL)");
-    assert_eq!(query(&mut s, "SELECT a FROM t ORDER BY a"), ints(&[1, 2, 3]));
+    run(
+        &mut s,
+        "INSERT INTO t VALUES (1, 'x'), (2, NULL), (3, NULL)",
+    );
+    assert_eq!(
+        query(&mut s, "SELECT a FROM t ORDER BY a"),
+        ints(&[1, 2, 3])
+    );
     assert!(crate::check::check(&db).unwrap().is_ok());
 }
 
@@ -91,7 +100,10 @@ fn a_failed_statement_inside_begin_fails_the_transaction() {
     let mut s = db.session();
     run(&mut s, "CREATE TABLE t (a INTEGER PRIMARY KEY)");
     run(&mut s, "BEGIN; INSERT INTO t VALUES (1)");
-    assert_eq!(error(&mut s, "INSERT INTO t VALUES (1)").sqlstate(), "23505");
+    assert_eq!(
+        error(&mut s, "INSERT INTO t VALUES (1)").sqlstate(),
+        "23505"
+    );
     assert_eq!(s.status(), TxnStatus::Failed);
     let e = error(&mut s, "SELECT a FROM t");
     assert!(matches!(e, Error::TransactionAborted), "{e}");
@@ -142,7 +154,10 @@ fn concurrent_writes_to_one_row_fail_with_40001() {
         run(&mut a, &format!("BEGIN ISOLATION LEVEL {level}"));
         run(&mut b, &format!("BEGIN ISOLATION LEVEL {level}"));
         run(&mut a, "UPDATE acct SET balance = balance + 1 WHERE id = 1");
-        run(&mut b, "UPDATE acct SET balance = balance + 10 WHERE id = 1");
+        run(
+            &mut b,
+            "UPDATE acct SET balance = balance + 10 WHERE id = 1",
+        );
         run(&mut a, "COMMIT");
         let e = error(&mut b, "COMMIT");
         assert_eq!(e.sqlstate(), "40001", "{level}: {e}");
@@ -200,4 +215,48 @@ fn snapshot_reads_do_not_see_later_commits() {
     assert_eq!(query(&mut a, "SELECT a FROM t"), ints(&[]));
     run(&mut a, "COMMIT");
     assert_eq!(query(&mut a, "SELECT a FROM t"), ints(&[7]));
+}
+
+#[test]
+fn read_only_transactions_refuse_writes() {
+    let db = database();
+    let mut s = db.session();
+    run(&mut s, "CREATE TABLE t (a INTEGER); BEGIN READ ONLY");
+    assert!(matches!(error(&mut s, "BEGIN"), Error::Invalid(_)));
+    assert_eq!(
+        s.status(),
+        TxnStatus::InTransaction,
+        "a nested BEGIN is refused; the transaction goes on"
+    );
+    assert_eq!(query(&mut s, "SELECT a FROM t"), ints(&[]));
+    let e = error(&mut s, "INSERT INTO t VALUES (1)");
+    assert_eq!(e.sqlstate(), "25006", "{e}");
+    assert_eq!(s.status(), TxnStatus::Failed);
+    run(&mut s, "ROLLBACK");
+}
+
+#[test]
+fn sql_runs_under_two_phase_locking_too() {
+    let engine = Arc::new(MemoryStorage::new());
+    let options = pydb_txn::Options {
+        concurrency: pydb_txn::Concurrency::Locking,
+        lock_wait: pydb_txn::LockWait::Timeout(std::time::Duration::from_millis(50)),
+        ..pydb_txn::Options::default()
+    };
+    let db = Database::new(Arc::new(TxnManager::open(engine, options).unwrap())).unwrap();
+    let mut setup = db.session();
+    run(
+        &mut setup,
+        "CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT UNIQUE); CREATE INDEX t_b ON t (b)",
+    );
+    let (mut a, mut b) = (db.session(), db.session());
+    run(&mut a, "BEGIN; INSERT INTO t VALUES (1, 'x')");
+    run(&mut b, "BEGIN; INSERT INTO t VALUES (2, 'y')");
+    // The same key: b waits for a's exclusive lock and gives up.
+    let e = error(&mut b, "INSERT INTO t VALUES (1, 'z')");
+    assert_eq!(e.sqlstate(), "40001", "{e}");
+    run(&mut a, "COMMIT");
+    run(&mut b, "ROLLBACK");
+    assert_eq!(query(&mut setup, "SELECT a FROM t"), ints(&[1]));
+    assert!(crate::check::check(&db).unwrap().is_ok());
 }
