@@ -24,16 +24,26 @@
 //! casts) live in [`value`].
 
 pub mod ast;
+pub mod bind;
 pub mod catalog;
+pub mod check;
+pub mod describe;
+pub mod encoding;
 pub mod error;
 pub mod exec;
+pub mod func;
+pub mod lexer;
 pub mod output;
 pub mod parser;
+pub mod plan;
 pub mod session;
+#[cfg(feature = "slt")]
+pub mod slt;
 pub mod store;
+mod txnstore;
 pub mod value;
 
 pub use error::{Error, Result};
 pub use output::{Output, ResultColumn, Rows};
-pub use session::{Database, Session};
+pub use session::{Database, Session, TxnStatus};
 pub use value::{DataType, Row, Value};
