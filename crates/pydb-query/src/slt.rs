@@ -20,6 +20,11 @@
 //!   counts the records that passed, failed or were skipped, instead of
 //!   stopping at the first failure as the crate's own `run_file` does.
 //!
+//! SQLite's scripts list the expected values one per line; the crate's own
+//! scripts list one row per line, its values separated by spaces. The
+//! validator here ([`results_match`]) accepts either layout, so pydb's own
+//! scripts can show a row on a line.
+//!
 //! The crate's `DB::run` sees only the SQL, not the record's type letters.
 //! [`run_script`] therefore hands each query's expected types to the
 //! connection through a shared cell before it runs the record.
@@ -52,8 +57,8 @@ pub const ENGINE_NAME: &str = "pydb";
 pub const KEPT_FAILURES: usize = 5;
 
 /// The column types the next query record expects, shared between
-/// [`run_script`] and the connections it makes.
-type ExpectedTypes = Arc<Mutex<Vec<DefaultColumnType>>>;
+/// [`run_script_with`] and the connections it makes.
+pub type ExpectedTypes = Arc<Mutex<Vec<DefaultColumnType>>>;
 
 /// A sqllogictest connection: one [`Session`] of a database.
 pub struct SltDb {
@@ -298,21 +303,39 @@ pub fn run_script(
     script: &str,
     database: &Database,
 ) -> std::result::Result<FileReport, String> {
+    let database = database.clone();
+    run_script_with(name, script, move |expected| {
+        Ok::<_, Error>(SltDb {
+            session: database.session(),
+            expected,
+        })
+    })
+}
+
+/// Runs `script` against the connections `connect` makes (one per
+/// `connection` the script names); each connection formats values by the
+/// expected types in the cell it is given. [`run_script`] connects to pydb;
+/// the tests also connect to SQLite, to check this harness itself against
+/// the corpus.
+pub fn run_script_with<D, E>(
+    name: &str,
+    script: &str,
+    mut connect: impl FnMut(ExpectedTypes) -> std::result::Result<D, E>,
+) -> std::result::Result<FileReport, String>
+where
+    D: sqllogictest::DB<ColumnType = DefaultColumnType, Error = E> + Send,
+    E: std::error::Error + Send + Sync + 'static,
+{
     let script = prepare(script);
     let records = sqllogictest::parse_with_name::<DefaultColumnType>(&script, name)
         .map_err(|e| format!("{name}: {e}"))?;
     let expected = ExpectedTypes::default();
     let make = {
-        let database = database.clone();
         let expected = Arc::clone(&expected);
-        move || {
-            std::future::ready(Ok::<_, Error>(SltDb {
-                session: database.session(),
-                expected: Arc::clone(&expected),
-            }))
-        }
+        move || std::future::ready(connect(Arc::clone(&expected)))
     };
     let mut runner = Runner::new(make);
+    runner.with_validator(results_match);
     let mut report = FileReport {
         name: name.to_string(),
         ..FileReport::default()
@@ -347,6 +370,26 @@ pub fn run_script(
     }
     runner.shutdown();
     Ok(report)
+}
+
+/// Whether the actual rows match the expected lines, either one value per
+/// line (SQLite's layout) or one row per line with its values separated by
+/// spaces (the crate's layout). Whitespace runs compare equal, as in the
+/// crate's default normalizer.
+fn results_match(
+    normalizer: sqllogictest::Normalizer,
+    actual: &[Vec<String>],
+    expected: &[String],
+) -> bool {
+    let expected: Vec<String> = expected.iter().map(normalizer).collect();
+    let values = actual.iter().flatten().map(normalizer);
+    if values.clone().eq(expected.iter().cloned()) {
+        return true;
+    }
+    let rows = actual
+        .iter()
+        .map(|row| row.iter().map(normalizer).collect::<Vec<_>>().join(" "));
+    rows.eq(expected.iter().cloned())
 }
 
 /// Rewrites the conditions and halts of SQLite's scripts into what the
@@ -461,5 +504,21 @@ mod tests {
             "statement ok\nSELECT 1\n\n"
         );
         assert_eq!(prepare("onlyif pydb\nhalt\nx\n"), "");
+    }
+
+    #[test]
+    fn results_match_one_value_or_one_row_per_line() {
+        let n = sqllogictest::default_normalizer;
+        let actual = vec![
+            vec!["1".to_string(), "a  b".to_string()],
+            vec!["2".into(), "c".into()],
+        ];
+        let lines = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(results_match(n, &actual, &lines(&["1", "a b", "2", "c"])));
+        assert!(results_match(n, &actual, &lines(&["1 a b", "2 c"])));
+        assert!(!results_match(n, &actual, &lines(&["1", "a b", "2"])));
+        assert!(!results_match(n, &actual, &lines(&["2 c", "1 a b"])));
+        assert!(!results_match(n, &[], &lines(&["1"])));
+        assert!(results_match(n, &[], &[]));
     }
 }

@@ -19,8 +19,10 @@
 //!    must stay to be tested). Terms holding a correlated subquery stay
 //!    where they are.
 //! 3. **Join selection**: a join whose condition has equalities between an
-//!    expression of the left side and one of the right becomes a hash join;
-//!    the other terms stay as a residual check.
+//!    expression of the left side and one of the right becomes an index
+//!    nested-loop join when the right side is a table with an index (or a
+//!    one-column primary key) on its key column, as SQLite prefers; else a
+//!    hash join. The other terms stay as a residual check.
 //! 4. **Index selection**: a filter over a table scan whose terms compare
 //!    indexed columns with constants becomes a filter over an index range
 //!    scan (equality on a prefix of the index's columns, then a range on
@@ -120,6 +122,23 @@ fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
             right_keys,
             residual,
         },
+        Plan::IndexJoin {
+            left,
+            table,
+            index,
+            left_key,
+            right_filter,
+            kind,
+            residual,
+        } => Plan::IndexJoin {
+            left: b(left),
+            table,
+            index,
+            left_key,
+            right_filter,
+            kind,
+            residual,
+        },
         Plan::Aggregate {
             input,
             group_by,
@@ -184,6 +203,16 @@ fn for_each_expr_mut(plan: &mut Plan, f: &mut dyn FnMut(&mut Expr)) {
         } => {
             left_keys.iter_mut().for_each(&mut *f);
             right_keys.iter_mut().for_each(&mut *f);
+            residual.iter_mut().for_each(f);
+        }
+        Plan::IndexJoin {
+            left_key,
+            right_filter,
+            residual,
+            ..
+        } => {
+            f(left_key);
+            right_filter.iter_mut().for_each(&mut *f);
             residual.iter_mut().for_each(f);
         }
         Plan::Aggregate { group_by, aggs, .. } => {
@@ -465,6 +494,50 @@ fn choose_join(plan: Plan) -> Plan {
             on: Expr::and_all(residual),
         };
     }
+    // An index on a right key column: look the rows up per left row.
+    if let Some((table, right_filter)) = plain_table(&right) {
+        for (k, rk) in right_keys.iter().enumerate() {
+            let Expr::Column {
+                depth: 0,
+                index: col,
+            } = rk
+            else {
+                continue;
+            };
+            let by_pk = table.primary_key == [*col];
+            let index = table
+                .indexes
+                .iter()
+                .find(|i| i.columns.first() == Some(col));
+            if !by_pk && index.is_none() {
+                continue;
+            }
+            let left_key = left_keys.remove(k);
+            right_keys.remove(k);
+            // The other equalities are checked on the combined row.
+            for (l, mut r) in left_keys.into_iter().zip(right_keys) {
+                r.shift_columns(lw as isize);
+                residual.push(Expr::Binary(BinaryOp::Eq, Box::new(l), Box::new(r)));
+            }
+            return Plan::IndexJoin {
+                left,
+                index: if by_pk { None } else { index.cloned() },
+                table,
+                left_key,
+                right_filter,
+                kind,
+                residual: Expr::and_all(residual),
+            };
+        }
+    }
+    if left_keys.is_empty() {
+        return Plan::Join {
+            left,
+            right,
+            kind,
+            on: Expr::and_all(residual),
+        };
+    }
     Plan::HashJoin {
         left,
         right,
@@ -472,6 +545,18 @@ fn choose_join(plan: Plan) -> Plan {
         left_keys,
         right_keys,
         residual: Expr::and_all(residual),
+    }
+}
+
+/// The table under a right join input that is a scan, possibly filtered.
+fn plain_table(plan: &Plan) -> Option<(Arc<Table>, Option<Expr>)> {
+    match plan {
+        Plan::Scan { table } => Some((table.clone(), None)),
+        Plan::Filter { input, predicate } => match &**input {
+            Plan::Scan { table } => Some((table.clone(), Some(predicate.clone()))),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
