@@ -129,6 +129,7 @@ impl Error {
             Error::TransactionAborted => "25P02",
             Error::Corrupted(_) => "XX001",
             Error::Txn(pydb_txn::Error::Deadlock { .. }) => "40P01",
+            Error::Txn(pydb_txn::Error::ReadOnly { .. }) => "25006",
             Error::Txn(e) if e.is_retryable() => "40001",
             Error::Txn(_) | Error::Storage(_) => "58000",
         }

@@ -17,8 +17,17 @@
 //! - The executor runs pull-based operators over a [`Store`](store::Store):
 //!   the tables and indexes of one `pydb-txn` transaction.
 //!
-//! Rows and index entries are stored under an order-preserving key
-//! encoding, so that an index range is an engine range.
+//! Below the executor, the storage side:
+//!
+//! - [`encoding`]: the order-preserving key encoding (so that an index
+//!   range is an engine range) and the compact row format.
+//! - `txnstore` (private): the [`Store`](store::Store) over a `pydb-txn`
+//!   transaction: where rows, index entries and catalog records live in
+//!   the SQL keyspace, constraint checks, index maintenance, the catalog
+//!   cache.
+//! - [`session`]: [`Database`] and [`Session`]: BEGIN, COMMIT, ROLLBACK,
+//!   autocommit, and the failed state of a transaction.
+//! - [`check`]: the verifier of tables against their indexes and catalog.
 //!
 //! The values and their rules (three-valued logic, comparison, arithmetic,
 //! casts) live in [`value`].

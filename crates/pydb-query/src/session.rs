@@ -8,7 +8,9 @@
 //!   (*autocommit*): it commits when it succeeds and is rolled back,
 //!   leaving nothing behind, when it fails.
 //! - `BEGIN [ISOLATION LEVEL ...] [READ ONLY]` opens a transaction that
-//!   `COMMIT` or `ROLLBACK` ends.
+//!   `COMMIT` or `ROLLBACK` ends. (A `BEGIN` inside one is refused, as
+//!   SQLite does, and the transaction goes on; `COMMIT` or `ROLLBACK`
+//!   outside one is an error.)
 //! - A statement that fails inside `BEGIN` puts the session in the
 //!   *failed* state: its transaction is rolled back at once, every further
 //!   statement is refused ([`Error::TransactionAborted`], SQLSTATE 25P02)
@@ -205,8 +207,8 @@ impl Session {
     fn begin(&mut self, level: Option<IsolationLevel>, read_only: bool) -> Result<Output> {
         match self.state {
             State::Idle => {}
+            // As SQLite: refused, and the open transaction goes on.
             State::Open(_) => {
-                self.fail();
                 return Err(Error::Invalid(
                     "there is already a transaction in progress".into(),
                 ));
@@ -270,3 +272,6 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

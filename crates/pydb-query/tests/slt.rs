@@ -3,6 +3,7 @@
 //! running the same scripts, and SQLite's corpus when present, on SQLite.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
 use pydb_query::Value;
 use pydb_query::slt::{self, ExpectedTypes, FileReport};
@@ -17,7 +18,10 @@ fn scripts() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "slt"))
         .collect();
     files.sort();
-    assert!(files.len() >= 20, "expected a script per feature in {dir:?}");
+    assert!(
+        files.len() >= 20,
+        "expected a script per feature in {dir:?}"
+    );
     files
 }
 
@@ -68,7 +72,14 @@ impl sqllogictest::DB for Sqlite {
     type ColumnType = DefaultColumnType;
 
     fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, rusqlite::Error> {
-        let mut stmt = self.conn.prepare(sql)?;
+        let mut stmt = match self.conn.prepare(sql) {
+            Err(rusqlite::Error::MultipleStatement) => {
+                // A record of several statements (the corpus has a few).
+                self.conn.execute_batch(sql)?;
+                return Ok(DBOutput::StatementComplete(0));
+            }
+            other => other?,
+        };
         let columns = stmt.column_count();
         if columns == 0 {
             return Ok(DBOutput::StatementComplete(stmt.execute([])? as u64));
@@ -76,7 +87,18 @@ impl sqllogictest::DB for Sqlite {
         let expected = self.expected.lock().clone();
         let mut rows = Vec::new();
         let mut cursor = stmt.query([])?;
-        while let Some(row) = cursor.next()? {
+        loop {
+            let row = match cursor.next() {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                // The corpus was recorded by a harness that printed no rows
+                // for a query failing this way (slt_lang_aggfunc.test:478).
+                Err(e) if e.to_string() == "integer overflow" => {
+                    rows.clear();
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             let mut values = Vec::with_capacity(columns);
             for i in 0..columns {
                 let value = match row.get_ref(i)? {
@@ -104,14 +126,16 @@ impl sqllogictest::DB for Sqlite {
 
 fn run_on_sqlite(file: &Path) -> FileReport {
     let script = std::fs::read_to_string(file).expect("read the script");
-    // One shared in-memory database per script, whatever the connection.
+    // One shared in-memory database per script, whatever the connection;
+    // the name is unique in the process (tests run on several threads).
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
     let uri = format!(
         "file:slt{}?mode=memory&cache=shared",
-        file.display().to_string().len()
+        NEXT.fetch_add(1, AtomicOrdering::Relaxed)
     );
     let flags = rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_URI;
     let keep = rusqlite::Connection::open_with_flags(&uri, flags).expect("open SQLite");
-    let report = slt::run_script_with(&file.display().to_string(), &script, |expected| {
+    let report = slt::run_script_with(&file.display().to_string(), &script, "sqlite", |expected| {
         rusqlite::Connection::open_with_flags(&uri, flags).map(|conn| Sqlite { conn, expected })
     })
     .expect("the script parses");

@@ -298,7 +298,7 @@ impl Db {
     /// ([`Error::Sql`], whose [`sqlstate`](Error::sqlstate) tells a
     /// retryable serialization failure, `40001`, from the rest).
     ///
-    /// ```no_run
+    /// ```
     /// # fn main() -> pydb::Result<()> {
     /// let db = pydb::Db::memory()?;
     /// db.sql("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT); INSERT INTO t VALUES (1, 'one')")?;

@@ -553,3 +553,153 @@ fn concurrent_inserts_without_primary_key_do_not_conflict() {
         .collect();
     assert_eq!(ids, vec![1, 2, 3, 4, 5], "row id order is insert order");
 }
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert(i64, Option<u8>, i64),
+    Update(i64, i64, Option<u8>, i64),
+    Delete(i64),
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    let name = proptest::option::of(0u8..4);
+    prop_oneof![
+        (0i64..6, name.clone(), 0i64..3).prop_map(|(i, n, s)| Op::Insert(i, n, s)),
+        (0i64..6, 0i64..6, name, 0i64..3).prop_map(|(i, j, n, s)| Op::Update(i, j, n, s)),
+        (0i64..6).prop_map(Op::Delete),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Random inserts, updates and deletes against a model: the same
+    /// constraint errors, the same rows, the same index answers, and a
+    /// clean verifier after every step.
+    #[test]
+    fn store_matches_a_model(ops in proptest::collection::vec(op(), 1..25)) {
+        use std::collections::BTreeMap;
+        let f = Fixture::new().with_people();
+        let mut model: BTreeMap<i64, (Option<u8>, i64)> = BTreeMap::new();
+        let name_of = |n: Option<u8>| n.map(|n| format!("n{n}"));
+        let taken = |model: &BTreeMap<i64, (Option<u8>, i64)>, n: Option<u8>, except: i64| {
+            n.is_some() && model.iter().any(|(&k, v)| k != except && v.0 == n)
+        };
+        for op in ops {
+            let result = match op.clone() {
+                Op::Insert(id, n, score) => {
+                    let expected = if model.contains_key(&id) {
+                        Some("PRIMARY KEY")
+                    } else if taken(&model, n, id) {
+                        Some("UNIQUE")
+                    } else {
+                        model.insert(id, (n, score));
+                        None
+                    };
+                    (expected, insert(&f, row(id, name_of(n).as_deref(), score)).map(|_| ()))
+                }
+                Op::Update(id, new_id, n, score) => {
+                    let expected = if !model.contains_key(&id) {
+                        None
+                    } else if new_id != id && model.contains_key(&new_id) {
+                        Some("PRIMARY KEY")
+                    } else if taken(&model, n, id) {
+                        Some("UNIQUE")
+                    } else {
+                        model.remove(&id);
+                        model.insert(new_id, (n, score));
+                        None
+                    };
+                    let result = f.run(|s| {
+                        let t = s.table("people")?.unwrap();
+                        if let Some((key, old)) = s.get_by_pk(&t, &[Value::Integer(id)])? {
+                            s.update(&t, &key, &old, row(new_id, name_of(n).as_deref(), score))?;
+                        }
+                        Ok(())
+                    });
+                    (expected, result)
+                }
+                Op::Delete(id) => {
+                    model.remove(&id);
+                    let result = f.run(|s| {
+                        let t = s.table("people")?.unwrap();
+                        if let Some((key, old)) = s.get_by_pk(&t, &[Value::Integer(id)])? {
+                            s.delete(&t, &key, &old)?;
+                        }
+                        Ok(())
+                    });
+                    (None, result)
+                }
+            };
+            match result {
+                (None, Ok(())) => {}
+                (Some(c), Err(Error::Constraint { constraint, .. })) if c == constraint => {}
+                (expected, got) => panic!("{op:?}: expected {expected:?}, got {got:?}"),
+            }
+            let report = f.check();
+            proptest::prop_assert!(report.is_ok(), "after {:?}: {:?}", op, report);
+        }
+        let expected: Vec<Row> = model
+            .iter()
+            .map(|(&id, &(n, score))| row(id, name_of(n).as_deref(), score))
+            .collect();
+        proptest::prop_assert_eq!(f.rows(), expected);
+        for score in 0..3 {
+            let via_index: Vec<i64> = f.run(|s| {
+                let t = s.table("people")?.unwrap();
+                let v = vec![Value::Integer(score)];
+                let range = IndexRange { start: Bound::Included(v.clone()), end: Bound::Included(v) };
+                s.index_scan(&t, &t.indexes[1], &range)?
+                    .map(|r| r.map(|(_, row)| match row[0] { Value::Integer(i) => i, _ => -1 }))
+                    .collect()
+            }).unwrap();
+            let want: Vec<i64> = model.iter().filter(|(_, v)| v.1 == score).map(|(&k, _)| k).collect();
+            proptest::prop_assert_eq!(via_index, want);
+        }
+    }
+}
+
+#[test]
+fn two_allocators_never_overwrite_a_row() {
+    let f = Fixture::new();
+    let mut t = people();
+    t.primary_key.clear();
+    t.indexes.clear();
+    f.run(|s| s.create_table(t)).unwrap();
+    // A second database over the same manager, seeded now.
+    let other = Fixture {
+        mgr: f.mgr.clone(),
+        cache: Shared::new(f.mgr.clone()),
+    };
+    insert(&other, row(1, None, 1)).unwrap();
+    insert(&f, row(2, None, 2)).unwrap();
+    insert(&other, row(3, None, 3)).unwrap();
+    insert(&f, row(4, None, 4)).unwrap();
+    let mut ids: Vec<Value> = f.rows().into_iter().map(|r| r[0].clone()).collect();
+    ids.sort_by(|a, b| a.total_cmp(b));
+    assert_eq!(ids, (1..=4).map(Value::Integer).collect::<Vec<_>>());
+}
+
+#[test]
+fn repeated_scans_see_the_statements_own_writes() {
+    let f = Fixture::new().with_people();
+    insert(&f, row(1, Some("a"), 1)).unwrap();
+    f.run(|s| {
+        let t = s.table("people")?.unwrap();
+        let all = |s: &TxnStore<'_>| -> Result<Vec<Row>> {
+            s.scan(&t)?.map(|r| r.map(|(_, row)| row)).collect()
+        };
+        assert_eq!(all(s)?, vec![row(1, Some("a"), 1)]);
+        assert_eq!(all(s)?, vec![row(1, Some("a"), 1)], "from the cache");
+        let key = s.insert(&t, row(2, Some("b"), 2))?;
+        assert_eq!(all(s)?.len(), 2);
+        s.update(&t, &key, &row(2, Some("b"), 2), row(2, Some("c"), 3))?;
+        assert_eq!(all(s)?[1], row(2, Some("c"), 3));
+        let (key, old) = s.get_by_pk(&t, &[Value::Integer(1)])?.unwrap();
+        s.delete(&t, &key, &old)?;
+        assert_eq!(all(s)?, vec![row(2, Some("c"), 3)]);
+        Ok(())
+    })
+    .unwrap();
+}
