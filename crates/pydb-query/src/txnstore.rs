@@ -98,12 +98,15 @@ pub(crate) fn space_delete(tx: &mut Transaction, key: &[u8]) -> Result<()> {
     Ok(tx.delete_in(Keyspace::Sql, key)?)
 }
 
-/// The keys of the SQL space in `range`, with their values, ascending.
+/// The keys of the SQL space in `range`, with their values, ascending
+/// (collected from the transaction's stream).
 pub(crate) fn space_scan(
     tx: &Transaction,
     range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
 ) -> Result<Vec<(Bytes, Bytes)>> {
-    Ok(tx.scan_in(Keyspace::Sql, range)?)
+    Ok(tx
+        .scan_in(Keyspace::Sql, range)?
+        .collect::<pydb_txn::Result<Vec<_>>>()?)
 }
 
 /// The last commit that wrote the catalog version key, as this
