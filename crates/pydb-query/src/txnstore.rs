@@ -44,9 +44,9 @@
 //!
 //! # What the store does not do (yet)
 //!
-//! Scans and index scans read their whole range at once (the transaction
-//! layer's `scan_in` returns a `Vec`); a statement decodes each table it
-//! scans once and reuses the rows until it writes. There is no REINDEX,
+//! Scans and index scans read their whole range at once, though the
+//! transaction layer's `scan_in` could stream it; a statement decodes each
+//! table it scans once and reuses the rows until it writes. There is no REINDEX,
 //! ALTER TABLE, or descending index.
 
 pub(crate) mod layout;
@@ -98,8 +98,8 @@ pub(crate) fn space_delete(tx: &mut Transaction, key: &[u8]) -> Result<()> {
     Ok(tx.delete_in(Keyspace::Sql, key)?)
 }
 
-/// The keys of the SQL space in `range`, with their values, ascending
-/// (collected from the transaction's stream).
+/// The keys of the SQL space in `range`, with their values, ascending,
+/// read whole.
 pub(crate) fn space_scan(
     tx: &Transaction,
     range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
