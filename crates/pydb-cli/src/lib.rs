@@ -9,6 +9,7 @@
 //! - [`repair`]: salvaging what verifies from a damaged database.
 
 pub mod check;
+pub mod decorated;
 pub mod demo;
 mod error;
 pub mod inspect;

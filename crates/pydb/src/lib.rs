@@ -24,15 +24,16 @@
 //! Modules:
 //! - [`db`]: `Db`, `Options`, how a directory is opened, and how every
 //!   read and write runs as a transaction of `pydb-txn`;
-//! - [`meta`]: the `PYDB` metadata file (engine and format version).
+//! - [`meta`]: the `PYDB` metadata file (engine, format version, and the
+//!   encryption and compression settings with the wrapped data key).
 
 pub mod db;
 mod error;
 pub mod meta;
 
 pub use db::{
-    Concurrency, Db, EngineKind, IndexKind, Isolation, Options, Scan, SetCondition, SyncPolicy,
-    Transaction, TxnOptions, TxnStats, WriteBatch,
+    Compression, Concurrency, Db, EngineKind, IndexKind, Isolation, KeyMaterial, Options, Scan,
+    SetCondition, SyncPolicy, Transaction, TxnOptions, TxnStats, WriteBatch,
 };
 pub use error::{Error, Result};
 
