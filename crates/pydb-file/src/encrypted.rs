@@ -192,6 +192,8 @@ struct State {
     /// the partial last block has changes not sealed yet (they live in
     /// `tail` only, until [`File::sync_data`]); never above it.
     disk_len: u64,
+    /// Whether `tail` holds changes that are not sealed on disk yet.
+    tail_dirty: bool,
     /// The inner file may hold bytes past `physical_len(len)` (a dropped
     /// tail, or a write that failed part-way): cut them before the next
     /// write or sync, or a reopen would misread them.
@@ -264,6 +266,7 @@ impl<F: File> EncryptedFile<F> {
                 len: 0,
                 tail: Vec::new(),
                 disk_len: 0,
+                tail_dirty: false,
                 trim_needed: physical > 0,
             }),
             dropped_tail: None,
@@ -286,6 +289,7 @@ impl<F: File> EncryptedFile<F> {
                 len: full * BLOCK_SIZE as u64,
                 tail: Vec::new(),
                 disk_len: 0,
+                tail_dirty: false,
                 trim_needed: false,
             }),
             dropped_tail: None,
@@ -523,8 +527,14 @@ impl<F: File> EncryptedFile<F> {
             }
             state.len = state.len.max((batch_end * bs).min(new_len));
             match new_tail {
-                Some(tail) => state.tail = tail,
-                None if state.len.is_multiple_of(bs) => state.tail.clear(),
+                Some(tail) => {
+                    state.tail = tail;
+                    state.tail_dirty = true;
+                }
+                None if state.len.is_multiple_of(bs) => {
+                    state.tail.clear();
+                    state.tail_dirty = false;
+                }
                 None => {}
             }
         }
@@ -546,7 +556,7 @@ impl<F: File> EncryptedFile<F> {
     /// Seals and writes the partial last block if it has changes that are
     /// only in memory. Afterwards the stored blocks hold every byte.
     fn flush_tail(&self, state: &mut State) -> Result<()> {
-        if state.disk_len == state.len {
+        if !state.tail_dirty {
             return Ok(());
         }
         let Some(file_id) = state.file_id else {
@@ -561,6 +571,7 @@ impl<F: File> EncryptedFile<F> {
             return Err(err);
         }
         state.disk_len = state.len;
+        state.tail_dirty = false;
         Ok(())
     }
 
@@ -778,7 +789,7 @@ impl<F: File> File for EncryptedFile<F> {
     fn sync_data(&self) -> Result<()> {
         let pending = {
             let state = self.state.read();
-            state.trim_needed || state.disk_len != state.len
+            state.trim_needed || state.tail_dirty
         };
         if pending {
             let mut state = self.write_guard();
@@ -796,7 +807,7 @@ impl<F: File> Drop for EncryptedFile<F> {
         // Best effort: hand the unsealed tail to the OS, so a clean close
         // keeps it. Not a sync; a failure here is what a crash would do.
         let state = self.state.get_mut();
-        if state.disk_len != state.len
+        if state.tail_dirty
             && let Some(file_id) = state.file_id
         {
             let block = state.len / BLOCK_SIZE as u64;
@@ -953,7 +964,9 @@ mod tests {
         assert_eq!(&buf, b"held");
         file.sync_data().unwrap();
         drop(file);
-        assert_eq!(read_all(&open(&path)), model);
+        let back = read_all(&open(&path));
+        let first_difference = back.iter().zip(&model).position(|(a, b)| a != b);
+        assert_eq!((back.len(), first_difference), (model.len(), None));
     }
 
     #[test]
