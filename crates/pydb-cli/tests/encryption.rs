@@ -64,7 +64,10 @@ fn shell_check_inspect_and_rekey_on_an_encrypted_compressed_database() {
 
     let mut input = String::new();
     for i in 0..200 {
-        input.push_str(&format!("SET visible-key-{i} value-{i}-{}\n", "x".repeat(60)));
+        input.push_str(&format!(
+            "SET visible-key-{i} value-{i}-{}\n",
+            "x".repeat(60)
+        ));
     }
     input.push_str("STATS\n");
     let out = shell(&key, &input);
@@ -79,7 +82,11 @@ fn shell_check_inspect_and_rekey_on_an_encrypted_compressed_database() {
     assert!(text(&out).contains("value-7-"), "{}", text(&out));
     let out = shell(&other, "GET visible-key-7\n");
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("wrong encryption key"), "{}", text(&out));
+    assert!(
+        text(&out).contains("wrong encryption key"),
+        "{}",
+        text(&out)
+    );
     let out = pydb(&["shell", "--dir", db, "--compression", "lz4"], "");
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("is encrypted"), "{}", text(&out));
@@ -116,7 +123,11 @@ fn shell_check_inspect_and_rekey_on_an_encrypted_compressed_database() {
     let out = pydb(&["inspect", "PYDB"], "");
     assert_ne!(out.status.code(), Some(0));
     let out = pydb(&["inspect", &format!("{db}/PYDB")], "");
-    assert!(text(&out).contains("0x03 (encrypted, lz4)"), "{}", text(&out));
+    assert!(
+        text(&out).contains("0x03 (encrypted, lz4)"),
+        "{}",
+        text(&out)
+    );
 
     // A flipped byte in a segment is damage, found by check.
     let mut bytes = std::fs::read(segment).unwrap();
@@ -129,9 +140,29 @@ fn shell_check_inspect_and_rekey_on_an_encrypted_compressed_database() {
 
     // rekey: the new key file opens the database, the old one no longer.
     let new = key_file(tmp.path(), "new", 3);
-    let out = pydb(&["rekey", db, "--encryption-key-file", &other, "--new-key-file", &new], "");
+    let out = pydb(
+        &[
+            "rekey",
+            db,
+            "--encryption-key-file",
+            &other,
+            "--new-key-file",
+            &new,
+        ],
+        "",
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let out = pydb(&["rekey", db, "--encryption-key-file", &key, "--new-key-file", &new], "");
+    let out = pydb(
+        &[
+            "rekey",
+            db,
+            "--encryption-key-file",
+            &key,
+            "--new-key-file",
+            &new,
+        ],
+        "",
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("rewrapped data key"), "{}", text(&out));
     let out = shell(&new, "GET visible-key-199\n");
@@ -157,6 +188,10 @@ fn lz4_on_the_btree_is_refused_with_a_clear_message() {
         "",
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("rewrites its pages in place"), "{}", text(&out));
+    assert!(
+        text(&out).contains("rewrites its pages in place"),
+        "{}",
+        text(&out)
+    );
     assert!(!db.exists());
 }
