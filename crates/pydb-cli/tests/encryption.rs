@@ -138,6 +138,28 @@ fn shell_check_inspect_and_rekey_on_an_encrypted_compressed_database() {
     bytes[200] ^= 0x01;
     std::fs::write(segment, &bytes).unwrap();
 
+    // repair refuses an encrypted database and changes nothing, even when
+    // its PYDB is damaged (it would otherwise be rebuilt without its key).
+    let before: Vec<_> = std::fs::read_dir(db)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let out = pydb(&["repair", db], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("does not repair"), "{}", text(&out));
+    let meta_path = format!("{db}/PYDB");
+    let good_meta = std::fs::read(&meta_path).unwrap();
+    std::fs::write(&meta_path, b"garbage").unwrap();
+    let out = pydb(&["repair", db], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(std::fs::read(&meta_path).unwrap(), b"garbage");
+    std::fs::write(&meta_path, &good_meta).unwrap();
+    let after: Vec<_> = std::fs::read_dir(db)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after);
+
     // rekey: the new key file opens the database, the old one no longer.
     let new = key_file(tmp.path(), "new", 3);
     let out = pydb(
