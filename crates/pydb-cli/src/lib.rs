@@ -6,6 +6,8 @@
 //! - [`demo`]: what `cargo run` shows;
 //! - [`shell`]: the interactive loop and the pipe loop;
 //! - [`inspect`], [`check`]: reading pydb files record by record;
+//! - [`decorated`]: the same through the encryption and compression
+//!   decorators, with the database's key;
 //! - [`repair`]: salvaging what verifies from a damaged database.
 
 pub mod check;

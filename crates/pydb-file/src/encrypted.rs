@@ -50,21 +50,27 @@
 //! `full` whole stored blocks and a last block of `n + 40` bytes. The space
 //! overhead is 40 bytes per 4096, 0.98% (plus 72 bytes per file).
 //!
-//! ## The last block: sealed once per sync, not once per append
+//! ## The last block: sealed by each write, or once per sync
 //!
-//! A partial last block is kept in memory as plaintext and is *not* sealed
-//! by the write that changes it: sealing 4 KiB for every 100-byte append
-//! (the log engine's records) cost more than the write itself. Whole blocks
-//! are sealed and written as soon as they fill; the partial last block is
-//! sealed and written by [`File::sync_data`] (and by `set_len`, and
-//! best-effort when the file is dropped). Readers see it at once, from
-//! memory. This keeps the [`File`] contract, which promises a write
-//! survives a crash only after `sync_data`: the engines sync what they
-//! acknowledge as durable. What changes is that a process killed between a
-//! write and its sync loses that write even though the kernel was alive
-//! (with a plain file it would usually survive); with `SyncPolicy::Always`
-//! nothing acknowledged is lost. So a run of appends between two syncs
-//! seals the last block once, at the sync.
+//! By default every write seals the blocks it touches, the partial last
+//! block included, and hands them to the inner file before it returns
+//! (write-through, like a plain file). For a log of 100-byte records that
+//! means sealing up to 4 KiB per append.
+//!
+//! [`EncryptedFile::with_tail_sealed_at_sync`] (and the same on
+//! [`EncryptedOpener`]) keeps the partial last block in memory as
+//! plaintext instead: whole blocks are sealed and written as soon as they
+//! fill, and the partial block is sealed and written by
+//! [`File::sync_data`] (and by `set_len`, and best-effort when the file is
+//! dropped). Readers see it at once, from memory. This keeps the [`File`]
+//! contract, which promises durability only after `sync_data`, so no synced
+//! byte is ever at risk; a run of appends between two syncs seals the block
+//! once. It is off by default because it moves two things: a write error of
+//! that block now surfaces at `sync_data`, where a WAL must treat it as a
+//! failed sync and poison itself (the flush retries a failed write once
+//! first, which absorbs a transient torn write), and a process killed
+//! between a write and its sync loses that write, where a plain file's
+//! write usually survives in the kernel's cache.
 //!
 //! ## Torn tails and their limits
 //!
@@ -207,6 +213,9 @@ pub struct EncryptedFile<F: File> {
     cipher: XChaCha20Poly1305,
     state: RwLock<State>,
     dropped_tail: Option<DroppedTail>,
+    /// Whether a partial last block is sealed at the next sync rather than
+    /// by the write that changed it (see the module docs). Off by default.
+    tail_sealed_at_sync: bool,
 }
 
 impl<F: File> std::fmt::Debug for EncryptedFile<F> {
@@ -270,6 +279,7 @@ impl<F: File> EncryptedFile<F> {
                 trim_needed: physical > 0,
             }),
             dropped_tail: None,
+            tail_sealed_at_sync: false,
         };
         if physical < ENCRYPTED_HEADER_LEN as u64 {
             return Ok(empty(inner, cipher));
@@ -293,6 +303,7 @@ impl<F: File> EncryptedFile<F> {
                 trim_needed: false,
             }),
             dropped_tail: None,
+            tail_sealed_at_sync: false,
         };
         // The last stored block, whole or partial, decides the length.
         let (last, last_len) = if rem > 0 {
@@ -331,6 +342,17 @@ impl<F: File> EncryptedFile<F> {
             }
         }
         Ok(file)
+    }
+
+    /// Seals a partial last block at the next sync instead of at every
+    /// write that changes it (see the module docs): appends between two
+    /// syncs cost a copy, not a 4 KiB seal each. The price is that a write
+    /// error of that block surfaces at `sync_data`, where a log treats it as
+    /// a failed sync, and that a process killed before the sync loses the
+    /// unsynced bytes. Off by default.
+    pub fn with_tail_sealed_at_sync(mut self, on: bool) -> Self {
+        self.tail_sealed_at_sync = on;
+        self
     }
 
     /// The wrapped file.
@@ -484,6 +506,7 @@ impl<F: File> EncryptedFile<F> {
             let first = block;
             let mut out = Vec::with_capacity((batch_end - first) as usize * STORED_BLOCK_LEN);
             let mut new_tail = None;
+            let mut sealed_upto = 0;
             while block < batch_end {
                 let start = block * bs;
                 let block_len = (new_len - start).min(bs) as usize;
@@ -503,12 +526,16 @@ impl<F: File> EncryptedFile<F> {
                         .copy_from_slice(&data[(lo - offset) as usize..(hi - offset) as usize]);
                 }
                 block += 1;
-                if block_len < BLOCK_SIZE {
+                if block_len < BLOCK_SIZE && self.tail_sealed_at_sync {
                     // The new partial last block: sealed at the next sync
                     // (see the module docs), kept in memory until then.
-                    new_tail = Some(plain);
+                    new_tail = Some((plain, true));
                 } else {
                     self.seal_block(&file_id, block - 1, &plain, &mut out)?;
+                    sealed_upto = start + block_len as u64;
+                    if block_len < BLOCK_SIZE {
+                        new_tail = Some((plain, false));
+                    }
                 }
             }
             if !out.is_empty()
@@ -519,17 +546,14 @@ impl<F: File> EncryptedFile<F> {
                 state.trim_needed = true;
                 return Err(err);
             }
-            let sealed_end = first + (out.len() / STORED_BLOCK_LEN) as u64;
-            if sealed_end > first {
-                // Whole blocks up to `sealed_end` are on disk; an older
-                // sealed version of a block past them may still be too.
-                state.disk_len = state.disk_len.max(sealed_end * bs);
-            }
+            // The blocks up to `sealed_upto` are on disk; an older sealed
+            // version of a block past them may still be too.
+            state.disk_len = state.disk_len.max(sealed_upto);
             state.len = state.len.max((batch_end * bs).min(new_len));
             match new_tail {
-                Some(tail) => {
+                Some((tail, dirty)) => {
                     state.tail = tail;
-                    state.tail_dirty = true;
+                    state.tail_dirty = dirty;
                 }
                 None if state.len.is_multiple_of(bs) => {
                     state.tail.clear();
@@ -566,9 +590,17 @@ impl<F: File> EncryptedFile<F> {
         let block = state.len / BLOCK_SIZE as u64;
         let mut out = Vec::with_capacity(state.tail.len() + BLOCK_OVERHEAD);
         self.seal_block(&file_id, block, &state.tail, &mut out)?;
-        if let Err(err) = self.inner.write_at(block_offset(block), &out) {
+        if self.inner.write_at(block_offset(block), &out).is_err() {
+            // A failed *write* (not a failed fsync) can be retried: the
+            // plaintext is still here and nothing was synced. Cut what may
+            // have landed, then write once more; a second failure is
+            // returned, and the caller's sync fails with it.
             state.trim_needed = true;
-            return Err(err);
+            self.trim(state)?;
+            if let Err(err) = self.inner.write_at(block_offset(block), &out) {
+                state.trim_needed = true;
+                return Err(err);
+            }
         }
         state.disk_len = state.len;
         state.tail_dirty = false;
@@ -825,6 +857,7 @@ impl<F: File> Drop for EncryptedFile<F> {
 pub struct EncryptedOpener<O> {
     inner: O,
     key: Arc<DataKey>,
+    tail_sealed_at_sync: bool,
 }
 
 impl<O> EncryptedOpener<O> {
@@ -833,7 +866,15 @@ impl<O> EncryptedOpener<O> {
         Self {
             inner,
             key: Arc::new(key),
+            tail_sealed_at_sync: false,
         }
+    }
+
+    /// Opens files that seal their partial last block at sync (see
+    /// [`EncryptedFile::with_tail_sealed_at_sync`]).
+    pub fn with_tail_sealed_at_sync(mut self, on: bool) -> Self {
+        self.tail_sealed_at_sync = on;
+        self
     }
 
     /// The wrapped opener.
@@ -855,7 +896,10 @@ impl<O: FileOpener> FileOpener for EncryptedOpener<O> {
     type File = EncryptedFile<O::File>;
 
     fn open(&self, path: &Path, create: bool) -> Result<Self::File> {
-        EncryptedFile::open(self.inner.open(path, create)?, &self.key)
+        Ok(
+            EncryptedFile::open(self.inner.open(path, create)?, &self.key)?
+                .with_tail_sealed_at_sync(self.tail_sealed_at_sync),
+        )
     }
 
     fn remove(&self, path: &Path) -> Result<()> {
@@ -931,7 +975,7 @@ mod tests {
     fn appends_between_syncs_seal_the_last_block_once_at_the_sync() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let file = open(&path);
+        let file = open(&path).with_tail_sealed_at_sync(true);
         let disk = || std::fs::metadata(&path).unwrap().len();
         let mut model = Vec::new();
         for i in 0..31u8 {
@@ -973,7 +1017,7 @@ mod tests {
     fn a_closed_file_hands_its_unsealed_tail_to_the_os() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let file = open(&path);
+        let file = open(&path).with_tail_sealed_at_sync(true);
         file.append(b"not synced, but closed").unwrap();
         drop(file);
         assert_eq!(read_all(&open(&path)), b"not synced, but closed");
