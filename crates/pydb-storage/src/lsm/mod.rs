@@ -94,7 +94,7 @@ pub use compaction::CompactionStyle;
 pub use manifest::{ManifestState, TableMeta, VersionEdit};
 pub use table::{TableProperties, TableReport, describe_table};
 
-use cache::Lru;
+use cache::ClockCache;
 use compaction::{MergeIter, Pick, Retention, retained, visible};
 use manifest::{MAX_LEVELS, manifest_name, read_current, replay_manifest, write_current};
 use memtable::{Entry, MemIter, Memtable};
@@ -292,8 +292,9 @@ impl Drop for Snapshot {
 /// What readers see: the memtables and the table version, swapped as one.
 struct SuperVersion<O: FileOpener> {
     mem: Arc<Memtable>,
-    /// Frozen memtables, oldest first.
-    imms: Vec<Arc<Memtable>>,
+    /// Frozen memtables, oldest first. Shared, so that taking a copy of
+    /// the super version (every read does) allocates nothing.
+    imms: Arc<Vec<Arc<Memtable>>>,
     version: Arc<Version<O>>,
 }
 
@@ -431,7 +432,7 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
         let files = Arc::new(Files {
             opener,
             dir: dir.clone(),
-            tables: Lru::new(options.max_open_tables),
+            tables: ClockCache::new(options.max_open_tables),
             blocks: Arc::new(BlockCache::new(options.block_cache_bytes)),
             counters: Arc::new(ReadCounters::default()),
         });
@@ -541,7 +542,7 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
             }),
             sv: RwLock::new(SuperVersion {
                 mem: Arc::new(Memtable::new(wal_number)),
-                imms: Vec::new(),
+                imms: Arc::new(Vec::new()),
                 version: Arc::new(version),
             }),
             visible_seq: AtomicU64::new(state.last_seq),
@@ -1010,7 +1011,7 @@ impl<O: FileOpener + 'static> Shared<O> {
         {
             let mut sv = self.sv.write();
             let old = std::mem::replace(&mut sv.mem, Arc::new(Memtable::new(number)));
-            sv.imms.push(old);
+            Arc::make_mut(&mut sv.imms).push(old);
         }
         self.work.notify_all();
         Ok(())
@@ -1164,7 +1165,7 @@ impl<O: FileOpener + 'static> Shared<O> {
         if let Some(imm) = flushed
             && sv.imms.first().is_some_and(|f| Arc::ptr_eq(f, imm))
         {
-            sv.imms.remove(0);
+            Arc::make_mut(&mut sv.imms).remove(0);
         }
         Ok(())
     }
@@ -1290,7 +1291,7 @@ impl<O: FileOpener + 'static> Shared<O> {
         for t in &inputs {
             sources.push(table::TableIter::new(
                 t.table()?,
-                self.files.blocks.clone(),
+                None,
                 self.files.counters.clone(),
                 Bound::Unbounded,
                 Bound::Unbounded,
