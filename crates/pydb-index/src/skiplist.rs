@@ -334,7 +334,11 @@ impl<V> SkipListIndex<V> {
             self.key_bytes += key_len;
             node
         };
-        match self.nodes.get_mut(node as usize).and_then(|n| n.entry.as_mut()) {
+        match self
+            .nodes
+            .get_mut(node as usize)
+            .and_then(|n| n.entry.as_mut())
+        {
             Some((_, value)) => value,
             // `node` was found live or just allocated with an entry.
             None => unreachable!("skip list node {node} has no entry"),

@@ -148,11 +148,17 @@ pub struct LsmOptions {
     pub max_value_size: usize,
 }
 
+/// The defaults are RocksDB's (`write_buffer_size`, `max_bytes_for_level_base`,
+/// `target_file_size_base`, `level0_*_trigger`), which fjall shares for the
+/// memtable and table sizes: a large memtable and a large level 1 mean fewer
+/// flushes and fewer rewrites of level 1 by level-0 compactions, the main
+/// source of write amplification. Tests use much smaller sizes to make
+/// flushes and compactions happen.
 impl Default for LsmOptions {
     fn default() -> Self {
         Self {
             sync_policy: SyncPolicy::Always,
-            memtable_size: 4 << 20,
+            memtable_size: 64 << 20,
             max_immutable_memtables: 2,
             block_size: 4096,
             restart_interval: 16,
@@ -162,9 +168,9 @@ impl Default for LsmOptions {
             l0_compaction_trigger: 4,
             l0_slowdown_trigger: 8,
             l0_stop_trigger: 12,
-            level1_size: 64 << 20,
+            level1_size: 256 << 20,
             level_size_ratio: 10,
-            target_file_size: 8 << 20,
+            target_file_size: 64 << 20,
             tier_runs: 4,
             pending_compaction_slowdown_bytes: 64 << 30,
             pending_compaction_stop_bytes: 256 << 30,
@@ -1443,6 +1449,15 @@ impl<O: FileOpener + 'static> Shared<O> {
 
 impl<O: FileOpener + 'static> Drop for LsmStorage<O> {
     fn drop(&mut self) {
+        // A clean close flushes the memtables, so the next open replays no
+        // WAL (with a 64 MiB memtable that replay would be most of the
+        // open). Nothing depends on it: if the flush fails, the WAL still
+        // holds every write and the next open replays it, as after a crash.
+        if self.shared.poisoned.lock().is_none()
+            && let Err(e) = self.shared.flush_memtable()
+        {
+            tracing::warn!(error = %e, "cannot flush the memtable on close; the WAL keeps its writes");
+        }
         self.shared.bg.lock().shutdown = true;
         self.shared.work.notify_all();
         for t in self.threads.drain(..) {
