@@ -1553,4 +1553,30 @@ mod tests {
             assert!(decode_wal_entry(&bytes[..cut]).is_err() || cut >= WAL_ENTRY_HEADER + 2);
         }
     }
+
+    /// A delete in a write batch is blind: a tombstone is logged without a
+    /// read, even for a key that never existed; `delete` reads to answer.
+    #[test]
+    fn a_batch_delete_writes_a_tombstone_without_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = LsmOptions {
+            sync_policy: SyncPolicy::Never,
+            ..LsmOptions::default()
+        };
+        let db = LsmStorage::open(dir.path(), opts).unwrap();
+        db.set(b"k", b"v").unwrap();
+        let stat = |db: &LsmStorage, name: &str| db.stats().get(name).unwrap();
+        let (gets, seq) = (stat(&db, "gets"), stat(&db, "last_seq"));
+        let mut batch = WriteBatch::new();
+        batch.delete(&b"k"[..]).delete(&b"never-written"[..]);
+        db.write_batch(&batch).unwrap();
+        assert_eq!(stat(&db, "gets"), gets, "a batch delete reads nothing");
+        assert_eq!(stat(&db, "last_seq"), seq + 2, "two tombstones logged");
+        assert_eq!(db.get(b"k").unwrap(), None);
+        // `delete` must say whether the key had a value, so it reads.
+        let gets = stat(&db, "gets");
+        assert!(!db.delete(b"k").unwrap());
+        assert_eq!(stat(&db, "gets"), gets + 1, "delete reads the key");
+        assert_eq!(stat(&db, "last_seq"), seq + 2, "no tombstone for nothing");
+    }
 }
