@@ -61,6 +61,11 @@
 //!    edit names is an orphan of an interrupted flush or compaction and is
 //!    deleted; WALs at or past the manifest's log number are replayed.
 //! 4. A table is deleted only once no version lists it (`version.rs`).
+//!
+//! A clean close (dropping the engine) flushes the memtables first, so the
+//! next open has no WAL to replay; only an open after a crash pays for the
+//! replay. The flush is an optimization, not a durability step: invariant 1
+//! already made every acknowledged write durable.
 
 pub mod block;
 pub mod bloom;
