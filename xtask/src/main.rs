@@ -7,6 +7,7 @@
 //!   moments and check that no acknowledged write was lost (`--target
 //!   bank`: the same for serializable bank transfers).
 //! - `cargo xtask fuzz`: run the cargo-fuzz targets and report executions.
+//! - `cargo xtask slt PATH...`: run sqllogictest scripts against pydb's SQL.
 
 mod bank;
 mod ci;
@@ -14,6 +15,7 @@ mod crashtest;
 mod engines;
 mod fuzz;
 mod shellcrash;
+mod slt;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +53,8 @@ enum Task {
     CrashtestBankChild(crashtest::ChildArgs),
     /// Run the cargo-fuzz targets and report executions and crashes.
     Fuzz(fuzz::FuzzArgs),
+    /// Run sqllogictest scripts (files or directories) against pydb's SQL.
+    Slt(slt::SltArgs),
 }
 
 /// The root of the workspace (the parent of this crate's directory).
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Task::CrashtestChild(args) => crashtest::child(&args),
         Task::CrashtestBankChild(args) => bank::child(&args),
         Task::Fuzz(args) => fuzz::run(&args),
+        Task::Slt(args) => slt::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -78,6 +78,11 @@ pub enum Error {
     #[error("corrupted SQL data: {0}")]
     Corrupted(String),
 
+    /// A statement inside a transaction whose earlier statement failed:
+    /// only ROLLBACK (or COMMIT, which rolls back) is accepted.
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    TransactionAborted,
+
     /// The transaction layer failed (conflicts are retryable: see
     /// [`Error::is_retryable`]).
     #[error(transparent)]
@@ -121,8 +126,10 @@ impl Error {
             Error::Constraint { .. } => "23505",
             Error::Invalid(_) => "0A000",
             Error::ResourceLimit(_) => "53200",
+            Error::TransactionAborted => "25P02",
             Error::Corrupted(_) => "XX001",
             Error::Txn(pydb_txn::Error::Deadlock { .. }) => "40P01",
+            Error::Txn(pydb_txn::Error::ReadOnly { .. }) => "25006",
             Error::Txn(e) if e.is_retryable() => "40001",
             Error::Txn(_) | Error::Storage(_) => "58000",
         }

@@ -1,28 +1,106 @@
-//! Sessions: statements inside transactions (being written; see the task).
+//! Sessions: statements inside transactions.
+//!
+//! A [`Database`] is SQL over one [`TxnManager`]; a [`Session`] is one
+//! connection's state, which is mostly the transaction it has open. The
+//! rules are PostgreSQL's:
+//!
+//! - Outside `BEGIN`, every statement is its own transaction
+//!   (*autocommit*): it commits when it succeeds and is rolled back,
+//!   leaving nothing behind, when it fails.
+//! - `BEGIN [ISOLATION LEVEL ...] [READ ONLY]` opens a transaction that
+//!   `COMMIT` or `ROLLBACK` ends.
+//! - A statement that fails inside `BEGIN` puts the session in the
+//!   *failed* state: its transaction is rolled back at once, every further
+//!   statement is refused ([`Error::TransactionAborted`], SQLSTATE 25P02)
+//!   until `ROLLBACK`, and `COMMIT` then answers `ROLLBACK`. Nothing of a
+//!   transaction with a failed statement is ever committed, which is what
+//!   makes every statement atomic without savepoints.
+//! - A transaction that loses to a concurrent one fails with SQLSTATE 40001
+//!   ([`Error::is_retryable`]): run it again.
+//!
+//! # Isolation levels
+//!
+//! `SERIALIZABLE` (the default, see [`Database::with_isolation`]) is
+//! `pydb-txn`'s serializable snapshot isolation; `REPEATABLE READ` and
+//! `SNAPSHOT` are its snapshot isolation. `READ COMMITTED` and
+//! `READ UNCOMMITTED` run as snapshot isolation too, a stronger level, as
+//! PostgreSQL runs READ UNCOMMITTED as READ COMMITTED: `pydb-txn`'s read
+//! committed lets the last writer win *without* a write-write check, and
+//! the store relies on that check to keep two concurrent inserts of one
+//! primary key or UNIQUE value (or one hidden row id, or one table id)
+//! from both committing.
 
 use std::sync::Arc;
 
-use pydb_txn::TxnManager;
+use pydb_txn::{Isolation, TxnManager, TxnOptions};
 
+use crate::ast::{IsolationLevel, Statement};
 use crate::error::{Error, Result};
+use crate::exec::{self, ExecContext};
 use crate::output::Output;
+use crate::txnstore::{OpenTxn, Shared, TxnStore};
 
-/// SQL over one database's transaction manager. Cheap to clone.
+/// SQL over one database's transaction manager. Cheap to clone; clones
+/// share the catalog cache and the row id allocators, so open one
+/// `Database` per transaction manager and clone it.
 #[derive(Debug, Clone)]
 pub struct Database {
     mgr: Arc<TxnManager>,
+    shared: Arc<Shared>,
+    isolation: Isolation,
 }
 
 impl Database {
-    /// SQL over `mgr`.
+    /// SQL over `mgr`, with serializable transactions by default.
     pub fn new(mgr: Arc<TxnManager>) -> Result<Self> {
-        Ok(Database { mgr })
+        Ok(Database {
+            shared: Arc::new(Shared::new(mgr.clone())),
+            mgr,
+            isolation: Isolation::Serializable,
+        })
+    }
+
+    /// The same database, whose sessions run transactions at `isolation`
+    /// when `BEGIN` names no level (and outside `BEGIN`). Read committed
+    /// runs as snapshot isolation (see the module docs).
+    pub fn with_isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        self
+    }
+
+    /// The transaction manager underneath.
+    pub fn txn_manager(&self) -> &Arc<TxnManager> {
+        &self.mgr
     }
 
     /// A new session (a connection's state: its open transaction).
     pub fn session(&self) -> Session {
-        Session { db: self.clone() }
+        Session {
+            db: self.clone(),
+            state: State::Idle,
+            ctx: ExecContext::default(),
+        }
     }
+}
+
+/// Where a session stands, as PostgreSQL's protocol reports it after each
+/// statement (`ReadyForQuery`: `I`, `T` or `E`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TxnStatus {
+    /// No explicit transaction is open (`I`).
+    Idle,
+    /// Inside `BEGIN` (`T`).
+    InTransaction,
+    /// Inside `BEGIN`, after a failed statement: only `ROLLBACK` (or
+    /// `COMMIT`, which rolls back) is accepted (`E`).
+    Failed,
+}
+
+#[derive(Debug)]
+enum State {
+    Idle,
+    Open(Box<OpenTxn>),
+    Failed,
 }
 
 /// A connection's state: the explicit transaction it has open, if any.
@@ -30,18 +108,168 @@ impl Database {
 #[derive(Debug)]
 pub struct Session {
     db: Database,
+    state: State,
+    ctx: ExecContext,
+}
+
+/// The `pydb-txn` level that runs SQL level `level` (see the module docs).
+fn txn_isolation(level: IsolationLevel) -> Isolation {
+    match level {
+        IsolationLevel::Serializable => Isolation::Serializable,
+        IsolationLevel::ReadUncommitted
+        | IsolationLevel::ReadCommitted
+        | IsolationLevel::RepeatableRead
+        | IsolationLevel::Snapshot => Isolation::Snapshot,
+    }
+}
+
+fn effective(isolation: Isolation) -> Isolation {
+    match isolation {
+        Isolation::ReadCommitted => Isolation::Snapshot,
+        other => other,
+    }
 }
 
 impl Session {
     /// Runs a script of `;`-separated statements, returning one output per
-    /// statement; stops at the first error.
+    /// statement; stops at the first error. A script that does not parse
+    /// runs nothing (and, inside `BEGIN`, fails the transaction).
     pub fn execute(&mut self, sql: &str) -> Result<Vec<Output>> {
-        let _ = (&self.db.mgr, sql);
-        Err(Error::Invalid("SQL sessions are not written yet".into()))
+        let statements = match crate::parser::parse(sql) {
+            Ok(statements) => statements,
+            Err(e) => {
+                self.fail();
+                return Err(e);
+            }
+        };
+        let ctx = self.ctx.clone();
+        statements
+            .iter()
+            .map(|statement| self.run_with(statement, &ctx))
+            .collect()
     }
 
-    /// Whether an explicit transaction (BEGIN) is open.
+    /// Runs one parsed statement.
+    pub fn run(&mut self, statement: &Statement) -> Result<Output> {
+        let ctx = self.ctx.clone();
+        self.run_with(statement, &ctx)
+    }
+
+    /// Runs one parsed statement with `ctx` (a prepared statement's
+    /// parameters, a memory budget).
+    pub fn run_with(&mut self, statement: &Statement, ctx: &ExecContext) -> Result<Output> {
+        match statement {
+            Statement::Begin {
+                isolation,
+                read_only,
+            } => self.begin(*isolation, *read_only),
+            Statement::Commit => self.commit(),
+            Statement::Rollback => self.rollback(),
+            _ => self.run_in_transaction(statement, ctx),
+        }
+    }
+
+    /// The execution context statements run with (memory budget,
+    /// parameters).
+    pub fn exec_context_mut(&mut self) -> &mut ExecContext {
+        &mut self.ctx
+    }
+
+    /// Whether an explicit transaction (BEGIN) is open, failed or not.
     pub fn in_transaction(&self) -> bool {
-        false
+        !matches!(self.state, State::Idle)
+    }
+
+    /// Where the session stands, for the PostgreSQL protocol.
+    pub fn status(&self) -> TxnStatus {
+        match self.state {
+            State::Idle => TxnStatus::Idle,
+            State::Open(_) => TxnStatus::InTransaction,
+            State::Failed => TxnStatus::Failed,
+        }
+    }
+
+    /// A failed statement inside `BEGIN`: roll back now, refuse until
+    /// `ROLLBACK`.
+    fn fail(&mut self) {
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Open(open) => {
+                open.tx.rollback();
+                self.state = State::Failed;
+            }
+            State::Failed => self.state = State::Failed,
+            State::Idle => {}
+        }
+    }
+
+    fn begin(&mut self, level: Option<IsolationLevel>, read_only: bool) -> Result<Output> {
+        match self.state {
+            State::Idle => {}
+            // As SQLite: refused, and the open transaction goes on.
+            State::Open(_) => {
+                return Err(Error::Invalid(
+                    "there is already a transaction in progress".into(),
+                ));
+            }
+            State::Failed => return Err(Error::TransactionAborted),
+        }
+        let isolation = level.map_or(effective(self.db.isolation), txn_isolation);
+        let mut options = TxnOptions::new(isolation);
+        if read_only {
+            options = options.read_only();
+        }
+        let tx = self.db.mgr.begin_with(options)?;
+        self.state = State::Open(Box::new(OpenTxn::new(tx)));
+        Ok(Output::Done("BEGIN"))
+    }
+
+    fn commit(&mut self) -> Result<Output> {
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Idle => Err(Error::Invalid("there is no transaction in progress".into())),
+            State::Failed => Ok(Output::Done("ROLLBACK")),
+            State::Open(open) => {
+                open.tx.commit()?;
+                Ok(Output::Done("COMMIT"))
+            }
+        }
+    }
+
+    fn rollback(&mut self) -> Result<Output> {
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Idle => Err(Error::Invalid("there is no transaction in progress".into())),
+            State::Failed => Ok(Output::Done("ROLLBACK")),
+            State::Open(open) => {
+                open.tx.rollback();
+                Ok(Output::Done("ROLLBACK"))
+            }
+        }
+    }
+
+    fn run_in_transaction(&mut self, statement: &Statement, ctx: &ExecContext) -> Result<Output> {
+        match &mut self.state {
+            State::Failed => Err(Error::TransactionAborted),
+            State::Open(open) => {
+                let mut store = TxnStore::new(open, &self.db.shared);
+                let result = exec::execute(&mut store, statement, ctx);
+                if result.is_err() {
+                    self.fail();
+                }
+                result
+            }
+            State::Idle => {
+                let tx = self
+                    .db
+                    .mgr
+                    .begin_with(TxnOptions::new(effective(self.db.isolation)))?;
+                let mut open = OpenTxn::new(tx);
+                let mut store = TxnStore::new(&mut open, &self.db.shared);
+                let output = exec::execute(&mut store, statement, ctx)?;
+                open.tx.commit()?;
+                Ok(output)
+            }
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

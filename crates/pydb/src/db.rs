@@ -145,6 +145,7 @@ pub type Scan<'a> = Box<dyn Iterator<Item = Result<(Bytes, Bytes)>> + Send + 'a>
 #[derive(Debug, Clone)]
 pub struct Db {
     txn: Arc<TxnManager>,
+    sql: pydb_query::Database,
     dir: Option<PathBuf>,
     options: Options,
 }
@@ -198,11 +199,58 @@ impl Db {
             concurrency: options.concurrency,
             ..pydb_txn::Options::default()
         };
+        let txn = Arc::new(TxnManager::open(engine, txn_options)?);
         Ok(Self {
-            txn: Arc::new(TxnManager::open(engine, txn_options)?),
+            sql: pydb_query::Database::new(txn.clone())?,
+            txn,
             dir,
             options,
         })
+    }
+
+    /// Runs a script of `;`-separated SQL statements in a session of its
+    /// own, returning one output per statement. Outside `BEGIN`, each
+    /// statement is its own serializable transaction; a `BEGIN` left open
+    /// at the end of the script is rolled back. Stops at the first error
+    /// ([`Error::Sql`], whose [`sqlstate`](Error::sqlstate) tells a
+    /// retryable serialization failure, `40001`, from the rest).
+    ///
+    /// ```
+    /// # fn main() -> pydb::Result<()> {
+    /// let db = pydb::Db::memory()?;
+    /// db.sql("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT); INSERT INTO t VALUES (1, 'one')")?;
+    /// let rows = db.query("SELECT b FROM t WHERE a = 1")?;
+    /// assert_eq!(rows.rows, vec![vec![pydb::Value::Text("one".into())]]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sql(&self, sql: &str) -> Result<Vec<pydb_query::Output>> {
+        Ok(self.sql.session().execute(sql)?)
+    }
+
+    /// Runs SQL (as [`Db::sql`]) and returns the rows of its last
+    /// statement, which must be a query.
+    pub fn query(&self, sql: &str) -> Result<pydb_query::Rows> {
+        match self.sql(sql)?.pop() {
+            Some(pydb_query::Output::Rows(rows)) => Ok(rows),
+            _ => Err(Error::Sql(pydb_query::Error::Invalid(
+                "Db::query needs a script whose last statement returns rows".into(),
+            ))),
+        }
+    }
+
+    /// A SQL session: a connection's state, for `BEGIN ... COMMIT` across
+    /// several calls.
+    pub fn sql_session(&self) -> pydb_query::Session {
+        self.sql.session()
+    }
+
+    /// The SQL database (sessions share its catalog cache), for sessions
+    /// with another default isolation level
+    /// ([`pydb_query::Database::with_isolation`]) or the SQL verifier
+    /// ([`pydb_query::check::check`]).
+    pub fn sql_database(&self) -> &pydb_query::Database {
+        &self.sql
     }
 
     /// The engine, for callers that need the trait directly. It holds

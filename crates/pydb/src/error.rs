@@ -23,6 +23,11 @@ pub enum Error {
     #[error(transparent)]
     Txn(pydb_txn::Error),
 
+    /// A SQL statement failed: a syntax error, an unknown name, a
+    /// constraint, a serialization failure (SQLSTATE `40001`, retryable).
+    #[error(transparent)]
+    Sql(#[from] pydb_query::Error),
+
     /// The directory was written by a pydb before transactions (an older
     /// metadata format version), whose engine holds plain keys instead of
     /// version keys.
@@ -132,6 +137,7 @@ impl Error {
         match self {
             Error::Storage(e) => e.kind(),
             Error::Txn(e) => txn_kind(e),
+            Error::Sql(e) => e.kind(),
             Error::OldFormat { .. } => ErrorKind::Unsupported,
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ErrorKind::NotFound
@@ -144,6 +150,25 @@ impl Error {
             | Error::NotAnInteger
             | Error::Overflow
             | Error::InvalidArgument(_) => ErrorKind::InvalidInput,
+        }
+    }
+
+    /// Whether running the transaction (or SQL statement) again may
+    /// succeed: it lost to a concurrent one.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Txn(e) => e.is_retryable(),
+            Error::Sql(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// The SQLSTATE code of a SQL error, as PostgreSQL reports it (`None`
+    /// for other errors).
+    pub fn sqlstate(&self) -> Option<&'static str> {
+        match self {
+            Error::Sql(e) => Some(e.sqlstate()),
+            _ => None,
         }
     }
 

@@ -1,10 +1,35 @@
-//! The executor (being written; see the task).
+//! The executor: runs one statement against a [`Store`].
+//!
+//! A query is bound ([`crate::bind`]), optimized ([`crate::plan::rules`])
+//! and run by pulling rows from the operator tree ([`operators`]). DML
+//! statements find their target rows the same way (a filter over a table,
+//! which may become an index scan), *collect* the rows and their keys
+//! first, and only then write: an UPDATE that moves rows within the range
+//! it scans must not see the rows it has just written (the "Halloween
+//! problem"). DDL builds catalog definitions and hands them to the store.
+//!
+//! EXPLAIN returns the optimized plan as an indented tree, one line per
+//! operator, in a single text column `QUERY PLAN`.
 
-use crate::ast::Statement;
+pub mod eval;
+pub mod operators;
+
+use std::collections::HashSet;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::ast::{self, ObjectKind, Statement};
+use crate::bind::{Binder, lookup_table};
+use crate::catalog::{Column, Index, Table, View};
 use crate::error::{Error, Result};
-use crate::output::Output;
-use crate::store::Store;
-use crate::value::Value;
+use crate::output::{Output, ResultColumn, Rows};
+use crate::plan::rules::optimize;
+use crate::plan::{Expr, Plan};
+use crate::store::{IndexRange, RowKey, Store};
+use crate::value::{DataType, Row, Value};
+
+use eval::{Env, eval, eval_predicate};
+use operators::build;
 
 /// What a statement runs with besides the store.
 #[derive(Debug, Clone)]
@@ -27,6 +52,516 @@ impl Default for ExecContext {
 /// Runs one statement other than BEGIN, COMMIT and ROLLBACK (which the
 /// session handles) against `store`.
 pub fn execute(store: &mut dyn Store, stmt: &Statement, ctx: &ExecContext) -> Result<Output> {
-    let _ = (store, stmt, ctx);
-    Err(Error::Invalid("the SQL executor is not written yet".into()))
+    match stmt {
+        Statement::Query(q) => {
+            let bound = Binder::new(&*store).bind_query(q)?;
+            let plan = optimize(bound.plan);
+            let rows = run(&plan, &*store, ctx)?;
+            Ok(Output::Rows(Rows {
+                columns: bound.columns,
+                rows,
+            }))
+        }
+        Statement::Explain { statement, analyze } => explain(&*store, statement, *analyze, ctx),
+        Statement::Insert(i) => insert(store, i, ctx),
+        Statement::Update(u) => update(store, u, ctx),
+        Statement::Delete(d) => delete(store, d, ctx),
+        Statement::CreateTable(c) => create_table(store, c),
+        Statement::CreateIndex(c) => create_index(store, c),
+        Statement::CreateView(c) => create_view(store, c),
+        Statement::Drop(d) => drop_object(store, d),
+        Statement::Analyze { table } => {
+            if let Some(t) = table {
+                lookup_table(&*store, t)?;
+            }
+            Ok(Output::Done("ANALYZE"))
+        }
+        Statement::Begin { .. } | Statement::Commit | Statement::Rollback => Err(Error::Invalid(
+            "transaction control belongs to the session, not the executor".into(),
+        )),
+    }
+}
+
+/// Runs a plan to the end and returns its rows.
+pub fn run(plan: &Plan, store: &dyn Store, ctx: &ExecContext) -> Result<Vec<Row>> {
+    let env = Env::new(store, ctx);
+    let mut op = build(plan, &env)?;
+    let mut rows = Vec::new();
+    while let Some(row) = op.next()? {
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn explain(
+    store: &dyn Store,
+    stmt: &Statement,
+    analyze: bool,
+    ctx: &ExecContext,
+) -> Result<Output> {
+    let mut lines = Vec::new();
+    match stmt {
+        Statement::Query(q) => {
+            let plan = optimize(Binder::new(store).bind_query(q)?.plan);
+            lines = plan.explain();
+            if analyze {
+                let rows = run(&plan, store, ctx)?;
+                lines.push(format!("(actual rows={})", rows.len()));
+            }
+        }
+        Statement::Insert(i) => {
+            lines.push(format!("Insert into {}", i.table.normalized()));
+            if let Some(q) = &i.source {
+                let plan = optimize(Binder::new(store).bind_query(q)?.plan);
+                lines.extend(plan.explain().into_iter().map(|l| format!("  {l}")));
+            }
+        }
+        Statement::Update(ast::Update {
+            table, selection, ..
+        })
+        | Statement::Delete(ast::Delete {
+            table, selection, ..
+        }) => {
+            let verb = if matches!(stmt, Statement::Update(_)) {
+                "Update"
+            } else {
+                "Delete"
+            };
+            let t = lookup_table(store, table)?;
+            let plan = target_plan(store, &t, selection.as_ref())?;
+            lines.push(format!("{verb} {}", t.name));
+            lines.extend(plan.explain().into_iter().map(|l| format!("  {l}")));
+        }
+        other => lines.push(format!("{} (no plan)", statement_tag(other))),
+    }
+    Ok(Output::Rows(Rows {
+        columns: vec![ResultColumn {
+            name: "QUERY PLAN".into(),
+            ty: Some(DataType::Text),
+        }],
+        rows: lines.into_iter().map(|l| vec![Value::text(&l)]).collect(),
+    }))
+}
+
+fn statement_tag(stmt: &Statement) -> &'static str {
+    match stmt {
+        Statement::CreateTable(_) => "CREATE TABLE",
+        Statement::CreateIndex(_) => "CREATE INDEX",
+        Statement::CreateView(_) => "CREATE VIEW",
+        Statement::Drop(_) => "DROP",
+        Statement::Analyze { .. } => "ANALYZE",
+        Statement::Begin { .. } => "BEGIN",
+        Statement::Commit => "COMMIT",
+        Statement::Rollback => "ROLLBACK",
+        Statement::Explain { .. } => "EXPLAIN",
+        _ => "STATEMENT",
+    }
+}
+
+// ---- DML ----
+
+/// The plan that finds the rows an UPDATE or DELETE targets.
+fn target_plan(
+    store: &dyn Store,
+    table: &Arc<Table>,
+    selection: Option<&ast::Expr>,
+) -> Result<Plan> {
+    let scan = Plan::Scan {
+        table: table.clone(),
+    };
+    let plan = match selection {
+        Some(w) => Plan::Filter {
+            input: Box::new(scan),
+            predicate: Binder::new(store).bind_table_expr(table, w)?,
+        },
+        None => scan,
+    };
+    Ok(optimize(plan))
+}
+
+/// The rows (with their keys) that a target plan selects.
+fn collect_targets(plan: &Plan, env: &Env<'_>) -> Result<Vec<(RowKey, Row)>> {
+    Ok(match plan {
+        Plan::Scan { table } => env.store.scan(table)?.collect::<Result<Vec<_>>>()?,
+        Plan::IndexScan {
+            table,
+            index,
+            range,
+        } => env
+            .store
+            .index_scan(table, index, range)?
+            .collect::<Result<Vec<_>>>()?,
+        Plan::PkLookup { table, key } => env.store.get_by_pk(table, key)?.into_iter().collect(),
+        Plan::Values { rows, .. } if rows.is_empty() => Vec::new(),
+        Plan::Filter { input, predicate } => {
+            let mut out = Vec::new();
+            for (k, r) in collect_targets(input, env)? {
+                if eval_predicate(predicate, &r, env)? {
+                    out.push((k, r));
+                }
+            }
+            out
+        }
+        other => {
+            return Err(Error::Invalid(format!(
+                "unexpected plan for a DML target: {}",
+                other.explain().join("; ")
+            )));
+        }
+    })
+}
+
+fn insert(store: &mut dyn Store, ins: &ast::Insert, ctx: &ExecContext) -> Result<Output> {
+    let table = lookup_table(&*store, &ins.table)?;
+    let positions: Vec<usize> = match &ins.columns {
+        Some(cols) => {
+            let mut seen = HashSet::new();
+            let mut out = Vec::new();
+            for c in cols {
+                let i = table
+                    .column_index(&c.value)
+                    .ok_or_else(|| Error::Undefined {
+                        kind: "column",
+                        name: format!("{}.{}", table.name, c.value),
+                    })?;
+                if !seen.insert(i) {
+                    return Err(Error::Duplicate {
+                        kind: "column",
+                        name: c.value.clone(),
+                        what: "is named twice",
+                    });
+                }
+                out.push(i);
+            }
+            out
+        }
+        None => (0..table.columns.len()).collect(),
+    };
+    // The source rows are computed in full before any is written, so that
+    // INSERT INTO t SELECT ... FROM t reads only the old rows.
+    let rows = match &ins.source {
+        Some(q) => {
+            let bound = Binder::new(&*store).bind_query(q)?;
+            if bound.columns.len() != positions.len() {
+                return Err(Error::Invalid(format!(
+                    "table {} has {} columns but {} values were supplied",
+                    table.name,
+                    positions.len(),
+                    bound.columns.len()
+                )));
+            }
+            run(&optimize(bound.plan), &*store, ctx)?
+        }
+        None => vec![Vec::new()],
+    };
+    let mut count = 0;
+    for values in rows {
+        let mut row: Row = table.columns.iter().map(|c| c.default.clone()).collect();
+        for (pos, v) in positions.iter().zip(values) {
+            row[*pos] = v.apply_affinity(table.columns[*pos].ty);
+        }
+        if ins.replace {
+            delete_conflicts(store, &table, &row)?;
+        }
+        store.insert(&table, row)?;
+        count += 1;
+    }
+    Ok(Output::Affected {
+        verb: "INSERT",
+        count,
+    })
+}
+
+/// INSERT OR REPLACE: deletes the rows that `row` would collide with on
+/// the primary key or a UNIQUE index.
+fn delete_conflicts(store: &mut dyn Store, table: &Arc<Table>, row: &Row) -> Result<()> {
+    let mut victims: Vec<(RowKey, Row)> = Vec::new();
+    if !table.primary_key.is_empty() {
+        let pk: Vec<Value> = table.primary_key.iter().map(|i| row[*i].clone()).collect();
+        if !pk.iter().any(Value::is_null) {
+            victims.extend(store.get_by_pk(table, &pk)?);
+        }
+    }
+    for index in table.indexes.iter().filter(|i| i.unique) {
+        let key: Vec<Value> = index.columns.iter().map(|i| row[*i].clone()).collect();
+        if key.iter().any(Value::is_null) {
+            continue;
+        }
+        let range = IndexRange {
+            start: Bound::Included(key.clone()),
+            end: Bound::Included(key),
+        };
+        for hit in store.index_scan(table, index, &range)? {
+            victims.push(hit?);
+        }
+    }
+    let mut done = HashSet::new();
+    for (k, r) in victims {
+        if done.insert(k.clone()) {
+            store.delete(table, &k, &r)?;
+        }
+    }
+    Ok(())
+}
+
+fn update(store: &mut dyn Store, upd: &ast::Update, ctx: &ExecContext) -> Result<Output> {
+    let table = lookup_table(&*store, &upd.table)?;
+    let mut assignments: Vec<(usize, Expr)> = Vec::new();
+    for (col, e) in &upd.assignments {
+        let i = table
+            .column_index(&col.value)
+            .ok_or_else(|| Error::Undefined {
+                kind: "column",
+                name: format!("{}.{}", table.name, col.value),
+            })?;
+        let mut bound = Binder::new(&*store).bind_table_expr(&table, e)?;
+        crate::plan::rules::fold_expr(&mut bound);
+        // A later assignment to the same column wins, as in SQLite.
+        assignments.retain(|(j, _)| *j != i);
+        assignments.push((i, bound));
+    }
+    let plan = target_plan(&*store, &table, upd.selection.as_ref())?;
+    // Phase 1: find the rows and compute their new values (reading only).
+    let changes = {
+        let env = Env::new(&*store, ctx);
+        let mut changes = Vec::new();
+        for (key, old) in collect_targets(&plan, &env)? {
+            let mut new = old.clone();
+            for (i, e) in &assignments {
+                new[*i] = eval(e, &old, &env)?.apply_affinity(table.columns[*i].ty);
+            }
+            changes.push((key, old, new));
+        }
+        changes
+    };
+    // Phase 2: write.
+    let count = changes.len() as u64;
+    for (key, old, new) in changes {
+        store.update(&table, &key, &old, new)?;
+    }
+    Ok(Output::Affected {
+        verb: "UPDATE",
+        count,
+    })
+}
+
+fn delete(store: &mut dyn Store, del: &ast::Delete, ctx: &ExecContext) -> Result<Output> {
+    let table = lookup_table(&*store, &del.table)?;
+    let plan = target_plan(&*store, &table, del.selection.as_ref())?;
+    let targets = collect_targets(&plan, &Env::new(&*store, ctx))?;
+    let count = targets.len() as u64;
+    for (key, row) in targets {
+        store.delete(&table, &key, &row)?;
+    }
+    Ok(Output::Affected {
+        verb: "DELETE",
+        count,
+    })
+}
+
+// ---- DDL ----
+
+fn exists(store: &dyn Store, name: &str) -> Result<bool> {
+    Ok(store.table(name)?.is_some() || store.view(name)?.is_some())
+}
+
+fn create_table(store: &mut dyn Store, c: &ast::CreateTable) -> Result<Output> {
+    let name = c.name.normalized();
+    if exists(&*store, &name)? {
+        if c.if_not_exists {
+            return Ok(Output::Done("CREATE TABLE"));
+        }
+        return Err(Error::Duplicate {
+            kind: "table",
+            name,
+            what: "already exists",
+        });
+    }
+    let mut columns = Vec::new();
+    let mut primary_key = Vec::new();
+    let mut unique_sets: Vec<Vec<usize>> = Vec::new();
+    for (i, def) in c.columns.iter().enumerate() {
+        let col_name = def.name.normalized();
+        if columns.iter().any(|c: &Column| c.name == col_name) {
+            return Err(Error::Duplicate {
+                kind: "column",
+                name: col_name,
+                what: "already exists",
+            });
+        }
+        let default = match &def.default {
+            Some(e) => {
+                let mut b = Binder::new(&*store).bind_constant(e)?;
+                crate::plan::rules::fold_expr(&mut b);
+                eval::eval_constant(&b)?.apply_affinity(def.ty)
+            }
+            None => Value::Null,
+        };
+        if def.primary_key {
+            primary_key.push(i);
+        }
+        if def.unique {
+            unique_sets.push(vec![i]);
+        }
+        columns.push(Column {
+            name: col_name,
+            ty: def.ty,
+            nullable: !(def.not_null || def.primary_key),
+            default,
+        });
+    }
+    let position = |id: &ast::Ident| -> Result<usize> {
+        columns
+            .iter()
+            .position(|c| id.matches(&c.name))
+            .ok_or_else(|| Error::Undefined {
+                kind: "column",
+                name: id.value.clone(),
+            })
+    };
+    for constraint in &c.constraints {
+        match constraint {
+            ast::TableConstraint::PrimaryKey(cols) => {
+                if !primary_key.is_empty() {
+                    return Err(Error::Invalid(format!(
+                        "table {name} has more than one primary key"
+                    )));
+                }
+                primary_key = cols.iter().map(position).collect::<Result<_>>()?;
+            }
+            ast::TableConstraint::Unique(cols) => {
+                unique_sets.push(cols.iter().map(position).collect::<Result<_>>()?);
+            }
+        }
+    }
+    if primary_key.len() > 1 && c.columns.iter().filter(|d| d.primary_key).count() > 1 {
+        return Err(Error::Invalid(format!(
+            "table {name} has more than one primary key"
+        )));
+    }
+    for i in &primary_key {
+        columns[*i].nullable = false;
+    }
+    let indexes = unique_sets
+        .into_iter()
+        .enumerate()
+        .map(|(n, cols)| Index {
+            name: format!("{name}_autoindex_{}", n + 1),
+            id: 0,
+            table: name.clone(),
+            columns: cols,
+            unique: true,
+        })
+        .collect();
+    store.create_table(Table {
+        name,
+        id: 0,
+        columns,
+        primary_key,
+        indexes,
+    })?;
+    Ok(Output::Done("CREATE TABLE"))
+}
+
+fn find_index(store: &dyn Store, name: &str) -> Result<Option<Index>> {
+    for t in store.tables()? {
+        if let Some(i) = t.indexes.iter().find(|i| i.name == name) {
+            return Ok(Some(i.clone()));
+        }
+    }
+    Ok(None)
+}
+
+fn create_index(store: &mut dyn Store, c: &ast::CreateIndex) -> Result<Output> {
+    let name = c.name.normalized();
+    if find_index(&*store, &name)?.is_some() {
+        if c.if_not_exists {
+            return Ok(Output::Done("CREATE INDEX"));
+        }
+        return Err(Error::Duplicate {
+            kind: "index",
+            name,
+            what: "already exists",
+        });
+    }
+    let table = lookup_table(&*store, &c.table)?;
+    let columns = c
+        .columns
+        .iter()
+        .map(|(col, _desc)| {
+            table
+                .column_index(&col.value)
+                .ok_or_else(|| Error::Undefined {
+                    kind: "column",
+                    name: format!("{}.{}", table.name, col.value),
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    store.create_index(Index {
+        name,
+        id: 0,
+        table: table.name.clone(),
+        columns,
+        unique: c.unique,
+    })?;
+    Ok(Output::Done("CREATE INDEX"))
+}
+
+fn create_view(store: &mut dyn Store, c: &ast::CreateView) -> Result<Output> {
+    let name = c.name.normalized();
+    if exists(&*store, &name)? {
+        if c.if_not_exists {
+            return Ok(Output::Done("CREATE VIEW"));
+        }
+        return Err(Error::Duplicate {
+            kind: "view",
+            name,
+            what: "already exists",
+        });
+    }
+    // Bind once now, so that a view over a missing table fails here.
+    let bound = Binder::new(&*store).bind_query(&c.query)?;
+    let columns = match &c.columns {
+        Some(cols) => {
+            if cols.len() != bound.columns.len() {
+                return Err(Error::Invalid(format!(
+                    "expected {} columns for {name} but got {}",
+                    bound.columns.len(),
+                    cols.len()
+                )));
+            }
+            Some(cols.iter().map(|c| c.normalized()).collect())
+        }
+        None => None,
+    };
+    store.create_view(View {
+        name,
+        columns,
+        sql: c.sql.clone(),
+    })?;
+    Ok(Output::Done("CREATE VIEW"))
+}
+
+fn drop_object(store: &mut dyn Store, d: &ast::Drop) -> Result<Output> {
+    let name = d.name.normalized();
+    let (found, kind, tag) = match d.kind {
+        ObjectKind::Table => (store.table(&name)?.is_some(), "table", "DROP TABLE"),
+        ObjectKind::View => (store.view(&name)?.is_some(), "view", "DROP VIEW"),
+        ObjectKind::Index => (find_index(&*store, &name)?.is_some(), "index", "DROP INDEX"),
+    };
+    if !found {
+        if d.if_exists {
+            return Ok(Output::Done(tag));
+        }
+        return Err(Error::Undefined {
+            kind,
+            name: d.name.value.clone(),
+        });
+    }
+    match d.kind {
+        ObjectKind::Table => store.drop_table(&name)?,
+        ObjectKind::View => store.drop_view(&name)?,
+        ObjectKind::Index => store.drop_index(&name)?,
+    }
+    Ok(Output::Done(tag))
 }

@@ -1,0 +1,701 @@
+//! How SQL values become bytes: an order-preserving *key* encoding for
+//! primary keys and index entries, and a compact *row* encoding for the
+//! values stored under them.
+//!
+//! # Keys: memcomparable
+//!
+//! An engine sorts keys by their bytes (`memcmp`). If a tuple of values is
+//! encoded so that comparing the bytes gives the same answer as comparing
+//! the values, then "rows with `a` between 3 and 7" is one engine range, and
+//! an index scan is a plain engine scan. Each value starts with a tag byte
+//! that orders the kinds (NULL first, then numbers, then text, as SQLite
+//! sorts them); the payload after it is ordered within the kind:
+//!
+//! ```text
+//! NULL      0x01
+//! number    0x02 | f64 as ordered bytes (8) | residual as i16, sign flipped (2)
+//! TEXT      0x03 | UTF-8 with 0x00 escaped as 0x00 0xFF | 0x00 0x01
+//! ```
+//!
+//! - **Numbers.** INTEGER and REAL share one tag and compare by value, as
+//!   SQL compares them: `1`, `1.0` and `1.5` sort `1 = 1.0 < 1.5`, and the
+//!   planner may bound an index range with either type. A number is written
+//!   as the nearest `f64` (rounding is monotone, so the order holds) in the
+//!   usual ordered form (flip the sign bit of a positive float, every bit
+//!   of a negative one), then the *residual*: the integer minus that float,
+//!   which is 0 below 2^53 and at most ±512 above it, so that two large
+//!   integers with the same nearest float still sort, and still differ.
+//!   `-0.0` is written as `0.0` and every NaN as one NaN, after +∞.
+//!   BOOLEANs are the numbers 0 and 1, as in SQLite (and in
+//!   `Value::total_cmp`). A key therefore does not remember whether a
+//!   number was INTEGER, REAL or BOOLEAN: [`decode_key`] gives an INTEGER
+//!   when the number is a whole one that fits in 64 bits. The row holds
+//!   the typed value.
+//! - **Text** sorts by its bytes (SQLite's BINARY collation). The
+//!   terminator `0x00 0x01` is below every byte a longer text could
+//!   continue with (a 0x00 in the text is written `0x00 0xFF`), so a text
+//!   sorts before the texts it is a prefix of, and no encoded value is a
+//!   prefix of another: a tuple is the plain concatenation of its values.
+//!
+//! # Rows: compact
+//!
+//! A row is not compared, only stored, so it is written for size:
+//!
+//! ```text
+//! row      = 0x01 (format version) | column count (varint) | value*
+//! value    = 0x00                         NULL
+//!          | 0x01 | zigzag varint         INTEGER
+//!          | 0x02 | f64 little-endian (8) REAL
+//!          | 0x03 | length varint | UTF-8 TEXT
+//!          | 0x04 | 0x05                  BOOLEAN false | true
+//! varint   = LEB128: 7 bits per byte, low first, high bit = more follows
+//! ```
+//!
+//! The engine and the WAL checksum every record, so the row carries no
+//! checksum of its own; it is still decoded as untrusted bytes: every
+//! length is checked, and a bad byte is an [`Error::Corrupted`] saying what
+//! and where, never a panic.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::value::{Row, Value};
+
+/// Key tag of NULL (lowest: NULLs sort first).
+const KEY_NULL: u8 = 0x01;
+/// Key tag of a number (INTEGER, REAL, or BOOLEAN as 0 and 1).
+const KEY_NUMBER: u8 = 0x02;
+/// Key tag of TEXT.
+const KEY_TEXT: u8 = 0x03;
+/// In key text, 0x00 is followed by this byte when it is part of the text…
+const TEXT_ESCAPED_ZERO: u8 = 0xFF;
+/// …and by this one when it ends the text.
+const TEXT_END: u8 = 0x01;
+
+/// The row format version written first in every row.
+const ROW_VERSION: u8 = 0x01;
+/// Row tag of NULL.
+const ROW_NULL: u8 = 0x00;
+/// Row tag of an INTEGER (zigzag varint).
+const ROW_INTEGER: u8 = 0x01;
+/// Row tag of a REAL (8 bytes little-endian).
+const ROW_REAL: u8 = 0x02;
+/// Row tag of TEXT (varint length, then the bytes).
+const ROW_TEXT: u8 = 0x03;
+/// Row tag of FALSE.
+const ROW_FALSE: u8 = 0x04;
+/// Row tag of TRUE.
+const ROW_TRUE: u8 = 0x05;
+
+/// The most columns a row may declare (a guard against a corrupted count
+/// asking for a huge allocation).
+const MAX_COLUMNS: u64 = 1 << 16;
+
+// ---------------------------------------------------------------- keys
+
+/// Appends the key encoding of `value` to `out`.
+pub fn encode_key_value(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.push(KEY_NULL),
+        Value::Boolean(b) => encode_number(f64::from(u8::from(*b)), 0, out),
+        Value::Integer(i) => {
+            let nearest = *i as f64;
+            // Exact in i128: |i| < 2^63 and the float is an integer there.
+            let residual = i128::from(*i) - nearest as i128;
+            encode_number(nearest, residual, out);
+        }
+        Value::Real(r) => encode_number(*r, 0, out),
+        Value::Text(text) => {
+            out.push(KEY_TEXT);
+            for &byte in text.as_bytes() {
+                out.push(byte);
+                if byte == 0 {
+                    out.push(TEXT_ESCAPED_ZERO);
+                }
+            }
+            out.extend_from_slice(&[0, TEXT_END]);
+        }
+    }
+}
+
+fn encode_number(float: f64, residual: i128, out: &mut Vec<u8>) {
+    let float = if float == 0.0 {
+        0.0 // -0.0 == 0.0
+    } else if float.is_nan() {
+        f64::NAN
+    } else {
+        float
+    };
+    let bits = float.to_bits();
+    let ordered = if bits >> 63 == 0 {
+        bits | (1 << 63)
+    } else {
+        !bits
+    };
+    // |residual| <= 512 by construction (half the float spacing at 2^63).
+    let residual = i16::try_from(residual).unwrap_or(0);
+    out.push(KEY_NUMBER);
+    out.extend_from_slice(&ordered.to_be_bytes());
+    out.extend_from_slice(&((residual as u16) ^ 0x8000).to_be_bytes());
+}
+
+/// The key encoding of a tuple: its values' encodings, concatenated.
+pub fn encode_key(values: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for value in values {
+        encode_key_value(value, &mut out);
+    }
+    out
+}
+
+/// A cursor over untrusted bytes that names what it was reading when they
+/// run out.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8], what: &'static str) -> Self {
+        Reader {
+            bytes,
+            pos: 0,
+            what,
+        }
+    }
+
+    fn corrupted(&self, detail: impl std::fmt::Display) -> Error {
+        Error::Corrupted(format!("{} at byte {}: {detail}", self.what, self.pos))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pos >= self.bytes.len()
+    }
+
+    fn byte(&mut self) -> Result<u8> {
+        let byte = *self
+            .bytes
+            .get(self.pos)
+            .ok_or_else(|| self.corrupted("ends early"))?;
+        self.pos += 1;
+        Ok(byte)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or_else(|| self.corrupted(format!("ends early (wanted {n} more bytes)")))?;
+        let slice = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let slice = self.take(N)?;
+        let mut array = [0; N];
+        array.copy_from_slice(slice);
+        Ok(array)
+    }
+
+    fn varint(&mut self) -> Result<u64> {
+        let mut value: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = self.byte()?;
+            let bits = u64::from(byte & 0x7F);
+            if shift == 63 && bits > 1 {
+                return Err(self.corrupted("varint overflows 64 bits"));
+            }
+            value |= bits << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(self.corrupted("varint longer than 10 bytes"))
+    }
+
+    fn len(&mut self) -> Result<usize> {
+        let len = self.varint()?;
+        usize::try_from(len)
+            .ok()
+            .filter(|&len| len <= self.bytes.len().saturating_sub(self.pos))
+            .ok_or_else(|| self.corrupted(format!("length {len} runs past the end")))
+    }
+
+    fn string(&mut self) -> Result<String> {
+        let len = self.len()?;
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| self.corrupted("text is not UTF-8"))
+    }
+
+    fn key_value(&mut self) -> Result<Value> {
+        match self.byte()? {
+            KEY_NULL => Ok(Value::Null),
+            KEY_NUMBER => {
+                let ordered = u64::from_be_bytes(self.array()?);
+                let bits = if ordered >> 63 == 1 {
+                    ordered & !(1 << 63)
+                } else {
+                    !ordered
+                };
+                let float = f64::from_bits(bits);
+                let residual = i128::from((u16::from_be_bytes(self.array()?) ^ 0x8000) as i16);
+                if !float.is_finite() || float.fract() != 0.0 {
+                    if residual != 0 {
+                        return Err(self.corrupted("a fractional number with a residual"));
+                    }
+                    return Ok(Value::Real(float));
+                }
+                // A whole float below 2^64 in magnitude is exact in i128.
+                if float.abs() > 1e19 {
+                    if residual != 0 {
+                        return Err(self.corrupted("a huge number with a residual"));
+                    }
+                    return Ok(Value::Real(float));
+                }
+                match i64::try_from(float as i128 + residual) {
+                    Ok(i) if i as f64 == float => Ok(Value::Integer(i)),
+                    _ if residual == 0 => Ok(Value::Real(float)),
+                    _ => Err(self.corrupted("number residual does not match its float")),
+                }
+            }
+            KEY_TEXT => {
+                let mut text = Vec::new();
+                loop {
+                    match self.byte()? {
+                        0 => match self.byte()? {
+                            TEXT_END => break,
+                            TEXT_ESCAPED_ZERO => text.push(0),
+                            other => {
+                                return Err(
+                                    self.corrupted(format!("text escape 0x00 {other:#04x}"))
+                                );
+                            }
+                        },
+                        byte => text.push(byte),
+                    }
+                }
+                let text =
+                    String::from_utf8(text).map_err(|_| self.corrupted("key text is not UTF-8"))?;
+                Ok(Value::Text(Arc::from(text)))
+            }
+            tag => Err(self.corrupted(format!("unknown key tag {tag:#04x}"))),
+        }
+    }
+}
+
+/// Decodes `count` key-encoded values from the front of `bytes`, returning
+/// them with the bytes that follow (an index entry's row key, say).
+pub fn decode_key_prefix(bytes: &[u8], count: usize) -> Result<(Vec<Value>, &[u8])> {
+    let mut reader = Reader::new(bytes, "SQL key");
+    let mut values = Vec::with_capacity(count.min(64));
+    for _ in 0..count {
+        values.push(reader.key_value()?);
+    }
+    Ok((values, &bytes[reader.pos..]))
+}
+
+/// Decodes a whole key-encoded tuple. A number comes back as an INTEGER
+/// when it is a whole number that fits in 64 bits, as a REAL otherwise.
+pub fn decode_key(bytes: &[u8]) -> Result<Vec<Value>> {
+    let mut reader = Reader::new(bytes, "SQL key");
+    let mut values = Vec::new();
+    while !reader.is_empty() {
+        values.push(reader.key_value()?);
+    }
+    Ok(values)
+}
+
+/// The smallest byte string greater than every string that starts with
+/// `prefix` (`None` if there is none: the prefix is all 0xFF). Turns "all
+/// keys starting with P" into the engine range `P..successor(P)`.
+pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------- rows
+
+/// Appends `value` as an LEB128 varint.
+pub(crate) fn put_varint(mut value: u64, out: &mut Vec<u8>) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Appends a length-prefixed string.
+pub(crate) fn put_string(s: &str, out: &mut Vec<u8>) {
+    put_varint(s.len() as u64, out);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_row_value(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.push(ROW_NULL),
+        Value::Integer(i) => {
+            out.push(ROW_INTEGER);
+            put_varint(((i << 1) ^ (i >> 63)) as u64, out);
+        }
+        Value::Real(r) => {
+            out.push(ROW_REAL);
+            out.extend_from_slice(&r.to_le_bytes());
+        }
+        Value::Text(t) => {
+            out.push(ROW_TEXT);
+            put_string(t, out);
+        }
+        Value::Boolean(false) => out.push(ROW_FALSE),
+        Value::Boolean(true) => out.push(ROW_TRUE),
+    }
+}
+
+impl Reader<'_> {
+    fn row_value(&mut self) -> Result<Value> {
+        match self.byte()? {
+            ROW_NULL => Ok(Value::Null),
+            ROW_INTEGER => {
+                let zigzag = self.varint()?;
+                Ok(Value::Integer(
+                    ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64),
+                ))
+            }
+            ROW_REAL => Ok(Value::Real(f64::from_le_bytes(self.array()?))),
+            ROW_TEXT => Ok(Value::Text(Arc::from(self.string()?))),
+            ROW_FALSE => Ok(Value::Boolean(false)),
+            ROW_TRUE => Ok(Value::Boolean(true)),
+            tag => Err(self.corrupted(format!("unknown value tag {tag:#04x}"))),
+        }
+    }
+}
+
+/// Encodes a row in the compact row format.
+pub fn encode_row(row: &[Value]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + row.len() * 9);
+    out.push(ROW_VERSION);
+    put_varint(row.len() as u64, &mut out);
+    for value in row {
+        put_row_value(value, &mut out);
+    }
+    out
+}
+
+/// Decodes a row written by [`encode_row`]; every byte must be used.
+pub fn decode_row(bytes: &[u8]) -> Result<Row> {
+    let mut reader = Reader::new(bytes, "SQL row");
+    let version = reader.byte()?;
+    if version != ROW_VERSION {
+        return Err(reader.corrupted(format!("row format version {version}, expected 1")));
+    }
+    let count = reader.varint()?;
+    if count > MAX_COLUMNS {
+        return Err(reader.corrupted(format!("{count} columns")));
+    }
+    let mut row = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        row.push(reader.row_value()?);
+    }
+    if !reader.is_empty() {
+        return Err(reader.corrupted("trailing bytes after the last column"));
+    }
+    Ok(row)
+}
+
+// ------------------------------------------------ catalog records' pieces
+
+/// Writes the pieces of catalog records (see `store::catalog`).
+pub(crate) struct RecordWriter {
+    pub(crate) out: Vec<u8>,
+}
+
+impl RecordWriter {
+    pub(crate) fn new(version: u8) -> Self {
+        RecordWriter { out: vec![version] }
+    }
+    pub(crate) fn u64(&mut self, v: u64) {
+        put_varint(v, &mut self.out);
+    }
+    pub(crate) fn byte(&mut self, b: u8) {
+        self.out.push(b);
+    }
+    pub(crate) fn string(&mut self, s: &str) {
+        put_string(s, &mut self.out);
+    }
+    pub(crate) fn value(&mut self, v: &Value) {
+        put_row_value(v, &mut self.out);
+    }
+}
+
+/// Reads the pieces of catalog records.
+pub(crate) struct RecordReader<'a>(Reader<'a>);
+
+impl<'a> RecordReader<'a> {
+    pub(crate) fn new(bytes: &'a [u8], what: &'static str, version: u8) -> Result<Self> {
+        let mut reader = Reader::new(bytes, what);
+        let found = reader.byte()?;
+        if found != version {
+            return Err(reader.corrupted(format!("format version {found}, expected {version}")));
+        }
+        Ok(RecordReader(reader))
+    }
+    pub(crate) fn u64(&mut self) -> Result<u64> {
+        self.0.varint()
+    }
+    /// A count of items that each take at least one byte (so a corrupted
+    /// count cannot ask for more memory than the record holds).
+    pub(crate) fn count(&mut self) -> Result<usize> {
+        self.0.len()
+    }
+    pub(crate) fn usize(&mut self) -> Result<usize> {
+        let v = self.0.varint()?;
+        usize::try_from(v).map_err(|_| self.0.corrupted(format!("{v} is too large")))
+    }
+    pub(crate) fn byte(&mut self) -> Result<u8> {
+        self.0.byte()
+    }
+    pub(crate) fn string(&mut self) -> Result<String> {
+        self.0.string()
+    }
+    pub(crate) fn value(&mut self) -> Result<Value> {
+        self.0.row_value()
+    }
+    pub(crate) fn corrupted(&self, detail: impl std::fmt::Display) -> Error {
+        self.0.corrupted(detail)
+    }
+    pub(crate) fn finish(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0.corrupted("trailing bytes"))
+        }
+    }
+}
+
+/// Orders two values as the key encoding does (NULL < numbers < TEXT;
+/// numbers, booleans as 0 and 1, by value; text by bytes). Tests use it as
+/// the model.
+#[cfg(test)]
+fn model_cmp(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    fn rank(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Boolean(_) | Value::Integer(_) | Value::Real(_) => 1,
+            Value::Text(_) => 2,
+        }
+    }
+    // Exact comparison of an integer and a float.
+    fn cmp_int_real(i: i64, r: f64) -> Ordering {
+        if r.is_nan() {
+            return Ordering::Less;
+        }
+        if r >= 9.3e18 {
+            return Ordering::Less;
+        }
+        if r <= -9.3e18 {
+            return Ordering::Greater;
+        }
+        let floor = r.floor();
+        match (i128::from(i)).cmp(&(floor as i128)) {
+            Ordering::Equal if r > floor => Ordering::Less,
+            other => other,
+        }
+    }
+    let number = |v: &Value| match v {
+        Value::Boolean(b) => Value::Integer(i64::from(*b)),
+        other => other.clone(),
+    };
+    let (a, b) = (&number(a), &number(b));
+    match (a, b) {
+        (Value::Integer(x), Value::Integer(y)) => x.cmp(y),
+        (Value::Real(x), Value::Real(y)) => match (x.is_nan(), y.is_nan()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            (false, false) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
+        },
+        (Value::Integer(i), Value::Real(r)) => cmp_int_real(*i, *r),
+        (Value::Real(r), Value::Integer(i)) => cmp_int_real(*i, *r).reverse(),
+        (Value::Text(x), Value::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::cmp::Ordering;
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Boolean),
+            any::<i64>().prop_map(Value::Integer),
+            prop_oneof![
+                (-5i64..5).prop_map(Value::Integer),
+                (i64::MAX - 3..=i64::MAX).prop_map(Value::Integer),
+                (i64::MIN..i64::MIN + 3).prop_map(Value::Integer),
+                ((1i64 << 53) - 3..(1i64 << 53) + 1500).prop_map(Value::Integer),
+            ],
+            any::<f64>().prop_map(Value::Real),
+            prop_oneof![
+                (-5i32..5).prop_map(|i| Value::Real(f64::from(i) / 2.0)),
+                Just(Value::Real(9.223372036854776e18)),
+                Just(Value::Real(-9.223372036854776e18)),
+                Just(Value::Real(9007199254740992.0)),
+                Just(Value::Real(f64::INFINITY)),
+                Just(Value::Real(-0.0)),
+            ],
+            "[a-c\\x00\u{e9}]{0,4}".prop_map(|s| Value::Text(Arc::from(s))),
+        ]
+    }
+
+    /// What a key decodes to: whole numbers in range become INTEGER.
+    fn normalized(v: &Value) -> Value {
+        match v {
+            Value::Boolean(b) => Value::Integer(i64::from(*b)),
+            Value::Real(r) if r.is_nan() => Value::Real(f64::NAN),
+            Value::Real(r) if *r == 0.0 => Value::Integer(0),
+            Value::Real(r)
+                if r.fract() == 0.0 && *r >= -9.223372036854776e18 && *r < 9.223372036854776e18 =>
+            {
+                Value::Integer(*r as i64)
+            }
+            other => other.clone(),
+        }
+    }
+
+    fn same(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Real(x), Value::Real(y)) => x.to_bits() == y.to_bits(),
+            _ => a == b,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn key_round_trip(values in proptest::collection::vec(value(), 0..4)) {
+            let decoded = decode_key(&encode_key(&values)).unwrap();
+            prop_assert_eq!(decoded.len(), values.len());
+            for (d, v) in decoded.iter().zip(&values) {
+                prop_assert!(same(d, &normalized(v)), "{:?} decoded as {:?}", v, d);
+            }
+        }
+
+        #[test]
+        fn key_order_is_value_order(a in value(), b in value()) {
+            let (ea, eb) = (encode_key(std::slice::from_ref(&a)), encode_key(std::slice::from_ref(&b)));
+            prop_assert_eq!(ea.cmp(&eb), model_cmp(&a, &b), "{:?} vs {:?}", a, b);
+        }
+
+        #[test]
+        fn tuple_order_is_lexicographic(
+            a in proptest::collection::vec(value(), 0..3),
+            b in proptest::collection::vec(value(), 0..3),
+        ) {
+            let model = a.iter().zip(&b).map(|(x, y)| model_cmp(x, y))
+                .find(|o| *o != Ordering::Equal)
+                .unwrap_or(a.len().cmp(&b.len()));
+            prop_assert_eq!(encode_key(&a).cmp(&encode_key(&b)), model);
+        }
+
+        #[test]
+        fn row_round_trip(row in proptest::collection::vec(value(), 0..6)) {
+            let decoded = decode_row(&encode_row(&row)).unwrap();
+            prop_assert_eq!(decoded.len(), row.len());
+            for (d, v) in decoded.iter().zip(&row) {
+                prop_assert!(same(d, v), "{:?} decoded as {:?}", v, d);
+            }
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = decode_key(&bytes);
+            let _ = decode_row(&bytes);
+            let _ = decode_key_prefix(&bytes, 2);
+        }
+
+        #[test]
+        fn truncated_rows_are_corrupted(row in proptest::collection::vec(value(), 1..4)) {
+            let bytes = encode_row(&row);
+            for len in 0..bytes.len() {
+                prop_assert!(matches!(decode_row(&bytes[..len]), Err(Error::Corrupted(_))));
+            }
+        }
+    }
+
+    #[test]
+    fn integer_and_real_share_a_key() {
+        assert_eq!(
+            encode_key(&[Value::Integer(3)]),
+            encode_key(&[Value::Real(3.0)])
+        );
+        assert!(encode_key(&[Value::Integer(3)]) < encode_key(&[Value::Real(3.5)]));
+        // Above 2^53 neighbouring integers share a float; the residual
+        // still tells them apart.
+        let big = 1i64 << 60;
+        assert!(encode_key(&[Value::Integer(big)]) < encode_key(&[Value::Integer(big + 1)]));
+    }
+
+    #[test]
+    fn text_prefix_sorts_first() {
+        let t = |s: &str| encode_key(&[Value::Text(Arc::from(s))]);
+        assert!(t("ab") < t("abc"));
+        assert!(t("a") < t("a\0"));
+        assert!(t("") < t("\0"));
+    }
+
+    /// The example of docs/formats.md ("SQL rows, indexes and catalog").
+    #[test]
+    fn documented_example() {
+        let values = [
+            Value::Integer(-2),
+            Value::Text(Arc::from("hi")),
+            Value::Null,
+        ];
+        assert_eq!(
+            hex(&encode_key(&values)),
+            "02 3f ff ff ff ff ff ff ff 80 00 03 68 69 00 01 01"
+        );
+        let row = [
+            Value::Integer(-2),
+            Value::Text(Arc::from("hi")),
+            Value::Null,
+            Value::Real(1.5),
+            Value::Boolean(true),
+        ];
+        assert_eq!(
+            hex(&encode_row(&row)),
+            "01 05 01 03 03 02 68 69 00 02 00 00 00 00 00 00 f8 3f 05"
+        );
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn bad_bytes_say_what_and_where() {
+        let err = decode_row(&[1, 1, 9]).unwrap_err();
+        assert!(err.to_string().contains("unknown value tag 0x09"), "{err}");
+        assert!(err.to_string().contains("byte 3"), "{err}");
+        assert!(matches!(
+            decode_key(&[0x03, b'a']),
+            Err(Error::Corrupted(_))
+        ));
+    }
+}

@@ -1,0 +1,832 @@
+//! The physical operators: pull-based iterators over rows.
+//!
+//! Every operator implements [`Operator`]: `next()` returns the next row,
+//! `None` at the end, or an error. A parent pulls rows from its children
+//! one at a time (the "Volcano" model), so a pipeline of scan, filter and
+//! projection holds one row at a time, and LIMIT stops the whole pipeline
+//! early. Some operators must see all their input before they return a
+//! row (sort, aggregation, the build side of a hash join, set operations);
+//! they *materialize* it and charge its size to a [`MemoryBudget`]: going
+//! over [`ExecContext::memory_budget`](crate::exec::ExecContext) fails the
+//! statement with [`Error::ResourceLimit`] instead of exhausting memory
+//! (each materializing operator has the whole budget, as PostgreSQL gives
+//! each sort its `work_mem`).
+
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use crate::ast::{JoinKind, SetOperator};
+use crate::error::{Error, Result};
+use crate::exec::eval::{Env, eval, eval_predicate};
+use crate::plan::{AggCall, AggFunc, Expr, Plan, SortKey};
+use crate::store::RowIter;
+use crate::value::{GroupKey, Row, Value};
+
+/// A pull-based operator.
+pub trait Operator {
+    /// The next row, or `None` when there are no more.
+    fn next(&mut self) -> Result<Option<Row>>;
+}
+
+/// An operator in a box, borrowing the plan and the store for `'a`.
+pub type BoxedOperator<'a> = Box<dyn Operator + 'a>;
+
+/// Counts the bytes an operator holds against the statement's budget.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    used: usize,
+    limit: usize,
+    what: &'static str,
+}
+
+impl MemoryBudget {
+    fn new(env: &Env<'_>, what: &'static str) -> Self {
+        MemoryBudget {
+            used: 0,
+            limit: env.ctx.memory_budget,
+            what,
+        }
+    }
+
+    /// Adds `row`'s size; fails once the total passes the budget.
+    fn charge(&mut self, row: &[Value]) -> Result<()> {
+        self.used += 24 + row.iter().map(Value::size_estimate).sum::<usize>();
+        if self.used > self.limit {
+            return Err(Error::ResourceLimit(format!(
+                "{} needs more than {} bytes",
+                self.what, self.limit
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Builds the operator tree for `plan`.
+pub fn build<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
+    Ok(match plan {
+        Plan::Scan { table } => Box::new(StoreRows {
+            rows: env.store.scan(table)?,
+        }),
+        Plan::IndexScan {
+            table,
+            index,
+            range,
+        } => Box::new(StoreRows {
+            rows: env.store.index_scan(table, index, range)?,
+        }),
+        Plan::PkLookup { table, key } => {
+            let row = env.store.get_by_pk(table, key)?.map(|(_, r)| r);
+            Box::new(Materialized {
+                rows: row.into_iter().collect::<Vec<_>>().into_iter(),
+            })
+        }
+        Plan::Values { rows, .. } => Box::new(ValuesOp {
+            rows,
+            pos: 0,
+            env: env.clone(),
+        }),
+        Plan::Filter { input, predicate } => Box::new(FilterOp {
+            input: build(input, env)?,
+            predicate,
+            env: env.clone(),
+        }),
+        Plan::Project { input, exprs } => Box::new(ProjectOp {
+            input: build(input, env)?,
+            exprs,
+            env: env.clone(),
+        }),
+        Plan::Join {
+            left,
+            right,
+            kind,
+            on,
+        } => Box::new(NestedLoopJoin {
+            left: build(left, env)?,
+            right: Some(build(right, env)?),
+            right_rows: Vec::new(),
+            right_width: right.width(),
+            kind: *kind,
+            on: on.as_ref(),
+            env: env.clone(),
+            current: None,
+            pos: 0,
+            matched: false,
+            budget: MemoryBudget::new(env, "a nested-loop join"),
+        }),
+        Plan::HashJoin {
+            left,
+            right,
+            kind,
+            left_keys,
+            right_keys,
+            residual,
+        } => Box::new(HashJoin {
+            left: build(left, env)?,
+            right: Some(build(right, env)?),
+            right_keys,
+            left_keys,
+            table: HashMap::new(),
+            right_width: right.width(),
+            kind: *kind,
+            residual: residual.as_ref(),
+            env: env.clone(),
+            current: None,
+            matches: Vec::new(),
+            pos: 0,
+            matched: false,
+            budget: MemoryBudget::new(env, "a hash join"),
+        }),
+        Plan::Aggregate {
+            input,
+            group_by,
+            aggs,
+        } => {
+            let rows = aggregate(build(input, env)?, group_by, aggs, env)?;
+            Box::new(Materialized {
+                rows: rows.into_iter(),
+            })
+        }
+        Plan::Sort { input, keys } => {
+            let rows = sort(build(input, env)?, keys, None, env)?;
+            Box::new(Materialized {
+                rows: rows.into_iter(),
+            })
+        }
+        Plan::TopN {
+            input,
+            keys,
+            limit,
+            offset,
+        } => {
+            let keep = limit.saturating_add(*offset);
+            let rows = sort(build(input, env)?, keys, Some(keep), env)?;
+            Box::new(Materialized {
+                rows: rows
+                    .into_iter()
+                    .skip(usize::try_from(*offset).unwrap_or(usize::MAX))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            })
+        }
+        Plan::Limit {
+            input,
+            limit,
+            offset,
+        } => Box::new(LimitOp {
+            input: build(input, env)?,
+            remaining: *limit,
+            skip: *offset,
+        }),
+        Plan::Distinct { input } => Box::new(DistinctOp {
+            input: build(input, env)?,
+            seen: HashSet::new(),
+            budget: MemoryBudget::new(env, "DISTINCT"),
+        }),
+        Plan::SetOp {
+            op,
+            all,
+            left,
+            right,
+        } => {
+            let rows = set_op(*op, *all, build(left, env)?, build(right, env)?, env)?;
+            Box::new(Materialized {
+                rows: rows.into_iter(),
+            })
+        }
+    })
+}
+
+/// Rows from the store (table scan, index scan).
+struct StoreRows<'a> {
+    rows: RowIter<'a>,
+}
+
+impl Operator for StoreRows<'_> {
+    fn next(&mut self) -> Result<Option<Row>> {
+        match self.rows.next() {
+            Some(Ok((_, row))) => Ok(Some(row)),
+            Some(Err(e)) => Err(e),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Rows already computed.
+struct Materialized {
+    rows: std::vec::IntoIter<Row>,
+}
+
+impl Operator for Materialized {
+    fn next(&mut self) -> Result<Option<Row>> {
+        Ok(self.rows.next())
+    }
+}
+
+/// VALUES: each row's expressions evaluated when the row is pulled.
+struct ValuesOp<'a> {
+    rows: &'a [Vec<Expr>],
+    pos: usize,
+    env: Env<'a>,
+}
+
+impl Operator for ValuesOp<'_> {
+    fn next(&mut self) -> Result<Option<Row>> {
+        let Some(exprs) = self.rows.get(self.pos) else {
+            return Ok(None);
+        };
+        self.pos += 1;
+        exprs
+            .iter()
+            .map(|e| eval(e, &[], &self.env))
+            .collect::<Result<Row>>()
+            .map(Some)
+    }
+}
+
+/// Passes the rows for which the predicate is true.
+struct FilterOp<'a> {
+    input: BoxedOperator<'a>,
+    predicate: &'a Expr,
+    env: Env<'a>,
+}
+
+impl Operator for FilterOp<'_> {
+    fn next(&mut self) -> Result<Option<Row>> {
+        while let Some(row) = self.input.next()? {
+            if eval_predicate(self.predicate, &row, &self.env)? {
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Computes one output row per input row.
+struct ProjectOp<'a> {
+    input: BoxedOperator<'a>,
+    exprs: &'a [Expr],
+    env: Env<'a>,
+}
+
+impl Operator for ProjectOp<'_> {
+    fn next(&mut self) -> Result<Option<Row>> {
+        let Some(row) = self.input.next()? else {
+            return Ok(None);
+        };
+        self.exprs
+            .iter()
+            .map(|e| eval(e, &row, &self.env))
+            .collect::<Result<Row>>()
+            .map(Some)
+    }
+}
+
+fn concat_rows(left: &[Value], right: &[Value]) -> Row {
+    let mut row = Vec::with_capacity(left.len() + right.len());
+    row.extend_from_slice(left);
+    row.extend_from_slice(right);
+    row
+}
+
+/// Every left row against every right row. The right input is read once
+/// into memory (it does not depend on the left row). A LEFT join emits a
+/// left row padded with NULLs when no right row matched it.
+struct NestedLoopJoin<'a> {
+    left: BoxedOperator<'a>,
+    right: Option<BoxedOperator<'a>>,
+    right_rows: Vec<Row>,
+    right_width: usize,
+    kind: JoinKind,
+    on: Option<&'a Expr>,
+    env: Env<'a>,
+    current: Option<Row>,
+    pos: usize,
+    matched: bool,
+    budget: MemoryBudget,
+}
+
+impl Operator for NestedLoopJoin<'_> {
+    fn next(&mut self) -> Result<Option<Row>> {
+        if let Some(mut right) = self.right.take() {
+            while let Some(r) = right.next()? {
+                self.budget.charge(&r)?;
+                self.right_rows.push(r);
+            }
+        }
+        loop {
+            let Some(left) = &self.current else {
+                match self.left.next()? {
+                    Some(l) => {
+                        self.current = Some(l);
+                        self.pos = 0;
+                        self.matched = false;
+                        continue;
+                    }
+                    None => return Ok(None),
+                }
+            };
+            while self.pos < self.right_rows.len() {
+                let row = concat_rows(left, &self.right_rows[self.pos]);
+                self.pos += 1;
+                let ok = match self.on {
+                    Some(p) => eval_predicate(p, &row, &self.env)?,
+                    None => true,
+                };
+                if ok {
+                    self.matched = true;
+                    return Ok(Some(row));
+                }
+            }
+            let left = self.current.take().unwrap_or_default();
+            if self.kind == JoinKind::Left && !self.matched {
+                return Ok(Some(concat_rows(
+                    &left,
+                    &vec![Value::Null; self.right_width],
+                )));
+            }
+        }
+    }
+}
+
+/// A join on equalities: the right input goes into a hash table keyed by
+/// its join columns; each left row looks its key up instead of scanning
+/// every right row. NULL keys never match (NULL = NULL is unknown).
+struct HashJoin<'a> {
+    left: BoxedOperator<'a>,
+    right: Option<BoxedOperator<'a>>,
+    left_keys: &'a [Expr],
+    right_keys: &'a [Expr],
+    table: HashMap<GroupKey, Vec<Row>>,
+    right_width: usize,
+    kind: JoinKind,
+    residual: Option<&'a Expr>,
+    env: Env<'a>,
+    current: Option<Row>,
+    matches: Vec<Row>,
+    pos: usize,
+    matched: bool,
+    budget: MemoryBudget,
+}
+
+fn key_of(exprs: &[Expr], row: &[Value], env: &Env<'_>) -> Result<Option<GroupKey>> {
+    let mut key = Vec::with_capacity(exprs.len());
+    for e in exprs {
+        let v = eval(e, row, env)?;
+        if v.is_null() {
+            return Ok(None);
+        }
+        key.push(v);
+    }
+    Ok(Some(GroupKey(key)))
+}
+
+impl Operator for HashJoin<'_> {
+    fn next(&mut self) -> Result<Option<Row>> {
+        if let Some(mut right) = self.right.take() {
+            while let Some(r) = right.next()? {
+                if let Some(k) = key_of(self.right_keys, &r, &self.env)? {
+                    self.budget.charge(&r)?;
+                    self.table.entry(k).or_default().push(r);
+                }
+            }
+        }
+        loop {
+            let Some(left) = &self.current else {
+                match self.left.next()? {
+                    Some(l) => {
+                        self.matches = match key_of(self.left_keys, &l, &self.env)? {
+                            Some(k) => self.table.get(&k).cloned().unwrap_or_default(),
+                            None => Vec::new(),
+                        };
+                        self.current = Some(l);
+                        self.pos = 0;
+                        self.matched = false;
+                        continue;
+                    }
+                    None => return Ok(None),
+                }
+            };
+            while self.pos < self.matches.len() {
+                let row = concat_rows(left, &self.matches[self.pos]);
+                self.pos += 1;
+                let ok = match self.residual {
+                    Some(p) => eval_predicate(p, &row, &self.env)?,
+                    None => true,
+                };
+                if ok {
+                    self.matched = true;
+                    return Ok(Some(row));
+                }
+            }
+            let left = self.current.take().unwrap_or_default();
+            if self.kind == JoinKind::Left && !self.matched {
+                return Ok(Some(concat_rows(
+                    &left,
+                    &vec![Value::Null; self.right_width],
+                )));
+            }
+        }
+    }
+}
+
+/// Skips `skip` rows, then passes at most `remaining`.
+struct LimitOp<'a> {
+    input: BoxedOperator<'a>,
+    remaining: Option<u64>,
+    skip: u64,
+}
+
+impl Operator for LimitOp<'_> {
+    fn next(&mut self) -> Result<Option<Row>> {
+        if self.remaining == Some(0) {
+            return Ok(None);
+        }
+        while self.skip > 0 {
+            if self.input.next()?.is_none() {
+                return Ok(None);
+            }
+            self.skip -= 1;
+        }
+        let row = self.input.next()?;
+        if row.is_some()
+            && let Some(r) = self.remaining.as_mut()
+        {
+            *r -= 1;
+        }
+        Ok(row)
+    }
+}
+
+/// Passes the first row of each set of equal rows.
+struct DistinctOp<'a> {
+    input: BoxedOperator<'a>,
+    seen: HashSet<GroupKey>,
+    budget: MemoryBudget,
+}
+
+impl Operator for DistinctOp<'_> {
+    fn next(&mut self) -> Result<Option<Row>> {
+        while let Some(row) = self.input.next()? {
+            let key = GroupKey(row);
+            if !self.seen.contains(&key) {
+                self.budget.charge(&key.0)?;
+                let row = key.0.clone();
+                self.seen.insert(key);
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Compares two rows of sort-key values.
+fn compare_keys(a: &[Value], b: &[Value], keys: &[SortKey]) -> Ordering {
+    for ((x, y), k) in a.iter().zip(b).zip(keys) {
+        let o = match (x.is_null(), y.is_null()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => {
+                if k.nulls_first {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
+            (false, true) => {
+                if k.nulls_first {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
+            (false, false) => {
+                let o = x.total_cmp(y);
+                if k.desc { o.reverse() } else { o }
+            }
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
+/// Sorts the input (stable: equal rows keep their input order). With
+/// `keep`, only the first `keep` rows are kept in memory while reading:
+/// a top-N sort for ORDER BY ... LIMIT.
+fn sort(
+    mut input: BoxedOperator<'_>,
+    keys: &[SortKey],
+    keep: Option<u64>,
+    env: &Env<'_>,
+) -> Result<Vec<Row>> {
+    let mut budget = MemoryBudget::new(env, "a sort");
+    let mut rows: Vec<(Row, Row)> = Vec::new();
+    let keep = keep.map(|k| usize::try_from(k).unwrap_or(usize::MAX));
+    while let Some(row) = input.next()? {
+        let key = keys
+            .iter()
+            .map(|k| eval(&k.expr, &row, env))
+            .collect::<Result<Row>>()?;
+        match keep {
+            Some(n) => {
+                if n == 0 {
+                    continue;
+                }
+                // Insert after every row that sorts before or with it, so
+                // that equal rows keep their input order.
+                let at =
+                    rows.partition_point(|(k, _)| compare_keys(k, &key, keys) != Ordering::Greater);
+                if at >= n {
+                    continue;
+                }
+                if rows.len() < n {
+                    budget.charge(&row)?;
+                }
+                rows.insert(at, (key, row));
+                rows.truncate(n);
+            }
+            None => {
+                budget.charge(&row)?;
+                rows.push((key, row));
+            }
+        }
+    }
+    if keep.is_none() {
+        rows.sort_by(|a, b| compare_keys(&a.0, &b.0, keys));
+    }
+    Ok(rows.into_iter().map(|(_, r)| r).collect())
+}
+
+/// The running state of one aggregate in one group.
+#[derive(Debug, Clone)]
+enum AggState {
+    Count(i64),
+    Sum {
+        int: i64,
+        real: f64,
+        is_real: bool,
+        any: bool,
+    },
+    Avg {
+        sum: f64,
+        count: i64,
+    },
+    MinMax(Option<Value>),
+    Concat(Option<String>),
+    Any(Value),
+}
+
+fn new_state(call: &AggCall) -> AggState {
+    match call.func {
+        AggFunc::Count => AggState::Count(0),
+        AggFunc::Sum | AggFunc::Total => AggState::Sum {
+            int: 0,
+            real: 0.0,
+            is_real: false,
+            any: false,
+        },
+        AggFunc::Avg => AggState::Avg { sum: 0.0, count: 0 },
+        AggFunc::Min | AggFunc::Max => AggState::MinMax(None),
+        AggFunc::GroupConcat => AggState::Concat(None),
+        AggFunc::AnyValue => AggState::Any(Value::Null),
+    }
+}
+
+fn update_state(state: &mut AggState, call: &AggCall, v: Value, sep: Option<Value>) -> Result<()> {
+    if call.func == AggFunc::AnyValue {
+        *state = AggState::Any(v);
+        return Ok(());
+    }
+    if v.is_null() && call.arg.is_some() {
+        return Ok(());
+    }
+    match state {
+        AggState::Count(n) => *n += 1,
+        AggState::Sum {
+            int,
+            real,
+            is_real,
+            any,
+        } => {
+            *any = true;
+            match v.to_number() {
+                Value::Integer(i) if !*is_real && call.func == AggFunc::Sum => {
+                    *int = int.checked_add(i).ok_or(Error::IntegerOverflow)?;
+                }
+                n => {
+                    if !*is_real {
+                        *real = *int as f64;
+                        *is_real = true;
+                    }
+                    *real += n.as_f64().unwrap_or(0.0);
+                }
+            }
+        }
+        AggState::Avg { sum, count } => {
+            *sum += v.to_number().as_f64().unwrap_or(0.0);
+            *count += 1;
+        }
+        AggState::MinMax(best) => {
+            let better = match best {
+                None => true,
+                Some(b) => {
+                    let o = v.total_cmp(b);
+                    if call.func == AggFunc::Min {
+                        o == Ordering::Less
+                    } else {
+                        o == Ordering::Greater
+                    }
+                }
+            };
+            if better {
+                *best = Some(v);
+            }
+        }
+        AggState::Concat(acc) => {
+            let sep = sep.map(|s| s.to_string()).unwrap_or_else(|| ",".into());
+            match acc {
+                Some(s) => {
+                    s.push_str(&sep);
+                    s.push_str(&v.to_string());
+                }
+                None => *acc = Some(v.to_string()),
+            }
+        }
+        AggState::Any(_) => {}
+    }
+    Ok(())
+}
+
+fn finish_state(state: AggState, call: &AggCall) -> Value {
+    match state {
+        AggState::Count(n) => Value::Integer(n),
+        AggState::Sum {
+            int,
+            real,
+            is_real,
+            any,
+        } => {
+            if call.func == AggFunc::Total {
+                Value::Real(if is_real { real } else { int as f64 })
+            } else if !any {
+                Value::Null
+            } else if is_real {
+                Value::Real(real)
+            } else {
+                Value::Integer(int)
+            }
+        }
+        AggState::Avg { sum, count } => {
+            if count == 0 {
+                Value::Null
+            } else {
+                Value::Real(sum / count as f64)
+            }
+        }
+        AggState::MinMax(v) => v.unwrap_or(Value::Null),
+        AggState::Concat(s) => s.map(|s| Value::text(&s)).unwrap_or(Value::Null),
+        AggState::Any(v) => v,
+    }
+}
+
+struct Group {
+    key: Row,
+    states: Vec<AggState>,
+    distinct: Vec<HashSet<GroupKey>>,
+}
+
+/// Hash aggregation: one hash-table entry per group, updated row by row.
+/// Groups come out in the order of their keys (as SQLite's sorter-based
+/// grouping returns them). Without GROUP BY there is exactly one group,
+/// even over no rows: `count(*)` of an empty table is one row saying 0.
+fn aggregate(
+    mut input: BoxedOperator<'_>,
+    group_by: &[Expr],
+    aggs: &[AggCall],
+    env: &Env<'_>,
+) -> Result<Vec<Row>> {
+    let mut budget = MemoryBudget::new(env, "an aggregation");
+    let mut index: HashMap<GroupKey, usize> = HashMap::new();
+    let mut groups: Vec<Group> = Vec::new();
+    let fresh = |key: Row| Group {
+        key,
+        states: aggs.iter().map(new_state).collect(),
+        distinct: aggs.iter().map(|_| HashSet::new()).collect(),
+    };
+    if group_by.is_empty() {
+        groups.push(fresh(Vec::new()));
+    }
+    while let Some(row) = input.next()? {
+        let g = if group_by.is_empty() {
+            0
+        } else {
+            let key = group_by
+                .iter()
+                .map(|e| eval(e, &row, env))
+                .collect::<Result<Row>>()?;
+            let key = GroupKey(key);
+            match index.get(&key) {
+                Some(g) => *g,
+                None => {
+                    budget.charge(&key.0)?;
+                    budget.charge(&vec![Value::Null; aggs.len()])?;
+                    groups.push(fresh(key.0.clone()));
+                    index.insert(key, groups.len() - 1);
+                    groups.len() - 1
+                }
+            }
+        };
+        let group = &mut groups[g];
+        for (i, call) in aggs.iter().enumerate() {
+            let v = match &call.arg {
+                Some(e) => eval(e, &row, env)?,
+                None => Value::Integer(1),
+            };
+            if call.distinct {
+                if v.is_null() {
+                    continue;
+                }
+                let k = GroupKey(vec![v.clone()]);
+                if group.distinct[i].contains(&k) {
+                    continue;
+                }
+                budget.charge(&k.0)?;
+                group.distinct[i].insert(k);
+            }
+            let sep = match &call.separator {
+                Some(e) => Some(eval(e, &row, env)?),
+                None => None,
+            };
+            update_state(&mut group.states[i], call, v, sep)?;
+        }
+    }
+    if !group_by.is_empty() {
+        groups.sort_by_key(|a| GroupKey(a.key.clone()));
+    }
+    Ok(groups
+        .into_iter()
+        .map(|g| {
+            let mut row = g.key;
+            row.extend(
+                g.states
+                    .into_iter()
+                    .zip(aggs)
+                    .map(|(s, c)| finish_state(s, c)),
+            );
+            row
+        })
+        .collect())
+}
+
+/// UNION [ALL], INTERSECT, EXCEPT. UNION ALL concatenates; the others
+/// remove duplicates and return rows in sorted order, as SQLite does.
+fn set_op(
+    op: SetOperator,
+    all: bool,
+    mut left: BoxedOperator<'_>,
+    mut right: BoxedOperator<'_>,
+    env: &Env<'_>,
+) -> Result<Vec<Row>> {
+    let mut budget = MemoryBudget::new(env, "a set operation");
+    if op == SetOperator::Union && all {
+        let mut rows = Vec::new();
+        while let Some(r) = left.next()? {
+            budget.charge(&r)?;
+            rows.push(r);
+        }
+        while let Some(r) = right.next()? {
+            budget.charge(&r)?;
+            rows.push(r);
+        }
+        return Ok(rows);
+    }
+    let mut result: BTreeSet<GroupKey> = BTreeSet::new();
+    while let Some(r) = left.next()? {
+        budget.charge(&r)?;
+        result.insert(GroupKey(r));
+    }
+    match op {
+        SetOperator::Union => {
+            while let Some(r) = right.next()? {
+                budget.charge(&r)?;
+                result.insert(GroupKey(r));
+            }
+        }
+        SetOperator::Intersect => {
+            let mut both = BTreeSet::new();
+            while let Some(r) = right.next()? {
+                let k = GroupKey(r);
+                if result.contains(&k) {
+                    both.insert(k);
+                }
+            }
+            result = both;
+        }
+        SetOperator::Except => {
+            while let Some(r) = right.next()? {
+                result.remove(&GroupKey(r));
+            }
+        }
+    }
+    Ok(result.into_iter().map(|k| k.0).collect())
+}

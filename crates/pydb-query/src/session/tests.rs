@@ -1,0 +1,236 @@
+//! Sessions: autocommit, BEGIN/COMMIT/ROLLBACK, the failed state,
+//! transactional DDL, and two sessions seeing (or fighting) each other.
+
+use std::sync::Arc;
+
+use pydb_storage::MemoryStorage;
+use pydb_txn::TxnManager;
+
+use super::*;
+use crate::output::Rows;
+use crate::value::Value;
+
+fn database() -> Database {
+    let engine = Arc::new(MemoryStorage::new());
+    let mgr = TxnManager::open(engine, pydb_txn::Options::default()).unwrap();
+    Database::new(Arc::new(mgr)).unwrap()
+}
+
+fn run(s: &mut Session, sql: &str) -> Vec<Output> {
+    s.execute(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e} ({})", e.sqlstate()))
+}
+
+fn query(s: &mut Session, sql: &str) -> Vec<Vec<Value>> {
+    match run(s, sql).pop() {
+        Some(Output::Rows(Rows { rows, .. })) => rows,
+        other => panic!("{sql}: {other:?}"),
+    }
+}
+
+fn error(s: &mut Session, sql: &str) -> Error {
+    match s.execute(sql) {
+        Err(e) => e,
+        Ok(out) => panic!("{sql} succeeded: {out:?}"),
+    }
+}
+
+fn ints(values: &[i64]) -> Vec<Vec<Value>> {
+    values.iter().map(|&i| vec![Value::Integer(i)]).collect()
+}
+
+#[test]
+fn a_failed_autocommit_statement_leaves_nothing() {
+    let db = database();
+    let mut s = db.session();
+    run(
+        &mut s,
+        "CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT UNIQUE)",
+    );
+    let e = error(&mut s, "INSERT INTO t VALUES (1, 'x'), (2, 'y'), (1, 'z')");
+    assert_eq!(e.sqlstate(), "23505", "{e}");
+    assert_eq!(query(&mut s, "SELECT a FROM t"), ints(&[]));
+    assert_eq!(s.status(), TxnStatus::Idle);
+    run(
+        &mut s,
+        "INSERT INTO t VALUES (1, 'x'), (2, NULL), (3, NULL)",
+    );
+    assert_eq!(
+        query(&mut s, "SELECT a FROM t ORDER BY a"),
+        ints(&[1, 2, 3])
+    );
+    assert!(crate::check::check(&db).unwrap().is_ok());
+}
+
+#[test]
+fn begin_commit_and_rollback() {
+    let db = database();
+    let mut s = db.session();
+    run(&mut s, "CREATE TABLE t (a INTEGER)");
+    assert_eq!(
+        run(&mut s, "BEGIN; INSERT INTO t VALUES (1); ROLLBACK"),
+        vec![
+            Output::Done("BEGIN"),
+            Output::Affected {
+                verb: "INSERT",
+                count: 1
+            },
+            Output::Done("ROLLBACK")
+        ]
+    );
+    assert_eq!(query(&mut s, "SELECT a FROM t"), ints(&[]));
+    run(&mut s, "BEGIN");
+    assert_eq!(s.status(), TxnStatus::InTransaction);
+    run(&mut s, "INSERT INTO t VALUES (2)");
+    assert_eq!(query(&mut s, "SELECT a FROM t"), ints(&[2]), "own writes");
+    assert_eq!(
+        query(&mut db.session(), "SELECT a FROM t"),
+        ints(&[]),
+        "not before commit"
+    );
+    run(&mut s, "COMMIT");
+    assert_eq!(query(&mut db.session(), "SELECT a FROM t"), ints(&[2]));
+    assert!(matches!(error(&mut s, "COMMIT"), Error::Invalid(_)));
+    assert!(matches!(error(&mut s, "ROLLBACK"), Error::Invalid(_)));
+}
+
+#[test]
+fn a_failed_statement_inside_begin_fails_the_transaction() {
+    let db = database();
+    let mut s = db.session();
+    run(&mut s, "CREATE TABLE t (a INTEGER PRIMARY KEY)");
+    run(&mut s, "BEGIN; INSERT INTO t VALUES (1)");
+    assert_eq!(
+        error(&mut s, "INSERT INTO t VALUES (1)").sqlstate(),
+        "23505"
+    );
+    assert_eq!(s.status(), TxnStatus::Failed);
+    let e = error(&mut s, "SELECT a FROM t");
+    assert!(matches!(e, Error::TransactionAborted), "{e}");
+    assert_eq!(e.sqlstate(), "25P02");
+    // COMMIT of a failed transaction rolls back.
+    assert_eq!(run(&mut s, "COMMIT"), vec![Output::Done("ROLLBACK")]);
+    assert_eq!(s.status(), TxnStatus::Idle);
+    assert_eq!(query(&mut s, "SELECT a FROM t"), ints(&[]));
+    // A syntax error fails it too.
+    run(&mut s, "BEGIN; INSERT INTO t VALUES (5)");
+    assert_eq!(error(&mut s, "SELEKT 1").sqlstate(), "42601");
+    assert_eq!(s.status(), TxnStatus::Failed);
+    run(&mut s, "ROLLBACK");
+    assert_eq!(query(&mut s, "SELECT a FROM t"), ints(&[]));
+}
+
+#[test]
+fn ddl_is_transactional() {
+    let db = database();
+    let mut s = db.session();
+    run(
+        &mut s,
+        "BEGIN; CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1); CREATE INDEX t_a ON t (a)",
+    );
+    assert_eq!(query(&mut s, "SELECT a FROM t WHERE a = 1"), ints(&[1]));
+    let mut other = db.session();
+    assert_eq!(error(&mut other, "SELECT a FROM t").sqlstate(), "42P01");
+    run(&mut s, "ROLLBACK");
+    assert_eq!(error(&mut s, "SELECT a FROM t").sqlstate(), "42P01");
+    // Committed DDL is visible to a session whose cache held the old
+    // catalog.
+    run(&mut s, "BEGIN; CREATE TABLE t (a INTEGER); COMMIT");
+    assert_eq!(query(&mut other, "SELECT a FROM t"), ints(&[]));
+    run(&mut other, "DROP TABLE t");
+    assert_eq!(error(&mut s, "SELECT a FROM t").sqlstate(), "42P01");
+}
+
+#[test]
+fn concurrent_writes_to_one_row_fail_with_40001() {
+    let db = database();
+    let mut setup = db.session();
+    run(
+        &mut setup,
+        "CREATE TABLE acct (id INTEGER PRIMARY KEY, balance INTEGER); INSERT INTO acct VALUES (1, 100)",
+    );
+    for level in ["REPEATABLE READ", "SERIALIZABLE", "READ COMMITTED"] {
+        let (mut a, mut b) = (db.session(), db.session());
+        run(&mut a, &format!("BEGIN ISOLATION LEVEL {level}"));
+        run(&mut b, &format!("BEGIN ISOLATION LEVEL {level}"));
+        run(&mut a, "UPDATE acct SET balance = balance + 1 WHERE id = 1");
+        run(
+            &mut b,
+            "UPDATE acct SET balance = balance + 10 WHERE id = 1",
+        );
+        run(&mut a, "COMMIT");
+        let e = error(&mut b, "COMMIT");
+        assert_eq!(e.sqlstate(), "40001", "{level}: {e}");
+        assert!(e.is_retryable());
+        assert_eq!(b.status(), TxnStatus::Idle);
+    }
+    assert_eq!(
+        query(&mut setup, "SELECT balance FROM acct"),
+        ints(&[103]),
+        "every winner's increment, no loser's"
+    );
+}
+
+#[test]
+fn write_skew_is_refused_under_serializable_only() {
+    for (level, skew_allowed) in [("REPEATABLE READ", true), ("SERIALIZABLE", false)] {
+        let db = database();
+        let mut setup = db.session();
+        run(
+            &mut setup,
+            "CREATE TABLE doctors (name TEXT PRIMARY KEY, on_call INTEGER); \
+             INSERT INTO doctors VALUES ('alice', 1), ('bob', 1)",
+        );
+        let (mut a, mut b) = (db.session(), db.session());
+        for (s, me) in [(&mut a, "alice"), (&mut b, "bob")] {
+            run(s, &format!("BEGIN ISOLATION LEVEL {level}"));
+            assert_eq!(
+                query(s, "SELECT COUNT(*) FROM doctors WHERE on_call = 1"),
+                ints(&[2])
+            );
+            run(
+                s,
+                &format!("UPDATE doctors SET on_call = 0 WHERE name = '{me}'"),
+            );
+        }
+        run(&mut a, "COMMIT");
+        let result = b.execute("COMMIT");
+        if skew_allowed {
+            assert!(result.is_ok(), "{level}");
+        } else {
+            let e = result.unwrap_err();
+            assert_eq!(e.sqlstate(), "40001", "{e}");
+        }
+    }
+}
+
+#[test]
+fn snapshot_reads_do_not_see_later_commits() {
+    let db = database();
+    let mut a = db.session();
+    run(&mut a, "CREATE TABLE t (a INTEGER)");
+    run(&mut a, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+    assert_eq!(query(&mut a, "SELECT a FROM t"), ints(&[]));
+    run(&mut db.session(), "INSERT INTO t VALUES (7)");
+    assert_eq!(query(&mut a, "SELECT a FROM t"), ints(&[]));
+    run(&mut a, "COMMIT");
+    assert_eq!(query(&mut a, "SELECT a FROM t"), ints(&[7]));
+}
+
+#[test]
+fn read_only_transactions_refuse_writes() {
+    let db = database();
+    let mut s = db.session();
+    run(&mut s, "CREATE TABLE t (a INTEGER); BEGIN READ ONLY");
+    assert!(matches!(error(&mut s, "BEGIN"), Error::Invalid(_)));
+    assert_eq!(
+        s.status(),
+        TxnStatus::InTransaction,
+        "a nested BEGIN is refused; the transaction goes on"
+    );
+    assert_eq!(query(&mut s, "SELECT a FROM t"), ints(&[]));
+    let e = error(&mut s, "INSERT INTO t VALUES (1)");
+    assert_eq!(e.sqlstate(), "25006", "{e}");
+    assert_eq!(s.status(), TxnStatus::Failed);
+    run(&mut s, "ROLLBACK");
+}

@@ -1,0 +1,735 @@
+//! The [`Store`] over a `pydb-txn` transaction: tables, indexes and the
+//! catalog as keys and values of one [`Transaction`].
+//!
+//! Everything a statement does, rows, index entries and DDL alike, is a
+//! write buffered in the same transaction, so a rolled-back statement or
+//! transaction leaves nothing behind, and a `CREATE TABLE` becomes
+//! visible to other sessions exactly when its transaction commits. Where
+//! each kind of data lives is in [`layout`]; how the catalog is written,
+//! in [`records`]; how values become bytes, in
+//! [`encoding`](crate::encoding).
+//!
+//! # Constraints
+//!
+//! - NOT NULL: checked on every insert and update.
+//! - PRIMARY KEY: the row key *is* the primary key, so a duplicate is
+//!   found by a point read of that key, and two concurrent inserts of one
+//!   key write the same engine key: the transaction layer's write-write
+//!   check refuses the second committer (SQLSTATE 40001).
+//! - UNIQUE: a unique index entry without NULLs is keyed by the values
+//!   alone (see [`layout`]), which gives the same two guarantees. Rows with
+//!   a NULL in the key never collide, as SQL says.
+//!
+//! # The catalog cache
+//!
+//! Decoding every table definition for every statement would cost a scan
+//! per statement, so the [`Database`](crate::Database) keeps the last
+//! decoded catalog, tagged with the commit timestamp of the newest version
+//! of the catalog version key (every DDL writes that key). A statement asks
+//! the transaction when that key last changed *in its own snapshot*
+//! ([`Transaction::last_modified`]): if the cache has that tag it is
+//! exactly the catalog this transaction sees; otherwise the catalog is read
+//! from the engine and, unless this transaction changed it itself, cached.
+//! Commit timestamps are unique, so a stale cache can never be mistaken
+//! for a fresh one.
+
+pub(crate) mod layout;
+pub(crate) mod records;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use pydb_txn::{Concurrency, Isolation, Keyspace, Transaction, TxnManager, TxnOptions};
+
+use crate::catalog::{Index, Table, View};
+use crate::encoding::{decode_key, decode_row, encode_key, encode_row};
+use crate::error::{Error, Result};
+use crate::store::{IndexRange, RowIter, RowKey, Store};
+use crate::value::{Row, Value};
+
+use layout::{CATALOG, CATALOG_TABLE, CATALOG_VIEW, INDEXES, ROWS};
+
+// ------------------------------------------------------------ keyspace
+
+// Every SQL key lives in the transaction layer's `Keyspace::Sql`, so SQL
+// data and the key-value commands never meet, and `pydb-txn` can tell them
+// apart (in `KEYS`, `DBSIZE`, and its own verifier).
+
+/// Reads `key` of the SQL space.
+pub(crate) fn space_get(tx: &Transaction, key: &[u8]) -> Result<Option<Bytes>> {
+    Ok(tx.get_in(Keyspace::Sql, key)?)
+}
+
+/// Writes `key` of the SQL space.
+pub(crate) fn space_set(tx: &mut Transaction, key: &[u8], value: &[u8]) -> Result<()> {
+    Ok(tx.set_in(Keyspace::Sql, key, value)?)
+}
+
+/// Deletes `key` of the SQL space.
+pub(crate) fn space_delete(tx: &mut Transaction, key: &[u8]) -> Result<()> {
+    Ok(tx.delete_in(Keyspace::Sql, key)?)
+}
+
+/// The keys of the SQL space in `range`, with their values, ascending.
+pub(crate) fn space_scan(
+    tx: &Transaction,
+    range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+) -> Result<Vec<(Bytes, Bytes)>> {
+    Ok(tx.scan_in(Keyspace::Sql, range)?)
+}
+
+/// The last commit that wrote the catalog version key, as this
+/// transaction sees it (`u64::MAX`: this transaction wrote it).
+fn catalog_tag(tx: &Transaction) -> Result<u64> {
+    Ok(tx
+        .last_modified_in(Keyspace::Sql, &layout::CATALOG_VERSION)?
+        .unwrap_or(0))
+}
+
+// ------------------------------------------------------------- catalog
+
+/// Every table and view, as one transaction sees them.
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    /// Tables by name.
+    pub(crate) tables: BTreeMap<String, Arc<Table>>,
+    /// Views by name.
+    pub(crate) views: BTreeMap<String, Arc<View>>,
+}
+
+impl Catalog {
+    /// Reads the catalog records of the transaction.
+    pub(crate) fn load(tx: &Transaction) -> Result<Catalog> {
+        let mut catalog = Catalog::default();
+        for (key, value) in space_scan(tx, layout::prefix_range(vec![CATALOG]))? {
+            let (kind, name) = match &key[..] {
+                [_, kind, name @ ..] => (*kind, name),
+                _ => return Err(Error::Corrupted(format!("catalog key {key:?} too short"))),
+            };
+            let name = std::str::from_utf8(name)
+                .map_err(|_| Error::Corrupted(format!("catalog key {key:?} is not UTF-8")))?;
+            match kind {
+                CATALOG_TABLE => {
+                    let table = records::decode_table(name, &value)?;
+                    catalog.tables.insert(name.to_owned(), Arc::new(table));
+                }
+                CATALOG_VIEW => {
+                    let view = records::decode_view(name, &value)?;
+                    catalog.views.insert(name.to_owned(), Arc::new(view));
+                }
+                other => {
+                    return Err(Error::Corrupted(format!(
+                        "catalog key {key:?} of unknown kind {other}"
+                    )));
+                }
+            }
+        }
+        Ok(catalog)
+    }
+
+    fn index(&self, name: &str) -> Option<(&Arc<Table>, &Index)> {
+        self.tables.values().find_map(|t| {
+            t.indexes
+                .iter()
+                .find(|i| i.name.eq_ignore_ascii_case(name))
+                .map(|i| (t, i))
+        })
+    }
+}
+
+/// What a database's sessions share: the catalog most recently decoded,
+/// and the hidden row id allocators.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The transaction manager.
+    mgr: Arc<TxnManager>,
+    /// The catalog version key's commit timestamp, and what it says.
+    last: Mutex<Option<(u64, Arc<Catalog>)>>,
+    /// The next hidden row id of each table without PRIMARY KEY that was
+    /// inserted into since the database was opened.
+    row_ids: Mutex<HashMap<u64, u64>>,
+}
+
+impl Shared {
+    /// Nothing cached yet, over `mgr`.
+    pub(crate) fn new(mgr: Arc<TxnManager>) -> Self {
+        Shared {
+            mgr,
+            last: Mutex::new(None),
+            row_ids: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes the next hidden row id of `table`.
+    ///
+    /// Row ids are not allocated inside the transaction, where a counter key
+    /// would make every two concurrent inserts into one table conflict, but
+    /// here, like PostgreSQL's sequences: an id taken by a transaction that
+    /// rolls back is simply never used. The first allocation for a table
+    /// after the database opens starts after the largest id committed (one
+    /// scan of the table's keys, in a transaction of its own); every later
+    /// row of this process went through this allocator, so that start
+    /// stays above them. After a restart, the ids of deleted rows at the
+    /// end of the table may be taken again, as in SQLite without
+    /// AUTOINCREMENT.
+    fn next_row_id(&self, table: &Table) -> Result<i64> {
+        let mut row_ids = self.row_ids.lock();
+        let next = match row_ids.get(&table.id) {
+            Some(&next) => next,
+            None => self.largest_row_id(table)? + 1,
+        };
+        let id = i64::try_from(next)
+            .map_err(|_| Error::Invalid(format!("table {} ran out of row ids", table.name)))?;
+        row_ids.insert(table.id, next + 1);
+        Ok(id)
+    }
+
+    fn largest_row_id(&self, table: &Table) -> Result<u64> {
+        let options = TxnOptions::new(Isolation::Snapshot)
+            .read_only()
+            .concurrency(Concurrency::Mvcc);
+        let tx = self.mgr.begin_with(options)?;
+        let rows = space_scan(
+            &tx,
+            layout::prefix_range(layout::object_prefix(ROWS, table.id)),
+        )?;
+        tx.rollback();
+        let Some((key, _)) = rows.last() else {
+            return Ok(0);
+        };
+        match decode_key(&key[9..])?.as_slice() {
+            [Value::Integer(id)] if *id > 0 => Ok(id.unsigned_abs()),
+            other => Err(Error::Corrupted(format!(
+                "table {} has a row under the key {other:?}, not a row id",
+                table.name
+            ))),
+        }
+    }
+}
+
+// --------------------------------------------------------------- store
+
+/// The state of one open transaction that outlives a statement.
+#[derive(Debug)]
+pub(crate) struct OpenTxn {
+    /// The transaction.
+    pub(crate) tx: Transaction,
+    /// Whether it changed the catalog (then the shared cache is not its
+    /// catalog).
+    pub(crate) wrote_catalog: bool,
+}
+
+impl OpenTxn {
+    /// A fresh transaction's state.
+    pub(crate) fn new(tx: Transaction) -> Self {
+        OpenTxn {
+            tx,
+            wrote_catalog: false,
+        }
+    }
+}
+
+/// A [`Store`] over one open transaction.
+pub(crate) struct TxnStore<'a> {
+    open: &'a mut OpenTxn,
+    shared: &'a Shared,
+    catalog: RefCell<Option<Arc<Catalog>>>,
+}
+
+fn lower(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+impl<'a> TxnStore<'a> {
+    /// A store over `open`, with the database's `shared` state.
+    pub(crate) fn new(open: &'a mut OpenTxn, shared: &'a Shared) -> Self {
+        TxnStore {
+            open,
+            shared,
+            catalog: RefCell::new(None),
+        }
+    }
+
+    fn tx(&self) -> &Transaction {
+        &self.open.tx
+    }
+
+    /// The catalog this transaction sees.
+    fn catalog(&self) -> Result<Arc<Catalog>> {
+        if let Some(catalog) = self.catalog.borrow().as_ref() {
+            return Ok(catalog.clone());
+        }
+        let catalog = if self.open.wrote_catalog {
+            Arc::new(Catalog::load(self.tx())?)
+        } else {
+            let tag = catalog_tag(self.tx())?;
+            let cached = self
+                .shared
+                .last
+                .lock()
+                .as_ref()
+                .filter(|(t, _)| *t == tag)
+                .map(|(_, c)| c.clone());
+            match cached {
+                Some(catalog) => catalog,
+                None => {
+                    let catalog = Arc::new(Catalog::load(self.tx())?);
+                    if tag != u64::MAX {
+                        *self.shared.last.lock() = Some((tag, catalog.clone()));
+                    }
+                    catalog
+                }
+            }
+        };
+        *self.catalog.borrow_mut() = Some(catalog.clone());
+        Ok(catalog)
+    }
+
+    /// Notes a catalog change: bumps the version key (so other sessions'
+    /// caches miss, and concurrent DDL conflicts) and forgets the catalog.
+    fn catalog_changed(&mut self) -> Result<()> {
+        let version = self.read_counter(&layout::CATALOG_VERSION)?;
+        self.write_counter(&layout::CATALOG_VERSION, version + 1)?;
+        self.open.wrote_catalog = true;
+        *self.catalog.borrow_mut() = None;
+        Ok(())
+    }
+
+    fn read_counter(&self, key: &[u8]) -> Result<u64> {
+        match space_get(self.tx(), key)? {
+            None => Ok(0),
+            Some(value) => {
+                let bytes: [u8; 8] = value[..].try_into().map_err(|_| {
+                    Error::Corrupted(format!("SQL counter {key:?} has {} bytes", value.len()))
+                })?;
+                Ok(u64::from_le_bytes(bytes))
+            }
+        }
+    }
+
+    fn write_counter(&mut self, key: &[u8], value: u64) -> Result<()> {
+        space_set(&mut self.open.tx, key, &value.to_le_bytes())
+    }
+
+    /// Takes the next id for a table or index.
+    fn next_id(&mut self) -> Result<u64> {
+        let id = self.read_counter(&layout::NEXT_ID)?.max(1);
+        self.write_counter(&layout::NEXT_ID, id + 1)?;
+        Ok(id)
+    }
+
+    fn write_table(&mut self, table: &Table) -> Result<()> {
+        let key = layout::catalog_key(CATALOG_TABLE, &table.name);
+        space_set(&mut self.open.tx, &key, &records::encode_table(table))
+    }
+
+    fn check_name_free(&self, catalog: &Catalog, name: &str) -> Result<()> {
+        if catalog.tables.contains_key(name) {
+            return Err(Error::Duplicate {
+                kind: "table",
+                name: name.to_owned(),
+                what: "already exists",
+            });
+        }
+        if catalog.views.contains_key(name) {
+            return Err(Error::Duplicate {
+                kind: "view",
+                name: name.to_owned(),
+                what: "already exists",
+            });
+        }
+        Ok(())
+    }
+
+    fn check_index_name_free(catalog: &Catalog, name: &str) -> Result<()> {
+        if catalog.index(name).is_some() {
+            return Err(Error::Duplicate {
+                kind: "index",
+                name: name.to_owned(),
+                what: "already exists",
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes every key with `prefix`.
+    fn delete_prefix(&mut self, prefix: Vec<u8>) -> Result<()> {
+        for (key, _) in space_scan(self.tx(), layout::prefix_range(prefix))? {
+            space_delete(&mut self.open.tx, &key)?;
+        }
+        Ok(())
+    }
+
+    /// The row key of `row`: its primary key, or a new hidden row id.
+    fn new_row_key(&mut self, table: &Table, row: &Row) -> Result<RowKey> {
+        if table.primary_key.is_empty() {
+            let id = self.shared.next_row_id(table)?;
+            Ok(RowKey(Bytes::from(encode_key(&[Value::Integer(id)]))))
+        } else {
+            Ok(pk_row_key(table, row))
+        }
+    }
+
+    fn check_row(table: &Table, row: &Row) -> Result<()> {
+        if row.len() != table.columns.len() {
+            return Err(Error::Invalid(format!(
+                "a row of {} values for table {} of {} columns",
+                row.len(),
+                table.name,
+                table.columns.len()
+            )));
+        }
+        for (i, (column, value)) in table.columns.iter().zip(row).enumerate() {
+            if value.is_null() && (!column.nullable || table.primary_key.contains(&i)) {
+                return Err(Error::Constraint {
+                    constraint: "NOT NULL",
+                    detail: format!("{}.{}", table.name, column.name),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `row`'s entry to `index`, refusing a duplicate in a UNIQUE one.
+    fn add_entry(&mut self, table: &Table, index: &Index, key: &RowKey, row: &Row) -> Result<()> {
+        let values = index_values(index, row);
+        let entry = layout::index_key(index.id, index.unique, &values, &key.0);
+        if index.unique
+            && !values.iter().any(Value::is_null)
+            && space_get(self.tx(), &entry)?.is_some_and(|existing| existing != key.0)
+        {
+            return Err(Error::Constraint {
+                constraint: "UNIQUE",
+                detail: index
+                    .columns
+                    .iter()
+                    .map(|&c| format!("{}.{}", table.name, table.columns[c].name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        space_set(&mut self.open.tx, &entry, &key.0)
+    }
+
+    fn remove_entry(&mut self, index: &Index, key: &RowKey, row: &Row) -> Result<()> {
+        let values = index_values(index, row);
+        space_delete(
+            &mut self.open.tx,
+            &layout::index_key(index.id, index.unique, &values, &key.0),
+        )
+    }
+
+    fn fetch_row(&self, table: &Table, key: &[u8]) -> Result<Option<Row>> {
+        match space_get(self.tx(), &layout::row_key(table.id, key))? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(decode_table_row(table, &bytes)?)),
+        }
+    }
+}
+
+/// The values of `index`'s columns in `row`.
+pub(crate) fn index_values(index: &Index, row: &Row) -> Vec<Value> {
+    index
+        .columns
+        .iter()
+        .map(|&c| row.get(c).cloned().unwrap_or(Value::Null))
+        .collect()
+}
+
+/// The row key of a table with a primary key.
+pub(crate) fn pk_row_key(table: &Table, row: &Row) -> RowKey {
+    let pk: Vec<Value> = table
+        .primary_key
+        .iter()
+        .map(|&c| row.get(c).cloned().unwrap_or(Value::Null))
+        .collect();
+    RowKey(Bytes::from(encode_key(&pk)))
+}
+
+/// Decodes a stored row of `table`, checking its width.
+pub(crate) fn decode_table_row(table: &Table, bytes: &[u8]) -> Result<Row> {
+    let row = decode_row(bytes)?;
+    if row.len() != table.columns.len() {
+        return Err(Error::Corrupted(format!(
+            "a row of table {} has {} values, the table {} columns",
+            table.name,
+            row.len(),
+            table.columns.len()
+        )));
+    }
+    Ok(row)
+}
+
+impl Store for TxnStore<'_> {
+    fn table(&self, name: &str) -> Result<Option<Arc<Table>>> {
+        Ok(self.catalog()?.tables.get(&lower(name)).cloned())
+    }
+
+    fn view(&self, name: &str) -> Result<Option<Arc<View>>> {
+        Ok(self.catalog()?.views.get(&lower(name)).cloned())
+    }
+
+    fn tables(&self) -> Result<Vec<Arc<Table>>> {
+        Ok(self.catalog()?.tables.values().cloned().collect())
+    }
+
+    fn views(&self) -> Result<Vec<Arc<View>>> {
+        Ok(self.catalog()?.views.values().cloned().collect())
+    }
+
+    fn create_table(&mut self, mut table: Table) -> Result<Arc<Table>> {
+        let catalog = self.catalog()?;
+        table.name = lower(&table.name);
+        self.check_name_free(&catalog, &table.name)?;
+        if table.columns.is_empty() {
+            return Err(Error::Invalid(format!(
+                "table {} has no columns",
+                table.name
+            )));
+        }
+        let width = table.columns.len();
+        if let Some(bad) = table
+            .primary_key
+            .iter()
+            .chain(table.indexes.iter().flat_map(|i| i.columns.iter()))
+            .find(|&&c| c >= width)
+        {
+            return Err(Error::Invalid(format!(
+                "column position {bad} in a table of {width} columns"
+            )));
+        }
+        for (i, column) in table.columns.iter().enumerate() {
+            if table.columns[..i]
+                .iter()
+                .any(|c| c.name.eq_ignore_ascii_case(&column.name))
+            {
+                return Err(Error::Duplicate {
+                    kind: "column",
+                    name: column.name.clone(),
+                    what: "already exists",
+                });
+            }
+        }
+        table.id = self.next_id()?;
+        for i in 0..table.indexes.len() {
+            let name = lower(&table.indexes[i].name);
+            Self::check_index_name_free(&catalog, &name)?;
+            if table.indexes[..i].iter().any(|x| x.name == name) {
+                return Err(Error::Duplicate {
+                    kind: "index",
+                    name,
+                    what: "already exists",
+                });
+            }
+            let id = self.next_id()?;
+            let index = &mut table.indexes[i];
+            index.name = name;
+            index.id = id;
+            index.table = table.name.clone();
+        }
+        self.write_table(&table)?;
+        self.catalog_changed()?;
+        Ok(Arc::new(table))
+    }
+
+    fn drop_table(&mut self, name: &str) -> Result<()> {
+        let name = lower(name);
+        let table = self.table(&name)?.ok_or_else(|| Error::Undefined {
+            kind: "table",
+            name: name.clone(),
+        })?;
+        self.delete_prefix(layout::object_prefix(ROWS, table.id))?;
+        for index in &table.indexes {
+            self.delete_prefix(layout::object_prefix(INDEXES, index.id))?;
+        }
+        space_delete(
+            &mut self.open.tx,
+            &layout::catalog_key(CATALOG_TABLE, &table.name),
+        )?;
+        self.catalog_changed()
+    }
+
+    fn create_index(&mut self, mut index: Index) -> Result<()> {
+        let catalog = self.catalog()?;
+        index.name = lower(&index.name);
+        Self::check_index_name_free(&catalog, &index.name)?;
+        let table = catalog
+            .tables
+            .get(&lower(&index.table))
+            .ok_or_else(|| Error::Undefined {
+                kind: "table",
+                name: index.table.clone(),
+            })?
+            .clone();
+        if let Some(bad) = index.columns.iter().find(|&&c| c >= table.columns.len()) {
+            return Err(Error::Invalid(format!(
+                "column position {bad} in table {} of {} columns",
+                table.name,
+                table.columns.len()
+            )));
+        }
+        index.table = table.name.clone();
+        index.id = self.next_id()?;
+        let rows = self.scan(&table)?.collect::<Result<Vec<_>>>()?;
+        for (key, row) in &rows {
+            self.add_entry(&table, &index, key, row)?;
+        }
+        let mut updated = (*table).clone();
+        updated.indexes.push(index);
+        self.write_table(&updated)?;
+        self.catalog_changed()
+    }
+
+    fn drop_index(&mut self, name: &str) -> Result<()> {
+        let catalog = self.catalog()?;
+        let (table, index) = catalog.index(name).ok_or_else(|| Error::Undefined {
+            kind: "index",
+            name: name.to_owned(),
+        })?;
+        let mut updated = (**table).clone();
+        updated.indexes.retain(|i| i.id != index.id);
+        self.delete_prefix(layout::object_prefix(INDEXES, index.id))?;
+        self.write_table(&updated)?;
+        self.catalog_changed()
+    }
+
+    fn create_view(&mut self, mut view: View) -> Result<()> {
+        let catalog = self.catalog()?;
+        view.name = lower(&view.name);
+        self.check_name_free(&catalog, &view.name)?;
+        let key = layout::catalog_key(CATALOG_VIEW, &view.name);
+        space_set(&mut self.open.tx, &key, &records::encode_view(&view))?;
+        self.catalog_changed()
+    }
+
+    fn drop_view(&mut self, name: &str) -> Result<()> {
+        let name = lower(name);
+        if self.view(&name)?.is_none() {
+            return Err(Error::Undefined { kind: "view", name });
+        }
+        space_delete(&mut self.open.tx, &layout::catalog_key(CATALOG_VIEW, &name))?;
+        self.catalog_changed()
+    }
+
+    fn scan(&self, table: &Table) -> Result<RowIter<'_>> {
+        let prefix_len = 9;
+        let items = space_scan(
+            self.tx(),
+            layout::prefix_range(layout::object_prefix(ROWS, table.id)),
+        )?;
+        let table = table.clone();
+        Ok(Box::new(items.into_iter().map(move |(key, value)| {
+            let row = decode_table_row(&table, &value)?;
+            Ok((RowKey(key.slice(prefix_len..)), row))
+        })))
+    }
+
+    fn index_scan(&self, table: &Table, index: &Index, range: &IndexRange) -> Result<RowIter<'_>> {
+        let items = space_scan(
+            self.tx(),
+            layout::index_range(index.id, &range.start, &range.end),
+        )?;
+        let table = table.clone();
+        Ok(Box::new(items.into_iter().map(move |(entry, row_key)| {
+            let row = self.fetch_row(&table, &row_key)?.ok_or_else(|| {
+                Error::Corrupted(format!(
+                    "index {} entry {entry:?} points to a missing row of {}",
+                    index_name_of(&table, &entry),
+                    table.name
+                ))
+            })?;
+            Ok((RowKey(row_key), row))
+        })))
+    }
+
+    fn get_by_pk(&self, table: &Table, pk: &[Value]) -> Result<Option<(RowKey, Row)>> {
+        if table.primary_key.is_empty() {
+            return Err(Error::Invalid(format!(
+                "table {} has no primary key",
+                table.name
+            )));
+        }
+        let key = RowKey(Bytes::from(encode_key(pk)));
+        Ok(self.fetch_row(table, &key.0)?.map(|row| (key, row)))
+    }
+
+    fn insert(&mut self, table: &Table, row: Row) -> Result<RowKey> {
+        Self::check_row(table, &row)?;
+        let key = self.new_row_key(table, &row)?;
+        let engine_key = layout::row_key(table.id, &key.0);
+        if !table.primary_key.is_empty() && space_get(self.tx(), &engine_key)?.is_some() {
+            return Err(pk_violation(table));
+        }
+        for index in &table.indexes {
+            self.add_entry(table, index, &key, &row)?;
+        }
+        space_set(&mut self.open.tx, &engine_key, &encode_row(&row))?;
+        Ok(key)
+    }
+
+    fn update(&mut self, table: &Table, key: &RowKey, old: &Row, new: Row) -> Result<RowKey> {
+        Self::check_row(table, &new)?;
+        let new_key = if table.primary_key.is_empty() {
+            key.clone()
+        } else {
+            pk_row_key(table, &new)
+        };
+        if new_key != *key {
+            if space_get(self.tx(), &layout::row_key(table.id, &new_key.0))?.is_some() {
+                return Err(pk_violation(table));
+            }
+            space_delete(&mut self.open.tx, &layout::row_key(table.id, &key.0))?;
+        }
+        for index in &table.indexes {
+            if new_key == *key && index_values(index, old) == index_values(index, &new) {
+                continue;
+            }
+            self.remove_entry(index, key, old)?;
+            self.add_entry(table, index, &new_key, &new)?;
+        }
+        space_set(
+            &mut self.open.tx,
+            &layout::row_key(table.id, &new_key.0),
+            &encode_row(&new),
+        )?;
+        Ok(new_key)
+    }
+
+    fn delete(&mut self, table: &Table, key: &RowKey, row: &Row) -> Result<()> {
+        for index in &table.indexes {
+            self.remove_entry(index, key, row)?;
+        }
+        space_delete(&mut self.open.tx, &layout::row_key(table.id, &key.0))
+    }
+}
+
+fn pk_violation(table: &Table) -> Error {
+    Error::Constraint {
+        constraint: "PRIMARY KEY",
+        detail: table
+            .primary_key
+            .iter()
+            .map(|&c| format!("{}.{}", table.name, table.columns[c].name))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+fn index_name_of(table: &Table, entry: &[u8]) -> String {
+    let id = entry
+        .get(1..9)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes);
+    table
+        .indexes
+        .iter()
+        .find(|i| Some(i.id) == id)
+        .map_or_else(|| "?".to_owned(), |i| i.name.clone())
+}
+
+#[cfg(test)]
+mod tests;
