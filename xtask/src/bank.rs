@@ -19,9 +19,8 @@
 //! not be there; either is correct.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -265,34 +264,13 @@ fn run_child(
     kill_after: Duration,
     sent: &mut BTreeMap<String, Transfer>,
 ) -> Result<Vec<String>, String> {
-    let mut child = Command::new(exe)
-        .args(["crashtest-bank-child", "--engine", &args.engine, "--dir"])
-        .arg(dir)
-        .args([
-            "--seed",
-            &seed.to_string(),
-            "--threads",
-            &args.threads.to_string(),
-            "--round",
-            &round.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("spawn child: {e}"))?;
-    let stdout = child.stdout.take().ok_or("child has no stdout")?;
-    let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
-    std::thread::sleep(kill_after);
-    // SIGKILL: no destructor, no flush, no fsync runs in the child.
-    let _ = child.kill();
-    let _ = child.wait();
-    let lines = reader.join().map_err(|_| "reader thread panicked")?;
+    let child = crate::crashtest::ChildRun {
+        command: "crashtest-bank-child",
+        dir,
+        round,
+        seed,
+    };
+    let lines = child.run_until_killed(exe, args, kill_after)?;
     let mut acked = Vec::new();
     for line in lines {
         match line.split(' ').collect::<Vec<_>>().as_slice() {

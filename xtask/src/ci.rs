@@ -1,9 +1,65 @@
 //! `cargo xtask ci`: the checks CI runs, in the order that fails fastest:
 //! format, lints, docs, tests, a short crash test of every persistent engine,
 //! a short bank-transfer crash test (transactions) on the log and B+tree
-//! engines, and a short run of every fuzz target.
+//! engines, a short SQL crash test on the same two, SQLite's sqllogictest
+//! corpus (select1-4 and evidence/, when it is found next to the project),
+//! and a short run of every fuzz target (the SQL parser's `sql_parse`
+//! among them).
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The scripts of SQLite's corpus CI runs, relative to the corpus directory.
+pub const SLT_CORPUS: &[&str] = &[
+    "select1.test",
+    "select2.test",
+    "select3.test",
+    "select4.test",
+    "evidence",
+];
+
+/// Scripts of the corpus left out, with the reason: pydb has no triggers
+/// (issue 12 lets them go).
+pub const SLT_SKIPPED: &[(&str, &str)] = &[
+    ("slt_lang_createtrigger", "no triggers"),
+    ("slt_lang_droptrigger", "no triggers"),
+];
+
+/// Where SQLite's sqllogictest corpus is: `../shared/sqllogictest` next to
+/// the repository, or `/work/shared/sqllogictest`.
+pub fn slt_corpus_dir(root: &Path) -> Option<PathBuf> {
+    [
+        root.join("..").join("shared").join("sqllogictest"),
+        PathBuf::from("/work/shared/sqllogictest"),
+    ]
+    .into_iter()
+    .find(|dir| dir.join("select1.test").is_file())
+}
+
+/// Runs the corpus with a release build of `cargo xtask slt` (a debug
+/// build takes minutes per script), or prints a SKIP line if it is absent.
+fn slt_corpus(root: &Path) -> Result<(), String> {
+    let Some(dir) = slt_corpus_dir(root) else {
+        eprintln!(
+            "==> sqllogictest corpus: SKIP (not found at ../shared/sqllogictest or /work/shared/sqllogictest)"
+        );
+        return Ok(());
+    };
+    let mut args: Vec<String> = ["run", "--release", "--quiet", "-p", "xtask", "--", "slt"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for (name, why) in SLT_SKIPPED {
+        eprintln!("==> sqllogictest corpus: skipping {name} ({why})");
+        args.push("--skip".into());
+        args.push((*name).to_string());
+    }
+    for script in SLT_CORPUS {
+        args.push(dir.join(script).display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    step("sqllogictest corpus", "cargo", &args, &[])
+}
 
 /// Flags of `cargo xtask ci`.
 #[derive(clap::Args)]
@@ -81,6 +137,19 @@ pub fn run(args: &CiArgs) -> Result<(), String> {
             dir: None,
         })?;
     }
+    for engine in ["log", "btree"] {
+        eprintln!("==> crash test: SQL transactions on {engine}");
+        crate::sqlcrash::run(&crate::crashtest::CrashArgs {
+            iterations: 15,
+            seed: 1,
+            engine: engine.to_string(),
+            duration: 60,
+            threads: 4,
+            max_kill_ms: 300,
+            dir: None,
+        })?;
+    }
+    slt_corpus(&crate::workspace_root()?)?;
     eprintln!("==> fuzz: every target briefly");
     crate::fuzz::run(&crate::fuzz::FuzzArgs {
         target: None,

@@ -369,38 +369,13 @@ fn run_child(
     seed: u64,
     kill_after: Duration,
 ) -> Result<Vec<ThreadHistory>, String> {
-    let mut child = Command::new(exe)
-        .args(["crashtest-child", "--engine", &args.engine, "--dir"])
-        .arg(dir)
-        .args([
-            "--seed",
-            &seed.to_string(),
-            "--threads",
-            &args.threads.to_string(),
-            "--round",
-            &round.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("spawn child: {e}"))?;
-    let stdout = child.stdout.take().ok_or("child has no stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            match line {
-                Ok(line) => lines.push(line),
-                Err(_) => break,
-            }
-        }
-        lines
-    });
-    std::thread::sleep(kill_after);
-    // SIGKILL: no destructor, no flush, no fsync runs in the child.
-    let _ = child.kill();
-    let _ = child.wait();
-    let lines = reader.join().map_err(|_| "reader thread panicked")?;
+    let child = ChildRun {
+        command: "crashtest-child",
+        dir,
+        round,
+        seed,
+    };
+    let lines = child.run_until_killed(exe, args, kill_after)?;
     let mut histories: Vec<ThreadHistory> = (0..args.threads)
         .map(|_| ThreadHistory::default())
         .collect();
@@ -541,6 +516,63 @@ fn check_round(
             );
             summary.phantom += 1;
         }
+    }
+}
+
+/// One child of a crash test: this binary re-executed as `command` (a
+/// hidden subcommand taking [`ChildArgs`]) on the database in `dir`.
+pub struct ChildRun<'a> {
+    /// The hidden subcommand, e.g. `crashtest-child`.
+    pub command: &'a str,
+    /// The database directory.
+    pub dir: &'a Path,
+    /// The round number, passed on so that the child's ids are unique.
+    pub round: u64,
+    /// The seed of the child's random choices.
+    pub seed: u64,
+}
+
+impl ChildRun<'_> {
+    /// Starts the child, kills it with SIGKILL after `kill_after`, and
+    /// returns every whole line it printed (the last one may be cut by the
+    /// kill: callers ignore lines they cannot parse). Shared by every crash
+    /// test target.
+    pub fn run_until_killed(
+        &self,
+        exe: &Path,
+        args: &CrashArgs,
+        kill_after: Duration,
+    ) -> Result<Vec<String>, String> {
+        let mut child = Command::new(exe)
+            .args([self.command, "--engine", &args.engine, "--dir"])
+            .arg(self.dir)
+            .args([
+                "--seed",
+                &self.seed.to_string(),
+                "--threads",
+                &args.threads.to_string(),
+                "--round",
+                &self.round.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("spawn child: {e}"))?;
+        let stdout = child.stdout.take().ok_or("child has no stdout")?;
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+        });
+        std::thread::sleep(kill_after);
+        // SIGKILL: no destructor, no flush, no fsync runs in the child.
+        let _ = child.kill();
+        let _ = child.wait();
+        reader
+            .join()
+            .map_err(|_| "reader thread panicked".to_string())
     }
 }
 

@@ -5,7 +5,8 @@
 //!   a short crash test, a short fuzz run).
 //! - `cargo xtask crashtest`: kill a writing process with SIGKILL at random
 //!   moments and check that no acknowledged write was lost (`--target
-//!   bank`: the same for serializable bank transfers).
+//!   bank`: the same for serializable bank transfers; `--target sql`: SQL
+//!   transactions with secondary indexes).
 //! - `cargo xtask fuzz`: run the cargo-fuzz targets and report executions.
 //! - `cargo xtask slt PATH...`: run sqllogictest scripts against pydb's SQL.
 
@@ -16,6 +17,7 @@ mod engines;
 mod fuzz;
 mod shellcrash;
 mod slt;
+mod sqlcrash;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,8 +42,9 @@ enum Task {
         /// What to kill: `engine` (a child writing through the engine API
         /// from several threads, with compactions), `bank` (serializable
         /// transfers through pydb-txn; the total and every acknowledged
-        /// transfer must survive) or `shell` (`pydb shell --sync always`
-        /// driven through a pipe).
+        /// transfer must survive), `shell` (`pydb shell --sync always`
+        /// driven through a pipe) or `sql` (SQL transactions on a table with
+        /// secondary indexes; committed rows survive, indexes match).
         #[arg(long, default_value = "engine")]
         target: String,
     },
@@ -51,6 +54,9 @@ enum Task {
     /// The child process of the bank-transfer crash test (internal).
     #[command(hide = true)]
     CrashtestBankChild(crashtest::ChildArgs),
+    /// The child process of the SQL crash test (internal).
+    #[command(hide = true)]
+    CrashtestSqlChild(crashtest::ChildArgs),
     /// Run the cargo-fuzz targets and report executions and crashes.
     Fuzz(fuzz::FuzzArgs),
     /// Run sqllogictest scripts (files or directories) against pydb's SQL.
@@ -74,12 +80,14 @@ fn main() -> ExitCode {
             "engine" => crashtest::run(&args),
             "bank" => bank::run(&args),
             "shell" => build_pydb().and_then(|pydb| shellcrash::run(&args, &pydb)),
+            "sql" => sqlcrash::run(&args),
             other => Err(format!(
-                "unknown crash test target {other}: engine, bank or shell"
+                "unknown crash test target {other}: engine, bank, shell or sql"
             )),
         },
         Task::CrashtestChild(args) => crashtest::child(&args),
         Task::CrashtestBankChild(args) => bank::child(&args),
+        Task::CrashtestSqlChild(args) => sqlcrash::child(&args),
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Slt(args) => slt::run(&args),
     };

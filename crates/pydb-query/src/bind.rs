@@ -800,6 +800,18 @@ impl<'a> Binder<'a> {
         })
     }
 
+    /// A subquery used as a value or an IN list: it must return one column.
+    fn bind_one_column_subquery(&mut self, q: &ast::Query) -> Result<Subquery> {
+        let sq = self.bind_subquery(q)?;
+        let width = sq.plan.width();
+        if width != 1 {
+            return Err(Error::Invalid(format!(
+                "sub-select returns {width} columns - expected 1"
+            )));
+        }
+        Ok(sq)
+    }
+
     /// Binds an expression in the innermost scope, in its current mode.
     pub fn bind_expr(&mut self, e: &ast::Expr) -> Result<Expr> {
         let agg_active = self
@@ -894,14 +906,14 @@ impl<'a> Binder<'a> {
                 negated,
             } => Expr::InSubquery {
                 expr: b(self, expr)?,
-                subquery: self.bind_subquery(query)?,
+                subquery: self.bind_one_column_subquery(query)?,
                 negated: *negated,
             },
             ExprKind::Exists { query, negated } => Expr::Exists {
                 subquery: self.bind_subquery(query)?,
                 negated: *negated,
             },
-            ExprKind::Subquery(q) => Expr::Scalar(self.bind_subquery(q)?),
+            ExprKind::Subquery(q) => Expr::Scalar(self.bind_one_column_subquery(q)?),
             ExprKind::Case {
                 operand,
                 branches,

@@ -198,12 +198,16 @@ keywords! {
 impl Keyword {
     /// The keyword spelled `word` (any case), if it is one.
     pub fn lookup(word: &str) -> Option<Keyword> {
-        // The list is short and this runs once per word: a linear scan
-        // keeps the code obvious.
+        // Upper-case into a small buffer (no keyword is longer than 16
+        // bytes) and search the sorted list.
+        let mut upper = [0u8; 16];
+        let buf = upper.get_mut(..word.len())?;
+        buf.copy_from_slice(word.as_bytes());
+        buf.make_ascii_uppercase();
         KEYWORDS
-            .iter()
-            .copied()
-            .find(|k| k.as_str().eq_ignore_ascii_case(word))
+            .binary_search_by(|k| k.as_str().as_bytes().cmp(buf))
+            .ok()
+            .map(|i| KEYWORDS[i])
     }
 
     /// Whether the keyword can never be a name without quotes. The others
@@ -285,20 +289,44 @@ impl Keyword {
 /// Cuts `sql` into tokens, ending with one [`TokenKind::Eof`] whose span is
 /// the empty span at the end of the text.
 pub fn tokenize(sql: &str) -> Result<Vec<Token>> {
-    let mut lexer = Lexer {
-        sql,
-        bytes: sql.as_bytes(),
-        pos: 0,
-    };
-    let mut tokens = Vec::new();
-    loop {
-        let token = lexer.next_token()?;
-        let end = token.kind == TokenKind::Eof;
-        tokens.push(token);
-        if end {
-            return Ok(tokens);
+    Lexer::new(sql).run()
+}
+
+/// Whether `sql` holds a whole statement a shell can run: its last token
+/// is `;`. Text that ends inside a string, a quoted name or a `/* */`
+/// comment is not complete (the next line may close it); text with any
+/// other lexical error is, so that the error is shown at once.
+pub fn is_complete(sql: &str) -> bool {
+    let mut lexer = Lexer::new(sql);
+    match lexer.run() {
+        Ok(tokens) => tokens.len() >= 2 && tokens[tokens.len() - 2].kind == TokenKind::Semicolon,
+        Err(_) => !lexer.ran_off_end,
+    }
+}
+
+/// The spans of the statements of a script, without their `;`, leaving out
+/// empty ones: `"SELECT 1; ;SELECT 2"` gives the spans of `SELECT 1` and
+/// `SELECT 2`. A shell runs them one by one, to time each and to stop at
+/// the first error.
+pub fn split_statements(sql: &str) -> Result<Vec<Span>> {
+    let tokens = tokenize(sql)?;
+    let mut spans = Vec::new();
+    let mut start: Option<Span> = None;
+    let mut last = Span::default();
+    for token in &tokens {
+        match token.kind {
+            TokenKind::Semicolon | TokenKind::Eof => {
+                if let Some(first) = start.take() {
+                    spans.push(first.to(last));
+                }
+            }
+            _ => {
+                start.get_or_insert(token.span);
+                last = token.span;
+            }
         }
     }
+    Ok(spans)
 }
 
 /// The scanner's state: the text and the byte it is at.
@@ -306,9 +334,33 @@ struct Lexer<'a> {
     sql: &'a str,
     bytes: &'a [u8],
     pos: usize,
+    /// Whether the text ended inside a string, quoted name or comment.
+    ran_off_end: bool,
 }
 
-impl Lexer<'_> {
+impl<'a> Lexer<'a> {
+    fn new(sql: &'a str) -> Self {
+        Lexer {
+            sql,
+            bytes: sql.as_bytes(),
+            pos: 0,
+            ran_off_end: false,
+        }
+    }
+
+    /// Every token, up to and including `Eof`.
+    fn run(&mut self) -> Result<Vec<Token>> {
+        let mut tokens = Vec::new();
+        loop {
+            let token = self.next_token()?;
+            let end = token.kind == TokenKind::Eof;
+            tokens.push(token);
+            if end {
+                return Ok(tokens);
+            }
+        }
+    }
+
     /// The byte `ahead` places after the current one, or 0 past the end
     /// (0 is never part of a token, so it ends every loop below).
     fn peek(&self, ahead: usize) -> u8 {
@@ -340,6 +392,7 @@ impl Lexer<'_> {
                                 break;
                             }
                             (0, _) if self.pos >= self.bytes.len() => {
+                                self.ran_off_end = true;
                                 return Err(self.error(start, "unterminated /* comment"));
                             }
                             _ => self.pos += 1,
@@ -374,6 +427,7 @@ impl Lexer<'_> {
                     self.pos += 1;
                 }
                 if self.peek(0) != b']' {
+                    self.ran_off_end = true;
                     return Err(self.error(start, "unterminated [name]"));
                 }
                 let value = self.sql[body..self.pos].to_string();
@@ -459,6 +513,7 @@ impl Lexer<'_> {
         let mut run = self.pos;
         loop {
             if self.pos >= self.bytes.len() {
+                self.ran_off_end = true;
                 return Err(self.error(start, format!("unterminated {what}")));
             }
             if self.peek(0) == quote {
@@ -623,6 +678,17 @@ mod tests {
     }
 
     #[test]
+    fn the_keyword_list_is_sorted_for_binary_search() {
+        assert!(KEYWORDS.windows(2).all(|w| w[0].as_str() < w[1].as_str()));
+        for k in KEYWORDS {
+            assert!(k.as_str().len() <= 16);
+            assert_eq!(Keyword::lookup(&k.as_str().to_ascii_lowercase()), Some(*k));
+        }
+        assert_eq!(Keyword::lookup("selectx"), None);
+        assert_eq!(Keyword::lookup("a_name_longer_than_sixteen_bytes"), None);
+    }
+
+    #[test]
     fn keywords_are_case_insensitive_and_names_are_kept_as_written() {
         assert_eq!(
             kinds("select From tAbLe1"),
@@ -762,6 +828,37 @@ mod tests {
                 other => panic!("{sql}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_statement_is_complete_at_a_semicolon_outside_strings_and_comments() {
+        assert!(is_complete("SELECT 1;"));
+        assert!(is_complete("SELECT 1; -- done\n"));
+        assert!(is_complete("SELECT 1\n  FROM t;  "));
+        assert!(!is_complete("SELECT 1"));
+        assert!(!is_complete(""));
+        assert!(!is_complete("SELECT ';"));
+        assert!(!is_complete("SELECT 1 /* ; "));
+        assert!(!is_complete("SELECT \"a;"));
+        assert!(!is_complete("SELECT 1; SELECT 2"));
+        // Any other lexical error is complete: the shell shows it now.
+        assert!(is_complete("SELECT 1 # 2"));
+    }
+
+    #[test]
+    fn statements_split_at_semicolons() {
+        let sql = "SELECT 1; ;\n SELECT ';' -- x\n;INSERT INTO t VALUES (1)";
+        let parts: Vec<&str> = split_statements(sql)
+            .unwrap()
+            .into_iter()
+            .map(|s| &sql[s.start..s.end])
+            .collect();
+        assert_eq!(
+            parts,
+            ["SELECT 1", "SELECT ';'", "INSERT INTO t VALUES (1)"]
+        );
+        assert!(split_statements("  -- nothing\n").unwrap().is_empty());
+        assert!(split_statements("SELECT 'x").is_err());
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod ast;
 pub mod bind;
 pub mod catalog;
 pub mod check;
+pub mod describe;
 pub mod encoding;
 pub mod error;
 pub mod exec;

@@ -64,6 +64,14 @@ pub(crate) fn space_get(tx: &Transaction, key: &[u8]) -> Result<Option<Bytes>> {
     Ok(tx.get_in(Keyspace::Sql, key)?)
 }
 
+/// Reads `key` of the SQL space that the transaction is about to write:
+/// under locking, the exclusive lock is taken right away, so that two
+/// transactions checking and then writing one key queue up instead of
+/// deadlocking on the upgrade from a shared lock.
+pub(crate) fn space_get_for_update(tx: &Transaction, key: &[u8]) -> Result<Option<Bytes>> {
+    Ok(tx.get_for_update_in(Keyspace::Sql, key)?)
+}
+
 /// Writes `key` of the SQL space.
 pub(crate) fn space_set(tx: &mut Transaction, key: &[u8], value: &[u8]) -> Result<()> {
     Ok(tx.set_in(Keyspace::Sql, key, value)?)
@@ -300,7 +308,7 @@ impl<'a> TxnStore<'a> {
     }
 
     fn read_counter(&self, key: &[u8]) -> Result<u64> {
-        match space_get(self.tx(), key)? {
+        match space_get_for_update(self.tx(), key)? {
             None => Ok(0),
             Some(value) => {
                 let bytes: [u8; 8] = value[..].try_into().map_err(|_| {
@@ -400,7 +408,7 @@ impl<'a> TxnStore<'a> {
         let entry = layout::index_key(index.id, index.unique, &values, &key.0);
         if index.unique
             && !values.iter().any(Value::is_null)
-            && space_get(self.tx(), &entry)?.is_some_and(|existing| existing != key.0)
+            && space_get_for_update(self.tx(), &entry)?.is_some_and(|existing| existing != key.0)
         {
             return Err(Error::Constraint {
                 constraint: "UNIQUE",
@@ -661,7 +669,8 @@ impl Store for TxnStore<'_> {
         Self::check_row(table, &row)?;
         let key = self.new_row_key(table, &row)?;
         let engine_key = layout::row_key(table.id, &key.0);
-        if !table.primary_key.is_empty() && space_get(self.tx(), &engine_key)?.is_some() {
+        if !table.primary_key.is_empty() && space_get_for_update(self.tx(), &engine_key)?.is_some()
+        {
             return Err(pk_violation(table));
         }
         for index in &table.indexes {
@@ -679,7 +688,7 @@ impl Store for TxnStore<'_> {
             pk_row_key(table, &new)
         };
         if new_key != *key {
-            if space_get(self.tx(), &layout::row_key(table.id, &new_key.0))?.is_some() {
+            if space_get_for_update(self.tx(), &layout::row_key(table.id, &new_key.0))?.is_some() {
                 return Err(pk_violation(table));
             }
             space_delete(&mut self.open.tx, &layout::row_key(table.id, &key.0))?;

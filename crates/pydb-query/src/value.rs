@@ -244,16 +244,21 @@ impl Value {
         if ra != rb {
             return ra.cmp(&rb);
         }
-        match (self.to_number_exact(), other.to_number_exact()) {
-            (Some(a), Some(b)) => match (a, b) {
-                (Value::Integer(x), Value::Integer(y)) => x.cmp(&y),
-                (Value::Integer(x), Value::Real(y)) => cmp_int_real(x, y),
-                (Value::Real(x), Value::Integer(y)) => cmp_int_real(y, x).reverse(),
-                (Value::Real(x), Value::Real(y)) => x.total_cmp(&y),
-                _ => Ordering::Equal,
-            },
-            _ => match (self, other) {
-                (Value::Text(a), Value::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+        // Compare without cloning: booleans read as the integers 0 and 1.
+        let int = |v: &Value| match v {
+            Value::Integer(i) => Some(*i),
+            Value::Boolean(b) => Some(i64::from(*b)),
+            _ => None,
+        };
+        match (self, other) {
+            (Value::Text(a), Value::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+            (Value::Real(x), Value::Real(y)) => x.total_cmp(y),
+            (Value::Real(x), b) => {
+                int(b).map_or(Ordering::Equal, |y| cmp_int_real(y, *x).reverse())
+            }
+            (a, Value::Real(y)) => int(a).map_or(Ordering::Equal, |x| cmp_int_real(x, *y)),
+            (a, b) => match (int(a), int(b)) {
+                (Some(x), Some(y)) => x.cmp(&y),
                 _ => Ordering::Equal,
             },
         }

@@ -565,3 +565,5 @@ fn drop_object(store: &mut dyn Store, d: &ast::Drop) -> Result<Output> {
     }
     Ok(Output::Done(tag))
 }
+#[cfg(test)]
+mod tests;

@@ -778,7 +778,7 @@ fn aggregate(
         .collect())
 }
 
-/// UNION [ALL], INTERSECT, EXCEPT. UNION ALL concatenates; the others
+/// UNION (ALL), INTERSECT, EXCEPT. UNION ALL concatenates; the others
 /// remove duplicates and return rows in sorted order, as SQLite does.
 fn set_op(
     op: SetOperator,

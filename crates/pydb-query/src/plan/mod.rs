@@ -477,7 +477,7 @@ pub enum Plan {
         /// The input.
         input: Box<Plan>,
     },
-    /// UNION [ALL], INTERSECT, EXCEPT.
+    /// UNION (ALL), INTERSECT, EXCEPT.
     SetOp {
         /// The operator.
         op: SetOperator,

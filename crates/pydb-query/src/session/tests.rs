@@ -234,3 +234,29 @@ fn read_only_transactions_refuse_writes() {
     assert_eq!(s.status(), TxnStatus::Failed);
     run(&mut s, "ROLLBACK");
 }
+
+#[test]
+fn sql_runs_under_two_phase_locking_too() {
+    let engine = Arc::new(MemoryStorage::new());
+    let options = pydb_txn::Options {
+        concurrency: pydb_txn::Concurrency::Locking,
+        lock_wait: pydb_txn::LockWait::Timeout(std::time::Duration::from_millis(50)),
+        ..pydb_txn::Options::default()
+    };
+    let db = Database::new(Arc::new(TxnManager::open(engine, options).unwrap())).unwrap();
+    let mut setup = db.session();
+    run(
+        &mut setup,
+        "CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT UNIQUE); CREATE INDEX t_b ON t (b)",
+    );
+    let (mut a, mut b) = (db.session(), db.session());
+    run(&mut a, "BEGIN; INSERT INTO t VALUES (1, 'x')");
+    run(&mut b, "BEGIN; INSERT INTO t VALUES (2, 'y')");
+    // The same key: b waits for a's exclusive lock and gives up.
+    let e = error(&mut b, "INSERT INTO t VALUES (1, 'z')");
+    assert_eq!(e.sqlstate(), "40001", "{e}");
+    run(&mut a, "COMMIT");
+    run(&mut b, "ROLLBACK");
+    assert_eq!(query(&mut setup, "SELECT a FROM t"), ints(&[1]));
+    assert!(crate::check::check(&db).unwrap().is_ok());
+}

@@ -1,0 +1,489 @@
+//! Executor tests: SQL in, rows out, over the memory engine.
+
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::output::Output;
+use crate::session::{Database, Session};
+use crate::value::Row;
+
+fn session() -> Session {
+    let dir = tempfile::tempdir().unwrap();
+    let config = pydb_storage::EngineConfig::from_name("memory").unwrap();
+    let engine = pydb_storage::open_engine(dir.path(), &config).unwrap();
+    let mgr = pydb_txn::TxnManager::open(engine, pydb_txn::Options::default()).unwrap();
+    Database::new(Arc::new(mgr)).unwrap().session()
+}
+
+fn rows(s: &mut Session, sql: &str) -> Vec<Row> {
+    match s.execute(sql).unwrap().pop().unwrap() {
+        Output::Rows(r) => r.rows,
+        other => panic!("{sql}: expected rows, got {other:?}"),
+    }
+}
+
+/// The rows printed as one string per row, values joined by spaces.
+fn text(s: &mut Session, sql: &str) -> Vec<String> {
+    rows(s, sql)
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+fn plan(s: &mut Session, sql: &str) -> String {
+    text(s, &format!("EXPLAIN {sql}")).join("\n")
+}
+
+fn err(s: &mut Session, sql: &str) -> Error {
+    match s.execute(sql) {
+        Err(e) => e,
+        Ok(out) => panic!("{sql}: expected an error, got {out:?}"),
+    }
+}
+
+fn t1(s: &mut Session) {
+    s.execute(
+        "CREATE TABLE t1(a INTEGER, b INTEGER, c TEXT);
+         INSERT INTO t1 VALUES (1, 10, 'x'), (2, 20, 'y'), (3, NULL, 'x'), (4, 40, NULL);",
+    )
+    .unwrap();
+}
+
+#[test]
+fn selects_filter_project_and_sort_with_nulls() {
+    let mut s = session();
+    t1(&mut s);
+    assert_eq!(
+        text(&mut s, "SELECT a, b*2 FROM t1 WHERE b > 10 ORDER BY a DESC"),
+        ["4 80", "2 40"]
+    );
+    assert_eq!(
+        text(&mut s, "SELECT b FROM t1 ORDER BY b"),
+        ["NULL", "10", "20", "40"]
+    );
+    assert_eq!(
+        text(&mut s, "SELECT b FROM t1 ORDER BY b DESC"),
+        ["40", "20", "10", "NULL"]
+    );
+    assert_eq!(
+        text(&mut s, "SELECT a FROM t1 ORDER BY c, a LIMIT 2 OFFSET 1"),
+        ["1", "3"]
+    );
+    assert_eq!(
+        text(&mut s, "SELECT a AS z FROM t1 ORDER BY z DESC LIMIT 1"),
+        ["4"]
+    );
+    // NULL sorts first ascending, so the row without b comes first.
+    assert_eq!(text(&mut s, "SELECT a FROM t1 ORDER BY -b LIMIT 1"), ["3"]);
+    assert_eq!(
+        text(
+            &mut s,
+            "SELECT a FROM t1 WHERE b IS NOT NULL ORDER BY -b LIMIT 1"
+        ),
+        ["4"]
+    );
+    assert_eq!(
+        text(&mut s, "SELECT 7/2, 7.0/2, 1/0, '3'+4, 2 > 1"),
+        ["3 3.5 NULL 7 1"]
+    );
+    assert_eq!(
+        text(&mut s, "SELECT DISTINCT c FROM t1 ORDER BY 1"),
+        ["NULL", "x", "y"]
+    );
+    assert_eq!(
+        text(
+            &mut s,
+            "SELECT a FROM t1 WHERE c IS NULL OR b IS NULL ORDER BY a"
+        ),
+        ["3", "4"]
+    );
+    assert_eq!(
+        text(&mut s, "SELECT a FROM t1 WHERE b IN (10, 40) ORDER BY a"),
+        ["1", "4"]
+    );
+    assert!(text(&mut s, "SELECT a FROM t1 WHERE b NOT IN (10, NULL)").is_empty());
+}
+
+#[test]
+fn aggregates_follow_sqlite() {
+    let mut s = session();
+    t1(&mut s);
+    assert_eq!(
+        text(
+            &mut s,
+            "SELECT count(*), count(b), sum(b), avg(b), min(c), max(c) FROM t1"
+        ),
+        ["4 3 70 23.3333333333333 x y"]
+    );
+    assert_eq!(
+        text(
+            &mut s,
+            "SELECT c, count(*), sum(a) FROM t1 GROUP BY c HAVING count(*) >= 1 ORDER BY c"
+        ),
+        ["NULL 1 4", "x 2 4", "y 1 2"]
+    );
+    assert_eq!(text(&mut s, "SELECT count(DISTINCT c) FROM t1"), ["2"]);
+    s.execute("CREATE TABLE e(x INTEGER)").unwrap();
+    assert_eq!(
+        text(&mut s, "SELECT count(*), sum(x), avg(x), total(x) FROM e"),
+        ["0 NULL NULL 0.0"]
+    );
+    assert!(text(&mut s, "SELECT x, count(*) FROM e GROUP BY x").is_empty());
+    s.execute("INSERT INTO e VALUES (9223372036854775807), (1)")
+        .unwrap();
+    assert!(matches!(
+        err(&mut s, "SELECT sum(x) FROM e"),
+        Error::IntegerOverflow
+    ));
+    // A bare column in an aggregate query takes a value from its group.
+    assert_eq!(
+        text(
+            &mut s,
+            "SELECT a % 2, b FROM t1 WHERE a < 3 GROUP BY a % 2 ORDER BY 1"
+        ),
+        ["0 20", "1 10"]
+    );
+}
+
+#[test]
+fn subqueries_scalar_exists_in_correlated_and_cached() {
+    let mut s = session();
+    t1(&mut s);
+    let q = "SELECT a, (SELECT count(*) FROM t1 AS x WHERE x.a < t1.a) FROM t1 ORDER BY a";
+    assert_eq!(text(&mut s, q), ["1 0", "2 1", "3 2", "4 3"]);
+    assert!(plan(&mut s, q).contains("(correlated)"));
+    let q = "SELECT a FROM t1 WHERE b > (SELECT avg(b) FROM t1) ORDER BY a";
+    assert_eq!(text(&mut s, q), ["4"]);
+    assert!(plan(&mut s, q).contains("(cached)"));
+    assert_eq!(
+        text(
+            &mut s,
+            "SELECT a FROM t1 WHERE EXISTS (SELECT 1 FROM t1 AS y WHERE y.a = t1.a + 1) ORDER BY a"
+        ),
+        ["1", "2", "3"]
+    );
+    assert_eq!(
+        text(
+            &mut s,
+            "SELECT a FROM t1 WHERE a IN (SELECT b / 10 FROM t1) ORDER BY a"
+        ),
+        ["1", "2", "4"]
+    );
+    // NULL in the subquery's rows makes NOT IN unknown for non-members.
+    assert!(text(&mut s, "SELECT a FROM t1 WHERE a NOT IN (SELECT b FROM t1)").is_empty());
+    // More than one row: the first one, as SQLite does.
+    assert_eq!(
+        text(&mut s, "SELECT (SELECT a FROM t1 ORDER BY a DESC)"),
+        ["4"]
+    );
+    assert_eq!(
+        text(&mut s, "SELECT (SELECT a FROM t1 WHERE a > 100)"),
+        ["NULL"]
+    );
+}
+
+#[test]
+fn joins_hash_and_nested_loop_agree() {
+    let mut s = session();
+    t1(&mut s);
+    s.execute("CREATE TABLE t2(k INTEGER, v TEXT); INSERT INTO t2 VALUES (1, 'one'), (1, 'uno'), (3, 'three'), (NULL, 'none')")
+        .unwrap();
+    let hash = "SELECT a, v FROM t1 JOIN t2 ON t1.a = t2.k ORDER BY a, v";
+    let nested = "SELECT a, v FROM t1 JOIN t2 ON NOT (t1.a <> t2.k) ORDER BY a, v";
+    assert!(plan(&mut s, hash).contains("HashJoin"));
+    assert!(plan(&mut s, nested).contains("NestedLoopJoin"));
+    assert_eq!(text(&mut s, hash), ["1 one", "1 uno", "3 three"]);
+    assert_eq!(text(&mut s, hash), text(&mut s, nested));
+    let left = "SELECT a, v FROM t1 LEFT JOIN t2 ON t1.a = t2.k ORDER BY a, v";
+    assert_eq!(
+        text(&mut s, left),
+        ["1 one", "1 uno", "2 NULL", "3 three", "4 NULL"]
+    );
+    let left_nested = "SELECT a, v FROM t1 LEFT JOIN t2 ON NOT (t1.a <> t2.k) ORDER BY a, v";
+    assert_eq!(text(&mut s, left), text(&mut s, left_nested));
+    // WHERE on the right side of a LEFT join must run after the join.
+    assert_eq!(
+        text(
+            &mut s,
+            "SELECT a FROM t1 LEFT JOIN t2 ON a = k WHERE v IS NULL ORDER BY a"
+        ),
+        ["2", "4"]
+    );
+    // A comma join with the equality in WHERE becomes a hash join.
+    let comma = "SELECT a, v FROM t1, t2 WHERE k = a AND b < 30 ORDER BY 1, 2";
+    assert!(plan(&mut s, comma).contains("HashJoin"));
+    assert_eq!(text(&mut s, comma), ["1 one", "1 uno"]);
+    assert_eq!(
+        text(&mut s, "SELECT count(*) FROM t1 CROSS JOIN t2"),
+        ["16"]
+    );
+    assert!(matches!(
+        err(&mut s, "SELECT a FROM t1, t1"),
+        Error::Duplicate { .. }
+    ));
+}
+
+#[test]
+fn indexes_and_primary_keys_are_chosen_and_agree_with_scans() {
+    let mut s = session();
+    s.execute(
+        "CREATE TABLE p(id INTEGER PRIMARY KEY, g INTEGER, name TEXT); CREATE INDEX p_g ON p(g)",
+    )
+    .unwrap();
+    for i in 0..50 {
+        s.execute(&format!("INSERT INTO p VALUES ({i}, {}, 'n{i}')", i % 7))
+            .unwrap();
+    }
+    let q = "SELECT name FROM p WHERE id = 17";
+    assert!(plan(&mut s, q).contains("PkLookup"));
+    assert_eq!(text(&mut s, q), ["n17"]);
+    let q = "SELECT id FROM p WHERE g = 3 ORDER BY id";
+    assert!(plan(&mut s, q).contains("IndexScan"));
+    assert_eq!(
+        text(&mut s, q),
+        text(&mut s, "SELECT id FROM p WHERE g + 0 = 3 ORDER BY id")
+    );
+    let q = "SELECT id FROM p WHERE g > 2 AND g <= 4 ORDER BY id";
+    assert!(plan(&mut s, q).contains("IndexScan"));
+    assert_eq!(
+        text(&mut s, q),
+        text(
+            &mut s,
+            "SELECT id FROM p WHERE g + 0 > 2 AND g + 0 <= 4 ORDER BY id"
+        )
+    );
+    let q = "SELECT id FROM p WHERE g BETWEEN 1 AND 2 ORDER BY id";
+    assert_eq!(
+        text(&mut s, q),
+        text(
+            &mut s,
+            "SELECT id FROM p WHERE g + 0 BETWEEN 1 AND 2 ORDER BY id"
+        )
+    );
+    // Text compared with an INTEGER column is converted first.
+    assert_eq!(text(&mut s, "SELECT name FROM p WHERE id = '5'"), ["n5"]);
+}
+
+#[test]
+fn top_n_agrees_with_a_full_sort() {
+    let mut s = session();
+    s.execute("CREATE TABLE n(x INTEGER, y INTEGER)").unwrap();
+    for i in 0..200 {
+        s.execute(&format!(
+            "INSERT INTO n VALUES ({}, {})",
+            (i * 37) % 101,
+            i % 5
+        ))
+        .unwrap();
+    }
+    let q = "SELECT x, y FROM n ORDER BY y, x DESC LIMIT 7 OFFSET 3";
+    assert!(plan(&mut s, q).contains("TopN"));
+    let all = text(&mut s, "SELECT x, y FROM n ORDER BY y, x DESC");
+    assert_eq!(text(&mut s, q), all[3..10].to_vec());
+}
+
+#[test]
+fn set_operations_and_values() {
+    let mut s = session();
+    assert_eq!(
+        text(&mut s, "SELECT 2 UNION SELECT 1 UNION SELECT 2"),
+        ["1", "2"]
+    );
+    assert_eq!(
+        text(&mut s, "SELECT 2 UNION ALL SELECT 1 UNION ALL SELECT 2"),
+        ["2", "1", "2"]
+    );
+    assert_eq!(
+        text(&mut s, "VALUES (1), (2), (3) INTERSECT VALUES (3), (2)"),
+        ["2", "3"]
+    );
+    assert_eq!(
+        text(
+            &mut s,
+            "VALUES (1), (2), (3) EXCEPT SELECT 2 ORDER BY 1 DESC"
+        ),
+        ["3", "1"]
+    );
+    assert!(matches!(
+        err(&mut s, "SELECT 1 UNION SELECT 1, 2"),
+        Error::Invalid(_)
+    ));
+}
+
+#[test]
+fn memory_budget_fails_a_statement_instead_of_the_process() {
+    let mut s = session();
+    s.execute("CREATE TABLE big(x INTEGER, pad TEXT)").unwrap();
+    for i in 0..300 {
+        s.execute(&format!(
+            "INSERT INTO big VALUES ({i}, '{}')",
+            "p".repeat(100)
+        ))
+        .unwrap();
+    }
+    s.exec_context_mut().memory_budget = 4096;
+    for q in [
+        "SELECT * FROM big ORDER BY x DESC",
+        "SELECT pad, count(*) FROM big GROUP BY x",
+        "SELECT DISTINCT x, pad FROM big",
+        "SELECT * FROM big UNION SELECT * FROM big",
+        "SELECT count(*) FROM big AS a JOIN big AS b ON a.x = b.x",
+    ] {
+        assert!(matches!(err(&mut s, q), Error::ResourceLimit(_)), "{q}");
+    }
+    // A streaming query and a small top-N stay within the budget.
+    assert_eq!(
+        text(&mut s, "SELECT count(*) FROM big WHERE x % 2 = 0"),
+        ["150"]
+    );
+    assert_eq!(
+        text(&mut s, "SELECT x FROM big ORDER BY x DESC LIMIT 2"),
+        ["299", "298"]
+    );
+}
+
+#[test]
+fn dml_coerces_values_and_collects_before_writing() {
+    let mut s = session();
+    s.execute("CREATE TABLE d(id INTEGER PRIMARY KEY, n INTEGER DEFAULT 7, r REAL, t TEXT)")
+        .unwrap();
+    s.execute("INSERT INTO d(id, r, t) VALUES (1, 2, 3), (2.0, '4.5', 'x')")
+        .unwrap();
+    assert_eq!(
+        text(
+            &mut s,
+            "SELECT id, n, r, t, typeof(id), typeof(r), typeof(t) FROM d ORDER BY id"
+        ),
+        ["1 7 2.0 3 integer real text", "2 7 4.5 x integer real text"]
+    );
+    s.execute("INSERT INTO d(id, n) VALUES ('5', '6')").unwrap();
+    assert_eq!(text(&mut s, "SELECT n + 1 FROM d WHERE id = 5"), ["7"]);
+    // UPDATE sees the old row in every SET expression.
+    let out = s
+        .execute("UPDATE d SET n = n + 100, r = n WHERE id < 5")
+        .unwrap();
+    assert_eq!(
+        out,
+        [Output::Affected {
+            verb: "UPDATE",
+            count: 2
+        }]
+    );
+    assert_eq!(text(&mut s, "SELECT n, r FROM d WHERE id = 1"), ["107 7.0"]);
+    // INSERT ... SELECT from the same table reads only the old rows.
+    s.execute("INSERT INTO d(id, n) SELECT id + 10, n FROM d")
+        .unwrap();
+    assert_eq!(text(&mut s, "SELECT count(*) FROM d"), ["6"]);
+    let out = s.execute("DELETE FROM d WHERE id > 10").unwrap();
+    assert_eq!(
+        out,
+        [Output::Affected {
+            verb: "DELETE",
+            count: 3
+        }]
+    );
+    s.execute("INSERT OR REPLACE INTO d(id, t) VALUES (1, 'new')")
+        .unwrap();
+    assert_eq!(text(&mut s, "SELECT t, n FROM d WHERE id = 1"), ["new 7"]);
+    assert!(matches!(
+        err(&mut s, "INSERT INTO d(id) VALUES (1)"),
+        Error::Constraint { .. }
+    ));
+    assert!(matches!(
+        err(&mut s, "INSERT INTO d(nope) VALUES (1)"),
+        Error::Undefined { kind: "column", .. }
+    ));
+    assert!(matches!(
+        err(&mut s, "INSERT INTO d(id, n) VALUES (1)"),
+        Error::Invalid(_)
+    ));
+}
+
+#[test]
+fn ddl_views_and_name_errors() {
+    let mut s = session();
+    t1(&mut s);
+    s.execute("CREATE VIEW v AS SELECT a, b FROM t1 WHERE b IS NOT NULL")
+        .unwrap();
+    assert_eq!(
+        text(&mut s, "SELECT a FROM v WHERE b > 15 ORDER BY a"),
+        ["2", "4"]
+    );
+    assert_eq!(
+        text(&mut s, "SELECT v.* FROM v ORDER BY a LIMIT 1"),
+        ["1 10"]
+    );
+    assert!(matches!(
+        err(&mut s, "CREATE VIEW v AS SELECT 1"),
+        Error::Duplicate { .. }
+    ));
+    s.execute("CREATE VIEW IF NOT EXISTS v AS SELECT 1")
+        .unwrap();
+    s.execute("DROP VIEW v").unwrap();
+    assert!(matches!(
+        err(&mut s, "DROP VIEW v"),
+        Error::Undefined { kind: "view", .. }
+    ));
+    s.execute("DROP VIEW IF EXISTS v").unwrap();
+    s.execute("CREATE INDEX i1 ON t1(b)").unwrap();
+    assert!(matches!(
+        err(&mut s, "CREATE INDEX i1 ON t1(a)"),
+        Error::Duplicate { .. }
+    ));
+    s.execute("DROP INDEX i1").unwrap();
+    assert!(matches!(
+        err(&mut s, "SELECT nope FROM t1"),
+        Error::Undefined { kind: "column", .. }
+    ));
+    assert!(matches!(
+        err(&mut s, "SELECT * FROM nope"),
+        Error::Undefined { kind: "table", .. }
+    ));
+    s.execute("DROP TABLE t1").unwrap();
+    assert!(matches!(
+        err(&mut s, "DROP TABLE t1"),
+        Error::Undefined { .. }
+    ));
+    s.execute("DROP TABLE IF EXISTS t1").unwrap();
+}
+
+#[test]
+fn constant_folding_keeps_errors_for_run_time() {
+    let mut s = session();
+    t1(&mut s);
+    let p = plan(&mut s, "SELECT a FROM t1 WHERE b > 2 * 3 + 1");
+    assert!(p.contains("(#1 > 7)"), "{p}");
+    let p = plan(&mut s, "SELECT a FROM t1 WHERE 1 = 0");
+    assert!(!p.contains("Scan"), "{p}");
+    // Folding must not raise the overflow of a branch never taken.
+    assert_eq!(
+        text(
+            &mut s,
+            "SELECT CASE WHEN 1 THEN 5 ELSE 9223372036854775807 + 1 END"
+        ),
+        ["5"]
+    );
+    assert!(matches!(
+        err(&mut s, "SELECT 9223372036854775807 + 1"),
+        Error::IntegerOverflow
+    ));
+}
+
+#[test]
+fn value_subqueries_must_return_one_column() {
+    let mut s = session();
+    t1(&mut s);
+    for q in [
+        "SELECT 1 FROM t1 WHERE 1 IN (SELECT a, b FROM t1)",
+        "SELECT 1 FROM t1 WHERE 1 IN (SELECT * FROM t1)",
+        "SELECT (SELECT a, b FROM t1)",
+    ] {
+        assert!(matches!(err(&mut s, q), Error::Invalid(_)), "{q}");
+    }
+    assert_eq!(text(&mut s, "SELECT EXISTS (SELECT a, b FROM t1)"), ["1"]);
+}
