@@ -87,7 +87,10 @@ pub(crate) fn space_scan(
     tx: &Transaction,
     range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
 ) -> Result<Vec<(Bytes, Bytes)>> {
-    Ok(tx.scan_in(Keyspace::Sql, range)?)
+    // pydb-txn's scans stream (main's merge of txnserver): collect them.
+    Ok(tx
+        .scan_in(Keyspace::Sql, range)?
+        .collect::<std::result::Result<Vec<_>, _>>()?)
 }
 
 /// The last commit that wrote the catalog version key, as this
