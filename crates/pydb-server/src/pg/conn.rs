@@ -60,6 +60,9 @@ use super::codec::{
 use super::scram;
 use super::{PgShared, SERVER_VERSION};
 
+/// Output bytes that are written at once while rows are sent.
+const OUTPUT_FLUSH_AT: usize = 64 << 10;
+
 /// Why a connection ended.
 #[derive(Debug)]
 pub(crate) enum Ended {
@@ -88,13 +91,15 @@ struct Portal {
     result_formats: Vec<i16>,
     /// After the first Execute: the rows not sent yet and their columns.
     pending: Option<PendingRows>,
+    /// After an Execute that ran to the end: its command tag, repeated
+    /// (without running again) if the portal is executed again.
+    finished: Option<String>,
 }
 
 #[derive(Debug)]
 struct PendingRows {
     columns: Vec<ResultColumn>,
     rows: std::vec::IntoIter<Vec<Value>>,
-    sent: u64,
 }
 
 /// An error to send as ErrorResponse.
@@ -461,21 +466,11 @@ impl PgConnection {
                 let pending = PendingRows {
                     columns: rows.columns,
                     rows: rows.rows.into_iter(),
-                    sent: 0,
                 };
                 self.send_rows(pending, formats, max_rows)
             }
-            Output::Affected { verb, count } => {
-                let tag = if verb == "INSERT" {
-                    format!("INSERT 0 {count}")
-                } else {
-                    format!("{verb} {count}")
-                };
-                self.out.command_complete(&tag);
-                Ok(None)
-            }
-            Output::Done(tag) => {
-                self.out.command_complete(tag);
+            other => {
+                self.out.command_complete(&command_tag(&other));
                 Ok(None)
             }
         }
@@ -516,10 +511,15 @@ impl PgConnection {
                 .collect::<Result<Vec<_>, _>>()?;
             self.out.data_row(&values);
             this_time += 1;
-            pending.sent += 1;
+            // Rows go out as they are encoded, not all at the end: memory
+            // stays bounded, and a client that does not read blocks this
+            // write (and can still cancel).
+            if self.out.out.len() >= OUTPUT_FLUSH_AT {
+                self.flush()
+                    .map_err(|e| SqlError::new("08006", format!("sending rows: {e}")))?;
+            }
         }
-        self.out
-            .command_complete(&format!("SELECT {}", pending.sent));
+        self.out.command_complete(&format!("SELECT {this_time}"));
         Ok(None)
     }
 
@@ -608,6 +608,7 @@ impl PgConnection {
                 params: values,
                 result_formats,
                 pending: None,
+                finished: None,
             },
         );
         self.out.bind_complete();
@@ -662,29 +663,55 @@ impl PgConnection {
             .remove(name)
             .ok_or_else(|| SqlError::new("34000", format!("portal \"{name}\" does not exist")))?;
         let formats = portal.result_formats.clone();
-        if let Some(pending) = portal.pending.take() {
-            // A suspended portal: the next rows.
-            if let Some(rest) = self.send_rows(pending, &formats, max_rows)? {
-                portal.pending = Some(rest);
-                self.portals.insert(name.to_owned(), portal);
-            }
+        let outcome = self.execute_portal(session, &mut portal, &formats, max_rows);
+        self.portals.insert(name.to_owned(), portal);
+        outcome
+    }
+
+    fn execute_portal(
+        &mut self,
+        session: &mut Session,
+        portal: &mut Portal,
+        formats: &[i16],
+        max_rows: i32,
+    ) -> Result<(), SqlError> {
+        if let Some(tag) = &portal.finished {
+            self.out.command_complete(tag);
             return Ok(());
         }
-        self.cancel.store(false, Ordering::SeqCst);
-        let Some(statement) = portal.prepared.statement.clone() else {
-            self.out.empty_query();
-            return Ok(());
+        let output = match portal.pending.take() {
+            // A suspended portal: the next rows.
+            Some(pending) => pending,
+            None => {
+                self.cancel.store(false, Ordering::SeqCst);
+                let Some(statement) = portal.prepared.statement.clone() else {
+                    self.out.empty_query();
+                    return Ok(());
+                };
+                let ctx = ExecContext {
+                    params: portal.params.clone(),
+                    ..ExecContext::default()
+                };
+                let output = session
+                    .run_with(&statement, &ctx)
+                    .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?;
+                match output {
+                    Output::Rows(rows) => PendingRows {
+                        columns: rows.columns,
+                        rows: rows.rows.into_iter(),
+                    },
+                    other => {
+                        let tag = command_tag(&other);
+                        self.out.command_complete(&tag);
+                        portal.finished = Some(tag);
+                        return Ok(());
+                    }
+                }
+            }
         };
-        let ctx = ExecContext {
-            params: portal.params.clone(),
-            ..ExecContext::default()
-        };
-        let output = session
-            .run_with(&statement, &ctx)
-            .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?;
-        if let Some(rest) = self.send_output(output, &formats, false, max_rows)? {
-            portal.pending = Some(rest);
-            self.portals.insert(name.to_owned(), portal);
+        match self.send_rows(output, formats, max_rows)? {
+            Some(rest) => portal.pending = Some(rest),
+            None => portal.finished = Some("SELECT 0".into()),
         }
         Ok(())
     }
@@ -748,6 +775,20 @@ fn parameter_count(sql: &str) -> usize {
         }
     }
     numbered.max(anonymous) as usize
+}
+
+/// The CommandComplete tag of a statement without rows (PostgreSQL's
+/// INSERT tag still carries the OID field of old, always 0).
+fn command_tag(output: &Output) -> String {
+    match output {
+        Output::Rows(rows) => format!("SELECT {}", rows.rows.len()),
+        Output::Affected {
+            verb: "INSERT",
+            count,
+        } => format!("INSERT 0 {count}"),
+        Output::Affected { verb, count } => format!("{verb} {count}"),
+        Output::Done(tag) => (*tag).to_owned(),
+    }
 }
 
 fn status_byte(status: TxnStatus) -> u8 {
