@@ -323,20 +323,27 @@ impl FrontendMessage {
     }
 }
 
+/// One framed message in a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// Its type byte.
+    pub tag: u8,
+    /// Its body (after the length).
+    pub body: &'a [u8],
+    /// The bytes it takes in the buffer, type and length included.
+    pub total: usize,
+}
+
 /// Splits one framed message off the front of `buf`: `Ok(None)` when it is
-/// not complete yet; otherwise its type, its body and the bytes it took.
-/// A length under 4 or over `max_len` is an error.
-pub fn split_frame(
-    buf: &[u8],
-    max_len: usize,
-) -> Result<Option<(u8, &[u8], usize)>, ProtocolError> {
+/// not complete yet. A length under 4 or over `max_len` is an error.
+pub fn split_frame(buf: &[u8], max_len: usize) -> Result<Option<Frame<'_>>, ProtocolError> {
     let Some(header) = buf.get(..5) else {
         return Ok(None);
     };
     let tag = header[0];
     let len = frame_len(&header[1..5], max_len)?;
     let total = len + 1;
-    Ok(buf.get(5..total).map(|body| (tag, body, total)))
+    Ok(buf.get(5..total).map(|body| Frame { tag, body, total }))
 }
 
 /// The length field of a frame (`len` bytes, including itself), checked:
@@ -571,10 +578,17 @@ mod tests {
     fn frames_split_and_lengths_checked() {
         let bytes = frame(b'Q', b"SELECT 1\0");
         assert_eq!(split_frame(&bytes[..7], 100), Ok(None));
-        let (tag, body, used) = split_frame(&bytes, 100).unwrap().unwrap();
-        assert_eq!((tag, body, used), (b'Q', &b"SELECT 1\0"[..], bytes.len()));
+        let frame = split_frame(&bytes, 100).unwrap().unwrap();
         assert_eq!(
-            FrontendMessage::decode(tag, body),
+            frame,
+            Frame {
+                tag: b'Q',
+                body: &b"SELECT 1\0"[..],
+                total: bytes.len()
+            }
+        );
+        assert_eq!(
+            FrontendMessage::decode(frame.tag, frame.body),
             Ok(FrontendMessage::Query("SELECT 1".into()))
         );
         // Over the limit, under 4, negative.
