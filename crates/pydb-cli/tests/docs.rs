@@ -244,6 +244,7 @@ fn pins() -> Vec<(&'static str, String)> {
     };
     use pydb_file::SEGMENT_ID_DIGITS;
     use pydb_server::keyscan::MAX_TABLE_CURSORS;
+    use pydb_server::pg::{DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PG_PORT, SERVER_VERSION};
     use pydb_server::server::DEFAULT_PORT;
     use pydb_server::server::resp::Limits;
     use pydb_storage::btree::{meta, page, wal};
@@ -487,6 +488,22 @@ fn pins() -> Vec<(&'static str, String)> {
                 mib(Limits::DEFAULT.max_bulk_len as u64)
             ),
         ),
+        // The PostgreSQL side.
+        (
+            g,
+            format!("pydb server --pg-bind 127.0.0.1:{DEFAULT_PG_PORT}"),
+        ),
+        (
+            g,
+            format!(
+                "A message over {} MiB",
+                mib(DEFAULT_MAX_MESSAGE_BYTES as u64)
+            ),
+        ),
+        (
+            g,
+            format!("`server_version` {SERVER_VERSION:?}").replace('"', "`"),
+        ),
     ]
 }
 
@@ -718,7 +735,10 @@ fn xtask_and_bench_flags_are_declared_with_their_documented_defaults() {
     crashtest.extend(source_flags("xtask/src/main.rs", "    Crashtest {"));
     let tasks: [(&str, Flags); 4] = [
         ("crashtest", crashtest),
-        ("slt", source_flags("xtask/src/slt.rs", "pub struct SltArgs {")),
+        (
+            "slt",
+            source_flags("xtask/src/slt.rs", "pub struct SltArgs {"),
+        ),
         (
             "fuzz",
             source_flags("xtask/src/fuzz.rs", "pub struct FuzzArgs {"),
