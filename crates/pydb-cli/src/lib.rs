@@ -5,6 +5,7 @@
 //!
 //! - [`demo`]: what `cargo run` shows;
 //! - [`shell`]: the interactive loop and the pipe loop;
+//! - [`sql`]: `pydb sql`, a psql-like shell for SQL;
 //! - [`inspect`], [`check`]: reading pydb files record by record;
 //! - [`repair`]: salvaging what verifies from a damaged database.
 
@@ -14,5 +15,6 @@ mod error;
 pub mod inspect;
 pub mod repair;
 pub mod shell;
+pub mod sql;
 
 pub use error::{Error, Result};

@@ -52,6 +52,29 @@ enum Cmd {
         #[arg(long, default_value = "always", value_parser = parse_sync)]
         sync: SyncPolicy,
     },
+    /// Open a database and type SQL, as in psql: statements end with `;`,
+    /// \d lists tables, \? lists the meta-commands. When stdin is not a
+    /// terminal, prints rows only, values separated by `|`. Exits with 1
+    /// if a statement failed (with -c, -f or a pipe).
+    Sql {
+        /// The database directory (ignored by the memory engine).
+        #[arg(long, default_value = "./pydb-data")]
+        dir: PathBuf,
+        /// The storage engine: log, btree, lsm or memory.
+        #[arg(long, default_value = "log", value_parser = parse_engine)]
+        engine: EngineKind,
+        /// Run these statements (aligned output), then exit.
+        #[arg(
+            short = 'c',
+            long = "command",
+            value_name = "SQL",
+            conflicts_with = "file"
+        )]
+        command: Option<String>,
+        /// Run the statements of this file (aligned output), then exit.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
     /// Serve a database over TCP with Redis's protocol (RESP2): redis-cli,
     /// redis-benchmark and Redis client libraries work with it. Logs go to
     /// stderr (RUST_LOG sets the level). SIGINT/SIGTERM shut it down cleanly.
@@ -234,6 +257,44 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
             };
             pydb_cli::shell::run(&mut pydb_cli::shell::Local::new(&db), history, &banner)?;
             db.close()?;
+        }
+        Cmd::Sql {
+            dir,
+            engine,
+            command,
+            file,
+        } => {
+            let script = match (&command, &file) {
+                (Some(sql), _) => Some(sql.clone()),
+                (None, Some(path)) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| pydb_cli::Error::io(path.display(), e))?,
+                ),
+                (None, None) => None,
+            };
+            let options = Options {
+                engine,
+                ..Options::default()
+            };
+            let db = Db::open(&dir, options)?;
+            let ok = match script {
+                Some(script) => {
+                    pydb_cli::sql::run_script(&db, &script, &mut stdout, &mut std::io::stderr())?
+                }
+                None => {
+                    drop(stdout);
+                    let banner = if engine.is_persistent() {
+                        format!("pydb sql: {engine} engine, in {}", dir.display())
+                    } else {
+                        "pydb sql: memory engine (nothing is saved)".to_string()
+                    };
+                    pydb_cli::sql::run(&db, &banner)?
+                }
+            };
+            db.close()?;
+            if !ok {
+                return Ok(ExitCode::from(1));
+            }
         }
         Cmd::Server {
             dir,

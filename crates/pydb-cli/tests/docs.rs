@@ -473,6 +473,7 @@ fn pins() -> Vec<(&'static str, String)> {
             ),
         ),
         (g, format!("`DIR/{HISTORY_FILE_NAME}`")),
+        (g, format!("`~/{}`", pydb_cli::sql::SQL_HISTORY_FILE_NAME)),
         ("README.md", format!("directory as `{HISTORY_FILE_NAME}`")),
         // The server.
         (
@@ -687,7 +688,9 @@ fn compare_flags(what: &str, documented: &Flags, real: &Flags, problems: &mut Ve
 }
 
 /// The subcommands of `pydb` that the guide documents.
-const SUBCOMMANDS: [&str; 6] = ["demo", "shell", "server", "inspect", "check", "repair"];
+const SUBCOMMANDS: [&str; 7] = [
+    "demo", "shell", "sql", "server", "inspect", "check", "repair",
+];
 
 #[test]
 fn the_guide_documents_every_pydb_flag_with_its_default() {

@@ -72,7 +72,7 @@
 use bytes::Bytes;
 use pydb::{Db, Isolation, Transaction};
 
-use crate::command::{Command, CommandError};
+use crate::command::{Command, CommandError, set_reply, ttl_reply};
 use crate::info::{Host, NoHost};
 use crate::reply::Reply;
 
@@ -392,36 +392,43 @@ fn run(
 ) -> pydb::txn::Result<Reply> {
     Ok(match command {
         Command::Set {
+            name,
             key,
             value,
             condition,
+            expiry,
+            get,
         } => {
-            let write = match condition {
-                None => true,
-                Some(pydb::SetCondition::IfAbsent) => tx.get(key)?.is_none(),
-                Some(pydb::SetCondition::IfPresent) => tx.get(key)?.is_some(),
+            let expiry = match expiry.set_expiry(name, tx.now_ms()) {
+                Ok(expiry) => expiry,
+                Err(reply) => return Ok(reply),
             };
-            if write {
-                tx.set(key, value)?;
-                Reply::ok()
-            } else {
-                Reply::nil()
-            }
+            let options = pydb::SetOptions {
+                condition: *condition,
+                expiry,
+            };
+            set_reply(*get, pydb::kv::set_with(tx, key, value, options)?)
         }
-        Command::Incr { key, delta } => {
-            let current = match tx.get(key)? {
-                None => Some(0),
-                Some(value) => pydb::db::parse_integer(&value),
+        Command::Expire {
+            name,
+            key,
+            when,
+            conditions,
+        } => {
+            let deadline = match when.expire_deadline(name, tx.now_ms()) {
+                Ok(deadline) => deadline,
+                Err(reply) => return Ok(reply),
             };
-            let Some(current) = current else {
-                return Ok(Reply::err(pydb::Error::NotAnInteger));
-            };
-            let Some(next) = current.checked_add(*delta) else {
-                return Ok(Reply::err(pydb::Error::Overflow));
-            };
-            tx.set(key, next.to_string().as_bytes())?;
-            Reply::Integer(next)
+            Reply::Integer(i64::from(pydb::kv::expire_at(
+                tx, key, deadline, conditions,
+            )?))
         }
+        Command::Ttl { key, millis } => ttl_reply(pydb::kv::ttl(tx, key)?, *millis),
+        Command::Persist { key } => Reply::Integer(i64::from(pydb::kv::persist(tx, key)?)),
+        Command::Incr { key, delta } => match pydb::kv::incr_by(tx, key, *delta)? {
+            Ok(next) => Reply::Integer(next),
+            Err(err) => Reply::err(err),
+        },
         Command::Get { key } => Reply::Bulk(tx.get(key)?),
         Command::Type { key } => Reply::Status(
             if tx.get(key)?.is_some() {
@@ -526,6 +533,44 @@ mod tests {
         assert!(replies[2].is_error(), "no connection to name");
         assert!(!s.in_multi());
         assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"42"[..]));
+    }
+
+    #[test]
+    fn expiry_commands_run_inside_exec_as_outside() {
+        let db = Db::memory().unwrap();
+        let mut s = MultiState::new();
+        run(&mut s, &db, "MULTI");
+        for line in [
+            "SET k 1 EX 100",
+            "INCR k",
+            "PTTL k",
+            "SET k 5 KEEPTTL GET",
+            "PERSIST k",
+            "TTL k",
+            "PEXPIRE k 0",
+            "TTL k",
+            "SET k 1 EX 0",
+        ] {
+            assert_eq!(run(&mut s, &db, line), status("QUEUED"), "{line}");
+        }
+        let Reply::Array(replies) = run(&mut s, &db, "EXEC") else {
+            panic!("EXEC did not answer an array");
+        };
+        assert_eq!(replies[..2], [Reply::ok(), Reply::Integer(2)]);
+        // INCR kept the deadline: about 100 s are left.
+        assert!(matches!(replies[2], Reply::Integer(ms) if ms > 90_000 && ms <= 100_000));
+        assert_eq!(replies[3], Reply::Bulk(Some(Bytes::from_static(b"2"))));
+        assert_eq!(
+            replies[4..8],
+            [
+                Reply::Integer(1),
+                Reply::Integer(-1),
+                Reply::Integer(1),
+                Reply::Integer(-2)
+            ]
+        );
+        assert!(replies[8].is_error(), "EX 0 is an invalid expire time");
+        assert_eq!(db.get("k").unwrap(), None, "PEXPIRE 0 deleted the key");
     }
 
     #[test]

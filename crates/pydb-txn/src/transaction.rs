@@ -6,6 +6,12 @@
 //! in the engine at the transaction's read timestamp. Nothing reaches the
 //! engine before commit, so a rollback is just dropping the buffer, and no
 //! other transaction can ever see uncommitted data.
+//!
+//! A value may carry an expiry deadline (see `keys` and `clock`). The
+//! transaction reads the clock once, at begin, and every read hides a
+//! value whose deadline is before that instant: an expired key is gone at
+//! once for `get`, `scan` and everything built on them, whether or not
+//! anything has deleted it yet.
 
 use std::collections::BTreeMap;
 use std::ops::RangeBounds;
@@ -14,7 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
-use crate::keys::{self, Keyspace};
+use crate::keys::{self, Keyspace, Stored};
 use crate::lock::{LockWait, Mode, Resource};
 use crate::manager::{CommitRequest, Concurrency, Inner, Isolation, TxnOptions};
 use crate::ssi;
@@ -30,8 +36,10 @@ pub struct Transaction {
     read_only: bool,
     snapshot: u64,
     lock_wait: LockWait,
+    /// The clock reading expiry is judged against (Unix ms, at begin).
+    now_ms: u64,
     /// Buffered writes, by spaced key (`space | key`): `None` is a delete.
-    writes: BTreeMap<Bytes, Option<Bytes>>,
+    writes: BTreeMap<Bytes, Option<Stored>>,
     /// The SSI read set, for a serializable MVCC transaction.
     ssi: Option<Arc<ssi::Shared>>,
     done: bool,
@@ -52,7 +60,7 @@ impl Transaction {
         if concurrency == Concurrency::Locking {
             inner.enable_locking()?;
         }
-        let (id, snapshot) = inner.register(&options)?;
+        let (id, snapshot, now_ms) = inner.register(&options)?;
         let ssi = (concurrency == Concurrency::Mvcc && isolation == Isolation::Serializable)
             .then(|| inner.register_ssi(id, snapshot));
         let lock_wait = options.lock_wait.unwrap_or(inner.options.lock_wait);
@@ -64,6 +72,7 @@ impl Transaction {
             read_only: options.read_only || historical,
             snapshot,
             lock_wait,
+            now_ms,
             writes: BTreeMap::new(),
             ssi,
             done: false,
@@ -79,6 +88,12 @@ impl Transaction {
     /// The commit timestamp the transaction's snapshot was taken at.
     pub fn snapshot(&self) -> u64 {
         self.snapshot
+    }
+
+    /// The instant (Unix milliseconds) this transaction judges expiry
+    /// against: the manager's clock when it began.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
     }
 
     /// The isolation level.
@@ -132,8 +147,34 @@ impl Transaction {
         self.get_in(Keyspace::Kv, key)
     }
 
-    /// The value of `key` in `space`, or `None`.
+    /// The value of `key` in `space`, or `None` (also when it has expired).
     pub fn get_in(&self, space: Keyspace, key: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self
+            .get_with_deadline_in(space, key)?
+            .map(|(value, _)| value))
+    }
+
+    /// The value of `key` (in the [`Keyspace::Kv`] space) and its expiry
+    /// deadline (Unix ms; `None`: it never expires), or `None` if it has no
+    /// value or has expired.
+    pub fn get_with_deadline(&self, key: &[u8]) -> Result<Option<(Bytes, Option<u64>)>> {
+        self.get_with_deadline_in(Keyspace::Kv, key)
+    }
+
+    /// [`Transaction::get_with_deadline`] in `space`.
+    pub fn get_with_deadline_in(
+        &self,
+        space: Keyspace,
+        key: &[u8],
+    ) -> Result<Option<(Bytes, Option<u64>)>> {
+        Ok(self
+            .visible_stored(space, key)?
+            .filter(|s| !s.is_expired(self.now_ms))
+            .map(|s| (s.value, s.deadline)))
+    }
+
+    /// The version of `key` in `space` this transaction sees, expired or not.
+    pub(crate) fn visible_stored(&self, space: Keyspace, key: &[u8]) -> Result<Option<Stored>> {
         self.check()?;
         let key = Self::spaced(space, key)?;
         if let Some(value) = self.writes.get(&key) {
@@ -152,7 +193,7 @@ impl Transaction {
             return Ok(None);
         };
         let (engine_key, value) = item?;
-        keys::decode_value(&engine_key, &value)
+        keys::decode_stored(&engine_key, &value)
     }
 
     /// [`Transaction::get`] for a key the transaction is about to write.
@@ -254,7 +295,7 @@ impl Transaction {
         }
         // The own writes are copied (cheap: `Bytes` clones share the
         // bytes), so that the stream does not borrow the write buffer.
-        let own: Vec<(Bytes, Option<Bytes>)> = self
+        let own: Vec<(Bytes, Option<Stored>)> = self
             .writes
             .range::<Bytes, _>((spaced.start.clone(), spaced.end.clone()))
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -262,6 +303,7 @@ impl Transaction {
         Ok(TxnScan {
             versions: engine.scan(keys::version_range(&spaced))?,
             read_ts: self.read_ts(),
+            now_ms: self.now_ms,
             decided: None,
             committed: None,
             committed_done: false,
@@ -272,6 +314,16 @@ impl Transaction {
         })
     }
 
+    /// [`Transaction::scan`] (in the [`Keyspace::Kv`] space), with each
+    /// key's expiry deadline (Unix ms; `None`: never), collected.
+    pub fn scan_with_deadlines<K: AsRef<[u8]>>(
+        &self,
+        range: impl RangeBounds<K>,
+    ) -> Result<Vec<(Bytes, Bytes, Option<u64>)>> {
+        let mut scan = self.scan(range)?;
+        std::iter::from_fn(|| scan.next_with_deadline()).collect()
+    }
+
     /// The spaced key of a user key; refuses the empty key.
     fn spaced(space: Keyspace, key: &[u8]) -> Result<Bytes> {
         if key.is_empty() {
@@ -280,7 +332,7 @@ impl Transaction {
         Ok(keys::spaced(space, key))
     }
 
-    fn write(&mut self, space: Keyspace, key: &[u8], value: Option<Bytes>) -> Result<()> {
+    fn write(&mut self, space: Keyspace, key: &[u8], value: Option<Stored>) -> Result<()> {
         self.check()?;
         if self.read_only {
             return Err(Error::ReadOnly { txn: self.id });
@@ -297,9 +349,38 @@ impl Transaction {
         self.set_in(Keyspace::Kv, key, value)
     }
 
-    /// Sets `key` in `space` to `value`.
+    /// Sets `key` in `space` to `value`. The value never expires: a
+    /// deadline the key had is gone, as with Redis's `SET`.
     pub fn set_in(&mut self, space: Keyspace, key: &[u8], value: &[u8]) -> Result<()> {
-        self.write(space, key, Some(Bytes::copy_from_slice(value)))
+        self.set_with_deadline_in(space, key, value, None)
+    }
+
+    /// Sets `key` (in the [`Keyspace::Kv`] space) to `value`, expiring after
+    /// `deadline` (Unix ms; `None`: never). A deadline already past is
+    /// stored as it is: the value is invisible at once, and collected like
+    /// any expired value.
+    pub fn set_with_deadline(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        deadline: Option<u64>,
+    ) -> Result<()> {
+        self.set_with_deadline_in(Keyspace::Kv, key, value, deadline)
+    }
+
+    /// [`Transaction::set_with_deadline`] in `space`.
+    pub fn set_with_deadline_in(
+        &mut self,
+        space: Keyspace,
+        key: &[u8],
+        value: &[u8],
+        deadline: Option<u64>,
+    ) -> Result<()> {
+        let stored = Stored {
+            value: Bytes::copy_from_slice(value),
+            deadline,
+        };
+        self.write(space, key, Some(stored))
     }
 
     /// Deletes `key` (in the [`Keyspace::Kv`] space): a tombstone version,
@@ -342,8 +423,13 @@ impl Transaction {
             return;
         }
         self.done = true;
-        self.inner
-            .unregister(self.id, self.snapshot, self.ssi.is_some(), committed);
+        self.inner.unregister(
+            self.id,
+            self.snapshot,
+            self.now_ms,
+            self.ssi.is_some(),
+            committed,
+        );
         self.inner.record_end(committed);
     }
 }
@@ -368,17 +454,19 @@ pub struct TxnScan<'a> {
     versions: pydb_storage::ScanIter<'a>,
     /// Versions above this timestamp are invisible.
     read_ts: u64,
+    /// Values whose deadline is before this instant (Unix ms) are hidden.
+    now_ms: u64,
     /// The spaced key whose visible version was already found: its older
     /// versions are skipped.
     decided: Option<Bytes>,
     /// The next committed (spaced key, value), looked ahead for the merge.
-    committed: Option<(Bytes, Bytes)>,
+    committed: Option<(Bytes, Stored)>,
     /// Whether the engine's versions are used up.
     committed_done: bool,
     /// The transaction's own writes in the range, ascending.
-    own: std::vec::IntoIter<(Bytes, Option<Bytes>)>,
+    own: std::vec::IntoIter<(Bytes, Option<Stored>)>,
     /// The next own write, looked ahead for the merge.
-    next_own: Option<(Bytes, Option<Bytes>)>,
+    next_own: Option<(Bytes, Option<Stored>)>,
     /// A transaction the stream owns and ends with it (a snapshot scan of
     /// the manager): it keeps the snapshot registered, so garbage
     /// collection leaves the versions the stream is yet to read.
@@ -401,6 +489,7 @@ impl<'a> TxnScan<'a> {
         Self {
             versions: Box::new(std::iter::empty()),
             read_ts: 0,
+            now_ms: 0,
             decided: None,
             committed: None,
             committed_done: true,
@@ -418,17 +507,19 @@ impl<'a> TxnScan<'a> {
     }
 
     /// The next key the snapshot sees in the engine: (spaced key, value).
-    fn next_committed(&mut self) -> Result<Option<(Bytes, Bytes)>> {
+    fn next_committed(&mut self) -> Result<Option<(Bytes, Stored)>> {
         for item in self.versions.by_ref() {
             let (engine_key, value) = item?;
             let (key, ts) = keys::decode_spaced(&engine_key)?;
             if ts > self.read_ts || self.decided.as_ref() == Some(&key) {
                 continue;
             }
-            let value = keys::decode_value(&engine_key, &value)?;
+            let stored = keys::decode_stored(&engine_key, &value)?;
             self.decided = Some(key.clone());
-            if let Some(value) = value {
-                return Ok(Some((key, value)));
+            if let Some(stored) = stored
+                && !stored.is_expired(self.now_ms)
+            {
+                return Ok(Some((key, stored)));
             }
         }
         Ok(None)
@@ -436,7 +527,7 @@ impl<'a> TxnScan<'a> {
 
     /// The next (spaced key, value) of the merge of committed data and
     /// own writes.
-    fn step(&mut self) -> Result<Option<(Bytes, Bytes)>> {
+    fn step(&mut self) -> Result<Option<(Bytes, Stored)>> {
         loop {
             if self.committed.is_none() && !self.committed_done {
                 self.committed = self.next_committed()?;
@@ -457,10 +548,31 @@ impl<'a> TxnScan<'a> {
                 std::cmp::Ordering::Equal => self.committed = None,
                 std::cmp::Ordering::Greater => {}
             }
-            if let Some((key, Some(value))) = self.next_own.take() {
-                return Ok(Some((key, value)));
+            if let Some((key, Some(stored))) = self.next_own.take()
+                && !stored.is_expired(self.now_ms)
+            {
+                return Ok(Some((key, stored)));
             }
-            // An own delete: nothing to yield for this key.
+            // An own delete (or an own write already expired): nothing to
+            // yield for this key.
+        }
+    }
+}
+
+impl TxnScan<'_> {
+    /// The next key with its value and expiry deadline (Unix ms; `None`:
+    /// never), or `None` at the end.
+    pub fn next_with_deadline(&mut self) -> Option<Result<(Bytes, Bytes, Option<u64>)>> {
+        if self.failed {
+            return None;
+        }
+        match self.step() {
+            // Strip the space byte: callers see their own keys.
+            Ok(item) => item.map(|(key, s)| Ok((key.slice(1..), s.value, s.deadline))),
+            Err(err) => {
+                self.failed = true;
+                Some(Err(err))
+            }
         }
     }
 }
@@ -469,17 +581,8 @@ impl Iterator for TxnScan<'_> {
     type Item = Result<(Bytes, Bytes)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        match self.step() {
-            // Strip the space byte: callers see their own keys.
-            Ok(item) => item.map(|(key, value)| Ok((key.slice(1..), value))),
-            Err(err) => {
-                self.failed = true;
-                Some(Err(err))
-            }
-        }
+        self.next_with_deadline()
+            .map(|item| item.map(|(key, value, _)| (key, value)))
     }
 }
 

@@ -136,6 +136,28 @@ pub fn build<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
             matched: false,
             budget: MemoryBudget::new(env, "a hash join"),
         }),
+        Plan::IndexJoin {
+            left,
+            table,
+            index,
+            left_key,
+            right_filter,
+            kind,
+            residual,
+        } => Box::new(IndexJoinOp {
+            left: build(left, env)?,
+            table,
+            index: index.as_ref(),
+            left_key,
+            right_filter: right_filter.as_ref(),
+            kind: *kind,
+            residual: residual.as_ref(),
+            env: env.clone(),
+            current: None,
+            matches: Vec::new(),
+            pos: 0,
+            matched: false,
+        }),
         Plan::Aggregate {
             input,
             group_by,
@@ -423,6 +445,104 @@ impl Operator for HashJoin<'_> {
                 return Ok(Some(concat_rows(
                     &left,
                     &vec![Value::Null; self.right_width],
+                )));
+            }
+        }
+    }
+}
+
+/// An index nested-loop join: each left row's key is looked up in the
+/// right table's index (or primary key). Nothing is held in memory beyond
+/// the matches of one left row, and only the matching right rows are read:
+/// the join of choice when the left side is small and the right one large.
+struct IndexJoinOp<'a> {
+    left: BoxedOperator<'a>,
+    table: &'a crate::catalog::Table,
+    index: Option<&'a crate::catalog::Index>,
+    left_key: &'a Expr,
+    right_filter: Option<&'a Expr>,
+    kind: JoinKind,
+    residual: Option<&'a Expr>,
+    env: Env<'a>,
+    current: Option<Row>,
+    matches: Vec<Row>,
+    pos: usize,
+    matched: bool,
+}
+
+impl IndexJoinOp<'_> {
+    /// The right rows whose join column equals `key`.
+    fn lookup(&self, key: Value) -> Result<Vec<Row>> {
+        if key.is_null() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<Row> = match self.index {
+            Some(index) => {
+                let range = crate::store::IndexRange {
+                    start: std::ops::Bound::Included(vec![key.clone()]),
+                    end: std::ops::Bound::Included(vec![key]),
+                };
+                self.env
+                    .store
+                    .index_scan(self.table, index, &range)?
+                    .map(|r| r.map(|(_, row)| row))
+                    .collect::<Result<_>>()?
+            }
+            None => self
+                .env
+                .store
+                .get_by_pk(self.table, &[key])?
+                .map(|(_, row)| row)
+                .into_iter()
+                .collect(),
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let keep = match self.right_filter {
+                Some(p) => eval_predicate(p, &row, &self.env)?,
+                None => true,
+            };
+            if keep {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Operator for IndexJoinOp<'_> {
+    fn next(&mut self) -> Result<Option<Row>> {
+        loop {
+            let Some(left) = &self.current else {
+                match self.left.next()? {
+                    Some(l) => {
+                        let key = eval(self.left_key, &l, &self.env)?;
+                        self.matches = self.lookup(key)?;
+                        self.current = Some(l);
+                        self.pos = 0;
+                        self.matched = false;
+                        continue;
+                    }
+                    None => return Ok(None),
+                }
+            };
+            while self.pos < self.matches.len() {
+                let row = concat_rows(left, &self.matches[self.pos]);
+                self.pos += 1;
+                let ok = match self.residual {
+                    Some(p) => eval_predicate(p, &row, &self.env)?,
+                    None => true,
+                };
+                if ok {
+                    self.matched = true;
+                    return Ok(Some(row));
+                }
+            }
+            let left = self.current.take().unwrap_or_default();
+            if self.kind == JoinKind::Left && !self.matched {
+                return Ok(Some(concat_rows(
+                    &left,
+                    &vec![Value::Null; self.table.columns.len()],
                 )));
             }
         }

@@ -487,3 +487,85 @@ fn value_subqueries_must_return_one_column() {
     }
     assert_eq!(text(&mut s, "SELECT EXISTS (SELECT a, b FROM t1)"), ["1"]);
 }
+
+#[test]
+fn index_joins_agree_with_hash_joins() {
+    let mut s = session();
+    s.execute(
+        "CREATE TABLE o(id INTEGER, cust INTEGER, amount INTEGER);
+         CREATE TABLE c(id INTEGER PRIMARY KEY, name TEXT, region INTEGER);
+         CREATE INDEX c_region ON c(region);",
+    )
+    .unwrap();
+    for i in 0..30 {
+        s.execute(&format!("INSERT INTO c VALUES ({i}, 'c{i}', {})", i % 4))
+            .unwrap();
+    }
+    for i in 0..60 {
+        // Some orders name no customer, some a missing one, one a REAL key.
+        let cust = match i % 10 {
+            0 => "NULL".to_string(),
+            1 => "99".to_string(),
+            2 => "3.0".to_string(),
+            _ => (i % 30).to_string(),
+        };
+        s.execute(&format!("INSERT INTO o VALUES ({i}, {cust}, {})", i * 10))
+            .unwrap();
+    }
+    let cases = [
+        (
+            "SELECT o.id, name FROM o JOIN c ON o.cust = c.id WHERE amount > 100 ORDER BY 1",
+            "SELECT o.id, name FROM o JOIN c ON o.cust + 0 = c.id + 0 WHERE amount > 100 ORDER BY 1",
+            "using primary key",
+        ),
+        (
+            "SELECT o.id, name FROM o LEFT JOIN c ON o.cust = c.id AND c.region = 1 ORDER BY 1, 2",
+            "SELECT o.id, name FROM o LEFT JOIN c ON o.cust + 0 = c.id + 0 AND c.region = 1 ORDER BY 1, 2",
+            "IndexJoin Left",
+        ),
+        (
+            "SELECT o.id, c.id FROM o, c WHERE c.region = o.id AND o.id < 5 ORDER BY 1, 2",
+            "SELECT o.id, c.id FROM o, c WHERE c.region + 0 = o.id + 0 AND o.id < 5 ORDER BY 1, 2",
+            "using c_region",
+        ),
+    ];
+    for (indexed, hashed, expect) in cases {
+        let p = plan(&mut s, indexed);
+        assert!(p.contains(expect), "{p}");
+        assert!(plan(&mut s, hashed).contains("HashJoin"));
+        let got = text(&mut s, indexed);
+        assert!(!got.is_empty());
+        assert_eq!(got, text(&mut s, hashed), "{indexed}");
+    }
+}
+
+#[test]
+fn join_order_avoids_cross_products_and_keeps_results() {
+    let mut s = session();
+    for t in ["p", "q", "r", "u"] {
+        s.execute(&format!("CREATE TABLE {t}(a INTEGER, b INTEGER, x TEXT)"))
+            .unwrap();
+        for i in 0..10 {
+            s.execute(&format!(
+                "INSERT INTO {t} VALUES ({i}, {}, '{t}{i}')",
+                (i * 3) % 10
+            ))
+            .unwrap();
+        }
+    }
+    // In FROM order, p and u share no condition: a cross product first.
+    let bad = "SELECT p.x, q.x, r.x, u.x FROM p, u, q, r
+               WHERE p.a = 6 AND p.b = q.a AND q.b = r.a AND r.b = u.a ORDER BY 1, 2, 3, 4";
+    let good = "SELECT p.x, q.x, r.x, u.x FROM p, q, r, u
+                WHERE p.a = 6 AND p.b = q.a AND q.b = r.a AND r.b = u.a ORDER BY 1, 2, 3, 4";
+    let p = plan(&mut s, bad);
+    assert!(!p.contains("NestedLoopJoin"), "{p}");
+    assert_eq!(text(&mut s, bad), ["p6 q8 r4 u2"]);
+    assert_eq!(text(&mut s, bad), text(&mut s, good));
+    // SELECT * keeps the FROM order of the columns.
+    let star = text(
+        &mut s,
+        "SELECT * FROM p, u, q WHERE p.a = 1 AND q.a = p.b AND u.a = q.b",
+    );
+    assert_eq!(star, ["1 3 p1 9 7 u9 3 9 q3"]);
+}

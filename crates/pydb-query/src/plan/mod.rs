@@ -10,7 +10,8 @@
 //! One enum serves as both the logical and the physical plan: the binder
 //! only builds the logical nodes (`Scan`, `Filter`, `Project`, `Join`,
 //! `Aggregate`, `Sort`, `Limit`, ...), and the rules replace some of them by
-//! physical choices (`IndexScan`, `PkLookup`, `HashJoin`, `TopN`). Every
+//! physical choices (`IndexScan`, `PkLookup`, `HashJoin`, `IndexJoin`,
+//! `TopN`). Every
 //! node knows how many columns its rows have ([`Plan::width`]).
 //!
 //! Column references carry a *depth*: 0 is the row of the operator that
@@ -279,6 +280,17 @@ impl Expr {
         self.children_mut(&mut |c| c.shift_columns(delta));
     }
 
+    /// Replaces the position of every current-row column by `f(position)`
+    /// (to follow a reordering of a join's inputs). Only for expressions
+    /// without correlated subqueries.
+    pub fn map_columns(&mut self, f: &dyn Fn(usize) -> usize) {
+        if let Expr::Column { depth: 0, index } = self {
+            *index = f(*index);
+            return;
+        }
+        self.children_mut(&mut |c| c.map_columns(f));
+    }
+
     /// Splits a conjunction into its terms.
     pub fn conjuncts(self) -> Vec<Expr> {
         match self {
@@ -434,6 +446,27 @@ pub enum Plan {
         /// What else must hold, over the combined row.
         residual: Option<Expr>,
     },
+    /// An index nested-loop join (physical): for each left row, the right
+    /// table's rows whose indexed column equals the left row's key are
+    /// fetched through the index (or the primary key), instead of reading
+    /// the right table whole.
+    IndexJoin {
+        /// The outer input.
+        left: Box<Plan>,
+        /// The right table.
+        table: Arc<Table>,
+        /// The index whose first column is the join column; `None`: the
+        /// table's one-column primary key.
+        index: Option<Index>,
+        /// The key, over left rows.
+        left_key: Expr,
+        /// A filter on right rows (terms pushed into the right side).
+        right_filter: Option<Expr>,
+        /// Inner or left outer.
+        kind: JoinKind,
+        /// What else must hold, over the combined row.
+        residual: Option<Expr>,
+    },
     /// Groups the input and computes aggregates: output rows are the
     /// group-by values followed by the aggregates.
     Aggregate {
@@ -507,6 +540,7 @@ impl Plan {
             Plan::Join { left, right, .. } | Plan::HashJoin { left, right, .. } => {
                 left.width() + right.width()
             }
+            Plan::IndexJoin { left, table, .. } => left.width() + table.columns.len(),
             Plan::Aggregate { group_by, aggs, .. } => group_by.len() + aggs.len(),
             Plan::SetOp { left, .. } => left.width(),
         }
@@ -576,6 +610,32 @@ impl Plan {
                     .map(|e| format!(" residual {}", fmt_expr(e)))
                     .unwrap_or_default()
             ),
+            Plan::IndexJoin {
+                table,
+                index,
+                left_key,
+                right_filter,
+                kind,
+                residual,
+                ..
+            } => format!(
+                "IndexJoin {:?} {} using {} key={}{}{}",
+                kind,
+                table.name,
+                index
+                    .as_ref()
+                    .map(|i| i.name.clone())
+                    .unwrap_or_else(|| "primary key".into()),
+                fmt_expr(left_key),
+                right_filter
+                    .as_ref()
+                    .map(|e| format!(" filter {}", fmt_expr(e)))
+                    .unwrap_or_default(),
+                residual
+                    .as_ref()
+                    .map(|e| format!(" residual {}", fmt_expr(e)))
+                    .unwrap_or_default()
+            ),
             Plan::Aggregate { group_by, aggs, .. } => format!(
                 "HashAggregate group=({}) aggs=({})",
                 fmt_list(group_by),
@@ -639,6 +699,7 @@ impl Plan {
             | Plan::TopN { input, .. }
             | Plan::Limit { input, .. }
             | Plan::Distinct { input } => vec![input],
+            Plan::IndexJoin { left, .. } => vec![left],
             Plan::Join { left, right, .. }
             | Plan::HashJoin { left, right, .. }
             | Plan::SetOp { left, right, .. } => vec![left, right],

@@ -422,9 +422,12 @@ impl Connection {
         let command = match Command::parse(args) {
             // Not while queueing for EXEC: then a SET is queued.
             Ok(Command::Set {
+                name: "set",
                 key,
                 value,
                 condition: None,
+                expiry: crate::command::ExpiryArg::None,
+                get: false,
             }) if self.authenticated && !self.multi.in_multi() => {
                 self.pending_sets.set(key, value);
                 if self.pending_sets.len() >= MAX_PENDING_SETS {
