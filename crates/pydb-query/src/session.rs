@@ -37,9 +37,9 @@ use std::sync::Arc;
 use pydb_txn::{Isolation, TxnManager, TxnOptions};
 
 use crate::ast::{IsolationLevel, Statement};
+use crate::bind::Binder;
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecContext};
-use crate::bind::Binder;
 use crate::output::{Output, ResultColumn};
 use crate::txnstore::{OpenTxn, Shared, TxnStore};
 
