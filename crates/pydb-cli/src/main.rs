@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use pydb::db::{HISTORY_FILE_NAME, parse_sync_policy};
 use pydb::{Compression, Db, EngineKind, IndexKind, Options, SyncPolicy};
+use pydb_server::pg::{PgConfig, PgServer};
 use pydb_server::server::{Server, ServerConfig};
 
 /// pydb: a database built from scratch to see, run and measure how storage
@@ -135,6 +136,16 @@ enum Cmd {
         /// the client is closed.
         #[arg(long, default_value = "268435456 67108864 60", value_parser = parse_output_limit)]
         client_output_buffer_limit: (usize, usize, u64),
+        /// Also serve SQL with PostgreSQL's protocol (psql, PostgreSQL
+        /// drivers) on HOST:PORT, e.g. 127.0.0.1:5433. The same rules as
+        /// --bind: anything but loopback needs --requirepass, which clients
+        /// then give as their password (SCRAM-SHA-256).
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_bind)]
+        pg_bind: Option<SocketAddr>,
+        /// Serve only the PostgreSQL protocol (on --pg-bind), without the
+        /// Redis port.
+        #[arg(long, requires = "pg_bind")]
+        pg_only: bool,
     },
     /// Print every record of a pydb file with its checksum verdict.
     Inspect {
@@ -368,12 +379,14 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
             timeout,
             write_timeout,
             client_output_buffer_limit: (output_hard_limit, output_soft_limit, soft_seconds),
+            pg_bind,
+            pg_only,
         } => {
             drop(stdout);
             init_logging();
             let config = ServerConfig {
                 bind,
-                requirepass,
+                requirepass: requirepass.clone(),
                 maxclients,
                 max_bulk_bytes,
                 max_query_bytes: pydb_server::server::query_limit_for(max_bulk_bytes),
@@ -383,9 +396,19 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
                 output_soft_time: Duration::from_secs(soft_seconds),
                 write_timeout: (write_timeout > 0).then(|| Duration::from_secs(write_timeout)),
             };
+            let pg_config = pg_bind.map(|addr| PgConfig {
+                password: requirepass,
+                maxclients,
+                ..PgConfig::new(addr)
+            });
             // Before opening the database: a bad option must not take
             // the directory lock or create files.
-            config.validate()?;
+            if !pg_only {
+                config.validate()?;
+            }
+            if let Some(pg_config) = &pg_config {
+                pg_config.validate()?;
+            }
             let options = Options {
                 engine,
                 index,
@@ -399,9 +422,51 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
                 storage = %storage_name(&db),
                 "database open"
             );
-            let server = Server::bind(db, config)?;
-            pydb_server::server::shutdown_on_signals(server.shutdown_handle())?;
-            server.run()?;
+            let server = (!pg_only)
+                .then(|| Server::bind(db.clone(), config))
+                .transpose()?;
+            let pg_server = pg_config
+                .map(|pg_config| PgServer::bind(db.clone(), pg_config))
+                .transpose()?;
+            let redis_on_signal = server.as_ref().map(Server::shutdown_handle);
+            let pg_stop = pg_server.as_ref().map(PgServer::shutdown_handle);
+            let pg_on_signal = pg_stop.clone();
+            pydb_server::server::on_shutdown_signal(move || {
+                if let Some(handle) = redis_on_signal {
+                    handle.shutdown();
+                }
+                if let Some(handle) = pg_on_signal {
+                    handle.shutdown();
+                }
+            })?;
+            let pg_thread = pg_server
+                .map(|pg| {
+                    std::thread::Builder::new()
+                        .name("pg-accept".into())
+                        .spawn(move || pg.run())
+                        .map_err(|e| pydb_server::Error::io("<pg thread>", e))
+                })
+                .transpose()?;
+            // The Redis side returns on a signal; then the PostgreSQL side
+            // is stopped too (if it runs alone, it returns on the signal).
+            let served = match server {
+                Some(server) => {
+                    let served = server.run();
+                    if let Some(handle) = pg_stop {
+                        handle.shutdown();
+                    }
+                    served
+                }
+                None => Ok(()),
+            };
+            if let Some(thread) = pg_thread {
+                match thread.join() {
+                    Ok(result) => result?,
+                    Err(_) => tracing::error!("the PostgreSQL listener panicked"),
+                }
+            }
+            served?;
+            db.flush()?;
         }
         Cmd::Inspect {
             path,

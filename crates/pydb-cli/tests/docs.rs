@@ -247,6 +247,7 @@ fn pins() -> Vec<(&'static str, String)> {
     use pydb_file::compressed::DEFAULT_CHUNK_SIZE;
     use pydb_file::keys::{MIN_KEY_MATERIAL_LEN, WRAPPED_KEY_LEN};
     use pydb_server::keyscan::MAX_TABLE_CURSORS;
+    use pydb_server::pg::{DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PG_PORT, SERVER_VERSION};
     use pydb_server::server::DEFAULT_PORT;
     use pydb_server::server::resp::Limits;
     use pydb_storage::btree::{meta, page, wal};
@@ -526,6 +527,22 @@ fn pins() -> Vec<(&'static str, String)> {
                 Limits::DEFAULT.max_bulk_len,
                 mib(Limits::DEFAULT.max_bulk_len as u64)
             ),
+        ),
+        // The PostgreSQL side.
+        (
+            g,
+            format!("pydb server --pg-bind 127.0.0.1:{DEFAULT_PG_PORT}"),
+        ),
+        (
+            g,
+            format!(
+                "A message over {} MiB",
+                mib(DEFAULT_MAX_MESSAGE_BYTES as u64)
+            ),
+        ),
+        (
+            g,
+            format!("`server_version` {SERVER_VERSION:?}").replace('"', "`"),
         ),
     ]
 }

@@ -37,9 +37,10 @@ use std::sync::Arc;
 use pydb_txn::{Isolation, TxnManager, TxnOptions};
 
 use crate::ast::{IsolationLevel, Statement};
+use crate::bind::Binder;
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecContext};
-use crate::output::Output;
+use crate::output::{Output, ResultColumn};
 use crate::txnstore::{OpenTxn, Shared, TxnStore};
 
 /// SQL over one database's transaction manager. Cheap to clone; clones
@@ -180,6 +181,42 @@ impl Session {
     /// Whether an explicit transaction (BEGIN) is open, failed or not.
     pub fn in_transaction(&self) -> bool {
         !matches!(self.state, State::Idle)
+    }
+
+    /// The columns `statement` would return, without running it: `None`
+    /// for a statement that returns no rows. A query is bound (names
+    /// resolved against the catalog) inside the open transaction, or in a
+    /// transaction of its own that is rolled back; for the PostgreSQL
+    /// protocol's `Describe`.
+    pub fn describe(&mut self, statement: &Statement) -> Result<Option<Vec<ResultColumn>>> {
+        let query = match statement {
+            Statement::Query(q) => q,
+            Statement::Explain { .. } => {
+                return Ok(Some(vec![ResultColumn {
+                    name: "QUERY PLAN".into(),
+                    ty: Some(crate::value::DataType::Text),
+                }]));
+            }
+            _ => return Ok(None),
+        };
+        match &mut self.state {
+            State::Failed => Err(Error::TransactionAborted),
+            State::Open(open) => {
+                let store = TxnStore::new(open, &self.db.shared);
+                Ok(Some(Binder::new(&store).bind_query(query)?.columns))
+            }
+            State::Idle => {
+                let tx = self
+                    .db
+                    .mgr
+                    .begin_with(TxnOptions::new(effective(self.db.isolation)).read_only())?;
+                let mut open = OpenTxn::new(tx);
+                let store = TxnStore::new(&mut open, &self.db.shared);
+                let columns = Binder::new(&store).bind_query(query)?.columns;
+                open.tx.rollback();
+                Ok(Some(columns))
+            }
+        }
     }
 
     /// Where the session stands, for the PostgreSQL protocol.

@@ -14,7 +14,9 @@
 //!   serializable pydb transaction;
 //! - [`info`], [`keyscan`], [`glob`]: `INFO` and `CONFIG GET` texts, `SCAN`
 //!   cursors, Redis's glob patterns;
-//! - [`client`]: a small blocking client, for `pydb shell --connect`.
+//! - [`client`]: a small blocking client, for `pydb shell --connect`;
+//! - [`pg`]: PostgreSQL's wire protocol over pydb's SQL (`--pg-bind`),
+//!   for `psql` and PostgreSQL drivers.
 
 pub mod client;
 pub mod command;
@@ -23,6 +25,7 @@ pub mod glob;
 pub mod info;
 pub mod keyscan;
 pub mod multi;
+pub mod pg;
 pub mod reply;
 pub mod server;
 pub mod tokenize;

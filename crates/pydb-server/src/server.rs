@@ -637,6 +637,12 @@ fn drain(shared: &Shared) {
 /// Shuts the server down on SIGINT or SIGTERM (from a thread that waits
 /// for them).
 pub fn shutdown_on_signals(handle: ShutdownHandle) -> Result<()> {
+    on_shutdown_signal(move || handle.shutdown())
+}
+
+/// Calls `stop` on the first SIGINT or SIGTERM (from a thread that waits
+/// for them): for a process that runs more than one listener.
+pub fn on_shutdown_signal(stop: impl FnOnce() + Send + 'static) -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .map_err(|e| Error::io("<signals>", e))?;
@@ -645,7 +651,7 @@ pub fn shutdown_on_signals(handle: ShutdownHandle) -> Result<()> {
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
                 tracing::info!(signal, "signal received");
-                handle.shutdown();
+                stop();
             }
         })
         .map_err(|e| Error::io("<signals>", e))?;

@@ -19,8 +19,11 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// A `pydb server` process on an ephemeral loopback port.
 pub struct Server {
     child: Option<Child>,
-    /// Where it listens.
+    /// Where it listens (for Redis clients; with --pg-only, for
+    /// PostgreSQL ones).
     pub addr: SocketAddr,
+    /// Where it listens for PostgreSQL clients (with --pg-bind).
+    pub pg_addr: Option<SocketAddr>,
     /// Its stderr lines, as they come.
     log: Receiver<String>,
     _dir: Option<tempfile::TempDir>,
@@ -65,18 +68,30 @@ impl Server {
             }
         });
         let deadline = Instant::now() + TIMEOUT;
-        let addr = loop {
+        // The Redis address (unless --pg-only) and the PostgreSQL one
+        // (with --pg-bind), in whichever order they are logged.
+        let wants_redis = !args.contains(&"--pg-only");
+        let wants_pg = args.contains(&"--pg-bind");
+        let (mut addr, mut pg_addr) = (None, None);
+        while (wants_redis && addr.is_none()) || (wants_pg && pg_addr.is_none()) {
             let line = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("the server did not log its address");
-            if let Some(at) = line.find("listening addr=") {
-                let addr = line[at + "listening addr=".len()..].trim();
-                break addr.parse().unwrap();
+            let parse = |marker: &str| -> Option<SocketAddr> {
+                let at = line.find(marker)?;
+                line[at + marker.len()..].trim().parse().ok()
+            };
+            if let Some(a) = parse("listening addr=") {
+                addr = Some(a);
             }
-        };
+            if let Some(a) = parse("listening for PostgreSQL clients addr=") {
+                pg_addr = Some(a);
+            }
+        }
         Server {
             child: Some(child),
-            addr,
+            addr: addr.or(pg_addr).unwrap(),
+            pg_addr,
             log: rx,
             _dir: None,
             dir: dir.to_path_buf(),
