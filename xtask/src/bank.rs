@@ -137,7 +137,8 @@ fn read_state(bank: &TxnManager) -> Result<State, String> {
         .begin_read_only(Isolation::Serializable)
         .map_err(|e| e.to_string())?;
     let mut state = State::default();
-    for (k, v) in tx.scan::<&[u8]>(..).map_err(|e| e.to_string())? {
+    for item in tx.scan::<&[u8]>(..).map_err(|e| e.to_string())? {
+        let (k, v) = item.map_err(|e| e.to_string())?;
         let key = String::from_utf8_lossy(&k).into_owned();
         if let Some(id) = key.strip_prefix("x/") {
             let receipt = String::from_utf8_lossy(&v).into_owned();

@@ -291,17 +291,18 @@ impl Handle for TxnHandle<'_> {
 
     fn scan(&mut self, start: &[u8], limit: usize) -> Result<usize> {
         let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
-        let items = tx.scan(start..)?;
-        Ok(items
-            .into_iter()
-            .take(limit)
-            .map(std::hint::black_box)
-            .count())
+        let mut n = 0;
+        for item in tx.scan(start..)?.take(limit) {
+            std::hint::black_box(item?);
+            n += 1;
+        }
+        Ok(n)
     }
 
     fn scan_all(&mut self, each: &mut dyn FnMut(usize)) -> Result<()> {
         let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
-        for (_, v) in tx.scan::<&[u8]>(..)? {
+        for item in tx.scan::<&[u8]>(..)? {
+            let (_, v) = item?;
             each(v.len());
         }
         Ok(())

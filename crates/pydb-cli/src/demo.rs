@@ -27,7 +27,7 @@ pub fn run(out: &mut dyn Write) -> Result<()> {
     db.close()?;
 
     let options = Options::default();
-    let db = Db::open(&path, options)?;
+    let db = Db::open(&path, options.clone())?;
     writeln!(
         out,
         "closed and reopened the database ({} engine, {} index)",

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use pydb::Db;
 use pydb_server::client::Client;
 use pydb_server::command::Command;
+use pydb_server::multi::MultiState;
 use pydb_server::reply::Reply;
 
 use crate::{Error, Result};
@@ -48,22 +49,33 @@ pub trait Session {
     fn run_line(&mut self, line: &[u8]) -> Result<LineOutcome>;
 }
 
-/// A session on a database opened by this process.
+/// A session on a database opened by this process. It keeps `MULTI`'s
+/// queue and `WATCH`'s keys as a server connection does.
 #[derive(Debug)]
 pub struct Local<'a> {
     db: &'a Db,
+    multi: MultiState,
 }
 
 impl<'a> Local<'a> {
     /// A session on `db`.
     pub fn new(db: &'a Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            multi: MultiState::new(),
+        }
     }
 }
 
 impl Session for Local<'_> {
     fn run_line(&mut self, line: &[u8]) -> Result<LineOutcome> {
-        Ok(run_line(self.db, line))
+        let parsed = match Command::parse_line(line) {
+            Ok(None) => return Ok(LineOutcome::Blank),
+            Ok(Some(command)) if command.is_quit() => return Ok(LineOutcome::Quit),
+            Ok(Some(command)) => Ok(command),
+            Err(e) => Err(e),
+        };
+        Ok(LineOutcome::Reply(self.multi.answer_local(self.db, parsed)))
     }
 }
 
@@ -102,7 +114,8 @@ impl Session for Remote {
     }
 }
 
-/// Runs one line against `db`.
+/// Runs one line against `db`, with no session state (a `MULTI` here is
+/// answered with an error; [`Local`] keeps the state).
 pub fn run_line(db: &Db, line: &[u8]) -> LineOutcome {
     match Command::parse_line(line) {
         Ok(None) => LineOutcome::Blank,
@@ -251,5 +264,17 @@ mod tests {
         let mut output = Vec::new();
         run_pipe(&mut Local::new(&db), &b"set k v\r\nget k"[..], &mut output).unwrap();
         assert_eq!(String::from_utf8(output).unwrap(), "OK\n\"v\"\n");
+    }
+
+    #[test]
+    fn the_local_shell_runs_multi_exec_and_watch() {
+        let db = Db::memory().unwrap();
+        let mut output = Vec::new();
+        let input = b"multi\nset k 1\nincr k\nexec\nwatch k\nset k 5\nmulti\nget k\nexec\n";
+        run_pipe(&mut Local::new(&db), &input[..], &mut output).unwrap();
+        assert_eq!(
+            String::from_utf8(output).unwrap(),
+            "OK\nQUEUED\nQUEUED\n1) OK\n2) (integer) 2\nOK\nOK\nOK\nQUEUED\n(nil)\n"
+        );
     }
 }

@@ -121,9 +121,9 @@ pub struct Query {
     pub body: SetExpr,
     /// `ORDER BY` items (an integer literal names an output column).
     pub order_by: Vec<OrderByItem>,
-    /// `LIMIT n` (also the first number of `LIMIT offset, n`).
+    /// `LIMIT n` (also the second number of SQLite's `LIMIT offset, n`).
     pub limit: Option<Expr>,
-    /// `OFFSET n`.
+    /// `OFFSET n` (also the first number of `LIMIT offset, n`).
     pub offset: Option<Expr>,
     /// The whole query.
     pub span: Span,

@@ -176,13 +176,16 @@ fn substr(x: &Value, start: &Value, len: Option<&Value>) -> Value {
         Value::Integer(i) => i,
         _ => 0,
     };
+    // Saturating arithmetic: the arguments are user input and may be
+    // anywhere in the 64-bit range.
     let mut p1 = as_int(start);
-    let mut p2 = len.map(as_int).unwrap_or(i64::MAX / 4);
+    let no_len = len.is_none();
+    let mut p2 = len.map(as_int).unwrap_or(n);
     if p1 < 0 {
-        p1 += n;
+        p1 = p1.saturating_add(n);
         if p1 < 0 {
-            if p2 != i64::MAX / 4 {
-                p2 += p1;
+            if !no_len {
+                p2 = p2.saturating_add(p1);
             }
             p1 = 0;
         }
@@ -192,12 +195,12 @@ fn substr(x: &Value, start: &Value, len: Option<&Value>) -> Value {
         p2 -= 1;
     }
     if p2 < 0 {
-        if p2 < -p1 {
+        if p2 < p1.saturating_neg() {
             p2 = p1;
             p1 = 0;
         } else {
-            p1 += p2;
-            p2 = -p2;
+            p1 = p1.saturating_add(p2);
+            p2 = p2.saturating_neg();
         }
     }
     let from = p1.clamp(0, n) as usize;

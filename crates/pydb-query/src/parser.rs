@@ -713,33 +713,24 @@ impl<'a> Parser<'a> {
             return self.primary();
         }
         let start = self.peek().span;
-        let op = if self.eat(&TokenKind::Minus) {
-            Some(UnaryOp::Neg)
-        } else if self.eat(&TokenKind::Plus) {
-            Some(UnaryOp::Plus)
-        } else {
-            None
-        };
-        let literal = match self.peek().kind.clone() {
-            TokenKind::Integer(_) | TokenKind::Real { .. } => {
-                self.number(op == Some(UnaryOp::Neg))?
-            }
+        let negative = self.eat(&TokenKind::Minus);
+        let signed = negative || self.eat(&TokenKind::Plus);
+        let literal = match self.peek().kind {
+            TokenKind::Integer(_) | TokenKind::Real { .. } => self.number(negative)?,
             TokenKind::String(_)
             | TokenKind::Keyword(Keyword::NULL | Keyword::TRUE | Keyword::FALSE)
-                if op.is_none() =>
+                if !signed =>
             {
-                self.primary()?
+                self.literal()?
             }
             TokenKind::Blob(_) => return Err(self.unsupported("blob literals (X'..')")),
             _ => return Err(self.unexpected("a literal or (expression)")),
         };
-        match op {
-            Some(UnaryOp::Plus) => Ok(Expr {
-                span: start.to(literal.span),
-                ..literal
-            }),
-            _ => Ok(literal),
-        }
+        // The span covers the sign; `+5` is just `5`.
+        Ok(Expr {
+            span: start.to(literal.span),
+            ..literal
+        })
     }
 
     /// `[CONSTRAINT name] PRIMARY KEY (cols) | UNIQUE (cols)`.
@@ -1055,9 +1046,10 @@ impl<'a> Parser<'a> {
         Ok(SelectItem::Expr { expr, alias })
     }
 
-    /// `[AS] name` after an expression or a table. Without AS, only a name
-    /// that is not a keyword (reserved or not) counts, so that
-    /// `FROM t1 LEFT JOIN ...` or `SELECT a FROM t` is not read as an alias.
+    /// `[AS] name` after an expression or a table. Without AS the name
+    /// must not be a reserved keyword, so that `FROM t1 LEFT JOIN ...` or
+    /// `SELECT a FROM t` is not read as an alias (no non-reserved keyword
+    /// can follow a select item or a table, so `SELECT a key` is safe).
     /// SQLite also takes a string as an alias (`AS 'x'`).
     fn alias(&mut self) -> Result<Option<Ident>> {
         if self.eat_keyword(Keyword::AS) {
@@ -1072,7 +1064,7 @@ impl<'a> Parser<'a> {
             }
             return self.ident("an alias").map(Some);
         }
-        if let TokenKind::Ident { .. } = self.peek().kind {
+        if self.peek_ident().is_some() {
             return self.ident("an alias").map(Some);
         }
         Ok(None)
@@ -1997,6 +1989,13 @@ mod tests {
         assert!(
             matches!(&s.projection[3], SelectItem::Expr { alias: Some(a), .. } if a.value == "y")
         );
+        let keywords = select("SELECT a key, b AS first FROM t1 temp");
+        assert!(
+            matches!(&keywords.projection[0], SelectItem::Expr { alias: Some(a), .. } if a.value == "key")
+        );
+        assert!(
+            matches!(&keywords.from[0], TableRef::Table { alias: Some(a), .. } if a.value == "temp")
+        );
         assert!(matches!(&s.projection[4], SelectItem::Wildcard(_)));
         assert_eq!(s.from.len(), 2);
         assert!(
@@ -2186,12 +2185,11 @@ mod tests {
 
     #[test]
     fn create_table_with_types_constraints_and_defaults() {
-        let Statement::CreateTable(t) = one(
-            "CREATE TABLE IF NOT EXISTS t1(a INTEGER PRIMARY KEY, b VARCHAR(8) NOT NULL, \
+        let sql = "CREATE TABLE IF NOT EXISTS t1(a INTEGER PRIMARY KEY, b VARCHAR(8) NOT NULL, \
              c DOUBLE PRECISION DEFAULT -1.5, d BOOLEAN DEFAULT (1 + 1), e, f NUMERIC(10, 2) UNIQUE, \
              g TEXT DEFAULT 'x' COLLATE BINARY, h CLOB NULL DEFAULT NULL, \
-             CONSTRAINT pk UNIQUE (b, c DESC))",
-        ) else {
+             CONSTRAINT pk UNIQUE (b, c DESC))";
+        let Statement::CreateTable(t) = one(sql) else {
             panic!()
         };
         assert!(t.if_not_exists);

@@ -8,7 +8,9 @@
 //!   (*autocommit*): it commits when it succeeds and is rolled back,
 //!   leaving nothing behind, when it fails.
 //! - `BEGIN [ISOLATION LEVEL ...] [READ ONLY]` opens a transaction that
-//!   `COMMIT` or `ROLLBACK` ends.
+//!   `COMMIT` or `ROLLBACK` ends. (A `BEGIN` inside one is refused, as
+//!   SQLite does, and the transaction goes on; `COMMIT` or `ROLLBACK`
+//!   outside one is an error.)
 //! - A statement that fails inside `BEGIN` puts the session in the
 //!   *failed* state: its transaction is rolled back at once, every further
 //!   statement is refused ([`Error::TransactionAborted`], SQLSTATE 25P02)

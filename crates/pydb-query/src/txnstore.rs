@@ -32,6 +32,22 @@
 //! from the engine and, unless this transaction changed it itself, cached.
 //! Commit timestamps are unique, so a stale cache can never be mistaken
 //! for a fresh one.
+//!
+//! # Hidden row ids
+//!
+//! A table without PRIMARY KEY keys its rows by an increasing row id. The
+//! ids come from an allocator in memory ([`Shared`]), not from a counter
+//! key in the transaction, which would make every two concurrent inserts
+//! into the table conflict. An id taken by a rolled-back transaction is
+//! never used; after a restart the allocator starts above the largest id
+//! stored.
+//!
+//! # What the store does not do (yet)
+//!
+//! Scans and index scans read their whole range at once (the transaction
+//! layer's `scan_in` returns a `Vec`); a statement decodes each table it
+//! scans once and reuses the rows until it writes. There is no REINDEX,
+//! ALTER TABLE, or descending index.
 
 pub(crate) mod layout;
 pub(crate) mod records;
@@ -241,11 +257,18 @@ impl OpenTxn {
     }
 }
 
+/// A table's rows with their keys, decoded once per statement.
+type ScannedRows = Arc<Vec<(RowKey, Row)>>;
+
 /// A [`Store`] over one open transaction.
 pub(crate) struct TxnStore<'a> {
     open: &'a mut OpenTxn,
     shared: &'a Shared,
     catalog: RefCell<Option<Arc<Catalog>>>,
+    /// Tables already scanned by this statement, decoded: a correlated
+    /// subquery scans its table once per outer row. Emptied by every
+    /// write, so a scan always sees the statement's own writes.
+    scanned: RefCell<HashMap<u64, ScannedRows>>,
 }
 
 fn lower(name: &str) -> String {
@@ -259,6 +282,7 @@ impl<'a> TxnStore<'a> {
             open,
             shared,
             catalog: RefCell::new(None),
+            scanned: RefCell::new(HashMap::new()),
         }
     }
 
@@ -375,8 +399,24 @@ impl<'a> TxnStore<'a> {
     /// The row key of `row`: its primary key, or a new hidden row id.
     fn new_row_key(&mut self, table: &Table, row: &Row) -> Result<RowKey> {
         if table.primary_key.is_empty() {
-            let id = self.shared.next_row_id(table)?;
-            Ok(RowKey(Bytes::from(encode_key(&[Value::Integer(id)]))))
+            // The allocator is only as good as the process's knowledge: a
+            // second `Database` over the same manager has its own. A taken
+            // id that this transaction can see sends the allocator back to
+            // the table; one it cannot see (committed after its snapshot,
+            // or not yet) is the same engine key, and the write-write
+            // check refuses one of the two commits. Never an overwrite.
+            for _ in 0..8 {
+                let id = self.shared.next_row_id(table)?;
+                let key = encode_key(&[Value::Integer(id)]);
+                if space_get_for_update(self.tx(), &layout::row_key(table.id, &key))?.is_none() {
+                    return Ok(RowKey(Bytes::from(key)));
+                }
+                self.shared.row_ids.lock().remove(&table.id);
+            }
+            Err(Error::Invalid(format!(
+                "no free row id found in table {}",
+                table.name
+            )))
         } else {
             Ok(pk_row_key(table, row))
         }
@@ -490,6 +530,7 @@ impl Store for TxnStore<'_> {
     }
 
     fn create_table(&mut self, mut table: Table) -> Result<Arc<Table>> {
+        self.scanned.get_mut().clear();
         let catalog = self.catalog()?;
         table.name = lower(&table.name);
         self.check_name_free(&catalog, &table.name)?;
@@ -545,6 +586,7 @@ impl Store for TxnStore<'_> {
     }
 
     fn drop_table(&mut self, name: &str) -> Result<()> {
+        self.scanned.get_mut().clear();
         let name = lower(name);
         let table = self.table(&name)?.ok_or_else(|| Error::Undefined {
             kind: "table",
@@ -562,6 +604,7 @@ impl Store for TxnStore<'_> {
     }
 
     fn create_index(&mut self, mut index: Index) -> Result<()> {
+        self.scanned.get_mut().clear();
         let catalog = self.catalog()?;
         index.name = lower(&index.name);
         Self::check_index_name_free(&catalog, &index.name)?;
@@ -593,6 +636,7 @@ impl Store for TxnStore<'_> {
     }
 
     fn drop_index(&mut self, name: &str) -> Result<()> {
+        self.scanned.get_mut().clear();
         let catalog = self.catalog()?;
         let (table, index) = catalog.index(name).ok_or_else(|| Error::Undefined {
             kind: "index",
@@ -624,16 +668,28 @@ impl Store for TxnStore<'_> {
     }
 
     fn scan(&self, table: &Table) -> Result<RowIter<'_>> {
-        let prefix_len = 9;
-        let items = space_scan(
-            self.tx(),
-            layout::prefix_range(layout::object_prefix(ROWS, table.id)),
-        )?;
-        let table = table.clone();
-        Ok(Box::new(items.into_iter().map(move |(key, value)| {
-            let row = decode_table_row(&table, &value)?;
-            Ok((RowKey(key.slice(prefix_len..)), row))
-        })))
+        let cached = self.scanned.borrow().get(&table.id).cloned();
+        let rows = match cached {
+            Some(rows) => rows,
+            None => {
+                let prefix_len = 9;
+                let items = space_scan(
+                    self.tx(),
+                    layout::prefix_range(layout::object_prefix(ROWS, table.id)),
+                )?;
+                let rows = items
+                    .into_iter()
+                    .map(|(key, value)| {
+                        let row = decode_table_row(table, &value)?;
+                        Ok((RowKey(key.slice(prefix_len..)), row))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let rows = Arc::new(rows);
+                self.scanned.borrow_mut().insert(table.id, rows.clone());
+                rows
+            }
+        };
+        Ok(Box::new((0..rows.len()).map(move |i| Ok(rows[i].clone()))))
     }
 
     fn index_scan(&self, table: &Table, index: &Index, range: &IndexRange) -> Result<RowIter<'_>> {
@@ -666,6 +722,7 @@ impl Store for TxnStore<'_> {
     }
 
     fn insert(&mut self, table: &Table, row: Row) -> Result<RowKey> {
+        self.scanned.get_mut().clear();
         Self::check_row(table, &row)?;
         let key = self.new_row_key(table, &row)?;
         let engine_key = layout::row_key(table.id, &key.0);
@@ -681,6 +738,7 @@ impl Store for TxnStore<'_> {
     }
 
     fn update(&mut self, table: &Table, key: &RowKey, old: &Row, new: Row) -> Result<RowKey> {
+        self.scanned.get_mut().clear();
         Self::check_row(table, &new)?;
         let new_key = if table.primary_key.is_empty() {
             key.clone()
@@ -709,6 +767,7 @@ impl Store for TxnStore<'_> {
     }
 
     fn delete(&mut self, table: &Table, key: &RowKey, row: &Row) -> Result<()> {
+        self.scanned.get_mut().clear();
         for index in &table.indexes {
             self.remove_entry(index, key, row)?;
         }

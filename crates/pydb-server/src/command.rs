@@ -26,7 +26,7 @@ use pydb_storage::{KeyRange, WriteBatch};
 use crate::info::{Host, NoHost};
 use crate::reply::Reply;
 use pydb::Db;
-use pydb::SetCondition;
+use pydb::{ExpireCondition, SetCondition, SetExpiry, SetOptions, Ttl};
 
 /// An argument of a request: bytes that can become a [`Bytes`] (cheaply
 /// when they already are one, as the server's are).
@@ -119,6 +119,19 @@ pub enum CommandError {
     /// An argument that must be a non-negative integer is not one.
     #[error("ERR value is not an integer or out of range")]
     NotAnInteger,
+    /// An expire time that is not positive (`SET`) or does not fit in
+    /// 64-bit Unix milliseconds; the command name is lower case.
+    #[error("ERR invalid expire time in '{0}' command")]
+    InvalidExpireTime(&'static str),
+    /// `EXPIRE` with an option it does not know.
+    #[error("ERR Unsupported option {0}")]
+    UnsupportedOption(String),
+    /// `EXPIRE ... NX` with `XX`, `GT` or `LT`.
+    #[error("ERR NX and XX, GT or LT options at the same time are not compatible")]
+    ExpireNxConflict,
+    /// `EXPIRE ... GT LT`.
+    #[error("ERR GT and LT options at the same time are not compatible")]
+    ExpireGtLtConflict,
     /// The line could not be split into arguments.
     #[error("ERR Protocol error: {0}")]
     Tokenize(#[from] crate::tokenize::TokenizeError),
@@ -134,16 +147,51 @@ impl From<CommandError> for Reply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Command {
-    /// `SET key value [NX|XX]`: sets a key (with `NX` only if it has no
-    /// value, with `XX` only if it has one; then the reply is nil when
-    /// nothing was set).
+    /// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]`:
+    /// sets a key (with `NX` only if it has no value, with `XX` only if it
+    /// has one; then the reply is nil when nothing was set), with an expiry
+    /// or without (a plain `SET` removes the key's deadline). With `GET`
+    /// the reply is the old value. `SETEX key s value` and `PSETEX key ms
+    /// value` are this with `EX` or `PX`.
     Set {
+        /// The command's name, lower case (for its error text).
+        name: &'static str,
         /// The key.
         key: Bytes,
         /// The value.
         value: Bytes,
         /// `NX` or `XX`.
         condition: Option<SetCondition>,
+        /// The expiry the new value gets.
+        expiry: ExpiryArg,
+        /// `GET`: reply with the old value.
+        get: bool,
+    },
+    /// `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT key n [NX|XX|GT|LT]`:
+    /// gives a key a deadline; 1 if it did, 0 if the key is missing or an
+    /// option said no. A deadline in the past deletes the key.
+    Expire {
+        /// The command's name, lower case (for its error text).
+        name: &'static str,
+        /// The key.
+        key: Bytes,
+        /// When, as the command gave it.
+        when: ExpiryArg,
+        /// `NX`, `XX`, `GT`, `LT` (all must hold).
+        conditions: Vec<ExpireCondition>,
+    },
+    /// `TTL key` (seconds, rounded) or `PTTL key` (milliseconds): -2 for a
+    /// missing key, -1 for a key without a deadline.
+    Ttl {
+        /// The key.
+        key: Bytes,
+        /// `PTTL`: in milliseconds.
+        millis: bool,
+    },
+    /// `PERSIST key`: removes the deadline; 1 if there was one.
+    Persist {
+        /// The key.
+        key: Bytes,
     },
     /// `INCR`, `DECR`, `INCRBY`, `DECRBY`: adds to an integer value,
     /// atomically.
@@ -176,7 +224,8 @@ pub enum Command {
     },
     /// `CONFIG SET name value [name value ...]`: changes server settings
     /// at run time (`maxclients`, `timeout`, `requirepass`,
-    /// `proto-max-bulk-len`), all or none.
+    /// `proto-max-bulk-len`, `write-timeout`, `client-output-buffer-limit`),
+    /// all or none.
     ConfigSet {
         /// The names and values, in order.
         pairs: Vec<(Bytes, Bytes)>,
@@ -278,6 +327,101 @@ pub enum Command {
     Help,
     /// `QUIT` or `EXIT`: ends the session.
     Quit,
+    /// `MULTI`: starts queueing commands for one `EXEC` (see
+    /// [`crate::multi`]; connection-level).
+    Multi,
+    /// `EXEC`: runs the queued commands as one transaction.
+    Exec,
+    /// `DISCARD`: drops the queued commands and the watched keys.
+    Discard,
+    /// `WATCH key [key ...]`: `EXEC` aborts if one of the keys is modified
+    /// from now on.
+    Watch {
+        /// The keys.
+        keys: Vec<Bytes>,
+    },
+    /// `UNWATCH`: forgets the watched keys.
+    Unwatch,
+}
+
+/// An expiry as a command gives it, before it is turned into a deadline
+/// against the database's clock (at execution, so that relative times
+/// count from when the command runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExpiryArg {
+    /// No expiry option: the new value never expires.
+    None,
+    /// `KEEPTTL`: keep the deadline the key had.
+    Keep,
+    /// `EX`/`PX`/`EXPIRE`/`PEXPIRE`: this many milliseconds from now.
+    In(i64),
+    /// `EXAT`/`PXAT`/`EXPIREAT`/`PEXPIREAT`: at this Unix-ms instant.
+    At(i64),
+}
+
+impl ExpiryArg {
+    /// The Unix-ms deadline, `now_ms` being the time now; `None` when it
+    /// does not fit in a signed 64-bit number (Redis's overflow check).
+    fn deadline(self, now_ms: u64) -> Option<i64> {
+        match self {
+            ExpiryArg::In(ms) => i64::try_from(now_ms).ok()?.checked_add(ms),
+            ExpiryArg::At(ms) => Some(ms),
+            ExpiryArg::None | ExpiryArg::Keep => None,
+        }
+    }
+
+    /// SET's expiry option as the facade takes it, `now_ms` being the time
+    /// now; `Err` holds the reply to a deadline out of range.
+    pub(crate) fn set_expiry(self, name: &'static str, now_ms: u64) -> Result<SetExpiry, Reply> {
+        Ok(match self {
+            ExpiryArg::None => SetExpiry::Clear,
+            ExpiryArg::Keep => SetExpiry::Keep,
+            at => match at.deadline(now_ms) {
+                // Checked positive at parse: a deadline before 1970 cannot
+                // be asked for, only one too far.
+                Some(ms) if ms > 0 => SetExpiry::At(ms.unsigned_abs()),
+                _ => return Err(CommandError::InvalidExpireTime(name).into()),
+            },
+        })
+    }
+
+    /// EXPIRE's deadline (Unix ms), `now_ms` being the time now; `Err`
+    /// holds the reply to a deadline out of range. A deadline before 1970
+    /// is in the past like any other: the key is deleted.
+    pub(crate) fn expire_deadline(self, name: &'static str, now_ms: u64) -> Result<u64, Reply> {
+        let Some(deadline) = self.deadline(now_ms) else {
+            return Err(CommandError::InvalidExpireTime(name).into());
+        };
+        Ok(u64::try_from(deadline).unwrap_or(0))
+    }
+}
+
+/// The reply to a SET that ran: the old value for `SET ... GET`, else OK,
+/// or nil when its condition did not hold.
+pub(crate) fn set_reply(get: bool, outcome: pydb::SetOutcome) -> Reply {
+    match (get, outcome.written) {
+        (true, _) => Reply::Bulk(outcome.old),
+        (false, true) => Reply::ok(),
+        (false, false) => Reply::nil(),
+    }
+}
+
+/// The reply to TTL (seconds, rounded) or PTTL (milliseconds): -2 for a
+/// missing key, -1 for a key without a deadline.
+pub(crate) fn ttl_reply(ttl: Ttl, millis: bool) -> Reply {
+    Reply::Integer(match ttl {
+        Ttl::Missing => -2,
+        Ttl::Persistent => -1,
+        Ttl::Remaining(ms) => {
+            let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+            if millis {
+                ms
+            } else {
+                ms.saturating_add(500) / 1000
+            }
+        }
+    })
 }
 
 /// What `COMMAND` is asked.
@@ -586,6 +730,46 @@ pub const COMMANDS: &[CommandSpec] = &[
         "Removes all keys (pydb has one database).",
     ),
     spec(
+        "multi",
+        1,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        NO_KEYS,
+        "transactions",
+        "Starts a transaction.",
+    ),
+    spec(
+        "exec",
+        1,
+        &["noscript", "loading", "stale", "skip_slowlog"],
+        NO_KEYS,
+        "transactions",
+        "Executes all commands in a transaction (one serializable pydb transaction).",
+    ),
+    spec(
+        "discard",
+        1,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        NO_KEYS,
+        "transactions",
+        "Discards a transaction.",
+    ),
+    spec(
+        "watch",
+        -2,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        ALL_KEYS,
+        "transactions",
+        "Monitors changes to keys to determine the execution of a transaction.",
+    ),
+    spec(
+        "unwatch",
+        1,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        NO_KEYS,
+        "transactions",
+        "Forgets about watched keys of a transaction.",
+    ),
+    spec(
         "help",
         -1,
         &["loading", "stale"],
@@ -593,11 +777,84 @@ pub const COMMANDS: &[CommandSpec] = &[
         "pydb",
         "Lists the commands.",
     ),
+    spec(
+        "setex",
+        4,
+        &["write", "denyoom"],
+        ONE_KEY,
+        "string",
+        "Sets the value and expiration in seconds of a key.",
+    ),
+    spec(
+        "psetex",
+        4,
+        &["write", "denyoom"],
+        ONE_KEY,
+        "string",
+        "Sets the value and expiration in milliseconds of a key.",
+    ),
+    spec(
+        "expire",
+        -3,
+        &["write", "fast"],
+        ONE_KEY,
+        "generic",
+        "Sets the expiration time of a key in seconds.",
+    ),
+    spec(
+        "pexpire",
+        -3,
+        &["write", "fast"],
+        ONE_KEY,
+        "generic",
+        "Sets the expiration time of a key in milliseconds.",
+    ),
+    spec(
+        "expireat",
+        -3,
+        &["write", "fast"],
+        ONE_KEY,
+        "generic",
+        "Sets the expiration time of a key to a Unix timestamp.",
+    ),
+    spec(
+        "pexpireat",
+        -3,
+        &["write", "fast"],
+        ONE_KEY,
+        "generic",
+        "Sets the expiration time of a key to a Unix milliseconds timestamp.",
+    ),
+    spec(
+        "ttl",
+        2,
+        &["readonly", "fast"],
+        ONE_KEY,
+        "generic",
+        "Returns the expiration time in seconds of a key.",
+    ),
+    spec(
+        "pttl",
+        2,
+        &["readonly", "fast"],
+        ONE_KEY,
+        "generic",
+        "Returns the expiration time in milliseconds of a key.",
+    ),
+    spec(
+        "persist",
+        2,
+        &["write", "fast"],
+        ONE_KEY,
+        "generic",
+        "Removes the expiration time of a key.",
+    ),
 ];
 
 /// One line per command, for `HELP`.
 pub const HELP: &[&str] = &[
-    "SET key value [NX|XX]          set a key (NX: only if absent, XX: only if present)",
+    "SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL]  set a key (NX: only if absent, XX: only if present), with an expiry",
+    "SETEX key s value | PSETEX key ms value  set a key that expires in s seconds (ms milliseconds)",
     "GET key                        the value of a key, or (nil)",
     "DEL key [key ...]              delete keys; how many existed",
     "EXISTS key [key ...]           how many of the keys exist",
@@ -606,6 +863,10 @@ pub const HELP: &[&str] = &[
     "INCR key | DECR key            add 1 to (or take 1 from) an integer value, atomically",
     "INCRBY key n | DECRBY key n    add n to (or take n from) an integer value, atomically",
     "DBSIZE                         the number of keys",
+    "EXPIRE key s | PEXPIRE key ms [NX|XX|GT|LT]  expire a key after s seconds (ms milliseconds)",
+    "EXPIREAT key t | PEXPIREAT key t [NX|XX|GT|LT]  expire a key at Unix time t (s or ms)",
+    "TTL key | PTTL key             seconds (ms) left; -1 no expiry, -2 no key",
+    "PERSIST key                    remove a key's expiry",
     "SCAN cursor [MATCH glob] [COUNT n]  keys a page at a time; 0 starts and ends a scan",
     "ECHO message                   the message",
     "INFO [section ...]             server, clients, stats, persistence, keyspace",
@@ -615,6 +876,8 @@ pub const HELP: &[&str] = &[
     "RANGE start end [LIMIT n]      keys in [start, end) with values; - and + are open ends",
     "COMPACT                        reclaim the space of old values",
     "STATS                          the engine's counters",
+    "MULTI ... EXEC | DISCARD       queue commands, then run them as one transaction (or drop them)",
+    "WATCH key [key ...] | UNWATCH  EXEC answers nil if a watched key changed since WATCH",
     "HELP                           this list",
     "AUTH password | CLIENT SETNAME name | CLIENT GETNAME   (on a server connection)",
     "QUIT | EXIT                    leave the shell",
@@ -647,12 +910,67 @@ impl Command {
         let all = |rest: &[A]| rest.iter().map(bytes).collect::<Vec<_>>();
         let command = match lower {
             b"set" => match rest {
-                [key, value, options @ ..] => Command::Set {
+                [key, value, options @ ..] => {
+                    let (condition, expiry, get) = parse_set_options(options)?;
+                    Command::Set {
+                        name: "set",
+                        key: bytes(key),
+                        value: bytes(value),
+                        condition,
+                        expiry,
+                        get,
+                    }
+                }
+                _ => return Err(CommandError::WrongArity("set")),
+            },
+            b"setex" | b"psetex" => {
+                let (name, unit) = if lower == b"setex" {
+                    ("setex", 1000)
+                } else {
+                    ("psetex", 1)
+                };
+                let [key, n, value] = rest else {
+                    return Err(CommandError::WrongArity(name));
+                };
+                let n = parse_i64(n.as_ref())?;
+                let ms = n
+                    .checked_mul(unit)
+                    .filter(|_| n > 0)
+                    .ok_or(CommandError::InvalidExpireTime(name))?;
+                Command::Set {
+                    name,
                     key: bytes(key),
                     value: bytes(value),
-                    condition: parse_set_options(options)?,
+                    condition: None,
+                    expiry: ExpiryArg::In(ms),
+                    get: false,
+                }
+            }
+            b"expire" | b"pexpire" | b"expireat" | b"pexpireat" => {
+                let name = match lower {
+                    b"expire" => "expire",
+                    b"pexpire" => "pexpire",
+                    b"expireat" => "expireat",
+                    _ => "pexpireat",
+                };
+                parse_expire(name, rest)?
+            }
+            b"ttl" | b"pttl" => match rest {
+                [key] => Command::Ttl {
+                    key: bytes(key),
+                    millis: lower == b"pttl",
                 },
-                _ => return Err(CommandError::WrongArity("set")),
+                _ => {
+                    return Err(CommandError::WrongArity(if lower == b"ttl" {
+                        "ttl"
+                    } else {
+                        "pttl"
+                    }));
+                }
+            },
+            b"persist" => match rest {
+                [key] => Command::Persist { key: bytes(key) },
+                _ => return Err(CommandError::WrongArity("persist")),
             },
             b"incr" | b"decr" => match rest {
                 [key] => Command::Incr {
@@ -784,6 +1102,26 @@ impl Command {
                 _ => return Err(CommandError::WrongArity("stats")),
             },
             b"help" => Command::Help,
+            b"multi" => match rest {
+                [] => Command::Multi,
+                _ => return Err(CommandError::WrongArity("multi")),
+            },
+            b"exec" => match rest {
+                [] => Command::Exec,
+                _ => return Err(CommandError::WrongArity("exec")),
+            },
+            b"discard" => match rest {
+                [] => Command::Discard,
+                _ => return Err(CommandError::WrongArity("discard")),
+            },
+            b"watch" => match rest {
+                [] => return Err(CommandError::WrongArity("watch")),
+                _ => Command::Watch { keys: all(rest) },
+            },
+            b"unwatch" => match rest {
+                [] => Command::Unwatch,
+                _ => return Err(CommandError::WrongArity("unwatch")),
+            },
             b"quit" | b"exit" => Command::Quit,
             _ => return Err(unknown_command(name, rest)),
         };
@@ -797,12 +1135,16 @@ impl Command {
     fn keys(&self) -> impl Iterator<Item = &Bytes> {
         let keys: Vec<&Bytes> = match self {
             Command::Set { key, .. }
+            | Command::Expire { key, .. }
+            | Command::Ttl { key, .. }
+            | Command::Persist { key }
             | Command::Incr { key, .. }
             | Command::Get { key }
             | Command::Type { key } => vec![key],
-            Command::Del { keys } | Command::Exists { keys } | Command::MGet { keys } => {
-                keys.iter().collect()
-            }
+            Command::Del { keys }
+            | Command::Exists { keys }
+            | Command::MGet { keys }
+            | Command::Watch { keys } => keys.iter().collect(),
             Command::MSet { pairs } => pairs.iter().map(|(key, _)| key).collect(),
             _ => Vec::new(),
         };
@@ -824,7 +1166,8 @@ impl Command {
     }
 
     /// Whether the connection, not the database, answers this command
-    /// (`AUTH`, `CLIENT`, `QUIT`).
+    /// (`AUTH`, `CLIENT`, `QUIT`, `HELLO`, `CONFIG SET`, and the
+    /// transaction commands, which keep per-connection state).
     pub fn is_connection_level(&self) -> bool {
         matches!(
             self,
@@ -833,6 +1176,11 @@ impl Command {
                 | Command::Quit
                 | Command::Hello { .. }
                 | Command::ConfigSet { .. }
+                | Command::Multi
+                | Command::Exec
+                | Command::Discard
+                | Command::Watch { .. }
+                | Command::Unwatch
         )
     }
 
@@ -854,24 +1202,51 @@ impl Command {
     fn try_execute(&self, db: &Db, host: &dyn Host) -> crate::Result<Reply> {
         Ok(match self {
             Command::Set {
+                name,
                 key,
                 value,
-                condition: None,
+                condition,
+                expiry,
+                get,
             } => {
-                db.set(key, value)?;
-                Reply::ok()
-            }
-            Command::Set {
-                key,
-                value,
-                condition: Some(condition),
-            } => {
-                if db.set_if(key, value, *condition)? {
-                    Reply::ok()
-                } else {
-                    Reply::nil()
+                let expiry = match expiry.set_expiry(name, db.now_ms()) {
+                    Ok(expiry) => expiry,
+                    Err(reply) => return Ok(reply),
+                };
+                // A blind write (no condition, no GET, no KEEPTTL) needs
+                // no read: it stays a read-committed write that never
+                // conflicts, as a plain SET always was.
+                match (condition, get, expiry) {
+                    (None, false, SetExpiry::Clear) => {
+                        db.set(key, value)?;
+                        return Ok(Reply::ok());
+                    }
+                    (None, false, SetExpiry::At(deadline)) => {
+                        db.set_with_expiry(key, value, deadline)?;
+                        return Ok(Reply::ok());
+                    }
+                    _ => {}
                 }
+                let options = SetOptions {
+                    condition: *condition,
+                    expiry,
+                };
+                set_reply(*get, db.set_with(key, value, options)?)
             }
+            Command::Expire {
+                name,
+                key,
+                when,
+                conditions,
+            } => {
+                let deadline = match when.expire_deadline(name, db.now_ms()) {
+                    Ok(deadline) => deadline,
+                    Err(reply) => return Ok(reply),
+                };
+                Reply::Integer(i64::from(db.expire_at(key, deadline, conditions)?))
+            }
+            Command::Ttl { key, millis } => ttl_reply(db.ttl(key)?, *millis),
+            Command::Persist { key } => Reply::Integer(i64::from(db.persist(key)?)),
             Command::Incr { key, delta } => Reply::Integer(db.incr_by(key, *delta)?),
             Command::Echo { message } => Reply::Bulk(Some(message.clone())),
             Command::Select { index: 0 } => Reply::ok(),
@@ -1026,28 +1401,148 @@ impl Command {
                     .collect(),
             ),
             Command::Quit => Reply::ok(),
+            Command::Multi
+            | Command::Exec
+            | Command::Discard
+            | Command::Watch { .. }
+            | Command::Unwatch => Reply::err(
+                "MULTI, EXEC, DISCARD, WATCH and UNWATCH are only meaningful on a connection that keeps their state",
+            ),
         })
     }
 }
 
-/// Parses the options of `SET key value [NX|XX]`.
-fn parse_set_options<A: AsRef<[u8]>>(options: &[A]) -> Result<Option<SetCondition>, CommandError> {
+/// Parses the options of `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT
+/// s|PXAT ms|KEEPTTL]`, in any order, with Redis's rules: a repeated
+/// option is fine, conflicting ones (`NX XX`, two kinds of expiry, an
+/// expiry with `KEEPTTL`) or an expiry without its number are a syntax
+/// error; then the number must be an integer, then positive.
+fn parse_set_options<A: AsRef<[u8]>>(
+    options: &[A],
+) -> Result<(Option<SetCondition>, ExpiryArg, bool), CommandError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Unit {
+        InSeconds,
+        InMillis,
+        AtSeconds,
+        AtMillis,
+    }
     let mut condition = None;
-    for option in options {
+    let mut get = false;
+    let mut keep = false;
+    let mut expire: Option<(Unit, &[u8])> = None;
+    let mut i = 0;
+    while let Some(option) = options.get(i) {
         let option = option.as_ref();
-        let this = if option.eq_ignore_ascii_case(b"nx") {
-            SetCondition::IfAbsent
-        } else if option.eq_ignore_ascii_case(b"xx") {
-            SetCondition::IfPresent
+        let next = options.get(i + 1).map(AsRef::as_ref);
+        let is = |name: &[u8]| option.eq_ignore_ascii_case(name);
+        let unit = if is(b"ex") {
+            Some(Unit::InSeconds)
+        } else if is(b"px") {
+            Some(Unit::InMillis)
+        } else if is(b"exat") {
+            Some(Unit::AtSeconds)
+        } else if is(b"pxat") {
+            Some(Unit::AtMillis)
+        } else {
+            None
+        };
+        if is(b"nx") && condition != Some(SetCondition::IfPresent) {
+            condition = Some(SetCondition::IfAbsent);
+        } else if is(b"xx") && condition != Some(SetCondition::IfAbsent) {
+            condition = Some(SetCondition::IfPresent);
+        } else if is(b"get") {
+            get = true;
+        } else if is(b"keepttl") && expire.is_none() {
+            keep = true;
+        } else if let (Some(unit), Some(next)) = (unit, next)
+            && !keep
+            && expire.is_none_or(|(u, _)| u == unit)
+        {
+            expire = Some((unit, next));
+            i += 1;
         } else {
             return Err(CommandError::Syntax);
-        };
-        if condition.is_some_and(|c| c != this) {
-            return Err(CommandError::Syntax);
         }
-        condition = Some(this);
+        i += 1;
     }
-    Ok(condition)
+    let expiry = match expire {
+        None if keep => ExpiryArg::Keep,
+        None => ExpiryArg::None,
+        Some((unit, n)) => {
+            let n = parse_i64(n)?;
+            let invalid = CommandError::InvalidExpireTime("set");
+            if n <= 0 {
+                return Err(invalid);
+            }
+            match unit {
+                Unit::InSeconds => ExpiryArg::In(n.checked_mul(1000).ok_or(invalid)?),
+                Unit::InMillis => ExpiryArg::In(n),
+                Unit::AtSeconds => ExpiryArg::At(n.checked_mul(1000).ok_or(invalid)?),
+                Unit::AtMillis => ExpiryArg::At(n),
+            }
+        }
+    };
+    Ok((condition, expiry, get))
+}
+
+/// Parses `EXPIRE|PEXPIRE|EXPIREAT|PEXPIREAT key n [NX|XX|GT|LT ...]`
+/// (`name` lower case), checking in Redis's order: the options, then the
+/// number, then that it fits once in milliseconds.
+fn parse_expire<A: Arg>(name: &'static str, rest: &[A]) -> Result<Command, CommandError> {
+    let [key, n, options @ ..] = rest else {
+        return Err(CommandError::WrongArity(name));
+    };
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for option in options {
+        let option = option.as_ref();
+        let is = |flag: &[u8]| option.eq_ignore_ascii_case(flag);
+        if is(b"nx") {
+            nx = true;
+        } else if is(b"xx") {
+            xx = true;
+        } else if is(b"gt") {
+            gt = true;
+        } else if is(b"lt") {
+            lt = true;
+        } else {
+            return Err(CommandError::UnsupportedOption(printable_name(option)));
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Err(CommandError::ExpireNxConflict);
+    }
+    if gt && lt {
+        return Err(CommandError::ExpireGtLtConflict);
+    }
+    let n = parse_i64(n.as_ref())?;
+    let seconds = name == "expire" || name == "expireat";
+    let ms = if seconds {
+        n.checked_mul(1000)
+            .ok_or(CommandError::InvalidExpireTime(name))?
+    } else {
+        n
+    };
+    let when = if name.ends_with("at") {
+        ExpiryArg::At(ms)
+    } else {
+        ExpiryArg::In(ms)
+    };
+    let conditions = [
+        (nx, ExpireCondition::IfNone),
+        (xx, ExpireCondition::IfSome),
+        (gt, ExpireCondition::IfLater),
+        (lt, ExpireCondition::IfEarlier),
+    ]
+    .into_iter()
+    .filter_map(|(on, c)| on.then_some(c))
+    .collect();
+    Ok(Command::Expire {
+        name,
+        key: key.to_bytes(),
+        when,
+        conditions,
+    })
 }
 
 /// Parses an integer argument (Redis's strict rules).

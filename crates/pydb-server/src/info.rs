@@ -114,12 +114,24 @@ pub fn db_sections(db: &Db) -> Vec<Section> {
         persistence = persistence.field(format!("engine_{name}"), value);
     }
     let mut keyspace = Section::new("Keyspace");
-    match db.key_count() {
-        Ok(0) => {}
-        Ok(keys) => keyspace = keyspace.field("db0", format!("keys={keys},expires=0,avg_ttl=0")),
+    match db
+        .key_count()
+        .and_then(|k| Ok((k, db.expiring_key_count()?)))
+    {
+        Ok((0, _)) => {}
+        // avg_ttl is Redis's running estimate from its expiry sampling;
+        // pydb does not keep one, and Redis too reports 0 until it has.
+        Ok((keys, expires)) => {
+            keyspace = keyspace.field("db0", format!("keys={keys},expires={expires},avg_ttl=0"));
+        }
         Err(e) => keyspace = keyspace.field("error", e),
     }
-    vec![server, persistence, keyspace]
+    // The server adds its own counters to this section.
+    let expiry = db.txn_manager().stats();
+    let stats = Section::new("Stats")
+        .field("expired_keys", expiry.expired_keys)
+        .field("expire_cycles", expiry.expire_cycles);
+    vec![server, stats, persistence, keyspace]
 }
 
 /// Renders `INFO [section ...]`: the default sections without arguments,

@@ -10,6 +10,8 @@
 //! - [`tokenize`], [`command`], [`reply`]: a command line split into
 //!   arguments, parsed into a typed command, executed into a reply, printed
 //!   as redis-cli prints it;
+//! - [`multi`]: `MULTI`/`EXEC`/`WATCH`, queued commands run as one
+//!   serializable pydb transaction;
 //! - [`info`], [`keyscan`], [`glob`]: `INFO` and `CONFIG GET` texts, `SCAN`
 //!   cursors, Redis's glob patterns;
 //! - [`client`]: a small blocking client, for `pydb shell --connect`.
@@ -20,6 +22,7 @@ mod error;
 pub mod glob;
 pub mod info;
 pub mod keyscan;
+pub mod multi;
 pub mod reply;
 pub mod server;
 pub mod tokenize;

@@ -33,6 +33,9 @@ pub enum Reply {
     /// An error; by convention the text starts with a code such as `ERR`
     /// (RESP error).
     Error(String),
+    /// The nil array: `EXEC` when a watched key changed (RESP2 `*-1`,
+    /// RESP3 null `_`).
+    NilArray,
 }
 
 impl Reply {
@@ -93,7 +96,7 @@ impl Reply {
                 quote_into(value, out);
                 out.push('\n');
             }
-            Reply::Bulk(None) => out.push_str("(nil)\n"),
+            Reply::Bulk(None) | Reply::NilArray => out.push_str("(nil)\n"),
             Reply::Integer(n) => {
                 let _ = writeln!(out, "(integer) {n}");
             }

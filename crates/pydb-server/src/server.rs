@@ -181,6 +181,22 @@ impl ServerConfig {
     }
 }
 
+/// Parses a `client-output-buffer-limit` value as Redis writes it for its
+/// one class pydb has, `normal <hard> <soft> <seconds>` (every pydb client
+/// is a normal client), or as the `--client-output-buffer-limit` flag
+/// takes it, `<hard> <soft> <seconds>`. Bytes are plain numbers.
+fn parse_output_buffer_limit(text: &str) -> Option<(usize, usize, u64)> {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let numbers = match parts.as_slice() {
+        [class, rest @ ..] if class.eq_ignore_ascii_case("normal") => rest,
+        all => all,
+    };
+    let [hard, soft, secs] = numbers else {
+        return None;
+    };
+    Some((hard.parse().ok()?, soft.parse().ok()?, secs.parse().ok()?))
+}
+
 /// The query buffer limit that goes with a bulk limit: room for a request
 /// with two values of the largest size (a `SET`), and at least 1 MiB.
 pub fn query_limit_for(max_bulk_bytes: usize) -> usize {
@@ -336,6 +352,17 @@ impl Shared {
                         usize::try_from(integer()?).map_err(|_| failed("argument is too large"))?;
                     next.max_query_bytes = query_limit_for(next.max_bulk_bytes);
                 }
+                "write-timeout" => {
+                    let secs = integer()?;
+                    next.write_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+                }
+                "client-output-buffer-limit" => {
+                    let (hard, soft, secs) = parse_output_buffer_limit(value_text)
+                        .ok_or_else(|| failed("argument must be 'normal <hard> <soft> <seconds>' in bytes, bytes and seconds"))?;
+                    next.output_hard_limit = hard;
+                    next.output_soft_limit = soft;
+                    next.output_soft_time = Duration::from_secs(secs);
+                }
                 "bind" | "port" | "protected-mode" | "client-query-buffer-limit" => {
                     return Err(failed("can't set immutable config"));
                 }
@@ -368,6 +395,19 @@ impl Shared {
                 config.requirepass.clone().unwrap_or_default(),
             ),
             ("proto-max-bulk-len", config.max_bulk_bytes.to_string()),
+            (
+                "client-output-buffer-limit",
+                format!(
+                    "normal {} {} {}",
+                    config.output_hard_limit,
+                    config.output_soft_limit,
+                    config.output_soft_time.as_secs()
+                ),
+            ),
+            (
+                "write-timeout",
+                config.write_timeout.map_or(0, |t| t.as_secs()).to_string(),
+            ),
             (
                 "client-query-buffer-limit",
                 config.max_query_bytes.to_string(),

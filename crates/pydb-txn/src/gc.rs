@@ -20,6 +20,13 @@
 //!   absent either way, because everything older goes too);
 //! - everything older is hidden from every snapshot: garbage.
 //!
+//! An *expired* value counts as a tombstone here, once it is expired for
+//! every transaction that can still read it: its deadline must be before
+//! the clock reading of the oldest running transaction (each judges expiry
+//! at its begin, see `clock`) and before now. A transaction that began
+//! before the deadline may still see the value, so it is kept until that
+//! transaction ends.
+//!
 //! Removal is a plain engine `write_batch` of deletes, in chunks, beside
 //! commits: it never changes what a snapshot at or above `W` reads, so it
 //! needs no commit timestamp. Before deleting, the new horizon (`W`) is
@@ -56,8 +63,10 @@ pub struct GcReport {
 pub(crate) fn collect(inner: &Inner) -> Result<GcReport> {
     let _one_at_a_time = inner.gc_lock.lock();
     inner.check_poisoned()?;
-    let watermark = {
+    let (watermark, expired_before) = {
         let mut active = inner.active.lock();
+        let now = inner.options.clock.now_ms();
+        let expired_before = active.clocks_oldest().map_or(now, |oldest| oldest.min(now));
         let oldest = active
             .snapshots_oldest()
             .unwrap_or_else(|| inner.published());
@@ -65,7 +74,7 @@ pub(crate) fn collect(inner: &Inner) -> Result<GcReport> {
         // The horizon only moves forward; as-of begins check it under the
         // same lock, so none can start below it from now on.
         active.horizon = active.horizon.max(watermark);
-        active.horizon
+        (active.horizon, expired_before)
     };
     inner
         .engine
@@ -100,7 +109,11 @@ pub(crate) fn collect(inner: &Inner) -> Result<GcReport> {
             garbage.delete(engine_key);
         } else {
             settled = true;
-            if keys::decode_value(&engine_key, &value)?.is_none() {
+            let gone = match keys::decode_stored(&engine_key, &value)? {
+                None => true,
+                Some(stored) => stored.is_expired(expired_before),
+            };
+            if gone {
                 garbage.delete(engine_key);
             }
         }

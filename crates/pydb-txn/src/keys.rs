@@ -8,6 +8,8 @@
 //! ```text
 //! engine key of a version:  space | escape(key) | 0x00 0x00 | be64(u64::MAX - ts)
 //! engine value:             0x01 | value         (a value)
+//!                           0x02 | le64(deadline) | value
+//!                                                (a value that expires)
 //!                           0x00                 (a tombstone: deleted at ts)
 //! metadata:                 0x00 | name          (e.g. "last_commit_ts")
 //! ```
@@ -109,6 +111,30 @@ pub(crate) const META_GC_HORIZON: &[u8] = b"\x00gc_horizon";
 const TAG_TOMBSTONE: u8 = 0x00;
 /// Value tag of a value.
 const TAG_VALUE: u8 = 0x01;
+/// Value tag of a value with an expiry deadline: `0x02 | le64 unix-ms
+/// deadline | value`. The deadline travels with the value, so every
+/// engine stores, recovers and compacts it like any other byte.
+const TAG_EXPIRING: u8 = 0x02;
+/// Length of the deadline after [`TAG_EXPIRING`].
+const DEADLINE_LEN: usize = 8;
+
+/// A version that is not a tombstone: the value and, if it expires, its
+/// deadline in Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stored {
+    /// The user's value.
+    pub(crate) value: Bytes,
+    /// When it stops being visible: a reader whose clock reads past this
+    /// sees no value (Redis's rule: expired once `now > deadline`).
+    pub(crate) deadline: Option<u64>,
+}
+
+impl Stored {
+    /// Whether the value is expired at `now_ms`.
+    pub(crate) fn is_expired(&self, now_ms: u64) -> bool {
+        self.deadline.is_some_and(|d| now_ms > d)
+    }
+}
 
 /// The spaced key of `key` in `space`: `space | key`.
 pub(crate) fn spaced(space: Keyspace, key: &[u8]) -> Bytes {
@@ -312,15 +338,42 @@ pub(crate) fn encode_value(value: Option<&[u8]>) -> Vec<u8> {
     }
 }
 
-/// Decodes an engine value: `None` for a tombstone.
-pub(crate) fn decode_value(engine_key: &[u8], value: &Bytes) -> Result<Option<Bytes>> {
+/// The engine value of a version that is not a tombstone: tag `0x01`
+/// without a deadline, tag `0x02` with one.
+pub(crate) fn encode_stored(value: &[u8], deadline: Option<u64>) -> Vec<u8> {
+    let Some(deadline) = deadline else {
+        return encode_value(Some(value));
+    };
+    let mut out = Vec::with_capacity(1 + DEADLINE_LEN + value.len());
+    out.push(TAG_EXPIRING);
+    out.extend_from_slice(&deadline.to_le_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// Decodes an engine value with its deadline: `None` for a tombstone.
+pub(crate) fn decode_stored(engine_key: &[u8], value: &Bytes) -> Result<Option<Stored>> {
+    let bad = |reason: &str| Error::Corrupted {
+        key: printable(engine_key),
+        reason: reason.into(),
+    };
     match value.first() {
-        Some(&TAG_VALUE) => Ok(Some(value.slice(1..))),
+        Some(&TAG_VALUE) => Ok(Some(Stored {
+            value: value.slice(1..),
+            deadline: None,
+        })),
+        Some(&TAG_EXPIRING) => {
+            let deadline: [u8; DEADLINE_LEN] = value
+                .get(1..1 + DEADLINE_LEN)
+                .and_then(|d| d.try_into().ok())
+                .ok_or_else(|| bad("expiring version value shorter than its deadline"))?;
+            Ok(Some(Stored {
+                value: value.slice(1 + DEADLINE_LEN..),
+                deadline: Some(u64::from_le_bytes(deadline)),
+            }))
+        }
         Some(&TAG_TOMBSTONE) if value.len() == 1 => Ok(None),
-        _ => Err(Error::Corrupted {
-            key: printable(engine_key),
-            reason: "version value has no valid tag".into(),
-        }),
+        _ => Err(bad("version value has no valid tag")),
     }
 }
 
@@ -378,8 +431,10 @@ mod tests {
         // A prefix byte that is no keyspace's is damage, not a key.
         assert!(decode_version_key(b"\x07a\x00\x00\xff\xff\xff\xff\xff\xff\xff\xfa").is_err());
         assert!(decode_version_key(b"").is_err());
-        assert!(decode_value(b"k", &Bytes::from_static(b"\x02")).is_err());
-        assert!(decode_value(b"k", &Bytes::new()).is_err());
+        assert!(decode_stored(b"k", &Bytes::new()).is_err());
+        assert!(decode_stored(b"k", &Bytes::from_static(b"\x03")).is_err());
+        assert!(decode_stored(b"k", &Bytes::from_static(b"\x00\x00")).is_err());
+        assert!(decode_stored(b"k", &Bytes::new()).is_err());
     }
 
     #[test]
@@ -404,6 +459,39 @@ mod tests {
         );
         assert_eq!(encode_value(None), [0x00]);
         assert_eq!(encode_value(Some(b"v")), [0x01, b'v']);
+        // "v" expiring at 2026-01-01T00:00:00Z = 1_767_225_600_000 ms.
+        let hex: Vec<String> = encode_stored(b"v", Some(1_767_225_600_000))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex.join(" "), "02 00 a8 da 76 9b 01 00 00 76");
+        let formats = include_str!("../../../docs/formats.md");
+        assert!(formats.contains("\n02 00 a8 da 76 9b 01 00 00 76\n"));
+        assert_eq!(encode_stored(b"v", None), [0x01, b'v']);
+    }
+
+    #[test]
+    fn deadlines_decode_to_what_was_encoded() {
+        for deadline in [None, Some(0), Some(1), Some(u64::MAX)] {
+            for value in [&b""[..], b"v", b"\x00\x01\x02"] {
+                let bytes = Bytes::from(encode_stored(value, deadline));
+                let stored = decode_stored(b"k", &bytes).unwrap().unwrap();
+                assert_eq!(stored.value, value);
+                assert_eq!(stored.deadline, deadline);
+            }
+        }
+        // A deadline cut short is damage, never a guess.
+        for cut in 1..=DEADLINE_LEN {
+            let short = Bytes::from(vec![TAG_EXPIRING; cut]);
+            assert!(decode_stored(b"k", &short).is_err());
+        }
+        let at = |d| Stored {
+            value: Bytes::new(),
+            deadline: d,
+        };
+        assert!(!at(Some(10)).is_expired(10));
+        assert!(at(Some(10)).is_expired(11));
+        assert!(!at(None).is_expired(u64::MAX));
     }
 
     #[test]

@@ -108,14 +108,29 @@
 //! is hidden from every snapshot that can still exist, and is deleted,
 //! in the background and on demand ([`TxnManager::gc`]).
 //!
+//! ## 6. Expiry (`clock`, `expire`)
+//!
+//! A value may carry a deadline (Redis's `EXPIRE`), stored with it in the
+//! version value (`keys`), so every engine keeps it through restarts and
+//! compaction. Each transaction reads the [`Clock`] once at begin and
+//! hides values whose deadline has passed (*lazy* expiry: invisible at
+//! once). A background *expirer* walks the keys a bounded slice at a time
+//! and deletes expired ones with ordinary transactions (*active* expiry),
+//! and garbage collection drops an expired version as it drops a
+//! tombstone once no running transaction began before its deadline; then
+//! the engine's compaction reclaims the bytes.
+//!
 //! ## What the engine would ideally offer
 //!
 //! The layer needs only `write_batch` (atomic) and ordered forward scans,
 //! which every engine has. A point read is a one-item scan; an engine
-//! `seek`/`first_in_range` would make it cheaper, and a reverse scan would
-//! allow descending transactional scans.
+//! `seek`/`first_in_range` would make it cheaper (and let a scan jump over
+//! the old versions of a key instead of reading past them), and a reverse
+//! scan would allow descending transactional scans.
 
+mod clock;
 mod error;
+mod expire;
 mod gc;
 mod keys;
 mod lock;
@@ -123,9 +138,11 @@ mod manager;
 mod ssi;
 mod transaction;
 
+pub use clock::{Clock, ClockHandle, ManualClock, SystemClock};
 pub use error::{Error, Result};
+pub use expire::ExpireReport;
 pub use gc::GcReport;
 pub use keys::{Keyspace, decode_version_key};
 pub use lock::LockWait;
 pub use manager::{Concurrency, Isolation, Options, TxnManager, TxnOptions, TxnStats};
-pub use transaction::Transaction;
+pub use transaction::{Transaction, TxnScan};

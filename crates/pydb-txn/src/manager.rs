@@ -48,6 +48,7 @@
 //! conflict bookkeeping older than the watermark is dropped.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeBounds;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak, mpsc};
 use std::thread::JoinHandle;
@@ -57,11 +58,12 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use pydb_storage::{StorageEngine, WriteBatch};
 
+use crate::clock::ClockHandle;
 use crate::error::{Error, Result};
-use crate::keys;
+use crate::keys::{self, Stored};
 use crate::lock::{LockManager, LockWait};
 use crate::ssi;
-use crate::transaction::Transaction;
+use crate::transaction::{Transaction, TxnScan};
 
 /// The isolation level of a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,7 +101,8 @@ pub enum Concurrency {
 }
 
 /// How a manager runs. `Options::default()` is MVCC, a 5 s lock wait,
-/// background garbage collection every second, 10 retries.
+/// background garbage collection every second, 10 retries, the system
+/// clock, and active expiry every 100 ms looking at up to 256 versions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     /// The concurrency control of transactions that do not choose one.
@@ -114,6 +117,16 @@ pub struct Options {
     pub history: u64,
     /// How many times [`TxnManager::transaction`] retries a retryable error.
     pub max_retries: u32,
+    /// Where expiry deadlines are judged: the system clock, or a test's
+    /// [`ManualClock`](crate::ManualClock).
+    pub clock: ClockHandle,
+    /// How often the background expirer deletes expired keys (`None`:
+    /// only on demand, through [`TxnManager::expire_cycle`]). Expired keys
+    /// are invisible at once either way; this only reclaims them.
+    pub expire_interval: Option<Duration>,
+    /// How many versions one expiry cycle looks at, at most: the bound on
+    /// its work (see `expire`).
+    pub expire_sample: usize,
 }
 
 impl Default for Options {
@@ -124,6 +137,9 @@ impl Default for Options {
             gc_interval: Some(Duration::from_secs(1)),
             history: 0,
             max_retries: 10,
+            clock: ClockHandle::default(),
+            expire_interval: Some(Duration::from_millis(100)),
+            expire_sample: 256,
         }
     }
 }
@@ -213,6 +229,10 @@ pub struct TxnStats {
     pub last_commit: u64,
     /// The oldest snapshot still in use (or the last commit).
     pub watermark: u64,
+    /// Keys the expirer deleted because their deadline had passed.
+    pub expired_keys: u64,
+    /// Expiry cycles run.
+    pub expire_cycles: u64,
     /// Commits before this may have lost versions to garbage collection.
     pub gc_horizon: u64,
     /// Locks held in the lock manager.
@@ -237,7 +257,7 @@ struct CommitState {
 #[derive(Debug)]
 struct Queued {
     ts: u64,
-    writes: Vec<(Bytes, Option<Bytes>)>,
+    writes: Vec<(Bytes, Option<Stored>)>,
 }
 
 #[derive(Debug, Default)]
@@ -257,6 +277,10 @@ struct Group {
 pub(crate) struct Active {
     /// Snapshot -> number of running transactions that hold it.
     snapshots: BTreeMap<u64, usize>,
+    /// Clock reading at begin -> number of running transactions that
+    /// judge expiry at it. A value expired before the oldest of these (and
+    /// before now) is expired for every transaction that can still read.
+    clocks: BTreeMap<u64, usize>,
     /// Commits before this may have lost versions to garbage collection.
     pub(crate) horizon: u64,
 }
@@ -265,6 +289,11 @@ impl Active {
     /// The oldest snapshot in use.
     pub(crate) fn snapshots_oldest(&self) -> Option<u64> {
         self.snapshots.keys().next().copied()
+    }
+
+    /// The oldest clock reading a running transaction judges expiry at.
+    pub(crate) fn clocks_oldest(&self) -> Option<u64> {
+        self.clocks.keys().next().copied()
     }
 }
 
@@ -280,6 +309,8 @@ pub(crate) struct Counters {
     pub(crate) garbage_collected: AtomicU64,
     pub(crate) collections: AtomicU64,
     pub(crate) versions_at_last_collection: AtomicU64,
+    pub(crate) expired_keys: AtomicU64,
+    pub(crate) expire_cycles: AtomicU64,
 }
 
 /// The state shared by the manager, its transactions and the GC thread.
@@ -301,6 +332,8 @@ pub(crate) struct Inner {
     locking_used: AtomicBool,
     pub(crate) counters: Counters,
     pub(crate) gc_lock: Mutex<()>,
+    /// Where the next expiry cycle resumes (see `expire`).
+    pub(crate) expire_cursor: Mutex<Option<Bytes>>,
 }
 
 /// What a transaction hands the pipeline at commit.
@@ -309,7 +342,7 @@ pub(crate) struct CommitRequest<'a> {
     pub(crate) snapshot: u64,
     pub(crate) isolation: Isolation,
     pub(crate) concurrency: Concurrency,
-    pub(crate) writes: &'a BTreeMap<Bytes, Option<Bytes>>,
+    pub(crate) writes: &'a BTreeMap<Bytes, Option<Stored>>,
     pub(crate) lock_wait: LockWait,
 }
 
@@ -328,8 +361,9 @@ impl Inner {
     }
 
     /// Registers a running transaction at `snapshot` (`None`: the latest),
-    /// and returns its id and snapshot.
-    pub(crate) fn register(&self, options: &TxnOptions) -> Result<(u64, u64)> {
+    /// and returns its id, snapshot and the clock reading it judges expiry
+    /// at (read under the same lock garbage collection reads it under).
+    pub(crate) fn register(&self, options: &TxnOptions) -> Result<(u64, u64, u64)> {
         self.check_poisoned()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut active = self.active.lock();
@@ -353,9 +387,11 @@ impl Inner {
             }
         };
         *active.snapshots.entry(snapshot).or_default() += 1;
+        let now_ms = self.options.clock.now_ms();
+        *active.clocks.entry(now_ms).or_default() += 1;
         drop(active);
         self.counters.begun.fetch_add(1, Ordering::Relaxed);
-        Ok((id, snapshot))
+        Ok((id, snapshot, now_ms))
     }
 
     /// Registers a serializable transaction with the SSI tracker.
@@ -395,13 +431,26 @@ impl Inner {
     }
 
     /// Unregisters a transaction that ends (commit or rollback).
-    pub(crate) fn unregister(&self, id: u64, snapshot: u64, ssi: bool, committed: bool) {
+    pub(crate) fn unregister(
+        &self,
+        id: u64,
+        snapshot: u64,
+        now_ms: u64,
+        ssi: bool,
+        committed: bool,
+    ) {
         {
             let mut active = self.active.lock();
             if let Some(n) = active.snapshots.get_mut(&snapshot) {
                 *n -= 1;
                 if *n == 0 {
                     active.snapshots.remove(&snapshot);
+                }
+            }
+            if let Some(n) = active.clocks.get_mut(&now_ms) {
+                *n -= 1;
+                if *n == 0 {
+                    active.clocks.remove(&now_ms);
                 }
             }
         }
@@ -608,10 +657,11 @@ impl Inner {
         let mut versions = 0;
         for member in members {
             for (key, value) in &member.writes {
-                batch.set(
-                    keys::version_key(key, member.ts),
-                    keys::encode_value(value.as_deref()),
-                );
+                let value = match value {
+                    Some(s) => keys::encode_stored(&s.value, s.deadline),
+                    None => keys::encode_value(None),
+                };
+                batch.set(keys::version_key(key, member.ts), value);
                 versions += 1;
             }
         }
@@ -651,6 +701,7 @@ fn is_invalid_input(err: &pydb_storage::Error) -> bool {
 pub struct TxnManager {
     inner: Arc<Inner>,
     gc: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    expirer: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
 }
 
 impl TxnManager {
@@ -683,12 +734,14 @@ impl TxnManager {
             group_done: Condvar::new(),
             active: Mutex::new(Active {
                 snapshots: BTreeMap::new(),
+                clocks: BTreeMap::new(),
                 horizon,
             }),
             locks: LockManager::default(),
             locking_used: AtomicBool::new(false),
             counters: Counters::default(),
             gc_lock: Mutex::new(()),
+            expire_cursor: Mutex::new(None),
             options,
         });
         let gc = inner
@@ -696,7 +749,12 @@ impl TxnManager {
             .gc_interval
             .map(|every| crate::gc::start(Arc::downgrade(&inner), every))
             .transpose()?;
-        Ok(Self { inner, gc })
+        let expirer = inner
+            .options
+            .expire_interval
+            .map(|every| crate::expire::start(Arc::downgrade(&inner), every))
+            .transpose()?;
+        Ok(Self { inner, gc, expirer })
     }
 
     /// Begins a read-write transaction at `isolation` under the manager's
@@ -740,11 +798,18 @@ impl TxnManager {
     ) -> Result<T> {
         let mut attempt = 0;
         loop {
-            let mut tx = self.begin_with(options.clone())?;
-            let result = f(&mut tx).and_then(|value| tx.commit().map(|_| value));
+            let result = {
+                let mut tx = self.begin_with(options.clone())?;
+                f(&mut tx).and_then(|value| tx.commit().map(|_| value))
+                // An uncommitted `tx` is rolled back here, before any wait.
+            };
             match result {
                 Err(err) if err.is_retryable() && attempt < self.inner.options.max_retries => {
                     attempt += 1;
+                    // The winner of a conflict may be validated but not
+                    // yet published: a snapshot taken now would not see
+                    // it, and the retry would conflict with it again.
+                    self.wait_for_pending_commits()?;
                     // Back off a little, more each time, so that the
                     // transactions that collided do not collide again.
                     std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));
@@ -752,6 +817,41 @@ impl TxnManager {
                 result => return result,
             }
         }
+    }
+
+    /// The keys in `range` (in the [`Keyspace::Kv`](crate::Keyspace::Kv)
+    /// space) of the latest snapshot, as a stream that owns its read-only
+    /// transaction: [`TxnManager::scan_in`].
+    pub fn scan<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Result<TxnScan<'_>> {
+        self.scan_in(crate::Keyspace::Kv, range)
+    }
+
+    /// The keys in `range` in `space` of the latest snapshot, as a stream
+    /// that owns its read-only snapshot transaction: the snapshot stays
+    /// registered (and its versions safe from garbage collection) until
+    /// the stream is dropped. What `DBSIZE` and `SCAN` use, without copying
+    /// the database.
+    pub fn scan_in<K: AsRef<[u8]>>(
+        &self,
+        space: crate::Keyspace,
+        range: impl RangeBounds<K>,
+    ) -> Result<TxnScan<'_>> {
+        let tx = self.begin_read_only(Isolation::Snapshot)?;
+        let scan = tx.scan_with(self.inner.engine.as_ref(), space, range)?;
+        Ok(scan.owning(tx))
+    }
+
+    /// Waits until every commit validated before this call is published
+    /// (written by its group and visible to new snapshots).
+    ///
+    /// A write conflict is found against commits that passed validation,
+    /// which may still be waiting for their group's engine write; a
+    /// transaction retried at once would take a snapshot without them and
+    /// conflict again. Retry loops call this first, so the retry sees the
+    /// commit it lost to (and a `WATCH` check sees the key modified).
+    pub fn wait_for_pending_commits(&self) -> Result<()> {
+        let last = self.inner.commit.lock().last_assigned;
+        self.inner.wait_published(last)
     }
 
     /// The last published commit timestamp.
@@ -763,6 +863,18 @@ impl TxnManager {
     /// (and no [`Options::history`] read) can see.
     pub fn gc(&self) -> Result<crate::GcReport> {
         crate::gc::collect(&self.inner)
+    }
+
+    /// Runs one active-expiry cycle now: looks at up to
+    /// [`Options::expire_sample`] versions from where the last cycle
+    /// stopped and deletes the expired keys among them, in one transaction.
+    pub fn expire_cycle(&self) -> Result<crate::ExpireReport> {
+        crate::expire::cycle(&self.inner)
+    }
+
+    /// The time now on the manager's clock (Unix ms).
+    pub fn now_ms(&self) -> u64 {
+        self.inner.options.clock.now_ms()
     }
 
     /// The manager's counters.
@@ -787,6 +899,8 @@ impl TxnManager {
             active,
             last_commit: self.inner.published(),
             watermark: self.inner.watermark(),
+            expired_keys: get(&c.expired_keys),
+            expire_cycles: get(&c.expire_cycles),
             gc_horizon: horizon,
             locks_held: self.inner.locks.held_locks() as u64,
         }
@@ -800,10 +914,15 @@ impl TxnManager {
 
 impl Drop for TxnManager {
     fn drop(&mut self) {
-        if let Some((stop, thread)) = self.gc.take() {
-            drop(stop);
-            if thread.join().is_err() {
-                tracing::warn!("the garbage collector thread panicked");
+        for (name, worker) in [
+            ("garbage collector", self.gc.take()),
+            ("expirer", self.expirer.take()),
+        ] {
+            if let Some((stop, thread)) = worker {
+                drop(stop);
+                if thread.join().is_err() {
+                    tracing::warn!("the {name} thread panicked");
+                }
             }
         }
     }

@@ -6,6 +6,12 @@
 //! in the engine at the transaction's read timestamp. Nothing reaches the
 //! engine before commit, so a rollback is just dropping the buffer, and no
 //! other transaction can ever see uncommitted data.
+//!
+//! A value may carry an expiry deadline (see `keys` and `clock`). The
+//! transaction reads the clock once, at begin, and every read hides a
+//! value whose deadline is before that instant: an expired key is gone at
+//! once for `get`, `scan` and everything built on them, whether or not
+//! anything has deleted it yet.
 
 use std::collections::BTreeMap;
 use std::ops::RangeBounds;
@@ -14,7 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
-use crate::keys::{self, Keyspace};
+use crate::keys::{self, Keyspace, Stored};
 use crate::lock::{LockWait, Mode, Resource};
 use crate::manager::{CommitRequest, Concurrency, Inner, Isolation, TxnOptions};
 use crate::ssi;
@@ -30,8 +36,10 @@ pub struct Transaction {
     read_only: bool,
     snapshot: u64,
     lock_wait: LockWait,
+    /// The clock reading expiry is judged against (Unix ms, at begin).
+    now_ms: u64,
     /// Buffered writes, by spaced key (`space | key`): `None` is a delete.
-    writes: BTreeMap<Bytes, Option<Bytes>>,
+    writes: BTreeMap<Bytes, Option<Stored>>,
     /// The SSI read set, for a serializable MVCC transaction.
     ssi: Option<Arc<ssi::Shared>>,
     done: bool,
@@ -52,7 +60,7 @@ impl Transaction {
         if concurrency == Concurrency::Locking {
             inner.enable_locking()?;
         }
-        let (id, snapshot) = inner.register(&options)?;
+        let (id, snapshot, now_ms) = inner.register(&options)?;
         let ssi = (concurrency == Concurrency::Mvcc && isolation == Isolation::Serializable)
             .then(|| inner.register_ssi(id, snapshot));
         let lock_wait = options.lock_wait.unwrap_or(inner.options.lock_wait);
@@ -64,6 +72,7 @@ impl Transaction {
             read_only: options.read_only || historical,
             snapshot,
             lock_wait,
+            now_ms,
             writes: BTreeMap::new(),
             ssi,
             done: false,
@@ -79,6 +88,12 @@ impl Transaction {
     /// The commit timestamp the transaction's snapshot was taken at.
     pub fn snapshot(&self) -> u64 {
         self.snapshot
+    }
+
+    /// The instant (Unix milliseconds) this transaction judges expiry
+    /// against: the manager's clock when it began.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
     }
 
     /// The isolation level.
@@ -132,8 +147,34 @@ impl Transaction {
         self.get_in(Keyspace::Kv, key)
     }
 
-    /// The value of `key` in `space`, or `None`.
+    /// The value of `key` in `space`, or `None` (also when it has expired).
     pub fn get_in(&self, space: Keyspace, key: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self
+            .get_with_deadline_in(space, key)?
+            .map(|(value, _)| value))
+    }
+
+    /// The value of `key` (in the [`Keyspace::Kv`] space) and its expiry
+    /// deadline (Unix ms; `None`: it never expires), or `None` if it has no
+    /// value or has expired.
+    pub fn get_with_deadline(&self, key: &[u8]) -> Result<Option<(Bytes, Option<u64>)>> {
+        self.get_with_deadline_in(Keyspace::Kv, key)
+    }
+
+    /// [`Transaction::get_with_deadline`] in `space`.
+    pub fn get_with_deadline_in(
+        &self,
+        space: Keyspace,
+        key: &[u8],
+    ) -> Result<Option<(Bytes, Option<u64>)>> {
+        Ok(self
+            .visible_stored(space, key)?
+            .filter(|s| !s.is_expired(self.now_ms))
+            .map(|s| (s.value, s.deadline)))
+    }
+
+    /// The version of `key` in `space` this transaction sees, expired or not.
+    pub(crate) fn visible_stored(&self, space: Keyspace, key: &[u8]) -> Result<Option<Stored>> {
         self.check()?;
         let key = Self::spaced(space, key)?;
         if let Some(value) = self.writes.get(&key) {
@@ -152,7 +193,7 @@ impl Transaction {
             return Ok(None);
         };
         let (engine_key, value) = item?;
-        keys::decode_value(&engine_key, &value)
+        keys::decode_stored(&engine_key, &value)
     }
 
     /// [`Transaction::get`] for a key the transaction is about to write.
@@ -212,17 +253,35 @@ impl Transaction {
     }
 
     /// The keys in `range` (in the [`Keyspace::Kv`] space) with their
-    /// values, ascending.
-    pub fn scan<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Result<Vec<(Bytes, Bytes)>> {
+    /// values, ascending, as a stream: see [`TxnScan`].
+    pub fn scan<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Result<TxnScan<'_>> {
         self.scan_in(Keyspace::Kv, range)
     }
 
-    /// The keys in `range` in `space` with their values, ascending.
+    /// The keys in `range` in `space` with their values, ascending, as a
+    /// stream: see [`TxnScan`].
+    ///
+    /// The whole range counts as read at once, before the first item: a
+    /// serializable transaction records it for SSI (even if nothing is in
+    /// it, or the stream is dropped early), and a locking one takes its
+    /// shared range lock here.
     pub fn scan_in<K: AsRef<[u8]>>(
         &self,
         space: Keyspace,
         range: impl RangeBounds<K>,
-    ) -> Result<Vec<(Bytes, Bytes)>> {
+    ) -> Result<TxnScan<'_>> {
+        self.scan_with(self.inner.engine.as_ref(), space, range)
+    }
+
+    /// [`Transaction::scan_in`] over `engine`, which must be this
+    /// transaction's engine: lets a [`TxnScan`] borrow the engine from the
+    /// manager instead of from the transaction, and own the transaction.
+    pub(crate) fn scan_with<'e, K: AsRef<[u8]>>(
+        &self,
+        engine: &'e dyn pydb_storage::StorageEngine,
+        space: Keyspace,
+        range: impl RangeBounds<K>,
+    ) -> Result<TxnScan<'e>> {
         self.check()?;
         let start = range.start_bound().map(|k| k.as_ref());
         let end = range.end_bound().map(|k| k.as_ref());
@@ -232,34 +291,37 @@ impl Transaction {
             ssi.read_range(spaced.clone());
         }
         if keys::range_is_empty(start, end) {
-            return Ok(Vec::new());
+            return Ok(TxnScan::empty());
         }
-        let ts = self.read_ts();
-        let mut found = BTreeMap::new();
-        let mut current: Option<Bytes> = None;
-        let mut decided = false;
-        for item in self.inner.engine.scan(keys::version_range(&spaced))? {
-            let (engine_key, value) = item?;
-            let (key, version_ts) = keys::decode_spaced(&engine_key)?;
-            if current.as_ref() != Some(&key) {
-                current = Some(key.clone());
-                decided = false;
-            }
-            if decided || version_ts > ts {
-                continue;
-            }
-            decided = true;
-            if let Some(value) = keys::decode_value(&engine_key, &value)? {
-                found.insert(key, value);
-            }
-        }
-        for (key, value) in self.writes.range::<Bytes, _>((spaced.start, spaced.end)) {
-            match value {
-                Some(v) => found.insert(key.clone(), v.clone()),
-                None => found.remove(key),
-            };
-        }
-        Ok(found.into_iter().map(|(k, v)| (k.slice(1..), v)).collect())
+        // The own writes are copied (cheap: `Bytes` clones share the
+        // bytes), so that the stream does not borrow the write buffer.
+        let own: Vec<(Bytes, Option<Stored>)> = self
+            .writes
+            .range::<Bytes, _>((spaced.start.clone(), spaced.end.clone()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(TxnScan {
+            versions: engine.scan(keys::version_range(&spaced))?,
+            read_ts: self.read_ts(),
+            now_ms: self.now_ms,
+            decided: None,
+            committed: None,
+            committed_done: false,
+            own: own.into_iter(),
+            next_own: None,
+            owner: None,
+            failed: false,
+        })
+    }
+
+    /// [`Transaction::scan`] (in the [`Keyspace::Kv`] space), with each
+    /// key's expiry deadline (Unix ms; `None`: never), collected.
+    pub fn scan_with_deadlines<K: AsRef<[u8]>>(
+        &self,
+        range: impl RangeBounds<K>,
+    ) -> Result<Vec<(Bytes, Bytes, Option<u64>)>> {
+        let mut scan = self.scan(range)?;
+        std::iter::from_fn(|| scan.next_with_deadline()).collect()
     }
 
     /// The spaced key of a user key; refuses the empty key.
@@ -270,7 +332,7 @@ impl Transaction {
         Ok(keys::spaced(space, key))
     }
 
-    fn write(&mut self, space: Keyspace, key: &[u8], value: Option<Bytes>) -> Result<()> {
+    fn write(&mut self, space: Keyspace, key: &[u8], value: Option<Stored>) -> Result<()> {
         self.check()?;
         if self.read_only {
             return Err(Error::ReadOnly { txn: self.id });
@@ -287,9 +349,38 @@ impl Transaction {
         self.set_in(Keyspace::Kv, key, value)
     }
 
-    /// Sets `key` in `space` to `value`.
+    /// Sets `key` in `space` to `value`. The value never expires: a
+    /// deadline the key had is gone, as with Redis's `SET`.
     pub fn set_in(&mut self, space: Keyspace, key: &[u8], value: &[u8]) -> Result<()> {
-        self.write(space, key, Some(Bytes::copy_from_slice(value)))
+        self.set_with_deadline_in(space, key, value, None)
+    }
+
+    /// Sets `key` (in the [`Keyspace::Kv`] space) to `value`, expiring after
+    /// `deadline` (Unix ms; `None`: never). A deadline already past is
+    /// stored as it is: the value is invisible at once, and collected like
+    /// any expired value.
+    pub fn set_with_deadline(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        deadline: Option<u64>,
+    ) -> Result<()> {
+        self.set_with_deadline_in(Keyspace::Kv, key, value, deadline)
+    }
+
+    /// [`Transaction::set_with_deadline`] in `space`.
+    pub fn set_with_deadline_in(
+        &mut self,
+        space: Keyspace,
+        key: &[u8],
+        value: &[u8],
+        deadline: Option<u64>,
+    ) -> Result<()> {
+        let stored = Stored {
+            value: Bytes::copy_from_slice(value),
+            deadline,
+        };
+        self.write(space, key, Some(stored))
     }
 
     /// Deletes `key` (in the [`Keyspace::Kv`] space): a tombstone version,
@@ -332,9 +423,166 @@ impl Transaction {
             return;
         }
         self.done = true;
-        self.inner
-            .unregister(self.id, self.snapshot, self.ssi.is_some(), committed);
+        self.inner.unregister(
+            self.id,
+            self.snapshot,
+            self.now_ms,
+            self.ssi.is_some(),
+            committed,
+        );
         self.inner.record_end(committed);
+    }
+}
+
+/// A stream of the keys of one range a transaction sees, ascending, with
+/// their values: what [`Transaction::scan`] returns.
+///
+/// It walks the engine's versions of the range lazily, one key at a time,
+/// and merges in the transaction's own buffered writes, so counting or
+/// paging through a large database holds one item in memory, not the
+/// database. For each key it keeps the first version at or below the
+/// read timestamp (the versions of a key come newest first, see `keys`),
+/// skips tombstones, and lets an own write replace (or, for a delete,
+/// hide) the committed value of the same key.
+///
+/// What it yields is fixed by the snapshot: commits made while it runs are
+/// invisible to a snapshot transaction. (Under read committed or locking,
+/// the read timestamp is taken when the scan starts.) After an error it
+/// yields nothing more.
+pub struct TxnScan<'a> {
+    /// The engine's versions of the range, ascending.
+    versions: pydb_storage::ScanIter<'a>,
+    /// Versions above this timestamp are invisible.
+    read_ts: u64,
+    /// Values whose deadline is before this instant (Unix ms) are hidden.
+    now_ms: u64,
+    /// The spaced key whose visible version was already found: its older
+    /// versions are skipped.
+    decided: Option<Bytes>,
+    /// The next committed (spaced key, value), looked ahead for the merge.
+    committed: Option<(Bytes, Stored)>,
+    /// Whether the engine's versions are used up.
+    committed_done: bool,
+    /// The transaction's own writes in the range, ascending.
+    own: std::vec::IntoIter<(Bytes, Option<Stored>)>,
+    /// The next own write, looked ahead for the merge.
+    next_own: Option<(Bytes, Option<Stored>)>,
+    /// A transaction the stream owns and ends with it (a snapshot scan of
+    /// the manager): it keeps the snapshot registered, so garbage
+    /// collection leaves the versions the stream is yet to read.
+    owner: Option<Transaction>,
+    /// Set after an error: the stream is over.
+    failed: bool,
+}
+
+impl std::fmt::Debug for TxnScan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxnScan")
+            .field("read_ts", &self.read_ts)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> TxnScan<'a> {
+    fn empty() -> Self {
+        Self {
+            versions: Box::new(std::iter::empty()),
+            read_ts: 0,
+            now_ms: 0,
+            decided: None,
+            committed: None,
+            committed_done: true,
+            own: Vec::new().into_iter(),
+            next_own: None,
+            owner: None,
+            failed: false,
+        }
+    }
+
+    /// The same stream, owning `tx` (ended when the stream is dropped).
+    pub(crate) fn owning(mut self, tx: Transaction) -> Self {
+        self.owner = Some(tx);
+        self
+    }
+
+    /// The next key the snapshot sees in the engine: (spaced key, value).
+    fn next_committed(&mut self) -> Result<Option<(Bytes, Stored)>> {
+        for item in self.versions.by_ref() {
+            let (engine_key, value) = item?;
+            let (key, ts) = keys::decode_spaced(&engine_key)?;
+            if ts > self.read_ts || self.decided.as_ref() == Some(&key) {
+                continue;
+            }
+            let stored = keys::decode_stored(&engine_key, &value)?;
+            self.decided = Some(key.clone());
+            if let Some(stored) = stored
+                && !stored.is_expired(self.now_ms)
+            {
+                return Ok(Some((key, stored)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The next (spaced key, value) of the merge of committed data and
+    /// own writes.
+    fn step(&mut self) -> Result<Option<(Bytes, Stored)>> {
+        loop {
+            if self.committed.is_none() && !self.committed_done {
+                self.committed = self.next_committed()?;
+                self.committed_done = self.committed.is_none();
+            }
+            if self.next_own.is_none() {
+                self.next_own = self.own.next();
+            }
+            let order = match (&self.committed, &self.next_own) {
+                (None, None) => return Ok(None),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some((committed, _)), Some((own, _))) => committed.cmp(own),
+            };
+            match order {
+                std::cmp::Ordering::Less => return Ok(self.committed.take()),
+                // The own write replaces the committed value.
+                std::cmp::Ordering::Equal => self.committed = None,
+                std::cmp::Ordering::Greater => {}
+            }
+            if let Some((key, Some(stored))) = self.next_own.take()
+                && !stored.is_expired(self.now_ms)
+            {
+                return Ok(Some((key, stored)));
+            }
+            // An own delete (or an own write already expired): nothing to
+            // yield for this key.
+        }
+    }
+}
+
+impl TxnScan<'_> {
+    /// The next key with its value and expiry deadline (Unix ms; `None`:
+    /// never), or `None` at the end.
+    pub fn next_with_deadline(&mut self) -> Option<Result<(Bytes, Bytes, Option<u64>)>> {
+        if self.failed {
+            return None;
+        }
+        match self.step() {
+            // Strip the space byte: callers see their own keys.
+            Ok(item) => item.map(|(key, s)| Ok((key.slice(1..), s.value, s.deadline))),
+            Err(err) => {
+                self.failed = true;
+                Some(Err(err))
+            }
+        }
+    }
+}
+
+impl Iterator for TxnScan<'_> {
+    type Item = Result<(Bytes, Bytes)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_with_deadline()
+            .map(|item| item.map(|(key, value, _)| (key, value)))
     }
 }
 

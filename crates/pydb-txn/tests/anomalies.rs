@@ -164,7 +164,11 @@ impl Tx {
     }
 
     fn scan(&mut self) -> Option<Vec<(String, i64)>> {
-        let result = self.0.as_ref()?.scan::<&[u8]>(..);
+        let result: Result<Vec<_>, _> = self
+            .0
+            .as_ref()?
+            .scan::<&[u8]>(..)
+            .and_then(Iterator::collect);
         match result {
             Ok(rows) => Some(
                 rows.into_iter()

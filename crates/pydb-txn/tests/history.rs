@@ -162,7 +162,8 @@ fn run(mgr: &TxnManager, options: &TxnOptions, total: usize) -> (Vec<Record>, Ve
     });
     let tx = mgr.begin(Isolation::Snapshot).unwrap();
     let mut finals = Vec::new();
-    for (k, list) in tx.scan::<&[u8]>(..).unwrap() {
+    for item in tx.scan::<&[u8]>(..).unwrap() {
+        let (k, list) = item.unwrap();
         let k: usize = std::str::from_utf8(&k[4..]).unwrap().parse().unwrap();
         finals.resize(finals.len().max(k + 1), Vec::new());
         finals[k] = decode(Some(&list));

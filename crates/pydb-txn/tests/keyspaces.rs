@@ -19,8 +19,8 @@ const SQL: Keyspace = Keyspace::Sql;
 fn all(tx: &Transaction, space: Keyspace) -> Vec<(String, String)> {
     tx.scan_in::<&[u8]>(space, ..)
         .unwrap()
-        .into_iter()
-        .map(|(k, v): (Bytes, Bytes)| {
+        .map(|item| {
+            let (k, v): (Bytes, Bytes) = item.unwrap();
             (
                 String::from_utf8(k.to_vec()).unwrap(),
                 String::from_utf8(v.to_vec()).unwrap(),
@@ -119,8 +119,18 @@ fn ssi_tracks_ranges_per_space(#[values(Kind::Memory, Kind::BTree)] kind: Kind) 
 
     let mut t1 = db.mgr.begin(Isolation::Serializable).unwrap();
     let mut t2 = db.mgr.begin(Isolation::Serializable).unwrap();
-    assert!(t1.scan_in(SQL, &b"s/"[..]..&b"s0"[..]).unwrap().is_empty());
-    assert!(t2.scan_in(SQL, &b"s/"[..]..&b"s0"[..]).unwrap().is_empty());
+    assert!(
+        t1.scan_in(SQL, &b"s/"[..]..&b"s0"[..])
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    assert!(
+        t2.scan_in(SQL, &b"s/"[..]..&b"s0"[..])
+            .unwrap()
+            .next()
+            .is_none()
+    );
     t1.set_in(SQL, b"s/1", b"one").unwrap();
     t2.set_in(SQL, b"s/2", b"two").unwrap();
     t1.commit().unwrap();

@@ -68,7 +68,7 @@ fn setup(mgr: &TxnManager) -> State {
 
 fn contents(mgr: &TxnManager) -> State {
     let tx = mgr.begin(Isolation::Snapshot).unwrap();
-    decode_scan(tx.scan::<&[u8]>(..).unwrap())
+    decode_scan(tx.scan::<&[u8]>(..).unwrap().map(Result::unwrap).collect())
         .into_iter()
         .collect()
 }
@@ -180,14 +180,17 @@ fn run(
                 slot.writes.insert(key, None);
                 slot.steps.push(Step::Delete(key));
             }),
-            Op::Scan(_) => tx.scan::<&[u8]>(..).map(|rows| {
-                let rows = decode_scan(rows);
-                if exact.is_some() {
-                    let expected: Vec<(u8, u8)> = view.iter().map(|(a, b)| (*a, *b)).collect();
-                    assert_eq!(rows, expected, "scan in txn {t}");
-                }
-                slot.steps.push(Step::Scan(rows));
-            }),
+            Op::Scan(_) => tx
+                .scan::<&[u8]>(..)
+                .and_then(Iterator::collect)
+                .map(|rows| {
+                    let rows = decode_scan(rows);
+                    if exact.is_some() {
+                        let expected: Vec<(u8, u8)> = view.iter().map(|(a, b)| (*a, *b)).collect();
+                        assert_eq!(rows, expected, "scan in txn {t}");
+                    }
+                    slot.steps.push(Step::Scan(rows));
+                }),
             Op::Rollback(_) => {
                 slots[t].as_mut().unwrap().tx.take().unwrap().rollback();
                 Ok(())

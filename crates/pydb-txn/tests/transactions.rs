@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{Db, Kind};
-use pydb_txn::{Concurrency, Error, Isolation, LockWait, Options, TxnOptions};
+use pydb_txn::{Concurrency, Error, Isolation, LockWait, Options, TxnOptions, TxnScan};
 use rstest::rstest;
 
-fn kv(rows: Vec<(Bytes, Bytes)>) -> Vec<(String, String)> {
-    rows.into_iter()
-        .map(|(k, v)| {
+fn kv(rows: TxnScan<'_>) -> Vec<(String, String)> {
+    rows.map(Result::unwrap)
+        .map(|(k, v): (Bytes, Bytes)| {
             (
                 String::from_utf8(k.to_vec()).unwrap(),
                 String::from_utf8(v.to_vec()).unwrap(),
@@ -112,7 +112,7 @@ fn scans_respect_bounds_snapshots_and_buffered_writes(
         pairs(&[("ab", "AB"), ("b", "B2"), ("bb", "BB"), ("bc", "mine")])
     );
     assert_eq!(
-        tx.scan(&b"c"[..]..&b"a"[..]).unwrap(),
+        kv(tx.scan(&b"c"[..]..&b"a"[..]).unwrap()),
         vec![],
         "an inverted range is empty"
     );
@@ -154,8 +154,18 @@ fn ssi_catches_write_skew_through_empty_ranges(
         };
         let mut t1 = db.mgr.begin(level).unwrap();
         let mut t2 = db.mgr.begin(level).unwrap();
-        assert!(t1.scan(lo.as_bytes()..hi.as_bytes()).unwrap().is_empty());
-        assert!(t2.scan(lo.as_bytes()..hi.as_bytes()).unwrap().is_empty());
+        assert!(
+            t1.scan(lo.as_bytes()..hi.as_bytes())
+                .unwrap()
+                .next()
+                .is_none()
+        );
+        assert!(
+            t2.scan(lo.as_bytes()..hi.as_bytes())
+                .unwrap()
+                .next()
+                .is_none()
+        );
         t1.set(format!("{lo}1").as_bytes(), b"one").unwrap();
         t2.set(format!("{lo}2").as_bytes(), b"two").unwrap();
         let c1 = t1.commit();
@@ -465,7 +475,7 @@ fn locking_deadlock_aborts_the_youngest() {
 fn locking_timeouts_and_no_wait_name_the_resource() {
     let db = Db::new(Kind::Memory);
     let t1 = db.mgr.begin_with(locking(LockWait::NoWait)).unwrap();
-    assert!(t1.scan(&b"a"[..]..&b"m"[..]).unwrap().is_empty());
+    assert!(t1.scan(&b"a"[..]..&b"m"[..]).unwrap().next().is_none());
     let mut t2 = db
         .mgr
         .begin_with(locking(LockWait::Timeout(Duration::from_millis(20))))
@@ -531,7 +541,7 @@ fn concurrent_commits_share_engine_writes() {
     assert_eq!(stats.last_commit, 400);
     assert!(stats.commit_groups <= 400);
     let tx = db.mgr.begin(Isolation::Snapshot).unwrap();
-    assert_eq!(tx.scan::<&[u8]>(..).unwrap().len(), 400);
+    assert_eq!(tx.scan::<&[u8]>(..).unwrap().count(), 400);
 }
 
 /// A key over the engine's limit fails its own commit with the engine's
@@ -572,7 +582,7 @@ fn an_oversized_key_fails_only_its_own_commit(#[values(Kind::Log, Kind::BTree)] 
         }
     });
     let tx = db.mgr.begin(Isolation::Snapshot).unwrap();
-    assert_eq!(tx.scan::<&[u8]>(..).unwrap().len(), 70);
+    assert_eq!(tx.scan::<&[u8]>(..).unwrap().count(), 70);
     drop(tx);
     db.mgr
         .transaction(Isolation::Snapshot, |tx| tx.set(b"after", b"ok"))

@@ -35,7 +35,16 @@
 //! |---|---|---|
 //! | `get`, `scan`, `key_count` | read-only, snapshot | one consistent view, never aborts |
 //! | `set`, `write_batch` | read committed | a blind write: last writer wins, never aborts |
-//! | `delete`, `set_if`, `incr_by` | snapshot, retried | read then write one key: first committer wins, so two `INCR`s never both read the old value |
+//! | `delete`, `set_if`, `set_with`, `incr_by`, `expire_at`, `persist` | snapshot, retried | read then write one key: first committer wins, so two `INCR`s never both read the old value |
+//! | `ttl` | read-only, snapshot | one read |
+//!
+//! ## Expiry
+//!
+//! A key may have a deadline (Unix ms; Redis's `EXPIRE`). It is stored with
+//! the value by `pydb-txn` (tag `0x02`, see docs/formats.md), so every
+//! engine keeps it across restarts. Reads judge it against the clock of
+//! [`Options::clock`] and hide an expired key at once; a background
+//! expirer deletes expired keys, and [`Db::compact`] drops their bytes.
 //!
 //! A read-modify-write that loses a write-write conflict is run again
 //! (see [`RMW_ATTEMPTS`]); each conflict means another commit succeeded,
@@ -58,7 +67,10 @@ use pydb_storage::{
     open_engine,
 };
 pub use pydb_storage::{EngineKind, IndexKind};
-pub use pydb_txn::{Concurrency, Isolation, Transaction, TxnManager, TxnOptions, TxnStats};
+pub use pydb_txn::{
+    Clock, ClockHandle, Concurrency, Isolation, Keyspace, ManualClock, SystemClock, Transaction,
+    TxnManager, TxnOptions, TxnScan, TxnStats,
+};
 pub use pydb_wal::SyncPolicy;
 
 use crate::meta::{self, Metadata};
@@ -70,6 +82,9 @@ pub const HISTORY_FILE_NAME: &str = ".pydb_history";
 
 /// The interval of [`SyncPolicy::Periodic`] when none is given.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often the background expirer runs by default.
+pub const DEFAULT_EXPIRE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How many times a single-key read-modify-write (`delete`, `set_if`,
 /// `incr_by`) runs before it gives up with the write conflict. Every lost
@@ -99,7 +114,7 @@ pub fn parse_sync_policy(s: &str) -> Result<SyncPolicy> {
 }
 
 /// How to open a database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// The storage engine. Default: [`EngineKind::Log`].
     pub engine: EngineKind,
@@ -113,6 +128,13 @@ pub struct Options {
     /// The concurrency control of transactions that do not choose one
     /// (the single-key operations included). Default: [`Concurrency::Mvcc`].
     pub concurrency: Concurrency,
+    /// The clock key expiry is judged by. Default: the system clock; tests
+    /// pass a [`ManualClock`] to move time by hand.
+    pub clock: ClockHandle,
+    /// How often the background expirer deletes expired keys (`None`:
+    /// never; expired keys are invisible either way, and [`Db::compact`]
+    /// drops them). Default: every 100 ms, as Redis's `hz 10`.
+    pub expire_interval: Option<Duration>,
 }
 
 impl Default for Options {
@@ -122,6 +144,8 @@ impl Default for Options {
             index: IndexKind::BTree,
             sync: SyncPolicy::Always,
             concurrency: Concurrency::Mvcc,
+            clock: ClockHandle::default(),
+            expire_interval: Some(DEFAULT_EXPIRE_INTERVAL),
         }
     }
 }
@@ -155,6 +179,65 @@ pub enum SetCondition {
     IfAbsent,
     /// Only if the key has a value (`SET ... XX`).
     IfPresent,
+}
+
+/// What [`Db::set_with`] does to the key's expiry deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SetExpiry {
+    /// The value never expires (a plain `SET`).
+    #[default]
+    Clear,
+    /// The key keeps the deadline it had, if any (`SET ... KEEPTTL`).
+    Keep,
+    /// The value expires after this Unix-ms instant (`SET ... PXAT`).
+    At(u64),
+}
+
+/// How [`Db::set_with`] writes: Redis's `SET` options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SetOptions {
+    /// `NX` or `XX`; `None` always writes.
+    pub condition: Option<SetCondition>,
+    /// The expiry of the new value.
+    pub expiry: SetExpiry,
+}
+
+/// What [`Db::set_with`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetOutcome {
+    /// Whether it wrote (the condition held).
+    pub written: bool,
+    /// The value the key had before (`SET ... GET`).
+    pub old: Option<Bytes>,
+}
+
+/// When [`Db::expire_at`] sets a deadline: Redis's `EXPIRE` options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpireCondition {
+    /// Always.
+    #[default]
+    Always,
+    /// Only if the key has no deadline (`NX`).
+    IfNone,
+    /// Only if the key has a deadline (`XX`).
+    IfSome,
+    /// Only if the new deadline is later than the current one; no deadline
+    /// counts as infinitely late (`GT`).
+    IfLater,
+    /// Only if the new deadline is earlier than the current one; no
+    /// deadline counts as infinitely late (`LT`).
+    IfEarlier,
+}
+
+/// The time a key has left ([`Db::ttl`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// The key has no value (Redis's `-2`).
+    Missing,
+    /// The key never expires (Redis's `-1`).
+    Persistent,
+    /// The key expires in this many milliseconds.
+    Remaining(u64),
 }
 
 impl Db {
@@ -195,6 +278,8 @@ impl Db {
     ) -> Result<Self> {
         let txn_options = pydb_txn::Options {
             concurrency: options.concurrency,
+            clock: options.clock.clone(),
+            expire_interval: options.expire_interval,
             ..pydb_txn::Options::default()
         };
         let txn = Arc::new(TxnManager::open(engine, txn_options)?);
@@ -331,21 +416,82 @@ impl Db {
                     attempt += 1;
                     // Let the winner's group commit finish before trying
                     // again, rather than spinning on the same snapshot.
-                    std::thread::yield_now();
+                    self.txn.wait_for_pending_commits()?;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
     }
 
-    /// Sets `key` to `value`.
+    /// The time now on the database's clock (Unix ms): what expiry deadlines
+    /// are compared with.
+    pub fn now_ms(&self) -> u64 {
+        self.txn.now_ms()
+    }
+
+    /// Sets `key` to `value`, expiring after `deadline_ms` (Unix ms). A
+    /// deadline already past leaves the key without a value.
+    pub fn set_with_expiry(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        deadline_ms: u64,
+    ) -> Result<()> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.transaction(Isolation::ReadCommitted, |tx| {
+            tx.set_with_deadline(key, value, Some(deadline_ms))
+        })
+    }
+
+    /// Redis's `SET` with its options, as one transaction: writes `value`
+    /// if `options.condition` holds, with the expiry `options.expiry`, and
+    /// reports the old value (for `SET ... GET`).
+    pub fn set_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        options: SetOptions,
+    ) -> Result<SetOutcome> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.read_modify_write(|tx| crate::kv::set_with(tx, key, value, options).map(Ok))
+    }
+
+    /// Gives `key` the deadline `deadline_ms` (Unix ms) if every one of
+    /// `conditions` holds (none: always), keeping its value; returns
+    /// whether it did (Redis's `PEXPIREAT`). A missing key is left alone
+    /// (`false`); a deadline at or before now deletes the key at once
+    /// (`true`), as Redis does.
+    pub fn expire_at(
+        &self,
+        key: impl AsRef<[u8]>,
+        deadline_ms: u64,
+        conditions: &[ExpireCondition],
+    ) -> Result<bool> {
+        let key = key.as_ref();
+        self.read_modify_write(|tx| crate::kv::expire_at(tx, key, deadline_ms, conditions).map(Ok))
+    }
+
+    /// Removes the deadline of `key`; returns whether it had one (Redis's
+    /// `PERSIST`).
+    pub fn persist(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        let key = key.as_ref();
+        self.read_modify_write(|tx| crate::kv::persist(tx, key).map(Ok))
+    }
+
+    /// How long `key` has left (Redis's `PTTL`).
+    pub fn ttl(&self, key: impl AsRef<[u8]>) -> Result<Ttl> {
+        let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
+        Ok(crate::kv::ttl(&tx, key.as_ref())?)
+    }
+
+    /// Sets `key` to `value`, without a deadline (one it had is removed).
     pub fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         let (key, value) = (key.as_ref(), value.as_ref());
         self.transaction(Isolation::ReadCommitted, |tx| tx.set(key, value))
     }
 
-    /// Sets `key` to `value` if `condition` holds, atomically; returns
-    /// whether it wrote.
+    /// Sets `key` to `value` (without a deadline) if `condition` holds,
+    /// atomically; returns whether it wrote.
     pub fn set_if(
         &self,
         key: impl AsRef<[u8]>,
@@ -367,27 +513,15 @@ impl Db {
     }
 
     /// Adds `delta` to the integer stored at `key` (a missing key counts as
-    /// 0) and returns the new value, atomically.
+    /// 0) and returns the new value, atomically. The key keeps its expiry
+    /// deadline.
     ///
     /// Fails with [`Error::NotAnInteger`] if the value is not the decimal
     /// text of a signed 64-bit integer, and with [`Error::Overflow`] if the
     /// sum does not fit; the value is then left unchanged.
     pub fn incr_by(&self, key: impl AsRef<[u8]>, delta: i64) -> Result<i64> {
         let key = key.as_ref();
-        self.read_modify_write(|tx| {
-            let current = match tx.get(key)? {
-                None => 0,
-                Some(value) => match parse_integer(&value) {
-                    Some(n) => n,
-                    None => return Ok(Err(Error::NotAnInteger)),
-                },
-            };
-            let Some(next) = current.checked_add(delta) else {
-                return Ok(Err(Error::Overflow));
-            };
-            tx.set(key, next.to_string().as_bytes())?;
-            Ok(Ok(next))
-        })
+        self.read_modify_write(|tx| crate::kv::incr_by(tx, key, delta))
     }
 
     /// The value of `key`, or `None`.
@@ -422,10 +556,25 @@ impl Db {
     }
 
     /// The number of keys, counted by a scan of one snapshot (the engine's
-    /// `live_keys` counts versions, not keys).
+    /// `live_keys` counts versions, not keys). Exact, expiry included: an
+    /// expired key is not counted even before the expirer deletes it
+    /// (Redis's `DBSIZE` counts such keys until they are collected).
     pub fn key_count(&self) -> Result<u64> {
+        // A stream: counting holds one key at a time, not the database.
+        let mut count = 0;
+        for item in self.txn.scan::<&[u8]>(..)? {
+            item?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// The number of keys with an expiry deadline that has not passed
+    /// (Redis's `expires=` in `INFO keyspace`), by a scan of one snapshot.
+    pub fn expiring_key_count(&self) -> Result<u64> {
         let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
-        Ok(tx.scan::<&[u8]>(..)?.len() as u64)
+        let items = tx.scan_with_deadlines::<&[u8]>(..)?;
+        Ok(items.iter().filter(|(_, _, d)| d.is_some()).count() as u64)
     }
 
     /// The keys in `range` with their values, in ascending key order, e.g.
@@ -437,9 +586,8 @@ impl Db {
 
     /// The keys in `range` with their values, in ascending key order.
     pub fn scan_range(&self, range: KeyRange) -> Result<Scan<'_>> {
-        let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
-        let items = tx.scan((range.start, range.end))?;
-        Ok(Box::new(items.into_iter().map(Ok)))
+        let items = self.txn.scan((range.start, range.end))?;
+        Ok(Box::new(items.map(|item| item.map_err(Error::from))))
     }
 
     /// Makes every write so far durable, whatever the sync policy.
@@ -485,6 +633,8 @@ impl Db {
             ("txn_garbage_collected", t.garbage_collected),
             ("txn_collections", t.collections),
             ("txn_watermark", t.watermark),
+            ("txn_expired_keys", t.expired_keys),
+            ("txn_expire_cycles", t.expire_cycles),
         ]);
         stats
     }

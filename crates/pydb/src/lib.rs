@@ -28,11 +28,13 @@
 
 pub mod db;
 mod error;
+pub mod kv;
 pub mod meta;
 
 pub use db::{
-    Concurrency, Db, EngineKind, IndexKind, Isolation, Options, Scan, SetCondition, SyncPolicy,
-    Transaction, TxnOptions, TxnStats, WriteBatch,
+    ClockHandle, Concurrency, Db, EngineKind, ExpireCondition, IndexKind, Isolation, ManualClock,
+    Options, Scan, SetCondition, SetExpiry, SetOptions, SetOutcome, SyncPolicy, Transaction, Ttl,
+    TxnOptions, TxnStats, WriteBatch,
 };
 pub use error::{Error, Result};
 

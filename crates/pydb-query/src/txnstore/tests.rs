@@ -659,3 +659,47 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn two_allocators_never_overwrite_a_row() {
+    let f = Fixture::new();
+    let mut t = people();
+    t.primary_key.clear();
+    t.indexes.clear();
+    f.run(|s| s.create_table(t)).unwrap();
+    // A second database over the same manager, seeded now.
+    let other = Fixture {
+        mgr: f.mgr.clone(),
+        cache: Shared::new(f.mgr.clone()),
+    };
+    insert(&other, row(1, None, 1)).unwrap();
+    insert(&f, row(2, None, 2)).unwrap();
+    insert(&other, row(3, None, 3)).unwrap();
+    insert(&f, row(4, None, 4)).unwrap();
+    let mut ids: Vec<Value> = f.rows().into_iter().map(|r| r[0].clone()).collect();
+    ids.sort_by(|a, b| a.total_cmp(b));
+    assert_eq!(ids, (1..=4).map(Value::Integer).collect::<Vec<_>>());
+}
+
+#[test]
+fn repeated_scans_see_the_statements_own_writes() {
+    let f = Fixture::new().with_people();
+    insert(&f, row(1, Some("a"), 1)).unwrap();
+    f.run(|s| {
+        let t = s.table("people")?.unwrap();
+        let all = |s: &TxnStore<'_>| -> Result<Vec<Row>> {
+            s.scan(&t)?.map(|r| r.map(|(_, row)| row)).collect()
+        };
+        assert_eq!(all(s)?, vec![row(1, Some("a"), 1)]);
+        assert_eq!(all(s)?, vec![row(1, Some("a"), 1)], "from the cache");
+        let key = s.insert(&t, row(2, Some("b"), 2))?;
+        assert_eq!(all(s)?.len(), 2);
+        s.update(&t, &key, &row(2, Some("b"), 2), row(2, Some("c"), 3))?;
+        assert_eq!(all(s)?[1], row(2, Some("c"), 3));
+        let (key, old) = s.get_by_pk(&t, &[Value::Integer(1)])?.unwrap();
+        s.delete(&t, &key, &old)?;
+        assert_eq!(all(s)?, vec![row(2, Some("c"), 3)]);
+        Ok(())
+    })
+    .unwrap();
+}

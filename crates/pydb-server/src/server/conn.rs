@@ -79,6 +79,7 @@ use super::{ClientInfo, ServerConfig, Shared};
 use crate::command::{ClientCommand, Command};
 use crate::info::{Host, Section};
 use crate::keyscan::CursorTable;
+use crate::multi::{MultiState, Queued, Route};
 use crate::reply::Reply;
 use pydb::Db;
 use pydb::WriteBatch;
@@ -169,6 +170,8 @@ pub struct Connection {
     protocol: Protocol,
     /// The server's settings as of this connection's last request.
     config: Arc<ServerConfig>,
+    /// `MULTI`'s queue and `WATCH`'s keys (see [`crate::multi`]).
+    multi: MultiState,
 }
 
 /// What a connection adds to `INFO`, `CONFIG GET` and `SCAN`: the server's
@@ -218,6 +221,7 @@ impl Connection {
             auth_failures: 0,
             protocol: Protocol::Resp2,
             config,
+            multi: MultiState::new(),
         }
     }
 
@@ -416,11 +420,15 @@ impl Connection {
     /// Answers one request into the output buffer.
     fn answer(&mut self, args: &[Bytes]) -> Flow {
         let command = match Command::parse(args) {
+            // Not while queueing for EXEC: then a SET is queued.
             Ok(Command::Set {
+                name: "set",
                 key,
                 value,
                 condition: None,
-            }) if self.authenticated => {
+                expiry: crate::command::ExpiryArg::None,
+                get: false,
+            }) if self.authenticated && !self.multi.in_multi() => {
                 self.pending_sets.set(key, value);
                 if self.pending_sets.len() >= MAX_PENDING_SETS {
                     self.apply_pending_sets();
@@ -432,6 +440,39 @@ impl Connection {
         // Any other reply must come after the SETs sent before it, and
         // any other command must see them.
         self.apply_pending_sets();
+        if !self.authenticated {
+            return self.answer_command(command);
+        }
+        match self.multi.route(&self.db, command) {
+            Route::Reply(reply) => {
+                self.reply(&reply);
+                Flow::Continue
+            }
+            Route::Run(command) => self.answer_command(Ok(command)),
+            Route::Exec { queued, watched } => {
+                self.exec(&queued, &watched);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// `EXEC`: runs the queued commands as one transaction (see
+    /// [`crate::multi`]), then the connection-level ones among them.
+    fn exec(&mut self, queued: &[Queued], watched: &[(Bytes, u64)]) {
+        let host = ConnectionHost {
+            shared: &self.shared,
+            scan_cursors: &self.scan_cursors,
+        };
+        let outcome = crate::multi::exec(&self.db, &host, queued, watched);
+        self.multi.exec_done();
+        let reply = outcome.into_reply(queued, |command| {
+            self.answer_connection_level(command.clone())
+        });
+        self.reply(&reply);
+    }
+
+    /// Answers a command outside a transaction.
+    fn answer_command(&mut self, command: Result<Command, crate::CommandError>) -> Flow {
         let command = match command {
             Ok(command) => command,
             Err(e) => {
@@ -453,30 +494,8 @@ impl Connection {
                 self.reply(&Reply::ok());
                 return Flow::Close(Ended::Quit);
             }
-            Command::Auth { username, password } => {
-                let reply = self.auth(username.as_deref(), &password);
-                self.reply(&reply);
-                if self.auth_failures >= MAX_AUTH_FAILURES {
-                    return Flow::Close(Ended::TooManyAuthFailures);
-                }
-            }
-            Command::Client(sub) => {
-                let reply = self.client(sub);
-                self.reply(&reply);
-            }
-            Command::ConfigSet { pairs } => {
-                let reply = match self.shared.config_set(&pairs) {
-                    Ok(()) => Reply::ok(),
-                    Err(e) => Reply::Error(e),
-                };
-                self.reply(&reply);
-            }
-            Command::Hello {
-                protocol,
-                auth,
-                setname,
-            } => {
-                let reply = self.hello(protocol, auth, setname);
+            command if command.is_connection_level() => {
+                let reply = self.answer_connection_level(command);
                 self.reply(&reply);
                 if self.auth_failures >= MAX_AUTH_FAILURES {
                     return Flow::Close(Ended::TooManyAuthFailures);
@@ -492,6 +511,39 @@ impl Connection {
             }
         }
         Flow::Continue
+    }
+
+    /// The reply to a command the connection answers itself (`AUTH`,
+    /// `CLIENT`, `CONFIG SET`, `HELLO`), outside `MULTI` or at `EXEC`.
+    fn answer_connection_level(&mut self, command: Command) -> Reply {
+        match command {
+            Command::Auth { username, password } => self.auth(username.as_deref(), &password),
+            Command::Client(sub) => self.client(sub),
+            Command::ConfigSet { pairs } => match self.shared.config_set(&pairs) {
+                Ok(()) => Reply::ok(),
+                Err(e) => Reply::Error(e),
+            },
+            Command::Hello {
+                protocol,
+                auth,
+                setname,
+            } => self.hello(protocol, auth, setname),
+            // The transaction commands reach here only before AUTH, and
+            // QUIT is answered by the caller.
+            Command::Multi
+            | Command::Exec
+            | Command::Discard
+            | Command::Watch { .. }
+            | Command::Unwatch
+            | Command::Quit => Reply::Error("NOAUTH Authentication required.".into()),
+            command => {
+                let host = ConnectionHost {
+                    shared: &self.shared,
+                    scan_cursors: &self.scan_cursors,
+                };
+                command.execute_in(&self.db, &host)
+            }
+        }
     }
 
     /// Applies the pending run of `SET`s and appends their replies.

@@ -353,7 +353,7 @@ pub fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
 /// Appends the encoding of `reply` in `protocol` to `out`.
 pub fn encode_reply_as(reply: &Reply, protocol: Protocol, out: &mut Vec<u8>) {
     match (reply, protocol) {
-        (Reply::Bulk(None), Protocol::Resp3) => out.extend_from_slice(b"_\r\n"),
+        (Reply::Bulk(None) | Reply::NilArray, Protocol::Resp3) => out.extend_from_slice(b"_\r\n"),
         (Reply::Verbatim(text), Protocol::Resp3) => {
             out.push(b'=');
             push_int(
@@ -409,6 +409,7 @@ fn encode_scalar(reply: &Reply, out: &mut Vec<u8>) {
             out.extend_from_slice(b"\r\n");
         }
         Reply::Bulk(None) => out.extend_from_slice(b"$-1\r\n"),
+        Reply::NilArray => out.extend_from_slice(b"*-1\r\n"),
         Reply::Bulk(Some(value)) => encode_bulk(value, out),
         Reply::Array(_) | Reply::Map(_) | Reply::Verbatim(_) => {
             encode_reply_as(reply, Protocol::Resp2, out);

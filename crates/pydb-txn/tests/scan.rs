@@ -1,0 +1,157 @@
+//! Guards the streaming scan (`TxnScan`): it yields exactly what a model
+//! of committed data plus own writes holds, for any range, and a manager's
+//! scan keeps its snapshot while commits and garbage collection go on.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use bytes::Bytes;
+use common::{Db, Kind};
+use proptest::prelude::*;
+use pydb_txn::{Isolation, Keyspace};
+use rstest::rstest;
+
+/// A key of a small alphabet, so that ranges, commits and own writes hit
+/// the same keys often; `\0` is in it to exercise the escape.
+fn key() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(prop_oneof![Just(0u8), Just(b'a'), Just(b'b')], 1..4)
+}
+
+/// `Some(value)` sets, `None` deletes.
+fn writes() -> impl Strategy<Value = Vec<(Vec<u8>, Option<u8>)>> {
+    proptest::collection::vec((key(), proptest::option::of(any::<u8>())), 0..12)
+}
+
+fn bound() -> impl Strategy<Value = Bound<Vec<u8>>> {
+    prop_oneof![
+        Just(Bound::Unbounded),
+        key().prop_map(Bound::Included),
+        key().prop_map(Bound::Excluded),
+    ]
+}
+
+fn apply(model: &mut BTreeMap<Vec<u8>, u8>, writes: &[(Vec<u8>, Option<u8>)]) {
+    for (k, v) in writes {
+        match v {
+            Some(v) => model.insert(k.clone(), *v),
+            None => model.remove(k),
+        };
+    }
+}
+
+fn in_range(start: &Bound<Vec<u8>>, end: &Bound<Vec<u8>>, k: &[u8]) -> bool {
+    let after_start = match start {
+        Bound::Included(s) => k >= s.as_slice(),
+        Bound::Excluded(s) => k > s.as_slice(),
+        Bound::Unbounded => true,
+    };
+    let before_end = match end {
+        Bound::Included(e) => k <= e.as_slice(),
+        Bound::Excluded(e) => k < e.as_slice(),
+        Bound::Unbounded => true,
+    };
+    after_start && before_end
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Several commits (old versions and tombstones underneath), then a
+    /// transaction with its own sets and deletes, scans a random range in
+    /// both spaces; a Sql commit of the same keys must change nothing.
+    #[test]
+    fn a_scan_is_the_model_of_commits_and_own_writes(
+        commits in proptest::collection::vec(writes(), 0..4),
+        sql in writes(),
+        own in writes(),
+        start in bound(),
+        end in bound(),
+    ) {
+        let db = Db::new(Kind::Memory);
+        let mut model = BTreeMap::new();
+        for commit in &commits {
+            db.mgr.transaction(Isolation::Snapshot, |tx| {
+                for (k, v) in commit {
+                    match v {
+                        Some(v) => tx.set(k, &[*v])?,
+                        None => tx.delete(k)?,
+                    }
+                }
+                Ok(())
+            }).unwrap();
+            apply(&mut model, commit);
+        }
+        db.mgr.transaction(Isolation::Snapshot, |tx| {
+            for (k, v) in &sql {
+                match v {
+                    Some(v) => tx.set_in(Keyspace::Sql, k, &[v.wrapping_add(1)])?,
+                    None => tx.delete_in(Keyspace::Sql, k)?,
+                }
+            }
+            Ok(())
+        }).unwrap();
+        let mut tx = db.mgr.begin(Isolation::Serializable).unwrap();
+        for (k, v) in &own {
+            match v {
+                Some(v) => tx.set(k, &[*v]).unwrap(),
+                None => tx.delete(k).unwrap(),
+            }
+        }
+        apply(&mut model, &own);
+        let expected: Vec<(Bytes, Bytes)> = model
+            .iter()
+            .filter(|(k, _)| in_range(&start, &end, k))
+            .map(|(k, v)| (Bytes::copy_from_slice(k), Bytes::copy_from_slice(&[*v])))
+            .collect();
+        let range = (start.as_ref().map(Vec::as_slice), end.as_ref().map(Vec::as_slice));
+        let got: Vec<(Bytes, Bytes)> = tx.scan::<&[u8]>(range).unwrap().map(Result::unwrap).collect();
+        prop_assert_eq!(got, expected);
+        let total = tx.scan_in::<&[u8]>(Keyspace::Kv, ..).unwrap().count();
+        prop_assert_eq!(total, model.len());
+    }
+}
+
+/// A manager's scan is one snapshot, streamed: what commits and a garbage
+/// collection do after it started never shows, and its snapshot holds
+/// the watermark until it is dropped.
+#[rstest]
+fn a_streaming_scan_keeps_its_snapshot(#[values(Kind::Memory, Kind::Log, Kind::BTree)] kind: Kind) {
+    let db = Db::new(kind);
+    let n = 300;
+    db.mgr
+        .transaction(Isolation::Snapshot, |tx| {
+            (0..n).try_for_each(|i| tx.set(format!("k{i:03}").as_bytes(), b"v1"))
+        })
+        .unwrap();
+    let mut scan = db.mgr.scan::<&[u8]>(..).unwrap();
+    let first: Vec<_> = scan.by_ref().take(10).map(Result::unwrap).collect();
+    assert_eq!(first.len(), 10);
+    assert_eq!(&first[0].0[..], b"k000");
+    db.mgr
+        .transaction(Isolation::Snapshot, |tx| {
+            (0..n).try_for_each(|i| tx.delete(format!("k{i:03}").as_bytes()))?;
+            tx.set(b"k999", b"new")
+        })
+        .unwrap();
+    let report = db.mgr.gc().unwrap();
+    assert_eq!(report.garbage, 0, "the scan's snapshot keeps every version");
+    assert_eq!(db.mgr.stats().active, 1);
+    let rest: Vec<_> = scan.map(Result::unwrap).collect();
+    assert_eq!(rest.len(), n - 10);
+    assert!(
+        rest.iter()
+            .all(|(k, v)| &v[..] == b"v1" && &k[..] != b"k999")
+    );
+    assert_eq!(db.mgr.stats().active, 0, "the scan ended its transaction");
+    let report = db.mgr.gc().unwrap();
+    assert_eq!(
+        report.garbage,
+        2 * n as u64,
+        "values and tombstones collected"
+    );
+    assert_eq!(db.mgr.scan::<&[u8]>(..).unwrap().count(), 1);
+}
