@@ -538,3 +538,34 @@ fn index_joins_agree_with_hash_joins() {
         assert_eq!(got, text(&mut s, hashed), "{indexed}");
     }
 }
+
+#[test]
+fn join_order_avoids_cross_products_and_keeps_results() {
+    let mut s = session();
+    for t in ["p", "q", "r", "u"] {
+        s.execute(&format!("CREATE TABLE {t}(a INTEGER, b INTEGER, x TEXT)"))
+            .unwrap();
+        for i in 0..10 {
+            s.execute(&format!(
+                "INSERT INTO {t} VALUES ({i}, {}, '{t}{i}')",
+                (i * 3) % 10
+            ))
+            .unwrap();
+        }
+    }
+    // In FROM order, p and u share no condition: a cross product first.
+    let bad = "SELECT p.x, q.x, r.x, u.x FROM p, u, q, r
+               WHERE p.a = 6 AND p.b = q.a AND q.b = r.a AND r.b = u.a ORDER BY 1, 2, 3, 4";
+    let good = "SELECT p.x, q.x, r.x, u.x FROM p, q, r, u
+                WHERE p.a = 6 AND p.b = q.a AND q.b = r.a AND r.b = u.a ORDER BY 1, 2, 3, 4";
+    let p = plan(&mut s, bad);
+    assert!(!p.contains("NestedLoopJoin"), "{p}");
+    assert_eq!(text(&mut s, bad), ["p6 q8 r4 u2"]);
+    assert_eq!(text(&mut s, bad), text(&mut s, good));
+    // SELECT * keeps the FROM order of the columns.
+    let star = text(
+        &mut s,
+        "SELECT * FROM p, u, q WHERE p.a = 1 AND q.a = p.b AND u.a = q.b",
+    );
+    assert_eq!(star, ["1 3 p1 9 7 u9 3 9 q3"]);
+}

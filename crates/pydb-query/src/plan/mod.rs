@@ -280,6 +280,17 @@ impl Expr {
         self.children_mut(&mut |c| c.shift_columns(delta));
     }
 
+    /// Replaces the position of every current-row column by `f(position)`
+    /// (to follow a reordering of a join's inputs). Only for expressions
+    /// without correlated subqueries.
+    pub fn map_columns(&mut self, f: &dyn Fn(usize) -> usize) {
+        if let Expr::Column { depth: 0, index } = self {
+            *index = f(*index);
+            return;
+        }
+        self.children_mut(&mut |c| c.map_columns(f));
+    }
+
     /// Splits a conjunction into its terms.
     pub fn conjuncts(self) -> Vec<Expr> {
         match self {

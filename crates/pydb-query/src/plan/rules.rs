@@ -9,7 +9,13 @@
 //!    that is never true becomes an empty `Values`. An expression whose
 //!    evaluation fails (`9223372036854775807 + 1`) is left alone, so the
 //!    error comes when, and only if, a row needs it.
-//! 2. **Predicate pushdown**: a filter is split into its AND terms, and
+//! 2. **Join order**: the inputs of a chain of inner (or comma) joins are
+//!    put in an order where each next input shares a condition with the
+//!    ones before it, starting from the input with the most conditions of
+//!    its own, so that no step is a cross product that a later condition
+//!    would have cut down (a projection on top restores the column order).
+//!    This is a greedy heuristic, not a cost-based search.
+//! 3. **Predicate pushdown**: a filter is split into its AND terms, and
 //!    each term moves as far down as the columns it reads allow: through
 //!    projections (rewritten in terms of the projection's input), sorts
 //!    and DISTINCT, below an aggregation when it reads only group columns,
@@ -18,18 +24,18 @@
 //!    right side of a LEFT join is never filtered by WHERE (its NULL rows
 //!    must stay to be tested). Terms holding a correlated subquery stay
 //!    where they are.
-//! 3. **Join selection**: a join whose condition has equalities between an
+//! 4. **Join selection**: a join whose condition has equalities between an
 //!    expression of the left side and one of the right becomes an index
 //!    nested-loop join when the right side is a table with an index (or a
 //!    one-column primary key) on its key column, as SQLite prefers; else a
 //!    hash join. The other terms stay as a residual check.
-//! 4. **Index selection**: a filter over a table scan whose terms compare
+//! 5. **Index selection**: a filter over a table scan whose terms compare
 //!    indexed columns with constants becomes a filter over an index range
 //!    scan (equality on a prefix of the index's columns, then a range on
 //!    the next one), or a primary-key lookup when every key column is
 //!    fixed. The filter stays above: the range narrows the rows read, the
 //!    filter still decides.
-//! 5. **Top-N**: ORDER BY with a small LIMIT keeps only the rows it
+//! 6. **Top-N**: ORDER BY with a small LIMIT keeps only the rows it
 //!    returns, instead of sorting everything.
 
 use std::ops::Bound;
@@ -48,6 +54,7 @@ pub const TOP_N_MAX: u64 = 1000;
 /// Runs every rule over `plan`.
 pub fn optimize(plan: Plan) -> Plan {
     let plan = map_plan(plan, &mut |p| fold_plan_constants(p));
+    let plan = map_plan(plan, &mut reorder_joins);
     let plan = push_down(plan);
     let plan = map_plan(plan, &mut choose_join);
     let plan = map_plan(plan, &mut choose_index);
@@ -259,7 +266,146 @@ fn fold_plan_constants(mut plan: Plan) -> Plan {
     }
 }
 
-// ---- 2. predicate pushdown ----
+// ---- 2. join order ----
+
+/// Flattens a left-deep tree of inner and cross joins into its inputs and
+/// the terms of its ON conditions; false if it holds a LEFT join or a join
+/// as a right input.
+fn flatten_joins(plan: Plan, leaves: &mut Vec<Plan>, terms: &mut Vec<Expr>) -> bool {
+    match plan {
+        Plan::Join {
+            left,
+            right,
+            kind,
+            on,
+        } if kind != JoinKind::Left && !matches!(*right, Plan::Join { .. }) => {
+            let ok = flatten_joins(*left, leaves, terms);
+            leaves.push(*right);
+            terms.extend(on.map(Expr::conjuncts).unwrap_or_default());
+            ok
+        }
+        Plan::Join { .. } => false,
+        other => {
+            leaves.push(other);
+            true
+        }
+    }
+}
+
+fn is_inner_join_chain(plan: &Plan) -> bool {
+    match plan {
+        Plan::Join {
+            left, right, kind, ..
+        } => {
+            let left_ok = match **left {
+                Plan::Join { .. } => is_inner_join_chain(left),
+                _ => true,
+            };
+            *kind != JoinKind::Left && !matches!(**right, Plan::Join { .. }) && left_ok
+        }
+        _ => false,
+    }
+}
+
+fn reorder_joins(plan: Plan) -> Plan {
+    let Plan::Filter { input, predicate } = plan else {
+        return plan;
+    };
+    if !is_inner_join_chain(&input) {
+        return Plan::Filter { input, predicate };
+    }
+    let original = Plan::Filter {
+        input: input.clone(),
+        predicate: predicate.clone(),
+    };
+    let mut leaves = Vec::new();
+    let mut terms = predicate.conjuncts();
+    if !flatten_joins(*input, &mut leaves, &mut terms)
+        || leaves.len() < 3
+        || !terms.iter().all(movable)
+    {
+        return original;
+    }
+    // Where each input's columns start in the joined row.
+    let mut offsets = Vec::with_capacity(leaves.len());
+    let mut width = 0;
+    for l in &leaves {
+        offsets.push(width);
+        width += l.width();
+    }
+    let leaf_of = |col: usize| offsets.iter().rposition(|o| *o <= col).unwrap_or(0);
+    let term_leaves: Vec<Vec<usize>> = terms
+        .iter()
+        .map(|t| {
+            let mut ls: Vec<usize> = columns_of(t).into_iter().map(leaf_of).collect();
+            ls.sort_unstable();
+            ls.dedup();
+            ls
+        })
+        .collect();
+    let own_terms = |leaf: usize| term_leaves.iter().filter(|ls| **ls == [leaf]).count();
+    // Greedy: start with the input that has the most conditions of its
+    // own, then take inputs connected to those already taken.
+    let mut order: Vec<usize> = Vec::with_capacity(leaves.len());
+    let first = (0..leaves.len())
+        .max_by_key(|l| (own_terms(*l), std::cmp::Reverse(*l)))
+        .unwrap_or(0);
+    order.push(first);
+    while order.len() < leaves.len() {
+        let connected = (0..leaves.len()).filter(|l| !order.contains(l)).find(|l| {
+            term_leaves.iter().any(|ls| {
+                ls.contains(l) && ls.len() > 1 && ls.iter().all(|x| x == l || order.contains(x))
+            })
+        });
+        let next = connected
+            .or_else(|| (0..leaves.len()).find(|l| !order.contains(l)))
+            .unwrap_or(0);
+        order.push(next);
+    }
+    if order.iter().enumerate().all(|(i, l)| i == *l) {
+        return original;
+    }
+    // New positions: inputs in the new order, columns in order within each.
+    let mut new_pos = vec![0usize; width];
+    let mut at = 0;
+    for l in &order {
+        for c in 0..leaves[*l].width() {
+            new_pos[offsets[*l] + c] = at;
+            at += 1;
+        }
+    }
+    let mut slots: Vec<Option<Plan>> = leaves.into_iter().map(Some).collect();
+    let mut joined: Option<Plan> = None;
+    for l in &order {
+        let leaf = slots[*l].take().unwrap_or_else(|| empty(0));
+        joined = Some(match joined {
+            None => leaf,
+            Some(acc) => Plan::Join {
+                left: Box::new(acc),
+                right: Box::new(leaf),
+                kind: JoinKind::Cross,
+                on: None,
+            },
+        });
+    }
+    let Some(joined) = joined else {
+        return original;
+    };
+    let remap = |i: usize| new_pos.get(i).copied().unwrap_or(i);
+    let terms: Vec<Expr> = terms
+        .into_iter()
+        .map(|mut t| {
+            t.map_columns(&remap);
+            t
+        })
+        .collect();
+    Plan::Project {
+        input: Box::new(filter(joined, terms)),
+        exprs: (0..width).map(|i| Expr::col(new_pos[i])).collect(),
+    }
+}
+
+// ---- 3. predicate pushdown ----
 
 fn push_down(plan: Plan) -> Plan {
     match plan {
@@ -439,7 +585,7 @@ fn place(plan: Plan, mut terms: Vec<Expr>) -> Plan {
     }
 }
 
-// ---- 3. join selection ----
+// ---- 4. join selection ----
 
 fn choose_join(plan: Plan) -> Plan {
     let Plan::Join {
@@ -560,7 +706,7 @@ fn plain_table(plan: &Plan) -> Option<(Arc<Table>, Option<Expr>)> {
     }
 }
 
-// ---- 4. index selection ----
+// ---- 5. index selection ----
 
 /// What the terms of a filter say about one column.
 #[derive(Default, Clone)]
@@ -710,7 +856,7 @@ fn access_path(table: &Arc<Table>, bounds: &[ColumnBounds]) -> Option<Plan> {
     })
 }
 
-// ---- 5. top-N ----
+// ---- 6. top-N ----
 
 fn choose_top_n(plan: Plan) -> Plan {
     match plan {
