@@ -44,9 +44,9 @@
 //!
 //! # What the store does not do (yet)
 //!
-//! Scans and index scans read their whole range at once (the transaction
-//! layer's `scan_in` returns a `Vec`); a statement decodes each table it
-//! scans once and reuses the rows until it writes. There is no REINDEX,
+//! Scans and index scans read their whole range at once, though the
+//! transaction layer's `scan_in` could stream it; a statement decodes each
+//! table it scans once and reuses the rows until it writes. There is no REINDEX,
 //! ALTER TABLE, or descending index.
 
 pub(crate) mod layout;
@@ -98,12 +98,15 @@ pub(crate) fn space_delete(tx: &mut Transaction, key: &[u8]) -> Result<()> {
     Ok(tx.delete_in(Keyspace::Sql, key)?)
 }
 
-/// The keys of the SQL space in `range`, with their values, ascending.
+/// The keys of the SQL space in `range`, with their values, ascending,
+/// read whole.
 pub(crate) fn space_scan(
     tx: &Transaction,
     range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
 ) -> Result<Vec<(Bytes, Bytes)>> {
-    Ok(tx.scan_in(Keyspace::Sql, range)?)
+    Ok(tx
+        .scan_in(Keyspace::Sql, range)?
+        .collect::<pydb_txn::Result<Vec<_>>>()?)
 }
 
 /// The last commit that wrote the catalog version key, as this
