@@ -1,7 +1,8 @@
 //! Decoding the `PYDB` directory metadata file from arbitrary bytes: never
 //! panics, and metadata it accepts in the current format version re-encodes
-//! to exactly the same bytes (an older version is read, then refused by
-//! `Db::open`, and `encode` always writes the current version).
+//! to exactly the same bytes (an older version is read, then refused or
+//! rewritten by `Db::open`, and `encode` always writes the current
+//! version). Version 3 files carry flags and, when encrypted, a wrapped key.
 #![no_main]
 
 use std::path::Path;

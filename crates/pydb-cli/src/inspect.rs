@@ -44,8 +44,12 @@ use pydb_storage::log::hint::{
 };
 use pydb_storage::lsm::table::{FOOTER_LEN, TABLE_MAGIC};
 
-use pydb::EngineKind;
 use pydb::meta;
+use pydb::{Compression, EngineKind};
+use pydb_file::compressed::COMPRESSED_MAGIC;
+use pydb_file::encrypted::ENCRYPTED_MAGIC;
+
+use crate::decorated::{self, Stack, StorageArgs};
 
 pub mod btree;
 use pydb::{Error, Result};
@@ -80,6 +84,10 @@ pub enum FileKind {
     /// An LSM manifest `MANIFEST-NNNNNN`: a record log (magic `PYDB-LOG`)
     /// of version edits, described by `lsm::describe_manifest`.
     LsmManifest,
+    /// A file stored through the encryption or compression decorator
+    /// (magic `PYDBENCF` or `PYDBLZ4F`) whose plaintext is not a kind
+    /// this tool walks: its blocks and frames are verified.
+    Decorated,
 }
 
 impl FileKind {
@@ -94,6 +102,7 @@ impl FileKind {
             FileKind::LsmDirectory => "LSM database",
             FileKind::LsmTable => "LSM table",
             FileKind::LsmManifest => "LSM manifest",
+            FileKind::Decorated => "encrypted or compressed file",
         }
     }
 }
@@ -300,11 +309,13 @@ fn has_table_footer(source: &mut Source) -> Result<bool> {
 const TABLE_MAGIC_FROM_END: u64 = (FOOTER_LEN - 40) as u64;
 
 /// What `pydb inspect` shows; the default is everything.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct InspectOptions {
     /// Show only this page of a B+tree page file (its meta copies are
     /// still summarized in the first lines).
     pub page: Option<u32>,
+    /// The key (and compression) of an encrypted or compressed database.
+    pub storage: StorageArgs,
 }
 
 /// Prints every record of the file at `path` to `out` and returns what the
@@ -315,6 +326,32 @@ pub fn inspect(path: &Path, out: &mut dyn Write) -> Result<Report> {
 
 /// [`inspect`] with options.
 pub fn inspect_with(path: &Path, options: InspectOptions, out: &mut dyn Write) -> Result<Report> {
+    let head = {
+        let mut source = Source::open(path)?;
+        source.bytes(0, 8)?.to_vec()
+    };
+    if decorated::is_decorated(&head) {
+        let stack = match Stack::for_file(path, &options.storage)? {
+            Some(stack) => stack,
+            // A file copied out of its directory: its magic tells the
+            // outer layer, and only a compressed file opens without PYDB.
+            None => Stack {
+                dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                compression: if head == COMPRESSED_MAGIC {
+                    Compression::Lz4
+                } else {
+                    Compression::None
+                },
+                encrypted: head == ENCRYPTED_MAGIC,
+                data_key: None,
+            },
+        };
+        let mut text = String::new();
+        let report = inspect_decorated(path, &stack, &mut text)?;
+        out.write_all(text.as_bytes())
+            .map_err(|e| Error::io("<stdout>", e))?;
+        return Ok(report);
+    }
     let kind = detect(path)?;
     if options.page.is_some() && kind != FileKind::BTreePages {
         return Err(Error::InvalidArgument(format!(
@@ -330,7 +367,9 @@ pub fn inspect_with(path: &Path, options: InspectOptions, out: &mut dyn Write) -
     let mut text = String::new();
     let report = match kind {
         // Handled above; kept in the match so a new kind must be placed.
-        FileKind::BTreePages | FileKind::LsmDirectory => Report::new(path, kind),
+        FileKind::BTreePages | FileKind::LsmDirectory | FileKind::Decorated => {
+            Report::new(path, kind)
+        }
         FileKind::LsmTable => inspect_lsm_table(path, &mut text)?,
         FileKind::LsmManifest => inspect_lsm_manifest(path, &mut text)?,
         FileKind::Metadata => inspect_metadata(path, &mut text)?,
@@ -391,7 +430,9 @@ fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
     // Far more than a metadata file: enough to show what is wrong.
     let bytes = source.bytes(0, 4096)?.to_vec();
     let _ = writeln!(out, "directory metadata, {} bytes", source.len);
-    hex_dump(0, bytes.get(..SHOW_BYTES).unwrap_or(&bytes), out);
+    // The whole file when it is as long as an encrypted one, or less.
+    let shown = SHOW_BYTES.max(meta::META_ENCRYPTED_LEN);
+    hex_dump(0, bytes.get(..shown).unwrap_or(&bytes), out);
     let field = |out: &mut String, offset: usize, name: &str, value: String| {
         let _ = writeln!(out, "{offset:>6}  {name:<15} {value}");
     };
@@ -432,12 +473,42 @@ fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
             format!("{id} ({name})"),
         );
     }
+    if let Some(flags) = fields.flags {
+        let mut names = Vec::new();
+        if flags & meta::META_FLAG_ENCRYPTED != 0 {
+            names.push("encrypted");
+        }
+        if flags & meta::META_FLAG_LZ4 != 0 {
+            names.push("lz4");
+        }
+        if names.is_empty() {
+            names.push("plain");
+        }
+        field(
+            out,
+            meta::META_FLAGS_OFFSET,
+            "flags",
+            format!("{flags:#04x} ({})", names.join(", ")),
+        );
+    }
     if let Some(reserved) = fields.reserved {
         field(
             out,
             meta::META_RESERVED_OFFSET,
             "reserved",
-            format!("0x{:02x}{:02x}", reserved[0], reserved[1]),
+            format!("{reserved:#04x}"),
+        );
+    }
+    if let Some(id) = fields.data_key_id {
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        field(
+            out,
+            meta::META_WRAPPED_KEY_OFFSET,
+            "wrapped_key",
+            format!(
+                "{} bytes, data key id {id}",
+                pydb_file::keys::WRAPPED_KEY_LEN
+            ),
         );
     }
     if let Some(stored) = fields.stored_crc {
@@ -449,7 +520,7 @@ fn inspect_metadata(path: &Path, out: &mut String) -> Result<Report> {
         };
         field(
             out,
-            meta::META_CRC_OFFSET,
+            fields.crc_offset,
             "crc32",
             format!("{stored:#010x} {verdict}"),
         );
@@ -535,9 +606,19 @@ fn describe_entry(payload: &[u8], out: &mut String) -> Option<String> {
 }
 
 fn inspect_record_log(path: &Path, out: &mut String) -> Result<Report> {
-    let storage = |e: pydb_wal::Error| Error::from(pydb_storage::Error::from(e));
     let file = MonolithicFile::open_read_only(path).map_err(pydb_storage::Error::from)?;
-    let walker = Walker::open(&file).map_err(storage)?;
+    inspect_record_log_in(path, &file, out)
+}
+
+/// Walks the record log `file` (the file at `path`, or its plaintext
+/// through the decorators: offsets are then plaintext offsets).
+fn inspect_record_log_in(
+    path: &Path,
+    file: &dyn pydb_file::File,
+    out: &mut String,
+) -> Result<Report> {
+    let storage = |e: pydb_wal::Error| Error::from(pydb_storage::Error::from(e));
+    let walker = Walker::open(file).map_err(storage)?;
     let mut report = Report::new(path, FileKind::RecordLog);
     let file_len = walker.file_len();
     let entries = holds_log_entries(path);
@@ -749,6 +830,76 @@ fn lsm_verdict<T: std::fmt::Display>(
         Err(e) => return Err(e.into()),
     }
     Ok(report)
+}
+
+/// Shows an encrypted or compressed file: its decorator layers (see
+/// [`Stack::describe`]), then, with the key, its plaintext as a record log
+/// or an LSM file when it is one. Every block and frame is read, so damage
+/// anywhere in the file is reported with its offset.
+pub fn inspect_decorated(path: &Path, stack: &Stack, out: &mut String) -> Result<Report> {
+    let mut report = Report::new(path, FileKind::Decorated);
+    let damaged = |mut report: Report, e: Error, out: &mut String| {
+        let _ = writeln!(out, "DAMAGED: {e}");
+        let offset = match &e {
+            Error::Corrupted { offset, .. } => *offset,
+            _ => 0,
+        };
+        report.damage.push(Damage {
+            offset,
+            reason: e.to_string(),
+        });
+        report
+    };
+    let file = match stack.describe(path, out) {
+        Ok(Some(file)) => file,
+        Ok(None) => return Ok(report),
+        Err(e) if e.is_corruption() => return Ok(damaged(report, e, out)),
+        Err(e) => return Err(e),
+    };
+    match decorated::read_through(&*file) {
+        Ok(bytes) => report.records = bytes,
+        Err(e) if e.is_corruption() => return Ok(damaged(report, e, out)),
+        Err(e) => return Err(e),
+    }
+    let storage = |e: pydb_file::Error| Error::from(pydb_storage::Error::from(e));
+    let len = file.len().map_err(storage)?;
+    let mut head = vec![0u8; len.min(8) as usize];
+    file.read_at(0, &mut head).map_err(storage)?;
+    let table_footer = len >= FOOTER_LEN as u64 && {
+        let mut magic = [0u8; 8];
+        file.read_at(len - TABLE_MAGIC_FROM_END, &mut magic)
+            .map_err(storage)?;
+        magic == TABLE_MAGIC
+    };
+    if head == FILE_MAGIC && is_manifest_name(path) {
+        let _ = writeln!(out, "plaintext: LSM manifest, {len} bytes");
+        lsm_verdict(
+            path,
+            FileKind::LsmManifest,
+            pydb_storage::lsm::describe_manifest(&file),
+            |m| u64::try_from(m.edits.len()).unwrap_or(u64::MAX),
+            out,
+        )
+    } else if head == FILE_MAGIC {
+        out.push_str("plaintext (offsets below are plaintext offsets):\n");
+        inspect_record_log_in(path, &*file, out)
+    } else if table_footer {
+        let _ = writeln!(out, "plaintext: LSM table, {len} bytes");
+        lsm_verdict(
+            path,
+            FileKind::LsmTable,
+            pydb_storage::lsm::describe_table(file),
+            |t| t.properties.entries,
+            out,
+        )
+    } else {
+        let _ = writeln!(
+            out,
+            "plaintext: {len} bytes, every block and frame verified (records of this kind \
+             are not shown through a decorator: pydb inspect walks record logs and LSM files)"
+        );
+        Ok(report)
+    }
 }
 
 fn inspect_lsm_table(path: &Path, out: &mut String) -> Result<Report> {

@@ -7,9 +7,12 @@
 //! - [`shell`]: the interactive loop and the pipe loop;
 //! - [`sql`]: `pydb sql`, a psql-like shell for SQL;
 //! - [`inspect`], [`check`]: reading pydb files record by record;
+//! - [`decorated`]: the same through the encryption and compression
+//!   decorators, with the database's key;
 //! - [`repair`]: salvaging what verifies from a damaged database.
 
 pub mod check;
+pub mod decorated;
 pub mod demo;
 mod error;
 pub mod inspect;

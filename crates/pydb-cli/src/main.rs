@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use pydb::db::{HISTORY_FILE_NAME, parse_sync_policy};
-use pydb::{Db, EngineKind, IndexKind, Options, SyncPolicy};
+use pydb::{Compression, Db, EngineKind, IndexKind, Options, SyncPolicy};
 use pydb_server::server::{Server, ServerConfig};
 
 /// pydb: a database built from scratch to see, run and measure how storage
@@ -50,6 +50,14 @@ enum Cmd {
         /// When writes reach the disk: always, periodic, periodic:MS or never.
         #[arg(long, default_value = "always", value_parser = parse_sync)]
         sync: SyncPolicy,
+        /// The key file of an encrypted database (at least 32 bytes, any
+        /// content). A new database is created encrypted with it.
+        #[arg(long, value_name = "PATH")]
+        encryption_key_file: Option<PathBuf>,
+        /// How a new database compresses its files: none or lz4 (log and lsm
+        /// engines). An existing database must be opened with its own.
+        #[arg(long, default_value = "none", value_parser = parse_compression)]
+        compression: Compression,
     },
     /// Open a database and type SQL, as in psql: statements end with `;`,
     /// \d lists tables, \? lists the meta-commands. When stdin is not a
@@ -96,6 +104,14 @@ enum Cmd {
         /// When writes reach the disk: always, periodic, periodic:MS or never.
         #[arg(long, default_value = "always", value_parser = parse_sync)]
         sync: SyncPolicy,
+        /// The key file of an encrypted database (at least 32 bytes, any
+        /// content). A new database is created encrypted with it.
+        #[arg(long, value_name = "PATH")]
+        encryption_key_file: Option<PathBuf>,
+        /// How a new database compresses its files: none or lz4 (log and lsm
+        /// engines). An existing database must be opened with its own.
+        #[arg(long, default_value = "none", value_parser = parse_compression)]
+        compression: Compression,
         /// The password clients must AUTH with.
         #[arg(long)]
         requirepass: Option<String>,
@@ -127,11 +143,27 @@ enum Cmd {
         /// Show only this page of a B+tree page file.
         #[arg(long)]
         page: Option<u32>,
+        /// The key file of an encrypted database: with it, every block is
+        /// authenticated and the plaintext is shown.
+        #[arg(long, value_name = "PATH")]
+        encryption_key_file: Option<PathBuf>,
+        /// The compression the database was created with (read from its
+        /// PYDB file when not given; refused if it differs).
+        #[arg(long, value_parser = parse_compression)]
+        compression: Option<Compression>,
     },
     /// Verify every checksum of every file of a (closed) database.
     Check {
         /// The database directory.
         dir: PathBuf,
+        /// The key file of an encrypted database: with it, every block is
+        /// authenticated and the plaintext is shown.
+        #[arg(long, value_name = "PATH")]
+        encryption_key_file: Option<PathBuf>,
+        /// The compression the database was created with (read from its
+        /// PYDB file when not given; refused if it differs).
+        #[arg(long, value_parser = parse_compression)]
+        compression: Option<Compression>,
     },
     /// Salvage a damaged (closed) database: keep every batch that verifies,
     /// move what is replaced into DIR/repair-TIMESTAMP/.
@@ -139,6 +171,39 @@ enum Cmd {
         /// The database directory.
         dir: PathBuf,
     },
+    /// Key rotation: rewrap the data key of a (closed) encrypted database
+    /// under a new key file. No data file is rewritten; PYDB is replaced
+    /// atomically (temporary file, fsync, rename, directory fsync).
+    Rekey {
+        /// The database directory.
+        dir: PathBuf,
+        /// The current key file.
+        #[arg(long, value_name = "PATH")]
+        encryption_key_file: PathBuf,
+        /// The new key file (at least 32 bytes, any content).
+        #[arg(long, value_name = "PATH")]
+        new_key_file: PathBuf,
+    },
+}
+
+fn parse_compression(s: &str) -> Result<Compression, String> {
+    s.parse().map_err(|e: pydb::Error| e.to_string())
+}
+
+/// Options with the key file and compression of the command line.
+fn storage_options(
+    options: Options,
+    key_file: Option<&std::path::Path>,
+    compression: Compression,
+) -> pydb::Result<Options> {
+    let options = Options {
+        compression,
+        ..options
+    };
+    match key_file {
+        Some(path) => options.encryption_key_file(path),
+        None => Ok(options),
+    }
 }
 
 fn parse_engine(s: &str) -> Result<EngineKind, String> {
@@ -219,6 +284,8 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
             engine,
             index,
             sync,
+            encryption_key_file,
+            compression,
             ..
         } => {
             drop(stdout);
@@ -228,13 +295,15 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
                 sync,
                 ..Options::default()
             };
+            let options = storage_options(options, encryption_key_file.as_deref(), compression)?;
             let db = Db::open(&dir, options)?;
             let (history, banner) = if engine.is_persistent() {
                 (
                     Some(dir.join(HISTORY_FILE_NAME)),
                     format!(
-                        "pydb shell: {engine} engine, {index} index, sync {}, in {}",
+                        "pydb shell: {engine} engine, {index} index, sync {}{}, in {}",
                         sync_name(sync),
+                        storage_name(&db),
                         dir.display()
                     ),
                 )
@@ -291,6 +360,8 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
             engine,
             index,
             sync,
+            encryption_key_file,
+            compression,
             requirepass,
             maxclients,
             max_bulk_bytes,
@@ -315,37 +386,74 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
             // Before opening the database: a bad option must not take
             // the directory lock or create files.
             config.validate()?;
-            let db = Db::open(
-                &dir,
-                Options {
-                    engine,
-                    index,
-                    sync,
-                    ..Options::default()
-                },
-            )?;
+            let options = Options {
+                engine,
+                index,
+                sync,
+                ..Options::default()
+            };
+            let options = storage_options(options, encryption_key_file.as_deref(), compression)?;
+            let db = Db::open(&dir, options)?;
             tracing::info!(
                 %engine, %index, sync = %sync_name(sync), dir = %dir.display(),
+                storage = %storage_name(&db),
                 "database open"
             );
             let server = Server::bind(db, config)?;
             pydb_server::server::shutdown_on_signals(server.shutdown_handle())?;
             server.run()?;
         }
-        Cmd::Inspect { path, page } => {
-            let options = pydb_cli::inspect::InspectOptions { page };
+        Cmd::Inspect {
+            path,
+            page,
+            encryption_key_file,
+            compression,
+        } => {
+            let options = pydb_cli::inspect::InspectOptions {
+                page,
+                storage: pydb_cli::decorated::StorageArgs::load(
+                    encryption_key_file.as_deref(),
+                    compression,
+                )?,
+            };
             let report = pydb_cli::inspect::inspect_with(&path, options, &mut stdout)?;
             if !report.is_ok() {
                 return Ok(ExitCode::from(1));
             }
         }
-        Cmd::Check { dir } => {
-            let summary = pydb_cli::check::check_dir(&dir, &mut stdout)?;
+        Cmd::Check {
+            dir,
+            encryption_key_file,
+            compression,
+        } => {
+            let storage = pydb_cli::decorated::StorageArgs::load(
+                encryption_key_file.as_deref(),
+                compression,
+            )?;
+            let summary = pydb_cli::check::check_dir_with(&dir, &storage, &mut stdout)?;
             if !summary.is_ok() {
                 return Ok(ExitCode::from(1));
             }
         }
         Cmd::Repair { dir } => drop(pydb_cli::repair::repair_dir(&dir, &mut stdout)?),
+        Cmd::Rekey {
+            dir,
+            encryption_key_file,
+            new_key_file,
+        } => {
+            use std::io::Write;
+            let old = pydb::db::load_key_file(&encryption_key_file)?;
+            let new = pydb::db::load_key_file(&new_key_file)?;
+            let id = pydb::db::rotate_key(&dir, &old, &new)?;
+            let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            writeln!(
+                stdout,
+                "rewrapped data key {id} of {} under {}; the old key file no longer opens it",
+                dir.display(),
+                new_key_file.display()
+            )
+            .map_err(|e| pydb::Error::io("<stdout>", e))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -360,6 +468,19 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// ", encrypted (data key ID), lz4" or "" for a plain database.
+fn storage_name(db: &Db) -> String {
+    let mut text = String::new();
+    if let Some(id) = db.data_key_id() {
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        text.push_str(&format!(", encrypted (data key {id})"));
+    }
+    if db.options().compression != Compression::None {
+        text.push_str(&format!(", {} compression", db.options().compression));
+    }
+    text
 }
 
 fn sync_name(sync: SyncPolicy) -> String {

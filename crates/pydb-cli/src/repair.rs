@@ -131,6 +131,27 @@ pub fn repair_dir(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
         }
         Err(e) => return Err(e),
     };
+    // Repair reads and rewrites files as plain bytes: an encrypted or
+    // compressed database would have its files moved aside as damage (and
+    // damaged metadata rebuilt without its wrapped key). Refused untouched.
+    let decorated = match &metadata {
+        Some(m) => m.is_encrypted() || m.compression != pydb::Compression::None,
+        None => ids.iter().any(|id| {
+            let path = pydb_file::segment_path(dir, *id, SEGMENT_EXTENSION);
+            let mut head = [0u8; 8];
+            std::fs::File::open(&path)
+                .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut head, 0))
+                .is_ok()
+                && crate::decorated::is_decorated(&head)
+        }),
+    };
+    if decorated {
+        return Err(Error::InvalidArgument(format!(
+            "{} is an encrypted or compressed database: `pydb repair` does not repair those \
+             yet (`pydb check --encryption-key-file` reports the damage); nothing was changed",
+            dir.display()
+        )));
+    }
     if let Some(metadata) = &metadata
         && metadata.engine == EngineKind::BTree
     {

@@ -239,10 +239,13 @@ fn index_words(index: IndexKind) -> &'static str {
 fn pins() -> Vec<(&'static str, String)> {
     use pydb::meta::{
         ENGINE_ID_BTREE, ENGINE_ID_LOG, INDEX_ID_BTREE, INDEX_ID_HASH, INDEX_ID_NONE,
-        INDEX_ID_SKIPLIST, META_CRC_OFFSET, META_FILE_NAME, META_FORMAT_VERSION, META_LEN,
-        META_MAGIC,
+        INDEX_ID_SKIPLIST, META_CRC_OFFSET, META_ENCRYPTED_CRC_OFFSET, META_ENCRYPTED_LEN,
+        META_FILE_NAME, META_FLAG_ENCRYPTED, META_FLAG_LZ4, META_FLAGS_OFFSET, META_FORMAT_VERSION,
+        META_LEN, META_MAGIC, META_RESERVED_OFFSET, META_WRAPPED_KEY_OFFSET,
     };
     use pydb_file::SEGMENT_ID_DIGITS;
+    use pydb_file::compressed::DEFAULT_CHUNK_SIZE;
+    use pydb_file::keys::{MIN_KEY_MATERIAL_LEN, WRAPPED_KEY_LEN};
     use pydb_server::keyscan::MAX_TABLE_CURSORS;
     use pydb_server::server::DEFAULT_PORT;
     use pydb_server::server::resp::Limits;
@@ -268,6 +271,42 @@ fn pins() -> Vec<(&'static str, String)> {
         (
             f,
             format!("the file is exactly {META_LEN} bytes in versions 1 and {META_FORMAT_VERSION}"),
+        ),
+        (
+            f,
+            format!(
+                "|     {META_FLAGS_OFFSET} |    1 | flags            | bit 0 (`{META_FLAG_ENCRYPTED:#04x}`) encrypted, bit 1 (`{META_FLAG_LZ4:#04x}`) lz4"
+            ),
+        ),
+        (
+            f,
+            format!("|     {META_RESERVED_OFFSET} |    1 | reserved         | zero"),
+        ),
+        (
+            f,
+            format!(
+                "|     {META_WRAPPED_KEY_OFFSET} |  {WRAPPED_KEY_LEN} | wrapped key      | only when encrypted"
+            ),
+        ),
+        (
+            f,
+            format!(
+                "CRC-32 of bytes 0..{META_CRC_OFFSET} (0..{META_ENCRYPTED_CRC_OFFSET} when encrypted)"
+            ),
+        ),
+        (
+            f,
+            format!(
+                "exactly {META_LEN} bytes in versions 1 and 3 without encryption, {META_ENCRYPTED_LEN} with it"
+            ),
+        ),
+        (
+            g,
+            format!("lz4\n  frames in {} KiB chunks", DEFAULT_CHUNK_SIZE >> 10),
+        ),
+        (
+            g,
+            format!("# any content, at least {MIN_KEY_MATERIAL_LEN} bytes"),
         ),
         (a, format!("reads its {META_LEN}-byte metadata file")),
         (
@@ -671,8 +710,8 @@ fn compare_flags(what: &str, documented: &Flags, real: &Flags, problems: &mut Ve
 }
 
 /// The subcommands of `pydb` that the guide documents.
-const SUBCOMMANDS: [&str; 7] = [
-    "demo", "shell", "sql", "server", "inspect", "check", "repair",
+const SUBCOMMANDS: [&str; 8] = [
+    "demo", "shell", "sql", "server", "inspect", "check", "repair", "rekey",
 ];
 
 #[test]
@@ -721,7 +760,10 @@ fn xtask_and_bench_flags_are_declared_with_their_documented_defaults() {
     crashtest.extend(source_flags("xtask/src/main.rs", "    Crashtest {"));
     let tasks: [(&str, Flags); 4] = [
         ("crashtest", crashtest),
-        ("slt", source_flags("xtask/src/slt.rs", "pub struct SltArgs {")),
+        (
+            "slt",
+            source_flags("xtask/src/slt.rs", "pub struct SltArgs {"),
+        ),
         (
             "fuzz",
             source_flags("xtask/src/fuzz.rs", "pub struct FuzzArgs {"),

@@ -1,7 +1,7 @@
 //! Benchmarks of the `File` decorators against the plain file they wrap:
 //! appending and randomly reading 116-byte records (half random, half
-//! zeros: lz4 about halves them) on `MonolithicFile`, `EncryptedFile` and
-//! `CompressedFile`. The setup prints the compressed file's size ratio.
+//! zeros: lz4 about halves them) on `MonolithicFile`, `EncryptedFile` (its
+//! last block sealed by each append, or at sync) and `CompressedFile`. The setup prints the compressed file's size ratio.
 //!
 //! Run with short settings:
 //! `cargo bench -p pydb-file --bench decorators -- --warm-up-time 1 --measurement-time 3`
@@ -28,13 +28,18 @@ const RECORD: usize = 116;
 const READ_RECORDS: u64 = 100_000;
 /// Appends past this restart the file, so a long run does not fill the disk.
 const APPEND_LIMIT: u64 = 64 << 20;
-const KINDS: [&str; 3] = ["plain", "encrypted", "compressed"];
+const KINDS: [&str; 4] = ["plain", "encrypted", "encrypted_tail_at_sync", "compressed"];
 
 fn open(kind: &str, path: &Path) -> Box<dyn File> {
     let inner = MonolithicFile::create(path).unwrap();
     match kind {
         "plain" => Box::new(inner),
         "encrypted" => Box::new(EncryptedFile::open(inner, &DataKey::from_bytes([1; 32])).unwrap()),
+        "encrypted_tail_at_sync" => Box::new(
+            EncryptedFile::open(inner, &DataKey::from_bytes([1; 32]))
+                .unwrap()
+                .with_tail_sealed_at_sync(true),
+        ),
         "compressed" => Box::new(CompressedFile::open(inner).unwrap()),
         other => panic!("unknown kind {other}"),
     }

@@ -50,10 +50,32 @@
 //! `full` whole stored blocks and a last block of `n + 40` bytes. The space
 //! overhead is 40 bytes per 4096, 0.98% (plus 72 bytes per file).
 //!
-//! ## The last block, torn tails and their limits
+//! ## The last block: sealed by each write, or once per sync
 //!
-//! An append that does not fill the last block rewrites it whole (a new
-//! nonce changes all its bytes). On open, the last stored block is verified:
+//! By default every write seals the blocks it touches, the partial last
+//! block included, and hands them to the inner file before it returns
+//! (write-through, like a plain file). For a log of 100-byte records that
+//! means sealing up to 4 KiB per append.
+//!
+//! [`EncryptedFile::with_tail_sealed_at_sync`] (and the same on
+//! [`EncryptedOpener`]) keeps the partial last block in memory as
+//! plaintext instead: whole blocks are sealed and written as soon as they
+//! fill, and the partial block is sealed and written by
+//! [`File::sync_data`] (and by `set_len`, and best-effort when the file is
+//! dropped). Readers see it at once, from memory. This keeps the [`File`]
+//! contract, which promises durability only after `sync_data`, so no synced
+//! byte is ever at risk; a run of appends between two syncs seals the block
+//! once. It is off by default because it moves two things: a write error of
+//! that block now surfaces at `sync_data`, where a WAL must treat it as a
+//! failed sync and poison itself (the flush retries a failed write once
+//! first, which absorbs a transient torn write), and a process killed
+//! between a write and its sync loses that write, where a plain file's
+//! write usually survives in the kernel's cache.
+//!
+//! ## Torn tails and their limits
+//!
+//! Sealing the partial last block rewrites it whole (a new nonce changes
+//! all its bytes). On open, the last stored block is verified:
 //! if it is shorter than a nonce and a tag, or fails its tag, it is taken as
 //! the torn tail of an interrupted write, left out of the logical length,
 //! and reported by [`EncryptedFile::dropped_tail`]. The engines then see a
@@ -172,6 +194,12 @@ struct State {
     /// The plaintext of the partial last block (empty when `len` is a
     /// multiple of the block size).
     tail: Vec<u8>,
+    /// The logical length the stored blocks on disk hold. Below `len` when
+    /// the partial last block has changes not sealed yet (they live in
+    /// `tail` only, until [`File::sync_data`]); never above it.
+    disk_len: u64,
+    /// Whether `tail` holds changes that are not sealed on disk yet.
+    tail_dirty: bool,
     /// The inner file may hold bytes past `physical_len(len)` (a dropped
     /// tail, or a write that failed part-way): cut them before the next
     /// write or sync, or a reopen would misread them.
@@ -180,11 +208,14 @@ struct State {
 
 /// A [`File`] whose bytes are encrypted and authenticated in 4 KiB blocks
 /// (see the module docs).
-pub struct EncryptedFile<F> {
+pub struct EncryptedFile<F: File> {
     inner: F,
     cipher: XChaCha20Poly1305,
     state: RwLock<State>,
     dropped_tail: Option<DroppedTail>,
+    /// Whether a partial last block is sealed at the next sync rather than
+    /// by the write that changed it (see the module docs). Off by default.
+    tail_sealed_at_sync: bool,
 }
 
 impl<F: File> std::fmt::Debug for EncryptedFile<F> {
@@ -243,9 +274,12 @@ impl<F: File> EncryptedFile<F> {
                 file_id: None,
                 len: 0,
                 tail: Vec::new(),
+                disk_len: 0,
+                tail_dirty: false,
                 trim_needed: physical > 0,
             }),
             dropped_tail: None,
+            tail_sealed_at_sync: false,
         };
         if physical < ENCRYPTED_HEADER_LEN as u64 {
             return Ok(empty(inner, cipher));
@@ -264,9 +298,12 @@ impl<F: File> EncryptedFile<F> {
                 file_id: Some(file_id),
                 len: full * BLOCK_SIZE as u64,
                 tail: Vec::new(),
+                disk_len: 0,
+                tail_dirty: false,
                 trim_needed: false,
             }),
             dropped_tail: None,
+            tail_sealed_at_sync: false,
         };
         // The last stored block, whole or partial, decides the length.
         let (last, last_len) = if rem > 0 {
@@ -278,6 +315,7 @@ impl<F: File> EncryptedFile<F> {
         };
         let state = file.state.get_mut();
         state.len = last * BLOCK_SIZE as u64;
+        state.disk_len = state.len;
         let dropped = |reason| DroppedTail {
             offset: block_offset(last),
             stored_len: last_len,
@@ -293,6 +331,7 @@ impl<F: File> EncryptedFile<F> {
         match open_block(&file.cipher, &file_id, last, &mut stored) {
             Ok(plain) => {
                 state.len += plain.len() as u64;
+                state.disk_len = state.len;
                 if plain.len() < BLOCK_SIZE {
                     state.tail = plain.to_vec();
                 }
@@ -303,6 +342,17 @@ impl<F: File> EncryptedFile<F> {
             }
         }
         Ok(file)
+    }
+
+    /// Seals a partial last block at the next sync instead of at every
+    /// write that changes it (see the module docs): appends between two
+    /// syncs cost a copy, not a 4 KiB seal each. The price is that a write
+    /// error of that block surfaces at `sync_data`, where a log treats it as
+    /// a failed sync, and that a process killed before the sync loses the
+    /// unsynced bytes. Off by default.
+    pub fn with_tail_sealed_at_sync(mut self, on: bool) -> Self {
+        self.tail_sealed_at_sync = on;
+        self
     }
 
     /// The wrapped file.
@@ -319,7 +369,7 @@ impl<F: File> EncryptedFile<F> {
     pub fn layout(&self) -> EncryptedLayout {
         let state = self.state.read();
         let physical = match state.file_id {
-            Some(_) => physical_len(state.len),
+            Some(_) => physical_len(state.disk_len),
             None => 0,
         };
         EncryptedLayout {
@@ -426,7 +476,7 @@ impl<F: File> EncryptedFile<F> {
     fn trim(&self, state: &mut State) -> Result<()> {
         if state.trim_needed {
             let physical = match state.file_id {
-                Some(_) => physical_len(state.len),
+                Some(_) => physical_len(state.disk_len),
                 None => 0,
             };
             self.inner.set_len(physical)?;
@@ -456,6 +506,7 @@ impl<F: File> EncryptedFile<F> {
             let first = block;
             let mut out = Vec::with_capacity((batch_end - first) as usize * STORED_BLOCK_LEN);
             let mut new_tail = None;
+            let mut sealed_upto = 0;
             while block < batch_end {
                 let start = block * bs;
                 let block_len = (new_len - start).min(bs) as usize;
@@ -474,22 +525,40 @@ impl<F: File> EncryptedFile<F> {
                     plain[(lo - start) as usize..(hi - start) as usize]
                         .copy_from_slice(&data[(lo - offset) as usize..(hi - offset) as usize]);
                 }
-                self.seal_block(&file_id, block, &plain, &mut out)?;
-                if block_len < BLOCK_SIZE {
-                    new_tail = Some(plain);
-                }
                 block += 1;
+                if block_len < BLOCK_SIZE && self.tail_sealed_at_sync {
+                    // The new partial last block: sealed at the next sync
+                    // (see the module docs), kept in memory until then.
+                    new_tail = Some((plain, true));
+                } else {
+                    self.seal_block(&file_id, block - 1, &plain, &mut out)?;
+                    sealed_upto = start + block_len as u64;
+                    if block_len < BLOCK_SIZE {
+                        new_tail = Some((plain, false));
+                    }
+                }
             }
-            if let Err(err) = self.inner.write_at(block_offset(first), &out) {
+            if !out.is_empty()
+                && let Err(err) = self.inner.write_at(block_offset(first), &out)
+            {
                 // Part of `out` may have landed: the bytes past the old
                 // physical end must go before anything else is written.
                 state.trim_needed = true;
                 return Err(err);
             }
+            // The blocks up to `sealed_upto` are on disk; an older sealed
+            // version of a block past them may still be too.
+            state.disk_len = state.disk_len.max(sealed_upto);
             state.len = state.len.max((batch_end * bs).min(new_len));
             match new_tail {
-                Some(tail) => state.tail = tail,
-                None if state.len.is_multiple_of(bs) => state.tail.clear(),
+                Some((tail, dirty)) => {
+                    state.tail = tail;
+                    state.tail_dirty = dirty;
+                }
+                None if state.len.is_multiple_of(bs) => {
+                    state.tail.clear();
+                    state.tail_dirty = false;
+                }
                 None => {}
             }
         }
@@ -504,23 +573,42 @@ impl<F: File> EncryptedFile<F> {
         plain: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        let nonce = random_nonce();
-        out.extend_from_slice(&nonce);
-        let at = out.len();
-        out.extend_from_slice(plain);
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(
-                XNonce::from_slice(&nonce),
-                &block_aad(file_id, block),
-                &mut out[at..],
-            )
-            .map_err(|_| self.corrupted(block, "sealing failed"))?;
-        out.extend_from_slice(&tag);
+        seal_into(&self.cipher, file_id, block, plain, out)
+            .map_err(|()| self.corrupted(block, "sealing failed"))
+    }
+
+    /// Seals and writes the partial last block if it has changes that are
+    /// only in memory. Afterwards the stored blocks hold every byte.
+    fn flush_tail(&self, state: &mut State) -> Result<()> {
+        if !state.tail_dirty {
+            return Ok(());
+        }
+        let Some(file_id) = state.file_id else {
+            return Ok(());
+        };
+        self.trim(state)?;
+        let block = state.len / BLOCK_SIZE as u64;
+        let mut out = Vec::with_capacity(state.tail.len() + BLOCK_OVERHEAD);
+        self.seal_block(&file_id, block, &state.tail, &mut out)?;
+        if self.inner.write_at(block_offset(block), &out).is_err() {
+            // A failed *write* (not a failed fsync) can be retried: the
+            // plaintext is still here and nothing was synced. Cut what may
+            // have landed, then write once more; a second failure is
+            // returned, and the caller's sync fails with it.
+            state.trim_needed = true;
+            self.trim(state)?;
+            if let Err(err) = self.inner.write_at(block_offset(block), &out) {
+                state.trim_needed = true;
+                return Err(err);
+            }
+        }
+        state.disk_len = state.len;
+        state.tail_dirty = false;
         Ok(())
     }
 
     fn set_len_locked(&self, state: &mut State, new_len: u64) -> Result<()> {
+        self.flush_tail(state)?;
         let bs = BLOCK_SIZE as u64;
         if new_len > state.len {
             let zeros = vec![0u8; (BLOCKS_PER_IO * bs) as usize];
@@ -551,6 +639,7 @@ impl<F: File> EncryptedFile<F> {
             }
         }
         state.len = new_len;
+        state.disk_len = new_len;
         state.tail = tail;
         state.trim_needed = true;
         self.trim(state)
@@ -608,6 +697,30 @@ fn check_header(
     let mut id = [0u8; FILE_ID_LEN];
     id.copy_from_slice(&header[FILE_ID_AT..HEADER_NONCE_AT]);
     Ok(id)
+}
+
+/// Seals `plain` as block `block` of the file `file_id` with a fresh nonce
+/// and appends the stored form (nonce, ciphertext, tag) to `out`.
+fn seal_into(
+    cipher: &XChaCha20Poly1305,
+    file_id: &[u8; FILE_ID_LEN],
+    block: u64,
+    plain: &[u8],
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), ()> {
+    let nonce = random_nonce();
+    out.extend_from_slice(&nonce);
+    let at = out.len();
+    out.extend_from_slice(plain);
+    let tag = cipher
+        .encrypt_in_place_detached(
+            XNonce::from_slice(&nonce),
+            &block_aad(file_id, block),
+            &mut out[at..],
+        )
+        .map_err(|_| ())?;
+    out.extend_from_slice(&tag);
+    Ok(())
 }
 
 /// Verifies and decrypts a stored block in place; returns its plaintext.
@@ -706,13 +819,35 @@ impl<F: File> File for EncryptedFile<F> {
     }
 
     fn sync_data(&self) -> Result<()> {
-        if self.state.read().trim_needed {
+        let pending = {
+            let state = self.state.read();
+            state.trim_needed || state.tail_dirty
+        };
+        if pending {
             let mut state = self.write_guard();
             self.trim(&mut state)?;
+            self.flush_tail(&mut state)?;
         }
-        // Every byte is written through to `inner` before a write returns,
-        // so syncing it is enough; no lock is held across the fsync.
+        // Every byte is now in `inner`; no lock is held across the fsync,
+        // so a group-commit leader's fsync does not stall other appends.
         self.inner.sync_data()
+    }
+}
+
+impl<F: File> Drop for EncryptedFile<F> {
+    fn drop(&mut self) {
+        // Best effort: hand the unsealed tail to the OS, so a clean close
+        // keeps it. Not a sync; a failure here is what a crash would do.
+        let state = self.state.get_mut();
+        if state.tail_dirty
+            && let Some(file_id) = state.file_id
+        {
+            let block = state.len / BLOCK_SIZE as u64;
+            let mut out = Vec::with_capacity(state.tail.len() + BLOCK_OVERHEAD);
+            if seal_into(&self.cipher, &file_id, block, &state.tail, &mut out).is_ok() {
+                let _ = self.inner.write_at(block_offset(block), &out);
+            }
+        }
     }
 }
 
@@ -722,6 +857,7 @@ impl<F: File> File for EncryptedFile<F> {
 pub struct EncryptedOpener<O> {
     inner: O,
     key: Arc<DataKey>,
+    tail_sealed_at_sync: bool,
 }
 
 impl<O> EncryptedOpener<O> {
@@ -730,7 +866,15 @@ impl<O> EncryptedOpener<O> {
         Self {
             inner,
             key: Arc::new(key),
+            tail_sealed_at_sync: false,
         }
+    }
+
+    /// Opens files that seal their partial last block at sync (see
+    /// [`EncryptedFile::with_tail_sealed_at_sync`]).
+    pub fn with_tail_sealed_at_sync(mut self, on: bool) -> Self {
+        self.tail_sealed_at_sync = on;
+        self
     }
 
     /// The wrapped opener.
@@ -752,7 +896,10 @@ impl<O: FileOpener> FileOpener for EncryptedOpener<O> {
     type File = EncryptedFile<O::File>;
 
     fn open(&self, path: &Path, create: bool) -> Result<Self::File> {
-        EncryptedFile::open(self.inner.open(path, create)?, &self.key)
+        Ok(
+            EncryptedFile::open(self.inner.open(path, create)?, &self.key)?
+                .with_tail_sealed_at_sync(self.tail_sealed_at_sync),
+        )
     }
 
     fn remove(&self, path: &Path) -> Result<()> {
@@ -806,6 +953,7 @@ mod tests {
             "open writes nothing"
         );
         file.append(&[0xAA; 5000]).unwrap();
+        file.sync_data().unwrap();
         let raw = std::fs::read(&path).unwrap();
         assert_eq!(&raw[..8], b"PYDBENCF");
         assert_eq!(raw[8..12], 1u32.to_le_bytes());
@@ -821,6 +969,58 @@ mod tests {
         // Reopened, the same bytes.
         drop(file);
         assert_eq!(read_all(&open(&path)), vec![0xAA; 5000]);
+    }
+
+    #[test]
+    fn appends_between_syncs_seal_the_last_block_once_at_the_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = open(&path).with_tail_sealed_at_sync(true);
+        let disk = || std::fs::metadata(&path).unwrap().len();
+        let mut model = Vec::new();
+        for i in 0..31u8 {
+            file.append(&[i; 100]).unwrap();
+            model.extend_from_slice(&[i; 100]);
+        }
+        // 3100 bytes in one partial block: only the header is on disk, and
+        // readers see every append from memory.
+        assert_eq!(disk(), 72);
+        assert_eq!(read_all(&file), model);
+        assert_eq!(file.layout().physical_len, 72);
+        file.sync_data().unwrap();
+        assert_eq!(disk(), 72 + 3100 + 40);
+        let first_seal = std::fs::read(&path).unwrap();
+        // A sync with nothing new writes nothing.
+        file.sync_data().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), first_seal);
+        // Filling the block writes it whole at once; the new partial block
+        // waits for the next sync.
+        file.append(&[0xEE; 2000]).unwrap();
+        model.extend_from_slice(&[0xEE; 2000]);
+        assert_eq!(disk(), 72 + 4136);
+        file.sync_data().unwrap();
+        assert_eq!(disk(), 72 + 4136 + 1004 + 40);
+        // An in-place write into the partial block is held the same way.
+        file.write_at(4096 + 10, b"held").unwrap();
+        model[4096 + 10..4096 + 14].copy_from_slice(b"held");
+        let mut buf = [0u8; 4];
+        file.read_at(4096 + 10, &mut buf).unwrap();
+        assert_eq!(&buf, b"held");
+        file.sync_data().unwrap();
+        drop(file);
+        let back = read_all(&open(&path));
+        let first_difference = back.iter().zip(&model).position(|(a, b)| a != b);
+        assert_eq!((back.len(), first_difference), (model.len(), None));
+    }
+
+    #[test]
+    fn a_closed_file_hands_its_unsealed_tail_to_the_os() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = open(&path).with_tail_sealed_at_sync(true);
+        file.append(b"not synced, but closed").unwrap();
+        drop(file);
+        assert_eq!(read_all(&open(&path)), b"not synced, but closed");
     }
 
     #[test]

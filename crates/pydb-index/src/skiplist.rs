@@ -308,6 +308,43 @@ impl<V> SkipListIndex<V> {
         id
     }
 
+    /// The value of `key`, inserting `make()` first if the key is absent:
+    /// one search either way, where `get` then `insert` would search twice.
+    /// An LSM memtable uses it to append a version to a key's list.
+    ///
+    /// # Panics
+    ///
+    /// As [`Index::insert`], past `u32::MAX - 1` nodes or links.
+    pub fn get_or_insert_with(&mut self, key: Bytes, make: impl FnOnce() -> V) -> &mut V {
+        let preds = self.predecessors(&key, false);
+        let found = self.next(preds[0], 0);
+        let node = if self.key(found) == Some(key.as_ref()) {
+            found
+        } else {
+            let height = self.random_height();
+            let key_len = key.len();
+            let node = self.allocate(key, make(), height);
+            for (level, &pred) in preds.iter().enumerate().take(height) {
+                let after = self.next(pred, level);
+                self.set_next(node, level, after);
+                self.set_next(pred, level, node);
+            }
+            self.height = self.height.max(height);
+            self.len += 1;
+            self.key_bytes += key_len;
+            node
+        };
+        match self
+            .nodes
+            .get_mut(node as usize)
+            .and_then(|n| n.entry.as_mut())
+        {
+            Some((_, value)) => value,
+            // `node` was found live or just allocated with an entry.
+            None => unreachable!("skip list node {node} has no entry"),
+        }
+    }
+
     /// Checks every structural invariant listed in the module docs (all but
     /// the statistical one) and returns the first one broken. It walks every
     /// level, O(n · height): for tests and debugging.

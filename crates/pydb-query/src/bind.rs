@@ -509,6 +509,7 @@ impl<'a> Binder<'a> {
         if sel.distinct {
             plan = Plan::Distinct {
                 input: Box::new(plan),
+                key_width: visible.len(),
             };
         }
         if !keys.is_empty() {

@@ -103,7 +103,9 @@ pub fn db_sections(db: &Db) -> Vec<Section> {
         .field("arch_bits", usize::BITS)
         .field("process_id", std::process::id())
         .field("engine", options.engine)
-        .field("index", options.index);
+        .field("index", options.index)
+        .field("encryption", u8::from(db.data_key_id().is_some()))
+        .field("compression", options.compression);
     let stats = db.stats();
     let mut persistence = Section::new("Persistence")
         .field("loading", 0)

@@ -174,9 +174,18 @@ pub trait StorageEngine: Send + Sync + std::fmt::Debug {
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>>;
 
     /// Deletes `key`; returns whether it had a value.
+    ///
+    /// The answer costs a read: an engine must look the key up to say
+    /// whether it had a value. An LSM-tree would otherwise delete
+    /// *blindly*, logging a tombstone without reading anything. For that
+    /// blind delete, put the key in a [`WriteBatch`] (`batch.delete(key)`):
+    /// a batch returns nothing per key, so the LSM engine never reads for
+    /// it. The trait keeps a single `delete` rather than growing a second,
+    /// bool-less one, because the batch already is that method.
     fn delete(&self, key: &[u8]) -> Result<bool>;
 
-    /// Applies every operation of `batch` atomically.
+    /// Applies every operation of `batch` atomically. Deletes in a batch
+    /// are blind where the engine allows it (see [`Self::delete`]).
     fn write_batch(&self, batch: &WriteBatch) -> Result<()>;
 
     /// The keys in `range` with their values, in ascending key order.

@@ -64,7 +64,7 @@ use bytes::Bytes;
 pub use pydb_storage::{BatchOp, WriteBatch};
 use pydb_storage::{
     DirLock, EngineConfig, KeyRange, LOCK_FILE_NAME, MemoryStorage, Stats, StorageEngine,
-    open_engine,
+    open_engine, open_engine_with,
 };
 pub use pydb_storage::{EngineKind, IndexKind};
 pub use pydb_txn::{
@@ -72,6 +72,10 @@ pub use pydb_txn::{
     TxnManager, TxnOptions, TxnScan, TxnStats,
 };
 pub use pydb_wal::SyncPolicy;
+
+use pydb_file::encrypted::BLOCK_SIZE as ENCRYPTED_BLOCK_SIZE;
+use pydb_file::{CompressedOpener, DataKey, EncryptedOpener, MonolithicOpener, WrappedKey};
+pub use pydb_file::{CompressionStats, CompressionTotals, KeyMaterial};
 
 use crate::meta::{self, Metadata};
 use crate::{Error, Result};
@@ -113,8 +117,54 @@ pub fn parse_sync_policy(s: &str) -> Result<SyncPolicy> {
     )))
 }
 
+/// How the files of a database are compressed (recorded in `PYDB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Compression {
+    /// Files are stored as the engine writes them. The default.
+    #[default]
+    None,
+    /// Every file is a [`pydb_file::CompressedFile`]: lz4 frames in chunks
+    /// with a seek table. Only for engines that never rewrite a file in
+    /// place (log, lsm); the B+tree rewrites pages and refuses it.
+    Lz4,
+}
+
+impl Compression {
+    /// Every compression, in the order help texts list them.
+    pub const ALL: &'static [Compression] = &[Compression::None, Compression::Lz4];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Lz4 => "lz4",
+        }
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let lower = s.to_ascii_lowercase();
+        Compression::ALL
+            .iter()
+            .copied()
+            .find(|c| c.name() == lower)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("unknown compression '{s}' (expected none or lz4)"))
+            })
+    }
+}
+
 /// How to open a database.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// The storage engine. Default: [`EngineKind::Log`].
     pub engine: EngineKind,
@@ -135,6 +185,15 @@ pub struct Options {
     /// never; expired keys are invisible either way, and [`Db::compact`]
     /// drops them). Default: every 100 ms, as Redis's `hz 10`.
     pub expire_interval: Option<Duration>,
+    /// The key material (the content of a key file) that encrypts the
+    /// database: a new database is created encrypted, an encrypted one
+    /// needs it to open. Default: `None`, no encryption. See
+    /// [`Options::encryption_key_file`] and [`pydb_file::keys`].
+    pub encryption: Option<KeyMaterial>,
+    /// How a new database compresses its files; an existing one must be
+    /// opened with the compression it was created with. Default:
+    /// [`Compression::None`].
+    pub compression: Compression,
 }
 
 impl Default for Options {
@@ -146,6 +205,8 @@ impl Default for Options {
             concurrency: Concurrency::Mvcc,
             clock: ClockHandle::default(),
             expire_interval: Some(DEFAULT_EXPIRE_INTERVAL),
+            encryption: None,
+            compression: Compression::None,
         }
     }
 }
@@ -158,6 +219,22 @@ impl Options {
             ..Self::default()
         }
     }
+
+    /// The same options, encrypted with the key material of the key file at
+    /// `path` (at least 32 bytes, any content).
+    pub fn encryption_key_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
+        self.encryption = Some(load_key_file(path.as_ref())?);
+        Ok(self)
+    }
+}
+
+/// Reads a key file: at least [`pydb_file::keys::MIN_KEY_MATERIAL_LEN`]
+/// bytes, all of them key material.
+pub fn load_key_file(path: &Path) -> Result<KeyMaterial> {
+    KeyMaterial::load(path).map_err(|e| match e {
+        pydb_file::Error::WrongKey { reason } => Error::InvalidArgument(reason),
+        other => other.into(),
+    })
 }
 
 /// The items of a scan: key and value in ascending key order.
@@ -170,6 +247,16 @@ pub struct Db {
     sql: pydb_query::Database,
     dir: Option<PathBuf>,
     options: Options,
+    storage: StorageInfo,
+}
+
+/// How the files of an open database are stored, for `STATS` and `INFO`.
+#[derive(Debug, Clone, Default)]
+struct StorageInfo {
+    /// The id of the data key, when the files are encrypted.
+    data_key_id: Option<[u8; 8]>,
+    /// The sizes of the compressed files, when they are compressed.
+    compression: Option<CompressionTotals>,
 }
 
 /// When [`Db::set_if`] writes.
@@ -249,14 +336,64 @@ impl Db {
     /// [`Error::OldFormat`] if a pydb without transactions wrote it, and
     /// [`Error::Corrupted`] if `PYDB` is damaged. The memory engine ignores
     /// `dir`.
+    ///
+    /// An encrypted database fails with [`Error::KeyRequired`] without
+    /// [`Options::encryption`] and [`Error::WrongKey`] with key material
+    /// that does not unwrap its data key; a database opened with another
+    /// encryption or compression setting than it was created with fails
+    /// with [`Error::SettingsMismatch`]. None of these changes anything on
+    /// disk.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
         let dir = dir.as_ref();
+        validate_storage_options(&options)?;
         if !options.engine.is_persistent() {
             return Self::from_engine(Arc::new(MemoryStorage::new()), None, options);
         }
-        prepare_dir(dir, &options)?;
-        let engine = open_engine(dir, &engine_config(&options))?;
-        Self::from_engine(engine, Some(dir.to_path_buf()), options)
+        let (metadata, data_key) = prepare_dir(dir, &options)?;
+        let mut config = engine_config(&options);
+        let storage = StorageInfo {
+            data_key_id: data_key.as_ref().map(DataKey::id),
+            compression: None,
+        };
+        let (engine, storage) = match (data_key, metadata.compression) {
+            (None, Compression::None) => (open_engine(dir, &config)?, storage),
+            (Some(key), Compression::None) => {
+                // Whole pages per encrypted block: a page write seals one
+                // block without reading a neighbour, and a torn write damages
+                // that page only (see `pydb_file::encrypted`).
+                config.btree.page_size = config.btree.page_size.max(ENCRYPTED_BLOCK_SIZE);
+                let opener = EncryptedOpener::new(MonolithicOpener, key);
+                (open_engine_with(dir, opener, &config)?, storage)
+            }
+            (None, Compression::Lz4) => {
+                let opener = CompressedOpener::new(MonolithicOpener);
+                let totals = opener.totals();
+                let engine = open_engine_with(dir, opener, &config)?;
+                (
+                    engine,
+                    StorageInfo {
+                        compression: Some(totals),
+                        ..storage
+                    },
+                )
+            }
+            (Some(key), Compression::Lz4) => {
+                // Compress first, then encrypt: ciphertext does not compress.
+                let opener = CompressedOpener::new(EncryptedOpener::new(MonolithicOpener, key));
+                let totals = opener.totals();
+                let engine = open_engine_with(dir, opener, &config)?;
+                (
+                    engine,
+                    StorageInfo {
+                        compression: Some(totals),
+                        ..storage
+                    },
+                )
+            }
+        };
+        let mut db = Self::from_engine(engine, Some(dir.to_path_buf()), options)?;
+        db.storage = storage;
+        Ok(db)
     }
 
     /// A new, empty in-memory database.
@@ -288,6 +425,7 @@ impl Db {
             txn,
             dir,
             options,
+            storage: StorageInfo::default(),
         })
     }
 
@@ -637,6 +775,36 @@ impl Db {
             ("txn_expire_cycles", t.expire_cycles),
         ]);
         stats
+            .counters
+            .push(("encrypted", u64::from(self.storage.data_key_id.is_some())));
+        if let Some(totals) = &self.storage.compression {
+            let sizes = totals.stats();
+            stats.counters.extend([
+                ("compressed_logical_bytes", sizes.logical_bytes),
+                ("compressed_physical_bytes", sizes.physical_bytes),
+                // Physical bytes per 1000 logical ones: 500 is halved.
+                (
+                    "compression_ratio_permille",
+                    (sizes.ratio() * 1000.0).round() as u64,
+                ),
+            ]);
+        }
+        stats
+    }
+
+    /// The id of the data key that encrypts the database's files (a public
+    /// fingerprint, see [`DataKey::id`]); `None` when not encrypted.
+    pub fn data_key_id(&self) -> Option<[u8; 8]> {
+        self.storage.data_key_id
+    }
+
+    /// The logical and physical sizes of the compressed files this database
+    /// has opened; `None` when it is not compressed.
+    pub fn compression_stats(&self) -> Option<CompressionStats> {
+        self.storage
+            .compression
+            .as_ref()
+            .map(CompressionTotals::stats)
     }
 
     /// Flushes and closes the database. Dropping every clone closes it too,
@@ -657,9 +825,35 @@ pub fn parse_integer(text: &[u8]) -> Option<i64> {
     (n.to_string().as_bytes() == text).then_some(n)
 }
 
+/// Refuses settings that cannot work, before anything is created: the
+/// memory engine writes no files to encrypt or compress, and the B+tree
+/// rewrites pages in place, which a compressed file refuses.
+fn validate_storage_options(options: &Options) -> Result<()> {
+    if !options.engine.is_persistent()
+        && (options.encryption.is_some() || options.compression != Compression::None)
+    {
+        return Err(Error::InvalidArgument(
+            "the memory engine writes no files: encryption and compression do not apply".into(),
+        ));
+    }
+    if options.engine == EngineKind::BTree && options.compression != Compression::None {
+        return Err(Error::InvalidArgument(
+            "the btree engine rewrites its pages in place, which a compressed file cannot do: \
+             use --compression lz4 with the log or lsm engine (page-level compression is a \
+             different design)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks (or creates) the directory and its metadata for a persistent
-/// engine, under the directory lock.
-fn prepare_dir(dir: &Path, options: &Options) -> Result<()> {
+/// engine, under the directory lock. Returns the metadata and, for an
+/// encrypted database, its unwrapped data key.
+///
+/// Every check that can fail (engine, settings, key) runs before `PYDB` is
+/// rewritten, so a refused open changes nothing on disk.
+fn prepare_dir(dir: &Path, options: &Options) -> Result<(Metadata, Option<DataKey>)> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     // Before anything is written (even the lock file), make sure this is a
     // pydb directory or an empty one.
@@ -672,7 +866,20 @@ fn prepare_dir(dir: &Path, options: &Options) -> Result<()> {
     match meta::read(dir)? {
         None => {
             ensure_empty(dir)?;
-            meta::write(dir, &Metadata::new(options.engine, index))?;
+            let (data_key, wrapped_key) = match &options.encryption {
+                Some(material) => {
+                    let (key, wrapped) = WrappedKey::generate(material);
+                    (Some(key), Some(wrapped))
+                }
+                None => (None, None),
+            };
+            let created = Metadata {
+                compression: options.compression,
+                wrapped_key,
+                ..Metadata::new(options.engine, index)
+            };
+            meta::write(dir, &created)?;
+            Ok((created, data_key))
         }
         Some(found) => {
             if found.format_version < meta::META_OLDEST_OPENABLE_VERSION {
@@ -689,15 +896,91 @@ fn prepare_dir(dir: &Path, options: &Options) -> Result<()> {
                     asked: options.engine,
                 });
             }
+            if found.compression != options.compression {
+                return Err(Error::SettingsMismatch {
+                    dir: dir.to_path_buf(),
+                    reason: format!(
+                        "it was created with compression {}, and is opened with {} (use --compression {})",
+                        found.compression, options.compression, found.compression
+                    ),
+                });
+            }
+            let data_key = match (&found.wrapped_key, &options.encryption) {
+                (Some(wrapped), Some(material)) => {
+                    Some(wrapped.unwrap(material).map_err(|e| Error::WrongKey {
+                        dir: dir.to_path_buf(),
+                        reason: e.to_string(),
+                    })?)
+                }
+                (Some(_), None) => {
+                    return Err(Error::KeyRequired {
+                        dir: dir.to_path_buf(),
+                    });
+                }
+                (None, Some(_)) => {
+                    return Err(Error::SettingsMismatch {
+                        dir: dir.to_path_buf(),
+                        reason: "it is not encrypted, and an encryption key was given \
+                                 (open it without --encryption-key-file)"
+                            .into(),
+                    });
+                }
+                (None, None) => None,
+            };
             // The index lives in memory and is rebuilt on every open, so
             // any index can open any log database; the metadata records the
-            // one used last, for `pydb inspect`.
+            // one used last, for `pydb inspect`. An older version (2) is
+            // rewritten as the current one, with no flags.
             if found.index != index || found.format_version != meta::META_FORMAT_VERSION {
-                meta::write(dir, &Metadata::new(options.engine, index))?;
+                let updated = Metadata {
+                    format_version: meta::META_FORMAT_VERSION,
+                    index,
+                    ..found
+                };
+                meta::write(dir, &updated)?;
+                return Ok((updated, data_key));
             }
+            Ok((found, data_key))
         }
     }
-    Ok(())
+}
+
+/// Key rotation: rewraps the data key of the closed, encrypted database in
+/// `dir` with the key material `new`, after unwrapping it with `old`.
+/// Returns the data key's id, which does not change.
+///
+/// No data file is touched: only the 112-byte wrapped key in `PYDB`
+/// changes, through [`meta::write`] (a temporary file, fsync, rename, fsync
+/// of the directory). A crash leaves the old `PYDB`, which the old key file
+/// opens, or the new one, which the new key file opens; never neither.
+pub fn rotate_key(dir: &Path, old: &KeyMaterial, new: &KeyMaterial) -> Result<[u8; 8]> {
+    let _lock = DirLock::acquire(dir)?;
+    meta::remove_stale_temp(dir)?;
+    let found = meta::read(dir)?.ok_or_else(|| Error::NotADatabase {
+        dir: dir.to_path_buf(),
+        found: "no PYDB metadata file".into(),
+    })?;
+    let wrapped = found
+        .wrapped_key
+        .as_ref()
+        .ok_or_else(|| Error::SettingsMismatch {
+            dir: dir.to_path_buf(),
+            reason: "it is not encrypted: there is no data key to rewrap".into(),
+        })?;
+    let rotated = wrapped.rewrap(old, new).map_err(|e| Error::WrongKey {
+        dir: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let key_id = rotated.key_id();
+    meta::write(
+        dir,
+        &Metadata {
+            format_version: meta::META_FORMAT_VERSION,
+            wrapped_key: Some(rotated),
+            ..found
+        },
+    )?;
+    Ok(key_id)
 }
 
 /// Fails with [`Error::NotADatabase`] unless `dir` holds nothing but files

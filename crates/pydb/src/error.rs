@@ -100,6 +100,35 @@ pub enum Error {
         reason: String,
     },
 
+    /// The database is encrypted and no key was given.
+    #[error(
+        "{dir} is encrypted: open it with its key file (--encryption-key-file PATH, or Options::encryption)"
+    )]
+    KeyRequired {
+        /// The directory.
+        dir: PathBuf,
+    },
+
+    /// The key given does not unwrap the database's data key: another key
+    /// file, or a damaged wrapped key. Nothing was read or written.
+    #[error("{dir}: wrong encryption key: {reason}")]
+    WrongKey {
+        /// The directory.
+        dir: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+
+    /// The database was created with other storage settings (encryption,
+    /// compression) than it is opened with.
+    #[error("{dir} cannot be opened with these settings: {reason}")]
+    SettingsMismatch {
+        /// The directory.
+        dir: PathBuf,
+        /// Which setting differs, and how to open it.
+        reason: String,
+    },
+
     /// A value that must be an integer (for `INCR`) is not one.
     #[error("value is not an integer or out of range")]
     NotAnInteger,
@@ -147,6 +176,9 @@ impl Error {
             Error::Corrupted { .. } => ErrorKind::Corruption,
             Error::NotADatabase { .. }
             | Error::WrongEngine { .. }
+            | Error::KeyRequired { .. }
+            | Error::WrongKey { .. }
+            | Error::SettingsMismatch { .. }
             | Error::NotAnInteger
             | Error::Overflow
             | Error::InvalidArgument(_) => ErrorKind::InvalidInput,

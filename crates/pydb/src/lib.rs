@@ -24,7 +24,8 @@
 //! Modules:
 //! - [`db`]: `Db`, `Options`, how a directory is opened, and how every
 //!   read and write runs as a transaction of `pydb-txn`;
-//! - [`meta`]: the `PYDB` metadata file (engine and format version).
+//! - [`meta`]: the `PYDB` metadata file (engine, format version, and the
+//!   encryption and compression settings with the wrapped data key).
 
 pub mod db;
 mod error;
@@ -32,9 +33,9 @@ pub mod kv;
 pub mod meta;
 
 pub use db::{
-    ClockHandle, Concurrency, Db, EngineKind, ExpireCondition, IndexKind, Isolation, ManualClock,
-    Options, Scan, SetCondition, SetExpiry, SetOptions, SetOutcome, SyncPolicy, Transaction, Ttl,
-    TxnOptions, TxnStats, WriteBatch,
+    ClockHandle, Compression, Concurrency, Db, EngineKind, ExpireCondition, IndexKind, Isolation,
+    KeyMaterial, ManualClock, Options, Scan, SetCondition, SetExpiry, SetOptions, SetOutcome,
+    SyncPolicy, Transaction, Ttl, TxnOptions, TxnStats, WriteBatch,
 };
 pub use error::{Error, Result};
 

@@ -1,37 +1,50 @@
-//! The directory metadata file `PYDB`: which engine wrote a database, and in
-//! which format version.
+//! The directory metadata file `PYDB`: which engine wrote a database, in
+//! which format version, and how its files are stored (encrypted,
+//! compressed).
 //!
 //! Every persistent database directory holds one small `PYDB` file, written
 //! when the database is created. Opening a directory reads it first, so that
 //! a database is never opened by the wrong engine (which would read its
 //! files as garbage, or worse, write into them), a directory that is not a
-//! database is never written into, and a database written by a newer pydb is
-//! refused instead of misread.
+//! database is never written into, a database written by a newer pydb is
+//! refused instead of misread, and an encrypted or compressed database is
+//! never read as plain files (or a plain one written with a decorator).
 //!
-//! ## Layout (20 bytes, little-endian; docs/formats.md draws it)
+//! ## Layout (little-endian; docs/formats.md draws it)
 //!
 //! ```text
-//!   0  [u8; 8]  magic "PYDBMETA"
-//!   8  u32      format version (2; 1 before transactions, same layout)
-//!  12  u8       engine id: 1 = log, 2 = btree
-//!  13  u8       index id: 0 = none, 1 = hash, 2 = btree, 3 = skiplist
-//!  14  [u8; 2]  reserved, zero
-//!  16  u32      CRC-32 of bytes 0..16
+//!   0  [u8; 8]   magic "PYDBMETA"
+//!   8  u32       format version (3; 2 and 1 had no flags, same first 20 bytes)
+//!  12  u8        engine id: 1 = log, 2 = btree, 3 = lsm
+//!  13  u8        index id: 0 = none, 1 = hash, 2 = btree, 3 = skiplist
+//!  14  u8        flags: bit 0 = encrypted, bit 1 = lz4-compressed (zero in v1, v2)
+//!  15  u8        reserved, zero
+//!  16  [u8; 112] the wrapped data key (`pydb_file::WrappedKey`), only when encrypted
+//!  16 or 128 u32 CRC-32 of every byte before it
 //! ```
+//!
+//! So the file is 20 bytes, or 132 for an encrypted database.
 //!
 //! ## Invariants
 //!
 //! - The file is replaced atomically: written to `PYDB.tmp`, synced, renamed
 //!   over `PYDB`, and the directory synced. A crash leaves either the old
 //!   file or the new one, never a mix; a leftover `PYDB.tmp` is removed.
+//!   Key rotation ([`crate::db::rotate_key`]) relies on this: the old and
+//!   the new wrapped key are never both half there.
 //! - The version is checked before the length and the checksum: a newer
 //!   format may be longer or keep its checksum elsewhere, so all a reader of
 //!   version 1 may rely on in a newer file is bytes 0..12. Every future
 //!   version keeps the magic and the version where they are.
+//! - The wrapped key is public (it is encrypted with the key-encryption key
+//!   derived from the user's key file); the data key itself is never written.
 
 use std::path::{Path, PathBuf};
 
-use crate::db::{EngineKind, IndexKind};
+use pydb_file::WrappedKey;
+use pydb_file::keys::WRAPPED_KEY_LEN;
+
+use crate::db::{Compression, EngineKind, IndexKind};
 use crate::{Error, Result};
 
 /// The name of the metadata file inside a database directory.
@@ -49,7 +62,11 @@ pub const META_MAGIC: [u8; 8] = *b"PYDBMETA";
 ///   unchanged. A version 1 directory is refused with
 ///   [`Error::OldFormat`]: its plain keys would
 ///   read as damaged versions.
-pub const META_FORMAT_VERSION: u32 = 2;
+/// - 3: byte 14 holds flags (encrypted, lz4), and an encrypted database
+///   stores its wrapped data key after byte 16. A version 2 directory opens
+///   as a plain (unencrypted, uncompressed) one and is rewritten as
+///   version 3 on open.
+pub const META_FORMAT_VERSION: u32 = 3;
 /// The oldest format version this build opens (the first with version keys).
 pub const META_OLDEST_OPENABLE_VERSION: u32 = 2;
 
@@ -61,12 +78,29 @@ pub const META_VERSION_OFFSET: usize = 8;
 pub const META_ENGINE_OFFSET: usize = 12;
 /// Offset of the index id.
 pub const META_INDEX_OFFSET: usize = 13;
-/// Offset of the two reserved bytes.
-pub const META_RESERVED_OFFSET: usize = 14;
-/// Offset of the checksum.
+/// Offset of the flags byte (reserved and zero before version 3).
+pub const META_FLAGS_OFFSET: usize = 14;
+/// Offset of the reserved byte.
+pub const META_RESERVED_OFFSET: usize = 15;
+/// Offset of the wrapped data key of an encrypted database.
+pub const META_WRAPPED_KEY_OFFSET: usize = 16;
+/// Offset of the checksum of a database without encryption.
 pub const META_CRC_OFFSET: usize = 16;
-/// The length of the whole file in format versions 1 and 2.
+/// The length of the whole file without encryption (every version).
 pub const META_LEN: usize = 20;
+/// Offset of the checksum of an encrypted database.
+pub const META_ENCRYPTED_CRC_OFFSET: usize = META_WRAPPED_KEY_OFFSET + WRAPPED_KEY_LEN;
+/// The length of the whole file of an encrypted database.
+pub const META_ENCRYPTED_LEN: usize = META_ENCRYPTED_CRC_OFFSET + 4;
+
+/// Flag bit: the database's files are encrypted ([`pydb_file::EncryptedFile`])
+/// and the wrapped data key follows the flags.
+pub const META_FLAG_ENCRYPTED: u8 = 0x01;
+/// Flag bit: the database's files are lz4-compressed
+/// ([`pydb_file::CompressedFile`]).
+pub const META_FLAG_LZ4: u8 = 0x02;
+/// Every flag bit this build knows.
+const KNOWN_FLAGS: u8 = META_FLAG_ENCRYPTED | META_FLAG_LZ4;
 
 /// Engine id of the append-only log engine.
 pub const ENGINE_ID_LOG: u8 = 1;
@@ -84,7 +118,7 @@ pub const INDEX_ID_BTREE: u8 = 2;
 pub const INDEX_ID_SKIPLIST: u8 = 3;
 
 /// What the metadata file says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
     /// The format version the file was written in.
     pub format_version: u32,
@@ -92,17 +126,40 @@ pub struct Metadata {
     pub engine: EngineKind,
     /// The in-memory index the engine was last opened with, if it has one.
     pub index: Option<IndexKind>,
+    /// How the database's files are compressed.
+    pub compression: Compression,
+    /// The wrapped data key, when the database's files are encrypted.
+    pub wrapped_key: Option<WrappedKey>,
 }
 
 impl Metadata {
-    /// The metadata of a database of `engine` with `index`, in the current
-    /// format version.
+    /// The metadata of a plain (unencrypted, uncompressed) database of
+    /// `engine` with `index`, in the current format version.
     pub fn new(engine: EngineKind, index: Option<IndexKind>) -> Self {
         Self {
             format_version: META_FORMAT_VERSION,
             engine,
             index,
+            compression: Compression::None,
+            wrapped_key: None,
         }
+    }
+
+    /// Whether the database's files are encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.wrapped_key.is_some()
+    }
+
+    /// The flags byte of this metadata.
+    pub fn flags(&self) -> u8 {
+        let mut flags = 0;
+        if self.wrapped_key.is_some() {
+            flags |= META_FLAG_ENCRYPTED;
+        }
+        if self.compression == Compression::Lz4 {
+            flags |= META_FLAG_LZ4;
+        }
+        flags
     }
 }
 
@@ -148,20 +205,36 @@ pub fn index_from_id(id: u8) -> Option<Option<IndexKind>> {
     }
 }
 
-/// Encodes `meta` in the current format version. Fails for the memory
-/// engine, which is never recorded on disk.
-pub fn encode(meta: &Metadata) -> Result<[u8; META_LEN]> {
+/// The length of a file with `flags`, and where its checksum is.
+fn layout_for(flags: u8) -> (usize, usize) {
+    if flags & META_FLAG_ENCRYPTED != 0 {
+        (META_ENCRYPTED_LEN, META_ENCRYPTED_CRC_OFFSET)
+    } else {
+        (META_LEN, META_CRC_OFFSET)
+    }
+}
+
+/// Encodes `meta` in the current format version: 20 bytes, or 132 with a
+/// wrapped key. Fails for the memory engine, which is never recorded on
+/// disk.
+pub fn encode(meta: &Metadata) -> Result<Vec<u8>> {
     let engine = engine_id(meta.engine)
         .ok_or_else(|| Error::InvalidArgument("the memory engine keeps no metadata file".into()))?;
-    let mut out = [0u8; META_LEN];
+    let flags = meta.flags();
+    let (len, crc_at) = layout_for(flags);
+    let mut out = vec![0u8; len];
     out[META_MAGIC_OFFSET..META_VERSION_OFFSET].copy_from_slice(&META_MAGIC);
     out[META_VERSION_OFFSET..META_ENGINE_OFFSET]
         .copy_from_slice(&META_FORMAT_VERSION.to_le_bytes());
     out[META_ENGINE_OFFSET] = engine;
     out[META_INDEX_OFFSET] = index_id(meta.index);
-    // Bytes 14..16 stay zero: reserved.
-    let crc = crc32fast::hash(&out[..META_CRC_OFFSET]);
-    out[META_CRC_OFFSET..META_LEN].copy_from_slice(&crc.to_le_bytes());
+    out[META_FLAGS_OFFSET] = flags;
+    // Byte 15 stays zero: reserved.
+    if let Some(wrapped) = &meta.wrapped_key {
+        out[META_WRAPPED_KEY_OFFSET..META_ENCRYPTED_CRC_OFFSET].copy_from_slice(&wrapped.encode());
+    }
+    let crc = crc32fast::hash(&out[..crc_at]);
+    out[crc_at..].copy_from_slice(&crc.to_le_bytes());
     Ok(out)
 }
 
@@ -184,20 +257,25 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Metadata> {
             supported: META_FORMAT_VERSION,
         });
     }
-    if bytes.len() != META_LEN {
+    // The flags decide the length, so they are read before the checksum
+    // that covers them; a flipped flag then shows as a wrong length or a
+    // checksum mismatch, never as a different setting.
+    let flags = bytes.get(META_FLAGS_OFFSET).copied().unwrap_or(0);
+    let (len, crc_at) = layout_for(flags);
+    if bytes.len() != len {
         return Err(corrupted(
             0,
             format!(
-                "metadata file of {} bytes, expected {META_LEN}",
+                "metadata file of {} bytes, expected {len} for flags {flags:#04x}",
                 bytes.len()
             ),
         ));
     }
-    let stored = read_u32(bytes, META_CRC_OFFSET).unwrap_or_default();
-    let computed = crc32fast::hash(&bytes[..META_CRC_OFFSET]);
+    let stored = read_u32(bytes, crc_at).unwrap_or_default();
+    let computed = crc32fast::hash(&bytes[..crc_at]);
     if stored != computed {
         return Err(corrupted(
-            META_CRC_OFFSET,
+            crc_at,
             format!(
                 "metadata checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
             ),
@@ -218,16 +296,39 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Metadata> {
             format!("unknown index id {}", bytes[META_INDEX_OFFSET]),
         )
     })?;
-    if bytes[META_RESERVED_OFFSET..META_CRC_OFFSET] != [0, 0] {
+    // Before version 3 byte 14 was reserved: it must be zero there.
+    if flags & !KNOWN_FLAGS != 0 || (version < 3 && flags != 0) {
         return Err(corrupted(
-            META_RESERVED_OFFSET,
-            "reserved bytes are not zero".into(),
+            META_FLAGS_OFFSET,
+            format!("unknown flags {flags:#04x} for format version {version}"),
         ));
     }
+    if bytes[META_RESERVED_OFFSET] != 0 {
+        return Err(corrupted(
+            META_RESERVED_OFFSET,
+            "reserved byte is not zero".into(),
+        ));
+    }
+    let wrapped_key = if flags & META_FLAG_ENCRYPTED != 0 {
+        let blob = &bytes[META_WRAPPED_KEY_OFFSET..META_ENCRYPTED_CRC_OFFSET];
+        Some(
+            WrappedKey::decode(blob)
+                .map_err(|e| corrupted(META_WRAPPED_KEY_OFFSET, e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let compression = if flags & META_FLAG_LZ4 != 0 {
+        Compression::Lz4
+    } else {
+        Compression::None
+    };
     Ok(Metadata {
         format_version: version,
         engine,
         index,
+        compression,
+        wrapped_key,
     })
 }
 
@@ -242,8 +343,15 @@ pub struct MetaFields {
     pub engine: Option<u8>,
     /// The index id byte.
     pub index: Option<u8>,
-    /// The two reserved bytes.
-    pub reserved: Option<[u8; 2]>,
+    /// The flags byte (reserved before version 3).
+    pub flags: Option<u8>,
+    /// The reserved byte.
+    pub reserved: Option<u8>,
+    /// The id of the wrapped data key, when the flags say encrypted and
+    /// the file holds the blob.
+    pub data_key_id: Option<[u8; 8]>,
+    /// Where the checksum is (it follows the wrapped key when encrypted).
+    pub crc_offset: usize,
     /// The checksum as stored.
     pub stored_crc: Option<u32>,
     /// The checksum of the bytes it covers, when the file holds them.
@@ -253,15 +361,23 @@ pub struct MetaFields {
 /// Reads the fields of a metadata file without judging them (see
 /// [`MetaFields`]).
 pub fn fields(bytes: &[u8]) -> MetaFields {
+    let flags = bytes.get(META_FLAGS_OFFSET).copied();
+    let (_, crc_offset) = layout_for(flags.unwrap_or(0));
+    let data_key_id = flags
+        .filter(|f| f & META_FLAG_ENCRYPTED != 0)
+        .and_then(|_| bytes.get(META_WRAPPED_KEY_OFFSET..META_ENCRYPTED_CRC_OFFSET))
+        .and_then(|blob| WrappedKey::decode(blob).ok())
+        .map(|w| w.key_id());
     MetaFields {
         version: read_u32(bytes, META_VERSION_OFFSET),
         engine: bytes.get(META_ENGINE_OFFSET).copied(),
         index: bytes.get(META_INDEX_OFFSET).copied(),
-        reserved: bytes
-            .get(META_RESERVED_OFFSET..META_CRC_OFFSET)
-            .and_then(|r| r.try_into().ok()),
-        stored_crc: read_u32(bytes, META_CRC_OFFSET),
-        computed_crc: bytes.get(..META_CRC_OFFSET).map(crc32fast::hash),
+        flags,
+        reserved: bytes.get(META_RESERVED_OFFSET).copied(),
+        data_key_id,
+        crc_offset,
+        stored_crc: read_u32(bytes, crc_offset),
+        computed_crc: bytes.get(..crc_offset).map(crc32fast::hash),
     }
 }
 
@@ -333,7 +449,7 @@ mod tests {
 
     #[test]
     fn round_trips_every_engine_and_index() {
-        for engine in [EngineKind::Log, EngineKind::BTree] {
+        for engine in [EngineKind::Log, EngineKind::BTree, EngineKind::Lsm] {
             for index in [
                 None,
                 Some(IndexKind::Hash),
@@ -343,6 +459,82 @@ mod tests {
                 let meta = Metadata::new(engine, index);
                 let bytes = encode(&meta).unwrap();
                 assert_eq!(decode(path(), &bytes).unwrap(), meta);
+            }
+        }
+    }
+
+    fn encrypted_lz4() -> Metadata {
+        let material = pydb_file::KeyMaterial::from_bytes(vec![7u8; 32]).unwrap();
+        let (_, wrapped) = WrappedKey::generate(&material);
+        Metadata {
+            compression: Compression::Lz4,
+            wrapped_key: Some(wrapped),
+            ..Metadata::new(EngineKind::Lsm, None)
+        }
+    }
+
+    #[test]
+    fn version_3_records_flags_and_the_wrapped_key() {
+        let meta = encrypted_lz4();
+        let bytes = encode(&meta).unwrap();
+        assert_eq!(bytes.len(), META_ENCRYPTED_LEN);
+        assert_eq!(bytes.len(), 132);
+        assert_eq!(
+            bytes[META_VERSION_OFFSET..META_ENGINE_OFFSET],
+            3u32.to_le_bytes()
+        );
+        assert_eq!(
+            bytes[META_FLAGS_OFFSET],
+            META_FLAG_ENCRYPTED | META_FLAG_LZ4
+        );
+        assert_eq!(&bytes[16..24], b"PYDBWKEY");
+        assert_eq!(decode(path(), &bytes).unwrap(), meta);
+        let lz4_only = Metadata {
+            wrapped_key: None,
+            ..meta
+        };
+        let bytes = encode(&lz4_only).unwrap();
+        assert_eq!(bytes.len(), META_LEN);
+        assert_eq!(bytes[META_FLAGS_OFFSET], META_FLAG_LZ4);
+        assert_eq!(decode(path(), &bytes).unwrap(), lz4_only);
+    }
+
+    #[test]
+    fn a_version_2_file_decodes_as_plain() {
+        // The 20 bytes pydb wrote before encryption: version 2, log, B-tree
+        // index, bytes 14..16 zero.
+        let mut v2 = b"PYDBMETA".to_vec();
+        v2.extend_from_slice(&2u32.to_le_bytes());
+        v2.extend_from_slice(&[ENGINE_ID_LOG, INDEX_ID_BTREE, 0, 0]);
+        let crc = crc32fast::hash(&v2);
+        v2.extend_from_slice(&crc.to_le_bytes());
+        let meta = decode(path(), &v2).unwrap();
+        assert_eq!(meta.format_version, 2);
+        assert_eq!(meta.compression, Compression::None);
+        assert!(!meta.is_encrypted());
+        // A flag in a version 2 file is damage, not a setting.
+        let mut flagged = v2[..16].to_vec();
+        flagged[META_FLAGS_OFFSET] = META_FLAG_LZ4;
+        let crc = crc32fast::hash(&flagged);
+        flagged.extend_from_slice(&crc.to_le_bytes());
+        assert!(decode(path(), &flagged).unwrap_err().is_corruption());
+    }
+
+    #[test]
+    fn every_bit_flip_and_truncation_of_an_encrypted_file_is_an_error() {
+        let bytes = encode(&encrypted_lz4()).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(decode(path(), &bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        for byte in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut damaged = bytes.clone();
+                damaged[byte] ^= 1 << bit;
+                let err = decode(path(), &damaged).unwrap_err();
+                assert!(
+                    err.is_corruption() || matches!(err, Error::UnsupportedVersion { .. }),
+                    "flip of bit {bit} in byte {byte}: {err}"
+                );
             }
         }
     }
@@ -360,7 +552,7 @@ mod tests {
         }
         for byte in 0..META_LEN {
             for bit in 0..8 {
-                let mut damaged = bytes;
+                let mut damaged = bytes.clone();
                 damaged[byte] ^= 1 << bit;
                 let err = decode(path(), &damaged).unwrap_err();
                 // A flip in the version field may read as a newer version;
@@ -376,15 +568,15 @@ mod tests {
     #[test]
     fn newer_version_is_refused_even_with_another_layout() {
         let mut bytes = b"PYDBMETA".to_vec();
-        bytes.extend_from_slice(&3u32.to_le_bytes());
+        bytes.extend_from_slice(&4u32.to_le_bytes());
         bytes.extend_from_slice(&[9; 40]);
         let err = decode(path(), &bytes).unwrap_err();
         assert!(
             matches!(
                 err,
                 Error::UnsupportedVersion {
-                    found: 3,
-                    supported: 2,
+                    found: 4,
+                    supported: 3,
                     ..
                 }
             ),

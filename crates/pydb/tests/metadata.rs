@@ -73,9 +73,9 @@ fn a_foreign_directory_is_refused_and_left_untouched() {
 #[test]
 fn a_newer_format_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    // A future version-3 file, possibly with another layout after byte 12.
+    // A future version-4 file, possibly with another layout after byte 12.
     let mut bytes = meta::META_MAGIC.to_vec();
-    bytes.extend_from_slice(&3u32.to_le_bytes());
+    bytes.extend_from_slice(&4u32.to_le_bytes());
     bytes.extend_from_slice(&[0xAB; 28]);
     std::fs::write(dir.path().join(META_FILE_NAME), bytes).unwrap();
     let err = Db::open(dir.path(), Options::default()).unwrap_err();
@@ -83,8 +83,8 @@ fn a_newer_format_version_is_refused() {
         matches!(
             err,
             Error::UnsupportedVersion {
-                found: 3,
-                supported: 2,
+                found: 4,
+                supported: 3,
                 ..
             }
         ),
@@ -109,7 +109,7 @@ fn a_directory_from_before_transactions_is_refused_untouched() {
             err,
             Error::OldFormat {
                 found: 1,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),

@@ -199,8 +199,9 @@ pub fn build<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
             remaining: *limit,
             skip: *offset,
         }),
-        Plan::Distinct { input } => Box::new(DistinctOp {
+        Plan::Distinct { input, key_width } => Box::new(DistinctOp {
             input: build(input, env)?,
+            key_width: *key_width,
             seen: HashSet::new(),
             budget: MemoryBudget::new(env, "DISTINCT"),
         }),
@@ -580,6 +581,7 @@ impl Operator for LimitOp<'_> {
 /// Passes the first row of each set of equal rows.
 struct DistinctOp<'a> {
     input: BoxedOperator<'a>,
+    key_width: usize,
     seen: HashSet<GroupKey>,
     budget: MemoryBudget,
 }
@@ -587,10 +589,10 @@ struct DistinctOp<'a> {
 impl Operator for DistinctOp<'_> {
     fn next(&mut self) -> Result<Option<Row>> {
         while let Some(row) = self.input.next()? {
-            let key = GroupKey(row);
+            let width = self.key_width.min(row.len());
+            let key = GroupKey(row[..width].to_vec());
             if !self.seen.contains(&key) {
                 self.budget.charge(&key.0)?;
-                let row = key.0.clone();
                 self.seen.insert(key);
                 return Ok(Some(row));
             }

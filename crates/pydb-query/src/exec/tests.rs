@@ -569,3 +569,13 @@ fn join_order_avoids_cross_products_and_keeps_results() {
     );
     assert_eq!(star, ["1 3 p1 9 7 u9 3 9 q3"]);
 }
+
+#[test]
+fn distinct_compares_the_select_list_only() {
+    let mut s = session();
+    t1(&mut s);
+    // Each distinct c sorts by the b of its first row (for 'x': 10).
+    let q = "SELECT DISTINCT c FROM t1 ORDER BY b DESC";
+    assert_eq!(text(&mut s, q), ["NULL", "y", "x"]);
+    assert!(plan(&mut s, q).contains("Distinct on the first 1 columns"));
+}

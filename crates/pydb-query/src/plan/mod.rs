@@ -505,10 +505,16 @@ pub enum Plan {
         /// Rows skipped.
         offset: u64,
     },
-    /// Removes duplicate rows, keeping the first of each.
+    /// Removes duplicate rows, keeping the first of each. Rows are compared
+    /// on their first `key_width` columns: the SELECT list, without the
+    /// hidden ORDER BY columns that follow it (`SELECT DISTINCT a ... ORDER
+    /// BY b` sorts each distinct `a` by the `b` of its first row, as SQLite
+    /// does).
     Distinct {
         /// The input.
         input: Box<Plan>,
+        /// The leading columns that make a row distinct.
+        key_width: usize,
     },
     /// UNION (ALL), INTERSECT, EXCEPT.
     SetOp {
@@ -535,7 +541,7 @@ impl Plan {
             | Plan::Sort { input, .. }
             | Plan::TopN { input, .. }
             | Plan::Limit { input, .. }
-            | Plan::Distinct { input } => input.width(),
+            | Plan::Distinct { input, .. } => input.width(),
             Plan::Project { exprs, .. } => exprs.len(),
             Plan::Join { left, right, .. } | Plan::HashJoin { left, right, .. } => {
                 left.width() + right.width()
@@ -660,7 +666,13 @@ impl Plan {
                 "Limit {} offset={offset}",
                 limit.map(|l| l.to_string()).unwrap_or_else(|| "all".into())
             ),
-            Plan::Distinct { .. } => "Distinct".to_string(),
+            Plan::Distinct { input, key_width } => {
+                if *key_width < input.width() {
+                    format!("Distinct on the first {key_width} columns")
+                } else {
+                    "Distinct".to_string()
+                }
+            }
             Plan::SetOp { op, all, .. } => {
                 format!("{:?}{}", op, if *all { " ALL" } else { "" })
             }
@@ -698,7 +710,7 @@ impl Plan {
             | Plan::Sort { input, .. }
             | Plan::TopN { input, .. }
             | Plan::Limit { input, .. }
-            | Plan::Distinct { input } => vec![input],
+            | Plan::Distinct { input, .. } => vec![input],
             Plan::IndexJoin { left, .. } => vec![left],
             Plan::Join { left, right, .. }
             | Plan::HashJoin { left, right, .. }

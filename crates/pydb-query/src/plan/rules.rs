@@ -179,7 +179,10 @@ fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
             limit,
             offset,
         },
-        Plan::Distinct { input } => Plan::Distinct { input: b(input) },
+        Plan::Distinct { input, key_width } => Plan::Distinct {
+            input: b(input),
+            key_width,
+        },
         Plan::SetOp {
             op,
             all,
@@ -546,8 +549,9 @@ fn place(plan: Plan, mut terms: Vec<Expr>) -> Plan {
             input: Box::new(place(*input, terms)),
             keys,
         },
-        Plan::Distinct { input } => Plan::Distinct {
+        Plan::Distinct { input, key_width } => Plan::Distinct {
             input: Box::new(place(*input, terms)),
+            key_width,
         },
         Plan::Aggregate {
             input,

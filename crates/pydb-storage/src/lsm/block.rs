@@ -305,9 +305,10 @@ impl Block {
         self.data.len()
     }
 
-    /// Decodes the entry at `*pos`, given the previous key (for the shared
-    /// prefix); advances `*pos`.
-    fn decode_at(&self, pos: &mut usize, prev_key: &[u8]) -> Result<Entry, (u64, String)> {
+    /// Decodes the entry at `*pos` without copying anything: where its key
+    /// suffix and value lie in the block. `prev_len` is the length of the
+    /// previous key (the shared prefix may not be longer); advances `*pos`.
+    fn decode_raw(&self, pos: &mut usize, prev_len: usize) -> Result<RawEntry, (u64, String)> {
         let at = *pos as u64;
         let bad = |what: &str| (at, format!("bad entry: {what}"));
         let d = &self.data[..self.entries_end];
@@ -315,16 +316,17 @@ impl Block {
         let unshared = get_varint(d, pos).ok_or_else(|| bad("key length"))? as usize;
         let vlen = get_varint(d, pos).ok_or_else(|| bad("value length"))?;
         let seq = get_varint(d, pos).ok_or_else(|| bad("sequence number"))?;
-        if shared > prev_key.len() {
+        if shared > prev_len {
             return Err(bad("shared prefix longer than the previous key"));
         }
         let key_end = pos
             .checked_add(unshared)
             .filter(|&e| e <= d.len())
             .ok_or_else(|| bad("key past the end of the block"))?;
-        let mut key = Vec::with_capacity(shared + unshared);
-        key.extend_from_slice(&prev_key[..shared]);
-        key.extend_from_slice(&d[*pos..key_end]);
+        if shared + unshared == 0 {
+            return Err(bad("empty key"));
+        }
+        let suffix = *pos..key_end;
         *pos = key_end;
         let value = if vlen == 0 {
             None
@@ -334,17 +336,29 @@ impl Block {
                 .checked_add(vlen)
                 .filter(|&e| e <= d.len())
                 .ok_or_else(|| bad("value past the end of the block"))?;
-            let v = self.data.slice(*pos..end);
+            let v = *pos..end;
             *pos = end;
             Some(v)
         };
-        if key.is_empty() {
-            return Err(bad("empty key"));
-        }
-        Ok(Entry {
-            key: Bytes::from(key),
+        Ok(RawEntry {
+            shared,
+            suffix,
             seq,
             value,
+        })
+    }
+
+    /// Decodes the entry at `*pos`, given the previous key (for the shared
+    /// prefix); advances `*pos`.
+    fn decode_at(&self, pos: &mut usize, prev_key: &[u8]) -> Result<Entry, (u64, String)> {
+        let raw = self.decode_raw(pos, prev_key.len())?;
+        let mut key = Vec::with_capacity(raw.shared + raw.suffix.len());
+        key.extend_from_slice(&prev_key[..raw.shared]);
+        key.extend_from_slice(&self.data[raw.suffix]);
+        Ok(Entry {
+            key: Bytes::from(key),
+            seq: raw.seq,
+            value: raw.value.map(|v| self.data.slice(v)),
         })
     }
 
@@ -382,6 +396,11 @@ impl Block {
 
     /// The versions of `key`, newest first, found by a binary search over
     /// the restart points and a linear decode of one or two intervals.
+    ///
+    /// This is the hot path of a point read, so nothing is allocated until
+    /// the key is found: restart keys are compared where they lie in the
+    /// block (their prefix is never shared), and the linear walk rebuilds
+    /// each key in one reused buffer.
     pub(crate) fn versions_of(&self, key: &[u8]) -> Result<Vec<Entry>, (u64, String)> {
         // The last restart whose (whole) key is < key: the key's versions
         // start at or after it.
@@ -390,8 +409,8 @@ impl Block {
         while lo < hi {
             let mid = (lo + hi) / 2;
             let mut pos = self.restarts[mid] as usize;
-            let e = self.decode_at(&mut pos, &[])?;
-            if e.key.as_ref() < key {
+            let raw = self.decode_raw(&mut pos, 0)?;
+            if &self.data[raw.suffix] < key {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -402,24 +421,40 @@ impl Block {
             .restarts
             .get(start)
             .map_or(self.entries_end, |&r| r as usize);
-        let mut prev: Vec<u8> = Vec::new();
+        let mut next_restart = start;
+        let mut current: Vec<u8> = Vec::with_capacity(key.len());
         let mut out = Vec::new();
         while pos < self.entries_end {
-            let restart = self.restarts.binary_search(&(pos as u32)).is_ok();
-            if restart {
-                prev.clear();
+            if self.restarts.get(next_restart) == Some(&(pos as u32)) {
+                current.clear();
+                next_restart += 1;
             }
-            let e = self.decode_at(&mut pos, &prev)?;
-            match e.key.as_ref().cmp(key) {
+            let raw = self.decode_raw(&mut pos, current.len())?;
+            current.truncate(raw.shared);
+            current.extend_from_slice(&self.data[raw.suffix]);
+            match current.as_slice().cmp(key) {
                 std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => out.push(e.clone()),
+                std::cmp::Ordering::Equal => out.push(Entry {
+                    key: Bytes::copy_from_slice(&current),
+                    seq: raw.seq,
+                    value: raw.value.map(|v| self.data.slice(v)),
+                }),
                 std::cmp::Ordering::Greater => break,
             }
-            prev.clear();
-            prev.extend_from_slice(&e.key);
         }
         Ok(out)
     }
+}
+
+/// An entry as positions inside its block (see [`Block::decode_raw`]).
+struct RawEntry {
+    /// Bytes taken from the previous key.
+    shared: usize,
+    /// Where the rest of the key lies.
+    suffix: std::ops::Range<usize>,
+    seq: u64,
+    /// Where the value lies; `None` for a tombstone.
+    value: Option<std::ops::Range<usize>>,
 }
 
 /// Checks and decodes one framed data or index block (body and trailer):

@@ -90,10 +90,13 @@ impl Memtable {
     pub(crate) fn insert(&self, key: Bytes, seq: u64, value: Option<Bytes>) {
         self.bytes
             .fetch_add(Entry::charge(&key, value.as_deref()), Ordering::Relaxed);
-        let mut list = self.list.write();
-        let mut versions = list.remove(&key).unwrap_or_default();
-        versions.push((seq, value));
-        list.insert(key, versions);
+        // One search: the key's version list is found or created in place.
+        // Most keys have one version per memtable: room for exactly one
+        // (a plain push would reserve four).
+        self.list
+            .write()
+            .get_or_insert_with(key, || Versions::with_capacity(1))
+            .push((seq, value));
     }
 
     /// The newest version of `key` with `seq <= snapshot`: `Some(None)` is

@@ -54,7 +54,7 @@ use super::block::{
     read_u32, unframe,
 };
 use super::bloom::{BloomFilter, hash};
-use super::cache::Lru;
+use super::cache::ClockCache;
 use super::memtable::Entry;
 use crate::{Error, Result};
 
@@ -66,7 +66,7 @@ pub const TABLE_MAGIC: [u8; 8] = *b"pydbSST\0";
 pub const TABLE_VERSION: u32 = 1;
 
 /// The block cache: decoded blocks by (table number, block offset).
-pub(crate) type BlockCache = Lru<(u64, u64), Block>;
+pub(crate) type BlockCache = ClockCache<(u64, u64), Block>;
 
 /// How tables are built.
 #[derive(Debug, Clone, Copy)]
@@ -434,8 +434,16 @@ impl<F: File> Table<F> {
         self.size
     }
 
-    /// Data block `i`, through the cache.
-    fn block(&self, i: usize, cache: &BlockCache, counters: &ReadCounters) -> Result<Arc<Block>> {
+    /// Data block `i`, through the cache if one is given. A compaction
+    /// reads without it: it reads each input block once, and filling the
+    /// cache with them would evict the blocks that point reads need (as
+    /// RocksDB's `fill_cache = false` does for its compactions).
+    fn block(
+        &self,
+        i: usize,
+        cache: Option<&BlockCache>,
+        counters: &ReadCounters,
+    ) -> Result<Arc<Block>> {
         let Some(&(_, handle)) = self.index.get(i) else {
             return Err(Error::corrupted(
                 self.path(),
@@ -443,24 +451,29 @@ impl<F: File> Table<F> {
                 format!("no data block {i}"),
             ));
         };
-        if let Some(b) = cache.get(&(self.number, handle.offset)) {
+        if let Some(b) = cache.and_then(|c| c.get(&(self.number, handle.offset))) {
             return Ok(b);
         }
         counters.blocks_read.fetch_add(1, Ordering::Relaxed);
         let body = read_block(&self.file, handle, self.size)?;
         let block = Arc::new(Block::parse(body).map_err(corrupt_block(self.path(), handle))?);
-        cache.insert(
-            (self.number, handle.offset),
-            block.clone(),
-            block.len() + 64,
-        );
+        if let Some(cache) = cache {
+            cache.insert(
+                (self.number, handle.offset),
+                block.clone(),
+                block.len() + 64,
+            );
+        }
         Ok(block)
     }
 
     /// The versions of `key` in this table, newest first (empty if none).
+    /// `key_hash` is [`hash`] of the key, computed once per read rather
+    /// than once per table probed.
     pub(crate) fn versions_of(
         &self,
         key: &[u8],
+        key_hash: u64,
         cache: &BlockCache,
         counters: &ReadCounters,
     ) -> Result<Vec<Entry>> {
@@ -468,7 +481,7 @@ impl<F: File> Table<F> {
             return Ok(Vec::new());
         }
         counters.bloom_checks.fetch_add(1, Ordering::Relaxed);
-        if !self.filter.may_contain(hash(key)) {
+        if !self.filter.may_contain(key_hash) {
             counters.bloom_negatives.fetch_add(1, Ordering::Relaxed);
             return Ok(Vec::new());
         }
@@ -480,7 +493,7 @@ impl<F: File> Table<F> {
             return Ok(Vec::new());
         }
         let handle = self.index[i].1;
-        let block = self.block(i, cache, counters)?;
+        let block = self.block(i, Some(cache), counters)?;
         let found = block
             .versions_of(key)
             .map_err(corrupt_block(self.path(), handle))?;
@@ -506,7 +519,7 @@ impl<F: File> Table<F> {
     fn block_entries(
         &self,
         i: usize,
-        cache: &BlockCache,
+        cache: Option<&BlockCache>,
         counters: &ReadCounters,
     ) -> Result<Vec<Entry>> {
         let handle = self.index.get(i).map(|(_, h)| *h);
@@ -533,7 +546,8 @@ impl<F: File> Table<F> {
 /// Iterates a table's entries in table order, one block at a time.
 pub(crate) struct TableIter<F: File> {
     table: Arc<Table<F>>,
-    cache: Arc<BlockCache>,
+    /// `None` for a compaction's reads (see [`Table::block`]).
+    cache: Option<Arc<BlockCache>>,
     counters: Arc<ReadCounters>,
     next_block: usize,
     start: Bound<Bytes>,
@@ -545,7 +559,7 @@ pub(crate) struct TableIter<F: File> {
 impl<F: File> TableIter<F> {
     pub(crate) fn new(
         table: Arc<Table<F>>,
-        cache: Arc<BlockCache>,
+        cache: Option<Arc<BlockCache>>,
         counters: Arc<ReadCounters>,
         start: Bound<Bytes>,
         end: Bound<Bytes>,
@@ -602,7 +616,7 @@ impl<F: File> Iterator for TableIter<F> {
             }
             match self
                 .table
-                .block_entries(self.next_block, &self.cache, &self.counters)
+                .block_entries(self.next_block, self.cache.as_deref(), &self.counters)
             {
                 Ok(entries) => {
                     self.next_block += 1;
@@ -687,14 +701,13 @@ pub fn describe_table<F: File>(file: F) -> Result<TableReport> {
     table.file.read_at(footer_at, &mut raw)?;
     let footer =
         decode_footer(&raw).map_err(|(at, r)| Error::corrupted(&path, footer_at + at, r))?;
-    let cache = BlockCache::new(0);
     let counters = ReadCounters::default();
     let mut blocks = Vec::new();
     let mut entries = 0u64;
     let mut last: Option<Entry> = None;
     for i in 0..table.block_count() {
-        let block = table.block(i, &cache, &counters)?;
-        let es = table.block_entries(i, &cache, &counters)?;
+        let block = table.block(i, None, &counters)?;
+        let es = table.block_entries(i, None, &counters)?;
         let handle = table.index[i].1;
         if let (Some(prev), Some(first)) = (&last, es.first())
             && !prev.precedes(first)

@@ -34,7 +34,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use pydb_file::FileOpener;
 
-use super::cache::Lru;
+use super::bloom;
+use super::cache::ClockCache;
 use super::manifest::{MAX_LEVELS, TableMeta};
 use super::memtable::Entry;
 use super::table::{BlockCache, ReadCounters, Table, TableIter};
@@ -50,7 +51,7 @@ pub(crate) fn table_name(number: u64) -> String {
 pub(crate) struct Files<O: FileOpener> {
     pub(crate) opener: O,
     pub(crate) dir: PathBuf,
-    pub(crate) tables: Lru<u64, Table<O::File>>,
+    pub(crate) tables: ClockCache<u64, Table<O::File>>,
     pub(crate) blocks: Arc<BlockCache>,
     pub(crate) counters: Arc<ReadCounters>,
 }
@@ -207,12 +208,13 @@ impl<O: FileOpener> Version<O> {
         snapshot: u64,
         files: &Files<O>,
     ) -> Result<Option<Option<Bytes>>> {
+        let key_hash = bloom::hash(key);
         for (level, tables) in self.levels.iter().enumerate() {
             if self.overlapping(level) {
                 for t in tables {
                     if t.meta.smallest.as_ref() <= key
                         && key <= t.meta.largest.as_ref()
-                        && let Some(v) = Self::lookup(t, key, snapshot, files)?
+                        && let Some(v) = Self::lookup(t, key, key_hash, snapshot, files)?
                     {
                         return Ok(Some(v));
                     }
@@ -221,7 +223,7 @@ impl<O: FileOpener> Version<O> {
                 let i = tables.partition_point(|t| t.meta.largest.as_ref() < key);
                 if let Some(t) = tables.get(i)
                     && t.meta.smallest.as_ref() <= key
-                    && let Some(v) = Self::lookup(t, key, snapshot, files)?
+                    && let Some(v) = Self::lookup(t, key, key_hash, snapshot, files)?
                 {
                     return Ok(Some(v));
                 }
@@ -233,11 +235,12 @@ impl<O: FileOpener> Version<O> {
     fn lookup(
         t: &TableHandle<O>,
         key: &[u8],
+        key_hash: u64,
         snapshot: u64,
         files: &Files<O>,
     ) -> Result<Option<Option<Bytes>>> {
         let table = t.table()?;
-        let versions = table.versions_of(key, &files.blocks, &files.counters)?;
+        let versions = table.versions_of(key, key_hash, &files.blocks, &files.counters)?;
         Ok(versions
             .into_iter()
             .find(|e| e.seq <= snapshot)
@@ -272,7 +275,7 @@ impl<O: FileOpener> Version<O> {
             let table = t.table()?;
             out.push(Box::new(TableIter::new(
                 table,
-                files.blocks.clone(),
+                Some(files.blocks.clone()),
                 files.counters.clone(),
                 start.clone(),
                 end.clone(),

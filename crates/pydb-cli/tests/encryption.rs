@@ -1,0 +1,219 @@
+//! Guards the encryption and compression flags of the `pydb` binary: `shell`, `check`, `inspect` and `rekey` on an encrypted, lz4-compressed database, with the right key, a wrong one and none.
+
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// Runs `pydb ARGS` with `input` on stdin.
+fn pydb(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(common::pydb_bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn key_file(dir: &Path, name: &str, byte: u8) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, [byte; 40]).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn shell_check_inspect_and_rekey_on_an_encrypted_compressed_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let db = db.to_str().unwrap();
+    let key = key_file(tmp.path(), "key", 1);
+    let other = key_file(tmp.path(), "other", 2);
+    let shell = |key: &str, input: &str| {
+        pydb(
+            &[
+                "shell",
+                "--dir",
+                db,
+                "--encryption-key-file",
+                key,
+                "--compression",
+                "lz4",
+            ],
+            input,
+        )
+    };
+
+    let mut input = String::new();
+    for i in 0..200 {
+        input.push_str(&format!(
+            "SET visible-key-{i} value-{i}-{}\n",
+            "x".repeat(60)
+        ));
+    }
+    input.push_str("STATS\n");
+    let out = shell(&key, &input);
+    assert!(out.status.success(), "{}", text(&out));
+    let stats = text(&out);
+    assert!(stats.contains("encrypted"), "{stats}");
+    assert!(stats.contains("compression_ratio_permille"), "{stats}");
+
+    // The right key reads the data back; a wrong key and no key are exit 2
+    // with a clear message.
+    let out = shell(&key, "GET visible-key-7\n");
+    assert!(text(&out).contains("value-7-"), "{}", text(&out));
+    let out = shell(&other, "GET visible-key-7\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("wrong encryption key"),
+        "{}",
+        text(&out)
+    );
+    let out = pydb(&["shell", "--dir", db, "--compression", "lz4"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("is encrypted"), "{}", text(&out));
+    let out = pydb(&["shell", "--dir", db, "--encryption-key-file", &key], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("--compression lz4"), "{}", text(&out));
+
+    // check: every block and record verified with the key.
+    let out = pydb(&["check", db, "--encryption-key-file", &key], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("encrypted"), "{}", text(&out));
+    assert!(text(&out).contains("ok:"), "{}", text(&out));
+    let out = pydb(&["check", db], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("is encrypted"), "{}", text(&out));
+
+    // inspect: structure without the key, records with it.
+    let segment = std::fs::read_dir(db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .unwrap();
+    let segment = segment.to_str().unwrap();
+    let out = pydb(&["inspect", segment], "");
+    let shown = text(&out);
+    assert!(shown.contains("encrypted file"), "{shown}");
+    assert!(shown.contains("no key given"), "{shown}");
+    assert!(!shown.contains("visible-key"), "{shown}");
+    let out = pydb(&["inspect", segment, "--encryption-key-file", &key], "");
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("lz4-compressed file"), "{shown}");
+    assert!(shown.contains("visible-key-"), "{shown}");
+    let out = pydb(&["inspect", "PYDB"], "");
+    assert_ne!(out.status.code(), Some(0));
+    let out = pydb(&["inspect", &format!("{db}/PYDB")], "");
+    assert!(
+        text(&out).contains("0x03 (encrypted, lz4)"),
+        "{}",
+        text(&out)
+    );
+
+    // A flipped byte in a segment is damage, found by check.
+    let mut bytes = std::fs::read(segment).unwrap();
+    bytes[200] ^= 0x01;
+    std::fs::write(segment, &bytes).unwrap();
+    let out = pydb(&["check", db, "--encryption-key-file", &key], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    bytes[200] ^= 0x01;
+    std::fs::write(segment, &bytes).unwrap();
+
+    // repair refuses an encrypted database and changes nothing, even when
+    // its PYDB is damaged (it would otherwise be rebuilt without its key).
+    let before: Vec<_> = std::fs::read_dir(db)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let out = pydb(&["repair", db], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("does not repair"), "{}", text(&out));
+    let meta_path = format!("{db}/PYDB");
+    let good_meta = std::fs::read(&meta_path).unwrap();
+    std::fs::write(&meta_path, b"garbage").unwrap();
+    let out = pydb(&["repair", db], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(std::fs::read(&meta_path).unwrap(), b"garbage");
+    std::fs::write(&meta_path, &good_meta).unwrap();
+    let after: Vec<_> = std::fs::read_dir(db)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after);
+
+    // rekey: the new key file opens the database, the old one no longer.
+    let new = key_file(tmp.path(), "new", 3);
+    let out = pydb(
+        &[
+            "rekey",
+            db,
+            "--encryption-key-file",
+            &other,
+            "--new-key-file",
+            &new,
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = pydb(
+        &[
+            "rekey",
+            db,
+            "--encryption-key-file",
+            &key,
+            "--new-key-file",
+            &new,
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("rewrapped data key"), "{}", text(&out));
+    let out = shell(&new, "GET visible-key-199\n");
+    assert!(text(&out).contains("value-199-"), "{}", text(&out));
+    let out = shell(&key, "GET visible-key-199\n");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn lz4_on_the_btree_is_refused_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let out = pydb(
+        &[
+            "shell",
+            "--dir",
+            db.to_str().unwrap(),
+            "--engine",
+            "btree",
+            "--compression",
+            "lz4",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("rewrites its pages in place"),
+        "{}",
+        text(&out)
+    );
+    assert!(!db.exists());
+}
