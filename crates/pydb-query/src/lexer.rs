@@ -648,7 +648,9 @@ pub fn render_span(sql: &str, span: Span) -> String {
     let line_no = sql[..line_start].matches('\n').count() + 1;
     let before = &sql[line_start..start];
     let column = before.chars().count() + 1;
-    let end = span.end.clamp(start, line_start + line.len());
+    // The caret stops at the end of the line, but never before `start`
+    // (which may sit in the `\r`s trimmed off the line).
+    let end = span.end.min(line_start + line.len()).max(start);
     let width = sql.get(start..end).map_or(0, |s| s.chars().count()).max(1);
     // Keep tabs in the padding so the caret lines up under a tab-indented
     // line.
@@ -883,9 +885,28 @@ mod tests {
             render_span("ab\ncd", Span::new(1, 5)),
             "line 1, column 2\nab\n ^"
         );
+        // A span starting in the `\r` of a CRLF line (found by the fuzzer:
+        // the caret's end was clamped below its start).
+        assert_eq!(
+            render_span("ab\r\r\ncd", Span::new(3, 1)),
+            "line 1, column 4\nab\n   ^"
+        );
         // Spans outside the text or inside a character do not panic.
         assert!(render_span("é", Span::new(1, 99)).starts_with("line 1, column 1"));
         assert!(render_span("", Span::new(5, 9)).starts_with("line 1, column 1"));
+    }
+
+    proptest::proptest! {
+        /// Any span over any text renders without panicking.
+        #[test]
+        fn render_span_never_panics(
+            sql in "[a\\t\\r\\n é€;]{0,30}",
+            start in 0usize..40,
+            end in 0usize..40,
+        ) {
+            let rendered = render_span(&sql, Span::new(start, end));
+            proptest::prop_assert!(rendered.contains('^'));
+        }
     }
 
     #[test]
