@@ -33,8 +33,10 @@
 //! are done here on the text before it is parsed: a comment after a
 //! condition (`onlyif sqlite # empty RHS`) is removed, and a `halt` under a
 //! condition (`onlyif mssql` then `halt`) ends the script only when the
-//! condition holds for pydb (the crate would halt unconditionally and pass
-//! the condition on to the next record).
+//! condition holds for pydb, and is otherwise turned into comments (the
+//! crate would halt unconditionally and pass the condition on to the next
+//! record). Lines are never removed, so messages give the file's line
+//! numbers.
 //!
 //! [sqllogictest]: https://sqlite.org/sqllogictest/doc/trunk/about.wiki
 
@@ -464,7 +466,13 @@ fn prepare(script: &str, engine: &str) -> String {
                 if applies {
                     break;
                 }
-                pending.clear();
+                // Kept as comments, so that line numbers in messages stay
+                // those of the file.
+                for dropped in pending.drain(..).chain([line]) {
+                    out.push_str("# ");
+                    out.push_str(dropped);
+                    out.push('\n');
+                }
                 applies = true;
             }
             _ => {
@@ -552,8 +560,8 @@ mod tests {
         let script = "onlyif mssql\nhalt\n\nonlyif sqlite # why\nquery I\nSELECT 1\n";
         assert_eq!(
             prepare(script, ENGINE_NAME),
-            "\nonlyif sqlite\nquery I\nSELECT 1\n",
-            "a halt for another engine is dropped with its condition"
+            "# onlyif mssql\n# halt\n\nonlyif sqlite\nquery I\nSELECT 1\n",
+            "a halt for another engine is commented out with its condition"
         );
         assert_eq!(
             prepare(
