@@ -92,6 +92,12 @@ pub enum Statement {
         /// The statement explained.
         statement: Box<Statement>,
     },
+    /// `REINDEX [name]`: rebuilds the entries of one index, of every index
+    /// of one table, or (without a name) of every index.
+    Reindex {
+        /// An index or a table.
+        name: Option<Ident>,
+    },
     /// `ANALYZE [table]`: collect statistics for the optimizer.
     Analyze {
         /// One table, or every table.

@@ -352,7 +352,14 @@ impl<'a> Parser<'a> {
                 Ok(Statement::Analyze { table })
             }
             Keyword::WITH => Err(self.unsupported("WITH (common table expressions)")),
-            Keyword::REINDEX => Err(self.unsupported("REINDEX")),
+            Keyword::REINDEX => {
+                self.advance();
+                let name = match self.peek_ident() {
+                    Some(_) => Some(self.ident("an index or table name")?),
+                    None => None,
+                };
+                Ok(Statement::Reindex { name })
+            }
             Keyword::PRAGMA => Err(self.unsupported("PRAGMA")),
             Keyword::VACUUM => Err(self.unsupported("VACUUM")),
             Keyword::SAVEPOINT | Keyword::RELEASE => Err(self.unsupported("SAVEPOINT")),
@@ -723,7 +730,7 @@ impl<'a> Parser<'a> {
             {
                 self.literal()?
             }
-            TokenKind::Blob(_) => return Err(self.unsupported("blob literals (X'..')")),
+            TokenKind::Blob(_) if !signed => self.literal()?,
             _ => return Err(self.unexpected("a literal or (expression)")),
         };
         // The span covers the sign; `+5` is just `5`.
@@ -1486,7 +1493,7 @@ impl<'a> Parser<'a> {
             | TokenKind::Keyword(Keyword::NULL | Keyword::TRUE | Keyword::FALSE) => {
                 self.literal()?
             }
-            TokenKind::Blob(_) => return Err(self.unsupported("blob literals (X'..')")),
+            TokenKind::Blob(_) => self.literal()?,
             TokenKind::Parameter(_) => self.parameter()?,
             TokenKind::LParen => self.parenthesized()?,
             TokenKind::Keyword(Keyword::CASE) => self.case()?,
@@ -1514,6 +1521,17 @@ impl<'a> Parser<'a> {
             TokenKind::Keyword(Keyword::NULL) => Literal::Null,
             TokenKind::Keyword(Keyword::TRUE) => Literal::Boolean(true),
             TokenKind::Keyword(Keyword::FALSE) => Literal::Boolean(false),
+            // pydb has no BLOB type: a blob literal is the text its bytes
+            // spell, and one whose bytes are not UTF-8 is refused.
+            TokenKind::Blob(hex) => match blob_text(&hex) {
+                Some(text) => Literal::Text(text),
+                None => {
+                    return Err(self.error_at(
+                        token.span,
+                        "a blob literal must spell UTF-8 text (pydb has no BLOB type)",
+                    ));
+                }
+            },
             other => {
                 return Err(self.error_at(token.span, format!("expected a literal, found {other}")));
             }
@@ -1727,6 +1745,17 @@ fn binary_expr(op: BinaryOp, left: Expr, right: Expr) -> Expr {
             right: Box::new(right),
         },
     }
+}
+
+/// The text a blob literal's hex digits spell, if it is UTF-8 (the lexer
+/// has checked that the digits are hex and even in number).
+fn blob_text(hex: &str) -> Option<String> {
+    let bytes = hex
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]
@@ -2354,11 +2383,9 @@ mod tests {
         for sql in [
             "CREATE TRIGGER t1r1 UPDATE ON t1 BEGIN SELECT 1; END",
             "DROP TRIGGER t1r1",
-            "REINDEX t1",
             "PRAGMA foo",
             "WITH x AS (SELECT 1) SELECT * FROM x",
             "CREATE TEMP VIEW v AS SELECT 1",
-            "SELECT x'303132'",
             "SELECT a FROM t RIGHT JOIN u",
             "CREATE TABLE t(a CHECK (a > 0))",
             "SELECT a COLLATE nocase FROM t",
@@ -2367,6 +2394,35 @@ mod tests {
             let err = parse(sql).expect_err(sql);
             assert!(matches!(err, Error::Invalid(_)), "{sql}: {err:?}");
         }
+    }
+
+    #[test]
+    fn blob_literals_are_the_text_their_bytes_spell() {
+        let Statement::Query(q) = &parse("SELECT x'303132'").unwrap()[0] else {
+            panic!("not a query");
+        };
+        let SetExpr::Select(select) = &q.body else {
+            panic!("not a select");
+        };
+        let SelectItem::Expr { expr, .. } = &select.projection[0] else {
+            panic!("not an expression");
+        };
+        assert_eq!(expr.kind, ExprKind::Literal(Literal::Text("012".into())));
+        assert!(matches!(parse("SELECT x'ff00'"), Err(Error::Syntax { .. })));
+        assert_eq!(
+            parse("REINDEX t1i1").unwrap(),
+            vec![Statement::Reindex {
+                name: Some(Ident {
+                    value: "t1i1".into(),
+                    quoted: false,
+                    span: Span::new(8, 12),
+                })
+            }]
+        );
+        assert_eq!(
+            parse("REINDEX").unwrap(),
+            vec![Statement::Reindex { name: None }]
+        );
     }
 
     fn syntax(sql: &str) -> (String, Span, String) {
@@ -2552,11 +2608,8 @@ mod corpus {
         dir.is_dir().then_some(dir)
     }
 
-    /// What pydb refuses on purpose: triggers, REINDEX, TEMP views, and
-    /// blob literals (pydb has no BLOB type). Of these, only one query
-    /// (`SELECT x'303132' IN (SELECT * FROM t1)` in `in1.test`) is meant for
-    /// every engine; the rest are `onlyif sqlite` or triggers.
-    const REFUSED: &[&str] = &["TRIGGER", "REINDEX", "TEMP", "x'"];
+    /// What pydb refuses on purpose: triggers and TEMP views.
+    const REFUSED: &[&str] = &["TRIGGER", "TEMP"];
 
     #[test]
     fn every_corpus_statement_parses() {

@@ -46,7 +46,7 @@
 //!
 //! Scans and index scans read their whole range at once, though the
 //! transaction layer's `scan_in` could stream it; a statement decodes each
-//! table it scans once and reuses the rows until it writes. There is no REINDEX,
+//! table it scans once and reuses the rows until it writes. REINDEX (in the executor) drops and recreates an index. There is no
 //! ALTER TABLE, or descending index.
 
 pub(crate) mod layout;

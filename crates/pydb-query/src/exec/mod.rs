@@ -70,6 +70,7 @@ pub fn execute(store: &mut dyn Store, stmt: &Statement, ctx: &ExecContext) -> Re
         Statement::CreateIndex(c) => create_index(store, c),
         Statement::CreateView(c) => create_view(store, c),
         Statement::Drop(d) => drop_object(store, d),
+        Statement::Reindex { name } => reindex(store, name.as_ref()),
         Statement::Analyze { table } => {
             if let Some(t) = table {
                 lookup_table(&*store, t)?;
@@ -150,6 +151,7 @@ fn statement_tag(stmt: &Statement) -> &'static str {
         Statement::CreateView(_) => "CREATE VIEW",
         Statement::Drop(_) => "DROP",
         Statement::Analyze { .. } => "ANALYZE",
+        Statement::Reindex { .. } => "REINDEX",
         Statement::Begin { .. } => "BEGIN",
         Statement::Commit => "COMMIT",
         Statement::Rollback => "ROLLBACK",
@@ -565,5 +567,39 @@ fn drop_object(store: &mut dyn Store, d: &ast::Drop) -> Result<Output> {
     }
     Ok(Output::Done(tag))
 }
+
+/// `REINDEX [name]`: rebuilds index entries from the table's rows, for one
+/// index, every index of one table, or every index. Dropping the index and
+/// creating it again with the same definition writes every entry afresh
+/// (under a new id, so no old entry survives), in the statement's
+/// transaction.
+fn reindex(store: &mut dyn Store, name: Option<&ast::Ident>) -> Result<Output> {
+    let indexes: Vec<Index> = match name {
+        None => store
+            .tables()?
+            .iter()
+            .flat_map(|t| t.indexes.clone())
+            .collect(),
+        Some(name) => {
+            let key = name.normalized();
+            if let Some(table) = store.table(&key)? {
+                table.indexes.clone()
+            } else if let Some(index) = find_index(&*store, &key)? {
+                vec![index]
+            } else {
+                return Err(Error::Undefined {
+                    kind: "index",
+                    name: name.value.clone(),
+                });
+            }
+        }
+    };
+    for index in indexes {
+        store.drop_index(&index.name)?;
+        store.create_index(index)?;
+    }
+    Ok(Output::Done("REINDEX"))
+}
+
 #[cfg(test)]
 mod tests;
