@@ -17,6 +17,13 @@
 //! not damage. Each WAL segment is walked like any record log, its payloads
 //! decoded as redo records; a torn tail is not damage in the last segment
 //! only, since recovery refuses a torn batch in any earlier one.
+//!
+//! When every file verifies, the database is opened and, if it holds SQL
+//! tables, `pydb_query::check` verifies them: every row decodes under its
+//! table's schema, and every secondary index holds exactly one entry per
+//! row (no missing and no dangling entries). Opening runs recovery like any
+//! open, so it is skipped (with a note) when a file has a torn tail or
+//! damage: `pydb check` never changes a damaged directory.
 
 use std::io::Write;
 use std::path::Path;
@@ -119,7 +126,8 @@ pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
         Err(e) if e.is_corruption() => None,
         Err(e) => return Err(e),
     };
-    let _lock = DirLock::acquire(dir)?;
+    let opened_with = metadata.as_ref().map(|m| (m.engine, m.index));
+    let lock = DirLock::acquire(dir)?;
     // With damaged metadata, a page file is what tells a B+tree directory.
     let btree = match &metadata {
         Some(m) => m.engine == EngineKind::BTree,
@@ -146,6 +154,10 @@ pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
         check_lsm(dir, &mut summary, out)?;
     } else {
         check_files(dir, "", btree, &mut summary, out)?;
+    }
+    drop(lock);
+    if let Some((engine, index)) = opened_with {
+        check_sql(dir, engine, index, &mut summary, out)?;
     }
 
     let damaged: Vec<&Report> = summary.damaged().collect();
@@ -175,6 +187,61 @@ pub fn check_dir(dir: &Path, out: &mut dyn Write) -> Result<CheckSummary> {
         writeln!(out, "{advice}.").map_err(write_err)?;
     }
     Ok(summary)
+}
+
+/// Opens the database and verifies its SQL tables, if it has any, when
+/// every file verified and none has a torn tail (opening would cut it).
+fn check_sql(
+    dir: &Path,
+    engine: EngineKind,
+    index: Option<pydb::IndexKind>,
+    summary: &mut CheckSummary,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let write_err = |e| Error::io("<stdout>", e);
+    if !summary.is_ok() || summary.reports.iter().any(|r| r.torn_bytes > 0) {
+        writeln!(
+            out,
+            "note: SQL data not checked (opening the database would run recovery)"
+        )
+        .map_err(write_err)?;
+        return Ok(());
+    }
+    let mut options = pydb::Options::with_engine(engine);
+    if let Some(index) = index {
+        options.index = index;
+    }
+    options.expire_interval = None;
+    let db = pydb::Db::open(dir, options)?;
+    let found = pydb::query::check::check(db.sql_database());
+    db.close()?;
+    let found = found?;
+    if found.tables == 0 {
+        return Ok(());
+    }
+    let mut report = Report::new_for(dir, FileKind::SqlData);
+    report.records = found.rows;
+    report.damage = found
+        .problems
+        .iter()
+        .map(|p| Damage {
+            offset: 0,
+            reason: p.clone(),
+        })
+        .collect();
+    let mut line = format!(
+        "  {:<24} SQL data: {} tables, {} indexes, {} rows, {} index entries",
+        "(SQL tables)", found.tables, found.indexes, found.rows, found.index_entries
+    );
+    if report.is_ok() {
+        line.push_str(" ok");
+    }
+    for problem in &found.problems {
+        line.push_str(&format!("\n    DAMAGED: {problem}"));
+    }
+    writeln!(out, "{line}").map_err(write_err)?;
+    summary.reports.push(report);
+    Ok(())
 }
 
 /// What `check` says about one directory entry.

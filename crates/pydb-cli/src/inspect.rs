@@ -80,6 +80,10 @@ pub enum FileKind {
     /// An LSM manifest `MANIFEST-NNNNNN`: a record log (magic `PYDB-LOG`)
     /// of version edits, described by `lsm::describe_manifest`.
     LsmManifest,
+    /// Not a file: the SQL tables and indexes of the database, verified by
+    /// `pydb_query::check` through an opened database (every row decodes,
+    /// every index entry matches its row and every row its index entries).
+    SqlData,
 }
 
 impl FileKind {
@@ -94,6 +98,7 @@ impl FileKind {
             FileKind::LsmDirectory => "LSM database",
             FileKind::LsmTable => "LSM table",
             FileKind::LsmManifest => "LSM manifest",
+            FileKind::SqlData => "SQL data",
         }
     }
 }
@@ -330,7 +335,9 @@ pub fn inspect_with(path: &Path, options: InspectOptions, out: &mut dyn Write) -
     let mut text = String::new();
     let report = match kind {
         // Handled above; kept in the match so a new kind must be placed.
-        FileKind::BTreePages | FileKind::LsmDirectory => Report::new(path, kind),
+        FileKind::BTreePages | FileKind::LsmDirectory | FileKind::SqlData => {
+            Report::new(path, kind)
+        }
         FileKind::LsmTable => inspect_lsm_table(path, &mut text)?,
         FileKind::LsmManifest => inspect_lsm_manifest(path, &mut text)?,
         FileKind::Metadata => inspect_metadata(path, &mut text)?,

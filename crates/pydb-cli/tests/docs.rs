@@ -721,7 +721,10 @@ fn xtask_and_bench_flags_are_declared_with_their_documented_defaults() {
     crashtest.extend(source_flags("xtask/src/main.rs", "    Crashtest {"));
     let tasks: [(&str, Flags); 4] = [
         ("crashtest", crashtest),
-        ("slt", source_flags("xtask/src/slt.rs", "pub struct SltArgs {")),
+        (
+            "slt",
+            source_flags("xtask/src/slt.rs", "pub struct SltArgs {"),
+        ),
         (
             "fuzz",
             source_flags("xtask/src/fuzz.rs", "pub struct FuzzArgs {"),
