@@ -391,6 +391,9 @@ fn val_of(id: u64, rows: u64) -> u64 {
     (id * 7919) % rows
 }
 
+/// Records one figure: workload, operations, elapsed, median ms (if any).
+type Push<'a> = dyn FnMut(&str, u64, Duration, Option<f64>) + 'a;
+
 /// Measures one store; `counts` collects `(workload, rows returned)` for
 /// the cross-store check.
 fn run_store(
@@ -477,25 +480,22 @@ fn run_store(
     push("update", n, t.elapsed(), None);
 
     // groupby, then the TPC-H-like queries
-    let mut analytical = |conn: &mut dyn Conn,
-                          name: &str,
-                          sql: &str,
-                          push: &mut dyn FnMut(&str, u64, Duration, Option<f64>)|
-     -> Result<()> {
-        let mut times = Vec::new();
-        let start = Instant::now();
-        let mut rows = 0;
-        while times.len() < p.reps as usize && (times.is_empty() || start.elapsed() < limit) {
-            let t = Instant::now();
-            rows = conn.query(sql)?;
-            times.push(t.elapsed());
-        }
-        times.sort();
-        let median = times[times.len() / 2].as_secs_f64() * 1000.0;
-        push(name, times.len() as u64, start.elapsed(), Some(median));
-        counts.push((name.to_string(), rows));
-        Ok(())
-    };
+    let mut analytical =
+        |conn: &mut dyn Conn, name: &str, sql: &str, push: &mut Push<'_>| -> Result<()> {
+            let mut times = Vec::new();
+            let start = Instant::now();
+            let mut rows = 0;
+            while times.len() < p.reps as usize && (times.is_empty() || start.elapsed() < limit) {
+                let t = Instant::now();
+                rows = conn.query(sql)?;
+                times.push(t.elapsed());
+            }
+            times.sort();
+            let median = times[times.len() / 2].as_secs_f64() * 1000.0;
+            push(name, times.len() as u64, start.elapsed(), Some(median));
+            counts.push((name.to_string(), rows));
+            Ok(())
+        };
     analytical(conn, "groupby", GROUP_BY, &mut push)?;
 
     let (schema, rows) = Tpch::new(p.scale).statements(42);

@@ -22,8 +22,9 @@
 //! tables, `pydb_query::check` verifies them: every row decodes under its
 //! table's schema, and every secondary index holds exactly one entry per
 //! row (no missing and no dangling entries). Opening runs recovery like any
-//! open, so it is skipped (with a note) when a file has a torn tail or
-//! damage: `pydb check` never changes a damaged directory.
+//! open, so it is skipped (with a note) when a file has damage, a torn
+//! tail, or a note about what recovery would repair: `pydb check` never
+//! changes a directory that needs recovery or repair.
 
 use std::io::Write;
 use std::path::Path;
@@ -44,6 +45,9 @@ use pydb::{Error, Result};
 pub struct CheckSummary {
     /// One report per file walked.
     pub reports: Vec<Report>,
+    /// Notes printed: findings that are not damage but that recovery
+    /// repairs on the next open (e.g. torn B+tree pages the WAL holds).
+    pub notes: usize,
 }
 
 impl CheckSummary {
@@ -199,7 +203,7 @@ fn check_sql(
     out: &mut dyn Write,
 ) -> Result<()> {
     let write_err = |e| Error::io("<stdout>", e);
-    if !summary.is_ok() || summary.reports.iter().any(|r| r.torn_bytes > 0) {
+    if !summary.is_ok() || summary.notes > 0 || summary.reports.iter().any(|r| r.torn_bytes > 0) {
         writeln!(
             out,
             "note: SQL data not checked (opening the database would run recovery)"
@@ -335,6 +339,7 @@ fn check_files(
             }
             Entry::Checked(report, notes) => {
                 let mut line = describe(&report);
+                summary.notes += notes.len();
                 for note in notes {
                     line.push_str(&format!("\n    note: {note}"));
                 }
