@@ -21,6 +21,7 @@ mod keys;
 mod metrics;
 mod plot;
 mod report;
+mod sql;
 mod stores;
 mod summary;
 mod workload;
@@ -101,6 +102,19 @@ struct Args {
     #[arg(long, num_args = 1.., value_name = "FILE.json")]
     summarize: Vec<PathBuf>,
 
+    /// Run the SQL workloads instead (see `sql.rs`): pydb's SQL layer
+    /// next to SQLite on the same SQL text. Uses --num (rows of `items`),
+    /// --scale, --sql-ops, --time-limit, --quick, --dir and --json.
+    #[arg(long)]
+    sql: bool,
+    /// TPC-H-like scale factor of --sql [default: 0.01, 0.001 with --quick].
+    #[arg(long)]
+    scale: Option<f64>,
+    /// Point selects, range selects and updates of --sql, at most, each
+    /// [default: 20000, 500 with --quick].
+    #[arg(long)]
+    sql_ops: Option<u64>,
+
     /// Internal: run one store and workload variant in this process and
     /// print its result as JSON (used by the parent process).
     #[arg(long, hide = true)]
@@ -141,7 +155,9 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let outcome = if args.run_one {
+    let outcome = if args.sql {
+        run_sql(&args)
+    } else if args.run_one {
         run_one(&args)
     } else if !args.summarize.is_empty() {
         run_summary(&args.summarize)
@@ -167,6 +183,42 @@ fn run_summary(paths: &[PathBuf]) -> Result<ExitCode> {
         })
         .collect::<Result<Vec<Report>>>()?;
     print!("{}", summary::summarize(&reports)?.markdown());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--sql`: every SQL store in turn, in this process, then the table.
+fn run_sql(args: &Args) -> Result<ExitCode> {
+    let q = args.quick;
+    let p = sql::SqlParams {
+        rows: args.num.unwrap_or(if q { 20_000 } else { 1_000_000 }),
+        scale: args.scale.unwrap_or(if q { 0.001 } else { 0.01 }),
+        ops: args.sql_ops.unwrap_or(if q { 500 } else { 20_000 }),
+        reps: if q { 1 } else { 5 },
+        time_limit_secs: args.time_limit.unwrap_or(if q { 5.0 } else { 60.0 }),
+    };
+    let temp;
+    let base: PathBuf = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix(".pydb-bench-sql-")
+                .tempdir_in(std::env::current_dir()?)?;
+            temp.path().to_path_buf()
+        }
+    };
+    let report = sql::run(&p, &base)?;
+    println!(
+        "rows {}, scale {}, ops {}, reps {} (ratios: SQLite's time / pydb's, above 1 = pydb faster)",
+        p.rows, p.scale, p.ops, p.reps
+    );
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        println!("wrote {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -88,6 +88,10 @@ pub enum FileKind {
     /// (magic `PYDBENCF` or `PYDBLZ4F`) whose plaintext is not a kind
     /// this tool walks: its blocks and frames are verified.
     Decorated,
+    /// Not a file: the SQL tables and indexes of the database, verified by
+    /// `pydb_query::check` through an opened database (every row decodes,
+    /// every index entry matches its row and every row its index entries).
+    SqlData,
 }
 
 impl FileKind {
@@ -103,6 +107,7 @@ impl FileKind {
             FileKind::LsmTable => "LSM table",
             FileKind::LsmManifest => "LSM manifest",
             FileKind::Decorated => "encrypted or compressed file",
+            FileKind::SqlData => "SQL data",
         }
     }
 }
@@ -367,7 +372,7 @@ pub fn inspect_with(path: &Path, options: InspectOptions, out: &mut dyn Write) -
     let mut text = String::new();
     let report = match kind {
         // Handled above; kept in the match so a new kind must be placed.
-        FileKind::BTreePages | FileKind::LsmDirectory | FileKind::Decorated => {
+        FileKind::BTreePages | FileKind::LsmDirectory | FileKind::Decorated | FileKind::SqlData => {
             Report::new(path, kind)
         }
         FileKind::LsmTable => inspect_lsm_table(path, &mut text)?,

@@ -724,3 +724,29 @@ fn a_flipped_byte_in_an_lsm_table_or_manifest_fails_inspect_naming_the_offset() 
     assert!((16..=34).contains(&offset), "{offset} {out}");
     assert!(!out.contains("verdict: ok"), "{out}");
 }
+
+#[test]
+fn check_verifies_the_sql_tables_of_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = pydb::Db::open(dir.path(), pydb::Options::with_engine(EngineKind::BTree)).unwrap();
+    db.sql(
+        "CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT); \
+         CREATE INDEX t_b ON t (b); \
+         INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three')",
+    )
+    .unwrap();
+    db.close().unwrap();
+    let (code, out, _) = check(dir.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("SQL data: 1 tables, 1 indexes, 3 rows, 3 index entries ok"),
+        "{out}"
+    );
+
+    // Without SQL tables there is no SQL line.
+    let plain = tempfile::tempdir().unwrap();
+    make_btree_db(plain.path());
+    let (code, out, _) = check(plain.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("SQL data"), "{out}");
+}

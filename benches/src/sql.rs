@@ -1,0 +1,596 @@
+//! # `pydb-bench --sql`: the same SQL text on pydb and on SQLite
+//!
+//! The key-value workloads of the rest of this crate measure storage
+//! engines; this mode measures the whole SQL stack: parser, planner,
+//! executor, row encoding and the transaction layer of pydb, against
+//! SQLite (bundled, through rusqlite) doing the same work.
+//!
+//! ## What is compared
+//!
+//! Four stores, each in a fresh directory, one after the other in this
+//! process:
+//!
+//! - `pydb-memory` (memory engine) next to `sqlite-memory`
+//!   (`:memory:`): nothing reaches a disk, the SQL layers alone are
+//!   compared.
+//! - `pydb-btree` (B+tree engine, `SyncPolicy::Always`: every commit is
+//!   synced before it returns) next to `sqlite` (a file, `journal_mode=WAL`,
+//!   `synchronous=FULL`: the WAL is synced at every commit). Both keep
+//!   every acknowledged commit through a power loss.
+//!
+//! Every statement is sent as SQL text with its values written inline,
+//! and both sides parse and plan it at every call: pydb's facade has no
+//! prepared statements (`Session::execute` takes text), so SQLite runs the
+//! same text through `Connection::prepare` each time rather than a cached
+//! statement with bound parameters. Parsing and planning are therefore part
+//! of every figure, on both sides. Rows are read to the last column value
+//! on both sides.
+//!
+//! ## Workloads
+//!
+//! On `items(id INTEGER PRIMARY KEY, grp, val, name)` with a secondary
+//! index on `val` (a permutation of `0..N`): `insert` (N rows, one INSERT
+//! each, in transactions of 1,000), `point` (select by primary key),
+//! `range` (100 rows through the index on `val`), `update` (by key, one
+//! autocommitted statement each), `groupby` (100 groups over all N rows).
+//! On a TPC-H-like schema filled by [`Tpch`], our own seeded generator
+//! (dates are whole days since 1992-01-01): `join3` (orders, customer,
+//! nation with filters), `q1`, `q3`, `q5`, `q6` in the manner of TPC-H.
+//!
+//! Every store must return the same number of rows for every query; a
+//! difference fails the run, so a fast wrong answer cannot pass unnoticed.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::stores::Result;
+
+/// The sizes of one `--sql` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SqlParams {
+    /// Rows in `items`.
+    pub rows: u64,
+    /// TPC-H-like scale factor (1.0 would be 6M line items).
+    pub scale: f64,
+    /// Point selects, range selects and updates: at most this many each.
+    pub ops: u64,
+    /// Times each analytical query runs (the median is reported).
+    pub reps: u32,
+    /// A measured loop stops after this many seconds.
+    pub time_limit_secs: f64,
+}
+
+/// One measured figure of one store.
+#[derive(Debug, Clone, Serialize)]
+pub struct SqlResult {
+    /// The store.
+    pub store: String,
+    /// The workload.
+    pub workload: String,
+    /// Operations (rows inserted, statements, or queries) per second.
+    pub ops_per_sec: f64,
+    /// Median milliseconds per query (analytical queries), else mean.
+    pub ms_per_op: f64,
+    /// Operations measured.
+    pub ops: u64,
+}
+
+/// Everything one `--sql` run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct SqlReport {
+    /// The sizes.
+    pub params: SqlParams,
+    /// How each store is set up.
+    pub settings: Vec<(String, String)>,
+    /// The figures.
+    pub results: Vec<SqlResult>,
+}
+
+/// The stores, in run order: `(name, settings)`.
+pub const STORES: [(&str, &str); 4] = [
+    ("pydb-memory", "memory engine, no persistence"),
+    ("sqlite-memory", ":memory:, no persistence"),
+    (
+        "pydb-btree",
+        "btree engine, SyncPolicy::Always (sync at every commit)",
+    ),
+    (
+        "sqlite",
+        "file, journal_mode=WAL, synchronous=FULL (sync at every commit)",
+    ),
+];
+
+/// The pairs a ratio is computed for: (pydb store, SQLite store).
+pub const PAIRS: [(&str, &str); 2] = [("pydb-memory", "sqlite-memory"), ("pydb-btree", "sqlite")];
+
+/// One connection that takes SQL text.
+trait Conn {
+    /// Runs statements whose rows (if any) are not needed.
+    fn exec(&mut self, sql: &str) -> Result<()>;
+    /// Runs one query, reads every value, and returns the row count.
+    fn query(&mut self, sql: &str) -> Result<u64>;
+}
+
+struct Pydb {
+    session: pydb::Session,
+    // Keeps the database open as long as the session runs.
+    _db: pydb::Db,
+}
+
+impl Conn for Pydb {
+    fn exec(&mut self, sql: &str) -> Result<()> {
+        self.session.execute(sql)?;
+        Ok(())
+    }
+
+    fn query(&mut self, sql: &str) -> Result<u64> {
+        let mut rows = 0;
+        for out in self.session.execute(sql)? {
+            if let pydb::Output::Rows(r) = out {
+                rows += r.rows.len() as u64;
+            }
+        }
+        Ok(rows)
+    }
+}
+
+struct Sqlite(rusqlite::Connection);
+
+impl Conn for Sqlite {
+    fn exec(&mut self, sql: &str) -> Result<()> {
+        self.0.execute_batch(sql)?;
+        Ok(())
+    }
+
+    fn query(&mut self, sql: &str) -> Result<u64> {
+        let mut stmt = self.0.prepare(sql)?;
+        let columns = stmt.column_count();
+        let mut rows = stmt.query([])?;
+        let mut n = 0;
+        while let Some(row) = rows.next()? {
+            for i in 0..columns {
+                std::hint::black_box(row.get_ref(i)?);
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn open(store: &str, dir: &Path) -> Result<Box<dyn Conn>> {
+    Ok(match store {
+        "pydb-memory" => {
+            let db = pydb::Db::memory()?;
+            Box::new(Pydb {
+                session: db.sql_session(),
+                _db: db,
+            })
+        }
+        "pydb-btree" => {
+            let mut options = pydb::Options::with_engine(pydb::storage::EngineKind::BTree);
+            options.sync = pydb::wal::SyncPolicy::Always;
+            let db = pydb::Db::open(dir, options)?;
+            Box::new(Pydb {
+                session: db.sql_session(),
+                _db: db,
+            })
+        }
+        "sqlite-memory" => Box::new(Sqlite(rusqlite::Connection::open_in_memory()?)),
+        "sqlite" => {
+            let conn = rusqlite::Connection::open(dir.join("data.sqlite"))?;
+            let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(format!("SQLite refused WAL mode (got {mode})").into());
+            }
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            Box::new(Sqlite(conn))
+        }
+        other => return Err(format!("unknown SQL store {other:?}").into()),
+    })
+}
+
+/// Our TPC-H-like generator: the shape of TPC-H's tables (fewer columns),
+/// seeded, so that every store gets the same rows.
+pub struct Tpch {
+    /// Customers (150,000 at scale 1).
+    pub customers: u64,
+    /// Orders (1,500,000 at scale 1), each with 1 to 7 line items.
+    pub orders: u64,
+    /// Suppliers (10,000 at scale 1).
+    pub suppliers: u64,
+}
+
+const NATIONS: [(&str, u64); 25] = [
+    ("ALGERIA", 0),
+    ("ARGENTINA", 1),
+    ("BRAZIL", 1),
+    ("CANADA", 1),
+    ("EGYPT", 4),
+    ("ETHIOPIA", 0),
+    ("FRANCE", 3),
+    ("GERMANY", 3),
+    ("INDIA", 2),
+    ("INDONESIA", 2),
+    ("IRAN", 4),
+    ("IRAQ", 4),
+    ("JAPAN", 2),
+    ("JORDAN", 4),
+    ("KENYA", 0),
+    ("MOROCCO", 0),
+    ("MOZAMBIQUE", 0),
+    ("PERU", 1),
+    ("CHINA", 2),
+    ("ROMANIA", 3),
+    ("SAUDI ARABIA", 4),
+    ("VIETNAM", 2),
+    ("RUSSIA", 3),
+    ("UNITED KINGDOM", 3),
+    ("UNITED STATES", 1),
+];
+const REGIONS: [&str; 5] = ["AFRICA", "AMERICA", "ASIA", "EUROPE", "MIDDLE EAST"];
+const SEGMENTS: [&str; 5] = [
+    "AUTOMOBILE",
+    "BUILDING",
+    "FURNITURE",
+    "HOUSEHOLD",
+    "MACHINERY",
+];
+/// Days from 1992-01-01 to 1998-08-02, TPC-H's last order date.
+const LAST_ORDER_DAY: u64 = 2405;
+
+impl Tpch {
+    /// The table sizes at `scale` (at least one row each).
+    pub fn new(scale: f64) -> Self {
+        let n = |base: f64| ((base * scale) as u64).max(1);
+        Self {
+            customers: n(150_000.0),
+            orders: n(1_500_000.0),
+            suppliers: n(10_000.0),
+        }
+    }
+
+    /// The schema, then every row as an INSERT statement, in order.
+    fn statements(&self, seed: u64) -> (Vec<&'static str>, Vec<String>) {
+        let schema = vec![
+            "CREATE TABLE region (r_regionkey INTEGER PRIMARY KEY, r_name TEXT)",
+            "CREATE TABLE nation (n_nationkey INTEGER PRIMARY KEY, n_name TEXT, n_regionkey INTEGER)",
+            "CREATE TABLE supplier (s_suppkey INTEGER PRIMARY KEY, s_name TEXT, s_nationkey INTEGER)",
+            "CREATE TABLE customer (c_custkey INTEGER PRIMARY KEY, c_name TEXT, c_nationkey INTEGER, c_mktsegment TEXT)",
+            "CREATE TABLE orders (o_orderkey INTEGER PRIMARY KEY, o_custkey INTEGER, o_totalprice REAL, o_orderdate INTEGER, o_shippriority INTEGER)",
+            "CREATE TABLE lineitem (l_id INTEGER PRIMARY KEY, l_orderkey INTEGER, l_suppkey INTEGER, l_quantity INTEGER, l_extendedprice REAL, l_discount REAL, l_tax REAL, l_returnflag TEXT, l_linestatus TEXT, l_shipdate INTEGER)",
+        ];
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut rows = Vec::new();
+        for (i, r) in REGIONS.iter().enumerate() {
+            rows.push(format!("INSERT INTO region VALUES ({i}, '{r}')"));
+        }
+        for (i, (n, r)) in NATIONS.iter().enumerate() {
+            rows.push(format!("INSERT INTO nation VALUES ({i}, '{n}', {r})"));
+        }
+        for s in 0..self.suppliers {
+            let nation = rng.random_range(0..25);
+            rows.push(format!(
+                "INSERT INTO supplier VALUES ({s}, 'Supplier#{s:09}', {nation})"
+            ));
+        }
+        for c in 0..self.customers {
+            let nation = rng.random_range(0..25);
+            let segment = SEGMENTS[rng.random_range(0..SEGMENTS.len())];
+            rows.push(format!(
+                "INSERT INTO customer VALUES ({c}, 'Customer#{c:09}', {nation}, '{segment}')"
+            ));
+        }
+        let mut line_id = 0u64;
+        for o in 0..self.orders {
+            let customer = rng.random_range(0..self.customers);
+            let date = rng.random_range(0..=LAST_ORDER_DAY);
+            let priority = rng.random_range(0..5);
+            let mut total = 0.0;
+            let mut lines = Vec::new();
+            for _ in 0..rng.random_range(1..=7) {
+                let supplier = rng.random_range(0..self.suppliers);
+                let quantity: u64 = rng.random_range(1..=50);
+                // Whole cents, so that every store sums the same values.
+                let price = (quantity * rng.random_range(900..=2000)) as f64;
+                let discount = f64::from(rng.random_range(0..=10u32)) / 100.0;
+                let tax = f64::from(rng.random_range(0..=8u32)) / 100.0;
+                let ship = date + rng.random_range(1..=121);
+                // TPC-H: shipped before 1995-06-17 (day 1263) is returned or
+                // accepted, later is not yet ('N'); status F before that day.
+                let (flag, status) = if ship <= 1263 {
+                    (if rng.random_bool(0.5) { "R" } else { "A" }, "F")
+                } else {
+                    ("N", "O")
+                };
+                total += price * (1.0 - discount) * (1.0 + tax);
+                lines.push(format!(
+                    "INSERT INTO lineitem VALUES ({line_id}, {o}, {supplier}, {quantity}, {price:.2}, {discount:.2}, {tax:.2}, '{flag}', '{status}', {ship})"
+                ));
+                line_id += 1;
+            }
+            rows.push(format!(
+                "INSERT INTO orders VALUES ({o}, {customer}, {total:.2}, {date}, {priority})"
+            ));
+            rows.extend(lines);
+        }
+        (schema, rows)
+    }
+}
+
+/// The three-table join and the TPC-H-like queries: `(name, SQL)`.
+pub const QUERIES: [(&str, &str); 5] = [
+    (
+        "join3",
+        "SELECT c_name, o_orderkey, o_totalprice FROM orders \
+         JOIN customer ON o_custkey = c_custkey \
+         JOIN nation ON c_nationkey = n_nationkey \
+         WHERE n_name = 'GERMANY' AND o_orderdate BETWEEN 100 AND 400",
+    ),
+    (
+        "q1",
+        "SELECT l_returnflag, l_linestatus, SUM(l_quantity) AS sum_qty, \
+         SUM(l_extendedprice) AS sum_base_price, \
+         SUM(l_extendedprice * (1 - l_discount)) AS sum_disc_price, \
+         SUM(l_extendedprice * (1 - l_discount) * (1 + l_tax)) AS sum_charge, \
+         AVG(l_quantity) AS avg_qty, AVG(l_extendedprice) AS avg_price, \
+         AVG(l_discount) AS avg_disc, COUNT(*) AS count_order \
+         FROM lineitem WHERE l_shipdate <= 2436 \
+         GROUP BY l_returnflag, l_linestatus ORDER BY l_returnflag, l_linestatus",
+    ),
+    (
+        "q3",
+        "SELECT l_orderkey, SUM(l_extendedprice * (1 - l_discount)) AS revenue, \
+         o_orderdate, o_shippriority \
+         FROM customer, orders, lineitem \
+         WHERE c_mktsegment = 'BUILDING' AND c_custkey = o_custkey \
+         AND l_orderkey = o_orderkey AND o_orderdate < 1169 AND l_shipdate > 1169 \
+         GROUP BY l_orderkey, o_orderdate, o_shippriority \
+         ORDER BY revenue DESC, o_orderdate LIMIT 10",
+    ),
+    (
+        "q5",
+        "SELECT n_name, SUM(l_extendedprice * (1 - l_discount)) AS revenue \
+         FROM customer, orders, lineitem, supplier, nation, region \
+         WHERE c_custkey = o_custkey AND l_orderkey = o_orderkey \
+         AND l_suppkey = s_suppkey AND c_nationkey = s_nationkey \
+         AND s_nationkey = n_nationkey AND n_regionkey = r_regionkey \
+         AND r_name = 'ASIA' AND o_orderdate >= 730 AND o_orderdate < 1095 \
+         GROUP BY n_name ORDER BY revenue DESC",
+    ),
+    (
+        "q6",
+        "SELECT SUM(l_extendedprice * l_discount) AS revenue FROM lineitem \
+         WHERE l_shipdate >= 730 AND l_shipdate < 1095 \
+         AND l_discount BETWEEN 0.05 AND 0.07 AND l_quantity < 24",
+    ),
+];
+
+/// The GROUP BY over `items`.
+pub const GROUP_BY: &str =
+    "SELECT grp, COUNT(*), SUM(val), MIN(name) FROM items GROUP BY grp ORDER BY grp";
+
+/// Runs `sql` in transactions of `per_txn` statements.
+fn load(conn: &mut dyn Conn, sql: &[String], per_txn: usize) -> Result<()> {
+    for chunk in sql.chunks(per_txn) {
+        conn.exec("BEGIN")?;
+        for s in chunk {
+            conn.exec(s)?;
+        }
+        conn.exec("COMMIT")?;
+    }
+    Ok(())
+}
+
+/// `val` of row `id`: a permutation of `0..rows` when 7919 (a prime) does
+/// not divide `rows`, so 100 consecutive values are 100 rows.
+fn val_of(id: u64, rows: u64) -> u64 {
+    (id * 7919) % rows
+}
+
+/// Records one figure: workload, operations, elapsed, median ms (if any).
+type Push<'a> = dyn FnMut(&str, u64, Duration, Option<f64>) + 'a;
+
+/// Measures one store; `counts` collects `(workload, rows returned)` for
+/// the cross-store check.
+fn run_store(
+    store: &str,
+    dir: &Path,
+    p: &SqlParams,
+    results: &mut Vec<SqlResult>,
+    counts: &mut Vec<(String, u64)>,
+) -> Result<()> {
+    let mut conn = open(store, dir)?;
+    let conn = conn.as_mut();
+    let limit = Duration::from_secs_f64(p.time_limit_secs);
+    let mut push = |workload: &str, ops: u64, elapsed: Duration, ms: Option<f64>| {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        results.push(SqlResult {
+            store: store.into(),
+            workload: workload.into(),
+            ops_per_sec: ops as f64 / secs,
+            ms_per_op: ms.unwrap_or(secs * 1000.0 / ops.max(1) as f64),
+            ops,
+        });
+        eprintln!(
+            "{store:<14} {workload:<8} {:>12.1} ops/s {:>10.3} ms/op",
+            ops as f64 / secs,
+            ms.unwrap_or(secs * 1000.0 / ops.max(1) as f64)
+        );
+    };
+
+    // insert
+    conn.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, grp INTEGER, val INTEGER, name TEXT)")?;
+    conn.exec("CREATE INDEX items_val ON items (val)")?;
+    let inserts: Vec<String> = (0..p.rows)
+        .map(|id| {
+            format!(
+                "INSERT INTO items VALUES ({id}, {}, {}, 'name-{id}')",
+                id % 100,
+                val_of(id, p.rows)
+            )
+        })
+        .collect();
+    let t = Instant::now();
+    load(conn, &inserts, 1000)?;
+    push("insert", p.rows, t.elapsed(), None);
+    drop(inserts);
+
+    let mut rng = SmallRng::seed_from_u64(0x5eed);
+    // point
+    let (mut n, mut found, t) = (0, 0, Instant::now());
+    while n < p.ops && t.elapsed() < limit {
+        let id = rng.random_range(0..p.rows);
+        found += conn.query(&format!(
+            "SELECT id, grp, val, name FROM items WHERE id = {id}"
+        ))?;
+        n += 1;
+    }
+    push("point", n, t.elapsed(), None);
+    if found != n {
+        return Err(format!("{store}: {n} point selects found {found} rows").into());
+    }
+
+    // range
+    let (mut n, mut found, t) = (0, 0, Instant::now());
+    let span = p.rows.saturating_sub(100).max(1);
+    while n < p.ops && t.elapsed() < limit {
+        let v = rng.random_range(0..span);
+        found += conn.query(&format!(
+            "SELECT id, name FROM items WHERE val BETWEEN {v} AND {}",
+            v + 99
+        ))?;
+        n += 1;
+    }
+    push("range", n, t.elapsed(), None);
+    if found != n * 100.min(p.rows) {
+        return Err(format!("{store}: {n} range selects found {found} rows").into());
+    }
+
+    // update
+    let (mut n, t) = (0, Instant::now());
+    while n < p.ops && t.elapsed() < limit {
+        let id = rng.random_range(0..p.rows);
+        conn.exec(&format!("UPDATE items SET grp = grp + 1 WHERE id = {id}"))?;
+        n += 1;
+    }
+    push("update", n, t.elapsed(), None);
+
+    // groupby, then the TPC-H-like queries
+    let mut analytical =
+        |conn: &mut dyn Conn, name: &str, sql: &str, push: &mut Push<'_>| -> Result<()> {
+            let mut times = Vec::new();
+            let start = Instant::now();
+            let mut rows = 0;
+            while times.len() < p.reps as usize && (times.is_empty() || start.elapsed() < limit) {
+                let t = Instant::now();
+                rows = conn.query(sql)?;
+                times.push(t.elapsed());
+            }
+            times.sort();
+            let median = times[times.len() / 2].as_secs_f64() * 1000.0;
+            push(name, times.len() as u64, start.elapsed(), Some(median));
+            counts.push((name.to_string(), rows));
+            Ok(())
+        };
+    analytical(conn, "groupby", GROUP_BY, &mut push)?;
+
+    let (schema, rows) = Tpch::new(p.scale).statements(42);
+    for s in schema {
+        conn.exec(s)?;
+    }
+    let t = Instant::now();
+    load(conn, &rows, 1000)?;
+    push("tpchload", rows.len() as u64, t.elapsed(), None);
+    drop(rows);
+    for (name, sql) in QUERIES {
+        analytical(conn, name, sql, &mut push)?;
+    }
+    Ok(())
+}
+
+/// Runs every store in a fresh directory under `base`; checks that all
+/// stores return the same row counts.
+pub fn run(p: &SqlParams, base: &Path) -> Result<SqlReport> {
+    let mut results = Vec::new();
+    let mut reference: Option<(String, Vec<(String, u64)>)> = None;
+    for (store, _) in STORES {
+        let dir = base.join(store);
+        std::fs::create_dir_all(&dir)?;
+        let mut counts = Vec::new();
+        let outcome = run_store(store, &dir, p, &mut results, &mut counts);
+        let _ = std::fs::remove_dir_all(&dir);
+        outcome.map_err(|e| format!("{store}: {e}"))?;
+        match &reference {
+            None => reference = Some((store.to_string(), counts)),
+            Some((first, expected)) if *expected != counts => {
+                return Err(
+                    format!("row counts differ: {first} {expected:?}, {store} {counts:?}").into(),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(SqlReport {
+        params: p.clone(),
+        settings: STORES
+            .iter()
+            .map(|(s, d)| (s.to_string(), d.to_string()))
+            .collect(),
+        results,
+    })
+}
+
+impl SqlReport {
+    fn get(&self, store: &str, workload: &str) -> Option<&SqlResult> {
+        self.results
+            .iter()
+            .find(|r| r.store == store && r.workload == workload)
+    }
+
+    /// A Markdown table: per workload, each store's figure and the
+    /// pydb/SQLite ratios (above 1: pydb is faster).
+    pub fn table(&self) -> String {
+        let mut workloads: Vec<&str> = Vec::new();
+        for r in &self.results {
+            if !workloads.contains(&r.workload.as_str()) {
+                workloads.push(&r.workload);
+            }
+        }
+        let mut out = String::from("| workload | unit |");
+        for (s, _) in STORES {
+            out += &format!(" {s} |");
+        }
+        for (a, b) in PAIRS {
+            out += &format!(" {a} / {b} |");
+        }
+        out += "\n|---|---|";
+        out += &"---:|".repeat(STORES.len() + PAIRS.len());
+        out += "\n";
+        for w in workloads {
+            let per_query = !matches!(w, "insert" | "point" | "range" | "update" | "tpchload");
+            out += &format!("| {w} | {} |", if per_query { "ms/query" } else { "ops/s" });
+            for (s, _) in STORES {
+                match self.get(s, w) {
+                    Some(r) if per_query => out += &format!(" {:.2} |", r.ms_per_op),
+                    Some(r) => out += &format!(" {:.0} |", r.ops_per_sec),
+                    None => out += " - |",
+                }
+            }
+            for (a, b) in PAIRS {
+                match (self.get(a, w), self.get(b, w)) {
+                    // Speed ratio: SQLite's time over pydb's.
+                    (Some(x), Some(y)) if x.ms_per_op > 0.0 => {
+                        out += &format!(" {:.2}x |", y.ms_per_op / x.ms_per_op)
+                    }
+                    _ => out += " - |",
+                }
+            }
+            out += "\n";
+        }
+        out
+    }
+}
