@@ -2,7 +2,7 @@
 //! format, lints, docs, tests, a short crash test of every persistent engine,
 //! a short bank-transfer crash test (transactions) on the log and B+tree
 //! engines, a short SQL crash test on the same two, SQLite's sqllogictest
-//! corpus (select1-4 and evidence/, when it is found next to the project),
+//! corpus (select1-5 and evidence/, when it is found next to the project),
 //! and a short run of every fuzz target (the SQL parser's `sql_parse`
 //! among them).
 
@@ -15,6 +15,7 @@ pub const SLT_CORPUS: &[&str] = &[
     "select2.test",
     "select3.test",
     "select4.test",
+    "select5.test",
     "evidence",
 ];
 
