@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use pydb_txn::{Isolation, Options, TxnManager};
 
-use crate::crashtest::{ChildArgs, CrashArgs, Rng, TempDir};
+use crate::crashtest::{ChildArgs, CrashArgs, Rng, join_workers, rounds_root};
 use crate::engines;
 
 /// Accounts in the bank: few, so that transfers conflict and retry.
@@ -115,13 +115,7 @@ pub fn child(args: &ChildArgs) -> Result<(), String> {
             Ok(())
         }));
     }
-    for handle in handles {
-        match handle.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err("a transfer thread panicked".into()),
-        }
-    }
+    join_workers(handles, "transfer")?;
     Ok(())
 }
 
@@ -179,14 +173,7 @@ struct Summary {
 pub fn run(args: &CrashArgs) -> Result<(), String> {
     engines::check_persistent(&args.engine)?;
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let temp;
-    let root = match &args.dir {
-        Some(dir) => dir.clone(),
-        None => {
-            temp = TempDir::new()?;
-            temp.0.clone()
-        }
-    };
+    let (root, _temp) = rounds_root(args.dir.as_ref())?;
     let started = Instant::now();
     let mut rng = Rng::new(args.seed);
     let mut summary = Summary::default();

@@ -172,13 +172,7 @@ pub fn child(args: &ChildArgs) -> Result<(), String> {
             }
         });
     }
-    for handle in handles {
-        match handle.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err("a writer thread panicked".into()),
-        }
-    }
+    join_workers(handles, "writer")?;
     stop.store(true, Ordering::Relaxed);
     Ok(())
 }
@@ -288,14 +282,7 @@ impl Summary {
 pub fn run(args: &CrashArgs) -> Result<(), String> {
     engines::check_persistent(&args.engine)?;
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let temp;
-    let root = match &args.dir {
-        Some(dir) => dir.clone(),
-        None => {
-            temp = TempDir::new()?;
-            temp.0.clone()
-        }
-    };
+    let (root, _temp) = rounds_root(args.dir.as_ref())?;
     let started = Instant::now();
     let mut rng = Rng::new(args.seed);
     let mut summary = Summary::default();
@@ -574,6 +561,34 @@ impl ChildRun<'_> {
             .join()
             .map_err(|_| "reader thread panicked".to_string())
     }
+}
+
+/// Joins worker threads: the first error wins, and a panic is an error
+/// naming the `what` thread.
+pub fn join_workers(
+    handles: Vec<std::thread::JoinHandle<Result<(), String>>>,
+    what: &str,
+) -> Result<(), String> {
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(format!("a {what} thread panicked")),
+        }
+    }
+    Ok(())
+}
+
+/// Where the kill-and-check rounds run: `dir` if given, else a fresh
+/// temporary directory, removed when the returned guard is dropped.
+pub fn rounds_root(dir: Option<&PathBuf>) -> Result<(PathBuf, Option<TempDir>), String> {
+    Ok(match dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let temp = TempDir::new()?;
+            (temp.0.clone(), Some(temp))
+        }
+    })
 }
 
 /// A temporary directory removed on drop (xtask keeps its dependencies few).

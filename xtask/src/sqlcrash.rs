@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use pydb_query::{Database, Output, Session, Value};
 use pydb_txn::{Options, TxnManager};
 
-use crate::crashtest::{ChildArgs, ChildRun, CrashArgs, Rng, TempDir};
+use crate::crashtest::{ChildArgs, ChildRun, CrashArgs, Rng, join_workers, rounds_root};
 use crate::engines;
 
 /// The schema, created when a database is created.
@@ -140,13 +140,7 @@ pub fn child(args: &ChildArgs) -> Result<(), String> {
             Ok(())
         }));
     }
-    for handle in handles {
-        match handle.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err("a transaction thread panicked".into()),
-        }
-    }
+    join_workers(handles, "transaction")?;
     Ok(())
 }
 
@@ -208,14 +202,7 @@ impl History {
 pub fn run(args: &CrashArgs) -> Result<(), String> {
     engines::check_persistent(&args.engine)?;
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let temp;
-    let root = match &args.dir {
-        Some(dir) => dir.clone(),
-        None => {
-            temp = TempDir::new()?;
-            temp.0.clone()
-        }
-    };
+    let (root, _temp) = rounds_root(args.dir.as_ref())?;
     let started = Instant::now();
     let mut rng = Rng::new(args.seed);
     let mut summary = Summary::default();
