@@ -13,7 +13,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::catalog::{Index, Table, View};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::plan::stats::TableStats;
 use crate::value::{Row, Value};
 
 /// The storage key of a row: the encoded primary key, or the hidden row
@@ -77,4 +78,16 @@ pub trait Store {
     fn update(&mut self, table: &Table, key: &RowKey, old: &Row, new: Row) -> Result<RowKey>;
     /// Deletes the row stored under `key`, with its index entries.
     fn delete(&mut self, table: &Table, key: &RowKey, row: &Row) -> Result<()>;
+
+    /// The statistics `ANALYZE` last stored for `table`, if any.
+    fn table_stats(&self, table: &Table) -> Result<Option<Arc<TableStats>>> {
+        let _ = table;
+        Ok(None)
+    }
+    /// Stores statistics for `table` (what `ANALYZE` does), replacing the
+    /// earlier ones, in the same transaction as everything else.
+    fn set_table_stats(&mut self, table: &Table, stats: TableStats) -> Result<()> {
+        let _ = (table, stats);
+        Err(Error::Invalid("this store keeps no statistics".into()))
+    }
 }

@@ -23,6 +23,7 @@ use crate::bind::{Binder, lookup_table};
 use crate::catalog::{Column, Index, Table, View};
 use crate::error::{Error, Result};
 use crate::output::{Output, ResultColumn, Rows};
+use crate::plan::cost::Estimator;
 use crate::plan::rules::optimize;
 use crate::plan::{Expr, Plan};
 use crate::store::{IndexRange, RowKey, Store};
@@ -55,7 +56,7 @@ pub fn execute(store: &mut dyn Store, stmt: &Statement, ctx: &ExecContext) -> Re
     match stmt {
         Statement::Query(q) => {
             let bound = Binder::new(&*store).bind_query(q)?;
-            let plan = optimize(bound.plan);
+            let plan = optimize(bound.plan, &Estimator::new(&*store));
             let rows = run(&plan, &*store, ctx)?;
             Ok(Output::Rows(Rows {
                 columns: bound.columns,
@@ -103,7 +104,10 @@ fn explain(
     let mut lines = Vec::new();
     match stmt {
         Statement::Query(q) => {
-            let plan = optimize(Binder::new(store).bind_query(q)?.plan);
+            let plan = optimize(
+                Binder::new(store).bind_query(q)?.plan,
+                &Estimator::new(store),
+            );
             lines = plan.explain();
             if analyze {
                 let rows = run(&plan, store, ctx)?;
@@ -113,7 +117,10 @@ fn explain(
         Statement::Insert(i) => {
             lines.push(format!("Insert into {}", i.table.normalized()));
             if let Some(q) = &i.source {
-                let plan = optimize(Binder::new(store).bind_query(q)?.plan);
+                let plan = optimize(
+                    Binder::new(store).bind_query(q)?.plan,
+                    &Estimator::new(store),
+                );
                 lines.extend(plan.explain().into_iter().map(|l| format!("  {l}")));
             }
         }
@@ -178,7 +185,7 @@ fn target_plan(
         },
         None => scan,
     };
-    Ok(optimize(plan))
+    Ok(optimize(plan, &Estimator::new(store)))
 }
 
 /// The rows (with their keys) that a target plan selects.
@@ -252,7 +259,11 @@ fn insert(store: &mut dyn Store, ins: &ast::Insert, ctx: &ExecContext) -> Result
                     bound.columns.len()
                 )));
             }
-            run(&optimize(bound.plan), &*store, ctx)?
+            run(
+                &optimize(bound.plan, &Estimator::new(&*store)),
+                &*store,
+                ctx,
+            )?
         }
         None => vec![Vec::new()],
     };

@@ -18,7 +18,9 @@
 //! evaluates the expression, 1 the row of the query around a subquery, and
 //! so on. That is how a correlated subquery reads its outer row.
 
+pub mod cost;
 pub mod rules;
+pub mod stats;
 
 use std::fmt::Write as _;
 use std::sync::Arc;

@@ -44,6 +44,7 @@ use std::sync::Arc;
 use crate::ast::{BinaryOp, JoinKind};
 use crate::catalog::Table;
 use crate::exec::eval::eval_constant;
+use crate::plan::cost::Estimator;
 use crate::plan::{Expr, Plan};
 use crate::store::IndexRange;
 use crate::value::Value;
@@ -51,8 +52,10 @@ use crate::value::Value;
 /// The largest LIMIT + OFFSET for which a top-N sort is chosen.
 pub const TOP_N_MAX: u64 = 1000;
 
-/// Runs every rule over `plan`.
-pub fn optimize(plan: Plan) -> Plan {
+/// Runs every rule over `plan`; `est` estimates rows and costs where a
+/// rule chooses between plans.
+pub fn optimize(plan: Plan, est: &Estimator<'_>) -> Plan {
+    let _ = est;
     let plan = map_plan(plan, &mut |p| fold_plan_constants(p));
     let plan = map_plan(plan, &mut reorder_joins);
     let plan = push_down(plan);
