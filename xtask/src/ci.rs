@@ -70,7 +70,7 @@ pub struct CiArgs {
     #[arg(long)]
     pub no_test: bool,
     /// Seconds to fuzz each target.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 5)]
     pub fuzz_seconds: u64,
 }
 
