@@ -112,7 +112,9 @@ impl<'a> Estimator<'a> {
                 let _ = (left, right);
                 first * r * on.as_ref().map(|_| 0.1).unwrap_or(1.0)
             }
-            Plan::HashJoin { .. } => first.max(inputs.get(1).map(|e| e.rows).unwrap_or(0.0)),
+            Plan::HashJoin { .. } | Plan::MergeJoin { .. } => {
+                first.max(inputs.get(1).map(|e| e.rows).unwrap_or(0.0))
+            }
             Plan::IndexJoin { .. } => first,
             Plan::Aggregate { group_by, .. } => {
                 if group_by.is_empty() {
