@@ -806,10 +806,20 @@ impl<'a> Estimator<'a> {
                 let n = rows.len() as f64;
                 (n, n * CPU_TUPLE_COST)
             }
-            Plan::Filter { input, predicate } => (
-                clamp_rows(first * self.selectivity(input, predicate), first),
-                self.expr_cost(predicate, first),
-            ),
+            Plan::Filter { input, predicate } => {
+                let s = self.selectivity(input, predicate);
+                let rows = match &**input {
+                    // The rules keep the whole predicate above the access
+                    // path that some of its terms chose: those terms hold
+                    // for every row already, so count the predicate
+                    // against the table instead of against the range.
+                    Plan::IndexScan { table, .. } | Plan::PkLookup { table, .. } => {
+                        clamp_rows(self.table_rows(table) * s, first)
+                    }
+                    _ => clamp_rows(first * s, first),
+                };
+                (rows, self.expr_cost(predicate, first))
+            }
             Plan::Project { exprs, .. } => (
                 first,
                 exprs.iter().map(|e| self.expr_cost(e, first)).sum::<f64>()
