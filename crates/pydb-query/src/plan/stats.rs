@@ -229,7 +229,7 @@ fn column_stats(values: Vec<&Value>, total: u64, whole: bool) -> ColumnStats {
         candidates.retain(|(_, c)| *c >= 2 && *c as f64 > average);
     }
     // Most frequent first; ties in value order (stable sort).
-    candidates.sort_by(|a, b| b.1.cmp(&a.1));
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.1));
     candidates.truncate(MAX_MCV);
     let mcv: Vec<(Value, f64)> = candidates
         .iter()
