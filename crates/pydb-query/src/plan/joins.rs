@@ -727,3 +727,396 @@ fn align_keys(order: &[usize], keys: &Keys) -> (Vec<Expr>, Vec<Expr>) {
     pairs.sort_by_key(|(l, _)| rank(l));
     pairs.into_iter().unzip()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::catalog::{Column, Index};
+    use crate::exec::ExecContext;
+    use crate::exec::eval::NoStore;
+    use crate::plan::rules::optimize;
+    use crate::plan::stats::{ColumnStats, TableStats};
+    use crate::value::{DataType, Value};
+
+    /// A table of INTEGER columns `cols`, with a primary key on the
+    /// columns `pk` and one index per entry of `indexed`.
+    fn table(id: u64, name: &str, cols: &[&str], pk: &[usize], indexed: &[usize]) -> Arc<Table> {
+        Arc::new(Table {
+            name: name.into(),
+            id,
+            columns: cols
+                .iter()
+                .map(|c| Column {
+                    name: (*c).into(),
+                    ty: DataType::Integer,
+                    nullable: true,
+                    default: Value::Null,
+                })
+                .collect(),
+            primary_key: pk.to_vec(),
+            indexes: indexed
+                .iter()
+                .map(|c| Index {
+                    name: format!("{name}_{}", cols[*c]),
+                    id: id * 100 + *c as u64,
+                    table: name.into(),
+                    columns: vec![*c],
+                    unique: false,
+                })
+                .collect(),
+        })
+    }
+
+    /// Statistics: `rows` rows, column `i` with `distinct[i]` values.
+    fn stats(rows: u64, distinct: &[u64]) -> TableStats {
+        TableStats {
+            row_count: rows,
+            columns: distinct
+                .iter()
+                .map(|d| ColumnStats {
+                    distinct: *d,
+                    ..ColumnStats::default()
+                })
+                .collect(),
+        }
+    }
+
+    fn eq(a: usize, b: usize) -> Expr {
+        Expr::Binary(BinaryOp::Eq, Box::new(Expr::col(a)), Box::new(Expr::col(b)))
+    }
+
+    /// `FROM t1, t2, ... WHERE terms`, as the binder builds it.
+    fn from_where(tables: &[&Arc<Table>], terms: Vec<Expr>) -> Plan {
+        let joined = tables
+            .iter()
+            .map(|t| Plan::Scan {
+                table: (*t).clone(),
+            })
+            .reduce(|acc, t| Plan::Join {
+                left: Box::new(acc),
+                right: Box::new(t),
+                kind: JoinKind::Cross,
+                on: None,
+            })
+            .unwrap();
+        match Expr::and_all(terms) {
+            Some(predicate) => Plan::Filter {
+                input: Box::new(joined),
+                predicate,
+            },
+            None => joined,
+        }
+    }
+
+    /// The tables in the order the plan reads them: leftmost input first.
+    fn read_order(plan: &Plan, out: &mut Vec<String>) {
+        match plan {
+            Plan::Scan { table } | Plan::IndexScan { table, .. } | Plan::PkLookup { table, .. } => {
+                out.push(table.name.clone())
+            }
+            Plan::IndexJoin { left, table, .. } => {
+                read_order(left, out);
+                out.push(table.name.clone());
+            }
+            other => other.inputs().into_iter().for_each(|p| read_order(p, out)),
+        }
+    }
+
+    fn order_of(plan: &Plan) -> Vec<String> {
+        let mut out = Vec::new();
+        read_order(plan, &mut out);
+        out
+    }
+
+    fn explain(plan: &Plan) -> String {
+        plan.explain().join("\n")
+    }
+
+    #[test]
+    fn chain_starts_from_the_small_end_and_follows_the_indexes() {
+        // a (10 rows) - b (1000) - c (100000), written biggest first:
+        // FROM c, b, a WHERE a.x = b.x AND b.y = c.y.
+        let a = table(1, "a", &["x", "y"], &[], &[]);
+        let b = table(2, "b", &["x", "y"], &[], &[0]);
+        let c = table(3, "c", &["y", "z"], &[], &[0]);
+        let est = Estimator::with_stats([
+            (1, stats(10, &[10, 10])),
+            (2, stats(1000, &[1000, 100])),
+            (3, stats(100_000, &[100, 100_000])),
+        ]);
+        // Row: c.y c.z | b.x b.y | a.x a.y
+        let plan = optimize(from_where(&[&c, &b, &a], vec![eq(4, 2), eq(3, 0)]), &est);
+        assert_eq!(order_of(&plan), ["a", "b", "c"], "{}", explain(&plan));
+        let text = explain(&plan);
+        assert!(text.contains("IndexJoin Inner b using b_x"), "{text}");
+        assert!(text.contains("IndexJoin Inner c using c_y"), "{text}");
+        // The projection on top restores FROM's column order.
+        assert_eq!(plan.width(), 6);
+        let Plan::Project { exprs, .. } = &plan else {
+            panic!("expected a projection on top:\n{text}");
+        };
+        // c's columns come last in the new order (a: 0-1, b: 2-3, c: 4-5).
+        assert_eq!(exprs[0], Expr::col(4));
+        assert_eq!(exprs[4], Expr::col(0));
+    }
+
+    #[test]
+    fn star_starts_from_the_filtered_dimension() {
+        // The fact table f references three dimensions; only d1 is
+        // filtered, and f has an index on its d1 column.
+        let f = table(10, "f", &["d1", "d2", "d3", "v"], &[], &[0]);
+        let d1 = table(11, "d1", &["id", "name"], &[0], &[]);
+        let d2 = table(12, "d2", &["id", "name"], &[0], &[]);
+        let d3 = table(13, "d3", &["id", "name"], &[0], &[]);
+        let est = Estimator::with_stats([
+            (10, stats(100_000, &[10, 1000, 100, 100_000])),
+            (11, stats(10, &[10, 10])),
+            (12, stats(1000, &[1000, 1000])),
+            (13, stats(100, &[100, 100])),
+        ]);
+        // Row: f 0-3 | d2 4-5 | d3 6-7 | d1 8-9
+        let name_is_x = Expr::Binary(
+            BinaryOp::Eq,
+            Box::new(Expr::col(9)),
+            Box::new(Expr::Literal(Value::text("x"))),
+        );
+        let plan = optimize(
+            from_where(
+                &[&f, &d2, &d3, &d1],
+                vec![eq(0, 8), eq(1, 4), eq(2, 6), name_is_x],
+            ),
+            &est,
+        );
+        let text = explain(&plan);
+        let order = order_of(&plan);
+        assert_eq!(&order[..2], ["d1", "f"], "{text}");
+        assert!(text.contains("IndexJoin Inner f using f_d1"), "{text}");
+        assert!(text.contains("IndexJoin Inner d2 using primary key"), "{text}");
+        assert!(text.contains("IndexJoin Inner d3 using primary key"), "{text}");
+        assert!(!text.contains("NestedLoopJoin"), "{text}");
+    }
+
+    /// Six tables in a chain t0 - t1 - ... - t5, listed so that no two
+    /// neighbours in FROM are linked.
+    fn scrambled_chain(n: usize) -> (Vec<Arc<Table>>, Plan) {
+        let tables: Vec<Arc<Table>> = (0..n)
+            .map(|i| table(100 + i as u64, &format!("t{i}"), &["a", "b"], &[], &[]))
+            .collect();
+        // Evens first, then odds: t0, t2, t4, ..., t1, t3, ...
+        let order: Vec<usize> = (0..n).step_by(2).chain((1..n).step_by(2)).collect();
+        let at = |t: usize| 2 * order.iter().position(|x| *x == t).unwrap();
+        // t_i.b = t_{i+1}.a
+        let terms = (0..n - 1).map(|i| eq(at(i) + 1, at(i + 1))).collect();
+        let listed: Vec<&Arc<Table>> = order.iter().map(|i| &tables[*i]).collect();
+        let plan = from_where(&listed, terms);
+        (tables, plan)
+    }
+
+    #[test]
+    fn no_cross_product_while_a_condition_links_the_inputs() {
+        let (_, plan) = scrambled_chain(6);
+        let plan = optimize(plan, &Estimator::without_stats());
+        let text = explain(&plan);
+        assert!(!text.contains("NestedLoopJoin"), "{text}");
+        assert_eq!(text.matches("Join Inner").count(), 5, "{text}");
+        assert_eq!(plan.width(), 12);
+    }
+
+    #[test]
+    fn unlinked_inputs_are_crossed_once() {
+        // FROM a, b, c WHERE a.x = c.x: b is linked to nothing.
+        let a = table(1, "a", &["x"], &[], &[]);
+        let b = table(2, "b", &["x"], &[], &[]);
+        let c = table(3, "c", &["x"], &[], &[]);
+        let plan = optimize(
+            from_where(&[&a, &b, &c], vec![eq(0, 2)]),
+            &Estimator::without_stats(),
+        );
+        let text = explain(&plan);
+        assert_eq!(text.matches("NestedLoopJoin Cross").count(), 1, "{text}");
+        assert_eq!(text.matches("Join Inner").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn fourteen_relations_plan_greedily_into_a_valid_tree() {
+        let n = 14;
+        assert!(n > DP_MAX_RELATIONS);
+        let (tables, plan) = scrambled_chain(n);
+        let est = Estimator::with_stats(
+            tables
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.id, stats(10 * (i as u64 + 1), &[10, 10]))),
+        );
+        let plan = optimize(plan, &est);
+        let text = explain(&plan);
+        assert!(!text.contains("NestedLoopJoin"), "{text}");
+        assert_eq!(text.matches("Join Inner").count(), n - 1, "{text}");
+        let mut order = order_of(&plan);
+        order.sort();
+        let mut want: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
+        want.sort();
+        assert_eq!(order, want, "every table read once:\n{text}");
+        assert_eq!(plan.width(), 2 * n);
+    }
+
+    #[test]
+    fn ten_relations_plan_by_dynamic_programming() {
+        // A star of nine dimensions around a fact table: 2^9 linked
+        // subsets hold the fact table, each planned once.
+        let mut cols: Vec<String> = (1..10).map(|i| format!("d{i}")).collect();
+        cols.push("v".into());
+        let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
+        let f = table(50, "f", &col_refs, &[], &[]);
+        let dims: Vec<Arc<Table>> = (1..10)
+            .map(|i| table(50 + i, &format!("d{i}"), &["id", "name"], &[], &[]))
+            .collect();
+        let mut listed: Vec<&Arc<Table>> = dims.iter().collect();
+        listed.push(&f);
+        // Row: d1..d9 (2 columns each, 0-17), f (18-27).
+        let terms = (0..9).map(|i| eq(18 + i, 2 * i)).collect();
+        let est = Estimator::with_stats(
+            dims.iter()
+                .enumerate()
+                .map(|(i, d)| (d.id, stats(10 + 100 * i as u64, &[10, 10])))
+                .chain([(f.id, stats(100_000, &[10; 10]))]),
+        );
+        let plan = optimize(from_where(&listed, terms), &est);
+        let text = explain(&plan);
+        assert!(!text.contains("NestedLoopJoin"), "{text}");
+        assert_eq!(text.matches("Join Inner").count(), 9, "{text}");
+        assert_eq!(plan.width(), 28);
+    }
+
+    #[test]
+    fn merge_join_reads_primary_key_order_without_sorting() {
+        // p's and q's two-column keys both start with id: both scans come
+        // sorted on it, and neither has an index for a lookup on id alone.
+        let p = table(1, "p", &["id", "v"], &[0, 1], &[]);
+        let q = table(2, "q", &["id", "k", "w"], &[0, 1], &[]);
+        let plan = optimize(
+            from_where(&[&p, &q], vec![eq(0, 2)]),
+            &Estimator::without_stats(),
+        );
+        let text = explain(&plan);
+        assert!(text.contains("MergeJoin Inner left=(#0) right=(#0)"), "{text}");
+        assert!(!text.contains("Sort"), "{text}");
+    }
+
+    #[test]
+    fn left_joins_keep_their_sides() {
+        let a = table(1, "a", &["x"], &[], &[]);
+        let b = table(2, "b", &["x"], &[], &[]);
+        let plan = Plan::Join {
+            left: Box::new(Plan::Scan { table: b.clone() }),
+            right: Box::new(Plan::Scan { table: a.clone() }),
+            kind: JoinKind::Left,
+            on: Some(eq(0, 1)),
+        };
+        let est = Estimator::with_stats([(1, stats(10, &[10])), (2, stats(100_000, &[10]))]);
+        let plan = optimize(plan, &est);
+        assert_eq!(order_of(&plan), ["b", "a"], "{}", explain(&plan));
+        assert!(explain(&plan).contains("Join Left"));
+    }
+
+    fn values(rows: &[(Option<i64>, i64)]) -> Plan {
+        let lit = |v: Option<i64>| Expr::Literal(v.map(Value::Integer).unwrap_or(Value::Null));
+        Plan::Values {
+            rows: rows
+                .iter()
+                .map(|(k, v)| vec![lit(*k), lit(Some(*v))])
+                .collect(),
+            width: 2,
+        }
+    }
+
+    fn sorted_by_key(p: Plan) -> Plan {
+        Plan::Sort {
+            input: Box::new(p),
+            keys: vec![SortKey {
+                expr: Expr::col(0),
+                desc: false,
+                nulls_first: true,
+            }],
+        }
+    }
+
+    fn run_sorted(plan: &Plan) -> Vec<Vec<Value>> {
+        let mut rows = crate::exec::run(plan, &NoStore, &ExecContext::default()).unwrap();
+        rows.sort_by(|a, b| {
+            crate::value::GroupKey(a.clone()).cmp(&crate::value::GroupKey(b.clone()))
+        });
+        rows
+    }
+
+    #[test]
+    fn merge_join_refuses_input_that_is_not_sorted() {
+        let left = values(&[(Some(2), 0), (Some(1), 0)]);
+        let right = values(&[(Some(1), 0), (Some(2), 0)]);
+        let plan = Plan::MergeJoin {
+            left: Box::new(left),
+            right: Box::new(right),
+            kind: JoinKind::Inner,
+            left_keys: vec![Expr::col(0)],
+            right_keys: vec![Expr::col(0)],
+            residual: None,
+        };
+        let err = crate::exec::run(&plan, &NoStore, &ExecContext::default()).unwrap_err();
+        assert!(err.to_string().contains("not sorted"), "{err}");
+    }
+
+    fn rows_strategy() -> impl Strategy<Value = Vec<(Option<i64>, i64)>> {
+        prop::collection::vec((prop::option::weighted(0.8, 0i64..5), 0i64..4), 0..12)
+    }
+
+    proptest! {
+        /// Merge join and hash join give exactly the nested loop's rows,
+        /// inner and left, with and without a residual condition, NULL
+        /// keys and duplicate keys on both sides included.
+        #[test]
+        fn merge_and_hash_join_equal_nested_loop(
+            left in rows_strategy(),
+            right in rows_strategy(),
+            left_join in any::<bool>(),
+            with_residual in any::<bool>(),
+        ) {
+            let kind = if left_join { JoinKind::Left } else { JoinKind::Inner };
+            // Residual over the combined row: left.v <= right.v.
+            let residual = with_residual.then(|| Expr::Binary(
+                BinaryOp::LtEq,
+                Box::new(Expr::col(1)),
+                Box::new(Expr::col(3)),
+            ));
+            let on = Expr::and_all([Some(eq(0, 2)), residual.clone()].into_iter().flatten().collect());
+            let nested = Plan::Join {
+                left: Box::new(values(&left)),
+                right: Box::new(values(&right)),
+                kind,
+                on,
+            };
+            let merge = Plan::MergeJoin {
+                left: Box::new(sorted_by_key(values(&left))),
+                right: Box::new(sorted_by_key(values(&right))),
+                kind,
+                left_keys: vec![Expr::col(0)],
+                right_keys: vec![Expr::col(0)],
+                residual: residual.clone(),
+            };
+            let hash = Plan::HashJoin {
+                left: Box::new(values(&left)),
+                right: Box::new(values(&right)),
+                kind,
+                left_keys: vec![Expr::col(0)],
+                right_keys: vec![Expr::col(0)],
+                residual,
+            };
+            let want = run_sorted(&nested);
+            prop_assert_eq!(&run_sorted(&merge), &want);
+            prop_assert_eq!(&run_sorted(&hash), &want);
+        }
+    }
+}
