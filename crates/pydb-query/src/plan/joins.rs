@@ -55,7 +55,6 @@
 //! The cheapest by [`Estimator::estimate`] wins; on a tie, the first in the
 //! order above (the ones that hold less in memory).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::ast::{BinaryOp, JoinKind};
@@ -216,7 +215,7 @@ impl Graph<'_, '_> {
             })
             .map(|t| {
                 let mut e = t.expr.clone();
-                e.map_columns(&|c| pos.get(&c).copied().unwrap_or(c));
+                e.map_columns(&|c| pos.get(c).copied().unwrap_or(c));
                 e
             })
             .collect();
@@ -234,13 +233,16 @@ impl Graph<'_, '_> {
         }
     }
 
-    /// Where each original column sits in a row laid out as `layout`.
-    fn positions(&self, layout: &[usize]) -> HashMap<usize, usize> {
-        let mut pos = HashMap::new();
+    /// Where each original column sits in a row laid out as `layout`
+    /// (`usize::MAX` for the columns of relations not in it).
+    fn positions(&self, layout: &[usize]) -> Vec<usize> {
+        let width = self.offsets.last().copied().unwrap_or(0)
+            + self.widths.last().copied().unwrap_or(0);
+        let mut pos = vec![usize::MAX; width];
         let mut at = 0;
         for &r in layout {
             for c in 0..self.widths[r] {
-                pos.insert(self.offsets[r] + c, at);
+                pos[self.offsets[r] + c] = at;
                 at += 1;
             }
         }
@@ -295,33 +297,68 @@ impl Graph<'_, '_> {
 
     /// Greedy: join the cheapest linked pair until one plan is left (a
     /// cross product of the two smallest when no pair is linked).
-    fn greedy(&self, mut parts: Vec<Rel>) -> Option<Rel> {
-        while parts.len() > 1 {
-            let mut pick: Option<(usize, usize, Rel)> = None;
-            for i in 0..parts.len() {
-                for j in i + 1..parts.len() {
-                    if !self.linked(parts[i].set, parts[j].set) {
-                        continue;
-                    }
-                    let r = self.join_either(&parts[i], &parts[j]);
-                    if pick.as_ref().is_none_or(|(_, _, p)| r.est.cost < p.est.cost) {
-                        pick = Some((i, j, r));
-                    }
+    ///
+    /// Only linked pairs are priced, and a pair's price is kept until one
+    /// of its plans is used up: each round prices just the pairs of the
+    /// plan it made, about one join per link in all.
+    fn greedy(&self, parts: Vec<Rel>) -> Option<Rel> {
+        let mut parts: Vec<Option<Rel>> = parts.into_iter().map(Some).collect();
+        // Linked pairs (i < j) with the cost of their cheaper join.
+        let mut pairs: Vec<(usize, usize, f64)> = Vec::new();
+        let price = |parts: &[Option<Rel>], i: usize, pairs: &mut Vec<(usize, usize, f64)>| {
+            let Some(a) = &parts[i] else { return };
+            for (j, b) in parts.iter().enumerate() {
+                if let Some(b) = b
+                    && j != i
+                    && self.linked(a.set, b.set)
+                {
+                    let cost = self.join_either(a, b).est.cost;
+                    pairs.push((i.min(j), i.max(j), cost));
                 }
             }
-            let (i, j, r) = match pick {
-                Some(p) => p,
+        };
+        for i in 0..parts.len() {
+            // Each pair once: from its first part, against later ones.
+            let before = pairs.len();
+            price(&parts, i, &mut pairs);
+            let mut k = before;
+            while k < pairs.len() {
+                if pairs[k].0 != i {
+                    pairs.swap_remove(k);
+                } else {
+                    k += 1;
+                }
+            }
+        }
+        loop {
+            let left: Vec<usize> = (0..parts.len()).filter(|i| parts[*i].is_some()).collect();
+            if left.len() < 2 {
+                break;
+            }
+            let best = pairs
+                .iter()
+                .copied()
+                .reduce(|p, q| if q.2 < p.2 { q } else { p });
+            let (i, j) = match best {
+                Some((i, j, _)) => (i, j),
                 None => {
                     // No link left: cross the two smallest.
-                    parts.sort_by(|a, b| a.est.rows.total_cmp(&b.est.rows));
-                    let r = self.join_either(&parts[0], &parts[1]);
-                    (0, 1, r)
+                    let mut by_rows = left.clone();
+                    by_rows.sort_by(|x, y| {
+                        let rows = |k: &usize| parts[*k].as_ref().map_or(0.0, |r| r.est.rows);
+                        rows(x).total_cmp(&rows(y))
+                    });
+                    (by_rows[0], by_rows[1])
                 }
             };
-            parts.remove(j);
-            parts[i] = r;
+            let (Some(a), Some(b)) = (parts[i].take(), parts[j].take()) else {
+                break;
+            };
+            parts[i] = Some(self.join_either(&a, &b));
+            pairs.retain(|(x, y, _)| ![i, j].contains(x) && ![i, j].contains(y));
+            price(&parts, i, &mut pairs);
         }
-        parts.pop()
+        parts.into_iter().flatten().next()
     }
 }
 
@@ -449,13 +486,13 @@ fn order_joins(plan: Plan, est: &Estimator<'_>) -> Plan {
             predicate,
         };
     }
-    if (0..width).all(|c| pos.get(&c) == Some(&c)) {
+    if (0..width).all(|c| pos.get(c) == Some(&c)) {
         return plan;
     }
     Plan::Project {
         input: Box::new(plan),
         exprs: (0..width)
-            .map(|c| Expr::col(pos.get(&c).copied().unwrap_or(c)))
+            .map(|c| Expr::col(pos.get(c).copied().unwrap_or(c)))
             .collect(),
     }
 }
