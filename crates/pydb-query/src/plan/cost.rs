@@ -114,6 +114,7 @@ impl<'a> Estimator<'a> {
             }
             Plan::HashJoin { .. } => first.max(inputs.get(1).map(|e| e.rows).unwrap_or(0.0)),
             Plan::IndexJoin { .. } => first,
+            Plan::SemiJoin { .. } => first * 0.5,
             Plan::Aggregate { group_by, .. } => {
                 if group_by.is_empty() {
                     1.0

@@ -149,6 +149,23 @@ fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
             kind,
             residual,
         },
+        Plan::SemiJoin {
+            left,
+            right,
+            anti,
+            left_keys,
+            right_keys,
+            residual,
+            null_aware,
+        } => Plan::SemiJoin {
+            left: b(left),
+            right: b(right),
+            anti,
+            left_keys,
+            right_keys,
+            residual,
+            null_aware,
+        },
         Plan::Aggregate {
             input,
             group_by,
@@ -209,6 +226,12 @@ fn for_each_expr_mut(plan: &mut Plan, f: &mut dyn FnMut(&mut Expr)) {
         Plan::Project { exprs, .. } => exprs.iter_mut().for_each(f),
         Plan::Join { on, .. } => on.iter_mut().for_each(f),
         Plan::HashJoin {
+            left_keys,
+            right_keys,
+            residual,
+            ..
+        }
+        | Plan::SemiJoin {
             left_keys,
             right_keys,
             residual,
