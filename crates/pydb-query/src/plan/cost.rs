@@ -57,6 +57,7 @@
 //! | HashJoin | build `right x (CPU_TUPLE_COST + keys x CPU_OPERATOR_COST)`, probe `left x keys x CPU_OPERATOR_COST`, `rows x CPU_TUPLE_COST` |
 //! | MergeJoin | `(left + right) x keys x CPU_OPERATOR_COST + rows x CPU_TUPLE_COST` (inputs arrive sorted) |
 //! | IndexJoin | `fetched pages x RANDOM_PAGE_COST` for all lookups, `matches x (CPU_INDEX_TUPLE_COST + CPU_TUPLE_COST)` |
+//! | SemiJoin (hash) | as HashJoin; rows: the left rows whose key value the right side holds (or does not, anti) |
 //! | Sort | `2 x CPU_OPERATOR_COST x n log2 n` (comparisons); TopN `n log2 k` |
 //! | Aggregate, Distinct | `input rows x CPU_OPERATOR_COST x columns + rows x CPU_TUPLE_COST` (hashing) |
 //!
@@ -353,7 +354,8 @@ impl<'a> Estimator<'a> {
             | Plan::Sort { input, .. }
             | Plan::TopN { input, .. }
             | Plan::Limit { input, .. }
-            | Plan::Distinct { input, .. } => self.origin(input, col),
+            | Plan::Distinct { input, .. }
+            | Plan::SemiJoin { left: input, .. } => self.origin(input, col),
             Plan::Project { input, exprs } => match exprs.get(col)? {
                 Expr::Column { depth: 0, index } => self.origin(input, *index),
                 _ => None,
@@ -941,6 +943,58 @@ impl<'a> Estimator<'a> {
                         + first * CPU_OPERATOR_COST
                         + filter_cost
                         + rows * CPU_TUPLE_COST,
+                )
+            }
+            Plan::SemiJoin {
+                left,
+                right,
+                anti,
+                left_keys,
+                right_keys,
+                residual,
+                ..
+            } => {
+                // The fraction of left rows that find a match: per key,
+                // the share of the left column's values that the right
+                // side holds (containment), the right side's distinct
+                // values capped by its rows.
+                let mut matched: f64 = left_keys
+                    .iter()
+                    .zip(right_keys)
+                    .map(|(l, r)| {
+                        let (nd_left, nonnull) = match self.operand(left, l) {
+                            Operand::Col(col) => (self.col_distinct(&col), 1.0 - col.null_frac()),
+                            _ => (DEFAULT_NUM_DISTINCT.min(first.max(1.0)), 1.0),
+                        };
+                        let nd_right = match self.operand(right, r) {
+                            Operand::Col(col) => self.col_distinct(&col),
+                            _ => DEFAULT_NUM_DISTINCT,
+                        }
+                        .min(second.max(1.0));
+                        nonnull * (nd_right / nd_left).min(1.0)
+                    })
+                    .product();
+                if second < 1.0 {
+                    matched = 0.0;
+                } else if residual.is_some() {
+                    matched *= 0.5;
+                }
+                let rows = if *anti {
+                    first * (1.0 - matched)
+                } else {
+                    first * matched
+                };
+                let keys = left_keys.len() as f64;
+                let work = if left_keys.is_empty() {
+                    first * second * CPU_OPERATOR_COST
+                } else {
+                    second * (CPU_TUPLE_COST + keys * CPU_OPERATOR_COST)
+                        + first * keys * CPU_OPERATOR_COST
+                };
+                let residual_cost = residual.as_ref().map_or(0.0, |r| self.expr_cost(r, first));
+                (
+                    clamp_rows(rows, first),
+                    work + residual_cost + rows * CPU_TUPLE_COST,
                 )
             }
             Plan::Aggregate {
