@@ -96,7 +96,7 @@ pub fn format_estimate(e: &Estimate, width: usize) -> String {
     let (startup, total) = cost_range(e);
     format!(
         "  (cost={startup:.2}..{total:.2} rows={:.0} width={width})",
-        e.rows.max(0.0)
+        e.rows.max(0.0).round()
     )
 }
 
