@@ -428,7 +428,7 @@ fn subquery_result(sq: &Subquery, kind: Kind, row: &[Value], env: &Env<'_>) -> R
 }
 
 /// A store with no tables, for evaluating constants.
-struct NoStore;
+pub(crate) struct NoStore;
 
 impl Store for NoStore {
     fn table(&self, _: &str) -> Result<Option<std::sync::Arc<crate::catalog::Table>>> {

@@ -79,16 +79,39 @@ pub fn execute(store: &mut dyn Store, stmt: &Statement, ctx: &ExecContext) -> Re
         Statement::CreateView(c) => create_view(store, c),
         Statement::Drop(d) => drop_object(store, d),
         Statement::Reindex { name } => reindex(store, name.as_ref()),
-        Statement::Analyze { table } => {
-            if let Some(t) = table {
-                lookup_table(&*store, t)?;
-            }
-            Ok(Output::Done("ANALYZE"))
-        }
+        Statement::Analyze { table } => analyze(store, table.as_ref()),
         Statement::Begin { .. } | Statement::Commit | Statement::Rollback => Err(Error::Invalid(
             "transaction control belongs to the session, not the executor".into(),
         )),
     }
+}
+
+/// ANALYZE: reads every row of the named table (or of every table) in
+/// the statement's transaction, computes its statistics
+/// ([`crate::plan::stats::collect`]) and stores them, replacing the old
+/// ones. A rolled-back ANALYZE leaves the old statistics.
+fn analyze(store: &mut dyn Store, table: Option<&ast::Ident>) -> Result<Output> {
+    let tables = match table {
+        Some(t) => vec![lookup_table(&*store, t)?],
+        None => store.tables()?,
+    };
+    for table in tables {
+        // Rows stream into the sample; the first error stops the scan.
+        let mut failed = None;
+        let rows = store.scan(&table)?.map_while(|r| match r {
+            Ok((_, row)) => Some(row),
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
+        });
+        let stats = crate::plan::stats::collect(rows, table.columns.len());
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        store.set_table_stats(&table, stats)?;
+    }
+    Ok(Output::Done("ANALYZE"))
 }
 
 /// Runs a plan to the end and returns its rows.

@@ -155,6 +155,33 @@ fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
             matched: false,
             budget: MemoryBudget::new(env, "a hash join"),
         }),
+        Plan::MergeJoin {
+            left,
+            right,
+            kind,
+            left_keys,
+            right_keys,
+            residual,
+        } => Box::new(MergeJoinOp {
+            left: build(left, env)?,
+            right: build(right, env)?,
+            left_keys,
+            right_keys,
+            right_width: right.width(),
+            kind: *kind,
+            residual: residual.as_ref(),
+            env: env.clone(),
+            last_left: None,
+            last_right: None,
+            lookahead: None,
+            right_done: false,
+            group_key: None,
+            group: Vec::new(),
+            current: None,
+            pos: 0,
+            matched: false,
+            budget: MemoryBudget::new(env, "a merge join"),
+        }),
         Plan::IndexJoin {
             left,
             table,
@@ -450,6 +477,152 @@ impl Operator for HashJoin<'_> {
             };
             while self.pos < self.matches.len() {
                 let row = concat_rows(left, &self.matches[self.pos]);
+                self.pos += 1;
+                let ok = match self.residual {
+                    Some(p) => eval_predicate(p, &row, &self.env)?,
+                    None => true,
+                };
+                if ok {
+                    self.matched = true;
+                    return Ok(Some(row));
+                }
+            }
+            let left = self.current.take().unwrap_or_default();
+            if self.kind == JoinKind::Left && !self.matched {
+                return Ok(Some(concat_rows(
+                    &left,
+                    &vec![Value::Null; self.right_width],
+                )));
+            }
+        }
+    }
+}
+
+/// A merge join: both inputs come sorted ascending on their keys, so the
+/// rows of one key value are next to each other on both sides. The
+/// operator reads the left rows in order; for each new left key it moves
+/// the right input forward past smaller keys and keeps the right rows with
+/// an equal key (the *group*) in memory, which the following left rows
+/// with the same key reuse. Nothing else is held: memory is the largest
+/// group, not the right input. NULL keys never match.
+///
+/// Sorted input is the planner's promise; the operator checks it (each
+/// key is compared with the previous one anyway), and a key that goes
+/// backwards fails the statement instead of silently losing matches.
+struct MergeJoinOp<'a> {
+    left: BoxedOperator<'a>,
+    right: BoxedOperator<'a>,
+    left_keys: &'a [Expr],
+    right_keys: &'a [Expr],
+    right_width: usize,
+    kind: JoinKind,
+    residual: Option<&'a Expr>,
+    env: Env<'a>,
+    /// The previous keys read on each side (NULLs included), to check
+    /// the order.
+    last_left: Option<GroupKey>,
+    last_right: Option<GroupKey>,
+    /// The next right row not yet placed in a group, with its key.
+    lookahead: Option<(GroupKey, Row)>,
+    right_done: bool,
+    /// The key of `group`: the right rows with that key.
+    group_key: Option<GroupKey>,
+    group: Vec<Row>,
+    current: Option<Row>,
+    pos: usize,
+    matched: bool,
+    budget: MemoryBudget,
+}
+
+/// The key of `row` (NULLs included) and whether it holds a NULL.
+fn raw_key(exprs: &[Expr], row: &[Value], env: &Env<'_>) -> Result<(GroupKey, bool)> {
+    let key = exprs
+        .iter()
+        .map(|e| eval(e, row, env))
+        .collect::<Result<Row>>()?;
+    let null = key.iter().any(Value::is_null);
+    Ok((GroupKey(key), null))
+}
+
+/// Fails when `key` sorts before `last`, then remembers it.
+fn check_order(last: &mut Option<GroupKey>, key: &GroupKey, side: &str) -> Result<()> {
+    if last.as_ref().is_some_and(|l| l > key) {
+        return Err(Error::Invalid(format!(
+            "merge join: the {side} input is not sorted on the join keys"
+        )));
+    }
+    *last = Some(key.clone());
+    Ok(())
+}
+
+impl MergeJoinOp<'_> {
+    /// The next right row with a key, or `None` at the end.
+    fn next_right(&mut self) -> Result<Option<(GroupKey, Row)>> {
+        if let Some(r) = self.lookahead.take() {
+            return Ok(Some(r));
+        }
+        if self.right_done {
+            return Ok(None);
+        }
+        loop {
+            let Some(row) = self.right.next()? else {
+                self.right_done = true;
+                return Ok(None);
+            };
+            let (key, null) = raw_key(self.right_keys, &row, &self.env)?;
+            check_order(&mut self.last_right, &key, "right")?;
+            if !null {
+                return Ok(Some((key, row)));
+            }
+        }
+    }
+
+    /// Makes `group` the right rows whose key equals `key` (none if no
+    /// right row has it), skipping the smaller keys.
+    fn seek_group(&mut self, key: &GroupKey) -> Result<()> {
+        if self.group_key.as_ref() == Some(key) {
+            return Ok(());
+        }
+        self.group.clear();
+        self.budget.used = 0;
+        while let Some((k, row)) = self.next_right()? {
+            match k.cmp(key) {
+                Ordering::Less => continue,
+                Ordering::Equal => {
+                    self.budget.charge(&row)?;
+                    self.group.push(row);
+                }
+                Ordering::Greater => {
+                    self.lookahead = Some((k, row));
+                    break;
+                }
+            }
+        }
+        self.group_key = Some(key.clone());
+        Ok(())
+    }
+}
+
+impl Operator for MergeJoinOp<'_> {
+    fn next(&mut self) -> Result<Option<Row>> {
+        loop {
+            let Some(left) = &self.current else {
+                let Some(l) = self.left.next()? else {
+                    return Ok(None);
+                };
+                let (key, null) = raw_key(self.left_keys, &l, &self.env)?;
+                check_order(&mut self.last_left, &key, "left")?;
+                self.pos = usize::MAX;
+                if !null {
+                    self.seek_group(&key)?;
+                    self.pos = 0;
+                }
+                self.current = Some(l);
+                self.matched = false;
+                continue;
+            };
+            while self.pos < self.group.len() {
+                let row = concat_rows(left, &self.group[self.pos]);
                 self.pos += 1;
                 let ok = match self.residual {
                     Some(p) => eval_predicate(p, &row, &self.env)?,

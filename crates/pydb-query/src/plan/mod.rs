@@ -10,8 +10,8 @@
 //! One enum serves as both the logical and the physical plan: the binder
 //! only builds the logical nodes (`Scan`, `Filter`, `Project`, `Join`,
 //! `Aggregate`, `Sort`, `Limit`, ...), and the rules replace some of them by
-//! physical choices (`IndexScan`, `PkLookup`, `HashJoin`, `IndexJoin`,
-//! `TopN`). Every
+//! physical choices (`IndexScan`, `PkLookup`, `HashJoin`, `MergeJoin`,
+//! `IndexJoin`, `TopN`). Every
 //! node knows how many columns its rows have ([`Plan::width`]).
 //!
 //! Column references carry a *depth*: 0 is the row of the operator that
@@ -449,6 +449,25 @@ pub enum Plan {
         /// What else must hold, over the combined row.
         residual: Option<Expr>,
     },
+    /// A merge join on equalities (physical): both inputs arrive sorted
+    /// ascending on their keys (NULLs first, the order of
+    /// [`Value::total_cmp`]), by an explicit `Sort` or because they are read
+    /// in that order (a primary-key scan); the operator walks them side by
+    /// side, holding only the right rows of one key value.
+    MergeJoin {
+        /// The outer input, sorted on `left_keys`.
+        left: Box<Plan>,
+        /// The inner input, sorted on `right_keys`.
+        right: Box<Plan>,
+        /// Inner or left outer.
+        kind: JoinKind,
+        /// Key expressions over left rows.
+        left_keys: Vec<Expr>,
+        /// Key expressions over right rows.
+        right_keys: Vec<Expr>,
+        /// What else must hold, over the combined row.
+        residual: Option<Expr>,
+    },
     /// An index nested-loop join (physical): for each left row, the right
     /// table's rows whose indexed column equals the left row's key are
     /// fetched through the index (or the primary key), instead of reading
@@ -546,9 +565,9 @@ impl Plan {
             | Plan::Limit { input, .. }
             | Plan::Distinct { input, .. } => input.width(),
             Plan::Project { exprs, .. } => exprs.len(),
-            Plan::Join { left, right, .. } | Plan::HashJoin { left, right, .. } => {
-                left.width() + right.width()
-            }
+            Plan::Join { left, right, .. }
+            | Plan::HashJoin { left, right, .. }
+            | Plan::MergeJoin { left, right, .. } => left.width() + right.width(),
             Plan::IndexJoin { left, table, .. } => left.width() + table.columns.len(),
             Plan::Aggregate { group_by, aggs, .. } => group_by.len() + aggs.len(),
             Plan::SetOp { left, .. } => left.width(),
@@ -611,6 +630,22 @@ impl Plan {
                 ..
             } => format!(
                 "HashJoin {:?} left=({}) right=({}){}",
+                kind,
+                fmt_list(left_keys),
+                fmt_list(right_keys),
+                residual
+                    .as_ref()
+                    .map(|e| format!(" residual {}", fmt_expr(e)))
+                    .unwrap_or_default()
+            ),
+            Plan::MergeJoin {
+                kind,
+                left_keys,
+                right_keys,
+                residual,
+                ..
+            } => format!(
+                "MergeJoin {:?} left=({}) right=({}){}",
                 kind,
                 fmt_list(left_keys),
                 fmt_list(right_keys),
@@ -717,6 +752,7 @@ impl Plan {
             Plan::IndexJoin { left, .. } => vec![left],
             Plan::Join { left, right, .. }
             | Plan::HashJoin { left, right, .. }
+            | Plan::MergeJoin { left, right, .. }
             | Plan::SetOp { left, right, .. } => vec![left, right],
         }
     }

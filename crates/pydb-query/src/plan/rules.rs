@@ -132,6 +132,21 @@ fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
             right_keys,
             residual,
         },
+        Plan::MergeJoin {
+            left,
+            right,
+            kind,
+            left_keys,
+            right_keys,
+            residual,
+        } => Plan::MergeJoin {
+            left: b(left),
+            right: b(right),
+            kind,
+            left_keys,
+            right_keys,
+            residual,
+        },
         Plan::IndexJoin {
             left,
             table,
@@ -209,6 +224,12 @@ fn for_each_expr_mut(plan: &mut Plan, f: &mut dyn FnMut(&mut Expr)) {
         Plan::Project { exprs, .. } => exprs.iter_mut().for_each(f),
         Plan::Join { on, .. } => on.iter_mut().for_each(f),
         Plan::HashJoin {
+            left_keys,
+            right_keys,
+            residual,
+            ..
+        }
+        | Plan::MergeJoin {
             left_keys,
             right_keys,
             residual,
