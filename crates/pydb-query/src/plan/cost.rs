@@ -272,10 +272,10 @@ impl<'a> Estimator<'a> {
         }
     }
 
-    /// An estimator that knows the statistics of the tables with these
-    /// ids, and of no other (for tests).
-    #[cfg(test)]
-    pub(crate) fn with_stats(stats: impl IntoIterator<Item = (u64, TableStats)>) -> Self {
+    /// An estimator over the given statistics (by table id) instead of a
+    /// store's: for tests, and for planning "what if the tables were this
+    /// big".
+    pub fn with_stats(stats: impl IntoIterator<Item = (u64, TableStats)>) -> Estimator<'static> {
         Estimator {
             store: None,
             stats: RefCell::new(

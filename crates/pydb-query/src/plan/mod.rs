@@ -20,6 +20,7 @@
 
 pub mod cost;
 pub mod explain;
+pub mod joins;
 pub mod rules;
 pub mod stats;
 
