@@ -14,10 +14,12 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Instant;
 
 use crate::ast::{JoinKind, SetOperator};
 use crate::error::{Error, Result};
 use crate::exec::eval::{Env, eval, eval_predicate};
+use crate::exec::profile::Instrumented;
 use crate::plan::{AggCall, AggFunc, Expr, Plan, SortKey};
 use crate::store::RowIter;
 use crate::value::{GroupKey, Row, Value};
@@ -61,8 +63,25 @@ impl MemoryBudget {
     }
 }
 
-/// Builds the operator tree for `plan`.
+/// Builds the operator tree for `plan`. Under EXPLAIN ANALYZE (the
+/// environment carries a profile) every operator comes wrapped in one
+/// that counts its rows, loops and time ([`super::profile`]).
 pub fn build<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
+    let Some(profile) = env.profile() else {
+        return build_node(plan, env);
+    };
+    let started = Instant::now();
+    let op = build_node(plan, env)?;
+    Ok(Box::new(Instrumented::new(
+        op,
+        plan,
+        profile.clone(),
+        started,
+    )))
+}
+
+/// Builds the operator of `plan` itself (its inputs through [`build`]).
+fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
     Ok(match plan {
         Plan::Scan { table } => Box::new(StoreRows {
             rows: env.store.scan(table)?,

@@ -35,8 +35,10 @@ fn text(s: &mut Session, sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// The optimized plan in the compact notation of `Plan::explain` (operator
+/// names as the plan enum spells them: `HashJoin`, `IndexScan`, ...).
 fn plan(s: &mut Session, sql: &str) -> String {
-    text(s, &format!("EXPLAIN {sql}")).join("\n")
+    s.compact_plan(sql).unwrap().join("\n")
 }
 
 fn err(s: &mut Session, sql: &str) -> Error {

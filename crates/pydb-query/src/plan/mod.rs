@@ -19,6 +19,7 @@
 //! so on. That is how a correlated subquery reads its outer row.
 
 pub mod cost;
+pub mod explain;
 pub mod joins;
 pub mod rules;
 pub mod stats;
@@ -134,7 +135,7 @@ impl Expr {
     }
 
     /// Calls `f` on every direct child expression (not into subqueries).
-    pub fn children(&self, f: &mut dyn FnMut(&Expr)) {
+    pub fn children<'e>(&'e self, f: &mut dyn FnMut(&'e Expr)) {
         match self {
             Expr::Literal(_) | Expr::Column { .. } | Expr::Param(_) => {}
             Expr::Unary(_, e) | Expr::IsNull(e, _) | Expr::Cast(e, _) => f(e),
@@ -852,18 +853,46 @@ fn fmt_keys(keys: &[SortKey]) -> String {
 }
 
 fn fmt_list(exprs: &[Expr]) -> String {
-    exprs.iter().map(fmt_expr).collect::<Vec<_>>().join(", ")
+    fmt_list_with(exprs, &positional)
+}
+
+fn fmt_list_with(exprs: &[Expr], names: ColumnNamer<'_>) -> String {
+    exprs
+        .iter()
+        .map(|e| fmt_expr_with(e, names))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How an expression printer names a column reference, given its `depth`
+/// and `index` (as in [`Expr::Column`]).
+pub type ColumnNamer<'n> = &'n dyn Fn(usize, usize) -> String;
+
+/// Names columns by position: `#3` is column 3 of the row, `outer1#3`
+/// column 3 of the enclosing query's row.
+pub fn positional(depth: usize, index: usize) -> String {
+    if depth == 0 {
+        format!("#{index}")
+    } else {
+        format!("outer{depth}#{index}")
+    }
 }
 
 /// An expression in EXPLAIN's notation: `#3` is column 3 of the row,
 /// `outer1#3` column 3 of the enclosing query's row.
 pub fn fmt_expr(e: &Expr) -> String {
+    fmt_expr_with(e, &positional)
+}
+
+/// An expression with its column references named by `names` (EXPLAIN
+/// prints `t.a` where the plan holds a position).
+pub fn fmt_expr_with(e: &Expr, names: ColumnNamer<'_>) -> String {
     let mut s = String::new();
-    write_expr(e, &mut s);
+    write_expr(e, &mut s, names);
     s
 }
 
-fn write_expr(e: &Expr, s: &mut String) {
+fn write_expr(e: &Expr, s: &mut String, names: ColumnNamer<'_>) {
     match e {
         Expr::Literal(Value::Text(t)) => {
             let _ = write!(s, "'{}'", t.replace('\'', "''"));
@@ -871,12 +900,7 @@ fn write_expr(e: &Expr, s: &mut String) {
         Expr::Literal(v) => {
             let _ = write!(s, "{v}");
         }
-        Expr::Column { depth: 0, index } => {
-            let _ = write!(s, "#{index}");
-        }
-        Expr::Column { depth, index } => {
-            let _ = write!(s, "outer{depth}#{index}");
-        }
+        Expr::Column { depth, index } => s.push_str(&names(*depth, *index)),
         Expr::Param(i) => {
             let _ = write!(s, "${}", i + 1);
         }
@@ -887,17 +911,17 @@ fn write_expr(e: &Expr, s: &mut String) {
                 UnaryOp::Not => "NOT ",
                 UnaryOp::BitNot => "~",
             });
-            write_expr(e, s);
+            write_expr(e, s, names);
         }
         Expr::Binary(op, a, b) => {
             s.push('(');
-            write_expr(a, s);
+            write_expr(a, s, names);
             let _ = write!(s, " {} ", binop_str(*op));
-            write_expr(b, s);
+            write_expr(b, s, names);
             s.push(')');
         }
         Expr::IsNull(e, negated) => {
-            write_expr(e, s);
+            write_expr(e, s, names);
             s.push_str(if *negated { " IS NOT NULL" } else { " IS NULL" });
         }
         Expr::Between {
@@ -906,27 +930,27 @@ fn write_expr(e: &Expr, s: &mut String) {
             high,
             negated,
         } => {
-            write_expr(expr, s);
+            write_expr(expr, s, names);
             s.push_str(if *negated {
                 " NOT BETWEEN "
             } else {
                 " BETWEEN "
             });
-            write_expr(low, s);
+            write_expr(low, s, names);
             s.push_str(" AND ");
-            write_expr(high, s);
+            write_expr(high, s, names);
         }
         Expr::InList {
             expr,
             list,
             negated,
         } => {
-            write_expr(expr, s);
+            write_expr(expr, s, names);
             let _ = write!(
                 s,
                 "{} ({})",
                 if *negated { " NOT IN" } else { " IN" },
-                fmt_list(list)
+                fmt_list_with(list, names)
             );
         }
         Expr::InSubquery {
@@ -934,7 +958,7 @@ fn write_expr(e: &Expr, s: &mut String) {
             subquery,
             negated,
         } => {
-            write_expr(expr, s);
+            write_expr(expr, s, names);
             let _ = write!(
                 s,
                 "{} (subquery #{})",
@@ -961,36 +985,36 @@ fn write_expr(e: &Expr, s: &mut String) {
             s.push_str("CASE");
             if let Some(o) = operand {
                 s.push(' ');
-                write_expr(o, s);
+                write_expr(o, s, names);
             }
             for (w, t) in branches {
                 s.push_str(" WHEN ");
-                write_expr(w, s);
+                write_expr(w, s, names);
                 s.push_str(" THEN ");
-                write_expr(t, s);
+                write_expr(t, s, names);
             }
             if let Some(e) = else_result {
                 s.push_str(" ELSE ");
-                write_expr(e, s);
+                write_expr(e, s, names);
             }
             s.push_str(" END");
         }
         Expr::Cast(e, ty) => {
             s.push_str("CAST(");
-            write_expr(e, s);
+            write_expr(e, s, names);
             let _ = write!(s, " AS {ty})");
         }
         Expr::Function(f, args) => {
-            let _ = write!(s, "{}({})", f.name(), fmt_list(args));
+            let _ = write!(s, "{}({})", f.name(), fmt_list_with(args, names));
         }
         Expr::Like {
             expr,
             pattern,
             negated,
         } => {
-            write_expr(expr, s);
+            write_expr(expr, s, names);
             s.push_str(if *negated { " NOT LIKE " } else { " LIKE " });
-            write_expr(pattern, s);
+            write_expr(pattern, s, names);
         }
     }
 }
