@@ -3,7 +3,8 @@
 # `psql -c "SELECT 1"` must answer, a script with a transaction, \timing and
 # an error must print what PostgreSQL would, a password server must let the
 # right password in (SCRAM-SHA-256) and keep the wrong one out, and SIGTERM
-# must stop the server with exit status 0.
+# must stop the server with exit status 0, and EXPLAIN [ANALYZE] must print
+# a plan with estimates (and actual rows).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -68,6 +69,17 @@ if grep -q '|one' <<<"$out"; then fail "a rolled-back row is visible"; fi
 grep -q '^Time: ' <<<"$out" || fail "\\timing printed no time"
 grep -q 'ERROR: .*UNIQUE\|ERROR: .*unique\|ERROR: .*PRIMARY KEY' <<<"$out" || fail "no duplicate-key error"
 grep -q 'ERROR: .*missing' <<<"$out" || fail "no undefined-table error"
+
+# EXPLAIN prints the plan in PostgreSQL's format; EXPLAIN ANALYZE runs it.
+plan=$(pg -c 'EXPLAIN SELECT name FROM t WHERE id = 3')
+echo "$plan"
+grep -q 'QUERY PLAN' <<<"$plan" || fail "EXPLAIN has no QUERY PLAN header"
+grep -q 'Primary Key Lookup on t  (cost=' <<<"$plan" || fail "EXPLAIN printed no estimate"
+plan=$(pg -At -c 'EXPLAIN ANALYZE SELECT name FROM t')
+echo "$plan"
+grep -q '^Seq Scan on t  (cost=.*(actual time=.* rows=1 loops=1)' <<<"$plan" ||
+    fail "EXPLAIN ANALYZE printed no actual rows"
+grep -q '^Execution Time: ' <<<"$plan" || fail "EXPLAIN ANALYZE printed no execution time"
 stop
 
 export PGPASSWORD=smoke-secret

@@ -8,7 +8,8 @@
 //! report. [`check`] reads everything at one snapshot and verifies:
 //!
 //! - every catalog record decodes, and no two tables or indexes share an
-//!   id;
+//!   id; every statistics record (ANALYZE) decodes and belongs to a table
+//!   of the catalog;
 //! - every row decodes, has one value per column, and is stored under the
 //!   key its primary key (or a hidden row id) gives;
 //! - every row has exactly the index entries its values call for, and
@@ -74,6 +75,11 @@ pub fn check_transaction(tx: &Transaction) -> Result<CheckReport> {
         }
     };
     report.tables = catalog.tables.len();
+    for (name, stats) in &catalog.stats {
+        if let Err(damage) = stats {
+            report.problems.push(format!("table {name}: {damage}"));
+        }
+    }
     // Which table owns each id, and which (table, index position) each
     // index id is.
     let mut tables_by_id: HashMap<u64, &Table> = HashMap::new();

@@ -6,12 +6,14 @@
 //! snapshot transaction of its own: what another session has created but
 //! not committed is not shown, as in PostgreSQL.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pydb_txn::Isolation;
 
 use crate::catalog::{Table, View};
 use crate::error::Result;
+use crate::plan::stats::TableStats;
 use crate::session::Database;
 use crate::txnstore::Catalog;
 
@@ -22,6 +24,9 @@ pub struct CatalogListing {
     pub tables: Vec<Arc<Table>>,
     /// The views.
     pub views: Vec<Arc<View>>,
+    /// The statistics ANALYZE stored, by table name (tables never
+    /// analyzed, or whose record is damaged, have none).
+    pub stats: BTreeMap<String, Arc<TableStats>>,
 }
 
 /// Reads the catalog of `db` as of the latest commit.
@@ -34,6 +39,11 @@ pub fn catalog(db: &Database) -> Result<CatalogListing> {
     Ok(CatalogListing {
         tables: catalog.tables.into_values().collect(),
         views: catalog.views.into_values().collect(),
+        stats: catalog
+            .stats
+            .into_iter()
+            .filter_map(|(name, stats)| Some((name, stats.ok()?)))
+            .collect(),
     })
 }
 
@@ -72,5 +82,13 @@ mod tests {
         assert_eq!(listing.views[0].sql, "SELECT x FROM b");
         session.execute("COMMIT").unwrap();
         assert_eq!(catalog(&db).unwrap().tables.len(), 3);
+        assert!(catalog(&db).unwrap().stats.is_empty());
+        session
+            .execute("INSERT INTO b VALUES (1, 'x'); ANALYZE b")
+            .unwrap();
+        let listing = catalog(&db).unwrap();
+        let names: Vec<&str> = listing.stats.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["b"]);
+        assert_eq!(listing.stats["b"].row_count, 1);
     }
 }

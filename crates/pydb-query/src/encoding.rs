@@ -433,6 +433,10 @@ impl RecordWriter {
     pub(crate) fn value(&mut self, v: &Value) {
         put_row_value(v, &mut self.out);
     }
+    /// An f64, 8 bytes little-endian.
+    pub(crate) fn f64(&mut self, v: f64) {
+        self.out.extend_from_slice(&v.to_le_bytes());
+    }
 }
 
 /// Reads the pieces of catalog records.
@@ -467,6 +471,10 @@ impl<'a> RecordReader<'a> {
     }
     pub(crate) fn value(&mut self) -> Result<Value> {
         self.0.row_value()
+    }
+    /// An f64 written by [`RecordWriter::f64`].
+    pub(crate) fn f64(&mut self) -> Result<f64> {
+        Ok(f64::from_le_bytes(self.0.array()?))
     }
     pub(crate) fn corrupted(&self, detail: impl std::fmt::Display) -> Error {
         self.0.corrupted(detail)

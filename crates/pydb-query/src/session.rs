@@ -219,6 +219,31 @@ impl Session {
         }
     }
 
+    /// The optimized plan of the query `sql` in the compact one-line-per-
+    /// node notation of [`crate::plan::Plan::explain`] (unit tests assert
+    /// on operator names with it; EXPLAIN prints PostgreSQL's notation).
+    #[cfg(test)]
+    pub(crate) fn compact_plan(&mut self, sql: &str) -> Result<Vec<String>> {
+        let statements = crate::parser::parse(sql)?;
+        let Some(Statement::Query(q)) = statements.first() else {
+            return Err(Error::Invalid("compact_plan takes a query".into()));
+        };
+        let tx = self
+            .db
+            .mgr
+            .begin_with(TxnOptions::new(effective(self.db.isolation)).read_only())?;
+        let mut open = OpenTxn::new(tx);
+        let store = TxnStore::new(&mut open, &self.db.shared);
+        let estimator = crate::plan::cost::Estimator::new(&store);
+        let plan =
+            crate::plan::rules::optimize(Binder::new(&store).bind_query(q)?.plan, &estimator);
+        let lines = plan.explain();
+        drop(estimator);
+        drop(store);
+        open.tx.rollback();
+        Ok(lines)
+    }
+
     /// Where the session stands, for the PostgreSQL protocol.
     pub fn status(&self) -> TxnStatus {
         match self.state {

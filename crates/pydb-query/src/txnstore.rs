@@ -33,6 +33,14 @@
 //! Commit timestamps are unique, so a stale cache can never be mistaken
 //! for a fresh one.
 //!
+//! The table statistics that ANALYZE stores are catalog records too (one
+//! per table, under the table's name), decoded with the catalog and
+//! cached with it: ANALYZE bumps the catalog version like DDL does, and
+//! DROP TABLE deletes the table's statistics. A statistics record that
+//! does not decode does not stop the catalog from loading (statistics
+//! only guide the optimizer): the damage is kept, reported as
+//! [`Error::Corrupted`] by [`Store::table_stats`] and by the verifier.
+//!
 //! # Hidden row ids
 //!
 //! A table without PRIMARY KEY keys its rows by an increasing row id. The
@@ -64,10 +72,11 @@ use pydb_txn::{Concurrency, Isolation, Keyspace, Transaction, TxnManager, TxnOpt
 use crate::catalog::{Index, Table, View};
 use crate::encoding::{decode_key, decode_row, encode_key, encode_row};
 use crate::error::{Error, Result};
+use crate::plan::stats::TableStats;
 use crate::store::{IndexRange, RowIter, RowKey, Store};
 use crate::value::{Row, Value};
 
-use layout::{CATALOG, CATALOG_TABLE, CATALOG_VIEW, INDEXES, ROWS};
+use layout::{CATALOG, CATALOG_STATS, CATALOG_TABLE, CATALOG_VIEW, INDEXES, ROWS};
 
 // ------------------------------------------------------------ keyspace
 
@@ -126,6 +135,9 @@ pub(crate) struct Catalog {
     pub(crate) tables: BTreeMap<String, Arc<Table>>,
     /// Views by name.
     pub(crate) views: BTreeMap<String, Arc<View>>,
+    /// The statistics of analyzed tables, by table name; a record that
+    /// did not decode is kept as the reason why.
+    pub(crate) stats: BTreeMap<String, std::result::Result<Arc<TableStats>, String>>,
 }
 
 impl Catalog {
@@ -147,6 +159,17 @@ impl Catalog {
                 CATALOG_VIEW => {
                     let view = records::decode_view(name, &value)?;
                     catalog.views.insert(name.to_owned(), Arc::new(view));
+                }
+                // Table records sort before stats records, so the table
+                // is known here if it exists.
+                CATALOG_STATS => {
+                    let stats = match catalog.tables.get(name) {
+                        Some(table) => records::decode_stats(table, &value)
+                            .map(Arc::new)
+                            .map_err(|e| format!("stats record {key:?}: {e}")),
+                        None => Err(format!("stats record {key:?} of no table")),
+                    };
+                    catalog.stats.insert(name.to_owned(), stats);
                 }
                 other => {
                     return Err(Error::Corrupted(format!(
@@ -603,6 +626,10 @@ impl Store for TxnStore<'_> {
             &mut self.open.tx,
             &layout::catalog_key(CATALOG_TABLE, &table.name),
         )?;
+        space_delete(
+            &mut self.open.tx,
+            &layout::catalog_key(CATALOG_STATS, &table.name),
+        )?;
         self.catalog_changed()
     }
 
@@ -775,6 +802,35 @@ impl Store for TxnStore<'_> {
             self.remove_entry(index, key, row)?;
         }
         space_delete(&mut self.open.tx, &layout::row_key(table.id, &key.0))
+    }
+
+    fn table_stats(&self, table: &Table) -> Result<Option<Arc<TableStats>>> {
+        match self.catalog()?.stats.get(&table.name) {
+            None => Ok(None),
+            Some(Ok(stats)) => Ok(Some(stats.clone())),
+            Some(Err(damage)) => Err(Error::Corrupted(damage.clone())),
+        }
+    }
+
+    fn set_table_stats(&mut self, table: &Table, stats: TableStats) -> Result<()> {
+        let current = self.table(&table.name)?.ok_or_else(|| Error::Undefined {
+            kind: "table",
+            name: table.name.clone(),
+        })?;
+        if current.id != table.id || stats.columns.len() != current.columns.len() {
+            return Err(Error::Invalid(format!(
+                "statistics of {} columns do not describe table {}",
+                stats.columns.len(),
+                table.name
+            )));
+        }
+        let key = layout::catalog_key(CATALOG_STATS, &current.name);
+        space_set(
+            &mut self.open.tx,
+            &key,
+            &records::encode_stats(current.id, &stats),
+        )?;
+        self.catalog_changed()
     }
 }
 

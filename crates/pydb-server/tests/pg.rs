@@ -25,10 +25,15 @@ struct Running {
 
 impl Running {
     fn start(password: Option<&str>) -> Self {
+        Running::serve(Db::memory().unwrap(), password)
+    }
+
+    /// A listener over `db`.
+    fn serve(db: Db, password: Option<&str>) -> Self {
         let mut config = PgConfig::new("127.0.0.1:0".parse().unwrap());
         config.password = password.map(str::to_owned);
         config.max_message_bytes = 1 << 20;
-        let server = PgServer::bind(Db::memory().unwrap(), config).unwrap();
+        let server = PgServer::bind(db, config).unwrap();
         let addr = server.local_addr();
         let stop = server.shutdown_handle();
         let thread = std::thread::spawn(move || server.run().unwrap());
@@ -276,6 +281,81 @@ fn concurrent_updates_fail_with_serialization_failure() {
     assert_eq!(
         simple_rows(&mut b, "SELECT n FROM c"),
         vec![vec![Some("1".into())]]
+    );
+}
+
+/// Under strict two-phase locking (`Concurrency::Locking`), two
+/// transactions that each hold a row the other then updates wait for each
+/// other: the lock manager finds the cycle in its waits-for graph and
+/// aborts the youngest, whose client sees SQLSTATE 40P01
+/// (`deadlock_detected`); the other one goes on and commits.
+#[test]
+fn a_deadlock_under_two_phase_locking_reports_40p01() {
+    let options = pydb::Options {
+        concurrency: pydb::Concurrency::Locking,
+        ..pydb::Options::with_engine(pydb::EngineKind::Memory)
+    };
+    let engine = std::sync::Arc::new(pydb_storage::MemoryStorage::new());
+    let server = Running::serve(Db::from_engine(engine, None, options).unwrap(), None);
+    let mut a = server.client();
+    let mut b = server.client();
+    a.batch_execute(
+        "CREATE TABLE d (k INTEGER PRIMARY KEY, n INTEGER); INSERT INTO d VALUES (1, 0), (2, 0)",
+    )
+    .unwrap();
+    // a is older: it began first.
+    a.batch_execute("BEGIN; UPDATE d SET n = 1 WHERE k = 1")
+        .unwrap();
+    b.batch_execute("BEGIN; UPDATE d SET n = 2 WHERE k = 2")
+        .unwrap();
+    // a waits for b's row...
+    let waiter = std::thread::spawn(move || {
+        let outcome = a.batch_execute("UPDATE d SET n = 1 WHERE k = 2");
+        (a, outcome)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // ...and b for a's: a cycle. b, the younger, is the victim.
+    let e = b
+        .batch_execute("UPDATE d SET n = 2 WHERE k = 1")
+        .unwrap_err();
+    assert_eq!(code(&e), &SqlState::T_R_DEADLOCK_DETECTED, "{e:?}");
+    b.batch_execute("ROLLBACK").unwrap();
+    let (mut a, outcome) = waiter.join().unwrap();
+    outcome.unwrap();
+    a.batch_execute("COMMIT").unwrap();
+    assert_eq!(
+        simple_rows(&mut b, "SELECT n FROM d ORDER BY k"),
+        vec![vec![Some("1".into())], vec![Some("1".into())]]
+    );
+}
+
+/// EXPLAIN and EXPLAIN ANALYZE answer one text column, QUERY PLAN, one row
+/// per line, through the protocol.
+#[test]
+fn explain_and_explain_analyze_return_the_plan_as_rows() {
+    let server = Running::start(None);
+    let mut client = server.client();
+    client
+        .batch_execute("CREATE TABLE e (k INTEGER PRIMARY KEY, v TEXT); INSERT INTO e VALUES (1, 'a'), (2, 'b')")
+        .unwrap();
+    let plan = client
+        .query("EXPLAIN SELECT v FROM e WHERE k = 2", &[])
+        .unwrap();
+    assert_eq!(plan[0].columns()[0].name(), "QUERY PLAN");
+    let lines: Vec<String> = plan.iter().map(|r| r.get(0)).collect();
+    assert!(
+        lines[0].starts_with("Primary Key Lookup on e  (cost="),
+        "{lines:?}"
+    );
+    let lines: Vec<String> = simple_rows(&mut client, "EXPLAIN ANALYZE SELECT v FROM e")
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    assert!(lines[0].starts_with("Seq Scan on e  (cost="), "{lines:?}");
+    assert!(lines[0].contains("rows=2 loops=1)"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("Execution Time: ")),
+        "{lines:?}"
     );
 }
 

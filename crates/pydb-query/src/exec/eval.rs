@@ -19,6 +19,7 @@ use crate::ast::{BinaryOp, UnaryOp};
 use crate::error::{Error, Result};
 use crate::exec::ExecContext;
 use crate::exec::operators::build;
+use crate::exec::profile::Profile;
 use crate::func::like;
 use crate::plan::{Expr, Subquery};
 use crate::store::Store;
@@ -52,6 +53,8 @@ pub struct Env<'a> {
     pub ctx: &'a ExecContext,
     outer: Option<Rc<OuterRow>>,
     cache: Rc<RefCell<HashMap<usize, Rc<Cached>>>>,
+    /// EXPLAIN ANALYZE's counters, when it asked for them.
+    profile: Option<Rc<Profile>>,
 }
 
 impl<'a> Env<'a> {
@@ -62,7 +65,20 @@ impl<'a> Env<'a> {
             ctx,
             outer: None,
             cache: Rc::new(RefCell::new(HashMap::new())),
+            profile: None,
         }
+    }
+
+    /// The same environment, counting what every operator built with it
+    /// does into `profile` (EXPLAIN ANALYZE).
+    pub fn with_profile(mut self, profile: Rc<Profile>) -> Self {
+        self.profile = Some(profile);
+        self
+    }
+
+    /// The counters operators report to, if EXPLAIN ANALYZE asked.
+    pub fn profile(&self) -> Option<&Rc<Profile>> {
+        self.profile.as_ref()
     }
 
     fn with_outer(&self, row: &[Value]) -> Env<'a> {
@@ -74,6 +90,7 @@ impl<'a> Env<'a> {
                 parent: self.outer.clone(),
             })),
             cache: self.cache.clone(),
+            profile: self.profile.clone(),
         }
     }
 }
@@ -411,7 +428,7 @@ fn subquery_result(sq: &Subquery, kind: Kind, row: &[Value], env: &Env<'_>) -> R
 }
 
 /// A store with no tables, for evaluating constants.
-struct NoStore;
+pub(crate) struct NoStore;
 
 impl Store for NoStore {
     fn table(&self, _: &str) -> Result<Option<std::sync::Arc<crate::catalog::Table>>> {

@@ -13,10 +13,13 @@
 
 pub mod eval;
 pub mod operators;
+pub mod profile;
 
 use std::collections::HashSet;
 use std::ops::Bound;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::ast::{self, ObjectKind, Statement};
 use crate::bind::{Binder, lookup_table};
@@ -24,6 +27,9 @@ use crate::catalog::{Column, Index, Table, View};
 use crate::error::{Error, Result};
 use crate::output::{Output, ResultColumn, Rows};
 use crate::plan::cost::Estimator;
+use crate::plan::explain::{
+    Actual, Actuals, explain_input, explain_plan, format_actual, format_estimate,
+};
 use crate::plan::rules::optimize;
 use crate::plan::{Expr, Plan};
 use crate::store::{IndexRange, RowKey, Store};
@@ -31,6 +37,7 @@ use crate::value::{DataType, Row, Value};
 
 use eval::{Env, eval, eval_predicate};
 use operators::build;
+use profile::Profile;
 
 /// What a statement runs with besides the store.
 #[derive(Debug, Clone)]
@@ -63,7 +70,7 @@ pub fn execute(store: &mut dyn Store, stmt: &Statement, ctx: &ExecContext) -> Re
                 rows,
             }))
         }
-        Statement::Explain { statement, analyze } => explain(&*store, statement, *analyze, ctx),
+        Statement::Explain { statement, analyze } => explain(store, statement, *analyze, ctx),
         Statement::Insert(i) => insert(store, i, ctx),
         Statement::Update(u) => update(store, u, ctx),
         Statement::Delete(d) => delete(store, d, ctx),
@@ -72,16 +79,39 @@ pub fn execute(store: &mut dyn Store, stmt: &Statement, ctx: &ExecContext) -> Re
         Statement::CreateView(c) => create_view(store, c),
         Statement::Drop(d) => drop_object(store, d),
         Statement::Reindex { name } => reindex(store, name.as_ref()),
-        Statement::Analyze { table } => {
-            if let Some(t) = table {
-                lookup_table(&*store, t)?;
-            }
-            Ok(Output::Done("ANALYZE"))
-        }
+        Statement::Analyze { table } => analyze(store, table.as_ref()),
         Statement::Begin { .. } | Statement::Commit | Statement::Rollback => Err(Error::Invalid(
             "transaction control belongs to the session, not the executor".into(),
         )),
     }
+}
+
+/// ANALYZE: reads every row of the named table (or of every table) in
+/// the statement's transaction, computes its statistics
+/// ([`crate::plan::stats::collect`]) and stores them, replacing the old
+/// ones. A rolled-back ANALYZE leaves the old statistics.
+fn analyze(store: &mut dyn Store, table: Option<&ast::Ident>) -> Result<Output> {
+    let tables = match table {
+        Some(t) => vec![lookup_table(&*store, t)?],
+        None => store.tables()?,
+    };
+    for table in tables {
+        // Rows stream into the sample; the first error stops the scan.
+        let mut failed = None;
+        let rows = store.scan(&table)?.map_while(|r| match r {
+            Ok((_, row)) => Some(row),
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
+        });
+        let stats = crate::plan::stats::collect(rows, table.columns.len());
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        store.set_table_stats(&table, stats)?;
+    }
+    Ok(Output::Done("ANALYZE"))
 }
 
 /// Runs a plan to the end and returns its rows.
@@ -95,52 +125,109 @@ pub fn run(plan: &Plan, store: &dyn Store, ctx: &ExecContext) -> Result<Vec<Row>
     Ok(rows)
 }
 
+/// EXPLAIN [ANALYZE]: the plan's lines (see [`crate::plan::explain`]).
+/// With ANALYZE the statement runs (an INSERT, UPDATE or DELETE writes, as
+/// in PostgreSQL) with every operator counted, and the lines end with the
+/// time spent planning and running.
 fn explain(
-    store: &dyn Store,
+    store: &mut dyn Store,
     stmt: &Statement,
     analyze: bool,
     ctx: &ExecContext,
 ) -> Result<Output> {
+    let planning = Instant::now();
+    let profile = analyze.then(Profile::new);
+    let lookup = |p: &Plan| profile.as_ref().and_then(|prof| prof.actual(p));
+    let actuals: Option<Actuals<'_>> = profile.as_ref().map(|_| &lookup as Actuals<'_>);
+    let mut timings = None;
     let mut lines = Vec::new();
     match stmt {
         Statement::Query(q) => {
             let plan = optimize(
-                Binder::new(store).bind_query(q)?.plan,
-                &Estimator::new(store),
+                Binder::new(&*store).bind_query(q)?.plan,
+                &Estimator::new(&*store),
             );
-            lines = plan.explain();
-            if analyze {
-                let rows = run(&plan, store, ctx)?;
-                lines.push(format!("(actual rows={})", rows.len()));
+            let planned = planning.elapsed();
+            if let Some(p) = &profile {
+                let started = Instant::now();
+                let env = Env::new(&*store, ctx).with_profile(p.clone());
+                drain(build(&plan, &env)?)?;
+                timings = Some((planned, started.elapsed()));
             }
+            lines = explain_plan(&plan, &Estimator::new(&*store), actuals);
         }
-        Statement::Insert(i) => {
-            lines.push(format!("Insert into {}", i.table.normalized()));
-            if let Some(q) = &i.source {
-                let plan = optimize(
-                    Binder::new(store).bind_query(q)?.plan,
-                    &Estimator::new(store),
-                );
-                lines.extend(plan.explain().into_iter().map(|l| format!("  {l}")));
-            }
-        }
-        Statement::Update(ast::Update {
-            table, selection, ..
-        })
-        | Statement::Delete(ast::Delete {
-            table, selection, ..
-        }) => {
-            let verb = if matches!(stmt, Statement::Update(_)) {
-                "Update"
-            } else {
-                "Delete"
+        Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+            let (verb, table, plan) = match stmt {
+                Statement::Insert(i) => {
+                    let (table, _, plan) = insert_plan(&*store, i)?;
+                    ("Insert", table, plan)
+                }
+                Statement::Update(u) => {
+                    let table = lookup_table(&*store, &u.table)?;
+                    let plan = target_plan(&*store, &table, u.selection.as_ref())?;
+                    ("Update", table, Some(plan))
+                }
+                Statement::Delete(d) => {
+                    let table = lookup_table(&*store, &d.table)?;
+                    let plan = target_plan(&*store, &table, d.selection.as_ref())?;
+                    ("Delete", table, Some(plan))
+                }
+                _ => unreachable!("matched above"),
             };
-            let t = lookup_table(store, table)?;
-            let plan = target_plan(store, &t, selection.as_ref())?;
-            lines.push(format!("{verb} {}", t.name));
-            lines.extend(plan.explain().into_iter().map(|l| format!("  {l}")));
+            let planned = planning.elapsed();
+            let mut affected = None;
+            if let Some(p) = &profile {
+                let started = Instant::now();
+                let output = match stmt {
+                    Statement::Insert(i) => {
+                        let (_, positions, _) = insert_plan(&*store, i)?;
+                        insert_rows(store, i, &table, &positions, plan.as_ref(), ctx, Some(p))?
+                    }
+                    Statement::Update(u) => update_rows(
+                        store,
+                        u,
+                        &table,
+                        plan.as_ref().unwrap_or(&EMPTY),
+                        ctx,
+                        Some(p),
+                    )?,
+                    _ => delete_rows(store, &table, plan.as_ref().unwrap_or(&EMPTY), ctx, Some(p))?,
+                };
+                let elapsed = started.elapsed();
+                if let Output::Affected { count, .. } = output {
+                    affected = Some(Actual {
+                        loops: 1,
+                        rows: count,
+                        startup: elapsed,
+                        total: elapsed,
+                    });
+                }
+                timings = Some((planned, elapsed));
+            }
+            let est = Estimator::new(&*store);
+            // Like PostgreSQL's ModifyTable node: the cost of its input,
+            // no rows out (there is no RETURNING); ANALYZE reports the rows
+            // written.
+            let mut figures = plan
+                .as_ref()
+                .map(|p| est.estimate(p))
+                .unwrap_or(est.estimate(&EMPTY));
+            figures.rows = 0.0;
+            let mut line = format!("{verb} on {}{}", table.name, format_estimate(&figures, 0));
+            if analyze {
+                line.push_str(&format_actual(affected));
+            }
+            lines.push(line);
+            if let Some(plan) = &plan {
+                lines.extend(explain_input(plan, &est, actuals));
+            }
         }
         other => lines.push(format!("{} (no plan)", statement_tag(other))),
+    }
+    if let Some((planned, executed)) = timings {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        lines.push(format!("Planning Time: {:.3} ms", ms(planned)));
+        lines.push(format!("Execution Time: {:.3} ms", ms(executed)));
     }
     Ok(Output::Rows(Rows {
         columns: vec![ResultColumn {
@@ -149,6 +236,18 @@ fn explain(
         }],
         rows: lines.into_iter().map(|l| vec![Value::text(&l)]).collect(),
     }))
+}
+
+/// The plan of nothing: no rows.
+static EMPTY: Plan = Plan::Values {
+    rows: Vec::new(),
+    width: 0,
+};
+
+/// Pulls every row of an operator, dropping them.
+fn drain(mut op: operators::BoxedOperator<'_>) -> Result<()> {
+    while op.next()?.is_some() {}
+    Ok(())
 }
 
 fn statement_tag(stmt: &Statement) -> &'static str {
@@ -188,8 +287,19 @@ fn target_plan(
     Ok(optimize(plan, &Estimator::new(store)))
 }
 
-/// The rows (with their keys) that a target plan selects.
+/// The rows (with their keys) that a target plan selects. Under EXPLAIN
+/// ANALYZE each node counts one loop that returns all its rows at once.
 fn collect_targets(plan: &Plan, env: &Env<'_>) -> Result<Vec<(RowKey, Row)>> {
+    let started = Instant::now();
+    let rows = collect_node(plan, env)?;
+    if let Some(p) = env.profile() {
+        let elapsed = started.elapsed();
+        p.record(plan, rows.len() as u64, elapsed, elapsed);
+    }
+    Ok(rows)
+}
+
+fn collect_node(plan: &Plan, env: &Env<'_>) -> Result<Vec<(RowKey, Row)>> {
     Ok(match plan {
         Plan::Scan { table } => env.store.scan(table)?.collect::<Result<Vec<_>>>()?,
         Plan::IndexScan {
@@ -221,7 +331,17 @@ fn collect_targets(plan: &Plan, env: &Env<'_>) -> Result<Vec<(RowKey, Row)>> {
 }
 
 fn insert(store: &mut dyn Store, ins: &ast::Insert, ctx: &ExecContext) -> Result<Output> {
-    let table = lookup_table(&*store, &ins.table)?;
+    let (table, positions, plan) = insert_plan(&*store, ins)?;
+    insert_rows(store, ins, &table, &positions, plan.as_ref(), ctx, None)
+}
+
+/// An INSERT's table, the positions of the columns it fills, and the plan
+/// of its source rows (`None`: one row of defaults).
+fn insert_plan(
+    store: &dyn Store,
+    ins: &ast::Insert,
+) -> Result<(Arc<Table>, Vec<usize>, Option<Plan>)> {
+    let table = lookup_table(store, &ins.table)?;
     let positions: Vec<usize> = match &ins.columns {
         Some(cols) => {
             let mut seen = HashSet::new();
@@ -246,11 +366,9 @@ fn insert(store: &mut dyn Store, ins: &ast::Insert, ctx: &ExecContext) -> Result
         }
         None => (0..table.columns.len()).collect(),
     };
-    // The source rows are computed in full before any is written, so that
-    // INSERT INTO t SELECT ... FROM t reads only the old rows.
-    let rows = match &ins.source {
+    let plan = match &ins.source {
         Some(q) => {
-            let bound = Binder::new(&*store).bind_query(q)?;
+            let bound = Binder::new(store).bind_query(q)?;
             if bound.columns.len() != positions.len() {
                 return Err(Error::Invalid(format!(
                     "table {} has {} columns but {} values were supplied",
@@ -259,11 +377,37 @@ fn insert(store: &mut dyn Store, ins: &ast::Insert, ctx: &ExecContext) -> Result
                     bound.columns.len()
                 )));
             }
-            run(
-                &optimize(bound.plan, &Estimator::new(&*store)),
-                &*store,
-                ctx,
-            )?
+            Some(optimize(bound.plan, &Estimator::new(store)))
+        }
+        None => None,
+    };
+    Ok((table, positions, plan))
+}
+
+/// Runs an INSERT planned by [`insert_plan`].
+fn insert_rows(
+    store: &mut dyn Store,
+    ins: &ast::Insert,
+    table: &Arc<Table>,
+    positions: &[usize],
+    plan: Option<&Plan>,
+    ctx: &ExecContext,
+    profile: Option<&Rc<Profile>>,
+) -> Result<Output> {
+    // The source rows are computed in full before any is written, so that
+    // INSERT INTO t SELECT ... FROM t reads only the old rows.
+    let rows = match plan {
+        Some(plan) => {
+            let mut env = Env::new(&*store, ctx);
+            if let Some(p) = profile {
+                env = env.with_profile(p.clone());
+            }
+            let mut op = build(plan, &env)?;
+            let mut rows = Vec::new();
+            while let Some(row) = op.next()? {
+                rows.push(row);
+            }
+            rows
         }
         None => vec![Vec::new()],
     };
@@ -274,9 +418,9 @@ fn insert(store: &mut dyn Store, ins: &ast::Insert, ctx: &ExecContext) -> Result
             row[*pos] = v.apply_affinity(table.columns[*pos].ty);
         }
         if ins.replace {
-            delete_conflicts(store, &table, &row)?;
+            delete_conflicts(store, table, &row)?;
         }
-        store.insert(&table, row)?;
+        store.insert(table, row)?;
         count += 1;
     }
     Ok(Output::Affected {
@@ -319,6 +463,19 @@ fn delete_conflicts(store: &mut dyn Store, table: &Arc<Table>, row: &Row) -> Res
 
 fn update(store: &mut dyn Store, upd: &ast::Update, ctx: &ExecContext) -> Result<Output> {
     let table = lookup_table(&*store, &upd.table)?;
+    let plan = target_plan(&*store, &table, upd.selection.as_ref())?;
+    update_rows(store, upd, &table, &plan, ctx, None)
+}
+
+/// Runs an UPDATE whose target rows `plan` finds.
+fn update_rows(
+    store: &mut dyn Store,
+    upd: &ast::Update,
+    table: &Arc<Table>,
+    plan: &Plan,
+    ctx: &ExecContext,
+    profile: Option<&Rc<Profile>>,
+) -> Result<Output> {
     let mut assignments: Vec<(usize, Expr)> = Vec::new();
     for (col, e) in &upd.assignments {
         let i = table
@@ -327,18 +484,20 @@ fn update(store: &mut dyn Store, upd: &ast::Update, ctx: &ExecContext) -> Result
                 kind: "column",
                 name: format!("{}.{}", table.name, col.value),
             })?;
-        let mut bound = Binder::new(&*store).bind_table_expr(&table, e)?;
+        let mut bound = Binder::new(&*store).bind_table_expr(table, e)?;
         crate::plan::rules::fold_expr(&mut bound);
         // A later assignment to the same column wins, as in SQLite.
         assignments.retain(|(j, _)| *j != i);
         assignments.push((i, bound));
     }
-    let plan = target_plan(&*store, &table, upd.selection.as_ref())?;
     // Phase 1: find the rows and compute their new values (reading only).
     let changes = {
-        let env = Env::new(&*store, ctx);
+        let mut env = Env::new(&*store, ctx);
+        if let Some(p) = profile {
+            env = env.with_profile(p.clone());
+        }
         let mut changes = Vec::new();
-        for (key, old) in collect_targets(&plan, &env)? {
+        for (key, old) in collect_targets(plan, &env)? {
             let mut new = old.clone();
             for (i, e) in &assignments {
                 new[*i] = eval(e, &old, &env)?.apply_affinity(table.columns[*i].ty);
@@ -350,7 +509,7 @@ fn update(store: &mut dyn Store, upd: &ast::Update, ctx: &ExecContext) -> Result
     // Phase 2: write.
     let count = changes.len() as u64;
     for (key, old, new) in changes {
-        store.update(&table, &key, &old, new)?;
+        store.update(table, &key, &old, new)?;
     }
     Ok(Output::Affected {
         verb: "UPDATE",
@@ -361,10 +520,25 @@ fn update(store: &mut dyn Store, upd: &ast::Update, ctx: &ExecContext) -> Result
 fn delete(store: &mut dyn Store, del: &ast::Delete, ctx: &ExecContext) -> Result<Output> {
     let table = lookup_table(&*store, &del.table)?;
     let plan = target_plan(&*store, &table, del.selection.as_ref())?;
-    let targets = collect_targets(&plan, &Env::new(&*store, ctx))?;
+    delete_rows(store, &table, &plan, ctx, None)
+}
+
+/// Runs a DELETE whose target rows `plan` finds.
+fn delete_rows(
+    store: &mut dyn Store,
+    table: &Arc<Table>,
+    plan: &Plan,
+    ctx: &ExecContext,
+    profile: Option<&Rc<Profile>>,
+) -> Result<Output> {
+    let mut env = Env::new(&*store, ctx);
+    if let Some(p) = profile {
+        env = env.with_profile(p.clone());
+    }
+    let targets = collect_targets(plan, &env)?;
     let count = targets.len() as u64;
     for (key, row) in targets {
-        store.delete(&table, &key, &row)?;
+        store.delete(table, &key, &row)?;
     }
     Ok(Output::Affected {
         verb: "DELETE",

@@ -14,10 +14,12 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Instant;
 
 use crate::ast::{JoinKind, SetOperator};
 use crate::error::{Error, Result};
 use crate::exec::eval::{Env, eval, eval_predicate};
+use crate::exec::profile::Instrumented;
 use crate::plan::{AggCall, AggFunc, Expr, Plan, SortKey};
 use crate::store::RowIter;
 use crate::value::{GroupKey, Row, Value};
@@ -61,8 +63,25 @@ impl MemoryBudget {
     }
 }
 
-/// Builds the operator tree for `plan`.
+/// Builds the operator tree for `plan`. Under EXPLAIN ANALYZE (the
+/// environment carries a profile) every operator comes wrapped in one
+/// that counts its rows, loops and time ([`super::profile`]).
 pub fn build<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
+    let Some(profile) = env.profile() else {
+        return build_node(plan, env);
+    };
+    let started = Instant::now();
+    let op = build_node(plan, env)?;
+    Ok(Box::new(Instrumented::new(
+        op,
+        plan,
+        profile.clone(),
+        started,
+    )))
+}
+
+/// Builds the operator of `plan` itself (its inputs through [`build`]).
+fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
     Ok(match plan {
         Plan::Scan { table } => Box::new(StoreRows {
             rows: env.store.scan(table)?,
@@ -136,6 +155,33 @@ pub fn build<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
             matched: false,
             budget: MemoryBudget::new(env, "a hash join"),
         }),
+        Plan::MergeJoin {
+            left,
+            right,
+            kind,
+            left_keys,
+            right_keys,
+            residual,
+        } => Box::new(MergeJoinOp {
+            left: build(left, env)?,
+            right: build(right, env)?,
+            left_keys,
+            right_keys,
+            right_width: right.width(),
+            kind: *kind,
+            residual: residual.as_ref(),
+            env: env.clone(),
+            last_left: None,
+            last_right: None,
+            lookahead: None,
+            right_done: false,
+            group_key: None,
+            group: Vec::new(),
+            current: None,
+            pos: 0,
+            matched: false,
+            budget: MemoryBudget::new(env, "a merge join"),
+        }),
         Plan::IndexJoin {
             left,
             table,
@@ -157,6 +203,28 @@ pub fn build<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
             matches: Vec::new(),
             pos: 0,
             matched: false,
+        }),
+        Plan::SemiJoin {
+            left,
+            right,
+            anti,
+            left_keys,
+            right_keys,
+            residual,
+            null_aware,
+        } => Box::new(SemiJoinOp {
+            left: build(left, env)?,
+            right: Some(build(right, env)?),
+            anti: *anti,
+            left_keys,
+            right_keys,
+            residual: residual.as_ref(),
+            null_aware: *null_aware,
+            table: HashMap::new(),
+            right_rows: 0,
+            right_null_key: false,
+            env: env.clone(),
+            budget: MemoryBudget::new(env, "a semi-join"),
         }),
         Plan::Aggregate {
             input,
@@ -452,6 +520,152 @@ impl Operator for HashJoin<'_> {
     }
 }
 
+/// A merge join: both inputs come sorted ascending on their keys, so the
+/// rows of one key value are next to each other on both sides. The
+/// operator reads the left rows in order; for each new left key it moves
+/// the right input forward past smaller keys and keeps the right rows with
+/// an equal key (the *group*) in memory, which the following left rows
+/// with the same key reuse. Nothing else is held: memory is the largest
+/// group, not the right input. NULL keys never match.
+///
+/// Sorted input is the planner's promise; the operator checks it (each
+/// key is compared with the previous one anyway), and a key that goes
+/// backwards fails the statement instead of silently losing matches.
+struct MergeJoinOp<'a> {
+    left: BoxedOperator<'a>,
+    right: BoxedOperator<'a>,
+    left_keys: &'a [Expr],
+    right_keys: &'a [Expr],
+    right_width: usize,
+    kind: JoinKind,
+    residual: Option<&'a Expr>,
+    env: Env<'a>,
+    /// The previous keys read on each side (NULLs included), to check
+    /// the order.
+    last_left: Option<GroupKey>,
+    last_right: Option<GroupKey>,
+    /// The next right row not yet placed in a group, with its key.
+    lookahead: Option<(GroupKey, Row)>,
+    right_done: bool,
+    /// The key of `group`: the right rows with that key.
+    group_key: Option<GroupKey>,
+    group: Vec<Row>,
+    current: Option<Row>,
+    pos: usize,
+    matched: bool,
+    budget: MemoryBudget,
+}
+
+/// The key of `row` (NULLs included) and whether it holds a NULL.
+fn raw_key(exprs: &[Expr], row: &[Value], env: &Env<'_>) -> Result<(GroupKey, bool)> {
+    let key = exprs
+        .iter()
+        .map(|e| eval(e, row, env))
+        .collect::<Result<Row>>()?;
+    let null = key.iter().any(Value::is_null);
+    Ok((GroupKey(key), null))
+}
+
+/// Fails when `key` sorts before `last`, then remembers it.
+fn check_order(last: &mut Option<GroupKey>, key: &GroupKey, side: &str) -> Result<()> {
+    if last.as_ref().is_some_and(|l| l > key) {
+        return Err(Error::Invalid(format!(
+            "merge join: the {side} input is not sorted on the join keys"
+        )));
+    }
+    *last = Some(key.clone());
+    Ok(())
+}
+
+impl MergeJoinOp<'_> {
+    /// The next right row with a key, or `None` at the end.
+    fn next_right(&mut self) -> Result<Option<(GroupKey, Row)>> {
+        if let Some(r) = self.lookahead.take() {
+            return Ok(Some(r));
+        }
+        if self.right_done {
+            return Ok(None);
+        }
+        loop {
+            let Some(row) = self.right.next()? else {
+                self.right_done = true;
+                return Ok(None);
+            };
+            let (key, null) = raw_key(self.right_keys, &row, &self.env)?;
+            check_order(&mut self.last_right, &key, "right")?;
+            if !null {
+                return Ok(Some((key, row)));
+            }
+        }
+    }
+
+    /// Makes `group` the right rows whose key equals `key` (none if no
+    /// right row has it), skipping the smaller keys.
+    fn seek_group(&mut self, key: &GroupKey) -> Result<()> {
+        if self.group_key.as_ref() == Some(key) {
+            return Ok(());
+        }
+        self.group.clear();
+        self.budget.used = 0;
+        while let Some((k, row)) = self.next_right()? {
+            match k.cmp(key) {
+                Ordering::Less => continue,
+                Ordering::Equal => {
+                    self.budget.charge(&row)?;
+                    self.group.push(row);
+                }
+                Ordering::Greater => {
+                    self.lookahead = Some((k, row));
+                    break;
+                }
+            }
+        }
+        self.group_key = Some(key.clone());
+        Ok(())
+    }
+}
+
+impl Operator for MergeJoinOp<'_> {
+    fn next(&mut self) -> Result<Option<Row>> {
+        loop {
+            let Some(left) = &self.current else {
+                let Some(l) = self.left.next()? else {
+                    return Ok(None);
+                };
+                let (key, null) = raw_key(self.left_keys, &l, &self.env)?;
+                check_order(&mut self.last_left, &key, "left")?;
+                self.pos = usize::MAX;
+                if !null {
+                    self.seek_group(&key)?;
+                    self.pos = 0;
+                }
+                self.current = Some(l);
+                self.matched = false;
+                continue;
+            };
+            while self.pos < self.group.len() {
+                let row = concat_rows(left, &self.group[self.pos]);
+                self.pos += 1;
+                let ok = match self.residual {
+                    Some(p) => eval_predicate(p, &row, &self.env)?,
+                    None => true,
+                };
+                if ok {
+                    self.matched = true;
+                    return Ok(Some(row));
+                }
+            }
+            let left = self.current.take().unwrap_or_default();
+            if self.kind == JoinKind::Left && !self.matched {
+                return Ok(Some(concat_rows(
+                    &left,
+                    &vec![Value::Null; self.right_width],
+                )));
+            }
+        }
+    }
+}
+
 /// An index nested-loop join: each left row's key is looked up in the
 /// right table's index (or primary key). Nothing is held in memory beyond
 /// the matches of one left row, and only the matching right rows are read:
@@ -547,6 +761,94 @@ impl Operator for IndexJoinOp<'_> {
                 )));
             }
         }
+    }
+}
+
+/// A semi-join or anti-join: a left row passes, once, when some right row
+/// matches it (semi) or when none does (anti). The right input is read on
+/// the first left row (an empty left side never runs it) into a hash table
+/// on its keys; without keys all right rows sit under one empty key and
+/// each is tried, a nested loop. Unlike a join, a left row never comes out
+/// twice, however many right rows match: that is what makes `IN` and
+/// `EXISTS` a semi-join rather than a join.
+///
+/// The NULL-aware anti-join implements `x NOT IN (subquery)` as a WHERE
+/// term: it is true only when no value equals `x` and none is NULL (a NULL
+/// could be equal), and `x` is not NULL; over an empty subquery it is true
+/// even for a NULL `x`.
+struct SemiJoinOp<'a> {
+    left: BoxedOperator<'a>,
+    right: Option<BoxedOperator<'a>>,
+    anti: bool,
+    left_keys: &'a [Expr],
+    right_keys: &'a [Expr],
+    residual: Option<&'a Expr>,
+    null_aware: bool,
+    table: HashMap<GroupKey, Vec<Row>>,
+    right_rows: usize,
+    right_null_key: bool,
+    env: Env<'a>,
+    budget: MemoryBudget,
+}
+
+impl SemiJoinOp<'_> {
+    fn load_right(&mut self, mut right: BoxedOperator<'_>) -> Result<()> {
+        while let Some(r) = right.next()? {
+            self.right_rows += 1;
+            match key_of(self.right_keys, &r, &self.env)? {
+                Some(k) => {
+                    self.budget.charge(&r)?;
+                    self.table.entry(k).or_default().push(r);
+                }
+                None => self.right_null_key = true,
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether some right row matches `left`.
+    fn matches(&self, left: &[Value]) -> Result<bool> {
+        let Some(key) = key_of(self.left_keys, left, &self.env)? else {
+            return Ok(false);
+        };
+        let Some(candidates) = self.table.get(&key) else {
+            return Ok(false);
+        };
+        let Some(residual) = self.residual else {
+            return Ok(!candidates.is_empty());
+        };
+        for r in candidates {
+            if eval_predicate(residual, &concat_rows(left, r), &self.env)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn passes(&self, left: &[Value]) -> Result<bool> {
+        if self.null_aware {
+            if self.right_rows == 0 {
+                return Ok(true);
+            }
+            if self.right_null_key || key_of(self.left_keys, left, &self.env)?.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(self.matches(left)? != self.anti)
+    }
+}
+
+impl Operator for SemiJoinOp<'_> {
+    fn next(&mut self) -> Result<Option<Row>> {
+        while let Some(row) = self.left.next()? {
+            if let Some(right) = self.right.take() {
+                self.load_right(right)?;
+            }
+            if self.passes(&row)? {
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -10,8 +10,8 @@
 //! One enum serves as both the logical and the physical plan: the binder
 //! only builds the logical nodes (`Scan`, `Filter`, `Project`, `Join`,
 //! `Aggregate`, `Sort`, `Limit`, ...), and the rules replace some of them by
-//! physical choices (`IndexScan`, `PkLookup`, `HashJoin`, `IndexJoin`,
-//! `TopN`). Every
+//! physical choices (`IndexScan`, `PkLookup`, `HashJoin`, `MergeJoin`,
+//! `IndexJoin`, `TopN`). Every
 //! node knows how many columns its rows have ([`Plan::width`]).
 //!
 //! Column references carry a *depth*: 0 is the row of the operator that
@@ -19,6 +19,8 @@
 //! so on. That is how a correlated subquery reads its outer row.
 
 pub mod cost;
+pub mod explain;
+pub mod joins;
 pub mod rules;
 pub mod stats;
 
@@ -133,7 +135,7 @@ impl Expr {
     }
 
     /// Calls `f` on every direct child expression (not into subqueries).
-    pub fn children(&self, f: &mut dyn FnMut(&Expr)) {
+    pub fn children<'e>(&'e self, f: &mut dyn FnMut(&'e Expr)) {
         match self {
             Expr::Literal(_) | Expr::Column { .. } | Expr::Param(_) => {}
             Expr::Unary(_, e) | Expr::IsNull(e, _) | Expr::Cast(e, _) => f(e),
@@ -448,6 +450,25 @@ pub enum Plan {
         /// What else must hold, over the combined row.
         residual: Option<Expr>,
     },
+    /// A merge join on equalities (physical): both inputs arrive sorted
+    /// ascending on their keys (NULLs first, the order of
+    /// [`Value::total_cmp`]), by an explicit `Sort` or because they are read
+    /// in that order (a primary-key scan); the operator walks them side by
+    /// side, holding only the right rows of one key value.
+    MergeJoin {
+        /// The outer input, sorted on `left_keys`.
+        left: Box<Plan>,
+        /// The inner input, sorted on `right_keys`.
+        right: Box<Plan>,
+        /// Inner or left outer.
+        kind: JoinKind,
+        /// Key expressions over left rows.
+        left_keys: Vec<Expr>,
+        /// Key expressions over right rows.
+        right_keys: Vec<Expr>,
+        /// What else must hold, over the combined row.
+        residual: Option<Expr>,
+    },
     /// An index nested-loop join (physical): for each left row, the right
     /// table's rows whose indexed column equals the left row's key are
     /// fetched through the index (or the primary key), instead of reading
@@ -468,6 +489,30 @@ pub enum Plan {
         kind: JoinKind,
         /// What else must hold, over the combined row.
         residual: Option<Expr>,
+    },
+    /// A semi-join or an anti-join (physical), what a decorrelated `IN` or
+    /// `EXISTS` subquery becomes: each left row passes once, unchanged,
+    /// when some right row matches it (semi) or when none does (anti). The
+    /// output has the left columns only. With keys, the right input is
+    /// loaded into a hash table on `right_keys` (NULL keys never match);
+    /// without, every right row is tried (nested loop).
+    SemiJoin {
+        /// The rows that pass or not.
+        left: Box<Plan>,
+        /// The rows they are matched against (read once, kept in memory).
+        right: Box<Plan>,
+        /// Pass the left rows that match no right row (NOT EXISTS, NOT IN).
+        anti: bool,
+        /// Key expressions over left rows.
+        left_keys: Vec<Expr>,
+        /// Key expressions over right rows.
+        right_keys: Vec<Expr>,
+        /// What else a match needs, over the combined row (left then right).
+        residual: Option<Expr>,
+        /// `NOT IN`'s rules for NULL (only with one key and no residual):
+        /// an empty right input passes every left row; otherwise a NULL
+        /// right key, or a NULL left key, passes none.
+        null_aware: bool,
     },
     /// Groups the input and computes aggregates: output rows are the
     /// group-by values followed by the aggregates.
@@ -545,10 +590,11 @@ impl Plan {
             | Plan::Limit { input, .. }
             | Plan::Distinct { input, .. } => input.width(),
             Plan::Project { exprs, .. } => exprs.len(),
-            Plan::Join { left, right, .. } | Plan::HashJoin { left, right, .. } => {
-                left.width() + right.width()
-            }
+            Plan::Join { left, right, .. }
+            | Plan::HashJoin { left, right, .. }
+            | Plan::MergeJoin { left, right, .. } => left.width() + right.width(),
             Plan::IndexJoin { left, table, .. } => left.width() + table.columns.len(),
+            Plan::SemiJoin { left, .. } => left.width(),
             Plan::Aggregate { group_by, aggs, .. } => group_by.len() + aggs.len(),
             Plan::SetOp { left, .. } => left.width(),
         }
@@ -618,6 +664,22 @@ impl Plan {
                     .map(|e| format!(" residual {}", fmt_expr(e)))
                     .unwrap_or_default()
             ),
+            Plan::MergeJoin {
+                kind,
+                left_keys,
+                right_keys,
+                residual,
+                ..
+            } => format!(
+                "MergeJoin {:?} left=({}) right=({}){}",
+                kind,
+                fmt_list(left_keys),
+                fmt_list(right_keys),
+                residual
+                    .as_ref()
+                    .map(|e| format!(" residual {}", fmt_expr(e)))
+                    .unwrap_or_default()
+            ),
             Plan::IndexJoin {
                 table,
                 index,
@@ -644,6 +706,34 @@ impl Plan {
                     .map(|e| format!(" residual {}", fmt_expr(e)))
                     .unwrap_or_default()
             ),
+            Plan::SemiJoin {
+                anti,
+                left_keys,
+                right_keys,
+                residual,
+                null_aware,
+                ..
+            } => {
+                let what = match (*null_aware, *anti) {
+                    (true, _) => "NullAwareAntiJoin",
+                    (false, true) => "AntiJoin",
+                    (false, false) => "SemiJoin",
+                };
+                let method = if left_keys.is_empty() {
+                    "NestedLoop"
+                } else {
+                    "Hash"
+                };
+                format!(
+                    "{method}{what} left=({}) right=({}){}",
+                    fmt_list(left_keys),
+                    fmt_list(right_keys),
+                    residual
+                        .as_ref()
+                        .map(|e| format!(" residual {}", fmt_expr(e)))
+                        .unwrap_or_default()
+                )
+            }
             Plan::Aggregate { group_by, aggs, .. } => format!(
                 "HashAggregate group=({}) aggs=({})",
                 fmt_list(group_by),
@@ -716,6 +806,8 @@ impl Plan {
             Plan::IndexJoin { left, .. } => vec![left],
             Plan::Join { left, right, .. }
             | Plan::HashJoin { left, right, .. }
+            | Plan::MergeJoin { left, right, .. }
+            | Plan::SemiJoin { left, right, .. }
             | Plan::SetOp { left, right, .. } => vec![left, right],
         }
     }
@@ -761,18 +853,46 @@ fn fmt_keys(keys: &[SortKey]) -> String {
 }
 
 fn fmt_list(exprs: &[Expr]) -> String {
-    exprs.iter().map(fmt_expr).collect::<Vec<_>>().join(", ")
+    fmt_list_with(exprs, &positional)
+}
+
+fn fmt_list_with(exprs: &[Expr], names: ColumnNamer<'_>) -> String {
+    exprs
+        .iter()
+        .map(|e| fmt_expr_with(e, names))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How an expression printer names a column reference, given its `depth`
+/// and `index` (as in [`Expr::Column`]).
+pub type ColumnNamer<'n> = &'n dyn Fn(usize, usize) -> String;
+
+/// Names columns by position: `#3` is column 3 of the row, `outer1#3`
+/// column 3 of the enclosing query's row.
+pub fn positional(depth: usize, index: usize) -> String {
+    if depth == 0 {
+        format!("#{index}")
+    } else {
+        format!("outer{depth}#{index}")
+    }
 }
 
 /// An expression in EXPLAIN's notation: `#3` is column 3 of the row,
 /// `outer1#3` column 3 of the enclosing query's row.
 pub fn fmt_expr(e: &Expr) -> String {
+    fmt_expr_with(e, &positional)
+}
+
+/// An expression with its column references named by `names` (EXPLAIN
+/// prints `t.a` where the plan holds a position).
+pub fn fmt_expr_with(e: &Expr, names: ColumnNamer<'_>) -> String {
     let mut s = String::new();
-    write_expr(e, &mut s);
+    write_expr(e, &mut s, names);
     s
 }
 
-fn write_expr(e: &Expr, s: &mut String) {
+fn write_expr(e: &Expr, s: &mut String, names: ColumnNamer<'_>) {
     match e {
         Expr::Literal(Value::Text(t)) => {
             let _ = write!(s, "'{}'", t.replace('\'', "''"));
@@ -780,12 +900,7 @@ fn write_expr(e: &Expr, s: &mut String) {
         Expr::Literal(v) => {
             let _ = write!(s, "{v}");
         }
-        Expr::Column { depth: 0, index } => {
-            let _ = write!(s, "#{index}");
-        }
-        Expr::Column { depth, index } => {
-            let _ = write!(s, "outer{depth}#{index}");
-        }
+        Expr::Column { depth, index } => s.push_str(&names(*depth, *index)),
         Expr::Param(i) => {
             let _ = write!(s, "${}", i + 1);
         }
@@ -796,17 +911,17 @@ fn write_expr(e: &Expr, s: &mut String) {
                 UnaryOp::Not => "NOT ",
                 UnaryOp::BitNot => "~",
             });
-            write_expr(e, s);
+            write_expr(e, s, names);
         }
         Expr::Binary(op, a, b) => {
             s.push('(');
-            write_expr(a, s);
+            write_expr(a, s, names);
             let _ = write!(s, " {} ", binop_str(*op));
-            write_expr(b, s);
+            write_expr(b, s, names);
             s.push(')');
         }
         Expr::IsNull(e, negated) => {
-            write_expr(e, s);
+            write_expr(e, s, names);
             s.push_str(if *negated { " IS NOT NULL" } else { " IS NULL" });
         }
         Expr::Between {
@@ -815,27 +930,27 @@ fn write_expr(e: &Expr, s: &mut String) {
             high,
             negated,
         } => {
-            write_expr(expr, s);
+            write_expr(expr, s, names);
             s.push_str(if *negated {
                 " NOT BETWEEN "
             } else {
                 " BETWEEN "
             });
-            write_expr(low, s);
+            write_expr(low, s, names);
             s.push_str(" AND ");
-            write_expr(high, s);
+            write_expr(high, s, names);
         }
         Expr::InList {
             expr,
             list,
             negated,
         } => {
-            write_expr(expr, s);
+            write_expr(expr, s, names);
             let _ = write!(
                 s,
                 "{} ({})",
                 if *negated { " NOT IN" } else { " IN" },
-                fmt_list(list)
+                fmt_list_with(list, names)
             );
         }
         Expr::InSubquery {
@@ -843,7 +958,7 @@ fn write_expr(e: &Expr, s: &mut String) {
             subquery,
             negated,
         } => {
-            write_expr(expr, s);
+            write_expr(expr, s, names);
             let _ = write!(
                 s,
                 "{} (subquery #{})",
@@ -870,36 +985,36 @@ fn write_expr(e: &Expr, s: &mut String) {
             s.push_str("CASE");
             if let Some(o) = operand {
                 s.push(' ');
-                write_expr(o, s);
+                write_expr(o, s, names);
             }
             for (w, t) in branches {
                 s.push_str(" WHEN ");
-                write_expr(w, s);
+                write_expr(w, s, names);
                 s.push_str(" THEN ");
-                write_expr(t, s);
+                write_expr(t, s, names);
             }
             if let Some(e) = else_result {
                 s.push_str(" ELSE ");
-                write_expr(e, s);
+                write_expr(e, s, names);
             }
             s.push_str(" END");
         }
         Expr::Cast(e, ty) => {
             s.push_str("CAST(");
-            write_expr(e, s);
+            write_expr(e, s, names);
             let _ = write!(s, " AS {ty})");
         }
         Expr::Function(f, args) => {
-            let _ = write!(s, "{}({})", f.name(), fmt_list(args));
+            let _ = write!(s, "{}({})", f.name(), fmt_list_with(args, names));
         }
         Expr::Like {
             expr,
             pattern,
             negated,
         } => {
-            write_expr(expr, s);
+            write_expr(expr, s, names);
             s.push_str(if *negated { " NOT LIKE " } else { " LIKE " });
-            write_expr(pattern, s);
+            write_expr(pattern, s, names);
         }
     }
 }

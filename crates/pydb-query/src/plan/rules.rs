@@ -45,6 +45,7 @@ use crate::ast::{BinaryOp, JoinKind};
 use crate::catalog::Table;
 use crate::exec::eval::eval_constant;
 use crate::plan::cost::Estimator;
+use crate::plan::joins::plan_joins;
 use crate::plan::{Expr, Plan};
 use crate::store::IndexRange;
 use crate::value::Value;
@@ -55,11 +56,9 @@ pub const TOP_N_MAX: u64 = 1000;
 /// Runs every rule over `plan`; `est` estimates rows and costs where a
 /// rule chooses between plans.
 pub fn optimize(plan: Plan, est: &Estimator<'_>) -> Plan {
-    let _ = est;
     let plan = map_plan(plan, &mut |p| fold_plan_constants(p));
-    let plan = map_plan(plan, &mut reorder_joins);
     let plan = push_down(plan);
-    let plan = map_plan(plan, &mut choose_join);
+    let plan = plan_joins(plan, est);
     let plan = map_plan(plan, &mut choose_index);
     map_plan(plan, &mut choose_top_n)
 }
@@ -95,7 +94,7 @@ fn empty(width: usize) -> Plan {
 }
 
 /// Rebuilds a node with each input replaced by `f(input)`.
-fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
+pub(crate) fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
     let mut b = |p: Box<Plan>| Box::new(f(*p));
     match plan {
         Plan::Filter { input, predicate } => Plan::Filter {
@@ -132,6 +131,21 @@ fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
             right_keys,
             residual,
         },
+        Plan::MergeJoin {
+            left,
+            right,
+            kind,
+            left_keys,
+            right_keys,
+            residual,
+        } => Plan::MergeJoin {
+            left: b(left),
+            right: b(right),
+            kind,
+            left_keys,
+            right_keys,
+            residual,
+        },
         Plan::IndexJoin {
             left,
             table,
@@ -148,6 +162,23 @@ fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
             right_filter,
             kind,
             residual,
+        },
+        Plan::SemiJoin {
+            left,
+            right,
+            anti,
+            left_keys,
+            right_keys,
+            residual,
+            null_aware,
+        } => Plan::SemiJoin {
+            left: b(left),
+            right: b(right),
+            anti,
+            left_keys,
+            right_keys,
+            residual,
+            null_aware,
         },
         Plan::Aggregate {
             input,
@@ -202,13 +233,25 @@ fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
 }
 
 /// Calls `f` on each expression held directly by the node.
-fn for_each_expr_mut(plan: &mut Plan, f: &mut dyn FnMut(&mut Expr)) {
+pub(crate) fn for_each_expr_mut(plan: &mut Plan, f: &mut dyn FnMut(&mut Expr)) {
     match plan {
         Plan::Values { rows, .. } => rows.iter_mut().flatten().for_each(f),
         Plan::Filter { predicate, .. } => f(predicate),
         Plan::Project { exprs, .. } => exprs.iter_mut().for_each(f),
         Plan::Join { on, .. } => on.iter_mut().for_each(f),
         Plan::HashJoin {
+            left_keys,
+            right_keys,
+            residual,
+            ..
+        }
+        | Plan::MergeJoin {
+            left_keys,
+            right_keys,
+            residual,
+            ..
+        }
+        | Plan::SemiJoin {
             left_keys,
             right_keys,
             residual,
@@ -272,145 +315,6 @@ fn fold_plan_constants(mut plan: Plan) -> Plan {
     }
 }
 
-// ---- 2. join order ----
-
-/// Flattens a left-deep tree of inner and cross joins into its inputs and
-/// the terms of its ON conditions; false if it holds a LEFT join or a join
-/// as a right input.
-fn flatten_joins(plan: Plan, leaves: &mut Vec<Plan>, terms: &mut Vec<Expr>) -> bool {
-    match plan {
-        Plan::Join {
-            left,
-            right,
-            kind,
-            on,
-        } if kind != JoinKind::Left && !matches!(*right, Plan::Join { .. }) => {
-            let ok = flatten_joins(*left, leaves, terms);
-            leaves.push(*right);
-            terms.extend(on.map(Expr::conjuncts).unwrap_or_default());
-            ok
-        }
-        Plan::Join { .. } => false,
-        other => {
-            leaves.push(other);
-            true
-        }
-    }
-}
-
-fn is_inner_join_chain(plan: &Plan) -> bool {
-    match plan {
-        Plan::Join {
-            left, right, kind, ..
-        } => {
-            let left_ok = match **left {
-                Plan::Join { .. } => is_inner_join_chain(left),
-                _ => true,
-            };
-            *kind != JoinKind::Left && !matches!(**right, Plan::Join { .. }) && left_ok
-        }
-        _ => false,
-    }
-}
-
-fn reorder_joins(plan: Plan) -> Plan {
-    let Plan::Filter { input, predicate } = plan else {
-        return plan;
-    };
-    if !is_inner_join_chain(&input) {
-        return Plan::Filter { input, predicate };
-    }
-    let original = Plan::Filter {
-        input: input.clone(),
-        predicate: predicate.clone(),
-    };
-    let mut leaves = Vec::new();
-    let mut terms = predicate.conjuncts();
-    if !flatten_joins(*input, &mut leaves, &mut terms)
-        || leaves.len() < 3
-        || !terms.iter().all(movable)
-    {
-        return original;
-    }
-    // Where each input's columns start in the joined row.
-    let mut offsets = Vec::with_capacity(leaves.len());
-    let mut width = 0;
-    for l in &leaves {
-        offsets.push(width);
-        width += l.width();
-    }
-    let leaf_of = |col: usize| offsets.iter().rposition(|o| *o <= col).unwrap_or(0);
-    let term_leaves: Vec<Vec<usize>> = terms
-        .iter()
-        .map(|t| {
-            let mut ls: Vec<usize> = columns_of(t).into_iter().map(leaf_of).collect();
-            ls.sort_unstable();
-            ls.dedup();
-            ls
-        })
-        .collect();
-    let own_terms = |leaf: usize| term_leaves.iter().filter(|ls| **ls == [leaf]).count();
-    // Greedy: start with the input that has the most conditions of its
-    // own, then take inputs connected to those already taken.
-    let mut order: Vec<usize> = Vec::with_capacity(leaves.len());
-    let first = (0..leaves.len())
-        .max_by_key(|l| (own_terms(*l), std::cmp::Reverse(*l)))
-        .unwrap_or(0);
-    order.push(first);
-    while order.len() < leaves.len() {
-        let connected = (0..leaves.len()).filter(|l| !order.contains(l)).find(|l| {
-            term_leaves.iter().any(|ls| {
-                ls.contains(l) && ls.len() > 1 && ls.iter().all(|x| x == l || order.contains(x))
-            })
-        });
-        let next = connected
-            .or_else(|| (0..leaves.len()).find(|l| !order.contains(l)))
-            .unwrap_or(0);
-        order.push(next);
-    }
-    if order.iter().enumerate().all(|(i, l)| i == *l) {
-        return original;
-    }
-    // New positions: inputs in the new order, columns in order within each.
-    let mut new_pos = vec![0usize; width];
-    let mut at = 0;
-    for l in &order {
-        for c in 0..leaves[*l].width() {
-            new_pos[offsets[*l] + c] = at;
-            at += 1;
-        }
-    }
-    let mut slots: Vec<Option<Plan>> = leaves.into_iter().map(Some).collect();
-    let mut joined: Option<Plan> = None;
-    for l in &order {
-        let leaf = slots[*l].take().unwrap_or_else(|| empty(0));
-        joined = Some(match joined {
-            None => leaf,
-            Some(acc) => Plan::Join {
-                left: Box::new(acc),
-                right: Box::new(leaf),
-                kind: JoinKind::Cross,
-                on: None,
-            },
-        });
-    }
-    let Some(joined) = joined else {
-        return original;
-    };
-    let remap = |i: usize| new_pos.get(i).copied().unwrap_or(i);
-    let terms: Vec<Expr> = terms
-        .into_iter()
-        .map(|mut t| {
-            t.map_columns(&remap);
-            t
-        })
-        .collect();
-    Plan::Project {
-        input: Box::new(filter(joined, terms)),
-        exprs: (0..width).map(|i| Expr::col(new_pos[i])).collect(),
-    }
-}
-
 // ---- 3. predicate pushdown ----
 
 fn push_down(plan: Plan) -> Plan {
@@ -422,7 +326,7 @@ fn push_down(plan: Plan) -> Plan {
 
 /// Whether a term may move: it holds no correlated subquery (whose plan
 /// would read this row's columns at positions that moving changes).
-fn movable(e: &Expr) -> bool {
+pub(crate) fn movable(e: &Expr) -> bool {
     fn correlated(e: &Expr) -> bool {
         match e {
             Expr::InSubquery { expr, subquery, .. } => subquery.correlated || correlated(expr),
@@ -437,7 +341,7 @@ fn movable(e: &Expr) -> bool {
     !correlated(e)
 }
 
-fn columns_of(e: &Expr) -> Vec<usize> {
+pub(crate) fn columns_of(e: &Expr) -> Vec<usize> {
     let mut cols = Vec::new();
     e.local_columns(&mut cols);
     cols
@@ -589,127 +493,6 @@ fn place(plan: Plan, mut terms: Vec<Expr>) -> Plan {
             let other = map_children(other, &mut push_down);
             filter(other, terms)
         }
-    }
-}
-
-// ---- 4. join selection ----
-
-fn choose_join(plan: Plan) -> Plan {
-    let Plan::Join {
-        left,
-        right,
-        kind,
-        on: Some(on),
-    } = plan
-    else {
-        return plan;
-    };
-    let lw = left.width();
-    let mut left_keys = Vec::new();
-    let mut right_keys = Vec::new();
-    let mut residual = Vec::new();
-    for term in on.conjuncts() {
-        if let Expr::Binary(BinaryOp::Eq, a, b) = &term
-            && !a.has_subquery()
-            && !b.has_subquery()
-        {
-            let (ca, cb) = (columns_of(a), columns_of(b));
-            let side = |c: &[usize]| {
-                if c.is_empty() {
-                    None
-                } else if c.iter().all(|i| *i < lw) {
-                    Some(true)
-                } else if c.iter().all(|i| *i >= lw) {
-                    Some(false)
-                } else {
-                    None
-                }
-            };
-            let pair = match (side(&ca), side(&cb)) {
-                (Some(true), Some(false)) => Some(((**a).clone(), (**b).clone())),
-                (Some(false), Some(true)) => Some(((**b).clone(), (**a).clone())),
-                _ => None,
-            };
-            if let Some((l, mut r)) = pair {
-                r.shift_columns(-(lw as isize));
-                left_keys.push(l);
-                right_keys.push(r);
-                continue;
-            }
-        }
-        residual.push(term);
-    }
-    if left_keys.is_empty() {
-        return Plan::Join {
-            left,
-            right,
-            kind,
-            on: Expr::and_all(residual),
-        };
-    }
-    // An index on a right key column: look the rows up per left row.
-    if let Some((table, right_filter)) = plain_table(&right) {
-        for (k, rk) in right_keys.iter().enumerate() {
-            let Expr::Column {
-                depth: 0,
-                index: col,
-            } = rk
-            else {
-                continue;
-            };
-            let by_pk = table.primary_key == [*col];
-            let index = table
-                .indexes
-                .iter()
-                .find(|i| i.columns.first() == Some(col));
-            if !by_pk && index.is_none() {
-                continue;
-            }
-            let left_key = left_keys.remove(k);
-            right_keys.remove(k);
-            // The other equalities are checked on the combined row.
-            for (l, mut r) in left_keys.into_iter().zip(right_keys) {
-                r.shift_columns(lw as isize);
-                residual.push(Expr::Binary(BinaryOp::Eq, Box::new(l), Box::new(r)));
-            }
-            return Plan::IndexJoin {
-                left,
-                index: if by_pk { None } else { index.cloned() },
-                table,
-                left_key,
-                right_filter,
-                kind,
-                residual: Expr::and_all(residual),
-            };
-        }
-    }
-    if left_keys.is_empty() {
-        return Plan::Join {
-            left,
-            right,
-            kind,
-            on: Expr::and_all(residual),
-        };
-    }
-    Plan::HashJoin {
-        left,
-        right,
-        kind,
-        left_keys,
-        right_keys,
-        residual: Expr::and_all(residual),
-    }
-}
-
-/// The table under a right join input that is a scan, possibly filtered.
-fn plain_table(plan: &Plan) -> Option<(Arc<Table>, Option<Expr>)> {
-    match plan {
-        Plan::Scan { table } => Some((table.clone(), None)),
-        Plan::Filter { input, predicate } => match &**input {
-            Plan::Scan { table } => Some((table.clone(), Some(predicate.clone()))),
-            _ => None,
-        },
-        _ => None,
     }
 }
 

@@ -8,6 +8,7 @@
 //! 0x00 | 0x02                          -> catalog version (u64 LE), bumped by DDL
 //! 0x01 | 0x01 | table name             -> table record   (see catalog)
 //! 0x01 | 0x02 | view name              -> view record
+//! 0x01 | 0x03 | table name             -> statistics record (ANALYZE)
 //! 0x02 | table id (8, BE) | row key    -> row            (encoding::encode_row)
 //! 0x03 | index id (8, BE) | index key  -> row key
 //! ```
@@ -54,8 +55,11 @@ pub(crate) const CATALOG_VERSION: [u8; 2] = [META, 0x02];
 pub(crate) const CATALOG_TABLE: u8 = 0x01;
 /// `CATALOG` sub-section of views.
 pub(crate) const CATALOG_VIEW: u8 = 0x02;
+/// `CATALOG` sub-section of table statistics (written by ANALYZE).
+pub(crate) const CATALOG_STATS: u8 = 0x03;
 
-/// The key of a catalog record of `kind` (`CATALOG_TABLE`, `CATALOG_VIEW`).
+/// The key of a catalog record of `kind` (`CATALOG_TABLE`, `CATALOG_VIEW`,
+/// `CATALOG_STATS`).
 pub(crate) fn catalog_key(kind: u8, name: &str) -> Vec<u8> {
     let mut key = vec![CATALOG, kind];
     key.extend_from_slice(name.as_bytes());

@@ -9,8 +9,17 @@
 //! index  = name | id | column count | column position* | unique (0 or 1)
 //! view   = 0x01 (version) | name | has column list (0 or 1)
 //!          | [count | name*] | sql
+//! stats  = 0x01 (version) | table id | row count | average row bytes
+//!          | column count | column stats*
+//! column stats = distinct | null fraction (f64)
+//!          | MCV count | (value | frequency (f64))* | bound count | value*
 //! name, sql = length varint | UTF-8;   id, count, position = varint
+//! f64 = 8 bytes little-endian;   value = a value in the row format
 //! ```
+//!
+//! A stats record (what `ANALYZE` stores, [`TableStats`]) lives under the
+//! table's name, like the table record, and names the table's id, so that
+//! statistics never describe another table of the same name.
 //!
 //! Decoding checks what the store relies on: the name matches the key it
 //! was found under, positions point at existing columns, and every byte is
@@ -19,6 +28,7 @@
 use crate::catalog::{Column, Index, Table, View};
 use crate::encoding::{RecordReader, RecordWriter};
 use crate::error::{Error, Result};
+use crate::plan::stats::{ColumnStats, TableStats};
 use crate::value::DataType;
 
 /// The format version of catalog records.
@@ -183,6 +193,90 @@ pub(crate) fn decode_view(key_name: &str, bytes: &[u8]) -> Result<View> {
     Ok(View { name, columns, sql })
 }
 
+/// Encodes the statistics of the table with id `table_id`.
+pub(crate) fn encode_stats(table_id: u64, stats: &TableStats) -> Vec<u8> {
+    let mut w = RecordWriter::new(RECORD_VERSION);
+    w.u64(table_id);
+    w.u64(stats.row_count);
+    w.u64(stats.avg_row_bytes);
+    w.u64(stats.columns.len() as u64);
+    for column in &stats.columns {
+        w.u64(column.distinct);
+        w.f64(column.null_frac);
+        w.u64(column.mcv.len() as u64);
+        for (value, frequency) in &column.mcv {
+            w.value(value);
+            w.f64(*frequency);
+        }
+        w.u64(column.histogram.len() as u64);
+        for bound in &column.histogram {
+            w.value(bound);
+        }
+    }
+    w.out
+}
+
+/// A fraction between 0 and 1, or a corruption.
+fn fraction(r: &mut RecordReader<'_>) -> Result<f64> {
+    let f = r.f64()?;
+    if (0.0..=1.0).contains(&f) {
+        Ok(f)
+    } else {
+        Err(r.corrupted(format!("fraction {f} is not between 0 and 1")))
+    }
+}
+
+/// Decodes a stats record found under the key of `table`: it must name
+/// the table's id and have one entry per column.
+pub(crate) fn decode_stats(table: &Table, bytes: &[u8]) -> Result<TableStats> {
+    let mut r = RecordReader::new(bytes, "SQL stats record", RECORD_VERSION)?;
+    let id = r.u64()?;
+    if id != table.id {
+        return Err(Error::Corrupted(format!(
+            "stats record of table {} (id {}) is for table id {id}",
+            table.name, table.id
+        )));
+    }
+    let row_count = r.u64()?;
+    let avg_row_bytes = r.u64()?;
+    let count = r.count()?;
+    if count != table.columns.len() {
+        return Err(r.corrupted(format!(
+            "{count} columns of stats for table {} of {} columns",
+            table.name,
+            table.columns.len()
+        )));
+    }
+    let mut columns = Vec::with_capacity(count);
+    for _ in 0..count {
+        let distinct = r.u64()?;
+        let null_frac = fraction(&mut r)?;
+        let n = r.count()?;
+        let mut mcv = Vec::with_capacity(n);
+        for _ in 0..n {
+            let value = r.value()?;
+            mcv.push((value, fraction(&mut r)?));
+        }
+        let n = r.count()?;
+        let mut histogram = Vec::with_capacity(n);
+        for _ in 0..n {
+            histogram.push(r.value()?);
+        }
+        columns.push(ColumnStats {
+            distinct,
+            null_frac,
+            mcv,
+            histogram,
+        });
+    }
+    r.finish()?;
+    Ok(TableStats {
+        row_count,
+        avg_row_bytes,
+        columns,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +309,75 @@ mod tests {
                 unique: true,
             }],
         }
+    }
+
+    fn stats() -> TableStats {
+        TableStats {
+            row_count: 3,
+            avg_row_bytes: 9,
+            columns: vec![
+                ColumnStats {
+                    distinct: 3,
+                    null_frac: 0.0,
+                    mcv: vec![],
+                    histogram: vec![Value::Integer(1), Value::Integer(3)],
+                },
+                ColumnStats {
+                    distinct: 1,
+                    null_frac: 0.5,
+                    mcv: vec![(Value::Text("x".into()), 0.5)],
+                    histogram: vec![],
+                },
+            ],
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The example of docs/formats.md ("SQL statistics record").
+    #[test]
+    fn stats_documented_example() {
+        let bytes = encode_stats(7, &stats());
+        assert_eq!(
+            hex(&bytes),
+            "01 07 03 09 02 \
+             03 00 00 00 00 00 00 00 00 00 02 01 02 01 06 \
+             01 00 00 00 00 00 00 e0 3f 01 03 01 78 00 00 00 00 00 00 e0 3f 00"
+        );
+        assert_eq!(decode_stats(&table(), &bytes).unwrap(), stats());
+    }
+
+    #[test]
+    fn damaged_stats_records_are_corrupted_not_panics() {
+        let bytes = encode_stats(7, &stats());
+        for len in 0..bytes.len() {
+            assert!(matches!(
+                decode_stats(&table(), &bytes[..len]),
+                Err(Error::Corrupted(_))
+            ));
+        }
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut flipped = bytes.clone();
+                flipped[i] ^= 1 << bit;
+                if let Err(e) = decode_stats(&table(), &flipped) {
+                    assert!(matches!(e, Error::Corrupted(_)), "{e}");
+                }
+            }
+        }
+        // Another table's statistics are refused.
+        let mut other = table();
+        other.id = 8;
+        assert!(matches!(
+            decode_stats(&other, &bytes),
+            Err(Error::Corrupted(_))
+        ));
     }
 
     #[test]

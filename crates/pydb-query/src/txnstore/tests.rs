@@ -703,3 +703,252 @@ fn repeated_scans_see_the_statements_own_writes() {
     })
     .unwrap();
 }
+
+// ------------------------------------------------------------ statistics
+
+mod stats {
+    use super::*;
+    use crate::output::Output;
+    use crate::plan::cost::Estimator;
+    use crate::plan::stats::collect;
+    use crate::session::Database;
+
+    fn database(mgr: Arc<TxnManager>) -> Database {
+        Database::new(mgr).unwrap()
+    }
+
+    fn stats_of(db: &Database, table: &str) -> Option<Arc<TableStats>> {
+        crate::describe::catalog(db)
+            .unwrap()
+            .stats
+            .get(table)
+            .cloned()
+    }
+
+    /// `INSERT INTO t VALUES (..), (..)` for `rows`, as text.
+    fn insert_sql(table: &str, rows: impl Iterator<Item = String>) -> String {
+        format!(
+            "INSERT INTO {table} VALUES {}",
+            rows.collect::<Vec<_>>().join(", ")
+        )
+    }
+
+    fn count(db: &Database, sql: &str) -> f64 {
+        let out = db.session().execute(sql).unwrap();
+        match out.last() {
+            Some(Output::Rows(rows)) => rows.rows.len() as f64,
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+
+    /// The estimated rows of the optimized plan of query `sql`.
+    fn estimated(mgr: &Arc<TxnManager>, sql: &str) -> f64 {
+        let f = Fixture {
+            mgr: mgr.clone(),
+            cache: Shared::new(mgr.clone()),
+        };
+        let statement = crate::parser::parse(sql).unwrap().remove(0);
+        let crate::ast::Statement::Query(q) = statement else {
+            panic!("{sql} is not a query");
+        };
+        f.run(|s| {
+            let est = Estimator::new(&*s);
+            let bound = crate::bind::Binder::new(&*s).bind_query(&q)?;
+            let plan = crate::plan::rules::optimize(bound.plan, &est);
+            Ok(est.estimate(&plan).rows)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn estimates_after_analyze_are_within_a_factor_of_two() {
+        let mgr = manager();
+        let db = database(mgr.clone());
+        let mut s = db.session();
+        s.execute(
+            "CREATE TABLE customers(id INTEGER PRIMARY KEY, region TEXT, vip BOOLEAN); \
+             CREATE TABLE orders(id INTEGER PRIMARY KEY, cust INTEGER, status TEXT, \
+                                 amount REAL, note TEXT); \
+             CREATE INDEX orders_cust ON orders(cust)",
+        )
+        .unwrap();
+        let regions = ["eu", "us", "us", "asia", "us"];
+        s.execute(&insert_sql(
+            "customers",
+            (0..200).map(|i| format!("({i}, '{}', {})", regions[i % 5], i % 10 == 0)),
+        ))
+        .unwrap();
+        // Skewed: 70% open, 25% closed, 5% void; amount NULL in 10%;
+        // customer i*i % 200 (some customers have many orders).
+        let status = |i: usize| match i % 20 {
+            0 => "void",
+            1..=5 => "closed",
+            _ => "open",
+        };
+        s.execute(&insert_sql(
+            "orders",
+            (0..3000).map(|i| {
+                let amount = if i % 10 == 3 {
+                    "NULL".to_owned()
+                } else {
+                    format!("{}.5", (i * 37) % 1000)
+                };
+                format!(
+                    "({i}, {}, '{}', {amount}, 'n{:05}')",
+                    (i * i) % 200,
+                    status(i),
+                    (i * 7919) % 3000
+                )
+            }),
+        ))
+        .unwrap();
+        s.execute("ANALYZE").unwrap();
+        let queries = [
+            "SELECT * FROM orders",
+            "SELECT * FROM orders WHERE status = 'open'",
+            "SELECT * FROM orders WHERE status = 'void'",
+            "SELECT * FROM orders WHERE status <> 'open'",
+            "SELECT * FROM orders WHERE amount IS NULL",
+            "SELECT * FROM orders WHERE amount < 250",
+            "SELECT * FROM orders WHERE amount BETWEEN 100 AND 600",
+            "SELECT * FROM orders WHERE amount >= 900 AND status = 'open'",
+            "SELECT * FROM orders WHERE status = 'void' OR amount > 500",
+            "SELECT * FROM orders WHERE status IN ('void', 'closed')",
+            "SELECT * FROM orders WHERE cust = 0",
+            "SELECT * FROM orders WHERE cust < 50",
+            "SELECT * FROM orders WHERE note < 'n00300'",
+            "SELECT * FROM orders WHERE id > 2500",
+            "SELECT * FROM customers WHERE region = 'us'",
+            "SELECT * FROM orders JOIN customers ON orders.cust = customers.id",
+            "SELECT * FROM orders JOIN customers ON orders.cust = customers.id \
+             WHERE customers.region = 'eu'",
+            "SELECT status, count(*) FROM orders GROUP BY status",
+            "SELECT DISTINCT cust FROM orders",
+            "SELECT region, vip, count(*) FROM customers GROUP BY region, vip",
+        ];
+        for sql in queries {
+            let (estimate, actual) = (estimated(&mgr, sql), count(&db, sql));
+            let ratio = estimate / actual;
+            assert!(
+                (0.5..=2.0).contains(&ratio),
+                "{sql}: estimated {estimate} rows, actually {actual}"
+            );
+        }
+    }
+
+    #[test]
+    fn statistics_survive_reopen_and_a_rolled_back_analyze_keeps_the_old_ones() {
+        use pydb_storage::{EngineConfig, EngineKind, open_engine};
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let engine = open_engine(dir.path(), &EngineConfig::new(EngineKind::BTree)).unwrap();
+            let options = pydb_txn::Options {
+                gc_interval: None,
+                ..pydb_txn::Options::default()
+            };
+            Arc::new(TxnManager::open(engine, options).unwrap())
+        };
+        let mgr = open();
+        let db = database(mgr.clone());
+        let mut s = db.session();
+        s.execute("CREATE TABLE t(a INTEGER, b TEXT); CREATE TABLE u(x INTEGER)")
+            .unwrap();
+        s.execute(&insert_sql(
+            "t",
+            (0..100).map(|i| format!("({}, 'v{}')", i % 10, i % 3)),
+        ))
+        .unwrap();
+        assert_eq!(stats_of(&db, "t"), None);
+        s.execute("ANALYZE t").unwrap();
+        let first = stats_of(&db, "t").unwrap();
+        assert_eq!(first.row_count, 100);
+        assert_eq!(first.columns[0].distinct, 10);
+        assert_eq!(first.columns[1].distinct, 3);
+        assert_eq!(stats_of(&db, "u"), None, "ANALYZE t analyzes t only");
+
+        // ANALYZE inside a transaction that rolls back: the old stats.
+        s.execute("BEGIN; INSERT INTO t VALUES (99, 'w'); ANALYZE; ROLLBACK")
+            .unwrap();
+        assert_eq!(stats_of(&db, "t"), Some(first.clone()));
+        assert_eq!(stats_of(&db, "u"), None);
+
+        // Stale statistics change plans, not results.
+        s.execute("INSERT INTO t VALUES (99, 'w'), (98, 'w')")
+            .unwrap();
+        assert_eq!(count(&db, "SELECT * FROM t WHERE a >= 98"), 2.0);
+
+        s.execute("ANALYZE").unwrap();
+        let second = stats_of(&db, "t").unwrap();
+        assert_eq!(second.row_count, 102);
+        assert_eq!(stats_of(&db, "u").unwrap().row_count, 0);
+        assert!(crate::check::check(&db).unwrap().is_ok());
+
+        drop(s);
+        drop(db);
+        mgr.engine().flush().unwrap();
+        drop(mgr);
+        let mgr = open();
+        let db = database(mgr.clone());
+        assert_eq!(stats_of(&db, "t"), Some(second));
+
+        // DROP TABLE deletes its statistics; a new table of that name has
+        // none.
+        let mut s = db.session();
+        s.execute("DROP TABLE t; CREATE TABLE t(z TEXT)").unwrap();
+        assert_eq!(stats_of(&db, "t"), None);
+        assert!(crate::check::check(&db).unwrap().is_ok());
+    }
+
+    #[test]
+    fn verifier_catches_a_damaged_stats_record_and_queries_still_run() {
+        let f = Fixture::new().with_people();
+        for i in 1..=5 {
+            insert(&f, row(i, Some(&format!("p{i}")), i % 2)).unwrap();
+        }
+        let rows = f.rows();
+        f.run(|s| {
+            let t = s.table("people")?.unwrap();
+            s.set_table_stats(&t, collect(rows.clone(), 3))
+        })
+        .unwrap();
+        assert!(f.check().is_ok());
+        let stats = f
+            .run(|s| {
+                let t = s.table("people")?.unwrap();
+                s.table_stats(&t)
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(stats.row_count, 5);
+
+        // Plant a truncated stats record, and one for no table.
+        let key = layout::catalog_key(CATALOG_STATS, "people");
+        let mut tx = f.mgr.begin(Isolation::Snapshot).unwrap();
+        let good = space_get(&tx, &key).unwrap().unwrap();
+        space_set(&mut tx, &key, &good[..good.len() - 3]).unwrap();
+        space_set(&mut tx, &layout::catalog_key(CATALOG_STATS, "ghost"), &good).unwrap();
+        // Bump the catalog version, as DDL would, so caches reload.
+        space_set(&mut tx, &layout::CATALOG_VERSION, &77u64.to_le_bytes()).unwrap();
+        tx.commit().unwrap();
+        let problems = f.check().problems.join("\n");
+        assert!(problems.contains("people: stats record"), "{problems}");
+        assert!(problems.contains("ghost: stats record"), "{problems}");
+
+        // The damage is a Corrupted error for whoever asks for the
+        // statistics; the optimizer treats it as no statistics, so queries
+        // still answer.
+        let result = f.run(|s| {
+            let t = s.table("people")?.unwrap();
+            s.table_stats(&t)
+        });
+        assert!(matches!(result, Err(Error::Corrupted(_))), "{result:?}");
+        assert_eq!(f.rows().len(), 5);
+        let est = f
+            .run(|s| {
+                let t = s.table("people")?.unwrap();
+                Ok(Estimator::new(&*s).table_rows(&t))
+            })
+            .unwrap();
+        assert_eq!(est, crate::plan::cost::DEFAULT_TABLE_ROWS);
+    }
+}
