@@ -54,7 +54,9 @@ fn sqlite_rows(sqlite: &rusqlite::Connection, sql: &str) -> Vec<Vec<Option<i64>>
     let mut stmt = sqlite.prepare(sql).expect("SQLite prepares");
     let n = stmt.column_count();
     let mut rows: Vec<Vec<Option<i64>>> = stmt
-        .query_map([], |row| (0..n).map(|i| row.get::<_, Option<i64>>(i)).collect())
+        .query_map([], |row| {
+            (0..n).map(|i| row.get::<_, Option<i64>>(i)).collect()
+        })
         .expect("SQLite runs")
         .map(|r| r.expect("a row"))
         .collect();
@@ -72,7 +74,12 @@ fn explain(session: &mut Session, sql: &str) -> String {
     };
     rows.rows
         .iter()
-        .map(|r| r.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" "))
+        .map(|r| {
+            r.iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -80,12 +87,7 @@ fn explain(session: &mut Session, sql: &str) -> String {
 fn agree(session: &mut Session, sqlite: &rusqlite::Connection, sql: &str) -> usize {
     let ours = pydb_rows(session, sql);
     let theirs = sqlite_rows(sqlite, sql);
-    assert_eq!(
-        ours,
-        theirs,
-        "{sql}\nplan:\n{}",
-        explain(session, sql)
-    );
+    assert_eq!(ours, theirs, "{sql}\nplan:\n{}", explain(session, sql));
     ours.len()
 }
 
@@ -128,7 +130,11 @@ fn fourteen_table_chain_agrees_with_sqlite() {
     let plan = explain(&mut session, &sql);
     assert!(!plan.contains("NestedLoopJoin"), "{plan}");
     assert!(agree(&mut session, &sqlite, &sql) > 0);
-    let count = format!("SELECT count(*) FROM {} WHERE {}", from.join(", "), terms.join(" AND "));
+    let count = format!(
+        "SELECT count(*) FROM {} WHERE {}",
+        from.join(", "),
+        terms.join(" AND ")
+    );
     agree(&mut session, &sqlite, &count);
 }
 

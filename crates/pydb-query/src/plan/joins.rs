@@ -128,7 +128,8 @@ fn reorderable(plan: &Plan) -> bool {
                 kind,
                 on,
             } if *kind != JoinKind::Left => {
-                on.as_ref().is_none_or(|e| e.clone().conjuncts().iter().all(movable))
+                on.as_ref()
+                    .is_none_or(|e| e.clone().conjuncts().iter().all(movable))
                     && walk(left, count)
                     && walk(right, count)
             }
@@ -196,9 +197,9 @@ struct Graph<'e, 'a> {
 impl Graph<'_, '_> {
     /// Whether a term links the two (disjoint) sets.
     fn linked(&self, a: Set, b: Set) -> bool {
-        self.terms.iter().any(|t| {
-            t.relations & a != 0 && t.relations & b != 0 && t.relations & !(a | b) == 0
-        })
+        self.terms
+            .iter()
+            .any(|t| t.relations & a != 0 && t.relations & b != 0 && t.relations & !(a | b) == 0)
     }
 
     /// The cheapest join of `a` (left) and `b` (right) under the terms
@@ -236,8 +237,8 @@ impl Graph<'_, '_> {
     /// Where each original column sits in a row laid out as `layout`
     /// (`usize::MAX` for the columns of relations not in it).
     fn positions(&self, layout: &[usize]) -> Vec<usize> {
-        let width = self.offsets.last().copied().unwrap_or(0)
-            + self.widths.last().copied().unwrap_or(0);
+        let width =
+            self.offsets.last().copied().unwrap_or(0) + self.widths.last().copied().unwrap_or(0);
         let mut pos = vec![usize::MAX; width];
         let mut at = 0;
         for &r in layout {
@@ -438,9 +439,12 @@ fn order_joins(plan: Plan, est: &Estimator<'_>) -> Plan {
         // Merge every group this relation is linked to, directly or
         // through a term spanning several relations.
         loop {
-            let linked = group_sets
-                .iter()
-                .position(|g| graph.terms.iter().any(|t| t.relations & set != 0 && t.relations & g != 0));
+            let linked = group_sets.iter().position(|g| {
+                graph
+                    .terms
+                    .iter()
+                    .any(|t| t.relations & set != 0 && t.relations & g != 0)
+            });
             match linked {
                 Some(i) => {
                     set |= group_sets.remove(i);
@@ -675,11 +679,7 @@ fn index_join(left: &Plan, right: &Plan, kind: JoinKind, keys: &Keys) -> Option<
             if i != k {
                 let mut r = r.clone();
                 r.shift_columns(lw as isize);
-                residual.push(Expr::Binary(
-                    BinaryOp::Eq,
-                    Box::new(l.clone()),
-                    Box::new(r),
-                ));
+                residual.push(Expr::Binary(BinaryOp::Eq, Box::new(l.clone()), Box::new(r)));
             }
         }
         return Some(Plan::IndexJoin {
@@ -739,11 +739,7 @@ pub fn sorted_on(plan: &Plan) -> Vec<usize> {
 /// prefix of its sort order).
 fn is_sorted_on(plan: &Plan, keys: &[Expr]) -> bool {
     let order = sorted_on(plan);
-    keys.len() <= order.len()
-        && keys
-            .iter()
-            .zip(&order)
-            .all(|(k, c)| *k == Expr::col(*c))
+    keys.len() <= order.len() && keys.iter().zip(&order).all(|(k, c)| *k == Expr::col(*c))
 }
 
 /// The key pairs reordered so that the left keys follow the left side's
@@ -819,6 +815,7 @@ mod tests {
                     ..ColumnStats::default()
                 })
                 .collect(),
+            ..TableStats::default()
         }
     }
 
@@ -932,8 +929,14 @@ mod tests {
         let order = order_of(&plan);
         assert_eq!(&order[..2], ["d1", "f"], "{text}");
         assert!(text.contains("IndexJoin Inner f using f_d1"), "{text}");
-        assert!(text.contains("IndexJoin Inner d2 using primary key"), "{text}");
-        assert!(text.contains("IndexJoin Inner d3 using primary key"), "{text}");
+        assert!(
+            text.contains("IndexJoin Inner d2 using primary key"),
+            "{text}"
+        );
+        assert!(
+            text.contains("IndexJoin Inner d3 using primary key"),
+            "{text}"
+        );
         assert!(!text.contains("NestedLoopJoin"), "{text}");
     }
 
@@ -1040,7 +1043,10 @@ mod tests {
             &Estimator::without_stats(),
         );
         let text = explain(&plan);
-        assert!(text.contains("MergeJoin Inner left=(#0) right=(#0)"), "{text}");
+        assert!(
+            text.contains("MergeJoin Inner left=(#0) right=(#0)"),
+            "{text}"
+        );
         assert!(!text.contains("Sort"), "{text}");
     }
 
