@@ -157,22 +157,28 @@ fn explain(
             lines = explain_plan(&plan, &Estimator::new(&*store), actuals);
         }
         Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-            let (verb, table, plan) = match stmt {
+            // `positions`: the columns an INSERT fills.
+            let (verb, table, positions, plan) = match stmt {
                 Statement::Insert(i) => {
-                    let (table, _, plan) = insert_plan(&*store, i)?;
-                    ("Insert", table, plan)
+                    let (table, positions, plan) = insert_plan(&*store, i)?;
+                    ("Insert", table, positions, plan)
                 }
                 Statement::Update(u) => {
                     let table = lookup_table(&*store, &u.table)?;
                     let plan = target_plan(&*store, &table, u.selection.as_ref())?;
-                    ("Update", table, Some(plan))
+                    ("Update", table, Vec::new(), Some(plan))
                 }
                 Statement::Delete(d) => {
                     let table = lookup_table(&*store, &d.table)?;
                     let plan = target_plan(&*store, &table, d.selection.as_ref())?;
-                    ("Delete", table, Some(plan))
+                    ("Delete", table, Vec::new(), Some(plan))
                 }
-                _ => unreachable!("matched above"),
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "{} is not a write",
+                        statement_tag(other)
+                    )));
+                }
             };
             let planned = planning.elapsed();
             let mut affected = None;
@@ -180,7 +186,6 @@ fn explain(
                 let started = Instant::now();
                 let output = match stmt {
                     Statement::Insert(i) => {
-                        let (_, positions, _) = insert_plan(&*store, i)?;
                         insert_rows(store, i, &table, &positions, plan.as_ref(), ctx, Some(p))?
                     }
                     Statement::Update(u) => update_rows(
