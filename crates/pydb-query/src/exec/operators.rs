@@ -204,6 +204,28 @@ fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
             pos: 0,
             matched: false,
         }),
+        Plan::SemiJoin {
+            left,
+            right,
+            anti,
+            left_keys,
+            right_keys,
+            residual,
+            null_aware,
+        } => Box::new(SemiJoinOp {
+            left: build(left, env)?,
+            right: Some(build(right, env)?),
+            anti: *anti,
+            left_keys,
+            right_keys,
+            residual: residual.as_ref(),
+            null_aware: *null_aware,
+            table: HashMap::new(),
+            right_rows: 0,
+            right_null_key: false,
+            env: env.clone(),
+            budget: MemoryBudget::new(env, "a semi-join"),
+        }),
         Plan::Aggregate {
             input,
             group_by,
@@ -739,6 +761,94 @@ impl Operator for IndexJoinOp<'_> {
                 )));
             }
         }
+    }
+}
+
+/// A semi-join or anti-join: a left row passes, once, when some right row
+/// matches it (semi) or when none does (anti). The right input is read on
+/// the first left row (an empty left side never runs it) into a hash table
+/// on its keys; without keys all right rows sit under one empty key and
+/// each is tried, a nested loop. Unlike a join, a left row never comes out
+/// twice, however many right rows match: that is what makes `IN` and
+/// `EXISTS` a semi-join rather than a join.
+///
+/// The NULL-aware anti-join implements `x NOT IN (subquery)` as a WHERE
+/// term: it is true only when no value equals `x` and none is NULL (a NULL
+/// could be equal), and `x` is not NULL; over an empty subquery it is true
+/// even for a NULL `x`.
+struct SemiJoinOp<'a> {
+    left: BoxedOperator<'a>,
+    right: Option<BoxedOperator<'a>>,
+    anti: bool,
+    left_keys: &'a [Expr],
+    right_keys: &'a [Expr],
+    residual: Option<&'a Expr>,
+    null_aware: bool,
+    table: HashMap<GroupKey, Vec<Row>>,
+    right_rows: usize,
+    right_null_key: bool,
+    env: Env<'a>,
+    budget: MemoryBudget,
+}
+
+impl SemiJoinOp<'_> {
+    fn load_right(&mut self, mut right: BoxedOperator<'_>) -> Result<()> {
+        while let Some(r) = right.next()? {
+            self.right_rows += 1;
+            match key_of(self.right_keys, &r, &self.env)? {
+                Some(k) => {
+                    self.budget.charge(&r)?;
+                    self.table.entry(k).or_default().push(r);
+                }
+                None => self.right_null_key = true,
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether some right row matches `left`.
+    fn matches(&self, left: &[Value]) -> Result<bool> {
+        let Some(key) = key_of(self.left_keys, left, &self.env)? else {
+            return Ok(false);
+        };
+        let Some(candidates) = self.table.get(&key) else {
+            return Ok(false);
+        };
+        let Some(residual) = self.residual else {
+            return Ok(!candidates.is_empty());
+        };
+        for r in candidates {
+            if eval_predicate(residual, &concat_rows(left, r), &self.env)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn passes(&self, left: &[Value]) -> Result<bool> {
+        if self.null_aware {
+            if self.right_rows == 0 {
+                return Ok(true);
+            }
+            if self.right_null_key || key_of(self.left_keys, left, &self.env)?.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(self.matches(left)? != self.anti)
+    }
+}
+
+impl Operator for SemiJoinOp<'_> {
+    fn next(&mut self) -> Result<Option<Row>> {
+        while let Some(row) = self.left.next()? {
+            if let Some(right) = self.right.take() {
+                self.load_right(right)?;
+            }
+            if self.passes(&row)? {
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -490,6 +490,30 @@ pub enum Plan {
         /// What else must hold, over the combined row.
         residual: Option<Expr>,
     },
+    /// A semi-join or an anti-join (physical), what a decorrelated `IN` or
+    /// `EXISTS` subquery becomes: each left row passes once, unchanged,
+    /// when some right row matches it (semi) or when none does (anti). The
+    /// output has the left columns only. With keys, the right input is
+    /// loaded into a hash table on `right_keys` (NULL keys never match);
+    /// without, every right row is tried (nested loop).
+    SemiJoin {
+        /// The rows that pass or not.
+        left: Box<Plan>,
+        /// The rows they are matched against (read once, kept in memory).
+        right: Box<Plan>,
+        /// Pass the left rows that match no right row (NOT EXISTS, NOT IN).
+        anti: bool,
+        /// Key expressions over left rows.
+        left_keys: Vec<Expr>,
+        /// Key expressions over right rows.
+        right_keys: Vec<Expr>,
+        /// What else a match needs, over the combined row (left then right).
+        residual: Option<Expr>,
+        /// `NOT IN`'s rules for NULL (only with one key and no residual):
+        /// an empty right input passes every left row; otherwise a NULL
+        /// right key, or a NULL left key, passes none.
+        null_aware: bool,
+    },
     /// Groups the input and computes aggregates: output rows are the
     /// group-by values followed by the aggregates.
     Aggregate {
@@ -570,6 +594,7 @@ impl Plan {
             | Plan::HashJoin { left, right, .. }
             | Plan::MergeJoin { left, right, .. } => left.width() + right.width(),
             Plan::IndexJoin { left, table, .. } => left.width() + table.columns.len(),
+            Plan::SemiJoin { left, .. } => left.width(),
             Plan::Aggregate { group_by, aggs, .. } => group_by.len() + aggs.len(),
             Plan::SetOp { left, .. } => left.width(),
         }
@@ -681,6 +706,34 @@ impl Plan {
                     .map(|e| format!(" residual {}", fmt_expr(e)))
                     .unwrap_or_default()
             ),
+            Plan::SemiJoin {
+                anti,
+                left_keys,
+                right_keys,
+                residual,
+                null_aware,
+                ..
+            } => {
+                let what = match (*null_aware, *anti) {
+                    (true, _) => "NullAwareAntiJoin",
+                    (false, true) => "AntiJoin",
+                    (false, false) => "SemiJoin",
+                };
+                let method = if left_keys.is_empty() {
+                    "NestedLoop"
+                } else {
+                    "Hash"
+                };
+                format!(
+                    "{method}{what} left=({}) right=({}){}",
+                    fmt_list(left_keys),
+                    fmt_list(right_keys),
+                    residual
+                        .as_ref()
+                        .map(|e| format!(" residual {}", fmt_expr(e)))
+                        .unwrap_or_default()
+                )
+            }
             Plan::Aggregate { group_by, aggs, .. } => format!(
                 "HashAggregate group=({}) aggs=({})",
                 fmt_list(group_by),
@@ -754,6 +807,7 @@ impl Plan {
             Plan::Join { left, right, .. }
             | Plan::HashJoin { left, right, .. }
             | Plan::MergeJoin { left, right, .. }
+            | Plan::SemiJoin { left, right, .. }
             | Plan::SetOp { left, right, .. } => vec![left, right],
         }
     }

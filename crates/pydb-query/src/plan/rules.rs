@@ -163,6 +163,23 @@ pub(crate) fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan 
             kind,
             residual,
         },
+        Plan::SemiJoin {
+            left,
+            right,
+            anti,
+            left_keys,
+            right_keys,
+            residual,
+            null_aware,
+        } => Plan::SemiJoin {
+            left: b(left),
+            right: b(right),
+            anti,
+            left_keys,
+            right_keys,
+            residual,
+            null_aware,
+        },
         Plan::Aggregate {
             input,
             group_by,
@@ -229,6 +246,12 @@ pub(crate) fn for_each_expr_mut(plan: &mut Plan, f: &mut dyn FnMut(&mut Expr)) {
             ..
         }
         | Plan::MergeJoin {
+            left_keys,
+            right_keys,
+            residual,
+            ..
+        }
+        | Plan::SemiJoin {
             left_keys,
             right_keys,
             residual,

@@ -215,8 +215,8 @@ fn equi_joins_use_the_larger_distinct_count() {
         on: Some(cmp(BinaryOp::Eq, 1, Expr::col(0))),
     };
     assert_eq!(est.estimate(&nested).rows, 10_000.0);
-    // A filtered side has fewer distinct values: x < 10 keeps 10 rows,
-    // which match 100 rows of t4.
+    // A filter on one side keeps its share of the pairs: x < 10 keeps 10
+    // rows, which match 100 rows of t4.
     let small = filter(Plan::Scan { table: t3 }, cmp(BinaryOp::Lt, 0, int(10)));
     let hash = Plan::HashJoin {
         left: Box::new(Plan::Scan { table: t4 }),
