@@ -9,13 +9,7 @@
 //!    that is never true becomes an empty `Values`. An expression whose
 //!    evaluation fails (`9223372036854775807 + 1`) is left alone, so the
 //!    error comes when, and only if, a row needs it.
-//! 2. **Join order**: the inputs of a chain of inner (or comma) joins are
-//!    put in an order where each next input shares a condition with the
-//!    ones before it, starting from the input with the most conditions of
-//!    its own, so that no step is a cross product that a later condition
-//!    would have cut down (a projection on top restores the column order).
-//!    This is a greedy heuristic, not a cost-based search.
-//! 3. **Predicate pushdown**: a filter is split into its AND terms, and
+//! 2. **Predicate pushdown**: a filter is split into its AND terms, and
 //!    each term moves as far down as the columns it reads allow: through
 //!    projections (rewritten in terms of the projection's input), sorts
 //!    and DISTINCT, below an aggregation when it reads only group columns,
@@ -24,18 +18,19 @@
 //!    right side of a LEFT join is never filtered by WHERE (its NULL rows
 //!    must stay to be tested). Terms holding a correlated subquery stay
 //!    where they are.
-//! 4. **Join selection**: a join whose condition has equalities between an
-//!    expression of the left side and one of the right becomes an index
-//!    nested-loop join when the right side is a table with an index (or a
-//!    one-column primary key) on its key column, as SQLite prefers; else a
-//!    hash join. The other terms stay as a residual check.
-//! 5. **Index selection**: a filter over a table scan whose terms compare
+//! 3. **Join planning** ([`super::joins`]): the inputs of each tree of
+//!    inner joins are put in the cheapest order the estimator finds
+//!    (dynamic programming over subsets up to
+//!    [`super::joins::DP_MAX_RELATIONS`] inputs, greedy beyond), and each
+//!    join gets the cheapest method: index nested loop, merge, hash, or a
+//!    plain nested loop when no equality links the two sides.
+//! 4. **Index selection**: a filter over a table scan whose terms compare
 //!    indexed columns with constants becomes a filter over an index range
 //!    scan (equality on a prefix of the index's columns, then a range on
 //!    the next one), or a primary-key lookup when every key column is
 //!    fixed. The filter stays above: the range narrows the rows read, the
 //!    filter still decides.
-//! 6. **Top-N**: ORDER BY with a small LIMIT keeps only the rows it
+//! 5. **Top-N**: ORDER BY with a small LIMIT keeps only the rows it
 //!    returns, instead of sorting everything.
 
 use std::ops::Bound;
@@ -315,7 +310,7 @@ fn fold_plan_constants(mut plan: Plan) -> Plan {
     }
 }
 
-// ---- 3. predicate pushdown ----
+// ---- 2. predicate pushdown ----
 
 fn push_down(plan: Plan) -> Plan {
     match plan {
@@ -496,7 +491,7 @@ fn place(plan: Plan, mut terms: Vec<Expr>) -> Plan {
     }
 }
 
-// ---- 5. index selection ----
+// ---- 4. index selection ----
 
 /// What the terms of a filter say about one column.
 #[derive(Default, Clone)]
@@ -646,7 +641,7 @@ fn access_path(table: &Arc<Table>, bounds: &[ColumnBounds]) -> Option<Plan> {
     })
 }
 
-// ---- 6. top-N ----
+// ---- 5. top-N ----
 
 fn choose_top_n(plan: Plan) -> Plan {
     match plan {
