@@ -24,7 +24,7 @@ use crate::catalog::{Column, Index, Table, View};
 use crate::error::{Error, Result};
 use crate::output::{Output, ResultColumn, Rows};
 use crate::plan::cost::Estimator;
-use crate::plan::rules::optimize;
+use crate::plan::rules::{optimize, optimize_target};
 use crate::plan::{Expr, Plan};
 use crate::store::{IndexRange, RowKey, Store};
 use crate::value::{DataType, Row, Value};
@@ -185,7 +185,7 @@ fn target_plan(
         },
         None => scan,
     };
-    Ok(optimize(plan, &Estimator::new(store)))
+    Ok(optimize_target(plan, &Estimator::new(store)))
 }
 
 /// The rows (with their keys) that a target plan selects.

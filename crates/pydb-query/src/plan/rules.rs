@@ -45,6 +45,7 @@ use crate::ast::{BinaryOp, JoinKind};
 use crate::catalog::Table;
 use crate::exec::eval::eval_constant;
 use crate::plan::cost::Estimator;
+use crate::plan::decorrelate::decorrelate;
 use crate::plan::{Expr, Plan};
 use crate::store::IndexRange;
 use crate::value::Value;
@@ -55,8 +56,24 @@ pub const TOP_N_MAX: u64 = 1000;
 /// Runs every rule over `plan`; `est` estimates rows and costs where a
 /// rule chooses between plans.
 pub fn optimize(plan: Plan, est: &Estimator<'_>) -> Plan {
+    optimize_with(plan, est, true)
+}
+
+/// Optimizes the plan that finds an UPDATE's or DELETE's target rows: the
+/// same rules, except those that would change its shape (a filter over one
+/// table, whose rows come with their storage keys) into a join.
+pub fn optimize_target(plan: Plan, est: &Estimator<'_>) -> Plan {
+    optimize_with(plan, est, false)
+}
+
+fn optimize_with(plan: Plan, est: &Estimator<'_>, joins_allowed: bool) -> Plan {
     let _ = est;
     let plan = map_plan(plan, &mut |p| fold_plan_constants(p));
+    let plan = if joins_allowed {
+        decorrelate(plan)
+    } else {
+        plan
+    };
     let plan = map_plan(plan, &mut reorder_joins);
     let plan = push_down(plan);
     let plan = map_plan(plan, &mut choose_join);
@@ -66,7 +83,7 @@ pub fn optimize(plan: Plan, est: &Estimator<'_>) -> Plan {
 
 /// Applies `f` bottom-up to every node, including the plans of subqueries
 /// inside the node's expressions.
-fn map_plan(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
+pub(crate) fn map_plan(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
     let mut plan = map_children(plan, &mut |c| map_plan(c, f));
     for_each_expr_mut(&mut plan, &mut |e| map_subqueries(e, f));
     f(plan)
@@ -95,7 +112,7 @@ fn empty(width: usize) -> Plan {
 }
 
 /// Rebuilds a node with each input replaced by `f(input)`.
-fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
+pub(crate) fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
     let mut b = |p: Box<Plan>| Box::new(f(*p));
     match plan {
         Plan::Filter { input, predicate } => Plan::Filter {
@@ -219,7 +236,7 @@ fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
 }
 
 /// Calls `f` on each expression held directly by the node.
-fn for_each_expr_mut(plan: &mut Plan, f: &mut dyn FnMut(&mut Expr)) {
+pub(crate) fn for_each_expr_mut(plan: &mut Plan, f: &mut dyn FnMut(&mut Expr)) {
     match plan {
         Plan::Values { rows, .. } => rows.iter_mut().flatten().for_each(f),
         Plan::Filter { predicate, .. } => f(predicate),
@@ -460,13 +477,13 @@ fn movable(e: &Expr) -> bool {
     !correlated(e)
 }
 
-fn columns_of(e: &Expr) -> Vec<usize> {
+pub(crate) fn columns_of(e: &Expr) -> Vec<usize> {
     let mut cols = Vec::new();
     e.local_columns(&mut cols);
     cols
 }
 
-fn filter(input: Plan, terms: Vec<Expr>) -> Plan {
+pub(crate) fn filter(input: Plan, terms: Vec<Expr>) -> Plan {
     match Expr::and_all(terms) {
         Some(predicate) => Plan::Filter {
             input: Box::new(input),
@@ -477,7 +494,7 @@ fn filter(input: Plan, terms: Vec<Expr>) -> Plan {
 }
 
 /// Replaces each current-row column `i` by `exprs[i]`.
-fn substitute(e: &Expr, exprs: &[Expr]) -> Option<Expr> {
+pub(crate) fn substitute(e: &Expr, exprs: &[Expr]) -> Option<Expr> {
     if let Expr::Column { depth: 0, index } = e {
         return exprs.get(*index).cloned();
     }
@@ -574,6 +591,25 @@ fn place(plan: Plan, mut terms: Vec<Expr>) -> Plan {
         Plan::Sort { input, keys } => Plan::Sort {
             input: Box::new(place(*input, terms)),
             keys,
+        },
+        // A semi-join passes its left rows unchanged: every term filters
+        // the left input as well.
+        Plan::SemiJoin {
+            left,
+            right,
+            anti,
+            left_keys,
+            right_keys,
+            residual,
+            null_aware,
+        } => Plan::SemiJoin {
+            left: Box::new(place(*left, terms)),
+            right: Box::new(push_down(*right)),
+            anti,
+            left_keys,
+            right_keys,
+            residual,
+            null_aware,
         },
         Plan::Distinct { input, key_width } => Plan::Distinct {
             input: Box::new(place(*input, terms)),
