@@ -30,7 +30,7 @@ use crate::plan::cost::Estimator;
 use crate::plan::explain::{
     Actual, Actuals, explain_input, explain_plan, format_actual, format_estimate,
 };
-use crate::plan::rules::optimize;
+use crate::plan::rules::{optimize, optimize_target};
 use crate::plan::{Expr, Plan};
 use crate::store::{IndexRange, RowKey, Store};
 use crate::value::{DataType, Row, Value};
@@ -289,7 +289,7 @@ fn target_plan(
         },
         None => scan,
     };
-    Ok(optimize(plan, &Estimator::new(store)))
+    Ok(optimize_target(plan, &Estimator::new(store)))
 }
 
 /// The rows (with their keys) that a target plan selects. Under EXPLAIN
