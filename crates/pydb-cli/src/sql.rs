@@ -626,6 +626,31 @@ mod tests {
         );
     }
 
+    /// EXPLAIN's one text column prints as psql prints it: a centered
+    /// `QUERY PLAN` header, one line per plan line with its indentation
+    /// kept, and the row count.
+    #[test]
+    fn explain_prints_the_plan_as_a_table() {
+        let (out, err, failed) = run(
+            Format::Aligned,
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT);\n\
+             INSERT INTO t VALUES (1, 'one'), (2, 'two');\n\
+             EXPLAIN ANALYZE SELECT name FROM t WHERE name > 'a' ORDER BY name;",
+        );
+        assert_eq!(err, "");
+        assert!(!failed);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[2].trim(), "QUERY PLAN");
+        assert!(lines[3].chars().all(|c| c == '-'), "{out}");
+        assert!(lines[4].starts_with(" Sort  (cost="), "{out}");
+        assert!(lines[4].ends_with("rows=2 loops=1)"), "{out}");
+        assert!(lines[6].starts_with("   ->  Seq Scan on t  (cost="), "{out}");
+        assert!(lines.iter().any(|l| l.starts_with(" Execution Time: ")), "{out}");
+        assert_eq!(lines.last(), Some(&""));
+        assert!(lines[7].starts_with("         Filter: (t.name > 'a')"), "{out}");
+        assert!(out.ends_with("\n(9 rows)\n\n"), "{out}");
+    }
+
     #[test]
     fn plain_output_is_rows_only() {
         let (out, _, _) = run(

@@ -40,6 +40,7 @@ use crate::ast::{BinaryOp, JoinKind};
 use crate::catalog::Table;
 use crate::exec::eval::eval_constant;
 use crate::plan::cost::Estimator;
+use crate::plan::decorrelate::decorrelate;
 use crate::plan::joins::plan_joins;
 use crate::plan::{Expr, Plan};
 use crate::store::IndexRange;
@@ -51,7 +52,23 @@ pub const TOP_N_MAX: u64 = 1000;
 /// Runs every rule over `plan`; `est` estimates rows and costs where a
 /// rule chooses between plans.
 pub fn optimize(plan: Plan, est: &Estimator<'_>) -> Plan {
+    optimize_with(plan, est, true)
+}
+
+/// Optimizes the plan that finds an UPDATE's or DELETE's target rows: the
+/// same rules, except those that would change its shape (a filter over one
+/// table, whose rows come with their storage keys) into a join.
+pub fn optimize_target(plan: Plan, est: &Estimator<'_>) -> Plan {
+    optimize_with(plan, est, false)
+}
+
+fn optimize_with(plan: Plan, est: &Estimator<'_>, joins_allowed: bool) -> Plan {
     let plan = map_plan(plan, &mut |p| fold_plan_constants(p));
+    let plan = if joins_allowed {
+        decorrelate(plan)
+    } else {
+        plan
+    };
     let plan = push_down(plan);
     let plan = plan_joins(plan, est);
     let plan = map_plan(plan, &mut choose_index);
@@ -60,7 +77,7 @@ pub fn optimize(plan: Plan, est: &Estimator<'_>) -> Plan {
 
 /// Applies `f` bottom-up to every node, including the plans of subqueries
 /// inside the node's expressions.
-fn map_plan(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
+pub(crate) fn map_plan(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
     let mut plan = map_children(plan, &mut |c| map_plan(c, f));
     for_each_expr_mut(&mut plan, &mut |e| map_subqueries(e, f));
     f(plan)
@@ -342,7 +359,7 @@ pub(crate) fn columns_of(e: &Expr) -> Vec<usize> {
     cols
 }
 
-fn filter(input: Plan, terms: Vec<Expr>) -> Plan {
+pub(crate) fn filter(input: Plan, terms: Vec<Expr>) -> Plan {
     match Expr::and_all(terms) {
         Some(predicate) => Plan::Filter {
             input: Box::new(input),
@@ -353,7 +370,7 @@ fn filter(input: Plan, terms: Vec<Expr>) -> Plan {
 }
 
 /// Replaces each current-row column `i` by `exprs[i]`.
-fn substitute(e: &Expr, exprs: &[Expr]) -> Option<Expr> {
+pub(crate) fn substitute(e: &Expr, exprs: &[Expr]) -> Option<Expr> {
     if let Expr::Column { depth: 0, index } = e {
         return exprs.get(*index).cloned();
     }
@@ -450,6 +467,25 @@ fn place(plan: Plan, mut terms: Vec<Expr>) -> Plan {
         Plan::Sort { input, keys } => Plan::Sort {
             input: Box::new(place(*input, terms)),
             keys,
+        },
+        // A semi-join passes its left rows unchanged: every term filters
+        // the left input as well.
+        Plan::SemiJoin {
+            left,
+            right,
+            anti,
+            left_keys,
+            right_keys,
+            residual,
+            null_aware,
+        } => Plan::SemiJoin {
+            left: Box::new(place(*left, terms)),
+            right: Box::new(push_down(*right)),
+            anti,
+            left_keys,
+            right_keys,
+            residual,
+            null_aware,
         },
         Plan::Distinct { input, key_width } => Plan::Distinct {
             input: Box::new(place(*input, terms)),
