@@ -118,69 +118,69 @@ const QUERIES: &[(&str, &str)] = &[
     // Uncorrelated IN and NOT IN, NULLs on both sides.
     (
         "SELECT id FROM t1 WHERE a IN (SELECT b FROM t2)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id FROM t1 WHERE a NOT IN (SELECT b FROM t2)",
-        "NullAwareAntiJoin",
+        "Null Aware",
     ),
     (
         "SELECT id FROM t1 WHERE a NOT IN (SELECT b FROM t2 WHERE b IS NOT NULL)",
-        "NullAwareAntiJoin",
+        "Null Aware",
     ),
     (
         "SELECT id FROM t1 WHERE a NOT IN (SELECT a FROM t3)",
-        "NullAwareAntiJoin",
+        "Null Aware",
     ),
     (
         "SELECT id FROM t1 WHERE a IN (SELECT a FROM t3)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id FROM t1 WHERE NOT (a IN (SELECT b FROM t2))",
-        "NullAwareAntiJoin",
+        "Null Aware",
     ),
     (
         "SELECT id, c FROM t1 WHERE c IN (SELECT c FROM t2 WHERE a > 2)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id FROM t1 WHERE a + 1 IN (SELECT DISTINCT b FROM t2) AND b > 1",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     // Correlated EXISTS and NOT EXISTS: keys, residuals, no keys.
     (
         "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a)",
-        "HashAntiJoin",
+        "Hash Anti Join",
     ),
     (
         "SELECT id FROM t1 WHERE EXISTS (SELECT * FROM t2 WHERE t2.a = t1.a AND t2.b > t1.b)",
-        "residual",
+        "Join Filter",
     ),
     (
         "SELECT id FROM t1 WHERE NOT EXISTS (SELECT c FROM t2 WHERE t2.b < t1.a)",
-        "NestedLoopAntiJoin",
+        "Nested Loop Anti Join",
     ),
     (
         "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t3 WHERE t3.c = t1.c AND t3.a IS NULL)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a ORDER BY t2.b)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a AND t2.b = t1.b)",
-        "HashAntiJoin",
+        "Hash Anti Join",
     ),
     // Correlated IN: a key from the IN plus the correlation.
     (
         "SELECT id FROM t1 WHERE b IN (SELECT t2.b FROM t2 WHERE t2.a = t1.a)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     // Correlated NOT IN keeps its subquery (NULL rules per outer row).
     (
@@ -207,35 +207,35 @@ const QUERIES: &[(&str, &str)] = &[
     // Joins and aggregates around a semi-join, nesting.
     (
         "SELECT t1.id, t3.id FROM t1 JOIN t3 ON t1.a = t3.a WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.b = t3.b) AND t1.c IS NOT NULL",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT t1.id, t2.id FROM t1, t2, t3 WHERE t1.a = t2.a AND t2.b = t3.b AND t1.b NOT IN (SELECT a FROM t3 WHERE a IS NOT NULL)",
-        "NullAwareAntiJoin",
+        "Null Aware",
     ),
     (
         "SELECT a, count(*) FROM t1 WHERE b IN (SELECT a FROM t2) GROUP BY a",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a AND t2.b IN (SELECT b FROM t3))",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a AND NOT EXISTS (SELECT 1 FROM t3 WHERE t3.b = t2.b))",
-        "HashAntiJoin",
+        "Hash Anti Join",
     ),
     (
         "SELECT b, count(*) FROM t1 GROUP BY b HAVING b IN (SELECT a FROM t2)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT b FROM t1 GROUP BY b HAVING EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.b)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id, (SELECT count(*) FROM t2 WHERE t2.a = t1.a) FROM t1 WHERE EXISTS (SELECT 1 FROM t3 WHERE t3.a = t1.b)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT x.id FROM t1 AS x LEFT JOIN t2 AS y ON x.a = y.a WHERE y.b IN (SELECT b FROM t3) OR y.b IS NULL",
@@ -243,7 +243,7 @@ const QUERIES: &[(&str, &str)] = &[
     ),
     (
         "SELECT x.id, y.id FROM t1 AS x LEFT JOIN t2 AS y ON x.a = y.a WHERE NOT EXISTS (SELECT 1 FROM t3 WHERE t3.a = y.b)",
-        "HashAntiJoin",
+        "Hash Anti Join",
     ),
 ];
 
@@ -290,8 +290,8 @@ fn rewritten_queries_agree_with_sqlite_and_show_their_rewrite() {
                     plan.contains(shows),
                     "{sql}: the plan lacks {shows}:\n{plan}"
                 );
-                let kept = plan.contains("Subquery");
-                let rewritten = plan.contains("SemiJoin") || plan.contains("AntiJoin");
+                let kept = plan.contains("SubPlan") || plan.contains("InitPlan");
+                let rewritten = plan.contains("Semi Join") || plan.contains("Anti Join");
                 if shows.is_empty() {
                     assert!(kept, "{sql}: the subquery should stay:\n{plan}");
                 } else {
