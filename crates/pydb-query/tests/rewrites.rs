@@ -307,3 +307,45 @@ fn rewritten_queries_agree_with_sqlite_and_show_their_rewrite() {
         mismatches.join("\n")
     );
 }
+
+fn plan_text(session: &mut pydb_query::Session, sql: &str) -> String {
+    pydb_rows(session, &format!("EXPLAIN {sql}"))
+        .expect("EXPLAIN")
+        .into_iter()
+        .map(|r| format!("{r:?}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn after_analyze_an_index_range_over_most_of_the_table_loses_to_a_scan() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database = pydb_query::slt::open_database("memory", dir.path()).expect("open pydb");
+    let mut s = database.session();
+    s.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b INTEGER)")
+        .expect("create");
+    s.execute("CREATE INDEX t_a ON t(a)").expect("index a");
+    s.execute("CREATE INDEX t_b ON t(b)").expect("index b");
+    let values: Vec<String> = (0..600).map(|i| format!("({i}, {i}, {})", i % 3)).collect();
+    s.execute(&format!("INSERT INTO t VALUES {}", values.join(", ")))
+        .expect("insert");
+    let wide = "SELECT count(*), sum(a) FROM t WHERE b >= 0";
+    let narrow = "SELECT count(*), sum(b) FROM t WHERE a = 17";
+    // Without statistics, any usable index is taken.
+    assert!(plan_text(&mut s, wide).contains("Index Scan"));
+    let before = (pydb_rows(&mut s, wide), pydb_rows(&mut s, narrow));
+    s.execute("ANALYZE").expect("analyze");
+    let wide_plan = plan_text(&mut s, wide);
+    assert!(
+        wide_plan.contains("Seq Scan") && !wide_plan.contains("Index Scan"),
+        "{wide_plan}"
+    );
+    let narrow_plan = plan_text(&mut s, narrow);
+    assert!(narrow_plan.contains("Index Scan"), "{narrow_plan}");
+    let after = (pydb_rows(&mut s, wide), pydb_rows(&mut s, narrow));
+    assert_eq!(before, after);
+    assert_eq!(
+        after.0,
+        Ok(vec![vec![Cell::Num(600.0), Cell::Num(179_700.0)]])
+    );
+}

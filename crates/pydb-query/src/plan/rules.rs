@@ -71,7 +71,7 @@ fn optimize_with(plan: Plan, est: &Estimator<'_>, joins_allowed: bool) -> Plan {
     };
     let plan = push_down(plan);
     let plan = plan_joins(plan, est);
-    let plan = map_plan(plan, &mut choose_index);
+    let plan = map_plan(plan, &mut |p| choose_index(p, est));
     map_plan(plan, &mut choose_top_n)
 }
 
@@ -537,7 +537,12 @@ struct ColumnBounds {
     high: Option<(Value, bool)>,
 }
 
-fn choose_index(plan: Plan) -> Plan {
+/// Index or table scan for a filtered table. Without statistics an index
+/// that the filter can use is always taken (today's rule); after ANALYZE
+/// the two plans are priced and the cheaper one wins: a range that holds
+/// most of the table costs a random page read per row, more than reading
+/// the whole table in order.
+fn choose_index(plan: Plan, est: &Estimator<'_>) -> Plan {
     let Plan::Filter { input, predicate } = plan else {
         return plan;
     };
@@ -545,10 +550,22 @@ fn choose_index(plan: Plan) -> Plan {
         return Plan::Filter { input, predicate };
     };
     let bounds = column_bounds(&table, &predicate);
-    let scan = access_path(&table, &bounds).unwrap_or(Plan::Scan { table });
-    Plan::Filter {
-        input: Box::new(scan),
-        predicate,
+    let with = |input: Plan| Plan::Filter {
+        input: Box::new(input),
+        predicate: predicate.clone(),
+    };
+    let scan = with(Plan::Scan {
+        table: table.clone(),
+    });
+    let Some(path) = access_path(&table, &bounds) else {
+        return scan;
+    };
+    let by_cost = matches!(path, Plan::IndexScan { .. }) && est.table_stats(&table).is_some();
+    let indexed = with(path);
+    if by_cost && est.estimate(&scan).cost < est.estimate(&indexed).cost {
+        scan
+    } else {
+        indexed
     }
 }
 
