@@ -349,3 +349,59 @@ fn after_analyze_an_index_range_over_most_of_the_table_loses_to_a_scan() {
         Ok(vec![vec![Cell::Num(600.0), Cell::Num(179_700.0)]])
     );
 }
+
+/// Ordered queries whose order an index or the primary key gives: the
+/// plan must have no sort, the rows must come in order (ties may differ
+/// from SQLite's, so they are compared as sets besides).
+#[test]
+fn index_order_replaces_a_sort() {
+    const ORDERED: &[(&str, usize, bool)] = &[
+        // (query, leading columns the output is ordered on, sort expected)
+        ("SELECT a, b, id FROM t1 WHERE a > 1 ORDER BY a", 1, false),
+        (
+            "SELECT a, b, c FROM t1 WHERE a >= 2 ORDER BY a, b LIMIT 4",
+            2,
+            false,
+        ),
+        ("SELECT a, id FROM t2 WHERE a < 4 ORDER BY a", 1, false),
+        ("SELECT id, c FROM t1 ORDER BY id LIMIT 3", 1, false),
+        ("SELECT id, c FROM t1 WHERE b > 2 ORDER BY id", 1, false),
+        ("SELECT a + 0, id FROM t2 WHERE a < 4 ORDER BY 1", 1, true),
+        ("SELECT id FROM t1 ORDER BY id DESC LIMIT 3", 1, true),
+        ("SELECT b, a FROM t1 WHERE a > 1 ORDER BY b", 1, true),
+    ];
+    for case in 0..cases() {
+        let mut rng = Rng::new(case + 100);
+        let setup = setup(&mut rng, case);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let database = pydb_query::slt::open_database("memory", dir.path()).expect("open pydb");
+        let mut session = database.session();
+        let sqlite = rusqlite::Connection::open_in_memory().expect("open SQLite");
+        for sql in &setup {
+            session.execute(sql).expect("pydb setup");
+            sqlite.execute_batch(sql).expect("SQLite setup");
+        }
+        for (sql, ordered_on, sorts) in ORDERED {
+            let plan = plan_text(&mut session, sql);
+            assert_eq!(plan.contains("Sort"), *sorts, "{sql}:\n{plan}");
+            let ours = pydb_rows(&mut session, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let theirs = sqlite_rows(&sqlite, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let key = |r: &Vec<Cell>| r[..*ordered_on].to_vec();
+            let keys_in_order = |rows: &[Vec<Cell>]| rows.iter().map(key).collect::<Vec<_>>();
+            let desc = sql.contains("DESC");
+            let mut expected_keys = keys_in_order(&ours);
+            expected_keys.sort_by(|a, b| {
+                let o = cmp_rows(a, b);
+                if desc { o.reverse() } else { o }
+            });
+            assert_eq!(keys_in_order(&ours), expected_keys, "{sql}: out of order");
+            assert_eq!(keys_in_order(&ours), keys_in_order(&theirs), "{sql}");
+            if !sql.contains("LIMIT") {
+                let (mut a, mut b) = (ours.clone(), theirs.clone());
+                a.sort_by(|x, y| cmp_rows(x, y));
+                b.sort_by(|x, y| cmp_rows(x, y));
+                assert_eq!(a, b, "{sql}");
+            }
+        }
+    }
+}

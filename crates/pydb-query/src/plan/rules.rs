@@ -72,6 +72,7 @@ fn optimize_with(plan: Plan, est: &Estimator<'_>, joins_allowed: bool) -> Plan {
     let plan = push_down(plan);
     let plan = plan_joins(plan, est);
     let plan = map_plan(plan, &mut |p| choose_index(p, est));
+    let plan = map_plan(plan, &mut skip_sorted_sort);
     map_plan(plan, &mut choose_top_n)
 }
 
@@ -692,6 +693,59 @@ fn access_path(table: &Arc<Table>, bounds: &[ColumnBounds]) -> Option<Plan> {
         index: index.clone(),
         range,
     })
+}
+
+// ---- index order ----
+
+/// Drops a sort whose input already comes in its order: the keys are
+/// ascending (NULLs first, the store's key order) columns that name, in
+/// order, a prefix of the columns of the index being range-scanned below,
+/// or of the primary key of a table scanned whole (rows are stored in
+/// primary-key order). Filters and projections in between keep the order.
+/// The sort is stable, so the rows come out exactly as before, ties
+/// included: in index order. A LIMIT above then reads only the first rows
+/// instead of sorting them all (the top-N rule finds no sort to replace).
+fn skip_sorted_sort(plan: Plan) -> Plan {
+    let Plan::Sort { input, keys } = plan else {
+        return plan;
+    };
+    let mut columns: Option<Vec<usize>> = keys
+        .iter()
+        .map(|k| match k.expr {
+            Expr::Column { depth: 0, index } if !k.desc && k.nulls_first => Some(index),
+            _ => None,
+        })
+        .collect();
+    let mut node = &*input;
+    let ordered = loop {
+        let Some(cols) = columns.as_mut() else {
+            break false;
+        };
+        match node {
+            Plan::Filter { input, .. } => node = input,
+            Plan::Project { input, exprs } => {
+                let mapped: Option<Vec<usize>> = cols
+                    .iter()
+                    .map(|c| match exprs.get(*c) {
+                        Some(Expr::Column { depth: 0, index }) => Some(*index),
+                        _ => None,
+                    })
+                    .collect();
+                columns = mapped;
+                node = input;
+            }
+            Plan::IndexScan { index, .. } => break index.columns.starts_with(cols),
+            Plan::Scan { table } => {
+                break !table.primary_key.is_empty() && table.primary_key.starts_with(cols);
+            }
+            _ => break false,
+        }
+    };
+    if ordered && !keys.is_empty() {
+        *input
+    } else {
+        Plan::Sort { input, keys }
+    }
 }
 
 // ---- 5. top-N ----
