@@ -91,14 +91,14 @@ fn setup(rng: &mut Rng, case: u64) -> Vec<String> {
         "CREATE INDEX t2_a ON t2(a)".to_string(),
         "CREATE INDEX t1_ab ON t1(a, b)".to_string(),
     ];
-    let mut int = |rng: &mut Rng| match rng.below(6) {
+    let int = |rng: &mut Rng| match rng.below(6) {
         0 => "NULL".to_string(),
         _ => rng.below(6).to_string(),
     };
     for (table, n) in [
         ("t1", 12),
         ("t2", 10),
-        ("t3", if case % 3 == 0 { 0 } else { 6 }),
+        ("t3", if case.is_multiple_of(3) { 0 } else { 6 }),
     ] {
         for id in 0..n {
             let a = int(rng);
