@@ -9,7 +9,10 @@
 //!    that is never true becomes an empty `Values`. An expression whose
 //!    evaluation fails (`9223372036854775807 + 1`) is left alone, so the
 //!    error comes when, and only if, a row needs it.
-//! 2. **Predicate pushdown**: a filter is split into its AND terms, and
+//! 2. **Decorrelation** ([`super::decorrelate`]): `IN` and `EXISTS`
+//!    terms of a WHERE become semi-joins and anti-joins where that is
+//!    exact under SQL's NULL rules (not for UPDATE/DELETE targets).
+//! 3. **Predicate pushdown**: a filter is split into its AND terms, and
 //!    each term moves as far down as the columns it reads allow: through
 //!    projections (rewritten in terms of the projection's input), sorts
 //!    and DISTINCT, below an aggregation when it reads only group columns,
@@ -18,19 +21,23 @@
 //!    right side of a LEFT join is never filtered by WHERE (its NULL rows
 //!    must stay to be tested). Terms holding a correlated subquery stay
 //!    where they are.
-//! 3. **Join planning** ([`super::joins`]): the inputs of each tree of
+//! 4. **Join planning** ([`super::joins`]): the inputs of each tree of
 //!    inner joins are put in the cheapest order the estimator finds
 //!    (dynamic programming over subsets up to
 //!    [`super::joins::DP_MAX_RELATIONS`] inputs, greedy beyond), and each
 //!    join gets the cheapest method: index nested loop, merge, hash, or a
 //!    plain nested loop when no equality links the two sides.
-//! 4. **Index selection**: a filter over a table scan whose terms compare
+//! 5. **Index selection**: a filter over a table scan whose terms compare
 //!    indexed columns with constants becomes a filter over an index range
 //!    scan (equality on a prefix of the index's columns, then a range on
 //!    the next one), or a primary-key lookup when every key column is
 //!    fixed. The filter stays above: the range narrows the rows read, the
-//!    filter still decides.
-//! 5. **Top-N**: ORDER BY with a small LIMIT keeps only the rows it
+//!    filter still decides. After ANALYZE an index range is taken only
+//!    when the estimator prices it below a full scan.
+//! 6. **Index order**: a sort on a prefix of the scanned index's (or the
+//!    primary key's) columns, ascending, is dropped: the rows already come
+//!    in that order.
+//! 7. **Top-N**: ORDER BY with a small LIMIT keeps only the rows it
 //!    returns, instead of sorting everything.
 
 use std::ops::Bound;
