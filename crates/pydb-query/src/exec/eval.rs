@@ -212,7 +212,9 @@ pub fn eval(e: &Expr, row: &[Value], env: &Env<'_>) -> Result<Value> {
             let Cached::InSet { set, has_null } = &*cached else {
                 return Err(Error::Invalid("subquery cache mismatch".into()));
             };
-            if set.is_empty() {
+            // Only a subquery without rows (NULLs are rows too) makes the
+            // answer the same for a NULL operand.
+            if set.is_empty() && !*has_null {
                 return Ok(Value::Boolean(*negated));
             }
             if v.is_null() {

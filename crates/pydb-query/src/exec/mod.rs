@@ -30,7 +30,7 @@ use crate::plan::cost::Estimator;
 use crate::plan::explain::{
     Actual, Actuals, explain_input, explain_plan, format_actual, format_estimate,
 };
-use crate::plan::rules::optimize;
+use crate::plan::rules::{optimize, optimize_target};
 use crate::plan::{Expr, Plan};
 use crate::store::{IndexRange, RowKey, Store};
 use crate::value::{DataType, Row, Value};
@@ -157,22 +157,28 @@ fn explain(
             lines = explain_plan(&plan, &Estimator::new(&*store), actuals);
         }
         Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-            let (verb, table, plan) = match stmt {
+            // `positions`: the columns an INSERT fills.
+            let (verb, table, positions, plan) = match stmt {
                 Statement::Insert(i) => {
-                    let (table, _, plan) = insert_plan(&*store, i)?;
-                    ("Insert", table, plan)
+                    let (table, positions, plan) = insert_plan(&*store, i)?;
+                    ("Insert", table, positions, plan)
                 }
                 Statement::Update(u) => {
                     let table = lookup_table(&*store, &u.table)?;
                     let plan = target_plan(&*store, &table, u.selection.as_ref())?;
-                    ("Update", table, Some(plan))
+                    ("Update", table, Vec::new(), Some(plan))
                 }
                 Statement::Delete(d) => {
                     let table = lookup_table(&*store, &d.table)?;
                     let plan = target_plan(&*store, &table, d.selection.as_ref())?;
-                    ("Delete", table, Some(plan))
+                    ("Delete", table, Vec::new(), Some(plan))
                 }
-                _ => unreachable!("matched above"),
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "{} is not a write",
+                        statement_tag(other)
+                    )));
+                }
             };
             let planned = planning.elapsed();
             let mut affected = None;
@@ -180,7 +186,6 @@ fn explain(
                 let started = Instant::now();
                 let output = match stmt {
                     Statement::Insert(i) => {
-                        let (_, positions, _) = insert_plan(&*store, i)?;
                         insert_rows(store, i, &table, &positions, plan.as_ref(), ctx, Some(p))?
                     }
                     Statement::Update(u) => update_rows(
@@ -284,7 +289,7 @@ fn target_plan(
         },
         None => scan,
     };
-    Ok(optimize(plan, &Estimator::new(store)))
+    Ok(optimize_target(plan, &Estimator::new(store)))
 }
 
 /// The rows (with their keys) that a target plan selects. Under EXPLAIN

@@ -22,8 +22,8 @@
 //!   computed them) instead of the positions the plan holds.
 //! - As in PostgreSQL, a filter and a projection do not get lines of their
 //!   own: a Filter prints as a `Filter:` line of the operator below it and
-//!   a Project is folded into it (its width is the node's width). A Filter
-//!   or Project that cannot fold (two in a row) prints as a `Result` node.
+//!   a Project is folded into it (the line's estimate and width are those
+//!   of the topmost folded node).
 //! - Subqueries print under the operator whose expression holds them:
 //!   `InitPlan #n` for one that runs once and is cached (it reads nothing
 //!   of the outer row), `SubPlan #n` for a correlated one, which runs again
@@ -147,7 +147,9 @@ pub fn column_names(plan: &Plan) -> Vec<String> {
             let names = column_names(input);
             exprs.iter().map(|e| expr_text(e, &names, &[])).collect()
         }
-        Plan::Join { left, right, .. } | Plan::HashJoin { left, right, .. } => {
+        Plan::Join { left, right, .. }
+        | Plan::HashJoin { left, right, .. }
+        | Plan::MergeJoin { left, right, .. } => {
             let mut names = column_names(left);
             names.extend(column_names(right));
             names
@@ -167,7 +169,7 @@ pub fn column_names(plan: &Plan) -> Vec<String> {
             out.extend(aggs.iter().map(|a| agg_text(a, &names)));
             out
         }
-        Plan::SetOp { left, .. } => column_names(left),
+        Plan::SetOp { left, .. } | Plan::SemiJoin { left, .. } => column_names(left),
         #[allow(unreachable_patterns)]
         other => (0..other.width()).map(|i| format!("#{i}")).collect(),
     }
@@ -217,49 +219,32 @@ fn subqueries<'p>(e: &'p Expr, out: &mut Vec<&'p Subquery>) {
     }
 }
 
-/// One printed node: the operator that names the line, and the Filter and
-/// Project folded into it (see the module docs).
+/// One printed node: the operator that names the line, and the Filters
+/// and Projects right above it, folded into it (see the module docs).
 struct Shown<'p> {
     /// The operator that names the line and whose inputs are the children.
     base: &'p Plan,
-    /// A Filter right above `base`, printed as its `Filter:` line.
-    filter: Option<&'p Plan>,
-    /// A Project above those, folded in.
-    project: Option<&'p Plan>,
+    /// The Filters and Projects above `base`, bottom up.
+    folded: Vec<&'p Plan>,
 }
 
 impl<'p> Shown<'p> {
     /// The topmost folded node: its estimate and counters are the line's.
     fn top(&self) -> &'p Plan {
-        self.project.or(self.filter).unwrap_or(self.base)
+        self.folded.last().copied().unwrap_or(self.base)
     }
 
     fn of(plan: &'p Plan) -> Shown<'p> {
         match plan {
-            Plan::Project { input, .. } => {
-                let below = Shown::of(input);
-                if below.project.is_none() {
-                    return Shown {
-                        project: Some(plan),
-                        ..below
-                    };
-                }
+            Plan::Project { input, .. } | Plan::Filter { input, .. } => {
+                let mut below = Shown::of(input);
+                below.folded.push(plan);
+                below
             }
-            Plan::Filter { input, .. } => {
-                let below = Shown::of(input);
-                if below.project.is_none() && below.filter.is_none() {
-                    return Shown {
-                        filter: Some(plan),
-                        ..below
-                    };
-                }
-            }
-            _ => {}
-        }
-        Shown {
-            base: plan,
-            filter: None,
-            project: None,
+            _ => Shown {
+                base: plan,
+                folded: Vec::new(),
+            },
         }
     }
 }
@@ -303,20 +288,25 @@ impl Printer<'_, '_> {
             line.push_str(&format_actual(self.actual(top)));
         }
         self.lines.push(line);
-        if let Some(filter @ Plan::Filter { input, predicate }) = shown.filter {
-            let names = column_names(input);
-            details.push(format!("Filter: {}", expr_text(predicate, &names, outer)));
-            subs.push((predicate, names));
-            if let (Some(f), Some(i)) = (self.actual(filter), self.actual(input))
-                && f.loops > 0
-            {
-                let removed = i.rows.saturating_sub(f.rows) as f64 / f.loops as f64;
-                details.push(format!("Rows Removed by Filter: {removed:.0}"));
+        for folded in &shown.folded {
+            match folded {
+                Plan::Filter { input, predicate } => {
+                    let names = column_names(input);
+                    details.push(format!("Filter: {}", expr_text(predicate, &names, outer)));
+                    subs.push((predicate, names));
+                    if let (Some(f), Some(i)) = (self.actual(folded), self.actual(input))
+                        && f.loops > 0
+                    {
+                        let removed = i.rows.saturating_sub(f.rows) as f64 / f.loops as f64;
+                        details.push(format!("Rows Removed by Filter: {removed:.0}"));
+                    }
+                }
+                Plan::Project { input, exprs } => {
+                    let names = column_names(input);
+                    subs.extend(exprs.iter().map(|e| (e, names.clone())));
+                }
+                _ => {}
             }
-        }
-        if let Some(Plan::Project { input, exprs }) = shown.project {
-            let names = column_names(input);
-            subs.extend(exprs.iter().map(|e| (e, names.clone())));
         }
         let pad = "  ".repeat(indent + 1);
         for d in details {
@@ -463,6 +453,62 @@ fn describe<'p>(plan: &'p Plan, outer: &[Vec<String>]) -> Described<'p> {
                 subs.push((res, names));
             }
             format!("Hash{} Join", join_kind(kind).replace(" Join", ""))
+        }
+        Plan::MergeJoin {
+            left,
+            right,
+            kind,
+            left_keys,
+            right_keys,
+            residual,
+        } => {
+            let (ln, rn) = (column_names(left), column_names(right));
+            let conds: Vec<String> = left_keys
+                .iter()
+                .zip(right_keys)
+                .map(|(l, r)| format!("{} = {}", text(l, &ln), text(r, &rn)))
+                .collect();
+            details.push(format!("Merge Cond: ({})", conds.join(" AND ")));
+            if let Some(res) = residual {
+                let names = column_names(plan);
+                details.push(format!("Join Filter: {}", text(res, &names)));
+                subs.push((res, names));
+            }
+            format!("Merge{} Join", join_kind(kind).replace(" Join", ""))
+        }
+        Plan::SemiJoin {
+            left,
+            right,
+            anti,
+            left_keys,
+            right_keys,
+            residual,
+            null_aware,
+        } => {
+            let (ln, rn) = (column_names(left), column_names(right));
+            if !left_keys.is_empty() {
+                let conds: Vec<String> = left_keys
+                    .iter()
+                    .zip(right_keys)
+                    .map(|(l, r)| format!("{} = {}", text(l, &ln), text(r, &rn)))
+                    .collect();
+                details.push(format!("Hash Cond: ({})", conds.join(" AND ")));
+            }
+            if let Some(res) = residual {
+                let mut names = ln.clone();
+                names.extend(rn);
+                details.push(format!("Join Filter: {}", text(res, &names)));
+                subs.push((res, names));
+            }
+            if *null_aware {
+                details.push("Null Aware: NOT IN (a NULL key matches nothing)".into());
+            }
+            let method = if left_keys.is_empty() {
+                "Nested Loop"
+            } else {
+                "Hash"
+            };
+            format!("{method} {} Join", if *anti { "Anti" } else { "Semi" })
         }
         Plan::IndexJoin {
             left,

@@ -19,6 +19,7 @@
 //! so on. That is how a correlated subquery reads its outer row.
 
 pub mod cost;
+pub mod decorrelate;
 pub mod explain;
 pub mod joins;
 pub mod rules;

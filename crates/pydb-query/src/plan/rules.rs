@@ -9,12 +9,9 @@
 //!    that is never true becomes an empty `Values`. An expression whose
 //!    evaluation fails (`9223372036854775807 + 1`) is left alone, so the
 //!    error comes when, and only if, a row needs it.
-//! 2. **Join order**: the inputs of a chain of inner (or comma) joins are
-//!    put in an order where each next input shares a condition with the
-//!    ones before it, starting from the input with the most conditions of
-//!    its own, so that no step is a cross product that a later condition
-//!    would have cut down (a projection on top restores the column order).
-//!    This is a greedy heuristic, not a cost-based search.
+//! 2. **Decorrelation** ([`super::decorrelate`]): `IN` and `EXISTS`
+//!    terms of a WHERE become semi-joins and anti-joins where that is
+//!    exact under SQL's NULL rules (not for UPDATE/DELETE targets).
 //! 3. **Predicate pushdown**: a filter is split into its AND terms, and
 //!    each term moves as far down as the columns it reads allow: through
 //!    projections (rewritten in terms of the projection's input), sorts
@@ -24,18 +21,23 @@
 //!    right side of a LEFT join is never filtered by WHERE (its NULL rows
 //!    must stay to be tested). Terms holding a correlated subquery stay
 //!    where they are.
-//! 4. **Join selection**: a join whose condition has equalities between an
-//!    expression of the left side and one of the right becomes an index
-//!    nested-loop join when the right side is a table with an index (or a
-//!    one-column primary key) on its key column, as SQLite prefers; else a
-//!    hash join. The other terms stay as a residual check.
+//! 4. **Join planning** ([`super::joins`]): the inputs of each tree of
+//!    inner joins are put in the cheapest order the estimator finds
+//!    (dynamic programming over subsets up to
+//!    [`super::joins::DP_MAX_RELATIONS`] inputs, greedy beyond), and each
+//!    join gets the cheapest method: index nested loop, merge, hash, or a
+//!    plain nested loop when no equality links the two sides.
 //! 5. **Index selection**: a filter over a table scan whose terms compare
 //!    indexed columns with constants becomes a filter over an index range
 //!    scan (equality on a prefix of the index's columns, then a range on
 //!    the next one), or a primary-key lookup when every key column is
 //!    fixed. The filter stays above: the range narrows the rows read, the
-//!    filter still decides.
-//! 6. **Top-N**: ORDER BY with a small LIMIT keeps only the rows it
+//!    filter still decides. After ANALYZE an index range is taken only
+//!    when the estimator prices it below a full scan.
+//! 6. **Index order**: a sort on a prefix of the scanned index's (or the
+//!    primary key's) columns, ascending, is dropped: the rows already come
+//!    in that order.
+//! 7. **Top-N**: ORDER BY with a small LIMIT keeps only the rows it
 //!    returns, instead of sorting everything.
 
 use std::ops::Bound;
@@ -45,6 +47,7 @@ use crate::ast::{BinaryOp, JoinKind};
 use crate::catalog::Table;
 use crate::exec::eval::eval_constant;
 use crate::plan::cost::Estimator;
+use crate::plan::decorrelate::decorrelate;
 use crate::plan::joins::plan_joins;
 use crate::plan::{Expr, Plan};
 use crate::store::IndexRange;
@@ -56,16 +59,33 @@ pub const TOP_N_MAX: u64 = 1000;
 /// Runs every rule over `plan`; `est` estimates rows and costs where a
 /// rule chooses between plans.
 pub fn optimize(plan: Plan, est: &Estimator<'_>) -> Plan {
+    optimize_with(plan, est, true)
+}
+
+/// Optimizes the plan that finds an UPDATE's or DELETE's target rows: the
+/// same rules, except those that would change its shape (a filter over one
+/// table, whose rows come with their storage keys) into a join.
+pub fn optimize_target(plan: Plan, est: &Estimator<'_>) -> Plan {
+    optimize_with(plan, est, false)
+}
+
+fn optimize_with(plan: Plan, est: &Estimator<'_>, joins_allowed: bool) -> Plan {
     let plan = map_plan(plan, &mut |p| fold_plan_constants(p));
+    let plan = if joins_allowed {
+        decorrelate(plan)
+    } else {
+        plan
+    };
     let plan = push_down(plan);
     let plan = plan_joins(plan, est);
-    let plan = map_plan(plan, &mut choose_index);
+    let plan = map_plan(plan, &mut |p| choose_index(p, est));
+    let plan = map_plan(plan, &mut skip_sorted_sort);
     map_plan(plan, &mut choose_top_n)
 }
 
 /// Applies `f` bottom-up to every node, including the plans of subqueries
 /// inside the node's expressions.
-fn map_plan(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
+pub(crate) fn map_plan(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
     let mut plan = map_children(plan, &mut |c| map_plan(c, f));
     for_each_expr_mut(&mut plan, &mut |e| map_subqueries(e, f));
     f(plan)
@@ -315,7 +335,7 @@ fn fold_plan_constants(mut plan: Plan) -> Plan {
     }
 }
 
-// ---- 3. predicate pushdown ----
+// ---- 2. predicate pushdown ----
 
 fn push_down(plan: Plan) -> Plan {
     match plan {
@@ -347,7 +367,7 @@ pub(crate) fn columns_of(e: &Expr) -> Vec<usize> {
     cols
 }
 
-fn filter(input: Plan, terms: Vec<Expr>) -> Plan {
+pub(crate) fn filter(input: Plan, terms: Vec<Expr>) -> Plan {
     match Expr::and_all(terms) {
         Some(predicate) => Plan::Filter {
             input: Box::new(input),
@@ -358,7 +378,7 @@ fn filter(input: Plan, terms: Vec<Expr>) -> Plan {
 }
 
 /// Replaces each current-row column `i` by `exprs[i]`.
-fn substitute(e: &Expr, exprs: &[Expr]) -> Option<Expr> {
+pub(crate) fn substitute(e: &Expr, exprs: &[Expr]) -> Option<Expr> {
     if let Expr::Column { depth: 0, index } = e {
         return exprs.get(*index).cloned();
     }
@@ -456,6 +476,25 @@ fn place(plan: Plan, mut terms: Vec<Expr>) -> Plan {
             input: Box::new(place(*input, terms)),
             keys,
         },
+        // A semi-join passes its left rows unchanged: every term filters
+        // the left input as well.
+        Plan::SemiJoin {
+            left,
+            right,
+            anti,
+            left_keys,
+            right_keys,
+            residual,
+            null_aware,
+        } => Plan::SemiJoin {
+            left: Box::new(place(*left, terms)),
+            right: Box::new(push_down(*right)),
+            anti,
+            left_keys,
+            right_keys,
+            residual,
+            null_aware,
+        },
         Plan::Distinct { input, key_width } => Plan::Distinct {
             input: Box::new(place(*input, terms)),
             key_width,
@@ -496,7 +535,7 @@ fn place(plan: Plan, mut terms: Vec<Expr>) -> Plan {
     }
 }
 
-// ---- 5. index selection ----
+// ---- 4. index selection ----
 
 /// What the terms of a filter say about one column.
 #[derive(Default, Clone)]
@@ -506,7 +545,12 @@ struct ColumnBounds {
     high: Option<(Value, bool)>,
 }
 
-fn choose_index(plan: Plan) -> Plan {
+/// Index or table scan for a filtered table. Without statistics an index
+/// that the filter can use is always taken (today's rule); after ANALYZE
+/// the two plans are priced and the cheaper one wins: a range that holds
+/// most of the table costs a random page read per row, more than reading
+/// the whole table in order.
+fn choose_index(plan: Plan, est: &Estimator<'_>) -> Plan {
     let Plan::Filter { input, predicate } = plan else {
         return plan;
     };
@@ -514,10 +558,22 @@ fn choose_index(plan: Plan) -> Plan {
         return Plan::Filter { input, predicate };
     };
     let bounds = column_bounds(&table, &predicate);
-    let scan = access_path(&table, &bounds).unwrap_or(Plan::Scan { table });
-    Plan::Filter {
-        input: Box::new(scan),
-        predicate,
+    let with = |input: Plan| Plan::Filter {
+        input: Box::new(input),
+        predicate: predicate.clone(),
+    };
+    let scan = with(Plan::Scan {
+        table: table.clone(),
+    });
+    let Some(path) = access_path(&table, &bounds) else {
+        return scan;
+    };
+    let by_cost = matches!(path, Plan::IndexScan { .. }) && est.table_stats(&table).is_some();
+    let indexed = with(path);
+    if by_cost && est.estimate(&scan).cost < est.estimate(&indexed).cost {
+        scan
+    } else {
+        indexed
     }
 }
 
@@ -646,7 +702,60 @@ fn access_path(table: &Arc<Table>, bounds: &[ColumnBounds]) -> Option<Plan> {
     })
 }
 
-// ---- 6. top-N ----
+// ---- index order ----
+
+/// Drops a sort whose input already comes in its order: the keys are
+/// ascending (NULLs first, the store's key order) columns that name, in
+/// order, a prefix of the columns of the index being range-scanned below,
+/// or of the primary key of a table scanned whole (rows are stored in
+/// primary-key order). Filters and projections in between keep the order.
+/// The sort is stable, so the rows come out exactly as before, ties
+/// included: in index order. A LIMIT above then reads only the first rows
+/// instead of sorting them all (the top-N rule finds no sort to replace).
+fn skip_sorted_sort(plan: Plan) -> Plan {
+    let Plan::Sort { input, keys } = plan else {
+        return plan;
+    };
+    let mut columns: Option<Vec<usize>> = keys
+        .iter()
+        .map(|k| match k.expr {
+            Expr::Column { depth: 0, index } if !k.desc && k.nulls_first => Some(index),
+            _ => None,
+        })
+        .collect();
+    let mut node = &*input;
+    let ordered = loop {
+        let Some(cols) = columns.as_mut() else {
+            break false;
+        };
+        match node {
+            Plan::Filter { input, .. } => node = input,
+            Plan::Project { input, exprs } => {
+                let mapped: Option<Vec<usize>> = cols
+                    .iter()
+                    .map(|c| match exprs.get(*c) {
+                        Some(Expr::Column { depth: 0, index }) => Some(*index),
+                        _ => None,
+                    })
+                    .collect();
+                columns = mapped;
+                node = input;
+            }
+            Plan::IndexScan { index, .. } => break index.columns.starts_with(cols),
+            Plan::Scan { table } => {
+                break !table.primary_key.is_empty() && table.primary_key.starts_with(cols);
+            }
+            _ => break false,
+        }
+    };
+    if ordered && !keys.is_empty() {
+        *input
+    } else {
+        Plan::Sort { input, keys }
+    }
+}
+
+// ---- 5. top-N ----
 
 fn choose_top_n(plan: Plan) -> Plan {
     match plan {

@@ -1,0 +1,407 @@
+//! Guards the optimizer's rewrites (subquery decorrelation, index order,
+//! index-only scans) against SQLite: each query runs on both over random
+//! data with NULLs and duplicates, must give the same rows, and its plan
+//! must show the rewrite it is there to exercise.
+//!
+//! `PYDB_REWRITE_CASES` sets the number of random data sets (default 12).
+
+use std::cmp::Ordering;
+
+use pydb_query::{Output, Value};
+
+/// A small seedable generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+enum Cell {
+    Null,
+    Num(f64),
+    Text(String),
+}
+
+fn cmp_rows(a: &[Cell], b: &[Cell]) -> Ordering {
+    a.partial_cmp(b).unwrap_or(Ordering::Equal)
+}
+
+fn pydb_rows(session: &mut pydb_query::Session, sql: &str) -> Result<Vec<Vec<Cell>>, String> {
+    match session.execute(sql).map_err(|e| e.to_string())?.pop() {
+        Some(Output::Rows(rows)) => Ok(rows
+            .rows
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|v| match v {
+                        Value::Null => Cell::Null,
+                        Value::Integer(i) => Cell::Num(i as f64),
+                        Value::Real(r) => Cell::Num(r),
+                        Value::Boolean(b) => Cell::Num(f64::from(u8::from(b))),
+                        Value::Text(t) => Cell::Text(t.to_string()),
+                    })
+                    .collect()
+            })
+            .collect()),
+        other => Err(format!("not rows: {other:?}")),
+    }
+}
+
+fn sqlite_rows(conn: &rusqlite::Connection, sql: &str) -> Result<Vec<Vec<Cell>>, String> {
+    let mut stmt = conn.prepare(sql).map_err(|e| e.to_string())?;
+    let columns = stmt.column_count();
+    let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        let mut cells = Vec::with_capacity(columns);
+        for i in 0..columns {
+            cells.push(match row.get_ref(i).map_err(|e| e.to_string())? {
+                rusqlite::types::ValueRef::Null => Cell::Null,
+                rusqlite::types::ValueRef::Integer(i) => Cell::Num(i as f64),
+                rusqlite::types::ValueRef::Real(r) => Cell::Num(r),
+                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                    Cell::Text(String::from_utf8_lossy(t).into_owned())
+                }
+            });
+        }
+        out.push(cells);
+    }
+    Ok(out)
+}
+
+/// Three tables of small integers and short texts, with NULLs and many
+/// duplicates; `t3` is empty in every third case.
+fn setup(rng: &mut Rng, case: u64) -> Vec<String> {
+    let mut sql = vec![
+        "CREATE TABLE t1(id INTEGER PRIMARY KEY, a INTEGER, b INTEGER, c TEXT)".to_string(),
+        "CREATE TABLE t2(id INTEGER PRIMARY KEY, a INTEGER, b INTEGER, c TEXT)".to_string(),
+        "CREATE TABLE t3(id INTEGER PRIMARY KEY, a INTEGER, b INTEGER, c TEXT)".to_string(),
+        "CREATE INDEX t2_a ON t2(a)".to_string(),
+        "CREATE INDEX t1_ab ON t1(a, b)".to_string(),
+    ];
+    let int = |rng: &mut Rng| match rng.below(6) {
+        0 => "NULL".to_string(),
+        _ => rng.below(6).to_string(),
+    };
+    for (table, n) in [
+        ("t1", 12),
+        ("t2", 10),
+        ("t3", if case.is_multiple_of(3) { 0 } else { 6 }),
+    ] {
+        for id in 0..n {
+            let a = int(rng);
+            let b = int(rng);
+            let c = match rng.below(5) {
+                0 => "NULL".to_string(),
+                k => format!("'{}'", ["x", "y", "z", "xy"][k as usize - 1]),
+            };
+            sql.push(format!("INSERT INTO {table} VALUES ({id}, {a}, {b}, {c})"));
+        }
+    }
+    sql
+}
+
+/// Queries, each with the plan text it must show (empty: any plan).
+const QUERIES: &[(&str, &str)] = &[
+    // Uncorrelated IN and NOT IN, NULLs on both sides.
+    (
+        "SELECT id FROM t1 WHERE a IN (SELECT b FROM t2)",
+        "Hash Semi Join",
+    ),
+    (
+        "SELECT id FROM t1 WHERE a NOT IN (SELECT b FROM t2)",
+        "Null Aware",
+    ),
+    (
+        "SELECT id FROM t1 WHERE a NOT IN (SELECT b FROM t2 WHERE b IS NOT NULL)",
+        "Null Aware",
+    ),
+    (
+        "SELECT id FROM t1 WHERE a NOT IN (SELECT a FROM t3)",
+        "Null Aware",
+    ),
+    (
+        "SELECT id FROM t1 WHERE a IN (SELECT a FROM t3)",
+        "Hash Semi Join",
+    ),
+    (
+        "SELECT id FROM t1 WHERE NOT (a IN (SELECT b FROM t2))",
+        "Null Aware",
+    ),
+    (
+        "SELECT id, c FROM t1 WHERE c IN (SELECT c FROM t2 WHERE a > 2)",
+        "Hash Semi Join",
+    ),
+    (
+        "SELECT id FROM t1 WHERE a + 1 IN (SELECT DISTINCT b FROM t2) AND b > 1",
+        "Hash Semi Join",
+    ),
+    // Correlated EXISTS and NOT EXISTS: keys, residuals, no keys.
+    (
+        "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a)",
+        "Hash Semi Join",
+    ),
+    (
+        "SELECT id FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a)",
+        "Hash Anti Join",
+    ),
+    (
+        "SELECT id FROM t1 WHERE EXISTS (SELECT * FROM t2 WHERE t2.a = t1.a AND t2.b > t1.b)",
+        "Join Filter",
+    ),
+    (
+        "SELECT id FROM t1 WHERE NOT EXISTS (SELECT c FROM t2 WHERE t2.b < t1.a)",
+        "Nested Loop Anti Join",
+    ),
+    (
+        "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t3 WHERE t3.c = t1.c AND t3.a IS NULL)",
+        "Hash Semi Join",
+    ),
+    (
+        "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a ORDER BY t2.b)",
+        "Hash Semi Join",
+    ),
+    (
+        "SELECT id FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a AND t2.b = t1.b)",
+        "Hash Anti Join",
+    ),
+    // Correlated IN: a key from the IN plus the correlation.
+    (
+        "SELECT id FROM t1 WHERE b IN (SELECT t2.b FROM t2 WHERE t2.a = t1.a)",
+        "Hash Semi Join",
+    ),
+    // Correlated NOT IN keeps its subquery (NULL rules per outer row).
+    (
+        "SELECT id FROM t1 WHERE b NOT IN (SELECT t2.b FROM t2 WHERE t2.a = t1.a)",
+        "",
+    ),
+    // Not rewritten: under OR, with LIMIT, with an aggregate.
+    (
+        "SELECT id FROM t1 WHERE a IN (SELECT b FROM t2) OR b = 1",
+        "",
+    ),
+    (
+        "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a LIMIT 0)",
+        "",
+    ),
+    (
+        "SELECT id FROM t1 WHERE EXISTS (SELECT count(*) FROM t2 WHERE t2.a = t1.a)",
+        "",
+    ),
+    (
+        "SELECT id FROM t1 WHERE a IN (SELECT max(b) FROM t2 WHERE t2.a = t1.b)",
+        "",
+    ),
+    // Joins and aggregates around a semi-join, nesting.
+    (
+        "SELECT t1.id, t3.id FROM t1 JOIN t3 ON t1.a = t3.a WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.b = t3.b) AND t1.c IS NOT NULL",
+        "Hash Semi Join",
+    ),
+    (
+        "SELECT t1.id, t2.id FROM t1, t2, t3 WHERE t1.a = t2.a AND t2.b = t3.b AND t1.b NOT IN (SELECT a FROM t3 WHERE a IS NOT NULL)",
+        "Null Aware",
+    ),
+    (
+        "SELECT a, count(*) FROM t1 WHERE b IN (SELECT a FROM t2) GROUP BY a",
+        "Hash Semi Join",
+    ),
+    (
+        "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a AND t2.b IN (SELECT b FROM t3))",
+        "Hash Semi Join",
+    ),
+    (
+        "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a AND NOT EXISTS (SELECT 1 FROM t3 WHERE t3.b = t2.b))",
+        "Hash Anti Join",
+    ),
+    (
+        "SELECT b, count(*) FROM t1 GROUP BY b HAVING b IN (SELECT a FROM t2)",
+        "Hash Semi Join",
+    ),
+    (
+        "SELECT b FROM t1 GROUP BY b HAVING EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.b)",
+        "Hash Semi Join",
+    ),
+    (
+        "SELECT id, (SELECT count(*) FROM t2 WHERE t2.a = t1.a) FROM t1 WHERE EXISTS (SELECT 1 FROM t3 WHERE t3.a = t1.b)",
+        "Hash Semi Join",
+    ),
+    (
+        "SELECT x.id FROM t1 AS x LEFT JOIN t2 AS y ON x.a = y.a WHERE y.b IN (SELECT b FROM t3) OR y.b IS NULL",
+        "",
+    ),
+    (
+        "SELECT x.id, y.id FROM t1 AS x LEFT JOIN t2 AS y ON x.a = y.a WHERE NOT EXISTS (SELECT 1 FROM t3 WHERE t3.a = y.b)",
+        "Hash Anti Join",
+    ),
+];
+
+fn cases() -> u64 {
+    std::env::var("PYDB_REWRITE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+}
+
+#[test]
+fn rewritten_queries_agree_with_sqlite_and_show_their_rewrite() {
+    let mut mismatches = Vec::new();
+    for case in 0..cases() {
+        let mut rng = Rng::new(case + 1);
+        let setup = setup(&mut rng, case);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let database = pydb_query::slt::open_database("memory", dir.path()).expect("open pydb");
+        let mut session = database.session();
+        let sqlite = rusqlite::Connection::open_in_memory().expect("open SQLite");
+        for sql in &setup {
+            session.execute(sql).expect("pydb setup");
+            sqlite.execute_batch(sql).expect("SQLite setup");
+        }
+        for (sql, shows) in QUERIES {
+            let mut ours = pydb_rows(&mut session, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let mut theirs = sqlite_rows(&sqlite, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            ours.sort_by(|a, b| cmp_rows(a, b));
+            theirs.sort_by(|a, b| cmp_rows(a, b));
+            if ours != theirs {
+                mismatches.push(format!(
+                    "case {case}: {sql}\n  setup: {}\n  pydb:   {ours:?}\n  SQLite: {theirs:?}",
+                    setup.join("; ")
+                ));
+            }
+            if case == 0 {
+                let plan = pydb_rows(&mut session, &format!("EXPLAIN {sql}"))
+                    .expect("EXPLAIN")
+                    .into_iter()
+                    .map(|r| format!("{r:?}"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                assert!(
+                    plan.contains(shows),
+                    "{sql}: the plan lacks {shows}:\n{plan}"
+                );
+                let kept = plan.contains("SubPlan") || plan.contains("InitPlan");
+                let rewritten = plan.contains("Semi Join") || plan.contains("Anti Join");
+                if shows.is_empty() {
+                    assert!(kept, "{sql}: the subquery should stay:\n{plan}");
+                } else {
+                    assert!(rewritten, "{sql}: not rewritten:\n{plan}");
+                }
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
+fn plan_text(session: &mut pydb_query::Session, sql: &str) -> String {
+    pydb_rows(session, &format!("EXPLAIN {sql}"))
+        .expect("EXPLAIN")
+        .into_iter()
+        .map(|r| format!("{r:?}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn after_analyze_an_index_range_over_most_of_the_table_loses_to_a_scan() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database = pydb_query::slt::open_database("memory", dir.path()).expect("open pydb");
+    let mut s = database.session();
+    s.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b INTEGER)")
+        .expect("create");
+    s.execute("CREATE INDEX t_a ON t(a)").expect("index a");
+    s.execute("CREATE INDEX t_b ON t(b)").expect("index b");
+    let values: Vec<String> = (0..600).map(|i| format!("({i}, {i}, {})", i % 3)).collect();
+    s.execute(&format!("INSERT INTO t VALUES {}", values.join(", ")))
+        .expect("insert");
+    let wide = "SELECT count(*), sum(a) FROM t WHERE b >= 0";
+    let narrow = "SELECT count(*), sum(b) FROM t WHERE a = 17";
+    // Without statistics, any usable index is taken.
+    assert!(plan_text(&mut s, wide).contains("Index Scan"));
+    let before = (pydb_rows(&mut s, wide), pydb_rows(&mut s, narrow));
+    s.execute("ANALYZE").expect("analyze");
+    let wide_plan = plan_text(&mut s, wide);
+    assert!(
+        wide_plan.contains("Seq Scan") && !wide_plan.contains("Index Scan"),
+        "{wide_plan}"
+    );
+    let narrow_plan = plan_text(&mut s, narrow);
+    assert!(narrow_plan.contains("Index Scan"), "{narrow_plan}");
+    let after = (pydb_rows(&mut s, wide), pydb_rows(&mut s, narrow));
+    assert_eq!(before, after);
+    assert_eq!(
+        after.0,
+        Ok(vec![vec![Cell::Num(600.0), Cell::Num(179_700.0)]])
+    );
+}
+
+/// Ordered queries whose order an index or the primary key gives: the
+/// plan must have no sort, the rows must come in order (ties may differ
+/// from SQLite's, so they are compared as sets besides).
+#[test]
+fn index_order_replaces_a_sort() {
+    const ORDERED: &[(&str, usize, bool)] = &[
+        // (query, leading columns the output is ordered on, sort expected)
+        ("SELECT a, b, id FROM t1 WHERE a > 1 ORDER BY a", 1, false),
+        (
+            "SELECT a, b, c FROM t1 WHERE a >= 2 ORDER BY a, b LIMIT 4",
+            2,
+            false,
+        ),
+        ("SELECT a, id FROM t2 WHERE a < 4 ORDER BY a", 1, false),
+        ("SELECT id, c FROM t1 ORDER BY id LIMIT 3", 1, false),
+        ("SELECT id, c FROM t1 WHERE b > 2 ORDER BY id", 1, false),
+        ("SELECT a + 0, id FROM t2 WHERE a < 4 ORDER BY 1", 1, true),
+        ("SELECT id FROM t1 ORDER BY id DESC LIMIT 3", 1, true),
+        ("SELECT b, a FROM t1 WHERE a > 1 ORDER BY b", 1, true),
+    ];
+    for case in 0..cases() {
+        let mut rng = Rng::new(case + 100);
+        let setup = setup(&mut rng, case);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let database = pydb_query::slt::open_database("memory", dir.path()).expect("open pydb");
+        let mut session = database.session();
+        let sqlite = rusqlite::Connection::open_in_memory().expect("open SQLite");
+        for sql in &setup {
+            session.execute(sql).expect("pydb setup");
+            sqlite.execute_batch(sql).expect("SQLite setup");
+        }
+        for (sql, ordered_on, sorts) in ORDERED {
+            let plan = plan_text(&mut session, sql);
+            assert_eq!(plan.contains("Sort"), *sorts, "{sql}:\n{plan}");
+            let ours = pydb_rows(&mut session, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let theirs = sqlite_rows(&sqlite, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let key = |r: &Vec<Cell>| r[..*ordered_on].to_vec();
+            let keys_in_order = |rows: &[Vec<Cell>]| rows.iter().map(key).collect::<Vec<_>>();
+            let desc = sql.contains("DESC");
+            let mut expected_keys = keys_in_order(&ours);
+            expected_keys.sort_by(|a, b| {
+                let o = cmp_rows(a, b);
+                if desc { o.reverse() } else { o }
+            });
+            assert_eq!(keys_in_order(&ours), expected_keys, "{sql}: out of order");
+            assert_eq!(keys_in_order(&ours), keys_in_order(&theirs), "{sql}");
+            if !sql.contains("LIMIT") {
+                let (mut a, mut b) = (ours.clone(), theirs.clone());
+                a.sort_by(|x, y| cmp_rows(x, y));
+                b.sort_by(|x, y| cmp_rows(x, y));
+                assert_eq!(a, b, "{sql}");
+            }
+        }
+    }
+}
