@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use pydb::query::catalog::{Table, View};
 use pydb::query::describe::{CatalogListing, catalog};
 use pydb::query::lexer::{is_complete, split_statements};
+use pydb::query::plan::stats::TableStats;
 use pydb::{Db, Output, ResultColumn, Rows, Session, Value};
 
 use crate::{Error, Result};
@@ -279,6 +280,9 @@ impl<'a> SqlShell<'a> {
                         .find(|t| t.name.eq_ignore_ascii_case(name))
                     {
                         out.write_all(describe_table(table).as_bytes())?;
+                        if let Some(stats) = listing.stats.get(&table.name) {
+                            out.write_all(describe_stats(table, stats).as_bytes())?;
+                        }
                     } else if let Some(view) = listing
                         .views
                         .iter()
@@ -420,6 +424,50 @@ fn relations(listing: &CatalogListing, command: &str) -> Rows {
     }
     rows.sort();
     text_rows(&["Name", "Type"], rows)
+}
+
+/// What `\d table` adds for an analyzed table: the statistics the
+/// optimizer estimates with (see `pydb_query::plan::stats`).
+fn describe_stats(table: &Table, stats: &TableStats) -> String {
+    let rows = table
+        .columns
+        .iter()
+        .zip(&stats.columns)
+        .map(|(c, s)| {
+            let mcv = s
+                .mcv
+                .iter()
+                .take(3)
+                .map(|(v, f)| format!("{v} ({:.1}%)", f * 100.0))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let more = s.mcv.len().saturating_sub(3);
+            vec![
+                c.name.clone(),
+                s.distinct.to_string(),
+                format!("{:.1}%", s.null_frac * 100.0),
+                if more > 0 {
+                    format!("{mcv}, +{more}")
+                } else {
+                    mcv
+                },
+                s.histogram.len().saturating_sub(1).to_string(),
+            ]
+        })
+        .collect();
+    let mut text = format!(
+        "Statistics (ANALYZE): {} rows, {} bytes per row\n",
+        stats.row_count, stats.avg_row_bytes
+    );
+    text.push_str(&render_table(
+        &text_rows(
+            &["Column", "Distinct", "Nulls", "Most common", "Buckets"],
+            rows,
+        ),
+        false,
+    ));
+    text.push('\n');
+    text
 }
 
 /// `\d table`: its columns, then its primary key and indexes.
@@ -745,6 +793,27 @@ mod tests {
             Indexes:\n    PRIMARY KEY (id)\n    \"t1_name\" UNIQUE (name)\n\n\
             View \"v1\"\nDefinition:\n SELECT id FROM t1\n\n";
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn backslash_d_shows_the_statistics_of_an_analyzed_table() {
+        let (out, _, failed) = run(
+            Format::Aligned,
+            "CREATE TABLE t(a INTEGER, b TEXT);\n\
+             INSERT INTO t VALUES (1, 'x'), (1, NULL), (2, 'y'), (3, NULL);\n\
+             \\d t\nANALYZE t;\n\\d t",
+        );
+        assert!(!failed, "{out}");
+        assert_eq!(
+            out.matches("Statistics (ANALYZE): 4 rows").count(),
+            1,
+            "{out}"
+        );
+        assert!(
+            out.contains(" a      | 3        | 0.0%  | 1 (50.0%), 2 (25.0%), 3 (25.0%) |"),
+            "{out}"
+        );
+        assert!(out.contains(" b      | 2        | 50.0% |"), "{out}");
     }
 
     #[test]

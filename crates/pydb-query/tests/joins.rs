@@ -128,7 +128,7 @@ fn fourteen_table_chain_agrees_with_sqlite() {
         terms.join(" AND ")
     );
     let plan = explain(&mut session, &sql);
-    assert!(!plan.contains("NestedLoopJoin"), "{plan}");
+    assert!(!plan.contains("Nested Loop"), "{plan}");
     assert!(agree(&mut session, &sqlite, &sql) > 0);
     let count = format!(
         "SELECT count(*) FROM {} WHERE {}",
@@ -166,7 +166,7 @@ fn merge_join_on_primary_key_order_agrees_with_sqlite() {
         "SELECT p.id, q.k FROM p, q WHERE q.id = p.id AND q.w > 1",
     ] {
         let plan = explain(&mut session, sql);
-        assert!(plan.contains("MergeJoin"), "{sql}\n{plan}");
+        assert!(plan.starts_with("Merge "), "{sql}\n{plan}");
         assert!(!plan.contains("Sort"), "{sql}\n{plan}");
         assert!(agree(&mut session, &sqlite, sql) > 0, "{sql}");
     }

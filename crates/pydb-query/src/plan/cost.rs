@@ -785,6 +785,14 @@ impl<'a> Estimator<'a> {
     /// The estimated rows and cost of `plan`.
     pub fn estimate(&self, plan: &Plan) -> Estimate {
         let inputs: Vec<Estimate> = plan.inputs().iter().map(|p| self.estimate(p)).collect();
+        self.estimate_node(plan, &inputs)
+    }
+
+    /// The estimated rows and cost of `plan`, given the estimates of its
+    /// inputs (in [`Plan::inputs`] order): [`Estimator::estimate`] without
+    /// the walk down the tree, for a planner that prices many nodes over
+    /// the same, already estimated, inputs.
+    pub fn estimate_node(&self, plan: &Plan, inputs: &[Estimate]) -> Estimate {
         let child_cost: f64 = inputs.iter().map(|e| e.cost).sum();
         let first = inputs.first().map_or(0.0, |e| e.rows);
         let second = inputs.get(1).map_or(0.0, |e| e.rows);

@@ -86,7 +86,8 @@ pub fn plan_joins(plan: Plan, est: &Estimator<'_>) -> Plan {
             terms.iter_mut().for_each(|t| plan_subqueries(t, est));
             let left = plan_joins(*left, est);
             let right = plan_joins(*right, est);
-            best_method(&left, &right, kind, terms, est).0
+            let (le, re) = (est.estimate(&left), est.estimate(&right));
+            best_method((&left, le), (&right, re), kind, terms, est).0
         }
         other => {
             let mut plan = map_children(other, &mut |c| plan_joins(c, est));
@@ -225,7 +226,7 @@ impl Graph<'_, '_> {
         } else {
             JoinKind::Inner
         };
-        let (plan, est) = best_method(&a.plan, &b.plan, kind, terms, self.est);
+        let (plan, est) = best_method((&a.plan, a.est), (&b.plan, b.est), kind, terms, self.est);
         Rel {
             plan,
             est,
@@ -504,15 +505,47 @@ fn order_joins(plan: Plan, est: &Estimator<'_>) -> Plan {
 /// The cheapest way to join `left` and `right` on `terms` (over the
 /// combined row), with its estimate.
 fn best_method(
-    left: &Plan,
-    right: &Plan,
+    (left, left_est): (&Plan, Estimate),
+    (right, right_est): (&Plan, Estimate),
     kind: JoinKind,
     terms: Vec<Expr>,
     est: &Estimator<'_>,
 ) -> (Plan, Estimate) {
+    // A candidate's inputs are `left` and `right`, maybe under a Sort the
+    // candidate added: priced from their known estimates, without walking
+    // down the (possibly large) inputs again.
+    let input = |child: &Plan, original: &Plan, known: Estimate| {
+        let added_sort = match child {
+            Plan::Sort { input, .. } => {
+                !matches!(original, Plan::Sort { .. }) || matches!(**input, Plan::Sort { .. })
+            }
+            _ => false,
+        };
+        if added_sort {
+            est.estimate_node(child, &[known])
+        } else {
+            known
+        }
+    };
+    let price = |p: &Plan| -> Estimate {
+        let inputs: Vec<Estimate> = match p {
+            Plan::IndexJoin { left: l, .. } => vec![input(l, left, left_est)],
+            Plan::Join {
+                left: l, right: r, ..
+            }
+            | Plan::HashJoin {
+                left: l, right: r, ..
+            }
+            | Plan::MergeJoin {
+                left: l, right: r, ..
+            } => vec![input(l, left, left_est), input(r, right, right_est)],
+            other => return est.estimate(other),
+        };
+        est.estimate_node(p, &inputs)
+    };
     let mut best: Option<(Plan, Estimate)> = None;
     for candidate in candidates(left, right, kind, terms) {
-        let e = est.estimate(&candidate);
+        let e = price(&candidate);
         if best.as_ref().is_none_or(|(_, b)| e.cost < b.cost) {
             best = Some((candidate, e));
         }
@@ -524,7 +557,7 @@ fn best_method(
             kind,
             on: None,
         };
-        let e = est.estimate(&p);
+        let e = price(&p);
         (p, e)
     })
 }
