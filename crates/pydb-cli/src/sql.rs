@@ -692,10 +692,19 @@ mod tests {
         assert!(lines[3].chars().all(|c| c == '-'), "{out}");
         assert!(lines[4].starts_with(" Sort  (cost="), "{out}");
         assert!(lines[4].ends_with("rows=2 loops=1)"), "{out}");
-        assert!(lines[6].starts_with("   ->  Seq Scan on t  (cost="), "{out}");
-        assert!(lines.iter().any(|l| l.starts_with(" Execution Time: ")), "{out}");
+        assert!(
+            lines[6].starts_with("   ->  Seq Scan on t  (cost="),
+            "{out}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with(" Execution Time: ")),
+            "{out}"
+        );
         assert_eq!(lines.last(), Some(&""));
-        assert!(lines[7].starts_with("         Filter: (t.name > 'a')"), "{out}");
+        assert!(
+            lines[7].starts_with("         Filter: (t.name > 'a')"),
+            "{out}"
+        );
         assert!(out.ends_with("\n(9 rows)\n\n"), "{out}");
     }
 

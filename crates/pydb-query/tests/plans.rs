@@ -15,6 +15,8 @@
 //! UPDATE_GOLDEN=1 cargo test -p pydb-query --test plans
 //! ```
 
+#![allow(clippy::unwrap_used)]
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 

@@ -91,14 +91,14 @@ fn setup(rng: &mut Rng, case: u64) -> Vec<String> {
         "CREATE INDEX t2_a ON t2(a)".to_string(),
         "CREATE INDEX t1_ab ON t1(a, b)".to_string(),
     ];
-    let mut int = |rng: &mut Rng| match rng.below(6) {
+    let int = |rng: &mut Rng| match rng.below(6) {
         0 => "NULL".to_string(),
         _ => rng.below(6).to_string(),
     };
     for (table, n) in [
         ("t1", 12),
         ("t2", 10),
-        ("t3", if case % 3 == 0 { 0 } else { 6 }),
+        ("t3", if case.is_multiple_of(3) { 0 } else { 6 }),
     ] {
         for id in 0..n {
             let a = int(rng);
@@ -118,69 +118,69 @@ const QUERIES: &[(&str, &str)] = &[
     // Uncorrelated IN and NOT IN, NULLs on both sides.
     (
         "SELECT id FROM t1 WHERE a IN (SELECT b FROM t2)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id FROM t1 WHERE a NOT IN (SELECT b FROM t2)",
-        "NullAwareAntiJoin",
+        "Null Aware",
     ),
     (
         "SELECT id FROM t1 WHERE a NOT IN (SELECT b FROM t2 WHERE b IS NOT NULL)",
-        "NullAwareAntiJoin",
+        "Null Aware",
     ),
     (
         "SELECT id FROM t1 WHERE a NOT IN (SELECT a FROM t3)",
-        "NullAwareAntiJoin",
+        "Null Aware",
     ),
     (
         "SELECT id FROM t1 WHERE a IN (SELECT a FROM t3)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id FROM t1 WHERE NOT (a IN (SELECT b FROM t2))",
-        "NullAwareAntiJoin",
+        "Null Aware",
     ),
     (
         "SELECT id, c FROM t1 WHERE c IN (SELECT c FROM t2 WHERE a > 2)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id FROM t1 WHERE a + 1 IN (SELECT DISTINCT b FROM t2) AND b > 1",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     // Correlated EXISTS and NOT EXISTS: keys, residuals, no keys.
     (
         "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a)",
-        "HashAntiJoin",
+        "Hash Anti Join",
     ),
     (
         "SELECT id FROM t1 WHERE EXISTS (SELECT * FROM t2 WHERE t2.a = t1.a AND t2.b > t1.b)",
-        "residual",
+        "Join Filter",
     ),
     (
         "SELECT id FROM t1 WHERE NOT EXISTS (SELECT c FROM t2 WHERE t2.b < t1.a)",
-        "NestedLoopAntiJoin",
+        "Nested Loop Anti Join",
     ),
     (
         "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t3 WHERE t3.c = t1.c AND t3.a IS NULL)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a ORDER BY t2.b)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a AND t2.b = t1.b)",
-        "HashAntiJoin",
+        "Hash Anti Join",
     ),
     // Correlated IN: a key from the IN plus the correlation.
     (
         "SELECT id FROM t1 WHERE b IN (SELECT t2.b FROM t2 WHERE t2.a = t1.a)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     // Correlated NOT IN keeps its subquery (NULL rules per outer row).
     (
@@ -207,35 +207,35 @@ const QUERIES: &[(&str, &str)] = &[
     // Joins and aggregates around a semi-join, nesting.
     (
         "SELECT t1.id, t3.id FROM t1 JOIN t3 ON t1.a = t3.a WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.b = t3.b) AND t1.c IS NOT NULL",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT t1.id, t2.id FROM t1, t2, t3 WHERE t1.a = t2.a AND t2.b = t3.b AND t1.b NOT IN (SELECT a FROM t3 WHERE a IS NOT NULL)",
-        "NullAwareAntiJoin",
+        "Null Aware",
     ),
     (
         "SELECT a, count(*) FROM t1 WHERE b IN (SELECT a FROM t2) GROUP BY a",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a AND t2.b IN (SELECT b FROM t3))",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a AND NOT EXISTS (SELECT 1 FROM t3 WHERE t3.b = t2.b))",
-        "HashAntiJoin",
+        "Hash Anti Join",
     ),
     (
         "SELECT b, count(*) FROM t1 GROUP BY b HAVING b IN (SELECT a FROM t2)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT b FROM t1 GROUP BY b HAVING EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.b)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT id, (SELECT count(*) FROM t2 WHERE t2.a = t1.a) FROM t1 WHERE EXISTS (SELECT 1 FROM t3 WHERE t3.a = t1.b)",
-        "HashSemiJoin",
+        "Hash Semi Join",
     ),
     (
         "SELECT x.id FROM t1 AS x LEFT JOIN t2 AS y ON x.a = y.a WHERE y.b IN (SELECT b FROM t3) OR y.b IS NULL",
@@ -243,7 +243,7 @@ const QUERIES: &[(&str, &str)] = &[
     ),
     (
         "SELECT x.id, y.id FROM t1 AS x LEFT JOIN t2 AS y ON x.a = y.a WHERE NOT EXISTS (SELECT 1 FROM t3 WHERE t3.a = y.b)",
-        "HashAntiJoin",
+        "Hash Anti Join",
     ),
 ];
 
@@ -290,8 +290,8 @@ fn rewritten_queries_agree_with_sqlite_and_show_their_rewrite() {
                     plan.contains(shows),
                     "{sql}: the plan lacks {shows}:\n{plan}"
                 );
-                let kept = plan.contains("Subquery");
-                let rewritten = plan.contains("SemiJoin") || plan.contains("AntiJoin");
+                let kept = plan.contains("SubPlan") || plan.contains("InitPlan");
+                let rewritten = plan.contains("Semi Join") || plan.contains("Anti Join");
                 if shows.is_empty() {
                     assert!(kept, "{sql}: the subquery should stay:\n{plan}");
                 } else {
@@ -306,4 +306,102 @@ fn rewritten_queries_agree_with_sqlite_and_show_their_rewrite() {
         mismatches.len(),
         mismatches.join("\n")
     );
+}
+
+fn plan_text(session: &mut pydb_query::Session, sql: &str) -> String {
+    pydb_rows(session, &format!("EXPLAIN {sql}"))
+        .expect("EXPLAIN")
+        .into_iter()
+        .map(|r| format!("{r:?}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn after_analyze_an_index_range_over_most_of_the_table_loses_to_a_scan() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database = pydb_query::slt::open_database("memory", dir.path()).expect("open pydb");
+    let mut s = database.session();
+    s.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b INTEGER)")
+        .expect("create");
+    s.execute("CREATE INDEX t_a ON t(a)").expect("index a");
+    s.execute("CREATE INDEX t_b ON t(b)").expect("index b");
+    let values: Vec<String> = (0..600).map(|i| format!("({i}, {i}, {})", i % 3)).collect();
+    s.execute(&format!("INSERT INTO t VALUES {}", values.join(", ")))
+        .expect("insert");
+    let wide = "SELECT count(*), sum(a) FROM t WHERE b >= 0";
+    let narrow = "SELECT count(*), sum(b) FROM t WHERE a = 17";
+    // Without statistics, any usable index is taken.
+    assert!(plan_text(&mut s, wide).contains("Index Scan"));
+    let before = (pydb_rows(&mut s, wide), pydb_rows(&mut s, narrow));
+    s.execute("ANALYZE").expect("analyze");
+    let wide_plan = plan_text(&mut s, wide);
+    assert!(
+        wide_plan.contains("Seq Scan") && !wide_plan.contains("Index Scan"),
+        "{wide_plan}"
+    );
+    let narrow_plan = plan_text(&mut s, narrow);
+    assert!(narrow_plan.contains("Index Scan"), "{narrow_plan}");
+    let after = (pydb_rows(&mut s, wide), pydb_rows(&mut s, narrow));
+    assert_eq!(before, after);
+    assert_eq!(
+        after.0,
+        Ok(vec![vec![Cell::Num(600.0), Cell::Num(179_700.0)]])
+    );
+}
+
+/// Ordered queries whose order an index or the primary key gives: the
+/// plan must have no sort, the rows must come in order (ties may differ
+/// from SQLite's, so they are compared as sets besides).
+#[test]
+fn index_order_replaces_a_sort() {
+    const ORDERED: &[(&str, usize, bool)] = &[
+        // (query, leading columns the output is ordered on, sort expected)
+        ("SELECT a, b, id FROM t1 WHERE a > 1 ORDER BY a", 1, false),
+        (
+            "SELECT a, b, c FROM t1 WHERE a >= 2 ORDER BY a, b LIMIT 4",
+            2,
+            false,
+        ),
+        ("SELECT a, id FROM t2 WHERE a < 4 ORDER BY a", 1, false),
+        ("SELECT id, c FROM t1 ORDER BY id LIMIT 3", 1, false),
+        ("SELECT id, c FROM t1 WHERE b > 2 ORDER BY id", 1, false),
+        ("SELECT a + 0, id FROM t2 WHERE a < 4 ORDER BY 1", 1, true),
+        ("SELECT id FROM t1 ORDER BY id DESC LIMIT 3", 1, true),
+        ("SELECT b, a FROM t1 WHERE a > 1 ORDER BY b", 1, true),
+    ];
+    for case in 0..cases() {
+        let mut rng = Rng::new(case + 100);
+        let setup = setup(&mut rng, case);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let database = pydb_query::slt::open_database("memory", dir.path()).expect("open pydb");
+        let mut session = database.session();
+        let sqlite = rusqlite::Connection::open_in_memory().expect("open SQLite");
+        for sql in &setup {
+            session.execute(sql).expect("pydb setup");
+            sqlite.execute_batch(sql).expect("SQLite setup");
+        }
+        for (sql, ordered_on, sorts) in ORDERED {
+            let plan = plan_text(&mut session, sql);
+            assert_eq!(plan.contains("Sort"), *sorts, "{sql}:\n{plan}");
+            let ours = pydb_rows(&mut session, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let theirs = sqlite_rows(&sqlite, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let key = |r: &Vec<Cell>| r[..*ordered_on].to_vec();
+            let keys_in_order = |rows: &[Vec<Cell>]| rows.iter().map(key).collect::<Vec<_>>();
+            let desc = sql.contains("DESC");
+            let mut expected_keys = keys_in_order(&ours);
+            expected_keys.sort_by(|a, b| {
+                let o = cmp_rows(a, b);
+                if desc { o.reverse() } else { o }
+            });
+            assert_eq!(keys_in_order(&ours), expected_keys, "{sql}: out of order");
+            assert_eq!(keys_in_order(&ours), keys_in_order(&theirs), "{sql}");
+            if !sql.contains("LIMIT") {
+                let (mut a, mut b) = (ours.clone(), theirs.clone());
+                a.sort_by(|x, y| cmp_rows(x, y));
+                b.sort_by(|x, y| cmp_rows(x, y));
+                assert_eq!(a, b, "{sql}");
+            }
+        }
+    }
 }

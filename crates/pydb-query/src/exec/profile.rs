@@ -1,8 +1,9 @@
 //! EXPLAIN ANALYZE's counters: rows, loops and time per operator.
 //!
-//! When a statement runs under EXPLAIN ANALYZE, its [`Env`] carries a
-//! [`Profile`], and [`build`](super::operators::build) wraps every operator
-//! it builds in an [`Instrumented`] one. The wrapper times the operator's
+//! When a statement runs under EXPLAIN ANALYZE, its
+//! [`Env`](super::eval::Env) carries a [`Profile`], and
+//! [`build`](super::operators::build) wraps every operator it builds in an
+//! [`Instrumented`] one. The wrapper times the operator's
 //! construction (a sort or an aggregation reads its whole input there) and
 //! each call to `next()`, counts the rows it returns, and when the operator
 //! is dropped adds that *loop* to the node's slot in the profile. Without

@@ -169,7 +169,7 @@ pub fn column_names(plan: &Plan) -> Vec<String> {
             out.extend(aggs.iter().map(|a| agg_text(a, &names)));
             out
         }
-        Plan::SetOp { left, .. } => column_names(left),
+        Plan::SetOp { left, .. } | Plan::SemiJoin { left, .. } => column_names(left),
         #[allow(unreachable_patterns)]
         other => (0..other.width()).map(|i| format!("#{i}")).collect(),
     }
@@ -475,6 +475,40 @@ fn describe<'p>(plan: &'p Plan, outer: &[Vec<String>]) -> Described<'p> {
                 subs.push((res, names));
             }
             format!("Merge{} Join", join_kind(kind).replace(" Join", ""))
+        }
+        Plan::SemiJoin {
+            left,
+            right,
+            anti,
+            left_keys,
+            right_keys,
+            residual,
+            null_aware,
+        } => {
+            let (ln, rn) = (column_names(left), column_names(right));
+            if !left_keys.is_empty() {
+                let conds: Vec<String> = left_keys
+                    .iter()
+                    .zip(right_keys)
+                    .map(|(l, r)| format!("{} = {}", text(l, &ln), text(r, &rn)))
+                    .collect();
+                details.push(format!("Hash Cond: ({})", conds.join(" AND ")));
+            }
+            if let Some(res) = residual {
+                let mut names = ln.clone();
+                names.extend(rn);
+                details.push(format!("Join Filter: {}", text(res, &names)));
+                subs.push((res, names));
+            }
+            if *null_aware {
+                details.push("Null Aware: NOT IN (a NULL key matches nothing)".into());
+            }
+            let method = if left_keys.is_empty() {
+                "Nested Loop"
+            } else {
+                "Hash"
+            };
+            format!("{method} {} Join", if *anti { "Anti" } else { "Semi" })
         }
         Plan::IndexJoin {
             left,

@@ -71,7 +71,8 @@ fn optimize_with(plan: Plan, est: &Estimator<'_>, joins_allowed: bool) -> Plan {
     };
     let plan = push_down(plan);
     let plan = plan_joins(plan, est);
-    let plan = map_plan(plan, &mut choose_index);
+    let plan = map_plan(plan, &mut |p| choose_index(p, est));
+    let plan = map_plan(plan, &mut skip_sorted_sort);
     map_plan(plan, &mut choose_top_n)
 }
 
@@ -537,7 +538,12 @@ struct ColumnBounds {
     high: Option<(Value, bool)>,
 }
 
-fn choose_index(plan: Plan) -> Plan {
+/// Index or table scan for a filtered table. Without statistics an index
+/// that the filter can use is always taken (today's rule); after ANALYZE
+/// the two plans are priced and the cheaper one wins: a range that holds
+/// most of the table costs a random page read per row, more than reading
+/// the whole table in order.
+fn choose_index(plan: Plan, est: &Estimator<'_>) -> Plan {
     let Plan::Filter { input, predicate } = plan else {
         return plan;
     };
@@ -545,10 +551,22 @@ fn choose_index(plan: Plan) -> Plan {
         return Plan::Filter { input, predicate };
     };
     let bounds = column_bounds(&table, &predicate);
-    let scan = access_path(&table, &bounds).unwrap_or(Plan::Scan { table });
-    Plan::Filter {
-        input: Box::new(scan),
-        predicate,
+    let with = |input: Plan| Plan::Filter {
+        input: Box::new(input),
+        predicate: predicate.clone(),
+    };
+    let scan = with(Plan::Scan {
+        table: table.clone(),
+    });
+    let Some(path) = access_path(&table, &bounds) else {
+        return scan;
+    };
+    let by_cost = matches!(path, Plan::IndexScan { .. }) && est.table_stats(&table).is_some();
+    let indexed = with(path);
+    if by_cost && est.estimate(&scan).cost < est.estimate(&indexed).cost {
+        scan
+    } else {
+        indexed
     }
 }
 
@@ -675,6 +693,59 @@ fn access_path(table: &Arc<Table>, bounds: &[ColumnBounds]) -> Option<Plan> {
         index: index.clone(),
         range,
     })
+}
+
+// ---- index order ----
+
+/// Drops a sort whose input already comes in its order: the keys are
+/// ascending (NULLs first, the store's key order) columns that name, in
+/// order, a prefix of the columns of the index being range-scanned below,
+/// or of the primary key of a table scanned whole (rows are stored in
+/// primary-key order). Filters and projections in between keep the order.
+/// The sort is stable, so the rows come out exactly as before, ties
+/// included: in index order. A LIMIT above then reads only the first rows
+/// instead of sorting them all (the top-N rule finds no sort to replace).
+fn skip_sorted_sort(plan: Plan) -> Plan {
+    let Plan::Sort { input, keys } = plan else {
+        return plan;
+    };
+    let mut columns: Option<Vec<usize>> = keys
+        .iter()
+        .map(|k| match k.expr {
+            Expr::Column { depth: 0, index } if !k.desc && k.nulls_first => Some(index),
+            _ => None,
+        })
+        .collect();
+    let mut node = &*input;
+    let ordered = loop {
+        let Some(cols) = columns.as_mut() else {
+            break false;
+        };
+        match node {
+            Plan::Filter { input, .. } => node = input,
+            Plan::Project { input, exprs } => {
+                let mapped: Option<Vec<usize>> = cols
+                    .iter()
+                    .map(|c| match exprs.get(*c) {
+                        Some(Expr::Column { depth: 0, index }) => Some(*index),
+                        _ => None,
+                    })
+                    .collect();
+                columns = mapped;
+                node = input;
+            }
+            Plan::IndexScan { index, .. } => break index.columns.starts_with(cols),
+            Plan::Scan { table } => {
+                break !table.primary_key.is_empty() && table.primary_key.starts_with(cols);
+            }
+            _ => break false,
+        }
+    };
+    if ordered && !keys.is_empty() {
+        *input
+    } else {
+        Plan::Sort { input, keys }
+    }
 }
 
 // ---- 5. top-N ----
