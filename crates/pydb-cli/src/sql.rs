@@ -705,7 +705,7 @@ mod tests {
             lines[7].starts_with("         Filter: (t.name > 'a')"),
             "{out}"
         );
-        assert!(out.ends_with("\n(9 rows)\n\n"), "{out}");
+        assert!(out.ends_with("\n(7 rows)\n\n"), "{out}");
     }
 
     #[test]
