@@ -20,10 +20,12 @@
 //! conformance suite (`tests/suite.rs`) and a property test against a
 //! `BTreeMap` model (`tests/model.rs`).
 
+mod bplustree;
 mod btree;
 mod hash;
 pub mod skiplist;
 
+pub use bplustree::BPlusTreeIndex;
 pub use btree::BTreeIndex;
 pub use hash::InMemoryIndex;
 pub use skiplist::SkipListIndex;
