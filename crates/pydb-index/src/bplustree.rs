@@ -73,7 +73,7 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 
-use crate::{Index, RangeIter};
+use crate::{Index, RangeIter, key_prefix};
 
 /// Entries per leaf. 32 prefixes are four cache lines: a binary search
 /// reads at most five of them, one miss per line.
@@ -90,14 +90,6 @@ const MAX_DEPTH: usize = 12;
 
 /// "No node": the end of the leaf chain.
 const NIL: u32 = u32::MAX;
-
-/// The first 8 bytes of `key` as a big-endian number, zero-padded.
-pub fn key_prefix(key: &[u8]) -> u64 {
-    let mut buf = [0u8; 8];
-    let n = key.len().min(8);
-    buf[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(buf)
-}
 
 /// How the entry `(prefix, stored)` compares with the key searched for.
 fn compare(prefix: u64, stored: &Bytes, key_prefix: u64, key: &[u8]) -> Ordering {

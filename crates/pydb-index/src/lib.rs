@@ -98,3 +98,14 @@ pub fn in_bounds(key: &[u8], start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
     };
     after_start && before_end
 }
+
+/// The first 8 bytes of `key` as a big-endian number, zero-padded: an
+/// abbreviated key. If `a < b` then `key_prefix(a) <= key_prefix(b)`, so
+/// unequal prefixes order two keys without reading them; equal ones say
+/// nothing, and the full keys decide.
+pub(crate) fn key_prefix(key: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = key.len().min(8);
+    buf[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(buf)
+}
