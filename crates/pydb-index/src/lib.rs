@@ -6,14 +6,17 @@
 //! rebuilt on open (from hint files where they exist), so its cost per entry
 //! bounds how many keys a database can hold.
 //!
-//! Three implementations sit behind the one trait:
+//! Four implementations sit behind the one trait:
 //! - [`InMemoryIndex`]: a hash map. Fastest point lookups and inserts; no
 //!   order, so a range scan visits every key.
-//! - [`BTreeIndex`]: `std`'s `BTreeMap`. Ordered, cache-friendly, the default
-//!   when scans matter.
+//! - [`BTreeIndex`]: `std`'s `BTreeMap`. Ordered; each key compared on the
+//!   way down is a pointer to follow.
 //! - [`SkipListIndex`]: a skip list written here, because it is the lesson:
-//!   the structure of LevelDB's and RocksDB's memtables. Ordered, and the
-//!   smallest of the three per entry.
+//!   the structure of LevelDB's and RocksDB's memtables. Ordered.
+//! - [`BPlusTreeIndex`]: a B+tree written here that keeps each key's first
+//!   8 bytes inline in its nodes ([`key_prefix`], "abbreviated keys"), so a
+//!   lookup compares integers in contiguous arrays. Ordered, and the log
+//!   engine's default.
 //!
 //! An index is a plain single-threaded structure (`&mut self` to change it);
 //! the engine that owns it puts it behind a lock. Every index passes one
