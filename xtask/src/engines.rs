@@ -13,7 +13,14 @@ use pydb_storage::{
 use pydb_wal::SyncPolicy;
 
 /// The persistent engines `--engine` accepts.
-pub const PERSISTENT: &[&str] = &["log", "log-hash", "log-skiplist", "btree", "lsm"];
+pub const PERSISTENT: &[&str] = &[
+    "log",
+    "log-btree",
+    "log-hash",
+    "log-skiplist",
+    "btree",
+    "lsm",
+];
 
 /// The error type of opening an engine.
 pub type OpenError = Box<dyn std::error::Error>;

@@ -29,6 +29,12 @@ pub fn stores() -> Vec<StoreKind> {
             settings: |c| log_settings(c, "BTreeIndex"),
         },
         StoreKind {
+            name: "pydb-log-bplustree",
+            persistent: true,
+            open: |dir, c| open_named("log-bplustree", dir, c),
+            settings: |c| log_settings(c, "BPlusTreeIndex (the default)"),
+        },
+        StoreKind {
             name: "pydb-log-hash",
             persistent: true,
             open: |dir, c| open_named("log-hash", dir, c),

@@ -231,6 +231,7 @@ fn index_words(index: IndexKind) -> &'static str {
         IndexKind::Hash => "hash",
         IndexKind::BTree => "B-tree",
         IndexKind::SkipList => "skip list",
+        IndexKind::BPlusTree => "B+tree",
     }
 }
 
@@ -238,10 +239,10 @@ fn index_words(index: IndexKind) -> &'static str {
 /// that must appear in it, built from the constant.
 fn pins() -> Vec<(&'static str, String)> {
     use pydb::meta::{
-        ENGINE_ID_BTREE, ENGINE_ID_LOG, INDEX_ID_BTREE, INDEX_ID_HASH, INDEX_ID_NONE,
-        INDEX_ID_SKIPLIST, META_CRC_OFFSET, META_ENCRYPTED_CRC_OFFSET, META_ENCRYPTED_LEN,
-        META_FILE_NAME, META_FLAG_ENCRYPTED, META_FLAG_LZ4, META_FLAGS_OFFSET, META_FORMAT_VERSION,
-        META_LEN, META_MAGIC, META_RESERVED_OFFSET, META_WRAPPED_KEY_OFFSET,
+        ENGINE_ID_BTREE, ENGINE_ID_LOG, INDEX_ID_BPLUSTREE, INDEX_ID_BTREE, INDEX_ID_HASH,
+        INDEX_ID_NONE, INDEX_ID_SKIPLIST, META_CRC_OFFSET, META_ENCRYPTED_CRC_OFFSET,
+        META_ENCRYPTED_LEN, META_FILE_NAME, META_FLAG_ENCRYPTED, META_FLAG_LZ4, META_FLAGS_OFFSET,
+        META_FORMAT_VERSION, META_LEN, META_MAGIC, META_RESERVED_OFFSET, META_WRAPPED_KEY_OFFSET,
     };
     use pydb_file::SEGMENT_ID_DIGITS;
     use pydb_file::compressed::DEFAULT_CHUNK_SIZE;
@@ -326,7 +327,7 @@ fn pins() -> Vec<(&'static str, String)> {
         (
             "crates/pydb/src/meta.rs",
             format!(
-                "index id: {INDEX_ID_NONE} = none, {INDEX_ID_HASH} = hash, {INDEX_ID_BTREE} = btree, {INDEX_ID_SKIPLIST} = skiplist"
+                "index id: {INDEX_ID_NONE} = none, {INDEX_ID_HASH} = hash, {INDEX_ID_BTREE} = btree, {INDEX_ID_SKIPLIST} = skiplist, {INDEX_ID_BPLUSTREE} = bplustree"
             ),
         ),
         ("README.md", format!("the `{META_FILE_NAME}` file in")),

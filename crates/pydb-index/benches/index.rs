@@ -1,4 +1,4 @@
-//! Speed of the three indexes side by side: insert, get (hits) and a
+//! Speed of the four indexes side by side: insert, get (hits) and a
 //! 100-key range scan, over random 16-byte keys with a 32-byte value (the
 //! log engine's location of a record). `get_prefixed` repeats the lookups
 //! with keys that share their first bytes (`user:` and a number), as
@@ -17,7 +17,7 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
+use pydb_index::{BPlusTreeIndex, BTreeIndex, InMemoryIndex, Index, SkipListIndex};
 
 /// Segment, offset, length and sequence number of a record: 32 bytes, the
 /// size of the log engine's `Location` (28 bytes of fields, padded).
@@ -145,16 +145,20 @@ fn benches(c: &mut Criterion) {
     insert::<InMemoryIndex<Location>>(c, "InMemoryIndex", &keys);
     insert::<BTreeIndex<Location>>(c, "BTreeIndex", &keys);
     insert::<SkipListIndex<Location>>(c, "SkipListIndex", &keys);
+    insert::<BPlusTreeIndex<Location>>(c, "BPlusTreeIndex", &keys);
     get::<InMemoryIndex<Location>>(c, "get", "InMemoryIndex", &keys);
     get::<BTreeIndex<Location>>(c, "get", "BTreeIndex", &keys);
     get::<SkipListIndex<Location>>(c, "get", "SkipListIndex", &keys);
+    get::<BPlusTreeIndex<Location>>(c, "get", "BPlusTreeIndex", &keys);
     let prefixed = prefixed_keys(KEYS, 42);
     get::<InMemoryIndex<Location>>(c, "get_prefixed", "InMemoryIndex", &prefixed);
     get::<BTreeIndex<Location>>(c, "get_prefixed", "BTreeIndex", &prefixed);
     get::<SkipListIndex<Location>>(c, "get_prefixed", "SkipListIndex", &prefixed);
+    get::<BPlusTreeIndex<Location>>(c, "get_prefixed", "BPlusTreeIndex", &prefixed);
     // An unordered index would scan all 100 000 keys for each range.
     range::<BTreeIndex<Location>>(c, "BTreeIndex", &keys);
     range::<SkipListIndex<Location>>(c, "SkipListIndex", &keys);
+    range::<BPlusTreeIndex<Location>>(c, "BPlusTreeIndex", &keys);
 }
 
 criterion_group!(index, benches);

@@ -18,7 +18,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
+use pydb_index::{BPlusTreeIndex, BTreeIndex, InMemoryIndex, Index, SkipListIndex};
 
 /// Counts the bytes currently allocated through it, then lets `System` do
 /// the work. It sees requested sizes, not malloc's per-chunk headers or
@@ -137,6 +137,7 @@ fn main() {
             ("InMemoryIndex", measure(InMemoryIndex::new(), n, random)),
             ("BTreeIndex", measure(BTreeIndex::new(), n, random)),
             ("SkipListIndex", measure(SkipListIndex::new(), n, random)),
+            ("BPlusTreeIndex", measure(BPlusTreeIndex::new(), n, random)),
         ];
         for (name, (estimated, counted)) in rows {
             println!(

@@ -6,24 +6,29 @@
 //! rebuilt on open (from hint files where they exist), so its cost per entry
 //! bounds how many keys a database can hold.
 //!
-//! Three implementations sit behind the one trait:
+//! Four implementations sit behind the one trait:
 //! - [`InMemoryIndex`]: a hash map. Fastest point lookups and inserts; no
 //!   order, so a range scan visits every key.
-//! - [`BTreeIndex`]: `std`'s `BTreeMap`. Ordered, cache-friendly, the default
-//!   when scans matter.
+//! - [`BTreeIndex`]: `std`'s `BTreeMap`. Ordered; each key compared on the
+//!   way down is a pointer to follow.
 //! - [`SkipListIndex`]: a skip list written here, because it is the lesson:
-//!   the structure of LevelDB's and RocksDB's memtables. Ordered, and the
-//!   smallest of the three per entry.
+//!   the structure of LevelDB's and RocksDB's memtables. Ordered.
+//! - [`BPlusTreeIndex`]: a B+tree written here that keeps each key's first
+//!   8 bytes inline in its nodes ([`key_prefix`], "abbreviated keys"), so a
+//!   lookup compares integers in contiguous arrays. Ordered, and the log
+//!   engine's default.
 //!
 //! An index is a plain single-threaded structure (`&mut self` to change it);
 //! the engine that owns it puts it behind a lock. Every index passes one
 //! conformance suite (`tests/suite.rs`) and a property test against a
 //! `BTreeMap` model (`tests/model.rs`).
 
+mod bplustree;
 mod btree;
 mod hash;
 pub mod skiplist;
 
+pub use bplustree::BPlusTreeIndex;
 pub use btree::BTreeIndex;
 pub use hash::InMemoryIndex;
 pub use skiplist::SkipListIndex;
@@ -95,4 +100,15 @@ pub fn in_bounds(key: &[u8], start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
         Bound::Unbounded => true,
     };
     after_start && before_end
+}
+
+/// The first 8 bytes of `key` as a big-endian number, zero-padded: an
+/// abbreviated key. If `a < b` then `key_prefix(a) <= key_prefix(b)`, so
+/// unequal prefixes order two keys without reading them; equal ones say
+/// nothing, and the full keys decide.
+pub(crate) fn key_prefix(key: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = key.len().min(8);
+    buf[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(buf)
 }

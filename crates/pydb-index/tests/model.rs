@@ -7,7 +7,7 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
+use pydb_index::{BPlusTreeIndex, BTreeIndex, InMemoryIndex, Index, SkipListIndex};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -132,13 +132,15 @@ fn check_against_model(ops: &[Op]) {
     let mut skiplist = SkipListIndex::with_seed(3);
     let mut hash = InMemoryIndex::new();
     let mut btree = BTreeIndex::new();
+    let mut bplustree = BPlusTreeIndex::new();
 
     for (step, op) in ops.iter().enumerate() {
         let expected = apply_to_model(&mut model, op);
-        let indexes: [(&str, &mut dyn Index<u32>); 3] = [
+        let indexes: [(&str, &mut dyn Index<u32>); 4] = [
             ("skiplist", &mut skiplist),
             ("hash", &mut hash),
             ("btree", &mut btree),
+            ("bplustree", &mut bplustree),
         ];
         for (name, index) in indexes {
             let at = format!("{name}, step {step}: {op:?}");
@@ -149,12 +151,20 @@ fn check_against_model(ops: &[Op]) {
         if let Err(broken) = skiplist.check_invariants() {
             panic!("step {step}: {op:?} broke the skip list: {broken}");
         }
-        let all: Vec<(Vec<u8>, u32)> = skiplist
-            .range(Bound::Unbounded, Bound::Unbounded)
-            .map(|(k, v)| (k.to_vec(), *v))
-            .collect();
+        if let Err(broken) = bplustree.check_invariants() {
+            panic!("step {step}: {op:?} broke the B+tree: {broken}");
+        }
         let everything: Vec<(Vec<u8>, u32)> = model.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        assert_eq!(all, everything, "step {step}: full scan");
+        for (name, index) in [
+            ("skiplist", &skiplist as &dyn Index<u32>),
+            ("bplustree", &bplustree),
+        ] {
+            let all: Vec<(Vec<u8>, u32)> = index
+                .range(Bound::Unbounded, Bound::Unbounded)
+                .map(|(k, v)| (k.to_vec(), *v))
+                .collect();
+            assert_eq!(all, everything, "{name}, step {step}: full scan");
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use bytes::Bytes;
-use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
+use pydb_index::{BPlusTreeIndex, BTreeIndex, InMemoryIndex, Index, SkipListIndex};
 use rstest::rstest;
 
 #[derive(Debug, Clone, Copy)]
@@ -12,6 +12,7 @@ enum Kind {
     Hash,
     BTree,
     SkipList,
+    BPlusTree,
 }
 
 fn new_index(kind: Kind) -> Box<dyn Index<u64>> {
@@ -19,6 +20,7 @@ fn new_index(kind: Kind) -> Box<dyn Index<u64>> {
         Kind::Hash => Box::new(InMemoryIndex::new()),
         Kind::BTree => Box::new(BTreeIndex::new()),
         Kind::SkipList => Box::new(SkipListIndex::new()),
+        Kind::BPlusTree => Box::new(BPlusTreeIndex::new()),
     }
 }
 
@@ -57,7 +59,9 @@ fn filled(kind: Kind) -> Box<dyn Index<u64>> {
 }
 
 #[rstest]
-fn a_new_index_is_empty(#[values(Kind::Hash, Kind::BTree, Kind::SkipList)] kind: Kind) {
+fn a_new_index_is_empty(
+    #[values(Kind::Hash, Kind::BTree, Kind::SkipList, Kind::BPlusTree)] kind: Kind,
+) {
     let index = new_index(kind);
     assert!(index.is_empty());
     assert_eq!(index.len(), 0);
@@ -67,7 +71,7 @@ fn a_new_index_is_empty(#[values(Kind::Hash, Kind::BTree, Kind::SkipList)] kind:
 
 #[rstest]
 fn insert_returns_the_previous_value(
-    #[values(Kind::Hash, Kind::BTree, Kind::SkipList)] kind: Kind,
+    #[values(Kind::Hash, Kind::BTree, Kind::SkipList, Kind::BPlusTree)] kind: Kind,
 ) {
     let mut index = new_index(kind);
     assert_eq!(index.insert(b("k"), 1), None);
@@ -79,7 +83,7 @@ fn insert_returns_the_previous_value(
 
 #[rstest]
 fn get_finds_exactly_the_inserted_keys(
-    #[values(Kind::Hash, Kind::BTree, Kind::SkipList)] kind: Kind,
+    #[values(Kind::Hash, Kind::BTree, Kind::SkipList, Kind::BPlusTree)] kind: Kind,
 ) {
     let index = filled(kind);
     assert_eq!(index.get(b"b"), Some(&2));
@@ -90,7 +94,9 @@ fn get_finds_exactly_the_inserted_keys(
 }
 
 #[rstest]
-fn the_empty_key_is_a_key(#[values(Kind::Hash, Kind::BTree, Kind::SkipList)] kind: Kind) {
+fn the_empty_key_is_a_key(
+    #[values(Kind::Hash, Kind::BTree, Kind::SkipList, Kind::BPlusTree)] kind: Kind,
+) {
     let mut index = filled(kind);
     assert_eq!(index.insert(b(""), 0), None);
     assert_eq!(index.get(b""), Some(&0));
@@ -103,7 +109,9 @@ fn the_empty_key_is_a_key(#[values(Kind::Hash, Kind::BTree, Kind::SkipList)] kin
 }
 
 #[rstest]
-fn remove_returns_the_value_once(#[values(Kind::Hash, Kind::BTree, Kind::SkipList)] kind: Kind) {
+fn remove_returns_the_value_once(
+    #[values(Kind::Hash, Kind::BTree, Kind::SkipList, Kind::BPlusTree)] kind: Kind,
+) {
     let mut index = filled(kind);
     assert_eq!(index.remove(b"d"), Some(4));
     assert_eq!(index.remove(b"d"), None);
@@ -127,7 +135,9 @@ fn remove_returns_the_value_once(#[values(Kind::Hash, Kind::BTree, Kind::SkipLis
 }
 
 #[rstest]
-fn clear_removes_everything(#[values(Kind::Hash, Kind::BTree, Kind::SkipList)] kind: Kind) {
+fn clear_removes_everything(
+    #[values(Kind::Hash, Kind::BTree, Kind::SkipList, Kind::BPlusTree)] kind: Kind,
+) {
     let mut index = filled(kind);
     index.clear();
     assert!(index.is_empty());
@@ -163,7 +173,7 @@ fn clear_removes_everything(#[values(Kind::Hash, Kind::BTree, Kind::SkipList)] k
 #[case::inverted_excluded(Bound::Excluded("h"), Bound::Excluded("b"), &[])]
 #[case::inverted_absent(Bound::Included("g"), Bound::Excluded("c"), &[])]
 fn range_honours_every_bound(
-    #[values(Kind::Hash, Kind::BTree, Kind::SkipList)] kind: Kind,
+    #[values(Kind::Hash, Kind::BTree, Kind::SkipList, Kind::BPlusTree)] kind: Kind,
     #[case] start: Bound<&str>,
     #[case] end: Bound<&str>,
     #[case] expected: &[&str],
@@ -175,7 +185,7 @@ fn range_honours_every_bound(
 
 #[rstest]
 fn every_bound_pair_matches_btreemap(
-    #[values(Kind::Hash, Kind::BTree, Kind::SkipList)] kind: Kind,
+    #[values(Kind::Hash, Kind::BTree, Kind::SkipList, Kind::BPlusTree)] kind: Kind,
 ) {
     // Keys and probes interleave, so bounds land on, between and outside keys.
     let mut index = new_index(kind);
@@ -223,7 +233,9 @@ fn end_ok(end: &Bound<String>, key: &str) -> bool {
 }
 
 #[rstest]
-fn keys_compare_as_bytes(#[values(Kind::Hash, Kind::BTree, Kind::SkipList)] kind: Kind) {
+fn keys_compare_as_bytes(
+    #[values(Kind::Hash, Kind::BTree, Kind::SkipList, Kind::BPlusTree)] kind: Kind,
+) {
     let mut index = new_index(kind);
     let keys: [&[u8]; 6] = [b"\xff", b"a\x00", b"a", b"\x00", b"ab", b"A"];
     for (i, key) in keys.iter().enumerate() {
@@ -242,13 +254,15 @@ fn keys_compare_as_bytes(#[values(Kind::Hash, Kind::BTree, Kind::SkipList)] kind
 
 #[rstest]
 fn only_the_btree_and_skip_list_are_ordered(
-    #[values(Kind::Hash, Kind::BTree, Kind::SkipList)] kind: Kind,
+    #[values(Kind::Hash, Kind::BTree, Kind::SkipList, Kind::BPlusTree)] kind: Kind,
 ) {
     assert_eq!(new_index(kind).is_ordered(), !matches!(kind, Kind::Hash));
 }
 
 #[rstest]
-fn memory_grows_with_entries(#[values(Kind::Hash, Kind::BTree, Kind::SkipList)] kind: Kind) {
+fn memory_grows_with_entries(
+    #[values(Kind::Hash, Kind::BTree, Kind::SkipList, Kind::BPlusTree)] kind: Kind,
+) {
     let mut index = new_index(kind);
     let empty = index.memory_bytes();
     let mut previous = empty;
@@ -275,7 +289,9 @@ fn memory_grows_with_entries(#[values(Kind::Hash, Kind::BTree, Kind::SkipList)] 
 }
 
 #[rstest]
-fn many_keys_in_any_order(#[values(Kind::Hash, Kind::BTree, Kind::SkipList)] kind: Kind) {
+fn many_keys_in_any_order(
+    #[values(Kind::Hash, Kind::BTree, Kind::SkipList, Kind::BPlusTree)] kind: Kind,
+) {
     // A multiplicative permutation of 0..N: keys arrive out of order.
     const N: u64 = 5003;
     let mut index = new_index(kind);

@@ -23,7 +23,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use pydb_file::{FileOpener, MmapOpener, MonolithicOpener};
-use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
+use pydb_index::{BPlusTreeIndex, BTreeIndex, InMemoryIndex, Index, SkipListIndex};
 use pydb_wal::SyncPolicy;
 
 use crate::{
@@ -105,16 +105,24 @@ impl FromStr for EngineKind {
 pub enum IndexKind {
     /// A hash map: fastest point lookups; range scans visit every key.
     Hash,
-    /// `std`'s `BTreeMap`: ordered, the default.
-    #[default]
+    /// `std`'s `BTreeMap`: ordered.
     BTree,
     /// A skip list written in `pydb-index`.
     SkipList,
+    /// A B+tree written in `pydb-index` that keeps each key's first 8 bytes
+    /// inline in its nodes: ordered, the default.
+    #[default]
+    BPlusTree,
 }
 
 impl IndexKind {
     /// Every index, in the order help texts list them.
-    pub const ALL: &'static [IndexKind] = &[IndexKind::Hash, IndexKind::BTree, IndexKind::SkipList];
+    pub const ALL: &'static [IndexKind] = &[
+        IndexKind::Hash,
+        IndexKind::BTree,
+        IndexKind::SkipList,
+        IndexKind::BPlusTree,
+    ];
 
     /// The name used on the command line and in messages.
     pub fn name(self) -> &'static str {
@@ -122,6 +130,7 @@ impl IndexKind {
             IndexKind::Hash => "hash",
             IndexKind::BTree => "btree",
             IndexKind::SkipList => "skiplist",
+            IndexKind::BPlusTree => "bplustree",
         }
     }
 }
@@ -256,6 +265,9 @@ where
         EngineKind::Log => match config.index {
             IndexKind::Hash => log::<O, InMemoryIndex<Location>>(dir, opener, config.log.clone()),
             IndexKind::BTree => log::<O, BTreeIndex<Location>>(dir, opener, config.log.clone()),
+            IndexKind::BPlusTree => {
+                log::<O, BPlusTreeIndex<Location>>(dir, opener, config.log.clone())
+            }
             IndexKind::SkipList => {
                 log::<O, SkipListIndex<Location>>(dir, opener, config.log.clone())
             }

@@ -129,6 +129,7 @@ pydb_storage::conformance_suite!(memory_contract, crate::common::Kind::Memory);
 pydb_storage::conformance_suite!(log_hash_contract, crate::common::Kind::LogHash);
 pydb_storage::conformance_suite!(log_btree_contract, crate::common::Kind::LogBTree);
 pydb_storage::conformance_suite!(log_skiplist_contract, crate::common::Kind::LogSkipList);
+pydb_storage::conformance_suite!(log_bplustree_contract, crate::common::Kind::LogBPlusTree);
 pydb_storage::conformance_suite!(btree_contract, crate::common::Kind::BTree);
 pydb_storage::conformance_suite!(lsm_contract, crate::common::Kind::Lsm);
 pydb_storage::conformance_suite!(log_encrypted_contract, crate::common::Kind::LogEncrypted);

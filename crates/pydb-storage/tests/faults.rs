@@ -16,7 +16,7 @@ mod common;
 use std::time::Duration;
 
 use pydb_file::{CompressedOpener, EncryptedOpener};
-use pydb_index::{BTreeIndex, InMemoryIndex, SkipListIndex};
+use pydb_index::{BPlusTreeIndex, BTreeIndex, InMemoryIndex, SkipListIndex};
 use pydb_storage::{
     AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Location, LogOptions, LsmOptions, LsmStorage,
 };
@@ -88,6 +88,15 @@ pydb_storage::fault_suite!(log_skiplist, |dir, opener| AppendOnlyLogStorage::ope
     SkipListIndex::<Location>::default(),
     log_options()
 ));
+pydb_storage::fault_suite!(
+    log_bplustree,
+    |dir, opener| AppendOnlyLogStorage::open_with(
+        dir,
+        opener,
+        BPlusTreeIndex::<Location>::new(),
+        log_options()
+    )
+);
 pydb_storage::fault_suite!(btree, |dir, opener| BTreeStorage::open_with(
     dir,
     btree_options(),

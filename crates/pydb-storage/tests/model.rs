@@ -12,6 +12,7 @@ use common::Kind;
 pydb_storage::model_suite!(log_hash, Kind::LogHash);
 pydb_storage::model_suite!(log_btree, Kind::LogBTree);
 pydb_storage::model_suite!(log_skiplist, Kind::LogSkipList);
+pydb_storage::model_suite!(log_bplustree, Kind::LogBPlusTree);
 pydb_storage::model_suite!(btree, Kind::BTree);
 pydb_storage::model_suite!(lsm, Kind::Lsm);
 
@@ -24,6 +25,7 @@ fn every_persistent_kind_is_covered() {
             Kind::LogHash,
             Kind::LogBTree,
             Kind::LogSkipList,
+            Kind::LogBPlusTree,
             Kind::BTree,
             Kind::Lsm
         ]

@@ -16,7 +16,7 @@
 //!   0  [u8; 8]   magic "PYDBMETA"
 //!   8  u32       format version (3; 2 and 1 had no flags, same first 20 bytes)
 //!  12  u8        engine id: 1 = log, 2 = btree, 3 = lsm
-//!  13  u8        index id: 0 = none, 1 = hash, 2 = btree, 3 = skiplist
+//!  13  u8        index id: 0 = none, 1 = hash, 2 = btree, 3 = skiplist, 4 = bplustree
 //!  14  u8        flags: bit 0 = encrypted, bit 1 = lz4-compressed (zero in v1, v2)
 //!  15  u8        reserved, zero
 //!  16  [u8; 112] the wrapped data key (`pydb_file::WrappedKey`), only when encrypted
@@ -116,6 +116,8 @@ pub const INDEX_ID_HASH: u8 = 1;
 pub const INDEX_ID_BTREE: u8 = 2;
 /// Index id of the skip-list index.
 pub const INDEX_ID_SKIPLIST: u8 = 3;
+/// Index id of the B+tree index with inline key prefixes.
+pub const INDEX_ID_BPLUSTREE: u8 = 4;
 
 /// What the metadata file says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +193,7 @@ pub fn index_id(index: Option<IndexKind>) -> u8 {
         Some(IndexKind::Hash) => INDEX_ID_HASH,
         Some(IndexKind::BTree) => INDEX_ID_BTREE,
         Some(IndexKind::SkipList) => INDEX_ID_SKIPLIST,
+        Some(IndexKind::BPlusTree) => INDEX_ID_BPLUSTREE,
     }
 }
 
@@ -201,6 +204,7 @@ pub fn index_from_id(id: u8) -> Option<Option<IndexKind>> {
         INDEX_ID_HASH => Some(Some(IndexKind::Hash)),
         INDEX_ID_BTREE => Some(Some(IndexKind::BTree)),
         INDEX_ID_SKIPLIST => Some(Some(IndexKind::SkipList)),
+        INDEX_ID_BPLUSTREE => Some(Some(IndexKind::BPlusTree)),
         _ => None,
     }
 }
@@ -455,6 +459,7 @@ mod tests {
                 Some(IndexKind::Hash),
                 Some(IndexKind::BTree),
                 Some(IndexKind::SkipList),
+                Some(IndexKind::BPlusTree),
             ] {
                 let meta = Metadata::new(engine, index);
                 let bytes = encode(&meta).unwrap();

@@ -180,7 +180,12 @@ fn the_memory_engine_ignores_the_directory() {
 
 #[test]
 fn every_index_opens_reopens_and_records_itself() {
-    for index in [IndexKind::Hash, IndexKind::BTree, IndexKind::SkipList] {
+    for index in [
+        IndexKind::Hash,
+        IndexKind::BTree,
+        IndexKind::SkipList,
+        IndexKind::BPlusTree,
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path(), log_options(index)).unwrap();
         db.set("k", "v").unwrap();

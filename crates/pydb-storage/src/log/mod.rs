@@ -127,7 +127,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use pydb_file::{File, FileOpener, MmapOpener, SegmentedFile};
-use pydb_index::{BTreeIndex, Index};
+use pydb_index::{BPlusTreeIndex, Index};
 use pydb_wal::{LogWriter, record_len};
 
 use crate::engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
@@ -207,7 +207,7 @@ impl LogOptions {
 
 /// The append-only log engine, generic over the file type (so that tests
 /// can inject faults) and over the index (hash map, B-tree, skip list).
-pub struct AppendOnlyLogStorage<O = MmapOpener, I = BTreeIndex<Location>>
+pub struct AppendOnlyLogStorage<O = MmapOpener, I = BPlusTreeIndex<Location>>
 where
     O: FileOpener + 'static,
     I: Index<Location> + 'static,
@@ -222,7 +222,7 @@ impl AppendOnlyLogStorage {
     /// the B-tree index.
     pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
         let opener = MmapOpener::lock_dir(dir.as_ref())?;
-        Self::open_with(dir, opener, BTreeIndex::new(), options)
+        Self::open_with(dir, opener, BPlusTreeIndex::new(), options)
     }
 }
 

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use pydb_file::{CompressedOpener, DataKey, EncryptedOpener, MonolithicOpener};
-use pydb_index::{BTreeIndex, InMemoryIndex, Index, SkipListIndex};
+use pydb_index::{BPlusTreeIndex, BTreeIndex, InMemoryIndex, Index, SkipListIndex};
 use pydb_storage::{
     AppendOnlyLogStorage, BTreeOptions, BTreeStorage, Location, LogOptions, LsmOptions, LsmStorage,
     MemoryStorage, StorageEngine,
@@ -31,6 +31,8 @@ pub enum Kind {
     LogBTree,
     /// The log engine with the skip-list index.
     LogSkipList,
+    /// The log engine with the B+tree index (its default).
+    LogBPlusTree,
     /// The B+tree page engine.
     BTree,
     /// The LSM-tree engine, with tiny memtables and tables.
@@ -53,6 +55,7 @@ pub const PERSISTENT: &[Kind] = &[
     Kind::LogHash,
     Kind::LogBTree,
     Kind::LogSkipList,
+    Kind::LogBPlusTree,
     Kind::BTree,
     Kind::Lsm,
 ];
@@ -155,6 +158,7 @@ impl Kind {
             Kind::LogHash => log::<InMemoryIndex<Location>>(dir, options),
             Kind::LogBTree => log::<BTreeIndex<Location>>(dir, options),
             Kind::LogSkipList => log::<SkipListIndex<Location>>(dir, options),
+            Kind::LogBPlusTree => log::<BPlusTreeIndex<Location>>(dir, options),
             Kind::BTree => Ok(Box::new(BTreeStorage::open(dir, btree_options(&options))?)),
             Kind::Lsm => Ok(Box::new(LsmStorage::open(dir, lsm_options(&options))?)),
             Kind::LogEncrypted => Ok(Box::new(AppendOnlyLogStorage::open_with(
@@ -209,6 +213,9 @@ macro_rules! for_each_engine {
         }
         mod log_skiplist {
             $(#[test] fn $test() { super::$test(super::common::Kind::LogSkipList) })*
+        }
+        mod log_bplustree {
+            $(#[test] fn $test() { super::$test(super::common::Kind::LogBPlusTree) })*
         }
         mod btree {
             $(#[test] fn $test() { super::$test(super::common::Kind::BTree) })*

@@ -1,0 +1,758 @@
+//! `BPlusTreeIndex`: a B+tree written here whose nodes keep every key's
+//! first eight bytes inline, the log engine's default ordered index.
+//!
+//! # Why another ordered index
+//!
+//! `std`'s `BTreeMap<Bytes, V>` ([`crate::BTreeIndex`]) stores each key as a
+//! `Bytes`: a pointer to bytes in their own allocation. Every comparison on
+//! the way down the tree follows that pointer, so a lookup in a million keys
+//! risks a cache miss per key compared, and std's nodes are searched
+//! linearly, up to 11 keys each. This tree compares integers instead.
+//!
+//! # Abbreviated keys
+//!
+//! Each node holds, next to its keys, an array of *prefixes*: the first 8
+//! bytes of each key read as a big-endian `u64`, zero-padded when the key is
+//! shorter. Prefix order agrees with key order (if `a < b` then
+//! `prefix(a) <= prefix(b)`), so comparing two prefixes decides a comparison
+//! unless they are equal, and only then are the full keys compared.
+//! PostgreSQL sorts with the same trick ("abbreviated keys"); Umbra and
+//! LeanStore keep such prefixes in their B-tree nodes. A binary search in a
+//! node reads a few cache lines of contiguous `u64`s and touches no key
+//! bytes at all when keys differ in their first 8 bytes, which is the case
+//! for keys that start with a number or a hash.
+//!
+//! # The structure
+//!
+//! ```text
+//!                 inner  [ p(k40) ]                separators: prefixes + keys
+//!                       /          \
+//!   leaf [k03 k17 k25 k31] ──► [k40 k52 k66] ──► NIL   leaves: prefixes, keys, values
+//! ```
+//!
+//! - **Leaves** hold up to [`LEAF_CAPACITY`] entries in key order and link
+//!   to the next leaf, so a range scan walks the leaves without going back
+//!   up the tree.
+//! - **Inner nodes** hold up to [`INNER_CAPACITY`] separators and one more
+//!   child. Every key under `children[i]` is below `keys[i]`, and every key
+//!   under `children[i + 1]` is at or above it: a search takes the child
+//!   whose index is the number of separators at or below its key.
+//! - Nodes live in two arenas (`Vec`s) and name each other by `u32` index,
+//!   as in the skip list: no `unsafe`, no `Box` per node.
+//!
+//! A full leaf splits in two halves and hands its parent the first key of
+//! the right half as a new separator; a full parent splits the same way and
+//! the split can climb to the root, which is the only way the tree grows
+//! taller, so every leaf is at the same depth. One exception to halving:
+//! an insert past the last key of the right-most leaf (ascending keys, as
+//! in `fillseq`) starts a new leaf and leaves the old one full, as
+//! PostgreSQL's and SQLite's B-trees do, so a sequential fill packs leaves.
+//!
+//! # Deletes do not rebalance
+//!
+//! A remove takes the entry out of its leaf and stops. Leaves are never
+//! merged and separators never removed, so a leaf can end up with few or no
+//! entries; searches stay correct (separators still bound their children)
+//! and scans skip empty leaves. A later insert into the same key range
+//! reuses the room. PostgreSQL's nbtree also leaves merging out of the
+//! write path (it reclaims only empty pages, in VACUUM). The cost is memory
+//! after mass deletes: [`Index::memory_bytes`] keeps counting the leaves,
+//! and [`Index::clear`] is what gives it all back.
+//!
+//! # Invariants (checked by [`BPlusTreeIndex::check_invariants`])
+//!
+//! 1. Every leaf is at depth `height`; the leaves, followed through `next`
+//!    from leaf 0 (always the left-most), hold every entry in strictly
+//!    ascending key order.
+//! 2. Each separator bounds its children as said above.
+//! 3. Every stored prefix is the prefix of the key beside it.
+
+use std::cmp::Ordering;
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+use crate::{Index, RangeIter, key_prefix};
+
+/// Entries per leaf. 32 prefixes are four cache lines: a binary search
+/// reads at most five of them, one miss per line.
+pub const LEAF_CAPACITY: usize = 32;
+
+/// Separators per inner node (and one more child). Wider than a leaf:
+/// an inner node holds no values, and a wider fan-out means fewer levels.
+pub const INNER_CAPACITY: usize = 64;
+
+/// The deepest a tree can be: inner nodes never shrink and split in halves
+/// of at least `INNER_CAPACITY / 2` separators, so `u32` addressing runs
+/// out long before 12 levels of 33 children are filled.
+const MAX_DEPTH: usize = 12;
+
+/// "No node": the end of the leaf chain.
+const NIL: u32 = u32::MAX;
+
+/// How the entry `(prefix, stored)` compares with the key searched for.
+fn compare(prefix: u64, stored: &Bytes, key_prefix: u64, key: &[u8]) -> Ordering {
+    prefix
+        .cmp(&key_prefix)
+        .then_with(|| stored.as_ref().cmp(key))
+}
+
+/// How many of the first `keys.len()` entries sort below `key` (or, if
+/// `past_equal`, at or below it): a binary search on the prefixes.
+fn position(prefixes: &[u64], keys: &[Bytes], kp: u64, key: &[u8], past_equal: bool) -> usize {
+    let (mut lo, mut hi) = (0, keys.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let go_right = match compare(prefixes[mid], &keys[mid], kp, key) {
+            Ordering::Less => true,
+            Ordering::Equal => past_equal,
+            Ordering::Greater => false,
+        };
+        if go_right {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// A leaf: up to [`LEAF_CAPACITY`] entries in key order.
+#[derive(Debug, Clone)]
+struct Leaf<V> {
+    /// `prefixes[i]` is `key_prefix(&keys[i])`; slots past `keys.len()` are
+    /// garbage.
+    prefixes: [u64; LEAF_CAPACITY],
+    keys: Vec<Bytes>,
+    values: Vec<V>,
+    /// The leaf to the right, or NIL.
+    next: u32,
+}
+
+impl<V> Leaf<V> {
+    fn new() -> Self {
+        Self {
+            prefixes: [0; LEAF_CAPACITY],
+            keys: Vec::with_capacity(LEAF_CAPACITY),
+            values: Vec::with_capacity(LEAF_CAPACITY),
+            next: NIL,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Inserts at `pos`; the leaf must not be full.
+    fn insert_at(&mut self, pos: usize, prefix: u64, key: Bytes, value: V) {
+        let len = self.len();
+        self.prefixes.copy_within(pos..len, pos + 1);
+        self.prefixes[pos] = prefix;
+        self.keys.insert(pos, key);
+        self.values.insert(pos, value);
+    }
+}
+
+/// An inner node: separators and children (see the module docs).
+#[derive(Debug, Clone)]
+struct Inner {
+    prefixes: [u64; INNER_CAPACITY],
+    keys: Vec<Bytes>,
+    /// `keys.len() + 1` of them are used: leaf ids one level above the
+    /// leaves, inner ids higher up.
+    children: [u32; INNER_CAPACITY + 1],
+}
+
+impl Inner {
+    fn new() -> Self {
+        Self {
+            prefixes: [0; INNER_CAPACITY],
+            keys: Vec::with_capacity(INNER_CAPACITY),
+            children: [NIL; INNER_CAPACITY + 1],
+        }
+    }
+
+    /// The index of the child whose subtree holds `key`.
+    fn child_index(&self, kp: u64, key: &[u8]) -> usize {
+        position(&self.prefixes, &self.keys, kp, key, true)
+    }
+
+    /// Inserts separator `key` at `pos`, with `child` to its right.
+    fn insert_at(&mut self, pos: usize, prefix: u64, key: Bytes, child: u32) {
+        let len = self.keys.len();
+        self.prefixes.copy_within(pos..len, pos + 1);
+        self.prefixes[pos] = prefix;
+        self.keys.insert(pos, key);
+        self.children.copy_within(pos + 1..len + 1, pos + 2);
+        self.children[pos + 1] = child;
+    }
+}
+
+/// A position in the leaf chain; normalized positions never sit past the
+/// end of a leaf (they move to the next non-empty leaf, or to NIL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cursor {
+    leaf: u32,
+    pos: usize,
+}
+
+/// An ordered index on a B+tree with inline key prefixes (see the module
+/// docs).
+#[derive(Debug, Clone)]
+pub struct BPlusTreeIndex<V> {
+    /// Leaf 0 is always the left-most leaf.
+    leaves: Vec<Leaf<V>>,
+    inners: Vec<Inner>,
+    /// A leaf id if `height` is 0, else an inner id.
+    root: u32,
+    /// Inner levels above the leaves.
+    height: usize,
+    len: usize,
+    /// Sum of the live keys' lengths.
+    key_bytes: usize,
+}
+
+impl<V> Default for BPlusTreeIndex<V> {
+    fn default() -> Self {
+        Self {
+            leaves: vec![Leaf::new()],
+            inners: Vec::new(),
+            root: 0,
+            height: 0,
+            len: 0,
+            key_bytes: 0,
+        }
+    }
+}
+
+/// `n` as an arena index.
+///
+/// # Panics
+///
+/// Past `u32::MAX - 1` nodes (billions of keys).
+fn arena_index(n: usize) -> u32 {
+    match u32::try_from(n) {
+        Ok(i) if i != NIL => i,
+        _ => panic!("BPlusTreeIndex is full: u32 addressing holds at most {NIL} nodes"),
+    }
+}
+
+impl<V> BPlusTreeIndex<V> {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inner levels above the leaves (0 while everything fits in one leaf).
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// The leaf whose key range holds `key`.
+    fn find_leaf(&self, kp: u64, key: &[u8]) -> u32 {
+        let mut node = self.root;
+        for _ in 0..self.height {
+            let inner = &self.inners[node as usize];
+            node = inner.children[inner.child_index(kp, key)];
+        }
+        node
+    }
+
+    /// Moves `cursor` off the end of its leaf, past empty leaves.
+    fn normalize(&self, mut cursor: Cursor) -> Cursor {
+        while let Some(leaf) = self.leaves.get(cursor.leaf as usize) {
+            if cursor.pos < leaf.len() {
+                break;
+            }
+            cursor = Cursor {
+                leaf: leaf.next,
+                pos: 0,
+            };
+        }
+        cursor
+    }
+
+    /// The first entry whose key is not below `key` (if `past_equal`, above
+    /// it).
+    fn seek(&self, key: &[u8], past_equal: bool) -> Cursor {
+        let kp = key_prefix(key);
+        let leaf = self.find_leaf(kp, key);
+        let l = &self.leaves[leaf as usize];
+        let pos = position(&l.prefixes, &l.keys, kp, key, past_equal);
+        self.normalize(Cursor { leaf, pos })
+    }
+
+    fn entry(&self, cursor: Cursor) -> Option<(&Bytes, &V)> {
+        let leaf = self.leaves.get(cursor.leaf as usize)?;
+        Some((leaf.keys.get(cursor.pos)?, leaf.values.get(cursor.pos)?))
+    }
+
+    /// Splits full leaf `id` while inserting the entry at `pos`; returns the
+    /// separator and the new right leaf for the parent.
+    fn split_leaf(
+        &mut self,
+        id: u32,
+        pos: usize,
+        kp: u64,
+        key: Bytes,
+        value: V,
+    ) -> (u64, Bytes, u32) {
+        let right_id = arena_index(self.leaves.len());
+        let left = &mut self.leaves[id as usize];
+        // Appending past the right-most key: keep the left leaf full.
+        let mid = if pos == LEAF_CAPACITY && left.next == NIL {
+            LEAF_CAPACITY
+        } else {
+            LEAF_CAPACITY / 2
+        };
+        let mut right = Leaf::new();
+        let moved = LEAF_CAPACITY - mid;
+        right.prefixes[..moved].copy_from_slice(&left.prefixes[mid..]);
+        right.keys.extend(left.keys.drain(mid..));
+        right.values.extend(left.values.drain(mid..));
+        right.next = left.next;
+        left.next = right_id;
+        if pos < mid {
+            left.insert_at(pos, kp, key, value);
+        } else {
+            right.insert_at(pos - mid, kp, key, value);
+        }
+        let separator = (right.prefixes[0], right.keys[0].clone(), right_id);
+        self.leaves.push(right);
+        separator
+    }
+
+    /// Splits full inner node `id` while inserting separator `key` at `pos`
+    /// with `child` to its right; returns the separator pushed up and the
+    /// new right node.
+    fn split_inner(
+        &mut self,
+        id: u32,
+        pos: usize,
+        kp: u64,
+        key: Bytes,
+        child: u32,
+    ) -> (u64, Bytes, u32) {
+        let right_id = arena_index(self.inners.len());
+        let node = &mut self.inners[id as usize];
+        // Lay out the INNER_CAPACITY + 1 separators in temporaries, then cut.
+        let mut prefixes = node.prefixes.to_vec();
+        prefixes.insert(pos, kp);
+        let mut keys = std::mem::take(&mut node.keys);
+        keys.insert(pos, key);
+        let mut children = node.children.to_vec();
+        children.insert(pos + 1, child);
+        let total = keys.len();
+        let mid = total / 2;
+
+        // Left keeps separators ..mid and children ..=mid; separator `mid`
+        // goes up; the right node takes the rest.
+        let mut right = Inner::new();
+        let right_len = total - mid - 1;
+        right.prefixes[..right_len].copy_from_slice(&prefixes[mid + 1..total]);
+        right.keys.extend(keys.drain(mid + 1..));
+        right.children[..=right_len].copy_from_slice(&children[mid + 1..=total]);
+        let up_key = keys.pop().unwrap_or_default();
+        let up_prefix = prefixes[mid];
+
+        node.prefixes[..mid].copy_from_slice(&prefixes[..mid]);
+        keys.shrink_to(INNER_CAPACITY);
+        node.keys = keys;
+        node.children[..=mid].copy_from_slice(&children[..=mid]);
+        node.children[mid + 1..].fill(NIL);
+        self.inners.push(right);
+        (up_prefix, up_key, right_id)
+    }
+
+    /// Checks the invariants in the module docs; O(n), for tests.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut leaves_seen = Vec::new();
+        self.check_node(self.root, self.height, None, None, &mut leaves_seen)?;
+        // The chain from leaf 0 visits the leaves left to right.
+        let mut chain = Vec::new();
+        let mut leaf = 0u32;
+        while leaf != NIL {
+            chain.push(leaf);
+            if chain.len() > self.leaves.len() {
+                return Err("the leaf chain has a cycle".into());
+            }
+            leaf = self
+                .leaves
+                .get(leaf as usize)
+                .ok_or(format!("leaf {leaf} outside the arena"))?
+                .next;
+        }
+        if chain != leaves_seen {
+            return Err(format!(
+                "leaf chain {chain:?} is not the tree order {leaves_seen:?}"
+            ));
+        }
+        let mut previous: Option<&Bytes> = None;
+        let (mut count, mut key_bytes) = (0, 0);
+        for &id in &chain {
+            let leaf = &self.leaves[id as usize];
+            if leaf.keys.len() != leaf.values.len() || leaf.len() > LEAF_CAPACITY {
+                return Err(format!(
+                    "leaf {id}: {} keys, {} values",
+                    leaf.keys.len(),
+                    leaf.values.len()
+                ));
+            }
+            for (i, key) in leaf.keys.iter().enumerate() {
+                if leaf.prefixes[i] != key_prefix(key) {
+                    return Err(format!("leaf {id} slot {i}: stale prefix"));
+                }
+                if previous.is_some_and(|p| p >= key) {
+                    return Err(format!("leaf {id} slot {i}: keys not strictly ascending"));
+                }
+                previous = Some(key);
+                count += 1;
+                key_bytes += key.len();
+            }
+        }
+        if count != self.len || key_bytes != self.key_bytes {
+            return Err(format!(
+                "{count} keys of {key_bytes} bytes, counters say {} and {}",
+                self.len, self.key_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the subtree at `node` (`level` inner levels above its leaves)
+    /// against the bounds `[low, high)` and collects its leaves in order.
+    fn check_node(
+        &self,
+        node: u32,
+        level: usize,
+        low: Option<&Bytes>,
+        high: Option<&Bytes>,
+        leaves: &mut Vec<u32>,
+    ) -> Result<(), String> {
+        if level == 0 {
+            let leaf = self
+                .leaves
+                .get(node as usize)
+                .ok_or(format!("leaf {node} outside the arena"))?;
+            let outside = leaf
+                .keys
+                .iter()
+                .any(|k| low.is_some_and(|l| k < l) || high.is_some_and(|h| k >= h));
+            if outside {
+                return Err(format!("leaf {node} holds a key outside its separators"));
+            }
+            leaves.push(node);
+            return Ok(());
+        }
+        let inner = self
+            .inners
+            .get(node as usize)
+            .ok_or(format!("inner {node} outside the arena"))?;
+        let n = inner.keys.len();
+        if n == 0 || n > INNER_CAPACITY {
+            return Err(format!("inner {node} has {n} separators"));
+        }
+        for (i, key) in inner.keys.iter().enumerate() {
+            if inner.prefixes[i] != key_prefix(key) {
+                return Err(format!("inner {node} slot {i}: stale prefix"));
+            }
+            if i > 0 && inner.keys[i - 1] >= *key {
+                return Err(format!("inner {node}: separators not ascending"));
+            }
+        }
+        for i in 0..=n {
+            let lo = if i == 0 { low } else { inner.keys.get(i - 1) };
+            let hi = if i == n { high } else { inner.keys.get(i) };
+            self.check_node(inner.children[i], level - 1, lo, hi, leaves)?;
+        }
+        Ok(())
+    }
+}
+
+impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
+    /// # Panics
+    ///
+    /// Past `u32::MAX - 1` leaves or inner nodes.
+    fn insert(&mut self, key: Bytes, value: V) -> Option<V> {
+        let kp = key_prefix(&key);
+        // The path down: each inner node and the child taken.
+        let mut path = [(0u32, 0usize); MAX_DEPTH];
+        let mut node = self.root;
+        for step in path.iter_mut().take(self.height) {
+            let inner = &self.inners[node as usize];
+            let i = inner.child_index(kp, &key);
+            *step = (node, i);
+            node = inner.children[i];
+        }
+        let leaf = &mut self.leaves[node as usize];
+        let pos = position(&leaf.prefixes, &leaf.keys, kp, &key, false);
+        if leaf.keys.get(pos).is_some_and(|k| *k == key) {
+            return Some(std::mem::replace(&mut leaf.values[pos], value));
+        }
+        self.len += 1;
+        self.key_bytes += key.len();
+        if leaf.len() < LEAF_CAPACITY {
+            leaf.insert_at(pos, kp, key, value);
+            return None;
+        }
+        let mut carry = self.split_leaf(node, pos, kp, key, value);
+        for &(parent, i) in path[..self.height].iter().rev() {
+            let (prefix, separator, right) = carry;
+            let inner = &mut self.inners[parent as usize];
+            if inner.keys.len() < INNER_CAPACITY {
+                inner.insert_at(i, prefix, separator, right);
+                return None;
+            }
+            carry = self.split_inner(parent, i, prefix, separator, right);
+        }
+        // The root split: a new root above it.
+        let (prefix, separator, right) = carry;
+        let mut root = Inner::new();
+        root.prefixes[0] = prefix;
+        root.keys.push(separator);
+        root.children[0] = self.root;
+        root.children[1] = right;
+        self.root = arena_index(self.inners.len());
+        self.inners.push(root);
+        self.height += 1;
+        assert!(
+            self.height < MAX_DEPTH,
+            "BPlusTreeIndex deeper than {MAX_DEPTH}"
+        );
+        None
+    }
+
+    fn get(&self, key: &[u8]) -> Option<&V> {
+        let kp = key_prefix(key);
+        let leaf = &self.leaves[self.find_leaf(kp, key) as usize];
+        let pos = position(&leaf.prefixes, &leaf.keys, kp, key, false);
+        match leaf.keys.get(pos) {
+            Some(k) if k.as_ref() == key => leaf.values.get(pos),
+            _ => None,
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Option<V> {
+        let kp = key_prefix(key);
+        let id = self.find_leaf(kp, key);
+        let leaf = &mut self.leaves[id as usize];
+        let pos = position(&leaf.prefixes, &leaf.keys, kp, key, false);
+        if leaf.keys.get(pos).is_none_or(|k| k.as_ref() != key) {
+            return None;
+        }
+        let len = leaf.len();
+        leaf.prefixes.copy_within(pos + 1..len, pos);
+        let removed = leaf.keys.remove(pos);
+        let value = leaf.values.remove(pos);
+        self.len -= 1;
+        self.key_bytes -= removed.len();
+        Some(value)
+    }
+
+    fn is_ordered(&self) -> bool {
+        true
+    }
+
+    fn range<'a>(&'a self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> RangeIter<'a, V> {
+        // As in the skip list: seek the first entry in the range and the
+        // first one past it, then walk the leaves between them.
+        let first = match start {
+            Bound::Included(s) => self.seek(s, false),
+            Bound::Excluded(s) => self.seek(s, true),
+            Bound::Unbounded => self.normalize(Cursor { leaf: 0, pos: 0 }),
+        };
+        let end_cursor = Cursor { leaf: NIL, pos: 0 };
+        let (stop, first_in_range) = match (end, self.entry(first)) {
+            (_, None) => (end_cursor, false),
+            (Bound::Included(e), Some((k, _))) => (self.seek(e, true), k.as_ref() <= e),
+            (Bound::Excluded(e), Some((k, _))) => (self.seek(e, false), k.as_ref() < e),
+            (Bound::Unbounded, Some(_)) => (end_cursor, true),
+        };
+        // An empty or inverted range: `first` lies at or past the end.
+        let (next, stop) = if first_in_range {
+            (first, stop)
+        } else {
+            (end_cursor, end_cursor)
+        };
+        Box::new(Range {
+            tree: self,
+            next,
+            stop,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn clear(&mut self) {
+        self.leaves.truncate(1);
+        if let Some(leaf) = self.leaves.first_mut() {
+            leaf.keys.clear();
+            leaf.values.clear();
+            leaf.next = NIL;
+        }
+        self.inners.clear();
+        self.root = 0;
+        self.height = 0;
+        self.len = 0;
+        self.key_bytes = 0;
+    }
+
+    fn memory_bytes(&self) -> usize {
+        use std::mem::size_of;
+        // The arenas as allocated, each node's key, value and separator
+        // vectors by capacity, and the key bytes. A separator shares its
+        // key's allocation (a `Bytes` clone), so it adds no key bytes; it can
+        // keep a removed key's bytes alive, which this does not count.
+        let leaf_vecs: usize = self
+            .leaves
+            .iter()
+            .map(|l| l.keys.capacity() * size_of::<Bytes>() + l.values.capacity() * size_of::<V>())
+            .sum();
+        let inner_vecs: usize = self
+            .inners
+            .iter()
+            .map(|n| n.keys.capacity() * size_of::<Bytes>())
+            .sum();
+        self.leaves.capacity() * size_of::<Leaf<V>>()
+            + self.inners.capacity() * size_of::<Inner>()
+            + leaf_vecs
+            + inner_vecs
+            + self.key_bytes
+    }
+}
+
+/// A walk along the leaves from `next` up to, not including, `stop`.
+struct Range<'a, V> {
+    tree: &'a BPlusTreeIndex<V>,
+    next: Cursor,
+    stop: Cursor,
+}
+
+impl<'a, V> Iterator for Range<'a, V> {
+    type Item = (&'a Bytes, &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next == self.stop {
+            return None;
+        }
+        let item = self.tree.entry(self.next)?;
+        self.next = self.tree.normalize(Cursor {
+            leaf: self.next.leaf,
+            pos: self.next.pos + 1,
+        });
+        Some(item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u32) -> Bytes {
+        Bytes::copy_from_slice(&i.to_be_bytes())
+    }
+
+    #[test]
+    fn prefixes_order_like_keys() {
+        let keys: [&[u8]; 7] = [
+            b"",
+            b"\0",
+            b"a",
+            b"a\0",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefgi",
+        ];
+        for w in keys.windows(2) {
+            assert!(key_prefix(w[0]) <= key_prefix(w[1]), "{w:?}");
+        }
+        assert_eq!(key_prefix(b"\x01\x02"), 0x0102_0000_0000_0000);
+    }
+
+    #[test]
+    fn random_inserts_and_removes_agree_with_a_btreemap() {
+        let mut tree = BPlusTreeIndex::new();
+        let mut model = std::collections::BTreeMap::new();
+        let mut state = 1u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state % 20_000
+        };
+        for round in 0..3 {
+            for _ in 0..30_000 {
+                let k = next();
+                assert_eq!(
+                    tree.insert(key(k), k + round),
+                    model.insert(key(k), k + round)
+                );
+            }
+            tree.check_invariants().expect("after inserts");
+            assert!(tree.height() >= 2, "height {}", tree.height());
+            for _ in 0..25_000 {
+                let k = next();
+                assert_eq!(tree.remove(&key(k)), model.remove(&key(k)));
+            }
+            tree.check_invariants().expect("after removes");
+            let all: Vec<(Bytes, u32)> = tree
+                .range(Bound::Unbounded, Bound::Unbounded)
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            let expected: Vec<(Bytes, u32)> = model.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            assert_eq!(all, expected);
+        }
+    }
+
+    #[test]
+    fn ascending_inserts_pack_leaves_full() {
+        let mut tree = BPlusTreeIndex::new();
+        for i in 0..10 * LEAF_CAPACITY as u32 {
+            tree.insert(key(i), i);
+        }
+        tree.check_invariants().expect("invariants");
+        assert_eq!(tree.leaves.len(), 10, "{} leaves", tree.leaves.len());
+        let mut tree = BPlusTreeIndex::new();
+        for i in (0..10 * LEAF_CAPACITY as u32).rev() {
+            tree.insert(key(i), i);
+        }
+        tree.check_invariants().expect("invariants");
+        assert!(tree.leaves.len() >= 19, "{} leaves", tree.leaves.len());
+    }
+
+    #[test]
+    fn check_invariants_catches_a_broken_tree() {
+        let mut tree = BPlusTreeIndex::new();
+        for i in 0..1000 {
+            tree.insert(key(i), i);
+        }
+        tree.check_invariants().expect("valid");
+        let mut stale = tree.clone();
+        stale.leaves[3].prefixes[0] ^= 1;
+        assert!(stale.check_invariants().is_err());
+        let mut swapped = tree.clone();
+        swapped.leaves[2].keys.swap(0, 1);
+        assert!(swapped.check_invariants().is_err());
+        let mut counted = tree;
+        counted.len += 1;
+        assert!(counted.check_invariants().is_err());
+    }
+
+    #[test]
+    fn memory_counts_nodes_vectors_and_keys() {
+        let mut tree = BPlusTreeIndex::<u64>::new();
+        for i in 0..1000 {
+            tree.insert(key(i), u64::from(i));
+        }
+        let leaves = tree.leaves.len();
+        let inners = tree.inners.len();
+        let expected = tree.leaves.capacity() * std::mem::size_of::<Leaf<u64>>()
+            + tree.inners.capacity() * std::mem::size_of::<Inner>()
+            + leaves * LEAF_CAPACITY * (32 + 8)
+            + inners * INNER_CAPACITY * 32
+            + 1000 * 4;
+        assert_eq!(tree.memory_bytes(), expected);
+    }
+}
