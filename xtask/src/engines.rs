@@ -50,14 +50,16 @@ fn log_options() -> LogOptions {
 }
 
 /// Small pages and a small pool, so that splits, evictions and write-backs
-/// happen early; checkpoints every 64 KiB of WAL so that they run while the
-/// child is killed.
+/// happen early; checkpoints sized by the dirty pages of that pool (the
+/// engine's rule: from 16 KiB of WAL, once it holds twice the dirty pages,
+/// so by 128 KiB at the latest) so that they run while the child is killed.
 fn btree_options() -> BTreeOptions {
     BTreeOptions {
         page_size: 1024,
         pool_bytes: 64 << 10,
         sync: SyncPolicy::Always,
-        checkpoint_bytes: 64 << 10,
+        checkpoint_min_bytes: 16 << 10,
+        checkpoint_bytes: 256 << 10,
         ..BTreeOptions::default()
     }
 }

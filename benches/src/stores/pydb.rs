@@ -53,10 +53,13 @@ pub fn stores() -> Vec<StoreKind> {
             settings: |c| {
                 let o = btree_options(c);
                 format!(
-                    "{} B pages, {} MiB buffer pool, SyncPolicy::{:?}, checkpoint every {} MiB of WAL",
+                    "{} B pages, {} MiB buffer pool, SyncPolicy::{:?}, checkpoint when the WAL \
+                     holds {}x the dirty pages (at least {} MiB, at most {} MiB)",
                     o.page_size,
                     o.pool_bytes >> 20,
                     o.sync,
+                    o.checkpoint_dirty_ratio,
+                    o.checkpoint_min_bytes >> 20,
                     o.checkpoint_bytes >> 20
                 )
             },

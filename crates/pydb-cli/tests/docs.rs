@@ -474,7 +474,9 @@ fn pins() -> Vec<(&'static str, String)> {
         (
             "benches/README.md",
             format!(
-                "checkpoint every {} MiB of WAL (the engine's default)",
+                "checkpoint when the WAL holds {}x the dirty pages, at least {} MiB and at most {} MiB of WAL (the engine's default)",
+                btree.checkpoint_dirty_ratio,
+                mib(btree.checkpoint_min_bytes),
                 mib(btree.checkpoint_bytes)
             ),
         ),

@@ -266,6 +266,105 @@ fn freed_pages_are_reused_so_the_file_stops_growing() {
     assert!(pages as u32 <= high_water[5], "file has {pages} pages");
 }
 
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}
+
+fn counter(engine: &dyn StorageEngine, name: &str) -> u64 {
+    engine
+        .stats()
+        .counters
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .unwrap()
+}
+
+#[test]
+fn a_small_hot_set_overwritten_many_times_keeps_the_directory_small() {
+    // The default options (but no fsync per write, to keep the test short):
+    // 1,000 live keys overwritten 120 times each write about 17 MiB of WAL.
+    let dir = tempfile::tempdir().unwrap();
+    let options = BTreeOptions {
+        sync: SyncPolicy::Never,
+        ..BTreeOptions::default()
+    };
+    let floor = options.checkpoint_min_bytes;
+    let engine = BTreeStorage::open(dir.path(), options).unwrap();
+    let mut largest = 0;
+    for round in 0..120u32 {
+        for i in 0..1000 {
+            engine.set(&key(i), &[round as u8; 100]).unwrap();
+        }
+        if round % 10 == 9 {
+            largest = largest.max(dir_bytes(dir.path()));
+        }
+    }
+    // The page file holds about 40 leaves; the WAL is the current segment
+    // (below the floor plus one batch) and the one before it.
+    assert!(
+        largest <= 2 * floor + (1 << 20),
+        "directory reached {largest} bytes"
+    );
+    assert!(counter(&engine, "checkpoints") >= 3);
+    drop(engine);
+    // Closed: the pages and an empty WAL segment.
+    let closed = dir_bytes(dir.path());
+    assert!(closed <= 1 << 20, "closed directory holds {closed} bytes");
+    let engine = BTreeStorage::open(dir.path(), BTreeOptions::default()).unwrap();
+    assert_eq!(engine.get(&key(999)).unwrap().unwrap(), vec![119u8; 100]);
+}
+
+#[test]
+fn checkpoints_are_sized_by_dirty_pages_not_by_log_bytes_alone() {
+    // Random inserts over a tree of about a thousand leaves: nearly every
+    // write dirties a different page. A checkpoint every 64 KiB of WAL (the
+    // floor here) would write most of those pages again and again.
+    let dir = tempfile::tempdir().unwrap();
+    let options = BTreeOptions {
+        sync: SyncPolicy::Never,
+        pool_bytes: 16 << 20,
+        checkpoint_min_bytes: 64 << 10,
+        ..BTreeOptions::default()
+    };
+    let engine = BTreeStorage::open(dir.path(), options).unwrap();
+    let n = 20_000u32;
+    let mut user_bytes = 0u64;
+    for j in 0..n {
+        // A permutation of 0..n (n is not a multiple of 7919, a prime).
+        let i = (u64::from(j) * 7919 % u64::from(n)) as u32;
+        let k = key(i);
+        engine.set(&k, &[j as u8; 100]).unwrap();
+        user_bytes += k.len() as u64 + 100;
+    }
+    let written = counter(&engine, "pool_writebacks") * 4096;
+    assert!(
+        written <= 4 * user_bytes,
+        "{written} bytes of pages written back for {user_bytes} bytes of data"
+    );
+    // The rule still checkpoints: the WAL is bounded by the dirty pages.
+    let dirty = counter(&engine, "pool_dirty") * 4096;
+    let wal = counter(&engine, "wal_bytes");
+    assert!(
+        wal <= 2 * dirty + (64 << 10) + (64 << 10),
+        "wal {wal}, dirty {dirty}"
+    );
+    drop(engine);
+    let engine = BTreeStorage::open(dir.path(), BTreeOptions::default()).unwrap();
+    assert_eq!(counter(&engine, "live_keys"), u64::from(n));
+}
+
 #[test]
 fn limits_and_empty_keys_are_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -47,6 +47,7 @@ fn btree_options() -> BTreeOptions {
         checkpoint_bytes: 4096,
         max_key_len: 64,
         max_value_len: 4096,
+        ..BTreeOptions::default()
     }
 }
 

@@ -67,7 +67,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use pydb_file::File;
@@ -169,6 +169,9 @@ pub struct BufferPool<F: File> {
     misses: AtomicU64,
     evictions: AtomicU64,
     writebacks: AtomicU64,
+    /// Frames whose slot is dirty; changed only under the table's write
+    /// lock, read without it (the engine sizes checkpoints by it).
+    dirty: AtomicUsize,
 }
 
 /// A pinned, read-latched page. Derefs to the page bytes.
@@ -224,6 +227,7 @@ impl<F: File> BufferPool<F> {
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             writebacks: AtomicU64::new(0),
+            dirty: AtomicUsize::new(0),
         }
     }
 
@@ -242,9 +246,16 @@ impl<F: File> BufferPool<F> {
         u64::from(id) * self.page_size as u64
     }
 
+    /// Frames holding a page changed since it was last written: what the
+    /// next checkpoint will write. Read without locks, so it may be a batch
+    /// behind.
+    pub fn dirty_pages(&self) -> usize {
+        self.dirty.load(Ordering::Relaxed)
+    }
+
     /// The counters.
     pub fn stats(&self) -> PoolStats {
-        let dirty = self.table.read().slots.iter().filter(|s| s.dirty).count();
+        let dirty = self.dirty_pages();
         PoolStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
@@ -391,6 +402,9 @@ impl<F: File> BufferPool<F> {
             frame.data.write().copy_from_slice(bytes);
             frame.loaded.store(true, Ordering::Release);
             frame.referenced.store(true, Ordering::Relaxed);
+            if !table.slots[f].dirty {
+                self.dirty.fetch_add(1, Ordering::Relaxed);
+            }
             table.slots[f] = Slot {
                 page: Some(id),
                 dirty: true,
@@ -423,6 +437,7 @@ impl<F: File> BufferPool<F> {
             if slot.dirty {
                 self.write_back(f, page)?;
                 table.slots[f].dirty = false;
+                self.dirty.fetch_sub(1, Ordering::Relaxed);
             }
             table.pages.remove(&page);
             table.slots[f] = Slot::default();
@@ -453,6 +468,7 @@ impl<F: File> BufferPool<F> {
             if let (Some(page), true) = (slot.page, slot.dirty) {
                 self.write_back(f, page)?;
                 table.slots[f].dirty = false;
+                self.dirty.fetch_sub(1, Ordering::Relaxed);
             }
         }
         self.file.sync_data()?;

@@ -46,8 +46,8 @@
 //! Lookups and cursors hold the engine's tree lock for reading and at most
 //! one pinned page at a time. A lookup searches the pinned page in place and
 //! copies only the value out. A cursor does not keep pages pinned between
-//! calls: it copies out one leaf's worth of entries (into one buffer, that
-//! the keys and values it returns are slices of), remembers the last key,
+//! calls: it copies the leaf it is on whole (one `memcpy` into one buffer,
+//! that the keys and values it returns are slices of), remembers the last key,
 //! and moves on to the next leaf, so writers are never blocked by a slow
 //! consumer and a scan sees every key that is not written during the scan
 //! exactly once. To move on it follows the leaf's sibling link if no batch
@@ -761,24 +761,25 @@ fn below(key: &[u8], end: &Bound<Bytes>) -> bool {
     }
 }
 
-/// Appends one entry to a refill's buffer.
+/// Where `part` (a slice of `page`) sits inside `page`.
+fn range_in(page: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(page.as_ptr() as usize);
+    start..start + part.len()
+}
+
+/// Notes one entry of a refill: its key and inline value as ranges of the
+/// leaf's image.
 fn copy_entry(
-    arena: &mut Vec<u8>,
+    image: &[u8],
     found: &mut Vec<(std::ops::Range<usize>, Copied)>,
     key: &[u8],
     value: ValueRef<'_>,
 ) {
-    let k = arena.len()..arena.len() + key.len();
-    arena.extend_from_slice(key);
     let v = match value {
-        ValueRef::Inline(v) => {
-            let r = arena.len()..arena.len() + v.len();
-            arena.extend_from_slice(v);
-            Copied::Inline(r)
-        }
+        ValueRef::Inline(v) => Copied::Inline(range_in(image, v)),
         ValueRef::Overflow { len, first } => Copied::Overflow { len, first },
     };
-    found.push((k, v));
+    found.push((range_in(image, key), v));
 }
 
 impl<'a, F: File> Cursor<'a, F> {
@@ -828,10 +829,10 @@ impl<'a, F: File> Cursor<'a, F> {
             Some((leaf, seen)) if seen == installs => leaf,
             _ => find_leaf(self.pool, &meta, seek)?,
         };
-        // Keys and inline values are copied into one buffer; the entries
-        // handed out are slices of it (one allocation per leaf, not two per
-        // entry).
-        let mut arena: Vec<u8> = Vec::new();
+        // The leaf is copied whole, in one `memcpy`, and the latch dropped
+        // at once; the entries handed out are slices of that image (one
+        // allocation per leaf, no copy per entry).
+        let mut arena: Bytes;
         let mut found: Vec<(std::ops::Range<usize>, Copied)> = Vec::new();
         let mut next;
         // Sibling links are walked at most page-count times: a cycle errors.
@@ -841,10 +842,14 @@ impl<'a, F: File> Cursor<'a, F> {
             if steps > meta.page_count {
                 return Err(Error::corrupted(path, 0, "leaf sibling links form a cycle"));
             }
-            let page = self.pool.fetch(id)?;
+            let image = {
+                let page = self.pool.fetch(id)?;
+                Bytes::copy_from_slice(&page)
+            };
             let view =
-                PageView::new(&page, PageType::Leaf).map_err(|e| corrupt_at(path, ps, id, e))?;
+                PageView::new(&image, PageType::Leaf).map_err(|e| corrupt_at(path, ps, id, e))?;
             let err = |e| corrupt_at(path, ps, id, e);
+            found.reserve(view.count());
             let link = if self.reverse {
                 let upto = match &self.end {
                     Bound::Unbounded => view.count(),
@@ -862,7 +867,7 @@ impl<'a, F: File> Cursor<'a, F> {
                         self.done = true;
                         break;
                     }
-                    copy_entry(&mut arena, &mut found, key, value);
+                    copy_entry(&image, &mut found, key, value);
                 }
                 view.left().map_err(err)?
             } else {
@@ -882,12 +887,12 @@ impl<'a, F: File> Cursor<'a, F> {
                         self.done = true;
                         break;
                     }
-                    copy_entry(&mut arena, &mut found, key, value);
+                    copy_entry(&image, &mut found, key, value);
                 }
                 view.right().map_err(err)?
             };
-            drop(page);
             next = link;
+            arena = image;
             if !found.is_empty() || self.done {
                 break;
             }
@@ -902,7 +907,7 @@ impl<'a, F: File> Cursor<'a, F> {
             check_page_id(path, &meta, next)?;
             self.resume = Some((next, installs));
         }
-        let arena = Bytes::from(arena);
+        self.buffered.reserve(found.len());
         if let Some((last, _)) = found.last() {
             let last = arena.slice(last.clone());
             if self.reverse {

@@ -70,6 +70,7 @@ pub fn btree_options(log: &LogOptions) -> BTreeOptions {
         checkpoint_bytes: 64 << 10,
         max_key_len: log.max_key_size,
         max_value_len: log.max_value_size,
+        ..BTreeOptions::default()
     }
 }
 

@@ -71,6 +71,7 @@ pub fn btree_options() -> BTreeOptions {
         checkpoint_bytes: 1 << 20,
         max_key_len: 1024,
         max_value_len: 64 << 10,
+        ..BTreeOptions::default()
     }
 }
 
