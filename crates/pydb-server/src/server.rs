@@ -222,6 +222,8 @@ pub(crate) struct Shared {
     shutting_down: AtomicBool,
     total_connections: AtomicU64,
     pub(crate) total_commands: AtomicU64,
+    /// Write commands answered without an error (`INFO`'s `acked_writes`).
+    pub(crate) acked_writes: AtomicU64,
     rejected_connections: AtomicU64,
     /// The warnings that clients can trigger at will, rate-limited.
     pub(crate) noisy_log: ratelog::RateLimitedLog,
@@ -484,6 +486,7 @@ impl Server {
             shutting_down: AtomicBool::new(false),
             total_connections: AtomicU64::new(0),
             total_commands: AtomicU64::new(0),
+            acked_writes: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
             noisy_log: ratelog::RateLimitedLog::default(),
         });
