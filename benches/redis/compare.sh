@@ -4,6 +4,9 @@
 #
 #   benches/redis/compare.sh            # 200000 requests, 50 clients
 #   N=50000 benches/redis/compare.sh    # a quicker run
+#   BASELINE=/tmp/pydb-old benches/redis/compare.sh
+#                                       # also an older pydb binary, in
+#                                       # the same run (a before/after)
 #
 # Two pairings, each measured without and with a pipeline of 16:
 #   redis-server --save '' --appendonly no           vs  pydb --sync never
@@ -24,6 +27,7 @@ done
 
 cargo build --release -q -p pydb-cli
 PYDB=${CARGO_TARGET_DIR:-target}/release/pydb
+BASELINE=${BASELINE:-}
 
 WORK=$(mktemp -d)
 SERVER_PID=""
@@ -65,26 +69,47 @@ run_pair() {
         while read -r test rps; do RESULT["$label,$p,$test,redis"]=$rps; done < <(bench "$REDIS_PORT" "$p")
     done
     stop_server
-    RUST_LOG=warn "$PYDB" server --dir "$WORK/pydb" --sync "$pydb_sync" --bind "127.0.0.1:$PYDB_PORT" &
-    SERVER_PID=$!
-    wait_port "$PYDB_PORT"
-    for p in 1 16; do
-        while read -r test rps; do RESULT["$label,$p,$test,pydb"]=$rps; done < <(bench "$PYDB_PORT" "$p")
+    local side binary
+    for side in pydb ${BASELINE:+baseline}; do
+        binary=$PYDB
+        [[ $side == baseline ]] && binary=$BASELINE
+        rm -rf "$WORK/pydb"
+        RUST_LOG=warn "$binary" server --dir "$WORK/pydb" --sync "$pydb_sync" --bind "127.0.0.1:$PYDB_PORT" &
+        SERVER_PID=$!
+        wait_port "$PYDB_PORT"
+        for p in 1 16; do
+            while read -r test rps; do RESULT["$label,$p,$test,$side"]=$rps; done < <(bench "$PYDB_PORT" "$p")
+        done
+        # Group commit at work: fsyncs per acknowledged write (new binaries).
+        RESULT["$label,fsyncs,$side"]=$(redis-cli -p "$PYDB_PORT" info persistence |
+            tr -d '\r' | awk -F: '$1 == "fsyncs_per_write" { print $2 }')
+        stop_server
     done
-    stop_server
 }
 
 run_pair "no fsync" never --save '' --appendonly no
 run_pair "fsync always" always --save '' --appendonly yes --appendfsync always
 
-printf '%-14s %-4s %-4s %14s %14s %8s\n' "durability" "-P" "test" "redis rps" "pydb rps" "ratio"
+ratio() { awk -v r="$1" -v d="$2" 'BEGIN { if (r > 0) printf "%.2f", d / r; else print "-" }'; }
+printf '%-14s %-4s %-4s %14s %14s %8s' "durability" "-P" "test" "redis rps" "pydb rps" "ratio"
+[[ -n $BASELINE ]] && printf ' %14s %8s' "baseline rps" "ratio"
+printf '\n'
 for label in "no fsync" "fsync always"; do
     for p in 1 16; do
         for test in SET GET; do
             r=${RESULT["$label,$p,$test,redis"]:-0}
             d=${RESULT["$label,$p,$test,pydb"]:-0}
-            ratio=$(awk -v r="$r" -v d="$d" 'BEGIN { if (r > 0) printf "%.2f", d / r; else print "-" }')
-            printf '%-14s %-4s %-4s %14s %14s %8s\n' "$label" "$p" "$test" "$r" "$d" "$ratio"
+            printf '%-14s %-4s %-4s %14s %14s %8s' "$label" "$p" "$test" "$r" "$d" "$(ratio "$r" "$d")"
+            if [[ -n $BASELINE ]]; then
+                b=${RESULT["$label,$p,$test,baseline"]:-0}
+                printf ' %14s %8s' "$b" "$(ratio "$r" "$b")"
+            fi
+            printf '\n'
         done
     done
+done
+for label in "no fsync" "fsync always"; do
+    printf 'fsyncs per acknowledged write, %s: pydb %s' "$label" "${RESULT["$label,fsyncs,pydb"]:--}"
+    [[ -n $BASELINE ]] && printf ', baseline %s' "${RESULT["$label,fsyncs,baseline"]:--}"
+    printf '\n'
 done

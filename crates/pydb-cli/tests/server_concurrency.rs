@@ -127,3 +127,59 @@ fn incr_is_atomic_under_concurrency() {
         assert_eq!(total, THREADS as i64 * PER_THREAD, "sync {sync}");
     }
 }
+
+/// One field of `INFO persistence`, as a number.
+fn persistence_field(con: &mut redis::Connection, name: &str) -> f64 {
+    let info: String = redis::cmd("INFO").arg("persistence").query(con).unwrap();
+    let prefix = format!("{name}:");
+    let value = info
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in INFO persistence:\n{info}"));
+    value.trim().parse().unwrap()
+}
+
+/// Group commit, seen from a client: with `--sync always`, sixteen
+/// clients writing at once share fsyncs, so `INFO` reports fewer fsyncs
+/// than acknowledged writes. `acked_writes` counts exactly the writes
+/// answered, and `fsyncs_per_write` is `wal_fsyncs / acked_writes`.
+#[test]
+fn fsyncs_per_write_is_below_one_under_concurrency() {
+    const PER_THREAD: usize = 100;
+    for engine in ["log", "btree"] {
+        let server = Server::start(&["--engine", engine, "--sync", "always"]);
+        let mut con = server.redis();
+        let fsyncs_at_start = persistence_field(&mut con, "wal_fsyncs");
+        assert_eq!(persistence_field(&mut con, "acked_writes"), 0.0);
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let mut con = server.redis();
+                std::thread::spawn(move || {
+                    for i in 0..PER_THREAD {
+                        let _: () = redis::cmd("SET")
+                            .arg(format!("t{t}:k{i}"))
+                            .arg(i)
+                            .query(&mut con)
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        // A read and a failed write are not acknowledged writes.
+        let _: Option<String> = redis::cmd("GET").arg("t0:k0").query(&mut con).unwrap();
+        let failed: redis::RedisResult<()> = redis::cmd("SET").arg("").arg("v").query(&mut con);
+        assert!(failed.is_err(), "an empty key is refused");
+        let writes = (THREADS * PER_THREAD) as f64;
+        assert_eq!(persistence_field(&mut con, "acked_writes"), writes);
+        let fsyncs = persistence_field(&mut con, "wal_fsyncs") - fsyncs_at_start;
+        assert!(fsyncs > 0.0, "{engine}: sync always must fsync");
+        let per_write = persistence_field(&mut con, "fsyncs_per_write");
+        assert!(
+            per_write < 1.0,
+            "{engine}: {fsyncs} fsyncs for {writes} writes ({per_write} per write)"
+        );
+    }
+}

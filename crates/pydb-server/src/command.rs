@@ -1160,6 +1160,14 @@ impl Command {
         Self::parse(&args).map(Some)
     }
 
+    /// Whether the command table flags the command named `name` (any
+    /// case) `write`: what `acked_writes` in `INFO` counts.
+    pub fn is_write_name(name: &[u8]) -> bool {
+        COMMANDS.iter().any(|spec| {
+            spec.name.as_bytes().eq_ignore_ascii_case(name) && spec.flags.contains(&"write")
+        })
+    }
+
     /// Whether this command ends the session.
     pub fn is_quit(&self) -> bool {
         matches!(self, Command::Quit)

@@ -53,6 +53,12 @@ pub trait Host {
     /// The table of `SCAN` table cursors of this client (see
     /// [`crate::keyscan`]): each server connection has its own.
     fn scan_cursors(&self) -> &Mutex<CursorTable>;
+    /// Write commands acknowledged with a success reply, if the host
+    /// counts them (the server does): with the engine's `fsync` count it
+    /// gives `fsyncs_per_write` in `# Persistence`.
+    fn acked_writes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The host of the local shell: it adds nothing, and its one user shares
@@ -115,6 +121,9 @@ pub fn db_sections(db: &Db) -> Vec<Section> {
     for (name, value) in &stats.counters {
         persistence = persistence.field(format!("engine_{name}"), value);
     }
+    // The engine's log fsyncs since the database was opened (0 for the
+    // memory engine, which has no log).
+    persistence = persistence.field("wal_fsyncs", wal_fsyncs(&stats));
     let mut keyspace = Section::new("Keyspace");
     match db
         .key_count()
@@ -136,10 +145,48 @@ pub fn db_sections(db: &Db) -> Vec<Section> {
     vec![server, stats, persistence, keyspace]
 }
 
+/// The `fsync` calls of the engine's write-ahead log, from its counters.
+fn wal_fsyncs(stats: &pydb::storage::Stats) -> u64 {
+    stats
+        .counters
+        .iter()
+        .find(|(name, _)| *name == "wal_syncs")
+        .map_or(0, |(_, value)| *value)
+}
+
+/// `fsyncs / writes` with three decimals (`0.000` before any write).
+///
+/// Below 1, one `fsync` covered several acknowledged writes: group commit
+/// at work. Both counts start when the database is opened, so a count of
+/// `fsync`s includes the few that opening and rolling segments cost.
+pub fn fsyncs_per_write(fsyncs: u64, writes: u64) -> String {
+    if writes == 0 {
+        return "0.000".into();
+    }
+    format!("{:.3}", fsyncs as f64 / writes as f64)
+}
+
 /// Renders `INFO [section ...]`: the default sections without arguments,
 /// every section for `all` or `everything`.
 pub fn render(db: &Db, host: &dyn Host, wanted: &[String]) -> String {
     let mut sections = db_sections(db);
+    if let Some(writes) = host.acked_writes()
+        && let Some(persistence) = sections.iter_mut().find(|s| s.name == "Persistence")
+    {
+        let fsyncs = persistence
+            .fields
+            .iter()
+            .find(|(key, _)| key == "wal_fsyncs")
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or(0);
+        persistence.fields.extend([
+            ("acked_writes".to_string(), writes.to_string()),
+            (
+                "fsyncs_per_write".to_string(),
+                fsyncs_per_write(fsyncs, writes),
+            ),
+        ]);
+    }
     for extra in host.info_sections() {
         match sections.iter_mut().find(|s| s.name == extra.name) {
             Some(section) => section.fields.extend(extra.fields),

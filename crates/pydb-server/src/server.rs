@@ -25,7 +25,12 @@
 //!    commit itself, as Redis does in `beforeSleep`); an async runtime
 //!    would need a blocking pool around every write. The engines are
 //!    `Send + Sync` with `&self` methods precisely so that plain threads
-//!    can share them.
+//!    can share them. The transaction layer's commit delay makes the
+//!    sharing hold: a group leader waits (at most as long as the last
+//!    group's write took) for the clients the last group released to
+//!    commit again, so all fifty share one `fsync` instead of splitting
+//!    into a small group and a large one. `INFO persistence` shows the
+//!    result as `fsyncs_per_write`.
 //! 2. **It reads top to bottom.** A connection is a loop: read, parse,
 //!    execute, write. No state machine, no wakers, and the code a student
 //!    reads is the code that runs.
@@ -222,6 +227,8 @@ pub(crate) struct Shared {
     shutting_down: AtomicBool,
     total_connections: AtomicU64,
     pub(crate) total_commands: AtomicU64,
+    /// Write commands answered without an error (`INFO`'s `acked_writes`).
+    pub(crate) acked_writes: AtomicU64,
     rejected_connections: AtomicU64,
     /// The warnings that clients can trigger at will, rate-limited.
     pub(crate) noisy_log: ratelog::RateLimitedLog,
@@ -484,6 +491,7 @@ impl Server {
             shutting_down: AtomicBool::new(false),
             total_connections: AtomicU64::new(0),
             total_commands: AtomicU64::new(0),
+            acked_writes: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
             noisy_log: ratelog::RateLimitedLog::default(),
         });

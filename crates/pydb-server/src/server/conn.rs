@@ -172,6 +172,9 @@ pub struct Connection {
     config: Arc<ServerConfig>,
     /// `MULTI`'s queue and `WATCH`'s keys (see [`crate::multi`]).
     multi: MultiState,
+    /// Whether the request being answered is a write command (counted in
+    /// `acked_writes` once answered without an error).
+    answering_write: bool,
 }
 
 /// What a connection adds to `INFO`, `CONFIG GET` and `SCAN`: the server's
@@ -192,6 +195,10 @@ impl Host for ConnectionHost<'_> {
 
     fn scan_cursors(&self) -> &Mutex<CursorTable> {
         self.scan_cursors
+    }
+
+    fn acked_writes(&self) -> Option<u64> {
+        Some(self.shared.acked_writes.load(Ordering::Relaxed))
     }
 }
 
@@ -222,6 +229,7 @@ impl Connection {
             protocol: Protocol::Resp2,
             config,
             multi: MultiState::new(),
+            answering_write: false,
         }
     }
 
@@ -419,6 +427,9 @@ impl Connection {
 
     /// Answers one request into the output buffer.
     fn answer(&mut self, args: &[Bytes]) -> Flow {
+        self.answering_write = args
+            .first()
+            .is_some_and(|name| Command::is_write_name(name));
         let command = match Command::parse(args) {
             // Not while queueing for EXEC: then a SET is queued.
             Ok(Command::Set {
@@ -468,6 +479,10 @@ impl Connection {
         let reply = outcome.into_reply(queued, |command| {
             self.answer_connection_level(command.clone())
         });
+        // A transaction that ran is one commit: one acknowledged write.
+        if matches!(reply, Reply::Array(_)) {
+            self.shared.acked_writes.fetch_add(1, Ordering::Relaxed);
+        }
         self.reply(&reply);
     }
 
@@ -507,6 +522,9 @@ impl Connection {
                     scan_cursors: &self.scan_cursors,
                 };
                 let reply = command.execute_in(&self.db, &host);
+                if self.answering_write {
+                    self.count_write(&reply);
+                }
                 self.reply(&reply);
             }
         }
@@ -557,11 +575,15 @@ impl Connection {
                         Ok(()) => Reply::ok(),
                         Err(e) => Reply::err(e),
                     };
+                    self.count_write(&reply);
                     self.reply(&reply);
                 }
             }
             n => match self.db.write_batch(&self.pending_sets) {
                 Ok(()) => {
+                    self.shared
+                        .acked_writes
+                        .fetch_add(n as u64, Ordering::Relaxed);
                     for _ in 0..n {
                         self.output.extend_from_slice(b"+OK\r\n");
                     }
@@ -574,6 +596,7 @@ impl Connection {
                                 Ok(()) => Reply::ok(),
                                 Err(e) => Reply::err(e),
                             };
+                            self.count_write(&reply);
                             self.reply(&reply);
                         }
                     }
@@ -581,6 +604,14 @@ impl Connection {
             },
         }
         self.pending_sets = WriteBatch::new();
+    }
+
+    /// Counts an answered write command in `acked_writes`, unless its
+    /// reply is an error (nothing was written then).
+    fn count_write(&self, reply: &Reply) {
+        if !reply.is_error() {
+            self.shared.acked_writes.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn reply(&mut self, reply: &Reply) {

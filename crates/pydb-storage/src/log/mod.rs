@@ -261,6 +261,7 @@ where
             compaction: Mutex::new(()),
             poisoned: Mutex::new(None),
             compactions: AtomicU64::new(0),
+            sealed_segment_syncs: AtomicU64::new(0),
             torn_tails_recovered: AtomicU64::new(recovered.torn_tails),
             torn_bytes: AtomicU64::new(recovered.torn_bytes),
             open_scanned_bytes: recovered.scanned_bytes,
@@ -498,6 +499,9 @@ pub(crate) struct Shared<O: FileOpener + 'static, I> {
     /// Why writes are refused, after a failed append or sync.
     poisoned: Mutex<Option<String>>,
     compactions: AtomicU64,
+    /// `fdatasync` calls of the segments' writers before the active one
+    /// (each segment has its own writer, whose counters start at zero).
+    sealed_segment_syncs: AtomicU64,
     torn_tails_recovered: AtomicU64,
     torn_bytes: AtomicU64,
     /// Bytes of segments the last open had to scan (not covered by hints).
@@ -745,6 +749,8 @@ where
                 last: last_seq,
             };
             writer.sealed.insert(sealed_id, range);
+            self.sealed_segment_syncs
+                .fetch_add(writer.active.stats().syncs, Ordering::Relaxed);
             writer.active = Arc::new(active);
             writer.active_id = id;
             writer.active_first_seq = writer.next_seq;
@@ -837,6 +843,12 @@ where
             )
         };
         let (dead, total) = self.garbage();
+        // Read the sealed count under the writer lock, so that a roll
+        // between the two reads cannot count a segment twice or not at all.
+        let wal_syncs = {
+            let writer = self.writer.lock();
+            self.sealed_segment_syncs.load(Ordering::Relaxed) + writer.active.stats().syncs
+        };
         Stats {
             engine: "log",
             counters: vec![
@@ -846,6 +858,9 @@ where
                 ("total_bytes", total),
                 ("segments", self.segments.len() as u64),
                 ("compactions", self.compactions.load(Ordering::Relaxed)),
+                // fdatasync calls of the log (group commit shares one
+                // among the writers waiting at that moment).
+                ("wal_syncs", wal_syncs),
                 (
                     "torn_tails_recovered",
                     self.torn_tails_recovered.load(Ordering::Relaxed),
