@@ -300,6 +300,17 @@ impl<'a> TxnStore<'a> {
         }
     }
 
+    /// Ends the statement, handing the catalog it saw to the
+    /// transaction's next statements (unless the transaction changed it).
+    pub(crate) fn keep_catalog(self) {
+        if self.open.wrote_catalog {
+            return;
+        }
+        if let Some(catalog) = self.catalog.into_inner() {
+            self.open.catalog = Some(catalog);
+        }
+    }
+
     fn tx(&self) -> &Transaction {
         &self.open.tx
     }
@@ -786,19 +797,6 @@ impl Store for TxnStore<'_> {
             self.remove_entry(index, key, row)?;
         }
         space_delete(&mut self.open.tx, &layout::row_key(table.id, &key.0))
-    }
-}
-
-impl Drop for TxnStore<'_> {
-    /// Hands the catalog this statement saw to the transaction's next
-    /// statements (unless the transaction changed it).
-    fn drop(&mut self) {
-        if self.open.wrote_catalog {
-            return;
-        }
-        if let Some(catalog) = self.catalog.get_mut().take() {
-            self.open.catalog = Some(catalog);
-        }
     }
 }
 
