@@ -315,6 +315,7 @@ impl Session {
             State::Open(open) => {
                 let mut store = TxnStore::new(open, &self.db.shared);
                 let result = exec::execute(&mut store, statement, ctx);
+                store.keep_catalog();
                 if result.is_err() {
                     self.fail();
                 }

@@ -271,6 +271,11 @@ pub(crate) struct OpenTxn {
     /// Whether it changed the catalog (then the shared cache is not its
     /// catalog).
     pub(crate) wrote_catalog: bool,
+    /// The catalog its earlier statements saw, while it has not changed
+    /// the catalog itself. Its snapshot never moves (read committed runs
+    /// as snapshot isolation, see `session`), so every statement sees the
+    /// same catalog: later statements skip even the version key read.
+    catalog: Option<Arc<Catalog>>,
 }
 
 impl OpenTxn {
@@ -279,6 +284,7 @@ impl OpenTxn {
         OpenTxn {
             tx,
             wrote_catalog: false,
+            catalog: None,
         }
     }
 }
@@ -304,11 +310,27 @@ fn lower(name: &str) -> String {
 impl<'a> TxnStore<'a> {
     /// A store over `open`, with the database's `shared` state.
     pub(crate) fn new(open: &'a mut OpenTxn, shared: &'a Shared) -> Self {
+        let catalog = if open.wrote_catalog {
+            None
+        } else {
+            open.catalog.clone()
+        };
         TxnStore {
             open,
             shared,
-            catalog: RefCell::new(None),
+            catalog: RefCell::new(catalog),
             scanned: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Ends the statement, handing the catalog it saw to the
+    /// transaction's next statements (unless the transaction changed it).
+    pub(crate) fn keep_catalog(self) {
+        if self.open.wrote_catalog {
+            return;
+        }
+        if let Some(catalog) = self.catalog.into_inner() {
+            self.open.catalog = Some(catalog);
         }
     }
 

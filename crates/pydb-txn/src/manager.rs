@@ -240,6 +240,9 @@ pub struct TxnStats {
     pub gc_horizon: u64,
     /// Locks held in the lock manager.
     pub locks_held: u64,
+    /// Serializable transactions the SSI tracker keeps (running ones, and
+    /// committed ones a running transaction may still depend on).
+    pub ssi_tracked: u64,
 }
 
 /// What the commit mutex guards.
@@ -962,6 +965,7 @@ impl TxnManager {
             expire_cycles: get(&c.expire_cycles),
             gc_horizon: horizon,
             locks_held: self.inner.locks.held_locks() as u64,
+            ssi_tracked: self.inner.commit.lock().ssi.len() as u64,
         }
     }
 

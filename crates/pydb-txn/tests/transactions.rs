@@ -247,6 +247,69 @@ fn ssi_catches_the_read_only_anomaly() {
     );
 }
 
+/// A long run of read-only serializable transactions (a `SELECT` loop)
+/// must not pile up in the SSI tracker: every commit looks at every
+/// tracked transaction, so a growing list makes each statement slower
+/// than the one before.
+#[test]
+fn ssi_keeps_a_run_of_read_only_commits_small() {
+    let db = Db::new(Kind::Memory);
+    db.mgr
+        .transaction(Isolation::Serializable, |tx| tx.set(b"k0", b"v"))
+        .unwrap();
+    for i in 0..2000u32 {
+        let tx = db.mgr.begin(Isolation::Serializable).unwrap();
+        tx.get(format!("k{}", i % 50).as_bytes()).unwrap();
+        tx.scan(b"a".as_slice()..b"b".as_slice()).unwrap();
+        tx.commit().unwrap();
+    }
+    let tracked = db.mgr.stats().ssi_tracked;
+    assert!(
+        tracked <= 2,
+        "2000 read-only commits with no write between them left {tracked} tracked transactions"
+    );
+}
+
+/// Read-only commits folded into one tracker entry still give a later
+/// writer its in-edge: R read x and saw W's write of y, T read y before W
+/// and now writes x, so R -rw-> T -rw-> W -wr-> R is a cycle and T must
+/// abort, whichever read-only transaction's entry holds R's reads.
+#[test]
+fn ssi_merged_read_only_commits_still_abort_the_pivot() {
+    let db = Db::new(Kind::Memory);
+    db.mgr
+        .transaction(Isolation::Serializable, |tx| {
+            tx.set(b"x", b"0")?;
+            tx.set(b"y", b"0")
+        })
+        .unwrap();
+    let mut t = db.mgr.begin(Isolation::Serializable).unwrap();
+    t.get(b"y").unwrap();
+    let mut w = db.mgr.begin(Isolation::Serializable).unwrap();
+    w.set(b"y", b"1").unwrap();
+    w.commit().unwrap();
+    let before = db.mgr.stats().ssi_tracked;
+    // An unrelated reader commits first; R's entry is folded into its own.
+    let other = db.mgr.begin(Isolation::Serializable).unwrap();
+    other.get(b"z").unwrap();
+    other.commit().unwrap();
+    let r = db.mgr.begin(Isolation::Serializable).unwrap();
+    assert_eq!(r.get(b"y").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(r.get(b"x").unwrap().as_deref(), Some(&b"0"[..]));
+    r.commit().unwrap();
+    assert_eq!(
+        db.mgr.stats().ssi_tracked,
+        before + 1,
+        "the two read-only commits share one entry"
+    );
+    t.set(b"x", b"1").unwrap();
+    let err = t.commit().unwrap_err();
+    assert!(
+        matches!(err, Error::SerializationFailure { .. }),
+        "T is the pivot of R -rw-> T -rw-> W: {err}"
+    );
+}
+
 #[rstest]
 fn as_of_reads_see_old_commits_until_collected(
     #[values(Kind::Memory, Kind::Log, Kind::BTree)] kind: Kind,
