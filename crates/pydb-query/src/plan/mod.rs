@@ -22,6 +22,7 @@ pub mod cost;
 pub mod decorrelate;
 pub mod explain;
 pub mod joins;
+pub mod prune;
 pub mod rules;
 pub mod stats;
 

@@ -80,7 +80,12 @@ fn optimize_with(plan: Plan, est: &Estimator<'_>, joins_allowed: bool) -> Plan {
     let plan = plan_joins(plan, est);
     let plan = map_plan(plan, &mut |p| choose_index(p, est));
     let plan = map_plan(plan, &mut skip_sorted_sort);
-    map_plan(plan, &mut choose_top_n)
+    let plan = map_plan(plan, &mut choose_top_n);
+    if joins_allowed {
+        super::prune::prune_projections(plan)
+    } else {
+        plan
+    }
 }
 
 /// Applies `f` bottom-up to every node, including the plans of subqueries
