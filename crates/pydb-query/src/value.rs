@@ -252,7 +252,9 @@ impl Value {
         };
         match (self, other) {
             (Value::Text(a), Value::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
-            (Value::Real(x), Value::Real(y)) => x.total_cmp(y),
+            // -0.0 and 0.0 are one value, as in SQLite (f64::total_cmp
+            // would tell them apart); NaN never reaches a row (it is NULL).
+            (Value::Real(x), Value::Real(y)) => x.partial_cmp(y).unwrap_or_else(|| x.total_cmp(y)),
             (Value::Real(x), b) => {
                 int(b).map_or(Ordering::Equal, |y| cmp_int_real(y, *x).reverse())
             }
@@ -596,6 +598,18 @@ mod tests {
 
     fn t(s: &str) -> Value {
         Value::text(s)
+    }
+
+    #[test]
+    fn negative_zero_groups_with_zero() {
+        assert_eq!(
+            Value::Real(-0.0).total_cmp(&Value::Real(0.0)),
+            Ordering::Equal
+        );
+        assert_eq!(
+            GroupKey(vec![Value::Real(-0.0)]),
+            GroupKey(vec![Value::Real(0.0)])
+        );
     }
 
     #[test]
