@@ -255,7 +255,7 @@ fn a_version_2_directory_opens_as_plain_and_is_rewritten_as_version_3() {
     assert_eq!(found.format_version, 3);
     assert!(!found.is_encrypted());
     assert_eq!(found.compression, Compression::None);
-    assert_eq!(found.index, Some(IndexKind::BTree));
+    assert_eq!(found.index, Some(IndexKind::BPlusTree));
 }
 
 #[test]

@@ -83,9 +83,9 @@
 //! Since the dirty pages fit in the pool, the WAL stays below about
 //! `checkpoint_dirty_ratio` times the pool size either way.
 //!
-//! Closing checkpoints twice when the first one retired a log: the second
-//! is cheap (no dirty page is left) and lets the first one's segment go, so
-//! a closed database keeps no more than an empty WAL segment.
+//! Closing checkpoints once: the segment that checkpoint closes is kept as
+//! the older meta copy's starting point, and the next checkpoint after
+//! reopening retires it (`docs/formats.md` pins that layout).
 //!
 //! Opening replays every WAL segment from the checkpoint LSN on. Each
 //! record targets one page; a full page image is installed as is, a leaf op
@@ -818,10 +818,8 @@ where
             return;
         }
         let logged = self.wal_len() > pydb_wal::FILE_HEADER_LEN as u64;
-        // The second checkpoint retires the segment the first one closed
-        // (it is kept only as the older meta copy's starting point).
         let result = if logged {
-            self.checkpoint().and_then(|()| self.checkpoint())
+            self.checkpoint()
         } else {
             Ok(())
         };
