@@ -818,11 +818,7 @@ where
             return;
         }
         let logged = self.wal_len() > pydb_wal::FILE_HEADER_LEN as u64;
-        let result = if logged {
-            self.checkpoint()
-        } else {
-            Ok(())
-        };
+        let result = if logged { self.checkpoint() } else { Ok(()) };
         if let Err(e) = result {
             tracing::warn!(%e, "checkpoint on close failed; the WAL will be replayed on open");
         }
