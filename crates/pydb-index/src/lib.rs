@@ -106,7 +106,7 @@ pub fn in_bounds(key: &[u8], start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
 /// abbreviated key. If `a < b` then `key_prefix(a) <= key_prefix(b)`, so
 /// unequal prefixes order two keys without reading them; equal ones say
 /// nothing, and the full keys decide.
-pub(crate) fn key_prefix(key: &[u8]) -> u64 {
+pub fn key_prefix(key: &[u8]) -> u64 {
     let mut buf = [0u8; 8];
     let n = key.len().min(8);
     buf[..n].copy_from_slice(&key[..n]);
