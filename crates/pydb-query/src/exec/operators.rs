@@ -372,6 +372,34 @@ impl Operator for ProjectOp<'_> {
     }
 }
 
+/// The next row of `left` joined with one of `candidates[*pos..]` for which
+/// `on` holds (every candidate when there is no condition), advancing `pos`
+/// past it and setting `matched`; `None` when the candidates run out. The
+/// inner loop of every join that pairs a left row with a list of right
+/// rows (nested loop, hash, merge and index joins).
+fn next_joined(
+    left: &[Value],
+    candidates: &[Row],
+    pos: &mut usize,
+    on: Option<&Expr>,
+    matched: &mut bool,
+    env: &Env<'_>,
+) -> Result<Option<Row>> {
+    while let Some(right) = candidates.get(*pos) {
+        *pos += 1;
+        let row = concat_rows(left, right);
+        let ok = match on {
+            Some(p) => eval_predicate(p, &row, env)?,
+            None => true,
+        };
+        if ok {
+            *matched = true;
+            return Ok(Some(row));
+        }
+    }
+    Ok(None)
+}
+
 fn concat_rows(left: &[Value], right: &[Value]) -> Row {
     let mut row = Vec::with_capacity(left.len() + right.len());
     row.extend_from_slice(left);
@@ -416,17 +444,15 @@ impl Operator for NestedLoopJoin<'_> {
                     None => return Ok(None),
                 }
             };
-            while self.pos < self.right_rows.len() {
-                let row = concat_rows(left, &self.right_rows[self.pos]);
-                self.pos += 1;
-                let ok = match self.on {
-                    Some(p) => eval_predicate(p, &row, &self.env)?,
-                    None => true,
-                };
-                if ok {
-                    self.matched = true;
-                    return Ok(Some(row));
-                }
+            if let Some(row) = next_joined(
+                left,
+                &self.right_rows,
+                &mut self.pos,
+                self.on,
+                &mut self.matched,
+                &self.env,
+            )? {
+                return Ok(Some(row));
             }
             let left = self.current.take().unwrap_or_default();
             if self.kind == JoinKind::Left && !self.matched {
@@ -497,17 +523,15 @@ impl Operator for HashJoin<'_> {
                     None => return Ok(None),
                 }
             };
-            while self.pos < self.matches.len() {
-                let row = concat_rows(left, &self.matches[self.pos]);
-                self.pos += 1;
-                let ok = match self.residual {
-                    Some(p) => eval_predicate(p, &row, &self.env)?,
-                    None => true,
-                };
-                if ok {
-                    self.matched = true;
-                    return Ok(Some(row));
-                }
+            if let Some(row) = next_joined(
+                left,
+                &self.matches,
+                &mut self.pos,
+                self.residual,
+                &mut self.matched,
+                &self.env,
+            )? {
+                return Ok(Some(row));
             }
             let left = self.current.take().unwrap_or_default();
             if self.kind == JoinKind::Left && !self.matched {
@@ -643,17 +667,15 @@ impl Operator for MergeJoinOp<'_> {
                 self.matched = false;
                 continue;
             };
-            while self.pos < self.group.len() {
-                let row = concat_rows(left, &self.group[self.pos]);
-                self.pos += 1;
-                let ok = match self.residual {
-                    Some(p) => eval_predicate(p, &row, &self.env)?,
-                    None => true,
-                };
-                if ok {
-                    self.matched = true;
-                    return Ok(Some(row));
-                }
+            if let Some(row) = next_joined(
+                left,
+                &self.group,
+                &mut self.pos,
+                self.residual,
+                &mut self.matched,
+                &self.env,
+            )? {
+                return Ok(Some(row));
             }
             let left = self.current.take().unwrap_or_default();
             if self.kind == JoinKind::Left && !self.matched {
@@ -741,17 +763,15 @@ impl Operator for IndexJoinOp<'_> {
                     None => return Ok(None),
                 }
             };
-            while self.pos < self.matches.len() {
-                let row = concat_rows(left, &self.matches[self.pos]);
-                self.pos += 1;
-                let ok = match self.residual {
-                    Some(p) => eval_predicate(p, &row, &self.env)?,
-                    None => true,
-                };
-                if ok {
-                    self.matched = true;
-                    return Ok(Some(row));
-                }
+            if let Some(row) = next_joined(
+                left,
+                &self.matches,
+                &mut self.pos,
+                self.residual,
+                &mut self.matched,
+                &self.env,
+            )? {
+                return Ok(Some(row));
             }
             let left = self.current.take().unwrap_or_default();
             if self.kind == JoinKind::Left && !self.matched {
