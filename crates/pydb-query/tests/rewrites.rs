@@ -7,7 +7,9 @@
 
 use std::cmp::Ordering;
 
-use pydb_query::{Output, Value};
+mod common;
+
+use common::{Cell, pydb_rows, sqlite_rows};
 
 /// A small seedable generator (xorshift64*).
 struct Rng(u64);
@@ -27,58 +29,8 @@ impl Rng {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, PartialOrd)]
-enum Cell {
-    Null,
-    Num(f64),
-    Text(String),
-}
-
 fn cmp_rows(a: &[Cell], b: &[Cell]) -> Ordering {
     a.partial_cmp(b).unwrap_or(Ordering::Equal)
-}
-
-fn pydb_rows(session: &mut pydb_query::Session, sql: &str) -> Result<Vec<Vec<Cell>>, String> {
-    match session.execute(sql).map_err(|e| e.to_string())?.pop() {
-        Some(Output::Rows(rows)) => Ok(rows
-            .rows
-            .into_iter()
-            .map(|row| {
-                row.into_iter()
-                    .map(|v| match v {
-                        Value::Null => Cell::Null,
-                        Value::Integer(i) => Cell::Num(i as f64),
-                        Value::Real(r) => Cell::Num(r),
-                        Value::Boolean(b) => Cell::Num(f64::from(u8::from(b))),
-                        Value::Text(t) => Cell::Text(t.to_string()),
-                    })
-                    .collect()
-            })
-            .collect()),
-        other => Err(format!("not rows: {other:?}")),
-    }
-}
-
-fn sqlite_rows(conn: &rusqlite::Connection, sql: &str) -> Result<Vec<Vec<Cell>>, String> {
-    let mut stmt = conn.prepare(sql).map_err(|e| e.to_string())?;
-    let columns = stmt.column_count();
-    let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(|e| e.to_string())? {
-        let mut cells = Vec::with_capacity(columns);
-        for i in 0..columns {
-            cells.push(match row.get_ref(i).map_err(|e| e.to_string())? {
-                rusqlite::types::ValueRef::Null => Cell::Null,
-                rusqlite::types::ValueRef::Integer(i) => Cell::Num(i as f64),
-                rusqlite::types::ValueRef::Real(r) => Cell::Num(r),
-                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
-                    Cell::Text(String::from_utf8_lossy(t).into_owned())
-                }
-            });
-        }
-        out.push(cells);
-    }
-    Ok(out)
 }
 
 /// Three tables of small integers and short texts, with NULLs and many
