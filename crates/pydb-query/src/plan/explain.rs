@@ -439,22 +439,8 @@ fn describe<'p>(plan: &'p Plan, outer: &[Vec<String>]) -> Described<'p> {
             left_keys,
             right_keys,
             residual,
-        } => {
-            let (ln, rn) = (column_names(left), column_names(right));
-            let conds: Vec<String> = left_keys
-                .iter()
-                .zip(right_keys)
-                .map(|(l, r)| format!("{} = {}", text(l, &ln), text(r, &rn)))
-                .collect();
-            details.push(format!("Hash Cond: ({})", conds.join(" AND ")));
-            if let Some(res) = residual {
-                let names = column_names(plan);
-                details.push(format!("Join Filter: {}", text(res, &names)));
-                subs.push((res, names));
-            }
-            format!("Hash{} Join", join_kind(kind).replace(" Join", ""))
         }
-        Plan::MergeJoin {
+        | Plan::MergeJoin {
             left,
             right,
             kind,
@@ -462,19 +448,24 @@ fn describe<'p>(plan: &'p Plan, outer: &[Vec<String>]) -> Described<'p> {
             right_keys,
             residual,
         } => {
+            let method = if matches!(plan, Plan::HashJoin { .. }) {
+                "Hash"
+            } else {
+                "Merge"
+            };
             let (ln, rn) = (column_names(left), column_names(right));
             let conds: Vec<String> = left_keys
                 .iter()
                 .zip(right_keys)
                 .map(|(l, r)| format!("{} = {}", text(l, &ln), text(r, &rn)))
                 .collect();
-            details.push(format!("Merge Cond: ({})", conds.join(" AND ")));
+            details.push(format!("{method} Cond: ({})", conds.join(" AND ")));
             if let Some(res) = residual {
                 let names = column_names(plan);
                 details.push(format!("Join Filter: {}", text(res, &names)));
                 subs.push((res, names));
             }
-            format!("Merge{} Join", join_kind(kind).replace(" Join", ""))
+            format!("{method}{} Join", join_kind(kind).replace(" Join", ""))
         }
         Plan::SemiJoin {
             left,
