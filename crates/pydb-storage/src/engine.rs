@@ -191,6 +191,17 @@ pub trait StorageEngine: Send + Sync + std::fmt::Debug {
     /// The keys in `range` with their values, in ascending key order.
     fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>>;
 
+    /// The first key in `range` with its value: `scan(range).next()`.
+    ///
+    /// A point read of the newest version of a key in a multi-version
+    /// store (pydb-txn) is exactly this: the first key at or after
+    /// `key | snapshot`. The default builds a whole scan for one item; an
+    /// engine whose scan sets up more than it needs for one key (the log
+    /// engine takes a chunk of 16 keys from its index) overrides it.
+    fn first(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
+        self.scan(range)?.next().transpose()
+    }
+
     /// Makes every write so far durable, whatever the sync policy.
     fn flush(&self) -> Result<()>;
 
@@ -219,6 +230,9 @@ impl<E: StorageEngine + ?Sized> StorageEngine for std::sync::Arc<E> {
     }
     fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>> {
         (**self).scan(range)
+    }
+    fn first(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
+        (**self).first(range)
     }
     fn flush(&self) -> Result<()> {
         (**self).flush()

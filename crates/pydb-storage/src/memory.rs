@@ -144,6 +144,17 @@ impl StorageEngine for MemoryStorage {
         }))
     }
 
+    fn first(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
+        if is_empty_range(&range.start, &range.end) {
+            return Ok(None);
+        }
+        let map = self.map.read();
+        Ok(map
+            .range::<[u8], _>(range.as_slices())
+            .next()
+            .map(|(k, v)| (k.clone(), v.clone())))
+    }
+
     fn flush(&self) -> Result<()> {
         Ok(())
     }

@@ -184,15 +184,13 @@ impl Transaction {
         if let Some(ssi) = &self.ssi {
             ssi.read_key(&key);
         }
-        let Some(item) = self
+        let Some((engine_key, value)) = self
             .inner
             .engine
-            .scan(keys::visible_range(&key, self.read_ts()))?
-            .next()
+            .first(keys::visible_range(&key, self.read_ts()))?
         else {
             return Ok(None);
         };
-        let (engine_key, value) = item?;
         keys::decode_stored(&engine_key, &value)
     }
 
@@ -240,15 +238,13 @@ impl Transaction {
         if let Some(ssi) = &self.ssi {
             ssi.read_key(&key);
         }
-        let Some(item) = self
+        let Some((engine_key, _)) = self
             .inner
             .engine
-            .scan(keys::visible_range(&key, self.read_ts()))?
-            .next()
+            .first(keys::visible_range(&key, self.read_ts()))?
         else {
             return Ok(None);
         };
-        let (engine_key, _) = item?;
         Ok(Some(keys::decode_spaced(&engine_key)?.1))
     }
 
