@@ -129,6 +129,7 @@ impl std::fmt::Debug for StoreKind {
 /// transactions over several keys).
 pub const TRANSACTIONAL: &[&str] = &[
     "pydb-txn-log-btree",
+    "pydb-txn-log-bplustree",
     "pydb-txn-btree",
     "sqlite",
     "redb",

@@ -94,6 +94,17 @@ pub fn stores() -> Vec<StoreKind> {
             },
         },
         StoreKind {
+            name: "pydb-txn-log-bplustree",
+            persistent: true,
+            open: |dir, c| open_txn("log-bplustree", dir, c),
+            settings: |c| {
+                format!(
+                    "pydb-txn (MVCC, serializable transfers) over {}",
+                    log_settings(c, "BPlusTreeIndex (the default)")
+                )
+            },
+        },
+        StoreKind {
             name: "pydb-txn-btree",
             persistent: true,
             open: |dir, c| open_txn("btree", dir, c),
