@@ -752,7 +752,11 @@ mod tests {
         let key_of = |i: u32| {
             let mut k = b"prefix__".to_vec();
             k.extend_from_slice(&(i % 97).to_be_bytes());
-            if i % 3 == 0 { key(i % 89) } else { Bytes::from(k) }
+            if i % 3 == 0 {
+                key(i % 89)
+            } else {
+                Bytes::from(k)
+            }
         };
         for step in 0..5000u32 {
             let i = step.wrapping_mul(2_654_435_761) >> 20;

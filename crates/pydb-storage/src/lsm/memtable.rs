@@ -196,9 +196,8 @@ impl Memtable {
         // One search: the key's version list is found or created in place.
         let mut version = Some((seq, value));
         let mut list = self.list.write();
-        let versions = list.get_or_insert_with(key, || {
-            Versions::One(version.take().unwrap_or((seq, None)))
-        });
+        let versions =
+            list.get_or_insert_with(key, || Versions::One(version.take().unwrap_or((seq, None))));
         if let Some(version) = version {
             versions.push(version);
         }
@@ -247,18 +246,11 @@ impl Memtable {
         out
     }
 
-    /// Every entry in table order (for a flush).
-    pub(crate) fn entries(&self) -> Vec<Entry> {
-        let mut out = Vec::new();
-        let mut start: Bound<Bytes> = Bound::Unbounded;
-        loop {
-            let chunk = self.chunk(start.as_ref().map(|b| b.as_ref()), Bound::Unbounded);
-            let Some(last) = chunk.last() else {
-                return out;
-            };
-            start = Bound::Excluded(last.key.clone());
-            out.extend(chunk);
-        }
+    /// Every entry in table order (for a flush), a chunk at a time: a
+    /// flush never holds a copy of the whole memtable, which would double
+    /// its memory at the moment it is written out.
+    pub(crate) fn entries(self: &std::sync::Arc<Self>) -> MemIter {
+        MemIter::new(self.clone(), Bound::Unbounded, Bound::Unbounded)
     }
 }
 
@@ -321,7 +313,7 @@ mod tests {
         assert_eq!(m.get(b"k", h, 2), Some(Some(Bytes::from_static(b"v1"))));
         assert_eq!(m.get(b"k", h, 4), Some(None));
         assert_eq!(m.get(b"k", h, 9), Some(Some(Bytes::from_static(b"v5"))));
-        let all = m.entries();
+        let all: Vec<Entry> = std::sync::Arc::new(m).entries().collect();
         assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![5, 3, 1]);
     }
 
@@ -335,7 +327,10 @@ mod tests {
         }
         for i in 0..400 {
             let k = key(i);
-            assert!(m.filter.may_contain(bloom::hash(&k)), "key {i} filtered out");
+            assert!(
+                m.filter.may_contain(bloom::hash(&k)),
+                "key {i} filtered out"
+            );
             assert!(m.get(&k, bloom::hash(&k), u64::MAX).is_some());
         }
         let positives = (400..20_400)
@@ -350,7 +345,11 @@ mod tests {
     fn a_memtable_past_its_budget_still_finds_every_key() {
         let m = Memtable::new(1, 1);
         for i in 0..2000u32 {
-            m.insert(Bytes::copy_from_slice(&i.to_be_bytes()), u64::from(i) + 1, None);
+            m.insert(
+                Bytes::copy_from_slice(&i.to_be_bytes()),
+                u64::from(i) + 1,
+                None,
+            );
         }
         for i in 0..2000u32 {
             let k = i.to_be_bytes();

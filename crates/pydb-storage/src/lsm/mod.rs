@@ -486,7 +486,7 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
             next_file: &next_file,
         };
         if !recovered.is_empty() {
-            let entries = recovered.entries().into_iter().map(Ok);
+            let entries = Arc::new(recovered).entries().map(Ok);
             let metas = tmp_shared_for_build.build_tables(entries, false)?;
             let edit = VersionEdit {
                 added: metas.into_iter().map(|m| (0, m)).collect(),
@@ -825,19 +825,24 @@ impl<O: FileOpener + 'static> Shared<O> {
         self.counters.gets.fetch_add(1, Ordering::Relaxed);
         // One hash serves every memtable's filter and every table's.
         let key_hash = bloom::hash(key);
-        let sv = self.current();
-        if let Some(v) = sv.mem.get(key, key_hash, seq) {
-            return Ok(v);
-        }
-        for imm in sv.imms.iter().rev() {
-            if let Some(v) = imm.get(key, key_hash, seq) {
+        // The memtables are searched under the super version's read lock (a
+        // memtable search does no I/O and waits for nothing but one insert),
+        // so a read that ends there clones no `Arc`. Only the table version
+        // is taken out of the lock, because reading a table may wait for
+        // the disk and must not hold up a flush that swaps the version.
+        let version = {
+            let sv = self.sv.read();
+            if let Some(v) = sv.mem.get(key, key_hash, seq) {
                 return Ok(v);
             }
-        }
-        Ok(sv
-            .version
-            .get(key, key_hash, seq, &self.files)?
-            .flatten())
+            for imm in sv.imms.iter().rev() {
+                if let Some(v) = imm.get(key, key_hash, seq) {
+                    return Ok(v);
+                }
+            }
+            sv.version.clone()
+        };
+        Ok(version.get(key, key_hash, seq, &self.files)?.flatten())
     }
 
     fn scan(&self, range: KeyRange, seq: u64) -> Result<ScanIter<'_>> {
@@ -1029,7 +1034,10 @@ impl<O: FileOpener + 'static> Shared<O> {
         w.wal = Arc::new(wal);
         {
             let mut sv = self.sv.write();
-            let old = std::mem::replace(&mut sv.mem, Arc::new(Memtable::new(number, self.opts.memtable_size)));
+            let old = std::mem::replace(
+                &mut sv.mem,
+                Arc::new(Memtable::new(number, self.opts.memtable_size)),
+            );
             Arc::make_mut(&mut sv.imms).push(old);
         }
         self.work.notify_all();
@@ -1112,7 +1120,7 @@ impl<O: FileOpener + 'static> Shared<O> {
 
     fn flush_one(&self, imm: &Arc<Memtable>) -> Result<()> {
         let retention = Retention::new(self.live_snapshots(), false);
-        let entries = retained(imm.entries().into_iter().map(Ok), retention);
+        let entries = retained(imm.entries().map(Ok), retention);
         let metas = self.builder().build_tables(entries, false)?;
         let flushed: u64 = metas.iter().map(|m| m.size).sum();
         let next_log = {
