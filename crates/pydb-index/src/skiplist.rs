@@ -752,7 +752,7 @@ mod tests {
         let key_of = |i: u32| {
             let mut k = b"prefix__".to_vec();
             k.extend_from_slice(&(i % 97).to_be_bytes());
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 key(i % 89)
             } else {
                 Bytes::from(k)
@@ -767,7 +767,7 @@ mod tests {
                 list.get_or_insert_with(k.clone(), Vec::new).push(step);
                 model.entry(k).or_default().push(step);
             }
-            if step % 250 == 0 {
+            if step.is_multiple_of(250) {
                 list.check_invariants().unwrap();
             }
         }
