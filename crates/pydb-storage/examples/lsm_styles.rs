@@ -25,6 +25,10 @@ use std::collections::HashMap;
 use pydb_storage::{CompactionStyle, LsmOptions, LsmStorage, StorageEngine};
 use pydb_wal::SyncPolicy;
 
+/// One style's samples: (writes made, write amplification, space
+/// amplification).
+type Series = (CompactionStyle, Vec<(u64, f64, f64)>);
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let writes: u64 = args
@@ -39,8 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(30_000);
     let svg_path = args.next();
     let value_len = 100;
-    // Per style: (writes, write amplification, space amplification).
-    let mut series: Vec<(CompactionStyle, Vec<(u64, f64, f64)>)> = Vec::new();
+    let mut series: Vec<Series> = Vec::new();
     println!("{writes} random overwrites of {keys} keys, {value_len}-byte values\n");
     for style in [CompactionStyle::Leveled, CompactionStyle::Tiered] {
         let dir = tempfile::tempdir()?;
@@ -102,7 +105,7 @@ fn space_amp(db: &LsmStorage, live: &HashMap<u64, usize>) -> f64 {
 
 /// A line chart of both amplifications of both styles: x is writes made,
 /// y the amplification; solid lines for write, dashed for space.
-fn svg(series: &[(CompactionStyle, Vec<(u64, f64, f64)>)], writes: u64) -> String {
+fn svg(series: &[Series], writes: u64) -> String {
     let (w, h, left, bottom, top, right) = (720.0, 420.0, 60.0, 50.0, 40.0, 190.0);
     let y_max = series
         .iter()
