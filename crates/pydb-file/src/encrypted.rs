@@ -55,11 +55,13 @@
 //!   protected too. A write that changes the last block while a sync is in
 //!   flight, with both slots protected, keeps the block in memory; the sync
 //!   seals it into the freed slot when its `fsync` returns.
-//! - A shrinking `set_len` writes the new last block into a slot first; the
-//!   whole blocks past it are cut only after a later `sync_data` has made
-//!   that slot durable. Until then they are ignored (a slot names the block
-//!   it holds, and the whole blocks after that block are not part of the
-//!   file).
+//! - A shrinking `set_len` writes the new last block into a slot and syncs
+//!   it before it cuts the whole blocks past it (so a shrink is also a
+//!   sync). So the synced state never
+//!   needs whole blocks past the current last block, and a write that grows
+//!   the file again never overwrites bytes the synced state needs. (Whole
+//!   blocks past the last block, left by a crash, are ignored: a slot names
+//!   the block it holds.)
 //! - A slot that checks out but was not chosen on open (it names a block
 //!   the whole blocks do not reach: a crash cut the write that wrote it) is
 //!   overwritten, and synced, before the first write after the open, so
@@ -1085,14 +1087,7 @@ impl<F: File> EncryptedFile<F> {
             return Ok(());
         };
         if self.version != ENCRYPTED_VERSION_V1 {
-            // The new last block goes into a slot; the whole blocks past it
-            // stay until that slot is synced (see the module docs).
-            self.retire_stale_slot(state, &file_id)?;
-            let block = self.last_block(new_len).unwrap_or(0);
-            let want = (new_len - block * bs) as usize;
-            let tail = self.block_plaintext(state, block, want)?;
-            state.trim_needed = true;
-            return self.store_last_block(state, &file_id, block, tail, new_len);
+            return self.shrink_v2(state, &file_id, new_len);
         }
         let block = new_len / bs;
         let rem = (new_len % bs) as usize;
@@ -1112,6 +1107,30 @@ impl<F: File> EncryptedFile<F> {
         state.tail = tail;
         state.trim_needed = true;
         self.trim_v1(state)
+    }
+
+    /// Version 2: cuts the file to `new_len` bytes. The new last block goes
+    /// into a free slot and is synced before the whole blocks past it are
+    /// cut: the synced state never names whole blocks that a later write
+    /// could overwrite (see the module docs). The caller holds `sync_lock`,
+    /// so no sync is in flight and a free slot exists.
+    fn shrink_v2(&self, state: &mut State, file_id: &[u8; FILE_ID_LEN], new_len: u64) -> Result<()> {
+        self.retire_stale_slot(state, file_id)?;
+        let block = self.last_block(new_len).unwrap_or(0);
+        let want = (new_len - block * BLOCK_SIZE as u64) as usize;
+        let tail = self.block_plaintext(state, block, want)?;
+        let slot = Self::free_slot(state).ok_or_else(|| self.corrupted(block, "no free slot"))?;
+        if let Err(err) = self.write_slot(state, file_id, slot, block, &tail) {
+            state.tail_dirty |= state.newest_slot.is_none();
+            return Err(err);
+        }
+        state.len = new_len;
+        state.tail = tail;
+        state.tail_dirty = false;
+        self.inner.sync_data()?;
+        state.synced_slot = Some(slot);
+        state.trim_needed = true;
+        self.trim_v2(state)
     }
 
     fn write_guard(&self) -> RwLockWriteGuard<'_, State> {
@@ -1284,6 +1303,8 @@ impl<F: File> File for EncryptedFile<F> {
     }
 
     fn set_len(&self, len: u64) -> Result<()> {
+        // A shrink syncs (see `shrink_v2`), so it waits for a sync in flight.
+        let _one_sync_at_a_time = self.sync_lock.lock();
         let mut state = self.write_guard();
         self.set_len_locked(&mut state, len)
     }
