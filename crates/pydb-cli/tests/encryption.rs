@@ -8,6 +8,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use pydb_file::encrypted::ENCRYPTED_DATA_AT;
+
 /// Runs `pydb ARGS` with `input` on stdin.
 fn pydb(args: &[&str], input: &str) -> Output {
     let mut child = Command::new(common::pydb_bin())
@@ -130,12 +132,17 @@ fn shell_check_inspect_and_rekey_on_an_encrypted_compressed_database() {
     );
 
     // A flipped byte in a segment is damage, found by check.
+    // The byte is in the first whole block, which is not the block before
+    // the last (damage there, or in the newest last-block slot, reads as a
+    // torn tail, as in the WAL).
     let mut bytes = std::fs::read(segment).unwrap();
-    bytes[200] ^= 0x01;
+    let at = ENCRYPTED_DATA_AT as usize + 100;
+    assert!(bytes.len() > at + 2 * 4136, "{} bytes", bytes.len());
+    bytes[at] ^= 0x01;
     std::fs::write(segment, &bytes).unwrap();
     let out = pydb(&["check", db, "--encryption-key-file", &key], "");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    bytes[200] ^= 0x01;
+    bytes[at] ^= 0x01;
     std::fs::write(segment, &bytes).unwrap();
 
     // repair refuses an encrypted database and changes nothing, even when

@@ -1138,6 +1138,92 @@ impl<F: File> EncryptedFile<F> {
     }
 }
 
+/// What anyone can read of an encrypted file without the key: the header's
+/// clear fields and, in version 2, the clear fields of both slots. Nothing
+/// here is authenticated; [`EncryptedFile::layout`] is, with the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicLayout {
+    /// The file's length on disk.
+    pub physical_len: u64,
+    /// Whether the magic is `PYDBENCF`.
+    pub magic_ok: bool,
+    /// The layout version (1 or 2, or whatever a damaged header says).
+    pub version: u32,
+    /// The plaintext block size the header names.
+    pub block_size: u32,
+    /// The random file id.
+    pub file_id: [u8; FILE_ID_LEN],
+    /// Whole stored blocks the length covers (version 1: the last one
+    /// included when whole).
+    pub whole_blocks: u64,
+    /// Version 1: bytes of a partial last stored block.
+    pub partial_stored_len: u64,
+    /// Version 2: the slots whose clear fields say they were written
+    /// (seq not zero); `SlotInfo::chosen` is always false here.
+    pub slots: Vec<SlotInfo>,
+}
+
+/// Reads the clear fields of an encrypted file (see [`PublicLayout`]);
+/// `None` for a file shorter than a header.
+pub fn describe_public<F: File>(inner: &F) -> Result<Option<PublicLayout>> {
+    let physical = inner.len()?;
+    if physical < ENCRYPTED_HEADER_LEN as u64 {
+        return Ok(None);
+    }
+    let mut header = [0u8; ENCRYPTED_HEADER_LEN];
+    inner.read_at(0, &mut header)?;
+    let u32_at = |at: usize| {
+        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let mut file_id = [0u8; FILE_ID_LEN];
+    file_id.copy_from_slice(&header[FILE_ID_AT..HEADER_NONCE_AT]);
+    let version = u32_at(VERSION_AT);
+    let mut layout = PublicLayout {
+        physical_len: physical,
+        magic_ok: header[..8] == ENCRYPTED_MAGIC,
+        version,
+        block_size: u32_at(BLOCK_SIZE_AT),
+        file_id,
+        whole_blocks: 0,
+        partial_stored_len: 0,
+        slots: Vec::new(),
+    };
+    if version == ENCRYPTED_VERSION_V1 {
+        let body = physical - ENCRYPTED_HEADER_LEN as u64;
+        layout.whole_blocks = body / STORED_BLOCK_LEN as u64;
+        layout.partial_stored_len = body % STORED_BLOCK_LEN as u64;
+        return Ok(Some(layout));
+    }
+    layout.whole_blocks = physical.saturating_sub(ENCRYPTED_DATA_AT) / STORED_BLOCK_LEN as u64;
+    for slot in 0..2 {
+        let at = slot_offset(slot);
+        if physical < at + SLOT_HEADER_LEN as u64 {
+            continue;
+        }
+        let mut raw = [0u8; SLOT_HEADER_LEN];
+        inner.read_at(at, &mut raw)?;
+        let u64_at = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&raw[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
+        let seq = u64_at(SLOT_SEQ_AT);
+        if seq == 0 {
+            continue;
+        }
+        let mut n = [0u8; 4];
+        n.copy_from_slice(&raw[SLOT_LEN_AT..SLOT_ZERO_AT]);
+        layout.slots.push(SlotInfo {
+            slot,
+            seq,
+            block: u64_at(SLOT_BLOCK_AT),
+            len: u32::from_le_bytes(n),
+            chosen: false,
+        });
+    }
+    Ok(Some(layout))
+}
+
 /// Checks a header's magic, version, block size and tag; returns the
 /// version and the file id.
 fn check_header(
