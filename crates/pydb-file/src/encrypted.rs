@@ -1114,7 +1114,12 @@ impl<F: File> EncryptedFile<F> {
     /// cut: the synced state never names whole blocks that a later write
     /// could overwrite (see the module docs). The caller holds `sync_lock`,
     /// so no sync is in flight and a free slot exists.
-    fn shrink_v2(&self, state: &mut State, file_id: &[u8; FILE_ID_LEN], new_len: u64) -> Result<()> {
+    fn shrink_v2(
+        &self,
+        state: &mut State,
+        file_id: &[u8; FILE_ID_LEN],
+        new_len: u64,
+    ) -> Result<()> {
         self.retire_stale_slot(state, file_id)?;
         let block = self.last_block(new_len).unwrap_or(0);
         let want = (new_len - block * BLOCK_SIZE as u64) as usize;
@@ -1604,7 +1609,11 @@ mod tests {
         // bytes) is in slot 0, seq 1.
         assert_eq!(slot(&raw, 0), (1, 1, 904));
         assert_eq!(raw.len(), 8392 + 4136);
-        assert_eq!(&raw[72 + 4160..72 + 2 * 4160], &[0u8; 4160][..], "slot 1 unused");
+        assert_eq!(
+            &raw[72 + 4160..72 + 2 * 4160],
+            &[0u8; 4160][..],
+            "slot 1 unused"
+        );
         assert_eq!(layout.physical_len, raw.len() as u64);
         assert_eq!(layout.blocks, 2);
         // No plaintext run survives.
@@ -1715,10 +1724,7 @@ mod tests {
         file.set_len(4100).unwrap();
         file.sync_data().unwrap();
         drop(file);
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().len(),
-            72 + 4136 + 4 + 40
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 72 + 4136 + 4 + 40);
         let mut want = vec![0xAA; 4096];
         want.extend_from_slice(&[0xAA; 4]);
         assert_eq!(read_all(&open(&path)), want);

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use pydb_file::encrypted::{
-    BLOCK_OVERHEAD, BLOCK_SIZE, ENCRYPTED_DATA_AT, ENCRYPTED_HEADER_LEN, SLOT_HEADER_LEN,
-    SLOTS_AT, STORED_BLOCK_LEN,
+    BLOCK_OVERHEAD, BLOCK_SIZE, ENCRYPTED_DATA_AT, ENCRYPTED_HEADER_LEN, SLOT_HEADER_LEN, SLOTS_AT,
+    STORED_BLOCK_LEN,
 };
 use pydb_file::faulty::{FaultKind, injected_fault};
 use pydb_file::{
