@@ -153,6 +153,17 @@
 //! neighbours, and a torn write can damage them too. So encrypted databases
 //! should use page sizes that are multiples of 4096.
 //!
+//! ## The block cache
+//!
+//! A random read of a few bytes must decrypt (and authenticate) the whole
+//! 4 KiB block that holds them, which costs more than the read itself.
+//! An [`EncryptedOpener`] therefore shares a bounded [`BlockCache`] of
+//! decrypted whole blocks among its files (8 MiB by default). Single-block
+//! reads fill it; every write of a whole block removes that block's entry
+//! first, under the file's write lock, so a cached block is always the
+//! block as it is on disk now. The last block is never cached: it is in
+//! memory already.
+//!
 //! ## Concurrency
 //!
 //! Readers and writers share one `RwLock`: any number of reads at once, and
@@ -313,6 +324,8 @@ pub struct EncryptedFile<F: File> {
     /// Whether the last block is sealed at the next sync rather than by the
     /// write that changed it (see the module docs). Off by default.
     tail_sealed_at_sync: bool,
+    /// Decrypted whole blocks (shared with the opener's other files).
+    cache: Option<Arc<BlockCache>>,
 }
 
 impl<F: File> std::fmt::Debug for EncryptedFile<F> {
@@ -369,6 +382,101 @@ struct FoundSlot {
     plain: Vec<u8>,
 }
 
+/// Decrypted whole blocks, shared by the files of one [`EncryptedOpener`]
+/// (see the module docs): a random read of a cached block costs a copy
+/// instead of a read and a 4 KiB decryption. Keyed by the random file id
+/// and the block number; bounded, oldest entry out first.
+///
+/// Invariant: an entry is the authenticated plaintext of that block as it
+/// is now. Every write of a whole block removes its entry (under the file's
+/// write lock, so a reader never sees the old one), and only single-block
+/// reads fill it, so that scans do not flush it.
+pub struct BlockCache {
+    capacity_blocks: usize,
+    blocks: Mutex<CachedBlocks>,
+}
+
+#[derive(Default)]
+struct CachedBlocks {
+    map: std::collections::HashMap<([u8; FILE_ID_LEN], u64), Arc<[u8]>>,
+    /// Insertion order, for eviction; may name entries already removed.
+    order: std::collections::VecDeque<([u8; FILE_ID_LEN], u64)>,
+    hits: u64,
+    misses: u64,
+}
+
+impl BlockCache {
+    /// A cache of at most `bytes` of plaintext (whole 4 KiB blocks).
+    pub fn new(bytes: usize) -> Self {
+        Self {
+            capacity_blocks: bytes / BLOCK_SIZE,
+            blocks: Mutex::new(CachedBlocks::default()),
+        }
+    }
+
+    /// Hits and misses so far.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        let blocks = self.blocks.lock();
+        (blocks.hits, blocks.misses)
+    }
+
+    fn get(&self, file_id: &[u8; FILE_ID_LEN], block: u64) -> Option<Arc<[u8]>> {
+        let mut blocks = self.blocks.lock();
+        let found = blocks.map.get(&(*file_id, block)).cloned();
+        match found {
+            Some(_) => blocks.hits += 1,
+            None => blocks.misses += 1,
+        }
+        found
+    }
+
+    fn insert(&self, file_id: &[u8; FILE_ID_LEN], block: u64, plain: &[u8]) {
+        if self.capacity_blocks == 0 {
+            return;
+        }
+        let mut blocks = self.blocks.lock();
+        while blocks.map.len() >= self.capacity_blocks {
+            match blocks.order.pop_front() {
+                Some(old) => {
+                    blocks.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+        if blocks.map.insert((*file_id, block), plain.into()).is_none() {
+            blocks.order.push_back((*file_id, block));
+        }
+        // Keep the order queue from growing without bound when entries are
+        // removed by writes.
+        if blocks.order.len() > 2 * self.capacity_blocks.max(1) {
+            let CachedBlocks { map, order, .. } = &mut *blocks;
+            order.retain(|key| map.contains_key(key));
+        }
+    }
+
+    fn remove(&self, file_id: &[u8; FILE_ID_LEN], first: u64, count: u64) {
+        let mut blocks = self.blocks.lock();
+        if blocks.map.is_empty() {
+            return;
+        }
+        for block in first..first + count {
+            blocks.map.remove(&(*file_id, block));
+        }
+    }
+}
+
+impl std::fmt::Debug for BlockCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockCache")
+            .field("capacity_blocks", &self.capacity_blocks)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The block cache an [`EncryptedOpener`] shares among its files by
+/// default: 8 MiB of plaintext.
+pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 8 << 20;
+
 impl<F: File> EncryptedFile<F> {
     /// Wraps `inner`, whose bytes are (or will be) encrypted with `key`.
     ///
@@ -401,6 +509,7 @@ impl<F: File> EncryptedFile<F> {
             dropped_tail: None,
             slots: Vec::new(),
             tail_sealed_at_sync: false,
+            cache: None,
         };
         if physical < ENCRYPTED_HEADER_LEN as u64 {
             return Ok(file);
@@ -596,6 +705,12 @@ impl<F: File> EncryptedFile<F> {
     /// unsynced bytes. Off by default.
     pub fn with_tail_sealed_at_sync(mut self, on: bool) -> Self {
         self.tail_sealed_at_sync = on;
+        self
+    }
+
+    /// Keeps decrypted whole blocks in `cache` (see [`BlockCache`]).
+    pub fn with_block_cache(mut self, cache: Option<Arc<BlockCache>>) -> Self {
+        self.cache = cache;
         self
     }
 
@@ -929,6 +1044,10 @@ impl<F: File> EncryptedFile<F> {
                         batch_tail = Some((plain, false));
                     }
                 }
+            }
+            if let Some(cache) = &self.cache {
+                // Before the write: a failed write leaves the block unknown.
+                cache.remove(&file_id, first, batch_end - first);
             }
             if !out.is_empty()
                 && let Err(err) = self.inner.write_at(self.block_offset(first), &out)
@@ -1369,7 +1488,16 @@ impl<F: File> File for EncryptedFile<F> {
                     .min(tail_block.unwrap_or(u64::MAX));
                 let count = stop - block;
                 plain.resize(count as usize * BLOCK_SIZE, 0);
-                self.read_whole_blocks(&file_id, block, count, &mut plain)?;
+                match &self.cache {
+                    Some(cache) if count == 1 => match cache.get(&file_id, block) {
+                        Some(hit) => plain.copy_from_slice(&hit),
+                        None => {
+                            self.read_whole_blocks(&file_id, block, 1, &mut plain)?;
+                            cache.insert(&file_id, block, &plain);
+                        }
+                    },
+                    _ => self.read_whole_blocks(&file_id, block, count, &mut plain)?,
+                }
                 (count, &plain[..])
             };
             let from = offset.max(start);
@@ -1474,6 +1602,7 @@ pub struct EncryptedOpener<O> {
     inner: O,
     key: Arc<DataKey>,
     tail_sealed_at_sync: bool,
+    cache: Option<Arc<BlockCache>>,
 }
 
 impl<O> EncryptedOpener<O> {
@@ -1483,7 +1612,20 @@ impl<O> EncryptedOpener<O> {
             inner,
             key: Arc::new(key),
             tail_sealed_at_sync: false,
+            cache: Some(Arc::new(BlockCache::new(DEFAULT_BLOCK_CACHE_BYTES))),
         }
+    }
+
+    /// Shares a cache of `bytes` of decrypted blocks among the files it
+    /// opens (0: none). Default [`DEFAULT_BLOCK_CACHE_BYTES`].
+    pub fn with_block_cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache = (bytes >= BLOCK_SIZE).then(|| Arc::new(BlockCache::new(bytes)));
+        self
+    }
+
+    /// The shared block cache, if any.
+    pub fn block_cache(&self) -> Option<&Arc<BlockCache>> {
+        self.cache.as_ref()
     }
 
     /// Opens files that seal their partial last block at sync (see
@@ -1514,7 +1656,8 @@ impl<O: FileOpener> FileOpener for EncryptedOpener<O> {
     fn open(&self, path: &Path, create: bool) -> Result<Self::File> {
         Ok(
             EncryptedFile::open(self.inner.open(path, create)?, &self.key)?
-                .with_tail_sealed_at_sync(self.tail_sealed_at_sync),
+                .with_tail_sealed_at_sync(self.tail_sealed_at_sync)
+                .with_block_cache(self.cache.clone()),
         )
     }
 
@@ -1928,5 +2071,36 @@ mod tests {
         );
         // A write into the damaged block cannot keep its other bytes: refused.
         assert!(file.write_at(4096 + 5, b"x").is_err());
+    }
+    #[test]
+    fn the_block_cache_serves_repeated_reads_and_forgets_rewritten_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let opener = EncryptedOpener::new(crate::MonolithicOpener, key());
+        let file = opener.open(&path, true).unwrap();
+        file.append(&[1u8; 3 * 4096]).unwrap();
+        let cache = opener.block_cache().unwrap().clone();
+        let mut buf = [0u8; 100];
+        file.read_at(4096 + 10, &mut buf).unwrap();
+        file.read_at(4096 + 500, &mut buf).unwrap();
+        assert_eq!(cache.hits_and_misses(), (1, 1));
+        // A write of the block removes it; the next read sees the new bytes.
+        file.write_at(4096 + 500, &[2u8; 100]).unwrap();
+        file.read_at(4096 + 500, &mut buf).unwrap();
+        assert_eq!(buf, [2u8; 100]);
+        assert_eq!(cache.hits_and_misses(), (1, 2));
+        // So does a shrink and a regrowth through it.
+        file.set_len(4096 + 4000).unwrap();
+        file.append(&[3u8; 5000]).unwrap();
+        file.read_at(4096 + 4000, &mut buf).unwrap();
+        assert_eq!(buf, [3u8; 100]);
+        // Bounded: a cache of two blocks holds two.
+        let small = BlockCache::new(2 * 4096);
+        for block in 0..5 {
+            small.insert(&[9; FILE_ID_LEN], block, &[0u8; 4096]);
+        }
+        assert_eq!(small.blocks.lock().map.len(), 2);
+        assert!(small.get(&[9; FILE_ID_LEN], 4).is_some());
+        assert!(small.get(&[9; FILE_ID_LEN], 0).is_none());
     }
 }
