@@ -176,8 +176,8 @@ enum Decorator {
 fn decorated_settings(engine: String, decorator: Decorator) -> String {
     match decorator {
         Decorator::Encrypted => format!(
-            "{engine}, on EncryptedFile (XChaCha20-Poly1305, 4 KiB blocks, {} MiB block cache) over MonolithicFile",
-            pydb_file::encrypted::DEFAULT_BLOCK_CACHE_BYTES >> 20
+            "{engine}, on EncryptedFile (XChaCha20-Poly1305, 4 KiB blocks, a block cache of the \
+             cache budget) over MonolithicFile"
         ),
         Decorator::Lz4 => format!("{engine}, on CompressedFile (lz4) over MonolithicFile"),
     }
@@ -204,7 +204,11 @@ fn open_decorated(
                 .page_size
                 .max(pydb_file::encrypted::BLOCK_SIZE);
             let key = DataKey::from_bytes([0x5A; 32]);
-            let opener = EncryptedOpener::new(MonolithicOpener, key);
+            // The benchmark's cache budget, as the B+tree's pool and the
+            // LSM's block cache get it (the plain log engine reads through
+            // the OS page cache).
+            let cache = usize::try_from(config.cache_bytes).unwrap_or(usize::MAX);
+            let opener = EncryptedOpener::new(MonolithicOpener, key).with_block_cache_bytes(cache);
             engine(open_engine_with(dir, opener, &engine_config)?)
         }
         Decorator::Lz4 => {
