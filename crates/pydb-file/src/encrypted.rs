@@ -1480,7 +1480,16 @@ impl<F: File> File for EncryptedFile<F> {
         let mut plain = Vec::new();
         while block <= last {
             let start = block * bs;
-            let (count, bytes) = if Some(block) == tail_block {
+            let hit = match &self.cache {
+                Some(cache) if Some(block) != tail_block && last == block => {
+                    cache.get(&file_id, block)
+                }
+                _ => None,
+            };
+            let (count, bytes) = if let Some(hit) = &hit {
+                // A read within one cached block: copy straight from it.
+                (1, &hit[..])
+            } else if Some(block) == tail_block {
                 (1, &state.tail[..])
             } else {
                 let stop = (block + BLOCKS_PER_IO)
@@ -1488,15 +1497,11 @@ impl<F: File> File for EncryptedFile<F> {
                     .min(tail_block.unwrap_or(u64::MAX));
                 let count = stop - block;
                 plain.resize(count as usize * BLOCK_SIZE, 0);
-                match &self.cache {
-                    Some(cache) if count == 1 => match cache.get(&file_id, block) {
-                        Some(hit) => plain.copy_from_slice(&hit),
-                        None => {
-                            self.read_whole_blocks(&file_id, block, 1, &mut plain)?;
-                            cache.insert(&file_id, block, &plain);
-                        }
-                    },
-                    _ => self.read_whole_blocks(&file_id, block, count, &mut plain)?,
+                self.read_whole_blocks(&file_id, block, count, &mut plain)?;
+                if let Some(cache) = &self.cache
+                    && count == 1
+                {
+                    cache.insert(&file_id, block, &plain);
                 }
                 (count, &plain[..])
             };
