@@ -746,7 +746,16 @@ fn plain_table(plan: &Plan) -> Option<(Arc<Table>, Option<Expr>)> {
 pub fn sorted_on(plan: &Plan) -> Vec<usize> {
     match plan {
         Plan::Scan { table } => table.primary_key.clone(),
-        Plan::IndexScan { index, .. } => index.columns.clone(),
+        Plan::IndexScan {
+            index,
+            reverse: false,
+            ..
+        }
+        | Plan::IndexOnlyScan {
+            index,
+            reverse: false,
+            ..
+        } => index.columns.clone(),
         Plan::Filter { input, .. } | Plan::Limit { input, .. } => sorted_on(input),
         // The joins that read the left side in order keep its order.
         Plan::Join { left, .. }
@@ -882,9 +891,11 @@ mod tests {
     /// The tables in the order the plan reads them: leftmost input first.
     fn read_order(plan: &Plan, out: &mut Vec<String>) {
         match plan {
-            Plan::Scan { table } | Plan::IndexScan { table, .. } | Plan::PkLookup { table, .. } => {
-                out.push(table.name.clone())
-            }
+            Plan::Scan { table }
+            | Plan::ScanBackward { table }
+            | Plan::IndexScan { table, .. }
+            | Plan::IndexOnlyScan { table, .. }
+            | Plan::PkLookup { table, .. } => out.push(table.name.clone()),
             Plan::IndexJoin { left, table, .. } => {
                 read_order(left, out);
                 out.push(table.name.clone());
