@@ -57,7 +57,7 @@
 //! | nested loop Join | `left x right x CPU_OPERATOR_COST + rows x CPU_TUPLE_COST` |
 //! | HashJoin | build `right x (CPU_TUPLE_COST + keys x CPU_OPERATOR_COST)`, probe `left x keys x CPU_OPERATOR_COST`, `rows x CPU_TUPLE_COST` |
 //! | MergeJoin | `(left + right) x keys x CPU_OPERATOR_COST + rows x CPU_TUPLE_COST` (inputs arrive sorted) |
-//! | IndexJoin | `fetched pages x RANDOM_PAGE_COST` for all lookups, `matches x (CPU_INDEX_TUPLE_COST + CPU_TUPLE_COST)` |
+//! | IndexJoin | `fetched pages x RANDOM_PAGE_COST` for all lookups, `matches x (CPU_INDEX_TUPLE_COST + CPU_TUPLE_COST)`, the right filter on each fetched row and the residual on each pair it passes |
 //! | SemiJoin (hash) | as HashJoin; rows: the left rows whose key value the right side holds (or does not, anti) |
 //! | Sort | `2 x CPU_OPERATOR_COST x n log2 n` (comparisons); TopN `n log2 k` |
 //! | Aggregate, Distinct | `input rows x CPU_OPERATOR_COST x columns + rows x CPU_TUPLE_COST` (hashing) |
@@ -985,12 +985,18 @@ impl<'a> Estimator<'a> {
                 let filter_cost = right_filter
                     .as_ref()
                     .map_or(0.0, |f| self.expr_cost(f, fetched));
+                // The residual is checked on each pair the lookups and the
+                // right filter let through, as a hash join's is.
+                let residual_cost = residual
+                    .as_ref()
+                    .map_or(0.0, |r| self.expr_cost(r, first * matches * filter));
                 (
                     rows,
                     pages * RANDOM_PAGE_COST
                         + fetched * (CPU_INDEX_TUPLE_COST + CPU_TUPLE_COST)
                         + first * CPU_OPERATOR_COST
                         + filter_cost
+                        + residual_cost
                         + rows * CPU_TUPLE_COST,
                 )
             }

@@ -19,7 +19,9 @@
 //!    and into the side of a join that has all its columns. Terms that
 //!    read both sides of an inner join become the join's condition. The
 //!    right side of a LEFT join is never filtered by WHERE (its NULL rows
-//!    must stay to be tested). Terms holding a correlated subquery stay
+//!    must stay to be tested), but is by the join's ON terms that read it
+//!    alone (a right row they reject matches nothing, exactly as if it
+//!    were not there); ON terms move whether or not a WHERE is above. Terms holding a correlated subquery stay
 //!    where they are.
 //! 4. **Join planning** ([`super::joins`]): the inputs of each tree of
 //!    inner joins are put in the cheapest order the estimator finds
@@ -355,6 +357,9 @@ fn fold_plan_constants(mut plan: Plan) -> Plan {
 fn push_down(plan: Plan) -> Plan {
     match plan {
         Plan::Filter { input, predicate } => place(*input, predicate.conjuncts()),
+        // A join's own ON terms move too, with no WHERE above it: `a LEFT
+        // JOIN b ON a.x = b.x AND b.y = 1` filters `b` before the join.
+        join @ Plan::Join { .. } => place(join, Vec::new()),
         p => map_children(p, &mut push_down),
     }
 }
