@@ -620,9 +620,14 @@ fn cheapest(
 /// A stand-in for an input while a candidate is built: the candidate's
 /// real inputs are swapped in only to price it.
 fn hole(like: &Plan) -> Plan {
+    hole_of(like.width())
+}
+
+/// A stand-in of `width` columns (see [`hole`]).
+fn hole_of(width: usize) -> Plan {
     Plan::Values {
         rows: Vec::new(),
-        width: like.width(),
+        width,
     }
 }
 
@@ -747,7 +752,8 @@ fn split_keys(terms: Vec<Expr>, lw: usize) -> Keys {
 /// Every way to run the join, in the order preferred on a tie, around
 /// stand-ins for the inputs (see [`Shape`]).
 fn shapes(left: &Plan, right: &Plan, kind: JoinKind, terms: Vec<Expr>) -> Vec<Shape> {
-    let lw = left.width();
+    // Widths and orders walk the inputs: once each, not per candidate.
+    let (lw, rw) = (left.width(), right.width());
     let keys = split_keys(terms, lw);
     let plain = |plan: Plan| Shape {
         plan,
@@ -760,8 +766,8 @@ fn shapes(left: &Plan, right: &Plan, kind: JoinKind, terms: Vec<Expr>) -> Vec<Sh
             (k, _) => k,
         };
         return vec![plain(Plan::Join {
-            left: Box::new(hole(left)),
-            right: Box::new(hole(right)),
+            left: Box::new(hole_of(lw)),
+            right: Box::new(hole_of(rw)),
             kind,
             on,
         })];
@@ -772,21 +778,22 @@ fn shapes(left: &Plan, right: &Plan, kind: JoinKind, terms: Vec<Expr>) -> Vec<Sh
         kind
     };
     let mut out = Vec::new();
-    if let Some(p) = index_join(left, right, kind, &keys) {
+    if let Some(p) = index_join(lw, right, kind, &keys) {
         out.push(plain(p));
     }
     // Merge join: key pairs in the order the left side is sorted in, if
     // it is; then a Sort under each side that does not already come in
     // that order.
-    let (lk, rk) = align_keys(&sorted_on(left), &keys);
-    let left_sorted = is_sorted_on(left, &lk);
-    let right_sorted = is_sorted_on(right, &rk);
-    let sorted = |p: &Plan, keys: &[Expr], already: bool| {
+    let left_order = sorted_on(left);
+    let (lk, rk) = align_keys(&left_order, &keys);
+    let left_sorted = order_gives(&left_order, &lk);
+    let right_sorted = order_gives(&sorted_on(right), &rk);
+    let sorted = |width: usize, keys: &[Expr], already: bool| {
         if already {
-            hole(p)
+            hole_of(width)
         } else {
             Plan::Sort {
-                input: Box::new(hole(p)),
+                input: Box::new(hole_of(width)),
                 keys: keys
                     .iter()
                     .map(|k| SortKey {
@@ -800,8 +807,8 @@ fn shapes(left: &Plan, right: &Plan, kind: JoinKind, terms: Vec<Expr>) -> Vec<Sh
     };
     let merge = Shape {
         plan: Plan::MergeJoin {
-            left: Box::new(sorted(left, &lk, left_sorted)),
-            right: Box::new(sorted(right, &rk, right_sorted)),
+            left: Box::new(sorted(lw, &lk, left_sorted)),
+            right: Box::new(sorted(rw, &rk, right_sorted)),
             kind,
             left_keys: lk,
             right_keys: rk,
@@ -810,8 +817,8 @@ fn shapes(left: &Plan, right: &Plan, kind: JoinKind, terms: Vec<Expr>) -> Vec<Sh
         sorted_here: (!left_sorted, !right_sorted),
     };
     let hash = plain(Plan::HashJoin {
-        left: Box::new(hole(left)),
-        right: Box::new(hole(right)),
+        left: Box::new(hole_of(lw)),
+        right: Box::new(hole_of(rw)),
         kind,
         left_keys: keys.left,
         right_keys: keys.right,
@@ -827,11 +834,11 @@ fn shapes(left: &Plan, right: &Plan, kind: JoinKind, terms: Vec<Expr>) -> Vec<Sh
     out
 }
 
-/// An index nested-loop join, when the right side is a table (maybe
-/// filtered) with an index or a one-column primary key on a key column.
-fn index_join(left: &Plan, right: &Plan, kind: JoinKind, keys: &Keys) -> Option<Plan> {
+/// An index nested-loop join (around a stand-in for its left input of
+/// `lw` columns), when the right side is a table (maybe filtered) with an
+/// index or a one-column primary key on a key column.
+fn index_join(lw: usize, right: &Plan, kind: JoinKind, keys: &Keys) -> Option<Plan> {
     let (table, right_filter) = plain_table(right)?;
-    let lw = left.width();
     for (k, rk) in keys.right.iter().enumerate() {
         let Expr::Column {
             depth: 0,
@@ -858,7 +865,7 @@ fn index_join(left: &Plan, right: &Plan, kind: JoinKind, keys: &Keys) -> Option<
             }
         }
         return Some(Plan::IndexJoin {
-            left: Box::new(hole(left)),
+            left: Box::new(hole_of(lw)),
             index: if by_pk { None } else { index.cloned() },
             table,
             left_key: keys.left[k].clone(),
@@ -919,11 +926,10 @@ pub fn sorted_on(plan: &Plan) -> Vec<usize> {
     }
 }
 
-/// Whether `plan`'s rows come sorted on `keys` (plain columns that are a
-/// prefix of its sort order).
-fn is_sorted_on(plan: &Plan, keys: &[Expr]) -> bool {
-    let order = sorted_on(plan);
-    keys.len() <= order.len() && keys.iter().zip(&order).all(|(k, c)| *k == Expr::col(*c))
+/// Whether rows sorted on the columns `order` are sorted on `keys`
+/// (plain columns that are a prefix of that order).
+fn order_gives(order: &[usize], keys: &[Expr]) -> bool {
+    keys.len() <= order.len() && keys.iter().zip(order).all(|(k, c)| *k == Expr::col(*c))
 }
 
 /// The key pairs reordered so that the left keys follow the left side's
