@@ -28,7 +28,7 @@
 //! Both searches price far more joins than they keep. A candidate join is
 //! therefore priced without being built around copies of its inputs: it
 //! is built around stand-ins, the real inputs are swapped in while the
-//! estimator prices it, and swapped out again ([`Shape`]). Only the
+//! estimator prices it, and swapped out again (`Shape`). Only the
 //! winner of each step is built for good.
 //!
 //! If the conditions do not link all the relations (`FROM a, b` without a
