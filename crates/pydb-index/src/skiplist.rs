@@ -329,20 +329,37 @@ impl<V> SkipListIndex<V> {
         let kp = key_prefix(key);
         let mut preds = [HEAD; MAX_HEIGHT];
         // The current node and where its tower starts (the head's at 0).
-        let (mut node, mut tower) = (HEAD, 0usize);
+        let mut at = (HEAD, 0usize);
         for level in (0..self.height).rev() {
-            loop {
-                let link = self.links.get(tower + level).copied().unwrap_or(NIL_LINK);
-                match self.compare(link, kp, key) {
-                    Some(Ordering::Less) => {}
-                    Some(Ordering::Equal) if past_equal => {}
-                    _ => break,
-                }
-                (node, tower) = (link.next, link.tower as usize);
-            }
-            preds[level] = node;
+            at = self.walk_level(at, level, kp, key, past_equal).0;
+            preds[level] = at.0;
         }
         preds
+    }
+
+    /// One level of a search. From the node `at.0`, whose tower starts at
+    /// `at.1`, follows `level`'s links while the next key is below `key` (or
+    /// not above it, if `past_equal`). Gives the last node passed with where
+    /// its tower starts, the link the walk stopped at, and how that link's
+    /// key compares with `key` (`None` at the end of the level).
+    fn walk_level(
+        &self,
+        mut at: (u32, usize),
+        level: usize,
+        kp: u64,
+        key: &[u8],
+        past_equal: bool,
+    ) -> ((u32, usize), Link, Option<Ordering>) {
+        loop {
+            let link = self.links.get(at.1 + level).copied().unwrap_or(NIL_LINK);
+            let order = self.compare(link, kp, key);
+            match order {
+                Some(Ordering::Less) => {}
+                Some(Ordering::Equal) if past_equal => {}
+                _ => return (at, link, order),
+            }
+            at = (link.next, link.tower as usize);
+        }
     }
 
     /// Like [`Self::predecessors`] with `past_equal` false, but gives for
@@ -352,16 +369,10 @@ impl<V> SkipListIndex<V> {
     fn predecessor_slots(&self, kp: u64, key: &[u8]) -> [usize; MAX_HEIGHT] {
         // The head's tower starts at 0, so its link at level l is slot l.
         let mut slots: [usize; MAX_HEIGHT] = std::array::from_fn(|level| level);
-        let mut tower = 0usize;
+        let mut at = (HEAD, 0usize);
         for level in (0..self.height).rev() {
-            loop {
-                let link = self.links.get(tower + level).copied().unwrap_or(NIL_LINK);
-                match self.compare(link, kp, key) {
-                    Some(Ordering::Less) => tower = link.tower as usize,
-                    _ => break,
-                }
-            }
-            slots[level] = tower + level;
+            at = self.walk_level(at, level, kp, key, false).0;
+            slots[level] = at.1 + level;
         }
         slots
     }
@@ -619,16 +630,13 @@ impl<V: Send + Sync> Index<V> for SkipListIndex<V> {
         // turns up instead of always descending to level 0. Only `links` is
         // read until a prefix ties: one cache line per step.
         let kp = key_prefix(key);
-        let mut tower = 0usize;
+        let mut at = (HEAD, 0usize);
         for level in (0..self.height).rev() {
-            loop {
-                let link = self.links.get(tower + level).copied().unwrap_or(NIL_LINK);
-                match self.compare(link, kp, key) {
-                    Some(Ordering::Less) => tower = link.tower as usize,
-                    Some(Ordering::Equal) => return self.entry(link.next).map(|(_, v)| v),
-                    _ => break,
-                }
+            let (passed, link, order) = self.walk_level(at, level, kp, key, false);
+            if order == Some(Ordering::Equal) {
+                return self.entry(link.next).map(|(_, v)| v);
             }
+            at = passed;
         }
         None
     }
