@@ -706,6 +706,13 @@ impl<'a> Estimator<'a> {
         (upper - lower).max(0.0)
     }
 
+    /// The rows of `table` an index range yields: its selectivity times
+    /// the table's rows, kept between one row and all of them.
+    fn index_rows(&self, table: &Arc<Table>, columns: &[usize], range: &IndexRange) -> f64 {
+        let all = self.table_rows(table);
+        clamp_rows(all * self.index_range(table, columns, range), all)
+    }
+
     /// The selectivity of an index range over `table`.
     fn index_range(&self, table: &Arc<Table>, columns: &[usize], range: &IndexRange) -> f64 {
         use std::ops::Bound;
@@ -833,8 +840,7 @@ impl<'a> Estimator<'a> {
             } => {
                 // The index alone: its pages in order, one descent, and no
                 // row fetch.
-                let all = self.table_rows(table);
-                let rows = clamp_rows(all * self.index_range(table, &index.columns, range), all);
+                let rows = self.index_rows(table, &index.columns, range);
                 let entry = self.entry_bytes(table, &index.columns);
                 let index_pages = (rows * entry / PAGE_SIZE).ceil();
                 (
@@ -850,8 +856,7 @@ impl<'a> Estimator<'a> {
                 range,
                 ..
             } => {
-                let all = self.table_rows(table);
-                let rows = clamp_rows(all * self.index_range(table, &index.columns, range), all);
+                let rows = self.index_rows(table, &index.columns, range);
                 let index_pages = (rows * INDEX_ENTRY_BYTES / PAGE_SIZE).ceil();
                 let pages = fetched_pages(self.table_pages(table), rows) + 1.0;
                 (

@@ -111,6 +111,7 @@ fn untouched(plan: Plan, cx: &Cx<'_, '_>) -> (Plan, ColumnMap) {
 /// above relies on the order the rows come in (a merge join, or a sort
 /// that index order replaced), so a scan may not change it.
 fn prune(plan: Plan, needed: &[bool], ordered: bool, cx: &Cx<'_, '_>) -> (Plan, ColumnMap) {
+    let merge = matches!(plan, Plan::MergeJoin { .. });
     match plan {
         Plan::Scan { .. } | Plan::IndexScan { .. } => {
             (cover(plan, needed, ordered, cx), identity(needed.len()))
@@ -244,6 +245,8 @@ fn prune(plan: Plan, needed: &[bool], ordered: bool, cx: &Cx<'_, '_>) -> (Plan, 
             };
             (p, map)
         }
+        // A merge join needs both inputs in key order; a hash join keeps
+        // the probe (left) side's order only when the caller needs it.
         Plan::HashJoin {
             left,
             right,
@@ -251,27 +254,8 @@ fn prune(plan: Plan, needed: &[bool], ordered: bool, cx: &Cx<'_, '_>) -> (Plan, 
             left_keys,
             right_keys,
             residual,
-        } if keys_movable(&left_keys, &right_keys, &residual) => {
-            let (left, right, left_keys, right_keys, residual, map) = prune_equi(
-                (*left, *right),
-                left_keys,
-                right_keys,
-                residual,
-                needed,
-                (ordered, false),
-                cx,
-            );
-            let p = Plan::HashJoin {
-                left: Box::new(left),
-                right: Box::new(right),
-                kind,
-                left_keys,
-                right_keys,
-                residual,
-            };
-            (p, map)
         }
-        Plan::MergeJoin {
+        | Plan::MergeJoin {
             left,
             right,
             kind,
@@ -279,22 +263,39 @@ fn prune(plan: Plan, needed: &[bool], ordered: bool, cx: &Cx<'_, '_>) -> (Plan, 
             right_keys,
             residual,
         } if keys_movable(&left_keys, &right_keys, &residual) => {
+            let order = if merge {
+                (true, true)
+            } else {
+                (ordered, false)
+            };
             let (left, right, left_keys, right_keys, residual, map) = prune_equi(
                 (*left, *right),
                 left_keys,
                 right_keys,
                 residual,
                 needed,
-                (true, true),
+                order,
                 cx,
             );
-            let p = Plan::MergeJoin {
-                left: Box::new(left),
-                right: Box::new(right),
-                kind,
-                left_keys,
-                right_keys,
-                residual,
+            let (left, right) = (Box::new(left), Box::new(right));
+            let p = if merge {
+                Plan::MergeJoin {
+                    left,
+                    right,
+                    kind,
+                    left_keys,
+                    right_keys,
+                    residual,
+                }
+            } else {
+                Plan::HashJoin {
+                    left,
+                    right,
+                    kind,
+                    left_keys,
+                    right_keys,
+                    residual,
+                }
             };
             (p, map)
         }
