@@ -53,7 +53,10 @@
 //! ## Invariants that make crashes harmless
 //!
 //! 1. A write is in the WAL before it is acknowledged (and synced first
-//!    with [`SyncPolicy::Always`]).
+//!    with [`SyncPolicy::Always`]). With [`SyncPolicy::Never`], which
+//!    promises nothing against a crash, it may instead wait in the WAL
+//!    buffer ([`LsmOptions::wal_buffer_size`]), which reaches the WAL
+//!    before the memtable is frozen, on `flush` and on close.
 //! 2. A table file is complete and synced, and its directory entry synced,
 //!    before a manifest edit names it; the edit is synced before the
 //!    memtable it came from is dropped and its WAL deleted.
@@ -111,6 +114,15 @@ use version::{Files, TableHandle, Version, table_name};
 pub struct LsmOptions {
     /// When WAL writes are made durable.
     pub sync_policy: SyncPolicy,
+    /// With [`SyncPolicy::Never`], WAL records are gathered in memory up to
+    /// this many bytes and handed to the operating system with one write
+    /// (a *WAL buffer*, as fjall's journal and RocksDB's `manual_wal_flush`
+    /// have). A write then costs no system call, but a crash of the process
+    /// (not only of the machine) may lose the writes still in the buffer.
+    /// `flush`, a memtable switch and a clean close empty it. 0 writes every
+    /// call through. Ignored by the other policies, whose writes must reach
+    /// the file to be synced.
+    pub wal_buffer_size: usize,
     /// A memtable is frozen and flushed once it holds this many bytes.
     pub memtable_size: usize,
     /// Writes stall while this many frozen memtables wait for their flush.
@@ -163,6 +175,7 @@ impl Default for LsmOptions {
     fn default() -> Self {
         Self {
             sync_policy: SyncPolicy::Always,
+            wal_buffer_size: 32 << 10,
             memtable_size: 64 << 20,
             max_immutable_memtables: 2,
             block_size: 4096,
@@ -322,6 +335,12 @@ impl<O: FileOpener> Clone for SuperVersion<O> {
 struct WriterState<F: File> {
     wal: Arc<LogWriter<F>>,
     last_seq: u64,
+    /// Encoded WAL entries not yet handed to `wal` (the WAL buffer, only
+    /// with [`SyncPolicy::Never`]); their writes are already in the
+    /// memtable.
+    buffered: Vec<Vec<u8>>,
+    /// The bytes of `buffered`.
+    buffered_bytes: usize,
 }
 
 struct ManifestWriter<F: File> {
@@ -550,6 +569,8 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
             writer: Mutex::new(WriterState {
                 wal,
                 last_seq: state.last_seq,
+                buffered: Vec::new(),
+                buffered_bytes: 0,
             }),
             sv: RwLock::new(SuperVersion {
                 mem: Arc::new(Memtable::new(wal_number, options.memtable_size)),
@@ -888,18 +909,30 @@ impl<O: FileOpener + 'static> Shared<O> {
         }
         self.make_room(&mut w)?;
         let first = w.last_seq + 1;
-        let payloads: Vec<Vec<u8>> = ops
+        let mut payloads: Vec<Vec<u8>> = ops
             .iter()
             .enumerate()
             .map(|(i, (k, v))| encode_wal_entry(first + i as u64, k, v.as_deref()))
             .collect();
-        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
         let wal = w.wal.clone();
-        let appended = wal.append_batch_unsynced(&refs).inspect_err(|e| {
-            if e.kind() == pydb_wal::ErrorKind::Poisoned {
-                self.poisoned.lock().get_or_insert_with(|| e.to_string());
+        let buffer = self.opts.sync_policy == SyncPolicy::Never && self.opts.wal_buffer_size > 0;
+        let appended = if buffer {
+            // The WAL buffer: the entries wait in memory and go to the file
+            // with the ones after them, in order, once the buffer is full.
+            w.buffered_bytes += payloads.iter().map(|p| p.len()).sum::<usize>();
+            w.buffered.append(&mut payloads);
+            if w.buffered_bytes >= self.opts.wal_buffer_size {
+                self.drain_wal_buffer(&mut w)?;
             }
-        })?;
+            None
+        } else {
+            let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            Some(wal.append_batch_unsynced(&refs).inspect_err(|e| {
+                if e.kind() == pydb_wal::ErrorKind::Poisoned {
+                    self.poisoned.lock().get_or_insert_with(|| e.to_string());
+                }
+            })?)
+        };
         let mem = self.sv.read().mem.clone();
         let mut user_bytes = 0;
         let count = ops.len() as u64;
@@ -913,6 +946,9 @@ impl<O: FileOpener + 'static> Shared<O> {
         self.counters
             .user_bytes
             .fetch_add(user_bytes as u64, Ordering::Relaxed);
+        let Some(appended) = appended else {
+            return Ok(true);
+        };
         self.counters
             .wal_bytes
             .fetch_add(appended.end - appended.start, Ordering::Relaxed);
@@ -925,6 +961,29 @@ impl<O: FileOpener + 'static> Shared<O> {
             })?;
         }
         Ok(true)
+    }
+
+    /// Hands the WAL buffer to the WAL file with one write (one batch of
+    /// records: a torn tail loses the whole group, none of which was
+    /// promised durable). The writes in it were acknowledged and are in the
+    /// memtable, so a failure here poisons the engine: it must not go on
+    /// acknowledging writes while earlier ones are missing from the WAL.
+    fn drain_wal_buffer(&self, w: &mut WriterState<O::File>) -> Result<()> {
+        if w.buffered.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&[u8]> = w.buffered.iter().map(Vec::as_slice).collect();
+        let appended = w.wal.append_batch_unsynced(&refs).map_err(|e| {
+            let e = Error::from(e);
+            self.poison(&e);
+            e
+        })?;
+        w.buffered.clear();
+        w.buffered_bytes = 0;
+        self.counters
+            .wal_bytes
+            .fetch_add(appended.end - appended.start, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Level-0 files and bytes over the level targets.
@@ -1026,6 +1085,7 @@ impl<O: FileOpener + 'static> Shared<O> {
                 return Err(e);
             }
         };
+        self.drain_wal_buffer(w)?;
         w.wal.sync().map_err(|e| {
             let e = Error::from(e);
             self.poison(&e);
@@ -1485,7 +1545,10 @@ impl<O: FileOpener + 'static> Drop for LsmStorage<O> {
             let _ = t.join();
         }
         // A clean close leaves nothing unsynced, whatever the policy.
-        let _ = self.shared.writer.lock().wal.sync();
+        let mut w = self.shared.writer.lock();
+        if self.shared.drain_wal_buffer(&mut w).is_ok() {
+            let _ = w.wal.sync();
+        }
     }
 }
 
@@ -1531,7 +1594,11 @@ impl<O: FileOpener + 'static> StorageEngine for LsmStorage<O> {
 
     fn flush(&self) -> Result<()> {
         self.shared.check_poisoned()?;
-        let wal = self.shared.writer.lock().wal.clone();
+        let wal = {
+            let mut w = self.shared.writer.lock();
+            self.shared.drain_wal_buffer(&mut w)?;
+            w.wal.clone()
+        };
         wal.sync().map_err(|e| {
             let e = Error::from(e);
             self.shared.poison(&e);
@@ -1572,6 +1639,60 @@ mod tests {
         assert_eq!(decode_wal_entry(&tombstone).unwrap().2, None);
         for cut in 0..bytes.len() {
             assert!(decode_wal_entry(&bytes[..cut]).is_err() || cut >= WAL_ENTRY_HEADER + 2);
+        }
+    }
+
+    /// The entries of every WAL file in `dir`, in file order.
+    fn wal_entries(dir: &Path) -> Vec<u64> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+            .collect();
+        names.sort();
+        let mut seqs = Vec::new();
+        for path in names {
+            let file = MonolithicOpener.open(&path, false).unwrap();
+            let mut scanner = pydb_wal::Scanner::new(&file).unwrap();
+            while let Some(batch) = scanner.next_batch().unwrap() {
+                for r in batch {
+                    seqs.push(decode_wal_entry(&r.payload).unwrap().0);
+                }
+            }
+        }
+        seqs
+    }
+
+    /// With `SyncPolicy::Never` the WAL buffer holds writes back until it
+    /// is full (then one write hands them over, in order), and `flush`
+    /// empties it; with `Always` every write is in the file when it
+    /// returns.
+    #[test]
+    fn the_wal_buffer_holds_writes_until_full_or_flushed() {
+        for (policy, buffer) in [(SyncPolicy::Never, 300), (SyncPolicy::Always, 300)] {
+            let dir = tempfile::tempdir().unwrap();
+            let opts = LsmOptions {
+                sync_policy: policy,
+                wal_buffer_size: buffer,
+                ..LsmOptions::default()
+            };
+            let db = LsmStorage::open(dir.path(), opts).unwrap();
+            // Each entry is 13 + 2 + 20 = 35 bytes: the 9th passes 300.
+            for i in 0..10u8 {
+                db.set(&[b'k', i], &[i; 20]).unwrap();
+                assert_eq!(db.get(&[b'k', i]).unwrap().unwrap(), &[i; 20][..]);
+            }
+            let logged = wal_entries(dir.path());
+            if policy == SyncPolicy::Never {
+                assert_eq!(logged, (1..=9).collect::<Vec<_>>(), "one drain of 9");
+            } else {
+                assert_eq!(logged, (1..=10).collect::<Vec<_>>());
+            }
+            db.flush().unwrap();
+            assert_eq!(wal_entries(dir.path()), (1..=10).collect::<Vec<_>>());
+            drop(db);
+            let db = LsmStorage::open(dir.path(), LsmOptions::default()).unwrap();
+            assert_eq!(db.scan(KeyRange::all()).unwrap().count(), 10);
         }
     }
 
