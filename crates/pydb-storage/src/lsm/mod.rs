@@ -65,10 +65,16 @@
 //!    deleted; WALs at or past the manifest's log number are replayed.
 //! 4. A table is deleted only once no version lists it (`version.rs`).
 //!
-//! A clean close (dropping the engine) flushes the memtables first, so the
-//! next open has no WAL to replay; only an open after a crash pays for the
-//! replay. The flush is an optimization, not a durability step: invariant 1
-//! already made every acknowledged write durable.
+//! A clean close (dropping the engine) waits for the frozen memtables'
+//! flushes but does not flush the active memtable: its WAL already holds
+//! its writes (invariant 1). The next open replays that WAL into a memtable
+//! and *adopts* it: the memtable keeps the old WAL as part of its log
+//! (`Memtable::older_wals`, covered by the manifest's unchanged log number)
+//! and is flushed when full, like any other. So a close and reopen cost one
+//! WAL replay and write nothing; writing the memtable out at each close
+//! would add up to a memtable's worth of writes that a longer run makes
+//! once anyway. Replayed writes larger than one memtable (a crash with
+//! frozen memtables) are written to level 0 at open instead.
 
 pub mod block;
 pub mod bloom;
@@ -482,7 +488,10 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
             .map(|(n, _)| n)
             .collect();
         wals.sort_unstable();
-        let recovered = Memtable::new(0, options.memtable_size);
+        // The new WAL's number comes first: the replayed writes may stay in
+        // the memtable it logs.
+        let wal_number = next_file.fetch_add(1, Ordering::SeqCst);
+        let mut recovered = Memtable::new(wal_number, options.memtable_size);
         let mut last_seq = state.last_seq;
         for number in &wals {
             let path = dir.join(wal_name(*number));
@@ -497,6 +506,10 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
                 }
             }
             scanner.truncate_torn_tail()?;
+            // Writes of an unsynced policy may be only in the page cache
+            // (a process crash, not a power cut): the memtable may adopt
+            // this WAL, so it must now be as durable as a flushed table.
+            file.sync_data()?;
         }
         let tiered = options.style == CompactionStyle::Tiered;
         let tmp_shared_for_build = Builder {
@@ -504,7 +517,17 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
             opts: &options,
             next_file: &next_file,
         };
-        if !recovered.is_empty() {
+        // Replayed writes that fit one memtable stay in it, and their WALs
+        // stay on disk as its log (the manifest's log number still covers
+        // them), so a close and reopen writes no table. More than that is
+        // written to level 0 now, as a crash with frozen memtables leaves.
+        let adopt = !recovered.is_empty() && recovered.size() < options.memtable_size;
+        let mem = if adopt {
+            recovered.older_wals = wals.clone();
+            recovered
+        } else if recovered.is_empty() {
+            recovered
+        } else {
             let entries = Arc::new(recovered).entries().map(Ok);
             let metas = tmp_shared_for_build.build_tables(entries, false)?;
             let edit = VersionEdit {
@@ -516,10 +539,10 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
                 path: dir.clone(),
                 reason: r,
             })?;
-        }
+            Memtable::new(wal_number, options.memtable_size)
+        };
 
         // A new WAL, then a new manifest holding the whole state.
-        let wal_number = next_file.fetch_add(1, Ordering::SeqCst);
         let wal_file = files.opener.open(&dir.join(wal_name(wal_number)), true)?;
         wal_file.set_len(0)?;
         let wal = Arc::new(LogWriter::new(wal_file, options.sync_policy)?);
@@ -529,7 +552,9 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
             .open(&dir.join(manifest_name(manifest_number)), true)?;
         manifest_file.set_len(0)?;
         let manifest_log = LogWriter::new(manifest_file, SyncPolicy::Always)?;
-        state.log_number = wal_number;
+        if !adopt {
+            state.log_number = wal_number;
+        }
         state.next_file = next_file.load(Ordering::SeqCst);
         state.last_seq = state.last_seq.max(last_seq);
         manifest_log.append(&state.snapshot_edit().encode())?;
@@ -554,7 +579,7 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
         for name in &names_now {
             let obsolete = match file_number(name) {
                 Some((n, "sst")) => !live.contains(&n),
-                Some((n, "wal")) => n != wal_number,
+                Some((n, "wal")) => n != wal_number && !mem.older_wals.contains(&n),
                 Some((n, _)) => n != manifest_number,
                 None => name == "CURRENT.tmp",
             };
@@ -573,7 +598,7 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
                 buffered_bytes: 0,
             }),
             sv: RwLock::new(SuperVersion {
-                mem: Arc::new(Memtable::new(wal_number, options.memtable_size)),
+                mem: Arc::new(mem),
                 imms: Arc::new(Vec::new()),
                 version: Arc::new(version),
             }),
@@ -599,7 +624,9 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
         let needs_merge = shared.opts.style == CompactionStyle::Leveled
             && shared.sv.read().version.has_overlapping_runs();
         if needs_merge {
-            shared.compact_all()?;
+            // Not `compact_all`: no flush thread runs yet to flush an
+            // adopted memtable, and the merge does not need it flushed.
+            shared.merge_all_tables()?;
         }
         let mut threads = Vec::new();
         for job in [Job::Flush, Job::Compact] {
@@ -1112,6 +1139,11 @@ impl<O: FileOpener + 'static> Shared<O> {
                 self.rotate(&mut w)?;
             }
         }
+        self.wait_for_frozen()
+    }
+
+    /// Waits until every frozen memtable is flushed.
+    fn wait_for_frozen(&self) -> Result<()> {
         loop {
             if self.sv.read().imms.is_empty() {
                 return Ok(());
@@ -1199,11 +1231,13 @@ impl<O: FileOpener + 'static> Shared<O> {
             .bytes_flushed
             .fetch_add(flushed, Ordering::Relaxed);
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
-        let wal = self.dir.join(wal_name(imm.wal_number));
         // A removal undone by a power cut leaves a WAL below the log
         // number: the next open deletes it without reading it.
-        if let Err(e) = self.files.opener.remove(&wal) {
-            tracing::warn!(file = %wal.display(), error = %e, "cannot delete flushed wal");
+        for number in imm.older_wals.iter().chain([&imm.wal_number]) {
+            let wal = self.dir.join(wal_name(*number));
+            if let Err(e) = self.files.opener.remove(&wal) {
+                tracing::warn!(file = %wal.display(), error = %e, "cannot delete flushed wal");
+            }
         }
         Ok(())
     }
@@ -1418,6 +1452,12 @@ impl<O: FileOpener + 'static> Shared<O> {
     /// tombstones no snapshot needs.
     fn compact_all(&self) -> Result<()> {
         self.flush_memtable()?;
+        self.merge_all_tables()
+    }
+
+    /// Merges every table into one sorted run at the bottom level (the
+    /// memtables, newer than every table, are left alone).
+    fn merge_all_tables(&self) -> Result<()> {
         let _c = self.compacting.lock();
         let version = self.sv.read().version.clone();
         let inputs: Vec<(usize, u64)> = version
@@ -1530,14 +1570,17 @@ impl<O: FileOpener + 'static> Shared<O> {
 
 impl<O: FileOpener + 'static> Drop for LsmStorage<O> {
     fn drop(&mut self) {
-        // A clean close flushes the memtables, so the next open replays no
-        // WAL (with a 64 MiB memtable that replay would be most of the
-        // open). Nothing depends on it: if the flush fails, the WAL still
-        // holds every write and the next open replays it, as after a crash.
+        // A clean close lets the frozen memtables finish their flush (so
+        // the next open replays at most one memtable's WAL) but does not
+        // flush the active one: its WAL holds every write, and the next
+        // open adopts that WAL with its memtable instead of writing a table
+        // (as fjall and RocksDB do; a flush here would write up to 64 MiB
+        // a longer run writes once anyway). If the wait fails, the WALs
+        // still hold every write and the next open replays them.
         if self.shared.poisoned.lock().is_none()
-            && let Err(e) = self.shared.flush_memtable()
+            && let Err(e) = self.shared.wait_for_frozen()
         {
-            tracing::warn!(error = %e, "cannot flush the memtable on close; the WAL keeps its writes");
+            tracing::warn!(error = %e, "cannot flush frozen memtables on close; their WALs keep their writes");
         }
         self.shared.bg.lock().shutdown = true;
         self.shared.work.notify_all();
