@@ -233,13 +233,23 @@ mod tests {
         let report = verify_dir(&MonolithicOpener, dir.path()).unwrap();
         assert!(!report.tables.is_empty());
         assert_eq!(report.wals.len(), 1);
-        // A clean close flushed the memtable: the last write is in a table
-        // and the live WAL is empty.
-        assert_eq!(report.wals[0].1, 0, "a clean close leaves an empty wal");
+        // A clean close does not flush the active memtable: the last write
+        // is only in the live WAL, which the next open adopts.
+        assert_eq!(report.wals[0].1, 1, "the live wal holds the last write");
+        let tables = report.tables.len();
         let db = LsmStorage::open(dir.path(), opts.clone()).unwrap();
         assert_eq!(db.get(b"in-the-wal").unwrap().as_deref(), Some(&b"1"[..]));
-        assert!(db.stats().get("memtable_bytes") == Some(0));
+        assert!(db.stats().get("memtable_bytes") > Some(0), "adopted");
+        db.set(b"after", b"2").unwrap();
         drop(db);
+        let reopened = verify_dir(&MonolithicOpener, dir.path()).unwrap();
+        assert_eq!(
+            reopened.tables.len(),
+            tables,
+            "no table written by reopening"
+        );
+        let records: Vec<u64> = reopened.wals.iter().map(|w| w.1).collect();
+        assert_eq!(records, [1, 1], "the adopted wal, then the new one");
         let text = report.to_string();
         assert!(
             text.contains("verdict: ok") && text.contains("+L0:"),

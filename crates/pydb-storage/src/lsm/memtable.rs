@@ -172,6 +172,11 @@ pub(crate) struct Memtable {
     bytes: AtomicUsize,
     /// The number of the WAL file that logs this memtable's writes.
     pub(crate) wal_number: u64,
+    /// WAL files of an earlier run whose writes were replayed into this
+    /// memtable when the database was opened (it adopted them instead of
+    /// writing them to a table). They are deleted with `wal_number` once
+    /// the memtable is flushed.
+    pub(crate) older_wals: Vec<u64>,
 }
 
 impl Memtable {
@@ -183,6 +188,7 @@ impl Memtable {
             filter: KeyFilter::for_budget(budget),
             bytes: AtomicUsize::new(0),
             wal_number,
+            older_wals: Vec::new(),
         }
     }
 

@@ -53,7 +53,10 @@
 //! ## Invariants that make crashes harmless
 //!
 //! 1. A write is in the WAL before it is acknowledged (and synced first
-//!    with [`SyncPolicy::Always`]).
+//!    with [`SyncPolicy::Always`]). With [`SyncPolicy::Never`], which
+//!    promises nothing against a crash, it may instead wait in the WAL
+//!    buffer ([`LsmOptions::wal_buffer_size`]), which reaches the WAL
+//!    before the memtable is frozen, on `flush` and on close.
 //! 2. A table file is complete and synced, and its directory entry synced,
 //!    before a manifest edit names it; the edit is synced before the
 //!    memtable it came from is dropped and its WAL deleted.
@@ -62,10 +65,16 @@
 //!    deleted; WALs at or past the manifest's log number are replayed.
 //! 4. A table is deleted only once no version lists it (`version.rs`).
 //!
-//! A clean close (dropping the engine) flushes the memtables first, so the
-//! next open has no WAL to replay; only an open after a crash pays for the
-//! replay. The flush is an optimization, not a durability step: invariant 1
-//! already made every acknowledged write durable.
+//! A clean close (dropping the engine) waits for the frozen memtables'
+//! flushes but does not flush the active memtable: its WAL already holds
+//! its writes (invariant 1). The next open replays that WAL into a memtable
+//! and *adopts* it: the memtable keeps the old WAL as part of its log
+//! (`Memtable::older_wals`, covered by the manifest's unchanged log number)
+//! and is flushed when full, like any other. So a close and reopen cost one
+//! WAL replay and write nothing; writing the memtable out at each close
+//! would add up to a memtable's worth of writes that a longer run makes
+//! once anyway. Replayed writes larger than one memtable (a crash with
+//! frozen memtables) are written to level 0 at open instead.
 
 pub mod block;
 pub mod bloom;
@@ -111,6 +120,15 @@ use version::{Files, TableHandle, Version, table_name};
 pub struct LsmOptions {
     /// When WAL writes are made durable.
     pub sync_policy: SyncPolicy,
+    /// With [`SyncPolicy::Never`], WAL records are gathered in memory up to
+    /// this many bytes and handed to the operating system with one write
+    /// (a *WAL buffer*, as fjall's journal and RocksDB's `manual_wal_flush`
+    /// have). A write then costs no system call, but a crash of the process
+    /// (not only of the machine) may lose the writes still in the buffer.
+    /// `flush`, a memtable switch and a clean close empty it. 0 writes every
+    /// call through. Ignored by the other policies, whose writes must reach
+    /// the file to be synced.
+    pub wal_buffer_size: usize,
     /// A memtable is frozen and flushed once it holds this many bytes.
     pub memtable_size: usize,
     /// Writes stall while this many frozen memtables wait for their flush.
@@ -163,6 +181,7 @@ impl Default for LsmOptions {
     fn default() -> Self {
         Self {
             sync_policy: SyncPolicy::Always,
+            wal_buffer_size: 32 << 10,
             memtable_size: 64 << 20,
             max_immutable_memtables: 2,
             block_size: 4096,
@@ -322,6 +341,12 @@ impl<O: FileOpener> Clone for SuperVersion<O> {
 struct WriterState<F: File> {
     wal: Arc<LogWriter<F>>,
     last_seq: u64,
+    /// Encoded WAL entries not yet handed to `wal` (the WAL buffer, only
+    /// with [`SyncPolicy::Never`]); their writes are already in the
+    /// memtable.
+    buffered: Vec<Vec<u8>>,
+    /// The bytes of `buffered`.
+    buffered_bytes: usize,
 }
 
 struct ManifestWriter<F: File> {
@@ -463,7 +488,10 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
             .map(|(n, _)| n)
             .collect();
         wals.sort_unstable();
-        let recovered = Memtable::new(0, options.memtable_size);
+        // The new WAL's number comes first: the replayed writes may stay in
+        // the memtable it logs.
+        let wal_number = next_file.fetch_add(1, Ordering::SeqCst);
+        let mut recovered = Memtable::new(wal_number, options.memtable_size);
         let mut last_seq = state.last_seq;
         for number in &wals {
             let path = dir.join(wal_name(*number));
@@ -478,6 +506,10 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
                 }
             }
             scanner.truncate_torn_tail()?;
+            // Writes of an unsynced policy may be only in the page cache
+            // (a process crash, not a power cut): the memtable may adopt
+            // this WAL, so it must now be as durable as a flushed table.
+            file.sync_data()?;
         }
         let tiered = options.style == CompactionStyle::Tiered;
         let tmp_shared_for_build = Builder {
@@ -485,7 +517,17 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
             opts: &options,
             next_file: &next_file,
         };
-        if !recovered.is_empty() {
+        // Replayed writes that fit one memtable stay in it, and their WALs
+        // stay on disk as its log (the manifest's log number still covers
+        // them), so a close and reopen writes no table. More than that is
+        // written to level 0 now, as a crash with frozen memtables leaves.
+        let adopt = !recovered.is_empty() && recovered.size() < options.memtable_size;
+        let mem = if adopt {
+            recovered.older_wals = wals.clone();
+            recovered
+        } else if recovered.is_empty() {
+            recovered
+        } else {
             let entries = Arc::new(recovered).entries().map(Ok);
             let metas = tmp_shared_for_build.build_tables(entries, false)?;
             let edit = VersionEdit {
@@ -497,10 +539,10 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
                 path: dir.clone(),
                 reason: r,
             })?;
-        }
+            Memtable::new(wal_number, options.memtable_size)
+        };
 
         // A new WAL, then a new manifest holding the whole state.
-        let wal_number = next_file.fetch_add(1, Ordering::SeqCst);
         let wal_file = files.opener.open(&dir.join(wal_name(wal_number)), true)?;
         wal_file.set_len(0)?;
         let wal = Arc::new(LogWriter::new(wal_file, options.sync_policy)?);
@@ -510,7 +552,9 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
             .open(&dir.join(manifest_name(manifest_number)), true)?;
         manifest_file.set_len(0)?;
         let manifest_log = LogWriter::new(manifest_file, SyncPolicy::Always)?;
-        state.log_number = wal_number;
+        if !adopt {
+            state.log_number = wal_number;
+        }
         state.next_file = next_file.load(Ordering::SeqCst);
         state.last_seq = state.last_seq.max(last_seq);
         manifest_log.append(&state.snapshot_edit().encode())?;
@@ -535,7 +579,7 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
         for name in &names_now {
             let obsolete = match file_number(name) {
                 Some((n, "sst")) => !live.contains(&n),
-                Some((n, "wal")) => n != wal_number,
+                Some((n, "wal")) => n != wal_number && !mem.older_wals.contains(&n),
                 Some((n, _)) => n != manifest_number,
                 None => name == "CURRENT.tmp",
             };
@@ -550,9 +594,11 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
             writer: Mutex::new(WriterState {
                 wal,
                 last_seq: state.last_seq,
+                buffered: Vec::new(),
+                buffered_bytes: 0,
             }),
             sv: RwLock::new(SuperVersion {
-                mem: Arc::new(Memtable::new(wal_number, options.memtable_size)),
+                mem: Arc::new(mem),
                 imms: Arc::new(Vec::new()),
                 version: Arc::new(version),
             }),
@@ -578,7 +624,9 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
         let needs_merge = shared.opts.style == CompactionStyle::Leveled
             && shared.sv.read().version.has_overlapping_runs();
         if needs_merge {
-            shared.compact_all()?;
+            // Not `compact_all`: no flush thread runs yet to flush an
+            // adopted memtable, and the merge does not need it flushed.
+            shared.merge_all_tables()?;
         }
         let mut threads = Vec::new();
         for job in [Job::Flush, Job::Compact] {
@@ -888,18 +936,30 @@ impl<O: FileOpener + 'static> Shared<O> {
         }
         self.make_room(&mut w)?;
         let first = w.last_seq + 1;
-        let payloads: Vec<Vec<u8>> = ops
+        let mut payloads: Vec<Vec<u8>> = ops
             .iter()
             .enumerate()
             .map(|(i, (k, v))| encode_wal_entry(first + i as u64, k, v.as_deref()))
             .collect();
-        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
         let wal = w.wal.clone();
-        let appended = wal.append_batch_unsynced(&refs).inspect_err(|e| {
-            if e.kind() == pydb_wal::ErrorKind::Poisoned {
-                self.poisoned.lock().get_or_insert_with(|| e.to_string());
+        let buffer = self.opts.sync_policy == SyncPolicy::Never && self.opts.wal_buffer_size > 0;
+        let appended = if buffer {
+            // The WAL buffer: the entries wait in memory and go to the file
+            // with the ones after them, in order, once the buffer is full.
+            w.buffered_bytes += payloads.iter().map(|p| p.len()).sum::<usize>();
+            w.buffered.append(&mut payloads);
+            if w.buffered_bytes >= self.opts.wal_buffer_size {
+                self.drain_wal_buffer(&mut w)?;
             }
-        })?;
+            None
+        } else {
+            let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            Some(wal.append_batch_unsynced(&refs).inspect_err(|e| {
+                if e.kind() == pydb_wal::ErrorKind::Poisoned {
+                    self.poisoned.lock().get_or_insert_with(|| e.to_string());
+                }
+            })?)
+        };
         let mem = self.sv.read().mem.clone();
         let mut user_bytes = 0;
         let count = ops.len() as u64;
@@ -913,6 +973,9 @@ impl<O: FileOpener + 'static> Shared<O> {
         self.counters
             .user_bytes
             .fetch_add(user_bytes as u64, Ordering::Relaxed);
+        let Some(appended) = appended else {
+            return Ok(true);
+        };
         self.counters
             .wal_bytes
             .fetch_add(appended.end - appended.start, Ordering::Relaxed);
@@ -925,6 +988,29 @@ impl<O: FileOpener + 'static> Shared<O> {
             })?;
         }
         Ok(true)
+    }
+
+    /// Hands the WAL buffer to the WAL file with one write (one batch of
+    /// records: a torn tail loses the whole group, none of which was
+    /// promised durable). The writes in it were acknowledged and are in the
+    /// memtable, so a failure here poisons the engine: it must not go on
+    /// acknowledging writes while earlier ones are missing from the WAL.
+    fn drain_wal_buffer(&self, w: &mut WriterState<O::File>) -> Result<()> {
+        if w.buffered.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&[u8]> = w.buffered.iter().map(Vec::as_slice).collect();
+        let appended = w.wal.append_batch_unsynced(&refs).map_err(|e| {
+            let e = Error::from(e);
+            self.poison(&e);
+            e
+        })?;
+        w.buffered.clear();
+        w.buffered_bytes = 0;
+        self.counters
+            .wal_bytes
+            .fetch_add(appended.end - appended.start, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Level-0 files and bytes over the level targets.
@@ -1026,6 +1112,7 @@ impl<O: FileOpener + 'static> Shared<O> {
                 return Err(e);
             }
         };
+        self.drain_wal_buffer(w)?;
         w.wal.sync().map_err(|e| {
             let e = Error::from(e);
             self.poison(&e);
@@ -1052,6 +1139,11 @@ impl<O: FileOpener + 'static> Shared<O> {
                 self.rotate(&mut w)?;
             }
         }
+        self.wait_for_frozen()
+    }
+
+    /// Waits until every frozen memtable is flushed.
+    fn wait_for_frozen(&self) -> Result<()> {
         loop {
             if self.sv.read().imms.is_empty() {
                 return Ok(());
@@ -1139,11 +1231,13 @@ impl<O: FileOpener + 'static> Shared<O> {
             .bytes_flushed
             .fetch_add(flushed, Ordering::Relaxed);
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
-        let wal = self.dir.join(wal_name(imm.wal_number));
         // A removal undone by a power cut leaves a WAL below the log
         // number: the next open deletes it without reading it.
-        if let Err(e) = self.files.opener.remove(&wal) {
-            tracing::warn!(file = %wal.display(), error = %e, "cannot delete flushed wal");
+        for number in imm.older_wals.iter().chain([&imm.wal_number]) {
+            let wal = self.dir.join(wal_name(*number));
+            if let Err(e) = self.files.opener.remove(&wal) {
+                tracing::warn!(file = %wal.display(), error = %e, "cannot delete flushed wal");
+            }
         }
         Ok(())
     }
@@ -1358,6 +1452,12 @@ impl<O: FileOpener + 'static> Shared<O> {
     /// tombstones no snapshot needs.
     fn compact_all(&self) -> Result<()> {
         self.flush_memtable()?;
+        self.merge_all_tables()
+    }
+
+    /// Merges every table into one sorted run at the bottom level (the
+    /// memtables, newer than every table, are left alone).
+    fn merge_all_tables(&self) -> Result<()> {
         let _c = self.compacting.lock();
         let version = self.sv.read().version.clone();
         let inputs: Vec<(usize, u64)> = version
@@ -1470,14 +1570,17 @@ impl<O: FileOpener + 'static> Shared<O> {
 
 impl<O: FileOpener + 'static> Drop for LsmStorage<O> {
     fn drop(&mut self) {
-        // A clean close flushes the memtables, so the next open replays no
-        // WAL (with a 64 MiB memtable that replay would be most of the
-        // open). Nothing depends on it: if the flush fails, the WAL still
-        // holds every write and the next open replays it, as after a crash.
+        // A clean close lets the frozen memtables finish their flush (so
+        // the next open replays at most one memtable's WAL) but does not
+        // flush the active one: its WAL holds every write, and the next
+        // open adopts that WAL with its memtable instead of writing a table
+        // (as fjall and RocksDB do; a flush here would write up to 64 MiB
+        // a longer run writes once anyway). If the wait fails, the WALs
+        // still hold every write and the next open replays them.
         if self.shared.poisoned.lock().is_none()
-            && let Err(e) = self.shared.flush_memtable()
+            && let Err(e) = self.shared.wait_for_frozen()
         {
-            tracing::warn!(error = %e, "cannot flush the memtable on close; the WAL keeps its writes");
+            tracing::warn!(error = %e, "cannot flush frozen memtables on close; their WALs keep their writes");
         }
         self.shared.bg.lock().shutdown = true;
         self.shared.work.notify_all();
@@ -1485,7 +1588,10 @@ impl<O: FileOpener + 'static> Drop for LsmStorage<O> {
             let _ = t.join();
         }
         // A clean close leaves nothing unsynced, whatever the policy.
-        let _ = self.shared.writer.lock().wal.sync();
+        let mut w = self.shared.writer.lock();
+        if self.shared.drain_wal_buffer(&mut w).is_ok() {
+            let _ = w.wal.sync();
+        }
     }
 }
 
@@ -1531,7 +1637,11 @@ impl<O: FileOpener + 'static> StorageEngine for LsmStorage<O> {
 
     fn flush(&self) -> Result<()> {
         self.shared.check_poisoned()?;
-        let wal = self.shared.writer.lock().wal.clone();
+        let wal = {
+            let mut w = self.shared.writer.lock();
+            self.shared.drain_wal_buffer(&mut w)?;
+            w.wal.clone()
+        };
         wal.sync().map_err(|e| {
             let e = Error::from(e);
             self.shared.poison(&e);
@@ -1572,6 +1682,60 @@ mod tests {
         assert_eq!(decode_wal_entry(&tombstone).unwrap().2, None);
         for cut in 0..bytes.len() {
             assert!(decode_wal_entry(&bytes[..cut]).is_err() || cut >= WAL_ENTRY_HEADER + 2);
+        }
+    }
+
+    /// The entries of every WAL file in `dir`, in file order.
+    fn wal_entries(dir: &Path) -> Vec<u64> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+            .collect();
+        names.sort();
+        let mut seqs = Vec::new();
+        for path in names {
+            let file = MonolithicOpener.open(&path, false).unwrap();
+            let mut scanner = pydb_wal::Scanner::new(&file).unwrap();
+            while let Some(batch) = scanner.next_batch().unwrap() {
+                for r in batch {
+                    seqs.push(decode_wal_entry(&r.payload).unwrap().0);
+                }
+            }
+        }
+        seqs
+    }
+
+    /// With `SyncPolicy::Never` the WAL buffer holds writes back until it
+    /// is full (then one write hands them over, in order), and `flush`
+    /// empties it; with `Always` every write is in the file when it
+    /// returns.
+    #[test]
+    fn the_wal_buffer_holds_writes_until_full_or_flushed() {
+        for (policy, buffer) in [(SyncPolicy::Never, 300), (SyncPolicy::Always, 300)] {
+            let dir = tempfile::tempdir().unwrap();
+            let opts = LsmOptions {
+                sync_policy: policy,
+                wal_buffer_size: buffer,
+                ..LsmOptions::default()
+            };
+            let db = LsmStorage::open(dir.path(), opts).unwrap();
+            // Each entry is 13 + 2 + 20 = 35 bytes: the 9th passes 300.
+            for i in 0..10u8 {
+                db.set(&[b'k', i], &[i; 20]).unwrap();
+                assert_eq!(db.get(&[b'k', i]).unwrap().unwrap(), &[i; 20][..]);
+            }
+            let logged = wal_entries(dir.path());
+            if policy == SyncPolicy::Never {
+                assert_eq!(logged, (1..=9).collect::<Vec<_>>(), "one drain of 9");
+            } else {
+                assert_eq!(logged, (1..=10).collect::<Vec<_>>());
+            }
+            db.flush().unwrap();
+            assert_eq!(wal_entries(dir.path()), (1..=10).collect::<Vec<_>>());
+            drop(db);
+            let db = LsmStorage::open(dir.path(), LsmOptions::default()).unwrap();
+            assert_eq!(db.scan(KeyRange::all()).unwrap().count(), 10);
         }
     }
 
