@@ -97,7 +97,11 @@
 //!
 //! The logical length is `block * 4096 + n` of the chosen slot. The space
 //! overhead is 40 bytes per 4096 (0.98%) plus 8392 bytes per file (the
-//! header and both slots; a slot that was never written is a hole).
+//! header and both slots). The first write of a file writes the slots as
+//! zeros with the header (a zero `seq` is no slot), so that every later
+//! slot write overwrites allocated bytes: a full disk then fails an append
+//! (which needs space for whole blocks), never the sync that seals the
+//! last block.
 //!
 //! Version 1 is the same header (version 1) followed directly by the
 //! blocks, `72 + i * 4136`, the last one `n + 40` bytes long and rewritten
@@ -170,8 +174,9 @@
 //! A random read of a few bytes must decrypt (and authenticate) the whole
 //! 4 KiB block that holds them, which costs more than the read itself.
 //! An [`EncryptedOpener`] therefore shares a bounded [`BlockCache`] of
-//! decrypted whole blocks among its files (8 MiB by default). Single-block
-//! reads fill it; every write of a whole block removes that block's entry
+//! decrypted whole blocks among its files (8 MiB by default). Small reads
+//! (within one or two blocks: a record that crosses a block boundary, a
+//! page) fill it, block by block; longer reads (scans) bypass it; every write of a whole block removes that block's entry
 //! first, under the file's write lock, so a cached block is always the
 //! block as it is on disk now. The last block is never cached: it is in
 //! memory already.
@@ -308,6 +313,10 @@ struct State {
     /// may be left; they are cut once the slot naming the last block is
     /// synced.
     trim_needed: bool,
+    /// Version 2: whether the inner file reaches the end of the slots
+    /// (written, as zeros at least), so that writing a slot overwrites
+    /// allocated bytes and never needs new space.
+    slots_reserved: bool,
     /// Version 2: the highest sequence number used or seen.
     seq: u64,
     /// Version 2: the slot holding the newest version of the last block.
@@ -402,8 +411,8 @@ struct FoundSlot {
 ///
 /// Invariant: an entry is the authenticated plaintext of that block as it
 /// is now. Every write of a whole block removes its entry (under the file's
-/// write lock, so a reader never sees the old one), and only single-block
-/// reads fill it, so that scans do not flush it.
+/// write lock, so a reader never sees the old one), and only reads within
+/// one or two blocks fill it, so that scans do not flush it.
 pub struct BlockCache {
     capacity_blocks: usize,
     blocks: Mutex<CachedBlocks>,
@@ -512,6 +521,7 @@ impl<F: File> EncryptedFile<F> {
                 disk_len: 0,
                 tail_dirty: false,
                 trim_needed: physical > 0,
+                slots_reserved: false,
                 seq: 0,
                 newest_slot: None,
                 synced_slot: None,
@@ -615,7 +625,14 @@ impl<F: File> EncryptedFile<F> {
                 chosen = Some(older);
             }
         }
+        // Slots that were reserved (zeros) and never written: an empty file.
+        let blank = found.is_empty() && physical <= ENCRYPTED_DATA_AT && {
+            let mut raw = vec![0u8; (physical - SLOTS_AT) as usize];
+            self.inner.read_at(SLOTS_AT, &mut raw)?;
+            raw.iter().all(|&b| b == 0)
+        };
         let state = self.state.get_mut();
+        state.slots_reserved = physical >= ENCRYPTED_DATA_AT;
         state.seq = found.iter().map(|f| f.seq).max().unwrap_or(0);
         match chosen {
             Some(c) => {
@@ -636,7 +653,7 @@ impl<F: File> EncryptedFile<F> {
                     });
                 }
             }
-            None if physical > ENCRYPTED_HEADER_LEN as u64 => {
+            None if physical > ENCRYPTED_HEADER_LEN as u64 && !blank => {
                 state.trim_needed = true;
                 if let Some(lost) = found.first() {
                     state.stale_slot = Some(lost.slot);
@@ -744,7 +761,7 @@ impl<F: File> EncryptedFile<F> {
         let physical = match state.file_id {
             None => 0,
             Some(_) if self.version == ENCRYPTED_VERSION_V1 => self.v1_physical_len(state.disk_len),
-            Some(_) if state.len == 0 => ENCRYPTED_HEADER_LEN as u64,
+            Some(_) if state.len == 0 && !state.slots_reserved => ENCRYPTED_HEADER_LEN as u64,
             Some(_) => self.area_end(state.len),
         };
         EncryptedLayout {
@@ -886,10 +903,39 @@ impl<F: File> EncryptedFile<F> {
         if state.trim_needed {
             self.inner.set_len(0)?;
         }
-        self.inner.write_at(0, &header)?;
+        if self.version == ENCRYPTED_VERSION_V1 {
+            self.inner.write_at(0, &header)?;
+        } else {
+            // Version 2: the slots are written too, as zeros, in the same
+            // write (see `reserve_slots`).
+            let mut head = vec![0u8; ENCRYPTED_DATA_AT as usize];
+            head[..ENCRYPTED_HEADER_LEN].copy_from_slice(&header);
+            self.inner.write_at(0, &head)?;
+            state.slots_reserved = true;
+        }
         state.trim_needed = false;
         state.file_id = Some(id);
         Ok(id)
+    }
+
+    /// Version 2: writes zeros from the inner file's end to the end of the
+    /// slots, once per file. A slot write then overwrites allocated bytes:
+    /// with the last block sealed at sync, that write happens inside
+    /// `sync_data`, where a full disk would poison a WAL; this way only
+    /// appends (whole blocks) need new space, and a full disk fails the
+    /// append that needed it, cleanly. The zeros are past every valid byte
+    /// (a valid slot lies within the file), so nothing is overwritten.
+    fn reserve_slots(&self, state: &mut State) -> Result<()> {
+        if state.slots_reserved {
+            return Ok(());
+        }
+        let physical = self.inner.len()?;
+        if physical < ENCRYPTED_DATA_AT {
+            let zeros = vec![0u8; (ENCRYPTED_DATA_AT - physical) as usize];
+            self.inner.write_at(physical, &zeros)?;
+        }
+        state.slots_reserved = true;
+        Ok(())
     }
 
     /// Version 1: cuts bytes past the physical length before a write.
@@ -1004,6 +1050,7 @@ impl<F: File> EncryptedFile<F> {
         if self.version == ENCRYPTED_VERSION_V1 {
             self.trim_v1(state)?;
         } else {
+            self.reserve_slots(state)?;
             self.retire_stale_slot(state, &file_id)?;
         }
         let v2 = self.version != ENCRYPTED_VERSION_V1;
@@ -1491,13 +1538,14 @@ impl<F: File> File for EncryptedFile<F> {
         let tail_block = self.last_block(state.len);
         let mut block = offset / bs;
         let last = (end - 1) / bs;
+        // A small read (a record, a page: one or two blocks) goes through
+        // the cache block by block; a longer one (a scan) bypasses it.
+        let small = last - block < 2;
         let mut plain = Vec::new();
         while block <= last {
             let start = block * bs;
             let hit = match &self.cache {
-                Some(cache) if Some(block) != tail_block && last == block => {
-                    cache.get(&file_id, block)
-                }
+                Some(cache) if Some(block) != tail_block && small => cache.get(&file_id, block),
                 _ => None,
             };
             let (count, bytes) = if let Some(hit) = &hit {
@@ -1506,9 +1554,13 @@ impl<F: File> File for EncryptedFile<F> {
             } else if Some(block) == tail_block {
                 (1, &state.tail[..])
             } else {
-                let stop = (block + BLOCKS_PER_IO)
-                    .min(last + 1)
-                    .min(tail_block.unwrap_or(u64::MAX));
+                let stop = if small && self.cache.is_some() {
+                    block + 1
+                } else {
+                    (block + BLOCKS_PER_IO)
+                        .min(last + 1)
+                        .min(tail_block.unwrap_or(u64::MAX))
+                };
                 let count = stop - block;
                 plain.resize(count as usize * BLOCK_SIZE, 0);
                 self.read_whole_blocks(&file_id, block, count, &mut plain)?;
@@ -1904,9 +1956,11 @@ mod tests {
             file.append(&[i; 100]).unwrap();
             model.extend_from_slice(&[i; 100]);
         }
-        // 3100 bytes in the last block: only the header is on disk, and
-        // readers see every append from memory.
-        assert_eq!(disk().len(), 72);
+        // 3100 bytes in the last block: only the header and the reserved
+        // (zeroed) slots are on disk, and readers see every append from
+        // memory.
+        assert_eq!(disk().len(), 8392);
+        assert!(disk()[72..].iter().all(|&b| b == 0));
         assert_eq!(read_all(&file), model);
         file.sync_data().unwrap();
         assert_eq!(slot(&disk(), 0), (1, 0, 3100));
@@ -2122,5 +2176,29 @@ mod tests {
         assert_eq!(small.blocks.lock().map.len(), 2);
         assert!(small.get(&[9; FILE_ID_LEN], 4).is_some());
         assert!(small.get(&[9; FILE_ID_LEN], 0).is_none());
+    }
+
+    #[test]
+    fn a_read_across_two_blocks_is_cached_and_a_scan_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let opener = EncryptedOpener::new(crate::MonolithicOpener, key());
+        let file = opener.open(&dir.path().join("f"), true).unwrap();
+        let data: Vec<u8> = (0..5 * 4096 + 7).map(|i| (i % 251) as u8).collect();
+        file.append(&data).unwrap();
+        let cache = opener.block_cache().unwrap().clone();
+        // A record across the boundary of blocks 1 and 2: two misses, then
+        // two hits.
+        let mut buf = [0u8; 200];
+        for _ in 0..2 {
+            file.read_at(2 * 4096 - 100, &mut buf).unwrap();
+            assert_eq!(buf[..], data[2 * 4096 - 100..2 * 4096 + 100]);
+        }
+        assert_eq!(cache.hits_and_misses(), (2, 2));
+        // A scan of three blocks and more neither asks nor fills the cache.
+        let mut long = vec![0u8; 3 * 4096];
+        file.read_at(100, &mut long).unwrap();
+        assert_eq!(long[..], data[100..100 + 3 * 4096]);
+        assert_eq!(cache.hits_and_misses(), (2, 2));
+        assert_eq!(cache.blocks.lock().map.len(), 2);
     }
 }
