@@ -190,7 +190,10 @@ fn decorated_settings(engine: String, decorator: Decorator) -> String {
             "{engine}, on EncryptedFile (XChaCha20-Poly1305, 4 KiB blocks, a block cache of the \
              cache budget) over MonolithicFile"
         ),
-        Decorator::Lz4 => format!("{engine}, on CompressedFile (lz4) over MonolithicFile"),
+        Decorator::Lz4 => format!(
+            "{engine}, on CompressedFile (lz4, 16 KiB chunks, a chunk cache of the cache budget) \
+             over MonolithicFile"
+        ),
     }
 }
 
@@ -208,6 +211,10 @@ fn open_decorated(
     engine_config.log = log_options(config);
     engine_config.btree = btree_options(config);
     engine_config.lsm = lsm_options(config);
+    // The benchmark's cache budget, as the B+tree's pool and the LSM's
+    // block cache get it (the plain log engine reads through the OS page
+    // cache): the decorator's cache of decrypted blocks or decoded chunks.
+    let cache = usize::try_from(config.cache_bytes).unwrap_or(usize::MAX);
     match decorator {
         Decorator::Encrypted => {
             engine_config.btree.page_size = engine_config
@@ -215,15 +222,11 @@ fn open_decorated(
                 .page_size
                 .max(pydb_file::encrypted::BLOCK_SIZE);
             let key = DataKey::from_bytes([0x5A; 32]);
-            // The benchmark's cache budget, as the B+tree's pool and the
-            // LSM's block cache get it (the plain log engine reads through
-            // the OS page cache).
-            let cache = usize::try_from(config.cache_bytes).unwrap_or(usize::MAX);
             let opener = EncryptedOpener::new(MonolithicOpener, key).with_block_cache_bytes(cache);
             engine(open_engine_with(dir, opener, &engine_config)?)
         }
         Decorator::Lz4 => {
-            let opener = CompressedOpener::new(MonolithicOpener);
+            let opener = CompressedOpener::new(MonolithicOpener).with_chunk_cache_bytes(cache);
             engine(open_engine_with(dir, opener, &engine_config)?)
         }
     }

@@ -295,7 +295,8 @@ fn check_decorated(
         writeln!(
             out,
             "DAMAGE FOUND in {damaged} of {} files. `pydb repair --encryption-key-file` repairs \
-             a log database through its decorators; for the other engines, restore a backup.",
+             a log or B+tree database through its decorators; for an LSM database, restore a \
+             backup.",
             summary.reports.len()
         )
         .map_err(write_err)?;

@@ -53,18 +53,23 @@
 //!    or no WAL next to it) and every original in the aside directory, to
 //!    be put back by hand; the swap is not yet tested under power cuts.
 //!
-//! LSM databases are not repaired yet: the command says so and changes
-//! nothing (`pydb check` verifies them).
+//! LSM databases are not repaired yet, plain or decorated (there is no
+//! salvage plan for LSM tables and their manifest in `pydb-storage`): the
+//! command says so and changes nothing (`pydb check` verifies them).
 //!
 //! ## Encrypted and compressed databases
 //!
-//! A log database is repaired through its decorators, with
+//! Log and B+tree databases are repaired through their decorators, with
 //! `--encryption-key-file` when it is encrypted: the plan reads each
 //! segment's plaintext ([`pydb_storage::log::repair::plan_with`]; a block
 //! that fails authentication ends what is read of that segment, like a torn
 //! tail), and the new segments and hints are written through the same
-//! decorators, so no plaintext reaches the disk. Refused, unchanged: no
-//! key, damaged `PYDB` (it holds the wrapped key), other engines, and a
+//! decorators, so no plaintext reaches the disk. An encrypted B+tree is
+//! repaired the same way: the engine opens it through the decryption, the
+//! plan reads its pages' plaintext (a block that fails authentication is a
+//! damaged page), and the new tree is written encrypted with the same data
+//! key. Refused, unchanged: no key, damaged `PYDB` (it holds the wrapped
+//! key), LSM databases, and a
 //! compressed segment whose damage stops the compressed layer from opening
 //! it.
 
@@ -174,27 +179,37 @@ pub fn repair_dir_with(
     };
     if decorated {
         let stack = match &metadata {
-            Some(metadata) if metadata.engine == EngineKind::Log => {
+            Some(metadata)
+                if metadata.engine == EngineKind::Log || metadata.engine == EngineKind::BTree =>
+            {
                 Stack::new(dir, metadata, args)?
             }
             _ => {
                 return Err(Error::InvalidArgument(format!(
                     "{} is an encrypted or compressed database with {}: `pydb repair` repairs \
-                     only log databases through their decorators (`pydb check \
+                     only log and B+tree databases through their decorators (`pydb check \
                      --encryption-key-file` reports the damage); nothing was changed",
                     dir.display(),
-                    if metadata.is_some() {
-                        "another engine"
-                    } else {
-                        "damaged metadata"
+                    match &metadata {
+                        Some(m) =>
+                            format!("the {} engine, whose repair is not implemented", m.engine),
+                        None => "damaged metadata".to_string(),
                     }
                 )));
             }
         };
+        let btree = metadata
+            .as_ref()
+            .is_some_and(|m| m.engine == EngineKind::BTree);
         return match (stack.encrypted, stack.compression, stack.data_key) {
             (true, _, None) => Err(Error::KeyRequired {
                 dir: dir.to_path_buf(),
             }),
+            // An encrypted B+tree (the B+tree is never compressed: it
+            // rewrites pages in place).
+            (true, Compression::None, Some(key)) if btree => {
+                repair_btree(dir, EncryptedOpener::new(MonolithicOpener, key), out)
+            }
             (true, Compression::None, Some(key)) => repair_log(
                 dir,
                 false,
@@ -213,7 +228,7 @@ pub fn repair_dir_with(
     if let Some(metadata) = &metadata
         && metadata.engine == EngineKind::BTree
     {
-        return repair_btree(dir, out);
+        return repair_btree(dir, MonolithicOpener, out);
     }
     if let Some(metadata) = &metadata
         && metadata.engine != EngineKind::Log
@@ -325,8 +340,13 @@ fn repair_log<O: FileOpener>(
 /// Pairs written per batch into the new tree: about a leaf's worth.
 const PAIRS_PER_BATCH: usize = 64;
 
-/// Repairs the B+tree database in `dir` (see the module docs).
-fn repair_btree(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
+/// Repairs the B+tree database in `dir`, reading and writing its files
+/// through `opener` (plain or encrypted; see the module docs).
+fn repair_btree<O: FileOpener + Clone + 'static>(
+    dir: &Path,
+    opener: O,
+    out: &mut dyn Write,
+) -> Result<RepairReport> {
     let write_err = |e| Error::io("<stdout>", e);
     let storage = pydb_storage::Error::from;
     writeln!(out, "repairing {} (B+tree)", dir.display()).map_err(write_err)?;
@@ -338,7 +358,7 @@ fn repair_btree(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
         max_value_len: usize::MAX,
         ..BTreeOptions::default()
     };
-    let opened = match BTreeStorage::open(dir, options.clone()) {
+    let opened = match BTreeStorage::open_with(dir, options.clone(), opener.clone()) {
         Ok(engine) => {
             let invariants = engine.check_invariants();
             drop(engine);
@@ -376,7 +396,9 @@ fn repair_btree(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
 
     // Step 2: the plan.
     let pages_path = dir.join(PAGE_FILE_NAME);
-    let file = MonolithicFile::open_read_only(&pages_path).map_err(storage)?;
+    // Opened as the engine opens it (through the decryption, if any);
+    // opening and planning write nothing.
+    let file = opener.open(&pages_path, false).map_err(storage)?;
     let plan = pydb_storage::btree::repair::plan(&file)?;
     drop(file);
     writeln!(
@@ -452,12 +474,13 @@ fn repair_btree(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
         )));
     }
     {
-        let fresh = BTreeStorage::open(
+        let fresh = BTreeStorage::open_with(
             &new_dir,
             BTreeOptions {
                 page_size: plan.page_size,
                 ..options
             },
+            opener,
         )?;
         let pairs: Vec<_> = plan.pairs.into_iter().collect();
         for chunk in pairs.chunks(PAIRS_PER_BATCH) {

@@ -14,6 +14,13 @@
 //! may refer back to any byte before it in its chunk, so the frames before
 //! it must be decoded too; that is why chunks are small).
 //!
+//! A random read that misses decodes a whole chunk, and the opener's
+//! [`ChunkCache`] (shared by its files, bounded, 8 MiB by default) keeps it,
+//! so the next read in that chunk is a copy: without it, every random read
+//! of a log engine's record would decode, on average, half a chunk of
+//! small frames. A whole chunk never changes until `set_len` cuts into it,
+//! which removes its entries first, under the file's write lock.
+//!
 //! The chunk size trades reads against space: a read decodes on average
 //! half a chunk, and the first frame of every chunk is compressed without
 //! a dictionary. 16 KiB is the dictionary an append uses anyway, so
@@ -80,7 +87,7 @@
 //! `k * chunk_size..(k + 1) * chunk_size` and is made of the frames whose
 //! `u` add up to it. A frame that lz4 does not shrink is stored raw.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,6 +132,110 @@ const MAX_TAIL_SCAN: u64 = 16 << 20;
 const VERSION_AT: usize = 8;
 const CHUNK_SIZE_AT: usize = 12;
 const HEADER_CRC_AT: usize = 20;
+
+/// The chunk cache a [`CompressedOpener`] shares among its files by
+/// default: 8 MiB of decoded chunks.
+pub const DEFAULT_CHUNK_CACHE_BYTES: usize = 8 << 20;
+
+/// Gives every opened [`CompressedFile`] its own key in a [`ChunkCache`].
+static NEXT_FILE_SERIAL: AtomicU64 = AtomicU64::new(1);
+
+/// Decoded whole chunks, shared by the files of one [`CompressedOpener`]
+/// (see the module docs): a random read of a cached chunk costs a copy
+/// instead of a read and the decoding of up to a chunk of frames. Keyed by
+/// a number given to each opened file and the chunk's index; bounded by
+/// bytes, oldest entry out first.
+///
+/// Invariant: an entry is the decoded content of that whole chunk as it is
+/// now. Whole chunks are never rewritten; `set_len` removes the entries of
+/// the chunks it cuts (under the file's write lock) before it changes them.
+pub struct ChunkCache {
+    capacity_bytes: usize,
+    chunks: Mutex<CachedChunks>,
+}
+
+#[derive(Default)]
+struct CachedChunks {
+    map: HashMap<(u64, usize), Arc<Vec<u8>>>,
+    /// Insertion order, for eviction; may name entries already removed.
+    order: VecDeque<(u64, usize)>,
+    bytes: usize,
+    hits: u64,
+    misses: u64,
+}
+
+impl ChunkCache {
+    /// A cache of at most `bytes` of decoded chunks.
+    pub fn new(bytes: usize) -> Self {
+        Self {
+            capacity_bytes: bytes,
+            chunks: Mutex::new(CachedChunks::default()),
+        }
+    }
+
+    /// Hits and misses so far.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        let chunks = self.chunks.lock();
+        (chunks.hits, chunks.misses)
+    }
+
+    fn get(&self, file: u64, index: usize) -> Option<Arc<Vec<u8>>> {
+        let mut chunks = self.chunks.lock();
+        let found = chunks.map.get(&(file, index)).cloned();
+        match found {
+            Some(_) => chunks.hits += 1,
+            None => chunks.misses += 1,
+        }
+        found
+    }
+
+    fn insert(&self, file: u64, index: usize, data: &Arc<Vec<u8>>) {
+        if data.len() > self.capacity_bytes {
+            return;
+        }
+        let mut chunks = self.chunks.lock();
+        while chunks.bytes + data.len() > self.capacity_bytes {
+            let Some(old) = chunks.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = chunks.map.remove(&old) {
+                chunks.bytes -= gone.len();
+            }
+        }
+        match chunks.map.insert((file, index), Arc::clone(data)) {
+            Some(old) => chunks.bytes -= old.len(),
+            None => chunks.order.push_back((file, index)),
+        }
+        chunks.bytes += data.len();
+        // Keep the order queue from growing without bound when entries are
+        // removed by cuts.
+        if chunks.order.len() > 2 * chunks.map.len() + 64 {
+            let CachedChunks { map, order, .. } = &mut *chunks;
+            order.retain(|key| map.contains_key(key));
+        }
+    }
+
+    /// Removes the entries of `file` for chunks `from` and after.
+    fn remove_from(&self, file: u64, from: usize) {
+        let mut chunks = self.chunks.lock();
+        let CachedChunks { map, bytes, .. } = &mut *chunks;
+        map.retain(|(f, index), data| {
+            let keep = *f != file || *index < from;
+            if !keep {
+                *bytes -= data.len();
+            }
+            keep
+        });
+    }
+}
+
+impl std::fmt::Debug for ChunkCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkCache")
+            .field("capacity_bytes", &self.capacity_bytes)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What the torn tail found on open was.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,6 +365,10 @@ pub struct CompressedFile<F> {
     /// The last chunk decompressed (or its first frames), for runs of small
     /// sequential reads.
     cache: Mutex<Option<(usize, Arc<Vec<u8>>)>>,
+    /// Decoded whole chunks (shared with the opener's other files), and
+    /// this file's key in it.
+    shared: Option<Arc<ChunkCache>>,
+    serial: u64,
     dropped_tail: Option<DroppedTail>,
     /// Where this file's sizes are published for its opener's totals.
     sizes: Option<Arc<FileSizes>>,
@@ -444,9 +559,17 @@ impl<F: File> CompressedFile<F> {
             inner,
             state: RwLock::new(state),
             cache: Mutex::new(None),
+            shared: None,
+            serial: NEXT_FILE_SERIAL.fetch_add(1, Ordering::Relaxed),
             dropped_tail,
             sizes: None,
         })
+    }
+
+    /// Keeps decoded whole chunks in `cache` (see [`ChunkCache`]).
+    pub fn with_chunk_cache(mut self, cache: Option<Arc<ChunkCache>>) -> Self {
+        self.shared = cache;
+        self
     }
 
     /// The wrapped file.
@@ -530,6 +653,16 @@ impl<F: File> CompressedFile<F> {
     /// The first `upto` bytes (or more) of whole chunk `index`, from the
     /// cache or decoded.
     fn sealed_chunk(&self, state: &State, index: usize, upto: usize) -> Result<Arc<Vec<u8>>> {
+        if let Some(shared) = &self.shared {
+            // With a shared cache, a miss decodes the whole chunk, for the
+            // reads that follow in it.
+            if let Some(hit) = shared.get(self.serial, index) {
+                return Ok(hit);
+            }
+            let data = Arc::new(self.decode_chunk(state, index)?.0);
+            shared.insert(self.serial, index, &data);
+            return Ok(data);
+        }
         if let Some((cached, data)) = &*self.cache.lock()
             && *cached == index
             && data.len() >= upto
@@ -651,6 +784,9 @@ impl<F: File> CompressedFile<F> {
             // The cut is inside a whole chunk: it becomes the partial one.
             let (data, ends) = self.decode_chunk(state, index)?;
             *self.cache.lock() = None;
+            if let Some(shared) = &self.shared {
+                shared.remove_from(self.serial, index);
+            }
             state.tail_start = state.chunk_starts[index];
             state.chunk_starts.truncate(index);
             state.tail = data;
@@ -919,6 +1055,7 @@ pub struct CompressedOpener<O> {
     inner: O,
     chunk_size: usize,
     totals: CompressionTotals,
+    cache: Option<Arc<ChunkCache>>,
 }
 
 impl<O> CompressedOpener<O> {
@@ -933,7 +1070,20 @@ impl<O> CompressedOpener<O> {
             inner,
             chunk_size,
             totals: CompressionTotals::default(),
+            cache: Some(Arc::new(ChunkCache::new(DEFAULT_CHUNK_CACHE_BYTES))),
         }
+    }
+
+    /// Shares a cache of `bytes` of decoded chunks among the files it opens
+    /// (0: none). Default [`DEFAULT_CHUNK_CACHE_BYTES`].
+    pub fn with_chunk_cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache = (bytes > 0).then(|| Arc::new(ChunkCache::new(bytes)));
+        self
+    }
+
+    /// The shared chunk cache, if any.
+    pub fn chunk_cache(&self) -> Option<&Arc<ChunkCache>> {
+        self.cache.as_ref()
     }
 
     /// The summed sizes of the files this opener opened: shared, so it can
@@ -953,7 +1103,8 @@ impl<O: FileOpener> FileOpener for CompressedOpener<O> {
 
     fn open(&self, path: &Path, create: bool) -> Result<Self::File> {
         let mut file =
-            CompressedFile::open_with_chunk_size(self.inner.open(path, create)?, self.chunk_size)?;
+            CompressedFile::open_with_chunk_size(self.inner.open(path, create)?, self.chunk_size)?
+                .with_chunk_cache(self.cache.clone());
         file.sizes = Some(self.totals.register(path));
         file.publish(&file.state.read());
         Ok(file)
@@ -1015,6 +1166,45 @@ mod tests {
         file.read_at(4090, &mut buf).unwrap();
         assert_eq!(&buf, &data[4090..4106]);
         assert_eq!(read_all(&file), data);
+    }
+
+    #[test]
+    fn the_chunk_cache_serves_repeated_reads_and_forgets_cut_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let opener = CompressedOpener::with_chunk_size(crate::MonolithicOpener, 1024)
+            .with_chunk_cache_bytes(2048);
+        let cache = Arc::clone(opener.chunk_cache().unwrap());
+        let file = opener.open(&path, true).unwrap();
+        let data = compressible(4 * 1024 + 10, 5);
+        file.append(&data).unwrap();
+        let mut buf = [0u8; 8];
+        file.read_at(10, &mut buf).unwrap();
+        assert_eq!(&buf, &data[10..18]);
+        assert_eq!(cache.hits_and_misses(), (0, 1));
+        // The miss decoded the whole chunk: a read at its end is a hit.
+        file.read_at(1000, &mut buf).unwrap();
+        assert_eq!(&buf, &data[1000..1008]);
+        assert_eq!(cache.hits_and_misses(), (1, 1));
+        // Cut into chunk 0 and write other bytes: the cached chunk is gone.
+        file.set_len(500).unwrap();
+        let other = compressible(2000, 9);
+        file.append(&other).unwrap();
+        file.read_at(1000, &mut buf).unwrap();
+        assert_eq!(&buf, &other[500..508]);
+        assert_eq!(cache.hits_and_misses(), (1, 2));
+        // Bounded: a cache of two chunks' bytes holds two chunks.
+        file.append(&data).unwrap();
+        let mut all = data[..500].to_vec();
+        all.extend_from_slice(&other);
+        all.extend_from_slice(&data);
+        for index in 0..4 {
+            file.read_at(index * 1024, &mut buf).unwrap();
+            let at = index as usize * 1024;
+            assert_eq!(&buf, &all[at..at + 8]);
+        }
+        assert!(cache.chunks.lock().bytes <= 2048);
+        assert_eq!(read_all(&file), all);
     }
 
     #[test]

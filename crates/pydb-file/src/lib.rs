@@ -25,7 +25,9 @@ mod mmap;
 mod monolithic;
 mod segmented;
 
-pub use compressed::{CompressedFile, CompressedOpener, CompressionStats, CompressionTotals};
+pub use compressed::{
+    ChunkCache, CompressedFile, CompressedOpener, CompressionStats, CompressionTotals,
+};
 pub use encrypted::{EncryptedFile, EncryptedOpener};
 pub use error::{Error, ErrorKind, Result};
 pub use faulty::{FaultController, FaultyFile, FaultyOpener};

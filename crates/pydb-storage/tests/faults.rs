@@ -131,6 +131,34 @@ pydb_storage::fault_suite!(btree_encrypted, |dir, opener| BTreeStorage::open_wit
     EncryptedOpener::new(opener, common::test_key())
 ));
 
+pydb_storage::fault_suite!(lsm_encrypted, |dir, opener| LsmStorage::open_with(
+    dir,
+    EncryptedOpener::new(opener, common::test_key()),
+    lsm_options()
+));
+pydb_storage::fault_suite!(lsm_compressed, |dir, opener| LsmStorage::open_with(
+    dir,
+    CompressedOpener::new(opener),
+    lsm_options()
+));
+// The encrypted opener seals each file's last block at sync by default;
+// these run the same faults with it sealed by every write instead.
+pydb_storage::fault_suite!(log_encrypted_write_through, |dir, opener| {
+    AppendOnlyLogStorage::open_with(
+        dir,
+        EncryptedOpener::new(opener, common::test_key()).with_tail_sealed_at_sync(false),
+        BTreeIndex::<Location>::new(),
+        log_options(),
+    )
+});
+pydb_storage::fault_suite!(btree_encrypted_write_through, |dir, opener| {
+    BTreeStorage::open_with(
+        dir,
+        btree_options(),
+        EncryptedOpener::new(opener, common::test_key()).with_tail_sealed_at_sync(false),
+    )
+});
+
 /// A planted bug: the log engine with `SyncPolicy::Never` acknowledges
 /// writes that only reached the page cache. The fault suite must see them
 /// vanish at the power cut, or it checks nothing.

@@ -503,10 +503,17 @@ pub(super) fn redo_context(path: &Path) -> Option<RedoContext> {
 
 /// Prints the redo record in `payload`; returns why it is not one, if so.
 pub(super) fn describe_redo(payload: &[u8], ctx: RedoContext, out: &mut String) -> Option<String> {
-    // Without the page file, take an image's size from the record itself.
-    let page_size = ctx
-        .page_size
-        .unwrap_or_else(|| payload.len().saturating_sub(REC_HEADER_LEN));
+    // Without the page file (missing, or encrypted), take an image's size
+    // from the record itself: a whole image is a page long; an image with
+    // its free gap cut out decodes at one page size only.
+    let page_size = ctx.page_size.unwrap_or_else(|| {
+        let whole = payload.len().saturating_sub(REC_HEADER_LEN);
+        std::iter::successors(Some(pydb_storage::btree::page::MIN_PAGE_SIZE), |s| {
+            (*s < pydb_storage::btree::page::MAX_PAGE_SIZE).then_some(s * 2)
+        })
+        .find(|&size| decode_redo(payload, size).is_ok())
+        .unwrap_or(whole)
+    });
     match decode_redo(payload, page_size) {
         Ok(WalRecord::Image { page, bytes }) => {
             let info = describe_page(&bytes);

@@ -122,7 +122,13 @@ impl<F: File> Planner<'_, F> {
             return Ok(Err(format!("page number {id} out of range")));
         }
         let mut buf = vec![0u8; self.page_size];
-        self.file.read_at(self.offset(id), &mut buf)?;
+        match self.file.read_at(self.offset(id), &mut buf) {
+            Ok(()) => {}
+            // A decorator's damage (an encrypted block that fails its tag)
+            // is this page's damage, as a bad checksum is.
+            Err(e) if e.is_corruption() => return Ok(Err(e.to_string())),
+            Err(e) => return Err(e.into()),
+        }
         Ok(match page::verify(&buf, id) {
             Ok(t) => Ok((buf, t)),
             Err(e) => Err(e.reason.to_string()),
@@ -322,7 +328,11 @@ fn guess_page_size<F: File>(file: &F, file_len: u64) -> Result<Option<usize>> {
         let mut ok = 0usize;
         let mut buf = vec![0u8; size];
         for id in u64::from(FIRST_DATA_PAGE)..pages.min(66) {
-            file.read_at(id * size as u64, &mut buf)?;
+            match file.read_at(id * size as u64, &mut buf) {
+                Ok(()) => {}
+                Err(e) if e.is_corruption() => continue,
+                Err(e) => return Err(e.into()),
+            }
             let id = PageId::try_from(id).unwrap_or(NO_PAGE);
             if page::verify(&buf, id).is_ok() {
                 ok += 1;

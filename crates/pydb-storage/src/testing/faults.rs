@@ -487,7 +487,21 @@ pub fn a_full_disk_is_a_clear_error_and_writes_resume(engine: &FaultEngine) {
         .collect();
     for budget in [0, 1, 30, 100, 0, 300, 0] {
         controller.set_space_left(Some(budget));
-        let err = db.set(b"big", &big).unwrap_err();
+        let mut attempts = 0;
+        let err = loop {
+            match db.set(b"big", &big) {
+                Err(err) => break err,
+                // An encrypted file's last block (up to 4 KiB) is written
+                // into slots reserved at the file's first write: a write
+                // that fits in it needs no new space. A next one that
+                // fills the block does.
+                Ok(()) if engine.name.contains("encrypted") && attempts < 3 => {
+                    model.insert(b"big".to_vec(), big.clone());
+                    attempts += 1;
+                }
+                Ok(()) => panic!("budget {budget}: a write that needs space succeeded"),
+            }
+        };
         assert!(is_disk_full(&err), "budget {budget}: {err}");
         assert!(
             err.to_string().contains("disk full") || err.to_string().contains("No space"),
