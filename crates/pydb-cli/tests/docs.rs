@@ -448,6 +448,29 @@ fn pins() -> Vec<(&'static str, String)> {
             f,
             format!("(segment << {}) | end offset", wal::SEGMENT_SHIFT),
         ),
+        // The B+tree WAL's split ops: kind numbers and the pinned example.
+        (f, format!("kind {}  truncate", wal::REC_LEAF_TRUNCATE)),
+        (f, format!("kind {}  leaf links", wal::REC_LEAF_LINK)),
+        (
+            f,
+            format!("kind {}  child insert", wal::REC_INTERNAL_INSERT),
+        ),
+        (f, {
+            let truncate = wal::PageOp::Truncate {
+                from: bytes::Bytes::from_static(b"m"),
+            };
+            let link = wal::PageOp::Link { prev: 5, next: 9 };
+            let insert = wal::PageOp::InsertChild {
+                pos: 2,
+                key: bytes::Bytes::from_static(b"m"),
+                child: 9,
+            };
+            [(6, truncate), (6, link), (3, insert)]
+                .iter()
+                .map(|(page, op)| hex(&wal::encode_op(*page, op).unwrap()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }),
         (
             f,
             format!(

@@ -36,7 +36,7 @@ use pydb_storage::btree::page::{
     PAGE_ID_OFFSET, PageId, PageType, SLOT_LEN, TYPE_OFFSET, Value,
 };
 use pydb_storage::btree::wal::{
-    LeafOp, REC_HEADER_LEN, WAL_DIR, WalRecord, decode_record as decode_redo, lsn_offset,
+    PageOp, REC_HEADER_LEN, WAL_DIR, WalRecord, decode_record as decode_redo, lsn_offset,
     lsn_segment,
 };
 use pydb_storage::btree::{MetaCopies, PAGE_FILE_NAME, describe_page, read_meta_copies};
@@ -525,9 +525,9 @@ pub(super) fn describe_redo(payload: &[u8], ctx: RedoContext, out: &mut String) 
             );
             None
         }
-        Ok(WalRecord::Leaf { page, op }) => {
+        Ok(WalRecord::Op { page, op }) => {
             match op {
-                LeafOp::Put { key, value } => {
+                PageOp::Put { key, value } => {
                     let value = match value {
                         Value::Inline(v) => format!("value {}", show(&v)),
                         Value::Overflow { len, first } => {
@@ -540,10 +540,30 @@ pub(super) fn describe_redo(payload: &[u8], ctx: RedoContext, out: &mut String) 
                         show(&key)
                     );
                 }
-                LeafOp::Delete { key } => {
+                PageOp::Delete { key } => {
                     let _ = writeln!(
                         out,
                         "  redo: leaf delete from page {page}: key {}",
+                        show(&key)
+                    );
+                }
+                PageOp::Truncate { from } => {
+                    let _ = writeln!(
+                        out,
+                        "  redo: leaf truncate of page {page}: entries from key {} dropped",
+                        show(&from)
+                    );
+                }
+                PageOp::Link { prev, next } => {
+                    let _ = writeln!(
+                        out,
+                        "  redo: leaf links of page {page}: prev {prev}, next {next}"
+                    );
+                }
+                PageOp::InsertChild { pos, key, child } => {
+                    let _ = writeln!(
+                        out,
+                        "  redo: internal insert into page {page} at entry {pos}: key {}, child {child}",
                         show(&key)
                     );
                 }

@@ -578,9 +578,8 @@ where
                 None => records.push(wal::encode_image(id, &bytes)),
                 Some(ops) => {
                     for op in ops {
-                        records.push(
-                            wal::encode_leaf_op(id, op).map_err(|e| corrupt_at(path, ps, id, e))?,
-                        );
+                        records
+                            .push(wal::encode_op(id, op).map_err(|e| corrupt_at(path, ps, id, e))?);
                     }
                 }
             }

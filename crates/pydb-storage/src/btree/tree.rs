@@ -68,7 +68,7 @@ use super::page::{
     OldValue, PageError, PageId, PageType, PageView, SLOT_LEN, Value, ValueRef,
 };
 use super::pool::BufferPool;
-use super::wal::LeafOp;
+use super::wal::PageOp;
 use crate::{Error, Result};
 
 /// The private copy of a page in a write transaction.
@@ -87,8 +87,8 @@ pub enum Body {
 pub struct Shadow {
     /// The page's new content.
     pub body: Body,
-    /// Leaf ops to log, or `None` to log a full page image.
-    pub ops: Option<Vec<LeafOp>>,
+    /// Page ops to log, or `None` to log a full page image.
+    pub ops: Option<Vec<PageOp>>,
     /// Whether the transaction changed it (it may only have read it).
     pub modified: bool,
 }
@@ -357,7 +357,7 @@ impl<'a, F: File> Txn<'a, F> {
     }
 
     /// Records that leaf `id` was edited in place by `op`.
-    fn note_leaf_op(&mut self, id: PageId, op: LeafOp) {
+    fn note_leaf_op(&mut self, id: PageId, op: PageOp) {
         if let Some(shadow) = self.pages.get_mut(&id) {
             shadow.modified = true;
             if let Some(ops) = &mut shadow.ops {
@@ -366,9 +366,10 @@ impl<'a, F: File> Txn<'a, F> {
         }
     }
 
-    /// Records new content for page `id`: logged as `op` if the page is
-    /// logged op by op, as a full image otherwise (`op` = `None` forces one).
-    pub(super) fn write(&mut self, id: PageId, content: Content, op: Option<LeafOp>) {
+    /// Records new content for page `id`: logged as `ops` (which redo the
+    /// change on the page as it was) if the page is logged op by op, as a
+    /// full image otherwise (`ops` = `None` forces one).
+    pub(super) fn write(&mut self, id: PageId, content: Content, ops: Option<Vec<PageOp>>) {
         let shadow = self.pages.entry(id).or_insert(Shadow {
             body: Body::Decoded(Content::Free { next: NO_PAGE }),
             ops: None,
@@ -376,8 +377,8 @@ impl<'a, F: File> Txn<'a, F> {
         });
         shadow.body = Body::Decoded(content);
         shadow.modified = true;
-        match (op, &mut shadow.ops) {
-            (Some(op), Some(ops)) => ops.push(op),
+        match (ops, &mut shadow.ops) {
+            (Some(new), Some(ops)) => ops.extend(new),
             _ => shadow.ops = None,
         }
     }
@@ -495,7 +496,7 @@ impl<'a, F: File> Txn<'a, F> {
         match in_place {
             Some(Err(e)) => return Err(self.corrupt(leaf_id, e)),
             Some(Ok(Some(old))) => {
-                self.note_leaf_op(leaf_id, LeafOp::Put { key, value });
+                self.note_leaf_op(leaf_id, PageOp::Put { key, value });
                 return Ok(old);
             }
             // No room (the page is untouched) or already decoded.
@@ -510,11 +511,14 @@ impl<'a, F: File> Txn<'a, F> {
             self.write(
                 leaf_id,
                 Content::Node(Node::Leaf(leaf)),
-                Some(LeafOp::Put { key, value }),
+                Some(vec![PageOp::Put { key, value }]),
             );
             return Ok(old);
         }
-        // Split: the upper half moves to a new right sibling.
+        // Split: the upper half moves to a new right sibling. The new page
+        // is logged whole; the pages around it only as what changed in
+        // them (a truncation, the put, new sibling links), which keeps a
+        // split's log to about half a page instead of three or four.
         let sizes: Vec<usize> = leaf.entries.iter().map(|e| e.cell_len()).collect();
         let cut = split_at(&sizes, self.page_size() - HEADER_LEN, false)
             .ok_or_else(|| self.corrupt_msg(leaf_id, "leaf cannot be split"))?;
@@ -527,7 +531,15 @@ impl<'a, F: File> Txn<'a, F> {
         if right.next != NO_PAGE {
             let mut after = self.leaf(right.next)?;
             after.prev = right_id;
-            self.write_node(right.next, Node::Leaf(after));
+            let link = PageOp::Link {
+                prev: after.prev,
+                next: after.next,
+            };
+            self.write(
+                right.next,
+                Content::Node(Node::Leaf(after)),
+                Some(vec![link]),
+            );
         }
         leaf.next = right_id;
         let separator = right
@@ -535,7 +547,19 @@ impl<'a, F: File> Txn<'a, F> {
             .first()
             .map(|e| e.key.clone())
             .ok_or_else(|| self.corrupt_msg(leaf_id, "empty half after a split"))?;
-        self.write_node(leaf_id, Node::Leaf(leaf));
+        // Redo on the leaf as it was before this put: cut off the upper
+        // half, add the new key if it stayed below, relink.
+        let mut ops = vec![PageOp::Truncate {
+            from: separator.clone(),
+        }];
+        if key < separator {
+            ops.push(PageOp::Put { key, value });
+        }
+        ops.push(PageOp::Link {
+            prev: leaf.prev,
+            next: leaf.next,
+        });
+        self.write(leaf_id, Content::Node(Node::Leaf(leaf)), Some(ops));
         self.write_node(right_id, Node::Leaf(right));
         self.insert_separator(&mut path, leaf_id, separator, right_id)?;
         Ok(old)
@@ -570,9 +594,18 @@ impl<'a, F: File> Txn<'a, F> {
                 return Ok(());
             };
             let mut parent = self.internal(parent_id)?;
-            parent.entries.insert(pos, (separator, right));
+            parent.entries.insert(pos, (separator.clone(), right));
             if parent.encoded_len() <= self.page_size() {
-                self.write_node(parent_id, Node::Internal(parent));
+                // A page holds far fewer than 2^16 entries; an impossible
+                // position falls back to a full image.
+                let op = u16::try_from(pos).ok().map(|pos| {
+                    vec![PageOp::InsertChild {
+                        pos,
+                        key: separator,
+                        child: right,
+                    }]
+                });
+                self.write(parent_id, Content::Node(Node::Internal(parent)), op);
                 return Ok(());
             }
             let sizes: Vec<usize> = parent
@@ -614,7 +647,7 @@ impl<'a, F: File> Txn<'a, F> {
             Some(Ok((None, _))) => return Ok(None),
             Some(Ok((Some(old), used))) => {
                 let key = Bytes::copy_from_slice(key);
-                self.note_leaf_op(leaf_id, LeafOp::Delete { key });
+                self.note_leaf_op(leaf_id, PageOp::Delete { key });
                 if self.underfull(used) {
                     self.rebalance(path)?;
                 }
@@ -630,9 +663,9 @@ impl<'a, F: File> Txn<'a, F> {
         self.write(
             leaf_id,
             Content::Node(Node::Leaf(leaf)),
-            Some(LeafOp::Delete {
+            Some(vec![PageOp::Delete {
                 key: Bytes::copy_from_slice(key),
-            }),
+            }]),
         );
         if underfull {
             self.rebalance(path)?;

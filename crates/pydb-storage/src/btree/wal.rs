@@ -63,7 +63,7 @@ use pydb_file::File;
 use pydb_wal::{LogWriter, Scanner};
 
 use super::meta::TreeMeta;
-use super::page::{self, Content, FIRST_DATA_PAGE, Leaf, Node, PageId, Value};
+use super::page::{self, Content, FIRST_DATA_PAGE, Node, PageId, Value};
 use super::pool::{BufferPool, WriteAhead};
 use crate::{Error, Result};
 
@@ -77,6 +77,12 @@ pub const REC_LEAF_DELETE: u8 = 3;
 pub const REC_META: u8 = 4;
 /// Record kind: a full page image without its free gap.
 pub const REC_PAGE_IMAGE_GAP: u8 = 5;
+/// Record kind: drop a leaf's entries from a key on.
+pub const REC_LEAF_TRUNCATE: u8 = 6;
+/// Record kind: set a leaf's sibling links.
+pub const REC_LEAF_LINK: u8 = 7;
+/// Record kind: insert a separator and child into an internal page.
+pub const REC_INTERNAL_INSERT: u8 = 8;
 /// Bytes of the gap description at the start of a `REC_PAGE_IMAGE_GAP`
 /// body: `u16` gap start, `u16` gap length.
 pub const GAP_HEADER_LEN: usize = 4;
@@ -112,34 +118,79 @@ pub fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(WAL_DIR).join(format!("{segment:010}.log"))
 }
 
-/// A change to one leaf, logged physiologically.
+/// A change inside one page, logged physiologically: which page is
+/// physical, what happens inside it is logical (the slots are rebuilt).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeafOp {
-    /// Set a key.
+pub enum PageOp {
+    /// Set a key in a leaf.
     Put {
         /// The key.
         key: Bytes,
         /// The value or its overflow chain.
         value: Value,
     },
-    /// Remove a key.
+    /// Remove a key from a leaf.
     Delete {
         /// The key.
         key: Bytes,
     },
+    /// Drop every entry of a leaf from this key on: the left half of a
+    /// split keeps what is below the first key of the new right half.
+    Truncate {
+        /// The first key dropped.
+        from: Bytes,
+    },
+    /// Set a leaf's sibling links: a split links the new leaf in between.
+    Link {
+        /// The previous leaf, or [`page::NO_PAGE`].
+        prev: PageId,
+        /// The next leaf, or [`page::NO_PAGE`].
+        next: PageId,
+    },
+    /// Insert a separator and the child right of it into an internal page,
+    /// at entry `pos`: what a split below tells its parent.
+    InsertChild {
+        /// Where among the page's entries.
+        pos: u16,
+        /// The separator: the child's first key.
+        key: Bytes,
+        /// The new child.
+        child: PageId,
+    },
 }
 
-impl LeafOp {
-    /// Applies the op to a leaf, as the original change did.
-    pub fn apply(&self, leaf: &mut Leaf) {
-        match self {
-            LeafOp::Put { key, value } => {
+impl PageOp {
+    /// Applies the op to a page, as the original change did. `Err` when the
+    /// op does not fit the page (a leaf op on an internal page, a position
+    /// past the end): the log and the page disagree, which is damage.
+    pub fn apply(&self, node: &mut Node) -> std::result::Result<(), &'static str> {
+        match (self, node) {
+            (PageOp::Put { key, value }, Node::Leaf(leaf)) => {
                 leaf.put(key.clone(), value.clone());
             }
-            LeafOp::Delete { key } => {
+            (PageOp::Delete { key }, Node::Leaf(leaf)) => {
                 leaf.remove(key);
             }
+            (PageOp::Truncate { from }, Node::Leaf(leaf)) => {
+                let keep = leaf.entries.partition_point(|e| e.key < *from);
+                leaf.entries.truncate(keep);
+            }
+            (PageOp::Link { prev, next }, Node::Leaf(leaf)) => {
+                (leaf.prev, leaf.next) = (*prev, *next);
+            }
+            (PageOp::InsertChild { pos, key, child }, Node::Internal(node)) => {
+                let pos = usize::from(*pos);
+                if pos > node.entries.len() {
+                    return Err("internal insert past the page's entries");
+                }
+                node.entries.insert(pos, (key.clone(), *child));
+            }
+            (PageOp::InsertChild { .. }, Node::Leaf(_)) => {
+                return Err("internal insert for a leaf");
+            }
+            (_, Node::Internal(_)) => return Err("leaf op for an internal page"),
         }
+        Ok(())
     }
 }
 
@@ -153,12 +204,12 @@ pub enum WalRecord {
         /// Its bytes (LSN and checksum fields not yet set).
         bytes: Bytes,
     },
-    /// A change inside one leaf.
-    Leaf {
-        /// The leaf page.
+    /// A change inside one page.
+    Op {
+        /// The page.
         page: PageId,
         /// The change.
-        op: LeafOp,
+        op: PageOp,
     },
     /// New tree meta fields.
     Meta(TreeMeta),
@@ -197,17 +248,35 @@ pub fn encode_whole_image(page: PageId, bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Encodes a leaf op record.
-pub fn encode_leaf_op(page: PageId, op: &LeafOp) -> std::result::Result<Vec<u8>, page::PageError> {
+/// Encodes a page op record.
+pub fn encode_op(page: PageId, op: &PageOp) -> std::result::Result<Vec<u8>, page::PageError> {
     Ok(match op {
-        LeafOp::Put { key, value } => {
+        PageOp::Put { key, value } => {
             let cell = page::encode_leaf_cell(key, value)?;
             let mut out = header(REC_LEAF_PUT, page, cell.len());
             out.extend_from_slice(&cell);
             out
         }
-        LeafOp::Delete { key } => {
+        PageOp::Delete { key } => {
             let mut out = header(REC_LEAF_DELETE, page, key.len());
+            out.extend_from_slice(key);
+            out
+        }
+        PageOp::Truncate { from } => {
+            let mut out = header(REC_LEAF_TRUNCATE, page, from.len());
+            out.extend_from_slice(from);
+            out
+        }
+        PageOp::Link { prev, next } => {
+            let mut out = header(REC_LEAF_LINK, page, 8);
+            out.extend_from_slice(&prev.to_le_bytes());
+            out.extend_from_slice(&next.to_le_bytes());
+            out
+        }
+        PageOp::InsertChild { pos, key, child } => {
+            let mut out = header(REC_INTERNAL_INSERT, page, 6 + key.len());
+            out.extend_from_slice(&pos.to_le_bytes());
+            out.extend_from_slice(&child.to_le_bytes());
             out.extend_from_slice(key);
             out
         }
@@ -275,20 +344,52 @@ pub fn decode_record(
             if len != body.len() {
                 return Err("leaf put record has trailing bytes");
             }
-            Ok(WalRecord::Leaf {
+            let op = PageOp::Put {
+                key: Bytes::copy_from_slice(key),
+                value: value.to_value(),
+            };
+            Ok(WalRecord::Op { page, op })
+        }
+        REC_LEAF_DELETE => {
+            let key = Bytes::copy_from_slice(body);
+            Ok(WalRecord::Op {
                 page,
-                op: LeafOp::Put {
-                    key: Bytes::copy_from_slice(key),
-                    value: value.to_value(),
-                },
+                op: PageOp::Delete { key },
             })
         }
-        REC_LEAF_DELETE => Ok(WalRecord::Leaf {
-            page,
-            op: LeafOp::Delete {
-                key: Bytes::copy_from_slice(body),
-            },
-        }),
+        REC_LEAF_TRUNCATE => {
+            let from = Bytes::copy_from_slice(body);
+            Ok(WalRecord::Op {
+                page,
+                op: PageOp::Truncate { from },
+            })
+        }
+        REC_LEAF_LINK => {
+            let field = |at| page::get_u32(body, at).map_err(|_| "leaf link record too short");
+            if body.len() != 8 {
+                return Err("leaf link record of the wrong length");
+            }
+            let op = PageOp::Link {
+                prev: field(0)?,
+                next: field(4)?,
+            };
+            Ok(WalRecord::Op { page, op })
+        }
+        REC_INTERNAL_INSERT => {
+            let pos = page::get_u16(body, 0).map_err(|_| "internal insert record too short")?;
+            let child = page::get_u32(body, 2).map_err(|_| "internal insert record too short")?;
+            let key = Bytes::copy_from_slice(body.get(6..).unwrap_or_default());
+            if key.is_empty() {
+                return Err("internal insert record without a key");
+            }
+            if child < FIRST_DATA_PAGE {
+                return Err("internal insert of a meta page");
+            }
+            Ok(WalRecord::Op {
+                page,
+                op: PageOp::InsertChild { pos, key, child },
+            })
+        }
         REC_META => {
             let field = |i: usize| page::get_u32(body, i * 4).map_err(|_| "meta record too short");
             let meta = TreeMeta {
@@ -364,7 +465,7 @@ pub struct ReplayOutcome {
 /// Replays every complete batch of one segment into the pool and `meta`.
 ///
 /// Page images are installed unconditionally: the disk page may be torn.
-/// A leaf op is applied only if the page's LSN is below the batch's; the
+/// A page op is applied only if the page's LSN is below the batch's; the
 /// decision is taken once per page and batch, because a batch may carry
 /// several ops for one page that all share the batch LSN.
 pub fn replay_segment<F: File>(
@@ -395,7 +496,7 @@ pub fn replay_segment<F: File>(
                     pool.install(page, &bytes)?;
                     apply.insert(page, false);
                 }
-                WalRecord::Leaf { page, op } => {
+                WalRecord::Op { page, op } => {
                     let current = pool.fetch(page)?;
                     let redo = *apply
                         .entry(page)
@@ -403,14 +504,14 @@ pub fn replay_segment<F: File>(
                     if !redo {
                         continue;
                     }
-                    let mut leaf = match page::decode(&current) {
-                        Ok(Content::Node(Node::Leaf(leaf))) => leaf,
-                        Ok(_) => return Err(corrupt("leaf op for a page that is not a leaf")),
+                    let mut node = match page::decode(&current) {
+                        Ok(Content::Node(node)) => node,
+                        Ok(_) => return Err(corrupt("page op for a page that is not a node")),
                         Err(e) => return Err(corrupt(e.reason)),
                     };
                     drop(current);
-                    op.apply(&mut leaf);
-                    let mut bytes = page::encode(&Content::Node(Node::Leaf(leaf)), page, page_size)
+                    op.apply(&mut node).map_err(corrupt)?;
+                    let mut bytes = page::encode(&Content::Node(node), page, page_size)
                         .map_err(|e| corrupt(e.reason))?;
                     page::set_page_lsn(&mut bytes, batch_lsn);
                     pool.install(page, &bytes)?;
@@ -428,28 +529,127 @@ pub fn replay_segment<F: File>(
 
 #[cfg(test)]
 mod tests {
+    use super::page::Leaf;
     use super::*;
 
     #[test]
+    fn split_ops_redo_a_split_and_refuse_the_wrong_page() {
+        let entry = |k: &'static [u8]| page::LeafEntry {
+            key: Bytes::from_static(k),
+            value: Value::Inline(Bytes::from_static(b"v")),
+        };
+        let mut node = Node::Leaf(Leaf {
+            prev: 4,
+            next: 8,
+            entries: vec![entry(b"a"), entry(b"c"), entry(b"m"), entry(b"x")],
+        });
+        let ops = [
+            PageOp::Truncate {
+                from: Bytes::from_static(b"m"),
+            },
+            PageOp::Put {
+                key: Bytes::from_static(b"b"),
+                value: Value::Inline(Bytes::from_static(b"v")),
+            },
+            PageOp::Link { prev: 4, next: 9 },
+        ];
+        for op in &ops {
+            op.apply(&mut node).unwrap();
+        }
+        let expected = Leaf {
+            prev: 4,
+            next: 9,
+            entries: vec![entry(b"a"), entry(b"b"), entry(b"c")],
+        };
+        assert_eq!(node, Node::Leaf(expected));
+        let insert = PageOp::InsertChild {
+            pos: 1,
+            key: Bytes::from_static(b"m"),
+            child: 9,
+        };
+        assert!(insert.apply(&mut node).is_err(), "a child insert on a leaf");
+        let mut internal = Node::Internal(page::Internal {
+            leftmost: 2,
+            entries: vec![(Bytes::from_static(b"g"), 3), (Bytes::from_static(b"t"), 5)],
+        });
+        insert.apply(&mut internal).unwrap();
+        let Node::Internal(n) = &internal else {
+            unreachable!()
+        };
+        assert_eq!(n.entries[1], (Bytes::from_static(b"m"), 9));
+        assert!(
+            ops[0].apply(&mut internal).is_err(),
+            "a leaf op on an internal page"
+        );
+        let past = PageOp::InsertChild {
+            pos: 9,
+            key: Bytes::from_static(b"z"),
+            child: 9,
+        };
+        assert!(
+            past.apply(&mut internal).is_err(),
+            "a position past the entries"
+        );
+    }
+
+    #[test]
     fn records_round_trip_and_layouts_are_pinned() {
-        let put = LeafOp::Put {
+        let put = PageOp::Put {
             key: Bytes::from_static(b"k"),
             value: Value::Inline(Bytes::from_static(b"vv")),
         };
-        let rec = encode_leaf_op(7, &put).unwrap();
+        let rec = encode_op(7, &put).unwrap();
         assert_eq!(rec, [2, 7, 0, 0, 0, 1, 0, 0, 2, 0, 0, 0, b'k', b'v', b'v']);
         assert_eq!(
             decode_record(&rec, 512),
-            Ok(WalRecord::Leaf { page: 7, op: put })
+            Ok(WalRecord::Op { page: 7, op: put })
         );
-        let del = encode_leaf_op(
+        let del = encode_op(
             9,
-            &LeafOp::Delete {
+            &PageOp::Delete {
                 key: Bytes::from_static(b"ab"),
             },
         )
         .unwrap();
         assert_eq!(del, [3, 9, 0, 0, 0, b'a', b'b']);
+        // The three records a leaf split logs instead of page images.
+        let truncate = PageOp::Truncate {
+            from: Bytes::from_static(b"m"),
+        };
+        let rec = encode_op(6, &truncate).unwrap();
+        assert_eq!(rec, [6, 6, 0, 0, 0, b'm']);
+        assert_eq!(
+            decode_record(&rec, 512),
+            Ok(WalRecord::Op {
+                page: 6,
+                op: truncate
+            })
+        );
+        let link = PageOp::Link { prev: 5, next: 9 };
+        let rec = encode_op(6, &link).unwrap();
+        assert_eq!(rec, [7, 6, 0, 0, 0, 5, 0, 0, 0, 9, 0, 0, 0]);
+        assert_eq!(
+            decode_record(&rec, 512),
+            Ok(WalRecord::Op { page: 6, op: link })
+        );
+        let insert = PageOp::InsertChild {
+            pos: 2,
+            key: Bytes::from_static(b"m"),
+            child: 9,
+        };
+        let rec = encode_op(3, &insert).unwrap();
+        assert_eq!(rec, [8, 3, 0, 0, 0, 2, 0, 9, 0, 0, 0, b'm']);
+        assert_eq!(
+            decode_record(&rec, 512),
+            Ok(WalRecord::Op {
+                page: 3,
+                op: insert
+            })
+        );
+        // Damaged bodies are refused, not applied.
+        assert!(decode_record(&[7, 6, 0, 0, 0, 5, 0, 0], 512).is_err());
+        assert!(decode_record(&[8, 3, 0, 0, 0, 2, 0, 9, 0, 0, 0], 512).is_err());
+        assert!(decode_record(&[8, 3, 0, 0, 0, 2, 0, 1, 0, 0, 0, b'm'], 512).is_err());
         let meta = TreeMeta {
             root: 2,
             height: 1,
