@@ -561,6 +561,14 @@ fn pins() -> Vec<(&'static str, String)> {
                 mib(Limits::DEFAULT.max_bulk_len as u64)
             ),
         ),
+        // Where unsynced writes wait in the process (docs/durability.md).
+        (
+            "docs/durability.md",
+            format!(
+                "`LsmOptions::wal_buffer_size` ({} KiB;",
+                pydb_storage::LsmOptions::default().wal_buffer_size >> 10
+            ),
+        ),
         // The PostgreSQL side.
         (
             g,
