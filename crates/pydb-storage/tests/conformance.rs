@@ -18,7 +18,7 @@ fn stats_counters_move(kind: Kind) {
     let db = TestDb::new(&kind);
     let e = db.engine();
     let stat = |name: &str| e.stats().get(name).unwrap();
-    if kind == Kind::Lsm {
+    if matches!(kind, Kind::Lsm | Kind::LsmEncrypted | Kind::LsmCompressed) {
         return lsm_stats_move(e);
     }
     assert_eq!(stat("live_keys"), 0);
@@ -138,6 +138,8 @@ pydb_storage::conformance_suite!(
     btree_encrypted_contract,
     crate::common::Kind::BTreeEncrypted
 );
+pydb_storage::conformance_suite!(lsm_encrypted_contract, crate::common::Kind::LsmEncrypted);
+pydb_storage::conformance_suite!(lsm_compressed_contract, crate::common::Kind::LsmCompressed);
 
 /// A planted bug: an engine whose `delete` forgets to delete. The shared
 /// suite must catch it, or it checks nothing.

@@ -15,6 +15,12 @@ pydb_storage::model_suite!(log_skiplist, Kind::LogSkipList);
 pydb_storage::model_suite!(log_bplustree, Kind::LogBPlusTree);
 pydb_storage::model_suite!(btree, Kind::BTree);
 pydb_storage::model_suite!(lsm, Kind::Lsm);
+// The engines on the decorators (issue 15: stacked under every suite).
+pydb_storage::model_suite!(log_encrypted, Kind::LogEncrypted);
+pydb_storage::model_suite!(log_compressed, Kind::LogCompressed);
+pydb_storage::model_suite!(btree_encrypted, Kind::BTreeEncrypted);
+pydb_storage::model_suite!(lsm_encrypted, Kind::LsmEncrypted);
+pydb_storage::model_suite!(lsm_compressed, Kind::LsmCompressed);
 
 #[test]
 fn every_persistent_kind_is_covered() {

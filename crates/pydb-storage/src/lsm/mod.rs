@@ -369,11 +369,28 @@ struct Counters {
     gets: AtomicU64,
 }
 
+/// The kind of the first I/O error in `err`'s chain of sources.
+fn io_kind(err: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        next = err.source();
+    }
+    None
+}
+
 #[derive(Default)]
 struct BgState {
     shutdown: bool,
-    /// The last background failure, cleared when a retry succeeds.
-    error: Option<String>,
+    /// Background jobs finished, failed or not: a writer that found an
+    /// error waits for the next one, a retry, before giving up.
+    attempts: u64,
+    /// The last background failure, cleared when a retry succeeds: its
+    /// message, and the kind of the I/O error under it if there was one
+    /// (so that a writer is told "disk full" as the flush was).
+    error: Option<(String, Option<std::io::ErrorKind>)>,
 }
 
 struct Shared<O: FileOpener + 'static> {
@@ -1081,10 +1098,28 @@ impl<O: FileOpener + 'static> Shared<O> {
 
     /// A background failure reported to a writer that would otherwise wait
     /// for the background thread forever.
+    ///
+    /// A failure may be over (a full disk with space again), so the writer
+    /// first asks for one more attempt and waits for it, briefly.
     fn check_bg_error_for_wait(&self) -> Result<()> {
         self.check_poisoned()?;
-        match &self.bg.lock().error {
-            Some(reason) => Err(Error::InvalidDatabase {
+        let mut bg = self.bg.lock();
+        if bg.error.is_some() {
+            let seen = bg.attempts;
+            self.work.notify_all();
+            let deadline = Instant::now() + Duration::from_millis(200);
+            while bg.attempts == seen && !bg.shutdown {
+                if self.done.wait_until(&mut bg, deadline).timed_out() {
+                    break;
+                }
+            }
+        }
+        match &bg.error {
+            Some((reason, Some(kind))) => Err(Error::File(pydb_file::Error::io(
+                self.dir.clone(),
+                std::io::Error::new(*kind, format!("background work is failing: {reason}")),
+            ))),
+            Some((reason, None)) => Err(Error::InvalidDatabase {
                 path: self.dir.clone(),
                 reason: format!("background work is failing: {reason}"),
             }),
@@ -1177,13 +1212,14 @@ impl<O: FileOpener + 'static> Shared<O> {
                 Job::Compact => self.compact_due(),
             };
             let mut bg = self.bg.lock();
+            bg.attempts += 1;
             match result {
                 Ok(()) => {
                     bg.error = None;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "background lsm work failed; will retry");
-                    bg.error = Some(e.to_string());
+                    bg.error = Some((e.to_string(), io_kind(&e)));
                     if e.kind() == crate::ErrorKind::Poisoned {
                         self.poison(&e);
                     }

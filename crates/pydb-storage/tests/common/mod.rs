@@ -43,6 +43,10 @@ pub enum Kind {
     LogCompressed,
     /// The B+tree page engine over encrypted files.
     BTreeEncrypted,
+    /// The LSM-tree engine over encrypted files.
+    LsmEncrypted,
+    /// The LSM-tree engine over lz4-compressed files.
+    LsmCompressed,
 }
 
 /// The data key of the encrypted kinds.
@@ -118,7 +122,10 @@ impl Kind {
 
     /// Whether the engine's files are encrypted.
     pub fn encrypted(self) -> bool {
-        matches!(self, Kind::LogEncrypted | Kind::BTreeEncrypted)
+        matches!(
+            self,
+            Kind::LogEncrypted | Kind::BTreeEncrypted | Kind::LsmEncrypted
+        )
     }
 
     /// Whether this is the B+tree page engine (on any files).
@@ -175,6 +182,16 @@ impl Kind {
                 options,
             )?)),
             Kind::BTreeEncrypted => btree_encrypted(dir, &options),
+            Kind::LsmEncrypted => Ok(Box::new(LsmStorage::open_with(
+                dir,
+                EncryptedOpener::new(MonolithicOpener, test_key()),
+                lsm_options(&options),
+            )?)),
+            Kind::LsmCompressed => Ok(Box::new(LsmStorage::open_with(
+                dir,
+                CompressedOpener::new(MonolithicOpener),
+                lsm_options(&options),
+            )?)),
         }
     }
 
@@ -232,6 +249,12 @@ macro_rules! for_each_engine {
         }
         mod btree_encrypted {
             $(#[test] fn $test() { super::$test(super::common::Kind::BTreeEncrypted) })*
+        }
+        mod lsm_encrypted {
+            $(#[test] fn $test() { super::$test(super::common::Kind::LsmEncrypted) })*
+        }
+        mod lsm_compressed {
+            $(#[test] fn $test() { super::$test(super::common::Kind::LsmCompressed) })*
         }
     };
 }
