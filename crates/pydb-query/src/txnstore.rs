@@ -53,9 +53,10 @@
 //! # What the store does not do (yet)
 //!
 //! Scans and index scans read their whole range at once, though the
-//! transaction layer's `scan_in` could stream it; a statement decodes each
-//! table it scans once and reuses the rows until it writes. REINDEX (in the executor) drops and recreates an index. There is no
-//! ALTER TABLE, or descending index.
+//! transaction layer's `scan_in` could stream it; a statement that scans
+//! a table again (a correlated subquery) decodes it once more, then reuses
+//! those rows until it writes. REINDEX (in the executor) drops and
+//! recreates an index. There is no ALTER TABLE, or descending index.
 
 pub(crate) mod layout;
 pub(crate) mod records;
@@ -297,10 +298,13 @@ pub(crate) struct TxnStore<'a> {
     open: &'a mut OpenTxn,
     shared: &'a Shared,
     catalog: RefCell<Option<Arc<Catalog>>>,
-    /// Tables already scanned by this statement, decoded: a correlated
-    /// subquery scans its table once per outer row. Emptied by every
-    /// write, so a scan always sees the statement's own writes.
-    scanned: RefCell<HashMap<u64, ScannedRows>>,
+    /// Tables already scanned by this statement: `None` after the first
+    /// scan, the decoded rows from the second on (a correlated subquery
+    /// scans its table once per outer row). The first scan hands its rows
+    /// out without keeping a copy, so a statement that scans a table once
+    /// (most do) pays no clone per row. Emptied by every write, so a scan
+    /// always sees the statement's own writes.
+    scanned: RefCell<HashMap<u64, Option<ScannedRows>>>,
 }
 
 fn lower(name: &str) -> String {
@@ -720,27 +724,30 @@ impl Store for TxnStore<'_> {
     }
 
     fn scan(&self, table: &Table) -> Result<RowIter<'_>> {
-        let cached = self.scanned.borrow().get(&table.id).cloned();
-        let rows = match cached {
-            Some(rows) => rows,
-            None => {
-                let prefix_len = 9;
-                let items = space_scan(
-                    self.tx(),
-                    layout::prefix_range(layout::object_prefix(ROWS, table.id)),
-                )?;
-                let rows = items
-                    .into_iter()
-                    .map(|(key, value)| {
-                        let row = decode_table_row(table, &value)?;
-                        Ok((RowKey(key.slice(prefix_len..)), row))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let rows = Arc::new(rows);
-                self.scanned.borrow_mut().insert(table.id, rows.clone());
-                rows
-            }
-        };
+        let seen = self.scanned.borrow().get(&table.id).cloned();
+        if let Some(Some(rows)) = seen {
+            return Ok(Box::new((0..rows.len()).map(move |i| Ok(rows[i].clone()))));
+        }
+        let prefix_len = 9;
+        let items = space_scan(
+            self.tx(),
+            layout::prefix_range(layout::object_prefix(ROWS, table.id)),
+        )?;
+        let rows = items
+            .into_iter()
+            .map(|(key, value)| {
+                let row = decode_table_row(table, &value)?;
+                Ok((RowKey(key.slice(prefix_len..)), row))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if seen.is_none() {
+            self.scanned.borrow_mut().insert(table.id, None);
+            return Ok(Box::new(rows.into_iter().map(Ok)));
+        }
+        let rows = Arc::new(rows);
+        self.scanned
+            .borrow_mut()
+            .insert(table.id, Some(rows.clone()));
         Ok(Box::new((0..rows.len()).map(move |i| Ok(rows[i].clone()))))
     }
 
