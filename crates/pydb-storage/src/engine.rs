@@ -191,6 +191,18 @@ pub trait StorageEngine: Send + Sync + std::fmt::Debug {
     /// The keys in `range` with their values, in ascending key order.
     fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>>;
 
+    /// The first key in `range` with its value, or `None` if the range
+    /// holds no key: what `scan(range)` yields first. The transaction
+    /// layer reads one version of a key this way (the newest version at
+    /// or below a snapshot is the first key of a small range), so it is
+    /// on the path of every point read. The default builds a scan and
+    /// takes one item; an engine that can find one key more cheaply
+    /// overrides it (the memory engine: one `BTreeMap` seek under the read
+    /// lock, where a scan allocates its iterator and copies a chunk).
+    fn first_in(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
+        self.scan(range)?.next().transpose()
+    }
+
     /// Makes every write so far durable, whatever the sync policy.
     fn flush(&self) -> Result<()>;
 
@@ -219,6 +231,9 @@ impl<E: StorageEngine + ?Sized> StorageEngine for std::sync::Arc<E> {
     }
     fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>> {
         (**self).scan(range)
+    }
+    fn first_in(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
+        (**self).first_in(range)
     }
     fn flush(&self) -> Result<()> {
         (**self).flush()

@@ -144,6 +144,21 @@ impl StorageEngine for MemoryStorage {
         }))
     }
 
+    fn first_in(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
+        if is_empty_range(&range.start, &range.end) {
+            return Ok(None);
+        }
+        let map = self.map.read();
+        let first = map
+            .range::<[u8], _>((
+                range.start.as_ref().map(|b| b.as_ref()),
+                range.end.as_ref().map(|b| b.as_ref()),
+            ))
+            .next()
+            .map(|(k, v)| (k.clone(), v.clone()));
+        Ok(first)
+    }
+
     fn flush(&self) -> Result<()> {
         Ok(())
     }

@@ -127,6 +127,15 @@ impl Transaction {
         self.read_only
     }
 
+    /// Whether serializable snapshot isolation records this transaction's
+    /// reads: a serializable MVCC transaction, unless it is read-only and
+    /// began with a safe snapshot (see `ssi`). A read that no one tracks
+    /// or locks depends only on the snapshot, so a caller may answer it
+    /// from what an earlier transaction at the same snapshot read.
+    pub fn is_tracked(&self) -> bool {
+        self.ssi.is_some()
+    }
+
     /// The timestamp reads see: the snapshot, or for read committed and
     /// locking, the latest commit.
     fn read_ts(&self) -> u64 {
@@ -200,15 +209,13 @@ impl Transaction {
         if let Some(ssi) = &self.ssi {
             ssi.read_key(&key);
         }
-        let Some(item) = self
+        let Some((engine_key, value)) = self
             .inner
             .engine
-            .scan(keys::visible_range(&key, self.read_ts()))?
-            .next()
+            .first_in(keys::visible_range(&key, self.read_ts()))?
         else {
             return Ok(None);
         };
-        let (engine_key, value) = item?;
         keys::decode_stored(&engine_key, &value)
     }
 
@@ -256,15 +263,13 @@ impl Transaction {
         if let Some(ssi) = &self.ssi {
             ssi.read_key(&key);
         }
-        let Some(item) = self
+        let Some((engine_key, _)) = self
             .inner
             .engine
-            .scan(keys::visible_range(&key, self.read_ts()))?
-            .next()
+            .first_in(keys::visible_range(&key, self.read_ts()))?
         else {
             return Ok(None);
         };
-        let (engine_key, _) = item?;
         Ok(Some(keys::decode_spaced(&engine_key)?.1))
     }
 

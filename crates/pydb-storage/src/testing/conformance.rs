@@ -193,6 +193,13 @@ pub fn scan_bounds(kind: &dyn TestEngine) {
     for (start, end, want) in cases {
         let want: Vec<Vec<u8>> = want.iter().map(|k| k.to_vec()).collect();
         assert_eq!(keys(e, range(*start, *end)), want, "{start:?}..{end:?}");
+        let first = e.first_in(range(*start, *end)).unwrap();
+        let want_first = want.first().map(|k| (k.clone(), k.clone()));
+        assert_eq!(
+            first.map(|(k, v)| (k.to_vec(), v.to_vec())),
+            want_first,
+            "first_in {start:?}..{end:?}"
+        );
     }
     let values = scan(e, KeyRange::new(&b"c"[..]..&b"e"[..]));
     assert_eq!(values, vec![(b"d".to_vec(), b"d".to_vec())]);
