@@ -48,6 +48,21 @@ impl KeySpace {
         }
     }
 
+    /// Makes values compressible: in every 32 bytes, only the first
+    /// `fraction` are random and the rest repeat them (as db_bench's
+    /// `--compression_ratio` does), so lz4 keeps about `fraction` of them.
+    pub fn with_random_fraction(mut self, fraction: f64) -> Self {
+        if fraction < 1.0 {
+            let keep = ((32.0 * fraction.max(0.0)).round() as usize).clamp(4, 32);
+            for piece in self.random.chunks_mut(32) {
+                for j in keep..piece.len() {
+                    piece[j] = piece[j - keep];
+                }
+            }
+        }
+        self
+    }
+
     /// Writes key `i` into `buf`.
     pub fn key(&self, i: u64, buf: &mut Vec<u8>) {
         buf.clear();

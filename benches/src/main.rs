@@ -42,8 +42,9 @@ use crate::workload::{Params, Variant, Workload};
 #[derive(Debug, Parser)]
 #[command(name = "pydb-bench", version)]
 struct Args {
-    /// Stores to run, comma-separated (default: all built in; with --sql:
-    /// pydb-memory, sqlite-memory, pydb-btree, sqlite).
+    /// Stores to run, comma-separated (default: all built in, except pydb's
+    /// engines on encrypted or compressed files, `pydb-*+enc`/`+lz4`; with
+    /// --sql: pydb-memory, sqlite-memory, pydb-btree, sqlite).
     #[arg(long)]
     stores: Option<String>,
     /// Workloads to run, comma-separated (default: all): fillseq,
@@ -61,6 +62,10 @@ struct Args {
     /// Value size in bytes.
     #[arg(long, default_value_t = 100)]
     value_size: usize,
+    /// The fraction of each value that is random: 1.0 does not compress,
+    /// 0.5 compresses about 2:1 under lz4.
+    #[arg(long, default_value_t = 1.0)]
+    value_compressibility: f64,
     /// Durable writes in each fillsync run, over all threads [default:
     /// 10000, 200 with --quick].
     #[arg(long)]
@@ -143,6 +148,7 @@ impl Args {
             num: pick(self.num, 20_000, 1_000_000),
             key_size: self.key_size.max(keys::MIN_KEY_SIZE),
             value_size: self.value_size,
+            value_compressibility: self.value_compressibility,
             sync_ops: pick(self.sync_ops, 200, 10_000),
             scan_ops: pick(self.scan_ops, 1_000, 10_000),
             reopen_rounds: self.reopen_rounds,
@@ -465,6 +471,10 @@ fn run_child(
         .args(["--num", &params.num.to_string()])
         .args(["--key-size", &params.key_size.to_string()])
         .args(["--value-size", &params.value_size.to_string()])
+        .args([
+            "--value-compressibility",
+            &params.value_compressibility.to_string(),
+        ])
         .args(["--sync-ops", &params.sync_ops.to_string()])
         .args(["--scan-ops", &params.scan_ops.to_string()])
         .args(["--reopen-rounds", &params.reopen_rounds.to_string()])

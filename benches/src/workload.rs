@@ -232,6 +232,14 @@ pub struct Params {
     pub time_limit_secs: f64,
     /// The cache budget of stores that have their own cache, in MiB.
     pub cache_mb: u64,
+    /// The fraction of each value's bytes that are random (1.0: values do
+    /// not compress; 0.5: about 2:1 under lz4).
+    #[serde(default = "incompressible")]
+    pub value_compressibility: f64,
+}
+
+fn incompressible() -> f64 {
+    1.0
 }
 
 /// One measured result: a row of the output.
@@ -438,7 +446,8 @@ pub fn run(
     dir: &std::path::Path,
 ) -> Result<Row> {
     let mut rng = SmallRng::seed_from_u64(0x5eed);
-    let keys = KeySpace::new(params.num, params.key_size, params.value_size, &mut rng);
+    let keys = KeySpace::new(params.num, params.key_size, params.value_size, &mut rng)
+        .with_random_fraction(params.value_compressibility);
     let config = StoreConfig {
         mode: if variant.workload.synced() {
             WriteMode::Synced
@@ -846,6 +855,7 @@ mod tests {
             reopen_rounds: 1,
             time_limit_secs: 30.0,
             cache_mb: 8,
+            value_compressibility: 1.0,
         };
         for variant in plan(&Workload::ALL) {
             if variant.workload.synced() || variant.workload == Workload::Reopen {

@@ -124,6 +124,9 @@ pub fn run(args: &CiArgs) -> Result<(), String> {
             threads: 4,
             max_kill_ms: 300,
             dir: None,
+            encryption: false,
+            compression: "none".into(),
+            key_file: None,
         })?;
     }
     for engine in ["log", "btree"] {
@@ -136,6 +139,9 @@ pub fn run(args: &CiArgs) -> Result<(), String> {
             threads: 4,
             max_kill_ms: 300,
             dir: None,
+            encryption: false,
+            compression: "none".into(),
+            key_file: None,
         })?;
     }
     for engine in ["log", "btree"] {
@@ -148,6 +154,30 @@ pub fn run(args: &CiArgs) -> Result<(), String> {
             threads: 4,
             max_kill_ms: 300,
             dir: None,
+            encryption: false,
+            compression: "none".into(),
+            key_file: None,
+        })?;
+    }
+    // The engines on encrypted and compressed files: short runs, to keep
+    // CI's time small (the decorators' own fault tests run with the tests).
+    for (engine, encryption, compression) in [
+        ("log", true, "none"),
+        ("lsm", true, "none"),
+        ("log", false, "lz4"),
+    ] {
+        eprintln!("==> crash test: {engine}, encryption {encryption}, compression {compression}");
+        crate::crashtest::run(&crate::crashtest::CrashArgs {
+            iterations: 10,
+            seed: 1,
+            engine: engine.to_string(),
+            duration: 30,
+            threads: 4,
+            max_kill_ms: 300,
+            dir: None,
+            encryption,
+            compression: compression.into(),
+            key_file: None,
         })?;
     }
     slt_corpus(&crate::workspace_root()?)?;

@@ -56,6 +56,32 @@ pub struct CrashArgs {
     /// Where to put the databases (default: a temporary directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Encrypt the engine's files (a key file is made for the run).
+    #[arg(long)]
+    pub encryption: bool,
+    /// Compress the engine's files: `none` or `lz4` (not for btree).
+    #[arg(long, default_value = "none")]
+    pub compression: String,
+    /// The key file of an encrypted run (made by the run itself).
+    #[arg(skip)]
+    pub key_file: Option<PathBuf>,
+}
+
+impl CrashArgs {
+    /// The decoration of this run's engine files.
+    pub fn decoration(&self) -> Result<engines::Decoration, String> {
+        engines::Decoration::new(&self.engine, self.key_file.clone(), &self.compression)
+    }
+
+    /// A copy with a fresh key file in `root` when the run is encrypted.
+    pub fn with_key_file(&self, root: &Path) -> Result<Self, String> {
+        let mut args = self.clone();
+        if self.encryption {
+            args.key_file = Some(engines::Decoration::create_key_file(root, self.seed)?);
+        }
+        args.decoration()?;
+        Ok(args)
+    }
 }
 
 /// Flags of the hidden `crashtest-child` command.
@@ -76,6 +102,19 @@ pub struct ChildArgs {
     /// The round number: makes values unique across rounds.
     #[arg(long)]
     pub round: u64,
+    /// The key file, when the engine's files are encrypted.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// `none` or `lz4`.
+    #[arg(long, default_value = "none")]
+    pub compression: String,
+}
+
+impl ChildArgs {
+    /// The decoration the parent asked for.
+    pub fn decoration(&self) -> Result<engines::Decoration, String> {
+        engines::Decoration::new(&self.engine, self.key_file.clone(), &self.compression)
+    }
 }
 
 /// Keys each thread owns.
@@ -139,7 +178,8 @@ fn decode_changes(items: &[&str]) -> Option<Vec<Change>> {
 
 /// The child: write until killed.
 pub fn child(args: &ChildArgs) -> Result<(), String> {
-    let db = engines::open(&args.engine, &args.dir).map_err(|e| format!("open: {e}"))?;
+    let db = engines::open_decorated(&args.engine, &args.dir, &args.decoration()?)
+        .map_err(|e| format!("open: {e}"))?;
     let out = Arc::new(parking_lot_free::Stdout::new());
     let stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
@@ -283,6 +323,8 @@ pub fn run(args: &CrashArgs) -> Result<(), String> {
     engines::check_persistent(&args.engine)?;
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let (root, _temp) = rounds_root(args.dir.as_ref())?;
+    let args = &args.with_key_file(&root)?;
+    let decoration = args.decoration()?;
     let started = Instant::now();
     let mut rng = Rng::new(args.seed);
     let mut summary = Summary::default();
@@ -296,7 +338,7 @@ pub fn run(args: &CrashArgs) -> Result<(), String> {
             std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let before = engines::open(&args.engine, &dir)
+        let before = engines::open_decorated(&args.engine, &dir, &decoration)
             .map_err(|e| format!("round {round}: open before the child: {e}"))
             .and_then(|db| snapshot(&*db))?;
         let kill_after = Duration::from_millis(10 + rng.below(args.max_kill_ms.max(1)));
@@ -316,8 +358,9 @@ pub fn run(args: &CrashArgs) -> Result<(), String> {
         }
     }
     println!(
-        "crashtest: engine={} seed={} iterations={} acknowledged_checked={} lost={} phantom={} failed_opens={} elapsed={:.1?}",
+        "crashtest: engine={} files={} seed={} iterations={} acknowledged_checked={} lost={} phantom={} failed_opens={} elapsed={:.1?}",
         args.engine,
+        decoration.describe(),
         args.seed,
         summary.iterations,
         summary.acked_checked,
@@ -433,7 +476,15 @@ fn check_round(
     histories: &[ThreadHistory],
     summary: &mut Summary,
 ) {
-    let after = match engines::open(&args.engine, dir)
+    let decoration = match args.decoration() {
+        Ok(decoration) => decoration,
+        Err(e) => {
+            eprintln!("round {round}: {e}");
+            summary.failed_opens += 1;
+            return;
+        }
+    };
+    let after = match engines::open_decorated(&args.engine, dir, &decoration)
         .and_then(|db| snapshot(&*db).map_err(|e| -> Box<dyn std::error::Error> { e.into() }))
     {
         Ok(after) => after,
@@ -541,6 +592,7 @@ impl ChildRun<'_> {
                 "--round",
                 &self.round.to_string(),
             ])
+            .args(args.decoration()?.child_flags())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

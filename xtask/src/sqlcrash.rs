@@ -201,6 +201,9 @@ impl History {
 /// The parent: `args.iterations` kill-and-check rounds.
 pub fn run(args: &CrashArgs) -> Result<(), String> {
     engines::check_persistent(&args.engine)?;
+    if args.encryption || args.compression != "none" {
+        return Err("--encryption and --compression apply to the key-value target only".into());
+    }
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let (root, _temp) = rounds_root(args.dir.as_ref())?;
     let started = Instant::now();

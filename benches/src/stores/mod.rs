@@ -129,6 +129,7 @@ impl std::fmt::Debug for StoreKind {
 /// transactions over several keys).
 pub const TRANSACTIONAL: &[&str] = &[
     "pydb-txn-log-btree",
+    "pydb-txn-log-bplustree",
     "pydb-txn-btree",
     "sqlite",
     "redb",
@@ -144,11 +145,12 @@ pub fn registry() -> Vec<StoreKind> {
     stores
 }
 
-/// The stores named in `names` (a comma list), or every store for `None`.
+/// The stores named in `names` (a comma list), or for `None` every store
+/// but pydb's engines on decorated files (`+enc`, `+lz4`: opt-in).
 pub fn select(names: Option<&str>) -> Result<Vec<StoreKind>> {
     let all = registry();
     let Some(names) = names else {
-        return Ok(all);
+        return Ok(all.into_iter().filter(|k| !k.name.contains('+')).collect());
     };
     let mut chosen = Vec::new();
     for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {

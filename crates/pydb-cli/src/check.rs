@@ -294,8 +294,8 @@ fn check_decorated(
     } else {
         writeln!(
             out,
-            "DAMAGE FOUND in {damaged} of {} files. `pydb repair` does not repair encrypted or \
-             compressed databases yet; restore a backup.",
+            "DAMAGE FOUND in {damaged} of {} files. `pydb repair --encryption-key-file` repairs \
+             a log database through its decorators; for the other engines, restore a backup.",
             summary.reports.len()
         )
         .map_err(write_err)?;

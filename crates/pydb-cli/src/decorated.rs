@@ -23,7 +23,7 @@ use std::sync::Arc;
 use pydb::meta::{self, Metadata};
 use pydb::{Compression, Error, KeyMaterial, Result};
 use pydb_file::compressed::COMPRESSED_MAGIC;
-use pydb_file::encrypted::{ENCRYPTED_HEADER_LEN, ENCRYPTED_MAGIC, STORED_BLOCK_LEN};
+use pydb_file::encrypted::{self, ENCRYPTED_DATA_AT, ENCRYPTED_MAGIC, SLOT_LEN, STORED_BLOCK_LEN};
 use pydb_file::{CompressedFile, DataKey, EncryptedFile, File, MonolithicFile};
 
 /// The storage arguments of a file tool: the key file's material and the
@@ -166,7 +166,7 @@ impl Stack {
                 out,
                 "encrypted file (XChaCha20-Poly1305, 4 KiB blocks), {physical} bytes on disk"
             );
-            describe_encrypted_header(path, physical, out)?;
+            describe_encrypted_header(path, out)?;
         }
         if self.encrypted && self.data_key.is_none() {
             let _ = writeln!(
@@ -189,6 +189,13 @@ impl Stack {
                     "  the key opens the header; {} blocks hold {} plaintext bytes",
                     layout.blocks, layout.logical_len
                 );
+                if let Some(chosen) = layout.slots.iter().find(|s| s.chosen) {
+                    let _ = writeln!(
+                        out,
+                        "  the last block (block {}, {} bytes) is slot {}, seq {}",
+                        chosen.block, chosen.len, chosen.slot, chosen.seq
+                    );
+                }
                 if let Some(tail) = &layout.dropped_tail {
                     let _ = writeln!(
                         out,
@@ -215,39 +222,51 @@ impl Stack {
 }
 
 /// The public header of an encrypted file: what anyone can read without
-/// the key (the magic, the version, the block size, the file id).
-fn describe_encrypted_header(path: &Path, physical: u64, out: &mut String) -> Result<()> {
-    let mut header = [0u8; ENCRYPTED_HEADER_LEN];
-    if physical < ENCRYPTED_HEADER_LEN as u64 {
+/// the key (the magic, the version, the block size, the file id, and in
+/// version 2 the slots' sequence numbers), as `pydb-file` describes it.
+fn describe_encrypted_header(path: &Path, out: &mut String) -> Result<()> {
+    let storage = |e: pydb_file::Error| Error::from(pydb_storage::Error::from(e));
+    let inner = MonolithicFile::open_read_only(path).map_err(storage)?;
+    let Some(public) = encrypted::describe_public(&inner).map_err(storage)? else {
         let _ = writeln!(
             out,
-            "  header cut short ({physical} bytes): a file whose creation was interrupted"
+            "  header cut short: a file whose creation was interrupted"
         );
         return Ok(());
-    }
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0)
-        .map_err(|e| Error::io(path, e))?;
-    let u32_at = |at: usize| {
-        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
     };
-    let magic_ok = header[..8] == ENCRYPTED_MAGIC;
-    let id: String = header[16..32].iter().map(|b| format!("{b:02x}")).collect();
-    let body = physical - ENCRYPTED_HEADER_LEN as u64;
+    let id: String = public.file_id.iter().map(|b| format!("{b:02x}")).collect();
     let _ = writeln!(
         out,
         "  header: magic {} ({}), version {}, block size {}, file id {id}",
-        crate::inspect::show(&header[..8]),
-        if magic_ok { "ok" } else { "BAD" },
-        u32_at(8),
-        u32_at(12),
+        crate::inspect::show(&ENCRYPTED_MAGIC),
+        if public.magic_ok { "ok" } else { "BAD" },
+        public.version,
+        public.block_size,
     );
+    if public.version == encrypted::ENCRYPTED_VERSION_V1 {
+        let _ = writeln!(
+            out,
+            "  {} whole stored blocks of {STORED_BLOCK_LEN} bytes and a last block of {} bytes",
+            public.whole_blocks, public.partial_stored_len
+        );
+        return Ok(());
+    }
     let _ = writeln!(
         out,
-        "  {} whole stored blocks of {STORED_BLOCK_LEN} bytes and a last block of {} bytes",
-        body / STORED_BLOCK_LEN as u64,
-        body % STORED_BLOCK_LEN as u64
+        "  {} whole stored blocks of {STORED_BLOCK_LEN} bytes at {ENCRYPTED_DATA_AT}; the last block in a slot",
+        public.whole_blocks
     );
+    for slot in &public.slots {
+        let _ = writeln!(
+            out,
+            "  slot {} at {}: seq {}, block {}, {} bytes (unverified without the key)",
+            slot.slot,
+            encrypted::SLOTS_AT + (slot.slot * SLOT_LEN) as u64,
+            slot.seq,
+            slot.block,
+            slot.len
+        );
+    }
     Ok(())
 }
 

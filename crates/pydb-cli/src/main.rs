@@ -181,6 +181,10 @@ enum Cmd {
     Repair {
         /// The database directory.
         dir: PathBuf,
+        /// The key file of an encrypted database: its segments are read
+        /// and rewritten through the decryption (log databases).
+        #[arg(long, value_name = "PATH")]
+        encryption_key_file: Option<PathBuf>,
     },
     /// Key rotation: rewrap the data key of a (closed) encrypted database
     /// under a new key file. No data file is rewritten; PYDB is replaced
@@ -500,7 +504,18 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Cmd::Repair { dir } => drop(pydb_cli::repair::repair_dir(&dir, &mut stdout)?),
+        Cmd::Repair {
+            dir,
+            encryption_key_file,
+        } => {
+            let storage =
+                pydb_cli::decorated::StorageArgs::load(encryption_key_file.as_deref(), None)?;
+            drop(pydb_cli::repair::repair_dir_with(
+                &dir,
+                &storage,
+                &mut stdout,
+            )?);
+        }
         Cmd::Rekey {
             dir,
             encryption_key_file,

@@ -55,12 +55,27 @@
 //!
 //! LSM databases are not repaired yet: the command says so and changes
 //! nothing (`pydb check` verifies them).
+//!
+//! ## Encrypted and compressed databases
+//!
+//! A log database is repaired through its decorators, with
+//! `--encryption-key-file` when it is encrypted: the plan reads each
+//! segment's plaintext ([`pydb_storage::log::repair::plan_with`]; a block
+//! that fails authentication ends what is read of that segment, like a torn
+//! tail), and the new segments and hints are written through the same
+//! decorators, so no plaintext reaches the disk. Refused, unchanged: no
+//! key, damaged `PYDB` (it holds the wrapped key), other engines, and a
+//! compressed segment whose damage stops the compressed layer from opening
+//! it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pydb_file::{File, MonolithicFile, TEMP_SUFFIX};
+use pydb_file::{
+    CompressedOpener, EncryptedOpener, File, FileOpener, MonolithicFile, MonolithicOpener,
+    TEMP_SUFFIX,
+};
 use pydb_storage::DirLock;
 use pydb_storage::StorageEngine;
 use pydb_storage::btree::wal::WAL_DIR;
@@ -71,6 +86,8 @@ use pydb_storage::log::repair as log_repair;
 pub use pydb_storage::log::repair::Dropped;
 use pydb_storage::log::verify as log_verify;
 
+use crate::decorated::{Stack, StorageArgs};
+use pydb::Compression;
 use pydb::EngineKind;
 use pydb::meta;
 use pydb::{Error, Result};
@@ -114,7 +131,16 @@ impl RepairReport {
 
 /// Repairs the database in `dir`, printing a report to `out`.
 pub fn repair_dir(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
-    let write_err = |e| Error::io("<stdout>", e);
+    repair_dir_with(dir, &StorageArgs::default(), out)
+}
+
+/// Repairs the database in `dir` with the key of `--encryption-key-file`
+/// when it is encrypted (see the module docs), printing a report to `out`.
+pub fn repair_dir_with(
+    dir: &Path,
+    args: &StorageArgs,
+    out: &mut dyn Write,
+) -> Result<RepairReport> {
     let ids = pydb_file::list_ids(dir, SEGMENT_EXTENSION).map_err(pydb_storage::Error::from)?;
     let metadata = match meta::read(dir) {
         Ok(Some(metadata)) => Some(metadata),
@@ -131,9 +157,10 @@ pub fn repair_dir(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
         }
         Err(e) => return Err(e),
     };
-    // Repair reads and rewrites files as plain bytes: an encrypted or
-    // compressed database would have its files moved aside as damage (and
-    // damaged metadata rebuilt without its wrapped key). Refused untouched.
+    // An encrypted or compressed log database is repaired through its
+    // decorators (its segments are read and rewritten as the engine sees
+    // them). Refused untouched: damaged metadata (it holds the wrapped key,
+    // and rebuilding it would lose it), and the other engines.
     let decorated = match &metadata {
         Some(m) => m.is_encrypted() || m.compression != pydb::Compression::None,
         None => ids.iter().any(|id| {
@@ -146,11 +173,42 @@ pub fn repair_dir(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
         }),
     };
     if decorated {
-        return Err(Error::InvalidArgument(format!(
-            "{} is an encrypted or compressed database: `pydb repair` does not repair those \
-             yet (`pydb check --encryption-key-file` reports the damage); nothing was changed",
-            dir.display()
-        )));
+        let stack = match &metadata {
+            Some(metadata) if metadata.engine == EngineKind::Log => {
+                Stack::new(dir, metadata, args)?
+            }
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is an encrypted or compressed database with {}: `pydb repair` repairs \
+                     only log databases through their decorators (`pydb check \
+                     --encryption-key-file` reports the damage); nothing was changed",
+                    dir.display(),
+                    if metadata.is_some() {
+                        "another engine"
+                    } else {
+                        "damaged metadata"
+                    }
+                )));
+            }
+        };
+        return match (stack.encrypted, stack.compression, stack.data_key) {
+            (true, _, None) => Err(Error::KeyRequired {
+                dir: dir.to_path_buf(),
+            }),
+            (true, Compression::None, Some(key)) => repair_log(
+                dir,
+                false,
+                &EncryptedOpener::new(MonolithicOpener, key),
+                out,
+            ),
+            (true, Compression::Lz4, Some(key)) => repair_log(
+                dir,
+                false,
+                &CompressedOpener::new(EncryptedOpener::new(MonolithicOpener, key)),
+                out,
+            ),
+            (false, _, _) => repair_log(dir, false, &CompressedOpener::new(MonolithicOpener), out),
+        };
     }
     if let Some(metadata) = &metadata
         && metadata.engine == EngineKind::BTree
@@ -166,6 +224,19 @@ pub fn repair_dir(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
             metadata.engine
         )));
     }
+    repair_log(dir, metadata.is_none(), &MonolithicOpener, out)
+}
+
+/// Repairs the log database in `dir`, reading and writing its files
+/// through `opener` (plain, encrypted and/or compressed).
+/// `rebuild_metadata_first` when `PYDB` is damaged (plain databases only).
+fn repair_log<O: FileOpener>(
+    dir: &Path,
+    rebuild_metadata_first: bool,
+    opener: &O,
+    out: &mut dyn Write,
+) -> Result<RepairReport> {
+    let write_err = |e| Error::io("<stdout>", e);
     // Refuses (Error::Locked) while the database is open elsewhere.
     let _lock = DirLock::acquire(dir)?;
     writeln!(out, "repairing {}", dir.display()).map_err(write_err)?;
@@ -174,7 +245,7 @@ pub fn repair_dir(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
         .map_or(0, |d| d.as_secs());
     let aside = dir.join(format!("repair-{stamp}"));
     let mut report = RepairReport::default();
-    if metadata.is_none() {
+    if rebuild_metadata_first {
         rebuild_metadata(dir, &aside, &mut report)?;
         writeln!(
             out,
@@ -184,7 +255,7 @@ pub fn repair_dir(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
         .map_err(write_err)?;
     }
 
-    let plan = log_repair::plan(dir)?;
+    let plan = log_repair::plan_with(dir, opener)?;
     report.segments_checked = plan.segments.len();
     report.lost_seqs = plan.lost_seqs;
     for segment in plan.segments {
@@ -194,7 +265,7 @@ pub fn repair_dir(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
             continue;
         };
         std::fs::create_dir_all(&aside).map_err(|e| Error::io(&aside, e))?;
-        report.bytes_moved_aside += replace(dir, &aside, &segment.path, new)?;
+        report.bytes_moved_aside += replace(dir, &aside, &segment.path, new, opener)?;
         let hint = hint_path(dir, segment.id);
         if hint.exists() {
             report.bytes_moved_aside += move_aside(&aside, &hint)?;
@@ -218,7 +289,7 @@ pub fn repair_dir(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
         report.dropped.extend(segment.dropped);
     }
     pydb_file::sync_dir(dir).map_err(pydb_storage::Error::from)?;
-    rebuild_hints(dir, &aside, &mut report, out)?;
+    rebuild_hints(dir, &aside, &mut report, out, opener)?;
 
     for (first, last) in &report.lost_seqs {
         writeln!(
@@ -460,14 +531,15 @@ fn rebuild_metadata(dir: &Path, aside: &Path, report: &mut RepairReport) -> Resu
 /// ([`pydb_storage::log::repair::rebuild_hint`]). The last segment's hint
 /// is only moved aside: opening scans that segment, and a clean close
 /// writes its hint.
-fn rebuild_hints(
+fn rebuild_hints<O: FileOpener>(
     dir: &Path,
     aside: &Path,
     report: &mut RepairReport,
     out: &mut dyn Write,
+    opener: &O,
 ) -> Result<()> {
     let write_err = |e| Error::io("<stdout>", e);
-    let verified = log_verify::verify_dir(dir)?;
+    let verified = log_verify::verify_dir_with(dir, opener)?;
     let last = verified.segments.last().copied();
     for finding in verified.bad_hints() {
         let Some(id) = finding
@@ -490,7 +562,7 @@ fn rebuild_hints(
                 id, finding.reason
             )
         } else {
-            match log_repair::rebuild_hint(dir, id) {
+            match log_repair::rebuild_hint_with(dir, id, opener) {
                 Ok(_) => writeln!(
                     out,
                     "  hint {:>9}: damaged ({}); rebuilt from its segment",
@@ -515,13 +587,21 @@ fn rebuild_hints(
 /// Writes `new` under a temp name, keeps the original in `aside` (a hard
 /// link, or a copy where links fail), and renames the new file over the
 /// original. Returns the size of the original.
-fn replace(dir: &Path, aside: &Path, original: &Path, new: &[u8]) -> Result<u64> {
+fn replace<O: FileOpener>(
+    dir: &Path,
+    aside: &Path,
+    original: &Path,
+    new: &[u8],
+    opener: &O,
+) -> Result<u64> {
     let mut temp = original.as_os_str().to_owned();
     temp.push(".");
     temp.push(TEMP_SUFFIX);
     let temp = PathBuf::from(temp);
     let _ = std::fs::remove_file(&temp);
-    let file = MonolithicFile::create(&temp).map_err(pydb_storage::Error::from)?;
+    let file = opener
+        .open(&temp, true)
+        .map_err(pydb_storage::Error::from)?;
     file.append(new).map_err(pydb_storage::Error::from)?;
     file.sync_data().map_err(pydb_storage::Error::from)?;
     drop(file);

@@ -263,6 +263,13 @@ fn pins() -> Vec<(&'static str, String)> {
     let a = "docs/architecture.md";
     let g = "docs/guide.md";
     vec![
+        (
+            a,
+            format!(
+                "The first pass after open, and every {}th, walk everything.",
+                pydb::txn::FULL_PASS_EVERY
+            ),
+        ),
         // The PYDB metadata file.
         (
             f,

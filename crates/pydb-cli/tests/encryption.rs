@@ -1,4 +1,4 @@
-//! Guards the encryption and compression flags of the `pydb` binary: `shell`, `check`, `inspect` and `rekey` on an encrypted, lz4-compressed database, with the right key, a wrong one and none.
+//! Guards the encryption and compression flags of the `pydb` binary: `shell`, `check`, `inspect`, `repair` and `rekey` on encrypted (and lz4-compressed) databases, with the right key, a wrong one and none.
 
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
@@ -7,6 +7,8 @@ mod common;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+
+use pydb_file::encrypted::ENCRYPTED_DATA_AT;
 
 /// Runs `pydb ARGS` with `input` on stdin.
 fn pydb(args: &[&str], input: &str) -> Output {
@@ -130,28 +132,34 @@ fn shell_check_inspect_and_rekey_on_an_encrypted_compressed_database() {
     );
 
     // A flipped byte in a segment is damage, found by check.
+    // The byte is in the first whole block, which is not the block before
+    // the last (damage there, or in the newest last-block slot, reads as a
+    // torn tail, as in the WAL).
     let mut bytes = std::fs::read(segment).unwrap();
-    bytes[200] ^= 0x01;
+    let at = ENCRYPTED_DATA_AT as usize + 100;
+    assert!(bytes.len() > at + 2 * 4136, "{} bytes", bytes.len());
+    bytes[at] ^= 0x01;
     std::fs::write(segment, &bytes).unwrap();
     let out = pydb(&["check", db, "--encryption-key-file", &key], "");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    bytes[200] ^= 0x01;
+    bytes[at] ^= 0x01;
     std::fs::write(segment, &bytes).unwrap();
 
-    // repair refuses an encrypted database and changes nothing, even when
-    // its PYDB is damaged (it would otherwise be rebuilt without its key).
+    // repair without the key, or with damaged metadata (which holds the
+    // wrapped key), refuses and changes nothing.
     let before: Vec<_> = std::fs::read_dir(db)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
     let out = pydb(&["repair", db], "");
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("does not repair"), "{}", text(&out));
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("key"), "{}", text(&out));
     let meta_path = format!("{db}/PYDB");
     let good_meta = std::fs::read(&meta_path).unwrap();
     std::fs::write(&meta_path, b"garbage").unwrap();
-    let out = pydb(&["repair", db], "");
+    let out = pydb(&["repair", db, "--encryption-key-file", &key], "");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("nothing was changed"), "{}", text(&out));
     assert_eq!(std::fs::read(&meta_path).unwrap(), b"garbage");
     std::fs::write(&meta_path, &good_meta).unwrap();
     let after: Vec<_> = std::fs::read_dir(db)
@@ -159,6 +167,19 @@ fn shell_check_inspect_and_rekey_on_an_encrypted_compressed_database() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(before, after);
+
+    // With lz4 over the encryption, damage inside a segment stops the
+    // compressed layer's walk when the segment is opened: repair refuses
+    // it, with the offset, and changes nothing.
+    let mut bytes = std::fs::read(segment).unwrap();
+    bytes[at] ^= 0x01;
+    std::fs::write(segment, &bytes).unwrap();
+    let out = pydb(&["repair", db, "--encryption-key-file", &key], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("offset"), "{}", text(&out));
+    assert_eq!(std::fs::read(segment).unwrap(), bytes);
+    bytes[at] ^= 0x01;
+    std::fs::write(segment, &bytes).unwrap();
 
     // rekey: the new key file opens the database, the old one no longer.
     let new = key_file(tmp.path(), "new", 3);
@@ -216,4 +237,86 @@ fn lz4_on_the_btree_is_refused_with_a_clear_message() {
         text(&out)
     );
     assert!(!db.exists());
+}
+
+/// `pydb repair --encryption-key-file` on an encrypted log database: a
+/// damaged block in the middle of a segment is dropped with what follows
+/// it in that segment, every batch before it is kept, the original is kept
+/// aside, and the database checks clean and opens again.
+#[test]
+fn repair_goes_through_the_decryption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let db = db.to_str().unwrap();
+    let key = key_file(tmp.path(), "key", 1);
+    let shell = |input: &str| {
+        pydb(
+            &["shell", "--dir", db, "--encryption-key-file", &key],
+            input,
+        )
+    };
+    let mut input = String::new();
+    for i in 0..400 {
+        input.push_str(&format!(
+            "SET visible-key-{i:03} value-{i}-{}\n",
+            "y".repeat(60)
+        ));
+    }
+    assert_eq!(shell(&input).status.code(), Some(0));
+    let segment = std::fs::read_dir(db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Whole block 1 of 8 or so: the records of block 0 stay.
+    let at = ENCRYPTED_DATA_AT as usize + 4136 + 100;
+    assert!(bytes.len() > at + 3 * 4136, "{} bytes", bytes.len());
+    bytes[at] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+    let out = pydb(&["check", db, "--encryption-key-file", &key], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    let out = pydb(&["repair", db, "--encryption-key-file", &key], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("rewritten"), "{}", text(&out));
+    // The original is kept aside (check would report its damage there).
+    let aside = std::fs::read_dir(db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("repair-")
+        })
+        .expect("an aside directory");
+    assert_eq!(
+        std::fs::read(aside.join(segment.file_name().unwrap())).unwrap(),
+        bytes
+    );
+    std::fs::remove_dir_all(&aside).unwrap();
+    let out = pydb(&["check", db, "--encryption-key-file", &key], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = shell("GET visible-key-000\nGET visible-key-399\nSET after yes\nGET after\n");
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("value-0-"),
+        "the first records are kept: {shown}"
+    );
+    assert!(shown.contains("yes"), "{shown}");
+    // No plaintext reached the disk.
+    for file in std::fs::read_dir(db).unwrap() {
+        let path = file.unwrap().path();
+        if path.is_file() {
+            let raw = std::fs::read(&path).unwrap();
+            assert!(
+                !raw.windows(12).any(|w| w == b"visible-key-"),
+                "{}",
+                path.display()
+            );
+        }
+    }
 }

@@ -26,6 +26,12 @@
 //!   like `write(2)` returning a short count and then `ENOSPC`. Overwriting
 //!   bytes in place costs nothing; shrinking with `set_len` gives space
 //!   back; raising the budget again lets writes continue.
+//! - **Torn sectors that reach the disk**
+//!   ([`FaultController::set_torn_writes_survive_power_cut`]): the prefix a
+//!   torn write left also survives a later power cut, as when the platter
+//!   keeps the sectors written before the power went. A layout that
+//!   rewrites synced bytes in place loses them this way; one that never
+//!   overwrites its last synced copy does not.
 //! - **Power cut** ([`FaultController::power_cut`]): every file opened
 //!   through the controller goes back to its last-synced state. Per file the
 //!   controller keeps the synced length and an undo log of the old bytes
@@ -265,6 +271,9 @@ struct Durability {
     undo: Vec<(u64, Vec<u8>)>,
     /// A sync failed while lying syncs were enabled: later syncs lie.
     syncs_lie: bool,
+    /// Prefixes of torn writes that survive a power cut (written after the
+    /// undo log is applied), oldest first.
+    torn_survivors: Vec<(u64, Vec<u8>)>,
 }
 
 /// A change to a directory entry that is not durable yet.
@@ -327,6 +336,7 @@ struct State {
     counters: FaultCounters,
     space_left: Option<u64>,
     lying_sync_after_failure: bool,
+    torn_writes_survive: bool,
     dead: bool,
     /// What survives a power cut of every file the controller has handed
     /// out, by node. A node is the file itself (an inode), not its name:
@@ -511,6 +521,7 @@ impl FaultController {
                 counters: FaultCounters::default(),
                 space_left: None,
                 lying_sync_after_failure: false,
+                torn_writes_survive: false,
                 dead: false,
                 nodes: BTreeMap::new(),
                 entries: BTreeMap::new(),
@@ -585,6 +596,12 @@ impl FaultController {
         self.state.lock().lying_sync_after_failure = on;
     }
 
+    /// Makes the bytes a torn write left survive a later power cut (see the
+    /// module docs). Off by default.
+    pub fn set_torn_writes_survive_power_cut(&self, on: bool) {
+        self.state.lock().torn_writes_survive = on;
+    }
+
     /// The operations seen and faults injected so far.
     pub fn counters(&self) -> FaultCounters {
         self.state.lock().counters
@@ -653,6 +670,10 @@ fn revert(path: &Path, durability: &Durability) -> Result<()> {
         .map_err(|e| Error::io(path, e))?;
     for (offset, old) in durability.undo.iter().rev() {
         file.write_all_at(old, *offset)
+            .map_err(|e| Error::io(path, e))?;
+    }
+    for (offset, torn) in &durability.torn_survivors {
+        file.write_all_at(torn, *offset)
             .map_err(|e| Error::io(path, e))?;
     }
     Ok(())
@@ -801,6 +822,12 @@ impl<F: File> FaultyFile<F> {
                     FaultKind::DiskFull => state.counters.disk_full += 1,
                     _ => state.counters.torn_writes += 1,
                 }
+                if kind == FaultKind::TornWrite && state.torn_writes_survive && !prefix.is_empty() {
+                    state
+                        .durability(self.node)
+                        .torn_survivors
+                        .push((offset, prefix.to_vec()));
+                }
                 Err(self.fault(kind))
             }
             None => Ok(offset),
@@ -876,6 +903,7 @@ impl<F: File> File for FaultyFile<F> {
         }
         durability.synced_len = len;
         durability.undo.clear();
+        durability.torn_survivors.clear();
         Ok(())
     }
 }

@@ -345,6 +345,27 @@ impl<V> SkipListIndex<V> {
         preds
     }
 
+    /// Like [`Self::predecessors`] with `past_equal` false, but gives for
+    /// each level where the predecessor's link lies in `links` (the head's
+    /// for levels above the list's height), so that an insert can splice
+    /// without reading the predecessor nodes again.
+    fn predecessor_slots(&self, kp: u64, key: &[u8]) -> [usize; MAX_HEIGHT] {
+        // The head's tower starts at 0, so its link at level l is slot l.
+        let mut slots: [usize; MAX_HEIGHT] = std::array::from_fn(|level| level);
+        let mut tower = 0usize;
+        for level in (0..self.height).rev() {
+            loop {
+                let link = self.links.get(tower + level).copied().unwrap_or(NIL_LINK);
+                match self.compare(link, kp, key) {
+                    Some(Ordering::Less) => tower = link.tower as usize,
+                    _ => break,
+                }
+            }
+            slots[level] = tower + level;
+        }
+        slots
+    }
+
     /// The first node whose key is not below `key` (if `past_equal`, above
     /// it), or NIL.
     fn seek(&self, key: &[u8], past_equal: bool) -> u32 {
@@ -386,17 +407,30 @@ impl<V> SkipListIndex<V> {
     ///
     /// As [`Index::insert`], past `u32::MAX - 1` nodes or links.
     pub fn get_or_insert_with(&mut self, key: Bytes, make: impl FnOnce() -> V) -> &mut V {
-        let preds = self.predecessors(&key, false);
-        let found = self.next(preds[0], 0);
-        let node = if self.key(found) == Some(key.as_ref()) {
-            found
+        let kp = key_prefix(&key);
+        let slots = self.predecessor_slots(kp, &key);
+        let first = self.links.get(slots[0]).copied().unwrap_or(NIL_LINK);
+        // The key is present only if the next node's prefix matches; only
+        // then are its key bytes read (a likely cache miss), so a new key
+        // costs no visit to its successor's node.
+        let node = if first.next != NIL
+            && first.prefix == kp
+            && self.key(first.next) == Some(key.as_ref())
+        {
+            first.next
         } else {
             let height = self.random_height();
             let key_len = key.len();
             let node = self.allocate(key, make(), height);
-            for (level, &pred) in preds.iter().enumerate().take(height) {
-                self.set_link(node, level, self.link(pred, level));
-                self.set_next(pred, level, node);
+            let to_node = self.link_to(node);
+            for (level, &slot) in slots.iter().enumerate().take(height) {
+                // Splice through the predecessors' links directly: the
+                // search already knows where they lie, so no predecessor
+                // node is read again.
+                if let Some(pred_link) = self.links.get_mut(slot) {
+                    let old = std::mem::replace(pred_link, to_node);
+                    self.set_link(node, level, old);
+                }
             }
             self.height = self.height.max(height);
             self.len += 1;
@@ -706,6 +740,43 @@ mod tests {
 
     fn key(i: u32) -> Bytes {
         Bytes::copy_from_slice(&i.to_be_bytes())
+    }
+
+    #[test]
+    fn get_or_insert_with_agrees_with_a_btreemap_through_removals() {
+        // Keys that share their first 8 bytes (prefix ties) and keys that
+        // do not, inserted, appended to and removed in a scrambled order,
+        // so free slots are reused by the splice that skips the nodes.
+        let mut list = SkipListIndex::<Vec<u32>>::new();
+        let mut model = std::collections::BTreeMap::<Bytes, Vec<u32>>::new();
+        let key_of = |i: u32| {
+            let mut k = b"prefix__".to_vec();
+            k.extend_from_slice(&(i % 97).to_be_bytes());
+            if i.is_multiple_of(3) {
+                key(i % 89)
+            } else {
+                Bytes::from(k)
+            }
+        };
+        for step in 0..5000u32 {
+            let i = step.wrapping_mul(2_654_435_761) >> 20;
+            let k = key_of(i);
+            if step % 5 == 4 {
+                assert_eq!(list.remove(&k), model.remove(&k));
+            } else {
+                list.get_or_insert_with(k.clone(), Vec::new).push(step);
+                model.entry(k).or_default().push(step);
+            }
+            if step.is_multiple_of(250) {
+                list.check_invariants().unwrap();
+            }
+        }
+        list.check_invariants().unwrap();
+        let listed: Vec<(Bytes, Vec<u32>)> = list
+            .range(Bound::Unbounded, Bound::Unbounded)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(listed, model.into_iter().collect::<Vec<_>>());
     }
 
     #[test]

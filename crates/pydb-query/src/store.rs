@@ -65,6 +65,45 @@ pub trait Store {
     fn scan(&self, table: &Table) -> Result<RowIter<'_>>;
     /// The rows whose `index` key falls in `range`, in index order.
     fn index_scan(&self, table: &Table, index: &Index, range: &IndexRange) -> Result<RowIter<'_>>;
+    /// The entries of `index` in `range`, in index order (descending if
+    /// `reverse`), as rows of `table` built from the entries alone: the
+    /// indexed columns and the primary-key columns hold their values, the
+    /// other columns are unspecified (NULL, or the stored values). What a
+    /// covering ([`crate::plan::Plan::IndexOnlyScan`]) scan reads. The
+    /// default fetches the rows, as [`Store::index_scan`] does.
+    fn index_only_scan(
+        &self,
+        table: &Table,
+        index: &Index,
+        range: &IndexRange,
+        reverse: bool,
+    ) -> Result<RowIter<'_>> {
+        if reverse {
+            self.index_scan_backward(table, index, range)
+        } else {
+            self.index_scan(table, index, range)
+        }
+    }
+    /// The rows of [`Store::index_scan`], in descending index order. The
+    /// default reads the range forward and hands it out backward: the
+    /// transaction layer scans forward only, and reads a range whole.
+    fn index_scan_backward(
+        &self,
+        table: &Table,
+        index: &Index,
+        range: &IndexRange,
+    ) -> Result<RowIter<'_>> {
+        let rows = self
+            .index_scan(table, index, range)?
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Box::new(rows.into_iter().rev().map(Ok)))
+    }
+    /// Every row of `table`, in descending key order (read forward, then
+    /// handed out backward, as for [`Store::index_scan_backward`]).
+    fn scan_backward(&self, table: &Table) -> Result<RowIter<'_>> {
+        let rows = self.scan(table)?.collect::<Result<Vec<_>>>()?;
+        Ok(Box::new(rows.into_iter().rev().map(Ok)))
+    }
     /// The row with this primary key, if any (`pk` in primary-key column
     /// order).
     fn get_by_pk(&self, table: &Table, pk: &[Value]) -> Result<Option<(RowKey, Row)>>;

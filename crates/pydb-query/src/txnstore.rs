@@ -58,6 +58,7 @@
 //! those rows until it writes. REINDEX (in the executor) drops and
 //! recreates an index. There is no ALTER TABLE, or descending index.
 
+mod covering;
 pub(crate) mod layout;
 pub(crate) mod records;
 
@@ -812,6 +813,16 @@ impl Store for TxnStore<'_> {
             })?;
             Ok((RowKey(row_key), row))
         })))
+    }
+
+    fn index_only_scan(
+        &self,
+        table: &Table,
+        index: &Index,
+        range: &IndexRange,
+        reverse: bool,
+    ) -> Result<RowIter<'_>> {
+        covering::index_only_rows(self.tx(), table, index, range, reverse)
     }
 
     fn get_by_pk(&self, table: &Table, pk: &[Value]) -> Result<Option<(RowKey, Row)>> {

@@ -193,6 +193,7 @@ golden!(
     set_ops,
     analyze_queries,
     analyze_dml,
+    covering,
 );
 
 #[test]

@@ -191,15 +191,14 @@ pub trait StorageEngine: Send + Sync + std::fmt::Debug {
     /// The keys in `range` with their values, in ascending key order.
     fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>>;
 
-    /// The first key in `range` with its value, or `None` if the range
-    /// holds no key: what `scan(range)` yields first. The transaction
-    /// layer reads one version of a key this way (the newest version at
-    /// or below a snapshot is the first key of a small range), so it is
-    /// on the path of every point read. The default builds a scan and
-    /// takes one item; an engine that can find one key more cheaply
-    /// overrides it (the memory engine: one `BTreeMap` seek under the read
-    /// lock, where a scan allocates its iterator and copies a chunk).
-    fn first_in(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
+    /// The first key in `range` with its value: `scan(range).next()`.
+    ///
+    /// A point read of the newest version of a key in a multi-version
+    /// store (pydb-txn) is exactly this: the first key at or after
+    /// `key | snapshot`. The default builds a whole scan for one item; an
+    /// engine whose scan sets up more than it needs for one key (the log
+    /// engine takes a chunk of 16 keys from its index) overrides it.
+    fn first(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
         self.scan(range)?.next().transpose()
     }
 
@@ -232,8 +231,8 @@ impl<E: StorageEngine + ?Sized> StorageEngine for std::sync::Arc<E> {
     fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>> {
         (**self).scan(range)
     }
-    fn first_in(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
-        (**self).first_in(range)
+    fn first(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
+        (**self).first(range)
     }
     fn flush(&self) -> Result<()> {
         (**self).flush()

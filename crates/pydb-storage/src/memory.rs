@@ -144,19 +144,15 @@ impl StorageEngine for MemoryStorage {
         }))
     }
 
-    fn first_in(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
+    fn first(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
         if is_empty_range(&range.start, &range.end) {
             return Ok(None);
         }
         let map = self.map.read();
-        let first = map
-            .range::<[u8], _>((
-                range.start.as_ref().map(|b| b.as_ref()),
-                range.end.as_ref().map(|b| b.as_ref()),
-            ))
+        Ok(map
+            .range::<[u8], _>(range.as_slices())
             .next()
-            .map(|(k, v)| (k.clone(), v.clone()));
-        Ok(first)
+            .map(|(k, v)| (k.clone(), v.clone())))
     }
 
     fn flush(&self) -> Result<()> {

@@ -27,6 +27,20 @@
 //! before the deadline may still see the value, so it is kept until that
 //! transaction ends.
 //!
+//! ## Which keys a pass walks
+//!
+//! Walking every version each time costs a read of the whole database per
+//! collection, however little changed. After the first pass (which also
+//! sees what was written before this open), garbage can only appear where
+//! a commit wrote: each commit *marks* its keys, and a *marked pass* walks
+//! only their versions. A key whose walk leaves something for later (a
+//! version above `W`, or a value with an expiry deadline) is marked again
+//! for the next pass, so a snapshot that held a version back, or a
+//! deadline that passes with no new write, is still collected. The
+//! background collector makes a full pass every `FULL_PASS_EVERY` rounds
+//! as a safety net; [`TxnManager::gc`](crate::TxnManager::gc) always makes
+//! a full one.
+//!
 //! Removal is a plain engine `write_batch` of deletes, in chunks, beside
 //! commits: it never changes what a snapshot at or above `W` reads, so it
 //! needs no commit timestamp. Before deleting, the new horizon (`W`) is
@@ -53,15 +67,31 @@ const DELETE_CHUNK: usize = 1024;
 pub struct GcReport {
     /// The watermark it collected below.
     pub watermark: u64,
-    /// Versions it looked at (every version in the engine).
+    /// Versions it looked at: every version in the engine in a full pass,
+    /// the versions of the marked keys in a marked one.
     pub versions: u64,
     /// Versions it removed.
     pub garbage: u64,
 }
 
+/// How often the background collector walks every version instead of
+/// only the keys written since its last pass: a safety net, since every
+/// version after the first pass is written by a commit, which marks its key.
+pub const FULL_PASS_EVERY: u64 = 64;
+
+/// Which versions a collection walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// Every version in the engine.
+    Full,
+    /// Only the versions of the keys commits marked since the last pass
+    /// (and of the keys that pass left unsettled).
+    Marked,
+}
+
 /// One collection, serialized with other collections.
-pub(crate) fn collect(inner: &Inner) -> Result<GcReport> {
-    let _one_at_a_time = inner.gc_lock.lock();
+pub(crate) fn collect(inner: &Inner, pass: Pass) -> Result<GcReport> {
+    let mut rounds = inner.gc_lock.lock();
     inner.check_poisoned()?;
     let (watermark, expired_before) = {
         let mut active = inner.active.lock();
@@ -79,54 +109,129 @@ pub(crate) fn collect(inner: &Inner) -> Result<GcReport> {
     inner
         .engine
         .set(keys::META_GC_HORIZON, &keys::encode_u64(watermark))?;
-    let mut report = GcReport {
+    let mut walk = Walk {
+        inner,
         watermark,
-        ..GcReport::default()
+        expired_before,
+        garbage: WriteBatch::new(),
+        report: GcReport {
+            watermark,
+            ..GcReport::default()
+        },
+        current: None,
+        settled: false,
+        unsettled: false,
+        revisit: Vec::new(),
     };
-    let mut garbage = WriteBatch::new();
-    let mut current: Option<Bytes> = None;
-    // Whether the current key's newest version at or below the watermark
-    // has been seen (everything after it is garbage).
-    let mut settled = false;
-    for item in inner.engine.scan(keys::all_versions())? {
-        let (engine_key, value) = item?;
-        let (key, ts) = keys::decode_spaced(&engine_key)?;
-        report.versions += 1;
-        if current.as_ref() != Some(&key) {
-            // Flush only between keys: a tombstone and the older versions
-            // it hides go in one atomic batch, or a reader could see an
-            // older value resurface in between.
-            if garbage.len() >= DELETE_CHUNK {
-                report.garbage += flush(inner, &mut garbage)?;
-            }
-            current = Some(key);
-            settled = false;
+    // Take the marks before walking: a key a commit marks from now on is
+    // walked by the next pass.
+    let marked = std::mem::take(&mut *inner.gc_marked.lock());
+    if pass == Pass::Full || *rounds == 0 {
+        // The first pass also sees the versions written before this open.
+        for item in inner.engine.scan(keys::all_versions())? {
+            let (engine_key, value) = item?;
+            walk.version(engine_key, &value)?;
         }
-        if ts > watermark {
-            continue;
-        }
-        if settled {
-            garbage.delete(engine_key);
-        } else {
-            settled = true;
-            let gone = match keys::decode_stored(&engine_key, &value)? {
-                None => true,
-                Some(stored) => stored.is_expired(expired_before),
-            };
-            if gone {
-                garbage.delete(engine_key);
+        walk.end_key();
+    } else {
+        let mut marked = marked;
+        marked.sort_unstable();
+        marked.dedup();
+        for key in marked {
+            for item in inner.engine.scan(keys::visible_range(&key, u64::MAX))? {
+                let (engine_key, value) = item?;
+                walk.version(engine_key, &value)?;
             }
+            walk.end_key();
         }
     }
+    *rounds += 1;
+    let Walk {
+        mut garbage,
+        mut report,
+        revisit,
+        ..
+    } = walk;
     report.garbage += flush(inner, &mut garbage)?;
+    inner.gc_marked.lock().extend(revisit);
     let c = &inner.counters;
     c.collections.fetch_add(1, Ordering::Relaxed);
     c.garbage_collected
         .fetch_add(report.garbage, Ordering::Relaxed);
     c.versions_at_last_collection
         .store(report.versions, Ordering::Relaxed);
-    tracing::debug!(?report, "garbage collected");
+    tracing::debug!(?report, ?pass, "garbage collected");
     Ok(report)
+}
+
+/// The walk over versions in engine order (per key, newest first), with
+/// what it has decided so far.
+struct Walk<'a> {
+    inner: &'a Inner,
+    watermark: u64,
+    expired_before: u64,
+    garbage: WriteBatch,
+    report: GcReport,
+    /// The key whose versions are being walked.
+    current: Option<Bytes>,
+    /// Whether the current key's newest version at or below the watermark
+    /// has been seen (everything after it is garbage).
+    settled: bool,
+    /// Whether the current key may turn into garbage later with no new
+    /// write: it has versions above the watermark, or its settled value
+    /// has an expiry deadline.
+    unsettled: bool,
+    /// The keys the next marked pass must walk again.
+    revisit: Vec<Bytes>,
+}
+
+impl Walk<'_> {
+    /// Looks at one version.
+    fn version(&mut self, engine_key: Bytes, value: &Bytes) -> Result<()> {
+        let (key, ts) = keys::decode_spaced(&engine_key)?;
+        self.report.versions += 1;
+        if self.current.as_ref() != Some(&key) {
+            self.end_key();
+            // Flush only between keys: a tombstone and the older versions
+            // it hides go in one atomic batch, or a reader could see an
+            // older value resurface in between.
+            if self.garbage.len() >= DELETE_CHUNK {
+                self.report.garbage += flush(self.inner, &mut self.garbage)?;
+            }
+            self.current = Some(key);
+        }
+        if ts > self.watermark {
+            self.unsettled = true;
+            return Ok(());
+        }
+        if self.settled {
+            self.garbage.delete(engine_key);
+            return Ok(());
+        }
+        self.settled = true;
+        match keys::decode_stored(&engine_key, value)? {
+            None => {
+                self.garbage.delete(engine_key);
+            }
+            Some(stored) if stored.is_expired(self.expired_before) => {
+                self.garbage.delete(engine_key);
+            }
+            Some(stored) => self.unsettled |= stored.deadline.is_some(),
+        }
+        Ok(())
+    }
+
+    /// Closes the current key: remembers it for the next pass if it is
+    /// not settled for good.
+    fn end_key(&mut self) {
+        if let Some(key) = self.current.take()
+            && self.unsettled
+        {
+            self.revisit.push(key);
+        }
+        self.settled = false;
+        self.unsettled = false;
+    }
 }
 
 fn flush(inner: &Inner, garbage: &mut WriteBatch) -> Result<u64> {
@@ -149,11 +254,18 @@ pub(crate) fn start(
     let thread = std::thread::Builder::new()
         .name("pydb-txn-gc".into())
         .spawn(move || {
+            let mut round = 0u64;
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                 let Some(inner): Option<Arc<Inner>> = inner.upgrade() else {
                     return;
                 };
-                if let Err(err) = collect(&inner) {
+                let pass = if round.is_multiple_of(FULL_PASS_EVERY) {
+                    Pass::Full
+                } else {
+                    Pass::Marked
+                };
+                round += 1;
+                if let Err(err) = collect(&inner, pass) {
                     tracing::warn!(%err, "background garbage collection failed");
                 }
             }
@@ -163,4 +275,122 @@ pub(crate) fn start(
             reason: format!("cannot start the garbage collector thread: {e}"),
         })?;
     Ok((stop, thread))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use pydb_storage::MemoryStorage;
+
+    use super::{Pass, collect};
+    use crate::clock::{ClockHandle, ManualClock};
+    use crate::{Isolation, Options, TxnManager};
+
+    /// A manager whose background collector never gets to run during the
+    /// test (so that marks accumulate), collected by hand.
+    fn manager() -> TxnManager {
+        let options = Options {
+            gc_interval: Some(Duration::from_secs(3600)),
+            ..Options::default()
+        };
+        TxnManager::open(Arc::new(MemoryStorage::new()), options).unwrap()
+    }
+
+    fn set(db: &TxnManager, key: &[u8], value: &[u8]) {
+        db.transaction(Isolation::Snapshot, |tx| tx.set(key, value))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_marked_pass_walks_only_the_keys_written_since_the_last_pass() {
+        let db = manager();
+        for i in 0..100u32 {
+            set(&db, format!("cold{i:03}").as_bytes(), b"v");
+        }
+        // The first pass is full, whatever it is asked for.
+        let first = collect(&db.inner, Pass::Marked).unwrap();
+        assert_eq!((first.versions, first.garbage), (100, 0));
+        for v in [&b"1"[..], b"2", b"3"] {
+            set(&db, b"hot", v);
+        }
+        set(&db, b"warm", b"w");
+        let report = collect(&db.inner, Pass::Marked).unwrap();
+        // hot's three versions and warm's one; none of the 100 cold keys.
+        assert_eq!((report.versions, report.garbage), (4, 2));
+        let again = collect(&db.inner, Pass::Marked).unwrap();
+        assert_eq!((again.versions, again.garbage), (0, 0), "all settled");
+        let tx = db.begin(Isolation::Snapshot).unwrap();
+        assert_eq!(tx.get(b"hot").unwrap().unwrap(), &b"3"[..]);
+        assert_eq!(tx.get(b"cold042").unwrap().unwrap(), &b"v"[..]);
+    }
+
+    #[test]
+    fn a_key_held_by_a_snapshot_is_walked_again_until_it_settles() {
+        let db = manager();
+        set(&db, b"k", b"old");
+        collect(&db.inner, Pass::Full).unwrap();
+        // A reader pins the snapshot that sees "old" ...
+        let reader = db.begin(Isolation::Snapshot).unwrap();
+        set(&db, b"k", b"new");
+        let held = collect(&db.inner, Pass::Marked).unwrap();
+        assert_eq!((held.versions, held.garbage), (2, 0), "old is still seen");
+        assert_eq!(reader.get(b"k").unwrap().unwrap(), &b"old"[..]);
+        drop(reader);
+        // ... and once it is gone, a pass with no new write collects it:
+        // the key was remembered, not forgotten with the marks.
+        let freed = collect(&db.inner, Pass::Marked).unwrap();
+        assert_eq!((freed.versions, freed.garbage), (2, 1));
+        let tx = db.begin(Isolation::Snapshot).unwrap();
+        assert_eq!(tx.get(b"k").unwrap().unwrap(), &b"new"[..]);
+    }
+
+    #[test]
+    fn a_deleted_key_leaves_nothing_behind() {
+        let db = manager();
+        collect(&db.inner, Pass::Full).unwrap();
+        set(&db, b"k", b"v");
+        db.transaction(Isolation::Snapshot, |tx| tx.delete(b"k").map(drop))
+            .unwrap();
+        let report = collect(&db.inner, Pass::Marked).unwrap();
+        assert_eq!((report.versions, report.garbage), (2, 2));
+        let full = collect(&db.inner, Pass::Full).unwrap();
+        assert_eq!((full.versions, full.garbage), (0, 0));
+    }
+
+    #[test]
+    fn an_expiring_value_is_walked_again_until_it_expires() {
+        let clock = ManualClock::new(1_000);
+        let options = Options {
+            gc_interval: Some(Duration::from_secs(3600)),
+            clock: ClockHandle::new(clock.clone()),
+            ..Options::default()
+        };
+        let db = TxnManager::open(Arc::new(MemoryStorage::new()), options).unwrap();
+        collect(&db.inner, Pass::Full).unwrap();
+        db.transaction(Isolation::Snapshot, |tx| {
+            tx.set_with_deadline(b"session", b"s", Some(2_000))
+        })
+        .unwrap();
+        let live = collect(&db.inner, Pass::Marked).unwrap();
+        assert_eq!((live.versions, live.garbage), (1, 0), "not expired yet");
+        clock.set(2_001);
+        // No write since: only the memory of an unsettled key finds it.
+        let expired = collect(&db.inner, Pass::Marked).unwrap();
+        assert_eq!((expired.versions, expired.garbage), (1, 1));
+    }
+
+    #[test]
+    fn without_a_background_collector_commits_mark_nothing() {
+        let options = Options {
+            gc_interval: None,
+            ..Options::default()
+        };
+        let db = TxnManager::open(Arc::new(MemoryStorage::new()), options).unwrap();
+        set(&db, b"k", b"v");
+        assert!(db.inner.gc_marked.lock().is_empty());
+    }
 }

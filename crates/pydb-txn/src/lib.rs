@@ -141,7 +141,7 @@ mod transaction;
 pub use clock::{Clock, ClockHandle, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use expire::ExpireReport;
-pub use gc::GcReport;
+pub use gc::{FULL_PASS_EVERY, GcReport};
 pub use keys::{Keyspace, decode_version_key};
 pub use lock::LockWait;
 pub use manager::{Concurrency, Isolation, Options, TxnManager, TxnOptions, TxnStats};

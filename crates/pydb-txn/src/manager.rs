@@ -352,7 +352,12 @@ pub(crate) struct Inner {
     /// the shared locks of locking transactions.
     locking_used: AtomicBool,
     pub(crate) counters: Counters,
-    pub(crate) gc_lock: Mutex<()>,
+    /// Serializes collections; counts the passes run.
+    pub(crate) gc_lock: Mutex<u64>,
+    /// The spaced keys commits wrote since the collector last took them
+    /// (see `gc`): a marked pass walks only these. Kept only when the
+    /// background collector runs, so that nothing piles up without it.
+    pub(crate) gc_marked: Mutex<Vec<Bytes>>,
     /// Where the next expiry cycle resumes (see `expire`).
     pub(crate) expire_cursor: Mutex<Option<Bytes>>,
 }
@@ -751,6 +756,14 @@ impl Inner {
         }
         batch.set(keys::META_LAST_COMMIT, keys::encode_u64(last).to_vec());
         self.engine.write_batch(&batch)?;
+        if self.options.gc_interval.is_some() {
+            // Marked after the write, so that a collector that takes the
+            // mark finds the versions in the engine.
+            let mut marked = self.gc_marked.lock();
+            for member in members {
+                marked.extend(member.writes.iter().map(|(key, _)| key.clone()));
+            }
+        }
         self.counters.commit_groups.fetch_add(1, Ordering::Relaxed);
         self.counters
             .versions_written
@@ -783,7 +796,7 @@ fn is_invalid_input(err: &pydb_storage::Error) -> bool {
 /// or pass `&TxnManager` to threads.
 #[derive(Debug)]
 pub struct TxnManager {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     gc: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
     expirer: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
 }
@@ -825,7 +838,8 @@ impl TxnManager {
             locks: LockManager::default(),
             locking_used: AtomicBool::new(false),
             counters: Counters::default(),
-            gc_lock: Mutex::new(()),
+            gc_lock: Mutex::new(0),
+            gc_marked: Mutex::new(Vec::new()),
             expire_cursor: Mutex::new(None),
             options,
         });
@@ -947,7 +961,7 @@ impl TxnManager {
     /// Collects garbage now: removes every version no running transaction
     /// (and no [`Options::history`] read) can see.
     pub fn gc(&self) -> Result<crate::GcReport> {
-        crate::gc::collect(&self.inner)
+        crate::gc::collect(&self.inner, crate::gc::Pass::Full)
     }
 
     /// Runs one active-expiry cycle now: looks at up to

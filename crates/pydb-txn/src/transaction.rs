@@ -212,7 +212,7 @@ impl Transaction {
         let Some((engine_key, value)) = self
             .inner
             .engine
-            .first_in(keys::visible_range(&key, self.read_ts()))?
+            .first(keys::visible_range(&key, self.read_ts()))?
         else {
             return Ok(None);
         };
@@ -266,7 +266,7 @@ impl Transaction {
         let Some((engine_key, _)) = self
             .inner
             .engine
-            .first_in(keys::visible_range(&key, self.read_ts()))?
+            .first(keys::visible_range(&key, self.read_ts()))?
         else {
             return Ok(None);
         };

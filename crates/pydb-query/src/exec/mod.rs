@@ -320,10 +320,15 @@ fn collect_node(plan: &Plan, env: &Env<'_>) -> Result<Vec<(RowKey, Row)>> {
             table,
             index,
             range,
-        } => env
-            .store
-            .index_scan(table, index, range)?
-            .collect::<Result<Vec<_>>>()?,
+            reverse,
+        } => {
+            let rows = if *reverse {
+                env.store.index_scan_backward(table, index, range)?
+            } else {
+                env.store.index_scan(table, index, range)?
+            };
+            rows.collect::<Result<Vec<_>>>()?
+        }
         Plan::PkLookup { table, key } => env.store.get_by_pk(table, key)?.into_iter().collect(),
         Plan::Values { rows, .. } if rows.is_empty() => Vec::new(),
         Plan::Filter { input, predicate } => {

@@ -90,8 +90,24 @@ fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
             table,
             index,
             range,
+            reverse,
         } => Box::new(StoreRows {
-            rows: env.store.index_scan(table, index, range)?,
+            rows: if *reverse {
+                env.store.index_scan_backward(table, index, range)?
+            } else {
+                env.store.index_scan(table, index, range)?
+            },
+        }),
+        Plan::IndexOnlyScan {
+            table,
+            index,
+            range,
+            reverse,
+        } => Box::new(StoreRows {
+            rows: env.store.index_only_scan(table, index, range, *reverse)?,
+        }),
+        Plan::ScanBackward { table } => Box::new(StoreRows {
+            rows: env.store.scan_backward(table)?,
         }),
         Plan::PkLookup { table, key } => {
             let row = env.store.get_by_pk(table, key)?.map(|(_, r)| r);

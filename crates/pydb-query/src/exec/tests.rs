@@ -245,13 +245,19 @@ fn indexes_and_primary_keys_are_chosen_and_agree_with_scans() {
     assert!(plan(&mut s, q).contains("PkLookup"));
     assert_eq!(text(&mut s, q), ["n17"]);
     let q = "SELECT id FROM p WHERE g = 3 ORDER BY id";
-    assert!(plan(&mut s, q).contains("IndexScan"));
+    assert!(
+        plan(&mut s, q).contains("Index"),
+        "an index range (the rows or the index alone)"
+    );
     assert_eq!(
         text(&mut s, q),
         text(&mut s, "SELECT id FROM p WHERE g + 0 = 3 ORDER BY id")
     );
     let q = "SELECT id FROM p WHERE g > 2 AND g <= 4 ORDER BY id";
-    assert!(plan(&mut s, q).contains("IndexScan"));
+    assert!(
+        plan(&mut s, q).contains("Index"),
+        "an index range (the rows or the index alone)"
+    );
     assert_eq!(
         text(&mut s, q),
         text(
@@ -521,8 +527,8 @@ fn index_joins_agree_with_hash_joins() {
             "using primary key",
         ),
         (
-            "SELECT o.id, name FROM o LEFT JOIN c ON o.cust = c.id AND c.region = 1 ORDER BY 1, 2",
-            "SELECT o.id, name FROM o LEFT JOIN c ON o.cust + 0 = c.id + 0 AND c.region = 1 ORDER BY 1, 2",
+            "SELECT o.id, name FROM o LEFT JOIN c ON o.cust = c.id AND c.region <> 1 ORDER BY 1, 2",
+            "SELECT o.id, name FROM o LEFT JOIN c ON o.cust + 0 = c.id + 0 AND c.region <> 1 ORDER BY 1, 2",
             "IndexJoin Left",
         ),
         (

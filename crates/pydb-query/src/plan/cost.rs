@@ -51,12 +51,13 @@
 //! |---|---|
 //! | Scan | `pages x SEQ_PAGE_COST + rows x CPU_TUPLE_COST` |
 //! | IndexScan | `fetched pages x RANDOM_PAGE_COST + rows x (CPU_INDEX_TUPLE_COST + CPU_TUPLE_COST)` |
+//! | IndexOnlyScan | `index pages x SEQ_PAGE_COST + RANDOM_PAGE_COST + rows x (CPU_INDEX_TUPLE_COST + CPU_TUPLE_COST)`: no row fetch; index pages from the entry size (indexed and key columns by type) |
 //! | PkLookup | `RANDOM_PAGE_COST + CPU_TUPLE_COST` |
 //! | Filter, Project | `input rows x CPU_OPERATOR_COST x operators`, plus subqueries (once, or per row if correlated) |
 //! | nested loop Join | `left x right x CPU_OPERATOR_COST + rows x CPU_TUPLE_COST` |
 //! | HashJoin | build `right x (CPU_TUPLE_COST + keys x CPU_OPERATOR_COST)`, probe `left x keys x CPU_OPERATOR_COST`, `rows x CPU_TUPLE_COST` |
 //! | MergeJoin | `(left + right) x keys x CPU_OPERATOR_COST + rows x CPU_TUPLE_COST` (inputs arrive sorted) |
-//! | IndexJoin | `fetched pages x RANDOM_PAGE_COST` for all lookups, `matches x (CPU_INDEX_TUPLE_COST + CPU_TUPLE_COST)` |
+//! | IndexJoin | `fetched pages x RANDOM_PAGE_COST` for all lookups, `matches x (CPU_INDEX_TUPLE_COST + CPU_TUPLE_COST)`, the right filter on each fetched row and the residual on each pair it passes |
 //! | SemiJoin (hash) | as HashJoin; rows: the left rows whose key value the right side holds (or does not, anti) |
 //! | Sort | `2 x CPU_OPERATOR_COST x n log2 n` (comparisons); TopN `n log2 k` |
 //! | Aggregate, Distinct | `input rows x CPU_OPERATOR_COST x columns + rows x CPU_TUPLE_COST` (hashing) |
@@ -331,6 +332,24 @@ impl<'a> Estimator<'a> {
         }
     }
 
+    /// The bytes of an entry of an index on `columns` of `table`: the
+    /// indexed values and the primary key (or row id), guessed from their
+    /// types, plus the engine key's prefix.
+    fn entry_bytes(&self, table: &Table, columns: &[usize]) -> f64 {
+        // A hidden row id is an INTEGER.
+        let key_cols = if table.primary_key.is_empty() {
+            11.0
+        } else {
+            table
+                .primary_key
+                .iter()
+                .map(|c| column_bytes(table, *c))
+                .sum()
+        };
+        let indexed: f64 = columns.iter().map(|c| column_bytes(table, *c)).sum();
+        9.0 + indexed + key_cols
+    }
+
     /// The pages `table`'s rows fill.
     fn table_pages(&self, table: &Table) -> f64 {
         (self.table_rows(table) * self.row_bytes(table) / PAGE_SIZE)
@@ -343,13 +362,15 @@ impl<'a> Estimator<'a> {
     /// The table column that column `col` of `plan`'s rows is read from.
     fn origin(&self, plan: &Plan, col: usize) -> Option<Col> {
         match plan {
-            Plan::Scan { table } | Plan::IndexScan { table, .. } | Plan::PkLookup { table, .. } => {
-                (col < table.columns.len()).then(|| Col {
-                    table: table.clone(),
-                    index: col,
-                    stats: self.table_stats(table),
-                })
-            }
+            Plan::Scan { table }
+            | Plan::ScanBackward { table }
+            | Plan::IndexScan { table, .. }
+            | Plan::IndexOnlyScan { table, .. }
+            | Plan::PkLookup { table, .. } => (col < table.columns.len()).then(|| Col {
+                table: table.clone(),
+                index: col,
+                stats: self.table_stats(table),
+            }),
             Plan::Filter { input, .. }
             | Plan::Sort { input, .. }
             | Plan::TopN { input, .. }
@@ -797,17 +818,37 @@ impl<'a> Estimator<'a> {
         let first = inputs.first().map_or(0.0, |e| e.rows);
         let second = inputs.get(1).map_or(0.0, |e| e.rows);
         let (rows, cost) = match plan {
-            Plan::Scan { table } => {
+            Plan::Scan { table } | Plan::ScanBackward { table } => {
                 let rows = self.table_rows(table);
                 (
                     rows,
                     self.table_pages(table) * SEQ_PAGE_COST + rows * CPU_TUPLE_COST,
                 )
             }
+            Plan::IndexOnlyScan {
+                table,
+                index,
+                range,
+                ..
+            } => {
+                // The index alone: its pages in order, one descent, and no
+                // row fetch.
+                let all = self.table_rows(table);
+                let rows = clamp_rows(all * self.index_range(table, &index.columns, range), all);
+                let entry = self.entry_bytes(table, &index.columns);
+                let index_pages = (rows * entry / PAGE_SIZE).ceil();
+                (
+                    rows,
+                    index_pages * SEQ_PAGE_COST
+                        + RANDOM_PAGE_COST
+                        + rows * (CPU_INDEX_TUPLE_COST + CPU_TUPLE_COST),
+                )
+            }
             Plan::IndexScan {
                 table,
                 index,
                 range,
+                ..
             } => {
                 let all = self.table_rows(table);
                 let rows = clamp_rows(all * self.index_range(table, &index.columns, range), all);
@@ -832,9 +873,9 @@ impl<'a> Estimator<'a> {
                     // path that some of its terms chose: those terms hold
                     // for every row already, so count the predicate
                     // against the table instead of against the range.
-                    Plan::IndexScan { table, .. } | Plan::PkLookup { table, .. } => {
-                        clamp_rows(self.table_rows(table) * s, first)
-                    }
+                    Plan::IndexScan { table, .. }
+                    | Plan::IndexOnlyScan { table, .. }
+                    | Plan::PkLookup { table, .. } => clamp_rows(self.table_rows(table) * s, first),
                     _ => clamp_rows(first * s, first),
                 };
                 (rows, self.expr_cost(predicate, first))
@@ -944,12 +985,18 @@ impl<'a> Estimator<'a> {
                 let filter_cost = right_filter
                     .as_ref()
                     .map_or(0.0, |f| self.expr_cost(f, fetched));
+                // The residual is checked on each pair the lookups and the
+                // right filter let through, as a hash join's is.
+                let residual_cost = residual
+                    .as_ref()
+                    .map_or(0.0, |r| self.expr_cost(r, first * matches * filter));
                 (
                     rows,
                     pages * RANDOM_PAGE_COST
                         + fetched * (CPU_INDEX_TUPLE_COST + CPU_TUPLE_COST)
                         + first * CPU_OPERATOR_COST
                         + filter_cost
+                        + residual_cost
                         + rows * CPU_TUPLE_COST,
                 )
             }
@@ -1091,6 +1138,15 @@ impl<'a> Estimator<'a> {
                 _ => self.selectivity(join, term),
             })
             .product()
+    }
+}
+
+/// The key-encoded bytes of a value of column `col` of `table`, guessed
+/// from its type (numbers take 11 bytes, text about 16).
+fn column_bytes(table: &Table, col: usize) -> f64 {
+    match table.columns.get(col).map(|c| c.ty) {
+        Some(DataType::Text) => 16.0,
+        _ => 11.0,
     }
 }
 

@@ -134,9 +134,11 @@ pub fn column_names(plan: &Plan) -> Vec<String> {
             .collect()
     };
     match plan {
-        Plan::Scan { table } | Plan::IndexScan { table, .. } | Plan::PkLookup { table, .. } => {
-            table_cols(table)
-        }
+        Plan::Scan { table }
+        | Plan::ScanBackward { table }
+        | Plan::IndexScan { table, .. }
+        | Plan::IndexOnlyScan { table, .. }
+        | Plan::PkLookup { table, .. } => table_cols(table),
         Plan::Values { width, .. } => (1..=*width).map(|i| format!("column{i}")).collect(),
         Plan::Filter { input, .. }
         | Plan::Sort { input, .. }
@@ -365,10 +367,18 @@ fn describe<'p>(plan: &'p Plan, outer: &[Vec<String>]) -> Described<'p> {
     };
     let name = match plan {
         Plan::Scan { table } => format!("Seq Scan on {}", table.name),
+        Plan::ScanBackward { table } => format!("Seq Scan Backward on {}", table.name),
         Plan::IndexScan {
             table,
             index,
             range,
+            reverse,
+        }
+        | Plan::IndexOnlyScan {
+            table,
+            index,
+            range,
+            reverse,
         } => {
             let cols: Vec<String> = index
                 .columns
@@ -384,7 +394,16 @@ fn describe<'p>(plan: &'p Plan, outer: &[Vec<String>]) -> Described<'p> {
             if let Some(cond) = index_cond(&cols, range) {
                 details.push(format!("Index Cond: {cond}"));
             }
-            format!("Index Scan using {} on {}", index.name, table.name)
+            let only = if matches!(plan, Plan::IndexOnlyScan { .. }) {
+                " Only"
+            } else {
+                ""
+            };
+            let backward = if *reverse { " Backward" } else { "" };
+            format!(
+                "Index{only} Scan{backward} using {} on {}",
+                index.name, table.name
+            )
         }
         Plan::PkLookup { table, key } => {
             let terms: Vec<String> = table

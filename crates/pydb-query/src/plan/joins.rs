@@ -25,6 +25,12 @@
 //!   `3^n`: planning stays fast, at the price of perhaps missing the best
 //!   tree.
 //!
+//! Both searches price far more joins than they keep. A candidate join is
+//! therefore priced without being built around copies of its inputs: it
+//! is built around stand-ins, the real inputs are swapped in while the
+//! estimator prices it, and swapped out again (`Shape`). Only the
+//! winner of each step is built for good.
+//!
 //! If the conditions do not link all the relations (`FROM a, b` without a
 //! condition between them), each linked group is planned on its own and
 //! the groups are then joined by cross products, largest first.
@@ -203,9 +209,10 @@ impl Graph<'_, '_> {
             .any(|t| t.relations & a != 0 && t.relations & b != 0 && t.relations & !(a | b) == 0)
     }
 
-    /// The cheapest join of `a` (left) and `b` (right) under the terms
-    /// that link them (a cross product when none does).
-    fn join(&self, a: &Rel, b: &Rel) -> Rel {
+    /// The terms that link `a` (left) and `b` (right), over the row of
+    /// their join, with that row's layout, and the join's kind (a cross
+    /// product when no term links them).
+    fn link(&self, a: &Rel, b: &Rel) -> (Vec<Expr>, Vec<usize>, JoinKind) {
         let layout: Vec<usize> = a.layout.iter().chain(&b.layout).copied().collect();
         let pos = self.positions(&layout);
         let set = a.set | b.set;
@@ -226,13 +233,37 @@ impl Graph<'_, '_> {
         } else {
             JoinKind::Inner
         };
+        (terms, layout, kind)
+    }
+
+    /// The cheapest join of `a` (left) and `b` (right) under the terms
+    /// that link them (a cross product when none does).
+    fn join(&self, a: &Rel, b: &Rel) -> Rel {
+        let (terms, layout, kind) = self.link(a, b);
         let (plan, est) = best_method((&a.plan, a.est), (&b.plan, b.est), kind, terms, self.est);
         Rel {
             plan,
             est,
-            set,
+            set: a.set | b.set,
             layout,
         }
+    }
+
+    /// The estimate of [`Graph::join`]'s result, without building it: the
+    /// candidates borrow the two plans instead of copying them (which,
+    /// for the large plans of a many-table join, is most of the work).
+    fn join_cost(&self, a: &mut Rel, b: &mut Rel) -> f64 {
+        let (terms, _, kind) = self.link(a, b);
+        let ((ap, ae), (bp, be)) = ((&mut a.plan, a.est), (&mut b.plan, b.est));
+        cheapest((ap, ae), (bp, be), kind, terms, self.est).1.cost
+    }
+
+    /// Whether `b ⋈ a` is cheaper than `a ⋈ b` (`a ⋈ b` on a tie), and
+    /// the cheaper cost.
+    fn either_cost(&self, a: &mut Rel, b: &mut Rel) -> (bool, f64) {
+        let ab = self.join_cost(a, b);
+        let ba = self.join_cost(b, a);
+        if ba < ab { (true, ba) } else { (false, ab) }
     }
 
     /// Where each original column sits in a row laid out as `layout`
@@ -249,13 +280,6 @@ impl Graph<'_, '_> {
             }
         }
         pos
-    }
-
-    /// The cheaper of `a ⋈ b` and `b ⋈ a`.
-    fn join_either(&self, a: &Rel, b: &Rel) -> Rel {
-        let ab = self.join(a, b);
-        let ba = self.join(b, a);
-        if ba.est.cost < ab.est.cost { ba } else { ab }
     }
 
     /// Dynamic programming over the subsets of `rels` (all linked).
@@ -275,24 +299,34 @@ impl Graph<'_, '_> {
             let low = s & s.wrapping_neg();
             let rest = s ^ low;
             let mut sub = rest.wrapping_sub(1) & rest;
-            let mut winner: Option<Rel> = None;
+            // The cheapest split, priced without building its join:
+            // (left half, right half, cost).
+            let mut winner: Option<(usize, usize, f64)> = None;
             loop {
                 let s1 = low | sub;
                 let s2 = s ^ s1;
-                if let (Some(a), Some(b)) = (&best[s1], &best[s2])
-                    && self.linked(a.set, b.set)
-                {
-                    let j = self.join_either(a, b);
-                    if winner.as_ref().is_none_or(|w| j.est.cost < w.est.cost) {
-                        winner = Some(j);
+                if let (Some(mut a), Some(mut b)) = (best[s1].take(), best[s2].take()) {
+                    if self.linked(a.set, b.set) {
+                        let (swap, cost) = self.either_cost(&mut a, &mut b);
+                        if winner.is_none_or(|(_, _, w)| cost < w) {
+                            winner = Some(if swap { (s2, s1, cost) } else { (s1, s2, cost) });
+                        }
                     }
+                    best[s1] = Some(a);
+                    best[s2] = Some(b);
                 }
                 if sub == 0 {
                     break;
                 }
                 sub = (sub - 1) & rest;
             }
-            best[s] = winner;
+            best[s] = match winner {
+                Some((l, r, _)) => match (&best[l], &best[r]) {
+                    (Some(a), Some(b)) => Some(self.join(a, b)),
+                    _ => None,
+                },
+                None => None,
+            };
         }
         best[full].take()
     }
@@ -307,22 +341,23 @@ impl Graph<'_, '_> {
         let mut parts: Vec<Option<Rel>> = parts.into_iter().map(Some).collect();
         // Linked pairs (i < j) with the cost of their cheaper join.
         let mut pairs: Vec<(usize, usize, f64)> = Vec::new();
-        let price = |parts: &[Option<Rel>], i: usize, pairs: &mut Vec<(usize, usize, f64)>| {
-            let Some(a) = &parts[i] else { return };
-            for (j, b) in parts.iter().enumerate() {
+        let price = |parts: &mut [Option<Rel>], i: usize, pairs: &mut Vec<(usize, usize, f64)>| {
+            let Some(mut a) = parts[i].take() else { return };
+            for (j, b) in parts.iter_mut().enumerate() {
                 if let Some(b) = b
                     && j != i
                     && self.linked(a.set, b.set)
                 {
-                    let cost = self.join_either(a, b).est.cost;
+                    let (_, cost) = self.either_cost(&mut a, b);
                     pairs.push((i.min(j), i.max(j), cost));
                 }
             }
+            parts[i] = Some(a);
         };
         for i in 0..parts.len() {
             // Each pair once: from its first part, against later ones.
             let before = pairs.len();
-            price(&parts, i, &mut pairs);
+            price(&mut parts, i, &mut pairs);
             let mut k = before;
             while k < pairs.len() {
                 if pairs[k].0 != i {
@@ -353,12 +388,17 @@ impl Graph<'_, '_> {
                     (by_rows[0], by_rows[1])
                 }
             };
-            let (Some(a), Some(b)) = (parts[i].take(), parts[j].take()) else {
+            let (Some(mut a), Some(mut b)) = (parts[i].take(), parts[j].take()) else {
                 break;
             };
-            parts[i] = Some(self.join_either(&a, &b));
+            let (swap, _) = self.either_cost(&mut a, &mut b);
+            parts[i] = Some(if swap {
+                self.join(&b, &a)
+            } else {
+                self.join(&a, &b)
+            });
             pairs.retain(|(x, y, _)| ![i, j].contains(x) && ![i, j].contains(y));
-            price(&parts, i, &mut pairs);
+            price(&mut parts, i, &mut pairs);
         }
         parts.into_iter().flatten().next()
     }
@@ -511,25 +551,111 @@ fn best_method(
     terms: Vec<Expr>,
     est: &Estimator<'_>,
 ) -> (Plan, Estimate) {
-    // A candidate's inputs are `left` and `right`, maybe under a Sort the
-    // candidate added: priced from their known estimates, without walking
-    // down the (possibly large) inputs again.
-    let input = |child: &Plan, original: &Plan, known: Estimate| {
-        let added_sort = match child {
-            Plan::Sort { input, .. } => {
-                !matches!(original, Plan::Sort { .. }) || matches!(**input, Plan::Sort { .. })
-            }
-            _ => false,
-        };
-        if added_sort {
-            est.estimate_node(child, &[known])
-        } else {
-            known
+    let (mut left, mut right) = (left.clone(), right.clone());
+    let (winner, e) = cheapest(
+        (&mut left, left_est),
+        (&mut right, right_est),
+        kind,
+        terms.clone(),
+        est,
+    );
+    let mut shapes = shapes(&left, &right, kind, terms);
+    let mut chosen = if winner < shapes.len() {
+        shapes.swap_remove(winner)
+    } else {
+        Shape {
+            plan: Plan::Join {
+                left: Box::new(hole(&left)),
+                right: Box::new(hole(&right)),
+                kind,
+                on: None,
+            },
+            sorted_here: (false, false),
         }
     };
-    let price = |p: &Plan| -> Estimate {
-        let inputs: Vec<Estimate> = match p {
-            Plan::IndexJoin { left: l, .. } => vec![input(l, left, left_est)],
+    chosen.exchange(&mut left, &mut right);
+    (chosen.plan, e)
+}
+
+/// The cheapest of the ways to join `left` and `right` (its position in
+/// [`shapes`]' list, and its estimate), priced without copying either
+/// input: each candidate borrows them in turn (see [`Shape`]), and gives
+/// them back. `known` estimates of the inputs are not computed again.
+fn cheapest(
+    (left, left_est): (&mut Plan, Estimate),
+    (right, right_est): (&mut Plan, Estimate),
+    kind: JoinKind,
+    terms: Vec<Expr>,
+    est: &Estimator<'_>,
+) -> (usize, Estimate) {
+    let mut best: Option<(usize, Estimate)> = None;
+    let shapes = shapes(left, right, kind, terms);
+    for (n, mut shape) in shapes.into_iter().enumerate() {
+        shape.exchange(left, right);
+        let e = shape.price(left_est, right_est, est);
+        shape.exchange(left, right);
+        if best.as_ref().is_none_or(|(_, b)| e.cost < b.cost) {
+            best = Some((n, e));
+        }
+    }
+    best.unwrap_or_else(|| {
+        // Unreachable in practice: there is always a nested loop. Price
+        // the plain nested loop `best_method` then builds.
+        let mut join = Shape {
+            plan: Plan::Join {
+                left: Box::new(hole(left)),
+                right: Box::new(hole(right)),
+                kind,
+                on: None,
+            },
+            sorted_here: (false, false),
+        };
+        join.exchange(left, right);
+        let e = join.price(left_est, right_est, est);
+        join.exchange(left, right);
+        (usize::MAX, e)
+    })
+}
+
+/// A stand-in for an input while a candidate is built: the candidate's
+/// real inputs are swapped in only to price it.
+fn hole(like: &Plan) -> Plan {
+    hole_of(like.width())
+}
+
+/// A stand-in of `width` columns (see [`hole`]).
+fn hole_of(width: usize) -> Plan {
+    Plan::Values {
+        rows: Vec::new(),
+        width,
+    }
+}
+
+/// One way to run a join, built around stand-ins ([`hole`]) for its
+/// inputs. [`Shape::exchange`] swaps the real inputs in, and a second call
+/// swaps them out again: a planner that prices many candidates over the
+/// same, possibly large, inputs never copies them.
+struct Shape {
+    plan: Plan,
+    /// Whether the candidate put a Sort over its left and right input
+    /// (then the input's place is under that Sort).
+    sorted_here: (bool, bool),
+}
+
+impl Shape {
+    /// Swaps `left` and `right` with the plan's input places.
+    fn exchange(&mut self, left: &mut Plan, right: &mut Plan) {
+        fn place(child: &mut Plan, sorted_here: bool) -> &mut Plan {
+            if !sorted_here {
+                return child;
+            }
+            match child {
+                Plan::Sort { input, .. } => input,
+                other => other,
+            }
+        }
+        let (ls, rs) = self.sorted_here;
+        match &mut self.plan {
             Plan::Join {
                 left: l, right: r, ..
             }
@@ -538,28 +664,41 @@ fn best_method(
             }
             | Plan::MergeJoin {
                 left: l, right: r, ..
-            } => vec![input(l, left, left_est), input(r, right, right_est)],
-            other => return est.estimate(other),
-        };
-        est.estimate_node(p, &inputs)
-    };
-    let mut best: Option<(Plan, Estimate)> = None;
-    for candidate in candidates(left, right, kind, terms) {
-        let e = price(&candidate);
-        if best.as_ref().is_none_or(|(_, b)| e.cost < b.cost) {
-            best = Some((candidate, e));
+            } => {
+                std::mem::swap(place(l, ls), left);
+                std::mem::swap(place(r, rs), right);
+            }
+            Plan::IndexJoin { left: l, .. } => std::mem::swap(&mut **l, left),
+            _ => {}
         }
     }
-    best.unwrap_or_else(|| {
-        let p = Plan::Join {
-            left: Box::new(left.clone()),
-            right: Box::new(right.clone()),
-            kind,
-            on: None,
+
+    /// The candidate's estimate (inputs swapped in), from the inputs'
+    /// known estimates: only a Sort the candidate added is priced anew.
+    fn price(&self, left_est: Estimate, right_est: Estimate, est: &Estimator<'_>) -> Estimate {
+        let (ls, rs) = self.sorted_here;
+        let input = |child: &Plan, sorted_here: bool, known: Estimate| {
+            if sorted_here {
+                est.estimate_node(child, &[known])
+            } else {
+                known
+            }
         };
-        let e = price(&p);
-        (p, e)
-    })
+        let inputs = match &self.plan {
+            Plan::IndexJoin { .. } => vec![left_est],
+            Plan::Join {
+                left: l, right: r, ..
+            }
+            | Plan::HashJoin {
+                left: l, right: r, ..
+            }
+            | Plan::MergeJoin {
+                left: l, right: r, ..
+            } => vec![input(l, ls, left_est), input(r, rs, right_est)],
+            other => return est.estimate(other),
+        };
+        est.estimate_node(&self.plan, &inputs)
+    }
 }
 
 /// The equalities between the two sides, split out of the terms.
@@ -610,22 +749,28 @@ fn split_keys(terms: Vec<Expr>, lw: usize) -> Keys {
     keys
 }
 
-/// Every way to run the join, in the order preferred on a tie.
-fn candidates(left: &Plan, right: &Plan, kind: JoinKind, terms: Vec<Expr>) -> Vec<Plan> {
-    let lw = left.width();
+/// Every way to run the join, in the order preferred on a tie, around
+/// stand-ins for the inputs (see [`Shape`]).
+fn shapes(left: &Plan, right: &Plan, kind: JoinKind, terms: Vec<Expr>) -> Vec<Shape> {
+    // Widths and orders walk the inputs: once each, not per candidate.
+    let (lw, rw) = (left.width(), right.width());
     let keys = split_keys(terms, lw);
+    let plain = |plan: Plan| Shape {
+        plan,
+        sorted_here: (false, false),
+    };
     if keys.left.is_empty() {
         let on = Expr::and_all(keys.residual);
         let kind = match (kind, &on) {
             (JoinKind::Cross, Some(_)) => JoinKind::Inner,
             (k, _) => k,
         };
-        return vec![Plan::Join {
-            left: Box::new(left.clone()),
-            right: Box::new(right.clone()),
+        return vec![plain(Plan::Join {
+            left: Box::new(hole_of(lw)),
+            right: Box::new(hole_of(rw)),
             kind,
             on,
-        }];
+        })];
     }
     let kind = if kind == JoinKind::Cross {
         JoinKind::Inner
@@ -633,21 +778,22 @@ fn candidates(left: &Plan, right: &Plan, kind: JoinKind, terms: Vec<Expr>) -> Ve
         kind
     };
     let mut out = Vec::new();
-    if let Some(p) = index_join(left, right, kind, &keys) {
-        out.push(p);
+    if let Some(p) = index_join(lw, right, kind, &keys) {
+        out.push(plain(p));
     }
     // Merge join: key pairs in the order the left side is sorted in, if
     // it is; then a Sort under each side that does not already come in
     // that order.
-    let (lk, rk) = align_keys(&sorted_on(left), &keys);
-    let left_sorted = is_sorted_on(left, &lk);
-    let right_sorted = is_sorted_on(right, &rk);
-    let sorted = |p: &Plan, keys: &[Expr], already: bool| {
+    let left_order = sorted_on(left);
+    let (lk, rk) = align_keys(&left_order, &keys);
+    let left_sorted = order_gives(&left_order, &lk);
+    let right_sorted = order_gives(&sorted_on(right), &rk);
+    let sorted = |width: usize, keys: &[Expr], already: bool| {
         if already {
-            p.clone()
+            hole_of(width)
         } else {
             Plan::Sort {
-                input: Box::new(p.clone()),
+                input: Box::new(hole_of(width)),
                 keys: keys
                     .iter()
                     .map(|k| SortKey {
@@ -659,22 +805,25 @@ fn candidates(left: &Plan, right: &Plan, kind: JoinKind, terms: Vec<Expr>) -> Ve
             }
         }
     };
-    let merge = Plan::MergeJoin {
-        left: Box::new(sorted(left, &lk, left_sorted)),
-        right: Box::new(sorted(right, &rk, right_sorted)),
-        kind,
-        left_keys: lk,
-        right_keys: rk,
-        residual: Expr::and_all(keys.residual.clone()),
+    let merge = Shape {
+        plan: Plan::MergeJoin {
+            left: Box::new(sorted(lw, &lk, left_sorted)),
+            right: Box::new(sorted(rw, &rk, right_sorted)),
+            kind,
+            left_keys: lk,
+            right_keys: rk,
+            residual: Expr::and_all(keys.residual.clone()),
+        },
+        sorted_here: (!left_sorted, !right_sorted),
     };
-    let hash = Plan::HashJoin {
-        left: Box::new(left.clone()),
-        right: Box::new(right.clone()),
+    let hash = plain(Plan::HashJoin {
+        left: Box::new(hole_of(lw)),
+        right: Box::new(hole_of(rw)),
         kind,
         left_keys: keys.left,
         right_keys: keys.right,
         residual: Expr::and_all(keys.residual),
-    };
+    });
     if left_sorted && right_sorted {
         out.push(merge);
         out.push(hash);
@@ -685,11 +834,11 @@ fn candidates(left: &Plan, right: &Plan, kind: JoinKind, terms: Vec<Expr>) -> Ve
     out
 }
 
-/// An index nested-loop join, when the right side is a table (maybe
-/// filtered) with an index or a one-column primary key on a key column.
-fn index_join(left: &Plan, right: &Plan, kind: JoinKind, keys: &Keys) -> Option<Plan> {
+/// An index nested-loop join (around a stand-in for its left input of
+/// `lw` columns), when the right side is a table (maybe filtered) with an
+/// index or a one-column primary key on a key column.
+fn index_join(lw: usize, right: &Plan, kind: JoinKind, keys: &Keys) -> Option<Plan> {
     let (table, right_filter) = plain_table(right)?;
-    let lw = left.width();
     for (k, rk) in keys.right.iter().enumerate() {
         let Expr::Column {
             depth: 0,
@@ -716,7 +865,7 @@ fn index_join(left: &Plan, right: &Plan, kind: JoinKind, keys: &Keys) -> Option<
             }
         }
         return Some(Plan::IndexJoin {
-            left: Box::new(left.clone()),
+            left: Box::new(hole_of(lw)),
             index: if by_pk { None } else { index.cloned() },
             table,
             left_key: keys.left[k].clone(),
@@ -746,7 +895,16 @@ fn plain_table(plan: &Plan) -> Option<(Arc<Table>, Option<Expr>)> {
 pub fn sorted_on(plan: &Plan) -> Vec<usize> {
     match plan {
         Plan::Scan { table } => table.primary_key.clone(),
-        Plan::IndexScan { index, .. } => index.columns.clone(),
+        Plan::IndexScan {
+            index,
+            reverse: false,
+            ..
+        }
+        | Plan::IndexOnlyScan {
+            index,
+            reverse: false,
+            ..
+        } => index.columns.clone(),
         Plan::Filter { input, .. } | Plan::Limit { input, .. } => sorted_on(input),
         // The joins that read the left side in order keep its order.
         Plan::Join { left, .. }
@@ -768,11 +926,10 @@ pub fn sorted_on(plan: &Plan) -> Vec<usize> {
     }
 }
 
-/// Whether `plan`'s rows come sorted on `keys` (plain columns that are a
-/// prefix of its sort order).
-fn is_sorted_on(plan: &Plan, keys: &[Expr]) -> bool {
-    let order = sorted_on(plan);
-    keys.len() <= order.len() && keys.iter().zip(&order).all(|(k, c)| *k == Expr::col(*c))
+/// Whether rows sorted on the columns `order` are sorted on `keys`
+/// (plain columns that are a prefix of that order).
+fn order_gives(order: &[usize], keys: &[Expr]) -> bool {
+    keys.len() <= order.len() && keys.iter().zip(order).all(|(k, c)| *k == Expr::col(*c))
 }
 
 /// The key pairs reordered so that the left keys follow the left side's
@@ -882,9 +1039,11 @@ mod tests {
     /// The tables in the order the plan reads them: leftmost input first.
     fn read_order(plan: &Plan, out: &mut Vec<String>) {
         match plan {
-            Plan::Scan { table } | Plan::IndexScan { table, .. } | Plan::PkLookup { table, .. } => {
-                out.push(table.name.clone())
-            }
+            Plan::Scan { table }
+            | Plan::ScanBackward { table }
+            | Plan::IndexScan { table, .. }
+            | Plan::IndexOnlyScan { table, .. }
+            | Plan::PkLookup { table, .. } => out.push(table.name.clone()),
             Plan::IndexJoin { left, table, .. } => {
                 read_order(left, out);
                 out.push(table.name.clone());

@@ -10,8 +10,8 @@
 //! One enum serves as both the logical and the physical plan: the binder
 //! only builds the logical nodes (`Scan`, `Filter`, `Project`, `Join`,
 //! `Aggregate`, `Sort`, `Limit`, ...), and the rules replace some of them by
-//! physical choices (`IndexScan`, `PkLookup`, `HashJoin`, `MergeJoin`,
-//! `IndexJoin`, `TopN`). Every
+//! physical choices (`IndexScan`, `IndexOnlyScan`, `ScanBackward`,
+//! `PkLookup`, `HashJoin`, `MergeJoin`, `IndexJoin`, `TopN`). Every
 //! node knows how many columns its rows have ([`Plan::width`]).
 //!
 //! Column references carry a *depth*: 0 is the row of the operator that
@@ -395,6 +395,33 @@ pub enum Plan {
         index: Index,
         /// The range, on a prefix of the index's columns.
         range: IndexRange,
+        /// Read the range from its end to its start (descending index
+        /// order), for an `ORDER BY ... DESC` that the index then gives.
+        reverse: bool,
+    },
+    /// The rows of a table whose index key falls in a range, read from the
+    /// index alone (physical): a *covering* or *index-only* scan. An index
+    /// entry holds the indexed columns and the row's primary key, so when
+    /// a query reads no other column of the table, the rows need not be
+    /// fetched. The rows have the table's width, in index order; the
+    /// columns an entry does not hold are NULL, and the planner
+    /// ([`prune`]) chooses this scan only when nothing above reads them.
+    IndexOnlyScan {
+        /// The table.
+        table: Arc<Table>,
+        /// The index.
+        index: Index,
+        /// The range, on a prefix of the index's columns (unbounded: the
+        /// whole index).
+        range: IndexRange,
+        /// Read the range backward (descending index order).
+        reverse: bool,
+    },
+    /// Every row of a table, in descending primary-key order (physical):
+    /// a `Scan` read backward, for `ORDER BY pk DESC`.
+    ScanBackward {
+        /// The table.
+        table: Arc<Table>,
     },
     /// The row of a table with a given primary key, if any (physical).
     PkLookup {
@@ -582,9 +609,11 @@ impl Plan {
     /// The number of columns of the node's rows.
     pub fn width(&self) -> usize {
         match self {
-            Plan::Scan { table } | Plan::IndexScan { table, .. } | Plan::PkLookup { table, .. } => {
-                table.columns.len()
-            }
+            Plan::Scan { table }
+            | Plan::ScanBackward { table }
+            | Plan::IndexScan { table, .. }
+            | Plan::IndexOnlyScan { table, .. }
+            | Plan::PkLookup { table, .. } => table.columns.len(),
             Plan::Values { width, .. } => *width,
             Plan::Filter { input, .. }
             | Plan::Sort { input, .. }
@@ -614,12 +643,27 @@ impl Plan {
         let mut subqueries: Vec<Subquery> = Vec::new();
         let line = match self {
             Plan::Scan { table } => format!("Scan {}", table.name),
+            Plan::ScanBackward { table } => format!("ScanBackward {}", table.name),
             Plan::IndexScan {
                 table,
                 index,
                 range,
+                reverse,
             } => format!(
-                "IndexScan {} using {} {}",
+                "IndexScan{} {} using {} {}",
+                if *reverse { "Backward" } else { "" },
+                table.name,
+                index.name,
+                fmt_range(range)
+            ),
+            Plan::IndexOnlyScan {
+                table,
+                index,
+                range,
+                reverse,
+            } => format!(
+                "IndexOnlyScan{} {} using {} {}",
+                if *reverse { "Backward" } else { "" },
                 table.name,
                 index.name,
                 fmt_range(range)
@@ -793,7 +837,9 @@ impl Plan {
     pub fn inputs(&self) -> Vec<&Plan> {
         match self {
             Plan::Scan { .. }
+            | Plan::ScanBackward { .. }
             | Plan::IndexScan { .. }
+            | Plan::IndexOnlyScan { .. }
             | Plan::PkLookup { .. }
             | Plan::Values { .. } => {
                 vec![]

@@ -28,17 +28,58 @@
 //! - The rule runs last, after the physical choices (index, join method,
 //!   sort elimination), since a `Project` between a join and its scan
 //!   would hide the scan from them.
+//!
+//! # Covering scans
+//!
+//! The walk knows, at each table scan, which of the table's columns the
+//! query reads. When an index's entries hold all of them (its indexed
+//! columns plus the primary key, which every entry carries), the rows need
+//! not be fetched: the scan becomes an index-only scan
+//! ([`Plan::IndexOnlyScan`], "Index Only Scan" in EXPLAIN, as PostgreSQL
+//! says). An index range scan always gains (same rows, same order, one
+//! fetch fewer per row); a whole-table scan is replaced only when the
+//! estimator prices the index cheaper, and only when nothing above relies
+//! on the primary-key order the table scan gives (a merge join, or an
+//! ORDER BY the rules dropped because of it): the walk carries that as
+//! `ordered`. Columns the index does not hold come out NULL, which is
+//! harmless exactly because nothing reads them.
 
+use std::ops::Bound;
+
+use super::cost::Estimator;
 use super::rules::{columns_of, map_children, movable};
 use super::{Expr, Plan};
+use crate::catalog::{Index, Table};
+use crate::store::IndexRange;
 
 /// Where each column of a node's old output row is in its new one.
 type ColumnMap = Vec<Option<usize>>;
 
-/// Prunes unread columns below joins (see the module docs).
+/// Prunes unread columns below joins (see the module docs), without
+/// covering scans.
 pub fn prune_projections(plan: Plan) -> Plan {
+    prune_root(plan, &Cx { est: None })
+}
+
+/// Prunes unread columns below joins and turns the table and index scans
+/// whose read columns an index holds into covering scans (see the module
+/// docs); `est` prices a covering scan of a whole index against a table
+/// scan.
+pub fn prune_and_cover(plan: Plan, est: &Estimator<'_>) -> Plan {
+    prune_root(plan, &Cx { est: Some(est) })
+}
+
+/// What the walk carries: the estimator, when covering scans are chosen.
+struct Cx<'e, 'a> {
+    est: Option<&'e Estimator<'a>>,
+}
+
+/// The root's rows are what the query returns, in the order they come:
+/// every column is needed, and the order too (a sort the index order made
+/// unnecessary is gone).
+fn prune_root(plan: Plan, cx: &Cx<'_, '_>) -> Plan {
     let needed = vec![true; plan.width()];
-    prune(plan, &needed).0
+    prune(plan, &needed, true, cx).0
 }
 
 fn identity(width: usize) -> ColumnMap {
@@ -59,16 +100,21 @@ fn remap(e: &mut Expr, map: &ColumnMap) {
 }
 
 /// Leaves `plan` as it is, pruning only below nodes that start afresh
-/// (every column of their children needed).
-fn untouched(plan: Plan) -> (Plan, ColumnMap) {
+/// (every column of their children needed, and their order).
+fn untouched(plan: Plan, cx: &Cx<'_, '_>) -> (Plan, ColumnMap) {
     let w = plan.width();
-    (map_children(plan, &mut prune_projections), identity(w))
+    (map_children(plan, &mut |c| prune_root(c, cx)), identity(w))
 }
 
 /// Returns a plan whose rows hold at least the `needed` columns of
-/// `plan`'s rows, and where each old column now is.
-fn prune(plan: Plan, needed: &[bool]) -> (Plan, ColumnMap) {
+/// `plan`'s rows, and where each old column now is. `ordered`: something
+/// above relies on the order the rows come in (a merge join, or a sort
+/// that index order replaced), so a scan may not change it.
+fn prune(plan: Plan, needed: &[bool], ordered: bool, cx: &Cx<'_, '_>) -> (Plan, ColumnMap) {
     match plan {
+        Plan::Scan { .. } | Plan::IndexScan { .. } => {
+            (cover(plan, needed, ordered, cx), identity(needed.len()))
+        }
         Plan::Project { input, exprs } if exprs.iter().all(movable) => {
             // Outputs nobody reads are dropped (a join reordering's
             // Project restores every column; the parent may read few).
@@ -82,7 +128,7 @@ fn prune(plan: Plan, needed: &[bool]) -> (Plan, ColumnMap) {
             }
             let mut need = vec![false; input.width()];
             kept.iter().for_each(|e| mark(&mut need, e));
-            let (input, map) = prune(*input, &need);
+            let (input, map) = prune(*input, &need, ordered, cx);
             kept.iter_mut().for_each(|e| remap(e, &map));
             let p = Plan::Project {
                 input: Box::new(input),
@@ -107,7 +153,7 @@ fn prune(plan: Plan, needed: &[bool]) -> (Plan, ColumnMap) {
                     .chain(a.separator.iter())
                     .for_each(|e| mark(&mut need, e));
             }
-            let (input, map) = narrow(*input, &need);
+            let (input, map) = narrow(*input, &need, false, cx);
             group_by.iter_mut().for_each(|e| remap(e, &map));
             for a in &mut aggs {
                 a.arg.iter_mut().for_each(|e| remap(e, &map));
@@ -127,7 +173,7 @@ fn prune(plan: Plan, needed: &[bool]) -> (Plan, ColumnMap) {
         } if movable(&predicate) => {
             let mut need = needed.to_vec();
             mark(&mut need, &predicate);
-            let (input, map) = prune(*input, &need);
+            let (input, map) = prune(*input, &need, ordered, cx);
             remap(&mut predicate, &map);
             let p = Plan::Filter {
                 input: Box::new(input),
@@ -138,7 +184,7 @@ fn prune(plan: Plan, needed: &[bool]) -> (Plan, ColumnMap) {
         Plan::Sort { input, mut keys } if keys.iter().all(|k| movable(&k.expr)) => {
             let mut need = needed.to_vec();
             keys.iter().for_each(|k| mark(&mut need, &k.expr));
-            let (input, map) = prune(*input, &need);
+            let (input, map) = prune(*input, &need, false, cx);
             keys.iter_mut().for_each(|k| remap(&mut k.expr, &map));
             let p = Plan::Sort {
                 input: Box::new(input),
@@ -154,7 +200,7 @@ fn prune(plan: Plan, needed: &[bool]) -> (Plan, ColumnMap) {
         } if keys.iter().all(|k| movable(&k.expr)) => {
             let mut need = needed.to_vec();
             keys.iter().for_each(|k| mark(&mut need, &k.expr));
-            let (input, map) = prune(*input, &need);
+            let (input, map) = prune(*input, &need, false, cx);
             keys.iter_mut().for_each(|k| remap(&mut k.expr, &map));
             let p = Plan::TopN {
                 input: Box::new(input),
@@ -169,7 +215,7 @@ fn prune(plan: Plan, needed: &[bool]) -> (Plan, ColumnMap) {
             limit,
             offset,
         } => {
-            let (input, map) = prune(*input, needed);
+            let (input, map) = prune(*input, needed, ordered, cx);
             let p = Plan::Limit {
                 input: Box::new(input),
                 limit,
@@ -186,8 +232,8 @@ fn prune(plan: Plan, needed: &[bool]) -> (Plan, ColumnMap) {
             let lw = left.width();
             let mut need = needed.to_vec();
             on.iter().for_each(|e| mark(&mut need, e));
-            let (left, lmap) = narrow(*left, &need[..lw]);
-            let (right, rmap) = narrow(*right, &need[lw..]);
+            let (left, lmap) = narrow(*left, &need[..lw], ordered, cx);
+            let (right, rmap) = narrow(*right, &need[lw..], false, cx);
             let map = concat(lmap, left.width(), rmap);
             on.iter_mut().for_each(|e| remap(e, &map));
             let p = Plan::Join {
@@ -206,8 +252,15 @@ fn prune(plan: Plan, needed: &[bool]) -> (Plan, ColumnMap) {
             right_keys,
             residual,
         } if keys_movable(&left_keys, &right_keys, &residual) => {
-            let (left, right, left_keys, right_keys, residual, map) =
-                prune_equi(*left, *right, left_keys, right_keys, residual, needed);
+            let (left, right, left_keys, right_keys, residual, map) = prune_equi(
+                (*left, *right),
+                left_keys,
+                right_keys,
+                residual,
+                needed,
+                (ordered, false),
+                cx,
+            );
             let p = Plan::HashJoin {
                 left: Box::new(left),
                 right: Box::new(right),
@@ -226,8 +279,15 @@ fn prune(plan: Plan, needed: &[bool]) -> (Plan, ColumnMap) {
             right_keys,
             residual,
         } if keys_movable(&left_keys, &right_keys, &residual) => {
-            let (left, right, left_keys, right_keys, residual, map) =
-                prune_equi(*left, *right, left_keys, right_keys, residual, needed);
+            let (left, right, left_keys, right_keys, residual, map) = prune_equi(
+                (*left, *right),
+                left_keys,
+                right_keys,
+                residual,
+                needed,
+                (true, true),
+                cx,
+            );
             let p = Plan::MergeJoin {
                 left: Box::new(left),
                 right: Box::new(right),
@@ -251,8 +311,15 @@ fn prune(plan: Plan, needed: &[bool]) -> (Plan, ColumnMap) {
             let lw = left.width();
             let mut need = needed.to_vec();
             need.resize(lw + right.width(), false);
-            let (left, right, left_keys, right_keys, residual, map) =
-                prune_equi(*left, *right, left_keys, right_keys, residual, &need);
+            let (left, right, left_keys, right_keys, residual, map) = prune_equi(
+                (*left, *right),
+                left_keys,
+                right_keys,
+                residual,
+                &need,
+                (ordered, false),
+                cx,
+            );
             let mut map = map;
             map.truncate(lw);
             let p = Plan::SemiJoin {
@@ -282,7 +349,7 @@ fn prune(plan: Plan, needed: &[bool]) -> (Plan, ColumnMap) {
             residual.iter().for_each(|e| mark(&mut need, e));
             let mut lneed = need[..lw].to_vec();
             mark(&mut lneed, &left_key);
-            let (left, lmap) = narrow(*left, &lneed);
+            let (left, lmap) = narrow(*left, &lneed, ordered, cx);
             remap(&mut left_key, &lmap);
             let map = concat(lmap, left.width(), identity(table.columns.len()));
             residual.iter_mut().for_each(|e| remap(e, &map));
@@ -297,7 +364,7 @@ fn prune(plan: Plan, needed: &[bool]) -> (Plan, ColumnMap) {
             };
             (p, map)
         }
-        p => untouched(p),
+        p => untouched(p, cx),
     }
 }
 
@@ -316,14 +383,15 @@ fn concat(left: ColumnMap, new_left_width: usize, right: ColumnMap) -> ColumnMap
 type Equi = (Plan, Plan, Vec<Expr>, Vec<Expr>, Option<Expr>, ColumnMap);
 
 /// Narrows both inputs of an equality join; `needed` is over the combined
-/// row.
+/// row, `ordered` says whether each input's order is relied on.
 fn prune_equi(
-    left: Plan,
-    right: Plan,
+    (left, right): (Plan, Plan),
     mut left_keys: Vec<Expr>,
     mut right_keys: Vec<Expr>,
     mut residual: Option<Expr>,
     needed: &[bool],
+    ordered: (bool, bool),
+    cx: &Cx<'_, '_>,
 ) -> Equi {
     let lw = left.width();
     let mut need = needed.to_vec();
@@ -332,8 +400,8 @@ fn prune_equi(
     left_keys.iter().for_each(|e| mark(&mut lneed, e));
     let mut rneed = need[lw..].to_vec();
     right_keys.iter().for_each(|e| mark(&mut rneed, e));
-    let (left, lmap) = narrow(left, &lneed);
-    let (right, rmap) = narrow(right, &rneed);
+    let (left, lmap) = narrow(left, &lneed, ordered.0, cx);
+    let (right, rmap) = narrow(right, &rneed, ordered.1, cx);
     left_keys.iter_mut().for_each(|e| remap(e, &lmap));
     right_keys.iter_mut().for_each(|e| remap(e, &rmap));
     let map = concat(lmap, left.width(), rmap);
@@ -342,9 +410,10 @@ fn prune_equi(
 }
 
 /// Prunes `plan`, then drops the columns nobody needs with a `Project` on
-/// top (or by trimming the `Project` already there).
-fn narrow(plan: Plan, needed: &[bool]) -> (Plan, ColumnMap) {
-    let (plan, map) = prune(plan, needed);
+/// top (or by trimming the `Project` already there). `ordered` as for
+/// [`prune`].
+fn narrow(plan: Plan, needed: &[bool], ordered: bool, cx: &Cx<'_, '_>) -> (Plan, ColumnMap) {
+    let (plan, map) = prune(plan, needed, ordered, cx);
     let kept: Vec<usize> = (0..needed.len()).filter(|&i| needed[i]).collect();
     if kept.len() >= plan.width() {
         return (plan, map);
@@ -380,4 +449,70 @@ fn narrow(plan: Plan, needed: &[bool]) -> (Plan, ColumnMap) {
         },
     };
     (plan, out)
+}
+
+// ---- covering scans ----
+
+/// Whether every `needed` column of `table` is one that an entry of
+/// `index` holds: an indexed column or a primary-key column.
+fn covers(table: &Table, index: &Index, needed: &[bool]) -> bool {
+    needed
+        .iter()
+        .enumerate()
+        .all(|(c, n)| !n || index.columns.contains(&c) || table.primary_key.contains(&c))
+}
+
+/// The scan that reads `needed` columns of its table most cheaply: an
+/// index range scan becomes the covering scan of the same range (same
+/// rows, same order, no row fetches); a whole-table scan whose order
+/// nothing relies on becomes a covering scan of a whole index, if one
+/// holds the columns and the estimator prices it below the table scan
+/// (the narrowest index, when several do).
+fn cover(plan: Plan, needed: &[bool], ordered: bool, cx: &Cx<'_, '_>) -> Plan {
+    let Some(est) = cx.est else {
+        return plan;
+    };
+    match plan {
+        Plan::IndexScan {
+            table,
+            index,
+            range,
+            reverse,
+        } if covers(&table, &index, needed) => Plan::IndexOnlyScan {
+            table,
+            index,
+            range,
+            reverse,
+        },
+        Plan::Scan { table } if !ordered => {
+            let scan_cost = est
+                .estimate(&Plan::Scan {
+                    table: table.clone(),
+                })
+                .cost;
+            let whole = IndexRange {
+                start: Bound::Unbounded,
+                end: Bound::Unbounded,
+            };
+            let cheapest = table
+                .indexes
+                .iter()
+                .filter(|i| covers(&table, i, needed))
+                .map(|index| {
+                    let scan = Plan::IndexOnlyScan {
+                        table: table.clone(),
+                        index: index.clone(),
+                        range: whole.clone(),
+                        reverse: false,
+                    };
+                    (est.estimate(&scan).cost, scan)
+                })
+                .min_by(|a, b| a.0.total_cmp(&b.0));
+            match cheapest {
+                Some((cost, scan)) if cost < scan_cost => scan,
+                _ => Plan::Scan { table },
+            }
+        }
+        p => p,
+    }
 }

@@ -19,7 +19,9 @@
 //!    and into the side of a join that has all its columns. Terms that
 //!    read both sides of an inner join become the join's condition. The
 //!    right side of a LEFT join is never filtered by WHERE (its NULL rows
-//!    must stay to be tested). Terms holding a correlated subquery stay
+//!    must stay to be tested), but is by the join's ON terms that read it
+//!    alone (a right row they reject matches nothing, exactly as if it
+//!    were not there); ON terms move whether or not a WHERE is above. Terms holding a correlated subquery stay
 //!    where they are.
 //! 4. **Join planning** ([`super::joins`]): the inputs of each tree of
 //!    inner joins are put in the cheapest order the estimator finds
@@ -34,10 +36,16 @@
 //!    fixed. The filter stays above: the range narrows the rows read, the
 //!    filter still decides. After ANALYZE an index range is taken only
 //!    when the estimator prices it below a full scan.
-//! 6. **Index order**: a sort on a prefix of the scanned index's (or the
-//!    primary key's) columns, ascending, is dropped: the rows already come
-//!    in that order.
-//! 7. **Top-N**: ORDER BY with a small LIMIT keeps only the rows it
+//! 6. **Index order**: a sort on the scanned index's (or the primary
+//!    key's) columns, in order, skipping those an equality fixes, is
+//!    dropped: the rows already come in that order; a descending one reads
+//!    the scan backward instead.
+//! 7. **Projection pruning and covering scans** ([`super::prune`]): joins
+//!    carry only the columns read above them, and a scan whose read
+//!    columns an index holds reads the index alone (index-only scan);
+//!    then the index-order rule looks again, since a covering scan of a
+//!    whole index has that index's order.
+//! 8. **Top-N**: ORDER BY with a small LIMIT keeps only the rows it
 //!    returns, instead of sorting everything.
 
 use std::ops::Bound;
@@ -49,7 +57,7 @@ use crate::exec::eval::eval_constant;
 use crate::plan::cost::Estimator;
 use crate::plan::decorrelate::decorrelate;
 use crate::plan::joins::plan_joins;
-use crate::plan::{Expr, Plan};
+use crate::plan::{Expr, Plan, SortKey};
 use crate::store::IndexRange;
 use crate::value::Value;
 
@@ -80,12 +88,16 @@ fn optimize_with(plan: Plan, est: &Estimator<'_>, joins_allowed: bool) -> Plan {
     let plan = plan_joins(plan, est);
     let plan = map_plan(plan, &mut |p| choose_index(p, est));
     let plan = map_plan(plan, &mut skip_sorted_sort);
-    let plan = map_plan(plan, &mut choose_top_n);
-    if joins_allowed {
-        super::prune::prune_projections(plan)
+    // Pruning knows which columns each scan must produce, so it also
+    // chooses covering scans; a covering scan of a whole index may give
+    // the order a remaining sort wants, hence the second look at sorts.
+    let plan = if joins_allowed {
+        let plan = super::prune::prune_and_cover(plan, est);
+        map_plan(plan, &mut skip_sorted_sort)
     } else {
         plan
-    }
+    };
+    map_plan(plan, &mut choose_top_n)
 }
 
 /// Applies `f` bottom-up to every node, including the plans of subqueries
@@ -345,6 +357,9 @@ fn fold_plan_constants(mut plan: Plan) -> Plan {
 fn push_down(plan: Plan) -> Plan {
     match plan {
         Plan::Filter { input, predicate } => place(*input, predicate.conjuncts()),
+        // A join's own ON terms move too, with no WHERE above it: `a LEFT
+        // JOIN b ON a.x = b.x AND b.y = 1` filters `b` before the join.
+        join @ Plan::Join { .. } => place(join, Vec::new()),
         p => map_children(p, &mut push_down),
     }
 }
@@ -704,59 +719,176 @@ fn access_path(table: &Arc<Table>, bounds: &[ColumnBounds]) -> Option<Plan> {
         table: table.clone(),
         index: index.clone(),
         range,
+        reverse: false,
     })
 }
 
 // ---- index order ----
 
-/// Drops a sort whose input already comes in its order: the keys are
-/// ascending (NULLs first, the store's key order) columns that name, in
-/// order, a prefix of the columns of the index being range-scanned below,
-/// or of the primary key of a table scanned whole (rows are stored in
-/// primary-key order). Filters and projections in between keep the order.
-/// The sort is stable, so the rows come out exactly as before, ties
-/// included: in index order. A LIMIT above then reads only the first rows
-/// instead of sorting them all (the top-N rule finds no sort to replace).
+/// Drops a sort whose input already comes in its order, or would if read
+/// backward. The rows of an index range scan come in the index's column
+/// order, then primary-key order; those of a table scan in primary-key order (ascending, NULLs
+/// first: the store's key order). Filters and projections in between keep
+/// the order. The sort is dropped when its keys are plain columns that
+/// name, in order, the scan's order columns, where a column that is fixed
+/// may be skipped on either side: fixed by an equality filter
+/// (`WHERE a = 1 ORDER BY b` over an index on `(a, b)`), or by an index
+/// range whose bounds agree on it. All the other keys must go the same
+/// way: ascending with NULLs first, or descending with NULLs last, SQLite's
+/// default placements; descending keys turn the scan backward (PostgreSQL's
+/// "Index Scan Backward").
+///
+/// An ascending sort is stable, so the rows come out exactly as before,
+/// ties included, in index order. Read backward, ties come in descending
+/// index order instead, as SQLite's own backward scans give them: SQL
+/// leaves the order of ties open. A LIMIT above then reads only the first
+/// rows instead of sorting them all (the top-N rule finds no sort to
+/// replace).
 fn skip_sorted_sort(plan: Plan) -> Plan {
     let Plan::Sort { input, keys } = plan else {
         return plan;
     };
-    let mut columns: Option<Vec<usize>> = keys
+    match scan_order_gives(&input, &keys) {
+        Some(false) => *input,
+        Some(true) => read_backward(*input),
+        None => Plan::Sort { input, keys },
+    }
+}
+
+/// Whether the scan below `input` (through filters and projections) gives
+/// the order of `keys`: `Some(false)` read as it is, `Some(true)` read
+/// backward, `None` neither.
+fn scan_order_gives(input: &Plan, keys: &[SortKey]) -> Option<bool> {
+    if keys.is_empty() {
+        return None;
+    }
+    // The keys as (column, descending), over the current node's row.
+    let mut wanted: Vec<(usize, bool)> = keys
         .iter()
         .map(|k| match k.expr {
-            Expr::Column { depth: 0, index } if !k.desc && k.nulls_first => Some(index),
+            Expr::Column { depth: 0, index } if k.nulls_first != k.desc => Some((index, k.desc)),
             _ => None,
         })
-        .collect();
-    let mut node = &*input;
-    let ordered = loop {
-        let Some(cols) = columns.as_mut() else {
-            break false;
-        };
+        .collect::<Option<_>>()?;
+    // Columns every row has the same value in, over the current row.
+    let mut fixed: Vec<usize> = Vec::new();
+    let mut node = input;
+    let order: Vec<usize> = loop {
         match node {
-            Plan::Filter { input, .. } => node = input,
-            Plan::Project { input, exprs } => {
-                let mapped: Option<Vec<usize>> = cols
-                    .iter()
-                    .map(|c| match exprs.get(*c) {
-                        Some(Expr::Column { depth: 0, index }) => Some(*index),
-                        _ => None,
-                    })
-                    .collect();
-                columns = mapped;
+            Plan::Filter { input, predicate } => {
+                fixed.extend(equality_columns(predicate));
                 node = input;
             }
-            Plan::IndexScan { index, .. } => break index.columns.starts_with(cols),
-            Plan::Scan { table } => {
-                break !table.primary_key.is_empty() && table.primary_key.starts_with(cols);
+            Plan::Project { input, exprs } => {
+                let down = |c: usize| match exprs.get(c) {
+                    Some(Expr::Column { depth: 0, index }) => Some(*index),
+                    _ => None,
+                };
+                wanted = wanted
+                    .iter()
+                    .map(|(c, d)| down(*c).map(|c| (c, *d)))
+                    .collect::<Option<_>>()?;
+                fixed = fixed.iter().filter_map(|c| down(*c)).collect();
+                node = input;
             }
-            _ => break false,
+            Plan::IndexScan {
+                table,
+                index,
+                range,
+                reverse: false,
+            }
+            | Plan::IndexOnlyScan {
+                table,
+                index,
+                range,
+                reverse: false,
+            } => {
+                fixed.extend(index.columns.iter().take(range_fixed_prefix(range)));
+                // Entries with equal values are in row-key order: the
+                // row key ends the entry's key (a UNIQUE entry without
+                // NULLs has no equal neighbour).
+                let mut order = index.columns.clone();
+                order.extend(&table.primary_key);
+                break order;
+            }
+            Plan::Scan { table } => break table.primary_key.clone(),
+            _ => return None,
         }
     };
-    if ordered && !keys.is_empty() {
-        *input
-    } else {
-        Plan::Sort { input, keys }
+    let mut order = order.into_iter().filter(|c| !fixed.contains(c));
+    let mut direction = None;
+    for (col, desc) in wanted {
+        if fixed.contains(&col) {
+            continue;
+        }
+        if order.next() != Some(col) || direction.is_some_and(|d| d != desc) {
+            return None;
+        }
+        direction = Some(desc);
+    }
+    // Every key fixed: any order is the sort's order.
+    Some(direction.unwrap_or(false))
+}
+
+/// The columns a predicate fixes: `column = constant` terms (a NULL
+/// constant matches no row, so it fixes nothing that matters).
+fn equality_columns(predicate: &Expr) -> Vec<usize> {
+    predicate
+        .clone()
+        .conjuncts()
+        .into_iter()
+        .filter_map(|term| match term {
+            Expr::Binary(BinaryOp::Eq, a, b) => match (*a, *b) {
+                (Expr::Column { depth: 0, index }, Expr::Literal(_))
+                | (Expr::Literal(_), Expr::Column { depth: 0, index }) => Some(index),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// How many leading index columns an index range fixes: those on which
+/// both bounds hold the same value (the keys between two tuples that
+/// agree on a prefix all have that prefix).
+fn range_fixed_prefix(range: &IndexRange) -> usize {
+    match (&range.start, &range.end) {
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
+            a.iter().zip(b).take_while(|(x, y)| x == y).count()
+        }
+        _ => 0,
+    }
+}
+
+/// The same plan with its scan (below filters and projections) read
+/// backward.
+fn read_backward(plan: Plan) -> Plan {
+    match plan {
+        Plan::Scan { table } => Plan::ScanBackward { table },
+        Plan::IndexScan {
+            table,
+            index,
+            range,
+            reverse,
+        } => Plan::IndexScan {
+            table,
+            index,
+            range,
+            reverse: !reverse,
+        },
+        Plan::IndexOnlyScan {
+            table,
+            index,
+            range,
+            reverse,
+        } => Plan::IndexOnlyScan {
+            table,
+            index,
+            range,
+            reverse: !reverse,
+        },
+        p @ (Plan::Filter { .. } | Plan::Project { .. }) => map_children(p, &mut read_backward),
+        p => p,
     }
 }
 

@@ -374,6 +374,19 @@ where
         self.shared.write(&ops, false).map(drop)
     }
 
+    fn first(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
+        match self.shared.locate_first(&range) {
+            None => self.scan(range)?.next().transpose(),
+            Some(found) => match found? {
+                None => Ok(None),
+                Some((key, location, segment)) => {
+                    let value = read_value(&*segment, &location, &key)?;
+                    Ok(Some((key, value)))
+                }
+            },
+        }
+    }
+
     fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>> {
         Ok(Box::new(scan::LogScan::new(&self.shared, range)))
     }
@@ -584,6 +597,29 @@ where
         };
         let segment = self.segment(&location)?;
         Ok(Some((location, segment)))
+    }
+
+    /// The first key in `range` with its location and segment, under one
+    /// index read lock (as [`Shared::locate`]); `None` as the outer result
+    /// when the index is unordered (hash), which cannot answer it.
+    #[expect(clippy::type_complexity, reason = "a private helper's one-off tuple")]
+    fn locate_first(
+        &self,
+        range: &KeyRange,
+    ) -> Option<Result<Option<(Bytes, Location, Arc<O::File>)>>> {
+        let state = self.index.read();
+        if !state.index.is_ordered() {
+            return None;
+        }
+        let (start, end) = range.as_slices();
+        let Some((key, location)) = state.index.range(start, end).next() else {
+            return Some(Ok(None));
+        };
+        let location = *location;
+        Some(
+            self.segment(&location)
+                .map(|segment| Some((key.clone(), location, segment))),
+        )
     }
 
     fn segment(&self, location: &Location) -> Result<Arc<O::File>> {

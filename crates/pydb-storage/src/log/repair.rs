@@ -46,7 +46,7 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use pydb_file::MonolithicOpener;
+use pydb_file::{File, FileOpener, MonolithicOpener};
 use pydb_wal::record::{
     FLAG_BATCH_CONTINUES, FLAGS_OFFSET, LEN_OFFSET, RECORD_HEADER_LEN, encode_file_header,
     encode_record,
@@ -104,11 +104,19 @@ pub struct Plan {
 /// Reads every segment of the log directory `dir` and decides what repair
 /// keeps (see the module docs). Changes nothing.
 pub fn plan(dir: &Path) -> Result<Plan> {
+    plan_with(dir, &MonolithicOpener)
+}
+
+/// [`plan`] through `opener`: the segments of an encrypted or compressed
+/// database are read as the engine sees them (plaintext). A block or frame
+/// of the decorator that fails its check ends what is read of that segment
+/// there, as a torn tail: the rest is dropped and reported.
+pub fn plan_with<O: FileOpener>(dir: &Path, opener: &O) -> Result<Plan> {
     let ids = pydb_file::list_ids(dir, SEGMENT_EXTENSION)?;
     let mut segments = Vec::with_capacity(ids.len());
     for &id in &ids {
         let path = pydb_file::segment_path(dir, id, SEGMENT_EXTENSION);
-        let bytes = std::fs::read(&path).map_err(|e| pydb_file::Error::io(&path, e))?;
+        let bytes = read_salvageable(opener, &path)?;
         segments.push(salvage(id, path, &bytes)?);
     }
     let mut plan = Plan::default();
@@ -387,12 +395,43 @@ fn rebuild(segment: &Salvaged, first: u64, seal: Option<u64>) -> Vec<u8> {
 /// rebuild from, and the segment needs repair first. Returns the header
 /// written.
 pub fn rebuild_hint(dir: &Path, id: u64) -> Result<HintHeader> {
-    let opener = MonolithicOpener;
+    rebuild_hint_with(dir, id, &MonolithicOpener)
+}
+
+/// [`rebuild_hint`] through `opener` (the hint is written through it too).
+pub fn rebuild_hint_with<O: FileOpener>(dir: &Path, id: u64, opener: &O) -> Result<HintHeader> {
     let path = pydb_file::segment_path(dir, id, SEGMENT_EXTENSION);
-    let file = pydb_file::FileOpener::open(&opener, &path, false)?;
+    let file = opener.open(&path, false)?;
     let (header, entries) = recovery::scan_sealed(&path, id, &file)?;
-    hint::write_hint(&opener, dir, &header, &entries)?;
+    hint::write_hint(opener, dir, &header, &entries)?;
     Ok(header)
+}
+
+/// The plaintext of the file at `path` as `opener` reads it, up to the
+/// first block (or frame) that fails its check: decorated damage becomes a
+/// shorter file, whose cut the salvage reports like any torn tail.
+fn read_salvageable<O: FileOpener>(opener: &O, path: &Path) -> Result<Vec<u8>> {
+    let file = opener.open(path, false)?;
+    let len = usize::try_from(file.len()?).map_err(|_| pydb_file::Error::Overflow {
+        path: path.to_path_buf(),
+        offset: 0,
+    })?;
+    let mut bytes = vec![0u8; len];
+    if file.read_at(0, &mut bytes).is_ok() {
+        return Ok(bytes);
+    }
+    // Find the readable prefix 4 KiB at a time (the encrypted block size).
+    const STEP: usize = 4096;
+    let mut good = 0;
+    while good < len {
+        let end = (good + STEP).min(len);
+        if file.read_at(good as u64, &mut bytes[good..end]).is_err() {
+            break;
+        }
+        good = end;
+    }
+    bytes.truncate(good);
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -124,7 +124,12 @@ impl DirReport {
 /// module docs). Reads only; the caller holds the directory lock, so no
 /// engine writes meanwhile.
 pub fn verify_dir(dir: &Path) -> Result<DirReport> {
-    let opener = MonolithicOpener;
+    verify_dir_with(dir, &MonolithicOpener)
+}
+
+/// [`verify_dir`] through `opener`: the files of an encrypted or
+/// compressed database are read through their decorators.
+pub fn verify_dir_with<O: FileOpener>(dir: &Path, opener: &O) -> Result<DirReport> {
     let ids = pydb_file::list_ids(dir, SEGMENT_EXTENSION)?;
     let mut report = DirReport {
         segments: ids.clone(),
@@ -142,7 +147,7 @@ pub fn verify_dir(dir: &Path) -> Result<DirReport> {
         let len = file.len()?;
         let is_last = position + 1 == ids.len();
         if !is_last {
-            if let Err(reason) = hint::read_hint(&opener, dir, id, len) {
+            if let Err(reason) = hint::read_hint(opener, dir, id, len) {
                 report.push(
                     FindingKind::BadHint,
                     hint::hint_path(dir, id),
@@ -186,7 +191,7 @@ pub fn verify_dir(dir: &Path) -> Result<DirReport> {
                 ),
             );
         }
-        let hint_problem = match hint::read_hint_prefix(&opener, dir, id, len) {
+        let hint_problem = match hint::read_hint_prefix(opener, dir, id, len) {
             Ok(Some((header, entries))) => {
                 recovery::check_prefix_hint(&file, &header, &entries).err()
             }

@@ -463,7 +463,7 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
             .map(|(n, _)| n)
             .collect();
         wals.sort_unstable();
-        let recovered = Memtable::new(0);
+        let recovered = Memtable::new(0, options.memtable_size);
         let mut last_seq = state.last_seq;
         for number in &wals {
             let path = dir.join(wal_name(*number));
@@ -486,7 +486,7 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
             next_file: &next_file,
         };
         if !recovered.is_empty() {
-            let entries = recovered.entries().into_iter().map(Ok);
+            let entries = Arc::new(recovered).entries().map(Ok);
             let metas = tmp_shared_for_build.build_tables(entries, false)?;
             let edit = VersionEdit {
                 added: metas.into_iter().map(|m| (0, m)).collect(),
@@ -552,7 +552,7 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
                 last_seq: state.last_seq,
             }),
             sv: RwLock::new(SuperVersion {
-                mem: Arc::new(Memtable::new(wal_number)),
+                mem: Arc::new(Memtable::new(wal_number, options.memtable_size)),
                 imms: Arc::new(Vec::new()),
                 version: Arc::new(version),
             }),
@@ -823,16 +823,26 @@ impl<O: FileOpener + 'static> Shared<O> {
 
     fn get(&self, key: &[u8], seq: u64) -> Result<Option<Bytes>> {
         self.counters.gets.fetch_add(1, Ordering::Relaxed);
-        let sv = self.current();
-        if let Some(v) = sv.mem.get(key, seq) {
-            return Ok(v);
-        }
-        for imm in sv.imms.iter().rev() {
-            if let Some(v) = imm.get(key, seq) {
+        // One hash serves every memtable's filter and every table's.
+        let key_hash = bloom::hash(key);
+        // The memtables are searched under the super version's read lock (a
+        // memtable search does no I/O and waits for nothing but one insert),
+        // so a read that ends there clones no `Arc`. Only the table version
+        // is taken out of the lock, because reading a table may wait for
+        // the disk and must not hold up a flush that swaps the version.
+        let version = {
+            let sv = self.sv.read();
+            if let Some(v) = sv.mem.get(key, key_hash, seq) {
                 return Ok(v);
             }
-        }
-        Ok(sv.version.get(key, seq, &self.files)?.flatten())
+            for imm in sv.imms.iter().rev() {
+                if let Some(v) = imm.get(key, key_hash, seq) {
+                    return Ok(v);
+                }
+            }
+            sv.version.clone()
+        };
+        Ok(version.get(key, key_hash, seq, &self.files)?.flatten())
     }
 
     fn scan(&self, range: KeyRange, seq: u64) -> Result<ScanIter<'_>> {
@@ -857,9 +867,11 @@ impl<O: FileOpener + 'static> Shared<O> {
 
     /// Applies `ops` atomically. With `only_if_present`, the single op is a
     /// delete that is skipped (returning false) when the key has no value.
-    fn write(&self, ops: &[(Bytes, Option<Bytes>)], only_if_present: bool) -> Result<bool> {
+    /// The ops are moved into the memtable, not cloned: a clone of a
+    /// `Bytes` made from a `Vec` allocates its shared header.
+    fn write(&self, ops: Vec<(Bytes, Option<Bytes>)>, only_if_present: bool) -> Result<bool> {
         self.check_poisoned()?;
-        for (k, v) in ops {
+        for (k, v) in &ops {
             self.check_limits(k, v.as_deref())?;
         }
         if ops.is_empty() {
@@ -890,11 +902,12 @@ impl<O: FileOpener + 'static> Shared<O> {
         })?;
         let mem = self.sv.read().mem.clone();
         let mut user_bytes = 0;
-        for (i, (k, v)) in ops.iter().enumerate() {
+        let count = ops.len() as u64;
+        for (seq, (k, v)) in (first..).zip(ops) {
             user_bytes += k.len() + v.as_ref().map_or(0, Bytes::len);
-            mem.insert(k.clone(), first + i as u64, v.clone());
+            mem.insert(k, seq, v);
         }
-        w.last_seq = first + ops.len() as u64 - 1;
+        w.last_seq = first + count - 1;
         self.visible_seq.store(w.last_seq, Ordering::Release);
         drop(w);
         self.counters
@@ -1021,7 +1034,10 @@ impl<O: FileOpener + 'static> Shared<O> {
         w.wal = Arc::new(wal);
         {
             let mut sv = self.sv.write();
-            let old = std::mem::replace(&mut sv.mem, Arc::new(Memtable::new(number)));
+            let old = std::mem::replace(
+                &mut sv.mem,
+                Arc::new(Memtable::new(number, self.opts.memtable_size)),
+            );
             Arc::make_mut(&mut sv.imms).push(old);
         }
         self.work.notify_all();
@@ -1104,7 +1120,7 @@ impl<O: FileOpener + 'static> Shared<O> {
 
     fn flush_one(&self, imm: &Arc<Memtable>) -> Result<()> {
         let retention = Retention::new(self.live_snapshots(), false);
-        let entries = retained(imm.entries().into_iter().map(Ok), retention);
+        let entries = retained(imm.entries().map(Ok), retention);
         let metas = self.builder().build_tables(entries, false)?;
         let flushed: u64 = metas.iter().map(|m| m.size).sum();
         let next_log = {
@@ -1477,7 +1493,7 @@ impl<O: FileOpener + 'static> StorageEngine for LsmStorage<O> {
     fn set(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.shared
             .write(
-                &[(
+                vec![(
                     Bytes::copy_from_slice(key),
                     Some(Bytes::copy_from_slice(value)),
                 )],
@@ -1493,7 +1509,7 @@ impl<O: FileOpener + 'static> StorageEngine for LsmStorage<O> {
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
         self.shared
-            .write(&[(Bytes::copy_from_slice(key), None)], true)
+            .write(vec![(Bytes::copy_from_slice(key), None)], true)
     }
 
     fn write_batch(&self, batch: &WriteBatch) -> Result<()> {
@@ -1505,7 +1521,7 @@ impl<O: FileOpener + 'static> StorageEngine for LsmStorage<O> {
                 BatchOp::Delete { key } => (key.clone(), None),
             })
             .collect();
-        self.shared.write(&ops, false).map(|_| ())
+        self.shared.write(ops, false).map(|_| ())
     }
 
     fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>> {

@@ -34,7 +34,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use pydb_file::FileOpener;
 
-use super::bloom;
 use super::cache::ClockCache;
 use super::manifest::{MAX_LEVELS, TableMeta};
 use super::memtable::Entry;
@@ -202,13 +201,14 @@ impl<O: FileOpener> Version<O> {
     }
 
     /// The newest version of `key` visible at `snapshot` in the tables.
+    /// `key_hash` is [`super::bloom::hash`] of the key.
     pub(crate) fn get(
         &self,
         key: &[u8],
+        key_hash: u64,
         snapshot: u64,
         files: &Files<O>,
     ) -> Result<Option<Option<Bytes>>> {
-        let key_hash = bloom::hash(key);
         for (level, tables) in self.levels.iter().enumerate() {
             if self.overlapping(level) {
                 for t in tables {

@@ -274,6 +274,7 @@ fn an_index_wins_for_few_rows_and_a_scan_for_many() {
         table: t.clone(),
         index: index.clone(),
         range: IndexRange { start, end },
+        reverse: false,
     };
     let seq = |p: Expr| est.estimate(&filter(Plan::Scan { table: t.clone() }, p));
     // y = 5: 10 rows.
