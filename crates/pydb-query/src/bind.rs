@@ -665,7 +665,13 @@ impl<'a> Binder<'a> {
                 let alias_name = alias.as_ref().unwrap_or(name).normalized();
                 if let Some(table) = self.store.table(&name.normalized())? {
                     let cols = table_columns(&table, &alias_name);
-                    return Ok((Plan::Scan { table }, cols));
+                    return Ok((
+                        Plan::Scan {
+                            table,
+                            columns: None,
+                        },
+                        cols,
+                    ));
                 }
                 if let Some(view) = self.store.view(&name.normalized())? {
                     if self.view_depth >= MAX_VIEW_DEPTH {

@@ -53,7 +53,9 @@
 //! # What the store does not do (yet)
 //!
 //! Scans and index scans read their whole range at once, though the
-//! transaction layer's `scan_in` could stream it; a statement that scans
+//! transaction layer's `scan_in` could stream it (a scan the planner
+//! narrowed decodes only the columns its query reads, see
+//! `Store::scan_columns`); a statement that scans
 //! a table again (a correlated subquery) decodes it once more, then reuses
 //! those rows until it writes. REINDEX (in the executor) drops and
 //! recreates an index. There is no ALTER TABLE, or descending index.
@@ -72,7 +74,7 @@ use parking_lot::Mutex;
 use pydb_txn::{Concurrency, Isolation, Keyspace, Transaction, TxnManager, TxnOptions};
 
 use crate::catalog::{Index, Table, View};
-use crate::encoding::{decode_key, decode_row, encode_key, encode_row};
+use crate::encoding::{decode_key, decode_row_columns, encode_key, encode_row};
 use crate::error::{Error, Result};
 use crate::plan::stats::TableStats;
 use crate::store::{IndexRange, RowIter, RowKey, Store};
@@ -307,18 +309,23 @@ impl OpenTxn {
 /// A table's rows with their keys, decoded once per statement.
 type ScannedRows = Arc<Vec<(RowKey, Row)>>;
 
+/// A scan of one statement: the table's id and the columns it decodes
+/// (empty: all of them).
+type ScanId = (u64, Vec<bool>);
+
 /// A [`Store`] over one open transaction.
 pub(crate) struct TxnStore<'a> {
     open: &'a mut OpenTxn,
     shared: &'a Shared,
     catalog: RefCell<Option<Arc<Catalog>>>,
-    /// Tables already scanned by this statement: `None` after the first
-    /// scan, the decoded rows from the second on (a correlated subquery
-    /// scans its table once per outer row). The first scan hands its rows
-    /// out without keeping a copy, so a statement that scans a table once
+    /// Tables already scanned by this statement, by table id and the
+    /// columns decoded (empty: all): `None` after the first scan, the
+    /// decoded rows from the second on (a correlated subquery scans its
+    /// table once per outer row). The first scan hands its rows out
+    /// without keeping a copy, so a statement that scans a table once
     /// (most do) pays no clone per row. Emptied by every write, so a scan
     /// always sees the statement's own writes.
-    scanned: RefCell<HashMap<u64, Option<ScannedRows>>>,
+    scanned: RefCell<HashMap<ScanId, Option<ScannedRows>>>,
 }
 
 fn lower(name: &str) -> String {
@@ -598,7 +605,13 @@ pub(crate) fn pk_row_key(table: &Table, row: &Row) -> RowKey {
 
 /// Decodes a stored row of `table`, checking its width.
 pub(crate) fn decode_table_row(table: &Table, bytes: &[u8]) -> Result<Row> {
-    let row = decode_row(bytes)?;
+    decode_table_columns(table, bytes, &[])
+}
+
+/// [`decode_table_row`] building only the values `columns` marks (an empty
+/// `columns`: all of them), NULL in place of the others.
+fn decode_table_columns(table: &Table, bytes: &[u8], columns: &[bool]) -> Result<Row> {
+    let row = decode_row_columns(bytes, columns)?;
     if row.len() != table.columns.len() {
         return Err(Error::Corrupted(format!(
             "a row of table {} has {} values, the table {} columns",
@@ -770,7 +783,17 @@ impl Store for TxnStore<'_> {
     }
 
     fn scan(&self, table: &Table) -> Result<RowIter<'_>> {
-        let seen = self.scanned.borrow().get(&table.id).cloned();
+        self.scan_columns(table, &[])
+    }
+
+    fn scan_columns(&self, table: &Table, columns: &[bool]) -> Result<RowIter<'_>> {
+        let columns = if columns.contains(&false) {
+            columns
+        } else {
+            &[]
+        };
+        let id = (table.id, columns.to_vec());
+        let seen = self.scanned.borrow().get(&id).cloned();
         if let Some(Some(rows)) = seen {
             return Ok(Box::new((0..rows.len()).map(move |i| Ok(rows[i].clone()))));
         }
@@ -782,18 +805,16 @@ impl Store for TxnStore<'_> {
         let rows = items
             .into_iter()
             .map(|(key, value)| {
-                let row = decode_table_row(table, &value)?;
+                let row = decode_table_columns(table, &value, columns)?;
                 Ok((RowKey(key.slice(prefix_len..)), row))
             })
             .collect::<Result<Vec<_>>>()?;
         if seen.is_none() {
-            self.scanned.borrow_mut().insert(table.id, None);
+            self.scanned.borrow_mut().insert(id, None);
             return Ok(Box::new(rows.into_iter().map(Ok)));
         }
         let rows = Arc::new(rows);
-        self.scanned
-            .borrow_mut()
-            .insert(table.id, Some(rows.clone()));
+        self.scanned.borrow_mut().insert(id, Some(rows.clone()));
         Ok(Box::new((0..rows.len()).map(move |i| Ok(rows[i].clone()))))
     }
 

@@ -288,6 +288,7 @@ fn target_plan(
 ) -> Result<Plan> {
     let scan = Plan::Scan {
         table: table.clone(),
+        columns: None,
     };
     let plan = match selection {
         Some(w) => Plan::Filter {
@@ -315,7 +316,7 @@ fn collect_targets(plan: &Plan, env: &Env<'_>) -> Result<Vec<(RowKey, Row)>> {
 
 fn collect_node(plan: &Plan, env: &Env<'_>) -> Result<Vec<(RowKey, Row)>> {
     Ok(match plan {
-        Plan::Scan { table } => env.store.scan(table)?.collect::<Result<Vec<_>>>()?,
+        Plan::Scan { table, .. } => env.store.scan(table)?.collect::<Result<Vec<_>>>()?,
         Plan::IndexScan {
             table,
             index,
