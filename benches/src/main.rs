@@ -43,7 +43,8 @@ use crate::workload::{Params, Variant, Workload};
 #[command(name = "pydb-bench", version)]
 struct Args {
     /// Stores to run, comma-separated (default: all built in, except pydb's
-    /// engines on encrypted or compressed files, `pydb-*+enc`/`+lz4`).
+    /// engines on encrypted or compressed files, `pydb-*+enc`/`+lz4`; with
+    /// --sql: pydb-memory, sqlite-memory, pydb-btree, sqlite).
     #[arg(long)]
     stores: Option<String>,
     /// Workloads to run, comma-separated (default: all): fillseq,
@@ -109,7 +110,7 @@ struct Args {
 
     /// Run the SQL workloads instead (see `sql.rs`): pydb's SQL layer
     /// next to SQLite on the same SQL text. Uses --num (rows of `items`),
-    /// --scale, --sql-ops, --time-limit, --quick, --dir and --json.
+    /// --scale, --sql-ops, --time-limit, --quick, --stores, --dir and --json.
     #[arg(long)]
     sql: bool,
     /// TPC-H-like scale factor of --sql [default: 0.01, 0.001 with --quick].
@@ -215,7 +216,11 @@ fn run_sql(args: &Args) -> Result<ExitCode> {
             temp.path().to_path_buf()
         }
     };
-    let report = sql::run(&p, &base)?;
+    let only: Option<Vec<&str>> = args
+        .stores
+        .as_deref()
+        .map(|s| s.split(',').map(str::trim).collect());
+    let report = sql::run(&p, &base, only.as_deref())?;
     println!(
         "rows {}, scale {}, ops {}, reps {} (ratios: SQLite's time / pydb's, above 1 = pydb faster)",
         p.rows, p.scale, p.ops, p.reps

@@ -83,6 +83,8 @@ pub struct Binder<'a> {
     /// current subquery began (`usize::MAX`: none).
     min_ref_level: usize,
     view_depth: usize,
+    /// The values of `$1`, `$2`, ... when they are known at bind time.
+    params: &'a [Value],
 }
 
 impl<'a> Binder<'a> {
@@ -94,7 +96,20 @@ impl<'a> Binder<'a> {
             next_subquery_id: 0,
             min_ref_level: usize::MAX,
             view_depth: 0,
+            params: &[],
         }
+    }
+
+    /// The same binder, which writes `$n` as the literal `params[n - 1]`
+    /// (a parameter without a value stays a parameter, and fails when
+    /// evaluated). A plan is made for each execution of a prepared
+    /// statement (PostgreSQL's "custom plan"), so the optimizer sees the
+    /// values: `WHERE id = $1` becomes a primary-key lookup, as
+    /// `WHERE id = 7` does, and a text value compared with a number column
+    /// gets the column's affinity, as a literal does.
+    pub fn with_params(mut self, params: &'a [Value]) -> Self {
+        self.params = params;
+        self
     }
 
     /// Binds a query (SELECT, VALUES, compound) with ORDER BY and LIMIT.
@@ -650,7 +665,13 @@ impl<'a> Binder<'a> {
                 let alias_name = alias.as_ref().unwrap_or(name).normalized();
                 if let Some(table) = self.store.table(&name.normalized())? {
                     let cols = table_columns(&table, &alias_name);
-                    return Ok((Plan::Scan { table }, cols));
+                    return Ok((
+                        Plan::Scan {
+                            table,
+                            columns: None,
+                        },
+                        cols,
+                    ));
                 }
                 if let Some(view) = self.store.view(&name.normalized())? {
                     if self.view_depth >= MAX_VIEW_DEPTH {
@@ -857,7 +878,13 @@ impl<'a> Binder<'a> {
                 Literal::Boolean(v) => Value::Boolean(*v),
             }),
             ExprKind::Column { table, column } => self.resolve_column(table.as_ref(), column)?,
-            ExprKind::Parameter(n) => Expr::Param((*n as usize).saturating_sub(1)),
+            ExprKind::Parameter(n) => {
+                let i = (*n as usize).saturating_sub(1);
+                match self.params.get(i) {
+                    Some(v) => Expr::Literal(v.clone()),
+                    None => Expr::Param(i),
+                }
+            }
             ExprKind::Unary { op, expr } => Expr::Unary(*op, b(self, expr)?),
             ExprKind::Binary { op, left, right } => {
                 let (mut l, mut r) = (b(self, left)?, b(self, right)?);

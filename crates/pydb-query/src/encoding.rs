@@ -224,6 +224,13 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| self.corrupted(format!("length {len} runs past the end")))
     }
 
+    /// A length-prefixed UTF-8 text, borrowed from the bytes.
+    fn str(&mut self) -> Result<&'a str> {
+        let len = self.len()?;
+        let bytes = self.take(len)?;
+        std::str::from_utf8(bytes).map_err(|_| self.corrupted("text is not UTF-8"))
+    }
+
     fn string(&mut self) -> Result<String> {
         let len = self.len()?;
         let bytes = self.take(len)?;
@@ -370,9 +377,26 @@ impl Reader<'_> {
                 ))
             }
             ROW_REAL => Ok(Value::Real(f64::from_le_bytes(self.array()?))),
-            ROW_TEXT => Ok(Value::Text(Arc::from(self.string()?))),
+            // One allocation: straight from the bytes into the shared text.
+            ROW_TEXT => Ok(Value::Text(Arc::from(self.str()?))),
             ROW_FALSE => Ok(Value::Boolean(false)),
             ROW_TRUE => Ok(Value::Boolean(true)),
+            tag => Err(self.corrupted(format!("unknown value tag {tag:#04x}"))),
+        }
+    }
+
+    /// Steps over one value of the row format without building it: the
+    /// tag and the length are checked as [`Reader::row_value`] checks
+    /// them, but a text is not checked to be UTF-8 (nobody will read it).
+    fn skip_row_value(&mut self) -> Result<()> {
+        match self.byte()? {
+            ROW_NULL | ROW_FALSE | ROW_TRUE => Ok(()),
+            ROW_INTEGER => self.varint().map(drop),
+            ROW_REAL => self.take(8).map(drop),
+            ROW_TEXT => {
+                let len = self.len()?;
+                self.take(len).map(drop)
+            }
             tag => Err(self.corrupted(format!("unknown value tag {tag:#04x}"))),
         }
     }
@@ -391,6 +415,16 @@ pub fn encode_row(row: &[Value]) -> Vec<u8> {
 
 /// Decodes a row written by [`encode_row`]; every byte must be used.
 pub fn decode_row(bytes: &[u8]) -> Result<Row> {
+    decode_row_columns(bytes, &[])
+}
+
+/// Decodes the values of a row written by [`encode_row`] that `wanted`
+/// marks, and puts NULL in place of the others: projection pushdown, a
+/// scan builds only the values its query reads (a column past the end of
+/// `wanted` is wanted). The values skipped are still walked, tag and
+/// length checked, and every byte must be used, so a damaged row is an
+/// error whichever columns are asked for.
+pub fn decode_row_columns(bytes: &[u8], wanted: &[bool]) -> Result<Row> {
     let mut reader = Reader::new(bytes, "SQL row");
     let version = reader.byte()?;
     if version != ROW_VERSION {
@@ -401,8 +435,13 @@ pub fn decode_row(bytes: &[u8]) -> Result<Row> {
         return Err(reader.corrupted(format!("{count} columns")));
     }
     let mut row = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        row.push(reader.row_value()?);
+    for column in 0..count as usize {
+        if wanted.get(column).copied().unwrap_or(true) {
+            row.push(reader.row_value()?);
+        } else {
+            reader.skip_row_value()?;
+            row.push(Value::Null);
+        }
     }
     if !reader.is_empty() {
         return Err(reader.corrupted("trailing bytes after the last column"));
@@ -642,10 +681,45 @@ mod tests {
             }
         }
 
+        /// Projection pushdown: the wanted values decode as in a whole
+        /// row, the others are NULL, and the row keeps its width.
+        #[test]
+        fn row_columns_decode_only_the_wanted(
+            row in proptest::collection::vec(value(), 0..6),
+            wanted in proptest::collection::vec(any::<bool>(), 0..8),
+        ) {
+            let decoded = decode_row_columns(&encode_row(&row), &wanted).unwrap();
+            prop_assert_eq!(decoded.len(), row.len());
+            for (i, (d, v)) in decoded.iter().zip(&row).enumerate() {
+                if wanted.get(i).copied().unwrap_or(true) {
+                    prop_assert!(same(d, v), "{:?} decoded as {:?}", v, d);
+                } else {
+                    prop_assert_eq!(d, &Value::Null);
+                }
+            }
+        }
+
+        /// A skipped value is still checked: a truncated row is an error
+        /// even when no column is wanted.
+        #[test]
+        fn truncated_rows_are_corrupted_with_columns_skipped(
+            row in proptest::collection::vec(value(), 1..4),
+        ) {
+            let bytes = encode_row(&row);
+            let none = vec![false; row.len()];
+            for len in 0..bytes.len() {
+                prop_assert!(matches!(
+                    decode_row_columns(&bytes[..len], &none),
+                    Err(Error::Corrupted(_))
+                ));
+            }
+        }
+
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
             let _ = decode_key(&bytes);
             let _ = decode_row(&bytes);
+            let _ = decode_row_columns(&bytes, &[false, true]);
             let _ = decode_key_prefix(&bytes, 2);
         }
 

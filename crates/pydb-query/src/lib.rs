@@ -54,5 +54,5 @@ pub mod value;
 
 pub use error::{Error, Result};
 pub use output::{Output, ResultColumn, Rows};
-pub use session::{Database, Session, TxnStatus};
+pub use session::{Database, Prepared, Session, TxnStatus};
 pub use value::{DataType, Row, Value};

@@ -42,6 +42,7 @@ use crate::error::{Error, Result};
 use crate::exec::{self, ExecContext};
 use crate::output::{Output, ResultColumn};
 use crate::txnstore::{OpenTxn, Shared, TxnStore};
+use crate::value::Value;
 
 /// SQL over one database's transaction manager. Cheap to clone; clones
 /// share the catalog cache and the row id allocators, so open one
@@ -83,6 +84,20 @@ impl Database {
             state: State::Idle,
             ctx: ExecContext::default(),
         }
+    }
+}
+
+/// A statement parsed once, to run many times with different parameter
+/// values: see [`Session::prepare`].
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    statement: Statement,
+}
+
+impl Prepared {
+    /// The parsed statement.
+    pub fn statement(&self) -> &Statement {
+        &self.statement
     }
 }
 
@@ -150,6 +165,38 @@ impl Session {
             .iter()
             .map(|statement| self.run_with(statement, &ctx))
             .collect()
+    }
+
+    /// Parses `sql`, one statement with `$1`, `$2`, ... (or `?`) where
+    /// values go, once: [`Session::execute_prepared`] then runs it with
+    /// values, without lexing or parsing it again. This is what drivers do
+    /// (SQLite's `prepare`, PostgreSQL's Parse message). The plan is still
+    /// made at each execution, with the values written in (PostgreSQL's
+    /// custom plans), so `WHERE id = $1` is a primary-key lookup and the
+    /// plan follows the catalog and its statistics. Parsing touches no
+    /// transaction, so a failure here leaves the session as it was.
+    pub fn prepare(&self, sql: &str) -> Result<Prepared> {
+        let mut statements = crate::parser::parse(sql)?;
+        if statements.len() != 1 {
+            return Err(Error::Invalid(format!(
+                "a prepared statement is one statement, not {}",
+                statements.len()
+            )));
+        }
+        Ok(Prepared {
+            statement: statements.remove(0),
+        })
+    }
+
+    /// Runs a statement made by [`Session::prepare`] with `params` as the
+    /// values of `$1`, `$2`, ... (inside the open transaction, or as a
+    /// transaction of its own, as [`Session::execute`]).
+    pub fn execute_prepared(&mut self, prepared: &Prepared, params: &[Value]) -> Result<Output> {
+        let ctx = ExecContext {
+            params: params.to_vec(),
+            ..self.ctx.clone()
+        };
+        self.run_with(&prepared.statement, &ctx)
     }
 
     /// Runs one parsed statement.
@@ -322,10 +369,15 @@ impl Session {
                 result
             }
             State::Idle => {
-                let tx = self
-                    .db
-                    .mgr
-                    .begin_with(TxnOptions::new(effective(self.db.isolation)))?;
+                // A query on its own is a read-only transaction: it never
+                // writes, and a read-only serializable transaction that
+                // begins on a quiet database skips SSI's bookkeeping (see
+                // `pydb_txn`'s `Transaction::begin`).
+                let mut options = TxnOptions::new(effective(self.db.isolation));
+                if matches!(statement, Statement::Query(_)) {
+                    options = options.read_only();
+                }
+                let tx = self.db.mgr.begin_with(options)?;
                 let mut open = OpenTxn::new(tx);
                 let mut store = TxnStore::new(&mut open, &self.db.shared);
                 let output = exec::execute(&mut store, statement, ctx)?;

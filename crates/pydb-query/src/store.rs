@@ -63,6 +63,16 @@ pub trait Store {
 
     /// Every row of `table`, in key order.
     fn scan(&self, table: &Table) -> Result<RowIter<'_>>;
+    /// The rows of [`Store::scan`], with only the columns `columns` marks
+    /// (one flag per column of `table`) holding their values; the others
+    /// are unspecified (NULL, or the stored values). What a scan the
+    /// planner narrowed reads ([`crate::plan::Plan::Scan`]'s `columns`):
+    /// a store that decodes rows builds only the values the query reads.
+    /// The default reads whole rows.
+    fn scan_columns(&self, table: &Table, columns: &[bool]) -> Result<RowIter<'_>> {
+        let _ = columns;
+        self.scan(table)
+    }
     /// The rows whose `index` key falls in `range`, in index order.
     fn index_scan(&self, table: &Table, index: &Index, range: &IndexRange) -> Result<RowIter<'_>>;
     /// The entries of `index` in `range`, in index order (descending if

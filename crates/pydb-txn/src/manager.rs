@@ -363,8 +363,21 @@ pub(crate) struct Inner {
 }
 
 /// What a transaction hands the pipeline at commit.
+/// What [`Inner::register`] hands a beginning transaction.
+pub(crate) struct Registered {
+    pub(crate) id: u64,
+    pub(crate) snapshot: u64,
+    pub(crate) now_ms: u64,
+    /// No other transaction was running with an older snapshot when this
+    /// one took its own; every transaction that begins later takes one at
+    /// least as new (snapshots only move forward), so none ever will be.
+    pub(crate) oldest: bool,
+}
+
 pub(crate) struct CommitRequest<'a> {
     pub(crate) id: u64,
+    /// Whether SSI tracks the transaction (see `Transaction::begin`).
+    pub(crate) tracked: bool,
     pub(crate) snapshot: u64,
     pub(crate) isolation: Isolation,
     pub(crate) concurrency: Concurrency,
@@ -387,9 +400,11 @@ impl Inner {
     }
 
     /// Registers a running transaction at `snapshot` (`None`: the latest),
-    /// and returns its id, snapshot and the clock reading it judges expiry
-    /// at (read under the same lock garbage collection reads it under).
-    pub(crate) fn register(&self, options: &TxnOptions) -> Result<(u64, u64, u64)> {
+    /// and returns its id, snapshot, the clock reading it judges expiry at
+    /// (read under the same lock garbage collection reads it under), and
+    /// whether no other running transaction has an older snapshot (see
+    /// [`Registered::oldest`]).
+    pub(crate) fn register(&self, options: &TxnOptions) -> Result<Registered> {
         self.check_poisoned()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut active = self.active.lock();
@@ -412,12 +427,20 @@ impl Inner {
                 ts
             }
         };
+        let oldest = active
+            .snapshots_oldest()
+            .is_none_or(|other| other >= snapshot);
         *active.snapshots.entry(snapshot).or_default() += 1;
         let now_ms = self.options.clock.now_ms();
         *active.clocks.entry(now_ms).or_default() += 1;
         drop(active);
         self.counters.begun.fetch_add(1, Ordering::Relaxed);
-        Ok((id, snapshot, now_ms))
+        Ok(Registered {
+            id,
+            snapshot,
+            now_ms,
+            oldest,
+        })
     }
 
     /// Registers a serializable transaction with the SSI tracker.
@@ -501,7 +524,7 @@ impl Inner {
     /// commit timestamp (the snapshot, for a transaction that wrote nothing).
     pub(crate) fn commit(&self, req: CommitRequest<'_>) -> Result<u64> {
         let mvcc = req.concurrency == Concurrency::Mvcc;
-        let ssi = mvcc && req.isolation == Isolation::Serializable;
+        let ssi = req.tracked;
         if req.writes.is_empty() && !ssi {
             return Ok(req.snapshot);
         }

@@ -47,6 +47,11 @@
 //!   running R in that position (its next operation fails), as a guard
 //!   should in-edges ever be found earlier (e.g. by write locks).
 //!
+//! A read-only transaction that began when no running transaction had an
+//! older snapshot is not tracked at all (PostgreSQL's *safe snapshot*; the
+//! proof is at `Transaction::begin`): an autocommitted `SELECT` on a quiet
+//! database costs no bookkeeping.
+//!
 //! Only serializable transactions are tracked; as in PostgreSQL, a
 //! snapshot or read-committed transaction mixed in gets its own level's
 //! guarantees and is not part of anyone's dependency graph.

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::keys::{self, Keyspace, Stored};
 use crate::lock::{LockWait, Mode, Resource};
-use crate::manager::{CommitRequest, Concurrency, Inner, Isolation, TxnOptions};
+use crate::manager::{CommitRequest, Concurrency, Inner, Isolation, Registered, TxnOptions};
 use crate::ssi;
 
 /// A transaction. Commit it with [`Transaction::commit`]; dropping it
@@ -60,16 +60,32 @@ impl Transaction {
         if concurrency == Concurrency::Locking {
             inner.enable_locking()?;
         }
-        let (id, snapshot, now_ms) = inner.register(&options)?;
-        let ssi = (concurrency == Concurrency::Mvcc && isolation == Isolation::Serializable)
-            .then(|| inner.register_ssi(id, snapshot));
+        let Registered {
+            id,
+            snapshot,
+            now_ms,
+            oldest,
+        } = inner.register(&options)?;
+        // A read-only transaction whose snapshot no running transaction's
+        // is older than needs no SSI tracking (PostgreSQL's "safe
+        // snapshot"). It writes nothing, so it can only be the first
+        // transaction T1 of a dangerous structure T1 -rw-> T2 -rw-> T3, and
+        // Ports and Grittner show that such a structure can close a cycle
+        // only if T3 committed before T1's snapshot, while T2, concurrent
+        // with T3, did not see it: T2's snapshot would be older than T1's.
+        // No such T2 runs now, and none can begin later.
+        let read_only = options.read_only || historical;
+        let safe = read_only && oldest;
+        let ssi =
+            (concurrency == Concurrency::Mvcc && isolation == Isolation::Serializable && !safe)
+                .then(|| inner.register_ssi(id, snapshot));
         let lock_wait = options.lock_wait.unwrap_or(inner.options.lock_wait);
         Ok(Self {
             inner,
             id,
             isolation,
             concurrency,
-            read_only: options.read_only || historical,
+            read_only,
             snapshot,
             lock_wait,
             now_ms,
@@ -109,6 +125,15 @@ impl Transaction {
     /// Whether writes are refused.
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Whether serializable snapshot isolation records this transaction's
+    /// reads: a serializable MVCC transaction, unless it is read-only and
+    /// began with a safe snapshot (see `ssi`). A read that no one tracks
+    /// or locks depends only on the snapshot, so a caller may answer it
+    /// from what an earlier transaction at the same snapshot read.
+    pub fn is_tracked(&self) -> bool {
+        self.ssi.is_some()
     }
 
     /// The timestamp reads see: the snapshot, or for read committed and
@@ -398,6 +423,7 @@ impl Transaction {
         let result = self.check().and_then(|()| {
             self.inner.commit(CommitRequest {
                 id: self.id,
+                tracked: self.ssi.is_some(),
                 snapshot: self.snapshot,
                 isolation: self.isolation,
                 concurrency: self.concurrency,

@@ -715,3 +715,74 @@ fn managers_and_transactions_cross_threads() {
     send::<pydb_txn::Transaction>();
     send_sync::<pydb_txn::Error>();
 }
+
+/// Fekete, O'Neil and O'Neil's read-only anomaly: the read-only T1 began
+/// while the pivot T2 ran with an older snapshot, so T1 is tracked and
+/// T2's commit is refused (T1 -rw-> T2 -rw-> T3, T3 committed before T1's
+/// snapshot).
+#[test]
+fn read_only_anomaly_is_refused_when_an_older_snapshot_runs() {
+    let db = Db::new(Kind::Memory);
+    db.mgr
+        .transaction(Isolation::Serializable, |tx| {
+            tx.set(b"checking", b"0")?;
+            tx.set(b"savings", b"0")
+        })
+        .unwrap();
+    let mut t2 = db.mgr.begin(Isolation::Serializable).unwrap();
+    t2.get(b"checking").unwrap();
+    t2.get(b"savings").unwrap();
+    let mut t3 = db.mgr.begin(Isolation::Serializable).unwrap();
+    t3.set(b"savings", b"20").unwrap();
+    t3.commit().unwrap();
+    let t1 = db.mgr.begin_read_only(Isolation::Serializable).unwrap();
+    assert_eq!(t1.get(b"checking").unwrap().unwrap(), "0");
+    assert_eq!(t1.get(b"savings").unwrap().unwrap(), "20");
+    t1.commit().unwrap();
+    t2.set(b"checking", b"-11").unwrap();
+    assert!(matches!(
+        t2.commit(),
+        Err(Error::SerializationFailure { .. })
+    ));
+}
+
+/// A read-only transaction that began when no older snapshot was in use
+/// is not tracked by SSI (a safe snapshot): it gives no writer an
+/// in-edge, so a writer that would only have been a pivot through it
+/// commits. (Serial order: the reader, the writer, then T3.)
+#[test]
+fn read_only_transaction_with_a_safe_snapshot_is_not_tracked() {
+    let db = Db::new(Kind::Memory);
+    db.mgr
+        .transaction(Isolation::Serializable, |tx| {
+            tx.set(b"x", b"0")?;
+            tx.set(b"y", b"0")
+        })
+        .unwrap();
+    let reader = db.mgr.begin_read_only(Isolation::Serializable).unwrap();
+    assert_eq!(reader.get(b"x").unwrap().unwrap(), "0");
+    let mut writer = db.mgr.begin(Isolation::Serializable).unwrap();
+    writer.get(b"y").unwrap();
+    let mut t3 = db.mgr.begin(Isolation::Serializable).unwrap();
+    t3.set(b"y", b"1").unwrap();
+    t3.commit().unwrap();
+    writer.set(b"x", b"1").unwrap();
+    writer.commit().unwrap();
+    reader.commit().unwrap();
+
+    // The same with a reader that may write: it is tracked, and the
+    // writer is refused as a pivot (a false positive SSI accepts).
+    let reader = db.mgr.begin(Isolation::Serializable).unwrap();
+    reader.get(b"x").unwrap();
+    let mut writer = db.mgr.begin(Isolation::Serializable).unwrap();
+    writer.get(b"y").unwrap();
+    let mut t3 = db.mgr.begin(Isolation::Serializable).unwrap();
+    t3.set(b"y", b"2").unwrap();
+    t3.commit().unwrap();
+    writer.set(b"x", b"2").unwrap();
+    assert!(matches!(
+        writer.commit(),
+        Err(Error::SerializationFailure { .. })
+    ));
+    reader.commit().unwrap();
+}

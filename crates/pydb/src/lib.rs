@@ -42,7 +42,7 @@ pub use error::{Error, Result};
 pub use pydb_file as file;
 pub use pydb_index as index;
 pub use pydb_query as query;
-pub use pydb_query::{Output, ResultColumn, Rows, Session, TxnStatus, Value};
+pub use pydb_query::{Output, Prepared, ResultColumn, Rows, Session, TxnStatus, Value};
 pub use pydb_storage as storage;
 pub use pydb_txn as txn;
 pub use pydb_wal as wal;

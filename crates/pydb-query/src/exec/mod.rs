@@ -62,7 +62,9 @@ impl Default for ExecContext {
 pub fn execute(store: &mut dyn Store, stmt: &Statement, ctx: &ExecContext) -> Result<Output> {
     match stmt {
         Statement::Query(q) => {
-            let bound = Binder::new(&*store).bind_query(q)?;
+            let bound = Binder::new(&*store)
+                .with_params(&ctx.params)
+                .bind_query(q)?;
             let plan = optimize(bound.plan, &Estimator::new(&*store));
             let rows = run(&plan, &*store, ctx)?;
             Ok(Output::Rows(Rows {
@@ -144,7 +146,10 @@ fn explain(
     match stmt {
         Statement::Query(q) => {
             let plan = optimize(
-                Binder::new(&*store).bind_query(q)?.plan,
+                Binder::new(&*store)
+                    .with_params(&ctx.params)
+                    .bind_query(q)?
+                    .plan,
                 &Estimator::new(&*store),
             );
             let planned = planning.elapsed();
@@ -165,12 +170,12 @@ fn explain(
                 }
                 Statement::Update(u) => {
                     let table = lookup_table(&*store, &u.table)?;
-                    let plan = target_plan(&*store, &table, u.selection.as_ref())?;
+                    let plan = target_plan(&*store, &table, u.selection.as_ref(), ctx)?;
                     ("Update", table, Vec::new(), Some(plan))
                 }
                 Statement::Delete(d) => {
                     let table = lookup_table(&*store, &d.table)?;
-                    let plan = target_plan(&*store, &table, d.selection.as_ref())?;
+                    let plan = target_plan(&*store, &table, d.selection.as_ref(), ctx)?;
                     ("Delete", table, Vec::new(), Some(plan))
                 }
                 other => {
@@ -273,19 +278,24 @@ fn statement_tag(stmt: &Statement) -> &'static str {
 
 // ---- DML ----
 
-/// The plan that finds the rows an UPDATE or DELETE targets.
+/// The plan that finds the rows an UPDATE or DELETE targets (with the
+/// parameters of `ctx` written in, so that `WHERE id = $1` is a lookup).
 fn target_plan(
     store: &dyn Store,
     table: &Arc<Table>,
     selection: Option<&ast::Expr>,
+    ctx: &ExecContext,
 ) -> Result<Plan> {
     let scan = Plan::Scan {
         table: table.clone(),
+        columns: None,
     };
     let plan = match selection {
         Some(w) => Plan::Filter {
             input: Box::new(scan),
-            predicate: Binder::new(store).bind_table_expr(table, w)?,
+            predicate: Binder::new(store)
+                .with_params(&ctx.params)
+                .bind_table_expr(table, w)?,
         },
         None => scan,
     };
@@ -306,7 +316,7 @@ fn collect_targets(plan: &Plan, env: &Env<'_>) -> Result<Vec<(RowKey, Row)>> {
 
 fn collect_node(plan: &Plan, env: &Env<'_>) -> Result<Vec<(RowKey, Row)>> {
     Ok(match plan {
-        Plan::Scan { table } => env.store.scan(table)?.collect::<Result<Vec<_>>>()?,
+        Plan::Scan { table, .. } => env.store.scan(table)?.collect::<Result<Vec<_>>>()?,
         Plan::IndexScan {
             table,
             index,
@@ -473,7 +483,7 @@ fn delete_conflicts(store: &mut dyn Store, table: &Arc<Table>, row: &Row) -> Res
 
 fn update(store: &mut dyn Store, upd: &ast::Update, ctx: &ExecContext) -> Result<Output> {
     let table = lookup_table(&*store, &upd.table)?;
-    let plan = target_plan(&*store, &table, upd.selection.as_ref())?;
+    let plan = target_plan(&*store, &table, upd.selection.as_ref(), ctx)?;
     update_rows(store, upd, &table, &plan, ctx, None)
 }
 
@@ -529,7 +539,7 @@ fn update_rows(
 
 fn delete(store: &mut dyn Store, del: &ast::Delete, ctx: &ExecContext) -> Result<Output> {
     let table = lookup_table(&*store, &del.table)?;
-    let plan = target_plan(&*store, &table, del.selection.as_ref())?;
+    let plan = target_plan(&*store, &table, del.selection.as_ref(), ctx)?;
     delete_rows(store, &table, &plan, ctx, None)
 }
 

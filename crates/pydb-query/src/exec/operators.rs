@@ -83,8 +83,11 @@ pub fn build<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
 /// Builds the operator of `plan` itself (its inputs through [`build`]).
 fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
     Ok(match plan {
-        Plan::Scan { table } => Box::new(StoreRows {
-            rows: env.store.scan(table)?,
+        Plan::Scan { table, columns } => Box::new(StoreRows {
+            rows: match columns {
+                Some(columns) => env.store.scan_columns(table, columns)?,
+                None => env.store.scan(table)?,
+            },
         }),
         Plan::IndexScan {
             table,

@@ -362,7 +362,7 @@ impl<'a> Estimator<'a> {
     /// The table column that column `col` of `plan`'s rows is read from.
     fn origin(&self, plan: &Plan, col: usize) -> Option<Col> {
         match plan {
-            Plan::Scan { table }
+            Plan::Scan { table, .. }
             | Plan::ScanBackward { table }
             | Plan::IndexScan { table, .. }
             | Plan::IndexOnlyScan { table, .. }
@@ -825,7 +825,7 @@ impl<'a> Estimator<'a> {
         let first = inputs.first().map_or(0.0, |e| e.rows);
         let second = inputs.get(1).map_or(0.0, |e| e.rows);
         let (rows, cost) = match plan {
-            Plan::Scan { table } | Plan::ScanBackward { table } => {
+            Plan::Scan { table, .. } | Plan::ScanBackward { table } => {
                 let rows = self.table_rows(table);
                 (
                     rows,
@@ -959,6 +959,7 @@ impl<'a> Estimator<'a> {
             } => {
                 let right = Plan::Scan {
                     table: table.clone(),
+                    columns: None,
                 };
                 let right_rows = self.table_rows(table);
                 let column = match index {

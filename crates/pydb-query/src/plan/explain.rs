@@ -134,7 +134,7 @@ pub fn column_names(plan: &Plan) -> Vec<String> {
             .collect()
     };
     match plan {
-        Plan::Scan { table }
+        Plan::Scan { table, .. }
         | Plan::ScanBackward { table }
         | Plan::IndexScan { table, .. }
         | Plan::IndexOnlyScan { table, .. }
@@ -366,7 +366,7 @@ fn describe<'p>(plan: &'p Plan, outer: &[Vec<String>]) -> Described<'p> {
         _ => "",
     };
     let name = match plan {
-        Plan::Scan { table } => format!("Seq Scan on {}", table.name),
+        Plan::Scan { table, .. } => format!("Seq Scan on {}", table.name),
         Plan::ScanBackward { table } => format!("Seq Scan Backward on {}", table.name),
         Plan::IndexScan {
             table,
@@ -547,6 +547,7 @@ fn describe<'p>(plan: &'p Plan, outer: &[Vec<String>]) -> Described<'p> {
             if let Some(f) = right_filter {
                 let names = column_names(&Plan::Scan {
                     table: table.clone(),
+                    columns: None,
                 });
                 details.push(format!("Filter: {}", text(f, &names)));
             }

@@ -880,9 +880,9 @@ fn index_join(lw: usize, right: &Plan, kind: JoinKind, keys: &Keys) -> Option<Pl
 /// The table under a right join input that is a scan, possibly filtered.
 fn plain_table(plan: &Plan) -> Option<(Arc<Table>, Option<Expr>)> {
     match plan {
-        Plan::Scan { table } => Some((table.clone(), None)),
+        Plan::Scan { table, .. } => Some((table.clone(), None)),
         Plan::Filter { input, predicate } => match &**input {
-            Plan::Scan { table } => Some((table.clone(), Some(predicate.clone()))),
+            Plan::Scan { table, .. } => Some((table.clone(), Some(predicate.clone()))),
             _ => None,
         },
         _ => None,
@@ -894,7 +894,7 @@ fn plain_table(plan: &Plan) -> Option<(Arc<Table>, Option<Expr>)> {
 /// order (NULLs first): the order keys are stored in.
 pub fn sorted_on(plan: &Plan) -> Vec<usize> {
     match plan {
-        Plan::Scan { table } => table.primary_key.clone(),
+        Plan::Scan { table, .. } => table.primary_key.clone(),
         Plan::IndexScan {
             index,
             reverse: false,
@@ -1019,6 +1019,7 @@ mod tests {
             .iter()
             .map(|t| Plan::Scan {
                 table: (*t).clone(),
+                columns: None,
             })
             .reduce(|acc, t| Plan::Join {
                 left: Box::new(acc),
@@ -1039,7 +1040,7 @@ mod tests {
     /// The tables in the order the plan reads them: leftmost input first.
     fn read_order(plan: &Plan, out: &mut Vec<String>) {
         match plan {
-            Plan::Scan { table }
+            Plan::Scan { table, .. }
             | Plan::ScanBackward { table }
             | Plan::IndexScan { table, .. }
             | Plan::IndexOnlyScan { table, .. }
@@ -1243,8 +1244,14 @@ mod tests {
         let a = table(1, "a", &["x"], &[], &[]);
         let b = table(2, "b", &["x"], &[], &[]);
         let plan = Plan::Join {
-            left: Box::new(Plan::Scan { table: b.clone() }),
-            right: Box::new(Plan::Scan { table: a.clone() }),
+            left: Box::new(Plan::Scan {
+                table: b.clone(),
+                columns: None,
+            }),
+            right: Box::new(Plan::Scan {
+                table: a.clone(),
+                columns: None,
+            }),
             kind: JoinKind::Left,
             on: Some(eq(0, 1)),
         };

@@ -386,6 +386,11 @@ pub enum Plan {
     Scan {
         /// The table.
         table: Arc<Table>,
+        /// The columns the query reads, one flag per column of the table,
+        /// when it reads not all of them (projection pushdown, set by
+        /// [`prune`]): the store need build only those values, the others
+        /// come out unspecified (NULL). `None`: every column.
+        columns: Option<Vec<bool>>,
     },
     /// The rows of a table whose index key falls in a range (physical).
     IndexScan {
@@ -609,7 +614,7 @@ impl Plan {
     /// The number of columns of the node's rows.
     pub fn width(&self) -> usize {
         match self {
-            Plan::Scan { table }
+            Plan::Scan { table, .. }
             | Plan::ScanBackward { table }
             | Plan::IndexScan { table, .. }
             | Plan::IndexOnlyScan { table, .. }
@@ -642,7 +647,23 @@ impl Plan {
         let pad = "  ".repeat(depth);
         let mut subqueries: Vec<Subquery> = Vec::new();
         let line = match self {
-            Plan::Scan { table } => format!("Scan {}", table.name),
+            Plan::Scan {
+                table,
+                columns: None,
+            } => format!("Scan {}", table.name),
+            Plan::Scan {
+                table,
+                columns: Some(read),
+            } => {
+                let names: Vec<&str> = table
+                    .columns
+                    .iter()
+                    .zip(read)
+                    .filter(|(_, r)| **r)
+                    .map(|(c, _)| c.name.as_str())
+                    .collect();
+                format!("Scan {} reading ({})", table.name, names.join(", "))
+            }
             Plan::ScanBackward { table } => format!("ScanBackward {}", table.name),
             Plan::IndexScan {
                 table,

@@ -574,7 +574,7 @@ fn choose_index(plan: Plan, est: &Estimator<'_>) -> Plan {
     let Plan::Filter { input, predicate } = plan else {
         return plan;
     };
-    let Plan::Scan { table } = *input else {
+    let Plan::Scan { table, .. } = *input else {
         return Plan::Filter { input, predicate };
     };
     let bounds = column_bounds(&table, &predicate);
@@ -584,6 +584,7 @@ fn choose_index(plan: Plan, est: &Estimator<'_>) -> Plan {
     };
     let scan = with(Plan::Scan {
         table: table.clone(),
+        columns: None,
     });
     let Some(path) = access_path(&table, &bounds) else {
         return scan;
@@ -811,7 +812,7 @@ fn scan_order_gives(input: &Plan, keys: &[SortKey]) -> Option<bool> {
                 order.extend(&table.primary_key);
                 break order;
             }
-            Plan::Scan { table } => break table.primary_key.clone(),
+            Plan::Scan { table, .. } => break table.primary_key.clone(),
             _ => return None,
         }
     };
@@ -864,7 +865,7 @@ fn range_fixed_prefix(range: &IndexRange) -> usize {
 /// backward.
 fn read_backward(plan: Plan) -> Plan {
     match plan {
-        Plan::Scan { table } => Plan::ScanBackward { table },
+        Plan::Scan { table, .. } => Plan::ScanBackward { table },
         Plan::IndexScan {
             table,
             index,

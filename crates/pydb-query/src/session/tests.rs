@@ -375,3 +375,89 @@ fn acknowledged_sql_transactions_survive_a_power_cut() {
         power_cut_seed(pydb_storage::EngineKind::BTree, seed);
     }
 }
+
+fn prepared_rows(s: &mut Session, p: &Prepared, params: &[Value]) -> Vec<Vec<Value>> {
+    match s.execute_prepared(p, params).unwrap() {
+        Output::Rows(Rows { rows, .. }) => rows,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn prepared_statements_run_again_with_new_values() {
+    let db = database();
+    let mut s = db.session();
+    run(&mut s, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)");
+    let insert = s.prepare("INSERT INTO t VALUES (?, ?)").unwrap();
+    run(&mut s, "BEGIN");
+    for (id, name) in [(1, "a"), (2, "b"), (3, "c")] {
+        s.execute_prepared(&insert, &[Value::Integer(id), Value::text(name)])
+            .unwrap();
+    }
+    run(&mut s, "COMMIT");
+    let select = s.prepare("SELECT name FROM t WHERE id = $1").unwrap();
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(2)]),
+        vec![vec![Value::text("b")]]
+    );
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(3)]),
+        vec![vec![Value::text("c")]]
+    );
+    assert!(prepared_rows(&mut s, &select, &[Value::Integer(9)]).is_empty());
+    let update = s.prepare("UPDATE t SET name = $2 WHERE id = $1").unwrap();
+    s.execute_prepared(&update, &[Value::Integer(1), Value::text("z")])
+        .unwrap();
+    assert_eq!(
+        query(&mut s, "SELECT name FROM t ORDER BY id"),
+        vec![
+            vec![Value::text("z")],
+            vec![Value::text("b")],
+            vec![Value::text("c")]
+        ]
+    );
+    // A missing value fails when the statement needs it.
+    assert!(s.execute_prepared(&select, &[]).is_err());
+    // One statement per prepared statement.
+    assert!(s.prepare("SELECT 1; SELECT 2").is_err());
+}
+
+#[test]
+fn prepared_statement_parameters_are_planned_as_literals() {
+    let db = database();
+    let mut s = db.session();
+    run(&mut s, "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)");
+    run(&mut s, "INSERT INTO t VALUES (1, 10), (2, 20)");
+    let explain = s.prepare("EXPLAIN SELECT v FROM t WHERE id = $1").unwrap();
+    let lines: Vec<String> = prepared_rows(&mut s, &explain, &[Value::Integer(2)])
+        .into_iter()
+        .map(|row| match &row[0] {
+            Value::Text(t) => t.to_string(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let plan = lines.join("\n");
+    assert!(plan.contains("Primary Key Lookup on t"), "{plan}");
+    assert!(plan.contains("t.id = 2"), "{plan}");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+}
+
+#[test]
+fn catalog_cache_is_used_only_at_the_snapshot_it_was_checked_at() {
+    let db = database();
+    let (mut s1, mut s2, mut s3) = (db.session(), db.session(), db.session());
+    run(&mut s2, "CREATE TABLE a (x INTEGER)");
+    assert!(query(&mut s3, "SELECT * FROM a").is_empty());
+    run(&mut s1, "BEGIN READ ONLY");
+    run(&mut s2, "CREATE TABLE b (x INTEGER)");
+    // s3 checks and caches the catalog at the newer snapshot.
+    assert!(query(&mut s3, "SELECT * FROM b").is_empty());
+    assert!(query(&mut s3, "SELECT * FROM b").is_empty());
+    // s1's snapshot is older: it must not take that catalog.
+    assert!(matches!(
+        error(&mut s1, "SELECT * FROM b"),
+        Error::Undefined { .. }
+    ));
+    run(&mut s1, "ROLLBACK");
+    assert!(query(&mut s1, "SELECT * FROM b").is_empty());
+}

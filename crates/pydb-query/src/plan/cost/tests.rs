@@ -90,7 +90,10 @@ fn actual(rows: &[Row], predicate: &Expr) -> f64 {
 #[test]
 fn filters_on_a_skewed_column_are_estimated_within_a_few_percent() {
     let (t, rows, est) = skewed();
-    let scan = Plan::Scan { table: t };
+    let scan = Plan::Scan {
+        table: t,
+        columns: None,
+    };
     let predicates = [
         cmp(BinaryOp::Eq, 0, int(1)),
         cmp(BinaryOp::NotEq, 0, int(1)),
@@ -139,7 +142,10 @@ fn filters_on_a_skewed_column_are_estimated_within_a_few_percent() {
 #[test]
 fn an_equality_off_the_mcvs_spreads_the_rest_over_the_other_values() {
     let (t, _, est) = skewed();
-    let scan = Plan::Scan { table: t };
+    let scan = Plan::Scan {
+        table: t,
+        columns: None,
+    };
     // (1 - 0.5 - 0.1) / (401 - 1) = 0.001.
     let s = est.selectivity(&scan, &cmp(BinaryOp::Eq, 0, int(7)));
     assert!((s - 0.001).abs() < 1e-9, "{s}");
@@ -163,7 +169,10 @@ fn without_statistics_the_defaults_apply() {
         vec![0],
     );
     let est = Estimator::without_stats();
-    let scan = Plan::Scan { table: t };
+    let scan = Plan::Scan {
+        table: t,
+        columns: None,
+    };
     assert_eq!(est.estimate(&scan).rows, DEFAULT_TABLE_ROWS);
     assert_eq!(
         est.selectivity(&scan, &cmp(BinaryOp::Eq, 1, int(1))),
@@ -199,8 +208,14 @@ fn two_tables() -> (Arc<Table>, Arc<Table>, Estimator<'static>) {
 fn equi_joins_use_the_larger_distinct_count() {
     let (t3, t4, est) = two_tables();
     let hash = Plan::HashJoin {
-        left: Box::new(Plan::Scan { table: t4.clone() }),
-        right: Box::new(Plan::Scan { table: t3.clone() }),
+        left: Box::new(Plan::Scan {
+            table: t4.clone(),
+            columns: None,
+        }),
+        right: Box::new(Plan::Scan {
+            table: t3.clone(),
+            columns: None,
+        }),
         kind: JoinKind::Inner,
         left_keys: vec![Expr::col(0)],
         right_keys: vec![Expr::col(0)],
@@ -209,17 +224,32 @@ fn equi_joins_use_the_larger_distinct_count() {
     // Every t4 row finds its one t3 row.
     assert_eq!(est.estimate(&hash).rows, 10_000.0);
     let nested = Plan::Join {
-        left: Box::new(Plan::Scan { table: t3.clone() }),
-        right: Box::new(Plan::Scan { table: t4.clone() }),
+        left: Box::new(Plan::Scan {
+            table: t3.clone(),
+            columns: None,
+        }),
+        right: Box::new(Plan::Scan {
+            table: t4.clone(),
+            columns: None,
+        }),
         kind: JoinKind::Inner,
         on: Some(cmp(BinaryOp::Eq, 1, Expr::col(0))),
     };
     assert_eq!(est.estimate(&nested).rows, 10_000.0);
     // A filter on one side keeps its share of the pairs: x < 10 keeps 10
     // rows, which match 100 rows of t4.
-    let small = filter(Plan::Scan { table: t3 }, cmp(BinaryOp::Lt, 0, int(10)));
+    let small = filter(
+        Plan::Scan {
+            table: t3,
+            columns: None,
+        },
+        cmp(BinaryOp::Lt, 0, int(10)),
+    );
     let hash = Plan::HashJoin {
-        left: Box::new(Plan::Scan { table: t4 }),
+        left: Box::new(Plan::Scan {
+            table: t4,
+            columns: None,
+        }),
         right: Box::new(small),
         kind: JoinKind::Inner,
         left_keys: vec![Expr::col(0)],
@@ -233,7 +263,10 @@ fn equi_joins_use_the_larger_distinct_count() {
 #[test]
 fn groups_come_from_the_distinct_counts_capped_by_the_input() {
     let (_, t4, est) = two_tables();
-    let scan = Plan::Scan { table: t4 };
+    let scan = Plan::Scan {
+        table: t4,
+        columns: None,
+    };
     let agg = |group_by: Vec<Expr>| Plan::Aggregate {
         input: Box::new(scan.clone()),
         group_by,
@@ -276,7 +309,15 @@ fn an_index_wins_for_few_rows_and_a_scan_for_many() {
         range: IndexRange { start, end },
         reverse: false,
     };
-    let seq = |p: Expr| est.estimate(&filter(Plan::Scan { table: t.clone() }, p));
+    let seq = |p: Expr| {
+        est.estimate(&filter(
+            Plan::Scan {
+                table: t.clone(),
+                columns: None,
+            },
+            p,
+        ))
+    };
     // y = 5: 10 rows.
     let point = est.estimate(&index_scan(
         Bound::Included(vec![Value::Integer(5)]),
@@ -304,7 +345,10 @@ fn sorting_costs_more_than_a_top_n_and_hashing_less_than_nested_loops() {
         desc: false,
         nulls_first: false,
     }];
-    let scan = Plan::Scan { table: t4.clone() };
+    let scan = Plan::Scan {
+        table: t4.clone(),
+        columns: None,
+    };
     let sort = est.estimate(&Plan::Sort {
         input: Box::new(scan.clone()),
         keys: keys.clone(),
@@ -318,16 +362,28 @@ fn sorting_costs_more_than_a_top_n_and_hashing_less_than_nested_loops() {
     assert_eq!(top.rows, 10.0);
     assert!(top.cost < sort.cost);
     let hash = est.estimate(&Plan::HashJoin {
-        left: Box::new(Plan::Scan { table: t4.clone() }),
-        right: Box::new(Plan::Scan { table: t3.clone() }),
+        left: Box::new(Plan::Scan {
+            table: t4.clone(),
+            columns: None,
+        }),
+        right: Box::new(Plan::Scan {
+            table: t3.clone(),
+            columns: None,
+        }),
         kind: JoinKind::Inner,
         left_keys: vec![Expr::col(0)],
         right_keys: vec![Expr::col(0)],
         residual: None,
     });
     let nested = est.estimate(&Plan::Join {
-        left: Box::new(Plan::Scan { table: t4 }),
-        right: Box::new(Plan::Scan { table: t3 }),
+        left: Box::new(Plan::Scan {
+            table: t4,
+            columns: None,
+        }),
+        right: Box::new(Plan::Scan {
+            table: t3,
+            columns: None,
+        }),
         kind: JoinKind::Inner,
         on: Some(cmp(BinaryOp::Eq, 0, Expr::col(2))),
     });
