@@ -64,6 +64,37 @@ pub trait File: Send + Sync + std::fmt::Debug {
     /// the file; a short read is never returned as success.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
 
+    /// Calls `visit` with the `len` bytes at `offset`, borrowed for the
+    /// length of the call: a read without a copy where the file can lend
+    /// its bytes (an [`MmapFile`] lends its map), a [`File::read_at`] into
+    /// a temporary buffer otherwise (this default). `visit` runs at most
+    /// once, and not at all if the read fails; the borrow cannot outlive
+    /// it, so the file stays free to remap or truncate afterwards.
+    ///
+    /// Errors as [`File::read_at`]. As with `read_at`, bytes written
+    /// concurrently into the same range may be seen half old, half new: a
+    /// caller that checks a checksum inside `visit` and then uses the bytes
+    /// relies on nobody writing over them (a log only appends).
+    fn read_with(&self, offset: u64, len: usize, visit: &mut dyn FnMut(&[u8])) -> Result<()> {
+        // Checked before allocating: `len` may come from damaged bytes.
+        let file_len = self.len()?;
+        if offset
+            .checked_add(len as u64)
+            .is_none_or(|end| end > file_len)
+        {
+            return Err(Error::ReadPastEnd {
+                path: self.path().to_path_buf(),
+                offset,
+                len,
+                file_len,
+            });
+        }
+        let mut buf = vec![0u8; len];
+        self.read_at(offset, &mut buf)?;
+        visit(&buf);
+        Ok(())
+    }
+
     /// Writes all of `data` at `offset`, extending the file if needed.
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()>;
 
@@ -170,6 +201,9 @@ impl<T: File + ?Sized> File for std::sync::Arc<T> {
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         (**self).read_at(offset, buf)
+    }
+    fn read_with(&self, offset: u64, len: usize, visit: &mut dyn FnMut(&[u8])) -> Result<()> {
+        (**self).read_with(offset, len, visit)
     }
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         (**self).write_at(offset, data)

@@ -213,6 +213,37 @@ impl MmapFile {
         }
     }
 
+    /// Checks that `offset..offset + len` lies inside the file, then calls
+    /// `read` with the mapped bytes of that range, or `None` if the range
+    /// reaches past the map, all under the state lock held shared: `set_len`
+    /// cannot shrink the file (and drop the map) while `read` runs, and no
+    /// reference into the map outlives it.
+    fn with_mapped(
+        &self,
+        offset: u64,
+        len: usize,
+        read: impl FnOnce(Option<&[u8]>) -> Result<()>,
+    ) -> Result<()> {
+        let end = offset
+            .checked_add(len as u64)
+            .ok_or_else(|| self.overflow(offset))?;
+        let state = self.state.read();
+        if end > state.len {
+            return Err(Error::ReadPastEnd {
+                path: self.path.clone(),
+                offset,
+                len,
+                file_len: state.len,
+            });
+        }
+        let mapped = state.map.as_ref().and_then(|map| {
+            let start = usize::try_from(offset).ok()?;
+            let stop = usize::try_from(end).ok()?;
+            map.get(start..stop)
+        });
+        read(mapped)
+    }
+
     /// Records a new length after a write that ended at `end`.
     fn grow_to(&self, end: u64) {
         let mut state = self.state.write();
@@ -232,8 +263,10 @@ fn map_file(file: &std::fs::File, len: usize) -> std::io::Result<Mmap> {
     // SAFETY: `Mmap` hands out a `&[u8]` over memory that the kernel backs
     // with the file, so two things could break Rust's rules:
     // - The bytes can change while a `&[u8]` to them is live: another write
-    //   to the file shows through the shared map. Readers only copy bytes
-    //   out (no reference into the map escapes `read_at`), so the worst a
+    //   to the file shows through the shared map. A reference into the map
+    //   lives only while the state lock is held shared (`with_mapped`):
+    //   `read_at` copies out of it, and `read_with` lends it to a visitor
+    //   whose signature lets no borrow escape the call. So the worst a
     //   concurrent write causes is a mix of old and new bytes, which is the
     //   same as a `pread` racing a `pwrite` and is the caller's business.
     // - If the file shrinks below `len` while the map is live, touching a
@@ -257,26 +290,7 @@ impl File for MmapFile {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .ok_or_else(|| self.overflow(offset))?;
-        // Held for the whole read: `set_len` cannot shrink the file (and
-        // drop the map) while we copy.
-        let state = self.state.read();
-        if end > state.len {
-            return Err(Error::ReadPastEnd {
-                path: self.path.clone(),
-                offset,
-                len: buf.len(),
-                file_len: state.len,
-            });
-        }
-        let mapped = state.map.as_ref().and_then(|map| {
-            let start = usize::try_from(offset).ok()?;
-            let stop = usize::try_from(end).ok()?;
-            map.get(start..stop)
-        });
-        match mapped {
+        self.with_mapped(offset, buf.len(), |mapped| match mapped {
             Some(bytes) => {
                 buf.copy_from_slice(bytes);
                 Ok(())
@@ -286,7 +300,26 @@ impl File for MmapFile {
                 .file
                 .read_exact_at(buf, offset)
                 .map_err(|e| Error::io(&self.path, e)),
-        }
+        })
+    }
+
+    /// Lends the mapped bytes themselves, without a copy, when the range
+    /// lies inside the map; `pread`s into a buffer past it.
+    fn read_with(&self, offset: u64, len: usize, visit: &mut dyn FnMut(&[u8])) -> Result<()> {
+        self.with_mapped(offset, len, |mapped| match mapped {
+            Some(bytes) => {
+                visit(bytes);
+                Ok(())
+            }
+            None => {
+                let mut buf = vec![0u8; len];
+                self.file
+                    .read_exact_at(&mut buf, offset)
+                    .map_err(|e| Error::io(&self.path, e))?;
+                visit(&buf);
+                Ok(())
+            }
+        })
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
@@ -464,6 +497,44 @@ mod tests {
         let end = file.len().unwrap();
         assert_eq!(read(&file, end - 6, 6), b"\x07\x07tail");
         assert_eq!(read(&file, 0, 10), b"helloworld");
+    }
+
+    #[test]
+    fn read_with_lends_the_map_and_preads_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = DirLock::acquire(dir.path()).unwrap();
+        let file = MmapFile::create(dir.path().join("f"), &lock).unwrap();
+        let big: Vec<u8> = (0..MIN_REMAP_STEP).map(|i| (i % 251) as u8).collect();
+        file.append(&big).unwrap();
+        file.append(b"tail").unwrap();
+        let mapped = file.mapped_len();
+        assert_eq!(mapped, MIN_REMAP_STEP);
+        let map_start = file.state.read().map.as_ref().unwrap().as_ptr() as usize;
+        let lent = |offset: u64, len: usize| {
+            let (mut seen, mut calls, mut at) = (Vec::new(), 0, 0usize);
+            file.read_with(offset, len, &mut |bytes| {
+                seen = bytes.to_vec();
+                at = bytes.as_ptr() as usize;
+                calls += 1;
+            })
+            .map(|()| (seen, calls, at))
+        };
+        // Inside the map: the visitor sees the map's own bytes.
+        let (seen, calls, at) = lent(1000, 50).unwrap();
+        assert_eq!((seen.as_slice(), calls), (&big[1000..1050], 1));
+        assert_eq!(at, map_start + 1000);
+        // Across the end of the map: a copy, with the same bytes read_at gives.
+        let (seen, calls, at) = lent(mapped - 2, 6).unwrap();
+        assert_eq!(
+            (seen.as_slice(), calls),
+            (read(&file, mapped - 2, 6).as_slice(), 1)
+        );
+        assert_eq!(&seen[2..], b"tail");
+        assert_ne!(at, map_start + mapped as usize - 2);
+        // Past the end: an error, and the visitor never runs.
+        let err = lent(mapped, 5).unwrap_err();
+        assert!(matches!(err, Error::ReadPastEnd { .. }), "{err}");
+        assert!(lent(u64::MAX, 2).is_err());
     }
 
     #[test]

@@ -211,6 +211,26 @@ mod tests {
     }
 
     #[test]
+    fn read_with_copies_and_checks_the_length_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = MonolithicFile::create(dir.path().join("f")).unwrap();
+        file.append(b"hello world").unwrap();
+        let mut seen = Vec::new();
+        file.read_with(6, 5, &mut |bytes| seen.extend_from_slice(bytes))
+            .unwrap();
+        assert_eq!(seen, b"world");
+        // A damaged length past the end fails before any buffer is made
+        // (a 1 TiB `vec!` would abort the process) and never visits.
+        let err = file
+            .read_with(6, 1 << 40, &mut |_| panic!("visited"))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::ReadPastEnd { file_len: 11, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn set_len_truncates_and_reopen_sees_the_length() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");

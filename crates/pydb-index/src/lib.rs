@@ -14,8 +14,8 @@
 //! - [`SkipListIndex`]: a skip list written here, because it is the lesson:
 //!   the structure of LevelDB's and RocksDB's memtables. Ordered.
 //! - [`BPlusTreeIndex`]: a B+tree written here that keeps each key's first
-//!   8 bytes inline in its nodes ([`key_prefix`], "abbreviated keys"), so a
-//!   lookup compares integers in contiguous arrays. Ordered, and the log
+//!   16 bytes and its length inline in its nodes ([`key_prefix`],
+//!   "abbreviated keys"), so a lookup compares integers in contiguous arrays. Ordered, and the log
 //!   engine's default.
 //!
 //! An index is a plain single-threaded structure (`&mut self` to change it);

@@ -19,15 +19,19 @@ enum Op {
 }
 
 /// Short keys over a 3-letter alphabet, so that keys collide, share
-/// prefixes, and include the empty key; half of them behind a common
-/// 10-byte prefix, so that comparisons must read past the first bytes.
+/// prefixes, and include the empty key; a third of them behind a common
+/// 10-byte prefix, so that comparisons must read past the first bytes, and
+/// a third behind a 15-byte one, so that keys straddle the 16 bytes the
+/// B+tree keeps inline (a zero byte in the alphabet makes "k" and "k\0"
+/// differ only by length).
 fn key() -> impl Strategy<Value = Vec<u8>> {
-    (any::<bool>(), prop::collection::vec(0u8..3, 0..4)).prop_map(|(long, tail)| {
-        if long {
-            [b"common-pre".as_slice(), &tail].concat()
-        } else {
-            tail
-        }
+    (0u8..3, prop::collection::vec(0u8..3, 0..4)).prop_map(|(prefix, tail)| {
+        let prefix: &[u8] = match prefix {
+            0 => b"",
+            1 => b"common-pre",
+            _ => b"common-prefix-1",
+        };
+        [prefix, &tail].concat()
     })
 }
 

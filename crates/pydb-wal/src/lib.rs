@@ -21,7 +21,9 @@ mod writer;
 
 pub use error::{Error, Result};
 pub use pydb_file::ErrorKind;
-pub use reader::{Scanner, Tail, check_file_header, read_record_at, read_record_exact};
+pub use reader::{
+    Scanner, Tail, check_file_header, read_record_at, read_record_exact, visit_record_exact,
+};
 pub use record::{
     FILE_HEADER_LEN, FORMAT_VERSION, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, Record, record_len,
 };

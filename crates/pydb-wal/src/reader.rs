@@ -81,7 +81,30 @@ pub fn read_record_at<F: File>(file: &F, offset: u64) -> Result<Record> {
 /// Reads and verifies the record of `len` bytes (header included) at
 /// `offset`, with one read. Engines that keep record lengths in their index
 /// use this for point lookups.
-pub fn read_record_exact<F: File>(file: &F, offset: u64, len: usize) -> Result<Record> {
+pub fn read_record_exact<F: File + ?Sized>(file: &F, offset: u64, len: usize) -> Result<Record> {
+    visit_record_exact(file, offset, len, |flags, payload| Record {
+        offset,
+        flags,
+        payload: Bytes::copy_from_slice(payload),
+    })
+}
+
+/// Reads and verifies the record of `len` bytes (header included) at
+/// `offset`, then calls `visit` with its flags and its payload, borrowed
+/// from the file ([`File::read_with`]): with a memory-mapped file the
+/// checksum is computed over the mapped bytes and nothing is copied unless
+/// `visit` copies it. `visit` runs only on a record whose checksum and
+/// length matched; its result is returned.
+///
+/// This is what lets a point read copy only the part of a record it
+/// returns (the log engine copies the value, not the header and key), and
+/// allocate once.
+pub fn visit_record_exact<F: File + ?Sized, R>(
+    file: &F,
+    offset: u64,
+    len: usize,
+    visit: impl FnOnce(u8, &[u8]) -> R,
+) -> Result<R> {
     if len < RECORD_HEADER_LEN || len > crate::record_len(crate::MAX_PAYLOAD_LEN as usize) as usize
     {
         return Err(Error::corrupted(
@@ -90,45 +113,34 @@ pub fn read_record_exact<F: File>(file: &F, offset: u64, len: usize) -> Result<R
             "impossible record length",
         ));
     }
-    // Checked before allocating: the length may come from damaged bytes.
-    let file_len = file.len()?;
-    let fits = offset
-        .checked_add(len as u64)
-        .is_some_and(|end| end <= file_len);
-    if !fits {
-        return Err(Error::corrupted(
-            file.path(),
-            offset,
-            "record past end of file",
-        ));
-    }
-    let mut buf = vec![0u8; len];
-    file.read_at(offset, &mut buf).map_err(|e| match e {
+    let mut visit = Some(visit);
+    let mut outcome = None;
+    file.read_with(offset, len, &mut |bytes| {
+        if let Some(visit) = visit.take() {
+            outcome = Some(match decode_record(bytes, offset) {
+                Decoded::Record { flags, len: got } if got == len => {
+                    Ok(visit(flags, &bytes[RECORD_HEADER_LEN..len]))
+                }
+                Decoded::Record { .. } => Err("record length differs from the index"),
+                Decoded::Incomplete { .. } => Err("record longer than expected"),
+                Decoded::Invalid(reason) => Err(reason),
+            });
+        }
+    })
+    .map_err(|e| match e {
         pydb_file::Error::ReadPastEnd { .. } => {
             Error::corrupted(file.path(), offset, "record past end of file")
         }
         other => other.into(),
     })?;
-    match decode_record(&buf, offset) {
-        Decoded::Record { flags, len: got } if got == len => {
-            let payload = Bytes::from(buf).slice(RECORD_HEADER_LEN..len);
-            Ok(Record {
-                offset,
-                flags,
-                payload,
-            })
-        }
-        Decoded::Record { .. } => Err(Error::corrupted(
+    match outcome {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(reason)) => Err(Error::corrupted(file.path(), offset, reason)),
+        None => Err(Error::corrupted(
             file.path(),
             offset,
-            "record length differs from the index",
+            "the file returned no bytes for the record",
         )),
-        Decoded::Incomplete { .. } => Err(Error::corrupted(
-            file.path(),
-            offset,
-            "record longer than expected",
-        )),
-        Decoded::Invalid(reason) => Err(Error::corrupted(file.path(), offset, reason)),
     }
 }
 

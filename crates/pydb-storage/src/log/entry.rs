@@ -147,6 +147,33 @@ pub fn set_seq(encoded: &mut [u8], seq: u64) {
 
 /// Decodes an entry. Key and value are slices of `payload` (no copy).
 pub fn decode_entry(payload: &Bytes) -> Result<Entry, EntryError> {
+    let entry = decode_entry_ref(payload)?;
+    Ok(Entry {
+        seq: entry.seq,
+        kind: entry.kind,
+        key: payload.slice_ref(entry.key),
+        value: payload.slice_ref(entry.value),
+    })
+}
+
+/// One decoded entry, borrowed from the bytes it was decoded from (a point
+/// read decodes the record in place, in the segment's memory map, and
+/// copies only the value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// The sequence number (for `Begin`/`Seal`, the covered range's bound).
+    pub seq: u64,
+    /// What the entry records.
+    pub kind: EntryKind,
+    /// The key (empty for `Begin`/`Seal`).
+    pub key: &'a [u8],
+    /// The value (empty unless `Set`).
+    pub value: &'a [u8],
+}
+
+/// Decodes an entry without copying: key and value borrow from `payload`.
+/// The one decoder of the format ([`decode_entry`] wraps it).
+pub fn decode_entry_ref(payload: &[u8]) -> Result<EntryRef<'_>, EntryError> {
     let header = payload
         .get(..ENTRY_HEADER_LEN)
         .ok_or(EntryError::Short { len: payload.len() })?;
@@ -174,11 +201,11 @@ pub fn decode_entry(payload: &Bytes) -> Result<Entry, EntryError> {
     if !allowed {
         return Err(EntryError::UnexpectedData(kind));
     }
-    Ok(Entry {
+    Ok(EntryRef {
         seq,
         kind,
-        key: payload.slice(ENTRY_HEADER_LEN..key_end),
-        value: payload.slice(key_end..),
+        key: &payload[ENTRY_HEADER_LEN..key_end],
+        value: &payload[key_end..],
     })
 }
 

@@ -3,8 +3,8 @@
 //! The engine of the original pydb, and of Riak's Bitcask: every write is
 //! appended to a log, and an in-memory index maps each key to the place of
 //! its latest record. A read is one index lookup and one read of exactly
-//! the record's bytes (a copy out of a memory map with the default opener,
-//! a `pread` with plain files; see *Reads* below). Values
+//! the record's bytes (verified in place in a memory map with the default
+//! opener, a `pread` with plain files; see *Reads* below). Values
 //! never live in memory; keys do, which bounds the database by RAM for keys
 //! and by disk for values.
 //!
@@ -78,11 +78,31 @@
 //! the unlinked file readable.
 //!
 //! By default ([`AppendOnlyLogStorage::open`]) segments are
-//! [`MmapFile`](pydb_file::MmapFile)s, so a read is a copy out of a
-//! read-only memory map instead of a `pread` system call. That is sound
-//! here because a segment only ever grows while the engine runs (appends
-//! go through `pwrite`, and the map never covers more than the length
-//! written), and the only truncations happen where no read can be in
+//! [`MmapFile`](pydb_file::MmapFile)s, and a read touches the record where
+//! it lies: `pydb_wal::visit_record_exact` borrows the record's bytes from
+//! the map ([`File::read_with`]), checks the CRC over them, decodes the
+//! entry in place, and the engine copies out only the value, into the one
+//! allocation a `get` makes. (A first version copied the whole record into
+//! a buffer and sliced the value out of it: two allocations, one of them
+//! zeroed, and a copy of header and key that were thrown away.)
+//!
+//! Who owns what, and for how long: the borrow of the map lives only for
+//! the call (the visitor cannot keep it: see `File::read_with`), under the
+//! map's shared lock; the `Bytes` a `get` returns owns its own copy of the
+//! value and points into no map. So nothing a caller holds keeps a segment
+//! mapped: compaction may drop and unlink a segment as soon as the reads
+//! in flight release their `Arc` of it, and the map may be re-created or
+//! truncated at any time after. Handing out `Bytes` that point into the
+//! map (`Bytes::from_owner` over an `Arc` of it) would save the copy of
+//! the value, but then a value kept by a caller would pin the map, and a
+//! map pinned past a truncation is a `SIGBUS`: the copy of a 100-byte
+//! value is cheap next to that promise.
+//!
+//! Reading through a map is sound here because a segment only ever grows
+//! while the engine runs (appends go through `pwrite`, and the map never
+//! covers more than the length written; no byte under a record is ever
+//! written again, so the bytes the CRC was checked over are the bytes the
+//! value is copied from), and the only truncations happen where no read can be in
 //! flight: the torn tail and the restart of an empty last segment are cut
 //! at open, before the engine exists, and `MmapFile::set_len` drops its map
 //! under an exclusive lock before it truncates anyway. Other processes are
@@ -927,19 +947,25 @@ fn start_segment<F: File + 'static>(
 /// Reads the value at `location` and checks that the record really is the
 /// set of `key` with the expected seq: a damaged index or hint can make a
 /// read fail, never return another key's or another version's value.
+///
+/// The record is verified and decoded where it lies (in the segment's map,
+/// with the default opener: see *Reads* in the module docs), and only the
+/// value is copied out, into the one allocation a read makes.
 fn read_value<F: File>(segment: &F, location: &Location, key: &[u8]) -> Result<Bytes> {
-    let record = pydb_wal::read_record_exact(segment, location.offset, location.len as usize)?;
-    let entry = entry::decode_entry(&record.payload)
-        .map_err(|e| Error::corrupted(segment.path(), location.offset, e.to_string()))?;
-    if entry.kind != EntryKind::Set || entry.key != key || entry.seq != location.seq {
-        return Err(Error::corrupted(
-            segment.path(),
-            location.offset,
-            format!(
-                "expected the set of a key at seq {}, found a {:?} at seq {}",
-                location.seq, entry.kind, entry.seq
-            ),
-        ));
-    }
-    Ok(entry.value)
+    let value = pydb_wal::visit_record_exact(
+        segment,
+        location.offset,
+        location.len as usize,
+        |_flags, payload| {
+            let entry = entry::decode_entry_ref(payload).map_err(|e| e.to_string())?;
+            if entry.kind != EntryKind::Set || entry.key != key || entry.seq != location.seq {
+                return Err(format!(
+                    "expected the set of a key at seq {}, found a {:?} at seq {}",
+                    location.seq, entry.kind, entry.seq
+                ));
+            }
+            Ok(Bytes::copy_from_slice(entry.value))
+        },
+    )?;
+    value.map_err(|reason| Error::corrupted(segment.path(), location.offset, reason))
 }
