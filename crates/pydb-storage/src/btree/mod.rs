@@ -28,9 +28,9 @@
 //! 1. Take the writer lock (one writer at a time).
 //! 2. Run the batch as a [`tree::Txn`]: changed pages are copied out of the
 //!    pool and edited privately; readers keep reading the committed tree.
-//! 3. Encode the redo records (leaf ops, or full page images for pages
-//!    changed for the first time since the checkpoint and for splits and
-//!    merges) and append them to the WAL as one batch. The batch's end
+//! 3. Encode the redo records (page ops, or full page images for pages
+//!    changed for the first time since the checkpoint, for the new page of
+//!    a split, and for merges) and append them to the WAL as one batch. The batch's end
 //!    offset is its LSN.
 //! 4. Take the tree lock for writing and install the shadow pages, stamped
 //!    with that LSN, into the pool: readers see the whole batch at once.

@@ -11,15 +11,23 @@
 //!                              | page bytes before the gap | page bytes after it
 //! leaf put     u8 2 | u32 page | leaf cell         put this key/value into the leaf
 //! leaf delete  u8 3 | u32 page | key               remove this key from the leaf
+//! truncate     u8 6 | u32 page | key               drop the leaf's entries from key on
+//! leaf links   u8 7 | u32 page | u32 prev | u32 next  set the leaf's sibling links
+//! child insert u8 8 | u32 page | u16 pos | u32 child | key
+//!                                                  insert (key, child) as entry pos
 //! tree meta    u8 4 | u32 0    | u32 root | u32 height | u32 free head
 //!                              | u32 free count | u32 page count
 //!                              | u64 live keys | u64 live bytes
 //! ```
 //!
 //! A put or delete is *physiological*: physical about which page, logical
-//! about what happens inside it (the slot layout is rebuilt). Splits, merges,
-//! overflow pages and free-list pages are logged as full page images: they
-//! rewrite whole pages anyway, and images make their redo trivially right.
+//! about what happens inside it (the slot layout is rebuilt). A leaf split
+//! is too, except for its new page: the new right leaf is an image, and the
+//! pages around it get a truncate, new sibling links and a child insert
+//! (kinds 6 to 8 in `docs/formats.md`), each redone on the page as it was.
+//! Merges, internal splits, a new root, overflow pages and free-list pages
+//! are logged as full page images: they rewrite whole pages anyway, and
+//! images make their redo trivially right.
 //!
 //! ## Why full page images
 //!
