@@ -219,13 +219,51 @@ pub struct BufferPool<F: File> {
     map: FrameMap,
     table: Mutex<Table>,
     wal: Arc<dyn WriteAhead>,
-    hits: AtomicU64,
+    /// Hits, counted in cache-line-sized shards (see [`HitCounter`]).
+    hits: HitCounter,
     misses: AtomicU64,
     evictions: AtomicU64,
     writebacks: AtomicU64,
     /// Frames whose slot is dirty; changed only under the table's write
     /// lock, read without it (the engine sizes checkpoints by it).
     dirty: AtomicUsize,
+}
+
+/// A counter bumped on every hit by every reader thread. One shared
+/// `AtomicU64` would make four readers fight over one cache line on every
+/// page they touch; each thread bumps one of `SHARDS` counters on lines of
+/// their own instead, and `sum` adds them up (the trick of Linux's per-CPU
+/// counters and Java's `LongAdder`).
+#[derive(Debug, Default)]
+struct HitCounter {
+    shards: [PaddedCounter; HitCounter::SHARDS],
+}
+
+/// One counter alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct PaddedCounter(AtomicU64);
+
+impl HitCounter {
+    const SHARDS: usize = 16;
+
+    fn add_one(&self) {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % HitCounter::SHARDS;
+        }
+        let i = SHARD.with(|s| *s);
+        if let Some(c) = self.shards.get(i) {
+            c.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn sum(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|c| c.0.load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
 /// What the lock-free hit path found.
@@ -286,7 +324,7 @@ impl<F: File> BufferPool<F> {
                 hand: 0,
             }),
             wal,
-            hits: AtomicU64::new(0),
+            hits: HitCounter::default(),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             writebacks: AtomicU64::new(0),
@@ -320,7 +358,7 @@ impl<F: File> BufferPool<F> {
     pub fn stats(&self) -> PoolStats {
         let dirty = self.dirty_pages();
         PoolStats {
-            hits: self.hits.load(Ordering::Relaxed),
+            hits: self.hits.sum(),
             misses: self.misses.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
             writebacks: self.writebacks.load(Ordering::Relaxed),
@@ -337,7 +375,7 @@ impl<F: File> BufferPool<F> {
             if let Some(f) = self.map.get(id) {
                 match self.try_hit(f, id) {
                     Hit::Found(page) => {
-                        self.hits.fetch_add(1, Ordering::Relaxed);
+                        self.hits.add_one();
                         return Ok(page);
                     }
                     // Claimed by the clock, or still loading and its read
