@@ -44,16 +44,24 @@
 //! ## Readers
 //!
 //! Lookups and cursors hold the engine's tree lock for reading and at most
-//! one pinned page at a time. A lookup searches the pinned page in place and
-//! copies only the value out. A cursor does not keep pages pinned between
-//! calls: it copies the leaf it is on whole (one `memcpy` into one buffer,
-//! that the keys and values it returns are slices of), remembers the last key,
-//! and moves on to the next leaf, so writers are never blocked by a slow
-//! consumer and a scan sees every key that is not written during the scan
-//! exactly once. To move on it follows the leaf's sibling link if no batch
-//! was installed since the last refill (the engine counts installs), and
-//! re-descends from the root with the last key otherwise: a link read
-//! before a split or merge may point at a page that changed meaning.
+//! one pinned page at a time. A lookup searches the pinned page in place
+//! (binary search over the slot array, keys compared where they lie) and
+//! copies only the value out: one allocation per `get`.
+//!
+//! A cursor does not keep pages pinned between calls, so writers are never
+//! blocked by a slow consumer. A refill searches the leaf in place under its
+//! pin, notes the entries in range as offsets, then copies only the span of
+//! the page's cells that holds them (one `memcpy`, one buffer) and lets the
+//! page go. Entries become `Bytes` slices of that buffer only when the
+//! caller asks for them, so a scan with a limit (seek, then next 100) pays
+//! nothing for the rest of its last leaf. It remembers the last key, so a
+//! scan sees every key that is not written during the scan exactly once.
+//! To move on it follows the leaf's sibling link if no batch was installed
+//! since the last refill (the engine counts installs), and re-descends from
+//! the root with the last key otherwise: a link read before a split or
+//! merge may point at a page that changed meaning. (LMDB's cursors go
+//! further and hand out pointers into the mapped file, valid until the read
+//! transaction ends; pydb's `Bytes` must outlive the cursor, so it copies.)
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
