@@ -45,31 +45,50 @@
 //! change whose log record was lost, and recovery could neither redo nor undo
 //! it. The page checksum is computed on the copy that is written.
 //!
-//! ## Locks on the hit path, and I/O outside the page table lock
+//! ## The hit path takes no lock but the frame's latch
 //!
-//! The page table is behind an `RwLock`: a hit takes it for *reading* only
-//! long enough to look the page up and raise the frame's pin, then latches
-//! the frame. The reference bit and the pin count live in the frame as
-//! atomics, so a hit writes no shared table state. The page table hashes
-//! page numbers with a multiplicative hash ([`PageIdHasher`]): page numbers
-//! are small integers chosen by pydb, not by an attacker, so SipHash's
-//! flooding resistance buys nothing here.
+//! A lookup runs thousands of times for every miss, so the hit path is
+//! built to touch as little shared state as possible (the same aim as
+//! LMDB's lock-free readers and LeanStore's pointer swizzling, reached here
+//! in a simpler way):
 //!
-//! A miss takes the table for writing to pick a victim and map the page to
-//! it, latches the frame for writing, and *releases the table* before it
-//! reads the page: other fetches (hits and misses) go on meanwhile, and a
-//! fetch of the same page waits on the frame latch, not on the table. A
-//! frame whose read failed is marked unloaded, so such a waiter retries
-//! instead of seeing stale bytes. Writing back a dirty victim still happens
-//! under the table lock (it is rare: a checkpoint cleans the pool), which
-//! keeps the victim from being re-found while its bytes go to disk.
+//! 1. The page table is a *direct map*, [`FrameMap`]: an array indexed by
+//!    page number whose entries are atomics holding a frame number. A hit
+//!    reads one entry, with no table lock and no hashing (page numbers are
+//!    small dense integers chosen by pydb, so an array beats a hash table).
+//! 2. It raises the frame's pin (one atomic add) and takes the frame's read
+//!    latch.
+//! 3. Under the latch it checks that the frame still holds that page and
+//!    that the page was read completely (`Frame::page`, `Frame::loaded`):
+//!    the map entry may have been stale, since it was read without a lock.
+//!    If not, it lets go and looks again.
+//!
+//! Changes to the map, and the choice of victims, still happen under the
+//! table's `Mutex` (misses, installs, write-backs). The race to close is a
+//! reader that pins a frame just as the clock picks it. The clock therefore
+//! *claims* a victim: it swaps the pin count from 0 to [`EVICTING`] in one
+//! compare-and-swap. A reader whose pin finds that bit set backs off before
+//! it touches the latch; a reader that pinned first makes the swap fail, and
+//! the clock moves on. So a claimed frame has no latch holder, and the one
+//! who claimed it may remap and refill it without waiting on anyone while
+//! it holds the table lock. Only it changes `Frame::page`; it drops the
+//! claim when the frame holds its new page (or its new page is loading
+//! behind the write latch, which readers then wait on).
+//!
+//! A miss maps the page to its claimed victim, latches the frame for
+//! writing, and *releases the table* before it reads the page: other
+//! fetches (hits and misses) go on meanwhile, and a fetch of the same page
+//! waits on the frame latch, not on the table. A frame whose read failed is
+//! marked unloaded, so such a waiter retries instead of seeing stale bytes.
+//! Writing back a dirty victim still happens under the table lock (it is
+//! rare: a checkpoint cleans the pool), which keeps the victim from being
+//! re-found while its bytes go to disk.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use pydb_file::File;
 
 use super::page::{self, PageId};
@@ -78,40 +97,69 @@ use crate::{Error, Result};
 /// The smallest pool accepted, in frames.
 pub const MIN_FRAMES: usize = 16;
 
+/// The bit of a frame's pin count that says "claimed by the clock": set
+/// only by a compare-and-swap from 0, so the claimer knows nobody holds the
+/// frame, and new pins back off while it is set.
+pub const EVICTING: u32 = 1 << 31;
+
 /// What the pool asks of the log before it writes a page back.
 pub trait WriteAhead: Send + Sync + std::fmt::Debug {
     /// Returns once every log record up to `lsn` is durable.
     fn make_durable(&self, lsn: u64) -> Result<()>;
 }
 
-/// A hasher for page numbers: one multiplication (Fibonacci hashing) and a
-/// fold of the high bits down, so both the low bits (the bucket) and the
-/// high bits (the hash table's tag byte) depend on every bit of the number.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PageIdHasher(u64);
+/// Entries in one chunk of the [`FrameMap`] (256 KiB of atomics).
+const CHUNK_BITS: u32 = 16;
+const CHUNK_LEN: usize = 1 << CHUNK_BITS;
+/// A map entry for a page in no frame.
+const NO_FRAME: u32 = u32::MAX;
 
-const FIB: u64 = 0x9e37_79b9_7f4a_7c15;
+/// The page table: page number -> frame number, as an array of atomics
+/// read without any lock.
+///
+/// Page numbers are 32 bits, so the array is cut into chunks of
+/// `CHUNK_LEN` entries made on first use: a file of 40,000 pages needs one
+/// chunk. Entries are written only under the pool's table lock; readers
+/// treat what they read as a hint and check it against the frame.
+#[derive(Debug)]
+pub struct FrameMap {
+    chunks: Box<[OnceLock<Box<[AtomicU32]>>]>,
+}
 
-impl Hasher for PageIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u32` is used for page numbers; this keeps any other
-        // key type correct, if slower.
-        for b in bytes {
-            self.write_u32(u32::from(*b) ^ (self.0 as u32));
+impl Default for FrameMap {
+    fn default() -> Self {
+        let n = 1usize << (32 - CHUNK_BITS);
+        Self {
+            chunks: (0..n).map(|_| OnceLock::new()).collect(),
         }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        let h = (u64::from(n) ^ self.0).wrapping_mul(FIB);
-        self.0 = h ^ (h >> 32);
     }
 }
 
-type PageTable = HashMap<PageId, usize, BuildHasherDefault<PageIdHasher>>;
+impl FrameMap {
+    /// The frame that holds (or held, a moment ago) page `id`.
+    pub fn get(&self, id: PageId) -> Option<usize> {
+        let chunk = self.chunks.get((id >> CHUNK_BITS) as usize)?.get()?;
+        let f = chunk
+            .get(id as usize & (CHUNK_LEN - 1))?
+            .load(Ordering::Acquire);
+        (f != NO_FRAME).then_some(f as usize)
+    }
+
+    /// Maps page `id` to `frame` (or to none).
+    fn set(&self, id: PageId, frame: Option<usize>) {
+        let Some(cell) = self.chunks.get((id >> CHUNK_BITS) as usize) else {
+            return;
+        };
+        if frame.is_none() && cell.get().is_none() {
+            return;
+        }
+        let chunk = cell.get_or_init(|| (0..CHUNK_LEN).map(|_| AtomicU32::new(NO_FRAME)).collect());
+        let value = frame.map_or(NO_FRAME, |f| u32::try_from(f).unwrap_or(NO_FRAME));
+        if let Some(entry) = chunk.get(id as usize & (CHUNK_LEN - 1)) {
+            entry.store(value, Ordering::Release);
+        }
+    }
+}
 
 /// The pool's counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -133,9 +181,13 @@ pub struct PoolStats {
 #[derive(Debug)]
 struct Frame {
     data: RwLock<Box<[u8]>>,
-    /// Raised under the page table lock (read or write), lowered by
-    /// `PageRef::drop` or a failed load. A pinned frame is never reused.
+    /// Raised by a fetch, lowered by `PageRef::drop` or a failed load; the
+    /// [`EVICTING`] bit marks a frame claimed by the clock. A pinned frame
+    /// is never claimed, so never reused.
     pins: AtomicU32,
+    /// The page the frame holds (`NO_FRAME` for none): changed only by the
+    /// one who claimed the frame, checked by a fetch under the latch.
+    page: AtomicU32,
     /// The clock's second-chance bit, set by every fetch.
     referenced: AtomicBool,
     /// Whether `data` holds the page the table maps here: false while the
@@ -150,9 +202,9 @@ struct Slot {
     dirty: bool,
 }
 
+/// What only the table lock's holder reads and writes.
 #[derive(Debug)]
 struct Table {
-    pages: PageTable,
     slots: Vec<Slot>,
     hand: usize,
 }
@@ -163,15 +215,65 @@ pub struct BufferPool<F: File> {
     file: F,
     page_size: usize,
     frames: Vec<Frame>,
-    table: RwLock<Table>,
+    /// Page -> frame; written under `table`, read without it.
+    map: FrameMap,
+    table: Mutex<Table>,
     wal: Arc<dyn WriteAhead>,
-    hits: AtomicU64,
+    /// Hits, counted in cache-line-sized shards (see [`HitCounter`]).
+    hits: HitCounter,
     misses: AtomicU64,
     evictions: AtomicU64,
     writebacks: AtomicU64,
     /// Frames whose slot is dirty; changed only under the table's write
     /// lock, read without it (the engine sizes checkpoints by it).
     dirty: AtomicUsize,
+}
+
+/// A counter bumped on every hit by every reader thread. One shared
+/// `AtomicU64` would make four readers fight over one cache line on every
+/// page they touch; each thread bumps one of `SHARDS` counters on lines of
+/// their own instead, and `sum` adds them up (the trick of Linux's per-CPU
+/// counters and Java's `LongAdder`).
+#[derive(Debug, Default)]
+struct HitCounter {
+    shards: [PaddedCounter; HitCounter::SHARDS],
+}
+
+/// One counter alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct PaddedCounter(AtomicU64);
+
+impl HitCounter {
+    const SHARDS: usize = 16;
+
+    fn add_one(&self) {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % HitCounter::SHARDS;
+        }
+        let i = SHARD.with(|s| *s);
+        if let Some(c) = self.shards.get(i) {
+            c.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn sum(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|c| c.0.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// What the lock-free hit path found.
+enum Hit<'a> {
+    /// The page, pinned and latched.
+    Found(PageRef<'a>),
+    /// The frame is being claimed or loaded: try again in a moment.
+    Busy,
+    /// The frame holds another page now: ask the table.
+    Moved,
 }
 
 /// A pinned, read-latched page. Derefs to the page bytes.
@@ -204,8 +306,6 @@ impl<F: File> BufferPool<F> {
     /// A pool of `frames` frames (at least [`MIN_FRAMES`]) over `file`.
     pub fn new(file: F, page_size: usize, frames: usize, wal: Arc<dyn WriteAhead>) -> Self {
         let n = frames.max(MIN_FRAMES);
-        let mut pages = PageTable::default();
-        pages.reserve(n);
         Self {
             file,
             page_size,
@@ -213,17 +313,18 @@ impl<F: File> BufferPool<F> {
                 .map(|_| Frame {
                     data: RwLock::new(vec![0u8; page_size].into_boxed_slice()),
                     pins: AtomicU32::new(0),
+                    page: AtomicU32::new(NO_FRAME),
                     referenced: AtomicBool::new(false),
                     loaded: AtomicBool::new(false),
                 })
                 .collect(),
-            table: RwLock::new(Table {
-                pages,
+            map: FrameMap::default(),
+            table: Mutex::new(Table {
                 slots: vec![Slot::default(); n],
                 hand: 0,
             }),
             wal,
-            hits: AtomicU64::new(0),
+            hits: HitCounter::default(),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             writebacks: AtomicU64::new(0),
@@ -257,7 +358,7 @@ impl<F: File> BufferPool<F> {
     pub fn stats(&self) -> PoolStats {
         let dirty = self.dirty_pages();
         PoolStats {
-            hits: self.hits.load(Ordering::Relaxed),
+            hits: self.hits.sum(),
             misses: self.misses.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
             writebacks: self.writebacks.load(Ordering::Relaxed),
@@ -270,37 +371,27 @@ impl<F: File> BufferPool<F> {
     /// file (and verifying its checksum and number) on a miss.
     pub fn fetch(&self, id: PageId) -> Result<PageRef<'_>> {
         loop {
-            // The hit path: a shared table lock, one pin, one latch.
-            let hit = {
-                let table = self.table.read();
-                table.pages.get(&id).map(|&f| {
-                    let frame = &self.frames[f];
-                    frame.pins.fetch_add(1, Ordering::AcqRel);
-                    frame
-                })
-            };
-            if let Some(frame) = hit {
-                if !frame.referenced.load(Ordering::Relaxed) {
-                    frame.referenced.store(true, Ordering::Relaxed);
+            // The hit path: one map read, one pin, one latch, no table lock.
+            if let Some(f) = self.map.get(id) {
+                match self.try_hit(f, id) {
+                    Hit::Found(page) => {
+                        self.hits.add_one();
+                        return Ok(page);
+                    }
+                    // Claimed by the clock, or still loading and its read
+                    // failed: let the other side finish, then look again.
+                    Hit::Busy => {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    // The map entry was stale: fall through to the table.
+                    Hit::Moved => {}
                 }
-                let guard = frame.data.read();
-                if frame.loaded.load(Ordering::Acquire) {
-                    self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(PageRef {
-                        frame,
-                        guard: Some(guard),
-                    });
-                }
-                // Its read failed: the loader unmaps it; look again.
-                drop(guard);
-                frame.pins.fetch_sub(1, Ordering::AcqRel);
-                std::thread::yield_now();
-                continue;
             }
-            // The miss path: map the page to a victim frame under the
-            // exclusive table lock, then read it with only the frame latched.
-            let mut table = self.table.write();
-            if table.pages.contains_key(&id) {
+            // The miss path: map the page to a victim frame under the table
+            // lock, then read it with only the frame latched.
+            let mut table = self.table.lock();
+            if self.map.get(id).is_some() {
                 continue; // loaded by another fetch meanwhile
             }
             let Some(f) = self.find_victim(&mut table)? else {
@@ -310,16 +401,19 @@ impl<F: File> BufferPool<F> {
                 continue;
             };
             let frame = &self.frames[f];
-            // Unpinned, so nobody holds the latch: this does not wait.
+            // Claimed, so nobody holds the latch: this does not wait.
             let mut data = frame.data.write();
             frame.loaded.store(false, Ordering::Release);
             frame.referenced.store(true, Ordering::Relaxed);
-            frame.pins.fetch_add(1, Ordering::AcqRel);
-            table.pages.insert(id, f);
+            frame.page.store(id, Ordering::Release);
             table.slots[f] = Slot {
                 page: Some(id),
                 dirty: false,
             };
+            self.map.set(id, Some(f));
+            // Turn the claim into our own pin: fetches of this page now
+            // pin it and wait on the write latch until it is read.
+            frame.pins.fetch_sub(EVICTING - 1, Ordering::AcqRel);
             drop(table);
             if let Err(e) = self.read_page(id, &mut data) {
                 drop(data);
@@ -336,12 +430,44 @@ impl<F: File> BufferPool<F> {
         }
     }
 
+    /// Pins and latches frame `f` if it holds page `id`, read completely.
+    fn try_hit(&self, f: usize, id: PageId) -> Hit<'_> {
+        let Some(frame) = self.frames.get(f) else {
+            return Hit::Moved;
+        };
+        let before = frame.pins.fetch_add(1, Ordering::AcqRel);
+        if before & EVICTING != 0 {
+            frame.pins.fetch_sub(1, Ordering::AcqRel);
+            return Hit::Busy;
+        }
+        // Pinned and not claimed: the frame cannot change pages until we
+        // unpin. It may already hold another page (the map was stale).
+        if frame.page.load(Ordering::Acquire) != id {
+            frame.pins.fetch_sub(1, Ordering::AcqRel);
+            return Hit::Moved;
+        }
+        if !frame.referenced.load(Ordering::Relaxed) {
+            frame.referenced.store(true, Ordering::Relaxed);
+        }
+        let guard = frame.data.read();
+        if frame.loaded.load(Ordering::Acquire) {
+            return Hit::Found(PageRef {
+                frame,
+                guard: Some(guard),
+            });
+        }
+        // Its read failed: the loader unmaps it; look again.
+        drop(guard);
+        frame.pins.fetch_sub(1, Ordering::AcqRel);
+        Hit::Busy
+    }
+
     /// Forgets frame `f` as the home of page `id` after reading it failed
     /// (unless an install filled it meanwhile).
     fn unmap_failed(&self, id: PageId, f: usize) {
-        let mut table = self.table.write();
-        if table.pages.get(&id) == Some(&f) && !self.frames[f].loaded.load(Ordering::Acquire) {
-            table.pages.remove(&id);
+        let mut table = self.table.lock();
+        if self.map.get(id) == Some(f) && !self.frames[f].loaded.load(Ordering::Acquire) {
+            self.map.set(id, None);
             table.slots[f] = Slot::default();
         }
     }
@@ -383,14 +509,11 @@ impl<F: File> BufferPool<F> {
             ));
         }
         loop {
-            let mut table = self.table.write();
-            let f = match table.pages.get(&id) {
-                Some(&f) => f,
+            let mut table = self.table.lock();
+            let (f, claimed) = match self.map.get(id) {
+                Some(f) => (f, false),
                 None => match self.find_victim(&mut table)? {
-                    Some(f) => {
-                        table.pages.insert(id, f);
-                        f
-                    }
+                    Some(f) => (f, true),
                     None => {
                         drop(table);
                         std::thread::yield_now();
@@ -399,7 +522,11 @@ impl<F: File> BufferPool<F> {
                 },
             };
             let frame = &self.frames[f];
+            // A mapped frame may have readers (not of this page, the caller
+            // guarantees, but of its old bytes a moment ago): wait for them.
+            // A claimed frame has none.
             frame.data.write().copy_from_slice(bytes);
+            frame.page.store(id, Ordering::Release);
             frame.loaded.store(true, Ordering::Release);
             frame.referenced.store(true, Ordering::Relaxed);
             if !table.slots[f].dirty {
@@ -409,13 +536,19 @@ impl<F: File> BufferPool<F> {
                 page: Some(id),
                 dirty: true,
             };
+            if claimed {
+                self.map.set(id, Some(f));
+                frame.pins.fetch_sub(EVICTING, Ordering::AcqRel);
+            }
             return Ok(());
         }
     }
 
     /// Picks a frame to reuse by the clock algorithm, writing it back if it
-    /// is dirty. `None` if every frame is pinned.
-    fn find_victim(&self, table: &mut Table) -> Result<Option<usize>> {
+    /// is dirty, and returns it *claimed* (pin count [`EVICTING`]): the
+    /// caller remaps it and then lowers the claim. `None` if every frame is
+    /// pinned.
+    fn find_victim(&self, table: &mut MutexGuard<'_, Table>) -> Result<Option<usize>> {
         let n = self.frames.len();
         // Two sweeps: the first may only clear reference bits.
         for _ in 0..2 * n + 1 {
@@ -424,24 +557,36 @@ impl<F: File> BufferPool<F> {
             let frame = &self.frames[f];
             // Pins first: a frame whose load failed is unmapped but may
             // still be pinned by a fetch that waited on it.
-            if frame.pins.load(Ordering::Acquire) > 0 {
+            if frame.pins.load(Ordering::Acquire) != 0 {
                 continue;
             }
             let slot = table.slots[f];
+            if slot.page.is_some() && frame.referenced.swap(false, Ordering::Relaxed) {
+                continue;
+            }
+            // The claim: fails if a reader pinned the frame since the load.
+            if frame
+                .pins
+                .compare_exchange(0, EVICTING, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                continue;
+            }
             let Some(page) = slot.page else {
                 return Ok(Some(f));
             };
-            if frame.referenced.swap(false, Ordering::Relaxed) {
-                continue;
-            }
             if slot.dirty {
-                self.write_back(f, page)?;
+                if let Err(e) = self.write_back(f, page) {
+                    frame.pins.fetch_sub(EVICTING, Ordering::AcqRel);
+                    return Err(e);
+                }
                 table.slots[f].dirty = false;
                 self.dirty.fetch_sub(1, Ordering::Relaxed);
             }
-            table.pages.remove(&page);
+            self.map.set(page, None);
             table.slots[f] = Slot::default();
             frame.loaded.store(false, Ordering::Release);
+            frame.page.store(NO_FRAME, Ordering::Release);
             self.evictions.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(f));
         }
@@ -463,7 +608,7 @@ impl<F: File> BufferPool<F> {
     /// checkpoint. Fetches may run meanwhile; the caller keeps writers out.
     pub fn flush_all(&self) -> Result<()> {
         for f in 0..self.frames.len() {
-            let mut table = self.table.write();
+            let mut table = self.table.lock();
             let slot = table.slots[f];
             if let (Some(page), true) = (slot.page, slot.dirty) {
                 self.write_back(f, page)?;
@@ -543,5 +688,43 @@ mod tests {
         }
         assert_eq!(page::get_u32(&pinned, page::PAGE_ID_OFFSET).unwrap(), 2);
         assert_eq!(pool.stats().hits, 1);
+    }
+
+    #[test]
+    fn fetches_racing_evictions_always_see_the_page_they_asked_for() {
+        // 16 frames, 64 pages, 4 threads: almost every fetch evicts, so
+        // the lock-free hit path keeps meeting frames the clock is
+        // claiming and map entries that went stale.
+        let dir = tempfile::tempdir().unwrap();
+        let file = pydb_file::MonolithicFile::create(dir.path().join("p")).unwrap();
+        let pool = BufferPool::new(file, 512, 16, Arc::new(Recorder::default()));
+        for id in 2..66 {
+            pool.install(id, &free_page(id, u64::from(id))).unwrap();
+        }
+        pool.flush_all().unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4u32 {
+                let pool = &pool;
+                s.spawn(move || {
+                    let mut x = 0x9e37_79b9u32.wrapping_mul(t + 1);
+                    for _ in 0..20_000 {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        let id = 2 + x % 64;
+                        let page = pool.fetch(id).unwrap();
+                        assert_eq!(page::get_u32(&page, page::PAGE_ID_OFFSET).unwrap(), id);
+                        assert_eq!(page::page_lsn(&page), u64::from(id));
+                    }
+                });
+            }
+        });
+        let stats = pool.stats();
+        assert_eq!(stats.hits + stats.misses, 80_000);
+        assert!(stats.evictions > 0);
+        // No frame is left pinned or claimed.
+        for frame in &pool.frames {
+            assert_eq!(frame.pins.load(Ordering::Acquire), 0);
+        }
     }
 }

@@ -44,18 +44,26 @@
 //! ## Readers
 //!
 //! Lookups and cursors hold the engine's tree lock for reading and at most
-//! one pinned page at a time. A lookup searches the pinned page in place and
-//! copies only the value out. A cursor does not keep pages pinned between
-//! calls: it copies the leaf it is on whole (one `memcpy` into one buffer,
-//! that the keys and values it returns are slices of), remembers the last key,
-//! and moves on to the next leaf, so writers are never blocked by a slow
-//! consumer and a scan sees every key that is not written during the scan
-//! exactly once. To move on it follows the leaf's sibling link if no batch
-//! was installed since the last refill (the engine counts installs), and
-//! re-descends from the root with the last key otherwise: a link read
-//! before a split or merge may point at a page that changed meaning.
+//! one pinned page at a time. A lookup searches the pinned page in place
+//! (binary search over the slot array, keys compared where they lie) and
+//! copies only the value out: one allocation per `get`.
+//!
+//! A cursor does not keep pages pinned between calls, so writers are never
+//! blocked by a slow consumer. A refill searches the leaf in place under its
+//! pin, notes the entries in range as offsets, then copies only the span of
+//! the page's cells that holds them (one `memcpy`, one buffer) and lets the
+//! page go. Entries become `Bytes` slices of that buffer only when the
+//! caller asks for them, so a scan with a limit (seek, then next 100) pays
+//! nothing for the rest of its last leaf. It remembers the last key, so a
+//! scan sees every key that is not written during the scan exactly once.
+//! To move on it follows the leaf's sibling link if no batch was installed
+//! since the last refill (the engine counts installs), and re-descends from
+//! the root with the last key otherwise: a link read before a split or
+//! merge may point at a page that changed meaning. (LMDB's cursors go
+//! further and hand out pointers into the mapped file, valid until the read
+//! transaction ends; pydb's `Bytes` must outlive the cursor, so it copies.)
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 
@@ -752,7 +760,15 @@ pub struct Cursor<'a, F: File> {
     /// Upper bound still to scan (moves down in a descending scan).
     end: Bound<Bytes>,
     reverse: bool,
-    buffered: VecDeque<(Bytes, Bytes)>,
+    /// The bytes copied out of the last leaf read: the span of its cells
+    /// that holds the entries in `found`.
+    arena: Bytes,
+    /// Entries of the last leaf, in scan order, as ranges of `arena`; they
+    /// become `Bytes` slices only when handed out, so entries a caller
+    /// never asks for (a scan with a limit) cost nothing.
+    found: Vec<(std::ops::Range<usize>, Copied)>,
+    /// The next entry of `found` to hand out.
+    pos: usize,
     done: bool,
     /// Installed batches so far, counted by the engine under the tree lock.
     installs: &'a std::sync::atomic::AtomicU64,
@@ -764,8 +780,10 @@ pub struct Cursor<'a, F: File> {
 enum Copied {
     /// At this range of the refill's buffer.
     Inline(std::ops::Range<usize>),
-    /// In an overflow chain.
+    /// In an overflow chain (until the refill reads it).
     Overflow { len: u32, first: PageId },
+    /// Read from its overflow chain.
+    Owned(Bytes),
 }
 
 impl<F: File> std::fmt::Debug for Cursor<'_, F> {
@@ -833,7 +851,9 @@ impl<'a, F: File> Cursor<'a, F> {
             start,
             end,
             reverse,
-            buffered: VecDeque::new(),
+            arena: Bytes::new(),
+            found: Vec::new(),
+            pos: 0,
             done: false,
             installs,
             resume: None,
@@ -862,25 +882,24 @@ impl<'a, F: File> Cursor<'a, F> {
             Some((leaf, seen)) if seen == installs => leaf,
             _ => find_leaf(self.pool, &meta, seek)?,
         };
-        // The leaf is copied whole, in one `memcpy`, and the latch dropped
-        // at once; the entries handed out are slices of that image (one
-        // allocation per leaf, no copy per entry).
-        let mut arena: Bytes;
-        let mut found: Vec<(std::ops::Range<usize>, Copied)> = Vec::new();
+        // The leaf is searched in place under its pin and latch; then the
+        // span of its cells that holds the entries in range is copied out in
+        // one `memcpy` and the latch dropped. The entries handed out are
+        // slices of that copy (one allocation per leaf, no copy per entry).
+        let found = &mut self.found;
+        found.clear();
+        self.pos = 0;
         let mut next;
         // Sibling links are walked at most page-count times: a cycle errors.
         let mut steps = 0u32;
-        loop {
+        let arena = loop {
             steps += 1;
             if steps > meta.page_count {
                 return Err(Error::corrupted(path, 0, "leaf sibling links form a cycle"));
             }
-            let image = {
-                let page = self.pool.fetch(id)?;
-                Bytes::copy_from_slice(&page)
-            };
+            let page = self.pool.fetch(id)?;
             let view =
-                PageView::new(&image, PageType::Leaf).map_err(|e| corrupt_at(path, ps, id, e))?;
+                PageView::new(&page, PageType::Leaf).map_err(|e| corrupt_at(path, ps, id, e))?;
             let err = |e| corrupt_at(path, ps, id, e);
             found.reserve(view.count());
             let link = if self.reverse {
@@ -900,7 +919,7 @@ impl<'a, F: File> Cursor<'a, F> {
                         self.done = true;
                         break;
                     }
-                    copy_entry(&image, &mut found, key, value);
+                    copy_entry(&page, found, key, value);
                 }
                 view.left().map_err(err)?
             } else {
@@ -920,27 +939,49 @@ impl<'a, F: File> Cursor<'a, F> {
                         self.done = true;
                         break;
                     }
-                    copy_entry(&image, &mut found, key, value);
+                    copy_entry(&page, found, key, value);
                 }
                 view.right().map_err(err)?
             };
             next = link;
-            arena = image;
-            if !found.is_empty() || self.done {
-                break;
+            if !found.is_empty() {
+                // Copy the span of the cells in range, and make the ranges
+                // relative to it.
+                let lo = found.iter().map(|(k, _)| k.start).min().unwrap_or(0);
+                let hi = found
+                    .iter()
+                    .map(|(k, v)| match v {
+                        Copied::Inline(v) => v.end.max(k.end),
+                        _ => k.end,
+                    })
+                    .max()
+                    .unwrap_or(lo);
+                for (k, v) in found.iter_mut() {
+                    *k = k.start - lo..k.end - lo;
+                    if let Copied::Inline(v) = v {
+                        *v = v.start - lo..v.end - lo;
+                    }
+                }
+                let span = page
+                    .get(lo..hi)
+                    .ok_or_else(|| Error::corrupted(path, self.pool.offset_of(id), "cell span"))?;
+                break Bytes::copy_from_slice(span);
+            }
+            drop(page);
+            if self.done {
+                break Bytes::new();
             }
             if next == NO_PAGE {
                 self.done = true;
-                break;
+                break Bytes::new();
             }
             check_page_id(path, &meta, next)?;
             id = next;
-        }
+        };
         if !self.done && next != NO_PAGE {
             check_page_id(path, &meta, next)?;
             self.resume = Some((next, installs));
         }
-        self.buffered.reserve(found.len());
         if let Some((last, _)) = found.last() {
             let last = arena.slice(last.clone());
             if self.reverse {
@@ -949,13 +990,12 @@ impl<'a, F: File> Cursor<'a, F> {
                 self.start = Bound::Excluded(last);
             }
         }
-        for (key, value) in found {
-            let value = match value {
-                Copied::Inline(v) => arena.slice(v),
-                Copied::Overflow { len, first } => read_overflow(self.pool, &meta, first, len)?,
-            };
-            self.buffered.push_back((arena.slice(key), value));
+        for (_, value) in found.iter_mut() {
+            if let Copied::Overflow { len, first } = *value {
+                *value = Copied::Owned(read_overflow(self.pool, &meta, first, len)?);
+            }
         }
+        self.arena = arena;
         Ok(())
     }
 }
@@ -965,14 +1005,30 @@ impl<F: File> Iterator for Cursor<'_, F> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(item) = self.buffered.pop_front() {
-                return Some(Ok(item));
+            if let Some((key, value)) = self.found.get_mut(self.pos) {
+                self.pos += 1;
+                let value = match value {
+                    Copied::Inline(v) => self.arena.slice(v.clone()),
+                    Copied::Owned(v) => std::mem::take(v),
+                    // `refill` reads every chain before it returns Ok.
+                    Copied::Overflow { .. } => {
+                        self.done = true;
+                        self.found.clear();
+                        return Some(Err(Error::corrupted(
+                            self.pool.file().path(),
+                            0,
+                            "cursor entry with an unread overflow chain",
+                        )));
+                    }
+                };
+                return Some(Ok((self.arena.slice(key.clone()), value)));
             }
             if self.done {
                 return None;
             }
             if let Err(e) = self.refill() {
                 self.done = true;
+                self.found.clear();
                 return Some(Err(e));
             }
         }
