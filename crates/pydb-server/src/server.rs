@@ -67,6 +67,7 @@
 //!   directory lock.
 
 pub mod conn;
+mod event_loop;
 pub mod ratelog;
 pub mod resp;
 
@@ -293,7 +294,7 @@ impl Shared {
                 .field("tcp_port", self.local_addr.port())
                 .field("uptime_in_seconds", uptime)
                 .field("uptime_in_days", uptime / 86_400)
-                .field("io_model", "thread per connection"),
+                .field("io_model", "event loops"),
             Section::new("Clients")
                 .field("connected_clients", connected)
                 .field("maxclients", self.config().maxclients)
@@ -523,13 +524,27 @@ impl Server {
             db,
             shared,
         } = self;
+        let count = event_loops();
+        let mut handles = Vec::with_capacity(count);
+        let mut threads = Vec::with_capacity(count);
+        for n in 0..count {
+            let (event_loop, handle) = event_loop::EventLoop::new(db.clone(), Arc::clone(&shared))
+                .map_err(|e| Error::io("<event loop>", e))?;
+            let thread = std::thread::Builder::new()
+                .name(format!("event-loop-{n}"))
+                .spawn(move || event_loop.run())
+                .map_err(|e| Error::io("<event loop>", e))?;
+            handles.push(handle);
+            threads.push(thread);
+        }
+        tracing::info!(event_loops = count, "serving clients from event loops");
         tracing::info!(addr = %shared.local_addr, "listening");
         for stream in listener.incoming() {
             if shared.shutting_down.load(Ordering::SeqCst) {
                 break;
             }
             match stream {
-                Ok(stream) => accept(&shared, &db, stream),
+                Ok(stream) => accept(&shared, &db, &handles, stream),
                 // A client that gave up before we accepted it, or a
                 // passing shortage of file descriptors: log and go on.
                 Err(e) => {
@@ -541,14 +556,32 @@ impl Server {
         drop(listener);
         tracing::info!("shutting down: no new connections");
         drain(&shared);
+        for handle in &handles {
+            handle.stop();
+        }
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("an event loop panicked");
+            }
+        }
         db.flush()?;
         tracing::info!("database flushed; bye");
         Ok(())
     }
 }
 
-/// Registers a new connection and starts its thread, or turns it away.
-fn accept(shared: &Arc<Shared>, db: &Db, mut stream: TcpStream) {
+/// How many event loops serve the clients: one per core (at most 8).
+/// Each gathers its clients' writes into one commit per turn; on two
+/// cores, two loops keep both busy while either waits for an `fsync`.
+fn event_loops() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 8)
+}
+
+/// Registers a new connection and hands it to an event loop, or turns it
+/// away.
+fn accept(shared: &Arc<Shared>, db: &Db, loops: &[event_loop::LoopHandle], mut stream: TcpStream) {
     let peer = match stream.peer_addr() {
         Ok(peer) => peer,
         Err(_) => return,
@@ -566,7 +599,13 @@ fn accept(shared: &Arc<Shared>, db: &Db, mut stream: TcpStream) {
         return;
     }
     let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-    let handle = match stream.try_clone() {
+    // Replies must leave as soon as they are written: Nagle's algorithm
+    // would hold a small reply back waiting for an ACK.
+    let prepared = stream
+        .set_nodelay(true)
+        .and_then(|()| stream.set_nonblocking(true))
+        .and_then(|()| stream.try_clone());
+    let handle = match prepared {
         Ok(handle) => handle,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "cannot register the connection");
@@ -587,24 +626,19 @@ fn accept(shared: &Arc<Shared>, db: &Db, mut stream: TcpStream) {
         },
     );
     drop(clients);
-    let thread_shared = Arc::clone(shared);
-    let db = db.clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("client-{id}"))
-        .stack_size(256 << 10)
-        .spawn(move || {
-            tracing::debug!(id, peer = %info.addr, "connected");
-            let outcome =
-                conn::Connection::new(stream, db, Arc::clone(&thread_shared), Arc::clone(&info))
-                    .serve();
-            match outcome {
-                Ok(reason) => tracing::debug!(id, %reason, "disconnected"),
-                Err(e) => tracing::debug!(id, error = %e, "connection error"),
-            }
-            thread_shared.remove_client(id);
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(%peer, error = %e, "cannot start a connection thread");
+    tracing::debug!(id, %peer, "connected");
+    let connection = conn::Connection::new(
+        mio::net::TcpStream::from_std(stream),
+        db.clone(),
+        Arc::clone(shared),
+        info,
+    );
+    let chosen = usize::try_from(id).unwrap_or(0) % loops.len().max(1);
+    let handed = loops
+        .get(chosen)
+        .map(|event_loop| event_loop.hand_over(connection));
+    if !matches!(handed, Some(Ok(()))) {
+        tracing::warn!(%peer, "cannot hand the connection to an event loop");
         shared.remove_client(id);
     }
 }
