@@ -1,4 +1,6 @@
-//! One client connection: read requests, answer them in order.
+//! One client connection: read requests, answer them in order. A
+//! connection belongs to one event loop (`server/event_loop.rs`), which
+//! calls `Connection::service` when its socket is ready.
 //!
 //! ```text
 //!   read() ──► input buffer ──► RequestParser ──► Command ──► Reply
@@ -7,39 +9,47 @@
 //!                 └───────── write() once ◄──── output buffer
 //! ```
 //!
-//! The loop parses every complete request the input buffer holds before
-//! writing, so a pipeline of N requests costs one `read` and one `write`,
-//! and replies leave in request order because they are appended in that
-//! order. The buffers are reused from request to request.
+//! The connection parses every complete request the input buffer holds
+//! before writing, so a pipeline of N requests costs one `read` and one
+//! `write`, and replies leave in request order because they are appended
+//! in that order. The buffers are reused from request to request. The
+//! socket is non-blocking: a read or write that would wait returns, and
+//! the connection remembers where it stopped.
 //!
-//! ## Pipelined SETs share one write
+//! ## Pipelined SETs share one commit, across clients
 //!
-//! A run of plain `SET`s in one pipeline is applied as one
-//! [`WriteBatch`]: one append to the log and, with `--sync always`, one
-//! `fsync` for the run instead of one per `SET` (Redis likewise writes
-//! its append-only file once per event-loop turn). This is safe because no
-//! reply to any of them has left yet: the client cannot tell them apart
-//! from sixteen `SET`s that happened to land together. The run ends at
-//! any other command, which then sees every `SET` before it. If the batch
-//! fails as a whole (say one key is empty), nothing of it was written, and
-//! the `SET`s are run one by one so that each gets its own reply.
+//! A run of plain `SET`s is not applied at once: it waits in
+//! `pending_sets`, and at the end of the loop's turn the loop commits the
+//! pending `SET`s of every client it served as one [`WriteBatch`]: one
+//! append to the log and, with `--sync always`, one `fsync` for all of
+//! them (Redis writes and syncs its append-only file once per event-loop
+//! turn, in `beforeSleep`). Only then are their `+OK`s appended, so no
+//! reply leaves before its write is durable. This is safe because no
+//! reply to any of them has left yet: the clients cannot tell them apart
+//! from `SET`s that happened to land together. A run ends at any other
+//! command of the same connection, which first applies that connection's
+//! run (so that it sees every `SET` before it). If the turn's batch fails
+//! as a whole (say one key is empty), nothing of it was written, and each
+//! connection applies its own `SET`s one by one so that each gets its own
+//! reply.
 //!
 //! ## Backpressure and output limits
 //!
 //! A client can pipeline requests whose replies are far larger than they
 //! are (a hundred `GET`s of a 1 MB value is 2 KB in, 100 MB out). Answering
 //! everything buffered before writing would hold all those replies in
-//! memory while a client that never reads keeps them there. So the loop
-//! stops answering once `OUTPUT_FLUSH_AT` (64 KiB) reply bytes wait, and writes
-//! them; the write blocks while the client does not read, and meanwhile
-//! nothing more is read from it: the client's own TCP window then stops
-//! its requests. The replies held are at most that threshold plus one
-//! reply. Three limits end a client that does not read (Redis's
-//! `client-output-buffer-limit` and a write timeout):
+//! memory while a client that never reads keeps them there. So the
+//! connection stops answering once `OUTPUT_FLUSH_AT` (64 KiB) reply bytes
+//! wait, and writes them; when the socket takes no more, it stops reading
+//! from that client too and asks its loop for writability: the client's
+//! own TCP window then stops its requests. The replies held are at most
+//! that threshold plus one reply. Three limits end a client that does not
+//! read (Redis's `client-output-buffer-limit` and a write timeout), checked
+//! by the loop's timer (`Connection::check_timers`):
 //! - a hard limit: a reply that makes the waiting bytes exceed it closes
 //!   the client at once;
-//! - a soft limit and a time: more than the soft limit waiting for that
-//!   long closes the client;
+//! - a soft limit and a time: an output buffer over the soft limit for
+//!   that long closes the client;
 //! - a write timeout: no reply byte accepted for that long closes it.
 //!
 //! Each closing is logged once, as a warning (rate-limited across clients,
@@ -47,7 +57,9 @@
 //!
 //! ## Password guessing
 //!
-//! The n-th wrong `AUTH` of a connection is answered after n * 10 ms, and
+//! The n-th wrong `AUTH` of a connection is answered after n * 10 ms (a
+//! hold: the connection reads and sends nothing until then, while its
+//! loop serves the others), and
 //! the [`MAX_AUTH_FAILURES`]-th closes the connection: guessing costs a
 //! reconnection every ten tries and half a second per connection.
 //!
@@ -368,7 +380,7 @@ impl Connection {
         if let Some(reason) = self.closing {
             return Some(reason);
         }
-        let answered_all = self.pending_sets.len() == 0 && self.parsed_all;
+        let answered_all = self.pending_sets.is_empty() && self.parsed_all;
         (self.read_closed && answered_all).then_some(Ended::ClientClosed)
     }
 

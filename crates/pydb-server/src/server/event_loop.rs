@@ -252,7 +252,7 @@ impl EventLoop {
         for id in served {
             if let Some(connection) = self.connections.get(id) {
                 let pending = connection.pending_sets();
-                if pending.len() > 0 {
+                if !pending.is_empty() {
                     writers += 1;
                     for op in pending.ops() {
                         if let pydb::db::BatchOp::Set { key, value } = op {
