@@ -274,8 +274,9 @@ impl Connection {
     /// loop on a readiness event, and when a hold ends): first writes the
     /// replies still waiting; then, unless the client is not reading them,
     /// answers every complete buffered request and reads more, until the
-    /// socket has nothing more (`WouldBlock`: edge-triggered readiness
-    /// reports a socket once per change, so it must be read dry).
+    /// socket has nothing more (`WouldBlock`, or a read shorter than the
+    /// room it had: edge-triggered readiness reports a socket when bytes
+    /// arrive, so it must be read dry).
     ///
     /// Plain `SET`s stay in `pending_sets`: the event loop applies the
     /// pending `SET`s of all its connections as one batch after the
@@ -288,6 +289,11 @@ impl Connection {
         if !self.write_some()? {
             return Ok(());
         }
+        // Whether the last read came back short: the socket was emptied
+        // then, and bytes that arrive later raise a new readiness edge
+        // (epoll reports every arrival), so reading again only to hear
+        // `WouldBlock` would cost a system call per request.
+        let mut drained = false;
         loop {
             let flow = self.answer_buffered();
             if self.output.len() > self.config.output_hard_limit {
@@ -312,7 +318,7 @@ impl Connection {
                 }
                 Flow::Continue => {}
             }
-            if self.held_until.is_some() || self.read_closed {
+            if self.held_until.is_some() || self.read_closed || drained {
                 return Ok(());
             }
             if let Some(reason) = self.make_room() {
@@ -320,12 +326,14 @@ impl Connection {
                 return Ok(());
             }
             let free = self.input.get_mut(self.end..).unwrap_or_default();
+            let room = free.len();
             match self.stream.read(free) {
                 Ok(0) => {
                     self.read_closed = true;
                     return Ok(());
                 }
                 Ok(n) => {
+                    drained = n < room;
                     self.end += n;
                     self.last_read = Instant::now();
                 }
