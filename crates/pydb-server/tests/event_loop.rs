@@ -119,3 +119,32 @@ fn a_client_that_does_not_read_does_not_hold_up_the_others() {
         other.expect(&["PING"], b"+PONG\r\n");
     }
 }
+
+#[test]
+fn clients_that_send_and_close_at_once_are_gone_from_the_client_list() {
+    let server = Running::start();
+    for i in 0..20 {
+        let mut raw = server.connect();
+        // The request and the FIN may arrive together: the loop must still
+        // see the end of the stream after answering.
+        raw.0.write_all(&set(&format!("gone{i}"), "v")).unwrap();
+        raw.0.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(read_n(&mut raw.0, 5), b"+OK\r\n");
+    }
+    let mut watcher = server.connect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        watcher.send(&["INFO", "clients"]);
+        let mut buf = vec![0; 4096];
+        let n = watcher.0.read(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        if text.contains("connected_clients:1\r\n") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "closed clients still listed: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -281,7 +281,11 @@ impl Connection {
     /// Plain `SET`s stay in `pending_sets`: the event loop applies the
     /// pending `SET`s of all its connections as one batch after the
     /// turn's reads ([`Connection::take_pending_sets`]).
-    pub(crate) fn service(&mut self) -> std::io::Result<()> {
+    ///
+    /// `hung_up`: the readiness event said the client closed its side
+    /// (EPOLLRDHUP); then the socket is read to its end even after a
+    /// short read, or the end would never be seen (no new edge follows).
+    pub(crate) fn service(&mut self, hung_up: bool) -> std::io::Result<()> {
         if self.closing.is_some() || self.held_until.is_some() {
             return Ok(());
         }
@@ -333,7 +337,7 @@ impl Connection {
                     return Ok(());
                 }
                 Ok(n) => {
-                    drained = n < room;
+                    drained = n < room && !hung_up;
                     self.end += n;
                     self.last_read = Instant::now();
                 }

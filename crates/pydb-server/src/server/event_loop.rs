@@ -97,6 +97,8 @@ pub(crate) struct EventLoop {
     want_write: std::collections::HashSet<usize>,
     /// The connections served in this turn.
     served: Vec<usize>,
+    /// Those of them whose client closed its side (read them to the end).
+    hung_up: std::collections::HashSet<usize>,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -128,6 +130,7 @@ impl EventLoop {
             connections: HashMap::new(),
             want_write: std::collections::HashSet::new(),
             served: Vec::new(),
+            hung_up: std::collections::HashSet::new(),
         };
         Ok((this, handle))
     }
@@ -160,6 +163,9 @@ impl EventLoop {
                     self.adopt();
                 } else {
                     self.served.push(event.token().0);
+                    if event.is_read_closed() || event.is_error() {
+                        self.hung_up.insert(event.token().0);
+                    }
                 }
             }
             let now = Instant::now();
@@ -220,8 +226,9 @@ impl EventLoop {
         let served = std::mem::take(&mut self.served);
         let mut failed = Vec::new();
         for &id in &served {
+            let hung_up = self.hung_up.contains(&id);
             if let Some(connection) = self.connections.get_mut(&id)
-                && let Err(e) = connection.service()
+                && let Err(e) = connection.service(hung_up)
             {
                 failed.push((id, e));
             }
@@ -242,6 +249,7 @@ impl EventLoop {
             self.close(id, Err(e));
         }
         self.served = served;
+        self.hung_up.clear();
     }
 
     /// Applies the pending `SET`s of every served connection as one
