@@ -4,47 +4,67 @@
 //! with pydb unmodified.
 //!
 //! ```text
-//!   accept loop (this module)         one thread per connection (conn.rs)
-//!   ------------------------          ----------------------------------
-//!   listener.accept()  ----spawn--->  read bytes -> RequestParser (resp.rs)
-//!   over --maxclients? -> -ERR          -> Command::parse -> execute_in(&Db)
-//!   SIGTERM -> stop, drain, flush       -> encode replies; one write per batch
+//!   accept thread (this module)        event loops, one per core (event_loop.rs)
+//!   ---------------------------        ------------------------------------------
+//!   listener.accept()  --hand over-->  poll() the loop's sockets (epoll, via mio)
+//!   over --maxclients? -> -ERR           ready ones: read -> RequestParser (resp.rs)
+//!   SIGTERM -> stop, drain, flush          -> Command::parse -> execute_in(&Db)
+//!                                        one WriteBatch: the turn's SETs, one fsync
+//!                                        then write every served client's replies
 //! ```
 //!
-//! ## Why a thread per connection
+//! ## From a thread per connection to event loops
 //!
-//! The alternative is an event loop (Redis's own, or mio/tokio). pydb
-//! picks threads, for two reasons:
+//! Until issue 14 the server ran one thread per connection. It read top
+//! to bottom (a connection was a loop: read, parse, execute, write), and
+//! durability was a plain blocking call: with `--sync always`, fifty
+//! clients writing at once were fifty waiting writers, and the WAL's group
+//! commit (helped by the transaction layer's commit delay,
+//! `wait_for_cohort`) made one `fsync` cover many of them.
 //!
-//! 1. **Durability is a blocking wait.** With `--sync always`, a `SET`
-//!    returns only after an `fsync`, and the WAL's group commit makes one
-//!    `fsync` cover every writer *waiting at that moment*. With one thread
-//!    per client, fifty clients writing at once are fifty waiting writers:
-//!    one `fsync` acknowledges them all. A single event-loop thread would
-//!    wait for each write's `fsync` in turn (unless it reimplemented group
-//!    commit itself, as Redis does in `beforeSleep`); an async runtime
-//!    would need a blocking pool around every write. The engines are
-//!    `Send + Sync` with `&self` methods precisely so that plain threads
-//!    can share them. The transaction layer's commit delay makes the
-//!    sharing hold: a group leader waits (at most as long as the last
-//!    group's write took) for the clients the last group released to
-//!    commit again, so all fifty share one `fsync` instead of splitting
-//!    into a small group and a large one. `INFO persistence` shows the
-//!    result as `fsyncs_per_write`.
-//! 2. **It reads top to bottom.** A connection is a loop: read, parse,
-//!    execute, write. No state machine, no wakers, and the code a student
-//!    reads is the code that runs.
+//! Two measurements moved it (docs/benchmarks/redis.md): on two cores the
+//! fifty threads spent about a fifth of their samples in the scheduler
+//! (a wake-up and a context switch per request per client), and group
+//! commit could only merge the writers that *happened* to be waiting when
+//! a sync started, so pipelined `SET`s with fsync lagged redis-server,
+//! which gathers every ready client's writes in one event-loop turn and
+//! fsyncs once before any reply (`beforeSleep` in Redis's `server.c`).
 //!
-//! The price is a thread (a small stack, mostly untouched) and a context
-//! switch per request per client: fine for tens to hundreds of clients,
-//! the scale of the benchmark (50). Thousands of mostly idle connections
-//! would want an event loop; `--maxclients` bounds the threads meanwhile.
+//! Now the server does the same, with a few loops instead of one (one per
+//! core, `event_loops()`): the accept thread hands each new connection to
+//! a loop; a loop waits for readiness on all of its sockets at once, and
+//! in each turn reads, parses and answers every ready client, sets the
+//! plain `SET`s aside, commits the `SET`s of *all* those clients as one
+//! [`pydb::WriteBatch`] (one append, one `fsync` with `--sync always`), and
+//! only then writes the replies. A `+OK` never leaves before its fsync.
+//! Other commands run in place, in request order (a connection's `GET`
+//! first applies that connection's own pending `SET`s, so it sees them).
+//! `INFO persistence` shows the result as `fsyncs_per_write`.
 //!
-//! Throughput comes from what each thread does per read, not from the
-//! model: it parses *every* complete request in its buffer, answers them
-//! in order into one output buffer, and writes it with one `write` (so a
-//! pipeline of 16 requests costs one `read` and one `write`), with
-//! `TCP_NODELAY` so that replies leave at once.
+//! The trade-offs, honestly:
+//! - **Nothing in a turn may block**, or every client of that loop waits:
+//!   the wrong-password delay became a hold released by the loop's timer,
+//!   and the write timeout, output limits and idle timeout are timers too,
+//!   not socket timeouts. A slow command (a `KEYS` over a large database, a
+//!   long `EXEC`) still stalls the clients of its loop, as it stalls all of
+//!   Redis; the other loops go on. The loops also wait for their own fsync:
+//!   while one syncs, its clients are not read (Redis alike).
+//! - **Fewer threads means less CPU share on a busy machine.** The kernel
+//!   shares the CPU per thread: two loops compete with everything else as
+//!   two threads, fifty connection threads as fifty. On a quiet machine the
+//!   loops do less work per request (no wake-up per request); on a loaded
+//!   one the thread-per-connection server can look faster (see the third
+//!   round in docs/benchmarks/redis.md).
+//! - **The code is a state machine.** A connection ([`conn`]) keeps its
+//!   buffers and where it stopped (waiting for bytes, for the client to
+//!   read, for a hold to end), and must read until `WouldBlock` because
+//!   readiness is edge-triggered. That is the price of the model.
+//!
+//! Throughput also comes from what each turn does per connection: it
+//! parses *every* complete request in its buffer, answers them in order
+//! into one output buffer, and writes it with one `write` (so a pipeline of
+//! 16 requests costs one `read` and one `write`), with `TCP_NODELAY` so
+//! that replies leave at once.
 //!
 //! ## Safety rules
 //!
@@ -62,11 +82,13 @@
 //!   most [`ServerConfig::max_query_bytes`]; a malformed request gets an
 //!   error reply and that connection is closed; the server goes on.
 //! - On SIGINT or SIGTERM ([`shutdown_on_signals`]) the server stops
-//!   accepting, lets each connection finish the replies it is working on,
+//!   accepting, shuts the read side of every connection so that its loop
+//!   answers what was received and closes it, stops the loops,
 //!   flushes the database (`Db::flush`), and returns, which releases the
 //!   directory lock.
 
 pub mod conn;
+mod event_loop;
 pub mod ratelog;
 pub mod resp;
 
@@ -211,7 +233,7 @@ pub fn query_limit_for(max_bulk_bytes: usize) -> usize {
         .max(1 << 20)
 }
 
-/// What every connection thread shares with the server.
+/// What every event loop and connection shares with the server.
 #[derive(Debug)]
 pub(crate) struct Shared {
     /// The settings; `CONFIG SET` swaps in a new version, which each
@@ -293,7 +315,7 @@ impl Shared {
                 .field("tcp_port", self.local_addr.port())
                 .field("uptime_in_seconds", uptime)
                 .field("uptime_in_days", uptime / 86_400)
-                .field("io_model", "thread per connection"),
+                .field("io_model", "event loops"),
             Section::new("Clients")
                 .field("connected_clients", connected)
                 .field("maxclients", self.config().maxclients)
@@ -523,13 +545,27 @@ impl Server {
             db,
             shared,
         } = self;
+        let count = event_loops();
+        let mut handles = Vec::with_capacity(count);
+        let mut threads = Vec::with_capacity(count);
+        for n in 0..count {
+            let (event_loop, handle) = event_loop::EventLoop::new(db.clone(), Arc::clone(&shared))
+                .map_err(|e| Error::io("<event loop>", e))?;
+            let thread = std::thread::Builder::new()
+                .name(format!("event-loop-{n}"))
+                .spawn(move || event_loop.run())
+                .map_err(|e| Error::io("<event loop>", e))?;
+            handles.push(handle);
+            threads.push(thread);
+        }
+        tracing::info!(event_loops = count, "serving clients from event loops");
         tracing::info!(addr = %shared.local_addr, "listening");
         for stream in listener.incoming() {
             if shared.shutting_down.load(Ordering::SeqCst) {
                 break;
             }
             match stream {
-                Ok(stream) => accept(&shared, &db, stream),
+                Ok(stream) => accept(&shared, &db, &handles, stream),
                 // A client that gave up before we accepted it, or a
                 // passing shortage of file descriptors: log and go on.
                 Err(e) => {
@@ -541,14 +577,32 @@ impl Server {
         drop(listener);
         tracing::info!("shutting down: no new connections");
         drain(&shared);
+        for handle in &handles {
+            handle.stop();
+        }
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("an event loop panicked");
+            }
+        }
         db.flush()?;
         tracing::info!("database flushed; bye");
         Ok(())
     }
 }
 
-/// Registers a new connection and starts its thread, or turns it away.
-fn accept(shared: &Arc<Shared>, db: &Db, mut stream: TcpStream) {
+/// How many event loops serve the clients: one per core (at most 8).
+/// Each gathers its clients' writes into one commit per turn; on two
+/// cores, two loops keep both busy while either waits for an `fsync`.
+fn event_loops() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 8)
+}
+
+/// Registers a new connection and hands it to an event loop, or turns it
+/// away.
+fn accept(shared: &Arc<Shared>, db: &Db, loops: &[event_loop::LoopHandle], mut stream: TcpStream) {
     let peer = match stream.peer_addr() {
         Ok(peer) => peer,
         Err(_) => return,
@@ -566,7 +620,13 @@ fn accept(shared: &Arc<Shared>, db: &Db, mut stream: TcpStream) {
         return;
     }
     let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-    let handle = match stream.try_clone() {
+    // Replies must leave as soon as they are written: Nagle's algorithm
+    // would hold a small reply back waiting for an ACK.
+    let prepared = stream
+        .set_nodelay(true)
+        .and_then(|()| stream.set_nonblocking(true))
+        .and_then(|()| stream.try_clone());
+    let handle = match prepared {
         Ok(handle) => handle,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "cannot register the connection");
@@ -587,30 +647,26 @@ fn accept(shared: &Arc<Shared>, db: &Db, mut stream: TcpStream) {
         },
     );
     drop(clients);
-    let thread_shared = Arc::clone(shared);
-    let db = db.clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("client-{id}"))
-        .stack_size(256 << 10)
-        .spawn(move || {
-            tracing::debug!(id, peer = %info.addr, "connected");
-            let outcome =
-                conn::Connection::new(stream, db, Arc::clone(&thread_shared), Arc::clone(&info))
-                    .serve();
-            match outcome {
-                Ok(reason) => tracing::debug!(id, %reason, "disconnected"),
-                Err(e) => tracing::debug!(id, error = %e, "connection error"),
-            }
-            thread_shared.remove_client(id);
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(%peer, error = %e, "cannot start a connection thread");
+    tracing::debug!(id, %peer, "connected");
+    let connection = conn::Connection::new(
+        mio::net::TcpStream::from_std(stream),
+        db.clone(),
+        Arc::clone(shared),
+        info,
+    );
+    let chosen = usize::try_from(id).unwrap_or(0) % loops.len().max(1);
+    let handed = loops
+        .get(chosen)
+        .map(|event_loop| event_loop.hand_over(connection));
+    if !matches!(handed, Some(Ok(()))) {
+        tracing::warn!(%peer, "cannot hand the connection to an event loop");
         shared.remove_client(id);
     }
 }
 
-/// Lets every connection finish: stop their reads (a thread busy with a
-/// batch still writes its replies), wait, then cut off the stragglers.
+/// Lets every connection finish: stop their reads (its loop still answers
+/// what it received and writes the replies), wait, then cut off the
+/// stragglers.
 fn drain(shared: &Shared) {
     let mut clients = shared.clients.lock();
     for client in clients.values() {

@@ -1,4 +1,6 @@
-//! One client connection: read requests, answer them in order.
+//! One client connection: read requests, answer them in order. A
+//! connection belongs to one event loop (`server/event_loop.rs`), which
+//! calls `Connection::service` when its socket is ready.
 //!
 //! ```text
 //!   read() ──► input buffer ──► RequestParser ──► Command ──► Reply
@@ -7,39 +9,47 @@
 //!                 └───────── write() once ◄──── output buffer
 //! ```
 //!
-//! The loop parses every complete request the input buffer holds before
-//! writing, so a pipeline of N requests costs one `read` and one `write`,
-//! and replies leave in request order because they are appended in that
-//! order. The buffers are reused from request to request.
+//! The connection parses every complete request the input buffer holds
+//! before writing, so a pipeline of N requests costs one `read` and one
+//! `write`, and replies leave in request order because they are appended
+//! in that order. The buffers are reused from request to request. The
+//! socket is non-blocking: a read or write that would wait returns, and
+//! the connection remembers where it stopped.
 //!
-//! ## Pipelined SETs share one write
+//! ## Pipelined SETs share one commit, across clients
 //!
-//! A run of plain `SET`s in one pipeline is applied as one
-//! [`WriteBatch`]: one append to the log and, with `--sync always`, one
-//! `fsync` for the run instead of one per `SET` (Redis likewise writes
-//! its append-only file once per event-loop turn). This is safe because no
-//! reply to any of them has left yet: the client cannot tell them apart
-//! from sixteen `SET`s that happened to land together. The run ends at
-//! any other command, which then sees every `SET` before it. If the batch
-//! fails as a whole (say one key is empty), nothing of it was written, and
-//! the `SET`s are run one by one so that each gets its own reply.
+//! A run of plain `SET`s is not applied at once: it waits in
+//! `pending_sets`, and at the end of the loop's turn the loop commits the
+//! pending `SET`s of every client it served as one [`WriteBatch`]: one
+//! append to the log and, with `--sync always`, one `fsync` for all of
+//! them (Redis writes and syncs its append-only file once per event-loop
+//! turn, in `beforeSleep`). Only then are their `+OK`s appended, so no
+//! reply leaves before its write is durable. This is safe because no
+//! reply to any of them has left yet: the clients cannot tell them apart
+//! from `SET`s that happened to land together. A run ends at any other
+//! command of the same connection, which first applies that connection's
+//! run (so that it sees every `SET` before it). If the turn's batch fails
+//! as a whole (say one key is empty), nothing of it was written, and each
+//! connection applies its own `SET`s one by one so that each gets its own
+//! reply.
 //!
 //! ## Backpressure and output limits
 //!
 //! A client can pipeline requests whose replies are far larger than they
 //! are (a hundred `GET`s of a 1 MB value is 2 KB in, 100 MB out). Answering
 //! everything buffered before writing would hold all those replies in
-//! memory while a client that never reads keeps them there. So the loop
-//! stops answering once `OUTPUT_FLUSH_AT` (64 KiB) reply bytes wait, and writes
-//! them; the write blocks while the client does not read, and meanwhile
-//! nothing more is read from it: the client's own TCP window then stops
-//! its requests. The replies held are at most that threshold plus one
-//! reply. Three limits end a client that does not read (Redis's
-//! `client-output-buffer-limit` and a write timeout):
+//! memory while a client that never reads keeps them there. So the
+//! connection stops answering once `OUTPUT_FLUSH_AT` (64 KiB) reply bytes
+//! wait, and writes them; when the socket takes no more, it stops reading
+//! from that client too and asks its loop for writability: the client's
+//! own TCP window then stops its requests. The replies held are at most
+//! that threshold plus one reply. Three limits end a client that does not
+//! read (Redis's `client-output-buffer-limit` and a write timeout), checked
+//! by the loop's timer (`Connection::check_timers`):
 //! - a hard limit: a reply that makes the waiting bytes exceed it closes
 //!   the client at once;
-//! - a soft limit and a time: more than the soft limit waiting for that
-//!   long closes the client;
+//! - a soft limit and a time: an output buffer over the soft limit for
+//!   that long closes the client;
 //! - a write timeout: no reply byte accepted for that long closes it.
 //!
 //! Each closing is logged once, as a warning (rate-limited across clients,
@@ -47,7 +57,9 @@
 //!
 //! ## Password guessing
 //!
-//! The n-th wrong `AUTH` of a connection is answered after n * 10 ms, and
+//! The n-th wrong `AUTH` of a connection is answered after n * 10 ms (a
+//! hold: the connection reads and sends nothing until then, while its
+//! loop serves the others), and
 //! the [`MAX_AUTH_FAILURES`]-th closes the connection: guessing costs a
 //! reconnection every ten tries and half a second per connection.
 //!
@@ -66,12 +78,12 @@
 
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
+use mio::net::TcpStream;
 use parking_lot::Mutex;
 
 use super::resp::{self, Limits, Parsed, Protocol, RequestParser};
@@ -147,8 +159,24 @@ enum Flow {
 }
 
 /// The state of one connection.
-pub struct Connection {
+pub(crate) struct Connection {
     stream: TcpStream,
+    /// `output[..sent]` has been written to the socket already.
+    sent: usize,
+    /// Since when more than the soft output limit waits.
+    over_soft_since: Option<Instant>,
+    /// The last time the socket took reply bytes (the write timeout).
+    last_progress: Instant,
+    /// The last time the client sent bytes (the idle timeout).
+    last_read: Instant,
+    /// After a wrong password: nothing is read or sent until then.
+    held_until: Option<Instant>,
+    /// The client closed its sending side (read returned 0).
+    read_closed: bool,
+    /// The connection closes once its replies are sent, for this reason.
+    closing: Option<Ended>,
+    /// The last `answer_buffered` parsed every complete request.
+    parsed_all: bool,
     db: Db,
     shared: Arc<Shared>,
     info: Arc<ClientInfo>,
@@ -212,8 +240,17 @@ impl Connection {
         let config = shared.config();
         let authenticated = config.requirepass.is_none();
         let parser = RequestParser::new(limits_for(&config, authenticated));
+        let now = Instant::now();
         Self {
             stream,
+            sent: 0,
+            over_soft_since: None,
+            last_progress: now,
+            last_read: now,
+            held_until: None,
+            read_closed: false,
+            closing: None,
+            parsed_all: false,
             db,
             shared,
             info,
@@ -233,106 +270,223 @@ impl Connection {
         }
     }
 
-    /// Serves the client until it leaves, errs, or the server shuts down.
-    pub fn serve(mut self) -> std::io::Result<Ended> {
-        // Replies must leave as soon as they are written: Nagle's
-        // algorithm would hold a small reply back waiting for an ACK.
-        self.stream.set_nodelay(true)?;
-        self.stream.set_read_timeout(self.config.timeout)?;
-        self.stream.set_write_timeout(self.config.write_timeout)?;
+    /// Serves what the client's socket has for us (called by the event
+    /// loop on a readiness event, and when a hold ends): first writes the
+    /// replies still waiting; then, unless the client is not reading them,
+    /// answers every complete buffered request and reads more, until the
+    /// socket has nothing more (`WouldBlock`, or a read shorter than the
+    /// room it had: edge-triggered readiness reports a socket when bytes
+    /// arrive, so it must be read dry).
+    ///
+    /// Plain `SET`s stay in `pending_sets`: the event loop applies the
+    /// pending `SET`s of all its connections as one batch after the
+    /// turn's reads ([`Connection::take_pending_sets`]).
+    ///
+    /// `hung_up`: the readiness event said the client closed its side
+    /// (EPOLLRDHUP); then the socket is read to its end even after a
+    /// short read, or the end would never be seen (no new edge follows).
+    pub(crate) fn service(&mut self, hung_up: bool) -> std::io::Result<()> {
+        if self.closing.is_some() || self.held_until.is_some() {
+            return Ok(());
+        }
+        self.refresh_config();
+        if !self.write_some()? {
+            return Ok(());
+        }
+        // Whether the last read came back short: the socket was emptied
+        // then, and bytes that arrive later raise a new readiness edge
+        // (epoll reports every arrival), so reading again only to hear
+        // `WouldBlock` would cost a system call per request.
+        let mut drained = false;
         loop {
-            self.refresh_config()?;
             let flow = self.answer_buffered();
             if self.output.len() > self.config.output_hard_limit {
                 self.warn_output_limit("hard");
-                return Ok(Ended::OutputLimit);
-            }
-            if let Some(reason) = self.send_output()? {
-                return Ok(reason);
+                self.output.clear();
+                self.sent = 0;
+                self.closing = Some(Ended::OutputLimit);
+                return Ok(());
             }
             match flow {
-                Flow::Close(reason) => return Ok(reason),
-                // More requests are buffered: answer them before reading.
-                Flow::Flush => continue,
+                Flow::Close(reason) => {
+                    self.closing = Some(reason);
+                    return Ok(());
+                }
+                // Backpressure: write before answering more; a client
+                // that does not read is not read from either.
+                Flow::Flush => {
+                    if !self.write_some()? {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 Flow::Continue => {}
             }
+            if self.held_until.is_some() || self.read_closed || drained {
+                return Ok(());
+            }
             if let Some(reason) = self.make_room() {
-                return Ok(reason);
+                self.closing = Some(reason);
+                return Ok(());
             }
             let free = self.input.get_mut(self.end..).unwrap_or_default();
+            let room = free.len();
             match self.stream.read(free) {
-                Ok(0) => return Ok(Ended::ClientClosed),
-                Ok(n) => self.end += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return Ok(Ended::IdleTimeout);
+                Ok(0) => {
+                    self.read_closed = true;
+                    return Ok(());
                 }
+                Ok(n) => {
+                    drained = n < room && !hung_up;
+                    self.end += n;
+                    self.last_read = Instant::now();
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             }
         }
     }
 
-    /// Picks up settings changed by `CONFIG SET` (from any connection).
-    fn refresh_config(&mut self) -> std::io::Result<()> {
-        let now = self.shared.config();
-        if !Arc::ptr_eq(&now, &self.config) {
-            self.stream.set_read_timeout(now.timeout)?;
-            self.stream.set_write_timeout(now.write_timeout)?;
-            self.parser.set_limits(limits_for(&now, self.authenticated));
-            self.config = now;
+    /// Writes as much of the waiting replies as the socket takes now.
+    /// Returns whether all of them left. A held connection (after a wrong
+    /// password) writes nothing until its hold ends.
+    pub(crate) fn write_some(&mut self) -> std::io::Result<bool> {
+        if self.held_until.is_some() {
+            return Ok(false);
         }
-        Ok(())
-    }
-
-    /// Writes the waiting replies. Blocks while the client does not read
-    /// (which is the backpressure: no request is read meanwhile), but not
-    /// for longer than the write timeout without progress, nor for longer
-    /// than the soft limit's time while more than the soft limit waits.
-    fn send_output(&mut self) -> std::io::Result<Option<Ended>> {
-        let config = &self.config;
-        let mut sent = 0;
-        let mut over_soft_since = None;
-        let mut timeout = config.write_timeout;
-        while let Some(pending) = self.output.get(sent..).filter(|p| !p.is_empty()) {
-            let wanted = if pending.len() > config.output_soft_limit {
-                let since = *over_soft_since.get_or_insert_with(Instant::now);
-                let left = config.output_soft_time.saturating_sub(since.elapsed());
-                if left.is_zero() {
-                    self.warn_output_limit("soft");
-                    return Ok(Some(Ended::OutputLimit));
-                }
-                Some(config.write_timeout.map_or(left, |t| t.min(left)))
-            } else {
-                over_soft_since = None;
-                config.write_timeout
-            };
-            if wanted != timeout {
-                self.stream.set_write_timeout(wanted)?;
-                timeout = wanted;
-            }
+        while let Some(pending) = self.output.get(self.sent..).filter(|p| !p.is_empty()) {
             match self.stream.write(pending) {
-                Ok(0) => return Ok(Some(Ended::ClientClosed)),
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    // Past the soft limit the loop decides; else it is the
-                    // write timeout.
-                    if over_soft_since.is_none() {
-                        return Ok(Some(Ended::WriteTimeout));
-                    }
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.sent += n;
+                    self.last_progress = Instant::now();
                 }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             }
-        }
-        if timeout != config.write_timeout {
-            self.stream.set_write_timeout(config.write_timeout)?;
         }
         self.output.clear();
+        self.sent = 0;
+        self.over_soft_since = None;
         // After a large reply, give the memory back.
         if self.output.capacity() > 4 * OUTPUT_FLUSH_AT {
             self.output = Vec::with_capacity(INITIAL_BUFFER);
         }
-        Ok(None)
+        Ok(true)
+    }
+
+    /// Whether replies are waiting for the socket to take them.
+    pub(crate) fn has_output(&self) -> bool {
+        self.sent < self.output.len()
+    }
+
+    /// Why the connection is over, once nothing is left to send: it was
+    /// told to close, or the client closed its side and every request it
+    /// sent has been answered.
+    pub(crate) fn finished(&self) -> Option<Ended> {
+        if self.has_output() || self.held_until.is_some() {
+            return None;
+        }
+        if let Some(reason) = self.closing {
+            return Some(reason);
+        }
+        let answered_all = self.pending_sets.is_empty() && self.parsed_all;
+        (self.read_closed && answered_all).then_some(Ended::ClientClosed)
+    }
+
+    /// The checks that depend on time (run by the event loop a few times
+    /// a second, and when a hold is due): the end of a hold, the idle
+    /// timeout, the write timeout and the soft output limit. Returns why
+    /// the connection must close now, if it must; `Ok(true)` when the hold
+    /// just ended, so that the loop serves the connection again.
+    pub(crate) fn check_timers(&mut self, now: Instant) -> std::result::Result<bool, Ended> {
+        if let Some(until) = self.held_until {
+            if now < until {
+                return Ok(false);
+            }
+            self.held_until = None;
+            return Ok(true);
+        }
+        if self.has_output() {
+            // The memory held for this client is the whole buffer (it is
+            // freed only once all of it has left), sent part included.
+            if self.output.len() > self.config.output_soft_limit {
+                let since = *self.over_soft_since.get_or_insert(now);
+                if now.duration_since(since) >= self.config.output_soft_time {
+                    self.warn_output_limit("soft");
+                    return Err(Ended::OutputLimit);
+                }
+            } else {
+                self.over_soft_since = None;
+            }
+            if self
+                .config
+                .write_timeout
+                .is_some_and(|t| now.duration_since(self.last_progress) >= t)
+            {
+                return Err(Ended::WriteTimeout);
+            }
+        } else if self
+            .config
+            .timeout
+            .is_some_and(|t| now.duration_since(self.last_read) >= t)
+        {
+            return Err(Ended::IdleTimeout);
+        }
+        Ok(false)
+    }
+
+    /// When this connection's hold (after a wrong password) ends.
+    pub(crate) fn held_until(&self) -> Option<Instant> {
+        self.held_until
+    }
+
+    /// The socket, to register with the event loop's poll.
+    pub(crate) fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// The client's id.
+    pub(crate) fn id(&self) -> u64 {
+        self.info.id
+    }
+
+    /// The `SET`s waiting for the turn's batch.
+    pub(crate) fn pending_sets(&self) -> &WriteBatch {
+        &self.pending_sets
+    }
+
+    /// After the turn's batch: appends the replies of this connection's
+    /// pending `SET`s (`+OK` each, when the batch was written) or applies
+    /// them on their own (when the batch as a whole failed, so that each
+    /// gets its own reply, as without batching).
+    pub(crate) fn take_pending_sets(&mut self, batch_written: bool) {
+        let n = self.pending_sets.len();
+        if n == 0 {
+            return;
+        }
+        if !batch_written {
+            self.apply_pending_sets();
+            return;
+        }
+        self.shared
+            .acked_writes
+            .fetch_add(n as u64, Ordering::Relaxed);
+        for _ in 0..n {
+            self.output.extend_from_slice(b"+OK\r\n");
+        }
+        self.pending_sets = WriteBatch::new();
+    }
+
+    /// Picks up settings changed by `CONFIG SET` (from any connection).
+    fn refresh_config(&mut self) {
+        let now = self.shared.config();
+        if !Arc::ptr_eq(&now, &self.config) {
+            self.parser.set_limits(limits_for(&now, self.authenticated));
+            self.config = now;
+        }
     }
 
     /// Logs that this client is closed for its output buffer.
@@ -354,12 +508,18 @@ impl Connection {
     }
 
     /// Parses and answers every complete request in the input buffer.
+    /// The run of plain `SET`s at the end stays pending: the event loop
+    /// applies it with the other connections' (see the module doc).
     fn answer_buffered(&mut self) -> Flow {
+        self.parsed_all = false;
         let mut commands = 0;
         let flow = loop {
             let pending = self.input.get(self.start..self.end).unwrap_or_default();
             match self.parser.parse(pending) {
-                Ok(Parsed::Incomplete) => break Flow::Continue,
+                Ok(Parsed::Incomplete) => {
+                    self.parsed_all = true;
+                    break Flow::Continue;
+                }
                 Ok(Parsed::Request { args, consumed }) => {
                     self.start += consumed;
                     if args.is_empty() {
@@ -368,6 +528,11 @@ impl Connection {
                     commands += 1;
                     if let Flow::Close(reason) = self.answer(&args) {
                         break Flow::Close(reason);
+                    }
+                    // A wrong password holds the connection: nothing more
+                    // is answered (nor sent) until the hold ends.
+                    if self.held_until.is_some() {
+                        break Flow::Continue;
                     }
                     if self.output.len() >= OUTPUT_FLUSH_AT {
                         break Flow::Flush;
@@ -381,7 +546,6 @@ impl Connection {
                 }
             }
         };
-        self.apply_pending_sets();
         if commands > 0 {
             self.shared
                 .total_commands
@@ -416,8 +580,8 @@ impl Connection {
             let reply = Reply::Error(format!(
                 "ERR Protocol error: request larger than the query buffer limit ({limit} bytes)"
             ));
+            self.apply_pending_sets();
             resp::encode_reply(&reply, &mut self.output);
-            let _ = self.stream.write_all(&self.output);
             return Some(Ended::ProtocolError);
         }
         let grown = self.input.len().saturating_mul(2).min(limit);
@@ -696,7 +860,10 @@ impl Connection {
             }
             // Slow guessing down: each failure on this connection costs
             // longer, and the connection ends after a few.
-            std::thread::sleep(AUTH_FAILURE_DELAY.saturating_mul(self.auth_failures));
+            // (A hold, not a sleep: the event loop serves other clients
+            // meanwhile.)
+            self.held_until =
+                Some(Instant::now() + AUTH_FAILURE_DELAY.saturating_mul(self.auth_failures));
             wrongpass()
         }
     }
