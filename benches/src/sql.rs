@@ -23,9 +23,11 @@
 //! connection and cached, then executed with bound parameters: pydb's
 //! `Session::prepare` and `Session::execute_prepared`, SQLite's
 //! `Connection::prepare_cached`. Parsing is therefore out of the measured
-//! loops on both sides. Planning is not, for pydb: it plans each execution
-//! with the values written in (PostgreSQL's custom plans), where SQLite
-//! reuses the compiled statement. Only `BEGIN`/`COMMIT` and the TPC-H-like
+//! loops on both sides. Planning mostly is too: a pydb prepared statement
+//! keeps its generic plan when it is the plan its values would get (the
+//! point select, the update, the insert; see `pydb_query::exec::PlanCache`),
+//! as SQLite reuses the compiled statement; the range select is planned at
+//! each execution (its index range needs the values). Only `BEGIN`/`COMMIT` and the TPC-H-like
 //! load (`tpchload`, which is not a goal) are sent as plain text, parsed
 //! at every call. Rows are read to the last column value on both sides.
 //!
