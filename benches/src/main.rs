@@ -110,7 +110,9 @@ struct Args {
 
     /// Run the SQL workloads instead (see `sql.rs`): pydb's SQL layer
     /// next to SQLite on the same SQL text. Uses --num (rows of `items`),
-    /// --scale, --sql-ops, --time-limit, --quick, --stores, --dir and --json.
+    /// --scale, --sql-ops, --time-limit, --quick, --stores, --workloads
+    /// (insert, point, range, update, groupby, tpchload, join3, q1, q3, q5,
+    /// q6; insert always runs), --dir and --json.
     #[arg(long)]
     sql: bool,
     /// TPC-H-like scale factor of --sql [default: 0.01, 0.001 with --quick].
@@ -202,6 +204,10 @@ fn run_sql(args: &Args) -> Result<ExitCode> {
         ops: args.sql_ops.unwrap_or(if q { 500 } else { 20_000 }),
         reps: if q { 1 } else { 5 },
         time_limit_secs: args.time_limit.unwrap_or(if q { 5.0 } else { 60.0 }),
+        workloads: args
+            .workloads
+            .as_deref()
+            .map(|w| w.split(',').map(|s| s.trim().to_string()).collect()),
     };
     let temp;
     let base: PathBuf = match &args.dir {

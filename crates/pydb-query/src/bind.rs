@@ -102,11 +102,13 @@ impl<'a> Binder<'a> {
 
     /// The same binder, which writes `$n` as the literal `params[n - 1]`
     /// (a parameter without a value stays a parameter, and fails when
-    /// evaluated). A plan is made for each execution of a prepared
-    /// statement (PostgreSQL's "custom plan"), so the optimizer sees the
-    /// values: `WHERE id = $1` becomes a primary-key lookup, as
-    /// `WHERE id = 7` does, and a text value compared with a number column
-    /// gets the column's affinity, as a literal does.
+    /// evaluated): PostgreSQL's "custom plan", made for one execution, in
+    /// which the optimizer sees the values: `WHERE v BETWEEN $1 AND $2`
+    /// becomes an index range, as with constants, and a text value
+    /// compared with a number column gets the column's affinity, as a
+    /// literal does. A binder without values makes the *generic* plan that
+    /// a prepared statement keeps when it is as good (see
+    /// [`crate::exec::PlanCache`]).
     pub fn with_params(mut self, params: &'a [Value]) -> Self {
         self.params = params;
         self

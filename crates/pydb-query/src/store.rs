@@ -17,6 +17,31 @@ use crate::error::{Error, Result};
 use crate::plan::stats::TableStats;
 use crate::value::{Row, Value};
 
+/// Which catalog (tables, indexes, views, statistics) a store shows: two
+/// tokens are the same exactly when they stand for the same immutable,
+/// decoded catalog. A prepared statement keeps the token of the catalog
+/// it was planned against and plans again when the store shows another
+/// one (see [`crate::session`]): a different token may still be the
+/// same catalog (a plan is then made again for nothing), but the same
+/// token is never a different catalog.
+#[derive(Clone)]
+pub struct CatalogToken(pub Arc<dyn std::any::Any + Send + Sync>);
+
+impl CatalogToken {
+    /// Whether both tokens stand for the same catalog (pointer identity:
+    /// the token keeps its catalog alive, so the address cannot be
+    /// reused by another one).
+    pub fn same(&self, other: &CatalogToken) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for CatalogToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CatalogToken({:p})", Arc::as_ptr(&self.0))
+    }
+}
+
 /// The storage key of a row: the encoded primary key, or the hidden row
 /// id. Opaque to the executor; it hands it back to update or delete.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -127,6 +152,13 @@ pub trait Store {
     fn update(&mut self, table: &Table, key: &RowKey, old: &Row, new: Row) -> Result<RowKey>;
     /// Deletes the row stored under `key`, with its index entries.
     fn delete(&mut self, table: &Table, key: &RowKey, row: &Row) -> Result<()>;
+
+    /// The catalog this store shows, as a token a cached plan can be
+    /// checked against; `None` (the default): plans made on this store
+    /// are not kept.
+    fn catalog_token(&self) -> Result<Option<CatalogToken>> {
+        Ok(None)
+    }
 
     /// The statistics `ANALYZE` last stored for `table`, if any.
     fn table_stats(&self, table: &Table) -> Result<Option<Arc<TableStats>>> {

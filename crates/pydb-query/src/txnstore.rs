@@ -77,7 +77,7 @@ use crate::catalog::{Index, Table, View};
 use crate::encoding::{decode_key, decode_row_columns, encode_key, encode_row};
 use crate::error::{Error, Result};
 use crate::plan::stats::TableStats;
-use crate::store::{IndexRange, RowIter, RowKey, Store};
+use crate::store::{CatalogToken, IndexRange, RowIter, RowKey, Store};
 use crate::value::{Row, Value};
 
 use layout::{CATALOG, CATALOG_STATS, CATALOG_TABLE, CATALOG_VIEW, INDEXES, ROWS};
@@ -908,6 +908,12 @@ impl Store for TxnStore<'_> {
             self.remove_entry(index, key, row)?;
         }
         space_delete(&mut self.open.tx, &layout::row_key(table.id, &key.0))
+    }
+
+    fn catalog_token(&self) -> Result<Option<CatalogToken>> {
+        // A catalog this transaction changed is decoded again at each
+        // statement: a fresh token each time, so no plan outlives it.
+        Ok(Some(CatalogToken(self.catalog()?)))
     }
 
     fn table_stats(&self, table: &Table) -> Result<Option<Arc<TableStats>>> {

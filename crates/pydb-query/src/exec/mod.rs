@@ -13,6 +13,7 @@
 
 pub mod eval;
 pub mod operators;
+mod prepared;
 pub mod profile;
 
 use std::collections::HashSet;
@@ -37,6 +38,7 @@ use crate::value::{DataType, Row, Value};
 
 use eval::{Env, eval, eval_predicate};
 use operators::build;
+pub use prepared::{PlanCache, execute_prepared};
 use profile::Profile;
 
 /// What a statement runs with besides the store.
@@ -114,6 +116,12 @@ fn analyze(store: &mut dyn Store, table: Option<&ast::Ident>) -> Result<Output> 
         store.set_table_stats(&table, stats)?;
     }
     Ok(Output::Done("ANALYZE"))
+}
+
+/// The values of a primary-key lookup's key: constants, or a generic
+/// plan's parameters, read from the statement's context.
+pub(crate) fn pk_key(key: &[Expr], env: &Env<'_>) -> Result<Vec<Value>> {
+    key.iter().map(|e| eval(e, &[], env)).collect()
 }
 
 /// Runs a plan to the end and returns its rows.
@@ -330,7 +338,11 @@ fn collect_node(plan: &Plan, env: &Env<'_>) -> Result<Vec<(RowKey, Row)>> {
             };
             rows.collect::<Result<Vec<_>>>()?
         }
-        Plan::PkLookup { table, key } => env.store.get_by_pk(table, key)?.into_iter().collect(),
+        Plan::PkLookup { table, key } => env
+            .store
+            .get_by_pk(table, &pk_key(key, env)?)?
+            .into_iter()
+            .collect(),
         Plan::Values { rows, .. } if rows.is_empty() => Vec::new(),
         Plan::Filter { input, predicate } => {
             let mut out = Vec::new();
@@ -496,6 +508,17 @@ fn update_rows(
     ctx: &ExecContext,
     profile: Option<&Rc<Profile>>,
 ) -> Result<Output> {
+    let assignments = bind_assignments(&*store, upd, table)?;
+    apply_update(store, table, &assignments, plan, ctx, profile)
+}
+
+/// An UPDATE's `SET` list, bound: `(column, value expression)`, the last
+/// assignment of a column winning.
+fn bind_assignments(
+    store: &dyn Store,
+    upd: &ast::Update,
+    table: &Arc<Table>,
+) -> Result<Vec<(usize, Expr)>> {
     let mut assignments: Vec<(usize, Expr)> = Vec::new();
     for (col, e) in &upd.assignments {
         let i = table
@@ -504,12 +527,25 @@ fn update_rows(
                 kind: "column",
                 name: format!("{}.{}", table.name, col.value),
             })?;
-        let mut bound = Binder::new(&*store).bind_table_expr(table, e)?;
+        let mut bound = Binder::new(store).bind_table_expr(table, e)?;
         crate::plan::rules::fold_expr(&mut bound);
         // A later assignment to the same column wins, as in SQLite.
         assignments.retain(|(j, _)| *j != i);
         assignments.push((i, bound));
     }
+    Ok(assignments)
+}
+
+/// Runs an UPDATE whose rows `plan` selects and whose `SET` list is
+/// bound.
+fn apply_update(
+    store: &mut dyn Store,
+    table: &Arc<Table>,
+    assignments: &[(usize, Expr)],
+    plan: &Plan,
+    ctx: &ExecContext,
+    profile: Option<&Rc<Profile>>,
+) -> Result<Output> {
     // Phase 1: find the rows and compute their new values (reading only).
     let changes = {
         let mut env = Env::new(&*store, ctx);
@@ -519,7 +555,7 @@ fn update_rows(
         let mut changes = Vec::new();
         for (key, old) in collect_targets(plan, &env)? {
             let mut new = old.clone();
-            for (i, e) in &assignments {
+            for (i, e) in assignments {
                 new[*i] = eval(e, &old, &env)?.apply_affinity(table.columns[*i].ty);
             }
             changes.push((key, old, new));

@@ -113,7 +113,8 @@ fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
             rows: env.store.scan_backward(table)?,
         }),
         Plan::PkLookup { table, key } => {
-            let row = env.store.get_by_pk(table, key)?.map(|(_, r)| r);
+            let key = super::pk_key(key, env)?;
+            let row = env.store.get_by_pk(table, &key)?.map(|(_, r)| r);
             Box::new(Materialized {
                 rows: row.into_iter().collect::<Vec<_>>().into_iter(),
             })

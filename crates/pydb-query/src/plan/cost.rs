@@ -128,6 +128,10 @@ pub struct Estimate {
 pub struct Estimator<'a> {
     store: Option<&'a dyn Store>,
     stats: RefCell<HashMap<u64, Option<Arc<TableStats>>>>,
+    /// The values of a prepared statement's parameters when a *generic*
+    /// plan is made (see `crate::session`): their types decide whether
+    /// `pk = $1` may become a primary-key lookup.
+    params: &'a [Value],
 }
 
 impl std::fmt::Debug for Estimator<'_> {
@@ -268,7 +272,21 @@ impl<'a> Estimator<'a> {
         Estimator {
             store: Some(store),
             stats: RefCell::new(HashMap::new()),
+            params: &[],
         }
+    }
+
+    /// The same estimator, planning a generic plan for parameter values
+    /// like `params` (same types): `pk = $n` becomes a primary-key lookup
+    /// when `$n` has the key column's type (see `crate::session`).
+    pub fn with_params(mut self, params: &'a [Value]) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// The value the generic plan is made for of parameter `i` (0-based).
+    pub(crate) fn param(&self, i: usize) -> Option<&Value> {
+        self.params.get(i)
     }
 
     /// An estimator without statistics: every table has the default size.
@@ -276,6 +294,7 @@ impl<'a> Estimator<'a> {
         Estimator {
             store: None,
             stats: RefCell::new(HashMap::new()),
+            params: &[],
         }
     }
 
@@ -291,6 +310,7 @@ impl<'a> Estimator<'a> {
                     .map(|(id, s)| (id, Some(Arc::new(s))))
                     .collect(),
             ),
+            params: &[],
         }
     }
 

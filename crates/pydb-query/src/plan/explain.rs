@@ -416,7 +416,7 @@ fn describe<'p>(plan: &'p Plan, outer: &[Vec<String>]) -> Described<'p> {
                         .get(*i)
                         .map(|c| c.name.as_str())
                         .unwrap_or("?");
-                    format!("{}.{col} = {}", table.name, literal(v))
+                    format!("{}.{col} = {}", table.name, fmt_expr_with(v, &positional))
                 })
                 .collect();
             details.push(format!("Key Cond: ({})", terms.join(" AND ")));

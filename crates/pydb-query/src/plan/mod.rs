@@ -432,8 +432,9 @@ pub enum Plan {
     PkLookup {
         /// The table.
         table: Arc<Table>,
-        /// The key, in primary-key column order (constants).
-        key: Vec<Value>,
+        /// The key, in primary-key column order: constants, or a prepared
+        /// statement's parameters (`Expr::Param`) in a generic plan.
+        key: Vec<Expr>,
     },
     /// Constant rows (also a SELECT without FROM: one empty row).
     Values {
@@ -693,7 +694,10 @@ impl Plan {
                 "PkLookup {} key=({})",
                 table.name,
                 key.iter()
-                    .map(|v| v.to_string())
+                    .map(|e| match e {
+                        Expr::Literal(v) => v.to_string(),
+                        e => fmt_expr(e),
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

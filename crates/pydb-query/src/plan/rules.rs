@@ -561,6 +561,10 @@ fn place(plan: Plan, mut terms: Vec<Expr>) -> Plan {
 #[derive(Default, Clone)]
 struct ColumnBounds {
     eq: Option<Value>,
+    /// `column = $n` with `$n` of the column's type in the parameter
+    /// values the generic plan is made for: the primary-key lookup can
+    /// take it (the key is evaluated at run time), an index range cannot.
+    eq_param: Option<usize>,
     low: Option<(Value, bool)>,
     high: Option<(Value, bool)>,
 }
@@ -577,7 +581,7 @@ fn choose_index(plan: Plan, est: &Estimator<'_>) -> Plan {
     let Plan::Scan { table, .. } = *input else {
         return Plan::Filter { input, predicate };
     };
-    let bounds = column_bounds(&table, &predicate);
+    let bounds = column_bounds(&table, &predicate, est);
     let with = |input: Plan| Plan::Filter {
         input: Box::new(input),
         predicate: predicate.clone(),
@@ -598,7 +602,7 @@ fn choose_index(plan: Plan, est: &Estimator<'_>) -> Plan {
     }
 }
 
-fn column_bounds(table: &Table, predicate: &Expr) -> Vec<ColumnBounds> {
+fn column_bounds(table: &Table, predicate: &Expr, est: &Estimator<'_>) -> Vec<ColumnBounds> {
     let mut bounds = vec![ColumnBounds::default(); table.columns.len()];
     // A constant usable against column `i`: same type as the column, so
     // that the store's key order is the comparison's order.
@@ -615,6 +619,15 @@ fn column_bounds(table: &Table, predicate: &Expr) -> Vec<ColumnBounds> {
                 let (col, val, op) = match (&**a, &**b) {
                     (Expr::Column { depth: 0, index }, Expr::Literal(v)) => (*index, v, *op),
                     (Expr::Literal(v), Expr::Column { depth: 0, index }) => (*index, v, flip(*op)),
+                    (Expr::Column { depth: 0, index }, Expr::Param(p))
+                    | (Expr::Param(p), Expr::Column { depth: 0, index })
+                        if *op == BinaryOp::Eq =>
+                    {
+                        if est.param(*p).is_some_and(|v| usable(*index, v)) {
+                            bounds[*index].eq_param = Some(*p);
+                        }
+                        continue;
+                    }
                     _ => continue,
                 };
                 if !usable(col, val) {
@@ -664,10 +677,17 @@ fn flip(op: BinaryOp) -> BinaryOp {
 /// The cheapest access path the bounds allow, if better than a scan.
 fn access_path(table: &Arc<Table>, bounds: &[ColumnBounds]) -> Option<Plan> {
     if !table.primary_key.is_empty() {
-        let key: Option<Vec<Value>> = table
+        let key: Option<Vec<Expr>> = table
             .primary_key
             .iter()
-            .map(|c| bounds.get(*c).and_then(|b| b.eq.clone()))
+            .map(|c| {
+                let b = bounds.get(*c)?;
+                match (&b.eq, b.eq_param) {
+                    (Some(v), _) => Some(Expr::Literal(v.clone())),
+                    (None, Some(p)) => Some(Expr::Param(p)),
+                    (None, None) => None,
+                }
+            })
             .collect();
         if let Some(key) = key {
             return Some(Plan::PkLookup {

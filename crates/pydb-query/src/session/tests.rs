@@ -461,3 +461,270 @@ fn catalog_cache_is_used_only_at_the_snapshot_it_was_checked_at() {
     run(&mut s1, "ROLLBACK");
     assert!(query(&mut s1, "SELECT * FROM b").is_empty());
 }
+
+// ---- the plan cache of prepared statements (exec/prepared.rs) ----
+
+fn lines(s: &mut Session, sql: &str) -> String {
+    query(s, sql)
+        .into_iter()
+        .map(|row| match &row[0] {
+            Value::Text(t) => t.to_string(),
+            other => panic!("{other:?}"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_point_select_keeps_its_generic_plan_across_values() {
+    let db = database();
+    let mut s = db.session();
+    run(&mut s, "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)");
+    run(&mut s, "INSERT INTO t VALUES (1, 10), (2, 20), (3, 30)");
+    let select = s.prepare("SELECT v FROM t WHERE id = $1").unwrap();
+    for (id, v) in [(1, 10), (3, 30), (2, 20), (1, 10)] {
+        assert_eq!(
+            prepared_rows(&mut s, &select, &[Value::Integer(id)]),
+            ints(&[v])
+        );
+    }
+    assert!(prepared_rows(&mut s, &select, &[Value::Integer(7)]).is_empty());
+    assert!(select.plan_cache().holds_generic_plan());
+    assert_eq!(select.plan_cache().plans_made(), 1);
+    // Writes are no catalog change: the plan stays, and sees them.
+    run(&mut s, "UPDATE t SET v = 11 WHERE id = 1");
+    run(&mut s, "INSERT INTO t VALUES (7, 70)");
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(1)]),
+        ints(&[11])
+    );
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(7)]),
+        ints(&[70])
+    );
+    assert_eq!(select.plan_cache().plans_made(), 1);
+}
+
+#[test]
+fn a_cached_plan_is_made_again_after_ddl_and_never_returns_stale_rows() {
+    let db = database();
+    let mut s = db.session();
+    run(&mut s, "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)");
+    run(&mut s, "INSERT INTO t VALUES (1, 10), (2, 20)");
+    let select = s.prepare("SELECT * FROM t WHERE id = $1").unwrap();
+    let by_v = s.prepare("SELECT id FROM t WHERE v = $1").unwrap();
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(2)]),
+        vec![vec![Value::Integer(2), Value::Integer(20)]]
+    );
+    assert_eq!(
+        prepared_rows(&mut s, &by_v, &[Value::Integer(20)]),
+        ints(&[2])
+    );
+    let made = select.plan_cache().plans_made();
+
+    // CREATE INDEX: planned again (and the new index may be used).
+    run(&mut s, "CREATE INDEX t_v ON t (v)");
+    assert_eq!(
+        prepared_rows(&mut s, &by_v, &[Value::Integer(10)]),
+        ints(&[1])
+    );
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(1)]).len(),
+        1
+    );
+    assert_eq!(select.plan_cache().plans_made(), made + 1);
+    // DROP INDEX: the plan that read the index is not run again.
+    run(&mut s, "DROP INDEX t_v");
+    assert_eq!(
+        prepared_rows(&mut s, &by_v, &[Value::Integer(20)]),
+        ints(&[2])
+    );
+
+    // DROP TABLE and a new table of the same name with other columns: the
+    // statement sees the new table, not the old definition.
+    run(&mut s, "DROP TABLE t");
+    assert!(matches!(
+        s.execute_prepared(&select, &[Value::Integer(1)]),
+        Err(Error::Undefined { .. })
+    ));
+    run(
+        &mut s,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, w TEXT, v INTEGER)",
+    );
+    run(&mut s, "INSERT INTO t VALUES (1, 'one', 100)");
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(1)]),
+        vec![vec![
+            Value::Integer(1),
+            Value::text("one"),
+            Value::Integer(100)
+        ]]
+    );
+    assert_eq!(
+        prepared_rows(&mut s, &by_v, &[Value::Integer(100)]),
+        ints(&[1])
+    );
+    assert!(prepared_rows(&mut s, &by_v, &[Value::Integer(10)]).is_empty());
+
+    // ANALYZE changes the catalog (statistics) too.
+    let before = select.plan_cache().plans_made();
+    run(&mut s, "ANALYZE t");
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(1)]).len(),
+        1
+    );
+    assert_eq!(select.plan_cache().plans_made(), before + 1);
+}
+
+#[test]
+fn ddl_inside_the_transaction_is_seen_by_a_cached_plan() {
+    let db = database();
+    let mut s = db.session();
+    run(&mut s, "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)");
+    run(&mut s, "INSERT INTO t VALUES (1, 10)");
+    let select = s.prepare("SELECT * FROM t WHERE id = $1").unwrap();
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(1)]).len(),
+        1
+    );
+    run(&mut s, "BEGIN");
+    run(&mut s, "DROP TABLE t");
+    run(
+        &mut s,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT)",
+    );
+    run(&mut s, "INSERT INTO t VALUES (1, 'x', 'y')");
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(1)]),
+        vec![vec![Value::Integer(1), Value::text("x"), Value::text("y")]]
+    );
+    run(&mut s, "ROLLBACK");
+    // The rolled-back catalog's plan is not used after the rollback.
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(1)]),
+        vec![vec![Value::Integer(1), Value::Integer(10)]]
+    );
+}
+
+#[test]
+fn parameters_of_every_type_give_the_rows_a_custom_plan_gives() {
+    let db = database();
+    let mut s = db.session();
+    run(
+        &mut s,
+        "CREATE TABLE i (k INTEGER PRIMARY KEY, v TEXT);
+         CREATE TABLE r (k REAL PRIMARY KEY, v TEXT);
+         CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT);
+         CREATE TABLE b (k BOOLEAN PRIMARY KEY, v TEXT);
+         INSERT INTO i VALUES (2, 'i2');
+         INSERT INTO r VALUES (2.5, 'r2.5'), (2.0, 'r2');
+         INSERT INTO t VALUES ('2', 't2'), ('x', 'tx');
+         INSERT INTO b VALUES (TRUE, 'btrue')",
+    );
+    let values = [
+        Value::Integer(2),
+        Value::Real(2.0),
+        Value::Real(2.5),
+        Value::text("2"),
+        Value::text("x"),
+        Value::Boolean(true),
+        Value::Null,
+    ];
+    for table in ["i", "r", "t", "b"] {
+        let sql = format!("SELECT v FROM {table} WHERE k = $1");
+        let prepared = s.prepare(&sql).unwrap();
+        // Every value twice, in an order that changes types between runs:
+        // each answer must be what the same statement with the value
+        // written in gives.
+        for v in values.iter().chain(values.iter().rev()) {
+            let literal = match v {
+                Value::Text(t) => format!("'{t}'"),
+                Value::Null => "NULL".into(),
+                other => other.to_string(),
+            };
+            let expected = query(&mut s, &sql.replace("$1", &literal));
+            assert_eq!(
+                prepared_rows(&mut s, &prepared, std::slice::from_ref(v)),
+                expected,
+                "{sql} with {v:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_range_statement_stays_custom_and_uses_its_index() {
+    let db = database();
+    let mut s = db.session();
+    run(&mut s, "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)");
+    run(&mut s, "CREATE INDEX t_v ON t (v)");
+    run(&mut s, "INSERT INTO t VALUES (1, 10), (2, 20), (3, 30)");
+    let range = s
+        .prepare("SELECT id FROM t WHERE v BETWEEN $1 AND $2 ORDER BY id")
+        .unwrap();
+    assert_eq!(
+        prepared_rows(&mut s, &range, &[Value::Integer(15), Value::Integer(30)]),
+        ints(&[2, 3])
+    );
+    assert_eq!(
+        prepared_rows(&mut s, &range, &[Value::Integer(0), Value::Integer(10)]),
+        ints(&[1])
+    );
+    // The generic plan would scan the table (its range is unknown): the
+    // statement is planned with its values at each execution instead.
+    assert!(!range.plan_cache().holds_generic_plan());
+    let plan = lines(&mut s, "EXPLAIN SELECT id FROM t WHERE v BETWEEN 15 AND 30");
+    assert!(plan.contains("Scan using t_v"), "{plan}");
+}
+
+#[test]
+fn prepared_writes_keep_their_plans_and_their_constraints() {
+    let db = database();
+    let mut s = db.session();
+    run(
+        &mut s,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, n TEXT UNIQUE)",
+    );
+    let insert = s.prepare("INSERT INTO t VALUES ($1, $2)").unwrap();
+    let update = s
+        .prepare("UPDATE t SET n = n || '+' WHERE id = $1")
+        .unwrap();
+    let rename = s.prepare("UPDATE t SET n = $2 WHERE id = $1").unwrap();
+    let delete = s.prepare("DELETE FROM t WHERE id = $1").unwrap();
+    for id in 1..=3 {
+        s.execute_prepared(
+            &insert,
+            &[Value::Integer(id), Value::text(&format!("n{id}"))],
+        )
+        .unwrap();
+    }
+    // Constraints are checked at every execution of a kept plan.
+    let dup = s.execute_prepared(&insert, &[Value::Integer(1), Value::text("other")]);
+    assert!(dup.is_err());
+    let dup = s.execute_prepared(&insert, &[Value::Integer(9), Value::text("n2")]);
+    assert!(dup.is_err());
+    s.execute_prepared(&update, &[Value::Integer(2)]).unwrap();
+    s.execute_prepared(&update, &[Value::Integer(2)]).unwrap();
+    s.execute_prepared(&rename, &[Value::Integer(1), Value::text("m1")])
+        .unwrap();
+    s.execute_prepared(&delete, &[Value::Integer(3)]).unwrap();
+    s.execute_prepared(&delete, &[Value::Integer(3)]).unwrap();
+    assert_eq!(
+        query(&mut s, "SELECT id, n FROM t ORDER BY id"),
+        vec![
+            vec![Value::Integer(1), Value::text("m1")],
+            vec![Value::Integer(2), Value::text("n2++")],
+        ]
+    );
+    assert!(insert.plan_cache().holds_generic_plan());
+    assert!(update.plan_cache().holds_generic_plan());
+    assert!(delete.plan_cache().holds_generic_plan());
+    // A text value is planned with each execution (see `plan_generic`).
+    assert!(!rename.plan_cache().holds_generic_plan());
+    assert_eq!(update.plan_cache().plans_made(), 1);
+    // The kept UPDATE plan is a primary-key lookup, not a scan: it is the
+    // plan the values would have chosen.
+    let plan = lines(&mut s, "EXPLAIN UPDATE t SET n = 'q' WHERE id = 2");
+    assert!(plan.contains("Primary Key Lookup"), "{plan}");
+}
