@@ -1,3 +1,6 @@
+# The TPC-H-like data of `pydb-bench --sql` (benches/src/sql.rs, struct Tpch) at scale 0.01,
+# same shapes and distributions, other random numbers, as SQL text on stdout:
+#   python3 sql-olap-gen.py > tpch.sql && pydb sql --engine btree --dir DIR -f tpch.sql
 import random
 random.seed(1)
 NATIONS=[("ALGERIA",0),("ARGENTINA",1),("BRAZIL",1),("CANADA",1),("EGYPT",4),("ETHIOPIA",0),("FRANCE",3),("GERMANY",3),("INDIA",2),("INDONESIA",2),("IRAN",4),("IRAQ",4),("JAPAN",2),("JORDAN",4),("KENYA",0),("MOROCCO",0),("MOZAMBIQUE",0),("PERU",1),("CHINA",2),("ROMANIA",3),("SAUDI ARABIA",4),("VIETNAM",2),("RUSSIA",3),("UNITED KINGDOM",3),("UNITED STATES",1)]
@@ -28,4 +31,4 @@ for o in range(O):
         lines.append(f"INSERT INTO lineitem VALUES ({lid}, {o}, {s}, {q}, {p:.2f}, {di:.2f}, {t:.2f}, '{f}', '{st}', {sh});"); lid+=1
     out.append(f"INSERT INTO orders VALUES ({o}, {cu}, {tot:.2f}, {d}, {pr});"); out+=lines
 out.append("COMMIT;")
-open("/tmp/olap/tpch.sql","w").write("\n".join(out)+"\n")
+print("\n".join(out))
