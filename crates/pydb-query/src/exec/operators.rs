@@ -20,7 +20,7 @@
 //! every row (a key is copied only when a new entry goes into the table),
 //! and a hash join's probe remembers *where* the matching right rows are
 //! instead of copying them (see `HashJoin`). Comparisons borrow their
-//! operands from the row ([`crate::exec::eval`]).
+//! operands from the row ([`mod@crate::exec::eval`]).
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};
