@@ -9,7 +9,15 @@
 //! subquery's id after the first evaluation. A correlated subquery runs
 //! again for each row: its plan is started with the current row pushed on
 //! the chain of outer rows, where its `depth >= 1` column references look.
+//!
+//! A filter evaluates its predicate once per row scanned, so the operands
+//! of comparisons, BETWEEN and arithmetic are *borrowed* when they are a
+//! column of the row or a literal (`operand`): `l_shipdate >= 730` reads
+//! both values where they are instead of copying them (for text, a copy
+//! touches a shared reference count). The tree is still walked per row; a
+//! compiled form (SQLite's bytecode, PostgreSQL's JIT) would go further.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -121,6 +129,22 @@ fn to_int(v: &Value) -> Option<i64> {
     }
 }
 
+/// The value of an operand of a comparison or arithmetic: a column of the
+/// row or a literal is borrowed where it stands (no clone of its text, no
+/// reference count touched), anything else is computed. Comparisons such
+/// as `l_shipdate >= 730` run for every row a filter sees, so this is the
+/// inner loop of a scan.
+fn operand<'r>(e: &'r Expr, row: &'r [Value], env: &Env<'_>) -> Result<Cow<'r, Value>> {
+    Ok(match e {
+        Expr::Literal(v) => Cow::Borrowed(v),
+        Expr::Column { depth: 0, index } => match row.get(*index) {
+            Some(v) => Cow::Borrowed(v),
+            None => return Err(Error::Invalid(format!("column #{index} is out of the row"))),
+        },
+        _ => Cow::Owned(eval(e, row, env)?),
+    })
+}
+
 /// Evaluates `e` over `row`.
 pub fn eval(e: &Expr, row: &[Value], env: &Env<'_>) -> Result<Value> {
     Ok(match e {
@@ -167,9 +191,9 @@ pub fn eval(e: &Expr, row: &[Value], env: &Env<'_>) -> Result<Value> {
             high,
             negated,
         } => {
-            let v = eval(expr, row, env)?;
-            let lo = eval(low, row, env)?;
-            let hi = eval(high, row, env)?;
+            let v = operand(expr, row, env)?;
+            let lo = operand(low, row, env)?;
+            let hi = operand(high, row, env)?;
             let ge = v.sql_cmp(&lo).map(|o| o != Ordering::Less);
             let le = v.sql_cmp(&hi).map(|o| o != Ordering::Greater);
             let r = and3(ge, le);
@@ -326,8 +350,8 @@ fn eval_binary(op: BinaryOp, a: &Expr, b: &Expr, row: &[Value], env: &Env<'_>) -
         }
         _ => {}
     }
-    let l = eval(a, row, env)?;
-    let r = eval(b, row, env)?;
+    let l = operand(a, row, env)?;
+    let r = operand(b, row, env)?;
     let cmp = |f: fn(Ordering) -> bool| boolean(l.sql_cmp(&r).map(f));
     Ok(match op {
         BinaryOp::Eq => cmp(|o| o == Ordering::Equal),

@@ -11,6 +11,16 @@
 //! statement with [`Error::ResourceLimit`] instead of exhausting memory
 //! (each materializing operator has the whole budget, as PostgreSQL gives
 //! each sort its `work_mem`).
+//!
+//! # Per-row costs
+//!
+//! An analytical query spends its time in the few lines each operator runs
+//! per input row, so those lines avoid the heap: the hash join and the
+//! hash aggregation build the key of each row in one buffer reused for
+//! every row (a key is copied only when a new entry goes into the table),
+//! and a hash join's probe remembers *where* the matching right rows are
+//! instead of copying them (see `HashJoin`). Comparisons borrow their
+//! operands from the row ([`mod@crate::exec::eval`]).
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -165,12 +175,14 @@ fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
             right_keys,
             left_keys,
             table: HashMap::new(),
+            buckets: Vec::new(),
+            probe: GroupKey(Vec::with_capacity(left_keys.len())),
             right_width: right.width(),
             kind: *kind,
             residual: residual.as_ref(),
             env: env.clone(),
             current: None,
-            matches: Vec::new(),
+            bucket: None,
             pos: 0,
             matched: false,
             budget: MemoryBudget::new(env, "a hash join"),
@@ -488,18 +500,26 @@ impl Operator for NestedLoopJoin<'_> {
 /// A join on equalities: the right input goes into a hash table keyed by
 /// its join columns; each left row looks its key up instead of scanning
 /// every right row. NULL keys never match (NULL = NULL is unknown).
+///
+/// The table maps a key to the position of its *bucket* (the right rows
+/// with that key) in `buckets`: a left row remembers the position of its
+/// bucket instead of copying the rows, and its key is built in `probe`, one
+/// buffer reused for every left row, so probing allocates nothing.
 struct HashJoin<'a> {
     left: BoxedOperator<'a>,
     right: Option<BoxedOperator<'a>>,
     left_keys: &'a [Expr],
     right_keys: &'a [Expr],
-    table: HashMap<GroupKey, Vec<Row>>,
+    table: HashMap<GroupKey, usize>,
+    buckets: Vec<Vec<Row>>,
+    probe: GroupKey,
     right_width: usize,
     kind: JoinKind,
     residual: Option<&'a Expr>,
     env: Env<'a>,
     current: Option<Row>,
-    matches: Vec<Row>,
+    /// The bucket of the current left row's key, if the right side has it.
+    bucket: Option<usize>,
     pos: usize,
     matched: bool,
     budget: MemoryBudget,
@@ -517,13 +537,33 @@ fn key_of(exprs: &[Expr], row: &[Value], env: &Env<'_>) -> Result<Option<GroupKe
     Ok(Some(GroupKey(key)))
 }
 
+/// Builds the key of `row` into `key` (its old values dropped); `false`
+/// when a value is NULL (the row matches nothing).
+fn fill_key(exprs: &[Expr], row: &[Value], env: &Env<'_>, key: &mut GroupKey) -> Result<bool> {
+    key.0.clear();
+    for e in exprs {
+        let v = eval(e, row, env)?;
+        if v.is_null() {
+            return Ok(false);
+        }
+        key.0.push(v);
+    }
+    Ok(true)
+}
+
 impl Operator for HashJoin<'_> {
     fn next(&mut self) -> Result<Option<Row>> {
         if let Some(mut right) = self.right.take() {
             while let Some(r) = right.next()? {
-                if let Some(k) = key_of(self.right_keys, &r, &self.env)? {
+                if fill_key(self.right_keys, &r, &self.env, &mut self.probe)? {
                     self.budget.charge(&r)?;
-                    self.table.entry(k).or_default().push(r);
+                    match self.table.get(&self.probe) {
+                        Some(&b) => self.buckets[b].push(r),
+                        None => {
+                            self.table.insert(self.probe.clone(), self.buckets.len());
+                            self.buckets.push(vec![r]);
+                        }
+                    }
                 }
             }
         }
@@ -531,9 +571,10 @@ impl Operator for HashJoin<'_> {
             let Some(left) = &self.current else {
                 match self.left.next()? {
                     Some(l) => {
-                        self.matches = match key_of(self.left_keys, &l, &self.env)? {
-                            Some(k) => self.table.get(&k).cloned().unwrap_or_default(),
-                            None => Vec::new(),
+                        self.bucket = if fill_key(self.left_keys, &l, &self.env, &mut self.probe)? {
+                            self.table.get(&self.probe).copied()
+                        } else {
+                            None
                         };
                         self.current = Some(l);
                         self.pos = 0;
@@ -543,9 +584,13 @@ impl Operator for HashJoin<'_> {
                     None => return Ok(None),
                 }
             };
+            let candidates = match self.bucket {
+                Some(b) => self.buckets[b].as_slice(),
+                None => &[],
+            };
             if let Some(row) = next_joined(
                 left,
-                &self.matches,
+                candidates,
                 &mut self.pos,
                 self.residual,
                 &mut self.matched,
@@ -1180,22 +1225,24 @@ fn aggregate(
     if group_by.is_empty() {
         groups.push(fresh(Vec::new()));
     }
+    // The key of the current row is built in one buffer reused for every
+    // row; only a new group's key is copied into the table.
+    let mut key = GroupKey(Vec::with_capacity(group_by.len()));
     while let Some(row) = input.next()? {
         let g = if group_by.is_empty() {
             0
         } else {
-            let key = group_by
-                .iter()
-                .map(|e| eval(e, &row, env))
-                .collect::<Result<Row>>()?;
-            let key = GroupKey(key);
+            key.0.clear();
+            for e in group_by {
+                key.0.push(eval(e, &row, env)?);
+            }
             match index.get(&key) {
                 Some(g) => *g,
                 None => {
                     budget.charge(&key.0)?;
                     budget.charge(&vec![Value::Null; aggs.len()])?;
                     groups.push(fresh(key.0.clone()));
-                    index.insert(key, groups.len() - 1);
+                    index.insert(key.clone(), groups.len() - 1);
                     groups.len() - 1
                 }
             }
