@@ -45,6 +45,9 @@
 //! commits: it never changes what a snapshot at or above `W` reads, so it
 //! needs no commit timestamp. Before deleting, the new horizon (`W`) is
 //! written to the metadata key `gc_horizon` and checked by "as of" begins.
+//! Each batch of deletes first bumps the manager's garbage epoch, which is
+//! how a read that registers no snapshot learns that it may have raced a
+//! collection (see "How a read avoids the snapshot registry" in `manager`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -238,7 +241,7 @@ fn flush(inner: &Inner, garbage: &mut WriteBatch) -> Result<u64> {
     if garbage.is_empty() {
         return Ok(0);
     }
-    inner.engine.write_batch(garbage)?;
+    inner.delete_garbage(garbage)?;
     let n = garbage.len() as u64;
     *garbage = WriteBatch::new();
     Ok(n)

@@ -208,13 +208,24 @@ pub(crate) fn describe_range(range: &KeyRange) -> String {
 /// `space | escape(key) | 0x00 0x00`, for the spaced key `space | key`:
 /// what every version key of it starts with.
 pub(crate) fn key_prefix(spaced: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(spaced.len() + 2 + TS_LEN);
     let (space, key) = spaced.split_first().map_or((0, &[][..]), |(p, k)| (*p, k));
+    prefix_of(space, key, 0)
+}
+
+/// `space | escape(key) | 0x00 0x00`, in a vector with room for `extra`
+/// more bytes.
+fn prefix_of(space: u8, key: &[u8], extra: usize) -> Vec<u8> {
+    let zeros = key.iter().filter(|&&b| b == 0).count();
+    let mut out = Vec::with_capacity(1 + key.len() + zeros + 2 + extra);
     out.push(space);
-    for &b in key {
-        out.push(b);
-        if b == 0 {
-            out.push(0xFF);
+    if zeros == 0 {
+        out.extend_from_slice(key);
+    } else {
+        for &b in key {
+            out.push(b);
+            if b == 0 {
+                out.push(0xFF);
+            }
         }
     }
     out.extend_from_slice(&[0, 0]);
@@ -235,6 +246,21 @@ pub(crate) fn visible_range(spaced: &[u8], ts: u64) -> KeyRange {
     let mut start = prefix.clone();
     start.extend_from_slice(&(u64::MAX - ts).to_be_bytes());
     let mut end = prefix;
+    end.extend_from_slice(&OLDEST_SUFFIX);
+    KeyRange {
+        start: Bound::Included(Bytes::from(start)),
+        end: Bound::Included(Bytes::from(end)),
+    }
+}
+
+/// [`visible_range`] of the key `key` in `space`, without making the
+/// spaced key first: the range of a point read, built in two allocations
+/// (its two bounds) where the general path makes four.
+pub(crate) fn point_range(space: Keyspace, key: &[u8], ts: u64) -> KeyRange {
+    let mut start = prefix_of(space.prefix(), key, TS_LEN);
+    let mut end = Vec::with_capacity(start.capacity());
+    end.extend_from_slice(&start);
+    start.extend_from_slice(&(u64::MAX - ts).to_be_bytes());
     end.extend_from_slice(&OLDEST_SUFFIX);
     KeyRange {
         start: Bound::Included(Bytes::from(start)),
@@ -353,24 +379,39 @@ pub(crate) fn encode_stored(value: &[u8], deadline: Option<u64>) -> Vec<u8> {
 
 /// Decodes an engine value with its deadline: `None` for a tombstone.
 pub(crate) fn decode_stored(engine_key: &[u8], value: &Bytes) -> Result<Option<Stored>> {
+    Ok(
+        decode_header(engine_key, value)?.map(|(start, deadline)| Stored {
+            value: value.slice(start..),
+            deadline,
+        }),
+    )
+}
+
+/// [`decode_stored`] of a value the caller hands over: the user's value is
+/// the same buffer advanced past the header, where a slice of a shared
+/// `Bytes` may cost an allocation (the point read's path).
+pub(crate) fn decode_stored_owned(engine_key: &[u8], mut value: Bytes) -> Result<Option<Stored>> {
+    Ok(decode_header(engine_key, &value)?.map(|(start, deadline)| {
+        bytes::Buf::advance(&mut value, start);
+        Stored { value, deadline }
+    }))
+}
+
+/// The header of an engine value: `None` for a tombstone, else where the
+/// user's value starts and its deadline.
+fn decode_header(engine_key: &[u8], value: &[u8]) -> Result<Option<(usize, Option<u64>)>> {
     let bad = |reason: &str| Error::Corrupted {
         key: printable(engine_key),
         reason: reason.into(),
     };
     match value.first() {
-        Some(&TAG_VALUE) => Ok(Some(Stored {
-            value: value.slice(1..),
-            deadline: None,
-        })),
+        Some(&TAG_VALUE) => Ok(Some((1, None))),
         Some(&TAG_EXPIRING) => {
             let deadline: [u8; DEADLINE_LEN] = value
                 .get(1..1 + DEADLINE_LEN)
                 .and_then(|d| d.try_into().ok())
                 .ok_or_else(|| bad("expiring version value shorter than its deadline"))?;
-            Ok(Some(Stored {
-                value: value.slice(1 + DEADLINE_LEN..),
-                deadline: Some(u64::from_le_bytes(deadline)),
-            }))
+            Ok(Some((1 + DEADLINE_LEN, Some(u64::from_le_bytes(deadline)))))
         }
         Some(&TAG_TOMBSTONE) if value.len() == 1 => Ok(None),
         _ => Err(bad("version value has no valid tag")),
@@ -478,13 +519,22 @@ mod tests {
                 let stored = decode_stored(b"k", &bytes).unwrap().unwrap();
                 assert_eq!(stored.value, value);
                 assert_eq!(stored.deadline, deadline);
+                let owned = decode_stored_owned(b"k", bytes).unwrap().unwrap();
+                assert_eq!(owned, stored, "both decoders agree");
             }
         }
         // A deadline cut short is damage, never a guess.
         for cut in 1..=DEADLINE_LEN {
             let short = Bytes::from(vec![TAG_EXPIRING; cut]);
             assert!(decode_stored(b"k", &short).is_err());
+            assert!(decode_stored_owned(b"k", short).is_err());
         }
+        assert_eq!(
+            decode_stored_owned(b"k", Bytes::from_static(b"\x00")).unwrap(),
+            None
+        );
+        assert!(decode_stored_owned(b"k", Bytes::from_static(b"\x00\x00")).is_err());
+        assert!(decode_stored_owned(b"k", Bytes::new()).is_err());
         let at = |d| Stored {
             value: Bytes::new(),
             deadline: d,
@@ -533,6 +583,19 @@ mod tests {
             prop_assert!(all.contains(&ka));
             prop_assert_eq!(all.contains(&kb), sa == sb && a == b);
             prop_assert_eq!(visible_range(&spaced(sa, &a), tb).contains(&ka), ta <= tb);
+        }
+
+        /// The point read's range is the general one, byte for byte.
+        #[test]
+        fn a_point_range_is_the_visible_range_of_the_spaced_key(
+            space in any_space(),
+            key in proptest::collection::vec(prop_oneof![Just(0u8), any::<u8>()], 1..8),
+            ts in any::<u64>(),
+        ) {
+            let point = point_range(space, &key, ts);
+            let general = visible_range(&spaced(space, &key), ts);
+            prop_assert_eq!(point.start, general.start);
+            prop_assert_eq!(point.end, general.end);
         }
 
         /// A spaced range holds exactly the keys of its space within the

@@ -49,6 +49,52 @@
 //! oldest registered snapshot (or `published` if none). Versions that no
 //! snapshot at or above the watermark can see are garbage (see `gc`), and
 //! conflict bookkeeping older than the watermark is dropped.
+//!
+//! ## How a read avoids the snapshot registry
+//!
+//! Registering a snapshot costs two mutexes and four `BTreeMap` updates
+//! per transaction, shared by every thread: for a server answering
+//! pipelined `GET`s, more than the read itself. Yet a single read of the
+//! latest commit ([`TxnManager::get_latest_in`]) needs none of what the
+//! registry gives a transaction, except that garbage collection must not
+//! take its version away. It runs like this:
+//!
+//! ```text
+//!   e1 = garbage_epoch      (collections' deleting batches begun so far)
+//!   S  = published
+//!   v  = the engine's newest version of the key with ts <= S
+//!   e2 = garbage_epoch      e1 == e2: answer v;  else: start again
+//! ```
+//!
+//! Reading at `S = published` sees exactly the commits up to `S`, whole:
+//! every version with `ts <= S` was in the engine before `published`
+//! reached `S`, and versions above `S` are outside the range read. No
+//! uncommitted write is in the engine at all (writes are buffered in
+//! their transaction). What could go wrong is a collection: it removes a
+//! version only when a newer one at or below its watermark `W` shadows it,
+//! and `W` is at most the `published` it read. A collection bumps
+//! `garbage_epoch` *after* it read `W` and *before* each batch of deletes
+//! it writes. So:
+//!
+//! - if a collection's bump is counted in `e1`, it read `W` before this
+//!   read loaded `S`, so `W <= S`: the version `S` sees is the newest at or
+//!   below `S`, and is either above `W` (kept), or the one `W` sees (kept,
+//!   or removed with everything older only if it is a tombstone or an
+//!   expired value: the key is absent at `S` either way);
+//! - if the read saw any delete of a later collection, that delete came
+//!   after its bump, so `e2` counts the bump and the read starts again with
+//!   a newer `S` (the engine orders a read that sees a write after that
+//!   write, as any thread-safe engine does);
+//! - a later collection whose deletes the read did not see changed
+//!   nothing the read returned.
+//!
+//! Collections delete at most once a second, so the retry almost never
+//! runs; after a few retries in a row (a collector deleting without
+//! pause) the read falls back to a registered snapshot, so it always ends.
+//! The read judges expiry at a clock reading taken after `e1`, so a value
+//! a collection removed as expired is expired for it too. Under locking
+//! concurrency a read must take a shared lock, so there the fast read is
+//! a plain read-only transaction.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeBounds;
@@ -339,6 +385,12 @@ pub(crate) struct Inner {
     next_id: AtomicU64,
     /// The last published commit timestamp: a new snapshot's value.
     published: AtomicU64,
+    /// Set (after `Group::poisoned`) when the manager is poisoned: lets
+    /// the common, healthy case check without the group mutex.
+    poisoned: AtomicBool,
+    /// Deleting batches garbage collection has begun: bumped before each
+    /// (see "How a read avoids the snapshot registry" above).
+    garbage_epoch: AtomicU64,
     commit: Mutex<CommitState>,
     group: Mutex<Group>,
     group_done: Condvar,
@@ -391,6 +443,9 @@ impl Inner {
     }
 
     pub(crate) fn check_poisoned(&self) -> Result<()> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &self.group.lock().poisoned {
             Some(reason) => Err(Error::Poisoned {
                 reason: reason.clone(),
@@ -507,6 +562,44 @@ impl Inner {
             self.commit.lock().ssi.forget(id);
         }
         self.locks.release_all(id);
+    }
+
+    /// Writes a batch of garbage collection's deletes, after bumping
+    /// `garbage_epoch` so that a registry-free read that may see any of
+    /// them starts again (see the module docs).
+    pub(crate) fn delete_garbage(&self, garbage: &WriteBatch) -> Result<()> {
+        self.garbage_epoch.fetch_add(1, Ordering::SeqCst);
+        self.engine.write_batch(garbage)?;
+        Ok(())
+    }
+
+    /// The newest committed version of `key` in `space`, read without
+    /// registering a snapshot (see the module docs), and the clock reading
+    /// its expiry is judged at. `None` if no attempt finished before a
+    /// collection deleted again: the caller reads in a transaction then.
+    fn read_latest(
+        &self,
+        space: keys::Keyspace,
+        key: &[u8],
+    ) -> Result<Option<(Option<Stored>, u64)>> {
+        /// Attempts before giving up on the registry-free read.
+        const ATTEMPTS: usize = 4;
+        self.check_poisoned()?;
+        for _ in 0..ATTEMPTS {
+            let epoch = self.garbage_epoch.load(Ordering::SeqCst);
+            let snapshot = self.published();
+            let now_ms = self.options.clock.now_ms();
+            let found = self.engine.first(keys::point_range(space, key, snapshot))?;
+            if self.garbage_epoch.load(Ordering::SeqCst) != epoch {
+                continue;
+            }
+            let stored = match found {
+                None => None,
+                Some((engine_key, value)) => keys::decode_stored_owned(&engine_key, value)?,
+            };
+            return Ok(Some((stored, now_ms)));
+        }
+        Ok(None)
     }
 
     /// The oldest snapshot in use, or the last commit.
@@ -673,6 +766,7 @@ impl Inner {
                 Err(err) => {
                     tracing::error!(%err, "commit write failed; poisoning the transaction manager");
                     group.poisoned = Some(err.to_string());
+                    self.poisoned.store(true, Ordering::Release);
                     self.group_done.notify_all();
                     return Err(err);
                 }
@@ -820,6 +914,8 @@ impl TxnManager {
             engine,
             next_id: AtomicU64::new(1),
             published: AtomicU64::new(last),
+            poisoned: AtomicBool::new(false),
+            garbage_epoch: AtomicU64::new(0),
             commit: Mutex::new(CommitState {
                 last_assigned: last,
                 ..CommitState::default()
@@ -951,6 +1047,50 @@ impl TxnManager {
     pub fn wait_for_pending_commits(&self) -> Result<()> {
         let last = self.inner.commit.lock().last_assigned;
         self.inner.wait_published(last)
+    }
+
+    /// The value of `key` in the [`Keyspace::Kv`](crate::Keyspace::Kv)
+    /// space as of the latest commit, or `None`: [`TxnManager::get_latest_in`].
+    pub fn get_latest(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        self.get_latest_in(crate::Keyspace::Kv, key)
+    }
+
+    /// The value of `key` in `space` as of the latest commit, or `None`
+    /// (also when it has expired): what a read-only snapshot transaction
+    /// that reads one key and ends returns, without its cost. It registers
+    /// no snapshot, takes no mutex, and is never tracked by SSI; see "How a
+    /// read avoids the snapshot registry" in this module's docs for why it
+    /// still never sees half a commit, an uncommitted write, or a version
+    /// that garbage collection removed under it.
+    ///
+    /// A GET of the server and an autocommit point read of SQL are such
+    /// reads. When the manager's concurrency is [`Concurrency::Locking`]
+    /// it is a read-only transaction, which takes the key's shared lock.
+    pub fn get_latest_in(&self, space: crate::Keyspace, key: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self
+            .get_latest_with_deadline_in(space, key)?
+            .map(|(value, _)| value))
+    }
+
+    /// [`TxnManager::get_latest_in`] with the value's expiry deadline (Unix
+    /// ms; `None`: it never expires).
+    pub fn get_latest_with_deadline_in(
+        &self,
+        space: crate::Keyspace,
+        key: &[u8],
+    ) -> Result<Option<(Bytes, Option<u64>)>> {
+        if key.is_empty() {
+            return Err(pydb_storage::Error::EmptyKey.into());
+        }
+        if self.inner.options.concurrency == Concurrency::Mvcc
+            && let Some((stored, now_ms)) = self.inner.read_latest(space, key)?
+        {
+            return Ok(stored
+                .filter(|s| !s.is_expired(now_ms))
+                .map(|s| (s.value, s.deadline)));
+        }
+        let tx = self.begin_read_only(Isolation::Snapshot)?;
+        tx.get_with_deadline_in(space, key)
     }
 
     /// The last published commit timestamp.
