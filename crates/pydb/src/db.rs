@@ -663,10 +663,14 @@ impl Db {
         self.read_modify_write(|tx| crate::kv::incr_by(tx, key, delta))
     }
 
-    /// The value of `key`, or `None`.
+    /// The value of `key` as of the latest commit, or `None`.
+    ///
+    /// A read of one key needs no snapshot transaction: it is
+    /// [`TxnManager::get_latest`](pydb_txn::TxnManager::get_latest), which
+    /// reads the latest commit without registering a snapshot (the server's
+    /// `GET`, where registering cost more than the read).
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        let tx = self.txn.begin_read_only(Isolation::Snapshot)?;
-        Ok(tx.get(key.as_ref())?)
+        Ok(self.txn.get_latest(key.as_ref())?)
     }
 
     /// Deletes `key`; returns whether it had a value.
