@@ -91,8 +91,10 @@
 //! Collections delete at most once a second, so the retry almost never
 //! runs; after a few retries in a row (a collector deleting without
 //! pause) the read falls back to a registered snapshot, so it always ends.
-//! The read judges expiry at a clock reading taken after `e1`, so a value
-//! a collection removed as expired is expired for it too. Under locking
+//! The read judges expiry at a clock reading taken after `e1` (and only
+//! for a value that has a deadline: most have none, and reading the clock
+//! was a visible share of a pipelined `GET`), so a value a collection
+//! removed as expired is expired for it too. Under locking
 //! concurrency a read must take a shared lock, so there the fast read is
 //! a plain read-only transaction.
 
@@ -574,21 +576,16 @@ impl Inner {
     }
 
     /// The newest committed version of `key` in `space`, read without
-    /// registering a snapshot (see the module docs), and the clock reading
-    /// its expiry is judged at. `None` if no attempt finished before a
+    /// registering a snapshot (see the module docs), or `Some(None)` if it
+    /// is a tombstone or expired. `None` if no attempt finished before a
     /// collection deleted again: the caller reads in a transaction then.
-    fn read_latest(
-        &self,
-        space: keys::Keyspace,
-        key: &[u8],
-    ) -> Result<Option<(Option<Stored>, u64)>> {
+    fn read_latest(&self, space: keys::Keyspace, key: &[u8]) -> Result<Option<Option<Stored>>> {
         /// Attempts before giving up on the registry-free read.
         const ATTEMPTS: usize = 4;
         self.check_poisoned()?;
         for _ in 0..ATTEMPTS {
             let epoch = self.garbage_epoch.load(Ordering::SeqCst);
             let snapshot = self.published();
-            let now_ms = self.options.clock.now_ms();
             let found = self.engine.first(keys::point_range(space, key, snapshot))?;
             if self.garbage_epoch.load(Ordering::SeqCst) != epoch {
                 continue;
@@ -597,7 +594,11 @@ impl Inner {
                 None => None,
                 Some((engine_key, value)) => keys::decode_stored_owned(&engine_key, value)?,
             };
-            return Ok(Some((stored, now_ms)));
+            // The clock is read only for a value that can expire, after the
+            // snapshot was taken (as `register` does), so after `epoch`.
+            return Ok(Some(stored.filter(|s| {
+                s.deadline.is_none() || !s.is_expired(self.options.clock.now_ms())
+            })));
         }
         Ok(None)
     }
@@ -1083,11 +1084,9 @@ impl TxnManager {
             return Err(pydb_storage::Error::EmptyKey.into());
         }
         if self.inner.options.concurrency == Concurrency::Mvcc
-            && let Some((stored, now_ms)) = self.inner.read_latest(space, key)?
+            && let Some(stored) = self.inner.read_latest(space, key)?
         {
-            return Ok(stored
-                .filter(|s| !s.is_expired(now_ms))
-                .map(|s| (s.value, s.deadline)));
+            return Ok(stored.map(|s| (s.value, s.deadline)));
         }
         let tx = self.begin_read_only(Isolation::Snapshot)?;
         tx.get_with_deadline_in(space, key)
