@@ -1163,9 +1163,12 @@ impl Command {
     /// Whether the command table flags the command named `name` (any
     /// case) `write`: what `acked_writes` in `INFO` counts.
     pub fn is_write_name(name: &[u8]) -> bool {
-        COMMANDS.iter().any(|spec| {
-            spec.name.as_bytes().eq_ignore_ascii_case(name) && spec.flags.contains(&"write")
-        })
+        // Stop at the name: every request asks, and a read command would
+        // otherwise scan the rest of the table for a `write` flag.
+        COMMANDS
+            .iter()
+            .find(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
+            .is_some_and(|spec| spec.flags.contains(&"write"))
     }
 
     /// Whether this command ends the session.
@@ -1872,6 +1875,21 @@ fn printable_name(name: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_write_flag_is_found_by_name_in_any_case() {
+        let mut names: Vec<&str> = COMMANDS.iter().map(|spec| spec.name).collect();
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all, "one spec per name");
+        assert!(Command::is_write_name(b"set"));
+        assert!(Command::is_write_name(b"SeT"));
+        assert!(Command::is_write_name(b"DEL"));
+        assert!(!Command::is_write_name(b"GET"));
+        assert!(!Command::is_write_name(b"ping"));
+        assert!(!Command::is_write_name(b"nosuchcommand"));
+    }
 
     fn run(db: &Db, line: &str) -> Reply {
         match Command::parse_line(line.as_bytes()) {
