@@ -404,7 +404,16 @@ impl Reader<'_> {
 
 /// Encodes a row in the compact row format.
 pub fn encode_row(row: &[Value]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + row.len() * 9);
+    // An upper bound of the encoded size (tag, varint length, bytes), so
+    // that the row is written into one allocation.
+    let size: usize = row
+        .iter()
+        .map(|v| match v {
+            Value::Text(t) => 1 + 10 + t.len(),
+            _ => 1 + 10,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(1 + 10 + size);
     out.push(ROW_VERSION);
     put_varint(row.len() as u64, &mut out);
     for value in row {

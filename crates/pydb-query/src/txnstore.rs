@@ -79,7 +79,7 @@ use parking_lot::Mutex;
 use pydb_txn::{Concurrency, Isolation, Keyspace, Transaction, TxnManager, TxnOptions};
 
 use crate::catalog::{Index, Table, View};
-use crate::encoding::{decode_key, decode_row_columns, encode_key, encode_row};
+use crate::encoding::{decode_key, decode_row_columns, encode_key, encode_key_value, encode_row};
 use crate::error::{Error, Result};
 use crate::plan::stats::TableStats;
 use crate::store::{CatalogToken, IndexRange, RowIter, RowKey, Store};
@@ -109,6 +109,12 @@ pub(crate) fn space_get_for_update(tx: &Transaction, key: &[u8]) -> Result<Optio
 /// Writes `key` of the SQL space.
 pub(crate) fn space_set(tx: &mut Transaction, key: &[u8], value: &[u8]) -> Result<()> {
     Ok(tx.set_in(Keyspace::Sql, key, value)?)
+}
+
+/// Writes `key` of the SQL space with a value built for it: the
+/// transaction keeps `value`'s bytes instead of copying them.
+pub(crate) fn space_set_owned(tx: &mut Transaction, key: &[u8], value: Bytes) -> Result<()> {
+    Ok(tx.set_owned_in(Keyspace::Sql, key, value)?)
 }
 
 /// Deletes `key` of the SQL space.
@@ -554,10 +560,13 @@ impl<'a> TxnStore<'a> {
 
     /// Adds `row`'s entry to `index`, refusing a duplicate in a UNIQUE one.
     fn add_entry(&mut self, table: &Table, index: &Index, key: &RowKey, row: &Row) -> Result<()> {
-        let values = index_values(index, row);
-        let entry = layout::index_key(index.id, index.unique, &values, &key.0);
+        let values = index
+            .columns
+            .iter()
+            .map(|&c| row.get(c).unwrap_or(&Value::Null));
+        let entry = layout::index_key_of(index.id, index.unique, values.clone(), &key.0);
         if index.unique
-            && !values.iter().any(Value::is_null)
+            && !values.clone().any(Value::is_null)
             && space_get_for_update(self.tx(), &entry)?.is_some_and(|existing| existing != key.0)
         {
             return Err(Error::Constraint {
@@ -570,14 +579,17 @@ impl<'a> TxnStore<'a> {
                     .join(", "),
             });
         }
-        space_set(&mut self.open.tx, &entry, &key.0)
+        space_set_owned(&mut self.open.tx, &entry, key.0.clone())
     }
 
     fn remove_entry(&mut self, index: &Index, key: &RowKey, row: &Row) -> Result<()> {
-        let values = index_values(index, row);
+        let values = index
+            .columns
+            .iter()
+            .map(|&c| row.get(c).unwrap_or(&Value::Null));
         space_delete(
             &mut self.open.tx,
-            &layout::index_key(index.id, index.unique, &values, &key.0),
+            &layout::index_key_of(index.id, index.unique, values, &key.0),
         )
     }
 
@@ -598,14 +610,14 @@ pub(crate) fn index_values(index: &Index, row: &Row) -> Vec<Value> {
         .collect()
 }
 
-/// The row key of a table with a primary key.
+/// The row key of a table with a primary key: its primary key values,
+/// encoded straight from the row.
 pub(crate) fn pk_row_key(table: &Table, row: &Row) -> RowKey {
-    let pk: Vec<Value> = table
-        .primary_key
-        .iter()
-        .map(|&c| row.get(c).cloned().unwrap_or(Value::Null))
-        .collect();
-    RowKey(Bytes::from(encode_key(&pk)))
+    let mut key = Vec::with_capacity(16);
+    for &c in &table.primary_key {
+        encode_key_value(row.get(c).unwrap_or(&Value::Null), &mut key);
+    }
+    RowKey(Bytes::from(key))
 }
 
 /// Decodes a stored row of `table`, checking its width.
@@ -878,7 +890,11 @@ impl Store for TxnStore<'_> {
         for index in &table.indexes {
             self.add_entry(table, index, &key, &row)?;
         }
-        space_set(&mut self.open.tx, &engine_key, &encode_row(&row))?;
+        space_set_owned(
+            &mut self.open.tx,
+            &engine_key,
+            Bytes::from(encode_row(&row)),
+        )?;
         Ok(key)
     }
 
@@ -897,16 +913,18 @@ impl Store for TxnStore<'_> {
             space_delete(&mut self.open.tx, &layout::row_key(table.id, &key.0))?;
         }
         for index in &table.indexes {
-            if new_key == *key && index_values(index, old) == index_values(index, &new) {
+            // An entry whose key and values stay is left as it is
+            // (compared in place: most updates change no indexed column).
+            if new_key == *key && index.columns.iter().all(|&c| old.get(c) == new.get(c)) {
                 continue;
             }
             self.remove_entry(index, key, old)?;
             self.add_entry(table, index, &new_key, &new)?;
         }
-        space_set(
+        space_set_owned(
             &mut self.open.tx,
             &layout::row_key(table.id, &new_key.0),
-            &encode_row(&new),
+            Bytes::from(encode_row(&new)),
         )?;
         Ok(new_key)
     }

@@ -376,6 +376,20 @@ impl Transaction {
         self.set_with_deadline_in(space, key, value, None)
     }
 
+    /// [`Transaction::set_in`] with a value the caller hands over: the
+    /// buffer keeps these bytes instead of a copy (a caller that encodes
+    /// a fresh value for each write saves a copy per write).
+    pub fn set_owned_in(&mut self, space: Keyspace, key: &[u8], value: Bytes) -> Result<()> {
+        self.write(
+            space,
+            key,
+            Some(Stored {
+                value,
+                deadline: None,
+            }),
+        )
+    }
+
     /// Sets `key` (in the [`Keyspace::Kv`] space) to `value`, expiring after
     /// `deadline` (Unix ms; `None`: never). A deadline already past is
     /// stored as it is: the value is invisible at once, and collected like
@@ -427,7 +441,9 @@ impl Transaction {
                 snapshot: self.snapshot,
                 isolation: self.isolation,
                 concurrency: self.concurrency,
-                writes: &self.writes,
+                // The buffer is not needed after commit, successful or
+                // not: hand it over rather than copy it.
+                writes: std::mem::take(&mut self.writes),
                 lock_wait: self.lock_wait,
             })
         });

@@ -205,3 +205,33 @@ fn locks_are_per_space() {
     assert_eq!(all(&tx, KV), pairs(&[("k", "kv")]));
     assert!(all(&tx, SQL).is_empty(), "t2 rolled back");
 }
+
+/// `set_owned_in` is `set_in` with the value handed over: the same value,
+/// in its own space only, read back from the buffer, after commit, and
+/// after a reopen; it replaces an expiry deadline like `set_in` does.
+#[rstest]
+fn an_owned_value_is_set_like_a_copied_one(
+    #[values(Kind::Memory, Kind::Log, Kind::BTree)] kind: Kind,
+) {
+    let mut db = Db::new(kind);
+    let mut tx = db.mgr.begin(Isolation::Serializable).unwrap();
+    tx.set(b"k\x00ey", b"kv").unwrap();
+    tx.set_owned_in(SQL, b"k\x00ey", Bytes::from_static(b"owned"))
+        .unwrap();
+    tx.set_with_deadline_in(SQL, b"x", b"expiring", Some(1))
+        .unwrap();
+    tx.set_owned_in(SQL, b"x", Bytes::from(b"kept".to_vec()))
+        .unwrap();
+    assert_eq!(
+        tx.get_in(SQL, b"k\x00ey").unwrap().as_deref(),
+        Some(&b"owned"[..])
+    );
+    assert!(tx.set_owned_in(SQL, b"", Bytes::new()).is_err());
+    tx.commit().unwrap();
+    if kind != Kind::Memory {
+        db.reopen(common::options());
+    }
+    let tx = db.mgr.begin(Isolation::Snapshot).unwrap();
+    assert_eq!(all(&tx, KV), pairs(&[("k\0ey", "kv")]));
+    assert_eq!(all(&tx, SQL), pairs(&[("k\0ey", "owned"), ("x", "kept")]));
+}
