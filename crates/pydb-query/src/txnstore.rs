@@ -55,11 +55,13 @@
 //! A table scan streams: it pulls the visible versions from the
 //! transaction layer's `scan_in` one at a time and decodes each row as the
 //! operator above asks for it (only the columns its query reads, see
-//! `Store::scan_columns`), the Volcano model down to the engine. A filter
-//! drops a row while its bytes are still in the CPU cache, and no list of
-//! the whole table is built first (that list, 60,000 rows for TPC-H's
-//! `lineitem` at scale 0.01, made a scan cost about twice as much: every
-//! row allocated, kept, then freed in bulk). Index scans still read their
+//! `Store::scan_columns`), the Volcano model down to the engine. It asks
+//! the transaction layer for the values alone (`TxnScan::next_value`):
+//! the operators above a scan never read a row's key, so none is built.
+//! A filter drops a row while its bytes are still in the CPU cache, and no
+//! list of the whole table is built first (that list, 60,000 rows for
+//! TPC-H's `lineitem` at scale 0.01, made a scan cost about twice as
+//! much: every row allocated, kept, then freed in bulk). Index scans still read their
 //! range of entries at once. A statement that scans a table again (a
 //! correlated subquery) decodes it once more, then reuses those rows until
 //! it writes. REINDEX (in the executor) drops and recreates an index.
