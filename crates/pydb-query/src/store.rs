@@ -50,6 +50,9 @@ pub struct RowKey(pub Bytes);
 /// Rows with their keys, in key order (for an index scan: in index order).
 pub type RowIter<'a> = Box<dyn Iterator<Item = Result<(RowKey, Row)>> + 'a>;
 
+/// Rows without their keys, in key order: what a query's table scan reads.
+pub type RowsIter<'a> = Box<dyn Iterator<Item = Result<Row>> + 'a>;
+
 /// A range over an index, on a prefix of its columns: `start` and `end`
 /// hold values for the first one or more indexed columns.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,15 +91,18 @@ pub trait Store {
 
     /// Every row of `table`, in key order.
     fn scan(&self, table: &Table) -> Result<RowIter<'_>>;
-    /// The rows of [`Store::scan`], with only the columns `columns` marks
-    /// (one flag per column of `table`) holding their values; the others
-    /// are unspecified (NULL, or the stored values). What a scan the
-    /// planner narrowed reads ([`crate::plan::Plan::Scan`]'s `columns`):
-    /// a store that decodes rows builds only the values the query reads.
-    /// The default reads whole rows.
-    fn scan_columns(&self, table: &Table, columns: &[bool]) -> Result<RowIter<'_>> {
+    /// The rows of [`Store::scan`] without their keys, with only the
+    /// columns `columns` marks (one flag per column of `table`; empty:
+    /// all) holding their values; the others are unspecified (NULL, or
+    /// the stored values). What a query's table scan reads
+    /// ([`crate::plan::Plan::Scan`]): a store that decodes rows builds
+    /// only the values the query reads, and no key, which the operators
+    /// above a scan never look at. The default reads whole rows.
+    fn scan_columns(&self, table: &Table, columns: &[bool]) -> Result<RowsIter<'_>> {
         let _ = columns;
-        self.scan(table)
+        Ok(Box::new(
+            self.scan(table)?.map(|item| item.map(|(_, row)| row)),
+        ))
     }
     /// The rows whose `index` key falls in `range`, in index order.
     fn index_scan(&self, table: &Table, index: &Index, range: &IndexRange) -> Result<RowIter<'_>>;

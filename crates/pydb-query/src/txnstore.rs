@@ -55,11 +55,13 @@
 //! A table scan streams: it pulls the visible versions from the
 //! transaction layer's `scan_in` one at a time and decodes each row as the
 //! operator above asks for it (only the columns its query reads, see
-//! `Store::scan_columns`), the Volcano model down to the engine. A filter
-//! drops a row while its bytes are still in the CPU cache, and no list of
-//! the whole table is built first (that list, 60,000 rows for TPC-H's
-//! `lineitem` at scale 0.01, made a scan cost about twice as much: every
-//! row allocated, kept, then freed in bulk). Index scans still read their
+//! `Store::scan_columns`), the Volcano model down to the engine. It asks
+//! the transaction layer for the values alone (`TxnScan::next_value`):
+//! the operators above a scan never read a row's key, so none is built.
+//! A filter drops a row while its bytes are still in the CPU cache, and no
+//! list of the whole table is built first (that list, 60,000 rows for
+//! TPC-H's `lineitem` at scale 0.01, made a scan cost about twice as
+//! much: every row allocated, kept, then freed in bulk). Index scans still read their
 //! range of entries at once. A statement that scans a table again (a
 //! correlated subquery) decodes it once more, then reuses those rows until
 //! it writes. REINDEX (in the executor) drops and recreates an index.
@@ -82,7 +84,7 @@ use crate::catalog::{Index, Table, View};
 use crate::encoding::{decode_key, decode_row_columns, encode_key, encode_key_value, encode_row};
 use crate::error::{Error, Result};
 use crate::plan::stats::TableStats;
-use crate::store::{CatalogToken, IndexRange, RowIter, RowKey, Store};
+use crate::store::{CatalogToken, IndexRange, RowIter, RowKey, RowsIter, Store};
 use crate::value::{Row, Value};
 
 use layout::{CATALOG, CATALOG_STATS, CATALOG_TABLE, CATALOG_VIEW, INDEXES, ROWS};
@@ -317,8 +319,12 @@ impl OpenTxn {
     }
 }
 
-/// A table's rows with their keys, decoded once per statement.
-type ScannedRows = Arc<Vec<(RowKey, Row)>>;
+/// A table's rows, decoded once per statement.
+type ScannedRows = Arc<Vec<Row>>;
+
+/// The length of the prefix of a row's storage key before its [`RowKey`]:
+/// the `ROWS` tag and the table id (`layout::object_prefix`).
+const ROW_KEY_PREFIX_LEN: usize = 9;
 
 /// A scan of one statement: the table's id and the columns it decodes
 /// (empty: all of them).
@@ -800,10 +806,19 @@ impl Store for TxnStore<'_> {
     }
 
     fn scan(&self, table: &Table) -> Result<RowIter<'_>> {
-        self.scan_columns(table, &[])
+        let versions = self.tx().scan_in(
+            Keyspace::Sql,
+            layout::prefix_range(layout::object_prefix(ROWS, table.id)),
+        )?;
+        let table = table.clone();
+        Ok(Box::new(versions.map(move |item| {
+            let (key, value) = item?;
+            let row = decode_table_row(&table, &value)?;
+            Ok((RowKey(key.slice(ROW_KEY_PREFIX_LEN..)), row))
+        })))
     }
 
-    fn scan_columns(&self, table: &Table, columns: &[bool]) -> Result<RowIter<'_>> {
+    fn scan_columns(&self, table: &Table, columns: &[bool]) -> Result<RowsIter<'_>> {
         let columns = if columns.contains(&false) {
             columns
         } else {
@@ -814,8 +829,7 @@ impl Store for TxnStore<'_> {
         if let Some(Some(rows)) = seen {
             return Ok(Box::new((0..rows.len()).map(move |i| Ok(rows[i].clone()))));
         }
-        let prefix_len = 9;
-        let versions = self.tx().scan_in(
+        let mut versions = self.tx().scan_in(
             Keyspace::Sql,
             layout::prefix_range(layout::object_prefix(ROWS, table.id)),
         )?;
@@ -823,12 +837,10 @@ impl Store for TxnStore<'_> {
         let wanted = columns.to_vec();
         // Each row is decoded as it is pulled: a filter above drops it
         // while its bytes are still in cache, and no list of the whole
-        // table's keys and values is ever built.
-        let mut rows = versions.map(move |item| {
-            let (key, value) = item?;
-            let row = decode_table_columns(&table, &value, &wanted)?;
-            Ok((RowKey(key.slice(prefix_len..)), row))
-        });
+        // table's keys and values is ever built. Only the values are
+        // asked for: the keys, which nobody above reads, are never built.
+        let mut rows = std::iter::from_fn(move || versions.next_value())
+            .map(move |value| decode_table_columns(&table, &value?, &wanted));
         if seen.is_none() {
             self.scanned.borrow_mut().insert(id, None);
             return Ok(Box::new(rows));

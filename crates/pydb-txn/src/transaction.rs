@@ -321,18 +321,12 @@ impl Transaction {
             .range::<Bytes, _>((spaced.start.clone(), spaced.end.clone()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        Ok(TxnScan {
-            versions: engine.scan(keys::version_range(&spaced))?,
-            read_ts: self.read_ts(),
-            now_ms: self.now_ms,
-            decided: None,
-            committed: None,
-            committed_done: false,
-            own: own.into_iter(),
-            next_own: None,
-            owner: None,
-            failed: false,
-        })
+        Ok(TxnScan::new(
+            engine.scan(keys::version_range(&spaced))?,
+            self.read_ts(),
+            self.now_ms,
+            own,
+        ))
     }
 
     /// [`Transaction::scan`] (in the [`Keyspace::Kv`] space), with each
@@ -483,6 +477,16 @@ impl Transaction {
 /// skips tombstones, and lets an own write replace (or, for a delete,
 /// hide) the committed value of the same key.
 ///
+/// The walk never decodes a version key into a new buffer: it works on
+/// the encoded *key part* of each engine key (`keys::split_version_key`:
+/// the escaped key and its terminator, checked in place). The key part of
+/// the key already decided is kept in one reused buffer, so an older
+/// version of it is recognised by comparing bytes, and the own writes are
+/// merged by their key parts, which sort as the keys do. A key is built
+/// only when the caller asks for it: [`TxnScan::next_value`] (a table
+/// scan that wants only the rows) builds none, so a version costs no
+/// allocation here.
+///
 /// What it yields is fixed by the snapshot: commits made while it runs are
 /// invisible to a snapshot transaction. (Under read committed or locking,
 /// the read timestamp is taken when the scan starts.) After an error it
@@ -494,23 +498,69 @@ pub struct TxnScan<'a> {
     read_ts: u64,
     /// Values whose deadline is before this instant (Unix ms) are hidden.
     now_ms: u64,
-    /// The spaced key whose visible version was already found: its older
+    /// The key part of the key whose visible version was already found
+    /// (empty before the first: a key part is never empty): its older
     /// versions are skipped.
-    decided: Option<Bytes>,
-    /// The next committed (spaced key, value), looked ahead for the merge.
-    committed: Option<(Bytes, Stored)>,
+    decided: Vec<u8>,
+    /// The next visible committed version, looked ahead for the merge.
+    committed: Option<Committed>,
     /// Whether the engine's versions are used up.
     committed_done: bool,
     /// The transaction's own writes in the range, ascending.
-    own: std::vec::IntoIter<(Bytes, Option<Stored>)>,
+    own: std::vec::IntoIter<OwnWrite>,
     /// The next own write, looked ahead for the merge.
-    next_own: Option<(Bytes, Option<Stored>)>,
+    next_own: Option<OwnWrite>,
     /// A transaction the stream owns and ends with it (a snapshot scan of
     /// the manager): it keeps the snapshot registered, so garbage
     /// collection leaves the versions the stream is yet to read.
     owner: Option<Transaction>,
     /// Set after an error: the stream is over.
     failed: bool,
+}
+
+/// A visible committed version: its engine key, the length of the key's
+/// key part in it, and the value.
+struct Committed {
+    engine_key: Bytes,
+    key_part: usize,
+    stored: Stored,
+}
+
+impl Committed {
+    fn key_part(&self) -> &[u8] {
+        self.engine_key.get(..self.key_part).unwrap_or_default()
+    }
+}
+
+/// One of the transaction's own writes in a scanned range.
+struct OwnWrite {
+    /// The key part its versions will have (`keys::key_prefix`), to merge
+    /// with the engine's.
+    key_part: Vec<u8>,
+    /// The spaced key.
+    spaced: Bytes,
+    /// The value, or `None` for a delete.
+    value: Option<Stored>,
+}
+
+/// Where an item of the merge came from; the key is built from it only
+/// when asked for.
+enum Source {
+    Committed { engine_key: Bytes, key_part: usize },
+    Own { spaced: Bytes },
+}
+
+impl Source {
+    /// The user key, without the space byte.
+    fn user_key(&self) -> Bytes {
+        match self {
+            Source::Committed {
+                engine_key,
+                key_part,
+            } => keys::user_key_of_part(engine_key.get(..*key_part).unwrap_or_default()),
+            Source::Own { spaced } => spaced.slice(1..),
+        }
+    }
 }
 
 impl std::fmt::Debug for TxnScan<'_> {
@@ -524,14 +574,33 @@ impl std::fmt::Debug for TxnScan<'_> {
 
 impl<'a> TxnScan<'a> {
     fn empty() -> Self {
+        Self::new(Box::new(std::iter::empty()), 0, 0, Vec::new())
+    }
+
+    /// A stream over the engine's `versions`, merged with `own` (spaced
+    /// key, value or delete) ascending.
+    fn new(
+        versions: pydb_storage::ScanIter<'a>,
+        read_ts: u64,
+        now_ms: u64,
+        own: Vec<(Bytes, Option<Stored>)>,
+    ) -> Self {
+        let own: Vec<OwnWrite> = own
+            .into_iter()
+            .map(|(spaced, value)| OwnWrite {
+                key_part: keys::key_prefix(&spaced),
+                spaced,
+                value,
+            })
+            .collect();
         Self {
-            versions: Box::new(std::iter::empty()),
-            read_ts: 0,
-            now_ms: 0,
-            decided: None,
+            versions,
+            read_ts,
+            now_ms,
+            decided: Vec::new(),
             committed: None,
-            committed_done: true,
-            own: Vec::new().into_iter(),
+            committed_done: false,
+            own: own.into_iter(),
             next_own: None,
             owner: None,
             failed: false,
@@ -544,28 +613,42 @@ impl<'a> TxnScan<'a> {
         self
     }
 
-    /// The next key the snapshot sees in the engine: (spaced key, value).
-    fn next_committed(&mut self) -> Result<Option<(Bytes, Stored)>> {
+    /// The next key's visible version in the engine.
+    fn next_committed(&mut self) -> Result<Option<Committed>> {
         for item in self.versions.by_ref() {
             let (engine_key, value) = item?;
-            let (key, ts) = keys::decode_spaced(&engine_key)?;
-            if ts > self.read_ts || self.decided.as_ref() == Some(&key) {
+            // An older version of the key just decided: its key part was
+            // checked then, and the rest is a timestamp. Skipped with
+            // one comparison.
+            if !self.decided.is_empty()
+                && engine_key.len() == self.decided.len() + 8
+                && engine_key.starts_with(&self.decided)
+            {
+                continue;
+            }
+            let (key_part, ts) = keys::split_version_key(&engine_key)?;
+            if ts > self.read_ts {
                 continue;
             }
             let stored = keys::decode_stored(&engine_key, &value)?;
-            self.decided = Some(key.clone());
+            self.decided.clear();
+            self.decided
+                .extend_from_slice(engine_key.get(..key_part).unwrap_or_default());
             if let Some(stored) = stored
                 && !stored.is_expired(self.now_ms)
             {
-                return Ok(Some((key, stored)));
+                return Ok(Some(Committed {
+                    engine_key,
+                    key_part,
+                    stored,
+                }));
             }
         }
         Ok(None)
     }
 
-    /// The next (spaced key, value) of the merge of committed data and
-    /// own writes.
-    fn step(&mut self) -> Result<Option<(Bytes, Stored)>> {
+    /// The next item of the merge of committed data and own writes.
+    fn step(&mut self) -> Result<Option<(Source, Stored)>> {
         loop {
             if self.committed.is_none() && !self.committed_done {
                 self.committed = self.next_committed()?;
@@ -578,35 +661,44 @@ impl<'a> TxnScan<'a> {
                 (None, None) => return Ok(None),
                 (Some(_), None) => std::cmp::Ordering::Less,
                 (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some((committed, _)), Some((own, _))) => committed.cmp(own),
+                (Some(committed), Some(own)) => committed.key_part().cmp(&own.key_part),
             };
             match order {
-                std::cmp::Ordering::Less => return Ok(self.committed.take()),
+                std::cmp::Ordering::Less => {
+                    return Ok(self.committed.take().map(|c| {
+                        let source = Source::Committed {
+                            engine_key: c.engine_key,
+                            key_part: c.key_part,
+                        };
+                        (source, c.stored)
+                    }));
+                }
                 // The own write replaces the committed value.
                 std::cmp::Ordering::Equal => self.committed = None,
                 std::cmp::Ordering::Greater => {}
             }
-            if let Some((key, Some(stored))) = self.next_own.take()
+            if let Some(OwnWrite {
+                spaced,
+                value: Some(stored),
+                ..
+            }) = self.next_own.take()
                 && !stored.is_expired(self.now_ms)
             {
-                return Ok(Some((key, stored)));
+                return Ok(Some((Source::Own { spaced }, stored)));
             }
             // An own delete (or an own write already expired): nothing to
             // yield for this key.
         }
     }
-}
 
-impl TxnScan<'_> {
-    /// The next key with its value and expiry deadline (Unix ms; `None`:
-    /// never), or `None` at the end.
-    pub fn next_with_deadline(&mut self) -> Option<Result<(Bytes, Bytes, Option<u64>)>> {
+    /// The next item, or `None` at the end or after an error (the error
+    /// itself is returned once).
+    fn advance(&mut self) -> Option<Result<(Source, Stored)>> {
         if self.failed {
             return None;
         }
         match self.step() {
-            // Strip the space byte: callers see their own keys.
-            Ok(item) => item.map(|(key, s)| Ok((key.slice(1..), s.value, s.deadline))),
+            Ok(item) => item.map(Ok),
             Err(err) => {
                 self.failed = true;
                 Some(Err(err))
@@ -615,12 +707,29 @@ impl TxnScan<'_> {
     }
 }
 
+impl TxnScan<'_> {
+    /// The next key with its value and expiry deadline (Unix ms; `None`:
+    /// never), or `None` at the end.
+    pub fn next_with_deadline(&mut self) -> Option<Result<(Bytes, Bytes, Option<u64>)>> {
+        self.advance()
+            .map(|item| item.map(|(source, s)| (source.user_key(), s.value, s.deadline)))
+    }
+
+    /// The next value, or `None` at the end: the same items as
+    /// [`Iterator::next`] without their keys, which are then never built
+    /// (what a table scan that reads only the rows wants).
+    pub fn next_value(&mut self) -> Option<Result<Bytes>> {
+        self.advance()
+            .map(|item| item.map(|(_, stored)| stored.value))
+    }
+}
+
 impl Iterator for TxnScan<'_> {
     type Item = Result<(Bytes, Bytes)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_with_deadline()
-            .map(|item| item.map(|(key, value, _)| (key, value)))
+        self.advance()
+            .map(|item| item.map(|(source, s)| (source.user_key(), s.value)))
     }
 }
 

@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::exec::eval::{Env, eval, eval_predicate};
 use crate::exec::profile::Instrumented;
 use crate::plan::{AggCall, AggFunc, Expr, Plan, SortKey};
-use crate::store::RowIter;
+use crate::store::{RowIter, RowsIter};
 use crate::value::{GroupKey, Row, Value};
 
 /// A pull-based operator.
@@ -93,11 +93,10 @@ pub fn build<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
 /// Builds the operator of `plan` itself (its inputs through [`build`]).
 fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
     Ok(match plan {
-        Plan::Scan { table, columns } => Box::new(StoreRows {
-            rows: match columns {
-                Some(columns) => env.store.scan_columns(table, columns)?,
-                None => env.store.scan(table)?,
-            },
+        Plan::Scan { table, columns } => Box::new(TableRows {
+            rows: env
+                .store
+                .scan_columns(table, columns.as_deref().unwrap_or_default())?,
         }),
         Plan::IndexScan {
             table,
@@ -331,6 +330,17 @@ impl Operator for StoreRows<'_> {
             Some(Err(e)) => Err(e),
             None => Ok(None),
         }
+    }
+}
+
+/// Rows of a table scan, without their keys.
+struct TableRows<'a> {
+    rows: RowsIter<'a>,
+}
+
+impl Operator for TableRows<'_> {
+    fn next(&mut self) -> Result<Option<Row>> {
+        self.rows.next().transpose()
     }
 }
 
