@@ -43,13 +43,16 @@
 //!
 //! ## Concurrency: the simple scheme and its cost
 //!
-//! One writer at a time (a mutex), any number of readers. Readers hold the
-//! tree lock (`RwLock`) for reading during one lookup or one cursor refill,
-//! and latch one page at a time through the pool. The writer holds the tree
-//! lock for writing only while it installs finished pages (step 4): a memory
-//! copy per changed page, not the WAL write and not the `fsync`. The cost:
-//! while a batch is installed, every reader waits (not only readers of the
-//! pages it changed), and writers never run in parallel. Latch crabbing
+//! One writer at a time (a mutex), any number of readers. A cursor holds the
+//! tree lock (`RwLock`) for reading during one refill; a lookup takes no
+//! lock at all at first: it reads the tree optimistically and checks a
+//! sequence number that every install changes, retrying if one overlapped
+//! it ([`optimistic`]). Both latch one page at a time through the pool. The
+//! writer holds the tree lock for writing only while it installs finished
+//! pages (step 4): a memory copy per changed page, not the WAL write and not
+//! the `fsync`. The cost: while a batch is installed, every reader waits or
+//! retries (not only readers of the pages it changed), and writers never run
+//! in parallel. Latch crabbing
 //! (taking page latches top-down and releasing safe ancestors) or B-link
 //! trees would let writers proceed on disjoint pages; that is the next step.
 //!
@@ -99,6 +102,7 @@
 pub mod check;
 pub mod freelist;
 pub mod meta;
+pub mod optimistic;
 pub mod overflow;
 pub mod page;
 pub mod pool;
@@ -127,6 +131,7 @@ pub use pydb_wal::SyncPolicy;
 pub use tree::Cursor;
 
 use meta::FORMAT_VERSION;
+use optimistic::{OPTIMISTIC_TRIES, Published};
 use page::{Content, FIRST_DATA_PAGE, Leaf, Node};
 use pool::{BufferPool, WriteAhead};
 use tree::{Body, Txn, corrupt_at};
@@ -205,6 +210,9 @@ where
     wal: Arc<WalHandle<O::File>>,
     /// The committed tree's meta fields; its lock is the tree lock.
     tree: RwLock<TreeMeta>,
+    /// The same meta behind a sequence number that an install makes odd:
+    /// what lets a `get` run without the tree lock (see [`optimistic`]).
+    published: Published,
     writer: Mutex<WriterState>,
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
@@ -405,6 +413,7 @@ where
             pool,
             wal,
             tree: RwLock::new(tree),
+            published: Published::new(&tree),
             writer: Mutex::new(WriterState {
                 oldest_segment: oldest_kept.min(checkpoint_segment),
                 checkpoint_segment,
@@ -602,16 +611,23 @@ where
         };
         // The batch is in the log: if installing fails now, the pool is
         // behind the log, and only a reopen (which replays it) can fix that.
-        let installed = (|| -> Result<()> {
+        let installed = {
             let mut tree = self.tree.write();
-            for (id, mut bytes) in installs {
+            // Optimistic lookups that overlap these installs will retry.
+            self.published.begin_write();
+            let installed = installs.into_iter().try_for_each(|(id, mut bytes)| {
                 page::set_page_lsn(&mut bytes, batch_lsn);
-                self.pool.install(id, &bytes)?;
+                self.pool.install(id, &bytes)
+            });
+            if installed.is_ok() {
+                *tree = meta;
+                self.installs.fetch_add(1, Ordering::Release);
             }
-            *tree = meta;
-            self.installs.fetch_add(1, Ordering::Release);
-            Ok(())
-        })();
+            // Even after a failed install: the engine is poisoned below,
+            // and lookups check that before they look at the tree.
+            self.published.end_write(&tree);
+            installed
+        };
         if let Err(e) = installed {
             self.poison(&e);
             return Err(e);
@@ -720,6 +736,17 @@ where
         self.check_poisoned()?;
         if key.is_empty() || key.len() > self.max_key_len {
             return Ok(None);
+        }
+        // Optimistically first: no lock, the answer kept only if no batch
+        // was installed meanwhile (see `optimistic`).
+        for _ in 0..OPTIMISTIC_TRIES {
+            let Some(snap) = self.published.begin_read() else {
+                break; // an install is under way: wait for it on the lock
+            };
+            let found = tree::get(&self.pool, &snap.meta, key);
+            if self.published.validate(&snap) {
+                return found;
+            }
         }
         let meta = self.tree.read();
         tree::get(&self.pool, &meta, key)

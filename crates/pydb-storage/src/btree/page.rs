@@ -919,13 +919,27 @@ impl<'a> PageView<'a> {
         Ok(Err(lo))
     }
 
+    /// Separator key of internal cell `i` (the child is not decoded: this
+    /// is what a binary search probes).
+    fn internal_key(&self, i: usize) -> PResult<&'a [u8]> {
+        let (cell, at) = self.cell(i)?;
+        let klen = get_u16(cell, 0).map_err(|_| PageError {
+            offset: at,
+            reason: "internal cell past the page end",
+        })? as usize;
+        match cell.get(INTERNAL_CELL_HEADER..INTERNAL_CELL_HEADER + klen) {
+            Some(key) => Ok(key),
+            None => bad(at, "internal key past the page end"),
+        }
+    }
+
     /// The position of the child of an internal page that `key` belongs to
     /// (the number of separators `<= key`; 0 is the leftmost child).
     pub fn child_pos_for(&self, key: &[u8]) -> PResult<usize> {
         let (mut lo, mut hi) = (0, self.count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.internal_entry(mid)?.0 <= key {
+            if self.internal_key(mid)? <= key {
                 lo = mid + 1;
             } else {
                 hi = mid;

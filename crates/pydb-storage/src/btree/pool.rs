@@ -2,35 +2,41 @@
 //!
 //! Every page the tree touches goes through here. The pool owns `frames`
 //! (the page bytes, each behind its own `RwLock` latch), a page table that
-//! says which page sits in which frame, and per-frame bookkeeping: a pin
-//! count, a dirty flag and a reference bit.
+//! says which page sits in which frame, and per-frame bookkeeping: a dirty
+//! flag and a reference bit.
 //!
 //! ```text
 //!  page table            frames (pool_bytes / page_size of them)
 //!  +-------+-------+     +-----------+-----------+-----------+-----------+
 //!  | page  | frame |     | page 17   | page 2    | (empty)   | page 40   |
-//!  |  2    |   1   |---->| pins 0    | pins 1    |           | pins 0    |
+//!  |  2    |   1   |---->| free      | read x1   |           | free      |
 //!  |  17   |   0   |     | ref 1     | ref 1     |           | ref 0     |
 //!  |  40   |   3   |     | clean     | dirty     |           | dirty     |
 //!  +-------+-------+     +-----------+-----------+-----------+-----------+
 //!                                         ^ clock hand sweeps this way ->
 //! ```
 //!
-//! ## Pins and latches
+//! ## The latch is the pin
 //!
-//! [`BufferPool::fetch`] returns a [`PageRef`]: an RAII guard that holds a pin
-//! (so the frame is not evicted under it) and the frame's read latch (so it
-//! is not changed under it). Dropping it releases both. Callers hold at most
-//! one `PageRef` at a time (they copy out what they need before they fetch
-//! the next page), so a pool of at least [`MIN_FRAMES`] frames never runs out
-//! of unpinned frames for long, and no two guards can deadlock.
+//! [`BufferPool::fetch`] returns a [`PageRef`]: an RAII guard that holds the
+//! frame's read latch, so the page is neither changed nor evicted under it.
+//! Dropping it releases the latch. Callers hold at most one `PageRef` at a
+//! time (they copy out what they need before they fetch the next page), so
+//! a pool of at least [`MIN_FRAMES`] frames never runs out of free frames
+//! for long, and no two guards can deadlock.
+//!
+//! Many buffer pools keep a separate *pin count* that protects a frame from
+//! eviction while its latch comes and goes. pydb's guards hold the latch
+//! for as long as they would hold a pin, so the latch does both jobs: a
+//! lookup pays two atomic read-modify-writes per page (take and release
+//! the latch) instead of four.
 //!
 //! ## Eviction: why clock
 //!
 //! When a page is not in the pool (a miss), a victim frame is chosen by the
-//! *clock* algorithm: a hand sweeps the frames; a pinned frame is skipped, a
-//! frame whose reference bit is set gets a second chance (the bit is
-//! cleared), and the first unpinned, unreferenced frame is the victim. Clock
+//! *clock* algorithm: a hand sweeps the frames; a latched frame is skipped,
+//! a frame whose reference bit is set gets a second chance (the bit is
+//! cleared), and the first free, unreferenced frame is the victim. Clock
 //! approximates LRU at the cost of one bit per frame and no list to update on
 //! a hit, which matters because hits are the common path. LRU-K (K = 2)
 //! resists sequential-scan flooding better, but needs a history of access
@@ -56,8 +62,7 @@
 //!    page number whose entries are atomics holding a frame number. A hit
 //!    reads one entry, with no table lock and no hashing (page numbers are
 //!    small dense integers chosen by pydb, so an array beats a hash table).
-//! 2. It raises the frame's pin (one atomic add) and takes the frame's read
-//!    latch.
+//! 2. It takes the frame's read latch.
 //! 3. Under the latch it checks that the frame still holds that page and
 //!    that the page was read completely (`Frame::page`, `Frame::loaded`):
 //!    the map entry may have been stale, since it was read without a lock.
@@ -65,24 +70,25 @@
 //!
 //! Changes to the map, and the choice of victims, still happen under the
 //! table's `Mutex` (misses, installs, write-backs). The race to close is a
-//! reader that pins a frame just as the clock picks it. The clock therefore
-//! *claims* a victim: it swaps the pin count from 0 to [`EVICTING`] in one
-//! compare-and-swap. A reader whose pin finds that bit set backs off before
-//! it touches the latch; a reader that pinned first makes the swap fail, and
-//! the clock moves on. So a claimed frame has no latch holder, and the one
-//! who claimed it may remap and refill it without waiting on anyone while
-//! it holds the table lock. Only it changes `Frame::page`; it drops the
-//! claim when the frame holds its new page (or its new page is loading
-//! behind the write latch, which readers then wait on).
+//! reader that latches a frame just as the clock picks it. The clock
+//! therefore *claims* a victim by taking its write latch with `try_write`,
+//! which never waits: it fails if a reader got there first (the clock moves
+//! on), and once it succeeds a reader that comes later waits on the latch
+//! and then finds another page in the frame. So the one who claimed a frame
+//! may remap and refill it without waiting on anyone while it holds the
+//! table lock. `Frame::page` changes only under the write latch.
 //!
-//! A miss maps the page to its claimed victim, latches the frame for
-//! writing, and *releases the table* before it reads the page: other
-//! fetches (hits and misses) go on meanwhile, and a fetch of the same page
-//! waits on the frame latch, not on the table. A frame whose read failed is
-//! marked unloaded, so such a waiter retries instead of seeing stale bytes.
-//! Writing back a dirty victim still happens under the table lock (it is
-//! rare: a checkpoint cleans the pool), which keeps the victim from being
-//! re-found while its bytes go to disk.
+//! A miss maps the page to its claimed victim, keeps the write latch, and
+//! *releases the table* before it reads the page: other fetches (hits and
+//! misses) go on meanwhile, and a fetch of the same page waits on the frame
+//! latch, not on the table. A frame whose read failed is marked unloaded,
+//! so such a waiter retries instead of seeing stale bytes. Writing back a
+//! dirty victim still happens under the table lock (it is rare: a
+//! checkpoint cleans the pool), which keeps the victim from being re-found
+//! while its bytes go to disk.
+//!
+//! Lock order: the table, then a frame latch; a latch holder never waits
+//! for the table. A reader holding a `PageRef` waits for nothing.
 
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -96,11 +102,6 @@ use crate::{Error, Result};
 
 /// The smallest pool accepted, in frames.
 pub const MIN_FRAMES: usize = 16;
-
-/// The bit of a frame's pin count that says "claimed by the clock": set
-/// only by a compare-and-swap from 0, so the claimer knows nobody holds the
-/// frame, and new pins back off while it is set.
-pub const EVICTING: u32 = 1 << 31;
 
 /// What the pool asks of the log before it writes a page back.
 pub trait WriteAhead: Send + Sync + std::fmt::Debug {
@@ -180,13 +181,13 @@ pub struct PoolStats {
 
 #[derive(Debug)]
 struct Frame {
+    /// The page bytes behind the frame's latch. A read latch is also what
+    /// keeps the frame from being reused: the clock claims a frame by
+    /// taking its write latch without waiting, which fails while anyone
+    /// reads it.
     data: RwLock<Box<[u8]>>,
-    /// Raised by a fetch, lowered by `PageRef::drop` or a failed load; the
-    /// [`EVICTING`] bit marks a frame claimed by the clock. A pinned frame
-    /// is never claimed, so never reused.
-    pins: AtomicU32,
-    /// The page the frame holds (`NO_FRAME` for none): changed only by the
-    /// one who claimed the frame, checked by a fetch under the latch.
+    /// The page the frame holds (`NO_FRAME` for none): changed only under
+    /// the write latch, checked by a fetch under the read latch.
     page: AtomicU32,
     /// The clock's second-chance bit, set by every fetch.
     referenced: AtomicBool,
@@ -268,39 +269,30 @@ impl HitCounter {
 
 /// What the lock-free hit path found.
 enum Hit<'a> {
-    /// The page, pinned and latched.
+    /// The page, latched.
     Found(PageRef<'a>),
-    /// The frame is being claimed or loaded: try again in a moment.
+    /// The frame's read failed: try again in a moment.
     Busy,
     /// The frame holds another page now: ask the table.
     Moved,
 }
 
-/// A pinned, read-latched page. Derefs to the page bytes.
+/// A read-latched page (so it cannot be evicted or changed while held).
+/// Derefs to the page bytes; dropping it releases the latch.
 #[derive(Debug)]
 pub struct PageRef<'a> {
-    frame: &'a Frame,
-    guard: Option<RwLockReadGuard<'a, Box<[u8]>>>,
+    guard: RwLockReadGuard<'a, Box<[u8]>>,
 }
 
 impl std::ops::Deref for PageRef<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        match &self.guard {
-            Some(g) => g,
-            None => &[],
-        }
+        &self.guard
     }
 }
 
-impl Drop for PageRef<'_> {
-    fn drop(&mut self) {
-        // Release the latch before the pin: once the pin is gone an evictor
-        // may take the frame, and it must find the latch free.
-        self.guard.take();
-        self.frame.pins.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+/// A frame claimed by the clock: its write latch, taken without waiting.
+type Claim<'a> = RwLockWriteGuard<'a, Box<[u8]>>;
 
 impl<F: File> BufferPool<F> {
     /// A pool of `frames` frames (at least [`MIN_FRAMES`]) over `file`.
@@ -312,7 +304,6 @@ impl<F: File> BufferPool<F> {
             frames: (0..n)
                 .map(|_| Frame {
                     data: RwLock::new(vec![0u8; page_size].into_boxed_slice()),
-                    pins: AtomicU32::new(0),
                     page: AtomicU32::new(NO_FRAME),
                     referenced: AtomicBool::new(false),
                     loaded: AtomicBool::new(false),
@@ -367,19 +358,19 @@ impl<F: File> BufferPool<F> {
         }
     }
 
-    /// Pins page `id` and returns it read-latched, reading it from the page
-    /// file (and verifying its checksum and number) on a miss.
+    /// Returns page `id` read-latched, reading it from the page file (and
+    /// verifying its checksum and number) on a miss.
     pub fn fetch(&self, id: PageId) -> Result<PageRef<'_>> {
         loop {
-            // The hit path: one map read, one pin, one latch, no table lock.
+            // The hit path: one map read, one latch, no table lock.
             if let Some(f) = self.map.get(id) {
                 match self.try_hit(f, id) {
                     Hit::Found(page) => {
                         self.hits.add_one();
                         return Ok(page);
                     }
-                    // Claimed by the clock, or still loading and its read
-                    // failed: let the other side finish, then look again.
+                    // Its read failed: let the loader unmap it, then look
+                    // again.
                     Hit::Busy => {
                         std::thread::yield_now();
                         continue;
@@ -394,15 +385,13 @@ impl<F: File> BufferPool<F> {
             if self.map.get(id).is_some() {
                 continue; // loaded by another fetch meanwhile
             }
-            let Some(f) = self.find_victim(&mut table)? else {
-                // Every frame is pinned for a moment: let the holders finish.
+            let Some((f, mut data)) = self.find_victim(&mut table)? else {
+                // Every frame is latched for a moment: let the holders finish.
                 drop(table);
                 std::thread::yield_now();
                 continue;
             };
             let frame = &self.frames[f];
-            // Claimed, so nobody holds the latch: this does not wait.
-            let mut data = frame.data.write();
             frame.loaded.store(false, Ordering::Release);
             frame.referenced.store(true, Ordering::Relaxed);
             frame.page.store(id, Ordering::Release);
@@ -411,55 +400,42 @@ impl<F: File> BufferPool<F> {
                 dirty: false,
             };
             self.map.set(id, Some(f));
-            // Turn the claim into our own pin: fetches of this page now
-            // pin it and wait on the write latch until it is read.
-            frame.pins.fetch_sub(EVICTING - 1, Ordering::AcqRel);
+            // Fetches of this page now find the frame and wait on its
+            // write latch (our claim) until the page is read.
             drop(table);
             if let Err(e) = self.read_page(id, &mut data) {
                 drop(data);
                 self.unmap_failed(id, f);
-                frame.pins.fetch_sub(1, Ordering::AcqRel);
                 return Err(e);
             }
             frame.loaded.store(true, Ordering::Release);
             self.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(PageRef {
-                frame,
-                guard: Some(RwLockWriteGuard::downgrade(data)),
+                guard: RwLockWriteGuard::downgrade(data),
             });
         }
     }
 
-    /// Pins and latches frame `f` if it holds page `id`, read completely.
+    /// Latches frame `f` if it holds page `id`, read completely.
     fn try_hit(&self, f: usize, id: PageId) -> Hit<'_> {
         let Some(frame) = self.frames.get(f) else {
             return Hit::Moved;
         };
-        let before = frame.pins.fetch_add(1, Ordering::AcqRel);
-        if before & EVICTING != 0 {
-            frame.pins.fetch_sub(1, Ordering::AcqRel);
-            return Hit::Busy;
-        }
-        // Pinned and not claimed: the frame cannot change pages until we
-        // unpin. It may already hold another page (the map was stale).
+        // Waits only if the frame is claimed or loading (held for writing).
+        let guard = frame.data.read();
+        // Latched: the frame cannot change pages until we let go. It may
+        // already hold another page (the map entry was stale).
         if frame.page.load(Ordering::Acquire) != id {
-            frame.pins.fetch_sub(1, Ordering::AcqRel);
             return Hit::Moved;
+        }
+        if !frame.loaded.load(Ordering::Acquire) {
+            // Its read failed: the loader unmaps it; look again.
+            return Hit::Busy;
         }
         if !frame.referenced.load(Ordering::Relaxed) {
             frame.referenced.store(true, Ordering::Relaxed);
         }
-        let guard = frame.data.read();
-        if frame.loaded.load(Ordering::Acquire) {
-            return Hit::Found(PageRef {
-                frame,
-                guard: Some(guard),
-            });
-        }
-        // Its read failed: the loader unmaps it; look again.
-        drop(guard);
-        frame.pins.fetch_sub(1, Ordering::AcqRel);
-        Hit::Busy
+        Hit::Found(PageRef { guard })
     }
 
     /// Forgets frame `f` as the home of page `id` after reading it failed
@@ -510,10 +486,12 @@ impl<F: File> BufferPool<F> {
         }
         loop {
             let mut table = self.table.lock();
-            let (f, claimed) = match self.map.get(id) {
-                Some(f) => (f, false),
+            let (f, mut data, claimed) = match self.map.get(id) {
+                // A mapped frame may have readers (of its old bytes, which
+                // the caller's own locking allows): wait for them.
+                Some(f) => (f, self.frames[f].data.write(), false),
                 None => match self.find_victim(&mut table)? {
-                    Some(f) => (f, true),
+                    Some((f, claim)) => (f, claim, true),
                     None => {
                         drop(table);
                         std::thread::yield_now();
@@ -522,10 +500,7 @@ impl<F: File> BufferPool<F> {
                 },
             };
             let frame = &self.frames[f];
-            // A mapped frame may have readers (not of this page, the caller
-            // guarantees, but of its old bytes a moment ago): wait for them.
-            // A claimed frame has none.
-            frame.data.write().copy_from_slice(bytes);
+            data.copy_from_slice(bytes);
             frame.page.store(id, Ordering::Release);
             frame.loaded.store(true, Ordering::Release);
             frame.referenced.store(true, Ordering::Relaxed);
@@ -538,48 +513,43 @@ impl<F: File> BufferPool<F> {
             };
             if claimed {
                 self.map.set(id, Some(f));
-                frame.pins.fetch_sub(EVICTING, Ordering::AcqRel);
             }
             return Ok(());
         }
     }
 
     /// Picks a frame to reuse by the clock algorithm, writing it back if it
-    /// is dirty, and returns it *claimed* (pin count [`EVICTING`]): the
-    /// caller remaps it and then lowers the claim. `None` if every frame is
-    /// pinned.
-    fn find_victim(&self, table: &mut MutexGuard<'_, Table>) -> Result<Option<usize>> {
+    /// is dirty, and returns it *claimed*: with its write latch, taken
+    /// without waiting, which the caller holds while it remaps and refills
+    /// the frame. `None` if every frame is latched.
+    fn find_victim(&self, table: &mut MutexGuard<'_, Table>) -> Result<Option<(usize, Claim<'_>)>> {
         let n = self.frames.len();
         // Two sweeps: the first may only clear reference bits.
         for _ in 0..2 * n + 1 {
             let f = table.hand;
             table.hand = (f + 1) % n;
             let frame = &self.frames[f];
-            // Pins first: a frame whose load failed is unmapped but may
-            // still be pinned by a fetch that waited on it.
-            if frame.pins.load(Ordering::Acquire) != 0 {
+            // A latched frame is in use (and keeps its reference bit): a
+            // frame whose load failed is unmapped but may still be latched
+            // by a fetch that waited on it.
+            if frame.data.is_locked() {
                 continue;
             }
             let slot = table.slots[f];
             if slot.page.is_some() && frame.referenced.swap(false, Ordering::Relaxed) {
                 continue;
             }
-            // The claim: fails if a reader pinned the frame since the load.
-            if frame
-                .pins
-                .compare_exchange(0, EVICTING, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
+            // The claim: fails if a reader latched the frame since the check.
+            let Some(claim) = frame.data.try_write() else {
                 continue;
-            }
+            };
             let Some(page) = slot.page else {
-                return Ok(Some(f));
+                return Ok(Some((f, claim)));
             };
             if slot.dirty {
-                if let Err(e) = self.write_back(f, page) {
-                    frame.pins.fetch_sub(EVICTING, Ordering::AcqRel);
-                    return Err(e);
-                }
+                // On an error the claim is dropped and the frame stays as it
+                // was: mapped, dirty.
+                self.write_back(page, &claim)?;
                 table.slots[f].dirty = false;
                 self.dirty.fetch_sub(1, Ordering::Relaxed);
             }
@@ -588,15 +558,15 @@ impl<F: File> BufferPool<F> {
             frame.loaded.store(false, Ordering::Release);
             frame.page.store(NO_FRAME, Ordering::Release);
             self.evictions.fetch_add(1, Ordering::Relaxed);
-            return Ok(Some(f));
+            return Ok(Some((f, claim)));
         }
         Ok(None)
     }
 
-    /// Writes frame `f` (holding `page`) to the page file, after the WAL up
-    /// to its LSN is durable.
-    fn write_back(&self, f: usize, page: PageId) -> Result<()> {
-        let mut copy = self.frames[f].data.read().to_vec();
+    /// Writes `bytes` (the frame holding `page`) to the page file, after
+    /// the WAL up to its LSN is durable.
+    fn write_back(&self, page: PageId, bytes: &[u8]) -> Result<()> {
+        let mut copy = bytes.to_vec();
         self.wal.make_durable(page::page_lsn(&copy))?;
         page::seal(&mut copy);
         self.file.write_at(self.offset_of(page), &copy)?;
@@ -611,7 +581,7 @@ impl<F: File> BufferPool<F> {
             let mut table = self.table.lock();
             let slot = table.slots[f];
             if let (Some(page), true) = (slot.page, slot.dirty) {
-                self.write_back(f, page)?;
+                self.write_back(page, &self.frames[f].data.read())?;
                 table.slots[f].dirty = false;
                 self.dirty.fetch_sub(1, Ordering::Relaxed);
             }
@@ -722,9 +692,9 @@ mod tests {
         let stats = pool.stats();
         assert_eq!(stats.hits + stats.misses, 80_000);
         assert!(stats.evictions > 0);
-        // No frame is left pinned or claimed.
+        // No frame is left latched or claimed.
         for frame in &pool.frames {
-            assert_eq!(frame.pins.load(Ordering::Acquire), 0);
+            assert!(!frame.data.is_locked());
         }
     }
 }

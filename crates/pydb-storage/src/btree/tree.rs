@@ -43,14 +43,17 @@
 //!
 //! ## Readers
 //!
-//! Lookups and cursors hold the engine's tree lock for reading and at most
-//! one pinned page at a time. A lookup searches the pinned page in place
-//! (binary search over the slot array, keys compared where they lie) and
-//! copies only the value out: one allocation per `get`.
+//! Lookups and cursors hold at most one latched page at a time. A cursor
+//! holds the engine's tree lock for reading during a refill; a lookup runs
+//! without it and is validated afterwards by a sequence number that every
+//! install changes (see [`optimistic`](super::optimistic)), so [`get`] must
+//! stay a pure function of the pages it reads. A lookup searches the
+//! latched page in place (binary search over the slot array, keys compared
+//! where they lie) and copies only the value out: one allocation per `get`.
 //!
-//! A cursor does not keep pages pinned between calls, so writers are never
+//! A cursor does not keep pages latched between calls, so writers are never
 //! blocked by a slow consumer. A refill searches the leaf in place under its
-//! pin, notes the entries in range as offsets, then copies only the span of
+//! latch, notes the entries in range as offsets, then copies only the span of
 //! the page's cells that holds them (one `memcpy`, one buffer) and lets the
 //! page go. Entries become `Bytes` slices of that buffer only when the
 //! caller asks for them, so a scan with a limit (seek, then next 100) pays
@@ -150,7 +153,7 @@ pub fn check_page_id(path: &Path, meta: &TreeMeta, id: PageId) -> Result<()> {
     Ok(())
 }
 
-/// Descends from the root to the leaf for `seek`, one pinned page at a time.
+/// Descends from the root to the leaf for `seek`, one latched page at a time.
 pub fn find_leaf<F: File>(pool: &BufferPool<F>, meta: &TreeMeta, seek: Seek<'_>) -> Result<PageId> {
     let path = pool.file().path();
     let ps = pool.page_size();
@@ -882,7 +885,7 @@ impl<'a, F: File> Cursor<'a, F> {
             Some((leaf, seen)) if seen == installs => leaf,
             _ => find_leaf(self.pool, &meta, seek)?,
         };
-        // The leaf is searched in place under its pin and latch; then the
+        // The leaf is searched in place under its latch; then the
         // span of its cells that holds the entries in range is copied out in
         // one `memcpy` and the latch dropped. The entries handed out are
         // slices of that copy (one allocation per leaf, no copy per entry).
