@@ -319,8 +319,8 @@ pub(crate) fn split_version_key(engine_key: &[u8]) -> Result<(usize, u64)> {
         Some((&META_PREFIX, _)) => return Err(bad("not a version key")),
         _ => return Err(bad("version key of an unknown keyspace")),
     };
-    // The same walk as `decode_spaced`, checking every escape, but only
-    // looking: the first unescaped `0x00 0x00` ends the key.
+    // Every escape is checked, but only looked at: the first unescaped
+    // `0x00 0x00` ends the key.
     let mut i = 0;
     loop {
         match rest.get(i) {
@@ -344,57 +344,36 @@ pub(crate) fn split_version_key(engine_key: &[u8]) -> Result<(usize, u64)> {
 /// The user key (without its space byte) of a checked key part (see
 /// [`split_version_key`]): the escapes undone, the terminator dropped.
 pub(crate) fn user_key_of_part(key_part: &[u8]) -> Bytes {
+    let mut key = Vec::with_capacity(key_part.len());
+    unescape_part_into(key_part, &mut key);
+    Bytes::from(key)
+}
+
+/// Appends the user key of a checked key part to `out`.
+fn unescape_part_into(key_part: &[u8], out: &mut Vec<u8>) {
     let escaped = key_part
         .get(1..key_part.len().saturating_sub(2))
         .unwrap_or_default();
-    let mut key = Vec::with_capacity(escaped.len());
     let mut bytes = escaped.iter();
     while let Some(&b) = bytes.next() {
-        key.push(b);
+        out.push(b);
         if b == 0 {
             // The escape's 0xFF (checked by `split_version_key`).
             bytes.next();
         }
     }
-    Bytes::from(key)
 }
 
-/// Splits an engine key into the spaced key and the commit timestamp.
+/// Splits an engine key into the spaced key and the commit timestamp:
+/// [`split_version_key`]'s checks, then the key part unescaped.
 pub(crate) fn decode_spaced(engine_key: &[u8]) -> Result<(Bytes, u64)> {
-    let bad = |reason: &str| Error::Corrupted {
-        key: printable(engine_key),
-        reason: reason.to_string(),
-    };
-    let (space, rest) = match engine_key.split_first() {
-        Some((&p, rest)) if Keyspace::from_prefix(p).is_some() => (p, rest),
-        Some((&META_PREFIX, _)) => return Err(bad("not a version key")),
-        _ => return Err(bad("version key of an unknown keyspace")),
-    };
-    let mut key = Vec::with_capacity(rest.len() + 1);
-    key.push(space);
-    let mut i = 0;
-    loop {
-        match rest.get(i) {
-            None => return Err(bad("version key without terminator")),
-            Some(0) => match rest.get(i + 1) {
-                Some(0) => break,
-                Some(0xFF) => {
-                    key.push(0);
-                    i += 2;
-                }
-                _ => return Err(bad("bad escape in version key")),
-            },
-            Some(&b) => {
-                key.push(b);
-                i += 1;
-            }
-        }
-    }
-    let suffix = rest.get(i + 2..).unwrap_or_default();
-    let inverted: [u8; TS_LEN] = suffix
-        .try_into()
-        .map_err(|_| bad("version key timestamp is not 8 bytes"))?;
-    Ok((Bytes::from(key), u64::MAX - u64::from_be_bytes(inverted)))
+    let (key_part, ts) = split_version_key(engine_key)?;
+    let part = engine_key.get(..key_part).unwrap_or_default();
+    let mut key = Vec::with_capacity(key_part);
+    // The space byte (checked by the split), then the user key.
+    key.extend_from_slice(part.get(..1).unwrap_or_default());
+    unescape_part_into(part, &mut key);
+    Ok((Bytes::from(key), ts))
 }
 
 /// Splits an engine key into its keyspace, the user key and the commit
