@@ -98,7 +98,7 @@ const META_PREFIX: u8 = 0x00;
 /// version key of a key sorts at or below `prefix | OLDEST_SUFFIX`.
 const OLDEST_SUFFIX: [u8; 8] = [0xFF; 8];
 /// Length of the timestamp suffix.
-const TS_LEN: usize = 8;
+pub(crate) const TS_LEN: usize = 8;
 
 /// The metadata key holding the last commit timestamp, written in every
 /// commit batch (little-endian `u64`).

@@ -621,7 +621,7 @@ impl<'a> TxnScan<'a> {
             // checked then, and the rest is a timestamp. Skipped with
             // one comparison.
             if !self.decided.is_empty()
-                && engine_key.len() == self.decided.len() + 8
+                && engine_key.len() == self.decided.len() + keys::TS_LEN
                 && engine_key.starts_with(&self.decided)
             {
                 continue;
