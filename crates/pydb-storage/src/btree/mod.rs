@@ -20,7 +20,9 @@
 //!   and the write transaction ([`tree::Txn`]) that edits shadow copies;
 //! - [`overflow`] and [`freelist`]: large values and page reuse;
 //! - [`wal`]: redo records, LSNs and recovery;
-//! - [`pool`]: the buffer pool, its clock eviction and the write-ahead rule;
+//! - [`pool`]: the buffer pool, its clock eviction and the write-ahead rule,
+//!   and [`heads`]: the key prefixes it keeps beside each cached page so
+//!   that searches compare integers;
 //! - [`page`] and [`meta`]: the bytes of every page.
 //!
 //! ## A write, step by step
@@ -101,6 +103,7 @@
 
 pub mod check;
 pub mod freelist;
+pub mod heads;
 pub mod meta;
 pub mod optimistic;
 pub mod overflow;

@@ -43,7 +43,9 @@
 //! fixes their slots. Freed bytes are zeroed, so the free gap is all zeros
 //! (the WAL leaves it out of page images). Splits and merges decode the page
 //! into a [`Node`], edit the vectors and encode it again. Reads never decode
-//! a whole page: [`PageView`] binary-searches the slots in place.
+//! a whole page: [`PageView`] binary-searches the slots in place (and the
+//! buffer pool keeps an in-memory array of key prefixes beside each cached
+//! page, [`heads`](super::heads), so that most probes compare integers).
 //!
 //! Cells:
 //!
@@ -151,7 +153,8 @@ pub struct PageError {
     pub reason: &'static str,
 }
 
-type PResult<T> = std::result::Result<T, PageError>;
+/// The result of a check on page bytes.
+pub type PResult<T> = std::result::Result<T, PageError>;
 
 fn bad<T>(offset: usize, reason: &'static str) -> PResult<T> {
     Err(PageError { offset, reason })
@@ -813,6 +816,8 @@ pub struct PageView<'a> {
     count: usize,
     /// The lowest cell offset, checked against the slot array and the page.
     cells_start: usize,
+    /// Leaf or internal, as checked by [`PageView::new`].
+    kind: PageType,
 }
 
 impl<'a> PageView<'a> {
@@ -832,6 +837,7 @@ impl<'a> PageView<'a> {
             buf,
             count,
             cells_start,
+            kind: expected,
         })
     }
 
@@ -863,6 +869,14 @@ impl<'a> PageView<'a> {
         match self.buf.get(offset..) {
             Some(cell) if !cell.is_empty() => Ok((cell, offset)),
             _ => bad(slot_at, "slot points past the page end"),
+        }
+    }
+
+    /// Key of cell `i`, leaf or internal.
+    pub fn key(&self, i: usize) -> PResult<&'a [u8]> {
+        match self.kind {
+            PageType::Internal => self.internal_key(i),
+            _ => self.leaf_key(i),
         }
     }
 

@@ -97,6 +97,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use pydb_file::File;
 
+use super::heads::Heads;
 use super::page::{self, PageId};
 use crate::{Error, Result};
 
@@ -179,13 +180,31 @@ pub struct PoolStats {
     pub dirty: u64,
 }
 
+/// What a frame's latch protects: the page bytes and the key heads built
+/// from them (see [`heads`](super::heads)). Whoever changes `bytes` holds
+/// the write latch and rebuilds `heads` before letting go, so under a read
+/// latch the two always agree.
+#[derive(Debug)]
+pub struct FrameData {
+    bytes: Box<[u8]>,
+    heads: Heads,
+}
+
+impl FrameData {
+    /// Replaces the bytes with `src` and rebuilds the heads.
+    fn fill(&mut self, src: &[u8]) {
+        self.bytes.copy_from_slice(src);
+        self.heads.rebuild(&self.bytes);
+    }
+}
+
 #[derive(Debug)]
 struct Frame {
-    /// The page bytes behind the frame's latch. A read latch is also what
-    /// keeps the frame from being reused: the clock claims a frame by
-    /// taking its write latch without waiting, which fails while anyone
-    /// reads it.
-    data: RwLock<Box<[u8]>>,
+    /// The page bytes (and their heads) behind the frame's latch. A read
+    /// latch is also what keeps the frame from being reused: the clock
+    /// claims a frame by taking its write latch without waiting, which
+    /// fails while anyone reads it.
+    data: RwLock<FrameData>,
     /// The page the frame holds (`NO_FRAME` for none): changed only under
     /// the write latch, checked by a fetch under the read latch.
     page: AtomicU32,
@@ -281,18 +300,26 @@ enum Hit<'a> {
 /// Derefs to the page bytes; dropping it releases the latch.
 #[derive(Debug)]
 pub struct PageRef<'a> {
-    guard: RwLockReadGuard<'a, Box<[u8]>>,
+    guard: RwLockReadGuard<'a, FrameData>,
+}
+
+impl PageRef<'_> {
+    /// The key heads of the page (none unless it is a leaf or internal
+    /// page whose keys checked out).
+    pub fn heads(&self) -> &Heads {
+        &self.guard.heads
+    }
 }
 
 impl std::ops::Deref for PageRef<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.guard
+        &self.guard.bytes
     }
 }
 
 /// A frame claimed by the clock: its write latch, taken without waiting.
-type Claim<'a> = RwLockWriteGuard<'a, Box<[u8]>>;
+type Claim<'a> = RwLockWriteGuard<'a, FrameData>;
 
 impl<F: File> BufferPool<F> {
     /// A pool of `frames` frames (at least [`MIN_FRAMES`]) over `file`.
@@ -303,7 +330,10 @@ impl<F: File> BufferPool<F> {
             page_size,
             frames: (0..n)
                 .map(|_| Frame {
-                    data: RwLock::new(vec![0u8; page_size].into_boxed_slice()),
+                    data: RwLock::new(FrameData {
+                        bytes: vec![0u8; page_size].into_boxed_slice(),
+                        heads: Heads::default(),
+                    }),
                     page: AtomicU32::new(NO_FRAME),
                     referenced: AtomicBool::new(false),
                     loaded: AtomicBool::new(false),
@@ -403,11 +433,14 @@ impl<F: File> BufferPool<F> {
             // Fetches of this page now find the frame and wait on its
             // write latch (our claim) until the page is read.
             drop(table);
-            if let Err(e) = self.read_page(id, &mut data) {
+            if let Err(e) = self.read_page(id, &mut data.bytes) {
+                data.heads.rebuild(&[]);
                 drop(data);
                 self.unmap_failed(id, f);
                 return Err(e);
             }
+            let FrameData { bytes, heads } = &mut *data;
+            heads.rebuild(bytes);
             frame.loaded.store(true, Ordering::Release);
             self.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(PageRef {
@@ -500,7 +533,7 @@ impl<F: File> BufferPool<F> {
                 },
             };
             let frame = &self.frames[f];
-            data.copy_from_slice(bytes);
+            data.fill(bytes);
             frame.page.store(id, Ordering::Release);
             frame.loaded.store(true, Ordering::Release);
             frame.referenced.store(true, Ordering::Relaxed);
@@ -549,7 +582,7 @@ impl<F: File> BufferPool<F> {
             if slot.dirty {
                 // On an error the claim is dropped and the frame stays as it
                 // was: mapped, dirty.
-                self.write_back(page, &claim)?;
+                self.write_back(page, &claim.bytes)?;
                 table.slots[f].dirty = false;
                 self.dirty.fetch_sub(1, Ordering::Relaxed);
             }
@@ -581,7 +614,7 @@ impl<F: File> BufferPool<F> {
             let mut table = self.table.lock();
             let slot = table.slots[f];
             if let (Some(page), true) = (slot.page, slot.dirty) {
-                self.write_back(page, &self.frames[f].data.read())?;
+                self.write_back(page, &self.frames[f].data.read().bytes)?;
                 table.slots[f].dirty = false;
                 self.dirty.fetch_sub(1, Ordering::Relaxed);
             }

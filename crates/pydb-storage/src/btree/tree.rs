@@ -48,8 +48,10 @@
 //! without it and is validated afterwards by a sequence number that every
 //! install changes (see [`optimistic`](super::optimistic)), so [`get`] must
 //! stay a pure function of the pages it reads. A lookup searches the
-//! latched page in place (binary search over the slot array, keys compared
-//! where they lie) and copies only the value out: one allocation per `get`.
+//! latched page in place, through the frame's key heads (a binary search
+//! over `u32` prefixes, see [`heads`](super::heads), whole keys compared
+//! where they lie only among equal heads) and copies only the value out:
+//! one allocation per `get`.
 //!
 //! A cursor does not keep pages latched between calls, so writers are never
 //! blocked by a slow consumer. A refill searches the leaf in place under its
@@ -166,7 +168,10 @@ pub fn find_leaf<F: File>(pool: &BufferPool<F>, meta: &TreeMeta, seek: Seek<'_>)
         let view =
             PageView::new(&page, PageType::Internal).map_err(|e| corrupt_at(path, ps, id, e))?;
         id = match seek {
-            Seek::Key(k) => view.child_for(k),
+            Seek::Key(k) => page
+                .heads()
+                .child_pos_for(&view, k)
+                .and_then(|pos| view.child_at(pos)),
             Seek::First => view.left(),
             Seek::Last => view.child_at(view.count()),
         }
@@ -234,8 +239,9 @@ pub fn get<F: File>(pool: &BufferPool<F>, meta: &TreeMeta, key: &[u8]) -> Result
     let leaf = find_leaf(pool, meta, Seek::Key(key))?;
     let page = pool.fetch(leaf)?;
     let view = PageView::new(&page, PageType::Leaf).map_err(|e| corrupt_at(path, ps, leaf, e))?;
-    let value = match view
-        .search_leaf(key)
+    let value = match page
+        .heads()
+        .search_leaf(&view, key)
         .map_err(|e| corrupt_at(path, ps, leaf, e))?
     {
         Ok(i) => match view
@@ -427,7 +433,10 @@ impl<'a, F: File> Txn<'a, F> {
                     let page = self.pool.fetch(id)?;
                     let view = PageView::new(&page, PageType::Internal)
                         .map_err(|e| self.corrupt(id, e))?;
-                    let pos = view.child_pos_for(key).map_err(|e| self.corrupt(id, e))?;
+                    let pos = page
+                        .heads()
+                        .child_pos_for(&view, key)
+                        .map_err(|e| self.corrupt(id, e))?;
                     (pos, view.child_at(pos).map_err(|e| self.corrupt(id, e))?)
                 }
             };
@@ -908,11 +917,11 @@ impl<'a, F: File> Cursor<'a, F> {
             let link = if self.reverse {
                 let upto = match &self.end {
                     Bound::Unbounded => view.count(),
-                    Bound::Included(k) => match view.search_leaf(k).map_err(err)? {
+                    Bound::Included(k) => match page.heads().search_leaf(&view, k).map_err(err)? {
                         Ok(i) => i + 1,
                         Err(i) => i,
                     },
-                    Bound::Excluded(k) => match view.search_leaf(k).map_err(err)? {
+                    Bound::Excluded(k) => match page.heads().search_leaf(&view, k).map_err(err)? {
                         Ok(i) | Err(i) => i,
                     },
                 };
@@ -928,10 +937,10 @@ impl<'a, F: File> Cursor<'a, F> {
             } else {
                 let from = match &self.start {
                     Bound::Unbounded => 0,
-                    Bound::Included(k) => match view.search_leaf(k).map_err(err)? {
+                    Bound::Included(k) => match page.heads().search_leaf(&view, k).map_err(err)? {
                         Ok(i) | Err(i) => i,
                     },
-                    Bound::Excluded(k) => match view.search_leaf(k).map_err(err)? {
+                    Bound::Excluded(k) => match page.heads().search_leaf(&view, k).map_err(err)? {
                         Ok(i) => i + 1,
                         Err(i) => i,
                     },

@@ -1,0 +1,402 @@
+//! Key heads: a compact array of key prefixes beside each cached page, so
+//! that a binary search compares integers instead of decoding cells.
+//!
+//! A binary search over a slotted page ([`PageView`]) pays, per probe, a
+//! slot read, a cell header decode with its bound checks, and a `memcmp`
+//! of two keys: about 80 instructions, and a cache miss on a cell
+//! somewhere in the page. Session 8's profile found the two internal
+//! searches of a three-level lookup to be 62% of its instructions.
+//!
+//! When the buffer pool fills a frame with a leaf or internal page (a read
+//! from disk, or an install of a committed change), it also builds the
+//! page's [`Heads`] (LeanStore's "heads", Umbra's "prefix + head"):
+//!
+//! ```text
+//!  keys of the page            prefix (common to all)   heads (u32, big-endian)
+//!  00 00 00 00 00 04 93 e1 7a  00 00 00 00 00           [04 93 e1 7a] -> 0x0493e17a
+//!  00 00 00 00 00 04 a0 02 1c                           [04 a0 02 1c] -> 0x04a0021c
+//!  00 00 00 00 00 05 11 7f                              [05 11 7f 00] -> 0x05117f00
+//! ```
+//!
+//! The prefix is the longest one shared by the first and the last key (so,
+//! keys being sorted, by all of them); a head is the next [`HEAD_LEN`]
+//! bytes of a key after the prefix, zero-padded, read as a big-endian
+//! integer. Comparing heads as integers agrees with comparing the keys
+//! bytewise wherever the heads differ: if `head(a) < head(b)` then
+//! `a < b`. Equal heads say nothing (the keys may differ further on, or
+//! one may be shorter and padded with zeros), so a search first narrows the
+//! heads to the run equal to the search key's head, two binary searches over
+//! a dense `u32` array, and compares whole keys only inside that run, which
+//! is usually one key or none.
+//!
+//! A search key that does not start with the prefix is below every key of
+//! the page or above every one, decided by one comparison with the prefix.
+//!
+//! ## Why in memory and not in the page format
+//!
+//! The heads are derived from the page bytes, so keeping them out of the
+//! file costs nothing on disk, needs no format version, checksum or
+//! describer change, and a crash cannot leave them out of date. They live
+//! in the frame next to the bytes, behind the same latch, and are rebuilt
+//! whenever the bytes change (every change of a frame's bytes goes through
+//! the pool's `fetch` miss path or `install`, both under the write latch),
+//! so a reader holding the read latch always sees heads that match the
+//! bytes. The cost is 4 bytes per cell of each cached leaf or internal page
+//! and one pass over the keys per page read or installed.
+//!
+//! ## Untrusted bytes
+//!
+//! The page was verified by its checksum, but a search must still not trust
+//! it: the heads are built only if every key decodes and the keys are in
+//! strictly ascending order; otherwise the frame has no heads and searches
+//! fall back to [`PageView`]'s plain binary search, which reports the
+//! damage. A search with heads checks that they belong to a page of the
+//! expected type and cell count before using them.
+
+use std::cmp::Ordering;
+
+use super::page::{PResult, PageType, PageView};
+
+/// Bytes of a key (after the page's common prefix) kept in its head.
+pub const HEAD_LEN: usize = 4;
+
+/// The heads of one page: its keys' common prefix and one `u32` per cell.
+#[derive(Debug, Default, Clone)]
+pub struct Heads {
+    /// The page type the heads were built for; `None` when the frame has
+    /// no heads (not a leaf or internal page, or keys that failed a check).
+    kind: Option<PageType>,
+    /// The prefix shared by every key of the page.
+    prefix: Vec<u8>,
+    /// `heads[i]`: the `HEAD_LEN` bytes of key `i` after the prefix.
+    heads: Vec<u32>,
+}
+
+/// The head of a key's bytes after the common prefix.
+fn head(suffix: &[u8]) -> u32 {
+    let mut b = [0u8; HEAD_LEN];
+    let n = suffix.len().min(HEAD_LEN);
+    if let (Some(dst), Some(src)) = (b.get_mut(..n), suffix.get(..n)) {
+        dst.copy_from_slice(src);
+    }
+    u32::from_be_bytes(b)
+}
+
+/// The length of the longest common prefix of `a` and `b`.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+impl Heads {
+    /// Rebuilds the heads for the page in `buf` (reusing the allocations).
+    /// Any other page, or a leaf or internal page whose keys do not decode
+    /// in strictly ascending order, gets no heads.
+    pub fn rebuild(&mut self, buf: &[u8]) {
+        self.kind = None;
+        self.prefix.clear();
+        self.heads.clear();
+        let kind = match buf
+            .get(super::page::TYPE_OFFSET)
+            .copied()
+            .and_then(PageType::from_byte)
+        {
+            Some(k @ (PageType::Leaf | PageType::Internal)) => k,
+            _ => return,
+        };
+        if self.build(buf, kind).is_ok() {
+            self.kind = Some(kind);
+        } else {
+            self.prefix.clear();
+            self.heads.clear();
+        }
+    }
+
+    fn build(&mut self, buf: &[u8], kind: PageType) -> PResult<()> {
+        let view = PageView::new(buf, kind)?;
+        let n = view.count();
+        if n > 0 {
+            let first = view.key(0)?;
+            let last = view.key(n - 1)?;
+            let len = common_prefix(first, last);
+            self.prefix
+                .extend_from_slice(first.get(..len).unwrap_or_default());
+        }
+        self.heads.reserve(n);
+        let mut prev: Option<&[u8]> = None;
+        for i in 0..n {
+            let key = view.key(i)?;
+            if prev.is_some_and(|p| p >= key) {
+                return Err(super::page::PageError {
+                    offset: super::page::HEADER_LEN,
+                    reason: "keys out of order",
+                });
+            }
+            // Every key lies between the first and the last, so it starts
+            // with their common prefix; a key that does not is out of order,
+            // caught above or below.
+            let Some(suffix) = key.strip_prefix(self.prefix.as_slice()) else {
+                return Err(super::page::PageError {
+                    offset: super::page::HEADER_LEN,
+                    reason: "keys out of order",
+                });
+            };
+            self.heads.push(head(suffix));
+            prev = Some(key);
+        }
+        Ok(())
+    }
+
+    /// Whether these heads describe `view`, a page of type `kind`.
+    fn describe(&self, view: &PageView<'_>, kind: PageType) -> bool {
+        self.kind == Some(kind) && self.heads.len() == view.count()
+    }
+
+    /// Searches `view` (a page of type `kind`, the one the heads were built
+    /// from) for `key`: `Ok(i)` if key `i` equals it, `Err(i)` for the
+    /// position where it would go. `None` if the heads do not describe the
+    /// page: the caller searches it without them.
+    pub fn search(
+        &self,
+        view: &PageView<'_>,
+        kind: PageType,
+        key: &[u8],
+    ) -> Option<PResult<Result<usize, usize>>> {
+        if !self.describe(view, kind) {
+            return None;
+        }
+        let Some(suffix) = key.strip_prefix(self.prefix.as_slice()) else {
+            // Below or above every key of the page, which all start with
+            // the prefix.
+            return Some(Ok(Err(if key < self.prefix.as_slice() {
+                0
+            } else {
+                self.heads.len()
+            })));
+        };
+        let h = head(suffix);
+        // Keys before `lo` have smaller heads, so they are smaller keys;
+        // keys from `hi` on are larger. Only `lo..hi` needs whole keys.
+        let lo = self.heads.partition_point(|&x| x < h);
+        let run = self.heads.get(lo..).unwrap_or_default();
+        let (mut lo, mut hi) = (lo, lo + run.partition_point(|&x| x == h));
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match view.key(mid) {
+                Err(e) => return Some(Err(e)),
+                Ok(k) => match k.cmp(key) {
+                    Ordering::Less => lo = mid + 1,
+                    Ordering::Greater => hi = mid,
+                    Ordering::Equal => return Some(Ok(Ok(mid))),
+                },
+            }
+        }
+        Some(Ok(Err(lo)))
+    }
+
+    /// [`PageView::search_leaf`], through the heads when they describe the
+    /// page.
+    pub fn search_leaf(&self, view: &PageView<'_>, key: &[u8]) -> PResult<Result<usize, usize>> {
+        match self.search(view, PageType::Leaf, key) {
+            Some(r) => r,
+            None => view.search_leaf(key),
+        }
+    }
+
+    /// [`PageView::child_pos_for`], through the heads when they describe
+    /// the page.
+    pub fn child_pos_for(&self, view: &PageView<'_>, key: &[u8]) -> PResult<usize> {
+        match self.search(view, PageType::Internal, key) {
+            // Separators are strictly ascending: those `<= key` are the
+            // ones before the position, plus an equal one.
+            Some(r) => r.map(|r| match r {
+                Ok(i) => i + 1,
+                Err(i) => i,
+            }),
+            None => view.child_pos_for(key),
+        }
+    }
+
+    /// The cells with heads (0 when the frame has none).
+    pub fn len(&self) -> usize {
+        self.heads.len()
+    }
+
+    /// Whether the frame has no heads (or its page no cells).
+    pub fn is_empty(&self) -> bool {
+        self.heads.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btree::page::{Content, Internal, Leaf, Node, Value, encode};
+    use bytes::Bytes;
+
+    /// A tiny deterministic generator (xorshift).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Random sorted, distinct keys drawn from a small alphabet with a
+    /// shared prefix, so that equal heads, keys that are prefixes of
+    /// others, zero bytes (equal to the padding) and the empty key all
+    /// occur.
+    fn keys(rng: &mut Rng, n: usize) -> Vec<Vec<u8>> {
+        let prefix_len = rng.below(6) as usize;
+        let mut set = std::collections::BTreeSet::new();
+        if rng.below(4) == 0 {
+            set.insert(Vec::new());
+        }
+        while set.len() < n {
+            let mut k = vec![7u8; prefix_len];
+            let len = rng.below(12) as usize;
+            for _ in 0..len {
+                k.push([0u8, 1, 2, 255][rng.below(4) as usize]);
+            }
+            set.insert(k);
+        }
+        set.into_iter().collect()
+    }
+
+    /// Search keys: the page's keys, and random neighbours of them.
+    fn probes(rng: &mut Rng, keys: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = keys.to_vec();
+        out.push(Vec::new());
+        out.push(vec![255; 20]);
+        for _ in 0..200 {
+            let mut k = match keys.get(rng.below(keys.len().max(1) as u64) as usize) {
+                Some(k) => k.clone(),
+                None => Vec::new(),
+            };
+            match rng.below(4) {
+                0 => k.push([0u8, 1, 255][rng.below(3) as usize]),
+                1 => {
+                    k.pop();
+                }
+                2 => {
+                    if let Some(b) = k.last_mut() {
+                        *b = b.wrapping_add(1);
+                    }
+                }
+                _ => {
+                    let at = rng.below(k.len() as u64 + 1) as usize;
+                    k.truncate(at);
+                    k.push(rng.below(256) as u8);
+                }
+            }
+            out.push(k);
+        }
+        out
+    }
+
+    #[test]
+    fn heads_agree_with_a_plain_binary_search_on_random_pages() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut heads = Heads::default();
+        let mut searched_with_heads = 0;
+        for round in 0..300 {
+            let n = rng.below(40) as usize;
+            let ks = keys(&mut rng, n);
+            let leaf = round % 2 == 0;
+            let content = if leaf {
+                let mut l = Leaf::default();
+                for k in &ks {
+                    l.put(
+                        Bytes::from(k.clone()),
+                        Value::Inline(Bytes::from_static(b"v")),
+                    );
+                }
+                Content::Node(Node::Leaf(l))
+            } else {
+                Content::Node(Node::Internal(Internal {
+                    leftmost: 100,
+                    entries: (0u32..)
+                        .zip(&ks)
+                        .map(|(c, k)| (Bytes::from(k.clone()), 101 + c))
+                        .collect(),
+                }))
+            };
+            let buf = encode(&content, 9, 4096).unwrap();
+            heads.rebuild(&buf);
+            assert_eq!(heads.len(), ks.len());
+            let kind = if leaf {
+                PageType::Leaf
+            } else {
+                PageType::Internal
+            };
+            let view = PageView::new(&buf, kind).unwrap();
+            for p in probes(&mut rng, &ks) {
+                if leaf {
+                    assert_eq!(
+                        heads.search_leaf(&view, &p).unwrap(),
+                        view.search_leaf(&p).unwrap(),
+                        "keys {ks:?}, probe {p:?}"
+                    );
+                } else {
+                    assert_eq!(
+                        heads.child_pos_for(&view, &p).unwrap(),
+                        view.child_pos_for(&p).unwrap(),
+                        "keys {ks:?}, probe {p:?}"
+                    );
+                }
+                searched_with_heads += usize::from(heads.search(&view, kind, &p).is_some());
+            }
+        }
+        // The heads were used, not bypassed.
+        assert!(searched_with_heads > 10_000, "{searched_with_heads}");
+    }
+
+    #[test]
+    fn heads_of_the_wrong_page_are_not_used() {
+        let mut l = Leaf::default();
+        for k in ["a", "b", "c"] {
+            l.put(Bytes::from(k), Value::Inline(Bytes::from_static(b"v")));
+        }
+        let leaf = encode(&Content::Node(Node::Leaf(l)), 9, 512).unwrap();
+        let mut heads = Heads::default();
+        heads.rebuild(&leaf);
+        let view = PageView::new(&leaf, PageType::Leaf).unwrap();
+        // Built for a leaf: not used for an internal search.
+        assert!(heads.search(&view, PageType::Internal, b"b").is_none());
+        assert_eq!(heads.search_leaf(&view, b"b").unwrap(), Ok(1));
+        // Keys out of order: no heads, and the plain search still answers.
+        let internal = encode(
+            &Content::Node(Node::Internal(Internal {
+                leftmost: 1,
+                entries: vec![(Bytes::from("b"), 2), (Bytes::from("a"), 3)],
+            })),
+            9,
+            512,
+        )
+        .unwrap();
+        heads.rebuild(&internal);
+        assert!(heads.is_empty());
+        let view = PageView::new(&internal, PageType::Internal).unwrap();
+        assert!(heads.search(&view, PageType::Internal, b"b").is_none());
+        // A free page has none either; garbage never panics.
+        heads.rebuild(&encode(&Content::Free { next: 0 }, 9, 512).unwrap());
+        assert!(heads.is_empty());
+        let mut rng = Rng(99);
+        for _ in 0..2000 {
+            let mut buf = leaf.clone();
+            for _ in 0..4 {
+                let at = rng.below(buf.len() as u64) as usize;
+                buf[at] = rng.next() as u8;
+            }
+            heads.rebuild(&buf);
+            if let Ok(view) = PageView::new(&buf, PageType::Leaf) {
+                let _ = heads.search_leaf(&view, b"b");
+            }
+        }
+    }
+}
