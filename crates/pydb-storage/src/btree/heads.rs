@@ -7,9 +7,10 @@
 //! somewhere in the page. Session 8's profile found the two internal
 //! searches of a three-level lookup to be 62% of its instructions.
 //!
-//! When the buffer pool fills a frame with a leaf or internal page (a read
-//! from disk, or an install of a committed change), it also builds the
-//! page's [`Heads`] (LeanStore's "heads", Umbra's "prefix + head"):
+//! The buffer pool keeps, beside the bytes of each cached leaf or internal
+//! page, the page's [`Heads`] (LeanStore's "heads", Umbra's "prefix +
+//! head"), built by the first search of the page after it was read from
+//! disk or changed by an install:
 //!
 //! ```text
 //!  keys of the page            prefix (common to all)   heads (u32, big-endian)
@@ -37,12 +38,15 @@
 //! The heads are derived from the page bytes, so keeping them out of the
 //! file costs nothing on disk, needs no format version, checksum or
 //! describer change, and a crash cannot leave them out of date. They live
-//! in the frame next to the bytes, behind the same latch, and are rebuilt
-//! whenever the bytes change (every change of a frame's bytes goes through
-//! the pool's `fetch` miss path or `install`, both under the write latch),
-//! so a reader holding the read latch always sees heads that match the
-//! bytes. The cost is 4 bytes per cell of each cached leaf or internal page
-//! and one pass over the keys per page read or installed.
+//! in the frame next to the bytes, behind the same latch. Every change of a
+//! frame's bytes (the pool's `fetch` miss path or `install`, both under the
+//! write latch) resets them to "not built"; the first reader that searches
+//! the page builds them under its read latch (a `OnceLock`: one builder,
+//! concurrent readers wait for it). So a reader holding the read latch
+//! always sees heads that match the bytes, and a page installed again and
+//! again before anyone searches it (a random fill) pays nothing. The cost
+//! is 4 bytes per cell of each searched leaf or internal page and one pass
+//! over its keys per first search after a change.
 //!
 //! ## Untrusted bytes
 //!
@@ -88,6 +92,13 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 }
 
 impl Heads {
+    /// The heads of the page in `buf` (see [`Heads::rebuild`]).
+    pub fn of(buf: &[u8]) -> Self {
+        let mut heads = Self::default();
+        heads.rebuild(buf);
+        heads
+    }
+
     /// Rebuilds the heads for the page in `buf` (reusing the allocations).
     /// Any other page, or a leaf or internal page whose keys do not decode
     /// in strictly ascending order, gets no heads.
@@ -122,26 +133,28 @@ impl Heads {
                 .extend_from_slice(first.get(..len).unwrap_or_default());
         }
         self.heads.reserve(n);
-        let mut prev: Option<&[u8]> = None;
+        let out_of_order = super::page::PageError {
+            offset: super::page::HEADER_LEN,
+            reason: "keys out of order",
+        };
+        let mut prev: Option<(&[u8], u32)> = None;
         for i in 0..n {
             let key = view.key(i)?;
-            if prev.is_some_and(|p| p >= key) {
-                return Err(super::page::PageError {
-                    offset: super::page::HEADER_LEN,
-                    reason: "keys out of order",
-                });
-            }
             // Every key lies between the first and the last, so it starts
-            // with their common prefix; a key that does not is out of order,
-            // caught above or below.
+            // with their common prefix; a key that does not is out of order.
             let Some(suffix) = key.strip_prefix(self.prefix.as_slice()) else {
-                return Err(super::page::PageError {
-                    offset: super::page::HEADER_LEN,
-                    reason: "keys out of order",
-                });
+                return Err(out_of_order);
             };
-            self.heads.push(head(suffix));
-            prev = Some(key);
+            let h = head(suffix);
+            // A larger head proves the order by itself; only equal heads
+            // need the whole keys compared.
+            if let Some((p, ph)) = prev
+                && (h < ph || (h == ph && p >= key))
+            {
+                return Err(out_of_order);
+            }
+            self.heads.push(h);
+            prev = Some((key, h));
         }
         Ok(())
     }
