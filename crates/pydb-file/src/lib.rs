@@ -23,6 +23,7 @@ pub mod keys;
 mod lock;
 mod mmap;
 mod monolithic;
+mod scratch;
 mod segmented;
 
 pub use compressed::{
@@ -33,7 +34,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use faulty::{FaultController, FaultyFile, FaultyOpener};
 pub use keys::{DataKey, KeyMaterial, WrappedKey};
 pub use lock::{DirLock, LOCK_FILE_NAME};
-pub use mmap::{MIN_REMAP_STEP, MmapFile, MmapOpener};
+pub use mmap::{MIN_MAP_CAPACITY, MmapFile, MmapOpener};
 pub use monolithic::{MonolithicFile, MonolithicOpener, sync_dir};
 pub use segmented::{
     SEGMENT_ID_DIGITS, SegmentedFile, TEMP_SUFFIX, list_ids, parse_id, segment_path,
@@ -89,10 +90,12 @@ pub trait File: Send + Sync + std::fmt::Debug {
                 file_len,
             });
         }
-        let mut buf = vec![0u8; len];
-        self.read_at(offset, &mut buf)?;
-        visit(&buf);
-        Ok(())
+        // A buffer reused by the thread: no allocation or zeroing per read.
+        scratch::with_buffer(len, |buf| {
+            self.read_at(offset, buf)?;
+            visit(buf);
+            Ok(())
+        })
     }
 
     /// Writes all of `data` at `offset`, extending the file if needed.

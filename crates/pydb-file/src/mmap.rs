@@ -15,37 +15,55 @@
 //! ## The map and the length
 //!
 //! ```text
-//!  0                       mapped_len            len
-//!  |======== map ===========|------- pread -------|
+//!  0                              len                 map_capacity
+//!  |====== bytes of the file ======|.... not yet written ....|
+//!  |<------------------------- one map ---------------------->|
+//!         reads: only here         never touched
 //! ```
 //!
 //! - `len` is the file length as this process knows it, like in
 //!   `MonolithicFile`. A read past it is [`Error::ReadPastEnd`].
-//! - The map covers `0..mapped_len`, and `mapped_len <= len` always: every
-//!   mapped byte exists in the file. A read inside the map copies out of it;
-//!   a read that reaches past it (bytes appended since the last remap) falls
-//!   back to `pread`.
-//! - Re-creating the map costs a `mmap`/`munmap` pair and throws away the
-//!   page-table entries of the old map, so it is not done on every append:
-//!   the map is re-created once the unmapped tail has grown past one eighth
-//!   of the mapped length (at least [`MIN_REMAP_STEP`]). The cost of
-//!   remapping is then spread over the bytes appended, like a `Vec` growing
-//!   by doubling.
+//! - The map is made *ahead* of the length: it covers `0..map_capacity`,
+//!   a power of two at least [`MIN_MAP_CAPACITY`] and at least `len`, so
+//!   an append lands inside the map and the next read of it is a copy out
+//!   of the map with no system call. Linux lets a shared map reach past
+//!   the end of its file; the pages past the end simply have nothing
+//!   behind them yet, and the `pwrite`s that extend the file fill the very
+//!   page-cache pages the map shows.
+//! - Once an append passes `map_capacity`, the map is re-created with
+//!   twice the capacity (a power of two): a `mmap`/`munmap` pair, and the
+//!   page-table entries of the old map are lost, so it happens a handful of
+//!   times per file (a 64 MiB log segment: seven times at most), like a
+//!   `Vec` growing by doubling.
+//! - If `mmap` fails (address space exhausted, say), the old map stays or
+//!   there is none, and reads of bytes past it fall back to `pread`.
 //!
-//! ## Why the map never outlives the bytes it shows (SIGBUS)
+//! ## Why no read touches a page without bytes (SIGBUS)
 //!
-//! If a file shrinks while a map of it is live, touching a mapped page past
-//! the new end raises `SIGBUS` and kills the process: no error, no unwinding.
-//! pydb rules that out:
+//! Touching a page of a shared map that lies wholly past the end of the
+//! file raises `SIGBUS` and kills the process: no error, no unwinding. (The
+//! rest of the page that holds the last byte reads as zeros.) A map ahead
+//! of the length is full of such pages, so the argument is no longer "the
+//! map only covers bytes that exist" but:
 //!
-//! - the map and `len` live under one `RwLock`; every read holds it shared
-//!   for the whole copy, and [`File::set_len`] takes it exclusively, drops
-//!   the map *before* it truncates, and maps again afterwards. No reader can
-//!   be inside the map while it shrinks;
-//! - nothing else in the process truncates the file behind this handle (the
-//!   fault-injecting [`crate::FaultyFile`] does so at a simulated power cut,
-//!   but only after every handle it wraps has been declared dead, so no read
-//!   reaches the inner map again);
+//! 1. *A read touches only bytes below `len`*: every read checks
+//!    `offset + len <= len` (with checked arithmetic) before it borrows
+//!    from the map, and copies only that range.
+//! 2. *`len` never exceeds the file's real size while a read can see it*:
+//!    `len` grows only after a `pwrite` has returned (or, after a failed
+//!    one, to what the OS reports), and it shrinks in [`File::set_len`]
+//!    together with the truncation, under the exclusive state lock, so no
+//!    read runs between the two.
+//!
+//! Both parts hold under one `RwLock`: every read holds it shared for the
+//! whole check-and-copy, and everything that moves `len` or re-creates the
+//! map takes it exclusively. For (2) it must also be true that nothing else
+//! truncates the file behind this handle:
+//!
+//! - in this process, only `set_len` truncates (the fault-injecting
+//!   [`crate::FaultyFile`] cuts files at a simulated power cut, but only
+//!   after declaring every handle it wraps dead, under the lock its reads
+//!   take, so no read reaches the inner map again);
 //! - other processes are kept out by the directory lock, and that rule is
 //!   in the types, not only in this comment: see below.
 //!
@@ -80,15 +98,18 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::{Mmap, MmapOptions};
 use parking_lot::{Mutex, RwLock};
 
 use crate::{DirLock, Error, File, FileOpener, Result};
 
-/// The map is re-created once at least this many bytes, or one eighth of
-/// the mapped length if that is more, have been appended past it.
-pub const MIN_REMAP_STEP: u64 = 1 << 20;
+/// The smallest map a file gets, however short it is: appends to a new
+/// file (a log's active segment) land inside the map until the file
+/// reaches this length. It costs address space, not memory: pages past
+/// the end of the file are never touched.
+pub const MIN_MAP_CAPACITY: u64 = 1 << 20;
 
 /// One operating-system file behind the [`File`] trait, read through a
 /// memory map and written with `pwrite`.
@@ -101,6 +122,9 @@ pub struct MmapFile {
     writer: Mutex<()>,
     /// The length and the map, which change together.
     state: RwLock<MapState>,
+    /// Reads served by `pread` because the map did not reach their bytes
+    /// (only when `mmap` failed): what the tests watch.
+    preads: AtomicU64,
     /// The lock of the directory the file is in, held as long as the map
     /// can be: see the module docs.
     _lock: DirLock,
@@ -108,17 +132,26 @@ pub struct MmapFile {
 
 #[derive(Debug)]
 struct MapState {
-    /// The file length as this process knows it.
+    /// The file length as this process knows it: never more than the
+    /// file's real size while a reader can see it (see the module docs).
     len: u64,
-    /// A map of `0..mapped_len` with `mapped_len <= len`; `None` when the
-    /// file is empty (a map cannot be empty) or mapping failed.
+    /// A map of `0..capacity`, usually past `len`; `None` only if mapping
+    /// failed. Only bytes below `len` are ever read from it.
     map: Option<Mmap>,
 }
 
 impl MapState {
-    fn mapped_len(&self) -> u64 {
+    fn capacity(&self) -> u64 {
         self.map.as_ref().map_or(0, |map| map.len() as u64)
     }
+}
+
+/// The capacity of a map for a file of `len` bytes: the next power of two,
+/// at least [`MIN_MAP_CAPACITY`].
+fn capacity_for(len: u64) -> u64 {
+    len.max(MIN_MAP_CAPACITY)
+        .checked_next_power_of_two()
+        .unwrap_or(len)
 }
 
 impl MmapFile {
@@ -153,6 +186,7 @@ impl MmapFile {
             file,
             writer: Mutex::new(()),
             state: RwLock::new(MapState { len, map: None }),
+            preads: AtomicU64::new(0),
             _lock: lock.clone(),
         };
         {
@@ -168,9 +202,23 @@ impl MmapFile {
     }
 
     /// How many bytes, from the start of the file, reads can serve from the
-    /// map; reads past this go through `pread`.
+    /// map: the whole length unless mapping failed.
     pub fn mapped_len(&self) -> u64 {
-        self.state.read().mapped_len()
+        let state = self.state.read();
+        state.len.min(state.capacity())
+    }
+
+    /// How far the map reaches, past the length: appends up to here need
+    /// no new map.
+    pub fn map_capacity(&self) -> u64 {
+        self.state.read().capacity()
+    }
+
+    /// How many reads since the file was opened were served by `pread`
+    /// instead of the map (only when the map could not be made large
+    /// enough).
+    pub fn pread_fallbacks(&self) -> u64 {
+        self.preads.load(Ordering::Relaxed)
     }
 
     fn overflow(&self, offset: u64) -> Error {
@@ -186,38 +234,26 @@ impl MmapFile {
         self.file.metadata().map_or(fallback, |m| m.len())
     }
 
-    /// Re-creates the map to cover the whole known length. Called with the
-    /// state locked exclusively, so no reader is inside the old map.
+    /// Re-creates the map with room for the known length and more. Called
+    /// with the state locked exclusively, so no reader is inside the old
+    /// map.
     ///
-    /// A failed `mmap` is not an error: the old map (if it still fits) or
-    /// no map at all stays, and reads past it use `pread`.
+    /// A failed `mmap` is not an error: the old map or no map at all stays,
+    /// and reads past it use `pread`.
     fn remap(&self, state: &mut MapState) {
-        if state.len == 0 {
-            state.map = None;
-            return;
-        }
-        let Ok(len) = usize::try_from(state.len) else {
+        let Ok(capacity) = usize::try_from(capacity_for(state.len)) else {
             return;
         };
-        if let Ok(map) = map_file(&self.file, len) {
+        if let Ok(map) = map_file(&self.file, capacity) {
             state.map = Some(map);
-        }
-    }
-
-    /// Remaps if the unmapped tail has grown past the remap step.
-    fn remap_if_grown(&self, state: &mut MapState) {
-        let mapped = state.mapped_len();
-        let step = (mapped / 8).max(MIN_REMAP_STEP);
-        if state.len.saturating_sub(mapped) >= step {
-            self.remap(state);
         }
     }
 
     /// Checks that `offset..offset + len` lies inside the file, then calls
     /// `read` with the mapped bytes of that range, or `None` if the range
     /// reaches past the map, all under the state lock held shared: `set_len`
-    /// cannot shrink the file (and drop the map) while `read` runs, and no
-    /// reference into the map outlives it.
+    /// cannot shrink the file (or the map be re-created) while `read` runs,
+    /// and no reference into the map outlives it.
     fn with_mapped(
         &self,
         offset: u64,
@@ -228,6 +264,7 @@ impl MmapFile {
             .checked_add(len as u64)
             .ok_or_else(|| self.overflow(offset))?;
         let state = self.state.read();
+        // Part 1 of the SIGBUS argument: nothing at or past `len` is read.
         if end > state.len {
             return Err(Error::ReadPastEnd {
                 path: self.path.clone(),
@@ -241,27 +278,34 @@ impl MmapFile {
             let stop = usize::try_from(end).ok()?;
             map.get(start..stop)
         });
+        if mapped.is_none() {
+            self.preads.fetch_add(1, Ordering::Relaxed);
+        }
         read(mapped)
     }
 
-    /// Records a new length after a write that ended at `end`.
+    /// Records a new length after a write that ended at `end` (the bytes
+    /// are in the file: part 2 of the SIGBUS argument).
     fn grow_to(&self, end: u64) {
         let mut state = self.state.write();
         if end > state.len {
             state.len = end;
-            self.remap_if_grown(&mut state);
+            if end > state.capacity() {
+                self.remap(&mut state);
+            }
         }
     }
 }
 
-/// Maps the first `len` bytes of `file` read-only and shared.
+/// Maps `len` bytes of `file` from its start, read-only and shared; `len`
+/// may reach past the end of the file.
 #[expect(
     unsafe_code,
     reason = "memory-mapping a file is unsafe: the mapped bytes can change or vanish underneath"
 )]
 fn map_file(file: &std::fs::File, len: usize) -> std::io::Result<Mmap> {
     // SAFETY: `Mmap` hands out a `&[u8]` over memory that the kernel backs
-    // with the file, so two things could break Rust's rules:
+    // with the file, so three things could break Rust's rules:
     // - The bytes can change while a `&[u8]` to them is live: another write
     //   to the file shows through the shared map. A reference into the map
     //   lives only while the state lock is held shared (`with_mapped`):
@@ -269,15 +313,35 @@ fn map_file(file: &std::fs::File, len: usize) -> std::io::Result<Mmap> {
     //   whose signature lets no borrow escape the call. So the worst a
     //   concurrent write causes is a mix of old and new bytes, which is the
     //   same as a `pread` racing a `pwrite` and is the caller's business.
-    // - If the file shrinks below `len` while the map is live, touching a
-    //   page past the new end raises SIGBUS and kills the process. `len` is
-    //   at most the file length (the caller holds the state lock exclusively
-    //   and `len` only counts bytes that were written), and pydb never
-    //   shrinks a file with a live map: `MmapFile::set_len` drops the map
-    //   before truncating, under the exclusive lock that every reader also
-    //   takes; other pydb processes are kept out by the directory lock,
-    //   which `MmapFile::open` demands and the file holds while it lives.
+    // - The map reaches past the end of the file, where touching a page
+    //   raises SIGBUS. No reference to those pages is ever made: the only
+    //   slices taken from the map are `offset..end` with `end <= len`,
+    //   checked under the state lock in `with_mapped`, and `len` counts
+    //   only bytes that a `pwrite` has put in the file.
+    // - If the file shrinks below `len` while a reader is inside the map,
+    //   the same SIGBUS. `MmapFile::set_len` truncates and lowers `len`
+    //   under the exclusive lock that every reader takes shared; other
+    //   pydb processes are kept out by the directory lock, which
+    //   `MmapFile::open` demands and the file holds while it lives.
     unsafe { MmapOptions::new().len(len).map(file) }
+}
+
+/// Reads `len` bytes at `offset` of `file` with `pread` and lends them to
+/// `visit`, in a buffer reused across the calls of a thread: no allocation
+/// and no zeroing per read once the buffer is large enough.
+pub(crate) fn pread_with(
+    file: &std::fs::File,
+    path: &Path,
+    offset: u64,
+    len: usize,
+    visit: &mut dyn FnMut(&[u8]),
+) -> Result<()> {
+    crate::scratch::with_buffer(len, |buf| {
+        file.read_exact_at(buf, offset)
+            .map_err(|e| Error::io(path, e))?;
+        visit(buf);
+        Ok(())
+    })
 }
 
 impl File for MmapFile {
@@ -295,7 +359,7 @@ impl File for MmapFile {
                 buf.copy_from_slice(bytes);
                 Ok(())
             }
-            // Past the map: bytes appended since the last remap.
+            // No map reaches these bytes (mapping failed).
             None => self
                 .file
                 .read_exact_at(buf, offset)
@@ -303,22 +367,15 @@ impl File for MmapFile {
         })
     }
 
-    /// Lends the mapped bytes themselves, without a copy, when the range
-    /// lies inside the map; `pread`s into a buffer past it.
+    /// Lends the mapped bytes themselves, without a copy; `pread`s into a
+    /// reused buffer if no map reaches them.
     fn read_with(&self, offset: u64, len: usize, visit: &mut dyn FnMut(&[u8])) -> Result<()> {
         self.with_mapped(offset, len, |mapped| match mapped {
             Some(bytes) => {
                 visit(bytes);
                 Ok(())
             }
-            None => {
-                let mut buf = vec![0u8; len];
-                self.file
-                    .read_exact_at(&mut buf, offset)
-                    .map_err(|e| Error::io(&self.path, e))?;
-                visit(&buf);
-                Ok(())
-            }
+            None => pread_with(&self.file, &self.path, offset, len, visit),
         })
     }
 
@@ -360,22 +417,18 @@ impl File for MmapFile {
 
     fn set_len(&self, new_len: u64) -> Result<()> {
         let _writer = self.writer.lock();
+        // Exclusive for the truncation *and* the new `len`: no reader can
+        // check against the old length and then touch a page that the
+        // truncation took away. The map itself may stay: past `len` it is
+        // never read.
         let mut state = self.state.write();
-        let shrinks_map = new_len < state.mapped_len();
-        if shrinks_map {
-            // Unmap before the file shrinks: afterwards the old map would
-            // reach past the end of the file (SIGBUS on touch).
-            state.map = None;
-        }
         let result = self.file.set_len(new_len);
         state.len = match result {
             Ok(()) => new_len,
             Err(_) => self.os_len_or(state.len.min(new_len)),
         };
-        if shrinks_map || state.map.is_none() {
+        if state.len > state.capacity() {
             self.remap(&mut state);
-        } else {
-            self.remap_if_grown(&mut state);
         }
         result.map_err(|e| Error::io(&self.path, e))
     }
@@ -453,62 +506,80 @@ mod tests {
     }
 
     #[test]
-    fn opening_maps_the_whole_existing_file() {
+    fn opening_maps_the_whole_existing_file_and_room_past_it() {
         let dir = tempfile::tempdir().unwrap();
         let lock = DirLock::acquire(dir.path()).unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"0123456789").unwrap();
         let file = MmapFile::open(&path, false, &lock).unwrap();
         assert_eq!(file.mapped_len(), 10);
+        assert_eq!(file.map_capacity(), MIN_MAP_CAPACITY);
         assert_eq!(read(&file, 3, 4), b"3456");
+        assert_eq!(file.pread_fallbacks(), 0);
     }
 
     #[test]
-    fn empty_file_has_no_map_and_reads_past_end_fail() {
+    fn the_capacity_is_a_power_of_two_at_least_the_length() {
+        assert_eq!(capacity_for(0), MIN_MAP_CAPACITY);
+        assert_eq!(capacity_for(MIN_MAP_CAPACITY), MIN_MAP_CAPACITY);
+        assert_eq!(capacity_for(MIN_MAP_CAPACITY + 1), 2 * MIN_MAP_CAPACITY);
+        assert_eq!(capacity_for(64 << 20), 64 << 20);
+        assert_eq!(capacity_for((64 << 20) + 1), 128 << 20);
+        // No power of two above: the length itself (mapping will fail and
+        // reads use pread, but nothing overflows).
+        assert_eq!(capacity_for(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn empty_file_is_mapped_ahead_and_reads_past_end_fail() {
         let dir = tempfile::tempdir().unwrap();
         let lock = DirLock::acquire(dir.path()).unwrap();
         let file = MmapFile::create(dir.path().join("f"), &lock).unwrap();
         assert_eq!(file.mapped_len(), 0);
+        assert_eq!(file.map_capacity(), MIN_MAP_CAPACITY);
+        // Inside the map but past the end of the file: an error, not a
+        // touch of a page with no bytes behind it (SIGBUS).
         let err = file.read_at(0, &mut [0u8; 1]).unwrap_err();
         assert!(
             matches!(err, Error::ReadPastEnd { file_len: 0, .. }),
             "{err}"
         );
+        let err = file.read_at(8192, &mut [0u8; 1]).unwrap_err();
+        assert!(matches!(err, Error::ReadPastEnd { .. }), "{err}");
         // An empty read at the end is fine.
         file.read_at(0, &mut []).unwrap();
     }
 
     #[test]
-    fn small_appends_are_read_through_pread_until_the_remap_step() {
+    fn appends_are_read_from_the_map_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let lock = DirLock::acquire(dir.path()).unwrap();
         let file = MmapFile::create(dir.path().join("f"), &lock).unwrap();
         assert_eq!(file.append(b"hello").unwrap(), 0);
         assert_eq!(file.append(b"world").unwrap(), 5);
-        // Far below MIN_REMAP_STEP: still unmapped, but readable.
-        assert_eq!(file.mapped_len(), 0);
+        assert_eq!(file.mapped_len(), 10);
         assert_eq!(read(&file, 3, 5), b"lowor");
-        // A read that spans the mapped and unmapped parts.
-        let big = vec![7u8; MIN_REMAP_STEP as usize];
+        // Past the capacity: the map is re-created, twice as large.
+        let big = vec![7u8; MIN_MAP_CAPACITY as usize];
         file.append(&big).unwrap();
-        assert_eq!(file.mapped_len(), 10 + MIN_REMAP_STEP);
+        assert_eq!(file.map_capacity(), 2 * MIN_MAP_CAPACITY);
         file.append(b"tail").unwrap();
-        assert_eq!(file.mapped_len(), 10 + MIN_REMAP_STEP);
         let end = file.len().unwrap();
+        assert_eq!(file.mapped_len(), end);
         assert_eq!(read(&file, end - 6, 6), b"\x07\x07tail");
         assert_eq!(read(&file, 0, 10), b"helloworld");
+        // Not one of those reads needed a system call.
+        assert_eq!(file.pread_fallbacks(), 0);
     }
 
     #[test]
-    fn read_with_lends_the_map_and_preads_past_it() {
+    fn read_with_lends_the_map_right_after_an_append() {
         let dir = tempfile::tempdir().unwrap();
         let lock = DirLock::acquire(dir.path()).unwrap();
         let file = MmapFile::create(dir.path().join("f"), &lock).unwrap();
-        let big: Vec<u8> = (0..MIN_REMAP_STEP).map(|i| (i % 251) as u8).collect();
-        file.append(&big).unwrap();
-        file.append(b"tail").unwrap();
-        let mapped = file.mapped_len();
-        assert_eq!(mapped, MIN_REMAP_STEP);
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        file.append(&data).unwrap();
+        let tail_at = file.append(b"tail").unwrap();
         let map_start = file.state.read().map.as_ref().unwrap().as_ptr() as usize;
         let lent = |offset: u64, len: usize| {
             let (mut seen, mut calls, mut at) = (Vec::new(), 0, 0usize);
@@ -519,22 +590,36 @@ mod tests {
             })
             .map(|()| (seen, calls, at))
         };
-        // Inside the map: the visitor sees the map's own bytes.
+        // The visitor sees the map's own bytes, the newest too.
         let (seen, calls, at) = lent(1000, 50).unwrap();
-        assert_eq!((seen.as_slice(), calls), (&big[1000..1050], 1));
+        assert_eq!((seen.as_slice(), calls), (&data[1000..1050], 1));
         assert_eq!(at, map_start + 1000);
-        // Across the end of the map: a copy, with the same bytes read_at gives.
-        let (seen, calls, at) = lent(mapped - 2, 6).unwrap();
-        assert_eq!(
-            (seen.as_slice(), calls),
-            (read(&file, mapped - 2, 6).as_slice(), 1)
-        );
-        assert_eq!(&seen[2..], b"tail");
-        assert_ne!(at, map_start + mapped as usize - 2);
-        // Past the end: an error, and the visitor never runs.
-        let err = lent(mapped, 5).unwrap_err();
+        let (seen, _, at) = lent(tail_at, 4).unwrap();
+        assert_eq!(seen, b"tail");
+        assert_eq!(at, map_start + tail_at as usize);
+        assert_eq!(file.pread_fallbacks(), 0);
+        // Past the end (but inside the map): an error, and the visitor
+        // never runs.
+        let err = lent(tail_at + 2, 3).unwrap_err();
         assert!(matches!(err, Error::ReadPastEnd { .. }), "{err}");
         assert!(lent(u64::MAX, 2).is_err());
+    }
+
+    #[test]
+    fn without_a_map_reads_fall_back_to_pread() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = DirLock::acquire(dir.path()).unwrap();
+        let file = MmapFile::create(dir.path().join("f"), &lock).unwrap();
+        file.append(b"0123456789").unwrap();
+        // What a failed `mmap` leaves.
+        file.state.write().map = None;
+        assert_eq!(file.mapped_len(), 0);
+        assert_eq!(read(&file, 2, 3), b"234");
+        let mut seen = Vec::new();
+        file.read_with(4, 4, &mut |bytes| seen = bytes.to_vec())
+            .unwrap();
+        assert_eq!(seen, b"4567");
+        assert_eq!(file.pread_fallbacks(), 2);
     }
 
     #[test]
@@ -557,26 +642,35 @@ mod tests {
     }
 
     #[test]
-    fn shrinking_drops_the_map_and_growing_reads_zeros() {
+    fn shrinking_keeps_reads_below_the_new_length_and_growing_reads_zeros() {
         let dir = tempfile::tempdir().unwrap();
         let lock = DirLock::acquire(dir.path()).unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, vec![9u8; 10_000]).unwrap();
         let file = MmapFile::open(&path, false, &lock).unwrap();
         file.set_len(100).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 100);
         assert_eq!(file.mapped_len(), 100);
         assert_eq!(file.len().unwrap(), 100);
+        // The bytes cut off are still inside the map, on pages past the end
+        // of the file: the read is refused before it touches them.
         let err = file.read_at(99, &mut [0u8; 2]).unwrap_err();
         assert!(
             matches!(err, Error::ReadPastEnd { file_len: 100, .. }),
             "{err}"
         );
+        assert!(file.read_at(8192, &mut [0u8; 1]).is_err());
         file.set_len(200).unwrap();
         assert_eq!(read(&file, 98, 4), [9, 9, 0, 0]);
         file.set_len(0).unwrap();
         assert_eq!(file.mapped_len(), 0);
         assert_eq!(file.append(b"new").unwrap(), 0);
         assert_eq!(read(&file, 0, 3), b"new");
+        // Growing past the capacity maps again.
+        file.set_len(3 * MIN_MAP_CAPACITY).unwrap();
+        assert_eq!(file.map_capacity(), 4 * MIN_MAP_CAPACITY);
+        assert_eq!(read(&file, 3 * MIN_MAP_CAPACITY - 1, 1), [0]);
+        assert_eq!(file.pread_fallbacks(), 0);
     }
 
     #[test]
@@ -593,6 +687,7 @@ mod tests {
         let file = MmapFile::open(&path, false, &lock).unwrap();
         assert_eq!(file.len().unwrap(), 11_600);
         assert_eq!(file.mapped_len(), 11_600);
+        assert_eq!(file.map_capacity(), MIN_MAP_CAPACITY);
         assert_eq!(read(&file, 116 * 42, 116), vec![42u8; 116]);
     }
 
@@ -633,7 +728,10 @@ mod tests {
         for reader in readers {
             reader.join().unwrap();
         }
-        // 600 * 4096 = 2.4 MiB: the map has been re-created on the way.
-        assert!(file.mapped_len() >= MIN_REMAP_STEP);
+        // 600 * 4096 = 2.4 MiB: the map has been re-created on the way,
+        // and every read was served from a map.
+        assert_eq!(file.mapped_len(), RECORDS * RECORD as u64);
+        assert_eq!(file.map_capacity(), 4 * MIN_MAP_CAPACITY);
+        assert_eq!(file.pread_fallbacks(), 0);
     }
 }

@@ -11,8 +11,8 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use pydb_file::{
-    DirLock, Error, FaultController, FaultyFile, FaultyOpener, File, FileOpener, MIN_REMAP_STEP,
-    MmapFile, MonolithicFile, MonolithicOpener,
+    DirLock, Error, FaultController, FaultyFile, FaultyOpener, File, FileOpener, MIN_MAP_CAPACITY,
+    MmapFile, MmapOpener, MonolithicFile, MonolithicOpener,
 };
 
 #[derive(Debug, Clone)]
@@ -22,7 +22,7 @@ enum FileOp {
     SetLen(u64),
     Read(u64, usize),
     Sync,
-    /// A large append, to push `MmapFile` past its remap step.
+    /// A large append, to push `MmapFile` past its map's capacity.
     BigAppend(u8),
 }
 
@@ -48,7 +48,7 @@ fn check_against_model(file: &impl File, ops: &[FileOp]) {
                 model.extend_from_slice(data);
             }
             FileOp::BigAppend(byte) => {
-                let data = vec![*byte; MIN_REMAP_STEP as usize + 1];
+                let data = vec![*byte; MIN_MAP_CAPACITY as usize + 1];
                 assert_eq!(file.append(&data).unwrap(), model.len() as u64, "op {i}");
                 model.extend_from_slice(&data);
             }
@@ -140,4 +140,34 @@ fn an_mmap_file_and_a_monolithic_file_share_the_same_bytes() {
     let mut buf = [0u8; 6];
     mapped.read_at(4000, &mut buf).unwrap();
     assert_eq!(&buf, b"shared");
+}
+
+#[test]
+fn a_power_cut_under_a_map_ahead_is_seen_as_a_dead_handle_not_a_crash() {
+    // The map reaches past the file; a power cut then cuts the file below
+    // the length the handle knew. No read may touch the pages cut off.
+    let dir = tempfile::tempdir().unwrap();
+    let lock = DirLock::acquire(dir.path()).unwrap();
+    let opener = FaultyOpener::new(MmapOpener::new(&lock), 1);
+    let path = dir.path().join("log");
+    let file = opener.open(&path, true).unwrap();
+    file.append(&[1u8; 5000]).unwrap();
+    file.sync_data().unwrap();
+    opener.sync_dir(dir.path()).unwrap();
+    file.append(&[2u8; 20_000]).unwrap();
+    let mut buf = [0u8; 4];
+    file.read_at(24_000, &mut buf).unwrap();
+    assert_eq!(buf, [2u8; 4]);
+    opener.controller().power_cut().unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 5000);
+    // The handle is dead: its reads fail instead of reaching the map.
+    assert!(file.read_at(24_000, &mut buf).is_err());
+    assert!(file.read_with(0, 4, &mut |_| {}).is_err());
+    drop(file);
+    // A new handle maps the file as it was synced.
+    let reopened = MmapFile::open(&path, false, &lock).unwrap();
+    assert_eq!(reopened.len().unwrap(), 5000);
+    reopened.read_at(4996, &mut buf).unwrap();
+    assert_eq!(buf, [1u8; 4]);
+    assert!(reopened.read_at(5000, &mut buf).is_err());
 }

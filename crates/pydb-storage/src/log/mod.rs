@@ -99,13 +99,15 @@
 //! value is cheap next to that promise.
 //!
 //! Reading through a map is sound here because a segment only ever grows
-//! while the engine runs (appends go through `pwrite`, and the map never
-//! covers more than the length written; no byte under a record is ever
-//! written again, so the bytes the CRC was checked over are the bytes the
-//! value is copied from), and the only truncations happen where no read can be in
-//! flight: the torn tail and the restart of an empty last segment are cut
-//! at open, before the engine exists, and `MmapFile::set_len` drops its map
-//! under an exclusive lock before it truncates anyway. Other processes are
+//! while the engine runs (appends go through `pwrite`; the map reaches
+//! ahead of the length, so a record just appended is read from the map
+//! too, but no read touches a byte past the length written; no byte under
+//! a record is ever written again, so the bytes the CRC was checked over
+//! are the bytes the value is copied from), and the only truncations happen
+//! where no read can be in flight: the torn tail and the restart of an
+//! empty last segment are cut at open, before the engine exists, and
+//! `MmapFile::set_len` lowers its length under an exclusive lock together
+//! with the truncation anyway. Other processes are
 //! kept out by the directory lock, which the `MmapOpener` holds (a map
 //! cannot be opened without it) and lends to the engine. Any other [`FileOpener`] works through
 //! [`AppendOnlyLogStorage::open_with`] (e.g. `MonolithicOpener` for plain
