@@ -13,7 +13,7 @@
 //! once for `get`, `scan` and everything built on them, whether or not
 //! anything has deleted it yet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
@@ -47,7 +47,7 @@ pub struct Transaction {
     /// one and commits, its version is the key's only one, which garbage
     /// collection need not walk (see `gc`). Behind a mutex because reads
     /// take `&self`.
-    created: parking_lot::Mutex<Vec<Bytes>>,
+    created: parking_lot::Mutex<BTreeSet<Bytes>>,
     done: bool,
 }
 
@@ -97,7 +97,7 @@ impl Transaction {
             now_ms,
             writes: BTreeMap::new(),
             ssi,
-            created: parking_lot::Mutex::new(Vec::new()),
+            created: parking_lot::Mutex::new(BTreeSet::new()),
             done: false,
         })
     }
@@ -225,7 +225,7 @@ impl Transaction {
             // check refuses this transaction's commit if one appears
             // above it: a write of this key would be its first version.
             if self.checks_write_conflicts() && !self.read_only {
-                self.created.lock().push(key);
+                self.created.lock().insert(key);
             }
             return Ok(None);
         };
@@ -458,11 +458,7 @@ impl Transaction {
                 // The buffer is not needed after commit, successful or
                 // not: hand it over rather than copy it.
                 writes: std::mem::take(&mut self.writes),
-                created: {
-                    let mut created = std::mem::take(&mut *self.created.lock());
-                    created.sort_unstable();
-                    created
-                },
+                created: std::mem::take(&mut *self.created.lock()),
                 lock_wait: self.lock_wait,
             })
         });
