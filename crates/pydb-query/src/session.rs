@@ -229,6 +229,7 @@ impl Session {
     /// transaction of its own, as [`Session::execute`]).
     pub fn execute_prepared(&mut self, prepared: &Prepared, params: &[Value]) -> Result<Output> {
         if matches!(self.state, State::Idle)
+            && matches!(prepared.statement, Statement::Query(_))
             && let Some(output) = self.point_read(prepared, params)?
         {
             return Ok(output);
@@ -465,7 +466,9 @@ impl Session {
                 let output = execute(&mut store)?;
                 // A prepared point select hands its catalog on, so that
                 // its next executions can skip the transaction.
-                if plans.is_some_and(|p| p.point_read(&ctx.params).is_some()) {
+                if matches!(statement, Statement::Query(_))
+                    && plans.is_some_and(|p| p.point_read(&ctx.params).is_some())
+                {
                     store.share_latest_catalog()?;
                 }
                 open.tx.commit()?;
