@@ -31,6 +31,22 @@
 //! one-row statement planning cost more than running: a point select by
 //! primary key ran about twice as fast once it was kept.
 //!
+//! # Point selects
+//!
+//! Outside `BEGIN`, a prepared statement whose kept plan reads one row by
+//! primary key (`SELECT ... FROM t WHERE pk = $1`) runs without a
+//! transaction: one read of the latest commit
+//! (`TxnManager::get_latest_in`), which registers no snapshot and is not
+//! tracked by SSI. An autocommit statement that reads a single row is a
+//! transaction of one read, and reading the latest commit is what such a
+//! transaction returns at every isolation level: whole commits only, no
+//! uncommitted write, and at SERIALIZABLE a transaction that read one
+//! version can be placed in the serial order right after the commit that
+//! wrote it. The plan must hold for that commit's catalog, which the read
+//! checks (see `txnstore::Shared::read_latest_row`); when it cannot tell,
+//! the statement runs as a transaction as any other. Inside `BEGIN` a
+//! point select reads at its transaction's snapshot, as before.
+//!
 //! # Isolation levels
 //!
 //! `SERIALIZABLE` (the default, see [`Database::with_isolation`]) is
@@ -51,7 +67,7 @@ use crate::ast::{IsolationLevel, Statement};
 use crate::bind::Binder;
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecContext, PlanCache};
-use crate::output::{Output, ResultColumn};
+use crate::output::{Output, ResultColumn, Rows};
 use crate::txnstore::{OpenTxn, Shared, TxnStore};
 use crate::value::Value;
 
@@ -212,6 +228,12 @@ impl Session {
     /// values of `$1`, `$2`, ... (inside the open transaction, or as a
     /// transaction of its own, as [`Session::execute`]).
     pub fn execute_prepared(&mut self, prepared: &Prepared, params: &[Value]) -> Result<Output> {
+        if matches!(self.state, State::Idle)
+            && matches!(prepared.statement, Statement::Query(_))
+            && let Some(output) = self.point_read(prepared, params)?
+        {
+            return Ok(output);
+        }
         let ctx = ExecContext {
             params: params.to_vec(),
             memory_budget: self.ctx.memory_budget,
@@ -222,6 +244,31 @@ impl Session {
             }
             statement => self.run_in_transaction(statement, &ctx, Some(&prepared.plans)),
         }
+    }
+
+    /// Runs an autocommit prepared point select without a transaction:
+    /// a single read of the latest commit, when the statement's kept plan
+    /// reads one row by primary key and its catalog is the latest one
+    /// (`None`: not such a statement, or not known; it then runs as a
+    /// transaction of its own). See "Point selects" in the module docs.
+    fn point_read(&self, prepared: &Prepared, params: &[Value]) -> Result<Option<Output>> {
+        let Some((catalog, point)) = prepared.plans.point_read(params) else {
+            return Ok(None);
+        };
+        let Some(pk) = point.key_values(params) else {
+            return Ok(None);
+        };
+        let Some(row) = self
+            .db
+            .shared
+            .read_latest_row(&catalog, &point.table, &pk)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Output::Rows(Rows {
+            columns: point.columns.clone(),
+            rows: row.map(|row| point.output_row(row)).into_iter().collect(),
+        })))
     }
 
     /// Runs one parsed statement.
@@ -417,6 +464,13 @@ impl Session {
                 let mut open = OpenTxn::new(tx);
                 let mut store = TxnStore::new(&mut open, &self.db.shared);
                 let output = execute(&mut store)?;
+                // A prepared point select hands its catalog on, so that
+                // its next executions can skip the transaction.
+                if matches!(statement, Statement::Query(_))
+                    && plans.is_some_and(|p| p.point_read(&ctx.params).is_some())
+                {
+                    store.share_latest_catalog()?;
+                }
                 open.tx.commit()?;
                 Ok(output)
             }

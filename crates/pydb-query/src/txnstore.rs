@@ -143,6 +143,19 @@ fn catalog_tag(tx: &Transaction) -> Result<u64> {
         .unwrap_or(0))
 }
 
+/// The value of the counter `key` (a missing counter is 0).
+fn decode_counter(key: &[u8], value: Option<Bytes>) -> Result<u64> {
+    match value {
+        None => Ok(0),
+        Some(value) => {
+            let bytes: [u8; 8] = value[..].try_into().map_err(|_| {
+                Error::Corrupted(format!("SQL counter {key:?} has {} bytes", value.len()))
+            })?;
+            Ok(u64::from_le_bytes(bytes))
+        }
+    }
+}
+
 // ------------------------------------------------------------- catalog
 
 /// Every table and view, as one transaction sees them.
@@ -220,6 +233,20 @@ struct CachedCatalog {
     snapshot: u64,
 }
 
+/// A catalog and the value of the catalog version key it goes with: see
+/// [`Shared::read_latest_row`].
+#[derive(Debug)]
+struct LatestCatalog {
+    /// The catalog version key's value (every DDL commit adds one).
+    version: u64,
+    /// The key had that value at every commit from `since` to `until`.
+    since: u64,
+    /// See `since`.
+    until: u64,
+    /// The catalog of those commits.
+    catalog: CatalogToken,
+}
+
 /// What a database's sessions share: the catalog most recently decoded,
 /// and the hidden row id allocators.
 #[derive(Debug)]
@@ -229,6 +256,9 @@ pub(crate) struct Shared {
     /// The catalog version key's commit timestamp, what it says, and the
     /// newest snapshot known to see exactly that version.
     last: Mutex<Option<CachedCatalog>>,
+    /// A catalog known to be the latest commit's, for reads outside any
+    /// transaction (see [`Shared::read_latest_row`]).
+    latest: Mutex<Option<LatestCatalog>>,
     /// The next hidden row id of each table without PRIMARY KEY that was
     /// inserted into since the database was opened.
     row_ids: Mutex<HashMap<u64, u64>>,
@@ -240,7 +270,113 @@ impl Shared {
         Shared {
             mgr,
             last: Mutex::new(None),
+            latest: Mutex::new(None),
             row_ids: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The row of `table` with primary key `pk` as of the latest commit,
+    /// read outside any transaction, if `catalog` is the latest commit's
+    /// catalog; `None` when that is not known (the caller then reads in a
+    /// transaction).
+    ///
+    /// An autocommit point select is a transaction that reads one row and
+    /// ends. Reading that row at the latest commit
+    /// (`TxnManager::get_latest_in`: no snapshot registered, no SSI
+    /// tracking) gives what such a transaction would return at any
+    /// isolation level: it sees whole commits only, never an uncommitted
+    /// write, and a transaction that reads a single key can always be
+    /// placed in the serial order right after the commit that wrote the
+    /// version it read. The statement's plan must be valid for the
+    /// catalog of that commit, which is the other thing this checks, from
+    /// the catalog version key, which every DDL commit increases:
+    ///
+    /// ```text
+    ///   S1 = published;  catalog version at S1 is `version` (known, or read now)
+    ///   row = newest version of the row at the latest commit S2 >= S1
+    ///   S3 = published;  S3 == S1, or the version read now is still `version`
+    /// ```
+    ///
+    /// The version key only grows, so the same value at S1 and after S3
+    /// means no DDL committed between them: the row was read at a commit
+    /// with the plan's catalog. While nothing commits (`S3 == S1` and
+    /// `S1` is a commit already checked), the check reads nothing.
+    pub(crate) fn read_latest_row(
+        &self,
+        catalog: &CatalogToken,
+        table: &Table,
+        pk: &[Value],
+    ) -> Result<Option<Option<Row>>> {
+        let before = self.mgr.last_commit();
+        if !self.catalog_is_latest(catalog, before)? {
+            return Ok(None);
+        }
+        let key = layout::row_key(table.id, &encode_key(pk));
+        let stored = self.mgr.get_latest_in(Keyspace::Sql, &key)?;
+        let after = self.mgr.last_commit();
+        if after != before && !self.catalog_is_latest(catalog, after)? {
+            return Ok(None);
+        }
+        Ok(Some(
+            stored
+                .map(|bytes| decode_table_row(table, &bytes))
+                .transpose()?,
+        ))
+    }
+
+    /// Whether `catalog` is the catalog at the published commit `at`.
+    fn catalog_is_latest(&self, catalog: &CatalogToken, at: u64) -> Result<bool> {
+        let version = {
+            let latest = self.latest.lock();
+            match latest.as_ref() {
+                Some(l) if l.catalog.same(catalog) && l.since <= at => {
+                    if at <= l.until {
+                        return Ok(true);
+                    }
+                    l.version
+                }
+                _ => return Ok(false),
+            }
+        };
+        // Read after `at` was published: the value it had at `since`,
+        // then, as the key only grows, means the same value at `at`.
+        let now = decode_counter(
+            &layout::CATALOG_VERSION,
+            self.mgr
+                .get_latest_in(Keyspace::Sql, &layout::CATALOG_VERSION)?,
+        )?;
+        if now != version {
+            return Ok(false);
+        }
+        if let Some(l) = self
+            .latest
+            .lock()
+            .as_mut()
+            .filter(|l| l.version == version && l.catalog.same(catalog))
+        {
+            l.until = l.until.max(at);
+        }
+        Ok(true)
+    }
+
+    /// Notes that the catalog version key was `version` at the commit
+    /// `snapshot`, whose catalog is `catalog`.
+    fn note_latest(&self, version: u64, snapshot: u64, catalog: CatalogToken) {
+        let mut latest = self.latest.lock();
+        match latest.as_mut() {
+            Some(l) if l.version == version && l.catalog.same(&catalog) => {
+                l.since = l.since.min(snapshot);
+                l.until = l.until.max(snapshot);
+            }
+            Some(l) if l.version > version => {}
+            _ => {
+                *latest = Some(LatestCatalog {
+                    version,
+                    since: snapshot,
+                    until: snapshot,
+                    catalog,
+                });
+            }
         }
     }
 
@@ -380,6 +516,36 @@ impl<'a> TxnStore<'a> {
         &self.open.tx
     }
 
+    /// Hands the catalog this statement saw to point reads outside any
+    /// transaction ([`Shared::read_latest_row`]), with the catalog version
+    /// key's value at this transaction's snapshot (one more read, made
+    /// only when that catalog is not already the one they know).
+    pub(crate) fn share_latest_catalog(&self) -> Result<()> {
+        if self.open.wrote_catalog {
+            return Ok(());
+        }
+        let Some(catalog) = self.catalog.borrow().clone() else {
+            return Ok(());
+        };
+        let catalog = CatalogToken(catalog);
+        let known = self
+            .shared
+            .latest
+            .lock()
+            .as_ref()
+            .is_some_and(|l| l.catalog.same(&catalog));
+        if known {
+            return Ok(());
+        }
+        let version = decode_counter(
+            &layout::CATALOG_VERSION,
+            space_get(self.tx(), &layout::CATALOG_VERSION)?,
+        )?;
+        self.shared
+            .note_latest(version, self.tx().snapshot(), catalog);
+        Ok(())
+    }
+
     /// The catalog this transaction sees.
     fn catalog(&self) -> Result<Arc<Catalog>> {
         if let Some(catalog) = self.catalog.borrow().as_ref() {
@@ -454,15 +620,7 @@ impl<'a> TxnStore<'a> {
     }
 
     fn read_counter(&self, key: &[u8]) -> Result<u64> {
-        match space_get_for_update(self.tx(), key)? {
-            None => Ok(0),
-            Some(value) => {
-                let bytes: [u8; 8] = value[..].try_into().map_err(|_| {
-                    Error::Corrupted(format!("SQL counter {key:?} has {} bytes", value.len()))
-                })?;
-                Ok(u64::from_le_bytes(bytes))
-            }
-        }
+        decode_counter(key, space_get_for_update(self.tx(), key)?)
     }
 
     fn write_counter(&mut self, key: &[u8], value: u64) -> Result<()> {

@@ -36,9 +36,17 @@
 //! only their versions. A key whose walk leaves something for later (a
 //! version above `W`, or a value with an expiry deadline) is marked again
 //! for the next pass, so a snapshot that held a version back, or a
-//! deadline that passes with no new write, is still collected. The
-//! background collector makes a full pass every `FULL_PASS_EVERY` rounds
-//! as a safety net; [`TxnManager::gc`](crate::TxnManager::gc) always makes
+//! deadline that passes with no new write, is still collected. A commit
+//! does not mark a key it *created*: one its transaction read and found
+//! no version of (no value, no tombstone), written with a value that never
+//! expires. The write-write check at commit refuses the transaction if
+//! any version of the key appeared after its snapshot, so its version is
+//! the key's only one, which is not garbage now and can only become
+//! garbage when a later commit writes the key (and marks it). An
+//! insert-only load (SQL's INSERT reads each new primary key first) then
+//! leaves a marked pass nothing to walk, where it opened a scan per row.
+//! The background collector makes a full pass every `FULL_PASS_EVERY`
+//! rounds as a safety net; [`TxnManager::gc`](crate::TxnManager::gc) always makes
 //! a full one.
 //!
 //! Removal is a plain engine `write_batch` of deletes, in chunks, beside
@@ -384,6 +392,61 @@ mod tests {
         // No write since: only the memory of an unsettled key finds it.
         let expired = collect(&db.inner, Pass::Marked).unwrap();
         assert_eq!((expired.versions, expired.garbage), (1, 1));
+    }
+
+    #[test]
+    fn a_key_a_commit_created_is_not_walked_until_it_is_written_again() {
+        let db = manager();
+        collect(&db.inner, Pass::Full).unwrap();
+        // Read and found absent, then written: the only version.
+        let create = |db: &TxnManager, isolation: Isolation, key: &[u8]| {
+            db.transaction(isolation, |tx| {
+                assert_eq!(tx.get(key)?, None);
+                tx.set(key, b"v")
+            })
+            .unwrap();
+        };
+        create(&db, Isolation::Snapshot, b"a");
+        create(&db, Isolation::Serializable, b"b");
+        let report = collect(&db.inner, Pass::Marked).unwrap();
+        assert_eq!((report.versions, report.garbage), (0, 0));
+        // A blind write, a read committed one (no write-write check), a
+        // delete and an expiring value are walked.
+        set(&db, b"blind", b"v");
+        create(&db, Isolation::ReadCommitted, b"rc");
+        db.transaction(Isolation::Snapshot, |tx| {
+            assert_eq!(tx.get(b"gone")?, None);
+            tx.delete(b"gone").map(drop)
+        })
+        .unwrap();
+        db.transaction(Isolation::Snapshot, |tx| {
+            assert_eq!(tx.get(b"brief")?, None);
+            tx.set_with_deadline(b"brief", b"v", Some(u64::MAX - 1))
+        })
+        .unwrap();
+        let report = collect(&db.inner, Pass::Marked).unwrap();
+        assert_eq!((report.versions, report.garbage), (4, 1), "the tombstone");
+        // Written again, the created key is walked and its old version
+        // collected.
+        set(&db, b"a", b"w");
+        let report = collect(&db.inner, Pass::Marked).unwrap();
+        assert_eq!((report.versions, report.garbage), (3, 1), "a's two, brief");
+        let tx = db.begin(Isolation::Snapshot).unwrap();
+        assert_eq!(tx.get(b"a").unwrap().unwrap(), &b"w"[..]);
+        assert_eq!(tx.get(b"b").unwrap().unwrap(), &b"v"[..]);
+    }
+
+    #[test]
+    fn a_created_key_that_loses_the_write_conflict_leaves_no_unwalked_garbage() {
+        let db = manager();
+        collect(&db.inner, Pass::Full).unwrap();
+        let mut late = db.begin(Isolation::Snapshot).unwrap();
+        assert_eq!(late.get(b"k").unwrap(), None);
+        set(&db, b"k", b"first");
+        late.set(b"k", b"second").unwrap();
+        assert!(late.commit().is_err(), "write-write conflict");
+        let full = collect(&db.inner, Pass::Full).unwrap();
+        assert_eq!((full.versions, full.garbage), (1, 0));
     }
 
     #[test]

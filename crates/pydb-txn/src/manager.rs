@@ -100,7 +100,7 @@
 //! concurrency a read must take a shared lock, so there the fast read is
 //! a plain read-only transaction.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::RangeBounds;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak, mpsc};
@@ -322,6 +322,26 @@ struct Queued {
     ts: u64,
     /// The transaction's write buffer, by spaced key (`None`: a delete).
     writes: BTreeMap<Bytes, Option<Stored>>,
+    /// The keys it read and found no version of: see
+    /// [`Queued::gc_candidates`].
+    created: BTreeSet<Bytes>,
+}
+
+impl Queued {
+    /// The keys of this commit that garbage collection must walk: all it
+    /// wrote except the keys it created with a value that never expires.
+    /// Such a key's version is its only one and stays visible until a
+    /// later commit, which marks the key again, writes over it; a delete
+    /// (a tombstone) or an expiring value becomes garbage by itself.
+    fn gc_candidates(&self) -> impl Iterator<Item = &Bytes> {
+        let mut created = self.created.iter().peekable();
+        self.writes.iter().filter_map(move |(key, value)| {
+            while created.next_if(|c| *c < key).is_some() {}
+            let first_version = created.next_if(|c| *c == key).is_some();
+            let lasting = value.as_ref().is_some_and(|s| s.deadline.is_none());
+            (!(first_version && lasting)).then_some(key)
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -441,6 +461,9 @@ pub(crate) struct CommitRequest {
     /// The write buffer, handed over: it becomes the queued commit's
     /// write set as it is, without a copy.
     pub(crate) writes: BTreeMap<Bytes, Option<Stored>>,
+    /// Keys the transaction found no version of (see
+    /// `Transaction::created`).
+    pub(crate) created: BTreeSet<Bytes>,
     pub(crate) lock_wait: LockWait,
 }
 
@@ -697,6 +720,7 @@ impl Inner {
             self.group.lock().queue.push(Queued {
                 ts,
                 writes: req.writes,
+                created: req.created,
             });
             self.group_joined.notify_one();
             break ts;
@@ -860,7 +884,7 @@ impl Inner {
             // mark finds the versions in the engine.
             let mut marked = self.gc_marked.lock();
             for member in members {
-                marked.extend(member.writes.keys().cloned());
+                marked.extend(member.gc_candidates().cloned());
             }
         }
         self.counters.commit_groups.fetch_add(1, Ordering::Relaxed);

@@ -13,7 +13,7 @@
 //! once for `get`, `scan` and everything built on them, whether or not
 //! anything has deleted it yet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
@@ -42,6 +42,12 @@ pub struct Transaction {
     writes: BTreeMap<Bytes, Option<Stored>>,
     /// The SSI read set, for a serializable MVCC transaction.
     ssi: Option<Arc<ssi::Shared>>,
+    /// Spaced keys this transaction read and found no version of at all,
+    /// in a mode whose commit checks write-write conflicts: if it writes
+    /// one and commits, its version is the key's only one, which garbage
+    /// collection need not walk (see `gc`). Behind a mutex because reads
+    /// take `&self`.
+    created: parking_lot::Mutex<BTreeSet<Bytes>>,
     done: bool,
 }
 
@@ -91,6 +97,7 @@ impl Transaction {
             now_ms,
             writes: BTreeMap::new(),
             ssi,
+            created: parking_lot::Mutex::new(BTreeSet::new()),
             done: false,
         })
     }
@@ -214,9 +221,22 @@ impl Transaction {
             .engine
             .first(keys::visible_range(&key, self.read_ts()))?
         else {
+            // No version at or below the snapshot, and the write-write
+            // check refuses this transaction's commit if one appears
+            // above it: a write of this key would be its first version.
+            if self.checks_write_conflicts() && !self.read_only {
+                self.created.lock().insert(key);
+            }
             return Ok(None);
         };
         keys::decode_stored(&engine_key, &value)
+    }
+
+    /// Whether the commit refuses this transaction when another one
+    /// committed a key it writes after its snapshot (MVCC, above read
+    /// committed; see `Inner::commit`).
+    fn checks_write_conflicts(&self) -> bool {
+        self.concurrency == Concurrency::Mvcc && self.isolation != Isolation::ReadCommitted
     }
 
     /// [`Transaction::get`] for a key the transaction is about to write.
@@ -438,6 +458,7 @@ impl Transaction {
                 // The buffer is not needed after commit, successful or
                 // not: hand it over rather than copy it.
                 writes: std::mem::take(&mut self.writes),
+                created: std::mem::take(&mut *self.created.lock()),
                 lock_wait: self.lock_wait,
             })
         });

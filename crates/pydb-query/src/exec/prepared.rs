@@ -70,7 +70,7 @@ use crate::plan::cost::Estimator;
 use crate::plan::rules::{for_each_expr_mut, map_children, optimize, optimize_target};
 use crate::plan::{Expr, Plan};
 use crate::store::{CatalogToken, Store};
-use crate::value::{DataType, Value};
+use crate::value::{DataType, Row, Value};
 
 /// The kept plan of one prepared statement (empty until its first
 /// execution). Shared by clones of the statement.
@@ -100,6 +100,22 @@ impl PlanCache {
         self.entry.lock().as_ref().map_or(0, |e| e.generation)
     }
 
+    /// The kept point read, when the kept plan is one and was made for
+    /// parameter values of `params`' types, with the catalog it was made
+    /// against (the caller checks that this catalog is still current).
+    pub(crate) fn point_read(&self, params: &[Value]) -> Option<(CatalogToken, Arc<PointRead>)> {
+        let slot = self.entry.lock();
+        let entry = slot.as_ref()?;
+        let point = entry.point.as_ref()?;
+        let same_types = entry.types.len() == params.len()
+            && entry
+                .types
+                .iter()
+                .zip(params)
+                .all(|(t, v)| *t == v.data_type());
+        same_types.then(|| (entry.catalog.clone(), point.clone()))
+    }
+
     fn get(&self, catalog: &CatalogToken, types: &[Option<DataType>]) -> Option<Arc<Entry>> {
         self.entry
             .lock()
@@ -116,8 +132,135 @@ struct Entry {
     /// The types of the parameter values it was made for.
     types: Vec<Option<DataType>>,
     plan: Kept,
+    /// The plan as a point read, when it is one (see [`PointRead`]).
+    point: Option<Arc<PointRead>>,
     /// Plans made for this cache so far, this one included.
     generation: u64,
+}
+
+/// A kept query plan that reads one row by primary key and returns some
+/// of its columns: `SELECT a, b FROM t WHERE pk = $1`. Outside `BEGIN`
+/// the session runs it without a transaction, as a single read of the
+/// latest commit (see `Session::execute_prepared`); everything it needs
+/// per execution is here, so that run binds, plans and builds nothing.
+#[derive(Debug)]
+pub(crate) struct PointRead {
+    /// The table read.
+    pub(crate) table: Arc<Table>,
+    /// The primary key: constants or parameters, in key column order.
+    key: Vec<Expr>,
+    /// The table columns returned, in output order (`None`: all of them,
+    /// in table order).
+    pub(crate) outputs: Option<Vec<usize>>,
+    /// The result's columns.
+    pub(crate) columns: Vec<ResultColumn>,
+}
+
+impl PointRead {
+    /// The shape of `plan`, if it is a point read: a `PkLookup` whose key
+    /// is constants and parameters, under at most a projection of plain
+    /// columns.
+    fn of(plan: &Plan, columns: &[ResultColumn]) -> Option<PointRead> {
+        let (lookup, outputs) = match plan {
+            Plan::Project { input, exprs } => {
+                let outputs = exprs
+                    .iter()
+                    .map(|e| match e {
+                        Expr::Column { depth: 0, index } => Some(*index),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                (&**input, Some(outputs))
+            }
+            plan => (plan, None),
+        };
+        // A projection of every column in table order returns the row.
+        let outputs = outputs.filter(|o| !o.iter().copied().eq(0..lookup.width()));
+        // The planner keeps the equalities the lookup came from as a
+        // filter over it; they hold for the row the key finds (checked at
+        // run time: see `key_values`), so they are no work to redo.
+        let (lookup, recheck) = match lookup {
+            Plan::Filter { input, predicate } => (&**input, Some(predicate)),
+            plan => (plan, None),
+        };
+        let Plan::PkLookup { table, key } = lookup else {
+            return None;
+        };
+        if recheck.is_some_and(|p| !Self::is_key_equality(p, table, key)) {
+            return None;
+        }
+        let plain = key
+            .iter()
+            .all(|e| matches!(e, Expr::Literal(_) | Expr::Param(_)));
+        let width = outputs.as_ref().map_or(table.columns.len(), Vec::len);
+        let in_table = outputs
+            .as_ref()
+            .is_none_or(|o| o.iter().all(|&i| i < table.columns.len()));
+        (plain && in_table && !table.primary_key.is_empty() && width == columns.len()).then(|| {
+            PointRead {
+                table: table.clone(),
+                key: key.clone(),
+                outputs,
+                columns: columns.to_vec(),
+            }
+        })
+    }
+
+    /// Whether `predicate` is a conjunction of `pk column = its key
+    /// expression` only.
+    fn is_key_equality(predicate: &Expr, table: &Table, key: &[Expr]) -> bool {
+        match predicate {
+            Expr::Binary(ast::BinaryOp::And, a, b) => {
+                Self::is_key_equality(a, table, key) && Self::is_key_equality(b, table, key)
+            }
+            Expr::Binary(ast::BinaryOp::Eq, a, b) => {
+                let pair = match (&**a, &**b) {
+                    (Expr::Column { depth: 0, index }, e)
+                    | (e, Expr::Column { depth: 0, index }) => Some((*index, e)),
+                    _ => None,
+                };
+                pair.is_some_and(|(column, e)| {
+                    table
+                        .primary_key
+                        .iter()
+                        .zip(key)
+                        .any(|(&c, k)| c == column && k == e)
+                })
+            }
+            _ => false,
+        }
+    }
+
+    /// The primary key's values for `params`; `None` when the statement
+    /// must take the ordinary path: a parameter is missing (it reports
+    /// that), or a value is NULL or NaN, for which `pk = value` is not
+    /// true even of the row the key would find.
+    pub(crate) fn key_values(&self, params: &[Value]) -> Option<Vec<Value>> {
+        self.key
+            .iter()
+            .map(|e| match e {
+                Expr::Literal(v) => Some(v),
+                Expr::Param(i) => params.get(*i),
+                _ => None,
+            })
+            .map(|v| match v? {
+                Value::Null => None,
+                Value::Real(r) if r.is_nan() => None,
+                v => Some(v.clone()),
+            })
+            .collect()
+    }
+
+    /// The output row made of a stored row of the table.
+    pub(crate) fn output_row(&self, row: Row) -> Row {
+        match &self.outputs {
+            None => row,
+            Some(outputs) => outputs
+                .iter()
+                .map(|&i| row.get(i).cloned().unwrap_or(Value::Null))
+                .collect(),
+        }
+    }
 }
 
 /// A generic plan, per kind of statement, with what binding found.
@@ -168,11 +311,16 @@ pub fn execute_prepared(
         Some(entry) => entry,
         None => {
             let plan = plan_generic(&*store, stmt, &ctx.params)?;
+            let point = match &plan {
+                Kept::Query { plan, columns } => PointRead::of(plan, columns).map(Arc::new),
+                _ => None,
+            };
             let mut slot = cache.entry.lock();
             let entry = Arc::new(Entry {
                 catalog,
                 types,
                 plan,
+                point,
                 generation: slot.as_ref().map_or(0, |e| e.generation) + 1,
             });
             *slot = Some(entry.clone());

@@ -728,3 +728,185 @@ fn prepared_writes_keep_their_plans_and_their_constraints() {
     let plan = lines(&mut s, "EXPLAIN UPDATE t SET n = 'q' WHERE id = 2");
     assert!(plan.contains("Primary Key Lookup"), "{plan}");
 }
+
+// ---- autocommit point selects without a transaction (session.rs) ----
+
+/// Transactions begun so far by `db`'s manager.
+fn begun(db: &Database) -> u64 {
+    db.txn_manager().stats().begun
+}
+
+#[test]
+fn an_autocommit_point_select_begins_no_transaction() {
+    let db = database();
+    let mut s = db.session();
+    run(
+        &mut s,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER)",
+    );
+    run(&mut s, "INSERT INTO t VALUES (1, 'a', 10), (2, 'b', 20)");
+    let select = s.prepare("SELECT n, v, id FROM t WHERE id = $1").unwrap();
+    let all = s.prepare("SELECT * FROM t WHERE id = $1").unwrap();
+    // The first executions plan, in a transaction each.
+    prepared_rows(&mut s, &select, &[Value::Integer(1)]);
+    prepared_rows(&mut s, &all, &[Value::Integer(1)]);
+    let before = begun(&db);
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(2)]),
+        vec![vec![
+            Value::Integer(20),
+            Value::text("b"),
+            Value::Integer(2)
+        ]]
+    );
+    assert_eq!(
+        prepared_rows(&mut s, &all, &[Value::Integer(1)]),
+        vec![vec![
+            Value::Integer(1),
+            Value::text("a"),
+            Value::Integer(10)
+        ]]
+    );
+    assert!(prepared_rows(&mut s, &select, &[Value::Integer(3)]).is_empty());
+    // Another session's commit is seen by the next read.
+    let mut w = db.session();
+    run(&mut w, "UPDATE t SET n = 21 WHERE id = 2");
+    let after_write = begun(&db);
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(2)]),
+        vec![vec![
+            Value::Integer(21),
+            Value::text("b"),
+            Value::Integer(2)
+        ]]
+    );
+    assert_eq!(after_write - before, 1, "only the UPDATE began one");
+    assert_eq!(begun(&db), after_write, "the point selects began none");
+    // The columns are the statement's.
+    match s.execute_prepared(&select, &[Value::Integer(1)]).unwrap() {
+        Output::Rows(Rows { columns, .. }) => {
+            let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+            assert_eq!(names, ["n", "v", "id"]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_point_select_inside_begin_keeps_its_snapshot() {
+    let db = database().with_isolation(pydb_txn::Isolation::Snapshot);
+    let mut s = db.session();
+    let mut w = db.session();
+    run(&mut s, "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)");
+    run(&mut s, "INSERT INTO t VALUES (1, 1)");
+    let select = s.prepare("SELECT v FROM t WHERE id = $1").unwrap();
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(1)]),
+        ints(&[1])
+    );
+    run(&mut s, "BEGIN");
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(1)]),
+        ints(&[1])
+    );
+    run(&mut w, "UPDATE t SET v = 2 WHERE id = 1");
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(1)]),
+        ints(&[1])
+    );
+    run(&mut s, "COMMIT");
+    assert_eq!(
+        prepared_rows(&mut s, &select, &[Value::Integer(1)]),
+        ints(&[2])
+    );
+}
+
+#[test]
+fn a_point_select_follows_another_sessions_ddl() {
+    let db = database();
+    let mut s = db.session();
+    let mut w = db.session();
+    run(&mut s, "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)");
+    run(&mut s, "INSERT INTO t VALUES (1, 1)");
+    let select = s.prepare("SELECT * FROM t WHERE id = $1").unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            prepared_rows(&mut s, &select, &[Value::Integer(1)]),
+            vec![vec![Value::Integer(1), Value::Integer(1)]]
+        );
+    }
+    run(&mut w, "DROP TABLE t");
+    assert!(s.execute_prepared(&select, &[Value::Integer(1)]).is_err());
+    run(
+        &mut w,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b INTEGER)",
+    );
+    run(&mut w, "INSERT INTO t VALUES (1, 'x', 7)");
+    for _ in 0..2 {
+        assert_eq!(
+            prepared_rows(&mut s, &select, &[Value::Integer(1)]),
+            vec![vec![Value::Integer(1), Value::text("x"), Value::Integer(7)]]
+        );
+    }
+}
+
+#[test]
+fn a_point_select_never_sees_half_a_commit_or_an_uncommitted_write() {
+    // A writer moves two rows forward together in each transaction, and
+    // writes a negative value that it rolls back in between; a reader
+    // reads one row, then the other, with autocommit point selects. Row 2
+    // read after row 1 is never behind it (it would be if a commit could
+    // be seen half-way), and no negative value is ever seen.
+    const ROUNDS: i64 = 300;
+    let db = database();
+    let mut s = db.session();
+    run(&mut s, "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)");
+    run(&mut s, "INSERT INTO t VALUES (1, 0), (2, 0)");
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let mut w = db.session();
+            for i in 1..=ROUNDS {
+                run(&mut w, "BEGIN");
+                run(&mut w, "UPDATE t SET v = -1 WHERE id = 1");
+                run(&mut w, "ROLLBACK");
+                run(&mut w, "BEGIN");
+                run(&mut w, &format!("UPDATE t SET v = {i} WHERE id = 1"));
+                run(&mut w, &format!("UPDATE t SET v = {i} WHERE id = 2"));
+                run(&mut w, "COMMIT");
+            }
+        })
+    };
+    let select = s.prepare("SELECT v FROM t WHERE id = $1").unwrap();
+    let read = |s: &mut Session, id: i64| match prepared_rows(s, &select, &[Value::Integer(id)])
+        .as_slice()
+    {
+        [row] => match row.as_slice() {
+            [Value::Integer(v)] => *v,
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    let mut last = 0;
+    loop {
+        let first = read(&mut s, 1);
+        let second = read(&mut s, 2);
+        assert!(
+            first >= 0 && second >= 0,
+            "an uncommitted write: {first}, {second}"
+        );
+        assert!(
+            second >= first,
+            "half a commit: row 1 at {first}, row 2 at {second}"
+        );
+        assert!(first >= last, "time went back: {last}, then {first}");
+        last = first;
+        // A writer that failed ends the loop too (its panic is raised by
+        // the join below), rather than leave the reader waiting.
+        if second == ROUNDS || writer.is_finished() {
+            break;
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(read(&mut s, 1), ROUNDS);
+}
