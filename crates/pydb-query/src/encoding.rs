@@ -434,6 +434,16 @@ pub fn decode_row(bytes: &[u8]) -> Result<Row> {
 /// length checked, and every byte must be used, so a damaged row is an
 /// error whichever columns are asked for.
 pub fn decode_row_columns(bytes: &[u8], wanted: &[bool]) -> Result<Row> {
+    let mut row = Vec::new();
+    decode_row_columns_into(bytes, wanted, &mut row)?;
+    Ok(row)
+}
+
+/// [`decode_row_columns`] into `row`, whose old values are dropped: a scan
+/// decodes every row into one buffer, and allocates only when the row is
+/// wider than any before it.
+pub fn decode_row_columns_into(bytes: &[u8], wanted: &[bool], row: &mut Row) -> Result<()> {
+    row.clear();
     let mut reader = Reader::new(bytes, "SQL row");
     let version = reader.byte()?;
     if version != ROW_VERSION {
@@ -443,7 +453,7 @@ pub fn decode_row_columns(bytes: &[u8], wanted: &[bool]) -> Result<Row> {
     if count > MAX_COLUMNS {
         return Err(reader.corrupted(format!("{count} columns")));
     }
-    let mut row = Vec::with_capacity(count as usize);
+    row.reserve(count as usize);
     for column in 0..count as usize {
         if wanted.get(column).copied().unwrap_or(true) {
             row.push(reader.row_value()?);
@@ -455,7 +465,7 @@ pub fn decode_row_columns(bytes: &[u8], wanted: &[bool]) -> Result<Row> {
     if !reader.is_empty() {
         return Err(reader.corrupted("trailing bytes after the last column"));
     }
-    Ok(row)
+    Ok(())
 }
 
 // ------------------------------------------------ catalog records' pieces

@@ -53,6 +53,33 @@ pub type RowIter<'a> = Box<dyn Iterator<Item = Result<(RowKey, Row)>> + 'a>;
 /// Rows without their keys, in key order: what a query's table scan reads.
 pub type RowsIter<'a> = Box<dyn Iterator<Item = Result<Row>> + 'a>;
 
+/// A table scan that decodes each row into a buffer its caller keeps
+/// ([`Store::scan_cursor`]): a filter above it tests the row where it was
+/// decoded and drops it without a `Vec` allocated and freed for it.
+pub trait RowCursor {
+    /// Replaces the contents of `row` by the next row; `false` (and `row`
+    /// unspecified) at the end.
+    fn next_into(&mut self, row: &mut Row) -> Result<bool>;
+}
+
+/// A [`RowCursor`] in a box, borrowing the store for `'a`.
+pub type RowCursorBox<'a> = Box<dyn RowCursor + 'a>;
+
+/// The [`RowCursor`] of a [`RowsIter`]: each row is moved into the buffer.
+struct RowsCursor<'a>(RowsIter<'a>);
+
+impl RowCursor for RowsCursor<'_> {
+    fn next_into(&mut self, row: &mut Row) -> Result<bool> {
+        match self.0.next() {
+            Some(next) => {
+                *row = next?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
 /// A range over an index, on a prefix of its columns: `start` and `end`
 /// hold values for the first one or more indexed columns.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +131,13 @@ pub trait Store {
             self.scan(table)?.map(|item| item.map(|(_, row)| row)),
         ))
     }
+    /// The rows of [`Store::scan_columns`] as a [`RowCursor`], which
+    /// decodes each into the caller's buffer. The default moves the rows
+    /// of `scan_columns` into it.
+    fn scan_cursor(&self, table: &Table, columns: &[bool]) -> Result<RowCursorBox<'_>> {
+        Ok(Box::new(RowsCursor(self.scan_columns(table, columns)?)))
+    }
+
     /// The rows whose `index` key falls in `range`, in index order.
     fn index_scan(&self, table: &Table, index: &Index, range: &IndexRange) -> Result<RowIter<'_>>;
     /// The entries of `index` in `range`, in index order (descending if

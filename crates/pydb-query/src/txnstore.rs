@@ -81,10 +81,14 @@ use parking_lot::Mutex;
 use pydb_txn::{Concurrency, Isolation, Keyspace, Transaction, TxnManager, TxnOptions};
 
 use crate::catalog::{Index, Table, View};
-use crate::encoding::{decode_key, decode_row_columns, encode_key, encode_key_value, encode_row};
+use crate::encoding::{
+    decode_key, decode_row_columns_into, encode_key, encode_key_value, encode_row,
+};
 use crate::error::{Error, Result};
 use crate::plan::stats::TableStats;
-use crate::store::{CatalogToken, IndexRange, RowIter, RowKey, RowsIter, Store};
+use crate::store::{
+    CatalogToken, IndexRange, RowCursor, RowCursorBox, RowIter, RowKey, RowsIter, Store,
+};
 use crate::value::{Row, Value};
 
 use layout::{CATALOG, CATALOG_STATS, CATALOG_TABLE, CATALOG_VIEW, INDEXES, ROWS};
@@ -792,7 +796,19 @@ pub(crate) fn decode_table_row(table: &Table, bytes: &[u8]) -> Result<Row> {
 /// [`decode_table_row`] building only the values `columns` marks (an empty
 /// `columns`: all of them), NULL in place of the others.
 fn decode_table_columns(table: &Table, bytes: &[u8], columns: &[bool]) -> Result<Row> {
-    let row = decode_row_columns(bytes, columns)?;
+    let mut row = Vec::new();
+    decode_table_columns_into(table, bytes, columns, &mut row)?;
+    Ok(row)
+}
+
+/// [`decode_table_columns`] into `row` (its old values dropped).
+fn decode_table_columns_into(
+    table: &Table,
+    bytes: &[u8],
+    columns: &[bool],
+    row: &mut Row,
+) -> Result<()> {
+    decode_row_columns_into(bytes, columns, row)?;
     if row.len() != table.columns.len() {
         return Err(Error::Corrupted(format!(
             "a row of table {} has {} values, the table {} columns",
@@ -801,7 +817,92 @@ fn decode_table_columns(table: &Table, bytes: &[u8], columns: &[bool]) -> Result
             table.columns.len()
         )));
     }
-    Ok(row)
+    Ok(())
+}
+
+/// The rows of a table scan ([`TxnStore::table_cursor`]).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one cursor per scan, boxed by its caller: its size costs nothing per row"
+)]
+enum TableCursor<'s> {
+    /// Decoded from the transaction's scan as they are pulled.
+    Stream {
+        versions: pydb_txn::TxnScan<'s>,
+        table: Table,
+        wanted: Vec<bool>,
+    },
+    /// Copied from the rows an earlier scan of the statement kept.
+    Kept { rows: ScannedRows, next: usize },
+}
+
+impl RowCursor for TableCursor<'_> {
+    fn next_into(&mut self, row: &mut Row) -> Result<bool> {
+        match self {
+            TableCursor::Stream {
+                versions,
+                table,
+                wanted,
+            } => match versions.next_value() {
+                Some(value) => {
+                    decode_table_columns_into(table, &value?, wanted, row)?;
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+            TableCursor::Kept { rows, next } => match rows.get(*next) {
+                Some(kept) => {
+                    *next += 1;
+                    row.clone_from(kept);
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+        }
+    }
+}
+
+impl TxnStore<'_> {
+    /// A table scan of the statement ([`Store::scan_columns`]). The first
+    /// scan of a table (with these columns) streams: each row is decoded
+    /// as it is pulled, so a filter above drops it while its bytes are
+    /// still in cache, and no list of the table's keys and values is ever
+    /// built. Only the values are asked for: the keys, which nobody above
+    /// reads, are never built. A second scan (a correlated subquery's)
+    /// keeps the decoded rows for the scans after it.
+    fn table_cursor(&self, table: &Table, columns: &[bool]) -> Result<TableCursor<'_>> {
+        let columns = if columns.contains(&false) {
+            columns
+        } else {
+            &[]
+        };
+        let id = (table.id, columns.to_vec());
+        let seen = self.scanned.borrow().get(&id).cloned();
+        if let Some(Some(rows)) = seen {
+            return Ok(TableCursor::Kept { rows, next: 0 });
+        }
+        let versions = self.tx().scan_in(
+            Keyspace::Sql,
+            layout::prefix_range(layout::object_prefix(ROWS, table.id)),
+        )?;
+        let mut cursor = TableCursor::Stream {
+            versions,
+            table: table.clone(),
+            wanted: columns.to_vec(),
+        };
+        if seen.is_none() {
+            self.scanned.borrow_mut().insert(id, None);
+            return Ok(cursor);
+        }
+        let mut rows = Vec::new();
+        let mut row = Vec::new();
+        while cursor.next_into(&mut row)? {
+            rows.push(std::mem::take(&mut row));
+        }
+        let rows = Arc::new(rows);
+        self.scanned.borrow_mut().insert(id, Some(rows.clone()));
+        Ok(TableCursor::Kept { rows, next: 0 })
+    }
 }
 
 impl Store for TxnStore<'_> {
@@ -977,36 +1078,19 @@ impl Store for TxnStore<'_> {
     }
 
     fn scan_columns(&self, table: &Table, columns: &[bool]) -> Result<RowsIter<'_>> {
-        let columns = if columns.contains(&false) {
-            columns
-        } else {
-            &[]
-        };
-        let id = (table.id, columns.to_vec());
-        let seen = self.scanned.borrow().get(&id).cloned();
-        if let Some(Some(rows)) = seen {
-            return Ok(Box::new((0..rows.len()).map(move |i| Ok(rows[i].clone()))));
-        }
-        let mut versions = self.tx().scan_in(
-            Keyspace::Sql,
-            layout::prefix_range(layout::object_prefix(ROWS, table.id)),
-        )?;
-        let table = table.clone();
-        let wanted = columns.to_vec();
-        // Each row is decoded as it is pulled: a filter above drops it
-        // while its bytes are still in cache, and no list of the whole
-        // table's keys and values is ever built. Only the values are
-        // asked for: the keys, which nobody above reads, are never built.
-        let mut rows = std::iter::from_fn(move || versions.next_value())
-            .map(move |value| decode_table_columns(&table, &value?, &wanted));
-        if seen.is_none() {
-            self.scanned.borrow_mut().insert(id, None);
-            return Ok(Box::new(rows));
-        }
-        let rows = rows.by_ref().collect::<Result<Vec<_>>>()?;
-        let rows = Arc::new(rows);
-        self.scanned.borrow_mut().insert(id, Some(rows.clone()));
-        Ok(Box::new((0..rows.len()).map(move |i| Ok(rows[i].clone()))))
+        let mut cursor = self.table_cursor(table, columns)?;
+        Ok(Box::new(std::iter::from_fn(move || {
+            let mut row = Vec::new();
+            match cursor.next_into(&mut row) {
+                Ok(true) => Some(Ok(row)),
+                Ok(false) => None,
+                Err(e) => Some(Err(e)),
+            }
+        })))
+    }
+
+    fn scan_cursor(&self, table: &Table, columns: &[bool]) -> Result<RowCursorBox<'_>> {
+        Ok(Box::new(self.table_cursor(table, columns)?))
     }
 
     fn index_scan(&self, table: &Table, index: &Index, range: &IndexRange) -> Result<RowIter<'_>> {

@@ -14,8 +14,10 @@
 //! of comparisons, BETWEEN and arithmetic are *borrowed* when they are a
 //! column of the row or a literal (`operand`): `l_shipdate >= 730` reads
 //! both values where they are instead of copying them (for text, a copy
-//! touches a shared reference count). The tree is still walked per row; a
-//! compiled form (SQLite's bytecode, PostgreSQL's JIT) would go further.
+//! touches a shared reference count). The tree is still walked per row
+//! here; a filter's predicate is compiled once per run instead
+//! ([`crate::exec::predicate`]: flat AND chains, comparisons of a column
+//! with a constant), which must give what [`eval_predicate`] gives.
 
 use std::borrow::Cow;
 use std::cell::RefCell;

@@ -13,6 +13,7 @@
 
 pub mod eval;
 pub mod operators;
+pub mod predicate;
 mod prepared;
 pub mod profile;
 

@@ -20,7 +20,11 @@
 //! every row (a key is copied only when a new entry goes into the table),
 //! and a hash join's probe remembers *where* the matching right rows are
 //! instead of copying them (see `HashJoin`). Comparisons borrow their
-//! operands from the row ([`mod@crate::exec::eval`]).
+//! operands from the row ([`mod@crate::exec::eval`]). A filter over a
+//! table scan is one operator (`FilteredScan`): the store decodes each row
+//! into one buffer ([`crate::store::RowCursor`]), the compiled predicate
+//! ([`crate::exec::predicate`]) tests it there, and only a row that passes
+//! takes an allocation of its own.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -29,9 +33,10 @@ use std::time::Instant;
 use crate::ast::{JoinKind, SetOperator};
 use crate::error::{Error, Result};
 use crate::exec::eval::{Env, eval, eval_predicate};
+use crate::exec::predicate::Predicate;
 use crate::exec::profile::Instrumented;
 use crate::plan::{AggCall, AggFunc, Expr, Plan, SortKey};
-use crate::store::{RowIter, RowsIter};
+use crate::store::{RowCursorBox, RowIter, RowsIter};
 use crate::value::{GroupKey, Row, Value};
 
 /// A pull-based operator.
@@ -133,11 +138,24 @@ fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
             pos: 0,
             env: env.clone(),
         }),
-        Plan::Filter { input, predicate } => Box::new(FilterOp {
-            input: build(input, env)?,
-            predicate,
-            env: env.clone(),
-        }),
+        // A filter right over a table scan tests each row in the scan's
+        // buffer (`FilteredScan`). Not under EXPLAIN ANALYZE, which counts
+        // the scan's rows and the filter's apart.
+        Plan::Filter { input, predicate } => match &**input {
+            Plan::Scan { table, columns } if env.profile().is_none() => Box::new(FilteredScan {
+                rows: env
+                    .store
+                    .scan_cursor(table, columns.as_deref().unwrap_or_default())?,
+                row: Vec::with_capacity(table.columns.len()),
+                predicate: Predicate::compile(predicate, env),
+                env: env.clone(),
+            }),
+            _ => Box::new(FilterOp {
+                input: build(input, env)?,
+                predicate: Predicate::compile(predicate, env),
+                env: env.clone(),
+            }),
+        },
         Plan::Project { input, exprs } => Box::new(ProjectOp {
             input: build(input, env)?,
             exprs,
@@ -379,15 +397,41 @@ impl Operator for ValuesOp<'_> {
 /// Passes the rows for which the predicate is true.
 struct FilterOp<'a> {
     input: BoxedOperator<'a>,
-    predicate: &'a Expr,
+    predicate: Predicate<'a>,
     env: Env<'a>,
 }
 
 impl Operator for FilterOp<'_> {
     fn next(&mut self) -> Result<Option<Row>> {
         while let Some(row) = self.input.next()? {
-            if eval_predicate(self.predicate, &row, &self.env)? {
+            if self.predicate.holds(&row, &self.env)? {
                 return Ok(Some(row));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A table scan and the filter above it in one operator: each row is
+/// decoded into one buffer and tested there, and only a row that passes
+/// leaves in a `Vec` of its own (the buffer is handed out and a new one
+/// started). A scan that keeps 2% of its rows (q6) allocates for 2%.
+struct FilteredScan<'a> {
+    rows: RowCursorBox<'a>,
+    row: Row,
+    predicate: Predicate<'a>,
+    env: Env<'a>,
+}
+
+impl Operator for FilteredScan<'_> {
+    fn next(&mut self) -> Result<Option<Row>> {
+        while self.rows.next_into(&mut self.row)? {
+            if self.predicate.holds(&self.row, &self.env)? {
+                let width = self.row.len();
+                return Ok(Some(std::mem::replace(
+                    &mut self.row,
+                    Vec::with_capacity(width),
+                )));
             }
         }
         Ok(None)
