@@ -360,12 +360,33 @@ fn header_line(
 
 /// Parses a length: an optional `-` and 1 to 19 decimal digits, nothing
 /// else (Redis's `string2ll` is as strict).
+///
+/// Every request carries a few of these, so the digits are folded here
+/// rather than through `str::parse` (a UTF-8 check and a generic parser).
+/// A negative number is folded downwards, so that `i64::MIN` is read as
+/// `str::parse` reads it; overflow is `None`.
 fn parse_length(line: &[u8]) -> Option<i64> {
-    let digits = line.strip_prefix(b"-").unwrap_or(line);
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+    let (negative, digits) = match line.strip_prefix(b"-") {
+        Some(digits) => (true, digits),
+        None => (false, line),
+    };
+    if digits.is_empty() || digits.len() > 19 {
         return None;
     }
-    std::str::from_utf8(line).ok()?.parse().ok()
+    let mut n: i64 = 0;
+    for &byte in digits {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        let digit = i64::from(byte - b'0');
+        n = n.checked_mul(10)?;
+        n = if negative {
+            n.checked_sub(digit)?
+        } else {
+            n.checked_add(digit)?
+        };
+    }
+    Some(n)
 }
 
 /// The protocol a connection speaks: RESP2 until the client asks for RESP3
@@ -637,6 +658,26 @@ mod tests {
     }
 
     #[test]
+    fn parse_length_reads_the_ends_of_i64() {
+        assert_eq!(parse_length(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_length(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_length(b"9223372036854775808"), None);
+        assert_eq!(parse_length(b"-9223372036854775809"), None);
+        assert_eq!(parse_length(b"-0"), Some(0));
+        assert_eq!(parse_length(b"007"), Some(7));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+1",
+            b"1 ",
+            b"--1",
+            b"12345678901234567890",
+        ] {
+            assert_eq!(parse_length(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn parse_get_finds_a_whole_get_and_nothing_else() {
         let get = request(&["gEt", "key"]);
         let parser = RequestParser::default();
@@ -888,6 +929,22 @@ mod tests {
                 }
                 (fast, _) => prop_assert!(false, "parse_get {:?}, parse {:?}", fast, general),
             }
+        }
+
+        /// `parse_length` reads what the strict `str::parse` it replaced
+        /// read (an optional `-`, 1 to 19 digits), and nothing else.
+        #[test]
+        fn parse_length_is_strict_str_parse(
+            line in proptest::collection::vec(
+                prop::sample::select(b"0123456789-+ x".to_vec()), 0..22),
+        ) {
+            let digits = line.strip_prefix(b"-").unwrap_or(&line);
+            let strict = (!digits.is_empty()
+                && digits.len() <= 19
+                && digits.iter().all(u8::is_ascii_digit))
+            .then(|| std::str::from_utf8(&line).ok()?.parse::<i64>().ok())
+            .flatten();
+            prop_assert_eq!(parse_length(&line), strict);
         }
 
         #[test]
