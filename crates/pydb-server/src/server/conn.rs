@@ -12,7 +12,13 @@
 //! The connection parses every complete request the input buffer holds
 //! before writing, so a pipeline of N requests costs one `read` and one
 //! `write`, and replies leave in request order because they are appended
-//! in that order. The buffers are reused from request to request. The
+//! in that order. The buffers are reused from request to request. A plain
+//! `GET` (the commonest request) is recognised in the input buffer itself
+//! (`RequestParser::parse_get`) and its value encoded straight into the
+//! output buffer (`Connection::answer_get`): no copy of the request, no
+//! argument list, no `Command` and no `Reply` of its own; anything else
+//! about it (`MULTI`, before `AUTH`, a malformed request, a failed read)
+//! takes the general path. The
 //! socket is non-blocking: a read or write that would wait returns, and
 //! the connection remembers where it stopped.
 //!
@@ -515,6 +521,20 @@ impl Connection {
         let mut commands = 0;
         let flow = loop {
             let pending = self.input.get(self.start..self.end).unwrap_or_default();
+            // The fast path of a plain `GET` (see `answer_get`).
+            if self.authenticated
+                && !self.multi.in_multi()
+                && let Some((key, consumed)) = self.parser.parse_get(pending)
+            {
+                let key = self.start + key.start..self.start + key.end;
+                self.start += consumed;
+                commands += 1;
+                self.answer_get(key);
+                if self.output.len() >= OUTPUT_FLUSH_AT {
+                    break Flow::Flush;
+                }
+                continue;
+            }
             match self.parser.parse(pending) {
                 Ok(Parsed::Incomplete) => {
                     self.parsed_all = true;
@@ -587,6 +607,31 @@ impl Connection {
         let grown = self.input.len().saturating_mul(2).min(limit);
         self.input.resize(grown, 0);
         None
+    }
+
+    /// Answers a `GET` whose key is `self.input[key]`, found by
+    /// [`RequestParser::parse_get`] outside `MULTI` once authenticated:
+    /// the same reply as `answer` would give through `Command::parse`,
+    /// `MultiState::route` and `Command::execute_in`, without building the
+    /// request's arguments, the command or a reply of its own. A read
+    /// that fails takes that general path (`Command::execute_in`), so that
+    /// its error reply is written in one place.
+    fn answer_get(&mut self, key: std::ops::Range<usize>) {
+        self.answering_write = false;
+        // A GET must see the SETs sent before it.
+        self.apply_pending_sets();
+        let key = self.input.get(key).unwrap_or_default();
+        match self.db.get(key) {
+            Ok(value) => {
+                resp::encode_reply_as(&Reply::Bulk(value), self.protocol, &mut self.output);
+            }
+            Err(_) => {
+                let command = Command::Get {
+                    key: Bytes::copy_from_slice(key),
+                };
+                self.answer_command(Ok(command));
+            }
+        }
     }
 
     /// Answers one request into the output buffer.

@@ -41,6 +41,8 @@
 //! every proper prefix of a valid request is `Incomplete`, and any split of
 //! a stream of encoded requests parses back to the same requests.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 
 use crate::reply::Reply;
@@ -193,6 +195,41 @@ impl RequestParser {
         result
     }
 
+    /// A `GET key` request at the start of `buf`, recognised without
+    /// building its arguments: the key's place in `buf` and how many bytes
+    /// the request takes. The server's hottest request then costs no
+    /// allocation (`parse` copies the request and collects its arguments).
+    ///
+    /// `None` for anything else: another command, a request not complete
+    /// yet, a malformed or over-limit one, the empty key, or a request
+    /// `parse` has begun.
+    /// The caller then calls [`RequestParser::parse`], which answers all
+    /// of those as before; so this never accepts what `parse` refuses, and
+    /// what it accepts `parse` would return as `["GET", key]` (a test
+    /// checks both on arbitrary input).
+    pub fn parse_get(&self, buf: &[u8]) -> Option<(Range<usize>, usize)> {
+        /// The bytes of a `GET` request up to its key's length.
+        const HEAD: &[u8] = b"*2\r\n$3\r\nGET\r\n$";
+        if self.progress.expected.is_some() || self.limits.max_args < 2 {
+            return None;
+        }
+        let head = buf.get(..HEAD.len())?;
+        if !head.eq_ignore_ascii_case(HEAD) {
+            return None;
+        }
+        // The key's header, `$` included (`header_line` skips it).
+        let key_header = HEAD.len() - 1;
+        let (line, header_len) = header_line(buf.get(key_header..)?, 1, 32).ok()??;
+        let len = parse_length(line)
+            .and_then(|n| usize::try_from(n).ok())
+            // The empty key is left to `Command::parse`, which refuses it.
+            .filter(|&n| n > 0 && n <= self.limits.max_bulk_len)?;
+        let start = key_header.checked_add(header_len)?;
+        let end = start.checked_add(len)?;
+        let consumed = end.checked_add(2)?;
+        (buf.get(end..consumed)? == b"\r\n").then_some((start..end, consumed))
+    }
+
     fn parse_array(&mut self, buf: &[u8]) -> Result<Parsed, ProtocolError> {
         let limits = self.limits;
         let progress = &mut self.progress;
@@ -323,12 +360,33 @@ fn header_line(
 
 /// Parses a length: an optional `-` and 1 to 19 decimal digits, nothing
 /// else (Redis's `string2ll` is as strict).
+///
+/// Every request carries a few of these, so the digits are folded here
+/// rather than through `str::parse` (a UTF-8 check and a generic parser).
+/// A negative number is folded downwards, so that `i64::MIN` is read as
+/// `str::parse` reads it; overflow is `None`.
 fn parse_length(line: &[u8]) -> Option<i64> {
-    let digits = line.strip_prefix(b"-").unwrap_or(line);
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+    let (negative, digits) = match line.strip_prefix(b"-") {
+        Some(digits) => (true, digits),
+        None => (false, line),
+    };
+    if digits.is_empty() || digits.len() > 19 {
         return None;
     }
-    std::str::from_utf8(line).ok()?.parse().ok()
+    let mut n: i64 = 0;
+    for &byte in digits {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        let digit = i64::from(byte - b'0');
+        n = n.checked_mul(10)?;
+        n = if negative {
+            n.checked_sub(digit)?
+        } else {
+            n.checked_add(digit)?
+        };
+    }
+    Some(n)
 }
 
 /// The protocol a connection speaks: RESP2 until the client asks for RESP3
@@ -600,6 +658,63 @@ mod tests {
     }
 
     #[test]
+    fn parse_length_reads_the_ends_of_i64() {
+        assert_eq!(parse_length(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_length(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_length(b"9223372036854775808"), None);
+        assert_eq!(parse_length(b"-9223372036854775809"), None);
+        assert_eq!(parse_length(b"-0"), Some(0));
+        assert_eq!(parse_length(b"007"), Some(7));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+1",
+            b"1 ",
+            b"--1",
+            b"12345678901234567890",
+        ] {
+            assert_eq!(parse_length(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn parse_get_finds_a_whole_get_and_nothing_else() {
+        let get = request(&["gEt", "key"]);
+        let parser = RequestParser::default();
+        assert_eq!(parser.parse_get(&get), Some((17..20, get.len())));
+        // With what follows it in a pipeline.
+        let mut two = get.clone();
+        two.extend_from_slice(&request(&["GET", "x"]));
+        assert_eq!(parser.parse_get(&two), Some((17..20, get.len())));
+        for cut in 0..get.len() {
+            assert_eq!(parser.parse_get(&get[..cut]), None, "prefix of {cut}");
+        }
+        for other in [
+            request(&["GET", ""]),
+            request(&["GET"]),
+            request(&["GET", "k", "v"]),
+            request(&["GETSET", "k", "v"]),
+            request(&["SET", "k", "v"]),
+            b"GET key\r\n".to_vec(),
+            b"*2\r\n$3\r\nGET\r\n$3\r\nkeyXY".to_vec(),
+            b"*2\r\n$3\r\nGET\r\n$x\r\nk\r\n".to_vec(),
+            b"*2\r\n$3\r\nGET\r\n$-1\r\n".to_vec(),
+        ] {
+            assert_eq!(parser.parse_get(&other), None, "{other:?}");
+        }
+        // Over the bulk limit: `parse` refuses it, so must `parse_get`.
+        let small = RequestParser::new(Limits {
+            max_bulk_len: 2,
+            ..Limits::default()
+        });
+        assert_eq!(small.parse_get(&get), None);
+        // A request `parse` has begun is `parse`'s to finish.
+        let mut begun = RequestParser::default();
+        assert_eq!(begun.parse(&get[..6]).unwrap(), Parsed::Incomplete);
+        assert_eq!(begun.parse_get(&get), None);
+    }
+
+    #[test]
     fn every_proper_prefix_is_incomplete() {
         for frame in [
             request(&["SET", "key", "a value with \r\n inside"]),
@@ -782,6 +897,54 @@ mod tests {
             }
             prop_assert!(buffer.is_empty());
             prop_assert_eq!(parsed, requests);
+        }
+
+        /// `parse_get` accepts exactly the requests `parse` reads as a
+        /// `GET` of a non-empty key, with the same key and length, also
+        /// for bytes that only start like one.
+        #[test]
+        fn parse_get_agrees_with_parse(
+            upper in proptest::collection::vec(any::<bool>(), 3),
+            tail in proptest::collection::vec(
+                prop::sample::select(b"0123\r\n$k-*".to_vec()), 0..24),
+        ) {
+            let mut buf = b"*2\r\n$3\r\n".to_vec();
+            for (c, up) in b"get".iter().zip(&upper) {
+                buf.push(if *up { c.to_ascii_uppercase() } else { *c });
+            }
+            buf.extend_from_slice(b"\r\n$");
+            buf.extend_from_slice(&tail);
+            let fast = RequestParser::default().parse_get(&buf);
+            let general = RequestParser::default().parse(&buf);
+            let is_get = match &general {
+                Ok(Parsed::Request { args, consumed }) if args.len() == 2
+                    && !args[1].is_empty() => Some((args[1].clone(), *consumed)),
+                _ => None,
+            };
+            match (fast, is_get) {
+                (None, None) => {}
+                (Some((key, consumed)), Some((arg, general_consumed))) => {
+                    prop_assert_eq!(&buf[key], &arg[..]);
+                    prop_assert_eq!(consumed, general_consumed);
+                }
+                (fast, _) => prop_assert!(false, "parse_get {:?}, parse {:?}", fast, general),
+            }
+        }
+
+        /// `parse_length` reads what the strict `str::parse` it replaced
+        /// read (an optional `-`, 1 to 19 digits), and nothing else.
+        #[test]
+        fn parse_length_is_strict_str_parse(
+            line in proptest::collection::vec(
+                prop::sample::select(b"0123456789-+ x".to_vec()), 0..22),
+        ) {
+            let digits = line.strip_prefix(b"-").unwrap_or(&line);
+            let strict = (!digits.is_empty()
+                && digits.len() <= 19
+                && digits.iter().all(u8::is_ascii_digit))
+            .then(|| std::str::from_utf8(&line).ok()?.parse::<i64>().ok())
+            .flatten();
+            prop_assert_eq!(parse_length(&line), strict);
         }
 
         #[test]
