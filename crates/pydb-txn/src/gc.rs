@@ -437,6 +437,27 @@ mod tests {
     }
 
     #[test]
+    fn created_keys_read_out_of_order_and_twice_are_still_recognised() {
+        let db = manager();
+        collect(&db.inner, Pass::Full).unwrap();
+        // The transaction notes created keys in read order (descending
+        // here, and "c" twice); the commit must still match each one
+        // against the sorted write buffer, around a blind write ("b").
+        db.transaction(Isolation::Snapshot, |tx| {
+            for key in [&b"c"[..], b"a", b"c", b"e"] {
+                assert_eq!(tx.get(key)?, None);
+            }
+            for key in [&b"a"[..], b"b", b"c", b"e"] {
+                tx.set(key, b"v")?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let report = collect(&db.inner, Pass::Marked).unwrap();
+        assert_eq!((report.versions, report.garbage), (1, 0), "only b walked");
+    }
+
+    #[test]
     fn a_created_key_that_loses_the_write_conflict_leaves_no_unwalked_garbage() {
         let db = manager();
         collect(&db.inner, Pass::Full).unwrap();

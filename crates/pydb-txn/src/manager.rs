@@ -100,7 +100,7 @@
 //! concurrency a read must take a shared lock, so there the fast read is
 //! a plain read-only transaction.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeBounds;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak, mpsc};
@@ -322,9 +322,9 @@ struct Queued {
     ts: u64,
     /// The transaction's write buffer, by spaced key (`None`: a delete).
     writes: BTreeMap<Bytes, Option<Stored>>,
-    /// The keys it read and found no version of: see
-    /// [`Queued::gc_candidates`].
-    created: BTreeSet<Bytes>,
+    /// The keys it read and found no version of, ascending without
+    /// repeats: see [`Queued::gc_candidates`].
+    created: Vec<Bytes>,
 }
 
 impl Queued {
@@ -462,8 +462,8 @@ pub(crate) struct CommitRequest {
     /// write set as it is, without a copy.
     pub(crate) writes: BTreeMap<Bytes, Option<Stored>>,
     /// Keys the transaction found no version of (see
-    /// `Transaction::created`).
-    pub(crate) created: BTreeSet<Bytes>,
+    /// `Transaction::created`), ascending without repeats.
+    pub(crate) created: Vec<Bytes>,
     pub(crate) lock_wait: LockWait,
 }
 
