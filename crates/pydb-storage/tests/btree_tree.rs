@@ -195,7 +195,10 @@ fn entries_kept_by_the_caller_survive_the_cursor_reusing_its_buffer() {
         for (n, item) in scan.enumerate() {
             let (k, v) = item.unwrap();
             let i = if reverse { 1999 - n as u32 } else { n as u32 };
-            assert_eq!((k.as_ref(), v.as_ref()), (key(i).as_slice(), value(i).as_slice()));
+            assert_eq!(
+                (k.as_ref(), v.as_ref()),
+                (key(i).as_slice(), value(i).as_slice())
+            );
             if n % 7 == 0 {
                 kept.push((i, k, v));
             }
@@ -203,8 +206,16 @@ fn entries_kept_by_the_caller_survive_the_cursor_reusing_its_buffer() {
         }
         assert_eq!(count, 2000);
         for (i, k, v) in kept {
-            assert_eq!(k.as_ref(), key(i).as_slice(), "kept key {i}, reverse {reverse}");
-            assert_eq!(v.as_ref(), value(i).as_slice(), "kept value {i}, reverse {reverse}");
+            assert_eq!(
+                k.as_ref(),
+                key(i).as_slice(),
+                "kept key {i}, reverse {reverse}"
+            );
+            assert_eq!(
+                v.as_ref(),
+                value(i).as_slice(),
+                "kept value {i}, reverse {reverse}"
+            );
         }
     }
 }
