@@ -57,7 +57,11 @@
 //! blocked by a slow consumer. A refill searches the leaf in place under its
 //! latch, notes the entries in range as offsets, then copies only the span of
 //! the page's cells that holds them (one `memcpy`, one buffer) and lets the
-//! page go. Entries become `Bytes` slices of that buffer only when the
+//! page go. The buffer is reused by the next refill when no entry handed out
+//! still points into it (`BytesMut::reserve` reclaims a buffer it is the only
+//! holder of), so a consumer that drops entries as it goes makes a scan
+//! allocate one buffer in all; one that keeps entries gets a fresh buffer per
+//! leaf and its entries stay valid. Entries become `Bytes` slices of that buffer only when the
 //! caller asks for them, so a scan with a limit (seek, then next 100) pays
 //! nothing for the rest of its last leaf. It remembers the last key, so a
 //! scan sees every key that is not written during the scan exactly once.
@@ -72,7 +76,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pydb_file::File;
 
 use super::meta::{MAX_BTREE_DEPTH, TreeMeta};
@@ -775,6 +779,12 @@ pub struct Cursor<'a, F: File> {
     /// The bytes copied out of the last leaf read: the span of its cells
     /// that holds the entries in `found`.
     arena: Bytes,
+    /// The buffer the next refill copies into. It shares its allocation
+    /// with `arena`; once neither `arena`, the moving bound nor any entry
+    /// handed out refers to it (the usual case: a consumer drops each entry
+    /// before asking for the next), `BytesMut::reserve` takes the whole
+    /// allocation back, and a refill allocates nothing.
+    spare: BytesMut,
     /// Entries of the last leaf, in scan order, as ranges of `arena`; they
     /// become `Bytes` slices only when handed out, so entries a caller
     /// never asks for (a scan with a limit) cost nothing.
@@ -864,6 +874,7 @@ impl<'a, F: File> Cursor<'a, F> {
             end,
             reverse,
             arena: Bytes::new(),
+            spare: BytesMut::new(),
             found: Vec::new(),
             pos: 0,
             done: false,
@@ -897,7 +908,8 @@ impl<'a, F: File> Cursor<'a, F> {
         // The leaf is searched in place under its latch; then the
         // span of its cells that holds the entries in range is copied out in
         // one `memcpy` and the latch dropped. The entries handed out are
-        // slices of that copy (one allocation per leaf, no copy per entry).
+        // slices of that copy (no copy per entry, and no allocation once the
+        // consumer has dropped the last leaf's entries: see `spare`).
         let found = &mut self.found;
         found.clear();
         self.pos = 0;
@@ -977,7 +989,21 @@ impl<'a, F: File> Cursor<'a, F> {
                 let span = page
                     .get(lo..hi)
                     .ok_or_else(|| Error::corrupted(path, self.pool.offset_of(id), "cell span"))?;
-                break Bytes::copy_from_slice(span);
+                // Let go of the last refill's buffer before reserving: the
+                // bound moving with the scan and `arena` are its last holders
+                // unless the caller kept an entry. The bound is set again
+                // from this leaf's last entry below, before anyone reads it.
+                self.arena = Bytes::new();
+                if self.reverse {
+                    self.end = Bound::Unbounded;
+                } else {
+                    self.start = Bound::Unbounded;
+                }
+                self.spare.clear();
+                // A whole page, so that one buffer fits every later span.
+                self.spare.reserve(ps.max(span.len()));
+                self.spare.extend_from_slice(span);
+                break self.spare.split().freeze();
             }
             drop(page);
             if self.done {
