@@ -318,6 +318,15 @@ impl PageRef<'_> {
         let data = &*self.guard;
         data.heads.get_or_init(|| Heads::of(&data.bytes))
     }
+
+    /// The key heads of the page if a search has built them already, and
+    /// `None` if not. For a caller that searches a page once and then
+    /// walks its cells anyway (a cursor's seek into a leaf): building the
+    /// heads is a pass over every key of the page, more than the one
+    /// binary search they would save.
+    pub fn built_heads(&self) -> Option<&Heads> {
+        self.guard.heads.get()
+    }
 }
 
 impl std::ops::Deref for PageRef<'_> {
@@ -705,11 +714,15 @@ mod tests {
             let view = PageView::new(&page, PageType::Leaf).unwrap();
             page.heads().search_leaf(&view, key.as_bytes()).unwrap()
         };
+        let built = || pool.fetch(2).unwrap().built_heads().is_some();
         pool.install(2, &leaf(&["k1", "k3"])).unwrap();
+        assert!(!built(), "an install leaves the heads to the first search");
         assert_eq!(search("k3"), Ok(1));
+        assert!(built());
         // New bytes, new heads: the old ones (built by the search above,
         // for as many keys) would look for "k3" at 1 and not find it.
         pool.install(2, &leaf(&["k3", "k4"])).unwrap();
+        assert!(!built());
         assert_eq!(search("k3"), Ok(0));
         assert_eq!(search("k1"), Err(0));
         // Evicted and read back from disk: heads built from the read bytes.

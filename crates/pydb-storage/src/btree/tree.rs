@@ -84,7 +84,7 @@ use super::page::{
     self, Content, FIRST_DATA_PAGE, HEADER_LEN, Internal, LEAF_CELL_HEADER, Leaf, NO_PAGE, Node,
     OldValue, PageError, PageId, PageType, PageView, SLOT_LEN, Value, ValueRef,
 };
-use super::pool::BufferPool;
+use super::pool::{BufferPool, PageRef};
 use super::wal::PageOp;
 use crate::{Error, Result};
 
@@ -840,6 +840,24 @@ fn range_in(page: &[u8], part: &[u8]) -> std::ops::Range<usize> {
     start..start + part.len()
 }
 
+/// Where a cursor's seek for `key` lands in a leaf: through the page's
+/// key heads if a search already built them, else by the plain binary
+/// search. A cursor walks the leaf's cells right after, and a scan's
+/// leaves are mostly ones no lookup has searched since they were read in
+/// or changed: building their heads (a pass over every key) only to seek
+/// once made `readseq` and `scanrandom` slower (see
+/// docs/benchmarks/btree.md, session 9).
+fn seek_leaf(
+    page: &PageRef<'_>,
+    view: &PageView<'_>,
+    key: &[u8],
+) -> page::PResult<Result<usize, usize>> {
+    match page.built_heads() {
+        Some(heads) => heads.search_leaf(view, key),
+        None => view.search_leaf(key),
+    }
+}
+
 /// Notes one entry of a refill: its key and inline value as ranges of the
 /// leaf's image.
 fn copy_entry(
@@ -929,11 +947,11 @@ impl<'a, F: File> Cursor<'a, F> {
             let link = if self.reverse {
                 let upto = match &self.end {
                     Bound::Unbounded => view.count(),
-                    Bound::Included(k) => match page.heads().search_leaf(&view, k).map_err(err)? {
+                    Bound::Included(k) => match seek_leaf(&page, &view, k).map_err(err)? {
                         Ok(i) => i + 1,
                         Err(i) => i,
                     },
-                    Bound::Excluded(k) => match page.heads().search_leaf(&view, k).map_err(err)? {
+                    Bound::Excluded(k) => match seek_leaf(&page, &view, k).map_err(err)? {
                         Ok(i) | Err(i) => i,
                     },
                 };
@@ -949,10 +967,10 @@ impl<'a, F: File> Cursor<'a, F> {
             } else {
                 let from = match &self.start {
                     Bound::Unbounded => 0,
-                    Bound::Included(k) => match page.heads().search_leaf(&view, k).map_err(err)? {
+                    Bound::Included(k) => match seek_leaf(&page, &view, k).map_err(err)? {
                         Ok(i) | Err(i) => i,
                     },
-                    Bound::Excluded(k) => match page.heads().search_leaf(&view, k).map_err(err)? {
+                    Bound::Excluded(k) => match seek_leaf(&page, &view, k).map_err(err)? {
                         Ok(i) => i + 1,
                         Err(i) => i,
                     },
