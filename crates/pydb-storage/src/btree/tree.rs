@@ -55,7 +55,8 @@
 //!
 //! A cursor does not keep pages latched between calls, so writers are never
 //! blocked by a slow consumer. A refill searches the leaf in place under its
-//! latch, notes the entries in range as offsets, then copies only the span of
+//! latch (through its key heads only if a lookup already built them, see
+//! `seek_leaf`), notes the entries in range as offsets, then copies only the span of
 //! the page's cells that holds them (one `memcpy`, one buffer) and lets the
 //! page go. The buffer is reused by the next refill when no entry handed out
 //! still points into it (`BytesMut::reserve` reclaims a buffer it is the only
