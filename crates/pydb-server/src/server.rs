@@ -9,7 +9,7 @@
 //!   listener.accept()  --hand over-->  poll() the loop's sockets (epoll, via mio)
 //!   over --maxclients? -> -ERR           ready ones: read -> RequestParser (resp.rs)
 //!   SIGTERM -> stop, drain, flush          -> Command::parse -> execute_in(&Db)
-//!                                        one WriteBatch: the turn's SETs, one fsync
+//!                                        one commit: the turn's SETs, one fsync
 //!                                        then write every served client's replies
 //! ```
 //!
@@ -35,7 +35,7 @@
 //! a loop; a loop waits for readiness on all of its sockets at once, and
 //! in each turn reads, parses and answers every ready client, sets the
 //! plain `SET`s aside, commits the `SET`s of *all* those clients as one
-//! [`pydb::WriteBatch`] (one append, one `fsync` with `--sync always`), and
+//! transaction (one append, one `fsync` with `--sync always`), and
 //! only then writes the replies. A `+OK` never leaves before its fsync.
 //! Other commands run in place, in request order (a connection's `GET`
 //! first applies that connection's own pending `SET`s, so it sees them).
@@ -89,6 +89,7 @@
 
 pub mod conn;
 mod event_loop;
+mod pending;
 pub mod ratelog;
 pub mod resp;
 

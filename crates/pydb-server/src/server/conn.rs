@@ -26,7 +26,7 @@
 //!
 //! A run of plain `SET`s is not applied at once: it waits in
 //! `pending_sets`, and at the end of the loop's turn the loop commits the
-//! pending `SET`s of every client it served as one [`WriteBatch`]: one
+//! pending `SET`s of every client it served as one transaction: one
 //! append to the log and, with `--sync always`, one `fsync` for all of
 //! them (Redis writes and syncs its append-only file once per event-loop
 //! turn, in `beforeSleep`). Only then are their `+OK`s appended, so no
@@ -34,10 +34,17 @@
 //! reply to any of them has left yet: the clients cannot tell them apart
 //! from `SET`s that happened to land together. A run ends at any other
 //! command of the same connection, which first applies that connection's
-//! run (so that it sees every `SET` before it). If the turn's batch fails
-//! as a whole (say one key is empty), nothing of it was written, and each
-//! connection applies its own `SET`s one by one so that each gets its own
-//! reply.
+//! run (so that it sees every `SET` before it). If the turn's commit fails
+//! as a whole (say one value is over the engine's limit), nothing of it
+//! was written, and each connection applies its own `SET`s one by one so
+//! that each gets its own reply.
+//!
+//! A plain `SET key value` is recognised in the input buffer itself
+//! (`RequestParser::parse_set`), as a `GET` is, and its key and value are
+//! copied straight into `pending_sets` (`server/pending.rs`): no copy of
+//! the request, no argument list and no `Command`. Any other form of it
+//! (options, inline, `MULTI`, before `AUTH`) goes through `Command::parse`
+//! and, if it is a plain `SET` after all, lands in the same place.
 //!
 //! ## Backpressure and output limits
 //!
@@ -92,6 +99,7 @@ use bytes::Bytes;
 use mio::net::TcpStream;
 use parking_lot::Mutex;
 
+use super::pending::PendingSets;
 use super::resp::{self, Limits, Parsed, Protocol, RequestParser};
 use super::{ClientInfo, ServerConfig, Shared};
 use crate::command::{ClientCommand, Command};
@@ -99,8 +107,7 @@ use crate::info::{Host, Section};
 use crate::keyscan::CursorTable;
 use crate::multi::{MultiState, Queued, Route};
 use crate::reply::Reply;
-use pydb::Db;
-use pydb::WriteBatch;
+use pydb::{Db, Isolation};
 
 /// The input buffer's starting size, and the size it shrinks back to after
 /// a large request.
@@ -195,7 +202,7 @@ pub(crate) struct Connection {
     /// Encoded replies waiting for the next write.
     output: Vec<u8>,
     /// The run of plain `SET`s not applied yet (see the module doc).
-    pending_sets: WriteBatch,
+    pending_sets: PendingSets,
     /// This connection's `SCAN` table cursors (see [`crate::keyscan`]).
     scan_cursors: Mutex<CursorTable>,
     /// Wrong passwords sent on this connection.
@@ -266,7 +273,7 @@ impl Connection {
             start: 0,
             end: 0,
             output: Vec::with_capacity(INITIAL_BUFFER),
-            pending_sets: WriteBatch::new(),
+            pending_sets: PendingSets::default(),
             scan_cursors: Mutex::new(CursorTable::default()),
             auth_failures: 0,
             protocol: Protocol::Resp2,
@@ -459,15 +466,15 @@ impl Connection {
         self.info.id
     }
 
-    /// The `SET`s waiting for the turn's batch.
-    pub(crate) fn pending_sets(&self) -> &WriteBatch {
+    /// The `SET`s waiting for the turn's commit.
+    pub(crate) fn pending_sets(&self) -> &PendingSets {
         &self.pending_sets
     }
 
-    /// After the turn's batch: appends the replies of this connection's
-    /// pending `SET`s (`+OK` each, when the batch was written) or applies
-    /// them on their own (when the batch as a whole failed, so that each
-    /// gets its own reply, as without batching).
+    /// After the turn's commit: appends the replies of this connection's
+    /// pending `SET`s (`+OK` each, when the commit that held them was
+    /// written) or applies them on their own (when it failed as a whole,
+    /// so that each gets its own reply, as without batching).
     pub(crate) fn take_pending_sets(&mut self, batch_written: bool) {
         let n = self.pending_sets.len();
         if n == 0 {
@@ -483,7 +490,7 @@ impl Connection {
         for _ in 0..n {
             self.output.extend_from_slice(b"+OK\r\n");
         }
-        self.pending_sets = WriteBatch::new();
+        self.pending_sets.clear();
     }
 
     /// Picks up settings changed by `CONFIG SET` (from any connection).
@@ -521,17 +528,31 @@ impl Connection {
         let mut commands = 0;
         let flow = loop {
             let pending = self.input.get(self.start..self.end).unwrap_or_default();
-            // The fast path of a plain `GET` (see `answer_get`).
-            if self.authenticated
-                && !self.multi.in_multi()
-                && let Some((key, consumed)) = self.parser.parse_get(pending)
-            {
+            // The fast paths of a plain `GET` (see `answer_get`) and a
+            // plain `SET` (set aside, as `answer` would).
+            let fast = self.authenticated && !self.multi.in_multi();
+            if fast && let Some((key, consumed)) = self.parser.parse_get(pending) {
                 let key = self.start + key.start..self.start + key.end;
                 self.start += consumed;
                 commands += 1;
                 self.answer_get(key);
                 if self.output.len() >= OUTPUT_FLUSH_AT {
                     break Flow::Flush;
+                }
+                continue;
+            }
+            if fast && let Some((key, value, consumed)) = self.parser.parse_set(pending) {
+                self.pending_sets.push(
+                    pending.get(key).unwrap_or_default(),
+                    pending.get(value).unwrap_or_default(),
+                );
+                self.start += consumed;
+                commands += 1;
+                if self.pending_sets.len() >= MAX_PENDING_SETS {
+                    self.apply_pending_sets();
+                    if self.output.len() >= OUTPUT_FLUSH_AT {
+                        break Flow::Flush;
+                    }
                 }
                 continue;
             }
@@ -649,7 +670,7 @@ impl Connection {
                 expiry: crate::command::ExpiryArg::None,
                 get: false,
             }) if self.authenticated && !self.multi.in_multi() => {
-                self.pending_sets.set(key, value);
+                self.pending_sets.push(&key, &value);
                 if self.pending_sets.len() >= MAX_PENDING_SETS {
                     self.apply_pending_sets();
                 }
@@ -773,46 +794,37 @@ impl Connection {
         }
     }
 
-    /// Applies the pending run of `SET`s and appends their replies.
+    /// Applies the pending run of `SET`s and appends their replies: one
+    /// transaction for all of them, or, for one `SET` or when that
+    /// transaction fails as a whole, one per `SET` (so that each gets its
+    /// own reply, the error included).
     fn apply_pending_sets(&mut self) {
-        match self.pending_sets.len() {
+        let written = match self.pending_sets.len() {
             0 => return,
-            1 => {
-                if let Some(pydb::db::BatchOp::Set { key, value }) = self.pending_sets.ops().first()
-                {
-                    let reply = match self.db.set(key, value) {
-                        Ok(()) => Reply::ok(),
-                        Err(e) => Reply::err(e),
-                    };
-                    self.count_write(&reply);
-                    self.reply(&reply);
-                }
+            1 => false,
+            _ => {
+                let pending = &self.pending_sets;
+                self.db
+                    .transaction(Isolation::ReadCommitted, |tx| pending.write_into(tx))
+                    .is_ok()
             }
-            n => match self.db.write_batch(&self.pending_sets) {
-                Ok(()) => {
-                    self.shared
-                        .acked_writes
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                    for _ in 0..n {
-                        self.output.extend_from_slice(b"+OK\r\n");
-                    }
-                }
-                Err(_) => {
-                    let batch = std::mem::take(&mut self.pending_sets);
-                    for op in batch.ops() {
-                        if let pydb::db::BatchOp::Set { key, value } = op {
-                            let reply = match self.db.set(key, value) {
-                                Ok(()) => Reply::ok(),
-                                Err(e) => Reply::err(e),
-                            };
-                            self.count_write(&reply);
-                            self.reply(&reply);
-                        }
-                    }
-                }
-            },
+        };
+        if written {
+            self.take_pending_sets(true);
+            return;
         }
-        self.pending_sets = WriteBatch::new();
+        let pending = std::mem::take(&mut self.pending_sets);
+        for (key, value) in pending.iter() {
+            let reply = match self.db.set(key, value) {
+                Ok(()) => Reply::ok(),
+                Err(e) => Reply::err(e),
+            };
+            self.count_write(&reply);
+            self.reply(&reply);
+        }
+        // Keep the buffers for the next run.
+        self.pending_sets = pending;
+        self.pending_sets.clear();
     }
 
     /// Counts an answered write command in `acked_writes`, unless its

@@ -208,26 +208,65 @@ impl RequestParser {
     /// what it accepts `parse` would return as `["GET", key]` (a test
     /// checks both on arbitrary input).
     pub fn parse_get(&self, buf: &[u8]) -> Option<(Range<usize>, usize)> {
-        /// The bytes of a `GET` request up to its key's length.
-        const HEAD: &[u8] = b"*2\r\n$3\r\nGET\r\n$";
-        if self.progress.expected.is_some() || self.limits.max_args < 2 {
+        /// The bytes of a `GET` request up to its key's header.
+        const HEAD: &[u8] = b"*2\r\n$3\r\nGET\r\n";
+        let at = self.fast_head(buf, HEAD, 2)?;
+        let (key, consumed) = self.bulk_at(buf, at)?;
+        // The empty key is left to `Command::parse`, which refuses it.
+        (!key.is_empty()).then_some((key, consumed))
+    }
+
+    /// A `SET key value` request (no options) at the start of `buf`, as
+    /// [`RequestParser::parse_get`] finds a `GET`: the key's and the
+    /// value's places in `buf` and how many bytes the request takes, or
+    /// `None` for anything else (then [`RequestParser::parse`] answers it
+    /// as before). What it accepts `parse` would return as
+    /// `["SET", key, value]` with a non-empty key (a test checks it on
+    /// arbitrary input).
+    pub fn parse_set(&self, buf: &[u8]) -> Option<(Range<usize>, Range<usize>, usize)> {
+        /// The bytes of a `SET` request up to its key's header.
+        const HEAD: &[u8] = b"*3\r\n$3\r\nSET\r\n";
+        let at = self.fast_head(buf, HEAD, 3)?;
+        let (key, at) = self.bulk_at(buf, at)?;
+        // The empty key is left to `Command::parse`, which refuses it.
+        if key.is_empty() {
             return None;
         }
-        let head = buf.get(..HEAD.len())?;
-        if !head.eq_ignore_ascii_case(HEAD) {
+        let (value, consumed) = self.bulk_at(buf, at)?;
+        Some((key, value, consumed))
+    }
+
+    /// Where the first argument's header starts, if `buf` starts with
+    /// `head` (the array header and the command's name, any case) and the
+    /// fast paths may be taken: no request half parsed by `parse`, and
+    /// `args` arguments within the limits.
+    fn fast_head(&self, buf: &[u8], head: &[u8], args: usize) -> Option<usize> {
+        if self.progress.expected.is_some() || self.limits.max_args < args {
             return None;
         }
-        // The key's header, `$` included (`header_line` skips it).
-        let key_header = HEAD.len() - 1;
-        let (line, header_len) = header_line(buf.get(key_header..)?, 1, 32).ok()??;
+        let start = buf.get(..head.len())?;
+        // Clients send names in upper case: one comparison of the bytes
+        // first, the case-blind one (byte by byte) only if that fails.
+        (start == head || start.eq_ignore_ascii_case(head)).then_some(head.len())
+    }
+
+    /// The complete bulk string whose `$` header starts at `buf[at]`,
+    /// checked as `parse_array` checks one: its place in `buf` and the
+    /// offset just past its CRLF. `None` if it is incomplete, malformed or
+    /// over the bulk limit (`parse` then waits or refuses).
+    fn bulk_at(&self, buf: &[u8], at: usize) -> Option<(Range<usize>, usize)> {
+        let rest = buf.get(at..)?;
+        if rest.first() != Some(&b'$') {
+            return None;
+        }
+        let (line, header_len) = header_line(rest, 1, 32).ok()??;
         let len = parse_length(line)
             .and_then(|n| usize::try_from(n).ok())
-            // The empty key is left to `Command::parse`, which refuses it.
-            .filter(|&n| n > 0 && n <= self.limits.max_bulk_len)?;
-        let start = key_header.checked_add(header_len)?;
+            .filter(|&n| n <= self.limits.max_bulk_len)?;
+        let start = at.checked_add(header_len)?;
         let end = start.checked_add(len)?;
-        let consumed = end.checked_add(2)?;
-        (buf.get(end..consumed)? == b"\r\n").then_some((start..end, consumed))
+        let next = end.checked_add(2)?;
+        (buf.get(end..next)? == b"\r\n").then_some((start..end, next))
     }
 
     fn parse_array(&mut self, buf: &[u8]) -> Result<Parsed, ProtocolError> {
@@ -715,6 +754,50 @@ mod tests {
     }
 
     #[test]
+    fn parse_set_finds_a_whole_set_and_nothing_else() {
+        let set = request(&["sEt", "key", "value"]);
+        let parser = RequestParser::default();
+        assert_eq!(parser.parse_set(&set), Some((17..20, 26..31, set.len())));
+        // With what follows it in a pipeline, and an empty value.
+        let mut two = set.clone();
+        two.extend_from_slice(&request(&["SET", "x", "y"]));
+        assert_eq!(parser.parse_set(&two), Some((17..20, 26..31, set.len())));
+        let empty = request(&["SET", "k", ""]);
+        assert_eq!(
+            parser.parse_set(&empty),
+            Some((17..18, 24..24, empty.len()))
+        );
+        for cut in 0..set.len() {
+            assert_eq!(parser.parse_set(&set[..cut]), None, "prefix of {cut}");
+        }
+        for other in [
+            request(&["SET", "", "v"]),
+            request(&["SET", "k"]),
+            request(&["SET", "k", "v", "NX"]),
+            request(&["SETNX", "k", "v"]),
+            request(&["GET", "k"]),
+            b"SET key value\r\n".to_vec(),
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nvX".to_vec(),
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$x\r\nv\r\n".to_vec(),
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$-1\r\n".to_vec(),
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n:1\r\n".to_vec(),
+        ] {
+            assert_eq!(parser.parse_set(&other), None, "{other:?}");
+        }
+        // Over the bulk limit (the value): `parse` refuses it, so must
+        // `parse_set`.
+        let small = RequestParser::new(Limits {
+            max_bulk_len: 3,
+            ..Limits::default()
+        });
+        assert_eq!(small.parse_set(&set), None);
+        // A request `parse` has begun is `parse`'s to finish.
+        let mut begun = RequestParser::default();
+        assert_eq!(begun.parse(&set[..6]).unwrap(), Parsed::Incomplete);
+        assert_eq!(begun.parse_set(&set), None);
+    }
+
+    #[test]
     fn every_proper_prefix_is_incomplete() {
         for frame in [
             request(&["SET", "key", "a value with \r\n inside"]),
@@ -928,6 +1011,39 @@ mod tests {
                     prop_assert_eq!(consumed, general_consumed);
                 }
                 (fast, _) => prop_assert!(false, "parse_get {:?}, parse {:?}", fast, general),
+            }
+        }
+
+        /// `parse_set` accepts exactly the requests `parse` reads as a
+        /// `SET` of a non-empty key without options, with the same key,
+        /// value and length, also for bytes that only start like one.
+        #[test]
+        fn parse_set_agrees_with_parse(
+            upper in proptest::collection::vec(any::<bool>(), 3),
+            tail in proptest::collection::vec(
+                prop::sample::select(b"0123\r\n$k-*".to_vec()), 0..32),
+        ) {
+            let mut buf = b"*3\r\n$3\r\n".to_vec();
+            for (c, up) in b"set".iter().zip(&upper) {
+                buf.push(if *up { c.to_ascii_uppercase() } else { *c });
+            }
+            buf.extend_from_slice(b"\r\n$");
+            buf.extend_from_slice(&tail);
+            let fast = RequestParser::default().parse_set(&buf);
+            let general = RequestParser::default().parse(&buf);
+            let is_set = match &general {
+                Ok(Parsed::Request { args, consumed }) if args.len() == 3
+                    && !args[1].is_empty() => Some((args[1].clone(), args[2].clone(), *consumed)),
+                _ => None,
+            };
+            match (fast, is_set) {
+                (None, None) => {}
+                (Some((key, value, consumed)), Some((k, v, general_consumed))) => {
+                    prop_assert_eq!(&buf[key], &k[..]);
+                    prop_assert_eq!(&buf[value], &v[..]);
+                    prop_assert_eq!(consumed, general_consumed);
+                }
+                (fast, _) => prop_assert!(false, "parse_set {:?}, parse {:?}", fast, general),
             }
         }
 
