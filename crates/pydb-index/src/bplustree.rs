@@ -31,14 +31,36 @@
 //! B-tree nodes.
 //!
 //! So a lookup of a key of up to 16 bytes reads no key bytes at all, not
-//! even to confirm the match at the end: a binary search in a node reads a
-//! few cache lines of contiguous `u64`s, and a hit reads one more line of
+//! even to confirm the match at the end: the search in a node reads a few
+//! cache lines of contiguous `u64`s, and a hit reads one more line of
 //! tails and one of lengths. The first version of this tree kept only the
 //! heads; its profile under `readrandom` (16-byte keys) showed about half
 //! of `get`'s samples in following a leaf's `Bytes` to its key for the
 //! final `memcmp`, a cache miss per lookup that the tails and lengths
 //! remove. The arrays are separate ("structure of arrays") so that the
-//! binary search over heads touches eight of them per cache line.
+//! search over heads reads eight of them per cache line.
+//!
+//! # Searching a node
+//!
+//! A random lookup in a large tree finds almost no node in the CPU cache,
+//! so what a lookup costs is how many cache misses it waits for *one after
+//! the other*. A binary search is the worst case: each probe's address
+//! depends on the comparison before it, so the four lines of a leaf's 32
+//! heads (eight of an inner node's 64) arrive one at a time. The search
+//! here (`Abbrevs::position`) counts instead, without branches: first the
+//! lines whose last head is below the probe (one load per line, none
+//! depending on another, so the CPU fetches all the lines at once), then
+//! the heads below the probe in the one line where the answer lies (now in
+//! cache). A few more instructions than a binary search, and one wait for
+//! memory per node instead of three or four. `Abbrevs` is aligned to a
+//! cache line so that a line holds exactly [`HEADS_PER_LINE`] heads.
+//!
+//! For the same reason a leaf keeps its values inline (`[Option<V>; 32]`)
+//! rather than in a `Vec`: the value is then next to the heads just read,
+//! usually in the same memory page, instead of in a separate allocation
+//! somewhere in the heap that costs its own cache miss and, with a large
+//! index, its own TLB miss. (Measured with the log engine's `readrandom`;
+//! see `docs/benchmarks/logread.md`, "Session 10".)
 //!
 //! # The structure
 //!
@@ -92,8 +114,8 @@ use bytes::Bytes;
 
 use crate::{Index, RangeIter, key_prefix};
 
-/// Entries per leaf. 32 heads are four cache lines: a binary search
-/// reads at most five of them, one miss per line.
+/// Entries per leaf. 32 heads are four cache lines, fetched together by
+/// the search (see *Searching a node*).
 pub const LEAF_CAPACITY: usize = 32;
 
 /// Separators per inner node (and one more child). Wider than a leaf:
@@ -103,6 +125,14 @@ pub const INNER_CAPACITY: usize = 64;
 /// Keys up to this long are ordered and matched by their abbreviation
 /// alone: a lookup of such a key never reads the key's own bytes.
 pub const INLINE_KEY_LEN: usize = 16;
+
+/// Heads per 64-byte cache line: the unit of [`Abbrevs::position`]'s
+/// first count. Both capacities are multiples of it.
+const HEADS_PER_LINE: usize = 8;
+
+const _: () = assert!(
+    LEAF_CAPACITY.is_multiple_of(HEADS_PER_LINE) && INNER_CAPACITY.is_multiple_of(HEADS_PER_LINE)
+);
 
 /// The deepest a tree can be: inner nodes never shrink and split in halves
 /// of at least `INNER_CAPACITY / 2` separators, so `u32` addressing runs
@@ -141,7 +171,11 @@ impl Abbrev {
 /// The abbreviations of a node's keys, one array per field ("structure of
 /// arrays"), so that a binary search over the heads reads only heads:
 /// eight per cache line.
+///
+/// Aligned to a cache line, so that each line holds [`HEADS_PER_LINE`]
+/// heads exactly (the nodes, and so their arenas, take the alignment).
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 struct Abbrevs<const N: usize> {
     heads: [u64; N],
     tails: [u64; N],
@@ -206,23 +240,50 @@ impl<const N: usize> Abbrevs<N> {
     }
 
     /// How many of the first `keys.len()` slots sort below `key` (or, if
-    /// `past_equal`, at or below it): a binary search on the abbreviations.
+    /// `past_equal`, at or below it).
+    ///
+    /// Not a binary search: that is a chain of dependent loads, each probe
+    /// waiting for the one before, and a lookup's nodes are rarely in the
+    /// CPU cache. Instead two branch-free counts whose loads do not depend
+    /// on each other, so that the CPU fetches their cache lines at once
+    /// (see *Searching a node* in the module docs): first the lines (of
+    /// [`HEADS_PER_LINE`] heads) whose last head is below the probe's, then
+    /// the heads below it in the one line where the answer lies. Slots whose
+    /// head equals the probe's are then stepped over one by one with the
+    /// full comparison (tails, lengths, key bytes); for distinct heads there
+    /// are none, or one: the key itself.
     fn position(&self, keys: &[Bytes], probe: Abbrev, key: &[u8], past_equal: bool) -> usize {
-        let (mut lo, mut hi) = (0, keys.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            let go_right = match self.compare(mid, &keys[mid], probe, key) {
+        let lines = const {
+            assert!(N > 0 && N.is_multiple_of(HEADS_PER_LINE));
+            N / HEADS_PER_LINE
+        };
+        let n = keys.len();
+        // Lines wholly below the probe. They form a prefix, as heads are
+        // sorted; a line that reaches past `n` is never counted whole.
+        let mut line = 0;
+        for l in 0..lines {
+            let last = l * HEADS_PER_LINE + HEADS_PER_LINE - 1;
+            line += usize::from(last < n && self.heads[last] < probe.head);
+        }
+        // The answer lies in line `line`; if every line is below, counting
+        // in the last one gives its end.
+        let start = line.min(lines - 1) * HEADS_PER_LINE;
+        let mut pos = start;
+        for i in start..start + HEADS_PER_LINE {
+            pos += usize::from(i < n && self.heads[i] < probe.head);
+        }
+        while pos < n && self.heads[pos] == probe.head {
+            let go_right = match self.compare(pos, &keys[pos], probe, key) {
                 Ordering::Less => true,
                 Ordering::Equal => past_equal,
                 Ordering::Greater => false,
             };
-            if go_right {
-                lo = mid + 1;
-            } else {
-                hi = mid;
+            if !go_right {
+                break;
             }
+            pos += 1;
         }
-        lo
+        pos
     }
 
     /// Whether slot `pos` (of `keys`) holds exactly `key`.
@@ -239,7 +300,12 @@ struct Leaf<V> {
     /// are garbage.
     abbrevs: Abbrevs<LEAF_CAPACITY>,
     keys: Vec<Bytes>,
-    values: Vec<V>,
+    /// `values[i]` is `keys[i]`'s value for `i < keys.len()`, `None` past
+    /// it. Inline, not a `Vec`: the value a lookup returns then lies in the
+    /// leaf it searched, usually in the same memory page, instead of in an
+    /// allocation of its own elsewhere in the heap (see *Searching a node*
+    /// in the module docs).
+    values: [Option<V>; LEAF_CAPACITY],
     /// The leaf to the right, or NIL.
     next: u32,
 }
@@ -249,7 +315,7 @@ impl<V> Leaf<V> {
         Self {
             abbrevs: Abbrevs::new(),
             keys: Vec::with_capacity(LEAF_CAPACITY),
-            values: Vec::with_capacity(LEAF_CAPACITY),
+            values: std::array::from_fn(|_| None),
             next: NIL,
         }
     }
@@ -265,9 +331,12 @@ impl<V> Leaf<V> {
 
     /// Inserts at `pos`; the leaf must not be full.
     fn insert_at(&mut self, pos: usize, abbrev: Abbrev, key: Bytes, value: V) {
-        self.abbrevs.insert_at(pos, self.len(), abbrev);
+        let len = self.len();
+        self.abbrevs.insert_at(pos, len, abbrev);
         self.keys.insert(pos, key);
-        self.values.insert(pos, value);
+        // Slot `len` is `None`; the rotation brings it to `pos`.
+        self.values[pos..=len].rotate_right(1);
+        self.values[pos] = Some(value);
     }
 }
 
@@ -400,7 +469,10 @@ impl<V> BPlusTreeIndex<V> {
 
     fn entry(&self, cursor: Cursor) -> Option<(&Bytes, &V)> {
         let leaf = self.leaves.get(cursor.leaf as usize)?;
-        Some((leaf.keys.get(cursor.pos)?, leaf.values.get(cursor.pos)?))
+        Some((
+            leaf.keys.get(cursor.pos)?,
+            leaf.values.get(cursor.pos)?.as_ref()?,
+        ))
     }
 
     /// Splits full leaf `id` while inserting the entry at `pos`; returns the
@@ -427,7 +499,9 @@ impl<V> BPlusTreeIndex<V> {
             right.abbrevs.set(i, left.abbrevs.get(mid + i));
         }
         right.keys.extend(left.keys.drain(mid..));
-        right.values.extend(left.values.drain(mid..));
+        for (to, from) in right.values.iter_mut().zip(&mut left.values[mid..]) {
+            *to = from.take();
+        }
         right.next = left.next;
         left.next = right_id;
         if pos < mid {
@@ -513,11 +587,13 @@ impl<V> BPlusTreeIndex<V> {
         let (mut count, mut key_bytes) = (0, 0);
         for &id in &chain {
             let leaf = &self.leaves[id as usize];
-            if leaf.keys.len() != leaf.values.len() || leaf.len() > LEAF_CAPACITY {
+            let values = leaf.values.iter().take_while(|v| v.is_some()).count();
+            let stray = leaf.values.iter().skip(values).any(Option::is_some);
+            if leaf.keys.len() != values || stray || leaf.len() > LEAF_CAPACITY {
                 return Err(format!(
-                    "leaf {id}: {} keys, {} values",
+                    "leaf {id}: {} keys, {values} values{}",
                     leaf.keys.len(),
-                    leaf.values.len()
+                    if stray { " and a value past them" } else { "" }
                 ));
             }
             for (i, key) in leaf.keys.iter().enumerate() {
@@ -609,7 +685,7 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
         let leaf = &mut self.leaves[node as usize];
         let pos = leaf.position(probe, &key, false);
         if leaf.abbrevs.matches(&leaf.keys, pos, probe, &key) {
-            return Some(std::mem::replace(&mut leaf.values[pos], value));
+            return leaf.values[pos].replace(value);
         }
         self.len += 1;
         self.key_bytes += key.len();
@@ -649,7 +725,7 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
         let leaf = &self.leaves[self.find_leaf(probe, key) as usize];
         let pos = leaf.position(probe, key, false);
         if leaf.abbrevs.matches(&leaf.keys, pos, probe, key) {
-            leaf.values.get(pos)
+            leaf.values.get(pos).and_then(Option::as_ref)
         } else {
             None
         }
@@ -666,10 +742,12 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
         let len = leaf.len();
         leaf.abbrevs.remove_at(pos, len);
         let removed = leaf.keys.remove(pos);
-        let value = leaf.values.remove(pos);
+        let value = leaf.values[pos].take();
+        // The `None` just left at `pos` moves to the end.
+        leaf.values[pos..len].rotate_left(1);
         self.len -= 1;
         self.key_bytes -= removed.len();
-        Some(value)
+        value
     }
 
     fn is_ordered(&self) -> bool {
@@ -712,7 +790,7 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
         self.leaves.truncate(1);
         if let Some(leaf) = self.leaves.first_mut() {
             leaf.keys.clear();
-            leaf.values.clear();
+            leaf.values.fill_with(|| None);
             leaf.next = NIL;
         }
         self.inners.clear();
@@ -731,7 +809,7 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
         let leaf_vecs: usize = self
             .leaves
             .iter()
-            .map(|l| l.keys.capacity() * size_of::<Bytes>() + l.values.capacity() * size_of::<V>())
+            .map(|l| l.keys.capacity() * size_of::<Bytes>())
             .sum();
         let inner_vecs: usize = self
             .inners
@@ -825,6 +903,54 @@ mod tests {
     }
 
     #[test]
+    fn position_agrees_with_a_linear_search() {
+        // Every fill of a node, keys with few distinct heads (so that runs
+        // of equal heads cross cache-line boundaries) and probes between,
+        // on and around them.
+        let mut state = 7u32;
+        let mut next = |m: u32| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state % m
+        };
+        for n in 0..=LEAF_CAPACITY {
+            let mut keys: Vec<Vec<u8>> = (0..n)
+                .map(|_| {
+                    let mut k = vec![b'h', next(3) as u8];
+                    k.resize(8 + next(12) as usize, next(256) as u8);
+                    k
+                })
+                .collect();
+            keys.sort();
+            keys.dedup();
+            let mut abbrevs = Abbrevs::<LEAF_CAPACITY>::new();
+            // Garbage past the keys must not matter.
+            abbrevs.heads.fill(u64::MAX / 3);
+            for (i, k) in keys.iter().enumerate() {
+                abbrevs.set(i, Abbrev::of(k));
+            }
+            let stored: Vec<Bytes> = keys.iter().map(|k| Bytes::copy_from_slice(k)).collect();
+            let mut probes = keys.clone();
+            probes.extend(keys.iter().map(|k| [k.as_slice(), b"\0"].concat()));
+            probes.extend([vec![], vec![b'h'], vec![b'h', 9], vec![0xff; 20]]);
+            for probe in &probes {
+                for past_equal in [false, true] {
+                    let expected = keys
+                        .iter()
+                        .filter(|k| k.as_slice() < probe.as_slice() || (past_equal && *k == probe))
+                        .count();
+                    let got = abbrevs.position(&stored, Abbrev::of(probe), probe, past_equal);
+                    assert_eq!(
+                        got, expected,
+                        "n {n}, probe {probe:?}, past_equal {past_equal}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn random_inserts_and_removes_agree_with_a_btreemap() {
         let mut tree = BPlusTreeIndex::new();
         let mut model = std::collections::BTreeMap::new();
@@ -909,7 +1035,7 @@ mod tests {
         let inners = tree.inners.len();
         let expected = tree.leaves.capacity() * std::mem::size_of::<Leaf<u64>>()
             + tree.inners.capacity() * std::mem::size_of::<Inner>()
-            + leaves * LEAF_CAPACITY * (32 + 8)
+            + leaves * LEAF_CAPACITY * 32
             + inners * INNER_CAPACITY * 32
             + 1000 * 4;
         assert_eq!(tree.memory_bytes(), expected);
