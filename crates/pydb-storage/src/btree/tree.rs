@@ -86,9 +86,8 @@
 //! The buffer is reused by the next refill when no entry handed out still
 //! points into it (`BytesMut::reserve` reclaims a buffer it is the only
 //! holder of), so a consumer that drops entries as it goes makes a scan
-//! allocate one buffer in all (none at all, usually: a thread's next
-//! cursor takes over the buffer of its last one); one that keeps entries
-//! gets a fresh buffer per leaf and its entries stay valid. The cursor remembers the last key
+//! allocate one buffer in all; one that keeps entries gets a fresh buffer
+//! per leaf and its entries stay valid. The cursor remembers the last key
 //! of each leaf it copied (in a small buffer of its own, so as not to pin
 //! the copy), so a scan sees every key that is not written during the scan
 //! exactly once. (LMDB's cursors go further and hand out pointers into the
@@ -953,14 +952,6 @@ fn end_inside(page: &PageRef<'_>, view: &PageView<'_>, end: Bound<&[u8]>) -> pag
     })
 }
 
-thread_local! {
-    /// The buffer of this thread's last cursor, for its next one: a scan
-    /// of a hundred entries would otherwise allocate and free a page-sized
-    /// buffer every time. It is reused only if no entry handed out still
-    /// points into it (see `Cursor::spare`).
-    static SPARE_BUFFER: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
-}
-
 fn poisoned_error(path: &Path) -> Error {
     Error::poisoned(path, "an earlier write failed half-way")
 }
@@ -994,7 +985,7 @@ impl<'a, F: File> Cursor<'a, F> {
             hi: 0,
             seq: 0,
             next_leaf: NO_PAGE,
-            spare: SPARE_BUFFER.take(),
+            spare: BytesMut::new(),
             done: false,
         }
     }
@@ -1193,19 +1184,6 @@ impl<'a, F: File> Cursor<'a, F> {
                 get(self.pool, meta, key)
             }
         })
-    }
-}
-
-impl<F: File> Drop for Cursor<'_, F> {
-    /// Hands the buffer on to the thread's next cursor, after letting go
-    /// of the copy in it: if the caller kept none of its entries, the
-    /// buffer is the allocation's only holder again and the next refill
-    /// reuses it.
-    fn drop(&mut self) {
-        self.leaf = Bytes::new();
-        let spare = std::mem::take(&mut self.spare);
-        // `try_with`: the thread may be exiting, its buffer already gone.
-        let _ = SPARE_BUFFER.try_with(|s| s.set(spare));
     }
 }
 
