@@ -221,6 +221,34 @@ fn entries_kept_by_the_caller_survive_the_cursor_reusing_its_buffer() {
 }
 
 #[test]
+fn entries_kept_from_a_finished_scan_survive_later_scans() {
+    // Entries the caller kept from a finished scan must not be overwritten
+    // by the copies of later scans.
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SimFs::new();
+    let engine = open_sim(dir.path(), &fs);
+    for i in 0..500 {
+        engine
+            .set(&key(i), format!("value of {i}").as_bytes())
+            .unwrap();
+    }
+    let kept: Vec<(Bytes, Bytes)> = engine
+        .scan(KeyRange::new(key(100)..))
+        .unwrap()
+        .take(5)
+        .map(Result::unwrap)
+        .collect();
+    for _ in 0..3 {
+        assert_eq!(engine.scan_rev(KeyRange::all()).unwrap().count(), 500);
+    }
+    for (n, (k, v)) in kept.iter().enumerate() {
+        let i = 100 + n as u32;
+        assert_eq!(k.as_ref(), key(i).as_slice());
+        assert_eq!(v.as_ref(), format!("value of {i}").as_bytes());
+    }
+}
+
+#[test]
 fn a_reverse_scan_survives_merges_and_page_reuse_between_steps() {
     // A cursor follows sibling links only while no batch was installed in
     // between; here deletes merge and free its leaves, and inserts reuse
