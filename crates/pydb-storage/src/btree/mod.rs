@@ -45,11 +45,12 @@
 //!
 //! ## Concurrency: the simple scheme and its cost
 //!
-//! One writer at a time (a mutex), any number of readers. A cursor holds the
-//! tree lock (`RwLock`) for reading during one refill; a lookup takes no
-//! lock at all at first: it reads the tree optimistically and checks a
-//! sequence number that every install changes, retrying if one overlapped
-//! it ([`optimistic`]). Both latch one page at a time through the pool. The
+//! One writer at a time (a mutex), any number of readers. A lookup and a
+//! cursor's refill take no lock at all at first: they read the tree
+//! optimistically and check a sequence number that every install changes,
+//! retrying if one overlapped them, and take the tree lock (`RwLock`) for
+//! reading only after a few failed tries ([`optimistic`]). Both latch one
+//! page at a time through the pool. The
 //! writer holds the tree lock for writing only while it installs finished
 //! pages (step 4): a memory copy per changed page, not the WAL write and not
 //! the `fsync`. The cost: while a batch is installed, every reader waits or
@@ -134,7 +135,7 @@ pub use pydb_wal::SyncPolicy;
 pub use tree::Cursor;
 
 use meta::FORMAT_VERSION;
-use optimistic::{OPTIMISTIC_TRIES, Published};
+use optimistic::Published;
 use page::{Content, FIRST_DATA_PAGE, Leaf, Node};
 use pool::{BufferPool, WriteAhead};
 use tree::{Body, Txn, corrupt_at};
@@ -220,9 +221,6 @@ where
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
     checkpoints: AtomicU64,
-    /// Batches installed; bumped under the tree lock, so a cursor that sees
-    /// the same count again knows the pages it last read are unchanged.
-    installs: AtomicU64,
     recovered_batches: u64,
     _lock: DirLock,
 }
@@ -425,7 +423,6 @@ where
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(None),
             checkpoints: AtomicU64::new(0),
-            installs: AtomicU64::new(0),
             recovered_batches: replayed,
             _lock: lock,
         };
@@ -470,8 +467,8 @@ where
         Cursor::new(
             &self.pool,
             &self.tree,
+            &self.published,
             &self.poisoned,
-            &self.installs,
             range.start,
             range.end,
             reverse,
@@ -616,7 +613,8 @@ where
         // behind the log, and only a reopen (which replays it) can fix that.
         let installed = {
             let mut tree = self.tree.write();
-            // Optimistic lookups that overlap these installs will retry.
+            // Optimistic readers (lookups, cursor refills) that overlap
+            // these installs will retry.
             self.published.begin_write();
             let installed = installs.into_iter().try_for_each(|(id, mut bytes)| {
                 page::set_page_lsn(&mut bytes, batch_lsn);
@@ -624,7 +622,6 @@ where
             });
             if installed.is_ok() {
                 *tree = meta;
-                self.installs.fetch_add(1, Ordering::Release);
             }
             // Even after a failed install: the engine is poisoned below,
             // and lookups check that before they look at the tree.
@@ -742,17 +739,8 @@ where
         }
         // Optimistically first: no lock, the answer kept only if no batch
         // was installed meanwhile (see `optimistic`).
-        for _ in 0..OPTIMISTIC_TRIES {
-            let Some(snap) = self.published.begin_read() else {
-                break; // an install is under way: wait for it on the lock
-            };
-            let found = tree::get(&self.pool, &snap.meta, key);
-            if self.published.validate(&snap) {
-                return found;
-            }
-        }
-        let meta = self.tree.read();
-        tree::get(&self.pool, &meta, key)
+        self.published
+            .read(&self.tree, |meta, _| tree::get(&self.pool, meta, key))
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool> {

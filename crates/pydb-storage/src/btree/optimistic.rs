@@ -1,4 +1,5 @@
-//! Optimistic lookups: a sequence lock over the committed tree.
+//! Optimistic reads (lookups and cursor refills): a sequence lock over the
+//! committed tree.
 //!
 //! A lookup used to take the tree lock (a `RwLock`) shared, so that no
 //! batch could be installed while it walked from the root to a leaf: a
@@ -28,6 +29,12 @@
 //! and a child from the next can look like corruption) is thrown away and
 //! the lookup runs again; after a few failed tries it takes the lock, so a
 //! busy writer cannot starve a reader.
+//!
+//! A cursor's refill runs the same way ([`Published::read`]), and keeps
+//! the number it ran under: if the next refill finds the same number, no
+//! batch was installed in between, so the sibling link the last refill
+//! noted still points at the next leaf, and the cursor hops there instead
+//! of descending from the root again. See `tree.rs`, "Readers".
 //!
 //! ## Why this is safe in Rust (and why not per page)
 //!
@@ -144,6 +151,37 @@ impl Published {
     pub fn validate(&self, snap: &Snapshot) -> bool {
         fence(Ordering::Acquire);
         self.seq.load(Ordering::Relaxed) == snap.seq
+    }
+
+    /// Runs `read` against one committed tree and returns what it
+    /// returned: optimistically up to [`OPTIMISTIC_TRIES`] times (a run
+    /// that an install overlapped is thrown away, errors included), then
+    /// under `tree`, the tree lock. `read` gets the meta and the sequence
+    /// number of the tree it runs on: two runs that got the same number
+    /// saw the same tree, which is how a cursor knows that a sibling link
+    /// it read in one refill is still good in the next.
+    ///
+    /// `read` may run several times, so it must not change anything the
+    /// caller keeps unless it is about to return (scratch space is fine).
+    pub fn read<T>(
+        &self,
+        tree: &parking_lot::RwLock<TreeMeta>,
+        mut read: impl FnMut(&TreeMeta, u64) -> T,
+    ) -> T {
+        for _ in 0..OPTIMISTIC_TRIES {
+            let Some(snap) = self.begin_read() else {
+                break; // an install is under way: wait for it on the lock
+            };
+            let result = read(&snap.meta, snap.seq);
+            if self.validate(&snap) {
+                return result;
+            }
+        }
+        let meta = tree.read();
+        // Installs change the number under the tree lock held for writing,
+        // so under the read lock it is even and stays put.
+        let seq = self.seq.load(Ordering::Acquire);
+        read(&meta, seq)
     }
 }
 

@@ -777,33 +777,34 @@ impl ValueRef<'_> {
 /// end); `at` is its offset in the page, for error reports. Returns the key,
 /// the value and the cell's length.
 pub fn decode_leaf_cell(cell: &[u8], at: usize) -> PResult<(&[u8], ValueRef<'_>, usize)> {
-    let klen = get_u16(cell, 0).map_err(|_| PageError {
-        offset: at,
-        reason: "leaf cell header past the page end",
-    })? as usize;
-    let kind = match cell.get(2) {
-        Some(k) => *k,
-        None => return bad(at, "leaf cell header past the page end"),
+    // Every cursor step decodes a cell, so the header is read in one
+    // checked step (a fixed-size chunk) and each part after it is split off
+    // with one length check.
+    let Some((header, rest)) = cell.split_first_chunk::<LEAF_CELL_HEADER>() else {
+        return bad(at, "leaf cell header past the page end");
     };
-    let vlen = get_u32(cell, 3).map_err(|_| PageError {
-        offset: at,
-        reason: "leaf cell header past the page end",
-    })?;
-    let key_end = LEAF_CELL_HEADER + klen;
-    let Some(key) = cell.get(LEAF_CELL_HEADER..key_end) else {
+    let [k0, k1, kind, v0, v1, v2, v3] = *header;
+    let klen = usize::from(u16::from_le_bytes([k0, k1]));
+    let vlen = u32::from_le_bytes([v0, v1, v2, v3]);
+    let Some((key, rest)) = rest.split_at_checked(klen) else {
         return bad(at, "leaf key past the page end");
     };
+    let key_end = LEAF_CELL_HEADER + klen;
     match kind {
-        VALUE_INLINE => {
-            let end = key_end.saturating_add(vlen as usize);
-            match cell.get(key_end..end) {
-                Some(v) => Ok((key, ValueRef::Inline(v), end)),
-                None => bad(at, "leaf value past the page end"),
-            }
-        }
-        VALUE_OVERFLOW => match get_u32(cell, key_end) {
-            Ok(first) => Ok((key, ValueRef::Overflow { len: vlen, first }, key_end + 4)),
-            Err(_) => bad(at, "overflow pointer past the page end"),
+        VALUE_INLINE => match rest.get(..vlen as usize) {
+            Some(v) => Ok((key, ValueRef::Inline(v), key_end + v.len())),
+            None => bad(at, "leaf value past the page end"),
+        },
+        VALUE_OVERFLOW => match rest.first_chunk::<4>() {
+            Some(first) => Ok((
+                key,
+                ValueRef::Overflow {
+                    len: vlen,
+                    first: u32::from_le_bytes(*first),
+                },
+                key_end + 4,
+            )),
+            None => bad(at, "overflow pointer past the page end"),
         },
         _ => bad(at + 2, "unknown leaf cell kind"),
     }
@@ -844,6 +845,17 @@ impl<'a> PageView<'a> {
     /// The number of cells.
     pub fn count(&self) -> usize {
         self.count
+    }
+
+    /// The offset of the lowest cell: the cells fill `cells_start()..` to
+    /// the page end, and no slot points below it.
+    pub fn cells_start(&self) -> usize {
+        self.cells_start
+    }
+
+    /// The end of the slot array (checked to be at most `cells_start()`).
+    pub fn slots_end(&self) -> usize {
+        HEADER_LEN + self.count * SLOT_LEN
     }
 
     /// The left link: previous leaf or leftmost child.

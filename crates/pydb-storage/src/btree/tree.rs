@@ -43,35 +43,56 @@
 //!
 //! ## Readers
 //!
-//! Lookups and cursors hold at most one latched page at a time. A cursor
-//! holds the engine's tree lock for reading during a refill; a lookup runs
-//! without it and is validated afterwards by a sequence number that every
-//! install changes (see [`optimistic`](super::optimistic)), so [`get`] must
-//! stay a pure function of the pages it reads. A lookup searches the
-//! latched page in place, through the frame's key heads (a binary search
-//! over `u32` prefixes, see [`heads`](super::heads), whole keys compared
-//! where they lie only among equal heads) and copies only the value out:
-//! one allocation per `get`.
+//! Lookups and cursors hold at most one latched page at a time, and take
+//! no tree lock at first: they read the tree optimistically and check a
+//! sequence number that every install changes, running again if one
+//! overlapped them and taking the tree lock after a few failed tries
+//! ([`Published::read`], see [`optimistic`](super::optimistic)). So
+//! [`get`] and a cursor's refill must stay pure functions of the pages
+//! they read. A lookup searches the latched page in place, through the
+//! frame's key heads (a binary search over `u32` prefixes, see
+//! [`heads`](super::heads), whole keys compared where they lie only among
+//! equal heads) and copies only the value out: one allocation per `get`.
 //!
 //! A cursor does not keep pages latched between calls, so writers are never
-//! blocked by a slow consumer. A refill searches the leaf in place under its
-//! latch (through its key heads only if a lookup already built them, see
-//! `seek_leaf`), notes the entries in range as offsets, then copies only the span of
-//! the page's cells that holds them (one `memcpy`, one buffer) and lets the
-//! page go. The buffer is reused by the next refill when no entry handed out
-//! still points into it (`BytesMut::reserve` reclaims a buffer it is the only
+//! blocked by a slow consumer. Its protocol, one refill at a time:
+//!
+//! 1. Take the tree's sequence number `s` (optimistically, or under the tree
+//!    lock after failed tries).
+//! 2. Find the leaf: if the last refill ran on the same tree (its number was
+//!    `s` too), follow that leaf's sibling link, which it noted; otherwise
+//!    descend from the root with the last key handed out, since a link read
+//!    before a split or merge may point at a page that changed meaning.
+//! 3. Under the leaf's latch, find the slots in range (the first and last
+//!    key are tried before any binary search: after a hop the whole leaf is
+//!    usually in range), and copy the page's used bytes (header and slots,
+//!    then the cells, without the free gap) into the cursor's buffer in two
+//!    `memcpy`s. Note the sibling link. Let the latch go.
+//! 4. Check that the number is still `s`. If not, throw the copy away (it
+//!    may be of a leaf that no longer belongs where the descent found it,
+//!    and any error met is not trusted either) and go back to 1.
+//!
+//! Each `next` then decodes one cell of the copy, checking every length as
+//! if the bytes were untrusted, and hands out the key and value as `Bytes`
+//! slices of the copy: no decoding of cells nobody asks for (a scan with a
+//! limit, seek then next 100, pays nothing for the rest of its last leaf),
+//! no per-entry bookkeeping at refill. A value in an overflow chain is read
+//! when its entry is handed out, and only if the tree's number is still
+//! the copy's: once a batch is installed the chain may have been freed and
+//! its pages reused. Otherwise the key is looked up again and its current
+//! value returned (or the entry skipped, if it is gone): the key was
+//! written during the scan, so either answer is allowed.
+//!
+//! The buffer is reused by the next refill when no entry handed out still
+//! points into it (`BytesMut::reserve` reclaims a buffer it is the only
 //! holder of), so a consumer that drops entries as it goes makes a scan
-//! allocate one buffer in all; one that keeps entries gets a fresh buffer per
-//! leaf and its entries stay valid. Entries become `Bytes` slices of that buffer only when the
-//! caller asks for them, so a scan with a limit (seek, then next 100) pays
-//! nothing for the rest of its last leaf. It remembers the last key, so a
-//! scan sees every key that is not written during the scan exactly once.
-//! To move on it follows the leaf's sibling link if no batch was installed
-//! since the last refill (the engine counts installs), and re-descends from
-//! the root with the last key otherwise: a link read before a split or
-//! merge may point at a page that changed meaning. (LMDB's cursors go
-//! further and hand out pointers into the mapped file, valid until the read
-//! transaction ends; pydb's `Bytes` must outlive the cursor, so it copies.)
+//! allocate one buffer in all; one that keeps entries gets a fresh buffer
+//! per leaf and its entries stay valid. The cursor remembers the last key
+//! of each leaf it copied (in a small buffer of its own, so as not to pin
+//! the copy), so a scan sees every key that is not written during the scan
+//! exactly once. (LMDB's cursors go further and hand out pointers into the
+//! mapped file, valid until the read transaction ends; pydb's `Bytes` must
+//! outlive the cursor, so it copies.)
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -80,7 +101,10 @@ use std::path::Path;
 use bytes::{Bytes, BytesMut};
 use pydb_file::File;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::meta::{MAX_BTREE_DEPTH, TreeMeta};
+use super::optimistic::Published;
 use super::page::{
     self, Content, FIRST_DATA_PAGE, HEADER_LEN, Internal, LEAF_CELL_HEADER, Leaf, NO_PAGE, Node,
     OldValue, PageError, PageId, PageType, PageView, SLOT_LEN, Value, ValueRef,
@@ -766,47 +790,72 @@ impl<'a, F: File> Txn<'a, F> {
 
 /// A cursor over a key range, ascending or descending.
 ///
-/// It holds no page between calls: each refill re-descends from the root
-/// under the tree lock and copies one leaf's worth of entries.
+/// It holds no page between calls: a refill copies one leaf and lets it go,
+/// and the entries are decoded from the copy one at a time as they are
+/// asked for (see "Readers" in the module docs for the protocol).
 pub struct Cursor<'a, F: File> {
     pool: &'a BufferPool<F>,
     tree: &'a parking_lot::RwLock<TreeMeta>,
-    poisoned: &'a std::sync::atomic::AtomicBool,
-    /// Lower bound still to scan (moves up in an ascending scan).
+    published: &'a Published,
+    poisoned: &'a AtomicBool,
+    /// The range asked for.
     start: Bound<Bytes>,
-    /// Upper bound still to scan (moves down in a descending scan).
     end: Bound<Bytes>,
     reverse: bool,
-    /// The bytes copied out of the last leaf read: the span of its cells
-    /// that holds the entries in `found`.
-    arena: Bytes,
+    /// Whether the scan has read a leaf yet: if so, `edge` holds the last
+    /// key it will hand out from that leaf, and the scan goes on above it
+    /// (below it, descending), whatever `start` (`end`) says.
+    moved: bool,
+    /// That key, in a buffer of the cursor's own: a slice of `leaf` would
+    /// keep the leaf's buffer from being reused.
+    edge: Vec<u8>,
+    /// The last leaf read: its header and slot array followed by its cells,
+    /// without the free gap between them. Entries handed out are slices of
+    /// it.
+    leaf: Bytes,
+    /// The page the copy came from (for error reports).
+    leaf_id: PageId,
+    /// The page offset of the copy's first cell (no slot may point below it).
+    cells_start: usize,
+    /// The bytes of the free gap left out: a cell at page offset `o` is at
+    /// `o - gap` in the copy.
+    gap: usize,
+    /// Slots of `leaf` still to hand out: an ascending scan takes `lo` and
+    /// moves it up, a descending one takes `hi - 1` and moves `hi` down.
+    lo: usize,
+    hi: usize,
+    /// The sequence number of the tree `leaf` was read from.
+    seq: u64,
+    /// The leaf after `leaf` in scan order (its sibling link), valid while
+    /// the tree's sequence number is still `seq`.
+    next_leaf: PageId,
     /// The buffer the next refill copies into. It shares its allocation
-    /// with `arena`; once neither `arena`, the moving bound nor any entry
-    /// handed out refers to it (the usual case: a consumer drops each entry
-    /// before asking for the next), `BytesMut::reserve` takes the whole
-    /// allocation back, and a refill allocates nothing.
+    /// with `leaf`; once neither `leaf` nor any entry handed out refers to
+    /// it (the usual case: a consumer drops each entry before asking for
+    /// the next), `BytesMut::reserve` takes the whole allocation back, and
+    /// a refill allocates nothing.
     spare: BytesMut,
-    /// Entries of the last leaf, in scan order, as ranges of `arena`; they
-    /// become `Bytes` slices only when handed out, so entries a caller
-    /// never asks for (a scan with a limit) cost nothing.
-    found: Vec<(std::ops::Range<usize>, Copied)>,
-    /// The next entry of `found` to hand out.
-    pos: usize,
+    /// No leaf is left to read (the entries of `leaf` may still be).
     done: bool,
-    /// Installed batches so far, counted by the engine under the tree lock.
-    installs: &'a std::sync::atomic::AtomicU64,
-    /// The next leaf to read, valid while the install count is unchanged.
-    resume: Option<(PageId, u64)>,
 }
 
-/// Where a copied entry's value is.
-enum Copied {
-    /// At this range of the refill's buffer.
+/// Where the value of a cell of a leaf copy is.
+enum CellValue {
+    /// At this range of the copy.
     Inline(std::ops::Range<usize>),
-    /// In an overflow chain (until the refill reads it).
+    /// In an overflow chain.
     Overflow { len: u32, first: PageId },
-    /// Read from its overflow chain.
-    Owned(Bytes),
+}
+
+/// What a refill found: a leaf with entries in range, copied to `spare`.
+struct Fill {
+    id: PageId,
+    lo: usize,
+    hi: usize,
+    cells_start: usize,
+    gap: usize,
+    /// The sibling to read next, `NO_PAGE` if the range ends in this leaf.
+    next: PageId,
 }
 
 impl<F: File> std::fmt::Debug for Cursor<'_, F> {
@@ -819,18 +868,20 @@ impl<F: File> std::fmt::Debug for Cursor<'_, F> {
     }
 }
 
-fn above(key: &[u8], start: &Bound<Bytes>) -> bool {
+/// Whether `key` is inside the lower bound `start`.
+fn above(key: &[u8], start: Bound<&[u8]>) -> bool {
     match start {
-        Bound::Included(s) => key >= s.as_ref(),
-        Bound::Excluded(s) => key > s.as_ref(),
+        Bound::Included(s) => key >= s,
+        Bound::Excluded(s) => key > s,
         Bound::Unbounded => true,
     }
 }
 
-fn below(key: &[u8], end: &Bound<Bytes>) -> bool {
+/// Whether `key` is inside the upper bound `end`.
+fn below(key: &[u8], end: Bound<&[u8]>) -> bool {
     match end {
-        Bound::Included(e) => key <= e.as_ref(),
-        Bound::Excluded(e) => key < e.as_ref(),
+        Bound::Included(e) => key <= e,
+        Bound::Excluded(e) => key < e,
         Bound::Unbounded => true,
     }
 }
@@ -859,19 +910,50 @@ fn seek_leaf(
     }
 }
 
-/// Notes one entry of a refill: its key and inline value as ranges of the
-/// leaf's image.
-fn copy_entry(
-    image: &[u8],
-    found: &mut Vec<(std::ops::Range<usize>, Copied)>,
-    key: &[u8],
-    value: ValueRef<'_>,
-) {
-    let v = match value {
-        ValueRef::Inline(v) => Copied::Inline(range_in(image, v)),
-        ValueRef::Overflow { len, first } => Copied::Overflow { len, first },
-    };
-    found.push((range_in(image, key), v));
+/// The first slot of a leaf whose key is inside the lower bound `start`.
+/// The first key is tried before any search: a scan that hops to the next
+/// leaf finds all of it in range.
+fn first_inside(
+    page: &PageRef<'_>,
+    view: &PageView<'_>,
+    start: Bound<&[u8]>,
+) -> page::PResult<usize> {
+    if view.count() == 0 || above(view.leaf_key(0)?, start) {
+        return Ok(0);
+    }
+    Ok(match start {
+        Bound::Unbounded => 0,
+        Bound::Included(k) => match seek_leaf(page, view, k)? {
+            Ok(i) | Err(i) => i,
+        },
+        Bound::Excluded(k) => match seek_leaf(page, view, k)? {
+            Ok(i) => i + 1,
+            Err(i) => i,
+        },
+    })
+}
+
+/// One past the last slot of a leaf whose key is inside the upper bound
+/// `end` (the last key is tried first, as in [`first_inside`]).
+fn end_inside(page: &PageRef<'_>, view: &PageView<'_>, end: Bound<&[u8]>) -> page::PResult<usize> {
+    let n = view.count();
+    if n == 0 || below(view.leaf_key(n - 1)?, end) {
+        return Ok(n);
+    }
+    Ok(match end {
+        Bound::Unbounded => n,
+        Bound::Included(k) => match seek_leaf(page, view, k)? {
+            Ok(i) => i + 1,
+            Err(i) => i,
+        },
+        Bound::Excluded(k) => match seek_leaf(page, view, k)? {
+            Ok(i) | Err(i) => i,
+        },
+    })
+}
+
+fn poisoned_error(path: &Path) -> Error {
+    Error::poisoned(path, "an earlier write failed half-way")
 }
 
 impl<'a, F: File> Cursor<'a, F> {
@@ -879,8 +961,8 @@ impl<'a, F: File> Cursor<'a, F> {
     pub fn new(
         pool: &'a BufferPool<F>,
         tree: &'a parking_lot::RwLock<TreeMeta>,
-        poisoned: &'a std::sync::atomic::AtomicBool,
-        installs: &'a std::sync::atomic::AtomicU64,
+        published: &'a Published,
+        poisoned: &'a AtomicBool,
         start: Bound<Bytes>,
         end: Bound<Bytes>,
         reverse: bool,
@@ -888,172 +970,220 @@ impl<'a, F: File> Cursor<'a, F> {
         Self {
             pool,
             tree,
+            published,
             poisoned,
             start,
             end,
             reverse,
-            arena: Bytes::new(),
+            moved: false,
+            edge: Vec::new(),
+            leaf: Bytes::new(),
+            leaf_id: NO_PAGE,
+            cells_start: 0,
+            gap: 0,
+            lo: 0,
+            hi: 0,
+            seq: 0,
+            next_leaf: NO_PAGE,
             spare: BytesMut::new(),
-            found: Vec::new(),
-            pos: 0,
             done: false,
-            installs,
-            resume: None,
         }
     }
 
-    /// Copies the entries of the next leaf that has any in range.
-    fn refill(&mut self) -> Result<()> {
-        if self.poisoned.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(Error::poisoned(
-                self.pool.file().path(),
-                "an earlier write failed half-way",
-            ));
+    /// The lower bound still to scan: the range's, or above the last leaf
+    /// read in an ascending scan.
+    fn lower(&self) -> Bound<&[u8]> {
+        if self.moved && !self.reverse {
+            return Bound::Excluded(&self.edge);
         }
-        let meta = self.tree.read();
+        self.start.as_ref().map(|k| k.as_ref())
+    }
+
+    /// The upper bound still to scan: the range's, or below the last leaf
+    /// read in a descending scan.
+    fn upper(&self) -> Bound<&[u8]> {
+        if self.moved && self.reverse {
+            return Bound::Excluded(&self.edge);
+        }
+        self.end.as_ref().map(|k| k.as_ref())
+    }
+
+    /// Copies the next leaf that has entries in range.
+    fn refill(&mut self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(poisoned_error(self.pool.file().path()));
+        }
+        // Every entry of the last leaf was handed out: let go of it, so
+        // that (unless the caller kept one of them) the copy below reuses
+        // its buffer.
+        self.leaf = Bytes::new();
+        let (published, tree) = (self.published, self.tree);
+        let found = published.read(tree, |meta, seq| {
+            self.read_leaf(meta, seq).map(|f| f.map(|f| (f, seq)))
+        })?;
+        let Some((fill, seq)) = found else {
+            self.done = true;
+            return Ok(());
+        };
+        self.leaf = self.spare.split().freeze();
+        self.leaf_id = fill.id;
+        self.cells_start = fill.cells_start;
+        self.gap = fill.gap;
+        self.lo = fill.lo;
+        self.hi = fill.hi;
+        self.seq = seq;
+        self.next_leaf = fill.next;
+        self.done = fill.next == NO_PAGE;
+        // The scan goes on past the last key it will hand out from here.
+        let last = if self.reverse { fill.lo } else { fill.hi - 1 };
+        let (key, _) = self.cell(last).map_err(|e| self.corrupt(e))?;
+        self.edge.clear();
+        self.edge
+            .extend_from_slice(self.leaf.get(key).unwrap_or_default());
+        self.moved = true;
+        Ok(())
+    }
+
+    /// One try at a refill against the tree `meta`, whose sequence number
+    /// is `seq`: finds the next leaf with entries in range and copies it to
+    /// `spare`, or returns `None` if there is none. It changes nothing else
+    /// (it may run again if an install overlaps it).
+    fn read_leaf(&mut self, meta: &TreeMeta, seq: u64) -> Result<Option<Fill>> {
         let path = self.pool.file().path();
         let ps = self.pool.page_size();
-        let seek_bound = if self.reverse { &self.end } else { &self.start };
-        let seek = match seek_bound {
-            Bound::Included(k) | Bound::Excluded(k) => Seek::Key(k),
-            Bound::Unbounded if self.reverse => Seek::Last,
-            Bound::Unbounded => Seek::First,
-        };
-        let installs = self.installs.load(std::sync::atomic::Ordering::Acquire);
-        let mut id = match self.resume.take() {
-            Some((leaf, seen)) if seen == installs => leaf,
-            _ => find_leaf(self.pool, &meta, seek)?,
-        };
-        // The leaf is searched in place under its latch; then the
-        // span of its cells that holds the entries in range is copied out in
-        // one `memcpy` and the latch dropped. The entries handed out are
-        // slices of that copy (no copy per entry, and no allocation once the
-        // consumer has dropped the last leaf's entries: see `spare`).
-        let found = &mut self.found;
-        found.clear();
-        self.pos = 0;
-        let mut next;
-        // Sibling links are walked at most page-count times: a cycle errors.
-        let mut steps = 0u32;
-        let arena = loop {
-            steps += 1;
-            if steps > meta.page_count {
-                return Err(Error::corrupted(path, 0, "leaf sibling links form a cycle"));
-            }
-            let page = self.pool.fetch(id)?;
-            let view =
-                PageView::new(&page, PageType::Leaf).map_err(|e| corrupt_at(path, ps, id, e))?;
-            let err = |e| corrupt_at(path, ps, id, e);
-            found.reserve(view.count());
-            let link = if self.reverse {
-                let upto = match &self.end {
-                    Bound::Unbounded => view.count(),
-                    Bound::Included(k) => match seek_leaf(&page, &view, k).map_err(err)? {
-                        Ok(i) => i + 1,
-                        Err(i) => i,
-                    },
-                    Bound::Excluded(k) => match seek_leaf(&page, &view, k).map_err(err)? {
-                        Ok(i) | Err(i) => i,
-                    },
-                };
-                for i in (0..upto).rev() {
-                    let (key, value) = view.leaf_entry(i).map_err(err)?;
-                    if !above(key, &self.start) {
-                        self.done = true;
-                        break;
-                    }
-                    copy_entry(&page, found, key, value);
-                }
-                view.left().map_err(err)?
+        // The sibling link read by the last refill holds if the tree is the
+        // same one; otherwise the leaf it names may have been split, merged
+        // or freed since, and the scan descends again from the root.
+        let mut id = if self.moved && seq == self.seq {
+            self.next_leaf
+        } else {
+            let bound = if self.reverse {
+                self.upper()
             } else {
-                let from = match &self.start {
-                    Bound::Unbounded => 0,
-                    Bound::Included(k) => match seek_leaf(&page, &view, k).map_err(err)? {
-                        Ok(i) | Err(i) => i,
-                    },
-                    Bound::Excluded(k) => match seek_leaf(&page, &view, k).map_err(err)? {
-                        Ok(i) => i + 1,
-                        Err(i) => i,
-                    },
-                };
-                for i in from..view.count() {
-                    let (key, value) = view.leaf_entry(i).map_err(err)?;
-                    if !below(key, &self.end) {
-                        self.done = true;
-                        break;
-                    }
-                    copy_entry(&page, found, key, value);
-                }
-                view.right().map_err(err)?
+                self.lower()
             };
-            next = link;
-            if !found.is_empty() {
-                // Copy the span of the cells in range, and make the ranges
-                // relative to it.
-                let lo = found.iter().map(|(k, _)| k.start).min().unwrap_or(0);
-                let hi = found
-                    .iter()
-                    .map(|(k, v)| match v {
-                        Copied::Inline(v) => v.end.max(k.end),
-                        _ => k.end,
-                    })
-                    .max()
-                    .unwrap_or(lo);
-                for (k, v) in found.iter_mut() {
-                    *k = k.start - lo..k.end - lo;
-                    if let Copied::Inline(v) = v {
-                        *v = v.start - lo..v.end - lo;
-                    }
-                }
-                let span = page
-                    .get(lo..hi)
-                    .ok_or_else(|| Error::corrupted(path, self.pool.offset_of(id), "cell span"))?;
-                // Let go of the last refill's buffer before reserving: the
-                // bound moving with the scan and `arena` are its last holders
-                // unless the caller kept an entry. The bound is set again
-                // from this leaf's last entry below, before anyone reads it.
-                self.arena = Bytes::new();
-                if self.reverse {
-                    self.end = Bound::Unbounded;
-                } else {
-                    self.start = Bound::Unbounded;
-                }
+            let seek = match bound {
+                Bound::Included(k) | Bound::Excluded(k) => Seek::Key(k),
+                Bound::Unbounded if self.reverse => Seek::Last,
+                Bound::Unbounded => Seek::First,
+            };
+            find_leaf(self.pool, meta, seek)?
+        };
+        // Sibling links are walked at most page-count times: a cycle errors.
+        for _ in 0..meta.page_count {
+            check_page_id(path, meta, id)?;
+            let page = self.pool.fetch(id)?;
+            let err = |e| corrupt_at(path, ps, id, e);
+            let view = PageView::new(&page, PageType::Leaf).map_err(err)?;
+            let lo = first_inside(&page, &view, self.lower()).map_err(err)?;
+            let hi = end_inside(&page, &view, self.upper()).map_err(err)?;
+            // Whether the range ends in this leaf: a bound cuts it short.
+            let ends_here = if self.reverse {
+                lo > 0
+            } else {
+                hi < view.count()
+            };
+            let next = match ends_here {
+                true => NO_PAGE,
+                false if self.reverse => view.left().map_err(err)?,
+                false => view.right().map_err(err)?,
+            };
+            if lo < hi {
+                // One copy of the page's used bytes: the header and slots,
+                // then the cells (the free gap between them is left out).
+                let (slots_end, cells_start) = (view.slots_end(), view.cells_start());
+                let (Some(head), Some(cells)) = (page.get(..slots_end), page.get(cells_start..))
+                else {
+                    return Err(Error::corrupted(path, self.pool.offset_of(id), "cell area"));
+                };
                 self.spare.clear();
-                // A whole page, so that one buffer fits every later span.
-                self.spare.reserve(ps.max(span.len()));
-                self.spare.extend_from_slice(span);
-                break self.spare.split().freeze();
-            }
-            drop(page);
-            if self.done {
-                break Bytes::new();
+                // A whole page, so that one buffer fits every later leaf.
+                self.spare.reserve(ps);
+                self.spare.extend_from_slice(head);
+                self.spare.extend_from_slice(cells);
+                return Ok(Some(Fill {
+                    id,
+                    lo,
+                    hi,
+                    cells_start,
+                    gap: cells_start - slots_end,
+                    next,
+                }));
             }
             if next == NO_PAGE {
-                self.done = true;
-                break Bytes::new();
+                return Ok(None);
             }
-            check_page_id(path, &meta, next)?;
             id = next;
+        }
+        Err(Error::corrupted(path, 0, "leaf sibling links form a cycle"))
+    }
+
+    /// The key and value of slot `i` of the leaf copy, as ranges of it.
+    /// The copy's bytes were checked when the page was read (checksum) or
+    /// written (the writer's own encoding), but every length is checked
+    /// again here: nothing is indexed blindly.
+    fn cell(&self, i: usize) -> page::PResult<(std::ops::Range<usize>, CellValue)> {
+        let leaf: &[u8] = &self.leaf;
+        let slot_at = HEADER_LEN + i * SLOT_LEN;
+        let at = page::get_u16(leaf, slot_at)? as usize;
+        let cell = match at.checked_sub(self.gap) {
+            Some(pos) if at >= self.cells_start => leaf.get(pos..),
+            _ => None,
         };
-        if !self.done && next != NO_PAGE {
-            check_page_id(path, &meta, next)?;
-            self.resume = Some((next, installs));
+        let Some(cell) = cell else {
+            return Err(PageError {
+                offset: slot_at,
+                reason: "slot points outside the cell area",
+            });
+        };
+        let (key, value, _) = page::decode_leaf_cell(cell, at)?;
+        let value = match value {
+            ValueRef::Inline(v) => CellValue::Inline(range_in(leaf, v)),
+            ValueRef::Overflow { len, first } => CellValue::Overflow { len, first },
+        };
+        Ok((range_in(leaf, key), value))
+    }
+
+    /// A damaged cell of the leaf copy, at its place in the page file.
+    fn corrupt(&self, e: PageError) -> Error {
+        let path = self.pool.file().path();
+        corrupt_at(path, self.pool.page_size(), self.leaf_id, e)
+    }
+
+    /// The entry in slot `i` of the leaf copy, or `None` if it holds a
+    /// large value whose key was deleted since the copy was made.
+    fn entry(&self, i: usize) -> Result<Option<(Bytes, Bytes)>> {
+        let (key, value) = self.cell(i).map_err(|e| self.corrupt(e))?;
+        let value = match value {
+            CellValue::Inline(v) => self.leaf.slice(v),
+            CellValue::Overflow { len, first } => {
+                let Some(v) = self.overflow_value(&self.leaf[key.clone()], len, first)? else {
+                    return Ok(None);
+                };
+                v
+            }
+        };
+        Ok(Some((self.leaf.slice(key), value)))
+    }
+
+    /// The value of `key`, which the leaf copy says is `len` bytes in the
+    /// overflow chain at `first`. The chain is read only if the tree is
+    /// still the one the copy came from: once a batch is installed, the
+    /// chain may have been freed and its pages reused. Otherwise the key
+    /// is looked up again, and its value now (`None` if it was deleted)
+    /// is returned: if the key was written during the scan, either answer
+    /// is allowed, and if it was not, the value is the same.
+    fn overflow_value(&self, key: &[u8], len: u32, first: PageId) -> Result<Option<Bytes>> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(poisoned_error(self.pool.file().path()));
         }
-        if let Some((last, _)) = found.last() {
-            let last = arena.slice(last.clone());
-            if self.reverse {
-                self.end = Bound::Excluded(last);
+        self.published.read(self.tree, |meta, seq| {
+            if seq == self.seq {
+                read_overflow(self.pool, meta, first, len).map(Some)
             } else {
-                self.start = Bound::Excluded(last);
+                get(self.pool, meta, key)
             }
-        }
-        for (_, value) in found.iter_mut() {
-            if let Copied::Overflow { len, first } = *value {
-                *value = Copied::Owned(read_overflow(self.pool, &meta, first, len)?);
-            }
-        }
-        self.arena = arena;
-        Ok(())
+        })
     }
 }
 
@@ -1062,30 +1192,30 @@ impl<F: File> Iterator for Cursor<'_, F> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some((key, value)) = self.found.get_mut(self.pos) {
-                self.pos += 1;
-                let value = match value {
-                    Copied::Inline(v) => self.arena.slice(v.clone()),
-                    Copied::Owned(v) => std::mem::take(v),
-                    // `refill` reads every chain before it returns Ok.
-                    Copied::Overflow { .. } => {
-                        self.done = true;
-                        self.found.clear();
-                        return Some(Err(Error::corrupted(
-                            self.pool.file().path(),
-                            0,
-                            "cursor entry with an unread overflow chain",
-                        )));
-                    }
+            if self.lo < self.hi {
+                let i = if self.reverse {
+                    self.hi -= 1;
+                    self.hi
+                } else {
+                    self.lo += 1;
+                    self.lo - 1
                 };
-                return Some(Ok((self.arena.slice(key.clone()), value)));
+                match self.entry(i) {
+                    Ok(Some(entry)) => return Some(Ok(entry)),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        self.done = true;
+                        self.hi = self.lo;
+                        return Some(Err(e));
+                    }
+                }
             }
             if self.done {
                 return None;
             }
             if let Err(e) = self.refill() {
                 self.done = true;
-                self.found.clear();
+                self.hi = self.lo;
                 return Some(Err(e));
             }
         }
