@@ -191,7 +191,7 @@ fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
             right: Some(build(right, env)?),
             right_keys,
             left_keys,
-            table: HashMap::new(),
+            table: HashMap::default(),
             buckets: Vec::new(),
             probe: GroupKey(Vec::with_capacity(left_keys.len())),
             right_width: right.width(),
@@ -573,7 +573,10 @@ struct HashJoin<'a> {
     right: Option<BoxedOperator<'a>>,
     left_keys: &'a [Expr],
     right_keys: &'a [Expr],
-    table: HashMap<GroupKey, usize>,
+    /// Hashed with foldhash rather than std's SipHash: every probe row
+    /// hashes its key, and SipHash's cost showed in the profile (the seed
+    /// is still random per table, so colliding keys cannot be prepared).
+    table: HashMap<GroupKey, usize, foldhash::fast::RandomState>,
     buckets: Vec<Vec<Row>>,
     probe: GroupKey,
     right_width: usize,
@@ -724,7 +727,17 @@ fn key_of(exprs: &[Expr], row: &[Value], env: &Env<'_>) -> Result<Option<GroupKe
 fn fill_key(exprs: &[Expr], row: &[Value], env: &Env<'_>, key: &mut GroupKey) -> Result<bool> {
     key.0.clear();
     for e in exprs {
-        let v = eval(e, row, env)?;
+        // A key is most often a column of the row: read it where it
+        // stands instead of going through `eval` (the hash join runs this
+        // for every probe row).
+        let column = match e {
+            Expr::Column { depth: 0, index } => row.get(*index),
+            _ => None,
+        };
+        let v = match column {
+            Some(v) => v.clone(),
+            None => eval(e, row, env)?,
+        };
         if v.is_null() {
             return Ok(false);
         }
