@@ -385,6 +385,21 @@ impl Reader<'_> {
         }
     }
 
+    /// [`Reader::row_value`] into `slot`, keeping the text there when it
+    /// equals the one read (no allocation).
+    fn row_value_into(&mut self, slot: &mut Value) -> Result<()> {
+        if self.bytes.get(self.pos) == Some(&ROW_TEXT) {
+            self.pos += 1;
+            let text = self.str()?;
+            if !matches!(slot, Value::Text(old) if **old == *text) {
+                *slot = Value::Text(Arc::from(text));
+            }
+            return Ok(());
+        }
+        *slot = self.row_value()?;
+        Ok(())
+    }
+
     /// Steps over one value of the row format without building it: the
     /// tag and the length are checked as [`Reader::row_value`] checks
     /// them, but a text is not checked to be UTF-8 (nobody will read it).
@@ -439,11 +454,13 @@ pub fn decode_row_columns(bytes: &[u8], wanted: &[bool]) -> Result<Row> {
     Ok(row)
 }
 
-/// [`decode_row_columns`] into `row`, whose old values are dropped: a scan
+/// [`decode_row_columns`] into `row`, whose old values are replaced: a scan
 /// decodes every row into one buffer, and allocates only when the row is
-/// wider than any before it.
+/// wider than any before it. A text equal to the one already in its
+/// column (the previous row's) is kept rather than built again, so a
+/// column that repeats from row to row (a flag, a status) costs no
+/// allocation; it is the same value either way.
 pub fn decode_row_columns_into(bytes: &[u8], wanted: &[bool], row: &mut Row) -> Result<()> {
-    row.clear();
     let mut reader = Reader::new(bytes, "SQL row");
     let version = reader.byte()?;
     if version != ROW_VERSION {
@@ -453,13 +470,15 @@ pub fn decode_row_columns_into(bytes: &[u8], wanted: &[bool], row: &mut Row) -> 
     if count > MAX_COLUMNS {
         return Err(reader.corrupted(format!("{count} columns")));
     }
-    row.reserve(count as usize);
-    for column in 0..count as usize {
+    let count = count as usize;
+    row.truncate(count);
+    row.resize(count, Value::Null);
+    for (column, slot) in row.iter_mut().enumerate() {
         if wanted.get(column).copied().unwrap_or(true) {
-            row.push(reader.row_value()?);
+            reader.row_value_into(slot)?;
         } else {
             reader.skip_row_value()?;
-            row.push(Value::Null);
+            *slot = Value::Null;
         }
     }
     if !reader.is_empty() {

@@ -565,28 +565,36 @@ impl Ord for GroupKey {
 impl Hash for GroupKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
         for v in &self.0 {
-            match v {
-                Value::Null => 0u8.hash(state),
-                Value::Text(t) => {
-                    2u8.hash(state);
-                    t.hash(state);
-                }
-                number => {
-                    // Equal numbers must hash alike: an integral float
-                    // in range hashes as the integer it equals.
-                    1u8.hash(state);
-                    match number.to_number_exact() {
-                        Some(Value::Integer(i)) => i.hash(state),
-                        Some(Value::Real(r)) => {
-                            if r.fract() == 0.0 && (-9.2e18..9.2e18).contains(&r) {
-                                (r as i64).hash(state)
-                            } else {
-                                r.to_bits().hash(state)
-                            }
-                        }
-                        _ => {}
+            hash_group_value(v, state);
+        }
+    }
+}
+
+/// Feeds one value of a [`GroupKey`] to `state`, as the key's `Hash` does
+/// for each of its values: values equal under [`Value::total_cmp`] hash
+/// alike. For code that hashes a key where its values stand (in a row)
+/// without building the key.
+pub(crate) fn hash_group_value<H: Hasher>(v: &Value, state: &mut H) {
+    match v {
+        Value::Null => 0u8.hash(state),
+        Value::Text(t) => {
+            2u8.hash(state);
+            t.hash(state);
+        }
+        number => {
+            // Equal numbers must hash alike: an integral float
+            // in range hashes as the integer it equals.
+            1u8.hash(state);
+            match number.to_number_exact() {
+                Some(Value::Integer(i)) => i.hash(state),
+                Some(Value::Real(r)) => {
+                    if r.fract() == 0.0 && (-9.2e18..9.2e18).contains(&r) {
+                        (r as i64).hash(state)
+                    } else {
+                        r.to_bits().hash(state)
                     }
                 }
+                _ => {}
             }
         }
     }

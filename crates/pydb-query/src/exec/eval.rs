@@ -17,7 +17,10 @@
 //! touches a shared reference count). The tree is still walked per row
 //! here; a filter's predicate is compiled once per run instead
 //! ([`crate::exec::predicate`]: flat AND chains, comparisons of a column
-//! with a constant), which must give what [`eval_predicate`] gives.
+//! with a constant), which must give what [`eval_predicate`] gives, and
+//! the keys, aggregate arguments and projections of aggregations and
+//! projections are compiled too ([`crate::exec::scalar`]), which must give
+//! what [`eval`] gives.
 
 use std::borrow::Cow;
 use std::cell::RefCell;

@@ -16,6 +16,7 @@ pub mod operators;
 pub mod predicate;
 mod prepared;
 pub mod profile;
+pub mod scalar;
 
 use std::collections::HashSet;
 use std::ops::Bound;

@@ -24,10 +24,19 @@
 //! table scan is one operator (`FilteredScan`): the store decodes each row
 //! into one buffer ([`crate::store::RowCursor`]), the compiled predicate
 //! ([`crate::exec::predicate`]) tests it there, and only a row that passes
-//! takes an allocation of its own.
+//! takes an allocation of its own. An aggregation and a projection read
+//! their input the same way when it is a scan, a filter over one or a
+//! projection over those (a cursor into one reused row, no `Vec` per
+//! input row: `cursor`), evaluate their
+//! expressions compiled ([`crate::exec::scalar`]: columns and constants
+//! borrowed, arithmetic without walking the tree), and an aggregation
+//! looks a row's group up by hashing and comparing the key columns where
+//! they stand in the row (`GroupTable`).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::time::Instant;
 
 use crate::ast::{JoinKind, SetOperator};
@@ -35,9 +44,10 @@ use crate::error::{Error, Result};
 use crate::exec::eval::{Env, eval, eval_predicate};
 use crate::exec::predicate::Predicate;
 use crate::exec::profile::Instrumented;
+use crate::exec::scalar::Scalar;
 use crate::plan::{AggCall, AggFunc, Expr, Plan, SortKey};
-use crate::store::{RowCursorBox, RowIter, RowsIter};
-use crate::value::{GroupKey, Row, Value};
+use crate::store::{RowCursor, RowCursorBox, RowIter, RowsIter};
+use crate::value::{GroupKey, Row, Value, hash_group_value};
 
 /// A pull-based operator.
 pub trait Operator {
@@ -143,12 +153,14 @@ fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
         // the scan's rows and the filter's apart.
         Plan::Filter { input, predicate } => match &**input {
             Plan::Scan { table, columns } if env.profile().is_none() => Box::new(FilteredScan {
-                rows: env
-                    .store
-                    .scan_cursor(table, columns.as_deref().unwrap_or_default())?,
+                rows: FilteredCursor {
+                    rows: env
+                        .store
+                        .scan_cursor(table, columns.as_deref().unwrap_or_default())?,
+                    predicate: Predicate::compile(predicate, env),
+                    env: env.clone(),
+                },
                 row: Vec::with_capacity(table.columns.len()),
-                predicate: Predicate::compile(predicate, env),
-                env: env.clone(),
             }),
             _ => Box::new(FilterOp {
                 input: build(input, env)?,
@@ -157,9 +169,7 @@ fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
             }),
         },
         Plan::Project { input, exprs } => Box::new(ProjectOp {
-            input: build(input, env)?,
-            exprs,
-            env: env.clone(),
+            rows: ProjectCursor::new(input, exprs, env)?,
         }),
         Plan::Join {
             left,
@@ -281,7 +291,7 @@ fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
             group_by,
             aggs,
         } => {
-            let rows = aggregate(build(input, env)?, group_by, aggs, env)?;
+            let rows = aggregate(cursor(input, env)?, group_by, aggs, env)?;
             Box::new(Materialized {
                 rows: rows.into_iter(),
             })
@@ -413,49 +423,144 @@ impl Operator for FilterOp<'_> {
     }
 }
 
+/// A table scan and the filter above it as one cursor: each row is
+/// decoded into the caller's buffer and tested there. An aggregation reads
+/// its input through it without a row of its own per input row; the
+/// operator `FilteredScan` hands out the rows that pass.
+struct FilteredCursor<'a> {
+    rows: RowCursorBox<'a>,
+    predicate: Predicate<'a>,
+    env: Env<'a>,
+}
+
+impl RowCursor for FilteredCursor<'_> {
+    fn next_into(&mut self, row: &mut Row) -> Result<bool> {
+        while self.rows.next_into(row)? {
+            if self.predicate.holds(row, &self.env)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// The rows of any operator as a [`RowCursor`] (each row moved into the
+/// buffer), for an aggregation over something other than a scan.
+struct OperatorCursor<'a>(BoxedOperator<'a>);
+
+impl RowCursor for OperatorCursor<'_> {
+    fn next_into(&mut self, row: &mut Row) -> Result<bool> {
+        match self.0.next()? {
+            Some(next) => {
+                *row = next;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// The rows of `plan` as a cursor that decodes them into one buffer when
+/// `plan` is a table scan, a filter over one or a projection over such a
+/// cursor (not under EXPLAIN ANALYZE, which counts the rows of each
+/// operator apart), else the rows of its operator.
+fn cursor<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<RowCursorBox<'a>> {
+    if env.profile().is_none() {
+        match plan {
+            Plan::Scan { table, columns } => {
+                return env
+                    .store
+                    .scan_cursor(table, columns.as_deref().unwrap_or_default());
+            }
+            Plan::Project { input, exprs } => {
+                return Ok(Box::new(ProjectCursor::new(input, exprs, env)?));
+            }
+            Plan::Filter { input, predicate } => {
+                if let Plan::Scan { table, columns } = &**input {
+                    return Ok(Box::new(FilteredCursor {
+                        rows: env
+                            .store
+                            .scan_cursor(table, columns.as_deref().unwrap_or_default())?,
+                        predicate: Predicate::compile(predicate, env),
+                        env: env.clone(),
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Box::new(OperatorCursor(build(plan, env)?)))
+}
+
 /// A table scan and the filter above it in one operator: each row is
 /// decoded into one buffer and tested there, and only a row that passes
 /// leaves in a `Vec` of its own (the buffer is handed out and a new one
 /// started). A scan that keeps 2% of its rows (q6) allocates for 2%.
 struct FilteredScan<'a> {
-    rows: RowCursorBox<'a>,
+    rows: FilteredCursor<'a>,
     row: Row,
-    predicate: Predicate<'a>,
-    env: Env<'a>,
 }
 
 impl Operator for FilteredScan<'_> {
     fn next(&mut self) -> Result<Option<Row>> {
-        while self.rows.next_into(&mut self.row)? {
-            if self.predicate.holds(&self.row, &self.env)? {
-                let width = self.row.len();
-                return Ok(Some(std::mem::replace(
-                    &mut self.row,
-                    Vec::with_capacity(width),
-                )));
-            }
+        if self.rows.next_into(&mut self.row)? {
+            let width = self.row.len();
+            return Ok(Some(std::mem::replace(
+                &mut self.row,
+                Vec::with_capacity(width),
+            )));
         }
         Ok(None)
     }
 }
 
-/// Computes one output row per input row.
-struct ProjectOp<'a> {
-    input: BoxedOperator<'a>,
-    exprs: &'a [Expr],
+/// A projection as a cursor: the input row is read into the cursor's own
+/// buffer (a scan decodes into it, see [`cursor`]) and the output
+/// expressions, compiled ([`Scalar`]), are evaluated into the caller's
+/// buffer. An aggregation over a projection (the bench's q1 computes its
+/// aggregate arguments in one) thus takes no `Vec` per row either.
+struct ProjectCursor<'a> {
+    input: RowCursorBox<'a>,
+    row: Row,
+    exprs: Vec<Scalar<'a>>,
     env: Env<'a>,
+}
+
+impl<'a> ProjectCursor<'a> {
+    fn new(input: &'a Plan, exprs: &'a [Expr], env: &Env<'a>) -> Result<Self> {
+        Ok(ProjectCursor {
+            input: cursor(input, env)?,
+            row: Row::new(),
+            exprs: exprs.iter().map(|e| Scalar::compile(e, env)).collect(),
+            env: env.clone(),
+        })
+    }
+}
+
+impl RowCursor for ProjectCursor<'_> {
+    fn next_into(&mut self, out: &mut Row) -> Result<bool> {
+        if !self.input.next_into(&mut self.row)? {
+            return Ok(false);
+        }
+        out.clear();
+        out.reserve(self.exprs.len());
+        for e in &self.exprs {
+            out.push(e.value(&self.row, &self.env)?.into_owned());
+        }
+        Ok(true)
+    }
+}
+
+/// Computes one output row per input row ([`ProjectCursor`]); only the
+/// output row is new, allocated at its final size.
+struct ProjectOp<'a> {
+    rows: ProjectCursor<'a>,
 }
 
 impl Operator for ProjectOp<'_> {
     fn next(&mut self) -> Result<Option<Row>> {
-        let Some(row) = self.input.next()? else {
-            return Ok(None);
-        };
-        self.exprs
-            .iter()
-            .map(|e| eval(e, &row, &self.env))
-            .collect::<Result<Row>>()
-            .map(Some)
+        let mut out = Vec::with_capacity(self.rows.exprs.len());
+        Ok(self.rows.next_into(&mut out)?.then_some(out))
     }
 }
 
@@ -1307,9 +1412,14 @@ fn new_state(call: &AggCall) -> AggState {
     }
 }
 
-fn update_state(state: &mut AggState, call: &AggCall, v: Value, sep: Option<Value>) -> Result<()> {
+fn update_state(
+    state: &mut AggState,
+    call: &AggCall,
+    v: &Value,
+    sep: Option<&Value>,
+) -> Result<()> {
     if call.func == AggFunc::AnyValue {
-        *state = AggState::Any(v);
+        *state = AggState::Any(v.clone());
         return Ok(());
     }
     if v.is_null() && call.arg.is_some() {
@@ -1354,7 +1464,7 @@ fn update_state(state: &mut AggState, call: &AggCall, v: Value, sep: Option<Valu
                 }
             };
             if better {
-                *best = Some(v);
+                *best = Some(v.clone());
             }
         }
         AggState::Concat(acc) => {
@@ -1410,60 +1520,194 @@ struct Group {
     distinct: Vec<HashSet<GroupKey>>,
 }
 
+/// A hasher for keys that are hashes already (a group key's keyed SipHash,
+/// see [`aggregate`]): it hands them on as they are.
+#[derive(Default)]
+struct HashIsKey(u64);
+
+impl Hasher for HashIsKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; anything else still mixes its bytes in.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The groups of an aggregation, found from each row's key.
+///
+/// When every GROUP BY key is a column of the input row (the usual case:
+/// `GROUP BY l_returnflag, l_linestatus`), a row's key is hashed and
+/// compared where it stands in the row buffer and copied only for a new
+/// group: `by_hash` maps a key's hash to the last group created with that
+/// hash, and `same_hash` chains each group to the one created before it
+/// with the same hash. The hash is the one [`GroupKey`] uses, with a
+/// random SipHash key per aggregation (keys are user data). Otherwise each
+/// row's key is computed into one reused buffer and looked up by value.
+struct GroupTable<'a> {
+    groups: Vec<Group>,
+    /// The key's columns in the row, when every key is a column.
+    columns: Option<Vec<usize>>,
+    hasher: RandomState,
+    by_hash: HashMap<u64, usize, BuildHasherDefault<HashIsKey>>,
+    same_hash: Vec<Option<usize>>,
+    /// The keys' expressions, when some key is not a column.
+    keys: Vec<Scalar<'a>>,
+    key: GroupKey,
+    by_key: HashMap<GroupKey, usize>,
+}
+
+impl<'a> GroupTable<'a> {
+    fn new(group_by: &'a [Expr], env: &Env<'a>) -> Self {
+        let keys: Vec<Scalar<'a>> = group_by.iter().map(|e| Scalar::compile(e, env)).collect();
+        let columns = keys
+            .iter()
+            .map(|k| match k {
+                Scalar::Column(c) => Some(*c),
+                _ => None,
+            })
+            .collect();
+        GroupTable {
+            groups: Vec::new(),
+            columns,
+            hasher: RandomState::new(),
+            by_hash: HashMap::default(),
+            same_hash: Vec::new(),
+            keys,
+            key: GroupKey(Vec::with_capacity(group_by.len())),
+            by_key: HashMap::new(),
+        }
+    }
+
+    /// The index in `groups` of `row`'s group; `None` if it has none yet,
+    /// and then its key (in `self.key` when the keys are not all columns)
+    /// is ready for [`GroupTable::insert`].
+    fn find(&mut self, row: &[Value], env: &Env<'_>) -> Result<(Option<usize>, u64)> {
+        let Some(columns) = &self.columns else {
+            self.key.0.clear();
+            for e in &self.keys {
+                self.key.0.push(e.value(row, env)?.into_owned());
+            }
+            return Ok((self.by_key.get(&self.key).copied(), 0));
+        };
+        let mut state = self.hasher.build_hasher();
+        for &c in columns {
+            hash_group_value(column_of(row, c)?, &mut state);
+        }
+        let hash = state.finish();
+        let mut candidate = self.by_hash.get(&hash).copied();
+        while let Some(g) = candidate {
+            let key = &self.groups[g].key;
+            let same = key.len() == columns.len()
+                && key.iter().zip(columns).all(|(k, &c)| {
+                    row.get(c)
+                        .is_some_and(|v| k.total_cmp(v) == Ordering::Equal)
+                });
+            if same {
+                return Ok((Some(g), hash));
+            }
+            candidate = self.same_hash[g];
+        }
+        Ok((None, hash))
+    }
+
+    /// Adds the group of `row`, which [`GroupTable::find`] (returning
+    /// `hash`) did not find, and returns its index.
+    fn insert(
+        &mut self,
+        row: &[Value],
+        hash: u64,
+        group: impl FnOnce(Row) -> Group,
+    ) -> Result<usize> {
+        let g = self.groups.len();
+        match &self.columns {
+            Some(columns) => {
+                let key = columns
+                    .iter()
+                    .map(|&c| column_of(row, c).cloned())
+                    .collect::<Result<Row>>()?;
+                self.groups.push(group(key));
+                self.same_hash.push(self.by_hash.insert(hash, g));
+            }
+            None => {
+                self.groups.push(group(self.key.0.clone()));
+                self.by_key.insert(self.key.clone(), g);
+            }
+        }
+        Ok(g)
+    }
+}
+
+/// Column `index` of `row`, with `eval`'s error when the row is too short
+/// (a planner bug, never a user's).
+fn column_of(row: &[Value], index: usize) -> Result<&Value> {
+    row.get(index)
+        .ok_or_else(|| Error::Invalid(format!("column #{index} is out of the row")))
+}
+
 /// Hash aggregation: one hash-table entry per group, updated row by row.
 /// Groups come out in the order of their keys (as SQLite's sorter-based
 /// grouping returns them). Without GROUP BY there is exactly one group,
 /// even over no rows: `count(*)` of an empty table is one row saying 0.
+///
+/// The input is read through a cursor into one row buffer reused for
+/// every row (a scan, or a filter over one, decodes into it: no `Vec` per
+/// input row); the keys are looked up in that buffer ([`GroupTable`]) and
+/// the arguments are compiled expressions ([`Scalar`]) that borrow the
+/// columns they read from it.
 fn aggregate(
-    mut input: BoxedOperator<'_>,
+    mut input: RowCursorBox<'_>,
     group_by: &[Expr],
     aggs: &[AggCall],
     env: &Env<'_>,
 ) -> Result<Vec<Row>> {
     let mut budget = MemoryBudget::new(env, "an aggregation");
-    let mut index: HashMap<GroupKey, usize> = HashMap::new();
-    let mut groups: Vec<Group> = Vec::new();
+    let mut table = GroupTable::new(group_by, env);
+    let args: Vec<Option<Scalar<'_>>> = aggs
+        .iter()
+        .map(|c| c.arg.as_ref().map(|e| Scalar::compile(e, env)))
+        .collect();
     let fresh = |key: Row| Group {
         key,
         states: aggs.iter().map(new_state).collect(),
         distinct: aggs.iter().map(|_| HashSet::new()).collect(),
     };
     if group_by.is_empty() {
-        groups.push(fresh(Vec::new()));
+        table.groups.push(fresh(Vec::new()));
     }
-    // The key of the current row is built in one buffer reused for every
-    // row; only a new group's key is copied into the table.
-    let mut key = GroupKey(Vec::with_capacity(group_by.len()));
-    while let Some(row) = input.next()? {
+    let mut row = Row::new();
+    let count_star = Value::Integer(1);
+    while input.next_into(&mut row)? {
         let g = if group_by.is_empty() {
             0
         } else {
-            key.0.clear();
-            for e in group_by {
-                key.0.push(eval(e, &row, env)?);
-            }
-            match index.get(&key) {
-                Some(g) => *g,
-                None => {
-                    budget.charge(&key.0)?;
+            match table.find(&row, env)? {
+                (Some(g), _) => g,
+                (None, hash) => {
+                    let g = table.insert(&row, hash, fresh)?;
+                    budget.charge(&table.groups[g].key)?;
                     budget.charge(&vec![Value::Null; aggs.len()])?;
-                    groups.push(fresh(key.0.clone()));
-                    index.insert(key.clone(), groups.len() - 1);
-                    groups.len() - 1
+                    g
                 }
             }
         };
-        let group = &mut groups[g];
-        for (i, call) in aggs.iter().enumerate() {
-            let v = match &call.arg {
-                Some(e) => eval(e, &row, env)?,
-                None => Value::Integer(1),
+        let group = &mut table.groups[g];
+        for (i, (call, arg)) in aggs.iter().zip(&args).enumerate() {
+            let v = match arg {
+                Some(e) => e.value(&row, env)?,
+                None => Cow::Borrowed(&count_star),
             };
             if call.distinct {
                 if v.is_null() {
                     continue;
                 }
-                let k = GroupKey(vec![v.clone()]);
+                let k = GroupKey(vec![v.clone().into_owned()]);
                 if group.distinct[i].contains(&k) {
                     continue;
                 }
@@ -1474,9 +1718,10 @@ fn aggregate(
                 Some(e) => Some(eval(e, &row, env)?),
                 None => None,
             };
-            update_state(&mut group.states[i], call, v, sep)?;
+            update_state(&mut group.states[i], call, &v, sep.as_ref())?;
         }
     }
+    let mut groups = table.groups;
     if !group_by.is_empty() {
         groups.sort_by_key(|a| GroupKey(a.key.clone()));
     }

@@ -152,6 +152,73 @@ fn aggregates_follow_sqlite() {
     );
 }
 
+/// Group keys that are columns are hashed and compared in the scan's row;
+/// other keys are computed and looked up by value. Both must form the same
+/// groups: NULLs together, `1` and `1.0` together, text by its bytes.
+#[test]
+fn group_keys_looked_up_in_the_row_match_computed_keys() {
+    let mut s = session();
+    s.execute("CREATE TABLE g(id INTEGER PRIMARY KEY, k INTEGER, r REAL, t TEXT, v INTEGER)")
+        .unwrap();
+    let values: Vec<String> = (0..400)
+        .map(|i| {
+            let t = match i % 4 {
+                0 => "NULL".to_string(),
+                1 => "'a'".to_string(),
+                _ => format!("'t{}'", i % 5),
+            };
+            let k = if i % 11 == 0 {
+                "NULL".to_string()
+            } else {
+                (i % 7).to_string()
+            };
+            format!("({i}, {k}, {}, {t}, {i})", f64::from(i % 3) / 2.0 + 1.0)
+        })
+        .collect();
+    s.execute(&format!("INSERT INTO g VALUES {}", values.join(", ")))
+        .unwrap();
+    let by_columns = text(
+        &mut s,
+        "SELECT k, t, r, count(*), sum(v), min(t) FROM g GROUP BY k, t, r ORDER BY 1, 2, 3",
+    );
+    let computed = text(
+        &mut s,
+        "SELECT CASE WHEN 1 = 1 THEN k END, CASE WHEN 1 = 1 THEN t END, CASE WHEN 1 = 1 THEN r END, \
+         count(*), sum(v), min(t) FROM g \
+         GROUP BY CASE WHEN 1 = 1 THEN k END, CASE WHEN 1 = 1 THEN t END, CASE WHEN 1 = 1 THEN r END \
+         ORDER BY 1, 2, 3",
+    );
+    let distinct: std::collections::BTreeSet<(Option<i32>, i32, i32)> = (0..400)
+        .map(|i| {
+            let t = match i % 4 {
+                0 => -1,
+                1 => 99,
+                _ => i % 5,
+            };
+            ((i % 11 != 0).then_some(i % 7), t, i % 3)
+        })
+        .collect();
+    assert_eq!(by_columns.len(), distinct.len(), "{by_columns:?}");
+    assert_eq!(by_columns, computed);
+    // The integer 1 and the real 1.0 are one group, whichever comes first.
+    assert_eq!(
+        text(
+            &mut s,
+            "SELECT x, count(*) FROM (SELECT k AS x FROM g WHERE k = 1 UNION ALL SELECT r FROM g WHERE r = 1.0) GROUP BY x"
+        )
+        .len(),
+        1
+    );
+    // Filtered input, no GROUP BY, and compiled arguments.
+    assert_eq!(
+        text(
+            &mut s,
+            "SELECT count(*), sum(v * 2 - 1), sum(k), total(r) FROM g WHERE v < 10 AND k IS NOT NULL"
+        ),
+        ["9 81 24 13.5"]
+    );
+}
+
 #[test]
 fn subqueries_scalar_exists_in_correlated_and_cached() {
     let mut s = session();
