@@ -7,27 +7,15 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use support::Running;
-
-/// Sends `requests` in one write (one pipeline) and expects exactly `replies`.
-fn pipeline(c: &mut support::Raw, requests: &[u8], replies: &[u8]) {
-    c.0.write_all(requests).unwrap();
-    let mut got = vec![0; replies.len()];
-    c.0.read_exact(&mut got).unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&got),
-        String::from_utf8_lossy(replies)
-    );
-}
 
 #[test]
 fn pipelined_gets_see_the_sets_before_them_in_order() {
     let server = Running::start();
     let mut c = server.connect();
-    pipeline(
-        &mut c,
+    c.pipeline(
         b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n\
           *3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv1\r\n\
           *2\r\n$3\r\nget\r\n$1\r\nk\r\n\
@@ -63,7 +51,7 @@ fn malformed_and_other_gets_take_the_general_path() {
     // A key split across two writes: the first half is no request yet.
     c.0.write_all(b"*2\r\n$3\r\nGET\r\n$1\r").unwrap();
     c.0.flush().unwrap();
-    pipeline(&mut c, b"\nk\r\n", b"$1\r\nw\r\n");
+    c.pipeline(b"\nk\r\n", b"$1\r\nw\r\n");
 }
 
 #[test]

@@ -8,27 +8,15 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use support::Running;
-
-/// Sends `requests` in one write (one pipeline) and expects exactly `replies`.
-fn pipeline(c: &mut support::Raw, requests: &[u8], replies: &[u8]) {
-    c.0.write_all(requests).unwrap();
-    let mut got = vec![0; replies.len()];
-    c.0.read_exact(&mut got).unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&got),
-        String::from_utf8_lossy(replies)
-    );
-}
 
 #[test]
 fn pipelined_sets_in_every_form_are_answered_in_order_and_stored() {
     let server = Running::start();
     let mut c = server.connect();
-    pipeline(
-        &mut c,
+    c.pipeline(
         b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$2\r\nv1\r\n\
           *3\r\n$3\r\nsEt\r\n$1\r\nb\r\n$0\r\n\r\n\
           *3\r\n$3\r\nSET\r\n$1\r\na\r\n$4\r\nv\r\n2\r\n\
@@ -73,7 +61,7 @@ fn a_run_longer_than_one_commit_keeps_every_value() {
             .as_bytes(),
         );
     }
-    pipeline(&mut c, &requests, &b"+OK\r\n".repeat(keys * rounds));
+    c.pipeline(&requests, &b"+OK\r\n".repeat(keys * rounds));
     for k in 0..keys {
         let value = format!("value-{}", (rounds - 1) * keys + k);
         let reply = format!("${}\r\n{value}\r\n", value.len());
@@ -89,7 +77,7 @@ fn a_set_split_between_two_writes_is_stored_once_whole() {
     for cut in 1..set.len() {
         c.0.write_all(&set[..cut]).unwrap();
         c.0.flush().unwrap();
-        pipeline(&mut c, &set[cut..], b"+OK\r\n");
+        c.pipeline(&set[cut..], b"+OK\r\n");
     }
     c.expect(&["GET", "key"], b"$5\r\nvalue\r\n");
     c.expect(&["DBSIZE"], b":1\r\n");

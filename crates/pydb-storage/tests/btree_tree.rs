@@ -485,18 +485,7 @@ fn limits_and_empty_keys_are_errors() {
 #[test]
 fn readers_run_beside_a_writer() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(
-        BTreeStorage::open(
-            dir.path(),
-            BTreeOptions {
-                sync: SyncPolicy::Never,
-                pool_bytes: 16 * 512,
-                page_size: 512,
-                ..BTreeOptions::default()
-            },
-        )
-        .unwrap(),
-    );
+    let engine = Arc::new(BTreeStorage::open(dir.path(), small()).unwrap());
     for i in 0..2000 {
         engine.set(&key(i), &key(i)).unwrap();
     }
@@ -572,16 +561,7 @@ fn scans_beside_a_writer_that_splits_merges_and_reuses_pages_see_one_ordered_vie
     // of these.
     const KEYS: u32 = 900;
     let dir = tempfile::tempdir().unwrap();
-    let engine = BTreeStorage::open(
-        dir.path(),
-        BTreeOptions {
-            sync: SyncPolicy::Never,
-            pool_bytes: 16 * 512,
-            page_size: 512,
-            ..BTreeOptions::default()
-        },
-    )
-    .unwrap();
+    let engine = BTreeStorage::open(dir.path(), small()).unwrap();
     let stable_len = |k: u32| {
         if k.is_multiple_of(27) {
             700

@@ -106,6 +106,18 @@ impl Raw {
         );
     }
 
+    /// Sends `requests` in one write (one pipeline) and expects exactly
+    /// `replies` back.
+    pub fn pipeline(&mut self, requests: &[u8], replies: &[u8]) {
+        self.0.write_all(requests).unwrap();
+        let mut got = vec![0; replies.len()];
+        self.0.read_exact(&mut got).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(replies)
+        );
+    }
+
     /// Sends `args` and reads until the reply ends with `suffix`.
     pub fn expect_ending(&mut self, args: &[&str], suffix: &[u8]) {
         self.send(args);
