@@ -218,18 +218,26 @@ pub(crate) fn key_prefix(spaced: &[u8]) -> Vec<u8> {
 fn prefix_of(space: u8, key: &[u8], extra: usize) -> Vec<u8> {
     // Sized exactly (SQL keys hold many zeros, each escaped to two bytes).
     let zeros = key.iter().filter(|&&b| b == 0).count();
-    let mut out = Vec::with_capacity(1 + key.len() + zeros + 2 + extra);
-    out.push(space);
-    // Copied a run at a time: every zero byte between runs becomes 00 FF.
-    let mut runs = key.split(|&b| b == 0);
-    if let Some(run) = runs.next() {
-        out.extend_from_slice(run);
+    let len = 1 + key.len() + zeros + 2;
+    let mut out = Vec::with_capacity(len + extra);
+    // Zero-filled first: the terminator and the 00 of every escaped zero
+    // are already in place, and the loop only stores the other bytes.
+    // (SQL keys are short runs between zeros, for which copying run by run
+    // cost more in slice bookkeeping than it saved.)
+    out.resize(len, 0);
+    out[0] = space;
+    // In bounds: `at` never passes `1 + key.len() + zeros`, which is
+    // `len - 2`.
+    let mut at = 1;
+    for &b in key {
+        if b == 0 {
+            out[at + 1] = 0xFF;
+            at += 2;
+        } else {
+            out[at] = b;
+            at += 1;
+        }
     }
-    for run in runs {
-        out.extend_from_slice(&[0, 0xFF]);
-        out.extend_from_slice(run);
-    }
-    out.extend_from_slice(&[0, 0]);
     out
 }
 
