@@ -123,6 +123,19 @@ pub(crate) fn space_set_owned(tx: &mut Transaction, key: &[u8], value: Bytes) ->
     Ok(tx.set_owned_in(Keyspace::Sql, key, value)?)
 }
 
+/// Writes `key` of the SQL space with `value` if the transaction sees no
+/// value there (`None`); otherwise writes nothing and returns the value
+/// it sees. An INSERT's primary-key check and row write in one step,
+/// which spares the transaction an SSI read-set entry (see
+/// `Transaction::insert_owned_in`).
+pub(crate) fn space_insert_owned(
+    tx: &mut Transaction,
+    key: &[u8],
+    value: Bytes,
+) -> Result<Option<Bytes>> {
+    Ok(tx.insert_owned_in(Keyspace::Sql, key, value)?)
+}
+
 /// Deletes `key` of the SQL space.
 pub(crate) fn space_delete(tx: &mut Transaction, key: &[u8]) -> Result<()> {
     Ok(tx.delete_in(Keyspace::Sql, key)?)
@@ -1137,18 +1150,19 @@ impl Store for TxnStore<'_> {
         Self::check_row(table, &row)?;
         let key = self.new_row_key(table, &row)?;
         let engine_key = layout::row_key(table.id, &key.0);
-        if !table.primary_key.is_empty() && space_get_for_update(self.tx(), &engine_key)?.is_some()
-        {
+        let encoded = Bytes::from(encode_row(&row));
+        if table.primary_key.is_empty() {
+            // `new_row_key` found the id free.
+            space_set_owned(&mut self.open.tx, &engine_key, encoded)?;
+        } else if space_insert_owned(&mut self.open.tx, &engine_key, encoded)?.is_some() {
             return Err(pk_violation(table));
         }
+        // The row is written before its index entries; a UNIQUE violation
+        // below leaves it in the write buffer, which is harmless: a failed
+        // statement's transaction is never committed (see `session`).
         for index in &table.indexes {
             self.add_entry(table, index, &key, &row)?;
         }
-        space_set_owned(
-            &mut self.open.tx,
-            &engine_key,
-            Bytes::from(encode_row(&row)),
-        )?;
         Ok(key)
     }
 

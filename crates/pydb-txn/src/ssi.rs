@@ -24,6 +24,11 @@
 //!   the keys it read (found, missing or deleted alike) and the ranges it
 //!   scanned (empty ones too). Those are PostgreSQL's SIREAD locks; they
 //!   outlive the transaction until no concurrent transaction is left.
+//!   One read is left out: an insert's check of a key it then writes
+//!   (`Transaction::insert_owned_in`), since the write-write check already
+//!   refuses whichever of it and a concurrent writer of that key commits
+//!   second, so the rw-antidependency the read would record can never be
+//!   part of a committed cycle.
 //! - At commit a transaction's **writes** are known, and the check runs
 //!   under the commit mutex, so checks are totally ordered:
 //!   1. *out-edges* `T -rw-> W`: W committed after T's snapshot and wrote

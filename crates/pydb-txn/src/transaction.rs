@@ -406,6 +406,79 @@ impl Transaction {
         )
     }
 
+    /// Writes `value` (kept without a copy, never expiring) to `key` in
+    /// `space` if this transaction sees no value there, and returns `None`;
+    /// otherwise writes nothing and returns the value it sees. SQL's
+    /// INSERT: the uniqueness check of a primary key and the row's write
+    /// in one step. Under locking, the key's exclusive lock is taken
+    /// first, as [`Transaction::get_for_update_in`] does.
+    ///
+    /// When it writes, the read is not recorded for SSI, and need not be.
+    /// A read matters to SSI through a concurrent transaction that writes
+    /// the key after this one's snapshot (a rw-antidependency); but this
+    /// transaction now writes the key too, so either that one committed
+    /// first and this commit's write-write check refuses it, or this one
+    /// commits first and the other's check refuses that one. (Under
+    /// serializable every transaction checks write-write conflicts; one
+    /// at a lower level is not part of anyone's dependency graph.) The
+    /// buffered write is never taken back (a later delete is a write too),
+    /// so the key stays in the write set this reasoning needs. Not
+    /// recording it saves a copy of the key and an ordered-set insert per
+    /// inserted row.
+    ///
+    /// When it does not write, the read is recorded (after the engine was
+    /// read, which is the same thing for a read at a fixed snapshot: it
+    /// sees the same versions whenever it runs, and a writer that
+    /// committed in between is found at this transaction's commit, as for
+    /// any writer that committed before a read).
+    pub fn insert_owned_in(
+        &mut self,
+        space: Keyspace,
+        key: &[u8],
+        value: Bytes,
+    ) -> Result<Option<Bytes>> {
+        self.check()?;
+        if self.read_only {
+            return Err(Error::ReadOnly { txn: self.id });
+        }
+        let key = Self::spaced(space, key)?;
+        self.lock(Resource::Key(&key), Mode::Exclusive)?;
+        let seen = match self.writes.get(&key) {
+            Some(own) => own.clone(),
+            None => {
+                let found = self
+                    .inner
+                    .engine
+                    .first(keys::visible_range(&key, self.read_ts()))?;
+                match found {
+                    Some((engine_key, value)) => keys::decode_stored(&engine_key, &value)?,
+                    None => {
+                        // As in `visible_stored`: the write is the key's
+                        // first version.
+                        if self.checks_write_conflicts() {
+                            self.created.get_mut().push(key.clone());
+                        }
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(stored) = seen.filter(|s| !s.is_expired(self.now_ms)) {
+            if let Some(ssi) = &self.ssi {
+                ssi.read_key(&key);
+            }
+            return Ok(Some(stored.value));
+        }
+        self.writes.insert(
+            key,
+            Some(Stored {
+                value,
+                deadline: None,
+            }),
+        );
+        Ok(None)
+    }
+
     /// Sets `key` (in the [`Keyspace::Kv`] space) to `value`, expiring after
     /// `deadline` (Unix ms; `None`: never). A deadline already past is
     /// stored as it is: the value is invisible at once, and collected like

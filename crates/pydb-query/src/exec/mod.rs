@@ -445,12 +445,26 @@ fn insert_rows(
         }
         None => vec![Vec::new()],
     };
+    // `INSERT INTO t VALUES (...)` with a value for every column, in
+    // order: each source row becomes the stored row in place, without a
+    // row of defaults built and overwritten.
+    let every_column_in_order = positions.len() == table.columns.len()
+        && positions.iter().enumerate().all(|(i, &p)| i == p);
     let mut count = 0;
     for values in rows {
-        let mut row: Row = table.columns.iter().map(|c| c.default.clone()).collect();
-        for (pos, v) in positions.iter().zip(values) {
-            row[*pos] = v.apply_affinity(table.columns[*pos].ty);
-        }
+        let row: Row = if every_column_in_order && values.len() == positions.len() {
+            values
+                .into_iter()
+                .zip(&table.columns)
+                .map(|(v, c)| v.apply_affinity(c.ty))
+                .collect()
+        } else {
+            let mut row: Row = table.columns.iter().map(|c| c.default.clone()).collect();
+            for (pos, v) in positions.iter().zip(values) {
+                row[*pos] = v.apply_affinity(table.columns[*pos].ty);
+            }
+            row
+        };
         if ins.replace {
             delete_conflicts(store, table, &row)?;
         }
