@@ -6,13 +6,14 @@
 //! registry (`pydb_storage::registry`). The engine is shared by every
 //! thread: the trait promises `Send + Sync` and `&self` methods.
 
+use std::ops::{Bound, ControlFlow};
 use std::path::Path;
 
 use bytes::Bytes;
 use pydb_file::{CompressedOpener, DataKey, EncryptedOpener, MonolithicOpener};
 use pydb_storage::{
-    BTreeOptions, EngineConfig, KeyRange, LogOptions, LsmOptions, StorageEngine, WriteBatch,
-    open_engine, open_engine_with,
+    BTreeOptions, EngineConfig, LogOptions, LsmOptions, StorageEngine, WriteBatch, open_engine,
+    open_engine_with,
 };
 use pydb_wal::SyncPolicy;
 
@@ -341,21 +342,32 @@ impl<E: StorageEngine> Handle for EngineHandle<'_, E> {
         Ok(())
     }
 
+    /// Through the borrowing scan, `scan_with`: each value is looked at
+    /// in place, as the LMDB adapter reads it in the map.
     fn scan(&mut self, start: &[u8], limit: usize) -> Result<usize> {
         let mut read = 0;
-        for item in self.engine.scan(KeyRange::new(start..))?.take(limit) {
-            let (_, v) = item?;
-            std::hint::black_box(v);
-            read += 1;
+        if limit == 0 {
+            return Ok(0);
         }
+        self.engine
+            .scan_with((Bound::Included(start), Bound::Unbounded), &mut |_, v| {
+                std::hint::black_box(v);
+                read += 1;
+                if read < limit {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            })?;
         Ok(read)
     }
 
     fn scan_all(&mut self, each: &mut dyn FnMut(usize)) -> Result<()> {
-        for item in self.engine.scan(KeyRange::all())? {
-            let (_, v) = item?;
-            each(v.len());
-        }
+        self.engine
+            .scan_with((Bound::Unbounded, Bound::Unbounded), &mut |_, v| {
+                each(v.len());
+                ControlFlow::Continue(())
+            })?;
         Ok(())
     }
 }

@@ -12,7 +12,7 @@
 //! that land while it runs may or may not show up (transactions, in
 //! `pydb-txn`, are where snapshots come from).
 
-use std::ops::{Bound, RangeBounds};
+use std::ops::{Bound, ControlFlow, RangeBounds};
 
 use bytes::Bytes;
 
@@ -145,6 +145,11 @@ impl KeyRange {
 /// The items a scan yields: key and value, in ascending key order.
 pub type ScanIter<'a> = Box<dyn Iterator<Item = Result<(Bytes, Bytes)>> + Send + 'a>;
 
+/// What [`StorageEngine::scan_with`] calls with each entry: the key and the
+/// value, borrowed for the call only. It returns whether to go on
+/// (`ControlFlow::Continue(())`) or stop (`ControlFlow::Break(())`).
+pub type Visit<'v> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'v;
+
 /// Named counters that describe an engine's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -191,6 +196,36 @@ pub trait StorageEngine: Send + Sync + std::fmt::Debug {
     /// The keys in `range` with their values, in ascending key order.
     fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>>;
 
+    /// Calls `visit` with each key in `range` and its value, in ascending
+    /// key order, until `visit` returns `ControlFlow::Break` or the range
+    /// is exhausted: the same entries, under the same concurrency promise,
+    /// as [`Self::scan`], but *borrowed*.
+    ///
+    /// `scan` hands out owned `Bytes`, which outlive the scan; making them
+    /// costs an engine that reads pages into a buffer of its own (the
+    /// B+tree) a reference count taken and dropped per key and per value.
+    /// A caller that only looks at each entry (a count, a sum, a copy into
+    /// its own buffer) needs none of that, which is what this method is
+    /// for: the slices are valid during the call only (LMDB's cursors give
+    /// the same promise, until the next step). The default goes through
+    /// `scan`; an engine that can hand out slices of its own buffers
+    /// overrides it. `visit` may call into the engine (another read, even
+    /// a write): no engine holds a latch or lock while it runs.
+    fn scan_with(&self, range: (Bound<&[u8]>, Bound<&[u8]>), visit: &mut Visit<'_>) -> Result<()> {
+        let own = |b: Bound<&[u8]>| b.map(Bytes::copy_from_slice);
+        let range = KeyRange {
+            start: own(range.0),
+            end: own(range.1),
+        };
+        for item in self.scan(range)? {
+            let (key, value) = item?;
+            if visit(&key, &value).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The first key in `range` with its value: `scan(range).next()`.
     ///
     /// A point read of the newest version of a key in a multi-version
@@ -230,6 +265,9 @@ impl<E: StorageEngine + ?Sized> StorageEngine for std::sync::Arc<E> {
     }
     fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>> {
         (**self).scan(range)
+    }
+    fn scan_with(&self, range: (Bound<&[u8]>, Bound<&[u8]>), visit: &mut Visit<'_>) -> Result<()> {
+        (**self).scan_with(range, visit)
     }
     fn first(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
         (**self).first(range)

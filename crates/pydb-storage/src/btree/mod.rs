@@ -115,6 +115,7 @@ pub mod tree;
 pub mod verify;
 pub mod wal;
 
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -124,7 +125,7 @@ use parking_lot::{Mutex, RwLock};
 use pydb_file::{File, FileOpener, MonolithicOpener};
 use pydb_wal::LogWriter;
 
-use crate::engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
+use crate::engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, Visit, WriteBatch};
 use crate::{DirLock, Error, Result};
 
 pub use check::TreeShape;
@@ -774,6 +775,23 @@ where
     fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>> {
         self.check_poisoned()?;
         Ok(Box::new(self.cursor(range, false)))
+    }
+
+    /// The cursor's refills, with each entry handed to `visit` as slices
+    /// of the leaf copy (see `tree.rs`, "Readers"): no `Bytes` per entry,
+    /// no boxed iterator, and the bounds are borrowed, not copied.
+    fn scan_with(&self, range: (Bound<&[u8]>, Bound<&[u8]>), visit: &mut Visit<'_>) -> Result<()> {
+        self.check_poisoned()?;
+        Cursor::new(
+            &self.pool,
+            &self.tree,
+            &self.published,
+            &self.poisoned,
+            range.0,
+            range.1,
+            false,
+        )
+        .visit(visit)
     }
 
     fn flush(&self) -> Result<()> {

@@ -776,6 +776,12 @@ impl ValueRef<'_> {
 /// Decodes a leaf cell at the start of `cell` (which may run on to the page
 /// end); `at` is its offset in the page, for error reports. Returns the key,
 /// the value and the cell's length.
+///
+/// `#[inline]`: a cursor decodes one cell per entry it hands out, and once
+/// the cursor became generic over its bounds (session 11) the compiler
+/// stopped inlining this on its own; the call and the result passed
+/// through memory cost `scanrandom` 13% more instructions.
+#[inline]
 pub fn decode_leaf_cell(cell: &[u8], at: usize) -> PResult<(&[u8], ValueRef<'_>, usize)> {
     // Every cursor step decodes a cell, so the header is read in one
     // checked step (a fixed-size chunk) and each part after it is split off

@@ -93,6 +93,15 @@
 //! exactly once. (LMDB's cursors go further and hand out pointers into the
 //! mapped file, valid until the read transaction ends; pydb's `Bytes` must
 //! outlive the cursor, so it copies.)
+//!
+//! The borrowing scan, `scan_with` ([`Cursor::visit`]), runs the same
+//! refills but hands each entry to the caller's closure as two slices of
+//! the copy, valid for the call only: no `Bytes` per key and value (each
+//! an atomic increment when made and a decrement when dropped), no boxed
+//! iterator, and its bounds are borrowed rather than copied. The closure
+//! runs with no page latched, as a consumer of the iterator does, so it
+//! may call into the engine, writes included; a write only makes the next
+//! refill descend from the root again.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -111,7 +120,7 @@ use super::page::{
 };
 use super::pool::{BufferPool, PageRef};
 use super::wal::PageOp;
-use crate::{Error, Result};
+use crate::{Error, Result, Visit};
 
 /// The private copy of a page in a write transaction.
 #[derive(Debug, Clone)]
@@ -793,14 +802,18 @@ impl<'a, F: File> Txn<'a, F> {
 /// It holds no page between calls: a refill copies one leaf and lets it go,
 /// and the entries are decoded from the copy one at a time as they are
 /// asked for (see "Readers" in the module docs for the protocol).
-pub struct Cursor<'a, F: File> {
+///
+/// The bounds are owned (`K = Bytes`) for a scan that outlives its
+/// arguments, the [`ScanIter`](crate::ScanIter) of `scan`, or borrowed
+/// (`K = &[u8]`) for a scan that runs within one call, `scan_with`.
+pub struct Cursor<'a, F: File, K = Bytes> {
     pool: &'a BufferPool<F>,
     tree: &'a parking_lot::RwLock<TreeMeta>,
     published: &'a Published,
     poisoned: &'a AtomicBool,
     /// The range asked for.
-    start: Bound<Bytes>,
-    end: Bound<Bytes>,
+    start: Bound<K>,
+    end: Bound<K>,
     reverse: bool,
     /// Whether the scan has read a leaf yet: if so, `edge` holds the last
     /// key it will hand out from that leaf, and the scan goes on above it
@@ -839,14 +852,6 @@ pub struct Cursor<'a, F: File> {
     done: bool,
 }
 
-/// Where the value of a cell of a leaf copy is.
-enum CellValue {
-    /// At this range of the copy.
-    Inline(std::ops::Range<usize>),
-    /// In an overflow chain.
-    Overflow { len: u32, first: PageId },
-}
-
 /// What a refill found: a leaf with entries in range, copied to `spare`.
 struct Fill {
     id: PageId,
@@ -858,11 +863,11 @@ struct Fill {
     next: PageId,
 }
 
-impl<F: File> std::fmt::Debug for Cursor<'_, F> {
+impl<F: File, K: AsRef<[u8]>> std::fmt::Debug for Cursor<'_, F, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cursor")
-            .field("start", &self.start)
-            .field("end", &self.end)
+            .field("start", &self.start.as_ref().map(|k| k.as_ref()))
+            .field("end", &self.end.as_ref().map(|k| k.as_ref()))
             .field("reverse", &self.reverse)
             .finish_non_exhaustive()
     }
@@ -884,12 +889,6 @@ fn below(key: &[u8], end: Bound<&[u8]>) -> bool {
         Bound::Excluded(e) => key < e,
         Bound::Unbounded => true,
     }
-}
-
-/// Where `part` (a slice of `page`) sits inside `page`.
-fn range_in(page: &[u8], part: &[u8]) -> std::ops::Range<usize> {
-    let start = (part.as_ptr() as usize).saturating_sub(page.as_ptr() as usize);
-    start..start + part.len()
 }
 
 /// Where a cursor's seek for `key` lands in a leaf: through the page's
@@ -956,15 +955,15 @@ fn poisoned_error(path: &Path) -> Error {
     Error::poisoned(path, "an earlier write failed half-way")
 }
 
-impl<'a, F: File> Cursor<'a, F> {
+impl<'a, F: File, K: AsRef<[u8]>> Cursor<'a, F, K> {
     /// A cursor over `start..end`.
     pub fn new(
         pool: &'a BufferPool<F>,
         tree: &'a parking_lot::RwLock<TreeMeta>,
         published: &'a Published,
         poisoned: &'a AtomicBool,
-        start: Bound<Bytes>,
-        end: Bound<Bytes>,
+        start: Bound<K>,
+        end: Bound<K>,
         reverse: bool,
     ) -> Self {
         Self {
@@ -1036,10 +1035,12 @@ impl<'a, F: File> Cursor<'a, F> {
         self.done = fill.next == NO_PAGE;
         // The scan goes on past the last key it will hand out from here.
         let last = if self.reverse { fill.lo } else { fill.hi - 1 };
-        let (key, _) = self.cell(last).map_err(|e| self.corrupt(e))?;
-        self.edge.clear();
-        self.edge
-            .extend_from_slice(self.leaf.get(key).unwrap_or_default());
+        // (Taken out of `self` while `key` borrows the copy.)
+        let mut edge = std::mem::take(&mut self.edge);
+        edge.clear();
+        let key = self.cell(last).map(|(key, _)| key);
+        edge.extend_from_slice(key.map_err(|e| self.corrupt(e))?);
+        self.edge = edge;
         self.moved = true;
         Ok(())
     }
@@ -1118,11 +1119,11 @@ impl<'a, F: File> Cursor<'a, F> {
         Err(Error::corrupted(path, 0, "leaf sibling links form a cycle"))
     }
 
-    /// The key and value of slot `i` of the leaf copy, as ranges of it.
+    /// The key and value of slot `i` of the leaf copy, as slices of it.
     /// The copy's bytes were checked when the page was read (checksum) or
     /// written (the writer's own encoding), but every length is checked
     /// again here: nothing is indexed blindly.
-    fn cell(&self, i: usize) -> page::PResult<(std::ops::Range<usize>, CellValue)> {
+    fn cell(&self, i: usize) -> page::PResult<(&[u8], ValueRef<'_>)> {
         let leaf: &[u8] = &self.leaf;
         let slot_at = HEADER_LEN + i * SLOT_LEN;
         let at = page::get_u16(leaf, slot_at)? as usize;
@@ -1137,11 +1138,7 @@ impl<'a, F: File> Cursor<'a, F> {
             });
         };
         let (key, value, _) = page::decode_leaf_cell(cell, at)?;
-        let value = match value {
-            ValueRef::Inline(v) => CellValue::Inline(range_in(leaf, v)),
-            ValueRef::Overflow { len, first } => CellValue::Overflow { len, first },
-        };
-        Ok((range_in(leaf, key), value))
+        Ok((key, value))
     }
 
     /// A damaged cell of the leaf copy, at its place in the page file.
@@ -1154,16 +1151,61 @@ impl<'a, F: File> Cursor<'a, F> {
     /// large value whose key was deleted since the copy was made.
     fn entry(&self, i: usize) -> Result<Option<(Bytes, Bytes)>> {
         let (key, value) = self.cell(i).map_err(|e| self.corrupt(e))?;
+        // `slice_ref` of a slice that `cell` cut from `leaf` itself: a
+        // reference count, no copy.
         let value = match value {
-            CellValue::Inline(v) => self.leaf.slice(v),
-            CellValue::Overflow { len, first } => {
-                let Some(v) = self.overflow_value(&self.leaf[key.clone()], len, first)? else {
+            ValueRef::Inline(v) => self.leaf.slice_ref(v),
+            ValueRef::Overflow { len, first } => {
+                let Some(v) = self.overflow_value(key, len, first)? else {
                     return Ok(None);
                 };
                 v
             }
         };
-        Ok(Some((self.leaf.slice(key), value)))
+        Ok(Some((self.leaf.slice_ref(key), value)))
+    }
+
+    /// The next slot of the leaf copy to hand out, if any is left.
+    fn next_slot(&mut self) -> Option<usize> {
+        if self.lo >= self.hi {
+            return None;
+        }
+        Some(if self.reverse {
+            self.hi -= 1;
+            self.hi
+        } else {
+            self.lo += 1;
+            self.lo - 1
+        })
+    }
+
+    /// Calls `visit` with each entry left, borrowed from the leaf copy,
+    /// until it says stop: the borrowing scan (`scan_with`). The same
+    /// refills as the iterator, without a `Bytes` per key and value (two
+    /// atomic reference-count updates each). No page is latched while
+    /// `visit` runs, so it may call into the engine.
+    pub fn visit(mut self, visit: &mut Visit<'_>) -> Result<()> {
+        loop {
+            while let Some(i) = self.next_slot() {
+                let (key, value) = self.cell(i).map_err(|e| self.corrupt(e))?;
+                let flow = match value {
+                    ValueRef::Inline(v) => visit(key, v),
+                    ValueRef::Overflow { len, first } => {
+                        match self.overflow_value(key, len, first)? {
+                            Some(v) => visit(key, &v),
+                            None => continue,
+                        }
+                    }
+                };
+                if flow.is_break() {
+                    return Ok(());
+                }
+            }
+            if self.done {
+                return Ok(());
+            }
+            self.refill()?;
+        }
     }
 
     /// The value of `key`, which the leaf copy says is `len` bytes in the
@@ -1187,19 +1229,12 @@ impl<'a, F: File> Cursor<'a, F> {
     }
 }
 
-impl<F: File> Iterator for Cursor<'_, F> {
+impl<F: File, K: AsRef<[u8]>> Iterator for Cursor<'_, F, K> {
     type Item = Result<(Bytes, Bytes)>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if self.lo < self.hi {
-                let i = if self.reverse {
-                    self.hi -= 1;
-                    self.hi
-                } else {
-                    self.lo += 1;
-                    self.lo - 1
-                };
+            if let Some(i) = self.next_slot() {
                 match self.entry(i) {
                     Ok(Some(entry)) => return Some(Ok(entry)),
                     Ok(None) => continue,

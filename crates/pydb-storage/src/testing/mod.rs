@@ -135,6 +135,10 @@ macro_rules! conformance_suite {
                 $crate::testing::conformance::scan_after_deletes_and_across_chunks(&$engine)
             }
             #[test]
+            fn scan_with_agrees_with_scan() {
+                $crate::testing::conformance::scan_with_agrees_with_scan(&$engine)
+            }
+            #[test]
             fn binary_keys_and_values() {
                 $crate::testing::conformance::binary_keys_and_values(&$engine)
             }
