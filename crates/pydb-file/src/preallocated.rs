@@ -24,6 +24,9 @@
 //! already appended are durable before any zeros lie behind them), then
 //! extended with written zeros to the next multiple of the step, and synced
 //! again; that is one metadata commit per step instead of one per sync.
+//! The zeros go in page by page (see `ZERO_CHUNK`): written in one piece
+//! they would sit in large page-cache folios, and every later sync would
+//! write a whole folio back for a 100-byte append.
 //!
 //! ## What the caller must know
 //!
@@ -56,8 +59,13 @@ use parking_lot::Mutex;
 
 use crate::{Error, File, Result};
 
-/// Zeros are written in pieces of this size.
-const ZERO_CHUNK: usize = 64 << 10;
+/// Zeros are written one page at a time, each write ending on a page
+/// boundary. One large write lets the kernel cache the range in large
+/// folios, and a later small append then dirties the whole folio, which
+/// the next sync writes back: on the test machine (Linux 6.18, ext4) 77 KB
+/// per `fdatasync` after one 1 MiB write of zeros, against 4 KB (one page)
+/// after page-sized writes.
+const ZERO_CHUNK: usize = 4096;
 
 static ZEROS: [u8; ZERO_CHUNK] = [0; ZERO_CHUNK];
 
@@ -159,7 +167,8 @@ impl<F: File> PreallocatedFile<F> {
         self.sync_inner()?;
         let mut at = state.allocated;
         while at < target {
-            let n = (target - at).min(ZERO_CHUNK as u64) as usize;
+            let to_page_end = ZERO_CHUNK as u64 - at % ZERO_CHUNK as u64;
+            let n = (target - at).min(to_page_end) as usize;
             if let Err(err) = self.inner.write_at(at, &ZEROS[..n]) {
                 // Whatever reached the file is zeros past the data: harmless,
                 // but the allocation is what the file says now.
