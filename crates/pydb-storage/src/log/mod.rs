@@ -90,9 +90,12 @@
 //! record; what follows the valid end is cut off on open, and only its
 //! nonzero part (a torn append) counts as a torn tail. Sealing a segment
 //! and a clean close cut the zeros off, so a sealed segment and a closed
-//! database hold exactly their records; `pydb check` names zeros after the
-//! end of the last segment as preallocated space, and `repair` drops them
-//! without reporting them as lost data.
+//! database hold exactly their records. The directory check
+//! ([`verify::verify_dir`]) names zeros after the end of the last segment
+//! as preallocated space, and [`repair`] drops them without reporting them
+//! as lost data; `pydb inspect` and the per-file lines of `pydb check`,
+//! which read a segment as a plain record log, still call the whole run
+//! after the last record a torn tail.
 //!
 //! ## Reads
 //!
@@ -233,6 +236,7 @@ pub struct LogOptions {
     /// in the module docs). Costs up to this much disk space beyond the
     /// data of the active segment while the database is open (or after a
     /// crash, until the next open); a clean close and a seal cut it off.
+    /// The zeros count in the `total_bytes` stat (the size on disk).
     pub preallocate: u64,
 }
 
