@@ -87,8 +87,9 @@
 //! offset below 4 GiB only (529,593,178), which preallocated zeros never
 //! reach ([`MAX_PREALLOCATED_SEGMENT`]). So after a crash the scan of the
 //! last segment stops at the first zero header as it stops at a torn
-//! record; what follows the valid end is cut off on open, and only its
-//! nonzero part (a torn append) counts as a torn tail. Sealing a segment
+//! record; what follows the valid end is cut off on open, and it counts as
+//! a torn tail (as before, whole) only if a byte of it is nonzero (a torn
+//! append); zeros alone are preallocated space. Sealing a segment
 //! and a clean close cut the zeros off, so a sealed segment and a closed
 //! database hold exactly their records. The directory check
 //! ([`verify::verify_dir`]) names zeros after the end of the last segment

@@ -207,8 +207,8 @@ where
             continue;
         }
         let (scanned, cut, scanned_from) = scan_last(segments, id, &file)?;
-        // Zeros after the end are read too, but they are not log.
-        scanned_bytes += (cut.tail.valid_end + cut.torn_bytes).saturating_sub(scanned_from);
+        // Everything after the hinted prefix was read, zeros included.
+        scanned_bytes += cut.tail.file_len.saturating_sub(scanned_from);
         if cut.torn_bytes > 0 {
             torn_tails += 1;
             torn_bytes += cut.torn_bytes;
@@ -507,17 +507,19 @@ pub(super) const FIRST_OFFSET_WHERE_ZEROS_VERIFY: u64 = 529_593_178;
 pub(super) struct Cut {
     /// Where the scan ended: valid end and file length.
     pub(super) tail: Tail,
-    /// Bytes of a torn write: from the valid end to the last nonzero byte.
+    /// Bytes of a torn tail: all of them from the valid end, if any of
+    /// them is nonzero; 0 for a tail of zeros only.
     pub(super) torn_bytes: u64,
-    /// Zeros after that (preallocated space, see `PreallocatedFile`).
+    /// Zeros after the last nonzero byte (preallocated space, see
+    /// `PreallocatedFile`).
     pub(super) zero_bytes: u64,
 }
 
 /// Scans to the end of the valid log and cuts off what follows: a torn
 /// write, zeros preallocated ahead of the end, or a torn write followed by
-/// zeros. Only the first is a torn tail (counted and warned about); zeros
-/// alone are the normal state of a segment written with preallocation and
-/// not closed cleanly.
+/// zeros. The first and the last are a torn tail (counted and warned
+/// about); zeros alone are the normal state of a segment written with
+/// preallocation and not closed cleanly.
 ///
 /// The scanner already told this tail from damage: nothing after the valid
 /// end verifies as a record (zeros never do below
@@ -534,9 +536,14 @@ fn cut_tail<F: File>(file: &F, mut scanner: Scanner<'_, F>) -> Result<Cut> {
         });
     }
     let nonzero_end = last_nonzero_end(file, tail.valid_end, tail.file_len)?;
+    // A tail with any nonzero byte is a torn tail, counted whole as before
+    // preallocation existed (a torn record's own bytes may end in zeros,
+    // so where the torn write stops and the preallocated zeros begin is
+    // not knowable); a tail of zeros only is preallocated space.
+    let torn = nonzero_end > tail.valid_end;
     let cut = Cut {
         tail,
-        torn_bytes: nonzero_end - tail.valid_end,
+        torn_bytes: if torn { tail.torn_bytes() } else { 0 },
         zero_bytes: tail.file_len - nonzero_end,
     };
     if cut.torn_bytes > 0 {
