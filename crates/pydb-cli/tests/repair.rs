@@ -32,6 +32,9 @@ fn options(max_segment_size: u64) -> LogOptions {
         max_segment_size,
         background_compaction: false,
         compaction_interval: Duration::from_secs(60),
+        // `build` reads where each write landed from the segment's size on
+        // disk, which preallocated zeros would hide.
+        preallocate: 0,
         ..LogOptions::default()
     }
 }

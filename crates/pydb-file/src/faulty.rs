@@ -937,6 +937,10 @@ impl<O: FileOpener> FaultyOpener<O> {
 impl<O: FileOpener> FileOpener for FaultyOpener<O> {
     type File = FaultyFile<O::File>;
 
+    fn writes_in_place(&self) -> bool {
+        self.inner.writes_in_place()
+    }
+
     fn open(&self, path: &Path, create: bool) -> Result<Self::File> {
         let mut state = self.controller.alive(path)?;
         let existed = path.try_exists().map_err(|e| Error::io(path, e))?;

@@ -23,6 +23,7 @@ pub mod keys;
 mod lock;
 mod mmap;
 mod monolithic;
+mod preallocated;
 mod scratch;
 mod segmented;
 
@@ -36,6 +37,7 @@ pub use keys::{DataKey, KeyMaterial, WrappedKey};
 pub use lock::{DirLock, LOCK_FILE_NAME};
 pub use mmap::{MIN_MAP_CAPACITY, MmapFile, MmapOpener};
 pub use monolithic::{MonolithicFile, MonolithicOpener, sync_dir};
+pub use preallocated::PreallocatedFile;
 pub use segmented::{
     SEGMENT_ID_DIGITS, SegmentedFile, TEMP_SUFFIX, list_ids, parse_id, segment_path,
 };
@@ -187,6 +189,16 @@ pub trait FileOpener: Send + Sync + std::fmt::Debug {
     /// instead of taking the lock a second time, which would fail.
     fn dir_lock(&self) -> Option<&DirLock> {
         None
+    }
+
+    /// Whether a write inside one of this opener's files changes those
+    /// bytes on disk and nothing else, as with a plain file. Only then do
+    /// zeros written ahead of the end ([`PreallocatedFile`]) spare a later
+    /// append's sync the size change; a compressing or encrypting file
+    /// rewrites its own frames or blocks (and may refuse in-place writes),
+    /// so the default is `false`.
+    fn writes_in_place(&self) -> bool {
+        false
     }
 
     /// Makes the creation, renaming and removal of entries in `dir` durable.

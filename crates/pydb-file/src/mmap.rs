@@ -471,6 +471,10 @@ impl FileOpener for MmapOpener {
         MmapFile::open(path, create, &self.lock)
     }
 
+    fn writes_in_place(&self) -> bool {
+        true
+    }
+
     fn dir_lock(&self) -> Option<&DirLock> {
         Some(&self.lock)
     }

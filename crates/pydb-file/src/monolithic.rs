@@ -154,6 +154,10 @@ impl FileOpener for MonolithicOpener {
     fn open(&self, path: &Path, create: bool) -> Result<MonolithicFile> {
         MonolithicFile::open(path, create)
     }
+
+    fn writes_in_place(&self) -> bool {
+        true
+    }
 }
 
 /// Syncs a directory, making the creation, renaming or removal of the files

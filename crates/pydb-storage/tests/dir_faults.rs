@@ -38,6 +38,9 @@ fn log_options() -> LogOptions {
         compaction_min_dead_bytes: 1,
         background_compaction: false,
         compaction_interval: Duration::from_secs(1),
+        // Less than a segment: faults land before, inside and after the
+        // zero-filling of a preallocation step.
+        preallocate: 256,
     }
 }
 

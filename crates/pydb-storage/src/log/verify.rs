@@ -181,15 +181,23 @@ pub fn verify_dir_with<O: FileOpener>(dir: &Path, opener: &O) -> Result<DirRepor
             }
         };
         if tail.torn_bytes() > 0 {
-            report.push(
-                FindingKind::Note,
-                path.clone(),
-                tail.valid_end,
-                format!(
-                    "torn tail of {} bytes (an interrupted write; opening cuts it off)",
-                    tail.torn_bytes()
+            // Zeros after the data are preallocated space (the engine writes
+            // them ahead of the end); only nonzero bytes are a torn write.
+            let nonzero_end = recovery::last_nonzero_end(&file, tail.valid_end, tail.file_len)?;
+            let torn = nonzero_end - tail.valid_end;
+            let zeros = tail.file_len - nonzero_end;
+            let reason = match (torn, zeros) {
+                (0, zeros) => format!(
+                    "{zeros} bytes of zeros preallocated after the end of the log (opening cuts them off)"
                 ),
-            );
+                (torn, 0) => {
+                    format!("torn tail of {torn} bytes (an interrupted write; opening cuts it off)")
+                }
+                (torn, zeros) => format!(
+                    "torn tail of {torn} bytes, then {zeros} bytes of preallocated zeros (an interrupted write; opening cuts both off)"
+                ),
+            };
+            report.push(FindingKind::Note, path.clone(), tail.valid_end, reason);
         }
         let hint_problem = match hint::read_hint_prefix(opener, dir, id, len) {
             Ok(Some((header, entries))) => {

@@ -454,6 +454,16 @@ fn injected_kind(err: &(dyn std::error::Error + 'static)) -> Option<FaultKind> {
     None
 }
 
+/// Whether `engine` writes into space it allocated before: an encrypted
+/// file's block slots, or the log engine's preallocated zeros (on plain
+/// files; a compressed file is not preallocated). Such an engine can get a
+/// roll's seal in with no space left and then fail to start the next
+/// segment.
+fn writes_into_allocated_space(engine: &FaultEngine) -> bool {
+    engine.name.contains("encrypted")
+        || (engine.name.starts_with("log") && !engine.name.contains("compressed"))
+}
+
 /// A full disk is a clear error (ENOSPC in the chain, "disk full" in the
 /// message), and nothing acknowledged is lost once space returns. A write
 /// whose first append cannot land at all (no space left, on files that
@@ -516,8 +526,12 @@ pub fn a_full_disk_is_a_clear_error_and_writes_resume(engine: &FaultEngine) {
             // front that are written in place once they exist, so with no
             // space left a roll's seal can still land there (as a write into
             // allocated blocks does on a real disk), and then the new
-            // segment fails: the same poison as with some space left.
-            Err(err) if (budget > 0 || engine.name.contains("encrypted")) && is_poisoned(&err) => {
+            // segment fails: the same poison as with some space left. The
+            // log engine on plain files does the same with the zeros it
+            // preallocates ahead of the active segment's end.
+            Err(err)
+                if (budget > 0 || writes_into_allocated_space(engine)) && is_poisoned(&err) =>
+            {
                 assert!(err.to_string().contains("disk full"), "{err}");
                 drop(db);
                 (db, controller) = fresh(budget);

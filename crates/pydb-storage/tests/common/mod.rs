@@ -111,6 +111,9 @@ pub fn test_options() -> LogOptions {
         compaction_min_dead_bytes: 1,
         background_compaction: false,
         compaction_interval: Duration::from_millis(20),
+        // Small, so that tests with small segments cross preallocation
+        // steps and crash inside zeros written ahead of the end.
+        preallocate: 512,
     }
 }
 
