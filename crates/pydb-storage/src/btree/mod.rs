@@ -115,6 +115,7 @@ pub mod tree;
 pub mod verify;
 pub mod wal;
 
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -774,6 +775,20 @@ where
     fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>> {
         self.check_poisoned()?;
         Ok(Box::new(self.cursor(range, false)))
+    }
+
+    fn first(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
+        let (start, end) = range.as_slices();
+        self.first_in(start, end)
+    }
+
+    /// One seek that copies out one entry, where a scan's cursor copies
+    /// the leaf (see [`tree::first`]); optimistic like [`Self::get`].
+    fn first_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Option<(Bytes, Bytes)>> {
+        self.check_poisoned()?;
+        self.published.read(&self.tree, |meta, _| {
+            tree::first(&self.pool, meta, start, end)
+        })
     }
 
     fn flush(&self) -> Result<()> {
