@@ -152,6 +152,10 @@ struct Pydb {
     session: pydb::Session,
     /// Prepared statements, by SQL text.
     prepared: std::collections::HashMap<&'static str, pydb::Prepared>,
+    /// The parameter values of the statement being run, in a vector kept
+    /// between statements (SQLite binds into its statement's registers,
+    /// which are allocated once, too).
+    values: Vec<pydb::Value>,
     // Keeps the database open as long as the session runs.
     _db: pydb::Db,
 }
@@ -161,6 +165,7 @@ impl Pydb {
         Pydb {
             session: db.sql_session(),
             prepared: std::collections::HashMap::new(),
+            values: Vec::new(),
             _db: db,
         }
     }
@@ -180,14 +185,12 @@ impl Conn for Pydb {
                 self.prepared.entry(sql).or_insert(p)
             }
         };
-        let values: Vec<pydb::Value> = params
-            .iter()
-            .map(|p| match *p {
-                Param::Int(i) => pydb::Value::Integer(i),
-                Param::Text(t) => pydb::Value::text(t),
-            })
-            .collect();
-        match self.session.execute_prepared(prepared, &values)? {
+        self.values.clear();
+        self.values.extend(params.iter().map(|p| match *p {
+            Param::Int(i) => pydb::Value::Integer(i),
+            Param::Text(t) => pydb::Value::text(t),
+        }));
+        match self.session.execute_prepared(prepared, &self.values)? {
             pydb::Output::Rows(r) => {
                 for row in &r.rows {
                     for v in row {

@@ -1,5 +1,7 @@
 //! What running a statement returns.
 
+use std::sync::Arc;
+
 use crate::value::{DataType, Row};
 
 /// A column of a result.
@@ -14,8 +16,9 @@ pub struct ResultColumn {
 /// The rows a query returns, with their columns.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Rows {
-    /// The columns.
-    pub columns: Vec<ResultColumn>,
+    /// The columns. Shared: a prepared statement's kept plan hands the
+    /// same list to every execution instead of copying its names.
+    pub columns: Arc<[ResultColumn]>,
     /// The rows, one value per column.
     pub rows: Vec<Row>,
 }

@@ -328,7 +328,7 @@ impl Shared {
         if !self.catalog_is_latest(catalog, before)? {
             return Ok(None);
         }
-        let key = layout::row_key(table.id, &encode_key(pk));
+        let key = layout::row_key_of(table.id, pk);
         let stored = self.mgr.get_latest_in(Keyspace::Sql, &key)?;
         let after = self.mgr.last_commit();
         if after != before && !self.catalog_is_latest(catalog, after)? {

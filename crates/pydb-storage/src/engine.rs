@@ -237,6 +237,21 @@ pub trait StorageEngine: Send + Sync + std::fmt::Debug {
         self.scan(range)?.next().transpose()
     }
 
+    /// [`Self::first`] of the range from `start` to `end`, bounds borrowed.
+    ///
+    /// For a caller that builds its bounds in a buffer of its own: the
+    /// transaction layer's point read builds both on the stack, so a read
+    /// of one key makes no `KeyRange` of owned bytes (two allocations, two
+    /// frees). The default makes that range and calls `first`; an engine
+    /// whose `first` only borrows the bounds anyway (memory, B+tree)
+    /// answers here and has `first` call this.
+    fn first_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Option<(Bytes, Bytes)>> {
+        self.first(KeyRange {
+            start: start.map(Bytes::copy_from_slice),
+            end: end.map(Bytes::copy_from_slice),
+        })
+    }
+
     /// Makes every write so far durable, whatever the sync policy.
     fn flush(&self) -> Result<()>;
 
@@ -271,6 +286,9 @@ impl<E: StorageEngine + ?Sized> StorageEngine for std::sync::Arc<E> {
     }
     fn first(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
         (**self).first(range)
+    }
+    fn first_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Option<(Bytes, Bytes)>> {
+        (**self).first_in(start, end)
     }
     fn flush(&self) -> Result<()> {
         (**self).flush()

@@ -153,13 +153,24 @@ impl StorageEngine for MemoryStorage {
     }
 
     fn first(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
-        if is_empty_range(&range.start, &range.end) {
-            return Ok(None);
-        }
+        let (start, end) = range.as_slices();
+        self.first_in(start, end)
+    }
+
+    /// One descent of the map, for the start: the first key at or after
+    /// it, then checked against the end. (`BTreeMap::range` with both
+    /// bounds descends for each, and a point read of the transaction layer
+    /// asks for a range whose first key is nearly always in it.)
+    fn first_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Option<(Bytes, Bytes)>> {
         let map = self.map.read();
         Ok(map
-            .range::<[u8], _>(range.as_slices())
+            .range::<[u8], _>((start, Bound::Unbounded))
             .next()
+            .filter(|(k, _)| match end {
+                Bound::Included(e) => k.as_ref() <= e,
+                Bound::Excluded(e) => k.as_ref() < e,
+                Bound::Unbounded => true,
+            })
             .map(|(k, v)| (k.clone(), v.clone())))
     }
 

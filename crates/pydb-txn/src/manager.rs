@@ -101,7 +101,7 @@
 //! a plain read-only transaction.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::RangeBounds;
+use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak, mpsc};
 use std::thread::JoinHandle;
@@ -620,7 +620,10 @@ impl Inner {
         for _ in 0..ATTEMPTS {
             let epoch = self.garbage_epoch.load(Ordering::SeqCst);
             let snapshot = self.published();
-            let found = self.engine.first(keys::point_range(space, key, snapshot))?;
+            let found = keys::with_point_bounds(space, key, snapshot, |start, end| {
+                self.engine
+                    .first_in(Bound::Included(start), Bound::Included(end))
+            })?;
             if self.garbage_epoch.load(Ordering::SeqCst) != epoch {
                 continue;
             }

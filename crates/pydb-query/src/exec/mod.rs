@@ -72,7 +72,7 @@ pub fn execute(store: &mut dyn Store, stmt: &Statement, ctx: &ExecContext) -> Re
             let plan = optimize(bound.plan, &Estimator::new(&*store));
             let rows = run(&plan, &*store, ctx)?;
             Ok(Output::Rows(Rows {
-                columns: bound.columns,
+                columns: bound.columns.into(),
                 rows,
             }))
         }
@@ -250,10 +250,10 @@ fn explain(
         lines.push(format!("Execution Time: {:.3} ms", ms(executed)));
     }
     Ok(Output::Rows(Rows {
-        columns: vec![ResultColumn {
+        columns: Arc::new([ResultColumn {
             name: "QUERY PLAN".into(),
             ty: Some(DataType::Text),
-        }],
+        }]),
         rows: lines.into_iter().map(|l| vec![Value::text(&l)]).collect(),
     }))
 }

@@ -152,15 +152,15 @@ pub(crate) struct PointRead {
     /// The table columns returned, in output order (`None`: all of them,
     /// in table order).
     pub(crate) outputs: Option<Vec<usize>>,
-    /// The result's columns.
-    pub(crate) columns: Vec<ResultColumn>,
+    /// The result's columns (the kept plan's, shared).
+    pub(crate) columns: Arc<[ResultColumn]>,
 }
 
 impl PointRead {
     /// The shape of `plan`, if it is a point read: a `PkLookup` whose key
     /// is constants and parameters, under at most a projection of plain
     /// columns.
-    fn of(plan: &Plan, columns: &[ResultColumn]) -> Option<PointRead> {
+    fn of(plan: &Plan, columns: &Arc<[ResultColumn]>) -> Option<PointRead> {
         let (lookup, outputs) = match plan {
             Plan::Project { input, exprs } => {
                 let outputs = exprs
@@ -201,7 +201,7 @@ impl PointRead {
                 table: table.clone(),
                 key: key.clone(),
                 outputs,
-                columns: columns.to_vec(),
+                columns: columns.clone(),
             }
         })
     }
@@ -268,7 +268,8 @@ impl PointRead {
 enum Kept {
     Query {
         plan: Plan,
-        columns: Vec<ResultColumn>,
+        /// Shared with every execution's [`Rows`].
+        columns: Arc<[ResultColumn]>,
     },
     Insert {
         table: Arc<Table>,
@@ -393,7 +394,7 @@ fn plan_generic(store: &dyn Store, stmt: &Statement, params: &[Value]) -> Result
                 // The custom binding's: a column that is a parameter has
                 // its value's type, the same at every execution of this
                 // entry (the types are part of its key).
-                columns: custom.columns,
+                columns: custom.columns.into(),
             }
         }
         Statement::Insert(ins) => {

@@ -782,14 +782,16 @@ fn an_autocommit_point_select_begins_no_transaction() {
     );
     assert_eq!(after_write - before, 1, "only the UPDATE began one");
     assert_eq!(begun(&db), after_write, "the point selects began none");
-    // The columns are the statement's.
-    match s.execute_prepared(&select, &[Value::Integer(1)]).unwrap() {
-        Output::Rows(Rows { columns, .. }) => {
-            let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-            assert_eq!(names, ["n", "v", "id"]);
-        }
+    // The columns are the statement's, one list shared by every
+    // execution (not copied per row read).
+    let columns = |s: &mut Session| match s.execute_prepared(&select, &[Value::Integer(1)]) {
+        Ok(Output::Rows(Rows { columns, .. })) => columns,
         other => panic!("{other:?}"),
-    }
+    };
+    let (first, second) = (columns(&mut s), columns(&mut s));
+    let names: Vec<&str> = first.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["n", "v", "id"]);
+    assert!(Arc::ptr_eq(&first, &second));
 }
 
 #[test]

@@ -98,7 +98,7 @@ struct Portal {
 
 #[derive(Debug)]
 struct PendingRows {
-    columns: Vec<ResultColumn>,
+    columns: std::sync::Arc<[ResultColumn]>,
     rows: std::vec::IntoIter<Vec<Value>>,
 }
 

@@ -794,6 +794,20 @@ where
         .visit(visit)
     }
 
+    fn first(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
+        let (start, end) = range.as_slices();
+        self.first_in(start, end)
+    }
+
+    /// One seek that copies out one entry, where a scan's cursor copies
+    /// the leaf (see [`tree::first`]); optimistic like [`Self::get`].
+    fn first_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Option<(Bytes, Bytes)>> {
+        self.check_poisoned()?;
+        self.published.read(&self.tree, |meta, _| {
+            tree::first(&self.pool, meta, start, end)
+        })
+    }
+
     fn flush(&self) -> Result<()> {
         self.check_poisoned()?;
         let active = self.wal.active.read();

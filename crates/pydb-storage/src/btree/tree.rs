@@ -48,11 +48,14 @@
 //! sequence number that every install changes, running again if one
 //! overlapped them and taking the tree lock after a few failed tries
 //! ([`Published::read`], see [`optimistic`](super::optimistic)). So
-//! [`get`] and a cursor's refill must stay pure functions of the pages
-//! they read. A lookup searches the latched page in place, through the
-//! frame's key heads (a binary search over `u32` prefixes, see
+//! [`get`], [`first`] and a cursor's refill must stay pure functions of the
+//! pages they read. A lookup searches the latched page in place, through
+//! the frame's key heads (a binary search over `u32` prefixes, see
 //! [`heads`](super::heads), whole keys compared where they lie only among
 //! equal heads) and copies only the value out: one allocation per `get`.
+//! [`first`] (the first key at or after a bound, which is how the
+//! transaction layer reads the newest version of a key) is the same seek,
+//! and copies out the key too.
 //!
 //! A cursor does not keep pages latched between calls, so writers are never
 //! blocked by a slow consumer. Its protocol, one refill at a time:
@@ -294,6 +297,65 @@ pub fn get<F: File>(pool: &BufferPool<F>, meta: &TreeMeta, key: &[u8]) -> Result
     };
     drop(page);
     read_overflow(pool, meta, value.1, value.0).map(Some)
+}
+
+/// The first entry whose key is in `start..end` (the engine's `first`): a
+/// seek as [`get`] does, through the leaf's key heads, and the entry it
+/// lands on. Only the entry is copied out, where a [`Cursor`] would copy
+/// the whole leaf for one key. When every key of the leaf is below
+/// `start`, the first one in range (if any) begins a later leaf: the walk
+/// follows the sibling links, at most page-count times (a cycle errors).
+/// Like [`get`], it reads only the pages of `meta`'s tree, so the caller
+/// may run it again when an install overlaps it.
+pub fn first<F: File>(
+    pool: &BufferPool<F>,
+    meta: &TreeMeta,
+    start: Bound<&[u8]>,
+    end: Bound<&[u8]>,
+) -> Result<Option<(Bytes, Bytes)>> {
+    let path = pool.file().path();
+    let ps = pool.page_size();
+    let seek = match start {
+        Bound::Included(k) | Bound::Excluded(k) => Seek::Key(k),
+        Bound::Unbounded => Seek::First,
+    };
+    let mut id = find_leaf(pool, meta, seek)?;
+    for _ in 0..meta.page_count {
+        check_page_id(path, meta, id)?;
+        let page = pool.fetch(id)?;
+        let err = |e| corrupt_at(path, ps, id, e);
+        let view = PageView::new(&page, PageType::Leaf).map_err(err)?;
+        let slot = match start {
+            Bound::Unbounded => 0,
+            Bound::Included(k) => match page.heads().search_leaf(&view, k).map_err(err)? {
+                Ok(i) | Err(i) => i,
+            },
+            Bound::Excluded(k) => match page.heads().search_leaf(&view, k).map_err(err)? {
+                Ok(i) => i + 1,
+                Err(i) => i,
+            },
+        };
+        if slot >= view.count() {
+            let next = view.right().map_err(err)?;
+            if next == NO_PAGE {
+                return Ok(None);
+            }
+            id = next;
+            continue;
+        }
+        let (key, value) = view.leaf_entry(slot).map_err(err)?;
+        if !below(key, end) {
+            return Ok(None);
+        }
+        let key = Bytes::copy_from_slice(key);
+        let (len, chain) = match value {
+            ValueRef::Inline(v) => return Ok(Some((key, Bytes::copy_from_slice(v)))),
+            ValueRef::Overflow { len, first } => (len, first),
+        };
+        drop(page);
+        return read_overflow(pool, meta, chain, len).map(|value| Some((key, value)));
+    }
+    Err(Error::corrupted(path, 0, "leaf sibling links form a cycle"))
 }
 
 /// The length of a value, wherever it lives.

@@ -201,6 +201,12 @@ pub fn scan_bounds(kind: &dyn TestEngine) {
             want_first,
             "first of {start:?}..{end:?}"
         );
+        let first_in = e.first_in(*start, *end).unwrap();
+        assert_eq!(
+            first_in.map(|(k, v)| (k.to_vec(), v.to_vec())),
+            want_first,
+            "first_in of {start:?}..{end:?}"
+        );
     }
     let values = scan(e, KeyRange::new(&b"c"[..]..&b"e"[..]));
     assert_eq!(values, vec![(b"d".to_vec(), b"d".to_vec())]);
