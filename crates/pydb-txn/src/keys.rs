@@ -689,47 +689,6 @@ mod tests {
             prop_assert_eq!(visible_range(&spaced(sa, &a), tb).contains(&ka), ta <= tb);
         }
 
-        /// A scan's split, resumed after the key part of the key before,
-        /// is the full split (the same key part and timestamp, or an error
-        /// for the same keys), damaged keys included; and the common
-        /// prefix is the bytes' own.
-        #[test]
-        fn a_resumed_split_is_the_full_split(
-            space in any_space(),
-            previous in proptest::collection::vec(prop_oneof![Just(0u8), Just(0xFF), any::<u8>()], 1..24),
-            key in proptest::collection::vec(prop_oneof![Just(0u8), Just(0xFF), any::<u8>()], 1..24),
-            shared in 0usize..24,
-            ts in any::<u64>(),
-            damage in proptest::option::of((any::<prop::sample::Index>(), prop_oneof![Just(0u8), Just(0xFF), Just(1u8)])),
-            cut in proptest::option::of(any::<prop::sample::Index>()),
-        ) {
-            // The next key shares a prefix with the one before, as a
-            // scan's neighbours do.
-            let mut next = previous[..shared.min(previous.len())].to_vec();
-            next.extend_from_slice(&key);
-            let previous_key = version_key(&spaced(space, &previous), 1);
-            let (previous_part, _) = split_version_key(&previous_key).unwrap();
-            let previous_part = &previous_key[..previous_part];
-            let mut engine_key = version_key(&spaced(space, &next), ts);
-            if let Some((at, byte)) = damage {
-                *at.get_mut(&mut engine_key) = byte;
-            }
-            if let Some(at) = cut {
-                engine_key.truncate(at.index(engine_key.len()));
-            }
-            let common = common_prefix_len(&engine_key, previous_part);
-            let expected = engine_key.iter().zip(previous_part).take_while(|(a, b)| a == b).count();
-            prop_assert_eq!(common, expected);
-            let full = split_version_key(&engine_key);
-            let resumed = split_version_key_after(&engine_key, previous_part, common);
-            match (&full, &resumed) {
-                (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
-                (Err(_), Err(_)) => {}
-                _ => prop_assert!(false, "full {full:?}, resumed {resumed:?}"),
-            }
-            prop_assert_eq!(split_version_key_after(&engine_key, &[], 0).ok(), full.ok());
-        }
-
         /// The point read's range is the general one, byte for byte.
         #[test]
         fn a_point_range_is_the_visible_range_of_the_spaced_key(
@@ -792,6 +751,49 @@ mod tests {
             prop_assert_eq!(version_range(&range).contains(&version_key(&key, ts)), inside);
             prop_assert!(!all_versions().contains(META_LAST_COMMIT));
             prop_assert!(all_versions().contains(&version_key(&key, ts)));
+        }
+    }
+
+    proptest! {
+        /// A scan's split, resumed after the key part of the key before,
+        /// is the full split (the same key part and timestamp, or an error
+        /// for the same keys), damaged keys included; and the common
+        /// prefix is the bytes' own.
+        #[test]
+        fn a_resumed_split_is_the_full_split(
+            space in any_space(),
+            previous in proptest::collection::vec(prop_oneof![Just(0u8), Just(0xFF), any::<u8>()], 1..24),
+            key in proptest::collection::vec(prop_oneof![Just(0u8), Just(0xFF), any::<u8>()], 1..24),
+            shared in 0usize..24,
+            ts in any::<u64>(),
+            damage in proptest::option::of((any::<prop::sample::Index>(), prop_oneof![Just(0u8), Just(0xFF), Just(1u8)])),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+        ) {
+            // The next key shares a prefix with the one before, as a
+            // scan's neighbours do.
+            let mut next = previous[..shared.min(previous.len())].to_vec();
+            next.extend_from_slice(&key);
+            let previous_key = version_key(&spaced(space, &previous), 1);
+            let (previous_part, _) = split_version_key(&previous_key).unwrap();
+            let previous_part = &previous_key[..previous_part];
+            let mut engine_key = version_key(&spaced(space, &next), ts);
+            if let Some((at, byte)) = damage {
+                *at.get_mut(&mut engine_key) = byte;
+            }
+            if let Some(at) = cut {
+                engine_key.truncate(at.index(engine_key.len()));
+            }
+            let common = common_prefix_len(&engine_key, previous_part);
+            let expected = engine_key.iter().zip(previous_part).take_while(|(a, b)| a == b).count();
+            prop_assert_eq!(common, expected);
+            let full = split_version_key(&engine_key);
+            let resumed = split_version_key_after(&engine_key, previous_part, common);
+            match (&full, &resumed) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+                (Err(_), Err(_)) => {}
+                _ => prop_assert!(false, "full {full:?}, resumed {resumed:?}"),
+            }
+            prop_assert_eq!(split_version_key_after(&engine_key, &[], 0).ok(), full.ok());
         }
     }
 }
