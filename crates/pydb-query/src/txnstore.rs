@@ -56,8 +56,10 @@
 //! transaction layer's `scan_in` one at a time and decodes each row as the
 //! operator above asks for it (only the columns its query reads, see
 //! `Store::scan_columns`), the Volcano model down to the engine. It asks
-//! the transaction layer for the values alone (`TxnScan::next_value`):
-//! the operators above a scan never read a row's key, so none is built.
+//! the transaction layer for the values alone, lent
+//! (`TxnScan::next_value_ref`): the operators above a scan never read a
+//! row's key, so none is built, and a row is decoded from the engine's
+//! buffer where it lies.
 //! A filter drops a row while its bytes are still in the CPU cache, and no
 //! list of the whole table is built first (that list, 60,000 rows for
 //! TPC-H's `lineitem` at scale 0.01, made a scan cost about twice as
@@ -856,9 +858,9 @@ impl RowCursor for TableCursor<'_> {
                 versions,
                 table,
                 wanted,
-            } => match versions.next_value() {
+            } => match versions.next_value_ref() {
                 Some(value) => {
-                    decode_table_columns_into(table, &value?, wanted, row)?;
+                    decode_table_columns_into(table, value?, wanted, row)?;
                     Ok(true)
                 }
                 None => Ok(false),

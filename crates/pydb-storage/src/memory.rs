@@ -22,7 +22,7 @@
 //! what bounds the work of anything that walks a key byte by byte (a glob
 //! match, a comparison) on behalf of a client.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use bytes::Bytes;
@@ -147,7 +147,9 @@ impl StorageEngine for MemoryStorage {
             end: range.end,
             next_start,
             chunk: FIRST_SCAN_CHUNK,
-            ready: VecDeque::new(),
+            buffer: Bytes::new(),
+            ready: Vec::new().into_iter(),
+            pair_bytes: 0,
             exhausted: false,
         }))
     }
@@ -203,7 +205,15 @@ struct MemoryScan<'a> {
     next_start: Bound<Bytes>,
     /// How many pairs the next chunk copies.
     chunk: usize,
-    ready: VecDeque<(Bytes, Bytes)>,
+    /// The buffer the current chunk's small pairs were copied to.
+    buffer: Bytes,
+    /// The current chunk's pairs not yet handed out: each becomes a pair
+    /// of `Bytes` only when it is (no second list of them is built).
+    ready: std::vec::IntoIter<Pair>,
+    /// The bytes per copied pair of the last chunk: the next buffer is
+    /// allocated at about its size at once, rather than grown (and
+    /// copied again) as it fills.
+    pair_bytes: usize,
     exhausted: bool,
 }
 
@@ -234,7 +244,7 @@ impl MemoryScan<'_> {
         // whose reference counts sit in two more allocations (two more
         // cache misses, and two atomic updates now and two when the
         // caller drops them). Large values are shared, not copied.
-        let mut buffer = Vec::new();
+        let mut buffer = Vec::with_capacity(self.chunk.saturating_mul(self.pair_bytes));
         let mut pairs = Vec::with_capacity(self.chunk);
         for (key, value) in range.take(self.chunk) {
             if key.len() + value.len() <= MAX_COPIED_PAIR {
@@ -251,18 +261,22 @@ impl MemoryScan<'_> {
             }
         }
         drop(map);
-        let buffer = Bytes::from(buffer);
-        self.ready.extend(pairs.into_iter().map(|pair| match pair {
-            Pair::Copied { key, value } => (buffer.slice(key), buffer.slice(value)),
-            Pair::Shared(key, value) => (key, value),
-        }));
-        match self.ready.back() {
-            Some((last, _)) if self.ready.len() == self.chunk => {
-                self.next_start = Bound::Excluded(last.clone());
+        // A little over the mean, so that a chunk like the last fits.
+        self.pair_bytes = (buffer.len() / pairs.len().max(1)) * 9 / 8 + 1;
+        self.buffer = Bytes::from(buffer);
+        let last = match pairs.last() {
+            Some(Pair::Copied { key, .. }) => Some(self.buffer.slice(key.clone())),
+            Some(Pair::Shared(key, _)) => Some(key.clone()),
+            None => None,
+        };
+        match last {
+            Some(last) if pairs.len() == self.chunk => {
+                self.next_start = Bound::Excluded(last);
                 self.chunk = (self.chunk * 2).min(MAX_SCAN_CHUNK);
             }
             _ => self.exhausted = true,
         }
+        self.ready = pairs.into_iter();
     }
 }
 
@@ -271,8 +285,13 @@ impl Iterator for MemoryScan<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(pair) = self.ready.pop_front() {
-                return Some(Ok(pair));
+            if let Some(pair) = self.ready.next() {
+                return Some(Ok(match pair {
+                    Pair::Copied { key, value } => {
+                        (self.buffer.slice(key), self.buffer.slice(value))
+                    }
+                    Pair::Shared(key, value) => (key, value),
+                }));
             }
             if self.exhausted {
                 return None;

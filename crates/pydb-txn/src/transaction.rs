@@ -592,7 +592,11 @@ impl Transaction {
 /// merged by their key parts, which sort as the keys do. A key is built
 /// only when the caller asks for it: [`TxnScan::next_value`] (a table
 /// scan that wants only the rows) builds none, so a version costs no
-/// allocation here.
+/// allocation here. A key part is checked only past the bytes it shares
+/// with the key part before it (`keys::split_version_key_after`: a
+/// table's keys share most of theirs), and [`TxnScan::next_value_ref`]
+/// lends the value in the engine's buffer, skipping the merge when there
+/// are no own writes to merge (a query's scan).
 ///
 /// What it yields is fixed by the snapshot: commits made while it runs are
 /// invisible to a snapshot transaction. (Under read committed or locking,
@@ -623,6 +627,10 @@ pub struct TxnScan<'a> {
     owner: Option<Transaction>,
     /// Set after an error: the stream is over.
     failed: bool,
+    /// The engine value [`TxnScan::next_value_ref`] lends from, and where
+    /// the user's value starts in it.
+    lent: Bytes,
+    lent_start: usize,
 }
 
 /// A visible committed version: its engine key, the length of the key's
@@ -637,6 +645,16 @@ impl Committed {
     fn key_part(&self) -> &[u8] {
         self.engine_key.get(..self.key_part).unwrap_or_default()
     }
+}
+
+/// A visible committed version as the walk finds it: the engine's pair,
+/// with where the user's value starts in the engine value.
+struct Visible {
+    engine_key: Bytes,
+    key_part: usize,
+    value: Bytes,
+    start: usize,
+    deadline: Option<u64>,
 }
 
 /// One of the transaction's own writes in a scanned range.
@@ -711,6 +729,8 @@ impl<'a> TxnScan<'a> {
             next_own: None,
             owner: None,
             failed: false,
+            lent: Bytes::new(),
+            lent_start: 0,
         }
     }
 
@@ -722,32 +742,51 @@ impl<'a> TxnScan<'a> {
 
     /// The next key's visible version in the engine.
     fn next_committed(&mut self) -> Result<Option<Committed>> {
+        Ok(self.next_visible()?.map(|visible| Committed {
+            stored: Stored {
+                value: visible.value.slice(visible.start..),
+                deadline: visible.deadline,
+            },
+            engine_key: visible.engine_key,
+            key_part: visible.key_part,
+        }))
+    }
+
+    /// The walk over the engine's versions: the next key's visible
+    /// version, unless it is a tombstone or expired.
+    fn next_visible(&mut self) -> Result<Option<Visible>> {
         for item in self.versions.by_ref() {
             let (engine_key, value) = item?;
+            let shared = keys::common_prefix_len(&engine_key, &self.decided);
             // An older version of the key just decided: its key part was
-            // checked then, and the rest is a timestamp. Skipped with
-            // one comparison.
-            if !self.decided.is_empty()
-                && engine_key.len() == self.decided.len() + keys::TS_LEN
-                && engine_key.starts_with(&self.decided)
+            // checked then, and the rest is a timestamp.
+            if shared == self.decided.len()
+                && !self.decided.is_empty()
+                && engine_key.len() == shared + keys::TS_LEN
             {
                 continue;
             }
-            let (key_part, ts) = keys::split_version_key(&engine_key)?;
+            let (key_part, ts) = keys::split_version_key_after(&engine_key, &self.decided, shared)?;
             if ts > self.read_ts {
                 continue;
             }
-            let stored = keys::decode_stored(&engine_key, &value)?;
-            self.decided.clear();
+            let header = keys::decode_header(&engine_key, &value)?;
+            // Only the bytes after those shared with the previous key
+            // part are copied (a few, in a table's scan).
+            let keep = shared.min(key_part);
+            self.decided.truncate(keep);
             self.decided
-                .extend_from_slice(engine_key.get(..key_part).unwrap_or_default());
-            if let Some(stored) = stored
-                && !stored.is_expired(self.now_ms)
+                .extend_from_slice(engine_key.get(keep..key_part).unwrap_or_default());
+            // Not expired: `Stored::is_expired`'s rule.
+            if let Some((start, deadline)) = header
+                && deadline.is_none_or(|d| self.now_ms <= d)
             {
-                return Ok(Some(Committed {
+                return Ok(Some(Visible {
                     engine_key,
                     key_part,
-                    stored,
+                    value,
+                    start,
+                    deadline,
                 }));
             }
         }
@@ -828,6 +867,46 @@ impl TxnScan<'_> {
     pub fn next_value(&mut self) -> Option<Result<Bytes>> {
         self.advance()
             .map(|item| item.map(|(_, stored)| stored.value))
+    }
+
+    /// [`TxnScan::next_value`], lent: the value's bytes, valid until the
+    /// next call. What a table scan that decodes each row at once wants:
+    /// when the transaction has no writes of its own left in the range
+    /// (a query's scan, most often), the engine's versions are walked
+    /// without the merge, and the value is read in the engine's buffer,
+    /// with no `Bytes` of its own made and dropped per row.
+    pub fn next_value_ref(&mut self) -> Option<Result<&[u8]>> {
+        if self.failed {
+            return None;
+        }
+        if self.committed.is_none() && self.next_own.is_none() && self.own.len() == 0 {
+            if self.committed_done {
+                return None;
+            }
+            return match self.next_visible() {
+                Ok(Some(visible)) => {
+                    self.lent = visible.value;
+                    self.lent_start = visible.start;
+                    Some(Ok(self.lent.get(self.lent_start..).unwrap_or_default()))
+                }
+                Ok(None) => {
+                    self.committed_done = true;
+                    None
+                }
+                Err(err) => {
+                    self.failed = true;
+                    Some(Err(err))
+                }
+            };
+        }
+        match self.advance()? {
+            Ok((_, stored)) => {
+                self.lent = stored.value;
+                self.lent_start = 0;
+                Some(Ok(&self.lent))
+            }
+            Err(err) => Some(Err(err)),
+        }
     }
 }
 

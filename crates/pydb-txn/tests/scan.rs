@@ -57,6 +57,15 @@ fn in_range(start: &Bound<Vec<u8>>, end: &Bound<Vec<u8>>, k: &[u8]) -> bool {
     after_start && before_end
 }
 
+/// The values of `scan`, read through `next_value_ref` and copied.
+fn lent_values(scan: &mut pydb_txn::TxnScan<'_>) -> Vec<Bytes> {
+    let mut values = Vec::new();
+    while let Some(value) = scan.next_value_ref() {
+        values.push(Bytes::copy_from_slice(value.unwrap()));
+    }
+    values
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -95,6 +104,17 @@ proptest! {
             }
             Ok(())
         }).unwrap();
+        // Without own writes, the lent values walk the versions alone:
+        // the committed model's values in the range.
+        let committed: Vec<Bytes> = model
+            .iter()
+            .filter(|(k, _)| in_range(&start, &end, k))
+            .map(|(_, v)| Bytes::copy_from_slice(&[*v]))
+            .collect();
+        let range = (start.as_ref().map(Vec::as_slice), end.as_ref().map(Vec::as_slice));
+        let reader = db.mgr.begin(Isolation::Serializable).unwrap();
+        prop_assert_eq!(lent_values(&mut reader.scan::<&[u8]>(range).unwrap()), committed);
+        drop(reader);
         let mut tx = db.mgr.begin(Isolation::Serializable).unwrap();
         for (k, v) in &own {
             match v {
@@ -114,11 +134,57 @@ proptest! {
         let mut values = tx.scan::<&[u8]>(range).unwrap();
         let values: Vec<Bytes> = std::iter::from_fn(|| values.next_value()).map(Result::unwrap).collect();
         let expected_values: Vec<Bytes> = expected.iter().map(|(_, v)| v.clone()).collect();
-        prop_assert_eq!(values, expected_values);
+        prop_assert_eq!(&values, &expected_values);
+        // Lent, with the own writes merged: the same values again.
+        prop_assert_eq!(lent_values(&mut tx.scan::<&[u8]>(range).unwrap()), expected_values);
         prop_assert_eq!(got, expected);
         let total = tx.scan_in::<&[u8]>(Keyspace::Kv, ..).unwrap().count();
         prop_assert_eq!(total, model.len());
     }
+}
+
+/// A table scan's lent values (`next_value_ref`, the executor's path) are
+/// exactly its snapshot's, while other transactions commit updates (new
+/// versions above the snapshot's), deletes and inserts between its reads.
+#[rstest]
+fn a_lent_scan_sees_exactly_its_snapshot_beside_commits(
+    #[values(Kind::Memory, Kind::Log, Kind::BTree)] kind: Kind,
+) {
+    let db = Db::new(kind);
+    let n = 200;
+    let key = |i: usize| format!("row{i:04}").into_bytes();
+    db.mgr
+        .transaction(Isolation::Snapshot, |tx| {
+            (0..n).try_for_each(|i| tx.set_in(Keyspace::Sql, &key(2 * i), &[1, i as u8]))
+        })
+        .unwrap();
+    // One older version under half of the keys.
+    db.mgr
+        .transaction(Isolation::Snapshot, |tx| {
+            (0..n)
+                .step_by(2)
+                .try_for_each(|i| tx.set_in(Keyspace::Sql, &key(2 * i), &[2, i as u8]))
+        })
+        .unwrap();
+    let expected: Vec<Vec<u8>> = (0..n)
+        .map(|i| vec![if i % 2 == 0 { 2 } else { 1 }, i as u8])
+        .collect();
+    let reader = db.mgr.begin(Isolation::Snapshot).unwrap();
+    let mut scan = reader.scan_in::<&[u8]>(Keyspace::Sql, ..).unwrap();
+    let mut got = Vec::new();
+    while let Some(value) = scan.next_value_ref() {
+        got.push(value.unwrap().to_vec());
+        let i = got.len();
+        // Behind, at and ahead of the scan: an update, a delete, an insert.
+        db.mgr
+            .transaction(Isolation::Snapshot, |tx| {
+                tx.set_in(Keyspace::Sql, &key(2 * ((i * 7) % n)), &[9])?;
+                tx.delete_in(Keyspace::Sql, &key(2 * ((i * 13) % n)))?;
+                tx.set_in(Keyspace::Sql, &key(2 * ((i * 3) % n) + 1), &[8])
+            })
+            .unwrap();
+    }
+    assert_eq!(got, expected);
 }
 
 /// A manager's scan is one snapshot, streamed: what commits and a garbage
