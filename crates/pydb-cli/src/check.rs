@@ -478,6 +478,7 @@ fn check_files(
                     Some(i) == last_log,
                 ) {
                     report.torn_bytes = 0;
+                    report.zero_bytes = 0;
                     report.damage.push(Damage {
                         offset: valid_end,
                         reason: format!("{damage} (recovery refuses it)"),
@@ -537,6 +538,7 @@ fn check_file(path: &Path) -> Result<Entry> {
                 records: 0,
                 damage: vec![Damage { offset, reason }],
                 torn_bytes: 0,
+                zero_bytes: 0,
             };
             return Ok(Entry::Checked(report, Vec::new()));
         }
@@ -585,6 +587,7 @@ fn apply_log_rules(dir: &Path, entries: &mut [(String, Entry)]) -> Result<Vec<Re
                     // Bytes the walk took for a torn tail, in a segment
                     // where opening allows none.
                     report.torn_bytes = 0;
+                    report.zero_bytes = 0;
                     report.damage.push(Damage {
                         offset: finding.offset,
                         reason: finding.reason,
@@ -600,6 +603,7 @@ fn apply_log_rules(dir: &Path, entries: &mut [(String, Entry)]) -> Result<Vec<Re
                     reason: finding.reason,
                 }],
                 torn_bytes: 0,
+                zero_bytes: 0,
             }),
         }
     }
@@ -621,11 +625,19 @@ fn describe(report: &Report) -> String {
     if report.kind == FileKind::Empty && report.is_ok() {
         line = "empty file".into();
     }
-    if report.torn_bytes > 0 {
-        line.push_str(&format!(
-            ", torn tail of {} bytes (an interrupted write; the next open cuts it off)",
-            report.torn_bytes
-        ));
+    let torn = report.torn_bytes.saturating_sub(report.zero_bytes);
+    let zeros = report.torn_bytes - torn;
+    match (torn, zeros) {
+        (0, 0) => {}
+        (0, zeros) => line.push_str(&format!(
+            ", {zeros} bytes of preallocated zeros after the end (the next open cuts them off)"
+        )),
+        (torn, 0) => line.push_str(&format!(
+            ", torn tail of {torn} bytes (an interrupted write; the next open cuts it off)"
+        )),
+        (torn, zeros) => line.push_str(&format!(
+            ", torn tail of {torn} bytes (an interrupted write), then {zeros} bytes of preallocated zeros (the next open cuts both off)"
+        )),
     }
     for damage in &report.damage {
         line.push_str(&format!(

@@ -133,8 +133,11 @@ pub struct Report {
     /// Damage: bad data that recovery cannot explain as a torn tail.
     pub damage: Vec<Damage>,
     /// Bytes at the end that an interrupted write left behind; recovery cuts
-    /// them off on open. Not damage.
+    /// them off on open. Not damage. Counts `zero_bytes` too.
     pub torn_bytes: u64,
+    /// Of `torn_bytes`, the zeros that end the file: space the log engine
+    /// writes ahead of its end (preallocation), not an interrupted write.
+    pub zero_bytes: u64,
 }
 
 impl Report {
@@ -150,6 +153,7 @@ impl Report {
             records: 0,
             damage: Vec::new(),
             torn_bytes: 0,
+            zero_bytes: 0,
         }
     }
 
@@ -738,6 +742,7 @@ fn inspect_record_log_in(
                 shown,
                 next_valid,
                 torn_from: from,
+                zeros_from,
             } => {
                 let _ = write!(out, "bad bytes at offset {pos}: {reason}");
                 if let Some(h) = header {
@@ -761,6 +766,24 @@ fn inspect_record_log_in(
                             next - pos
                         );
                     }
+                    // Zeros that end the file are space the log engine
+                    // writes ahead of its end (preallocation), not a write
+                    // that was cut short; the bytes before them are.
+                    None if zeros_from <= from => {
+                        let _ = writeln!(
+                            out,
+                            "preallocated zeros: {} bytes from offset {from} (space written ahead of the end; recovery cuts them off)",
+                            file_len - from
+                        );
+                    }
+                    None if zeros_from < file_len => {
+                        let _ = writeln!(
+                            out,
+                            "torn tail: {} bytes from offset {from} (an interrupted write), then {} bytes of preallocated zeros; recovery cuts both off",
+                            zeros_from - from,
+                            file_len - zeros_from
+                        );
+                    }
                     None => {
                         let _ = writeln!(
                             out,
@@ -782,6 +805,7 @@ fn inspect_record_log_in(
         .map_err(storage)?;
     report.records = walked.records;
     report.torn_bytes = walked.torn_bytes;
+    report.zero_bytes = walked.zero_bytes;
     report.damage = walked
         .damage
         .into_iter()
@@ -790,13 +814,17 @@ fn inspect_record_log_in(
             reason: d.reason,
         })
         .collect();
-    let _ = writeln!(
+    let _ = write!(
         out,
         "summary: {} records ok, {} damaged, {} torn bytes",
         report.records,
         report.damage.len(),
         report.torn_bytes
     );
+    if report.zero_bytes > 0 {
+        let _ = write!(out, " ({} of them preallocated zeros)", report.zero_bytes);
+    }
+    out.push('\n');
     Ok(report)
 }
 

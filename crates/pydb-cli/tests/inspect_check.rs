@@ -97,6 +97,54 @@ fn a_torn_tail_is_reported_but_is_not_damage() {
     assert!(out.contains("9 records ok, torn tail of 19 bytes"), "{out}");
 }
 
+/// The log engine writes zeros ahead of its end (preallocation); after a
+/// crash they follow the last record. The tools call them what they are.
+#[test]
+fn zeros_after_the_end_are_preallocated_space_not_a_torn_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = make_db(dir.path());
+    let mut bytes = std::fs::read(&log).unwrap();
+    let end = bytes.len();
+    bytes.resize(end + 4096, 0);
+    std::fs::write(&log, &bytes).unwrap();
+    let (code, out, _) = check(dir.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("10 records ok, 4096 bytes of preallocated zeros after the end"),
+        "{out}"
+    );
+    assert!(!out.contains("torn tail"), "{out}");
+    let (code, out, _) = inspect(&log);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("preallocated zeros: 4096 bytes from offset {end}")),
+        "{out}"
+    );
+    assert!(
+        out.contains("10 records ok, 0 damaged, 4096 torn bytes (4096 of them preallocated zeros)"),
+        "{out}"
+    );
+
+    // A record cut short before the zeros is still a torn write.
+    bytes.truncate(end - 5);
+    bytes.resize(end - 5 + 4096, 0);
+    std::fs::write(&log, &bytes).unwrap();
+    let (code, out, _) = check(dir.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "9 records ok, torn tail of 19 bytes (an interrupted write), then 4096 bytes of preallocated zeros"
+        ),
+        "{out}"
+    );
+    let (_, out, _) = inspect(&log);
+    assert!(out.contains("torn tail: 19 bytes from offset"), "{out}");
+    assert!(
+        out.contains("then 4096 bytes of preallocated zeros"),
+        "{out}"
+    );
+}
+
 #[test]
 fn damaged_metadata_is_damage() {
     let dir = tempfile::tempdir().unwrap();

@@ -108,6 +108,12 @@ pub enum Step<'a> {
         /// Where the torn tail starts (the start of the unfinished batch),
         /// when `next_valid` is `None`.
         torn_from: u64,
+        /// When `next_valid` is `None`: where the zeros that end the file
+        /// start (never before `offset`; the file's length if it does not
+        /// end in zeros). The log engine writes zeros ahead of its end
+        /// (preallocation), so after a crash they follow the last record:
+        /// space, not a torn write.
+        zeros_from: u64,
     },
     /// The file ends inside a batch: its records are a torn tail.
     OpenBatch {
@@ -137,7 +143,12 @@ pub struct Report {
     /// Damage: bad bytes that a torn tail cannot explain.
     pub damage: Vec<Damage>,
     /// Bytes at the end that an interrupted write left; not damage.
+    /// Counts the zeros below too.
     pub torn_bytes: u64,
+    /// Of `torn_bytes`, the zeros that end the file: space written ahead of
+    /// the log's end (the log engine's preallocation), which opening cuts
+    /// off as it cuts a torn tail.
+    pub zero_bytes: u64,
 }
 
 impl Report {
@@ -219,6 +230,25 @@ impl Source<'_> {
     }
 
     /// The first offset after `bad` where a record that verifies starts.
+    /// Where the bytes `start..end` stop holding anything but zeros: the
+    /// end of their last nonzero byte, or `start` if all are zeros.
+    fn last_nonzero_end(&mut self, start: u64, end: u64) -> Result<u64> {
+        let mut found = start;
+        let mut at = start;
+        while at < end {
+            let n = usize::try_from(end - at).map_or(WINDOW, |n| n.min(WINDOW));
+            let chunk = self.bytes(at, n)?;
+            if chunk.is_empty() {
+                break;
+            }
+            if let Some(i) = chunk.iter().rposition(|&b| b != 0) {
+                found = at + i as u64 + 1;
+            }
+            at += chunk.len() as u64;
+        }
+        Ok(found)
+    }
+
     fn next_valid_record(&mut self, bad: u64) -> Result<Option<u64>> {
         let mut offset = bad + 1;
         while offset + RECORD_HEADER_LEN as u64 <= self.len {
@@ -315,6 +345,7 @@ impl<'f> Walker<'f> {
             records: 0,
             damage: Vec::new(),
             torn_bytes: 0,
+            zero_bytes: 0,
         };
         match self.header {
             HeaderVerdict::Short => {
@@ -400,6 +431,10 @@ impl<'f> Walker<'f> {
                     let shown = source.bytes(pos, RECORD_HEADER_LEN * 2)?.to_vec();
                     let next_valid = source.next_valid_record(pos)?;
                     let torn_from = batch_start.unwrap_or(pos);
+                    let zeros_from = match next_valid {
+                        Some(_) => file_len,
+                        None => source.last_nonzero_end(pos, file_len)?,
+                    };
                     visit(Step::Bad {
                         offset: pos,
                         reason: &reason,
@@ -407,6 +442,7 @@ impl<'f> Walker<'f> {
                         shown: &shown,
                         next_valid,
                         torn_from,
+                        zeros_from,
                     });
                     batch_start = None;
                     batch_records = 0;
@@ -422,6 +458,7 @@ impl<'f> Walker<'f> {
                         }
                         None => {
                             report.torn_bytes = file_len - torn_from;
+                            report.zero_bytes = file_len - zeros_from;
                             pos = file_len;
                         }
                     }
@@ -437,6 +474,20 @@ impl<'f> Walker<'f> {
         }
         Ok(report)
     }
+}
+
+/// Where the bytes `start..end` of `file` stop holding anything but
+/// zeros: the end of their last nonzero byte, or `start` if all are zeros.
+/// What follows is space written ahead of a log's end (see
+/// [`Report::zero_bytes`]).
+pub fn last_nonzero_end(file: &dyn File, start: u64, end: u64) -> Result<u64> {
+    let mut source = Source {
+        origin: Origin::File(file),
+        len: end,
+        window: Vec::new(),
+        window_start: 0,
+    };
+    source.last_nonzero_end(start, end)
 }
 
 /// Verifies the log `file` (see the module docs) without looking into
@@ -501,6 +552,50 @@ mod tests {
         let report = walk_bytes(&cut, &mut |_| None).unwrap();
         assert!(report.is_ok());
         assert_eq!(report.torn_bytes, 12 + 9);
+    }
+
+    #[test]
+    fn zeros_that_end_the_file_are_counted_apart_from_a_torn_write() {
+        // Zeros alone after the last record: all of the tail is zeros.
+        let mut bytes = log(&[(0, b"one"), (0, b"two")]);
+        let end = bytes.len() as u64;
+        bytes.resize(bytes.len() + 100, 0);
+        let mut zeros_at = None;
+        let report = walk_bytes(&bytes, &mut |step| {
+            if let Step::Bad {
+                torn_from,
+                zeros_from,
+                ..
+            } = step
+            {
+                zeros_at = Some((torn_from, zeros_from));
+            }
+            None
+        })
+        .unwrap();
+        assert!(report.is_ok());
+        assert_eq!((report.torn_bytes, report.zero_bytes), (100, 100));
+        assert_eq!(zeros_at, Some((end, end)));
+
+        // A record cut short, then zeros: only the zeros after its last
+        // byte are counted as zeros.
+        let mut cut = log(&[(0, b"one"), (0, b"two")]);
+        cut.truncate(cut.len() - 1);
+        let torn_from = 16 + 12;
+        let nonzero_end = cut.len() as u64;
+        cut.resize(cut.len() + 50, 0);
+        let report = walk_bytes(&cut, &mut |_| None).unwrap();
+        assert!(report.is_ok());
+        assert_eq!(report.torn_bytes, cut.len() as u64 - torn_from);
+        assert_eq!(report.zero_bytes, cut.len() as u64 - nonzero_end);
+
+        // No zeros: none counted.
+        let report = walk_bytes(
+            &log(&[(0, b"one"), (FLAG_BATCH_CONTINUES, b"two")]),
+            &mut |_| None,
+        )
+        .unwrap();
+        assert_eq!((report.torn_bytes, report.zero_bytes), (12, 0));
     }
 
     #[test]

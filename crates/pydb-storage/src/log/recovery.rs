@@ -535,7 +535,7 @@ fn cut_tail<F: File>(file: &F, mut scanner: Scanner<'_, F>) -> Result<Cut> {
             zero_bytes: 0,
         });
     }
-    let nonzero_end = last_nonzero_end(file, tail.valid_end, tail.file_len)?;
+    let nonzero_end = pydb_wal::verify::last_nonzero_end(file, tail.valid_end, tail.file_len)?;
     // A tail with any nonzero byte is a torn tail, counted whole as before
     // preallocation existed (a torn record's own bytes may end in zeros,
     // so where the torn write stops and the preallocated zeros begin is
@@ -565,25 +565,6 @@ fn cut_tail<F: File>(file: &F, mut scanner: Scanner<'_, F>) -> Result<Cut> {
     file.set_len(tail.valid_end)?;
     file.sync_data()?;
     Ok(cut)
-}
-
-/// The offset just past the last nonzero byte in `start..end` of `file`
-/// (`start` if they are all zero).
-pub(super) fn last_nonzero_end<F: File + ?Sized>(file: &F, start: u64, end: u64) -> Result<u64> {
-    const CHUNK: u64 = 64 << 10;
-    let mut found = start;
-    let mut buf = Vec::new();
-    let mut at = start;
-    while at < end {
-        let n = (end - at).min(CHUNK);
-        buf.resize(n as usize, 0);
-        file.read_at(at, &mut buf)?;
-        if let Some(i) = buf.iter().rposition(|&b| b != 0) {
-            found = at + i as u64 + 1;
-        }
-        at += n;
-    }
-    Ok(found)
 }
 
 /// Checks a hint of the last segment against the segment before trusting

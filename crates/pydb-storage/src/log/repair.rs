@@ -264,21 +264,17 @@ fn salvage(id: u64, path: PathBuf, bytes: &[u8]) -> Result<Salvaged> {
                 }
             }
             Step::Bad {
-                offset, next_valid, ..
+                offset,
+                next_valid,
+                zeros_from,
+                ..
             } => {
                 // Damage: the batch in progress is lost.
                 batch.clear();
                 // Zeros after the last bad byte are space preallocated
                 // ahead of the end (see `PreallocatedFile`), not data: only
                 // the bytes before them were a torn write.
-                let end = next_valid.unwrap_or_else(|| {
-                    let from = usize::try_from(offset).unwrap_or(bytes.len());
-                    let nonzero = bytes
-                        .get(from..)
-                        .and_then(|tail| tail.iter().rposition(|&b| b != 0))
-                        .map_or(0, |i| i + 1);
-                    offset + nonzero as u64
-                });
+                let end = next_valid.unwrap_or(zeros_from);
                 at_batch_start = next_valid.is_some_and(|next| {
                     let region = usize::try_from(offset).ok().zip(usize::try_from(next).ok());
                     region

@@ -183,7 +183,8 @@ pub fn verify_dir_with<O: FileOpener>(dir: &Path, opener: &O) -> Result<DirRepor
         if tail.torn_bytes() > 0 {
             // Zeros after the data are preallocated space (the engine writes
             // them ahead of the end); only nonzero bytes are a torn write.
-            let nonzero_end = recovery::last_nonzero_end(&file, tail.valid_end, tail.file_len)?;
+            let nonzero_end =
+                pydb_wal::verify::last_nonzero_end(&file, tail.valid_end, tail.file_len)?;
             let torn = nonzero_end - tail.valid_end;
             let zeros = tail.file_len - nonzero_end;
             let reason = match (torn, zeros) {
