@@ -112,6 +112,16 @@ impl<F: File> PreallocatedFile<F> {
         &self.inner
     }
 
+    /// Where `data` written at `offset` ends, or an overflow error.
+    fn end_of(&self, offset: u64, data: &[u8]) -> Result<u64> {
+        offset
+            .checked_add(data.len() as u64)
+            .ok_or_else(|| Error::Overflow {
+                path: self.inner.path().to_path_buf(),
+                offset,
+            })
+    }
+
     /// The size of the file on disk: the logical length plus the zeros
     /// written ahead of it.
     pub fn allocated_len(&self) -> u64 {
@@ -220,12 +230,7 @@ impl<F: File> File for PreallocatedFile<F> {
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
-        let end = offset
-            .checked_add(data.len() as u64)
-            .ok_or_else(|| Error::Overflow {
-                path: self.inner.path().to_path_buf(),
-                offset,
-            })?;
+        let end = self.end_of(offset, data)?;
         if data.is_empty() {
             return Ok(());
         }
@@ -250,12 +255,7 @@ impl<F: File> File for PreallocatedFile<F> {
             state.allocated = len;
             return Ok(written_at);
         }
-        let end = offset
-            .checked_add(data.len() as u64)
-            .ok_or_else(|| Error::Overflow {
-                path: self.inner.path().to_path_buf(),
-                offset,
-            })?;
+        let end = self.end_of(offset, data)?;
         self.reserve(&mut state, end)?;
         // Inside the allocation: an overwrite of zeros. If it fails, part
         // of `data` may be in the file, but the logical length stays where

@@ -410,13 +410,7 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 }
 
 fn counter(engine: &dyn StorageEngine, name: &str) -> u64 {
-    engine
-        .stats()
-        .counters
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| *v)
-        .unwrap()
+    engine.stats().get(name).unwrap()
 }
 
 #[test]
