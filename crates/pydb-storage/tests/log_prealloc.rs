@@ -16,6 +16,7 @@ use pydb_index::BPlusTreeIndex;
 use pydb_storage::log::repair;
 use pydb_storage::log::verify::{FindingKind, verify_dir};
 use pydb_storage::{AppendOnlyLogStorage, LogOptions, StorageEngine};
+use pydb_wal::SyncPolicy;
 
 const STEP: u64 = 4096;
 
@@ -28,13 +29,7 @@ fn options() -> LogOptions {
 }
 
 fn counter(engine: &dyn StorageEngine, name: &str) -> u64 {
-    engine
-        .stats()
-        .counters
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|&(_, v)| v)
-        .unwrap()
+    engine.stats().get(name).unwrap()
 }
 
 fn reopen(dir: &Path, options: LogOptions) -> AppendOnlyLogStorage<MonolithicOpener> {
@@ -195,6 +190,30 @@ fn a_clean_close_and_every_seal_leave_segments_exactly_their_records() {
     let engine = reopen(dir.path(), small);
     assert_eq!(contents(&engine), model);
     assert_eq!(counter(&engine, "open_scanned_bytes"), 0, "hints cover all");
+}
+
+/// Zeros pay off only where every write is synced; a log that syncs
+/// rarely or never is not preallocated.
+#[rstest::rstest]
+fn a_log_that_does_not_sync_every_write_is_not_preallocated(
+    #[values(
+        SyncPolicy::Never,
+        SyncPolicy::Periodic(std::time::Duration::from_secs(60))
+    )]
+    sync_policy: SyncPolicy,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let unsynced = LogOptions {
+        sync_policy,
+        ..options()
+    };
+    let engine = reopen(dir.path(), unsynced);
+    let mut model = Model::new();
+    write_keys(&engine, &mut model, 0..20);
+    let segment = only_segment(dir.path());
+    let bytes = std::fs::read(&segment).unwrap();
+    assert_eq!(data_end(&bytes), bytes.len());
+    assert_eq!(contents(&engine), model);
 }
 
 #[test]

@@ -94,9 +94,15 @@
 //! database hold exactly their records. The directory check
 //! ([`verify::verify_dir`]) names zeros after the end of the last segment
 //! as preallocated space, and [`repair`] drops them without reporting them
-//! as lost data; `pydb inspect` and the per-file lines of `pydb check`,
-//! which read a segment as a plain record log, still call the whole run
-//! after the last record a torn tail.
+//! as lost data; `pydb inspect` and `pydb check` tell the zeros from a
+//! torn append too (`pydb_wal::verify::Report::zero_bytes`).
+//!
+//! Only a log that syncs every write ([`SyncPolicy::Always`]) is
+//! preallocated: that is where the inode's journal commit is paid per
+//! sync. A log that syncs rarely or never pays it once per sync at most,
+//! and would pay more for the zeros (written once more than the data, and
+//! two syncs per step): `pydb-bench`'s unsynced `fillrandom` on the log
+//! engine ran at two thirds of its speed with them.
 //!
 //! ## Reads
 //!
@@ -238,6 +244,8 @@ pub struct LogOptions {
     /// data of the active segment while the database is open (or after a
     /// crash, until the next open); a clean close and a seal cut it off.
     /// The zeros count in the `total_bytes` stat (the size on disk).
+    /// Used only with [`SyncPolicy::Always`]: with any other policy the
+    /// active segment is not preallocated (see the module docs).
     pub preallocate: u64,
 }
 
@@ -285,15 +293,18 @@ impl LogOptions {
 
     /// The active segment `file` wrapped to zero-fill ahead of its end, by
     /// [`LogOptions::preallocate`] bytes at a time, but never more than a
-    /// segment; not at all for segments above [`MAX_PREALLOCATED_SEGMENT`]
-    /// or for files that do not write in place (compressed, encrypted: see
-    /// [`FileOpener::writes_in_place`]).
+    /// segment; not at all for segments above [`MAX_PREALLOCATED_SEGMENT`],
+    /// for files that do not write in place (compressed, encrypted: see
+    /// [`FileOpener::writes_in_place`]), or for a log that does not sync
+    /// every write.
     pub(crate) fn preallocated<F: File>(
         &self,
         file: F,
         opener: &impl FileOpener,
     ) -> Result<PreallocatedFile<F>> {
-        let step = if self.max_segment_size <= MAX_PREALLOCATED_SEGMENT && opener.writes_in_place()
+        let step = if self.sync_policy == SyncPolicy::Always
+            && self.max_segment_size <= MAX_PREALLOCATED_SEGMENT
+            && opener.writes_in_place()
         {
             self.preallocate.min(self.max_segment_size)
         } else {
