@@ -59,6 +59,7 @@ pub fn log_options() -> LogOptions {
         compaction_min_dead_bytes: 1 << 20,
         background_compaction: false,
         compaction_interval: Duration::from_secs(1),
+        preallocate: pydb_storage::log::DEFAULT_PREALLOCATE,
     }
 }
 
