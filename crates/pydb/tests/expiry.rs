@@ -139,7 +139,10 @@ fn data_bytes(dir: &Path) -> u64 {
             data_bytes(&entry.path())
         } else {
             let bytes = std::fs::read(entry.path()).unwrap();
-            bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1)
+            bytes
+                .iter()
+                .rposition(|&b| b != 0)
+                .map_or(0, |i| i as u64 + 1)
         };
     }
     total
