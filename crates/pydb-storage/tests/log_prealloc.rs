@@ -192,38 +192,26 @@ fn a_clean_close_and_every_seal_leave_segments_exactly_their_records() {
     assert_eq!(counter(&engine, "open_scanned_bytes"), 0, "hints cover all");
 }
 
-/// Zeros pay off only where every write is synced; a log that syncs
-/// rarely or never is not preallocated.
+/// Without preallocation the segment holds exactly its data: when it is
+/// turned off (a step of 0), and for a log that does not sync every write,
+/// where zeros would cost more than they save.
 #[rstest::rstest]
-fn a_log_that_does_not_sync_every_write_is_not_preallocated(
-    #[values(
-        SyncPolicy::Never,
-        SyncPolicy::Periodic(std::time::Duration::from_secs(60))
-    )]
-    sync_policy: SyncPolicy,
+#[case::turned_off(SyncPolicy::Always, 0)]
+#[case::never_synced(SyncPolicy::Never, STEP)]
+#[case::synced_periodically(SyncPolicy::Periodic(std::time::Duration::from_secs(60)), STEP)]
+fn without_preallocation_the_file_is_its_data(
+    #[case] sync_policy: SyncPolicy,
+    #[case] preallocate: u64,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let unsynced = LogOptions {
-        sync_policy,
-        ..options()
-    };
-    let engine = reopen(dir.path(), unsynced);
-    let mut model = Model::new();
-    write_keys(&engine, &mut model, 0..20);
-    let segment = only_segment(dir.path());
-    let bytes = std::fs::read(&segment).unwrap();
-    assert_eq!(data_end(&bytes), bytes.len());
-    assert_eq!(contents(&engine), model);
-}
-
-#[test]
-fn without_preallocation_the_file_is_its_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let off = LogOptions {
-        preallocate: 0,
-        ..options()
-    };
-    let engine = reopen(dir.path(), off);
+    let engine = reopen(
+        dir.path(),
+        LogOptions {
+            sync_policy,
+            preallocate,
+            ..options()
+        },
+    );
     let mut model = Model::new();
     write_keys(&engine, &mut model, 0..20);
     let segment = only_segment(dir.path());
