@@ -22,9 +22,11 @@ mod writer;
 pub use error::{Error, Result};
 pub use pydb_file::ErrorKind;
 pub use reader::{
-    Scanner, Tail, check_file_header, read_record_at, read_record_exact, visit_record_exact,
+    Scanner, Tail, TailCut, check_file_header, read_record_at, read_record_exact,
+    visit_record_exact,
 };
 pub use record::{
-    FILE_HEADER_LEN, FORMAT_VERSION, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, Record, record_len,
+    FILE_HEADER_LEN, FIRST_OFFSET_WHERE_ZEROS_VERIFY, FORMAT_VERSION, MAX_PAYLOAD_LEN,
+    RECORD_HEADER_LEN, Record, record_len,
 };
 pub use writer::{Appended, LogWriter, SyncPolicy, WriterStats};

@@ -14,6 +14,17 @@
 //!
 //! So when the scanner meets a bad record it looks for any valid record
 //! after it. None: torn tail. One: corruption.
+//!
+//! ## Zeros after the end
+//!
+//! A writer may write zeros ahead of the end of its log and sync them, so
+//! that a later append does not grow the file (`pydb_file::PreallocatedFile`).
+//! After a crash such a log ends in zeros, perhaps behind a torn append.
+//! Zeros do not verify as a record (below
+//! [`FIRST_OFFSET_WHERE_ZEROS_VERIFY`](crate::record::FIRST_OFFSET_WHERE_ZEROS_VERIFY)),
+//! so the scan ends where the data ends, and
+//! [`Scanner::truncate_torn_tail`] counts a tail of zeros only apart from a
+//! torn write.
 
 use bytes::Bytes;
 use pydb_file::File;
@@ -161,6 +172,20 @@ impl Tail {
     }
 }
 
+/// What [`Scanner::truncate_torn_tail`] found after the valid end of a log
+/// and cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailCut {
+    /// Where the scan ended: valid end and file length.
+    pub tail: Tail,
+    /// Bytes of a torn write: all of those after the valid end if any of
+    /// them is nonzero, else 0.
+    pub torn_bytes: u64,
+    /// Zeros after the last nonzero byte: space written ahead of the end,
+    /// not data.
+    pub zero_bytes: u64,
+}
+
 /// Reads a log batch by batch, from the first record or from an offset.
 ///
 /// Yields complete batches in order. When it returns `Ok(None)`, [`Scanner::tail`]
@@ -269,21 +294,52 @@ impl<'f, F: File> Scanner<'f, F> {
     }
 
     /// Scans to the end, then truncates the file to the end of the last
-    /// complete batch and syncs it. Returns the tail as it was found.
-    pub fn truncate_torn_tail(mut self) -> Result<Tail> {
+    /// complete batch and syncs it. Returns what was found after that end.
+    ///
+    /// What follows the valid end is a torn write, zeros written ahead of
+    /// the end (a preallocated file whose writer did not close it), or a
+    /// torn write followed by zeros. A tail with any nonzero byte is torn,
+    /// and counted whole: a torn record's own bytes may end in zeros, so
+    /// where the torn write stops and the zeros begin cannot be known. A
+    /// tail of zeros only is not a torn write. Zeros are never taken for a
+    /// record below [`crate::record::FIRST_OFFSET_WHERE_ZEROS_VERIFY`].
+    pub fn truncate_torn_tail(mut self) -> Result<TailCut> {
         while self.next_batch()?.is_some() {}
         let tail = self.tail();
-        if tail.torn_bytes() > 0 {
+        if tail.torn_bytes() == 0 {
+            return Ok(TailCut {
+                tail,
+                torn_bytes: 0,
+                zero_bytes: 0,
+            });
+        }
+        let nonzero_end =
+            crate::verify::last_nonzero_end(self.file, tail.valid_end, tail.file_len)?;
+        let torn = nonzero_end > tail.valid_end;
+        let cut = TailCut {
+            tail,
+            torn_bytes: if torn { tail.torn_bytes() } else { 0 },
+            zero_bytes: tail.file_len - nonzero_end,
+        };
+        if torn {
             tracing::warn!(
                 file = %self.file.path().display(),
                 offset = tail.valid_end,
-                bytes = tail.torn_bytes(),
+                bytes = cut.torn_bytes,
+                zeros = cut.zero_bytes,
                 "truncating torn tail of log"
             );
-            self.file.set_len(tail.valid_end)?;
-            self.file.sync_data()?;
+        } else {
+            tracing::debug!(
+                file = %self.file.path().display(),
+                offset = tail.valid_end,
+                zeros = cut.zero_bytes,
+                "cutting preallocated zeros after the end of the log"
+            );
         }
-        Ok(tail)
+        self.file.set_len(tail.valid_end)?;
+        self.file.sync_data()?;
+        Ok(cut)
     }
 
     /// Decodes the record at `offset`, or `None` if the bytes there are not

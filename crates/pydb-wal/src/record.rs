@@ -54,6 +54,14 @@ pub const FLAGS_OFFSET: usize = 8;
 /// Length of a record header; the payload starts here.
 pub const RECORD_HEADER_LEN: usize = 9;
 
+/// The one offset below 4 GiB at which nine zero bytes verify as a record:
+/// an empty payload whose checksum, over the offset and the zero length and
+/// flags, happens to be 0. A log whose writer puts zeros ahead of its end
+/// (a preallocated file) must keep them below this offset, so that a run of
+/// zeros after the data is never read as a record; the test
+/// `zeros_verify_as_a_record_only_at_the_documented_offset` pins the number.
+pub const FIRST_OFFSET_WHERE_ZEROS_VERIFY: u64 = 529_593_178;
+
 /// Flag: more records of the same batch follow this one.
 pub const FLAG_BATCH_CONTINUES: u8 = 0b0000_0001;
 /// Every flag bit this version knows; any other bit set means damage.
@@ -212,6 +220,63 @@ fn read_u32(bytes: &[u8], at: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The checksum a record header of nine zero bytes would need at
+    /// `offset` to verify (its stored checksum is 0).
+    fn zero_record_crc(offset: u64) -> u32 {
+        record_crc(offset, &[0u8; RECORD_HEADER_LEN - LEN_OFFSET])
+    }
+
+    /// CRC-32 over a message of fixed length is affine in the message bits,
+    /// so the offsets below 2^32 where zeros verify are the solutions of 32
+    /// linear equations in 32 unknowns over GF(2). Solving them shows there
+    /// is exactly one, and which.
+    #[test]
+    fn zeros_verify_as_a_record_only_at_the_documented_offset() {
+        let base = zero_record_crc(0);
+        // Gaussian elimination: basis[b] = (vector with top bit b, offsets mask).
+        let mut basis: [Option<(u32, u64)>; 32] = [None; 32];
+        for bit in 0..32 {
+            let (mut v, mut m) = (zero_record_crc(1 << bit) ^ base, 1u64 << bit);
+            for b in (0..32).rev() {
+                if v >> b & 1 == 1
+                    && let Some((bv, bm)) = basis[b]
+                {
+                    v ^= bv;
+                    m ^= bm;
+                }
+            }
+            if v != 0 {
+                basis[31 - v.leading_zeros() as usize] = Some((v, m));
+            }
+        }
+        assert!(
+            basis.iter().all(Option::is_some),
+            "rank 32: one solution at most"
+        );
+        let (mut v, mut offset) = (base, 0u64);
+        for b in (0..32).rev() {
+            if v >> b & 1 == 1
+                && let Some((bv, bm)) = basis[b]
+            {
+                v ^= bv;
+                offset ^= bm;
+            }
+        }
+        assert_eq!(v, 0);
+        assert_eq!(offset, FIRST_OFFSET_WHERE_ZEROS_VERIFY);
+        assert_eq!(zero_record_crc(offset), 0);
+        assert_ne!(zero_record_crc(offset - 1), 0);
+        let zeros = [0u8; RECORD_HEADER_LEN];
+        assert!(matches!(
+            decode_record(&zeros, offset),
+            Decoded::Record { .. }
+        ));
+        assert!(!matches!(
+            decode_record(&zeros, offset - 1),
+            Decoded::Record { .. }
+        ));
+    }
 
     #[test]
     fn record_round_trips() {

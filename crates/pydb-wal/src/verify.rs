@@ -229,7 +229,6 @@ impl Source<'_> {
         }
     }
 
-    /// The first offset after `bad` where a record that verifies starts.
     /// Where the bytes `start..end` stop holding anything but zeros: the
     /// end of their last nonzero byte, or `start` if all are zeros.
     fn last_nonzero_end(&mut self, start: u64, end: u64) -> Result<u64> {

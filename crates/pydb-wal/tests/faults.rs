@@ -147,8 +147,8 @@ fn a_disk_full_append_is_rolled_back_and_writes_resume_when_space_returns() {
     ];
     assert_eq!(recover(dir.path()), expected);
     let file = MonolithicFile::open(dir.path().join("log"), false).unwrap();
-    let tail = Scanner::new(&file).unwrap().truncate_torn_tail().unwrap();
-    assert_eq!(tail.torn_bytes(), 0, "the log should scan clean");
+    let cut = Scanner::new(&file).unwrap().truncate_torn_tail().unwrap();
+    assert_eq!(cut.torn_bytes, 0, "the log should scan clean");
     drop(writer);
     opener.controller().power_cut().unwrap();
     assert_eq!(recover(dir.path()), expected);

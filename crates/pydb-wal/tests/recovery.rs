@@ -33,6 +33,37 @@ fn expected_before(written: &[Written], cut: u64) -> (&[Written], u64) {
     (&written[..complete], valid_end)
 }
 
+/// A log whose writer put zeros ahead of its end (a preallocated file) and
+/// crashed: zeros alone after the valid end are not a torn write, a torn
+/// batch before them is, counted whole with its zeros; both are cut off.
+#[rstest]
+#[case::zeros_only(0)]
+#[case::a_torn_batch_then_zeros(5)]
+fn zeros_after_the_end_are_cut_and_counted_apart_from_a_torn_write(#[case] torn: usize) {
+    let (full, written) = build_log(&sample_batches(3));
+    let (last, kept) = written.split_last().unwrap();
+    let end = last.start as usize;
+    let zeros = 4096;
+    // The log up to its last batch, that batch's first bytes, then zeros.
+    let mut bytes = full[..end + torn].to_vec();
+    bytes.resize(bytes.len() + zeros, 0);
+    let file = MemFile::new("preallocated", bytes);
+    assert_batches(&scan_all(&file).unwrap(), kept, "before the cut");
+    let cut = Scanner::new(&file).unwrap().truncate_torn_tail().unwrap();
+    assert_eq!(cut.tail.valid_end, end as u64);
+    assert_eq!(cut.tail.file_len, (end + torn + zeros) as u64);
+    let expected_torn = if torn == 0 { 0 } else { torn + zeros };
+    assert_eq!(cut.torn_bytes, expected_torn as u64);
+    // The torn batch's bytes may end in zeros of their own: the zeros
+    // counted apart are those after its last nonzero byte.
+    let torn_nonzero = full[end..end + torn]
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i + 1);
+    assert_eq!(cut.zero_bytes, (torn - torn_nonzero + zeros) as u64);
+    assert_eq!(file.len().unwrap(), end as u64);
+}
+
 #[test]
 fn a_cut_at_every_byte_keeps_exactly_the_complete_batches() {
     let (log, written) = build_log(&sample_batches(3));
@@ -42,9 +73,9 @@ fn a_cut_at_every_byte_keeps_exactly_the_complete_batches() {
         let context = format!("cut at {cut}");
         let batches = scan_all(&file).unwrap_or_else(|e| panic!("{context}: {e}"));
         assert_batches(&batches, expected, &context);
-        let tail = Scanner::new(&file).unwrap().truncate_torn_tail().unwrap();
-        assert_eq!(tail.valid_end, valid_end, "{context}");
-        assert_eq!(tail.file_len, cut, "{context}");
+        let found = Scanner::new(&file).unwrap().truncate_torn_tail().unwrap();
+        assert_eq!(found.tail.valid_end, valid_end, "{context}");
+        assert_eq!(found.tail.file_len, cut, "{context}");
         assert_eq!(
             file.len().unwrap(),
             valid_end,
@@ -89,9 +120,9 @@ fn check_damage(log: &[u8], written: &[Written], at: usize, damaged: Vec<u8>) {
             // The last record: indistinguishable from a torn tail.
             let batches = result.unwrap_or_else(|e| panic!("{context}: {e}"));
             assert_batches(&batches, &written[..written.len() - 1], &context);
-            let tail = Scanner::new(&file).unwrap().truncate_torn_tail().unwrap();
+            let cut = Scanner::new(&file).unwrap().truncate_torn_tail().unwrap();
             assert_eq!(
-                tail.valid_end,
+                cut.tail.valid_end,
                 written[written.len() - 1].start,
                 "{context}"
             );
@@ -217,8 +248,8 @@ fn an_empty_file_and_a_file_cut_inside_its_header_recover_as_empty_logs(#[case] 
         std::fs::write(&path, &header[..cut]).unwrap();
         let file = open_any(kind, &path, false);
         assert!(scan_all(&file).unwrap().is_empty(), "cut {cut}");
-        let tail = Scanner::new(&file).unwrap().truncate_torn_tail().unwrap();
-        assert_eq!((tail.valid_end, tail.file_len), (0, cut as u64));
+        let found = Scanner::new(&file).unwrap().truncate_torn_tail().unwrap();
+        assert_eq!((found.tail.valid_end, found.tail.file_len), (0, cut as u64));
         assert_eq!(file.len().unwrap(), 0);
         let writer = LogWriter::new(file, SyncPolicy::Always).unwrap();
         writer.append(b"first").unwrap();
@@ -353,11 +384,11 @@ fn scanning_from_an_offset_past_the_end_is_corruption_not_a_file_extension() {
     };
     assert_batches(&batches, &written[5..], "from batch 5");
     // From the very end: nothing, and nothing torn.
-    let tail = Scanner::from_offset(&file, log.len() as u64)
+    let cut = Scanner::from_offset(&file, log.len() as u64)
         .unwrap()
         .truncate_torn_tail()
         .unwrap();
-    assert_eq!(tail.torn_bytes(), 0);
+    assert_eq!(cut.torn_bytes, 0);
     // Past the end: the log is shorter than the caller believes.
     let err = Scanner::from_offset(&file, log.len() as u64 + 100).unwrap_err();
     assert!(

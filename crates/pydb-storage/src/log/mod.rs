@@ -202,7 +202,7 @@ pub const DEFAULT_PREALLOCATE: u64 = 1 << 20;
 /// Segments larger than this are not preallocated: a run of nine zero bytes
 /// verifies as an (empty) `pydb-wal` record at one offset below 4 GiB,
 /// 529,593,178 (the record checksum covers the offset; see
-/// `recovery::FIRST_OFFSET_WHERE_ZEROS_VERIFY`), so zeros must never reach it.
+/// `pydb_wal::FIRST_OFFSET_WHERE_ZEROS_VERIFY`), so zeros must never reach it.
 pub const MAX_PREALLOCATED_SEGMENT: u64 = 128 << 20;
 
 // The largest end a preallocation can reach: a segment's worth, or one
@@ -210,7 +210,7 @@ pub const MAX_PREALLOCATED_SEGMENT: u64 = 128 << 20;
 // segment's worth. It must stay below the offset where zeros verify.
 const _: () = assert!(
     MAX_PREALLOCATED_SEGMENT * 2 + pydb_wal::MAX_PAYLOAD_LEN as u64 + 4096
-        < recovery::FIRST_OFFSET_WHERE_ZEROS_VERIFY
+        < pydb_wal::FIRST_OFFSET_WHERE_ZEROS_VERIFY
 );
 
 /// How the log engine behaves.

@@ -44,7 +44,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pydb_file::{File, FileOpener, PreallocatedFile, SegmentedFile};
 use pydb_index::Index;
-use pydb_wal::{LogWriter, Scanner, Tail};
+use pydb_wal::{LogWriter, Scanner, TailCut};
 
 use super::entry::{EntryKind, decode_entry};
 use super::hint::{self, HintEntry, HintHeader};
@@ -449,7 +449,8 @@ pub(super) fn scan_sealed<F: File>(
 }
 
 /// Reads the last segment and cuts what follows its valid end (see
-/// [`cut_tail`]). The part that a
+/// [`Scanner::truncate_torn_tail`]: a torn write, zeros preallocated ahead
+/// of the end, or both). The part that a
 /// hint describes (written on the last clean close, see
 /// `AppendOnlyLogStorage`'s `Drop`) is taken from the hint; only the bytes
 /// after it are scanned. Without a usable hint, the whole segment is.
@@ -457,7 +458,7 @@ fn scan_last<O: FileOpener>(
     segments: &SegmentedFile<O>,
     id: u64,
     file: &Arc<O::File>,
-) -> Result<(Scanned, Cut, u64)> {
+) -> Result<(Scanned, TailCut, u64)> {
     let path = segments.segment_path(id);
     let len = file.len()?;
     let hinted = match hint::read_hint_prefix(segments.opener(), segments.dir(), id, len) {
@@ -485,86 +486,13 @@ fn scan_last<O: FileOpener>(
             entries,
         };
         scan_records(&**file, &mut scanner, &mut scanned)?;
-        let cut = cut_tail(&**file, scanner)?;
+        let cut = scanner.truncate_torn_tail()?;
         return Ok((scanned, cut, end));
     }
     let mut scanner = Scanner::new(&**file)?;
     let scanned = scan_segment(&**file, &mut scanner)?;
-    let cut = cut_tail(&**file, scanner)?;
+    let cut = scanner.truncate_torn_tail()?;
     Ok((scanned, cut, 0))
-}
-
-/// The one offset below 4 GiB at which nine zero bytes verify as a
-/// `pydb-wal` record (an empty payload whose checksum, over the offset and
-/// the zero length and flags, happens to be 0). Preallocated zeros stay
-/// below it ([`super::MAX_PREALLOCATED_SEGMENT`]), so a run of zeros after
-/// the data is never mistaken for a record; the test
-/// `zeros_verify_as_a_record_only_at_the_documented_offset` pins the number.
-pub(super) const FIRST_OFFSET_WHERE_ZEROS_VERIFY: u64 = 529_593_178;
-
-/// What was cut off the end of the last segment.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Cut {
-    /// Where the scan ended: valid end and file length.
-    pub(super) tail: Tail,
-    /// Bytes of a torn tail: all of them from the valid end, if any of
-    /// them is nonzero; 0 for a tail of zeros only.
-    pub(super) torn_bytes: u64,
-    /// Zeros after the last nonzero byte (preallocated space, see
-    /// `PreallocatedFile`).
-    pub(super) zero_bytes: u64,
-}
-
-/// Scans to the end of the valid log and cuts off what follows: a torn
-/// write, zeros preallocated ahead of the end, or a torn write followed by
-/// zeros. The first and the last are a torn tail (counted and warned
-/// about); zeros alone are the normal state of a segment written with
-/// preallocation and not closed cleanly.
-///
-/// The scanner already told this tail from damage: nothing after the valid
-/// end verifies as a record (zeros never do below
-/// [`FIRST_OFFSET_WHERE_ZEROS_VERIFY`]).
-fn cut_tail<F: File>(file: &F, mut scanner: Scanner<'_, F>) -> Result<Cut> {
-    while scanner.next_batch()?.is_some() {}
-    let tail = scanner.tail();
-    drop(scanner);
-    if tail.torn_bytes() == 0 {
-        return Ok(Cut {
-            tail,
-            torn_bytes: 0,
-            zero_bytes: 0,
-        });
-    }
-    let nonzero_end = pydb_wal::verify::last_nonzero_end(file, tail.valid_end, tail.file_len)?;
-    // A tail with any nonzero byte is a torn tail, counted whole as before
-    // preallocation existed (a torn record's own bytes may end in zeros,
-    // so where the torn write stops and the preallocated zeros begin is
-    // not knowable); a tail of zeros only is preallocated space.
-    let torn = nonzero_end > tail.valid_end;
-    let cut = Cut {
-        tail,
-        torn_bytes: if torn { tail.torn_bytes() } else { 0 },
-        zero_bytes: tail.file_len - nonzero_end,
-    };
-    if cut.torn_bytes > 0 {
-        tracing::warn!(
-            file = %file.path().display(),
-            offset = tail.valid_end,
-            bytes = cut.torn_bytes,
-            zeros = cut.zero_bytes,
-            "truncating torn tail of log"
-        );
-    } else {
-        tracing::debug!(
-            file = %file.path().display(),
-            offset = tail.valid_end,
-            zeros = cut.zero_bytes,
-            "cutting preallocated zeros after the end of the log"
-        );
-    }
-    file.set_len(tail.valid_end)?;
-    file.sync_data()?;
-    Ok(cut)
 }
 
 /// Checks a hint of the last segment against the segment before trusting
@@ -792,58 +720,4 @@ pub(super) fn check_coverage(
         expected = expected.max(last.saturating_add(1));
     }
     Ok(expected)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use pydb_wal::record::{LEN_OFFSET, RECORD_HEADER_LEN, record_crc};
-
-    /// The checksum a record header of nine zero bytes would need at
-    /// `offset` to verify (its stored checksum is 0).
-    fn zero_record_crc(offset: u64) -> u32 {
-        record_crc(offset, &[0u8; RECORD_HEADER_LEN - LEN_OFFSET])
-    }
-
-    /// CRC-32 over a message of fixed length is affine in the message bits,
-    /// so the offsets below 2^32 where zeros verify are the solutions of 32
-    /// linear equations in 32 unknowns over GF(2). Solving them shows there
-    /// is exactly one, and which.
-    #[test]
-    fn zeros_verify_as_a_record_only_at_the_documented_offset() {
-        let base = zero_record_crc(0);
-        // Gaussian elimination: basis[b] = (vector with top bit b, offsets mask).
-        let mut basis: [Option<(u32, u64)>; 32] = [None; 32];
-        for bit in 0..32 {
-            let (mut v, mut m) = (zero_record_crc(1 << bit) ^ base, 1u64 << bit);
-            for b in (0..32).rev() {
-                if v >> b & 1 == 1
-                    && let Some((bv, bm)) = basis[b]
-                {
-                    v ^= bv;
-                    m ^= bm;
-                }
-            }
-            if v != 0 {
-                basis[31 - v.leading_zeros() as usize] = Some((v, m));
-            }
-        }
-        assert!(
-            basis.iter().all(Option::is_some),
-            "rank 32: one solution at most"
-        );
-        let (mut v, mut offset) = (base, 0u64);
-        for b in (0..32).rev() {
-            if v >> b & 1 == 1
-                && let Some((bv, bm)) = basis[b]
-            {
-                v ^= bv;
-                offset ^= bm;
-            }
-        }
-        assert_eq!(v, 0);
-        assert_eq!(offset, FIRST_OFFSET_WHERE_ZEROS_VERIFY);
-        assert_eq!(zero_record_crc(offset), 0);
-        assert_ne!(zero_record_crc(offset - 1), 0);
-    }
 }
