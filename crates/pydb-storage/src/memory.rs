@@ -16,15 +16,15 @@
 //! value it held during the scan, which is what the `StorageEngine` trait
 //! promises.
 //!
-//! The map's keys are [`Key`]s: a key of up to [`INLINE_KEY`] bytes (a
-//! SQL row key, an index entry, a short Kv key: nearly all of them) is
-//! stored in the map's node itself, a longer one as shared `Bytes`. A
-//! descent of the map compares the sought key with several keys of each
-//! node it passes; with `Bytes` keys each comparison followed a pointer to
-//! a separate allocation, which on a map larger than the CPU's caches is a
-//! cache miss per comparison (a profile of point selects on 100,000 rows
-//! put half the time there). Inline keys are read from the node the
-//! descent has already loaded. The cost is a copy of the key when it is
+//! The map's keys are [`Key`]s: a key of up to [`INLINE_KEY`] bytes (the
+//! version key of a SQL row with an integer primary key, about 40 bytes,
+//! or of a short Kv key) is stored in the map's node itself, a longer one
+//! as shared `Bytes`. A descent of the map compares the sought key with
+//! several keys of each node it passes; with `Bytes` keys each comparison
+//! followed a pointer to a separate allocation, which on a map larger than
+//! the CPU's caches is a cache miss per comparison (a profile of point
+//! selects on 100,000 rows put half the time there). Inline keys are read
+//! from the node the descent has already loaded. The cost is a copy of the key when it is
 //! inserted and when [`StorageEngine::first_in`] hands it out; `first_in`
 //! copies a small value too, for the same reason a scan does (below).
 //!
