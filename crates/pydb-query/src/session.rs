@@ -258,11 +258,7 @@ impl Session {
         let Some(pk) = point.key_values(params) else {
             return Ok(None);
         };
-        let Some(row) = self
-            .db
-            .shared
-            .read_latest_row(&catalog, &point.table, &pk)?
-        else {
+        let Some(row) = self.db.shared.read_latest_row(&catalog, &point.table, pk)? else {
             return Ok(None);
         };
         Ok(Some(Output::Rows(Rows {

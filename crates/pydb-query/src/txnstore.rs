@@ -320,11 +320,11 @@ impl Shared {
     /// means no DDL committed between them: the row was read at a commit
     /// with the plan's catalog. While nothing commits (`S3 == S1` and
     /// `S1` is a commit already checked), the check reads nothing.
-    pub(crate) fn read_latest_row(
+    pub(crate) fn read_latest_row<'v>(
         &self,
         catalog: &CatalogToken,
         table: &Table,
-        pk: &[Value],
+        pk: impl IntoIterator<Item = &'v Value>,
     ) -> Result<Option<Option<Row>>> {
         let before = self.mgr.last_commit();
         if !self.catalog_is_latest(catalog, before)? {

@@ -235,20 +235,29 @@ impl PointRead {
     /// must take the ordinary path: a parameter is missing (it reports
     /// that), or a value is NULL or NaN, for which `pk = value` is not
     /// true even of the row the key would find.
-    pub(crate) fn key_values(&self, params: &[Value]) -> Option<Vec<Value>> {
+    ///
+    /// The values are borrowed from the plan and `params`: the row key is
+    /// encoded straight from them, with no vector of copies in between.
+    pub(crate) fn key_values<'a>(
+        &'a self,
+        params: &'a [Value],
+    ) -> Option<impl Iterator<Item = &'a Value> + 'a> {
+        let value_of = move |e: &'a Expr| match e {
+            Expr::Literal(v) => Some(v),
+            Expr::Param(i) => params.get(*i),
+            _ => None,
+        };
+        let usable = |v: Option<&Value>| match v {
+            None | Some(Value::Null) => false,
+            Some(Value::Real(r)) => !r.is_nan(),
+            Some(_) => true,
+        };
+        // Checked first, so that the iterator (which skips nothing, as
+        // every value is there) yields exactly the key's values.
         self.key
             .iter()
-            .map(|e| match e {
-                Expr::Literal(v) => Some(v),
-                Expr::Param(i) => params.get(*i),
-                _ => None,
-            })
-            .map(|v| match v? {
-                Value::Null => None,
-                Value::Real(r) if r.is_nan() => None,
-                v => Some(v.clone()),
-            })
-            .collect()
+            .all(|e| usable(value_of(e)))
+            .then(|| self.key.iter().filter_map(value_of))
     }
 
     /// The output row made of a stored row of the table.

@@ -653,6 +653,50 @@ fn parameters_of_every_type_give_the_rows_a_custom_plan_gives() {
     }
 }
 
+/// A point read encodes its row key straight from the parameters: on a
+/// two-column key, each column's value lands in its place, and a NULL in
+/// either one finds nothing (`k = NULL` is never true).
+#[test]
+fn a_point_select_on_a_two_column_key_reads_each_value_and_refuses_null() {
+    let db = database();
+    let mut s = db.session();
+    run(
+        &mut s,
+        "CREATE TABLE t (a INTEGER, b TEXT, v TEXT, PRIMARY KEY (a, b));
+         INSERT INTO t VALUES (1, 'x', '1x'), (1, 'y', '1y'), (2, 'x', '2x')",
+    );
+    let select = s
+        .prepare("SELECT v FROM t WHERE a = $1 AND b = $2")
+        .unwrap();
+    let cases = [
+        (
+            Value::Integer(1),
+            Value::text("y"),
+            vec![vec![Value::text("1y")]],
+        ),
+        (
+            Value::Integer(2),
+            Value::text("x"),
+            vec![vec![Value::text("2x")]],
+        ),
+        (Value::Integer(2), Value::text("y"), vec![]),
+        (Value::Integer(1), Value::Null, vec![]),
+        (Value::Null, Value::text("x"), vec![]),
+        (
+            Value::Integer(1),
+            Value::text("x"),
+            vec![vec![Value::text("1x")]],
+        ),
+    ];
+    for (a, b, expected) in cases {
+        assert_eq!(
+            prepared_rows(&mut s, &select, &[a.clone(), b.clone()]),
+            expected,
+            "a = {a:?}, b = {b:?}"
+        );
+    }
+}
+
 #[test]
 fn a_range_statement_stays_custom_and_uses_its_index() {
     let db = database();

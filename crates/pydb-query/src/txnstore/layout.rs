@@ -84,8 +84,9 @@ pub(crate) fn row_key(table_id: u64, row_key: &[u8]) -> Vec<u8> {
 }
 
 /// [`row_key`] of the primary key values `pk`, encoded straight into the
-/// key (a point read makes one vector, not two).
-pub(crate) fn row_key_of(table_id: u64, pk: &[Value]) -> Vec<u8> {
+/// key (a point read makes one vector, not two, and needs no vector of
+/// the values either).
+pub(crate) fn row_key_of<'v>(table_id: u64, pk: impl IntoIterator<Item = &'v Value>) -> Vec<u8> {
     let mut key = Vec::with_capacity(32);
     key.push(ROWS);
     key.extend_from_slice(&table_id.to_be_bytes());
