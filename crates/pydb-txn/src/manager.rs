@@ -406,6 +406,11 @@ pub(crate) struct Counters {
     pub(crate) versions_at_last_collection: AtomicU64,
     pub(crate) expired_keys: AtomicU64,
     pub(crate) expire_cycles: AtomicU64,
+    /// Versions with an expiry deadline written so far: counted after the
+    /// engine write (with `Release`), so that an expirer that reads a
+    /// count (with `Acquire`) finds those versions in the engine (see
+    /// "Resting" in `expire`).
+    pub(crate) deadline_writes: AtomicU64,
 }
 
 /// The state shared by the manager, its transactions and the GC thread.
@@ -441,8 +446,9 @@ pub(crate) struct Inner {
     /// (see `gc`): a marked pass walks only these. Kept only when the
     /// background collector runs, so that nothing piles up without it.
     pub(crate) gc_marked: Mutex<Vec<Bytes>>,
-    /// Where the next expiry cycle resumes (see `expire`).
-    pub(crate) expire_cursor: Mutex<Option<Bytes>>,
+    /// Where the next expiry cycle resumes, and whether the expirer may
+    /// rest (see `expire`).
+    pub(crate) expire_pass: Mutex<crate::expire::ExpirePass>,
 }
 
 /// What a transaction hands the pipeline at commit.
@@ -876,8 +882,10 @@ impl Inner {
         };
         let mut batch = WriteBatch::new();
         let mut versions = 0;
+        let mut with_deadline = 0;
         for member in members {
             for (key, value) in &member.writes {
+                with_deadline += u64::from(value.as_ref().is_some_and(|s| s.deadline.is_some()));
                 let (version_key, value) = keys::version_entry(key, member.ts, value.as_ref());
                 batch.set(version_key, value);
                 versions += 1;
@@ -885,6 +893,11 @@ impl Inner {
         }
         batch.set(keys::META_LAST_COMMIT, keys::encode_u64(last).to_vec());
         self.engine.write_batch(&batch)?;
+        if with_deadline > 0 {
+            self.counters
+                .deadline_writes
+                .fetch_add(with_deadline, Ordering::Release);
+        }
         if self.options.gc_interval.is_some() {
             // Marked after the write, so that a collector that takes the
             // mark finds the versions in the engine.
@@ -971,7 +984,7 @@ impl TxnManager {
             counters: Counters::default(),
             gc_lock: Mutex::new(0),
             gc_marked: Mutex::new(Vec::new()),
-            expire_cursor: Mutex::new(None),
+            expire_pass: Mutex::new(crate::expire::ExpirePass::default()),
             options,
         });
         let gc = inner
