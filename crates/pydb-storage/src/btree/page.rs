@@ -460,9 +460,13 @@ pub fn encode(content: &Content, id: PageId, page_size: usize) -> PResult<Vec<u8
                     put(&mut buf, LEFT_OFFSET, &leaf.prev.to_le_bytes())?;
                     put(&mut buf, RIGHT_OFFSET, &leaf.next.to_le_bytes())?;
                     for e in &leaf.entries {
-                        let cell = encode_leaf_cell(&e.key, &e.value)?;
-                        cell_end -= cell.len();
-                        put(&mut buf, cell_end, &cell)?;
+                        // Straight into the page: no buffer per cell.
+                        let len = leaf_cell_len(e.key.len(), &e.value);
+                        cell_end -= len;
+                        match buf.get_mut(cell_end..cell_end + len) {
+                            Some(dst) => write_leaf_cell(dst, &e.key, &e.value)?,
+                            None => return bad(cell_end, "cell past the end of the page"),
+                        }
                         put(&mut buf, slot, &(cell_end as u16).to_le_bytes())?;
                         slot += SLOT_LEN;
                     }
@@ -525,9 +529,20 @@ fn key_len_u16(len: usize) -> PResult<u16> {
 
 /// The bytes of one leaf cell (no slot): also the payload of a logged put.
 pub fn encode_leaf_cell(key: &[u8], value: &Value) -> PResult<Vec<u8>> {
-    let mut cell = vec![0u8; leaf_cell_len(key.len(), value)];
-    write_leaf_cell(&mut cell, key, value)?;
+    let mut cell = Vec::new();
+    append_leaf_cell(&mut cell, key, value)?;
     Ok(cell)
+}
+
+/// Appends the bytes of one leaf cell to `out` (a logged put's record is
+/// built this way, without a buffer for the cell alone).
+pub fn append_leaf_cell(out: &mut Vec<u8>, key: &[u8], value: &Value) -> PResult<()> {
+    let start = out.len();
+    out.resize(start + leaf_cell_len(key.len(), value), 0);
+    match out.get_mut(start..) {
+        Some(dst) => write_leaf_cell(dst, key, value),
+        None => bad(start, "cell past the end of the buffer"),
+    }
 }
 
 /// Writes one leaf cell into `dst`, which is exactly its length.
