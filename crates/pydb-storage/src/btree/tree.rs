@@ -134,7 +134,7 @@ pub enum Body {
     /// The page decoded: splits, merges, overflow and free-list changes
     /// rebuild whole pages, and are easier to get right on vectors. A
     /// rebuilt leaf is encoded back to bytes when it is written (see
-    /// [`Txn::write`]), so only the other kinds stay decoded.
+    /// `Txn::write`), so only the other kinds stay decoded.
     Decoded(Content),
 }
 
@@ -456,7 +456,9 @@ impl<'a, F: File> Txn<'a, F> {
     pub(super) fn content(&mut self, id: PageId) -> Result<Content> {
         let decoded = match &self.load(id)?.body {
             Body::Decoded(content) => Ok(content.clone()),
-            Body::Raw(bytes) => page::decode(bytes),
+            // One copy of the page that the entries share, rather than a
+            // copy of every key and value.
+            Body::Raw(bytes) => page::decode_shared(&Bytes::copy_from_slice(bytes)),
         };
         decoded.map_err(|e| self.corrupt(id, e))
     }
