@@ -571,7 +571,10 @@ where
             meta_changed,
             ..
         } = txn;
+        // Every record goes into one buffer, its end noted: one allocation
+        // for the batch rather than one per record.
         let mut records = Vec::new();
+        let mut ends = Vec::new();
         let mut installs = Vec::new();
         for (id, shadow) in pages {
             if !shadow.modified {
@@ -585,23 +588,36 @@ where
                 }
             };
             match &shadow.ops {
-                None => records.push(wal::encode_image(id, &bytes)),
+                None => {
+                    wal::append_image(&mut records, id, &bytes);
+                    ends.push(records.len());
+                }
                 Some(ops) => {
                     for op in ops {
-                        records
-                            .push(wal::encode_op(id, op).map_err(|e| corrupt_at(path, ps, id, e))?);
+                        wal::append_op(&mut records, id, op)
+                            .map_err(|e| corrupt_at(path, ps, id, e))?;
+                        ends.push(records.len());
                     }
                 }
             }
             installs.push((id, bytes));
         }
         if meta_changed {
-            records.push(wal::encode_meta(&meta));
+            wal::append_meta(&mut records, &meta);
+            ends.push(records.len());
         }
-        if records.is_empty() {
+        if ends.is_empty() {
             return Ok(None);
         }
-        let payloads: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        let mut start = 0;
+        let payloads: Vec<&[u8]> = ends
+            .iter()
+            .map(|&end| {
+                let payload = records.get(start..end).unwrap_or_default();
+                start = end;
+                payload
+            })
+            .collect();
         let batch_lsn = {
             let active = self.wal.active.read();
             let active = active

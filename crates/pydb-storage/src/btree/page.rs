@@ -460,9 +460,13 @@ pub fn encode(content: &Content, id: PageId, page_size: usize) -> PResult<Vec<u8
                     put(&mut buf, LEFT_OFFSET, &leaf.prev.to_le_bytes())?;
                     put(&mut buf, RIGHT_OFFSET, &leaf.next.to_le_bytes())?;
                     for e in &leaf.entries {
-                        let cell = encode_leaf_cell(&e.key, &e.value)?;
-                        cell_end -= cell.len();
-                        put(&mut buf, cell_end, &cell)?;
+                        // Straight into the page: no buffer per cell.
+                        let len = leaf_cell_len(e.key.len(), &e.value);
+                        cell_end -= len;
+                        match buf.get_mut(cell_end..cell_end + len) {
+                            Some(dst) => write_leaf_cell(dst, &e.key, &e.value)?,
+                            None => return bad(cell_end, "cell past the end of the page"),
+                        }
                         put(&mut buf, slot, &(cell_end as u16).to_le_bytes())?;
                         slot += SLOT_LEN;
                     }
@@ -525,9 +529,20 @@ fn key_len_u16(len: usize) -> PResult<u16> {
 
 /// The bytes of one leaf cell (no slot): also the payload of a logged put.
 pub fn encode_leaf_cell(key: &[u8], value: &Value) -> PResult<Vec<u8>> {
-    let mut cell = vec![0u8; leaf_cell_len(key.len(), value)];
-    write_leaf_cell(&mut cell, key, value)?;
+    let mut cell = Vec::new();
+    append_leaf_cell(&mut cell, key, value)?;
     Ok(cell)
+}
+
+/// Appends the bytes of one leaf cell to `out` (a logged put's record is
+/// built this way, without a buffer for the cell alone).
+pub fn append_leaf_cell(out: &mut Vec<u8>, key: &[u8], value: &Value) -> PResult<()> {
+    let start = out.len();
+    out.resize(start + leaf_cell_len(key.len(), value), 0);
+    match out.get_mut(start..) {
+        Some(dst) => write_leaf_cell(dst, key, value),
+        None => bad(start, "cell past the end of the buffer"),
+    }
 }
 
 /// Writes one leaf cell into `dst`, which is exactly its length.
@@ -997,6 +1012,21 @@ impl<'a> PageView<'a> {
 /// Decodes a page of any type but meta, checking every slot, every cell and
 /// the key order.
 pub fn decode(buf: &[u8]) -> PResult<Content> {
+    decode_with(buf, Bytes::copy_from_slice)
+}
+
+/// [`decode`] whose keys and values are slices of `buf` rather than copies:
+/// one buffer for the page instead of an allocation per key and value (a
+/// write transaction decodes a page it splits; a split leaf holds about a
+/// hundred entries). The slices keep the whole page alive while any of
+/// them is held.
+pub fn decode_shared(buf: &Bytes) -> PResult<Content> {
+    decode_with(buf, |part| buf.slice_ref(part))
+}
+
+/// [`decode`], with `bytes_of` making the `Bytes` of each key and value
+/// (always a slice of `buf`).
+fn decode_with(buf: &[u8], bytes_of: impl Fn(&[u8]) -> Bytes) -> PResult<Content> {
     match buf.get(TYPE_OFFSET).copied().and_then(PageType::from_byte) {
         Some(PageType::Leaf) => {
             let view = PageView::new(buf, PageType::Leaf)?;
@@ -1012,9 +1042,13 @@ pub fn decode(buf: &[u8]) -> PResult<Content> {
                 {
                     return bad(HEADER_LEN + i * SLOT_LEN, "leaf keys out of order");
                 }
+                let value = match value {
+                    ValueRef::Inline(v) => Value::Inline(bytes_of(v)),
+                    ValueRef::Overflow { len, first } => Value::Overflow { len, first },
+                };
                 leaf.entries.push(LeafEntry {
-                    key: Bytes::copy_from_slice(key),
-                    value: value.to_value(),
+                    key: bytes_of(key),
+                    value,
                 });
             }
             Ok(Content::Node(Node::Leaf(leaf)))
@@ -1032,7 +1066,7 @@ pub fn decode(buf: &[u8]) -> PResult<Content> {
                 {
                     return bad(HEADER_LEN + i * SLOT_LEN, "separators out of order");
                 }
-                node.entries.push((Bytes::copy_from_slice(key), child));
+                node.entries.push((bytes_of(key), child));
             }
             Ok(Content::Node(Node::Internal(node)))
         }
@@ -1041,7 +1075,7 @@ pub fn decode(buf: &[u8]) -> PResult<Content> {
             match buf.get(HEADER_LEN..HEADER_LEN + len) {
                 Some(data) => Ok(Content::Overflow {
                     next: get_u32(buf, RIGHT_OFFSET)?,
-                    data: Bytes::copy_from_slice(data),
+                    data: bytes_of(data),
                 }),
                 None => bad(CELLS_START_OFFSET, "overflow length past the page end"),
             }
@@ -1191,6 +1225,51 @@ mod tests {
         assert_eq!(&buf[28..32], &[0x04, 0x03, 0x02, 0x01]);
         let cell = encode_leaf_cell(b"ab", &Value::Inline(Bytes::from_static(b"xyz"))).unwrap();
         assert_eq!(cell, [2, 0, 0, 3, 0, 0, 0, b'a', b'b', b'x', b'y', b'z']);
+    }
+
+    #[test]
+    fn a_shared_decode_equals_the_copying_decode() {
+        let leaf = Leaf {
+            prev: 3,
+            next: 9,
+            entries: (0..40u8)
+                .map(|i| LeafEntry {
+                    key: Bytes::from(vec![b'k', i, i]),
+                    value: if i % 7 == 3 {
+                        Value::Overflow {
+                            len: 5000,
+                            first: u32::from(i),
+                        }
+                    } else {
+                        Value::Inline(Bytes::from(vec![i; usize::from(i % 5)]))
+                    },
+                })
+                .collect(),
+        };
+        let internal = Internal {
+            leftmost: 4,
+            entries: (0..40u8)
+                .map(|i| (Bytes::from(vec![b's', i]), u32::from(i) + 10))
+                .collect(),
+        };
+        for content in [
+            Content::Node(Node::Leaf(leaf)),
+            Content::Node(Node::Internal(internal)),
+            Content::Overflow {
+                next: 7,
+                data: Bytes::from_static(b"overflow bytes"),
+            },
+            Content::Free { next: 5 },
+        ] {
+            let buf = encode(&content, 2, 4096).unwrap();
+            let copied = decode(&buf).unwrap();
+            assert_eq!(copied, content);
+            assert_eq!(decode_shared(&Bytes::from(buf)).unwrap(), copied);
+        }
+        // A damaged page is an error either way, never a panic.
+        let mut buf = encode(&Content::Node(Node::Leaf(Leaf::default())), 2, 512).unwrap();
+        buf[TYPE_OFFSET] = 0xee;
+        assert!(decode_shared(&Bytes::from(buf)).is_err());
     }
 
     #[test]

@@ -132,7 +132,9 @@ pub enum Body {
     /// fit edit these in place (no decoding, no allocation per entry).
     Raw(Vec<u8>),
     /// The page decoded: splits, merges, overflow and free-list changes
-    /// rebuild whole pages, and are easier to get right on vectors.
+    /// rebuild whole pages, and are easier to get right on vectors. A
+    /// rebuilt leaf is encoded back to bytes when it is written (see
+    /// `Txn::write`), so only the other kinds stay decoded.
     Decoded(Content),
 }
 
@@ -454,7 +456,9 @@ impl<'a, F: File> Txn<'a, F> {
     pub(super) fn content(&mut self, id: PageId) -> Result<Content> {
         let decoded = match &self.load(id)?.body {
             Body::Decoded(content) => Ok(content.clone()),
-            Body::Raw(bytes) => page::decode(bytes),
+            // One copy of the page that the entries share, rather than a
+            // copy of every key and value.
+            Body::Raw(bytes) => page::decode_shared(&Bytes::copy_from_slice(bytes)),
         };
         decoded.map_err(|e| self.corrupt(id, e))
     }
@@ -487,12 +491,26 @@ impl<'a, F: File> Txn<'a, F> {
     /// change on the page as it was) if the page is logged op by op, as a
     /// full image otherwise (`ops` = `None` forces one).
     pub(super) fn write(&mut self, id: PageId, content: Content, ops: Option<Vec<PageOp>>) {
+        let body = match content {
+            // A leaf goes back to bytes at once, so that the next puts into
+            // it take the in-place path (a bulk insert by ascending key
+            // fills the right half of the leaf it just split) instead of
+            // copying every decoded entry for each put. A node that does
+            // not encode stays decoded: the commit's encode reports it.
+            content @ Content::Node(Node::Leaf(_)) => {
+                match page::encode(&content, id, self.page_size()) {
+                    Ok(bytes) => Body::Raw(bytes),
+                    Err(_) => Body::Decoded(content),
+                }
+            }
+            content => Body::Decoded(content),
+        };
         let shadow = self.pages.entry(id).or_insert(Shadow {
             body: Body::Decoded(Content::Free { next: NO_PAGE }),
             ops: None,
             modified: true,
         });
-        shadow.body = Body::Decoded(content);
+        shadow.body = body;
         shadow.modified = true;
         match (ops, &mut shadow.ops) {
             (Some(new), Some(ops)) => ops.extend(new),

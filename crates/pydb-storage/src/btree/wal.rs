@@ -223,77 +223,101 @@ pub enum WalRecord {
     Meta(TreeMeta),
 }
 
-fn header(kind: u8, page: PageId, body: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(REC_HEADER_LEN + body);
+fn header(out: &mut Vec<u8>, kind: u8, page: PageId) {
     out.push(kind);
     out.extend_from_slice(&page.to_le_bytes());
-    out
 }
 
 /// Encodes a full page image record, leaving out the page's free gap
 /// when it is all zeros (it is, for every page pydb builds).
 pub fn encode_image(page: PageId, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(REC_HEADER_LEN + GAP_HEADER_LEN + bytes.len());
+    append_image(&mut out, page, bytes);
+    out
+}
+
+/// [`encode_image`], appended to `out`: a commit builds all its records
+/// in one buffer (one allocation per batch, not one per record).
+pub fn append_image(out: &mut Vec<u8>, page: PageId, bytes: &[u8]) {
     let (start, len) = page::free_gap(bytes);
     let gap = bytes.get(start..start + len).unwrap_or_default();
     let (Ok(start16), Ok(len16)) = (u16::try_from(start), u16::try_from(len)) else {
-        return encode_whole_image(page, bytes);
+        return append_whole_image(out, page, bytes);
     };
     if !gap.iter().all(|b| *b == 0) {
-        return encode_whole_image(page, bytes);
+        return append_whole_image(out, page, bytes);
     }
-    let mut out = header(REC_PAGE_IMAGE_GAP, page, GAP_HEADER_LEN + bytes.len() - len);
+    header(out, REC_PAGE_IMAGE_GAP, page);
     out.extend_from_slice(&start16.to_le_bytes());
     out.extend_from_slice(&len16.to_le_bytes());
     out.extend_from_slice(bytes.get(..start).unwrap_or_default());
     out.extend_from_slice(bytes.get(start + len..).unwrap_or_default());
-    out
 }
 
 /// Encodes a page image record of the first form: every byte.
 pub fn encode_whole_image(page: PageId, bytes: &[u8]) -> Vec<u8> {
-    let mut out = header(REC_PAGE_IMAGE, page, bytes.len());
-    out.extend_from_slice(bytes);
+    let mut out = Vec::with_capacity(REC_HEADER_LEN + bytes.len());
+    append_whole_image(&mut out, page, bytes);
     out
+}
+
+fn append_whole_image(out: &mut Vec<u8>, page: PageId, bytes: &[u8]) {
+    header(out, REC_PAGE_IMAGE, page);
+    out.extend_from_slice(bytes);
 }
 
 /// Encodes a page op record.
 pub fn encode_op(page: PageId, op: &PageOp) -> std::result::Result<Vec<u8>, page::PageError> {
-    Ok(match op {
+    let mut out = Vec::new();
+    append_op(&mut out, page, op)?;
+    Ok(out)
+}
+
+/// [`encode_op`], appended to `out` (see [`append_image`]). On error `out`
+/// may hold part of the record: the caller drops the whole buffer.
+pub fn append_op(
+    out: &mut Vec<u8>,
+    page: PageId,
+    op: &PageOp,
+) -> std::result::Result<(), page::PageError> {
+    match op {
         PageOp::Put { key, value } => {
-            let cell = page::encode_leaf_cell(key, value)?;
-            let mut out = header(REC_LEAF_PUT, page, cell.len());
-            out.extend_from_slice(&cell);
-            out
+            header(out, REC_LEAF_PUT, page);
+            page::append_leaf_cell(out, key, value)?;
         }
         PageOp::Delete { key } => {
-            let mut out = header(REC_LEAF_DELETE, page, key.len());
+            header(out, REC_LEAF_DELETE, page);
             out.extend_from_slice(key);
-            out
         }
         PageOp::Truncate { from } => {
-            let mut out = header(REC_LEAF_TRUNCATE, page, from.len());
+            header(out, REC_LEAF_TRUNCATE, page);
             out.extend_from_slice(from);
-            out
         }
         PageOp::Link { prev, next } => {
-            let mut out = header(REC_LEAF_LINK, page, 8);
+            header(out, REC_LEAF_LINK, page);
             out.extend_from_slice(&prev.to_le_bytes());
             out.extend_from_slice(&next.to_le_bytes());
-            out
         }
         PageOp::InsertChild { pos, key, child } => {
-            let mut out = header(REC_INTERNAL_INSERT, page, 6 + key.len());
+            header(out, REC_INTERNAL_INSERT, page);
             out.extend_from_slice(&pos.to_le_bytes());
             out.extend_from_slice(&child.to_le_bytes());
             out.extend_from_slice(key);
-            out
         }
-    })
+    }
+    Ok(())
 }
 
 /// Encodes a meta record.
 pub fn encode_meta(meta: &TreeMeta) -> Vec<u8> {
-    let mut out = header(REC_META, 0, META_BODY_LEN);
+    let mut out = Vec::with_capacity(REC_HEADER_LEN + META_BODY_LEN);
+    append_meta(&mut out, meta);
+    out
+}
+
+/// [`encode_meta`], appended to `out` (see [`append_image`]).
+pub fn append_meta(out: &mut Vec<u8>, meta: &TreeMeta) {
+    header(out, REC_META, 0);
     for v in [
         meta.root,
         meta.height,
@@ -305,7 +329,6 @@ pub fn encode_meta(meta: &TreeMeta) -> Vec<u8> {
     }
     out.extend_from_slice(&meta.keys.to_le_bytes());
     out.extend_from_slice(&meta.live_bytes.to_le_bytes());
-    out
 }
 
 /// Decodes a record payload; `Err` carries the reason. The payload passed
