@@ -298,6 +298,7 @@ where
             active_has_data: !entries.is_empty(),
             next_seq,
             pending_hint: entries,
+            record_buf: Vec::new(),
             sealed,
         },
         Last::Fresh | Last::Sealed => {
@@ -319,6 +320,7 @@ where
                 active_has_data: false,
                 next_seq,
                 pending_hint: Vec::new(),
+                record_buf: Vec::new(),
                 sealed,
             }
         }
