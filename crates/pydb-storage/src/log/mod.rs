@@ -52,7 +52,8 @@
 //! (`LogWriter::append_batch_with`), which is kept from one write to the
 //! next: key and value are copied once, into the bytes the record checksum
 //! is computed over and the file is written from, and a write allocates
-//! only for the key that the index and the pending hint keep. (Encoding
+//! only the key the index keeps (the active segment's hint entries are
+//! kept encoded, see `hint::PendingHint`). (Encoding
 //! each entry into a `Vec` of its own outside the mutex, as a first
 //! version did, cost five allocations and two more copies per write for a
 //! critical section shorter only by a copy of the key and value.)
@@ -199,7 +200,7 @@ use pydb_wal::{LogWriter, record_len};
 use crate::engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
 use crate::{DirLock, Error, ErrorKind, Result};
 use entry::{EntryKind, encode_entry, entry_len};
-use hint::{HintEntry, HintHeader};
+use hint::{HintHeader, PendingHint};
 
 /// The extension of data segment files.
 pub const SEGMENT_EXTENSION: &str = "log";
@@ -587,8 +588,9 @@ pub(crate) struct WriterState<F: File + 'static> {
     active_has_data: bool,
     /// The seq the next write gets.
     next_seq: u64,
-    /// The sets and deletes of the active segment, for its hint file.
-    pending_hint: Vec<HintEntry>,
+    /// The sets and deletes of the active segment, for its hint file,
+    /// encoded as they are written.
+    pending_hint: PendingHint,
     /// Where a write's records are encoded before they are appended, kept
     /// from one write to the next so that a write allocates no buffer
     /// (up to [`RECORD_BUF_KEPT`] bytes of it).
@@ -640,7 +642,7 @@ impl<I: Index<Location>> IndexState<I> {
 #[derive(Debug)]
 pub(crate) struct HintJob {
     header: HintHeader,
-    entries: Vec<HintEntry>,
+    entries: PendingHint,
 }
 
 /// Everything the engine's threads share.
@@ -839,18 +841,13 @@ where
                     seq: first_seq + i as u64,
                 };
                 offset += u64::from(location.len);
-                let key = Bytes::copy_from_slice(key);
-                writer.pending_hint.push(HintEntry {
-                    seq: location.seq,
-                    kind,
-                    key: key.clone(),
-                    offset: location.offset,
-                    len: location.len,
-                });
+                writer
+                    .pending_hint
+                    .push(location.seq, kind, key, location.offset, location.len);
                 match kind {
-                    EntryKind::Set => state.insert(key, location),
+                    EntryKind::Set => state.insert(Bytes::copy_from_slice(key), location),
                     _ => {
-                        state.remove(&key);
+                        state.remove(key);
                     }
                 }
             }
@@ -945,8 +942,9 @@ where
     /// Writes a hint file. A failure is only logged: hints are a cache, and
     /// opening rebuilds a missing one from its segment.
     fn write_hint(&self, job: &HintJob) {
+        let bytes = job.entries.encode(&job.header);
         if let Err(err) =
-            hint::write_hint(self.segments.opener(), &self.dir, &job.header, &job.entries)
+            hint::write_hint_bytes(self.segments.opener(), &self.dir, job.header.segment_id, &bytes)
         {
             tracing::warn!(%err, segment = job.header.segment_id, "could not write hint file");
         }
