@@ -132,7 +132,14 @@ pub fn encode_hint(header: &HintHeader, entries: &[HintEntry]) -> Vec<u8> {
         Vec::with_capacity(HINT_HEADER_LEN + entries.len() * HINT_ENTRY_HEADER_LEN + keys);
     encode_header(header, entries.len() as u64, &mut out);
     for entry in entries {
-        encode_entry(entry.seq, entry.kind, &entry.key, entry.offset, entry.len, &mut out);
+        encode_entry(
+            entry.seq,
+            entry.kind,
+            &entry.key,
+            entry.offset,
+            entry.len,
+            &mut out,
+        );
     }
     out
 }
@@ -170,8 +177,8 @@ fn encode_entry(seq: u64, kind: EntryKind, key: &[u8], offset: u64, len: u32, ou
 /// [`HintEntry`] with its own key (`Bytes`) per write. That spares the
 /// write path an allocation (a clone of the index's key would be one: a
 /// `Bytes` made from a `Vec` allocates its shared header on first clone),
-/// and takes about 45 bytes per entry with 16-byte keys instead of about
-/// 120. Sealing or closing the segment puts the header in front and writes
+/// and takes 45 bytes per entry with 16-byte keys instead of about 100
+/// (a 64-byte `HintEntry` and that shared header). Sealing or closing the segment puts the header in front and writes
 /// the file ([`PendingHint::encode`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PendingHint {
@@ -348,7 +355,12 @@ pub fn write_hint<O: FileOpener>(
     header: &HintHeader,
     entries: &[HintEntry],
 ) -> Result<()> {
-    write_hint_bytes(opener, dir, header.segment_id, &encode_hint(header, entries))
+    write_hint_bytes(
+        opener,
+        dir,
+        header.segment_id,
+        &encode_hint(header, entries),
+    )
 }
 
 /// Writes an encoded hint file for segment `segment_id`: to a temp name,

@@ -943,9 +943,12 @@ where
     /// opening rebuilds a missing one from its segment.
     fn write_hint(&self, job: &HintJob) {
         let bytes = job.entries.encode(&job.header);
-        if let Err(err) =
-            hint::write_hint_bytes(self.segments.opener(), &self.dir, job.header.segment_id, &bytes)
-        {
+        if let Err(err) = hint::write_hint_bytes(
+            self.segments.opener(),
+            &self.dir,
+            job.header.segment_id,
+            &bytes,
+        ) {
             tracing::warn!(%err, segment = job.header.segment_id, "could not write hint file");
         }
     }
