@@ -155,11 +155,19 @@ pub fn encode_record(offset: u64, flags: u8, payload: &[u8], out: &mut Vec<u8>) 
     let start = out.len();
     out.extend_from_slice(&[0u8; RECORD_HEADER_LEN]);
     out.extend_from_slice(payload);
-    let len = payload.len() as u32;
-    out[start + LEN_OFFSET..start + FLAGS_OFFSET].copy_from_slice(&len.to_le_bytes());
-    out[start + FLAGS_OFFSET] = flags;
-    let crc = record_crc(offset, &out[start + LEN_OFFSET..]);
-    out[start + CRC_OFFSET..start + LEN_OFFSET].copy_from_slice(&crc.to_le_bytes());
+    finish_record(offset, flags, &mut out[start..]);
+}
+
+/// Fills in the header of `record`: a [`RECORD_HEADER_LEN`]-byte header
+/// still to be written, followed by the whole payload, to be written at
+/// file offset `offset`. The caller has checked the payload's length
+/// against [`MAX_PAYLOAD_LEN`] (and `record` is at least a header long).
+pub(crate) fn finish_record(offset: u64, flags: u8, record: &mut [u8]) {
+    let len = (record.len() - RECORD_HEADER_LEN) as u32;
+    record[LEN_OFFSET..FLAGS_OFFSET].copy_from_slice(&len.to_le_bytes());
+    record[FLAGS_OFFSET] = flags;
+    let crc = record_crc(offset, &record[LEN_OFFSET..]);
+    record[CRC_OFFSET..LEN_OFFSET].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// The outcome of decoding bytes that should start with a record.

@@ -37,7 +37,10 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use pydb_file::File;
 
-use crate::record::{FLAG_BATCH_CONTINUES, MAX_PAYLOAD_LEN, encode_file_header, encode_record};
+use crate::record::{
+    FLAG_BATCH_CONTINUES, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, encode_file_header, encode_record,
+    finish_record,
+};
 use crate::{Error, Result};
 
 /// When appended records are made durable.
@@ -232,7 +235,14 @@ impl<F: File> LogWriter<F> {
             };
             encode_record(start + buf.len() as u64, flags, payload, &mut buf);
         }
-        if let Err(err) = self.inner.file.append(&buf) {
+        self.write_batch(&mut end, &buf, payloads.len())
+    }
+
+    /// Writes the encoded batch `buf` at `*end` (the append lock is held),
+    /// cutting it back off on failure, and counts it.
+    fn write_batch(&self, end: &mut u64, buf: &[u8], records: usize) -> Result<Appended> {
+        let start = *end;
+        if let Err(err) = self.inner.file.append(buf) {
             // A prefix of the batch may be in the file: cut it off so that
             // the next append does not land behind garbage.
             if let Err(truncate_err) = self.inner.file.set_len(start) {
@@ -244,10 +254,9 @@ impl<F: File> LogWriter<F> {
         }
         *end = start + buf.len() as u64;
         let appended = Appended { start, end: *end };
-        drop(end);
         self.inner
             .records
-            .fetch_add(payloads.len() as u64, Ordering::Relaxed);
+            .fetch_add(records as u64, Ordering::Relaxed);
         self.inner.batches.fetch_add(1, Ordering::Relaxed);
         self.inner
             .bytes
@@ -265,6 +274,50 @@ impl<F: File> LogWriter<F> {
     /// commit leader if no other writer is syncing already.
     pub fn sync_to(&self, end: u64) -> Result<()> {
         self.inner.sync_to(end)
+    }
+
+    /// Appends a batch of `count` records (not synced, as
+    /// [`LogWriter::append_batch_unsynced`]) whose payloads the caller
+    /// writes straight into the record buffer: `payload(i, out)` appends
+    /// record `i`'s payload to `out`. The records are encoded into `buf`,
+    /// which is cleared first and kept by the caller for the next batch, so
+    /// an append allocates nothing once `buf` has grown, and each payload
+    /// byte is copied once, into the bytes the checksum is computed over
+    /// and the file is written from.
+    ///
+    /// `payload` runs under the append lock (a record's checksum covers its
+    /// offset, known only there): it should only copy bytes. A payload
+    /// over [`MAX_PAYLOAD_LEN`] fails the batch before anything is written.
+    pub fn append_batch_with(
+        &self,
+        buf: &mut Vec<u8>,
+        count: usize,
+        mut payload: impl FnMut(usize, &mut Vec<u8>),
+    ) -> Result<Appended> {
+        buf.clear();
+        self.check_poisoned()?;
+        let mut end = self.inner.append_end.lock();
+        let start = *end;
+        for i in 0..count {
+            let at = buf.len();
+            buf.extend_from_slice(&[0u8; RECORD_HEADER_LEN]);
+            payload(i, buf);
+            let len = buf.len() - at - RECORD_HEADER_LEN;
+            if len > MAX_PAYLOAD_LEN as usize {
+                buf.clear();
+                return Err(Error::RecordTooLarge {
+                    len,
+                    max: MAX_PAYLOAD_LEN,
+                });
+            }
+            let flags = if i + 1 < count {
+                FLAG_BATCH_CONTINUES
+            } else {
+                0
+            };
+            finish_record(start + at as u64, flags, &mut buf[at..]);
+        }
+        self.write_batch(&mut end, buf, count)
     }
 
     fn check_poisoned(&self) -> Result<()> {

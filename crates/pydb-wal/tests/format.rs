@@ -47,3 +47,28 @@ fn a_log_of_one_single_record_and_one_batch_of_two_is_byte_for_byte_as_documente
         assert_eq!(stored, hasher.finalize());
     }
 }
+
+#[test]
+fn append_batch_with_writes_the_same_bytes_as_append_batch() {
+    let payloads: [&[u8]; 3] = [b"hi", b"a", b""];
+    let by_slices = LogWriter::new(MemFile::new("a", Vec::new()), SyncPolicy::Never).unwrap();
+    by_slices.append(payloads[0]).unwrap();
+    let batch = by_slices.append_batch(&payloads[1..]).unwrap();
+
+    let by_closure = LogWriter::new(MemFile::new("b", Vec::new()), SyncPolicy::Never).unwrap();
+    // A buffer with stale bytes in it: the append must clear it first.
+    let mut buf = b"stale".to_vec();
+    let single = by_closure
+        .append_batch_with(&mut buf, 1, |_, out| out.extend_from_slice(payloads[0]))
+        .unwrap();
+    assert_eq!((single.start, single.end), (16, 27));
+    let with = by_closure
+        .append_batch_with(&mut buf, 2, |i, out| out.extend_from_slice(payloads[1 + i]))
+        .unwrap();
+    assert_eq!(with, batch);
+    assert_eq!(
+        hex(&by_closure.file().bytes()),
+        hex(&by_slices.file().bytes())
+    );
+    assert_eq!(by_closure.stats(), by_slices.stats());
+}

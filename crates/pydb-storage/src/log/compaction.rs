@@ -83,7 +83,7 @@ use pydb_index::Index;
 use pydb_wal::{FILE_HEADER_LEN, LogWriter, Scanner, SyncPolicy, record_len};
 
 use super::entry::{ENTRY_HEADER_LEN, EntryKind, decode_entry, encode_entry};
-use super::hint::{self, HintEntry, HintHeader};
+use super::hint::{self, HintEntry, HintHeader, PendingHint};
 use super::{HintJob, Location, SegmentUsage, SeqRange, Shared, start_segment};
 use crate::{Error, Result};
 
@@ -319,7 +319,7 @@ where
         first_seq: group.range.first,
         last_seq: group.range.last,
     };
-    let entries = copier
+    let entries: Vec<HintEntry> = copier
         .moves
         .iter()
         .map(|(key, _, new)| HintEntry {
@@ -330,7 +330,10 @@ where
             len: new.len,
         })
         .collect();
-    shared.write_hint(&HintJob { header, entries });
+    shared.write_hint(&HintJob {
+        header,
+        entries: PendingHint::from_entries(&entries),
+    });
     Ok(Output {
         id,
         range: group.range,

@@ -137,14 +137,6 @@ pub fn encode_entry(seq: u64, kind: EntryKind, key: &[u8], value: &[u8], out: &m
     out.extend_from_slice(value);
 }
 
-/// Overwrites the sequence number of an encoded entry (entries are encoded
-/// before the writer lock is taken, and numbered under it).
-pub fn set_seq(encoded: &mut [u8], seq: u64) {
-    if let Some(field) = encoded.get_mut(SEQ_OFFSET..SEQ_OFFSET + 8) {
-        field.copy_from_slice(&seq.to_le_bytes());
-    }
-}
-
 /// Decodes an entry. Key and value are slices of `payload` (no copy).
 pub fn decode_entry(payload: &Bytes) -> Result<Entry, EntryError> {
     let entry = decode_entry_ref(payload)?;
@@ -261,13 +253,6 @@ mod tests {
                 }
             );
         }
-    }
-
-    #[test]
-    fn set_seq_renumbers_an_encoded_entry() {
-        let mut bytes = encoded(0, EntryKind::Delete, b"k", b"").to_vec();
-        set_seq(&mut bytes, 77);
-        assert_eq!(decode_entry(&Bytes::from(bytes)).unwrap().seq, 77);
     }
 
     #[test]

@@ -47,7 +47,7 @@ use pydb_index::Index;
 use pydb_wal::{LogWriter, Scanner, TailCut};
 
 use super::entry::{EntryKind, decode_entry};
-use super::hint::{self, HintEntry, HintHeader};
+use super::hint::{self, HintEntry, HintHeader, PendingHint};
 use super::{
     HintJob, IndexState, Location, LogOptions, SegmentUsage, SeqRange, WriterState, start_segment,
 };
@@ -202,7 +202,10 @@ where
             }
             loaded.push(replay_segment(&mut replay, &header, &entries));
             if rebuilt {
-                hints.push(HintJob { header, entries });
+                hints.push(HintJob {
+                    header,
+                    entries: PendingHint::from_entries(&entries),
+                });
             }
             continue;
         }
@@ -234,7 +237,7 @@ where
                 ) {
                     hints.push(HintJob {
                         header,
-                        entries: scanned.entries,
+                        entries: PendingHint::from_entries(&scanned.entries),
                     });
                 }
                 Last::Sealed
@@ -297,7 +300,8 @@ where
             active_first_seq: loaded.range.first,
             active_has_data: !entries.is_empty(),
             next_seq,
-            pending_hint: entries,
+            pending_hint: PendingHint::from_entries(&entries),
+            record_buf: Vec::new(),
             sealed,
         },
         Last::Fresh | Last::Sealed => {
@@ -318,7 +322,8 @@ where
                 active_first_seq: next_seq,
                 active_has_data: false,
                 next_seq,
-                pending_hint: Vec::new(),
+                pending_hint: PendingHint::default(),
+                record_buf: Vec::new(),
                 sealed,
             }
         }
