@@ -828,22 +828,31 @@ where
         writer.active_has_data = true;
 
         let segment = writer.active_id;
+        let location_of = |i: usize, offset: u64| Location {
+            segment,
+            offset,
+            len: record_len(ops[i].entry_len()) as u32,
+            seq: first_seq + i as u64,
+        };
+        // The hint entries are encoded before the index lock is taken, so
+        // readers do not wait for their checksums.
+        let mut offset = appended.start;
+        for (i, op) in ops.iter().enumerate() {
+            let (kind, key, _) = op.parts();
+            let location = location_of(i, offset);
+            offset += u64::from(location.len);
+            writer
+                .pending_hint
+                .push(location.seq, kind, key, location.offset, location.len);
+        }
         let mut offset = appended.start;
         {
             let mut state = self.index.write();
             state.usage.entry(segment).or_default().data_bytes += batch_len;
             for (i, op) in ops.iter().enumerate() {
                 let (kind, key, _) = op.parts();
-                let location = Location {
-                    segment,
-                    offset,
-                    len: record_len(op.entry_len()) as u32,
-                    seq: first_seq + i as u64,
-                };
+                let location = location_of(i, offset);
                 offset += u64::from(location.len);
-                writer
-                    .pending_hint
-                    .push(location.seq, kind, key, location.offset, location.len);
                 match kind {
                     EntryKind::Set => state.insert(Bytes::copy_from_slice(key), location),
                     _ => {
