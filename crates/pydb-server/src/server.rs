@@ -54,8 +54,9 @@
 //!   once and get more of a busy machine's CPU, but each splits the
 //!   turn's writes (fewer per `fsync`, each loop syncing its own) and adds
 //!   hand-offs between threads. On two cores one loop halved the server's
-//!   context switches and `fsync`s per durable `SET`, yet lost throughput
-//!   to two loops when the machine was loaded. The default is one per
+//!   context switches and made a third fewer `fsync`s per durable `SET`;
+//!   whether that buys throughput on a machine shared with other work is
+//!   not settled (docs/benchmarks/redis.md). The default is one per
 //!   core ([`default_event_loops`]); `--event-loops N` overrides it, and
 //!   `INFO server` shows `event_loops`.
 //! - **Fewer threads means less CPU share on a busy machine.** The kernel
@@ -643,10 +644,10 @@ impl Server {
 /// second loop keeps another core busy while the first waits for an
 /// `fsync`. On two cores shared with the clients, one loop did less work
 /// per durable `SET` (half the context switches, a third fewer `fsync`s
-/// per write), but on a loaded machine it lost throughput to two, which
-/// get twice the CPU share (docs/benchmarks/redis.md, session 13): until
-/// a quiet-machine series decides, the default stays, and
-/// `--event-loops 1` chooses one loop.
+/// per write); its throughput against two was measured only on a loaded
+/// machine, within the noise of the run (docs/benchmarks/redis.md,
+/// session 13). Until a quiet-machine series decides, the default stays,
+/// and `--event-loops 1` chooses one loop.
 pub fn default_event_loops(cores: usize) -> usize {
     cores.clamp(1, 8)
 }
