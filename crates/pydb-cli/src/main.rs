@@ -136,6 +136,10 @@ enum Cmd {
         /// the client is closed.
         #[arg(long, default_value = "268435456 67108864 60", value_parser = parse_output_limit)]
         client_output_buffer_limit: (usize, usize, u64),
+        /// How many event loops (threads) serve the clients, 1 to 64; 0:
+        /// one per core, at most 8.
+        #[arg(long, default_value_t = 0)]
+        event_loops: usize,
         /// Also serve SQL with PostgreSQL's protocol (psql, PostgreSQL
         /// drivers) on HOST:PORT, e.g. 127.0.0.1:5433. The same rules as
         /// --bind: anything but loopback needs --requirepass, which clients
@@ -383,6 +387,7 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
             timeout,
             write_timeout,
             client_output_buffer_limit: (output_hard_limit, output_soft_limit, soft_seconds),
+            event_loops,
             pg_bind,
             pg_only,
         } => {
@@ -399,6 +404,7 @@ fn run(command: Cmd) -> pydb_cli::Result<ExitCode> {
                 output_soft_limit,
                 output_soft_time: Duration::from_secs(soft_seconds),
                 write_timeout: (write_timeout > 0).then(|| Duration::from_secs(write_timeout)),
+                event_loops,
             };
             let pg_config = pg_bind.map(|addr| PgConfig {
                 password: requirepass,

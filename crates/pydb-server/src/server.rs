@@ -4,7 +4,7 @@
 //! with pydb unmodified.
 //!
 //! ```text
-//!   accept thread (this module)        event loops, one per core (event_loop.rs)
+//!   accept thread (this module)        event loops, --event-loops (event_loop.rs)
 //!   ---------------------------        ------------------------------------------
 //!   listener.accept()  --hand over-->  poll() the loop's sockets (epoll, via mio)
 //!   over --maxclients? -> -ERR           ready ones: read -> RequestParser (resp.rs)
@@ -30,8 +30,9 @@
 //! which gathers every ready client's writes in one event-loop turn and
 //! fsyncs once before any reply (`beforeSleep` in Redis's `server.c`).
 //!
-//! Now the server does the same, with a few loops instead of one (one per
-//! core, `event_loops()`): the accept thread hands each new connection to
+//! Now the server does the same, with one loop or a few (the
+//! `--event-loops` setting, [`ServerConfig::event_loops`]; by default
+//! [`default_event_loops`] for the machine's cores): the accept thread hands each new connection to
 //! a loop; a loop waits for readiness on all of its sockets at once, and
 //! in each turn reads, parses and answers every ready client, sets the
 //! plain `SET`s aside, commits the `SET`s of *all* those clients as one
@@ -49,6 +50,15 @@
 //!   long `EXEC`) still stalls the clients of its loop, as it stalls all of
 //!   Redis; the other loops go on. The loops also wait for their own fsync:
 //!   while one syncs, its clients are not read (Redis alike).
+//! - **How many loops is a trade.** More loops serve more clients at
+//!   once and get more of a busy machine's CPU, but each splits the
+//!   turn's writes (fewer per `fsync`, each loop syncing its own) and adds
+//!   hand-offs between threads. On two cores one loop halved the server's
+//!   context switches and made a third fewer `fsync`s per durable `SET`;
+//!   whether that buys throughput on a machine shared with other work is
+//!   not settled (docs/benchmarks/redis.md). The default is one per
+//!   core ([`default_event_loops`]); `--event-loops N` overrides it, and
+//!   `INFO server` shows `event_loops`.
 //! - **Fewer threads means less CPU share on a busy machine.** The kernel
 //!   shares the CPU per thread: two loops compete with everything else as
 //!   two threads, fifty connection threads as fifty. On a quiet machine the
@@ -139,6 +149,9 @@ pub struct ServerConfig {
     /// Close a client that accepts no reply bytes for this long; `None`:
     /// never.
     pub write_timeout: Option<Duration>,
+    /// How many event loops serve the clients; 0: chosen by the number of
+    /// cores ([`default_event_loops`]). Fixed once the server runs.
+    pub event_loops: usize,
 }
 
 impl Default for ServerConfig {
@@ -155,9 +168,14 @@ impl Default for ServerConfig {
             output_soft_limit: 64 << 20,
             output_soft_time: Duration::from_secs(60),
             write_timeout: Some(Duration::from_secs(60)),
+            event_loops: 0,
         }
     }
 }
+
+/// The most event loops `--event-loops` accepts. More loops than cores
+/// only add hand-offs; this bound catches a typo, not a tuning choice.
+pub const MAX_EVENT_LOOPS: usize = 64;
 
 /// The largest `max_bulk_bytes` accepted: 4 GiB. More is not a limit but
 /// a typo (no engine stores a value anywhere near it).
@@ -192,6 +210,12 @@ impl ServerConfig {
         if self.write_timeout.is_some_and(|t| t.is_zero()) {
             return invalid("--write-timeout must be at least 1 second (0: never)".into());
         }
+        if self.event_loops > MAX_EVENT_LOOPS {
+            return invalid(format!(
+                "--event-loops must be between 0 (chosen by the cores) and {MAX_EVENT_LOOPS}, not {}",
+                self.event_loops
+            ));
+        }
         if !self.bind.ip().is_loopback() && self.password().is_none() {
             return invalid(format!(
                 "refusing to listen on {} without --requirepass (an empty password is no \
@@ -206,6 +230,17 @@ impl ServerConfig {
     /// The password clients must send, if any: an empty one is none.
     pub fn password(&self) -> Option<&str> {
         self.requirepass.as_deref().filter(|p| !p.is_empty())
+    }
+
+    /// How many event loops the server runs with these settings:
+    /// [`event_loops`](Self::event_loops), or [`default_event_loops`] for
+    /// this machine when it is 0.
+    pub fn event_loop_count(&self) -> usize {
+        if self.event_loops > 0 {
+            return self.event_loops;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        default_event_loops(cores)
     }
 }
 
@@ -241,6 +276,8 @@ pub(crate) struct Shared {
     /// connection picks up before its next request.
     config: RwLock<Arc<ServerConfig>>,
     pub(crate) local_addr: SocketAddr,
+    /// How many event loops serve the clients (`INFO`, `CONFIG GET`).
+    event_loops: usize,
     started: Instant,
     next_client_id: AtomicU64,
     /// The connected clients; a connection removes itself when it ends.
@@ -316,7 +353,8 @@ impl Shared {
                 .field("tcp_port", self.local_addr.port())
                 .field("uptime_in_seconds", uptime)
                 .field("uptime_in_days", uptime / 86_400)
-                .field("io_model", "event loops"),
+                .field("io_model", "event loops")
+                .field("event_loops", self.event_loops),
             Section::new("Clients")
                 .field("connected_clients", connected)
                 .field("maxclients", self.config().maxclients)
@@ -393,7 +431,11 @@ impl Shared {
                     next.output_soft_limit = soft;
                     next.output_soft_time = Duration::from_secs(secs);
                 }
-                "bind" | "port" | "protected-mode" | "client-query-buffer-limit" => {
+                "bind"
+                | "port"
+                | "protected-mode"
+                | "client-query-buffer-limit"
+                | "event-loops" => {
                     return Err(failed("can't set immutable config"));
                 }
                 _ => {
@@ -416,6 +458,7 @@ impl Shared {
             ("bind", config.bind.ip().to_string()),
             ("port", self.local_addr.port().to_string()),
             ("maxclients", config.maxclients.to_string()),
+            ("event-loops", self.event_loops.to_string()),
             (
                 "timeout",
                 config.timeout.map_or(0, |t| t.as_secs()).to_string(),
@@ -504,9 +547,11 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::io(config.bind.to_string(), e))?;
+        let event_loops = config.event_loop_count();
         let shared = Arc::new(Shared {
             config: RwLock::new(Arc::new(config)),
             local_addr,
+            event_loops,
             started: Instant::now(),
             next_client_id: AtomicU64::new(1),
             clients: Mutex::new(HashMap::new()),
@@ -546,7 +591,7 @@ impl Server {
             db,
             shared,
         } = self;
-        let count = event_loops();
+        let count = shared.event_loops;
         let mut handles = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
         for n in 0..count {
@@ -592,13 +637,19 @@ impl Server {
     }
 }
 
-/// How many event loops serve the clients: one per core (at most 8).
-/// Each gathers its clients' writes into one commit per turn; on two
-/// cores, two loops keep both busy while either waits for an `fsync`.
-fn event_loops() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .clamp(1, 8)
+/// How many event loops serve the clients by default on a machine with
+/// `cores` cores: one per core, at most 8.
+///
+/// Each loop gathers its clients' writes into one commit per turn; a
+/// second loop keeps another core busy while the first waits for an
+/// `fsync`. On two cores shared with the clients, one loop did less work
+/// per durable `SET` (half the context switches, a third fewer `fsync`s
+/// per write); its throughput against two was measured only on a loaded
+/// machine, within the noise of the run (docs/benchmarks/redis.md,
+/// session 13). Until a quiet-machine series decides, the default stays,
+/// and `--event-loops 1` chooses one loop.
+pub fn default_event_loops(cores: usize) -> usize {
+    cores.clamp(1, 8)
 }
 
 /// Registers a new connection and hands it to an event loop, or turns it
@@ -721,4 +772,41 @@ pub fn on_shutdown_signal(stop: impl FnOnce() + Send + 'static) -> Result<()> {
         })
         .map_err(|e| Error::io("<signals>", e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_loops_zero_means_the_default_for_the_cores_and_too_many_is_refused() {
+        let auto = ServerConfig::default();
+        assert_eq!(auto.event_loops, 0);
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        assert_eq!(auto.event_loop_count(), default_event_loops(cores));
+        let three = ServerConfig {
+            event_loops: 3,
+            ..ServerConfig::default()
+        };
+        assert_eq!(three.event_loop_count(), 3);
+        assert!(three.validate().is_ok());
+        let most = ServerConfig {
+            event_loops: MAX_EVENT_LOOPS,
+            ..ServerConfig::default()
+        };
+        assert!(most.validate().is_ok());
+        let too_many = ServerConfig {
+            event_loops: MAX_EVENT_LOOPS + 1,
+            ..ServerConfig::default()
+        };
+        let message = too_many.validate().unwrap_err().to_string();
+        assert!(message.contains("--event-loops"), "{message}");
+    }
+
+    #[test]
+    fn the_default_number_of_loops_is_one_per_core_at_most_eight() {
+        for (cores, loops) in [(0, 1), (1, 1), (2, 2), (3, 3), (8, 8), (16, 8), (256, 8)] {
+            assert_eq!(default_event_loops(cores), loops, "{cores} cores");
+        }
+    }
 }

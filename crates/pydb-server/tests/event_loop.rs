@@ -37,7 +37,32 @@ fn read_n(stream: &mut std::net::TcpStream, n: usize) -> Vec<u8> {
 
 #[test]
 fn many_clients_pipelining_sets_each_get_their_own_replies_and_values() {
-    let server = Running::start_on_disk();
+    many_clients_pipelining_sets(&Running::start_on_disk());
+}
+
+/// The same with one loop and with three, whatever the machine's default:
+/// one loop serves every client in its turns, three commit independently
+/// and meet at the log's group commit.
+#[test]
+fn many_clients_pipelining_sets_with_one_loop_and_with_three() {
+    for loops in [1, 3] {
+        let server = Running::start_on_disk_with_loops(loops);
+        // The server runs the loops it was asked for, and says so.
+        let mut c = server.connect();
+        let n = loops.to_string();
+        c.expect(
+            &["CONFIG", "GET", "event-loops"],
+            format!("*2\r\n$11\r\nevent-loops\r\n${}\r\n{n}\r\n", n.len()).as_bytes(),
+        );
+        c.expect_ending(
+            &["INFO", "server"],
+            format!("event_loops:{n}\r\n").as_bytes(),
+        );
+        many_clients_pipelining_sets(&server);
+    }
+}
+
+fn many_clients_pipelining_sets(server: &Running) {
     let clients = 40;
     let per_client = 50;
     let threads: Vec<_> = (0..clients)

@@ -19,8 +19,8 @@
 //! a `SET`'s `+OK` is appended to its connection's output only after the
 //! batch that holds it was committed (and, with `--sync always`, synced).
 //!
-//! The server runs a few loops (one per core, see
-//! [`super::event_loops`]); each connection belongs to one loop for its
+//! The server runs one loop or a few (`--event-loops`, by default
+//! [`super::default_event_loops`]); each connection belongs to one loop for its
 //! life, handed over by the accept thread through an inbox and a
 //! [`mio::Waker`]. Loops commit independently; the transaction layer's
 //! group commit merges their batches when they meet at the log.

@@ -36,11 +36,30 @@ impl Running {
         Self::start_with(db, Some(dir))
     }
 
-    fn start_with(db: Db, dir: Option<tempfile::TempDir>) -> Self {
+    /// An on-disk server (as [`Running::start_on_disk`]) with `loops`
+    /// event loops, whatever the machine's cores.
+    pub fn start_on_disk_with_loops(loops: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path().join("db"), pydb::Options::default()).unwrap();
         let config = ServerConfig {
+            event_loops: loops,
+            ..Self::config()
+        };
+        Self::start_configured(db, config, Some(dir))
+    }
+
+    fn config() -> ServerConfig {
+        ServerConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
             ..ServerConfig::default()
-        };
+        }
+    }
+
+    fn start_with(db: Db, dir: Option<tempfile::TempDir>) -> Self {
+        Self::start_configured(db, Self::config(), dir)
+    }
+
+    fn start_configured(db: Db, config: ServerConfig, dir: Option<tempfile::TempDir>) -> Self {
         let server = Server::bind(db, config).unwrap();
         let addr = server.local_addr();
         let stop = server.shutdown_handle();
