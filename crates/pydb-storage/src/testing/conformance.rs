@@ -344,6 +344,71 @@ pub fn scan_with_agrees_with_scan(kind: &dyn TestEngine) {
     );
 }
 
+/// What `get_with` lends for `key`, and how many times it called its
+/// visitor (once for a key that has a value, never for a missing one).
+fn get_with(engine: &dyn StorageEngine, key: &[u8]) -> (Option<Vec<u8>>, usize) {
+    let (mut seen, mut calls) = (None, 0);
+    let found = engine
+        .get_with(key, &mut |v| {
+            seen = Some(v.to_vec());
+            calls += 1;
+        })
+        .unwrap();
+    assert_eq!(
+        found,
+        seen.is_some(),
+        "get_with's answer and its visits disagree"
+    );
+    (seen, calls)
+}
+
+/// Conformance test `get_with_agrees_with_get`: the borrowing point read
+/// lends exactly the value `get` returns, once, for live keys,
+/// overwritten, deleted and missing ones, values large and empty, after a
+/// compaction and a reopen.
+pub fn get_with_agrees_with_get(kind: &dyn TestEngine) {
+    let mut db = TestDb::new(kind);
+    let big = vec![7u8; 5000];
+    {
+        let e = db.engine();
+        for i in 0..300u32 {
+            e.set(format!("key{i:04}").as_bytes(), format!("v{i}").as_bytes())
+                .unwrap();
+        }
+        for i in (0..300u32).step_by(3) {
+            e.set(
+                format!("key{i:04}").as_bytes(),
+                format!("new{i}").as_bytes(),
+            )
+            .unwrap();
+        }
+        for i in (0..300u32).step_by(7) {
+            e.delete(format!("key{i:04}").as_bytes()).unwrap();
+        }
+        e.set(b"big", &big).unwrap();
+        e.set(b"empty", b"").unwrap();
+    }
+    let check = |e: &dyn StorageEngine| {
+        for i in 0..310u32 {
+            let key = format!("key{i:04}");
+            let want = get(e, key.as_bytes());
+            let (got, calls) = get_with(e, key.as_bytes());
+            assert_eq!(got, want, "{key}");
+            assert_eq!(calls, usize::from(want.is_some()), "{key}: visits");
+        }
+        assert_eq!(get_with(e, b"big"), (Some(big.clone()), 1));
+        assert_eq!(get_with(e, b"empty"), (Some(Vec::new()), 1));
+        assert_eq!(get_with(e, b"missing"), (None, 0));
+        assert_eq!(get_with(e, b"ke"), (None, 0));
+    };
+    check(db.engine());
+    db.engine().compact().unwrap();
+    check(db.engine());
+    if db.reopen() {
+        check(db.engine());
+    }
+}
+
 /// Conformance test `binary_keys_and_values`.
 pub fn binary_keys_and_values(kind: &dyn TestEngine) {
     let db = TestDb::new(kind);

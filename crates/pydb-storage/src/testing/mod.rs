@@ -139,6 +139,10 @@ macro_rules! conformance_suite {
                 $crate::testing::conformance::scan_with_agrees_with_scan(&$engine)
             }
             #[test]
+            fn get_with_agrees_with_get() {
+                $crate::testing::conformance::get_with_agrees_with_get(&$engine)
+            }
+            #[test]
             fn binary_keys_and_values() {
                 $crate::testing::conformance::binary_keys_and_values(&$engine)
             }
