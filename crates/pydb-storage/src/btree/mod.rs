@@ -870,7 +870,41 @@ where
             ],
         }
     }
+
+    /// A value of up to [`GET_WITH_STACK`] bytes is copied from its leaf
+    /// into a buffer on the stack and lent from there: no allocation. It
+    /// cannot be lent from the leaf itself, because the optimistic read may
+    /// run again (an install overlapped it), and the visitor must run once,
+    /// on an answer that holds. A larger value goes through `get`.
+    fn get_with(&self, key: &[u8], visit: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        self.check_poisoned()?;
+        if key.is_empty() || key.len() > self.max_key_len {
+            return Ok(false);
+        }
+        let mut buf = [0u8; GET_WITH_STACK];
+        let copied = self.published.read(&self.tree, |meta, _| {
+            tree::get_into(&self.pool, meta, key, &mut buf)
+        })?;
+        match copied {
+            tree::Copied::Missing => Ok(false),
+            tree::Copied::Into(len) => {
+                visit(&buf[..len]);
+                Ok(true)
+            }
+            tree::Copied::Larger => match self.get(key)? {
+                Some(value) => {
+                    visit(&value);
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+        }
+    }
 }
+
+/// The largest value [`BTreeStorage`]'s `get_with` lends from a copy on
+/// its stack; a larger one is read as `get` reads it.
+pub const GET_WITH_STACK: usize = 512;
 
 impl<O: FileOpener + 'static> Drop for BTreeStorage<O>
 where

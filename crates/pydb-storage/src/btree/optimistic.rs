@@ -242,7 +242,7 @@ mod tests {
     fn optimistic_lookups_racing_splits_merges_and_evictions_match_the_model() {
         // A writer moves every key through versions (present, deleted,
         // present with another length...), in batches, while three readers
-        // look keys up. Per key the writer records the version it started
+        // look keys up (by `get` and `get_with` in turn). Per key the writer records the version it started
         // writing and the version it finished: a lookup must return exactly
         // one of the versions between the finished one seen before it and
         // the started one seen after it. With 16 frames of 512 bytes nearly
@@ -277,9 +277,22 @@ mod tests {
                             x ^= x << 5;
                             let k = x % KEYS;
                             let lo = done[k as usize].load(Ordering::SeqCst);
-                            let got = engine.get(&key(k)).unwrap();
+                            // Every other read through the borrowing read,
+                            // whose optimistic copy must also be one version.
+                            let got = if reads.is_multiple_of(2) {
+                                engine.get(&key(k)).unwrap().map(|b| b.to_vec())
+                            } else {
+                                let (mut lent, mut visits) = (None, 0);
+                                let found = engine
+                                    .get_with(&key(k), &mut |v| {
+                                        lent = Some(v.to_vec());
+                                        visits += 1;
+                                    })
+                                    .unwrap();
+                                assert_eq!(visits, usize::from(found), "key {k}");
+                                lent
+                            };
                             let hi = begun[k as usize].load(Ordering::SeqCst);
-                            let got = got.map(|b| b.to_vec());
                             assert!(
                                 (lo..=hi).any(|v| value(k, v) == got),
                                 "key {k}: read {got:?}, versions {lo}..={hi}"

@@ -275,14 +275,33 @@ pub fn read_overflow<F: File>(
     Ok(Bytes::from(out))
 }
 
-/// Looks `key` up.
-pub fn get<F: File>(pool: &BufferPool<F>, meta: &TreeMeta, key: &[u8]) -> Result<Option<Bytes>> {
+/// What [`lookup`] found for a key.
+enum Lookup<T> {
+    /// The key is not in the tree.
+    Missing,
+    /// The key's value is in its leaf cell, and this is what the caller's
+    /// closure made of it.
+    Inline(T),
+    /// The key's value is in an overflow chain of `len` bytes from `first`.
+    Overflow { len: u32, first: PageId },
+}
+
+/// Descends to `key`'s leaf and finds it there: the one search [`get`] and
+/// [`get_into`] share. An inline value is handed to `inline` while its leaf
+/// is still latched; an overflow value is left for the caller to read
+/// (with the leaf released: the chain's pages are latched one at a time).
+fn lookup<F: File, T>(
+    pool: &BufferPool<F>,
+    meta: &TreeMeta,
+    key: &[u8],
+    inline: impl FnOnce(&[u8]) -> T,
+) -> Result<Lookup<T>> {
     let path = pool.file().path();
     let ps = pool.page_size();
     let leaf = find_leaf(pool, meta, Seek::Key(key))?;
     let page = pool.fetch(leaf)?;
     let view = PageView::new(&page, PageType::Leaf).map_err(|e| corrupt_at(path, ps, leaf, e))?;
-    let value = match page
+    match page
         .heads()
         .search_leaf(&view, key)
         .map_err(|e| corrupt_at(path, ps, leaf, e))?
@@ -292,13 +311,55 @@ pub fn get<F: File>(pool: &BufferPool<F>, meta: &TreeMeta, key: &[u8]) -> Result
             .map_err(|e| corrupt_at(path, ps, leaf, e))?
             .1
         {
-            ValueRef::Inline(v) => return Ok(Some(Bytes::copy_from_slice(v))),
-            ValueRef::Overflow { len, first } => (len, first),
+            ValueRef::Inline(v) => Ok(Lookup::Inline(inline(v))),
+            ValueRef::Overflow { len, first } => Ok(Lookup::Overflow { len, first }),
         },
-        Err(_) => return Ok(None),
-    };
-    drop(page);
-    read_overflow(pool, meta, value.1, value.0).map(Some)
+        Err(_) => Ok(Lookup::Missing),
+    }
+}
+
+/// Looks `key` up.
+pub fn get<F: File>(pool: &BufferPool<F>, meta: &TreeMeta, key: &[u8]) -> Result<Option<Bytes>> {
+    match lookup(pool, meta, key, Bytes::copy_from_slice)? {
+        Lookup::Missing => Ok(None),
+        Lookup::Inline(value) => Ok(Some(value)),
+        Lookup::Overflow { len, first } => read_overflow(pool, meta, first, len).map(Some),
+    }
+}
+
+/// What [`get_into`] did with the value of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copied {
+    /// The key is not in the tree.
+    Missing,
+    /// The value, this many bytes, is at the start of the buffer.
+    Into(usize),
+    /// The value does not fit the buffer (or lives in an overflow chain):
+    /// read it with [`get`].
+    Larger,
+}
+
+/// Looks `key` up and copies its value into `buf` if it fits there: a
+/// point read that allocates nothing (the engine's `get_with` lends the
+/// copy from a buffer on its stack). Like [`get`], it reads only the pages
+/// of `meta`'s tree, so the caller may run it again when an install
+/// overlaps it; `buf` then holds the last run's copy.
+pub fn get_into<F: File>(
+    pool: &BufferPool<F>,
+    meta: &TreeMeta,
+    key: &[u8],
+    buf: &mut [u8],
+) -> Result<Copied> {
+    let copied = lookup(pool, meta, key, |value| {
+        let into = buf.get_mut(..value.len())?;
+        into.copy_from_slice(value);
+        Some(value.len())
+    })?;
+    Ok(match copied {
+        Lookup::Missing => Copied::Missing,
+        Lookup::Inline(Some(len)) => Copied::Into(len),
+        Lookup::Inline(None) | Lookup::Overflow { .. } => Copied::Larger,
+    })
 }
 
 /// The first entry whose key is in `start..end` (the engine's `first`): a
