@@ -194,6 +194,29 @@ impl MemoryStorage {
         Ok(())
     }
 
+    /// What `out` makes of the first entry in `start..end`, if any.
+    ///
+    /// One descent of the map, for the start: the first key at or after
+    /// it, then checked against the end. (`BTreeMap::range` with both
+    /// bounds descends for each, and a point read of the transaction layer
+    /// asks for a range whose first key is nearly always in it.)
+    fn first_entry<T>(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        out: impl FnOnce(&Key, &Bytes) -> T,
+    ) -> Option<T> {
+        let map = self.map.read();
+        map.range::<[u8], _>((start, Bound::Unbounded))
+            .next()
+            .filter(|(k, _)| match end {
+                Bound::Included(e) => k.as_ref() <= e,
+                Bound::Excluded(e) => k.as_ref() < e,
+                Bound::Unbounded => true,
+            })
+            .map(|(k, v)| out(k, v))
+    }
+
     fn check_value(&self, value: &[u8]) -> Result<()> {
         if value.len() > self.max_value_size {
             return Err(Error::ValueTooLarge {
@@ -264,32 +287,8 @@ impl StorageEngine for MemoryStorage {
         self.first_in(start, end)
     }
 
-    /// One descent of the map, for the start: the first key at or after
-    /// it, then checked against the end. (`BTreeMap::range` with both
-    /// bounds descends for each, and a point read of the transaction layer
-    /// asks for a range whose first key is nearly always in it.)
     fn first_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Option<(Bytes, Bytes)>> {
-        let map = self.map.read();
-        Ok(map
-            .range::<[u8], _>((start, Bound::Unbounded))
-            .next()
-            .filter(|(k, _)| match end {
-                Bound::Included(e) => k.as_ref() <= e,
-                Bound::Excluded(e) => k.as_ref() < e,
-                Bound::Unbounded => true,
-            })
-            .map(|(k, v)| {
-                // A small value is copied, as a scan copies it: its bytes
-                // are read right after anyway, while a clone would also
-                // touch the reference count in a separate allocation (a
-                // second cache miss, and two atomic updates).
-                let value = if k.len() + v.len() <= MAX_COPIED_PAIR {
-                    Bytes::copy_from_slice(v)
-                } else {
-                    v.clone()
-                };
-                (k.to_bytes(), value)
-            }))
+        Ok(self.first_entry(start, end, |k, v| (k.to_bytes(), out_value(k, v))))
     }
 
     fn flush(&self) -> Result<()> {
@@ -310,6 +309,23 @@ impl StorageEngine for MemoryStorage {
                 ("live_bytes", bytes as u64),
             ],
         }
+    }
+
+    /// Only the value is copied out; see [`StorageEngine::first_value_in`].
+    fn first_value_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Option<Bytes>> {
+        Ok(self.first_entry(start, end, out_value))
+    }
+}
+
+/// The value of the entry `key`, `value` as `first` hands it out. A small
+/// value is copied, as a scan copies it: its bytes are read right after
+/// anyway, while a clone would also touch the reference count in a
+/// separate allocation (a second cache miss, and two atomic updates).
+fn out_value(key: &Key, value: &Bytes) -> Bytes {
+    if key.len() + value.len() <= MAX_COPIED_PAIR {
+        Bytes::copy_from_slice(value)
+    } else {
+        value.clone()
     }
 }
 

@@ -360,6 +360,9 @@ fn first_finds_the_scans_first_entry_across_leaves_and_overflow_chains() {
                 let got = engine.first(range.clone()).unwrap();
                 assert_eq!(got, want, "{range:?}");
                 found += usize::from(got.is_some());
+                let (start, end) = range.as_slices();
+                let value = engine.first_value_in(start, end).unwrap();
+                assert_eq!(value, want.map(|(_, v)| v), "value of {range:?}");
             }
         }
     }
@@ -370,8 +373,12 @@ fn first_finds_the_scans_first_entry_across_leaves_and_overflow_chains() {
     let got = engine.first(KeyRange::new(&b"k000100x"[..]..)).unwrap();
     assert_eq!(
         got,
-        Some((Bytes::from_static(b"k000101"), Bytes::from(big)))
+        Some((Bytes::from_static(b"k000101"), Bytes::from(big.clone())))
     );
+    let value = engine
+        .first_value_in(Bound::Included(&b"k000100x"[..]), Bound::Unbounded)
+        .unwrap();
+    assert_eq!(value, Some(Bytes::from(big)));
 }
 
 #[test]
@@ -936,5 +943,78 @@ proptest! {
             let got = engine.get(k).unwrap();
             prop_assert_eq!(got.as_deref(), Some(v.as_slice()));
         }
+    }
+
+    /// `first`, `first_in` and `first_value_in` (the point read's seek)
+    /// agree with a `BTreeMap` over random ranges, after sets, deletes and
+    /// batches that split and merge leaves and put values in overflow
+    /// chains: the seek that lands past a leaf's last key, a leaf emptied
+    /// by deletes, and each kind of bound.
+    #[test]
+    fn first_and_first_value_agree_with_a_model(
+        ops in prop::collection::vec(op(), 1..250),
+        ranges in prop::collection::vec((0u32..410, 0u32..3, 0u32..410, 0u32..3), 1..60),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = SimFs::new();
+        let engine = open_sim(dir.path(), &fs);
+        let mut model = Model::new();
+        for (step, op) in ops.iter().enumerate() {
+            let mut batch = WriteBatch::new();
+            let items = match op {
+                Op::Set(k, len) => vec![(*k, Some(*len))],
+                Op::Delete(k) => vec![(*k, None)],
+                Op::Batch(items) => items.clone(),
+                Op::Reopen(_) => vec![],
+            };
+            for (k, len) in items {
+                let k = key(u32::from(k));
+                match len {
+                    Some(len) => {
+                        let v = val(0, len, step);
+                        batch.set(k.clone(), v.clone());
+                        model.insert(k, v);
+                    }
+                    None => {
+                        batch.delete(k.clone());
+                        model.remove(&k);
+                    }
+                }
+            }
+            engine.write_batch(&batch).unwrap();
+        }
+        let bound = |i: u32, kind: u32| match kind {
+            0 => Bound::Included(key(i)),
+            1 => Bound::Excluded(key(i)),
+            _ => Bound::Unbounded,
+        };
+        for (lo, lo_kind, hi, hi_kind) in ranges {
+            let (start, end) = (bound(lo, lo_kind), bound(hi, hi_kind));
+            let (s, e) = (start.as_ref().map(Vec::as_slice), end.as_ref().map(Vec::as_slice));
+            // `BTreeMap::range` panics on a reversed range; such a range
+            // holds nothing.
+            let reversed = match (s, e) {
+                (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
+                    a > b || (a == b && (s != Bound::Included(a) || e != Bound::Included(b)))
+                }
+                _ => false,
+            };
+            let want = if reversed {
+                None
+            } else {
+                model.range::<[u8], _>((s, e)).next().map(|(k, v)| (k.clone(), v.clone()))
+            };
+            let got = engine.first_in(s, e).unwrap().map(|(k, v)| (k.to_vec(), v.to_vec()));
+            prop_assert_eq!(&got, &want, "first_in {:?}..{:?}", s, e);
+            let range = KeyRange {
+                start: start.clone().map(Bytes::from),
+                end: end.clone().map(Bytes::from),
+            };
+            let got = engine.first(range).unwrap().map(|(k, v)| (k.to_vec(), v.to_vec()));
+            prop_assert_eq!(&got, &want, "first {:?}..{:?}", s, e);
+            let value = engine.first_value_in(s, e).unwrap().map(|v| v.to_vec());
+            prop_assert_eq!(value, want.map(|(_, v)| v), "first_value_in {:?}..{:?}", s, e);
+        }
+        engine.check_invariants().unwrap();
     }
 }

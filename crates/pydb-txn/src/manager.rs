@@ -626,17 +626,19 @@ impl Inner {
         for _ in 0..ATTEMPTS {
             let epoch = self.garbage_epoch.load(Ordering::SeqCst);
             let snapshot = self.published();
+            // Every key in the range is a version of `key`, so the engine
+            // hands out the value only; a damaged value is reported with
+            // the range's start (the key at this snapshot) as its key.
             let found = keys::with_point_bounds(space, key, snapshot, |start, end| {
-                self.engine
-                    .first_in(Bound::Included(start), Bound::Included(end))
+                let value = self
+                    .engine
+                    .first_value_in(Bound::Included(start), Bound::Included(end))?;
+                Ok::<_, crate::Error>(value.map(|value| keys::decode_stored_owned(start, value)))
             })?;
             if self.garbage_epoch.load(Ordering::SeqCst) != epoch {
                 continue;
             }
-            let stored = match found {
-                None => None,
-                Some((engine_key, value)) => keys::decode_stored_owned(&engine_key, value)?,
-            };
+            let stored = found.transpose()?.flatten();
             // The clock is read only for a value that can expire, after the
             // snapshot was taken (as `register` does), so after `epoch`.
             return Ok(Some(stored.filter(|s| {

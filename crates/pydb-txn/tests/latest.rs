@@ -53,6 +53,33 @@ fn a_latest_read_sees_exactly_the_committed_data(
     assert_eq!(mgr.stats().active, 0);
 }
 
+/// A version whose value has no valid tag is reported as corruption of
+/// that key: the engine hands the point read the value only, so the error
+/// names the key through the bounds the read asked for.
+#[rstest]
+fn a_damaged_version_is_corruption_of_its_key(
+    #[values(Kind::Memory, Kind::Log, Kind::BTree)] kind: Kind,
+) {
+    use pydb_storage::{KeyRange, StorageEngine};
+    let db = Db::new(kind);
+    let mgr = &db.mgr;
+    mgr.transaction(Isolation::Snapshot, |tx| tx.set(b"victim", b"1"))
+        .unwrap();
+    let engine = mgr.engine();
+    let versions: Vec<_> = engine
+        .scan(KeyRange::all())
+        .unwrap()
+        .map(|entry| entry.unwrap().0)
+        .filter(|k| k.windows(6).any(|w| w == b"victim"))
+        .collect();
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    engine.set(&versions[0], b"\x7f").unwrap();
+    match mgr.get_latest(b"victim") {
+        Err(Error::Corrupted { key, .. }) => assert!(key.contains("victim"), "{key}"),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
 #[test]
 fn a_latest_read_hides_expired_values() {
     let clock = ManualClock::new(1_000);

@@ -900,6 +900,15 @@ where
             },
         }
     }
+
+    /// [`Self::first_in`] without copying the key out (see
+    /// [`tree::first_value`]).
+    fn first_value_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Option<Bytes>> {
+        self.check_poisoned()?;
+        self.published.read(&self.tree, |meta, _| {
+            tree::first_value(&self.pool, meta, start, end)
+        })
+    }
 }
 
 /// The largest value [`BTreeStorage`]'s `get_with` lends from a copy on

@@ -376,6 +376,28 @@ pub fn first<F: File>(
     start: Bound<&[u8]>,
     end: Bound<&[u8]>,
 ) -> Result<Option<(Bytes, Bytes)>> {
+    first_with(pool, meta, start, end, Bytes::copy_from_slice)
+}
+
+/// The value of [`first`]'s entry, its key not copied out (the engine's
+/// `first_value_in`).
+pub fn first_value<F: File>(
+    pool: &BufferPool<F>,
+    meta: &TreeMeta,
+    start: Bound<&[u8]>,
+    end: Bound<&[u8]>,
+) -> Result<Option<Bytes>> {
+    Ok(first_with(pool, meta, start, end, |_| ())?.map(|((), value)| value))
+}
+
+/// [`first`], with the entry's key handed out as `key_of` makes it.
+fn first_with<F: File, K>(
+    pool: &BufferPool<F>,
+    meta: &TreeMeta,
+    start: Bound<&[u8]>,
+    end: Bound<&[u8]>,
+    key_of: impl Fn(&[u8]) -> K,
+) -> Result<Option<(K, Bytes)>> {
     let path = pool.file().path();
     let ps = pool.page_size();
     let seek = match start {
@@ -410,7 +432,7 @@ pub fn first<F: File>(
         if !below(key, end) {
             return Ok(None);
         }
-        let key = Bytes::copy_from_slice(key);
+        let key = key_of(key);
         let (len, chain) = match value {
             ValueRef::Inline(v) => return Ok(Some((key, Bytes::copy_from_slice(v)))),
             ValueRef::Overflow { len, first } => (len, first),

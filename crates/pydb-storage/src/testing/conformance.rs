@@ -207,6 +207,12 @@ pub fn scan_bounds(kind: &dyn TestEngine) {
             want_first,
             "first_in of {start:?}..{end:?}"
         );
+        let first_value = e.first_value_in(*start, *end).unwrap();
+        assert_eq!(
+            first_value.map(|v| v.to_vec()),
+            want.first().cloned(),
+            "first_value_in of {start:?}..{end:?}"
+        );
     }
     let values = scan(e, KeyRange::new(&b"c"[..]..&b"e"[..]));
     assert_eq!(values, vec![(b"d".to_vec(), b"d".to_vec())]);
