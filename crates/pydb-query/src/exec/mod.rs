@@ -12,6 +12,7 @@
 //! operator, in a single text column `QUERY PLAN`.
 
 pub mod eval;
+mod join_table;
 pub mod operators;
 pub mod predicate;
 mod prepared;

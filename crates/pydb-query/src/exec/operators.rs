@@ -15,11 +15,12 @@
 //! # Per-row costs
 //!
 //! An analytical query spends its time in the few lines each operator runs
-//! per input row, so those lines avoid the heap: the hash join and the
-//! hash aggregation build the key of each row in one buffer reused for
-//! every row (a key is copied only when a new entry goes into the table),
-//! and a hash join's probe remembers *where* the matching right rows are
-//! instead of copying them (see `HashJoin`). Comparisons borrow their
+//! per input row, so those lines avoid the heap: a hash join's probe
+//! looks the key up where it stands in the row (keys of integers as
+//! `i64`s, module `exec::join_table`) and remembers *where* the matching
+//! right rows are instead of copying them (see `HashJoin`); the hash
+//! aggregation builds the key of each row in one buffer reused for every
+//! row (a key is copied only when a new entry goes into the table). Comparisons borrow their
 //! operands from the row ([`mod@crate::exec::eval`]). A filter over a
 //! table scan is one operator (`FilteredScan`): the store decodes each row
 //! into one buffer ([`crate::store::RowCursor`]), the compiled predicate
@@ -42,6 +43,7 @@ use std::time::Instant;
 use crate::ast::{JoinKind, SetOperator};
 use crate::error::{Error, Result};
 use crate::exec::eval::{Env, eval, eval_predicate};
+use crate::exec::join_table::{JoinTable, key_column};
 use crate::exec::predicate::Predicate;
 use crate::exec::profile::Instrumented;
 use crate::exec::scalar::Scalar;
@@ -196,25 +198,30 @@ fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
             left_keys,
             right_keys,
             residual,
-        } => Box::new(HashJoin {
-            left: ProbeRows::build(left, env)?,
-            right: Some(build(right, env)?),
-            right_keys,
-            left_keys,
-            table: HashMap::default(),
-            buckets: Vec::new(),
-            probe: GroupKey(Vec::with_capacity(left_keys.len())),
-            right_width: right.width(),
-            kind: *kind,
-            residual: residual.as_ref(),
-            env: env.clone(),
-            left_row: Vec::with_capacity(left.width()),
-            has_left: false,
-            bucket: None,
-            pos: 0,
-            matched: false,
-            budget: MemoryBudget::new(env, "a hash join"),
-        }),
+        } => {
+            let probe_rows = ProbeRows::build(left, env)?;
+            let key_columns = probe_rows.key_columns(left_keys);
+            Box::new(HashJoin {
+                left: probe_rows,
+                right: Some(build(right, env)?),
+                right_keys,
+                left_keys,
+                key_columns,
+                table: JoinTable::new(left_keys.len()),
+                key: GroupKey(Vec::with_capacity(left_keys.len())),
+                right_width: right.width(),
+                kind: *kind,
+                residual: residual.as_ref(),
+                env: env.clone(),
+                read: Vec::with_capacity(left.width()),
+                left_row: Vec::with_capacity(left.width()),
+                has_left: false,
+                bucket: None,
+                pos: 0,
+                matched: false,
+                budget: MemoryBudget::new(env, "a hash join"),
+            })
+        }
         Plan::MergeJoin {
             left,
             right,
@@ -658,36 +665,42 @@ impl Operator for NestedLoopJoin<'_> {
 }
 
 /// A join on equalities: the right input goes into a hash table keyed by
-/// its join columns; each left row looks its key up instead of scanning
-/// every right row. NULL keys never match (NULL = NULL is unknown).
+/// its join columns ([`JoinTable`]); each left row looks its key up
+/// instead of scanning every right row. NULL keys never match (NULL = NULL
+/// is unknown).
 ///
-/// The table maps a key to the position of its *bucket* (the right rows
-/// with that key) in `buckets`: a left row remembers the position of its
-/// bucket instead of copying the rows, and its key is built in `probe`, one
-/// buffer reused for every left row, so probing allocates nothing.
-///
-/// The left row itself lives in one buffer too (`left_row`): when the left
-/// input is a table scan, with or without a filter over it, each row is
-/// decoded into that buffer, tested and probed there ([`ProbeRows`]), and
-/// only a joined row (left and right values together) is a new `Vec`. The
-/// probe side is the big one (the planner builds the table from the
-/// smaller input), and most of its rows often match nothing: q5 of the SQL
-/// bench probes 60,000 line items and joins 75 of them.
+/// A left row remembers the position of its bucket (the right rows with
+/// its key) instead of copying the rows. The left row itself is read into
+/// one buffer (`read`): when the left input is a table scan, with or
+/// without a filter and a projection of columns over it, each row is
+/// decoded into that buffer and tested there ([`ProbeRows`]). When the
+/// keys are columns (`key_columns`), the key is looked up where it stands
+/// in that buffer, before the projection: a row without a match (most of
+/// them: q5 of the SQL bench probes 60,000 line items and joins 75) is
+/// neither copied nor projected, and the next row is decoded into the same
+/// buffer. Only a row with a match is moved out of the buffer (`left_row`,
+/// projected) and only a joined row (left and right values together) is a
+/// new `Vec`. The probe side is the big one: the planner builds the table
+/// from the smaller input.
 struct HashJoin<'a> {
     left: ProbeRows<'a>,
     right: Option<BoxedOperator<'a>>,
     left_keys: &'a [Expr],
     right_keys: &'a [Expr],
-    /// Hashed with foldhash rather than std's SipHash: every probe row
-    /// hashes its key, and SipHash's cost showed in the profile (the seed
-    /// is still random per table, so colliding keys cannot be prepared).
-    table: HashMap<GroupKey, usize, foldhash::fast::RandomState>,
-    buckets: Vec<Vec<Row>>,
-    probe: GroupKey,
+    /// Where each left key stands in `read` when every key is a column
+    /// (see [`ProbeRows::key_columns`]); `None`: the keys are evaluated
+    /// over the projected row.
+    key_columns: Option<Vec<usize>>,
+    table: JoinTable,
+    /// A key built by [`fill_key`] (the build side's, and a probe key of
+    /// expressions), reused for every row.
+    key: GroupKey,
     right_width: usize,
     kind: JoinKind,
     residual: Option<&'a Expr>,
     env: Env<'a>,
+    /// The left row as read, before the projection of [`ProbeRows`].
+    read: Row,
     /// The current left row, while `has_left`; its right matches are
     /// `bucket`'s rows from `pos` on.
     left_row: Row,
@@ -699,21 +712,22 @@ struct HashJoin<'a> {
     budget: MemoryBudget,
 }
 
-/// Where a hash join's left (probe) rows come from.
+/// Where a hash join's left (probe) rows come from. A row is first *read*
+/// into the join's buffer ([`ProbeRows::read`]), where its key can be
+/// looked up, then *taken* as the row the join outputs
+/// ([`ProbeRows::take`]): the projection, if any, is applied only then.
 enum ProbeRows<'a> {
     /// Any operator: each row comes in a `Vec` of its own.
     Operator(BoxedOperator<'a>),
     /// A table scan, the filter over it and a projection that keeps some
     /// of its columns (each optional), read as `FilteredScan` reads them:
-    /// each row is decoded into `scanned` and tested there, so a row
-    /// filtered out costs no allocation, and a row that passes is copied
-    /// into the caller's buffer only if a projection drops columns.
+    /// each row is decoded into the read buffer and tested there, so a row
+    /// filtered out costs no allocation.
     Scan {
         rows: RowCursorBox<'a>,
         filter: Option<Predicate<'a>>,
         /// The scanned columns kept, in their new order.
         project: Option<Vec<usize>>,
-        scanned: Row,
     },
 }
 
@@ -754,47 +768,60 @@ impl<'a> ProbeRows<'a> {
                         .scan_cursor(table, columns.as_deref().unwrap_or_default())?,
                     filter: filter.map(|p| Predicate::compile(p, env)),
                     project,
-                    scanned: Vec::with_capacity(table.columns.len()),
                 });
             }
         }
         Ok(ProbeRows::Operator(build(plan, env)?))
     }
 
-    /// Replaces `row` by the next probe row; `false` at the end.
-    fn next_into(&mut self, row: &mut Row, env: &Env<'_>) -> Result<bool> {
+    /// Where each of `keys` (expressions over the output row) stands in
+    /// the row as read, if every key is a column of the output row.
+    fn key_columns(&self, keys: &[Expr]) -> Option<Vec<usize>> {
+        let columns = column_indexes(keys)?;
+        match self {
+            ProbeRows::Scan {
+                project: Some(project),
+                ..
+            } => columns.iter().map(|&c| project.get(c).copied()).collect(),
+            _ => Some(columns),
+        }
+    }
+
+    /// Replaces `read` by the next probe row as read (before the
+    /// projection); `false` at the end.
+    fn read(&mut self, read: &mut Row, env: &Env<'_>) -> Result<bool> {
         match self {
             ProbeRows::Operator(op) => Ok(match op.next()? {
                 Some(next) => {
-                    *row = next;
+                    *read = next;
                     true
                 }
                 None => false,
             }),
-            ProbeRows::Scan {
-                rows,
-                filter,
-                project,
-                scanned,
-            } => {
-                let Some(columns) = project else {
-                    return next_passing(rows.as_mut(), filter.as_ref(), row, env);
-                };
-                if !next_passing(rows.as_mut(), filter.as_ref(), scanned, env)? {
-                    return Ok(false);
-                }
-                row.clear();
-                for &c in columns.iter() {
-                    // What `eval` does for the projection's column.
-                    let v = scanned
-                        .get(c)
-                        .cloned()
-                        .ok_or_else(|| Error::Invalid(format!("column #{c} is out of the row")))?;
-                    row.push(v);
-                }
-                Ok(true)
+            ProbeRows::Scan { rows, filter, .. } => {
+                next_passing(rows.as_mut(), filter.as_ref(), read, env)
             }
         }
+    }
+
+    /// Makes `row` the probe row last read into `read`: its projected
+    /// columns, or the row itself (the buffers trade places: `read` then
+    /// holds a row of the same width, which the next read overwrites).
+    fn take(&self, read: &mut Row, row: &mut Row) -> Result<()> {
+        let ProbeRows::Scan {
+            project: Some(columns),
+            ..
+        } = self
+        else {
+            std::mem::swap(read, row);
+            return Ok(());
+        };
+        row.clear();
+        for &c in columns {
+            // What `eval` does for the projection's column.
+            row.push(key_column(read, c)?.clone());
+        }
+        Ok(())
     }
 }
 
@@ -833,8 +860,7 @@ fn fill_key(exprs: &[Expr], row: &[Value], env: &Env<'_>, key: &mut GroupKey) ->
     key.0.clear();
     for e in exprs {
         // A key is most often a column of the row: read it where it
-        // stands instead of going through `eval` (the hash join runs this
-        // for every probe row).
+        // stands instead of going through `eval`.
         let column = match e {
             Expr::Column { depth: 0, index } => row.get(*index),
             _ => None,
@@ -855,18 +881,43 @@ impl HashJoin<'_> {
     /// Reads the right input into the table.
     fn build_table(&mut self, mut right: BoxedOperator<'_>) -> Result<()> {
         while let Some(r) = right.next()? {
-            if fill_key(self.right_keys, &r, &self.env, &mut self.probe)? {
+            if fill_key(self.right_keys, &r, &self.env, &mut self.key)? {
                 self.budget.charge(&r)?;
-                match self.table.get(&self.probe) {
-                    Some(&b) => self.buckets[b].push(r),
-                    None => {
-                        self.table.insert(self.probe.clone(), self.buckets.len());
-                        self.buckets.push(vec![r]);
-                    }
-                }
+                self.table.insert(&self.key.0, r);
             }
         }
         Ok(())
+    }
+
+    /// Reads the next left row and finds its bucket; `false` at the end.
+    /// The row is in `left_row` when it has a bucket or the join is a LEFT
+    /// join; otherwise it may still be only in `read`.
+    fn next_left(&mut self) -> Result<bool> {
+        if !self.left.read(&mut self.read, &self.env)? {
+            return Ok(false);
+        }
+        let mut taken = false;
+        self.bucket = match &self.key_columns {
+            Some(columns) => {
+                let read = &self.read;
+                self.table
+                    .find(columns.len(), |i| key_column(read, columns[i]))?
+            }
+            None => {
+                self.left.take(&mut self.read, &mut self.left_row)?;
+                taken = true;
+                if fill_key(self.left_keys, &self.left_row, &self.env, &mut self.key)? {
+                    let key = &self.key.0;
+                    self.table.find(key.len(), |i| key_column(key, i))?
+                } else {
+                    None
+                }
+            }
+        };
+        if !taken && (self.bucket.is_some() || self.kind == JoinKind::Left) {
+            self.left.take(&mut self.read, &mut self.left_row)?;
+        }
+        Ok(true)
     }
 }
 
@@ -877,15 +928,9 @@ impl Operator for HashJoin<'_> {
         }
         loop {
             if !self.has_left {
-                if !self.left.next_into(&mut self.left_row, &self.env)? {
+                if !self.next_left()? {
                     return Ok(None);
                 }
-                self.bucket =
-                    if fill_key(self.left_keys, &self.left_row, &self.env, &mut self.probe)? {
-                        self.table.get(&self.probe).copied()
-                    } else {
-                        None
-                    };
                 // An inner join has nothing to do for a row without
                 // matches: straight on to the next, in the same buffer.
                 if self.bucket.is_none() && self.kind != JoinKind::Left {
@@ -896,7 +941,7 @@ impl Operator for HashJoin<'_> {
                 self.matched = false;
             }
             let candidates = match self.bucket {
-                Some(b) => self.buckets[b].as_slice(),
+                Some(b) => self.table.bucket(b),
                 None => &[],
             };
             if let Some(row) = next_joined(

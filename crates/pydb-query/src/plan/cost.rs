@@ -26,7 +26,10 @@
 //!   linearly; text by its first bytes after the bucket bounds' common
 //!   prefix, read as a number.
 //! - `IS NULL`: `null_frac`. `IN (a, b)`: the sum of the equalities.
-//!   `AND` multiplies (columns are assumed independent), `OR` is
+//!   `AND` multiplies (columns are assumed independent), except that a
+//!   lower and an upper bound on one column are one range, as `BETWEEN`
+//!   is (taken apart they would count as unrelated: q5's `o_orderdate >=
+//!   730 AND o_orderdate < 1095` kept 0.32 of the rows for 0.15); `OR` is
 //!   `x + y - x*y`, `NOT` is `1 - x`.
 //! - `a.x = b.y` (a join): `1 / max(ndv(a.x), ndv(b.y))` of the pairs,
 //!   times the non-NULL fractions: every row of the side with fewer values
@@ -169,6 +172,17 @@ enum Operand {
     Unknown,
     /// Anything else (an expression over the row).
     Other,
+}
+
+/// The terms of an AND chain, borrowed.
+fn conjunct_refs<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match e {
+        Expr::Binary(BinaryOp::And, a, b) => {
+            conjunct_refs(a, out);
+            conjunct_refs(b, out);
+        }
+        e => out.push(e),
+    }
 }
 
 /// Pages fetched by `n` random row reads from `t` pages (see the module
@@ -513,7 +527,7 @@ impl<'a> Estimator<'a> {
                 Some(true) => 1.0,
                 _ => 0.0,
             },
-            Expr::Binary(BinaryOp::And, a, b) => self.sel(input, a) * self.sel(input, b),
+            Expr::Binary(BinaryOp::And, ..) => self.conjunction(input, p),
             Expr::Binary(BinaryOp::Or, a, b) => {
                 let (x, y) = (self.sel(input, a), self.sel(input, b));
                 x + y - x * y
@@ -576,6 +590,84 @@ impl<'a> Estimator<'a> {
             }
             _ => DEFAULT_UNKNOWN_SEL,
         }
+    }
+
+    /// The selectivity of an AND chain: the product of its terms' (columns
+    /// are assumed independent), except that a lower and an upper bound on
+    /// one column are priced as one range, as `BETWEEN` is. Taken apart,
+    /// `x >= 730 AND x < 1095` would multiply the share of rows above 730
+    /// by the share below 1095, as if the two were unrelated: 0.70 x 0.46
+    /// = 0.32 of q5's `orders` where the range holds 0.15.
+    fn conjunction(&self, input: &Plan, p: &Expr) -> f64 {
+        let mut terms = Vec::new();
+        conjunct_refs(p, &mut terms);
+        // (input column, the column, lower bound?, value, inclusive?)
+        let mut bounds: Vec<(usize, Col, bool, Value, bool)> = Vec::new();
+        let mut s = 1.0;
+        for term in terms {
+            match self.bound(input, term) {
+                Some(b) => bounds.push(b),
+                None => s *= self.sel(input, term),
+            }
+        }
+        let mut paired = vec![false; bounds.len()];
+        for i in 0..bounds.len() {
+            if paired[i] {
+                continue;
+            }
+            let (pos, col, lower, v, inclusive) = &bounds[i];
+            let other = (i + 1..bounds.len())
+                .find(|&j| !paired[j] && bounds[j].0 == *pos && bounds[j].2 != *lower);
+            s *= match other {
+                Some(j) => {
+                    paired[j] = true;
+                    let (_, _, _, w, w_inclusive) = &bounds[j];
+                    let (lo, hi) = if *lower {
+                        ((v, *inclusive), (w, *w_inclusive))
+                    } else {
+                        ((w, *w_inclusive), (v, *inclusive))
+                    };
+                    self.range(col, Some(lo), Some(hi))
+                }
+                None if *lower => self.range(col, Some((v, *inclusive)), None),
+                None => self.range(col, None, Some((v, *inclusive))),
+            };
+        }
+        s
+    }
+
+    /// `term` as a bound on a column of the input (`col < constant` and
+    /// the like, either way round, the constant not NULL): the column's
+    /// position in the input row, the column, whether it is a lower bound,
+    /// the constant and whether the bound is inclusive.
+    fn bound(&self, input: &Plan, term: &Expr) -> Option<(usize, Col, bool, Value, bool)> {
+        let Expr::Binary(
+            op @ (BinaryOp::Lt | BinaryOp::LtEq | BinaryOp::Gt | BinaryOp::GtEq),
+            a,
+            b,
+        ) = term
+        else {
+            return None;
+        };
+        let (column, constant, op) = match (&**a, &**b) {
+            (Expr::Column { depth: 0, .. }, c) => (&**a, c, *op),
+            (c, Expr::Column { depth: 0, .. }) => (&**b, c, flip(*op)),
+            _ => return None,
+        };
+        let Expr::Column { index, .. } = column else {
+            return None;
+        };
+        let (Operand::Col(col), Operand::Const(v)) =
+            (self.operand(input, column), self.operand(input, constant))
+        else {
+            return None;
+        };
+        if v.is_null() {
+            return None;
+        }
+        let lower = matches!(op, BinaryOp::Gt | BinaryOp::GtEq);
+        let inclusive = matches!(op, BinaryOp::LtEq | BinaryOp::GtEq);
+        Some((*index, col, lower, v, inclusive))
     }
 
     /// The selectivity of `a op b` over `input`.

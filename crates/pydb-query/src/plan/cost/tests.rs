@@ -390,3 +390,47 @@ fn sorting_costs_more_than_a_top_n_and_hashing_less_than_nested_loops() {
     assert_eq!(hash.rows, nested.rows);
     assert!(hash.cost < nested.cost);
 }
+
+#[test]
+fn two_bounds_on_one_column_are_one_range() {
+    // `a >= 50 AND a < 150` is a range, as BETWEEN is: taken as two
+    // independent terms it would be estimated at (rows >= 50) x (rows <
+    // 150), several times the real count. A third term on another column
+    // still multiplies, and bounds written constant-first pair too.
+    let (t, rows, est) = skewed();
+    let scan = Plan::Scan {
+        table: t,
+        columns: None,
+    };
+    let and = |a: Expr, b: Expr| Expr::Binary(BinaryOp::And, Box::new(a), Box::new(b));
+    let predicates = [
+        and(
+            cmp(BinaryOp::GtEq, 0, int(50)),
+            cmp(BinaryOp::Lt, 0, int(150)),
+        ),
+        and(
+            cmp(BinaryOp::Lt, 0, int(150)),
+            cmp(BinaryOp::Gt, 0, int(49)),
+        ),
+        and(
+            Expr::Binary(BinaryOp::LtEq, Box::new(int(250)), Box::new(Expr::col(0))),
+            cmp(BinaryOp::LtEq, 0, int(349)),
+        ),
+        and(
+            and(
+                cmp(BinaryOp::GtEq, 0, int(50)),
+                cmp(BinaryOp::Eq, 1, int(3)),
+            ),
+            cmp(BinaryOp::Lt, 0, int(150)),
+        ),
+    ];
+    for p in predicates {
+        let estimated = est.estimate(&filter(scan.clone(), p.clone())).rows;
+        let real = actual(&rows, &p);
+        let ratio = estimated / real;
+        assert!(
+            (0.85..=1.15).contains(&ratio),
+            "{p:?}: estimated {estimated}, actual {real}"
+        );
+    }
+}
