@@ -54,6 +54,12 @@ pub struct Transaction {
     /// its first version (`None` when the last one did not): the owner
     /// [`Transaction::set_dependent_owned_in`] checks its dependents by.
     inserted: Option<Bytes>,
+    /// Spaced keys written as dependents of a key this transaction
+    /// created (see [`Transaction::set_dependent_owned_in`]): like
+    /// `created`, their writes are first versions. A hashed set, not a
+    /// second entry in `created`: SQL's index entries arrive in random
+    /// order, and sorting them with the rows cost more than hashing them.
+    dependents: crate::manager::Dependents,
     done: bool,
 }
 
@@ -105,6 +111,7 @@ impl Transaction {
             ssi,
             created: parking_lot::Mutex::new(Vec::new()),
             inserted: None,
+            dependents: Default::default(),
             done: false,
         })
     }
@@ -502,8 +509,9 @@ impl Transaction {
     /// its first version (no version at all at or below the snapshot),
     /// this write is `key`'s first version too, and the collector need not
     /// walk it: see "Which keys a pass walks" in `gc` for why. Otherwise it
-    /// is a plain `set_owned_in`. The entry is written blind, with no read
-    /// of its own: that read would cost more than the walk it saves.
+    /// is a plain `set_owned_in`. `key` itself is not read: the owner's
+    /// read stands for it, so a dependent costs no engine read, where
+    /// noting it as created by reading it would cost one.
     ///
     /// If the caller's invariant is broken (a damaged database), no read
     /// changes: the version this write hides is then removed by the next
@@ -525,7 +533,7 @@ impl Transaction {
             .as_deref()
             .is_some_and(|inserted| inserted.split_first() == Some((&space.prefix(), owner)));
         if owner_inserted {
-            self.created.get_mut().push(key.clone());
+            self.dependents.insert(key.clone());
         }
         self.write_spaced(
             key,
@@ -591,6 +599,7 @@ impl Transaction {
                 // not: hand it over rather than copy it.
                 writes: std::mem::take(&mut self.writes),
                 created: self.take_created(),
+                dependents: std::mem::take(&mut self.dependents),
                 lock_wait: self.lock_wait,
             })
         });
