@@ -138,6 +138,19 @@ pub(crate) fn space_insert_owned(
     Ok(tx.insert_owned_in(Keyspace::Sql, key, value)?)
 }
 
+/// Writes `key` of the SQL space, a dependent of the row `owner` (an
+/// index entry): when this transaction's last INSERT created `owner`,
+/// garbage collection need not walk `key` (see
+/// `Transaction::set_dependent_owned_in`).
+pub(crate) fn space_set_dependent(
+    tx: &mut Transaction,
+    key: &[u8],
+    value: Bytes,
+    owner: &[u8],
+) -> Result<()> {
+    Ok(tx.set_dependent_owned_in(Keyspace::Sql, key, value, owner)?)
+}
+
 /// Deletes `key` of the SQL space.
 pub(crate) fn space_delete(tx: &mut Transaction, key: &[u8]) -> Result<()> {
     Ok(tx.delete_in(Keyspace::Sql, key)?)
@@ -741,15 +754,25 @@ impl<'a> TxnStore<'a> {
         Ok(())
     }
 
-    /// Adds `row`'s entry to `index`, refusing a duplicate in a UNIQUE one.
-    fn add_entry(&mut self, table: &Table, index: &Index, key: &RowKey, row: &Row) -> Result<()> {
+    /// Adds `row`'s entry to `index`, refusing a duplicate in a UNIQUE one;
+    /// `row_key` is the row's engine key (`layout::row_key` of `key`).
+    fn add_entry(
+        &mut self,
+        table: &Table,
+        index: &Index,
+        key: &RowKey,
+        row_key: &[u8],
+        row: &Row,
+    ) -> Result<()> {
         let values = index
             .columns
             .iter()
             .map(|&c| row.get(c).unwrap_or(&Value::Null));
         let entry = layout::index_key_of(index.id, index.unique, values.clone(), &key.0);
-        if index.unique
-            && !values.clone().any(Value::is_null)
+        // A unique entry without NULLs is keyed by its values alone (any
+        // row may own it); every other entry's key ends with its row's.
+        let keyed_by_values = index.unique && !values.clone().any(Value::is_null);
+        if keyed_by_values
             && space_get_for_update(self.tx(), &entry)?.is_some_and(|existing| existing != key.0)
         {
             return Err(Error::Constraint {
@@ -762,7 +785,14 @@ impl<'a> TxnStore<'a> {
                     .join(", "),
             });
         }
-        space_set_owned(&mut self.open.tx, &entry, key.0.clone())
+        if keyed_by_values {
+            return space_set_owned(&mut self.open.tx, &entry, key.0.clone());
+        }
+        // An entry keyed by its row's key has a value exactly while that
+        // row does (with these values): every commit that writes or
+        // deletes a row writes or deletes its entries, and index ids are
+        // never reused. That makes it the row's dependent.
+        space_set_dependent(&mut self.open.tx, &entry, key.0.clone(), row_key)
     }
 
     fn remove_entry(&mut self, index: &Index, key: &RowKey, row: &Row) -> Result<()> {
@@ -1039,7 +1069,8 @@ impl Store for TxnStore<'_> {
         index.id = self.next_id()?;
         let rows = self.scan(&table)?.collect::<Result<Vec<_>>>()?;
         for (key, row) in &rows {
-            self.add_entry(&table, &index, key, row)?;
+            let row_key = layout::row_key(table.id, &key.0);
+            self.add_entry(&table, &index, key, &row_key, row)?;
         }
         let mut updated = (*table).clone();
         updated.indexes.push(index);
@@ -1163,7 +1194,7 @@ impl Store for TxnStore<'_> {
         // below leaves it in the write buffer, which is harmless: a failed
         // statement's transaction is never committed (see `session`).
         for index in &table.indexes {
-            self.add_entry(table, index, &key, &row)?;
+            self.add_entry(table, index, &key, &engine_key, &row)?;
         }
         Ok(key)
     }
@@ -1176,8 +1207,9 @@ impl Store for TxnStore<'_> {
         } else {
             pk_row_key(table, &new)
         };
+        let new_row_key = layout::row_key(table.id, &new_key.0);
         if new_key != *key {
-            if space_get_for_update(self.tx(), &layout::row_key(table.id, &new_key.0))?.is_some() {
+            if space_get_for_update(self.tx(), &new_row_key)?.is_some() {
                 return Err(pk_violation(table));
             }
             space_delete(&mut self.open.tx, &layout::row_key(table.id, &key.0))?;
@@ -1189,11 +1221,11 @@ impl Store for TxnStore<'_> {
                 continue;
             }
             self.remove_entry(index, key, old)?;
-            self.add_entry(table, index, &new_key, &new)?;
+            self.add_entry(table, index, &new_key, &new_row_key, &new)?;
         }
         space_set_owned(
             &mut self.open.tx,
-            &layout::row_key(table.id, &new_key.0),
+            &new_row_key,
             Bytes::from(encode_row(&new)),
         )?;
         Ok(new_key)

@@ -100,7 +100,7 @@
 //! concurrency a read must take a shared lock, so there the fast read is
 //! a plain read-only transaction.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak, mpsc};
@@ -331,19 +331,27 @@ struct Queued {
     /// The keys it read and found no version of, ascending without
     /// repeats: see [`Queued::gc_candidates`].
     created: Vec<Bytes>,
+    /// The dependents it wrote of keys it created (see
+    /// `Transaction::dependents`).
+    dependents: Dependents,
 }
+
+/// A set of spaced keys, hashed: see `Transaction::dependents`.
+pub(crate) type Dependents = HashSet<Bytes, foldhash::fast::RandomState>;
 
 impl Queued {
     /// The keys of this commit that garbage collection must walk: all it
-    /// wrote except the keys it created with a value that never expires.
-    /// Such a key's version is its only one and stays visible until a
+    /// wrote except the keys it created (or wrote as dependents of keys it
+    /// created, see `gc`) with a value that never expires. Such a key's
+    /// version is its only one and stays visible until a
     /// later commit, which marks the key again, writes over it; a delete
     /// (a tombstone) or an expiring value becomes garbage by itself.
     fn gc_candidates(&self) -> impl Iterator<Item = &Bytes> {
         let mut created = self.created.iter().peekable();
         self.writes.iter().filter_map(move |(key, value)| {
             while created.next_if(|c| *c < key).is_some() {}
-            let first_version = created.next_if(|c| *c == key).is_some();
+            let first_version = created.next_if(|c| *c == key).is_some()
+                || (!self.dependents.is_empty() && self.dependents.contains(key));
             let lasting = value.as_ref().is_some_and(|s| s.deadline.is_none());
             (!(first_version && lasting)).then_some(key)
         })
@@ -476,6 +484,9 @@ pub(crate) struct CommitRequest {
     /// Keys the transaction found no version of (see
     /// `Transaction::created`), ascending without repeats.
     pub(crate) created: Vec<Bytes>,
+    /// The dependents it wrote of keys it created (see
+    /// `Transaction::dependents`).
+    pub(crate) dependents: Dependents,
     pub(crate) lock_wait: LockWait,
 }
 
@@ -738,6 +749,7 @@ impl Inner {
                 ts,
                 writes: req.writes,
                 created: req.created,
+                dependents: req.dependents,
             });
             self.group_joined.notify_one();
             break ts;

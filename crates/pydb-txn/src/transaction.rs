@@ -50,6 +50,16 @@ pub struct Transaction {
     /// key once, and a push costs far less than an ordered-set insert;
     /// the commit sorts it once (see [`Transaction::commit`]).
     created: parking_lot::Mutex<Vec<Bytes>>,
+    /// The spaced key the last [`Transaction::insert_owned_in`] wrote as
+    /// its first version (`None` when the last one did not): the owner
+    /// [`Transaction::set_dependent_owned_in`] checks its dependents by.
+    inserted: Option<Bytes>,
+    /// Spaced keys written as dependents of a key this transaction
+    /// created (see [`Transaction::set_dependent_owned_in`]): like
+    /// `created`, their writes are first versions. A hashed set, not a
+    /// second entry in `created`: SQL's index entries arrive in random
+    /// order, and sorting them with the rows cost more than hashing them.
+    dependents: crate::manager::Dependents,
     done: bool,
 }
 
@@ -100,6 +110,8 @@ impl Transaction {
             writes: BTreeMap::new(),
             ssi,
             created: parking_lot::Mutex::new(Vec::new()),
+            inserted: None,
+            dependents: Default::default(),
             done: false,
         })
     }
@@ -375,6 +387,11 @@ impl Transaction {
             return Err(Error::ReadOnly { txn: self.id });
         }
         let key = Self::spaced(space, key)?;
+        self.write_spaced(key, value)
+    }
+
+    /// [`Transaction::write`] of a key already spaced and checked non-empty.
+    fn write_spaced(&mut self, key: Bytes, value: Option<Stored>) -> Result<()> {
         self.lock(Resource::Key(&key), Mode::Exclusive)?;
         self.writes.insert(key, value);
         Ok(())
@@ -442,6 +459,7 @@ impl Transaction {
             return Err(Error::ReadOnly { txn: self.id });
         }
         let key = Self::spaced(space, key)?;
+        self.inserted = None;
         self.lock(Resource::Key(&key), Mode::Exclusive)?;
         let seen = match self.writes.get(&key) {
             Some(own) => own.clone(),
@@ -457,6 +475,7 @@ impl Transaction {
                         // first version.
                         if self.checks_write_conflicts() {
                             self.created.get_mut().push(key.clone());
+                            self.inserted = Some(key.clone());
                         }
                         None
                     }
@@ -477,6 +496,52 @@ impl Transaction {
             }),
         );
         Ok(None)
+    }
+
+    /// [`Transaction::set_owned_in`] for a *dependent* key: one that, by
+    /// the caller's own invariant, has a value at a commit only if `owner`
+    /// (in the same space) has one at that commit. SQL's secondary index
+    /// entry is the dependent of its row: every commit that writes or
+    /// deletes a row writes or deletes its entries with it.
+    ///
+    /// It matters only to garbage collection. When `owner` is the key the
+    /// last [`Transaction::insert_owned_in`] of this transaction wrote as
+    /// its first version (no version at all at or below the snapshot),
+    /// this write is `key`'s first version too, and the collector need not
+    /// walk it: see "Which keys a pass walks" in `gc` for why. Otherwise it
+    /// is a plain `set_owned_in`. `key` itself is not read: the owner's
+    /// read stands for it, so a dependent costs no engine read, where
+    /// noting it as created by reading it would cost one.
+    ///
+    /// If the caller's invariant is broken (a damaged database), no read
+    /// changes: the version this write hides is then removed by the next
+    /// full collection instead of the next marked one.
+    pub fn set_dependent_owned_in(
+        &mut self,
+        space: Keyspace,
+        key: &[u8],
+        value: Bytes,
+        owner: &[u8],
+    ) -> Result<()> {
+        self.check()?;
+        if self.read_only {
+            return Err(Error::ReadOnly { txn: self.id });
+        }
+        let key = Self::spaced(space, key)?;
+        let owner_inserted = self
+            .inserted
+            .as_deref()
+            .is_some_and(|inserted| inserted.split_first() == Some((&space.prefix(), owner)));
+        if owner_inserted {
+            self.dependents.insert(key.clone());
+        }
+        self.write_spaced(
+            key,
+            Some(Stored {
+                value,
+                deadline: None,
+            }),
+        )
     }
 
     /// Sets `key` (in the [`Keyspace::Kv`] space) to `value`, expiring after
@@ -534,6 +599,7 @@ impl Transaction {
                 // not: hand it over rather than copy it.
                 writes: std::mem::take(&mut self.writes),
                 created: self.take_created(),
+                dependents: std::mem::take(&mut self.dependents),
                 lock_wait: self.lock_wait,
             })
         });
