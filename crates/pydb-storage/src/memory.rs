@@ -299,10 +299,17 @@ impl StorageEngine for MemoryStorage {
                 for (key, value) in map.range::<[u8], _>((from, end)).take(chunk) {
                     if pairs.is_empty() {
                         // Room for a chunk of pairs like its first, so
-                        // that the buffer is not grown (and copied) pair
-                        // by pair: kept from chunk to chunk, it is
-                        // allocated a few times per call, not per chunk.
-                        buffer.reserve(chunk.saturating_mul(key.len() + value.len() + 8));
+                        // that the buffer is not grown pair by pair. A
+                        // buffer too small is replaced, not grown: it is
+                        // empty here, and `realloc` would copy its old
+                        // bytes for nothing.
+                        let room = chunk.saturating_mul(key.len() + value.len() + 8);
+                        if buffer.capacity() < room {
+                            buffer = Vec::with_capacity(room);
+                        }
+                        if pairs.capacity() < chunk {
+                            pairs = Vec::with_capacity(chunk);
+                        }
                     }
                     if key.len() + value.len() <= MAX_COPIED_PAIR {
                         let key_start = buffer.len();
