@@ -11,7 +11,10 @@
 //! copies a few keys, and a long scan takes the lock rarely. A chunk's
 //! small pairs are copied into one buffer and handed out as slices of it,
 //! so a scanned pair costs a copy, not two reference counts in two
-//! separate allocations. Like the log engine's scans, it is not a
+//! separate allocations. [`StorageEngine::scan_with`] copies the same
+//! chunks into one buffer it reuses and lends the visitor slices of it,
+//! with the lock released (the visitor may write): no `Bytes` at all.
+//! Like the log engine's scans, it is not a
 //! snapshot: it yields every key untouched during the scan once, with a
 //! value it held during the scan, which is what the `StorageEngine` trait
 //! promises.
@@ -40,13 +43,19 @@ use std::ops::Bound;
 use bytes::Bytes;
 use parking_lot::RwLock;
 
-use crate::engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, WriteBatch};
+use crate::engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, Visit, WriteBatch};
 use crate::{Error, Result};
 
 /// Keys copied by the first chunk of a scan; each next chunk doubles...
 const FIRST_SCAN_CHUNK: usize = 32;
 /// ... up to this many.
 const MAX_SCAN_CHUNK: usize = 4096;
+
+/// Keys copied by a chunk of [`StorageEngine::scan_with`] at most: its
+/// caller (the transaction layer's scan) stops after a number of entries
+/// of its own, and the rest of the chunk it stops in was copied for
+/// nothing, so its chunks grow less than a `scan`'s.
+const MAX_VISIT_CHUNK: usize = 512;
 
 /// A scanned pair of at most this many bytes (key and value) is copied
 /// into the chunk's buffer; a larger one is shared (see
@@ -282,6 +291,90 @@ impl StorageEngine for MemoryStorage {
         }))
     }
 
+    /// The chunks of [`Self::scan`], handed to `visit` as slices of the
+    /// chunk's buffer (one buffer for the whole scan, reused): no `Bytes`
+    /// per pair, no boxed iterator. The lock is released before `visit`
+    /// runs, which may write to this engine.
+    fn scan_with(&self, range: (Bound<&[u8]>, Bound<&[u8]>), visit: &mut Visit<'_>) -> Result<()> {
+        let (start, end) = range;
+        // After the first chunk, the scan resumes after the last key it
+        // copied, kept here.
+        let mut resume: Vec<u8> = Vec::new();
+        let mut resuming = false;
+        let mut chunk = FIRST_SCAN_CHUNK;
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut pairs: Vec<Pair> = Vec::new();
+        loop {
+            let from = if resuming {
+                Bound::Excluded(resume.as_slice())
+            } else {
+                start
+            };
+            if is_empty_range(from, end) {
+                return Ok(());
+            }
+            buffer.clear();
+            pairs.clear();
+            {
+                let map = self.map.read();
+                // As `MemoryScan::refill`: small pairs copied, large ones
+                // shared.
+                for (key, value) in map.range::<[u8], _>((from, end)).take(chunk) {
+                    if pairs.is_empty() {
+                        // Room for a chunk of pairs like its first, so
+                        // that the buffer is not grown pair by pair. A
+                        // buffer too small is replaced, not grown: it is
+                        // empty here, and `realloc` would copy its old
+                        // bytes for nothing.
+                        let room = chunk.saturating_mul(key.len() + value.len() + 8);
+                        if buffer.capacity() < room {
+                            buffer = Vec::with_capacity(room);
+                        }
+                        if pairs.capacity() < chunk {
+                            pairs = Vec::with_capacity(chunk);
+                        }
+                    }
+                    if key.len() + value.len() <= MAX_COPIED_PAIR {
+                        let key_start = buffer.len();
+                        buffer.extend_from_slice(key);
+                        let value_start = buffer.len();
+                        buffer.extend_from_slice(value);
+                        pairs.push(Pair::Copied {
+                            key: key_start..value_start,
+                            value: value_start..buffer.len(),
+                        });
+                    } else {
+                        pairs.push(Pair::Shared(key.to_bytes(), value.clone()));
+                    }
+                }
+            }
+            for pair in &pairs {
+                let (key, value) = match pair {
+                    Pair::Copied { key, value } => (
+                        buffer.get(key.clone()).unwrap_or_default(),
+                        buffer.get(value.clone()).unwrap_or_default(),
+                    ),
+                    Pair::Shared(key, value) => (key.as_ref(), value.as_ref()),
+                };
+                if visit(key, value).is_break() {
+                    return Ok(());
+                }
+            }
+            if pairs.len() < chunk {
+                return Ok(());
+            }
+            let last = match pairs.last() {
+                Some(Pair::Copied { key, .. }) => buffer.get(key.clone()).unwrap_or_default(),
+                Some(Pair::Shared(key, _)) => key.as_ref(),
+                None => return Ok(()),
+            };
+            resume.clear();
+            resume.extend_from_slice(last);
+            resuming = true;
+            chunk = (chunk * 2).min(MAX_VISIT_CHUNK);
+        }
+    }
+
     fn first(&self, range: KeyRange) -> Result<Option<(Bytes, Bytes)>> {
         let (start, end) = range.as_slices();
         self.first_in(start, end)
@@ -361,7 +454,10 @@ enum Pair {
 
 impl MemoryScan<'_> {
     fn refill(&mut self) {
-        if is_empty_range(&self.next_start, &self.end) {
+        if is_empty_range(
+            self.next_start.as_ref().map(|b| b.as_ref()),
+            self.end.as_ref().map(|b| b.as_ref()),
+        ) {
             self.exhausted = true;
             return;
         }
@@ -436,7 +532,7 @@ impl Iterator for MemoryScan<'_> {
 /// Whether no key lies between `start` and `end`, in the cases where
 /// `BTreeMap::range` would panic instead of returning nothing (a start
 /// above the end, or equal bounds both excluded).
-fn is_empty_range(start: &Bound<Bytes>, end: &Bound<Bytes>) -> bool {
+fn is_empty_range(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
     let (s, s_excluded) = match start {
         Bound::Included(s) => (s, false),
         Bound::Excluded(s) => (s, true),

@@ -356,7 +356,7 @@ impl Transaction {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Ok(TxnScan::new(
-            engine.scan(keys::version_range(&spaced))?,
+            Some(Versions::new(engine, keys::version_range(&spaced))),
             self.read_ts(),
             self.now_ms,
             own,
@@ -661,16 +661,33 @@ impl Transaction {
 /// allocation here. A key part is checked only past the bytes it shares
 /// with the key part before it (`keys::split_version_key_after`: a
 /// table's keys share most of theirs), and [`TxnScan::next_value_ref`]
-/// lends the value in the engine's buffer, skipping the merge when there
-/// are no own writes to merge (a query's scan).
+/// lends the value, skipping the merge when there are no own writes to
+/// merge (a query's scan).
+///
+/// The engine is read a chunk at a time through
+/// [`StorageEngine::scan_with`](pydb_storage::StorageEngine::scan_with),
+/// which lends each version's key and value for the length of a call: the
+/// walk decides visibility there and copies the key part and the value of
+/// each visible version into the chunk's buffer (an older version, a
+/// version above the read timestamp, a tombstone or an expired value is
+/// passed over without a copy). A chunk stops after a number of visible
+/// versions that doubles from chunk to chunk (so a scan that stops early
+/// reads little), and the next one resumes just after the last version
+/// key it visited: the versions of one key are adjacent, newest first, so
+/// the key part kept in `decided` still passes over the rest of that
+/// key's versions. A version therefore costs no `Bytes` of its own (a
+/// reference count taken and dropped for its key and for its value) and
+/// no call through a boxed iterator; [`TxnScan::next_value_ref`] lends the
+/// value straight from the chunk's buffer.
 ///
 /// What it yields is fixed by the snapshot: commits made while it runs are
 /// invisible to a snapshot transaction. (Under read committed or locking,
 /// the read timestamp is taken when the scan starts.) After an error it
 /// yields nothing more.
 pub struct TxnScan<'a> {
-    /// The engine's versions of the range, ascending.
-    versions: pydb_storage::ScanIter<'a>,
+    /// The engine's visible versions of the range, ascending, a chunk at
+    /// a time (`None`: an empty range).
+    versions: Option<Versions<'a>>,
     /// Versions above this timestamp are invisible.
     read_ts: u64,
     /// Values whose deadline is before this instant (Unix ms) are hidden.
@@ -693,10 +710,233 @@ pub struct TxnScan<'a> {
     owner: Option<Transaction>,
     /// Set after an error: the stream is over.
     failed: bool,
-    /// The engine value [`TxnScan::next_value_ref`] lends from, and where
-    /// the user's value starts in it.
+    /// The value [`TxnScan::next_value_ref`] lends when it merges.
     lent: Bytes,
-    lent_start: usize,
+}
+
+/// The first chunk's number of visible versions; each next one doubles...
+const FIRST_CHUNK: usize = 32;
+/// ... up to this many.
+const MAX_CHUNK: usize = 4096;
+/// A chunk also ends once its buffer holds this many bytes (large values).
+const MAX_CHUNK_BYTES: usize = 1 << 20;
+
+/// The walk's source: the engine's versions of a range, read a chunk of
+/// visible versions at a time (see [`TxnScan`]).
+struct Versions<'a> {
+    engine: &'a dyn pydb_storage::StorageEngine,
+    /// Where the next chunk starts: the range's start, then just after the
+    /// last version key the chunk before visited.
+    next_start: std::ops::Bound<Bytes>,
+    end: std::ops::Bound<Bytes>,
+    /// Whether the engine's range is used up (the last chunk was read).
+    exhausted: bool,
+    /// How many visible versions the next chunk takes.
+    chunk: usize,
+    /// The key parts and values of the current chunk's visible versions.
+    buffer: Bytes,
+    /// Where each of them is in `buffer`.
+    entries: Vec<Entry>,
+    /// The next entry to hand out.
+    next: usize,
+    /// Whether the chunks keep each version's key part: not while only
+    /// values are read ([`TxnScan::next_value_ref`] without own writes,
+    /// a table scan), which saves a copy per version.
+    keys: bool,
+    /// Where the current chunk started, and the walk's `decided` then:
+    /// a chunk read without keys is read again from there when a key is
+    /// asked for (see [`Versions::want_keys`]).
+    chunk_start: std::ops::Bound<Bytes>,
+    chunk_decided: Vec<u8>,
+}
+
+/// A visible version copied into a chunk: its key part at
+/// `buffer[key_start..value_start]`, the user's value after it up to
+/// `value_end`.
+#[derive(Clone, Copy)]
+struct Entry {
+    key_start: usize,
+    value_start: usize,
+    value_end: usize,
+    deadline: Option<u64>,
+}
+
+impl<'a> Versions<'a> {
+    fn new(engine: &'a dyn pydb_storage::StorageEngine, range: pydb_storage::KeyRange) -> Self {
+        Versions {
+            engine,
+            next_start: range.start,
+            end: range.end,
+            exhausted: false,
+            chunk: FIRST_CHUNK,
+            buffer: Bytes::new(),
+            entries: Vec::new(),
+            next: 0,
+            keys: true,
+            chunk_start: std::ops::Bound::Unbounded,
+            chunk_decided: Vec::new(),
+        }
+    }
+
+    /// Makes the chunks keep key parts from now on. If the current chunk
+    /// has none and entries not yet handed out, it is read again from
+    /// its start, with the walk's state of then, and the entries already
+    /// handed out are passed over: the visible versions at the snapshot
+    /// are the same on any reading (commits since are above the read
+    /// timestamp, and garbage collection removes only versions the
+    /// snapshot does not see), so the reading goes on exactly where it
+    /// was. (A stream read both ways, lent values first, then keys.)
+    fn want_keys(&mut self, decided: &mut Vec<u8>, read_ts: u64, now_ms: u64) -> Result<()> {
+        if self.keys {
+            return Ok(());
+        }
+        self.keys = true;
+        let handed_out = self.next;
+        if handed_out >= self.entries.len() {
+            return Ok(());
+        }
+        self.next_start = self.chunk_start.clone();
+        decided.clone_from(&self.chunk_decided);
+        self.exhausted = false;
+        self.chunk = self.chunk.max(self.entries.len());
+        self.fill(decided, read_ts, now_ms)?;
+        self.next = handed_out.min(self.entries.len());
+        Ok(())
+    }
+
+    /// The next visible version (tombstones and expired values left out),
+    /// read from the engine when the chunk is used up. `decided` is the
+    /// walk's key part of the key last decided (see [`TxnScan`]).
+    #[inline]
+    fn next(&mut self, decided: &mut Vec<u8>, read_ts: u64, now_ms: u64) -> Result<Option<Entry>> {
+        loop {
+            if let Some(&entry) = self.entries.get(self.next) {
+                self.next += 1;
+                return Ok(Some(entry));
+            }
+            if self.exhausted {
+                return Ok(None);
+            }
+            self.fill(decided, read_ts, now_ms)?;
+        }
+    }
+
+    /// Reads the next chunk of visible versions from the engine.
+    fn fill(&mut self, decided: &mut Vec<u8>, read_ts: u64, now_ms: u64) -> Result<()> {
+        let want = self.chunk;
+        // About the last chunk's bytes per entry, so that the buffer is
+        // not grown (and copied) as it fills.
+        let per_entry = self.buffer.len() / self.entries.len().max(1) * 9 / 8;
+        let mut buffer = Vec::with_capacity(want.saturating_mul(per_entry).min(MAX_CHUNK_BYTES));
+        self.entries.clear();
+        self.next = 0;
+        if !self.keys {
+            self.chunk_start = self.next_start.clone();
+            self.chunk_decided.clone_from(decided);
+        }
+        let keys = self.keys;
+        let entries = &mut self.entries;
+        let mut failed: Option<Error> = None;
+        let mut stopped_at: Option<Bytes> = None;
+        let start = self.next_start.as_ref().map(|b| b.as_ref());
+        let end = self.end.as_ref().map(|b| b.as_ref());
+        self.engine
+            .scan_with((start, end), &mut |engine_key, value| match visible(
+                engine_key, value, decided, read_ts, now_ms,
+            ) {
+                Ok(None) => std::ops::ControlFlow::Continue(()),
+                Ok(Some((key_part, start, deadline))) => {
+                    if entries.is_empty() && buffer.capacity() == 0 {
+                        // The first chunk: room for entries like its first.
+                        buffer.reserve(
+                            want.saturating_mul(engine_key.len() + value.len())
+                                .min(MAX_CHUNK_BYTES),
+                        );
+                    }
+                    let key_start = buffer.len();
+                    if keys {
+                        buffer.extend_from_slice(engine_key.get(..key_part).unwrap_or_default());
+                    }
+                    let value_start = buffer.len();
+                    buffer.extend_from_slice(value.get(start..).unwrap_or_default());
+                    entries.push(Entry {
+                        key_start,
+                        value_start,
+                        value_end: buffer.len(),
+                        deadline,
+                    });
+                    if entries.len() >= want || buffer.len() >= MAX_CHUNK_BYTES {
+                        stopped_at = Some(Bytes::copy_from_slice(engine_key));
+                        std::ops::ControlFlow::Break(())
+                    } else {
+                        std::ops::ControlFlow::Continue(())
+                    }
+                }
+                Err(err) => {
+                    failed = Some(err);
+                    std::ops::ControlFlow::Break(())
+                }
+            })?;
+        if let Some(err) = failed {
+            return Err(err);
+        }
+        match stopped_at {
+            Some(last) => {
+                self.next_start = std::ops::Bound::Excluded(last);
+                self.chunk = (want * 2).min(MAX_CHUNK);
+            }
+            None => self.exhausted = true,
+        }
+        self.buffer = Bytes::from(buffer);
+        Ok(())
+    }
+
+    /// The user's value of `entry`, in the chunk's buffer.
+    #[inline]
+    fn value(&self, entry: &Entry) -> &[u8] {
+        self.buffer
+            .get(entry.value_start..entry.value_end)
+            .unwrap_or_default()
+    }
+}
+
+/// The walk's decision on one engine version: `Some((key part length,
+/// start of the user's value, deadline))` when it is its key's visible
+/// version with a live value, `None` when it is passed over (an older
+/// version of the key decided, a version above `read_ts`, a tombstone, an
+/// expired value). A version at or below `read_ts` decides its key:
+/// `decided` becomes its key part.
+#[inline]
+fn visible(
+    engine_key: &[u8],
+    value: &[u8],
+    decided: &mut Vec<u8>,
+    read_ts: u64,
+    now_ms: u64,
+) -> Result<Option<(usize, usize, Option<u64>)>> {
+    let shared = keys::common_prefix_len(engine_key, decided);
+    // An older version of the key just decided: its key part was checked
+    // then, and the rest is a timestamp.
+    if shared == decided.len() && !decided.is_empty() && engine_key.len() == shared + keys::TS_LEN {
+        return Ok(None);
+    }
+    let (key_part, ts) = keys::split_version_key_after(engine_key, decided, shared)?;
+    if ts > read_ts {
+        return Ok(None);
+    }
+    let header = keys::decode_header(engine_key, value)?;
+    // Only the bytes after those shared with the previous key part are
+    // copied (a few, in a table's scan).
+    let keep = shared.min(key_part);
+    decided.truncate(keep);
+    decided.extend_from_slice(engine_key.get(keep..key_part).unwrap_or_default());
+    // Not expired: `Stored::is_expired`'s rule.
+    Ok(match header {
+        Some((start, deadline)) if deadline.is_none_or(|d| now_ms <= d) => {
+            Some((key_part, start, deadline))
+        }
+        _ => None,
+    })
 }
 
 /// A visible committed version: its engine key, the length of the key's
@@ -711,16 +951,6 @@ impl Committed {
     fn key_part(&self) -> &[u8] {
         self.engine_key.get(..self.key_part).unwrap_or_default()
     }
-}
-
-/// A visible committed version as the walk finds it: the engine's pair,
-/// with where the user's value starts in the engine value.
-struct Visible {
-    engine_key: Bytes,
-    key_part: usize,
-    value: Bytes,
-    start: usize,
-    deadline: Option<u64>,
 }
 
 /// One of the transaction's own writes in a scanned range.
@@ -765,13 +995,13 @@ impl std::fmt::Debug for TxnScan<'_> {
 
 impl<'a> TxnScan<'a> {
     fn empty() -> Self {
-        Self::new(Box::new(std::iter::empty()), 0, 0, Vec::new())
+        Self::new(None, 0, 0, Vec::new())
     }
 
     /// A stream over the engine's `versions`, merged with `own` (spaced
     /// key, value or delete) ascending.
     fn new(
-        versions: pydb_storage::ScanIter<'a>,
+        versions: Option<Versions<'a>>,
         read_ts: u64,
         now_ms: u64,
         own: Vec<(Bytes, Option<Stored>)>,
@@ -796,7 +1026,6 @@ impl<'a> TxnScan<'a> {
             owner: None,
             failed: false,
             lent: Bytes::new(),
-            lent_start: 0,
         }
     }
 
@@ -806,57 +1035,25 @@ impl<'a> TxnScan<'a> {
         self
     }
 
-    /// The next key's visible version in the engine.
+    /// The next key's visible version in the engine: its key part (as
+    /// the `engine_key` of a [`Committed`]) and value, shared with the
+    /// chunk's buffer.
     fn next_committed(&mut self) -> Result<Option<Committed>> {
-        Ok(self.next_visible()?.map(|visible| Committed {
+        let Some(versions) = &mut self.versions else {
+            return Ok(None);
+        };
+        versions.want_keys(&mut self.decided, self.read_ts, self.now_ms)?;
+        let Some(entry) = versions.next(&mut self.decided, self.read_ts, self.now_ms)? else {
+            return Ok(None);
+        };
+        Ok(Some(Committed {
+            engine_key: versions.buffer.slice(entry.key_start..entry.value_start),
+            key_part: entry.value_start - entry.key_start,
             stored: Stored {
-                value: visible.value.slice(visible.start..),
-                deadline: visible.deadline,
+                value: versions.buffer.slice(entry.value_start..entry.value_end),
+                deadline: entry.deadline,
             },
-            engine_key: visible.engine_key,
-            key_part: visible.key_part,
         }))
-    }
-
-    /// The walk over the engine's versions: the next key's visible
-    /// version, unless it is a tombstone or expired.
-    fn next_visible(&mut self) -> Result<Option<Visible>> {
-        for item in self.versions.by_ref() {
-            let (engine_key, value) = item?;
-            let shared = keys::common_prefix_len(&engine_key, &self.decided);
-            // An older version of the key just decided: its key part was
-            // checked then, and the rest is a timestamp.
-            if shared == self.decided.len()
-                && !self.decided.is_empty()
-                && engine_key.len() == shared + keys::TS_LEN
-            {
-                continue;
-            }
-            let (key_part, ts) = keys::split_version_key_after(&engine_key, &self.decided, shared)?;
-            if ts > self.read_ts {
-                continue;
-            }
-            let header = keys::decode_header(&engine_key, &value)?;
-            // Only the bytes after those shared with the previous key
-            // part are copied (a few, in a table's scan).
-            let keep = shared.min(key_part);
-            self.decided.truncate(keep);
-            self.decided
-                .extend_from_slice(engine_key.get(keep..key_part).unwrap_or_default());
-            // Not expired: `Stored::is_expired`'s rule.
-            if let Some((start, deadline)) = header
-                && deadline.is_none_or(|d| self.now_ms <= d)
-            {
-                return Ok(Some(Visible {
-                    engine_key,
-                    key_part,
-                    value,
-                    start,
-                    deadline,
-                }));
-            }
-        }
-        Ok(None)
     }
 
     /// The next item of the merge of committed data and own writes.
@@ -939,7 +1136,7 @@ impl TxnScan<'_> {
     /// next call. What a table scan that decodes each row at once wants:
     /// when the transaction has no writes of its own left in the range
     /// (a query's scan, most often), the engine's versions are walked
-    /// without the merge, and the value is read in the engine's buffer,
+    /// without the merge, and the value is read in the chunk's buffer,
     /// with no `Bytes` of its own made and dropped per row.
     pub fn next_value_ref(&mut self) -> Option<Result<&[u8]>> {
         if self.failed {
@@ -949,12 +1146,13 @@ impl TxnScan<'_> {
             if self.committed_done {
                 return None;
             }
-            return match self.next_visible() {
-                Ok(Some(visible)) => {
-                    self.lent = visible.value;
-                    self.lent_start = visible.start;
-                    Some(Ok(self.lent.get(self.lent_start..).unwrap_or_default()))
-                }
+            let versions = self.versions.as_mut()?;
+            // Values alone from here on, unless keys were asked for.
+            if versions.entries.is_empty() && !versions.exhausted {
+                versions.keys = false;
+            }
+            return match versions.next(&mut self.decided, self.read_ts, self.now_ms) {
+                Ok(Some(entry)) => Some(Ok(versions.value(&entry))),
                 Ok(None) => {
                     self.committed_done = true;
                     None
@@ -968,7 +1166,6 @@ impl TxnScan<'_> {
         match self.advance()? {
             Ok((_, stored)) => {
                 self.lent = stored.value;
-                self.lent_start = 0;
                 Some(Ok(&self.lent))
             }
             Err(err) => Some(Err(err)),

@@ -187,6 +187,110 @@ fn a_lent_scan_sees_exactly_its_snapshot_beside_commits(
     assert_eq!(got, expected);
 }
 
+/// The scan reads the engine a chunk of visible versions at a time and
+/// resumes after the last version key it visited: with thousands of keys
+/// (chunks of 32, 64, ... visible versions), each with older versions,
+/// newer ones above the snapshot, tombstones and expired values, the
+/// values read lent, owned and with their keys (the three mixed in one
+/// scan) are exactly the snapshot's.
+#[rstest]
+fn a_chunked_scan_is_its_snapshot_across_chunks(
+    #[values(Kind::Memory, Kind::Log, Kind::BTree)] kind: Kind,
+) {
+    let db = Db::new(kind);
+    let n = 3000;
+    let key = |i: usize| format!("k{i:05}").into_bytes();
+    let value = |round: u8, i: usize| vec![round, (i % 251) as u8, (i / 251) as u8];
+    let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    // Three rounds: every key set, then a third of them updated, then
+    // every fifth deleted and every seventh set to expire at once.
+    db.mgr
+        .transaction(Isolation::Snapshot, |tx| {
+            (0..n).try_for_each(|i| tx.set_in(Keyspace::Sql, &key(i), &value(1, i)))
+        })
+        .unwrap();
+    (0..n).for_each(|i| {
+        model.insert(key(i), value(1, i));
+    });
+    db.mgr
+        .transaction(Isolation::Snapshot, |tx| {
+            (0..n)
+                .step_by(3)
+                .try_for_each(|i| tx.set_in(Keyspace::Sql, &key(i), &value(2, i)))
+        })
+        .unwrap();
+    (0..n).step_by(3).for_each(|i| {
+        model.insert(key(i), value(2, i));
+    });
+    db.mgr
+        .transaction(Isolation::Snapshot, |tx| {
+            for i in (0..n).step_by(5) {
+                tx.delete_in(Keyspace::Sql, &key(i))?;
+            }
+            for i in (1..n).step_by(7) {
+                tx.set_with_deadline_in(Keyspace::Sql, &key(i), &value(3, i), Some(1))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    (0..n).step_by(5).for_each(|i| {
+        model.remove(&key(i));
+    });
+    (1..n).step_by(7).for_each(|i| {
+        model.remove(&key(i));
+    });
+    let reader = db.mgr.begin(Isolation::Snapshot).unwrap();
+    // Above the reader's snapshot: invisible to it.
+    db.mgr
+        .transaction(Isolation::Snapshot, |tx| {
+            (0..n)
+                .step_by(2)
+                .try_for_each(|i| tx.set_in(Keyspace::Sql, &key(i), &value(4, i)))
+        })
+        .unwrap();
+    let expected: Vec<Vec<u8>> = model.values().cloned().collect();
+    assert!(expected.len() > 1000);
+    let mut scan = reader.scan_in::<&[u8]>(Keyspace::Sql, ..).unwrap();
+    let mut got = Vec::new();
+    while let Some(v) = scan.next_value_ref() {
+        got.push(v.unwrap().to_vec());
+    }
+    assert_eq!(got, expected);
+    // Mixed: lent, owned value, key and value, in turns.
+    let mut scan = reader.scan_in::<&[u8]>(Keyspace::Sql, ..).unwrap();
+    let mut got = Vec::new();
+    for turn in 0.. {
+        let next = match turn % 3 {
+            0 => scan.next_value_ref().map(|v| v.unwrap().to_vec()),
+            1 => scan.next_value().map(|v| v.unwrap().to_vec()),
+            _ => scan.next().map(|item| {
+                let (k, v) = item.unwrap();
+                assert_eq!(model.get(&k[..]), Some(&v.to_vec()), "{k:?}");
+                v.to_vec()
+            }),
+        };
+        match next {
+            Some(v) => got.push(v),
+            None => break,
+        }
+    }
+    assert_eq!(got, expected);
+    // A range starting and ending inside the keys.
+    let (a, b) = (key(1234), key(2345));
+    let mut scan = reader
+        .scan_in::<&[u8]>(Keyspace::Sql, a.as_slice()..b.as_slice())
+        .unwrap();
+    let in_range: Vec<Vec<u8>> = model
+        .range(a.clone()..b.clone())
+        .map(|(_, v)| v.clone())
+        .collect();
+    let mut got = Vec::new();
+    while let Some(v) = scan.next_value_ref() {
+        got.push(v.unwrap().to_vec());
+    }
+    assert_eq!(got, in_range);
+}
+
 /// A manager's scan is one snapshot, streamed: what commits and a garbage
 /// collection do after it started never shows, and its snapshot holds
 /// the watermark until it is dropped.
