@@ -137,7 +137,7 @@ enum Cmd {
         #[arg(long, default_value = "268435456 67108864 60", value_parser = parse_output_limit)]
         client_output_buffer_limit: (usize, usize, u64),
         /// How many event loops (threads) serve the clients, 1 to 64; 0:
-        /// one per core, at most 8.
+        /// one loop on up to two cores, else one per core, at most 8.
         #[arg(long, default_value_t = 0)]
         event_loops: usize,
         /// Also serve SQL with PostgreSQL's protocol (psql, PostgreSQL

@@ -5,7 +5,7 @@
 //! two cannot drift.
 //!
 //! Modules, from the wire to the database:
-//! - [`server`]: the TCP server, event loops (one per core), and its
+//! - [`server`]: the TCP server, event loops (one on up to two cores, else one per core), and its
 //!   protocol parser ([`server::resp`]);
 //! - [`tokenize`], [`command`], [`reply`]: a command line split into
 //!   arguments, parsed into a typed command, executed into a reply, printed

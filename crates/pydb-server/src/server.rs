@@ -54,10 +54,11 @@
 //!   once and get more of a busy machine's CPU, but each splits the
 //!   turn's writes (fewer per `fsync`, each loop syncing its own) and adds
 //!   hand-offs between threads. On two cores one loop halved the server's
-//!   context switches and made a third fewer `fsync`s per durable `SET`;
-//!   whether that buys throughput on a machine shared with other work is
-//!   not settled (docs/benchmarks/redis.md). The default is one per
-//!   core ([`default_event_loops`]); `--event-loops N` overrides it, and
+//!   context switches and made a third fewer `fsync`s per durable `SET`,
+//!   and served more durable `SET`s than two on a quiet machine
+//!   (docs/benchmarks/redis.md, sessions 12 and 13). The default is one
+//!   loop on up to two cores, else one per core, at most 8
+//!   ([`default_event_loops`]); `--event-loops N` overrides it, and
 //!   `INFO server` shows `event_loops`.
 //! - **Fewer threads means less CPU share on a busy machine.** The kernel
 //!   shares the CPU per thread: two loops compete with everything else as
@@ -638,18 +639,19 @@ impl Server {
 }
 
 /// How many event loops serve the clients by default on a machine with
-/// `cores` cores: one per core, at most 8.
+/// `cores` cores: one on up to two cores, else one per core, at most 8.
 ///
 /// Each loop gathers its clients' writes into one commit per turn; a
 /// second loop keeps another core busy while the first waits for an
-/// `fsync`. On two cores shared with the clients, one loop did less work
-/// per durable `SET` (half the context switches, a third fewer `fsync`s
-/// per write); its throughput against two was measured only on a loaded
-/// machine, within the noise of the run (docs/benchmarks/redis.md,
-/// session 13). Until a quiet-machine series decides, the default stays,
-/// and `--event-loops 1` chooses one loop.
+/// `fsync`, but splits the turn's writes (each loop syncs its own) and adds
+/// hand-offs between threads. On two cores shared with the clients, one
+/// loop did less work per durable `SET` (half the context switches, a
+/// third fewer `fsync`s per write) and, on a quiet machine, served more
+/// durable `SET`s than two in two series of three runs (sessions 12 and
+/// 13 in docs/benchmarks/redis.md). So a machine of one or two cores runs
+/// one loop; `--event-loops N` overrides it.
 pub fn default_event_loops(cores: usize) -> usize {
-    cores.clamp(1, 8)
+    if cores <= 2 { 1 } else { cores.min(8) }
 }
 
 /// Registers a new connection and hands it to an event loop, or turns it
@@ -804,8 +806,17 @@ mod tests {
     }
 
     #[test]
-    fn the_default_number_of_loops_is_one_per_core_at_most_eight() {
-        for (cores, loops) in [(0, 1), (1, 1), (2, 2), (3, 3), (8, 8), (16, 8), (256, 8)] {
+    fn the_default_number_of_loops_is_one_on_two_cores_else_one_per_core_at_most_eight() {
+        for (cores, loops) in [
+            (0, 1),
+            (1, 1),
+            (2, 1),
+            (3, 3),
+            (4, 4),
+            (8, 8),
+            (16, 8),
+            (256, 8),
+        ] {
             assert_eq!(default_event_loops(cores), loops, "{cores} cores");
         }
     }
