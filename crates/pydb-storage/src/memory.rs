@@ -334,18 +334,7 @@ impl StorageEngine for MemoryStorage {
                             pairs = Vec::with_capacity(chunk);
                         }
                     }
-                    if key.len() + value.len() <= MAX_COPIED_PAIR {
-                        let key_start = buffer.len();
-                        buffer.extend_from_slice(key);
-                        let value_start = buffer.len();
-                        buffer.extend_from_slice(value);
-                        pairs.push(Pair::Copied {
-                            key: key_start..value_start,
-                            value: value_start..buffer.len(),
-                        });
-                    } else {
-                        pairs.push(Pair::Shared(key.to_bytes(), value.clone()));
-                    }
+                    pairs.push(Pair::copy(&mut buffer, key, value));
                 }
             }
             for pair in &pairs {
@@ -452,6 +441,25 @@ enum Pair {
     Shared(Bytes, Bytes),
 }
 
+impl Pair {
+    /// Copies a small pair to the end of `buffer` and returns its spans
+    /// there; a large one (over `MAX_COPIED_PAIR` bytes) is shared instead.
+    fn copy(buffer: &mut Vec<u8>, key: &Key, value: &Bytes) -> Pair {
+        if key.len() + value.len() <= MAX_COPIED_PAIR {
+            let key_start = buffer.len();
+            buffer.extend_from_slice(key);
+            let value_start = buffer.len();
+            buffer.extend_from_slice(value);
+            Pair::Copied {
+                key: key_start..value_start,
+                value: value_start..buffer.len(),
+            }
+        } else {
+            Pair::Shared(key.to_bytes(), value.clone())
+        }
+    }
+}
+
 impl MemoryScan<'_> {
     fn refill(&mut self) {
         if is_empty_range(
@@ -475,18 +483,7 @@ impl MemoryScan<'_> {
         let mut buffer = Vec::with_capacity(self.chunk.saturating_mul(self.pair_bytes));
         let mut pairs = Vec::with_capacity(self.chunk);
         for (key, value) in range.take(self.chunk) {
-            if key.len() + value.len() <= MAX_COPIED_PAIR {
-                let key_start = buffer.len();
-                buffer.extend_from_slice(key);
-                let value_start = buffer.len();
-                buffer.extend_from_slice(value);
-                pairs.push(Pair::Copied {
-                    key: key_start..value_start,
-                    value: value_start..buffer.len(),
-                });
-            } else {
-                pairs.push(Pair::Shared(key.to_bytes(), value.clone()));
-            }
+            pairs.push(Pair::copy(&mut buffer, key, value));
         }
         drop(map);
         // A little over the mean, so that a chunk like the last fits.
