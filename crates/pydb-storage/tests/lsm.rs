@@ -529,3 +529,17 @@ fn a_damaged_directory_errors_and_never_invents_values() {
         }
     }
 }
+
+#[test]
+fn limits_too_large_for_a_wal_record_are_refused_not_overflowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LsmOptions {
+        max_key_size: usize::MAX,
+        max_value_size: usize::MAX,
+        ..LsmOptions::default()
+    };
+    let Err(err) = LsmStorage::open(dir.path(), opts) else {
+        panic!("refused")
+    };
+    assert!(matches!(err, Error::InvalidDatabase { .. }), "{err}");
+}

@@ -83,6 +83,7 @@ mod check;
 pub mod compaction;
 pub mod manifest;
 mod memtable;
+pub mod repair;
 pub mod table;
 mod version;
 
@@ -215,7 +216,10 @@ impl LsmOptions {
         if self.max_key_size == 0 {
             return Err(invalid("max_key_size must be at least 1"));
         }
-        if self.max_key_size + self.max_value_size + WAL_ENTRY_HEADER
+        if self
+            .max_key_size
+            .saturating_add(self.max_value_size)
+            .saturating_add(WAL_ENTRY_HEADER)
             > pydb_wal::MAX_PAYLOAD_LEN as usize
         {
             return Err(invalid("a key and value must fit in one WAL record"));
@@ -454,6 +458,33 @@ fn file_number(name: &str) -> Option<(u64, &'static str)> {
     }
 }
 
+/// A directory without `CURRENT` is a new database, unless it holds data:
+/// a table, or a WAL with a record in it. (A first open writes its WAL and
+/// manifest before `CURRENT`, but no write reaches the WAL before `CURRENT`
+/// exists.) Opening that as an empty database would delete every table as
+/// an orphan; it is damage, reported as such (`pydb repair` salvages it).
+fn refuse_lost_current<O: FileOpener>(opener: &O, dir: &Path, names: &[String]) -> Result<()> {
+    for name in names {
+        let holds_data = match file_number(name) {
+            Some((_, "sst")) => true,
+            Some((_, "wal")) => {
+                let file = opener.open(&dir.join(name), false)?;
+                let report = pydb_wal::verify::verify_file(&file)?;
+                report.records > 0 || !report.damage.is_empty()
+            }
+            _ => false,
+        };
+        if holds_data {
+            return Err(Error::corrupted(
+                dir.join(manifest::CURRENT),
+                0,
+                format!("CURRENT is missing, but the directory holds data ({name})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl<O: FileOpener + 'static> LsmStorage<O> {
     /// Opens (or creates) the database in `dir`, every file through
     /// `opener`: reads `CURRENT`, replays the manifest, replays the WALs
@@ -474,7 +505,10 @@ impl<O: FileOpener + 'static> LsmStorage<O> {
                 let file = opener.open(&dir.join(manifest_name(n)), false)?;
                 replay_manifest(&file, true)?
             }
-            None => ManifestState::new(),
+            None => {
+                refuse_lost_current(&opener, &dir, &names)?;
+                ManifestState::new()
+            }
         };
         let max_seen = names
             .iter()

@@ -349,58 +349,110 @@ fn corrupt_block(path: &Path, handle: BlockHandle) -> impl Fn((u64, String)) -> 
     move |(at, reason)| Error::corrupted(path, handle.offset + at, reason)
 }
 
+/// A table's footer and index: where its data blocks are and the last key
+/// of each. What [`Table::open`] reads first, and all that repair needs to
+/// find the data blocks (it reads neither filter nor properties: the data
+/// blocks are the truth).
+pub(crate) struct TableIndex {
+    pub(crate) footer: Footer,
+    /// Where the footer starts: every block must end before it.
+    pub(crate) footer_at: u64,
+    /// Per data block, in order: its last key and its handle.
+    pub(crate) index: Vec<(Bytes, BlockHandle)>,
+}
+
+/// Reads and checks the footer and the index block of the table in `file`:
+/// the index must tile the data blocks from offset 0 up to the filter.
+pub(crate) fn read_index<F: File>(file: &F) -> Result<TableIndex> {
+    let path = file.path().to_path_buf();
+    let size = file.len()?;
+    if size < FOOTER_LEN as u64 {
+        return Err(Error::corrupted(
+            &path,
+            0,
+            format!("table of {size} bytes has no footer"),
+        ));
+    }
+    let footer_at = size - FOOTER_LEN as u64;
+    let mut footer = [0u8; FOOTER_LEN];
+    file.read_at(footer_at, &mut footer)?;
+    let footer =
+        decode_footer(&footer).map_err(|(at, r)| Error::corrupted(&path, footer_at + at, r))?;
+    let index_body = read_block(file, footer.index, footer_at)?;
+    let index_block = Block::parse(index_body).map_err(corrupt_block(&path, footer.index))?;
+    let mut index = Vec::new();
+    let mut data_end = 0u64;
+    for e in index_block
+        .entries()
+        .map_err(corrupt_block(&path, footer.index))?
+    {
+        let handle = e
+            .value
+            .as_deref()
+            .ok_or("index entry without handle".to_string())
+            .and_then(BlockHandle::decode)
+            .map_err(|r| Error::corrupted(&path, footer.index.offset, r))?;
+        if handle.offset != data_end {
+            return Err(Error::corrupted(
+                &path,
+                footer.index.offset,
+                format!(
+                    "index names a block at {} where one should start at {data_end}",
+                    handle.offset
+                ),
+            ));
+        }
+        data_end = handle.end();
+        index.push((e.key, handle));
+    }
+    if footer.filter.offset != data_end || data_end > footer_at {
+        return Err(Error::corrupted(
+            &path,
+            footer_at,
+            "footer handles do not tile the file",
+        ));
+    }
+    Ok(TableIndex {
+        footer,
+        footer_at,
+        index,
+    })
+}
+
+/// Reads, checks and decodes data block `handle` of `file`, whose index
+/// names `last_key` as its last key. Errors name the file and the offset.
+pub(crate) fn read_data_block<F: File>(
+    file: &F,
+    handle: BlockHandle,
+    last_key: &[u8],
+    limit: u64,
+) -> Result<Vec<Entry>> {
+    let path = file.path();
+    let body = read_block(file, handle, limit)?;
+    let entries = Block::parse(body)
+        .and_then(|block| block.entries())
+        .map_err(corrupt_block(path, handle))?;
+    if entries.last().map(|e| e.key.as_ref()) != Some(last_key) {
+        return Err(Error::corrupted(
+            path,
+            handle.offset,
+            "block's last key differs from the index",
+        ));
+    }
+    Ok(entries)
+}
+
 impl<F: File> Table<F> {
     /// Opens the table in `file`, checking footer, index, filter and
     /// properties.
     pub(crate) fn open(file: F, number: u64) -> Result<Self> {
         let path = file.path().to_path_buf();
         let size = file.len()?;
-        if size < FOOTER_LEN as u64 {
-            return Err(Error::corrupted(
-                &path,
-                0,
-                format!("table of {size} bytes has no footer"),
-            ));
-        }
-        let footer_at = size - FOOTER_LEN as u64;
-        let mut footer = [0u8; FOOTER_LEN];
-        file.read_at(footer_at, &mut footer)?;
-        let footer =
-            decode_footer(&footer).map_err(|(at, r)| Error::corrupted(&path, footer_at + at, r))?;
-        let index_body = read_block(&file, footer.index, footer_at)?;
-        let index_block = Block::parse(index_body).map_err(corrupt_block(&path, footer.index))?;
-        let mut index = Vec::new();
-        let mut data_end = 0u64;
-        for e in index_block
-            .entries()
-            .map_err(corrupt_block(&path, footer.index))?
-        {
-            let handle = e
-                .value
-                .as_deref()
-                .ok_or("index entry without handle".to_string())
-                .and_then(BlockHandle::decode)
-                .map_err(|r| Error::corrupted(&path, footer.index.offset, r))?;
-            if handle.offset != data_end {
-                return Err(Error::corrupted(
-                    &path,
-                    footer.index.offset,
-                    format!(
-                        "index names a block at {} where one should start at {data_end}",
-                        handle.offset
-                    ),
-                ));
-            }
-            data_end = handle.end();
-            index.push((e.key, handle));
-        }
-        if footer.filter.offset != data_end || data_end > footer_at {
-            return Err(Error::corrupted(
-                &path,
-                footer_at,
-                "footer handles do not tile the file",
-            ));
-        }
+        let TableIndex {
+            footer,
+            footer_at,
+            index,
+        } = read_index(&file)?;
         let filter_body = read_block(&file, footer.filter, footer_at)?;
         let filter = BloomFilter::decode(&filter_body)
             .map_err(|r| Error::corrupted(&path, footer.filter.offset, r))?;
