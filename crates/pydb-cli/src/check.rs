@@ -73,8 +73,9 @@ leaf that verifies (it moves the page file and WAL into DIR/repair-<timestamp>/ 
 nothing)";
 
 /// The advice printed when an LSM database is damaged.
-pub const NO_LSM_REPAIR_ADVICE: &str = "`pydb repair` does not repair LSM databases yet \
-(it would refuse and change nothing); keep a copy of DIR and restore it from a backup";
+pub const LSM_REPAIR_ADVICE: &str = "run `pydb repair DIR` to rebuild the database from every \
+table block and WAL batch that verifies (it moves the old tables, WALs and manifest into \
+DIR/repair-<timestamp>/ and deletes nothing)";
 
 /// Checks an LSM database with the engine's own verifier
 /// (`pydb_storage::lsm::verify_dir`) and prints its report.
@@ -205,7 +206,7 @@ pub fn check_dir_with(dir: &Path, args: &StorageArgs, out: &mut dyn Write) -> Re
         let advice = if btree {
             BTREE_REPAIR_ADVICE
         } else if lsm {
-            NO_LSM_REPAIR_ADVICE
+            LSM_REPAIR_ADVICE
         } else {
             REPAIR_ADVICE
         };

@@ -53,9 +53,30 @@
 //!    or no WAL next to it) and every original in the aside directory, to
 //!    be put back by hand; the swap is not yet tested under power cuts.
 //!
-//! LSM databases are not repaired yet, plain or decorated (there is no
-//! salvage plan for LSM tables and their manifest in `pydb-storage`): the
-//! command says so and changes nothing (`pydb check` verifies them).
+//! ## LSM databases
+//!
+//! 1. The plan comes from the engine's crate: [`pydb_storage::lsm::repair::plan`]
+//!    reads the tables and WALs the manifest names (every one in the
+//!    directory if the manifest or `CURRENT` is damaged), keeps every data
+//!    block and every whole WAL batch that verifies, and keeps the newest
+//!    version of each key by sequence number (its docs give the rules). If
+//!    the manifest was used and nothing is lost, there is nothing to repair.
+//! 2. The newest value of every key is written with the engine's own API
+//!    into a fresh database in `DIR/repair-<timestamp>.new/`, flushed to
+//!    tables and verified. Its files are numbered above every old file's
+//!    number, so the two sets never share a name.
+//! 3. The swap: every original (`CURRENT`, manifests, tables, WALs) is
+//!    hard-linked into `DIR/repair-<timestamp>/`; the new manifest, tables
+//!    and WAL are moved in beside the old ones; the new `CURRENT` is renamed
+//!    over the old one (the switch, one atomic rename); then the old files
+//!    are removed. A crash before the switch leaves the old database as it
+//!    was; after it, the new one (its next open deletes any old file left
+//!    as an orphan). An old database without `CURRENT` is never opened as an
+//!    empty one meanwhile: the engine refuses a directory without `CURRENT`
+//!    that holds tables.
+//!
+//! Encrypted or compressed LSM databases are not repaired yet: the command
+//! says so and changes nothing (`pydb check` verifies them).
 //!
 //! ## Encrypted and compressed databases
 //!
@@ -69,7 +90,7 @@
 //! plan reads its pages' plaintext (a block that fails authentication is a
 //! damaged page), and the new tree is written encrypted with the same data
 //! key. Refused, unchanged: no key, damaged `PYDB` (it holds the wrapped
-//! key), LSM databases, and a
+//! key), encrypted or compressed LSM databases, and a
 //! compressed segment whose damage stops the compressed layer from opening
 //! it.
 
@@ -90,6 +111,9 @@ use pydb_storage::log::hint::hint_path;
 use pydb_storage::log::repair as log_repair;
 pub use pydb_storage::log::repair::Dropped;
 use pydb_storage::log::verify as log_verify;
+use pydb_storage::lsm::manifest::CURRENT as LSM_CURRENT;
+use pydb_storage::lsm::repair as lsm_repair;
+use pydb_storage::lsm::{LsmOptions, LsmStorage};
 
 use crate::decorated::{Stack, StorageArgs};
 use pydb::Compression;
@@ -229,6 +253,11 @@ pub fn repair_dir_with(
         && metadata.engine == EngineKind::BTree
     {
         return repair_btree(dir, MonolithicOpener, out);
+    }
+    if let Some(metadata) = &metadata
+        && metadata.engine == EngineKind::Lsm
+    {
+        return repair_lsm(dir, out);
     }
     if let Some(metadata) = &metadata
         && metadata.engine != EngineKind::Log
@@ -525,6 +554,215 @@ fn repair_btree<O: FileOpener + Clone + 'static>(
     )
     .map_err(write_err)?;
     Ok(report)
+}
+
+/// Repairs the LSM database in `dir` (see the module docs).
+fn repair_lsm(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
+    let write_err = |e| Error::io("<stdout>", e);
+    let storage = pydb_storage::Error::from;
+    writeln!(out, "repairing {} (LSM)", dir.display()).map_err(write_err)?;
+    let mut report = RepairReport::default();
+    // Refuses (Locked) while the database is open elsewhere.
+    let _lock = DirLock::acquire(dir)?;
+
+    // Step 1: the plan, from the engine's crate. It only reads.
+    let plan = lsm_repair::plan(&MonolithicOpener, dir)?;
+    match (&plan.manifest, &plan.manifest_problem) {
+        (Some(number), _) => writeln!(
+            out,
+            "  the manifest (MANIFEST-{number:06}) reads back whole: the tables and WALs it \
+             names are read"
+        ),
+        (None, problem) => writeln!(
+            out,
+            "  the manifest is not used ({}): every table and WAL in the directory is read",
+            problem.as_deref().unwrap_or("unknown")
+        ),
+    }
+    .map_err(write_err)?;
+    for lost in &plan.lost {
+        writeln!(
+            out,
+            "    {} at offset {}: {}; lost: {}",
+            lost.file.display(),
+            lost.offset,
+            lost.reason,
+            lost.what
+        )
+        .map_err(write_err)?;
+    }
+    report.segments_checked = plan.tables.len() + plan.wals.len();
+    report.records_kept = u64::try_from(plan.pairs.len()).unwrap_or(u64::MAX);
+    if plan.is_clean() {
+        writeln!(
+            out,
+            "  {} keys in {} tables and {} WALs verify",
+            plan.pairs.len(),
+            plan.tables.len(),
+            plan.wals.len()
+        )
+        .map_err(write_err)?;
+        writeln!(out, "nothing to repair").map_err(write_err)?;
+        return Ok(report);
+    }
+    if plan.versions_read == 0 && !plan.lost.is_empty() {
+        // Not one version verifies: a rebuild would replace the database
+        // with an empty one. Leave it as it is.
+        return Err(Error::corrupted(
+            dir,
+            0,
+            "no table block or WAL batch verifies: nothing to salvage; nothing was changed",
+        ));
+    }
+
+    // Step 2: the new database, written with the engine's own API, with
+    // every salvaged pair in a table (nothing left to replay).
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = dir.join(format!("repair-{stamp}"));
+    let new_dir = dir.join(format!("repair-{stamp}.new"));
+    if new_dir.exists() || aside.exists() {
+        return Err(Error::InvalidArgument(format!(
+            "{} or {} already exists; try again in a second",
+            new_dir.display(),
+            aside.display()
+        )));
+    }
+    // The new files are numbered above every old one, so that the two sets
+    // can share the directory during the swap: the engine numbers past the
+    // largest number it sees, here an empty placeholder manifest (which its
+    // open deletes).
+    let old_files = lsm_files(dir)?;
+    let largest = old_files
+        .iter()
+        .filter_map(|p| lsm_file_number(p))
+        .max()
+        .unwrap_or(0);
+    std::fs::create_dir_all(&new_dir).map_err(|e| Error::io(&new_dir, e))?;
+    let placeholder = new_dir.join(format!("MANIFEST-{largest:06}"));
+    std::fs::write(&placeholder, b"").map_err(|e| Error::io(&placeholder, e))?;
+    {
+        // The limits the old database was opened with are not stored; what
+        // it holds fit them, so the new one takes the default limits or the
+        // longest key and value salvaged, whichever is larger.
+        let defaults = LsmOptions::default();
+        let fresh = LsmStorage::open(
+            &new_dir,
+            LsmOptions {
+                max_key_size: plan
+                    .pairs
+                    .keys()
+                    .map(|k| k.len())
+                    .fold(defaults.max_key_size, usize::max),
+                max_value_size: plan
+                    .pairs
+                    .values()
+                    .map(|v| v.len())
+                    .fold(defaults.max_value_size, usize::max),
+                ..defaults
+            },
+        )?;
+        let pairs: Vec<_> = plan.pairs.iter().collect();
+        for chunk in pairs.chunks(PAIRS_PER_BATCH) {
+            let mut batch = pydb_storage::WriteBatch::new();
+            for (key, value) in chunk {
+                batch.set((*key).clone(), (*value).clone());
+            }
+            fresh.write_batch(&batch)?;
+        }
+        fresh.flush_memtable()?;
+        fresh.wait_for_compactions()?;
+    }
+    pydb_storage::lsm::verify_dir(&MonolithicOpener, &new_dir)?;
+    let new_files = lsm_files(&new_dir)?;
+    if let Some(clash) = new_files
+        .iter()
+        .filter(|p| !p.ends_with(LSM_CURRENT))
+        .find(|p| lsm_file_number(p).is_none_or(|n| n <= largest))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "the new database's {} is not numbered above the old files; nothing was changed",
+            clash.display()
+        )));
+    }
+
+    // Step 3: the swap. Every original is kept aside (hard links) first.
+    // The new files join the old ones (no name is shared), then `CURRENT`
+    // is switched to the new manifest by one rename, and only then are the
+    // old files removed. A crash before the switch leaves the old database
+    // as it was (a damaged one without `CURRENT` is refused, not opened
+    // empty, since it holds tables); after it, the new database, whose open
+    // deletes the old files as orphans.
+    std::fs::create_dir_all(&aside).map_err(|e| Error::io(&aside, e))?;
+    for path in &old_files {
+        report.bytes_moved_aside += keep_aside(&aside, path)?;
+    }
+    for new in new_files.iter().filter(|p| !p.ends_with(LSM_CURRENT)) {
+        let target = dir.join(new.file_name().unwrap_or_default());
+        std::fs::rename(new, &target).map_err(|e| Error::io(&target, e))?;
+    }
+    pydb_file::sync_dir(dir).map_err(storage)?;
+    let current = dir.join(LSM_CURRENT);
+    std::fs::rename(new_dir.join(LSM_CURRENT), &current).map_err(|e| Error::io(&current, e))?;
+    pydb_file::sync_dir(dir).map_err(storage)?;
+    for path in old_files.iter().filter(|p| !p.ends_with(LSM_CURRENT)) {
+        std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+    }
+    // Only the new database's lock file is left in it.
+    let _ = std::fs::remove_file(new_dir.join(pydb_storage::LOCK_FILE_NAME));
+    let _ = std::fs::remove_dir(&new_dir);
+    pydb_file::sync_dir(dir).map_err(storage)?;
+    report.aside_dir = Some(aside.clone());
+    writeln!(
+        out,
+        "{} keys kept ({} versions read from {} tables and {} WALs; {} keys deleted); {} \
+         damaged places",
+        plan.pairs.len(),
+        plan.versions_read,
+        plan.tables.len(),
+        plan.wals.len(),
+        plan.deleted_keys,
+        plan.lost.len()
+    )
+    .map_err(write_err)?;
+    writeln!(
+        out,
+        "the original tables, WALs, manifest and CURRENT were moved to {} (nothing was deleted)",
+        aside.display()
+    )
+    .map_err(write_err)?;
+    Ok(report)
+}
+
+/// The files of an LSM database in `dir`: `CURRENT`, manifests, tables and
+/// WALs (not `PYDB`, `LOCK` or anything else).
+fn lsm_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let ours = name == LSM_CURRENT
+            || name.starts_with("MANIFEST-")
+            || name.ends_with(".sst")
+            || name.ends_with(".wal");
+        if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The number in an LSM file name (`000012.sst`, `MANIFEST-000003`).
+fn lsm_file_number(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    let digits = match name.strip_prefix("MANIFEST-") {
+        Some(n) => n,
+        None => name.split_once('.')?.0,
+    };
+    digits.parse().ok()
 }
 
 /// Moves a damaged `PYDB` file aside and writes one for the log engine.
