@@ -75,8 +75,11 @@
 //!    empty one meanwhile: the engine refuses a directory without `CURRENT`
 //!    that holds tables.
 //!
-//! Encrypted or compressed LSM databases are not repaired yet: the command
-//! says so and changes nothing (`pydb check` verifies them).
+//! An encrypted or compressed LSM database is repaired the same way through
+//! its decorators: the plan reads the plaintext (a table block that fails
+//! authentication is a lost block; in a WAL it ends what is kept of it),
+//! and the new database is written through the same decorators, with the
+//! same data key.
 //!
 //! ## Encrypted and compressed databases
 //!
@@ -90,7 +93,7 @@
 //! plan reads its pages' plaintext (a block that fails authentication is a
 //! damaged page), and the new tree is written encrypted with the same data
 //! key. Refused, unchanged: no key, damaged `PYDB` (it holds the wrapped
-//! key), encrypted or compressed LSM databases, and a
+//! key), and a
 //! compressed segment whose damage stops the compressed layer from opening
 //! it.
 
@@ -203,32 +206,36 @@ pub fn repair_dir_with(
     };
     if decorated {
         let stack = match &metadata {
-            Some(metadata)
-                if metadata.engine == EngineKind::Log || metadata.engine == EngineKind::BTree =>
-            {
-                Stack::new(dir, metadata, args)?
-            }
-            _ => {
+            Some(metadata) => Stack::new(dir, metadata, args)?,
+            None => {
                 return Err(Error::InvalidArgument(format!(
-                    "{} is an encrypted or compressed database with {}: `pydb repair` repairs \
-                     only log and B+tree databases through their decorators (`pydb check \
-                     --encryption-key-file` reports the damage); nothing was changed",
+                    "{} is an encrypted or compressed database with damaged metadata (it holds \
+                     the wrapped key and the settings): `pydb repair` cannot read it through its \
+                     decorators (`pydb check --encryption-key-file` reports the damage); nothing \
+                     was changed",
                     dir.display(),
-                    match &metadata {
-                        Some(m) =>
-                            format!("the {} engine, whose repair is not implemented", m.engine),
-                        None => "damaged metadata".to_string(),
-                    }
                 )));
             }
         };
         let btree = metadata
             .as_ref()
             .is_some_and(|m| m.engine == EngineKind::BTree);
+        let lsm = metadata
+            .as_ref()
+            .is_some_and(|m| m.engine == EngineKind::Lsm);
         return match (stack.encrypted, stack.compression, stack.data_key) {
             (true, _, None) => Err(Error::KeyRequired {
                 dir: dir.to_path_buf(),
             }),
+            (true, Compression::None, Some(key)) if lsm => {
+                repair_lsm(dir, EncryptedOpener::new(MonolithicOpener, key), out)
+            }
+            (true, Compression::Lz4, Some(key)) if lsm => repair_lsm(
+                dir,
+                CompressedOpener::new(EncryptedOpener::new(MonolithicOpener, key)),
+                out,
+            ),
+            (false, _, _) if lsm => repair_lsm(dir, CompressedOpener::new(MonolithicOpener), out),
             // An encrypted B+tree (the B+tree is never compressed: it
             // rewrites pages in place).
             (true, Compression::None, Some(key)) if btree => {
@@ -257,7 +264,7 @@ pub fn repair_dir_with(
     if let Some(metadata) = &metadata
         && metadata.engine == EngineKind::Lsm
     {
-        return repair_lsm(dir, out);
+        return repair_lsm(dir, MonolithicOpener, out);
     }
     if let Some(metadata) = &metadata
         && metadata.engine != EngineKind::Log
@@ -556,8 +563,13 @@ fn repair_btree<O: FileOpener + Clone + 'static>(
     Ok(report)
 }
 
-/// Repairs the LSM database in `dir` (see the module docs).
-fn repair_lsm(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
+/// Repairs the LSM database in `dir` (see the module docs), reading and
+/// writing its files through `opener` (plain, encrypted and/or compressed).
+fn repair_lsm<O: FileOpener + Clone + 'static>(
+    dir: &Path,
+    opener: O,
+    out: &mut dyn Write,
+) -> Result<RepairReport> {
     let write_err = |e| Error::io("<stdout>", e);
     let storage = pydb_storage::Error::from;
     writeln!(out, "repairing {} (LSM)", dir.display()).map_err(write_err)?;
@@ -566,7 +578,7 @@ fn repair_lsm(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
     let _lock = DirLock::acquire(dir)?;
 
     // Step 1: the plan, from the engine's crate. It only reads.
-    let plan = lsm_repair::plan(&MonolithicOpener, dir)?;
+    let plan = lsm_repair::plan(&opener, dir)?;
     match (&plan.manifest, &plan.manifest_problem) {
         (Some(number), _) => writeln!(
             out,
@@ -647,8 +659,9 @@ fn repair_lsm(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
         // it holds fit them, so the new one takes the default limits or the
         // longest key and value salvaged, whichever is larger.
         let defaults = LsmOptions::default();
-        let fresh = LsmStorage::open(
+        let fresh = LsmStorage::open_with(
             &new_dir,
+            opener.clone(),
             LsmOptions {
                 max_key_size: plan
                     .pairs
@@ -674,7 +687,7 @@ fn repair_lsm(dir: &Path, out: &mut dyn Write) -> Result<RepairReport> {
         fresh.flush_memtable()?;
         fresh.wait_for_compactions()?;
     }
-    pydb_storage::lsm::verify_dir(&MonolithicOpener, &new_dir)?;
+    pydb_storage::lsm::verify_dir(&opener, &new_dir)?;
     let new_files = lsm_files(&new_dir)?;
     if let Some(clash) = new_files
         .iter()

@@ -416,7 +416,7 @@ pub fn rebuild_hint_with<O: FileOpener>(dir: &Path, id: u64, opener: &O) -> Resu
 /// The plaintext of the file at `path` as `opener` reads it, up to the
 /// first block (or frame) that fails its check: decorated damage becomes a
 /// shorter file, whose cut the salvage reports like any torn tail.
-fn read_salvageable<O: FileOpener>(opener: &O, path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_salvageable<O: FileOpener>(opener: &O, path: &Path) -> Result<Vec<u8>> {
     let file = opener.open(path, false)?;
     let len = usize::try_from(file.len()?).map_err(|_| pydb_file::Error::Overflow {
         path: path.to_path_buf(),

@@ -33,7 +33,9 @@
 //!   found (a block's length is stored only there). The filter and the
 //!   properties are not needed: the data blocks are the truth.
 //! - **WALs:** walked with [`pydb_wal::verify::Walker`], which steps over
-//!   damage. A batch (one `write_batch`, several records) is kept only if
+//!   damage. A read that fails below the log (an encrypted block that
+//!   fails authentication) ends what is kept of that WAL, as a torn tail
+//!   would. A batch (one `write_batch`, several records) is kept only if
 //!   every record of it verifies and decodes; a batch with a record in the
 //!   damage is dropped, and so is the first batch after a damaged region,
 //!   whose first records may have been in it. A torn tail is dropped, as
@@ -52,7 +54,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use pydb_file::FileOpener;
+use pydb_file::{File, FileOpener};
 use pydb_wal::record::{FLAG_BATCH_CONTINUES, RECORD_HEADER_LEN};
 use pydb_wal::verify::{Step, Walker};
 
@@ -320,20 +322,20 @@ fn salvage_wal<O: FileOpener>(
         kept: 0,
         dropped: 0,
     };
-    let file = opener.open(path, false)?;
-    let walker = match Walker::open(&file) {
-        Ok(walker) => walker,
-        Err(e) if e.is_corruption() => {
-            lost.push(Lost {
-                file: path.to_path_buf(),
-                offset: 0,
-                reason: e.to_string(),
-                what: "the whole WAL".into(),
-            });
-            return Ok(salvage);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // The readable prefix: a read that fails its check below the log (an
+    // encrypted block that fails authentication) ends what is kept of the
+    // WAL, as a torn tail would. A WAL holds at most a memtable's worth.
+    let bytes = crate::log::repair::read_salvageable(opener, path)?;
+    let len = opener.open(path, false)?.len()?;
+    if (bytes.len() as u64) < len {
+        lost.push(Lost {
+            file: path.to_path_buf(),
+            offset: bytes.len() as u64,
+            reason: "a read fails its check (an encrypted block that fails authentication)".into(),
+            what: "the rest of the WAL from this offset".into(),
+        });
+    }
+    let walker = Walker::from_bytes(&bytes)?;
     let mut batch: Vec<Entry> = Vec::new();
     // Whether the records gathered so far may form a whole batch: false
     // after a record that does not decode, and right after a damaged region
@@ -353,7 +355,7 @@ fn salvage_wal<O: FileOpener>(
         });
         batch.clear();
     };
-    let report = walker.walk(&mut |step| {
+    let walked = walker.walk(&mut |step| {
         match step {
             Step::Record {
                 offset,
@@ -406,7 +408,8 @@ fn salvage_wal<O: FileOpener>(
             | Step::OpenBatch { .. } => batch.clear(),
         }
         None
-    })?;
+    });
+    let report = walked?;
     for damage in report.damage {
         lost.push(Lost {
             file: path.to_path_buf(),
