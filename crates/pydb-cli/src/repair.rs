@@ -497,18 +497,7 @@ fn repair_btree<O: FileOpener + Clone + 'static>(
     }
 
     // Step 3: the new tree, written with the engine's own API.
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let aside = dir.join(format!("repair-{stamp}"));
-    let new_dir = dir.join(format!("repair-{stamp}.new"));
-    if new_dir.exists() || aside.exists() {
-        return Err(Error::InvalidArgument(format!(
-            "{} or {} already exists; try again in a second",
-            new_dir.display(),
-            aside.display()
-        )));
-    }
+    let (aside, new_dir) = repair_dirs(dir)?;
     {
         let fresh = BTreeStorage::open_with(
             &new_dir,
@@ -629,18 +618,7 @@ fn repair_lsm<O: FileOpener + Clone + 'static>(
 
     // Step 2: the new database, written with the engine's own API, with
     // every salvaged pair in a table (nothing left to replay).
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let aside = dir.join(format!("repair-{stamp}"));
-    let new_dir = dir.join(format!("repair-{stamp}.new"));
-    if new_dir.exists() || aside.exists() {
-        return Err(Error::InvalidArgument(format!(
-            "{} or {} already exists; try again in a second",
-            new_dir.display(),
-            aside.display()
-        )));
-    }
+    let (aside, new_dir) = repair_dirs(dir)?;
     // The new files are numbered above every old one, so that the two sets
     // can share the directory during the swap: the engine numbers past the
     // largest number it sees, here an empty placeholder manifest (which its
@@ -746,6 +724,25 @@ fn repair_lsm<O: FileOpener + Clone + 'static>(
     )
     .map_err(write_err)?;
     Ok(report)
+}
+
+/// The aside directory (`DIR/repair-<timestamp>/`) and the directory the
+/// new database is built in (`DIR/repair-<timestamp>.new/`); neither may
+/// exist yet.
+fn repair_dirs(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = dir.join(format!("repair-{stamp}"));
+    let new_dir = dir.join(format!("repair-{stamp}.new"));
+    if new_dir.exists() || aside.exists() {
+        return Err(Error::InvalidArgument(format!(
+            "{} or {} already exists; try again in a second",
+            new_dir.display(),
+            aside.display()
+        )));
+    }
+    Ok((aside, new_dir))
 }
 
 /// The files of an LSM database in `dir`: `CURRENT`, manifests, tables and

@@ -308,17 +308,7 @@ fn repair_goes_through_the_decryption() {
     );
     assert!(shown.contains("yes"), "{shown}");
     // No plaintext reached the disk.
-    for file in std::fs::read_dir(db).unwrap() {
-        let path = file.unwrap().path();
-        if path.is_file() {
-            let raw = std::fs::read(&path).unwrap();
-            assert!(
-                !raw.windows(12).any(|w| w == b"visible-key-"),
-                "{}",
-                path.display()
-            );
-        }
-    }
+    assert_no_plaintext(Path::new(db));
 }
 
 /// `pydb repair --encryption-key-file` on an encrypted B+tree database: a
@@ -405,17 +395,7 @@ fn repair_of_an_encrypted_btree_goes_through_the_decryption() {
     assert!((500..=600).contains(&kept), "{kept} of 600 kept");
     assert!(shown.contains("yes"), "{shown}");
     // No plaintext reached the disk.
-    for file in std::fs::read_dir(db).unwrap() {
-        let path = file.unwrap().path();
-        if path.is_file() {
-            let raw = std::fs::read(&path).unwrap();
-            assert!(
-                !raw.windows(12).any(|w| w == b"visible-key-"),
-                "{}",
-                path.display()
-            );
-        }
-    }
+    assert_no_plaintext(Path::new(db));
 }
 
 #[test]
@@ -490,7 +470,12 @@ fn repair_of_an_encrypted_lsm_database_goes_through_the_decryption() {
     assert!(first_lost > 100, "{first_lost} kept");
     assert!(kept[first_lost..].iter().all(|k| !k), "a prefix is kept");
     // No plaintext reached the disk.
-    for file in std::fs::read_dir(lsm).unwrap() {
+    assert_no_plaintext(Path::new(lsm));
+}
+
+/// Fails if a file of `dir` holds the test's plaintext keys.
+fn assert_no_plaintext(dir: &Path) {
+    for file in std::fs::read_dir(dir).unwrap() {
         let path = file.unwrap().path();
         if path.is_file() {
             let raw = std::fs::read(&path).unwrap();

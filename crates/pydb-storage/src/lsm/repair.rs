@@ -89,6 +89,16 @@ pub struct FileSalvage {
     pub dropped: u64,
 }
 
+impl FileSalvage {
+    fn nothing_yet(path: &Path) -> Self {
+        Self {
+            file: path.to_path_buf(),
+            kept: 0,
+            dropped: 0,
+        }
+    }
+}
+
 /// What to keep of an LSM directory (see the module docs).
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -225,11 +235,7 @@ fn salvage_table<O: FileOpener>(
     newest: &mut Newest,
     lost: &mut Vec<Lost>,
 ) -> Result<FileSalvage> {
-    let mut salvage = FileSalvage {
-        file: path.to_path_buf(),
-        kept: 0,
-        dropped: 0,
-    };
+    let mut salvage = FileSalvage::nothing_yet(path);
     let file = match opener.open(path, false) {
         Ok(file) => file,
         Err(e) => {
@@ -317,11 +323,7 @@ fn salvage_wal<O: FileOpener>(
     newest: &mut Newest,
     lost: &mut Vec<Lost>,
 ) -> Result<FileSalvage> {
-    let mut salvage = FileSalvage {
-        file: path.to_path_buf(),
-        kept: 0,
-        dropped: 0,
-    };
+    let mut salvage = FileSalvage::nothing_yet(path);
     // The readable prefix: a read that fails its check below the log (an
     // encrypted block that fails authentication) ends what is kept of the
     // WAL, as a torn tail would. A WAL holds at most a memtable's worth.
