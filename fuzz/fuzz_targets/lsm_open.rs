@@ -1,7 +1,8 @@
 //! Opening the LSM engine on a damaged directory: a valid database whose
 //! file chosen by the control byte (table, manifest, WAL or CURRENT) is
-//! replaced by the input. Opening, verifying, reading and scanning never
-//! panic, and no read returns a value that was never written.
+//! replaced by the input. Opening, verifying, planning a repair, reading
+//! and scanning never panic, and neither a read nor the repair plan returns
+//! a value that was never written.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -52,15 +53,20 @@ fuzz_target!(|data: &[u8]| {
     if std::fs::write(victim, rest).is_err() {
         return;
     }
-    let _ = verify_dir(&MonolithicOpener, dir);
-    let Ok(db) = LsmStorage::open(dir, options()) else {
-        return;
-    };
     let valid = |k: &[u8], v: &[u8]| {
         (0..40).chain([999]).any(|i| {
             let (wk, wv) = written(i);
             wk.as_bytes() == k && wv.as_bytes() == v
         })
+    };
+    let _ = verify_dir(&MonolithicOpener, dir);
+    if let Ok(plan) = pydb_storage::lsm::repair::plan(&MonolithicOpener, dir) {
+        for (k, v) in &plan.pairs {
+            assert!(valid(k, v), "{k:?} = {v:?} planned but never written");
+        }
+    }
+    let Ok(db) = LsmStorage::open(dir, options()) else {
+        return;
     };
     if let Ok(scan) = db.scan(KeyRange::all()) {
         for item in scan.take(100) {
