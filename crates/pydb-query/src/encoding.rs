@@ -486,6 +486,22 @@ impl Reader<'_> {
         true
     }
 
+    /// Checks one value as [`Reader::row_value`] would read it, without
+    /// building it: the same tags, lengths and UTF-8, the same errors at
+    /// the same bytes. A filtered scan walks the rest of a row it has
+    /// already rejected this way ([`decode_row_tested_into`]), so that the
+    /// row is an error exactly when decoding it whole would have been.
+    fn check_row_value(&mut self) -> Result<()> {
+        if self.bytes.get(self.pos) == Some(&ROW_TEXT) {
+            self.pos += 1;
+            return self.str().map(drop);
+        }
+        if self.skip_common_row_value() {
+            return Ok(());
+        }
+        self.skip_row_value()
+    }
+
     /// Steps over one value of the row format without building it: the
     /// tag and the length are checked as [`Reader::row_value`] checks
     /// them, but a text is not checked to be UTF-8 (nobody will read it).
@@ -577,6 +593,114 @@ pub fn decode_row_columns_into(bytes: &[u8], wanted: &[bool], row: &mut Row) -> 
         return Err(reader.corrupted("trailing bytes after the last column"));
     }
     Ok(())
+}
+
+/// What a filtered scan does with one column of a row
+/// ([`decode_row_tested_into`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnRead {
+    /// Step over it (tag and length checked); its slot becomes NULL.
+    Skip,
+    /// Decode it into its slot.
+    Decode,
+    /// Decode it into its slot and test it: the filter has conjuncts on it.
+    Test,
+}
+
+/// What the tests of a filtered row said ([`decode_row_tested_into`]), in
+/// SQL's three-valued logic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tested {
+    /// Every test held (or there were none).
+    Passed,
+    /// No test was false, one or more was unknown (a NULL compared).
+    Unknown,
+    /// A test was false; the row's slots are unspecified.
+    Failed,
+}
+
+/// [`decode_row_columns_into`] with a filter pushed into it: lazy decoding.
+/// `reads` says what to do with each column (a column past its end is
+/// decoded); after a [`ColumnRead::Test`] column is decoded, `test` gives
+/// the truth of the filter's conjuncts on it. The first false one rejects
+/// the row: the columns after it are no longer decoded into the row, only
+/// checked ([`Reader::check_row_value`] for a column that would have been
+/// decoded, the skip's tag and length walk for the others), and every byte
+/// must still be used. So a row is an error exactly when, and with the
+/// same message as when, [`decode_row_columns_into`] fails on it, whatever
+/// the filter says; a filter that keeps 2% of the rows (q6) writes the
+/// values of the other 98% only up to the column that rejects them.
+///
+/// Columns are tested in their order in the row, which may not be the
+/// order of the filter's conjuncts: the caller pushes only conjuncts that
+/// cannot fail, whose order does not change the answer. A row that does
+/// not have `width` columns is decoded without its tests (`Passed`), for
+/// the caller to reject with the error it gives such a row.
+pub fn decode_row_tested_into(
+    bytes: &[u8],
+    reads: &[ColumnRead],
+    width: usize,
+    mut test: impl FnMut(usize, &Value) -> Option<bool>,
+    row: &mut Row,
+) -> Result<Tested> {
+    let mut reader = Reader::new(bytes, "SQL row");
+    let version = reader.byte()?;
+    if version != ROW_VERSION {
+        return Err(reader.corrupted(format!("row format version {version}, expected 1")));
+    }
+    let count = reader.varint()?;
+    if count > MAX_COLUMNS {
+        return Err(reader.corrupted(format!("{count} columns")));
+    }
+    let count = count as usize;
+    if row.len() != count {
+        row.truncate(count);
+        row.resize(count, Value::Null);
+    }
+    let testing = count == width;
+    let mut tested = Tested::Passed;
+    let mut slots = row.iter_mut().enumerate();
+    for (column, slot) in slots.by_ref() {
+        match reads.get(column).copied().unwrap_or(ColumnRead::Decode) {
+            ColumnRead::Skip => {
+                if !reader.skip_common_row_value() {
+                    reader.skip_row_value()?;
+                }
+                if !slot.is_null() {
+                    *slot = Value::Null;
+                }
+            }
+            ColumnRead::Decode => reader.row_value_into(slot)?,
+            ColumnRead::Test => {
+                reader.row_value_into(slot)?;
+                if testing {
+                    match test(column, slot) {
+                        Some(true) => {}
+                        None => tested = Tested::Unknown,
+                        Some(false) => {
+                            tested = Tested::Failed;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // A rejected row: the rest is checked, not decoded.
+    for (column, _) in slots {
+        match reads.get(column).copied().unwrap_or(ColumnRead::Decode) {
+            ColumnRead::Skip => {
+                if !reader.skip_common_row_value() {
+                    reader.skip_row_value()?;
+                }
+            }
+            ColumnRead::Decode | ColumnRead::Test => reader.check_row_value()?,
+        }
+    }
+    if !reader.is_empty() {
+        return Err(reader.corrupted("trailing bytes after the last column"));
+    }
+    Ok(tested)
 }
 
 // ------------------------------------------------ catalog records' pieces

@@ -41,10 +41,11 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::time::Instant;
 
 use crate::ast::{JoinKind, SetOperator};
+use crate::catalog::Table;
 use crate::error::{Error, Result};
 use crate::exec::eval::{Env, eval, eval_predicate};
 use crate::exec::join_table::{JoinTable, key_column};
-use crate::exec::predicate::Predicate;
+use crate::exec::predicate::{Predicate, ScanFilter};
 use crate::exec::profile::Instrumented;
 use crate::exec::scalar::Scalar;
 use crate::plan::{AggCall, AggFunc, Expr, Plan, SortKey};
@@ -155,13 +156,7 @@ fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
         // the scan's rows and the filter's apart.
         Plan::Filter { input, predicate } => match &**input {
             Plan::Scan { table, columns } if env.profile().is_none() => Box::new(FilteredScan {
-                rows: FilteredCursor {
-                    rows: env
-                        .store
-                        .scan_cursor(table, columns.as_deref().unwrap_or_default())?,
-                    predicate: Predicate::compile(predicate, env),
-                    env: env.clone(),
-                },
+                rows: FilteredCursor::new(table, columns.as_deref(), predicate, env)?,
                 row: Vec::with_capacity(table.columns.len()),
             }),
             _ => Box::new(FilterOp {
@@ -431,23 +426,33 @@ impl Operator for FilterOp<'_> {
 }
 
 /// A table scan and the filter above it as one cursor: each row is
-/// decoded into the caller's buffer and tested there. An aggregation reads
-/// its input through it without a row of its own per input row; the
-/// operator `FilteredScan` hands out the rows that pass.
+/// decoded into the caller's buffer and tested there, as it is decoded
+/// ([`RowCursor::next_filtered`]: a row is decoded no further than the
+/// column whose test rejects it). An aggregation reads its input through
+/// it without a row of its own per input row; the operator `FilteredScan`
+/// hands out the rows that pass.
 struct FilteredCursor<'a> {
     rows: RowCursorBox<'a>,
-    predicate: Predicate<'a>,
-    env: Env<'a>,
+    filter: ScanFilter<'a>,
+}
+
+impl<'a> FilteredCursor<'a> {
+    fn new(
+        table: &'a Table,
+        columns: Option<&'a [bool]>,
+        predicate: &'a Expr,
+        env: &Env<'a>,
+    ) -> Result<Self> {
+        Ok(FilteredCursor {
+            rows: env.store.scan_cursor(table, columns.unwrap_or_default())?,
+            filter: ScanFilter::new(Predicate::compile(predicate, env), env, table.columns.len()),
+        })
+    }
 }
 
 impl RowCursor for FilteredCursor<'_> {
     fn next_into(&mut self, row: &mut Row) -> Result<bool> {
-        while self.rows.next_into(row)? {
-            if self.predicate.holds(row, &self.env)? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        self.rows.next_filtered(row, &self.filter)
     }
 }
 
@@ -484,13 +489,12 @@ fn cursor<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<RowCursorBox<'a>> {
             }
             Plan::Filter { input, predicate } => {
                 if let Plan::Scan { table, columns } = &**input {
-                    return Ok(Box::new(FilteredCursor {
-                        rows: env
-                            .store
-                            .scan_cursor(table, columns.as_deref().unwrap_or_default())?,
-                        predicate: Predicate::compile(predicate, env),
-                        env: env.clone(),
-                    }));
+                    return Ok(Box::new(FilteredCursor::new(
+                        table,
+                        columns.as_deref(),
+                        predicate,
+                        env,
+                    )?));
                 }
             }
             _ => {}
@@ -725,7 +729,7 @@ enum ProbeRows<'a> {
     /// filtered out costs no allocation.
     Scan {
         rows: RowCursorBox<'a>,
-        filter: Option<Predicate<'a>>,
+        filter: Option<ScanFilter<'a>>,
         /// The scanned columns kept, in their new order.
         project: Option<Vec<usize>>,
     },
@@ -766,7 +770,9 @@ impl<'a> ProbeRows<'a> {
                     rows: env
                         .store
                         .scan_cursor(table, columns.as_deref().unwrap_or_default())?,
-                    filter: filter.map(|p| Predicate::compile(p, env)),
+                    filter: filter.map(|p| {
+                        ScanFilter::new(Predicate::compile(p, env), env, table.columns.len())
+                    }),
                     project,
                 });
             }
@@ -789,7 +795,7 @@ impl<'a> ProbeRows<'a> {
 
     /// Replaces `read` by the next probe row as read (before the
     /// projection); `false` at the end.
-    fn read(&mut self, read: &mut Row, env: &Env<'_>) -> Result<bool> {
+    fn read(&mut self, read: &mut Row) -> Result<bool> {
         match self {
             ProbeRows::Operator(op) => Ok(match op.next()? {
                 Some(next) => {
@@ -798,9 +804,10 @@ impl<'a> ProbeRows<'a> {
                 }
                 None => false,
             }),
-            ProbeRows::Scan { rows, filter, .. } => {
-                next_passing(rows.as_mut(), filter.as_ref(), read, env)
-            }
+            ProbeRows::Scan { rows, filter, .. } => match filter {
+                Some(filter) => rows.next_filtered(read, filter),
+                None => rows.next_into(read),
+            },
         }
     }
 
@@ -823,23 +830,6 @@ impl<'a> ProbeRows<'a> {
         }
         Ok(())
     }
-}
-
-/// Decodes the next row of `rows` that passes `filter` into `row`; `false`
-/// at the end.
-fn next_passing(
-    rows: &mut (dyn crate::store::RowCursor + '_),
-    filter: Option<&Predicate<'_>>,
-    row: &mut Row,
-    env: &Env<'_>,
-) -> Result<bool> {
-    while rows.next_into(row)? {
-        match filter {
-            Some(p) if !p.holds(row, env)? => continue,
-            _ => return Ok(true),
-        }
-    }
-    Ok(false)
 }
 
 fn key_of(exprs: &[Expr], row: &[Value], env: &Env<'_>) -> Result<Option<GroupKey>> {
@@ -893,7 +883,7 @@ impl HashJoin<'_> {
     /// The row is in `left_row` when it has a bucket or the join is a LEFT
     /// join; otherwise it may still be only in `read`.
     fn next_left(&mut self) -> Result<bool> {
-        if !self.left.read(&mut self.read, &self.env)? {
+        if !self.left.read(&mut self.read)? {
             return Ok(false);
         }
         let mut taken = false;
