@@ -622,7 +622,9 @@ pub enum Tested {
 /// [`decode_row_columns_into`] with a filter pushed into it: lazy decoding.
 /// `reads` says what to do with each column (a column past its end is
 /// decoded); after a [`ColumnRead::Test`] column is decoded, `test` gives
-/// the truth of the filter's conjuncts on it. The first false one rejects
+/// the truth of the filter's conjuncts on it (it is given the column and
+/// the row up to it, so that a test may read several columns: a join's
+/// key). The first false one rejects
 /// the row: the columns after it are no longer decoded into the row, only
 /// checked ([`Reader::check_row_value`] for a column that would have been
 /// decoded, the skip's tag and length walk for the others), and every byte
@@ -640,7 +642,7 @@ pub fn decode_row_tested_into(
     bytes: &[u8],
     reads: &[ColumnRead],
     width: usize,
-    mut test: impl FnMut(usize, &Value) -> Option<bool>,
+    mut test: impl FnMut(usize, &[Value]) -> Option<bool>,
     row: &mut Row,
 ) -> Result<Tested> {
     let mut reader = Reader::new(bytes, "SQL row");
@@ -659,8 +661,8 @@ pub fn decode_row_tested_into(
     }
     let testing = count == width;
     let mut tested = Tested::Passed;
-    let mut slots = row.iter_mut().enumerate();
-    for (column, slot) in slots.by_ref() {
+    let mut column = 0;
+    while let Some(slot) = row.get_mut(column) {
         match reads.get(column).copied().unwrap_or(ColumnRead::Decode) {
             ColumnRead::Skip => {
                 if !reader.skip_common_row_value() {
@@ -674,20 +676,22 @@ pub fn decode_row_tested_into(
             ColumnRead::Test => {
                 reader.row_value_into(slot)?;
                 if testing {
-                    match test(column, slot) {
+                    match test(column, &row[..=column]) {
                         Some(true) => {}
                         None => tested = Tested::Unknown,
                         Some(false) => {
                             tested = Tested::Failed;
+                            column += 1;
                             break;
                         }
                     }
                 }
             }
         }
+        column += 1;
     }
     // A rejected row: the rest is checked, not decoded.
-    for (column, _) in slots {
+    for column in column..count {
         match reads.get(column).copied().unwrap_or(ColumnRead::Decode) {
             ColumnRead::Skip => {
                 if !reader.skip_common_row_value() {

@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use crate::catalog::{Index, Table, View};
 use crate::error::{Error, Result};
-use crate::exec::predicate::ScanFilter;
+use crate::exec::predicate::{KeyProbe, ScanFilter};
 use crate::plan::stats::TableStats;
 use crate::value::{Row, Value};
 
@@ -66,8 +66,15 @@ pub trait RowCursor {
     /// `false` (and `row` unspecified) at the end. A cursor that decodes
     /// rows tests the filter's pushed conjuncts as it decodes them and
     /// stops decoding a row at the first false one (lazy decoding, see
-    /// [`ScanFilter`]); the default tests each whole row.
-    fn next_filtered(&mut self, row: &mut Row, filter: &ScanFilter<'_>) -> Result<bool> {
+    /// [`ScanFilter`]), and may also drop a row whose join key `key` says
+    /// has no match; the default tests each whole row, and ignores `key`.
+    fn next_filtered(
+        &mut self,
+        row: &mut Row,
+        filter: &ScanFilter<'_>,
+        key: Option<&mut dyn KeyProbe>,
+    ) -> Result<bool> {
+        let _ = key;
         while self.next_into(row)? {
             if filter.holds(row)? {
                 return Ok(true);

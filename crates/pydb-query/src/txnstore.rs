@@ -88,7 +88,7 @@ use crate::encoding::{
     encode_key_value, encode_row,
 };
 use crate::error::{Error, Result};
-use crate::exec::predicate::ScanFilter;
+use crate::exec::predicate::{KeyProbe, ScanFilter};
 use crate::plan::stats::TableStats;
 use crate::store::{
     CatalogToken, IndexRange, RowCursor, RowCursorBox, RowIter, RowKey, RowsIter, Store,
@@ -922,7 +922,12 @@ impl RowCursor for TableCursor<'_> {
     /// Lazy decoding: the filter's pushed conjuncts are tested as their
     /// columns are decoded, and a row is decoded no further than the
     /// column that rejects it (the rest is only checked).
-    fn next_filtered(&mut self, row: &mut Row, filter: &ScanFilter<'_>) -> Result<bool> {
+    fn next_filtered(
+        &mut self,
+        row: &mut Row,
+        filter: &ScanFilter<'_>,
+        mut key: Option<&mut dyn KeyProbe>,
+    ) -> Result<bool> {
         let TableCursor::Stream {
             versions,
             table,
@@ -939,12 +944,22 @@ impl RowCursor for TableCursor<'_> {
             return Ok(false);
         };
         let width = table.columns.len();
-        if reads.len() != width || reads_tested.as_slice() != filter.tested() {
-            *reads = column_reads(wanted, filter.tested(), width);
-            *reads_tested = filter.tested().to_vec();
+        // The columns tested: the filter's, and the key's last.
+        let key_column = key
+            .as_deref()
+            .and_then(KeyProbe::last_column)
+            .filter(|&c| c < width);
+        if key_column.is_none() {
+            key = None;
+        }
+        let tested =
+            |c: usize| filter.tested().get(c).copied().unwrap_or(false) || key_column == Some(c);
+        if reads.len() != width || (0..width).any(|c| reads_tested.get(c) != Some(&tested(c))) {
+            *reads = column_reads(wanted, filter.tested(), key_column, width);
+            *reads_tested = (0..width).map(tested).collect();
         }
         while let Some(value) = versions.next_value_ref() {
-            if filtered_row(table, value?, reads, filter, row)? {
+            if filtered_row(table, value?, reads, filter, key.as_deref_mut(), row)? {
                 return Ok(true);
             }
         }
@@ -963,21 +978,28 @@ pub(crate) fn filtered_row(
     bytes: &[u8],
     reads: &[ColumnRead],
     filter: &ScanFilter<'_>,
+    key: Option<&mut (dyn KeyProbe + '_)>,
     row: &mut Row,
 ) -> Result<bool> {
     let width = table.columns.len();
-    let tested = decode_row_tested_into(bytes, reads, width, filter.row_tester(), row)?;
+    let tested = decode_row_tested_into(bytes, reads, width, filter.row_tester(key), row)?;
     check_width(table, row)?;
     filter.holds_after(tested, row)
 }
 
 /// What a filtered scan does with each of a row's `width` columns: test
-/// the ones the filter tests, decode the others `wanted` marks (an empty
-/// `wanted`: all), skip the rest.
-pub(crate) fn column_reads(wanted: &[bool], tested: &[bool], width: usize) -> Vec<ColumnRead> {
+/// the ones the filter tests and the last of a join key's
+/// (`key_column`), decode the others `wanted` marks (an empty `wanted`:
+/// all), skip the rest.
+pub(crate) fn column_reads(
+    wanted: &[bool],
+    tested: &[bool],
+    key_column: Option<usize>,
+    width: usize,
+) -> Vec<ColumnRead> {
     (0..width)
         .map(|c| {
-            if tested.get(c).copied().unwrap_or(false) {
+            if tested.get(c).copied().unwrap_or(false) || key_column == Some(c) {
                 ColumnRead::Test
             } else if wanted.get(c).copied().unwrap_or(true) {
                 ColumnRead::Decode

@@ -45,7 +45,7 @@ use crate::catalog::Table;
 use crate::error::{Error, Result};
 use crate::exec::eval::{Env, eval, eval_predicate};
 use crate::exec::join_table::{JoinTable, key_column};
-use crate::exec::predicate::{Predicate, ScanFilter};
+use crate::exec::predicate::{KeyProbe, Predicate, ScanFilter};
 use crate::exec::profile::Instrumented;
 use crate::exec::scalar::Scalar;
 use crate::plan::{AggCall, AggFunc, Expr, Plan, SortKey};
@@ -452,7 +452,7 @@ impl<'a> FilteredCursor<'a> {
 
 impl RowCursor for FilteredCursor<'_> {
     fn next_into(&mut self, row: &mut Row) -> Result<bool> {
-        self.rows.next_filtered(row, &self.filter)
+        self.rows.next_filtered(row, &self.filter, None)
     }
 }
 
@@ -729,7 +729,8 @@ enum ProbeRows<'a> {
     /// filtered out costs no allocation.
     Scan {
         rows: RowCursorBox<'a>,
-        filter: Option<ScanFilter<'a>>,
+        /// The filter (one that passes every row when there is none).
+        filter: ScanFilter<'a>,
         /// The scanned columns kept, in their new order.
         project: Option<Vec<usize>>,
     },
@@ -770,9 +771,12 @@ impl<'a> ProbeRows<'a> {
                     rows: env
                         .store
                         .scan_cursor(table, columns.as_deref().unwrap_or_default())?,
-                    filter: filter.map(|p| {
-                        ScanFilter::new(Predicate::compile(p, env), env, table.columns.len())
-                    }),
+                    filter: match filter {
+                        Some(p) => {
+                            ScanFilter::new(Predicate::compile(p, env), env, table.columns.len())
+                        }
+                        None => ScanFilter::everything(env, table.columns.len()),
+                    },
                     project,
                 });
             }
@@ -794,8 +798,11 @@ impl<'a> ProbeRows<'a> {
     }
 
     /// Replaces `read` by the next probe row as read (before the
-    /// projection); `false` at the end.
-    fn read(&mut self, read: &mut Row) -> Result<bool> {
+    /// projection); `false` at the end. A scan may drop a row for which
+    /// `key` says there is no match (and does not decode the rest of it),
+    /// when its filter leaves nothing to run after the decoding (see
+    /// [`KeyProbe`]).
+    fn read(&mut self, read: &mut Row, key: Option<&mut dyn KeyProbe>) -> Result<bool> {
         match self {
             ProbeRows::Operator(op) => Ok(match op.next()? {
                 Some(next) => {
@@ -804,10 +811,10 @@ impl<'a> ProbeRows<'a> {
                 }
                 None => false,
             }),
-            ProbeRows::Scan { rows, filter, .. } => match filter {
-                Some(filter) => rows.next_filtered(read, filter),
-                None => rows.next_into(read),
-            },
+            ProbeRows::Scan { rows, filter, .. } => {
+                let key = key.filter(|_| filter.is_pushed_whole());
+                rows.next_filtered(read, filter, key)
+            }
         }
     }
 
@@ -829,6 +836,30 @@ impl<'a> ProbeRows<'a> {
             row.push(key_column(read, c)?.clone());
         }
         Ok(())
+    }
+}
+
+/// A hash join's key test for its probe scan ([`KeyProbe`]): the key's
+/// columns in the row as read, looked up in the build side's table.
+struct JoinKeyProbe<'t> {
+    table: &'t mut JoinTable,
+    columns: &'t [usize],
+}
+
+impl KeyProbe for JoinKeyProbe<'_> {
+    fn last_column(&self) -> Option<usize> {
+        self.columns.iter().copied().max()
+    }
+
+    fn may_match(&mut self, row: &[Value]) -> bool {
+        let columns = self.columns;
+        // An error (a column the row does not have) is the join's to
+        // report, when it looks the row up itself.
+        !matches!(
+            self.table
+                .find(columns.len(), |i| key_column(row, columns[i])),
+            Ok(None)
+        )
     }
 }
 
@@ -883,7 +914,17 @@ impl HashJoin<'_> {
     /// The row is in `left_row` when it has a bucket or the join is a LEFT
     /// join; otherwise it may still be only in `read`.
     fn next_left(&mut self) -> Result<bool> {
-        if !self.left.read(&mut self.read)? {
+        // A row without a match is dropped by an inner (or cross) join:
+        // the scan may test its key and drop it before decoding the rest.
+        let mut probe = match &self.key_columns {
+            Some(columns) if self.kind != JoinKind::Left => Some(JoinKeyProbe {
+                table: &mut self.table,
+                columns,
+            }),
+            _ => None,
+        };
+        let key = probe.as_mut().map(|p| p as &mut dyn KeyProbe);
+        if !self.left.read(&mut self.read, key)? {
             return Ok(false);
         }
         let mut taken = false;
