@@ -14,7 +14,6 @@ use bytes::Bytes;
 
 use crate::catalog::{Index, Table, View};
 use crate::error::{Error, Result};
-use crate::exec::predicate::{KeyProbe, ScanFilter};
 use crate::plan::stats::TableStats;
 use crate::value::{Row, Value};
 
@@ -61,27 +60,6 @@ pub trait RowCursor {
     /// Replaces the contents of `row` by the next row; `false` (and `row`
     /// unspecified) at the end.
     fn next_into(&mut self, row: &mut Row) -> Result<bool>;
-
-    /// [`RowCursor::next_into`] for the next row for which `filter` holds;
-    /// `false` (and `row` unspecified) at the end. A cursor that decodes
-    /// rows tests the filter's pushed conjuncts as it decodes them and
-    /// stops decoding a row at the first false one (lazy decoding, see
-    /// [`ScanFilter`]), and may also drop a row whose join key `key` says
-    /// has no match; the default tests each whole row, and ignores `key`.
-    fn next_filtered(
-        &mut self,
-        row: &mut Row,
-        filter: &ScanFilter<'_>,
-        key: Option<&mut dyn KeyProbe>,
-    ) -> Result<bool> {
-        let _ = key;
-        while self.next_into(row)? {
-            if filter.holds(row)? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
 }
 
 /// A [`RowCursor`] in a box, borrowing the store for `'a`.

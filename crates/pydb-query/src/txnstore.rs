@@ -84,11 +84,9 @@ use pydb_txn::{Concurrency, Isolation, Keyspace, Transaction, TxnManager, TxnOpt
 
 use crate::catalog::{Index, Table, View};
 use crate::encoding::{
-    ColumnRead, decode_key, decode_row_columns_into, decode_row_tested_into, encode_key,
-    encode_key_value, encode_row,
+    decode_key, decode_row_columns_into, encode_key, encode_key_value, encode_row,
 };
 use crate::error::{Error, Result};
-use crate::exec::predicate::{KeyProbe, ScanFilter};
 use crate::plan::stats::TableStats;
 use crate::store::{
     CatalogToken, IndexRange, RowCursor, RowCursorBox, RowIter, RowKey, RowsIter, Store,
@@ -849,18 +847,13 @@ fn decode_table_columns(table: &Table, bytes: &[u8], columns: &[bool]) -> Result
 }
 
 /// [`decode_table_columns`] into `row` (its old values dropped).
-pub(crate) fn decode_table_columns_into(
+fn decode_table_columns_into(
     table: &Table,
     bytes: &[u8],
     columns: &[bool],
     row: &mut Row,
 ) -> Result<()> {
     decode_row_columns_into(bytes, columns, row)?;
-    check_width(table, row)
-}
-
-/// A decoded row of `table` must have one value per column.
-fn check_width(table: &Table, row: &Row) -> Result<()> {
     if row.len() != table.columns.len() {
         return Err(Error::Corrupted(format!(
             "a row of table {} has {} values, the table {} columns",
@@ -883,11 +876,6 @@ enum TableCursor<'s> {
         versions: pydb_txn::TxnScan<'s>,
         table: Table,
         wanted: Vec<bool>,
-        /// What a filtered read does with each column
-        /// ([`column_reads`]), for the filter whose tested columns are
-        /// `reads_tested` (worked out again if another filter comes).
-        reads: Vec<ColumnRead>,
-        reads_tested: Vec<bool>,
     },
     /// Copied from the rows an earlier scan of the statement kept.
     Kept { rows: ScannedRows, next: usize },
@@ -900,7 +888,6 @@ impl RowCursor for TableCursor<'_> {
                 versions,
                 table,
                 wanted,
-                ..
             } => match versions.next_value_ref() {
                 Some(value) => {
                     decode_table_columns_into(table, value?, wanted, row)?;
@@ -918,96 +905,6 @@ impl RowCursor for TableCursor<'_> {
             },
         }
     }
-
-    /// Lazy decoding: the filter's pushed conjuncts are tested as their
-    /// columns are decoded, and a row is decoded no further than the
-    /// column that rejects it (the rest is only checked).
-    fn next_filtered(
-        &mut self,
-        row: &mut Row,
-        filter: &ScanFilter<'_>,
-        mut key: Option<&mut dyn KeyProbe>,
-    ) -> Result<bool> {
-        let TableCursor::Stream {
-            versions,
-            table,
-            wanted,
-            reads,
-            reads_tested,
-        } = self
-        else {
-            while self.next_into(row)? {
-                if filter.holds(row)? {
-                    return Ok(true);
-                }
-            }
-            return Ok(false);
-        };
-        let width = table.columns.len();
-        // The columns tested: the filter's, and the key's last.
-        let key_column = key
-            .as_deref()
-            .and_then(KeyProbe::last_column)
-            .filter(|&c| c < width);
-        if key_column.is_none() {
-            key = None;
-        }
-        let tested =
-            |c: usize| filter.tested().get(c).copied().unwrap_or(false) || key_column == Some(c);
-        if reads.len() != width || (0..width).any(|c| reads_tested.get(c) != Some(&tested(c))) {
-            *reads = column_reads(wanted, filter.tested(), key_column, width);
-            *reads_tested = (0..width).map(tested).collect();
-        }
-        while let Some(value) = versions.next_value_ref() {
-            if filtered_row(table, value?, reads, filter, key.as_deref_mut(), row)? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-}
-
-/// Decodes the stored row `bytes` of `table` into `row` as `reads` says,
-/// testing `filter` as it goes; whether the filter holds. The answer, and
-/// the error when there is one, are those of the whole row decoded
-/// ([`decode_table_columns_into`], with the tested columns wanted) and
-/// then tested ([`ScanFilter::holds`]); the property test
-/// `a_scan_filter_is_the_predicate` checks it.
-pub(crate) fn filtered_row(
-    table: &Table,
-    bytes: &[u8],
-    reads: &[ColumnRead],
-    filter: &ScanFilter<'_>,
-    key: Option<&mut (dyn KeyProbe + '_)>,
-    row: &mut Row,
-) -> Result<bool> {
-    let width = table.columns.len();
-    let tested = decode_row_tested_into(bytes, reads, width, filter.row_tester(key), row)?;
-    check_width(table, row)?;
-    filter.holds_after(tested, row)
-}
-
-/// What a filtered scan does with each of a row's `width` columns: test
-/// the ones the filter tests and the last of a join key's
-/// (`key_column`), decode the others `wanted` marks (an empty `wanted`:
-/// all), skip the rest.
-pub(crate) fn column_reads(
-    wanted: &[bool],
-    tested: &[bool],
-    key_column: Option<usize>,
-    width: usize,
-) -> Vec<ColumnRead> {
-    (0..width)
-        .map(|c| {
-            if tested.get(c).copied().unwrap_or(false) || key_column == Some(c) {
-                ColumnRead::Test
-            } else if wanted.get(c).copied().unwrap_or(true) {
-                ColumnRead::Decode
-            } else {
-                ColumnRead::Skip
-            }
-        })
-        .collect()
 }
 
 impl TxnStore<'_> {
@@ -1037,8 +934,6 @@ impl TxnStore<'_> {
             versions,
             table: table.clone(),
             wanted: columns.to_vec(),
-            reads: Vec::new(),
-            reads_tested: Vec::new(),
         };
         if seen.is_none() {
             self.scanned.borrow_mut().insert(id, None);

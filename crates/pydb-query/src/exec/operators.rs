@@ -41,11 +41,10 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::time::Instant;
 
 use crate::ast::{JoinKind, SetOperator};
-use crate::catalog::Table;
 use crate::error::{Error, Result};
 use crate::exec::eval::{Env, eval, eval_predicate};
 use crate::exec::join_table::{JoinTable, key_column};
-use crate::exec::predicate::{KeyProbe, Predicate, ScanFilter};
+use crate::exec::predicate::Predicate;
 use crate::exec::profile::Instrumented;
 use crate::exec::scalar::Scalar;
 use crate::plan::{AggCall, AggFunc, Expr, Plan, SortKey};
@@ -156,7 +155,13 @@ fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
         // the scan's rows and the filter's apart.
         Plan::Filter { input, predicate } => match &**input {
             Plan::Scan { table, columns } if env.profile().is_none() => Box::new(FilteredScan {
-                rows: FilteredCursor::new(table, columns.as_deref(), predicate, env)?,
+                rows: FilteredCursor {
+                    rows: env
+                        .store
+                        .scan_cursor(table, columns.as_deref().unwrap_or_default())?,
+                    predicate: Predicate::compile(predicate, env),
+                    env: env.clone(),
+                },
                 row: Vec::with_capacity(table.columns.len()),
             }),
             _ => Box::new(FilterOp {
@@ -426,33 +431,23 @@ impl Operator for FilterOp<'_> {
 }
 
 /// A table scan and the filter above it as one cursor: each row is
-/// decoded into the caller's buffer and tested there, as it is decoded
-/// ([`RowCursor::next_filtered`]: a row is decoded no further than the
-/// column whose test rejects it). An aggregation reads its input through
-/// it without a row of its own per input row; the operator `FilteredScan`
-/// hands out the rows that pass.
+/// decoded into the caller's buffer and tested there. An aggregation reads
+/// its input through it without a row of its own per input row; the
+/// operator `FilteredScan` hands out the rows that pass.
 struct FilteredCursor<'a> {
     rows: RowCursorBox<'a>,
-    filter: ScanFilter<'a>,
-}
-
-impl<'a> FilteredCursor<'a> {
-    fn new(
-        table: &'a Table,
-        columns: Option<&'a [bool]>,
-        predicate: &'a Expr,
-        env: &Env<'a>,
-    ) -> Result<Self> {
-        Ok(FilteredCursor {
-            rows: env.store.scan_cursor(table, columns.unwrap_or_default())?,
-            filter: ScanFilter::new(Predicate::compile(predicate, env), env, table.columns.len()),
-        })
-    }
+    predicate: Predicate<'a>,
+    env: Env<'a>,
 }
 
 impl RowCursor for FilteredCursor<'_> {
     fn next_into(&mut self, row: &mut Row) -> Result<bool> {
-        self.rows.next_filtered(row, &self.filter, None)
+        while self.rows.next_into(row)? {
+            if self.predicate.holds(row, &self.env)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -489,12 +484,13 @@ fn cursor<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<RowCursorBox<'a>> {
             }
             Plan::Filter { input, predicate } => {
                 if let Plan::Scan { table, columns } = &**input {
-                    return Ok(Box::new(FilteredCursor::new(
-                        table,
-                        columns.as_deref(),
-                        predicate,
-                        env,
-                    )?));
+                    return Ok(Box::new(FilteredCursor {
+                        rows: env
+                            .store
+                            .scan_cursor(table, columns.as_deref().unwrap_or_default())?,
+                        predicate: Predicate::compile(predicate, env),
+                        env: env.clone(),
+                    }));
                 }
             }
             _ => {}
@@ -729,8 +725,7 @@ enum ProbeRows<'a> {
     /// filtered out costs no allocation.
     Scan {
         rows: RowCursorBox<'a>,
-        /// The filter (one that passes every row when there is none).
-        filter: ScanFilter<'a>,
+        filter: Option<Predicate<'a>>,
         /// The scanned columns kept, in their new order.
         project: Option<Vec<usize>>,
     },
@@ -771,12 +766,7 @@ impl<'a> ProbeRows<'a> {
                     rows: env
                         .store
                         .scan_cursor(table, columns.as_deref().unwrap_or_default())?,
-                    filter: match filter {
-                        Some(p) => {
-                            ScanFilter::new(Predicate::compile(p, env), env, table.columns.len())
-                        }
-                        None => ScanFilter::everything(env, table.columns.len()),
-                    },
+                    filter: filter.map(|p| Predicate::compile(p, env)),
                     project,
                 });
             }
@@ -798,11 +788,8 @@ impl<'a> ProbeRows<'a> {
     }
 
     /// Replaces `read` by the next probe row as read (before the
-    /// projection); `false` at the end. A scan may drop a row for which
-    /// `key` says there is no match (and does not decode the rest of it),
-    /// when its filter leaves nothing to run after the decoding (see
-    /// [`KeyProbe`]).
-    fn read(&mut self, read: &mut Row, key: Option<&mut dyn KeyProbe>) -> Result<bool> {
+    /// projection); `false` at the end.
+    fn read(&mut self, read: &mut Row, env: &Env<'_>) -> Result<bool> {
         match self {
             ProbeRows::Operator(op) => Ok(match op.next()? {
                 Some(next) => {
@@ -812,8 +799,7 @@ impl<'a> ProbeRows<'a> {
                 None => false,
             }),
             ProbeRows::Scan { rows, filter, .. } => {
-                let key = key.filter(|_| filter.is_pushed_whole());
-                rows.next_filtered(read, filter, key)
+                next_passing(rows.as_mut(), filter.as_ref(), read, env)
             }
         }
     }
@@ -839,28 +825,21 @@ impl<'a> ProbeRows<'a> {
     }
 }
 
-/// A hash join's key test for its probe scan ([`KeyProbe`]): the key's
-/// columns in the row as read, looked up in the build side's table.
-struct JoinKeyProbe<'t> {
-    table: &'t mut JoinTable,
-    columns: &'t [usize],
-}
-
-impl KeyProbe for JoinKeyProbe<'_> {
-    fn last_column(&self) -> Option<usize> {
-        self.columns.iter().copied().max()
+/// Decodes the next row of `rows` that passes `filter` into `row`; `false`
+/// at the end.
+fn next_passing(
+    rows: &mut (dyn crate::store::RowCursor + '_),
+    filter: Option<&Predicate<'_>>,
+    row: &mut Row,
+    env: &Env<'_>,
+) -> Result<bool> {
+    while rows.next_into(row)? {
+        match filter {
+            Some(p) if !p.holds(row, env)? => continue,
+            _ => return Ok(true),
+        }
     }
-
-    fn may_match(&mut self, row: &[Value]) -> bool {
-        let columns = self.columns;
-        // An error (a column the row does not have) is the join's to
-        // report, when it looks the row up itself.
-        !matches!(
-            self.table
-                .find(columns.len(), |i| key_column(row, columns[i])),
-            Ok(None)
-        )
-    }
+    Ok(false)
 }
 
 fn key_of(exprs: &[Expr], row: &[Value], env: &Env<'_>) -> Result<Option<GroupKey>> {
@@ -914,17 +893,7 @@ impl HashJoin<'_> {
     /// The row is in `left_row` when it has a bucket or the join is a LEFT
     /// join; otherwise it may still be only in `read`.
     fn next_left(&mut self) -> Result<bool> {
-        // A row without a match is dropped by an inner (or cross) join:
-        // the scan may test its key and drop it before decoding the rest.
-        let mut probe = match &self.key_columns {
-            Some(columns) if self.kind != JoinKind::Left => Some(JoinKeyProbe {
-                table: &mut self.table,
-                columns,
-            }),
-            _ => None,
-        };
-        let key = probe.as_mut().map(|p| p as &mut dyn KeyProbe);
-        if !self.left.read(&mut self.read, key)? {
+        if !self.left.read(&mut self.read, &self.env)? {
             return Ok(false);
         }
         let mut taken = false;

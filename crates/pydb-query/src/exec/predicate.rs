@@ -31,7 +31,6 @@
 use std::cmp::Ordering;
 
 use crate::ast::BinaryOp;
-use crate::encoding::Tested;
 use crate::error::Result;
 use crate::exec::eval::{Env, eval};
 use crate::plan::Expr;
@@ -96,35 +95,14 @@ impl<'a> Predicate<'a> {
 
 impl Test<'_> {
     fn truth(&self, row: &[Value], env: &Env<'_>) -> Result<Option<bool>> {
-        Ok(match self {
-            Test::Compare { column, .. } | Test::Between { column, .. } => {
-                self.column_truth(column_of(row, *column)?)
-            }
-            Test::Expr(e) => eval(e, row, env)?.truth(),
-        })
-    }
-
-    /// The column of a test that reads one column and cannot fail, which
-    /// a scan may run on the column as soon as it is decoded
-    /// ([`ScanFilter`]).
-    fn pushable_column(&self) -> Option<usize> {
-        match *self {
-            Test::Compare { column, .. } | Test::Between { column, .. } => Some(column),
-            Test::Expr(_) => None,
-        }
-    }
-
-    /// The truth of a `Compare` or `Between` test on its column's `value`
-    /// (`None` for an `Expr`, which is never asked).
-    #[inline]
-    fn column_truth(&self, value: &Value) -> Option<bool> {
-        match *self {
+        Ok(match *self {
             Test::Compare {
+                column,
                 constant,
                 constant_first,
                 holds,
-                ..
             } => {
+                let value = column_of(row, column)?;
                 let order = if constant_first {
                     sql_cmp(constant, value)
                 } else {
@@ -133,8 +111,12 @@ impl Test<'_> {
                 order.map(holds)
             }
             Test::Between {
-                low, high, negated, ..
+                column,
+                low,
+                high,
+                negated,
             } => {
+                let value = column_of(row, column)?;
                 let ge = sql_cmp(value, low).map(|o| o != Ordering::Less);
                 let le = sql_cmp(value, high).map(|o| o != Ordering::Greater);
                 let r = match (ge, le) {
@@ -144,164 +126,8 @@ impl Test<'_> {
                 };
                 if negated { r.map(|b| !b) } else { r }
             }
-            Test::Expr(_) => None,
-        }
-    }
-}
-
-/// A hash join's test of a probe row's key, which a scan runs as soon as
-/// the key's columns are decoded: a row whose key has no match in the
-/// build side is dropped there, and its other columns are not decoded
-/// (q5 joins 75 of 60,000 line items). It is a hint: a cursor may ignore
-/// it, and the join looks every row up anyway. It is only handed to a
-/// scan for a join that drops a row without a match (not a LEFT join),
-/// and only when the filter of the probe side is pushed whole, so that
-/// dropping the row early skips nothing that could fail.
-pub trait KeyProbe {
-    /// The last column of the key in the row (the one after which the key
-    /// is tested); `None`: no test.
-    fn last_column(&self) -> Option<usize>;
-    /// Whether a row whose columns up to the key's last are `row` may
-    /// have a match (`false`: certainly none).
-    fn may_match(&mut self, row: &[Value]) -> bool;
-}
-
-/// A filter split for a table scan that tests rows as it decodes them
-/// (lazy decoding, [`crate::encoding::decode_row_tested_into`]).
-///
-/// The *pushed* conjuncts are the longest prefix of the predicate's
-/// conjuncts that compare a column of the row with constants (`Compare`,
-/// `Between`): such a test cannot fail, so the scan may run it as soon as
-/// its column is decoded, in the order of the row's columns, and drop the
-/// row at the first false one without decoding the rest. The *residual*
-/// conjuncts, the ones after that prefix, run on the decoded row, as the
-/// predicate would run them. Only a prefix is pushed: `eval` stops at the
-/// first false conjunct, so a false pushed conjunct means that no
-/// conjunct after it was ever evaluated (nor could fail), and the
-/// conjuncts before it cannot fail; a row's answer, error included, is
-/// therefore [`Predicate::holds`]'s (the property test
-/// `a_scan_filter_is_the_predicate` below checks it on encoded rows).
-pub struct ScanFilter<'a> {
-    predicate: Predicate<'a>,
-    env: Env<'a>,
-    /// How many of the predicate's conjuncts are pushed.
-    pushed: usize,
-    /// The pushed conjuncts' (column, index), by column.
-    by_column: Vec<(usize, usize)>,
-    /// Whether each column has a pushed conjunct.
-    tested: Vec<bool>,
-}
-
-impl<'a> ScanFilter<'a> {
-    /// Splits `predicate` for a scan of rows `width` columns wide (a
-    /// conjunct on a column past it is not pushed: the row would not
-    /// hold it, and `eval` fails there).
-    pub fn new(predicate: Predicate<'a>, env: &Env<'a>, width: usize) -> Self {
-        let pushed = predicate
-            .conjuncts
-            .iter()
-            .take_while(|t| t.pushable_column().is_some_and(|c| c < width))
-            .count();
-        let mut by_column: Vec<(usize, usize)> = predicate.conjuncts[..pushed]
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| Some((t.pushable_column()?, i)))
-            .collect();
-        by_column.sort_unstable();
-        let mut tested = vec![false; width];
-        for &(c, _) in &by_column {
-            tested[c] = true;
-        }
-        ScanFilter {
-            predicate,
-            env: env.clone(),
-            pushed,
-            by_column,
-            tested,
-        }
-    }
-
-    /// The filter of a scan without one: every row passes.
-    pub fn everything(env: &Env<'a>, width: usize) -> Self {
-        ScanFilter::new(
-            Predicate {
-                conjuncts: Vec::new(),
-            },
-            env,
-            width,
-        )
-    }
-
-    /// Whether each column has a pushed conjunct (`width` flags).
-    pub fn tested(&self) -> &[bool] {
-        &self.tested
-    }
-
-    /// Whether every conjunct is pushed (none is left to run on the
-    /// decoded row): then a join's key test may reject a row before the
-    /// filter has seen all of it ([`KeyProbe`]).
-    pub fn is_pushed_whole(&self) -> bool {
-        self.pushed == self.predicate.conjuncts.len()
-    }
-
-    /// A tester for one row: called with each tested column in ascending
-    /// order and the row decoded up to it, it gives the pushed conjuncts'
-    /// truth on the column (false as soon as one is false), then, at the
-    /// last column of `key`'s, false if the key has no match.
-    #[inline]
-    pub fn row_tester<'t, 'k: 't>(
-        &'t self,
-        mut key: Option<&'t mut (dyn KeyProbe + 'k)>,
-    ) -> impl FnMut(usize, &[Value]) -> Option<bool> + 't {
-        let mut next = 0;
-        move |column, row| {
-            let mut truth = Some(true);
-            let value = row.last()?;
-            while let Some(&(c, i)) = self.by_column.get(next) {
-                if c != column {
-                    break;
-                }
-                next += 1;
-                match self.predicate.conjuncts[i].column_truth(value) {
-                    Some(false) => return Some(false),
-                    None => truth = None,
-                    Some(true) => {}
-                }
-            }
-            if let Some(key) = key.as_deref_mut()
-                && key.last_column() == Some(column)
-                && !key.may_match(row)
-            {
-                return Some(false);
-            }
-            truth
-        }
-    }
-
-    /// Whether the whole predicate holds for a decoded `row` (what a scan
-    /// that does not test while decoding runs).
-    pub fn holds(&self, row: &[Value]) -> Result<bool> {
-        self.predicate.holds(row, &self.env)
-    }
-
-    /// Whether the row holds, given what its pushed conjuncts said
-    /// (`tested`) while the scan decoded it into `row`: the residual
-    /// conjuncts are run when `eval` would have run them.
-    pub fn holds_after(&self, tested: Tested, row: &[Value]) -> Result<bool> {
-        let pushed_truth = match tested {
-            Tested::Failed => return Ok(false),
-            Tested::Unknown => None,
-            Tested::Passed => Some(true),
-        };
-        let mut truth = pushed_truth;
-        for test in &self.predicate.conjuncts[self.pushed..] {
-            match test.truth(row, &self.env)? {
-                Some(false) => return Ok(false),
-                None => truth = None,
-                Some(true) => {}
-            }
-        }
-        Ok(truth == Some(true))
+            Test::Expr(e) => eval(e, row, env)?.truth(),
+        })
     }
 }
 
@@ -512,201 +338,6 @@ mod tests {
             let (tree, compiled) = both(&e, &row, vec![param]);
             prop_assert_eq!(tree, compiled);
         }
-    }
-
-    /// An AND chain of one to four conjuncts, most of them comparisons of
-    /// a column with a constant (what a scan tests while decoding), the
-    /// others any predicate (which stop the pushed prefix).
-    fn conjunction() -> impl Strategy<Value = Expr> {
-        let constant = prop_oneof![3 => value().prop_map(lit), 1 => Just(Expr::Param(0))];
-        let op = prop_oneof![
-            Just(BinaryOp::Eq),
-            Just(BinaryOp::NotEq),
-            Just(BinaryOp::Lt),
-            Just(BinaryOp::LtEq),
-            Just(BinaryOp::Gt),
-            Just(BinaryOp::GtEq),
-        ];
-        let conjunct = prop_oneof![
-            4 => (op, 0usize..3, constant.clone(), any::<bool>()).prop_map(|(op, c, k, flip)| {
-                if flip { bin(op, k, col(c)) } else { bin(op, col(c), k) }
-            }),
-            2 => (0usize..3, constant.clone(), constant, any::<bool>()).prop_map(
-                |(c, low, high, negated)| Expr::Between {
-                    expr: Box::new(col(c)),
-                    low: Box::new(low),
-                    high: Box::new(high),
-                    negated,
-                }
-            ),
-            1 => predicate(),
-        ];
-        proptest::collection::vec(conjunct, 1..5).prop_map(|conjuncts| {
-            conjuncts
-                .into_iter()
-                .reduce(|a, b| bin(BinaryOp::And, a, b))
-                .unwrap_or(lit(Value::Boolean(true)))
-        })
-    }
-
-    /// A join's key: the rows whose key columns hold integers that are
-    /// all in `keys` match.
-    struct TestProbe {
-        columns: Vec<usize>,
-        keys: Vec<i64>,
-    }
-
-    impl TestProbe {
-        fn matches(&self, row: &[Value]) -> bool {
-            self.columns
-                .iter()
-                .all(|&c| matches!(row.get(c), Some(Value::Integer(i)) if self.keys.contains(i)))
-        }
-    }
-
-    impl KeyProbe for TestProbe {
-        fn last_column(&self) -> Option<usize> {
-            self.columns.iter().copied().max()
-        }
-        fn may_match(&mut self, row: &[Value]) -> bool {
-            self.matches(row)
-        }
-    }
-
-    /// A stored value: those of the predicates' tests, and more text.
-    fn stored() -> impl Strategy<Value = Value> {
-        prop_oneof![3 => value(), 1 => "[a-z]{1,3}".prop_map(|s: String| Value::text(&s))]
-    }
-
-    /// A table of three columns, the width the predicates above read.
-    fn three_columns() -> crate::catalog::Table {
-        let column = |name: &str| crate::catalog::Column {
-            name: name.into(),
-            ty: crate::value::DataType::Integer,
-            nullable: true,
-            default: Value::Null,
-        };
-        crate::catalog::Table {
-            name: "t".into(),
-            id: 1,
-            columns: vec![column("a"), column("b"), column("c")],
-            primary_key: Vec::new(),
-            indexes: Vec::new(),
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(3000))]
-        /// Lazy decoding with the filter pushed into it gives what decoding
-        /// the whole row and then testing it gives: the same answer, the
-        /// same error (by its text) on a damaged row or one of the wrong
-        /// width, and the same values in the wanted columns of a row that
-        /// passes. Values of every type and NULL; rows changed at a byte
-        /// or cut short; the buffer holds another row's values before.
-        /// (The model wants the tested columns: the planner never prunes
-        /// a column its filter reads.)
-        #[test]
-        fn a_scan_filter_is_the_predicate(
-            e in conjunction(),
-            values in prop_oneof![
-                3 => proptest::collection::vec(stored(), 3),
-                1 => proptest::collection::vec(stored(), 2..5),
-            ],
-            wanted in proptest::collection::vec(any::<bool>(), 3),
-            param in value(),
-            // Bytes from 0x80 up break a text's UTF-8.
-            damage in proptest::option::of(
-                (any::<prop::sample::Index>(), prop_oneof![any::<u8>(), 0x80u8..])
-            ),
-            cut in proptest::option::weighted(0.2, any::<prop::sample::Index>()),
-            before in proptest::collection::vec(value(), 0..5),
-            key in proptest::option::of((
-                proptest::collection::btree_set(0usize..3, 1..3),
-                proptest::collection::vec(0i64..3, 0..3),
-            )),
-        ) {
-            use crate::encoding::encode_row;
-            use crate::txnstore::{column_reads, decode_table_columns_into, filtered_row};
-            let mut bytes = encode_row(&values);
-            if let Some((at, byte)) = damage {
-                let at = at.index(bytes.len());
-                bytes[at] = byte;
-            }
-            if let Some(cut) = cut {
-                bytes.truncate(cut.index(bytes.len() + 1));
-            }
-            let table = three_columns();
-            let ctx = ExecContext {
-                params: vec![param],
-                ..ExecContext::default()
-            };
-            let store = NoStore;
-            let env = Env::new(&store, &ctx);
-            let filter = ScanFilter::new(Predicate::compile(&e, &env), &env, 3);
-
-            // A join's key test, as a hash join hands it over: only with
-            // a filter pushed whole, over columns the scan wants.
-            let mut probe = key
-                .filter(|_| filter.is_pushed_whole())
-                .map(|(columns, keys)| TestProbe {
-                    columns: columns.into_iter().collect(),
-                    keys,
-                });
-            let key_columns = probe.as_ref().map_or(&[][..], |p| &p.columns[..]);
-            let wanted: Vec<bool> = (0..3).map(|c| wanted[c] || key_columns.contains(&c)).collect();
-            let model_wanted: Vec<bool> = wanted
-                .iter()
-                .zip(filter.tested())
-                .map(|(w, t)| *w || *t)
-                .collect();
-            let mut whole = before.clone();
-            let model = decode_table_columns_into(&table, &bytes, &model_wanted, &mut whole)
-                .and_then(|()| Predicate::compile(&e, &env).holds(&whole, &env))
-                .map(|holds| holds && probe.as_ref().is_none_or(|p| p.matches(&whole)));
-
-            let key_column = probe.as_ref().and_then(|p| p.last_column());
-            let reads = column_reads(&wanted, filter.tested(), key_column, 3);
-            let mut lazy_row = before;
-            let key = probe.as_mut().map(|p| p as &mut dyn KeyProbe);
-            let lazy = filtered_row(&table, &bytes, &reads, &filter, key, &mut lazy_row);
-            prop_assert_eq!(format!("{lazy:?}"), format!("{model:?}"), "{:?} on {:?}", e, bytes);
-            if matches!(lazy, Ok(true)) {
-                for (c, w) in model_wanted.iter().enumerate() {
-                    if *w {
-                        prop_assert_eq!(format!("{:?}", lazy_row[c]), format!("{:?}", whole[c]));
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn only_a_prefix_of_column_tests_is_pushed() {
-        let ctx = ExecContext::default();
-        let store = NoStore;
-        let env = Env::new(&store, &ctx);
-        let gt = |c| bin(BinaryOp::Gt, col(c), lit(Value::Integer(1)));
-        let sum = bin(
-            BinaryOp::Gt,
-            bin(BinaryOp::Add, col(0), col(1)),
-            lit(Value::Integer(0)),
-        );
-        // q6's shape: every conjunct is pushed, tested by column.
-        let e = bin(BinaryOp::And, bin(BinaryOp::And, gt(2), gt(0)), gt(2));
-        let f = ScanFilter::new(Predicate::compile(&e, &env), &env, 3);
-        assert_eq!(f.pushed, 3);
-        assert_eq!(f.by_column, [(0, 1), (2, 0), (2, 2)]);
-        assert_eq!(f.tested(), [true, false, true]);
-        // An expression stops the prefix: what follows it stays residual.
-        let e = bin(BinaryOp::And, bin(BinaryOp::And, gt(1), sum), gt(2));
-        let f = ScanFilter::new(Predicate::compile(&e, &env), &env, 3);
-        assert_eq!(f.pushed, 1);
-        assert_eq!(f.tested(), [false, true, false]);
-        // So does a column past the row's width.
-        let e = bin(BinaryOp::And, gt(3), gt(0));
-        let f = ScanFilter::new(Predicate::compile(&e, &env), &env, 3);
-        assert_eq!(f.pushed, 0);
-        assert_eq!(f.tested(), [false, false, false]);
     }
 
     #[test]
