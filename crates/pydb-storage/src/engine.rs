@@ -298,6 +298,28 @@ pub trait StorageEngine: Send + Sync + std::fmt::Debug {
     fn first_value_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Option<Bytes>> {
         Ok(self.first_in(start, end)?.map(|(_, value)| value))
     }
+
+    /// [`Self::scan_with`] for a visitor that does not call into the
+    /// engine: the same entries, in the same order, under the same
+    /// concurrency promise, but `visit` may run while the engine holds a
+    /// read lock or latch, as [`Self::get_with`]'s visitor does.
+    ///
+    /// `scan_with` must let its visitor read and write the engine, so an
+    /// engine that keeps its entries behind a lock (the memory engine's
+    /// map) first copies a chunk of them out and lends the copy with the
+    /// lock released. A visitor that only looks at each entry and copies
+    /// what it keeps into a buffer of its own (the transaction layer's
+    /// scan) needs no such copy: the engine can lend its own bytes. A
+    /// visitor that calls the engine here may deadlock. The default calls
+    /// `scan_with`, which is correct for every visitor; an engine whose
+    /// `scan_with` copies to release a lock overrides it.
+    fn scan_with_locked(
+        &self,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        visit: &mut Visit<'_>,
+    ) -> Result<()> {
+        self.scan_with(range, visit)
+    }
 }
 
 /// A shared engine is an engine: what the registry hands out
@@ -341,5 +363,12 @@ impl<E: StorageEngine + ?Sized> StorageEngine for std::sync::Arc<E> {
     }
     fn first_value_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Option<Bytes>> {
         (**self).first_value_in(start, end)
+    }
+    fn scan_with_locked(
+        &self,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        visit: &mut Visit<'_>,
+    ) -> Result<()> {
+        (**self).scan_with_locked(range, visit)
     }
 }

@@ -665,7 +665,9 @@ impl Transaction {
 /// merge (a query's scan).
 ///
 /// The engine is read a chunk at a time through
-/// [`StorageEngine::scan_with`](pydb_storage::StorageEngine::scan_with),
+/// [`StorageEngine::scan_with_locked`](pydb_storage::StorageEngine::scan_with_locked)
+/// (the walk never calls the engine, so the memory engine can lend its
+/// map's bytes under its read lock rather than copy them out first),
 /// which lends each version's key and value for the length of a call: the
 /// walk decides visibility there and copies the key part and the value of
 /// each visible version into the chunk's buffer (an older version, a
@@ -678,7 +680,9 @@ impl Transaction {
 /// key's versions. A version therefore costs no `Bytes` of its own (a
 /// reference count taken and dropped for its key and for its value) and
 /// no call through a boxed iterator; [`TxnScan::next_value_ref`] lends the
-/// value straight from the chunk's buffer.
+/// value straight from the chunk's buffer. A chunk's buffer is the one
+/// before it, emptied, unless a `Bytes` handed out (by the keyed reads or
+/// the merge) still holds a slice of that one.
 ///
 /// What it yields is fixed by the snapshot: commits made while it runs are
 /// invisible to a snapshot transaction. (Under read committed or locking,
@@ -827,7 +831,18 @@ impl<'a> Versions<'a> {
         // About the last chunk's bytes per entry, so that the buffer is
         // not grown (and copied) as it fills.
         let per_entry = self.buffer.len() / self.entries.len().max(1) * 9 / 8;
-        let mut buffer = Vec::with_capacity(want.saturating_mul(per_entry).min(MAX_CHUNK_BYTES));
+        let room = want.saturating_mul(per_entry).min(MAX_CHUNK_BYTES);
+        // The last chunk's buffer is taken back when nothing else holds a
+        // slice of it (the keyed reads hand out `Bytes` slices, which keep
+        // it), emptied first, so nothing of the last chunk carries over.
+        let mut buffer = match std::mem::take(&mut self.buffer).try_into_mut() {
+            Ok(mut reused) => {
+                reused.clear();
+                reused.reserve(room);
+                reused
+            }
+            Err(_) => bytes::BytesMut::with_capacity(room),
+        };
         self.entries.clear();
         self.next = 0;
         if !self.keys {
@@ -840,8 +855,11 @@ impl<'a> Versions<'a> {
         let mut stopped_at: Option<Bytes> = None;
         let start = self.next_start.as_ref().map(|b| b.as_ref());
         let end = self.end.as_ref().map(|b| b.as_ref());
-        self.engine
-            .scan_with((start, end), &mut |engine_key, value| match visible(
+        // The visitor only decides and copies, never calls the engine, so
+        // the engine may lend its own bytes under its lock.
+        let scanned = self
+            .engine
+            .scan_with_locked((start, end), &mut |engine_key, value| match visible(
                 engine_key, value, decided, read_ts, now_ms,
             ) {
                 Ok(None) => std::ops::ControlFlow::Continue(()),
@@ -876,8 +894,10 @@ impl<'a> Versions<'a> {
                     failed = Some(err);
                     std::ops::ControlFlow::Break(())
                 }
-            })?;
-        if let Some(err) = failed {
+            });
+        if let Some(err) = scanned.err().map(Error::from).or(failed) {
+            // No entry may point into a buffer that is not there.
+            self.entries.clear();
             return Err(err);
         }
         match stopped_at {
@@ -887,7 +907,7 @@ impl<'a> Versions<'a> {
             }
             None => self.exhausted = true,
         }
-        self.buffer = Bytes::from(buffer);
+        self.buffer = buffer.freeze();
         Ok(())
     }
 

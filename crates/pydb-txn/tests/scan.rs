@@ -291,6 +291,66 @@ fn a_chunked_scan_is_its_snapshot_across_chunks(
     assert_eq!(got, in_range);
 }
 
+/// A chunk's buffer is the one before it, taken back and emptied, when
+/// nothing holds a slice of it. Values of falling lengths (the longest
+/// first, so that a stale tail of an earlier chunk would show), with
+/// commits between reads, are exactly the snapshot's when read lent; and
+/// keys and values handed out as `Bytes` (which keep their chunk's
+/// buffer from being taken back) still hold their bytes after every
+/// later chunk has been read.
+#[rstest]
+fn reused_chunk_buffers_carry_nothing_over(
+    #[values(Kind::Memory, Kind::Log, Kind::BTree)] kind: Kind,
+) {
+    let db = Db::new(kind);
+    let n = 2500;
+    let key = |i: usize| format!("r{i:05}").into_bytes();
+    let value = |i: usize| vec![(i % 251) as u8; (n - i) / 25 + i % 3];
+    db.mgr
+        .transaction(Isolation::Snapshot, |tx| {
+            (0..n).try_for_each(|i| tx.set_in(Keyspace::Sql, &key(i), &value(i)))
+        })
+        .unwrap();
+    let expected: Vec<Vec<u8>> = (0..n).map(value).collect();
+    let reader = db.mgr.begin(Isolation::Snapshot).unwrap();
+    let commit_beside = |i: usize| {
+        db.mgr
+            .transaction(Isolation::Snapshot, |tx| {
+                tx.set_in(Keyspace::Sql, &key((i * 7) % n), &[0xee; 300])?;
+                tx.delete_in(Keyspace::Sql, &key((i * 11) % n))
+            })
+            .unwrap();
+    };
+    let mut scan = reader.scan_in::<&[u8]>(Keyspace::Sql, ..).unwrap();
+    let mut got = Vec::new();
+    while let Some(v) = scan.next_value_ref() {
+        got.push(v.unwrap().to_vec());
+        if got.len() % 50 == 0 {
+            commit_beside(got.len());
+        }
+    }
+    assert_eq!(got, expected);
+    // Held `Bytes` of every third entry, read with keys; checked at the end.
+    let scan = reader.scan_in::<&[u8]>(Keyspace::Sql, ..).unwrap();
+    let mut held = Vec::new();
+    let mut count = 0;
+    for item in scan {
+        let (k, v) = item.unwrap();
+        if count % 3 == 0 {
+            held.push((count, k, v));
+        }
+        count += 1;
+        if count % 50 == 0 {
+            commit_beside(count + n);
+        }
+    }
+    assert_eq!(count, n);
+    for (i, k, v) in held {
+        assert_eq!(&k[..], &key(i)[..]);
+        assert_eq!(&v[..], &value(i)[..], "{i}");
+    }
+}
+
 /// A manager's scan is one snapshot, streamed: what commits and a garbage
 /// collection do after it started never shows, and its snapshot holds
 /// the watermark until it is dropped.

@@ -250,30 +250,36 @@ pub fn scan_after_deletes_and_across_chunks(kind: &dyn TestEngine) {
     assert!(e.first(KeyRange::new(&b"key0699"[..]..)).unwrap().is_none());
 }
 
-/// Every entry of `range` through the borrowing scan, `scan_with`,
-/// stopping after `limit` entries.
-fn scan_with(
+/// Every entry of `range` through the borrowing scan, `scan_with` (or
+/// `scan_with_locked` when `locked`), stopping after `limit` entries.
+fn scan_visiting(
     engine: &dyn StorageEngine,
     range: (Bound<&[u8]>, Bound<&[u8]>),
     limit: usize,
+    locked: bool,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
-    engine
-        .scan_with(range, &mut |k, v| {
-            out.push((k.to_vec(), v.to_vec()));
-            if out.len() < limit {
-                ControlFlow::Continue(())
-            } else {
-                ControlFlow::Break(())
-            }
-        })
-        .unwrap();
+    let mut visit = |k: &[u8], v: &[u8]| {
+        out.push((k.to_vec(), v.to_vec()));
+        if out.len() < limit {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    };
+    if locked {
+        engine.scan_with_locked(range, &mut visit).unwrap();
+    } else {
+        engine.scan_with(range, &mut visit).unwrap();
+    }
     out
 }
 
 /// Conformance test `scan_with_agrees_with_scan`: the borrowing scan
+/// (and `scan_with_locked`, for a visitor that does not call the engine)
 /// yields what `scan` yields, for every kind of bound, stops when the
-/// visitor says so, and lets the visitor read and write the engine.
+/// visitor says so, and `scan_with` lets the visitor read and write the
+/// engine.
 pub fn scan_with_agrees_with_scan(kind: &dyn TestEngine) {
     let db = TestDb::new(kind);
     let e = db.engine();
@@ -313,19 +319,21 @@ pub fn scan_with_agrees_with_scan(kind: &dyn TestEngine) {
     ];
     for &(start, end) in bounds {
         let want = scan(e, range(start, end));
-        assert_eq!(
-            scan_with(e, (start, end), usize::MAX),
-            want,
-            "{start:?}..{end:?}"
-        );
-        // Stopping early: exactly the first `limit` entries.
-        for limit in [1, 2, 3, 50, 101, 466, 467] {
-            let got = scan_with(e, (start, end), limit);
+        for locked in [false, true] {
             assert_eq!(
-                got,
-                want[..limit.min(want.len())],
-                "{start:?}..{end:?} limit {limit}"
+                scan_visiting(e, (start, end), usize::MAX, locked),
+                want,
+                "{start:?}..{end:?} locked {locked}"
             );
+            // Stopping early: exactly the first `limit` entries.
+            for limit in [1, 2, 3, 50, 101, 466, 467] {
+                let got = scan_visiting(e, (start, end), limit, locked);
+                assert_eq!(
+                    got,
+                    want[..limit.min(want.len())],
+                    "{start:?}..{end:?} limit {limit} locked {locked}"
+                );
+            }
         }
     }
     // The visitor may read and write the engine while the scan runs.
