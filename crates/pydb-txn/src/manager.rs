@@ -100,7 +100,7 @@
 //! concurrency a read must take a shared lock, so there the fast read is
 //! a plain read-only transaction.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak, mpsc};
@@ -116,7 +116,7 @@ use crate::error::{Error, Result};
 use crate::keys::{self, Stored};
 use crate::lock::{LockManager, LockWait};
 use crate::ssi;
-use crate::transaction::{Transaction, TxnScan};
+use crate::transaction::{Transaction, TxnScan, Write};
 
 /// The isolation level of a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -326,33 +326,26 @@ const MIN_DELAYED_WRITE: Duration = Duration::from_micros(100);
 #[derive(Debug)]
 struct Queued {
     ts: u64,
-    /// The transaction's write buffer, by spaced key (`None`: a delete).
-    writes: BTreeMap<Bytes, Option<Stored>>,
+    /// The transaction's write buffer, by spaced key.
+    writes: BTreeMap<Bytes, Write>,
     /// The keys it read and found no version of, ascending without
     /// repeats: see [`Queued::gc_candidates`].
     created: Vec<Bytes>,
-    /// The dependents it wrote of keys it created (see
-    /// `Transaction::dependents`).
-    dependents: Dependents,
 }
-
-/// A set of spaced keys, hashed: see `Transaction::dependents`.
-pub(crate) type Dependents = HashSet<Bytes, foldhash::fast::RandomState>;
 
 impl Queued {
     /// The keys of this commit that garbage collection must walk: all it
-    /// wrote except the keys it created (or wrote as dependents of keys it
-    /// created, see `gc`) with a value that never expires. Such a key's
+    /// wrote except the keys it created (its [`Write::first`] ones and
+    /// the `created` list's, see `gc`) with a value that never expires. Such a key's
     /// version is its only one and stays visible until a
     /// later commit, which marks the key again, writes over it; a delete
     /// (a tombstone) or an expiring value becomes garbage by itself.
     fn gc_candidates(&self) -> impl Iterator<Item = &Bytes> {
         let mut created = self.created.iter().peekable();
-        self.writes.iter().filter_map(move |(key, value)| {
+        self.writes.iter().filter_map(move |(key, write)| {
             while created.next_if(|c| *c < key).is_some() {}
-            let first_version = created.next_if(|c| *c == key).is_some()
-                || (!self.dependents.is_empty() && self.dependents.contains(key));
-            let lasting = value.as_ref().is_some_and(|s| s.deadline.is_none());
+            let first_version = created.next_if(|c| *c == key).is_some() || write.first;
+            let lasting = write.value.as_ref().is_some_and(|s| s.deadline.is_none());
             (!(first_version && lasting)).then_some(key)
         })
     }
@@ -480,13 +473,10 @@ pub(crate) struct CommitRequest {
     pub(crate) concurrency: Concurrency,
     /// The write buffer, handed over: it becomes the queued commit's
     /// write set as it is, without a copy.
-    pub(crate) writes: BTreeMap<Bytes, Option<Stored>>,
+    pub(crate) writes: BTreeMap<Bytes, Write>,
     /// Keys the transaction found no version of (see
     /// `Transaction::created`), ascending without repeats.
     pub(crate) created: Vec<Bytes>,
-    /// The dependents it wrote of keys it created (see
-    /// `Transaction::dependents`).
-    pub(crate) dependents: Dependents,
     pub(crate) lock_wait: LockWait,
 }
 
@@ -749,7 +739,6 @@ impl Inner {
                 ts,
                 writes: req.writes,
                 created: req.created,
-                dependents: req.dependents,
             });
             self.group_joined.notify_one();
             break ts;
@@ -898,9 +887,10 @@ impl Inner {
         let mut versions = 0;
         let mut with_deadline = 0;
         for member in members {
-            for (key, value) in &member.writes {
-                with_deadline += u64::from(value.as_ref().is_some_and(|s| s.deadline.is_some()));
-                let (version_key, value) = keys::version_entry(key, member.ts, value.as_ref());
+            for (key, write) in &member.writes {
+                let value = write.value.as_ref();
+                with_deadline += u64::from(value.is_some_and(|s| s.deadline.is_some()));
+                let (version_key, value) = keys::version_entry(key, member.ts, value);
                 batch.set(version_key, value);
                 versions += 1;
             }
