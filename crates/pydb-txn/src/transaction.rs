@@ -14,7 +14,7 @@
 //! anything has deleted it yet.
 
 use std::collections::BTreeMap;
-use std::ops::RangeBounds;
+use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -493,19 +493,27 @@ impl Transaction {
         if self.read_only {
             return Err(Error::ReadOnly { txn: self.id });
         }
-        let key = Self::spaced(space, key)?;
+        let user_key = key;
+        let key = Self::spaced(space, user_key)?;
         self.inserted.clear();
         self.lock(Resource::Key(&key), Mode::Exclusive)?;
         let mut first = false;
         let seen = match self.writes.get(&key) {
             Some(own) => own.value.clone(),
             None => {
-                let found = self
-                    .inner
-                    .engine
-                    .first(keys::visible_range(&key, self.read_ts()))?;
+                // The range's bounds are built on the stack, and only the
+                // value is copied out (every key in the range is a version
+                // of this one): no allocation when the key is absent, the
+                // case of every INSERT that succeeds.
+                let engine = &self.inner.engine;
+                let found =
+                    keys::with_point_bounds(space, user_key, self.read_ts(), |start, end| {
+                        let value =
+                            engine.first_value_in(Bound::Included(start), Bound::Included(end))?;
+                        Ok::<_, Error>(value.map(|value| keys::decode_stored_owned(start, value)))
+                    })?;
                 match found {
-                    Some((engine_key, value)) => keys::decode_stored(&engine_key, &value)?,
+                    Some(decoded) => decoded?,
                     None => {
                         // As in `visible_stored`: the write is the key's
                         // first version.
