@@ -300,19 +300,38 @@ pub struct TxnStats {
 struct CommitState {
     /// The last commit timestamp handed out.
     last_assigned: u64,
-    /// For each recently written key, the timestamp of its last commit
-    /// (assigned, maybe not yet published): the write-write check.
+    /// For each recently written key, by its [`CommitState::fingerprint`],
+    /// the timestamp of its last commit (assigned, maybe not yet
+    /// published): the write-write check.
     ///
-    /// Every written key is hashed twice under the commit mutex (checked,
-    /// then recorded), so the hasher is foldhash rather than std's SipHash,
-    /// which cost about four times as much per key. Keys are chosen by
-    /// clients; the seed is still random per map, so colliding keys cannot
-    /// be prepared in advance.
-    last_writer: HashMap<Bytes, u64, foldhash::fast::RandomState>,
+    /// A fingerprint, not the key: keeping the key cost a share of its
+    /// `Bytes` per written key (an allocation, as the buffer's keys are
+    /// not shared yet), its comparison on lookup, and its release when
+    /// pruned, a few hundred instructions of every inserted row. Two keys
+    /// with one fingerprint can only make the check refuse a commit it
+    /// would have let through, a retryable [`Error::WriteConflict`] (with
+    /// a random 64-bit seed, about one chance in 2^64 per pair of keys),
+    /// never let one through it would have refused: everything that rests
+    /// on the check (first committer wins, `gc`'s created keys, the
+    /// insert's unrecorded read in `ssi`) still holds.
+    last_writer: HashMap<u64, u64, foldhash::fast::RandomState>,
+    /// The fingerprints' hasher: foldhash rather than std's SipHash, which
+    /// cost about four times as much per key (every written key is hashed
+    /// twice under the commit mutex, checked, then recorded). Keys are
+    /// chosen by clients; the seed is random per manager, so colliding
+    /// keys cannot be prepared in advance.
+    fingerprints: foldhash::fast::RandomState,
     /// Size of `last_writer` after its last pruning.
     last_writer_pruned: usize,
     /// Serializable transactions' reads and rw-dependency flags.
     ssi: ssi::Tracker,
+}
+
+impl CommitState {
+    /// The key's fingerprint in `last_writer`.
+    fn fingerprint(&self, key: &[u8]) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.fingerprints, key)
+    }
 }
 
 /// The longest a group leader waits for its cohort (see
@@ -698,7 +717,7 @@ impl Inner {
                 for key in req.writes.keys() {
                     if commit
                         .last_writer
-                        .get(key)
+                        .get(&commit.fingerprint(key))
                         .is_some_and(|&ts| ts > req.snapshot)
                     {
                         self.counters
@@ -730,7 +749,8 @@ impl Inner {
             }
             commit.last_assigned = ts;
             for key in req.writes.keys() {
-                commit.last_writer.insert(key.clone(), ts);
+                let fingerprint = commit.fingerprint(key);
+                commit.last_writer.insert(fingerprint, ts);
             }
             self.prune(&mut commit);
             // Enqueue under the commit mutex: queue order is ts order. The
