@@ -13,7 +13,7 @@
 //! once for `get`, `scan` and everything built on them, whether or not
 //! anything has deleted it yet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, btree_map};
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
@@ -421,12 +421,12 @@ impl Transaction {
     /// as much the first as the earlier one was.
     fn buffer(&mut self, key: Bytes, value: Option<Stored>, first: bool) {
         match self.writes.entry(key) {
-            std::collections::btree_map::Entry::Occupied(mut own) => {
+            btree_map::Entry::Occupied(mut own) => {
                 let own = own.get_mut();
                 own.value = value;
                 own.first |= first;
             }
-            std::collections::btree_map::Entry::Vacant(new) => {
+            btree_map::Entry::Vacant(new) => {
                 new.insert(Write { value, first });
             }
         }
@@ -497,50 +497,59 @@ impl Transaction {
         let key = Self::spaced(space, user_key)?;
         self.inserted.clear();
         self.lock(Resource::Key(&key), Mode::Exclusive)?;
-        let mut first = false;
-        let seen = match self.writes.get(&key) {
-            Some(own) => own.value.clone(),
-            None => {
+        let read_ts = self.read_ts();
+        let creates = self.checks_write_conflicts();
+        let stored = Stored {
+            value,
+            deadline: None,
+        };
+        // One descent of the write buffer: the entry it finds is where the
+        // write goes.
+        match self.writes.entry(key) {
+            btree_map::Entry::Occupied(mut own) => {
+                let now_ms = self.now_ms;
+                if let Some(seen) = own.get().value.as_ref().filter(|s| !s.is_expired(now_ms)) {
+                    if let Some(ssi) = &self.ssi {
+                        ssi.read_key(own.key());
+                    }
+                    return Ok(Some(seen.value.clone()));
+                }
+                // An own delete (or expired write): replaced, and the entry
+                // keeps what it said of its first version (see `buffer`).
+                own.get_mut().value = Some(stored);
+                Ok(None)
+            }
+            btree_map::Entry::Vacant(new) => {
                 // The range's bounds are built on the stack, and only the
                 // value is copied out (every key in the range is a version
                 // of this one): no allocation when the key is absent, the
                 // case of every INSERT that succeeds.
                 let engine = &self.inner.engine;
-                let found =
-                    keys::with_point_bounds(space, user_key, self.read_ts(), |start, end| {
-                        let value =
-                            engine.first_value_in(Bound::Included(start), Bound::Included(end))?;
-                        Ok::<_, Error>(value.map(|value| keys::decode_stored_owned(start, value)))
-                    })?;
-                match found {
-                    Some(decoded) => decoded?,
-                    None => {
-                        // As in `visible_stored`: the write is the key's
-                        // first version.
-                        if self.checks_write_conflicts() {
-                            first = true;
-                            self.inserted.extend_from_slice(&key);
-                        }
-                        None
+                let found = keys::with_point_bounds(space, user_key, read_ts, |start, end| {
+                    let value =
+                        engine.first_value_in(Bound::Included(start), Bound::Included(end))?;
+                    Ok::<_, Error>(value.map(|value| keys::decode_stored_owned(start, value)))
+                })?;
+                // As in `visible_stored`: with no version at all, the write
+                // is the key's first version.
+                let first = found.is_none() && creates;
+                let seen = found.transpose()?.flatten();
+                if let Some(seen) = seen.filter(|s| !s.is_expired(self.now_ms)) {
+                    if let Some(ssi) = &self.ssi {
+                        ssi.read_key(new.key());
                     }
+                    return Ok(Some(seen.value));
                 }
+                if first {
+                    self.inserted.extend_from_slice(new.key());
+                }
+                new.insert(Write {
+                    value: Some(stored),
+                    first,
+                });
+                Ok(None)
             }
-        };
-        if let Some(stored) = seen.filter(|s| !s.is_expired(self.now_ms)) {
-            if let Some(ssi) = &self.ssi {
-                ssi.read_key(&key);
-            }
-            return Ok(Some(stored.value));
         }
-        self.buffer(
-            key,
-            Some(Stored {
-                value,
-                deadline: None,
-            }),
-            first,
-        );
-        Ok(None)
     }
 
     /// [`Transaction::set_owned_in`] for a *dependent* key: one that, by
