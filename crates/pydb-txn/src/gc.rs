@@ -534,6 +534,35 @@ mod tests {
         assert_eq!((report.versions, report.garbage), (2, 0), "r5 and e5");
     }
 
+    #[test]
+    fn an_inserted_key_written_again_in_its_transaction_stays_created() {
+        let sql = Keyspace::Sql;
+        let db = manager();
+        collect(&db.inner, Pass::Full).unwrap();
+        // Inserted, then set again and its entry rewritten: the commit
+        // writes one version of each, still their first.
+        db.transaction(Isolation::Snapshot, |tx| {
+            insert_row(tx, b"r1", b"e1")?;
+            tx.set_owned_in(sql, b"r1", Bytes::from("r again"))?;
+            tx.set_owned_in(sql, b"e1", Bytes::from("e again"))
+        })
+        .unwrap();
+        let report = collect(&db.inner, Pass::Marked).unwrap();
+        assert_eq!((report.versions, report.garbage), (0, 0));
+        // Inserted, then deleted: a tombstone, walked and collected.
+        db.transaction(Isolation::Snapshot, |tx| {
+            insert_row(tx, b"r2", b"e2")?;
+            tx.delete_in(sql, b"r2")?;
+            tx.delete_in(sql, b"e2")
+        })
+        .unwrap();
+        let report = collect(&db.inner, Pass::Marked).unwrap();
+        assert_eq!((report.versions, report.garbage), (2, 2), "two tombstones");
+        let tx = db.begin(Isolation::Snapshot).unwrap();
+        assert_eq!(tx.get_in(sql, b"r1").unwrap().unwrap(), &b"r again"[..]);
+        assert_eq!(tx.get_in(sql, b"r2").unwrap(), None);
+    }
+
     /// Rows and their entries in a small key space, inserted, moved (the
     /// entry rewritten under a new value) and deleted in random order,
     /// with readers holding old snapshots and marked passes in between:

@@ -100,7 +100,7 @@
 //! concurrency a read must take a shared lock, so there the fast read is
 //! a plain read-only transaction.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak, mpsc};
@@ -116,7 +116,7 @@ use crate::error::{Error, Result};
 use crate::keys::{self, Stored};
 use crate::lock::{LockManager, LockWait};
 use crate::ssi;
-use crate::transaction::{Transaction, TxnScan};
+use crate::transaction::{Transaction, TxnScan, Write};
 
 /// The isolation level of a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -300,19 +300,38 @@ pub struct TxnStats {
 struct CommitState {
     /// The last commit timestamp handed out.
     last_assigned: u64,
-    /// For each recently written key, the timestamp of its last commit
-    /// (assigned, maybe not yet published): the write-write check.
+    /// For each recently written key, by its [`CommitState::fingerprint`],
+    /// the timestamp of its last commit (assigned, maybe not yet
+    /// published): the write-write check.
     ///
-    /// Every written key is hashed twice under the commit mutex (checked,
-    /// then recorded), so the hasher is foldhash rather than std's SipHash,
-    /// which cost about four times as much per key. Keys are chosen by
-    /// clients; the seed is still random per map, so colliding keys cannot
-    /// be prepared in advance.
-    last_writer: HashMap<Bytes, u64, foldhash::fast::RandomState>,
+    /// A fingerprint, not the key: keeping the key cost a share of its
+    /// `Bytes` per written key (an allocation, as the buffer's keys are
+    /// not shared yet), its comparison on lookup, and its release when
+    /// pruned, a few hundred instructions of every inserted row. Two keys
+    /// with one fingerprint can only make the check refuse a commit it
+    /// would have let through, a retryable [`Error::WriteConflict`] (with
+    /// a random 64-bit seed, about one chance in 2^64 per pair of keys),
+    /// never let one through it would have refused: everything that rests
+    /// on the check (first committer wins, `gc`'s created keys, the
+    /// insert's unrecorded read in `ssi`) still holds.
+    last_writer: HashMap<u64, u64, foldhash::fast::RandomState>,
+    /// The fingerprints' hasher: foldhash rather than std's SipHash, which
+    /// cost about four times as much per key (every written key is hashed
+    /// twice under the commit mutex, checked, then recorded). Keys are
+    /// chosen by clients; the seed is random per manager, so colliding
+    /// keys cannot be prepared in advance.
+    fingerprints: foldhash::fast::RandomState,
     /// Size of `last_writer` after its last pruning.
     last_writer_pruned: usize,
     /// Serializable transactions' reads and rw-dependency flags.
     ssi: ssi::Tracker,
+}
+
+impl CommitState {
+    /// The key's fingerprint in `last_writer`.
+    fn fingerprint(&self, key: &[u8]) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.fingerprints, key)
+    }
 }
 
 /// The longest a group leader waits for its cohort (see
@@ -326,33 +345,26 @@ const MIN_DELAYED_WRITE: Duration = Duration::from_micros(100);
 #[derive(Debug)]
 struct Queued {
     ts: u64,
-    /// The transaction's write buffer, by spaced key (`None`: a delete).
-    writes: BTreeMap<Bytes, Option<Stored>>,
+    /// The transaction's write buffer, by spaced key.
+    writes: BTreeMap<Bytes, Write>,
     /// The keys it read and found no version of, ascending without
     /// repeats: see [`Queued::gc_candidates`].
     created: Vec<Bytes>,
-    /// The dependents it wrote of keys it created (see
-    /// `Transaction::dependents`).
-    dependents: Dependents,
 }
-
-/// A set of spaced keys, hashed: see `Transaction::dependents`.
-pub(crate) type Dependents = HashSet<Bytes, foldhash::fast::RandomState>;
 
 impl Queued {
     /// The keys of this commit that garbage collection must walk: all it
-    /// wrote except the keys it created (or wrote as dependents of keys it
-    /// created, see `gc`) with a value that never expires. Such a key's
+    /// wrote except the keys it created (its [`Write::first`] ones and
+    /// the `created` list's, see `gc`) with a value that never expires. Such a key's
     /// version is its only one and stays visible until a
     /// later commit, which marks the key again, writes over it; a delete
     /// (a tombstone) or an expiring value becomes garbage by itself.
     fn gc_candidates(&self) -> impl Iterator<Item = &Bytes> {
         let mut created = self.created.iter().peekable();
-        self.writes.iter().filter_map(move |(key, value)| {
+        self.writes.iter().filter_map(move |(key, write)| {
             while created.next_if(|c| *c < key).is_some() {}
-            let first_version = created.next_if(|c| *c == key).is_some()
-                || (!self.dependents.is_empty() && self.dependents.contains(key));
-            let lasting = value.as_ref().is_some_and(|s| s.deadline.is_none());
+            let first_version = created.next_if(|c| *c == key).is_some() || write.first;
+            let lasting = write.value.as_ref().is_some_and(|s| s.deadline.is_none());
             (!(first_version && lasting)).then_some(key)
         })
     }
@@ -480,13 +492,10 @@ pub(crate) struct CommitRequest {
     pub(crate) concurrency: Concurrency,
     /// The write buffer, handed over: it becomes the queued commit's
     /// write set as it is, without a copy.
-    pub(crate) writes: BTreeMap<Bytes, Option<Stored>>,
+    pub(crate) writes: BTreeMap<Bytes, Write>,
     /// Keys the transaction found no version of (see
     /// `Transaction::created`), ascending without repeats.
     pub(crate) created: Vec<Bytes>,
-    /// The dependents it wrote of keys it created (see
-    /// `Transaction::dependents`).
-    pub(crate) dependents: Dependents,
     pub(crate) lock_wait: LockWait,
 }
 
@@ -708,7 +717,7 @@ impl Inner {
                 for key in req.writes.keys() {
                     if commit
                         .last_writer
-                        .get(key)
+                        .get(&commit.fingerprint(key))
                         .is_some_and(|&ts| ts > req.snapshot)
                     {
                         self.counters
@@ -740,7 +749,8 @@ impl Inner {
             }
             commit.last_assigned = ts;
             for key in req.writes.keys() {
-                commit.last_writer.insert(key.clone(), ts);
+                let fingerprint = commit.fingerprint(key);
+                commit.last_writer.insert(fingerprint, ts);
             }
             self.prune(&mut commit);
             // Enqueue under the commit mutex: queue order is ts order. The
@@ -749,7 +759,6 @@ impl Inner {
                 ts,
                 writes: req.writes,
                 created: req.created,
-                dependents: req.dependents,
             });
             self.group_joined.notify_one();
             break ts;
@@ -898,9 +907,10 @@ impl Inner {
         let mut versions = 0;
         let mut with_deadline = 0;
         for member in members {
-            for (key, value) in &member.writes {
-                with_deadline += u64::from(value.as_ref().is_some_and(|s| s.deadline.is_some()));
-                let (version_key, value) = keys::version_entry(key, member.ts, value.as_ref());
+            for (key, write) in &member.writes {
+                let value = write.value.as_ref();
+                with_deadline += u64::from(value.is_some_and(|s| s.deadline.is_some()));
+                let (version_key, value) = keys::version_entry(key, member.ts, value);
                 batch.set(version_key, value);
                 versions += 1;
             }

@@ -13,8 +13,8 @@
 //! once for `get`, `scan` and everything built on them, whether or not
 //! anything has deleted it yet.
 
-use std::collections::BTreeMap;
-use std::ops::RangeBounds;
+use std::collections::{BTreeMap, btree_map};
+use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -38,8 +38,8 @@ pub struct Transaction {
     lock_wait: LockWait,
     /// The clock reading expiry is judged against (Unix ms, at begin).
     now_ms: u64,
-    /// Buffered writes, by spaced key (`space | key`): `None` is a delete.
-    writes: BTreeMap<Bytes, Option<Stored>>,
+    /// Buffered writes, by spaced key (`space | key`).
+    writes: BTreeMap<Bytes, Write>,
     /// The SSI read set, for a serializable MVCC transaction.
     ssi: Option<Arc<ssi::Shared>>,
     /// Spaced keys this transaction read and found no version of at all,
@@ -48,19 +48,37 @@ pub struct Transaction {
     /// collection need not walk (see `gc`). Behind a mutex because reads
     /// take `&self`. A list in read order, not a set: an insert reads its
     /// key once, and a push costs far less than an ordered-set insert;
-    /// the commit sorts it once (see [`Transaction::commit`]).
+    /// the commit sorts it once (see [`Transaction::commit`]). A key
+    /// the transaction writes in the same call that read it (an insert, a
+    /// dependent) is not listed here: its buffered [`Write`] says so
+    /// itself.
     created: parking_lot::Mutex<Vec<Bytes>>,
     /// The spaced key the last [`Transaction::insert_owned_in`] wrote as
-    /// its first version (`None` when the last one did not): the owner
+    /// its first version (empty when the last one did not): the owner
     /// [`Transaction::set_dependent_owned_in`] checks its dependents by.
-    inserted: Option<Bytes>,
-    /// Spaced keys written as dependents of a key this transaction
-    /// created (see [`Transaction::set_dependent_owned_in`]): like
-    /// `created`, their writes are first versions. A hashed set, not a
-    /// second entry in `created`: SQL's index entries arrive in random
-    /// order, and sorting them with the rows cost more than hashing them.
-    dependents: crate::manager::Dependents,
+    /// A buffer reused from insert to insert, not a share of the key's
+    /// `Bytes`: no allocation or reference count per row.
+    inserted: Vec<u8>,
     done: bool,
+}
+
+/// One buffered write of a [`Transaction`], handed to the commit as it is.
+#[derive(Debug, Clone)]
+pub(crate) struct Write {
+    /// The value, or `None` for a delete.
+    pub(crate) value: Option<Stored>,
+    /// The commit's version of the key will be its first as far as
+    /// garbage collection goes, so the commit need not mark it (see
+    /// "Which keys a pass walks" in `gc`): the key was inserted by
+    /// [`Transaction::insert_owned_in`] where the snapshot saw no version
+    /// of it at all, or written as the dependent of such a key
+    /// ([`Transaction::set_dependent_owned_in`]), in a mode whose commit
+    /// checks write-write conflicts. Carried by the entry itself, where a
+    /// list of created keys had to be sorted and a set of dependents
+    /// hashed, per row, to be merged with the buffer at commit. (Keys
+    /// found absent by a plain read and written later are still listed in
+    /// `Transaction::created`.)
+    pub(crate) first: bool,
 }
 
 impl Transaction {
@@ -110,8 +128,7 @@ impl Transaction {
             writes: BTreeMap::new(),
             ssi,
             created: parking_lot::Mutex::new(Vec::new()),
-            inserted: None,
-            dependents: Default::default(),
+            inserted: Vec::new(),
             done: false,
         })
     }
@@ -223,8 +240,8 @@ impl Transaction {
     pub(crate) fn visible_stored(&self, space: Keyspace, key: &[u8]) -> Result<Option<Stored>> {
         self.check()?;
         let key = Self::spaced(space, key)?;
-        if let Some(value) = self.writes.get(&key) {
-            return Ok(value.clone());
+        if let Some(write) = self.writes.get(&key) {
+            return Ok(write.value.clone());
         }
         self.lock(Resource::Key(&key), Mode::Shared)?;
         if let Some(ssi) = &self.ssi {
@@ -353,7 +370,7 @@ impl Transaction {
         let own: Vec<(Bytes, Option<Stored>)> = self
             .writes
             .range::<Bytes, _>((spaced.start.clone(), spaced.end.clone()))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, w)| (k.clone(), w.value.clone()))
             .collect();
         Ok(TxnScan::new(
             Some(Versions::new(engine, keys::version_range(&spaced))),
@@ -393,8 +410,26 @@ impl Transaction {
     /// [`Transaction::write`] of a key already spaced and checked non-empty.
     fn write_spaced(&mut self, key: Bytes, value: Option<Stored>) -> Result<()> {
         self.lock(Resource::Key(&key), Mode::Exclusive)?;
-        self.writes.insert(key, value);
+        self.buffer(key, value, false);
         Ok(())
+    }
+
+    /// Buffers a write of `key`; `first` says it is the key's first
+    /// version (see [`Write::first`]). Writing a key again keeps what an
+    /// earlier write said: the commit writes one version per key, the
+    /// last, and buffered writes leave no version in the engine, so it is
+    /// as much the first as the earlier one was.
+    fn buffer(&mut self, key: Bytes, value: Option<Stored>, first: bool) {
+        match self.writes.entry(key) {
+            btree_map::Entry::Occupied(mut own) => {
+                let own = own.get_mut();
+                own.value = value;
+                own.first |= first;
+            }
+            btree_map::Entry::Vacant(new) => {
+                new.insert(Write { value, first });
+            }
+        }
     }
 
     /// Sets `key` (in the [`Keyspace::Kv`] space) to `value` (visible to
@@ -458,44 +493,63 @@ impl Transaction {
         if self.read_only {
             return Err(Error::ReadOnly { txn: self.id });
         }
-        let key = Self::spaced(space, key)?;
-        self.inserted = None;
+        let user_key = key;
+        let key = Self::spaced(space, user_key)?;
+        self.inserted.clear();
         self.lock(Resource::Key(&key), Mode::Exclusive)?;
-        let seen = match self.writes.get(&key) {
-            Some(own) => own.clone(),
-            None => {
-                let found = self
-                    .inner
-                    .engine
-                    .first(keys::visible_range(&key, self.read_ts()))?;
-                match found {
-                    Some((engine_key, value)) => keys::decode_stored(&engine_key, &value)?,
-                    None => {
-                        // As in `visible_stored`: the write is the key's
-                        // first version.
-                        if self.checks_write_conflicts() {
-                            self.created.get_mut().push(key.clone());
-                            self.inserted = Some(key.clone());
-                        }
-                        None
-                    }
-                }
-            }
+        let read_ts = self.read_ts();
+        let creates = self.checks_write_conflicts();
+        let stored = Stored {
+            value,
+            deadline: None,
         };
-        if let Some(stored) = seen.filter(|s| !s.is_expired(self.now_ms)) {
-            if let Some(ssi) = &self.ssi {
-                ssi.read_key(&key);
+        // One descent of the write buffer: the entry it finds is where the
+        // write goes.
+        match self.writes.entry(key) {
+            btree_map::Entry::Occupied(mut own) => {
+                let now_ms = self.now_ms;
+                if let Some(seen) = own.get().value.as_ref().filter(|s| !s.is_expired(now_ms)) {
+                    if let Some(ssi) = &self.ssi {
+                        ssi.read_key(own.key());
+                    }
+                    return Ok(Some(seen.value.clone()));
+                }
+                // An own delete (or expired write): replaced, and the entry
+                // keeps what it said of its first version (see `buffer`).
+                own.get_mut().value = Some(stored);
+                Ok(None)
             }
-            return Ok(Some(stored.value));
+            btree_map::Entry::Vacant(new) => {
+                // The range's bounds are built on the stack, and only the
+                // value is copied out (every key in the range is a version
+                // of this one): no allocation when the key is absent, the
+                // case of every INSERT that succeeds.
+                let engine = &self.inner.engine;
+                let found = keys::with_point_bounds(space, user_key, read_ts, |start, end| {
+                    let value =
+                        engine.first_value_in(Bound::Included(start), Bound::Included(end))?;
+                    Ok::<_, Error>(value.map(|value| keys::decode_stored_owned(start, value)))
+                })?;
+                // As in `visible_stored`: with no version at all, the write
+                // is the key's first version.
+                let first = found.is_none() && creates;
+                let seen = found.transpose()?.flatten();
+                if let Some(seen) = seen.filter(|s| !s.is_expired(self.now_ms)) {
+                    if let Some(ssi) = &self.ssi {
+                        ssi.read_key(new.key());
+                    }
+                    return Ok(Some(seen.value));
+                }
+                if first {
+                    self.inserted.extend_from_slice(new.key());
+                }
+                new.insert(Write {
+                    value: Some(stored),
+                    first,
+                });
+                Ok(None)
+            }
         }
-        self.writes.insert(
-            key,
-            Some(Stored {
-                value,
-                deadline: None,
-            }),
-        );
-        Ok(None)
     }
 
     /// [`Transaction::set_owned_in`] for a *dependent* key: one that, by
@@ -528,20 +582,17 @@ impl Transaction {
             return Err(Error::ReadOnly { txn: self.id });
         }
         let key = Self::spaced(space, key)?;
-        let owner_inserted = self
-            .inserted
-            .as_deref()
-            .is_some_and(|inserted| inserted.split_first() == Some((&space.prefix(), owner)));
-        if owner_inserted {
-            self.dependents.insert(key.clone());
-        }
-        self.write_spaced(
+        let owner_inserted = self.inserted.split_first() == Some((&space.prefix(), owner));
+        self.lock(Resource::Key(&key), Mode::Exclusive)?;
+        self.buffer(
             key,
             Some(Stored {
                 value,
                 deadline: None,
             }),
-        )
+            owner_inserted,
+        );
+        Ok(())
     }
 
     /// Sets `key` (in the [`Keyspace::Kv`] space) to `value`, expiring after
@@ -599,7 +650,6 @@ impl Transaction {
                 // not: hand it over rather than copy it.
                 writes: std::mem::take(&mut self.writes),
                 created: self.take_created(),
-                dependents: std::mem::take(&mut self.dependents),
                 lock_wait: self.lock_wait,
             })
         });
