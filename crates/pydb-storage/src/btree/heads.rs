@@ -86,7 +86,8 @@ pub struct Heads {
     heads: Vec<u32>,
 }
 
-/// Prefixes up to this many bytes are kept inside [`Prefix`] itself.
+/// Prefixes up to this many bytes are kept inside the heads themselves
+/// (longer ones in a heap block of their own).
 pub const PREFIX_INLINE: usize = 22;
 
 /// A page's common key prefix, kept inline when it is short.
