@@ -302,21 +302,15 @@ impl StorageEngine for MemoryStorage {
     fn scan_with(&self, range: (Bound<&[u8]>, Bound<&[u8]>), visit: &mut Visit<'_>) -> Result<()> {
         let (start, end) = range;
         // After the first chunk, the scan resumes after the last key it
-        // copied, kept here.
-        let mut resume: Vec<u8> = Vec::new();
-        let mut resuming = false;
+        // copied.
+        let mut resume = Resume::default();
         let mut chunk = FIRST_SCAN_CHUNK;
         let mut buffer: Vec<u8> = Vec::new();
         let mut pairs: Vec<Pair> = Vec::new();
         loop {
-            let from = if resuming {
-                Bound::Excluded(resume.as_slice())
-            } else {
-                start
-            };
-            if is_empty_range(from, end) {
+            let Some(from) = resume.from(start, end) else {
                 return Ok(());
-            }
+            };
             buffer.clear();
             pairs.clear();
             {
@@ -361,9 +355,7 @@ impl StorageEngine for MemoryStorage {
                 Some(Pair::Shared(key, _)) => key.as_ref(),
                 None => return Ok(()),
             };
-            resume.clear();
-            resume.extend_from_slice(last);
-            resuming = true;
+            resume.after(last);
             chunk = (chunk * 2).min(MAX_VISIT_CHUNK);
         }
     }
@@ -384,17 +376,11 @@ impl StorageEngine for MemoryStorage {
         visit: &mut Visit<'_>,
     ) -> Result<()> {
         let (start, end) = range;
-        let mut resume: Vec<u8> = Vec::new();
-        let mut resuming = false;
+        let mut resume = Resume::default();
         loop {
-            let from = if resuming {
-                Bound::Excluded(resume.as_slice())
-            } else {
-                start
-            };
-            if is_empty_range(from, end) {
+            let Some(from) = resume.from(start, end) else {
                 return Ok(());
-            }
+            };
             let map = self.map.read();
             let mut visited = 0;
             let mut last: Option<&Key> = None;
@@ -414,11 +400,7 @@ impl StorageEngine for MemoryStorage {
             let Some(last) = last else {
                 return Ok(());
             };
-            let mut next = Vec::with_capacity(last.len());
-            next.extend_from_slice(last);
-            drop(map);
-            resume = next;
-            resuming = true;
+            resume.after(last);
         }
     }
 
@@ -576,6 +558,35 @@ impl Iterator for MemoryScan<'_> {
             }
             self.refill();
         }
+    }
+}
+
+/// Where a scan that lets go of its lock between chunks picks up again:
+/// after the last key it handed out. `scan_with` and `scan_with_locked`
+/// keep one each.
+#[derive(Default)]
+struct Resume {
+    last: Vec<u8>,
+    started: bool,
+}
+
+impl Resume {
+    /// The lower bound of the next chunk (`start` for the first), or `None`
+    /// when nothing of the range is left.
+    fn from<'a>(&'a self, start: Bound<&'a [u8]>, end: Bound<&[u8]>) -> Option<Bound<&'a [u8]>> {
+        let from = if self.started {
+            Bound::Excluded(self.last.as_slice())
+        } else {
+            start
+        };
+        (!is_empty_range(from, end)).then_some(from)
+    }
+
+    /// Records the last key of a chunk.
+    fn after(&mut self, key: &[u8]) {
+        self.last.clear();
+        self.last.extend_from_slice(key);
+        self.started = true;
     }
 }
 
