@@ -429,9 +429,19 @@ pub(crate) fn read_data_block<F: File>(
 ) -> Result<Vec<Entry>> {
     let path = file.path();
     let body = read_block(file, handle, limit)?;
-    let entries = Block::parse(body)
-        .and_then(|block| block.entries())
-        .map_err(corrupt_block(path, handle))?;
+    let block = Block::parse(body).map_err(corrupt_block(path, handle))?;
+    checked_entries(path, handle, &block, last_key)
+}
+
+/// The entries of data block `block` (at `handle`), whose last key must be
+/// the one the index names for it.
+fn checked_entries(
+    path: &Path,
+    handle: BlockHandle,
+    block: &Block,
+    last_key: &[u8],
+) -> Result<Vec<Entry>> {
+    let entries = block.entries().map_err(corrupt_block(path, handle))?;
     if entries.last().map(|e| e.key.as_ref()) != Some(last_key) {
         return Err(Error::corrupted(
             path,
@@ -574,20 +584,16 @@ impl<F: File> Table<F> {
         cache: Option<&BlockCache>,
         counters: &ReadCounters,
     ) -> Result<Vec<Entry>> {
-        let handle = self.index.get(i).map(|(_, h)| *h);
+        // `block` fails first for a block the index does not name.
         let block = self.block(i, cache, counters)?;
-        let entries = block.entries().map_err(corrupt_block(
-            self.path(),
-            handle.unwrap_or(BlockHandle { offset: 0, len: 0 }),
-        ))?;
-        if entries.last().map(|e| &e.key) != self.index.get(i).map(|(k, _)| k) {
+        let Some((last_key, handle)) = self.index.get(i) else {
             return Err(Error::corrupted(
                 self.path(),
-                handle.map_or(0, |h| h.offset),
-                "block's last key differs from the index",
+                0,
+                format!("no data block {i}"),
             ));
-        }
-        Ok(entries)
+        };
+        checked_entries(self.path(), *handle, &block, last_key)
     }
 
     pub(crate) fn block_count(&self) -> usize {
