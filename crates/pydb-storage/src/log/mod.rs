@@ -76,8 +76,11 @@
 //! failed `fsync` nobody knows what reached the disk (see `pydb-wal`). A failed append that
 //! `pydb-wal` cut back cleanly (a full disk, say) only fails that write:
 //! nothing of it is on disk, and the next write may succeed once space
-//! returns (the same holds for the seal entry of a roll; any later step of
-//! a roll poisons).
+//! returns. A roll to a new segment keeps that promise too: a seal that
+//! could not land fails only the write, and a next segment that cannot be
+//! started on a full disk is removed again, so the next write retries it
+//! behind the sealed, synced segment (see `Shared::roll`). A failed sync
+//! of the seal poisons.
 //!
 //! ## Preallocation
 //!
@@ -388,6 +391,7 @@ where
             sealed_segment_syncs: AtomicU64::new(0),
             torn_tails_recovered: AtomicU64::new(recovered.torn_tails),
             torn_bytes: AtomicU64::new(recovered.torn_bytes),
+            rolls_cut_short: AtomicU64::new(0),
             open_scanned_bytes: recovered.scanned_bytes,
             _lock: lock,
         });
@@ -601,6 +605,11 @@ pub(crate) struct WriterState<F: File + 'static> {
     active_first_seq: u64,
     /// Whether the active segment holds any set or delete.
     active_has_data: bool,
+    /// Whether the active segment already ends with its seal: a roll got
+    /// the seal in and synced, then could not start the next segment (a
+    /// full disk). Nothing may be appended to it; the next write (or
+    /// compaction) starts the next segment first. See [`Shared::roll`].
+    active_sealed: bool,
     /// The seq the next write gets.
     next_seq: u64,
     /// The sets and deletes of the active segment, for its hint file,
@@ -678,6 +687,9 @@ pub(crate) struct Shared<O: FileOpener + 'static, I> {
     sealed_segment_syncs: AtomicU64,
     torn_tails_recovered: AtomicU64,
     torn_bytes: AtomicU64,
+    /// Rolls whose next segment could not be started on a full disk (the
+    /// sealed segment stays active until a later write starts it).
+    rolls_cut_short: AtomicU64,
     /// Bytes of segments the last open had to scan (not covered by hints).
     open_scanned_bytes: u64,
     _lock: DirLock,
@@ -898,6 +910,9 @@ where
         writer: &mut WriterState<O::File>,
         batch_len: u64,
     ) -> Result<Option<HintJob>> {
+        if writer.active_sealed {
+            return self.roll(writer).map(Some);
+        }
         let end = writer.active.end();
         let fits = end
             .checked_add(batch_len)
@@ -915,11 +930,29 @@ where
     /// exists, so a sealed segment on disk is always complete, and a crash
     /// can never leave unsynced data behind a newer segment.
     ///
-    /// A seal that could not be appended and was cut back off leaves the
-    /// segment as it was (still active, unsealed): that fails the write
-    /// without poisoning. Any failure after the seal is in the file poisons:
-    /// a write appended behind a seal would make the segment unreadable.
+    /// A roll is two steps, and they fail differently:
+    /// 1. [`Shared::seal_active`]: a seal that could not be appended and
+    ///    was cut back off leaves the segment as it was (still active,
+    ///    unsealed), which fails the write without poisoning. A failure
+    ///    after the seal is in the file (its sync) poisons.
+    /// 2. [`Shared::start_next_segment`]: creating, preallocating and
+    ///    starting the next segment. On a full disk this fails *without*
+    ///    poisoning: the sealed segment is complete and synced, the
+    ///    half-made next one is removed, and the writer remembers that its
+    ///    active segment is sealed (`active_sealed`), so the next write
+    ///    tries step 2 again instead of appending behind the seal. A full
+    ///    disk thus needs no reopen once space returns, at a roll as on any
+    ///    other append. Any other failure in step 2 poisons.
     fn roll(&self, writer: &mut WriterState<O::File>) -> Result<HintJob> {
+        if !writer.active_sealed {
+            self.seal_active(writer)?;
+        }
+        self.start_next_segment(writer)
+    }
+
+    /// Step 1 of a roll: appends the seal entry to the active segment,
+    /// syncs it and cuts the preallocated zeros after it.
+    fn seal_active(&self, writer: &mut WriterState<O::File>) -> Result<()> {
         let last_seq = writer.next_seq - 1;
         let mut seal = Vec::new();
         encode_entry(last_seq, EntryKind::Seal, b"", b"", &mut seal);
@@ -927,39 +960,74 @@ where
             .active
             .append_batch_unsynced(&[&seal])
             .map_err(|err| self.poison_unless_rolled_back(writer, err.into()))?;
+        // A write appended behind a seal would make the segment unreadable,
+        // so from here on the segment takes nothing more.
+        writer.active_sealed = true;
         self.poison_on_error(|| {
             writer.active.sync()?;
             // A sealed segment holds exactly its records: recovery reads a
             // sealed segment as whole, with nothing after its seal.
             writer.active.file().trim()?;
-            let sealed_id = writer.active_id;
-            let sealed_len = writer.active.end();
-            let (id, file) = self.segments.roll()?;
-            let active = start_segment(
-                self.options.preallocated(file, self.segments.opener())?,
-                self.options.sync_policy,
-                writer.next_seq,
-            )?;
-            let range = SeqRange {
-                first: writer.active_first_seq,
-                last: last_seq,
-            };
-            writer.sealed.insert(sealed_id, range);
-            self.sealed_segment_syncs
-                .fetch_add(writer.active.stats().syncs, Ordering::Relaxed);
-            writer.active = Arc::new(active);
-            writer.active_id = id;
-            writer.active_first_seq = writer.next_seq;
-            writer.active_has_data = false;
-            Ok(HintJob {
-                header: HintHeader {
-                    segment_id: sealed_id,
-                    segment_len: sealed_len,
-                    first_seq: range.first,
-                    last_seq: range.last,
-                },
-                entries: std::mem::take(&mut writer.pending_hint),
-            })
+            Ok(())
+        })
+    }
+
+    /// Step 2 of a roll: creates the next segment and makes it the active
+    /// one. A full disk fails this without poisoning (see [`Shared::roll`]).
+    fn start_next_segment(&self, writer: &mut WriterState<O::File>) -> Result<HintJob> {
+        let mut created = None;
+        let started = self
+            .segments
+            .roll()
+            .map_err(Error::from)
+            .and_then(|(id, file)| {
+                created = Some(id);
+                let file = self.options.preallocated(file, self.segments.opener())?;
+                Ok((
+                    id,
+                    start_segment(file, self.options.sync_policy, writer.next_seq)?,
+                ))
+            });
+        let (id, active) = match started {
+            Ok(started) => started,
+            Err(err) if is_disk_full(&err) => {
+                // Nothing of the next segment is needed: remove what was
+                // made of it, so that the retry starts from a clean slate
+                // and recovery never meets a half-made segment behind the
+                // sealed one. A failed removal poisons.
+                if let Some(id) = created {
+                    self.poison_on_error(|| Ok(self.segments.remove(&[id])?))?;
+                }
+                self.rolls_cut_short.fetch_add(1, Ordering::Relaxed);
+                return Err(err);
+            }
+            Err(err) => {
+                self.poison(&err);
+                return Err(err);
+            }
+        };
+        let sealed_id = writer.active_id;
+        let sealed_len = writer.active.end();
+        let range = SeqRange {
+            first: writer.active_first_seq,
+            last: writer.next_seq - 1,
+        };
+        writer.sealed.insert(sealed_id, range);
+        self.sealed_segment_syncs
+            .fetch_add(writer.active.stats().syncs, Ordering::Relaxed);
+        writer.active = Arc::new(active);
+        writer.active_id = id;
+        writer.active_first_seq = writer.next_seq;
+        writer.active_has_data = false;
+        writer.active_sealed = false;
+        Ok(HintJob {
+            header: HintHeader {
+                segment_id: sealed_id,
+                segment_len: sealed_len,
+                first_seq: range.first,
+                last_seq: range.last,
+            },
+            entries: std::mem::take(&mut writer.pending_hint),
         })
     }
 
@@ -1073,6 +1141,10 @@ where
                     self.torn_tails_recovered.load(Ordering::Relaxed),
                 ),
                 ("torn_bytes", self.torn_bytes.load(Ordering::Relaxed)),
+                (
+                    "rolls_cut_short",
+                    self.rolls_cut_short.load(Ordering::Relaxed),
+                ),
                 ("open_scanned_bytes", self.open_scanned_bytes),
                 ("index_memory_bytes", index_memory),
             ],
@@ -1093,6 +1165,22 @@ fn start_segment<G: File + 'static>(
     writer.append_batch_unsynced(&[&begin])?;
     writer.sync()?;
     Ok(writer)
+}
+
+/// Whether `err` says, somewhere in its chain, that the disk is full
+/// (`ENOSPC`): the one failure a roll can wait out without poisoning.
+fn is_disk_full(err: &Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(err) = next {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// Reads the value at `location` and checks that the record really is the
