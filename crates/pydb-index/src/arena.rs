@@ -4,15 +4,15 @@
 //!
 //! A CPU translates every virtual address through its TLB, a cache of a
 //! few thousand page translations. With 4 KiB pages that covers a few MiB;
-//! an index of 300,000 keys is about 50 MiB of nodes, so a random lookup
-//! misses the TLB at its leaf (and often at the inner node above it), and
-//! each miss is a page-table walk: four dependent loads, and on a virtual
-//! machine, where the host's page tables are walked for each of the
-//! guest's, up to about twenty. On the VM these benchmarks run on, a
-//! chain of random reads over 64 MiB measured about a quarter faster in
-//! memory backed by 2 MiB pages than in 4 KiB pages
-//! (`docs/benchmarks/logread.md`, "Session 15"). 25 huge pages cover what
-//! takes 12,800 small ones.
+//! the B+tree of 300,000 keys keeps about 30 MiB of leaves, so a random
+//! lookup misses the TLB at its leaf (and often at the inner node above
+//! it), and each miss is a page-table walk: four dependent loads, and on a
+//! virtual machine, where each step of the guest's walk is translated
+//! through the host's page tables, up to 24. 15 huge pages cover what
+//! takes 7,680 small ones. On the VM these benchmarks run on, a lookup in
+//! such a tree took about 0.8 of the time in huge pages that it took in
+//! 4 KiB pages (`examples/tlb_reach.rs`; `docs/benchmarks/logread.md`,
+//! "Session 15").
 //!
 //! Linux backs anonymous memory with huge pages ("transparent huge
 //! pages") everywhere, only where asked with `madvise(MADV_HUGEPAGE)`, or
