@@ -78,7 +78,11 @@
 //!   under `children[i + 1]` is at or above it: a search takes the child
 //!   whose index is the number of separators at or below its key.
 //! - Nodes live in two arenas (`Vec`s) and name each other by `u32` index,
-//!   as in the skip list: no `unsafe`, no `Box` per node.
+//!   as in the skip list: no `Box` per node. An arena grows by doubling
+//!   into memory advised for huge pages (`arena::push`): a random lookup
+//!   in a large tree would otherwise miss the TLB at its leaf, a page-table
+//!   walk that costs more than the search in the leaf (see `arena.rs`,
+//!   *TLB reach*).
 //!
 //! A full leaf splits in two halves and hands its parent the first key of
 //! the right half as a new separator; a full parent splits the same way and
@@ -112,7 +116,7 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 
-use crate::{Index, RangeIter, key_prefix};
+use crate::{Index, RangeIter, arena, key_prefix};
 
 /// Entries per leaf. 32 heads are four cache lines, fetched together by
 /// the search (see *Searching a node*).
@@ -510,7 +514,7 @@ impl<V> BPlusTreeIndex<V> {
             right.insert_at(pos - mid, abbrev, key, value);
         }
         let separator = (right.abbrevs.get(0), right.keys[0].clone(), right_id);
-        self.leaves.push(right);
+        arena::push(&mut self.leaves, right);
         separator
     }
 
@@ -556,7 +560,7 @@ impl<V> BPlusTreeIndex<V> {
         node.keys = keys;
         node.children[..=mid].copy_from_slice(&children[..=mid]);
         node.children[mid + 1..].fill(NIL);
-        self.inners.push(right);
+        arena::push(&mut self.inners, right);
         (up_abbrev, up_key, right_id)
     }
 
@@ -711,7 +715,7 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
         root.children[0] = self.root;
         root.children[1] = right;
         self.root = arena_index(self.inners.len());
-        self.inners.push(root);
+        arena::push(&mut self.inners, root);
         self.height += 1;
         assert!(
             self.height < MAX_DEPTH,

@@ -23,6 +23,7 @@
 //! conformance suite (`tests/suite.rs`) and a property test against a
 //! `BTreeMap` model (`tests/model.rs`).
 
+mod arena;
 mod bplustree;
 mod btree;
 mod hash;
