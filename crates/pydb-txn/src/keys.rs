@@ -401,13 +401,11 @@ pub(crate) fn split_version_key_after(
 }
 
 /// How many leading bytes `a` and `b` share, compared eight at a time.
+#[inline]
 pub(crate) fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
     let mut shared = 0;
-    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) else {
-            break;
-        };
-        let diff = u64::from_le_bytes(x) ^ u64::from_le_bytes(y);
+    while let (Some(x), Some(y)) = (word_at(a, shared), word_at(b, shared)) {
+        let diff = x ^ y;
         if diff != 0 {
             // Little-endian: the first differing byte is the lowest one.
             return shared + (diff.trailing_zeros() / 8) as usize;
@@ -422,37 +420,93 @@ pub(crate) fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
 /// [`split_version_key`], with the first `checked` bytes of `engine_key`
 /// already known to be the space byte and whole units of an escaped key
 /// (0: nothing known).
+///
+/// A version key is `space | escape(key) | 00 00 | timestamp`, and the
+/// timestamp is the last [`TS_LEN`] bytes, so the terminator is where the
+/// key part must end; what is left to check is that the bytes before it
+/// (from `checked` on) are whole units: every `00` there is the first
+/// byte of an escape, followed by `FF`. That is the same set of keys as a
+/// walk from unit to unit to the first `00 00` accepts (an escape's `FF`
+/// is never a `00`, so no unit can start inside another, and a walk that
+/// meets a `00` not followed by `FF` before the terminator stops at a key
+/// part whose timestamp is not 8 bytes), but it is tested eight bytes at
+/// a time (see [`escapes_are_whole`]): a table's keys are numbers whose
+/// low bytes are mostly escaped zeros, and the byte walk was a tenth of a
+/// table scan's cost.
 fn split_version_key_from(engine_key: &[u8], checked: usize) -> Result<(usize, u64)> {
     let bad = |reason: &str| Error::Corrupted {
         key: printable(engine_key),
         reason: reason.to_string(),
     };
-    let rest = match engine_key.split_first() {
-        Some((_, rest)) if checked > 0 => rest,
-        Some((&p, rest)) if Keyspace::from_prefix(p).is_some() => rest,
-        Some((&META_PREFIX, _)) => return Err(bad("not a version key")),
+    match engine_key.first() {
+        Some(_) if checked > 0 => {}
+        Some(&p) if Keyspace::from_prefix(p).is_some() => {}
+        Some(&META_PREFIX) => return Err(bad("not a version key")),
         _ => return Err(bad("version key of an unknown keyspace")),
-    };
-    // Every escape is checked, but only looked at: the first unescaped
-    // `0x00 0x00` ends the key.
-    let mut i = checked.saturating_sub(1);
-    loop {
-        match rest.get(i) {
-            None => return Err(bad("version key without terminator")),
-            Some(0) => match rest.get(i + 1) {
-                Some(0) => break,
-                Some(0xFF) => i += 2,
-                _ => return Err(bad("bad escape in version key")),
-            },
-            Some(_) => i += 1,
-        }
     }
-    let key_part = 1 + i + 2;
-    let suffix = engine_key.get(key_part..).unwrap_or_default();
-    let inverted: [u8; TS_LEN] = suffix
-        .try_into()
-        .map_err(|_| bad("version key timestamp is not 8 bytes"))?;
+    // The space byte, the terminator, the timestamp.
+    let key_part = match engine_key.len().checked_sub(TS_LEN) {
+        Some(key_part) if key_part >= 3 => key_part,
+        _ => return Err(bad("version key shorter than a key and a timestamp")),
+    };
+    let terminator = key_part - 2;
+    if engine_key.get(terminator..key_part) != Some(&[0, 0][..]) {
+        return Err(bad("version key without terminator before its timestamp"));
+    }
+    if !escapes_are_whole(engine_key, checked.max(1), terminator) {
+        return Err(bad("bad escape in version key"));
+    }
+    let inverted: [u8; TS_LEN] = engine_key
+        .get(key_part..)
+        .and_then(|suffix| suffix.try_into().ok())
+        .ok_or_else(|| bad("version key timestamp is not 8 bytes"))?;
     Ok((key_part, u64::MAX - u64::from_be_bytes(inverted)))
+}
+
+/// `0x7F` in every byte.
+const LOW_SEVEN_BITS: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+
+/// `0x80` in each byte of `word` that is zero, `0x00` in every other (an
+/// exact test: no carry crosses a byte, as the low seven bits are added
+/// alone).
+fn zero_bytes(word: u64) -> u64 {
+    !(((word & LOW_SEVEN_BITS).wrapping_add(LOW_SEVEN_BITS)) | word | LOW_SEVEN_BITS)
+}
+
+/// The eight bytes of `bytes` from `at`, little-endian (byte `at` lowest).
+#[inline]
+fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
+    let word: [u8; 8] = bytes.get(at..at.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_le_bytes(word))
+}
+
+/// Whether every `00` in `key[start..end]` is followed by an `FF` (the
+/// byte after it may be `key[end]`). The caller's `end` is a terminator
+/// with a timestamp after it, so nine bytes are readable from every
+/// position before `end`: a word of the bytes and a word of their next
+/// bytes are compared eight positions at a time, the last word masked to
+/// the positions before `end`. (Out of bounds, which that rules out, it
+/// answers `false`: an error, never a panic.)
+fn escapes_are_whole(key: &[u8], start: usize, end: usize) -> bool {
+    let mut at = start;
+    while at < end {
+        let (Some(here), Some(next)) = (word_at(key, at), word_at(key, at + 1)) else {
+            return false;
+        };
+        // A zero byte whose next byte is not FF (`!next` is zero there).
+        let unescaped = zero_bytes(here) & !zero_bytes(!next);
+        let positions = end - at;
+        let in_range = if positions >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * positions)) - 1
+        };
+        if unescaped & in_range != 0 {
+            return false;
+        }
+        at += 8;
+    }
+    true
 }
 
 /// The user key (without its space byte) of a checked key part (see
@@ -604,6 +658,7 @@ pub(crate) fn decode_stored_owned(engine_key: &[u8], mut value: Bytes) -> Result
 
 /// The header of an engine value: `None` for a tombstone, else where the
 /// user's value starts and its deadline.
+#[inline]
 pub(crate) fn decode_header(
     engine_key: &[u8],
     value: &[u8],
@@ -881,6 +936,55 @@ mod tests {
             prop_assert_eq!(version_range(&range).contains(&version_key(&key, ts)), inside);
             prop_assert!(!all_versions().contains(META_LAST_COMMIT));
             prop_assert!(all_versions().contains(&version_key(&key, ts)));
+        }
+    }
+
+    /// The split as it was first written, the model of
+    /// [`split_version_key_from`]: a walk from unit to unit to the first
+    /// unescaped `00 00`, then eight bytes of timestamp.
+    fn split_by_walk(engine_key: &[u8]) -> Option<(usize, u64)> {
+        let (&space, rest) = engine_key.split_first()?;
+        Keyspace::from_prefix(space)?;
+        let mut i = 0;
+        loop {
+            match (rest.get(i)?, rest.get(i + 1)) {
+                (0, Some(0)) => break,
+                (0, Some(0xFF)) => i += 2,
+                (0, _) => return None,
+                _ => i += 1,
+            }
+        }
+        let key_part = 1 + i + 2;
+        let inverted: [u8; TS_LEN] = engine_key.get(key_part..)?.try_into().ok()?;
+        Some((key_part, u64::MAX - u64::from_be_bytes(inverted)))
+    }
+
+    proptest! {
+        /// The word-at-a-time split accepts exactly the keys the byte walk
+        /// does, with the same key part and timestamp: well-formed keys of
+        /// every length across the word boundaries, the same with one byte
+        /// changed (to `00`, `FF` or another), and any bytes at all.
+        #[test]
+        fn the_split_agrees_with_the_byte_walk(
+            space in any_space(),
+            key in proptest::collection::vec(prop_oneof![Just(0u8), Just(0xFF), any::<u8>()], 1..40),
+            ts in any::<u64>(),
+            damage in proptest::option::of((any::<prop::sample::Index>(), prop_oneof![Just(0u8), Just(0xFF), Just(1u8)])),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+            junk in proptest::collection::vec(prop_oneof![Just(0u8), Just(0xFF), any::<u8>()], 0..40),
+        ) {
+            let mut engine_key = version_key(&spaced(space, &key), ts);
+            prop_assert_eq!(split_version_key(&engine_key).ok(), split_by_walk(&engine_key));
+            if let Some((at, byte)) = damage {
+                *at.get_mut(&mut engine_key) = byte;
+            }
+            if let Some(at) = cut {
+                engine_key.truncate(at.index(engine_key.len()));
+            }
+            prop_assert_eq!(split_version_key(&engine_key).ok(), split_by_walk(&engine_key));
+            let mut junk_key = vec![space.prefix()];
+            junk_key.extend_from_slice(&junk);
+            prop_assert_eq!(split_version_key(&junk_key).ok(), split_by_walk(&junk_key));
         }
     }
 

@@ -732,7 +732,8 @@ impl Transaction {
 /// no call through a boxed iterator; [`TxnScan::next_value_ref`] lends the
 /// value straight from the chunk's buffer. A chunk's buffer is the one
 /// before it, emptied, unless a `Bytes` handed out (by the keyed reads or
-/// the merge) still holds a slice of that one.
+/// the merge) still holds a slice of that one or it is too small for the
+/// chunk (a new one is made then: growing it would copy dead bytes).
 ///
 /// What it yields is fixed by the snapshot: commits made while it runs are
 /// invisible to a snapshot transaction. (Under read committed or locking,
@@ -884,14 +885,17 @@ impl<'a> Versions<'a> {
         let room = want.saturating_mul(per_entry).min(MAX_CHUNK_BYTES);
         // The last chunk's buffer is taken back when nothing else holds a
         // slice of it (the keyed reads hand out `Bytes` slices, which keep
-        // it), emptied first, so nothing of the last chunk carries over.
+        // it) and it has the room, emptied first, so nothing of the last
+        // chunk carries over. One that is too small is let go rather than
+        // grown: growing it (`realloc`) would copy all of its old bytes,
+        // which are of no use, and the chunks of a long scan double, so
+        // every chunk up to the largest would be copied once more.
         let mut buffer = match std::mem::take(&mut self.buffer).try_into_mut() {
-            Ok(mut reused) => {
+            Ok(mut reused) if reused.capacity() >= room => {
                 reused.clear();
-                reused.reserve(room);
                 reused
             }
-            Err(_) => bytes::BytesMut::with_capacity(room),
+            _ => bytes::BytesMut::with_capacity(room),
         };
         self.entries.clear();
         self.next = 0;
