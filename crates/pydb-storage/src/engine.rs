@@ -57,6 +57,15 @@ impl WriteBatch {
         Self::default()
     }
 
+    /// An empty batch with room for `ops` operations: a writer that knows
+    /// its batch's size (a transaction's commit) saves the vector's
+    /// regrowths, each a copy of every operation so far.
+    pub fn with_capacity(ops: usize) -> Self {
+        Self {
+            ops: Vec::with_capacity(ops),
+        }
+    }
+
     /// Adds a set.
     pub fn set(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> &mut Self {
         self.ops.push(BatchOp::Set {

@@ -713,11 +713,13 @@ impl Inner {
                 continue; // Locking began meanwhile: take the locks first.
             }
             self.check_poisoned()?;
+            // Each key is hashed once, for the check and the record.
+            let fingerprints: Vec<u64> = req.writes.keys().map(|k| commit.fingerprint(k)).collect();
             if mvcc && req.isolation != Isolation::ReadCommitted {
-                for key in req.writes.keys() {
+                for (key, fingerprint) in req.writes.keys().zip(&fingerprints) {
                     if commit
                         .last_writer
-                        .get(&commit.fingerprint(key))
+                        .get(fingerprint)
                         .is_some_and(|&ts| ts > req.snapshot)
                     {
                         self.counters
@@ -732,7 +734,7 @@ impl Inner {
             }
             let ts = commit.last_assigned + 1;
             if ssi {
-                let writes: Vec<Bytes> = req.writes.keys().cloned().collect();
+                let writes = ssi::WrittenKeys::copied(req.writes.keys().map(|k| &k[..]));
                 if let Err(reason) = commit.ssi.commit(req.id, writes, ts) {
                     self.counters
                         .serialization_failures
@@ -748,8 +750,7 @@ impl Inner {
                 return Ok(req.snapshot);
             }
             commit.last_assigned = ts;
-            for key in req.writes.keys() {
-                let fingerprint = commit.fingerprint(key);
+            for fingerprint in fingerprints {
                 commit.last_writer.insert(fingerprint, ts);
             }
             self.prune(&mut commit);
@@ -903,7 +904,9 @@ impl Inner {
         let Some(last) = members.last().map(|m| m.ts) else {
             return Ok(self.published());
         };
-        let mut batch = WriteBatch::new();
+        // Every written key's version, and the last commit timestamp.
+        let ops = members.iter().map(|m| m.writes.len()).sum::<usize>() + 1;
+        let mut batch = WriteBatch::with_capacity(ops);
         let mut versions = 0;
         let mut with_deadline = 0;
         for member in members {
