@@ -68,7 +68,7 @@ use crate::bind::Binder;
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecContext, PlanCache};
 use crate::output::{Output, ResultColumn, Rows};
-use crate::txnstore::{OpenTxn, Shared, TxnStore};
+use crate::txnstore::{KnownLatest, OpenTxn, Shared, TxnStore};
 use crate::value::Value;
 
 /// SQL over one database's transaction manager. Cheap to clone; clones
@@ -110,6 +110,8 @@ impl Database {
             db: self.clone(),
             state: State::Idle,
             ctx: ExecContext::default(),
+            known_latest: KnownLatest::default(),
+            point_key: Vec::new(),
         }
     }
 }
@@ -162,6 +164,12 @@ pub struct Session {
     db: Database,
     state: State,
     ctx: ExecContext,
+    /// The commits at which this session's point selects found their
+    /// plan's catalog to be the latest (see `Shared::read_latest_row`).
+    known_latest: KnownLatest,
+    /// The row key of a point select, kept between statements so that
+    /// none allocates one.
+    point_key: Vec<u8>,
 }
 
 /// The `pydb-txn` level that runs SQL level `level` (see the module docs).
@@ -251,20 +259,27 @@ impl Session {
     /// reads one row by primary key and its catalog is the latest one
     /// (`None`: not such a statement, or not known; it then runs as a
     /// transaction of its own). See "Point selects" in the module docs.
-    fn point_read(&self, prepared: &Prepared, params: &[Value]) -> Result<Option<Output>> {
-        let Some((catalog, point)) = prepared.plans.point_read(params) else {
-            return Ok(None);
-        };
-        let Some(pk) = point.key_values(params) else {
-            return Ok(None);
-        };
-        let Some(row) = self.db.shared.read_latest_row(&catalog, &point.table, pk)? else {
-            return Ok(None);
-        };
-        Ok(Some(Output::Rows(Rows {
-            columns: point.columns.clone(),
-            rows: row.map(|row| point.output_row(row)).into_iter().collect(),
-        })))
+    fn point_read(&mut self, prepared: &Prepared, params: &[Value]) -> Result<Option<Output>> {
+        let read = prepared.plans.with_point_read(params, |catalog, point| {
+            let Some(pk) = point.key_values(params) else {
+                return Ok(None);
+            };
+            let Some(row) = self.db.shared.read_latest_row(
+                &mut self.known_latest,
+                &mut self.point_key,
+                catalog,
+                &point.table,
+                pk,
+            )?
+            else {
+                return Ok(None);
+            };
+            Ok(Some(Output::Rows(Rows {
+                columns: point.columns.clone(),
+                rows: row.map(|row| point.output_row(row)).into_iter().collect(),
+            })))
+        });
+        read.unwrap_or(Ok(None))
     }
 
     /// Runs one parsed statement.
@@ -463,7 +478,7 @@ impl Session {
                 // A prepared point select hands its catalog on, so that
                 // its next executions can skip the transaction.
                 if matches!(statement, Statement::Query(_))
-                    && plans.is_some_and(|p| p.point_read(&ctx.params).is_some())
+                    && plans.is_some_and(|p| p.with_point_read(&ctx.params, |_, _| ()).is_some())
                 {
                     store.share_latest_catalog()?;
                 }

@@ -279,6 +279,28 @@ struct LatestCatalog {
     catalog: CatalogToken,
 }
 
+/// A session's own copy of what [`Shared::read_latest_row`] last proved:
+/// the catalog `.0` is the latest commit's catalog at every commit from
+/// `.1` to `.2` (both included).
+///
+/// These are facts about commits already published, so they never go
+/// stale; keeping them with the session lets its point selects check
+/// their plan's catalog without taking the shared record's lock (an
+/// atomic read-modify-write to take it and one to release it) while
+/// nothing commits. The token is kept, not its address, so that the
+/// catalog it stands for stays alive and its address names it alone.
+#[derive(Debug, Default)]
+pub(crate) struct KnownLatest(Option<(CatalogToken, u64, u64)>);
+
+impl KnownLatest {
+    /// Whether `catalog` is known to be the catalog at commit `at`.
+    fn covers(&self, catalog: &CatalogToken, at: u64) -> bool {
+        self.0.as_ref().is_some_and(|(known, since, until)| {
+            known.same(catalog) && (*since..=*until).contains(&at)
+        })
+    }
+}
+
 /// What a database's sessions share: the catalog most recently decoded,
 /// and the hidden row id allocators.
 #[derive(Debug)]
@@ -335,18 +357,20 @@ impl Shared {
     /// `S1` is a commit already checked), the check reads nothing.
     pub(crate) fn read_latest_row<'v>(
         &self,
+        known: &mut KnownLatest,
+        key: &mut Vec<u8>,
         catalog: &CatalogToken,
         table: &Table,
         pk: impl IntoIterator<Item = &'v Value>,
     ) -> Result<Option<Option<Row>>> {
         let before = self.mgr.last_commit();
-        if !self.catalog_is_latest(catalog, before)? {
+        if !self.catalog_is_latest_at(known, catalog, before)? {
             return Ok(None);
         }
-        let key = layout::row_key_of(table.id, pk);
-        let stored = self.mgr.get_latest_in(Keyspace::Sql, &key)?;
+        layout::row_key_into(table.id, pk, key);
+        let stored = self.mgr.get_latest_in(Keyspace::Sql, key)?;
         let after = self.mgr.last_commit();
-        if after != before && !self.catalog_is_latest(catalog, after)? {
+        if after != before && !self.catalog_is_latest_at(known, catalog, after)? {
             return Ok(None);
         }
         Ok(Some(
@@ -356,18 +380,42 @@ impl Shared {
         ))
     }
 
-    /// Whether `catalog` is the catalog at the published commit `at`.
-    fn catalog_is_latest(&self, catalog: &CatalogToken, at: u64) -> Result<bool> {
+    /// Whether `catalog` is the catalog at the published commit `at`,
+    /// answered from `known` (the caller's own record, read without a
+    /// lock) when it covers `at`, else by [`Shared::catalog_is_latest`],
+    /// whose answer `known` then keeps.
+    fn catalog_is_latest_at(
+        &self,
+        known: &mut KnownLatest,
+        catalog: &CatalogToken,
+        at: u64,
+    ) -> Result<bool> {
+        if known.covers(catalog, at) {
+            return Ok(true);
+        }
+        Ok(match self.catalog_is_latest(catalog, at)? {
+            Some((since, until)) => {
+                known.0 = Some((catalog.clone(), since, until));
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// Whether `catalog` is the catalog at the published commit `at`: if
+    /// so, the commits (`since`, `until`, both included, `at` among them)
+    /// at which it is known to be.
+    fn catalog_is_latest(&self, catalog: &CatalogToken, at: u64) -> Result<Option<(u64, u64)>> {
         let version = {
             let latest = self.latest.lock();
             match latest.as_ref() {
                 Some(l) if l.catalog.same(catalog) && l.since <= at => {
                     if at <= l.until {
-                        return Ok(true);
+                        return Ok(Some((l.since, l.until)));
                     }
                     l.version
                 }
-                _ => return Ok(false),
+                _ => return Ok(None),
             }
         };
         // Read after `at` was published: the value it had at `since`,
@@ -378,17 +426,21 @@ impl Shared {
                 .get_latest_in(Keyspace::Sql, &layout::CATALOG_VERSION)?,
         )?;
         if now != version {
-            return Ok(false);
+            return Ok(None);
         }
-        if let Some(l) = self
-            .latest
-            .lock()
-            .as_mut()
-            .filter(|l| l.version == version && l.catalog.same(catalog))
-        {
-            l.until = l.until.max(at);
-        }
-        Ok(true)
+        let mut latest = self.latest.lock();
+        Ok(Some(
+            match latest
+                .as_mut()
+                .filter(|l| l.version == version && l.catalog.same(catalog))
+            {
+                Some(l) => {
+                    l.until = l.until.max(at);
+                    (l.since, l.until)
+                }
+                None => (at, at),
+            },
+        ))
     }
 
     /// Notes that the catalog version key was `version` at the commit

@@ -34,6 +34,9 @@
 //! from the node the descent has already loaded. The cost is a copy of the key when it is
 //! inserted and when [`StorageEngine::first_in`] hands it out; `first_in`
 //! copies a small value too, for the same reason a scan does (below).
+//! Values are [`Value`]s, inline up to [`INLINE_VALUE`] bytes (a SQL row
+//! of a few columns) for the same reason: a point read that found its key
+//! in a leaf reads the value there, not behind a second pointer.
 //!
 //! Keys and values have the same size limits as in the log engine (64 KiB
 //! and 16 MiB by default, [`MemoryStorage::with_limits`] to change them):
@@ -164,10 +167,79 @@ impl std::fmt::Debug for Key {
     }
 }
 
+/// The longest value stored inline in the map (see [`Value`]): a `Value`
+/// is 64 bytes, as a [`Key`].
+const INLINE_VALUE: usize = 62;
+
+/// A value of the map: inline when short, else shared, for the same
+/// reason as [`Key`]: a point read that finds its key in a leaf reads the
+/// value from that leaf, rather than following a pointer to a separate
+/// allocation (a second dependent cache miss per read on a map larger
+/// than the caches). A SQL row of a few columns is such a value.
+#[derive(Clone)]
+enum Value {
+    /// `bytes[..len]`, `len <= INLINE_VALUE`.
+    Inline { len: u8, bytes: [u8; INLINE_VALUE] },
+    /// A value longer than [`INLINE_VALUE`] bytes.
+    Shared(Bytes),
+}
+
+impl Value {
+    /// `value` as a map value: copied inline when short, else shared.
+    fn of(value: &Bytes) -> Value {
+        Self::inline(value).unwrap_or_else(|| Value::Shared(value.clone()))
+    }
+
+    /// `value` as a map value, copied.
+    fn copy_of(value: &[u8]) -> Value {
+        Self::inline(value).unwrap_or_else(|| Value::Shared(Bytes::copy_from_slice(value)))
+    }
+
+    fn inline(value: &[u8]) -> Option<Value> {
+        let len = u8::try_from(value.len())
+            .ok()
+            .filter(|&l| usize::from(l) <= INLINE_VALUE)?;
+        let mut bytes = [0; INLINE_VALUE];
+        bytes.get_mut(..value.len())?.copy_from_slice(value);
+        Some(Value::Inline { len, bytes })
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            // `len <= INLINE_VALUE` by construction (see `Key::as_slice`).
+            Value::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(bytes),
+            Value::Shared(b) => b,
+        }
+    }
+
+    /// The value as `Bytes`: a copy of an inline value, a clone of a
+    /// shared one.
+    fn to_bytes(&self) -> Bytes {
+        match self {
+            Value::Inline { .. } => Bytes::copy_from_slice(self.as_slice()),
+            Value::Shared(b) => b.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for Value {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", Bytes::copy_from_slice(self.as_slice()))
+    }
+}
+
 /// The in-memory engine, and the model the others are checked against.
 #[derive(Debug)]
 pub struct MemoryStorage {
-    map: RwLock<BTreeMap<Key, Bytes>>,
+    map: RwLock<BTreeMap<Key, Value>>,
     max_key_size: usize,
     max_value_size: usize,
 }
@@ -217,7 +289,7 @@ impl MemoryStorage {
         &self,
         start: Bound<&[u8]>,
         end: Bound<&[u8]>,
-        out: impl FnOnce(&Key, &Bytes) -> T,
+        out: impl FnOnce(&Key, &Value) -> T,
     ) -> Option<T> {
         let map = self.map.read();
         map.range::<[u8], _>((start, Bound::Unbounded))
@@ -247,12 +319,12 @@ impl StorageEngine for MemoryStorage {
         self.check_value(value)?;
         self.map
             .write()
-            .insert(Key::copy_of(key), Bytes::copy_from_slice(value));
+            .insert(Key::copy_of(key), Value::copy_of(value));
         Ok(())
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        Ok(self.map.read().get(key).cloned())
+        Ok(self.map.read().get(key).map(Value::to_bytes))
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
@@ -271,7 +343,7 @@ impl StorageEngine for MemoryStorage {
         for op in batch.ops() {
             match op {
                 BatchOp::Set { key, value } => {
-                    map.insert(Key::of(key), value.clone());
+                    map.insert(Key::of(key), Value::of(value));
                 }
                 BatchOp::Delete { key } => {
                     map.remove(key.as_ref());
@@ -438,17 +510,17 @@ impl StorageEngine for MemoryStorage {
 /// value is copied, as a scan copies it: its bytes are read right after
 /// anyway, while a clone would also touch the reference count in a
 /// separate allocation (a second cache miss, and two atomic updates).
-fn out_value(key: &Key, value: &Bytes) -> Bytes {
+fn out_value(key: &Key, value: &Value) -> Bytes {
     if key.len() + value.len() <= MAX_COPIED_PAIR {
         Bytes::copy_from_slice(value)
     } else {
-        value.clone()
+        value.to_bytes()
     }
 }
 
 /// A scan over a [`MemoryStorage`], copying the range out a chunk at a time.
 struct MemoryScan<'a> {
-    map: &'a RwLock<BTreeMap<Key, Bytes>>,
+    map: &'a RwLock<BTreeMap<Key, Value>>,
     end: Bound<Bytes>,
     /// Where the next chunk starts.
     next_start: Bound<Bytes>,
@@ -479,7 +551,7 @@ enum Pair {
 impl Pair {
     /// Copies a small pair to the end of `buffer` and returns its spans
     /// there; a large one (over `MAX_COPIED_PAIR` bytes) is shared instead.
-    fn copy(buffer: &mut Vec<u8>, key: &Key, value: &Bytes) -> Pair {
+    fn copy(buffer: &mut Vec<u8>, key: &Key, value: &Value) -> Pair {
         if key.len() + value.len() <= MAX_COPIED_PAIR {
             let key_start = buffer.len();
             buffer.extend_from_slice(key);
@@ -490,7 +562,7 @@ impl Pair {
                 value: value_start..buffer.len(),
             }
         } else {
-            Pair::Shared(key.to_bytes(), value.clone())
+            Pair::Shared(key.to_bytes(), value.to_bytes())
         }
     }
 }
@@ -818,5 +890,72 @@ mod tests {
             end: Bound::Included(b.clone()),
         };
         assert_eq!(keys(&engine, range), vec![b]);
+    }
+
+    /// Values on both sides of `INLINE_VALUE`, written by `set` and by a
+    /// batch, overwritten from inline to shared and back, come out whole
+    /// through every read (`get`, `first_in`, `first_value_in`, the scans).
+    #[test]
+    fn inline_and_shared_values_come_out_whole() {
+        let engine = MemoryStorage::new();
+        let value_of = |len: usize, salt: u8| -> Vec<u8> {
+            (0..len)
+                .map(|i| (i as u8).wrapping_mul(31) ^ salt)
+                .collect()
+        };
+        let lens = [
+            0,
+            1,
+            INLINE_VALUE - 1,
+            INLINE_VALUE,
+            INLINE_VALUE + 1,
+            300,
+            1000,
+        ];
+        let mut model = BTreeMap::new();
+        for (round, salt) in [0x11u8, 0x5A, 0xC3].into_iter().enumerate() {
+            let mut batch = WriteBatch::new();
+            for i in 0..lens.len() {
+                // Each round gives a key another length than the last.
+                let len = lens[(i + round) % lens.len()];
+                let key = vec![b'k', i as u8];
+                let value = value_of(len, salt);
+                if i % 2 == 0 {
+                    engine.set(&key, &value).unwrap();
+                } else {
+                    batch.set(key.clone(), value.clone());
+                }
+                model.insert(key, value);
+            }
+            engine.write_batch(&batch).unwrap();
+            for (key, value) in &model {
+                assert_eq!(engine.get(key).unwrap().as_deref(), Some(&value[..]));
+                let bound = || Bound::Included(&key[..]);
+                let first = engine.first_in(bound(), bound()).unwrap();
+                assert_eq!(first.map(|(_, v)| v.to_vec()).as_ref(), Some(value));
+                let first = engine.first_value_in(bound(), bound()).unwrap();
+                assert_eq!(first.as_deref(), Some(&value[..]));
+            }
+            let expected: Vec<(Vec<u8>, Vec<u8>)> = model.clone().into_iter().collect();
+            let scanned: Vec<(Vec<u8>, Vec<u8>)> = engine
+                .scan(KeyRange::all())
+                .unwrap()
+                .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+                .collect();
+            assert_eq!(scanned, expected);
+            let mut visited = Vec::new();
+            engine
+                .scan_with_locked((Bound::Unbounded, Bound::Unbounded), &mut |k, v| {
+                    visited.push((k.to_vec(), v.to_vec()));
+                    ControlFlow::Continue(())
+                })
+                .unwrap();
+            assert_eq!(visited, expected);
+            let live: u64 = expected
+                .iter()
+                .map(|(k, v)| (k.len() + v.len()) as u64)
+                .sum();
+            assert!(engine.stats().counters.contains(&("live_bytes", live)));
+        }
     }
 }

@@ -55,7 +55,7 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
 use super::{
     ExecContext, apply_update, bind_assignments, delete_rows, execute, insert_plan, insert_rows,
@@ -74,9 +74,14 @@ use crate::value::{DataType, Row, Value};
 
 /// The kept plan of one prepared statement (empty until its first
 /// execution). Shared by clones of the statement.
+///
+/// Behind a read-write lock: executions read the kept entry (a point read
+/// reads it in place, under the read lock, without cloning an `Arc`, each
+/// clone and drop being an atomic read-modify-write); only a new plan
+/// writes it.
 #[derive(Debug, Default)]
 pub struct PlanCache {
-    entry: Mutex<Option<Arc<Entry>>>,
+    entry: RwLock<Option<Arc<Entry>>>,
 }
 
 impl PlanCache {
@@ -89,7 +94,7 @@ impl PlanCache {
     /// or an empty cache answers `false`).
     pub fn holds_generic_plan(&self) -> bool {
         self.entry
-            .lock()
+            .read()
             .as_ref()
             .is_some_and(|e| !matches!(e.plan, Kept::Custom))
     }
@@ -97,14 +102,20 @@ impl PlanCache {
     /// How many times a plan was made for the cache (for tests: it grows
     /// when the catalog or the parameter types change).
     pub fn plans_made(&self) -> u64 {
-        self.entry.lock().as_ref().map_or(0, |e| e.generation)
+        self.entry.read().as_ref().map_or(0, |e| e.generation)
     }
 
-    /// The kept point read, when the kept plan is one and was made for
-    /// parameter values of `params`' types, with the catalog it was made
-    /// against (the caller checks that this catalog is still current).
-    pub(crate) fn point_read(&self, params: &[Value]) -> Option<(CatalogToken, Arc<PointRead>)> {
-        let slot = self.entry.lock();
+    /// `read` of the kept point read and the catalog it was made against
+    /// (the caller checks that this catalog is still current), when the
+    /// kept plan is one and was made for parameter values of `params`'
+    /// types; `None` otherwise. `read` runs under the cache's read lock: it
+    /// must not prepare or execute this statement.
+    pub(crate) fn with_point_read<T>(
+        &self,
+        params: &[Value],
+        read: impl FnOnce(&CatalogToken, &PointRead) -> T,
+    ) -> Option<T> {
+        let slot = self.entry.read();
         let entry = slot.as_ref()?;
         let point = entry.point.as_ref()?;
         let same_types = entry.types.len() == params.len()
@@ -113,12 +124,12 @@ impl PlanCache {
                 .iter()
                 .zip(params)
                 .all(|(t, v)| *t == v.data_type());
-        same_types.then(|| (entry.catalog.clone(), point.clone()))
+        same_types.then(|| read(&entry.catalog, point))
     }
 
     fn get(&self, catalog: &CatalogToken, types: &[Option<DataType>]) -> Option<Arc<Entry>> {
         self.entry
-            .lock()
+            .read()
             .as_ref()
             .filter(|e| e.catalog.same(catalog) && e.types == types)
             .cloned()
@@ -133,7 +144,7 @@ struct Entry {
     types: Vec<Option<DataType>>,
     plan: Kept,
     /// The plan as a point read, when it is one (see [`PointRead`]).
-    point: Option<Arc<PointRead>>,
+    point: Option<PointRead>,
     /// Plans made for this cache so far, this one included.
     generation: u64,
 }
@@ -322,10 +333,10 @@ pub fn execute_prepared(
         None => {
             let plan = plan_generic(&*store, stmt, &ctx.params)?;
             let point = match &plan {
-                Kept::Query { plan, columns } => PointRead::of(plan, columns).map(Arc::new),
+                Kept::Query { plan, columns } => PointRead::of(plan, columns),
                 _ => None,
             };
-            let mut slot = cache.entry.lock();
+            let mut slot = cache.entry.write();
             let entry = Arc::new(Entry {
                 catalog,
                 types,

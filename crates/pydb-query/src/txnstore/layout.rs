@@ -83,17 +83,21 @@ pub(crate) fn row_key(table_id: u64, row_key: &[u8]) -> Vec<u8> {
     key
 }
 
-/// [`row_key`] of the primary key values `pk`, encoded straight into the
-/// key (a point read makes one vector, not two, and needs no vector of
-/// the values either).
-pub(crate) fn row_key_of<'v>(table_id: u64, pk: impl IntoIterator<Item = &'v Value>) -> Vec<u8> {
-    let mut key = Vec::with_capacity(32);
+/// [`row_key`] of the primary key values `pk`, encoded straight into
+/// `key` (its old contents dropped): a point read needs no vector of the
+/// values, and its caller keeps `key` between reads, so that it allocates
+/// nothing for the key.
+pub(crate) fn row_key_into<'v>(
+    table_id: u64,
+    pk: impl IntoIterator<Item = &'v Value>,
+    key: &mut Vec<u8>,
+) {
+    key.clear();
     key.push(ROWS);
     key.extend_from_slice(&table_id.to_be_bytes());
     for value in pk {
-        encode_key_value(value, &mut key);
+        encode_key_value(value, key);
     }
-    key
 }
 
 /// The engine key of an index entry.
@@ -192,6 +196,12 @@ mod tests {
             hex(&row_key(1, &pk)),
             "02 00 00 00 00 00 00 00 01 02 3f ff ff ff ff ff ff ff 80 00"
         );
+        let row_key_of = |table_id, pk: &[Value]| {
+            // A buffer that held a longer key: its old contents must go.
+            let mut key = vec![0xAA; 64];
+            row_key_into(table_id, pk, &mut key);
+            key
+        };
         assert_eq!(row_key_of(1, &[Value::Integer(-2)]), row_key(1, &pk));
         // A key longer than the first allocation, of several values.
         let long = [Value::Text("x".repeat(40).into()), Value::Integer(3)];
