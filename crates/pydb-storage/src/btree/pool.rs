@@ -89,6 +89,14 @@
 //!
 //! Lock order: the table, then a frame latch; a latch holder never waits
 //! for the table. A reader holding a `PageRef` waits for nothing.
+//!
+//! ## Where the pages live
+//!
+//! The frames' pages are not heap blocks of their own but slices of one
+//! [`PageArena`](super::arena): a mapping advised to be backed by 2 MiB
+//! huge pages, so that the TLB covers the whole pool (see the arena's
+//! docs: with 4 KiB pages a random lookup in a tree larger than the TLB's
+//! reach waits for a page-table walk on nearly every leaf).
 
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -97,6 +105,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use pydb_file::File;
 
+use super::arena::{PageArena, PageBuf};
 use super::heads::Heads;
 use super::page::{self, PageId};
 use crate::{Error, Result};
@@ -193,7 +202,8 @@ pub struct PoolStats {
 /// install cost it about 20% more instructions.
 #[derive(Debug)]
 pub struct FrameData {
-    bytes: Box<[u8]>,
+    /// The page: `page_size` bytes of the pool's [`PageArena`].
+    bytes: PageBuf,
     heads: OnceLock<Heads>,
 }
 
@@ -267,6 +277,10 @@ pub struct BufferPool<F: File> {
     /// Frames whose slot is dirty; changed only under the table's write
     /// lock, read without it (the engine sizes checkpoints by it).
     dirty: AtomicUsize,
+    /// The memory of every frame's page (see [`arena`](super::arena)):
+    /// frame `f`'s bytes are its page `f`.
+    #[expect(dead_code, reason = "owned to keep the frames' page memory alive")]
+    arena: PageArena,
 }
 
 /// A counter bumped on every hit by every reader thread. One shared
@@ -355,13 +369,15 @@ impl<F: File> BufferPool<F> {
     /// A pool of `frames` frames (at least [`MIN_FRAMES`]) over `file`.
     pub fn new(file: F, page_size: usize, frames: usize, wal: Arc<dyn WriteAhead>) -> Self {
         let n = frames.max(MIN_FRAMES);
+        let (arena, pages) = PageArena::new(page_size, n);
         Self {
             file,
             page_size,
-            frames: (0..n)
-                .map(|_| Frame {
+            frames: pages
+                .into_iter()
+                .map(|bytes| Frame {
                     data: RwLock::new(FrameData {
-                        bytes: vec![0u8; page_size].into_boxed_slice(),
+                        bytes,
                         heads: OnceLock::new(),
                     }),
                     page: AtomicU32::new(NO_FRAME),
@@ -380,6 +396,7 @@ impl<F: File> BufferPool<F> {
             evictions: AtomicU64::new(0),
             writebacks: AtomicU64::new(0),
             dirty: AtomicUsize::new(0),
+            arena,
         }
     }
 
