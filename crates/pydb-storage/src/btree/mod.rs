@@ -102,6 +102,7 @@
 //! acknowledged. After replay, a checkpoint makes the result durable and
 //! starts a fresh segment.
 
+pub mod arena;
 pub mod check;
 pub mod freelist;
 pub mod heads;

@@ -89,6 +89,18 @@
 //!
 //! Lock order: the table, then a frame latch; a latch holder never waits
 //! for the table. A reader holding a `PageRef` waits for nothing.
+//!
+//! ## Where the pages live, and what a descent prefetches
+//!
+//! The frames' pages are not heap blocks of their own but slices of one
+//! [`PageArena`](super::arena): a mapping advised to be backed by 2 MiB
+//! huge pages, so that the TLB covers the whole pool (see the arena's
+//! docs: with 4 KiB pages a random lookup in a tree larger than the TLB's
+//! reach waits for a page-table walk on nearly every leaf). It also fixes
+//! frame `f`'s page at the arena's page `f`, so its address is known
+//! without reading the frame: [`BufferPool::prefetch`] starts a leaf's
+//! frame pair and page header loading together, from the last internal
+//! level of a descent, before the parent's latch is released.
 
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -97,6 +109,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use pydb_file::File;
 
+use super::arena::{PageArena, PageBuf};
 use super::heads::Heads;
 use super::page::{self, PageId};
 use crate::{Error, Result};
@@ -193,7 +206,8 @@ pub struct PoolStats {
 /// install cost it about 20% more instructions.
 #[derive(Debug)]
 pub struct FrameData {
-    bytes: Box<[u8]>,
+    /// The page: `page_size` bytes of the pool's [`PageArena`].
+    bytes: PageBuf,
     heads: OnceLock<Heads>,
 }
 
@@ -267,6 +281,9 @@ pub struct BufferPool<F: File> {
     /// Frames whose slot is dirty; changed only under the table's write
     /// lock, read without it (the engine sizes checkpoints by it).
     dirty: AtomicUsize,
+    /// The memory of every frame's page (see [`arena`](super::arena)):
+    /// frame `f`'s bytes are its page `f`.
+    arena: PageArena,
 }
 
 /// A counter bumped on every hit by every reader thread. One shared
@@ -355,13 +372,15 @@ impl<F: File> BufferPool<F> {
     /// A pool of `frames` frames (at least [`MIN_FRAMES`]) over `file`.
     pub fn new(file: F, page_size: usize, frames: usize, wal: Arc<dyn WriteAhead>) -> Self {
         let n = frames.max(MIN_FRAMES);
+        let (arena, pages) = PageArena::new(page_size, n);
         Self {
             file,
             page_size,
-            frames: (0..n)
-                .map(|_| Frame {
+            frames: pages
+                .into_iter()
+                .map(|bytes| Frame {
                     data: RwLock::new(FrameData {
-                        bytes: vec![0u8; page_size].into_boxed_slice(),
+                        bytes,
                         heads: OnceLock::new(),
                     }),
                     page: AtomicU32::new(NO_FRAME),
@@ -380,6 +399,7 @@ impl<F: File> BufferPool<F> {
             evictions: AtomicU64::new(0),
             writebacks: AtomicU64::new(0),
             dirty: AtomicUsize::new(0),
+            arena,
         }
     }
 
@@ -475,6 +495,33 @@ impl<F: File> BufferPool<F> {
             return Ok(PageRef {
                 guard: RwLockWriteGuard::downgrade(data),
             });
+        }
+    }
+
+    /// Asks the CPU to start loading what a fetch of page `id` will wait
+    /// for: its frame's pair of lines (page number, latch, heads) and the
+    /// first line of its bytes (the page header and first slots), in
+    /// parallel and without waiting for them.
+    ///
+    /// A descent calls this for the child it is about to fetch while it
+    /// still holds the parent: the child's lines are then on their way
+    /// during the parent's release and the child's lookup, instead of
+    /// each being waited for in turn (the latch, then the header the
+    /// latch's frame points to). The page's address needs no read of the
+    /// frame: frame `f`'s page is the arena's page `f`. Only a hint: the
+    /// map entry may be stale (the prefetched lines are then useless, not
+    /// wrong), and nothing is read or latched.
+    pub fn prefetch(&self, id: PageId) {
+        let Some(f) = self.map.get(id) else {
+            return;
+        };
+        if let Some(frame) = self.frames.get(f) {
+            let frame = std::ptr::from_ref(frame).cast::<u8>();
+            prefetch_line(frame);
+            prefetch_line(frame.wrapping_add(64));
+        }
+        if let Some(bytes) = self.arena.address_of(f, 0) {
+            prefetch_line(bytes);
         }
     }
 
@@ -652,6 +699,25 @@ impl<F: File> BufferPool<F> {
         Ok(())
     }
 }
+
+/// Starts loading the cache line holding `addr` into every cache level
+/// (a hint: it never faults, whatever `addr` is, and reads nothing).
+#[cfg(target_arch = "x86_64")]
+#[expect(
+    unsafe_code,
+    reason = "`_mm_prefetch` is a `#[target_feature(enable = \"sse\")]` intrinsic"
+)]
+fn prefetch_line(addr: *const u8) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    // SAFETY: the intrinsic needs SSE, which every x86-64 CPU has (it is
+    // in the target's baseline); and a prefetch never faults nor touches
+    // memory, whatever `addr` is.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(addr.cast::<i8>()) }
+}
+
+/// Elsewhere a prefetch is left to the hardware.
+#[cfg(not(target_arch = "x86_64"))]
+fn prefetch_line(_addr: *const u8) {}
 
 #[cfg(test)]
 mod tests {
