@@ -23,7 +23,7 @@
 //! value it held during the scan, which is what the `StorageEngine` trait
 //! promises.
 //!
-//! The map's keys are [`Key`]s: a key of up to [`INLINE_KEY`] bytes (the
+//! The map's keys are [`MapBytes`]: a key of up to [`INLINE_BYTES`] bytes (the
 //! version key of a SQL row with an integer primary key, about 40 bytes,
 //! or of a short Kv key) is stored in the map's node itself, a longer one
 //! as shared `Bytes`. A descent of the map compares the sought key with
@@ -34,7 +34,7 @@
 //! from the node the descent has already loaded. The cost is a copy of the key when it is
 //! inserted and when [`StorageEngine::first_in`] hands it out; `first_in`
 //! copies a small value too, for the same reason a scan does (below).
-//! Values are [`Value`]s, inline up to [`INLINE_VALUE`] bytes (a SQL row
+//! Values are [`MapBytes`] too, inline up to the same length (a SQL row
 //! of a few columns) for the same reason: a point read that found its key
 //! in a leaf reads the value there, not behind a second pointer.
 //!
@@ -74,60 +74,72 @@ const DEFAULT_MAX_KEY_SIZE: usize = 64 << 10;
 /// The longest value accepted by default, in bytes (as the log engine's).
 const DEFAULT_MAX_VALUE_SIZE: usize = 16 << 20;
 
-/// The longest key stored inline in the map (see [`Key`]): with its length
-/// byte and the enum's tag, a `Key` is 64 bytes, one cache line.
-const INLINE_KEY: usize = 62;
+/// The longest key or value stored inline in the map (see [`MapBytes`]):
+/// with its length byte and the enum's tag, a `MapBytes` is 64 bytes, one
+/// cache line.
+const INLINE_BYTES: usize = 62;
 
-/// A key of the map: inline when short, else shared. It orders, compares
-/// and borrows as its bytes (`Borrow<[u8]>` requires that), so the map is
-/// searched with plain `&[u8]` keys and bounds.
+/// A key of the map. It orders, compares and borrows as its bytes
+/// (`Borrow<[u8]>` requires that), so the map is searched with plain
+/// `&[u8]` keys and bounds.
+type Key = MapBytes;
+
+/// A value of the map, inline when short for the same reason as a key: a
+/// point read that finds its key in a leaf reads the value from that leaf,
+/// rather than following a pointer to a separate allocation (a second
+/// dependent cache miss per read on a map larger than the caches). A SQL
+/// row of a few columns is such a value.
+type Value = MapBytes;
+
+/// Bytes as the map keeps them, for keys and values alike: inline when
+/// short, else shared.
 #[derive(Clone)]
-enum Key {
-    /// `bytes[..len]`, `len <= INLINE_KEY`.
-    Inline { len: u8, bytes: [u8; INLINE_KEY] },
-    /// A key longer than [`INLINE_KEY`] bytes.
+enum MapBytes {
+    /// `bytes[..len]`, `len <= INLINE_BYTES`.
+    Inline { len: u8, bytes: [u8; INLINE_BYTES] },
+    /// Bytes longer than [`INLINE_BYTES`].
     Shared(Bytes),
 }
 
-impl Key {
-    /// `key` as a map key: copied inline when short, else shared.
-    fn of(key: &Bytes) -> Key {
-        Self::inline(key).unwrap_or_else(|| Key::Shared(key.clone()))
+impl MapBytes {
+    /// `bytes` for the map: copied inline when short, else shared.
+    fn of(bytes: &Bytes) -> MapBytes {
+        Self::inline(bytes).unwrap_or_else(|| MapBytes::Shared(bytes.clone()))
     }
 
-    /// `key` as a map key, copied.
-    fn copy_of(key: &[u8]) -> Key {
-        Self::inline(key).unwrap_or_else(|| Key::Shared(Bytes::copy_from_slice(key)))
+    /// `bytes` for the map, copied.
+    fn copy_of(bytes: &[u8]) -> MapBytes {
+        Self::inline(bytes).unwrap_or_else(|| MapBytes::Shared(Bytes::copy_from_slice(bytes)))
     }
 
-    fn inline(key: &[u8]) -> Option<Key> {
-        let len = u8::try_from(key.len())
+    fn inline(from: &[u8]) -> Option<MapBytes> {
+        let len = u8::try_from(from.len())
             .ok()
-            .filter(|&l| usize::from(l) <= INLINE_KEY)?;
-        let mut bytes = [0; INLINE_KEY];
-        bytes.get_mut(..key.len())?.copy_from_slice(key);
-        Some(Key::Inline { len, bytes })
+            .filter(|&l| usize::from(l) <= INLINE_BYTES)?;
+        let mut bytes = [0; INLINE_BYTES];
+        bytes.get_mut(..from.len())?.copy_from_slice(from);
+        Some(MapBytes::Inline { len, bytes })
     }
 
     fn as_slice(&self) -> &[u8] {
         match self {
-            // `len <= INLINE_KEY` by construction; `get` keeps that a
+            // `len <= INLINE_BYTES` by construction; `get` keeps that a
             // checked fact rather than an index that could panic.
-            Key::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(bytes),
-            Key::Shared(b) => b,
+            MapBytes::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(bytes),
+            MapBytes::Shared(b) => b,
         }
     }
 
-    /// The key as `Bytes`: a copy of an inline key, a clone of a shared one.
+    /// The bytes as `Bytes`: a copy of inline ones, a clone of shared ones.
     fn to_bytes(&self) -> Bytes {
         match self {
-            Key::Inline { .. } => Bytes::copy_from_slice(self.as_slice()),
-            Key::Shared(b) => b.clone(),
+            MapBytes::Inline { .. } => Bytes::copy_from_slice(self.as_slice()),
+            MapBytes::Shared(b) => b.clone(),
         }
     }
 }
 
-impl std::ops::Deref for Key {
+impl std::ops::Deref for MapBytes {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
@@ -135,102 +147,33 @@ impl std::ops::Deref for Key {
     }
 }
 
-impl std::borrow::Borrow<[u8]> for Key {
+impl std::borrow::Borrow<[u8]> for MapBytes {
     fn borrow(&self) -> &[u8] {
         self.as_slice()
     }
 }
 
-impl PartialEq for Key {
-    fn eq(&self, other: &Key) -> bool {
+impl PartialEq for MapBytes {
+    fn eq(&self, other: &MapBytes) -> bool {
         self.as_slice() == other.as_slice()
     }
 }
 
-impl Eq for Key {}
+impl Eq for MapBytes {}
 
-impl PartialOrd for Key {
-    fn partial_cmp(&self, other: &Key) -> Option<std::cmp::Ordering> {
+impl PartialOrd for MapBytes {
+    fn partial_cmp(&self, other: &MapBytes) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Key {
-    fn cmp(&self, other: &Key) -> std::cmp::Ordering {
+impl Ord for MapBytes {
+    fn cmp(&self, other: &MapBytes) -> std::cmp::Ordering {
         self.as_slice().cmp(other.as_slice())
     }
 }
 
-impl std::fmt::Debug for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", Bytes::copy_from_slice(self.as_slice()))
-    }
-}
-
-/// The longest value stored inline in the map (see [`Value`]): a `Value`
-/// is 64 bytes, as a [`Key`].
-const INLINE_VALUE: usize = 62;
-
-/// A value of the map: inline when short, else shared, for the same
-/// reason as [`Key`]: a point read that finds its key in a leaf reads the
-/// value from that leaf, rather than following a pointer to a separate
-/// allocation (a second dependent cache miss per read on a map larger
-/// than the caches). A SQL row of a few columns is such a value.
-#[derive(Clone)]
-enum Value {
-    /// `bytes[..len]`, `len <= INLINE_VALUE`.
-    Inline { len: u8, bytes: [u8; INLINE_VALUE] },
-    /// A value longer than [`INLINE_VALUE`] bytes.
-    Shared(Bytes),
-}
-
-impl Value {
-    /// `value` as a map value: copied inline when short, else shared.
-    fn of(value: &Bytes) -> Value {
-        Self::inline(value).unwrap_or_else(|| Value::Shared(value.clone()))
-    }
-
-    /// `value` as a map value, copied.
-    fn copy_of(value: &[u8]) -> Value {
-        Self::inline(value).unwrap_or_else(|| Value::Shared(Bytes::copy_from_slice(value)))
-    }
-
-    fn inline(value: &[u8]) -> Option<Value> {
-        let len = u8::try_from(value.len())
-            .ok()
-            .filter(|&l| usize::from(l) <= INLINE_VALUE)?;
-        let mut bytes = [0; INLINE_VALUE];
-        bytes.get_mut(..value.len())?.copy_from_slice(value);
-        Some(Value::Inline { len, bytes })
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            // `len <= INLINE_VALUE` by construction (see `Key::as_slice`).
-            Value::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(bytes),
-            Value::Shared(b) => b,
-        }
-    }
-
-    /// The value as `Bytes`: a copy of an inline value, a clone of a
-    /// shared one.
-    fn to_bytes(&self) -> Bytes {
-        match self {
-            Value::Inline { .. } => Bytes::copy_from_slice(self.as_slice()),
-            Value::Shared(b) => b.clone(),
-        }
-    }
-}
-
-impl std::ops::Deref for Value {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-impl std::fmt::Debug for Value {
+impl std::fmt::Debug for MapBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", Bytes::copy_from_slice(self.as_slice()))
     }
@@ -819,7 +762,7 @@ mod tests {
         let engine = MemoryStorage::new();
         let mut model = std::collections::BTreeMap::new();
         let mut batch = WriteBatch::new();
-        for len in [1, 2, INLINE_KEY - 1, INLINE_KEY, INLINE_KEY + 1, 200] {
+        for len in [1, 2, INLINE_BYTES - 1, INLINE_BYTES, INLINE_BYTES + 1, 200] {
             for last in [0u8, 1, 0xff] {
                 let mut key = vec![7u8; len];
                 if let Some(l) = key.last_mut() {
@@ -892,7 +835,7 @@ mod tests {
         assert_eq!(keys(&engine, range), vec![b]);
     }
 
-    /// Values on both sides of `INLINE_VALUE`, written by `set` and by a
+    /// Values on both sides of `INLINE_BYTES`, written by `set` and by a
     /// batch, overwritten from inline to shared and back, come out whole
     /// through every read (`get`, `first_in`, `first_value_in`, the scans).
     #[test]
@@ -906,9 +849,9 @@ mod tests {
         let lens = [
             0,
             1,
-            INLINE_VALUE - 1,
-            INLINE_VALUE,
-            INLINE_VALUE + 1,
+            INLINE_BYTES - 1,
+            INLINE_BYTES,
+            INLINE_BYTES + 1,
             300,
             1000,
         ];
