@@ -693,9 +693,10 @@ fn make_lsm_db(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
         .find(|p| p.extension().is_some_and(|e| e == "sst"))
         .expect("compaction leaves at least one table")
         .clone();
-    let current = std::fs::read_to_string(dir.join("CURRENT")).unwrap();
-    let manifest = dir.join(current.trim());
-    assert!(manifest.exists(), "CURRENT names {current:?}");
+    let current = std::fs::read(dir.join("CURRENT")).unwrap();
+    let number = pydb_storage::lsm::manifest::parse_current(&current).unwrap();
+    let manifest = dir.join(pydb_storage::lsm::manifest::manifest_name(number));
+    assert!(manifest.exists(), "CURRENT names {manifest:?}");
     (table, manifest)
 }
 

@@ -9,7 +9,7 @@
 //! in order rebuilds the current *version*: the tables of every level.
 //!
 //! Which manifest is live is named by the `CURRENT` file (one line,
-//! `MANIFEST-000007\n`). A new manifest is started at every open, with
+//! `MANIFEST-000007 crc32=b366fa16\n`: the name and its checksum). A new manifest is started at every open, with
 //! one edit that describes the whole state, and `CURRENT` is switched to
 //! it atomically: write `CURRENT.tmp`, sync it, rename it over `CURRENT`,
 //! sync the directory. A crash before the rename leaves the old `CURRENT`
@@ -302,8 +302,64 @@ pub fn manifest_name(number: u64) -> String {
     format!("MANIFEST-{number:06}")
 }
 
+/// The text of `CURRENT` naming manifest `number`: the manifest's name, a
+/// space, `crc32=` and the CRC-32 of the name in eight lowercase hex
+/// digits, and a newline, e.g. `MANIFEST-000007 crc32=b366fa16\n`.
+///
+/// The checksum is there for the rule that every persisted record carries
+/// one: a flipped digit in the name would otherwise point the database at
+/// another manifest. (LevelDB and RocksDB write the bare name.)
+pub fn current_text(number: u64) -> String {
+    let name = manifest_name(number);
+    let crc = crc32fast::hash(name.as_bytes());
+    format!("{name} crc32={crc:08x}\n")
+}
+
+/// The manifest number that `text` (the whole of a `CURRENT` file) names,
+/// or what is wrong with it.
+///
+/// Two forms are read: the checksummed one that [`current_text`] writes,
+/// and the bare `MANIFEST-NNNNNN\n` that pydb wrote before the checksum
+/// was added (so a database made then still opens; its next open rewrites
+/// `CURRENT` in the checksummed form). A bare name that damage changed to
+/// another number names a manifest that is not there (an open deletes every
+/// manifest but the live one), and opening it fails.
+pub fn parse_current(text: &[u8]) -> std::result::Result<u64, String> {
+    let text = std::str::from_utf8(text).map_err(|_| "CURRENT is not text".to_string())?;
+    let line = text
+        .strip_suffix('\n')
+        .ok_or_else(|| format!("CURRENT holds {text:?}: no newline at its end"))?;
+    let (name, checksum) = match line.split_once(' ') {
+        Some((name, checksum)) => (name, Some(checksum)),
+        None => (line, None),
+    };
+    let number = name
+        .strip_prefix("MANIFEST-")
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse::<u64>().ok())
+        .ok_or_else(|| format!("CURRENT holds {text:?}: not a manifest's name"))?;
+    if let Some(checksum) = checksum {
+        let stored = checksum
+            .strip_prefix("crc32=")
+            .filter(|hex| {
+                hex.len() == 8 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            })
+            .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+            .ok_or_else(|| format!("CURRENT holds {text:?}: not a checksum after the name"))?;
+        let actual = crc32fast::hash(name.as_bytes());
+        if stored != actual {
+            return Err(format!(
+                "CURRENT's checksum does not match: {stored:08x} stored, {actual:08x} computed \
+                 over {name:?}"
+            ));
+        }
+    }
+    Ok(number)
+}
+
 /// Reads `CURRENT`: the live manifest's number, or `None` if there is no
-/// `CURRENT` (a new database).
+/// `CURRENT` (a new database). Damage is corruption of `CURRENT`, at
+/// offset 0 (the file is one line).
 pub fn read_current<O: FileOpener>(opener: &O, dir: &Path) -> Result<Option<u64>> {
     let path = dir.join(CURRENT);
     let exists = opener
@@ -324,13 +380,9 @@ pub fn read_current<O: FileOpener>(opener: &O, dir: &Path) -> Result<Option<u64>
     }
     let mut buf = vec![0u8; len as usize];
     file.read_at(0, &mut buf)?;
-    let text =
-        std::str::from_utf8(&buf).map_err(|_| Error::corrupted(&path, 0, "CURRENT is not text"))?;
-    text.strip_suffix('\n')
-        .and_then(|t| t.strip_prefix("MANIFEST-"))
-        .and_then(|n| n.parse().ok())
+    parse_current(&buf)
         .map(Some)
-        .ok_or_else(|| Error::corrupted(&path, 0, format!("CURRENT holds {text:?}")))
+        .map_err(|problem| Error::corrupted(&path, 0, problem))
 }
 
 /// Points `CURRENT` at manifest `number` atomically: temp file, sync,
@@ -339,7 +391,7 @@ pub fn write_current<O: FileOpener>(opener: &O, dir: &Path, number: u64) -> Resu
     let tmp = dir.join("CURRENT.tmp");
     let file = opener.open(&tmp, true)?;
     file.set_len(0)?;
-    file.append(format!("{}\n", manifest_name(number)).as_bytes())?;
+    file.append(current_text(number).as_bytes())?;
     file.sync_data()?;
     drop(file);
     opener.rename(&tmp, &dir.join(CURRENT))?;
@@ -376,5 +428,75 @@ mod tests {
         for cut in 0..bytes.len() {
             let _ = VersionEdit::decode(&bytes[..cut]);
         }
+    }
+
+    /// The example in `docs/formats.md` ("CURRENT") and in this module's
+    /// docs, pinned.
+    #[test]
+    fn current_is_the_name_and_its_checksum_as_documented() {
+        assert_eq!(current_text(7), "MANIFEST-000007 crc32=b366fa16\n");
+        assert_eq!(parse_current(current_text(7).as_bytes()), Ok(7));
+        assert_eq!(
+            parse_current(current_text(1_234_567).as_bytes()),
+            Ok(1_234_567)
+        );
+    }
+
+    #[test]
+    fn a_bare_name_from_before_the_checksum_still_reads() {
+        assert_eq!(parse_current(b"MANIFEST-000042\n"), Ok(42));
+    }
+
+    /// Every single-bit flip of a checksummed `CURRENT` is refused: none
+    /// names another manifest.
+    #[test]
+    fn every_flipped_bit_is_refused() {
+        let good = current_text(7).into_bytes();
+        for byte in 0..good.len() {
+            for bit in 0..8 {
+                let mut bad = good.clone();
+                bad[byte] ^= 1 << bit;
+                assert!(
+                    parse_current(&bad).is_err(),
+                    "bit {bit} of byte {byte} flipped: {:?} was accepted",
+                    String::from_utf8_lossy(&bad)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn damage_is_reported_not_parsed() {
+        for bad in [
+            &b""[..],
+            b"MANIFEST-000007",
+            b"MANIFEST-\n",
+            b"MANIFEST-+7\n",
+            b"MANIFEST-000007 \n",
+            b"MANIFEST-000007 crc32=b366fa1\n",
+            b"MANIFEST-000007 crc32=b366fa16 \n",
+            b"MANIFEST-000007 crc32=B366FA1G\n",
+            b"MANIFEST-000008 crc32=b366fa16\n",
+            b"\xff\xfe\n",
+        ] {
+            assert!(parse_current(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    /// An open of a database whose `CURRENT` was damaged on disk fails as
+    /// corruption of `CURRENT` at offset 0.
+    #[test]
+    fn a_damaged_current_on_disk_is_corruption_of_that_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let opener = pydb_file::MonolithicOpener;
+        write_current(&opener, dir.path(), 7).unwrap();
+        assert_eq!(read_current(&opener, dir.path()).unwrap(), Some(7));
+        let path = dir.path().join(CURRENT);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[14] = b'9';
+        std::fs::write(&path, &bytes).unwrap();
+        let err = read_current(&opener, dir.path()).unwrap_err();
+        assert!(err.is_corruption(), "{err}");
+        assert!(err.to_string().contains("CURRENT"), "{err}");
     }
 }

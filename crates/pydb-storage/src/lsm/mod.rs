@@ -1809,6 +1809,25 @@ mod tests {
         }
     }
 
+    /// A database whose `CURRENT` is the bare name pydb wrote before the
+    /// name carried a checksum opens with its data, and the open rewrites
+    /// `CURRENT` in the checksummed form.
+    #[test]
+    fn a_current_from_before_its_checksum_opens_and_is_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LsmStorage::open(dir.path(), LsmOptions::default()).unwrap();
+        db.set(b"k", b"v").unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let path = dir.path().join(manifest::CURRENT);
+        let number = manifest::parse_current(&std::fs::read(&path).unwrap()).unwrap();
+        std::fs::write(&path, format!("{}\n", manifest_name(number))).unwrap();
+        let db = LsmStorage::open(dir.path(), LsmOptions::default()).unwrap();
+        assert_eq!(db.get(b"k").unwrap().unwrap(), &b"v"[..]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(" crc32="), "CURRENT left as {text:?}");
+    }
+
     /// A delete in a write batch is blind: a tombstone is logged without a
     /// read, even for a key that never existed; `delete` reads to answer.
     #[test]
