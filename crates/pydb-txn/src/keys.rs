@@ -144,6 +144,68 @@ pub(crate) fn spaced(space: Keyspace, key: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// A spaced key built in place: the space's byte, then the user key,
+/// which the caller appends to the same buffer. Handing one to the
+/// transaction ([`Transaction::insert_spaced`],
+/// [`Transaction::set_dependent_spaced`]) moves the buffer into the write
+/// buffer as it is.
+///
+/// Why it exists: a user key handed over as a slice is copied behind its
+/// space's byte, into a new buffer ([`spaced`]), while the caller frees
+/// the one it built: an allocation, a copy and a free per write. SQL's
+/// INSERT writes a row key and a key per index for each row, each built
+/// from the row's values only to be written once; built here, they are
+/// never copied.
+///
+/// [`Transaction::insert_spaced`]: crate::Transaction::insert_spaced
+/// [`Transaction::set_dependent_spaced`]: crate::Transaction::set_dependent_spaced
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpacedKey {
+    space: Keyspace,
+    /// `space | key`.
+    buf: Vec<u8>,
+}
+
+impl SpacedKey {
+    /// An empty key of `space`, with room for `capacity` bytes of user key.
+    pub fn new(space: Keyspace, capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(1 + capacity);
+        buf.push(space.prefix());
+        SpacedKey { space, buf }
+    }
+
+    /// The key `key` of `space` (a copy).
+    pub fn from_user(space: Keyspace, key: &[u8]) -> Self {
+        let mut spaced = Self::new(space, key.len());
+        spaced.buf.extend_from_slice(key);
+        spaced
+    }
+
+    /// Appends to the user key: `write` is handed the key's buffer and
+    /// must only append to it (what is there, the space's byte first,
+    /// stays), as an encoder into a `Vec<u8>` does.
+    pub fn append_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let len = self.buf.len();
+        write(&mut self.buf);
+        debug_assert!(self.buf.len() >= len && self.buf.first() == Some(&self.space.prefix()));
+    }
+
+    /// The key's space.
+    pub fn space(&self) -> Keyspace {
+        self.space
+    }
+
+    /// The user key (without the space's byte).
+    pub fn user_key(&self) -> &[u8] {
+        &self.buf[1..]
+    }
+
+    /// `space | key`, as the layer keeps it (no copy).
+    pub(crate) fn into_bytes(self) -> Bytes {
+        Bytes::from(self.buf)
+    }
+}
+
 /// The spaced range of the user range `(start, end)` in `space`. An open
 /// start becomes `space` alone (below every key of the space, since user
 /// keys are never empty); an open end becomes the next space's byte,
