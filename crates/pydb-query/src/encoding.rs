@@ -118,6 +118,20 @@ pub fn encode_key_value(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// The length of `value`'s key encoding ([`encode_key_value`]), for a
+/// caller that sizes a key's buffer exactly before encoding into it.
+pub(crate) fn encoded_key_len(value: &Value) -> usize {
+    match value {
+        Value::Null => 1,
+        // The tag, the ordered float and the residual.
+        Value::Boolean(_) | Value::Integer(_) | Value::Real(_) => 1 + 8 + 2,
+        Value::Text(text) => {
+            let zeros = text.bytes().filter(|&b| b == 0).count();
+            1 + text.len() + zeros + 2
+        }
+    }
+}
+
 fn encode_number(float: f64, residual: i128, out: &mut Vec<u8>) {
     let float = if float == 0.0 {
         0.0 // -0.0 == 0.0

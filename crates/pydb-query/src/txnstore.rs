@@ -80,7 +80,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use pydb_txn::{Concurrency, Isolation, Keyspace, Transaction, TxnManager, TxnOptions};
+use pydb_txn::{Concurrency, Isolation, Keyspace, SpacedKey, Transaction, TxnManager, TxnOptions};
 
 use crate::catalog::{Index, Table, View};
 use crate::encoding::{
@@ -125,30 +125,37 @@ pub(crate) fn space_set_owned(tx: &mut Transaction, key: &[u8], value: Bytes) ->
     Ok(tx.set_owned_in(Keyspace::Sql, key, value)?)
 }
 
-/// Writes `key` of the SQL space with `value` if the transaction sees no
-/// value there (`None`); otherwise writes nothing and returns the value
-/// it sees. An INSERT's primary-key check and row write in one step,
-/// which spares the transaction an SSI read-set entry (see
+/// A key of the SQL space built in place (`pydb_txn::SpacedKey`), with
+/// room for `capacity` bytes: a key written once, handed to the
+/// transaction without a copy.
+pub(crate) fn space_key(capacity: usize) -> SpacedKey {
+    SpacedKey::new(Keyspace::Sql, capacity)
+}
+
+/// Writes `key` (of the SQL space, [`space_key`]) with `value` if the
+/// transaction sees no value there (`None`); otherwise writes nothing and
+/// returns the value it sees. An INSERT's primary-key check and row write
+/// in one step, which spares the transaction an SSI read-set entry (see
 /// `Transaction::insert_owned_in`).
 pub(crate) fn space_insert_owned(
     tx: &mut Transaction,
-    key: &[u8],
+    key: SpacedKey,
     value: Bytes,
 ) -> Result<Option<Bytes>> {
-    Ok(tx.insert_owned_in(Keyspace::Sql, key, value)?)
+    Ok(tx.insert_spaced(key, value)?)
 }
 
-/// Writes `key` of the SQL space, a dependent of the row `owner` (an
-/// index entry): when this transaction's last INSERT created `owner`,
-/// garbage collection need not walk `key` (see
-/// `Transaction::set_dependent_owned_in`).
+/// Writes `key` (of the SQL space, [`space_key`]), a dependent of the
+/// row whose key is the concatenation of `owner` (an index entry): when
+/// this transaction's last INSERT created that row, garbage collection
+/// need not walk `key` (see `Transaction::set_dependent_owned_in`).
 pub(crate) fn space_set_dependent(
     tx: &mut Transaction,
-    key: &[u8],
+    key: SpacedKey,
     value: Bytes,
-    owner: &[u8],
+    owner: &[&[u8]],
 ) -> Result<()> {
-    Ok(tx.set_dependent_owned_in(Keyspace::Sql, key, value, owner)?)
+    Ok(tx.set_dependent_spaced(key, value, owner)?)
 }
 
 /// Deletes `key` of the SQL space.
@@ -813,19 +820,23 @@ impl<'a> TxnStore<'a> {
         table: &Table,
         index: &Index,
         key: &RowKey,
-        row_key: &[u8],
+        row_key: &[&[u8]],
         row: &Row,
     ) -> Result<()> {
         let values = index
             .columns
             .iter()
             .map(|&c| row.get(c).unwrap_or(&Value::Null));
-        let entry = layout::index_key_of(index.id, index.unique, values.clone(), &key.0);
+        let mut entry = space_key(layout::index_key_len(index.unique, values.clone(), &key.0));
+        entry.append_with(|entry| {
+            layout::index_key_into(index.id, index.unique, values.clone(), &key.0, entry);
+        });
         // A unique entry without NULLs is keyed by its values alone (any
         // row may own it); every other entry's key ends with its row's.
         let keyed_by_values = index.unique && !values.clone().any(Value::is_null);
         if keyed_by_values
-            && space_get_for_update(self.tx(), &entry)?.is_some_and(|existing| existing != key.0)
+            && space_get_for_update(self.tx(), entry.user_key())?
+                .is_some_and(|existing| existing != key.0)
         {
             return Err(Error::Constraint {
                 constraint: "UNIQUE",
@@ -838,13 +849,13 @@ impl<'a> TxnStore<'a> {
             });
         }
         if keyed_by_values {
-            return space_set_owned(&mut self.open.tx, &entry, key.0.clone());
+            return space_set_owned(&mut self.open.tx, entry.user_key(), key.0.clone());
         }
         // An entry keyed by its row's key has a value exactly while that
         // row does (with these values): every commit that writes or
         // deletes a row writes or deletes its entries, and index ids are
         // never reused. That makes it the row's dependent.
-        space_set_dependent(&mut self.open.tx, &entry, key.0.clone(), row_key)
+        space_set_dependent(&mut self.open.tx, entry, key.0.clone(), row_key)
     }
 
     fn remove_entry(&mut self, index: &Index, key: &RowKey, row: &Row) -> Result<()> {
@@ -1122,7 +1133,7 @@ impl Store for TxnStore<'_> {
         let rows = self.scan(&table)?.collect::<Result<Vec<_>>>()?;
         for (key, row) in &rows {
             let row_key = layout::row_key(table.id, &key.0);
-            self.add_entry(&table, &index, key, &row_key, row)?;
+            self.add_entry(&table, &index, key, &[&row_key], row)?;
         }
         let mut updated = (*table).clone();
         updated.indexes.push(index);
@@ -1234,19 +1245,27 @@ impl Store for TxnStore<'_> {
         self.scanned.get_mut().clear();
         Self::check_row(table, &row)?;
         let key = self.new_row_key(table, &row)?;
-        let engine_key = layout::row_key(table.id, &key.0);
+        // The row's engine key, held as its table's prefix and row key:
+        // built once into the buffer the transaction keeps, and named in
+        // those two pieces as its index entries' owner.
+        let prefix = layout::row_prefix(table.id);
+        let mut engine_key = space_key(prefix.len() + key.0.len());
+        engine_key.append_with(|engine_key| {
+            engine_key.extend_from_slice(&prefix);
+            engine_key.extend_from_slice(&key.0);
+        });
         let encoded = Bytes::from(encode_row(&row));
         if table.primary_key.is_empty() {
             // `new_row_key` found the id free.
-            space_set_owned(&mut self.open.tx, &engine_key, encoded)?;
-        } else if space_insert_owned(&mut self.open.tx, &engine_key, encoded)?.is_some() {
+            space_set_owned(&mut self.open.tx, engine_key.user_key(), encoded)?;
+        } else if space_insert_owned(&mut self.open.tx, engine_key, encoded)?.is_some() {
             return Err(pk_violation(table));
         }
         // The row is written before its index entries; a UNIQUE violation
         // below leaves it in the write buffer, which is harmless: a failed
         // statement's transaction is never committed (see `session`).
         for index in &table.indexes {
-            self.add_entry(table, index, &key, &engine_key, &row)?;
+            self.add_entry(table, index, &key, &[&prefix, &key.0], &row)?;
         }
         Ok(key)
     }
@@ -1273,7 +1292,7 @@ impl Store for TxnStore<'_> {
                 continue;
             }
             self.remove_entry(index, key, old)?;
-            self.add_entry(table, index, &new_key, &new_row_key, &new)?;
+            self.add_entry(table, index, &new_key, &[&new_row_key], &new)?;
         }
         space_set_owned(
             &mut self.open.tx,

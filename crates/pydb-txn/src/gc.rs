@@ -534,6 +534,38 @@ mod tests {
         assert_eq!((report.versions, report.garbage), (2, 0), "r5 and e5");
     }
 
+    /// SQL's INSERT builds its keys in place and names a dependent's
+    /// owner in pieces: the pieces are the owner when they join to it,
+    /// not when they make a prefix of it or run past it.
+    #[test]
+    fn a_dependent_whose_owner_is_named_in_pieces_is_not_walked() {
+        use crate::SpacedKey;
+        let sql = Keyspace::Sql;
+        let db = manager();
+        collect(&db.inner, Pass::Full).unwrap();
+        let built = |key: &[u8]| {
+            let mut spaced = SpacedKey::new(sql, 1);
+            spaced.append_with(|k| k.extend_from_slice(key));
+            spaced
+        };
+        db.transaction(Isolation::Snapshot, |tx| {
+            assert_eq!(tx.insert_spaced(built(b"r12"), Bytes::from("r"))?, None);
+            tx.set_dependent_spaced(built(b"e1"), Bytes::from("x"), &[b"r1", b"2"])?;
+            tx.set_dependent_spaced(built(b"e2"), Bytes::from("x"), &[b"r", b"1"])?;
+            tx.set_dependent_spaced(built(b"e3"), Bytes::from("x"), &[b"r12", b"3"])
+        })
+        .unwrap();
+        let report = collect(&db.inner, Pass::Marked).unwrap();
+        assert_eq!((report.versions, report.garbage), (2, 0), "e2 and e3");
+        // An empty key built in place is refused, as a slice's is.
+        let mut tx = db.begin(Isolation::Snapshot).unwrap();
+        assert!(tx.insert_spaced(built(b""), Bytes::from("r")).is_err());
+        assert!(
+            tx.set_dependent_spaced(built(b""), Bytes::from("x"), &[b"r12"])
+                .is_err()
+        );
+    }
+
     #[test]
     fn an_inserted_key_written_again_in_its_transaction_stays_created() {
         let sql = Keyspace::Sql;

@@ -142,7 +142,7 @@ pub use clock::{Clock, ClockHandle, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use expire::ExpireReport;
 pub use gc::{FULL_PASS_EVERY, GcReport};
-pub use keys::{Keyspace, decode_version_key};
+pub use keys::{Keyspace, SpacedKey, decode_version_key};
 pub use lock::LockWait;
 pub use manager::{Concurrency, Isolation, Options, TxnManager, TxnOptions, TxnStats};
 pub use transaction::{Transaction, TxnScan};

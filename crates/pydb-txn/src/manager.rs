@@ -787,6 +787,11 @@ impl Inner {
     /// Waits until commit `ts` is published, leading a group write if no
     /// one else is.
     fn write_group(&self, ts: u64) -> Result<()> {
+        // The members a leader wrote, kept until this function returns:
+        // declared before the guard, so dropped after it, and their write
+        // buffers (every key and value of the group) are freed outside the
+        // group mutex, which the next leader and every waiting member need.
+        let mut _written: Vec<Queued> = Vec::new();
         let mut group = self.group.lock();
         loop {
             if group.published >= ts {
@@ -840,6 +845,7 @@ impl Inner {
                 }
             }
             self.group_done.notify_all();
+            _written = members;
         }
     }
 

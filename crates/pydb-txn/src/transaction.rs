@@ -20,6 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::keys::SpacedKey;
 use crate::keys::{self, Keyspace, Stored};
 use crate::lock::{LockWait, Mode, Resource};
 use crate::manager::{CommitRequest, Concurrency, Inner, Isolation, Registered, TxnOptions};
@@ -489,12 +490,21 @@ impl Transaction {
         key: &[u8],
         value: Bytes,
     ) -> Result<Option<Bytes>> {
+        self.insert_spaced(SpacedKey::from_user(space, key), value)
+    }
+
+    /// [`Transaction::insert_owned_in`] of a key built in place (see
+    /// [`SpacedKey`]): the write buffer keeps `key`'s buffer, uncopied.
+    pub fn insert_spaced(&mut self, key: SpacedKey, value: Bytes) -> Result<Option<Bytes>> {
         self.check()?;
         if self.read_only {
             return Err(Error::ReadOnly { txn: self.id });
         }
-        let user_key = key;
-        let key = Self::spaced(space, user_key)?;
+        if key.user_key().is_empty() {
+            return Err(pydb_storage::Error::EmptyKey.into());
+        }
+        let space = key.space();
+        let key = key.into_bytes();
         self.inserted.clear();
         self.lock(Resource::Key(&key), Mode::Exclusive)?;
         let read_ts = self.read_ts();
@@ -525,6 +535,7 @@ impl Transaction {
                 // of this one): no allocation when the key is absent, the
                 // case of every INSERT that succeeds.
                 let engine = &self.inner.engine;
+                let user_key = &new.key()[1..];
                 let found = keys::with_point_bounds(space, user_key, read_ts, |start, end| {
                     let value =
                         engine.first_value_in(Bound::Included(start), Bound::Included(end))?;
@@ -577,12 +588,29 @@ impl Transaction {
         value: Bytes,
         owner: &[u8],
     ) -> Result<()> {
+        self.set_dependent_spaced(SpacedKey::from_user(space, key), value, &[owner])
+    }
+
+    /// [`Transaction::set_dependent_owned_in`] of a key built in place
+    /// (see [`SpacedKey`]), whose owner's user key is the concatenation
+    /// of `owner`'s pieces (in the key's space): a caller holding the
+    /// owner's key in parts (SQL's table prefix and primary key) need not
+    /// join them.
+    pub fn set_dependent_spaced(
+        &mut self,
+        key: SpacedKey,
+        value: Bytes,
+        owner: &[&[u8]],
+    ) -> Result<()> {
         self.check()?;
         if self.read_only {
             return Err(Error::ReadOnly { txn: self.id });
         }
-        let key = Self::spaced(space, key)?;
-        let owner_inserted = self.inserted.split_first() == Some((&space.prefix(), owner));
+        if key.user_key().is_empty() {
+            return Err(pydb_storage::Error::EmptyKey.into());
+        }
+        let owner_inserted = is_spaced_key(&self.inserted, key.space(), owner);
+        let key = key.into_bytes();
         self.lock(Resource::Key(&key), Mode::Exclusive)?;
         self.buffer(
             key,
@@ -687,6 +715,24 @@ impl Transaction {
         );
         self.inner.record_end(committed);
     }
+}
+
+/// Whether `spaced` is the key of `space` whose user key is the
+/// concatenation of `pieces`.
+fn is_spaced_key(spaced: &[u8], space: Keyspace, pieces: &[&[u8]]) -> bool {
+    let Some((&prefix, mut rest)) = spaced.split_first() else {
+        return false;
+    };
+    if prefix != space.prefix() {
+        return false;
+    }
+    for piece in pieces {
+        match rest.split_at_checked(piece.len()) {
+            Some((head, tail)) if head == *piece => rest = tail,
+            _ => return false,
+        }
+    }
+    rest.is_empty()
 }
 
 /// A stream of the keys of one range a transaction sees, ascending, with

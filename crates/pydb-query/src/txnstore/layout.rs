@@ -34,7 +34,7 @@
 
 use std::ops::Bound;
 
-use crate::encoding::{encode_key, encode_key_value, prefix_successor};
+use crate::encoding::{encode_key, encode_key_value, encoded_key_len, prefix_successor};
 use crate::value::Value;
 
 /// Section of counters and versions.
@@ -74,13 +74,23 @@ pub(crate) fn object_prefix(section: u8, id: u64) -> Vec<u8> {
     key
 }
 
-/// The engine key of a row.
+/// The engine key of a row: [`row_prefix`], then the row key.
 pub(crate) fn row_key(table_id: u64, row_key: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(9 + row_key.len());
-    key.push(ROWS);
-    key.extend_from_slice(&table_id.to_be_bytes());
+    let prefix = row_prefix(table_id);
+    let mut key = Vec::with_capacity(prefix.len() + row_key.len());
+    key.extend_from_slice(&prefix);
     key.extend_from_slice(row_key);
     key
+}
+
+/// What the engine key of every row of table `table_id` starts with:
+/// `ROWS | be64(id)`. On the stack, for a caller that holds a row's
+/// engine key as this prefix and the row key (an INSERT, whose index
+/// entries name their row as their owner that way).
+pub(crate) fn row_prefix(table_id: u64) -> [u8; 9] {
+    let mut prefix = [ROWS; 9];
+    prefix[1..].copy_from_slice(&table_id.to_be_bytes());
+    prefix
 }
 
 /// [`row_key`] of the primary key values `pk`, encoded straight into
@@ -113,18 +123,56 @@ pub(crate) fn index_key_of<'v>(
     values: impl Iterator<Item = &'v Value>,
     row_key: &[u8],
 ) -> Vec<u8> {
-    let mut key = Vec::with_capacity(32 + row_key.len());
+    let mut key = Vec::with_capacity(INDEX_KEY_ROOM + row_key.len());
+    index_key_into(index_id, unique, values, row_key, &mut key);
+    key
+}
+
+/// Bytes an index key is given room for besides its row key: the section,
+/// the index id and a few values.
+const INDEX_KEY_ROOM: usize = 32;
+
+/// The length of [`index_key_of`]'s key. An INSERT sizes its entry's
+/// buffer exactly with it: the buffer becomes the write buffer's key as
+/// it is (`pydb_txn::SpacedKey`), and a `Bytes` made from a vector with
+/// room to spare allocates its reference count at once, where an exactly
+/// sized one allocates nothing.
+pub(crate) fn index_key_len<'v>(
+    unique: bool,
+    values: impl Iterator<Item = &'v Value>,
+    row_key: &[u8],
+) -> usize {
+    let mut len = 1 + 8;
+    let mut has_null = false;
+    for value in values {
+        has_null |= value.is_null();
+        len += encoded_key_len(value);
+    }
+    if !unique || has_null {
+        len += row_key.len();
+    }
+    len
+}
+
+/// [`index_key_of`] appended to `key` (an INSERT builds its entries in
+/// the buffer the transaction keeps: `pydb_txn::SpacedKey`).
+pub(crate) fn index_key_into<'v>(
+    index_id: u64,
+    unique: bool,
+    values: impl Iterator<Item = &'v Value>,
+    row_key: &[u8],
+    key: &mut Vec<u8>,
+) {
     key.push(INDEXES);
     key.extend_from_slice(&index_id.to_be_bytes());
     let mut has_null = false;
     for value in values {
         has_null |= value.is_null();
-        encode_key_value(value, &mut key);
+        encode_key_value(value, key);
     }
     if !unique || has_null {
         key.extend_from_slice(row_key);
     }
-    key
 }
 
 /// The range of keys that start with `prefix`.
@@ -215,6 +263,39 @@ mod tests {
             hex(&index_key(2, true, &[Value::Text("hi".into())], &pk)),
             "03 00 00 00 00 00 00 00 02 03 68 69 00 01"
         );
+    }
+
+    /// The length an INSERT sizes an entry's buffer by is the key's, for
+    /// every kind of value (text with zeros too), with and without the
+    /// row key, and for a row's engine key built from its prefix.
+    #[test]
+    fn index_key_len_is_the_keys_length() {
+        let pk = encode_key(&[Value::Integer(7)]);
+        let values = [
+            Value::Null,
+            Value::Boolean(true),
+            Value::Integer(-3),
+            Value::Real(2.5),
+            Value::Text("".into()),
+            Value::Text("a\0b\0\0".into()),
+        ];
+        for unique in [false, true] {
+            for a in &values {
+                for b in &values {
+                    let pair = [a.clone(), b.clone()];
+                    for values in [&pair[..1], &pair[..]] {
+                        assert_eq!(
+                            index_key_len(unique, values.iter(), &pk),
+                            index_key(4, unique, values, &pk).len(),
+                            "{values:?}, unique {unique}"
+                        );
+                    }
+                }
+            }
+        }
+        let mut from_prefix = row_prefix(3).to_vec();
+        from_prefix.extend_from_slice(&pk);
+        assert_eq!(from_prefix, row_key(3, &pk));
     }
 
     /// A UNIQUE entry with a NULL keeps the row key (rows with a NULL in
