@@ -66,6 +66,32 @@ fn lent_values(scan: &mut pydb_txn::TxnScan<'_>) -> Vec<Bytes> {
     values
 }
 
+/// The values of `scan`, handed in batches of `max` by
+/// `next_values_with` and copied; every batch but the last is full.
+fn batched_values(scan: &mut pydb_txn::TxnScan<'_>, max: usize) -> Vec<Bytes> {
+    let mut values = Vec::new();
+    loop {
+        let before = values.len();
+        let handed = scan
+            .next_values_with(max, |value| {
+                values.push(Bytes::copy_from_slice(value));
+                Ok::<(), pydb_txn::Error>(())
+            })
+            .unwrap();
+        assert_eq!(handed, values.len() - before);
+        assert!(handed <= max);
+        if handed < max {
+            // The end: nothing more, however often it is asked.
+            assert_eq!(
+                scan.next_values_with(max, |_| Ok::<(), pydb_txn::Error>(()))
+                    .unwrap(),
+                0
+            );
+            return values;
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -80,6 +106,7 @@ proptest! {
         own in writes(),
         start in bound(),
         end in bound(),
+        batch in 1usize..5,
     ) {
         let db = Db::new(Kind::Memory);
         let mut model = BTreeMap::new();
@@ -113,7 +140,8 @@ proptest! {
             .collect();
         let range = (start.as_ref().map(Vec::as_slice), end.as_ref().map(Vec::as_slice));
         let reader = db.mgr.begin(Isolation::Serializable).unwrap();
-        prop_assert_eq!(lent_values(&mut reader.scan::<&[u8]>(range).unwrap()), committed);
+        prop_assert_eq!(lent_values(&mut reader.scan::<&[u8]>(range).unwrap()), committed.clone());
+        prop_assert_eq!(batched_values(&mut reader.scan::<&[u8]>(range).unwrap(), batch), committed);
         drop(reader);
         let mut tx = db.mgr.begin(Isolation::Serializable).unwrap();
         for (k, v) in &own {
@@ -136,7 +164,9 @@ proptest! {
         let expected_values: Vec<Bytes> = expected.iter().map(|(_, v)| v.clone()).collect();
         prop_assert_eq!(&values, &expected_values);
         // Lent, with the own writes merged: the same values again.
-        prop_assert_eq!(lent_values(&mut tx.scan::<&[u8]>(range).unwrap()), expected_values);
+        prop_assert_eq!(lent_values(&mut tx.scan::<&[u8]>(range).unwrap()), expected_values.clone());
+        // Handed in batches, with the own writes merged: the same again.
+        prop_assert_eq!(batched_values(&mut tx.scan::<&[u8]>(range).unwrap(), batch), expected_values);
         prop_assert_eq!(got, expected);
         let total = tx.scan_in::<&[u8]>(Keyspace::Kv, ..).unwrap().count();
         prop_assert_eq!(total, model.len());
@@ -260,19 +290,51 @@ fn a_chunked_scan_is_its_snapshot_across_chunks(
     let mut scan = reader.scan_in::<&[u8]>(Keyspace::Sql, ..).unwrap();
     let mut got = Vec::new();
     for turn in 0.. {
-        let next = match turn % 3 {
+        let next = match turn % 4 {
             0 => scan.next_value_ref().map(|v| v.unwrap().to_vec()),
             1 => scan.next_value().map(|v| v.unwrap().to_vec()),
-            _ => scan.next().map(|item| {
+            2 => scan.next().map(|item| {
                 let (k, v) = item.unwrap();
                 assert_eq!(model.get(&k[..]), Some(&v.to_vec()), "{k:?}");
                 v.to_vec()
             }),
+            _ => {
+                // A batch of 1 to 97 values, straight from the engine
+                // once the chunk the other reads left is used up.
+                let handed = scan
+                    .next_values_with(turn % 97 + 1, |v| {
+                        got.push(v.to_vec());
+                        Ok::<(), pydb_txn::Error>(())
+                    })
+                    .unwrap();
+                if handed == 0 { None } else { continue }
+            }
         };
         match next {
             Some(v) => got.push(v),
             None => break,
         }
+    }
+    assert_eq!(got, expected);
+    // Lent in batches alone, with commits between them.
+    let mut scan = reader.scan_in::<&[u8]>(Keyspace::Sql, ..).unwrap();
+    let mut got = Vec::new();
+    for round in 0.. {
+        let handed = scan
+            .next_values_with(round % 300 + 1, |v| {
+                got.push(v.to_vec());
+                Ok::<(), pydb_txn::Error>(())
+            })
+            .unwrap();
+        if handed == 0 {
+            break;
+        }
+        db.mgr
+            .transaction(Isolation::Snapshot, |tx| {
+                tx.set_in(Keyspace::Sql, &key((round * 7) % n), &value(5, round))?;
+                tx.delete_in(Keyspace::Sql, &key((round * 11) % n))
+            })
+            .unwrap();
     }
     assert_eq!(got, expected);
     // A range starting and ending inside the keys.
@@ -349,6 +411,47 @@ fn reused_chunk_buffers_carry_nothing_over(
         assert_eq!(&k[..], &key(i)[..]);
         assert_eq!(&v[..], &value(i)[..], "{i}");
     }
+}
+
+/// A consumer's error, or the scan's own (as text).
+#[derive(Debug, PartialEq)]
+enum Stop {
+    Here,
+    Scan(String),
+}
+
+impl From<pydb_txn::Error> for Stop {
+    fn from(err: pydb_txn::Error) -> Self {
+        Stop::Scan(err.to_string())
+    }
+}
+
+/// An error of the consumer given to `next_values_with` stops the
+/// stream: the values before it were handed, the error is returned, and
+/// nothing more comes by any way of reading.
+#[rstest]
+fn a_consumer_error_ends_a_batched_scan(#[values(Kind::Memory, Kind::BTree)] kind: Kind) {
+    let db = Db::new(kind);
+    db.mgr
+        .transaction(Isolation::Snapshot, |tx| {
+            (0..100u8).try_for_each(|i| tx.set_in(Keyspace::Sql, &[b'k', i], &[i]))
+        })
+        .unwrap();
+    let reader = db.mgr.begin(Isolation::Snapshot).unwrap();
+    let mut scan = reader.scan_in::<&[u8]>(Keyspace::Sql, ..).unwrap();
+    let mut got = Vec::new();
+    let failed = scan.next_values_with(50, |v| {
+        if v == [10] {
+            return Err(Stop::Here);
+        }
+        got.push(v[0]);
+        Ok(())
+    });
+    assert_eq!(failed, Err(Stop::Here));
+    assert_eq!(got, (0..10).collect::<Vec<u8>>());
+    assert_eq!(scan.next_values_with(50, |_| Ok::<(), Stop>(())), Ok(0));
+    assert!(scan.next_value_ref().is_none());
+    assert!(scan.next().is_none());
 }
 
 /// A manager's scan is one snapshot, streamed: what commits and a garbage
