@@ -735,6 +735,12 @@ impl Transaction {
 /// the merge) still holds a slice of that one or it is too small for the
 /// chunk (a new one is made then: growing it would copy dead bytes).
 ///
+/// A consumer that takes a batch of values at once skips the chunk:
+/// [`TxnScan::next_values_with`] runs the same walk and calls the
+/// consumer on each visible value while the engine still lends it (a SQL
+/// table scan decodes the row there), so a value is read once, where the
+/// engine keeps it, and costs no copy, no entry and no second hand-out.
+///
 /// What it yields is fixed by the snapshot: commits made while it runs are
 /// invisible to a snapshot transaction. (Under read committed or locking,
 /// the read timestamp is taken when the scan starts.) After an error it
@@ -1294,10 +1300,10 @@ impl TxnScan<'_> {
 
 impl TxnScan<'_> {
     /// Hands the next values, up to `max` of them, to `take`, lent for
-    /// the length of its call; returns how many it handed (`0`: the end,
-    /// for any `max` above 0). The same values as [`TxnScan::next_value`],
-    /// for a consumer that can take a batch at once (a table scan that
-    /// decodes each row into a batch of rows).
+    /// the length of its call, and returns how many it handed (`0`: the
+    /// end, for any `max` above 0). The same values as
+    /// [`TxnScan::next_value`], for a consumer that takes a batch at once
+    /// (a table scan that decodes each row into a batch of rows).
     ///
     /// This is the cheapest way through a scan: when the transaction has
     /// no writes of its own left in the range (a query's scan, most often),
@@ -1307,17 +1313,21 @@ impl TxnScan<'_> {
     /// and nothing is handed out a second time. `take` runs while the
     /// engine may hold a read lock: it must not call into the engine (or
     /// the transaction). Otherwise (own writes to merge) the values come
-    /// from the merge, one at a time. The next call goes on just after the
-    /// last value handed, with the same snapshot: the versions are decided
-    /// by the same walk either way. An error of `take` stops the stream
-    /// (nothing more is handed) and is returned, as the walk's own errors
-    /// are.
-    pub fn next_values_with<E: From<Error>>(
+    /// from the merge, one at a time.
+    ///
+    /// `take` returning `Break` ends the batch after the value it was
+    /// given (a consumer that failed on it keeps its own error; `take` is
+    /// told nothing it could fail on, so a stop costs the walk no `Result`
+    /// per value). The next call goes on just after the last value
+    /// handed, with the same snapshot: the versions are decided by the
+    /// same walk either way. After an error of the scan itself nothing
+    /// more is handed.
+    pub fn next_values_with(
         &mut self,
         max: usize,
-        mut take: impl FnMut(&[u8]) -> std::result::Result<(), E>,
-    ) -> std::result::Result<usize, E> {
-        let handed = self.hand_values(max, &mut take);
+        take: impl FnMut(&[u8]) -> std::ops::ControlFlow<()>,
+    ) -> Result<usize> {
+        let handed = self.hand_values(max, take);
         if handed.is_err() {
             self.failed = true;
         }
@@ -1325,11 +1335,11 @@ impl TxnScan<'_> {
     }
 
     /// [`TxnScan::next_values_with`], without marking the stream failed.
-    fn hand_values<E: From<Error>>(
+    fn hand_values(
         &mut self,
         max: usize,
-        take: &mut impl FnMut(&[u8]) -> std::result::Result<(), E>,
-    ) -> std::result::Result<usize, E> {
+        mut take: impl FnMut(&[u8]) -> std::ops::ControlFlow<()>,
+    ) -> Result<usize> {
         let mut handed = 0;
         if self.failed || max == 0 {
             return Ok(0);
@@ -1340,8 +1350,10 @@ impl TxnScan<'_> {
                 let Some((_, stored)) = self.step()? else {
                     break;
                 };
-                take(&stored.value)?;
                 handed += 1;
+                if take(&stored.value).is_break() {
+                    break;
+                }
             }
             return Ok(handed);
         }
@@ -1355,13 +1367,14 @@ impl TxnScan<'_> {
                 break;
             };
             versions.next += 1;
-            take(versions.value(&entry))?;
             handed += 1;
+            if take(versions.value(&entry)).is_break() {
+                return Ok(handed);
+            }
         }
         if handed == max || versions.exhausted {
             return Ok(handed);
         }
-        let mut taken: std::result::Result<(), E> = Ok(());
         Versions::walk(
             versions.engine,
             &mut versions.next_start,
@@ -1371,16 +1384,15 @@ impl TxnScan<'_> {
             self.read_ts,
             self.now_ms,
             |_, _, value, start, _| {
-                taken = take(value.get(start..).unwrap_or_default());
                 handed += 1;
-                if taken.is_err() || handed >= max {
+                let flow = take(value.get(start..).unwrap_or_default());
+                if handed >= max {
                     std::ops::ControlFlow::Break(())
                 } else {
-                    std::ops::ControlFlow::Continue(())
+                    flow
                 }
             },
         )?;
-        taken?;
         Ok(handed)
     }
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 
 use bytes::Bytes;
 use common::{Db, Kind};
@@ -75,7 +75,7 @@ fn batched_values(scan: &mut pydb_txn::TxnScan<'_>, max: usize) -> Vec<Bytes> {
         let handed = scan
             .next_values_with(max, |value| {
                 values.push(Bytes::copy_from_slice(value));
-                Ok::<(), pydb_txn::Error>(())
+                ControlFlow::Continue(())
             })
             .unwrap();
         assert_eq!(handed, values.len() - before);
@@ -83,7 +83,7 @@ fn batched_values(scan: &mut pydb_txn::TxnScan<'_>, max: usize) -> Vec<Bytes> {
         if handed < max {
             // The end: nothing more, however often it is asked.
             assert_eq!(
-                scan.next_values_with(max, |_| Ok::<(), pydb_txn::Error>(()))
+                scan.next_values_with(max, |_| ControlFlow::Continue(()))
                     .unwrap(),
                 0
             );
@@ -304,7 +304,7 @@ fn a_chunked_scan_is_its_snapshot_across_chunks(
                 let handed = scan
                     .next_values_with(turn % 97 + 1, |v| {
                         got.push(v.to_vec());
-                        Ok::<(), pydb_txn::Error>(())
+                        ControlFlow::Continue(())
                     })
                     .unwrap();
                 if handed == 0 { None } else { continue }
@@ -323,7 +323,7 @@ fn a_chunked_scan_is_its_snapshot_across_chunks(
         let handed = scan
             .next_values_with(round % 300 + 1, |v| {
                 got.push(v.to_vec());
-                Ok::<(), pydb_txn::Error>(())
+                ControlFlow::Continue(())
             })
             .unwrap();
         if handed == 0 {
@@ -413,45 +413,60 @@ fn reused_chunk_buffers_carry_nothing_over(
     }
 }
 
-/// A consumer's error, or the scan's own (as text).
-#[derive(Debug, PartialEq)]
-enum Stop {
-    Here,
-    Scan(String),
-}
-
-impl From<pydb_txn::Error> for Stop {
-    fn from(err: pydb_txn::Error) -> Self {
-        Stop::Scan(err.to_string())
-    }
-}
-
-/// An error of the consumer given to `next_values_with` stops the
-/// stream: the values before it were handed, the error is returned, and
-/// nothing more comes by any way of reading.
+/// A consumer that breaks ends the batch after the value it was given,
+/// and the next batch goes on just after it: with breaks at values
+/// chosen all over the scan (inside the engine's walk and inside a chunk
+/// left by a keyed read), every value is handed exactly once, in order.
 #[rstest]
-fn a_consumer_error_ends_a_batched_scan(#[values(Kind::Memory, Kind::BTree)] kind: Kind) {
+fn a_break_ends_a_batch_after_its_value(#[values(Kind::Memory, Kind::BTree)] kind: Kind) {
     let db = Db::new(kind);
+    let n = 600usize;
+    let key = |i: usize| format!("b{i:04}").into_bytes();
     db.mgr
         .transaction(Isolation::Snapshot, |tx| {
-            (0..100u8).try_for_each(|i| tx.set_in(Keyspace::Sql, &[b'k', i], &[i]))
+            (0..n).try_for_each(|i| tx.set_in(Keyspace::Sql, &key(i), &i.to_le_bytes()))
         })
         .unwrap();
     let reader = db.mgr.begin(Isolation::Snapshot).unwrap();
     let mut scan = reader.scan_in::<&[u8]>(Keyspace::Sql, ..).unwrap();
     let mut got = Vec::new();
-    let failed = scan.next_values_with(50, |v| {
-        if v == [10] {
-            return Err(Stop::Here);
+    for round in 0.. {
+        if round % 5 == 4 {
+            // A keyed read: the rest of its chunk is handed next.
+            match scan.next() {
+                Some(item) => got.push(usize::from_le_bytes(
+                    item.unwrap().1[..].try_into().unwrap(),
+                )),
+                None => break,
+            }
+            continue;
         }
-        got.push(v[0]);
-        Ok(())
-    });
-    assert_eq!(failed, Err(Stop::Here));
-    assert_eq!(got, (0..10).collect::<Vec<u8>>());
-    assert_eq!(scan.next_values_with(50, |_| Ok::<(), Stop>(())), Ok(0));
-    assert!(scan.next_value_ref().is_none());
-    assert!(scan.next().is_none());
+        let before = got.len();
+        let handed = scan
+            .next_values_with(100, |v| {
+                let i = usize::from_le_bytes(v.try_into().unwrap());
+                got.push(i);
+                if i % 7 == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+        assert_eq!(handed, got.len() - before);
+        // Nothing after a break in the same batch.
+        let batch = &got[before..];
+        let breaks = batch.iter().filter(|&&i| i % 7 == 3).count();
+        assert!(breaks == 0 || (breaks == 1 && batch.last().is_some_and(|i| i % 7 == 3)));
+        if let Some(&last) = got.last().filter(|_| handed > 0 && handed < 100) {
+            // A short batch ends at a break or at the end of the scan.
+            assert!(last % 7 == 3 || last == n - 1, "{last}");
+        }
+        if handed == 0 {
+            break;
+        }
+    }
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
 }
 
 /// A manager's scan is one snapshot, streamed: what commits and a garbage
