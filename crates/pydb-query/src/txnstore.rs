@@ -57,9 +57,12 @@
 //! operator above asks for it (only the columns its query reads, see
 //! `Store::scan_columns`), the Volcano model down to the engine. It asks
 //! the transaction layer for the values alone, lent
-//! (`TxnScan::next_value_ref`): the operators above a scan never read a
-//! row's key, so none is built, and a row is decoded from the engine's
-//! buffer where it lies.
+//! (`TxnScan::next_values_with`): the operators above a scan never read a
+//! row's key, so none is built, and a row is decoded inside the
+//! transaction layer's walk of the engine, from the bytes the engine
+//! lends, into a batch of rows (`RowBatch`) that the scan then hands up
+//! one at a time: a row's bytes are never copied on their way to the
+//! decoder.
 //! A filter drops a row while its bytes are still in the CPU cache, and no
 //! list of the whole table is built first (that list, 60,000 rows for
 //! TPC-H's `lineitem` at scale 0.01, made a scan cost about twice as
@@ -934,14 +937,127 @@ fn decode_table_columns_into(
     reason = "one cursor per scan, boxed by its caller: its size costs nothing per row"
 )]
 enum TableCursor<'s> {
-    /// Decoded from the transaction's scan as they are pulled.
+    /// Decoded from the transaction's scan a batch at a time.
     Stream {
         versions: pydb_txn::TxnScan<'s>,
         table: Table,
         wanted: Vec<bool>,
+        batch: RowBatch,
     },
     /// Copied from the rows an earlier scan of the statement kept.
     Kept { rows: ScannedRows, next: usize },
+}
+
+/// A table scan's batch of decoded rows: each row is decoded inside the
+/// transaction layer's walk of the engine, from the bytes the engine
+/// lends (`TxnScan::next_values_with`), so a row's bytes are never copied
+/// on their way to the decoder; the rows are then handed out one by one.
+///
+/// The first batch is small (a scan under a LIMIT or a join that stops
+/// early reads little) and each next one twice as large, up to
+/// [`BATCH_VALUES`] values (rows times columns), so that the batch stays
+/// in the CPU's cache while the operators above read it. A row handed out
+/// is swapped with the caller's buffer, whose allocation the batch reuses
+/// for a later row.
+struct RowBatch {
+    /// The decoded rows; the first `len` are this batch's.
+    rows: Vec<Row>,
+    len: usize,
+    /// The next row to hand out.
+    next: usize,
+    /// How many rows the next batch takes.
+    size: usize,
+    /// A decoding error met after the batch's rows: returned after them.
+    pending: Option<Error>,
+}
+
+/// The rows of a table scan's first batch.
+const FIRST_BATCH: usize = 16;
+/// A batch's largest number of values (rows times the table's columns).
+const BATCH_VALUES: usize = 1024;
+
+impl RowBatch {
+    fn new() -> Self {
+        RowBatch {
+            rows: Vec::new(),
+            len: 0,
+            next: 0,
+            size: FIRST_BATCH,
+            pending: None,
+        }
+    }
+
+    /// Moves the next row of the batch into `row`, refilling the batch
+    /// from `versions` when it is used up; `false` at the end.
+    fn next_into(
+        &mut self,
+        versions: &mut pydb_txn::TxnScan<'_>,
+        table: &Table,
+        wanted: &[bool],
+        row: &mut Row,
+    ) -> Result<bool> {
+        if self.next == self.len {
+            if let Some(err) = self.pending.take() {
+                return Err(err);
+            }
+            self.refill(versions, table, wanted)?;
+        }
+        match self
+            .rows
+            .get_mut(self.next)
+            .filter(|_| self.next < self.len)
+        {
+            Some(next) => {
+                std::mem::swap(row, next);
+                self.next += 1;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Decodes the next batch of rows (none: the scan is over).
+    fn refill(
+        &mut self,
+        versions: &mut pydb_txn::TxnScan<'_>,
+        table: &Table,
+        wanted: &[bool],
+    ) -> Result<()> {
+        let rows = &mut self.rows;
+        let mut len = 0;
+        let mut failed = None;
+        let handed = versions.next_values_with(self.size, |value| {
+            // Into a row of an earlier batch (its allocations reused), or
+            // a new one at the end (the rows up to `len` are this batch's).
+            let decoded = match rows.get_mut(len) {
+                Some(row) => decode_table_columns_into(table, value, wanted, row),
+                None => decode_table_columns(table, value, wanted).map(|row| rows.push(row)),
+            };
+            match decoded {
+                Ok(()) => {
+                    len += 1;
+                    std::ops::ControlFlow::Continue(())
+                }
+                Err(err) => {
+                    failed = Some(err);
+                    std::ops::ControlFlow::Break(())
+                }
+            }
+        });
+        self.len = len;
+        self.next = 0;
+        let largest = (BATCH_VALUES / table.columns.len().max(1)).max(FIRST_BATCH);
+        self.size = (self.size * 2).min(largest);
+        match failed.or(handed.err().map(Error::from)) {
+            None => Ok(()),
+            // The rows decoded before the error first.
+            Some(err) if len > 0 => {
+                self.pending = Some(err);
+                Ok(())
+            }
+            Some(err) => Err(err),
+        }
+    }
 }
 
 impl RowCursor for TableCursor<'_> {
@@ -951,13 +1067,8 @@ impl RowCursor for TableCursor<'_> {
                 versions,
                 table,
                 wanted,
-            } => match versions.next_value_ref() {
-                Some(value) => {
-                    decode_table_columns_into(table, value?, wanted, row)?;
-                    Ok(true)
-                }
-                None => Ok(false),
-            },
+                batch,
+            } => batch.next_into(versions, table, wanted, row),
             TableCursor::Kept { rows, next } => match rows.get(*next) {
                 Some(kept) => {
                     *next += 1;
@@ -997,6 +1108,7 @@ impl TxnStore<'_> {
             versions,
             table: table.clone(),
             wanted: columns.to_vec(),
+            batch: RowBatch::new(),
         };
         if seen.is_none() {
             self.scanned.borrow_mut().insert(id, None);

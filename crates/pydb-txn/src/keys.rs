@@ -472,6 +472,7 @@ pub(crate) fn split_version_key(engine_key: &[u8]) -> Result<(usize, u64)> {
 /// terminator's second byte would mean the whole of `previous` is shared,
 /// which [`split_version_key`] would reject just the same). The result,
 /// error or not, is exactly [`split_version_key`]'s.
+#[inline]
 pub(crate) fn split_version_key_after(
     engine_key: &[u8],
     previous: &[u8],
@@ -519,6 +520,7 @@ pub(crate) fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
 /// a time (see [`escapes_are_whole`]): a table's keys are numbers whose
 /// low bytes are mostly escaped zeros, and the byte walk was a tenth of a
 /// table scan's cost.
+#[inline]
 fn split_version_key_from(engine_key: &[u8], checked: usize) -> Result<(usize, u64)> {
     let bad = |reason: &str| Error::Corrupted {
         key: printable(engine_key),
@@ -573,6 +575,7 @@ fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
 /// bytes are compared eight positions at a time, the last word masked to
 /// the positions before `end`. (Out of bounds, which that rules out, it
 /// answers `false`: an error, never a panic.)
+#[inline]
 fn escapes_are_whole(key: &[u8], start: usize, end: usize) -> bool {
     let mut at = start;
     while at < end {

@@ -781,6 +781,12 @@ fn is_spaced_key(spaced: &[u8], space: Keyspace, pieces: &[&[u8]]) -> bool {
 /// the merge) still holds a slice of that one or it is too small for the
 /// chunk (a new one is made then: growing it would copy dead bytes).
 ///
+/// A consumer that takes a batch of values at once skips the chunk:
+/// [`TxnScan::next_values_with`] runs the same walk and calls the
+/// consumer on each visible value while the engine still lends it (a SQL
+/// table scan decodes the row there), so a value is read once, where the
+/// engine keeps it, and costs no copy, no entry and no second hand-out.
+///
 /// What it yields is fixed by the snapshot: commits made while it runs are
 /// invisible to a snapshot transaction. (Under read committed or locking,
 /// the read timestamp is taken when the scan starts.) After an error it
@@ -951,63 +957,108 @@ impl<'a> Versions<'a> {
         }
         let keys = self.keys;
         let entries = &mut self.entries;
+        let walked = Self::walk(
+            self.engine,
+            &mut self.next_start,
+            &self.end,
+            &mut self.exhausted,
+            decided,
+            read_ts,
+            now_ms,
+            |engine_key, key_part, value, start, deadline| {
+                if entries.is_empty() && buffer.capacity() == 0 {
+                    // The first chunk: room for entries like its first.
+                    buffer.reserve(
+                        want.saturating_mul(engine_key.len() + value.len())
+                            .min(MAX_CHUNK_BYTES),
+                    );
+                }
+                let key_start = buffer.len();
+                if keys {
+                    buffer.extend_from_slice(engine_key.get(..key_part).unwrap_or_default());
+                }
+                let value_start = buffer.len();
+                buffer.extend_from_slice(value.get(start..).unwrap_or_default());
+                entries.push(Entry {
+                    key_start,
+                    value_start,
+                    value_end: buffer.len(),
+                    deadline,
+                });
+                if entries.len() >= want || buffer.len() >= MAX_CHUNK_BYTES {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
+            },
+        );
+        if let Err(err) = walked {
+            // No entry may point into a buffer that is not there.
+            self.entries.clear();
+            return Err(err);
+        }
+        if !self.exhausted {
+            self.chunk = (want * 2).min(MAX_CHUNK);
+        }
+        self.buffer = buffer.freeze();
+        Ok(())
+    }
+
+    /// The one walk of the engine's versions, shared by the chunks
+    /// ([`Versions::fill`]) and the lent values
+    /// ([`TxnScan::next_values_with`]): from `next_start` to `end`, each
+    /// version is decided by [`visible`] while the engine lends its bytes,
+    /// and each visible one is handed to `found` (its engine key, the
+    /// length of its key part, the stored value, where the user's value
+    /// starts in it, its deadline) until `found` breaks. `next_start` is
+    /// then just after that version's key, or `exhausted` is set when the
+    /// range ran out. (An associated function over the fields it needs,
+    /// so that `found` may borrow the chunk's buffer and entries.)
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the walk's position and the snapshot, split so that `found` can borrow the rest"
+    )]
+    #[inline]
+    fn walk(
+        engine: &dyn pydb_storage::StorageEngine,
+        next_start: &mut std::ops::Bound<Bytes>,
+        end: &std::ops::Bound<Bytes>,
+        exhausted: &mut bool,
+        decided: &mut Vec<u8>,
+        read_ts: u64,
+        now_ms: u64,
+        mut found: impl FnMut(&[u8], usize, &[u8], usize, Option<u64>) -> std::ops::ControlFlow<()>,
+    ) -> Result<()> {
         let mut failed: Option<Error> = None;
         let mut stopped_at: Option<Bytes> = None;
-        let start = self.next_start.as_ref().map(|b| b.as_ref());
-        let end = self.end.as_ref().map(|b| b.as_ref());
-        // The visitor only decides and copies, never calls the engine, so
-        // the engine may lend its own bytes under its lock.
-        let scanned = self
-            .engine
-            .scan_with_locked((start, end), &mut |engine_key, value| match visible(
-                engine_key, value, decided, read_ts, now_ms,
-            ) {
+        let start = next_start.as_ref().map(|b| b.as_ref());
+        let end = end.as_ref().map(|b| b.as_ref());
+        // The visitor only decides and hands on, never calls the engine,
+        // so the engine may lend its own bytes under its lock.
+        let scanned = engine.scan_with_locked(
+            (start, end),
+            &mut |engine_key, value| match visible(engine_key, value, decided, read_ts, now_ms) {
                 Ok(None) => std::ops::ControlFlow::Continue(()),
                 Ok(Some((key_part, start, deadline))) => {
-                    if entries.is_empty() && buffer.capacity() == 0 {
-                        // The first chunk: room for entries like its first.
-                        buffer.reserve(
-                            want.saturating_mul(engine_key.len() + value.len())
-                                .min(MAX_CHUNK_BYTES),
-                        );
-                    }
-                    let key_start = buffer.len();
-                    if keys {
-                        buffer.extend_from_slice(engine_key.get(..key_part).unwrap_or_default());
-                    }
-                    let value_start = buffer.len();
-                    buffer.extend_from_slice(value.get(start..).unwrap_or_default());
-                    entries.push(Entry {
-                        key_start,
-                        value_start,
-                        value_end: buffer.len(),
-                        deadline,
-                    });
-                    if entries.len() >= want || buffer.len() >= MAX_CHUNK_BYTES {
+                    let flow = found(engine_key, key_part, value, start, deadline);
+                    if flow.is_break() {
                         stopped_at = Some(Bytes::copy_from_slice(engine_key));
-                        std::ops::ControlFlow::Break(())
-                    } else {
-                        std::ops::ControlFlow::Continue(())
                     }
+                    flow
                 }
                 Err(err) => {
                     failed = Some(err);
                     std::ops::ControlFlow::Break(())
                 }
-            });
+            },
+        );
         if let Some(err) = scanned.err().map(Error::from).or(failed) {
-            // No entry may point into a buffer that is not there.
-            self.entries.clear();
             return Err(err);
         }
         match stopped_at {
-            Some(last) => {
-                self.next_start = std::ops::Bound::Excluded(last);
-                self.chunk = (want * 2).min(MAX_CHUNK);
-            }
-            None => self.exhausted = true,
+            Some(last) => *next_start = std::ops::Bound::Excluded(last),
+            None => *exhausted = true,
         }
-        self.buffer = buffer.freeze();
         Ok(())
     }
 
@@ -1290,6 +1341,105 @@ impl TxnScan<'_> {
             }
             Err(err) => Some(Err(err)),
         }
+    }
+}
+
+impl TxnScan<'_> {
+    /// Hands the next values, up to `max` of them, to `take`, lent for
+    /// the length of its call, and returns how many it handed (`0`: the
+    /// end, for any `max` above 0). The same values as
+    /// [`TxnScan::next_value`], for a consumer that takes a batch at once
+    /// (a table scan that decodes each row into a batch of rows).
+    ///
+    /// This is the cheapest way through a scan: when the transaction has
+    /// no writes of its own left in the range (a query's scan, most often),
+    /// `take` runs inside the engine's walk, on the bytes the engine lends
+    /// ([`StorageEngine::scan_with_locked`](pydb_storage::StorageEngine::scan_with_locked)),
+    /// so a value is never copied into a chunk, no entry is made for it
+    /// and nothing is handed out a second time. `take` runs while the
+    /// engine may hold a read lock: it must not call into the engine (or
+    /// the transaction). Otherwise (own writes to merge) the values come
+    /// from the merge, one at a time.
+    ///
+    /// `take` returning `Break` ends the batch after the value it was
+    /// given (a consumer that failed on it keeps its own error; `take` is
+    /// told nothing it could fail on, so a stop costs the walk no `Result`
+    /// per value). The next call goes on just after the last value
+    /// handed, with the same snapshot: the versions are decided by the
+    /// same walk either way. After an error of the scan itself nothing
+    /// more is handed.
+    pub fn next_values_with(
+        &mut self,
+        max: usize,
+        take: impl FnMut(&[u8]) -> std::ops::ControlFlow<()>,
+    ) -> Result<usize> {
+        let handed = self.hand_values(max, take);
+        if handed.is_err() {
+            self.failed = true;
+        }
+        handed
+    }
+
+    /// [`TxnScan::next_values_with`], without marking the stream failed.
+    fn hand_values(
+        &mut self,
+        max: usize,
+        mut take: impl FnMut(&[u8]) -> std::ops::ControlFlow<()>,
+    ) -> Result<usize> {
+        let mut handed = 0;
+        if self.failed || max == 0 {
+            return Ok(0);
+        }
+        if self.committed.is_some() || self.next_own.is_some() || self.own.len() > 0 {
+            // Own writes to merge: the items of the merge, one at a time.
+            while handed < max {
+                let Some((_, stored)) = self.step()? else {
+                    break;
+                };
+                handed += 1;
+                if take(&stored.value).is_break() {
+                    break;
+                }
+            }
+            return Ok(handed);
+        }
+        let Some(versions) = self.versions.as_mut() else {
+            return Ok(0);
+        };
+        // What is left of a chunk read before (by a keyed read or
+        // `next_value_ref`), then straight from the engine.
+        while handed < max {
+            let Some(&entry) = versions.entries.get(versions.next) else {
+                break;
+            };
+            versions.next += 1;
+            handed += 1;
+            if take(versions.value(&entry)).is_break() {
+                return Ok(handed);
+            }
+        }
+        if handed == max || versions.exhausted {
+            return Ok(handed);
+        }
+        Versions::walk(
+            versions.engine,
+            &mut versions.next_start,
+            &versions.end,
+            &mut versions.exhausted,
+            &mut self.decided,
+            self.read_ts,
+            self.now_ms,
+            |_, _, value, start, _| {
+                handed += 1;
+                let flow = take(value.get(start..).unwrap_or_default());
+                if handed >= max {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    flow
+                }
+            },
+        )?;
+        Ok(handed)
     }
 }
 

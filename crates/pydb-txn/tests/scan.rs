@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 
 use bytes::Bytes;
 use common::{Db, Kind};
@@ -66,6 +66,32 @@ fn lent_values(scan: &mut pydb_txn::TxnScan<'_>) -> Vec<Bytes> {
     values
 }
 
+/// The values of `scan`, handed in batches of `max` by
+/// `next_values_with` and copied; every batch but the last is full.
+fn batched_values(scan: &mut pydb_txn::TxnScan<'_>, max: usize) -> Vec<Bytes> {
+    let mut values = Vec::new();
+    loop {
+        let before = values.len();
+        let handed = scan
+            .next_values_with(max, |value| {
+                values.push(Bytes::copy_from_slice(value));
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(handed, values.len() - before);
+        assert!(handed <= max);
+        if handed < max {
+            // The end: nothing more, however often it is asked.
+            assert_eq!(
+                scan.next_values_with(max, |_| ControlFlow::Continue(()))
+                    .unwrap(),
+                0
+            );
+            return values;
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -80,6 +106,7 @@ proptest! {
         own in writes(),
         start in bound(),
         end in bound(),
+        batch in 1usize..5,
     ) {
         let db = Db::new(Kind::Memory);
         let mut model = BTreeMap::new();
@@ -113,7 +140,8 @@ proptest! {
             .collect();
         let range = (start.as_ref().map(Vec::as_slice), end.as_ref().map(Vec::as_slice));
         let reader = db.mgr.begin(Isolation::Serializable).unwrap();
-        prop_assert_eq!(lent_values(&mut reader.scan::<&[u8]>(range).unwrap()), committed);
+        prop_assert_eq!(lent_values(&mut reader.scan::<&[u8]>(range).unwrap()), committed.clone());
+        prop_assert_eq!(batched_values(&mut reader.scan::<&[u8]>(range).unwrap(), batch), committed);
         drop(reader);
         let mut tx = db.mgr.begin(Isolation::Serializable).unwrap();
         for (k, v) in &own {
@@ -136,7 +164,9 @@ proptest! {
         let expected_values: Vec<Bytes> = expected.iter().map(|(_, v)| v.clone()).collect();
         prop_assert_eq!(&values, &expected_values);
         // Lent, with the own writes merged: the same values again.
-        prop_assert_eq!(lent_values(&mut tx.scan::<&[u8]>(range).unwrap()), expected_values);
+        prop_assert_eq!(lent_values(&mut tx.scan::<&[u8]>(range).unwrap()), expected_values.clone());
+        // Handed in batches, with the own writes merged: the same again.
+        prop_assert_eq!(batched_values(&mut tx.scan::<&[u8]>(range).unwrap(), batch), expected_values);
         prop_assert_eq!(got, expected);
         let total = tx.scan_in::<&[u8]>(Keyspace::Kv, ..).unwrap().count();
         prop_assert_eq!(total, model.len());
@@ -260,19 +290,51 @@ fn a_chunked_scan_is_its_snapshot_across_chunks(
     let mut scan = reader.scan_in::<&[u8]>(Keyspace::Sql, ..).unwrap();
     let mut got = Vec::new();
     for turn in 0.. {
-        let next = match turn % 3 {
+        let next = match turn % 4 {
             0 => scan.next_value_ref().map(|v| v.unwrap().to_vec()),
             1 => scan.next_value().map(|v| v.unwrap().to_vec()),
-            _ => scan.next().map(|item| {
+            2 => scan.next().map(|item| {
                 let (k, v) = item.unwrap();
                 assert_eq!(model.get(&k[..]), Some(&v.to_vec()), "{k:?}");
                 v.to_vec()
             }),
+            _ => {
+                // A batch of 1 to 97 values, straight from the engine
+                // once the chunk the other reads left is used up.
+                let handed = scan
+                    .next_values_with(turn % 97 + 1, |v| {
+                        got.push(v.to_vec());
+                        ControlFlow::Continue(())
+                    })
+                    .unwrap();
+                if handed == 0 { None } else { continue }
+            }
         };
         match next {
             Some(v) => got.push(v),
             None => break,
         }
+    }
+    assert_eq!(got, expected);
+    // Lent in batches alone, with commits between them.
+    let mut scan = reader.scan_in::<&[u8]>(Keyspace::Sql, ..).unwrap();
+    let mut got = Vec::new();
+    for round in 0.. {
+        let handed = scan
+            .next_values_with(round % 300 + 1, |v| {
+                got.push(v.to_vec());
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        if handed == 0 {
+            break;
+        }
+        db.mgr
+            .transaction(Isolation::Snapshot, |tx| {
+                tx.set_in(Keyspace::Sql, &key((round * 7) % n), &value(5, round))?;
+                tx.delete_in(Keyspace::Sql, &key((round * 11) % n))
+            })
+            .unwrap();
     }
     assert_eq!(got, expected);
     // A range starting and ending inside the keys.
@@ -349,6 +411,62 @@ fn reused_chunk_buffers_carry_nothing_over(
         assert_eq!(&k[..], &key(i)[..]);
         assert_eq!(&v[..], &value(i)[..], "{i}");
     }
+}
+
+/// A consumer that breaks ends the batch after the value it was given,
+/// and the next batch goes on just after it: with breaks at values
+/// chosen all over the scan (inside the engine's walk and inside a chunk
+/// left by a keyed read), every value is handed exactly once, in order.
+#[rstest]
+fn a_break_ends_a_batch_after_its_value(#[values(Kind::Memory, Kind::BTree)] kind: Kind) {
+    let db = Db::new(kind);
+    let n = 600usize;
+    let key = |i: usize| format!("b{i:04}").into_bytes();
+    db.mgr
+        .transaction(Isolation::Snapshot, |tx| {
+            (0..n).try_for_each(|i| tx.set_in(Keyspace::Sql, &key(i), &i.to_le_bytes()))
+        })
+        .unwrap();
+    let reader = db.mgr.begin(Isolation::Snapshot).unwrap();
+    let mut scan = reader.scan_in::<&[u8]>(Keyspace::Sql, ..).unwrap();
+    let mut got = Vec::new();
+    for round in 0.. {
+        if round % 5 == 4 {
+            // A keyed read: the rest of its chunk is handed next.
+            match scan.next() {
+                Some(item) => got.push(usize::from_le_bytes(
+                    item.unwrap().1[..].try_into().unwrap(),
+                )),
+                None => break,
+            }
+            continue;
+        }
+        let before = got.len();
+        let handed = scan
+            .next_values_with(100, |v| {
+                let i = usize::from_le_bytes(v.try_into().unwrap());
+                got.push(i);
+                if i % 7 == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+        assert_eq!(handed, got.len() - before);
+        // Nothing after a break in the same batch.
+        let batch = &got[before..];
+        let breaks = batch.iter().filter(|&&i| i % 7 == 3).count();
+        assert!(breaks == 0 || (breaks == 1 && batch.last().is_some_and(|i| i % 7 == 3)));
+        if let Some(&last) = got.last().filter(|_| handed > 0 && handed < 100) {
+            // A short batch ends at a break or at the end of the scan.
+            assert!(last % 7 == 3 || last == n - 1, "{last}");
+        }
+        if handed == 0 {
+            break;
+        }
+    }
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
 }
 
 /// A manager's scan is one snapshot, streamed: what commits and a garbage
