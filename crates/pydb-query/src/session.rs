@@ -68,7 +68,7 @@ use crate::bind::Binder;
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecContext, PlanCache};
 use crate::output::{Output, ResultColumn, Rows};
-use crate::txnstore::{KnownLatest, OpenTxn, Shared, TxnStore};
+use crate::txnstore::{KnownLatest, OpenTxn, PointBuffers, Shared, TxnStore};
 use crate::value::Value;
 
 /// SQL over one database's transaction manager. Cheap to clone; clones
@@ -111,7 +111,7 @@ impl Database {
             state: State::Idle,
             ctx: ExecContext::default(),
             known_latest: KnownLatest::default(),
-            point_key: Vec::new(),
+            point_buffers: PointBuffers::default(),
         }
     }
 }
@@ -167,9 +167,9 @@ pub struct Session {
     /// The commits at which this session's point selects found their
     /// plan's catalog to be the latest (see `Shared::read_latest_row`).
     known_latest: KnownLatest,
-    /// The row key of a point select, kept between statements so that
-    /// none allocates one.
-    point_key: Vec<u8>,
+    /// The row key and the stored row of a point select, kept between
+    /// statements so that none allocates them.
+    point_buffers: PointBuffers,
 }
 
 /// The `pydb-txn` level that runs SQL level `level` (see the module docs).
@@ -266,7 +266,7 @@ impl Session {
             };
             let Some(row) = self.db.shared.read_latest_row(
                 &mut self.known_latest,
-                &mut self.point_key,
+                &mut self.point_buffers,
                 catalog,
                 &point.table,
                 pk,
