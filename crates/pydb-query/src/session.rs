@@ -36,8 +36,10 @@
 //! Outside `BEGIN`, a prepared statement whose kept plan reads one row by
 //! primary key (`SELECT ... FROM t WHERE pk = $1`) runs without a
 //! transaction: one read of the latest commit
-//! (`TxnManager::get_latest_in`), which registers no snapshot and is not
-//! tracked by SSI. An autocommit statement that reads a single row is a
+//! (`TxnManager::get_latest_into`), which registers no snapshot and is not
+//! tracked by SSI. The engine copies the stored row into a buffer the
+//! session keeps, and the row is decoded from there: a point select
+//! allocates nothing for the key or the stored bytes. An autocommit statement that reads a single row is a
 //! transaction of one read, and reading the latest commit is what such a
 //! transaction returns at every isolation level: whole commits only, no
 //! uncommitted write, and at SERIALIZABLE a transaction that read one

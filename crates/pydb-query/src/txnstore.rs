@@ -347,7 +347,7 @@ impl Shared {
     ///
     /// An autocommit point select is a transaction that reads one row and
     /// ends. Reading that row at the latest commit
-    /// (`TxnManager::get_latest_in`: no snapshot registered, no SSI
+    /// (`TxnManager::get_latest_into`: no snapshot registered, no SSI
     /// tracking) gives what such a transaction would return at any
     /// isolation level: it sees whole commits only, never an uncommitted
     /// write, and a transaction that reads a single key can always be
