@@ -36,8 +36,10 @@
 //! Outside `BEGIN`, a prepared statement whose kept plan reads one row by
 //! primary key (`SELECT ... FROM t WHERE pk = $1`) runs without a
 //! transaction: one read of the latest commit
-//! (`TxnManager::get_latest_in`), which registers no snapshot and is not
-//! tracked by SSI. An autocommit statement that reads a single row is a
+//! (`TxnManager::get_latest_into`), which registers no snapshot and is not
+//! tracked by SSI. The engine copies the stored row into a buffer the
+//! session keeps, and the row is decoded from there: a point select
+//! allocates nothing for the key or the stored bytes. An autocommit statement that reads a single row is a
 //! transaction of one read, and reading the latest commit is what such a
 //! transaction returns at every isolation level: whole commits only, no
 //! uncommitted write, and at SERIALIZABLE a transaction that read one
@@ -68,7 +70,7 @@ use crate::bind::Binder;
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecContext, PlanCache};
 use crate::output::{Output, ResultColumn, Rows};
-use crate::txnstore::{KnownLatest, OpenTxn, Shared, TxnStore};
+use crate::txnstore::{KnownLatest, OpenTxn, PointBuffers, Shared, TxnStore};
 use crate::value::Value;
 
 /// SQL over one database's transaction manager. Cheap to clone; clones
@@ -111,7 +113,7 @@ impl Database {
             state: State::Idle,
             ctx: ExecContext::default(),
             known_latest: KnownLatest::default(),
-            point_key: Vec::new(),
+            point_buffers: PointBuffers::default(),
         }
     }
 }
@@ -167,9 +169,9 @@ pub struct Session {
     /// The commits at which this session's point selects found their
     /// plan's catalog to be the latest (see `Shared::read_latest_row`).
     known_latest: KnownLatest,
-    /// The row key of a point select, kept between statements so that
-    /// none allocates one.
-    point_key: Vec<u8>,
+    /// The row key and the stored row of a point select, kept between
+    /// statements so that none allocates them.
+    point_buffers: PointBuffers,
 }
 
 /// The `pydb-txn` level that runs SQL level `level` (see the module docs).
@@ -266,7 +268,7 @@ impl Session {
             };
             let Some(row) = self.db.shared.read_latest_row(
                 &mut self.known_latest,
-                &mut self.point_key,
+                &mut self.point_buffers,
                 catalog,
                 &point.table,
                 pk,

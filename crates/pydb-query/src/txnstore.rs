@@ -311,6 +311,17 @@ impl KnownLatest {
     }
 }
 
+/// A session's buffers for [`Shared::read_latest_row`]: the row key it
+/// builds and the stored row the engine copies out. Kept between point
+/// selects, so that once they have grown to a row's size a point select
+/// allocates neither (the row is decoded from `value` and the bytes
+/// stay for the next read).
+#[derive(Debug, Default)]
+pub(crate) struct PointBuffers {
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
 /// What a database's sessions share: the catalog most recently decoded,
 /// and the hidden row id allocators.
 #[derive(Debug)]
@@ -346,7 +357,7 @@ impl Shared {
     ///
     /// An autocommit point select is a transaction that reads one row and
     /// ends. Reading that row at the latest commit
-    /// (`TxnManager::get_latest_in`: no snapshot registered, no SSI
+    /// (`TxnManager::get_latest_into`: no snapshot registered, no SSI
     /// tracking) gives what such a transaction would return at any
     /// isolation level: it sees whole commits only, never an uncommitted
     /// write, and a transaction that reads a single key can always be
@@ -368,7 +379,7 @@ impl Shared {
     pub(crate) fn read_latest_row<'v>(
         &self,
         known: &mut KnownLatest,
-        key: &mut Vec<u8>,
+        buffers: &mut PointBuffers,
         catalog: &CatalogToken,
         table: &Table,
         pk: impl IntoIterator<Item = &'v Value>,
@@ -377,15 +388,17 @@ impl Shared {
         if !self.catalog_is_latest_at(known, catalog, before)? {
             return Ok(None);
         }
-        layout::row_key_into(table.id, pk, key);
-        let stored = self.mgr.get_latest_in(Keyspace::Sql, key)?;
+        layout::row_key_into(table.id, pk, &mut buffers.key);
+        let stored = self
+            .mgr
+            .get_latest_into(Keyspace::Sql, &buffers.key, &mut buffers.value)?;
         let after = self.mgr.last_commit();
         if after != before && !self.catalog_is_latest_at(known, catalog, after)? {
             return Ok(None);
         }
         Ok(Some(
             stored
-                .map(|bytes| decode_table_row(table, &bytes))
+                .map(|bytes| decode_table_row(table, bytes))
                 .transpose()?,
         ))
     }

@@ -308,6 +308,35 @@ pub trait StorageEngine: Send + Sync + std::fmt::Debug {
         Ok(self.first_in(start, end)?.map(|(_, value)| value))
     }
 
+    /// [`Self::first_value_in`], the value copied into `out`: `out` is
+    /// cleared, then holds the value if there is one; returns whether
+    /// there is.
+    ///
+    /// A caller that decodes the value and drops it (a SQL point select
+    /// decodes the row) and reads again and again can keep `out` between
+    /// reads: then a read allocates nothing and frees nothing, where an
+    /// owned `Bytes` costs an allocation and a free each time. (A value
+    /// lent under the engine's latch would save the copy too, but the
+    /// B+tree's optimistic read may run twice, and a decoder must not
+    /// report an error from bytes a writer was changing.) The default
+    /// copies what `first_value_in` returns; an engine that copies its
+    /// entries out (B+tree) copies the value straight into `out`.
+    fn first_value_into(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool> {
+        out.clear();
+        match self.first_value_in(start, end)? {
+            Some(value) => {
+                out.extend_from_slice(&value);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// [`Self::scan_with`] for a visitor that does not call into the
     /// engine: the same entries, in the same order, under the same
     /// concurrency promise, but `visit` may run while the engine holds a
@@ -372,6 +401,14 @@ impl<E: StorageEngine + ?Sized> StorageEngine for std::sync::Arc<E> {
     }
     fn first_value_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Option<Bytes>> {
         (**self).first_value_in(start, end)
+    }
+    fn first_value_into(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool> {
+        (**self).first_value_into(start, end, out)
     }
     fn scan_with_locked(
         &self,

@@ -378,7 +378,18 @@ fn first_finds_the_scans_first_entry_across_leaves_and_overflow_chains() {
     let value = engine
         .first_value_in(Bound::Included(&b"k000100x"[..]), Bound::Unbounded)
         .unwrap();
-    assert_eq!(value, Some(Bytes::from(big)));
+    assert_eq!(value, Some(Bytes::from(big.clone())));
+    // Into a buffer that holds something already: replaced, not appended.
+    let mut buf = b"an earlier value".to_vec();
+    let found = engine
+        .first_value_into(
+            Bound::Included(&b"k000100x"[..]),
+            Bound::Unbounded,
+            &mut buf,
+        )
+        .unwrap();
+    assert!(found);
+    assert_eq!(buf, big);
 }
 
 #[test]
@@ -945,8 +956,8 @@ proptest! {
         }
     }
 
-    /// `first`, `first_in` and `first_value_in` (the point read's seek)
-    /// agree with a `BTreeMap` over random ranges, after sets, deletes and
+    /// `first`, `first_in`, `first_value_in` and `first_value_into` (the
+    /// point read's seek) agree with a `BTreeMap` over random ranges, after sets, deletes and
     /// batches that split and merge leaves and put values in overflow
     /// chains: the seek that lands past a leaf's last key, a leaf emptied
     /// by deletes, and each kind of bound.
@@ -983,6 +994,9 @@ proptest! {
             }
             engine.write_batch(&batch).unwrap();
         }
+        // One buffer for every `first_value_into`, as a session keeps it:
+        // what the last read left in it must never show through.
+        let mut buf = b"left over from an earlier read".to_vec();
         let bound = |i: u32, kind: u32| match kind {
             0 => Bound::Included(key(i)),
             1 => Bound::Excluded(key(i)),
@@ -1013,7 +1027,9 @@ proptest! {
             let got = engine.first(range).unwrap().map(|(k, v)| (k.to_vec(), v.to_vec()));
             prop_assert_eq!(&got, &want, "first {:?}..{:?}", s, e);
             let value = engine.first_value_in(s, e).unwrap().map(|v| v.to_vec());
-            prop_assert_eq!(value, want.map(|(_, v)| v), "first_value_in {:?}..{:?}", s, e);
+            prop_assert_eq!(&value, &want.map(|(_, v)| v), "first_value_in {:?}..{:?}", s, e);
+            let found = engine.first_value_into(s, e, &mut buf).unwrap();
+            prop_assert_eq!(found.then(|| buf.clone()), value, "first_value_into {:?}..{:?}", s, e);
         }
         engine.check_invariants().unwrap();
     }

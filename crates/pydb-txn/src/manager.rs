@@ -433,6 +433,42 @@ pub(crate) struct Counters {
     pub(crate) deadline_writes: AtomicU64,
 }
 
+/// Where a version's user value starts in its engine value (past the
+/// header), and its expiry deadline: what [`Inner::read_latest_into`]
+/// found in its [`ValueSlot`].
+type ValueAt = (usize, Option<u64>);
+
+/// Where a registry-free read ([`Inner::read_latest_into`]) puts the
+/// engine value it finds: an owned `Bytes` (a GET hands it on), or a
+/// buffer the caller keeps between reads (a SQL point select decodes the
+/// row from it and reads again: no allocation per read).
+trait ValueSlot {
+    /// Reads the first value in `start..=end` into the slot; whether there
+    /// was one.
+    fn fill(&mut self, engine: &dyn StorageEngine, start: &[u8], end: &[u8]) -> Result<bool>;
+    /// The value read by the last `fill` that found one.
+    fn bytes(&self) -> &[u8];
+}
+
+impl ValueSlot for Option<Bytes> {
+    fn fill(&mut self, engine: &dyn StorageEngine, start: &[u8], end: &[u8]) -> Result<bool> {
+        *self = engine.first_value_in(Bound::Included(start), Bound::Included(end))?;
+        Ok(self.is_some())
+    }
+    fn bytes(&self) -> &[u8] {
+        self.as_deref().unwrap_or_default()
+    }
+}
+
+impl ValueSlot for Vec<u8> {
+    fn fill(&mut self, engine: &dyn StorageEngine, start: &[u8], end: &[u8]) -> Result<bool> {
+        Ok(engine.first_value_into(Bound::Included(start), Bound::Included(end), self)?)
+    }
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
 /// The state shared by the manager, its transactions and the GC thread.
 #[derive(Debug)]
 pub(crate) struct Inner {
@@ -640,6 +676,25 @@ impl Inner {
     /// is a tombstone or expired. `None` if no attempt finished before a
     /// collection deleted again: the caller reads in a transaction then.
     fn read_latest(&self, space: keys::Keyspace, key: &[u8]) -> Result<Option<Option<Stored>>> {
+        let mut slot = None;
+        Ok(self.read_latest_into(space, key, &mut slot)?.map(|found| {
+            found.and_then(|(start, deadline)| {
+                slot.map(|mut value| {
+                    bytes::Buf::advance(&mut value, start);
+                    Stored { value, deadline }
+                })
+            })
+        }))
+    }
+
+    /// [`Inner::read_latest`] into `slot`: when it finds a live version,
+    /// where its user value starts in the slot's bytes and its deadline.
+    fn read_latest_into(
+        &self,
+        space: keys::Keyspace,
+        key: &[u8],
+        slot: &mut impl ValueSlot,
+    ) -> Result<Option<Option<ValueAt>>> {
         /// Attempts before giving up on the registry-free read.
         const ATTEMPTS: usize = 4;
         self.check_poisoned()?;
@@ -650,19 +705,17 @@ impl Inner {
             // hands out the value only; a damaged value is reported with
             // the range's start (the key at this snapshot) as its key.
             let found = keys::with_point_bounds(space, key, snapshot, |start, end| {
-                let value = self
-                    .engine
-                    .first_value_in(Bound::Included(start), Bound::Included(end))?;
-                Ok::<_, crate::Error>(value.map(|value| keys::decode_stored_owned(start, value)))
+                let found = slot.fill(&*self.engine, start, end)?;
+                Ok::<_, crate::Error>(found.then(|| keys::decode_header(start, slot.bytes())))
             })?;
             if self.garbage_epoch.load(Ordering::SeqCst) != epoch {
                 continue;
             }
-            let stored = found.transpose()?.flatten();
+            let header = found.transpose()?.flatten();
             // The clock is read only for a value that can expire, after the
             // snapshot was taken (as `register` does), so after `epoch`.
-            return Ok(Some(stored.filter(|s| {
-                s.deadline.is_none() || !s.is_expired(self.options.clock.now_ms())
+            return Ok(Some(header.filter(|(_, deadline)| {
+                deadline.is_none_or(|d| self.options.clock.now_ms() <= d)
             })));
         }
         Ok(None)
@@ -1170,6 +1223,39 @@ impl TxnManager {
         }
         let tx = self.begin_read_only(Isolation::Snapshot)?;
         tx.get_with_deadline_in(space, key)
+    }
+
+    /// [`TxnManager::get_latest_in`], the value copied into `buf`, a
+    /// buffer the caller keeps: the value, borrowed from `buf`, or `None`.
+    ///
+    /// For a caller that decodes the value and drops it, again and again
+    /// (an autocommit SQL point select decodes its row from it): a read
+    /// that finds its buffer large enough allocates nothing, where
+    /// `get_latest_in` allocates the value's `Bytes` and its caller frees
+    /// it. Same answer, same guarantees.
+    pub fn get_latest_into<'b>(
+        &self,
+        space: crate::Keyspace,
+        key: &[u8],
+        buf: &'b mut Vec<u8>,
+    ) -> Result<Option<&'b [u8]>> {
+        if key.is_empty() {
+            return Err(pydb_storage::Error::EmptyKey.into());
+        }
+        if self.inner.options.concurrency == Concurrency::Mvcc
+            && let Some(found) = self.inner.read_latest_into(space, key, buf)?
+        {
+            return Ok(found.map(|(start, _)| &buf[start..]));
+        }
+        let tx = self.begin_read_only(Isolation::Snapshot)?;
+        buf.clear();
+        Ok(match tx.get_with_deadline_in(space, key)? {
+            Some((value, _)) => {
+                buf.extend_from_slice(&value);
+                Some(&buf[..])
+            }
+            None => None,
+        })
     }
 
     /// The last published commit timestamp.

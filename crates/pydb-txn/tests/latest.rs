@@ -53,6 +53,58 @@ fn a_latest_read_sees_exactly_the_committed_data(
     assert_eq!(mgr.stats().active, 0);
 }
 
+/// `get_latest_into` gives `get_latest_in`'s answers, borrowed from the
+/// caller's buffer: one buffer for every read, so that nothing an earlier
+/// read left there shows through (a longer value, then a shorter one, an
+/// absence), and an expiring version's header (longer than a plain one's)
+/// is not part of the value.
+#[rstest]
+fn a_latest_read_into_a_buffer_answers_as_get_latest_in(
+    #[values(Kind::Memory, Kind::Log, Kind::BTree)] kind: Kind,
+) {
+    let clock = ManualClock::new(1_000);
+    let options = Options {
+        clock: ClockHandle::new(clock.clone()),
+        ..common::options()
+    };
+    let db = Db::with_options(kind, options);
+    let mgr = &db.mgr;
+    let mut buf = Vec::new();
+    let mut check = |key: &[u8], want: Option<&[u8]>| {
+        for space in [Keyspace::Kv, Keyspace::Sql] {
+            let got = mgr.get_latest_into(space, key, &mut buf).unwrap();
+            assert_eq!(
+                got,
+                want.filter(|_| space == Keyspace::Kv),
+                "{key:?} in {space:?}"
+            );
+            let owned = mgr.get_latest_in(space, key).unwrap();
+            assert_eq!(got, owned.as_deref(), "{key:?} in {space:?}");
+        }
+    };
+    check(b"k", None);
+    mgr.transaction(Isolation::Snapshot, |tx| {
+        tx.set(b"k", b"a longer value")?;
+        tx.set(b"a\x00b", b"zero")?;
+        tx.set_with_deadline(b"s", b"v", Some(2_000))
+    })
+    .unwrap();
+    check(b"k", Some(b"a longer value"));
+    check(b"s", Some(b"v"));
+    check(b"a\x00b", Some(b"zero"));
+    check(b"a", None);
+    mgr.transaction(Isolation::Snapshot, |tx| tx.set(b"k", b"short"))
+        .unwrap();
+    check(b"k", Some(b"short"));
+    clock.set(2_001);
+    check(b"s", None);
+    mgr.transaction(Isolation::Snapshot, |tx| tx.delete(b"k").map(drop))
+        .unwrap();
+    check(b"k", None);
+    assert!(mgr.get_latest_into(Keyspace::Kv, b"", &mut buf).is_err());
+    assert_eq!(mgr.stats().active, 0);
+}
+
 /// A version whose value has no valid tag is reported as corruption of
 /// that key: the engine hands the point read the value only, so the error
 /// names the key through the bounds the read asked for.
@@ -75,6 +127,10 @@ fn a_damaged_version_is_corruption_of_its_key(
     assert_eq!(versions.len(), 1, "{versions:?}");
     engine.set(&versions[0], b"\x7f").unwrap();
     match mgr.get_latest(b"victim") {
+        Err(Error::Corrupted { key, .. }) => assert!(key.contains("victim"), "{key}"),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    match mgr.get_latest_into(Keyspace::Kv, b"victim", &mut Vec::new()) {
         Err(Error::Corrupted { key, .. }) => assert!(key.contains("victim"), "{key}"),
         other => panic!("expected corruption, got {other:?}"),
     }
@@ -119,8 +175,19 @@ fn under_locking_a_latest_read_takes_the_shared_lock() {
     writer.get_for_update(b"k").unwrap();
     let err = db.mgr.get_latest(b"k").unwrap_err();
     assert!(matches!(err, Error::LockTimeout { .. }), "{err:?}");
+    let mut buf = b"stale".to_vec();
+    let err = db
+        .mgr
+        .get_latest_into(Keyspace::Kv, b"k", &mut buf)
+        .unwrap_err();
+    assert!(matches!(err, Error::LockTimeout { .. }), "{err:?}");
     drop(writer);
     assert_eq!(db.mgr.get_latest(b"k").unwrap().unwrap(), &b"1"[..]);
+    let got = db
+        .mgr
+        .get_latest_into(Keyspace::Kv, b"k", &mut buf)
+        .unwrap();
+    assert_eq!(got, Some(&b"1"[..]));
 }
 
 /// A writer commits 0, 1, 2, ... to one key, one commit each (so the
@@ -162,15 +229,28 @@ fn latest_reads_race_writers_and_the_collector(#[values(Kind::Memory, Kind::Log)
             garbage
         })
     };
-    let readers: Vec<_> = (0..2)
-        .map(|_| {
+    // One reader takes owned values, the other reads into a buffer it
+    // keeps (`get_latest_into`, the SQL point select's read).
+    let readers: Vec<_> = [false, true]
+        .into_iter()
+        .map(|into| {
             let (db, done) = (Arc::clone(&db), Arc::clone(&done));
             std::thread::spawn(move || {
                 let mut last = 0u64;
                 let mut reads = 0u64;
+                let mut buf = Vec::new();
                 while !done.load(Ordering::Acquire) {
                     let before = db.mgr.last_commit() - base;
-                    let value = db.mgr.get_latest(b"n").unwrap().expect("the key exists");
+                    let value = if into {
+                        let found = db.mgr.get_latest_into(Keyspace::Kv, b"n", &mut buf);
+                        found.unwrap().expect("the key exists").to_vec()
+                    } else {
+                        db.mgr
+                            .get_latest(b"n")
+                            .unwrap()
+                            .expect("the key exists")
+                            .to_vec()
+                    };
                     let after = db.mgr.last_commit() - base;
                     let n: u64 = std::str::from_utf8(&value).unwrap().parse().unwrap();
                     assert!(n >= last, "went backwards: {n} after {last}");

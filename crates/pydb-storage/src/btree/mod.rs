@@ -910,6 +910,21 @@ where
             tree::first_value(&self.pool, meta, start, end)
         })
     }
+
+    /// The value copied from its leaf into `out` (see
+    /// [`tree::first_value_into`]); a rerun of the optimistic read starts
+    /// `out` again.
+    fn first_value_into(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool> {
+        self.check_poisoned()?;
+        self.published.read(&self.tree, |meta, _| {
+            tree::first_value_into(&self.pool, meta, start, end, out)
+        })
+    }
 }
 
 /// The largest value [`BTreeStorage`]'s `get_with` lends from a copy on

@@ -249,9 +249,23 @@ pub fn read_overflow<F: File>(
     first: PageId,
     len: u32,
 ) -> Result<Bytes> {
+    let mut out = Vec::new();
+    read_overflow_into(pool, meta, first, len, &mut out)?;
+    Ok(Bytes::from(out))
+}
+
+/// [`read_overflow`], the value appended to `out` (a buffer the caller
+/// keeps between reads, so that reading a value allocates nothing).
+pub fn read_overflow_into<F: File>(
+    pool: &BufferPool<F>,
+    meta: &TreeMeta,
+    first: PageId,
+    len: u32,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let path = pool.file().path();
     let ps = pool.page_size();
-    let mut out = Vec::new();
+    let base = out.len();
     let mut id = first;
     let mut steps = 0u32;
     while id != NO_PAGE {
@@ -263,7 +277,7 @@ pub fn read_overflow<F: File>(
         let page = pool.fetch(id)?;
         match page::decode(&page).map_err(|e| corrupt_at(path, ps, id, e))? {
             Content::Overflow { next, data } => {
-                if out.len() + data.len() > len as usize {
+                if out.len() - base + data.len() > len as usize {
                     return Err(Error::corrupted(
                         path,
                         pool.offset_of(id),
@@ -282,24 +296,25 @@ pub fn read_overflow<F: File>(
             }
         }
     }
-    if out.len() != len as usize {
+    if out.len() - base != len as usize {
         return Err(Error::corrupted(
             path,
             pool.offset_of(first),
             "overflow chain shorter than its value",
         ));
     }
-    Ok(Bytes::from(out))
+    Ok(())
 }
 
-/// What [`lookup`] found for a key.
-enum Lookup<T> {
-    /// The key is not in the tree.
-    Missing,
-    /// The key's value is in its leaf cell, and this is what the caller's
+/// A value as a seek found it in its leaf cell: what the caller's closure
+/// made of it while the leaf was latched, or the overflow chain that holds
+/// it, to be read once the leaf is released (the chain's pages are
+/// latched one at a time).
+enum CellValue<T> {
+    /// The value is in its leaf cell, and this is what the caller's
     /// closure made of it.
     Inline(T),
-    /// The key's value is in an overflow chain of `len` bytes from `first`.
+    /// The value is in an overflow chain of `len` bytes from `first`.
     Overflow { len: u32, first: PageId },
 }
 
@@ -312,7 +327,7 @@ fn lookup<F: File, T>(
     meta: &TreeMeta,
     key: &[u8],
     inline: impl FnOnce(&[u8]) -> T,
-) -> Result<Lookup<T>> {
+) -> Result<Option<CellValue<T>>> {
     let path = pool.file().path();
     let ps = pool.page_size();
     let leaf = find_leaf(pool, meta, Seek::Key(key))?;
@@ -328,20 +343,18 @@ fn lookup<F: File, T>(
             .map_err(|e| corrupt_at(path, ps, leaf, e))?
             .1
         {
-            ValueRef::Inline(v) => Ok(Lookup::Inline(inline(v))),
-            ValueRef::Overflow { len, first } => Ok(Lookup::Overflow { len, first }),
+            ValueRef::Inline(v) => Ok(Some(CellValue::Inline(inline(v)))),
+            ValueRef::Overflow { len, first } => Ok(Some(CellValue::Overflow { len, first })),
         },
-        Err(_) => Ok(Lookup::Missing),
+        Err(_) => Ok(None),
     }
 }
 
 /// Looks `key` up.
 pub fn get<F: File>(pool: &BufferPool<F>, meta: &TreeMeta, key: &[u8]) -> Result<Option<Bytes>> {
-    match lookup(pool, meta, key, Bytes::copy_from_slice)? {
-        Lookup::Missing => Ok(None),
-        Lookup::Inline(value) => Ok(Some(value)),
-        Lookup::Overflow { len, first } => read_overflow(pool, meta, first, len).map(Some),
-    }
+    lookup(pool, meta, key, Bytes::copy_from_slice)?
+        .map(|found| owned_value(pool, meta, found))
+        .transpose()
 }
 
 /// What [`get_into`] did with the value of a key.
@@ -373,9 +386,9 @@ pub fn get_into<F: File>(
         Some(value.len())
     })?;
     Ok(match copied {
-        Lookup::Missing => Copied::Missing,
-        Lookup::Inline(Some(len)) => Copied::Into(len),
-        Lookup::Inline(None) | Lookup::Overflow { .. } => Copied::Larger,
+        None => Copied::Missing,
+        Some(CellValue::Inline(Some(len))) => Copied::Into(len),
+        Some(CellValue::Inline(None) | CellValue::Overflow { .. }) => Copied::Larger,
     })
 }
 
@@ -393,7 +406,17 @@ pub fn first<F: File>(
     start: Bound<&[u8]>,
     end: Bound<&[u8]>,
 ) -> Result<Option<(Bytes, Bytes)>> {
-    first_with(pool, meta, start, end, Bytes::copy_from_slice)
+    match first_with(
+        pool,
+        meta,
+        start,
+        end,
+        Bytes::copy_from_slice,
+        Bytes::copy_from_slice,
+    )? {
+        Some((key, found)) => Ok(Some((key, owned_value(pool, meta, found)?))),
+        None => Ok(None),
+    }
 }
 
 /// The value of [`first`]'s entry, its key not copied out (the engine's
@@ -404,17 +427,66 @@ pub fn first_value<F: File>(
     start: Bound<&[u8]>,
     end: Bound<&[u8]>,
 ) -> Result<Option<Bytes>> {
-    Ok(first_with(pool, meta, start, end, |_| ())?.map(|((), value)| value))
+    match first_with(pool, meta, start, end, |_| (), Bytes::copy_from_slice)? {
+        Some(((), found)) => owned_value(pool, meta, found).map(Some),
+        None => Ok(None),
+    }
 }
 
-/// [`first`], with the entry's key handed out as `key_of` makes it.
-fn first_with<F: File, K>(
+/// [`first_value`] copied into `out` (cleared first), a buffer the caller
+/// keeps (the engine's `first_value_into`): whether there was an entry.
+/// A point read that reuses its buffer allocates nothing for the value.
+pub fn first_value_into<F: File>(
     pool: &BufferPool<F>,
     meta: &TreeMeta,
     start: Bound<&[u8]>,
     end: Bound<&[u8]>,
-    key_of: impl Fn(&[u8]) -> K,
-) -> Result<Option<(K, Bytes)>> {
+    out: &mut Vec<u8>,
+) -> Result<bool> {
+    out.clear();
+    let found = first_with(
+        pool,
+        meta,
+        start,
+        end,
+        |_| (),
+        |value| out.extend_from_slice(value),
+    )?;
+    match found {
+        Some(((), CellValue::Inline(()))) => Ok(true),
+        Some(((), CellValue::Overflow { len, first })) => {
+            read_overflow_into(pool, meta, first, len, out)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// A value as [`lookup`] or [`first_with`] found it, owned: an inline
+/// value already copied out, or its overflow chain read now.
+fn owned_value<F: File>(
+    pool: &BufferPool<F>,
+    meta: &TreeMeta,
+    found: CellValue<Bytes>,
+) -> Result<Bytes> {
+    match found {
+        CellValue::Inline(value) => Ok(value),
+        CellValue::Overflow { len, first } => read_overflow(pool, meta, first, len),
+    }
+}
+
+/// The seek [`first`], [`first_value`] and [`first_value_into`] share:
+/// the entry's key as `key_of` makes it, and its value as `value_of` makes
+/// it from the leaf cell (both run while the leaf is latched), or the
+/// overflow chain to read once the leaf is released.
+fn first_with<F: File, K, V>(
+    pool: &BufferPool<F>,
+    meta: &TreeMeta,
+    start: Bound<&[u8]>,
+    end: Bound<&[u8]>,
+    key_of: impl FnOnce(&[u8]) -> K,
+    value_of: impl FnOnce(&[u8]) -> V,
+) -> Result<Option<(K, CellValue<V>)>> {
     let path = pool.file().path();
     let ps = pool.page_size();
     let seek = match start {
@@ -449,13 +521,11 @@ fn first_with<F: File, K>(
         if !below(key, end) {
             return Ok(None);
         }
-        let key = key_of(key);
-        let (len, chain) = match value {
-            ValueRef::Inline(v) => return Ok(Some((key, Bytes::copy_from_slice(v)))),
-            ValueRef::Overflow { len, first } => (len, first),
+        let value = match value {
+            ValueRef::Inline(v) => CellValue::Inline(value_of(v)),
+            ValueRef::Overflow { len, first } => CellValue::Overflow { len, first },
         };
-        drop(page);
-        return read_overflow(pool, meta, chain, len).map(|value| Some((key, value)));
+        return Ok(Some((key_of(key), value)));
     }
     Err(Error::corrupted(path, 0, "leaf sibling links form a cycle"))
 }

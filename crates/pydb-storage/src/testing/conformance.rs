@@ -213,6 +213,14 @@ pub fn scan_bounds(kind: &dyn TestEngine) {
             want.first().cloned(),
             "first_value_in of {start:?}..{end:?}"
         );
+        // Into a buffer holding an earlier value: cleared first.
+        let mut buf = b"earlier".to_vec();
+        let found = e.first_value_into(*start, *end, &mut buf).unwrap();
+        assert_eq!(
+            found.then_some(buf),
+            want.first().cloned(),
+            "first_value_into of {start:?}..{end:?}"
+        );
     }
     let values = scan(e, KeyRange::new(&b"c"[..]..&b"e"[..]));
     assert_eq!(values, vec![(b"d".to_vec(), b"d".to_vec())]);
