@@ -89,8 +89,13 @@
 //! truncation" keep the fences in the node; here the descent has them.)
 //!
 //! A descent takes the sought key's abbreviation again only where a node
-//! skips more than the one above (`Probe`); random keys share few bytes,
-//! so for them that is once or twice, near the leaves, a few instructions.
+//! skips more than the one above (`Probe`). Skips are whole multiples of
+//! 8 bytes: random keys share fewer than 8 bytes in any range of a tree
+//! that fits in memory, so their nodes skip nothing and their descent pays
+//! only a comparison per level. (Skipping every shared byte cost the log
+//! engine's 16-byte random keys about 100 instructions per lookup, a new
+//! abbreviation near the leaves; see `docs/benchmarks/sql-oltp.md`,
+//! "Session 16".)
 //! `skip` sits beside `keys` (`repr(C)`), whose length every search reads,
 //! so it costs no extra cache line.
 //!
@@ -176,6 +181,13 @@ const _: () = assert!(
 /// of at least `INNER_CAPACITY / 2` separators, so `u32` addressing runs
 /// out long before 12 levels of 33 children are filled.
 const MAX_DEPTH: usize = 12;
+
+/// Nodes skip prefixes in steps of this many bytes (a head): random keys
+/// share less than 8 bytes in any range, so their nodes skip nothing and
+/// a descent never takes their abbreviation again (see *Prefix
+/// skipping*), while the 17 bytes a SQL table's keys share are skipped
+/// 16 at a time.
+const SKIP_UNIT: usize = 8;
 
 /// "No node": the end of the leaf chain.
 const NIL: u32 = u32::MAX;
@@ -301,9 +313,9 @@ impl<const N: usize> Abbrevs<N> {
     /// (see *Searching a node* in the module docs): first the lines (of
     /// [`HEADS_PER_LINE`] heads) whose last head is below the probe's, then
     /// the heads below it in the one line where the answer lies. Slots whose
-    /// head equals the probe's are then stepped over one by one with the
-    /// full comparison (tails, lengths, key bytes); for distinct heads there
-    /// are none, or one: the key itself.
+    /// head equals the probe's are then stepped over with the full
+    /// comparison (tails, lengths, key bytes); for distinct heads there are
+    /// none, or one: the key itself. A longer run is binary-searched.
     fn position(&self, keys: &[Bytes], probe: Abbrev, key: &[u8], past_equal: bool) -> usize {
         let lines = const {
             assert!(N > 0 && N.is_multiple_of(HEADS_PER_LINE));
@@ -324,15 +336,29 @@ impl<const N: usize> Abbrevs<N> {
         for i in start..start + HEADS_PER_LINE {
             pos += usize::from(i < n && self.heads[i] < probe.head);
         }
-        while pos < n && self.heads[pos] == probe.head {
-            let go_right = match self.compare(pos, &keys[pos], probe, key) {
-                Ordering::Less => true,
-                Ordering::Equal => past_equal,
-                Ordering::Greater => false,
-            };
-            if !go_right {
-                break;
+        let go_right = |i: usize| match self.compare(i, &keys[i], probe, key) {
+            Ordering::Less => true,
+            Ordering::Equal => past_equal,
+            Ordering::Greater => false,
+        };
+        if pos + 1 < n && self.heads[pos + 1] == probe.head {
+            // A run of equal heads: keys that share more bytes than the
+            // node skips, as in the nodes along the tree's open edges (see
+            // *Prefix skipping*). A binary search over the run with whole
+            // comparisons, rather than a walk comparing each.
+            let run = self.heads[pos..n].partition_point(|&h| h == probe.head);
+            let (mut low, mut high) = (pos, pos + run);
+            while low < high {
+                let mid = low + (high - low) / 2;
+                if go_right(mid) {
+                    low = mid + 1;
+                } else {
+                    high = mid;
+                }
             }
+            return low;
+        }
+        while pos < n && self.heads[pos] == probe.head && go_right(pos) {
             pos += 1;
         }
         pos
@@ -472,15 +498,23 @@ impl Probe {
         }
     }
 
-    /// `key`'s abbreviation in a node that skips `skip` bytes.
+    /// `key`'s abbreviation in a node that skips `skip` bytes. Inlined:
+    /// in most nodes it is one comparison.
+    #[inline(always)]
     fn at(&mut self, skip: u32, key: &[u8]) -> Abbrev {
         if skip != self.skip {
-            *self = Self {
-                skip,
-                abbrev: Abbrev::after(key, skip),
-            };
+            self.retake(skip, key);
         }
         self.abbrev
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn retake(&mut self, skip: u32, key: &[u8]) {
+        *self = Self {
+            skip,
+            abbrev: Abbrev::after(key, skip),
+        };
     }
 }
 
@@ -507,10 +541,11 @@ fn fences<'a>(
     (low, high)
 }
 
-/// How many bytes every key from `low` up to `high` starts with: their
-/// common prefix, or 0 if either side is open. (A key `k` with
-/// `low <= k < high` that differed from `low` within the prefix would sort
-/// below `low` or above `high`.)
+/// How many bytes a node whose range runs from `low` up to `high` skips:
+/// their common prefix, which every key between them starts with (a key
+/// `k` with `low <= k < high` that differed from `low` within the prefix
+/// would sort below `low` or above `high`), rounded down to whole heads
+/// ([`SKIP_UNIT`]); 0 if either side is open.
 fn common_prefix(low: Option<&Bytes>, high: Option<&Bytes>) -> u32 {
     let (Some(low), Some(high)) = (low, high) else {
         return 0;
@@ -521,7 +556,7 @@ fn common_prefix(low: Option<&Bytes>, high: Option<&Bytes>) -> u32 {
         .take_while(|(a, b)| a == b)
         .count();
     // A smaller skip is always correct, so a huge prefix is cut, not wrapped.
-    u32::try_from(n).unwrap_or(u32::MAX)
+    u32::try_from(n / SKIP_UNIT * SKIP_UNIT).unwrap_or(0)
 }
 
 /// A position in the leaf chain; normalized positions never sit past the
@@ -1214,7 +1249,7 @@ mod tests {
 
     /// Keys that share their first 20 bytes (as a SQL table's version keys
     /// share 17), then differ in 4, then end in 8 more: nodes must skip the
-    /// shared bytes, and every read (`get`, `range`, `first_in` with every
+    /// shared bytes (16 of them, whole heads), and every read (`get`, `range`, `first_in` with every
     /// kind of bound, some outside the shared prefix) must agree with a
     /// `BTreeMap` through inserts, removes and splits.
     #[test]
@@ -1242,7 +1277,7 @@ mod tests {
             }
             tree.check_invariants().expect("after inserts");
             assert!(
-                tree.leaves.iter().filter(|l| l.skip >= 20).count() * 2 > tree.leaves.len(),
+                tree.leaves.iter().filter(|l| l.skip >= 16).count() * 2 > tree.leaves.len(),
                 "most leaves skip the shared prefix"
             );
             for _ in 0..8_000 {
