@@ -341,25 +341,27 @@ impl<const N: usize> Abbrevs<N> {
             Ordering::Equal => past_equal,
             Ordering::Greater => false,
         };
-        if pos + 1 < n && self.heads[pos + 1] == probe.head {
-            // A run of equal heads: keys that share more bytes than the
-            // node skips, as in the nodes along the tree's open edges (see
-            // *Prefix skipping*). A binary search over the run with whole
-            // comparisons, rather than a walk comparing each.
-            let run = self.heads[pos..n].partition_point(|&h| h == probe.head);
-            let (mut low, mut high) = (pos, pos + run);
-            while low < high {
-                let mid = low + (high - low) / 2;
-                if go_right(mid) {
-                    low = mid + 1;
-                } else {
-                    high = mid;
+        if pos < n && self.heads[pos] == probe.head {
+            if pos + 1 < n && self.heads[pos + 1] == probe.head {
+                // A run of equal heads: keys that share more bytes than
+                // the node skips, as in the nodes along the tree's open
+                // edges (see *Prefix skipping*). A binary search over the
+                // run with whole comparisons, rather than a walk comparing
+                // each.
+                let run = self.heads[pos..n].partition_point(|&h| h == probe.head);
+                let (mut low, mut high) = (pos, pos + run);
+                while low < high {
+                    let mid = low + (high - low) / 2;
+                    if go_right(mid) {
+                        low = mid + 1;
+                    } else {
+                        high = mid;
+                    }
                 }
+                return low;
             }
-            return low;
-        }
-        while pos < n && self.heads[pos] == probe.head && go_right(pos) {
-            pos += 1;
+            // One equal head: the key itself, or a key sharing its head.
+            pos += usize::from(go_right(pos));
         }
         pos
     }
