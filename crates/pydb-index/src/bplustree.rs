@@ -1,5 +1,6 @@
-//! `BPlusTreeIndex`: a B+tree written here whose nodes keep every key's
-//! first sixteen bytes inline, the log engine's default ordered index.
+//! `BPlusTreeIndex`: a B+tree written here whose nodes keep sixteen bytes
+//! of every key inline, the log engine's default ordered index and the
+//! memory engine's map.
 //!
 //! # Why another ordered index
 //!
@@ -14,7 +15,8 @@
 //! Each node holds, next to its keys, the *abbreviation* of every key, in
 //! three arrays:
 //!
-//! - `heads`: bytes 0..8 of the key read as a big-endian `u64`
+//! - `heads`: bytes 0..8 of the key (after the bytes its node skips,
+//!   see *Prefix skipping*) read as a big-endian `u64`
 //!   ([`key_prefix`]), zero-padded when the key is shorter;
 //! - `tails`: bytes 8..16, the same way;
 //! - `lens`: the key's length, capped at [`INLINE_KEY_LEN`] + 1.
@@ -61,6 +63,41 @@
 //! somewhere in the heap that costs its own cache miss and, with a large
 //! index, its own TLB miss. (Measured with the log engine's `readrandom`;
 //! see `docs/benchmarks/logread.md`, "Session 10".)
+//!
+//! # Prefix skipping
+//!
+//! Sixteen bytes tell apart random keys, but not keys that share a long
+//! prefix. The SQL layer's version keys all start with the same 17 bytes
+//! for one table (keyspace, row tag, the escaped table id), so abbreviations
+//! of their first 16 bytes would all be equal, and every comparison would
+//! go to the keys' bytes: a cache miss per compared key, worse than
+//! `BTreeMap`.
+//!
+//! So each node abbreviates its keys *after* a number of bytes it skips,
+//! its `skip`: bytes that every key of the node's range starts with. A
+//! node's range is bounded by the separators around it in its parent and
+//! further up (its *fences*), and every key between two fences starts with
+//! their common prefix (a key that differed within it would sort outside
+//! them). So a node may skip that prefix, and a key searched for in the
+//! node, which the descent brought there because it lies in the range,
+//! starts with it too: it is abbreviated after the same bytes, and nothing
+//! checks the skipped bytes. Ranges only narrow (a split cuts one in two;
+//! separators are never removed), so a skip never becomes wrong: a split
+//! sets each half's skip from its new fences and abbreviates its keys
+//! again. The root and the nodes along the tree's left and right edges
+//! have an open side and skip nothing. (LeanStore and Graefe's "prefix
+//! truncation" keep the fences in the node; here the descent has them.)
+//!
+//! A descent takes the sought key's abbreviation again only where a node
+//! skips more than the one above (`Probe`). Skips are whole multiples of
+//! 8 bytes: random keys share fewer than 8 bytes in any range of a tree
+//! that fits in memory, so their nodes skip nothing and their descent pays
+//! only a comparison per level. (Skipping every shared byte cost the log
+//! engine's 16-byte random keys about 100 instructions per lookup, a new
+//! abbreviation near the leaves; see `docs/benchmarks/sql-oltp.md`,
+//! "Session 16".)
+//! `skip` sits beside `keys` (`repr(C)`), whose length every search reads,
+//! so it costs no extra cache line.
 //!
 //! # The structure
 //!
@@ -109,7 +146,9 @@
 //!    from leaf 0 (always the left-most), hold every entry in strictly
 //!    ascending key order.
 //! 2. Each separator bounds its children as said above.
-//! 3. Every stored abbreviation is the abbreviation of the key beside it.
+//! 3. Every stored abbreviation is the abbreviation of the key beside it,
+//!    after the node's `skip`, and no node skips more bytes than the
+//!    fences of its range share.
 
 use std::cmp::Ordering;
 use std::ops::Bound;
@@ -143,6 +182,13 @@ const _: () = assert!(
 /// out long before 12 levels of 33 children are filled.
 const MAX_DEPTH: usize = 12;
 
+/// Nodes skip prefixes in steps of this many bytes (a head): random keys
+/// share less than 8 bytes in any range, so their nodes skip nothing and
+/// a descent never takes their abbreviation again (see *Prefix
+/// skipping*), while the 17 bytes a SQL table's keys share are skipped
+/// 16 at a time.
+const SKIP_UNIT: usize = 8;
+
 /// "No node": the end of the leaf chain.
 const NIL: u32 = u32::MAX;
 
@@ -157,6 +203,12 @@ struct Abbrev {
 }
 
 impl Abbrev {
+    /// The abbreviation of `key` in a node that skips `skip` bytes (see
+    /// *Prefix skipping*): of what follows them.
+    fn after(key: &[u8], skip: u32) -> Self {
+        Self::of(key.get(skip as usize..).unwrap_or_default())
+    }
+
     fn of(key: &[u8]) -> Self {
         Self {
             head: key_prefix(key),
@@ -217,6 +269,14 @@ impl<const N: usize> Abbrevs<N> {
         self.set(pos, abbrev);
     }
 
+    /// Abbreviates `keys` again after `skip` bytes (a split narrowed the
+    /// node's range, see *Prefix skipping*).
+    fn recompute(&mut self, keys: &[Bytes], skip: u32) {
+        for (i, key) in keys.iter().enumerate() {
+            self.set(i, Abbrev::after(key, skip));
+        }
+    }
+
     /// Shifts slots `pos + 1..len` one to the left, over `pos`.
     fn remove_at(&mut self, pos: usize, len: usize) {
         self.heads.copy_within(pos + 1..len, pos);
@@ -253,9 +313,9 @@ impl<const N: usize> Abbrevs<N> {
     /// (see *Searching a node* in the module docs): first the lines (of
     /// [`HEADS_PER_LINE`] heads) whose last head is below the probe's, then
     /// the heads below it in the one line where the answer lies. Slots whose
-    /// head equals the probe's are then stepped over one by one with the
-    /// full comparison (tails, lengths, key bytes); for distinct heads there
-    /// are none, or one: the key itself.
+    /// head equals the probe's are then stepped over with the full
+    /// comparison (tails, lengths, key bytes); for distinct heads there are
+    /// none, or one: the key itself. A longer run is binary-searched.
     fn position(&self, keys: &[Bytes], probe: Abbrev, key: &[u8], past_equal: bool) -> usize {
         let lines = const {
             assert!(N > 0 && N.is_multiple_of(HEADS_PER_LINE));
@@ -276,16 +336,32 @@ impl<const N: usize> Abbrevs<N> {
         for i in start..start + HEADS_PER_LINE {
             pos += usize::from(i < n && self.heads[i] < probe.head);
         }
-        while pos < n && self.heads[pos] == probe.head {
-            let go_right = match self.compare(pos, &keys[pos], probe, key) {
-                Ordering::Less => true,
-                Ordering::Equal => past_equal,
-                Ordering::Greater => false,
-            };
-            if !go_right {
-                break;
+        let go_right = |i: usize| match self.compare(i, &keys[i], probe, key) {
+            Ordering::Less => true,
+            Ordering::Equal => past_equal,
+            Ordering::Greater => false,
+        };
+        if pos < n && self.heads[pos] == probe.head {
+            if pos + 1 < n && self.heads[pos + 1] == probe.head {
+                // A run of equal heads: keys that share more bytes than
+                // the node skips, as in the nodes along the tree's open
+                // edges (see *Prefix skipping*). A binary search over the
+                // run with whole comparisons, rather than a walk comparing
+                // each.
+                let run = self.heads[pos..n].partition_point(|&h| h == probe.head);
+                let (mut low, mut high) = (pos, pos + run);
+                while low < high {
+                    let mid = low + (high - low) / 2;
+                    if go_right(mid) {
+                        low = mid + 1;
+                    } else {
+                        high = mid;
+                    }
+                }
+                return low;
             }
-            pos += 1;
+            // One equal head: the key itself, or a key sharing its head.
+            pos += usize::from(go_right(pos));
         }
         pos
     }
@@ -298,12 +374,19 @@ impl<const N: usize> Abbrevs<N> {
 }
 
 /// A leaf: up to [`LEAF_CAPACITY`] entries in key order.
+///
+/// `repr(C)` keeps `skip` beside `keys`, whose length every search reads:
+/// the descent learns the skip without loading another cache line.
 #[derive(Debug, Clone)]
+#[repr(C)]
 struct Leaf<V> {
-    /// `abbrevs.get(i)` is `Abbrev::of(&keys[i])`; slots past `keys.len()`
-    /// are garbage.
+    /// `abbrevs.get(i)` is `Abbrev::after(&keys[i], skip)`; slots past
+    /// `keys.len()` are garbage.
     abbrevs: Abbrevs<LEAF_CAPACITY>,
     keys: Vec<Bytes>,
+    /// Bytes every key of the leaf's range starts with, left out of its
+    /// abbreviations (see *Prefix skipping*).
+    skip: u32,
     /// `values[i]` is `keys[i]`'s value for `i < keys.len()`, `None` past
     /// it. Inline, not a `Vec`: the value a lookup returns then lies in the
     /// leaf it searched, usually in the same memory page, instead of in an
@@ -319,6 +402,7 @@ impl<V> Leaf<V> {
         Self {
             abbrevs: Abbrevs::new(),
             keys: Vec::with_capacity(LEAF_CAPACITY),
+            skip: 0,
             values: std::array::from_fn(|_| None),
             next: NIL,
         }
@@ -333,6 +417,14 @@ impl<V> Leaf<V> {
         self.abbrevs.position(&self.keys, probe, key, past_equal)
     }
 
+    /// Skips `skip` bytes from now on (at least as many as before).
+    fn reskip(&mut self, skip: u32) {
+        if skip != self.skip {
+            self.skip = skip;
+            self.abbrevs.recompute(&self.keys, skip);
+        }
+    }
+
     /// Inserts at `pos`; the leaf must not be full.
     fn insert_at(&mut self, pos: usize, abbrev: Abbrev, key: Bytes, value: V) {
         let len = self.len();
@@ -345,10 +437,15 @@ impl<V> Leaf<V> {
 }
 
 /// An inner node: separators and children (see the module docs).
+/// `repr(C)` for the reason given at [`Leaf`].
 #[derive(Debug, Clone)]
+#[repr(C)]
 struct Inner {
+    /// `abbrevs.get(i)` is `Abbrev::after(&keys[i], skip)`.
     abbrevs: Abbrevs<INNER_CAPACITY>,
     keys: Vec<Bytes>,
+    /// As a leaf's.
+    skip: u32,
     /// `keys.len() + 1` of them are used: leaf ids one level above the
     /// leaves, inner ids higher up.
     children: [u32; INNER_CAPACITY + 1],
@@ -359,6 +456,7 @@ impl Inner {
         Self {
             abbrevs: Abbrevs::new(),
             keys: Vec::with_capacity(INNER_CAPACITY),
+            skip: 0,
             children: [NIL; INNER_CAPACITY + 1],
         }
     }
@@ -366,6 +464,14 @@ impl Inner {
     /// The index of the child whose subtree holds `key`.
     fn child_index(&self, probe: Abbrev, key: &[u8]) -> usize {
         self.abbrevs.position(&self.keys, probe, key, true)
+    }
+
+    /// As [`Leaf::reskip`].
+    fn reskip(&mut self, skip: u32) {
+        if skip != self.skip {
+            self.skip = skip;
+            self.abbrevs.recompute(&self.keys, skip);
+        }
     }
 
     /// Inserts separator `key` at `pos`, with `child` to its right.
@@ -376,6 +482,83 @@ impl Inner {
         self.children.copy_within(pos + 1..len + 1, pos + 2);
         self.children[pos + 1] = child;
     }
+}
+
+/// A sought key's abbreviation for the skip of the node it was last taken
+/// for: taken again only when a node on the way down skips more bytes.
+#[derive(Clone, Copy)]
+struct Probe {
+    skip: u32,
+    abbrev: Abbrev,
+}
+
+impl Probe {
+    fn new(key: &[u8]) -> Self {
+        Self {
+            skip: 0,
+            abbrev: Abbrev::of(key),
+        }
+    }
+
+    /// `key`'s abbreviation in a node that skips `skip` bytes. Inlined:
+    /// in most nodes it is one comparison.
+    #[inline(always)]
+    fn at(&mut self, skip: u32, key: &[u8]) -> Abbrev {
+        if skip != self.skip {
+            self.retake(skip, key);
+        }
+        self.abbrev
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn retake(&mut self, skip: u32, key: &[u8]) {
+        *self = Self {
+            skip,
+            abbrev: Abbrev::after(key, skip),
+        };
+    }
+}
+
+/// The separators that bound the range of the node reached by `path`
+/// (each step an inner node and the child taken): the nearest on each
+/// side, `None` where the range is open.
+fn fences<'a>(
+    inners: &'a [Inner],
+    path: &[(u32, usize)],
+) -> (Option<&'a Bytes>, Option<&'a Bytes>) {
+    let (mut low, mut high) = (None, None);
+    for &(node, i) in path.iter().rev() {
+        let keys = &inners[node as usize].keys;
+        if low.is_none() && i > 0 {
+            low = keys.get(i - 1);
+        }
+        if high.is_none() {
+            high = keys.get(i);
+        }
+        if low.is_some() && high.is_some() {
+            break;
+        }
+    }
+    (low, high)
+}
+
+/// How many bytes a node whose range runs from `low` up to `high` skips:
+/// their common prefix, which every key between them starts with (a key
+/// `k` with `low <= k < high` that differed from `low` within the prefix
+/// would sort below `low` or above `high`), rounded down to whole heads
+/// ([`SKIP_UNIT`]); 0 if either side is open.
+fn common_prefix(low: Option<&Bytes>, high: Option<&Bytes>) -> u32 {
+    let (Some(low), Some(high)) = (low, high) else {
+        return 0;
+    };
+    let n = low
+        .iter()
+        .zip(high.iter())
+        .take_while(|(a, b)| a == b)
+        .count();
+    // A smaller skip is always correct, so a huge prefix is cut, not wrapped.
+    u32::try_from(n / SKIP_UNIT * SKIP_UNIT).unwrap_or(0)
 }
 
 /// A position in the leaf chain; normalized positions never sit past the
@@ -438,14 +621,58 @@ impl<V> BPlusTreeIndex<V> {
         self.height
     }
 
-    /// The leaf whose key range holds `key`.
-    fn find_leaf(&self, probe: Abbrev, key: &[u8]) -> u32 {
+    /// The first entry whose key lies between `start` and `end`, if any.
+    ///
+    /// One descent, for `start`, where [`Index::range`] makes two (one per
+    /// bound) and boxes an iterator. The found key is checked against `end`
+    /// by its abbreviation when `end` shares the prefix its leaf skips (it
+    /// does when `start` and `end` agree that far, as the bounds of a point
+    /// read do): a point read then reads no key bytes at all.
+    pub fn first_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Option<(&Bytes, &V)> {
+        let (cursor, sought) = match start {
+            Bound::Included(s) | Bound::Excluded(s) => {
+                let (leaf, probe) = self.find_leaf(s);
+                let past_equal = matches!(start, Bound::Excluded(_));
+                let pos = self.leaves[leaf as usize].position(probe, s, past_equal);
+                (self.normalize(Cursor { leaf, pos }), Some((leaf, s)))
+            }
+            Bound::Unbounded => (self.normalize(Cursor { leaf: 0, pos: 0 }), None),
+        };
+        let leaf = self.leaves.get(cursor.leaf as usize)?;
+        let key = leaf.keys.get(cursor.pos)?;
+        let value = leaf.values.get(cursor.pos)?.as_ref()?;
+        let (e, included) = match end {
+            Bound::Included(e) => (e, true),
+            Bound::Excluded(e) => (e, false),
+            Bound::Unbounded => return Some((key, value)),
+        };
+        // `s` lies in the range of the leaf it was sought in, so it starts
+        // with the bytes that leaf skips; if `e` starts with them too, the
+        // abbreviations compare the rest.
+        let skipped = leaf.skip as usize;
+        let order = match sought {
+            Some((id, s))
+                if id == cursor.leaf
+                    && s.get(..skipped)
+                        .is_some_and(|p| e.get(..skipped) == Some(p)) =>
+            {
+                let probe = Abbrev::after(e, leaf.skip);
+                leaf.abbrevs.compare(cursor.pos, key, probe, e)
+            }
+            _ => key.as_ref().cmp(e),
+        };
+        (order == Ordering::Less || (included && order == Ordering::Equal)).then_some((key, value))
+    }
+
+    /// The leaf whose key range holds `key`, and `key`'s abbreviation there.
+    fn find_leaf(&self, key: &[u8]) -> (u32, Abbrev) {
+        let mut probe = Probe::new(key);
         let mut node = self.root;
         for _ in 0..self.height {
             let inner = &self.inners[node as usize];
-            node = inner.children[inner.child_index(probe, key)];
+            node = inner.children[inner.child_index(probe.at(inner.skip, key), key)];
         }
-        node
+        (node, probe.at(self.leaves[node as usize].skip, key))
     }
 
     /// Moves `cursor` off the end of its leaf, past empty leaves.
@@ -465,8 +692,7 @@ impl<V> BPlusTreeIndex<V> {
     /// The first entry whose key is not below `key` (if `past_equal`, above
     /// it).
     fn seek(&self, key: &[u8], past_equal: bool) -> Cursor {
-        let probe = Abbrev::of(key);
-        let leaf = self.find_leaf(probe, key);
+        let (leaf, probe) = self.find_leaf(key);
         let pos = self.leaves[leaf as usize].position(probe, key, past_equal);
         self.normalize(Cursor { leaf, pos })
     }
@@ -479,17 +705,20 @@ impl<V> BPlusTreeIndex<V> {
         ))
     }
 
-    /// Splits full leaf `id` while inserting the entry at `pos`; returns the
-    /// separator and the new right leaf for the parent.
+    /// Splits full leaf `id`, reached by `path`, while inserting the entry
+    /// at `pos` (`abbrev` is its key's in the leaf); returns the separator
+    /// and the new right leaf for the parent.
     fn split_leaf(
         &mut self,
         id: u32,
+        path: &[(u32, usize)],
         pos: usize,
         abbrev: Abbrev,
         key: Bytes,
         value: V,
-    ) -> (Abbrev, Bytes, u32) {
+    ) -> (Bytes, u32) {
         let right_id = arena_index(self.leaves.len());
+        let (low, high) = fences(&self.inners, path);
         let left = &mut self.leaves[id as usize];
         // Appending past the right-most key: keep the left leaf full.
         let mid = if pos == LEAF_CAPACITY && left.next == NIL {
@@ -498,6 +727,7 @@ impl<V> BPlusTreeIndex<V> {
             LEAF_CAPACITY / 2
         };
         let mut right = Leaf::new();
+        right.skip = left.skip;
         let moved = LEAF_CAPACITY - mid;
         for i in 0..moved {
             right.abbrevs.set(i, left.abbrevs.get(mid + i));
@@ -513,24 +743,37 @@ impl<V> BPlusTreeIndex<V> {
         } else {
             right.insert_at(pos - mid, abbrev, key, value);
         }
-        let separator = (right.abbrevs.get(0), right.keys[0].clone(), right_id);
+        let separator = right.keys[0].clone();
+        // Each half's range is narrower than the whole's: it may skip more.
+        left.reskip(common_prefix(low, Some(&separator)));
+        right.reskip(common_prefix(Some(&separator), high));
         arena::push(&mut self.leaves, right);
-        separator
+        (separator, right_id)
     }
 
-    /// Splits full inner node `id` while inserting separator `key` at `pos`
-    /// with `child` to its right; returns the separator pushed up and the
-    /// new right node.
+    /// Splits full inner node `id`, reached by `path`, while inserting
+    /// separator `key` at `pos` with `child` to its right; returns the
+    /// separator pushed up and the new right node.
     fn split_inner(
         &mut self,
         id: u32,
+        path: &[(u32, usize)],
         pos: usize,
-        abbrev: Abbrev,
         key: Bytes,
         child: u32,
-    ) -> (Abbrev, Bytes, u32) {
+    ) -> (Bytes, u32) {
         let right_id = arena_index(self.inners.len());
+        // Copies (reference counts), as the node is about to change.
+        let (low, high) = fences(&self.inners, path);
+        let (low, high) = (low.cloned(), high.cloned());
+        let skips = |up: &Bytes| {
+            (
+                common_prefix(low.as_ref(), Some(up)),
+                common_prefix(Some(up), high.as_ref()),
+            )
+        };
         let node = &mut self.inners[id as usize];
+        let abbrev = Abbrev::after(&key, node.skip);
         // Lay out the INNER_CAPACITY + 1 separators in temporaries, then cut.
         let mut abbrevs: Vec<Abbrev> = (0..node.keys.len()).map(|i| node.abbrevs.get(i)).collect();
         abbrevs.insert(pos, abbrev);
@@ -544,6 +787,7 @@ impl<V> BPlusTreeIndex<V> {
         // Left keeps separators ..mid and children ..=mid; separator `mid`
         // goes up; the right node takes the rest.
         let mut right = Inner::new();
+        right.skip = node.skip;
         let right_len = total - mid - 1;
         for (i, &a) in abbrevs[mid + 1..total].iter().enumerate() {
             right.abbrevs.set(i, a);
@@ -551,7 +795,6 @@ impl<V> BPlusTreeIndex<V> {
         right.keys.extend(keys.drain(mid + 1..));
         right.children[..=right_len].copy_from_slice(&children[mid + 1..=total]);
         let up_key = keys.pop().unwrap_or_default();
-        let up_abbrev = abbrevs[mid];
 
         for (i, &a) in abbrevs[..mid].iter().enumerate() {
             node.abbrevs.set(i, a);
@@ -560,8 +803,12 @@ impl<V> BPlusTreeIndex<V> {
         node.keys = keys;
         node.children[..=mid].copy_from_slice(&children[..=mid]);
         node.children[mid + 1..].fill(NIL);
+        // As in `split_leaf`: each half may skip more.
+        let (left_skip, right_skip) = skips(&up_key);
+        node.reskip(left_skip);
+        right.reskip(right_skip);
         arena::push(&mut self.inners, right);
-        (up_abbrev, up_key, right_id)
+        (up_key, right_id)
     }
 
     /// Checks the invariants in the module docs; O(n), for tests.
@@ -601,7 +848,7 @@ impl<V> BPlusTreeIndex<V> {
                 ));
             }
             for (i, key) in leaf.keys.iter().enumerate() {
-                if leaf.abbrevs.get(i) != Abbrev::of(key) {
+                if leaf.abbrevs.get(i) != Abbrev::after(key, leaf.skip) {
                     return Err(format!("leaf {id} slot {i}: stale abbreviation"));
                 }
                 if previous.is_some_and(|p| p >= key) {
@@ -643,6 +890,9 @@ impl<V> BPlusTreeIndex<V> {
             if outside {
                 return Err(format!("leaf {node} holds a key outside its separators"));
             }
+            if leaf.skip > common_prefix(low, high) {
+                return Err(format!("leaf {node} skips more than its range shares"));
+            }
             leaves.push(node);
             return Ok(());
         }
@@ -654,8 +904,11 @@ impl<V> BPlusTreeIndex<V> {
         if n == 0 || n > INNER_CAPACITY {
             return Err(format!("inner {node} has {n} separators"));
         }
+        if inner.skip > common_prefix(low, high) {
+            return Err(format!("inner {node} skips more than its range shares"));
+        }
         for (i, key) in inner.keys.iter().enumerate() {
-            if inner.abbrevs.get(i) != Abbrev::of(key) {
+            if inner.abbrevs.get(i) != Abbrev::after(key, inner.skip) {
                 return Err(format!("inner {node} slot {i}: stale abbreviation"));
             }
             if i > 0 && inner.keys[i - 1] >= *key {
@@ -676,17 +929,18 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
     ///
     /// Past `u32::MAX - 1` leaves or inner nodes.
     fn insert(&mut self, key: Bytes, value: V) -> Option<V> {
-        let probe = Abbrev::of(&key);
+        let mut probe = Probe::new(&key);
         // The path down: each inner node and the child taken.
         let mut path = [(0u32, 0usize); MAX_DEPTH];
         let mut node = self.root;
         for step in path.iter_mut().take(self.height) {
             let inner = &self.inners[node as usize];
-            let i = inner.child_index(probe, &key);
+            let i = inner.child_index(probe.at(inner.skip, &key), &key);
             *step = (node, i);
             node = inner.children[i];
         }
         let leaf = &mut self.leaves[node as usize];
+        let probe = probe.at(leaf.skip, &key);
         let pos = leaf.position(probe, &key, false);
         if leaf.abbrevs.matches(&leaf.keys, pos, probe, &key) {
             return leaf.values[pos].replace(value);
@@ -697,20 +951,22 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
             leaf.insert_at(pos, probe, key, value);
             return None;
         }
-        let mut carry = self.split_leaf(node, pos, probe, key, value);
-        for &(parent, i) in path[..self.height].iter().rev() {
-            let (abbrev, separator, right) = carry;
+        let mut carry = self.split_leaf(node, &path[..self.height], pos, probe, key, value);
+        for depth in (0..self.height).rev() {
+            let (parent, i) = path[depth];
+            let (separator, right) = carry;
             let inner = &mut self.inners[parent as usize];
             if inner.keys.len() < INNER_CAPACITY {
+                let abbrev = Abbrev::after(&separator, inner.skip);
                 inner.insert_at(i, abbrev, separator, right);
                 return None;
             }
-            carry = self.split_inner(parent, i, abbrev, separator, right);
+            carry = self.split_inner(parent, &path[..depth], i, separator, right);
         }
-        // The root split: a new root above it.
-        let (abbrev, separator, right) = carry;
+        // The root split: a new root above it, whose range is open (skip 0).
+        let (separator, right) = carry;
         let mut root = Inner::new();
-        root.abbrevs.set(0, abbrev);
+        root.abbrevs.set(0, Abbrev::of(&separator));
         root.keys.push(separator);
         root.children[0] = self.root;
         root.children[1] = right;
@@ -725,8 +981,8 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
     }
 
     fn get(&self, key: &[u8]) -> Option<&V> {
-        let probe = Abbrev::of(key);
-        let leaf = &self.leaves[self.find_leaf(probe, key) as usize];
+        let (id, probe) = self.find_leaf(key);
+        let leaf = &self.leaves[id as usize];
         let pos = leaf.position(probe, key, false);
         if leaf.abbrevs.matches(&leaf.keys, pos, probe, key) {
             leaf.values.get(pos).and_then(Option::as_ref)
@@ -736,8 +992,7 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
     }
 
     fn remove(&mut self, key: &[u8]) -> Option<V> {
-        let probe = Abbrev::of(key);
-        let id = self.find_leaf(probe, key);
+        let (id, probe) = self.find_leaf(key);
         let leaf = &mut self.leaves[id as usize];
         let pos = leaf.position(probe, key, false);
         if !leaf.abbrevs.matches(&leaf.keys, pos, probe, key) {
@@ -796,6 +1051,7 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
             leaf.keys.clear();
             leaf.values.fill_with(|| None);
             leaf.next = NIL;
+            leaf.skip = 0;
         }
         self.inners.clear();
         self.root = 0;
@@ -857,6 +1113,10 @@ mod tests {
 
     fn key(i: u32) -> Bytes {
         Bytes::copy_from_slice(&i.to_be_bytes())
+    }
+
+    fn as_ref(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+        bound.as_ref().map(Vec::as_slice)
     }
 
     #[test]
@@ -989,6 +1249,78 @@ mod tests {
         }
     }
 
+    /// Keys that share their first 20 bytes (as a SQL table's version keys
+    /// share 17), then differ in 4, then end in 8 more: nodes must skip the
+    /// shared bytes (16 of them, whole heads), and every read (`get`, `range`, `first_in` with every
+    /// kind of bound, some outside the shared prefix) must agree with a
+    /// `BTreeMap` through inserts, removes and splits.
+    #[test]
+    fn long_shared_prefixes_agree_with_a_btreemap() {
+        let long_key = |i: u32, salt: u8| -> Bytes {
+            let mut k = vec![2, 1, 0, 0xFF, 0, 0xFF, 0, 0xFF, 0, 0xFF];
+            k.extend_from_slice(&[0, 0xFF, 0, 0xFF, 0, 0xFF, 0, 7, 0x80, 0]);
+            k.extend_from_slice(&i.to_be_bytes());
+            k.extend_from_slice(&[0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, salt]);
+            Bytes::from(k)
+        };
+        let mut tree = BPlusTreeIndex::new();
+        let mut model = std::collections::BTreeMap::new();
+        let mut state = 3u32;
+        let mut next = |m: u32| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state % m
+        };
+        for round in 0..2u32 {
+            for _ in 0..20_000 {
+                let k = long_key(next(5_000), next(3) as u8);
+                assert_eq!(tree.insert(k.clone(), round), model.insert(k, round));
+            }
+            tree.check_invariants().expect("after inserts");
+            assert!(
+                tree.leaves.iter().filter(|l| l.skip >= 16).count() * 2 > tree.leaves.len(),
+                "most leaves skip the shared prefix"
+            );
+            for _ in 0..8_000 {
+                let k = long_key(next(5_000), next(3) as u8);
+                assert_eq!(tree.remove(&k), model.remove(&k));
+            }
+            tree.check_invariants().expect("after removes");
+            for _ in 0..3_000 {
+                let a = long_key(next(5_100), next(4) as u8);
+                // Ends near `a` (in the same leaf, sharing its prefix),
+                // far from it, and outside the shared prefix.
+                let b = match next(3) {
+                    0 => long_key(u32::from_be_bytes(a[20..24].try_into().unwrap()), 0xFF),
+                    1 => long_key(next(5_100), next(4) as u8),
+                    _ => Bytes::from_static(&[2, 1, 0, 0xFF, 1]),
+                };
+                assert_eq!(tree.get(&a), model.get(&a));
+                let bound = |key: &Bytes, kind: u32| match kind {
+                    0 => Bound::Included(key.to_vec()),
+                    1 => Bound::Excluded(key.to_vec()),
+                    _ => Bound::Unbounded,
+                };
+                let (start, end) = (bound(&a, next(3)), bound(&b, next(3)));
+                // An inverted range holds no key: `in_bounds` says so too.
+                let expected = model
+                    .iter()
+                    .find(|(k, _)| crate::in_bounds(k, as_ref(&start), as_ref(&end)))
+                    .map(|(k, v)| (k.clone(), *v));
+                let got = tree
+                    .first_in(as_ref(&start), as_ref(&end))
+                    .map(|(k, v)| (k.clone(), *v));
+                assert_eq!(got, expected, "{start:?}..{end:?}");
+                let ranged = tree
+                    .range(as_ref(&start), as_ref(&end))
+                    .next()
+                    .map(|(k, v)| (k.clone(), *v));
+                assert_eq!(ranged, expected, "{start:?}..{end:?}");
+            }
+        }
+    }
+
     #[test]
     fn ascending_inserts_pack_leaves_full() {
         let mut tree = BPlusTreeIndex::new();
@@ -1024,6 +1356,16 @@ mod tests {
         let mut swapped = tree.clone();
         swapped.leaves[2].keys.swap(0, 1);
         assert!(swapped.check_invariants().is_err());
+        // A skip past what the range's fences share, with abbreviations
+        // consistent with it: only the skip check can tell.
+        let mut skipping = tree.clone();
+        let leaf = &mut skipping.leaves[3];
+        leaf.reskip(leaf.skip + 1);
+        assert!(skipping.check_invariants().is_err());
+        let mut skipping = tree.clone();
+        let inner = &mut skipping.inners[0];
+        inner.reskip(inner.skip + 1);
+        assert!(skipping.check_invariants().is_err());
         let mut counted = tree;
         counted.len += 1;
         assert!(counted.check_invariants().is_err());

@@ -1,11 +1,41 @@
 //! `MemoryStorage`: the in-memory engine of the roadmap.
 //!
-//! A `BTreeMap` behind a read-write lock. It persists nothing, which makes it
-//! the model: every other engine is tested by running the same operations on
-//! it and on `MemoryStorage` and asserting that they agree.
+//! An ordered map behind a read-write lock. It persists nothing, which
+//! makes it the model: every other engine is tested by running the same
+//! operations on it and on `MemoryStorage` and asserting that they agree.
+//!
+//! # The map
+//!
+//! The map is pydb-index's [`BPlusTreeIndex`], the log engine's index
+//! too, with the values inline in its leaves. It used to be std's
+//! `BTreeMap`, which is simpler, but what a point read costs on a map
+//! larger than the CPU's caches is the cache lines its descent waits for,
+//! one after the other, and there `BTreeMap` is poor: a node holds up to
+//! 11 keys searched one by one, and each compared key is a separate cache
+//! line (64-byte inline slots, often straddling two). A profile of SQL
+//! point selects on 100,000 rows counted about 26 L1d misses per select
+//! in its descent alone, against 15 for all of SQLite's select.
+//! `BPlusTreeIndex` compares 8-byte abbreviations of the keys, eight per
+//! cache line, fetched together (its module docs, *Searching a node*), and
+//! skips the bytes all keys of a node's range share (*Prefix skipping*):
+//! the version keys of a SQL table share their first 17 bytes, which
+//! would otherwise make every abbreviation equal. A point read
+//! ([`StorageEngine::first_value_in`], one descent for the start of the
+//! range, `BPlusTreeIndex::first_in`) reads no key bytes at all, and the
+//! value lies in the leaf it searched: see `docs/benchmarks/sql-oltp.md`,
+//! "Session 16", for the figures.
+//!
+//! The keys are `Bytes`, each in its own allocation (a write batch's key
+//! is kept as handed in, a reference count; `set` copies it once); the
+//! tree reads them only when two abbreviations tie. Values are
+//! [`MapBytes`]: up to [`INLINE_BYTES`] bytes (a SQL row of a few columns)
+//! inline in the leaf, so a point read that found its key reads the value
+//! there, not behind a second pointer; longer ones shared.
+//!
+//! # Scans
 //!
 //! A scan copies the range out in chunks, each under the read lock and
-//! found with `BTreeMap::range` (a seek, not a filter over the whole map),
+//! found with the map's `range` (a seek, not a filter over the whole map),
 //! then continues after the last key it copied. The first chunk is small
 //! and each next one twice as large, so a scan that stops after a few keys
 //! copies a few keys, and a long scan takes the lock rarely. A chunk's
@@ -23,20 +53,7 @@
 //! value it held during the scan, which is what the `StorageEngine` trait
 //! promises.
 //!
-//! The map's keys are [`MapBytes`]: a key of up to [`INLINE_BYTES`] bytes (the
-//! version key of a SQL row with an integer primary key, about 40 bytes,
-//! or of a short Kv key) is stored in the map's node itself, a longer one
-//! as shared `Bytes`. A descent of the map compares the sought key with
-//! several keys of each node it passes; with `Bytes` keys each comparison
-//! followed a pointer to a separate allocation, which on a map larger than
-//! the CPU's caches is a cache miss per comparison (a profile of point
-//! selects on 100,000 rows put half the time there). Inline keys are read
-//! from the node the descent has already loaded. The cost is a copy of the key when it is
-//! inserted and when [`StorageEngine::first_in`] hands it out; `first_in`
-//! copies a small value too, for the same reason a scan does (below).
-//! Values are [`MapBytes`] too, inline up to the same length (a SQL row
-//! of a few columns) for the same reason: a point read that found its key
-//! in a leaf reads the value there, not behind a second pointer.
+//! # Limits
 //!
 //! Keys and values have the same size limits as in the log engine (64 KiB
 //! and 16 MiB by default, [`MemoryStorage::with_limits`] to change them):
@@ -44,11 +61,11 @@
 //! what bounds the work of anything that walks a key byte by byte (a glob
 //! match, a comparison) on behalf of a client.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use bytes::Bytes;
 use parking_lot::RwLock;
+use pydb_index::{BPlusTreeIndex, Index};
 
 use crate::engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, Visit, WriteBatch};
 use crate::{Error, Result};
@@ -74,25 +91,23 @@ const DEFAULT_MAX_KEY_SIZE: usize = 64 << 10;
 /// The longest value accepted by default, in bytes (as the log engine's).
 const DEFAULT_MAX_VALUE_SIZE: usize = 16 << 20;
 
-/// The longest key or value stored inline in the map (see [`MapBytes`]):
-/// with its length byte and the enum's tag, a `MapBytes` is 64 bytes, one
-/// cache line.
+/// The longest value stored inline in the map (see [`MapBytes`]): with its
+/// length byte and the enum's tag, a `MapBytes` is 64 bytes, one cache
+/// line.
 const INLINE_BYTES: usize = 62;
 
-/// A key of the map. It orders, compares and borrows as its bytes
-/// (`Borrow<[u8]>` requires that), so the map is searched with plain
-/// `&[u8]` keys and bounds.
-type Key = MapBytes;
+/// The map: keys in a B+tree searched by abbreviation (see the module
+/// docs), values inline in its leaves.
+type Map = BPlusTreeIndex<Value>;
 
-/// A value of the map, inline when short for the same reason as a key: a
-/// point read that finds its key in a leaf reads the value from that leaf,
-/// rather than following a pointer to a separate allocation (a second
-/// dependent cache miss per read on a map larger than the caches). A SQL
-/// row of a few columns is such a value.
+/// A value of the map, inline when short: a point read that finds its key
+/// in a leaf reads the value from that leaf, rather than following a
+/// pointer to a separate allocation (a second dependent cache miss per
+/// read on a map larger than the caches). A SQL row of a few columns is
+/// such a value.
 type Value = MapBytes;
 
-/// Bytes as the map keeps them, for keys and values alike: inline when
-/// short, else shared.
+/// Bytes as the map keeps its values: inline when short, else shared.
 #[derive(Clone)]
 enum MapBytes {
     /// `bytes[..len]`, `len <= INLINE_BYTES`.
@@ -147,32 +162,6 @@ impl std::ops::Deref for MapBytes {
     }
 }
 
-impl std::borrow::Borrow<[u8]> for MapBytes {
-    fn borrow(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-impl PartialEq for MapBytes {
-    fn eq(&self, other: &MapBytes) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl Eq for MapBytes {}
-
-impl PartialOrd for MapBytes {
-    fn partial_cmp(&self, other: &MapBytes) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for MapBytes {
-    fn cmp(&self, other: &MapBytes) -> std::cmp::Ordering {
-        self.as_slice().cmp(other.as_slice())
-    }
-}
-
 impl std::fmt::Debug for MapBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", Bytes::copy_from_slice(self.as_slice()))
@@ -182,7 +171,7 @@ impl std::fmt::Debug for MapBytes {
 /// The in-memory engine, and the model the others are checked against.
 #[derive(Debug)]
 pub struct MemoryStorage {
-    map: RwLock<BTreeMap<Key, Value>>,
+    map: RwLock<Map>,
     max_key_size: usize,
     max_value_size: usize,
 }
@@ -203,7 +192,7 @@ impl MemoryStorage {
     /// values longer than `max_value_size` bytes.
     pub fn with_limits(max_key_size: usize, max_value_size: usize) -> Self {
         Self {
-            map: RwLock::new(BTreeMap::new()),
+            map: RwLock::new(Map::new()),
             max_key_size,
             max_value_size,
         }
@@ -222,27 +211,16 @@ impl MemoryStorage {
         Ok(())
     }
 
-    /// What `out` makes of the first entry in `start..end`, if any.
-    ///
-    /// One descent of the map, for the start: the first key at or after
-    /// it, then checked against the end. (`BTreeMap::range` with both
-    /// bounds descends for each, and a point read of the transaction layer
-    /// asks for a range whose first key is nearly always in it.)
+    /// What `out` makes of the first entry in `start..end`, if any: one
+    /// descent of the map, for the start ([`BPlusTreeIndex::first_in`]).
     fn first_entry<T>(
         &self,
         start: Bound<&[u8]>,
         end: Bound<&[u8]>,
-        out: impl FnOnce(&Key, &Value) -> T,
+        out: impl FnOnce(&Bytes, &Value) -> T,
     ) -> Option<T> {
         let map = self.map.read();
-        map.range::<[u8], _>((start, Bound::Unbounded))
-            .next()
-            .filter(|(k, _)| match end {
-                Bound::Included(e) => k.as_ref() <= e,
-                Bound::Excluded(e) => k.as_ref() < e,
-                Bound::Unbounded => true,
-            })
-            .map(|(k, v)| out(k, v))
+        map.first_in(start, end).map(|(k, v)| out(k, v))
     }
 
     fn check_value(&self, value: &[u8]) -> Result<()> {
@@ -262,7 +240,7 @@ impl StorageEngine for MemoryStorage {
         self.check_value(value)?;
         self.map
             .write()
-            .insert(Key::copy_of(key), Value::copy_of(value));
+            .insert(Bytes::copy_from_slice(key), Value::copy_of(value));
         Ok(())
     }
 
@@ -286,10 +264,10 @@ impl StorageEngine for MemoryStorage {
         for op in batch.ops() {
             match op {
                 BatchOp::Set { key, value } => {
-                    map.insert(Key::of(key), Value::of(value));
+                    map.insert(key.clone(), Value::of(value));
                 }
                 BatchOp::Delete { key } => {
-                    map.remove(key.as_ref());
+                    map.remove(key);
                 }
             }
         }
@@ -332,7 +310,7 @@ impl StorageEngine for MemoryStorage {
                 let map = self.map.read();
                 // As `MemoryScan::refill`: small pairs copied, large ones
                 // shared.
-                for (key, value) in map.range::<[u8], _>((from, end)).take(chunk) {
+                for (key, value) in map.range(from, end).take(chunk) {
                     if pairs.is_empty() {
                         // Room for a chunk of pairs like its first, so
                         // that the buffer is not grown pair by pair. A
@@ -398,13 +376,13 @@ impl StorageEngine for MemoryStorage {
             };
             let map = self.map.read();
             let mut visited = 0;
-            let mut last: Option<&Key> = None;
-            for (key, value) in map.range::<[u8], _>((from, end)) {
+            let mut last: Option<&Bytes> = None;
+            for (key, value) in map.range(from, end) {
                 if visited == MAX_SCAN_CHUNK {
                     break;
                 }
                 visited += 1;
-                if visit(key.as_slice(), value.as_ref()).is_break() {
+                if visit(key, value).is_break() {
                     return Ok(());
                 }
                 last = Some(key);
@@ -420,7 +398,7 @@ impl StorageEngine for MemoryStorage {
     }
 
     fn first_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Option<(Bytes, Bytes)>> {
-        Ok(self.first_entry(start, end, |k, v| (k.to_bytes(), out_value(k, v))))
+        Ok(self.first_entry(start, end, |k, v| (k.clone(), out_value(k, v))))
     }
 
     fn flush(&self) -> Result<()> {
@@ -433,7 +411,10 @@ impl StorageEngine for MemoryStorage {
 
     fn stats(&self) -> Stats {
         let map = self.map.read();
-        let bytes: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let bytes: usize = map
+            .range(Bound::Unbounded, Bound::Unbounded)
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
         Stats {
             engine: "memory",
             counters: vec![
@@ -453,7 +434,7 @@ impl StorageEngine for MemoryStorage {
 /// value is copied, as a scan copies it: its bytes are read right after
 /// anyway, while a clone would also touch the reference count in a
 /// separate allocation (a second cache miss, and two atomic updates).
-fn out_value(key: &Key, value: &Value) -> Bytes {
+fn out_value(key: &Bytes, value: &Value) -> Bytes {
     if key.len() + value.len() <= MAX_COPIED_PAIR {
         Bytes::copy_from_slice(value)
     } else {
@@ -463,7 +444,7 @@ fn out_value(key: &Key, value: &Value) -> Bytes {
 
 /// A scan over a [`MemoryStorage`], copying the range out a chunk at a time.
 struct MemoryScan<'a> {
-    map: &'a RwLock<BTreeMap<Key, Value>>,
+    map: &'a RwLock<Map>,
     end: Bound<Bytes>,
     /// Where the next chunk starts.
     next_start: Bound<Bytes>,
@@ -494,7 +475,7 @@ enum Pair {
 impl Pair {
     /// Copies a small pair to the end of `buffer` and returns its spans
     /// there; a large one (over `MAX_COPIED_PAIR` bytes) is shared instead.
-    fn copy(buffer: &mut Vec<u8>, key: &Key, value: &Value) -> Pair {
+    fn copy(buffer: &mut Vec<u8>, key: &Bytes, value: &Value) -> Pair {
         if key.len() + value.len() <= MAX_COPIED_PAIR {
             let key_start = buffer.len();
             buffer.extend_from_slice(key);
@@ -505,7 +486,7 @@ impl Pair {
                 value: value_start..buffer.len(),
             }
         } else {
-            Pair::Shared(key.to_bytes(), value.to_bytes())
+            Pair::Shared(key.clone(), value.to_bytes())
         }
     }
 }
@@ -520,10 +501,10 @@ impl MemoryScan<'_> {
             return;
         }
         let map = self.map.read();
-        let range = map.range::<[u8], _>((
+        let range = map.range(
             self.next_start.as_ref().map(|b| b.as_ref()),
             self.end.as_ref().map(|b| b.as_ref()),
-        ));
+        );
         // Small pairs are copied into one buffer per chunk and handed out
         // as slices of it: a copy of a few dozen bytes, already in cache
         // since the map was just read there, costs less than two clones,
@@ -605,9 +586,9 @@ impl Resume {
     }
 }
 
-/// Whether no key lies between `start` and `end`, in the cases where
-/// `BTreeMap::range` would panic instead of returning nothing (a start
-/// above the end, or equal bounds both excluded).
+/// Whether no key can lie between `start` and `end` whatever the map
+/// holds (a start above the end, or equal bounds both excluded): a scan
+/// ends there without a descent of the map.
 fn is_empty_range(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
     let (s, s_excluded) = match start {
         Bound::Included(s) => (s, false),
@@ -758,7 +739,11 @@ mod tests {
     /// way each is stored.
     #[test]
     fn inline_and_shared_keys_order_and_compare_as_their_bytes() {
-        assert_eq!(std::mem::size_of::<Key>(), 64, "a key is one cache line");
+        assert_eq!(
+            std::mem::size_of::<Value>(),
+            64,
+            "a value is one cache line"
+        );
         let engine = MemoryStorage::new();
         let mut model = std::collections::BTreeMap::new();
         let mut batch = WriteBatch::new();
@@ -855,7 +840,7 @@ mod tests {
             300,
             1000,
         ];
-        let mut model = BTreeMap::new();
+        let mut model = std::collections::BTreeMap::new();
         for (round, salt) in [0x11u8, 0x5A, 0xC3].into_iter().enumerate() {
             let mut batch = WriteBatch::new();
             for i in 0..lens.len() {
