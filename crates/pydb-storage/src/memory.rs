@@ -428,6 +428,20 @@ impl StorageEngine for MemoryStorage {
     fn first_value_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Option<Bytes>> {
         Ok(self.first_entry(start, end, out_value))
     }
+
+    /// The value is copied from the map's leaf into `out` under the read
+    /// lock: no `Bytes` is made for it (the SQL point select's read).
+    fn first_value_into(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool> {
+        out.clear();
+        Ok(self
+            .first_entry(start, end, |_, value| out.extend_from_slice(value))
+            .is_some())
+    }
 }
 
 /// The value of the entry `key`, `value` as `first` hands it out. A small
