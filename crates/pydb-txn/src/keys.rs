@@ -151,7 +151,7 @@ pub(crate) fn spaced(space: Keyspace, key: &[u8]) -> Bytes {
 /// buffer as it is.
 ///
 /// Why it exists: a user key handed over as a slice is copied behind its
-/// space's byte, into a new buffer ([`spaced`]), while the caller frees
+/// space's byte, into a new buffer (`spaced`), while the caller frees
 /// the one it built: an allocation, a copy and a free per write. SQL's
 /// INSERT writes a row key and a key per index for each row, each built
 /// from the row's values only to be written once; built here, they are
