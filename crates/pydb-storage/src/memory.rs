@@ -747,12 +747,12 @@ mod tests {
         }
     }
 
-    /// Keys on both sides of the inline limit, sharing long prefixes,
+    /// Keys of 1 to 200 bytes (shorter and longer than the tree's 16-byte
+    /// abbreviation), sharing long prefixes, with values inline and shared,
     /// written by `set` and by batches: the map orders, finds, hands out
-    /// (values copied or shared) and deletes them as their bytes, whichever
-    /// way each is stored.
+    /// and deletes them as their bytes.
     #[test]
-    fn inline_and_shared_keys_order_and_compare_as_their_bytes() {
+    fn keys_and_values_of_every_length_order_and_compare_as_their_bytes() {
         assert_eq!(
             std::mem::size_of::<Value>(),
             64,

@@ -130,10 +130,17 @@ pub(crate) struct Stored {
 }
 
 impl Stored {
-    /// Whether the value is expired at `now_ms`.
+    /// Whether the value is expired at `now_ms` ([`expired`]).
     pub(crate) fn is_expired(&self, now_ms: u64) -> bool {
-        self.deadline.is_some_and(|d| now_ms > d)
+        expired(self.deadline, now_ms)
     }
+}
+
+/// Whether a version with `deadline` is expired at `now_ms`: only once
+/// the clock is past the deadline (Redis's rule), never without one. The
+/// one place the rule is written; every reader of versions asks here.
+pub(crate) fn expired(deadline: Option<u64>, now_ms: u64) -> bool {
+    deadline.is_some_and(|d| now_ms > d)
 }
 
 /// The spaced key of `key` in `space`: `space | key`.

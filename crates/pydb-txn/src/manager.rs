@@ -714,8 +714,8 @@ impl Inner {
             let header = found.transpose()?.flatten();
             // The clock is read only for a value that can expire, after the
             // snapshot was taken (as `register` does), so after `epoch`.
-            return Ok(Some(header.filter(|(_, deadline)| {
-                deadline.is_none_or(|d| self.options.clock.now_ms() <= d)
+            return Ok(Some(header.filter(|&(_, deadline)| {
+                deadline.is_none() || !keys::expired(deadline, self.options.clock.now_ms())
             })));
         }
         Ok(None)

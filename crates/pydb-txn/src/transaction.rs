@@ -1101,9 +1101,8 @@ fn visible(
     let keep = shared.min(key_part);
     decided.truncate(keep);
     decided.extend_from_slice(engine_key.get(keep..key_part).unwrap_or_default());
-    // Not expired: `Stored::is_expired`'s rule.
     Ok(match header {
-        Some((start, deadline)) if deadline.is_none_or(|d| now_ms <= d) => {
+        Some((start, deadline)) if !keys::expired(deadline, now_ms) => {
             Some((key_part, start, deadline))
         }
         _ => None,
