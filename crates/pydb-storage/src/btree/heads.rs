@@ -37,10 +37,13 @@
 //!
 //! A random lookup in a tree larger than the CPU cache waits for memory on
 //! every leaf, so the search is laid out to touch few lines: the prefix,
-//! when it is at most [`PREFIX_INLINE`] bytes, is kept inside `Heads` (in
-//! the frame, not in a heap block of its own), and the run of heads equal
-//! to the key's is measured by galloping from where the first binary
-//! search ended, not by a second binary search over the rest of the page
+//! when it is at most [`PREFIX_INLINE`] bytes, and the heads themselves,
+//! when the page has at most [`HEADS_INLINE`] cells, are kept inside
+//! `Heads` (in the frame, not in heap blocks of their own, so that a
+//! descent can prefetch them with the frame: see `HeadArray`), and the
+//! run of heads equal to the key's is measured by galloping from where
+//! the first binary search ended, not by a second binary search over the
+//! rest of the page
 //! (see `equal_run`).
 //!
 //! ## Why in memory and not in the page format
@@ -83,7 +86,86 @@ pub struct Heads {
     /// The prefix shared by every key of the page.
     prefix: Prefix,
     /// `heads[i]`: the `HEAD_LEN` bytes of key `i` after the prefix.
-    heads: Vec<u32>,
+    heads: HeadArray,
+}
+
+/// Pages of up to this many cells keep their heads inside the frame
+/// (larger ones in a heap block of their own): a leaf of 16-byte keys and
+/// 100-byte values in a 4 KiB page holds at most 32.
+pub const HEADS_INLINE: usize = 42;
+
+/// The heads of a page's cells, kept inline when they are few.
+///
+/// In a `Vec` the heads were a heap block of their own, reached through a
+/// pointer in the frame: a random lookup waited for the frame's line, and
+/// only then could it ask for the heads' line (session 16's profile: the
+/// second of the four lines a leaf search waits for in turn). Inline, they
+/// sit in the frame's own lines, at an address known from the frame
+/// number alone, so a descent prefetches them together with the frame
+/// and the page header ([`BufferPool::prefetch`](super::pool::BufferPool::prefetch)).
+/// A page with more cells than [`HEADS_INLINE`] (small keys and values, or
+/// an internal page) spills to the heap; internal pages are few and stay
+/// cached.
+#[derive(Debug, Clone)]
+enum HeadArray {
+    /// `heads[..len]`, `len <= HEADS_INLINE`.
+    Inline { len: u8, heads: [u32; HEADS_INLINE] },
+    /// More than `HEADS_INLINE` heads.
+    Heap(Vec<u32>),
+}
+
+impl Default for HeadArray {
+    fn default() -> Self {
+        Self::Inline {
+            len: 0,
+            heads: [0; HEADS_INLINE],
+        }
+    }
+}
+
+impl HeadArray {
+    /// An empty array with room for `n` heads, inline if they fit.
+    fn with_capacity(n: usize) -> Self {
+        if n <= HEADS_INLINE {
+            Self::default()
+        } else {
+            Self::Heap(Vec::with_capacity(n))
+        }
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Self::Inline { len, heads } => heads.get(..usize::from(*len)).unwrap_or_default(),
+            Self::Heap(v) => v,
+        }
+    }
+
+    /// Appends `h`, spilling to the heap when the inline room is full.
+    fn push(&mut self, h: u32) {
+        match self {
+            Self::Inline { len, heads } => match heads.get_mut(usize::from(*len)) {
+                Some(slot) => {
+                    *slot = h;
+                    *len += 1;
+                }
+                None => {
+                    let mut v = heads.to_vec();
+                    v.push(h);
+                    *self = Self::Heap(v);
+                }
+            },
+            Self::Heap(v) => v.push(h),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Whether the heads are inside the `HeadArray` itself.
+    fn is_inline(&self) -> bool {
+        matches!(self, Self::Inline { .. })
+    }
 }
 
 /// Prefixes up to this many bytes are kept inside the heads themselves
@@ -203,7 +285,7 @@ impl Heads {
     pub fn rebuild(&mut self, buf: &[u8]) {
         self.kind = None;
         self.prefix = Prefix::default();
-        self.heads.clear();
+        self.heads = HeadArray::default();
         let kind = match buf
             .get(super::page::TYPE_OFFSET)
             .copied()
@@ -216,7 +298,7 @@ impl Heads {
             self.kind = Some(kind);
         } else {
             self.prefix = Prefix::default();
-            self.heads.clear();
+            self.heads = HeadArray::default();
         }
     }
 
@@ -229,7 +311,7 @@ impl Heads {
             let len = common_prefix(first, last);
             self.prefix = Prefix::of(first.get(..len).unwrap_or_default());
         }
-        self.heads.reserve(n);
+        self.heads = HeadArray::with_capacity(n);
         let out_of_order = super::page::PageError {
             offset: super::page::HEADER_LEN,
             reason: "keys out of order",
@@ -257,9 +339,10 @@ impl Heads {
         Ok(())
     }
 
-    /// Whether these heads describe `view`, a page of type `kind`.
-    fn describe(&self, view: &PageView<'_>, kind: PageType) -> bool {
-        self.kind == Some(kind) && self.heads.len() == view.count()
+    /// The heads, if they describe `view`, a page of type `kind`.
+    fn describing(&self, view: &PageView<'_>, kind: PageType) -> Option<&[u32]> {
+        let heads = self.heads.as_slice();
+        (self.kind == Some(kind) && heads.len() == view.count()).then_some(heads)
     }
 
     /// Searches `view` (a page of type `kind`, the one the heads were built
@@ -272,21 +355,26 @@ impl Heads {
         kind: PageType,
         key: &[u8],
     ) -> Option<PResult<Result<usize, usize>>> {
-        if !self.describe(view, kind) {
-            return None;
-        }
+        let heads = self.describing(view, kind)?;
         let prefix = self.prefix.as_slice();
         let Some(suffix) = key.strip_prefix(prefix) else {
             // Below or above every key of the page, which all start with
             // the prefix.
-            return Some(Ok(Err(if key < prefix { 0 } else { self.heads.len() })));
+            return Some(Ok(Err(if key < prefix { 0 } else { heads.len() })));
         };
         let h = head(suffix);
         // Keys before `lo` have smaller heads, so they are smaller keys;
         // keys from `hi` on are larger. Only `lo..hi` needs whole keys.
-        let lo = self.heads.partition_point(|&x| x < h);
-        let run = self.heads.get(lo..).unwrap_or_default();
+        let lo = heads.partition_point(|&x| x < h);
+        let run = heads.get(lo..).unwrap_or_default();
         let (mut lo, mut hi) = (lo, lo + equal_run(run, h));
+        // A leaf's sought cell holds the value too, a line or two past its
+        // key: ask for them all before waiting for the key (the run is
+        // nearly always one cell, the first one probed). Internal pages
+        // stay cached, so they are not worth the instructions.
+        if kind == PageType::Leaf && lo < hi {
+            view.prefetch_cell(lo + (hi - lo) / 2);
+        }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match view.key(mid) {
@@ -331,7 +419,13 @@ impl Heads {
 
     /// Whether the frame has no heads (or its page no cells).
     pub fn is_empty(&self) -> bool {
-        self.heads.is_empty()
+        self.heads.len() == 0
+    }
+
+    /// Whether the heads are kept inline (in the frame, for a frame's
+    /// heads), not in a heap block.
+    pub fn is_inline(&self) -> bool {
+        self.heads.is_inline()
     }
 }
 
@@ -426,8 +520,11 @@ mod tests {
         let mut heads = Heads::default();
         let mut searched_with_heads = 0;
         let (mut longest_inline, mut spilled) = (0, 0);
+        let (mut most_heads_inline, mut heads_spilled) = (0, 0);
         for round in 0..600 {
-            let n = rng.below(40) as usize;
+            // Around HEADS_INLINE cells, so that both forms of the head
+            // array, and the largest inline one, are searched.
+            let n = rng.below(HEADS_INLINE as u64 + 10) as usize;
             let ks = keys(&mut rng, n);
             let leaf = round % 2 == 0;
             let content = if leaf {
@@ -462,6 +559,12 @@ mod tests {
                 }
                 Prefix::Heap(_) => spilled += 1,
             }
+            assert_eq!(heads.is_inline(), ks.len() <= HEADS_INLINE);
+            if heads.is_inline() {
+                most_heads_inline = most_heads_inline.max(heads.len());
+            } else {
+                heads_spilled += 1;
+            }
             let kind = if leaf {
                 PageType::Leaf
             } else {
@@ -489,6 +592,20 @@ mod tests {
         assert!(searched_with_heads > 20_000, "{searched_with_heads}");
         assert_eq!(longest_inline, PREFIX_INLINE);
         assert!(spilled > 10, "{spilled}");
+        assert_eq!(most_heads_inline, HEADS_INLINE);
+        assert!(heads_spilled > 10, "{heads_spilled}");
+    }
+
+    #[test]
+    fn a_head_array_spills_to_the_heap_when_full_and_keeps_every_head() {
+        let mut a = HeadArray::default();
+        for h in 0..HEADS_INLINE as u32 + 5 {
+            a.push(h * 3);
+            assert_eq!(a.is_inline(), a.len() <= HEADS_INLINE);
+            assert!(a.as_slice().iter().copied().eq((0..=h).map(|x| x * 3)));
+        }
+        assert!(HeadArray::with_capacity(HEADS_INLINE).is_inline());
+        assert!(!HeadArray::with_capacity(HEADS_INLINE + 1).is_inline());
     }
 
     #[test]

@@ -99,8 +99,13 @@
 //! reach waits for a page-table walk on nearly every leaf). It also fixes
 //! frame `f`'s page at the arena's page `f`, so its address is known
 //! without reading the frame: [`BufferPool::prefetch`] starts a leaf's
-//! frame pair and page header loading together, from the last internal
-//! level of a descent, before the parent's latch is released.
+//! frame (latch, page number and, for a page of up to
+//! [`HEADS_INLINE`](super::heads::HEADS_INLINE) cells, its heads) and its
+//! page header and slots loading together, from the last internal level
+//! of a descent, before the parent's latch is released. What a leaf
+//! search then waits for in turn is only the cell it looks for (which
+//! the search prefetches whole, key and value, as soon as the heads have
+//! picked it: [`PageView::prefetch_cell`](super::page::PageView::prefetch_cell)).
 
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -116,6 +121,13 @@ use crate::{Error, Result};
 
 /// The smallest pool accepted, in frames.
 pub const MIN_FRAMES: usize = 16;
+
+/// The 64-byte lines of one [`Frame`].
+const FRAME_LINES: usize = 4;
+/// The lines at the start of a page that a descent prefetches: the
+/// 32-byte header and the first 48 slots, all of a leaf of 16-byte keys
+/// and 100-byte values (at most 32 cells in 4 KiB).
+pub const PREFETCH_PAGE_LINES: usize = 2;
 
 /// What the pool asks of the log before it writes a page back.
 pub trait WriteAhead: Send + Sync + std::fmt::Debug {
@@ -225,12 +237,17 @@ impl FrameData {
 /// Laid out for the hit path, whose every step on a page that is not in
 /// the CPU cache waits for memory: the page number and flags come first,
 /// then the latch word, the pointer to the bytes and the heads (with a
-/// short prefix inline: see [`Heads`]), 96 bytes in all, and the frame is
-/// aligned to 128 bytes. Unaligned in a `Vec` (as before session 14), every
-/// other frame straddled two 64-byte lines, one holding the latch and the
-/// other the page number checked under it: two misses in sequence. Now a
-/// frame is one aligned pair of lines, which the CPU's adjacent-line
-/// prefetcher brings in together.
+/// short prefix and up to
+/// [`HEADS_INLINE`](super::heads::HEADS_INLINE) heads inline: see
+/// [`Heads`]), 256 bytes in all, and the frame is aligned to 128 bytes.
+/// Unaligned in a `Vec` (as before session 14), every other frame
+/// straddled two 64-byte lines, one holding the latch and the other the
+/// page number checked under it: two misses in sequence. Now a frame is
+/// two aligned pairs of lines, which the CPU's adjacent-line prefetcher
+/// brings in by pairs and which a descent prefetches together with the
+/// page header (see [`BufferPool::prefetch`]). With the heads inline
+/// (session 17) a leaf search finds everything up to the cell it looks
+/// for in lines whose addresses are known from the frame number alone.
 #[derive(Debug)]
 #[repr(C, align(128))]
 struct Frame {
@@ -498,31 +515,37 @@ impl<F: File> BufferPool<F> {
         }
     }
 
-    /// Asks the CPU to start loading what a fetch of page `id` will wait
-    /// for: its frame's pair of lines (page number, latch, heads) and the
-    /// first line of its bytes (the page header and first slots), in
-    /// parallel and without waiting for them.
+    /// Asks the CPU to start loading what a fetch of page `id` and a
+    /// search of it will wait for: its frame's lines (page number, latch,
+    /// heads) and the first lines of its bytes (the page header and the
+    /// slots), in parallel and without waiting for them.
     ///
     /// A descent calls this for the child it is about to fetch while it
     /// still holds the parent: the child's lines are then on their way
     /// during the parent's release and the child's lookup, instead of
-    /// each being waited for in turn (the latch, then the header the
-    /// latch's frame points to). The page's address needs no read of the
-    /// frame: frame `f`'s page is the arena's page `f`. Only a hint: the
-    /// map entry may be stale (the prefetched lines are then useless, not
-    /// wrong), and nothing is read or latched.
+    /// each being waited for in turn (the latch, then the heads, then the
+    /// slot the heads' search picks). The addresses need no read of the
+    /// frame: the frames are an array, and frame `f`'s page is the arena's
+    /// page `f`. Only a hint: the map entry may be stale (the prefetched
+    /// lines are then useless, not wrong), and nothing is read or latched.
     pub fn prefetch(&self, id: PageId) {
-        let Some(f) = self.map.get(id) else {
-            return;
-        };
-        if let Some(frame) = self.frames.get(f) {
-            let frame = std::ptr::from_ref(frame).cast::<u8>();
-            prefetch_line(frame);
-            prefetch_line(frame.wrapping_add(64));
+        if let Some(lines) = self.map.get(id).and_then(|f| self.prefetch_plan(f)) {
+            for line in lines {
+                prefetch_line(line);
+            }
         }
-        if let Some(bytes) = self.arena.address_of(f, 0) {
-            prefetch_line(bytes);
-        }
+    }
+
+    /// The lines [`Self::prefetch`] asks for, for frame `f`: the frame's
+    /// four (all of its bookkeeping, heads included) and the page's first
+    /// [`PREFETCH_PAGE_LINES`] (its header and first slots).
+    fn prefetch_plan(&self, f: usize) -> Option<[*const u8; FRAME_LINES + PREFETCH_PAGE_LINES]> {
+        let frame = std::ptr::from_ref(self.frames.get(f)?).cast::<u8>();
+        let page = self.arena.address_of(f, 0)?;
+        Some(std::array::from_fn(|i| match i.checked_sub(FRAME_LINES) {
+            None => frame.wrapping_add(i * 64),
+            Some(line) => page.wrapping_add(line * 64),
+        }))
     }
 
     /// Latches frame `f` if it holds page `id`, read completely.
@@ -707,7 +730,7 @@ impl<F: File> BufferPool<F> {
     unsafe_code,
     reason = "`_mm_prefetch` is a `#[target_feature(enable = \"sse\")]` intrinsic"
 )]
-fn prefetch_line(addr: *const u8) {
+pub(super) fn prefetch_line(addr: *const u8) {
     use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
     // SAFETY: the intrinsic needs SSE, which every x86-64 CPU has (it is
     // in the target's baseline); and a prefetch never faults nor touches
@@ -717,12 +740,12 @@ fn prefetch_line(addr: *const u8) {
 
 /// Elsewhere a prefetch is left to the hardware.
 #[cfg(not(target_arch = "x86_64"))]
-fn prefetch_line(_addr: *const u8) {}
+pub(super) fn prefetch_line(_addr: *const u8) {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btree::page::{Content, encode, set_page_lsn};
+    use crate::btree::page::{Content, PageType, PageView, encode, set_page_lsn};
 
     #[derive(Debug, Default)]
     struct Recorder(parking_lot::Mutex<Vec<u64>>);
@@ -734,14 +757,74 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_is_one_aligned_pair_of_cache_lines() {
+    fn a_frame_is_two_aligned_pairs_of_cache_lines() {
         // What a hit reads before the page bytes (page number, flags,
-        // latch, bytes pointer, heads) must not grow past the pair: a
-        // frame of 256 bytes would spread them over more lines again.
-        assert_eq!(std::mem::size_of::<Frame>(), 128);
+        // latch, bytes pointer, heads) must not grow past the frame's
+        // lines: a larger frame would spread them over lines the
+        // prefetch does not ask for.
+        assert_eq!(std::mem::size_of::<Frame>(), FRAME_LINES * 64);
         assert_eq!(std::mem::align_of::<Frame>(), 128);
         // The page number and the latch word are on the first line.
         assert!(std::mem::offset_of!(Frame, data) + 8 <= 64);
+    }
+
+    /// A leaf as the benchmark's `readrandom` fills them: 16-byte keys,
+    /// 100-byte values, as many as a 4 KiB page holds.
+    fn full_leaf(id: PageId) -> Vec<u8> {
+        use crate::btree::page::{Leaf, Node, Value};
+        let mut l = Leaf::default();
+        for i in 0..32u64 {
+            let mut key = i.to_be_bytes().to_vec();
+            key.extend_from_slice(&(i * 0x9e37_79b9).to_le_bytes());
+            l.put(
+                bytes::Bytes::from(key),
+                Value::Inline(bytes::Bytes::from(vec![i as u8; 100])),
+            );
+        }
+        encode(&Content::Node(Node::Leaf(l)), id, 4096).unwrap()
+    }
+
+    #[test]
+    fn the_prefetch_covers_every_line_a_leaf_search_reads_before_the_cell() {
+        // A leaf search reads the frame (latch, page number, heads), the
+        // page header and the slot its heads' search picks, and only then
+        // the cell. Everything before the cell must be in the lines the
+        // descent prefetches, or the search waits for it in turn.
+        let dir = tempfile::tempdir().unwrap();
+        let file = pydb_file::MonolithicFile::create(dir.path().join("p")).unwrap();
+        let pool = BufferPool::new(file, 4096, 16, Arc::new(Recorder::default()));
+        let leaf = full_leaf(5);
+        pool.install(5, &leaf).unwrap();
+        let f = pool.map.get(5).unwrap();
+        let lines: Vec<usize> = pool
+            .prefetch_plan(f)
+            .unwrap()
+            .into_iter()
+            .map(|line| line as usize)
+            .collect();
+        let covered = |from: usize, len: usize| {
+            (from / 64..=(from + len - 1) / 64).all(|line| lines.iter().any(|l| l / 64 == line))
+        };
+        let page = pool.fetch(5).unwrap();
+        let heads = page.heads();
+        assert_eq!(heads.len(), 32);
+        assert!(heads.is_inline(), "a full leaf's heads fit in the frame");
+        // The whole frame: its bookkeeping and the heads inside it.
+        let frame = std::ptr::from_ref(&pool.frames[f]) as usize;
+        let heads_at = std::ptr::from_ref(heads) as usize;
+        assert!(heads_at >= frame && heads_at + std::mem::size_of::<Heads>() <= frame + 256);
+        assert!(covered(frame, std::mem::size_of::<Frame>()));
+        // The header and every slot of the page.
+        let view = PageView::new(&page, PageType::Leaf).unwrap();
+        assert!(covered(page.as_ptr() as usize, view.slots_end()));
+        // Nothing else: no line twice, none beyond these.
+        let mut distinct = lines.iter().map(|l| l / 64).collect::<Vec<_>>();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), lines.len());
+        assert_eq!(lines.len(), FRAME_LINES + PREFETCH_PAGE_LINES);
+        // A frame past the pool has no lines to prefetch.
+        assert!(pool.prefetch_plan(16).is_none());
     }
 
     fn free_page(id: PageId, lsn: u64) -> Vec<u8> {
