@@ -128,6 +128,28 @@
 //! an insert past the last key of the right-most leaf (ascending keys, as
 //! in `fillseq`) starts a new leaf and leaves the old one full, as
 //! PostgreSQL's and SQLite's B-trees do, so a sequential fill packs leaves.
+//! An [`Inserter`] does the same in any leaf when a key goes right after
+//! the one inserted before it (an ascending run in the middle of the tree:
+//! a SQL table's new rows, with the table's index entries after them): the
+//! leaf is cut where the key goes, the left part keeping every key below
+//! it (at least half), so the run packs its leaves too.
+//!
+//! # Sorted batches
+//!
+//! An insert descends from the root: at every level a search among the
+//! node's separators, and on the tree's open edges, where nothing is
+//! skipped, a binary search with whole key comparisons. A batch of keys
+//! in ascending order (the memory engine's write batch: a commit's
+//! version keys, sorted) lands again and again in the same leaf or the
+//! next, so that descent is mostly repeated work. [`Inserter`] remembers
+//! the last insert's path and starts the next one from the deepest node
+//! on it whose range (its fences, see *Prefix skipping*) holds the key:
+//! two key comparisons when that is the same leaf, a climb of a level or
+//! two otherwise. A descent from a node whose range holds the key ends in
+//! the leaf a descent from the root ends in, so the result does not depend
+//! on the order of the keys, only the cost does. A split changes the
+//! nodes on the path, so the next insert after one starts from the root.
+//! [`Index::insert`] is the same descent, from the root.
 //!
 //! # Deletes do not rebalance
 //!
@@ -430,8 +452,11 @@ impl<V> Leaf<V> {
         let len = self.len();
         self.abbrevs.insert_at(pos, len, abbrev);
         self.keys.insert(pos, key);
-        // Slot `len` is `None`; the rotation brings it to `pos`.
-        self.values[pos..=len].rotate_right(1);
+        // Slot `len` is `None`; the rotation brings it to `pos`. An append
+        // (ascending keys) has nothing to rotate, and skips the call.
+        if pos < len {
+            self.values[pos..=len].rotate_right(1);
+        }
         self.values[pos] = Some(value);
     }
 }
@@ -707,7 +732,10 @@ impl<V> BPlusTreeIndex<V> {
 
     /// Splits full leaf `id`, reached by `path`, while inserting the entry
     /// at `pos` (`abbrev` is its key's in the leaf); returns the separator
-    /// and the new right leaf for the parent.
+    /// and the new right leaf for the parent. `appending`: the insert
+    /// before this one put its key right before `pos` in this leaf (see
+    /// [`Inserter`]).
+    #[allow(clippy::too_many_arguments)]
     fn split_leaf(
         &mut self,
         id: u32,
@@ -716,13 +744,18 @@ impl<V> BPlusTreeIndex<V> {
         abbrev: Abbrev,
         key: Bytes,
         value: V,
+        appending: bool,
     ) -> (Bytes, u32) {
         let right_id = arena_index(self.leaves.len());
         let (low, high) = fences(&self.inners, path);
         let left = &mut self.leaves[id as usize];
-        // Appending past the right-most key: keep the left leaf full.
-        let mid = if pos == LEAF_CAPACITY && left.next == NIL {
-            LEAF_CAPACITY
+        // Appending past the right-most key, or the next key of an
+        // ascending run: cut where the key goes, so that the left leaf
+        // keeps every key below it (at least half of them; the rest of a
+        // run will fill the right one).
+        let run = (pos == LEAF_CAPACITY && left.next == NIL) || appending;
+        let mid = if run {
+            pos.max(LEAF_CAPACITY / 2)
         } else {
             LEAF_CAPACITY / 2
         };
@@ -924,16 +957,32 @@ impl<V> BPlusTreeIndex<V> {
     }
 }
 
-impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
+impl<V> BPlusTreeIndex<V> {
+    /// Inserts `key` with `value` by a descent from `node`, at `depth` on
+    /// `path` (whose steps above it lead there, and whose range holds
+    /// `key`), recording the rest of the way down in `path`. Returns the
+    /// value replaced, and where the key landed (leaf and slot), or `None`
+    /// when a node split (which changes the nodes on the path).
+    /// `after`: where the insert before this one landed, if it was into
+    /// this tree as it is. [`Index::insert`] starts it at the root, an
+    /// [`Inserter`] lower down.
+    ///
     /// # Panics
     ///
     /// Past `u32::MAX - 1` leaves or inner nodes.
-    fn insert(&mut self, key: Bytes, value: V) -> Option<V> {
+    #[inline(always)]
+    fn insert_below(
+        &mut self,
+        path: &mut [(u32, usize); MAX_DEPTH],
+        depth: usize,
+        mut node: u32,
+        key: Bytes,
+        value: V,
+        after: Option<(u32, usize)>,
+    ) -> (Option<V>, Option<(u32, usize)>) {
+        let height = self.height;
         let mut probe = Probe::new(&key);
-        // The path down: each inner node and the child taken.
-        let mut path = [(0u32, 0usize); MAX_DEPTH];
-        let mut node = self.root;
-        for step in path.iter_mut().take(self.height) {
+        for step in path.get_mut(depth..height).unwrap_or_default() {
             let inner = &self.inners[node as usize];
             let i = inner.child_index(probe.at(inner.skip, &key), &key);
             *step = (node, i);
@@ -943,23 +992,26 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
         let probe = probe.at(leaf.skip, &key);
         let pos = leaf.position(probe, &key, false);
         if leaf.abbrevs.matches(&leaf.keys, pos, probe, &key) {
-            return leaf.values[pos].replace(value);
+            return (leaf.values[pos].replace(value), Some((node, pos)));
         }
         self.len += 1;
         self.key_bytes += key.len();
         if leaf.len() < LEAF_CAPACITY {
             leaf.insert_at(pos, probe, key, value);
-            return None;
+            return (None, Some((node, pos)));
         }
-        let mut carry = self.split_leaf(node, &path[..self.height], pos, probe, key, value);
-        for depth in (0..self.height).rev() {
+        // A run of keys each placed after the last (a sorted batch's rows
+        // ascending in the middle of the tree) fills leaves whole.
+        let appending = pos > 0 && after == Some((node, pos - 1));
+        let mut carry = self.split_leaf(node, &path[..height], pos, probe, key, value, appending);
+        for depth in (0..height).rev() {
             let (parent, i) = path[depth];
             let (separator, right) = carry;
             let inner = &mut self.inners[parent as usize];
             if inner.keys.len() < INNER_CAPACITY {
                 let abbrev = Abbrev::after(&separator, inner.skip);
                 inner.insert_at(i, abbrev, separator, right);
-                return None;
+                return (None, None);
             }
             carry = self.split_inner(parent, &path[..depth], i, separator, right);
         }
@@ -977,7 +1029,114 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
             self.height < MAX_DEPTH,
             "BPlusTreeIndex deeper than {MAX_DEPTH}"
         );
-        None
+        (None, None)
+    }
+
+    /// A cursor for a run of inserts (and removes): each insert starts
+    /// from where the last one landed instead of from the root, when the
+    /// key lies in that leaf's range or near it (see *Sorted batches*).
+    /// Any order of keys is correct; ascending keys are fast.
+    pub fn inserter(&mut self) -> Inserter<'_, V> {
+        Inserter {
+            tree: self,
+            path: [(0, 0); MAX_DEPTH],
+            known: false,
+            landed: None,
+        }
+    }
+}
+
+/// A run of inserts into a [`BPlusTreeIndex`] that remembers the path of
+/// the last one (see *Sorted batches* in the module docs). It holds the
+/// tree mutably borrowed, so nothing else changes the tree under the path
+/// it remembers.
+pub struct Inserter<'a, V> {
+    tree: &'a mut BPlusTreeIndex<V>,
+    /// The last insert's way down: each inner node and the child taken
+    /// (the first `tree.height` steps).
+    path: [(u32, usize); MAX_DEPTH],
+    /// Whether `path` is the tree's current path to a leaf: false before
+    /// the first insert, and after a split (which moves keys between nodes
+    /// and may add a level).
+    known: bool,
+    /// The leaf and slot the last insert put its key in (`None` after a
+    /// split): a key placed right after it is part of an ascending run,
+    /// and a leaf it fills is cut where the key goes (see `split_leaf`).
+    landed: Option<(u32, usize)>,
+}
+
+impl<V> Inserter<'_, V> {
+    /// The node at `depth` on the remembered path (0: the root; the tree's
+    /// height: the leaf).
+    fn node_at(&self, depth: usize) -> u32 {
+        match depth.checked_sub(1) {
+            None => self.tree.root,
+            Some(above) => {
+                let (inner, child) = self.path[above];
+                self.tree.inners[inner as usize].children[child]
+            }
+        }
+    }
+
+    /// The deepest node on the remembered path whose range holds `key`:
+    /// its depth (0, the root, holds every key). The leaf's range is
+    /// checked first, then its parent's, and so on up: a batch of
+    /// ascending keys mostly stays in a leaf or moves to the next.
+    fn deepest_holding(&self, key: &[u8]) -> usize {
+        if !self.known {
+            return 0;
+        }
+        (1..=self.tree.height)
+            .rev()
+            .find(|&depth| {
+                let (low, high) = fences(&self.tree.inners, &self.path[..depth]);
+                low.is_none_or(|low| low.as_ref() <= key)
+                    && high.is_none_or(|high| key < high.as_ref())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Inserts `key` with `value`; returns the value it replaced, if any.
+    /// The same as [`Index::insert`], without a descent from the root
+    /// when the key lies near the last one.
+    ///
+    /// # Panics
+    ///
+    /// Past `u32::MAX - 1` leaves or inner nodes.
+    pub fn insert(&mut self, key: Bytes, value: V) -> Option<V> {
+        // Descending from a node whose range holds the key reaches the
+        // leaf a descent from the root reaches: the separators above it
+        // would send the key the same way.
+        let start = self.deepest_holding(&key);
+        let node = self.node_at(start);
+        let (old, landed) =
+            self.tree
+                .insert_below(&mut self.path, start, node, key, value, self.landed);
+        // A split moves keys to a new node: the path is no longer known.
+        self.known = landed.is_some();
+        self.landed = landed;
+        old
+    }
+
+    /// Removes `key`; returns its value, if it was there. A remove takes
+    /// the entry out of its leaf and changes no separator (see *Deletes do
+    /// not rebalance*), so the remembered path stays the tree's.
+    pub fn remove(&mut self, key: &[u8]) -> Option<V>
+    where
+        V: Send + Sync,
+    {
+        self.tree.remove(key)
+    }
+}
+
+impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
+    /// # Panics
+    ///
+    /// Past `u32::MAX - 1` leaves or inner nodes.
+    fn insert(&mut self, key: Bytes, value: V) -> Option<V> {
+        let mut path = [(0u32, 0usize); MAX_DEPTH];
+        self.insert_below(&mut path, 0, self.root, key, value, None)
+            .0
     }
 
     fn get(&self, key: &[u8]) -> Option<&V> {
@@ -1249,6 +1408,112 @@ mod tests {
         }
     }
 
+    /// A SQL-like key: 20 bytes every key shares (so nodes skip), then `i`,
+    /// then a tail with a `salt`.
+    fn sql_like_key(i: u32, salt: u8) -> Bytes {
+        let mut k = vec![2, 1, 0, 0xFF, 0, 0xFF, 0, 0xFF, 0, 0xFF];
+        k.extend_from_slice(&[0, 0xFF, 0, 0xFF, 0, 0xFF, 0, 7, 0x80, 0]);
+        k.extend_from_slice(&i.to_be_bytes());
+        k.extend_from_slice(&[0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, salt]);
+        Bytes::from(k)
+    }
+
+    /// Applies `ops` (a key, and whether to remove it rather than insert
+    /// it) through one `Inserter`, to the tree and to the model alike.
+    fn apply_batch(
+        tree: &mut BPlusTreeIndex<u32>,
+        model: &mut std::collections::BTreeMap<Bytes, u32>,
+        ops: &[(Bytes, bool)],
+        value: u32,
+    ) {
+        let mut inserter = tree.inserter();
+        for (key, remove) in ops {
+            if *remove {
+                assert_eq!(inserter.remove(key), model.remove(key), "remove {key:?}");
+            } else {
+                assert_eq!(
+                    inserter.insert(key.clone(), value),
+                    model.insert(key.clone(), value),
+                    "insert {key:?}"
+                );
+            }
+        }
+    }
+
+    fn assert_same(tree: &BPlusTreeIndex<u32>, model: &std::collections::BTreeMap<Bytes, u32>) {
+        tree.check_invariants().expect("invariants");
+        let all: Vec<(Bytes, u32)> = tree
+            .range(Bound::Unbounded, Bound::Unbounded)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let expected: Vec<(Bytes, u32)> = model.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        assert_eq!(all, expected);
+    }
+
+    /// Batches shaped like the memory engine's commits of SQL inserts:
+    /// ascending row keys, index entries spread over the whole table (in
+    /// ascending order within the batch, as a sorted write batch has them),
+    /// and a key below them all at the end of each batch (the last-commit
+    /// key). The inserter must start from the remembered leaf, climb, and
+    /// fall back to the root, across splits of every level.
+    #[test]
+    fn an_inserter_over_sorted_batches_agrees_with_a_btreemap() {
+        let mut tree = BPlusTreeIndex::new();
+        let mut model = std::collections::BTreeMap::new();
+        let rows = 40_000u32;
+        for (batch, ids) in (0..rows).collect::<Vec<_>>().chunks(1_000).enumerate() {
+            let mut ops: Vec<(Bytes, bool)> =
+                ids.iter().map(|&id| (sql_like_key(id, 1), false)).collect();
+            let mut entries: Vec<u32> = ids
+                .iter()
+                .map(|&id| id.wrapping_mul(7_919) % rows)
+                .collect();
+            entries.sort_unstable();
+            ops.extend(entries.into_iter().map(|v| (sql_like_key(v, 2), false)));
+            // Rewrites of keys already there, and a few removes.
+            ops.extend((0..20).map(|i| (sql_like_key(i * 31, 2), batch % 3 == 0)));
+            ops.push((Bytes::from_static(b"\x00last"), false));
+            apply_batch(&mut tree, &mut model, &ops, batch as u32);
+        }
+        assert!(tree.height() >= 2, "height {}", tree.height());
+        assert_same(&tree, &model);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Any order: batches sorted or not, inserts and removes mixed, of
+        /// keys that share a long prefix or none, onto a tree that grows
+        /// past one level.
+        #[test]
+        fn an_inserter_in_any_order_agrees_with_a_btreemap(
+            batches in proptest::collection::vec(
+                (
+                    proptest::collection::vec((0u32..3_000, 0u8..3, 0u8..8), 0..600),
+                    proptest::bool::ANY,
+                ),
+                1..10,
+            )
+        ) {
+            let mut tree = BPlusTreeIndex::new();
+            let mut model = std::collections::BTreeMap::new();
+            for (round, (picks, sorted)) in batches.into_iter().enumerate() {
+                let mut ops: Vec<(Bytes, bool)> = picks
+                    .into_iter()
+                    .map(|(i, salt, what)| {
+                        let key = if what == 0 { key(i) } else { sql_like_key(i, salt) };
+                        (key, what == 1)
+                    })
+                    .collect();
+                if sorted {
+                    ops.sort();
+                }
+                apply_batch(&mut tree, &mut model, &ops, round as u32);
+                assert_same(&tree, &model);
+            }
+        }
+    }
+
     /// Keys that share their first 20 bytes (as a SQL table's version keys
     /// share 17), then differ in 4, then end in 8 more: nodes must skip the
     /// shared bytes (16 of them, whole heads), and every read (`get`, `range`, `first_in` with every
@@ -1335,6 +1600,21 @@ mod tests {
         }
         tree.check_invariants().expect("invariants");
         assert!(tree.leaves.len() >= 19, "{} leaves", tree.leaves.len());
+    }
+
+    /// An ascending run through an `Inserter` into the middle of the tree
+    /// (a larger key already there, so no leaf it fills is the right-most)
+    /// leaves its leaves full, as appends at the right edge do.
+    #[test]
+    fn an_ascending_run_in_the_middle_packs_leaves_full() {
+        let mut tree = BPlusTreeIndex::new();
+        tree.insert(key(u32::MAX), 0);
+        let mut inserter = tree.inserter();
+        for i in 0..10 * LEAF_CAPACITY as u32 {
+            inserter.insert(key(i), i);
+        }
+        tree.check_invariants().expect("invariants");
+        assert!(tree.leaves.len() <= 12, "{} leaves", tree.leaves.len());
     }
 
     #[test]

@@ -32,6 +32,15 @@
 //! inline in the leaf, so a point read that found its key reads the value
 //! there, not behind a second pointer; longer ones shared.
 //!
+//! A write batch goes into the map through one `Inserter` (pydb-index):
+//! each key starts from where the last one landed instead of from the
+//! root. The transaction layer's commits are batches of version keys in
+//! ascending order (a SQL table's new rows one after another, its index
+//! entries spread over the index), so most keys land in the leaf of the
+//! key before them or the next, and an ascending run fills its leaves
+//! whole; see `BPlusTreeIndex`'s *Sorted batches* and
+//! `docs/benchmarks/sql-oltp.md`, "Session 17: inserts".
+//!
 //! # Scans
 //!
 //! A scan copies the range out in chunks, each under the read lock and
@@ -261,6 +270,10 @@ impl StorageEngine for MemoryStorage {
             }
         }
         let mut map = self.map.write();
+        // One cursor for the batch: a commit's keys come sorted, and each
+        // insert then starts where the last one landed (see *Sorted
+        // batches* in `BPlusTreeIndex`'s docs).
+        let mut map = map.inserter();
         for op in batch.ops() {
             match op {
                 BatchOp::Set { key, value } => {
