@@ -193,17 +193,22 @@ impl Conn for Pydb {
             Param::Int(i) => pydb::Value::Integer(i),
             Param::Text(t) => pydb::Value::text(t),
         }));
-        match self.session.execute_prepared(prepared, &self.values)? {
+        let output = self.session.execute_prepared(prepared, &self.values)?;
+        let n = match &output {
             pydb::Output::Rows(r) => {
                 for row in &r.rows {
                     for v in row {
                         std::hint::black_box(v);
                     }
                 }
-                Ok(r.rows.len() as u64)
+                r.rows.len() as u64
             }
-            _ => Ok(0),
-        }
+            _ => 0,
+        };
+        // Read, so handed back for the next statement to fill, as SQLite's
+        // statement keeps its row's registers between steps.
+        self.session.recycle(output);
+        Ok(n)
     }
 }
 
