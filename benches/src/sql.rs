@@ -150,8 +150,11 @@ trait Conn {
 
 struct Pydb {
     session: pydb::Session,
-    /// Prepared statements, by SQL text.
-    prepared: std::collections::HashMap<&'static str, pydb::Prepared>,
+    /// Prepared statements, by SQL text, hashed as rusqlite's
+    /// `prepare_cached` hashes it (its `LruCache` uses hashbrown's default
+    /// hasher, foldhash's fast one): std's SipHash cost about 300
+    /// instructions a statement more for the same lookup.
+    prepared: std::collections::HashMap<&'static str, pydb::Prepared, foldhash::fast::RandomState>,
     /// The parameter values of the statement being run, in a vector kept
     /// between statements (SQLite binds into its statement's registers,
     /// which are allocated once, too).
@@ -164,7 +167,7 @@ impl Pydb {
     fn new(db: pydb::Db) -> Self {
         Pydb {
             session: db.sql_session(),
-            prepared: std::collections::HashMap::new(),
+            prepared: std::collections::HashMap::default(),
             values: Vec::new(),
             _db: db,
         }
@@ -190,17 +193,22 @@ impl Conn for Pydb {
             Param::Int(i) => pydb::Value::Integer(i),
             Param::Text(t) => pydb::Value::text(t),
         }));
-        match self.session.execute_prepared(prepared, &self.values)? {
+        let output = self.session.execute_prepared(prepared, &self.values)?;
+        let n = match &output {
             pydb::Output::Rows(r) => {
                 for row in &r.rows {
                     for v in row {
                         std::hint::black_box(v);
                     }
                 }
-                Ok(r.rows.len() as u64)
+                r.rows.len() as u64
             }
-            _ => Ok(0),
-        }
+            _ => 0,
+        };
+        // Read, so handed back for the next statement to fill, as SQLite's
+        // statement keeps its row's registers between steps.
+        self.session.recycle(output);
+        Ok(n)
     }
 }
 

@@ -444,8 +444,16 @@ impl Reader<'_> {
             Some(&ROW_TEXT) => {
                 self.pos += 1;
                 let text = self.str()?;
-                if !matches!(slot, Value::Text(old) if **old == *text) {
-                    *slot = Value::Text(Arc::from(text));
+                match slot {
+                    Value::Text(old) if **old == *text => {}
+                    // Nobody else holds the old text and the new one has
+                    // its length: its allocation is reused (a point select
+                    // into a recycled row, a scan's batch row).
+                    Value::Text(old) => match Arc::get_mut(old) {
+                        Some(kept) if kept.len() == text.len() => overwrite_str(kept, text),
+                        _ => *old = Arc::from(text),
+                    },
+                    _ => *slot = Value::Text(Arc::from(text)),
                 }
             }
             _ => *slot = self.row_value()?,
@@ -591,6 +599,19 @@ pub fn decode_row_columns_into(bytes: &[u8], wanted: &[bool], row: &mut Row) -> 
         return Err(reader.corrupted("trailing bytes after the last column"));
     }
     Ok(())
+}
+
+/// Overwrites `kept` with `text`, which has its length in bytes.
+#[expect(
+    unsafe_code,
+    reason = "str has no safe way to overwrite its bytes with another str's"
+)]
+fn overwrite_str(kept: &mut str, text: &str) {
+    // SAFETY: every byte of `kept` is overwritten by `text`'s, a valid
+    // `str` of the same length (`copy_from_slice` panics, writing nothing,
+    // if it is not), so `kept` is valid UTF-8 again before the borrow
+    // ends; nothing reads it in between.
+    unsafe { kept.as_bytes_mut() }.copy_from_slice(text.as_bytes());
 }
 
 // ------------------------------------------------ catalog records' pieces
@@ -1038,5 +1059,31 @@ mod tests {
             decode_key(&[0x03, b'a']),
             Err(Error::Corrupted(_))
         ));
+    }
+
+    /// A TEXT decoded over a TEXT of its length reuses the old value's
+    /// allocation only when nobody else holds it.
+    #[test]
+    fn a_text_decoded_over_another_keeps_its_allocation_only_when_unshared() {
+        let text_ptr = |v: &Value| match v {
+            Value::Text(t) => Arc::as_ptr(t).cast::<u8>(),
+            other => panic!("{other:?}"),
+        };
+        let decode = |text: &str, row: &mut Row| {
+            decode_row_columns_into(&encode_row(&[Value::text(text)]), &[], row).unwrap();
+        };
+        let mut row = vec![Value::text("aaaa")];
+        let shared = row[0].clone();
+        decode("bbbb", &mut row);
+        assert_eq!(row, [Value::text("bbbb")]);
+        assert_eq!(shared, Value::text("aaaa"), "the sharer's text changed");
+        let unshared = text_ptr(&row[0]);
+        decode("c\u{e9}c", &mut row);
+        assert_eq!(row, [Value::text("c\u{e9}c")]);
+        assert_eq!(text_ptr(&row[0]), unshared, "a new allocation");
+        decode("dd", &mut row);
+        assert_eq!(row, [Value::text("dd")]);
+        decode("", &mut row);
+        assert_eq!(row, [Value::text("")]);
     }
 }

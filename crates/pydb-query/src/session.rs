@@ -39,7 +39,11 @@
 //! (`TxnManager::get_latest_into`), which registers no snapshot and is not
 //! tracked by SSI. The engine copies the stored row into a buffer the
 //! session keeps, and the row is decoded from there: a point select
-//! allocates nothing for the key or the stored bytes. An autocommit statement that reads a single row is a
+//! allocates nothing for the key or the stored bytes. A caller that hands
+//! each result back once it has read it ([`Session::recycle`], as SQLite's
+//! statement keeps its row between steps) lets the next point select fill
+//! that result's row list and row instead of allocating new ones; only the
+//! columns the statement returns are decoded. An autocommit statement that reads a single row is a
 //! transaction of one read, and reading the latest commit is what such a
 //! transaction returns at every isolation level: whole commits only, no
 //! uncommitted write, and at SERIALIZABLE a transaction that read one
@@ -70,8 +74,10 @@ use crate::bind::Binder;
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecContext, PlanCache};
 use crate::output::{Output, ResultColumn, Rows};
-use crate::txnstore::{KnownLatest, OpenTxn, PointBuffers, Shared, TxnStore};
-use crate::value::Value;
+use crate::txnstore::{
+    KnownLatest, OpenTxn, PointBuffers, Shared, TxnStore, decode_table_columns_into,
+};
+use crate::value::{Row, Value};
 
 /// SQL over one database's transaction manager. Cheap to clone; clones
 /// share the catalog cache and the row id allocators, so open one
@@ -114,6 +120,8 @@ impl Database {
             ctx: ExecContext::default(),
             known_latest: KnownLatest::default(),
             point_buffers: PointBuffers::default(),
+            point_row: Row::new(),
+            spare: None,
         }
     }
 }
@@ -172,7 +180,17 @@ pub struct Session {
     /// The row key and the stored row of a point select, kept between
     /// statements so that none allocates them.
     point_buffers: PointBuffers,
+    /// The row a point select decodes the stored row into.
+    point_row: Row,
+    /// A finished result handed back by [`Session::recycle`], whose row
+    /// list and row the next point select fills instead of allocating.
+    spare: Option<Rows>,
 }
+
+/// How many rows' room a recycled row list keeps (see
+/// [`Session::recycle`]); a larger list is shrunk, so that a big result
+/// handed back does not hold its memory until the session ends.
+const SPARE_ROWS: usize = 4;
 
 /// The `pydb-txn` level that runs SQL level `level` (see the module docs).
 fn txn_isolation(level: IsolationLevel) -> Isolation {
@@ -262,13 +280,21 @@ impl Session {
     /// (`None`: not such a statement, or not known; it then runs as a
     /// transaction of its own). See "Point selects" in the module docs.
     fn point_read(&mut self, prepared: &Prepared, params: &[Value]) -> Result<Option<Output>> {
+        let Session {
+            db,
+            known_latest,
+            point_buffers,
+            point_row,
+            spare,
+            ..
+        } = self;
         let read = prepared.plans.with_point_read(params, |catalog, point| {
             let Some(pk) = point.key_values(params) else {
                 return Ok(None);
             };
-            let Some(row) = self.db.shared.read_latest_row(
-                &mut self.known_latest,
-                &mut self.point_buffers,
+            let Some(stored) = db.shared.read_latest_row(
+                known_latest,
+                point_buffers,
                 catalog,
                 &point.table,
                 pk,
@@ -276,12 +302,42 @@ impl Session {
             else {
                 return Ok(None);
             };
-            Ok(Some(Output::Rows(Rows {
+            // The result is built in the buffers of the last one handed
+            // back, if any: no allocation for the list or the row.
+            let mut rows = spare.take().unwrap_or_else(|| Rows {
                 columns: point.columns.clone(),
-                rows: row.map(|row| point.output_row(row)).into_iter().collect(),
-            })))
+                rows: Vec::new(),
+            });
+            if !Arc::ptr_eq(&rows.columns, &point.columns) {
+                rows.columns = point.columns.clone();
+            }
+            let mut out = rows.rows.pop().unwrap_or_default();
+            rows.rows.clear();
+            if let Some(bytes) = stored {
+                decode_table_columns_into(&point.table, bytes, &point.wanted, point_row)?;
+                point.output_row(point_row, &mut out);
+                rows.rows.push(out);
+            }
+            Ok(Some(Output::Rows(rows)))
         });
         read.unwrap_or(Ok(None))
+    }
+
+    /// Hands back an output the caller has finished reading, so that the
+    /// session's next point select fills its row list and row (and keeps
+    /// a TEXT value's allocation when the new value is the same text)
+    /// instead of allocating them: what SQLite's API does for every
+    /// statement, whose row is valid until the next step. Optional; a
+    /// driver that reads each result before running the next statement
+    /// calls it after each one. Any output may be handed back: a query's
+    /// rows are kept (at most [`SPARE_ROWS`] rows' room), the rest
+    /// dropped.
+    pub fn recycle(&mut self, output: Output) {
+        if let Output::Rows(mut rows) = output {
+            rows.rows.truncate(1);
+            rows.rows.shrink_to(SPARE_ROWS);
+            self.spare = Some(rows);
+        }
     }
 
     /// Runs one parsed statement.

@@ -376,14 +376,18 @@ impl Shared {
     /// means no DDL committed between them: the row was read at a commit
     /// with the plan's catalog. While nothing commits (`S3 == S1` and
     /// `S1` is a commit already checked), the check reads nothing.
-    pub(crate) fn read_latest_row<'v>(
+    ///
+    /// The row found is returned as stored, borrowed from `buffers` (the
+    /// caller decodes it, with [`decode_table_columns_into`], into a row it
+    /// keeps): `Some(None)` when there is no such row.
+    pub(crate) fn read_latest_row<'v, 'b>(
         &self,
         known: &mut KnownLatest,
-        buffers: &mut PointBuffers,
+        buffers: &'b mut PointBuffers,
         catalog: &CatalogToken,
         table: &Table,
         pk: impl IntoIterator<Item = &'v Value>,
-    ) -> Result<Option<Option<Row>>> {
+    ) -> Result<Option<Option<&'b [u8]>>> {
         let before = self.mgr.last_commit();
         if !self.catalog_is_latest_at(known, catalog, before)? {
             return Ok(None);
@@ -396,11 +400,7 @@ impl Shared {
         if after != before && !self.catalog_is_latest_at(known, catalog, after)? {
             return Ok(None);
         }
-        Ok(Some(
-            stored
-                .map(|bytes| decode_table_row(table, bytes))
-                .transpose()?,
-        ))
+        Ok(Some(stored))
     }
 
     /// Whether `catalog` is the catalog at the published commit `at`,
@@ -925,8 +925,10 @@ fn decode_table_columns(table: &Table, bytes: &[u8], columns: &[bool]) -> Result
     Ok(row)
 }
 
-/// [`decode_table_columns`] into `row` (its old values dropped).
-fn decode_table_columns_into(
+/// [`decode_table_columns`] into `row`: its values are overwritten (a
+/// TEXT value equal to the one it replaces keeps its allocation), its
+/// allocation is kept.
+pub(crate) fn decode_table_columns_into(
     table: &Table,
     bytes: &[u8],
     columns: &[bool],

@@ -163,6 +163,9 @@ pub(crate) struct PointRead {
     /// The table columns returned, in output order (`None`: all of them,
     /// in table order).
     pub(crate) outputs: Option<Vec<usize>>,
+    /// The table columns `outputs` names, one flag per column (empty:
+    /// all of them): the others are not decoded.
+    pub(crate) wanted: Vec<bool>,
     /// The result's columns (the kept plan's, shared).
     pub(crate) columns: Arc<[ResultColumn]>,
 }
@@ -208,10 +211,14 @@ impl PointRead {
             .as_ref()
             .is_none_or(|o| o.iter().all(|&i| i < table.columns.len()));
         (plain && in_table && !table.primary_key.is_empty() && width == columns.len()).then(|| {
+            let wanted = outputs.as_ref().map_or_else(Vec::new, |o| {
+                (0..table.columns.len()).map(|c| o.contains(&c)).collect()
+            });
             PointRead {
                 table: table.clone(),
                 key: key.clone(),
                 outputs,
+                wanted,
                 columns: columns.clone(),
             }
         })
@@ -271,14 +278,22 @@ impl PointRead {
             .then(|| self.key.iter().filter_map(value_of))
     }
 
-    /// The output row made of a stored row of the table.
-    pub(crate) fn output_row(&self, row: Row) -> Row {
+    /// Writes into `out` the output row made of `row`, a row of the table
+    /// decoded with [`PointRead::wanted`]. Both are buffers the session
+    /// keeps between statements: when the statement returns the whole row,
+    /// they trade places (no value is copied); else `out` gets copies of the
+    /// values it returns (a TEXT value's copy shares its bytes).
+    pub(crate) fn output_row(&self, row: &mut Row, out: &mut Row) {
         match &self.outputs {
-            None => row,
-            Some(outputs) => outputs
-                .iter()
-                .map(|&i| row.get(i).cloned().unwrap_or(Value::Null))
-                .collect(),
+            None => std::mem::swap(row, out),
+            Some(outputs) => {
+                out.clear();
+                out.extend(
+                    outputs
+                        .iter()
+                        .map(|&i| row.get(i).cloned().unwrap_or(Value::Null)),
+                );
+            }
         }
     }
 }

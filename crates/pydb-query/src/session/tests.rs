@@ -838,6 +838,98 @@ fn an_autocommit_point_select_begins_no_transaction() {
     assert!(Arc::ptr_eq(&first, &second));
 }
 
+/// One execution of `p` with key `id`, handed back to the session with
+/// [`Session::recycle`] once read: its column names and rows.
+fn recycled_read(s: &mut Session, p: &Prepared, id: i64) -> (Vec<String>, Vec<Vec<Value>>) {
+    let out = s.execute_prepared(p, &[Value::Integer(id)]).unwrap();
+    let Output::Rows(r) = &out else {
+        panic!("{out:?}")
+    };
+    let read = (
+        r.columns.iter().map(|c| c.name.clone()).collect(),
+        r.rows.clone(),
+    );
+    s.recycle(out);
+    read
+}
+
+#[test]
+fn a_recycled_output_never_shows_through_the_next_point_select() {
+    let db = database();
+    let mut s = db.session();
+    run(
+        &mut s,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER, w TEXT)",
+    );
+    run(
+        &mut s,
+        "INSERT INTO t VALUES (1, 'aa', 10, 'x'), (2, 'bb', 20, NULL), (3, 'aa', NULL, 'zz')",
+    );
+    let all = s.prepare("SELECT * FROM t WHERE id = $1").unwrap();
+    let some = s.prepare("SELECT n, v FROM t WHERE id = $1").unwrap();
+    let (i, t, null) = (Value::Integer, Value::text, Value::Null);
+    let all_names = ["id", "v", "n", "w"].map(String::from).to_vec();
+    let some_names = ["n", "v"].map(String::from).to_vec();
+    // Each output is handed back before the next statement, which must
+    // show nothing of it: another row (a text of the same length, NULLs
+    // where values were), no row, another statement's columns.
+    let reads = [
+        (
+            &all,
+            1,
+            &all_names,
+            vec![vec![i(1), t("aa"), i(10), t("x")]],
+        ),
+        (
+            &all,
+            2,
+            &all_names,
+            vec![vec![i(2), t("bb"), i(20), null.clone()]],
+        ),
+        (
+            &all,
+            3,
+            &all_names,
+            vec![vec![i(3), t("aa"), null.clone(), t("zz")]],
+        ),
+        (&all, 4, &all_names, vec![]),
+        (
+            &all,
+            1,
+            &all_names,
+            vec![vec![i(1), t("aa"), i(10), t("x")]],
+        ),
+        (&some, 2, &some_names, vec![vec![i(20), t("bb")]]),
+        (&some, 3, &some_names, vec![vec![null.clone(), t("aa")]]),
+        (&some, 1, &some_names, vec![vec![i(10), t("aa")]]),
+        (
+            &all,
+            2,
+            &all_names,
+            vec![vec![i(2), t("bb"), i(20), null.clone()]],
+        ),
+    ];
+    for (round, (p, id, names, rows)) in reads.into_iter().enumerate() {
+        assert_eq!(
+            recycled_read(&mut s, p, id),
+            (names.clone(), rows),
+            "read {round}"
+        );
+    }
+    // Outputs of any other kind may be handed back too.
+    let big = run(&mut s, "SELECT * FROM t").pop().unwrap();
+    s.recycle(big);
+    assert_eq!(
+        recycled_read(&mut s, &some, 2),
+        (some_names.clone(), vec![vec![i(20), t("bb")]])
+    );
+    s.recycle(Output::Done("BEGIN"));
+    assert_eq!(
+        recycled_read(&mut s, &all, 3),
+        (all_names, vec![vec![i(3), t("aa"), null, t("zz")]])
+    );
+}
+
 #[test]
 fn a_point_select_inside_begin_keeps_its_snapshot() {
     let db = database().with_isolation(pydb_txn::Isolation::Snapshot);
