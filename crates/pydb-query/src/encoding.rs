@@ -517,6 +517,7 @@ pub fn decode_row_columns(bytes: &[u8], wanted: &[bool]) -> Result<Row> {
 /// A row is first read by [`decode_common_row`], the walk of the common
 /// case; only a row it does not take (a new buffer, a damaged row, an
 /// uncommon shape) is read by the general walk, which names the error.
+#[inline]
 pub fn decode_row_columns_into(bytes: &[u8], wanted: &[bool], row: &mut Row) -> Result<()> {
     if decode_common_row(bytes, wanted, row) {
         return Ok(());
@@ -525,7 +526,9 @@ pub fn decode_row_columns_into(bytes: &[u8], wanted: &[bool], row: &mut Row) -> 
 }
 
 /// The general walk of [`decode_row_columns_into`]: any row, and the
-/// exact error (what is wrong, at which byte) of a damaged one.
+/// exact error (what is wrong, at which byte) of a damaged one. Not
+/// inlined, so that the common case does not pay for its stack frame.
+#[inline(never)]
 fn decode_row_general(bytes: &[u8], wanted: &[bool], row: &mut Row) -> Result<()> {
     let mut reader = Reader::new(bytes, "SQL row");
     let version = reader.byte()?;

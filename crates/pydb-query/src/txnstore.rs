@@ -63,6 +63,10 @@
 //! lends, into a batch of rows (`RowBatch`) that the scan then hands up
 //! one at a time: a row's bytes are never copied on their way to the
 //! decoder.
+//! A filter right above the scan hands it the integer ranges its leading
+//! comparisons allow (`IntegerBound`): a row outside them is dropped in
+//! the batch where it was decoded, and never reaches the filter (q6 keeps
+//! 2% of `lineitem`). The filter still tests every row the scan keeps.
 //! A filter drops a row while its bytes are still in the CPU cache, and no
 //! list of the whole table is built first (that list, 60,000 rows for
 //! TPC-H's `lineitem` at scale 0.01, made a scan cost about twice as
