@@ -63,6 +63,10 @@
 //! lends, into a batch of rows (`RowBatch`) that the scan then hands up
 //! one at a time: a row's bytes are never copied on their way to the
 //! decoder.
+//! A filter right above the scan hands it the integer ranges its leading
+//! comparisons allow (`IntegerBound`): a row outside them is dropped in
+//! the batch where it was decoded, and never reaches the filter (q6 keeps
+//! 2% of `lineitem`). The filter still tests every row the scan keeps.
 //! A filter drops a row while its bytes are still in the CPU cache, and no
 //! list of the whole table is built first (that list, 60,000 rows for
 //! TPC-H's `lineitem` at scale 0.01, made a scan cost about twice as
@@ -92,7 +96,8 @@ use crate::encoding::{
 use crate::error::{Error, Result};
 use crate::plan::stats::TableStats;
 use crate::store::{
-    CatalogToken, IndexRange, RowCursor, RowCursorBox, RowIter, RowKey, RowsIter, Store,
+    CatalogToken, IndexRange, IntegerBound, RowCursor, RowCursorBox, RowIter, RowKey, RowsIter,
+    Store,
 };
 use crate::value::{Row, Value};
 
@@ -957,6 +962,8 @@ enum TableCursor<'s> {
         versions: pydb_txn::TxnScan<'s>,
         table: Table,
         wanted: Vec<bool>,
+        /// Rows these reject are dropped where they were decoded.
+        bounds: Vec<IntegerBound>,
         batch: RowBatch,
     },
     /// Copied from the rows an earlier scan of the statement kept.
@@ -1009,13 +1016,14 @@ impl RowBatch {
         versions: &mut pydb_txn::TxnScan<'_>,
         table: &Table,
         wanted: &[bool],
+        bounds: &[IntegerBound],
         row: &mut Row,
     ) -> Result<bool> {
         if self.next == self.len {
             if let Some(err) = self.pending.take() {
                 return Err(err);
             }
-            self.refill(versions, table, wanted)?;
+            self.refill(versions, table, wanted, bounds)?;
         }
         match self
             .rows
@@ -1031,46 +1039,65 @@ impl RowBatch {
         }
     }
 
-    /// Decodes the next batch of rows (none: the scan is over).
+    /// Decodes the next batch of rows (none: the scan is over). A row
+    /// that `bounds` reject is decoded (a damaged one is still an error)
+    /// and then not kept: the next row is decoded into its place. A batch
+    /// whose every row was rejected is followed by the next at once, so
+    /// that an empty batch means the end.
     fn refill(
         &mut self,
         versions: &mut pydb_txn::TxnScan<'_>,
         table: &Table,
         wanted: &[bool],
+        bounds: &[IntegerBound],
     ) -> Result<()> {
-        let rows = &mut self.rows;
-        let mut len = 0;
-        let mut failed = None;
-        let handed = versions.next_values_with(self.size, |value| {
-            // Into a row of an earlier batch (its allocations reused), or
-            // a new one at the end (the rows up to `len` are this batch's).
-            let decoded = match rows.get_mut(len) {
-                Some(row) => decode_table_columns_into(table, value, wanted, row),
-                None => decode_table_columns(table, value, wanted).map(|row| rows.push(row)),
+        loop {
+            let rows = &mut self.rows;
+            let mut len = 0;
+            let mut failed = None;
+            let asked = self.size;
+            let handed = versions.next_values_with(asked, |value| {
+                // Into a row of an earlier batch (its allocations reused), or
+                // a new one at the end (the rows up to `len` are this batch's).
+                let decoded = match rows.get_mut(len) {
+                    Some(row) => decode_table_columns_into(table, value, wanted, row),
+                    None => decode_table_columns(table, value, wanted).map(|row| rows.push(row)),
+                };
+                match decoded {
+                    Ok(()) => {
+                        let kept = rows
+                            .get(len)
+                            .is_some_and(|row| !bounds.iter().any(|b| b.rejects(row)));
+                        len += usize::from(kept);
+                        std::ops::ControlFlow::Continue(())
+                    }
+                    Err(err) => {
+                        failed = Some(err);
+                        std::ops::ControlFlow::Break(())
+                    }
+                }
+            });
+            self.len = len;
+            self.next = 0;
+            let largest = (BATCH_VALUES / table.columns.len().max(1)).max(FIRST_BATCH);
+            self.size = (self.size * 2).min(largest);
+            let failed = match handed {
+                Ok(handed) if failed.is_none() && len == 0 && handed == asked => continue,
+                Ok(_) => failed,
+                Err(err) => failed.or(Some(err.into())),
             };
-            match decoded {
-                Ok(()) => {
-                    len += 1;
-                    std::ops::ControlFlow::Continue(())
+            return match failed {
+                None => Ok(()),
+                Some(err) => {
+                    if len > 0 {
+                        // The rows decoded before the error first.
+                        self.pending = Some(err);
+                        Ok(())
+                    } else {
+                        Err(err)
+                    }
                 }
-                Err(err) => {
-                    failed = Some(err);
-                    std::ops::ControlFlow::Break(())
-                }
-            }
-        });
-        self.len = len;
-        self.next = 0;
-        let largest = (BATCH_VALUES / table.columns.len().max(1)).max(FIRST_BATCH);
-        self.size = (self.size * 2).min(largest);
-        match failed.or(handed.err().map(Error::from)) {
-            None => Ok(()),
-            // The rows decoded before the error first.
-            Some(err) if len > 0 => {
-                self.pending = Some(err);
-                Ok(())
-            }
-            Some(err) => Err(err),
+            };
         }
     }
 }
@@ -1082,8 +1109,9 @@ impl RowCursor for TableCursor<'_> {
                 versions,
                 table,
                 wanted,
+                bounds,
                 batch,
-            } => batch.next_into(versions, table, wanted, row),
+            } => batch.next_into(versions, table, wanted, bounds, row),
             TableCursor::Kept { rows, next } => match rows.get(*next) {
                 Some(kept) => {
                     *next += 1;
@@ -1104,7 +1132,12 @@ impl TxnStore<'_> {
     /// built. Only the values are asked for: the keys, which nobody above
     /// reads, are never built. A second scan (a correlated subquery's)
     /// keeps the decoded rows for the scans after it.
-    fn table_cursor(&self, table: &Table, columns: &[bool]) -> Result<TableCursor<'_>> {
+    fn table_cursor(
+        &self,
+        table: &Table,
+        columns: &[bool],
+        bounds: &[IntegerBound],
+    ) -> Result<TableCursor<'_>> {
         let columns = if columns.contains(&false) {
             columns
         } else {
@@ -1123,6 +1156,13 @@ impl TxnStore<'_> {
             versions,
             table: table.clone(),
             wanted: columns.to_vec(),
+            // Not when the rows are kept for later scans, which may not
+            // have the same filter.
+            bounds: if seen.is_none() {
+                bounds.to_vec()
+            } else {
+                Vec::new()
+            },
             batch: RowBatch::new(),
         };
         if seen.is_none() {
@@ -1314,7 +1354,7 @@ impl Store for TxnStore<'_> {
     }
 
     fn scan_columns(&self, table: &Table, columns: &[bool]) -> Result<RowsIter<'_>> {
-        let mut cursor = self.table_cursor(table, columns)?;
+        let mut cursor = self.table_cursor(table, columns, &[])?;
         Ok(Box::new(std::iter::from_fn(move || {
             let mut row = Vec::new();
             match cursor.next_into(&mut row) {
@@ -1325,8 +1365,13 @@ impl Store for TxnStore<'_> {
         })))
     }
 
-    fn scan_cursor(&self, table: &Table, columns: &[bool]) -> Result<RowCursorBox<'_>> {
-        Ok(Box::new(self.table_cursor(table, columns)?))
+    fn scan_cursor(
+        &self,
+        table: &Table,
+        columns: &[bool],
+        bounds: &[IntegerBound],
+    ) -> Result<RowCursorBox<'_>> {
+        Ok(Box::new(self.table_cursor(table, columns, bounds)?))
     }
 
     fn index_scan(&self, table: &Table, index: &Index, range: &IndexRange) -> Result<RowIter<'_>> {

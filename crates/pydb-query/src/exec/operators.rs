@@ -41,6 +41,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::time::Instant;
 
 use crate::ast::{JoinKind, SetOperator};
+use crate::catalog::Table;
 use crate::error::{Error, Result};
 use crate::exec::eval::{Env, eval, eval_predicate};
 use crate::exec::join_table::{JoinTable, key_column};
@@ -155,13 +156,7 @@ fn build_node<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<BoxedOperator<'a>> {
         // the scan's rows and the filter's apart.
         Plan::Filter { input, predicate } => match &**input {
             Plan::Scan { table, columns } if env.profile().is_none() => Box::new(FilteredScan {
-                rows: FilteredCursor {
-                    rows: env
-                        .store
-                        .scan_cursor(table, columns.as_deref().unwrap_or_default())?,
-                    predicate: Predicate::compile(predicate, env),
-                    env: env.clone(),
-                },
+                rows: FilteredCursor::new(table, columns.as_deref(), predicate, env)?,
                 row: Vec::with_capacity(table.columns.len()),
             }),
             _ => Box::new(FilterOp {
@@ -440,6 +435,29 @@ struct FilteredCursor<'a> {
     env: Env<'a>,
 }
 
+impl<'a> FilteredCursor<'a> {
+    /// The scan of `table` (the `columns` it reads) filtered by
+    /// `predicate`; the scan is given the predicate's integer bounds, so
+    /// that it drops most rejected rows before they reach the filter.
+    fn new(
+        table: &Table,
+        columns: Option<&[bool]>,
+        predicate: &'a Expr,
+        env: &Env<'a>,
+    ) -> Result<Self> {
+        let predicate = Predicate::compile(predicate, env);
+        Ok(FilteredCursor {
+            rows: env.store.scan_cursor(
+                table,
+                columns.unwrap_or_default(),
+                &predicate.integer_bounds(),
+            )?,
+            predicate,
+            env: env.clone(),
+        })
+    }
+}
+
 impl RowCursor for FilteredCursor<'_> {
     fn next_into(&mut self, row: &mut Row) -> Result<bool> {
         while self.rows.next_into(row)? {
@@ -477,20 +495,19 @@ fn cursor<'a>(plan: &'a Plan, env: &Env<'a>) -> Result<RowCursorBox<'a>> {
             Plan::Scan { table, columns } => {
                 return env
                     .store
-                    .scan_cursor(table, columns.as_deref().unwrap_or_default());
+                    .scan_cursor(table, columns.as_deref().unwrap_or_default(), &[]);
             }
             Plan::Project { input, exprs } => {
                 return Ok(Box::new(ProjectCursor::new(input, exprs, env)?));
             }
             Plan::Filter { input, predicate } => {
                 if let Plan::Scan { table, columns } = &**input {
-                    return Ok(Box::new(FilteredCursor {
-                        rows: env
-                            .store
-                            .scan_cursor(table, columns.as_deref().unwrap_or_default())?,
-                        predicate: Predicate::compile(predicate, env),
-                        env: env.clone(),
-                    }));
+                    return Ok(Box::new(FilteredCursor::new(
+                        table,
+                        columns.as_deref(),
+                        predicate,
+                        env,
+                    )?));
                 }
             }
             _ => {}
@@ -762,11 +779,15 @@ impl<'a> ProbeRows<'a> {
                 other => (other, None),
             };
             if let Plan::Scan { table, columns } = scan {
+                let filter = filter.map(|p| Predicate::compile(p, env));
+                let bounds = filter.as_ref().map(Predicate::integer_bounds);
                 return Ok(ProbeRows::Scan {
-                    rows: env
-                        .store
-                        .scan_cursor(table, columns.as_deref().unwrap_or_default())?,
-                    filter: filter.map(|p| Predicate::compile(p, env)),
+                    rows: env.store.scan_cursor(
+                        table,
+                        columns.as_deref().unwrap_or_default(),
+                        bounds.as_deref().unwrap_or_default(),
+                    )?,
+                    filter,
                     project,
                 });
             }

@@ -34,6 +34,7 @@ use crate::ast::BinaryOp;
 use crate::error::Result;
 use crate::exec::eval::{Env, eval};
 use crate::plan::Expr;
+use crate::store::IntegerBound;
 use crate::value::Value;
 
 /// A predicate ready to be tested on rows (see the module docs).
@@ -72,6 +73,68 @@ impl<'a> Predicate<'a> {
         let mut conjuncts = Vec::new();
         flatten(e, env, &mut conjuncts);
         Predicate { conjuncts }
+    }
+
+    /// Integer ranges that a row must meet to pass: for each conjunct
+    /// `column op integer` (`=`, `<`, `<=`, `>`, `>=`, either way round)
+    /// or `column BETWEEN integer AND integer` among the leading conjuncts
+    /// that cannot fail (before the first evaluated by `eval`), the
+    /// integers of the column for which it holds; one bound a column (the
+    /// ranges of its conjuncts intersected). A row whose column holds an
+    /// integer outside its bound has a FALSE conjunct, and no conjunct
+    /// before it could have failed, so the predicate is FALSE for it and
+    /// testing it gives no error: a scan may drop it unseen (see
+    /// [`IntegerBound`]).
+    pub fn integer_bounds(&self) -> Vec<IntegerBound> {
+        let mut bounds: Vec<IntegerBound> = Vec::new();
+        for test in &self.conjuncts {
+            let (column, low, high) = match *test {
+                Test::Compare {
+                    column,
+                    constant: &Value::Integer(c),
+                    constant_first,
+                    holds,
+                } => {
+                    // The orderings of `value` against `c` that hold.
+                    let holds_for =
+                        |o: Ordering| holds(if constant_first { o.reverse() } else { o });
+                    let (less, equal, greater) = (
+                        holds_for(Ordering::Less),
+                        holds_for(Ordering::Equal),
+                        holds_for(Ordering::Greater),
+                    );
+                    let range = match (less, equal, greater) {
+                        // `<>`: not a range.
+                        (true, _, true) => continue,
+                        (true, true, false) => Some((i64::MIN, c)),
+                        (true, false, false) => c.checked_sub(1).map(|high| (i64::MIN, high)),
+                        (false, true, true) => Some((c, i64::MAX)),
+                        (false, false, true) => c.checked_add(1).map(|low| (low, i64::MAX)),
+                        (false, true, false) => Some((c, c)),
+                        (false, false, false) => None,
+                    };
+                    // `None`: no integer (`< i64::MIN`, say).
+                    let (low, high) = range.unwrap_or((i64::MAX, i64::MIN));
+                    (column, low, high)
+                }
+                Test::Between {
+                    column,
+                    low: &Value::Integer(low),
+                    high: &Value::Integer(high),
+                    negated: false,
+                } => (column, low, high),
+                Test::Compare { .. } | Test::Between { .. } => continue,
+                Test::Expr(_) => break,
+            };
+            match bounds.iter_mut().find(|b| b.column == column) {
+                Some(b) => {
+                    b.low = b.low.max(low);
+                    b.high = b.high.min(high);
+                }
+                None => bounds.push(IntegerBound { column, low, high }),
+            }
+        }
+        bounds
     }
 
     /// Whether the predicate holds for `row` (NULL counts as not holding).
@@ -338,6 +401,119 @@ mod tests {
             let (tree, compiled) = both(&e, &row, vec![param]);
             prop_assert_eq!(tree, compiled);
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        /// A scan drops a row by the predicate's integer bounds only when
+        /// the predicate is FALSE for it (not NULL, not an error: the
+        /// filter would have returned the error).
+        #[test]
+        fn integer_bounds_reject_only_rows_the_predicate_rejects(
+            e in proptest::collection::vec(prop_oneof![
+                predicate(),
+                // Integer comparisons and BETWEENs, either way round.
+                (
+                    prop_oneof![
+                        Just(BinaryOp::Eq),
+                        Just(BinaryOp::NotEq),
+                        Just(BinaryOp::Lt),
+                        Just(BinaryOp::LtEq),
+                        Just(BinaryOp::Gt),
+                        Just(BinaryOp::GtEq),
+                    ],
+                    0usize..3,
+                    prop_oneof![-2i64..4, Just(i64::MIN), Just(i64::MAX)],
+                    any::<bool>(),
+                )
+                    .prop_map(|(op, c, i, flip)| if flip {
+                        bin(op, lit(Value::Integer(i)), col(c))
+                    } else {
+                        bin(op, col(c), lit(Value::Integer(i)))
+                    }),
+                (0usize..3, -2i64..4, -2i64..4, any::<bool>()).prop_map(|(c, low, high, negated)| {
+                    Expr::Between {
+                        expr: Box::new(col(c)),
+                        low: Box::new(lit(Value::Integer(low))),
+                        high: Box::new(lit(Value::Integer(high))),
+                        negated,
+                    }
+                }),
+            ], 1..5)
+                .prop_map(|conjuncts| conjuncts
+                    .into_iter()
+                    .reduce(|a, b| bin(BinaryOp::And, a, b))
+                    .unwrap()),
+            row in proptest::collection::vec(prop_oneof![
+                value(),
+                (-2i64..4).prop_map(Value::Integer),
+                Just(Value::Integer(i64::MIN)),
+                Just(Value::Integer(i64::MAX - 1)),
+            ], 3),
+            param in prop_oneof![value(), Just(Value::Integer(i64::MIN))],
+        ) {
+            let ctx = ExecContext { params: vec![param], ..ExecContext::default() };
+            let store = NoStore;
+            let env = Env::new(&store, &ctx);
+            let bounds = Predicate::compile(&e, &env).integer_bounds();
+            if bounds.iter().any(|b| b.rejects(&row)) {
+                let tree = eval_predicate(&e, &row, &env).map_err(|e| e.to_string());
+                prop_assert_eq!(tree, Ok(false), "{:?} rejected by {:?}", row, bounds);
+            }
+        }
+    }
+
+    #[test]
+    fn integer_bounds_are_the_leading_integer_comparisons() {
+        let ctx = ExecContext::default();
+        let store = NoStore;
+        let env = Env::new(&store, &ctx);
+        let int = |i| lit(Value::Integer(i));
+        // q6's shape: two bounds on one column, a BETWEEN of reals (not
+        // an integer bound), one more column; `<>` and the conjuncts
+        // after an `eval` one give none.
+        let e = [
+            bin(BinaryOp::GtEq, col(2), int(730)),
+            bin(BinaryOp::Lt, col(2), int(1095)),
+            Expr::Between {
+                expr: Box::new(col(1)),
+                low: Box::new(lit(Value::Real(0.05))),
+                high: Box::new(lit(Value::Real(0.07))),
+                negated: false,
+            },
+            bin(BinaryOp::Gt, int(24), col(0)),
+            bin(BinaryOp::NotEq, col(1), int(3)),
+            bin(BinaryOp::Gt, bin(BinaryOp::Add, col(1), int(1)), int(0)),
+            bin(BinaryOp::Eq, col(1), int(7)),
+        ]
+        .into_iter()
+        .reduce(|a, b| bin(BinaryOp::And, a, b))
+        .unwrap();
+        let bounds = Predicate::compile(&e, &env).integer_bounds();
+        assert_eq!(
+            bounds,
+            [
+                IntegerBound {
+                    column: 2,
+                    low: 730,
+                    high: 1094
+                },
+                IntegerBound {
+                    column: 0,
+                    low: i64::MIN,
+                    high: 23
+                },
+            ]
+        );
+        let below = bin(BinaryOp::Lt, col(0), int(i64::MIN));
+        assert_eq!(
+            Predicate::compile(&below, &env).integer_bounds(),
+            [IntegerBound {
+                column: 0,
+                low: i64::MAX,
+                high: i64::MIN
+            }]
+        );
     }
 
     #[test]

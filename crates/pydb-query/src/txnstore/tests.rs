@@ -974,7 +974,7 @@ fn a_batched_scan_hands_every_row_then_the_damage() {
         let mut open = f.begin();
         let s = TxnStore::new(&mut open, &f.cache);
         let t = s.table("people").unwrap().unwrap();
-        let mut cursor = s.scan_cursor(&t, &[true, false, true]).unwrap();
+        let mut cursor = s.scan_cursor(&t, &[true, false, true], &[]).unwrap();
         let (mut rows, mut row) = (Vec::new(), Vec::new());
         loop {
             match cursor.next_into(&mut row) {
@@ -1001,4 +1001,59 @@ fn a_batched_scan_hands_every_row_then_the_damage() {
         assert!(matches!(err, Some(Error::Corrupted(_))), "{err:?}");
         assert_eq!(rows, (1..at).map(narrowed).collect::<Vec<_>>());
     }
+}
+
+/// A scan given integer bounds hands exactly the rows they keep, across
+/// many batches in a row whose every row is dropped, and a damaged row
+/// among the dropped ones is still the scan's error.
+#[test]
+fn a_bounded_scan_drops_only_rejected_rows_and_still_finds_the_damage() {
+    let f = Fixture::new().with_people();
+    let n = 700;
+    f.run(|s| {
+        let t = s.table("people")?.unwrap();
+        (1..=n).try_for_each(|i| {
+            s.insert(&t, row(i, Some(&format!("p{i}")), 2 * i))
+                .map(drop)
+        })
+    })
+    .unwrap();
+    let bounds = [
+        IntegerBound {
+            column: 2,
+            low: 1200,
+            high: 1300,
+        },
+        IntegerBound {
+            column: 0,
+            low: i64::MIN,
+            high: 605,
+        },
+    ];
+    let scan = |f: &Fixture| -> (Vec<Row>, Option<Error>) {
+        let mut open = f.begin();
+        let s = TxnStore::new(&mut open, &f.cache);
+        let t = s.table("people").unwrap().unwrap();
+        let mut cursor = s.scan_cursor(&t, &[true, false, true], &bounds).unwrap();
+        let (mut rows, mut row) = (Vec::new(), Vec::new());
+        loop {
+            match cursor.next_into(&mut row) {
+                Ok(true) => rows.push(row.clone()),
+                Ok(false) => return (rows, None),
+                Err(err) => return (rows, Some(err)),
+            }
+        }
+    };
+    let narrowed = |i: i64| vec![Value::Integer(i), Value::Null, Value::Integer(2 * i)];
+    let (rows, err) = scan(&f);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(rows, (600..=605).map(narrowed).collect::<Vec<_>>());
+    let t = f.run(|s| s.table("people")).unwrap().unwrap();
+    let mut tx = f.mgr.begin(Isolation::Snapshot).unwrap();
+    let key = layout::row_key(t.id, &encode_key(&[Value::Integer(100)]));
+    space_set(&mut tx, &key, b"\x01\xff").unwrap();
+    tx.commit().unwrap();
+    let (rows, err) = scan(&f);
+    assert!(matches!(err, Some(Error::Corrupted(_))), "{err:?}");
+    assert!(rows.is_empty(), "{rows:?}");
 }
