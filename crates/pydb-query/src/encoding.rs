@@ -512,7 +512,7 @@ pub fn decode_row_columns(bytes: &[u8], wanted: &[bool]) -> Result<Row> {
 /// column that repeats from row to row (a flag, a status) costs no
 /// allocation; it is the same value either way.
 ///
-/// A row is first read by [`decode_common_row`], the walk of the common
+/// A row is first read by `decode_common_row`, the walk of the common
 /// case; only a row it does not take (a new buffer, a damaged row, an
 /// uncommon shape) is read by the general walk, which names the error.
 #[inline]

@@ -330,7 +330,7 @@ impl Session {
     /// statement, whose row is valid until the next step. Optional; a
     /// driver that reads each result before running the next statement
     /// calls it after each one. Any output may be handed back: a query's
-    /// rows are kept (at most [`SPARE_ROWS`] rows' room), the rest
+    /// rows are kept (at most `SPARE_ROWS` (4) rows' room), the rest
     /// dropped.
     pub fn recycle(&mut self, output: Output) {
         if let Output::Rows(mut rows) = output {
