@@ -1398,13 +1398,7 @@ mod tests {
                 let k = next();
                 assert_eq!(tree.remove(&key(k)), model.remove(&key(k)));
             }
-            tree.check_invariants().expect("after removes");
-            let all: Vec<(Bytes, u32)> = tree
-                .range(Bound::Unbounded, Bound::Unbounded)
-                .map(|(k, v)| (k.clone(), *v))
-                .collect();
-            let expected: Vec<(Bytes, u32)> = model.iter().map(|(k, v)| (k.clone(), *v)).collect();
-            assert_eq!(all, expected);
+            assert_same(&tree, &model);
         }
     }
 
