@@ -1120,11 +1120,14 @@ impl<V> Inserter<'_, V> {
 
     /// Removes `key`; returns its value, if it was there. A remove takes
     /// the entry out of its leaf and changes no separator (see *Deletes do
-    /// not rebalance*), so the remembered path stays the tree's.
+    /// not rebalance*), so the remembered path stays the tree's; but it may
+    /// shift the slots of the leaf the last insert landed in, so the next
+    /// insert does not count as the next key of a run.
     pub fn remove(&mut self, key: &[u8]) -> Option<V>
     where
         V: Send + Sync,
     {
+        self.landed = None;
         self.tree.remove(key)
     }
 }

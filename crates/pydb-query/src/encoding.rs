@@ -411,12 +411,7 @@ impl Reader<'_> {
     fn row_value(&mut self) -> Result<Value> {
         match self.byte()? {
             ROW_NULL => Ok(Value::Null),
-            ROW_INTEGER => {
-                let zigzag = self.varint()?;
-                Ok(Value::Integer(
-                    ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64),
-                ))
-            }
+            ROW_INTEGER => Ok(Value::Integer(unzigzag(self.varint()?))),
             ROW_REAL => Ok(Value::Real(f64::from_le_bytes(self.array()?))),
             // One allocation: straight from the bytes into the shared text.
             ROW_TEXT => Ok(Value::Text(Arc::from(self.str()?))),
@@ -434,8 +429,7 @@ impl Reader<'_> {
         match self.bytes.get(self.pos) {
             Some(&ROW_INTEGER) => {
                 self.pos += 1;
-                let zigzag = self.varint()?;
-                *slot = Value::Integer(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64));
+                *slot = Value::Integer(unzigzag(self.varint()?));
             }
             Some(&ROW_REAL) => {
                 self.pos += 1;
@@ -636,7 +630,7 @@ fn decode_common_row(bytes: &[u8], wanted: &[bool], row: &mut [Value]) -> bool {
                     let Some((zigzag, len)) = common_varint(payload) else {
                         return false;
                     };
-                    *slot = Value::Integer(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64));
+                    *slot = Value::Integer(unzigzag(zigzag));
                     len
                 }
                 ROW_REAL => {
@@ -696,6 +690,13 @@ fn decode_common_row(bytes: &[u8], wanted: &[bool], row: &mut [Value]) -> bool {
         rest = next;
     }
     rest.is_empty()
+}
+
+/// The INTEGER a row's zigzag varint holds (0, -1, 1, -2, ... are 0, 1,
+/// 2, 3, ...): the one decoding of both walks.
+#[inline(always)]
+fn unzigzag(zigzag: u64) -> i64 {
+    ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64)
 }
 
 /// A varint of at most nine bytes at the start of `bytes` (it cannot

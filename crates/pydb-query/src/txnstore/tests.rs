@@ -953,15 +953,8 @@ mod stats {
     }
 }
 
-/// A table scan decodes its rows in batches (32, 64, ... rows) inside the
-/// transaction layer's walk of the engine: across batches every row comes
-/// once, in key order, with only the wanted columns built; a damaged row
-/// is an error after the rows before it (never a panic, a wrong row or a
-/// silent end), and a row of the wrong width is one too.
-#[test]
-fn a_batched_scan_hands_every_row_then_the_damage() {
-    let f = Fixture::new().with_people();
-    let n = 700;
+/// Inserts people 1..=n (id, name `p{id}`, `2 * id`).
+fn fill_people(f: &Fixture, n: i64) {
     f.run(|s| {
         let t = s.table("people")?.unwrap();
         (1..=n).try_for_each(|i| {
@@ -970,24 +963,43 @@ fn a_batched_scan_hands_every_row_then_the_damage() {
         })
     })
     .unwrap();
-    let scan = |f: &Fixture| -> (Vec<Row>, Option<Error>) {
-        let mut open = f.begin();
-        let s = TxnStore::new(&mut open, &f.cache);
-        let t = s.table("people").unwrap().unwrap();
-        let mut cursor = s.scan_cursor(&t, &[true, false, true], &[]).unwrap();
-        let (mut rows, mut row) = (Vec::new(), Vec::new());
-        loop {
-            match cursor.next_into(&mut row) {
-                Ok(true) => rows.push(row.clone()),
-                Ok(false) => return (rows, None),
-                Err(err) => return (rows, Some(err)),
-            }
+}
+
+/// Every row a scan of `people` (its first and third columns, with
+/// `bounds`) hands out, and the error it ended with, if any.
+fn scan_people(f: &Fixture, bounds: &[IntegerBound]) -> (Vec<Row>, Option<Error>) {
+    let mut open = f.begin();
+    let s = TxnStore::new(&mut open, &f.cache);
+    let t = s.table("people").unwrap().unwrap();
+    let mut cursor = s.scan_cursor(&t, &[true, false, true], bounds).unwrap();
+    let (mut rows, mut row) = (Vec::new(), Vec::new());
+    loop {
+        match cursor.next_into(&mut row) {
+            Ok(true) => rows.push(row.clone()),
+            Ok(false) => return (rows, None),
+            Err(err) => return (rows, Some(err)),
         }
-    };
-    let narrowed = |i: i64| vec![Value::Integer(i), Value::Null, Value::Integer(2 * i)];
+    }
+}
+
+/// Person `i` as [`scan_people`] hands it out: the name not decoded.
+fn narrowed_person(i: i64) -> Row {
+    vec![Value::Integer(i), Value::Null, Value::Integer(2 * i)]
+}
+
+/// A table scan decodes its rows in batches (32, 64, ... rows) inside the
+/// transaction layer's walk of the engine: across batches every row comes
+/// once, in key order, with only the wanted columns built; a damaged row
+/// is an error after the rows before it (never a panic, a wrong row or a
+/// silent end), and a row of the wrong width is one too.
+#[test]
+fn a_batched_scan_hands_every_row_then_the_damage() {
+    let (f, n) = (Fixture::new().with_people(), 700);
+    fill_people(&f, n);
+    let scan = |f: &Fixture| scan_people(f, &[]);
     let (rows, err) = scan(&f);
     assert!(err.is_none(), "{err:?}");
-    assert_eq!(rows, (1..=n).map(narrowed).collect::<Vec<_>>());
+    assert_eq!(rows, (1..=n).map(narrowed_person).collect::<Vec<_>>());
     let t = f.run(|s| s.table("people")).unwrap().unwrap();
     for (at, damage) in [
         (500, b"\x01\xff".to_vec()),
@@ -999,7 +1011,7 @@ fn a_batched_scan_hands_every_row_then_the_damage() {
         tx.commit().unwrap();
         let (rows, err) = scan(&f);
         assert!(matches!(err, Some(Error::Corrupted(_))), "{err:?}");
-        assert_eq!(rows, (1..at).map(narrowed).collect::<Vec<_>>());
+        assert_eq!(rows, (1..at).map(narrowed_person).collect::<Vec<_>>());
     }
 }
 
@@ -1008,16 +1020,8 @@ fn a_batched_scan_hands_every_row_then_the_damage() {
 /// among the dropped ones is still the scan's error.
 #[test]
 fn a_bounded_scan_drops_only_rejected_rows_and_still_finds_the_damage() {
-    let f = Fixture::new().with_people();
-    let n = 700;
-    f.run(|s| {
-        let t = s.table("people")?.unwrap();
-        (1..=n).try_for_each(|i| {
-            s.insert(&t, row(i, Some(&format!("p{i}")), 2 * i))
-                .map(drop)
-        })
-    })
-    .unwrap();
+    let (f, n) = (Fixture::new().with_people(), 700);
+    fill_people(&f, n);
     let bounds = [
         IntegerBound {
             column: 2,
@@ -1030,24 +1034,10 @@ fn a_bounded_scan_drops_only_rejected_rows_and_still_finds_the_damage() {
             high: 605,
         },
     ];
-    let scan = |f: &Fixture| -> (Vec<Row>, Option<Error>) {
-        let mut open = f.begin();
-        let s = TxnStore::new(&mut open, &f.cache);
-        let t = s.table("people").unwrap().unwrap();
-        let mut cursor = s.scan_cursor(&t, &[true, false, true], &bounds).unwrap();
-        let (mut rows, mut row) = (Vec::new(), Vec::new());
-        loop {
-            match cursor.next_into(&mut row) {
-                Ok(true) => rows.push(row.clone()),
-                Ok(false) => return (rows, None),
-                Err(err) => return (rows, Some(err)),
-            }
-        }
-    };
-    let narrowed = |i: i64| vec![Value::Integer(i), Value::Null, Value::Integer(2 * i)];
+    let scan = |f: &Fixture| scan_people(f, &bounds);
     let (rows, err) = scan(&f);
     assert!(err.is_none(), "{err:?}");
-    assert_eq!(rows, (600..=605).map(narrowed).collect::<Vec<_>>());
+    assert_eq!(rows, (600..=605).map(narrowed_person).collect::<Vec<_>>());
     let t = f.run(|s| s.table("people")).unwrap().unwrap();
     let mut tx = f.mgr.begin(Isolation::Snapshot).unwrap();
     let key = layout::row_key(t.id, &encode_key(&[Value::Integer(100)]));

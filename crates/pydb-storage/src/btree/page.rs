@@ -1180,6 +1180,23 @@ pub fn describe_page(buf: &[u8]) -> PageInfo {
     info
 }
 
+/// A full 4 KiB leaf page `id` as the benchmark's `readrandom` fills
+/// them: 32 cells of a 16-byte key and a 100-byte value (for the tests of
+/// what a leaf search reads, here and in `pool.rs`).
+#[cfg(test)]
+pub(crate) fn benchmark_leaf(id: PageId) -> Vec<u8> {
+    let mut l = Leaf::default();
+    for i in 0..32u64 {
+        let mut key = i.to_be_bytes().to_vec();
+        key.extend_from_slice(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+        l.put(
+            Bytes::from(key),
+            Value::Inline(Bytes::from(vec![i as u8; 100])),
+        );
+    }
+    encode(&Content::Node(Node::Leaf(l)), id, 4096).expect("a full leaf fits its page")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1190,13 +1207,7 @@ mod tests {
         // alignment a full 4 KiB leaf gives them, the last one ending at
         // the page's end: every byte a lookup reads from the cell is on a
         // line the prefetch asks for, and no line lies outside the page.
-        let mut l = Leaf::default();
-        for i in 0..32u64 {
-            let mut key = i.to_be_bytes().to_vec();
-            key.extend_from_slice(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
-            l.put(Bytes::from(key), Value::Inline(Bytes::from(vec![7u8; 100])));
-        }
-        let buf = encode(&Content::Node(Node::Leaf(l)), 9, 4096).unwrap();
+        let buf = benchmark_leaf(9);
         let view = PageView::new(&buf, PageType::Leaf).unwrap();
         let base = buf.as_ptr() as usize;
         let mut offsets = std::collections::BTreeSet::new();

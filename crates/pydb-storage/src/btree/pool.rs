@@ -768,22 +768,6 @@ mod tests {
         assert!(std::mem::offset_of!(Frame, data) + 8 <= 64);
     }
 
-    /// A leaf as the benchmark's `readrandom` fills them: 16-byte keys,
-    /// 100-byte values, as many as a 4 KiB page holds.
-    fn full_leaf(id: PageId) -> Vec<u8> {
-        use crate::btree::page::{Leaf, Node, Value};
-        let mut l = Leaf::default();
-        for i in 0..32u64 {
-            let mut key = i.to_be_bytes().to_vec();
-            key.extend_from_slice(&(i * 0x9e37_79b9).to_le_bytes());
-            l.put(
-                bytes::Bytes::from(key),
-                Value::Inline(bytes::Bytes::from(vec![i as u8; 100])),
-            );
-        }
-        encode(&Content::Node(Node::Leaf(l)), id, 4096).unwrap()
-    }
-
     #[test]
     fn the_prefetch_covers_every_line_a_leaf_search_reads_before_the_cell() {
         // A leaf search reads the frame (latch, page number, heads), the
@@ -793,7 +777,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = pydb_file::MonolithicFile::create(dir.path().join("p")).unwrap();
         let pool = BufferPool::new(file, 4096, 16, Arc::new(Recorder::default()));
-        let leaf = full_leaf(5);
+        let leaf = crate::btree::page::benchmark_leaf(5);
         pool.install(5, &leaf).unwrap();
         let f = pool.map.get(5).unwrap();
         let lines: Vec<usize> = pool
