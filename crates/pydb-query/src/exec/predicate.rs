@@ -326,6 +326,18 @@ mod tests {
         ]
     }
 
+    /// The six comparison operators (`=`, `<>`, `<`, `<=`, `>`, `>=`).
+    fn comparison() -> impl Strategy<Value = BinaryOp> {
+        prop_oneof![
+            Just(BinaryOp::Eq),
+            Just(BinaryOp::NotEq),
+            Just(BinaryOp::Lt),
+            Just(BinaryOp::LtEq),
+            Just(BinaryOp::Gt),
+            Just(BinaryOp::GtEq),
+        ]
+    }
+
     /// Predicates over a row of 3 columns, with the shapes `compile`
     /// specialises and others it leaves to `eval` (arithmetic that can
     /// overflow, OR, NOT, IS), nested in ANDs.
@@ -335,15 +347,7 @@ mod tests {
             3 => value().prop_map(lit),
             1 => Just(Expr::Param(0)),
         ];
-        let op = prop_oneof![
-            Just(BinaryOp::Eq),
-            Just(BinaryOp::NotEq),
-            Just(BinaryOp::Lt),
-            Just(BinaryOp::LtEq),
-            Just(BinaryOp::Gt),
-            Just(BinaryOp::GtEq),
-            Just(BinaryOp::Is),
-        ];
+        let op = prop_oneof![6 => comparison(), 1 => Just(BinaryOp::Is)];
         let leaf = prop_oneof![
             (op, operand.clone(), operand.clone()).prop_map(|(op, a, b)| bin(op, a, b)),
             (
@@ -414,14 +418,7 @@ mod tests {
                 predicate(),
                 // Integer comparisons and BETWEENs, either way round.
                 (
-                    prop_oneof![
-                        Just(BinaryOp::Eq),
-                        Just(BinaryOp::NotEq),
-                        Just(BinaryOp::Lt),
-                        Just(BinaryOp::LtEq),
-                        Just(BinaryOp::Gt),
-                        Just(BinaryOp::GtEq),
-                    ],
+                    comparison(),
                     0usize..3,
                     prop_oneof![-2i64..4, Just(i64::MIN), Just(i64::MAX)],
                     any::<bool>(),
