@@ -386,6 +386,9 @@ fn portals_send_rows_in_batches() {
     tx.commit().unwrap();
 }
 
+/// A row of `kv`: key, TEXT or NULL, integer.
+type KvRow = (i64, Option<String>, i64);
+
 /// The value of row `k` after `round` rounds of updates: TEXT of the same
 /// length as the last round's (a kept allocation must not keep its old
 /// bytes), of another length, or NULL.
@@ -405,7 +408,7 @@ fn point_value(k: i64, round: i64) -> (Option<String>, i64) {
 /// be the model's. `point(client, k)` returns the rows for key `k`.
 fn check_point_selects(
     client: &mut Client,
-    point: &mut dyn FnMut(&mut Client, i64) -> Vec<(i64, Option<String>, i64)>,
+    point: &mut dyn FnMut(&mut Client, i64) -> Vec<KvRow>,
 ) {
     client
         .batch_execute("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT, n INTEGER)")
@@ -437,7 +440,7 @@ fn check_point_selects(
         for step in 0..40i64 {
             // Every key once a round, in an order that changes by round.
             let k = (step * 7 + round * 3) % 40;
-            let expected: Vec<(i64, Option<String>, i64)> = if keys.contains(&k) {
+            let expected: Vec<KvRow> = if keys.contains(&k) {
                 let (v, n) = point_value(k, round);
                 vec![(k, v, n)]
             } else {
