@@ -406,10 +406,7 @@ fn point_value(k: i64, round: i64) -> (Option<String>, i64) {
 /// missing) after each round of updates, with a range select and a
 /// select of other columns in between, through `point`; every answer must
 /// be the model's. `point(client, k)` returns the rows for key `k`.
-fn check_point_selects(
-    client: &mut Client,
-    point: &mut dyn FnMut(&mut Client, i64) -> Vec<KvRow>,
-) {
+fn check_point_selects(client: &mut Client, point: &mut dyn FnMut(&mut Client, i64) -> Vec<KvRow>) {
     client
         .batch_execute("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT, n INTEGER)")
         .unwrap();
