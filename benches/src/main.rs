@@ -122,6 +122,21 @@ struct Args {
     /// [default: 20000, 500 with --quick].
     #[arg(long)]
     sql_ops: Option<u64>,
+    /// Run each --sql store in its own process (this binary re-executed
+    /// for one store), so that no store's figure depends on the heap, page
+    /// cache or clock that the stores before it left.
+    #[arg(long)]
+    isolate: bool,
+    /// Run the --sql stores this many times, the order reversed every
+    /// other round; the table shows each figure's median and range and
+    /// each ratio's, taken within rounds.
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
+
+    /// Internal: run the one --sql store of --stores in this process and
+    /// write what it measured as JSON to this file (used by --isolate).
+    #[arg(long, hide = true)]
+    sql_child: Option<PathBuf>,
 
     /// Internal: run one store and workload variant in this process and
     /// print its result as JSON (used by the parent process).
@@ -195,20 +210,10 @@ fn run_summary(paths: &[PathBuf]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--sql`: every SQL store in turn, in this process, then the table.
+/// `--sql`: every SQL store in turn (in this process, or each in a child
+/// with `--isolate`), `--repeat` times, then the table.
 fn run_sql(args: &Args) -> Result<ExitCode> {
-    let q = args.quick;
-    let p = sql::SqlParams {
-        rows: args.num.unwrap_or(if q { 20_000 } else { 1_000_000 }),
-        scale: args.scale.unwrap_or(if q { 0.001 } else { 0.01 }),
-        ops: args.sql_ops.unwrap_or(if q { 500 } else { 20_000 }),
-        reps: if q { 1 } else { 5 },
-        time_limit_secs: args.time_limit.unwrap_or(if q { 5.0 } else { 60.0 }),
-        workloads: args
-            .workloads
-            .as_deref()
-            .map(|w| w.split(',').map(|s| s.trim().to_string()).collect()),
-    };
+    let p = sql_params(args);
     let temp;
     let base: PathBuf = match &args.dir {
         Some(d) => {
@@ -226,10 +231,60 @@ fn run_sql(args: &Args) -> Result<ExitCode> {
         .stores
         .as_deref()
         .map(|s| s.split(',').map(str::trim).collect());
-    let report = sql::run(&p, &base, only.as_deref())?;
+    let stores = sql::select(only.as_deref())?;
+    if let Some(out) = &args.sql_child {
+        let [store] = stores[..] else {
+            return Err("--sql-child needs exactly one store in --stores".into());
+        };
+        let run = sql::run_one(&p, &base, store)?;
+        std::fs::write(out, serde_json::to_string(&run)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let exe = std::env::current_exe()?;
+    let mut runs: Vec<sql::StoreRun> = Vec::new();
+    for round in 0..args.repeat.max(1) {
+        // Every other round backwards: a store that always ran first (or
+        // after the same neighbour) would carry that position's luck.
+        let order: Vec<&str> = if round % 2 == 0 {
+            stores.clone()
+        } else {
+            stores.iter().rev().copied().collect()
+        };
+        for store in order {
+            let mut run = if args.isolate {
+                run_sql_child(
+                    &exe,
+                    args,
+                    &p,
+                    store,
+                    &base.join(format!("{round}-{store}")),
+                )
+                .map_err(|e| format!("{store}: {e}"))?
+            } else {
+                sql::run_one(&p, &base, store)?
+            };
+            for r in &mut run.results {
+                r.round = round;
+            }
+            runs.push(run);
+            // At once, so that a wrong answer stops the rounds to come.
+            sql::check_counts(&runs)?;
+        }
+    }
+    let report = sql::SqlReport::new(&p, runs);
     println!(
-        "rows {}, scale {}, ops {}, reps {} (ratios: SQLite's time / pydb's, above 1 = pydb faster)",
-        p.rows, p.scale, p.ops, p.reps
+        "rows {}, scale {}, ops {}, reps {}, {} round(s){} (ratios: SQLite's time / pydb's, above 1 = pydb faster)",
+        p.rows,
+        p.scale,
+        p.ops,
+        p.reps,
+        args.repeat.max(1),
+        if args.isolate {
+            ", a process per store"
+        } else {
+            ", one process"
+        }
     );
     print!("{}", report.table());
     if let Some(path) = &args.json {
@@ -237,6 +292,64 @@ fn run_sql(args: &Args) -> Result<ExitCode> {
         println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The sizes of `--sql`, from the flags and `--quick`.
+fn sql_params(args: &Args) -> sql::SqlParams {
+    let q = args.quick;
+    sql::SqlParams {
+        rows: args.num.unwrap_or(if q { 20_000 } else { 1_000_000 }),
+        scale: args.scale.unwrap_or(if q { 0.001 } else { 0.01 }),
+        ops: args.sql_ops.unwrap_or(if q { 500 } else { 20_000 }),
+        reps: if q { 1 } else { 5 },
+        time_limit_secs: args.time_limit.unwrap_or(if q { 5.0 } else { 60.0 }),
+        workloads: args
+            .workloads
+            .as_deref()
+            .map(|w| w.split(',').map(|s| s.trim().to_string()).collect()),
+    }
+}
+
+/// Runs one SQL store in a child process (`--sql-child`) with the sizes
+/// of `p`, in a fresh directory `dir`, and reads what it measured.
+fn run_sql_child(
+    exe: &Path,
+    args: &Args,
+    p: &sql::SqlParams,
+    store: &str,
+    dir: &Path,
+) -> Result<sql::StoreRun> {
+    let out = dir.join("result.json");
+    std::fs::create_dir_all(dir)?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--sql")
+        .args(["--stores", store])
+        .args(["--num", &p.rows.to_string()])
+        .args(["--scale", &p.scale.to_string()])
+        .args(["--sql-ops", &p.ops.to_string()])
+        .args(["--time-limit", &p.time_limit_secs.to_string()])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--sql-child")
+        .arg(&out);
+    if let Some(w) = &args.workloads {
+        cmd.args(["--workloads", w]);
+    }
+    if args.quick {
+        // Only the repetitions of the analytical queries are left to it.
+        cmd.arg("--quick");
+    }
+    // The child's progress lines go to this process's stderr as they come.
+    let status = cmd.status()?;
+    let outcome = if status.success() {
+        std::fs::read_to_string(&out)
+            .map_err(Into::into)
+            .and_then(|text| serde_json::from_str(&text).map_err(Into::into))
+    } else {
+        Err(format!("child exited with {status}").into())
+    };
+    let _ = std::fs::remove_dir_all(dir);
+    outcome
 }
 
 /// The child: one store, one variant, result on stdout.

@@ -7,8 +7,11 @@
 //!
 //! ## What is compared
 //!
-//! Four stores, each in a fresh directory, one after the other in this
-//! process:
+//! Four stores, each in a fresh directory, one after the other in one
+//! process or, with `--isolate`, each in a process of its own (the
+//! parent re-executes the binary with `--sql-child` for one store and
+//! reads back a [`StoreRun`]); `--repeat` runs them several times, the
+//! order reversed every other round:
 //!
 //! - `pydb-memory` (memory engine) next to `sqlite-memory`
 //!   (`:memory:`): nothing reaches a disk, the SQL layers alone are
@@ -48,7 +51,8 @@
 //! where hash joins are far cheaper), and SQLite's gets its
 //! `sqlite_stat1` by the same statement.
 //!
-//! Every store must return the same number of rows for every query; a
+//! Every store must return the same number of rows for every query, in
+//! every round and whichever process ran it ([`check_counts`]); a
 //! difference fails the run, so a fast wrong answer cannot pass unnoticed.
 
 use std::path::Path;
@@ -56,9 +60,10 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::stores::Result;
+use crate::summary::Spread;
 
 /// The sizes of one `--sql` run.
 #[derive(Debug, Clone, Serialize)]
@@ -88,7 +93,7 @@ impl SqlParams {
 }
 
 /// One measured figure of one store.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SqlResult {
     /// The store.
     pub store: String,
@@ -100,6 +105,22 @@ pub struct SqlResult {
     pub ms_per_op: f64,
     /// Operations measured.
     pub ops: u64,
+    /// The round of `--repeat` it was measured in (0 for a single run).
+    #[serde(default)]
+    pub round: u32,
+}
+
+/// What one store measured in one round: its figures and, for the
+/// cross-store check, the rows each analytical query returned. An
+/// isolated child process writes it as JSON for its parent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreRun {
+    /// The store.
+    pub store: String,
+    /// Its figures.
+    pub results: Vec<SqlResult>,
+    /// `(workload, rows returned)`, in the order the workloads ran.
+    pub counts: Vec<(String, u64)>,
 }
 
 /// Everything one `--sql` run measured.
@@ -484,6 +505,7 @@ fn run_store(
             ops_per_sec: ops as f64 / secs,
             ms_per_op: ms.unwrap_or(secs * 1000.0 / ops.max(1) as f64),
             ops,
+            round: 0,
         });
         eprintln!(
             "{store:<14} {workload:<8} {:>12.1} ops/s {:>10.3} ms/op",
@@ -616,10 +638,8 @@ fn run_store(
     Ok(())
 }
 
-/// Runs every store (or those of `only`, for a profile of one) in a fresh
-/// directory under `base`; checks that all stores return the same row
-/// counts.
-pub fn run(p: &SqlParams, base: &Path, only: Option<&[&str]>) -> Result<SqlReport> {
+/// The stores to run, in [`STORES`] order: all, or those of `only`.
+pub fn select(only: Option<&[&str]>) -> Result<Vec<&'static str>> {
     if let Some(bad) = only
         .unwrap_or_default()
         .iter()
@@ -627,47 +647,70 @@ pub fn run(p: &SqlParams, base: &Path, only: Option<&[&str]>) -> Result<SqlRepor
     {
         return Err(format!("unknown SQL store {bad:?}").into());
     }
-    let mut results = Vec::new();
-    let mut reference: Option<(String, Vec<(String, u64)>)> = None;
-    for (store, _) in STORES {
-        if only.is_some_and(|only| !only.contains(&store)) {
-            continue;
-        }
-        let dir = base.join(store);
-        std::fs::create_dir_all(&dir)?;
-        let mut counts = Vec::new();
-        let outcome = run_store(store, &dir, p, &mut results, &mut counts);
-        let _ = std::fs::remove_dir_all(&dir);
-        outcome.map_err(|e| format!("{store}: {e}"))?;
-        match &reference {
-            None => reference = Some((store.to_string(), counts)),
-            Some((first, expected)) if *expected != counts => {
-                return Err(
-                    format!("row counts differ: {first} {expected:?}, {store} {counts:?}").into(),
-                );
-            }
-            Some(_) => {}
-        }
+    Ok(STORES
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| only.is_none_or(|only| only.contains(name)))
+        .collect())
+}
+
+/// Measures `store` in a fresh directory under `base`, in this process,
+/// and removes the directory afterwards.
+pub fn run_one(p: &SqlParams, base: &Path, store: &str) -> Result<StoreRun> {
+    let dir = base.join(store);
+    std::fs::create_dir_all(&dir)?;
+    let mut run = StoreRun {
+        store: store.to_string(),
+        results: Vec::new(),
+        counts: Vec::new(),
+    };
+    let outcome = run_store(store, &dir, p, &mut run.results, &mut run.counts);
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome.map_err(|e| format!("{store}: {e}"))?;
+    Ok(run)
+}
+
+/// The cross-store check: every run (of every store and round) must
+/// return the row counts of the first, or a fast wrong answer would pass.
+pub fn check_counts(runs: &[StoreRun]) -> Result<()> {
+    let Some((first, rest)) = runs.split_first() else {
+        return Ok(());
+    };
+    match rest.iter().find(|r| r.counts != first.counts) {
+        Some(other) => Err(format!(
+            "row counts differ: {} {:?}, {} {:?}",
+            first.store, first.counts, other.store, other.counts
+        )
+        .into()),
+        None => Ok(()),
     }
-    Ok(SqlReport {
-        params: p.clone(),
-        settings: STORES
-            .iter()
-            .map(|(s, d)| (s.to_string(), d.to_string()))
-            .collect(),
-        results,
-    })
 }
 
 impl SqlReport {
-    fn get(&self, store: &str, workload: &str) -> Option<&SqlResult> {
+    /// The report of `runs`, which [`check_counts`] has passed.
+    pub fn new(p: &SqlParams, runs: Vec<StoreRun>) -> Self {
+        SqlReport {
+            params: p.clone(),
+            settings: STORES
+                .iter()
+                .map(|(s, d)| (s.to_string(), d.to_string()))
+                .collect(),
+            results: runs.into_iter().flat_map(|r| r.results).collect(),
+        }
+    }
+
+    /// The figures of `store` on `workload`, one per round.
+    fn of(&self, store: &str, workload: &str) -> impl Iterator<Item = &SqlResult> {
         self.results
             .iter()
-            .find(|r| r.store == store && r.workload == workload)
+            .filter(move |r| r.store == store && r.workload == workload)
     }
 
     /// A Markdown table: per workload, each store's figure and the
-    /// pydb/SQLite ratios (above 1: pydb is faster).
+    /// pydb/SQLite ratios (above 1: pydb is faster). With several rounds
+    /// (`--repeat`), each cell is the median with the lowest and highest
+    /// round in brackets, and a ratio is taken within each round before
+    /// its median is (as `--summarize` does for the key-value runs).
     pub fn table(&self) -> String {
         let mut workloads: Vec<&str> = Vec::new();
         for r in &self.results {
@@ -675,6 +718,14 @@ impl SqlReport {
                 workloads.push(&r.workload);
             }
         }
+        let cell = |values: &[f64], digits: usize, unit: &str| match Spread::of(values) {
+            None => " - |".to_string(),
+            Some(s) if s.runs == 1 => format!(" {:.digits$}{unit} |", s.median),
+            Some(s) => format!(
+                " {:.digits$}{unit} ({:.digits$}–{:.digits$}) |",
+                s.median, s.min, s.max
+            ),
+        };
         let mut out = String::from("| workload | unit |");
         for (s, _) in STORES {
             out += &format!(" {s} |");
@@ -689,23 +740,101 @@ impl SqlReport {
             let per_query = !matches!(w, "insert" | "point" | "range" | "update" | "tpchload");
             out += &format!("| {w} | {} |", if per_query { "ms/query" } else { "ops/s" });
             for (s, _) in STORES {
-                match self.get(s, w) {
-                    Some(r) if per_query => out += &format!(" {:.2} |", r.ms_per_op),
-                    Some(r) => out += &format!(" {:.0} |", r.ops_per_sec),
-                    None => out += " - |",
+                if per_query {
+                    let ms: Vec<f64> = self.of(s, w).map(|r| r.ms_per_op).collect();
+                    out += &cell(&ms, 2, "");
+                } else {
+                    let ops: Vec<f64> = self.of(s, w).map(|r| r.ops_per_sec).collect();
+                    out += &cell(&ops, 0, "");
                 }
             }
             for (a, b) in PAIRS {
-                match (self.get(a, w), self.get(b, w)) {
-                    // Speed ratio: SQLite's time over pydb's.
-                    (Some(x), Some(y)) if x.ms_per_op > 0.0 => {
-                        out += &format!(" {:.2}x |", y.ms_per_op / x.ms_per_op)
-                    }
-                    _ => out += " - |",
-                }
+                // Speed ratio: SQLite's time over pydb's, within a round.
+                let ratios: Vec<f64> = self
+                    .of(a, w)
+                    .filter(|x| x.ms_per_op > 0.0)
+                    .filter_map(|x| {
+                        let y = self.of(b, w).find(|y| y.round == x.round)?;
+                        Some(y.ms_per_op / x.ms_per_op)
+                    })
+                    .collect();
+                out += &cell(&ratios, 2, "x");
             }
             out += "\n";
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_run(store: &str, round: u32, ms: f64, groups: u64) -> StoreRun {
+        StoreRun {
+            store: store.into(),
+            results: vec![SqlResult {
+                store: store.into(),
+                workload: "groupby".into(),
+                ops_per_sec: 1000.0 / ms,
+                ms_per_op: ms,
+                ops: 5,
+                round,
+            }],
+            counts: vec![("groupby".into(), groups)],
+        }
+    }
+
+    #[test]
+    fn a_store_with_other_row_counts_fails_the_check() {
+        let same = [
+            store_run("pydb-memory", 0, 1.0, 100),
+            store_run("sqlite-memory", 0, 1.0, 100),
+            store_run("sqlite-memory", 1, 1.0, 100),
+        ];
+        check_counts(&same).unwrap();
+        // One store, in a later round, finds a group more.
+        let mut planted = same.to_vec();
+        planted.push(store_run("pydb-memory", 1, 1.0, 101));
+        let e = check_counts(&planted).unwrap_err().to_string();
+        assert!(e.contains("row counts differ") && e.contains("101"), "{e}");
+        assert!(select(Some(&["sqlite", "nosuch"])).is_err());
+        assert_eq!(
+            select(Some(&["sqlite", "pydb-memory"])).unwrap(),
+            ["pydb-memory", "sqlite"]
+        );
+    }
+
+    #[test]
+    fn rounds_give_medians_and_ratios_taken_within_a_round() {
+        let p = SqlParams {
+            rows: 1,
+            scale: 0.001,
+            ops: 1,
+            reps: 1,
+            time_limit_secs: 1.0,
+            workloads: None,
+        };
+        let one = SqlReport::new(&p, vec![store_run("pydb-memory", 0, 2.0, 1)]);
+        assert!(one.table().contains("| groupby | ms/query | 2.00 | - |"));
+        // pydb 2, 4, 8 ms; SQLite 1, 4, 4 ms: ratios 0.5, 1.0, 0.5 within
+        // the rounds (the ratio of the medians would be 1.0).
+        let runs = [(2.0, 1.0), (4.0, 4.0), (8.0, 4.0)]
+            .iter()
+            .enumerate()
+            .flat_map(|(round, &(pydb, sqlite))| {
+                [
+                    store_run("pydb-memory", round as u32, pydb, 1),
+                    store_run("sqlite-memory", round as u32, sqlite, 1),
+                ]
+            })
+            .collect();
+        let table = SqlReport::new(&p, runs).table();
+        assert!(
+            table.contains(
+                "| 4.00 (2.00–8.00) | 4.00 (1.00–4.00) | - | - | 0.50x (0.50–1.00) | - |"
+            ),
+            "{table}"
+        );
     }
 }

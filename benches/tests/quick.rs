@@ -1,4 +1,4 @@
-//! Guards that `pydb-bench` runs end to end and writes the JSON report the README documents: schema fields present, every result measured something.
+//! Guards that `pydb-bench` runs end to end and writes the JSON report the README documents: schema fields present, every result measured something (key-value runs, and `--sql` with a process per store).
 
 use std::process::Command;
 
@@ -94,4 +94,60 @@ fn tiny_run_writes_a_complete_report() {
         "{svg}"
     );
     assert!(svg.contains("readrandom"));
+}
+
+#[test]
+fn sql_with_a_process_per_store_and_two_rounds_reports_every_store() {
+    let work = tempfile::tempdir().unwrap();
+    let json = work.path().join("sql.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_pydb-bench"))
+        .args(["--sql", "--quick", "--isolate", "--repeat", "2"])
+        .args([
+            "-n",
+            "1000",
+            "--sql-ops",
+            "50",
+            "--workloads",
+            "point,groupby,q6",
+        ])
+        .arg("--dir")
+        .arg(work.path().join("data"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("2 round(s), a process per store"),
+        "{stdout}"
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let results = report["results"].as_array().unwrap();
+    // 4 stores x 2 rounds x (insert, point, groupby, tpchload, q6).
+    assert_eq!(results.len(), 40, "{results:#?}");
+    for store in ["pydb-memory", "sqlite-memory", "pydb-btree", "sqlite"] {
+        for round in 0..2 {
+            let n = results
+                .iter()
+                .filter(|r| r["store"] == store && r["round"] == round)
+                .count();
+            assert_eq!(n, 5, "{store} round {round}: {results:#?}");
+        }
+    }
+    assert!(
+        results
+            .iter()
+            .all(|r| r["ops_per_sec"].as_f64().unwrap() > 0.0)
+    );
+    // Each child's directory is gone with it.
+    let left: Vec<_> = std::fs::read_dir(work.path().join("data"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -186,8 +186,11 @@ impl<'a> SqlShell<'a> {
             let elapsed = started.elapsed();
             match result {
                 Ok(outputs) => {
-                    for output in &outputs {
-                        self.print_output(output, out)?;
+                    for output in outputs {
+                        self.print_output(&output, out)?;
+                        // Printed: the session may fill it again (see
+                        // `Session::recycle`), as the server does.
+                        self.session.recycle(output);
                     }
                     if self.timing {
                         writeln!(out, "Time: {}", format_duration(elapsed))?;
@@ -706,6 +709,31 @@ mod tests {
             "{out}"
         );
         assert!(out.ends_with("\n(7 rows)\n\n"), "{out}");
+    }
+
+    #[test]
+    fn point_selects_with_changing_results_print_the_right_rows() {
+        // Each output is handed back to the session after it is printed;
+        // the next results must not show any of its values.
+        let mut script = String::from("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);\n");
+        let mut expected = String::new();
+        for k in 0..6 {
+            script += &format!("INSERT INTO kv VALUES ({k}, 'v{k}');\n");
+        }
+        for round in 0..3 {
+            for k in 0..8 {
+                script += &format!("UPDATE kv SET v = 'r{round}-{k}' WHERE k = {k};\n");
+                script += &format!("SELECT k, v FROM kv WHERE k = {k};\n");
+                if k < 6 {
+                    expected += &format!("{k}|r{round}-{k}\n");
+                }
+            }
+            script += "SELECT COUNT(*) FROM kv;\n";
+            expected += "6\n";
+        }
+        let (out, err, failed) = run(Format::Plain, &script);
+        assert_eq!((err.as_str(), failed), ("", false));
+        assert_eq!(out, expected);
     }
 
     #[test]

@@ -136,6 +136,16 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// A prepared statement of `statement`, parsed already (a server's
+    /// Parse message, which splits and checks the text itself): as
+    /// [`Session::prepare`] makes, with no plan kept yet.
+    pub fn new(statement: Statement) -> Self {
+        Prepared {
+            statement,
+            plans: Arc::new(PlanCache::new()),
+        }
+    }
+
     /// The parsed statement.
     pub fn statement(&self) -> &Statement {
         &self.statement
@@ -246,10 +256,7 @@ impl Session {
                 statements.len()
             )));
         }
-        Ok(Prepared {
-            statement: statements.remove(0),
-            plans: Arc::new(PlanCache::new()),
-        })
+        Ok(Prepared::new(statements.remove(0)))
     }
 
     /// Runs a statement made by [`Session::prepare`] with `params` as the

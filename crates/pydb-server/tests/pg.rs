@@ -1,6 +1,7 @@
 //! The PostgreSQL protocol against a real driver (the `postgres` crate):
 //! simple and prepared queries, parameters, transactions, SQLSTATE codes,
-//! SCRAM passwords, portals, cancellation, and malformed messages.
+//! SCRAM passwords, portals, cancellation, malformed messages, and point
+//! selects whose results the connection hands back to its session.
 
 #![allow(clippy::unwrap_used)]
 
@@ -383,6 +384,114 @@ fn portals_send_rows_in_batches() {
     }
     assert_eq!(seen, (0..7).collect::<Vec<i64>>());
     tx.commit().unwrap();
+}
+
+/// A row of `kv`: key, TEXT or NULL, integer.
+type KvRow = (i64, Option<String>, i64);
+
+/// The value of row `k` after `round` rounds of updates: TEXT of the same
+/// length as the last round's (a kept allocation must not keep its old
+/// bytes), of another length, or NULL.
+fn point_value(k: i64, round: i64) -> (Option<String>, i64) {
+    let v = match (k + round) % 4 {
+        0 => None,
+        1 => Some(format!("r{round}-{k}")),
+        2 => Some(format!("{}-{k}", "x".repeat(round as usize + 1))),
+        _ => Some(format!("R{round}-{k}")),
+    };
+    (v, k * 1000 + round)
+}
+
+/// Runs point selects by key over `kv` (keys 0..40, odd keys over 30
+/// missing) after each round of updates, with a range select and a
+/// select of other columns in between, through `point`; every answer must
+/// be the model's. `point(client, k)` returns the rows for key `k`.
+fn check_point_selects(client: &mut Client, point: &mut dyn FnMut(&mut Client, i64) -> Vec<KvRow>) {
+    client
+        .batch_execute("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT, n INTEGER)")
+        .unwrap();
+    let insert = client
+        .prepare_typed("INSERT INTO kv VALUES ($1, NULL, 0)", &[Type::INT8])
+        .unwrap();
+    let update = client
+        .prepare_typed(
+            "UPDATE kv SET v = $1, n = $2 WHERE k = $3",
+            &[Type::TEXT, Type::INT8, Type::INT8],
+        )
+        .unwrap();
+    let range = client
+        .prepare_typed(
+            "SELECT n, k FROM kv WHERE k >= $1 AND k < $2",
+            &[Type::INT8, Type::INT8],
+        )
+        .unwrap();
+    let keys: Vec<i64> = (0..40).filter(|k| *k <= 30 || k % 2 == 0).collect();
+    for &k in &keys {
+        client.execute(&insert, &[&k]).unwrap();
+    }
+    for round in 0..5i64 {
+        for &k in &keys {
+            let (v, n) = point_value(k, round);
+            client.execute(&update, &[&v, &n, &k]).unwrap();
+        }
+        for step in 0..40i64 {
+            // Every key once a round, in an order that changes by round.
+            let k = (step * 7 + round * 3) % 40;
+            let expected: Vec<KvRow> = if keys.contains(&k) {
+                let (v, n) = point_value(k, round);
+                vec![(k, v, n)]
+            } else {
+                Vec::new()
+            };
+            assert_eq!(point(client, k), expected, "key {k}, round {round}");
+            if step % 9 == 0 {
+                // Results of other shapes, handed back too.
+                let rows = client.query(&range, &[&k, &(k + 3)]).unwrap();
+                assert!(rows.len() <= 3);
+                for row in rows {
+                    let (n, key): (i64, i64) = (row.get(0), row.get(1));
+                    assert_eq!(n, point_value(key, round).1);
+                }
+                let count = client.query_one("SELECT COUNT(*) FROM kv", &[]).unwrap();
+                assert_eq!(count.get::<_, i64>(0), keys.len() as i64);
+            }
+        }
+    }
+}
+
+#[test]
+fn prepared_point_selects_with_changing_results_send_the_right_rows() {
+    let server = Running::start(None);
+    let mut client = server.client();
+    let select = std::cell::OnceCell::new();
+    check_point_selects(&mut client, &mut |client, k| {
+        let select = select.get_or_init(|| {
+            client
+                .prepare_typed("SELECT k, v, n FROM kv WHERE k = $1", &[Type::INT8])
+                .unwrap()
+        });
+        client
+            .query(select, &[&k])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    });
+}
+
+#[test]
+fn simple_point_selects_with_changing_results_send_the_right_rows() {
+    let server = Running::start(None);
+    let mut client = server.client();
+    check_point_selects(&mut client, &mut |client, k| {
+        simple_rows(client, &format!("SELECT k, v, n FROM kv WHERE k = {k}"))
+            .into_iter()
+            .map(|row| {
+                let int = |cell: &Option<String>| cell.as_deref().unwrap().parse::<i64>().unwrap();
+                (int(&row[0]), row[1].clone(), int(&row[2]))
+            })
+            .collect()
+    });
 }
 
 #[test]

@@ -24,6 +24,14 @@
 //! `Sync` is skipped, so that the client's batch fails as a whole, and
 //! `Sync` then reports the transaction status.
 //!
+//! A prepared statement is a [`pydb_query::Prepared`]: it keeps its plan
+//! between executions, and an autocommitted point select by primary key
+//! runs without a transaction (`Session::execute_prepared`). Every
+//! result, once its rows are encoded, is handed back to the session
+//! (`Session::recycle`), whose next point select fills that row list and
+//! row instead of allocating them, as a client library's statement keeps
+//! its row between steps.
+//!
 //! ## Transaction status
 //!
 //! `ReadyForQuery` carries `I` (idle), `T` (inside BEGIN) or `E` (inside a
@@ -49,10 +57,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use pydb::Db;
-use pydb_query::ast::Statement;
-use pydb_query::exec::ExecContext;
 use pydb_query::lexer::{TokenKind, tokenize};
-use pydb_query::{DataType, Output, ResultColumn, Session, TxnStatus, Value};
+use pydb_query::{DataType, Output, ResultColumn, Rows, Session, TxnStatus, Value};
 
 use super::codec::{
     self, Encoder, FrontendMessage, MAX_STARTUP_BYTES, ProtocolError, StartupMessage, Target, oid,
@@ -78,7 +84,7 @@ pub(crate) enum Ended {
 #[derive(Debug, Clone)]
 struct Prepared {
     /// `None`: the empty query.
-    statement: Option<Statement>,
+    statement: Option<pydb_query::Prepared>,
     /// One type OID per parameter.
     param_types: Vec<u32>,
 }
@@ -96,10 +102,14 @@ struct Portal {
     finished: Option<String>,
 }
 
+/// A result being sent: its rows stay in place (encoded from where they
+/// are), so that the whole result can be handed back to the session once
+/// sent.
 #[derive(Debug)]
 struct PendingRows {
-    columns: std::sync::Arc<[ResultColumn]>,
-    rows: std::vec::IntoIter<Vec<Value>>,
+    rows: Rows,
+    /// The first row not sent yet.
+    next: usize,
 }
 
 /// An error to send as ErrorResponse.
@@ -440,64 +450,59 @@ impl PgConnection {
             let outcome = session
                 .run(statement)
                 .map_err(|e| SqlError::from_query(&e, sql))
-                .and_then(|output| self.send_output(output, &[], true, 0).map(drop));
-            if let Err(e) = outcome {
-                self.out.error("ERROR", e.code, &e.message, e.position);
-                return;
+                .and_then(|output| self.send_output(output));
+            match outcome {
+                Ok(sent) => session.recycle(sent),
+                Err(e) => {
+                    self.out.error("ERROR", e.code, &e.message, e.position);
+                    return;
+                }
             }
         }
     }
 
-    /// Sends a statement's output: RowDescription (when `describe`), then
-    /// up to `max_rows` rows (0: all) and CommandComplete. Returns whether
-    /// every row was sent; if not, the rest waits in `pending`.
-    fn send_output(
-        &mut self,
-        output: Output,
-        formats: &[i16],
-        describe: bool,
-        max_rows: i32,
-    ) -> Result<Option<PendingRows>, SqlError> {
+    /// Sends a statement's whole output (simple protocol):
+    /// RowDescription, every row and CommandComplete. Returns the output,
+    /// sent, for the session to reuse.
+    fn send_output(&mut self, output: Output) -> Result<Output, SqlError> {
         match output {
             Output::Rows(rows) => {
-                if describe {
-                    self.row_description(&rows.columns, formats);
-                }
-                let pending = PendingRows {
-                    columns: rows.columns,
-                    rows: rows.rows.into_iter(),
-                };
-                self.send_rows(pending, formats, max_rows)
+                self.row_description(&rows.columns, &[]);
+                let mut pending = PendingRows { rows, next: 0 };
+                self.send_rows(&mut pending, &[], 0)?;
+                Ok(Output::Rows(pending.rows))
             }
             other => {
                 self.out.command_complete(&command_tag(&other));
-                Ok(None)
+                Ok(other)
             }
         }
     }
 
-    /// Sends rows of `pending`; `Some` with the rest when `max_rows` ran
-    /// out first (after PortalSuspended).
+    /// Sends rows of `pending` from its next one; `true` when every row is
+    /// sent (then CommandComplete), `false` when `max_rows` (0: all) ran
+    /// out first (then PortalSuspended, and the rest waits).
     fn send_rows(
         &mut self,
-        mut pending: PendingRows,
+        pending: &mut PendingRows,
         formats: &[i16],
         max_rows: i32,
-    ) -> Result<Option<PendingRows>, SqlError> {
+    ) -> Result<bool, SqlError> {
         let limit = u64::try_from(max_rows).ok().filter(|&n| n > 0);
         let mut this_time = 0u64;
-        let types: Vec<u32> = pending.columns.iter().map(type_oid).collect();
+        let types: Vec<u32> = pending.rows.columns.iter().map(type_oid).collect();
         loop {
             if limit.is_some_and(|limit| this_time >= limit) {
-                if pending.rows.len() == 0 {
+                if pending.next >= pending.rows.rows.len() {
                     break;
                 }
                 self.out.portal_suspended();
-                return Ok(Some(pending));
+                return Ok(false);
             }
-            let Some(row) = pending.rows.next() else {
+            let Some(row) = pending.rows.rows.get(pending.next) else {
                 break;
             };
+            pending.next += 1;
             if self.cancel.load(Ordering::SeqCst) {
                 return Err(SqlError::cancelled());
             }
@@ -520,7 +525,7 @@ impl PgConnection {
             }
         }
         self.out.command_complete(&format!("SELECT {this_time}"));
-        Ok(None)
+        Ok(true)
     }
 
     fn row_description(&mut self, columns: &[ResultColumn], formats: &[i16]) {
@@ -557,7 +562,7 @@ impl PgConnection {
         self.statements.insert(
             name,
             Prepared {
-                statement: statements.pop(),
+                statement: statements.pop().map(pydb_query::Prepared::new),
                 param_types,
             },
         );
@@ -642,7 +647,7 @@ impl PgConnection {
         let columns = match &prepared.statement {
             None => None,
             Some(statement) => session
-                .describe(statement)
+                .describe(statement.statement())
                 .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?,
         };
         match columns {
@@ -679,27 +684,20 @@ impl PgConnection {
             self.out.command_complete(tag);
             return Ok(());
         }
-        let output = match portal.pending.take() {
+        let mut pending = match portal.pending.take() {
             // A suspended portal: the next rows.
             Some(pending) => pending,
             None => {
                 self.cancel.store(false, Ordering::SeqCst);
-                let Some(statement) = portal.prepared.statement.clone() else {
+                let Some(statement) = &portal.prepared.statement else {
                     self.out.empty_query();
                     return Ok(());
                 };
-                let ctx = ExecContext {
-                    params: portal.params.clone(),
-                    ..ExecContext::default()
-                };
                 let output = session
-                    .run_with(&statement, &ctx)
+                    .execute_prepared(statement, &portal.params)
                     .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?;
                 match output {
-                    Output::Rows(rows) => PendingRows {
-                        columns: rows.columns,
-                        rows: rows.rows.into_iter(),
-                    },
+                    Output::Rows(rows) => PendingRows { rows, next: 0 },
                     other => {
                         let tag = command_tag(&other);
                         self.out.command_complete(&tag);
@@ -709,9 +707,11 @@ impl PgConnection {
                 }
             }
         };
-        match self.send_rows(output, formats, max_rows)? {
-            Some(rest) => portal.pending = Some(rest),
-            None => portal.finished = Some("SELECT 0".into()),
+        if self.send_rows(&mut pending, formats, max_rows)? {
+            portal.finished = Some("SELECT 0".into());
+            session.recycle(Output::Rows(pending.rows));
+        } else {
+            portal.pending = Some(pending);
         }
         Ok(())
     }
