@@ -96,8 +96,8 @@ use crate::encoding::{
 use crate::error::{Error, Result};
 use crate::plan::stats::TableStats;
 use crate::store::{
-    CatalogToken, IndexRange, IntegerBound, RowCursor, RowCursorBox, RowIter, RowKey, RowsIter,
-    Store,
+    CatalogToken, IndexRange, IntegerBound, KeyBits, RowCursor, RowCursorBox, RowIter, RowKey,
+    RowsIter, Store,
 };
 use crate::value::{Row, Value};
 
@@ -964,6 +964,9 @@ enum TableCursor<'s> {
         wanted: Vec<bool>,
         /// Rows these reject are dropped where they were decoded.
         bounds: Vec<IntegerBound>,
+        /// And rows whose column holds an INTEGER absent from its bits
+        /// (`RowCursor::drop_absent_keys`).
+        keys: Vec<(usize, KeyBits)>,
         batch: RowBatch,
     },
     /// Copied from the rows an earlier scan of the statement kept.
@@ -1017,13 +1020,14 @@ impl RowBatch {
         table: &Table,
         wanted: &[bool],
         bounds: &[IntegerBound],
+        keys: &[(usize, KeyBits)],
         row: &mut Row,
     ) -> Result<bool> {
         if self.next == self.len {
             if let Some(err) = self.pending.take() {
                 return Err(err);
             }
-            self.refill(versions, table, wanted, bounds)?;
+            self.refill(versions, table, wanted, bounds, keys)?;
         }
         match self
             .rows
@@ -1040,8 +1044,9 @@ impl RowBatch {
     }
 
     /// Decodes the next batch of rows (none: the scan is over). A row
-    /// that `bounds` reject is decoded (a damaged one is still an error)
-    /// and then not kept: the next row is decoded into its place. A batch
+    /// that `bounds` or `keys` reject is decoded (a damaged one is still
+    /// an error) and then not kept: the next row is decoded into its
+    /// place. A batch
     /// whose every row was rejected is followed by the next at once, so
     /// that an empty batch means the end.
     fn refill(
@@ -1050,6 +1055,7 @@ impl RowBatch {
         table: &Table,
         wanted: &[bool],
         bounds: &[IntegerBound],
+        keys: &[(usize, KeyBits)],
     ) -> Result<()> {
         loop {
             let rows = &mut self.rows;
@@ -1065,9 +1071,10 @@ impl RowBatch {
                 };
                 match decoded {
                     Ok(()) => {
-                        let kept = rows
-                            .get(len)
-                            .is_some_and(|row| !bounds.iter().any(|b| b.rejects(row)));
+                        let kept = rows.get(len).is_some_and(|row| {
+                            !bounds.iter().any(|b| b.rejects(row))
+                                && !keys.iter().any(|(c, k)| k.rejects(row, *c))
+                        });
                         len += usize::from(kept);
                         std::ops::ControlFlow::Continue(())
                     }
@@ -1110,8 +1117,9 @@ impl RowCursor for TableCursor<'_> {
                 table,
                 wanted,
                 bounds,
+                keys,
                 batch,
-            } => batch.next_into(versions, table, wanted, bounds, row),
+            } => batch.next_into(versions, table, wanted, bounds, keys, row),
             TableCursor::Kept { rows, next } => match rows.get(*next) {
                 Some(kept) => {
                     *next += 1;
@@ -1120,6 +1128,13 @@ impl RowCursor for TableCursor<'_> {
                 }
                 None => Ok(false),
             },
+        }
+    }
+
+    fn drop_absent_keys(&mut self, column: usize, bits: KeyBits) {
+        // Kept rows are copied as they are: the hint is only a hint.
+        if let TableCursor::Stream { keys, .. } = self {
+            keys.push((column, bits));
         }
     }
 }
@@ -1163,6 +1178,7 @@ impl TxnStore<'_> {
             } else {
                 Vec::new()
             },
+            keys: Vec::new(),
             batch: RowBatch::new(),
         };
         if seen.is_none() {

@@ -49,6 +49,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
+use crate::store::KeyBits;
 use crate::value::{GroupKey, Row, Value};
 
 type Hasher = foldhash::fast::RandomState;
@@ -64,9 +65,8 @@ enum KeyIndex {
 /// Per key column, the bits of the integer form's build values (see the
 /// module docs): a probe value whose bit is clear is in no build key.
 struct KeyFilter {
-    /// One bitmap per key column, each of `1 << (64 - shift)` bits.
-    columns: Vec<Vec<u64>>,
-    shift: u32,
+    /// One set of bits per key column (none: the filter passes every key).
+    columns: Vec<KeyBits>,
     /// How many keys the table held when the filter was built: it holds
     /// every key while the table holds that many (a new row of a known
     /// key adds none).
@@ -82,45 +82,25 @@ impl KeyFilter {
         if keys.clone().any(|k| k.len() != width) {
             return KeyFilter {
                 columns: Vec::new(),
-                shift: 0,
                 keys: count,
             };
         }
-        // About eight bits per key, 64 at least.
-        let bits = count.saturating_mul(8).next_power_of_two().max(64);
-        let shift = 64 - bits.trailing_zeros();
-        let mut columns = vec![vec![0u64; bits / 64]; width];
-        for key in keys {
-            for (column, &n) in columns.iter_mut().zip(key) {
-                let at = Self::bit(n, shift);
-                if let Some(word) = column.get_mut(at / 64) {
-                    *word |= 1 << (at % 64);
-                }
-            }
-        }
+        let columns = (0..width)
+            .map(|column| KeyBits::of(keys.clone().map(|k| k.get(column).copied().unwrap_or(0))))
+            .collect();
         KeyFilter {
             columns,
-            shift,
             keys: count,
         }
-    }
-
-    /// The bit of value `n` (Fibonacci hashing: the high bits of a
-    /// multiplication by 2^64 / phi).
-    #[inline]
-    fn bit(n: i64, shift: u32) -> usize {
-        ((n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
     }
 
     /// Whether a build key may equal `key` (`false`: none does).
     #[inline]
     fn may_hold(&self, key: &[i64]) -> bool {
-        self.columns.iter().zip(key).all(|(column, &n)| {
-            let at = Self::bit(n, self.shift);
-            column
-                .get(at / 64)
-                .is_some_and(|w| (w >> (at % 64)) & 1 == 1)
-        })
+        self.columns
+            .iter()
+            .zip(key)
+            .all(|(column, &n)| column.may_hold(n))
     }
 }
 
@@ -257,6 +237,24 @@ impl JoinTable {
                 Ok(map.get(&self.values).copied())
             }
         }
+    }
+
+    /// Per key column, the bits of every build key's value in it, while
+    /// every build key is integers (the integer form; `None` otherwise):
+    /// a probe row whose key column holds an INTEGER absent from its bits
+    /// is one [`JoinTable::find`] finds no bucket for. The table must be
+    /// complete: a key added later is not in the bits handed out.
+    pub(crate) fn key_bits(&mut self, width: usize) -> Option<Vec<KeyBits>> {
+        let KeyIndex::Ints(map) = &self.index else {
+            return None;
+        };
+        if self.filter.as_ref().is_none_or(|f| f.keys != map.len()) {
+            self.filter = Some(KeyFilter::of(map.keys().map(|k| &k[..]), width));
+        }
+        self.filter
+            .as_ref()
+            .map(|f| f.columns.clone())
+            .filter(|columns| columns.len() == width)
     }
 
     /// The build rows of bucket `b` (from [`JoinTable::find`]).

@@ -910,6 +910,33 @@ impl HashJoin<'_> {
         Ok(())
     }
 
+    /// Hands the build keys' bits to the probe's scan (see
+    /// [`crate::store::KeyBits`]), so that it drops the rows whose key has
+    /// no match where it decodes them. Only where dropping a row unseen
+    /// changes nothing: an inner join (a LEFT join outputs every probe
+    /// row), keys that are columns of the scanned row, the table in its
+    /// integer form (the bits are those of every build key), and a filter
+    /// over the scan that cannot fail (a row it would have failed on must
+    /// still reach it).
+    fn drop_absent_keys_in_scan(&mut self) {
+        if self.kind == JoinKind::Left {
+            return;
+        }
+        let (ProbeRows::Scan { rows, filter, .. }, Some(columns)) =
+            (&mut self.left, &self.key_columns)
+        else {
+            return;
+        };
+        if filter.as_ref().is_some_and(|f| !f.cannot_fail()) {
+            return;
+        }
+        if let Some(bits) = self.table.key_bits(columns.len()) {
+            for (&column, keys) in columns.iter().zip(bits) {
+                rows.drop_absent_keys(column, keys);
+            }
+        }
+    }
+
     /// Reads the next left row and finds its bucket; `false` at the end.
     /// The row is in `left_row` when it has a bucket or the join is a LEFT
     /// join; otherwise it may still be only in `read`.
@@ -946,6 +973,7 @@ impl Operator for HashJoin<'_> {
     fn next(&mut self) -> Result<Option<Row>> {
         if let Some(right) = self.right.take() {
             self.build_table(right)?;
+            self.drop_absent_keys_in_scan();
         }
         loop {
             if !self.has_left {

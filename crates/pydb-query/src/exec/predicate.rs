@@ -137,6 +137,14 @@ impl<'a> Predicate<'a> {
         bounds
     }
 
+    /// Whether testing the predicate can never fail: every conjunct is a
+    /// comparison with a constant (no `eval`), which has an answer for
+    /// any values. A row may then be dropped before the predicate is
+    /// tested without hiding an error it would have raised.
+    pub fn cannot_fail(&self) -> bool {
+        !self.conjuncts.iter().any(|t| matches!(t, Test::Expr(_)))
+    }
+
     /// Whether the predicate holds for `row` (NULL counts as not holding).
     pub fn holds(&self, row: &[Value], env: &Env<'_>) -> Result<bool> {
         Ok(self.truth(row, env)? == Some(true))

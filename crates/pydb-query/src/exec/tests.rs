@@ -784,6 +784,45 @@ fn hash_join_probing_a_scan_in_place_agrees_with_a_nested_loop() {
     assert!(p.contains("Filter") && big < small, "{p}");
 }
 
+/// A hash join hands its build keys to the probe's scan, which drops the
+/// rows whose key has no match (`RowCursor::drop_absent_keys`), but not
+/// under a filter that can fail: a probe row without a match on which
+/// the filter overflows must still fail the statement, as it did when
+/// every row reached the filter.
+#[test]
+fn a_probe_scan_keeps_the_rows_a_failing_filter_must_see() {
+    let mut s = session();
+    s.execute("CREATE TABLE big(id INTEGER PRIMARY KEY, k INTEGER)")
+        .unwrap();
+    s.execute("CREATE TABLE small(k INTEGER, v TEXT)").unwrap();
+    let values: Vec<String> = (0..400).map(|i| format!("({i}, {})", i % 50)).collect();
+    s.execute(&format!("INSERT INTO big VALUES {}", values.join(", ")))
+        .unwrap();
+    s.execute("INSERT INTO small VALUES (1, 'a'), (7, 'b'), (49, 'c')")
+        .unwrap();
+    s.execute("ANALYZE").unwrap();
+    // Row 398 (k = 48) has no match, and only it overflows.
+    let failing = "SELECT id, v FROM big JOIN small ON big.k = small.k \
+                   WHERE CASE WHEN big.id = 398 THEN 9223372036854775807 + big.id ELSE 1 END > 0";
+    let p = plan(&mut s, failing);
+    let (big, small) = (p.find("Scan big").unwrap(), p.find("Scan small").unwrap());
+    assert!(
+        p.contains("HashJoin") && p.contains("Filter") && big < small,
+        "{p}"
+    );
+    err(&mut s, failing);
+    // A filter that cannot fail: the rows without a match are dropped in
+    // the scan, and the answer is the nested loop's.
+    let (hashed, nested) = (
+        "SELECT id, v FROM big JOIN small ON big.k = small.k WHERE big.id > 20 ORDER BY id",
+        "SELECT id, v FROM big JOIN small ON NOT (big.k <> small.k) WHERE big.id > 20 ORDER BY id",
+    );
+    assert!(plan(&mut s, hashed).contains("HashJoin"));
+    let got = text(&mut s, hashed);
+    assert_eq!(got.len(), 22, "{got:?}");
+    assert_eq!(got, text(&mut s, nested));
+}
+
 #[test]
 fn hash_joins_on_mixed_keys_agree_with_a_nested_loop_on_random_data() {
     // The join table keys integers as `i64`s and anything else as values
