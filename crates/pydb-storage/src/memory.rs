@@ -673,6 +673,29 @@ mod tests {
             .collect()
     }
 
+    /// A batch handed over keeps no share of its values' buffer: the
+    /// commit's values are slices of one buffer per group, which a map
+    /// sharing a long value would keep alive whole.
+    #[test]
+    fn an_owned_batch_keeps_no_share_of_its_values() {
+        let engine = MemoryStorage::new();
+        let values = Bytes::from(vec![5u8; 4 * INLINE_BYTES]);
+        let mut batch = WriteBatch::new();
+        batch
+            .set(&b"long"[..], values.slice(..2 * INLINE_BYTES))
+            .set(
+                &b"short"[..],
+                values.slice(2 * INLINE_BYTES..2 * INLINE_BYTES + 3),
+            );
+        engine.write_batch_owned(batch).unwrap();
+        assert!(values.is_unique(), "the map shares the values' buffer");
+        assert_eq!(
+            engine.get(b"long").unwrap().unwrap(),
+            vec![5u8; 2 * INLINE_BYTES]
+        );
+        assert_eq!(engine.get(b"short").unwrap().unwrap(), vec![5u8; 3]);
+    }
+
     #[test]
     fn scans_cross_chunk_boundaries_and_respect_bounds() {
         let engine = MemoryStorage::new();
