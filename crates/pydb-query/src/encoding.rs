@@ -464,6 +464,18 @@ impl Reader<'_> {
 
 /// Encodes a row in the compact row format.
 pub fn encode_row(row: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_row_into(row, &mut out);
+    out
+}
+
+/// [`encode_row`] into `out`, replacing what it held. A writer that keeps
+/// `out` from row to row and copies each row out of it at its exact size
+/// (`Bytes::copy_from_slice`) allocates once per row: a vector sized by
+/// an upper bound and turned into `Bytes` allocates twice, as `Bytes`
+/// shares a vector whose length is not its capacity through a second,
+/// small allocation.
+pub fn encode_row_into(row: &[Value], out: &mut Vec<u8>) {
     // An upper bound of the encoded size (tag, varint length, bytes), so
     // that the row is written into one allocation.
     let size: usize = row
@@ -473,13 +485,13 @@ pub fn encode_row(row: &[Value]) -> Vec<u8> {
             _ => 1 + 10,
         })
         .sum();
-    let mut out = Vec::with_capacity(1 + 10 + size);
+    out.clear();
+    out.reserve(1 + 10 + size);
     out.push(ROW_VERSION);
-    put_varint(row.len() as u64, &mut out);
+    put_varint(row.len() as u64, out);
     for value in row {
-        put_row_value(value, &mut out);
+        put_row_value(value, out);
     }
-    out
 }
 
 /// Decodes a row written by [`encode_row`]; every byte must be used.

@@ -91,7 +91,7 @@ use pydb_txn::{Concurrency, Isolation, Keyspace, SpacedKey, Transaction, TxnMana
 
 use crate::catalog::{Index, Table, View};
 use crate::encoding::{
-    decode_key, decode_row_columns_into, encode_key, encode_key_value, encode_row,
+    decode_key, decode_row_columns_into, encode_key, encode_key_value, encode_row_into,
 };
 use crate::error::{Error, Result};
 use crate::plan::stats::TableStats;
@@ -554,6 +554,10 @@ pub(crate) struct OpenTxn {
     /// as snapshot isolation, see `session`), so every statement sees the
     /// same catalog: later statements skip even the version key read.
     catalog: Option<Arc<Catalog>>,
+    /// The buffer rows are encoded into before they are copied out at
+    /// their exact size (see `encoding::encode_row_into`), kept from row
+    /// to row.
+    encoded_row: Vec<u8>,
 }
 
 impl OpenTxn {
@@ -563,7 +567,14 @@ impl OpenTxn {
             tx,
             wrote_catalog: false,
             catalog: None,
+            encoded_row: Vec::new(),
         }
+    }
+
+    /// `row` encoded, in an allocation of its exact size.
+    fn encode_row(&mut self, row: &[Value]) -> Bytes {
+        encode_row_into(row, &mut self.encoded_row);
+        Bytes::copy_from_slice(&self.encoded_row)
     }
 }
 
@@ -1442,7 +1453,7 @@ impl Store for TxnStore<'_> {
             engine_key.extend_from_slice(&prefix);
             engine_key.extend_from_slice(&key.0);
         });
-        let encoded = Bytes::from(encode_row(&row));
+        let encoded = self.open.encode_row(&row);
         if table.primary_key.is_empty() {
             // `new_row_key` found the id free.
             space_set_owned(&mut self.open.tx, engine_key.user_key(), encoded)?;
@@ -1482,11 +1493,8 @@ impl Store for TxnStore<'_> {
             self.remove_entry(index, key, old)?;
             self.add_entry(table, index, &new_key, &[&new_row_key], &new)?;
         }
-        space_set_owned(
-            &mut self.open.tx,
-            &new_row_key,
-            Bytes::from(encode_row(&new)),
-        )?;
+        let encoded = self.open.encode_row(&new);
+        space_set_owned(&mut self.open.tx, &new_row_key, encoded)?;
         Ok(new_key)
     }
 

@@ -86,6 +86,11 @@ impl WriteBatch {
         &self.ops
     }
 
+    /// The operations, in order, handed over.
+    pub fn into_ops(self) -> Vec<BatchOp> {
+        self.ops
+    }
+
     /// The number of operations.
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -201,6 +206,16 @@ pub trait StorageEngine: Send + Sync + std::fmt::Debug {
     /// Applies every operation of `batch` atomically. Deletes in a batch
     /// are blind where the engine allows it (see [`Self::delete`]).
     fn write_batch(&self, batch: &WriteBatch) -> Result<()>;
+
+    /// [`Self::write_batch`] of a batch the caller hands over, with the
+    /// same promise. An engine that keeps keys as `Bytes` (the memory
+    /// engine's map) takes the batch's keys as they are, where a borrowed
+    /// batch's keys must be cloned: a clone of a `Bytes` made from a
+    /// vector turns it into a shared buffer, an allocation per key. The
+    /// default writes the borrowed batch.
+    fn write_batch_owned(&self, batch: WriteBatch) -> Result<()> {
+        self.write_batch(&batch)
+    }
 
     /// The keys in `range` with their values, in ascending key order.
     fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>>;
@@ -374,6 +389,9 @@ impl<E: StorageEngine + ?Sized> StorageEngine for std::sync::Arc<E> {
     }
     fn write_batch(&self, batch: &WriteBatch) -> Result<()> {
         (**self).write_batch(batch)
+    }
+    fn write_batch_owned(&self, batch: WriteBatch) -> Result<()> {
+        (**self).write_batch_owned(batch)
     }
     fn scan(&self, range: KeyRange) -> Result<ScanIter<'_>> {
         (**self).scan(range)

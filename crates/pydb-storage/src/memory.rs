@@ -241,6 +241,18 @@ impl MemoryStorage {
         }
         Ok(())
     }
+
+    /// Every key and value of `batch` within the limits: a batch is
+    /// refused whole, before anything of it is written.
+    fn check_batch(&self, batch: &WriteBatch) -> Result<()> {
+        for op in batch.ops() {
+            self.check_key(op.key())?;
+            if let BatchOp::Set { value, .. } = op {
+                self.check_value(value)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl StorageEngine for MemoryStorage {
@@ -263,12 +275,7 @@ impl StorageEngine for MemoryStorage {
     }
 
     fn write_batch(&self, batch: &WriteBatch) -> Result<()> {
-        for op in batch.ops() {
-            self.check_key(op.key())?;
-            if let BatchOp::Set { value, .. } = op {
-                self.check_value(value)?;
-            }
-        }
+        self.check_batch(batch)?;
         let mut map = self.map.write();
         // One cursor for the batch: a commit's keys come sorted, and each
         // insert then starts where the last one landed (see *Sorted
@@ -281,6 +288,28 @@ impl StorageEngine for MemoryStorage {
                 }
                 BatchOp::Delete { key } => {
                     map.remove(key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys are taken as they are, without a clone. A value is
+    /// copied, as `set` copies it: the caller's `Bytes` may be a slice of
+    /// a larger buffer (the transaction layer's commit encodes all of its
+    /// values into one), which a shared value would keep alive.
+    fn write_batch_owned(&self, batch: WriteBatch) -> Result<()> {
+        self.check_batch(&batch)?;
+        let mut map = self.map.write();
+        // One cursor for the batch, as in `write_batch`.
+        let mut map = map.inserter();
+        for op in batch.into_ops() {
+            match op {
+                BatchOp::Set { key, value } => {
+                    map.insert(key, Value::copy_of(&value));
+                }
+                BatchOp::Delete { key } => {
+                    map.remove(&key);
                 }
             }
         }
@@ -642,6 +671,29 @@ mod tests {
             .unwrap()
             .map(|item| item.unwrap().0)
             .collect()
+    }
+
+    /// A batch handed over keeps no share of its values' buffer: the
+    /// commit's values are slices of one buffer per group, which a map
+    /// sharing a long value would keep alive whole.
+    #[test]
+    fn an_owned_batch_keeps_no_share_of_its_values() {
+        let engine = MemoryStorage::new();
+        let values = Bytes::from(vec![5u8; 4 * INLINE_BYTES]);
+        let mut batch = WriteBatch::new();
+        batch
+            .set(&b"long"[..], values.slice(..2 * INLINE_BYTES))
+            .set(
+                &b"short"[..],
+                values.slice(2 * INLINE_BYTES..2 * INLINE_BYTES + 3),
+            );
+        engine.write_batch_owned(batch).unwrap();
+        assert!(values.is_unique(), "the map shares the values' buffer");
+        assert_eq!(
+            engine.get(b"long").unwrap().unwrap(),
+            vec![5u8; 2 * INLINE_BYTES]
+        );
+        assert_eq!(engine.get(b"short").unwrap().unwrap(), vec![5u8; 3]);
     }
 
     #[test]

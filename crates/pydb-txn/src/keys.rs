@@ -348,8 +348,8 @@ fn escape_chunk(chunk: &[u8], buf: &mut [u8; 2 * ESCAPE_CHUNK + 1]) -> usize {
 
 /// The engine key of the version of the spaced key committed at `ts`.
 ///
-/// The commit writes versions with [`version_entry`]; this encoder of
-/// one half is the tests' reference for it.
+/// The commit writes versions with [`version_key_bytes`] and
+/// [`put_version_value`]; this encoder is the tests' reference for them.
 #[cfg(test)]
 pub(crate) fn version_key(spaced: &[u8], ts: u64) -> Vec<u8> {
     let mut out = key_prefix(spaced);
@@ -656,25 +656,38 @@ pub fn decode_version_key(engine_key: &[u8]) -> Result<(Keyspace, Bytes, u64)> {
     Ok((space, spaced.slice(1..), ts))
 }
 
-/// The engine key and value of the version of the spaced key committed
-/// at `ts` holding `stored` (`None`: a tombstone): the version key
-/// (`key_prefix` and the inverted timestamp) and the encoded value (tag,
-/// deadline, bytes) built into one buffer, which the two halves share.
-///
-/// Why one buffer: the commit writes every version this way, and an
-/// engine that keeps the `Bytes` it is handed (the memory engine) clones
-/// both halves. Two separate vectors cost two allocations here and two
-/// more when the clones turn them into shared buffers; one buffer split
-/// in two costs one here and one for the split, and the clones then only
-/// count references.
-pub(crate) fn version_entry(spaced: &[u8], ts: u64, stored: Option<&Stored>) -> (Bytes, Bytes) {
+/// The engine key of the version of the spaced key committed at `ts`
+/// (`key_prefix` and the inverted timestamp), in a vector of its exact
+/// size: a `Bytes` made from it owns the vector, with no second
+/// allocation to share it (see [`put_version_value`] for why the commit
+/// keeps each key in its own allocation).
+pub(crate) fn version_key_bytes(spaced: &[u8], ts: u64) -> Bytes {
     let (space, key) = spaced.split_first().map_or((0, &[][..]), |(p, k)| (*p, k));
-    let value_len = stored.map_or(1, |s| {
-        1 + s.deadline.map_or(0, |_| DEADLINE_LEN) + s.value.len()
-    });
-    let mut out = prefix_of(space, key, TS_LEN + value_len);
+    let mut out = prefix_of(space, key, TS_LEN);
     out.extend_from_slice(&(u64::MAX - ts).to_be_bytes());
-    let key_len = out.len();
+    debug_assert_eq!(out.len(), out.capacity());
+    Bytes::from(out)
+}
+
+/// The length of the engine value of a version holding `stored`
+/// (`None`: a tombstone), as [`put_version_value`] writes it.
+pub(crate) fn version_value_len(stored: Option<&Stored>) -> usize {
+    stored.map_or(1, |s| {
+        1 + s.deadline.map_or(0, |_| DEADLINE_LEN) + s.value.len()
+    })
+}
+
+/// Appends the engine value of a version holding `stored` (`None`: a
+/// tombstone) to `out`: tag, deadline, bytes.
+///
+/// Why appended: the commit writes all the values of a group into one
+/// buffer and hands the engine slices of it, one allocation for the group
+/// instead of one per version. Keys are not put there: an engine keeps
+/// its keys (the memory engine's map, until garbage collection removes
+/// the version), and a key sharing a group's buffer would keep all of it
+/// alive; an engine copies the values it keeps (see
+/// `StorageEngine::write_batch_owned`), or writes them to disk.
+pub(crate) fn put_version_value(stored: Option<&Stored>, out: &mut Vec<u8>) {
     match stored {
         None => out.push(TAG_TOMBSTONE),
         Some(Stored {
@@ -693,15 +706,12 @@ pub(crate) fn version_entry(spaced: &[u8], ts: u64, stored: Option<&Stored>) -> 
             out.extend_from_slice(value);
         }
     }
-    let mut key = Bytes::from(out);
-    let value = key.split_off(key_len);
-    (key, value)
 }
 
 /// The engine value of a version: `Some(value)` or a tombstone.
 ///
-/// The commit writes versions with [`version_entry`]; this encoder of
-/// one half is the tests' reference for it.
+/// The commit writes versions with [`version_key_bytes`] and
+/// [`put_version_value`]; this encoder is the tests' reference for them.
 #[cfg(test)]
 pub(crate) fn encode_value(value: Option<&[u8]>) -> Vec<u8> {
     match value {
@@ -718,8 +728,8 @@ pub(crate) fn encode_value(value: Option<&[u8]>) -> Vec<u8> {
 /// The engine value of a version that is not a tombstone: tag `0x01`
 /// without a deadline, tag `0x02` with one.
 ///
-/// The commit writes versions with [`version_entry`]; this encoder of
-/// one half is the tests' reference for it.
+/// The commit writes versions with [`version_key_bytes`] and
+/// [`put_version_value`]; this encoder is the tests' reference for them.
 #[cfg(test)]
 pub(crate) fn encode_stored(value: &[u8], deadline: Option<u64>) -> Vec<u8> {
     let Some(deadline) = deadline else {
@@ -1001,13 +1011,17 @@ mod tests {
         ) {
             let spaced = spaced(space, &key);
             let stored = value.as_ref().map(|v| Stored { value: Bytes::copy_from_slice(v), deadline });
-            let (k, v) = version_entry(&spaced, ts, stored.as_ref());
+            let k = version_key_bytes(&spaced, ts);
             prop_assert_eq!(&k[..], &version_key(&spaced, ts)[..]);
+            let mut v = b"before".to_vec();
+            put_version_value(stored.as_ref(), &mut v);
             let expected = match &value {
                 Some(value) => encode_stored(value, deadline),
                 None => encode_value(None),
             };
-            prop_assert_eq!(&v[..], &expected[..]);
+            prop_assert_eq!(&v[..6], b"before");
+            prop_assert_eq!(&v[6..], &expected[..]);
+            prop_assert_eq!(version_value_len(stored.as_ref()), expected.len());
         }
 
         /// The escape, chunk by chunk on the stack, is the byte-by-byte

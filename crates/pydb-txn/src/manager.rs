@@ -963,22 +963,43 @@ impl Inner {
         let Some(last) = members.last().map(|m| m.ts) else {
             return Ok(self.published());
         };
-        // Every written key's version, and the last commit timestamp.
+        // Every written key's version, and the last commit timestamp. The
+        // versions' values are encoded one after another into one buffer,
+        // which the batch's values are slices of (see
+        // `keys::put_version_value`); each key is a vector of its own,
+        // handed over with the batch.
         let ops = members.iter().map(|m| m.writes.len()).sum::<usize>() + 1;
+        let values_len = members
+            .iter()
+            .flat_map(|m| m.writes.values())
+            .map(|w| keys::version_value_len(w.value.as_ref()))
+            .sum();
+        let mut values = Vec::with_capacity(values_len);
+        for member in members {
+            for write in member.writes.values() {
+                keys::put_version_value(write.value.as_ref(), &mut values);
+            }
+        }
+        let values = Bytes::from(values);
         let mut batch = WriteBatch::with_capacity(ops);
         let mut versions = 0;
         let mut with_deadline = 0;
+        let mut at = 0;
         for member in members {
             for (key, write) in &member.writes {
                 let value = write.value.as_ref();
                 with_deadline += u64::from(value.is_some_and(|s| s.deadline.is_some()));
-                let (version_key, value) = keys::version_entry(key, member.ts, value);
-                batch.set(version_key, value);
+                let end = at + keys::version_value_len(value);
+                batch.set(
+                    keys::version_key_bytes(key, member.ts),
+                    values.slice(at..end),
+                );
+                at = end;
                 versions += 1;
             }
         }
         batch.set(keys::META_LAST_COMMIT, keys::encode_u64(last).to_vec());
-        self.engine.write_batch(&batch)?;
+        self.engine.write_batch_owned(batch)?;
         if with_deadline > 0 {
             self.counters
                 .deadline_writes

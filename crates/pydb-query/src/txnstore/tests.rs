@@ -11,6 +11,7 @@ use pydb_txn::{Isolation, TxnManager};
 use super::*;
 use crate::catalog::Column;
 use crate::check::check_transaction;
+use crate::encoding::encode_row;
 use crate::value::DataType;
 
 fn manager() -> Arc<TxnManager> {

@@ -164,6 +164,38 @@ pub fn batches_apply_in_order(kind: &dyn TestEngine) {
     assert_eq!(scan(e, KeyRange::all()).len(), 2);
 }
 
+/// Conformance test `owned_batches_apply_as_borrowed_ones`: a batch
+/// handed over (`write_batch_owned`) applies in order as a borrowed one
+/// does, a refused one applies nothing, and a value that is a slice of a
+/// larger buffer reads back as the slice, after the buffer is dropped.
+pub fn owned_batches_apply_as_borrowed_ones(kind: &dyn TestEngine) {
+    let db = TestDb::new(kind);
+    let e = db.engine();
+    e.set(b"gone", b"soon").unwrap();
+    let values = bytes::Bytes::from(vec![9u8; 300]);
+    let mut batch = WriteBatch::new();
+    batch
+        .set(&b"a"[..], &b"1"[..])
+        .set(&b"b"[..], values.slice(0..100))
+        .set(&b"a"[..], values.slice(100..103))
+        .delete(&b"gone"[..])
+        .set(&b"c"[..], &b""[..]);
+    drop(values);
+    e.write_batch_owned(batch).unwrap();
+    assert_eq!(
+        scan(e, KeyRange::all()),
+        vec![
+            (b"a".to_vec(), vec![9; 3]),
+            (b"b".to_vec(), vec![9; 100]),
+            (b"c".to_vec(), vec![])
+        ]
+    );
+    let mut refused = WriteBatch::new();
+    refused.set(&b"d"[..], &b"v"[..]).set(&b""[..], &b"v"[..]);
+    assert!(matches!(e.write_batch_owned(refused), Err(Error::EmptyKey)));
+    assert_eq!(get(e, b"d"), None, "a failed batch must apply nothing");
+}
+
 /// Conformance test `scan_bounds`.
 pub fn scan_bounds(kind: &dyn TestEngine) {
     let db = TestDb::new(kind);

@@ -127,6 +127,10 @@ macro_rules! conformance_suite {
                 $crate::testing::conformance::batches_apply_in_order(&$engine)
             }
             #[test]
+            fn owned_batches_apply_as_borrowed_ones() {
+                $crate::testing::conformance::owned_batches_apply_as_borrowed_ones(&$engine)
+            }
+            #[test]
             fn scan_bounds() {
                 $crate::testing::conformance::scan_bounds(&$engine)
             }
