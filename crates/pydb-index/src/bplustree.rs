@@ -99,6 +99,27 @@
 //! `skip` sits beside `keys` (`repr(C)`), whose length every search reads,
 //! so it costs no extra cache line.
 //!
+//! # A node's own prefix
+//!
+//! The root and the inner nodes along the tree's open edges share nothing
+//! with their range, yet their separators may all start alike: in the
+//! memory engine, the root's separators are one SQL table's row keys,
+//! equal in their first 16 bytes, so every head in the node was equal and
+//! each point select binary-searched the run with whole key comparisons
+//! (six `memcmp`s behind pointers, and as many mispredicted branches,
+//! at the root alone). So an inner node also skips the whole heads (up to
+//! [`OWN_HEADS`]) that all its separators share after the bytes its range
+//! shares: its *own prefix*, kept in the node (`Inner::own`, in the cache
+//! line that holds `skip`). Its range does not guarantee that a sought key
+//! starts with it, so the search first compares the key's bytes there
+//! with it (`Inner::own_order`, one or two integer comparisons): a key
+//! below it sorts below every separator and goes to the first child, a
+//! key above it to the last, and only a key that starts with it is
+//! abbreviated after it and searched as usual. A separator inserted
+//! outside the own prefix shortens it (the node abbreviates its keys
+//! again); a split sets each half's own prefix afresh. Leaves have none:
+//! a lookup reaches a leaf on an open edge in one of a few thousand.
+//!
 //! # The structure
 //!
 //! ```text
@@ -169,8 +190,9 @@
 //!    ascending key order.
 //! 2. Each separator bounds its children as said above.
 //! 3. Every stored abbreviation is the abbreviation of the key beside it,
-//!    after the node's `skip`, and no node skips more bytes than the
-//!    fences of its range share.
+//!    after the node's `skip`; no leaf skips more bytes than the fences of
+//!    its range share, and no inner node more than those (`shared`) and
+//!    its own prefix, which every separator in it starts with.
 
 use std::cmp::Ordering;
 use std::ops::Bound;
@@ -210,6 +232,11 @@ const MAX_DEPTH: usize = 12;
 /// skipping*), while the 17 bytes a SQL table's keys share are skipped
 /// 16 at a time.
 const SKIP_UNIT: usize = 8;
+
+/// At most this many heads of an inner node's own prefix are skipped
+/// (see *A node's own prefix*): the 16 bytes a SQL table's keys share
+/// after the keyspace.
+const OWN_HEADS: usize = 2;
 
 /// "No node": the end of the leaf chain.
 const NIL: u32 = u32::MAX;
@@ -462,15 +489,25 @@ impl<V> Leaf<V> {
 }
 
 /// An inner node: separators and children (see the module docs).
-/// `repr(C)` for the reason given at [`Leaf`].
+/// `repr(C)` for the reason given at [`Leaf`]: `shared` and `own` follow
+/// `skip` in the same cache line.
 #[derive(Debug, Clone)]
 #[repr(C)]
 struct Inner {
     /// `abbrevs.get(i)` is `Abbrev::after(&keys[i], skip)`.
     abbrevs: Abbrevs<INNER_CAPACITY>,
     keys: Vec<Bytes>,
-    /// As a leaf's.
+    /// Bytes left out of the abbreviations: the `shared` bytes of the
+    /// node's range, then its own prefix (see *A node's own prefix*).
     skip: u32,
+    /// Bytes every key of the node's range starts with (a leaf's `skip`):
+    /// a sought key the descent brought here starts with them too.
+    shared: u32,
+    /// The node's own prefix: bytes `shared..skip` of every separator, as
+    /// big-endian heads (the first `(skip - shared) / SKIP_UNIT` used).
+    /// Nothing guarantees that a sought key starts with them, so the
+    /// search compares them with it first (`Inner::own_order`).
+    own: [u64; OWN_HEADS],
     /// `keys.len() + 1` of them are used: leaf ids one level above the
     /// leaves, inner ids higher up.
     children: [u32; INNER_CAPACITY + 1],
@@ -482,30 +519,93 @@ impl Inner {
             abbrevs: Abbrevs::new(),
             keys: Vec::with_capacity(INNER_CAPACITY),
             skip: 0,
+            shared: 0,
+            own: [0; OWN_HEADS],
             children: [NIL; INNER_CAPACITY + 1],
         }
     }
 
-    /// The index of the child whose subtree holds `key`.
-    fn child_index(&self, probe: Abbrev, key: &[u8]) -> usize {
-        self.abbrevs.position(&self.keys, probe, key, true)
-    }
-
-    /// As [`Leaf::reskip`].
-    fn reskip(&mut self, skip: u32) {
-        if skip != self.skip {
-            self.skip = skip;
-            self.abbrevs.recompute(&self.keys, skip);
+    /// The index of the child whose subtree holds `key` (which lies in the
+    /// node's range); `probe` is `key`'s abbreviation as the node above
+    /// took it. A key outside the node's own prefix sorts below or above
+    /// every separator, and goes to the first or the last child without a
+    /// search.
+    #[inline(always)]
+    fn child_index(&self, probe: &mut Probe, key: &[u8]) -> usize {
+        if self.skip != self.shared {
+            match self.own_order(key) {
+                Ordering::Less => return 0,
+                Ordering::Greater => return self.keys.len(),
+                Ordering::Equal => {}
+            }
         }
+        self.abbrevs
+            .position(&self.keys, probe.at(self.skip, key), key, true)
     }
 
-    /// Inserts separator `key` at `pos`, with `child` to its right.
-    fn insert_at(&mut self, pos: usize, abbrev: Abbrev, key: Bytes, child: u32) {
+    /// How `key` (which starts with the node's `shared` bytes) compares
+    /// with the node's own prefix: `Equal` when it starts with it, and
+    /// otherwise as it compares with every separator. A key that is a
+    /// proper prefix of the own prefix sorts below it.
+    fn own_order(&self, key: &[u8]) -> Ordering {
+        let heads = self.skip.saturating_sub(self.shared) as usize / SKIP_UNIT;
+        let mut at = self.shared as usize;
+        for &head in self.own.iter().take(heads) {
+            let rest = key.get(at..).unwrap_or_default();
+            match key_prefix(rest).cmp(&head) {
+                Ordering::Equal if rest.len() < SKIP_UNIT => return Ordering::Less,
+                Ordering::Equal => at += SKIP_UNIT,
+                order => return order,
+            }
+        }
+        Ordering::Equal
+    }
+
+    /// Sets the node's skip for a range whose fences share `shared` bytes:
+    /// those, then as many whole heads (up to [`OWN_HEADS`]) as every
+    /// separator shares after them (see *A node's own prefix*), and
+    /// abbreviates the separators again.
+    fn settle(&mut self, shared: u32) {
+        let from = shared as usize;
+        let first = self
+            .keys
+            .first()
+            .and_then(|k| k.get(from..))
+            .unwrap_or_default();
+        let common = self.keys.iter().fold(first.len(), |n, key| {
+            let rest = key.get(from..).unwrap_or_default();
+            first[..n]
+                .iter()
+                .zip(rest)
+                .take_while(|(a, b)| a == b)
+                .count()
+        });
+        let heads = (common / SKIP_UNIT).min(OWN_HEADS);
+        self.own = [0; OWN_HEADS];
+        for (h, head) in self.own.iter_mut().take(heads).enumerate() {
+            *head = key_prefix(&first[h * SKIP_UNIT..]);
+        }
+        self.shared = shared;
+        // At most OWN_HEADS * SKIP_UNIT (16) more bytes: no overflow.
+        self.skip = shared + (heads * SKIP_UNIT) as u32;
+        self.abbrevs.recompute(&self.keys, self.skip);
+    }
+
+    /// Inserts separator `key` (which lies in the node's range) at `pos`,
+    /// with `child` to its right. A key outside the node's own prefix
+    /// shortens it: the node settles again (a split below the tree's
+    /// open edges, rarely).
+    fn insert_at(&mut self, pos: usize, key: Bytes, child: u32) {
+        let outside = self.own_order(&key) != Ordering::Equal;
         let len = self.keys.len();
-        self.abbrevs.insert_at(pos, len, abbrev);
+        self.abbrevs
+            .insert_at(pos, len, Abbrev::after(&key, self.skip));
         self.keys.insert(pos, key);
         self.children.copy_within(pos + 1..len + 1, pos + 2);
         self.children[pos + 1] = child;
+        if outside {
+            self.settle(self.shared);
+        }
     }
 }
 
@@ -695,7 +795,7 @@ impl<V> BPlusTreeIndex<V> {
         let mut node = self.root;
         for _ in 0..self.height {
             let inner = &self.inners[node as usize];
-            node = inner.children[inner.child_index(probe.at(inner.skip, key), key)];
+            node = inner.children[inner.child_index(&mut probe, key)];
         }
         (node, probe.at(self.leaves[node as usize].skip, key))
     }
@@ -806,10 +906,8 @@ impl<V> BPlusTreeIndex<V> {
             )
         };
         let node = &mut self.inners[id as usize];
-        let abbrev = Abbrev::after(&key, node.skip);
-        // Lay out the INNER_CAPACITY + 1 separators in temporaries, then cut.
-        let mut abbrevs: Vec<Abbrev> = (0..node.keys.len()).map(|i| node.abbrevs.get(i)).collect();
-        abbrevs.insert(pos, abbrev);
+        // Lay out the INNER_CAPACITY + 1 separators in temporaries, then
+        // cut; each half is abbreviated again when it settles.
         let mut keys = std::mem::take(&mut node.keys);
         keys.insert(pos, key);
         let mut children = node.children.to_vec();
@@ -820,26 +918,20 @@ impl<V> BPlusTreeIndex<V> {
         // Left keeps separators ..mid and children ..=mid; separator `mid`
         // goes up; the right node takes the rest.
         let mut right = Inner::new();
-        right.skip = node.skip;
         let right_len = total - mid - 1;
-        for (i, &a) in abbrevs[mid + 1..total].iter().enumerate() {
-            right.abbrevs.set(i, a);
-        }
         right.keys.extend(keys.drain(mid + 1..));
         right.children[..=right_len].copy_from_slice(&children[mid + 1..=total]);
         let up_key = keys.pop().unwrap_or_default();
 
-        for (i, &a) in abbrevs[..mid].iter().enumerate() {
-            node.abbrevs.set(i, a);
-        }
         keys.shrink_to(INNER_CAPACITY);
         node.keys = keys;
         node.children[..=mid].copy_from_slice(&children[..=mid]);
         node.children[mid + 1..].fill(NIL);
-        // As in `split_leaf`: each half may skip more.
+        // As in `split_leaf`: each half's range shares more, and its own
+        // prefix may be longer.
         let (left_skip, right_skip) = skips(&up_key);
-        node.reskip(left_skip);
-        right.reskip(right_skip);
+        node.settle(left_skip);
+        right.settle(right_skip);
         arena::push(&mut self.inners, right);
         (up_key, right_id)
     }
@@ -937,10 +1029,22 @@ impl<V> BPlusTreeIndex<V> {
         if n == 0 || n > INNER_CAPACITY {
             return Err(format!("inner {node} has {n} separators"));
         }
-        if inner.skip > common_prefix(low, high) {
+        if inner.shared > common_prefix(low, high) {
             return Err(format!("inner {node} skips more than its range shares"));
         }
+        let own = inner.skip.checked_sub(inner.shared).map(|b| b as usize);
+        if !own.is_some_and(|b| b % SKIP_UNIT == 0 && b / SKIP_UNIT <= OWN_HEADS) {
+            return Err(format!(
+                "inner {node}: skip {} with {} shared",
+                inner.skip, inner.shared
+            ));
+        }
         for (i, key) in inner.keys.iter().enumerate() {
+            if inner.own_order(key) != Ordering::Equal || key.len() < inner.skip as usize {
+                return Err(format!(
+                    "inner {node} slot {i}: outside the node's own prefix"
+                ));
+            }
             if inner.abbrevs.get(i) != Abbrev::after(key, inner.skip) {
                 return Err(format!("inner {node} slot {i}: stale abbreviation"));
             }
@@ -984,7 +1088,7 @@ impl<V> BPlusTreeIndex<V> {
         let mut probe = Probe::new(&key);
         for step in path.get_mut(depth..height).unwrap_or_default() {
             let inner = &self.inners[node as usize];
-            let i = inner.child_index(probe.at(inner.skip, &key), &key);
+            let i = inner.child_index(&mut probe, &key);
             *step = (node, i);
             node = inner.children[i];
         }
@@ -1009,19 +1113,20 @@ impl<V> BPlusTreeIndex<V> {
             let (separator, right) = carry;
             let inner = &mut self.inners[parent as usize];
             if inner.keys.len() < INNER_CAPACITY {
-                let abbrev = Abbrev::after(&separator, inner.skip);
-                inner.insert_at(i, abbrev, separator, right);
+                inner.insert_at(i, separator, right);
                 return (None, None);
             }
             carry = self.split_inner(parent, &path[..depth], i, separator, right);
         }
-        // The root split: a new root above it, whose range is open (skip 0).
+        // The root split: a new root above it, whose range is open (it
+        // shares nothing; its one separator is its own prefix, until a
+        // separator that differs comes).
         let (separator, right) = carry;
         let mut root = Inner::new();
-        root.abbrevs.set(0, Abbrev::of(&separator));
         root.keys.push(separator);
         root.children[0] = self.root;
         root.children[1] = right;
+        root.settle(0);
         self.root = arena_index(self.inners.len());
         arena::push(&mut self.inners, root);
         self.height += 1;
@@ -1583,6 +1688,80 @@ mod tests {
         }
     }
 
+    /// The nodes on the tree's open edges share nothing with their range
+    /// and skip their separators' own prefix instead: lookups of keys
+    /// inside it, below it, above it and cut short within it, and
+    /// separators outside it that shorten it, against a `BTreeMap`.
+    #[test]
+    fn an_inner_node_s_own_prefix_agrees_with_a_btreemap() {
+        let mut tree = BPlusTreeIndex::new();
+        let mut model = std::collections::BTreeMap::new();
+        for i in 0..20_000u32 {
+            let k = sql_like_key(i * 2, 0);
+            assert_eq!(tree.insert(k.clone(), i), model.insert(k, i));
+        }
+        let root = &tree.inners[tree.root as usize];
+        assert_eq!((root.shared, root.skip), (0, 16), "the root skips 16 bytes");
+        let base = sql_like_key(0, 0);
+        let near = |cut: usize, last: u8| -> Bytes {
+            let mut k = base[..cut].to_vec();
+            k.push(last);
+            Bytes::from(k)
+        };
+        // Outside the 16 shared bytes: below, above, cut short, and the
+        // prefix itself, then keys inside it between the stored ones.
+        let mut probes: Vec<Bytes> = vec![
+            Bytes::from_static(&[1]),
+            Bytes::from_static(&[3]),
+            base.slice(..7),
+            base.slice(..8),
+            base.slice(..12),
+            base.slice(..16),
+            base.slice(..17),
+            near(3, 0),
+            near(3, 0xFF),
+            near(9, 0xFE),
+            near(9, 0xFF),
+            near(15, 6),
+            near(15, 8),
+        ];
+        probes.extend((0..200).map(|i| sql_like_key(i * 199, 1)));
+        let check = |tree: &BPlusTreeIndex<u32>, model: &std::collections::BTreeMap<Bytes, u32>| {
+            assert_same(tree, model);
+            for p in &probes {
+                assert_eq!(tree.get(p), model.get(p), "get {p:?}");
+                for start in [Bound::Included(p.as_ref()), Bound::Excluded(p.as_ref())] {
+                    let expected = model
+                        .range::<[u8], _>((start, Bound::Unbounded))
+                        .next()
+                        .map(|(k, v)| (k.clone(), *v));
+                    let got = tree.first_in(start, Bound::Unbounded);
+                    assert_eq!(got.map(|(k, v)| (k.clone(), *v)), expected, "{start:?}");
+                }
+            }
+        };
+        check(&tree, &model);
+        // Keys above the shared bytes, enough to split leaves and send
+        // separators outside the root's own prefix, then keys below.
+        for (n, k) in (0..3_000u32)
+            .map(|i| {
+                near(9, 0xFF)
+                    .iter()
+                    .copied()
+                    .chain(i.to_be_bytes())
+                    .collect::<Vec<u8>>()
+            })
+            .chain((0..3_000u32).map(|i| [&[2, 0][..], &i.to_be_bytes()].concat()))
+            .enumerate()
+        {
+            let k = Bytes::from(k);
+            assert_eq!(tree.insert(k.clone(), n as u32), model.insert(k, n as u32));
+        }
+        let root = &tree.inners[tree.root as usize];
+        assert_eq!(root.skip, root.shared, "the own prefix is gone");
+        check(&tree, &model);
+    }
+
     #[test]
     fn ascending_inserts_pack_leaves_full() {
         let mut tree = BPlusTreeIndex::new();
@@ -1641,8 +1820,21 @@ mod tests {
         assert!(skipping.check_invariants().is_err());
         let mut skipping = tree.clone();
         let inner = &mut skipping.inners[0];
-        inner.reskip(inner.skip + 1);
+        inner.settle(inner.shared + 1);
         assert!(skipping.check_invariants().is_err());
+        // An own prefix that a separator does not start with, the
+        // abbreviations consistent with the skip: only the prefix check
+        // can tell.
+        let mut tree = BPlusTreeIndex::new();
+        for i in 0..5_000 {
+            tree.insert(sql_like_key(i, 0), i);
+        }
+        tree.check_invariants().expect("valid");
+        let mut foreign = tree.clone();
+        let root = &mut foreign.inners[foreign.root as usize];
+        assert!(root.skip > root.shared, "the root skips its own prefix");
+        root.own[1] ^= 1;
+        assert!(foreign.check_invariants().is_err());
         let mut counted = tree;
         counted.len += 1;
         assert!(counted.check_invariants().is_err());
