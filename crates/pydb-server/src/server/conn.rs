@@ -178,6 +178,10 @@ pub(crate) struct Connection {
     sent: usize,
     /// Since when more than the soft output limit waits.
     over_soft_since: Option<Instant>,
+    /// `service` stopped for backpressure (the socket took no more of the
+    /// replies) with requests still buffered or unread. See
+    /// [`Connection::needs_service`].
+    backpressured: bool,
     /// The last time the socket took reply bytes (the write timeout).
     last_progress: Instant,
     /// The last time the client sent bytes (the idle timeout).
@@ -258,6 +262,7 @@ impl Connection {
             stream,
             sent: 0,
             over_soft_since: None,
+            backpressured: false,
             last_progress: now,
             last_read: now,
             held_until: None,
@@ -304,8 +309,10 @@ impl Connection {
         }
         self.refresh_config();
         if !self.write_some()? {
+            self.backpressured = true;
             return Ok(());
         }
+        self.backpressured = false;
         // Whether the last read came back short: the socket was emptied
         // then, and bytes that arrive later raise a new readiness edge
         // (epoll reports every arrival), so reading again only to hear
@@ -329,6 +336,7 @@ impl Connection {
                 // that does not read is not read from either.
                 Flow::Flush => {
                     if !self.write_some()? {
+                        self.backpressured = true;
                         return Ok(());
                     }
                     continue;
@@ -393,6 +401,19 @@ impl Connection {
     /// Whether replies are waiting for the socket to take them.
     pub(crate) fn has_output(&self) -> bool {
         self.sent < self.output.len()
+    }
+
+    /// Whether the loop must serve this connection again without waiting
+    /// for an event: `service` stopped for backpressure, leaving requests
+    /// in the input buffer (or unread in the socket), and the waiting
+    /// replies have since left through a later [`Connection::write_some`].
+    /// No readiness edge reports that case: the client sent its bytes
+    /// long ago, and with no output left the loop stops watching for
+    /// writability. Without this the connection stalled for good, holding
+    /// its client's requests unanswered (and escaping the write timeout and
+    /// the output limits, which count only waiting replies).
+    pub(crate) fn needs_service(&self) -> bool {
+        self.backpressured && !self.has_output() && self.closing.is_none()
     }
 
     /// Why the connection is over, once nothing is left to send: it was
@@ -979,6 +1000,93 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stall behind a flaky `server_abuse` test: `service` stops for
+    /// backpressure with `GET`s still buffered, then the waiting replies
+    /// leave through a later `write_some` (the loop's end-of-turn write)
+    /// instead of a writability event. The connection must then say that
+    /// it needs serving, and serving it must answer the rest.
+    #[test]
+    fn replies_that_leave_after_a_pause_ask_for_service_again() {
+        let db = Db::memory().unwrap();
+        db.set(b"big", vec![b'x'; 1 << 20]).unwrap();
+        let config = ServerConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
+        let server = super::super::Server::bind(db.clone(), config).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, addr) = listener.accept().unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let info = Arc::new(ClientInfo {
+            id: 1,
+            addr,
+            connected_at: Instant::now(),
+            name: Mutex::new(None),
+        });
+        let mut conn = Connection::new(
+            TcpStream::from_std(stream),
+            db,
+            Arc::clone(&server.shared),
+            info,
+        );
+        let gets = 16;
+        let reply_len = format!("${}\r\n", 1 << 20).len() + (1 << 20) + 2;
+        let expected = gets * reply_len;
+        client
+            .write_all(&b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(gets))
+            .unwrap();
+        client.set_nonblocking(true).unwrap();
+        let mut received = 0;
+        let mut buffer = vec![0; 1 << 20];
+        let mut drain = |client: &mut std::net::TcpStream| loop {
+            match client.read(&mut buffer) {
+                Ok(0) => panic!("the server closed the connection"),
+                Ok(n) => received += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return received,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        // Serve until the socket takes no more: a pause with replies waiting.
+        while !conn.has_output() {
+            assert!(Instant::now() < deadline, "the requests never arrived");
+            conn.service(false).unwrap();
+        }
+        assert!(
+            !conn.needs_service(),
+            "replies still wait: writability says when"
+        );
+        // The client reads; the waiting replies leave through `write_some`
+        // alone, as at the end of the loop's turn.
+        loop {
+            assert!(Instant::now() < deadline, "the replies never left");
+            drain(&mut client);
+            if conn.write_some().unwrap() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(
+            drain(&mut client) < expected,
+            "some GETs were still buffered"
+        );
+        assert!(
+            conn.needs_service(),
+            "the buffered GETs would never be answered"
+        );
+        // Serving it again answers them all.
+        while drain(&mut client) < expected {
+            assert!(Instant::now() < deadline, "the rest was never answered");
+            if conn.needs_service() || conn.has_output() {
+                conn.service(false).unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(drain(&mut client), expected);
+        assert!(!conn.needs_service());
+    }
 
     #[test]
     fn constant_time_eq_compares() {

@@ -30,7 +30,11 @@
 //! socket says `WouldBlock`, or it would never hear about those bytes
 //! again. The exception is a client that does not read its replies: its
 //! connection stops reading (backpressure) and asks for writability
-//! instead; when its replies have left, it reads again.
+//! instead; when its replies have left, it reads again. Those replies may
+//! leave in the turn's last write rather than on a writability event; then
+//! no edge will ever come for the requests it still holds, so the loop
+//! serves it again in the next turn by itself (`again`,
+//! [`Connection::needs_service`]).
 //!
 //! Nothing in a turn may block: a wrong password's delay is a *hold*
 //! ([`Connection::held_until`]) that the loop's timer releases, and the
@@ -136,6 +140,10 @@ pub(crate) struct EventLoop {
     served: Vec<usize>,
     /// Those of them whose client closed its side (read them to the end).
     hung_up: IdSet,
+    /// Connections to serve in the next turn without an event: their
+    /// replies left after `service` stopped for backpressure
+    /// ([`Connection::needs_service`]).
+    again: Vec<usize>,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -168,6 +176,7 @@ impl EventLoop {
             want_write: IdSet::default(),
             served: Vec::new(),
             hung_up: IdSet::default(),
+            again: Vec::new(),
         };
         Ok((this, handle))
     }
@@ -183,7 +192,11 @@ impl EventLoop {
                 .values()
                 .filter_map(Connection::held_until)
                 .fold(next_tick, Instant::min);
-            let timeout = due.saturating_duration_since(now);
+            let timeout = if self.again.is_empty() {
+                due.saturating_duration_since(now)
+            } else {
+                Duration::ZERO
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != ErrorKind::Interrupted {
                     tracing::error!(error = %e, "event loop: poll failed");
@@ -195,6 +208,7 @@ impl EventLoop {
                 break;
             }
             self.served.clear();
+            self.served.append(&mut self.again);
             for event in events.iter() {
                 if event.token() == WAKER {
                     self.adopt();
@@ -278,7 +292,12 @@ impl EventLoop {
             let outcome = connection.write_some().map(|_| connection.finished());
             match outcome {
                 Ok(Some(reason)) => self.close(id, Ok(reason)),
-                Ok(None) => self.watch_writability(id),
+                Ok(None) => {
+                    if connection.needs_service() {
+                        self.again.push(id);
+                    }
+                    self.watch_writability(id);
+                }
                 Err(e) => failed.push((id, e)),
             }
         }
