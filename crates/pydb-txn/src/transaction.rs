@@ -13,12 +13,13 @@
 //! once for `get`, `scan` and everything built on them, whether or not
 //! anything has deleted it yet.
 
-use std::collections::{BTreeMap, btree_map};
+use std::collections::btree_map;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::buffered::{BufferedKey, Writes};
 use crate::error::{Error, Result};
 use crate::keys::SpacedKey;
 use crate::keys::{self, Keyspace, Stored};
@@ -39,8 +40,9 @@ pub struct Transaction {
     lock_wait: LockWait,
     /// The clock reading expiry is judged against (Unix ms, at begin).
     now_ms: u64,
-    /// Buffered writes, by spaced key (`space | key`).
-    writes: BTreeMap<Bytes, Write>,
+    /// Buffered writes, by spaced key (`space | key`), abbreviated for
+    /// cheap comparisons (see `buffered`).
+    writes: Writes,
     /// The SSI read set, for a serializable MVCC transaction.
     ssi: Option<Arc<ssi::Shared>>,
     /// Spaced keys this transaction read and found no version of at all,
@@ -126,7 +128,7 @@ impl Transaction {
             snapshot,
             lock_wait,
             now_ms,
-            writes: BTreeMap::new(),
+            writes: Writes::new(),
             ssi,
             created: parking_lot::Mutex::new(Vec::new()),
             inserted: Vec::new(),
@@ -241,7 +243,7 @@ impl Transaction {
     pub(crate) fn visible_stored(&self, space: Keyspace, key: &[u8]) -> Result<Option<Stored>> {
         self.check()?;
         let key = Self::spaced(space, key)?;
-        if let Some(write) = self.writes.get(&key) {
+        if let Some(write) = self.writes.get(&key[..]) {
             return Ok(write.value.clone());
         }
         self.lock(Resource::Key(&key), Mode::Shared)?;
@@ -308,7 +310,7 @@ impl Transaction {
     pub fn last_modified_in(&self, space: Keyspace, key: &[u8]) -> Result<Option<u64>> {
         self.check()?;
         let key = Self::spaced(space, key)?;
-        if self.writes.contains_key(&key) {
+        if self.writes.contains_key(&key[..]) {
             return Ok(Some(u64::MAX));
         }
         self.lock(Resource::Key(&key), Mode::Shared)?;
@@ -370,8 +372,11 @@ impl Transaction {
         // bytes), so that the stream does not borrow the write buffer.
         let own: Vec<(Bytes, Option<Stored>)> = self
             .writes
-            .range::<Bytes, _>((spaced.start.clone(), spaced.end.clone()))
-            .map(|(k, w)| (k.clone(), w.value.clone()))
+            .range::<[u8], _>((
+                spaced.start.as_ref().map(|k| &k[..]),
+                spaced.end.as_ref().map(|k| &k[..]),
+            ))
+            .map(|(k, w)| (k.bytes().clone(), w.value.clone()))
             .collect();
         Ok(TxnScan::new(
             Some(Versions::new(engine, keys::version_range(&spaced))),
@@ -421,7 +426,7 @@ impl Transaction {
     /// last, and buffered writes leave no version in the engine, so it is
     /// as much the first as the earlier one was.
     fn buffer(&mut self, key: Bytes, value: Option<Stored>, first: bool) {
-        match self.writes.entry(key) {
+        match self.writes.entry(BufferedKey::new(key)) {
             btree_map::Entry::Occupied(mut own) => {
                 let own = own.get_mut();
                 own.value = value;
@@ -515,7 +520,7 @@ impl Transaction {
         };
         // One descent of the write buffer: the entry it finds is where the
         // write goes.
-        match self.writes.entry(key) {
+        match self.writes.entry(BufferedKey::new(key)) {
             btree_map::Entry::Occupied(mut own) => {
                 let now_ms = self.now_ms;
                 if let Some(seen) = own.get().value.as_ref().filter(|s| !s.is_expired(now_ms)) {
