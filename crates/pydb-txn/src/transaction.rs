@@ -62,6 +62,11 @@ pub struct Transaction {
     /// A buffer reused from insert to insert, not a share of the key's
     /// `Bytes`: no allocation or reference count per row.
     inserted: Vec<u8>,
+    /// Where the engine's last uniqueness read of
+    /// [`Transaction::insert_spaced`] landed: the next row's read, of a
+    /// key near it (a bulk insert's keys ascend), starts there (see
+    /// `StorageEngine::first_value_in_hinted`).
+    read_hint: pydb_storage::ReadHint,
     done: bool,
 }
 
@@ -132,6 +137,7 @@ impl Transaction {
             ssi,
             created: parking_lot::Mutex::new(Vec::new()),
             inserted: Vec::new(),
+            read_hint: pydb_storage::ReadHint::default(),
             done: false,
         })
     }
@@ -540,10 +546,14 @@ impl Transaction {
                 // of this one): no allocation when the key is absent, the
                 // case of every INSERT that succeeds.
                 let engine = &self.inner.engine;
+                let hint = &mut self.read_hint;
                 let user_key = &new.key()[1..];
                 let found = keys::with_point_bounds(space, user_key, read_ts, |start, end| {
-                    let value =
-                        engine.first_value_in(Bound::Included(start), Bound::Included(end))?;
+                    let value = engine.first_value_in_hinted(
+                        Bound::Included(start),
+                        Bound::Included(end),
+                        hint,
+                    )?;
                     Ok::<_, Error>(value.map(|value| keys::decode_stored_owned(start, value)))
                 })?;
                 // As in `visible_stored`: with no version at all, the write
