@@ -196,6 +196,7 @@
 
 use std::cmp::Ordering;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use bytes::Bytes;
 
@@ -708,6 +709,10 @@ pub struct BPlusTreeIndex<V> {
     len: usize,
     /// Sum of the live keys' lengths.
     key_bytes: usize,
+    /// The tree's shape: a number taken afresh (see [`next_shape`])
+    /// whenever a node's range may change (a split, a clear), so that a
+    /// [`LeafHint`] of an older shape is never trusted.
+    shape: u64,
 }
 
 impl<V> Default for BPlusTreeIndex<V> {
@@ -719,7 +724,48 @@ impl<V> Default for BPlusTreeIndex<V> {
             height: 0,
             len: 0,
             key_bytes: 0,
+            shape: next_shape(),
         }
+    }
+}
+
+/// A number no tree's shape has had in this process (never 0, which a
+/// fresh [`LeafHint`] holds). Process-wide rather than per tree: a clone
+/// keeps its original's shape, which is right (same nodes, same ranges)
+/// until either changes, and then that one takes a number the other can
+/// never have.
+fn next_shape() -> u64 {
+    static SHAPES: AtomicU64 = AtomicU64::new(1);
+    SHAPES.fetch_add(1, AtomicOrdering::Relaxed)
+}
+
+/// Where [`BPlusTreeIndex::first_in_hinted`] found the leaf of its last
+/// key: the leaf and the separators that bound its range, valid while
+/// the tree keeps the shape it had then.
+///
+/// A run of point reads of nearby keys (a SQL INSERT's uniqueness reads,
+/// one per row, ascending) lands in one leaf again and again; with a hint
+/// a read whose key lies between the fences starts at that leaf instead
+/// of descending from the root. Ranges change only by splits (a remove
+/// takes no separator out, see *Deletes do not rebalance*), and every
+/// split gives the tree a new shape, so a hint of the current shape
+/// names the one leaf whose range holds any key between its fences.
+#[derive(Debug, Clone, Default)]
+pub struct LeafHint {
+    shape: u64,
+    leaf: u32,
+    /// The leaf's range, `low <= key < high`; `None`: open on that side.
+    low: Option<Bytes>,
+    high: Option<Bytes>,
+}
+
+impl LeafHint {
+    /// Whether the hint, taken in a tree of shape `shape`, names the leaf
+    /// whose range holds `key`.
+    fn holds(&self, shape: u64, key: &[u8]) -> bool {
+        self.shape == shape
+            && self.low.as_ref().is_none_or(|low| low[..] <= *key)
+            && self.high.as_ref().is_none_or(|high| *key < high[..])
     }
 }
 
@@ -754,9 +800,41 @@ impl<V> BPlusTreeIndex<V> {
     /// does when `start` and `end` agree that far, as the bounds of a point
     /// read do): a point read then reads no key bytes at all.
     pub fn first_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Option<(&Bytes, &V)> {
+        self.first_in_from(start, end, |s| self.find_leaf(s))
+    }
+
+    /// [`BPlusTreeIndex::first_in`], starting at the leaf `hint` names
+    /// when its range holds the start bound and the tree has the shape it
+    /// had when the hint was taken; otherwise descending from the root
+    /// and taking the hint afresh. The same entry either way.
+    pub fn first_in_hinted(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        hint: &mut LeafHint,
+    ) -> Option<(&Bytes, &V)> {
+        self.first_in_from(start, end, |s| {
+            if !hint.holds(self.shape, s) {
+                *hint = self.find_leaf_fenced(s);
+            }
+            let leaf = hint.leaf;
+            let skip = self.leaves.get(leaf as usize).map_or(0, |l| l.skip);
+            (leaf, Abbrev::after(s, skip))
+        })
+    }
+
+    /// [`BPlusTreeIndex::first_in`] with the start bound's leaf (and its
+    /// abbreviation there) found by `find`.
+    #[inline(always)]
+    fn first_in_from(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        find: impl FnOnce(&[u8]) -> (u32, Abbrev),
+    ) -> Option<(&Bytes, &V)> {
         let (cursor, sought) = match start {
             Bound::Included(s) | Bound::Excluded(s) => {
-                let (leaf, probe) = self.find_leaf(s);
+                let (leaf, probe) = find(s);
                 let past_equal = matches!(start, Bound::Excluded(_));
                 let pos = self.leaves[leaf as usize].position(probe, s, past_equal);
                 (self.normalize(Cursor { leaf, pos }), Some((leaf, s)))
@@ -798,6 +876,32 @@ impl<V> BPlusTreeIndex<V> {
             node = inner.children[inner.child_index(&mut probe, key)];
         }
         (node, probe.at(self.leaves[node as usize].skip, key))
+    }
+
+    /// The leaf whose key range holds `key`, as a hint: with the
+    /// separators that bound its range (the nearest on each side on the
+    /// way down) and the tree's shape.
+    fn find_leaf_fenced(&self, key: &[u8]) -> LeafHint {
+        let mut probe = Probe::new(key);
+        let mut node = self.root;
+        let (mut low, mut high) = (None, None);
+        for _ in 0..self.height {
+            let inner = &self.inners[node as usize];
+            let i = inner.child_index(&mut probe, key);
+            if let Some(separator) = i.checked_sub(1).and_then(|j| inner.keys.get(j)) {
+                low = Some(separator);
+            }
+            if let Some(separator) = inner.keys.get(i) {
+                high = Some(separator);
+            }
+            node = inner.children[i];
+        }
+        LeafHint {
+            shape: self.shape,
+            leaf: node,
+            low: low.cloned(),
+            high: high.cloned(),
+        }
     }
 
     /// Moves `cursor` off the end of its leaf, past empty leaves.
@@ -847,6 +951,8 @@ impl<V> BPlusTreeIndex<V> {
         appending: bool,
     ) -> (Bytes, u32) {
         let right_id = arena_index(self.leaves.len());
+        // Every split passes here: the tree's ranges change.
+        self.shape = next_shape();
         let (low, high) = fences(&self.inners, path);
         let left = &mut self.leaves[id as usize];
         // Appending past the right-most key, or the next key of an
@@ -1325,6 +1431,7 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
         self.height = 0;
         self.len = 0;
         self.key_bytes = 0;
+        self.shape = next_shape();
     }
 
     fn memory_bytes(&self) -> usize {
@@ -1614,6 +1721,60 @@ mod tests {
                 assert_same(&tree, &model);
             }
         }
+    }
+
+    /// A hint kept across reads and across batches that split the tree
+    /// (and across a clone that splits on its own) finds what a read from
+    /// the root finds: a stale hint is never trusted.
+    #[test]
+    fn hinted_reads_agree_with_reads_from_the_root() {
+        let mut tree = BPlusTreeIndex::new();
+        let mut model = std::collections::BTreeMap::new();
+        let mut hint = LeafHint::default();
+        let mut state = 7u32;
+        let mut next = |m: u32| {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (state >> 8) % m
+        };
+        let check = |tree: &BPlusTreeIndex<u32>, hint: &mut LeafHint, i: u32, salt: u8| {
+            let k = sql_like_key(i, salt);
+            let mut end = k.to_vec();
+            end.extend_from_slice(&[0xFF; 4]);
+            for (start, end) in [
+                (Bound::Included(&k[..]), Bound::Included(&k[..])),
+                (Bound::Excluded(&k[..]), Bound::Excluded(&end[..])),
+                (Bound::Included(&k[..]), Bound::Unbounded),
+            ] {
+                assert_eq!(
+                    tree.first_in_hinted(start, end, hint),
+                    tree.first_in(start, end),
+                    "key {i} {salt}"
+                );
+            }
+        };
+        for round in 0..40u32 {
+            let ops: Vec<(Bytes, bool)> = (0..200)
+                .map(|_| (sql_like_key(next(4_000), next(3) as u8), next(8) == 0))
+                .collect();
+            apply_batch(&mut tree, &mut model, &ops, round);
+            for i in 0..300 {
+                // Ascending reads (one leaf after another) and random ones.
+                check(&tree, &mut hint, round * 100 + i, 1);
+                check(&tree, &mut hint, next(4_100), next(3) as u8);
+            }
+        }
+        assert!(tree.height() >= 2);
+        let mut clone = tree.clone();
+        check(&tree, &mut hint, 1_000, 1);
+        let ops: Vec<(Bytes, bool)> = (0..2_000)
+            .map(|i| (sql_like_key(1_000, 3 + (i % 200) as u8), false))
+            .collect();
+        let mut clone_model = model.clone();
+        apply_batch(&mut clone, &mut clone_model, &ops, 99);
+        check(&clone, &mut hint, 1_000, 100);
+        check(&tree, &mut hint, 1_000, 100);
+        clone.clear();
+        check(&clone, &mut hint, 1_000, 1);
     }
 
     /// Keys that share their first 20 bytes (as a SQL table's version keys

@@ -29,7 +29,7 @@ mod btree;
 mod hash;
 pub mod skiplist;
 
-pub use bplustree::{BPlusTreeIndex, Inserter};
+pub use bplustree::{BPlusTreeIndex, Inserter, LeafHint};
 pub use btree::BTreeIndex;
 pub use hash::InMemoryIndex;
 pub use skiplist::SkipListIndex;

@@ -122,6 +122,7 @@ impl Database {
             point_buffers: PointBuffers::default(),
             point_row: Row::new(),
             spare: None,
+            spare_params: Vec::new(),
         }
     }
 }
@@ -195,6 +196,9 @@ pub struct Session {
     /// A finished result handed back by [`Session::recycle`], whose row
     /// list and row the next point select fills instead of allocating.
     spare: Option<Rows>,
+    /// The list a prepared statement's parameters are copied into, kept
+    /// (emptied) between statements so that none allocates it.
+    spare_params: Vec<Value>,
 }
 
 /// How many rows' room a recycled row list keeps (see
@@ -269,16 +273,22 @@ impl Session {
         {
             return Ok(output);
         }
+        let mut kept = std::mem::take(&mut self.spare_params);
+        kept.extend_from_slice(params);
         let ctx = ExecContext {
-            params: params.to_vec(),
+            params: kept,
             memory_budget: self.ctx.memory_budget,
         };
-        match &prepared.statement {
+        let output = match &prepared.statement {
             Statement::Begin { .. } | Statement::Commit | Statement::Rollback => {
                 self.run_with(&prepared.statement, &ctx)
             }
             statement => self.run_in_transaction(statement, &ctx, Some(&prepared.plans)),
-        }
+        };
+        let mut kept = ctx.params;
+        kept.clear();
+        self.spare_params = kept;
+        output
     }
 
     /// Runs an autocommit prepared point select without a transaction:

@@ -92,6 +92,7 @@ use pydb_txn::{Concurrency, Isolation, Keyspace, SpacedKey, Transaction, TxnMana
 use crate::catalog::{Index, Table, View};
 use crate::encoding::{
     decode_key, decode_row_columns_into, encode_key, encode_key_value, encode_row_into,
+    encoded_key_len,
 };
 use crate::error::{Error, Result};
 use crate::plan::stats::TableStats;
@@ -880,14 +881,19 @@ impl<'a> TxnStore<'a> {
                     .join(", "),
             });
         }
+        // The entry's value is a copy of the row key, not a share of it:
+        // a clone of a `Bytes` that owns its vector gives it a shared
+        // header (an allocation as dear as the copy), and keeps the key
+        // alive until the commit instead of the statement.
+        let value = Bytes::copy_from_slice(&key.0);
         if keyed_by_values {
-            return space_set_owned(&mut self.open.tx, entry.user_key(), key.0.clone());
+            return space_set_owned(&mut self.open.tx, entry.user_key(), value);
         }
         // An entry keyed by its row's key has a value exactly while that
         // row does (with these values): every commit that writes or
         // deletes a row writes or deletes its entries, and index ids are
         // never reused. That makes it the row's dependent.
-        space_set_dependent(&mut self.open.tx, entry, key.0.clone(), row_key)
+        space_set_dependent(&mut self.open.tx, entry, value, row_key)
     }
 
     fn remove_entry(&mut self, index: &Index, key: &RowKey, row: &Row) -> Result<()> {
@@ -919,12 +925,22 @@ pub(crate) fn index_values(index: &Index, row: &Row) -> Vec<Value> {
 }
 
 /// The row key of a table with a primary key: its primary key values,
-/// encoded straight from the row.
+/// encoded straight from the row into a vector of exactly their length,
+/// which `Bytes` owns as it is (a vector with room to spare is shared
+/// through a header of its own: a second allocation, kept as long as any
+/// clone).
 pub(crate) fn pk_row_key(table: &Table, row: &Row) -> RowKey {
-    let mut key = Vec::with_capacity(16);
+    let value = |c: usize| row.get(c).unwrap_or(&Value::Null);
+    let len = table
+        .primary_key
+        .iter()
+        .map(|&c| encoded_key_len(value(c)))
+        .sum();
+    let mut key = Vec::with_capacity(len);
     for &c in &table.primary_key {
-        encode_key_value(row.get(c).unwrap_or(&Value::Null), &mut key);
+        encode_key_value(value(c), &mut key);
     }
+    debug_assert_eq!(key.len(), len);
     RowKey(Bytes::from(key))
 }
 

@@ -110,6 +110,14 @@ impl FromIterator<BatchOp> for WriteBatch {
     }
 }
 
+/// Where a caller's last hinted read landed, for the next one to start
+/// near it ([`StorageEngine::first_value_in_hinted`]). Empty at first;
+/// an engine that does not use hints leaves it so.
+#[derive(Debug, Clone, Default)]
+pub struct ReadHint {
+    pub(crate) leaf: pydb_index::LeafHint,
+}
+
 /// A range of keys: owned bounds, so that a scan can outlive its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRange {
@@ -323,6 +331,23 @@ pub trait StorageEngine: Send + Sync + std::fmt::Debug {
         Ok(self.first_in(start, end)?.map(|(_, value)| value))
     }
 
+    /// [`Self::first_value_in`] for a caller that reads keys near each
+    /// other again and again (SQL's uniqueness read, one per inserted
+    /// row): `hint` remembers where the last read landed, and an engine
+    /// that can start there does (the memory engine starts at the leaf
+    /// of its map that the hint names while the map keeps its shape; see
+    /// `BPlusTreeIndex::first_in_hinted` in pydb-index). The same value
+    /// either way: a hint only saves work. The default ignores it.
+    fn first_value_in_hinted(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        hint: &mut ReadHint,
+    ) -> Result<Option<Bytes>> {
+        let _ = hint;
+        self.first_value_in(start, end)
+    }
+
     /// [`Self::first_value_in`], the value copied into `out`: `out` is
     /// cleared, then holds the value if there is one; returns whether
     /// there is.
@@ -419,6 +444,14 @@ impl<E: StorageEngine + ?Sized> StorageEngine for std::sync::Arc<E> {
     }
     fn first_value_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Option<Bytes>> {
         (**self).first_value_in(start, end)
+    }
+    fn first_value_in_hinted(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        hint: &mut ReadHint,
+    ) -> Result<Option<Bytes>> {
+        (**self).first_value_in_hinted(start, end, hint)
     }
     fn first_value_into(
         &self,

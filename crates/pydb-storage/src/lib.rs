@@ -24,7 +24,7 @@ pub mod registry;
 pub mod testing;
 
 pub use btree::{BTreeOptions, BTreeStorage};
-pub use engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, Visit, WriteBatch};
+pub use engine::{BatchOp, KeyRange, ReadHint, ScanIter, Stats, StorageEngine, Visit, WriteBatch};
 pub use error::{Error, Result};
 pub use log::{AppendOnlyLogStorage, Location, LogOptions};
 pub use lsm::{CompactionStyle, LsmOptions, LsmStorage, Snapshot};

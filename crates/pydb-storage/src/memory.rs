@@ -76,7 +76,9 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use pydb_index::{BPlusTreeIndex, Index};
 
-use crate::engine::{BatchOp, KeyRange, ScanIter, Stats, StorageEngine, Visit, WriteBatch};
+use crate::engine::{
+    BatchOp, KeyRange, ReadHint, ScanIter, Stats, StorageEngine, Visit, WriteBatch,
+};
 use crate::{Error, Result};
 
 /// Keys copied by the first chunk of a scan; each next chunk doubles...
@@ -469,6 +471,20 @@ impl StorageEngine for MemoryStorage {
     /// Only the value is copied out; see [`StorageEngine::first_value_in`].
     fn first_value_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Option<Bytes>> {
         Ok(self.first_entry(start, end, out_value))
+    }
+
+    /// Starts at the map's leaf that `hint` names, when the map has kept
+    /// its shape and the leaf's range holds `start`.
+    fn first_value_in_hinted(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        hint: &mut ReadHint,
+    ) -> Result<Option<Bytes>> {
+        let map = self.map.read();
+        Ok(map
+            .first_in_hinted(start, end, &mut hint.leaf)
+            .map(|(k, v)| out_value(k, v)))
     }
 
     /// The value is copied from the map's leaf into `out` under the read

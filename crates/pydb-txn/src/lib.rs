@@ -128,6 +128,7 @@
 //! the old versions of a key instead of reading past them), and a reverse
 //! scan would allow descending transactional scans.
 
+mod buffered;
 mod clock;
 mod error;
 mod expire;

@@ -111,12 +111,13 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use pydb_storage::{StorageEngine, WriteBatch};
 
+use crate::buffered::Writes;
 use crate::clock::ClockHandle;
 use crate::error::{Error, Result};
 use crate::keys::{self, Stored};
 use crate::lock::{LockManager, LockWait};
 use crate::ssi;
-use crate::transaction::{Transaction, TxnScan, Write};
+use crate::transaction::{Transaction, TxnScan};
 
 /// The isolation level of a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -346,7 +347,7 @@ const MIN_DELAYED_WRITE: Duration = Duration::from_micros(100);
 struct Queued {
     ts: u64,
     /// The transaction's write buffer, by spaced key.
-    writes: BTreeMap<Bytes, Write>,
+    writes: Writes,
     /// The keys it read and found no version of, ascending without
     /// repeats: see [`Queued::gc_candidates`].
     created: Vec<Bytes>,
@@ -362,6 +363,7 @@ impl Queued {
     fn gc_candidates(&self) -> impl Iterator<Item = &Bytes> {
         let mut created = self.created.iter().peekable();
         self.writes.iter().filter_map(move |(key, write)| {
+            let key = key.bytes();
             while created.next_if(|c| *c < key).is_some() {}
             let first_version = created.next_if(|c| *c == key).is_some() || write.first;
             let lasting = write.value.as_ref().is_some_and(|s| s.deadline.is_none());
@@ -528,7 +530,7 @@ pub(crate) struct CommitRequest {
     pub(crate) concurrency: Concurrency,
     /// The write buffer, handed over: it becomes the queued commit's
     /// write set as it is, without a copy.
-    pub(crate) writes: BTreeMap<Bytes, Write>,
+    pub(crate) writes: Writes,
     /// Keys the transaction found no version of (see
     /// `Transaction::created`), ascending without repeats.
     pub(crate) created: Vec<Bytes>,

@@ -13,12 +13,13 @@
 //! once for `get`, `scan` and everything built on them, whether or not
 //! anything has deleted it yet.
 
-use std::collections::{BTreeMap, btree_map};
+use std::collections::btree_map;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::buffered::{BufferedKey, Writes};
 use crate::error::{Error, Result};
 use crate::keys::SpacedKey;
 use crate::keys::{self, Keyspace, Stored};
@@ -39,8 +40,9 @@ pub struct Transaction {
     lock_wait: LockWait,
     /// The clock reading expiry is judged against (Unix ms, at begin).
     now_ms: u64,
-    /// Buffered writes, by spaced key (`space | key`).
-    writes: BTreeMap<Bytes, Write>,
+    /// Buffered writes, by spaced key (`space | key`), abbreviated for
+    /// cheap comparisons (see `buffered`).
+    writes: Writes,
     /// The SSI read set, for a serializable MVCC transaction.
     ssi: Option<Arc<ssi::Shared>>,
     /// Spaced keys this transaction read and found no version of at all,
@@ -60,6 +62,11 @@ pub struct Transaction {
     /// A buffer reused from insert to insert, not a share of the key's
     /// `Bytes`: no allocation or reference count per row.
     inserted: Vec<u8>,
+    /// Where the engine's last uniqueness read of
+    /// [`Transaction::insert_spaced`] landed: the next row's read, of a
+    /// key near it (a bulk insert's keys ascend), starts there (see
+    /// `StorageEngine::first_value_in_hinted`).
+    read_hint: pydb_storage::ReadHint,
     done: bool,
 }
 
@@ -126,10 +133,11 @@ impl Transaction {
             snapshot,
             lock_wait,
             now_ms,
-            writes: BTreeMap::new(),
+            writes: Writes::new(),
             ssi,
             created: parking_lot::Mutex::new(Vec::new()),
             inserted: Vec::new(),
+            read_hint: pydb_storage::ReadHint::default(),
             done: false,
         })
     }
@@ -241,7 +249,7 @@ impl Transaction {
     pub(crate) fn visible_stored(&self, space: Keyspace, key: &[u8]) -> Result<Option<Stored>> {
         self.check()?;
         let key = Self::spaced(space, key)?;
-        if let Some(write) = self.writes.get(&key) {
+        if let Some(write) = self.writes.get(&key[..]) {
             return Ok(write.value.clone());
         }
         self.lock(Resource::Key(&key), Mode::Shared)?;
@@ -308,7 +316,7 @@ impl Transaction {
     pub fn last_modified_in(&self, space: Keyspace, key: &[u8]) -> Result<Option<u64>> {
         self.check()?;
         let key = Self::spaced(space, key)?;
-        if self.writes.contains_key(&key) {
+        if self.writes.contains_key(&key[..]) {
             return Ok(Some(u64::MAX));
         }
         self.lock(Resource::Key(&key), Mode::Shared)?;
@@ -370,8 +378,11 @@ impl Transaction {
         // bytes), so that the stream does not borrow the write buffer.
         let own: Vec<(Bytes, Option<Stored>)> = self
             .writes
-            .range::<Bytes, _>((spaced.start.clone(), spaced.end.clone()))
-            .map(|(k, w)| (k.clone(), w.value.clone()))
+            .range::<[u8], _>((
+                spaced.start.as_ref().map(|k| &k[..]),
+                spaced.end.as_ref().map(|k| &k[..]),
+            ))
+            .map(|(k, w)| (k.bytes().clone(), w.value.clone()))
             .collect();
         Ok(TxnScan::new(
             Some(Versions::new(engine, keys::version_range(&spaced))),
@@ -421,7 +432,7 @@ impl Transaction {
     /// last, and buffered writes leave no version in the engine, so it is
     /// as much the first as the earlier one was.
     fn buffer(&mut self, key: Bytes, value: Option<Stored>, first: bool) {
-        match self.writes.entry(key) {
+        match self.writes.entry(BufferedKey::new(key)) {
             btree_map::Entry::Occupied(mut own) => {
                 let own = own.get_mut();
                 own.value = value;
@@ -515,7 +526,7 @@ impl Transaction {
         };
         // One descent of the write buffer: the entry it finds is where the
         // write goes.
-        match self.writes.entry(key) {
+        match self.writes.entry(BufferedKey::new(key)) {
             btree_map::Entry::Occupied(mut own) => {
                 let now_ms = self.now_ms;
                 if let Some(seen) = own.get().value.as_ref().filter(|s| !s.is_expired(now_ms)) {
@@ -535,10 +546,14 @@ impl Transaction {
                 // of this one): no allocation when the key is absent, the
                 // case of every INSERT that succeeds.
                 let engine = &self.inner.engine;
+                let hint = &mut self.read_hint;
                 let user_key = &new.key()[1..];
                 let found = keys::with_point_bounds(space, user_key, read_ts, |start, end| {
-                    let value =
-                        engine.first_value_in(Bound::Included(start), Bound::Included(end))?;
+                    let value = engine.first_value_in_hinted(
+                        Bound::Included(start),
+                        Bound::Included(end),
+                        hint,
+                    )?;
                     Ok::<_, Error>(value.map(|value| keys::decode_stored_owned(start, value)))
                 })?;
                 // As in `visible_stored`: with no version at all, the write

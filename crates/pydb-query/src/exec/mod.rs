@@ -429,6 +429,18 @@ fn insert_rows(
     ctx: &ExecContext,
     profile: Option<&Rc<Profile>>,
 ) -> Result<Output> {
+    if profile.is_none()
+        && let Some(row) = single_values_row(&*store, table, positions, plan, ctx)?
+    {
+        if ins.replace {
+            delete_conflicts(store, table, &row)?;
+        }
+        store.insert(table, row)?;
+        return Ok(Output::Affected {
+            verb: "INSERT",
+            count: 1,
+        });
+    }
     // The source rows are computed in full before any is written, so that
     // INSERT INTO t SELECT ... FROM t reads only the old rows.
     let rows = match plan {
@@ -476,6 +488,43 @@ fn insert_rows(
         verb: "INSERT",
         count,
     })
+}
+
+/// The stored row of `INSERT INTO t VALUES (...)` with one row that has a
+/// value for every column, in order (a prepared INSERT's usual shape),
+/// evaluated straight into the row with each column's affinity; `None`
+/// for any other source. The same values as the operator path of
+/// [`insert_rows`] (a `Values` operator, then the affinity applied), with
+/// no operator, no vector of source rows and no second row built. One row
+/// only: every row of a source is computed before any is written (a
+/// subquery in a second row must not see the first), which for a single
+/// row is what evaluating it here does.
+fn single_values_row(
+    store: &dyn Store,
+    table: &Table,
+    positions: &[usize],
+    plan: Option<&Plan>,
+    ctx: &ExecContext,
+) -> Result<Option<Row>> {
+    let Some(Plan::Values { rows, .. }) = plan else {
+        return Ok(None);
+    };
+    let [exprs] = rows.as_slice() else {
+        return Ok(None);
+    };
+    let every_column_in_order = positions.len() == table.columns.len()
+        && exprs.len() == positions.len()
+        && positions.iter().enumerate().all(|(i, &p)| i == p);
+    if !every_column_in_order {
+        return Ok(None);
+    }
+    let env = Env::new(store, ctx);
+    exprs
+        .iter()
+        .zip(&table.columns)
+        .map(|(e, c)| Ok(eval(e, &[], &env)?.apply_affinity(c.ty)))
+        .collect::<Result<Row>>()
+        .map(Some)
 }
 
 /// INSERT OR REPLACE: deletes the rows that `row` would collide with on

@@ -127,11 +127,18 @@ impl PlanCache {
         same_types.then(|| read(&entry.catalog, point))
     }
 
-    fn get(&self, catalog: &CatalogToken, types: &[Option<DataType>]) -> Option<Arc<Entry>> {
+    /// The kept plan, if it was made against `catalog` for parameter
+    /// values of the types of `params` (compared in place: a hit builds
+    /// no list of types).
+    fn get(&self, catalog: &CatalogToken, params: &[Value]) -> Option<Arc<Entry>> {
         self.entry
             .read()
             .as_ref()
-            .filter(|e| e.catalog.same(catalog) && e.types == types)
+            .filter(|e| {
+                e.catalog.same(catalog)
+                    && e.types.len() == params.len()
+                    && e.types.iter().zip(params).all(|(t, p)| *t == p.data_type())
+            })
             .cloned()
     }
 }
@@ -342,10 +349,10 @@ pub fn execute_prepared(
     let Some(catalog) = store.catalog_token()? else {
         return execute(store, stmt, ctx);
     };
-    let types: Vec<Option<DataType>> = ctx.params.iter().map(Value::data_type).collect();
-    let entry = match cache.get(&catalog, &types) {
+    let entry = match cache.get(&catalog, &ctx.params) {
         Some(entry) => entry,
         None => {
+            let types = ctx.params.iter().map(Value::data_type).collect();
             let plan = plan_generic(&*store, stmt, &ctx.params)?;
             let point = match &plan {
                 Kept::Query { plan, columns } => PointRead::of(plan, columns),

@@ -383,6 +383,87 @@ fn prepared_rows(s: &mut Session, p: &Prepared, params: &[Value]) -> Vec<Vec<Val
     }
 }
 
+/// An INSERT of one VALUES row is evaluated straight into the stored row
+/// (`exec::single_values_row`): the columns' affinity still applies, a
+/// subquery sees only the rows before it, OR REPLACE still replaces, and
+/// a column list or several rows take the operator path to the same end.
+#[test]
+fn an_insert_of_one_values_row_stores_what_the_operator_path_stores() {
+    let db = database();
+    let mut s = db.session();
+    run(
+        &mut s,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, r REAL, s TEXT)",
+    );
+    let insert = s.prepare("INSERT INTO t VALUES ($1, $2, $3, $4)").unwrap();
+    s.execute_prepared(
+        &insert,
+        &[
+            Value::Integer(1),
+            Value::text("5"),
+            Value::Integer(2),
+            Value::Integer(7),
+        ],
+    )
+    .unwrap();
+    run(
+        &mut s,
+        "INSERT INTO t VALUES ((SELECT count(*) FROM t) + 10, 1, 1, 'a')",
+    );
+    run(&mut s, "INSERT OR REPLACE INTO t VALUES (1, '6', 3, 8)");
+    run(&mut s, "INSERT INTO t (s, id) VALUES ('q', 20)");
+    run(
+        &mut s,
+        "INSERT INTO t VALUES (30, '4', 0, 1), (31, 2, 0, 2)",
+    );
+    assert_eq!(
+        query(&mut s, "SELECT * FROM t ORDER BY id"),
+        vec![
+            vec![
+                Value::Integer(1),
+                Value::Integer(6),
+                Value::Real(3.0),
+                Value::text("8")
+            ],
+            vec![
+                Value::Integer(11),
+                Value::Integer(1),
+                Value::Real(1.0),
+                Value::text("a")
+            ],
+            vec![
+                Value::Integer(20),
+                Value::Null,
+                Value::Null,
+                Value::text("q")
+            ],
+            vec![
+                Value::Integer(30),
+                Value::Integer(4),
+                Value::Real(0.0),
+                Value::text("1")
+            ],
+            vec![
+                Value::Integer(31),
+                Value::Integer(2),
+                Value::Real(0.0),
+                Value::text("2")
+            ],
+        ]
+    );
+    // A duplicate key is refused on this path too.
+    let dup = s.execute_prepared(
+        &insert,
+        &[
+            Value::Integer(1),
+            Value::Integer(0),
+            Value::Integer(0),
+            Value::text("x"),
+        ],
+    );
+    assert!(dup.is_err());
+}
+
 #[test]
 fn prepared_statements_run_again_with_new_values() {
     let db = database();
