@@ -1017,8 +1017,10 @@ fn a_batched_scan_hands_every_row_then_the_damage() {
 }
 
 /// A scan given integer bounds hands exactly the rows they keep, across
-/// many batches in a row whose every row is dropped, and a damaged row
-/// among the dropped ones is still the scan's error.
+/// many batches in a row whose every row is dropped; a row dropped by its
+/// first column is not read further (damage after that column goes
+/// unseen), but damage a scan reads (in a kept row, or before the
+/// rejecting column) is still the scan's error.
 #[test]
 fn a_bounded_scan_drops_only_rejected_rows_and_still_finds_the_damage() {
     let (f, n) = (Fixture::new().with_people(), 700);
@@ -1040,10 +1042,30 @@ fn a_bounded_scan_drops_only_rejected_rows_and_still_finds_the_damage() {
     assert!(err.is_none(), "{err:?}");
     assert_eq!(rows, (600..=605).map(narrowed_person).collect::<Vec<_>>());
     let t = f.run(|s| s.table("people")).unwrap().unwrap();
-    let mut tx = f.mgr.begin(Isolation::Snapshot).unwrap();
-    let key = layout::row_key(t.id, &encode_key(&[Value::Integer(100)]));
-    space_set(&mut tx, &key, b"\x01\xff").unwrap();
-    tx.commit().unwrap();
+    let damage = |id: i64, bytes: &[u8]| {
+        let mut tx = f.mgr.begin(Isolation::Snapshot).unwrap();
+        let key = layout::row_key(t.id, &encode_key(&[Value::Integer(id)]));
+        space_set(&mut tx, &key, bytes).unwrap();
+        tx.commit().unwrap();
+    };
+    // Row 650: its name's tag made invalid, after `id`, which rejects it.
+    let mut bad_name = encode_row(&row(650, Some("p650"), 1300));
+    // The version, the count, then `id`: its tag and a two-byte varint.
+    assert_eq!(bad_name[2..5], [0x01, 0x94, 0x0A]);
+    bad_name[5] = 0x09;
+    damage(650, &bad_name);
+    let (rows, err) = scan(&f);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(rows, (600..=605).map(narrowed_person).collect::<Vec<_>>());
+    // Row 602, kept by both bounds: a byte after its last column.
+    let mut trailing = encode_row(&row(602, Some("p602"), 1204));
+    trailing.push(0);
+    damage(602, &trailing);
+    let (rows, err) = scan(&f);
+    assert!(matches!(err, Some(Error::Corrupted(_))), "{err:?}");
+    assert_eq!(rows, (600..=601).map(narrowed_person).collect::<Vec<_>>());
+    // Row 100, dropped by its last column: its column count damaged.
+    damage(100, b"\x01\xff");
     let (rows, err) = scan(&f);
     assert!(matches!(err, Some(Error::Corrupted(_))), "{err:?}");
     assert!(rows.is_empty(), "{rows:?}");
