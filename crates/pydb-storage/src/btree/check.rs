@@ -39,6 +39,11 @@ pub struct TreeShape {
     pub keys: u64,
     /// Bytes of keys and values.
     pub live_bytes: u64,
+    /// Separators in the internal pages.
+    pub separators: u64,
+    /// Bytes of those separators: a leaf split keeps only as much of the
+    /// right half's first key as tells it from the left half's last.
+    pub separator_bytes: u64,
 }
 
 struct Checker<'a, F: pydb_file::File> {
@@ -134,6 +139,12 @@ impl<F: pydb_file::File> Checker<'_, F> {
                     }
                 }
                 self.shape.internal += 1;
+                self.shape.separators += node.entries.len() as u64;
+                self.shape.separator_bytes += node
+                    .entries
+                    .iter()
+                    .map(|(k, _)| k.len() as u64)
+                    .sum::<u64>();
                 let mut low = lower.clone();
                 let mut child = node.leftmost;
                 for (k, next_child) in &node.entries {

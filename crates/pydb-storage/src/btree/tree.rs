@@ -22,11 +22,17 @@
 //!
 //! ## Splits
 //!
-//! A leaf that no longer fits after an insert is split in two by bytes, the
-//! first key of the right half is copied up into the parent as a separator,
-//! and the parent may split in turn. An internal split moves its middle
-//! separator *up* (it is not kept in either half). A root split makes a new
-//! root, which is the only way the tree grows taller.
+//! A leaf that no longer fits after an insert is split in two by bytes, and
+//! the parent gets a separator: the first key of the right half, cut just
+//! past the byte where it differs from the left half's last key (the
+//! shortest key between the halves: `shortest_separator`). A separator
+//! need not be a key of the tree; a descent only compares with it, and
+//! everything below it is left of it. Short separators make fuller
+//! internal pages and a lower tree: keys that share a long prefix (SQL
+//! version keys) get separators of about half their length. The parent
+//! may split in turn. An internal split moves its middle separator *up*
+//! (it is not kept in either half). A root split makes a new root, which
+//! is the only way the tree grows taller.
 //!
 //! ## Merges (and the bound on waste)
 //!
@@ -538,6 +544,32 @@ fn value_len(value: &Value) -> usize {
     }
 }
 
+/// The shortest key `s` with `left < s <= right`: the separator a leaf
+/// split puts into the parent, `right` cut just past the first byte where
+/// it differs from `left` (suffix truncation, as in Bayer and Unterauer's
+/// prefix B-trees and PostgreSQL's nbtree). Any such key separates the two
+/// leaves (a descent sends keys `>= s` right, and every key of the left
+/// leaf is below `s`); the shortest one leaves the most room in the
+/// internal pages. SQL version keys share a long prefix and then differ
+/// in one or two bytes before a tail of escapes and a timestamp, so a
+/// separator is about half a key, an internal page holds about twice as
+/// many, and a tree of a few hundred thousand SQL rows is a level lower.
+///
+/// `left < right` is the caller's promise (the last key of a leaf's left
+/// half and the first of its right half); if it does not hold, `right`
+/// itself is returned.
+fn shortest_separator(left: &Bytes, right: &Bytes) -> Bytes {
+    let shared = left
+        .iter()
+        .zip(right.iter())
+        .take_while(|(a, b)| a == b)
+        .count();
+    match right.get(..=shared) {
+        Some(_) if left.as_ref() < right.as_ref() => right.slice(..=shared),
+        _ => right.clone(),
+    }
+}
+
 /// Picks where to cut a run of cells of these sizes so that both halves fit
 /// in `cap` bytes and are as even as possible. With `promote`, the cell at
 /// the cut moves up to the parent and belongs to neither half (an internal
@@ -850,17 +882,18 @@ impl<'a, F: File> Txn<'a, F> {
             );
         }
         leaf.next = right_id;
-        let separator = right
-            .entries
-            .first()
-            .map(|e| e.key.clone())
-            .ok_or_else(|| self.corrupt_msg(leaf_id, "empty half after a split"))?;
+        let (Some(last_left), Some(first_right)) = (leaf.entries.last(), right.entries.first())
+        else {
+            return Err(self.corrupt_msg(leaf_id, "empty half after a split"));
+        };
+        let separator = shortest_separator(&last_left.key, &first_right.key);
+        let first_right = first_right.key.clone();
         // Redo on the leaf as it was before this put: cut off the upper
         // half, add the new key if it stayed below, relink.
         let mut ops = vec![PageOp::Truncate {
-            from: separator.clone(),
+            from: first_right.clone(),
         }];
-        if key < separator {
+        if key < first_right {
             ops.push(PageOp::Put { key, value });
         }
         ops.push(PageOp::Link {
@@ -1519,5 +1552,63 @@ mod tests {
         assert_eq!(split_at(&[10, 10], 5, false), None);
         // A promoted cut never leaves the right half empty.
         assert_eq!(split_at(&[10, 10], 100, true), None);
+    }
+
+    /// Whether `s` separates `left` from `right` and no shorter prefix of
+    /// `right` does.
+    fn shortest_between(left: &[u8], s: &[u8], right: &[u8]) -> bool {
+        left < s && s <= right && right.starts_with(s) && !(0..s.len()).any(|n| left < &right[..n])
+    }
+
+    #[test]
+    fn a_split_s_separator_is_the_shortest_key_between_the_halves() {
+        let b = |s: &[u8]| Bytes::copy_from_slice(s);
+        let cases: &[(&[u8], &[u8], &[u8])] = &[
+            (b"abc", b"abd", b"abd"),
+            (b"abc", b"abdzzz", b"abd"),
+            (b"ab", b"abc", b"abc"),
+            (b"ab", b"ab\x00", b"ab\x00"),
+            (b"a", b"b", b"b"),
+            (b"", b"a", b"a"),
+            (b"a\xffzz", b"b\x00\x00", b"b"),
+            // A SQL version key: the next row differs in the 21st byte.
+            (
+                b"\x02\x02\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x01\x02\xc0\x90\xf4\x00\xff\xff\xfb",
+                b"\x02\x02\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x01\x02\xc0\x90\xf5\x00\xff\xff\xfa",
+                b"\x02\x02\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x01\x02\xc0\x90\xf5",
+            ),
+        ];
+        for &(left, right, want) in cases {
+            let s = shortest_separator(&b(left), &b(right));
+            assert_eq!(&s[..], want, "{left:?} | {right:?}");
+            assert!(shortest_between(left, &s, right), "{left:?} | {right:?}");
+        }
+        // Every ordered pair of short keys over a small alphabet (zero
+        // bytes, which also pad, included).
+        let alphabet = [0u8, 1, 0xff];
+        let mut keys = vec![Vec::new()];
+        for len in 1..=3 {
+            let mut more = Vec::new();
+            for k in keys.iter().filter(|k| k.len() == len - 1) {
+                for &c in &alphabet {
+                    let mut k = k.clone();
+                    k.push(c);
+                    more.push(k);
+                }
+            }
+            keys.extend(more);
+        }
+        for left in &keys {
+            for right in keys.iter().filter(|r| left < *r) {
+                let s = shortest_separator(&b(left), &b(right));
+                assert!(
+                    shortest_between(left, &s, right),
+                    "{left:?} | {right:?} -> {s:?}"
+                );
+            }
+        }
+        // Not ordered: the right key as it is.
+        assert_eq!(&shortest_separator(&b(b"b"), &b(b"a"))[..], b"a");
+        assert_eq!(&shortest_separator(&b(b"a"), &b(b"a"))[..], b"a");
     }
 }

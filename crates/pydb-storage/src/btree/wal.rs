@@ -160,7 +160,8 @@ pub enum PageOp {
     InsertChild {
         /// Where among the page's entries.
         pos: u16,
-        /// The separator: the child's first key.
+        /// The separator: a key between the child's left sibling's keys and
+        /// its own (a prefix of its first key).
         key: Bytes,
         /// The new child.
         child: PageId,
