@@ -167,6 +167,9 @@ pub struct Txn<'a, F: File> {
     pub pages: BTreeMap<PageId, Shadow>,
     /// Pages last changed before this LSN are logged as full images.
     redo_start: u64,
+    /// The key of this transaction's last put: a put right after it in
+    /// the same leaf is an ascending run (see `put`'s append split).
+    last_put: Option<Bytes>,
 }
 
 /// A page-level error as `Corrupted` at the page's file offset.
@@ -598,6 +601,47 @@ fn split_at(sizes: &[usize], cap: usize, promote: bool) -> Option<usize> {
     best.map(|(i, _)| i)
 }
 
+/// The cut of a *run split*: when a new key lands in a full leaf right
+/// after the key this transaction put before it (an ascending run, such as
+/// a SQL table's new rows, which go in the middle of the one tree that
+/// holds every table and index), the leaf is cut right after the new key,
+/// so that the left part keeps everything up to it and the keys that
+/// follow it in the leaf (another table's, an index's) move right. The
+/// run then goes on in the left leaf, which is full: at its next key the
+/// new key is last, and the cut falls just before it, the full leaf
+/// keeping all it had and the new key starting its right sibling alone.
+/// Halving would leave every leaf of the run half full, as the run never
+/// comes back to them; this packs them, as SQLite's "quick balance" and
+/// PostgreSQL's rightmost split do for a table's last page. The cut is
+/// taken only when its left part holds at least half of the bytes; any
+/// other put (random keys, a replaced value, a first put) halves as
+/// before, so a random fill keeps its shape.
+fn run_cut(
+    entries: &[page::LeafEntry],
+    key: &Bytes,
+    last_put: Option<&Bytes>,
+    inserted: bool,
+    sizes: &[usize],
+    cap: usize,
+) -> Option<usize> {
+    let last_put = last_put.filter(|_| inserted)?;
+    let pos = entries
+        .binary_search_by(|e| e.key.as_ref().cmp(key.as_ref()))
+        .ok()?;
+    let before = entries.get(pos.checked_sub(1)?)?;
+    if before.key != *last_put {
+        return None;
+    }
+    let total: usize = sizes.iter().sum();
+    if pos + 1 == entries.len() {
+        // The new key is last: it starts the right sibling alone.
+        let left = total - sizes.get(pos)?;
+        return (left <= cap && total - left <= cap).then_some(pos);
+    }
+    let left: usize = sizes.get(..=pos)?.iter().sum();
+    (left <= cap && total - left <= cap && 2 * left >= total).then_some(pos + 1)
+}
+
 impl<'a, F: File> Txn<'a, F> {
     /// A transaction on top of the committed tree `meta`.
     pub fn new(pool: &'a BufferPool<F>, meta: TreeMeta, redo_start: u64) -> Self {
@@ -607,6 +651,7 @@ impl<'a, F: File> Txn<'a, F> {
             meta_changed: false,
             pages: BTreeMap::new(),
             redo_start,
+            last_put: None,
         }
     }
 
@@ -828,6 +873,7 @@ impl<'a, F: File> Txn<'a, F> {
     /// Inserts or replaces `key`; returns the value replaced.
     fn put(&mut self, key: Bytes, value: Value) -> Result<Option<OldValue>> {
         let (mut path, leaf_id) = self.descend(&key)?;
+        let last_put = self.last_put.replace(key.clone());
         // The common case: the leaf has room, and is edited in place.
         let in_place = match &mut self.load(leaf_id)?.body {
             Body::Raw(bytes) => Some(page::leaf_put_in_place(bytes, &key, &value)),
@@ -860,8 +906,19 @@ impl<'a, F: File> Txn<'a, F> {
         // them (a truncation, the put, new sibling links), which keeps a
         // split's log to about half a page instead of three or four.
         let sizes: Vec<usize> = leaf.entries.iter().map(|e| e.cell_len()).collect();
-        let cut = split_at(&sizes, self.page_size() - HEADER_LEN, false)
-            .ok_or_else(|| self.corrupt_msg(leaf_id, "leaf cannot be split"))?;
+        let cap = self.page_size() - HEADER_LEN;
+        let cut = match run_cut(
+            &leaf.entries,
+            &key,
+            last_put.as_ref(),
+            old.is_none(),
+            &sizes,
+            cap,
+        ) {
+            Some(cut) => cut,
+            None => split_at(&sizes, cap, false)
+                .ok_or_else(|| self.corrupt_msg(leaf_id, "leaf cannot be split"))?,
+        };
         let right_id = self.alloc()?;
         let right = Leaf {
             prev: leaf_id,
