@@ -655,6 +655,30 @@ mod tests {
         out
     }
 
+    /// A 4 KiB page holding `ks`: a leaf (each valued "v") or an internal
+    /// page (children from 100 up).
+    fn page_of(ks: &[Vec<u8>], leaf: bool) -> Vec<u8> {
+        let content = if leaf {
+            let mut l = Leaf::default();
+            for k in ks {
+                l.put(
+                    Bytes::from(k.clone()),
+                    Value::Inline(Bytes::from_static(b"v")),
+                );
+            }
+            Content::Node(Node::Leaf(l))
+        } else {
+            Content::Node(Node::Internal(Internal {
+                leftmost: 100,
+                entries: (0u32..)
+                    .zip(ks)
+                    .map(|(c, k)| (Bytes::from(k.clone()), 101 + c))
+                    .collect(),
+            }))
+        };
+        encode(&content, 9, 4096).unwrap()
+    }
+
     #[test]
     fn heads_agree_with_a_plain_binary_search_on_random_pages() {
         let mut rng = Rng(0x1234_5678_9abc_def1);
@@ -668,25 +692,7 @@ mod tests {
             let n = rng.below(HEADS_INLINE as u64 + 10) as usize;
             let ks = keys(&mut rng, n);
             let leaf = round % 2 == 0;
-            let content = if leaf {
-                let mut l = Leaf::default();
-                for k in &ks {
-                    l.put(
-                        Bytes::from(k.clone()),
-                        Value::Inline(Bytes::from_static(b"v")),
-                    );
-                }
-                Content::Node(Node::Leaf(l))
-            } else {
-                Content::Node(Node::Internal(Internal {
-                    leftmost: 100,
-                    entries: (0u32..)
-                        .zip(&ks)
-                        .map(|(c, k)| (Bytes::from(k.clone()), 101 + c))
-                        .collect(),
-                }))
-            };
-            let buf = encode(&content, 9, 4096).unwrap();
+            let buf = page_of(&ks, leaf);
             heads.rebuild(&buf);
             assert_eq!(heads.len(), ks.len());
             // The prefix kept is the keys' common prefix, in either form.
@@ -775,25 +781,7 @@ mod tests {
             let n = 8 + rng.below(80) as usize;
             let ks = kinds_of_keys(&mut rng, n);
             let leaf = round % 3 == 0;
-            let content = if leaf {
-                let mut l = Leaf::default();
-                for k in &ks {
-                    l.put(
-                        Bytes::from(k.clone()),
-                        Value::Inline(Bytes::from_static(b"v")),
-                    );
-                }
-                Content::Node(Node::Leaf(l))
-            } else {
-                Content::Node(Node::Internal(Internal {
-                    leftmost: 100,
-                    entries: (0u32..)
-                        .zip(&ks)
-                        .map(|(c, k)| (Bytes::from(k.clone()), 101 + c))
-                        .collect(),
-                }))
-            };
-            let buf = encode(&content, 9, 4096).unwrap();
+            let buf = page_of(&ks, leaf);
             heads.rebuild(&buf);
             pages_with_runs += usize::from(heads.heads.runs().is_some());
             let kind = if leaf {
