@@ -1056,6 +1056,23 @@ mod tests {
         }
     }
 
+    /// `bytes` with one byte replaced and then cut short, where the
+    /// property test drew a place for each.
+    fn damaged(
+        mut bytes: Vec<u8>,
+        damage: Option<(prop::sample::Index, u8)>,
+        cut: Option<prop::sample::Index>,
+    ) -> Vec<u8> {
+        if let (Some((at, byte)), false) = (damage, bytes.is_empty()) {
+            let at = at.index(bytes.len());
+            bytes[at] = byte;
+        }
+        if let Some(cut) = cut {
+            bytes.truncate(cut.index(bytes.len() + 1));
+        }
+        bytes
+    }
+
     proptest! {
         #[test]
         fn key_round_trip(values in proptest::collection::vec(value(), 0..4)) {
@@ -1198,14 +1215,7 @@ mod tests {
             stale in proptest::collection::vec(value(), 0..7),
             same_width in any::<bool>(),
         ) {
-            let mut bytes = if encoded { encode_row(&row) } else { raw };
-            if let (Some((at, byte)), false) = (damage, bytes.is_empty()) {
-                let at = at.index(bytes.len());
-                bytes[at] = byte;
-            }
-            if let Some(cut) = cut {
-                bytes.truncate(cut.index(bytes.len() + 1));
-            }
+            let bytes = damaged(if encoded { encode_row(&row) } else { raw }, damage, cut);
             let mut buffer = stale;
             if same_width {
                 buffer.resize(row.len(), Value::Text(Arc::from("stale")));
@@ -1270,14 +1280,7 @@ mod tests {
             stale in proptest::collection::vec(value(), 0..7),
             same_width in any::<bool>(),
         ) {
-            let mut bytes = if encoded { encode_row(&row) } else { raw };
-            if let (Some((at, byte)), false) = (damage, bytes.is_empty()) {
-                let at = at.index(bytes.len());
-                bytes[at] = byte;
-            }
-            if let Some(cut) = cut {
-                bytes.truncate(cut.index(bytes.len() + 1));
-            }
+            let bytes = damaged(if encoded { encode_row(&row) } else { raw }, damage, cut);
             let stops: Vec<usize> = stops.into_iter().collect();
             // Each stop rejects its own residue, so the place matters.
             let rejects = |i: usize, value: &Value| {

@@ -655,6 +655,29 @@ mod tests {
         out
     }
 
+    /// The heads' search of `p` finds what the page's plain search finds.
+    fn assert_same_search(
+        heads: &Heads,
+        view: &PageView<'_>,
+        leaf: bool,
+        ks: &[Vec<u8>],
+        p: &[u8],
+    ) {
+        if leaf {
+            assert_eq!(
+                heads.search_leaf(view, p).unwrap(),
+                view.search_leaf(p).unwrap(),
+                "keys {ks:?}, probe {p:?}"
+            );
+        } else {
+            assert_eq!(
+                heads.child_pos_for(view, p).unwrap(),
+                view.child_pos_for(p).unwrap(),
+                "keys {ks:?}, probe {p:?}"
+            );
+        }
+    }
+
     /// A 4 KiB page holding `ks`: a leaf (each valued "v") or an internal
     /// page (children from 100 up).
     fn page_of(ks: &[Vec<u8>], leaf: bool) -> Vec<u8> {
@@ -723,19 +746,7 @@ mod tests {
             };
             let view = PageView::new(&buf, kind).unwrap();
             for p in probes(&mut rng, &ks) {
-                if leaf {
-                    assert_eq!(
-                        heads.search_leaf(&view, &p).unwrap(),
-                        view.search_leaf(&p).unwrap(),
-                        "keys {ks:?}, probe {p:?}"
-                    );
-                } else {
-                    assert_eq!(
-                        heads.child_pos_for(&view, &p).unwrap(),
-                        view.child_pos_for(&p).unwrap(),
-                        "keys {ks:?}, probe {p:?}"
-                    );
-                }
+                assert_same_search(&heads, &view, leaf, &ks, &p);
                 searched_with_heads += usize::from(heads.search(&view, kind, &p).is_some());
             }
         }
@@ -804,19 +815,7 @@ mod tests {
                 }
             }
             for p in ps {
-                if leaf {
-                    assert_eq!(
-                        heads.search_leaf(&view, &p).unwrap(),
-                        view.search_leaf(&p).unwrap(),
-                        "keys {ks:?}, probe {p:?}"
-                    );
-                } else {
-                    assert_eq!(
-                        heads.child_pos_for(&view, &p).unwrap(),
-                        view.child_pos_for(&p).unwrap(),
-                        "keys {ks:?}, probe {p:?}"
-                    );
-                }
+                assert_same_search(&heads, &view, leaf, &ks, &p);
                 if let (Some(runs), Some(suffix)) =
                     (heads.heads.runs(), p.strip_prefix(heads.prefix.as_slice()))
                 {
