@@ -135,12 +135,13 @@
 //!   child. Every key under `children[i]` is below `keys[i]`, and every key
 //!   under `children[i + 1]` is at or above it: a search takes the child
 //!   whose index is the number of separators at or below its key.
-//! - Nodes live in two arenas (`Vec`s) and name each other by `u32` index,
-//!   as in the skip list: no `Box` per node. An arena grows by doubling
-//!   into memory advised for huge pages (`arena::push`): a random lookup
-//!   in a large tree would otherwise miss the TLB at its leaf, a page-table
-//!   walk that costs more than the search in the leaf (see `arena.rs`,
-//!   *TLB reach*).
+//! - Nodes live in two arenas and name each other by `u32` index, as in
+//!   the skip list: no `Box` per node. An arena (`arena.rs`) grows in
+//!   chunks that never move, so a node is written once, not copied at
+//!   every doubling, and each chunk is advised for huge pages: a random
+//!   lookup in a large tree would otherwise miss the TLB at its leaf, a
+//!   page-table walk that costs more than the search in the leaf (see
+//!   `arena.rs`, *TLB reach* and *Why chunks*).
 //!
 //! A full leaf splits in two halves and hands its parent the first key of
 //! the right half as a new separator; a full parent splits the same way and
@@ -200,7 +201,8 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use bytes::Bytes;
 
-use crate::{Index, RangeIter, arena, key_prefix};
+use crate::arena::Arena;
+use crate::{Index, RangeIter, key_prefix};
 
 /// Entries per leaf. 32 heads are four cache lines, fetched together by
 /// the search (see *Searching a node*).
@@ -650,7 +652,7 @@ impl Probe {
 /// (each step an inner node and the child taken): the nearest on each
 /// side, `None` where the range is open.
 fn fences<'a>(
-    inners: &'a [Inner],
+    inners: &'a Arena<Inner>,
     path: &[(u32, usize)],
 ) -> (Option<&'a Bytes>, Option<&'a Bytes>) {
     let (mut low, mut high) = (None, None);
@@ -700,8 +702,8 @@ struct Cursor {
 #[derive(Debug, Clone)]
 pub struct BPlusTreeIndex<V> {
     /// Leaf 0 is always the left-most leaf.
-    leaves: Vec<Leaf<V>>,
-    inners: Vec<Inner>,
+    leaves: Arena<Leaf<V>>,
+    inners: Arena<Inner>,
     /// A leaf id if `height` is 0, else an inner id.
     root: u32,
     /// Inner levels above the leaves.
@@ -718,8 +720,8 @@ pub struct BPlusTreeIndex<V> {
 impl<V> Default for BPlusTreeIndex<V> {
     fn default() -> Self {
         Self {
-            leaves: vec![Leaf::new()],
-            inners: Vec::new(),
+            leaves: Arena::with(Leaf::new()),
+            inners: Arena::default(),
             root: 0,
             height: 0,
             len: 0,
@@ -986,7 +988,7 @@ impl<V> BPlusTreeIndex<V> {
         // Each half's range is narrower than the whole's: it may skip more.
         left.reskip(common_prefix(low, Some(&separator)));
         right.reskip(common_prefix(Some(&separator), high));
-        arena::push(&mut self.leaves, right);
+        self.leaves.push(right);
         (separator, right_id)
     }
 
@@ -1038,7 +1040,7 @@ impl<V> BPlusTreeIndex<V> {
         let (left_skip, right_skip) = skips(&up_key);
         node.settle(left_skip);
         right.settle(right_skip);
-        arena::push(&mut self.inners, right);
+        self.inners.push(right);
         (up_key, right_id)
     }
 
@@ -1234,7 +1236,7 @@ impl<V> BPlusTreeIndex<V> {
         root.children[1] = right;
         root.settle(0);
         self.root = arena_index(self.inners.len());
-        arena::push(&mut self.inners, root);
+        self.inners.push(root);
         self.height += 1;
         assert!(
             self.height < MAX_DEPTH,
@@ -1450,8 +1452,8 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
             .iter()
             .map(|n| n.keys.capacity() * size_of::<Bytes>())
             .sum();
-        self.leaves.capacity() * size_of::<Leaf<V>>()
-            + self.inners.capacity() * size_of::<Inner>()
+        self.leaves.allocated_bytes()
+            + self.inners.allocated_bytes()
             + leaf_vecs
             + inner_vecs
             + self.key_bytes
@@ -1615,6 +1617,51 @@ mod tests {
             }
             assert_same(&tree, &model);
         }
+    }
+
+    /// Values of 2 KiB make a leaf of about 64 KiB, so an arena chunk
+    /// holds a few hundred leaves and these inserts span several chunks:
+    /// nodes past the first chunk are found, split and chained as before.
+    #[test]
+    fn a_tree_spread_over_many_arena_chunks_agrees_with_a_btreemap() {
+        type Big = [u8; 2048];
+        let chunk = Arena::<Leaf<Big>>::CHUNK;
+        assert!(chunk <= 256, "{chunk} leaves a chunk");
+        let value = |k: u32| -> Big { std::array::from_fn(|i| (k as usize + i) as u8) };
+        let mut tree = BPlusTreeIndex::<Big>::new();
+        let mut model = std::collections::BTreeMap::new();
+        let mut state = 7u32;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let k = state % 50_000;
+            assert_eq!(
+                tree.insert(key(k), value(k)),
+                model.insert(key(k), value(k))
+            );
+        }
+        assert!(
+            tree.leaves.len() > 3 * chunk,
+            "{} leaves",
+            tree.leaves.len()
+        );
+        tree.check_invariants().expect("many chunks");
+        assert!(
+            tree.range(Bound::Unbounded, Bound::Unbounded)
+                .map(|(k, v)| (k.clone(), *v))
+                .eq(model.clone())
+        );
+        for (k, v) in model.iter().step_by(97) {
+            assert_eq!(tree.get(k), Some(v));
+        }
+        tree.clear();
+        assert_eq!(
+            (tree.len(), tree.leaves.len(), tree.inners.len()),
+            (0, 1, 0)
+        );
+        tree.insert(key(1), value(1));
+        assert_eq!(tree.get(&key(1)), Some(&value(1)));
     }
 
     /// A SQL-like key: 20 bytes every key shares (so nodes skip), then `i`,
@@ -2009,8 +2056,10 @@ mod tests {
         }
         let leaves = tree.leaves.len();
         let inners = tree.inners.len();
-        let expected = tree.leaves.capacity() * std::mem::size_of::<Leaf<u64>>()
-            + tree.inners.capacity() * std::mem::size_of::<Inner>()
+        // Both arenas are still in their first chunk, which doubles from 4.
+        let allocated = |n: usize| n.next_power_of_two().max(4);
+        let expected = allocated(leaves) * std::mem::size_of::<Leaf<u64>>()
+            + allocated(inners) * std::mem::size_of::<Inner>()
             + leaves * LEAF_CAPACITY * 32
             + inners * INNER_CAPACITY * 32
             + 1000 * 4;
