@@ -906,6 +906,37 @@ impl<V> BPlusTreeIndex<V> {
         }
     }
 
+    /// The entries from `start` to `end` in key order: [`Index::range`]
+    /// without the box, so that a caller that knows the tree's type (the
+    /// memory engine's scans) gets an iterator the compiler can inline.
+    pub fn range_of<'a>(
+        &'a self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+    ) -> impl Iterator<Item = (&'a Bytes, &'a V)> + 'a {
+        // As in the skip list: seek the first entry in the range and the
+        // first one past it, then walk the leaves between them.
+        let first = match start {
+            Bound::Included(s) => self.seek(s, false),
+            Bound::Excluded(s) => self.seek(s, true),
+            Bound::Unbounded => self.normalize(Cursor { leaf: 0, pos: 0 }),
+        };
+        let end_cursor = Cursor { leaf: NIL, pos: 0 };
+        let (stop, first_in_range) = match (end, self.entry(first)) {
+            (_, None) => (end_cursor, false),
+            (Bound::Included(e), Some((k, _))) => (self.seek(e, true), k.as_ref() <= e),
+            (Bound::Excluded(e), Some((k, _))) => (self.seek(e, false), k.as_ref() < e),
+            (Bound::Unbounded, Some(_)) => (end_cursor, true),
+        };
+        // An empty or inverted range: `first` lies at or past the end.
+        let (next, stop) = if first_in_range {
+            (first, stop)
+        } else {
+            (end_cursor, end_cursor)
+        };
+        Range::new(self, next, stop)
+    }
+
     /// Moves `cursor` off the end of its leaf, past empty leaves.
     fn normalize(&self, mut cursor: Cursor) -> Cursor {
         while let Some(leaf) = self.leaves.get(cursor.leaf as usize) {
@@ -1389,31 +1420,7 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
     }
 
     fn range<'a>(&'a self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> RangeIter<'a, V> {
-        // As in the skip list: seek the first entry in the range and the
-        // first one past it, then walk the leaves between them.
-        let first = match start {
-            Bound::Included(s) => self.seek(s, false),
-            Bound::Excluded(s) => self.seek(s, true),
-            Bound::Unbounded => self.normalize(Cursor { leaf: 0, pos: 0 }),
-        };
-        let end_cursor = Cursor { leaf: NIL, pos: 0 };
-        let (stop, first_in_range) = match (end, self.entry(first)) {
-            (_, None) => (end_cursor, false),
-            (Bound::Included(e), Some((k, _))) => (self.seek(e, true), k.as_ref() <= e),
-            (Bound::Excluded(e), Some((k, _))) => (self.seek(e, false), k.as_ref() < e),
-            (Bound::Unbounded, Some(_)) => (end_cursor, true),
-        };
-        // An empty or inverted range: `first` lies at or past the end.
-        let (next, stop) = if first_in_range {
-            (first, stop)
-        } else {
-            (end_cursor, end_cursor)
-        };
-        Box::new(Range {
-            tree: self,
-            next,
-            stop,
-        })
+        Box::new(self.range_of(start, end))
     }
 
     fn len(&self) -> usize {
@@ -1463,23 +1470,54 @@ impl<V: Send + Sync> Index<V> for BPlusTreeIndex<V> {
 /// A walk along the leaves from `next` up to, not including, `stop`.
 struct Range<'a, V> {
     tree: &'a BPlusTreeIndex<V>,
+    /// The leaf `next` lies in (`None` at the end of the chain): held, so
+    /// that a step within a leaf does not look the leaf up in the arena
+    /// again; the arena is read once a leaf.
+    leaf: Option<&'a Leaf<V>>,
     next: Cursor,
     stop: Cursor,
+}
+
+impl<'a, V> Range<'a, V> {
+    fn new(tree: &'a BPlusTreeIndex<V>, next: Cursor, stop: Cursor) -> Self {
+        Self {
+            tree,
+            leaf: tree.leaves.get(next.leaf as usize),
+            next,
+            stop,
+        }
+    }
 }
 
 impl<'a, V> Iterator for Range<'a, V> {
     type Item = (&'a Bytes, &'a V);
 
+    /// Inlined into the scans that call it: a step within a leaf is a
+    /// few instructions; the step to the next leaf is a call.
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.next == self.stop {
             return None;
         }
-        let item = self.tree.entry(self.next)?;
-        self.next = self.tree.normalize(Cursor {
-            leaf: self.next.leaf,
-            pos: self.next.pos + 1,
-        });
+        let leaf = self.leaf?;
+        let pos = self.next.pos;
+        let item = (leaf.keys.get(pos)?, leaf.values.get(pos)?.as_ref()?);
+        if pos + 1 < leaf.len() {
+            self.next.pos = pos + 1;
+        } else {
+            self.next_leaf(leaf.next);
+        }
         Some(item)
+    }
+}
+
+impl<V> Range<'_, V> {
+    /// Moves to the first entry of leaf `next` or of a later non-empty
+    /// leaf (the end of the chain if there is none).
+    #[inline(never)]
+    fn next_leaf(&mut self, next: u32) {
+        self.next = self.tree.normalize(Cursor { leaf: next, pos: 0 });
+        self.leaf = self.tree.leaves.get(self.next.leaf as usize);
     }
 }
 

@@ -354,7 +354,7 @@ impl StorageEngine for MemoryStorage {
                 let map = self.map.read();
                 // As `MemoryScan::refill`: small pairs copied, large ones
                 // shared.
-                for (key, value) in map.range(from, end).take(chunk) {
+                for (key, value) in map.range_of(from, end).take(chunk) {
                     if pairs.is_empty() {
                         // Room for a chunk of pairs like its first, so
                         // that the buffer is not grown pair by pair. A
@@ -421,7 +421,7 @@ impl StorageEngine for MemoryStorage {
             let map = self.map.read();
             let mut visited = 0;
             let mut last: Option<&Bytes> = None;
-            for (key, value) in map.range(from, end) {
+            for (key, value) in map.range_of(from, end) {
                 if visited == MAX_SCAN_CHUNK {
                     break;
                 }
@@ -573,7 +573,7 @@ impl MemoryScan<'_> {
             return;
         }
         let map = self.map.read();
-        let range = map.range(
+        let range = map.range_of(
             self.next_start.as_ref().map(|b| b.as_ref()),
             self.end.as_ref().map(|b| b.as_ref()),
         );
