@@ -88,9 +88,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::Mutex;
-use pydb_txn::{Concurrency, Isolation, Keyspace, SpacedKey, Transaction, TxnManager, TxnOptions};
+use pydb_txn::{
+    ByteArena, Concurrency, Isolation, Keyspace, SpacedKey, Transaction, TxnManager, TxnOptions,
+};
 
 use crate::catalog::{Index, Table, View};
 use crate::encoding::{
@@ -138,8 +140,7 @@ pub(crate) fn space_set_owned(tx: &mut Transaction, key: &[u8], value: Bytes) ->
 }
 
 /// A key of the SQL space built in place (`pydb_txn::SpacedKey`), with
-/// room for `capacity` bytes: a key written once, handed to the
-/// transaction without a copy.
+/// room for `capacity` bytes.
 pub(crate) fn space_key(capacity: usize) -> SpacedKey {
     SpacedKey::new(Keyspace::Sql, capacity)
 }
@@ -151,7 +152,7 @@ pub(crate) fn space_key(capacity: usize) -> SpacedKey {
 /// `Transaction::insert_owned_in`).
 pub(crate) fn space_insert_owned(
     tx: &mut Transaction,
-    key: SpacedKey,
+    key: &SpacedKey,
     value: Bytes,
 ) -> Result<Option<Bytes>> {
     Ok(tx.insert_spaced(key, value)?)
@@ -163,7 +164,7 @@ pub(crate) fn space_insert_owned(
 /// need not walk `key` (see `Transaction::set_dependent_owned_in`).
 pub(crate) fn space_set_dependent(
     tx: &mut Transaction,
-    key: SpacedKey,
+    key: &SpacedKey,
     value: Bytes,
     owner: &[&[u8]],
 ) -> Result<()> {
@@ -558,20 +559,26 @@ pub(crate) struct OpenTxn {
     /// as snapshot isolation, see `session`), so every statement sees the
     /// same catalog: later statements skip even the version key read.
     catalog: Option<Arc<Catalog>>,
-    /// The buffer rows and keys are encoded into before they are copied
-    /// into `arena` (see `encoding::encode_row_into`), kept from row to
-    /// row.
+    /// The buffer rows and row keys are encoded into before they are
+    /// copied into `arena` (see `encoding::encode_row_into`), kept from
+    /// row to row.
     encoded_row: Vec<u8>,
+    /// The buffer a row's engine key and its index entries' keys are
+    /// built in, one after the other (the transaction copies each into
+    /// its own arena), kept from row to row.
+    key: SpacedKey,
     /// Where the encoded rows, row keys and index entries' values of this
-    /// transaction's writes are kept: see [`OpenTxn::to_arena`].
-    arena: BytesMut,
+    /// transaction's writes are kept, as shares of a few chunks
+    /// (`pydb_txn::ByteArena`).
+    ///
+    /// Why: an INSERT hands the write buffer bytes it made for that row
+    /// alone (the encoded row, and for each index entry a copy of the row
+    /// key as its value), and each was an allocation of its own, freed
+    /// when the commit dropped the buffer (the commit copies every value
+    /// into its group's buffer). In an arena, each is a copy and a
+    /// reference count.
+    arena: ByteArena,
 }
-
-/// The first chunk of an [`OpenTxn`]'s arena, in bytes; each next one
-/// doubles, up to [`MAX_ARENA_CHUNK`].
-const FIRST_ARENA_CHUNK: usize = 1 << 10;
-/// The largest chunk of an arena (below the allocator's `mmap` threshold).
-const MAX_ARENA_CHUNK: usize = 64 << 10;
 
 impl OpenTxn {
     /// A fresh transaction's state.
@@ -581,14 +588,15 @@ impl OpenTxn {
             wrote_catalog: false,
             catalog: None,
             encoded_row: Vec::new(),
-            arena: BytesMut::new(),
+            key: space_key(0),
+            arena: ByteArena::new(),
         }
     }
 
     /// `row` encoded, in the transaction's arena.
     fn encode_row(&mut self, row: &[Value]) -> Bytes {
         encode_row_into(row, &mut self.encoded_row);
-        Self::to_arena(&mut self.arena, &self.encoded_row)
+        self.arena.copy(&self.encoded_row)
     }
 
     /// The row key of a table with a primary key (as [`pk_row_key`]), in
@@ -598,33 +606,7 @@ impl OpenTxn {
         for &c in &table.primary_key {
             encode_key_value(row.get(c).unwrap_or(&Value::Null), &mut self.encoded_row);
         }
-        RowKey(Self::to_arena(&mut self.arena, &self.encoded_row))
-    }
-
-    /// A copy of `bytes`, in `arena`: a share of one chunk, which the
-    /// write buffer and the statement hold until they are done with it.
-    ///
-    /// Why: an INSERT hands the write buffer bytes it made for that row
-    /// alone (the encoded row, and for each index entry a copy of the row
-    /// key as its value), and each was an allocation of its own, freed
-    /// when the commit dropped the buffer (the commit copies every value
-    /// into its group's buffer). Three allocations and three frees of a
-    /// row in a transaction of a thousand, about a fifth of the
-    /// statement's instructions. Copied into a chunk shared by many
-    /// writes, each is a reference count taken and dropped; a chunk is
-    /// freed when the last of its shares is dropped, the commit's at the
-    /// latest (a share a reader kept, such as a row key, keeps one chunk
-    /// of at most [`MAX_ARENA_CHUNK`] bytes). A chunk is never grown (a
-    /// reallocation would copy it): one that is too full is let go and
-    /// the next is twice its size.
-    fn to_arena(arena: &mut BytesMut, bytes: &[u8]) -> Bytes {
-        if arena.capacity() < bytes.len() {
-            let last = arena.capacity() + arena.len();
-            let next = (2 * last).clamp(FIRST_ARENA_CHUNK, MAX_ARENA_CHUNK);
-            *arena = BytesMut::with_capacity(next.max(bytes.len()));
-        }
-        arena.extend_from_slice(bytes);
-        arena.split().freeze()
+        RowKey(self.arena.copy(&self.encoded_row))
     }
 }
 
@@ -909,7 +891,8 @@ impl<'a> TxnStore<'a> {
             .columns
             .iter()
             .map(|&c| row.get(c).unwrap_or(&Value::Null));
-        let mut entry = space_key(layout::index_key_len(index.unique, values.clone(), &key.0));
+        let entry = &mut self.open.key;
+        entry.clear();
         entry.append_with(|entry| {
             layout::index_key_into(index.id, index.unique, values.clone(), &key.0, entry);
         });
@@ -917,7 +900,7 @@ impl<'a> TxnStore<'a> {
         // row may own it); every other entry's key ends with its row's.
         let keyed_by_values = index.unique && !values.clone().any(Value::is_null);
         if keyed_by_values
-            && space_get_for_update(self.tx(), entry.user_key())?
+            && space_get_for_update(&self.open.tx, self.open.key.user_key())?
                 .is_some_and(|existing| existing != key.0)
         {
             return Err(Error::Constraint {
@@ -935,18 +918,18 @@ impl<'a> TxnStore<'a> {
         // arena otherwise, since a clone of a `Bytes` that owns its vector
         // gives it a shared header (an allocation as dear as the copy).
         let value = if key.0.is_unique() {
-            OpenTxn::to_arena(&mut self.open.arena, &key.0)
+            self.open.arena.copy(&key.0)
         } else {
             key.0.clone()
         };
         if keyed_by_values {
-            return space_set_owned(&mut self.open.tx, entry.user_key(), value);
+            return space_set_owned(&mut self.open.tx, self.open.key.user_key(), value);
         }
         // An entry keyed by its row's key has a value exactly while that
         // row does (with these values): every commit that writes or
         // deletes a row writes or deletes its entries, and index ids are
         // never reused. That makes it the row's dependent.
-        space_set_dependent(&mut self.open.tx, entry, value, row_key)
+        space_set_dependent(&mut self.open.tx, &self.open.key, value, row_key)
     }
 
     fn remove_entry(&mut self, index: &Index, key: &RowKey, row: &Row) -> Result<()> {
@@ -1606,16 +1589,17 @@ impl Store for TxnStore<'_> {
         // built once into the buffer the transaction keeps, and named in
         // those two pieces as its index entries' owner.
         let prefix = layout::row_prefix(table.id);
-        let mut engine_key = space_key(prefix.len() + key.0.len());
+        let encoded = self.open.encode_row(&row);
+        let engine_key = &mut self.open.key;
+        engine_key.clear();
         engine_key.append_with(|engine_key| {
             engine_key.extend_from_slice(&prefix);
             engine_key.extend_from_slice(&key.0);
         });
-        let encoded = self.open.encode_row(&row);
         if table.primary_key.is_empty() {
             // `new_row_key` found the id free.
-            space_set_owned(&mut self.open.tx, engine_key.user_key(), encoded)?;
-        } else if space_insert_owned(&mut self.open.tx, engine_key, encoded)?.is_some() {
+            space_set_owned(&mut self.open.tx, self.open.key.user_key(), encoded)?;
+        } else if space_insert_owned(&mut self.open.tx, &self.open.key, encoded)?.is_some() {
             return Err(pk_violation(table));
         }
         // The row is written before its index entries; a UNIQUE violation

@@ -1011,8 +1011,11 @@ impl Inner {
             // Marked after the write, so that a collector that takes the
             // mark finds the versions in the engine.
             let mut marked = self.gc_marked.lock();
+            // Copies, not shares: a buffered key is a share of a chunk
+            // of its transaction's key arena, which a mark kept until the
+            // next collection would keep whole.
             for member in members {
-                marked.extend(member.gc_candidates().cloned());
+                marked.extend(member.gc_candidates().map(|k| Bytes::copy_from_slice(k)));
             }
         }
         self.counters.commit_groups.fetch_add(1, Ordering::Relaxed);
