@@ -565,8 +565,9 @@ pub(crate) struct OpenTxn {
     encoded_row: Vec<u8>,
     /// The buffer a row's engine key and its index entries' keys are
     /// built in, one after the other (the transaction copies each into
-    /// its own arena), kept from row to row.
-    key: SpacedKey,
+    /// its own arena), kept from row to row once an INSERT made it (taken
+    /// while a key is built in it).
+    key: Option<SpacedKey>,
     /// Where the encoded rows, row keys and index entries' values of this
     /// transaction's writes are kept, as shares of a few chunks
     /// (`pydb_txn::ByteArena`).
@@ -588,7 +589,7 @@ impl OpenTxn {
             wrote_catalog: false,
             catalog: None,
             encoded_row: Vec::new(),
-            key: space_key(0),
+            key: None,
             arena: ByteArena::new(),
         }
     }
@@ -891,7 +892,7 @@ impl<'a> TxnStore<'a> {
             .columns
             .iter()
             .map(|&c| row.get(c).unwrap_or(&Value::Null));
-        let entry = &mut self.open.key;
+        let mut entry = self.open.key.take().unwrap_or_else(|| space_key(0));
         entry.clear();
         entry.append_with(|entry| {
             layout::index_key_into(index.id, index.unique, values.clone(), &key.0, entry);
@@ -899,8 +900,23 @@ impl<'a> TxnStore<'a> {
         // A unique entry without NULLs is keyed by its values alone (any
         // row may own it); every other entry's key ends with its row's.
         let keyed_by_values = index.unique && !values.clone().any(Value::is_null);
+        let added = self.add_built_entry(table, index, key, row_key, &entry, keyed_by_values);
+        self.open.key = Some(entry);
+        added
+    }
+
+    /// [`TxnStore::add_entry`] of the entry `entry`, built.
+    fn add_built_entry(
+        &mut self,
+        table: &Table,
+        index: &Index,
+        key: &RowKey,
+        row_key: &[&[u8]],
+        entry: &SpacedKey,
+        keyed_by_values: bool,
+    ) -> Result<()> {
         if keyed_by_values
-            && space_get_for_update(&self.open.tx, self.open.key.user_key())?
+            && space_get_for_update(&self.open.tx, entry.user_key())?
                 .is_some_and(|existing| existing != key.0)
         {
             return Err(Error::Constraint {
@@ -923,13 +939,13 @@ impl<'a> TxnStore<'a> {
             key.0.clone()
         };
         if keyed_by_values {
-            return space_set_owned(&mut self.open.tx, self.open.key.user_key(), value);
+            return space_set_owned(&mut self.open.tx, entry.user_key(), value);
         }
         // An entry keyed by its row's key has a value exactly while that
         // row does (with these values): every commit that writes or
         // deletes a row writes or deletes its entries, and index ids are
         // never reused. That makes it the row's dependent.
-        space_set_dependent(&mut self.open.tx, &self.open.key, value, row_key)
+        space_set_dependent(&mut self.open.tx, entry, value, row_key)
     }
 
     fn remove_entry(&mut self, index: &Index, key: &RowKey, row: &Row) -> Result<()> {
@@ -1590,16 +1606,20 @@ impl Store for TxnStore<'_> {
         // those two pieces as its index entries' owner.
         let prefix = layout::row_prefix(table.id);
         let encoded = self.open.encode_row(&row);
-        let engine_key = &mut self.open.key;
+        let mut engine_key = self.open.key.take().unwrap_or_else(|| space_key(0));
         engine_key.clear();
         engine_key.append_with(|engine_key| {
             engine_key.extend_from_slice(&prefix);
             engine_key.extend_from_slice(&key.0);
         });
-        if table.primary_key.is_empty() {
+        let seen = if table.primary_key.is_empty() {
             // `new_row_key` found the id free.
-            space_set_owned(&mut self.open.tx, self.open.key.user_key(), encoded)?;
-        } else if space_insert_owned(&mut self.open.tx, &self.open.key, encoded)?.is_some() {
+            space_set_owned(&mut self.open.tx, engine_key.user_key(), encoded).map(|()| None)
+        } else {
+            space_insert_owned(&mut self.open.tx, &engine_key, encoded)
+        };
+        self.open.key = Some(engine_key);
+        if seen?.is_some() {
             return Err(pk_violation(table));
         }
         // The row is written before its index entries; a UNIQUE violation

@@ -25,17 +25,27 @@
 //! - A chunk is never grown (a reallocation would copy it): when the
 //!   next string does not fit, the chunk is let go and the next one is
 //!   twice as large, from [`FIRST_CHUNK`] up to [`MAX_CHUNK`] (or the
-//!   string's length, if larger). A short transaction uses one small
-//!   chunk; a bulk load, a few allocations per thousand writes.
+//!   string's length, if larger): a bulk load makes a few allocations per
+//!   thousand writes.
+//! - The first [`OWN_ALLOCATIONS`] strings get an allocation each (a
+//!   `Bytes` that owns a vector of their exact length, as without an
+//!   arena): a chunk costs two allocations (its bytes, and the shared
+//!   reference count made when its first share is split off) and two
+//!   frees, more than the few strings of a short transaction (an UPDATE
+//!   of one row in autocommit) cost on their own.
 
 use bytes::{Bytes, BytesMut};
 
 /// The first chunk's size, in bytes.
-pub(crate) const FIRST_CHUNK: usize = 1 << 10;
+pub(crate) const FIRST_CHUNK: u32 = 1 << 10;
 
 /// The largest chunk made for strings shorter than it (below the
 /// allocator's `mmap` threshold).
-pub(crate) const MAX_CHUNK: usize = 64 << 10;
+pub(crate) const MAX_CHUNK: u32 = 64 << 10;
+
+/// Strings an arena copies into allocations of their own before its
+/// first chunk.
+pub(crate) const OWN_ALLOCATIONS: u32 = 8;
 
 /// Byte strings copied into shared chunks (see the module docs).
 #[derive(Debug, Default)]
@@ -43,7 +53,9 @@ pub struct ByteArena {
     /// The rest of the current chunk: empty, with the room left.
     chunk: BytesMut,
     /// The size the current chunk was made with (0 before the first).
-    size: usize,
+    size: u32,
+    /// Strings copied so far, counted up to [`OWN_ALLOCATIONS`].
+    copied: u32,
 }
 
 impl ByteArena {
@@ -53,19 +65,36 @@ impl ByteArena {
     }
 
     /// A copy of `bytes`, as a share of the current chunk.
+    #[inline]
     pub fn copy(&mut self, bytes: &[u8]) -> Bytes {
-        self.copy_with(bytes.len(), |chunk| chunk.extend_from_slice(bytes))
+        if self.copied < OWN_ALLOCATIONS {
+            self.copied += 1;
+            return Bytes::copy_from_slice(bytes);
+        }
+        self.copy_parts(&[bytes])
     }
 
-    /// The `len` bytes `write` appends to the chunk (it must append
-    /// exactly `len`: fewer or more is still correct, only the room is
-    /// reserved for `len`), as a share of it.
-    pub fn copy_with(&mut self, len: usize, write: impl FnOnce(&mut BytesMut)) -> Bytes {
+    /// A copy of the concatenation of `parts`, as a share of the current
+    /// chunk.
+    #[inline]
+    pub fn copy_parts(&mut self, parts: &[&[u8]]) -> Bytes {
+        let len = parts.iter().map(|p| p.len()).sum();
+        if self.copied < OWN_ALLOCATIONS {
+            self.copied += 1;
+            // Sized exactly, so that the `Bytes` owns the vector as it is.
+            let mut own = Vec::with_capacity(len);
+            for part in parts {
+                own.extend_from_slice(part);
+            }
+            return Bytes::from(own);
+        }
         if self.chunk.capacity() < len {
             self.size = (2 * self.size).clamp(FIRST_CHUNK, MAX_CHUNK);
-            self.chunk = BytesMut::with_capacity(self.size.max(len));
+            self.chunk = BytesMut::with_capacity((self.size as usize).max(len));
         }
-        write(&mut self.chunk);
+        for part in parts {
+            self.chunk.extend_from_slice(part);
+        }
         self.chunk.split().freeze()
     }
 }
@@ -83,9 +112,10 @@ mod tests {
             kept.push((arena.copy(&bytes), bytes));
         }
         // A string larger than any chunk gets one of its own.
-        let big = vec![7u8; 3 * MAX_CHUNK];
+        let big = vec![7u8; 3 * MAX_CHUNK as usize];
         kept.push((arena.copy(&big), big));
         kept.push((arena.copy(b""), Vec::new()));
+        kept.push((arena.copy_parts(&[b"ab", b"", b"c"]), b"abc".to_vec()));
         for (share, bytes) in &kept {
             assert_eq!(&share[..], &bytes[..]);
         }
@@ -94,6 +124,10 @@ mod tests {
     #[test]
     fn chunks_double_up_to_the_largest() {
         let mut arena = ByteArena::new();
+        for _ in 0..OWN_ALLOCATIONS {
+            arena.copy(b"own");
+        }
+        assert_eq!(arena.size, 0, "no chunk before {OWN_ALLOCATIONS} strings");
         let first = arena.copy(b"a");
         assert_eq!(arena.size, FIRST_CHUNK);
         let mut sizes = vec![arena.size];
@@ -103,7 +137,7 @@ mod tests {
                 sizes.push(arena.size);
             }
         }
-        let doubling: Vec<usize> = (0..=6).map(|i| FIRST_CHUNK << i).collect();
+        let doubling: Vec<u32> = (0..=6).map(|i| FIRST_CHUNK << i).collect();
         assert_eq!(sizes, doubling);
         assert_eq!(doubling.last(), Some(&MAX_CHUNK));
         assert_eq!(&first[..], b"a");

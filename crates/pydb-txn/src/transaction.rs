@@ -424,10 +424,7 @@ impl Transaction {
         if key.is_empty() {
             return Err(pydb_storage::Error::EmptyKey.into());
         }
-        let key = self.keys.copy_with(1 + key.len(), |chunk| {
-            chunk.extend_from_slice(&[space.prefix()]);
-            chunk.extend_from_slice(key);
-        });
+        let key = self.keys.copy_parts(&[&[space.prefix()], key]);
         self.write_spaced(key, value)
     }
 
