@@ -90,7 +90,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use pydb_txn::{Concurrency, Isolation, Keyspace, SpacedKey, Transaction, TxnManager, TxnOptions};
+use pydb_txn::{
+    ByteArena, Concurrency, Isolation, Keyspace, SpacedKey, Transaction, TxnManager, TxnOptions,
+};
 
 use crate::catalog::{Index, Table, View};
 use crate::encoding::{
@@ -138,8 +140,7 @@ pub(crate) fn space_set_owned(tx: &mut Transaction, key: &[u8], value: Bytes) ->
 }
 
 /// A key of the SQL space built in place (`pydb_txn::SpacedKey`), with
-/// room for `capacity` bytes: a key written once, handed to the
-/// transaction without a copy.
+/// room for `capacity` bytes.
 pub(crate) fn space_key(capacity: usize) -> SpacedKey {
     SpacedKey::new(Keyspace::Sql, capacity)
 }
@@ -151,7 +152,7 @@ pub(crate) fn space_key(capacity: usize) -> SpacedKey {
 /// `Transaction::insert_owned_in`).
 pub(crate) fn space_insert_owned(
     tx: &mut Transaction,
-    key: SpacedKey,
+    key: &SpacedKey,
     value: Bytes,
 ) -> Result<Option<Bytes>> {
     Ok(tx.insert_spaced(key, value)?)
@@ -163,7 +164,7 @@ pub(crate) fn space_insert_owned(
 /// need not walk `key` (see `Transaction::set_dependent_owned_in`).
 pub(crate) fn space_set_dependent(
     tx: &mut Transaction,
-    key: SpacedKey,
+    key: &SpacedKey,
     value: Bytes,
     owner: &[&[u8]],
 ) -> Result<()> {
@@ -558,10 +559,26 @@ pub(crate) struct OpenTxn {
     /// as snapshot isolation, see `session`), so every statement sees the
     /// same catalog: later statements skip even the version key read.
     catalog: Option<Arc<Catalog>>,
-    /// The buffer rows are encoded into before they are copied out at
-    /// their exact size (see `encoding::encode_row_into`), kept from row
-    /// to row.
+    /// The buffer rows and row keys are encoded into before they are
+    /// copied into `arena` (see `encoding::encode_row_into`), kept from
+    /// row to row.
     encoded_row: Vec<u8>,
+    /// The buffer a row's engine key and its index entries' keys are
+    /// built in, one after the other (the transaction copies each into
+    /// its own arena), kept from row to row once an INSERT made it (taken
+    /// while a key is built in it).
+    key: Option<SpacedKey>,
+    /// Where the encoded rows, row keys and index entries' values of this
+    /// transaction's writes are kept, as shares of a few chunks
+    /// (`pydb_txn::ByteArena`).
+    ///
+    /// Why: an INSERT hands the write buffer bytes it made for that row
+    /// alone (the encoded row, and for each index entry a copy of the row
+    /// key as its value), and each was an allocation of its own, freed
+    /// when the commit dropped the buffer (the commit copies every value
+    /// into its group's buffer). In an arena, each is a copy and a
+    /// reference count.
+    arena: ByteArena,
 }
 
 impl OpenTxn {
@@ -572,13 +589,25 @@ impl OpenTxn {
             wrote_catalog: false,
             catalog: None,
             encoded_row: Vec::new(),
+            key: None,
+            arena: ByteArena::new(),
         }
     }
 
-    /// `row` encoded, in an allocation of its exact size.
+    /// `row` encoded, in the transaction's arena.
     fn encode_row(&mut self, row: &[Value]) -> Bytes {
         encode_row_into(row, &mut self.encoded_row);
-        Bytes::copy_from_slice(&self.encoded_row)
+        self.arena.copy(&self.encoded_row)
+    }
+
+    /// The row key of a table with a primary key (as [`pk_row_key`]), in
+    /// the transaction's arena.
+    fn pk_row_key(&mut self, table: &Table, row: &Row) -> RowKey {
+        self.encoded_row.clear();
+        for &c in &table.primary_key {
+            encode_key_value(row.get(c).unwrap_or(&Value::Null), &mut self.encoded_row);
+        }
+        RowKey(self.arena.copy(&self.encoded_row))
     }
 }
 
@@ -825,7 +854,7 @@ impl<'a> TxnStore<'a> {
                 table.name
             )))
         } else {
-            Ok(pk_row_key(table, row))
+            Ok(self.open.pk_row_key(table, row))
         }
     }
 
@@ -863,15 +892,31 @@ impl<'a> TxnStore<'a> {
             .columns
             .iter()
             .map(|&c| row.get(c).unwrap_or(&Value::Null));
-        let mut entry = space_key(layout::index_key_len(index.unique, values.clone(), &key.0));
+        let mut entry = self.open.key.take().unwrap_or_else(|| space_key(0));
+        entry.clear();
         entry.append_with(|entry| {
             layout::index_key_into(index.id, index.unique, values.clone(), &key.0, entry);
         });
         // A unique entry without NULLs is keyed by its values alone (any
         // row may own it); every other entry's key ends with its row's.
         let keyed_by_values = index.unique && !values.clone().any(Value::is_null);
+        let added = self.add_built_entry(table, index, key, row_key, &entry, keyed_by_values);
+        self.open.key = Some(entry);
+        added
+    }
+
+    /// [`TxnStore::add_entry`] of the entry `entry`, built.
+    fn add_built_entry(
+        &mut self,
+        table: &Table,
+        index: &Index,
+        key: &RowKey,
+        row_key: &[&[u8]],
+        entry: &SpacedKey,
+        keyed_by_values: bool,
+    ) -> Result<()> {
         if keyed_by_values
-            && space_get_for_update(self.tx(), entry.user_key())?
+            && space_get_for_update(&self.open.tx, entry.user_key())?
                 .is_some_and(|existing| existing != key.0)
         {
             return Err(Error::Constraint {
@@ -884,11 +929,15 @@ impl<'a> TxnStore<'a> {
                     .join(", "),
             });
         }
-        // The entry's value is a copy of the row key, not a share of it:
-        // a clone of a `Bytes` that owns its vector gives it a shared
-        // header (an allocation as dear as the copy), and keeps the key
-        // alive until the commit instead of the statement.
-        let value = Bytes::copy_from_slice(&key.0);
+        // The entry's value is the row key: a share of it when it is in
+        // the transaction's arena (a reference count), a copy into the
+        // arena otherwise, since a clone of a `Bytes` that owns its vector
+        // gives it a shared header (an allocation as dear as the copy).
+        let value = if key.0.is_unique() {
+            self.open.arena.copy(&key.0)
+        } else {
+            key.0.clone()
+        };
         if keyed_by_values {
             return space_set_owned(&mut self.open.tx, entry.user_key(), value);
         }
@@ -1556,16 +1605,21 @@ impl Store for TxnStore<'_> {
         // built once into the buffer the transaction keeps, and named in
         // those two pieces as its index entries' owner.
         let prefix = layout::row_prefix(table.id);
-        let mut engine_key = space_key(prefix.len() + key.0.len());
+        let encoded = self.open.encode_row(&row);
+        let mut engine_key = self.open.key.take().unwrap_or_else(|| space_key(0));
+        engine_key.clear();
         engine_key.append_with(|engine_key| {
             engine_key.extend_from_slice(&prefix);
             engine_key.extend_from_slice(&key.0);
         });
-        let encoded = self.open.encode_row(&row);
-        if table.primary_key.is_empty() {
+        let seen = if table.primary_key.is_empty() {
             // `new_row_key` found the id free.
-            space_set_owned(&mut self.open.tx, engine_key.user_key(), encoded)?;
-        } else if space_insert_owned(&mut self.open.tx, engine_key, encoded)?.is_some() {
+            space_set_owned(&mut self.open.tx, engine_key.user_key(), encoded).map(|()| None)
+        } else {
+            space_insert_owned(&mut self.open.tx, &engine_key, encoded)
+        };
+        self.open.key = Some(engine_key);
+        if seen?.is_some() {
             return Err(pk_violation(table));
         }
         // The row is written before its index entries; a UNIQUE violation

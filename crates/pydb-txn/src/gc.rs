@@ -549,19 +549,19 @@ mod tests {
             spaced
         };
         db.transaction(Isolation::Snapshot, |tx| {
-            assert_eq!(tx.insert_spaced(built(b"r12"), Bytes::from("r"))?, None);
-            tx.set_dependent_spaced(built(b"e1"), Bytes::from("x"), &[b"r1", b"2"])?;
-            tx.set_dependent_spaced(built(b"e2"), Bytes::from("x"), &[b"r", b"1"])?;
-            tx.set_dependent_spaced(built(b"e3"), Bytes::from("x"), &[b"r12", b"3"])
+            assert_eq!(tx.insert_spaced(&built(b"r12"), Bytes::from("r"))?, None);
+            tx.set_dependent_spaced(&built(b"e1"), Bytes::from("x"), &[b"r1", b"2"])?;
+            tx.set_dependent_spaced(&built(b"e2"), Bytes::from("x"), &[b"r", b"1"])?;
+            tx.set_dependent_spaced(&built(b"e3"), Bytes::from("x"), &[b"r12", b"3"])
         })
         .unwrap();
         let report = collect(&db.inner, Pass::Marked).unwrap();
         assert_eq!((report.versions, report.garbage), (2, 0), "e2 and e3");
         // An empty key built in place is refused, as a slice's is.
         let mut tx = db.begin(Isolation::Snapshot).unwrap();
-        assert!(tx.insert_spaced(built(b""), Bytes::from("r")).is_err());
+        assert!(tx.insert_spaced(&built(b""), Bytes::from("r")).is_err());
         assert!(
-            tx.set_dependent_spaced(built(b""), Bytes::from("x"), &[b"r12"])
+            tx.set_dependent_spaced(&built(b""), Bytes::from("x"), &[b"r12"])
                 .is_err()
         );
     }

@@ -152,17 +152,16 @@ pub(crate) fn spaced(space: Keyspace, key: &[u8]) -> Bytes {
 }
 
 /// A spaced key built in place: the space's byte, then the user key,
-/// which the caller appends to the same buffer. Handing one to the
-/// transaction ([`Transaction::insert_spaced`],
-/// [`Transaction::set_dependent_spaced`]) moves the buffer into the write
-/// buffer as it is.
+/// which the caller appends to the same buffer. The transaction
+/// ([`Transaction::insert_spaced`], [`Transaction::set_dependent_spaced`])
+/// copies it into its key arena, and the caller may [`SpacedKey::clear`]
+/// it and build the next key in the same buffer.
 ///
-/// Why it exists: a user key handed over as a slice is copied behind its
-/// space's byte, into a new buffer (`spaced`), while the caller frees
-/// the one it built: an allocation, a copy and a free per write. SQL's
-/// INSERT writes a row key and a key per index for each row, each built
-/// from the row's values only to be written once; built here, they are
-/// never copied.
+/// Why it exists: a user key handed over as a slice would be copied
+/// behind its space's byte into a buffer of its own first (`spaced`).
+/// SQL's INSERT writes a row key and a key per index for each row, each
+/// built from the row's values only to be written once: built here, in
+/// one buffer kept from row to row, a key costs no allocation.
 ///
 /// [`Transaction::insert_spaced`]: crate::Transaction::insert_spaced
 /// [`Transaction::set_dependent_spaced`]: crate::Transaction::set_dependent_spaced
@@ -207,9 +206,14 @@ impl SpacedKey {
         &self.buf[1..]
     }
 
-    /// `space | key`, as the layer keeps it (no copy).
-    pub(crate) fn into_bytes(self) -> Bytes {
-        Bytes::from(self.buf)
+    /// Empties the user key (the space's byte stays), keeping the buffer.
+    pub fn clear(&mut self) {
+        self.buf.truncate(1);
+    }
+
+    /// `space | key`, as the layer keeps it.
+    pub(crate) fn as_spaced(&self) -> &[u8] {
+        &self.buf
     }
 }
 

@@ -128,6 +128,7 @@
 //! the old versions of a key instead of reading past them), and a reverse
 //! scan would allow descending transactional scans.
 
+mod arena;
 mod buffered;
 mod clock;
 mod error;
@@ -139,6 +140,7 @@ mod manager;
 mod ssi;
 mod transaction;
 
+pub use arena::ByteArena;
 pub use clock::{Clock, ClockHandle, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use expire::ExpireReport;

@@ -768,28 +768,44 @@ impl Inner {
                 continue; // Locking began meanwhile: take the locks first.
             }
             self.check_poisoned()?;
-            // Each key is hashed once, for the check and the record.
-            let fingerprints: Vec<u64> = req.writes.keys().map(|k| commit.fingerprint(k)).collect();
+            // Each key is hashed once, for the check and the record, on
+            // the one pass over the buffer that also sums the keys'
+            // lengths for SSI (the check looks at the fingerprints only,
+            // and finds its key again only to name it).
+            let mut keys_len = 0;
+            let fingerprints: Vec<u64> = req
+                .writes
+                .keys()
+                .map(|k| {
+                    keys_len += k.len();
+                    commit.fingerprint(k)
+                })
+                .collect();
             if mvcc && req.isolation != Isolation::ReadCommitted {
-                for (key, fingerprint) in req.writes.keys().zip(&fingerprints) {
-                    if commit
+                let conflict = fingerprints.iter().position(|fingerprint| {
+                    commit
                         .last_writer
                         .get(fingerprint)
                         .is_some_and(|&ts| ts > req.snapshot)
-                    {
-                        self.counters
-                            .write_conflicts
-                            .fetch_add(1, Ordering::Relaxed);
-                        return Err(Error::WriteConflict {
-                            txn: req.id,
-                            key: keys::describe_key(key),
-                        });
-                    }
+                });
+                if let Some(at) = conflict {
+                    self.counters
+                        .write_conflicts
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::WriteConflict {
+                        txn: req.id,
+                        key: req
+                            .writes
+                            .keys()
+                            .nth(at)
+                            .map_or_else(String::new, |key| keys::describe_key(key)),
+                    });
                 }
             }
             let ts = commit.last_assigned + 1;
             if ssi {
-                let writes = ssi::WrittenKeys::copied(req.writes.keys().map(|k| &k[..]));
+                let writes =
+                    ssi::WrittenKeys::copied_sized(req.writes.keys().map(|k| &k[..]), keys_len);
                 if let Err(reason) = commit.ssi.commit(req.id, writes, ts) {
                     self.counters
                         .serialization_failures
@@ -1011,8 +1027,11 @@ impl Inner {
             // Marked after the write, so that a collector that takes the
             // mark finds the versions in the engine.
             let mut marked = self.gc_marked.lock();
+            // Copies, not shares: a buffered key is a share of a chunk
+            // of its transaction's key arena, which a mark kept until the
+            // next collection would keep whole.
             for member in members {
-                marked.extend(member.gc_candidates().cloned());
+                marked.extend(member.gc_candidates().map(|k| Bytes::copy_from_slice(k)));
             }
         }
         self.counters.commit_groups.fetch_add(1, Ordering::Relaxed);

@@ -120,16 +120,25 @@ pub(crate) struct WrittenKeys {
 
 impl WrittenKeys {
     /// Copies `keys` (ascending) into one buffer, sized exactly.
+    #[cfg(test)]
     pub(crate) fn copied<'k, I>(keys: I) -> Self
     where
-        I: Iterator<Item = &'k [u8]> + Clone,
+        I: ExactSizeIterator<Item = &'k [u8]> + Clone,
     {
-        let (count, len) = keys
-            .clone()
-            .fold((0, 0), |(count, len), key| (count + 1, len + key.len()));
+        let len = keys.clone().map(<[u8]>::len).sum();
+        Self::copied_sized(keys, len)
+    }
+
+    /// [`WrittenKeys::copied`] of keys whose lengths add up to `len`
+    /// (the commit sums them on its pass for the fingerprints, which
+    /// saves a pass over the write buffer).
+    pub(crate) fn copied_sized<'k, I>(keys: I, len: usize) -> Self
+    where
+        I: ExactSizeIterator<Item = &'k [u8]>,
+    {
         let mut written = Self {
             bytes: Vec::with_capacity(len),
-            ends: Vec::with_capacity(count),
+            ends: Vec::with_capacity(keys.len()),
         };
         for key in keys {
             written.bytes.extend_from_slice(key);

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::arena::ByteArena;
 use crate::buffered::{BufferedKey, Writes};
 use crate::error::{Error, Result};
 use crate::keys::SpacedKey;
@@ -43,6 +44,10 @@ pub struct Transaction {
     /// Buffered writes, by spaced key (`space | key`), abbreviated for
     /// cheap comparisons (see `buffered`).
     writes: Writes,
+    /// Where the write buffer's keys are kept: each a share of a chunk
+    /// (see `arena`), where a vector of its own cost an allocation when
+    /// it was written and a free when the commit dropped the buffer.
+    keys: ByteArena,
     /// The SSI read set, for a serializable MVCC transaction.
     ssi: Option<Arc<ssi::Shared>>,
     /// Spaced keys this transaction read and found no version of at all,
@@ -134,6 +139,7 @@ impl Transaction {
             lock_wait,
             now_ms,
             writes: Writes::new(),
+            keys: ByteArena::new(),
             ssi,
             created: parking_lot::Mutex::new(Vec::new()),
             inserted: Vec::new(),
@@ -415,7 +421,10 @@ impl Transaction {
         if self.read_only {
             return Err(Error::ReadOnly { txn: self.id });
         }
-        let key = Self::spaced(space, key)?;
+        if key.is_empty() {
+            return Err(pydb_storage::Error::EmptyKey.into());
+        }
+        let key = self.keys.copy_parts(&[&[space.prefix()], key]);
         self.write_spaced(key, value)
     }
 
@@ -501,12 +510,14 @@ impl Transaction {
         key: &[u8],
         value: Bytes,
     ) -> Result<Option<Bytes>> {
-        self.insert_spaced(SpacedKey::from_user(space, key), value)
+        self.insert_spaced(&SpacedKey::from_user(space, key), value)
     }
 
     /// [`Transaction::insert_owned_in`] of a key built in place (see
-    /// [`SpacedKey`]): the write buffer keeps `key`'s buffer, uncopied.
-    pub fn insert_spaced(&mut self, key: SpacedKey, value: Bytes) -> Result<Option<Bytes>> {
+    /// [`SpacedKey`]): the write buffer keeps a copy of it in the
+    /// transaction's key arena, so the caller may build the next key in
+    /// the same buffer.
+    pub fn insert_spaced(&mut self, key: &SpacedKey, value: Bytes) -> Result<Option<Bytes>> {
         self.check()?;
         if self.read_only {
             return Err(Error::ReadOnly { txn: self.id });
@@ -515,7 +526,7 @@ impl Transaction {
             return Err(pydb_storage::Error::EmptyKey.into());
         }
         let space = key.space();
-        let key = key.into_bytes();
+        let key = self.keys.copy(key.as_spaced());
         self.inserted.clear();
         self.lock(Resource::Key(&key), Mode::Exclusive)?;
         let read_ts = self.read_ts();
@@ -603,7 +614,7 @@ impl Transaction {
         value: Bytes,
         owner: &[u8],
     ) -> Result<()> {
-        self.set_dependent_spaced(SpacedKey::from_user(space, key), value, &[owner])
+        self.set_dependent_spaced(&SpacedKey::from_user(space, key), value, &[owner])
     }
 
     /// [`Transaction::set_dependent_owned_in`] of a key built in place
@@ -613,7 +624,7 @@ impl Transaction {
     /// join them.
     pub fn set_dependent_spaced(
         &mut self,
-        key: SpacedKey,
+        key: &SpacedKey,
         value: Bytes,
         owner: &[&[u8]],
     ) -> Result<()> {
@@ -625,7 +636,7 @@ impl Transaction {
             return Err(pydb_storage::Error::EmptyKey.into());
         }
         let owner_inserted = is_spaced_key(&self.inserted, key.space(), owner);
-        let key = key.into_bytes();
+        let key = self.keys.copy(key.as_spaced());
         self.lock(Resource::Key(&key), Mode::Exclusive)?;
         self.buffer(
             key,

@@ -262,6 +262,57 @@ fn insert_writes_only_a_key_it_does_not_see(
     assert!(matches!(err, Error::ReadOnly { .. }), "{err}");
 }
 
+/// Keys built one after the other in one reused buffer (`SpacedKey::clear`)
+/// are each kept as the key they were: the transaction copies every key
+/// into its key arena, across several of the arena's chunks, and neither
+/// a later key nor a reused buffer changes an earlier one, before or
+/// after the commit.
+#[rstest]
+fn keys_built_in_one_buffer_stay_apart(#[values(Kind::Memory, Kind::BTree)] kind: Kind) {
+    use pydb_txn::Keyspace::Sql;
+    let db = Db::new(kind);
+    let key = |i: usize| format!("row{i:05}{}", "x".repeat(i % 40)).into_bytes();
+    let entry = |i: usize| format!("entry{i}").into_bytes();
+    let mut tx = db.mgr.begin(Isolation::Serializable).unwrap();
+    let mut spaced = pydb_txn::SpacedKey::new(Sql, 0);
+    for i in 0..3_000 {
+        spaced.clear();
+        spaced.append_with(|k| k.extend_from_slice(&key(i)));
+        let value = Bytes::from(format!("v{i}"));
+        assert_eq!(tx.insert_spaced(&spaced, value).unwrap(), None);
+        spaced.clear();
+        spaced.append_with(|k| k.extend_from_slice(&entry(i)));
+        tx.set_dependent_spaced(&spaced, Bytes::from(format!("e{i}")), &[&key(i)])
+            .unwrap();
+        tx.set_in(Sql, format!("set{i}").as_bytes(), b"s").unwrap();
+    }
+    let expected = |i: usize| {
+        [
+            (key(i), format!("v{i}")),
+            (entry(i), format!("e{i}")),
+            (format!("set{i}").into_bytes(), "s".to_owned()),
+        ]
+    };
+    for i in 0..3_000 {
+        for (k, v) in expected(i) {
+            assert_eq!(tx.get_in(Sql, &k).unwrap().as_deref(), Some(v.as_bytes()));
+        }
+    }
+    tx.commit().unwrap();
+    let check = db.mgr.begin(Isolation::Snapshot).unwrap();
+    let mut all: Vec<(Vec<u8>, String)> = (0..3_000).flat_map(expected).collect();
+    all.sort();
+    let found: Vec<(Vec<u8>, String)> = check
+        .scan_in::<&[u8]>(Sql, ..)
+        .unwrap()
+        .map(|item| {
+            let (k, v) = item.unwrap();
+            (k.to_vec(), String::from_utf8(v.to_vec()).unwrap())
+        })
+        .collect();
+    assert_eq!(found, all);
+}
+
 /// Two transactions that insert one key: the second to commit loses at
 /// every level that checks write-write conflicts (what lets an insert
 /// skip recording its read for SSI), and the key holds the winner's value.

@@ -150,6 +150,14 @@ fn operand<'r>(e: &'r Expr, row: &'r [Value], env: &Env<'_>) -> Result<Cow<'r, V
     })
 }
 
+/// The value of parameter `i` (from 0) in `ctx`.
+pub(crate) fn param(ctx: &ExecContext, i: usize) -> Result<Value> {
+    ctx.params
+        .get(i)
+        .cloned()
+        .ok_or_else(|| Error::Invalid(format!("no value for parameter ${}", i + 1)))
+}
+
 /// Evaluates `e` over `row`.
 pub fn eval(e: &Expr, row: &[Value], env: &Env<'_>) -> Result<Value> {
     Ok(match e {
@@ -170,12 +178,7 @@ pub fn eval(e: &Expr, row: &[Value], env: &Env<'_>) -> Result<Value> {
                     Error::Invalid(format!("outer column {depth}#{index} is not bound"))
                 })?
         }
-        Expr::Param(i) => env
-            .ctx
-            .params
-            .get(*i)
-            .cloned()
-            .ok_or_else(|| Error::Invalid(format!("no value for parameter ${}", i + 1)))?,
+        Expr::Param(i) => param(env.ctx, *i)?,
         Expr::Unary(op, x) => {
             let v = eval(x, row, env)?;
             match op {

@@ -518,11 +518,21 @@ fn single_values_row(
     if !every_column_in_order {
         return Ok(None);
     }
-    let env = Env::new(store, ctx);
+    // A literal or a parameter (a prepared INSERT's every value) is
+    // evaluated without an `Env`, whose subquery cache is an allocation
+    // per statement; any other expression makes the one `Env` they share.
+    let mut env = None;
     exprs
         .iter()
         .zip(&table.columns)
-        .map(|(e, c)| Ok(eval(e, &[], &env)?.apply_affinity(c.ty)))
+        .map(|(e, c)| {
+            let value = match e {
+                Expr::Literal(v) => v.clone(),
+                Expr::Param(i) => eval::param(ctx, *i)?,
+                _ => eval(e, &[], env.get_or_insert_with(|| Env::new(store, ctx)))?,
+            };
+            Ok(value.apply_affinity(c.ty))
+        })
         .collect::<Result<Row>>()
         .map(Some)
 }

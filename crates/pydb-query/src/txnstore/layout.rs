@@ -34,7 +34,7 @@
 
 use std::ops::Bound;
 
-use crate::encoding::{encode_key, encode_key_value, encoded_key_len, prefix_successor};
+use crate::encoding::{encode_key, encode_key_value, prefix_successor};
 use crate::value::Value;
 
 /// Section of counters and versions.
@@ -132,30 +132,8 @@ pub(crate) fn index_key_of<'v>(
 /// the index id and a few values.
 const INDEX_KEY_ROOM: usize = 32;
 
-/// The length of [`index_key_of`]'s key. An INSERT sizes its entry's
-/// buffer exactly with it: the buffer becomes the write buffer's key as
-/// it is (`pydb_txn::SpacedKey`), and a `Bytes` made from a vector with
-/// room to spare allocates its reference count at once, where an exactly
-/// sized one allocates nothing.
-pub(crate) fn index_key_len<'v>(
-    unique: bool,
-    values: impl Iterator<Item = &'v Value>,
-    row_key: &[u8],
-) -> usize {
-    let mut len = 1 + 8;
-    let mut has_null = false;
-    for value in values {
-        has_null |= value.is_null();
-        len += encoded_key_len(value);
-    }
-    if !unique || has_null {
-        len += row_key.len();
-    }
-    len
-}
-
 /// [`index_key_of`] appended to `key` (an INSERT builds its entries in
-/// the buffer the transaction keeps: `pydb_txn::SpacedKey`).
+/// one buffer kept from row to row: `pydb_txn::SpacedKey`).
 pub(crate) fn index_key_into<'v>(
     index_id: u64,
     unique: bool,
@@ -265,34 +243,11 @@ mod tests {
         );
     }
 
-    /// The length an INSERT sizes an entry's buffer by is the key's, for
-    /// every kind of value (text with zeros too), with and without the
-    /// row key, and for a row's engine key built from its prefix.
+    /// A row's engine key built from its prefix, as an INSERT builds it,
+    /// is its `row_key`.
     #[test]
-    fn index_key_len_is_the_keys_length() {
+    fn a_row_key_from_its_prefix_is_the_row_key() {
         let pk = encode_key(&[Value::Integer(7)]);
-        let values = [
-            Value::Null,
-            Value::Boolean(true),
-            Value::Integer(-3),
-            Value::Real(2.5),
-            Value::Text("".into()),
-            Value::Text("a\0b\0\0".into()),
-        ];
-        for unique in [false, true] {
-            for a in &values {
-                for b in &values {
-                    let pair = [a.clone(), b.clone()];
-                    for values in [&pair[..1], &pair[..]] {
-                        assert_eq!(
-                            index_key_len(unique, values.iter(), &pk),
-                            index_key(4, unique, values, &pk).len(),
-                            "{values:?}, unique {unique}"
-                        );
-                    }
-                }
-            }
-        }
         let mut from_prefix = row_prefix(3).to_vec();
         from_prefix.extend_from_slice(&pk);
         assert_eq!(from_prefix, row_key(3, &pk));
