@@ -103,9 +103,17 @@ const DEFAULT_MAX_KEY_SIZE: usize = 64 << 10;
 const DEFAULT_MAX_VALUE_SIZE: usize = 16 << 20;
 
 /// The longest value stored inline in the map (see [`MapBytes`]): with its
-/// length byte and the enum's tag, a `MapBytes` is 64 bytes, one cache
-/// line.
-const INLINE_BYTES: usize = 62;
+/// length byte and the enum's tag, a `MapBytes` is 40 bytes, as large as
+/// the shared variant (a `Bytes` and the tag) makes it anyway. A SQL row
+/// of a few short columns fits (the OLTP benchmark's are 20-odd bytes,
+/// an index entry's value one byte); 62 bytes (a 64-byte `MapBytes`, a
+/// cache line) cost 24 bytes more per entry, 768 per leaf, for rows
+/// that rarely need them (see `docs/benchmarks/sql-oltp.md`, "Session
+/// 20").
+const INLINE_BYTES: usize = 38;
+
+const _: () = assert!(std::mem::size_of::<MapBytes>() == 40);
+const _: () = assert!(std::mem::size_of::<Option<MapBytes>>() == 40);
 
 /// The map: keys in a B+tree searched by abbreviation (see the module
 /// docs), values inline in its leaves.
@@ -836,8 +844,8 @@ mod tests {
     fn keys_and_values_of_every_length_order_and_compare_as_their_bytes() {
         assert_eq!(
             std::mem::size_of::<Value>(),
-            64,
-            "a value is one cache line"
+            40,
+            "a value is as large as its shared variant, no larger"
         );
         let engine = MemoryStorage::new();
         let mut model = std::collections::BTreeMap::new();
