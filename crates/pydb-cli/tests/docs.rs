@@ -270,6 +270,13 @@ fn pins() -> Vec<(&'static str, String)> {
                 pydb::txn::FULL_PASS_EVERY
             ),
         ),
+        (
+            a,
+            format!(
+                "Values of up to {} bytes (62 until session 20) are still stored in the leaves themselves.",
+                pydb_storage::MEMORY_INLINE_BYTES
+            ),
+        ),
         // The PYDB metadata file.
         (
             f,

@@ -28,6 +28,8 @@ pub use engine::{BatchOp, KeyRange, ReadHint, ScanIter, Stats, StorageEngine, Vi
 pub use error::{Error, Result};
 pub use log::{AppendOnlyLogStorage, Location, LogOptions};
 pub use lsm::{CompactionStyle, LsmOptions, LsmStorage, Snapshot};
+/// The longest value the memory engine keeps inline in its map's leaves.
+pub use memory::INLINE_BYTES as MEMORY_INLINE_BYTES;
 pub use memory::MemoryStorage;
 pub use pydb_file::ErrorKind;
 pub use pydb_file::{DirLock, LOCK_FILE_NAME};

@@ -102,7 +102,7 @@ const DEFAULT_MAX_KEY_SIZE: usize = 64 << 10;
 /// The longest value accepted by default, in bytes (as the log engine's).
 const DEFAULT_MAX_VALUE_SIZE: usize = 16 << 20;
 
-/// The longest value stored inline in the map (see [`MapBytes`]): with its
+/// The longest value stored inline in the map (see `MapBytes`): with its
 /// length byte and the enum's tag, a `MapBytes` is 40 bytes, as large as
 /// the shared variant (a `Bytes` and the tag) makes it anyway. A SQL row
 /// of a few short columns fits (the OLTP benchmark's are 20-odd bytes,
@@ -110,7 +110,7 @@ const DEFAULT_MAX_VALUE_SIZE: usize = 16 << 20;
 /// cache line) cost 24 bytes more per entry, 768 per leaf, for rows
 /// that rarely need them (see `docs/benchmarks/sql-oltp.md`, "Session
 /// 20").
-const INLINE_BYTES: usize = 38;
+pub const INLINE_BYTES: usize = 38;
 
 const _: () = assert!(std::mem::size_of::<MapBytes>() == 40);
 const _: () = assert!(std::mem::size_of::<Option<MapBytes>>() == 40);
