@@ -604,9 +604,7 @@ impl OpenTxn {
     /// the transaction's arena.
     fn pk_row_key(&mut self, table: &Table, row: &Row) -> RowKey {
         self.encoded_row.clear();
-        for &c in &table.primary_key {
-            encode_key_value(row.get(c).unwrap_or(&Value::Null), &mut self.encoded_row);
-        }
+        pk_key_into(table, row, &mut self.encoded_row);
         RowKey(self.arena.copy(&self.encoded_row))
     }
 }
@@ -982,18 +980,23 @@ pub(crate) fn index_values(index: &Index, row: &Row) -> Vec<Value> {
 /// through a header of its own: a second allocation, kept as long as any
 /// clone).
 pub(crate) fn pk_row_key(table: &Table, row: &Row) -> RowKey {
-    let value = |c: usize| row.get(c).unwrap_or(&Value::Null);
     let len = table
         .primary_key
         .iter()
-        .map(|&c| encoded_key_len(value(c)))
+        .map(|&c| encoded_key_len(row.get(c).unwrap_or(&Value::Null)))
         .sum();
     let mut key = Vec::with_capacity(len);
-    for &c in &table.primary_key {
-        encode_key_value(value(c), &mut key);
-    }
+    pk_key_into(table, row, &mut key);
     debug_assert_eq!(key.len(), len);
     RowKey(Bytes::from(key))
+}
+
+/// `row`'s primary key columns of `table` encoded as a key, appended to
+/// `out` (the bytes of [`pk_row_key`]).
+fn pk_key_into(table: &Table, row: &Row, out: &mut Vec<u8>) {
+    for &c in &table.primary_key {
+        encode_key_value(row.get(c).unwrap_or(&Value::Null), out);
+    }
 }
 
 /// Decodes a stored row of `table`, checking its width.

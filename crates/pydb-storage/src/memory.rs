@@ -106,7 +106,7 @@ const DEFAULT_MAX_VALUE_SIZE: usize = 16 << 20;
 /// length byte and the enum's tag, a `MapBytes` is 40 bytes, as large as
 /// the shared variant (a `Bytes` and the tag) makes it anyway. A SQL row
 /// of a few short columns fits (the OLTP benchmark's are 20-odd bytes,
-/// an index entry's value one byte); 62 bytes (a 64-byte `MapBytes`, a
+/// an index entry's value is its row's key); 62 bytes (a 64-byte `MapBytes`, a
 /// cache line) cost 24 bytes more per entry, 768 per leaf, for rows
 /// that rarely need them (see `docs/benchmarks/sql-oltp.md`, "Session
 /// 20").

@@ -67,10 +67,6 @@ impl ByteArena {
     /// A copy of `bytes`, as a share of the current chunk.
     #[inline]
     pub fn copy(&mut self, bytes: &[u8]) -> Bytes {
-        if self.copied < OWN_ALLOCATIONS {
-            self.copied += 1;
-            return Bytes::copy_from_slice(bytes);
-        }
         self.copy_parts(&[bytes])
     }
 
